@@ -1,0 +1,35 @@
+"""apollo_frames: enrich pandas DataFrames through the Apollo.io API, batched, cached and credit-aware."""
+
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ApolloError,
+    ApolloServerError,
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigurationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ValidationError,
+)
+from .http import ApolloClient
+
+__all__ = [
+    "__version__",
+    "ApolloClient",
+    "ApolloError",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "ApolloServerError",
+    "AuthenticationError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ValidationError",
+]

@@ -1,0 +1,94 @@
+"""Typed errors raised by apollo_frames.
+
+Every message is written to tell the user what to do next. None of them ever
+contains the API key: the HTTP client builds them from status, path and
+Apollo's own message, never from request headers.
+"""
+
+from __future__ import annotations
+
+
+class ApolloError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class ConfigurationError(ApolloError):
+    """A setting is missing or malformed (for example no API key)."""
+
+
+class APIConnectionError(ApolloError):
+    """The request did not get an HTTP answer (connection refused, reset, DNS).
+
+    ``outcome_unknown`` is true when the request may have reached Apollo, so a
+    write may or may not have happened.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, attempts: int = 1, outcome_unknown: bool = False):
+        super().__init__(message)
+        self.path = path
+        self.attempts = attempts
+        self.outcome_unknown = outcome_unknown
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out, after all retries."""
+
+
+class APIStatusError(ApolloError):
+    """Apollo answered with an error status. Subclasses name the common ones."""
+
+    status_code: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        path: str,
+        body: object = None,
+        attempts: int = 1,
+        outcome_unknown: bool = False,
+    ):
+        super().__init__(message)
+        self.status_code = status_code
+        self.path = path
+        self.body = body
+        self.attempts = attempts
+        self.outcome_unknown = outcome_unknown
+
+
+class ValidationError(APIStatusError):
+    """400/422: Apollo refused the request as malformed; retrying will not help."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the key is missing or not accepted."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key is valid but may not call this endpoint."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown path or record."""
+
+
+class RateLimitError(APIStatusError):
+    """429s kept coming for longer than the configured wait cap.
+
+    ``window`` is ``"minute"``, ``"hour"``, ``"day"`` or ``None`` when Apollo did
+    not say; ``reset_at`` is a POSIX timestamp of the expected reset, if known.
+    """
+
+    def __init__(self, message: str, *, window: str | None = None, reset_at: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.window = window
+        self.reset_at = reset_at
+
+
+class ApolloServerError(APIStatusError):
+    """5xx after all retries."""
+
+
+class BudgetExceededError(ApolloError):
+    """A run would spend more credits than allowed and may not ask to confirm."""

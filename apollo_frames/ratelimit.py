@@ -1,0 +1,275 @@
+"""Client-side pacing for Apollo's fixed rate-limit windows (minute, hour, day per endpoint).
+
+The limiter keeps, per endpoint and window, how many requests it believes are
+left and when the window resets. Plan presets seed it; every response's limit
+headers correct it (taking into account requests sent after the one that
+carried them); a 429 pauses every worker on that endpoint. Apollo sends no
+reset-time header, so a window is assumed to last its full length from the
+first request we sent in it, plus a small margin: this errs towards waiting a
+little rather than drawing a 429.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from .errors import RateLimitError
+
+WINDOWS = ("minute", "hour", "day")
+DEFAULT_WINDOW_SECONDS = (60.0, 3600.0, 86400.0)
+
+#: Header names per window as (limit, usage, left). Apollo has used two names
+#: for the day window; both are read, the live ``24-hour`` one first.
+HEADER_FAMILIES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "minute": (("x-rate-limit-minute", "x-minute-usage", "x-minute-requests-left"),),
+    "hour": (("x-rate-limit-hourly", "x-hourly-usage", "x-hourly-requests-left"),),
+    "day": (
+        ("x-rate-limit-24-hour", "x-24-hour-usage", "x-24-hour-requests-left"),
+        ("x-rate-limit-daily", "x-daily-usage", "x-daily-requests-left"),
+    ),
+}
+
+_WINDOW_IN_MESSAGE = re.compile(r"times per (minute|hour|day)", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowReading:
+    """What one response's headers said about one window."""
+
+    limit: int | None
+    usage: int | None
+    left: int | None
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(float(str(raw).strip()))
+    except ValueError:
+        return None
+
+
+def parse_rate_headers(headers: Mapping[str, str]) -> dict[str, WindowReading]:
+    """Read both header families; windows with no header at all are left out (unlimited)."""
+    readings: dict[str, WindowReading] = {}
+    for window, families in HEADER_FAMILIES.items():
+        for limit_name, usage_name, left_name in families:
+            reading = WindowReading(
+                _int_header(headers, limit_name), _int_header(headers, usage_name), _int_header(headers, left_name)
+            )
+            if reading.limit is not None or reading.left is not None:
+                if reading.left is None and reading.limit is not None and reading.usage is not None:
+                    reading = dataclasses.replace(reading, left=max(reading.limit - reading.usage, 0))
+                readings[window] = reading
+                break
+    return readings
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if value is None or not str(value).strip():
+        return None
+    value = str(value).strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(when.timestamp() - now, 0.0)
+
+
+def window_from_message(message: str | None) -> str | None:
+    """Which window a 429 body names ("... times per hour ...")."""
+    match = _WINDOW_IN_MESSAGE.search(message or "")
+    return match.group(1).lower() if match else None
+
+
+@dataclasses.dataclass
+class Ticket:
+    """One reserved request: its sequence number and when it was sent."""
+
+    endpoint: str
+    seq: int
+    sent_at: float
+
+
+@dataclasses.dataclass
+class _Window:
+    name: str
+    length: float
+    limit: int | None
+    left: int | None = None
+    reset_at: float | None = None
+    opened_seq: int = 0
+    guessed: bool = True  # ``left`` comes from a preset, not from Apollo's headers yet
+
+    def roll(self, now: float) -> None:
+        if self.reset_at is not None and now >= self.reset_at:
+            self.left = self.limit
+            self.reset_at = None
+
+
+@dataclasses.dataclass
+class _Bucket:
+    windows: dict[str, _Window]
+    seq: int = 0
+    paused_until: float = 0.0
+    paused_window: str | None = None
+
+
+class RateLimiter:
+    """Thread-safe pacing for every endpoint of one API key.
+
+    ``acquire`` blocks until a request may go, ``observe`` feeds back the
+    response headers, ``pause`` handles a 429. ``clock`` and ``sleep`` are
+    injectable so tests can run on fake time.
+    """
+
+    def __init__(
+        self,
+        limits: tuple[int | None, int | None, int | None] = (50, 200, 600),
+        window_seconds: tuple[float, float, float] = DEFAULT_WINDOW_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._limits = dict(zip(WINDOWS, limits))
+        self._lengths = dict(zip(WINDOWS, window_seconds))
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+        self.waited_s = 0.0
+
+    def _margin(self, length: float) -> float:
+        return 0.05 + 0.01 * length
+
+    def _bucket(self, endpoint: str) -> _Bucket:
+        bucket = self._buckets.get(endpoint)
+        if bucket is None:
+            windows = {
+                name: _Window(name, self._lengths[name], self._limits[name], left=self._limits[name]) for name in WINDOWS
+            }
+            bucket = self._buckets[endpoint] = _Bucket(windows)
+        return bucket
+
+    def _wait_needed(self, bucket: _Bucket, now: float) -> tuple[float, str | None]:
+        until, why = bucket.paused_until, bucket.paused_window
+        for window in bucket.windows.values():
+            window.roll(now)
+            if window.limit is not None and window.left is not None and window.left <= 0:
+                reset = window.reset_at if window.reset_at is not None else now + window.length
+                window.reset_at = reset
+                if reset > until:
+                    until, why = reset, window.name
+        return max(until - now, 0.0), why
+
+    def acquire(self, endpoint: str, *, max_wait: float = float("inf")) -> Ticket:
+        """Block until a request to ``endpoint`` may be sent, then reserve it.
+
+        Raises RateLimitError at once when the wait needed is longer than
+        ``max_wait`` (for example the daily window is spent).
+        """
+        waited = 0.0
+        while True:
+            with self._lock:
+                bucket = self._bucket(endpoint)
+                now = self._clock()
+                wait, window = self._wait_needed(bucket, now)
+                if wait <= 0:
+                    bucket.seq += 1
+                    for w in bucket.windows.values():
+                        if w.left is not None:
+                            w.left -= 1
+                        if w.reset_at is None:
+                            w.reset_at = now + w.length + self._margin(w.length)
+                            w.opened_seq = bucket.seq
+                    return Ticket(endpoint, bucket.seq, now)
+            if waited + wait > max_wait:
+                raise RateLimitError(
+                    f"Rate limit for {endpoint}: the {window or 'current'} window needs another {wait:.0f} s "
+                    f"before the next request, beyond the wait cap of {max_wait:.0f} s. "
+                    f"Run again after it resets, or raise max_rate_limit_wait.",
+                    window=window,
+                    reset_at=time.time() + wait,
+                    status_code=429,
+                    path=endpoint,
+                )
+            step = min(wait, 1.0)
+            self._sleep(step)
+            waited += step
+            with self._lock:
+                self.waited_s += step
+
+    def observe(self, ticket: Ticket, headers: Mapping[str, str]) -> None:
+        """Correct the windows from a response's limit headers."""
+        readings = parse_rate_headers(headers)
+        if not readings:
+            return
+        with self._lock:
+            bucket = self._bucket(ticket.endpoint)
+            for name, window in bucket.windows.items():
+                reading = readings.get(name)
+                if reading is None:
+                    # Headers arrived but not for this window: Apollo leaves out unlimited windows.
+                    window.limit = window.left = None
+                    continue
+                if reading.limit is not None:
+                    if window.limit is None and window.left is None:
+                        window.left = reading.limit
+                    window.limit = reading.limit
+                if ticket.seq < window.opened_seq or reading.left is None:
+                    continue
+                sent_after = bucket.seq - ticket.seq
+                corrected = reading.left - sent_after
+                # Responses can arrive out of order: the lowest corrected count is the truest.
+                if window.guessed or window.left is None:
+                    window.left, window.guessed = corrected, False
+                else:
+                    window.left = min(window.left, corrected)
+                if reading.usage == 1:
+                    # That request opened the server's window, so it resets no earlier than this.
+                    reset = ticket.sent_at + window.length + self._margin(window.length)
+                    window.reset_at = reset if window.reset_at is None else max(window.reset_at, reset)
+
+    def pause(self, endpoint: str, *, retry_after: float | None, window: str | None) -> float:
+        """A 429 arrived: hold every request to ``endpoint``. Returns the pause in seconds."""
+        with self._lock:
+            bucket = self._bucket(endpoint)
+            now = self._clock()
+            target = bucket.windows.get(window) if window else None
+            if retry_after is not None:
+                seconds = retry_after
+            elif target is not None and target.reset_at is not None and target.reset_at > now:
+                seconds = target.reset_at - now
+            else:
+                seconds = (target.length if target is not None else self._lengths["minute"]) + self._margin(0)
+            if target is not None:
+                target.left = 0
+                # Apollo's own hint wins over our estimate of the window's reset.
+                target.reset_at = now + seconds if retry_after is not None else max(target.reset_at or 0.0, now + seconds)
+            if now + seconds > bucket.paused_until:
+                bucket.paused_until = now + seconds
+                bucket.paused_window = window
+            return seconds
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, int | None]]]:
+        """Known limits and what is left, per endpoint and window (for estimates and doctor)."""
+        with self._lock:
+            return {
+                endpoint: {name: {"limit": w.limit, "left": w.left} for name, w in bucket.windows.items()}
+                for endpoint, bucket in self._buckets.items()
+            }

@@ -1,0 +1,373 @@
+"""HTTP client behaviour with respx: retries, pacing, typed errors, key hygiene."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+
+import httpx
+import pytest
+import respx
+
+import apollo_frames as af
+from apollo_frames.http import endpoint_of
+from apollo_frames.ratelimit import RateLimiter, parse_rate_headers, parse_retry_after, window_from_message
+
+BASE = "https://apollo.test/api/v1"
+KEY = "test-key-0123456789-SECRET"
+LIMIT_MSG = (
+    "The maximum number of api calls allowed for api/v1/people/bulk_match is 20 times per {unit}. "
+    "Please upgrade your plan from https://app.apollo.io/#/settings/plans/upgrade."
+)
+
+
+class FakeTime:
+    """A clock that only moves when something sleeps on it."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time():
+    return FakeTime()
+
+
+@pytest.fixture
+def client(tmp_path, fake_time):
+    c = af.ApolloClient(
+        api_key=KEY,
+        base_url=BASE,
+        cache_dir=tmp_path,
+        plan="paid",
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+    )
+    yield c
+    c.close()
+
+
+def ok(json=None, headers=None):
+    return httpx.Response(200, json=json if json is not None else {"ok": True}, headers=headers or {})
+
+
+@respx.mock
+def test_key_travels_only_in_header(client):
+    route = respx.post(f"{BASE}/people/bulk_match").mock(return_value=ok())
+    client.post("people/bulk_match", json={"details": [{"email": "a@b.example"}]})
+    request = route.calls.last.request
+    assert request.headers["x-api-key"] == KEY
+    assert KEY not in str(request.url)
+    assert KEY.encode() not in request.content
+    assert KEY not in repr(client) and KEY not in str(client.settings)
+
+
+def test_key_refused_in_params_or_body(client):
+    with pytest.raises(ValueError, match="X-Api-Key header"):
+        client.post("people/match", json={"api_key": "x"})
+    with pytest.raises(ValueError, match="X-Api-Key header"):
+        client.get("auth/health", params={"api_key": "x"})
+
+
+@respx.mock
+def test_429_then_429_then_200_with_retry_after(client, fake_time):
+    route = respx.post(f"{BASE}/people/bulk_match").mock(
+        side_effect=[
+            httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}, headers={"Retry-After": "2"}),
+            httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}, headers={"Retry-After": "3"}),
+            ok({"matches": []}),
+        ]
+    )
+    started = fake_time.now
+    response = client.post("people/bulk_match", json={"details": []})
+    assert response.attempts == 3 and route.call_count == 3
+    assert response.data == {"matches": []}
+    assert client.stats.rate_limited == 2 and client.stats.retries == 0
+    assert fake_time.now - started >= 5  # waited what Apollo asked, no less
+
+
+@respx.mock
+def test_429_without_retry_after_waits_for_the_named_window(client, fake_time):
+    respx.post(f"{BASE}/people/bulk_match").mock(
+        side_effect=[httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}), ok()]
+    )
+    started = fake_time.now
+    response = client.post("people/bulk_match", json={})
+    assert response.attempts == 2
+    assert 60 <= fake_time.now - started < 62
+
+
+@respx.mock
+def test_429s_do_not_use_the_retry_budget(tmp_path, fake_time):
+    client = af.ApolloClient(
+        api_key=KEY, base_url=BASE, cache_dir=tmp_path, max_retries=0, sleep=fake_time.sleep, clock=fake_time.clock
+    )
+    limited = httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}, headers={"Retry-After": "1"})
+    respx.post(f"{BASE}/people/bulk_match").mock(side_effect=[limited] * 5 + [ok()])
+    assert client.post("people/bulk_match", json={}).attempts == 6
+
+
+@respx.mock
+def test_429_http_date_retry_after(client, fake_time):
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    respx.post(f"{BASE}/people/bulk_match").mock(
+        side_effect=[httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": when}), ok()]
+    )
+    started = fake_time.now
+    client.post("people/bulk_match", json={})
+    assert 28 <= fake_time.now - started <= 32
+
+
+@respx.mock
+def test_429_beyond_wait_cap_is_a_rate_limit_error(tmp_path, fake_time):
+    client = af.ApolloClient(
+        api_key=KEY,
+        base_url=BASE,
+        cache_dir=tmp_path,
+        max_rate_limit_wait=120,
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+    )
+    route = respx.post(f"{BASE}/people/bulk_match").mock(
+        return_value=httpx.Response(429, json={"message": LIMIT_MSG.format(unit="day")}, headers={"Retry-After": "50000"})
+    )
+    with pytest.raises(af.RateLimitError) as info:
+        client.post("people/bulk_match", json={})
+    err = info.value
+    assert err.window == "day" and err.reset_at > time.time() + 40000
+    assert "day" in str(err) and "max_rate_limit_wait" in str(err)
+    assert route.call_count == 1 and fake_time.sleeps == []  # no pointless 15-minute wait first
+
+
+@respx.mock
+def test_repeated_429s_add_up_to_the_cap(tmp_path, fake_time):
+    client = af.ApolloClient(
+        api_key=KEY, base_url=BASE, cache_dir=tmp_path, max_rate_limit_wait=100, sleep=fake_time.sleep, clock=fake_time.clock
+    )
+    limited = httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}, headers={"Retry-After": "30"})
+    route = respx.post(f"{BASE}/people/bulk_match").mock(return_value=limited)
+    with pytest.raises(af.RateLimitError):
+        client.post("people/bulk_match", json={})
+    assert route.call_count == 4  # 30 + 30 + 30 waited; the 4th pause would pass 100 s
+
+
+@respx.mock
+def test_5xx_burst_is_retried_with_backoff(client, fake_time):
+    respx.post(f"{BASE}/people/bulk_match").mock(
+        side_effect=[httpx.Response(500, json={"error": "boom"}), httpx.Response(503), ok()]
+    )
+    response = client.post("people/bulk_match", json={})
+    assert response.attempts == 3 and client.stats.retries == 2
+    first, second = fake_time.sleeps
+    assert 0.375 <= first <= 0.5 and 0.75 <= second <= 1.0  # exponential, with at most 25% jitter
+
+
+@respx.mock
+def test_5xx_after_retries_is_server_error(client):
+    route = respx.post(f"{BASE}/people/bulk_match").mock(return_value=httpx.Response(502, json={"error": "bad gateway"}))
+    with pytest.raises(af.ApolloServerError) as info:
+        client.post("people/bulk_match", json={})
+    assert route.call_count == 4 and info.value.attempts == 4  # 1 + default 3 retries
+    assert "502" in str(info.value) and "bad gateway" in str(info.value)
+
+
+@respx.mock
+def test_timeouts_are_retried_then_raised(client):
+    route = respx.post(f"{BASE}/people/bulk_match").mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(af.APITimeoutError) as info:
+        client.post("people/bulk_match", json={})
+    assert route.call_count == 4 and info.value.attempts == 4
+
+
+@respx.mock
+def test_non_idempotent_write_is_not_retried_once_sent(client):
+    route = respx.post(f"{BASE}/contacts/bulk_create").mock(return_value=httpx.Response(500, json={"error": "x"}))
+    with pytest.raises(af.ApolloServerError) as info:
+        client.post("contacts/bulk_create", json={"contacts": []}, idempotent=False)
+    assert route.call_count == 1 and info.value.outcome_unknown
+    assert "outcome is unknown" in str(info.value)
+
+
+@respx.mock
+def test_non_idempotent_write_is_retried_when_it_never_connected(client):
+    route = respx.post(f"{BASE}/contacts/bulk_create").mock(
+        side_effect=[httpx.ConnectError("refused"), ok({"created_contacts": []})]
+    )
+    assert client.post("contacts/bulk_create", json={}, idempotent=False).attempts == 2
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_non_idempotent_read_timeout_is_outcome_unknown(client):
+    respx.post(f"{BASE}/contacts/bulk_create").mock(side_effect=httpx.ReadTimeout("lost"))
+    with pytest.raises(af.APITimeoutError) as info:
+        client.post("contacts/bulk_create", json={}, idempotent=False)
+    assert info.value.outcome_unknown and info.value.attempts == 1
+
+
+@pytest.mark.parametrize(
+    "status, body, error, words",
+    [
+        (401, "Invalid access credentials.", af.AuthenticationError, ["APOLLO_API_KEY", "Invalid access credentials"]),
+        (
+            403,
+            {"error": "api/v1/usage_stats/api_usage_stats is not accessible with this api_key", "error_code": "API_INACCESSIBLE"},
+            af.PermissionDeniedError,
+            ["master key", "not accessible"],
+        ),
+        (422, {"error": "Please limit your array to 100 contacts or fewer."}, af.ValidationError, ["100 contacts"]),
+        (
+            400,
+            {"status": "failed", "error_code": "RECORD_LIMIT_EXCEEDED", "error_message": "domain count cannot be more than 10"},
+            af.ValidationError,
+            ["cannot be more than 10"],
+        ),
+        (404, {"error": "not found"}, af.NotFoundError, ["404"]),
+    ],
+)
+@respx.mock
+def test_client_errors_are_typed_and_not_retried(client, status, body, error, words):
+    kwargs = {"text": body} if isinstance(body, str) else {"json": body}
+    route = respx.post(f"{BASE}/some/endpoint").mock(return_value=httpx.Response(status, **kwargs))
+    with pytest.raises(error) as info:
+        client.post("some/endpoint", json={})
+    assert route.call_count == 1
+    assert info.value.status_code == status
+    for word in words:
+        assert word in str(info.value)
+    assert KEY not in str(info.value)
+
+
+@respx.mock
+def test_key_echoed_by_server_is_scrubbed_from_errors(client):
+    respx.post(f"{BASE}/x").mock(return_value=httpx.Response(422, json={"error": f"bad key {KEY}"}))
+    with pytest.raises(af.ValidationError) as info:
+        client.post("x", json={})
+    assert KEY not in str(info.value) and "***" in str(info.value)
+
+
+@respx.mock
+def test_key_never_logged(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    respx.post(f"{BASE}/people/bulk_match").mock(
+        side_effect=[httpx.Response(500), httpx.Response(429, json={"message": "x"}, headers={"Retry-After": "1"}), ok()]
+    )
+    client.post("people/bulk_match", json={"details": [{"email": "x@y.example"}]})
+    assert caplog.records, "expected the client to log something at DEBUG"
+    assert KEY not in caplog.text
+
+
+def test_header_parsing_both_families():
+    live = {
+        "x-rate-limit-minute": "200",
+        "x-minute-usage": "1",
+        "x-minute-requests-left": "199",
+        "x-rate-limit-hourly": "400",
+        "x-hourly-usage": "1",
+        "x-hourly-requests-left": "399",
+        "x-rate-limit-24-hour": "2000",
+        "x-24-hour-usage": "1",
+        "x-24-hour-requests-left": "1999",
+    }
+    readings = parse_rate_headers(live)
+    assert readings["minute"].limit == 200 and readings["minute"].left == 199
+    assert readings["hour"].limit == 400 and readings["day"].left == 1999
+    legacy = {"x-rate-limit-daily": "300", "x-daily-usage": "7", "x-daily-requests-left": "293", "x-rate-limit-minute": "50"}
+    readings = parse_rate_headers(legacy)
+    assert readings["day"].limit == 300 and readings["day"].usage == 7 and readings["day"].left == 293
+    assert readings["minute"].left is None and "hour" not in readings
+    assert parse_rate_headers({"x-rate-limit-minute": "10", "x-minute-usage": "4"})["minute"].left == 6
+    assert parse_rate_headers({"content-type": "application/json"}) == {}
+
+
+def test_retry_after_and_window_parsing():
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after("nonsense") is None and parse_retry_after(None) is None
+    assert 59 <= parse_retry_after(email.utils.formatdate(time.time() + 60, usegmt=True)) <= 61
+    assert window_from_message(LIMIT_MSG.format(unit="hour")) == "hour"
+    assert window_from_message("nothing here") is None
+
+
+def test_endpoint_buckets_collapse_record_ids():
+    assert endpoint_of("PATCH", "contacts/abc123") == "contacts/update"
+    assert endpoint_of("PUT", "/accounts/abc123/") == "accounts/update"
+    assert endpoint_of("POST", "contacts/bulk_create") == "contacts/bulk_create"
+    assert endpoint_of("POST", "people/bulk_match") == "people/bulk_match"
+
+
+def test_limiter_waits_when_headers_say_the_window_is_spent(fake_time):
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    ticket = limiter.acquire("people/bulk_match")
+    limiter.observe(ticket, {"x-rate-limit-minute": "3", "x-minute-usage": "1", "x-minute-requests-left": "2"})
+    limiter.acquire("people/bulk_match")
+    limiter.acquire("people/bulk_match")
+    assert fake_time.sleeps == []
+    started = fake_time.now
+    limiter.acquire("people/bulk_match")  # the 4th in a 3-per-window: wait for the reset
+    assert 10 <= fake_time.now - started <= 10.5
+
+
+def test_limiter_corrects_for_requests_sent_after_the_reading(fake_time):
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    first = limiter.acquire("e")
+    for _ in range(3):
+        limiter.acquire("e")  # three more in flight before the first answer arrives
+    limiter.observe(first, {"x-rate-limit-minute": "5", "x-minute-usage": "1", "x-minute-requests-left": "4"})
+    limiter.acquire("e")  # 5th: still allowed
+    started = fake_time.now
+    limiter.acquire("e")  # 6th: must wait
+    assert fake_time.now - started >= 10
+
+
+def test_preset_seeds_limits_before_any_response(fake_time):
+    limiter = RateLimiter((2, None, None), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire("e")
+    limiter.acquire("e")
+    started = fake_time.now
+    limiter.acquire("e")
+    assert fake_time.now - started >= 60
+
+
+def test_limiter_refuses_a_wait_beyond_the_cap(fake_time):
+    limiter = RateLimiter((1, None, None), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire("e")
+    with pytest.raises(af.RateLimitError, match="minute"):
+        limiter.acquire("e", max_wait=5)
+
+
+def test_settings_are_read_at_call_time(monkeypatch, tmp_path):
+    monkeypatch.delenv("APOLLO_API_KEY", raising=False)
+    monkeypatch.setenv("APOLLO_FRAMES_CACHE_DIR", str(tmp_path / "c1"))
+    with pytest.raises(af.ConfigurationError, match="APOLLO_API_KEY"):
+        af.ApolloClient().settings.require_key()
+    monkeypatch.setenv("APOLLO_API_KEY", "later-key-abcdefgh")
+    monkeypatch.setenv("APOLLO_BASE_URL", "http://127.0.0.1:9/api/v1/")
+    client = af.ApolloClient()
+    assert client.settings.api_key == "later-key-abcdefgh"
+    assert client.settings.base_url == "http://127.0.0.1:9/api/v1"
+    assert client.settings.cache_dir == tmp_path / "c1"
+    assert af.ApolloClient(base_url="http://127.0.0.1:1/v1").settings.base_url == "http://127.0.0.1:1/v1"
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"base_url": "ftp://x"}, "base_url"),
+        ({"base_url": "https://api.apollo.io/api/v1?api_key=abc"}, "query string"),
+        ({"plan": "gold"}, "plan"),
+    ],
+)
+def test_bad_settings_are_clear_errors(kwargs, words, tmp_path):
+    with pytest.raises(af.ConfigurationError, match=words):
+        af.ApolloClient(api_key=KEY, cache_dir=tmp_path, **kwargs)
