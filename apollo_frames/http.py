@@ -13,6 +13,7 @@ else: not in URLs, bodies, log lines, error messages or the repr.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
@@ -144,6 +145,7 @@ class ApolloClient:
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
         self._cache = None
+        self._ledger = None
 
     @classmethod
     def for_sandbox(cls, sandbox=None, **kwargs) -> "ApolloClient":
@@ -194,7 +196,19 @@ class ApolloClient:
             self._cache = ResponseCache(self.settings.cache_dir, namespace=self.cache_namespace)
         return self._cache
 
+    @property
+    def ledger(self):
+        """The persistent credit ledger beside the cache, opened on first use."""
+        if self._ledger is None:
+            from .ledger import Ledger
+
+            self._ledger = Ledger(self.settings.cache_dir / "ledger.sqlite")
+        return self._ledger
+
     def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -360,3 +374,16 @@ class ApolloClient:
         if status in (400, 422):
             return ValidationError(f"Apollo refused the request to {path} ({status}): {message}", **kw)
         return APIStatusError(f"Apollo answered {status} on {path}: {message}", **kw)
+
+
+@contextlib.contextmanager
+def client_scope(client: ApolloClient | None = None):
+    """Use the given client, or make one from the environment now and close it afterwards."""
+    if client is not None:
+        yield client
+        return
+    own = ApolloClient()
+    try:
+        yield own
+    finally:
+        own.close()

@@ -1,0 +1,47 @@
+"""The ``df.apollo`` accessor: a thin layer that hands the frame to the plain functions.
+
+Everything here is also available without the accessor, e.g.
+``apollo_frames.enrich_people(df, ...)``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import orgs, people
+
+
+@pd.api.extensions.register_dataframe_accessor("apollo")
+class ApolloAccessor:
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+
+    def enrich_people(
+        self,
+        columns=None,
+        reveal_personal_emails=False,
+        reveal_phone_number=False,
+        webhook_url=None,
+        max_credits=None,
+        refresh=False,
+        progress=True,
+        client=None,
+    ) -> pd.DataFrame:
+        """Enrich each row as a person (POST people/bulk_match, 10 per call). See ``apollo_frames.enrich_people``."""
+        return people.enrich_people(
+            self._frame,
+            columns=columns,
+            reveal_personal_emails=reveal_personal_emails,
+            reveal_phone_number=reveal_phone_number,
+            webhook_url=webhook_url,
+            max_credits=max_credits,
+            refresh=refresh,
+            progress=progress,
+            client=client,
+        )
+
+    def enrich_orgs(self, columns=None, max_credits=None, refresh=False, progress=True, client=None) -> pd.DataFrame:
+        """Enrich each row as an organization by domain (POST organizations/bulk_enrich, 10 per call)."""
+        return orgs.enrich_orgs(
+            self._frame, columns=columns, max_credits=max_credits, refresh=refresh, progress=progress, client=client
+        )

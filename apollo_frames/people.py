@@ -1,0 +1,157 @@
+"""People enrichment through POST people/bulk_match (10 records a call)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+
+from . import normalize as nz
+from .errors import ApolloError
+from .http import client_scope
+from .mapping import PEOPLE_FIELDS, resolve_columns
+from .runner import Operation, Prepared, run_operation
+from .schema import flatten_people
+
+ENDPOINT = "people/bulk_match"
+BATCH_SIZE = 10
+PHONE_CREDITS = 8
+
+_NORMALIZERS = {
+    "id": nz.normalize_apollo_id,
+    "email": nz.normalize_email,
+    "hashed_email": nz.normalize_hashed_email,
+    "linkedin_url": nz.normalize_linkedin_url,
+    "first_name": nz.normalize_name,
+    "last_name": nz.normalize_name,
+    "name": nz.normalize_name,
+    "organization_name": nz.normalize_name,
+    "domain": nz.normalize_domain,
+}
+#: Identifiers strong enough alone, strongest first. Rows sharing the strongest
+#: one are the same person and are sent (and paid for) once.
+STRONG_IDS = ("id", "email", "hashed_email", "linkedin_url")
+INVALID_REASON = (
+    "no usable identifier: need an email, hashed_email, linkedin_url or Apollo id, "
+    "or a name (first+last or full) with a domain or organization_name"
+)
+
+
+def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str | None]:
+    """(record to send, identity for dedupe and cache, reason if invalid) for one row."""
+    record: dict[str, str] = {}
+    problems: list[str] = []
+    for field, raw in values.items():
+        value, why = _NORMALIZERS[field](raw)
+        if value is not None:
+            record[field] = value
+        elif why:
+            problems.append(f"{field}: {why}")
+    for field in STRONG_IDS:
+        if field in record:
+            return record, {field: record[field]}, None
+    has_name = ("first_name" in record and "last_name" in record) or "name" in record
+    has_org = "domain" in record or "organization_name" in record
+    if has_name and has_org:
+        identity = {
+            k: record[k].casefold() for k in ("first_name", "last_name", "name", "domain", "organization_name") if k in record
+        }
+        return record, identity, None
+    return None, None, INVALID_REASON + ("; " + "; ".join(problems) if problems else "")
+
+
+def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
+    """Map the frame's columns and normalise every row into a bulk_match detail."""
+    mapping = resolve_columns(frame.columns, PEOPLE_FIELDS, columns)
+    series = {field: frame[label].tolist() for field, label in mapping.items()}
+    prepared = Prepared([], [], [])
+    for i in range(len(frame)):
+        record, identity, reason = person_record({field: values[i] for field, values in series.items()})
+        prepared.records.append(record)
+        prepared.identities.append(identity)
+        prepared.reasons.append(reason)
+    return prepared
+
+
+def _payload(records: list[dict], options: dict) -> dict:
+    body: dict[str, Any] = {"details": records}
+    body.update({k: v for k, v in options.items() if v})
+    return body
+
+
+def _parse(records: list[dict], data: Any) -> tuple[list[dict | None], float]:
+    matches = data.get("matches") if isinstance(data, dict) else None
+    if not isinstance(matches, list) or len(matches) != len(records):
+        raise ApolloError(
+            f"bulk_match answered {len(matches) if isinstance(matches, list) else 'no'} matches "
+            f"for {len(records)} details; cannot align them"
+        )
+    credits = data.get("credits_consumed")
+    if not isinstance(credits, (int, float)):
+        credits = sum(1 for m in matches if m)
+    return [m if isinstance(m, dict) else None for m in matches], float(credits)
+
+
+def _worst(options: dict) -> float:
+    return 1.0 + (PHONE_CREDITS if options.get("reveal_phone_number") else 0)
+
+
+OPERATION = Operation(
+    name="enrich_people",
+    endpoint=ENDPOINT,
+    batch_size=BATCH_SIZE,
+    build_payload=_payload,
+    parse=_parse,
+    worst_credits=_worst,
+    flatten=flatten_people,
+)
+
+
+def people_options(reveal_personal_emails: bool = False, reveal_phone_number: bool = False, webhook_url: str | None = None) -> dict:
+    """Validate the reveal options; they are part of the cache key (webhook_url is not)."""
+    for name, value in (("reveal_personal_emails", reveal_personal_emails), ("reveal_phone_number", reveal_phone_number)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if reveal_phone_number and not webhook_url:
+        raise ValueError(
+            "reveal_phone_number=True needs webhook_url: Apollo delivers phone numbers to a webhook "
+            "minutes later, not in the response."
+        )
+    if webhook_url is not None and (not isinstance(webhook_url, str) or not webhook_url.startswith(("https://", "http://"))):
+        raise ValueError(f"webhook_url must be an http(s) URL, got {webhook_url!r}")
+    return {"reveal_personal_emails": reveal_personal_emails, "reveal_phone_number": reveal_phone_number}
+
+
+def enrich_people(
+    frame: pd.DataFrame,
+    columns: dict[str, str] | None = None,
+    reveal_personal_emails: bool = False,
+    reveal_phone_number: bool = False,
+    webhook_url: str | None = None,
+    max_credits: float | None = None,
+    refresh: bool = False,
+    progress: bool = True,
+    client=None,
+    ledger=None,
+) -> pd.DataFrame:
+    """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"enrich_people needs a pandas DataFrame, got {type(frame).__name__}")
+    options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url)
+    prepared = prepare_people(frame, columns)
+    with client_scope(client) as client:
+        op = _with_webhook(webhook_url) if webhook_url else OPERATION
+        return run_operation(
+            frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
+            progress=progress, ledger=ledger,
+        )
+
+
+def _with_webhook(webhook_url: str) -> Operation:
+    """The same operation, with the webhook URL added to every request body (not to the cache key)."""
+
+    def payload(records: list[dict], options: dict) -> dict:
+        return dict(_payload(records, options), webhook_url=webhook_url)
+
+    return dataclasses.replace(OPERATION, build_payload=payload)

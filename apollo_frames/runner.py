@@ -1,0 +1,303 @@
+"""The batch runner shared by the enrichment operations.
+
+Given one prepared record (or an invalid reason) per input row, it dedupes,
+answers what it can from the cache, sends the rest in bulk calls (up to the
+client's concurrency at once, never past the credit budget), caches each batch
+as soon as it arrives, and fans the answers back out to every input row.
+It knows nothing about people or organizations: an ``Operation`` says how to
+build a request and read its answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import uuid
+import warnings
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from .cache import canonical_json
+from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError
+from .ratelimit import parse_rate_headers
+from .results import RunSummary
+from .schema import to_pandas
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """How one bulk endpoint is called and read."""
+
+    name: str
+    endpoint: str
+    batch_size: int
+    #: (records, options) -> JSON body
+    build_payload: Callable[[list[dict], dict], dict]
+    #: (records, response body) -> (one result or None per record, credits charged)
+    parse: Callable[[list[dict], Any], tuple[list[dict | None], float]]
+    #: options -> worst-case credits for one record
+    worst_credits: Callable[[dict], float]
+    #: results -> table in the declared schema
+    flatten: Callable[[Sequence[dict | None]], pa.Table]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Per input row: the record to send and its identity, or why the row is invalid."""
+
+    records: list[dict | None]
+    identities: list[dict | None]
+    reasons: list[str | None]
+
+
+@dataclasses.dataclass
+class Plan:
+    """The unique work behind a frame: what is cached and what must be fetched."""
+
+    row_unique: list[int]
+    unique_records: list[dict]
+    cache_keys: list[str]
+    cached: dict[int, dict | None]
+
+    @property
+    def to_fetch(self) -> list[int]:
+        return [j for j in range(len(self.unique_records)) if j not in self.cached]
+
+
+def plan_work(prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False) -> Plan:
+    """Dedupe the valid rows and look them up in the cache (one batched read)."""
+    row_unique: list[int] = []
+    seen: dict[str, int] = {}
+    unique_records: list[dict] = []
+    identities: list[dict] = []
+    for record, identity in zip(prepared.records, prepared.identities):
+        if record is None:
+            row_unique.append(-1)
+            continue
+        key = canonical_json(identity)
+        j = seen.get(key)
+        if j is None:
+            j = seen[key] = len(unique_records)
+            unique_records.append(record)
+            identities.append(identity)
+        row_unique.append(j)
+    cache = client.cache
+    cache_keys = [cache.key(op.endpoint, identity, options) for identity in identities]
+    cached: dict[int, dict | None] = {}
+    if not refresh and cache_keys:
+        hits = cache.get_many(cache_keys)
+        cached = {j: hits[k] for j, k in enumerate(cache_keys) if k in hits}
+    return Plan(row_unique, unique_records, cache_keys, cached)
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="rec", disable=not enabled, leave=True)
+
+
+def run_operation(
+    frame: pd.DataFrame,
+    prepared: Prepared,
+    op: Operation,
+    options: dict,
+    *,
+    client,
+    max_credits: float | None = None,
+    refresh: bool = False,
+    progress: bool = True,
+    ledger=None,
+    ttl: float | None = None,
+) -> pd.DataFrame:
+    """Run ``op`` for every prepared row of ``frame`` and return the enriched frame."""
+    if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
+        raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
+    started = time.monotonic()
+    ledger = ledger if ledger is not None else client.ledger
+    run_id = uuid.uuid4().hex[:12]
+    summary = RunSummary(operation=op.name, rows=len(frame), run_id=run_id)
+    plan = plan_work(prepared, op, options, client, refresh=refresh)
+    n_unique = len(plan.unique_records)
+    summary.unique_inputs = n_unique
+    summary.cache_hits = len(plan.cached)
+
+    results: list[dict | None] = [None] * n_unique
+    outcome: list[str | None] = [None] * n_unique
+    messages: list[str | None] = [None] * n_unique
+    for j, value in plan.cached.items():
+        results[j] = value
+        outcome[j] = "matched" if value is not None else "no_match"
+
+    worst = float(op.worst_credits(options))
+    pending = deque(plan.to_fetch)
+    requests_before = client.stats.requests
+    spent = 0.0
+    stop_reason: str | None = None
+    fatal: BaseException | None = None
+    concurrency = client.settings.concurrency
+    ttl = client.settings.cache_ttl if ttl is None else ttl
+    bar = _progress(n_unique, len(plan.cached), op.name, progress)
+    bar.set_postfix(cached=len(plan.cached), credits=0)
+
+    def send(batch: list[int]):
+        records = [plan.unique_records[j] for j in batch]
+        response = client.post(op.endpoint, json=op.build_payload(records, options))
+        return records, response
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apollo")
+    inflight: dict[Any, tuple[list[int], float]] = {}
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < concurrency and stop_reason is None and fatal is None:
+                n = min(op.batch_size, len(pending))
+                if max_credits is not None and worst > 0:
+                    committed = spent + sum(cost for _, cost in inflight.values())
+                    room = math.floor((max_credits - committed) / worst + 1e-9)
+                    if room < n:
+                        if inflight:
+                            break  # in-flight batches may cost less than their worst case: wait and see
+                        if room <= 0:
+                            stop_reason = (
+                                f"credit budget reached (max_credits={max_credits:g}, spent {spent:g})"
+                            )
+                            break
+                        n = room
+                batch = [pending.popleft() for _ in range(n)]
+                inflight[pool.submit(send, batch)] = (batch, n * worst)
+            if not inflight:
+                break
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for future in done:
+                batch, _ = inflight.pop(future)
+                try:
+                    records, response = future.result()
+                    batch_results, credits = op.parse(records, response.data)
+                except (AuthenticationError, PermissionDeniedError) as exc:
+                    fatal = fatal or exc
+                    stop_reason = stop_reason or f"stopped: {exc}"
+                    for j in batch:
+                        outcome[j], messages[j] = "skipped", f"not sent: {exc}"
+                    continue
+                except RateLimitError as exc:
+                    stop_reason = stop_reason or f"rate limit: {exc}"
+                    for j in batch:
+                        outcome[j], messages[j] = "skipped", str(exc)
+                    continue
+                except ApolloError as exc:
+                    for j in batch:
+                        outcome[j], messages[j] = "error", str(exc)
+                    bar.update(len(batch))
+                    continue
+                client.cache.set_many(
+                    {plan.cache_keys[j]: value for j, value in zip(batch, batch_results)}, ttl=ttl
+                )
+                spent += credits
+                matched = 0
+                for j, value in zip(batch, batch_results):
+                    results[j] = value
+                    outcome[j] = "matched" if value is not None else "no_match"
+                    matched += value is not None
+                if ledger is not None:
+                    ledger.note_limits(op.endpoint, parse_rate_headers(response.headers))
+                    ledger.record(
+                        run_id=run_id,
+                        operation=op.name,
+                        endpoint=op.endpoint,
+                        records_sent=len(batch),
+                        records_matched=matched,
+                        credits=credits,
+                        status=response.status_code,
+                    )
+                bar.update(len(batch))
+                bar.set_postfix(cached=len(plan.cached), credits=f"{spent:g}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+    for j in pending:
+        outcome[j], messages[j] = "skipped", stop_reason or "not sent"
+    summary.api_calls = client.stats.requests - requests_before
+    summary.credits_consumed = spent
+    if fatal is not None:
+        raise fatal
+
+    result = assemble(frame, prepared, plan, op, results, outcome, messages, summary)
+    skipped_unique = sum(1 for o in outcome if o == "skipped")
+    if skipped_unique:
+        summary.skipped_credits_max = skipped_unique * worst
+        warnings.warn(
+            f"{op.name}: {summary.skipped:,} rows ({skipped_unique:,} unique records) were skipped: {stop_reason}. "
+            f"Finishing them would cost at most {skipped_unique * worst:g} credits; run again (with a larger "
+            f"max_credits if the budget stopped it) and the rows already done come from the cache.",
+            stacklevel=3,
+        )
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    result.attrs["apollo"] = summary.to_dict()
+    if progress:
+        _announce(summary)
+    return result
+
+
+STATUS_COLUMNS = ("apollo_status", "apollo_error")
+
+
+def assemble(frame, prepared, plan, op, results, outcome, messages, summary) -> pd.DataFrame:
+    """Input columns, then status and reason, then the flattened answer, in input order."""
+    n_unique = len(plan.unique_records)
+    table = op.flatten(list(results) + [None])
+    take = [j if j >= 0 else n_unique for j in plan.row_unique]
+    flat = to_pandas(table.take(pa.array(take, type=pa.int64())))
+    status: list[str] = []
+    error: list[str | None] = []
+    for j, reason in zip(plan.row_unique, prepared.reasons):
+        if j < 0:
+            status.append("invalid")
+            error.append(reason)
+        else:
+            status.append(outcome[j] or "skipped")
+            error.append(messages[j])
+    counts = pd.Series(status, dtype="object").value_counts()
+    summary.matched = int(counts.get("matched", 0))
+    summary.no_match = int(counts.get("no_match", 0))
+    summary.invalid = int(counts.get("invalid", 0))
+    summary.errors = int(counts.get("error", 0))
+    summary.skipped = int(counts.get("skipped", 0))
+
+    ours = set(STATUS_COLUMNS) | set(flat.columns)
+    clashing = [c for c in frame.columns if c in ours]
+    base = frame.drop(columns=clashing) if clashing else frame
+    if clashing:
+        warnings.warn(
+            f"{op.name}: input columns {clashing[:5]} have the names of output columns and are replaced by the new values.",
+            stacklevel=4,
+        )
+    head = pd.DataFrame(
+        {"apollo_status": pd.array(status, dtype="string"), "apollo_error": pd.array(error, dtype="string")}
+    )
+    out = pd.concat([base.reset_index(drop=True), head, flat], axis=1)
+    out.index = frame.index
+    return out
+
+
+def _announce(summary: RunSummary) -> None:
+    """End a run with a short summary: an HTML table in a notebook, a line elsewhere."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        display(summary)
+    else:
+        import sys
+
+        print(summary.line(), file=sys.stderr)
