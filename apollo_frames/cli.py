@@ -1,0 +1,275 @@
+"""The ``apollo-frames`` command line.
+
+Exit codes: 0 done; 1 failed (or some rows ended in error); 2 bad usage or input;
+3 the API key was refused (401/403).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ._version import __version__
+from .errors import ApolloError, AuthenticationError, ConfigurationError, PermissionDeniedError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
+
+
+def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        source, sep, target = pair.rpartition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ValueError(f"--map takes COLUMN=FIELD, got {pair!r}")
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a .csv or .parquet input; CSV cells are kept as text so ids and zip codes survive."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt"):
+        return pd.read_csv(path, dtype=str, keep_default_na=True)
+    raise ValueError(f"input must be .csv or .parquet, got {path.name}")
+
+
+def _client(args, sandbox=None):
+    from .http import ApolloClient
+
+    kwargs = {"cache_dir": getattr(args, "cache_dir", None)}
+    if sandbox is not None:
+        return ApolloClient.for_sandbox(sandbox, **kwargs)
+    return ApolloClient(**kwargs)
+
+
+def _sandbox_if(args):
+    if getattr(args, "sandbox", False):
+        from .sandbox import Sandbox
+
+        return Sandbox()
+    return None
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_enrich(args) -> int:
+    from . import orgs, people
+
+    frame = read_table(args.input)
+    output = Path(args.output)
+    if output.suffix.lower() != ".parquet":
+        raise ValueError(f"output must be a .parquet file, got {output.name}")
+    run = people.enrich_people if args.command == "enrich-people" else orgs.enrich_orgs
+    with _client(args, _sandbox_if(args)) as client:
+        result = run(
+            frame,
+            columns=_parse_map(args.map),
+            max_credits=args.max_credits,
+            refresh=args.refresh,
+            progress=not args.quiet,
+            client=client,
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result.to_parquet(output)
+    summary = result.attrs["apollo"]
+    print(f"wrote {output} | " + _summary_line(summary))
+    return EXIT_FAILED if summary["errors"] else EXIT_OK
+
+
+def _summary_line(summary: dict) -> str:
+    from .results import RunSummary
+
+    return RunSummary(**summary).line()
+
+
+def cmd_sandbox(args) -> int:
+    from .sandbox import Sandbox, SandboxConfig
+
+    config = SandboxConfig(seed=args.seed, n_orgs=args.orgs, latency=args.latency)
+    if args.api_key:
+        config = config.with_api_key(args.api_key)
+    sandbox = Sandbox(config)
+    base_url = sandbox.start(host="127.0.0.1", port=args.port)
+    key = args.api_key or __import__("apollo_frames.sandbox", fromlist=["DEFAULT_API_KEY"]).DEFAULT_API_KEY
+    print(f"Apollo sandbox listening (offline emulator, fictional data); press Ctrl-C to stop.", flush=True)
+    print(f"APOLLO_BASE_URL={base_url}", flush=True)
+    print(f"APOLLO_API_KEY={key}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    return EXIT_OK
+
+
+#: (method, path, body) probes that cost no credits: a 400/422 answer still proves access.
+DOCTOR_PROBES = (
+    ("POST", "people/bulk_match", {}),
+    ("POST", "organizations/bulk_enrich", {}),
+    ("POST", "mixed_people/api_search", {"per_page": 1, "q_organization_domains_list": ["doctor.invalid"]}),
+    ("POST", "mixed_companies/search", {"per_page": 1, "q_organization_domains_list": ["doctor.invalid"]}),
+    ("POST", "contacts/search", {"per_page": 1}),
+    ("POST", "accounts/search", {"per_page": 1}),
+    ("POST", "usage_stats/api_usage_stats", {}),
+)
+
+
+def cmd_doctor(args) -> int:
+    from .errors import ValidationError
+    from .ratelimit import parse_rate_headers
+
+    sandbox = _sandbox_if(args)
+    with _client(args, sandbox) as client:
+        s = client.settings
+        print(f"base_url   {s.base_url}")
+        print(f"api key    {'set (' + s.key_hint + ')' if s.api_key else 'NOT SET: export APOLLO_API_KEY'}")
+        print(f"cache_dir  {s.cache_dir}")
+        if not s.api_key:
+            return EXIT_AUTH
+        try:
+            health = client.get("auth/health")
+        except AuthenticationError as exc:
+            print(f"auth       REFUSED: {exc}")
+            return EXIT_AUTH
+        except ApolloError as exc:
+            print(f"auth       no answer: {exc}")
+            return EXIT_FAILED
+        print(f"auth       ok {health.data}")
+        rows = []
+        for method, path, body in DOCTOR_PROBES:
+            headers = {}
+            try:
+                headers = client.request(method, path, json=body).headers
+                verdict = "ok"
+            except ValidationError as exc:
+                verdict = "ok"
+                headers = {}
+            except PermissionDeniedError:
+                verdict = "403 not allowed"
+            except ApolloError as exc:
+                verdict = f"error: {str(exc)[:60]}"
+            limits = parse_rate_headers(headers)
+            shown = " ".join(
+                f"{w}={r.left}/{r.limit}" for w, r in limits.items() if r.limit is not None
+            ) or "-"
+            rows.append((path, verdict, shown))
+        width = max(len(r[0]) for r in rows)
+        print(f"\n{'endpoint'.ljust(width)}  {'access'.ljust(16)}  limits (left/limit)")
+        for path, verdict, shown in rows:
+            print(f"{path.ljust(width)}  {verdict.ljust(16)}  {shown}")
+    return EXIT_OK
+
+
+def _samples_dir(explicit: str | None) -> Path:
+    candidates = [Path(explicit)] if explicit else [Path("data/samples"), Path(__file__).resolve().parents[1] / "data/samples"]
+    for candidate in candidates:
+        if (candidate / "people.csv").exists():
+            return candidate
+    raise FileNotFoundError("sample data not found; pass --samples DIR (the repository's data/samples)")
+
+
+def cmd_demo(args) -> int:
+    from . import orgs, people
+    from .http import ApolloClient
+    from .sandbox import Sandbox
+
+    samples = _samples_dir(args.samples)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("apollo_frames demo: the embedded Apollo sandbox stands in for Apollo (no key, no credits spent).")
+    sandbox = Sandbox()
+    with ApolloClient.for_sandbox(sandbox, cache_dir=out / "cache") as client:
+        people_in = read_table(samples / "people.csv")
+        enriched = people.enrich_people(people_in, client=client, progress=not args.quiet)
+        enriched.to_parquet(out / "people_enriched.parquet")
+        print(f"people    -> {out / 'people_enriched.parquet'}\n  {_summary_line(enriched.attrs['apollo'])}")
+        companies_in = read_table(samples / "companies.csv")
+        companies = orgs.enrich_orgs(companies_in, client=client, progress=not args.quiet)
+        companies.to_parquet(out / "companies_enriched.parquet")
+        print(f"companies -> {out / 'companies_enriched.parquet'}\n  {_summary_line(companies.attrs['apollo'])}")
+        again = people.enrich_people(people_in, client=client, progress=False)
+        print(f"re-run of people, all from the cache:\n  {_summary_line(again.attrs['apollo'])}")
+        counts = enriched["apollo_status"].value_counts().to_dict()
+        print(f"people statuses: {counts}")
+        print(f"credits the sandbox charged in all: {sandbox.credits_consumed:g}")
+    return EXIT_OK
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apollo-frames", description="Enrich tables through the Apollo.io API: batched, cached, credit-aware."
+    )
+    parser.add_argument("--version", action="version", version=f"apollo-frames {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, help_text in (
+        ("enrich-people", "enrich a table of people (people/bulk_match)"),
+        ("enrich-orgs", "enrich a table of companies by domain (organizations/bulk_enrich)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("input", help=".csv or .parquet")
+        p.add_argument("output", help=".parquet")
+        p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
+        p.add_argument("--max-credits", type=float, default=None, help="never spend more than this in the run")
+        p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
+        p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
+        p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=cmd_enrich)
+
+    p = sub.add_parser("sandbox", help="serve the offline Apollo emulator on loopback until stopped")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--api-key", default=None, help="the key it accepts (default: the documented sandbox key)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--orgs", type=int, default=2000, help="companies in the fictional world")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("doctor", help="check the key, its access and its rate limits")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--sandbox", action="store_true", help="check against the embedded sandbox")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("demo", help="enrich the sample data against the embedded sandbox (no key needed)")
+    p.add_argument("--out", default="apollo_demo", help="output folder (default ./apollo_demo)")
+    p.add_argument("--samples", default=None, help="folder with people.csv and companies.csv")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except (ConfigurationError, ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApolloError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
