@@ -1,0 +1,353 @@
+"""The persistent credit ledger: what every batch cost, and the rate limits Apollo last reported.
+
+One SQLite file beside the cache (``<cache_dir>/ledger.sqlite``), in WAL mode
+with a busy timeout, so several processes (a notebook and a nightly script)
+can append to it at once without losing a row. Every successful batch the
+runner sends becomes one row: time (UTC), run id, operation, endpoint, records
+sent and matched, credits charged, HTTP status. The last rate-limit reading
+per endpoint and window is kept too, with the time it was seen; estimates use
+it and ``apollo-frames usage`` falls back to it when ``usage_stats`` is refused.
+
+The public helpers ``apollo_frames.ledger()``, ``credit_summary()`` and
+``plot_credits()`` read it through a client (``client=None`` builds one from
+the environment, i.e. the default cache folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .ratelimit import WINDOWS, WindowReading
+
+#: Bump with a migration when the tables change.
+LEDGER_VERSION = 1
+#: How long a writer waits for another process's transaction before giving up (ms).
+BUSY_TIMEOUT_MS = 30_000
+
+FRAME_COLUMNS = (
+    "time",
+    "operation",
+    "endpoint",
+    "records_sent",
+    "records_matched",
+    "credits",
+    "http_status",
+    "run_id",
+)
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS spend (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        run_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        records_sent INTEGER NOT NULL,
+        records_matched INTEGER NOT NULL,
+        credits REAL NOT NULL,
+        http_status INTEGER
+    )""",
+    "CREATE INDEX IF NOT EXISTS spend_time ON spend (time)",
+    "CREATE INDEX IF NOT EXISTS spend_operation ON spend (operation)",
+    """CREATE TABLE IF NOT EXISTS limits (
+        endpoint TEXT NOT NULL,
+        window TEXT NOT NULL,
+        limit_value INTEGER,
+        usage INTEGER,
+        left_value INTEGER,
+        seen_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (endpoint, window)
+    )""",
+)
+
+
+def _utc(seconds: float) -> pd.Timestamp:
+    return pd.Timestamp(seconds, unit="s", tz="UTC")
+
+
+def _since_seconds(since: Any) -> float | None:
+    """POSIX seconds from a datetime, Timestamp, ISO string or a timedelta back from now."""
+    if since is None:
+        return None
+    if isinstance(since, (dt.timedelta, pd.Timedelta)):
+        return time.time() - pd.Timedelta(since).total_seconds()
+    stamp = pd.Timestamp(since)
+    if stamp is pd.NaT:
+        raise ValueError(f"since must be a date/time or a timedelta, got {since!r}")
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.timestamp()
+
+
+class Ledger:
+    """Append-only record of credit spend, plus the last rate-limit readings, in one SQLite file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        self._setup()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    def _setup(self) -> None:
+        conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # Switching to WAL takes a lock that the busy handler does not always cover when
+        # several processes open a new ledger at the same moment: retry briefly.
+        for attempt in range(50):
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05)
+        if str(mode).lower() != "wal":  # e.g. a filesystem without shared memory
+            warnings.warn(f"credit ledger {self.path} could not use WAL mode (got {mode!r}); writes may wait longer")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={LEDGER_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"the credit ledger {self.path} is closed")
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        run_id: str,
+        operation: str,
+        endpoint: str,
+        records_sent: int,
+        records_matched: int,
+        credits: float,
+        status: int | None,
+    ) -> None:
+        """Append one batch (timestamped now, UTC). A single INSERT: atomic, and safe across processes."""
+        row = (
+            time.time(),
+            str(run_id),
+            str(operation),
+            str(endpoint),
+            int(records_sent),
+            int(records_matched),
+            float(credits),
+            None if status is None else int(status),
+        )
+        with self._lock:
+            self._connection().execute(
+                "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
+                "http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def note_limits(
+        self, endpoint: str, readings: Mapping[str, WindowReading], *, source: str = "headers"
+    ) -> None:
+        """Remember the latest limit/left per window for ``endpoint``.
+
+        ``readings`` is ``parse_rate_headers(response.headers)``. An empty dict
+        (no limit headers at all) changes nothing; otherwise a window missing
+        from it is stored as unlimited, since Apollo leaves out unlimited windows.
+        """
+        if not readings:
+            return
+        now = time.time()
+        rows = []
+        for window in WINDOWS:
+            reading = readings.get(window)
+            if reading is None:
+                rows.append((endpoint, window, None, None, None, now, source))
+            else:
+                rows.append((endpoint, window, reading.limit, reading.usage, reading.left, now, source))
+        with self._lock:
+            self._connection().executemany(
+                "INSERT OR REPLACE INTO limits (endpoint, window, limit_value, usage, left_value, seen_at, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._connection().execute(sql, params).fetchall()
+
+    def frame(self, since: Any = None) -> pd.DataFrame:
+        """Every recorded batch (optionally since a time, or a timedelta back from now), oldest first."""
+        start = _since_seconds(since)
+        sql = (
+            "SELECT time, operation, endpoint, records_sent, records_matched, credits, http_status, run_id "
+            "FROM spend"
+        )
+        rows = self._query(sql + (" WHERE time >= ? ORDER BY time, id" if start is not None else " ORDER BY time, id"),
+                           (start,) if start is not None else ())
+        columns = list(zip(*rows)) if rows else [[] for _ in FRAME_COLUMNS]
+        data = dict(zip(FRAME_COLUMNS, columns))
+        return pd.DataFrame(
+            {
+                "time": pd.to_datetime(pd.Series(data["time"], dtype="float64"), unit="s", utc=True),
+                "operation": pd.Series(data["operation"], dtype="string"),
+                "endpoint": pd.Series(data["endpoint"], dtype="string"),
+                "records_sent": pd.Series(data["records_sent"], dtype="int64"),
+                "records_matched": pd.Series(data["records_matched"], dtype="int64"),
+                "credits": pd.Series(data["credits"], dtype="float64"),
+                "http_status": pd.Series(data["http_status"], dtype="Int64"),
+                "run_id": pd.Series(data["run_id"], dtype="string"),
+            }
+        )
+
+    def limits(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{endpoint: {window: {"limit", "usage", "left", "seen_at", "source"}}}``; limit None = unlimited."""
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        rows = self._query(
+            "SELECT endpoint, window, limit_value, usage, left_value, seen_at, source FROM limits ORDER BY endpoint"
+        )
+        order = {w: i for i, w in enumerate(WINDOWS)}
+        for endpoint, window, limit, usage, left, seen_at, source in sorted(rows, key=lambda r: (r[0], order.get(r[1], 9))):
+            found.setdefault(endpoint, {})[window] = {
+                "limit": limit,
+                "usage": usage,
+                "left": left,
+                "seen_at": _utc(seen_at),
+                "source": source,
+            }
+        return found
+
+    def match_rate(self, operation: str) -> tuple[float, int] | None:
+        """(records matched / records sent, records sent) over every recorded batch of ``operation``."""
+        (sent, matched), = self._query(
+            "SELECT COALESCE(SUM(records_sent), 0), COALESCE(SUM(records_matched), 0) FROM spend "
+            "WHERE operation = ? AND (http_status IS NULL OR http_status < 400)",
+            (operation,),
+        )
+        if not sent:
+            return None
+        return matched / sent, int(sent)
+
+    def total_credits(self, *, run_id: str | None = None, operation: str | None = None) -> float:
+        """Credits recorded, optionally for one run or one operation."""
+        clauses, params = [], []
+        for column, value in (("run_id", run_id), ("operation", operation)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        (total,), = self._query("SELECT COALESCE(SUM(credits), 0) FROM spend" + where, tuple(params))
+        return float(total)
+
+
+# -- public helpers (exported from apollo_frames) ----------------------------------------------
+
+
+def ledger(since: Any = None, client=None) -> pd.DataFrame:
+    """The credit ledger as a DataFrame: one row per batch sent, oldest first.
+
+    Columns: time (UTC), operation, endpoint, records_sent, records_matched,
+    credits, http_status, run_id. ``since`` takes a date/time (naive = UTC) or
+    a timedelta back from now. Without ``client`` the ledger in the default
+    cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
+    """
+    from .http import client_scope
+
+    with client_scope(client) as c:
+        return c.ledger.frame(since)
+
+
+SUMMARY_KEYS = {"day": "day", "operation": "operation", "run": "run_id"}
+
+
+def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFrame:
+    """Credits, batches, records sent/matched and match rate per ``by`` = "day" (UTC), "operation" or "run"."""
+    if by not in SUMMARY_KEYS:
+        raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
+    frame = ledger(since=since, client=client)
+    frame = frame.assign(day=frame["time"].dt.floor("D"))
+    key = SUMMARY_KEYS[by]
+    grouped = frame.groupby(key, sort=True, dropna=False)
+    out = pd.DataFrame(
+        {
+            "credits": grouped["credits"].sum(),
+            "batches": grouped.size(),
+            "records_sent": grouped["records_sent"].sum(),
+            "records_matched": grouped["records_matched"].sum(),
+        }
+    )
+    if by != "run":
+        out.insert(1, "runs", grouped["run_id"].nunique())
+    else:
+        out.insert(0, "operation", grouped["operation"].first())
+        out.insert(1, "started", grouped["time"].min())
+        out.insert(2, "ended", grouped["time"].max())
+        out = out.sort_values("started")
+    sent = out["records_sent"].astype("float64")
+    out["match_rate"] = (out["records_matched"] / sent.where(sent > 0)).astype("float64")
+    out = out.reset_index()
+    if by == "run":
+        out = out[["run_id", "operation", "started", "ended", "credits", "batches", "records_sent",
+                   "records_matched", "match_rate"]]
+    return out
+
+
+def plot_credits(client=None, ax=None, since: Any = None):
+    """Cumulative credits over time, one step line per operation (needs the ``plot`` extra). Returns the axes."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plot_credits needs matplotlib, an optional extra: pip install 'apollo_frames[plot]'"
+        ) from None
+    frame = ledger(since=since, client=client)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    if frame.empty:
+        ax.text(0.5, 0.5, "no credits recorded yet", ha="center", va="center", transform=ax.transAxes)
+    else:
+        for operation, part in frame.groupby("operation", sort=True):
+            ax.step(part["time"], part["credits"].cumsum(), where="post", label=str(operation))
+        if frame["operation"].nunique() > 1:
+            ax.step(frame["time"], frame["credits"].cumsum(), where="post", label="all", color="black", linewidth=1)
+        ax.legend(loc="upper left")
+        ax.figure.autofmt_xdate()
+    ax.set_title("Apollo credits spent (cumulative)")
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylabel("credits")
+    return ax
