@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import orgs, people
+from . import orgs, people, search as _search
 
 
 @pd.api.extensions.register_dataframe_accessor("apollo")
@@ -45,3 +45,41 @@ class ApolloAccessor:
         return orgs.enrich_orgs(
             self._frame, columns=columns, max_credits=max_credits, refresh=refresh, progress=progress, client=client
         )
+
+    def search(
+        self,
+        kind="people",
+        max_results_per_row=10,
+        columns=None,
+        max_credits=None,
+        refresh=False,
+        progress=True,
+        client=None,
+        **filters,
+    ) -> pd.DataFrame:
+        """One Apollo search per row (kind="people" or "orgs"); a long frame with ``apollo_input_index``.
+
+        Per-row filters come from columns (``domain`` -> q_organization_domains_list, ``organization_id`` ->
+        organization_ids, ``title`` -> person_titles, ...; ``columns=`` overrides), combined with the keyword
+        filters. See ``apollo_frames.search_frame``.
+        """
+        return _search.search_frame(
+            self._frame,
+            kind=kind,
+            max_results_per_row=max_results_per_row,
+            columns=columns,
+            max_credits=max_credits,
+            refresh=refresh,
+            progress=progress,
+            client=client,
+            **filters,
+        )
+
+    def estimate(self, operation, **options):
+        """What ``operation`` ("enrich_people", "enrich_orgs") would cost on this frame; sends nothing.
+
+        Takes ``client=``, ``columns=`` and the operation's options. See ``apollo_frames.credits.estimate``.
+        """
+        from . import credits
+
+        return credits.estimate(self._frame, operation, **options)

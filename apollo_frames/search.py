@@ -1,0 +1,779 @@
+"""People and organization search: filters in, a flattened frame out.
+
+* ``search_people(max_results=100, **filters)`` -> POST ``mixed_people/api_search``.
+  **Free** (no credits), but the people are *teasers*: first name, an
+  obfuscated last name (``last_name_obfuscated``, e.g. ``"Hu***n"``), title and
+  organization name, and ``has_email``-style flags instead of the email, phone
+  or LinkedIn URL. The result carries ``person.id``, so the natural next step is
+  one call: ``people.apollo.enrich_people()`` (1 credit per matched person)
+  fills in the names and emails.
+* ``search_orgs(max_results=100, max_credits=None, **filters)`` -> POST
+  ``mixed_companies/search``. **1 credit per page that returns results** (a
+  page holds up to 100 organizations); pages are recorded in the credit
+  ledger, and ``max_credits`` stops before a page that could take the call's
+  spend past the cap.
+* ``search_frame(df, kind, max_results_per_row=10, **filters)`` (also
+  ``df.apollo.search``): one search per input row, per-row filters taken from
+  columns (``domain`` -> ``q_organization_domains_list``, ``organization_id`` /
+  ``org.id`` -> ``organization_ids``, ``title`` -> ``person_titles``, ...; see
+  ``filters.COLUMN_ALIASES``) and combined with the keyword filters. Identical
+  queries are sent once; every row gets its own copy of the results, tagged
+  with ``apollo_input_index`` (the input row's index label).
+
+Filters are validated before any request (see ``apollo_frames.filters``).
+Pages are fetched with ``per_page=100`` until ``max_results``, the last page,
+or Apollo's display cap of 500 pages / 50,000 records; a search the cap cuts
+short is ``truncated`` and warns. Each page is cached on disk under a hash of
+the normalised query, ``per_page`` and the page number (TTL
+``client.settings.search_cache_ttl``, 1 day by default): a cached page costs
+no request and no credit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from . import filters as flt
+from .cache import canonical_json
+from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError
+from .http import client_scope
+from .paginate import DISPLAY_CAP, MAX_PAGE, MAX_PER_PAGE, PageNumberPaginator, read_page
+from .ratelimit import parse_rate_headers
+from .results import _fmt, _html_table
+
+PEOPLE_ENDPOINT = flt.ENDPOINTS[flt.PEOPLE]
+ORGS_ENDPOINT = flt.ENDPOINTS[flt.ORGS]
+RECORDS_KEY = {flt.PEOPLE: "people", flt.ORGS: "organizations"}
+#: Cache "endpoint" names for search pages: distinct from the enrichment entries.
+CACHE_ENDPOINT = {flt.PEOPLE: "search-page:" + PEOPLE_ENDPOINT, flt.ORGS: "search-page:" + ORGS_ENDPOINT}
+OPERATION = {flt.PEOPLE: "search_people", flt.ORGS: "search_orgs"}
+#: Credits one page costs at most: api_search is free; an organization page with results costs 1.
+PAGE_CREDITS = {flt.PEOPLE: 0.0, flt.ORGS: 1.0}
+INPUT_INDEX = "apollo_input_index"
+NARROWING_HINT = (
+    "narrow the filters (for example split the search by organization_num_employees_ranges, "
+    "organization_locations or person_seniorities) and run one search per slice"
+)
+
+
+class SearchTruncatedWarning(UserWarning):
+    """Apollo's 50,000-record display cap, or the credit budget, cut a search short."""
+
+
+def credits_per_page(kind: str) -> float:
+    """Worst-case credits of one search page: 0 for people, 1 for organizations."""
+    return PAGE_CREDITS[flt.check_kind(kind)]
+
+
+def estimate_search_credits(kind: str, max_results: int | None, queries: int = 1) -> float:
+    """Worst-case credits of ``queries`` searches of up to ``max_results`` each (pages x per-page credits)."""
+    wanted = DISPLAY_CAP if max_results is None else min(int(max_results), DISPLAY_CAP)
+    return queries * math.ceil(wanted / MAX_PER_PAGE) * credits_per_page(kind)
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SearchSummary:
+    """What one search call did. ``to_dict()`` is what ``result.attrs["apollo"]`` holds."""
+
+    operation: str
+    results: int = 0
+    pages: int = 0
+    cache_hits: int = 0
+    api_calls: int = 0
+    credits_consumed: float = 0
+    total_entries: int | None = None
+    truncated: bool = False
+    stopped_reason: str | None = None
+    credits_to_finish_max: float = 0
+    elapsed_s: float = 0.0
+    run_id: str = ""
+    query: dict | None = None
+    # per-row searches only
+    rows: int | None = None
+    unique_queries: int | None = None
+    rows_with_results: int | None = None
+    rows_without_results: int | None = None
+    invalid_rows: int | None = None
+    invalid_reasons: dict | None = None
+    error_rows: int | None = None
+    errors: dict | None = None
+    skipped_rows: int | None = None
+    truncated_rows: int | None = None
+    columns: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.rows is None:
+            for f in ("rows", "unique_queries", "rows_with_results", "rows_without_results", "invalid_rows",
+                      "invalid_reasons", "error_rows", "errors", "skipped_rows", "truncated_rows", "columns"):
+                out.pop(f)
+        return out
+
+    def line(self) -> str:
+        head = f"{self.operation}: {self.results:,} results"
+        if self.rows is not None:
+            head += (
+                f" for {self.rows:,} rows ({self.rows_with_results:,} with results, {self.rows_without_results:,} "
+                f"without, {self.invalid_rows:,} invalid, {self.error_rows:,} errors, {self.skipped_rows:,} skipped)"
+                f" | {self.unique_queries:,} unique queries"
+            )
+        elif self.total_entries is not None:
+            head += f" of {self.total_entries:,} matching"
+        return (
+            head + f" | {self.pages:,} pages, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
+            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s" + (" | TRUNCATED" if self.truncated else "")
+        )
+
+    def __repr__(self) -> str:
+        return f"SearchSummary({self.line()})"
+
+    def _repr_html_(self) -> str:
+        skip = {"operation", "query", "invalid_reasons", "errors", "columns", "run_id"}
+        rows = [(k, _fmt(v)) for k, v in self.to_dict().items() if k not in skip and v is not None]
+        return _html_table(self.operation, rows)
+
+
+def _announce(summary: SearchSummary) -> None:
+    from .runner import _announce as announce
+
+    announce(summary)
+
+
+# -- one query ---------------------------------------------------------------------------------
+
+
+class Budget:
+    """Credits spent and reserved by one call, shared by its worker threads."""
+
+    def __init__(self, max_credits: float | None):
+        if max_credits is not None and (
+            isinstance(max_credits, bool) or not isinstance(max_credits, (int, float)) or max_credits < 0
+        ):
+            raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
+        self.max_credits = max_credits
+        self.spent = 0.0
+        self.reserved = 0.0
+        self._cond = threading.Condition()
+
+    def reserve(self, cost: float) -> bool:
+        """Reserve a page's worst case; False if it could take the spend past the cap.
+
+        While other pages are in flight (they may turn out free: a page without
+        results costs nothing) it waits for them rather than giving up early.
+        """
+        with self._cond:
+            while True:
+                if self.max_credits is None or cost <= 0 or self.spent + self.reserved + cost <= self.max_credits + 1e-9:
+                    self.reserved += cost
+                    return True
+                if self.reserved <= 0:
+                    return False
+                self._cond.wait()
+
+    def settle(self, reserved: float, actual: float) -> None:
+        with self._cond:
+            self.reserved -= reserved
+            self.spent += actual
+            self._cond.notify_all()
+
+
+@dataclasses.dataclass
+class QueryResult:
+    records: list[dict]
+    pages: int = 0
+    cache_hits: int = 0
+    credits: float = 0.0
+    total_entries: int | None = None
+    truncated: bool = False
+    stopped_reason: str | None = None
+    budget_stopped: bool = False
+    pages_left_max: int = 0
+
+
+def _trim(data: Any, kind: str) -> dict:
+    """The part of a page worth caching, in the endpoint's own shape (so the paginator reads it the same)."""
+    key = RECORDS_KEY[kind]
+    records, total, pages = read_page(data, key)
+    out: dict[str, Any] = {key: records}
+    if isinstance(data, dict) and isinstance(data.get("pagination"), dict):
+        out["pagination"] = {k: data["pagination"].get(k) for k in ("page", "per_page", "total_entries", "total_pages")}
+    if total is not None:
+        out["total_entries"] = total
+    return out
+
+
+def run_query(
+    kind: str,
+    query: dict,
+    max_results: int | None,
+    *,
+    client,
+    budget: Budget,
+    run_id: str,
+    ledger_rows: list | None = None,
+    refresh: bool = False,
+    on_page=None,
+) -> QueryResult:
+    """Page through one validated query; cached pages cost nothing.
+
+    Ledger rows (for paid or free pages actually sent) are appended to
+    ``ledger_rows`` for the caller to record from its own thread.
+    """
+    pag = PageNumberPaginator(max_results)
+    endpoint = flt.ENDPOINTS[kind]
+    cost = PAGE_CREDITS[kind]
+    cache = client.cache
+    ttl = client.settings.search_cache_ttl
+    out = QueryResult(records=[])
+    while pag.has_next_page:
+        params = pag.params()
+        key = cache.key(CACHE_ENDPOINT[kind], {"query": query, "per_page": params["per_page"]}, {"page": params["page"]})
+        hit = {} if refresh else cache.get_many([key])
+        if key in hit and isinstance(hit[key], dict):
+            data = hit[key]
+            out.cache_hits += 1
+        else:
+            if not budget.reserve(cost):
+                out.budget_stopped = True
+                out.stopped_reason = (
+                    f"credit budget reached (max_credits={budget.max_credits:g}, spent {budget.spent:g})"
+                )
+                needed = pag.pages_needed
+                out.pages_left_max = (needed - pag.pages_read) if needed is not None else math.ceil(
+                    pag.wanted / pag.per_page
+                ) - pag.pages_read
+                break
+            try:
+                response = client.post(endpoint, json={**query, **params})
+            except BaseException:
+                budget.settle(cost, 0.0)
+                raise
+            data = _trim(response.data, kind)
+            returned = len(data[RECORDS_KEY[kind]])
+            credits = cost if returned else 0.0
+            budget.settle(cost, credits)
+            out.credits += credits
+            cache.set_many({key: data}, ttl=ttl)
+            if ledger_rows is not None:
+                ledger_rows.append(
+                    (
+                        dict(
+                            run_id=run_id,
+                            operation=OPERATION[kind],
+                            endpoint=endpoint,
+                            # One query page sent; "matched" when it returned results (= paid, for orgs).
+                            records_sent=1,
+                            records_matched=1 if returned else 0,
+                            credits=credits,
+                            status=response.status_code,
+                        ),
+                        endpoint,
+                        response.headers,
+                    )
+                )
+        out.records.extend(pag.update(data, RECORDS_KEY[kind]))
+        out.pages += 1
+        if on_page is not None:
+            on_page(pag)
+    out.total_entries = pag.total_entries
+    out.truncated = pag.truncated
+    out.stopped_reason = out.stopped_reason or pag.stop_reason
+    return out
+
+
+def _flush_ledger(ledger, rows: list) -> None:
+    while rows:
+        entry, endpoint, headers = rows.pop(0)
+        if ledger is None:
+            continue
+        ledger.note_limits(endpoint, parse_rate_headers(headers))
+        ledger.record(**entry)
+
+
+def _check_max_results(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number (or None for everything up to {DISPLAY_CAP:,}), got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _truncation_warning(what: str, total: int | None, returned: int, stacklevel: int) -> None:
+    warnings.warn(
+        f"{what} matched {total:,} records, but Apollo shows at most {DISPLAY_CAP:,} per search "
+        f"({MAX_PAGE} pages of {MAX_PER_PAGE}); {returned:,} were returned. To reach the rest, {NARROWING_HINT}.",
+        SearchTruncatedWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _flatten(kind: str, records: Sequence[dict]) -> pa.Table:
+    """The records as a table in the declared ``person.*`` / ``org.*`` schema (same columns as enrichment)."""
+    from .schema import flatten_orgs, flatten_people
+
+    return (flatten_people if kind == flt.PEOPLE else flatten_orgs)(list(records))
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    from .schema import to_pandas
+
+    return to_pandas(table)
+
+
+def _frame(kind: str, records: Sequence[dict]) -> pd.DataFrame:
+    return _to_pandas(_flatten(kind, records))
+
+
+# -- public: one search ------------------------------------------------------------------------
+
+
+def _search(kind, max_results, max_credits, client, progress, refresh, ledger, filters) -> pd.DataFrame:
+    max_results = _check_max_results("max_results", max_results)
+    query = flt.validate_filters(kind, filters)
+    if not query:
+        raise flt.FilterError(
+            f"no filters given: an unfiltered {kind} search would page through Apollo's whole database. "
+            f"Give at least one filter (valid: {', '.join(flt.names_for(kind))})."
+        )
+    budget = Budget(max_credits)
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex[:12]
+    summary = SearchSummary(operation=OPERATION[kind], run_id=run_id, query=query)
+    with client_scope(client) as client:
+        ledger = ledger if ledger is not None else client.ledger
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=OPERATION[kind], unit="page", disable=not progress, leave=True)
+
+        def on_page(pag: PageNumberPaginator) -> None:
+            if pag.pages_needed is not None and bar.total != pag.pages_needed:
+                bar.total = pag.pages_needed
+                bar.refresh()
+            bar.update(1)
+            bar.set_postfix(results=pag.collected, credits=f"{budget.spent:g}")
+
+        requests_before = client.stats.requests
+        rows: list = []
+        try:
+            result = run_query(
+                kind, query, max_results, client=client, budget=budget, run_id=run_id, ledger_rows=rows,
+                refresh=refresh, on_page=on_page,
+            )
+        finally:
+            bar.close()
+            summary.api_calls = client.stats.requests - requests_before
+            _flush_ledger(ledger, rows)
+    frame = _frame(kind, result.records)
+    summary.results = len(frame)
+    summary.pages = result.pages
+    summary.cache_hits = result.cache_hits
+    summary.credits_consumed = result.credits
+    summary.total_entries = result.total_entries
+    summary.truncated = result.truncated
+    summary.stopped_reason = result.stopped_reason
+    if result.truncated:
+        _truncation_warning(f"{OPERATION[kind]}", result.total_entries, len(frame), 4)
+    if result.budget_stopped:
+        summary.credits_to_finish_max = result.pages_left_max * PAGE_CREDITS[kind]
+        warnings.warn(
+            f"{OPERATION[kind]}: stopped after {result.pages} pages ({len(frame):,} results): {result.stopped_reason}. "
+            f"Finishing would take at most {result.pages_left_max} more pages = "
+            f"{summary.credits_to_finish_max:g} credits; run again with a larger max_credits and the pages "
+            f"already fetched come from the cache.",
+            SearchTruncatedWarning,
+            stacklevel=3,
+        )
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    frame.attrs["apollo"] = summary.to_dict()
+    if progress:
+        _announce(summary)
+    return frame
+
+
+def search_people(
+    max_results: int | None = 100,
+    client=None,
+    progress: bool = True,
+    *,
+    refresh: bool = False,
+    ledger=None,
+    **filters,
+) -> pd.DataFrame:
+    """Search Apollo's people database (POST mixed_people/api_search, free) and return a flat frame.
+
+    Filters are keyword arguments named as in Apollo's docs, plain or with
+    ``[]`` (``person_titles=["VP Sales"]``, ``person_seniorities="vp"``,
+    ``q_organization_domains_list="acme.example"``,
+    ``organization_num_employees_ranges=(1, 50)``, ...); see
+    ``apollo_frames.filters`` for every name and the shapes accepted. They are
+    validated before any request: an unknown name or an unusable value raises
+    ``FilterError`` (a ``ValueError``) or ``TypeError``.
+
+    Results are **teasers**: ``person.id``, ``person.first_name``,
+    ``person.title``, ``person.organization.name``; the last name only
+    obfuscated (in ``person.extra`` as ``last_name_obfuscated``) and no email,
+    phone or LinkedIn URL. Enrich them with one more call —
+    ``result.apollo.enrich_people()`` — which matches on ``person.id`` (1 credit
+    per matched person).
+
+    ``max_results`` (default 100, None = everything up to Apollo's 50,000 cap)
+    bounds how many people are returned; pages of 100 are fetched only as
+    needed. ``result.attrs["apollo"]`` holds ``api_calls``, ``pages``,
+    ``cache_hits``, ``total_entries``, ``credits_consumed`` (always 0 here),
+    ``truncated`` and the normalised ``query``.
+    """
+    return _search(flt.PEOPLE, max_results, None, client, progress, refresh, ledger, filters)
+
+
+def search_orgs(
+    max_results: int | None = 100,
+    max_credits: float | None = None,
+    client=None,
+    progress: bool = True,
+    *,
+    refresh: bool = False,
+    ledger=None,
+    **filters,
+) -> pd.DataFrame:
+    """Search Apollo's organization database (POST mixed_companies/search) and return a flat ``org.*`` frame.
+
+    **Costs 1 credit per page that returns results** (up to 100 organizations
+    a page); cached pages cost nothing. With ``max_credits``, no page is
+    fetched that could take this call's spend past the cap; the result then
+    holds what was fetched, and a warning says how many credits finishing
+    would take at most. Pages sent are recorded in the credit ledger.
+
+    Filters as in ``search_people`` (organization filters:
+    ``q_organization_domains_list``, ``organization_num_employees_ranges``,
+    ``organization_locations``, ``q_organization_name``,
+    ``q_organization_keyword_tags``, ``revenue_range``, ``organization_ids``, ...).
+    """
+    return _search(flt.ORGS, max_results, max_credits, client, progress, refresh, ledger, filters)
+
+
+# -- public: one search per row ----------------------------------------------------------------
+
+
+def _json_label(label: Any) -> Any:
+    if hasattr(label, "item") and not isinstance(label, (str, bytes)):
+        try:
+            label = label.item()
+        except (ValueError, AttributeError):
+            pass
+    if label is None or isinstance(label, (str, int, float, bool)):
+        return label
+    return str(label)
+
+
+def _row_query(kind: str, constant: dict, values: Mapping[str, Any], anchored: bool) -> tuple[dict | None, str | None]:
+    """The row's full query, or why the row cannot be searched."""
+    row: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            normalized = flt.normalize_value(name, value)
+        except (ValueError, TypeError) as exc:
+            return None, str(exc)
+        if not flt.is_empty(normalized):
+            row[name] = normalized
+    if not row:
+        return None, "no usable filter value in " + ", ".join(values) + " (blank): not searched"
+    if anchored and not any(name in row for name in flt.ANCHORS):
+        return None, (
+            "no organization to search in (" + ", ".join(n for n in values if n in flt.ANCHORS) + " blank): "
+            "not searched, as the search would widen to every company"
+        )
+    query = dict(constant)
+    query.update(row)
+    return dict(sorted(query.items())), None
+
+
+@dataclasses.dataclass
+class RowQueries:
+    """The per-row searches behind a frame: each row's unique query (or -1 and a reason), deduplicated."""
+
+    kind: str
+    constant: dict
+    mapping: dict
+    row_query: list[int]
+    reasons: dict
+    unique: list[dict]
+
+
+def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[str, Any] | None = None) -> RowQueries:
+    """Validate the constant filters, map the columns and build every row's query; sends nothing."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"search needs a pandas DataFrame, got {type(frame).__name__}")
+    kind = _kind(kind)
+    constant = flt.validate_filters(kind, dict(filters or {}))
+    mapping = flt.resolve_filter_columns(kind, frame.columns, columns, constant=constant)
+    anchored = any(name in flt.ANCHORS for name in mapping)
+    series = {name: frame[label].tolist() for name, label in mapping.items()}
+    row_query: list[int] = []
+    reasons: dict[Any, str] = {}
+    unique: list[dict] = []
+    seen: dict[str, int] = {}
+    for i, label in enumerate(frame.index):
+        query, why = _row_query(kind, constant, {name: values[i] for name, values in series.items()}, anchored)
+        if query is None:
+            row_query.append(-1)
+            reasons[_json_label(label)] = why
+            continue
+        text = canonical_json(query)
+        j = seen.get(text)
+        if j is None:
+            j = seen[text] = len(unique)
+            unique.append(query)
+        row_query.append(j)
+    return RowQueries(kind, constant, mapping, row_query, reasons, unique)
+
+
+def cached_pages(kind: str, query: dict, max_results: int | None, client) -> tuple[int, bool]:
+    """(pages of this query in the cache, whether they complete it): reads the cache only."""
+    pag = PageNumberPaginator(max_results)
+    found = 0
+    while pag.has_next_page:
+        params = pag.params()
+        key = client.cache.key(CACHE_ENDPOINT[kind], {"query": query, "per_page": params["per_page"]}, {"page": params["page"]})
+        hit = client.cache.get_many([key]).get(key)
+        if not isinstance(hit, dict):
+            return found, False
+        pag.update(hit, RECORDS_KEY[kind])
+        found += 1
+    return found, True
+
+
+def plan_search_work(frame: pd.DataFrame, columns, options: dict, client):
+    """``credits.Work`` for ``estimate(frame, "search", kind=..., max_results_per_row=..., **filters)``.
+
+    One "record" is one unique row query; a query whose pages are all cached
+    costs nothing. Worst case per query to fetch: every page ``max_results_per_row``
+    could take (1 credit each for organizations, 0 for people).
+    """
+    from .credits import Work
+
+    options = dict(options)
+    kind = _kind(options.pop("kind", "people"))
+    per_row = _check_max_results("max_results_per_row", options.pop("max_results_per_row", 10))
+    refresh = bool(options.pop("refresh", False))
+    options.pop("max_credits", None)
+    prep = prepare_rows(frame, kind, columns, options)
+    pag = PageNumberPaginator(per_row)
+    pages_per_query = math.ceil(pag.wanted / pag.per_page)
+    cached = 0 if refresh else sum(1 for q in prep.unique if cached_pages(kind, q, per_row, client)[1])
+    to_fetch = len(prep.unique) - cached
+    return Work(
+        operation=OPERATION[kind],
+        endpoint=flt.ENDPOINTS[kind],
+        rows=len(frame),
+        invalid=len(prep.reasons),
+        unique=len(prep.unique),
+        cached=cached,
+        to_fetch=to_fetch,
+        batch_size=1,
+        worst_credits=pages_per_query * PAGE_CREDITS[kind],
+        api_calls=to_fetch * pages_per_query,
+    )
+
+
+def search_frame(
+    frame: pd.DataFrame,
+    kind: str = "people",
+    max_results_per_row: int | None = 10,
+    columns: Mapping[Any, str | None] | None = None,
+    max_credits: float | None = None,
+    refresh: bool = False,
+    progress: bool = True,
+    client=None,
+    ledger=None,
+    **filters,
+) -> pd.DataFrame:
+    """One search per row of ``frame``; a long frame of results tagged with ``apollo_input_index``.
+
+    Per-row filters come from columns recognised by name (``domain``,
+    ``website``, ``org.primary_domain`` -> ``q_organization_domains_list``;
+    ``organization_id``, ``org.id`` -> ``organization_ids``; ``title`` ->
+    ``person_titles``; ``seniority``; ``location``; ``company`` (orgs) ->
+    ``q_organization_name``; or the filter's own name) — ``columns={"col":
+    "filter"}`` overrides, ``{"col": None}`` leaves a column out — and are
+    combined with the constant filters given as keyword arguments (a keyword
+    filter wins over an auto-recognised column of the same filter).
+
+    Rows whose values cannot be used are never searched: a non-blank value that
+    fails validation, all per-row values blank, or (when an organization column
+    is used) no organization value — they are counted in ``invalid_rows`` with
+    reasons in ``invalid_reasons`` ({index label: reason}). Identical queries are
+    sent once; each row gets its own copy of the results. ``attrs["apollo"]``
+    also counts ``rows_with_results``, ``rows_without_results``, ``error_rows``
+    (``errors``: {label: message}), ``skipped_rows`` (credit budget / rate
+    limit), ``truncated_rows``, ``api_calls``, ``pages``, ``credits_consumed``.
+    People results are teasers: see ``search_people``.
+    """
+    per_row = _check_max_results("max_results_per_row", max_results_per_row)
+    prep = prepare_rows(frame, kind, columns, filters)
+    kind, constant, mapping = prep.kind, prep.constant, prep.mapping
+    row_query, reasons, unique = prep.row_query, prep.reasons, prep.unique
+    budget = Budget(max_credits)
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex[:12]
+    summary = SearchSummary(operation=OPERATION[kind] + "_by_row", run_id=run_id, query=constant)
+    summary.columns = {name: str(label) for name, label in mapping.items()}
+
+    results: list[QueryResult | None] = [None] * len(unique)
+    failures: dict[int, tuple[str, str]] = {}  # j -> (status, message)
+    with client_scope(client) as client:
+        ledger = ledger if ledger is not None else client.ledger
+        requests_before = client.stats.requests
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(unique), desc=OPERATION[kind], unit="query", disable=not progress, leave=True)
+        ledger_rows: list = []
+        fatal: BaseException | None = None
+        stop: str | None = None
+        pool = ThreadPoolExecutor(max_workers=client.settings.concurrency, thread_name_prefix="apollo-search")
+        pending = list(range(len(unique)))[::-1]
+        inflight: dict[Any, int] = {}
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < client.settings.concurrency and stop is None:
+                    j = pending.pop()
+                    inflight[
+                        pool.submit(
+                            run_query, kind, unique[j], per_row, client=client, budget=budget, run_id=run_id,
+                            ledger_rows=ledger_rows, refresh=refresh,
+                        )
+                    ] = j
+                if not inflight:
+                    break
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    j = inflight.pop(future)
+                    try:
+                        results[j] = future.result()
+                    except (AuthenticationError, PermissionDeniedError) as exc:
+                        fatal = fatal or exc
+                        stop = stop or f"stopped: {exc}"
+                        failures[j] = ("skipped", f"not searched: {exc}")
+                    except RateLimitError as exc:
+                        stop = stop or f"rate limit: {exc}"
+                        failures[j] = ("skipped", str(exc))
+                    except ApolloError as exc:
+                        failures[j] = ("error", str(exc))
+                    bar.update(1)
+                    bar.set_postfix(credits=f"{budget.spent:g}")
+                _flush_ledger(ledger, ledger_rows)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+            _flush_ledger(ledger, ledger_rows)
+            summary.api_calls = client.stats.requests - requests_before
+        for j in pending:
+            failures[j] = ("skipped", stop or "not searched")
+        if fatal is not None:
+            raise fatal
+
+    # Fan out: each valid row gets the records of its query.
+    offsets: list[int] = []
+    all_records: list[dict] = []
+    for res in results:
+        offsets.append(len(all_records))
+        all_records.extend(res.records if res is not None else [])
+    take: list[int] = []
+    positions: list[int] = []
+    counts = dict(with_results=0, without=0, errors=0, skipped=0, truncated=0)
+    errors: dict[Any, str] = {}
+    budget_stopped = [j for j, r in enumerate(results) if r is not None and r.budget_stopped]
+    for pos, (label, j) in enumerate(zip(frame.index, row_query)):
+        if j < 0:
+            continue
+        res = results[j]
+        if res is None:
+            status, message = failures.get(j, ("skipped", "not searched"))
+            counts["errors" if status == "error" else "skipped"] += 1
+            errors[_json_label(label)] = message
+            continue
+        if res.budget_stopped and not res.records:
+            counts["skipped"] += 1
+            continue
+        counts["truncated"] += res.truncated
+        if res.records:
+            counts["with_results"] += 1
+            take.extend(range(offsets[j], offsets[j] + len(res.records)))
+            positions.extend([pos] * len(res.records))
+        else:
+            counts["without"] += 1
+
+    table = _flatten(kind, all_records)
+    flat = _to_pandas(table.take(pa.array(take, type=pa.int64())))
+    labels = pd.Series(frame.index.take(positions), name=INPUT_INDEX).reset_index(drop=True)
+    out = pd.concat([labels, flat], axis=1)
+
+    done = [r for r in results if r is not None]
+    summary.results = len(out)
+    summary.pages = sum(r.pages for r in done)
+    summary.cache_hits = sum(r.cache_hits for r in done)
+    summary.credits_consumed = sum(r.credits for r in done)
+    totals = [r.total_entries for r in done if r.total_entries is not None]
+    summary.total_entries = sum(totals) if totals else None
+    summary.truncated = any(r.truncated for r in done)
+    summary.rows = len(frame)
+    summary.unique_queries = len(unique)
+    summary.rows_with_results = counts["with_results"]
+    summary.rows_without_results = counts["without"]
+    summary.invalid_rows = len(reasons)
+    summary.invalid_reasons = reasons
+    summary.error_rows = counts["errors"]
+    summary.errors = errors
+    summary.skipped_rows = counts["skipped"]
+    summary.truncated_rows = counts["truncated"]
+    unfinished = len(budget_stopped) + sum(1 for s, _ in failures.values() if s == "skipped")
+    if summary.truncated:
+        _truncation_warning(
+            f"{summary.truncated_rows:,} of the row searches of {OPERATION[kind]} (the largest)", max(totals), len(out), 3
+        )
+    if budget_stopped:
+        per_query = math.ceil((per_row or DISPLAY_CAP) / MAX_PER_PAGE)
+        left = sum(r.pages_left_max for r in done if r.budget_stopped) + per_query * sum(
+            1 for s, _ in failures.values() if s == "skipped"
+        )
+        summary.credits_to_finish_max = left * PAGE_CREDITS[kind]
+        summary.stopped_reason = next(r.stopped_reason for r in done if r.budget_stopped)
+        warnings.warn(
+            f"{OPERATION[kind]}: {unfinished:,} of {len(unique):,} unique queries were cut short or not sent: "
+            f"{summary.stopped_reason}. Finishing them would cost at most {summary.credits_to_finish_max:g} credits; "
+            f"run again with a larger max_credits and the pages already fetched come from the cache.",
+            SearchTruncatedWarning,
+            stacklevel=3,
+        )
+    elif stop:
+        summary.stopped_reason = stop
+        warnings.warn(f"{OPERATION[kind]}: {summary.skipped_rows:,} rows were not searched: {stop}", stacklevel=3)
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    out.attrs["apollo"] = summary.to_dict()
+    if progress:
+        _announce(summary)
+    return out
+
+
+def _kind(kind: Any) -> str:
+    aliases = {"people": "people", "person": "people", "persons": "people",
+               "orgs": "orgs", "org": "orgs", "organizations": "orgs", "organization": "orgs",
+               "companies": "orgs", "company": "orgs"}
+    if not isinstance(kind, str) or kind.strip().lower() not in aliases:
+        raise ValueError(f"kind must be 'people' or 'orgs', got {kind!r}")
+    return aliases[kind.strip().lower()]
