@@ -16,6 +16,8 @@ from .errors import (
     ValidationError,
 )
 from .http import ApolloClient
+from .filters import FilterError
+from .search import SearchTruncatedWarning, search_frame, search_orgs, search_people
 
 __all__ = [
     "__version__",
@@ -32,4 +34,9 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ValidationError",
+    "FilterError",
+    "SearchTruncatedWarning",
+    "search_frame",
+    "search_orgs",
+    "search_people",
 ]

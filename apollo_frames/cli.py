@@ -174,6 +174,49 @@ def cmd_doctor(args) -> int:
     return EXIT_OK
 
 
+def _parse_filters(pairs: list[str] | None) -> dict:
+    """--filter NAME=VALUE pairs -> filters; a name repeated (``x`` or ``x[]``) accumulates a list."""
+    filters: dict = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if name.endswith("[]"):
+            name = name[:-2]
+        if not sep or not name:
+            raise ValueError(f"--filter takes NAME=VALUE, got {pair!r}")
+        value = value.strip()
+        if name in filters:
+            before = filters[name]
+            filters[name] = (before if isinstance(before, list) else [before]) + [value]
+        else:
+            filters[name] = value
+    return filters
+
+
+def cmd_search(args) -> int:
+    from . import search
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".parquet":
+        raise ValueError(f"output must be a .parquet file, got {output.name}")
+    filters = _parse_filters(args.filter)
+    with _client(args, _sandbox_if(args)) as client:
+        if args.command == "search-people":
+            result = search.search_people(
+                max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh, **filters
+            )
+        else:
+            result = search.search_orgs(
+                max_results=args.max_results, max_credits=args.max_credits, client=client, progress=not args.quiet,
+                refresh=args.refresh, **filters,
+            )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result.to_parquet(output)
+    summary = result.attrs["apollo"]
+    print(f"wrote {output} | " + search.SearchSummary(**summary).line())
+    return EXIT_OK
+
+
 def _samples_dir(explicit: str | None) -> Path:
     candidates = [Path(explicit)] if explicit else [Path("data/samples"), Path(__file__).resolve().parents[1] / "data/samples"]
     for candidate in candidates:
@@ -246,6 +289,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="check against the embedded sandbox")
     p.set_defaults(func=cmd_doctor)
+
+    for name, help_text in (
+        ("search-people", "search people by filters (mixed_people/api_search, free; teaser records)"),
+        ("search-orgs", "search organizations by filters (mixed_companies/search, 1 credit per page with results)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("output", help=".parquet")
+        p.add_argument(
+            "--filter", action="append", metavar="NAME=VALUE",
+            help="an Apollo search filter, e.g. person_titles='VP Sales'; repeat a name for a list of values",
+        )
+        p.add_argument("--max-results", type=int, default=100, help="return at most this many records (default 100)")
+        if name == "search-orgs":
+            p.add_argument("--max-credits", type=float, default=None, help="never spend more than this in the run")
+        p.add_argument("--refresh", action="store_true", help="ignore cached pages (they are still updated)")
+        p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
+        p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("demo", help="enrich the sample data against the embedded sandbox (no key needed)")
     p.add_argument("--out", default="apollo_demo", help="output folder (default ./apollo_demo)")
