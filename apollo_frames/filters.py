@@ -586,7 +586,9 @@ def resolve_filter_columns(
     excluded: set = set()
     for label, name in (explicit or {}).items():
         if label not in labels:
-            raise KeyError(f"columns= names {label!r}, which is not a column of the frame (columns: {labels[:20]})")
+            near = difflib.get_close_matches(str(label), [str(x) for x in labels], n=1, cutoff=0.5)
+            hint = f" Did you mean {near[0]!r}?" if near else f" The frame's columns: {labels[:20]}"
+            raise FilterError(f"columns= names {label!r}, which is not a column of the frame.{hint}")
         if name is None:
             excluded.add(label)
             continue
@@ -615,6 +617,9 @@ def resolve_filter_columns(
                 used.add(label)
                 anchor_taken = anchor_taken or filt in ANCHORS
                 break
+    for filt, label in chosen.items():
+        if labels.count(label) > 1:
+            raise FilterError(f"the frame has {labels.count(label)} columns named {label!r} (used for {filt}); rename or drop the duplicates")
     if not chosen:
         wanted = sorted({a for f in names_for(kind) for a in COLUMN_ALIASES.get(f, ())[:3]})
         raise FilterError(

@@ -14,6 +14,9 @@ It reads both answer shapes:
 
 It never asks for a page it does not need: ``max_results=150`` takes 2 pages of
 100, ``total_entries=30`` one page, a short or empty page ends the search.
+Pages are always ``per_page=100`` (Apollo's maximum): a smaller page would cost
+an organization search the same credit and could not be reused from the cache
+by a later, larger ``max_results``.
 """
 
 from __future__ import annotations
@@ -72,9 +75,9 @@ class PageNumberPaginator:
         if not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
             raise ValueError(f"per_page must be from 1 to {MAX_PER_PAGE}, got {per_page!r}")
         self.max_results = max_results
-        wanted = DISPLAY_CAP if max_results is None else min(max_results, DISPLAY_CAP)
-        # Ask for small pages when fewer results are wanted than one page holds.
-        self.per_page = min(per_page, wanted)
+        # Always full pages, even when fewer results are wanted: a page costs the same (1 credit for
+        # organizations) whatever its size, and the cached pages then serve any max_results.
+        self.per_page = per_page
         self.page = 1
         self.pages_read = 0
         self.collected = 0

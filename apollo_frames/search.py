@@ -427,7 +427,7 @@ def search_people(
 
     Results are **teasers**: ``person.id``, ``person.first_name``,
     ``person.title``, ``person.organization.name``; the last name only
-    obfuscated (in ``person.extra`` as ``last_name_obfuscated``) and no email,
+    obfuscated (``person.last_name_obfuscated``, e.g. ``"Hu***n"``) and no email,
     phone or LinkedIn URL. Enrich them with one more call —
     ``result.apollo.enrich_people()`` — which matches on ``person.id`` (1 credit
     per matched person).
