@@ -16,12 +16,21 @@ from .errors import (
     ValidationError,
 )
 from .http import ApolloClient
+from .orgs import enrich_orgs
+from .people import enrich_people
+from .results import RunSummary
+from .credits import Estimate, estimate
+from .ledger import credit_summary, ledger, plot_credits
 from .filters import FilterError
 from .search import SearchTruncatedWarning, search_frame, search_orgs, search_people
+from .push import push_accounts, push_contacts
 
 __all__ = [
     "__version__",
     "ApolloClient",
+    "RunSummary",
+    "enrich_orgs",
+    "enrich_people",
     "ApolloError",
     "APIConnectionError",
     "APIStatusError",
@@ -34,9 +43,18 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ValidationError",
+    "Estimate",
+    "credit_summary",
+    "estimate",
+    "ledger",
+    "plot_credits",
     "FilterError",
     "SearchTruncatedWarning",
     "search_frame",
     "search_orgs",
     "search_people",
+    "push_accounts",
+    "push_contacts",
 ]
+
+from . import accessor as _accessor  # noqa: E402  (registers df.apollo)
