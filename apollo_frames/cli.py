@@ -174,6 +174,122 @@ def cmd_doctor(args) -> int:
     return EXIT_OK
 
 
+def cmd_estimate(args) -> int:
+    from .credits import estimate
+
+    frame = read_table(args.input)
+    options = {"reveal_phone_number": True} if args.reveal_phone_number else {}
+    if args.reveal_phone_number and args.op != "enrich-people":
+        raise ValueError("--reveal-phone-number applies to --op enrich-people only")
+    with _client(args, _sandbox_if(args)) as client:
+        result = estimate(frame, args.op, client=client, columns=_parse_map(args.map), **options)
+    print(repr(result))
+    return EXIT_OK
+
+
+def _usage_endpoint(key: str) -> str:
+    """'["api/v1/people", "bulk_match"]' -> 'people/bulk_match' (the endpoint names the toolkit uses)."""
+    import json
+
+    try:
+        parts = json.loads(key)
+    except ValueError:
+        return str(key)
+    if not isinstance(parts, list):
+        return str(key)
+    path = "/".join(str(p).strip("/") for p in parts)
+    return path[len("api/v1/"):] if path.startswith("api/v1/") else path
+
+
+def _usage_table(rows: list[tuple[str, dict]], with_seen: bool = False) -> str:
+    """One line per endpoint: limit, consumed and left for each window ('-' = none given / unlimited)."""
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+    header = ["endpoint"]
+    for window in ("minute", "hour", "day"):
+        header += [f"{window} limit", "used", "left"]
+    if with_seen:
+        header += ["seen"]
+    lines = [header]
+    for endpoint, windows in rows:
+        line = [endpoint]
+        for window in ("minute", "hour", "day"):
+            info = windows.get(window) or {}
+            line += [cell(info.get("limit")), cell(info.get("consumed")), cell(info.get("left"))]
+        if with_seen:
+            line.append(windows.get("seen", ""))
+        lines.append(line)
+    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 or (with_seen and i == len(header) - 1) else c.rjust(w)
+                  for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        for r in lines
+    )
+
+
+def _as_int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def cmd_usage(args) -> int:
+    from .errors import NotFoundError
+    from .ratelimit import WindowReading
+
+    with _client(args, _sandbox_if(args)) as client:
+        try:
+            answer = client.post("usage_stats/api_usage_stats", json={})
+        except (PermissionDeniedError, NotFoundError) as exc:
+            status = getattr(exc, "status_code", "")
+            print(
+                f"usage_stats is not available to this key ({status}); showing instead the last rate-limit "
+                f"headers recorded in the ledger ({client.ledger.path}):"
+            )
+            seen = client.ledger.limits()
+            if not seen:
+                print("  none recorded yet: they are saved on every enrichment batch, so run one first.")
+                return EXIT_OK
+            rows = []
+            for endpoint, windows in seen.items():
+                row = {w: {"limit": i["limit"], "consumed": i["usage"], "left": i["left"]} for w, i in windows.items()}
+                newest = max(i["seen_at"] for i in windows.values())
+                sources = sorted({i["source"] for i in windows.values()})
+                row["seen"] = f"{newest.strftime('%Y-%m-%d %H:%M:%S UTC')} ({'/'.join(sources)})"
+                rows.append((endpoint, row))
+            print(_usage_table(rows, with_seen=True))
+            print("('-' limit: Apollo sent no header for that window, i.e. unlimited; counts are as of 'seen'.)")
+            return EXIT_OK
+        data = answer.data if isinstance(answer.data, dict) else {}
+        rows = []
+        for key, windows in data.items():
+            if not isinstance(windows, dict):
+                continue
+            endpoint = _usage_endpoint(key)
+            row = {}
+            for window in ("minute", "hour", "day"):
+                info = windows.get(window) if isinstance(windows.get(window), dict) else {}
+                row[window] = {
+                    "limit": _as_int(info.get("limit")),
+                    "consumed": _as_int(info.get("consumed")),
+                    "left": _as_int(info.get("left_over")),
+                }
+            rows.append((endpoint, row))
+            readings = {
+                w: WindowReading(limit=r["limit"], usage=r["consumed"], left=r["left"])
+                for w, r in row.items()
+                if r["limit"] is not None
+            }
+            # Remembered for estimates: the real limits of every endpoint, not only those called so far.
+            client.ledger.note_limits(endpoint, readings, source="usage_stats")
+        rows.sort(key=lambda r: r[0])
+        print(f"Apollo usage_stats ({len(rows)} endpoints) as of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}:")
+        print(_usage_table(rows))
+    return EXIT_OK
+
+
 def _parse_filters(pairs: list[str] | None) -> dict:
     """--filter NAME=VALUE pairs -> filters; a name repeated (``x`` or ``x[]``) accumulates a list."""
     filters: dict = {}
@@ -289,6 +405,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="check against the embedded sandbox")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("estimate", help="what an enrichment would cost: cache hits, calls, credits, duration (sends nothing)")
+    p.add_argument("input", help=".csv or .parquet")
+    p.add_argument("--op", required=True, choices=["enrich-people", "enrich-orgs"], help="the operation to estimate")
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
+    p.add_argument("--reveal-phone-number", action="store_true", help="people: price the phone reveal (+8 credits)")
+    p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
+    p.add_argument("--sandbox", action="store_true", help="estimate against the embedded sandbox's cache")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("usage", help="rate limits used and left per endpoint (usage_stats; ledger if refused)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
+    p.set_defaults(func=cmd_usage)
 
     for name, help_text in (
         ("search-people", "search people by filters (mixed_people/api_search, free; teaser records)"),

@@ -1,0 +1,444 @@
+"""Estimates before a run, and the gate that asks before a large spend.
+
+``estimate(frame, "enrich_people")`` answers, without sending a request: how
+many rows are invalid, how many unique records there are, how many the cache
+already holds, how many calls and credits the rest would take (worst case, and
+expected from the match rate the ledger has seen), and roughly how long the
+rate limits would make it last. It reuses what a run does before its first
+request (the operation's ``prepare`` and ``runner.plan_work``, which only
+reads the cache), so it counts exactly what a run would send.
+
+Operations plug in through a small registry: ``register_estimator(name)``
+decorates a function ``(frame, columns, options, client) -> Work``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from .errors import BudgetExceededError
+from .ratelimit import WINDOWS
+
+#: The share of sent records assumed to match (and so to be charged) when the ledger has no history.
+DEFAULT_MATCH_RATE = 0.8
+#: Seconds one bulk request is assumed to take, for the duration estimate (Apollo's bulk calls
+#: usually answer in well under that; the rate limits, not latency, bind on most plans).
+ASSUMED_LATENCY_S = 1.0
+WINDOW_SECONDS = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+# -- the work behind an estimate -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Work:
+    """What an operation would do for a frame, counted without sending anything."""
+
+    operation: str
+    endpoint: str
+    rows: int
+    invalid: int
+    unique: int
+    cached: int
+    to_fetch: int
+    batch_size: int
+    #: worst-case credits for one record sent
+    worst_credits: float
+    #: requests needed; default ceil(to_fetch / batch_size)
+    api_calls: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_calls is None:
+            self.api_calls = math.ceil(self.to_fetch / self.batch_size) if self.to_fetch else 0
+
+
+Planner = Callable[[pd.DataFrame, "dict[str, str] | None", dict, Any], Work]
+ESTIMATORS: dict[str, Planner] = {}
+
+
+def register_estimator(name: str) -> Callable[[Planner], Planner]:
+    """Register ``planner(frame, columns, options, client) -> Work`` for ``estimate(frame, name)``.
+
+    The planner must not send requests; it may read the client's cache. It
+    raises TypeError for options it does not know.
+    """
+
+    def decorate(planner: Planner) -> Planner:
+        ESTIMATORS[name] = planner
+        return planner
+
+    return decorate
+
+
+def _check_options(operation: str, options: dict, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"estimate({operation!r}) got unknown option(s) {unknown}; it accepts {sorted(allowed) or 'none'}"
+        )
+
+
+def work_from_plan(frame, prepared, op, options: dict, client, *, refresh: bool = False) -> Work:
+    """Count the work of a runner ``Operation``: dedupe and cache lookup exactly as ``run_operation`` does."""
+    from .runner import plan_work
+
+    plan = plan_work(prepared, op, options, client, refresh=refresh)
+    return Work(
+        operation=op.name,
+        endpoint=op.endpoint,
+        rows=len(frame),
+        invalid=sum(1 for r in prepared.records if r is None),
+        unique=len(plan.unique_records),
+        cached=len(plan.cached),
+        to_fetch=len(plan.to_fetch),
+        batch_size=op.batch_size,
+        worst_credits=float(op.worst_credits(options)),
+    )
+
+
+#: reveal_phone_number needs a webhook to run, not to estimate: the webhook is not part of the cache key.
+_ESTIMATE_WEBHOOK = "https://estimate.invalid/webhook"
+
+
+@register_estimator("enrich_people")
+def _plan_people(frame, columns, options, client) -> Work:
+    from . import people
+
+    _check_options("enrich_people", options, ("reveal_personal_emails", "reveal_phone_number", "webhook_url", "refresh"))
+    reveal_phone = options.get("reveal_phone_number", False)
+    webhook = options.get("webhook_url") or (_ESTIMATE_WEBHOOK if reveal_phone is True else None)
+    opts = people.people_options(options.get("reveal_personal_emails", False), reveal_phone, webhook)
+    prepared = people.prepare_people(frame, columns)
+    return work_from_plan(frame, prepared, people.OPERATION, opts, client, refresh=bool(options.get("refresh")))
+
+
+@register_estimator("enrich_orgs")
+def _plan_orgs(frame, columns, options, client) -> Work:
+    from . import orgs
+
+    _check_options("enrich_orgs", options, ("refresh",))
+    prepared = orgs.prepare_orgs(frame, columns)
+    return work_from_plan(frame, prepared, orgs.OPERATION, {}, client, refresh=bool(options.get("refresh")))
+
+
+# -- rate limits and duration --------------------------------------------------------------------
+
+
+def _stamp(seconds: float) -> str:
+    return pd.Timestamp(seconds, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+
+def assumed_limits(client, endpoint: str) -> tuple[dict[str, int | None], dict[str, tuple[int, float]], str]:
+    """(limit per window, {window: (left, seconds until it resets at the latest)}, where they came from).
+
+    Real limits first: the last headers (or usage_stats answer) the ledger saw
+    for this endpoint, then this client's live rate limiter if responses
+    corrected it; otherwise the client's plan preset (or ``rate_limits=``).
+    """
+    preset = dict(zip(WINDOWS, client.settings.limits))
+    now = time.time()
+    try:
+        seen = client.ledger.limits().get(endpoint)
+    except Exception:  # an unreadable ledger must not stop an estimate
+        seen = None
+    if seen:
+        limits = {w: seen[w]["limit"] if w in seen else None for w in WINDOWS}
+        left: dict[str, tuple[int, float]] = {}
+        for w, info in seen.items():
+            if info["limit"] is None or info["left"] is None or w not in WINDOW_SECONDS:
+                continue
+            # Fixed windows and no reset header: that count holds until, at the latest,
+            # a full window after it was seen.
+            remaining = info["seen_at"].timestamp() + WINDOW_SECONDS[w] - now
+            if remaining > 0:
+                left[w] = (int(info["left"]), remaining)
+        newest = max(info["seen_at"] for info in seen.values())
+        kind = {info["source"] for info in seen.values()}
+        label = "headers" if kind == {"headers"} else "/".join(sorted(kind))
+        return limits, left, f"{label} seen {newest.strftime('%Y-%m-%d %H:%M UTC')}"
+    live = client.limiter.snapshot().get(endpoint)
+    if live:
+        limits = {w: live[w]["limit"] for w in WINDOWS if w in live}
+        if limits != preset:
+            return limits, {}, "this client's rate limiter (from response headers)"
+    if client.settings.rate_limits is not None:
+        return preset, {}, "client rate_limits setting"
+    return preset, {}, f"plan preset {client.settings.plan}"
+
+
+def simulate_duration(
+    calls: int,
+    limits: dict[str, int | None],
+    *,
+    concurrency: int,
+    latency_s: float = ASSUMED_LATENCY_S,
+    left: dict[str, tuple[int, float]] | None = None,
+) -> float:
+    """Seconds to send ``calls`` requests under fixed minute/hour/day windows.
+
+    Requests go ``concurrency`` at a time, each taking ``latency_s``. A window
+    opens with the first request sent in it and resets a full length later;
+    when any window is spent, sending waits for it to reset. ``left`` gives a
+    window's remaining count and the seconds until it resets, if known.
+    """
+    if calls <= 0:
+        return 0.0
+    windows = []
+    for name in WINDOWS:
+        limit = limits.get(name)
+        if limit is None:
+            continue
+        limit = max(int(limit), 1)
+        state = {"length": WINDOW_SECONDS[name], "limit": limit, "left": limit, "reset_at": None}
+        if left and name in left:
+            state["left"], state["reset_at"] = min(max(left[name][0], 0), limit), left[name][1]
+        windows.append(state)
+    concurrency = max(int(concurrency), 1)
+    t = 0.0
+    remaining = calls
+    while remaining > 0:
+        for w in windows:
+            if w["reset_at"] is not None and t >= w["reset_at"]:
+                w["left"], w["reset_at"] = w["limit"], None
+        spent = [w for w in windows if w["left"] <= 0]
+        if spent:
+            t = max(w["reset_at"] for w in spent)
+            continue
+        k = min([remaining] + [w["left"] for w in windows])
+        for w in windows:
+            if w["reset_at"] is None:
+                w["reset_at"] = t + w["length"]
+            w["left"] -= k
+        t += math.ceil(k / concurrency) * latency_s
+        remaining -= k
+    return t
+
+
+def format_duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "0 s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    days, rest = divmod(seconds, 86400)
+    return f"{days:.0f} d {rest / 3600:.0f} h"
+
+
+def _limits_text(limits: dict[str, int | None]) -> str:
+    short = {"minute": "min", "hour": "h", "day": "day"}
+    return ", ".join(
+        f"{limits[w]:,}/{short[w]}" if limits.get(w) is not None else f"no {w} limit" for w in WINDOWS
+    )
+
+
+# -- the estimate ----------------------------------------------------------------------------------
+
+
+def _fmt_num(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+@dataclasses.dataclass
+class Estimate:
+    """What a run would cost, worked out from the cache and the ledger without sending a request."""
+
+    operation: str
+    rows: int
+    invalid: int
+    unique: int
+    cached: int
+    to_fetch: int
+    api_calls: int
+    credits_max: float
+    credits_expected: float
+    match_rate: float
+    match_rate_source: str
+    duration_s: float
+    #: requests allowed per window, None = unlimited
+    limits: dict[str, int | None]
+    limits_source: str
+    duration_assumption: str
+    endpoint: str = ""
+    worst_credits_per_record: float = 1.0
+
+    def _lines(self) -> list[tuple[str, str, str]]:
+        per = _fmt_num(self.worst_credits_per_record)
+        return [
+            ("rows", f"{self.rows:,}", f"{self.invalid:,} invalid (never sent)"),
+            ("unique records", f"{self.unique:,}", f"{self.cached:,} cached, {self.to_fetch:,} to fetch"),
+            ("api calls", f"{self.api_calls:,}", f"to {self.endpoint}" if self.endpoint else ""),
+            ("credits max", _fmt_num(self.credits_max), f"{per} per record fetched, at worst"),
+            (
+                "credits expected",
+                _fmt_num(self.credits_expected),
+                f"match rate {self.match_rate:.0%}: {self.match_rate_source}",
+            ),
+            ("duration", "~" + format_duration(self.duration_s), f"{_limits_text(self.limits)} ({self.limits_source})"),
+            ("", "", self.duration_assumption),
+        ]
+
+    def __repr__(self) -> str:
+        lines = self._lines()
+        w0 = max(len(a) for a, _, _ in lines)
+        w1 = max(len(b) for _, b, _ in lines)
+        body = "\n".join(f"  {a.ljust(w0)}  {b.rjust(w1)}  {c}".rstrip() for a, b, c in lines)
+        return f"Estimate {self.operation} (nothing sent)\n{body}"
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(a)}</th><td style='text-align:right'>{html.escape(b)}</td>"
+            f"<td style='text-align:left'>{html.escape(c)}</td></tr>"
+            for a, b, c in self._lines()
+        )
+        title = html.escape(f"Estimate {self.operation} (nothing sent)")
+        return f"<table><caption style='text-align:left'><b>{title}</b></caption>{cells}</table>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row, flat columns (``limit_minute``, ``limit_hour``, ``limit_day`` for the limits)."""
+        data = self.to_dict()
+        limits = data.pop("limits")
+        for w in WINDOWS:
+            data[f"limit_{w}"] = limits.get(w)
+        frame = pd.DataFrame([data])
+        for w in WINDOWS:
+            frame[f"limit_{w}"] = frame[f"limit_{w}"].astype("Int64")
+        return frame
+
+
+def estimate(frame: pd.DataFrame, operation: str, *, client=None, columns: dict[str, str] | None = None, **options) -> Estimate:
+    """Estimate ``operation`` ("enrich_people", "enrich_orgs") on ``frame`` without sending a request.
+
+    Options are the operation's own (people: ``reveal_personal_emails``,
+    ``reveal_phone_number``, ``webhook_url``; both: ``refresh``): they change
+    the cache keys and the worst-case credits. ``credits_max`` is what the run
+    could spend at worst; ``credits_expected`` scales it by the match rate the
+    ledger has seen for this operation (else ``DEFAULT_MATCH_RATE``).
+    """
+    from .http import client_scope
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
+    name = str(operation).replace("-", "_")
+    planner = ESTIMATORS.get(name)
+    if planner is None:
+        raise ValueError(f"no estimate for operation {operation!r}; known: {sorted(ESTIMATORS)}")
+    with client_scope(client) as c:
+        work = planner(frame, columns, options, c)
+        credits_max = work.to_fetch * work.worst_credits
+        history = None
+        try:
+            history = c.ledger.match_rate(work.operation)
+        except Exception:  # an unreadable ledger must not stop an estimate
+            history = None
+        if history is not None:
+            rate, records = history
+            rate_source = f"ledger, {records:,} records sent by earlier {work.operation} runs"
+        else:
+            rate, rate_source = DEFAULT_MATCH_RATE, "default (no history in the ledger yet)"
+        limits, left, limits_source = assumed_limits(c, work.endpoint)
+        concurrency = c.settings.concurrency
+        duration = simulate_duration(work.api_calls, limits, concurrency=concurrency, left=left)
+    assumption = (
+        f"assumes {concurrency} requests in flight, ~{ASSUMED_LATENCY_S:g} s each; a spent window waits "
+        f"for its reset, a full window after its first request"
+    )
+    return Estimate(
+        operation=work.operation,
+        rows=work.rows,
+        invalid=work.invalid,
+        unique=work.unique,
+        cached=work.cached,
+        to_fetch=work.to_fetch,
+        api_calls=int(work.api_calls),
+        credits_max=float(credits_max),
+        credits_expected=float(round(credits_max * rate, 1)),
+        match_rate=float(rate),
+        match_rate_source=rate_source,
+        duration_s=round(float(duration), 1),
+        limits=limits,
+        limits_source=limits_source,
+        duration_assumption=assumption,
+        endpoint=work.endpoint,
+        worst_credits_per_record=work.worst_credits,
+    )
+
+
+# -- confirmation gate ---------------------------------------------------------------------------
+
+
+def is_interactive() -> bool:
+    """True in an IPython kernel (Jupyter) or when stdin is a terminal."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and getattr(shell, "kernel", None) is not None:
+            return True
+    except ImportError:
+        pass
+    try:
+        return bool(sys.stdin is not None and sys.stdin.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _how_to_proceed(credits_max: float, threshold: float) -> str:
+    return (
+        f"To go ahead, raise confirm_over to at least {math.ceil(credits_max)}, or set max_credits to cap "
+        f"what this run may spend (rows past the cap are skipped; run again later and what is done comes "
+        f"from the cache)."
+    )
+
+
+def confirm_spend(
+    operation: str,
+    credits_max: float,
+    threshold: float | None,
+    *,
+    interactive: bool | None = None,
+    ask: Callable[[str], str] | None = None,
+) -> None:
+    """Let a run go on only if its worst-case spend is within ``threshold`` or the user says yes.
+
+    Nothing happens when ``threshold`` is None or ``credits_max <= threshold``.
+    Otherwise an interactive session (IPython kernel, or stdin a TTY) is asked
+    to confirm and anything but yes raises ``BudgetExceededError``; a
+    non-interactive run raises it at once. ``interactive`` and ``ask`` (default
+    ``input``) exist for tests.
+    """
+    if threshold is None or credits_max <= threshold:
+        return
+    interactive = is_interactive() if interactive is None else interactive
+    spend = f"{operation} may spend up to {_fmt_num(credits_max)} credits, more than confirm_over={_fmt_num(threshold)}"
+    if interactive:
+        ask = ask or input
+        try:
+            answer = ask(f"{spend}. Continue? [y/N] ")
+        except (EOFError, NotImplementedError, OSError, RuntimeError):
+            # A kernel that cannot read input (e.g. a notebook run headless) is not interactive after all.
+            answer = None
+        if answer is not None:
+            if str(answer).strip().lower() in ("y", "yes"):
+                return
+            raise BudgetExceededError(f"{spend}; not confirmed, nothing was sent. {_how_to_proceed(credits_max, threshold)}")
+    raise BudgetExceededError(
+        f"{spend}, and this session cannot ask for confirmation (not interactive); nothing was sent. "
+        + _how_to_proceed(credits_max, threshold)
+    )
