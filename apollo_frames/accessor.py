@@ -83,3 +83,31 @@ class ApolloAccessor:
         from . import credits
 
         return credits.estimate(self._frame, operation, **options)
+
+    def push_contacts(
+        self, mode="upsert", columns=None, run_dedupe=True, labels=None, dry_run=False, progress=True, client=None,
+        default_region="US",
+    ) -> pd.DataFrame:
+        """Push each row to Apollo as a contact: mode "upsert" (default), "insert" or "update".
+
+        One status per row (created, existing, updated, invalid, duplicate, error, skipped) with ``apollo_id``;
+        ``dry_run=True`` sends nothing and returns the plan. See ``apollo_frames.push_contacts``.
+        """
+        from . import push
+
+        return push.push_contacts(
+            self._frame, mode=mode, columns=columns, run_dedupe=run_dedupe, labels=labels, dry_run=dry_run,
+            progress=progress, client=client, default_region=default_region,
+        )
+
+    def push_accounts(
+        self, mode="upsert", columns=None, run_dedupe=True, labels=None, dry_run=False, progress=True, client=None,
+        default_region="US",
+    ) -> pd.DataFrame:
+        """Push each row to Apollo as an account, keyed on its domain (needs a master key). See ``apollo_frames.push_accounts``."""
+        from . import push
+
+        return push.push_accounts(
+            self._frame, mode=mode, columns=columns, run_dedupe=run_dedupe, labels=labels, dry_run=dry_run,
+            progress=progress, client=client, default_region=default_region,
+        )

@@ -1,0 +1,1069 @@
+"""Reverse ETL: push a DataFrame's rows to Apollo as contacts or accounts.
+
+Three modes, as in the usual warehouse-to-Apollo syncs:
+
+* ``insert``: ``POST {contacts|accounts}/bulk_create``, at most 100 records a
+  call. Records Apollo already has come back in ``existing_*`` unmodified and
+  their rows end ``existing``.
+* ``update``: every row carries the Apollo id of its record (an ``id``
+  column, ``apollo_id`` from an earlier push, or ``columns={"col": "id"}``)
+  and is sent alone to ``PATCH {contacts|accounts}/{id}``. Accounts fall back
+  to the legacy ``PUT`` when a ``PATCH`` is answered 404 or 405 and the
+  ``PUT`` then succeeds; from then on the run uses ``PUT`` directly (a 404 on
+  both verbs is an unknown id, and the row ends ``error``).
+* ``upsert``: ``bulk_create`` first, then each ``existing`` record is updated
+  alone with its row's fields and ends ``updated``.
+
+Contacts and accounts differ only in data: a :class:`Target` names the
+endpoints, the dedupe key (email / domain), the response keys and the
+:class:`Field` table (column aliases, how a value is normalised, which key
+it is sent under on create and on update).
+
+Decisions, all visible in the report:
+
+* **Columns.** Recognised by name (case, spaces, ``-``, ``_``, ``.`` ignored;
+  see :data:`CONTACT_FIELDS` / :data:`ACCOUNT_FIELDS`); ``columns={"their
+  column": "field"}`` overrides, ``{"col": None}`` ignores a column. A column
+  named ``custom.<field_id>`` (or mapped to ``"custom.<field_id>"``) is sent as
+  ``typed_custom_fields[<field_id>]``. Other columns are ignored and listed
+  once in a warning. Empty cells are not sent, so a push never blanks a field
+  in Apollo.
+* **Validation, before any write.** Contacts need an email, accounts a domain
+  (the dedupe keys; in ``update`` mode the Apollo id is the key instead).
+  Emails and domains are normalised as in enrichment; a malformed email,
+  domain or LinkedIn URL makes the row ``invalid`` with the reason (we never
+  send a value we could not read). Phones are rewritten to E.164 when
+  ``phonenumbers`` can parse them (numbers without a ``+`` country code are
+  read in ``default_region``, "US" by default); one it cannot parse is sent
+  as the cleaned text. Contacts' ``phone`` goes to ``phone`` on bulk_create
+  and to ``direct_phone`` on PATCH (the update endpoint has no plain
+  ``phone``); accounts' to ``phone`` on both.
+* **Labels.** ``labels=[...]`` is sent as ``append_label_names`` on every
+  bulk_create, so records the push creates carry them. It is not sent on
+  updates: Apollo's PATCH ``label_names`` replaces a record's whole label set.
+  A contact ``label_names`` column (a list, or text split on ``,`` / ``;``)
+  is that explicit full set: on PATCH it is sent as ``label_names`` (with
+  ``labels=`` added); on bulk_create rows are batched per distinct label set,
+  each batch with its own ``append_label_names``.
+* **Duplicates in the frame.** A row repeating a key already in the frame
+  is ``duplicate``, not sent; its ``apollo_id`` is the first occurrence's and
+  ``apollo_error`` names the first row's index label.
+* **Retries and unknown outcomes.** ``bulk_create`` is not idempotent. With
+  ``run_dedupe=True`` it is made so by Apollo (a resent record comes back as
+  existing), so the request is sent with ``idempotent=True`` and the client's
+  retry policy (backoff, ``max_retries``) resends a batch whose outcome is
+  unknown (timeout, dropped connection, 5xx). With ``run_dedupe=False`` it is
+  sent with ``idempotent=False``: never resent once it may have reached
+  Apollo, and its rows end ``error`` with a message saying the outcome is
+  unknown and how to reconcile. Updates (PATCH/PUT of the same fields) are
+  idempotent and retried by the client.
+* **Lost writes reported as created.** When a batch needed more than one
+  attempt, an earlier attempt may have created records that the successful
+  attempt returns as ``existing``. Such a record is reported ``created`` when
+  its ``created_at`` is not earlier than the moment this batch was first sent
+  (on Apollo's clock, estimated from the answer's ``Date`` header when there
+  is one, less :data:`CLOCK_SKEW_S` for resolution and skew): run_dedupe
+  returns existing records unchanged, so a record created after we sent the
+  batch and matching its key is our write. The rows then say what this push
+  did, and upsert does not PATCH a record it has just written. Without a
+  readable ``created_at`` the row stays ``existing`` (the safe reading: in
+  upsert it is then updated with the same fields). The limit: a record that
+  someone else created in the same couple of seconds, in a batch that needed
+  a retry, would also be called ``created``.
+* **Joining answers to rows** is by the dedupe key (normalised email /
+  domain), never by position; a record Apollo matched on something else (a
+  contact by name + company, an account by name) is joined on that as a
+  fallback. A row whose record is in neither list ends ``error``.
+* **Stops.** 401/403 stop the run and raise the typed error (accounts with a
+  scoped key: :class:`PermissionDeniedError` saying a master key is needed);
+  the report of what was done so far is on the exception as
+  ``partial_result``. A 429 beyond the client's wait cap stops sending: the
+  rows not sent are ``skipped``. Any other failure marks the rows of its
+  batch (or its update) ``error`` and the run goes on.
+* ``dry_run=True`` sends nothing (no client is opened): each row gets the
+  status it would try for (``would_create`` / ``would_update``, or
+  ``invalid`` / ``duplicate``), ``apollo_payload`` holds the JSON each row
+  would be sent as, and ``attrs["apollo"]["planned_requests"]`` counts the
+  requests (upsert: the bulk calls; ``planned_requests_max`` adds one update
+  per row, if every record already existed).
+
+Writes cost no credits but count against rate limits; every request goes
+through the client, which paces them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any
+
+import pandas as pd
+
+from . import normalize as nz
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    ApolloError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+from .http import client_scope
+from .mapping import ColumnMappingError, fold_name
+from .results import _fmt, _html_table
+
+__all__ = [
+    "push_contacts",
+    "push_accounts",
+    "PUSH_STATUSES",
+    "DRY_RUN_STATUSES",
+    "CONTACT_FIELDS",
+    "ACCOUNT_FIELDS",
+    "PushSummary",
+]
+
+MODES = ("upsert", "insert", "update")
+BULK_LIMIT = 100
+#: Allowance, in seconds, for clock resolution and skew when telling a lost write from an older record.
+CLOCK_SKEW_S = 2.0
+PUSH_STATUSES = ("created", "existing", "updated", "invalid", "duplicate", "error", "skipped")
+DRY_RUN_STATUSES = ("would_create", "would_update", "invalid", "duplicate")
+OUTPUT_COLUMNS = ("apollo_status", "apollo_id", "apollo_error", "apollo_payload")
+#: Columns an earlier apollo_frames step wrote: replaced without a warning, never pushed.
+_OWN_COLUMNS = ("apollo_status", "apollo_error", "apollo_payload")
+CUSTOM_PREFIX = "custom."
+
+
+# -- the data that makes contacts and accounts differ ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One pushable field: the names it is recognised by, how it is read, where it is sent."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    #: "email", "domain", "linkedin", "phone", "labels" or "text"
+    kind: str = "text"
+    #: key in a bulk_create record (None: not sent on create)
+    create_as: str | None = None
+    #: key in a PATCH/PUT body (None: not sent on update)
+    update_as: str | None = None
+
+
+def _f(name, aliases=(), kind="text", create_as="=", update_as="="):
+    return Field(name, tuple(aliases), kind, name if create_as == "=" else create_as, name if update_as == "=" else update_as)
+
+
+def _id_field(kind: str) -> Field:
+    """The Apollo record id that update mode sends to; never sent in a body."""
+    return _f("id", ("apollo_id", "Apollo ID", f"{kind}_id", f"Apollo {kind} ID"), "id", None, None)
+
+
+CONTACT_FIELDS: tuple[Field, ...] = (
+    _id_field("contact"),
+    _f("email", ("Email", "E-mail", "Email Address", "Work Email", "Business Email", "Contact Email", "person.email"), "email"),
+    _f("first_name", ("First Name", "firstname", "Given Name", "person.first_name")),
+    _f("last_name", ("Last Name", "lastname", "surname", "Family Name", "person.last_name")),
+    _f("title", ("Job Title", "Position", "person.title")),
+    _f("organization_name", ("Company", "Company Name", "Organization", "Organisation", "Employer", "person.organization.name")),
+    _f("phone", ("Phone", "Phone Number", "phone_number", "Direct Phone", "Work Phone"), "phone", "phone", "direct_phone"),
+    _f("owner_id", ("Owner ID", "Contact Owner ID")),
+    _f("contact_stage_id", ("Stage ID", "Contact Stage ID")),
+    _f("account_id", ("Account ID", "Apollo Account ID")),
+    _f("website_url", ("Website", "Company Website", "Website URL")),
+    _f("linkedin_url", ("LinkedIn", "LinkedIn URL", "LinkedIn Profile URL", "person.linkedin_url"), "linkedin"),
+    _f("present_raw_address", ("Address", "Location", "raw_address", "person.formatted_address")),
+    _f("label_names", ("Labels", "Label", "Label Names", "Lists"), "labels", None, "label_names"),
+)
+
+ACCOUNT_FIELDS: tuple[Field, ...] = (
+    _id_field("account"),
+    _f("domain", ("Company Domain", "Website", "Company Website", "Website URL", "URL", "primary_domain", "org.primary_domain"), "domain"),
+    _f("name", ("Company", "Company Name", "Account Name", "Organization Name", "Organization", "org.name")),
+    _f("phone", ("Phone", "Phone Number", "phone_number", "Company Phone", "org.phone"), "phone"),
+    _f("industry", ("Industry", "org.industry")),
+    _f("raw_address", ("Address", "Company Address", "org.raw_address")),
+    _f("owner_id", ("Owner ID", "Account Owner ID")),
+    _f("account_stage_id", ("Stage ID", "Account Stage ID")),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Everything that differs between pushing contacts and pushing accounts."""
+
+    operation: str
+    plural: str  # "contacts": the bulk_create list key and the path prefix
+    singular: str  # "contact": the update response key
+    key: str  # the dedupe key field
+    fields: tuple[Field, ...]
+    update_methods: tuple[str, ...]
+    #: field tuples a returned record is joined on when the key does not match (Apollo's other dedupe rules)
+    fallback_joins: tuple[tuple[str, ...], ...]
+    needs_master_key: bool
+    key_hint: str
+
+    @property
+    def bulk_path(self) -> str:
+        return f"{self.plural}/bulk_create"
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+CONTACTS = Target(
+    operation="push_contacts",
+    plural="contacts",
+    singular="contact",
+    key="email",
+    fields=CONTACT_FIELDS,
+    update_methods=("PATCH",),
+    fallback_joins=(("first_name", "last_name", "organization_name"),),
+    needs_master_key=False,
+    key_hint="contacts are matched on their email, so every row needs one",
+)
+ACCOUNTS = Target(
+    operation="push_accounts",
+    plural="accounts",
+    singular="account",
+    key="domain",
+    fields=ACCOUNT_FIELDS,
+    update_methods=("PATCH", "PUT"),
+    fallback_joins=(("name",),),
+    needs_master_key=True,
+    key_hint="accounts are matched on their domain, so every row needs one",
+)
+
+
+# -- columns -------------------------------------------------------------------------------------
+
+
+def resolve_push_columns(
+    labels: Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None
+) -> tuple[dict[str, object], dict[str, object], list[object]]:
+    """(field -> column, custom field id -> column, columns not pushed) for a frame's columns.
+
+    Overrides win; among recognised columns a plain one wins over one this
+    toolkit wrote (``person.*`` / ``org.*``); two plain candidates for one
+    field are an error naming them.
+    """
+    names = {f.name for f in target.fields}
+    mapping: dict[str, object] = {}
+    custom: dict[str, object] = {}
+    excluded: set[object] = set()
+    present = set(labels)
+    for source, dest in (overrides or {}).items():
+        if source not in present:
+            raise ColumnMappingError(f"columns= names {source!r}, which is not a column of the frame")
+        excluded.add(source)
+        if dest is None:
+            continue
+        if isinstance(dest, str) and dest.startswith(CUSTOM_PREFIX) and len(dest) > len(CUSTOM_PREFIX):
+            custom[dest[len(CUSTOM_PREFIX):]] = source
+            continue
+        if dest not in names:
+            raise ColumnMappingError(
+                f"columns={{{source!r}: {dest!r}}}: {dest!r} is not an Apollo {target.singular} field; valid fields "
+                f"are {', '.join(sorted(names))}, or 'custom.<field_id>' for a typed custom field"
+            )
+        if dest in mapping:
+            raise ColumnMappingError(f"columns= maps both {mapping[dest]!r} and {source!r} to {dest!r}; choose one")
+        mapping[dest] = source
+
+    index: dict[str, str] = {}
+    for f in target.fields:
+        for alias in (f.name, *f.aliases):
+            index.setdefault(fold_name(alias), f.name)
+    found: dict[str, list[list[object]]] = {}
+    unmapped: list[object] = []
+    for label in labels:
+        if label in excluded:
+            continue
+        text = label if isinstance(label, str) else None
+        if text is not None and text.strip().lower().startswith(CUSTOM_PREFIX) and len(text.strip()) > len(CUSTOM_PREFIX):
+            field_id = text.strip()[len(CUSTOM_PREFIX):]
+            custom.setdefault(field_id, label)
+            continue
+        field = index.get(fold_name(label) or "")
+        if field is None or field in mapping:
+            if text not in _OWN_COLUMNS:
+                unmapped.append(label)
+            continue
+        own = text is not None and text.strip().lower().startswith(("person.", "org."))
+        found.setdefault(field, [[], []])[own].append(label)
+    for field, (plain, own) in found.items():
+        candidates = plain or own
+        if len(candidates) > 1:
+            raise ColumnMappingError(
+                f"columns {', '.join(map(repr, candidates))} all look like {field!r}; pass "
+                f"columns={{{candidates[0]!r}: {field!r}}} (the one to use), or {{column: None}} to ignore one"
+            )
+        mapping[field] = candidates[0]
+        unmapped.extend(c for c in (plain + own) if c is not candidates[0] and c not in candidates)
+    return mapping, custom, unmapped
+
+
+# -- values --------------------------------------------------------------------------------------
+
+
+def normalize_phone(value: object, default_region: str | None = "US") -> tuple[str | None, str | None]:
+    """E.164 (``+14155550100``) when phonenumbers can parse it, else the cleaned text; (None, None) if blank."""
+    text, why = nz.clean_text(value, max_len=64)
+    if text is None:
+        return None, why
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        return text, None
+    if phonenumbers.is_possible_number(number):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+    return text, None
+
+
+def _labels(value: object) -> tuple[list[str] | None, str | None]:
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist") and not isinstance(value, str):
+        items = list(value.tolist() if hasattr(value, "tolist") else value)
+        if not isinstance(items, list):
+            items = [items]
+    else:
+        if nz.is_missing(value):
+            return None, None
+        text, why = nz.clean_text(value, max_len=4096)
+        if text is None:
+            return None, why
+        items = text.replace(";", ",").split(",")
+    out: list[str] = []
+    for item in items:
+        text, _ = nz.clean_text(item)
+        if text and text not in out:
+            out.append(text)
+    return (out or None), None
+
+
+def _custom_value(value: object) -> tuple[Any, str | None]:
+    """A JSON-able scalar for typed_custom_fields: numbers stay numbers, dates become ISO text."""
+    if isinstance(value, (list, tuple)):
+        return [v for v in (_custom_value(x)[0] for x in value) if v is not None] or None, None
+    if hasattr(value, "tolist") and not isinstance(value, str) and getattr(value, "ndim", 0):
+        return _custom_value(value.tolist())
+    if nz.is_missing(value):
+        return None, None
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
+        return value.isoformat(), None
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, float):
+        # an integer column with a blank in it reaches us as floats: send 3, not 3.0
+        return (None if not math.isfinite(value) else int(value) if value.is_integer() else value), None
+    if isinstance(value, int):
+        return value, None
+    return nz.clean_text(value, max_len=65535)
+
+
+_READERS: dict[str, Callable[[object], tuple[Any, str | None]]] = {
+    "email": nz.normalize_email,
+    "domain": nz.normalize_domain,
+    "linkedin": nz.normalize_linkedin_url,
+    "labels": _labels,
+    "text": nz.clean_text,
+    "id": lambda v: nz.clean_text(v, max_len=128),
+}
+
+
+@dataclasses.dataclass
+class Row:
+    """One valid, unique record to push, and the frame positions it stands for."""
+
+    position: int
+    key: str
+    values: dict[str, Any]
+    custom: dict[str, Any]
+    record_id: str | None = None  # update mode: the Apollo id from the frame
+
+    def create_body(self, target: Target) -> dict[str, Any]:
+        body = {target.field(k).create_as: v for k, v in self.values.items() if target.field(k).create_as}
+        if self.custom:
+            body["typed_custom_fields"] = dict(self.custom)
+        return body
+
+    def update_body(self, target: Target, labels: Sequence[str]) -> dict[str, Any]:
+        body = {target.field(k).update_as: v for k, v in self.values.items() if target.field(k).update_as}
+        if "label_names" in body and labels:
+            body["label_names"] = list(dict.fromkeys([*body["label_names"], *labels]))
+        if self.custom:
+            body["typed_custom_fields"] = dict(self.custom)
+        return body
+
+    def label_set(self, labels: Sequence[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*labels, *(self.values.get("label_names") or [])]))
+
+
+def prepare_rows(
+    frame: pd.DataFrame,
+    target: Target,
+    mode: str,
+    mapping: Mapping[str, object],
+    custom_columns: Mapping[str, object],
+    default_region: str | None,
+) -> tuple[list[Row | None], list[str | None]]:
+    """Per input row: a :class:`Row` or None, and the reason when None (invalid)."""
+    columns = {name: frame[label].tolist() for name, label in mapping.items()}
+    customs = {fid: frame[label].tolist() for fid, label in custom_columns.items()}
+    key_field = "id" if mode == "update" else target.key
+    rows: list[Row | None] = []
+    reasons: list[str | None] = []
+    for i in range(len(frame)):
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, column in columns.items():
+            if name == "id" and mode != "update":
+                continue  # bulk_create has no use for the id
+            field = target.field(name)
+            if field.kind == "phone":
+                value, why = normalize_phone(column[i], default_region)
+            else:
+                value, why = _READERS[field.kind](column[i])
+            if value is not None:
+                values[name] = value
+            elif why:
+                problems.append(f"{name}: {why}" if not why.startswith("invalid") else why)
+        custom: dict[str, Any] = {}
+        for fid, column in customs.items():
+            value, why = _custom_value(column[i])
+            if value is not None:
+                custom[fid] = value
+            elif why:
+                problems.append(f"custom.{fid}: {why}")
+        key = values.get(key_field)
+        if key is None and not any(p.startswith((f"{key_field}:", f"invalid {key_field}")) for p in problems):
+            if key_field == "id":
+                need = (f"no Apollo {target.singular} id: update mode sends each row to PATCH "
+                        f"{target.plural}/{{id}}; give an 'id' column or columns={{'col': 'id'}}")
+            else:
+                need = f"no {target.key}: {target.key_hint}"
+            problems.insert(0, need)
+        if problems or key is None:
+            rows.append(None)
+            reasons.append("; ".join(problems))
+            continue
+        record_id = values.pop("id", None)
+        if mode != "update":
+            record_id = None
+        rows.append(Row(i, key, values, custom, record_id))
+        reasons.append(None)
+    return rows, reasons
+
+
+def plan_batches(rows: list[Row], labels: Sequence[str]) -> list[tuple[tuple[str, ...], list[Row]]]:
+    """bulk_create batches: at most 100 records, one label set (``append_label_names``) per batch."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.label_set(labels), []).append(row)
+    return [(key, group[i:i + BULK_LIMIT]) for key, group in groups.items() for i in range(0, len(group), BULK_LIMIT)]
+
+
+# -- the summary ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PushSummary:
+    """What one push did. ``to_dict()`` is ``result.attrs["apollo"]``."""
+
+    operation: str
+    mode: str
+    dry_run: bool = False
+    rows: int = 0
+    sent: int = 0
+    created: int = 0
+    existing: int = 0
+    updated: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    errors: int = 0
+    skipped: int = 0
+    would_create: int = 0
+    would_update: int = 0
+    api_calls: int = 0
+    bulk_calls: int = 0
+    update_calls: int = 0
+    planned_requests: int = 0
+    planned_requests_max: int = 0
+    elapsed_s: float = 0.0
+    run_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        if self.dry_run:
+            return (
+                f"{self.operation} ({self.mode}, dry run): {self.rows:,} rows, {self.would_create:,} would create, "
+                f"{self.would_update:,} would update, {self.invalid:,} invalid, {self.duplicate:,} duplicate | "
+                f"{self.planned_requests:,} requests planned"
+                + (f" (up to {self.planned_requests_max:,})" if self.planned_requests_max > self.planned_requests else "")
+                + ", none sent"
+            )
+        return (
+            f"{self.operation} ({self.mode}): {self.rows:,} rows, {self.created:,} created, {self.existing:,} existing, "
+            f"{self.updated:,} updated, {self.invalid:,} invalid, {self.duplicate:,} duplicate, {self.errors:,} errors, "
+            f"{self.skipped:,} skipped | {self.sent:,} sent in {self.api_calls:,} requests "
+            f"({self.bulk_calls:,} bulk, {self.update_calls:,} updates), {self.elapsed_s:.1f} s"
+        )
+
+    def __repr__(self) -> str:
+        return f"PushSummary({self.line()})"
+
+    def _repr_html_(self) -> str:
+        skip = {"operation", "run_id"} | ({"would_create", "would_update", "planned_requests", "planned_requests_max"}
+                                           if not self.dry_run else {"created", "existing", "updated", "errors", "skipped",
+                                                                     "sent", "api_calls", "bulk_calls", "update_calls"})
+        fields = [f for f in dataclasses.fields(self) if f.name not in skip]
+        return _html_table(f"{self.operation} ({self.mode})", [(f.name, _fmt(getattr(self, f.name))) for f in fields])
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Raised inside a task to stop the run (401/403, rate limit beyond the cap)."""
+
+
+def _parse_time(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+def _server_time(headers: Mapping[str, str], sent_at: float) -> float:
+    """When a batch was first sent, on Apollo's clock: from the answer's ``Date`` header when it has one."""
+    from email.utils import parsedate_to_datetime
+
+    date = next((v for k, v in headers.items() if k.lower() == "date"), None)
+    if date:
+        try:
+            return parsedate_to_datetime(date).timestamp() - (time.time() - sent_at)
+        except (TypeError, ValueError):
+            pass
+    return sent_at
+
+
+def _join_value(target: Target, record: Mapping[str, Any], field: str) -> str | None:
+    value = record.get(field)
+    if field == "email":
+        return nz.normalize_email(value)[0]
+    if field == "domain":
+        return nz.normalize_domain(value)[0]
+    text = nz.clean_text(value)[0]
+    return text.casefold() if text else None
+
+
+def _join(target: Target, batch: list[Row], created: list[dict], existing: list[dict]) -> list[tuple[str, dict] | None]:
+    """For each row of the batch: ("created"|"existing", record) or None, matched on the key, then fallbacks."""
+    records = [("created", r) for r in created if isinstance(r, dict)] + [("existing", r) for r in existing if isinstance(r, dict)]
+    out: list[tuple[str, dict] | None] = [None] * len(batch)
+    used: set[int] = set()
+    by_key: dict[str, int] = {}
+    for n, (_, record) in enumerate(records):
+        k = _join_value(target, record, target.key)
+        if k is not None:
+            by_key.setdefault(k, n)
+    for i, row in enumerate(batch):
+        n = by_key.get(row.key)
+        if n is not None and n not in used:
+            out[i] = records[n]
+            used.add(n)
+    for fields in target.fallback_joins:
+        left = [i for i, o in enumerate(out) if o is None]
+        if not left:
+            break
+        index: dict[tuple, int] = {}
+        for n, (_, record) in enumerate(records):
+            if n in used:
+                continue
+            values = tuple(_join_value(target, record, f) for f in fields)
+            if all(values):
+                index.setdefault(values, n)
+        for i in left:
+            row = batch[i]
+            values = tuple((str(row.values.get(f)).casefold() if row.values.get(f) else None) for f in fields)
+            n = index.get(values) if all(values) else None
+            if n is not None and n not in used:
+                out[i] = records[n]
+                used.add(n)
+    return out
+
+
+def _master_key_error(target: Target, exc: PermissionDeniedError) -> PermissionDeniedError:
+    return PermissionDeniedError(
+        f"Apollo refused to write {target.plural} with this API key ({exc.status_code} on {exc.path}). Creating and "
+        f"updating {target.plural} needs a master API key: make one in Apollo under Settings > Integrations > API "
+        f"(or enable {target.plural} create/update for this key) and set APOLLO_API_KEY to it.",
+        status_code=exc.status_code,
+        path=exc.path,
+        body=exc.body,
+        attempts=exc.attempts,
+    )
+
+
+class _Pusher:
+    """One push run: sends batches and updates concurrently through the client, records each row's outcome."""
+
+    def __init__(self, target: Target, mode: str, rows: list[Row], *, client, run_dedupe: bool,
+                 labels: Sequence[str], progress: bool):
+        self.target = target
+        self.mode = mode
+        self.rows = rows
+        self.client = client
+        self.run_dedupe = run_dedupe
+        self.labels = list(labels)
+        self.status: dict[int, str] = {}
+        self.ids: dict[int, str] = {}
+        self.messages: dict[int, str] = {}
+        self.bulk_calls = 0
+        self.update_calls = 0
+        self.fatal: BaseException | None = None
+        self.stop_reason: str | None = None
+        self._lock = threading.Lock()
+        self._update_method = target.update_methods[0]
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=len(rows), desc=target.operation, unit="rec", disable=not progress, leave=True)
+
+    # outcome bookkeeping
+    def _set(self, row: Row, status: str, record_id: str | None = None, message: str | None = None) -> None:
+        with self._lock:
+            self.status[row.position] = status
+            if record_id:
+                self.ids[row.position] = str(record_id)
+            if message:
+                self.messages[row.position] = message
+            elif row.position in self.messages and status in ("created", "existing", "updated"):
+                del self.messages[row.position]
+
+    def _stop(self, exc: BaseException) -> None:
+        with self._lock:
+            if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+                self.fatal = self.fatal or exc
+            self.stop_reason = self.stop_reason or str(exc)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason is not None
+
+    # the requests
+    def bulk_body(self, labels: tuple[str, ...], batch: list[Row]) -> dict[str, Any]:
+        body: dict[str, Any] = {self.target.plural: [row.create_body(self.target) for row in batch],
+                                "run_dedupe": self.run_dedupe}
+        if labels:
+            body["append_label_names"] = list(labels)
+        return body
+
+    def send_bulk(self, labels: tuple[str, ...], batch: list[Row]) -> list[Row]:
+        """One bulk_create; returns the rows that came back existing (for upsert's updates)."""
+        if self.stopped:
+            for row in batch:
+                self._set(row, "skipped", message=f"not sent: {self.stop_reason}")
+            return []
+        target = self.target
+        sent_at = time.time()
+        try:
+            with self._lock:
+                self.bulk_calls += 1
+            response = self.client.request(
+                "POST", target.bulk_path, json=self.bulk_body(labels, batch), idempotent=self.run_dedupe
+            )
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            if isinstance(exc, PermissionDeniedError) and target.needs_master_key:
+                exc = _master_key_error(target, exc)
+            self._stop(exc)
+            for row in batch:
+                self._set(row, "skipped", message=f"not sent: {exc}")
+            raise _Stop() from exc
+        except RateLimitError as exc:
+            self._stop(exc)
+            for row in batch:
+                self._set(row, "skipped", message=f"not sent: {exc}")
+            return []
+        except ApolloError as exc:
+            message = self._bulk_failure(exc)
+            for row in batch:
+                self._set(row, "error", message=message)
+            return []
+        finally:
+            self.bar.update(len(batch))
+
+        data = response.data if isinstance(response.data, dict) else {}
+        created = data.get(f"created_{target.plural}") or []
+        existing = data.get(f"existing_{target.plural}") or []
+        retried = response.attempts > 1
+        fence = _server_time(response.headers, sent_at) - CLOCK_SKEW_S if retried else 0.0
+        to_update: list[Row] = []
+        for row, hit in zip(batch, _join(target, batch, created, existing)):
+            if hit is None:
+                self._set(row, "error", message=(
+                    f"bulk_create answered without this {target.singular} ({target.key} {row.key!r}) in created_ or "
+                    f"existing_{target.plural}; search {target.plural} by {target.key} before pushing it again"
+                ))
+                continue
+            kind, record = hit
+            record_id = record.get("id")
+            if kind == "existing" and retried:
+                created_at = _parse_time(record.get("created_at"))
+                if created_at is not None and created_at >= fence:
+                    kind = "created"  # written by an earlier attempt of this very batch whose answer was lost
+            if kind == "existing" and self.mode == "upsert":
+                row.record_id = record_id
+                to_update.append(row)
+                self._set(row, "existing", record_id)
+            else:
+                self._set(row, kind, record_id)
+        return to_update
+
+    def _bulk_failure(self, exc: ApolloError) -> str:
+        unknown = getattr(exc, "outcome_unknown", False)
+        t = self.target
+        if unknown:
+            return (
+                f"outcome unknown: {exc} This batch may or may not have been created in Apollo, and with "
+                f"run_dedupe=False it was not resent (that could duplicate it). To reconcile, search {t.plural} by "
+                f"{t.key} ({t.plural}/search), or push these rows again with run_dedupe=True: Apollo then returns "
+                f"those already created as existing instead of creating them twice."
+            )
+        if isinstance(exc, APIConnectionError) and not unknown:
+            return f"not sent: {exc}"
+        if self.run_dedupe and isinstance(exc, APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408):
+            return (
+                f"{exc} Some of these may have been created by an attempt whose answer was lost; pushing them again "
+                f"is safe with run_dedupe=True (Apollo returns those as existing)."
+            )
+        return str(exc)
+
+    def send_update(self, row: Row) -> None:
+        if self.stopped:
+            self._set(row, "skipped", row.record_id, f"not sent: {self.stop_reason}")
+            return
+        target = self.target
+        body = row.update_body(target, self.labels)
+        path = f"{target.plural}/{row.record_id}"
+        try:
+            methods = [self._update_method] + [m for m in target.update_methods if m != self._update_method]
+            for n, method in enumerate(methods):
+                try:
+                    with self._lock:
+                        self.update_calls += 1
+                    response = self.client.request(method, path, json=body, idempotent=True)
+                except APIStatusError as exc:
+                    if n + 1 < len(methods) and exc.status_code in (404, 405):
+                        continue  # legacy servers answer PATCH with 404/405: try the next verb
+                    raise
+                if method != self._update_method:
+                    self._update_method = method  # this server wants that verb: use it first from now on
+                break
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            if isinstance(exc, PermissionDeniedError) and target.needs_master_key:
+                exc = _master_key_error(target, exc)
+            self._stop(exc)
+            self._set(row, "skipped", row.record_id, f"not sent: {exc}")
+            raise _Stop() from exc
+        except RateLimitError as exc:
+            self._stop(exc)
+            self._set(row, "skipped", row.record_id, f"not sent: {exc}")
+            return
+        except NotFoundError as exc:
+            self._set(row, "error", row.record_id, f"no {target.singular} with id {row.record_id!r} in Apollo: {exc}")
+            return
+        except ApolloError as exc:
+            self._set(row, "error", row.record_id, f"update failed: {exc}")
+            return
+        finally:
+            if self.mode == "update":
+                self.bar.update(1)
+        data = response.data if isinstance(response.data, dict) else {}
+        record = data.get(target.singular) if isinstance(data.get(target.singular), dict) else {}
+        self._set(row, "updated", record.get("id") or row.record_id)
+
+    def run_tasks(self, tasks: list[Callable[[], Any]]) -> list[Any]:
+        """Run the tasks, up to the client's concurrency at once, in order of submission."""
+        results: list[Any] = [None] * len(tasks)
+        concurrency = max(1, int(getattr(self.client.settings, "concurrency", 1)))
+        pending = list(enumerate(tasks))[::-1]
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apollo-push") as pool:
+            inflight: dict[Any, int] = {}
+            while pending or inflight:
+                while pending and len(inflight) < concurrency:
+                    n, task = pending.pop()
+                    inflight[pool.submit(task)] = n
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    n = inflight.pop(future)
+                    try:
+                        results[n] = future.result()
+                    except _Stop:
+                        results[n] = None
+        return results
+
+    def run(self) -> None:
+        try:
+            if self.mode in ("insert", "upsert"):
+                batches = plan_batches(self.rows, self.labels)
+                found = self.run_tasks([lambda l=l, b=b: self.send_bulk(l, b) for l, b in batches])
+                existing = [row for rows in found if rows for row in rows]
+                if self.mode == "upsert" and existing:
+                    self.run_tasks([lambda r=r: self.send_update(r) for r in existing])
+            else:
+                self.run_tasks([lambda r=r: self.send_update(r) for r in self.rows])
+        finally:
+            self.bar.close()
+        for row in self.rows:
+            if row.position not in self.status:
+                self._set(row, "skipped", row.record_id, f"not sent: {self.stop_reason or 'the run stopped'}")
+
+
+def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any) -> list[str]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    for name, value in (("run_dedupe", run_dedupe), ("dry_run", dry_run)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if labels is None:
+        return []
+    if isinstance(labels, str):
+        labels = [labels]
+    out = []
+    for label in labels:
+        text, _ = nz.clean_text(label)
+        if not text:
+            raise ValueError(f"labels must be non-empty strings, got {label!r}")
+        out.append(text)
+    return list(dict.fromkeys(out))
+
+
+def push(
+    frame: pd.DataFrame,
+    target: Target,
+    mode: str = "upsert",
+    columns: Mapping[object, str | None] | None = None,
+    run_dedupe: bool = True,
+    labels: Sequence[str] | str | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    client=None,
+    default_region: str | None = "US",
+) -> pd.DataFrame:
+    """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{target.operation} needs a pandas DataFrame, got {type(frame).__name__}")
+    labels = _validate_args(mode, run_dedupe, labels, dry_run)
+    started = time.monotonic()
+    mapping, custom_columns, unmapped = resolve_push_columns(list(frame.columns), target, columns)
+    key_field = "id" if mode == "update" else target.key
+    if key_field not in mapping:
+        where = "an 'id' (or 'apollo_id') column" if key_field == "id" else f"a {target.key!r} column"
+        raise ColumnMappingError(
+            f"{target.operation}(mode={mode!r}) needs {where}; none of {list(frame.columns)[:20]} was recognised. "
+            f"Name it explicitly: columns={{'your column': {key_field!r}}}"
+        )
+    if unmapped:
+        shown = ", ".join(map(repr, unmapped[:15])) + (f" and {len(unmapped) - 15} more" if len(unmapped) > 15 else "")
+        warnings.warn(
+            f"{target.operation}: {len(unmapped)} column(s) are not pushed (no Apollo {target.singular} field by that "
+            f"name): {shown}. Map one with columns={{'column': 'field'}} or 'custom.<field_id>'.",
+            stacklevel=3,
+        )
+
+    prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
+    index_labels = list(frame.index)
+    first_of: dict[str, int] = {}
+    duplicate_of: dict[int, int] = {}
+    unique: list[Row] = []
+    for i, row in enumerate(prepared):
+        if row is None:
+            continue
+        j = first_of.get(row.key)
+        if j is None:
+            first_of[row.key] = i
+            unique.append(row)
+        else:
+            duplicate_of[i] = j
+
+    summary = PushSummary(operation=target.operation, mode=mode, dry_run=dry_run, rows=len(frame),
+                          run_id=uuid.uuid4().hex[:12])
+    status: list[str] = [""] * len(frame)
+    ids: list[str | None] = [None] * len(frame)
+    errors: list[str | None] = list(reasons)
+    payloads: list[str | None] = [None] * len(frame)
+
+    if dry_run:
+        would = "would_update" if mode == "update" else "would_create"
+        for row in unique:
+            status[row.position] = would
+            if mode == "update":
+                ids[row.position] = row.record_id
+                body = {"method": target.update_methods[0], "path": f"{target.plural}/{row.record_id}",
+                        "body": row.update_body(target, labels)}
+            else:
+                body = {"path": target.bulk_path, "record": row.create_body(target)}
+                label_set = row.label_set(labels)
+                if label_set:
+                    body["append_label_names"] = list(label_set)
+                if run_dedupe:
+                    body["run_dedupe"] = True
+            payloads[row.position] = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+        n_bulk = len(plan_batches(unique, labels)) if mode != "update" else 0
+        summary.planned_requests = n_bulk if mode != "update" else len(unique)
+        summary.planned_requests_max = summary.planned_requests + (len(unique) if mode == "upsert" else 0)
+        fatal = None
+    else:
+        fatal = None
+        with client_scope(client) as api:
+            before = api.stats.requests
+            pusher = _Pusher(target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress)
+            try:
+                pusher.run()
+            finally:
+                summary.api_calls = api.stats.requests - before
+            summary.bulk_calls = pusher.bulk_calls
+            summary.update_calls = pusher.update_calls
+            fatal = pusher.fatal
+            for row in unique:
+                status[row.position] = pusher.status[row.position]
+                ids[row.position] = pusher.ids.get(row.position) or row.record_id
+                errors[row.position] = pusher.messages.get(row.position)
+            if pusher.stop_reason and fatal is None:
+                warnings.warn(
+                    f"{target.operation}: stopped early ({pusher.stop_reason}); the rows not sent are 'skipped'. "
+                    f"Run again later: with run_dedupe=True the rows already created come back as existing.",
+                    stacklevel=3,
+                )
+    summary.sent = len(unique) if not dry_run else 0
+    for i, reason in enumerate(reasons):
+        if reason is not None:
+            status[i] = "invalid"
+    for i, j in duplicate_of.items():
+        status[i] = "duplicate"
+        ids[i] = ids[j]
+        errors[i] = f"duplicate of row {index_labels[j]!r} (same {'id' if mode == 'update' else target.key})"
+        if dry_run:
+            payloads[i] = None
+
+    counts = pd.Series(status, dtype="object").value_counts()
+    for name in ("created", "existing", "updated", "invalid", "duplicate", "skipped", "would_create", "would_update"):
+        setattr(summary, name, int(counts.get(name, 0)))
+    summary.errors = int(counts.get("error", 0))
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+
+    result = _assemble(frame, status, ids, errors, payloads if dry_run else None)
+    result.attrs["apollo"] = summary.to_dict()
+    if fatal is not None:
+        fatal.partial_result = result
+        raise fatal
+    if progress:
+        _announce(summary)
+    return result
+
+
+def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:
+    """Input columns (minus any it replaces), then apollo_status, apollo_id, apollo_error[, apollo_payload]."""
+    ours = list(OUTPUT_COLUMNS[:3]) + (["apollo_payload"] if payloads is not None else [])
+    clashing = [c for c in frame.columns if c in OUTPUT_COLUMNS]
+    base = frame.drop(columns=clashing) if clashing else frame
+    head = {
+        "apollo_status": pd.array(status, dtype="string"),
+        "apollo_id": pd.array(ids, dtype="string"),
+        "apollo_error": pd.array(errors, dtype="string"),
+    }
+    if payloads is not None:
+        head["apollo_payload"] = pd.array(payloads, dtype="string")
+    out = pd.concat([base.reset_index(drop=True), pd.DataFrame(head, columns=ours)], axis=1)
+    out.index = frame.index
+    return out
+
+
+def _announce(summary: PushSummary) -> None:
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        display(summary)
+    else:
+        import sys
+
+        print(summary.line(), file=sys.stderr)
+
+
+def push_contacts(
+    frame: pd.DataFrame,
+    mode: str = "upsert",
+    columns: Mapping[object, str | None] | None = None,
+    run_dedupe: bool = True,
+    labels: Sequence[str] | str | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    client=None,
+    default_region: str | None = "US",
+) -> pd.DataFrame:
+    """Push each row to Apollo as a contact (insert, update or upsert); one status per row.
+
+    ``mode="insert"``: contacts/bulk_create, 100 a call, ``run_dedupe`` as
+    given (those Apollo already has end ``existing``, unmodified).
+    ``"update"``: PATCH contacts/{id} per row, the id from an ``id`` /
+    ``apollo_id`` column. ``"upsert"``: bulk_create, then PATCH each existing
+    one (``updated``). Every row needs an email (its dedupe key), except in
+    update mode. Returns the input's columns and index plus ``apollo_status``
+    (created, existing, updated, invalid, duplicate, error, skipped),
+    ``apollo_id`` and ``apollo_error``; ``attrs["apollo"]`` has the counts and
+    ``api_calls``. ``dry_run=True`` sends nothing and returns the plan.
+
+    A contact written by an attempt whose answer was lost, and returned as
+    existing by the retry, is reported ``created`` (its ``created_at`` is
+    after we first sent it): see :mod:`apollo_frames.push` for this and the
+    other rules (columns, labels, phones, retries, stops).
+    """
+    return push(frame, CONTACTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region)
+
+
+def push_accounts(
+    frame: pd.DataFrame,
+    mode: str = "upsert",
+    columns: Mapping[object, str | None] | None = None,
+    run_dedupe: bool = True,
+    labels: Sequence[str] | str | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    client=None,
+    default_region: str | None = "US",
+) -> pd.DataFrame:
+    """Push each row to Apollo as an account (insert, update or upsert); one status per row.
+
+    Like :func:`push_contacts`, keyed on the domain (normalised as in
+    enrichment). Updates use PATCH accounts/{id}, falling back to the legacy
+    PUT where PATCH is answered 404/405. Apollo requires a master API key to
+    write accounts; a scoped key stops the run with
+    :class:`~apollo_frames.errors.PermissionDeniedError` saying so.
+    """
+    return push(frame, ACCOUNTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region)
