@@ -1,0 +1,284 @@
+"""Turn messy cell values into canonical Apollo inputs, or a reason why not.
+
+Every ``normalize_*`` function takes one raw cell value (whatever pandas hands
+over: ``str``, ``int``, ``float``, ``None``, ``NaN``, ``pd.NA``, numpy scalars,
+lists ...) and returns ``(value, reason)``:
+
+* ``(canonical_str, None)``  the value is usable;
+* ``(None, None)``            the cell is missing (None, NaN, NA, NaT, blank);
+* ``(None, "reason")``        the cell holds something unusable; the reason is a
+  short English sentence naming the problem, safe to show to a user (echoed
+  input is truncated to ~40 characters).
+
+They never raise for any input value, and do no I/O and no pandas work per
+value (they run over millions of rows): plain ``str`` methods and precompiled
+regular expressions only.  :func:`normalize_column` maps one of them over a list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+
+import numpy as np
+
+__all__ = [
+    "is_missing",
+    "clean_text",
+    "normalize_email",
+    "normalize_domain",
+    "normalize_linkedin_url",
+    "normalize_hashed_email",
+    "normalize_apollo_id",
+    "normalize_name",
+    "normalize_column",
+]
+
+Result = tuple["str | None", "str | None"]
+
+_ECHO = 40
+# Zero-width characters and the byte-order mark: invisible, often pasted along.
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+# C0/C1 control characters other than whitespace (which str.split() removes).
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x9f]")
+
+
+def _echo(s: str) -> str:
+    """The value as quoted in a reason, cut to ~40 characters."""
+    return repr(s if len(s) <= _ECHO else s[: _ECHO - 1] + "…")
+
+
+def is_missing(v: object) -> bool:
+    """True for None, NaN (float, numpy, Decimal), pd.NA, NaT and blank strings."""
+    if v is None:
+        return True
+    t = type(v)
+    if t is str:
+        return not v or v.isspace()
+    if t is float:
+        return v != v
+    if isinstance(v, str):
+        return not v or v.isspace()
+    if isinstance(v, (float, np.floating)):
+        return bool(v != v)
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(v))
+    if isinstance(v, Decimal):
+        return v.is_nan()
+    name = t.__name__
+    if name in ("NAType", "NaTType"):  # pd.NA, pd.NaT without importing pandas here
+        return True
+    return False
+
+
+def _number_text(v: object) -> Result:
+    """Text for an int or float cell: 42 -> '42', 42.0 -> '42', 3.5 -> '3.5'."""
+    if isinstance(v, (int, np.integer)):
+        return str(int(v)), None
+    f = float(v)  # type: ignore[arg-type]
+    if not math.isfinite(f):
+        return None, f"not a usable value: {f}"
+    if f.is_integer():
+        return str(int(f)), None
+    return repr(f), None
+
+
+def clean_text(v: object, *, max_len: int = 512) -> Result:
+    """Stripped text with inner whitespace collapsed to single spaces, NFC-normalised.
+
+    Numbers are accepted (``42`` and ``42.0`` -> ``"42"``, ``3.5`` -> ``"3.5"``);
+    booleans, bytes, lists, dicts and other objects are refused with a reason
+    naming their type, as is text longer than ``max_len`` characters (after
+    cleaning) or text holding control characters.
+    """
+    if v is None:
+        return None, None
+    t = type(v)
+    if t is not str:
+        if isinstance(v, str):
+            v = str(v)
+        elif is_missing(v):
+            return None, None
+        elif isinstance(v, (bool, np.bool_)):
+            return None, f"expected text, got a boolean ({bool(v)})"
+        elif isinstance(v, (int, float, np.integer, np.floating, Decimal)):
+            return _number_text(v)
+        else:
+            return None, f"expected text, got a value of type {t.__name__}"
+    s = v
+    if not s.isascii():
+        s = _INVISIBLE.sub("", s)
+        s = unicodedata.normalize("NFC", s)
+    s = " ".join(s.split())
+    if not s:
+        return None, None
+    if len(s) > max_len:
+        return None, f"value too long ({len(s)} characters, limit {max_len})"
+    if _CONTROL.search(s):
+        return None, f"contains control characters: {_echo(s)}"
+    return s, None
+
+
+# --------------------------------------------------------------------- e-mail
+_MAILTO = re.compile(r"^mailto:", re.I)
+_NAME_ADDR = re.compile(r"^[^<>]*<([^<>]*)>$")  # 'Bob <bob@x.example>' and '<bob@x.example>'
+_LOCAL = re.compile(r"^[^\s@\"(),:;<>\[\]\\]+$")
+# One label: letters/digits (any script), inner hyphens, 1-63 characters.
+_LABEL = r"(?:[0-9a-z\u00a1-\uffff](?:[0-9a-z\u00a1-\uffff-]{0,61}[0-9a-z\u00a1-\uffff])?)"
+# A top-level label: alphabetic (any script), or an IDNA 'xn--' label.
+_TLD = r"(?:[a-z\u00a1-\uffff]{2,63}|xn--[0-9a-z-]{2,59})"
+_HOST = re.compile(rf"^(?:{_LABEL}\.)+{_TLD}$")
+
+
+def normalize_email(v: object) -> Result:
+    """``'  MailTo:<Bob@Acme.Example> '`` -> ``'bob@acme.example'``, or a reason."""
+    s, why = clean_text(v, max_len=320)
+    if s is None:
+        return None, why
+    e = s.lower()
+    if e.startswith("mailto:"):
+        e = _MAILTO.sub("", e).split("?", 1)[0].strip()
+    m = _NAME_ADDR.match(e)
+    if m:
+        e = m.group(1).strip()
+    e = e.strip("'\"")
+    problem = None
+    if e.count("@") != 1:
+        problem = "no @" if "@" not in e else "more than one @"
+    else:
+        local, _, host = e.partition("@")
+        host = host.rstrip(".")
+        if not local:
+            problem = "nothing before the @"
+        elif " " in e:
+            problem = "contains spaces"
+        elif not _LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+            problem = "bad characters before the @"
+        elif len(local) > 64 or len(host) > 253:
+            problem = "too long for an e-mail address"
+        elif not _HOST.match(host):
+            problem = "the part after the @ is not a domain"
+        else:
+            return f"{local}@{host}", None
+    return None, f"invalid email {_echo(s)}: {problem}"
+
+
+# --------------------------------------------------------------------- domain
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*://|^//")
+_NETLOC_END = re.compile(r"[/?#\\]")
+_PORT = re.compile(r":\d*$")
+_WWW = re.compile(r"^www\d*\.")
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
+def normalize_domain(v: object) -> Result:
+    """A bare lower-case host name from a domain, URL or e-mail-like value.
+
+    ``'https://user@www.Acme.example:8080/p?q#x'`` -> ``'acme.example'``;
+    ``'bob@acme.example'`` -> ``'acme.example'``. Unicode domains stay unicode
+    (lower-cased, NFC); values that are not host names get a reason.
+    """
+    s, why = clean_text(v, max_len=2048)
+    if s is None:
+        return None, why
+    d = s.lower()
+    if not d.isascii():
+        d = d.translate(_DOTS)
+    d = _SCHEME.sub("", d, count=1)
+    d = _NETLOC_END.split(d, 1)[0]
+    d = d.rpartition("@")[2]  # credentials, or the local part of an e-mail
+    d = _PORT.sub("", d).strip(".")
+    if _WWW.match(d) and d.count(".") >= 2:
+        d = _WWW.sub("", d, count=1)
+    if not d:
+        return None, f"invalid domain {_echo(s)}: no host name"
+    if " " in d:
+        return None, f"invalid domain {_echo(s)}: contains spaces"
+    if "." not in d:
+        return None, f"invalid domain {_echo(s)}: no dot (expected something like acme.com)"
+    if len(d) > 253 or not _HOST.match(d):
+        return None, f"invalid domain {_echo(s)}: not a host name"
+    if not d.isascii():
+        try:
+            d.encode("idna")
+        except UnicodeError:
+            return None, f"invalid domain {_echo(s)}: not a valid international domain name"
+    return d, None
+
+
+# ------------------------------------------------------------------- LinkedIn
+_LINKEDIN = re.compile(
+    r"^(?:https?://)?(?:[a-z0-9-]+\.)?linkedin\.com(?::\d+)?/(in|company)/([^/?#\s]+)/?(?:[/?#].*)?$"
+)
+_LINKEDIN_HOST = re.compile(r"^(?:https?://)?(?:[a-z0-9-]+\.)?linkedin\.com(?:[:/?#]|$)")
+
+
+def normalize_linkedin_url(v: object) -> Result:
+    """``'https://uk.linkedin.com/in/Jane-Doe/?trk=x'`` -> ``'http://www.linkedin.com/in/jane-doe'``.
+
+    Person (``/in/<slug>``) and company (``/company/<slug>``) URLs are rewritten
+    to the form Apollo returns: ``http://www.linkedin.com/<kind>/<slug>``, slug
+    lower-cased, without query, fragment or trailing path.
+    """
+    s, why = clean_text(v, max_len=2048)
+    if s is None:
+        return None, why
+    u = s.lower()
+    m = _LINKEDIN.match(u)
+    if m:
+        return f"http://www.linkedin.com/{m.group(1)}/{m.group(2)}", None
+    if _LINKEDIN_HOST.match(u):
+        return None, f"invalid LinkedIn URL {_echo(s)}: expected a /in/<name> or /company/<name> link"
+    return None, f"invalid LinkedIn URL {_echo(s)}: not a linkedin.com address"
+
+
+# ---------------------------------------------------------------- hashes, ids
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def normalize_hashed_email(v: object) -> Result:
+    """Lower-case hex MD5 (32 characters) or SHA-256 (64 characters) of an e-mail."""
+    s, why = clean_text(v, max_len=128)
+    if s is None:
+        return None, why
+    h = s.lower()
+    if _HEX.match(h) and len(h) in (32, 64):
+        return h, None
+    detail = "not hexadecimal" if not _HEX.match(h) else f"{len(h)} hex characters"
+    return None, (
+        f"invalid hashed email {_echo(s)}: expected an MD5 (32 hex characters) or SHA-256 "
+        f"(64 hex characters), got {detail}"
+    )
+
+
+def normalize_apollo_id(v: object) -> Result:
+    """An Apollo record id: 24 hex characters, lower-cased."""
+    s, why = clean_text(v, max_len=128)
+    if s is None:
+        return None, why
+    h = s.lower()
+    if len(h) == 24 and _HEX.match(h):
+        return h, None
+    return None, f"invalid Apollo id {_echo(s)}: expected 24 hex characters"
+
+
+def normalize_name(v: object) -> Result:
+    """A person or company name: trimmed, whitespace collapsed, case and accents kept (NFC)."""
+    return clean_text(v, max_len=256)
+
+
+def normalize_column(
+    values: Iterable[object], fn: Callable[[object], Result]
+) -> tuple[list["str | None"], list["str | None"]]:
+    """Apply one normaliser to every value: (values, reasons), two lists of the input's length."""
+    out: list[str | None] = []
+    reasons: list[str | None] = []
+    add_value, add_reason = out.append, reasons.append
+    for v in values:
+        value, why = fn(v)
+        add_value(value)
+        add_reason(why)
+    return out, reasons

@@ -1,0 +1,409 @@
+"""Declared output columns for people and organizations, and fast flattening.
+
+Each output column is declared once, as module data: ``(name, key path, arrow
+type)``. People columns are prefixed ``person.``, organization columns
+``org.``; nested keys are joined with ``.`` (``person.organization.name`` is
+``record["organization"]["name"]``). The same columns come out whatever the
+records hold, in declaration order, with the same types, so two runs over
+different data give frames with identical dtypes and identical Parquet schemas.
+
+Types and their Parquet form:
+
+* text -> ``string``; counts and years -> ``int64``; money and confidence ->
+  ``double``; flags -> ``bool``.
+* lists of scalars (departments, keywords, languages, technology_names,
+  personal_emails, industries, ...) -> a real Arrow/Parquet ``list<string>``
+  (pandas dtype ``ArrowDtype(list<string>)``; elements that are numbers are
+  turned into text, a lone string becomes a one-element list).
+* lists of objects and nested objects (employment_history, phone_numbers,
+  funding_events, current_technologies, departmental_head_count) -> **JSON
+  text** in a ``string`` column, written as
+  ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``;
+  read it back with ``json.loads``. Their inner shapes vary between records and
+  API versions, so a struct type would not be stable.
+* ``person.extra`` / ``org.extra`` -> JSON text (same form) of everything in the
+  record that no declared column covers: unknown top-level keys, and
+  undeclared keys of declared nested objects under their parent key (e.g.
+  ``{"organization": {"blog_url": ...}}``). Null when nothing is left over.
+  Nothing in a record is ever dropped.
+
+Values of the wrong type never raise: a value that converts without loss is
+converted (``"12"`` -> 12 for an int column, ``12`` -> ``"12"`` for a text
+column, ``1.0`` -> 1, ``"true"`` -> True); anything else becomes null in its
+column and is kept, unchanged, in ``extra`` at its key path.
+
+:func:`to_pandas` maps Arrow types to pandas dtypes by a fixed table: string ->
+``StringDtype("pyarrow")``, int64 -> ``Int64``, float64 -> ``Float64``, bool ->
+``boolean``, everything else (lists) -> ``ArrowDtype``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from itertools import repeat
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = [
+    "Column",
+    "PERSON_COLUMNS",
+    "ORG_COLUMNS",
+    "PERSON_SCHEMA",
+    "ORG_SCHEMA",
+    "SCHEMAS",
+    "column_names",
+    "flatten",
+    "flatten_people",
+    "flatten_orgs",
+    "to_pandas",
+    "empty_frame",
+    "json_text",
+]
+
+STR = pa.string()
+INT = pa.int64()
+FLOAT = pa.float64()
+BOOL = pa.bool_()
+STR_LIST = pa.list_(pa.string())
+JSON = "json"  # declared kind: stored as JSON text in a string column
+
+
+class Column(NamedTuple):
+    name: str  # output column, e.g. "person.organization.name"
+    path: tuple[str, ...]  # keys into the record, e.g. ("organization", "name")
+    type: pa.DataType  # Arrow type of the column
+    kind: str  # "str", "int", "float", "bool", "list", "json"
+
+
+_KINDS = {STR: "str", INT: "int", FLOAT: "float", BOOL: "bool", STR_LIST: "list"}
+
+
+def _declare(prefix: str, spec: Sequence[tuple[str, Any]]) -> tuple[Column, ...]:
+    cols = []
+    for key, typ in spec:
+        kind = "json" if typ == JSON else _KINDS[typ]
+        cols.append(Column(f"{prefix}.{key}", tuple(key.split(".")), STR if typ == JSON else typ, kind))
+    cols.append(Column(f"{prefix}.extra", (), STR, "extra"))
+    return tuple(cols)
+
+
+#: Person object (people/match, bulk_match matches, search items). Search
+#: teaser items fill id, first_name, last_name_obfuscated, title and
+#: organization.name; their has_* flags land in person.extra.
+PERSON_COLUMNS = _declare("person", [
+    ("id", STR), ("first_name", STR), ("last_name", STR), ("last_name_obfuscated", STR), ("name", STR),
+    ("title", STR), ("headline", STR), ("email", STR), ("email_status", STR), ("linkedin_url", STR),
+    ("twitter_url", STR), ("github_url", STR), ("facebook_url", STR), ("photo_url", STR), ("seniority", STR),
+    ("departments", STR_LIST), ("subdepartments", STR_LIST), ("functions", STR_LIST),
+    ("city", STR), ("state", STR), ("country", STR), ("organization_id", STR),
+    ("organization.id", STR), ("organization.name", STR), ("organization.primary_domain", STR),
+    ("organization.website_url", STR), ("organization.industry", STR), ("organization.estimated_num_employees", INT),
+    ("organization.linkedin_url", STR), ("organization.city", STR), ("organization.country", STR),
+    ("organization.founded_year", INT), ("organization.annual_revenue", FLOAT),
+    ("extrapolated_email_confidence", FLOAT), ("revealed_for_current_team", BOOL),
+    ("employment_history", JSON), ("phone_numbers", JSON), ("personal_emails", STR_LIST),
+])  # fmt: skip
+
+#: Organization object (organizations/enrich, bulk_enrich, company search items).
+ORG_COLUMNS = _declare("org", [
+    ("id", STR), ("name", STR), ("primary_domain", STR), ("website_url", STR), ("linkedin_url", STR),
+    ("twitter_url", STR), ("facebook_url", STR), ("phone", STR),
+    ("primary_phone.number", STR), ("primary_phone.sanitized_number", STR),
+    ("industry", STR), ("industries", STR_LIST), ("keywords", STR_LIST),
+    ("estimated_num_employees", INT), ("founded_year", INT),
+    ("annual_revenue", FLOAT), ("annual_revenue_printed", STR), ("total_funding", FLOAT),
+    ("latest_funding_stage", STR), ("latest_funding_round_date", STR),
+    ("raw_address", STR), ("city", STR), ("state", STR), ("postal_code", STR), ("country", STR),
+    ("short_description", STR), ("languages", STR_LIST), ("technology_names", STR_LIST), ("logo_url", STR),
+    ("funding_events", JSON), ("current_technologies", JSON), ("departmental_head_count", JSON),
+])  # fmt: skip
+
+PERSON_SCHEMA = pa.schema([pa.field(c.name, c.type) for c in PERSON_COLUMNS])
+ORG_SCHEMA = pa.schema([pa.field(c.name, c.type) for c in ORG_COLUMNS])
+SCHEMAS = {"person": PERSON_SCHEMA, "org": ORG_SCHEMA}
+_COLUMNS = {"person": PERSON_COLUMNS, "org": ORG_COLUMNS}
+
+
+def column_names(kind: str) -> list[str]:
+    """Output column names for ``"person"`` or ``"org"``, in order."""
+    return [c.name for c in _COLUMNS[kind]]
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def json_text(value: Any) -> str:
+    """The canonical JSON text form used for JSON columns and ``extra``:
+    ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``
+    (objects JSON cannot express are written as ``str(obj)``)."""
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError):  # keys of mixed types cannot be sorted; circular data
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr, check_circular=False)
+
+
+# ------------------------------------------------------------------ coercion
+_BAD = object()  # "cannot convert without loss": null in the column, original kept in extra
+_NONE = type(None)
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+_TRUE = frozenset(("true", "t", "yes", "y", "1"))
+_FALSE = frozenset(("false", "f", "no", "n", "0"))
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _to_str(v: Any) -> Any:
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, (bool, np.bool_)):
+        return _BAD
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if not math.isfinite(f):
+            return _BAD
+        return str(int(f)) if f.is_integer() else repr(f)
+    return _BAD
+
+
+def _to_int(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return _BAD
+    if isinstance(v, (int, np.integer)):
+        i = int(v)
+    elif isinstance(v, (float, np.floating)):
+        if not (math.isfinite(v) and float(v).is_integer()):
+            return _BAD
+        i = int(v)
+    elif isinstance(v, str):
+        s = v.strip()
+        if _INT_TEXT.match(s):
+            i = int(s)
+        else:
+            f = _to_float(s)
+            if f is _BAD or not f.is_integer():
+                return _BAD
+            i = int(f)
+    else:
+        return _BAD
+    return i if _INT64[0] <= i <= _INT64[1] else _BAD
+
+
+def _to_float(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return _BAD
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        f = float(v)
+    elif isinstance(v, str):
+        try:
+            f = float(v.strip())
+        except ValueError:
+            return _BAD
+        return f if math.isfinite(f) else _BAD  # "nan", "inf" are words, not numbers
+    else:
+        return _BAD
+    return f  # NaN becomes null below; +-inf is a float like any other
+
+
+def _to_bool(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    return _BAD
+
+
+def _to_list(v: Any) -> Any:
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        out = []
+        for item in v:
+            if item is None or type(item) is str:
+                out.append(item)
+            else:
+                s = _to_str(item)
+                if s is _BAD:
+                    return _BAD
+                out.append(s)
+        return out
+    return _BAD
+
+
+_SCALAR = {"str": _to_str, "int": _to_int, "float": _to_float, "bool": _to_bool, "list": _to_list}
+_FAST_TYPES = {"str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _NONE}, "bool": {bool, _NONE}}
+
+
+def _coerce(values: list[Any], kind: str) -> tuple[list[Any], list[int]]:
+    """(values ready for pa.array, indices whose original could not be converted)."""
+    if kind == "json":
+        return [None if v is None else json_text(v) for v in values], []
+    types = set(map(type, values))
+    fast = _FAST_TYPES.get(kind)
+    if fast is not None and types <= fast:
+        if kind == "float" and float in types:  # NaN means null here
+            return [None if v != v else v for v in values], []
+        if kind == "int" and any(v is not None and not (_INT64[0] <= v <= _INT64[1]) for v in values):
+            pass  # out of int64 range: take the slow path
+        else:
+            return values, []
+    if kind == "list" and types <= {list, _NONE}:
+        if all(v is None or all(type(x) is str for x in v) for v in values):
+            return values, []
+    fn = _SCALAR[kind]
+    out: list[Any] = []
+    bad: list[int] = []
+    for i, v in enumerate(values):
+        if v is None or (type(v) is float and v != v):  # NaN is a missing value, nothing to keep
+            out.append(None)
+            continue
+        c = fn(v)
+        if c is _BAD:
+            bad.append(i)
+            out.append(None)
+        elif kind == "float" and c != c:
+            out.append(None)
+        else:
+            out.append(c)
+    return out, bad
+
+
+def _put(extra: dict, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        nxt = extra.get(key)
+        if not isinstance(nxt, dict):
+            nxt = extra[key] = {}
+        extra = nxt
+    extra[path[-1]] = value
+
+
+def _merge(extra: dict, path: tuple[str, ...], left: dict) -> None:
+    """Put ``left`` at ``path`` inside ``extra``, merging with what is already there."""
+    for key in path[:-1]:
+        nxt = extra.get(key)
+        if not isinstance(nxt, dict):
+            nxt = extra[key] = {}
+        extra = nxt
+    have = extra.get(path[-1])
+    if isinstance(have, dict):
+        have.update(left)
+    else:
+        extra[path[-1]] = left
+
+
+class _Plan(NamedTuple):
+    columns: tuple[Column, ...]
+    schema: pa.Schema
+    parents: tuple[tuple[str, ...], ...]  # nested object paths, parents before children
+    declared: dict[tuple[str, ...], frozenset[str]]  # object path -> keys covered by columns
+
+
+def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
+    declared: dict[tuple[str, ...], set[str]] = {(): set()}
+    for col in columns:
+        for depth in range(len(col.path)):
+            declared.setdefault(col.path[:depth], set()).add(col.path[depth])
+    parents = tuple(sorted((p for p in declared if p), key=len))
+    return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()})
+
+
+_PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
+_EMPTY: dict = {}
+
+
+def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
+    """One row per record (``kind`` is ``"person"`` or ``"org"``); None and non-dicts give all-null rows."""
+    plan = _PLANS[kind]
+    rows = [r if type(r) is dict else (dict(r) if isinstance(r, Mapping) else _EMPTY) for r in records]
+    n = len(rows)
+    extras: dict[int, dict] = {}  # row -> leftovers, only for rows that have some
+
+    def keep(i: int, path: tuple[str, ...], value: Any) -> None:
+        _put(extras.setdefault(i, {}), path, value)
+
+    objects: dict[tuple[str, ...], list[dict]] = {(): rows}
+    for path in plan.parents:
+        values = list(map(dict.get, objects[path[:-1]], repeat(path[-1], n), repeat(_EMPTY, n)))
+        if not set(map(type, values)) <= {dict}:
+            for i, v in enumerate(values):
+                if type(v) is not dict:
+                    if isinstance(v, Mapping):
+                        values[i] = dict(v)
+                    else:
+                        if v is not None:
+                            keep(i, path, v)
+                        values[i] = _EMPTY
+        objects[path] = values
+
+    arrays = []
+    for col in plan.columns:
+        if col.kind == "extra":
+            continue
+        values = list(map(dict.get, objects[col.path[:-1]], repeat(col.path[-1], n)))
+        values, bad = _coerce(values, col.kind)
+        for i in bad:
+            keep(i, col.path, objects[col.path[:-1]][i][col.path[-1]])
+        arrays.append(pa.array(values, type=col.type))
+
+    # Leftovers: keys of each declared object that no column covers, merged under their path.
+    for path, covered in sorted(plan.declared.items(), key=lambda item: len(item[0])):
+        for i, obj in enumerate(objects[path]):
+            if obj and not obj.keys() <= covered:
+                left = obj.copy()  # copy-and-delete beats filtering: few keys are covered
+                for key in covered.intersection(obj):
+                    del left[key]
+                if not path:
+                    have = extras.get(i)
+                    extras[i] = left if have is None else {**left, **have}
+                else:
+                    _merge(extras.setdefault(i, {}), path, left)
+    extra: list[str | None] = [None] * n
+    for i, leftovers in extras.items():
+        extra[i] = json_text(leftovers)
+    arrays.append(pa.array(extra, type=STR))
+    return pa.Table.from_arrays(arrays, schema=plan.schema)
+
+
+def flatten_people(records: Sequence[Mapping | None]) -> pa.Table:
+    """Person objects -> a table with :data:`PERSON_SCHEMA`, one row per record."""
+    return flatten(records, "person")
+
+
+def flatten_orgs(records: Sequence[Mapping | None]) -> pa.Table:
+    """Organization objects -> a table with :data:`ORG_SCHEMA`, one row per record."""
+    return flatten(records, "org")
+
+
+_DTYPES = {
+    pa.string(): pd.StringDtype("pyarrow"),
+    pa.large_string(): pd.StringDtype("pyarrow"),
+    pa.int64(): pd.Int64Dtype(),
+    pa.float64(): pd.Float64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def _dtype(t: pa.DataType):
+    return _DTYPES.get(t) or pd.ArrowDtype(t)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """The table as a DataFrame whose dtypes depend only on the Arrow schema (see the module doc)."""
+    return table.to_pandas(types_mapper=_dtype)
+
+
+def empty_frame(schema: pa.Schema) -> pd.DataFrame:
+    """A zero-row frame with the columns and dtypes :func:`to_pandas` gives for ``schema``."""
+    return to_pandas(schema.empty_table())

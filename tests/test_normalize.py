@@ -1,0 +1,203 @@
+"""Per-value normalisers: canonical value, missing, or a reason."""
+
+from __future__ import annotations
+
+import decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from apollo_frames import normalize as nz
+
+MISSING = [None, float("nan"), np.nan, np.float32("nan"), pd.NA, pd.NaT, np.datetime64("NaT"), decimal.Decimal("NaN"),
+           "", "   ", "\t\n", "\u00a0"]  # fmt: skip
+NORMALIZERS = [
+    nz.normalize_email, nz.normalize_domain, nz.normalize_linkedin_url, nz.normalize_hashed_email,
+    nz.normalize_apollo_id, nz.normalize_name,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", MISSING, ids=repr)
+def test_missing_values_are_missing_everywhere(value):
+    assert nz.is_missing(value)
+    assert nz.clean_text(value) == (None, None)
+    for fn in NORMALIZERS:
+        assert fn(value) == (None, None), fn.__name__
+
+
+@pytest.mark.parametrize("value", [0, 0.0, False, "0", "x", [], {}, b"", np.int64(0)], ids=repr)
+def test_present_values_are_not_missing(value):
+    assert not nz.is_missing(value)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("  Hello   \n world\t", "Hello world"),
+        ("\ufeffAcme\u200b Corp", "Acme Corp"),
+        (42, "42"),
+        (np.int64(42), "42"),
+        (42.0, "42"),
+        (np.float32(3.5), "3.5"),
+        (3.25, "3.25"),
+        (decimal.Decimal("7"), "7"),
+        ("Cafe\u0301", "Café"),  # NFC
+    ],
+)
+def test_clean_text_values(value, expected):
+    assert nz.clean_text(value) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "value, word",
+    [(True, "boolean"), (np.bool_(False), "boolean"), ([1], "list"), ({"a": 1}, "dict"), (b"abc", "bytes"),
+     (float("inf"), "inf"), ("a\x00b", "control")],
+)  # fmt: skip
+def test_clean_text_refuses_with_the_type_named(value, word):
+    out, why = nz.clean_text(value)
+    assert out is None and word in why
+
+
+def test_clean_text_length_limit():
+    assert nz.clean_text("x" * 10240) == (None, "value too long (10240 characters, limit 512)")
+    assert nz.clean_text("x" * 512) == ("x" * 512, None)
+    assert nz.clean_text("x" * 20, max_len=10)[1] == "value too long (20 characters, limit 10)"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("Bob@Acme.Example", "bob@acme.example"),
+        ("  mailto:BOB@acme.example ", "bob@acme.example"),
+        ("MAILTO:bob@acme.example?subject=hi", "bob@acme.example"),
+        ("<bob@acme.example>", "bob@acme.example"),
+        ("Bob Smith <bob.smith+tag@acme.co.uk>", "bob.smith+tag@acme.co.uk"),
+        ("Zoë.Łukasz@Example.example", "zoë.łukasz@example.example"),
+        ("jose@bücher.example", "jose@bücher.example"),
+        ("a@xn--bcher-kva.example", "a@xn--bcher-kva.example"),
+        ("bob@acme.example.", "bob@acme.example"),
+    ],
+)
+def test_email_accepts(value, expected):
+    assert nz.normalize_email(value) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["bob", "bob@", "@acme.example", "bob@acme", "bob@@acme.example", "bob@acme.c0m", "bo b@acme.example",
+     "bob@acme .example", "bob..x@acme.example", ".bob@acme.example", "bob@-acme.example", "a@b@c.example",
+     42, 3.5, "email_not_unlocked@domain"],
+)  # fmt: skip
+def test_email_rejects_with_reason(value):
+    out, why = nz.normalize_email(value)
+    assert out is None and why.startswith("invalid email '")
+
+
+def test_email_reason_truncates_echo_and_length():
+    out, why = nz.normalize_email("z" * 300)
+    assert out is None and len(why) < 120 and "…" in why
+    assert nz.normalize_email("x" * 10_000) == (None, "value too long (10000 characters, limit 320)")
+    assert nz.normalize_email(True)[1] == "expected text, got a boolean (True)"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("acme.example", "acme.example"),
+        ("  ACME.Example.  ", "acme.example"),
+        ("https://www.Acme.example:8080/path?q#x", "acme.example"),
+        ("http://user:pw@www2.acme.co.uk/", "acme.co.uk"),
+        ("//cdn.acme.example/x", "cdn.acme.example"),
+        ("acme.example/about", "acme.example"),
+        ("www.acme.example?ref=1", "acme.example"),
+        ("bob@acme.example", "acme.example"),
+        ("mailto:bob@acme.example", "acme.example"),
+        ("www.com", "www.com"),  # www. is only dropped when a domain remains
+        ("Bücher.Example", "bücher.example"),
+        ("münchen。de", "münchen.de"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("sub.domain.acme.example", "sub.domain.acme.example"),
+    ],
+)
+def test_domain_accepts(value, expected):
+    assert nz.normalize_domain(value) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "value, word",
+    [("acme", "no dot"), ("Acme Inc", "spaces"), ("acme .example", "spaces"), ("http://10.0.0.1/", "not a host"),
+     ("acme.example:abc", "not a host"), ("-acme.example", "not a host"), ("acme..example", "not a host"),
+     ("http://", "no host"), ("acme.x", "not a host"), ("acme_corp.example", "not a host"), (42, "no dot"),
+     ("a" * 64 + ".example", "not a host"), ("x" * 5000, "too long"), ({"d": 1}, "dict")],
+)  # fmt: skip
+def test_domain_rejects_with_reason(value, word):
+    out, why = nz.normalize_domain(value)
+    assert out is None and word in why, why
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("https://www.linkedin.com/in/jane-doe-123", "http://www.linkedin.com/in/jane-doe-123"),
+        ("http://www.linkedin.com/in/jane-doe-123", "http://www.linkedin.com/in/jane-doe-123"),
+        ("linkedin.com/in/Jane-Doe/", "http://www.linkedin.com/in/jane-doe"),
+        ("https://uk.linkedin.com/in/Jane-Doe?trk=public#x", "http://www.linkedin.com/in/jane-doe"),
+        ("HTTPS://WWW.LINKEDIN.COM/IN/JANE/details/experience/", "http://www.linkedin.com/in/jane"),
+        ("www.linkedin.com/company/Apollo-IO/", "http://www.linkedin.com/company/apollo-io"),
+        ("https://de.linkedin.com/company/acme?x=1", "http://www.linkedin.com/company/acme"),
+        (" https://www.linkedin.com/in/j%C3%A9r%C3%B4me ", "http://www.linkedin.com/in/j%c3%a9r%c3%b4me"),
+    ],
+)
+def test_linkedin_accepts(value, expected):
+    assert nz.normalize_linkedin_url(value) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "value, word",
+    [("https://example.com/in/jane", "not a linkedin"), ("https://www.linkedin.com/feed/", "/in/"),
+     ("https://www.linkedin.com/in/", "/in/"), ("jane-doe", "not a linkedin"), ("https://notlinkedin.com/in/x", "not a linkedin"),
+     (123, "not a linkedin")],
+)  # fmt: skip
+def test_linkedin_rejects(value, word):
+    out, why = nz.normalize_linkedin_url(value)
+    assert out is None and word in why
+
+
+def test_hashed_email():
+    md5, sha = "5F4DCC3B5AA765D61D8327DEB882CF99", "a" * 64
+    assert nz.normalize_hashed_email(f" {md5} ") == (md5.lower(), None)
+    assert nz.normalize_hashed_email(sha) == (sha, None)
+    for bad in ("abc", "g" * 32, "a" * 40, "bob@acme.example", 12345):
+        out, why = nz.normalize_hashed_email(bad)
+        assert out is None and "MD5" in why and "SHA-256" in why
+    assert "40 hex characters" in nz.normalize_hashed_email("a" * 40)[1]
+
+
+def test_apollo_id():
+    assert nz.normalize_apollo_id(" 5E66B6381E05B4008C8331B8 ") == ("5e66b6381e05b4008c8331b8", None)
+    for bad in ("5e66b6381e05b4008c8331b", "5e66b6381e05b4008c8331bz", 12345, "x" * 1000):
+        out, why = nz.normalize_apollo_id(bad)
+        assert out is None and why
+    assert "24 hex" in nz.normalize_apollo_id("abc")[1]
+
+
+def test_name_keeps_case_and_accents():
+    assert nz.normalize_name("  Zoë   O'Brien-Łukasz ") == ("Zoë O'Brien-Łukasz", None)
+    assert nz.normalize_name("José") == ("José", None)  # decomposed input -> NFC
+    assert nz.normalize_name("山田 太郎") == ("山田 太郎", None)
+    assert nz.normalize_name("x" * 300)[1] == "value too long (300 characters, limit 256)"
+
+
+def test_normalize_column():
+    values, reasons = nz.normalize_column(["A@B.example", None, "nope", 7], nz.normalize_email)
+    assert values == ["a@b.example", None, None, None]
+    assert reasons[:2] == [None, None] and reasons[2].startswith("invalid email 'nope'") and "'7'" in reasons[3]
+
+
+def test_no_normaliser_raises_on_odd_objects():
+    odd = [object(), pd.Timestamp("2024-01-01"), 1 + 2j, (1, 2), {1, 2}, np.array([1, 2]), pd.Series([1]), bytearray(b"x")]
+    for fn in (*NORMALIZERS, nz.clean_text):
+        for value in odd:
+            out, why = fn(value)
+            assert out is None and why, (fn.__name__, value)

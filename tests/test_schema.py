@@ -1,0 +1,361 @@
+"""Declared output schema, flattening, dtypes and Parquet stability."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from apollo_frames import schema as sc
+
+ORG_ID = "5e66b6381e05b4008c8331b8"
+
+
+def full_org() -> dict:
+    """An organization object with the keys listed in the contract (§4)."""
+    return {
+        "id": ORG_ID, "name": "Apollo.io", "website_url": "http://www.apollo.io", "blog_url": "https://blog.apollo.io",
+        "angellist_url": None, "linkedin_url": "http://www.linkedin.com/company/apolloio",
+        "twitter_url": "https://twitter.com/meetapollo/", "facebook_url": "https://facebook.com/MeetApollo",
+        "primary_phone": {"number": "+1 415-763-6055", "source": "Account", "sanitized_number": "+14157636055"},
+        "languages": ["English"], "alexa_ranking": 3514, "phone": "+1 415-763-6055", "linkedin_uid": "18511550",
+        "founded_year": 2015, "publicly_traded_symbol": None, "publicly_traded_exchange": None,
+        "logo_url": "https://x.example/logo.png", "crunchbase_url": None, "primary_domain": "apollo.io",
+        "industry": "information technology & services", "keywords": ["sales engagement", "lead generation"],
+        "estimated_num_employees": 1600, "industries": ["information technology & services"],
+        "secondary_industries": [], "snippets_loaded": True, "industry_tag_id": "5567cd4773696439b10b0000",
+        "industry_tag_hash": {"information technology & services": "5567cd4773696439b10b0000"},
+        "retail_location_count": 0, "raw_address": "535 Mission St, San Francisco, CA 94105",
+        "street_address": "535 Mission St", "city": "San Francisco", "state": "California", "postal_code": "94105",
+        "country": "United States", "owned_by_organization_id": None, "seo_description": "Sales intelligence",
+        "short_description": "Apollo.io combines a buyer database with engagement tools.", "suborganizations": [],
+        "num_suborganizations": 0, "annual_revenue_printed": "100M", "annual_revenue": 100000000.0,
+        "total_funding": 251200000, "total_funding_printed": "251.2M", "latest_funding_round_date": "2023-08-01T00:00:00.000+00:00",
+        "latest_funding_stage": "Series D",
+        "funding_events": [{"id": "f1", "date": "2023-08-01T00:00:00.000+00:00", "news_url": None, "type": "Series D",
+                            "investors": "Bain Capital Ventures", "amount": "100M", "currency": "$"}],
+        "technology_names": ["AWS", "Cloudflare"],
+        "current_technologies": [{"uid": "aws", "name": "AWS", "category": "Hosting"}],
+        "org_chart_root_people_ids": ["a1"], "org_chart_sector": "OrgChart::SectorHierarchy::Rules::IT",
+        "org_chart_removed": False, "org_chart_show_department_filter": True, "account_id": "acc1",
+        "account": {"id": "acc1", "domain": "apollo.io", "name": "Apollo", "label_ids": []},
+        "departmental_head_count": {"engineering": 300, "sales": 250},
+    }  # fmt: skip
+
+
+def full_person() -> dict:
+    """A person object with the keys listed in the contract (§2, incl. legacy keys)."""
+    return {
+        "id": "64a7ff0cc4dfae00013df1a5", "first_name": "Zoë", "last_name": "Łukasz", "name": "Zoë Łukasz",
+        "linkedin_url": "http://www.linkedin.com/in/zoe-lukasz", "title": "VP Sales", "email_status": "verified",
+        "photo_url": "https://x.example/p.jpg", "twitter_url": None, "github_url": "https://github.com/zl",
+        "facebook_url": None, "extrapolated_email_confidence": 0.92, "headline": "VP Sales at Apollo.io",
+        "email": "zoe@apollo.io", "organization_id": ORG_ID,
+        "employment_history": [
+            {"_id": "e1", "id": "e1", "key": "e1", "created_at": None, "current": True, "degree": None, "description": None,
+             "emails": None, "end_date": None, "grade_level": None, "kind": None, "major": None, "organization_id": ORG_ID,
+             "organization_name": "Apollo.io", "raw_address": None, "start_date": "2021-03-01", "title": "VP Sales",
+             "updated_at": None},
+            {"_id": "e2", "id": "e2", "key": "e2", "current": False, "organization_name": "Société Générale",
+             "start_date": "2015-01-01", "end_date": "2021-02-01", "title": "AE"},
+        ],
+        "state": "California", "city": "San Francisco", "country": "United States", "organization": full_org(),
+        "is_likely_to_engage": True, "intent_strength": None, "show_intent": True, "revealed_for_current_team": True,
+        "departments": ["master_sales"], "subdepartments": ["sales"], "functions": ["sales"], "seniority": "vp",
+        "contact_id": "c1", "contact": {"id": "c1", "owner_id": "u1"},
+        "phone_numbers": [{"raw_number": "+1 555 0100", "sanitized_number": "+15550100", "type": "work_hq", "position": 0}],
+        "hashed_email": "5f4dcc3b5aa765d61d8327deb882cf99", "personal_emails": ["zoe@example.example"], "account_id": "acc1",
+    }  # fmt: skip
+
+
+def teaser_person() -> dict:
+    """A people api_search item (§6a)."""
+    return {
+        "id": "64a7ff0cc4dfae00013df1a6", "first_name": "Hu", "last_name_obfuscated": "Hu***n", "title": "CTO",
+        "last_refreshed_at": "2026-07-01T00:00:00Z", "has_email": True, "has_city": True, "has_state": False,
+        "has_country": True, "has_direct_phone": "Yes",
+        "organization": {"name": "Acme", "has_industry": True, "has_phone": False, "has_city": True, "has_state": True,
+                         "has_country": True, "has_zip_code": False, "has_revenue": True, "has_employee_count": True},
+    }  # fmt: skip
+
+
+def row(table: pa.Table, i: int = 0) -> dict:
+    return {name: col[i].as_py() for name, col in zip(table.column_names, table.columns)}
+
+
+# ------------------------------------------------------------------ declaration
+def test_declared_columns():
+    names = sc.column_names("person")
+    required = """id first_name last_name name title headline email email_status linkedin_url twitter_url github_url
+    facebook_url photo_url seniority departments subdepartments functions city state country organization_id
+    organization.id organization.name organization.primary_domain organization.website_url organization.industry
+    organization.estimated_num_employees organization.linkedin_url organization.city organization.country
+    organization.founded_year organization.annual_revenue extrapolated_email_confidence revealed_for_current_team
+    employment_history phone_numbers personal_emails last_name_obfuscated extra""".split()
+    assert {f"person.{k}" for k in required} <= set(names)
+    org_required = """id name primary_domain website_url linkedin_url twitter_url facebook_url phone primary_phone.number
+    primary_phone.sanitized_number industry industries keywords estimated_num_employees founded_year annual_revenue
+    annual_revenue_printed total_funding latest_funding_stage latest_funding_round_date raw_address city state
+    postal_code country short_description languages technology_names logo_url funding_events current_technologies
+    departmental_head_count extra""".split()
+    assert {f"org.{k}" for k in org_required} <= set(sc.column_names("org"))
+    assert sc.PERSON_SCHEMA.names == names and names[-1] == "person.extra" and len(set(names)) == len(names)
+    s = sc.PERSON_SCHEMA
+    assert s.field("person.departments").type == pa.list_(pa.string())
+    assert s.field("person.organization.estimated_num_employees").type == pa.int64()
+    assert s.field("person.extrapolated_email_confidence").type == pa.float64()
+    assert s.field("person.revealed_for_current_team").type == pa.bool_()
+    assert s.field("person.employment_history").type == pa.string()
+    o = sc.ORG_SCHEMA
+    assert o.field("org.annual_revenue").type == o.field("org.total_funding").type == pa.float64()
+    assert o.field("org.keywords").type == pa.list_(pa.string()) and o.field("org.funding_events").type == pa.string()
+
+
+# ------------------------------------------------------------------ flattening
+def test_flatten_full_person():
+    p = full_person()
+    t = sc.flatten_people([p])
+    assert t.schema == sc.PERSON_SCHEMA and t.num_rows == 1
+    r = row(t)
+    assert r["person.id"] == p["id"] and r["person.first_name"] == "Zoë" and r["person.email"] == "zoe@apollo.io"
+    assert r["person.last_name_obfuscated"] is None
+    assert r["person.departments"] == ["master_sales"] and r["person.personal_emails"] == ["zoe@example.example"]
+    assert r["person.organization.name"] == "Apollo.io" and r["person.organization.primary_domain"] == "apollo.io"
+    assert r["person.organization.estimated_num_employees"] == 1600 and r["person.organization.founded_year"] == 2015
+    assert r["person.organization.annual_revenue"] == 100000000.0
+    assert r["person.extrapolated_email_confidence"] == 0.92 and r["person.revealed_for_current_team"] is True
+    # JSON columns: the documented canonical form, round-trips
+    assert r["person.employment_history"] == json.dumps(
+        p["employment_history"], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    assert "Société Générale" in r["person.employment_history"]  # not \\u-escaped
+    assert json.loads(r["person.phone_numbers"]) == p["phone_numbers"]
+    extra = json.loads(r["person.extra"])
+    assert set(extra) == {"is_likely_to_engage", "intent_strength", "show_intent", "contact_id", "contact",
+                          "hashed_email", "account_id", "organization"}  # fmt: skip
+    assert extra["contact"] == {"id": "c1", "owner_id": "u1"} and extra["intent_strength"] is None
+    covered = {"id", "name", "primary_domain", "website_url", "industry", "estimated_num_employees", "linkedin_url",
+               "city", "country", "founded_year", "annual_revenue"}  # fmt: skip
+    assert extra["organization"] == {k: v for k, v in p["organization"].items() if k not in covered}
+    assert r["person.extra"] == json.dumps(extra, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def test_nothing_is_dropped_person():
+    """Every key of the record is either in a declared column or in extra."""
+    p = full_person()
+    r = row(sc.flatten_people([p]))
+    extra = json.loads(r["person.extra"])
+    rebuilt: dict = {}
+    for col in sc.PERSON_COLUMNS[:-1]:
+        value = r[col.name]
+        if col.kind == "json" and value is not None:
+            value = json.loads(value)
+        if value is not None:
+            target = rebuilt
+            for key in col.path[:-1]:
+                target = target.setdefault(key, {})
+            target[col.path[-1]] = value
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(rebuilt.get(key), dict):
+            rebuilt[key].update(value)
+        else:
+            rebuilt[key] = value
+    expected = copy.deepcopy(p)
+    for k in [k for k, v in expected.items() if v is None and k not in extra]:
+        del expected[k]  # nulls in declared columns come back as absent keys
+    expected["organization"] = {k: v for k, v in expected["organization"].items() if v is not None or k in extra["organization"]}
+    assert rebuilt == expected
+
+
+def test_flatten_full_org():
+    o = full_org()
+    t = sc.flatten_orgs([o])
+    assert t.schema == sc.ORG_SCHEMA
+    r = row(t)
+    assert r["org.primary_phone.number"] == "+1 415-763-6055" and r["org.primary_phone.sanitized_number"] == "+14157636055"
+    assert r["org.keywords"] == ["sales engagement", "lead generation"] and r["org.languages"] == ["English"]
+    assert r["org.total_funding"] == 251200000.0 and r["org.postal_code"] == "94105"
+    assert json.loads(r["org.departmental_head_count"]) == {"engineering": 300, "sales": 250}
+    assert json.loads(r["org.current_technologies"]) == o["current_technologies"]
+    extra = json.loads(r["org.extra"])
+    assert extra["primary_phone"] == {"source": "Account"}
+    assert extra["account"]["domain"] == "apollo.io" and extra["blog_url"] == "https://blog.apollo.io"
+    assert "keywords" not in extra and "industries" not in extra and "name" not in extra
+
+
+def test_teaser_items_fill_the_light_columns():
+    r = row(sc.flatten_people([teaser_person()]))
+    assert r["person.last_name_obfuscated"] == "Hu***n" and r["person.organization.name"] == "Acme"
+    assert r["person.last_name"] is None and r["person.email"] is None
+    extra = json.loads(r["person.extra"])
+    assert extra["has_email"] is True and extra["has_direct_phone"] == "Yes"
+    assert extra["organization"]["has_revenue"] is True and "name" not in extra["organization"]
+
+
+def test_none_and_non_dict_rows_are_all_null():
+    t = sc.flatten_people([None, full_person(), "garbage", 42, {}])
+    assert t.num_rows == 5
+    for i in (0, 2, 3, 4):
+        assert all(v is None for v in row(t, i).values()), i
+    assert row(t, 1)["person.id"] == full_person()["id"]
+    assert sc.flatten_orgs([]).num_rows == 0 and sc.flatten_orgs([]).schema == sc.ORG_SCHEMA
+
+
+def test_mapping_subclasses_are_records():
+    from collections import OrderedDict
+
+    r = row(sc.flatten_orgs([OrderedDict(name="Acme", primary_phone=OrderedDict(number="1"))]))
+    assert r["org.name"] == "Acme" and r["org.primary_phone.number"] == "1" and r["org.extra"] is None
+
+
+def test_wrong_types_are_coerced_or_kept_in_extra():
+    person = {
+        "id": 12345,  # int where text expected: safe to convert
+        "first_name": {"given": "Ann"},  # dict where text expected: kept in extra
+        "title": ["CEO"],
+        "extrapolated_email_confidence": "0.75",
+        "revealed_for_current_team": "yes",
+        "departments": "sales",  # lone string: one-element list
+        "subdepartments": ["a", 1, None],
+        "functions": [{"x": 1}],
+        "city": float("nan"),
+        "employment_history": "not a list",  # JSON column: any value is representable
+        "organization": {
+            "estimated_num_employees": "1,600", "founded_year": "2015", "annual_revenue": "lots",
+            "name": 7.0, "id": True, "country": np.int64(3),
+        },
+    }  # fmt: skip
+    r = row(sc.flatten_people([person]))
+    assert r["person.id"] == "12345" and r["person.first_name"] is None and r["person.title"] is None
+    assert r["person.extrapolated_email_confidence"] == 0.75 and r["person.revealed_for_current_team"] is True
+    assert r["person.departments"] == ["sales"] and r["person.subdepartments"] == ["a", "1", None]
+    assert r["person.functions"] is None and r["person.city"] is None
+    assert r["person.employment_history"] == '"not a list"'
+    assert r["person.organization.founded_year"] == 2015 and r["person.organization.estimated_num_employees"] is None
+    assert r["person.organization.annual_revenue"] is None and r["person.organization.name"] == "7"
+    assert r["person.organization.id"] is None and r["person.organization.country"] == "3"
+    extra = json.loads(r["person.extra"])
+    assert extra == {
+        "first_name": {"given": "Ann"}, "title": ["CEO"], "functions": [{"x": 1}],
+        "organization": {"estimated_num_employees": "1,600", "annual_revenue": "lots", "id": True},
+    }  # fmt: skip
+    assert extra["organization"] == {"estimated_num_employees": "1,600", "annual_revenue": "lots", "id": True}
+    assert "city" not in extra  # NaN in a text column is just missing
+
+
+@pytest.mark.parametrize(
+    "kind, value, expected, kept",
+    [
+        ("int", "12", 12, False), ("int", 12.0, 12, False), ("int", " -3 ", -3, False), ("int", "12.0", 12, False),
+        ("int", 12.5, None, True), ("int", True, None, True), ("int", 2**70, None, True), ("int", "x", None, True),
+        ("float", 3, 3.0, False), ("float", "1e3", 1000.0, False), ("float", float("nan"), None, False),
+        ("float", float("inf"), float("inf"), False), ("float", "nan", None, True), ("float", False, None, True), ("float", [1], None, True),
+        ("bool", "false", False, False), ("bool", 1, True, False), ("bool", np.bool_(True), True, False),
+        ("bool", 2, None, True), ("bool", "maybe", None, True),
+    ],
+)  # fmt: skip
+def test_scalar_coercion_table(kind, value, expected, kept):
+    field = {"int": "founded_year", "float": "annual_revenue", "bool": "revealed_for_current_team"}[kind]
+    flatten = sc.flatten_people if kind == "bool" else sc.flatten_orgs
+    name = f"person.{field}" if kind == "bool" else f"org.{field}"
+    # mix with a clean value so both the fast and slow paths run
+    clean = {"int": 1, "float": 1.5, "bool": True}[kind]
+    t = flatten([{field: clean}, {field: value}])
+    r = row(t, 1)
+    assert r[name] == expected and row(t, 0)[name] == clean
+    extra = r[name.split(".")[0] + ".extra"]
+    assert (extra is not None) == kept
+    if kept:
+        assert field in json.loads(extra)
+
+
+def test_non_dict_nested_object_is_kept():
+    r = row(sc.flatten_orgs([{"name": "Acme", "primary_phone": "+1 555 0100"}]))
+    assert r["org.primary_phone.number"] is None and json.loads(r["org.extra"]) == {"primary_phone": "+1 555 0100"}
+    r = row(sc.flatten_people([{"organization": ["Acme"]}]))
+    assert json.loads(r["person.extra"]) == {"organization": ["Acme"]}
+
+
+def test_extra_is_null_when_nothing_is_left_over():
+    t = sc.flatten_orgs([{"name": "Acme", "primary_domain": "acme.example", "primary_phone": {"number": "1"}}])
+    assert row(t)["org.extra"] is None
+
+
+def test_input_records_are_not_modified():
+    p = full_person()
+    before = copy.deepcopy(p)
+    sc.flatten_people([p, p])
+    assert p == before
+
+
+# ------------------------------------------------------------------ pandas and Parquet
+EXPECTED_DTYPES = {
+    pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
+    pa.bool_(): pd.BooleanDtype(), pa.list_(pa.string()): pd.ArrowDtype(pa.list_(pa.string())),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["person", "org"])
+def test_to_pandas_dtypes_are_fixed(kind):
+    schema = sc.SCHEMAS[kind]
+    flatten = sc.flatten_people if kind == "person" else sc.flatten_orgs
+    record = full_person() if kind == "person" else full_org()
+    frames = [
+        sc.to_pandas(flatten([record, None])),
+        sc.to_pandas(flatten([None, None, None])),
+        sc.to_pandas(flatten([{"id": 1, "departments": "x", "keywords": "y", "founded_year": "1999"}])),
+        sc.empty_frame(schema),
+    ]
+    expected = pd.Series({f.name: EXPECTED_DTYPES[f.type] for f in schema})
+    for df in frames:
+        assert list(df.columns) == schema.names
+        pd.testing.assert_series_equal(df.dtypes, expected, check_names=False)
+    assert len(frames[3]) == 0
+    assert frames[1].isna().all().all()
+
+
+def _parquet_schema(df: pd.DataFrame, path) -> tuple[pa.Schema, list]:
+    df.to_parquet(path)
+    schema = pq.read_schema(path)
+    pandas_meta = json.loads(schema.metadata[b"pandas"])["columns"]
+    return schema, pandas_meta
+
+
+@pytest.mark.parametrize("kind", ["person", "org"])
+def test_parquet_schema_is_identical_for_different_data(kind, tmp_path):
+    flatten = sc.flatten_people if kind == "person" else sc.flatten_orgs
+    if kind == "person":
+        rich = [full_person(), teaser_person(), None]
+        odd = [{"id": 9, "organization": "Acme", "departments": "x", "zzz": {"a": [1]}}]
+    else:
+        rich = [full_org(), None, {"name": "Beta"}]
+        odd = [{"founded_year": "MCMXC", "keywords": "solo", "primary_phone": 5}]
+    got = [
+        _parquet_schema(sc.to_pandas(flatten(records)), tmp_path / f"{i}.parquet")
+        for i, records in enumerate([rich, odd, [None] * 4, []])
+    ]
+    base_schema, base_meta = got[0]
+    assert base_schema.names == sc.SCHEMAS[kind].names
+    for schema, meta in got[1:]:
+        assert schema.equals(base_schema, check_metadata=False)
+        assert meta == base_meta
+    # Reading back: to_pandas(pq.read_table(path)) restores the exact dtypes. (Plain pd.read_parquet(path)
+    # cannot rebuild ArrowDtype(list) columns from pandas metadata: pandas-dev/pandas#53011, #57411.)
+    back = sc.to_pandas(pq.read_table(tmp_path / "0.parquet"))
+    assert back.dtypes.equals(sc.empty_frame(sc.SCHEMAS[kind]).dtypes)
+    first = full_person() if kind == "person" else full_org()
+    assert back[f"{kind}.id"].iloc[0] == first["id"]
+    listed = "person.departments" if kind == "person" else "org.keywords"
+    assert list(back[listed].iloc[0]) == first["departments" if kind == "person" else "keywords"]
+    assert pd.read_parquet(tmp_path / "0.parquet", dtype_backend="pyarrow")[f"{kind}.id"].iloc[0] == first["id"]
+
+
+def test_table_take_and_to_pandas_round_trip():
+    t = sc.flatten_people([full_person(), None])
+    df = sc.to_pandas(t.take(pa.array([1, 0, 1], type=pa.int64())))
+    assert list(df["person.email"].isna()) == [True, False, True]
+    assert df["person.departments"].iloc[1] == ["master_sales"]
