@@ -26,6 +26,7 @@ class ApolloAccessor:
         refresh=False,
         progress=True,
         client=None,
+        confirm_over=None,
     ) -> pd.DataFrame:
         """Enrich each row as a person (POST people/bulk_match, 10 per call). See ``apollo_frames.enrich_people``."""
         return people.enrich_people(
@@ -38,12 +39,16 @@ class ApolloAccessor:
             refresh=refresh,
             progress=progress,
             client=client,
+            confirm_over=confirm_over,
         )
 
-    def enrich_orgs(self, columns=None, max_credits=None, refresh=False, progress=True, client=None) -> pd.DataFrame:
+    def enrich_orgs(
+        self, columns=None, max_credits=None, refresh=False, progress=True, client=None, confirm_over=None
+    ) -> pd.DataFrame:
         """Enrich each row as an organization by domain (POST organizations/bulk_enrich, 10 per call)."""
         return orgs.enrich_orgs(
-            self._frame, columns=columns, max_credits=max_credits, refresh=refresh, progress=progress, client=client
+            self._frame, columns=columns, max_credits=max_credits, refresh=refresh, progress=progress, client=client,
+            confirm_over=confirm_over,
         )
 
     def search(

@@ -81,6 +81,7 @@ def enrich_orgs(
     progress: bool = True,
     client=None,
     ledger=None,
+    confirm_over: float | None = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain."""
     if not isinstance(frame, pd.DataFrame):
@@ -89,5 +90,5 @@ def enrich_orgs(
     with client_scope(client) as client:
         return run_operation(
             frame, prepared, OPERATION, {}, client=client, max_credits=max_credits, refresh=refresh,
-            progress=progress, ledger=ledger,
+            progress=progress, ledger=ledger, confirm_over=confirm_over,
         )

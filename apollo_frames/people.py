@@ -134,6 +134,7 @@ def enrich_people(
     progress: bool = True,
     client=None,
     ledger=None,
+    confirm_over: float | None = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract."""
     if not isinstance(frame, pd.DataFrame):
@@ -144,7 +145,7 @@ def enrich_people(
         op = _with_webhook(webhook_url) if webhook_url else OPERATION
         return run_operation(
             frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
-            progress=progress, ledger=ledger,
+            progress=progress, ledger=ledger, confirm_over=confirm_over,
         )
 
 

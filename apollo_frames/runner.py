@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .cache import canonical_json
+from .credits import confirm_spend
 from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError
 from .ratelimit import parse_rate_headers
 from .results import RunSummary
@@ -114,8 +115,13 @@ def run_operation(
     progress: bool = True,
     ledger=None,
     ttl: float | None = None,
+    confirm_over: float | None = None,
 ) -> pd.DataFrame:
-    """Run ``op`` for every prepared row of ``frame`` and return the enriched frame."""
+    """Run ``op`` for every prepared row of ``frame`` and return the enriched frame.
+
+    ``confirm_over``: when the call's worst-case spend is above it, ask first
+    (or refuse, when nobody can be asked) before anything is sent.
+    """
     if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
         raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
     started = time.monotonic()
@@ -126,6 +132,11 @@ def run_operation(
     n_unique = len(plan.unique_records)
     summary.unique_inputs = n_unique
     summary.cache_hits = len(plan.cached)
+    worst = float(op.worst_credits(options))
+    credits_max = len(plan.to_fetch) * worst
+    if max_credits is not None:
+        credits_max = min(credits_max, max_credits)
+    confirm_spend(op.name, credits_max, confirm_over)
 
     results: list[dict | None] = [None] * n_unique
     outcome: list[str | None] = [None] * n_unique
@@ -134,7 +145,6 @@ def run_operation(
         results[j] = value
         outcome[j] = "matched" if value is not None else "no_match"
 
-    worst = float(op.worst_credits(options))
     pending = deque(plan.to_fetch)
     requests_before = client.stats.requests
     spent = 0.0

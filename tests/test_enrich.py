@@ -265,3 +265,12 @@ def test_plain_functions_work_without_the_accessor(sandbox, client):
         warnings.simplefilter("error")
         result = af.enrich_people(frame, client=client, progress=False)
     assert result.attrs["apollo"]["matched"] == 3
+
+
+def test_confirm_over_refuses_in_a_non_interactive_run(sandbox, client):
+    frame = leads_frame(sandbox, n=30)
+    with pytest.raises(af.BudgetExceededError, match="confirm_over"):
+        frame.apollo.enrich_people(client=client, progress=False, confirm_over=10)
+    assert bulk_calls(sandbox) == 0
+    capped = frame.apollo.enrich_people(client=client, progress=False, confirm_over=10, max_credits=10)
+    assert capped.attrs["apollo"]["credits_consumed"] <= 10
