@@ -333,6 +333,30 @@ def cmd_search(args) -> int:
     return EXIT_OK
 
 
+def cmd_push(args) -> int:
+    from . import push
+
+    frame = read_table(args.input)
+    report = Path(args.report)
+    if report.suffix.lower() != ".parquet":
+        raise ValueError(f"--report must be a .parquet file, got {report.name}")
+    run = push.push_contacts if args.command == "push-contacts" else push.push_accounts
+    options = dict(
+        mode=args.mode, columns=_parse_map(args.map), run_dedupe=not args.no_dedupe, labels=args.label,
+        dry_run=args.dry_run, progress=not args.quiet, default_region=args.default_region,
+    )
+    if args.dry_run:
+        result = run(frame, **options)  # a dry run sends nothing and needs no key
+    else:
+        with _client(args, _sandbox_if(args)) as client:
+            result = run(frame, client=client, **options)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    result.to_parquet(report)
+    summary = result.attrs["apollo"]
+    print(f"wrote {report} | " + push.PushSummary(**summary).line())
+    return EXIT_FAILED if summary["errors"] else EXIT_OK
+
+
 def _samples_dir(explicit: str | None) -> Path:
     candidates = [Path(explicit)] if explicit else [Path("data/samples"), Path(__file__).resolve().parents[1] / "data/samples"]
     for candidate in candidates:
@@ -438,6 +462,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=cmd_search)
+
+    for name, help_text in (
+        ("push-contacts", "create/update Apollo contacts from a table (contacts/bulk_create, PATCH contacts/{id})"),
+        ("push-accounts", "create/update Apollo accounts from a table, keyed on domain (needs a master key)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("input", help=".csv or .parquet")
+        p.add_argument("--mode", choices=["upsert", "insert", "update"], default="upsert")
+        p.add_argument("--report", required=True, help=".parquet: the input with apollo_status, apollo_id, apollo_error")
+        p.add_argument("--dry-run", action="store_true", help="send nothing; report what would be sent")
+        p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
+        p.add_argument("--label", action="append", metavar="NAME", help="label added to the records created (repeatable)")
+        p.add_argument("--no-dedupe", action="store_true", help="bulk_create without run_dedupe (unknown outcomes are not retried)")
+        p.add_argument("--default-region", default="US", help="region for phone numbers without a +country code")
+        p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
+        p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("demo", help="enrich the sample data against the embedded sandbox (no key needed)")
     p.add_argument("--out", default="apollo_demo", help="output folder (default ./apollo_demo)")

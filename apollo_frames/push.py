@@ -212,6 +212,8 @@ class Target:
     fallback_joins: tuple[tuple[str, ...], ...]
     needs_master_key: bool
     key_hint: str
+    #: how to find out afterwards whether a record exists
+    reconcile_hint: str
 
     @property
     def bulk_path(self) -> str:
@@ -231,6 +233,7 @@ CONTACTS = Target(
     fallback_joins=(("first_name", "last_name", "organization_name"),),
     needs_master_key=False,
     key_hint="contacts are matched on their email, so every row needs one",
+    reconcile_hint="search contacts by email (POST contacts/search with q_keywords=<email>)",
 )
 ACCOUNTS = Target(
     operation="push_accounts",
@@ -242,6 +245,7 @@ ACCOUNTS = Target(
     fallback_joins=(("name",),),
     needs_master_key=True,
     key_hint="accounts are matched on their domain, so every row needs one",
+    reconcile_hint="search accounts by name (POST accounts/search with q_organization_name=<name>) and compare domains",
 )
 
 
@@ -745,17 +749,20 @@ class _Pusher:
         if unknown:
             return (
                 f"outcome unknown: {exc} This batch may or may not have been created in Apollo, and with "
-                f"run_dedupe=False it was not resent (that could duplicate it). To reconcile, search {t.plural} by "
-                f"{t.key} ({t.plural}/search), or push these rows again with run_dedupe=True: Apollo then returns "
+                f"run_dedupe=False it was not resent (that could duplicate it). To reconcile, {t.reconcile_hint}, "
+                f"or push these rows again with run_dedupe=True: Apollo then returns "
                 f"those already created as existing instead of creating them twice."
             )
-        if isinstance(exc, APIConnectionError) and not unknown:
-            return f"not sent: {exc}"
-        if self.run_dedupe and isinstance(exc, APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408):
+        transient = isinstance(exc, APIConnectionError) or (
+            isinstance(exc, APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408)
+        )
+        if self.run_dedupe and transient:
             return (
                 f"{exc} Some of these may have been created by an attempt whose answer was lost; pushing them again "
                 f"is safe with run_dedupe=True (Apollo returns those as existing)."
             )
+        if isinstance(exc, APIConnectionError):
+            return f"not sent: {exc}"  # without run_dedupe the client retries only what never reached Apollo
         return str(exc)
 
     def send_update(self, row: Row) -> None:
