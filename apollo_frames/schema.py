@@ -246,22 +246,27 @@ _SCALAR = {"str": _to_str, "int": _to_int, "float": _to_float, "bool": _to_bool,
 _FAST_TYPES = {"str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _NONE}, "bool": {bool, _NONE}}
 
 
-def _coerce(values: list[Any], kind: str) -> tuple[list[Any], list[int]]:
-    """(values ready for pa.array, indices whose original could not be converted)."""
+_ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "list": STR_LIST, "json": STR}
+
+
+def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
+    """(Arrow array of the column, indices whose original could not be converted)."""
     if kind == "json":
-        return [None if v is None else json_text(v) for v in values], []
+        return pa.array([None if v is None else json_text(v) for v in values], type=STR), []
     types = set(map(type, values))
     fast = _FAST_TYPES.get(kind)
     if fast is not None and types <= fast:
         if kind == "float" and float in types:  # NaN means null here
-            return [None if v != v else v for v in values], []
-        if kind == "int" and any(v is not None and not (_INT64[0] <= v <= _INT64[1]) for v in values):
-            pass  # out of int64 range: take the slow path
-        else:
-            return values, []
+            values = [None if v != v else v for v in values]
+        try:
+            return pa.array(values, type=_ARROW[kind]), []
+        except (OverflowError, pa.ArrowInvalid):  # ints beyond int64: take the slow path
+            pass
     if kind == "list" and types <= {list, _NONE}:
-        if all(v is None or all(type(x) is str for x in v) for v in values):
-            return values, []
+        try:  # Arrow itself refuses non-text elements, faster than checking them here
+            return pa.array(values, type=STR_LIST), []
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
     fn = _SCALAR[kind]
     out: list[Any] = []
     bad: list[int] = []
@@ -277,7 +282,7 @@ def _coerce(values: list[Any], kind: str) -> tuple[list[Any], list[int]]:
             out.append(None)
         else:
             out.append(c)
-    return out, bad
+    return pa.array(out, type=_ARROW[kind]), bad
 
 
 def _put(extra: dict, path: tuple[str, ...], value: Any) -> None:
@@ -352,18 +357,21 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
         if col.kind == "extra":
             continue
         values = list(map(dict.get, objects[col.path[:-1]], repeat(col.path[-1], n)))
-        values, bad = _coerce(values, col.kind)
+        array, bad = _coerce(values, col.kind)
         for i in bad:
             keep(i, col.path, objects[col.path[:-1]][i][col.path[-1]])
-        arrays.append(pa.array(values, type=col.type))
+        arrays.append(array)
 
     # Leftovers: keys of each declared object that no column covers, merged under their path.
     for path, covered in sorted(plan.declared.items(), key=lambda item: len(item[0])):
         for i, obj in enumerate(objects[path]):
             if obj and not obj.keys() <= covered:
-                left = obj.copy()  # copy-and-delete beats filtering: few keys are covered
-                for key in covered.intersection(obj):
-                    del left[key]
+                if len(covered) < len(obj) // 2:  # mostly leftovers: copy, then drop the covered keys
+                    left = obj.copy()
+                    for key in covered:
+                        left.pop(key, None)
+                else:
+                    left = {key: obj[key] for key in obj.keys() - covered}
                 if not path:
                     have = extras.get(i)
                     extras[i] = left if have is None else {**left, **have}
