@@ -481,22 +481,28 @@ def _json_label(label: Any) -> Any:
     return str(label)
 
 
-def _row_query(kind: str, constant: dict, values: Mapping[str, Any], anchored: bool) -> tuple[dict | None, str | None]:
+def _row_query(
+    kind: str, constant: dict, values: Mapping[str, Any], anchored: bool, mapping: Mapping[str, Any]
+) -> tuple[dict | None, str | None]:
     """The row's full query, or why the row cannot be searched."""
     row: dict[str, Any] = {}
+
+    def where(names) -> str:
+        return ", ".join(f"{mapping[n]!s} ({n})" for n in names)
+
     for name, value in values.items():
         try:
             normalized = flt.normalize_value(name, value)
         except (ValueError, TypeError) as exc:
-            return None, str(exc)
+            return None, f"column {mapping[name]!s}: {exc}"
         if not flt.is_empty(normalized):
             row[name] = normalized
     if not row:
-        return None, "no usable filter value in " + ", ".join(values) + " (blank): not searched"
+        return None, f"blank {where(values)}: not searched (an unfiltered search would return strangers)"
     if anchored and not any(name in row for name in flt.ANCHORS):
         return None, (
-            "no organization to search in (" + ", ".join(n for n in values if n in flt.ANCHORS) + " blank): "
-            "not searched, as the search would widen to every company"
+            f"blank {where([n for n in values if n in flt.ANCHORS])}: not searched, as the search would widen "
+            "to every company"
         )
     query = dict(constant)
     query.update(row)
@@ -529,7 +535,9 @@ def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[
     unique: list[dict] = []
     seen: dict[str, int] = {}
     for i, label in enumerate(frame.index):
-        query, why = _row_query(kind, constant, {name: values[i] for name, values in series.items()}, anchored)
+        query, why = _row_query(
+            kind, constant, {name: values[i] for name, values in series.items()}, anchored, mapping
+        )
         if query is None:
             row_query.append(-1)
             reasons[_json_label(label)] = why

@@ -8,6 +8,7 @@ import warnings
 
 import httpx
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import respx
 
@@ -450,7 +451,8 @@ def test_search_then_enrich_end_to_end(sandbox, client):
     assert (enriched["apollo_status"] == "matched").all()
     world = {p["id"]: p for p in sandbox.world.people}
     assert list(enriched["person.id"]) == list(found["person.id"])
-    assert list(enriched["person.email"]) == [world[i].get("email") for i in found["person.id"]]
+    emails = [None if pd.isna(e) else e for e in enriched["person.email"]]
+    assert emails == [world[i].get("email") for i in found["person.id"]]
     assert enriched["person.email"].notna().any()
     assert list(enriched["apollo_input_index"]) == list(found["apollo_input_index"])
     assert stats["credits_consumed"] == sandbox.credits_consumed
@@ -474,8 +476,8 @@ def test_cli_search_people_and_orgs(sandbox, tmp_path, capsys, monkeypatch):
          "--filter", f"q_organization_domains_list[]={orgs[1]['primary_domain']}"]
     )
     assert code == 0, capsys.readouterr().err
-    people = pd.read_parquet(out)
-    assert len(people) > 0 and "person.id" in people.columns
+    people = pq.read_table(out)
+    assert people.num_rows > 0 and "person.id" in people.column_names
     assert "wrote" in capsys.readouterr().out
 
     out = tmp_path / "orgs.parquet"
@@ -484,10 +486,23 @@ def test_cli_search_people_and_orgs(sandbox, tmp_path, capsys, monkeypatch):
          "--max-credits", "1", "--filter", "organization_num_employees_ranges=1,1000000"]
     )
     assert code == 0
-    assert len(pd.read_parquet(out)) == 100  # the second page would pass max_credits
+    assert pq.read_table(out).num_rows == 100  # the second page would pass max_credits
 
     code = cli_main(["search-people", str(tmp_path / "x.parquet"), "--sandbox", "--quiet", "--filter", "person_title=CEO"])
     err = capsys.readouterr().err
     assert code == 2 and "Did you mean 'person_titles'" in err
     code = cli_main(["search-people", str(tmp_path / "x.parquet"), "--sandbox", "--quiet", "--filter", "nonsense"])
     assert code == 2 and "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_estimate_search_sends_nothing(sandbox, client):
+    orgs = orgs_with_people(sandbox, 3)
+    frame = pd.DataFrame({"domain": [o["primary_domain"] for o in orgs] + [orgs[0]["primary_domain"], None]})
+    est = af.estimate(frame, "search", client=client, kind="orgs", max_results_per_row=150)
+    assert (est.rows, est.invalid, est.unique, est.to_fetch, est.api_calls, est.credits_max) == (5, 1, 3, 3, 6, 6)
+    assert sandbox.count() == 0
+    frame.apollo.search(kind="orgs", max_results_per_row=150, client=client, progress=False)
+    again = af.estimate(frame, "search", client=client, kind="orgs", max_results_per_row=150)
+    assert again.cached == 3 and again.to_fetch == 0 and again.credits_max == 0
+    people = af.estimate(frame, "search", client=client, kind="people", person_seniorities="vp")
+    assert people.credits_max == 0 and people.to_fetch == 3
