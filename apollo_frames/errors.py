@@ -92,3 +92,16 @@ class ApolloServerError(APIStatusError):
 
 class BudgetExceededError(ApolloError):
     """A run would spend more credits than allowed and may not ask to confirm."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn, attributed to the first caller outside this package (the user's cell or script)."""
+    import os
+    import sys
+    import warnings
+
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)

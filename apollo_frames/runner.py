@@ -14,7 +14,6 @@ import dataclasses
 import math
 import time
 import uuid
-import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -25,7 +24,7 @@ import pyarrow as pa
 
 from .cache import canonical_json
 from .credits import confirm_spend
-from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError
+from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
 from .ratelimit import parse_rate_headers
 from .results import RunSummary
 from .schema import to_pandas
@@ -241,11 +240,10 @@ def run_operation(
     skipped_unique = sum(1 for o in outcome if o == "skipped")
     if skipped_unique:
         summary.skipped_credits_max = skipped_unique * worst
-        warnings.warn(
+        warn(
             f"{op.name}: {summary.skipped:,} rows ({skipped_unique:,} unique records) were skipped: {stop_reason}. "
             f"Finishing them would cost at most {skipped_unique * worst:g} credits; run again (with a larger "
-            f"max_credits if the budget stopped it) and the rows already done come from the cache.",
-            stacklevel=3,
+            f"max_credits if the budget stopped it) and the rows already done come from the cache."
         )
     summary.elapsed_s = round(time.monotonic() - started, 3)
     result.attrs["apollo"] = summary.to_dict()
@@ -283,10 +281,7 @@ def assemble(frame, prepared, plan, op, results, outcome, messages, summary) -> 
     clashing = [c for c in frame.columns if c in ours]
     base = frame.drop(columns=clashing) if clashing else frame
     if clashing:
-        warnings.warn(
-            f"{op.name}: input columns {clashing[:5]} have the names of output columns and are replaced by the new values.",
-            stacklevel=4,
-        )
+        warn(f"{op.name}: input columns {clashing[:5]} have the names of output columns and are replaced by the new values.")
     head = pd.DataFrame(
         {"apollo_status": pd.array(status, dtype="string"), "apollo_error": pd.array(error, dtype="string")}
     )
