@@ -36,7 +36,6 @@ import math
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
@@ -46,7 +45,14 @@ import pyarrow as pa
 
 from . import filters as flt
 from .cache import canonical_json
-from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError
+from .errors import (
+    ApolloError,
+    AuthenticationError,
+    ConfigurationError,
+    PermissionDeniedError,
+    RateLimitError,
+    warn,
+)
 from .http import client_scope
 from .paginate import DISPLAY_CAP, MAX_PAGE, MAX_PER_PAGE, PageNumberPaginator, read_page
 from .ratelimit import parse_rate_headers
@@ -314,12 +320,11 @@ def _check_max_results(name: str, value: Any) -> int | None:
     return value
 
 
-def _truncation_warning(what: str, total: int | None, returned: int, stacklevel: int) -> None:
-    warnings.warn(
+def _truncation_warning(what: str, total: int | None, returned: int) -> None:
+    warn(
         f"{what} matched {total:,} records, but Apollo shows at most {DISPLAY_CAP:,} per search "
         f"({MAX_PAGE} pages of {MAX_PER_PAGE}); {returned:,} were returned. To reach the rest, {NARROWING_HINT}.",
         SearchTruncatedWarning,
-        stacklevel=stacklevel,
     )
 
 
@@ -388,16 +393,15 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
     summary.truncated = result.truncated
     summary.stopped_reason = result.stopped_reason
     if result.truncated:
-        _truncation_warning(f"{OPERATION[kind]}", result.total_entries, len(frame), 4)
+        _truncation_warning(f"{OPERATION[kind]}", result.total_entries, len(frame))
     if result.budget_stopped:
         summary.credits_to_finish_max = result.pages_left_max * PAGE_CREDITS[kind]
-        warnings.warn(
+        warn(
             f"{OPERATION[kind]}: stopped after {result.pages} pages ({len(frame):,} results): {result.stopped_reason}. "
             f"Finishing would take at most {result.pages_left_max} more pages = "
             f"{summary.credits_to_finish_max:g} credits; run again with a larger max_credits and the pages "
             f"already fetched come from the cache.",
             SearchTruncatedWarning,
-            stacklevel=3,
         )
     summary.elapsed_s = round(time.monotonic() - started, 3)
     frame.attrs["apollo"] = summary.to_dict()
@@ -673,7 +677,7 @@ def search_frame(
                     j = inflight.pop(future)
                     try:
                         results[j] = future.result()
-                    except (AuthenticationError, PermissionDeniedError) as exc:
+                    except (AuthenticationError, PermissionDeniedError, ConfigurationError) as exc:
                         fatal = fatal or exc
                         stop = stop or f"stopped: {exc}"
                         failures[j] = ("skipped", f"not searched: {exc}")
@@ -752,7 +756,7 @@ def search_frame(
     unfinished = len(budget_stopped) + sum(1 for s, _ in failures.values() if s == "skipped")
     if summary.truncated:
         _truncation_warning(
-            f"{summary.truncated_rows:,} of the row searches of {OPERATION[kind]} (the largest)", max(totals), len(out), 3
+            f"{summary.truncated_rows:,} of the row searches of {OPERATION[kind]} (the largest)", max(totals), len(out)
         )
     if budget_stopped:
         per_query = math.ceil((per_row or DISPLAY_CAP) / MAX_PER_PAGE)
@@ -761,16 +765,15 @@ def search_frame(
         )
         summary.credits_to_finish_max = left * PAGE_CREDITS[kind]
         summary.stopped_reason = next(r.stopped_reason for r in done if r.budget_stopped)
-        warnings.warn(
+        warn(
             f"{OPERATION[kind]}: {unfinished:,} of {len(unique):,} unique queries were cut short or not sent: "
             f"{summary.stopped_reason}. Finishing them would cost at most {summary.credits_to_finish_max:g} credits; "
             f"run again with a larger max_credits and the pages already fetched come from the cache.",
             SearchTruncatedWarning,
-            stacklevel=3,
         )
     elif stop:
         summary.stopped_reason = stop
-        warnings.warn(f"{OPERATION[kind]}: {summary.skipped_rows:,} rows were not searched: {stop}", stacklevel=3)
+        warn(f"{OPERATION[kind]}: {summary.skipped_rows:,} rows were not searched: {stop}")
     summary.elapsed_s = round(time.monotonic() - started, 3)
     out.attrs["apollo"] = summary.to_dict()
     if progress:

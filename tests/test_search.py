@@ -506,3 +506,9 @@ def test_estimate_search_sends_nothing(sandbox, client):
     assert again.cached == 3 and again.to_fetch == 0 and again.credits_max == 0
     people = af.estimate(frame, "search", client=client, kind="people", person_seniorities="vp")
     assert people.credits_max == 0 and people.to_fetch == 3
+
+
+def test_per_row_search_without_a_key_stops(monkeypatch, tmp_path):
+    frame = pd.DataFrame({"domain": ["acme.example", "other.example"]})
+    with pytest.raises(af.ConfigurationError, match="No Apollo API key"):
+        frame.apollo.search(kind="people", progress=False)  # client from the environment: no key
