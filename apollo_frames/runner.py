@@ -277,11 +277,10 @@ def assemble(frame, prepared, plan, op, results, outcome, messages, summary) -> 
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
 
+    # Input columns named like ours (a search result, an earlier enrichment) give way to the new values.
     ours = set(STATUS_COLUMNS) | set(flat.columns)
     clashing = [c for c in frame.columns if c in ours]
     base = frame.drop(columns=clashing) if clashing else frame
-    if clashing:
-        warn(f"{op.name}: input columns {clashing[:5]} have the names of output columns and are replaced by the new values.")
     head = pd.DataFrame(
         {"apollo_status": pd.array(status, dtype="string"), "apollo_error": pd.array(error, dtype="string")}
     )

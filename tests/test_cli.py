@@ -49,7 +49,8 @@ def test_enrich_orgs_with_map_and_budget(tmp_path, capsys):
     )
     assert code == 0
     result = pd.read_parquet(out)
-    assert (result["apollo_status"] == "matched").sum() <= 5
+    matched = result[result["apollo_status"] == "matched"]
+    assert 0 < matched["org.id"].nunique() <= 5  # duplicated rows share a paid answer
     assert (result["apollo_status"] == "skipped").sum() > 0
 
 
