@@ -100,7 +100,6 @@ import math
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
@@ -116,6 +115,7 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    warn,
 )
 from .http import client_scope
 from .mapping import ColumnMappingError, fold_name
@@ -892,10 +892,9 @@ def push(
         )
     if unmapped:
         shown = ", ".join(map(repr, unmapped[:15])) + (f" and {len(unmapped) - 15} more" if len(unmapped) > 15 else "")
-        warnings.warn(
+        warn(
             f"{target.operation}: {len(unmapped)} column(s) are not pushed (no Apollo {target.singular} field by that "
             f"name): {shown}. Map one with columns={{'column': 'field'}} or 'custom.<field_id>'.",
-            stacklevel=3,
         )
 
     prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
@@ -957,10 +956,9 @@ def push(
                 ids[row.position] = pusher.ids.get(row.position) or row.record_id
                 errors[row.position] = pusher.messages.get(row.position)
             if pusher.stop_reason and fatal is None:
-                warnings.warn(
+                warn(
                     f"{target.operation}: stopped early ({pusher.stop_reason}); the rows not sent are 'skipped'. "
                     f"Run again later: with run_dedupe=True the rows already created come back as existing.",
-                    stacklevel=3,
                 )
     summary.sent = len(unique) if not dry_run else 0
     for i, reason in enumerate(reasons):

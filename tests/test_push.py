@@ -254,6 +254,24 @@ def test_lost_write_without_run_dedupe_is_not_resent(sandbox, fast_client_factor
     assert result.attrs["apollo"]["errors"] == 100
 
 
+@pytest.mark.parametrize("run_dedupe", [True, False])
+def test_timeout_over_loopback(tmp_path, run_dedupe):
+    sandbox = Sandbox(SandboxConfig(seed=11, n_orgs=100, timeout_fault_seconds=1.0))
+    sandbox.inject("timeout", path="contacts/bulk_create")
+    with sandbox.serve() as base_url:
+        with ApolloClient(api_key=DEFAULT_API_KEY, base_url=base_url, cache_dir=tmp_path / "c", timeout=0.3,
+                          concurrency=1, retry_backoff=(0.001, 0.005)) as client:
+            result = push(contacts_frame(120), client, mode="insert", run_dedupe=run_dedupe)
+    counts = result["apollo_status"].value_counts().to_dict()
+    if run_dedupe:
+        assert counts == {"created": 120}  # the timed-out batch was resent
+    else:
+        assert counts == {"error": 100, "created": 20}
+        assert result["apollo_error"].dropna().str.contains("outcome unknown").all()
+    counts = store_keys(sandbox.store.contacts, "email")
+    assert max(counts.values()) == 1
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_faults_never_duplicate_and_count_writes(fast_client_factory, seed):
     sandbox = Sandbox(SandboxConfig(seed=11, n_orgs=300, lost_write_rate=0.25, error_rate=0.2, fault_seed=seed))
