@@ -188,6 +188,28 @@ def test_update_mode_needs_ids(sandbox, client):
     assert sandbox.count(path="contacts/bulk_create") == 1  # only the insert above
 
 
+def test_labels_and_phones_on_create_and_update(sandbox, client):
+    frame = contacts_frame(4)
+    frame["Labels"] = ["vip; new", None, None, "vip,new"]
+    frame["Phone"] = ["415 555 0100", None, None, None]
+    result = push(frame, client, mode="insert", labels=["q3"])
+    assert sandbox.count(path="contacts/bulk_create") == 2  # one batch per label set
+    names = {row["apollo_id"]: {l["name"] for l in sandbox.store.labels_of(sandbox.store.contacts[row["apollo_id"]])}
+             for _, row in result.iterrows()}
+    assert [names[i] for i in result["apollo_id"]] == [{"q3", "vip", "new"}, {"q3"}, {"q3"}, {"q3", "vip", "new"}]
+    assert sandbox.store.contacts[result.iloc[0]["apollo_id"]]["phone"] == "+14155550100"
+
+    update = pd.DataFrame({"id": result["apollo_id"].iloc[:2], "label_names": [["gold"], None],
+                           "phone": ["+44 20 7946 0958", None]})
+    done = push(update, client, mode="update", labels=["q4"])
+    assert set(done["apollo_status"]) == {"updated"}
+    first = sandbox.store.contacts[result.iloc[0]["apollo_id"]]
+    assert {l["name"] for l in sandbox.store.labels_of(first)} == {"gold", "q4"}  # label_names replaces the set
+    assert first["direct_phone"] == "+442079460958"
+    second = sandbox.store.contacts[result.iloc[1]["apollo_id"]]
+    assert {l["name"] for l in sandbox.store.labels_of(second)} == {"q3"}  # no label column: labels untouched
+
+
 # -- dry run --------------------------------------------------------------------------------------
 
 
