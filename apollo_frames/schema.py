@@ -12,9 +12,12 @@ Types and their Parquet form:
 * text -> ``string``; counts and years -> ``int64``; money and confidence ->
   ``double``; flags -> ``bool``.
 * lists of scalars (departments, keywords, languages, technology_names,
-  personal_emails, industries, ...) -> a real Arrow/Parquet ``list<string>``
-  (pandas dtype ``ArrowDtype(list<string>)``; elements that are numbers are
-  turned into text, a lone string becomes a one-element list).
+  personal_emails, industries, ...) -> **JSON text** too (a JSON array of
+  strings). A real ``list<string>`` would be nicer, but a pandas frame holding
+  ``ArrowDtype(list)`` columns writes Parquet that ``pd.read_parquet`` cannot
+  read back (pandas-dev/pandas#53011, #57411), and object columns of lists
+  change type when a batch is all null; JSON text is stable and readable
+  everywhere.
 * lists of objects and nested objects (employment_history, phone_numbers,
   funding_events, current_technologies, departmental_head_count) -> **JSON
   text** in a ``string`` column, written as
@@ -34,7 +37,7 @@ column and is kept, unchanged, in ``extra`` at its key path.
 
 :func:`to_pandas` maps Arrow types to pandas dtypes by a fixed table: string ->
 ``StringDtype("pyarrow")``, int64 -> ``Int64``, float64 -> ``Float64``, bool ->
-``boolean``, everything else (lists) -> ``ArrowDtype``.
+``boolean``; any other type -> ``ArrowDtype`` (none is declared today).
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ STR = pa.string()
 INT = pa.int64()
 FLOAT = pa.float64()
 BOOL = pa.bool_()
-STR_LIST = pa.list_(pa.string())
 JSON = "json"  # declared kind: stored as JSON text in a string column
 
 
@@ -78,10 +80,10 @@ class Column(NamedTuple):
     name: str  # output column, e.g. "person.organization.name"
     path: tuple[str, ...]  # keys into the record, e.g. ("organization", "name")
     type: pa.DataType  # Arrow type of the column
-    kind: str  # "str", "int", "float", "bool", "list", "json"
+    kind: str  # "str", "int", "float", "bool", "json", "extra"
 
 
-_KINDS = {STR: "str", INT: "int", FLOAT: "float", BOOL: "bool", STR_LIST: "list"}
+_KINDS = {STR: "str", INT: "int", FLOAT: "float", BOOL: "bool"}
 
 
 def _declare(prefix: str, spec: Sequence[tuple[str, Any]]) -> tuple[Column, ...]:
@@ -100,14 +102,14 @@ PERSON_COLUMNS = _declare("person", [
     ("id", STR), ("first_name", STR), ("last_name", STR), ("last_name_obfuscated", STR), ("name", STR),
     ("title", STR), ("headline", STR), ("email", STR), ("email_status", STR), ("linkedin_url", STR),
     ("twitter_url", STR), ("github_url", STR), ("facebook_url", STR), ("photo_url", STR), ("seniority", STR),
-    ("departments", STR_LIST), ("subdepartments", STR_LIST), ("functions", STR_LIST),
+    ("departments", JSON), ("subdepartments", JSON), ("functions", JSON),
     ("city", STR), ("state", STR), ("country", STR), ("organization_id", STR),
     ("organization.id", STR), ("organization.name", STR), ("organization.primary_domain", STR),
     ("organization.website_url", STR), ("organization.industry", STR), ("organization.estimated_num_employees", INT),
     ("organization.linkedin_url", STR), ("organization.city", STR), ("organization.country", STR),
     ("organization.founded_year", INT), ("organization.annual_revenue", FLOAT),
     ("extrapolated_email_confidence", FLOAT), ("revealed_for_current_team", BOOL),
-    ("employment_history", JSON), ("phone_numbers", JSON), ("personal_emails", STR_LIST),
+    ("employment_history", JSON), ("phone_numbers", JSON), ("personal_emails", JSON),
 ])  # fmt: skip
 
 #: Organization object (organizations/enrich, bulk_enrich, company search items).
@@ -115,12 +117,12 @@ ORG_COLUMNS = _declare("org", [
     ("id", STR), ("name", STR), ("primary_domain", STR), ("website_url", STR), ("linkedin_url", STR),
     ("twitter_url", STR), ("facebook_url", STR), ("phone", STR),
     ("primary_phone.number", STR), ("primary_phone.sanitized_number", STR),
-    ("industry", STR), ("industries", STR_LIST), ("keywords", STR_LIST),
+    ("industry", STR), ("industries", JSON), ("keywords", JSON),
     ("estimated_num_employees", INT), ("founded_year", INT),
     ("annual_revenue", FLOAT), ("annual_revenue_printed", STR), ("total_funding", FLOAT),
     ("latest_funding_stage", STR), ("latest_funding_round_date", STR),
     ("raw_address", STR), ("city", STR), ("state", STR), ("postal_code", STR), ("country", STR),
-    ("short_description", STR), ("languages", STR_LIST), ("technology_names", STR_LIST), ("logo_url", STR),
+    ("short_description", STR), ("languages", JSON), ("technology_names", JSON), ("logo_url", STR),
     ("funding_events", JSON), ("current_technologies", JSON), ("departmental_head_count", JSON),
 ])  # fmt: skip
 
@@ -225,28 +227,11 @@ def _to_bool(v: Any) -> Any:
     return _BAD
 
 
-def _to_list(v: Any) -> Any:
-    if isinstance(v, str):
-        return [v]
-    if isinstance(v, (list, tuple)):
-        out = []
-        for item in v:
-            if item is None or type(item) is str:
-                out.append(item)
-            else:
-                s = _to_str(item)
-                if s is _BAD:
-                    return _BAD
-                out.append(s)
-        return out
-    return _BAD
-
-
-_SCALAR = {"str": _to_str, "int": _to_int, "float": _to_float, "bool": _to_bool, "list": _to_list}
+_SCALAR = {"str": _to_str, "int": _to_int, "float": _to_float, "bool": _to_bool}
 _FAST_TYPES = {"str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _NONE}, "bool": {bool, _NONE}}
 
 
-_ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "list": STR_LIST, "json": STR}
+_ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
 
 
 def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
@@ -261,11 +246,6 @@ def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
         try:
             return pa.array(values, type=_ARROW[kind]), []
         except (OverflowError, pa.ArrowInvalid):  # ints beyond int64: take the slow path
-            pass
-    if kind == "list" and types <= {list, _NONE}:
-        try:  # Arrow itself refuses non-text elements, faster than checking them here
-            return pa.array(values, type=STR_LIST), []
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
     fn = _SCALAR[kind]
     out: list[Any] = []

@@ -106,14 +106,22 @@ def test_declared_columns():
     assert {f"org.{k}" for k in org_required} <= set(sc.column_names("org"))
     assert sc.PERSON_SCHEMA.names == names and names[-1] == "person.extra" and len(set(names)) == len(names)
     s = sc.PERSON_SCHEMA
-    assert s.field("person.departments").type == pa.list_(pa.string())
+    assert s.field("person.departments").type == pa.string()
     assert s.field("person.organization.estimated_num_employees").type == pa.int64()
     assert s.field("person.extrapolated_email_confidence").type == pa.float64()
     assert s.field("person.revealed_for_current_team").type == pa.bool_()
     assert s.field("person.employment_history").type == pa.string()
     o = sc.ORG_SCHEMA
     assert o.field("org.annual_revenue").type == o.field("org.total_funding").type == pa.float64()
-    assert o.field("org.keywords").type == pa.list_(pa.string()) and o.field("org.funding_events").type == pa.string()
+    assert o.field("org.keywords").type == pa.string() and o.field("org.funding_events").type == pa.string()
+    # lists of scalars are JSON text columns (Arrow list columns do not survive pd.read_parquet: pandas#53011)
+    scalar_lists = {"person": ["departments", "subdepartments", "functions", "personal_emails"],
+                    "org": ["industries", "keywords", "languages", "technology_names"]}  # fmt: skip
+    for kind, keys in scalar_lists.items():
+        cols = {c.name: c for c in (sc.PERSON_COLUMNS if kind == "person" else sc.ORG_COLUMNS)}
+        for key in keys:
+            assert cols[f"{kind}.{key}"].kind == "json" and cols[f"{kind}.{key}"].type == pa.string(), key
+    assert not any(pa.types.is_list(f.type) for f in [*sc.PERSON_SCHEMA, *sc.ORG_SCHEMA])
 
 
 # ------------------------------------------------------------------ flattening
@@ -124,7 +132,9 @@ def test_flatten_full_person():
     r = row(t)
     assert r["person.id"] == p["id"] and r["person.first_name"] == "Zoë" and r["person.email"] == "zoe@apollo.io"
     assert r["person.last_name_obfuscated"] is None
-    assert r["person.departments"] == ["master_sales"] and r["person.personal_emails"] == ["zoe@example.example"]
+    assert json.loads(r["person.departments"]) == ["master_sales"]
+    assert json.loads(r["person.personal_emails"]) == ["zoe@example.example"]
+    assert r["person.departments"] == sc.json_text(["master_sales"])  # the canonical JSON form
     assert r["person.organization.name"] == "Apollo.io" and r["person.organization.primary_domain"] == "apollo.io"
     assert r["person.organization.estimated_num_employees"] == 1600 and r["person.organization.founded_year"] == 2015
     assert r["person.organization.annual_revenue"] == 100000000.0
@@ -177,7 +187,8 @@ def test_flatten_full_org():
     assert t.schema == sc.ORG_SCHEMA
     r = row(t)
     assert r["org.primary_phone.number"] == "+1 415-763-6055" and r["org.primary_phone.sanitized_number"] == "+14157636055"
-    assert r["org.keywords"] == ["sales engagement", "lead generation"] and r["org.languages"] == ["English"]
+    assert json.loads(r["org.keywords"]) == ["sales engagement", "lead generation"]
+    assert json.loads(r["org.languages"]) == ["English"]
     assert r["org.total_funding"] == 251200000.0 and r["org.postal_code"] == "94105"
     assert json.loads(r["org.departmental_head_count"]) == {"engineering": 300, "sales": 250}
     assert json.loads(r["org.current_technologies"]) == o["current_technologies"]
@@ -219,9 +230,9 @@ def test_wrong_types_are_coerced_or_kept_in_extra():
         "title": ["CEO"],
         "extrapolated_email_confidence": "0.75",
         "revealed_for_current_team": "yes",
-        "departments": "sales",  # lone string: one-element list
-        "subdepartments": ["a", 1, None],
-        "functions": [{"x": 1}],
+        "departments": "sales",  # JSON column: a lone string is stored as it is (no list coercion)
+        "subdepartments": ["a", 1, None],  # elements are kept as they are
+        "functions": [{"x": 1}],  # JSON column: any value is representable, nothing goes to extra
         "city": float("nan"),
         "employment_history": "not a list",  # JSON column: any value is representable
         "organization": {
@@ -232,15 +243,16 @@ def test_wrong_types_are_coerced_or_kept_in_extra():
     r = row(sc.flatten_people([person]))
     assert r["person.id"] == "12345" and r["person.first_name"] is None and r["person.title"] is None
     assert r["person.extrapolated_email_confidence"] == 0.75 and r["person.revealed_for_current_team"] is True
-    assert r["person.departments"] == ["sales"] and r["person.subdepartments"] == ["a", "1", None]
-    assert r["person.functions"] is None and r["person.city"] is None
+    assert r["person.departments"] == '"sales"' and json.loads(r["person.departments"]) == "sales"
+    assert json.loads(r["person.subdepartments"]) == ["a", 1, None]
+    assert json.loads(r["person.functions"]) == [{"x": 1}] and r["person.city"] is None
     assert r["person.employment_history"] == '"not a list"'
     assert r["person.organization.founded_year"] == 2015 and r["person.organization.estimated_num_employees"] is None
     assert r["person.organization.annual_revenue"] is None and r["person.organization.name"] == "7"
     assert r["person.organization.id"] is None and r["person.organization.country"] == "3"
     extra = json.loads(r["person.extra"])
     assert extra == {
-        "first_name": {"given": "Ann"}, "title": ["CEO"], "functions": [{"x": 1}],
+        "first_name": {"given": "Ann"}, "title": ["CEO"],
         "organization": {"estimated_num_employees": "1,600", "annual_revenue": "lots", "id": True},
     }  # fmt: skip
     assert extra["organization"] == {"estimated_num_employees": "1,600", "annual_revenue": "lots", "id": True}
@@ -295,7 +307,7 @@ def test_input_records_are_not_modified():
 # ------------------------------------------------------------------ pandas and Parquet
 EXPECTED_DTYPES = {
     pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
-    pa.bool_(): pd.BooleanDtype(), pa.list_(pa.string()): pd.ArrowDtype(pa.list_(pa.string())),
+    pa.bool_(): pd.BooleanDtype(),
 }  # fmt: skip
 
 
@@ -343,14 +355,14 @@ def test_parquet_schema_is_identical_for_different_data(kind, tmp_path):
     for schema, meta in got[1:]:
         assert schema.equals(base_schema, check_metadata=False)
         assert meta == base_meta
-    # Reading back: to_pandas(pq.read_table(path)) restores the exact dtypes. (Plain pd.read_parquet(path)
-    # cannot rebuild ArrowDtype(list) columns from pandas metadata: pandas-dev/pandas#53011, #57411.)
+    # Reading back: to_pandas(pq.read_table(path)) restores the exact dtypes (and so does plain
+    # pd.read_parquet(path), see test_parquet_round_trip_with_plain_read_parquet).
     back = sc.to_pandas(pq.read_table(tmp_path / "0.parquet"))
     assert back.dtypes.equals(sc.empty_frame(sc.SCHEMAS[kind]).dtypes)
     first = full_person() if kind == "person" else full_org()
     assert back[f"{kind}.id"].iloc[0] == first["id"]
     listed = "person.departments" if kind == "person" else "org.keywords"
-    assert list(back[listed].iloc[0]) == first["departments" if kind == "person" else "keywords"]
+    assert json.loads(back[listed].iloc[0]) == first["departments" if kind == "person" else "keywords"]
     assert pd.read_parquet(tmp_path / "0.parquet", dtype_backend="pyarrow")[f"{kind}.id"].iloc[0] == first["id"]
 
 
@@ -358,4 +370,23 @@ def test_table_take_and_to_pandas_round_trip():
     t = sc.flatten_people([full_person(), None])
     df = sc.to_pandas(t.take(pa.array([1, 0, 1], type=pa.int64())))
     assert list(df["person.email"].isna()) == [True, False, True]
-    assert df["person.departments"].iloc[1] == ["master_sales"]
+    assert json.loads(df["person.departments"].iloc[1]) == ["master_sales"]
+
+
+def test_parquet_round_trip_with_plain_read_parquet(tmp_path):
+    """Regression: a frame holding ArrowDtype(list) columns wrote Parquet that plain pd.read_parquet could
+    not read back (pandas-dev/pandas#53011). Lists of scalars are JSON text now, so it reads back as written."""
+    p = full_person()
+    df = sc.to_pandas(sc.flatten_people([p, None]))
+    path = tmp_path / "people.parquet"
+    df.to_parquet(path)
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, df)
+    json_cols = [c for c in sc.PERSON_COLUMNS if c.kind == "json"]
+    assert {"person.departments", "person.personal_emails", "person.employment_history"} <= {c.name for c in json_cols}
+    for col in json_cols:
+        original = p
+        for key in col.path:
+            original = original[key]
+        assert json.loads(back[col.name].iloc[0]) == original, col.name
+        assert pd.isna(back[col.name].iloc[1]), col.name
