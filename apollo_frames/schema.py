@@ -12,8 +12,8 @@ Types and their Parquet form:
 * text -> ``string``; counts and years -> ``int64``; money and confidence ->
   ``double``; flags -> ``bool``.
 * lists of scalars (departments, keywords, languages, technology_names,
-  personal_emails, industries, ...) -> **JSON text** too (a JSON array of
-  strings). A real ``list<string>`` would be nicer, but a pandas frame holding
+  personal_emails, industries, ...) -> **JSON text** too: the value as Apollo
+  sent it (normally an array of strings), encoded as below. A real ``list<string>`` would be nicer, but a pandas frame holding
   ``ArrowDtype(list)`` columns writes Parquet that ``pd.read_parquet`` cannot
   read back (pandas-dev/pandas#53011, #57411), and object columns of lists
   change type when a batch is all null; JSON text is stable and readable
