@@ -512,3 +512,15 @@ def test_per_row_search_without_a_key_stops(monkeypatch, tmp_path):
     frame = pd.DataFrame({"domain": ["acme.example", "other.example"]})
     with pytest.raises(af.ConfigurationError, match="No Apollo API key"):
         frame.apollo.search(kind="people", progress=False)  # client from the environment: no key
+
+
+def test_search_over_real_loopback_http(sandbox, tmp_path):
+    from apollo_frames.sandbox import DEFAULT_API_KEY
+
+    org = orgs_with_people(sandbox, 1, min_people=2)[0]
+    with sandbox.serve() as base_url:
+        with af.ApolloClient(api_key=DEFAULT_API_KEY, base_url=base_url, cache_dir=tmp_path, plan="paid") as c:
+            people = af.search_people(client=c, progress=False, q_organization_domains_list=org["primary_domain"])
+            orgs = af.search_orgs(client=c, progress=False, organization_ids=[org["id"]])
+    assert set(people["person.id"]) == {p["id"] for p in people_at(sandbox, org)}
+    assert list(orgs["org.id"]) == [org["id"]] and sandbox.credits_consumed == 1
