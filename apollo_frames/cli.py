@@ -174,14 +174,22 @@ def cmd_doctor(args) -> int:
     return EXIT_OK
 
 
+def _refuse_requests(environ, start_response):
+    raise RuntimeError("apollo-frames estimate must not send requests")
+
+
 def cmd_estimate(args) -> int:
     from .credits import estimate
+    from .http import ApolloClient
 
     frame = read_table(args.input)
     options = {"reveal_phone_number": True} if args.reveal_phone_number else {}
     if args.reveal_phone_number and args.op != "enrich-people":
         raise ValueError("--reveal-phone-number applies to --op enrich-people only")
-    with _client(args, _sandbox_if(args)) as client:
+    # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
+    # attempt to send a request would fail loudly.
+    client = ApolloClient.for_sandbox(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
+    with client:
         result = estimate(frame, args.op, client=client, columns=_parse_map(args.map), **options)
     print(repr(result))
     return EXIT_OK

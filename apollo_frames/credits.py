@@ -236,7 +236,7 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
+    if seconds < 86400:
         return f"{seconds / 3600:.1f} h"
     days, rest = divmod(seconds, 86400)
     return f"{days:.0f} d {rest / 3600:.0f} h"
@@ -291,7 +291,7 @@ class Estimate:
                 _fmt_num(self.credits_expected),
                 f"match rate {self.match_rate:.0%}: {self.match_rate_source}",
             ),
-            ("duration", "~" + format_duration(self.duration_s), f"{_limits_text(self.limits)} ({self.limits_source})"),
+            ("duration", ("~" if self.duration_s > 0 else "") + format_duration(self.duration_s), f"{_limits_text(self.limits)} ({self.limits_source})"),
             ("", "", self.duration_assumption),
         ]
 
@@ -364,8 +364,7 @@ def estimate(frame: pd.DataFrame, operation: str, *, client=None, columns: dict[
         concurrency = c.settings.concurrency
         duration = simulate_duration(work.api_calls, limits, concurrency=concurrency, left=left)
     assumption = (
-        f"assumes {concurrency} requests in flight, ~{ASSUMED_LATENCY_S:g} s each; a spent window waits "
-        f"for its reset, a full window after its first request"
+        f"assumes {concurrency} requests in flight, ~{ASSUMED_LATENCY_S:g} s each; a spent window waits for its reset"
     )
     return Estimate(
         operation=work.operation,

@@ -346,7 +346,11 @@ def plot_credits(client=None, ax=None, since: Any = None):
         if frame["operation"].nunique() > 1:
             ax.step(frame["time"], frame["credits"].cumsum(), where="post", label="all", color="black", linewidth=1)
         ax.legend(loc="upper left")
-        ax.figure.autofmt_xdate()
+        import matplotlib.dates as mdates
+
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.set_title("Apollo credits spent (cumulative)")
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("credits")
