@@ -259,7 +259,10 @@ WRITER = textwrap.dedent(
     path, me, rows = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     ledger = Ledger(path)
     (path.parent / f"ready-{me}").touch()
+    deadline = time.monotonic() + 60
     while len(list(path.parent.glob("ready-*"))) < 2:  # start writing together
+        if time.monotonic() > deadline:
+            sys.exit("the other writer never started")
         time.sleep(0.01)
     for i in range(rows):
         ledger.record(run_id=me, operation="enrich_people", endpoint="people/bulk_match",
@@ -279,9 +282,15 @@ def test_two_processes_write_at_once_without_losing_a_row(tmp_path):
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(rows)], stderr=subprocess.PIPE, text=True)
         for name in ("p1", "p2")
     ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     with Ledger(path) as ledger:
         frame = ledger.frame()
         assert len(frame) == 2 * rows
