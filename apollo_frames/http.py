@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import random
 import threading
@@ -37,7 +38,7 @@ from .errors import (
     ValidationError,
 )
 from .ratelimit import RateLimiter, parse_retry_after, window_from_message
-from .settings import Settings
+from .settings import DEFAULT_BASE_URL, Settings
 
 logger = logging.getLogger("apollo_frames")
 
@@ -202,7 +203,11 @@ class ApolloClient:
         if self._ledger is None:
             from .ledger import Ledger
 
-            self._ledger = Ledger(self.settings.cache_dir / "ledger.sqlite")
+            # Apollo's own ledger is ledger.sqlite; a sandbox or another base URL keeps its credits apart.
+            name = "ledger.sqlite"
+            if self.cache_namespace != DEFAULT_BASE_URL:
+                name = "ledger-" + hashlib.sha256(self.cache_namespace.encode()).hexdigest()[:10] + ".sqlite"
+            self._ledger = Ledger(self.settings.cache_dir / name)
         return self._ledger
 
     def close(self) -> None:

@@ -256,7 +256,7 @@ class Ledger:
         """(records matched / records sent, records sent) over every recorded batch of ``operation``."""
         (sent, matched), = self._query(
             "SELECT COALESCE(SUM(records_sent), 0), COALESCE(SUM(records_matched), 0) FROM spend "
-            "WHERE operation = ? AND (http_status IS NULL OR http_status < 400)",
+            "WHERE operation = ? AND (http_status IS NULL OR (http_status >= 200 AND http_status < 400))",
             (operation,),
         )
         if not sent:

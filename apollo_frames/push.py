@@ -106,6 +106,7 @@ from typing import Any
 
 import pandas as pd
 
+from .progress import progress_bar
 from . import normalize as nz
 from .errors import (
     APIConnectionError,
@@ -649,9 +650,7 @@ class _Pusher:
         self.stop_reason: str | None = None
         self._lock = threading.Lock()
         self._update_method = target.update_methods[0]
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=len(rows), desc=target.operation, unit="rec", disable=not progress, leave=True)
+        self.bar = progress_bar(total=len(rows), desc=target.operation, unit="rec", enabled=progress)
 
     # outcome bookkeeping
     def _set(self, row: Row, status: str, record_id: str | None = None, message: str | None = None) -> None:

@@ -25,6 +25,7 @@ import pyarrow as pa
 from .cache import canonical_json
 from .credits import confirm_spend
 from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
+from .progress import progress_bar
 from .ratelimit import parse_rate_headers
 from .results import RunSummary
 from .schema import to_pandas
@@ -96,12 +97,6 @@ def plan_work(prepared: Prepared, op: Operation, options: dict, client, *, refre
     return Plan(row_unique, unique_records, cache_keys, cached)
 
 
-def _progress(total: int, initial: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="rec", disable=not enabled, leave=True)
-
-
 def run_operation(
     frame: pd.DataFrame,
     prepared: Prepared,
@@ -151,7 +146,7 @@ def run_operation(
     fatal: BaseException | None = None
     concurrency = client.settings.concurrency
     ttl = client.settings.cache_ttl if ttl is None else ttl
-    bar = _progress(n_unique, len(plan.cached), op.name, progress)
+    bar = progress_bar(total=n_unique, initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
 
     def send(batch: list[int]):
@@ -201,6 +196,11 @@ def run_operation(
                 except ApolloError as exc:
                     for j in batch:
                         outcome[j], messages[j] = "error", str(exc)
+                    if ledger is not None:
+                        ledger.record(
+                            run_id=run_id, operation=op.name, endpoint=op.endpoint, records_sent=len(batch),
+                            records_matched=0, credits=0.0, status=getattr(exc, "status_code", None) or 0,
+                        )
                     bar.update(len(batch))
                     continue
                 client.cache.set_many(

@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from .progress import progress_bar
 from . import filters as flt
 from .cache import canonical_json
 from .errors import (
@@ -362,9 +363,7 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
     summary = SearchSummary(operation=OPERATION[kind], run_id=run_id, query=query)
     with client_scope(client) as client:
         ledger = ledger if ledger is not None else client.ledger
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc=OPERATION[kind], unit="page", disable=not progress, leave=True)
+        bar = progress_bar(desc=OPERATION[kind], unit="page", enabled=progress)
 
         def on_page(pag: PageNumberPaginator) -> None:
             if pag.pages_needed is not None and bar.total != pag.pages_needed:
@@ -651,9 +650,7 @@ def search_frame(
     with client_scope(client) as client:
         ledger = ledger if ledger is not None else client.ledger
         requests_before = client.stats.requests
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(unique), desc=OPERATION[kind], unit="query", disable=not progress, leave=True)
+        bar = progress_bar(total=len(unique), desc=OPERATION[kind], unit="query", enabled=progress)
         ledger_rows: list = []
         fatal: BaseException | None = None
         stop: str | None = None

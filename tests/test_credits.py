@@ -381,8 +381,8 @@ def test_cli_usage_with_master_key(tmp_path, monkeypatch, capsys):
     line = next(line for line in out.splitlines() if line.startswith("people/bulk_match "))
     assert any(ch.isdigit() for ch in line)
     assert DEFAULT_API_KEY not in out
-    with Ledger(tmp_path / "ledger.sqlite") as ledger:  # remembered for estimates
-        seen = ledger.limits()["people/bulk_match"]
+    with ApolloClient(api_key=DEFAULT_API_KEY, base_url=base_url, cache_dir=tmp_path) as client:  # remembered for estimates
+        seen = client.ledger.limits()["people/bulk_match"]
         assert seen["minute"]["source"] == "usage_stats" and seen["minute"]["limit"]
 
 

@@ -274,3 +274,14 @@ def test_confirm_over_refuses_in_a_non_interactive_run(sandbox, client):
     assert bulk_calls(sandbox) == 0
     capped = frame.apollo.enrich_people(client=client, progress=False, confirm_over=10, max_credits=10)
     assert capped.attrs["apollo"]["credits_consumed"] <= 10
+
+
+def test_failed_batches_reach_the_ledger_without_credits(sandbox, tmp_path):
+    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path, max_retries=0, concurrency=1) as client:
+        sandbox.inject("500", path="people/bulk_match")
+        result = leads_frame(sandbox, n=15).apollo.enrich_people(client=client, progress=False)
+        rows = client.ledger.frame()
+    run = rows[rows["run_id"] == result.attrs["apollo"]["run_id"]]
+    assert sorted(run["http_status"].tolist()) == [200, 500]
+    assert run["credits"].sum() == result.attrs["apollo"]["credits_consumed"] == sandbox.credits_consumed
+    assert client.ledger.match_rate("enrich_people")[1] == 6  # only the answered batch counts towards the rate
