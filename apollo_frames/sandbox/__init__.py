@@ -1,0 +1,195 @@
+"""An offline Apollo.io API emulator ("sandbox"): fictional data, real HTTP semantics.
+
+Pure standard library. Use it in-process as a WSGI app or over loopback HTTP::
+
+    from apollo_frames.sandbox import Sandbox, SandboxConfig, DEFAULT_API_KEY
+    sb = Sandbox(SandboxConfig(n_orgs=300))
+    httpx.Client(transport=httpx.WSGITransport(app=sb), base_url="http://sandbox.invalid/api/v1")
+    with sb.serve() as base_url:          # "http://127.0.0.1:<port>/api/v1"
+        ...
+    sb.credits_consumed, sb.requests, sb.count(path="people/bulk_match", status=200)
+    sb.inject("503", "lost_write", path="contacts/bulk_create")
+
+It follows ``/work/shared/apollo-api-contract.md`` (endpoints, bodies, errors,
+headers, credits, the conflict register's "Use" column). Where the contract
+leaves a choice open, the sandbox does the following.
+
+World
+  * ``build_world(seed, n_orgs, people_per_org)``: companies on ``.example``
+    domains (``northwind-analytics.example``), each with 1 .. 2*mean-1 people
+    (uniform, so the mean is ``people_per_org``); the first is the CEO.
+    About 12 % of people have no e-mail (``email`` null, ``email_status``
+    "unavailable"), ~30 % have a mobile phone, ~25 % a personal e-mail, ~6 %
+    an accented first name (José, Zoë, Łukasz...), ~5 % an accented last name.
+    E-mails are ``first.last@domain`` with accents folded to ASCII (a digit is
+    appended on a clash inside one company). Ids are 24-hex, Apollo style.
+  * ``person["organization"]`` is the very same dict as the entry in
+    ``world.orgs`` (no ``account`` key). Enrichment responses never carry
+    ``account`` / ``contact`` sub-objects, even for saved records.
+  * Mobile phones live only in ``world.mobile_phones`` (never inline).
+
+Routing and auth
+  * ``/api/v1/<path>`` and ``/v1/<path>`` are identical; trailing slashes are
+    ignored. An unknown path, or a known path with a method it does not take,
+    is answered 404 ``{"error": "No route matches ...", "error_code": "NOT_FOUND"}``
+    before any key check (and is not rate-limited).
+  * Order of checks: route -> ``api_key`` in query string or body (422) ->
+    ``X-Api-Key`` (401) -> key scope (403) -> scripted/random fault ->
+    rate limits (429) -> body/validation (400/422) -> endpoint.
+  * ``auth/health`` with a bad key is a 401 like everything else (not a 200
+    with ``is_logged_in: false``); any valid key may call it.
+  * The scoped key (``SCOPED_API_KEY``) may call enrichment, all searches
+    (incl. ``accounts/search``), every ``contacts`` endpoint and
+    ``auth/health``; ``accounts`` create/update/bulk_create, ``accounts/{id}``
+    GET and ``usage_stats`` give 403. ``accounts`` create/update/bulk_create
+    and ``usage_stats`` are master-only for every non-master key.
+    403 and 429 name the endpoint as ``api/v1/<controller>/<action>``
+    (e.g. ``api/v1/people/bulk_match``, ``api/v1/accounts/create``).
+  * ``SandboxConfig.with_api_key(k)`` adds ``k`` as a further master key
+    (the documented keys keep working); used by ``apollo-frames sandbox --api-key``.
+
+Parameters
+  * Query string and body are merged (body wins). ``key[]`` and ``key`` are
+    the same; ``r[min]=1`` makes a nested dict; a repeated plain key becomes a
+    list; a string where a list is expected is split on newlines. A form body
+    (``application/x-www-form-urlencoded``) is parsed like a query string.
+    A body that is not a JSON object gives 400 ``{"error": ...}`` (422
+    ``UNKNOWN_ERROR`` with ``stack_trace`` on ``people/bulk_match``).
+    ``details`` must be sent as JSON (no query-string form).
+
+Enrichment
+  * Person identification order: ``id``, ``email``, ``hashed_email`` (MD5 or
+    SHA-256 of the lower-cased e-mail), ``linkedin_url`` (lower-case, no scheme,
+    no ``www.``, no query, no trailing slash), then ``first_name``+``last_name``
+    (or ``name``) with ``domain``, the e-mail's domain or ``organization_name``.
+    Names compare case-, space- and accent-insensitively. First hit wins; an
+    identifier that does not match falls through to the next.
+  * ``people/match`` with none of the identifier keys: 400 INVALID_REQUEST
+    "invalid request, missing identifiers"; identifiers that match nobody:
+    200 ``{"person": null}``.
+  * Credits (newest rules): 1 per matched person, +8 with
+    ``reveal_phone_number`` when the person has a mobile phone; 0 for a miss.
+    Inside one ``bulk_match`` a person matched by several details is charged
+    once (``unique_enriched_records`` counts distinct people).
+  * ``reveal_phone_number`` (or ``run_waterfall_*``) without ``webhook_url``:
+    400 ``{"error": "Please add a valid 'webhook_url' parameter when using
+    'reveal_phone_number'. ...", "error_code": "INVALID_REQUEST"}``. With a
+    webhook the phone is NOT in the response; one entry per matched person
+    (``phone_numbers`` empty when none) is appended to ``sb.webhook_deliveries``
+    and nothing is sent. Waterfall flags only add the ``waterfall`` marker.
+  * ``reveal_personal_emails`` adds ``personal_emails`` (a list, maybe empty)
+    to matched people; it costs nothing extra. Without it the key is absent.
+  * ``organizations/enrich`` takes ``domain`` (or ``website``/``website_url``);
+    none of them -> 422 "Required parameter 'domain' missing"; an unparsable
+    or unknown domain -> 200 ``{"organization": null}``.
+  * ``organizations/bulk_enrich``: domains are normalised and de-duplicated;
+    ``organizations`` lists each found org once, in request order, misses
+    omitted; ``missing_records = unique_domains - unique_enriched_records``.
+    1 credit per organization returned.
+
+Search
+  * ``per_page`` defaults to 25, clamped to 1..100; ``page`` < 1 counts as 1;
+    ``page`` > 500 returns an empty list (totals still reported, no credit).
+  * Results are in world order (orgs as in ``world.orgs``, people as in
+    ``world.people``). Teaser ``id`` == the person id ``people/match`` takes.
+  * Filters: titles are case-insensitive substrings; ``include_similar_titles``
+    defaults to true and then also matches titles holding every word of the
+    query in any order. Locations are case/accent-insensitive substrings of
+    "city, state, country". Employee ranges "min,max" (either side may be
+    empty; ``min-max`` also accepted), inclusive. ``q_keywords``: every word
+    must appear in name/title/headline/org name/org keywords.
+    ``q_organization_keyword_tags`` match keywords or industry.
+    Unknown filters are ignored.
+  * ``mixed_people/api_search`` is free. ``mixed_people/search`` (legacy) and
+    ``mixed_companies/search`` cost 1 credit per page with at least one row.
+    ``accounts`` in ``mixed_companies/search`` is always ``[]``.
+
+Contacts and accounts (one team; ``sb.store``)
+  * ``POST contacts`` with ``run_dedupe`` (conflict #7): a match (e-mail,
+    case-insensitive; else a CRM id; else first+last+organization_name when no
+    e-mail is given) gets the submitted fields applied and is returned, with
+    ``dedupe_result {found_existing, match_reason, existing_contact_id}``
+    (``found_existing: false`` and a new contact when nothing matches).
+    Without ``run_dedupe`` there is no ``dedupe_result`` and no dedupe.
+  * ``contacts/bulk_create``: ``run_dedupe`` uses the same matching; matches go
+    to ``existing_contacts`` unchanged; the store is consulted as the batch is
+    written, so a repeat inside one batch is reported as existing. A missing or
+    non-array ``contacts`` -> 422; an empty array -> 200 with two empty lists.
+  * ``accounts/bulk_create``: CRM ids (salesforce_id, hubspot_id) always match;
+    ``run_dedupe`` adds domain (normalised), organization_id and name
+    (case-insensitive). ``POST accounts`` never dedupes.
+  * PATCH and PUT are the same; ``label_names`` replaces the set; unknown id ->
+    404 ``{"error": "Contact <id> not found", "error_code": "NOT_FOUND"}``
+    (``Account`` for accounts). Invalid e-mails are stored as null.
+  * ``contacts/search`` / ``accounts/search``: default per_page 25, newest
+    first only when ``sort_by_field`` is given (else insertion order); a
+    ``sort_by_field`` outside Apollo's list -> 422 "Invalid sort criteria".
+
+Rate limits
+  * Fixed windows per (API key, endpoint) - the endpoint is ``controller/action``,
+    so ``/v1`` and ``/api/v1`` and PATCH/PUT share counters. A window opens at
+    the first counted request after the previous one expired and lasts its
+    length (INCR + EXPIRE). Lengths come from ``config.windows``.
+  * Limits: ``config.limits`` may name a route path, an endpoint, a
+    controller or a class (``enrichment``, ``search``, ``other``), looked up in
+    that order; else the plan preset: ``plan="paid"`` (default) enrichment
+    1000/min, no hourly/daily limit; search and other 200/min, 2000/h,
+    6000/day. ``SandboxConfig.free_plan()`` = 50/min, 200/h, 600/day for all.
+    No bulk-specific rule (conflict #1): set one via ``limits``.
+  * Counted: every request that passes auth, scope and faults, including 4xx
+    validation answers; they all carry the headers
+    (``x-rate-limit-minute``... ``x-24-hour-requests-left``, plus the
+    ``daily`` aliases if configured); a window without a limit has no headers.
+    Not counted, no headers: 401, 403, 404 route, 429, injected/random faults
+    (except ``lost_write``, which is counted but answers an empty 502).
+  * Over a limit -> 429 with Apollo's message naming the exhausted window; if
+    several are exhausted, the one that resets last. ``Retry-After`` = whole
+    seconds until that window resets (at least 1), or an HTTP date.
+  * ``usage_stats/api_usage_stats`` reports the caller's counters for every
+    endpoint; an unlimited window has ``limit`` and ``left_over`` null.
+
+Faults
+  * ``inject(*faults, path=None)``: scripted faults, used in order by the next
+    requests whose route (``"people/bulk_match"``, ``"contacts/{id}"``) or
+    endpoint (``"contacts/update"``) matches ``path`` (any request if None),
+    after auth. Then random ones from ``random.Random(fault_seed)``: 429
+    (``rate_429``), 500/502/503 (``error_rate``), ``lost_write``
+    (``lost_write_rate``, write endpoints only).
+  * "500" JSON error; "502"/"503" small HTML bodies; "429" has
+    ``Retry-After: 1`` (when retry_after is on), "429-no-retry-after" none;
+    "timeout" sleeps ``timeout_fault_seconds`` then 504; none of these reaches
+    the endpoint (nothing written, nothing charged). "lost_write" runs the
+    request for real (written, counted, credits charged on any endpoint) and
+    then answers 502 with an empty body.
+  * Every answer (faults, 401, 404 ...) is in ``sb.requests``; ``n_records`` is
+    the number of records sent for enrichment/bulk/write endpoints, the number
+    of rows returned for searches, 0 otherwise. ``config.latency`` is slept
+    after the request is recorded, outside every lock.
+"""
+
+from __future__ import annotations
+
+from .app import (
+    DEFAULT_API_KEY,
+    PLAN_LIMITS,
+    ROUTES,
+    SCOPED_API_KEY,
+    KeySpec,
+    RequestRecord,
+    Sandbox,
+    SandboxConfig,
+)
+from .world import World, build_world
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "PLAN_LIMITS",
+    "ROUTES",
+    "SCOPED_API_KEY",
+    "KeySpec",
+    "RequestRecord",
+    "Sandbox",
+    "SandboxConfig",
+    "World",
+    "build_world",
+]

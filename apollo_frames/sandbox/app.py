@@ -1,0 +1,966 @@
+"""The sandbox WSGI application: routing, auth, rate limits, faults, credits and the endpoints.
+
+See the package docstring (``apollo_frames/sandbox/__init__.py``) for every
+behaviour choice made where the API contract leaves one open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qsl
+
+from .store import ACCOUNT_SORTS, CONTACT_SORTS, Store
+from .world import World, build_world, name_key, normalize_domain, normalize_email, normalize_linkedin
+
+DEFAULT_API_KEY = "sandbox-master-key"
+SCOPED_API_KEY = "sandbox-scoped-key"
+
+#: Limits per class for each plan preset: (per minute, per hour, per day); None = unlimited.
+PLAN_LIMITS: dict[str, dict[str, tuple]] = {
+    # generous, like Apollo's paid plans for enrichment: the demo never throttles
+    "paid": {"enrichment": (1000, None, None), "search": (200, 2000, 6000), "other": (200, 2000, 6000)},
+    # Apollo's 2026 free-plan table
+    "free": {"enrichment": (50, 200, 600), "search": (50, 200, 600), "other": (50, 200, 600)},
+}
+WINDOW_NAMES = ("minute", "hour", "day")
+HEADER_NAMES = (
+    ("x-rate-limit-minute", "x-minute-usage", "x-minute-requests-left"),
+    ("x-rate-limit-hourly", "x-hourly-usage", "x-hourly-requests-left"),
+    ("x-rate-limit-24-hour", "x-24-hour-usage", "x-24-hour-requests-left"),
+)
+DAILY_ALIASES = ("x-rate-limit-daily", "x-daily-usage", "x-daily-requests-left")
+FAULTS = ("500", "502", "503", "429", "429-no-retry-after", "timeout", "lost_write")
+UPGRADE = "Please upgrade your plan from https://app.apollo.io/#/settings/plans/upgrade."
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """An API key: a master key may call everything; otherwise ``allowed`` lists what it may call.
+
+    Entries of ``allowed`` may name a route path (``"people/bulk_match"``,
+    ``"contacts/{id}"``), an endpoint (``"contacts/update"``), a controller
+    (``"contacts"``) or a class (``"enrichment"``, ``"search"``, ``"other"``).
+    """
+
+    master: bool = False
+    allowed: frozenset | None = None
+
+
+def default_keys() -> dict[str, KeySpec]:
+    return {
+        DEFAULT_API_KEY: KeySpec(master=True),
+        SCOPED_API_KEY: KeySpec(master=False, allowed=frozenset({"enrichment", "search", "contacts", "auth/health"})),
+    }
+
+
+@dataclass
+class SandboxConfig:
+    """Everything that shapes one sandbox. All fields have defaults."""
+
+    seed: int = 7
+    n_orgs: int = 2000
+    people_per_org: int = 12
+    api_keys: dict = field(default_factory=default_keys)
+    latency: float = 0.0
+    error_rate: float = 0.0
+    rate_429: float = 0.0
+    lost_write_rate: float = 0.0
+    fault_seed: int = 0
+    windows: tuple = (60, 3600, 86400)
+    #: overrides: route path / endpoint / controller / class -> (per_minute, per_hour, per_day) or None
+    limits: dict = field(default_factory=dict)
+    plan: str = "paid"
+    retry_after: bool = True
+    retry_after_format: str = "seconds"
+    daily_header_aliases: bool = False
+    json_401: bool = False
+    timeout_fault_seconds: float = 0.5
+
+    def __post_init__(self):
+        if self.plan not in PLAN_LIMITS:
+            raise ValueError(f"plan must be one of {sorted(PLAN_LIMITS)}, not {self.plan!r}")
+        if self.retry_after_format not in ("seconds", "http-date"):
+            raise ValueError("retry_after_format must be 'seconds' or 'http-date'")
+        if len(tuple(self.windows)) != 3:
+            raise ValueError("windows must be three lengths in seconds: (minute, hour, day)")
+
+    @classmethod
+    def free_plan(cls, **kwargs) -> "SandboxConfig":
+        """Apollo's free-plan limits: 50/min, 200/h, 600/day (enrichment and everything else)."""
+        return cls(plan="free", **kwargs)
+
+    def with_api_key(self, key: str, master: bool = True, allowed=None) -> "SandboxConfig":
+        """A copy that also accepts ``key`` (a master key unless told otherwise); the default keys stay valid."""
+        keys = dict(self.api_keys)
+        keys[key] = KeySpec(master=master, allowed=frozenset(allowed) if allowed is not None else None)
+        return dataclasses.replace(self, api_keys=keys)
+
+
+@dataclass
+class RequestRecord:
+    """One request the sandbox answered."""
+
+    method: str
+    path: str  # normalised route, e.g. "people/bulk_match", "contacts/{id}"; the raw path for unknown routes
+    status: int
+    n_records: int
+    credits: float
+    t: float  # time.time() when the answer was ready
+
+
+@dataclass(frozen=True)
+class Route:
+    methods: tuple
+    path: str  # pattern, e.g. "contacts/{id}"
+    controller: str
+    action: str
+    klass: str  # enrichment | search | other
+    handler: str
+    write: bool = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.controller}/{self.action}"
+
+
+ROUTES = (
+    Route(("POST",), "people/match", "people", "match", "enrichment", "people_match"),
+    Route(("POST",), "people/bulk_match", "people", "bulk_match", "enrichment", "people_bulk_match"),
+    Route(("GET", "POST"), "organizations/enrich", "organizations", "enrich", "enrichment", "org_enrich"),
+    Route(("POST",), "organizations/bulk_enrich", "organizations", "bulk_enrich", "enrichment", "org_bulk_enrich"),
+    Route(("POST",), "mixed_people/api_search", "mixed_people", "api_search", "search", "people_api_search"),
+    Route(("POST",), "mixed_people/search", "mixed_people", "search", "search", "people_legacy_search"),
+    Route(("POST",), "mixed_companies/search", "mixed_companies", "search", "search", "companies_search"),
+    Route(("POST",), "contacts", "contacts", "create", "other", "contact_create", write=True),
+    Route(("POST",), "contacts/bulk_create", "contacts", "bulk_create", "other", "contact_bulk_create", write=True),
+    Route(("POST",), "contacts/search", "contacts", "search", "search", "contact_search"),
+    Route(("PATCH", "PUT"), "contacts/{id}", "contacts", "update", "other", "contact_update", write=True),
+    Route(("GET",), "contacts/{id}", "contacts", "show", "other", "contact_show"),
+    Route(("POST",), "accounts", "accounts", "create", "other", "account_create", write=True),
+    Route(("POST",), "accounts/bulk_create", "accounts", "bulk_create", "other", "account_bulk_create", write=True),
+    Route(("POST",), "accounts/search", "accounts", "search", "search", "account_search"),
+    Route(("PATCH", "PUT"), "accounts/{id}", "accounts", "update", "other", "account_update", write=True),
+    Route(("GET",), "accounts/{id}", "accounts", "show", "other", "account_show"),
+    Route(("GET", "POST"), "usage_stats/api_usage_stats", "usage_stats", "api_usage_stats", "other", "usage_stats"),
+    Route(("GET",), "auth/health", "auth", "health", "other", "health"),
+)
+#: Key types that may only use the master key for these endpoints even if a scoped key lists them.
+MASTER_ONLY = frozenset({"accounts/create", "accounts/update", "accounts/bulk_create", "usage_stats/api_usage_stats"})
+IDENTIFIERS = ("email", "hashed_email", "linkedin_url", "id", "first_name", "last_name", "name", "domain", "organization_name")
+
+
+class _Reply(Exception):
+    """Raised by handlers to answer an error right away."""
+
+    def __init__(self, status: int, body, n_records: int = 0):
+        self.status, self.body, self.n_records = status, body, n_records
+
+
+@dataclass
+class _Result:
+    status: int
+    body: object
+    credits: float = 0.0
+    n_records: int = 0
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "y", "on")
+    return bool(value)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if v is not None and v != ""]
+    if isinstance(value, str):
+        return [v for v in (s.strip() for s in value.split("\n")) if v]
+    return [value]
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _clean_key(key: str) -> str:
+    return key[:-2] if key.endswith("[]") else key
+
+
+def parse_query(text: str) -> dict:
+    """Rails-style: ``a[]=1&a[]=2`` -> list, ``r[min]=1`` -> nested dict, repeated ``a`` -> list."""
+    out: dict = {}
+    for raw_key, value in parse_qsl(text, keep_blank_values=True):
+        m = re.fullmatch(r"([^\[\]]+)\[([^\[\]]+)\]", raw_key)
+        if m:
+            out.setdefault(m.group(1), {})
+            if isinstance(out[m.group(1)], dict):
+                out[m.group(1)][m.group(2)] = value
+            continue
+        key = _clean_key(raw_key)
+        if raw_key.endswith("[]"):
+            current = out.get(key)
+            out[key] = (current if isinstance(current, list) else ([] if current is None else [current])) + [value]
+        elif key in out:
+            current = out[key]
+            out[key] = (current if isinstance(current, list) else [current]) + [value]
+        else:
+            out[key] = value
+    return out
+
+
+def _teaser_obfuscate(last: str) -> str:
+    if not last:
+        return ""
+    return (last[:2] + "***" + last[-1]) if len(last) > 3 else (last[:1] + "***")
+
+
+def _person_text(p: dict) -> str:
+    org = p["organization"]
+    return name_key(" ".join([p["name"], p["title"] or "", p["headline"] or "", org["name"], " ".join(org["keywords"])]))
+
+
+def _place(obj: dict) -> str:
+    return name_key(", ".join(str(obj.get(k) or "") for k in ("city", "state", "country")))
+
+
+def _employee_ranges(values) -> list[tuple[float, float]]:
+    ranges = []
+    for v in _as_list(values):
+        if isinstance(v, (list, tuple)) and len(v) == 2:
+            lo, hi = v
+        else:
+            parts = re.split(r"[,\-]", str(v), maxsplit=1)
+            if len(parts) != 2:
+                continue
+            lo, hi = parts
+        try:
+            lo_f = float(lo) if str(lo).strip() else 0.0
+            hi_f = float(hi) if str(hi).strip() else math.inf
+        except ValueError:
+            continue
+        ranges.append((lo_f, hi_f))
+    return ranges
+
+
+class Sandbox:
+    """An offline Apollo.io API emulator. The instance is itself a WSGI application."""
+
+    def __init__(self, config: SandboxConfig | None = None):
+        self.config = config if config is not None else SandboxConfig()
+        self.world: World = build_world(self.config.seed, self.config.n_orgs, self.config.people_per_org)
+        self.store = Store(self.world)
+        self.requests: list[RequestRecord] = []
+        self.webhook_deliveries: list[dict] = []
+        self.credits_by_key: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._faults: deque = deque()
+        self._fault_rng = random.Random(self.config.fault_seed)
+        self._windows: dict[tuple[str, str], list[list]] = {}
+        self._server = None
+
+    # -- public helpers --------------------------------------------------------------------------
+
+    @property
+    def credits_consumed(self) -> float:
+        with self._lock:
+            return float(sum(r.credits for r in self.requests))
+
+    def count(self, path: str | None = None, status: int | None = None) -> int:
+        with self._lock:
+            return sum(
+                1 for r in self.requests if (path is None or r.path == path) and (status is None or r.status == status)
+            )
+
+    def inject(self, *faults: str, path: str | None = None) -> None:
+        """Queue scripted faults; each is used by the next request matching ``path`` (any if None), in order."""
+        for fault in faults:
+            if fault not in FAULTS:
+                raise ValueError(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
+        if path is not None:
+            path = re.sub(r"^/?(api/)?v1/", "", path.strip("/"))
+        with self._lock:
+            for fault in faults:
+                self._faults.append((fault, path))
+
+    def reset_limits(self) -> None:
+        with self._lock:
+            self._windows.clear()
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0):
+        """Context manager: serve over real HTTP on loopback in a thread; yields the base URL."""
+        from .server import serve
+
+        return serve(self, host=host, port=port)
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        from .server import SandboxServer
+
+        if self._server is not None:
+            return self._server.base_url
+        self._server = SandboxServer(self, host=host, port=port)
+        self._server.start()
+        return self._server.base_url
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    # -- limits ----------------------------------------------------------------------------------
+
+    def limits_for(self, route: Route) -> tuple:
+        for name in (route.path, route.endpoint, route.controller, route.klass):
+            if name in self.config.limits:
+                value = self.config.limits[name]
+                return tuple(value) if value is not None else (None, None, None)
+        return PLAN_LIMITS[self.config.plan][route.klass]
+
+    def _window_state(self, key: str, route: Route, now: float) -> list[list]:
+        """[start, count] per window, expired windows reset (caller holds the lock)."""
+        state = self._windows.setdefault((key, route.endpoint), [[None, 0], [None, 0], [None, 0]])
+        for i, length in enumerate(self.config.windows):
+            start = state[i][0]
+            if start is None or now - start >= length:
+                state[i][0], state[i][1] = None, 0
+        return state
+
+    def _limit_message(self, route: Route, limit: int, window: int) -> dict:
+        return {
+            "message": f"The maximum number of api calls allowed for api/v1/{route.endpoint} is {limit} times per "
+            f"{WINDOW_NAMES[window]}. {UPGRADE}"
+        }
+
+    def _retry_after(self, seconds: float) -> list[tuple[str, str]]:
+        if not self.config.retry_after:
+            return []
+        secs = max(1, math.ceil(seconds))
+        if self.config.retry_after_format == "http-date":
+            return [("Retry-After", email.utils.formatdate(time.time() + secs, usegmt=True))]
+        return [("Retry-After", str(secs))]
+
+    def _rate_headers(self, limits: tuple, state: list[list]) -> list[tuple[str, str]]:
+        headers = []
+        for i, limit in enumerate(limits):
+            if limit is None:
+                continue
+            used = state[i][1]
+            names = HEADER_NAMES[i]
+            values = (str(limit), str(used), str(max(0, limit - used)))
+            headers += list(zip(names, values))
+            if i == 2 and self.config.daily_header_aliases:
+                headers += list(zip(DAILY_ALIASES, values))
+        return headers
+
+    # -- WSGI ------------------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        raw_path = environ.get("PATH_INFO", "") or "/"
+        status, body, headers, record_path, route, n_records, credits, key, delay = self._handle(environ, method, raw_path)
+        with self._lock:
+            self.requests.append(RequestRecord(method, record_path, status, n_records, credits, time.time()))
+            if credits and key is not None:
+                self.credits_by_key[key] = self.credits_by_key.get(key, 0.0) + credits
+        pause = delay + (self.config.latency if route is not None else 0.0)
+        if pause > 0:
+            time.sleep(pause)  # never while holding a lock
+        if body is None:
+            payload = b""
+        elif isinstance(body, bytes):
+            payload = body
+        else:
+            payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers = [("Content-Type", "application/json; charset=utf-8")] + headers
+        headers.append(("Content-Length", str(len(payload))))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [payload]
+
+    def _route(self, method: str, raw_path: str):
+        m = re.match(r"^/(?:api/)?v1/(.*?)/*$", raw_path)
+        if not m:
+            return None, None
+        rest = m.group(1)
+        for route in ROUTES:
+            if method not in route.methods:
+                continue
+            if "{id}" in route.path:
+                prefix = route.path.split("{id}")[0]
+                if rest.startswith(prefix) and "/" not in rest[len(prefix):] and rest[len(prefix):]:
+                    return route, rest[len(prefix):]
+            elif rest == route.path:
+                return route, None
+        return None, None
+
+    def _handle(self, environ, method, raw_path):
+        """-> (status, body, headers, record_path, route, n_records, credits, key, extra_delay)."""
+        route, record_id = self._route(method, raw_path)
+        if route is None:
+            body = {"error": f"No route matches {method} {raw_path}", "error_code": "NOT_FOUND"}
+            return 404, body, [], raw_path, None, 0, 0.0, None, 0.0
+        rec = route.path
+        # parameters: query first, JSON (or form) body merged over it
+        query = parse_query(environ.get("QUERY_STRING", ""))
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        raw_body = environ["wsgi.input"].read(length) if length > 0 else b""
+        body_params, malformed = {}, False
+        if raw_body.strip():
+            ctype = environ.get("CONTENT_TYPE", "")
+            if "x-www-form-urlencoded" in ctype:
+                body_params = parse_query(raw_body.decode("utf-8", "replace"))
+            else:
+                try:
+                    parsed = json.loads(raw_body)
+                    if isinstance(parsed, dict):
+                        body_params = {_clean_key(k): v for k, v in parsed.items()}
+                    else:
+                        malformed = True
+                except ValueError:
+                    malformed = True
+        if "api_key" in query or "api_key" in body_params:
+            body = {"error": "API key must be passed in the X-Api-Key header for security reasons"}
+            return 422, body, [], rec, route, 0, 0.0, None, 0.0
+        key = (environ.get("HTTP_X_API_KEY") or "").strip()
+        spec = self.config.api_keys.get(key) if key else None
+        if spec is None:
+            if self.config.json_401:
+                return 401, {"error": "Invalid access credentials."}, [], rec, route, 0, 0.0, None, 0.0
+            return 401, b"Invalid access credentials.", [("Content-Type", "text/plain; charset=utf-8")], rec, route, 0, 0.0, None, 0.0
+        if not self._allowed(spec, route):
+            body = {"error": f"api/v1/{route.endpoint} is not accessible with this api_key", "error_code": "API_INACCESSIBLE"}
+            return 403, body, [], rec, route, 0, 0.0, key, 0.0
+
+        params = dict(query)
+        params.update(body_params)
+        limits = self.limits_for(route)
+        now = time.monotonic()
+        with self._lock:
+            fault = self._next_fault(route)
+            if fault is not None and fault != "lost_write":
+                return self._edge_fault(fault, route, limits) + (rec, route, 0, 0.0, key, self.config.timeout_fault_seconds if fault == "timeout" else 0.0)
+            state = self._window_state(key, route, now)
+            blocked = [
+                (state[i][0] + self.config.windows[i] - now, i)
+                for i, limit in enumerate(limits)
+                if limit is not None and state[i][1] >= limit
+            ]
+            if blocked:
+                wait, i = max(blocked)
+                return 429, self._limit_message(route, limits[i], i), self._retry_after(wait), rec, route, 0, 0.0, key, 0.0
+            for i in range(3):
+                if state[i][0] is None:
+                    state[i][0] = now
+                state[i][1] += 1
+            headers = self._rate_headers(limits, state)
+        try:
+            if malformed:
+                if route.handler == "people_bulk_match":
+                    raise _Reply(422, {"status": "failed", "error_code": "UNKNOWN_ERROR",
+                                       "error_message": "unexpected token in JSON body", "stack_trace": "JSON::ParserError"})
+                raise _Reply(400, {"error": "The request body is not a JSON object."})
+            result = getattr(self, "_h_" + route.handler)(params, record_id, key)
+        except _Reply as reply:
+            result = _Result(reply.status, reply.body, 0.0, reply.n_records)
+        if fault == "lost_write":
+            return 502, None, [], rec, route, result.n_records, result.credits, key, 0.0
+        return result.status, result.body, headers, rec, route, result.n_records, result.credits, key, 0.0
+
+    def _allowed(self, spec: KeySpec, route: Route) -> bool:
+        if spec.master:
+            return True
+        if route.endpoint in MASTER_ONLY:
+            return False
+        names = {route.path, route.endpoint, route.controller, route.klass}
+        return spec.allowed is None or bool(names & set(spec.allowed))
+
+    def _next_fault(self, route: Route) -> str | None:
+        """Scripted faults first (in order), then the seeded random ones. Caller holds the lock."""
+        for i, (fault, path) in enumerate(self._faults):
+            if path is None or path in (route.path, route.endpoint):
+                del self._faults[i]
+                return fault
+        cfg = self.config
+        if cfg.rate_429 > 0 and self._fault_rng.random() < cfg.rate_429:
+            return "429"
+        if cfg.error_rate > 0 and self._fault_rng.random() < cfg.error_rate:
+            return ("500", "502", "503")[self._fault_rng.randrange(3)]
+        if route.write and cfg.lost_write_rate > 0 and self._fault_rng.random() < cfg.lost_write_rate:
+            return "lost_write"
+        return None
+
+    def _edge_fault(self, fault: str, route: Route, limits: tuple):
+        if fault in ("429", "429-no-retry-after"):
+            window = next((i for i, limit in enumerate(limits) if limit is not None), 0)
+            limit = limits[window] if limits[window] is not None else 600
+            headers = self._retry_after(1) if fault == "429" else []
+            return 429, self._limit_message(route, limit, window), headers
+        if fault == "500":
+            return 500, {"error": "An unexpected error occurred. Please try again."}, []
+        code = {"502": 502, "503": 503, "timeout": 504}[fault]
+        html = f"<html><body><h1>{code} {HTTPStatus(code).phrase}</h1></body></html>".encode()
+        return code, html, [("Content-Type", "text/html")]
+
+    # -- enrichment ------------------------------------------------------------------------------
+
+    def match_person(self, d: dict) -> dict | None:
+        """Identify one person: id, then email, hashed_email, linkedin_url, then name + domain/organization."""
+        w = self.world
+        if not isinstance(d, dict):
+            return None
+        pid = d.get("id")
+        if isinstance(pid, str) and pid.strip() in w.person_by_id:
+            return w.person_by_id[pid.strip()]
+        email = normalize_email(d.get("email"))
+        if email and email in w.person_by_email:
+            return w.person_by_email[email]
+        hit = w.person_by_hashed_email(d.get("hashed_email"))
+        if hit is not None:
+            return hit
+        li = normalize_linkedin(d.get("linkedin_url"))
+        if li and li in w.person_by_linkedin:
+            return w.person_by_linkedin[li]
+        first, last = name_key(d.get("first_name")), name_key(d.get("last_name"))
+        if not (first and last) and isinstance(d.get("name"), str):
+            parts = name_key(d["name"]).split(" ", 1)
+            if len(parts) == 2:
+                first, last = parts
+        if not (first and last):
+            return None
+        orgs = []
+        org = w.org_for_domain(d.get("domain")) or (w.org_for_domain(email) if email else None)
+        if org is not None:
+            orgs.append(org)
+        orgs += w.orgs_by_name.get(name_key(d.get("organization_name")), [])
+        for org in orgs:
+            person = w.person_by_name_org.get((first, last, org["id"]))
+            if person is not None:
+                return person
+        return None
+
+    def _reveal_flags(self, params: dict) -> tuple[bool, bool, str | None, bool]:
+        phone = _truthy(params.get("reveal_phone_number"))
+        personal = _truthy(params.get("reveal_personal_emails"))
+        webhook = params.get("webhook_url")
+        webhook = webhook.strip() if isinstance(webhook, str) and webhook.strip() else None
+        waterfall = _truthy(params.get("run_waterfall_email")) or _truthy(params.get("run_waterfall_phone"))
+        if phone and not webhook:
+            raise _Reply(400, {"error": "Please add a valid 'webhook_url' parameter when using 'reveal_phone_number'. "
+                               "Phone numbers are delivered asynchronously to the webhook, not in this response.",
+                               "error_code": "INVALID_REQUEST"})
+        if waterfall and not webhook:
+            raise _Reply(400, {"error": "Please add a valid 'webhook_url' parameter when using waterfall enrichment.",
+                               "error_code": "INVALID_REQUEST"})
+        return phone, personal, webhook, waterfall
+
+    def _person_out(self, person: dict, personal: bool) -> dict:
+        out = dict(person)
+        if personal:
+            out["personal_emails"] = list(self.world.personal_emails.get(person["id"], []))
+        return out
+
+    def _charge_people(self, people: list[dict], phone: bool, webhook: str | None, path: str) -> float:
+        """1 credit per distinct person, +8 if a mobile phone is revealed; queue webhook deliveries."""
+        credits = 0.0
+        for person in people:
+            mobile = self.world.mobile_phones.get(person["id"])
+            credits += 1
+            if phone:
+                if mobile:
+                    credits += 8
+                with self._lock:
+                    self.webhook_deliveries.append(
+                        {
+                            "url": webhook, "path": path, "person_id": person["id"], "t": time.time(),
+                            "phone_numbers": [
+                                {"raw_number": mobile, "sanitized_number": re.sub(r"[^\d+]", "", mobile),
+                                 "type_cd": "mobile", "status_cd": "valid_number"}
+                            ] if mobile else [],
+                        }
+                    )
+        return credits
+
+    def _waterfall(self) -> dict:
+        return {"status": "accepted",
+                "message": "Waterfall enrichment request accepted. Results will be sent to the provided webhook URL."}
+
+    def _h_people_match(self, params, _id, key):
+        phone, personal, webhook, waterfall = self._reveal_flags(params)
+        if not any(params.get(k) not in (None, "") for k in IDENTIFIERS):
+            raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST",
+                               "error_message": "invalid request, missing identifiers"})
+        person = self.match_person(params)
+        body = {"person": self._person_out(person, personal) if person else None}
+        if waterfall:
+            body["waterfall"] = self._waterfall()
+        credits = self._charge_people([person], phone, webhook, "people/match") if person else 0.0
+        return _Result(200, body, credits, 1)
+
+    def _h_people_bulk_match(self, params, _id, key):
+        details = params.get("details")
+        if details is None or details == [] or details == "":
+            raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST", "error_message": "invalid request, missing details"})
+        if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+            raise _Reply(422, {"status": "failed", "error_code": "UNKNOWN_ERROR",
+                               "error_message": "details must be an array of objects",
+                               "stack_trace": "NoMethodError: undefined method `[]' for details"})
+        if len(details) > 10:
+            raise _Reply(400, {"status": "failed", "error_code": "RECORD_LIMIT_EXCEEDED",
+                               "error_message": "domain count cannot be more than 10"}, len(details))
+        phone, personal, webhook, waterfall = self._reveal_flags(params)
+        matches, unique = [], {}
+        for d in details:
+            person = self.match_person(d)
+            matches.append(self._person_out(person, personal) if person else None)
+            if person is not None:
+                unique.setdefault(person["id"], person)
+        credits = self._charge_people(list(unique.values()), phone, webhook, "people/bulk_match")
+        body = {
+            "status": "success", "error_code": None, "error_message": None,
+            "total_requested_enrichments": len(details),
+            "unique_enriched_records": len(unique),
+            "missing_records": sum(1 for m in matches if m is None),
+            "credits_consumed": credits,
+            "matches": matches,
+        }
+        if waterfall:
+            body["waterfall"] = self._waterfall()
+        return _Result(200, body, credits, len(details))
+
+    def _h_org_enrich(self, params, _id, key):
+        raw = params.get("domain") or params.get("website") or params.get("website_url")
+        if isinstance(raw, list):
+            raw = raw[0] if raw else None
+        if not isinstance(raw, str) or not raw.strip():
+            raise _Reply(422, {"error": "Required parameter 'domain' missing"})
+        org = self.world.org_for_domain(raw)
+        return _Result(200, {"organization": org}, 1.0 if org else 0.0, 1)
+
+    def _h_org_bulk_enrich(self, params, _id, key):
+        domains = _as_list(params.get("domains"))
+        if not domains:
+            raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST", "error_message": "invalid request, missing domains"})
+        if len(domains) > 10:
+            raise _Reply(400, {"status": "failed", "error_code": "RECORD_LIMIT_EXCEEDED",
+                               "error_message": "domain count cannot be more than 10"}, len(domains))
+        keys = list(dict.fromkeys(normalize_domain(d) or str(d).strip().lower() for d in domains))
+        found = [self.world.org_by_domain[k] for k in keys if k in self.world.org_by_domain]
+        body = {
+            "status": "success", "error_code": None, "error_message": None,
+            "total_requested_domains": len(domains),
+            "unique_domains": len(keys),
+            "unique_enriched_records": len(found),
+            "missing_records": len(keys) - len(found),
+            "organizations": found,
+        }
+        return _Result(200, body, float(len(found)), len(domains))
+
+    # -- search ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _page(params) -> tuple[int, int]:
+        page = max(1, _int(params.get("page"), 1))
+        per_page = min(100, max(1, _int(params.get("per_page"), 25)))
+        return page, per_page
+
+    def _org_filter(self, params) -> list[dict] | None:
+        """Organizations allowed by the organization filters (None = no organization filter)."""
+        w = self.world
+        orgs = None
+        domains = _as_list(params.get("q_organization_domains_list")) + _as_list(params.get("q_organization_domains"))
+        if domains:
+            want = {normalize_domain(d) for d in domains}
+            orgs = [w.org_by_domain[d] for d in want if d in w.org_by_domain]
+        ids = _as_list(params.get("organization_ids"))
+        if ids:
+            picked = [w.org_by_id[i] for i in dict.fromkeys(ids) if i in w.org_by_id]
+            orgs = picked if orgs is None else [o for o in orgs if o["id"] in set(ids)]
+        conditions = []
+        ranges = _employee_ranges(params.get("organization_num_employees_ranges"))
+        if ranges:
+            conditions.append(lambda o: any(lo <= o["estimated_num_employees"] <= hi for lo, hi in ranges))
+        locs = [name_key(str(x)) for x in _as_list(params.get("organization_locations"))]
+        if locs:
+            conditions.append(lambda o: any(loc in _place(o) for loc in locs))
+        not_locs = [name_key(str(x)) for x in _as_list(params.get("organization_not_locations"))]
+        if not_locs:
+            conditions.append(lambda o: not any(loc in _place(o) for loc in not_locs))
+        name = params.get("q_organization_name")
+        if isinstance(name, str) and name.strip():
+            nk = name_key(name)
+            conditions.append(lambda o: nk in name_key(o["name"]))
+        tags = [name_key(str(t)) for t in _as_list(params.get("q_organization_keyword_tags"))]
+        if tags:
+            conditions.append(lambda o: any(t in name_key(" ".join(o["keywords"] + [o["industry"]])) for t in tags))
+        revenue = params.get("revenue_range")
+        if isinstance(revenue, dict) and (revenue.get("min") not in (None, "") or revenue.get("max") not in (None, "")):
+            lo = float(revenue.get("min") or 0)
+            hi = float(revenue.get("max")) if revenue.get("max") not in (None, "") else math.inf
+            conditions.append(lambda o: lo <= o["annual_revenue"] <= hi)
+        if conditions:
+            base = orgs if orgs is not None else w.orgs
+            orgs = [o for o in base if all(c(o) for c in conditions)]
+        if orgs is not None:  # keep world order
+            order = {o["id"]: o for o in orgs}
+            orgs = [o for o in w.orgs if o["id"] in order] if len(orgs) > 1 else orgs
+        return orgs
+
+    def _search_people(self, params) -> list[dict]:
+        w = self.world
+        orgs = self._org_filter(params)
+        if orgs is not None:
+            indices = sorted(i for o in orgs for i in w.people_by_org.get(o["id"], []))
+            people = [w.people[i] for i in indices]
+        else:
+            people = w.people
+        conditions = []
+        titles = [name_key(str(t)) for t in _as_list(params.get("person_titles"))]
+        if titles:
+            similar = _truthy(params.get("include_similar_titles", True))
+
+            def title_ok(p, titles=titles, similar=similar):
+                t = name_key(p["title"])
+                return any(q in t or (similar and all(word in t.split() for word in q.split())) for q in titles)
+
+            conditions.append(title_ok)
+        seniorities = {str(s).strip().lower() for s in _as_list(params.get("person_seniorities"))}
+        if seniorities:
+            conditions.append(lambda p: p["seniority"] in seniorities)
+        locs = [name_key(str(x)) for x in _as_list(params.get("person_locations"))]
+        if locs:
+            conditions.append(lambda p: any(loc in _place(p) for loc in locs))
+        statuses = {str(s).strip().lower() for s in _as_list(params.get("contact_email_status"))}
+        if statuses:
+            conditions.append(lambda p: p["email_status"] in statuses)
+        q = params.get("q_keywords")
+        if isinstance(q, str) and q.strip():
+            words = name_key(q).split()
+            conditions.append(lambda p: all(word in _person_text(p) for word in words))
+        if conditions:
+            people = [p for p in people if all(c(p) for c in conditions)]
+        return people
+
+    def _teaser(self, p: dict) -> dict:
+        org = p["organization"]
+        refreshed = int(p["id"][:8], 16) % (300 * 86400)
+        return {
+            "id": p["id"],
+            "first_name": p["first_name"],
+            "last_name_obfuscated": _teaser_obfuscate(p["last_name"]),
+            "title": p["title"],
+            "last_refreshed_at": time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(1_760_000_000 + refreshed)),
+            "has_email": p["email"] is not None,
+            "has_city": bool(p["city"]),
+            "has_state": bool(p["state"]),
+            "has_country": bool(p["country"]),
+            "has_direct_phone": "Yes" if p["id"] in self.world.mobile_phones else "Maybe: please request direct dial via people/bulk_match",
+            "organization": {
+                "name": org["name"], "has_industry": bool(org["industry"]), "has_phone": bool(org["phone"]),
+                "has_city": bool(org["city"]), "has_state": bool(org["state"]), "has_country": bool(org["country"]),
+                "has_zip_code": bool(org["postal_code"]), "has_revenue": org["annual_revenue"] is not None,
+                "has_employee_count": org["estimated_num_employees"] is not None,
+            },
+        }
+
+    def _slice(self, items: list, page: int, per_page: int) -> list:
+        if page > 500:
+            return []
+        return items[(page - 1) * per_page : page * per_page]
+
+    def _h_people_api_search(self, params, _id, key):
+        page, per_page = self._page(params)
+        people = self._search_people(params)
+        items = [self._teaser(p) for p in self._slice(people, page, per_page)]
+        return _Result(200, {"total_entries": len(people), "people": items}, 0.0, len(items))
+
+    def _breadcrumbs(self, params, names) -> list[dict]:
+        crumbs = []
+        for name in names:
+            for value in _as_list(params.get(name)) if not isinstance(params.get(name), dict) else []:
+                crumbs.append({"label": name.replace("_", " ").title(), "signal_field_name": name,
+                               "value": value, "display_name": str(value)})
+        return crumbs
+
+    @staticmethod
+    def _pagination(page, per_page, total) -> dict:
+        return {"page": page, "per_page": per_page, "total_entries": total, "total_pages": math.ceil(total / per_page)}
+
+    def _h_people_legacy_search(self, params, _id, key):
+        page, per_page = self._page(params)
+        people = self._search_people(params)
+        items = []
+        for p in self._slice(people, page, per_page):
+            out = dict(p)
+            out["email"] = "email_not_unlocked@domain.com" if p["email"] else None
+            items.append(out)
+        body = {
+            "breadcrumbs": self._breadcrumbs(params, ("person_titles", "person_seniorities", "person_locations", "q_keywords")),
+            "partial_results_only": False, "disable_eu_prospecting": False, "partial_results_limit": 10000,
+            "pagination": self._pagination(page, per_page, len(people)), "contacts": [], "people": items,
+        }
+        return _Result(200, body, 1.0 if items else 0.0, len(items))
+
+    @staticmethod
+    def _org_light(o: dict) -> dict:
+        keys = ("id", "name", "website_url", "blog_url", "angellist_url", "linkedin_url", "twitter_url", "facebook_url",
+                "primary_phone", "languages", "alexa_ranking", "phone", "linkedin_uid", "founded_year",
+                "publicly_traded_symbol", "publicly_traded_exchange", "logo_url", "crunchbase_url", "primary_domain",
+                "sanitized_phone", "owned_by_organization_id")
+        out = {k: o[k] for k in keys}
+        out.update({"intent_strength": None, "show_intent": False, "has_intent_signal_account": False, "intent_signal_account": None})
+        return out
+
+    def _h_companies_search(self, params, _id, key):
+        page, per_page = self._page(params)
+        orgs = self._org_filter(params)
+        orgs = self.world.orgs if orgs is None else orgs
+        items = [self._org_light(o) for o in self._slice(orgs, page, per_page)]
+        body = {
+            "breadcrumbs": self._breadcrumbs(params, ("q_organization_domains_list", "organization_locations", "q_organization_name", "q_organization_keyword_tags")),
+            "partial_results_only": False, "has_join": False, "disable_eu_prospecting": False, "partial_results_limit": 10000,
+            "pagination": self._pagination(page, per_page, len(orgs)), "accounts": [], "organizations": items,
+            "model_ids": [o["id"] for o in items], "num_fetch_result": None, "derived_params": None,
+        }
+        return _Result(200, body, 1.0 if items else 0.0, len(items))
+
+    # -- contacts --------------------------------------------------------------------------------
+
+    def _h_contact_create(self, params, _id, key):
+        contact, labels, dedupe = self.store.create_contact(params, run_dedupe=_truthy(params.get("run_dedupe")))
+        body = {"contact": contact, "labels": labels}
+        if dedupe is not None:
+            body["dedupe_result"] = dedupe
+        return _Result(200, body, 0.0, 1)
+
+    def _bulk_items(self, params, name: str, noun: str, first_error: str) -> list:
+        items = params.get(name)
+        if not isinstance(items, list):
+            raise _Reply(422, {"error": first_error})
+        if len(items) > 100:
+            raise _Reply(422, {"error": f"Please limit your array to 100 {noun} or fewer."}, len(items))
+        return items
+
+    def _h_contact_bulk_create(self, params, _id, key):
+        items = self._bulk_items(params, "contacts", "contacts",
+                                 'Please provide an array of contact attributes in the "contact_attributes" parameter.')
+        created, existing = self.store.bulk_create_contacts(
+            items, run_dedupe=_truthy(params.get("run_dedupe")), append_label_names=_as_list(params.get("append_label_names"))
+        )
+        return _Result(200, {"created_contacts": created, "existing_contacts": existing}, 0.0, len(items))
+
+    def _h_contact_update(self, params, record_id, key):
+        result = self.store.update_contact(record_id, params)
+        if result is None:
+            raise _Reply(404, {"error": f"Contact {record_id} not found", "error_code": "NOT_FOUND"}, 1)
+        contact, labels = result
+        return _Result(200, {"contact": contact, "labels": labels}, 0.0, 1)
+
+    def _h_contact_show(self, params, record_id, key):
+        contact = self.store.get_contact(record_id)
+        if contact is None:
+            raise _Reply(404, {"error": f"Contact {record_id} not found", "error_code": "NOT_FOUND"}, 1)
+        return _Result(200, {"contact": contact, "labels": self.store.labels_of(contact)}, 0.0, 1)
+
+    def _search_envelope(self, items, params, name):
+        page, per_page = self._page(params)
+        chunk = self._slice(items, page, per_page)
+        return {
+            name: chunk, "breadcrumbs": [], "partial_results_only": False, "has_join": False,
+            "disable_eu_prospecting": False, "partial_results_limit": 10000,
+            "pagination": self._pagination(page, per_page, len(items)), "num_fetch_result": None,
+        }, len(chunk)
+
+    def _sort(self, params, allowed):
+        sort_by = params.get("sort_by_field")
+        if sort_by in (None, ""):
+            return None, False
+        if sort_by not in allowed:
+            raise _Reply(422, {"error": "Invalid sort criteria", "skip_alert_dialog": True})
+        return sort_by, _truthy(params.get("sort_ascending"))
+
+    def _h_contact_search(self, params, _id, key):
+        sort_by, ascending = self._sort(params, CONTACT_SORTS)
+        items = self.store.search_contacts(
+            params.get("q_keywords"), _as_list(params.get("contact_stage_ids")), _as_list(params.get("contact_label_ids")),
+            sort_by, ascending,
+        )
+        body, n = self._search_envelope(items, params, "contacts")
+        return _Result(200, body, 0.0, n)
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def _h_account_create(self, params, _id, key):
+        if not any(isinstance(params.get(k), str) and params[k].strip() for k in ("name", "domain")):
+            raise _Reply(422, {"error": "Please specify at least a name or domain."}, 1)
+        return _Result(200, {"account": self.store.create_account(params)}, 0.0, 1)
+
+    def _h_account_bulk_create(self, params, _id, key):
+        items = self._bulk_items(params, "accounts", "accounts",
+                                 'Please provide an array of account attributes in the "accounts" parameter.')
+        created, existing = self.store.bulk_create_accounts(
+            items, run_dedupe=_truthy(params.get("run_dedupe")), append_label_names=_as_list(params.get("append_label_names"))
+        )
+        return _Result(200, {"created_accounts": created, "existing_accounts": existing}, 0.0, len(items))
+
+    def _h_account_update(self, params, record_id, key):
+        result = self.store.update_account(record_id, params)
+        if result is None:
+            raise _Reply(404, {"error": f"Account {record_id} not found", "error_code": "NOT_FOUND"}, 1)
+        account, labels = result
+        return _Result(200, {"account": account, "labels": labels}, 0.0, 1)
+
+    def _h_account_show(self, params, record_id, key):
+        account = self.store.get_account(record_id)
+        if account is None:
+            raise _Reply(404, {"error": f"Account {record_id} not found", "error_code": "NOT_FOUND"}, 1)
+        return _Result(200, {"account": account}, 0.0, 1)
+
+    def _h_account_search(self, params, _id, key):
+        sort_by, ascending = self._sort(params, ACCOUNT_SORTS)
+        items = self.store.search_accounts(
+            params.get("q_organization_name"), _as_list(params.get("account_stage_ids")),
+            _as_list(params.get("account_label_ids")), sort_by, ascending,
+        )
+        body, n = self._search_envelope(items, params, "accounts")
+        return _Result(200, body, 0.0, n)
+
+    # -- usage and health ------------------------------------------------------------------------
+
+    def _h_usage_stats(self, params, _id, key):
+        now = time.monotonic()
+        out = {}
+        seen = set()
+        with self._lock:
+            for route in ROUTES:
+                if route.endpoint in seen:
+                    continue
+                seen.add(route.endpoint)
+                limits = self.limits_for(route)
+                state = self._window_state(key, route, now)
+                entry = {}
+                for i in (2, 1, 0):
+                    used, limit = state[i][1], limits[i]
+                    entry[WINDOW_NAMES[i]] = {
+                        "limit": limit, "consumed": used, "left_over": None if limit is None else max(0, limit - used)
+                    }
+                out[json.dumps([f"api/v1/{route.controller}", route.action])] = entry
+        return _Result(200, out, 0.0, 0)
+
+    def _h_health(self, params, _id, key):
+        return _Result(200, {"healthy": True, "is_logged_in": True}, 0.0, 0)
