@@ -120,7 +120,7 @@ from .errors import (
 )
 from .http import client_scope
 from .mapping import ColumnMappingError, fold_name
-from .results import _fmt, _html_table
+from .results import _fmt, _html_table, announce
 
 __all__ = [
     "push_contacts",
@@ -982,7 +982,7 @@ def push(
         fatal.partial_result = result
         raise fatal
     if progress:
-        _announce(summary)
+        announce(summary)
     return result
 
 
@@ -1001,23 +1001,6 @@ def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFram
     out = pd.concat([base.reset_index(drop=True), pd.DataFrame(head, columns=ours)], axis=1)
     out.index = frame.index
     return out
-
-
-def _announce(summary: PushSummary) -> None:
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        from IPython.display import display
-
-        display(summary)
-    else:
-        import sys
-
-        print(summary.line(), file=sys.stderr)
 
 
 def push_contacts(

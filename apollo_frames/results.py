@@ -63,3 +63,16 @@ class RunSummary:
     def _repr_html_(self) -> str:
         fields = [f for f in dataclasses.fields(self) if f.name not in ("operation", "skipped_credits_max")]
         return _html_table(self.operation, [(f.name, _fmt(getattr(self, f.name))) for f in fields])
+
+
+def announce(summary) -> None:
+    """In a notebook, end a run with its summary table (the command line prints its own line)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        display(summary)

@@ -27,7 +27,7 @@ from .credits import confirm_spend
 from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
 from .progress import progress_bar
 from .ratelimit import parse_rate_headers
-from .results import RunSummary
+from .results import RunSummary, announce
 from .schema import to_pandas
 
 
@@ -248,7 +248,7 @@ def run_operation(
     summary.elapsed_s = round(time.monotonic() - started, 3)
     result.attrs["apollo"] = summary.to_dict()
     if progress:
-        _announce(summary)
+        announce(summary)
     return result
 
 
@@ -287,21 +287,3 @@ def assemble(frame, prepared, plan, op, results, outcome, messages, summary) -> 
     out = pd.concat([base.reset_index(drop=True), head, flat], axis=1)
     out.index = frame.index
     return out
-
-
-def _announce(summary: RunSummary) -> None:
-    """End a run with a short summary: an HTML table in a notebook, a line elsewhere."""
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        from IPython.display import display
-
-        display(summary)
-    else:
-        import sys
-
-        print(summary.line(), file=sys.stderr)

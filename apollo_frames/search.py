@@ -57,7 +57,7 @@ from .errors import (
 from .http import client_scope
 from .paginate import DISPLAY_CAP, MAX_PAGE, MAX_PER_PAGE, PageNumberPaginator, read_page
 from .ratelimit import parse_rate_headers
-from .results import _fmt, _html_table
+from .results import _fmt, _html_table, announce
 
 PEOPLE_ENDPOINT = flt.ENDPOINTS[flt.PEOPLE]
 ORGS_ENDPOINT = flt.ENDPOINTS[flt.ORGS]
@@ -152,12 +152,6 @@ class SearchSummary:
         skip = {"operation", "query", "invalid_reasons", "errors", "columns", "run_id"}
         rows = [(k, _fmt(v)) for k, v in self.to_dict().items() if k not in skip and v is not None]
         return _html_table(self.operation, rows)
-
-
-def _announce(summary: SearchSummary) -> None:
-    from .runner import _announce as announce
-
-    announce(summary)
 
 
 # -- one query ---------------------------------------------------------------------------------
@@ -405,7 +399,7 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
     summary.elapsed_s = round(time.monotonic() - started, 3)
     frame.attrs["apollo"] = summary.to_dict()
     if progress:
-        _announce(summary)
+        announce(summary)
     return frame
 
 
@@ -774,7 +768,7 @@ def search_frame(
     summary.elapsed_s = round(time.monotonic() - started, 3)
     out.attrs["apollo"] = summary.to_dict()
     if progress:
-        _announce(summary)
+        announce(summary)
     return out
 
 
