@@ -24,6 +24,7 @@ from .ledger import credit_summary, ledger, plot_credits
 from .filters import FilterError
 from .search import SearchTruncatedWarning, search_frame, search_orgs, search_people
 from .push import push_accounts, push_contacts
+from .batch import enrich_parquet, enrich_partition
 
 __all__ = [
     "__version__",
@@ -55,6 +56,8 @@ __all__ = [
     "search_people",
     "push_accounts",
     "push_contacts",
+    "enrich_parquet",
+    "enrich_partition",
 ]
 
 from . import accessor as _accessor  # noqa: E402  (registers df.apollo)

@@ -1,7 +1,9 @@
 """The ``apollo-frames`` command line.
 
 Exit codes: 0 done; 1 failed (or some rows ended in error); 2 bad usage or input;
-3 the API key was refused (401/403).
+3 the API key was refused (401/403); 4 stopped by a rate limit (a spent daily window):
+the output file is written, the rows not done are ``skipped``, run the same command
+again after the window resets (the message says when) and it continues from the cache.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 from ._version import __version__
 from .errors import ApolloError, AuthenticationError, ConfigurationError, PermissionDeniedError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4
 
 
 def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
@@ -65,26 +67,29 @@ def _sandbox_if(args):
 
 
 def cmd_enrich(args) -> int:
-    from . import orgs, people
+    import warnings
 
-    frame = read_table(args.input)
+    from .batch import enrich_parquet
+    from .results import RunSummary
+
     output = Path(args.output)
     if output.suffix.lower() != ".parquet":
         raise ValueError(f"output must be a .parquet file, got {output.name}")
-    run = people.enrich_people if args.command == "enrich-people" else orgs.enrich_orgs
-    with _client(args, _sandbox_if(args)) as client:
-        result = run(
-            frame,
-            columns=_parse_map(args.map),
-            max_credits=args.max_credits,
-            refresh=args.refresh,
-            progress=not args.quiet,
-            client=client,
+    if not Path(args.input).exists():
+        raise FileNotFoundError(f"input file not found: {args.input}")
+    columns = _parse_map(args.map)
+    with _client(args, _sandbox_if(args)) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the skipped-rows message is printed below instead
+        summary = enrich_parquet(
+            args.input, output, args.command.replace("-", "_"), chunk_rows=args.chunk_rows, client=client,
+            progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    result.to_parquet(output)
-    summary = result.attrs["apollo"]
-    print(f"wrote {output} | " + _summary_line(summary))
+    fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
+    print(f"wrote {output} | " + _summary_line(fields))
+    if summary["message"]:
+        print(summary["message"], file=sys.stderr)
+    if summary["stopped_by_rate_limit"]:
+        return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK
 
 
@@ -423,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
         p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--chunk-rows", type=int, default=50_000, help="rows read, enriched and written at a time")
         p.set_defaults(func=cmd_enrich)
 
     p = sub.add_parser("sandbox", help="serve the offline Apollo emulator on loopback until stopped")

@@ -1,0 +1,400 @@
+"""Batch runs at scale: stream a Parquet or CSV file through an enrichment, chunk by chunk.
+
+:func:`enrich_parquet` reads the input in record batches (Parquet:
+``ParquetFile.iter_batches``; CSV: ``pyarrow.csv.open_csv`` with every column
+read as text), runs the ordinary per-frame operation on each chunk of
+``chunk_rows`` rows, and appends each enriched chunk to ``dst + ".partial"``
+with a ``ParquetWriter``; the file is renamed to ``dst`` only when every row
+is written. Neither the whole input nor the whole output is held in memory.
+
+* **Order and schema.** Output rows are the input rows, in order. The output
+  schema is fixed before the first chunk: the input's columns (as the file
+  declares them; CSV columns are strings), ``apollo_status``,
+  ``apollo_error``, then the declared ``person.*`` / ``org.*`` schema. Input
+  columns named like ours are replaced, as in the in-memory functions.
+* **Dedupe and resume** go through the response cache: a record fetched in
+  one chunk is a cache hit in a later one, and a run killed at any point
+  (``kill -9`` included) and started again with the same arguments re-spends
+  no credit for batches whose answers had arrived (each batch is cached as
+  soon as it arrives), then writes the same file an uninterrupted run would.
+* **Budget.** ``max_credits`` covers the whole file: each chunk gets what is
+  left of it.
+* **Rate limits.** When the client gives up waiting on a rate limit (a spent
+  daily window, :class:`~apollo_frames.errors.RateLimitError`), nothing more is
+  sent: the remaining chunks are still read and written, their rows answered
+  from the cache where possible and ``skipped`` otherwise (never dropped), and
+  the summary says when the window resets and how many rows remain.
+
+:func:`enrich_partition` is the per-partition function for running the same
+operation on a cluster (Dask ``map_partitions``): a frame in, the enriched
+frame out, with the same columns and dtypes on every call.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import RateLimitError, warn
+from .http import client_scope
+from .results import RunSummary
+from .runner import STATUS_COLUMNS
+
+__all__ = ["enrich_parquet", "enrich_partition", "OPERATIONS"]
+
+#: operation name -> (enrich function, declared result schema)
+OPERATIONS = ("enrich_people", "enrich_orgs")
+_SUMMED = ("rows", "unique_inputs", "cache_hits", "api_calls", "credits_consumed", "matched", "no_match",
+           "invalid", "errors", "skipped", "skipped_credits_max")
+
+
+def _operation(operation: str):
+    from . import orgs, people
+    from .schema import ORG_SCHEMA, PERSON_SCHEMA
+
+    name = operation.replace("-", "_")
+    if name == "enrich_people":
+        return people.enrich_people, PERSON_SCHEMA
+    if name == "enrich_orgs":
+        return orgs.enrich_orgs, ORG_SCHEMA
+    raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for row in csv.reader(fh):
+            return row
+    raise ValueError(f"{path.name} is empty: a CSV input needs a header line")
+
+
+def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
+    """(input schema, row count if known, record batches) for a .parquet or .csv file, read lazily."""
+    path = Path(src)
+    if not path.exists():
+        raise FileNotFoundError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow.remove_metadata()
+
+        def batches():
+            try:
+                for batch in pf.iter_batches(batch_size=chunk_rows, use_pandas_metadata=False):
+                    yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+            finally:
+                pf.close()
+
+        return schema, pf.metadata.num_rows, batches()
+    if suffix in (".csv", ".txt"):
+        import pyarrow.csv as pacsv
+
+        names = _csv_header(path)
+        if len(set(names)) != len(names):
+            raise ValueError(f"{path.name}: the header repeats a column name")
+        schema = pa.schema([pa.field(n, pa.string()) for n in names])
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True
+            ),
+        )
+
+        def batches():
+            try:
+                for batch in reader:
+                    yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+            finally:
+                reader.close()
+
+        return schema, None, batches()
+    raise ValueError(f"input must be .csv or .parquet, got {path.name}")
+
+
+def rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``rows`` rows (the last one may be shorter), in order."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(rows - n, batch.num_rows)
+            held.append(batch.slice(0, take))
+            n += take
+            batch = batch.slice(take)
+            if n == rows:
+                yield pa.Table.from_batches(held)
+                held, n = [], 0
+    if n:
+        yield pa.Table.from_batches(held)
+
+
+# -- the output schema ----------------------------------------------------------------------------
+
+
+def output_schema(input_schema: pa.Schema, declared: pa.Schema) -> pa.Schema:
+    """Input columns (minus those ours replace), apollo_status, apollo_error, the declared schema.
+
+    The schema carries pandas metadata built from the schema alone, so
+    ``pd.read_parquet`` gives the declared columns the dtypes the in-memory
+    functions give them, whatever the chunks held.
+    """
+    ours = set(STATUS_COLUMNS) | set(declared.names)
+    kept = [f for f in input_schema if f.name not in ours]
+    new = [pa.field(c, pa.string()) for c in STATUS_COLUMNS] + list(declared)
+    schema = pa.schema(kept + new)
+    from .schema import to_pandas
+
+    head = pa.schema(kept).empty_table().to_pandas()
+    tail = to_pandas(pa.schema(new).empty_table())
+    frame = pd.concat([head, tail], axis=1) if kept else tail
+    meta = pa.Schema.from_pandas(frame, preserve_index=False).metadata
+    return schema.with_metadata(meta)
+
+
+def _chunk_table(chunk: pa.Table, result: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """The output rows of one chunk: the input columns as read, the new ones from the result frame."""
+    new = _new_names(schema)
+    arrays = []
+    for field in schema:
+        if field.name in new:
+            arrays.append(pa.array(result[field.name], type=field.type, from_pandas=True))
+        else:
+            arrays.append(chunk.column(field.name))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _new_names(schema: pa.Schema) -> frozenset:
+    names = schema.names
+    start = names.index(STATUS_COLUMNS[0])
+    return frozenset(names[start:])
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+class _StopOnRateLimit:
+    """The caller's client, except that after the first RateLimitError nothing more is sent.
+
+    Later requests fail at once with the same error, so the runner marks their
+    rows ``skipped`` with its message while cache hits are still answered.
+    """
+
+    def __init__(self, client):
+        self._client = client
+        self._lock = threading.Lock()
+        self.rate_limit: RateLimitError | None = None
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def _stopped(self) -> RateLimitError:
+        exc = self.rate_limit
+        return RateLimitError(str(exc), window=exc.window, reset_at=exc.reset_at, status_code=429,
+                              path=getattr(exc, "path", ""))
+
+    def post(self, path: str, json: Any = None, **kw):
+        if self.rate_limit is not None:
+            raise self._stopped()
+        try:
+            return self._client.post(path, json=json, **kw)
+        except RateLimitError as exc:
+            with self._lock:
+                if self.rate_limit is None:
+                    self.rate_limit = exc
+            raise
+
+
+class _Progress:
+    """One tqdm bar over rows on a terminal or in a notebook; a plain log line every ``log_every`` s otherwise."""
+
+    def __init__(self, desc: str, total: int | None, enabled: bool, log_every: float, stream=None):
+        self.desc, self.total, self.log_every = desc, total, log_every
+        self.stream = stream or sys.stderr
+        self.started = self.last_log = time.monotonic()
+        self.done = 0
+        self.bar = None
+        self.logging = False
+        if not enabled:
+            return
+        interactive = getattr(self.stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
+        if interactive:
+            from .progress import progress_bar
+
+            self.bar = progress_bar(total=total, desc=desc, unit="row")
+        else:
+            self.logging = True
+
+    def update(self, rows: int, summary: RunSummary) -> None:
+        self.done += rows
+        if self.bar is not None:
+            self.bar.update(rows)
+            self.bar.set_postfix(cached=summary.cache_hits, credits=f"{summary.credits_consumed:g}")
+        elif self.logging and time.monotonic() - self.last_log >= self.log_every:
+            self.log(summary)
+
+    def log(self, summary: RunSummary) -> None:
+        self.last_log = now = time.monotonic()
+        rate = self.done / max(now - self.started, 1e-9)
+        if self.total:
+            left = max(self.total - self.done, 0)
+            eta = f", ETA {_duration(left / rate) if rate > 0 else '?'}"
+            where = f"{self.done:,}/{self.total:,} rows ({self.done / self.total:.0%})"
+        else:
+            eta, where = "", f"{self.done:,} rows"
+        print(
+            f"{self.desc}: {where}, {rate:,.0f} rows/s{eta}, {summary.cache_hits:,} from cache, "
+            f"{summary.api_calls:,} requests, {summary.credits_consumed:g} credits",
+            file=self.stream, flush=True,
+        )
+
+    def close(self, summary: RunSummary) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.logging:
+            self.log(summary)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def enrich_parquet(
+    src: str | Path,
+    dst: str | Path,
+    operation: str = "enrich_people",
+    *,
+    chunk_rows: int = 50_000,
+    client=None,
+    progress: bool = True,
+    log_every: float = 30,
+    **options,
+) -> dict:
+    """Enrich the .parquet or .csv file ``src`` into the Parquet file ``dst``, streaming; return the run summary.
+
+    ``operation`` is ``"enrich_people"`` or ``"enrich_orgs"``; ``options`` are
+    that function's (``columns``, ``max_credits``, ``refresh``, reveal flags,
+    ``webhook_url``...). ``max_credits`` is the budget of the whole file run.
+    See the module docstring for order, schema, resume and rate limits.
+
+    The returned dict has the :class:`~apollo_frames.results.RunSummary` fields
+    summed over chunks (``unique_inputs`` counts per chunk, so a record repeated
+    in two chunks counts twice and is a cache hit the second time), plus
+    ``output``, ``chunks``, ``stopped_by_rate_limit``, ``rate_limit_window``,
+    ``reset_at`` (POSIX time, or None), ``rows_remaining`` (rows ``skipped``,
+    to be done by a later run) and ``message``.
+    """
+    if not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if "progress" in options or "client" in options:
+        raise TypeError("progress and client are arguments of enrich_parquet itself")
+    run, declared = _operation(operation)
+    op_name = run.__name__
+    max_credits = options.pop("max_credits", None)
+    if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
+        raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
+    dst = Path(dst)
+    if dst.suffix.lower() != ".parquet":
+        raise ValueError(f"output must be a .parquet file, got {dst.name}")
+    started = time.monotonic()
+    input_schema, total_rows, batches = open_input(src, chunk_rows)
+    schema = output_schema(input_schema, declared)
+    summary = RunSummary(operation=op_name, run_id=uuid.uuid4().hex[:12])
+    chunks = 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(dst.name + ".partial")
+    bar = _Progress(op_name, total_rows, progress, log_every)
+    writer = pq.ParquetWriter(partial, schema)
+    ok = False
+    try:
+        with client_scope(client) as api:
+            guarded = _StopOnRateLimit(api)
+            for chunk in rechunk(batches, chunk_rows):
+                budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
+                frame = chunk.to_pandas()
+                with warnings.catch_warnings():
+                    # one warning for the whole file at the end, not one per chunk
+                    warnings.simplefilter("ignore", UserWarning)
+                    result = run(frame, client=guarded, progress=False, max_credits=budget, **options)
+                part = result.attrs["apollo"]
+                for name in _SUMMED:
+                    setattr(summary, name, getattr(summary, name) + part[name])
+                writer.write_table(_chunk_table(chunk, result, schema))
+                chunks += 1
+                bar.update(len(frame), summary)
+        writer.close()
+        writer = None
+        with open(partial, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, dst)
+        ok = True
+    finally:
+        if writer is not None:
+            writer.close()
+        if not ok:
+            partial.unlink(missing_ok=True)
+        summary.elapsed_s = round(time.monotonic() - started, 3)
+        bar.close(summary)
+
+    limit = guarded.rate_limit
+    out = summary.to_dict()
+    out.update(
+        output=str(dst),
+        chunks=chunks,
+        stopped_by_rate_limit=limit is not None,
+        rate_limit_window=getattr(limit, "window", None),
+        reset_at=getattr(limit, "reset_at", None),
+        rows_remaining=summary.skipped,
+        message=None,
+    )
+    if limit is not None:
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(limit.reset_at)) if limit.reset_at else "unknown"
+        )
+        out["message"] = (
+            f"stopped by the {limit.window or 'current'} rate limit: {summary.skipped:,} rows remain (skipped); "
+            f"the window resets at {when}. Run the same command again then: what is done comes from the cache."
+        )
+    elif summary.skipped:
+        out["message"] = (
+            f"{summary.skipped:,} rows were skipped (credit budget); finishing them would cost at most "
+            f"{summary.skipped_credits_max:g} credits. Run again with a larger max_credits: what is done comes "
+            f"from the cache."
+        )
+    if out["message"]:
+        warn(f"{op_name}: {out['message']}")
+    return out
+
+
+def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options) -> pd.DataFrame:
+    """Enrich one partition (a pandas frame) and return it; the columns and dtypes are the same on every call.
+
+    For Dask: ``ddf.map_partitions(enrich_partition, "enrich_people", meta=enrich_partition(ddf._meta))``
+    (an empty frame sends nothing). ``progress`` defaults to False; without
+    ``client=`` each call builds a client from the environment, so every worker
+    shares ``APOLLO_FRAMES_CACHE_DIR``. ``max_credits`` applies per partition.
+    """
+    run, _ = _operation(operation)
+    options.setdefault("progress", False)
+    result = run(frame, **options)
+    result.attrs = {}  # Dask compares metadata; the summary stays in the ledger
+    return result

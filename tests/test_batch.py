@@ -1,0 +1,271 @@
+"""Streaming batch runs: enrich_parquet, the CLI's streaming path, resume after kill -9, rate-limit stops."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import apollo_frames as af
+from apollo_frames import ApolloClient
+from apollo_frames.cli import EXIT_RATE_LIMITED, main
+from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
+
+
+def known_people(sandbox, n, start=0):
+    found = [p for p in sandbox.world.people if p.get("email")]
+    assert len(found) >= start + n, "the sandbox world is too small for this test"
+    return found[start : start + n]
+
+
+def frame_of(people, extra=()):
+    rows = [{"Email": p["email"], "First Name": p["first_name"], "n": i} for i, p in enumerate(people)]
+    rows += list(extra)
+    return pd.DataFrame(rows)
+
+
+def sandbox_client(sandbox, cache_dir):
+    return ApolloClient.for_sandbox(sandbox, cache_dir=cache_dir, retry_backoff=(0.001, 0.01))
+
+
+def bulk_calls(sandbox, status=200):
+    return sandbox.count(path="people/bulk_match", status=status)
+
+
+def test_streaming_equals_in_memory_and_leaves_no_partial(small_config, tmp_path):
+    sb = Sandbox(small_config)
+    people = known_people(sb, 45)
+    extra = [
+        {"Email": people[3]["email"], "First Name": "dup", "n": 100},
+        {"Email": "nobody@unknown-company.example", "First Name": "Ghost", "n": 101},
+        {"Email": "not an email", "First Name": "Bad", "n": 102},
+    ]
+    frame = frame_of(people, extra)
+    src = tmp_path / "in.parquet"
+    frame.to_parquet(src)
+    with sandbox_client(sb, tmp_path / "c1") as c:
+        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=7, client=c, progress=False)
+    with sandbox_client(Sandbox(small_config), tmp_path / "c2") as c:
+        expected = af.enrich_people(pd.read_parquet(src), client=c, progress=False)
+
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    pd.testing.assert_frame_equal(out, expected.reset_index(drop=True))  # values, order and dtypes
+    assert list(out["n"]) == list(frame["n"])
+    assert summary["rows"] == len(frame) and summary["chunks"] == math.ceil(len(frame) / 7)
+    assert summary["matched"] == 46 and summary["no_match"] == 1 and summary["invalid"] == 1
+    assert summary["credits_consumed"] == sb.credits_consumed == 45
+    assert not summary["stopped_by_rate_limit"] and summary["rows_remaining"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["in.parquet", "out.parquet"]
+
+
+def test_duplicates_across_chunks_are_sent_once(small_config, tmp_path):
+    sb = Sandbox(small_config)
+    people = known_people(sb, 55)
+    # chunk 1: people 0-24 (25 new); chunk 2: 0-9 again + 25-39 (15 new); chunk 3: 20-29 again + 40-54 (15 new)
+    order = list(range(25)) + list(range(10)) + list(range(25, 40)) + list(range(20, 30)) + list(range(40, 55))
+    frame = frame_of([people[i] for i in order])
+    src = tmp_path / "in.parquet"
+    frame.to_parquet(src)
+    with sandbox_client(sb, tmp_path / "c") as c:
+        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=25, client=c, progress=False)
+    # Each unique record is sent once (the cache answers repeats in later chunks), but batches do not span
+    # chunks: each chunk's new records go in ceil(new/10) calls, so 3 + 2 + 2 = 7, one more than ceil(55/10).
+    assert bulk_calls(sb, status=None) == math.ceil(25 / 10) + math.ceil(15 / 10) + math.ceil(15 / 10) == 7
+    assert sum(r.n_records for r in sb.requests if r.path == "people/bulk_match") == 55
+    assert sb.credits_consumed == 55 and summary["credits_consumed"] == 55
+    assert summary["cache_hits"] == 20 and summary["api_calls"] == 7
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert (out["apollo_status"] == "matched").all()
+    assert list(out["person.email"]) == [people[i]["email"] for i in order]
+
+
+def test_schema_identical_across_inputs_and_chunks(small_config, tmp_path):
+    sb = Sandbox(small_config)
+    good = frame_of(known_people(sb, 12))
+    # no match and invalid only: every person.* column is null in every chunk
+    bad = pd.DataFrame({"Email": ["ghost@unknown-company.example", "nope", None], "First Name": ["a", "b", "c"],
+                        "n": [1, 2, 3]})
+    schemas = []
+    with sandbox_client(sb, tmp_path / "c") as c:
+        for name, frame, rows in (("good", good, 5), ("bad", bad, 2), ("good1", good, 100)):
+            frame.to_parquet(tmp_path / f"{name}.parquet")
+            af.enrich_parquet(tmp_path / f"{name}.parquet", tmp_path / f"{name}.out.parquet", chunk_rows=rows,
+                              client=c, progress=False)
+            schemas.append(pq.read_schema(tmp_path / f"{name}.out.parquet"))
+    assert schemas[0].equals(schemas[1], check_metadata=True)
+    assert schemas[0].equals(schemas[2], check_metadata=True)
+    assert schemas[0].names[:5] == ["Email", "First Name", "n", "apollo_status", "apollo_error"]
+    assert schemas[0].names[5:] == af.schema.PERSON_SCHEMA.names
+
+
+def test_csv_input_is_read_as_text(small_config, tmp_path):
+    sb = Sandbox(small_config)
+    people = known_people(sb, 13)
+    frame = frame_of(people).assign(zip=["01234"] * 13)
+    frame.loc[2, "First Name"] = None
+    src = tmp_path / "in.csv"
+    frame.to_csv(src, index=False)
+    with sandbox_client(sb, tmp_path / "c1") as c:
+        af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=4, client=c, progress=False)
+    with sandbox_client(Sandbox(small_config), tmp_path / "c2") as c:
+        expected = af.enrich_people(pd.read_csv(src, dtype=str), client=c, progress=False)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    schema = pq.read_schema(tmp_path / "out.parquet")
+    assert all(str(schema.field(c).type) == "string" for c in ("Email", "First Name", "n", "zip"))
+    assert list(out["zip"]) == ["01234"] * 13 and list(out["n"]) == [str(i) for i in range(13)]
+    assert pd.isna(out.loc[2, "First Name"])
+    pd.testing.assert_frame_equal(out, expected.reset_index(drop=True), check_dtype=False)
+
+
+def test_budget_applies_to_the_whole_file(small_config, tmp_path):
+    sb = Sandbox(small_config)
+    frame = frame_of(known_people(sb, 30))
+    src = tmp_path / "in.parquet"
+    frame.to_parquet(src)
+    with sandbox_client(sb, tmp_path / "c") as c:
+        with pytest.warns(UserWarning, match="15 rows were skipped"):
+            summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=c, progress=False,
+                                        max_credits=15)
+    # chunk 1 spends 10, chunk 2 gets the 5 left, chunk 3 gets nothing
+    assert sb.credits_consumed == 15 == summary["credits_consumed"]
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out["apollo_status"]) == ["matched"] * 15 + ["skipped"] * 15
+    assert summary["skipped"] == summary["rows_remaining"] == 15
+    # run again with the rest of the budget: the first 15 come from the cache
+    with sandbox_client(sb, tmp_path / "c") as c:
+        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=c, progress=False,
+                                    max_credits=15)
+    assert sb.credits_consumed == 30 and summary["cache_hits"] == 15 and summary["matched"] == 30
+
+
+def test_daily_limit_stops_sending_writes_every_row_and_exit_code_4(monkeypatch, tmp_path, capsys):
+    config = SandboxConfig(seed=11, n_orgs=300, limits={"people/bulk_match": (None, None, 3)})
+    sb = Sandbox(config)
+    frame = frame_of(known_people(sb, 60))
+    src = tmp_path / "in.parquet"
+    out = tmp_path / "out.parquet"
+    frame.to_parquet(src)
+    with sb.serve() as base_url:
+        monkeypatch.setenv("APOLLO_BASE_URL", base_url)
+        monkeypatch.setenv("APOLLO_API_KEY", DEFAULT_API_KEY)
+        args = ["enrich-people", str(src), str(out), "--quiet", "--cache-dir", str(tmp_path / "c"), "--chunk-rows", "20"]
+        started = time.time()
+        assert main(args) == EXIT_RATE_LIMITED
+        err = capsys.readouterr().err
+        # The client paces from the day headers, so it may stop itself before spending the last request
+        # (two batches in flight see the headers out of order); either way nothing is sent after the stop.
+        sent = bulk_calls(sb)
+        assert sent in (2, 3) and bulk_calls(sb, status=None) <= 4
+        done = 10 * sent
+        result = pd.read_parquet(out)
+        assert len(result) == 60 and list(result["n"]) == list(range(60))
+        assert list(result["apollo_status"]) == ["matched"] * done + ["skipped"] * (60 - done)
+        assert result["apollo_error"].iloc[done:].str.contains("day").all()
+        assert f"{60 - done} rows remain" in err and "resets at" in err and "day" in err
+        assert not (tmp_path / "out.parquet.partial").exists()
+
+        # a new day (and no limit left to hit): the same command finishes the job from the cache
+        sb.config.limits.clear()
+        sb.reset_limits()
+        credits_before = sb.credits_consumed
+        assert main(args) == 0
+        result = pd.read_parquet(out)
+        assert (result["apollo_status"] == "matched").all()
+        assert sb.credits_consumed - credits_before == 60 - done
+    assert time.time() - started < 60
+
+
+def test_enrich_parquet_returns_rate_limit_details(tmp_path):
+    config = SandboxConfig(seed=11, n_orgs=300, limits={"people/bulk_match": (None, None, 1)})
+    sb = Sandbox(config)
+    frame = frame_of(known_people(sb, 25))
+    frame.to_parquet(tmp_path / "in.parquet")
+    with sandbox_client(sb, tmp_path / "c") as c, pytest.warns(UserWarning, match="rate limit"):
+        summary = af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=10, client=c,
+                                    progress=False)
+    assert summary["stopped_by_rate_limit"] and summary["rate_limit_window"] == "day"
+    assert summary["reset_at"] > time.time() + 3600
+    assert summary["rows_remaining"] == 15 and summary["matched"] == 10
+    assert bulk_calls(sb) == 1
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_output(small_config, tmp_path):
+    frame = frame_of(known_people(Sandbox(small_config), 400))
+    src = tmp_path / "in.parquet"
+    frame.to_parquet(src)
+
+    # the uninterrupted run, against its own sandbox and cache
+    ref_sb = Sandbox(small_config)
+    with sandbox_client(ref_sb, tmp_path / "ref-cache") as c:
+        af.enrich_parquet(src, tmp_path / "ref.parquet", chunk_rows=100, client=c, progress=False)
+    expected = pd.read_parquet(tmp_path / "ref.parquet")
+    ref_credits = ref_sb.credits_consumed
+    assert ref_credits == 400
+
+    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.1))
+    out = tmp_path / "out.parquet"
+    with sb.serve() as base_url:
+        env = dict(os.environ, APOLLO_BASE_URL=base_url, APOLLO_API_KEY=DEFAULT_API_KEY,
+                   APOLLO_FRAMES_CACHE_DIR=str(tmp_path / "cache"))
+        cmd = [sys.executable, "-m", "apollo_frames.cli", "enrich-people", str(src), str(out), "--quiet",
+               "--chunk-rows", "100"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while bulk_calls(sb) < 12 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be killed; raise the sandbox latency"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        answered_before_kill = bulk_calls(sb)
+        assert 12 <= answered_before_kill < 40
+        assert not out.exists()  # only the .partial can be left behind
+
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    result = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(result, expected)
+    assert not (tmp_path / "out.parquet.partial").exists()
+    # answers that arrived before the kill were cached: at most the in-flight batches are paid twice
+    concurrency = 4
+    assert sb.credits_consumed <= ref_credits + concurrency * 10
+    assert bulk_calls(sb) <= 40 + concurrency
+
+
+def test_enrich_partition_schema_is_stable(small_config, tmp_path):
+    sb = Sandbox(small_config)
+    frame = frame_of(known_people(sb, 12))
+    with sandbox_client(sb, tmp_path / "c") as c:
+        full = af.enrich_partition(frame, client=c)
+        empty = af.enrich_partition(frame.iloc[:0], client=c)
+        misses = af.enrich_partition(pd.DataFrame({"Email": ["x@unknown-company.example"], "First Name": ["a"],
+                                                   "n": [1]}), client=c)
+    assert list(full.columns) == list(empty.columns) == list(misses.columns)
+    assert list(full.dtypes) == list(empty.dtypes) == list(misses.dtypes)
+    assert (full["apollo_status"] == "matched").all() and full.attrs == {}
+
+
+def test_dask_map_partitions(tmp_path, monkeypatch):
+    dd = pytest.importorskip("dask.dataframe")
+    from dask.distributed import Client, LocalCluster  # noqa: F401  (part of dask[distributed] only)
+
+    config = SandboxConfig(seed=11, n_orgs=300)
+    sb = Sandbox(config)
+    frame = frame_of(known_people(sb, 40))
+    with sb.serve() as base_url:
+        monkeypatch.setenv("APOLLO_BASE_URL", base_url)
+        monkeypatch.setenv("APOLLO_API_KEY", DEFAULT_API_KEY)
+        monkeypatch.setenv("APOLLO_FRAMES_CACHE_DIR", str(tmp_path / "shared-cache"))
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False) as cluster, Client(cluster):
+            ddf = dd.from_pandas(frame, npartitions=4)
+            meta = af.enrich_partition(ddf._meta)
+            result = ddf.map_partitions(af.enrich_partition, "enrich_people", meta=meta).compute()
+    assert len(result) == 40 and (result["apollo_status"] == "matched").all()
+    assert list(result["person.email"]) == [p["email"] for p in known_people(sb, 40)]
+    assert sb.credits_consumed == 40
