@@ -269,3 +269,22 @@ def test_dask_map_partitions(tmp_path, monkeypatch):
     assert len(result) == 40 and (result["apollo_status"] == "matched").all()
     assert list(result["person.email"]) == [p["email"] for p in known_people(sb, 40)]
     assert sb.credits_consumed == 40
+
+
+def test_progress_without_a_terminal_logs_plain_lines(small_config, tmp_path, capsys):
+    sb = Sandbox(small_config)
+    frame_of(known_people(sb, 12)).to_parquet(tmp_path / "in.parquet")
+    with sandbox_client(sb, tmp_path / "c") as c:
+        af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=4, client=c, log_every=0)
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("enrich_people:")]
+    assert len(lines) == 4  # one per chunk with log_every=0, and a last one
+    assert "12/12 rows (100%)" in lines[-1] and "rows/s" in lines[-1] and "12 credits" in lines[-1]
+    assert "ETA" in lines[0] and "from cache" in lines[0]
+
+
+def test_a_failed_run_leaves_neither_output_nor_partial(small_config, tmp_path):
+    pd.DataFrame({"nothing": ["a"]}).to_parquet(tmp_path / "in.parquet")
+    with sandbox_client(Sandbox(small_config), tmp_path / "c") as c, pytest.raises(ValueError):
+        af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", client=c, progress=False,
+                          columns={"missing": "email"})
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["in.parquet"]
