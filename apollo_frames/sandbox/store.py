@@ -330,21 +330,6 @@ class Store:
             account = self.accounts.get(account_id)
             return copy.deepcopy(account) if account else None
 
-    def account_for_org(self, org_id: str) -> dict | None:
-        """The team's account saved for this organization, if any (newest first)."""
-        with self.lock:
-            for account in reversed(list(self.accounts.values())):
-                if account.get("organization_id") == org_id:
-                    return copy.deepcopy(account)
-            return None
-
-    def contact_for_person(self, person_id: str) -> dict | None:
-        with self.lock:
-            for contact in reversed(list(self.contacts.values())):
-                if contact.get("person_id") == person_id:
-                    return copy.deepcopy(contact)
-            return None
-
     def search_accounts(self, q_organization_name=None, stage_ids=None, label_ids=None, sort_by=None, ascending=False) -> list[dict]:
         with self.lock:
             found = list(self.accounts.values())
