@@ -253,7 +253,8 @@ def test_enrich_partition_schema_is_stable(small_config, tmp_path):
 
 def test_dask_map_partitions(tmp_path, monkeypatch):
     dd = pytest.importorskip("dask.dataframe")
-    from dask.distributed import Client, LocalCluster  # noqa: F401  (part of dask[distributed] only)
+    distributed = pytest.importorskip("dask.distributed")  # the local cluster needs dask[distributed]
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     config = SandboxConfig(seed=11, n_orgs=300)
     sb = Sandbox(config)
