@@ -43,6 +43,7 @@ column and is kept, unchanged, in ``extra`` at its key path.
 from __future__ import annotations
 
 import json
+import marshal
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -150,6 +151,125 @@ def json_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr, check_circular=False)
 
 
+# ------------------------------------------------------------------ memoised JSON text
+# Flattening spends most of its time writing JSON text, and much of that text
+# repeats: people at one company carry the same organization object, and list
+# columns such as departments hold a few distinct values. _Memo remembers the
+# text of values already written in this flatten() call, keyed by their exact
+# content: ``marshal.dumps(value, 2)`` accepts only built-in types (dict, list,
+# str, int, float, bool, None, ...; no subclasses), keeps int/float/bool apart
+# (1, 1.0 and True compare equal but are written differently) and writes the
+# same bytes only for the same content in the same key order. Text is only
+# remembered when writing it needed no ``default=str`` fallback, so every
+# remembered value is plain JSON data and equal bytes mean equal text.
+
+
+class _Defaulted(Exception):
+    """Raised by the memo's encoder: the value needs ``default=str`` (not plain JSON data)."""
+
+
+def _refuse(obj: Any) -> Any:
+    raise _Defaulted
+
+
+_STRICT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_refuse)
+
+
+class _Memo:
+    """JSON text of values seen before in one flatten() call (see above).
+
+    It gives up after ``probe`` lookups that found less than one repeat in
+    ten (a column of unique values, such as employment_history), so unique
+    data costs little more than before.
+    """
+
+    __slots__ = ("texts", "lookups", "hits", "active", "probe")
+
+    def __init__(self, probe: int = 2000):
+        self.texts: dict[bytes, str] = {}
+        self.lookups = self.hits = 0
+        self.active = True
+        self.probe = probe
+
+    def key(self, value: Any) -> bytes | None:
+        if not self.active:
+            return None
+        try:
+            key = marshal.dumps(value, 2)
+        except (ValueError, RecursionError):  # not built-in data, or too deep
+            return None
+        self.lookups += 1
+        if self.lookups == self.probe and self.hits * 10 < self.lookups:
+            self.active = False
+            self.texts.clear()
+        return key
+
+    def text(self, value: Any) -> str:
+        """``json_text(value)``, from the memo when the same content was written before."""
+        key = self.key(value)
+        if key is None:
+            return json_text(value)
+        text = self.texts.get(key)
+        if text is not None:
+            self.hits += 1
+            return text
+        try:
+            text = _STRICT.encode(value)
+        except (_Defaulted, TypeError, ValueError, RecursionError):
+            return json_text(value)
+        if self.active:
+            self.texts[key] = text
+        return text
+
+
+class _Raw:
+    """The finished JSON text of the leftovers of one nested object, placed in a row's ``extra``.
+
+    ``obj``/``covered`` rebuild the leftovers when the row's ``extra`` has to be
+    written the slow way.
+    """
+
+    __slots__ = ("text", "obj", "covered")
+
+    def __init__(self, text: str, obj: dict, covered: frozenset):
+        self.text, self.obj, self.covered = text, obj, covered
+
+    def value(self) -> dict:
+        return _leftovers(self.obj, self.covered)
+
+
+def _leftovers(obj: dict, covered: frozenset) -> dict:
+    """The keys of ``obj`` that no column covers (a new dict, in ``obj``'s order)."""
+    if len(covered) < len(obj) // 2:  # mostly leftovers: copy, then drop the covered keys
+        left = obj.copy()
+        for key in covered:
+            left.pop(key, None)
+        return left
+    return {key: obj[key] for key in obj.keys() - covered}
+
+
+def _extra_text(extra: dict) -> str:
+    """``json_text(extra)`` for a row's leftovers whose top-level values may be :class:`_Raw` text.
+
+    Written piece by piece, exactly as the encoder would (keys sorted, the
+    same separators); anything unusual (keys that are not all text, a value
+    that cannot be written) takes the ordinary path on the rebuilt dict.
+    """
+    if all(type(k) is str for k in extra):
+        try:
+            return "{" + ",".join(
+                _ENCODER.encode(k) + ":" + (v.text if type(v) is _Raw else _ENCODER.encode(v))
+                for k, v in sorted(extra.items(), key=_first)
+            ) + "}"
+        except (TypeError, ValueError, RecursionError):
+            pass
+    return json_text({k: v.value() if type(v) is _Raw else v for k, v in extra.items()})
+
+
+def _first(item: tuple) -> Any:
+    return item[0]
+
+
 # ------------------------------------------------------------------ coercion
 _BAD = object()  # "cannot convert without loss": null in the column, original kept in extra
 _NONE = type(None)
@@ -237,7 +357,8 @@ _ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
 def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
     """(Arrow array of the column, indices whose original could not be converted)."""
     if kind == "json":
-        return pa.array([None if v is None else json_text(v) for v in values], type=STR), []
+        text = _Memo().text
+        return pa.array([None if v is None else text(v) for v in values], type=STR), []
     types = set(map(type, values))
     fast = _FAST_TYPES.get(kind)
     if fast is not None and types <= fast:
@@ -293,6 +414,7 @@ class _Plan(NamedTuple):
     schema: pa.Schema
     parents: tuple[tuple[str, ...], ...]  # nested object paths, parents before children
     declared: dict[tuple[str, ...], frozenset[str]]  # object path -> keys covered by columns
+    memoised: frozenset[tuple[str, ...]]  # top-level objects with no declared object inside: leftovers memoised
 
 
 def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
@@ -301,7 +423,8 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
         for depth in range(len(col.path)):
             declared.setdefault(col.path[:depth], set()).add(col.path[depth])
     parents = tuple(sorted((p for p in declared if p), key=len))
-    return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()})
+    memoised = frozenset(p for p in parents if len(p) == 1 and not any(q[:1] == p for q in parents if len(q) > 1))
+    return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()}, memoised)
 
 
 _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
@@ -343,15 +466,36 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
         arrays.append(array)
 
     # Leftovers: keys of each declared object that no column covers, merged under their path.
+    # A top-level nested object with no declared objects inside it (person.organization) is
+    # written once per distinct content and placed as finished text (_Raw), unless the row
+    # already keeps something under its key (a value that did not convert).
+    raw_rows: set[int] = set()
     for path, covered in sorted(plan.declared.items(), key=lambda item: len(item[0])):
+        memo = _Memo() if path in plan.memoised else None
         for i, obj in enumerate(objects[path]):
             if obj and not obj.keys() <= covered:
-                if len(covered) < len(obj) // 2:  # mostly leftovers: copy, then drop the covered keys
-                    left = obj.copy()
-                    for key in covered:
-                        left.pop(key, None)
-                else:
-                    left = {key: obj[key] for key in obj.keys() - covered}
+                if memo is not None:
+                    have = extras.get(i)
+                    if have is None or path[0] not in have:
+                        key = memo.key(obj)
+                        text = None if key is None else memo.texts.get(key)
+                        if text is not None:
+                            memo.hits += 1
+                        else:
+                            left = _leftovers(obj, covered)
+                            try:
+                                text = _STRICT.encode(left)
+                            except (_Defaulted, TypeError, ValueError, RecursionError):
+                                text = None
+                            if text is None:
+                                _merge(extras.setdefault(i, {}), path, left)
+                                continue
+                            if key is not None and memo.active:
+                                memo.texts[key] = text
+                        (extras[i] if have is not None else extras.setdefault(i, {}))[path[0]] = _Raw(text, obj, covered)
+                        raw_rows.add(i)
+                        continue
+                left = _leftovers(obj, covered)
                 if not path:
                     have = extras.get(i)
                     extras[i] = left if have is None else {**left, **have}
@@ -359,7 +503,7 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
                     _merge(extras.setdefault(i, {}), path, left)
     extra: list[str | None] = [None] * n
     for i, leftovers in extras.items():
-        extra[i] = json_text(leftovers)
+        extra[i] = _extra_text(leftovers) if i in raw_rows else json_text(leftovers)
     arrays.append(pa.array(extra, type=STR))
     return pa.Table.from_arrays(arrays, schema=plan.schema)
 

@@ -390,3 +390,22 @@ def test_parquet_round_trip_with_plain_read_parquet(tmp_path):
             original = original[key]
         assert json.loads(back[col.name].iloc[0]) == original, col.name
         assert pd.isna(back[col.name].iloc[1]), col.name
+
+
+def test_repeated_nested_objects_are_written_by_content():
+    """The organization leftovers are memoised by exact content: 1, 1.0 and True stay apart."""
+    rows = []
+    for value in (1, 1.0, True, 1, None, 1.0):
+        person = full_person()
+        person["organization"]["alexa_ranking"] = value
+        rows.append(person)
+    shared = full_person()
+    rows += [shared, dict(shared), {**shared, "organization": {**shared["organization"], "founded_year": "MCMXV"}}]
+    extras = sc.flatten_people(rows).column("person.extra").to_pylist()
+    ranks = [json.loads(e)["organization"]["alexa_ranking"] for e in extras[:6]]
+    assert [type(r) for r in ranks] == [int, float, bool, int, type(None), float]
+    assert '"alexa_ranking":1.0' in extras[1] and '"alexa_ranking":true' in extras[2]
+    assert extras[6] == extras[7]
+    assert json.loads(extras[8])["organization"]["founded_year"] == "MCMXV"
+    one = [sc.flatten_people([r]).column("person.extra")[0].as_py() for r in rows]
+    assert extras == one  # the same text as each record flattened alone
