@@ -129,6 +129,10 @@ def resolve_columns(
 
     mapping: dict[str, object] = {}
     excluded: set[object] = set()
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ColumnMappingError(
+            f"columns= takes a mapping {{'their column': 'apollo field'}}, got {type(overrides).__name__}"
+        )
     for source, target in (overrides or {}).items():
         if source not in counts:
             near = _closest(str(source), str_labels)

@@ -105,6 +105,7 @@ OPERATION = Operation(
     parse=_parse,
     worst_credits=_worst,
     flatten=flatten_people,
+    aliases=lambda person: [{"id": i} for i in [nz.normalize_apollo_id(person.get("id"))[0]] if i],
 )
 
 

@@ -46,6 +46,8 @@ class Operation:
     worst_credits: Callable[[dict], float]
     #: results -> table in the declared schema
     flatten: Callable[[Sequence[dict | None]], pa.Table]
+    #: result -> further identities to cache it under (so a frame carrying Apollo ids hits the cache too)
+    aliases: Callable[[dict], list[dict]] = lambda result: []
 
 
 @dataclasses.dataclass
@@ -69,6 +71,22 @@ class Plan:
     @property
     def to_fetch(self) -> list[int]:
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def check_run_args(*, client, max_credits=None, refresh=False, progress=True, confirm_over=None) -> None:
+    """Refuse arguments that would otherwise fail late or spend credits by accident (``refresh="no"`` is truthy)."""
+    if not all(hasattr(client, name) for name in ("post", "cache", "settings", "stats")):
+        raise TypeError(f"client must be an apollo_frames.ApolloClient or None, got {type(client).__name__}")
+    for name, value in (("max_credits", max_credits), ("confirm_over", confirm_over)):
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{name} must be a finite number of credits >= 0 (or None), got {value!r}")
+    for name, value in (("refresh", refresh), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def plan_work(prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False) -> Plan:
@@ -116,8 +134,7 @@ def run_operation(
     ``confirm_over``: when the call's worst-case spend is above it, ask first
     (or refuse, when nobody can be asked) before anything is sent.
     """
-    if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
-        raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
+    check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over)
     started = time.monotonic()
     ledger = ledger if ledger is not None else client.ledger
     run_id = uuid.uuid4().hex[:12]
@@ -203,9 +220,13 @@ def run_operation(
                         )
                     bar.update(len(batch))
                     continue
-                client.cache.set_many(
-                    {plan.cache_keys[j]: value for j, value in zip(batch, batch_results)}, ttl=ttl
-                )
+                entries = {}
+                for j, value in zip(batch, batch_results):
+                    if value is not None:
+                        for alias in op.aliases(value):
+                            entries[client.cache.key(op.endpoint, alias, options)] = value
+                    entries[plan.cache_keys[j]] = value
+                client.cache.set_many(entries, ttl=ttl)
                 spent += credits
                 matched = 0
                 for j, value in zip(batch, batch_results):

@@ -285,3 +285,32 @@ def test_failed_batches_reach_the_ledger_without_credits(sandbox, tmp_path):
     assert sorted(run["http_status"].tolist()) == [200, 500]
     assert run["credits"].sum() == result.attrs["apollo"]["credits_consumed"] == sandbox.credits_consumed
     assert client.ledger.match_rate("enrich_people")[1] == 6  # only the answered batch counts towards the rate
+
+
+def test_re_enriching_an_enriched_frame_costs_nothing(sandbox, client):
+    first = leads_frame(sandbox, n=25).apollo.enrich_people(client=client, progress=False)
+    calls, credits = bulk_calls(sandbox), sandbox.credits_consumed
+    again = first.apollo.enrich_people(client=client, progress=False)  # carries person.id now
+    assert bulk_calls(sandbox) == calls and sandbox.credits_consumed == credits
+    assert again.attrs["apollo"]["api_calls"] == 0
+    assert again["person.id"].tolist() == first["person.id"].tolist()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"max_credits": float("nan")}, ValueError, "max_credits"),
+        ({"max_credits": True}, ValueError, "max_credits"),
+        ({"max_credits": -1}, ValueError, "max_credits"),
+        ({"confirm_over": "5"}, ValueError, "confirm_over"),
+        ({"refresh": "no"}, TypeError, "refresh"),
+        ({"progress": "no"}, TypeError, "progress"),
+        ({"columns": ["Email"]}, ValueError, "columns="),
+        ({"client": "x"}, TypeError, "client"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_request(sandbox, client, kwargs, error, words):
+    kwargs = {"client": client, **kwargs}
+    with pytest.raises(error, match=words):
+        leads_frame(sandbox, n=3).apollo.enrich_people(**kwargs)
+    assert bulk_calls(sandbox) == 0
