@@ -161,8 +161,8 @@ def cmd_doctor(args) -> int:
                 headers = client.request(method, path, json=body).headers
                 verdict = "ok"
             except ValidationError as exc:
-                verdict = "ok"
-                headers = {}
+                verdict = "ok"  # an empty probe refused as malformed still proves access
+                headers = exc.headers
             except PermissionDeniedError:
                 verdict = "403 not allowed"
             except ApolloError as exc:
@@ -386,7 +386,7 @@ def cmd_demo(args) -> int:
     samples = _samples_dir(args.samples)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("apollo_frames demo: the embedded Apollo sandbox stands in for Apollo (no key, no credits spent).")
+    print("apollo_frames demo: the embedded Apollo sandbox stands in for Apollo (no key needed, no real credits spent).")
     sandbox = Sandbox()
     with ApolloClient.for_sandbox(sandbox, cache_dir=out / "cache") as client:
         people_in = read_table(samples / "people.csv")
@@ -401,7 +401,7 @@ def cmd_demo(args) -> int:
         print(f"re-run of people, all from the cache:\n  {_summary_line(again.attrs['apollo'])}")
         counts = enriched["apollo_status"].value_counts().to_dict()
         print(f"people statuses: {counts}")
-        print(f"credits the sandbox charged in all: {sandbox.credits_consumed:g}")
+        print(f"fictional credits the sandbox counted in all: {sandbox.credits_consumed:g}")
     return EXIT_OK
 
 

@@ -55,6 +55,8 @@ class APIStatusError(ApolloError):
         self.body = body
         self.attempts = attempts
         self.outcome_unknown = outcome_unknown
+        #: the response headers (rate-limit readings); never the request's, so never the key
+        self.headers: dict[str, str] = {}
 
 
 class ValidationError(APIStatusError):

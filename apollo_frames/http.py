@@ -80,6 +80,17 @@ def endpoint_of(method: str, path: str) -> str:
     return "/".join(parts)
 
 
+def scrub(body: Any, secret: str) -> Any:
+    """The body with every occurrence of ``secret`` replaced, in case a server ever echoes the key."""
+    if isinstance(body, str):
+        return body.replace(secret, "***")
+    if isinstance(body, dict):
+        return {scrub(k, secret): scrub(v, secret) for k, v in body.items()}
+    if isinstance(body, list):
+        return [scrub(v, secret) for v in body]
+    return body
+
+
 def apollo_message(body: Any) -> str:
     """Apollo's own error text from any of its error envelopes."""
     if isinstance(body, dict):
@@ -310,8 +321,8 @@ class ApolloClient:
             if status < 400:
                 return ApiResponse(status, self._body(response), dict(response.headers), attempts, endpoint)
 
-            body = self._body(response)
-            message = apollo_message(body).replace(key, "***")
+            body = scrub(self._body(response), key)
+            message = apollo_message(body)
             if status == 429:
                 window = window_from_message(message)
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -348,7 +359,9 @@ class ApolloClient:
                     attempts=attempts,
                     outcome_unknown=unknown,
                 )
-            raise self._status_error(status, path, message, body, attempts)
+            error = self._status_error(status, path, message, body, attempts)
+            error.headers = dict(response.headers)
+            raise error
 
     @staticmethod
     def _body(response: httpx.Response) -> Any:

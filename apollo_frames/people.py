@@ -58,6 +58,8 @@ def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str
             k: record[k].casefold() for k in ("first_name", "last_name", "name", "domain", "organization_name") if k in record
         }
         return record, identity, None
+    if has_name:
+        problems.insert(0, "a name alone is not enough: add a domain or organization_name")
     return None, None, INVALID_REASON + ("; " + "; ".join(problems) if problems else "")
 
 

@@ -253,6 +253,7 @@ def test_key_echoed_by_server_is_scrubbed_from_errors(client):
     with pytest.raises(af.ValidationError) as info:
         client.post("x", json={})
     assert KEY not in str(info.value) and "***" in str(info.value)
+    assert KEY not in str(info.value.body) and info.value.body == {"error": "bad key ***"}
 
 
 @respx.mock

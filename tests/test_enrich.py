@@ -314,3 +314,10 @@ def test_bad_arguments_are_refused_before_any_request(sandbox, client, kwargs, e
     with pytest.raises(error, match=words):
         leads_frame(sandbox, n=3).apollo.enrich_people(**kwargs)
     assert bulk_calls(sandbox) == 0
+
+
+def test_a_name_without_company_says_what_is_missing(client):
+    frame = pd.DataFrame({"first_name": ["John"], "last_name": ["Smith"]})
+    result = frame.apollo.enrich_people(client=client, progress=False)
+    assert result["apollo_status"].iloc[0] == "invalid"
+    assert "add a domain or organization_name" in result["apollo_error"].iloc[0]
