@@ -33,6 +33,14 @@ def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
     return mapping
 
 
+def parquet_path(value: str, what: str) -> Path:
+    """An output path, refused early unless it names a .parquet file."""
+    path = Path(value)
+    if path.suffix.lower() != ".parquet":
+        raise ValueError(f"{what} must be a .parquet file, got {path.name}")
+    return path
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a .csv or .parquet input; CSV cells are kept as text so ids and zip codes survive."""
     path = Path(path)
@@ -72,9 +80,7 @@ def cmd_enrich(args) -> int:
     from .batch import enrich_parquet
     from .results import RunSummary
 
-    output = Path(args.output)
-    if output.suffix.lower() != ".parquet":
-        raise ValueError(f"output must be a .parquet file, got {output.name}")
+    output = parquet_path(args.output, "output")
     if not Path(args.input).exists():
         raise FileNotFoundError(f"input file not found: {args.input}")
     columns = _parse_map(args.map)
@@ -325,9 +331,7 @@ def _parse_filters(pairs: list[str] | None) -> dict:
 def cmd_search(args) -> int:
     from . import search
 
-    output = Path(args.output)
-    if output.suffix.lower() != ".parquet":
-        raise ValueError(f"output must be a .parquet file, got {output.name}")
+    output = parquet_path(args.output, "output")
     filters = _parse_filters(args.filter)
     with _client(args, _sandbox_if(args)) as client:
         if args.command == "search-people":
@@ -350,9 +354,7 @@ def cmd_push(args) -> int:
     from . import push
 
     frame = read_table(args.input)
-    report = Path(args.report)
-    if report.suffix.lower() != ".parquet":
-        raise ValueError(f"--report must be a .parquet file, got {report.name}")
+    report = parquet_path(args.report, "--report")
     run = push.push_contacts if args.command == "push-contacts" else push.push_accounts
     options = dict(
         mode=args.mode, columns=_parse_map(args.map), run_dedupe=not args.no_dedupe, labels=args.label,
