@@ -1,0 +1,1 @@
+"""Benchmark suite for apollo_frames (not part of the pytest run): ``python -m benchmarks [--quick] [--only N]``."""
