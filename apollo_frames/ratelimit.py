@@ -1,9 +1,12 @@
 """Client-side pacing for Apollo's fixed rate-limit windows (minute, hour, day per endpoint).
 
-The limiter keeps, per endpoint and window, how many requests it believes are
-left and when the window resets. Plan presets seed it; every response's limit
-headers correct it (taking into account requests sent after the one that
-carried them); a 429 pauses every worker on that endpoint. Apollo sends no
+The limiter keeps, per endpoint and window, the highest usage Apollo has
+reported, how many requests it sent in the window and how many of those have
+been answered, and when the window resets. What is left is the limit minus the
+highest reported usage minus the requests still unanswered (the server may
+have counted them already or not; assuming not never overshoots, and each
+answer gives the slot back). Plan presets seed the limits; a 429 pauses every
+worker on that endpoint. Apollo sends no
 reset-time header, so a window is assumed to last its full length from the
 first request we sent in it, plus a small margin: this errs towards waiting a
 little rather than drawing a 429.
@@ -111,15 +114,26 @@ class _Window:
     name: str
     length: float
     limit: int | None
-    left: int | None = None
     reset_at: float | None = None
     opened_seq: int = 0
-    guessed: bool = True  # ``left`` comes from a preset, not from Apollo's headers yet
+    sent: int = 0  # requests we sent in this window
+    answered: int = 0  # of those, how many came back with limit headers
+    usage: int = 0  # the highest usage Apollo reported in this window (0 until it reports)
+    spent: bool = False  # a 429 said this window is used up
+
+    @property
+    def left(self) -> int | None:
+        if self.limit is None:
+            return None
+        if self.spent:
+            return 0
+        return self.limit - self.usage - (self.sent - self.answered)
 
     def roll(self, now: float) -> None:
         if self.reset_at is not None and now >= self.reset_at:
-            self.left = self.limit
             self.reset_at = None
+            self.sent = self.answered = self.usage = 0
+            self.spent = False
 
 
 @dataclasses.dataclass
@@ -161,7 +175,7 @@ class RateLimiter:
         bucket = self._buckets.get(endpoint)
         if bucket is None:
             windows = {
-                name: _Window(name, self._lengths[name], self._limits[name], left=self._limits[name]) for name in WINDOWS
+                name: _Window(name, self._lengths[name], self._limits[name]) for name in WINDOWS
             }
             bucket = self._buckets[endpoint] = _Bucket(windows)
         return bucket
@@ -192,11 +206,10 @@ class RateLimiter:
                 if wait <= 0:
                     bucket.seq += 1
                     for w in bucket.windows.values():
-                        if w.left is not None:
-                            w.left -= 1
                         if w.reset_at is None:
                             w.reset_at = now + w.length + self._margin(w.length)
                             w.opened_seq = bucket.seq
+                        w.sent += 1
                     return Ticket(endpoint, bucket.seq, now)
             if waited + wait > max_wait:
                 raise RateLimitError(
@@ -225,25 +238,30 @@ class RateLimiter:
                 reading = readings.get(name)
                 if reading is None:
                     # Headers arrived but not for this window: Apollo leaves out unlimited windows.
-                    window.limit = window.left = None
+                    window.limit = None
                     continue
                 if reading.limit is not None:
-                    if window.limit is None and window.left is None:
-                        window.left = reading.limit
                     window.limit = reading.limit
-                if ticket.seq < window.opened_seq or reading.left is None:
-                    continue
-                sent_after = bucket.seq - ticket.seq
-                corrected = reading.left - sent_after
-                # Responses can arrive out of order: the lowest corrected count is the truest.
-                if window.guessed or window.left is None:
-                    window.left, window.guessed = corrected, False
-                else:
-                    window.left = min(window.left, corrected)
+                if ticket.seq < window.opened_seq:
+                    continue  # sent in an earlier window: says nothing about this one
+                window.answered += 1
+                usage = reading.usage
+                if usage is None and reading.left is not None and window.limit is not None:
+                    usage = window.limit - reading.left
+                if usage is not None:
+                    # Answers arrive out of order; usage only grows within a window, so the highest is the truest.
+                    window.usage = max(window.usage, usage)
                 if reading.usage == 1:
                     # That request opened the server's window, so it resets no earlier than this.
                     reset = ticket.sent_at + window.length + self._margin(window.length)
                     window.reset_at = reset if window.reset_at is None else max(window.reset_at, reset)
+
+    def release(self, ticket: Ticket) -> None:
+        """The request never reached Apollo (connect failure): give its slot back."""
+        with self._lock:
+            for window in self._bucket(ticket.endpoint).windows.values():
+                if ticket.seq >= window.opened_seq:
+                    window.answered += 1
 
     def pause(self, endpoint: str, *, retry_after: float | None, window: str | None) -> float:
         """A 429 arrived: hold every request to ``endpoint``. Returns the pause in seconds."""
@@ -258,7 +276,7 @@ class RateLimiter:
             else:
                 seconds = (target.length if target is not None else self._lengths["minute"]) + self._margin(0)
             if target is not None:
-                target.left = 0
+                target.spent = True
                 # Apollo's own hint wins over our estimate of the window's reset.
                 target.reset_at = now + seconds if retry_after is not None else max(target.reset_at or 0.0, now + seconds)
             if now + seconds > bucket.paused_until:

@@ -329,6 +329,48 @@ def test_limiter_corrects_for_requests_sent_after_the_reading(fake_time):
     assert fake_time.now - started >= 10
 
 
+def _minute(limit: int, usage: int) -> dict:
+    return {"x-rate-limit-minute": str(limit), "x-minute-usage": str(usage), "x-minute-requests-left": str(limit - usage)}
+
+
+def test_limiter_loses_no_capacity_to_answers_out_of_order(fake_time):
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    tickets = [limiter.acquire("e") for _ in range(5)]
+    # The server counted them in the order 2, 1, 3, 5, 4 and answers come back in yet another order.
+    for t, usage in ((tickets[0], 2), (tickets[3], 5), (tickets[1], 1), (tickets[4], 4), (tickets[2], 3)):
+        limiter.observe(t, _minute(10, usage))
+    assert limiter.snapshot()["e"]["minute"] == {"limit": 10, "left": 5}
+    for _ in range(5):
+        limiter.acquire("e")
+    assert fake_time.sleeps == []
+    started = fake_time.now
+    limiter.acquire("e")  # the 11th in a 10-per-window
+    assert fake_time.now - started >= 10
+
+
+def test_limiter_counts_unanswered_requests_and_releases_unsent_ones(fake_time):
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    first = limiter.acquire("e")
+    limiter.observe(first, _minute(4, 1))
+    lost, refused = limiter.acquire("e"), limiter.acquire("e")
+    assert limiter.snapshot()["e"]["minute"]["left"] == 1
+    limiter.release(refused)  # a connect failure never reached Apollo
+    assert limiter.snapshot()["e"]["minute"]["left"] == 2
+    limiter.observe(lost, {})  # no limit headers: the server may have counted it, so it stays counted
+    assert limiter.snapshot()["e"]["minute"]["left"] == 2
+
+
+def test_a_429_spends_the_window_until_it_resets(fake_time):
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    ticket = limiter.acquire("e")
+    limiter.observe(ticket, _minute(100, 1))
+    limiter.pause("e", retry_after=3, window="minute")
+    assert limiter.snapshot()["e"]["minute"]["left"] == 0
+    started = fake_time.now
+    limiter.acquire("e")
+    assert fake_time.now - started >= 3
+
+
 def test_preset_seeds_limits_before_any_response(fake_time):
     limiter = RateLimiter((2, None, None), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
     limiter.acquire("e")
