@@ -46,8 +46,10 @@ import json
 import marshal
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
+from json import encoder as _json_encoder
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -156,12 +158,14 @@ def json_text(value: Any) -> str:
 # repeats: people at one company carry the same organization object, and list
 # columns such as departments hold a few distinct values. _Memo remembers the
 # text of values already written in this flatten() call, keyed by their exact
-# content: ``marshal.dumps(value, 2)`` accepts only built-in types (dict, list,
+# content: ``marshal.dumps(value, 4)`` accepts only built-in types (dict, list,
 # str, int, float, bool, None, ...; no subclasses), keeps int/float/bool apart
-# (1, 1.0 and True compare equal but are written differently) and writes the
-# same bytes only for the same content in the same key order. Text is only
-# remembered when writing it needed no ``default=str`` fallback, so every
-# remembered value is plain JSON data and equal bytes mean equal text.
+# (1, 1.0 and True compare equal but are written differently) and, being
+# read back deterministically, writes the same bytes only for the same content
+# in the same key order (version 4 also marks objects that have other references,
+# so equal content may give different bytes: a miss, never a wrong hit). Text
+# is only remembered when writing it needed no ``default=str`` fallback, so
+# every remembered value is plain JSON data and equal bytes mean equal text.
 
 
 class _Defaulted(Exception):
@@ -173,6 +177,39 @@ def _refuse(obj: Any) -> Any:
 
 
 _STRICT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_refuse)
+_PLAIN_ERRORS = (_Defaulted, TypeError, ValueError, RecursionError)
+
+
+def _plain_encoder() -> Callable[[Any], str]:
+    """``_STRICT.encode`` without its per-call cost: the C encoder it uses, built once.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs
+    more than writing a short list. This one has the same options but no
+    circular check (circular data raises RecursionError instead of ValueError;
+    callers catch both). Falls back to ``_STRICT.encode`` where the C encoder
+    is missing or does not write the same text.
+    """
+    make = getattr(_json_encoder, "c_make_encoder", None)
+    if make is None:
+        return _STRICT.encode
+    try:
+        chunks = make(None, _refuse, _json_encoder.encode_basestring, None, ":", ",", True, False, True)
+    except TypeError:  # another signature
+        return _STRICT.encode
+
+    def plain(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    sample = {"b": [1, 1.5, -0.0, float("nan"), True, None, 2**70], "a": "é\"\\\n\x7f\u2028", "c": {"y": (), "x": {}}}
+    try:
+        same = plain(sample) == _STRICT.encode(sample)
+    except Exception:
+        same = False
+    return plain if same else _STRICT.encode
+
+
+#: ``json_text(value)`` for plain JSON data; raises (one of ``_PLAIN_ERRORS``) for anything else.
+_plain = _plain_encoder()
 
 
 class _Memo:
@@ -195,7 +232,7 @@ class _Memo:
         if not self.active:
             return None
         try:
-            key = marshal.dumps(value, 2)
+            key = marshal.dumps(value, 4)
         except (ValueError, RecursionError):  # not built-in data, or too deep
             return None
         self.lookups += 1
@@ -208,14 +245,17 @@ class _Memo:
         """``json_text(value)``, from the memo when the same content was written before."""
         key = self.key(value)
         if key is None:
-            return json_text(value)
+            try:
+                return _plain(value)
+            except _PLAIN_ERRORS:
+                return json_text(value)
         text = self.texts.get(key)
         if text is not None:
             self.hits += 1
             return text
         try:
-            text = _STRICT.encode(value)
-        except (_Defaulted, TypeError, ValueError, RecursionError):
+            text = _plain(value)
+        except _PLAIN_ERRORS:
             return json_text(value)
         if self.active:
             self.texts[key] = text
@@ -354,11 +394,10 @@ _FAST_TYPES = {"str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _
 _ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
 
 
-def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
+def _coerce(values: list[Any], kind: str, memo: _Memo | None = None) -> tuple[pa.Array, list[int]]:
     """(Arrow array of the column, indices whose original could not be converted)."""
     if kind == "json":
-        text = _Memo().text
-        return pa.array([None if v is None else text(v) for v in values], type=STR), []
+        return pa.array(_json_texts(values, memo or _Memo()), type=STR), []
     types = set(map(type, values))
     fast = _FAST_TYPES.get(kind)
     if fast is not None and types <= fast:
@@ -384,6 +423,12 @@ def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
         else:
             out.append(c)
     return pa.array(out, type=_ARROW[kind]), bad
+
+
+def _json_texts(values: Sequence[Any], memo: _Memo) -> list[str | None]:
+    """``json_text`` of each value (None stays None), through ``memo``."""
+    text = memo.text
+    return [None if v is None else text(v) for v in values]
 
 
 def _put(extra: dict, path: tuple[str, ...], value: Any) -> None:
@@ -415,6 +460,9 @@ class _Plan(NamedTuple):
     parents: tuple[tuple[str, ...], ...]  # nested object paths, parents before children
     declared: dict[tuple[str, ...], frozenset[str]]  # object path -> keys covered by columns
     memoised: frozenset[tuple[str, ...]]  # top-level objects with no declared object inside: leftovers memoised
+    top: tuple[str, ...]  # declared top-level keys (columns and nested objects), in column order
+    nested: str | None  # the one nested object the fast path handles (None: no nested object)
+    fast: bool  # rows may take the fast path (at most one nested object, one level deep)
 
 
 def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
@@ -424,7 +472,10 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
             declared.setdefault(col.path[:depth], set()).add(col.path[depth])
     parents = tuple(sorted((p for p in declared if p), key=len))
     memoised = frozenset(p for p in parents if len(p) == 1 and not any(q[:1] == p for q in parents if len(q) > 1))
-    return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()}, memoised)
+    top = tuple(dict.fromkeys(c.path[0] for c in columns if c.path))
+    fast = len(parents) <= 1 and all(len(p) == 1 for p in parents)
+    nested = parents[0][0] if parents else None
+    return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()}, memoised, top, nested, fast)
 
 
 _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
@@ -432,8 +483,298 @@ _EMPTY: dict = {}
 
 
 def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
-    """One row per record (``kind`` is ``"person"`` or ``"org"``); None and non-dicts give all-null rows."""
+    """One row per record (``kind`` is ``"person"`` or ``"org"``); None and non-dicts give all-null rows.
+
+    Records that share one set of keys and hold nothing unusual take the fast
+    path (:func:`_flatten_shape`); every other record, and every record the
+    fast path turns back, is flattened by :func:`_flatten_rows`. Both give the
+    same row for the same record; the rows are put back in input order.
+    """
     plan = _PLANS[kind]
+    records = records if type(records) is list else list(records)
+    if not plan.fast:
+        return _flatten_rows(records, plan)
+    tables: list[pa.Table] = []
+    orders: list[list[int]] = []
+    slow: list[int] = []
+    memos: dict[Any, _Memo] = {}  # this call's memos, by column (and by leftover keys for extra)
+    for start in range(0, len(records), _CHUNK):
+        shapes, chunk_slow = _by_shape(records, start, min(start + _CHUNK, len(records)), plan)
+        slow += chunk_slow
+        for shape in shapes:
+            table, turned_back = _flatten_shape(shape, plan, memos)
+            index = shape.index
+            if turned_back:
+                keep = np.ones(len(index), dtype=bool)
+                keep[list(turned_back)] = False
+                table = table.filter(pa.array(keep))
+                slow += [index[j] for j in turned_back]
+                index = [i for i, k in zip(index, keep) if k]
+            tables.append(table)
+            orders.append(index)
+    if slow or not tables:
+        slow.sort()
+        tables.append(_flatten_rows([records[i] for i in slow], plan))
+        orders.append(slow)
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    order = np.concatenate([np.asarray(o, dtype=np.int64) for o in orders])
+    if len(order) > 1 and not (order[1:] > order[:-1]).all():
+        table = table.take(np.argsort(order, kind="stable"))
+    return table
+
+
+# ------------------------------------------------------------------ fast path
+# Most calls flatten records of one shape (the same keys, from one API). They
+# are taken _CHUNK records at a time (each pass over a chunk finds it in the
+# CPU cache), and for each shape one itemgetter per record reads every declared
+# top-level value and every leftover key at once; columns are the transposed
+# rows. The nested object (person.organization, org.primary_phone) is read once
+# per distinct content (marshal bytes, as in _Memo), and ``extra`` is joined
+# from finished UTF-8 pieces. A record with anything unusual (a value that
+# must go to ``extra``, a leftover that is not plain JSON data) is turned back
+# to _flatten_rows, so unusual data is written by one piece of code only.
+
+_MAX_SHAPES = 8
+_NO_EXTRA = (b"", b"", None)
+_HASHABLE_EXACT = {str, bool, _NONE}  # equal only when written alike: usable as dict keys for their text
+_CHUNK = 1024  # records per pass: what one pass touches stays in the CPU cache for the next
+
+
+class _Shape:
+    """The records (as tuples of values) whose keys are those of one record, found by length.
+
+    ``keys`` are the declared top-level keys the record has, then its other
+    keys sorted (``left``). ``getter`` is None when such records cannot take
+    the fast path (keys that are not all text, fewer than two keys).
+    """
+
+    __slots__ = ("keys", "left", "getter", "rows", "index")
+
+    def __init__(self, record: dict, plan: _Plan):
+        top = plan.declared[()]
+        self.left = tuple(sorted(k for k in record if k not in top))
+        self.keys = (*(k for k in plan.top if k in record), *self.left)
+        ok = all(type(k) is str for k in record) and len(self.keys) >= 2
+        self.getter = itemgetter(*self.keys) if ok else None
+        self.rows: list[tuple] = []
+        self.index: list[int] = []
+
+
+def _by_shape(records: list, start: int, stop: int, plan: _Plan) -> tuple[list[_Shape], list[int]]:
+    """(shapes with the values of records[start:stop], indices of those left to _flatten_rows)."""
+    chunk = records[start:stop]
+    if chunk and set(map(type, chunk)) == {dict} and len(set(map(len, chunk))) == 1:
+        shape = _Shape(chunk[0], plan)
+        if shape.getter is not None:
+            try:  # all records have the same length and the shape's keys: the same keys
+                shape.rows = list(map(shape.getter, chunk))
+            except KeyError:
+                pass
+            else:
+                shape.index = list(range(start, stop))
+                return [shape], []
+    shapes: dict[int, _Shape] = {}
+    slow: list[int] = []
+    for i, r in enumerate(chunk, start):
+        if type(r) is dict:
+            shape = shapes.get(len(r))
+            if shape is None and len(shapes) < _MAX_SHAPES:
+                shape = shapes[len(r)] = _Shape(r, plan)
+            if shape is not None and shape.getter is not None:
+                try:  # succeeds only if the record has all the shape's keys; same length: no others
+                    shape.rows.append(shape.getter(r))
+                except KeyError:
+                    pass
+                else:
+                    shape.index.append(i)
+                    continue
+        slow.append(i)
+    return [s for s in shapes.values() if s.rows], slow
+
+
+class _Nested:
+    """The nested object's column values and leftover text, once per distinct content.
+
+    ``memo`` (this call's) maps content to the leftover text as UTF-8
+    (``b'"organization":{...}'``, or None when nothing is left over).
+    """
+
+    def __init__(self, objects: Sequence[Any], path: tuple[str, ...], covered: frozenset, turned_back: set[int],
+                 memo: _Memo):
+        self.distinct: list[dict] = []
+        self.parts: list[bytes | None] = []  # per distinct object, UTF-8
+        self.turned_back = turned_back
+        index: list[int] = []  # row -> distinct object, -1 for none
+        seen: dict[bytes, int] = {}
+        name = _plain(path[-1])
+        bad: set[int] = set()
+        last_key, last = None, -1
+        for j, obj in enumerate(objects):
+            if type(obj) is dict:
+                key = memo.key(obj)
+                if key is not None and key == last_key:  # runs of one object are common; skips hashing the key
+                    k = last
+                else:
+                    k = seen.get(key) if key is not None else None
+                    last_key = key
+                if k is None:
+                    k = len(self.distinct)
+                    self.distinct.append(obj)
+                    part = memo.texts.get(key, _BAD) if key is not None else _BAD
+                    if part is _BAD:
+                        part = None
+                        if obj and not obj.keys() <= covered:
+                            try:
+                                part = (name + ":" + _plain(_leftovers(obj, covered))).encode()
+                            except (*_PLAIN_ERRORS, UnicodeEncodeError):
+                                bad.add(k)
+                        if key is not None and memo.active and k not in bad:
+                            memo.texts[key] = part
+                    else:
+                        memo.hits += 1
+                    self.parts.append(part)
+                    if key is not None:
+                        seen[key] = k
+                else:
+                    memo.hits += 1
+                index.append(k)
+                last = k
+            else:
+                if obj is not None:  # kept in extra, or a Mapping to copy: _flatten_rows does both
+                    turned_back.add(j)
+                index.append(-1)
+        self.parts.append(None)
+        self.index = index
+        self.take = np.asarray(index, dtype=np.int64)
+        self.take[self.take < 0] = len(self.distinct)  # the null appended after the distinct values
+        self._turn_back(bad)
+
+    def _turn_back(self, bad: set[int]) -> None:
+        if bad:
+            self.turned_back.update(j for j, k in enumerate(self.index) if k in bad)
+
+    def column(self, key: str, kind: str, memo: _Memo) -> pa.Array:
+        values = [obj.get(key) for obj in self.distinct]
+        values.append(None)
+        array, bad = _coerce(values, kind, memo if kind == "json" else None)
+        self._turn_back(set(bad))
+        return array.take(self.take)
+
+
+def _memo(memos: dict[Any, _Memo], key: Any) -> _Memo:
+    memo = memos.get(key)
+    if memo is None:
+        memo = memos[key] = _Memo()
+    return memo
+
+
+def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple[pa.Table, set[int]]:
+    """(table of the shape's records, positions among them to turn back to _flatten_rows)."""
+    m = len(shape.rows)
+    values = dict(zip(shape.keys, zip(*shape.rows)))
+    shape.rows = []
+    turned_back: set[int] = set()
+    nested = None
+    if plan.nested is not None:
+        path = (plan.nested,)
+        objects = values.get(plan.nested) or (None,) * m
+        nested = _Nested(objects, path, plan.declared[path], turned_back, _memo(memos, path))
+    arrays = []
+    for col in plan.columns:
+        if col.kind == "extra":
+            continue
+        if len(col.path) == 2:
+            arrays.append(nested.column(col.path[1], col.kind, _memo(memos, col.name)))
+            continue
+        column = values.get(col.path[0])
+        if column is None:
+            arrays.append(pa.nulls(m, col.type))
+            continue
+        array, bad = _coerce(list(column), col.kind, _memo(memos, col.name) if col.kind == "json" else None)
+        turned_back.update(bad)
+        arrays.append(array)
+    memo = _memo(memos, shape.left)
+    arrays.append(_extra_array(shape, values, plan, nested, turned_back, memo))
+    return pa.Table.from_arrays(arrays, schema=plan.schema), turned_back
+
+
+def _extra_array(shape: _Shape, values: dict, plan: _Plan, nested: _Nested | None, turned_back: set[int],
+                 memo: _Memo) -> pa.Array:
+    """``extra`` of each record as ``json_text`` writes it (keys sorted): its leftover top-level keys,
+    written once per distinct set of values (``memo``), around the nested object's leftover text.
+
+    The pieces are UTF-8 bytes, joined once into the Arrow buffer: the long
+    nested text is neither copied into a Python string per record nor encoded
+    again for each one.
+    """
+    left = shape.left
+    split = sum(1 for k in left if nested is None or k < plan.nested)  # leftover keys written before the nested object
+    texts: dict = memo.texts  # leftover values -> (text before the nested object, after it, without it)
+
+    def pieces(tail: tuple) -> tuple[bytes, bytes, bytes | None] | None:
+        try:
+            before = _plain(dict(zip(left[:split], tail[:split])))[1:-1]
+            after = _plain(dict(zip(left[split:], tail[split:])))[1:-1]
+            whole = ("{" + ",".join(p for p in (before, after) if p) + "}").encode() if left else None
+            return (("{" + before + "," if before else "{").encode(), ("," + after + "}" if after else "}").encode(),
+                    whole)
+        except (*_PLAIN_ERRORS, UnicodeEncodeError):  # UnicodeEncodeError: lone surrogates, as _flatten_rows says
+            return None
+
+    m = len(shape.index)
+    columns = [values[k] for k in left]
+    if not left:
+        out = [pieces(())] * m
+    elif all(set(map(type, c)) <= _HASHABLE_EXACT for c in columns):  # the values themselves are exact keys
+        distinct = dict.fromkeys(zip(*columns))
+        for tail in distinct:
+            distinct[tail] = pieces(tail)
+        out = list(map(distinct.__getitem__, zip(*columns)))
+    else:
+        out = []
+        for j, tail in enumerate(zip(*columns)):
+            key = memo.key(tail)
+            got = texts.get(key) if key is not None else None
+            if got is None:
+                got = pieces(tail)
+                if got is None:
+                    turned_back.add(j)
+                    got = _NO_EXTRA
+                elif key is not None and memo.active:
+                    texts[key] = got
+            else:
+                memo.hits += 1
+            out.append(got)
+    parts = nested.parts if nested is not None else [None]
+    index = nested.index if nested is not None else [-1] * m
+    chunks: list[bytes] = []
+    ends = np.zeros(m, dtype=np.int64)  # end of each record's text in the data buffer
+    valid = np.ones(m, dtype=bool)
+    end = 0
+    for j, (got, k) in enumerate(zip(out, index)):
+        if got is None:  # not plain JSON data (found through the exact keys above)
+            turned_back.add(j)
+            got = out[j] = _NO_EXTRA
+        part = parts[k]
+        if part is not None:
+            chunks += (got[0], part, got[1])
+            end += len(got[0]) + len(part) + len(got[1])
+        elif got[2] is not None:
+            chunks.append(got[2])
+            end += len(got[2])
+        else:
+            valid[j] = False
+        ends[j] = end
+    if end >= 2**31:  # beyond 32-bit offsets: let Arrow lay it out
+        return pa.array([(got[2] if parts[k] is None else got[0] + parts[k] + got[1]).decode() if v else None
+                         for got, k, v in zip(out, index, valid)], type=STR)
+    offsets = np.concatenate(([0], ends)).astype(np.int32)
+    bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(STR, m, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(chunks))])
+
+
+def _flatten_rows(records: Sequence[Mapping | None], plan: _Plan) -> pa.Table:
+    """Any records -> the plan's table, column by column (the general path)."""
     rows = [r if type(r) is dict else (dict(r) if isinstance(r, Mapping) else _EMPTY) for r in records]
     n = len(rows)
     extras: dict[int, dict] = {}  # row -> leftovers, only for rows that have some

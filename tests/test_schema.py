@@ -409,3 +409,97 @@ def test_repeated_nested_objects_are_written_by_content():
     assert json.loads(extras[8])["organization"]["founded_year"] == "MCMXV"
     one = [sc.flatten_people([r]).column("person.extra")[0].as_py() for r in rows]
     assert extras == one  # the same text as each record flattened alone
+
+
+# ------------------------------------------------------------------ fast path == general path
+def _odd_people() -> list:
+    """Records of several shapes, each with something the fast path must write exactly as _flatten_rows does."""
+    import datetime as dt
+    from collections import OrderedDict
+    from decimal import Decimal
+
+    base = full_person()
+    variants = [
+        {},  # as it is
+        {"title": "Ünïcödé — 東京 🚀", "headline": 'quote " backslash \\ newline \n tab \t nul \x00 \u2028 del \x7f'},
+        {"is_likely_to_engage": dt.datetime(2024, 1, 2)},  # leftover that needs default=str
+        {"show_intent": Decimal("1.5"), "intent_strength": {3, 1}},
+        {"id": 42, "revealed_for_current_team": "yes", "extrapolated_email_confidence": "0.5"},  # coerced
+        {"first_name": ["x"]},  # kept in extra
+        {"extrapolated_email_confidence": float("nan"), "city": float("nan")},
+        {"employment_history": [{"a": dt.date(2020, 1, 1)}, {"b": 1.0, "c": -0.0}], "departments": ("t",)},
+        {"phone_numbers": [{"n": float("inf")}], "personal_emails": [1, True, 1.0, None]},
+        {"organization": None},
+        {"organization": "Acme"},
+        {"organization": OrderedDict(name="Acme", blog_url="b")},
+        {"organization": {**full_org(), 7: "int key"}},
+        {"organization": {**full_org(), "founded_year": "MCMXV"}},
+        {"organization": {**full_org(), "alexa_ranking": 1.0}},
+        {"organization": {**full_org(), "alexa_ranking": True}},
+        {"organization": {**full_org(), "blog_url": dt.time(1, 2)}},
+        {"organization": {"name": "Bare"}},
+        {"organization": {}},
+        {"organization": {**full_org(), "languages": ["ελληνικά"]}},
+    ]
+    rows: list = []
+    for change in variants:
+        person = copy.deepcopy(base)
+        person.update(change)
+        rows.append(person)
+    rows.append({k: v for k, v in base.items() if k not in ("email", "hashed_email")})  # other shapes
+    rows.append({**{k: v for k, v in base.items() if k != "email"}, "e-mail": "x"})  # same length, other keys
+    rows.append({**base, "new_key": [1, {"z": 2, "a": 1}]})
+    rows += [None, "garbage", {}, {"id": "only"}, {1: "x", "id": "y"}, OrderedDict(id="od"), teaser_person()]
+    return rows
+
+
+@pytest.mark.parametrize("n", [1, 7, 1500])
+def test_fast_path_writes_what_the_general_path_writes(n):
+    odd = _odd_people()
+    rows = [copy.deepcopy(full_person()) for _ in range(n)]
+    for i, r in enumerate(odd):  # spread over the chunks, at both ends too
+        rows.insert((i * 97) % (len(rows) + 1), r)
+    rows[3 % len(rows)]["organization"]["alexa_ranking"] = 2  # one organization differs from its neighbours
+    before = copy.deepcopy(rows)
+    fast = sc.flatten_people(rows)
+    general = sc._flatten_rows(rows, sc._PLANS["person"])
+    assert fast.schema == sc.PERSON_SCHEMA and fast.num_rows == len(rows)
+    assert fast.equals(general)
+    for name in ("person.extra", "person.employment_history", "person.title"):
+        assert fast.column(name).to_pylist() == general.column(name).to_pylist()
+    assert rows == before
+
+
+def test_same_length_other_keys():
+    base = full_person()
+    other = {**{k: v for k, v in base.items() if k != "email"}, "e-mail": "x"}
+    rows = [base, other, base]
+    t = sc.flatten_people(rows)
+    assert t.equals(sc._flatten_rows(rows, sc._PLANS["person"]))
+    assert row(t, 1)["person.email"] is None and json.loads(row(t, 1)["person.extra"])["e-mail"] == "x"
+
+
+def test_fast_path_orgs_and_repeated_content():
+    orgs = []
+    for value in (1, 1.0, True, 1, None, 1.0, -0.0, 0.0, 0, False) * 150:  # spans chunks; equal but written apart
+        org = full_org()
+        org["alexa_ranking"] = value
+        org["primary_phone"]["source"] = value
+        orgs.append(org)
+    orgs += [{"name": "x", "primary_phone": "555"}, {"name": "y", "primary_phone": {"number": 5, "extra": "é"}}, None]
+    fast = sc.flatten_orgs(orgs)
+    assert fast.equals(sc._flatten_rows(orgs, sc._PLANS["org"]))
+    extras = fast.column("org.extra").to_pylist()
+    assert '"alexa_ranking":1.0' in extras[1] and '"alexa_ranking":true' in extras[2]
+    assert '"alexa_ranking":-0.0' in extras[6] and '"alexa_ranking":0.0' in extras[7]
+    assert '"source":false' in extras[9]
+    assert extras[:10] * 150 == extras[:1500]
+
+
+def test_plain_encoder_writes_json_text():
+    values = [{"b": [1, 1.5, -0.0, float("nan"), float("-inf"), True, None], "a": "é\"\\\n\x1f\u2028🚀"},
+              ["x", ("t", 1)], "s", 10**30, {"z": {"y": 1, "x": [{}]}}]
+    for v in values:
+        assert sc._plain(v) == sc.json_text(v) == json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    with pytest.raises(sc._PLAIN_ERRORS):
+        sc._plain({"d": object()})
