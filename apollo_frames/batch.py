@@ -33,6 +33,7 @@ frame out, with the same columns and dtypes on every call.
 from __future__ import annotations
 
 import csv
+import inspect
 import os
 import sys
 import threading
@@ -50,7 +51,7 @@ import pyarrow.parquet as pq
 from .errors import RateLimitError, warn
 from .http import client_scope
 from .results import RunSummary
-from .runner import STATUS_COLUMNS
+from .runner import STATUS_COLUMNS, answer_columns, execute, finish
 
 __all__ = ["enrich_parquet", "enrich_partition", "OPERATIONS"]
 
@@ -61,15 +62,29 @@ _SUMMED = ("rows", "unique_inputs", "cache_hits", "api_calls", "credits_consumed
 
 
 def _operation(operation: str):
+    """(enrich function, its job function, declared result schema) of an operation name."""
     from . import orgs, people
     from .schema import ORG_SCHEMA, PERSON_SCHEMA
 
-    name = operation.replace("-", "_")
+    name = operation.replace("-", "_") if isinstance(operation, str) else operation
     if name == "enrich_people":
-        return people.enrich_people, PERSON_SCHEMA
+        return people.enrich_people, people.people_job, PERSON_SCHEMA
     if name == "enrich_orgs":
-        return orgs.enrich_orgs, ORG_SCHEMA
+        return orgs.enrich_orgs, orgs.orgs_job, ORG_SCHEMA
     raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
+
+
+#: options of the run itself; the rest belong to the operation (columns, reveal flags, webhook_url)
+_RUN_OPTIONS = ("refresh", "ledger", "confirm_over")
+
+
+def _split_options(op_name: str, job, options: dict) -> tuple[dict, dict]:
+    accepted = set(inspect.signature(job).parameters) - {"frame"}
+    unknown = sorted(set(options) - accepted - set(_RUN_OPTIONS))
+    if unknown:
+        raise TypeError(f"{op_name}() got an unexpected keyword argument {unknown[0]!r}")
+    run = {k: v for k, v in options.items() if k in _RUN_OPTIONS}
+    return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}, run
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -166,13 +181,16 @@ def output_schema(input_schema: pa.Schema, declared: pa.Schema) -> pa.Schema:
     return schema.with_metadata(meta)
 
 
-def _chunk_table(chunk: pa.Table, result: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """The output rows of one chunk: the input columns as read, the new ones from the result frame."""
+def _chunk_table(chunk: pa.Table, status: list, error: list, flat: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The output rows of one chunk, built column by column in Arrow (no pandas round trip)."""
+    head = {"apollo_status": pa.array(status, type=pa.string()), "apollo_error": pa.array(error, type=pa.string())}
     new = _new_names(schema)
     arrays = []
     for field in schema:
-        if field.name in new:
-            arrays.append(pa.array(result[field.name], type=field.type, from_pandas=True))
+        if field.name in head:
+            arrays.append(head[field.name])
+        elif field.name in new:
+            arrays.append(flat.column(field.name))
         else:
             arrays.append(chunk.column(field.name))
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -283,7 +301,7 @@ def enrich_parquet(
     dst: str | Path,
     operation: str = "enrich_people",
     *,
-    chunk_rows: int = 50_000,
+    chunk_rows: int = 10_000,
     client=None,
     progress: bool = True,
     log_every: float = 30,
@@ -302,16 +320,18 @@ def enrich_parquet(
     ``output``, ``chunks``, ``stopped_by_rate_limit``, ``rate_limit_window``,
     ``reset_at`` (POSIX time, or None), ``rows_remaining`` (rows ``skipped``,
     to be done by a later run) and ``message``.
+    Every chunk is recorded in the ledger under the summary's one ``run_id``.
     """
     if not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     if "progress" in options or "client" in options:
         raise TypeError("progress and client are arguments of enrich_parquet itself")
-    run, declared = _operation(operation)
+    run, job, declared = _operation(operation)
     op_name = run.__name__
     max_credits = options.pop("max_credits", None)
     if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
         raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
+    job_options, run_options = _split_options(op_name, job, options)
     dst = Path(dst)
     if dst.suffix.lower() != ".parquet":
         raise ValueError(f"output must be a .parquet file, got {dst.name}")
@@ -331,16 +351,25 @@ def enrich_parquet(
             for chunk in rechunk(batches, chunk_rows):
                 budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
                 frame = chunk.to_pandas()
+                prepared, op, op_options = job(frame, **job_options)
                 with warnings.catch_warnings():
                     # one warning for the whole file at the end, not one per chunk
                     warnings.simplefilter("ignore", UserWarning)
-                    result = run(frame, client=guarded, progress=False, max_credits=budget, **options)
-                part = result.attrs["apollo"]
+                    done = execute(
+                        len(frame), prepared, op, op_options, client=guarded, progress=False, max_credits=budget,
+                        run_id=summary.run_id, **run_options,
+                    )
+                    status, error, flat = answer_columns(prepared, done)
+                    finish(done, progress=False)
+                del frame, prepared
+                part = done.summary
                 for name in _SUMMED:
-                    setattr(summary, name, getattr(summary, name) + part[name])
-                writer.write_table(_chunk_table(chunk, result, schema))
+                    setattr(summary, name, getattr(summary, name) + getattr(part, name))
+                writer.write_table(_chunk_table(chunk, status, error, flat, schema))
                 chunks += 1
-                bar.update(len(frame), summary)
+                bar.update(chunk.num_rows, summary)
+                del done, status, error, flat
+                pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
         writer.close()
         writer = None
         with open(partial, "rb") as fh:
@@ -393,7 +422,7 @@ def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **op
     ``client=`` each call builds a client from the environment, so every worker
     shares ``APOLLO_FRAMES_CACHE_DIR``. ``max_credits`` applies per partition.
     """
-    run, _ = _operation(operation)
+    run, _, _ = _operation(operation)
     options.setdefault("progress", False)
     result = run(frame, **options)
     result.attrs = {}  # Dask compares metadata; the summary stays in the ledger

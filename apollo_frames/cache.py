@@ -33,7 +33,7 @@ class ResponseCache:
         self.directory = Path(directory) / "responses"
         self.namespace = namespace
         # No size-based eviction: an evicted answer would be paid for again. TTLs bound the age.
-        self._cache = diskcache.Cache(str(self.directory), size_limit=2**42, eviction_policy="none")
+        self._cache = diskcache.Cache(str(self.directory), size_limit=2**42, eviction_policy="none", sqlite_mmap_size=0)
 
     def key(self, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
         text = canonical_json([SCHEMA_VERSION, self.namespace, endpoint, record, dict(options or {})])

@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
         p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--chunk-rows", type=int, default=50_000, help="rows read, enriched and written at a time")
+        p.add_argument("--chunk-rows", type=int, default=10_000, help="rows read, enriched and written at a time")
         p.set_defaults(func=cmd_enrich)
 
     p = sub.add_parser("sandbox", help="serve the offline Apollo emulator on loopback until stopped")

@@ -89,7 +89,7 @@ def work_from_plan(frame, prepared, op, options: dict, client, *, refresh: bool 
     """Count the work of a runner ``Operation``: dedupe and cache lookup exactly as ``run_operation`` does."""
     from .runner import plan_work
 
-    plan = plan_work(prepared, op, options, client, refresh=refresh)
+    plan = plan_work(prepared, op, options, client, refresh=refresh, flatten=False)
     return Work(
         operation=op.name,
         endpoint=op.endpoint,

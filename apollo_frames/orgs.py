@@ -73,6 +73,13 @@ OPERATION = Operation(
 )
 
 
+def orgs_job(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> tuple[Prepared, Operation, dict]:
+    """What enriching ``frame`` sends: the prepared rows, the operation and its options."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"enrich_orgs needs a pandas DataFrame, got {type(frame).__name__}")
+    return prepare_orgs(frame, columns), OPERATION, {}
+
+
 def enrich_orgs(
     frame: pd.DataFrame,
     columns: dict[str, str] | None = None,
@@ -84,11 +91,9 @@ def enrich_orgs(
     confirm_over: float | None = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"enrich_orgs needs a pandas DataFrame, got {type(frame).__name__}")
-    prepared = prepare_orgs(frame, columns)
+    prepared, op, options = orgs_job(frame, columns)
     with client_scope(client) as client:
         return run_operation(
-            frame, prepared, OPERATION, {}, client=client, max_credits=max_credits, refresh=refresh,
+            frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,
         )

@@ -126,6 +126,21 @@ def people_options(reveal_personal_emails: bool = False, reveal_phone_number: bo
     return {"reveal_personal_emails": reveal_personal_emails, "reveal_phone_number": reveal_phone_number}
 
 
+def people_job(
+    frame: pd.DataFrame,
+    columns: dict[str, str] | None = None,
+    reveal_personal_emails: bool = False,
+    reveal_phone_number: bool = False,
+    webhook_url: str | None = None,
+) -> tuple[Prepared, Operation, dict]:
+    """What enriching ``frame`` sends: the prepared rows, the operation and its options (checked here)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"enrich_people needs a pandas DataFrame, got {type(frame).__name__}")
+    options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url)
+    op = _with_webhook(webhook_url) if webhook_url else OPERATION
+    return prepare_people(frame, columns), op, options
+
+
 def enrich_people(
     frame: pd.DataFrame,
     columns: dict[str, str] | None = None,
@@ -140,12 +155,8 @@ def enrich_people(
     confirm_over: float | None = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"enrich_people needs a pandas DataFrame, got {type(frame).__name__}")
-    options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url)
-    prepared = prepare_people(frame, columns)
+    prepared, op, options = people_job(frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url)
     with client_scope(client) as client:
-        op = _with_webhook(webhook_url) if webhook_url else OPERATION
         return run_operation(
             frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,

@@ -61,16 +61,29 @@ class Prepared:
 
 @dataclasses.dataclass
 class Plan:
-    """The unique work behind a frame: what is cached and what must be fetched."""
+    """The unique work behind a frame: what is cached and what must be fetched.
+
+    Cached answers are flattened as they are read, a block at a time, so a
+    large frame never holds every cached record as Python objects at once.
+    """
 
     row_unique: list[int]
     unique_records: list[dict]
     cache_keys: list[str]
-    cached: dict[int, dict | None]
+    #: cache hits: unique index -> whether the cached answer is a match (False: a cached no-match)
+    cached: dict[int, bool]
+    #: the cached answers flattened, one row per hit (None when read without flattening)
+    cached_table: pa.Table | None = None
+    #: unique index -> its row in ``cached_table``
+    cached_rows: dict[int, int] = dataclasses.field(default_factory=dict)
 
     @property
     def to_fetch(self) -> list[int]:
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
+
+
+#: cache keys read (and answers flattened) per block
+READ_BLOCK = 1_000
 
 
 def _is_number(value) -> bool:
@@ -89,8 +102,10 @@ def check_run_args(*, client, max_credits=None, refresh=False, progress=True, co
             raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def plan_work(prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False) -> Plan:
-    """Dedupe the valid rows and look them up in the cache (one batched read)."""
+def plan_work(
+    prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True
+) -> Plan:
+    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
     row_unique: list[int] = []
     seen: dict[str, int] = {}
     unique_records: list[dict] = []
@@ -108,11 +123,26 @@ def plan_work(prepared: Prepared, op: Operation, options: dict, client, *, refre
         row_unique.append(j)
     cache = client.cache
     cache_keys = [cache.key(op.endpoint, identity, options) for identity in identities]
-    cached: dict[int, dict | None] = {}
-    if not refresh and cache_keys:
-        hits = cache.get_many(cache_keys)
-        cached = {j: hits[k] for j, k in enumerate(cache_keys) if k in hits}
-    return Plan(row_unique, unique_records, cache_keys, cached)
+    plan = Plan(row_unique, unique_records, cache_keys, {})
+    if refresh or not cache_keys:
+        return plan
+    tables: list[pa.Table] = []
+    for start in range(0, len(cache_keys), READ_BLOCK):
+        block = cache_keys[start:start + READ_BLOCK]
+        hits = cache.get_many(block)
+        values: list[dict | None] = []
+        for j, key in enumerate(block, start):
+            if key in hits:
+                value = hits[key]
+                plan.cached[j] = value is not None
+                if flatten:
+                    plan.cached_rows[j] = len(plan.cached_rows)
+                    values.append(value)
+        if values:
+            tables.append(op.flatten(values))
+    if tables:
+        plan.cached_table = pa.concat_tables(tables)
+    return plan
 
 
 def run_operation(
@@ -128,17 +158,61 @@ def run_operation(
     ledger=None,
     ttl: float | None = None,
     confirm_over: float | None = None,
+    run_id: str | None = None,
 ) -> pd.DataFrame:
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame.
 
     ``confirm_over``: when the call's worst-case spend is above it, ask first
     (or refuse, when nobody can be asked) before anything is sent.
+    ``run_id``: the ledger's run id (a streaming file run passes one for all its chunks).
     """
+    done = execute(
+        len(frame), prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
+        progress=progress, ledger=ledger, ttl=ttl, confirm_over=confirm_over, run_id=run_id,
+    )
+    status, error, flat = answer_columns(prepared, done)
+    result = assemble(frame, status, error, to_pandas(flat))
+    finish(done, progress)
+    result.attrs["apollo"] = done.summary.to_dict()
+    return result
+
+
+@dataclasses.dataclass
+class Executed:
+    """What :func:`execute` did: per unique record its answer, outcome and message; the summary so far."""
+
+    op: Operation
+    plan: Plan
+    results: list[dict | None]
+    outcome: list[str | None]
+    messages: list[str | None]
+    summary: RunSummary
+    worst: float
+    stop_reason: str | None
+    started: float
+
+
+def execute(
+    rows: int,
+    prepared: Prepared,
+    op: Operation,
+    options: dict,
+    *,
+    client,
+    max_credits: float | None = None,
+    refresh: bool = False,
+    progress: bool = True,
+    ledger=None,
+    ttl: float | None = None,
+    confirm_over: float | None = None,
+    run_id: str | None = None,
+) -> Executed:
+    """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`)."""
     check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over)
     started = time.monotonic()
     ledger = ledger if ledger is not None else client.ledger
-    run_id = uuid.uuid4().hex[:12]
-    summary = RunSummary(operation=op.name, rows=len(frame), run_id=run_id)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    summary = RunSummary(operation=op.name, rows=rows, run_id=run_id)
     plan = plan_work(prepared, op, options, client, refresh=refresh)
     n_unique = len(plan.unique_records)
     summary.unique_inputs = n_unique
@@ -152,9 +226,8 @@ def run_operation(
     results: list[dict | None] = [None] * n_unique
     outcome: list[str | None] = [None] * n_unique
     messages: list[str | None] = [None] * n_unique
-    for j, value in plan.cached.items():
-        results[j] = value
-        outcome[j] = "matched" if value is not None else "no_match"
+    for j, matched in plan.cached.items():
+        outcome[j] = "matched" if matched else "no_match"
 
     pending = deque(plan.to_fetch)
     requests_before = client.stats.requests
@@ -256,32 +329,41 @@ def run_operation(
     summary.credits_consumed = spent
     if fatal is not None:
         raise fatal
+    return Executed(op, plan, results, outcome, messages, summary, worst, stop_reason, started)
 
-    result = assemble(frame, prepared, plan, op, results, outcome, messages, summary)
-    skipped_unique = sum(1 for o in outcome if o == "skipped")
+
+def finish(done: Executed, progress: bool) -> None:
+    """Warn about skipped rows, stamp the elapsed time, print the summary line when asked."""
+    summary = done.summary
+    skipped_unique = sum(1 for o in done.outcome if o == "skipped")
     if skipped_unique:
-        summary.skipped_credits_max = skipped_unique * worst
+        summary.skipped_credits_max = skipped_unique * done.worst
         warn(
-            f"{op.name}: {summary.skipped:,} rows ({skipped_unique:,} unique records) were skipped: {stop_reason}. "
-            f"Finishing them would cost at most {skipped_unique * worst:g} credits; run again (with a larger "
-            f"max_credits if the budget stopped it) and the rows already done come from the cache."
+            f"{done.op.name}: {summary.skipped:,} rows ({skipped_unique:,} unique records) were skipped: "
+            f"{done.stop_reason}. Finishing them would cost at most {summary.skipped_credits_max:g} credits; run "
+            f"again (with a larger max_credits if the budget stopped it) and the rows already done come from the cache."
         )
-    summary.elapsed_s = round(time.monotonic() - started, 3)
-    result.attrs["apollo"] = summary.to_dict()
+    summary.elapsed_s = round(time.monotonic() - done.started, 3)
     if progress:
         announce(summary)
-    return result
 
 
 STATUS_COLUMNS = ("apollo_status", "apollo_error")
 
 
-def assemble(frame, prepared, plan, op, results, outcome, messages, summary) -> pd.DataFrame:
-    """Input columns, then status and reason, then the flattened answer, in input order."""
-    n_unique = len(plan.unique_records)
-    table = op.flatten(list(results) + [None])
-    take = [j if j >= 0 else n_unique for j in plan.row_unique]
-    flat = to_pandas(table.take(pa.array(take, type=pa.int64())))
+def answer_columns(prepared: Prepared, done: Executed) -> tuple[list[str], list[str | None], pa.Table]:
+    """Per input row, in order: status, reason, and the flattened answer (a table); counts go into the summary."""
+    plan, outcome, messages, summary = done.plan, done.outcome, done.messages, done.summary
+    # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
+    fetched = plan.to_fetch
+    parts = [plan.cached_table] if plan.cached_table is not None else []
+    parts.append(done.op.flatten([done.results[j] for j in fetched] + [None]))
+    row_of = dict(plan.cached_rows)
+    offset = len(row_of)
+    row_of.update((j, offset + i) for i, j in enumerate(fetched))
+    null_row = offset + len(fetched)
+    take = [row_of[j] if j >= 0 else null_row for j in plan.row_unique]
+    flat = pa.concat_tables(parts).take(pa.array(take, type=pa.int64()))
     status: list[str] = []
     error: list[str | None] = []
     for j, reason in zip(plan.row_unique, prepared.reasons):
@@ -297,7 +379,11 @@ def assemble(frame, prepared, plan, op, results, outcome, messages, summary) -> 
     summary.invalid = int(counts.get("invalid", 0))
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
+    return status, error, flat
 
+
+def assemble(frame: pd.DataFrame, status: list[str], error: list[str | None], flat: pd.DataFrame) -> pd.DataFrame:
+    """Input columns, then status and reason, then the flattened answer, in input order."""
     # Input columns named like ours (a search result, an earlier enrichment) give way to the new values.
     ours = set(STATUS_COLUMNS) | set(flat.columns)
     clashing = [c for c in frame.columns if c in ours]

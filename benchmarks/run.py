@@ -305,7 +305,7 @@ def bench_memory(tmp: Path, quick: bool) -> Result:
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     rss_mb = got["maxrss_kib"] / 1024
     r.add("rows / unique people", f"{got['rows']:,} / {unique:,}")
-    r.add("chunks (chunk_rows=50,000)", got["chunks"])
+    r.add("chunks (chunk_rows=10,000, the default)", got["chunks"])
     r.add("requests sent", got["api_calls"])
     r.add("rows matched", got["matched"])
     r.add("peak RSS of the child (ru_maxrss)", f"{rss_mb:,.0f} MB (target <= 500 MB)")

@@ -84,6 +84,23 @@ def test_duplicates_across_chunks_are_sent_once(small_config, tmp_path):
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert (out["apollo_status"] == "matched").all()
     assert list(out["person.email"]) == [people[i]["email"] for i in order]
+    by_run = af.credit_summary(by="run", client=c)
+    assert len(by_run) == 1 and by_run["credits"].sum() == 55  # one file run is one ledger run, whatever its chunks
+
+
+def test_cached_answers_read_in_blocks_equal_one_read(small_config, tmp_path, monkeypatch):
+    from apollo_frames import runner
+
+    sb = Sandbox(small_config)
+    people = known_people(sb, 40)
+    frame = frame_of([people[i % 40] for i in range(70)])
+    frame.loc[70] = ["not an email"] + [None] * (frame.shape[1] - 1)
+    with sandbox_client(sb, tmp_path / "c") as c:
+        first = af.enrich_people(frame, client=c, progress=False)
+        monkeypatch.setattr(runner, "READ_BLOCK", 7)  # 40 cached answers read and flattened 7 at a time
+        again = af.enrich_people(frame, client=c, progress=False)
+    assert again.attrs["apollo"]["api_calls"] == 0 and again.attrs["apollo"]["cache_hits"] == 40
+    pd.testing.assert_frame_equal(again, first)
 
 
 def test_schema_identical_across_inputs_and_chunks(small_config, tmp_path):
