@@ -24,7 +24,7 @@ from .ledger import credit_summary, ledger, plot_credits
 from .filters import FilterError
 from .search import SearchTruncatedWarning, search_frame, search_orgs, search_people
 from .push import push_accounts, push_contacts
-from .batch import enrich_parquet, enrich_partition
+from .batch import enrich_parquet, enrich_partition, push_parquet
 
 __all__ = [
     "__version__",

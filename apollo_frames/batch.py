@@ -32,6 +32,7 @@ frame out, with the same columns and dtypes on every call.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import inspect
 import os
@@ -48,12 +49,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import RateLimitError, warn
+from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
 from .http import client_scope
 from .results import RunSummary
 from .runner import STATUS_COLUMNS, answer_columns, execute, finish
 
-__all__ = ["enrich_parquet", "enrich_partition", "OPERATIONS"]
+__all__ = ["enrich_parquet", "enrich_partition", "push_parquet", "OPERATIONS"]
 
 #: operation name -> (enrich function, declared result schema)
 OPERATIONS = ("enrich_people", "enrich_orgs")
@@ -161,34 +162,35 @@ def rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
 # -- the output schema ----------------------------------------------------------------------------
 
 
-def output_schema(input_schema: pa.Schema, declared: pa.Schema) -> pa.Schema:
-    """Input columns (minus those ours replace), apollo_status, apollo_error, the declared schema.
+def output_schema(input_schema: pa.Schema, new: pa.Schema) -> pa.Schema:
+    """Input columns (minus those the new ones replace), then the ``new`` columns.
 
     The schema carries pandas metadata built from the schema alone, so
-    ``pd.read_parquet`` gives the declared columns the dtypes the in-memory
+    ``pd.read_parquet`` gives the new columns the dtypes the in-memory
     functions give them, whatever the chunks held.
     """
-    ours = set(STATUS_COLUMNS) | set(declared.names)
-    kept = [f for f in input_schema if f.name not in ours]
-    new = [pa.field(c, pa.string()) for c in STATUS_COLUMNS] + list(declared)
-    schema = pa.schema(kept + new)
     from .schema import to_pandas
 
+    kept = [f for f in input_schema if f.name not in set(new.names)]
     head = pa.schema(kept).empty_table().to_pandas()
-    tail = to_pandas(pa.schema(new).empty_table())
+    tail = to_pandas(new.empty_table())
     frame = pd.concat([head, tail], axis=1) if kept else tail
     meta = pa.Schema.from_pandas(frame, preserve_index=False).metadata
-    return schema.with_metadata(meta)
+    return pa.schema(kept + list(new)).with_metadata(meta)
 
 
-def _chunk_table(chunk: pa.Table, status: list, error: list, flat: pa.Table, schema: pa.Schema) -> pa.Table:
-    """The output rows of one chunk, built column by column in Arrow (no pandas round trip)."""
-    head = {"apollo_status": pa.array(status, type=pa.string()), "apollo_error": pa.array(error, type=pa.string())}
+def _enrich_columns(declared: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(c, pa.string()) for c in STATUS_COLUMNS] + list(declared))
+
+
+def _chunk_table(chunk: pa.Table, head: dict[str, list], flat: pa.Table | None, schema: pa.Schema) -> pa.Table:
+    """One chunk's output rows, built column by column in Arrow: the input's columns as read, then ``head``
+    (text columns from Python lists), then the columns of ``flat``."""
     new = _new_names(schema)
     arrays = []
     for field in schema:
         if field.name in head:
-            arrays.append(head[field.name])
+            arrays.append(pa.array(head[field.name], type=field.type, from_pandas=True))
         elif field.name in new:
             arrays.append(flat.column(field.name))
         else:
@@ -205,36 +207,52 @@ def _new_names(schema: pa.Schema) -> frozenset:
 # -- the run ---------------------------------------------------------------------------------------
 
 
-class _StopOnRateLimit:
-    """The caller's client, except that after the first RateLimitError nothing more is sent.
+class _StopAfterFatal:
+    """The caller's client, except that after a rate-limit stop or a refused key nothing more is sent.
 
-    Later requests fail at once with the same error, so the runner marks their
-    rows ``skipped`` with its message while cache hits are still answered.
+    Later requests fail at once with a copy of the same error, so the
+    operations mark their rows ``skipped`` with its message (cache hits are
+    still answered).
     """
+
+    _FATAL = (RateLimitError, AuthenticationError, PermissionDeniedError)
 
     def __init__(self, client):
         self._client = client
         self._lock = threading.Lock()
-        self.rate_limit: RateLimitError | None = None
+        self.stopped_by: ApolloError | None = None
 
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def _stopped(self) -> RateLimitError:
-        exc = self.rate_limit
-        return RateLimitError(str(exc), window=exc.window, reset_at=exc.reset_at, status_code=429,
-                              path=getattr(exc, "path", ""))
+    @property
+    def rate_limit(self) -> RateLimitError | None:
+        return self.stopped_by if isinstance(self.stopped_by, RateLimitError) else None
+
+    def _call(self, method: str, *args, **kw):
+        if self.stopped_by is not None:
+            raise _copy_error(self.stopped_by)
+        try:
+            return getattr(self._client, method)(*args, **kw)
+        except self._FATAL as exc:
+            with self._lock:
+                if self.stopped_by is None:
+                    self.stopped_by = exc
+            raise
 
     def post(self, path: str, json: Any = None, **kw):
-        if self.rate_limit is not None:
-            raise self._stopped()
-        try:
-            return self._client.post(path, json=json, **kw)
-        except RateLimitError as exc:
-            with self._lock:
-                if self.rate_limit is None:
-                    self.rate_limit = exc
-            raise
+        return self._call("post", path, json=json, **kw)
+
+    def request(self, method: str, path: str, **kw):
+        return self._call("request", method, path, **kw)
+
+
+def _copy_error(exc: ApolloError) -> ApolloError:
+    """A fresh exception equal to ``exc`` (its keyword-only constructor rules out ``copy.copy``)."""
+    again = type(exc).__new__(type(exc))
+    again.args = exc.args
+    again.__dict__.update(exc.__dict__)
+    return again
 
 
 class _Progress:
@@ -257,15 +275,16 @@ class _Progress:
         else:
             self.logging = True
 
-    def update(self, rows: int, summary: RunSummary) -> None:
+    def update(self, rows: int, counts: dict[str, str]) -> None:
+        """``counts``: what to show beside the rows, e.g. {"from cache": "12", "credits": "3"}."""
         self.done += rows
         if self.bar is not None:
             self.bar.update(rows)
-            self.bar.set_postfix(cached=summary.cache_hits, credits=f"{summary.credits_consumed:g}")
+            self.bar.set_postfix(counts)
         elif self.logging and time.monotonic() - self.last_log >= self.log_every:
-            self.log(summary)
+            self.log(counts)
 
-    def log(self, summary: RunSummary) -> None:
+    def log(self, counts: dict[str, str]) -> None:
         self.last_log = now = time.monotonic()
         rate = self.done / max(now - self.started, 1e-9)
         if self.total:
@@ -274,17 +293,48 @@ class _Progress:
             where = f"{self.done:,}/{self.total:,} rows ({self.done / self.total:.0%})"
         else:
             eta, where = "", f"{self.done:,} rows"
-        print(
-            f"{self.desc}: {where}, {rate:,.0f} rows/s{eta}, {summary.cache_hits:,} from cache, "
-            f"{summary.api_calls:,} requests, {summary.credits_consumed:g} credits",
-            file=self.stream, flush=True,
-        )
+        shown = "".join(f", {value} {name}" for name, value in counts.items())
+        print(f"{self.desc}: {where}, {rate:,.0f} rows/s{eta}{shown}", file=self.stream, flush=True)
 
-    def close(self, summary: RunSummary) -> None:
+    def close(self, counts: dict[str, str]) -> None:
         if self.bar is not None:
             self.bar.close()
         elif self.logging:
-            self.log(summary)
+            self.log(counts)
+
+
+@contextlib.contextmanager
+def _partial_output(dst: Path, schema: pa.Schema):
+    """A ParquetWriter on ``dst.partial``, renamed to ``dst`` when the block ends normally, deleted otherwise."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(dst.name + ".partial")
+    writer = pq.ParquetWriter(partial, schema)
+    try:
+        yield writer
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    writer.close()
+    with open(partial, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, dst)
+
+
+def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: str) -> Path:
+    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if "progress" in options or "client" in options:
+        raise TypeError(f"progress and client are arguments of {name} itself")
+    dst = Path(dst)
+    if dst.suffix.lower() != ".parquet":
+        raise ValueError(f"output must be a .parquet file, got {dst.name}")
+    return dst
+
+
+def _enrich_counts(summary: RunSummary) -> dict[str, str]:
+    return {"from cache": f"{summary.cache_hits:,}", "requests": f"{summary.api_calls:,}",
+            "credits": f"{summary.credits_consumed:g}"}
 
 
 def _duration(seconds: float) -> str:
@@ -322,32 +372,22 @@ def enrich_parquet(
     to be done by a later run) and ``message``.
     Every chunk is recorded in the ledger under the summary's one ``run_id``.
     """
-    if not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    if "progress" in options or "client" in options:
-        raise TypeError("progress and client are arguments of enrich_parquet itself")
+    dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
     run, job, declared = _operation(operation)
     op_name = run.__name__
     max_credits = options.pop("max_credits", None)
     if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
         raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
     job_options, run_options = _split_options(op_name, job, options)
-    dst = Path(dst)
-    if dst.suffix.lower() != ".parquet":
-        raise ValueError(f"output must be a .parquet file, got {dst.name}")
     started = time.monotonic()
     input_schema, total_rows, batches = open_input(src, chunk_rows)
-    schema = output_schema(input_schema, declared)
+    schema = output_schema(input_schema, _enrich_columns(declared))
     summary = RunSummary(operation=op_name, run_id=uuid.uuid4().hex[:12])
     chunks = 0
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(dst.name + ".partial")
     bar = _Progress(op_name, total_rows, progress, log_every)
-    writer = pq.ParquetWriter(partial, schema)
-    ok = False
     try:
-        with client_scope(client) as api:
-            guarded = _StopOnRateLimit(api)
+        with client_scope(client) as api, _partial_output(dst, schema) as writer:
+            guarded = _StopAfterFatal(api)
             for chunk in rechunk(batches, chunk_rows):
                 budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
                 frame = chunk.to_pandas()
@@ -362,27 +402,16 @@ def enrich_parquet(
                     status, error, flat = answer_columns(prepared, done)
                     finish(done, progress=False)
                 del frame, prepared
-                part = done.summary
                 for name in _SUMMED:
-                    setattr(summary, name, getattr(summary, name) + getattr(part, name))
-                writer.write_table(_chunk_table(chunk, status, error, flat, schema))
+                    setattr(summary, name, getattr(summary, name) + getattr(done.summary, name))
+                writer.write_table(_chunk_table(chunk, {"apollo_status": status, "apollo_error": error}, flat, schema))
                 chunks += 1
-                bar.update(chunk.num_rows, summary)
+                bar.update(chunk.num_rows, _enrich_counts(summary))
                 del done, status, error, flat
                 pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
-        writer.close()
-        writer = None
-        with open(partial, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(partial, dst)
-        ok = True
     finally:
-        if writer is not None:
-            writer.close()
-        if not ok:
-            partial.unlink(missing_ok=True)
         summary.elapsed_s = round(time.monotonic() - started, 3)
-        bar.close(summary)
+        bar.close(_enrich_counts(summary))
 
     limit = guarded.rate_limit
     out = summary.to_dict()
@@ -396,12 +425,9 @@ def enrich_parquet(
         message=None,
     )
     if limit is not None:
-        when = (
-            time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(limit.reset_at)) if limit.reset_at else "unknown"
-        )
         out["message"] = (
             f"stopped by the {limit.window or 'current'} rate limit: {summary.skipped:,} rows remain (skipped); "
-            f"the window resets at {when}. Run the same command again then: what is done comes from the cache."
+            f"the window resets at {_when(limit.reset_at)}. Run the same command again then: what is done comes from the cache."
         )
     elif summary.skipped:
         out["message"] = (
@@ -412,6 +438,117 @@ def enrich_parquet(
     if out["message"]:
         warn(f"{op_name}: {out['message']}")
     return out
+
+
+_PUSH_OPTIONS = ("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region")
+_PUSH_SUMMED = ("rows", "sent", "created", "existing", "updated", "invalid", "duplicate", "errors", "skipped",
+                "would_create", "would_update", "api_calls", "bulk_calls", "update_calls", "planned_requests",
+                "planned_requests_max")
+
+
+def push_parquet(
+    src: str | Path,
+    dst: str | Path,
+    target: str = "contacts",
+    *,
+    chunk_rows: int = 10_000,
+    client=None,
+    progress: bool = True,
+    log_every: float = 30,
+    **options,
+) -> dict:
+    """Push the rows of the .parquet or .csv file ``src`` to Apollo as ``target`` ("contacts" or "accounts"),
+    streaming, and write the per-row report to the Parquet file ``dst``; return the summary.
+
+    ``options`` are those of ``push_contacts`` / ``push_accounts`` (``mode``,
+    ``columns``, ``run_dedupe``, ``labels``, ``dry_run``, ``default_region``).
+    The report holds the input rows in order with their columns, then
+    ``apollo_status``, ``apollo_id``, ``apollo_error`` (and ``apollo_payload``
+    in a dry run). A key repeated anywhere later in the file is ``duplicate``
+    of its first row, named by its row number in the file. A rate-limit stop
+    or a refused key stops the sending: the rows left are written ``skipped``,
+    then a refused key's error is raised. Writes are not cached: run again
+    with ``run_dedupe=True`` (the default) and what was created comes back as
+    ``existing``.
+
+    The dict has the :class:`~apollo_frames.push.PushSummary` fields summed
+    over chunks, plus ``output``, ``chunks``, ``stopped_by_rate_limit``,
+    ``reset_at``, ``rows_remaining`` and ``message``.
+    """
+    from . import push as pushing
+
+    dst = _check_stream_args(chunk_rows, dst, options, "push_parquet")
+    targets = {"contacts": pushing.CONTACTS, "accounts": pushing.ACCOUNTS}
+    if target not in targets:
+        raise ValueError(f"target must be 'contacts' or 'accounts', got {target!r}")
+    unknown = sorted(set(options) - set(_PUSH_OPTIONS))
+    if unknown:
+        raise TypeError(f"push_parquet() got an unexpected keyword argument {unknown[0]!r}")
+    dry_run = options.get("dry_run", False)
+    started = time.monotonic()
+    input_schema, total_rows, batches = open_input(src, chunk_rows)
+    names = pushing.OUTPUT_COLUMNS if dry_run is True else pushing.OUTPUT_COLUMNS[:3]
+    schema = output_schema(input_schema, pa.schema([pa.field(c, pa.string()) for c in names]))
+    summary = pushing.PushSummary(operation=targets[target].operation, mode=options.get("mode", "upsert"),
+                                  dry_run=dry_run is True, run_id=uuid.uuid4().hex[:12])
+    seen: dict = {}
+    fatal: ApolloError | None = None
+    said: dict[str, type[Warning]] = {}
+    chunks = offset = 0
+    bar = _Progress(summary.operation, total_rows, progress, log_every)
+
+    def counts() -> dict[str, str]:
+        return {"sent": f"{summary.sent:,}", "requests": f"{summary.api_calls:,}", "errors": f"{summary.errors:,}"}
+
+    # a dry run sends nothing and needs no key
+    scope = contextlib.nullcontext(None) if dry_run is True else client_scope(client)
+    try:
+        with scope as api, _partial_output(dst, schema) as writer:
+            guarded = None if api is None else _StopAfterFatal(api)
+            for chunk in rechunk(batches, chunk_rows):
+                frame = chunk.to_pandas()
+                frame.index = pd.RangeIndex(offset, offset + len(frame))  # duplicates name file row numbers
+                offset += len(frame)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        result = pushing.push(frame, targets[target], client=guarded, progress=False, seen=seen,
+                                              **options)
+                    except ApolloError as exc:
+                        result = getattr(exc, "partial_result", None)
+                        if result is None:
+                            raise
+                        fatal = fatal or exc
+                for w in caught:  # the same advice once for the file, not once per chunk
+                    said.setdefault(str(w.message), w.category)
+                part = result.attrs["apollo"]
+                for name in _PUSH_SUMMED:
+                    setattr(summary, name, getattr(summary, name) + part[name])
+                writer.write_table(_chunk_table(chunk, {c: result[c].tolist() for c in names}, None, schema))
+                chunks += 1
+                bar.update(len(frame), counts())
+    finally:
+        summary.elapsed_s = round(time.monotonic() - started, 3)
+        bar.close(counts())
+    for message, category in said.items():
+        warn(message, category)
+    if fatal is not None:
+        raise fatal
+    limit = guarded.rate_limit if guarded is not None else None
+    out = summary.to_dict()
+    out.update(output=str(dst), chunks=chunks, stopped_by_rate_limit=limit is not None,
+               reset_at=getattr(limit, "reset_at", None), rows_remaining=summary.skipped, message=None)
+    if limit is not None:
+        out["message"] = (
+            f"stopped by the {limit.window or 'current'} rate limit: {summary.skipped:,} rows remain (skipped); "
+            f"the window resets at {_when(limit.reset_at)}. Run the same command again then: with run_dedupe "
+            f"the rows already created come back as existing."
+        )
+    return out
+
+
+def _when(reset_at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(reset_at)) if reset_at else "an unknown time"
 
 
 def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options) -> pd.DataFrame:

@@ -351,24 +351,28 @@ def cmd_search(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from . import push
+    from .batch import push_parquet
+    from .push import PushSummary
 
-    frame = read_table(args.input)
     report = parquet_path(args.report, "--report")
-    run = push.push_contacts if args.command == "push-contacts" else push.push_accounts
+    if not Path(args.input).exists():
+        raise FileNotFoundError(f"input file not found: {args.input}")
     options = dict(
-        mode=args.mode, columns=_parse_map(args.map), run_dedupe=not args.no_dedupe, labels=args.label,
-        dry_run=args.dry_run, progress=not args.quiet, default_region=args.default_region,
+        chunk_rows=args.chunk_rows, progress=not args.quiet, mode=args.mode, columns=_parse_map(args.map),
+        run_dedupe=not args.no_dedupe, labels=args.label, dry_run=args.dry_run, default_region=args.default_region,
     )
+    target = args.command.removeprefix("push-")
     if args.dry_run:
-        result = run(frame, **options)  # a dry run sends nothing and needs no key
+        summary = push_parquet(args.input, report, target, **options)  # a dry run sends nothing and needs no key
     else:
         with _client(args, _sandbox_if(args)) as client:
-            result = run(frame, client=client, **options)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    result.to_parquet(report)
-    summary = result.attrs["apollo"]
-    print(f"wrote {report} | " + push.PushSummary(**summary).line())
+            summary = push_parquet(args.input, report, target, client=client, **options)
+    fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
+    print(f"wrote {report} | " + PushSummary(**fields).line())
+    if summary["message"]:
+        print(summary["message"], file=sys.stderr)
+    if summary["stopped_by_rate_limit"]:
+        return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK
 
 
@@ -410,6 +414,15 @@ def cmd_demo(args) -> int:
 # -- parser ------------------------------------------------------------------------------------
 
 
+def _add_run_options(p: argparse.ArgumentParser, chunked: bool = False) -> None:
+    """--cache-dir, --sandbox, --quiet (and --chunk-rows for the streaming commands)."""
+    p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
+    p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    if chunked:
+        p.add_argument("--chunk-rows", type=int, default=10_000, help="rows read, processed and written at a time")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apollo-frames", description="Enrich tables through the Apollo.io API: batched, cached, credit-aware."
@@ -427,10 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
         p.add_argument("--max-credits", type=float, default=None, help="never spend more than this in the run")
         p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
-        p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
-        p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--chunk-rows", type=int, default=10_000, help="rows read, enriched and written at a time")
+        _add_run_options(p, chunked=True)
         p.set_defaults(func=cmd_enrich)
 
     p = sub.add_parser("sandbox", help="serve the offline Apollo emulator on loopback until stopped")
@@ -474,9 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "search-orgs":
             p.add_argument("--max-credits", type=float, default=None, help="never spend more than this in the run")
         p.add_argument("--refresh", action="store_true", help="ignore cached pages (they are still updated)")
-        p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
-        p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_run_options(p)
         p.set_defaults(func=cmd_search)
 
     for name, help_text in (
@@ -492,9 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--label", action="append", metavar="NAME", help="label added to the records created (repeatable)")
         p.add_argument("--no-dedupe", action="store_true", help="bulk_create without run_dedupe (unknown outcomes are not retried)")
         p.add_argument("--default-region", default="US", help="region for phone numbers without a +country code")
-        p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
-        p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_run_options(p, chunked=True)
         p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("demo", help="enrich the sample data against the embedded sandbox (no key needed)")

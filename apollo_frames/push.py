@@ -875,8 +875,14 @@ def push(
     progress: bool = True,
     client=None,
     default_region: str | None = "US",
+    seen: dict[str, tuple[Any, str | None]] | None = None,
 ) -> pd.DataFrame:
-    """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule."""
+    """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule.
+
+    ``seen`` carries keys across calls (a streaming file run's chunks): key ->
+    (row label, Apollo id) of the row that pushed it. Rows repeating one end
+    ``duplicate``; this call's first occurrences are added to it.
+    """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{target.operation} needs a pandas DataFrame, got {type(frame).__name__}")
     labels = _validate_args(mode, run_dedupe, labels, dry_run)
@@ -900,12 +906,15 @@ def push(
     index_labels = list(frame.index)
     first_of: dict[str, int] = {}
     duplicate_of: dict[int, int] = {}
+    earlier: dict[int, tuple[Any, str | None]] = {}
     unique: list[Row] = []
     for i, row in enumerate(prepared):
         if row is None:
             continue
         j = first_of.get(row.key)
-        if j is None:
+        if j is None and seen is not None and row.key in seen:
+            earlier[i] = seen[row.key]
+        elif j is None:
             first_of[row.key] = i
             unique.append(row)
         else:
@@ -963,12 +972,16 @@ def push(
     for i, reason in enumerate(reasons):
         if reason is not None:
             status[i] = "invalid"
-    for i, j in duplicate_of.items():
+    same = "id" if mode == "update" else target.key
+    firsts = [(i, (index_labels[j], ids[j])) for i, j in duplicate_of.items()]
+    for i, (label, record_id) in firsts + list(earlier.items()):
         status[i] = "duplicate"
-        ids[i] = ids[j]
-        errors[i] = f"duplicate of row {index_labels[j]!r} (same {'id' if mode == 'update' else target.key})"
+        ids[i] = record_id
+        errors[i] = f"duplicate of row {label!r} (same {same})"
         if dry_run:
             payloads[i] = None
+    if seen is not None:
+        seen.update((row.key, (index_labels[row.position], ids[row.position])) for row in unique)
 
     counts = pd.Series(status, dtype="object").value_counts()
     for name in ("created", "existing", "updated", "invalid", "duplicate", "skipped", "would_create", "would_update"):

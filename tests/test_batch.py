@@ -306,3 +306,61 @@ def test_a_failed_run_leaves_neither_output_nor_partial(small_config, tmp_path):
         af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", client=c, progress=False,
                           columns={"missing": "email"})
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["in.parquet"]
+
+
+def push_rows(n, repeat_every=0):
+    rows = [{"email": f"Stream{i}@push{i % 5}.example", "first_name": f"F{i}", "last_name": f"L{i}",
+             "title": "Analyst"} for i in range(n)]
+    if repeat_every:
+        rows += [dict(rows[i], title="Repeat") for i in range(0, n, repeat_every)]
+    return pd.DataFrame(rows)
+
+
+def test_push_streams_with_duplicates_across_chunks(small_config, tmp_path):
+    frame = push_rows(23, repeat_every=4)  # rows 23..28 repeat rows 0, 4, ..., 20 in later chunks
+    frame.to_parquet(tmp_path / "in.parquet")
+    sb = Sandbox(small_config)
+    with sandbox_client(sb, tmp_path / "c") as c:
+        summary = af.push_parquet(tmp_path / "in.parquet", tmp_path / "report.parquet", "contacts", chunk_rows=5,
+                                  client=c, progress=False, mode="insert")
+    report = pd.read_parquet(tmp_path / "report.parquet")
+    assert list(report["email"]) == list(frame["email"])  # every row, in order
+    assert summary["chunks"] == 6 and summary["created"] == 23 and summary["duplicate"] == 6
+    assert len(sb.store.contacts) == 23  # each key created once, repeats across chunks never sent
+    for k, first in enumerate(range(0, 23, 4)):
+        row = report.iloc[23 + k]
+        assert row["apollo_status"] == "duplicate" and row["apollo_error"] == f"duplicate of row {first} (same email)"
+        assert row["apollo_id"] == report.iloc[first]["apollo_id"] and row["apollo_id"]
+
+    # the same frame in memory gives the same statuses and reasons
+    with sandbox_client(Sandbox(small_config), tmp_path / "c2") as c:
+        in_memory = af.push_contacts(frame, mode="insert", client=c, progress=False)
+    pd.testing.assert_series_equal(report["apollo_status"], in_memory["apollo_status"].reset_index(drop=True))
+    pd.testing.assert_series_equal(report["apollo_error"], in_memory["apollo_error"].reset_index(drop=True))
+
+
+def test_push_stream_refused_key_writes_every_row_then_raises(small_config, tmp_path):
+    from apollo_frames.sandbox import SCOPED_API_KEY
+
+    accounts = pd.DataFrame({"domain": [f"acct{i}.example" for i in range(7)], "name": [f"A{i}" for i in range(7)]})
+    accounts.to_parquet(tmp_path / "in.parquet")
+    sb = Sandbox(small_config)
+    with ApolloClient.for_sandbox(sb, api_key=SCOPED_API_KEY, cache_dir=tmp_path / "c") as c:
+        with pytest.raises(af.PermissionDeniedError):
+            af.push_parquet(tmp_path / "in.parquet", tmp_path / "r.parquet", "accounts", chunk_rows=3, client=c,
+                            progress=False)
+    report = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(report) == 7 and (report["apollo_status"] == "skipped").all()
+    assert report["apollo_error"].str.startswith("not sent: Apollo refused to write accounts").all()
+    assert sum(1 for r in sb.requests if "accounts" in r.path) == 1  # nothing sent after the refusal
+
+
+def test_push_cli_streams_a_csv_dry_run(tmp_path, capsys):
+    push_rows(12, repeat_every=6).to_csv(tmp_path / "in.csv", index=False)
+    code = main(["push-contacts", str(tmp_path / "in.csv"), "--report", str(tmp_path / "r.parquet"), "--dry-run",
+                 "--chunk-rows", "5", "--quiet"])
+    assert code == 0
+    report = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(report["apollo_status"]) == ["would_create"] * 12 + ["duplicate"] * 2
+    assert report["apollo_payload"].notna().sum() == 12
+    assert "12 would create" in capsys.readouterr().out
