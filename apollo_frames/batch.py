@@ -18,7 +18,8 @@ is written. Neither the whole input nor the whole output is held in memory.
   no credit for batches whose answers had arrived (each batch is cached as
   soon as it arrives), then writes the same file an uninterrupted run would.
 * **Budget.** ``max_credits`` covers the whole file: each chunk gets what is
-  left of it.
+  left of it. So does ``confirm_over``: the file's worst case (its unique
+  records not cached yet) is counted in one read pass before anything is sent.
 * **Rate limits.** When the client gives up waiting on a rate limit (a spent
   daily window, :class:`~apollo_frames.errors.RateLimitError`), nothing more is
   sent: the remaining chunks are still read and written, their rows answered
@@ -49,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .credits import confirm_spend
 from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
 from .http import client_scope
 from .results import RunSummary
@@ -332,6 +334,21 @@ def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: st
     return dst
 
 
+def _file_worst_case(src, chunk_rows: int, job, job_options: dict, client, refresh: bool) -> float:
+    """Worst-case credits of a whole file run: its unique records not yet cached (one read pass, nothing sent)."""
+    from .runner import check_run_args, plan_work
+
+    check_run_args(client=client, refresh=refresh)
+    to_fetch: set[str] = set()
+    worst = 0.0
+    for chunk in rechunk(open_input(src, chunk_rows)[2], chunk_rows):
+        prepared, op, op_options = job(chunk.to_pandas(), **job_options)
+        plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
+        to_fetch.update(plan.cache_keys[j] for j in plan.to_fetch)
+        worst = float(op.worst_credits(op_options))
+    return len(to_fetch) * worst
+
+
 def _enrich_counts(summary: RunSummary) -> dict[str, str]:
     return {"from cache": f"{summary.cache_hits:,}", "requests": f"{summary.api_calls:,}",
             "credits": f"{summary.credits_consumed:g}"}
@@ -379,7 +396,12 @@ def enrich_parquet(
     if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
         raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
     job_options, run_options = _split_options(op_name, job, options)
+    confirm_over = run_options.pop("confirm_over", None)
     started = time.monotonic()
+    if confirm_over is not None:
+        with client_scope(client) as api:
+            worst = _file_worst_case(src, chunk_rows, job, job_options, api, run_options.get("refresh", False))
+        confirm_spend(op_name, worst if max_credits is None else min(worst, max_credits), confirm_over)
     input_schema, total_rows, batches = open_input(src, chunk_rows)
     schema = output_schema(input_schema, _enrich_columns(declared))
     summary = RunSummary(operation=op_name, run_id=uuid.uuid4().hex[:12])

@@ -364,3 +364,19 @@ def test_push_cli_streams_a_csv_dry_run(tmp_path, capsys):
     assert list(report["apollo_status"]) == ["would_create"] * 12 + ["duplicate"] * 2
     assert report["apollo_payload"].notna().sum() == 12
     assert "12 would create" in capsys.readouterr().out
+
+
+def test_confirm_over_is_checked_once_for_the_whole_file(small_config, tmp_path):
+    sb = Sandbox(small_config)
+    people = known_people(sb, 30)
+    frame_of(people[:10] + people[:10] + people[10:30]).to_parquet(tmp_path / "in.parquet")
+    with sandbox_client(sb, tmp_path / "c") as c:
+        af.enrich_people(frame_of(people[:5]), client=c, progress=False)  # 5 cached: the file's worst case is 25
+        sent = len(sb.requests)
+        with pytest.raises(af.BudgetExceededError, match="up to 25 credits"):
+            af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=10, client=c,
+                              progress=False, confirm_over=24)
+        assert len(sb.requests) == sent and not (tmp_path / "out.parquet").exists()
+        summary = af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=10, client=c,
+                                    progress=False, confirm_over=25)  # each chunk alone is far below 25
+    assert summary["credits_consumed"] == 25 and summary["matched"] == 40
