@@ -297,8 +297,7 @@ class ApolloClient:
             except httpx.TransportError as exc:
                 # A connect failure never reached Apollo; anything later might have.
                 reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-                if not reached:
-                    self.limiter.release(ticket)
+                self.limiter.release(ticket)
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 logger.info("%s %s failed on attempt %d: %s", method, path, attempts, type(exc).__name__)
                 if retries < self.settings.max_retries and (idempotent or not reached):

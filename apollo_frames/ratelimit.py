@@ -2,11 +2,12 @@
 
 The limiter keeps, per endpoint and window, the highest usage Apollo has
 reported, how many requests it sent in the window and how many of those have
-been answered, and when the window resets. What is left is the limit minus the
-highest reported usage minus the requests still unanswered (the server may
-have counted them already or not; assuming not never overshoots, and each
-answer gives the slot back). Plan presets seed the limits; a 429 pauses every
-worker on that endpoint. Apollo sends no
+ended, and when the window resets. What is left is the limit minus the
+highest reported usage minus the requests still in flight (counting them as
+used never overshoots; each answer or failure frees its slot, and the next
+reading corrects for a failed request Apollo counted after all). Until a
+window's first reading, every request sent counts against the plan preset.
+A 429 pauses every worker on that endpoint. Apollo sends no
 reset-time header, so a window is assumed to last its full length from the
 first request we sent in it, plus a small margin: this errs towards waiting a
 little rather than drawing a 429.
@@ -107,6 +108,7 @@ class Ticket:
     endpoint: str
     seq: int
     sent_at: float
+    ended: bool = False  # its answer (or failure) has been counted
 
 
 @dataclasses.dataclass
@@ -117,8 +119,8 @@ class _Window:
     reset_at: float | None = None
     opened_seq: int = 0
     sent: int = 0  # requests we sent in this window
-    answered: int = 0  # of those, how many came back with limit headers
-    usage: int = 0  # the highest usage Apollo reported in this window (0 until it reports)
+    answered: int = 0  # of those, how many have ended (answered or failed)
+    usage: int | None = None  # the highest usage Apollo reported in this window (None until it reports)
     spent: bool = False  # a 429 said this window is used up
 
     @property
@@ -127,12 +129,15 @@ class _Window:
             return None
         if self.spent:
             return 0
+        if self.usage is None:  # no reading yet in this window: count every request sent
+            return self.limit - self.sent
         return self.limit - self.usage - (self.sent - self.answered)
 
     def roll(self, now: float) -> None:
         if self.reset_at is not None and now >= self.reset_at:
             self.reset_at = None
-            self.sent = self.answered = self.usage = 0
+            self.sent = self.answered = 0
+            self.usage = None
             self.spent = False
 
 
@@ -228,12 +233,13 @@ class RateLimiter:
                 self.waited_s += step
 
     def observe(self, ticket: Ticket, headers: Mapping[str, str]) -> None:
-        """Correct the windows from a response's limit headers."""
+        """An answer came back: free its slot, and correct the windows from its limit headers if it has any."""
         readings = parse_rate_headers(headers)
-        if not readings:
-            return
         with self._lock:
             bucket = self._bucket(ticket.endpoint)
+            self._end(bucket, ticket)
+            if not readings:
+                return  # a 5xx or a bare 429: the next answer with headers tells the usage
             for name, window in bucket.windows.items():
                 reading = readings.get(name)
                 if reading is None:
@@ -244,24 +250,33 @@ class RateLimiter:
                     window.limit = reading.limit
                 if ticket.seq < window.opened_seq:
                     continue  # sent in an earlier window: says nothing about this one
-                window.answered += 1
                 usage = reading.usage
                 if usage is None and reading.left is not None and window.limit is not None:
                     usage = window.limit - reading.left
                 if usage is not None:
                     # Answers arrive out of order; usage only grows within a window, so the highest is the truest.
-                    window.usage = max(window.usage, usage)
+                    window.usage = usage if window.usage is None else max(window.usage, usage)
                 if reading.usage == 1:
                     # That request opened the server's window, so it resets no earlier than this.
                     reset = ticket.sent_at + window.length + self._margin(window.length)
                     window.reset_at = reset if window.reset_at is None else max(window.reset_at, reset)
 
     def release(self, ticket: Ticket) -> None:
-        """The request never reached Apollo (connect failure): give its slot back."""
+        """The request failed without an answer (connect error, timeout): free its slot.
+
+        If Apollo counted it after all, the next answer's usage header says so.
+        """
         with self._lock:
-            for window in self._bucket(ticket.endpoint).windows.values():
-                if ticket.seq >= window.opened_seq:
-                    window.answered += 1
+            self._end(self._bucket(ticket.endpoint), ticket)
+
+    @staticmethod
+    def _end(bucket: _Bucket, ticket: Ticket) -> None:
+        if ticket.ended:
+            return
+        ticket.ended = True
+        for window in bucket.windows.values():
+            if ticket.seq >= window.opened_seq:
+                window.answered += 1
 
     def pause(self, endpoint: str, *, retry_after: float | None, window: str | None) -> float:
         """A 429 arrived: hold every request to ``endpoint``. Returns the pause in seconds."""

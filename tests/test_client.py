@@ -348,16 +348,29 @@ def test_limiter_loses_no_capacity_to_answers_out_of_order(fake_time):
     assert fake_time.now - started >= 10
 
 
-def test_limiter_counts_unanswered_requests_and_releases_unsent_ones(fake_time):
+def test_limiter_counts_unanswered_requests_and_frees_every_ended_one(fake_time):
     limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
     first = limiter.acquire("e")
     limiter.observe(first, _minute(4, 1))
-    lost, refused = limiter.acquire("e"), limiter.acquire("e")
+    bare, failed, waiting = limiter.acquire("e"), limiter.acquire("e"), limiter.acquire("e")
+    assert limiter.snapshot()["e"]["minute"]["left"] == 0  # three in flight may all count
+    limiter.release(failed)  # a connect failure or timeout: no answer will come
+    limiter.release(failed)  # ending twice frees one slot only
     assert limiter.snapshot()["e"]["minute"]["left"] == 1
-    limiter.release(refused)  # a connect failure never reached Apollo
+    limiter.observe(bare, {})  # a 5xx without limit headers ends it too; the next reading has the usage
     assert limiter.snapshot()["e"]["minute"]["left"] == 2
-    limiter.observe(lost, {})  # no limit headers: the server may have counted it, so it stays counted
-    assert limiter.snapshot()["e"]["minute"]["left"] == 2
+    limiter.observe(waiting, _minute(4, 3))  # the server had counted the bare 5xx after all
+    assert limiter.snapshot()["e"]["minute"]["left"] == 1
+
+
+def test_answers_without_headers_do_not_leak_slots(fake_time):
+    limiter = RateLimiter((50, 200, 600), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    for _ in range(150):  # e.g. 5xx answers, which Apollo does not count and which carry no limit headers
+        limiter.observe(limiter.acquire("e"), {})
+        fake_time.now += 0.5
+    ok = limiter.acquire("e")
+    limiter.observe(ok, {"x-rate-limit-hourly": "200", "x-hourly-usage": "1", "x-hourly-requests-left": "199"})
+    assert limiter.snapshot()["e"]["hour"]["left"] == 199
 
 
 def test_a_429_spends_the_window_until_it_resets(fake_time):
@@ -414,3 +427,12 @@ def test_settings_are_read_at_call_time(monkeypatch, tmp_path):
 def test_bad_settings_are_clear_errors(kwargs, words, tmp_path):
     with pytest.raises(af.ConfigurationError, match=words):
         af.ApolloClient(api_key=KEY, cache_dir=tmp_path, **kwargs)
+
+
+def test_preset_counts_every_request_until_a_reading_arrives(fake_time):
+    limiter = RateLimiter((3, None, None), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    for _ in range(3):
+        limiter.observe(limiter.acquire("e"), {})  # answered, but no headers: the preset is all we know
+    started = fake_time.now
+    limiter.acquire("e")
+    assert fake_time.now - started >= 60
