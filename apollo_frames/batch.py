@@ -93,6 +93,11 @@ def _split_options(op_name: str, job, options: dict) -> tuple[dict, dict]:
 # -- reading -------------------------------------------------------------------------------------
 
 
+#: cells read as missing, as ``pandas.read_csv`` reads them (pyarrow's own list lacks "None" and "<NA>")
+CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+             "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
 def _csv_header(path: Path) -> list[str]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         for row in csv.reader(fh):
@@ -108,7 +113,7 @@ def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None,
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         pf = pq.ParquetFile(path)
-        schema = pf.schema_arrow.remove_metadata()
+        schema = pf.schema_arrow  # its pandas metadata gives each chunk's frame the saved index and dtypes
 
         def batches():
             try:
@@ -129,7 +134,7 @@ def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None,
             path,
             read_options=pacsv.ReadOptions(block_size=8 << 20),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=True
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=CSV_NULLS
             ),
         )
 
@@ -174,10 +179,13 @@ def output_schema(input_schema: pa.Schema, new: pa.Schema) -> pa.Schema:
     from .schema import to_pandas
 
     kept = [f for f in input_schema if f.name not in set(new.names)]
-    head = pa.schema(kept).empty_table().to_pandas()
+    # The input's pandas metadata (if any) restores its dtypes and a saved index such as an id column.
+    head = pa.schema(kept, metadata=input_schema.metadata).empty_table().to_pandas()
     tail = to_pandas(new.empty_table())
-    frame = pd.concat([head, tail], axis=1) if kept else tail
-    meta = pa.Schema.from_pandas(frame, preserve_index=False).metadata
+    tail.index = head.index
+    frame = pd.concat([head, tail], axis=1)
+    saved_index = not isinstance(head.index, pd.RangeIndex)
+    meta = pa.Schema.from_pandas(frame, preserve_index=saved_index).metadata
     return pa.schema(kept + list(new)).with_metadata(meta)
 
 
@@ -339,12 +347,12 @@ def _file_worst_case(src, chunk_rows: int, job, job_options: dict, client, refre
     from .runner import check_run_args, plan_work
 
     check_run_args(client=client, refresh=refresh)
-    to_fetch: set[str] = set()
+    to_fetch: set[bytes] = set()
     worst = 0.0
     for chunk in rechunk(open_input(src, chunk_rows)[2], chunk_rows):
         prepared, op, op_options = job(chunk.to_pandas(), **job_options)
         plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
-        to_fetch.update(plan.cache_keys[j] for j in plan.to_fetch)
+        to_fetch.update(bytes.fromhex(plan.cache_keys[j]) for j in plan.to_fetch)  # 32 bytes, not 64 chars
         worst = float(op.worst_credits(op_options))
     return len(to_fetch) * worst
 
@@ -529,7 +537,8 @@ def push_parquet(
             guarded = None if api is None else _StopAfterFatal(api)
             for chunk in rechunk(batches, chunk_rows):
                 frame = chunk.to_pandas()
-                frame.index = pd.RangeIndex(offset, offset + len(frame))  # duplicates name file row numbers
+                if isinstance(frame.index, pd.RangeIndex):  # no saved index: duplicates name file row numbers
+                    frame.index = pd.RangeIndex(offset, offset + len(frame))
                 offset += len(frame)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -380,3 +381,23 @@ def test_confirm_over_is_checked_once_for_the_whole_file(small_config, tmp_path)
         summary = af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=10, client=c,
                                     progress=False, confirm_over=25)  # each chunk alone is far below 25
     assert summary["credits_consumed"] == 25 and summary["matched"] == 40
+
+
+def test_stream_keeps_a_saved_index_and_dtypes_and_reads_csv_nulls_like_pandas(tmp_path):
+    frame = push_rows(4)
+    frame["employees"] = pd.array([10, None, 30, None], dtype="Int64")
+    frame.index = pd.Index([f"crm{i}" for i in range(4)], name="crm_id")
+    frame.to_parquet(tmp_path / "in.parquet")
+    af.push_parquet(tmp_path / "in.parquet", tmp_path / "r.parquet", chunk_rows=3, progress=False, dry_run=True,
+                    columns={"employees": None})
+    report = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(report.index) == list(frame.index) and report.index.name == "crm_id"
+    assert str(report["employees"].dtype) == "Int64" and report["employees"].isna().sum() == 2
+
+    csv = tmp_path / "in.csv"
+    csv.write_text("email,first_name,title\na@x1.example,None,<NA>\nb@x1.example,NULL,Analyst\n")
+    af.push_parquet(csv, tmp_path / "r2.parquet", progress=False, dry_run=True)
+    payloads = [json.loads(p)["record"] for p in pd.read_parquet(tmp_path / "r2.parquet")["apollo_payload"]]
+    expected = af.push_contacts(pd.read_csv(csv, dtype=str), dry_run=True, progress=False)
+    assert payloads == [json.loads(p)["record"] for p in expected["apollo_payload"]]
+    assert payloads[0] == {"email": "a@x1.example"} and payloads[1] == {"email": "b@x1.example", "title": "Analyst"}
