@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
+
+def interactive() -> bool:
+    """A person is watching: stderr is a terminal, or this runs in a notebook kernel."""
+    return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())
+
 
 def progress_bar(*, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "rec", enabled: bool = True):
-    """A tqdm bar; when ``enabled`` is false nothing is imported that could warn or draw."""
-    if not enabled:
+    """A tqdm bar; silent when not ``enabled`` or when nobody watches (CI, cron, a log file gets no redraws)."""
+    if not (enabled and interactive()):
         from tqdm import tqdm
 
         return tqdm(total=total, initial=initial, disable=True)

@@ -137,3 +137,23 @@ def test_ci_runs_the_readme_test_command():
     demo, tests = commands
     assert "apollo-frames demo" in demo and "pytest" in tests
     assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+def test_progress_bars_stay_silent_when_nobody_watches(monkeypatch):
+    import io
+    import sys
+
+    from apollo_frames.progress import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file, CI, cron
+    assert progress_bar(total=3, enabled=True).disable
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = progress_bar(total=3, enabled=True)
+    assert not bar.disable
+    bar.close()
+    assert progress_bar(total=3, enabled=False).disable
