@@ -511,9 +511,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning on the command line: its text, not the launcher script's file and line."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # restored when the block ends
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except (AuthenticationError, PermissionDeniedError) as exc:

@@ -157,3 +157,12 @@ def test_progress_bars_stay_silent_when_nobody_watches(monkeypatch):
     assert not bar.disable
     bar.close()
     assert progress_bar(total=3, enabled=False).disable
+
+
+def test_cli_warnings_print_their_text_not_the_launcher_line(tmp_path, capsys):
+    (tmp_path / "in.csv").write_text("email,first_name,shoe_size\na@x1.example,A,9\n")
+    assert main(["push-contacts", str(tmp_path / "in.csv"), "--report", str(tmp_path / "r.parquet"), "--dry-run",
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: push_contacts: 1 column(s) are not pushed" in err and "'shoe_size'" in err
+    assert "UserWarning" not in err
