@@ -561,11 +561,12 @@ def push_parquet(
     finally:
         summary.elapsed_s = round(time.monotonic() - started, 3)
         bar.close(counts())
+    limit = guarded.rate_limit if guarded is not None else None
     for message, category in said.items():
-        warn(message, category)
+        if limit is None or ": stopped early (" not in message:  # a rate-limit stop is told once, below
+            warn(message, category)
     if fatal is not None:
         raise fatal
-    limit = guarded.rate_limit if guarded is not None else None
     out = summary.to_dict()
     out.update(output=str(dst), chunks=chunks, stopped_by_rate_limit=limit is not None,
                reset_at=getattr(limit, "reset_at", None), rows_remaining=summary.skipped, message=None)
@@ -575,6 +576,7 @@ def push_parquet(
             f"the window resets at {_when(limit.reset_at)}. Run the same command again then: with run_dedupe "
             f"the rows already created come back as existing."
         )
+        warn(f"{summary.operation}: {out['message']}")
     return out
 
 

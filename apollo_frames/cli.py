@@ -368,9 +368,7 @@ def cmd_push(args) -> int:
         with _client(args, _sandbox_if(args)) as client:
             summary = push_parquet(args.input, report, target, client=client, **options)
     fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
-    print(f"wrote {report} | " + PushSummary(**fields).line())
-    if summary["message"]:
-        print(summary["message"], file=sys.stderr)
+    print(f"wrote {report} | " + PushSummary(**fields).line())  # a rate-limit stop was warned about already
     if summary["stopped_by_rate_limit"]:
         return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK

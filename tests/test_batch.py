@@ -401,3 +401,20 @@ def test_stream_keeps_a_saved_index_and_dtypes_and_reads_csv_nulls_like_pandas(t
     expected = af.push_contacts(pd.read_csv(csv, dtype=str), dry_run=True, progress=False)
     assert payloads == [json.loads(p)["record"] for p in expected["apollo_payload"]]
     assert payloads[0] == {"email": "a@x1.example"} and payloads[1] == {"email": "b@x1.example", "title": "Analyst"}
+
+
+def test_push_cli_daily_limit_writes_every_row_says_so_once_and_exits_4(monkeypatch, tmp_path, capsys):
+    sb = Sandbox(SandboxConfig(seed=11, n_orgs=50, limits={"contacts/bulk_create": (None, None, 2)}))
+    push_rows(250).to_parquet(tmp_path / "in.parquet")
+    with sb.serve() as base_url:
+        monkeypatch.setenv("APOLLO_BASE_URL", base_url)
+        monkeypatch.setenv("APOLLO_API_KEY", DEFAULT_API_KEY)
+        code = main(["push-contacts", str(tmp_path / "in.parquet"), "--report", str(tmp_path / "r.parquet"),
+                     "--mode", "insert", "--chunk-rows", "120", "--quiet", "--cache-dir", str(tmp_path / "c")])
+    assert code == EXIT_RATE_LIMITED
+    report = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(report) == 250 and list(report["email"]) == list(push_rows(250)["email"])
+    counts = report["apollo_status"].value_counts().to_dict()
+    assert counts.get("created", 0) == len(sb.store.contacts) and counts.get("created", 0) + counts["skipped"] == 250
+    err = capsys.readouterr().err
+    assert err.count("rows remain (skipped)") == 1 and "resets at" in err and "stopped early" not in err
