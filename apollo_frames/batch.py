@@ -277,10 +277,9 @@ class _Progress:
         self.logging = False
         if not enabled:
             return
-        interactive = getattr(self.stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
-        if interactive:
-            from .progress import progress_bar
+        from .progress import interactive, progress_bar
 
+        if interactive(self.stream):
             self.bar = progress_bar(total=total, desc=desc, unit="row")
         else:
             self.logging = True
@@ -455,10 +454,7 @@ def enrich_parquet(
         message=None,
     )
     if limit is not None:
-        out["message"] = (
-            f"stopped by the {limit.window or 'current'} rate limit: {summary.skipped:,} rows remain (skipped); "
-            f"the window resets at {_when(limit.reset_at)}. Run the same command again then: what is done comes from the cache."
-        )
+        out["message"] = _rate_limit_message(limit, summary.skipped, "what is done comes from the cache.")
     elif summary.skipped:
         out["message"] = (
             f"{summary.skipped:,} rows were skipped (credit budget); finishing them would cost at most "
@@ -571,17 +567,20 @@ def push_parquet(
     out.update(output=str(dst), chunks=chunks, stopped_by_rate_limit=limit is not None,
                reset_at=getattr(limit, "reset_at", None), rows_remaining=summary.skipped, message=None)
     if limit is not None:
-        out["message"] = (
-            f"stopped by the {limit.window or 'current'} rate limit: {summary.skipped:,} rows remain (skipped); "
-            f"the window resets at {_when(limit.reset_at)}. Run the same command again then: with run_dedupe "
-            f"the rows already created come back as existing."
+        out["message"] = _rate_limit_message(
+            limit, summary.skipped, "with run_dedupe the rows already created come back as existing."
         )
         warn(f"{summary.operation}: {out['message']}")
     return out
 
 
-def _when(reset_at: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(reset_at)) if reset_at else "an unknown time"
+def _rate_limit_message(limit: RateLimitError, skipped: int, rerun: str) -> str:
+    """What a file run stopped by a rate limit tells: rows left, when the window resets, what a re-run does."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(limit.reset_at)) if limit.reset_at else "an unknown time"
+    return (
+        f"stopped by the {limit.window or 'current'} rate limit: {skipped:,} rows remain (skipped); "
+        f"the window resets at {when}. Run the same command again then: {rerun}"
+    )
 
 
 def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options) -> pd.DataFrame:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 
-def interactive() -> bool:
-    """A person is watching: stderr is a terminal, or this runs in a notebook kernel."""
-    return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())
+def interactive(stream=None) -> bool:
+    """A person is watching: ``stream`` (default stderr) is a terminal, or this runs in a notebook kernel."""
+    stream = sys.stderr if stream is None else stream
+    return "ipykernel" in sys.modules or bool(getattr(stream, "isatty", lambda: False)())
 
 
 def progress_bar(*, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "rec", enabled: bool = True):
