@@ -1,7 +1,7 @@
 """apollo_frames: enrich pandas DataFrames through the Apollo.io API, batched, cached and credit-aware."""
 
-from ._version import __version__
-from .errors import (
+from apollo_frames._version import __version__
+from apollo_frames.core.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -15,16 +15,16 @@ from .errors import (
     RateLimitError,
     ValidationError,
 )
-from .http import ApolloClient
-from .orgs import enrich_orgs
-from .people import enrich_people
-from .results import RunSummary
-from .credits import Estimate, estimate
-from .ledger import credit_summary, ledger, plot_credits
-from .filters import FilterError
-from .search import SearchTruncatedWarning, search_frame, search_orgs, search_people
-from .push import push_accounts, push_contacts
-from .batch import enrich_parquet, enrich_partition, push_parquet
+from apollo_frames.client.http import ApolloClient
+from apollo_frames.ops.orgs import enrich_orgs
+from apollo_frames.ops.people import enrich_people
+from apollo_frames.engine.summary import RunSummary
+from apollo_frames.estimates import Estimate, estimate
+from apollo_frames.reports import credit_summary, ledger, plot_credits
+from apollo_frames.core.filters import FilterError
+from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
+from apollo_frames.ops.push import push_accounts, push_contacts
+from apollo_frames.io.stream import enrich_parquet, enrich_partition, push_parquet
 
 __all__ = [
     "__version__",
@@ -58,6 +58,7 @@ __all__ = [
     "push_contacts",
     "enrich_parquet",
     "enrich_partition",
+    "push_parquet",
 ]
 
-from . import accessor as _accessor  # noqa: E402  (registers df.apollo)
+from apollo_frames import accessor as _accessor  # noqa: E402  (registers df.apollo)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import orgs, people, search as _search
+from apollo_frames.ops import orgs
+
+from apollo_frames.ops import people
+
+from apollo_frames.ops import search as _search
 
 
 @pd.api.extensions.register_dataframe_accessor("apollo")
@@ -83,9 +87,9 @@ class ApolloAccessor:
     def estimate(self, operation, **options):
         """What ``operation`` ("enrich_people", "enrich_orgs") would cost on this frame; sends nothing.
 
-        Takes ``client=``, ``columns=`` and the operation's options. See ``apollo_frames.credits.estimate``.
+        Takes ``client=``, ``columns=`` and the operation's options. See ``apollo_frames.estimates.estimate``.
         """
-        from . import credits
+        from apollo_frames import estimates as credits
 
         return credits.estimate(self._frame, operation, **options)
 
@@ -98,7 +102,7 @@ class ApolloAccessor:
         One status per row (created, existing, updated, invalid, duplicate, error, skipped) with ``apollo_id``;
         ``dry_run=True`` sends nothing and returns the plan. See ``apollo_frames.push_contacts``.
         """
-        from . import push
+        from apollo_frames.ops import push
 
         return push.push_contacts(
             self._frame, mode=mode, columns=columns, run_dedupe=run_dedupe, labels=labels, dry_run=dry_run,
@@ -110,7 +114,7 @@ class ApolloAccessor:
         default_region="US",
     ) -> pd.DataFrame:
         """Push each row to Apollo as an account, keyed on its domain (needs a master key). See ``apollo_frames.push_accounts``."""
-        from . import push
+        from apollo_frames.ops import push
 
         return push.push_accounts(
             self._frame, mode=mode, columns=columns, run_dedupe=run_dedupe, labels=labels, dry_run=dry_run,

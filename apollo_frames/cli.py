@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._version import __version__
-from .errors import ApolloError, AuthenticationError, ConfigurationError, PermissionDeniedError
+from apollo_frames._version import __version__
+from apollo_frames.core.errors import ApolloError, AuthenticationError, ConfigurationError, PermissionDeniedError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4
 
@@ -55,17 +55,17 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def _client(args, sandbox=None):
-    from .http import ApolloClient
+    from apollo_frames.client.http import ApolloClient
 
     kwargs = {"cache_dir": getattr(args, "cache_dir", None)}
     if sandbox is not None:
-        return ApolloClient.for_sandbox(sandbox, **kwargs)
+        return sandbox.client(**kwargs)
     return ApolloClient(**kwargs)
 
 
 def _sandbox_if(args):
     if getattr(args, "sandbox", False):
-        from .sandbox import Sandbox
+        from apollo_frames.sandbox import Sandbox
 
         return Sandbox()
     return None
@@ -77,8 +77,8 @@ def _sandbox_if(args):
 def cmd_enrich(args) -> int:
     import warnings
 
-    from .batch import enrich_parquet
-    from .results import RunSummary
+    from apollo_frames.io.stream import enrich_parquet
+    from apollo_frames.engine.summary import RunSummary
 
     output = parquet_path(args.output, "output")
     if not Path(args.input).exists():
@@ -100,13 +100,13 @@ def cmd_enrich(args) -> int:
 
 
 def _summary_line(summary: dict) -> str:
-    from .results import RunSummary
+    from apollo_frames.engine.summary import RunSummary
 
     return RunSummary(**summary).line()
 
 
 def cmd_sandbox(args) -> int:
-    from .sandbox import Sandbox, SandboxConfig
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
 
     config = SandboxConfig(seed=args.seed, n_orgs=args.orgs, latency=args.latency)
     if args.api_key:
@@ -140,8 +140,8 @@ DOCTOR_PROBES = (
 
 
 def cmd_doctor(args) -> int:
-    from .errors import ValidationError
-    from .ratelimit import parse_rate_headers
+    from apollo_frames.core.errors import ValidationError
+    from apollo_frames.client.ratelimit import parse_rate_headers
 
     sandbox = _sandbox_if(args)
     with _client(args, sandbox) as client:
@@ -190,8 +190,8 @@ def _refuse_requests(environ, start_response):
 
 
 def cmd_estimate(args) -> int:
-    from .credits import estimate
-    from .http import ApolloClient
+    from apollo_frames.estimates import estimate
+    from apollo_frames.sandbox import client_for
 
     frame = read_table(args.input)
     options = {"reveal_phone_number": True} if args.reveal_phone_number else {}
@@ -199,7 +199,7 @@ def cmd_estimate(args) -> int:
         raise ValueError("--reveal-phone-number applies to --op enrich-people only")
     # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
     # attempt to send a request would fail loudly.
-    client = ApolloClient.for_sandbox(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
+    client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
     with client:
         result = estimate(frame, args.op, client=client, columns=_parse_map(args.map), **options)
     print(repr(result))
@@ -255,8 +255,8 @@ def _as_int(value):
 
 
 def cmd_usage(args) -> int:
-    from .errors import NotFoundError
-    from .ratelimit import WindowReading
+    from apollo_frames.core.errors import NotFoundError
+    from apollo_frames.client.ratelimit import WindowReading
 
     with _client(args, _sandbox_if(args)) as client:
         try:
@@ -329,7 +329,7 @@ def _parse_filters(pairs: list[str] | None) -> dict:
 
 
 def cmd_search(args) -> int:
-    from . import search
+    from apollo_frames.ops import search
 
     output = parquet_path(args.output, "output")
     filters = _parse_filters(args.filter)
@@ -351,8 +351,8 @@ def cmd_search(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from .batch import push_parquet
-    from .push import PushSummary
+    from apollo_frames.io.stream import push_parquet
+    from apollo_frames.ops.push import PushSummary
 
     report = parquet_path(args.report, "--report")
     if not Path(args.input).exists():
@@ -383,16 +383,17 @@ def _samples_dir(explicit: str | None) -> Path:
 
 
 def cmd_demo(args) -> int:
-    from . import orgs, people
-    from .http import ApolloClient
-    from .sandbox import Sandbox
+    from apollo_frames.ops import orgs
+    from apollo_frames.ops import people
+    from apollo_frames.client.http import ApolloClient
+    from apollo_frames.sandbox import Sandbox
 
     samples = _samples_dir(args.samples)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print("apollo_frames demo: the embedded Apollo sandbox stands in for Apollo (no key needed, no real credits spent).")
     sandbox = Sandbox()
-    with ApolloClient.for_sandbox(sandbox, cache_dir=out / "cache") as client:
+    with sandbox.client(cache_dir=out / "cache") as client:
         people_in = read_table(samples / "people.csv")
         enriched = people.enrich_people(people_in, client=client, progress=not args.quiet)
         enriched.to_parquet(out / "people_enriched.parquet")

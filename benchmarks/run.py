@@ -33,9 +33,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import apollo_frames
-from apollo_frames import ApolloClient, schema
-from apollo_frames.http import SANDBOX_BASE_URL
-from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig, build_world
+from apollo_frames import ApolloClient
+from apollo_frames.core import schema
+from apollo_frames.sandbox import SANDBOX_BASE_URL, DEFAULT_API_KEY, Sandbox, SandboxConfig, build_world
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -81,7 +81,7 @@ def _fmt(v) -> str:
 
 def sandbox_client(sb: Sandbox, cache_dir: Path, **kw) -> ApolloClient:
     kw.setdefault("concurrency", 8)
-    return ApolloClient.for_sandbox(sb, cache_dir=str(cache_dir), **kw)
+    return sb.client(cache_dir=str(cache_dir), **kw)
 
 
 def people_with_email(world, n: int, offset: int = 0) -> list[dict]:
@@ -406,9 +406,9 @@ def bench_estimate(tmp: Path, quick: bool) -> Result:
     frame_a, _ = messy(people[:2000], 1)
     frame_b, _ = messy(people[2000:4000], 2)
     with sandbox_client(sb, tmp / "b7") as client:
-        est_a = apollo_frames.estimate(frame_a, "enrich_people", client=client)
+        est_a = apollo_frames.estimates(frame_a, "enrich_people", client=client)
         spent_a = apollo_frames.enrich_people(frame_a, client=client, progress=False).attrs["apollo"]["credits_consumed"]
-        est_b = apollo_frames.estimate(frame_b, "enrich_people", client=client)
+        est_b = apollo_frames.estimates(frame_b, "enrich_people", client=client)
         spent_b = apollo_frames.enrich_people(frame_b, client=client, progress=False).attrs["apollo"]["credits_consumed"]
     r.add("frame A (no history): credits_max / expected / actual",
           f"{est_a.credits_max:g} / {est_a.credits_expected:g} / {spent_a:g}")

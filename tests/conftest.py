@@ -18,7 +18,7 @@ def sandbox(small_config) -> Sandbox:
 
 @pytest.fixture
 def client(sandbox, tmp_path):
-    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path / "cache", retry_backoff=(0.001, 0.01)) as c:
+    with sandbox.client(cache_dir=tmp_path / "cache", retry_backoff=(0.001, 0.01)) as c:
         yield c
 
 

@@ -17,6 +17,7 @@ import pytest
 import apollo_frames as af
 from apollo_frames import ApolloClient
 from apollo_frames.cli import EXIT_RATE_LIMITED, main
+from apollo_frames.core.schema import PERSON_SCHEMA
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
 
 
@@ -33,7 +34,7 @@ def frame_of(people, extra=()):
 
 
 def sandbox_client(sandbox, cache_dir):
-    return ApolloClient.for_sandbox(sandbox, cache_dir=cache_dir, retry_backoff=(0.001, 0.01))
+    return sandbox.client(cache_dir=cache_dir, retry_backoff=(0.001, 0.01))
 
 
 def bulk_calls(sandbox, status=200):
@@ -90,7 +91,7 @@ def test_duplicates_across_chunks_are_sent_once(small_config, tmp_path):
 
 
 def test_cached_answers_read_in_blocks_equal_one_read(small_config, tmp_path, monkeypatch):
-    from apollo_frames import runner
+    from apollo_frames.engine import runner
 
     sb = Sandbox(small_config)
     people = known_people(sb, 40)
@@ -120,7 +121,7 @@ def test_schema_identical_across_inputs_and_chunks(small_config, tmp_path):
     assert schemas[0].equals(schemas[1], check_metadata=True)
     assert schemas[0].equals(schemas[2], check_metadata=True)
     assert schemas[0].names[:5] == ["Email", "First Name", "n", "apollo_status", "apollo_error"]
-    assert schemas[0].names[5:] == af.schema.PERSON_SCHEMA.names
+    assert schemas[0].names[5:] == PERSON_SCHEMA.names
 
 
 def test_csv_input_is_read_as_text(small_config, tmp_path):
@@ -346,7 +347,7 @@ def test_push_stream_refused_key_writes_every_row_then_raises(small_config, tmp_
     accounts = pd.DataFrame({"domain": [f"acct{i}.example" for i in range(7)], "name": [f"A{i}" for i in range(7)]})
     accounts.to_parquet(tmp_path / "in.parquet")
     sb = Sandbox(small_config)
-    with ApolloClient.for_sandbox(sb, api_key=SCOPED_API_KEY, cache_dir=tmp_path / "c") as c:
+    with sb.client(api_key=SCOPED_API_KEY, cache_dir=tmp_path / "c") as c:
         with pytest.raises(af.PermissionDeniedError):
             af.push_parquet(tmp_path / "in.parquet", tmp_path / "r.parquet", "accounts", chunk_rows=3, client=c,
                             progress=False)

@@ -143,7 +143,7 @@ def test_progress_bars_stay_silent_when_nobody_watches(monkeypatch):
     import io
     import sys
 
-    from apollo_frames.progress import progress_bar
+    from apollo_frames.engine.progress import progress_bar
 
     class Terminal(io.StringIO):
         def isatty(self):

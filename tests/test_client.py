@@ -11,8 +11,8 @@ import pytest
 import respx
 
 import apollo_frames as af
-from apollo_frames.http import endpoint_of
-from apollo_frames.ratelimit import RateLimiter, parse_rate_headers, parse_retry_after, window_from_message
+from apollo_frames.client.http import endpoint_of
+from apollo_frames.client.ratelimit import RateLimiter, parse_rate_headers, parse_retry_after, window_from_message
 
 BASE = "https://apollo.test/api/v1"
 KEY = "test-key-0123456789-SECRET"

@@ -15,9 +15,9 @@ import apollo_frames as af
 import apollo_frames.accessor  # noqa: F401  (registers df.apollo)
 from apollo_frames import ApolloClient, BudgetExceededError
 from apollo_frames.cli import main
-from apollo_frames.credits import DEFAULT_MATCH_RATE, Estimate, confirm_spend, estimate, simulate_duration
-from apollo_frames.ledger import Ledger
-from apollo_frames.ratelimit import WindowReading
+from apollo_frames.estimates import DEFAULT_MATCH_RATE, Estimate, confirm_spend, estimate, simulate_duration
+from apollo_frames.client.ledger import Ledger
+from apollo_frames.client.ratelimit import WindowReading
 from apollo_frames.sandbox import DEFAULT_API_KEY, SCOPED_API_KEY, Sandbox, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def test_estimate_repr_html_and_frame(sandbox, client):
 
 def test_a_run_longer_than_a_day_when_the_daily_limit_binds(sandbox, tmp_path):
     frame = pd.DataFrame({"email": [f"lead{i}@prospect-{i % 97}.example" for i in range(10_000)]})
-    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path / "c", rate_limits=(1000, None, 600)) as c:
+    with sandbox.client(cache_dir=tmp_path / "c", rate_limits=(1000, None, 600)) as c:
         est = estimate(frame, "enrich_people", client=c)
     assert est.api_calls == 1_000 and est.limits == {"minute": 1000, "hour": None, "day": 600}
     assert est.limits_source == "client rate_limits setting"
@@ -145,7 +145,7 @@ def test_a_run_longer_than_a_day_when_the_daily_limit_binds(sandbox, tmp_path):
     assert " d " in repr(est)  # shown in days and hours
     assert sandbox.count() == 0
 
-    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path / "c", plan="free") as c:
+    with sandbox.client(cache_dir=tmp_path / "c", plan="free") as c:
         free = estimate(frame, "enrich_people", client=c)
     assert free.limits_source == "plan preset free" and free.limits == {"minute": 50, "hour": 200, "day": 600}
     assert free.duration_s > est.duration_s > 86_400
@@ -209,7 +209,7 @@ def test_credit_summary_by_day_operation_and_run(sandbox, client):
 
     with pytest.raises(ValueError, match="by must be one of"):
         af.credit_summary(by="week", client=client)
-    empty = af.credit_summary(by="run", client=ApolloClient.for_sandbox(sandbox, cache_dir=client.settings.cache_dir / "x"))
+    empty = af.credit_summary(by="run", client=sandbox.client(cache_dir=client.settings.cache_dir / "x"))
     assert empty.empty and "credits" in empty.columns
 
 
@@ -253,8 +253,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from apollo_frames.ledger import Ledger
-    from apollo_frames.ratelimit import WindowReading
+    from apollo_frames.client.ledger import Ledger
+    from apollo_frames.client.ratelimit import WindowReading
 
     path, me, rows = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     ledger = Ledger(path)

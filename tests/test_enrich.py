@@ -94,7 +94,7 @@ def test_faults_lose_no_row_and_credits_match_the_server(tmp_path):
     sandbox = Sandbox(
         SandboxConfig(seed=11, n_orgs=300, error_rate=0.25, rate_429=0.25, fault_seed=3, windows=(1, 3600, 86400))
     )
-    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path, max_retries=8, retry_backoff=(0.001, 0.01)) as client:
+    with sandbox.client(cache_dir=tmp_path, max_retries=8, retry_backoff=(0.001, 0.01)) as client:
         frame = leads_frame(sandbox, n=80)
         result = frame.apollo.enrich_people(client=client, progress=False)
     statuses = result["apollo_status"].value_counts().to_dict()
@@ -107,7 +107,7 @@ def test_faults_lose_no_row_and_credits_match_the_server(tmp_path):
 
 
 def test_failed_batch_marks_rows_error_and_the_run_goes_on(sandbox, tmp_path):
-    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path, max_retries=1, retry_backoff=(0.001, 0.01), concurrency=1) as client:
+    with sandbox.client(cache_dir=tmp_path, max_retries=1, retry_backoff=(0.001, 0.01), concurrency=1) as client:
         sandbox.inject("500", "500", path="people/bulk_match")  # the first batch fails twice: out of retries
         frame = leads_frame(sandbox, n=25)
         result = frame.apollo.enrich_people(client=client, progress=False)
@@ -119,7 +119,7 @@ def test_failed_batch_marks_rows_error_and_the_run_goes_on(sandbox, tmp_path):
 
 
 def test_bad_key_stops_the_run_with_authentication_error(sandbox, tmp_path):
-    with ApolloClient.for_sandbox(sandbox, api_key="wrong-key-000000000000", cache_dir=tmp_path) as client:
+    with sandbox.client(api_key="wrong-key-000000000000", cache_dir=tmp_path) as client:
         with pytest.raises(af.AuthenticationError, match="APOLLO_API_KEY"):
             leads_frame(sandbox, n=5).apollo.enrich_people(client=client, progress=False)
 
@@ -146,7 +146,7 @@ def test_zero_budget_sends_nothing(sandbox, client):
 
 
 def test_key_never_lands_on_disk(sandbox, tmp_path):
-    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path / "cache") as client:
+    with sandbox.client(cache_dir=tmp_path / "cache") as client:
         result = leads_frame(sandbox, n=20).apollo.enrich_people(client=client, progress=False)
     result.to_parquet(tmp_path / "out.parquet")
     needle = DEFAULT_API_KEY.encode()
@@ -277,7 +277,7 @@ def test_confirm_over_refuses_in_a_non_interactive_run(sandbox, client):
 
 
 def test_failed_batches_reach_the_ledger_without_credits(sandbox, tmp_path):
-    with ApolloClient.for_sandbox(sandbox, cache_dir=tmp_path, max_retries=0, concurrency=1) as client:
+    with sandbox.client(cache_dir=tmp_path, max_retries=0, concurrency=1) as client:
         sandbox.inject("500", path="people/bulk_match")
         result = leads_frame(sandbox, n=15).apollo.enrich_people(client=client, progress=False)
         rows = client.ledger.frame()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from apollo_frames.mapping import ORG_FIELDS, PEOPLE_FIELDS, ColumnMappingError, fold_name, resolve_columns
+from apollo_frames.core.columns import ORG_FIELDS, PEOPLE_FIELDS, ColumnMappingError, fold_name, resolve_columns
 
 
 def test_public_field_lists():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apollo_frames import normalize as nz
+from apollo_frames.core import normalize as nz
 
 MISSING = [None, float("nan"), np.nan, np.float32("nan"), pd.NA, pd.NaT, np.datetime64("NaT"), decimal.Decimal("NaN"),
            "", "   ", "\t\n", "\u00a0"]  # fmt: skip

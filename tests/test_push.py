@@ -7,16 +7,16 @@ import math
 import warnings
 from collections import Counter
 
+import httpx
 import pandas as pd
 import pytest
 
 import apollo_frames as af
 from apollo_frames import ApolloClient
 from apollo_frames.cli import main
-from apollo_frames.errors import AuthenticationError, PermissionDeniedError
-from apollo_frames.http import SANDBOX_BASE_URL
-from apollo_frames.push import PUSH_STATUSES, push_accounts, push_contacts
-from apollo_frames.sandbox import DEFAULT_API_KEY, SCOPED_API_KEY, Sandbox, SandboxConfig
+from apollo_frames.core.errors import AuthenticationError, PermissionDeniedError
+from apollo_frames.ops.push import PUSH_STATUSES, push_accounts, push_contacts
+from apollo_frames.sandbox import SANDBOX_BASE_URL, DEFAULT_API_KEY, SCOPED_API_KEY, Sandbox, SandboxConfig
 
 
 def contacts_frame(n, start=0, title="Analyst", prefix="r"):
@@ -69,7 +69,7 @@ def fast_client_factory(tmp_path):
     def make(sandbox, **kw):
         kw.setdefault("cache_dir", tmp_path / "cache")
         kw.setdefault("retry_backoff", (0.001, 0.005))
-        client = ApolloClient.for_sandbox(sandbox, **kw)
+        client = sandbox.client(**kw)
         made.append(client)
         return client
 
@@ -363,7 +363,7 @@ def test_accounts_update_falls_back_to_put(sandbox, tmp_path):
             return [b'{"error": "PATCH not allowed"}']
         return sandbox(environ, start_response)
 
-    with ApolloClient(app=no_patch, api_key=DEFAULT_API_KEY, base_url=SANDBOX_BASE_URL, cache_dir=tmp_path / "c",
+    with ApolloClient(transport=httpx.WSGITransport(app=no_patch), api_key=DEFAULT_API_KEY, base_url=SANDBOX_BASE_URL, cache_dir=tmp_path / "c",
                       plan="paid") as client:
         created = push_accounts(accounts_frame(4), mode="insert", client=client, progress=False)
         frame = pd.DataFrame({"id": created["apollo_id"], "name": [f"Renamed {i}" for i in range(4)]})
@@ -375,7 +375,7 @@ def test_accounts_update_falls_back_to_put(sandbox, tmp_path):
 
 
 def test_accounts_with_scoped_key_stop_with_actionable_error(sandbox, tmp_path):
-    with ApolloClient.for_sandbox(sandbox, api_key=SCOPED_API_KEY, cache_dir=tmp_path / "c") as client:
+    with sandbox.client(api_key=SCOPED_API_KEY, cache_dir=tmp_path / "c") as client:
         with pytest.raises(PermissionDeniedError, match="master API key") as info:
             push_accounts(accounts_frame(150), mode="insert", client=client, progress=False)
     assert not sandbox.store.accounts
@@ -384,7 +384,7 @@ def test_accounts_with_scoped_key_stop_with_actionable_error(sandbox, tmp_path):
 
 
 def test_bad_key_raises_authentication_error(sandbox, tmp_path):
-    with ApolloClient.for_sandbox(sandbox, api_key="not-the-key-000", cache_dir=tmp_path / "c") as client:
+    with sandbox.client(api_key="not-the-key-000", cache_dir=tmp_path / "c") as client:
         with pytest.raises(AuthenticationError):
             push(contacts_frame(3), client)
     assert not sandbox.store.contacts

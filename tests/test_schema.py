@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from apollo_frames import schema as sc
+from apollo_frames.core import schema as sc
 
 ORG_ID = "5e66b6381e05b4008c8331b8"
 

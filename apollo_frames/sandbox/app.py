@@ -301,6 +301,12 @@ class Sandbox:
         with self._lock:
             self._windows.clear()
 
+    def client(self, **kwargs):
+        """An ``ApolloClient`` wired to this sandbox in-process (see :func:`apollo_frames.sandbox.client_for`)."""
+        from . import client_for
+
+        return client_for(self, **kwargs)
+
     def serve(self, host: str = "127.0.0.1", port: int = 0):
         """Context manager: serve over real HTTP on loopback in a thread; yields the base URL."""
         from .server import serve

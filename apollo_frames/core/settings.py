@@ -10,7 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .errors import ConfigurationError
+from apollo_frames.core.errors import ConfigurationError
 
 DEFAULT_BASE_URL = "https://api.apollo.io/api/v1"
 DAY = 86_400

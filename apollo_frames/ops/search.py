@@ -20,7 +20,7 @@
   queries are sent once; every row gets its own copy of the results, tagged
   with ``apollo_input_index`` (the input row's index label).
 
-Filters are validated before any request (see ``apollo_frames.filters``).
+Filters are validated before any request (see ``apollo_frames.core.filters``).
 Pages are fetched with ``per_page=100`` until ``max_results``, the last page,
 or Apollo's display cap of 500 pages / 50,000 records; a search the cap cuts
 short is ``truncated`` and warns. Each page is cached on disk under a hash of
@@ -43,10 +43,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from .progress import progress_bar
-from . import filters as flt
-from .cache import canonical_json
-from .errors import (
+from apollo_frames.engine.progress import progress_bar
+from apollo_frames.core import filters as flt
+from apollo_frames.client.store import canonical_json
+from apollo_frames.core.errors import (
     ApolloError,
     AuthenticationError,
     ConfigurationError,
@@ -54,10 +54,12 @@ from .errors import (
     RateLimitError,
     warn,
 )
-from .http import client_scope
-from .paginate import DISPLAY_CAP, MAX_PAGE, MAX_PER_PAGE, PageNumberPaginator, read_page
-from .ratelimit import parse_rate_headers
-from .results import _fmt, _html_table, announce
+from apollo_frames.client.http import client_scope
+from apollo_frames.engine.work import Work
+from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
+from apollo_frames.core.paginate import DISPLAY_CAP, MAX_PAGE, MAX_PER_PAGE, PageNumberPaginator, read_page
+from apollo_frames.client.ratelimit import parse_rate_headers
+from apollo_frames.engine.summary import _fmt, _html_table, announce
 
 PEOPLE_ENDPOINT = flt.ENDPOINTS[flt.PEOPLE]
 ORGS_ENDPOINT = flt.ENDPOINTS[flt.ORGS]
@@ -325,14 +327,10 @@ def _truncation_warning(what: str, total: int | None, returned: int) -> None:
 
 def _flatten(kind: str, records: Sequence[dict]) -> pa.Table:
     """The records as a table in the declared ``person.*`` / ``org.*`` schema (same columns as enrichment)."""
-    from .schema import flatten_orgs, flatten_people
-
     return (flatten_people if kind == flt.PEOPLE else flatten_orgs)(list(records))
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    from .schema import to_pandas
-
     return to_pandas(table)
 
 
@@ -418,7 +416,7 @@ def search_people(
     ``[]`` (``person_titles=["VP Sales"]``, ``person_seniorities="vp"``,
     ``q_organization_domains_list="acme.example"``,
     ``organization_num_employees_ranges=(1, 50)``, ...); see
-    ``apollo_frames.filters`` for every name and the shapes accepted. They are
+    ``apollo_frames.core.filters`` for every name and the shapes accepted. They are
     validated before any request: an unknown name or an unusable value raises
     ``FilterError`` (a ``ValueError``) or ``TypeError``.
 
@@ -570,8 +568,6 @@ def plan_search_work(frame: pd.DataFrame, columns, options: dict, client):
     costs nothing. Worst case per query to fetch: every page ``max_results_per_row``
     could take (1 credit each for organizations, 0 for people).
     """
-    from .credits import Work
-
     options = dict(options)
     kind = _kind(options.pop("kind", "people"))
     per_row = _check_max_results("max_results_per_row", options.pop("max_results_per_row", 10))

@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from ._version import __version__
-from .errors import (
+from apollo_frames._version import __version__
+from apollo_frames.core.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -37,14 +37,15 @@ from .errors import (
     RateLimitError,
     ValidationError,
 )
-from .ratelimit import RateLimiter, parse_retry_after, window_from_message
-from .settings import DEFAULT_BASE_URL, Settings
+from apollo_frames.client.ledger import Ledger
+from apollo_frames.client.store import ResponseCache
+from apollo_frames.client.ratelimit import RateLimiter, parse_retry_after, window_from_message
+from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings
 
 logger = logging.getLogger("apollo_frames")
 
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
-SANDBOX_BASE_URL = "http://sandbox.invalid/api/v1"
 
 
 @dataclasses.dataclass
@@ -106,8 +107,8 @@ class ApolloClient:
 
     Arguments left as None are read from the environment when the client is
     made (``APOLLO_API_KEY``, ``APOLLO_BASE_URL``, ``APOLLO_FRAMES_CACHE_DIR``).
-    ``app`` routes requests to an in-process WSGI app (the sandbox) instead of
-    the network.
+    ``transport`` replaces the network, as in httpx: a mock, or an in-process
+    WSGI app (the sandbox offers its own, ``Sandbox.client()``).
     """
 
     def __init__(
@@ -126,7 +127,7 @@ class ApolloClient:
         cache_ttl: float | None = None,
         search_cache_ttl: float | None = None,
         cache_namespace: str | None = None,
-        app: Callable | None = None,
+        transport: httpx.BaseTransport | None = None,
         retry_backoff: tuple[float, float] = (INITIAL_RETRY_DELAY, MAX_RETRY_DELAY),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -149,7 +150,7 @@ class ApolloClient:
             self.settings.limits, window_seconds or (60.0, 3600.0, 86400.0), sleep=sleep, clock=clock
         )
         self.stats = ClientStats()
-        self._app = app
+        self._transport = transport
         self._backoff = retry_backoff
         self._sleep = sleep
         self._clock = clock
@@ -158,20 +159,6 @@ class ApolloClient:
         self._http_lock = threading.Lock()
         self._cache = None
         self._ledger = None
-
-    @classmethod
-    def for_sandbox(cls, sandbox=None, **kwargs) -> "ApolloClient":
-        """A client wired to an in-process sandbox (a new default one if none is given)."""
-        from .sandbox import DEFAULT_API_KEY, Sandbox
-
-        sandbox = sandbox if sandbox is not None else Sandbox()
-        kwargs.setdefault("api_key", DEFAULT_API_KEY)
-        kwargs.setdefault("base_url", SANDBOX_BASE_URL)
-        kwargs.setdefault("cache_namespace", "sandbox")
-        kwargs.setdefault("plan", "paid")
-        client = cls(app=sandbox, **kwargs)
-        client.sandbox = sandbox
-        return client
 
     def __repr__(self) -> str:
         s = self.settings
@@ -185,11 +172,10 @@ class ApolloClient:
     def _client(self) -> httpx.Client:
         with self._http_lock:
             if self._http is None:
-                transport = httpx.WSGITransport(app=self._app) if self._app is not None else None
                 self._http = httpx.Client(
                     base_url=self.settings.base_url + "/",
                     timeout=self.settings.timeout,
-                    transport=transport,
+                    transport=self._transport,
                     limits=httpx.Limits(max_connections=self.settings.concurrency + 2),
                     headers={
                         "Content-Type": "application/json",
@@ -203,8 +189,6 @@ class ApolloClient:
     def cache(self):
         """The on-disk response cache for this client's settings, opened on first use."""
         if self._cache is None:
-            from .cache import ResponseCache
-
             self._cache = ResponseCache(self.settings.cache_dir, namespace=self.cache_namespace)
         return self._cache
 
@@ -212,8 +196,6 @@ class ApolloClient:
     def ledger(self):
         """The persistent credit ledger beside the cache, opened on first use."""
         if self._ledger is None:
-            from .ledger import Ledger
-
             # Apollo's own ledger is ledger.sqlite; a sandbox or another base URL keeps its credits apart.
             name = "ledger.sqlite"
             if self.cache_namespace != DEFAULT_BASE_URL:

@@ -23,8 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import BudgetExceededError
-from .ratelimit import WINDOWS
+from apollo_frames.client.http import client_scope
+from apollo_frames.engine.work import ESTIMATORS, Work, register_estimator, work_from_plan, _check_options
+from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
+from apollo_frames.ops import orgs, people
+from apollo_frames.ops.search import plan_search_work
+from apollo_frames.client.ratelimit import WINDOWS
 
 #: The share of sent records assumed to match (and so to be charged) when the ledger has no history.
 DEFAULT_MATCH_RATE = 0.8
@@ -34,83 +38,12 @@ ASSUMED_LATENCY_S = 1.0
 WINDOW_SECONDS = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 
-# -- the work behind an estimate -----------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Work:
-    """What an operation would do for a frame, counted without sending anything."""
-
-    operation: str
-    endpoint: str
-    rows: int
-    invalid: int
-    unique: int
-    cached: int
-    to_fetch: int
-    batch_size: int
-    #: worst-case credits for one record sent
-    worst_credits: float
-    #: requests needed; default ceil(to_fetch / batch_size)
-    api_calls: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.api_calls is None:
-            self.api_calls = math.ceil(self.to_fetch / self.batch_size) if self.to_fetch else 0
-
-
-Planner = Callable[[pd.DataFrame, "dict[str, str] | None", dict, Any], Work]
-ESTIMATORS: dict[str, Planner] = {}
-
-
-def register_estimator(name: str) -> Callable[[Planner], Planner]:
-    """Register ``planner(frame, columns, options, client) -> Work`` for ``estimate(frame, name)``.
-
-    The planner must not send requests; it may read the client's cache. It
-    raises TypeError for options it does not know.
-    """
-
-    def decorate(planner: Planner) -> Planner:
-        ESTIMATORS[name] = planner
-        return planner
-
-    return decorate
-
-
-def _check_options(operation: str, options: dict, allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"estimate({operation!r}) got unknown option(s) {unknown}; it accepts {sorted(allowed) or 'none'}"
-        )
-
-
-def work_from_plan(frame, prepared, op, options: dict, client, *, refresh: bool = False) -> Work:
-    """Count the work of a runner ``Operation``: dedupe and cache lookup exactly as ``run_operation`` does."""
-    from .runner import plan_work
-
-    plan = plan_work(prepared, op, options, client, refresh=refresh, flatten=False)
-    return Work(
-        operation=op.name,
-        endpoint=op.endpoint,
-        rows=len(frame),
-        invalid=sum(1 for r in prepared.records if r is None),
-        unique=len(plan.unique_records),
-        cached=len(plan.cached),
-        to_fetch=len(plan.to_fetch),
-        batch_size=op.batch_size,
-        worst_credits=float(op.worst_credits(options)),
-    )
-
-
 #: reveal_phone_number needs a webhook to run, not to estimate: the webhook is not part of the cache key.
 _ESTIMATE_WEBHOOK = "https://estimate.invalid/webhook"
 
 
 @register_estimator("enrich_people")
 def _plan_people(frame, columns, options, client) -> Work:
-    from . import people
-
     _check_options("enrich_people", options, ("reveal_personal_emails", "reveal_phone_number", "webhook_url", "refresh"))
     reveal_phone = options.get("reveal_phone_number", False)
     webhook = options.get("webhook_url") or (_ESTIMATE_WEBHOOK if reveal_phone is True else None)
@@ -121,8 +54,6 @@ def _plan_people(frame, columns, options, client) -> Work:
 
 @register_estimator("enrich_orgs")
 def _plan_orgs(frame, columns, options, client) -> Work:
-    from . import orgs
-
     _check_options("enrich_orgs", options, ("refresh",))
     prepared = orgs.prepare_orgs(frame, columns)
     return work_from_plan(frame, prepared, orgs.OPERATION, {}, client, refresh=bool(options.get("refresh")))
@@ -131,16 +62,10 @@ def _plan_orgs(frame, columns, options, client) -> Work:
 @register_estimator("search")
 def _plan_search(frame, columns, options, client) -> Work:
     """``estimate(frame, "search", kind="orgs", max_results_per_row=10, **filters)``: one record per unique row query."""
-    from .search import plan_search_work
-
     return plan_search_work(frame, columns, options, client)
 
 
 # -- rate limits and duration --------------------------------------------------------------------
-
-
-def _stamp(seconds: float) -> str:
-    return pd.Timestamp(seconds, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
 
 
 def assumed_limits(client, endpoint: str) -> tuple[dict[str, int | None], dict[str, tuple[int, float]], str]:
@@ -339,8 +264,6 @@ def estimate(frame: pd.DataFrame, operation: str, *, client=None, columns: dict[
     could spend at worst; ``credits_expected`` scales it by the match rate the
     ledger has seen for this operation (else ``DEFAULT_MATCH_RATE``).
     """
-    from .http import client_scope
-
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
     name = str(operation).replace("-", "_")
@@ -384,68 +307,4 @@ def estimate(frame: pd.DataFrame, operation: str, *, client=None, columns: dict[
         duration_assumption=assumption,
         endpoint=work.endpoint,
         worst_credits_per_record=work.worst_credits,
-    )
-
-
-# -- confirmation gate ---------------------------------------------------------------------------
-
-
-def is_interactive() -> bool:
-    """True in an IPython kernel (Jupyter) or when stdin is a terminal."""
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is not None and getattr(shell, "kernel", None) is not None:
-            return True
-    except ImportError:
-        pass
-    try:
-        return bool(sys.stdin is not None and sys.stdin.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def _how_to_proceed(credits_max: float, threshold: float) -> str:
-    return (
-        f"To go ahead, raise confirm_over to at least {math.ceil(credits_max)}, or set max_credits to cap "
-        f"what this run may spend (rows past the cap are skipped; run again later and what is done comes "
-        f"from the cache)."
-    )
-
-
-def confirm_spend(
-    operation: str,
-    credits_max: float,
-    threshold: float | None,
-    *,
-    interactive: bool | None = None,
-    ask: Callable[[str], str] | None = None,
-) -> None:
-    """Let a run go on only if its worst-case spend is within ``threshold`` or the user says yes.
-
-    Nothing happens when ``threshold`` is None or ``credits_max <= threshold``.
-    Otherwise an interactive session (IPython kernel, or stdin a TTY) is asked
-    to confirm and anything but yes raises ``BudgetExceededError``; a
-    non-interactive run raises it at once. ``interactive`` and ``ask`` (default
-    ``input``) exist for tests.
-    """
-    if threshold is None or credits_max <= threshold:
-        return
-    interactive = is_interactive() if interactive is None else interactive
-    spend = f"{operation} may spend up to {_fmt_num(credits_max)} credits, more than confirm_over={_fmt_num(threshold)}"
-    if interactive:
-        ask = ask or input
-        try:
-            answer = ask(f"{spend}. Continue? [y/N] ")
-        except (EOFError, NotImplementedError, OSError, RuntimeError):
-            # A kernel that cannot read input (e.g. a notebook run headless) is not interactive after all.
-            answer = None
-        if answer is not None:
-            if str(answer).strip().lower() in ("y", "yes"):
-                return
-            raise BudgetExceededError(f"{spend}; not confirmed, nothing was sent. {_how_to_proceed(credits_max, threshold)}")
-    raise BudgetExceededError(
-        f"{spend}, and this session cannot ask for confirmation (not interactive); nothing was sent. "
-        + _how_to_proceed(credits_max, threshold)
     )

@@ -21,7 +21,7 @@ is written. Neither the whole input nor the whole output is held in memory.
   left of it. So does ``confirm_over``: the file's worst case (its unique
   records not cached yet) is counted in one read pass before anything is sent.
 * **Rate limits.** When the client gives up waiting on a rate limit (a spent
-  daily window, :class:`~apollo_frames.errors.RateLimitError`), nothing more is
+  daily window, :class:`~apollo_frames.core.errors.RateLimitError`), nothing more is
   sent: the remaining chunks are still read and written, their rows answered
   from the cache where possible and ``skipped`` otherwise (never dropped), and
   the summary says when the window resets and how many rows remain.
@@ -50,11 +50,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .credits import confirm_spend
-from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
-from .http import client_scope
-from .results import RunSummary
-from .runner import STATUS_COLUMNS, answer_columns, execute, finish
+from apollo_frames.engine.confirm import confirm_spend
+from apollo_frames.core.errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
+from apollo_frames.client.http import client_scope
+from apollo_frames.engine.summary import RunSummary
+from apollo_frames.engine.runner import STATUS_COLUMNS, answer_columns, execute, finish
 
 __all__ = ["enrich_parquet", "enrich_partition", "push_parquet", "OPERATIONS"]
 
@@ -66,8 +66,9 @@ _SUMMED = ("rows", "unique_inputs", "cache_hits", "api_calls", "credits_consumed
 
 def _operation(operation: str):
     """(enrich function, its job function, declared result schema) of an operation name."""
-    from . import orgs, people
-    from .schema import ORG_SCHEMA, PERSON_SCHEMA
+    from apollo_frames.ops import orgs
+    from apollo_frames.ops import people
+    from apollo_frames.core.schema import ORG_SCHEMA, PERSON_SCHEMA
 
     name = operation.replace("-", "_") if isinstance(operation, str) else operation
     if name == "enrich_people":
@@ -176,7 +177,7 @@ def output_schema(input_schema: pa.Schema, new: pa.Schema) -> pa.Schema:
     ``pd.read_parquet`` gives the new columns the dtypes the in-memory
     functions give them, whatever the chunks held.
     """
-    from .schema import to_pandas
+    from apollo_frames.core.schema import to_pandas
 
     kept = [f for f in input_schema if f.name not in set(new.names)]
     # The input's pandas metadata (if any) restores its dtypes and a saved index such as an id column.
@@ -277,7 +278,7 @@ class _Progress:
         self.logging = False
         if not enabled:
             return
-        from .progress import interactive, progress_bar
+        from apollo_frames.engine.progress import interactive, progress_bar
 
         if interactive(self.stream):
             self.bar = progress_bar(total=total, desc=desc, unit="row")
@@ -343,7 +344,7 @@ def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: st
 
 def _file_worst_case(src, chunk_rows: int, job, job_options: dict, client, refresh: bool) -> float:
     """Worst-case credits of a whole file run: its unique records not yet cached (one read pass, nothing sent)."""
-    from .runner import check_run_args, plan_work
+    from apollo_frames.engine.runner import check_run_args, plan_work
 
     check_run_args(client=client, refresh=refresh)
     to_fetch: set[bytes] = set()
@@ -388,7 +389,7 @@ def enrich_parquet(
     ``webhook_url``...). ``max_credits`` is the budget of the whole file run.
     See the module docstring for order, schema, resume and rate limits.
 
-    The returned dict has the :class:`~apollo_frames.results.RunSummary` fields
+    The returned dict has the :class:`~apollo_frames.engine.summary.RunSummary` fields
     summed over chunks (``unique_inputs`` counts per chunk, so a record repeated
     in two chunks counts twice and is a cache hit the second time), plus
     ``output``, ``chunks``, ``stopped_by_rate_limit``, ``rate_limit_window``,
@@ -497,11 +498,11 @@ def push_parquet(
     with ``run_dedupe=True`` (the default) and what was created comes back as
     ``existing``.
 
-    The dict has the :class:`~apollo_frames.push.PushSummary` fields summed
+    The dict has the :class:`~apollo_frames.ops.push.PushSummary` fields summed
     over chunks, plus ``output``, ``chunks``, ``stopped_by_rate_limit``,
     ``reset_at``, ``rows_remaining`` and ``message``.
     """
-    from . import push as pushing
+    from apollo_frames.ops import push as pushing
 
     dst = _check_stream_args(chunk_rows, dst, options, "push_parquet")
     targets = {"contacts": pushing.CONTACTS, "accounts": pushing.ACCOUNTS}

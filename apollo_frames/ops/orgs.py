@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from . import normalize as nz
-from .http import client_scope
-from .mapping import ORG_FIELDS, resolve_columns
-from .runner import Operation, Prepared, run_operation
-from .schema import flatten_orgs
+from apollo_frames.core import normalize as nz
+from apollo_frames.client.http import client_scope
+from apollo_frames.core.columns import ORG_FIELDS, resolve_columns
+from apollo_frames.engine.runner import Operation, Prepared, run_operation
+from apollo_frames.core.schema import flatten_orgs
 
 ENDPOINT = "organizations/bulk_enrich"
 BATCH_SIZE = 10

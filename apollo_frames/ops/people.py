@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import normalize as nz
-from .errors import ApolloError
-from .http import client_scope
-from .mapping import PEOPLE_FIELDS, resolve_columns
-from .runner import Operation, Prepared, run_operation
-from .schema import flatten_people
+from apollo_frames.core import normalize as nz
+from apollo_frames.core.errors import ApolloError
+from apollo_frames.client.http import client_scope
+from apollo_frames.core.columns import PEOPLE_FIELDS, resolve_columns
+from apollo_frames.engine.runner import Operation, Prepared, run_operation
+from apollo_frames.core.schema import flatten_people
 
 ENDPOINT = "people/bulk_match"
 BATCH_SIZE = 10

@@ -22,13 +22,13 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from .cache import canonical_json
-from .credits import confirm_spend
-from .errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
-from .progress import progress_bar
-from .ratelimit import parse_rate_headers
-from .results import RunSummary, announce
-from .schema import to_pandas
+from apollo_frames.client.store import canonical_json
+from apollo_frames.engine.confirm import confirm_spend
+from apollo_frames.core.errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
+from apollo_frames.engine.progress import progress_bar
+from apollo_frames.client.ratelimit import parse_rate_headers
+from apollo_frames.engine.summary import RunSummary, announce
+from apollo_frames.core.schema import to_pandas
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from .errors import RateLimitError
+from apollo_frames.core.errors import RateLimitError
 
 WINDOWS = ("minute", "hour", "day")
 DEFAULT_WINDOW_SECONDS = (60.0, 3600.0, 86400.0)

@@ -431,7 +431,7 @@ def _employee_ranges(name: str, value: Any) -> list[str]:
 
 
 def _domains(name: str, value: Any) -> list[str]:
-    from .normalize import normalize_domain
+    from apollo_frames.core.normalize import normalize_domain
 
     out = set()
     for item in _as_items(name, value):

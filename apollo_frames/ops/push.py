@@ -106,9 +106,9 @@ from typing import Any
 
 import pandas as pd
 
-from .progress import progress_bar
-from . import normalize as nz
-from .errors import (
+from apollo_frames.engine.progress import progress_bar
+from apollo_frames.core import normalize as nz
+from apollo_frames.core.errors import (
     APIConnectionError,
     APIStatusError,
     ApolloError,
@@ -118,9 +118,9 @@ from .errors import (
     RateLimitError,
     warn,
 )
-from .http import client_scope
-from .mapping import ColumnMappingError, fold_name
-from .results import _fmt, _html_table, announce
+from apollo_frames.client.http import client_scope
+from apollo_frames.core.columns import ColumnMappingError, fold_name
+from apollo_frames.engine.summary import _fmt, _html_table, announce
 
 __all__ = [
     "push_contacts",
@@ -1041,7 +1041,7 @@ def push_contacts(
 
     A contact written by an attempt whose answer was lost, and returned as
     existing by the retry, is reported ``created`` (its ``created_at`` is
-    after we first sent it): see :mod:`apollo_frames.push` for this and the
+    after we first sent it): see :mod:`apollo_frames.ops.push` for this and the
     other rules (columns, labels, phones, retries, stops).
     """
     return push(frame, CONTACTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region)
@@ -1064,6 +1064,6 @@ def push_accounts(
     enrichment). Updates use PATCH accounts/{id}, falling back to the legacy
     PUT where PATCH is answered 404/405. Apollo requires a master API key to
     write accounts; a scoped key stops the run with
-    :class:`~apollo_frames.errors.PermissionDeniedError` saying so.
+    :class:`~apollo_frames.core.errors.PermissionDeniedError` saying so.
     """
     return push(frame, ACCOUNTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region)

@@ -1,0 +1,1 @@
+"""No I/O: settings, errors, normalisation, columns, filters, pagination, the declared schema."""

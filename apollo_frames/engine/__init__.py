@@ -1,0 +1,1 @@
+"""The run: plan (dedupe, store lookup), the executor, budgets, summaries, progress."""

@@ -1,0 +1,79 @@
+"""What an operation would do for a frame, counted without sending anything; the estimator registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from apollo_frames.engine.runner import plan_work
+
+
+# -- the work behind an estimate -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Work:
+    """What an operation would do for a frame, counted without sending anything."""
+
+    operation: str
+    endpoint: str
+    rows: int
+    invalid: int
+    unique: int
+    cached: int
+    to_fetch: int
+    batch_size: int
+    #: worst-case credits for one record sent
+    worst_credits: float
+    #: requests needed; default ceil(to_fetch / batch_size)
+    api_calls: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_calls is None:
+            self.api_calls = math.ceil(self.to_fetch / self.batch_size) if self.to_fetch else 0
+
+
+Planner = Callable[[pd.DataFrame, "dict[str, str] | None", dict, Any], Work]
+ESTIMATORS: dict[str, Planner] = {}
+
+
+def register_estimator(name: str) -> Callable[[Planner], Planner]:
+    """Register ``planner(frame, columns, options, client) -> Work`` for ``estimate(frame, name)``.
+
+    The planner must not send requests; it may read the client's cache. It
+    raises TypeError for options it does not know.
+    """
+
+    def decorate(planner: Planner) -> Planner:
+        ESTIMATORS[name] = planner
+        return planner
+
+    return decorate
+
+
+def _check_options(operation: str, options: dict, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"estimate({operation!r}) got unknown option(s) {unknown}; it accepts {sorted(allowed) or 'none'}"
+        )
+
+
+def work_from_plan(frame, prepared, op, options: dict, client, *, refresh: bool = False) -> Work:
+    """Count the work of a runner ``Operation``: dedupe and cache lookup exactly as ``run_operation`` does."""
+    plan = plan_work(prepared, op, options, client, refresh=refresh, flatten=False)
+    return Work(
+        operation=op.name,
+        endpoint=op.endpoint,
+        rows=len(frame),
+        invalid=sum(1 for r in prepared.records if r is None),
+        unique=len(plan.unique_records),
+        cached=len(plan.cached),
+        to_fetch=len(plan.to_fetch),
+        batch_size=op.batch_size,
+        worst_credits=float(op.worst_credits(options)),
+    )

@@ -1,0 +1,1 @@
+"""Files in and out: streaming Parquet/CSV runs chunk by chunk."""

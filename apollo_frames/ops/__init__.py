@@ -1,0 +1,1 @@
+"""One module per operation: people and organization enrichment, search, push."""

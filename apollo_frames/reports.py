@@ -1,0 +1,86 @@
+"""Ledger reports for people: the ledger as a frame, credit summaries, a plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from apollo_frames.client.http import client_scope
+
+
+def ledger(since: Any = None, client=None) -> pd.DataFrame:
+    """The credit ledger as a DataFrame: one row per batch sent, oldest first.
+
+    Columns: time (UTC), operation, endpoint, records_sent, records_matched,
+    credits, http_status, run_id. ``since`` takes a date/time (naive = UTC) or
+    a timedelta back from now. Without ``client`` the ledger in the default
+    cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
+    """
+    with client_scope(client) as c:
+        return c.ledger.frame(since)
+
+
+SUMMARY_KEYS = {"day": "day", "operation": "operation", "run": "run_id"}
+
+
+def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFrame:
+    """Credits, batches, records sent/matched and match rate per ``by`` = "day" (UTC), "operation" or "run"."""
+    if by not in SUMMARY_KEYS:
+        raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
+    frame = ledger(since=since, client=client)
+    frame = frame.assign(day=frame["time"].dt.floor("D"))
+    key = SUMMARY_KEYS[by]
+    grouped = frame.groupby(key, sort=True, dropna=False)
+    out = pd.DataFrame(
+        {
+            "credits": grouped["credits"].sum(),
+            "batches": grouped.size(),
+            "records_sent": grouped["records_sent"].sum(),
+            "records_matched": grouped["records_matched"].sum(),
+        }
+    )
+    if by != "run":
+        out.insert(1, "runs", grouped["run_id"].nunique())
+    else:
+        out.insert(0, "operation", grouped["operation"].first())
+        out.insert(1, "started", grouped["time"].min())
+        out.insert(2, "ended", grouped["time"].max())
+        out = out.sort_values("started")
+    sent = out["records_sent"].astype("float64")
+    out["match_rate"] = (out["records_matched"] / sent.where(sent > 0)).astype("float64")
+    out = out.reset_index()
+    if by == "run":
+        out = out[["run_id", "operation", "started", "ended", "credits", "batches", "records_sent",
+                   "records_matched", "match_rate"]]
+    return out
+
+
+def plot_credits(client=None, ax=None, since: Any = None):
+    """Cumulative credits over time, one step line per operation (needs the ``plot`` extra). Returns the axes."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plot_credits needs matplotlib, an optional extra: pip install 'apollo_frames[plot]'"
+        ) from None
+    frame = ledger(since=since, client=client)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    if frame.empty:
+        ax.text(0.5, 0.5, "no credits recorded yet", ha="center", va="center", transform=ax.transAxes)
+    else:
+        for operation, part in frame.groupby("operation", sort=True):
+            ax.step(part["time"], part["credits"].cumsum(), where="post", label=str(operation))
+        if frame["operation"].nunique() > 1:
+            ax.step(frame["time"], frame["credits"].cumsum(), where="post", label="all", color="black", linewidth=1)
+        ax.legend(loc="upper left")
+        import matplotlib.dates as mdates
+
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_title("Apollo credits spent (cumulative)")
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylabel("credits")
+    return ax
