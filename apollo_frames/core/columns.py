@@ -1,97 +1,344 @@
-"""Recognise which columns of a user's frame hold which Apollo input field.
+"""Recognise which columns of a user's frame hold which Apollo field: one resolver for every operation.
 
-Column names are compared after folding: lower-case, stripped (including a
-byte-order mark), with spaces, hyphens, dots, slashes and underscores ignored,
-so ``"E-mail"``, ``"e_mail"`` and ``"EMAIL "`` are the same name. The aliases
-live in one table, :data:`ALIASES`.
+Each operation has one :class:`FieldTable`: its fields (:class:`FieldSpec`),
+each with the column names it is recognised by, in priority order. Enrichment's
+tables are here (:data:`PEOPLE`, :data:`ORGS`); push keeps its own beside its
+send rules (``ops/push.py``), search builds one per kind from its filter
+catalogue (``core/filters.py``). All go through :func:`resolve`.
 
-Columns this toolkit writes itself (``person.*``, ``org.*``, e.g. ``person.id``
-in a people-search result) are recognised too, but only for fields that no
-ordinary column provides, so re-enriching an enriched frame keeps using the
-user's own ``email`` column rather than stumbling over ``person.email``.
+**Folding.** Names are compared folded (:func:`fold`): case, surrounding
+whitespace, a byte-order mark, a trailing ``[]`` and every whitespace, ``-``,
+``_``, ``.``, ``/`` and ``:`` are ignored, so ``"E-mail"``, ``"e_mail"``,
+``"EMAIL "``, ``"Contact: Email"`` and Salesforce's ``"Contact.Email"`` are
+the same as the alias ``"Contact Email"``. A Salesforce report header in the
+"Object: Field" style that is not recognised whole is tried by its field part
+(``"Account: Account Name"`` -> ``"Account Name"``).
+
+**Rules**, in order:
+
+1. ``columns={"their column": "field"}`` pins a field to that one column;
+   ``{"col": None}`` leaves a column out. An unknown column, an unknown field
+   and two overrides for one field are errors.
+2. Every other column is recognised by its folded name. Columns this toolkit
+   writes (``person.*``, ``org.*``) are used for a field only when no plain
+   column supplies it, so re-enriching an enriched frame keeps the user's own
+   ``email`` rather than ``person.email`` (yet ``"Person Email"`` is a plain
+   column). A field with ``by_own_name=False`` (people's ``id``: a bare ``id``
+   column is usually the user's own row id) is recognised only by its aliases.
+3. **Coalescing.** Several columns supplying one field are candidates, in
+   priority order: the order of the names in the table (the field's own name
+   first), then the frame's column order. Enrichment and push use them per
+   row: the first non-empty value wins (``Email`` before ``Work Email``;
+   HubSpot's ``Company Domain Name`` before ``Website URL``). A table with
+   ``coalesce=False`` (search filters: one column per filter) uses the first
+   and ignores the rest; two candidates of equal rank there are ambiguous.
+4. Fields sharing a ``group`` are exclusive: the first in table order that has
+   a column (or is pinned, or given separately) takes the group; the others are
+   not recognised by name (search's organisation anchor: domain, else
+   organisation id, else company name).
+5. A label that appears twice in the frame is refused when it would be used.
+
+The result is a :class:`ColumnMapping`: per field its columns in priority
+order and how each was chosen, and the columns ignored (with why); it renders
+as a table (``to_frame()``, ``_repr_html_``) and is what callers record in
+``attrs["apollo"]["columns"]``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from apollo_frames.core.errors import ApolloError
+from apollo_frames.core.normalize import is_missing
 
 __all__ = [
-    "PEOPLE_FIELDS",
+    "ORGS",
     "ORG_FIELDS",
-    "ALIASES",
+    "PEOPLE",
+    "PEOPLE_FIELDS",
+    "Choice",
+    "ColumnMapping",
     "ColumnMappingError",
-    "fold_name",
-    "resolve_columns",
+    "FieldSpec",
+    "FieldTable",
+    "coalesce",
+    "fold",
+    "resolve",
 ]
 
-PEOPLE_FIELDS = ("first_name", "last_name", "name", "email", "hashed_email", "organization_name", "domain", "id", "linkedin_url")
-ORG_FIELDS = ("domain",)
-
-_DOMAIN = (
-    "domain", "Company Domain", "Website", "Company Website", "URL", "Web Site", "Website URL", "Company URL",
-    "primary_domain", "Organization Domain", "org_domain", "email_domain",
-)  # fmt: skip
-
-#: field -> names recognised for it (compared folded), for people and for organizations.
-ALIASES: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {
-    PEOPLE_FIELDS: {
-        "first_name": ("First Name", "firstname", "first", "Given Name", "forename", "Contact First Name", "person.first_name"),
-        "last_name": ("Last Name", "lastname", "last", "surname", "Family Name", "Contact Last Name", "person.last_name"),
-        "name": ("Full Name", "Name", "Contact Name", "Person Name", "Contact", "person.name"),
-        "email": (
-            "Email", "E-mail", "e_mail", "Email Address", "E-mail Address", "Work Email", "Business Email",
-            "Contact Email", "Person Email", "mail", "person.email",
-        ),
-        "hashed_email": ("hashed email", "email_hash", "email_md5", "email_sha256", "md5_email", "sha256_email", "md5", "sha256"),
-        "organization_name": (
-            "Company", "Company Name", "Organization", "Organisation", "Organization Name", "Organisation Name",
-            "org_name", "Account Name", "Account", "Employer", "person.organization.name",
-        ),
-        "domain": _DOMAIN + ("person.organization.primary_domain",),
-        "id": ("Apollo ID", "apollo_person_id", "person_id", "person.id"),
-        "linkedin_url": (
-            "LinkedIn", "LinkedIn URL", "linkedin_profile", "LinkedIn Profile URL", "Person Linkedin Url",
-            "LinkedIn Link", "li_url", "person.linkedin_url",
-        ),
-    },  # fmt: skip
-    ORG_FIELDS: {"domain": _DOMAIN + ("org.primary_domain",)},
-}
-
-#: A bare "id" column is usually the user's own row/CRM id, not an Apollo id:
-#: it is only used when named in ``columns=``.
-_NOT_BY_OWN_NAME = frozenset({"id"})
-_SEPARATORS = re.compile(r"[\s\-./_]+")
-_OWN_PREFIXES = ("person.", "org.")
+#: How a column was chosen for a field.
+OVERRIDE, ALIAS, TOOLKIT, PREFIX = "override", "alias", "toolkit", "prefix"
+#: Labels of columns this toolkit writes itself.
+TOOLKIT_PREFIXES = ("person.", "org.")
+#: Why a column named ``None`` in ``columns=`` is not used.
+LEFT_OUT = "left out by columns="
+_FOLDED = re.compile(r"[\s\-_./:]+")
+_SHOWN = 20
 
 
-class ColumnMappingError(ValueError):
+class ColumnMappingError(ApolloError, ValueError):
     """The frame's columns cannot be matched to Apollo fields; the message says how to fix it."""
 
 
-def fold_name(label: object) -> str | None:
-    """The comparison key of a column label (None for non-string labels)."""
+def fold(label: object) -> str | None:
+    """The comparison key of a column label (None for non-text labels): see the module docstring."""
     if not isinstance(label, str):
         return None
-    return _SEPARATORS.sub("", label.replace("\ufeff", "").strip().lower()) or None
+    text = label.replace("\ufeff", "").strip().lower()
+    text = text.removesuffix("[]")
+    return _FOLDED.sub("", text) or None
 
 
-def _alias_index(fields: tuple[str, ...]) -> dict[str, str]:
-    table = ALIASES.get(tuple(fields))
-    if table is None:  # a custom field list: recognise each field by its own name
-        table = {}
-    index = {}
-    for field in fields:
-        own = () if field in _NOT_BY_OWN_NAME else (field,)
-        for alias in (*own, *table.get(field, ())):
-            index[fold_name(alias)] = field
-    return index
+def is_toolkit_column(label: object) -> bool:
+    """True for a column this toolkit wrote (``person.*``, ``org.*``)."""
+    return isinstance(label, str) and label.replace("\ufeff", "").strip().lower().startswith(TOOLKIT_PREFIXES)
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One field an operation reads from a column, and the names that column may have (best first)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    #: recognised by its own name too (False for people's ``id``: a bare ``id`` is not an Apollo id)
+    by_own_name: bool = True
+    #: fields of one group are exclusive (at most one recognised by name)
+    group: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ((self.name,) if self.by_own_name else ()) + tuple(self.aliases)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldTable:
+    """The fields of one operation, in output order, and how its columns are resolved."""
+
+    operation: str
+    fields: tuple[FieldSpec, ...]
+    #: several columns for one field: coalesce them per row (True) or use the first (False)
+    coalesce: bool = True
+    #: labels starting with this (``"custom."``) are fields of their own (``custom.<field_id>``)
+    open_prefix: str | None = None
+    #: what a field is called in messages
+    noun: str = "an Apollo input field"
+    #: what a column is used as, in the "nothing recognised" message
+    purpose: str = "an Apollo input"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def spec(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    def index(self) -> dict[str, tuple[str, int]]:
+        """Folded name -> (field, rank of that name within the field); the first field to claim a name keeps it."""
+        out: dict[str, tuple[str, int]] = {}
+        for spec in self.fields:
+            for rank, alias in enumerate(spec.names):
+                key = fold(alias)
+                if key:
+                    out.setdefault(key, (spec.name, rank))
+        return out
+
+    def open_field(self, name: object) -> str | None:
+        """``name`` as an open-prefix field (``custom.<field_id>``), or None."""
+        prefix = self.open_prefix
+        if prefix is None or not isinstance(name, str):
+            return None
+        text = name.strip()
+        if text.lower().startswith(prefix) and len(text) > len(prefix):
+            return prefix + text[len(prefix):]
+        return None
+
+    def accepts(self, name: object) -> bool:
+        return (isinstance(name, str) and self.spec(name) is not None) or self.open_field(name) is not None
+
+
+_EMAIL = (
+    "Email", "E-mail", "Email Address", "E-mail Address", "Work Email", "Business Email", "Contact Email",
+    "Lead Email", "Person Email", "Person - Email - Work", "primary_email", "primary_contact_primary_email",
+    "Prospect Email", "Emails", "Email 1", "mail", "Secondary Email", "Person - Email - Other",
+    "Person - Email - Home", "Personal Email", "person.email",
+)  # fmt: skip
+_FIRST = (
+    "First Name", "first", "Given Name", "forename", "Contact First Name", "Lead First Name", "Person - First name",
+    "Prospect First Name", "person.first_name",
+)  # fmt: skip
+_LAST = (
+    "Last Name", "last", "surname", "Family Name", "Contact Last Name", "Lead Last Name", "Person - Last name",
+    "Prospect Last Name", "person.last_name",
+)  # fmt: skip
+_FULL_NAME = (
+    "Full Name", "Name", "Contact Name", "Person Name", "Lead Name", "Prospect Name", "Contact", "primary_contact_name",
+    "person.name",
+)  # fmt: skip
+_COMPANY = (
+    "Company", "Company Name", "Organization", "Organisation", "Organization Name", "Organisation Name", "org_name",
+    "Account Name", "Account", "Company / Account", "Lead Company", "Associated Company", "Person - Organization",
+    "Current Company", "Employer", "Company Name for Emails", "lead_display_name", "lead_name",
+)  # fmt: skip
+#: Domain-like names before website-like ones: a domain column is the cleaner value when both are filled.
+_DOMAIN = (
+    "domain", "Company Domain", "Company Domain Name", "Domain Name", "primary_domain", "Organization Domain",
+    "org_domain", "Account Domain", "Website", "Company Website", "Website URL", "Company Website URL", "Web Site",
+    "Account Website", "Lead Website", "Organization - Website", "URL", "Company URL", "lead_url", "email_domain",
+)  # fmt: skip
+_LINKEDIN = (
+    "LinkedIn", "LinkedIn URL", "LinkedIn Profile URL", "LinkedIn Profile", "Person Linkedin Url", "linkedin_profile",
+    "LinkedIn Link", "li_url", "Profile URL", "person.linkedin_url",
+)  # fmt: skip
+#: Shared by the push tables (ops/push.py): the same people fields under the same names.
+PERSON_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": _EMAIL,
+    "first_name": _FIRST,
+    "last_name": _LAST,
+    "name": _FULL_NAME,
+    "organization_name": _COMPANY,
+    "domain": _DOMAIN,
+    "linkedin_url": _LINKEDIN,
+}
+
+PEOPLE = FieldTable(
+    "enrich_people",
+    (
+        FieldSpec("first_name", _FIRST),
+        FieldSpec("last_name", _LAST),
+        FieldSpec("name", _FULL_NAME),
+        FieldSpec("email", _EMAIL),
+        FieldSpec("hashed_email", (
+            "hashed email", "email_hash", "email_md5", "email_sha256", "md5_email", "sha256_email", "md5", "sha256",
+        )),
+        FieldSpec("organization_name", _COMPANY + ("person.organization.name",)),
+        FieldSpec("domain", _DOMAIN + ("person.organization.primary_domain",)),
+        FieldSpec("id", ("Apollo ID", "Apollo Person ID", "apollo_person_id", "person_id", "person.id"), by_own_name=False),
+        FieldSpec("linkedin_url", _LINKEDIN),
+    ),
+)  # fmt: skip
+ORGS = FieldTable("enrich_orgs", (FieldSpec("domain", _DOMAIN + ("org.primary_domain", "org.website_url")),))
+PEOPLE_FIELDS = PEOPLE.names
+ORG_FIELDS = ORGS.names
+
+
+# -- the result -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One column used for one field: its rank among the field's columns (1 = tried first) and how it was chosen."""
+
+    column: Any
+    field: str
+    priority: int
+    how: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMapping:
+    """Which frame columns an operation reads, for which fields, in which priority; and which it ignores."""
+
+    operation: str
+    labels: tuple[Any, ...]
+    choices: tuple[Choice, ...]
+    #: (column, why it is not used), in frame order
+    ignored: tuple[tuple[Any, str], ...]
+
+    @property
+    def fields(self) -> dict[str, tuple[Any, ...]]:
+        """Field -> its columns in priority order, fields in table order."""
+        out: dict[str, list[Any]] = {}
+        for choice in self.choices:
+            out.setdefault(choice.field, []).append(choice.column)
+        return {field: tuple(cols) for field, cols in out.items()}
+
+    @property
+    def first(self) -> dict[str, Any]:
+        """Field -> its first column (the only one when the table does not coalesce)."""
+        return {field: cols[0] for field, cols in self.fields.items()}
+
+    def __contains__(self, field: object) -> bool:
+        return any(c.field == field for c in self.choices)
+
+    def values(self, frame: Any) -> dict[str, list[Any]]:
+        """Field -> one value per row of ``frame``: the first non-empty of the field's columns."""
+        return {field: coalesce([frame[c].tolist() for c in cols]) for field, cols in self.fields.items()}
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """JSON-able ``{field: [column, ...]}`` (priority order), for ``attrs["apollo"]["columns"]``."""
+        return {field: [str(c) for c in cols] for field, cols in self.fields.items()}
+
+    def rows(self) -> list[tuple[Any, str | None, int | None, str]]:
+        """(input column, field, priority, how / why ignored) per input column, in frame order."""
+        chosen = {_key(c.column): c for c in self.choices}
+        why = {_key(label): reason for label, reason in self.ignored}
+        out: list[tuple[Any, str | None, int | None, str]] = []
+        for label in self.labels:
+            c = chosen.get(_key(label))
+            if c is not None:
+                out.append((label, c.field, c.priority, c.how))
+            else:
+                out.append((label, None, None, "ignored: " + why.get(_key(label), "not recognised")))
+        return out
+
+    def to_frame(self) -> Any:
+        """A pandas frame: input column -> Apollo field, priority, how chosen (or why ignored)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows(), columns=["column", "field", "priority", "how"])
+        frame["priority"] = frame["priority"].astype("Int64")
+        return frame
+
+    def __repr__(self) -> str:
+        used = "; ".join(f"{f} <- {', '.join(map(repr, cols))}" for f, cols in self.fields.items())
+        skipped = f"; ignored: {', '.join(repr(label) for label, _ in self.ignored)}" if self.ignored else ""
+        return f"ColumnMapping({self.operation}: {used or 'nothing'}{skipped})"
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>"
+            for row in self.rows()
+        )
+        head = "".join(f"<th>{h}</th>" for h in ("input column", "Apollo field", "priority", "how"))
+        return (
+            f"<div><b>{html.escape(self.operation)}</b>: column mapping"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table></div>"
+        )
+
+
+def _key(label: Any) -> Any:
+    try:
+        hash(label)
+    except TypeError:
+        return id(label)
+    return label
+
+
+def coalesce(columns: Sequence[Sequence[Any]]) -> list[Any]:
+    """Per row, the first value that is not missing (None, NaN, NA, blank text); the first column's when all are."""
+    if len(columns) == 1:
+        return list(columns[0])
+    out = []
+    for values in zip(*columns):
+        out.append(next((v for v in values if not is_missing(v)), values[0]))
+    return out
+
+
+# -- the resolver ---------------------------------------------------------------------------------
 
 
 def _closest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
-    choices = list(choices)
-    folded = {c.lower(): c for c in choices}
+    folded: dict[str, str] = {}
+    for c in choices:
+        folded.setdefault(c.lower(), c)
     return [folded[m] for m in difflib.get_close_matches(word.lower(), list(folded), n=n, cutoff=0.5)]
 
 
@@ -99,90 +346,218 @@ def _names(items: Iterable[object]) -> str:
     return ", ".join(repr(i) for i in items)
 
 
-def resolve_columns(
-    columns: Iterable[object], fields: tuple[str, ...], overrides: Mapping[object, str | None] | None = None
-) -> dict[str, object]:
-    """Map each Apollo field to the label of the frame column that holds it.
+def _shown(labels: Sequence[object]) -> str:
+    return (_names(labels[:_SHOWN]) or "none") + (" ..." if len(labels) > _SHOWN else "")
 
-    ``overrides`` (``{"their column": "apollo field"}``, the ``columns=``
-    argument of the enrich functions) wins over auto-detection; mapping a
-    column to ``None`` excludes it from auto-detection. Returns fields in the
-    order of ``fields``; raises :class:`ColumnMappingError` with a precise
-    message when the mapping is invalid or ambiguous, or when nothing is found.
-    """
-    labels = list(columns)
-    fields = tuple(fields)
-    counts: dict[object, int] = {}
+
+def _counts(labels: Sequence[object]) -> dict[Any, int]:
+    counts: dict[Any, int] = {}
     for label in labels:
         try:
             counts[label] = counts.get(label, 0) + 1
-        except TypeError:  # unhashable label: never matched
+        except TypeError:  # an unhashable label is never matched
             pass
-    str_labels = [str(label) for label in labels]
+    return counts
 
-    def check_unique(label: object, field: str) -> None:
-        if counts.get(label, 0) > 1:
-            raise ColumnMappingError(
-                f"the frame has {counts[label]} columns named {label!r}, which would be used for {field!r}; "
-                f"rename or drop the duplicates (e.g. df.loc[:, ~df.columns.duplicated()])"
-            )
 
-    mapping: dict[str, object] = {}
-    excluded: set[object] = set()
-    if overrides is not None and not isinstance(overrides, Mapping):
-        raise ColumnMappingError(
-            f"columns= takes a mapping {{'their column': 'apollo field'}}, got {type(overrides).__name__}"
-        )
-    for source, target in (overrides or {}).items():
+def _unknown_field(source: object, target: object, table: FieldTable, error: type[Exception]) -> Exception:
+    near = _closest(str(target), table.names, n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    extra = f", or '{table.open_prefix}<field_id>'" if table.open_prefix else ""
+    return error(
+        f"columns={{{source!r}: {target!r}}}: {target!r} is not {table.noun} here; "
+        f"valid fields are {', '.join(table.names)}{extra}.{hint}"
+    )
+
+
+def _overrides(
+    labels: Sequence[object], counts: Mapping[Any, int], table: FieldTable, overrides: object, error: type[Exception]
+) -> tuple[dict[str, Any], set[Any]]:
+    """(field -> the column columns= pins it to, columns taken out of recognition by name)."""
+    if overrides is None:
+        return {}, set()
+    if not isinstance(overrides, Mapping):
+        raise error(f"columns= takes a mapping {{'their column': 'apollo field'}}, got {type(overrides).__name__}")
+    pinned: dict[str, Any] = {}
+    excluded: set[Any] = set()
+    for source, target in overrides.items():
         if source not in counts:
-            near = _closest(str(source), str_labels)
-            hint = f"closest existing columns: {_names(near)}" if near else f"the frame's columns are: {_names(labels[:20])}"
-            raise ColumnMappingError(f"columns= names {source!r}, which is not a column of the frame; {hint}")
+            near = _closest(str(source), [str(label) for label in labels])
+            hint = f"closest existing columns: {_names(near)}" if near else f"the frame's columns are: {_shown(labels)}"
+            raise error(f"columns= names {source!r}, which is not a column of the frame; {hint}")
         excluded.add(source)
         if target is None:
             continue
-        if target not in fields:
-            near = _closest(str(target), fields, n=1)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise ColumnMappingError(
-                f"columns={{{source!r}: {target!r}}}: {target!r} is not an Apollo input field here; "
-                f"valid fields are {', '.join(fields)}.{hint}"
-            )
-        if target in mapping:
-            raise ColumnMappingError(
-                f"columns= maps both {mapping[target]!r} and {source!r} to {target!r}; choose one"
-            )
-        check_unique(source, target)
-        mapping[target] = source
+        if not table.accepts(target):
+            raise _unknown_field(source, target, table, error)
+        field = table.open_field(target) or target
+        if field in pinned:
+            raise error(f"columns= maps both {pinned[field]!r} and {source!r} to {field!r}; choose one")
+        pinned[field] = source
+    return pinned, excluded
 
-    index = _alias_index(fields)
-    found: dict[str, list[list[object]]] = {}  # field -> [plain columns, toolkit-output columns]
-    seen: set[object] = set()
-    for label in labels:
-        key = fold_name(label)
-        field = index.get(key) if key else None
-        if field is None or field in mapping or label in excluded or label in seen:
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    label: Any
+    rank: int
+    position: int
+    toolkit: bool
+
+
+def _match(label: object, table: FieldTable, index: Mapping[str, tuple[str, int]]) -> tuple[str, int] | None:
+    """(field, rank) a column is recognised as, by name; None if it is not."""
+    opened = table.open_field(label)
+    if opened is not None:
+        return opened, 0
+    hit = index.get(fold(label) or "")
+    if hit is None and isinstance(label, str) and ":" in label:  # Salesforce "Object: Field"
+        hit = index.get(fold(label.rsplit(":", 1)[1]) or "")
+    return hit
+
+
+def _recognise(
+    labels: Sequence[object], table: FieldTable, excluded: set[Any]
+) -> tuple[dict[str, list[_Candidate]], dict[Any, str]]:
+    """Candidates per field by name, and why each other column is not used."""
+    index = table.index()
+    found: dict[str, list[_Candidate]] = {}
+    ignored: dict[Any, str] = {}
+    seen: set[Any] = set()
+    for position, label in enumerate(labels):
+        key = _key(label)
+        if key in seen:
             continue
-        seen.add(label)
-        own = label.strip().lower().startswith(_OWN_PREFIXES)  # type: ignore[union-attr]
-        found.setdefault(field, [[], []])[own].append(label)
-    for field, tiers in found.items():
-        candidates = tiers[0] or tiers[1]
-        if len(candidates) > 1:
-            raise ColumnMappingError(
-                f"columns {_names(candidates)} {'both' if len(candidates) == 2 else 'all'} look like {field!r}; pass columns={{{candidates[0]!r}: {field!r}}} "
-                f"(the one to use) to the enrich call, or {{column: None}} to ignore a column"
-            )
-        check_unique(candidates[0], field)
-        mapping[field] = candidates[0]
+        seen.add(key)
+        if key in excluded:
+            ignored[key] = LEFT_OUT
+            continue
+        hit = _match(label, table, index)
+        if hit is None:
+            ignored[key] = "not recognised"
+            continue
+        field, rank = hit
+        found.setdefault(field, []).append(_Candidate(label, rank, position, is_toolkit_column(label)))
+    return found, ignored
 
-    if not mapping:
-        table = ALIASES.get(fields, {})
-        example = "email" if "email" in fields else fields[0]
-        examples = "; ".join(f"{f} ({', '.join(repr(a) for a in table.get(f, ())[:3]) or repr(f)})" for f in fields)
-        raise ColumnMappingError(
-            f"No column was recognised as an Apollo input (the frame's columns: {_names(labels[:20]) or 'none'}"
-            f"{' ...' if len(labels) > 20 else ''}). Recognised names (case, spaces, '-', '_', '.' ignored): "
-            f"{examples}. Or name yours explicitly: columns={{'your column': {example!r}}}"
-        )
-    return {field: mapping[field] for field in fields if field in mapping}
+
+def _ambiguous(field: str, labels: Sequence[object], error: type[Exception]) -> Exception:
+    both = "both" if len(labels) == 2 else "all"
+    return error(
+        f"columns {_names(labels)} {both} look like {field!r}; pass columns={{{labels[0]!r}: {field!r}}} "
+        f"(the one to use), or {{column: None}} to ignore a column"
+    )
+
+
+def _rank(
+    field: str, candidates: list[_Candidate], table: FieldTable, ignored: dict[Any, str], error: type[Exception]
+) -> list[_Candidate]:
+    """The candidates used for ``field``, best first; the others are recorded in ``ignored``."""
+    plain = [c for c in candidates if not c.toolkit]
+    used = sorted(plain or candidates, key=lambda c: (c.rank, c.position))
+    if plain:
+        for c in candidates:
+            if c.toolkit:
+                ignored[_key(c.label)] = f"toolkit column; {field} comes from {used[0].label!r}"
+    if not table.coalesce and len(used) > 1:
+        ties = [c.label for c in used if c.rank == used[0].rank]
+        if len(ties) > 1:
+            raise _ambiguous(field, ties, error)
+        for c in used[1:]:
+            ignored[_key(c.label)] = f"{field} comes from {used[0].label!r}"
+        used = used[:1]
+    return used
+
+
+def _order(table: FieldTable, pinned: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
+    """Table fields in table order, then open-prefix fields in order of appearance."""
+    extra = [f for f in [*pinned, *found] if table.spec(f) is None]
+    return [*table.names, *dict.fromkeys(extra)]
+
+
+def _choose(
+    table: FieldTable,
+    pinned: Mapping[str, Any],
+    found: Mapping[str, list[_Candidate]],
+    skip: frozenset[str],
+    ignored: dict[Any, str],
+    error: type[Exception],
+) -> list[Choice]:
+    groups: dict[str, str] = {}
+    for name in [*pinned, *skip]:
+        spec = table.spec(name)
+        if spec is not None and spec.group is not None:
+            groups.setdefault(spec.group, name)
+    choices: list[Choice] = []
+    for field in _order(table, pinned, found):
+        candidates = found.get(field, [])
+        spec = table.spec(field)
+        group = spec.group if spec is not None else None
+        if field in pinned:
+            choices.append(Choice(pinned[field], field, 1, OVERRIDE))
+            why = f"{field} is set by columns="
+        elif field in skip:
+            why = f"{field} is given separately (keyword argument)"
+        elif candidates and group is not None and groups.get(group, field) != field:
+            why = f"{groups[group]} is used for the {group} instead"
+        else:
+            used = _rank(field, candidates, table, ignored, error) if candidates else []
+            how = PREFIX if spec is None else None
+            choices += [Choice(c.label, field, i, how or (TOOLKIT if c.toolkit else ALIAS)) for i, c in enumerate(used, 1)]
+            if used and group is not None:
+                groups.setdefault(group, field)
+            continue
+        for c in candidates:
+            ignored[_key(c.label)] = why
+    return choices
+
+
+def _nothing_recognised(labels: Sequence[object], table: FieldTable, error: type[Exception]) -> Exception:
+    examples = "; ".join(
+        f"{f.name} ({_names(f.aliases[:3]) if f.aliases else repr(f.name)})" for f in table.fields
+    )
+    example = "email" if "email" in table.names else table.names[0]
+    return error(
+        f"no column of the frame can be used as {table.purpose}: none of its columns ({_shown(labels)}) was "
+        f"recognised. Recognised names (case, spaces, '-', '_', '.', '/', ':' ignored): {examples}. "
+        f"Or name yours explicitly: columns={{'your column': {example!r}}}"
+    )
+
+
+def resolve(
+    labels: Iterable[object],
+    table: FieldTable,
+    overrides: Mapping[Any, str | None] | None = None,
+    *,
+    skip: Iterable[str] = (),
+    error: type[Exception] = ColumnMappingError,
+) -> ColumnMapping:
+    """Which columns of a frame with these column ``labels`` supply which fields of ``table``.
+
+    ``overrides`` is the ``columns=`` argument (``{"their column": "field"}``,
+    ``None`` to leave a column out); fields in ``skip`` are given some other way
+    and not recognised by name. Raises ``error`` (:class:`ColumnMappingError`
+    unless told) for an unknown column or field, two overrides for one field,
+    equally-ranked candidates where the table does not coalesce, a repeated
+    label that would be used, or when no column is recognised at all.
+    """
+    labels = list(labels)
+    counts = _counts(labels)
+    pinned, excluded = _overrides(labels, counts, table, overrides, error)
+    found, ignored = _recognise(labels, table, excluded)
+    choices = _choose(table, pinned, found, frozenset(skip), ignored, error)
+    for c in choices:
+        if counts.get(c.column, 0) > 1:
+            raise error(
+                f"the frame has {counts[c.column]} columns named {c.column!r}, which would be used for {c.field!r}; "
+                f"rename or drop the duplicates (e.g. df.loc[:, ~df.columns.duplicated()])"
+            )
+    if not choices:
+        raise _nothing_recognised(labels, table, error)
+    chosen = {_key(c.column) for c in choices}
+    unused: dict[Any, tuple[Any, str]] = {}
+    for label in labels:
+        key = _key(label)
+        if key not in chosen and key in ignored:
+            unused.setdefault(key, (label, ignored[key]))
+    return ColumnMapping(table.operation, tuple(labels), tuple(choices), tuple(unused.values()))

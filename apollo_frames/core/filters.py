@@ -56,6 +56,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from apollo_frames.core.columns import ColumnMapping, FieldSpec, FieldTable, resolve
+from apollo_frames.core.errors import ApolloError
+
 PEOPLE = "people"
 ORGS = "orgs"
 KINDS = (PEOPLE, ORGS)
@@ -90,7 +93,7 @@ EMAIL_STATUSES = ("verified", "unverified", "likely to engage", "unavailable")
 MAX_DOMAINS = 1000
 
 
-class FilterError(ValueError):
+class FilterError(ApolloError, ValueError):
     """A search filter name or value that cannot be sent to Apollo as given."""
 
 
@@ -99,11 +102,10 @@ class FilterSpec:
     name: str
     type: str  # text_list | text | flag | seniorities | employee_ranges | money_range | int_range | date_range | domains | ids | email_statuses
     kinds: tuple[str, ...]
-    help: str = ""
 
 
-def _spec(name, type_, kinds, help_=""):
-    return FilterSpec(name, type_, tuple(kinds), help_)
+def _spec(name: str, type_: str, kinds: Iterable[str]) -> FilterSpec:
+    return FilterSpec(name, type_, tuple(kinds))
 
 
 _BOTH = (PEOPLE, ORGS)
@@ -111,27 +113,27 @@ CATALOGUE: dict[str, FilterSpec] = {
     s.name: s
     for s in (
         # people (mixed_people/api_search, contract §6a)
-        _spec("person_titles", "text_list", (PEOPLE,), "job titles, e.g. 'VP Sales'"),
-        _spec("include_similar_titles", "flag", (PEOPLE,), "also match similar titles"),
-        _spec("q_keywords", "text", (PEOPLE,), "free-text keywords"),
-        _spec("person_locations", "text_list", (PEOPLE,), "where people live, e.g. 'California, US'"),
-        _spec("person_seniorities", "seniorities", (PEOPLE,), "one of " + ", ".join(SENIORITIES)),
-        _spec("contact_email_status", "email_statuses", (PEOPLE,), "one of " + ", ".join(EMAIL_STATUSES)),
+        _spec("person_titles", "text_list", (PEOPLE,)),
+        _spec("include_similar_titles", "flag", (PEOPLE,)),
+        _spec("q_keywords", "text", (PEOPLE,)),
+        _spec("person_locations", "text_list", (PEOPLE,)),
+        _spec("person_seniorities", "seniorities", (PEOPLE,)),
+        _spec("contact_email_status", "email_statuses", (PEOPLE,)),
         _spec("currently_using_all_of_technology_uids", "text_list", (PEOPLE,)),
         _spec("currently_not_using_any_of_technology_uids", "text_list", (PEOPLE,)),
         # organizations (mixed_companies/search, contract §7)
         _spec("organization_not_locations", "text_list", (ORGS,)),
-        _spec("q_organization_keyword_tags", "text_list", (ORGS,), "industry / keyword tags"),
-        _spec("q_organization_name", "text", (ORGS,), "partial company name"),
+        _spec("q_organization_keyword_tags", "text_list", (ORGS,)),
+        _spec("q_organization_name", "text", (ORGS,)),
         _spec("latest_funding_amount_range", "money_range", (ORGS,)),
         _spec("total_funding_range", "money_range", (ORGS,)),
         _spec("latest_funding_date_range", "date_range", (ORGS,)),
         # both
-        _spec("q_organization_domains_list", "domains", _BOTH, "company domains, at most 1,000"),
-        _spec("organization_ids", "ids", _BOTH, "Apollo organization ids"),
-        _spec("organization_locations", "text_list", _BOTH, "company headquarters locations"),
-        _spec("organization_num_employees_ranges", "employee_ranges", _BOTH, "'min,max' strings, e.g. '1,10'"),
-        _spec("revenue_range", "money_range", _BOTH, "{'min': ..., 'max': ...} in USD"),
+        _spec("q_organization_domains_list", "domains", _BOTH),
+        _spec("organization_ids", "ids", _BOTH),
+        _spec("organization_locations", "text_list", _BOTH),
+        _spec("organization_num_employees_ranges", "employee_ranges", _BOTH),
+        _spec("revenue_range", "money_range", _BOTH),
         _spec("currently_using_any_of_technology_uids", "text_list", _BOTH),
         _spec("q_organization_job_titles", "text_list", _BOTH),
         _spec("organization_job_locations", "text_list", _BOTH),
@@ -168,8 +170,7 @@ def _base_name(name: Any) -> tuple[str, str | None]:
     m = re.fullmatch(r"([A-Za-z_]+)\[(min|max)\]", text)
     if m:
         return m.group(1), m.group(2)
-    if text.endswith("[]"):
-        text = text[:-2]
+    text = text.removesuffix("[]")
     return text, None
 
 
@@ -297,7 +298,7 @@ def _int_bound(name: str, value: Any) -> int | None:
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real) and float(value).is_integer():
-        return int(value)
+        return int(float(value))
     if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
         return int(value)
     if isinstance(value, (str, numbers.Real)):
@@ -316,7 +317,7 @@ def _money_bound(name: str, value: Any) -> int | float | None:
     if isinstance(value, numbers.Real):
         if value < 0 or (isinstance(value, float) and not math.isfinite(value)):
             raise FilterError(f"{name}: {value!r} is not a usable amount")
-        return int(value) if float(value).is_integer() else float(value)
+        return int(float(value)) if float(value).is_integer() else float(value)
     if not isinstance(value, str):
         raise TypeError(f"{name}: a bound must be a number, got {type(value).__name__} {value!r}")
     text = value.strip().replace(" ", "")
@@ -410,7 +411,7 @@ def _employee_ranges(name: str, value: Any) -> list[str]:
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(
         v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool)) for v in value
     ):
-        items = [tuple(value)]
+        items: list[Any] = [tuple(value)]
     elif isinstance(value, Mapping):
         items = [value]
     else:
@@ -531,11 +532,11 @@ def validate_filters(kind: str, filters: Mapping[str, Any], *, allow_empty: bool
 
 # -- per-row columns ---------------------------------------------------------------------------
 
-#: Column spellings recognised for per-row filters, in order of preference.
+#: Column names recognised for per-row filters, best first (besides the filter's own name).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "q_organization_domains_list": (
-        "domain", "domains", "company_domain", "organization_domain", "org_domain", "primary_domain",
-        "org.primary_domain", "website", "company_website", "website_url", "org.website_url", "url",
+        "domain", "domains", "company_domain", "Company Domain Name", "organization_domain", "org_domain",
+        "primary_domain", "org.primary_domain", "website", "company_website", "website_url", "org.website_url", "url",
         "company_url", "person.organization.primary_domain",
     ),
     "organization_ids": (
@@ -554,15 +555,45 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "organization_num_employees_ranges": (
         "organization_num_employees_ranges", "employee_range", "employees_range", "employee_ranges", "headcount_range",
     ),
-}
+}  # fmt: skip
 
 
-def column_key(label: Any) -> str:
-    """A column label folded for matching: case, spaces, dashes and ``[]`` forgiven (dots kept)."""
-    text = str(label).strip().lower()
-    if text.endswith("[]"):
-        text = text[:-2]
-    return re.sub(r"[\s\-_]+", "_", text).strip("_")
+def column_table(kind: str) -> FieldTable:
+    """The per-row column table of a ``kind`` search: organisation anchors first (domain, id, name), one group."""
+    names = names_for(kind)
+    order = [f for f in ANCHORS if f in names] + [f for f in names if f not in ANCHORS]
+    return FieldTable(
+        f"search_{kind}",
+        tuple(FieldSpec(f, COLUMN_ALIASES.get(f, ()), group="organization" if f in ANCHORS else None) for f in order),
+        coalesce=False,
+        noun=f"a {kind} search filter",
+        purpose=f"a per-row {kind} search filter",
+    )
+
+
+def filter_columns(
+    kind: str,
+    columns: Iterable[Any],
+    explicit: Mapping[Any, str | None] | None = None,
+    constant: Iterable[str] = (),
+) -> ColumnMapping:
+    """Which column feeds which filter in a per-row search (one column per filter).
+
+    ``explicit`` ({column: filter name}, None to leave a column out) wins; the
+    rest is recognised by name (``COLUMN_ALIASES`` and the filter names),
+    skipping filters given as constants, and taking at most one organization
+    anchor (domain, else organization id, else company name): two ANDed would
+    drop every row whose id or name disagrees with its domain. Raises
+    :class:`FilterError` as :func:`apollo_frames.core.columns.resolve` does.
+    """
+    check_kind(kind)
+    constant = set(constant)
+    if explicit is not None and isinstance(explicit, Mapping):
+        explicit = {label: None if name is None else resolve_name(name, kind) for label, name in explicit.items()}
+        for label, name in explicit.items():
+            if name in constant:
+                raise FilterError(f"{name} is given both as a keyword argument and by column {label!r}; choose one")
+    return resolve(columns, column_table(kind), explicit, skip=constant, error=FilterError)
 
 
 def resolve_filter_columns(
@@ -571,59 +602,5 @@ def resolve_filter_columns(
     explicit: Mapping[Any, str | None] | None = None,
     constant: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """{filter name: column label} for a per-row search.
-
-    ``explicit`` ({column: filter name}, None to leave a column out) wins;
-    the rest is recognised from ``COLUMN_ALIASES`` and the filter names
-    themselves, skipping filters given as constants, and taking at most one
-    organization anchor (domain, else organization id, else company name). Raises when an explicit
-    column is missing or names an unknown filter, or when no column is usable.
-    """
-    check_kind(kind)
-    labels = list(columns)
-    constant = set(constant)
-    chosen: dict[str, Any] = {}
-    excluded: set = set()
-    for label, name in (explicit or {}).items():
-        if label not in labels:
-            near = difflib.get_close_matches(str(label), [str(x) for x in labels], n=1, cutoff=0.5)
-            hint = f" Did you mean {near[0]!r}?" if near else f" The frame's columns: {labels[:20]}"
-            raise FilterError(f"columns= names {label!r}, which is not a column of the frame.{hint}")
-        if name is None:
-            excluded.add(label)
-            continue
-        filt = resolve_name(name, kind)
-        if filt in constant:
-            raise FilterError(f"{filt} is given both as a keyword argument and by column {label!r}; choose one")
-        if filt in chosen:
-            raise FilterError(f"columns= maps both {chosen[filt]!r} and {label!r} to {filt}")
-        chosen[filt] = label
-    used = set(chosen.values()) | excluded
-    by_key: dict[str, Any] = {}
-    for label in labels:
-        by_key.setdefault(column_key(label), label)
-    # Recognise at most one organization anchor by name (domains, then ids, then name): two of them
-    # ANDed would drop every row whose enriched id or name disagrees with its domain.
-    anchor_taken = any(f in chosen or f in constant for f in ANCHORS)
-    for filt in [f for f in ANCHORS if f in names_for(kind)] + [f for f in names_for(kind) if f not in ANCHORS]:
-        if filt in chosen or filt in constant:
-            continue
-        if filt in ANCHORS and anchor_taken:
-            continue
-        for alias in COLUMN_ALIASES.get(filt, (filt,)):
-            label = by_key.get(column_key(alias))
-            if label is not None and label not in used:
-                chosen[filt] = label
-                used.add(label)
-                anchor_taken = anchor_taken or filt in ANCHORS
-                break
-    for filt, label in chosen.items():
-        if labels.count(label) > 1:
-            raise FilterError(f"the frame has {labels.count(label)} columns named {label!r} (used for {filt}); rename or drop the duplicates")
-    if not chosen:
-        wanted = sorted({a for f in names_for(kind) for a in COLUMN_ALIASES.get(f, ())[:3]})
-        raise FilterError(
-            f"no column of the frame can be used as a per-row {kind} search filter (columns: {labels[:20]}). "
-            f"Recognised names include {', '.join(wanted)}; or pass columns={{'your column': 'filter name'}}."
-        )
-    return chosen
+    """{filter name: column label} for a per-row search: :func:`filter_columns` as a plain dict."""
+    return filter_columns(kind, columns, explicit, constant).first

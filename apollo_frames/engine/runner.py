@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from apollo_frames.client.store import canonical_json
 from apollo_frames.engine.confirm import confirm_spend
+from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.client.ratelimit import parse_rate_headers
@@ -57,6 +58,8 @@ class Prepared:
     records: list[dict | None]
     identities: list[dict | None]
     reasons: list[str | None]
+    #: the columns the rows were read from (for ``attrs["apollo"]["columns"]``)
+    columns: ColumnMapping | None = None
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import pandas as pd
 
 from apollo_frames.core import normalize as nz
 from apollo_frames.client.http import client_scope
-from apollo_frames.core.columns import ORG_FIELDS, resolve_columns
+from apollo_frames.core.columns import ORGS, resolve
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
 from apollo_frames.core.schema import flatten_orgs
 
@@ -21,10 +21,14 @@ BATCH_SIZE = 10
 
 
 def prepare_orgs(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
-    """Map the frame's domain column and normalise it; a row without a usable domain is invalid."""
-    mapping = resolve_columns(frame.columns, ORG_FIELDS, columns)
-    prepared = Prepared([], [], [])
-    for raw in frame[mapping["domain"]].tolist():
+    """Map the frame's domain column(s) and normalise; a row without a usable domain is invalid.
+
+    Several domain-like columns (HubSpot's ``Company Domain Name`` and ``Website URL``)
+    are coalesced per row: the first non-empty wins. The mapping is kept as ``prepared.columns``.
+    """
+    mapping = resolve(frame.columns, ORGS, columns)
+    prepared = Prepared([], [], [], columns=mapping)
+    for raw in mapping.values(frame)["domain"]:
         domain, why = nz.normalize_domain(raw)
         if domain is None:
             prepared.records.append(None)

@@ -10,7 +10,7 @@ import pandas as pd
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.errors import ApolloError
 from apollo_frames.client.http import client_scope
-from apollo_frames.core.columns import PEOPLE_FIELDS, resolve_columns
+from apollo_frames.core.columns import PEOPLE, resolve
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
 from apollo_frames.core.schema import flatten_people
 
@@ -64,10 +64,14 @@ def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str
 
 
 def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
-    """Map the frame's columns and normalise every row into a bulk_match detail."""
-    mapping = resolve_columns(frame.columns, PEOPLE_FIELDS, columns)
-    series = {field: frame[label].tolist() for field, label in mapping.items()}
-    prepared = Prepared([], [], [])
+    """Map the frame's columns and normalise every row into a bulk_match detail.
+
+    A field several columns supply takes, per row, the first non-empty of them
+    (see ``apollo_frames.core.columns``); the mapping is kept as ``prepared.columns``.
+    """
+    mapping = resolve(frame.columns, PEOPLE, columns)
+    series = mapping.values(frame)
+    prepared = Prepared([], [], [], columns=mapping)
     for i in range(len(frame)):
         record, identity, reason = person_record({field: values[i] for field, values in series.items()})
         prepared.records.append(record)

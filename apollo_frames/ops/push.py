@@ -119,7 +119,7 @@ from apollo_frames.core.errors import (
     warn,
 )
 from apollo_frames.client.http import client_scope
-from apollo_frames.core.columns import ColumnMappingError, fold_name
+from apollo_frames.core.columns import LEFT_OUT, PERSON_ALIASES, ColumnMapping, ColumnMappingError, FieldSpec, FieldTable, coalesce, resolve
 from apollo_frames.engine.summary import _fmt, _html_table, announce
 
 __all__ = [
@@ -148,11 +148,9 @@ CUSTOM_PREFIX = "custom."
 
 
 @dataclasses.dataclass(frozen=True)
-class Field:
-    """One pushable field: the names it is recognised by, how it is read, where it is sent."""
+class Field(FieldSpec):
+    """One pushable field: the names it is recognised by (a :class:`FieldSpec`), how it is read, where it is sent."""
 
-    name: str
-    aliases: tuple[str, ...] = ()
     #: "email", "domain", "linkedin", "phone", "labels" or "text"
     kind: str = "text"
     #: key in a bulk_create record (None: not sent on create)
@@ -161,8 +159,10 @@ class Field:
     update_as: str | None = None
 
 
-def _f(name, aliases=(), kind="text", create_as="=", update_as="="):
-    return Field(name, tuple(aliases), kind, name if create_as == "=" else create_as, name if update_as == "=" else update_as)
+def _f(name: str, aliases: tuple[str, ...] = (), kind: str = "text", create_as: str | None = "=",
+       update_as: str | None = "=") -> Field:
+    return Field(name, tuple(aliases), kind=kind, create_as=name if create_as == "=" else create_as,
+                 update_as=name if update_as == "=" else update_as)
 
 
 def _id_field(kind: str) -> Field:
@@ -170,33 +170,38 @@ def _id_field(kind: str) -> Field:
     return _f("id", ("apollo_id", "Apollo ID", f"{kind}_id", f"Apollo {kind} ID"), "id", None, None)
 
 
+_PHONE = ("Phone", "Phone Number", "phone_number")
 CONTACT_FIELDS: tuple[Field, ...] = (
-    _id_field("contact"),
-    _f("email", ("Email", "E-mail", "Email Address", "Work Email", "Business Email", "Contact Email", "person.email"), "email"),
-    _f("first_name", ("First Name", "firstname", "Given Name", "person.first_name")),
-    _f("last_name", ("Last Name", "lastname", "surname", "Family Name", "person.last_name")),
-    _f("title", ("Job Title", "Position", "person.title")),
-    _f("organization_name", ("Company", "Company Name", "Organization", "Organisation", "Employer", "person.organization.name")),
-    _f("phone", ("Phone", "Phone Number", "phone_number", "Direct Phone", "Work Phone"), "phone", "phone", "direct_phone"),
+    _id_field("contact"),  # "Apollo Contact Id" in Apollo's own export
+    _f("email", PERSON_ALIASES["email"], "email"),
+    _f("first_name", PERSON_ALIASES["first_name"]),
+    _f("last_name", PERSON_ALIASES["last_name"]),
+    _f("title", ("Job Title", "Position", "Designation", "Contact Title", "Lead Title", "Person - Job title",
+                 "person.title")),
+    _f("organization_name", PERSON_ALIASES["organization_name"] + ("person.organization.name",)),
+    _f("phone", _PHONE + ("Direct Phone", "Work Phone", "Work Direct Phone", "First Phone", "Mobile Phone", "Mobile",
+                          "Person - Phone - Work", "Person - Phone", "primary_phone", "Contact Phone"),
+       "phone", "phone", "direct_phone"),
     _f("owner_id", ("Owner ID", "Contact Owner ID")),
     _f("contact_stage_id", ("Stage ID", "Contact Stage ID")),
     _f("account_id", ("Account ID", "Apollo Account ID")),
     _f("website_url", ("Website", "Company Website", "Website URL")),
-    _f("linkedin_url", ("LinkedIn", "LinkedIn URL", "LinkedIn Profile URL", "person.linkedin_url"), "linkedin"),
+    _f("linkedin_url", PERSON_ALIASES["linkedin_url"], "linkedin"),
     _f("present_raw_address", ("Address", "Location", "raw_address", "person.formatted_address")),
     _f("label_names", ("Labels", "Label", "Label Names", "Lists"), "labels", None, "label_names"),
-)
+)  # fmt: skip
 
 ACCOUNT_FIELDS: tuple[Field, ...] = (
-    _id_field("account"),
-    _f("domain", ("Company Domain", "Website", "Company Website", "Website URL", "URL", "primary_domain", "org.primary_domain"), "domain"),
-    _f("name", ("Company", "Company Name", "Account Name", "Organization Name", "Organization", "org.name")),
-    _f("phone", ("Phone", "Phone Number", "phone_number", "Company Phone", "org.phone"), "phone"),
+    _id_field("account"),  # "Apollo Account Id" in Apollo's own export
+    _f("domain", PERSON_ALIASES["domain"] + ("org.primary_domain", "org.website_url"), "domain"),
+    _f("name", ("Company", "Company Name", "Account Name", "Organization Name", "Organization", "Organisation Name",
+                "Organisation", "Company / Account", "display_name", "lead_display_name", "org.name")),
+    _f("phone", _PHONE + ("Company Phone", "Account Phone", "Organization - Phone", "org.phone"), "phone"),
     _f("industry", ("Industry", "org.industry")),
-    _f("raw_address", ("Address", "Company Address", "org.raw_address")),
+    _f("raw_address", ("Address", "Company Address", "Organization - Address", "org.raw_address")),
     _f("owner_id", ("Owner ID", "Account Owner ID")),
     _f("account_stage_id", ("Stage ID", "Account Stage ID")),
-)
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,69 +258,32 @@ ACCOUNTS = Target(
 # -- columns -------------------------------------------------------------------------------------
 
 
+def push_columns(labels: Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None) -> ColumnMapping:
+    """Which columns push which fields (see ``apollo_frames.core.columns``: overrides, names, coalescing)."""
+    table = FieldTable(target.operation, target.fields, open_prefix=CUSTOM_PREFIX,
+                       noun=f"an Apollo {target.singular} field", purpose=f"an Apollo {target.singular} field")
+    return resolve(labels, table, overrides)
+
+
 def resolve_push_columns(
     labels: Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None
-) -> tuple[dict[str, object], dict[str, object], list[object]]:
-    """(field -> column, custom field id -> column, columns not pushed) for a frame's columns.
+) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]], list[object]]:
+    """(field -> columns, custom field id -> columns, columns not pushed) for a frame's columns.
 
-    Overrides win; among recognised columns a plain one wins over one this
-    toolkit wrote (``person.*`` / ``org.*``); two plain candidates for one
-    field are an error naming them.
+    Columns are in priority order: a row sends the first non-empty of them.
+    Overrides win; a plain column wins over one this toolkit wrote
+    (``person.*`` / ``org.*``).
     """
-    names = {f.name for f in target.fields}
-    mapping: dict[str, object] = {}
-    custom: dict[str, object] = {}
-    excluded: set[object] = set()
-    present = set(labels)
-    for source, dest in (overrides or {}).items():
-        if source not in present:
-            raise ColumnMappingError(f"columns= names {source!r}, which is not a column of the frame")
-        excluded.add(source)
-        if dest is None:
-            continue
-        if isinstance(dest, str) and dest.startswith(CUSTOM_PREFIX) and len(dest) > len(CUSTOM_PREFIX):
-            custom[dest[len(CUSTOM_PREFIX):]] = source
-            continue
-        if dest not in names:
-            raise ColumnMappingError(
-                f"columns={{{source!r}: {dest!r}}}: {dest!r} is not an Apollo {target.singular} field; valid fields "
-                f"are {', '.join(sorted(names))}, or 'custom.<field_id>' for a typed custom field"
-            )
-        if dest in mapping:
-            raise ColumnMappingError(f"columns= maps both {mapping[dest]!r} and {source!r} to {dest!r}; choose one")
-        mapping[dest] = source
-
-    index: dict[str, str] = {}
-    for f in target.fields:
-        for alias in (f.name, *f.aliases):
-            index.setdefault(fold_name(alias), f.name)
-    found: dict[str, list[list[object]]] = {}
-    unmapped: list[object] = []
-    for label in labels:
-        if label in excluded:
-            continue
-        text = label if isinstance(label, str) else None
-        if text is not None and text.strip().lower().startswith(CUSTOM_PREFIX) and len(text.strip()) > len(CUSTOM_PREFIX):
-            field_id = text.strip()[len(CUSTOM_PREFIX):]
-            custom.setdefault(field_id, label)
-            continue
-        field = index.get(fold_name(label) or "")
-        if field is None or field in mapping:
-            if text not in _OWN_COLUMNS:
-                unmapped.append(label)
-            continue
-        own = text is not None and text.strip().lower().startswith(("person.", "org."))
-        found.setdefault(field, [[], []])[own].append(label)
-    for field, (plain, own) in found.items():
-        candidates = plain or own
-        if len(candidates) > 1:
-            raise ColumnMappingError(
-                f"columns {', '.join(map(repr, candidates))} all look like {field!r}; pass "
-                f"columns={{{candidates[0]!r}: {field!r}}} (the one to use), or {{column: None}} to ignore one"
-            )
-        mapping[field] = candidates[0]
-        unmapped.extend(c for c in (plain + own) if c is not candidates[0] and c not in candidates)
-    return mapping, custom, unmapped
+    mapping = push_columns(labels, target, overrides)
+    fields: dict[str, tuple[object, ...]] = {}
+    custom: dict[str, tuple[object, ...]] = {}
+    for field, cols in mapping.fields.items():
+        if field.startswith(CUSTOM_PREFIX):
+            custom[field[len(CUSTOM_PREFIX):]] = cols
+        else:
+            fields[field] = cols
+    unmapped = [label for label, why in mapping.ignored if why != LEFT_OUT and label not in _OWN_COLUMNS]
+    return fields, custom, unmapped
 
 
 # -- values --------------------------------------------------------------------------------------
@@ -417,57 +385,72 @@ class Row:
         return tuple(dict.fromkeys([*labels, *(self.values.get("label_names") or [])]))
 
 
+def _read(field: Field | None, raw: object, default_region: str | None) -> tuple[Any, str | None]:
+    if field is not None and field.kind == "phone":
+        return normalize_phone(raw, default_region)
+    return _READERS[field.kind if field is not None else "text"](raw)
+
+
+def _row_values(
+    target: Target, columns: Mapping[str, list], customs: Mapping[str, list], i: int, default_region: str | None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(field values, custom field values, problems) of row ``i``."""
+    values: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, column in columns.items():
+        value, why = _read(target.field(name), column[i], default_region)
+        if value is not None:
+            values[name] = value
+        elif why:
+            problems.append(f"{name}: {why}" if not why.startswith("invalid") else why)
+    for fid, column in customs.items():
+        value, why = _custom_value(column[i])
+        if value is not None:
+            custom[fid] = value
+        elif why:
+            problems.append(f"custom.{fid}: {why}")
+    return values, custom, problems
+
+
+def _no_key(target: Target, key_field: str) -> str:
+    if key_field == "id":
+        return (f"no Apollo {target.singular} id: update mode sends each row to PATCH "
+                f"{target.plural}/{{id}}; give an 'id' column or columns={{'col': 'id'}}")
+    return f"no {target.key}: {target.key_hint}"
+
+
 def prepare_rows(
     frame: pd.DataFrame,
     target: Target,
     mode: str,
-    mapping: Mapping[str, object],
-    custom_columns: Mapping[str, object],
+    mapping: Mapping[str, Sequence[object]],
+    custom_columns: Mapping[str, Sequence[object]],
     default_region: str | None,
 ) -> tuple[list[Row | None], list[str | None]]:
-    """Per input row: a :class:`Row` or None, and the reason when None (invalid)."""
-    columns = {name: frame[label].tolist() for name, label in mapping.items()}
-    customs = {fid: frame[label].tolist() for fid, label in custom_columns.items()}
+    """Per input row: a :class:`Row` or None, and the reason when None (invalid).
+
+    A field with several columns takes the row's first non-empty value of them.
+    """
+    def read(cols: Sequence[object]) -> list:
+        return coalesce([frame[c].tolist() for c in cols])
+
+    # bulk_create has no use for the id
+    columns = {name: read(cols) for name, cols in mapping.items() if name != "id" or mode == "update"}
+    customs = {fid: read(cols) for fid, cols in custom_columns.items()}
     key_field = "id" if mode == "update" else target.key
     rows: list[Row | None] = []
     reasons: list[str | None] = []
     for i in range(len(frame)):
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for name, column in columns.items():
-            if name == "id" and mode != "update":
-                continue  # bulk_create has no use for the id
-            field = target.field(name)
-            if field.kind == "phone":
-                value, why = normalize_phone(column[i], default_region)
-            else:
-                value, why = _READERS[field.kind](column[i])
-            if value is not None:
-                values[name] = value
-            elif why:
-                problems.append(f"{name}: {why}" if not why.startswith("invalid") else why)
-        custom: dict[str, Any] = {}
-        for fid, column in customs.items():
-            value, why = _custom_value(column[i])
-            if value is not None:
-                custom[fid] = value
-            elif why:
-                problems.append(f"custom.{fid}: {why}")
+        values, custom, problems = _row_values(target, columns, customs, i, default_region)
         key = values.get(key_field)
         if key is None and not any(p.startswith((f"{key_field}:", f"invalid {key_field}")) for p in problems):
-            if key_field == "id":
-                need = (f"no Apollo {target.singular} id: update mode sends each row to PATCH "
-                        f"{target.plural}/{{id}}; give an 'id' column or columns={{'col': 'id'}}")
-            else:
-                need = f"no {target.key}: {target.key_hint}"
-            problems.insert(0, need)
+            problems.insert(0, _no_key(target, key_field))
         if problems or key is None:
             rows.append(None)
             reasons.append("; ".join(problems))
             continue
-        record_id = values.pop("id", None)
-        if mode != "update":
-            record_id = None
+        record_id = values.pop("id", None) if mode == "update" else None
         rows.append(Row(i, key, values, custom, record_id))
         reasons.append(None)
     return rows, reasons

@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.core import filters as flt
+from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.errors import (
     ApolloError,
@@ -514,6 +515,8 @@ class RowQueries:
     row_query: list[int]
     reasons: dict
     unique: list[dict]
+    #: the column mapping behind ``mapping`` (for ``attrs["apollo"]["columns"]``)
+    columns: ColumnMapping | None = None
 
 
 def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[str, Any] | None = None) -> RowQueries:
@@ -522,11 +525,12 @@ def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[
         raise TypeError(f"search needs a pandas DataFrame, got {type(frame).__name__}")
     kind = _kind(kind)
     constant = flt.validate_filters(kind, dict(filters or {}))
-    mapping = flt.resolve_filter_columns(kind, frame.columns, columns, constant=constant)
+    used = flt.filter_columns(kind, frame.columns, columns, constant=constant)
+    mapping = used.first
     anchored = any(name in flt.ANCHORS for name in mapping)
     series = {name: frame[label].tolist() for name, label in mapping.items()}
     row_query: list[int] = []
-    reasons: dict[Any, str] = {}
+    reasons: dict[Any, str | None] = {}
     unique: list[dict] = []
     seen: dict[str, int] = {}
     for i, label in enumerate(frame.index):
@@ -543,7 +547,7 @@ def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[
             j = seen[text] = len(unique)
             unique.append(query)
         row_query.append(j)
-    return RowQueries(kind, constant, mapping, row_query, reasons, unique)
+    return RowQueries(kind, constant, mapping, row_query, reasons, unique, used)
 
 
 def cached_pages(kind: str, query: dict, max_results: int | None, client) -> tuple[int, bool]:
