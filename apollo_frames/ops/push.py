@@ -21,9 +21,11 @@ it is sent under on create and on update).
 
 Decisions, all visible in the report:
 
-* **Columns.** Recognised by name (case, spaces, ``-``, ``_``, ``.`` ignored;
-  see :data:`CONTACT_FIELDS` / :data:`ACCOUNT_FIELDS`); ``columns={"their
-  column": "field"}`` overrides, ``{"col": None}`` ignores a column. A column
+* **Columns.** Recognised by name by the one resolver
+  (``apollo_frames.core.columns``; see :data:`CONTACT_FIELDS` /
+  :data:`ACCOUNT_FIELDS`); ``columns={"their column": "field"}`` overrides,
+  ``{"col": None}`` ignores a column. Several columns for one field are sent
+  as the row's first non-empty of them. A column
   named ``custom.<field_id>`` (or mapped to ``"custom.<field_id>"``) is sent as
   ``typed_custom_fields[<field_id>]``. Other columns are ignored and listed
   once in a warning. Empty cells are not sent, so a push never blanks a field
