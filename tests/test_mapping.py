@@ -220,6 +220,11 @@ def test_overrides_win_and_merge_with_detection():
 # -- coalescing ---------------------------------------------------------------------------------
 
 
+def test_object_field_headers_rank_after_whole_names():
+    got = push_columns(["Account: Phone", "Contact: Email", "Phone"], CONTACTS)
+    assert got.fields == {"email": ("Contact: Email",), "phone": ("Phone", "Account: Phone")}
+
+
 def test_several_columns_for_one_field_are_candidates_in_documented_order():
     # formerly an ambiguity error; now table order of the names, then frame order (issue 14: coalesce, don't refuse)
     got = resolve(["Work Email", "email", "Email", "Name"], PEOPLE)

@@ -12,7 +12,8 @@ whitespace, a byte-order mark, a trailing ``[]`` and every whitespace, ``-``,
 ``"EMAIL "``, ``"Contact: Email"`` and Salesforce's ``"Contact.Email"`` are
 the same as the alias ``"Contact Email"``. A Salesforce report header in the
 "Object: Field" style that is not recognised whole is tried by its field part
-(``"Account: Account Name"`` -> ``"Account Name"``).
+(``"Account: Account Name"`` -> ``"Account Name"``), ranked after the columns
+recognised whole.
 
 **Rules**, in order:
 
@@ -79,6 +80,7 @@ TOOLKIT_PREFIXES = ("person.", "org.")
 LEFT_OUT = "left out by columns="
 _FOLDED = re.compile(r"[\s\-_./:]+")
 _SHOWN = 20
+_BY_PART = 1000
 
 
 class ColumnMappingError(ApolloError, ValueError):
@@ -412,7 +414,9 @@ def _match(label: object, table: FieldTable, index: Mapping[str, tuple[str, int]
         return opened, 0
     hit = index.get(fold(label) or "")
     if hit is None and isinstance(label, str) and ":" in label:  # Salesforce "Object: Field"
-        hit = index.get(fold(label.rsplit(":", 1)[1]) or "")
+        part = index.get(fold(label.rsplit(":", 1)[1]) or "")
+        # ranked after every whole-name match: "Phone" before "Account: Phone"
+        hit = (part[0], part[1] + _BY_PART) if part else None
     return hit
 
 
