@@ -479,6 +479,16 @@ def _order(table: FieldTable, pinned: Mapping[str, Any], found: Mapping[str, Any
     return [*table.names, *dict.fromkeys(extra)]
 
 
+def _groups_taken(table: FieldTable, names: Iterable[str]) -> dict[str, str]:
+    """Group -> the field (pinned or given separately) that takes it before any recognition by name."""
+    groups: dict[str, str] = {}
+    for name in names:
+        spec = table.spec(name)
+        if spec is not None and spec.group is not None:
+            groups.setdefault(spec.group, name)
+    return groups
+
+
 def _choose(
     table: FieldTable,
     pinned: Mapping[str, Any],
@@ -487,11 +497,7 @@ def _choose(
     ignored: dict[Any, str],
     error: type[Exception],
 ) -> list[Choice]:
-    groups: dict[str, str] = {}
-    for name in [*pinned, *skip]:
-        spec = table.spec(name)
-        if spec is not None and spec.group is not None:
-            groups.setdefault(spec.group, name)
+    groups = _groups_taken(table, [*pinned, *skip])
     choices: list[Choice] = []
     for field in _order(table, pinned, found):
         candidates = found.get(field, [])
