@@ -3,6 +3,7 @@
 from apollo_frames._version import __version__
 from apollo_frames.core.errors import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     ApolloError,
@@ -13,6 +14,7 @@ from apollo_frames.core.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    StorageError,
     ValidationError,
 )
 from apollo_frames.client.http import ApolloClient
@@ -33,6 +35,7 @@ __all__ = [
     "enrich_orgs",
     "enrich_people",
     "ApolloError",
+    "APIError",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -43,6 +46,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "StorageError",
     "ValidationError",
     "Estimate",
     "credit_summary",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,14 +27,13 @@ from apollo_frames.engine.work import ESTIMATORS, Work, register_estimator, work
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
 from apollo_frames.ops import orgs, people
 from apollo_frames.ops.search import plan_search_work
-from apollo_frames.client.ratelimit import WINDOWS
+from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
 
 #: The share of sent records assumed to match (and so to be charged) when the ledger has no history.
 DEFAULT_MATCH_RATE = 0.8
 #: Seconds one bulk request is assumed to take, for the duration estimate (Apollo's bulk calls
 #: usually answer in well under that; the rate limits, not latency, bind on most plans).
 ASSUMED_LATENCY_S = 1.0
-WINDOW_SECONDS = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 
 #: reveal_phone_number needs a webhook to run, not to estimate: the webhook is not part of the cache key.
@@ -76,7 +74,7 @@ def assumed_limits(client, endpoint: str) -> tuple[dict[str, int | None], dict[s
     corrected it; otherwise the client's plan preset (or ``rate_limits=``).
     """
     preset = dict(zip(WINDOWS, client.settings.limits))
-    now = time.time()
+    now = client.clock.time()
     try:
         seen = client.ledger.limits().get(endpoint)
     except Exception:  # an unreadable ledger must not stop an estimate

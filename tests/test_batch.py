@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pandas as pd
@@ -17,6 +18,7 @@ import pytest
 import apollo_frames as af
 from apollo_frames import ApolloClient
 from apollo_frames.cli import EXIT_RATE_LIMITED, main
+from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.schema import PERSON_SCHEMA
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
 
@@ -215,6 +217,26 @@ def test_enrich_parquet_returns_rate_limit_details(tmp_path):
     assert bulk_calls(sb) == 1
 
 
+class _AnswerGate(FakeClock):
+    """A sandbox clock: the first ``let_through`` latency sleeps pass at once, later ones wait for ``release``."""
+
+    def __init__(self, let_through: int):
+        super().__init__()
+        self.left = let_through
+        self.holding = threading.Event()  # set when an answer is first held back
+        self.release = threading.Event()
+        self._count_lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self._count_lock:
+            self.left -= 1
+            hold = self.left < 0
+        if hold:
+            self.holding.set()
+            self.release.wait(60)
+        super().sleep(seconds)
+
+
 def test_kill_9_then_resume_gives_the_uninterrupted_output(small_config, tmp_path):
     frame = frame_of(known_people(Sandbox(small_config), 400))
     src = tmp_path / "in.parquet"
@@ -228,7 +250,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_output(small_config, tmp_pat
     ref_credits = ref_sb.credits_consumed
     assert ref_credits == 400
 
-    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.1))
+    # The sandbox answers 12 requests, then holds every answer until the run has been killed.
+    gate = _AnswerGate(let_through=12)
+    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.1), clock=gate)
     out = tmp_path / "out.parquet"
     with sb.serve() as base_url:
         env = dict(os.environ, APOLLO_BASE_URL=base_url, APOLLO_API_KEY=DEFAULT_API_KEY,
@@ -236,12 +260,13 @@ def test_kill_9_then_resume_gives_the_uninterrupted_output(small_config, tmp_pat
         cmd = [sys.executable, "-m", "apollo_frames.cli", "enrich-people", str(src), str(out), "--quiet",
                "--chunk-rows", "100"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while bulk_calls(sb) < 12 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run finished before it could be killed; raise the sandbox latency"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        try:
+            assert gate.holding.wait(60), "the run never reached its 13th request"
+            assert proc.poll() is None, "the run finished before it could be killed"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            gate.release.set()
         answered_before_kill = bulk_calls(sb)
         assert 12 <= answered_before_kill < 40
         assert not out.exists()  # only the .partial can be left behind

@@ -12,7 +12,13 @@ import respx
 
 import apollo_frames as af
 from apollo_frames.client.http import endpoint_of
-from apollo_frames.client.ratelimit import RateLimiter, parse_rate_headers, parse_retry_after, window_from_message
+from apollo_frames.client.ratelimit import (
+    RateLimiter,
+    parse_rate_headers,
+    parse_retry_after,
+    window_from_message,
+)
+from apollo_frames.core.clock import FakeClock
 
 BASE = "https://apollo.test/api/v1"
 KEY = "test-key-0123456789-SECRET"
@@ -22,24 +28,10 @@ LIMIT_MSG = (
 )
 
 
-class FakeTime:
-    """A clock that only moves when something sleeps on it."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def fake_time():
-    return FakeTime()
+    """A clock that only moves when something sleeps on it."""
+    return FakeClock()
 
 
 @pytest.fixture
@@ -49,8 +41,7 @@ def client(tmp_path, fake_time):
         base_url=BASE,
         cache_dir=tmp_path,
         plan="paid",
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
+        clock=fake_time,
     )
     yield c
     c.close()
@@ -87,12 +78,12 @@ def test_429_then_429_then_200_with_retry_after(client, fake_time):
             ok({"matches": []}),
         ]
     )
-    started = fake_time.now
+    started = fake_time.monotonic()
     response = client.post("people/bulk_match", json={"details": []})
     assert response.attempts == 3 and route.call_count == 3
     assert response.data == {"matches": []}
     assert client.stats.rate_limited == 2 and client.stats.retries == 0
-    assert fake_time.now - started >= 5  # waited what Apollo asked, no less
+    assert fake_time.monotonic() - started >= 5  # waited what Apollo asked, no less
 
 
 @respx.mock
@@ -100,16 +91,16 @@ def test_429_without_retry_after_waits_for_the_named_window(client, fake_time):
     respx.post(f"{BASE}/people/bulk_match").mock(
         side_effect=[httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}), ok()]
     )
-    started = fake_time.now
+    started = fake_time.monotonic()
     response = client.post("people/bulk_match", json={})
     assert response.attempts == 2
-    assert 60 <= fake_time.now - started < 62
+    assert 60 <= fake_time.monotonic() - started < 62
 
 
 @respx.mock
 def test_429s_do_not_use_the_retry_budget(tmp_path, fake_time):
     client = af.ApolloClient(
-        api_key=KEY, base_url=BASE, cache_dir=tmp_path, max_retries=0, sleep=fake_time.sleep, clock=fake_time.clock
+        api_key=KEY, base_url=BASE, cache_dir=tmp_path, max_retries=0, clock=fake_time
     )
     limited = httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}, headers={"Retry-After": "1"})
     respx.post(f"{BASE}/people/bulk_match").mock(side_effect=[limited] * 5 + [ok()])
@@ -118,13 +109,13 @@ def test_429s_do_not_use_the_retry_budget(tmp_path, fake_time):
 
 @respx.mock
 def test_429_http_date_retry_after(client, fake_time):
-    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    when = email.utils.formatdate(fake_time.time() + 30, usegmt=True)
     respx.post(f"{BASE}/people/bulk_match").mock(
         side_effect=[httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": when}), ok()]
     )
-    started = fake_time.now
+    started = fake_time.monotonic()
     client.post("people/bulk_match", json={})
-    assert 28 <= fake_time.now - started <= 32
+    assert 28 <= fake_time.monotonic() - started <= 32
 
 
 @respx.mock
@@ -134,8 +125,7 @@ def test_429_beyond_wait_cap_is_a_rate_limit_error(tmp_path, fake_time):
         base_url=BASE,
         cache_dir=tmp_path,
         max_rate_limit_wait=120,
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
+        clock=fake_time,
     )
     route = respx.post(f"{BASE}/people/bulk_match").mock(
         return_value=httpx.Response(429, json={"message": LIMIT_MSG.format(unit="day")}, headers={"Retry-After": "50000"})
@@ -143,7 +133,7 @@ def test_429_beyond_wait_cap_is_a_rate_limit_error(tmp_path, fake_time):
     with pytest.raises(af.RateLimitError) as info:
         client.post("people/bulk_match", json={})
     err = info.value
-    assert err.window == "day" and err.reset_at > time.time() + 40000
+    assert err.window == "day" and err.reset_at > fake_time.time() + 40000
     assert "day" in str(err) and "max_rate_limit_wait" in str(err)
     assert route.call_count == 1 and fake_time.sleeps == []  # no pointless 15-minute wait first
 
@@ -151,7 +141,7 @@ def test_429_beyond_wait_cap_is_a_rate_limit_error(tmp_path, fake_time):
 @respx.mock
 def test_repeated_429s_add_up_to_the_cap(tmp_path, fake_time):
     client = af.ApolloClient(
-        api_key=KEY, base_url=BASE, cache_dir=tmp_path, max_rate_limit_wait=100, sleep=fake_time.sleep, clock=fake_time.clock
+        api_key=KEY, base_url=BASE, cache_dir=tmp_path, max_rate_limit_wait=100, clock=fake_time
     )
     limited = httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}, headers={"Retry-After": "30"})
     route = respx.post(f"{BASE}/people/bulk_match").mock(return_value=limited)
@@ -306,27 +296,27 @@ def test_endpoint_buckets_collapse_record_ids():
 
 
 def test_limiter_waits_when_headers_say_the_window_is_spent(fake_time):
-    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time)
     ticket = limiter.acquire("people/bulk_match")
     limiter.observe(ticket, {"x-rate-limit-minute": "3", "x-minute-usage": "1", "x-minute-requests-left": "2"})
     limiter.acquire("people/bulk_match")
     limiter.acquire("people/bulk_match")
     assert fake_time.sleeps == []
-    started = fake_time.now
+    started = fake_time.monotonic()
     limiter.acquire("people/bulk_match")  # the 4th in a 3-per-window: wait for the reset
-    assert 10 <= fake_time.now - started <= 10.5
+    assert 10 <= fake_time.monotonic() - started <= 10.5
 
 
 def test_limiter_corrects_for_requests_sent_after_the_reading(fake_time):
-    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time)
     first = limiter.acquire("e")
     for _ in range(3):
         limiter.acquire("e")  # three more in flight before the first answer arrives
     limiter.observe(first, {"x-rate-limit-minute": "5", "x-minute-usage": "1", "x-minute-requests-left": "4"})
     limiter.acquire("e")  # 5th: still allowed
-    started = fake_time.now
+    started = fake_time.monotonic()
     limiter.acquire("e")  # 6th: must wait
-    assert fake_time.now - started >= 10
+    assert fake_time.monotonic() - started >= 10
 
 
 def _minute(limit: int, usage: int) -> dict:
@@ -334,7 +324,7 @@ def _minute(limit: int, usage: int) -> dict:
 
 
 def test_limiter_loses_no_capacity_to_answers_out_of_order(fake_time):
-    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time)
     tickets = [limiter.acquire("e") for _ in range(5)]
     # The server counted them in the order 2, 1, 3, 5, 4 and answers come back in yet another order.
     for t, usage in ((tickets[0], 2), (tickets[3], 5), (tickets[1], 1), (tickets[4], 4), (tickets[2], 3)):
@@ -343,13 +333,13 @@ def test_limiter_loses_no_capacity_to_answers_out_of_order(fake_time):
     for _ in range(5):
         limiter.acquire("e")
     assert fake_time.sleeps == []
-    started = fake_time.now
+    started = fake_time.monotonic()
     limiter.acquire("e")  # the 11th in a 10-per-window
-    assert fake_time.now - started >= 10
+    assert fake_time.monotonic() - started >= 10
 
 
 def test_limiter_counts_unanswered_requests_and_frees_every_ended_one(fake_time):
-    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time)
     first = limiter.acquire("e")
     limiter.observe(first, _minute(4, 1))
     bare, failed, waiting = limiter.acquire("e"), limiter.acquire("e"), limiter.acquire("e")
@@ -364,37 +354,37 @@ def test_limiter_counts_unanswered_requests_and_frees_every_ended_one(fake_time)
 
 
 def test_answers_without_headers_do_not_leak_slots(fake_time):
-    limiter = RateLimiter((50, 200, 600), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((50, 200, 600), (60, 3600, 86400), clock=fake_time)
     for _ in range(150):  # e.g. 5xx answers, which Apollo does not count and which carry no limit headers
         limiter.observe(limiter.acquire("e"), {})
-        fake_time.now += 0.5
+        fake_time.advance(0.5)
     ok = limiter.acquire("e")
     limiter.observe(ok, {"x-rate-limit-hourly": "200", "x-hourly-usage": "1", "x-hourly-requests-left": "199"})
     assert limiter.snapshot()["e"]["hour"]["left"] == 199
 
 
 def test_a_429_spends_the_window_until_it_resets(fake_time):
-    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((None, None, None), (10, 3600, 86400), clock=fake_time)
     ticket = limiter.acquire("e")
     limiter.observe(ticket, _minute(100, 1))
     limiter.pause("e", retry_after=3, window="minute")
     assert limiter.snapshot()["e"]["minute"]["left"] == 0
-    started = fake_time.now
+    started = fake_time.monotonic()
     limiter.acquire("e")
-    assert fake_time.now - started >= 3
+    assert fake_time.monotonic() - started >= 3
 
 
 def test_preset_seeds_limits_before_any_response(fake_time):
-    limiter = RateLimiter((2, None, None), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((2, None, None), (60, 3600, 86400), clock=fake_time)
     limiter.acquire("e")
     limiter.acquire("e")
-    started = fake_time.now
+    started = fake_time.monotonic()
     limiter.acquire("e")
-    assert fake_time.now - started >= 60
+    assert fake_time.monotonic() - started >= 60
 
 
 def test_limiter_refuses_a_wait_beyond_the_cap(fake_time):
-    limiter = RateLimiter((1, None, None), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((1, None, None), (60, 3600, 86400), clock=fake_time)
     limiter.acquire("e")
     with pytest.raises(af.RateLimitError, match="minute"):
         limiter.acquire("e", max_wait=5)
@@ -430,9 +420,9 @@ def test_bad_settings_are_clear_errors(kwargs, words, tmp_path):
 
 
 def test_preset_counts_every_request_until_a_reading_arrives(fake_time):
-    limiter = RateLimiter((3, None, None), (60, 3600, 86400), clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = RateLimiter((3, None, None), (60, 3600, 86400), clock=fake_time)
     for _ in range(3):
         limiter.observe(limiter.acquire("e"), {})  # answered, but no headers: the preset is all we know
-    started = fake_time.now
+    started = fake_time.monotonic()
     limiter.acquire("e")
-    assert fake_time.now - started >= 60
+    assert fake_time.monotonic() - started >= 60

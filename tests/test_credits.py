@@ -251,19 +251,16 @@ def test_ledger_limits_and_match_rate(tmp_path):
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from pathlib import Path
     from apollo_frames.client.ledger import Ledger
     from apollo_frames.client.ratelimit import WindowReading
 
     path, me, rows = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     ledger = Ledger(path)
-    (path.parent / f"ready-{me}").touch()
-    deadline = time.monotonic() + 60
-    while len(list(path.parent.glob("ready-*"))) < 2:  # start writing together
-        if time.monotonic() > deadline:
-            sys.exit("the other writer never started")
-        time.sleep(0.01)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":  # start writing together, when the test says so
+        sys.exit("never told to go")
     for i in range(rows):
         ledger.record(run_id=me, operation="enrich_people", endpoint="people/bulk_match",
                       records_sent=10, records_matched=i % 11, credits=i % 11, status=200)
@@ -279,10 +276,16 @@ def test_two_processes_write_at_once_without_losing_a_row(tmp_path):
     path.parent.mkdir()
     rows = 400
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(rows)], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(rows)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name in ("p1", "p2")
     ]
     try:
+        for proc in procs:  # both have opened the ledger ...
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        for proc in procs:  # ... then both write at once
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         for proc in procs:
             _, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err

@@ -13,6 +13,7 @@ import pytest
 
 import apollo_frames as af
 from apollo_frames import ApolloClient
+from apollo_frames.core.clock import FakeClock
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
 
 
@@ -91,8 +92,10 @@ def test_refresh_bypasses_cached_answers(sandbox, client):
 
 
 def test_faults_lose_no_row_and_credits_match_the_server(tmp_path):
+    clock = FakeClock()  # shared by the sandbox and its client: the 429s' Retry-After waits take no real time
     sandbox = Sandbox(
-        SandboxConfig(seed=11, n_orgs=300, error_rate=0.25, rate_429=0.25, fault_seed=3, windows=(1, 3600, 86400))
+        SandboxConfig(seed=11, n_orgs=300, error_rate=0.25, rate_429=0.25, fault_seed=3, windows=(1, 3600, 86400)),
+        clock=clock,
     )
     with sandbox.client(cache_dir=tmp_path, max_retries=8, retry_backoff=(0.001, 0.01)) as client:
         frame = leads_frame(sandbox, n=80)
@@ -104,6 +107,7 @@ def test_faults_lose_no_row_and_credits_match_the_server(tmp_path):
     successful = bulk_calls(sandbox, status=200)
     assert successful == math.ceil(81 / 10)  # the faults cost retries, never a duplicate successful batch
     assert stats["api_calls"] == bulk_calls(sandbox) > successful
+    assert clock.slept >= 1  # the 429s were waited out on the clock
 
 
 def test_failed_batch_marks_rows_error_and_the_run_goes_on(sandbox, tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from apollo_frames.core.clock import FakeClock
 from apollo_frames.sandbox import DEFAULT_API_KEY, ROUTES, SCOPED_API_KEY, KeySpec, Sandbox, SandboxConfig
 from apollo_frames.sandbox.samples import write_samples
 from apollo_frames.sandbox.world import build_world, normalize_domain
@@ -28,9 +29,9 @@ SCOPED = {"X-Api-Key": SCOPED_API_KEY}
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
-def small(**kw) -> Sandbox:
+def small(clock=None, **kw) -> Sandbox:
     kw.setdefault("n_orgs", 60)
-    return Sandbox(SandboxConfig(**kw))
+    return Sandbox(SandboxConfig(**kw), clock=clock if clock is not None else FakeClock())
 
 
 class Api:
@@ -420,7 +421,8 @@ def test_rate_limit_headers_and_aliases(make_api):
 
 
 def test_429_message_retry_after_and_reset(make_api):
-    sb = small(windows=(1, 3600, 86400), limits={"people/match": (2, None, None)})
+    clock = FakeClock()
+    sb = small(clock, windows=(1, 3600, 86400), limits={"people/match": (2, None, None)})
     api = make_api(sb)
     body = {"email": "x@y.example"}
     lefts = [api.post("people/match", headers=MASTER, json=body).headers["x-minute-requests-left"] for _ in range(2)]
@@ -434,25 +436,28 @@ def test_429_message_retry_after_and_reset(make_api):
     assert api.post("people/bulk_match", headers=MASTER, json={"details": [body]}).status_code == 200
     assert api.post("people/match", headers=SCOPED, json=body).status_code == 200
     # 429s are not counted: after the window the full allowance is back
-    time.sleep(1.05)
+    clock.advance(0.9)
+    assert api.post("people/match", headers=MASTER, json=body).status_code == 429  # not yet
+    clock.advance(0.15)
     again = api.post("people/match", headers=MASTER, json=body)
     assert again.status_code == 200 and again.headers["x-minute-usage"] == "1"
     api.post("people/match", headers=MASTER, json=body)
     assert api.post("people/match", headers=MASTER, json=body).status_code == 429
     sb.reset_limits()
     assert api.post("people/match", headers=MASTER, json=body).status_code == 200
-    assert sb.count(path="people/match", status=429) == 2
+    assert sb.count(path="people/match", status=429) == 3  # the first, the "not yet" and the last
 
 
 def test_hour_window_http_date_and_no_retry_after(make_api):
-    sb = small(limits={"search": (100, 2, None)}, retry_after_format="http-date")
+    clock = FakeClock()
+    sb = small(clock, limits={"search": (100, 2, None)}, retry_after_format="http-date")
     api = make_api(sb)
     for _ in range(2):
         assert api.post("mixed_people/api_search", headers=MASTER, json={"per_page": 1}).status_code == 200
     r = api.post("mixed_people/api_search", headers=MASTER, json={"per_page": 1})
     assert r.status_code == 429 and "is 2 times per hour" in r.json()["message"]
     when = email.utils.parsedate_to_datetime(r.headers["Retry-After"]).timestamp()
-    assert 3500 < when - time.time() <= 3601
+    assert 3598 < when - clock.time() <= 3601
     # a class limit applies to every endpoint in the class, each with its own counter
     assert api.post("contacts/search", headers=MASTER, json={}).headers["x-rate-limit-hourly"] == "2"
     quiet = make_api(small(limits={"people/match": (1, None, None)}, retry_after=False))
@@ -485,21 +490,21 @@ def test_usage_stats_shape_follows_the_counters(api):
 
 
 def test_scripted_faults_in_order_for_a_path(make_api):
-    sb = small(timeout_fault_seconds=0.2)
+    clock = FakeClock()
+    sb = small(clock, timeout_fault_seconds=0.2)
     api = make_api(sb)
     p = with_email(sb, 1)[0]
     sb.inject("500", "502", "503", "429", "429-no-retry-after", "timeout", path="people/bulk_match")
     # other paths are not affected
     assert api.post("people/match", headers=MASTER, json={"email": p["email"]}).status_code == 200
     statuses, retry = [], []
-    started = time.monotonic()
     for _ in range(7):
         r = api.post("people/bulk_match", headers=MASTER, json={"details": [{"email": p["email"]}]})
         statuses.append(r.status_code)
         retry.append(r.headers.get("retry-after"))
     assert statuses == [500, 502, 503, 429, 429, 504, 200]
     assert retry[3] == "1" and retry[4] is None
-    assert time.monotonic() - started >= 0.2
+    assert clock.sleeps == [0.2]  # only the timeout fault waits
     assert sb.credits_consumed == 2  # faults reach nothing: only the two good answers paid
     assert sb.count(path="people/bulk_match") == 7 and sb.count(path="people/bulk_match", status=200) == 1
     # a bad key does not use up a scripted fault
@@ -542,11 +547,19 @@ def test_random_faults_are_reproducible():
 
 
 def test_latency_is_added_after_counting():
-    sb = small(n_orgs=10, latency=0.15)
+    counted_before_sleeping = []
+
+    class Watching(FakeClock):
+        def sleep(self, seconds):
+            counted_before_sleeping.append(sb.count())
+            super().sleep(seconds)
+
+    clock = Watching()
+    sb = small(clock, n_orgs=10, latency=0.15)
     with httpx.Client(transport=httpx.WSGITransport(app=sb), base_url="http://x/api/v1/") as c:
-        started = time.monotonic()
         assert c.get("auth/health", headers=MASTER).status_code == 200
-        assert time.monotonic() - started >= 0.15
+        assert c.get("auth/health", headers=MASTER).status_code == 200
+    assert clock.sleeps == [0.15, 0.15] and counted_before_sleeping == [1, 2]
 
 
 # -- contacts and accounts ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import respx
 
 import apollo_frames as af
 from apollo_frames.core import filters as flt
+from apollo_frames.core.clock import FakeClock
 from apollo_frames.cli import main as cli_main
 from apollo_frames.core.paginate import DISPLAY_CAP, PageNumberPaginator, read_page
 from apollo_frames.ops.search import SearchTruncatedWarning
@@ -26,22 +27,10 @@ KEY = "test-key-0123456789-SECRET"
 # -- helpers -------------------------------------------------------------------------------------
 
 
-class FakeTime:
-    def __init__(self):
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def mocked(tmp_path):
     """A client on a respx-mocked Apollo (no sandbox), with a fake clock."""
-    t = FakeTime()
-    c = af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path / "mcache", plan="paid", sleep=t.sleep, clock=t.clock)
+    c = af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path / "mcache", plan="paid", clock=FakeClock())
     yield c
     c.close()
 
@@ -270,15 +259,16 @@ def test_pages_are_cached(mocked):
 
 
 def test_search_cache_ttl_is_used(tmp_path):
-    t = FakeTime()
-    with af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path, plan="paid", sleep=t.sleep, clock=t.clock,
-                         search_cache_ttl=0.01) as c:
+    clock = FakeClock()
+    with af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path, plan="paid", clock=clock,
+                         search_cache_ttl=60) as c:
         with respx.mock() as router:
             route = router.post(f"{BASE}/mixed_people/api_search").mock(side_effect=fake_search(10, "people"))
             af.search_people(client=c, progress=False, person_titles="CEO")
-            import time
-
-            time.sleep(0.05)
+            clock.advance(59)
+            af.search_people(client=c, progress=False, person_titles="CEO")
+            assert route.call_count == 1  # still fresh
+            clock.advance(2)
             af.search_people(client=c, progress=False, person_titles="CEO")
         assert route.call_count == 2
 

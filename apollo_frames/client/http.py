@@ -1,11 +1,12 @@
-"""The Apollo HTTP client: the only module that talks to httpx.
+"""The Apollo HTTP client: configuration, lifecycle, and the send loop.
 
 One retry policy, modelled on openai-python's: a 429 is pacing (wait for
 ``Retry-After`` or the window reset, every worker on that endpoint pauses, no
 retry budget is spent); 5xx, timeouts and dropped connections are retried with
 exponential backoff and jitter up to ``max_retries``; 400/401/403/404/422 are
 raised at once as typed errors. Writes that are not idempotent are never
-retried once they may have reached Apollo.
+retried once they may have reached Apollo. The decisions are the pure
+functions of :mod:`apollo_frames.client.retry`; ``request`` only loops over them.
 
 The API key is put in the ``X-Api-Key`` header of each request and nowhere
 else: not in URLs, bodies, log lines, error messages or the repr.
@@ -19,33 +20,41 @@ import hashlib
 import logging
 import random
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 
 from apollo_frames._version import __version__
-from apollo_frames.core.errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    ApolloServerError,
-    AuthenticationError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ValidationError,
-)
 from apollo_frames.client.ledger import Ledger
+from apollo_frames.client.ratelimit import (
+    RateLimiter,
+    parse_retry_after,
+    window_from_message,
+)
+from apollo_frames.client.retry import (
+    DEFAULT_BACKOFF,
+    Outcome,
+    apollo_message,
+    connection_error,
+    may_have_written,
+    outcome_of_error,
+    outcome_of_status,
+    rate_limit_error,
+    retry_delay,
+    scrub,
+    should_retry,
+    status_error,
+)
 from apollo_frames.client.store import ResponseCache
-from apollo_frames.client.ratelimit import RateLimiter, parse_retry_after, window_from_message
+from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
+from apollo_frames.core.errors import APIError
 from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings
 
 logger = logging.getLogger("apollo_frames")
 
-INITIAL_RETRY_DELAY = 0.5
-MAX_RETRY_DELAY = 8.0
+#: Where an API key must never be put (it goes only in the X-Api-Key header).
+_KEY_NAMES = ("api_key", "x-api-key")
 
 
 @dataclasses.dataclass
@@ -69,6 +78,19 @@ class ClientStats:
     rate_limit_wait_s: float = 0.0
 
 
+@dataclasses.dataclass
+class _Call:
+    """One logical request and what it has cost so far."""
+
+    method: str
+    path: str
+    endpoint: str
+    idempotent: bool
+    attempts: int = 0
+    retries: int = 0
+    rate_wait: float = 0.0  # seconds spent waiting on rate limits, bounded by max_rate_limit_wait
+
+
 def endpoint_of(method: str, path: str) -> str:
     """The rate-limit bucket of a request: the path, with record ids collapsed."""
     parts = [p for p in path.strip("/").split("/") if p]
@@ -81,25 +103,20 @@ def endpoint_of(method: str, path: str) -> str:
     return "/".join(parts)
 
 
-def scrub(body: Any, secret: str) -> Any:
-    """The body with every occurrence of ``secret`` replaced, in case a server ever echoes the key."""
-    if isinstance(body, str):
-        return body.replace(secret, "***")
-    if isinstance(body, dict):
-        return {scrub(k, secret): scrub(v, secret) for k, v in body.items()}
-    if isinstance(body, list):
-        return [scrub(v, secret) for v in body]
-    return body
+def _refuse_key_outside_header(params: Mapping[str, Any] | None, json: Any) -> None:
+    for container in (params, json if isinstance(json, dict) else None):
+        if container and any(str(k).lower() in _KEY_NAMES for k in container):
+            raise ValueError("The API key goes only in the X-Api-Key header; remove it from params/body.")
 
 
-def apollo_message(body: Any) -> str:
-    """Apollo's own error text from any of its error envelopes."""
-    if isinstance(body, dict):
-        for key in ("error", "error_message", "message"):
-            if body.get(key):
-                return str(body[key])
-        return str(body)[:300]
-    return str(body or "").strip()[:300]
+def _body(response: httpx.Response) -> Any:
+    """The parsed JSON body, the text when it is not JSON, None when empty."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
 
 
 class ApolloClient:
@@ -108,7 +125,9 @@ class ApolloClient:
     Arguments left as None are read from the environment when the client is
     made (``APOLLO_API_KEY``, ``APOLLO_BASE_URL``, ``APOLLO_FRAMES_CACHE_DIR``).
     ``transport`` replaces the network, as in httpx: a mock, or an in-process
-    WSGI app (the sandbox offers its own, ``Sandbox.client()``).
+    WSGI app (the sandbox offers its own, ``Sandbox.client()``). ``clock`` is
+    the one clock for pacing, retry waits, cache expiry and ledger times
+    (``apollo_frames.core.clock.FakeClock`` in tests).
     """
 
     def __init__(
@@ -128,9 +147,8 @@ class ApolloClient:
         search_cache_ttl: float | None = None,
         cache_namespace: str | None = None,
         transport: httpx.BaseTransport | None = None,
-        retry_backoff: tuple[float, float] = (INITIAL_RETRY_DELAY, MAX_RETRY_DELAY),
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        retry_backoff: tuple[float, float] = DEFAULT_BACKOFF,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.settings = Settings.resolve(
             api_key=api_key,
@@ -146,19 +164,16 @@ class ApolloClient:
             search_cache_ttl=search_cache_ttl,
         )
         self.cache_namespace = cache_namespace or self.settings.base_url
-        self.limiter = RateLimiter(
-            self.settings.limits, window_seconds or (60.0, 3600.0, 86400.0), sleep=sleep, clock=clock
-        )
+        self.clock = clock
+        self.limiter = RateLimiter(self.settings.limits, window_seconds or DEFAULT_WINDOW_LENGTHS, clock=clock)
         self.stats = ClientStats()
         self._transport = transport
         self._backoff = retry_backoff
-        self._sleep = sleep
-        self._clock = clock
         self._stats_lock = threading.Lock()
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
-        self._cache = None
-        self._ledger = None
+        self._cache: ResponseCache | None = None
+        self._ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         s = self.settings
@@ -186,21 +201,21 @@ class ApolloClient:
             return self._http
 
     @property
-    def cache(self):
+    def cache(self) -> ResponseCache:
         """The on-disk response cache for this client's settings, opened on first use."""
         if self._cache is None:
-            self._cache = ResponseCache(self.settings.cache_dir, namespace=self.cache_namespace)
+            self._cache = ResponseCache(self.settings.cache_dir, namespace=self.cache_namespace, clock=self.clock)
         return self._cache
 
     @property
-    def ledger(self):
+    def ledger(self) -> Ledger:
         """The persistent credit ledger beside the cache, opened on first use."""
         if self._ledger is None:
             # Apollo's own ledger is ledger.sqlite; a sandbox or another base URL keeps its credits apart.
             name = "ledger.sqlite"
             if self.cache_namespace != DEFAULT_BASE_URL:
                 name = "ledger-" + hashlib.sha256(self.cache_namespace.encode()).hexdigest()[:10] + ".sqlite"
-            self._ledger = Ledger(self.settings.cache_dir / name)
+            self._ledger = Ledger(self.settings.cache_dir / name, clock=self.clock)
         return self._ledger
 
     def close(self) -> None:
@@ -214,30 +229,24 @@ class ApolloClient:
             self._cache.close()
             self._cache = None
 
-    def __enter__(self) -> "ApolloClient":
+    def __enter__(self) -> ApolloClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- requests ------------------------------------------------------------------------------
 
-    def get(self, path: str, *, params: Mapping[str, Any] | None = None, **kw) -> ApiResponse:
+    def get(self, path: str, *, params: Mapping[str, Any] | None = None, **kw: Any) -> ApiResponse:
         return self.request("GET", path, params=params, **kw)
 
-    def post(self, path: str, json: Any = None, **kw) -> ApiResponse:
+    def post(self, path: str, json: Any = None, **kw: Any) -> ApiResponse:
         return self.request("POST", path, json=json, **kw)
 
     def _count(self, **deltas: float) -> None:
         with self._stats_lock:
             for name, delta in deltas.items():
                 setattr(self.stats, name, getattr(self.stats, name) + delta)
-
-    def _backoff_delay(self, retries_done: int, retry_after: float | None) -> float:
-        if retry_after is not None and 0 < retry_after <= 60:
-            return retry_after
-        initial, cap = self._backoff
-        return min(initial * 2.0**retries_done, cap) * (1 - 0.25 * random.random())
 
     def request(
         self,
@@ -255,130 +264,88 @@ class ApolloClient:
         being retried.
         """
         key = self.settings.require_key()
-        for container in (params, json if isinstance(json, dict) else None):
-            if container and any(str(k).lower() in ("api_key", "x-api-key") for k in container):
-                raise ValueError("The API key goes only in the X-Api-Key header; remove it from params/body.")
+        _refuse_key_outside_header(params, json)
         path = path.strip("/")
-        endpoint = endpoint_of(method, path)
+        call = _Call(method, path, endpoint_of(method, path), idempotent)
         http = self._client()
-        attempts = 0
-        retries = 0
-        rate_wait = 0.0
-        cap = self.settings.max_rate_limit_wait
         while True:
-            started = self._clock()
-            ticket = self.limiter.acquire(endpoint, max_wait=max(cap - rate_wait, 0.0))
-            waited = self._clock() - started
-            rate_wait += waited
-            if waited:
-                self._count(rate_limit_wait_s=waited)
-            attempts += 1
-            self._count(requests=1)
-            try:
-                response = http.request(method, path, json=json, params=params, headers={"X-Api-Key": key})
-            except httpx.TransportError as exc:
-                # A connect failure never reached Apollo; anything later might have.
-                reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-                self.limiter.release(ticket)
-                timed_out = isinstance(exc, httpx.TimeoutException)
-                logger.info("%s %s failed on attempt %d: %s", method, path, attempts, type(exc).__name__)
-                if retries < self.settings.max_retries and (idempotent or not reached):
-                    self._sleep(self._backoff_delay(retries, None))
-                    retries += 1
-                    self._count(retries=1)
-                    continue
-                kind = APITimeoutError if timed_out else APIConnectionError
-                what = "timed out" if timed_out else f"failed to connect ({type(exc).__name__})"
-                unknown = reached and not idempotent
-                raise kind(
-                    f"Request to {path} {what} after {attempts} attempt(s)."
-                    + (" It may have reached Apollo: the outcome is unknown." if unknown else ""),
-                    path=path,
-                    attempts=attempts,
-                    outcome_unknown=unknown,
-                ) from None
+            result = self._attempt(http, call, key, json=json, params=params)
+            if isinstance(result, httpx.Response):
+                outcome = outcome_of_status(result.status_code)
+                if outcome is Outcome.OK:
+                    return ApiResponse(result.status_code, _body(result), dict(result.headers), call.attempts, call.endpoint)
+            else:
+                outcome = outcome_of_error(result)
+            if not should_retry(outcome, call.retries, self.settings.max_retries, idempotent):
+                raise self._give_up(call, result, outcome, key) from None
+            if outcome is Outcome.RATE_LIMITED and isinstance(result, httpx.Response):
+                self._pace(call, result, key)
+            else:
+                self._back_off(call, result)
 
-            self.limiter.observe(ticket, response.headers)
-            status = response.status_code
-            logger.debug("%s %s -> %d (attempt %d)", method, path, status, attempts)
-            if status < 400:
-                return ApiResponse(status, self._body(response), dict(response.headers), attempts, endpoint)
-
-            body = scrub(self._body(response), key)
-            message = apollo_message(body)
-            if status == 429:
-                window = window_from_message(message)
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                pause = self.limiter.pause(endpoint, retry_after=retry_after, window=window)
-                self._count(rate_limited=1)
-                logger.info("429 on %s: pausing %.1f s (%s window)", path, pause, window or "unknown")
-                if rate_wait + pause > cap:
-                    raise RateLimitError(
-                        f"Rate limit on {path}: Apollo says wait {pause:.0f} s for the {window or 'current'} window, "
-                        f"beyond the wait cap of {cap:.0f} s ({message}). "
-                        f"Run again after it resets, or raise max_rate_limit_wait.",
-                        window=window,
-                        reset_at=time.time() + pause,
-                        status_code=429,
-                        path=path,
-                        body=body,
-                        attempts=attempts,
-                    )
-                continue
-            if status >= 500 or status == 408:
-                if retries < self.settings.max_retries and idempotent:
-                    retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    self._sleep(self._backoff_delay(retries, retry_after))
-                    retries += 1
-                    self._count(retries=1)
-                    continue
-                unknown = not idempotent
-                raise ApolloServerError(
-                    f"Apollo answered {status} on {path} after {attempts} attempt(s): {message or 'no message'}"
-                    + (" The write may or may not have happened: the outcome is unknown." if unknown else ""),
-                    status_code=status,
-                    path=path,
-                    body=body,
-                    attempts=attempts,
-                    outcome_unknown=unknown,
-                )
-            error = self._status_error(status, path, message, body, attempts)
-            error.headers = dict(response.headers)
-            raise error
-
-    @staticmethod
-    def _body(response: httpx.Response) -> Any:
-        if not response.content:
-            return None
+    def _attempt(
+        self, http: httpx.Client, call: _Call, key: str, *, json: Any, params: Mapping[str, Any] | None
+    ) -> httpx.Response | httpx.TransportError:
+        """Wait for the rate limiter, send once; the answer, or the transport failure (returned, not raised)."""
+        cap = self.settings.max_rate_limit_wait
+        ticket = self.limiter.acquire(call.endpoint, max_wait=max(cap - call.rate_wait, 0.0))
+        if ticket.waited:
+            call.rate_wait += ticket.waited
+            self._count(rate_limit_wait_s=ticket.waited)
+        call.attempts += 1
+        self._count(requests=1)
         try:
-            return response.json()
-        except ValueError:
-            return response.text
+            response = http.request(call.method, call.path, json=json, params=params, headers={"X-Api-Key": key})
+        except httpx.TransportError as exc:
+            self.limiter.release(ticket)
+            logger.info("%s %s failed on attempt %d: %s", call.method, call.path, call.attempts, type(exc).__name__)
+            return exc
+        self.limiter.observe(ticket, response.headers)
+        logger.debug("%s %s -> %d (attempt %d)", call.method, call.path, response.status_code, call.attempts)
+        return response
 
-    @staticmethod
-    def _status_error(status: int, path: str, message: str, body: Any, attempts: int) -> APIStatusError:
-        kw = dict(status_code=status, path=path, body=body, attempts=attempts)
-        if status == 401:
-            return AuthenticationError(
-                f"Apollo rejected the API key (401 on {path}: {message or 'no message'}). "
-                "Check APOLLO_API_KEY or the api_key given to ApolloClient.",
-                **kw,
+    def _pace(self, call: _Call, response: httpx.Response, key: str) -> None:
+        """A 429: pause every worker on the endpoint, or raise when the wait would pass the cap."""
+        body = scrub(_body(response), key)
+        message = apollo_message(body)
+        window = window_from_message(message)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=self.clock.time())
+        pause = self.limiter.pause(call.endpoint, retry_after=retry_after, window=window)
+        self._count(rate_limited=1)
+        logger.info("429 on %s: pausing %.1f s (%s window)", call.path, pause, window or "unknown")
+        cap = self.settings.max_rate_limit_wait
+        if call.rate_wait + pause > cap:
+            raise rate_limit_error(
+                call.path, pause=pause, window=window, cap=cap, now=self.clock.time(), message=message, body=body,
+                attempts=call.attempts, headers=scrub(dict(response.headers), key),
             )
-        if status == 403:
-            return PermissionDeniedError(
-                f"This API key may not call {path} (403: {message or 'no message'}). "
-                "It needs a master key, or a key or plan that includes this endpoint.",
-                **kw,
+
+    def _back_off(self, call: _Call, result: httpx.Response | httpx.TransportError) -> None:
+        """Wait before a retry (5xx, 408, timeout, dropped connection); it spends one of max_retries."""
+        retry_after = None
+        if isinstance(result, httpx.Response):
+            retry_after = parse_retry_after(result.headers.get("retry-after"), now=self.clock.time())
+        self.clock.sleep(retry_delay(call.retries, retry_after, self._backoff, random.random()))
+        call.retries += 1
+        self._count(retries=1)
+
+    def _give_up(
+        self, call: _Call, result: httpx.Response | httpx.TransportError, outcome: Outcome, key: str
+    ) -> APIError:
+        """The typed error for a request that will not be sent again, with the key scrubbed from all of it."""
+        unknown = may_have_written(outcome, call.idempotent)
+        if isinstance(result, httpx.Response):
+            body = scrub(_body(result), key)
+            headers = scrub(dict(result.headers), key)
+            return status_error(
+                result.status_code, call.path, apollo_message(body), body, call.attempts,
+                outcome_unknown=unknown, headers=headers,
             )
-        if status == 404:
-            return NotFoundError(f"Apollo answered 404 on {path}: {message or 'not found'}.", **kw)
-        if status in (400, 422):
-            return ValidationError(f"Apollo refused the request to {path} ({status}): {message}", **kw)
-        return APIStatusError(f"Apollo answered {status} on {path}: {message}", **kw)
+        return connection_error(result, call.path, call.attempts, outcome_unknown=unknown)
 
 
 @contextlib.contextmanager
-def client_scope(client: ApolloClient | None = None):
+def client_scope(client: ApolloClient | None = None) -> Iterator[ApolloClient]:
     """Use the given client, or make one from the environment now and close it afterwards."""
     if client is not None:
         yield client

@@ -26,7 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.ratelimit import WINDOWS, WindowReading
+from apollo_frames.client.ratelimit import WindowReading
+from apollo_frames.core.clock import SYSTEM_CLOCK, WINDOWS, Clock
 
 #: Bump with a migration when the tables change.
 LEDGER_VERSION = 1
@@ -75,12 +76,12 @@ def _utc(seconds: float) -> pd.Timestamp:
     return pd.Timestamp(seconds, unit="s", tz="UTC")
 
 
-def _since_seconds(since: Any) -> float | None:
+def _since_seconds(since: Any, now: float) -> float | None:
     """POSIX seconds from a datetime, Timestamp, ISO string or a timedelta back from now."""
     if since is None:
         return None
     if isinstance(since, (dt.timedelta, pd.Timedelta)):
-        return time.time() - pd.Timedelta(since).total_seconds()
+        return now - pd.Timedelta(since).total_seconds()
     stamp = pd.Timestamp(since)
     if stamp is pd.NaT:
         raise ValueError(f"since must be a date/time or a timedelta, got {since!r}")
@@ -92,8 +93,9 @@ def _since_seconds(since: Any) -> float | None:
 class Ledger:
     """Append-only record of credit spend, plus the last rate-limit readings, in one SQLite file."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK):
         self.path = Path(path).expanduser()
+        self.clock = clock  # timestamps rows; the lock retry below waits in real time (another process)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -163,7 +165,7 @@ class Ledger:
     ) -> None:
         """Append one batch (timestamped now, UTC). A single INSERT: atomic, and safe across processes."""
         row = (
-            time.time(),
+            self.clock.time(),
             str(run_id),
             str(operation),
             str(endpoint),
@@ -190,7 +192,7 @@ class Ledger:
         """
         if not readings:
             return
-        now = time.time()
+        now = self.clock.time()
         rows = []
         for window in WINDOWS:
             reading = readings.get(window)
@@ -213,7 +215,7 @@ class Ledger:
 
     def frame(self, since: Any = None) -> pd.DataFrame:
         """Every recorded batch (optionally since a time, or a timedelta back from now), oldest first."""
-        start = _since_seconds(since)
+        start = _since_seconds(since, self.clock.time())
         sql = (
             "SELECT time, operation, endpoint, records_sent, records_matched, credits, http_status, run_id "
             "FROM spend"

@@ -20,12 +20,25 @@ import email.utils
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from apollo_frames.core.errors import RateLimitError
+from apollo_frames.client.retry import rate_limit_error
+from apollo_frames.core.clock import (
+    DEFAULT_WINDOW_LENGTHS,
+    SYSTEM_CLOCK,
+    WINDOWS,
+    Clock,
+)
 
-WINDOWS = ("minute", "hour", "day")
-DEFAULT_WINDOW_SECONDS = (60.0, 3600.0, 86400.0)
+__all__ = [
+    "WINDOWS",
+    "RateLimiter",
+    "Ticket",
+    "WindowReading",
+    "parse_rate_headers",
+    "parse_retry_after",
+    "window_from_message",
+]
 
 #: Header names per window as (limit, usage, left). Apollo has used two names
 #: for the day window; both are read, the live ``24-hour`` one first.
@@ -108,6 +121,7 @@ class Ticket:
     endpoint: str
     seq: int
     sent_at: float
+    waited: float = 0.0  # seconds acquire() waited for the window before reserving it
     ended: bool = False  # its answer (or failure) has been counted
 
 
@@ -153,25 +167,22 @@ class RateLimiter:
     """Thread-safe pacing for every endpoint of one API key.
 
     ``acquire`` blocks until a request may go, ``observe`` feeds back the
-    response headers, ``pause`` handles a 429. ``clock`` and ``sleep`` are
-    injectable so tests can run on fake time.
+    response headers, ``pause`` handles a 429. Waits and windows run on the
+    injected ``clock`` so tests can run on fake time.
     """
 
     def __init__(
         self,
         limits: tuple[int | None, int | None, int | None] = (50, 200, 600),
-        window_seconds: tuple[float, float, float] = DEFAULT_WINDOW_SECONDS,
+        window_seconds: tuple[float, float, float] = DEFAULT_WINDOW_LENGTHS,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self._limits = dict(zip(WINDOWS, limits))
         self._lengths = dict(zip(WINDOWS, window_seconds))
         self._clock = clock
-        self._sleep = sleep
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
-        self.waited_s = 0.0
 
     def _margin(self, length: float) -> float:
         return 0.05 + 0.01 * length
@@ -200,37 +211,31 @@ class RateLimiter:
         """Block until a request to ``endpoint`` may be sent, then reserve it.
 
         Raises RateLimitError at once when the wait needed is longer than
-        ``max_wait`` (for example the daily window is spent).
+        ``max_wait`` (for example the daily window is spent). The ticket says
+        how long this call waited.
         """
         waited = 0.0
         while True:
             with self._lock:
                 bucket = self._bucket(endpoint)
-                now = self._clock()
+                now = self._clock.monotonic()
                 wait, window = self._wait_needed(bucket, now)
                 if wait <= 0:
-                    bucket.seq += 1
-                    for w in bucket.windows.values():
-                        if w.reset_at is None:
-                            w.reset_at = now + w.length + self._margin(w.length)
-                            w.opened_seq = bucket.seq
-                        w.sent += 1
-                    return Ticket(endpoint, bucket.seq, now)
+                    return self._reserve(endpoint, bucket, now, waited)
             if waited + wait > max_wait:
-                raise RateLimitError(
-                    f"Rate limit for {endpoint}: the {window or 'current'} window needs another {wait:.0f} s "
-                    f"before the next request, beyond the wait cap of {max_wait:.0f} s. "
-                    f"Run again after it resets, or raise max_rate_limit_wait.",
-                    window=window,
-                    reset_at=time.time() + wait,
-                    status_code=429,
-                    path=endpoint,
-                )
+                raise rate_limit_error(endpoint, pause=wait, window=window, cap=max_wait, now=self._clock.time())
             step = min(wait, 1.0)
-            self._sleep(step)
+            self._clock.sleep(step)
             waited += step
-            with self._lock:
-                self.waited_s += step
+
+    def _reserve(self, endpoint: str, bucket: _Bucket, now: float, waited: float) -> Ticket:
+        bucket.seq += 1
+        for w in bucket.windows.values():
+            if w.reset_at is None:
+                w.reset_at = now + w.length + self._margin(w.length)
+                w.opened_seq = bucket.seq
+            w.sent += 1
+        return Ticket(endpoint, bucket.seq, now, waited=waited)
 
     def observe(self, ticket: Ticket, headers: Mapping[str, str]) -> None:
         """An answer came back: free its slot, and correct the windows from its limit headers if it has any."""
@@ -245,21 +250,25 @@ class RateLimiter:
                 if reading is None:
                     # Headers arrived but not for this window: Apollo leaves out unlimited windows.
                     window.limit = None
-                    continue
-                if reading.limit is not None:
-                    window.limit = reading.limit
-                if ticket.seq < window.opened_seq:
-                    continue  # sent in an earlier window: says nothing about this one
-                usage = reading.usage
-                if usage is None and reading.left is not None and window.limit is not None:
-                    usage = window.limit - reading.left
-                if usage is not None:
-                    # Answers arrive out of order; usage only grows within a window, so the highest is the truest.
-                    window.usage = usage if window.usage is None else max(window.usage, usage)
-                if reading.usage == 1:
-                    # That request opened the server's window, so it resets no earlier than this.
-                    reset = ticket.sent_at + window.length + self._margin(window.length)
-                    window.reset_at = reset if window.reset_at is None else max(window.reset_at, reset)
+                else:
+                    self._read(window, ticket, reading)
+
+    def _read(self, window: _Window, ticket: Ticket, reading: WindowReading) -> None:
+        """Correct one window from one reading of the answer to ``ticket``."""
+        if reading.limit is not None:
+            window.limit = reading.limit
+        if ticket.seq < window.opened_seq:
+            return  # sent in an earlier window: says nothing about this one
+        usage = reading.usage
+        if usage is None and reading.left is not None and window.limit is not None:
+            usage = window.limit - reading.left
+        if usage is not None:
+            # Answers arrive out of order; usage only grows within a window, so the highest is the truest.
+            window.usage = usage if window.usage is None else max(window.usage, usage)
+        if reading.usage == 1:
+            # That request opened the server's window, so it resets no earlier than this.
+            reset = ticket.sent_at + window.length + self._margin(window.length)
+            window.reset_at = reset if window.reset_at is None else max(window.reset_at, reset)
 
     def release(self, ticket: Ticket) -> None:
         """The request failed without an answer (connect error, timeout): free its slot.
@@ -282,14 +291,9 @@ class RateLimiter:
         """A 429 arrived: hold every request to ``endpoint``. Returns the pause in seconds."""
         with self._lock:
             bucket = self._bucket(endpoint)
-            now = self._clock()
+            now = self._clock.monotonic()
             target = bucket.windows.get(window) if window else None
-            if retry_after is not None:
-                seconds = retry_after
-            elif target is not None and target.reset_at is not None and target.reset_at > now:
-                seconds = target.reset_at - now
-            else:
-                seconds = (target.length if target is not None else self._lengths["minute"]) + self._margin(0)
+            seconds = self._pause_seconds(target, retry_after, now)
             if target is not None:
                 target.spent = True
                 # Apollo's own hint wins over our estimate of the window's reset.
@@ -298,6 +302,14 @@ class RateLimiter:
                 bucket.paused_until = now + seconds
                 bucket.paused_window = window
             return seconds
+
+    def _pause_seconds(self, target: _Window | None, retry_after: float | None, now: float) -> float:
+        """How long a 429 pauses: Apollo's ``Retry-After``, else the named window's reset, else a full window."""
+        if retry_after is not None:
+            return retry_after
+        if target is not None and target.reset_at is not None and target.reset_at > now:
+            return target.reset_at - now
+        return (target.length if target is not None else self._lengths["minute"]) + self._margin(0)
 
     def snapshot(self) -> dict[str, dict[str, dict[str, int | None]]]:
         """Known limits and what is left, per endpoint and window (for estimates and doctor)."""

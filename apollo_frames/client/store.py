@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import diskcache
+
+from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
 
 #: Bump when the meaning of cached values changes, so old entries are not reused.
 SCHEMA_VERSION = 1
@@ -29,9 +32,10 @@ def canonical_json(value: Any) -> str:
 class ResponseCache:
     """A thin, batch-oriented wrapper over ``diskcache.Cache``."""
 
-    def __init__(self, directory: str | Path, *, namespace: str = ""):
+    def __init__(self, directory: str | Path, *, namespace: str = "", clock: Clock = SYSTEM_CLOCK):
         self.directory = Path(directory) / "responses"
         self.namespace = namespace
+        self.clock = clock
         # No size-based eviction: an evicted answer would be paid for again. TTLs bound the age.
         self._cache = diskcache.Cache(str(self.directory), size_limit=2**42, eviction_policy="none", sqlite_mmap_size=0)
 
@@ -42,17 +46,21 @@ class ResponseCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached values of those keys that are present (a cached miss is ``None``)."""
         found: dict[str, Any] = {}
+        now = self.clock.time()
         with self._cache.transact():
             for key in keys:
-                value = self._cache.get(key, default=_MISSING)
-                if value is not _MISSING:
+                value, expires = self._cache.get(key, default=_MISSING, expire_time=True)
+                if value is not _MISSING and (expires is None or expires > now):
                     found[key] = value
         return found
 
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None) -> None:
+        # diskcache stamps expiry on the system clock; shift it so entries expire ``ttl`` after now on
+        # this cache's clock (get_many checks that clock; with the system clock the shift is nil).
+        expire = None if ttl is None else ttl + self.clock.time() - time.time()
         with self._cache.transact():
             for key, value in items.items():
-                self._cache.set(key, value, expire=ttl)
+                self._cache.set(key, value, expire=expire)
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache

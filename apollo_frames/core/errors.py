@@ -7,6 +7,11 @@ Apollo's own message, never from request headers.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from types import FrameType
+
 
 class ApolloError(Exception):
     """Base class for every error this package raises on purpose."""
@@ -16,11 +21,27 @@ class ConfigurationError(ApolloError):
     """A setting is missing or malformed (for example no API key)."""
 
 
-class APIConnectionError(ApolloError):
-    """The request did not get an HTTP answer (connection refused, reset, DNS).
+class BudgetExceededError(ApolloError):
+    """A run would spend more credits than allowed and may not ask to confirm."""
 
-    ``outcome_unknown`` is true when the request may have reached Apollo, so a
-    write may or may not have happened.
+
+class StorageError(ApolloError):
+    """The answer store or the ledger on disk could not be read or written.
+
+    ``path`` names the file or folder concerned.
+    """
+
+    def __init__(self, message: str, *, path: object = None):
+        super().__init__(message)
+        self.path = path
+
+
+class APIError(ApolloError):
+    """A request to Apollo failed: no answer, or an error answer.
+
+    ``path`` is the API path (never a URL with a key), ``attempts`` how many
+    times it was sent, and ``outcome_unknown`` is true when the request may
+    have reached Apollo, so a write may or may not have happened.
     """
 
     def __init__(self, message: str, *, path: str | None = None, attempts: int = 1, outcome_unknown: bool = False):
@@ -30,11 +51,15 @@ class APIConnectionError(ApolloError):
         self.outcome_unknown = outcome_unknown
 
 
+class APIConnectionError(APIError):
+    """The request did not get an HTTP answer (connection refused, reset, DNS)."""
+
+
 class APITimeoutError(APIConnectionError):
     """The request timed out, after all retries."""
 
 
-class APIStatusError(ApolloError):
+class APIStatusError(APIError):
     """Apollo answered with an error status. Subclasses name the common ones."""
 
     status_code: int = 0
@@ -48,15 +73,13 @@ class APIStatusError(ApolloError):
         body: object = None,
         attempts: int = 1,
         outcome_unknown: bool = False,
+        headers: dict[str, str] | None = None,
     ):
-        super().__init__(message)
+        super().__init__(message, path=path, attempts=attempts, outcome_unknown=outcome_unknown)
         self.status_code = status_code
-        self.path = path
         self.body = body
-        self.attempts = attempts
-        self.outcome_unknown = outcome_unknown
         #: the response headers (rate-limit readings); never the request's, so never the key
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 class ValidationError(APIStatusError):
@@ -82,28 +105,32 @@ class RateLimitError(APIStatusError):
     not say; ``reset_at`` is a POSIX timestamp of the expected reset, if known.
     """
 
-    def __init__(self, message: str, *, window: str | None = None, reset_at: float | None = None, **kw):
-        super().__init__(message, **kw)
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        window: str | None = None,
+        reset_at: float | None = None,
+        status_code: int = 429,
+        body: object = None,
+        attempts: int = 1,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message, status_code=status_code, path=path, body=body, attempts=attempts, headers=headers)
         self.window = window
         self.reset_at = reset_at
 
 
 class ApolloServerError(APIStatusError):
-    """5xx after all retries."""
-
-
-class BudgetExceededError(ApolloError):
-    """A run would spend more credits than allowed and may not ask to confirm."""
+    """5xx (or 408) after all retries."""
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """Warn, attributed to the first caller outside this package (the user's cell or script)."""
-    import os
-    import sys
-    import warnings
-
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level + 1)

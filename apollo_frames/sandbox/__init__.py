@@ -165,6 +165,13 @@ Faults
     the number of records sent for enrichment/bulk/write endpoints, the number
     of rows returned for searches, 0 otherwise. ``config.latency`` is slept
     after the request is recorded, outside every lock.
+
+Time
+  * ``Sandbox(config, clock=...)``: rate-limit windows, ``latency`` and
+    ``timeout`` sleeps, ``Retry-After`` dates, request and record timestamps
+    all read one clock (the system clock by default). With
+    ``apollo_frames.core.clock.FakeClock`` nothing really waits; clients made
+    by ``sb.client()`` share the sandbox's clock.
 """
 
 from __future__ import annotations
@@ -191,13 +198,15 @@ def client_for(app=None, **kwargs):
     The client never imports the sandbox; the sandbox hands it a transport,
     as httpx does for any WSGI app. Defaults: the sandbox's key, the paid plan
     preset, and a cache namespace of its own so sandbox answers never mix with
-    Apollo's.
+    Apollo's; the sandbox's own clock.
     """
     import httpx
 
     from apollo_frames.client import ApolloClient
 
     app = app if app is not None else Sandbox()
+    if isinstance(app, Sandbox):
+        kwargs.setdefault("clock", app.clock)  # one clock for both sides: a fake one makes waits free
     kwargs.setdefault("api_key", DEFAULT_API_KEY)
     kwargs.setdefault("base_url", SANDBOX_BASE_URL)
     kwargs.setdefault("cache_namespace", "sandbox")

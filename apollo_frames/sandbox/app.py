@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
+from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, WINDOWS, Clock
+
 from .store import ACCOUNT_SORTS, CONTACT_SORTS, Store
 from .world import World, build_world, name_key, normalize_domain, normalize_email, normalize_linkedin
 
@@ -32,7 +34,7 @@ PLAN_LIMITS: dict[str, dict[str, tuple]] = {
     # Apollo's 2026 free-plan table
     "free": {"enrichment": (50, 200, 600), "search": (50, 200, 600), "other": (50, 200, 600)},
 }
-WINDOW_NAMES = ("minute", "hour", "day")
+WINDOW_NAMES = WINDOWS
 HEADER_NAMES = (
     ("x-rate-limit-minute", "x-minute-usage", "x-minute-requests-left"),
     ("x-rate-limit-hourly", "x-hourly-usage", "x-hourly-requests-left"),
@@ -76,7 +78,7 @@ class SandboxConfig:
     rate_429: float = 0.0
     lost_write_rate: float = 0.0
     fault_seed: int = 0
-    windows: tuple = (60, 3600, 86400)
+    windows: tuple = DEFAULT_WINDOW_LENGTHS
     #: overrides: route path / endpoint / controller / class -> (per_minute, per_hour, per_day) or None
     limits: dict = field(default_factory=dict)
     plan: str = "paid"
@@ -115,7 +117,7 @@ class RequestRecord:
     status: int
     n_records: int
     credits: float
-    t: float  # time.time() when the answer was ready
+    t: float  # the sandbox clock's wall time when the answer was ready
 
 
 @dataclass(frozen=True)
@@ -260,10 +262,12 @@ def _employee_ranges(values) -> list[tuple[float, float]]:
 class Sandbox:
     """An offline Apollo.io API emulator. The instance is itself a WSGI application."""
 
-    def __init__(self, config: SandboxConfig | None = None):
+    def __init__(self, config: SandboxConfig | None = None, *, clock: Clock = SYSTEM_CLOCK):
         self.config = config if config is not None else SandboxConfig()
+        #: windows, latency and fault sleeps, Retry-After dates and timestamps all run on this clock
+        self.clock = clock
         self.world: World = build_world(self.config.seed, self.config.n_orgs, self.config.people_per_org)
-        self.store = Store(self.world)
+        self.store = Store(self.world, clock)
         self.requests: list[RequestRecord] = []
         self.webhook_deliveries: list[dict] = []
         self.credits_by_key: dict[str, float] = {}
@@ -356,7 +360,7 @@ class Sandbox:
             return []
         secs = max(1, math.ceil(seconds))
         if self.config.retry_after_format == "http-date":
-            return [("Retry-After", email.utils.formatdate(time.time() + secs, usegmt=True))]
+            return [("Retry-After", email.utils.formatdate(self.clock.time() + secs, usegmt=True))]
         return [("Retry-After", str(secs))]
 
     def _rate_headers(self, limits: tuple, state: list[list]) -> list[tuple[str, str]]:
@@ -379,12 +383,12 @@ class Sandbox:
         raw_path = environ.get("PATH_INFO", "") or "/"
         status, body, headers, record_path, route, n_records, credits, key, delay = self._handle(environ, method, raw_path)
         with self._lock:
-            self.requests.append(RequestRecord(method, record_path, status, n_records, credits, time.time()))
+            self.requests.append(RequestRecord(method, record_path, status, n_records, credits, self.clock.time()))
             if credits and key is not None:
                 self.credits_by_key[key] = self.credits_by_key.get(key, 0.0) + credits
         pause = delay + (self.config.latency if route is not None else 0.0)
         if pause > 0:
-            time.sleep(pause)  # never while holding a lock
+            self.clock.sleep(pause)  # never while holding a lock
         if body is None:
             payload = b""
         elif isinstance(body, bytes):
@@ -456,7 +460,7 @@ class Sandbox:
         params = dict(query)
         params.update(body_params)
         limits = self.limits_for(route)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             fault = self._next_fault(route)
             if fault is not None and fault != "lost_write":
@@ -593,7 +597,7 @@ class Sandbox:
                 with self._lock:
                     self.webhook_deliveries.append(
                         {
-                            "url": webhook, "path": path, "person_id": person["id"], "t": time.time(),
+                            "url": webhook, "path": path, "person_id": person["id"], "t": self.clock.time(),
                             "phone_numbers": [
                                 {"raw_number": mobile, "sanitized_number": re.sub(r"[^\d+]", "", mobile),
                                  "type_cd": "mobile", "status_cd": "valid_number"}
@@ -949,7 +953,7 @@ class Sandbox:
     # -- usage and health ------------------------------------------------------------------------
 
     def _h_usage_stats(self, params, _id, key):
-        now = time.monotonic()
+        now = self.clock.monotonic()
         out = {}
         seen = set()
         with self._lock:

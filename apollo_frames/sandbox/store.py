@@ -11,6 +11,8 @@ import copy
 import threading
 from datetime import datetime, timezone
 
+from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
+
 from .world import World, name_key, normalize_domain, normalize_email, normalize_linkedin
 
 TEAM_ID = "5e1b1a5c0c4f8a00f2f6a3b1"
@@ -38,15 +40,17 @@ CONTACT_SORTS = {
 ACCOUNT_SORTS = {"account_created_at": "created_at", "account_updated_at": "updated_at", "account_last_activity_date": "last_activity_date"}
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def _stamp(seconds: float) -> str:
+    """Apollo's timestamp format (UTC, milliseconds) for POSIX ``seconds``."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Store:
     """Contacts, accounts and labels of the (single) sandbox team."""
 
-    def __init__(self, world: World):
+    def __init__(self, world: World, clock: Clock = SYSTEM_CLOCK):
         self.world = world
+        self.clock = clock
         self.lock = threading.RLock()
         self.contacts: dict[str, dict] = {}
         self.accounts: dict[str, dict] = {}
@@ -54,6 +58,9 @@ class Store:
         self._seq = 0
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return _stamp(self.clock.time())
 
     def _new_id(self, base: int) -> str:
         self._seq += 1
@@ -69,7 +76,7 @@ class Store:
             key = (modality, raw.strip().casefold())
             label = self.labels.get(key)
             if label is None:
-                now = _now()
+                now = self._now()
                 label = {
                     "id": self._new_id(0x6600_0000_0000_0000_0000_0000), "modality": modality, "cached_count": 0,
                     "name": raw.strip(), "created_at": now, "updated_at": now, "user_id": USER_ID,
@@ -123,10 +130,10 @@ class Store:
         if contact.get("organization_id") is None and contact.get("email"):
             org = self.world.org_for_domain(contact["email"])
             contact["organization_id"] = org["id"] if org else None
-        contact["updated_at"] = _now()
+        contact["updated_at"] = self._now()
 
     def _blank_contact(self) -> dict:
-        now = _now()
+        now = self._now()
         return {
             "id": self._new_id(0x6650_0000_0000_0000_0000_0000), "first_name": None, "last_name": None, "name": None,
             "linkedin_url": None, "title": None, "contact_stage_id": None, "owner_id": USER_ID, "creator_id": USER_ID,
@@ -237,7 +244,7 @@ class Store:
     # -- accounts --------------------------------------------------------------------------------
 
     def _blank_account(self) -> dict:
-        now = _now()
+        now = self._now()
         return {
             "id": self._new_id(0x6680_0000_0000_0000_0000_0000), "domain": None, "name": None, "team_id": TEAM_ID,
             "organization_id": None, "account_stage_id": None, "source": "api", "original_source": "api",
@@ -265,7 +272,7 @@ class Store:
             org = self.world.org_by_domain.get(account["domain"])
             if org:
                 account["organization_id"] = org["id"]
-        account["updated_at"] = _now()
+        account["updated_at"] = self._now()
 
     def _find_account(self, attrs: dict, run_dedupe: bool) -> dict | None:
         """CRM ids always; with run_dedupe also domain, organization_id and name (case-insensitive)."""

@@ -1,0 +1,228 @@
+"""Retry decisions as small pure functions, in the style of openai-python's base client.
+
+``ApolloClient.request`` sends, sorts what happened into an :class:`Outcome`,
+then asks these functions whether to send again (:func:`should_retry`), how
+long to wait first (:func:`retry_delay`) and, when it gives up, which typed
+error to raise (:func:`status_error`, :func:`connection_error`,
+:func:`rate_limit_error`). None of them does I/O, sleeps or reads the clock,
+so the tests call them directly with tables of inputs.
+
+The policy: a 429 is pacing, not failure (the client waits for the window and
+sends again without spending a retry); 5xx, 408, timeouts and dropped
+connections are retried with exponential backoff and jitter up to
+``max_retries``; other 4xx are raised at once. A write that is not idempotent
+is sent again only when it surely never reached Apollo (the connection was
+never made, or Apollo answered 429 without processing it).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import httpx
+
+from apollo_frames.core.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ApolloServerError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ValidationError,
+)
+
+#: (first delay, longest delay) in seconds for the exponential backoff.
+DEFAULT_BACKOFF: tuple[float, float] = (0.5, 8.0)
+#: A server's ``Retry-After`` on a 5xx is honoured when it is in (0, this] seconds.
+MAX_SERVER_RETRY_AFTER = 60.0
+#: Jitter takes up to this fraction off each backoff delay.
+JITTER = 0.25
+
+
+class Outcome(enum.Enum):
+    """What one attempt came to, as far as retrying is concerned."""
+
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"  # 429: Apollo did not process it; wait for the window
+    SERVER_ERROR = "server_error"  # 5xx or 408: Apollo got it and failed (a write may have happened)
+    REFUSED = "refused"  # any other 4xx: sending again will not help
+    NOT_SENT = "not_sent"  # no connection was made: it never reached Apollo
+    NO_ANSWER = "no_answer"  # timed out or dropped after sending: it may have reached Apollo
+
+
+#: Transport failures that happen before a single byte reaches the server.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def outcome_of_status(status: int) -> Outcome:
+    """Sort an HTTP status."""
+    if status < 400:
+        return Outcome.OK
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    if status >= 500 or status == 408:
+        return Outcome.SERVER_ERROR
+    return Outcome.REFUSED
+
+
+def outcome_of_error(exc: BaseException) -> Outcome:
+    """Sort a transport failure: was the request possibly sent?"""
+    return Outcome.NOT_SENT if isinstance(exc, _NEVER_SENT) else Outcome.NO_ANSWER
+
+
+def may_have_written(outcome: Outcome, idempotent: bool) -> bool:
+    """True when a non-idempotent request may have taken effect although no success came back."""
+    return not idempotent and outcome in (Outcome.SERVER_ERROR, Outcome.NO_ANSWER)
+
+
+def should_retry(outcome: Outcome, retries_done: int, max_retries: int, idempotent: bool) -> bool:
+    """Whether to send the request again after ``outcome``.
+
+    A 429 always may be sent again (the wait cap, not the retry budget, bounds
+    it). Other failures spend the retry budget, and a non-idempotent request
+    is only resent when it surely never reached Apollo.
+    """
+    if outcome is Outcome.RATE_LIMITED:
+        return True
+    if outcome in (Outcome.OK, Outcome.REFUSED) or retries_done >= max_retries:
+        return False
+    return outcome is Outcome.NOT_SENT or idempotent
+
+
+def retry_delay(
+    retries_done: int,
+    retry_after: float | None,
+    backoff: tuple[float, float] = DEFAULT_BACKOFF,
+    rand: float = 0.0,
+) -> float:
+    """Seconds to wait before retry number ``retries_done + 1`` after a failure (not a 429).
+
+    A server's ``Retry-After`` within (0, 60] s wins; otherwise the delay
+    doubles from ``backoff[0]`` up to ``backoff[1]`` and jitter takes off up
+    to a quarter of it. ``rand`` is a number in [0, 1) from the caller, so this
+    stays deterministic.
+    """
+    if retry_after is not None and 0 < retry_after <= MAX_SERVER_RETRY_AFTER:
+        return retry_after
+    initial, longest = backoff
+    return min(initial * 2.0**retries_done, longest) * (1 - JITTER * rand)
+
+
+def _or(message: str, fallback: str) -> str:
+    return message or fallback
+
+
+def status_error(
+    status: int,
+    path: str,
+    message: str,
+    body: Any,
+    attempts: int,
+    *,
+    outcome_unknown: bool = False,
+    headers: dict[str, str] | None = None,
+) -> APIStatusError:
+    """The typed error for an error answer that will not be retried (any status but 429).
+
+    ``message`` is Apollo's own text, already scrubbed of the key; the error
+    says what to do next.
+    """
+    kw: dict[str, Any] = {"status_code": status, "path": path, "body": body, "attempts": attempts, "headers": headers}
+    if outcome_of_status(status) is Outcome.SERVER_ERROR:
+        unknown = " The write may or may not have happened: the outcome is unknown." if outcome_unknown else ""
+        return ApolloServerError(
+            f"Apollo answered {status} on {path} after {attempts} attempt(s): {_or(message, 'no message')}{unknown}",
+            outcome_unknown=outcome_unknown,
+            **kw,
+        )
+    if status == 401:
+        return AuthenticationError(
+            f"Apollo rejected the API key (401 on {path}: {_or(message, 'no message')}). "
+            "Check APOLLO_API_KEY or the api_key given to ApolloClient.",
+            **kw,
+        )
+    if status == 403:
+        return PermissionDeniedError(
+            f"This API key may not call {path} (403: {_or(message, 'no message')}). "
+            "It needs a master key, or a key or plan that includes this endpoint.",
+            **kw,
+        )
+    if status == 404:
+        return NotFoundError(f"Apollo answered 404 on {path}: {_or(message, 'not found')}.", **kw)
+    if status in (400, 422):
+        return ValidationError(f"Apollo refused the request to {path} ({status}): {message}", **kw)
+    return APIStatusError(f"Apollo answered {status} on {path}: {message}", **kw)
+
+
+def connection_error(
+    exc: BaseException, path: str, attempts: int, *, outcome_unknown: bool = False
+) -> APIConnectionError:
+    """The typed error for a request that got no answer, after all retries.
+
+    Built from the exception's type only: httpx exceptions carry the request,
+    and with it the key, so they are never chained or quoted.
+    """
+    timed_out = isinstance(exc, httpx.TimeoutException)
+    what = "timed out" if timed_out else f"failed to connect ({type(exc).__name__})"
+    unknown = " It may have reached Apollo: the outcome is unknown." if outcome_unknown else ""
+    kind = APITimeoutError if timed_out else APIConnectionError
+    return kind(
+        f"Request to {path} {what} after {attempts} attempt(s).{unknown}",
+        path=path,
+        attempts=attempts,
+        outcome_unknown=outcome_unknown,
+    )
+
+
+def rate_limit_error(
+    path: str,
+    *,
+    pause: float,
+    window: str | None,
+    cap: float,
+    now: float,
+    message: str = "",
+    body: Any = None,
+    attempts: int = 1,
+    headers: dict[str, str] | None = None,
+) -> RateLimitError:
+    """The error for a 429 (or a spent window) whose wait would pass ``cap`` seconds in all.
+
+    ``now`` is the wall-clock time, so ``reset_at`` is a POSIX timestamp.
+    """
+    said = f" ({message})" if message else ""
+    return RateLimitError(
+        f"Rate limit on {path}: the {window or 'current'} window needs another {pause:.0f} s "
+        f"before the next request, beyond the wait cap of {cap:.0f} s{said}. "
+        "Run again after it resets, or raise max_rate_limit_wait.",
+        window=window,
+        reset_at=now + pause,
+        path=path,
+        body=body,
+        attempts=attempts,
+        headers=headers,
+    )
+
+
+def scrub(value: Any, secret: str) -> Any:
+    """``value`` with every occurrence of ``secret`` replaced, in case a server ever echoes the key."""
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, dict):
+        return {scrub(k, secret): scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secret) for v in value]
+    return value
+
+
+def apollo_message(body: Any) -> str:
+    """Apollo's own error text from any of its error envelopes."""
+    if isinstance(body, dict):
+        for key in ("error", "error_message", "message"):
+            if body.get(key):
+                return str(body[key])
+        return str(body)[:300]
+    return str(body or "").strip()[:300]
