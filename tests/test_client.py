@@ -426,3 +426,94 @@ def test_preset_counts_every_request_until_a_reading_arrives(fake_time):
     started = fake_time.monotonic()
     limiter.acquire("e")
     assert fake_time.monotonic() - started >= 60
+
+
+# -- edge cases of the send loop -------------------------------------------------------------------
+
+
+@respx.mock
+def test_a_429_on_a_write_is_resent_without_an_unknown_outcome(client, fake_time):
+    limited = httpx.Response(429, json={"message": LIMIT_MSG.format(unit="minute")}, headers={"Retry-After": "2"})
+    route = respx.post(f"{BASE}/contacts/bulk_create").mock(side_effect=[limited, ok({"created_contacts": []})])
+    response = client.post("contacts/bulk_create", json={"contacts": []}, idempotent=False)
+    assert response.attempts == 2 and route.call_count == 2  # Apollo did not process the 429'd request
+    assert fake_time.slept >= 2
+
+
+@respx.mock
+def test_a_5xx_retry_after_is_honoured(client, fake_time):
+    respx.post(f"{BASE}/people/bulk_match").mock(
+        side_effect=[httpx.Response(503, headers={"Retry-After": "7"}), ok()]
+    )
+    assert client.post("people/bulk_match", json={}).attempts == 2
+    assert fake_time.sleeps == [7.0]
+
+
+@respx.mock
+def test_waiting_for_the_limiter_counts_against_the_wait_cap(tmp_path, fake_time):
+    client = af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path, rate_limits=(1, None, None),
+                             max_rate_limit_wait=30, clock=fake_time)
+    route = respx.post(f"{BASE}/people/bulk_match").mock(return_value=ok())
+    client.post("people/bulk_match", json={})
+    with pytest.raises(af.RateLimitError, match="minute") as info:
+        client.post("people/bulk_match", json={})  # the next slot is a minute away: beyond 30 s
+    assert route.call_count == 1 and fake_time.sleeps == []
+    assert info.value.reset_at == pytest.approx(fake_time.time() + 60, abs=2)
+
+
+@respx.mock
+def test_limiter_waits_and_429_pauses_add_up_to_the_cap(tmp_path, fake_time):
+    client = af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path, rate_limits=(1, None, None),
+                             window_seconds=(20, 3600, 86400), max_rate_limit_wait=50, clock=fake_time)
+    limited = httpx.Response(429, json={"message": LIMIT_MSG.format(unit="hour")}, headers={"Retry-After": "25"})
+    route = respx.post(f"{BASE}/people/bulk_match").mock(side_effect=[ok(), limited, ok()])
+    client.post("people/bulk_match", json={})
+    # the second call waits ~20 s for the window, draws a 429 asking 25 s more (45 s in all): allowed
+    assert client.post("people/bulk_match", json={}).attempts == 2
+    assert route.call_count == 3 and 45 <= fake_time.slept <= 50
+    assert client.stats.rate_limited == 1 and client.stats.rate_limit_wait_s == pytest.approx(fake_time.slept)
+
+
+@respx.mock
+def test_a_connection_error_carries_no_request_and_no_key(client):
+    respx.post(f"{BASE}/people/bulk_match").mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(af.APIConnectionError) as info:
+        client.post("people/bulk_match", json={})
+    err = info.value
+    assert isinstance(err, af.APIError) and not isinstance(err, af.APITimeoutError)
+    assert err.attempts == 4 and not err.outcome_unknown
+    assert err.__cause__ is None and err.__context__ is None
+    assert KEY not in repr(vars(err)) and KEY not in str(err)
+
+
+@respx.mock
+def test_response_headers_that_echo_the_key_are_scrubbed(client):
+    respx.post(f"{BASE}/x").mock(return_value=httpx.Response(403, json={"error": "no"}, headers={"x-debug": KEY}))
+    with pytest.raises(af.PermissionDeniedError) as info:
+        client.post("x", json={})
+    assert info.value.headers["x-debug"] == "***"
+
+
+def test_the_store_and_the_ledger_run_on_the_client_clock(tmp_path):
+    clock = FakeClock(start=1_700_000_000.0)
+    with af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path, clock=clock) as client:
+        client.ledger.record(run_id="r", operation="enrich_people", endpoint="people/bulk_match",
+                             records_sent=1, records_matched=1, credits=1, status=200)
+        assert client.ledger.frame()["time"].iloc[0].timestamp() == 1_700_000_000.0
+        key = client.cache.key("people/bulk_match", {"email": "a@b.example"})
+        client.cache.set_many({key: {"id": "p1"}}, ttl=100)
+        clock.advance(99)
+        assert client.cache.get_many([key]) == {key: {"id": "p1"}}
+        clock.advance(2)
+        assert client.cache.get_many([key]) == {}  # expired on the client's clock, not the machine's
+
+
+def test_a_sandbox_client_shares_the_sandbox_clock(tmp_path):
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
+
+    clock = FakeClock()
+    sandbox = Sandbox(SandboxConfig(n_orgs=5), clock=clock)
+    with sandbox.client(cache_dir=tmp_path) as client:
+        assert client.clock is clock and sandbox.store.clock is clock
+        assert client.get("auth/health").data["healthy"] is True
+    assert sandbox.requests[-1].t == clock.time()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,18 +48,18 @@ class ResponseCache:
         now = self.clock.time()
         with self._cache.transact():
             for key in keys:
-                value, expires = self._cache.get(key, default=_MISSING, expire_time=True)
+                value, expires = self._cache.get(key, default=_MISSING, tag=True)
                 if value is not _MISSING and (expires is None or expires > now):
                     found[key] = value
         return found
 
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None) -> None:
-        # diskcache stamps expiry on the system clock; shift it so entries expire ``ttl`` after now on
-        # this cache's clock (get_many checks that clock; with the system clock the shift is nil).
-        expire = None if ttl is None else ttl + self.clock.time() - time.time()
+        # diskcache expires on the system clock (and culls on it); the tag holds the expiry on this
+        # cache's clock, which get_many checks. With the system clock the two agree.
+        expires = None if ttl is None else self.clock.time() + ttl
         with self._cache.transact():
             for key, value in items.items():
-                self._cache.set(key, value, expire=expire)
+                self._cache.set(key, value, expire=ttl, tag=expires)
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache
