@@ -63,6 +63,7 @@ class APIStatusError(APIError):
     """Apollo answered with an error status. Subclasses name the common ones."""
 
     status_code: int = 0
+    path: str  # an answer always has a path
 
     def __init__(
         self,
