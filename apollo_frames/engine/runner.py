@@ -102,7 +102,12 @@ def check_run_args(*, client, max_credits=None, refresh=False, progress=True, co
         raise TypeError(f"client must be an apollo_frames.ApolloClient or None, got {type(client).__name__}")
     check_credits("max_credits", max_credits)
     check_credits("confirm_over", confirm_over)
-    for name, value in (("refresh", refresh), ("progress", progress)):
+    check_flags(refresh=refresh, progress=progress)
+
+
+def check_flags(**flags: Any) -> None:
+    """Refuse a flag that is not a bool: ``refresh="no"`` is truthy and would spend credits by accident."""
+    for name, value in flags.items():
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
 
