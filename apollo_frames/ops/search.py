@@ -47,7 +47,13 @@ from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import warn
-from apollo_frames.core.paginate import DISPLAY_CAP, MAX_PAGE, MAX_PER_PAGE, PageNumberPaginator, read_page
+from apollo_frames.core.paginate import (
+    DISPLAY_CAP,
+    MAX_PAGE,
+    MAX_PER_PAGE,
+    PageNumberPaginator,
+    read_page,
+)
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
 from apollo_frames.engine.budget import Budget
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
@@ -167,7 +173,7 @@ class QueryResult:
 def _trim(data: Any, kind: str) -> dict:
     """The part of a page worth caching, in the endpoint's own shape (so the paginator reads it the same)."""
     key = RECORDS_KEY[kind]
-    records, total, pages = read_page(data, key)
+    records, total, _ = read_page(data, key)
     out: dict[str, Any] = {key: records}
     if isinstance(data, dict) and isinstance(data.get("pagination"), dict):
         out["pagination"] = {k: data["pagination"].get(k) for k in ("page", "per_page", "total_entries", "total_pages")}
@@ -194,10 +200,7 @@ def run_query(
     ``ledger_rows`` for the caller to record from its own thread.
     """
     pag = PageNumberPaginator(max_results)
-    endpoint = flt.ENDPOINTS[kind]
-    cost = PAGE_CREDITS[kind]
     cache = client.cache
-    ttl = client.settings.search_cache_ttl
     out = QueryResult(records=[])
     while pag.has_next_page:
         params = pag.params()
@@ -206,43 +209,16 @@ def run_query(
         if key in hit and isinstance(hit[key], dict):
             data = hit[key]
             out.cache_hits += 1
+        elif budget.reserve(PAGE_CREDITS[kind]):
+            data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
+                               ledger_rows=ledger_rows)
+            out.credits += PAGE_CREDITS[kind] if data[RECORDS_KEY[kind]] else 0.0
         else:
-            if not budget.reserve(cost):
-                out.budget_stopped = True
-                out.stopped_reason = budget.reached()
-                needed = pag.pages_needed
-                out.pages_left_max = (needed - pag.pages_read) if needed is not None else math.ceil(
-                    pag.wanted / pag.per_page
-                ) - pag.pages_read
-                break
-            try:
-                response = client.post(endpoint, json={**query, **params})
-            except BaseException:
-                budget.settle(cost, 0.0)
-                raise
-            data = _trim(response.data, kind)
-            returned = len(data[RECORDS_KEY[kind]])
-            credits = cost if returned else 0.0
-            budget.settle(cost, credits)
-            out.credits += credits
-            cache.set_many({key: data}, ttl=ttl)
-            if ledger_rows is not None:
-                ledger_rows.append(
-                    (
-                        dict(
-                            run_id=run_id,
-                            operation=OPERATION[kind],
-                            endpoint=endpoint,
-                            # One query page sent; "matched" when it returned results (= paid, for orgs).
-                            records_sent=1,
-                            records_matched=1 if returned else 0,
-                            credits=credits,
-                            status=response.status_code,
-                        ),
-                        endpoint,
-                        response.headers,
-                    )
-                )
+            out.budget_stopped = True
+            out.stopped_reason = budget.reached()
+            needed = pag.pages_needed if pag.pages_needed is not None else math.ceil(pag.wanted / pag.per_page)
+            out.pages_left_max = needed - pag.pages_read
+            break
         out.records.extend(pag.update(data, RECORDS_KEY[kind]))
         out.pages += 1
         if on_page is not None:
@@ -251,6 +227,28 @@ def run_query(
     out.truncated = pag.truncated
     out.stopped_reason = out.stopped_reason or pag.stop_reason
     return out
+
+
+def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str,
+                ledger_rows: list | None) -> dict:
+    """Send one page whose worst case is reserved; settle what it cost, cache it, note its ledger row."""
+    cost = PAGE_CREDITS[kind]
+    try:
+        response = client.post(flt.ENDPOINTS[kind], json=body)
+    except BaseException:
+        budget.settle(cost, 0.0)
+        raise
+    data = _trim(response.data, kind)
+    returned = len(data[RECORDS_KEY[kind]])
+    credits = cost if returned else 0.0
+    budget.settle(cost, credits)
+    client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
+    if ledger_rows is not None:
+        # One query page sent; "matched" when it returned results (= paid, for orgs).
+        entry = {"run_id": run_id, "operation": OPERATION[kind], "endpoint": flt.ENDPOINTS[kind], "records_sent": 1,
+                 "records_matched": 1 if returned else 0, "credits": credits, "status": response.status_code}
+        ledger_rows.append((entry, flt.ENDPOINTS[kind], response.headers))
+    return data
 
 
 def _flush_ledger(ledger, rows: list) -> None:
@@ -308,8 +306,8 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
     budget = Budget(max_credits)
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind], run_id=uuid.uuid4().hex[:12], query=query)
-    with client_scope(client) as client:
-        ledger = ledger if ledger is not None else client.ledger
+    with client_scope(client) as api:
+        ledger = ledger if ledger is not None else api.ledger
         bar = progress_bar(desc=OPERATION[kind], unit="page", enabled=progress)
 
         def on_page(pag: PageNumberPaginator) -> None:
@@ -320,17 +318,17 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
             bar.set_postfix(results=pag.collected, credits=f"{budget.spent:g}")
 
         def work(query: dict) -> QueryResult:
-            return run_query(kind, query, max_results, client=client, budget=budget, run_id=summary.run_id,
+            return run_query(kind, query, max_results, client=api, budget=budget, run_id=summary.run_id,
                              ledger_rows=rows, refresh=refresh, on_page=on_page)
 
-        requests_before = client.stats.requests
+        requests_before = api.stats.requests
         rows: list = []
         try:
             # pages follow one another, so one thread; the executor still judges the failure
             done = Executor(1, name="apollo-search").run_tasks([query], work)[0]
         finally:
             bar.close()
-            summary.api_calls = client.stats.requests - requests_before
+            summary.api_calls = api.stats.requests - requests_before
             _flush_ledger(ledger, rows)
     if done.error is not None:
         raise done.error
@@ -601,14 +599,14 @@ def search_frame(
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind] + "_by_row", run_id=uuid.uuid4().hex[:12], query=prep.constant)
     summary.columns = {name: str(label) for name, label in prep.mapping.items()}
-    with client_scope(client) as client:
-        requests_before = client.stats.requests
+    with client_scope(client) as api:
+        requests_before = api.stats.requests
         try:
-            searched = _run_queries(kind, prep.unique, per_row, client=client, budget=budget, run_id=summary.run_id,
-                                    refresh=refresh, ledger=ledger if ledger is not None else client.ledger,
+            searched = _run_queries(kind, prep.unique, per_row, client=api, budget=budget, run_id=summary.run_id,
+                                    refresh=refresh, ledger=ledger if ledger is not None else api.ledger,
                                     progress=progress)
         finally:
-            summary.api_calls = client.stats.requests - requests_before
+            summary.api_calls = api.stats.requests - requests_before
     out, rows = _fan_out(frame, kind, prep.row_query, searched)
     _sum_up_rows(summary, searched, rows, prep, len(frame), len(out))
     _warn_unfinished(summary, searched, kind, per_row, len(out))
