@@ -376,18 +376,24 @@ class Row:
     custom: dict[str, Any]
     record_id: str | None = None  # update mode: the Apollo id from the frame
 
-    def create_body(self, target: Target) -> dict[str, Any]:
-        body = {target.field(k).create_as: v for k, v in self.values.items() if target.field(k).create_as}
+    def _body(self, target: Target, verb: str) -> dict[str, Any]:
+        """The values under the keys ``verb`` ("create_as" / "update_as") sends them as, then the custom fields."""
+        body: dict[str, Any] = {}
+        for name, value in self.values.items():
+            sent_as = getattr(target.field(name), verb, None)
+            if sent_as:
+                body[sent_as] = value
         if self.custom:
             body["typed_custom_fields"] = dict(self.custom)
         return body
 
+    def create_body(self, target: Target) -> dict[str, Any]:
+        return self._body(target, "create_as")
+
     def update_body(self, target: Target, labels: Sequence[str]) -> dict[str, Any]:
-        body = {target.field(k).update_as: v for k, v in self.values.items() if target.field(k).update_as}
+        body = self._body(target, "update_as")
         if "label_names" in body and labels:
             body["label_names"] = list(dict.fromkeys([*body["label_names"], *labels]))
-        if self.custom:
-            body["typed_custom_fields"] = dict(self.custom)
         return body
 
     def label_set(self, labels: Sequence[str]) -> tuple[str, ...]:
