@@ -152,6 +152,27 @@ def test_max_results_must_be_positive(bad, client):
         frame.apollo.search(max_results_per_row=bad, client=client, progress=False)
 
 
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [({"refresh": "no"}, "refresh"), ({"progress": "yes"}, "progress"), ({"refresh": 0}, "refresh")],
+)
+def test_search_flags_must_be_bool(sandbox, client, kwargs, words):
+    sent = len(sandbox.requests)
+    with pytest.raises(TypeError, match=f"{words} must be True or False"):
+        af.search_people(client=client, person_titles="CEO", **{"progress": False, **kwargs})
+    with pytest.raises(TypeError, match=f"{words} must be True or False"):
+        af.search_orgs(client=client, organization_locations="Germany", **{"progress": False, **kwargs})
+    with pytest.raises(TypeError, match=f"{words} must be True or False"):
+        pd.DataFrame({"domain": ["acme.example"]}).apollo.search(client=client, **{"progress": False, **kwargs})
+    assert len(sandbox.requests) == sent
+
+
+@pytest.mark.parametrize("bad", [True, "5", -1, float("nan")])
+def test_search_max_credits_is_checked_like_enrichment(client, bad):
+    with pytest.raises(ValueError, match="max_credits must be a finite number of credits"):
+        af.search_orgs(max_credits=bad, client=client, progress=False, organization_locations="Germany")
+
+
 def test_a_search_without_filters_is_refused(client):
     with pytest.raises(af.FilterError, match="no filters given"):
         af.search_orgs(client=client, progress=False)

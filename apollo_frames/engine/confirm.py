@@ -7,26 +7,11 @@ import sys
 from collections.abc import Callable
 
 from apollo_frames.core.errors import BudgetExceededError
+from apollo_frames.engine.progress import interactive as _watching
 
 
 def _fmt_num(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
-def is_interactive() -> bool:
-    """True in an IPython kernel (Jupyter) or when stdin is a terminal."""
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is not None and getattr(shell, "kernel", None) is not None:
-            return True
-    except ImportError:
-        pass
-    try:
-        return bool(sys.stdin is not None and sys.stdin.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
 
 
 def _how_to_proceed(credits_max: float, threshold: float) -> str:
@@ -48,14 +33,14 @@ def confirm_spend(
     """Let a run go on only if its worst-case spend is within ``threshold`` or the user says yes.
 
     Nothing happens when ``threshold`` is None or ``credits_max <= threshold``.
-    Otherwise an interactive session (IPython kernel, or stdin a TTY) is asked
+    Otherwise an interactive session (a notebook kernel, or stdin a terminal) is asked
     to confirm and anything but yes raises ``BudgetExceededError``; a
     non-interactive run raises it at once. ``interactive`` and ``ask`` (default
     ``input``) exist for tests.
     """
     if threshold is None or credits_max <= threshold:
         return
-    interactive = is_interactive() if interactive is None else interactive
+    interactive = _watching(sys.stdin) if interactive is None else interactive
     spend = f"{operation} may spend up to {_fmt_num(credits_max)} credits, more than confirm_over={_fmt_num(threshold)}"
     if interactive:
         ask = ask or input

@@ -11,25 +11,32 @@ build a request and read its answer.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.store import canonical_json
-from apollo_frames.engine.confirm import confirm_spend
-from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
-from apollo_frames.engine.progress import progress_bar
 from apollo_frames.client.ratelimit import parse_rate_headers
-from apollo_frames.engine.summary import RunSummary, announce
+from apollo_frames.client.store import canonical_json
+from apollo_frames.core.columns import ColumnMapping
+from apollo_frames.core.errors import warn
 from apollo_frames.core.schema import to_pandas
+from apollo_frames.engine.budget import Budget, check_credits
+from apollo_frames.engine.confirm import confirm_spend
+from apollo_frames.engine.executor import (
+    WAIT,
+    Executor,
+    Failure,
+    Outcome,
+    StopSignal,
+    Wait,
+)
+from apollo_frames.engine.progress import progress_bar
+from apollo_frames.engine.summary import RunSummary, announce
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,18 +96,18 @@ class Plan:
 READ_BLOCK = 1_000
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-
-
 def check_run_args(*, client, max_credits=None, refresh=False, progress=True, confirm_over=None) -> None:
     """Refuse arguments that would otherwise fail late or spend credits by accident (``refresh="no"`` is truthy)."""
     if not all(hasattr(client, name) for name in ("post", "cache", "settings", "stats")):
         raise TypeError(f"client must be an apollo_frames.ApolloClient or None, got {type(client).__name__}")
-    for name, value in (("max_credits", max_credits), ("confirm_over", confirm_over)):
-        if value is not None and not _is_number(value):
-            raise ValueError(f"{name} must be a finite number of credits >= 0 (or None), got {value!r}")
-    for name, value in (("refresh", refresh), ("progress", progress)):
+    check_credits("max_credits", max_credits)
+    check_credits("confirm_over", confirm_over)
+    check_flags(refresh=refresh, progress=progress)
+
+
+def check_flags(**flags: Any) -> None:
+    """Refuse a flag that is not a bool: ``refresh="no"`` is truthy and would spend credits by accident."""
+    for name, value in flags.items():
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
 
@@ -114,7 +121,7 @@ def plan_work(
     unique_records: list[dict] = []
     identities: list[dict] = []
     for record, identity in zip(prepared.records, prepared.identities):
-        if record is None:
+        if record is None or identity is None:  # prepare gives both or neither
             row_unique.append(-1)
             continue
         key = canonical_json(identity)
@@ -209,130 +216,128 @@ def execute(
     ttl: float | None = None,
     confirm_over: float | None = None,
     run_id: str | None = None,
+    stop: StopSignal | None = None,
 ) -> Executed:
-    """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`)."""
+    """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
+
+    ``stop``: a stop signal shared with other runs (a file run's chunks): once
+    one stops on a rate limit or a refused key, the others send nothing more.
+    """
     check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over)
     started = time.monotonic()
-    ledger = ledger if ledger is not None else client.ledger
     run_id = run_id or uuid.uuid4().hex[:12]
-    summary = RunSummary(operation=op.name, rows=rows, run_id=run_id)
     plan = plan_work(prepared, op, options, client, refresh=refresh)
-    n_unique = len(plan.unique_records)
-    summary.unique_inputs = n_unique
-    summary.cache_hits = len(plan.cached)
+    summary = RunSummary(
+        operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)
+    )
     worst = float(op.worst_credits(options))
     credits_max = len(plan.to_fetch) * worst
-    if max_credits is not None:
-        credits_max = min(credits_max, max_credits)
-    confirm_spend(op.name, credits_max, confirm_over)
+    confirm_spend(op.name, credits_max if max_credits is None else min(credits_max, max_credits), confirm_over)
 
-    results: list[dict | None] = [None] * n_unique
-    outcome: list[str | None] = [None] * n_unique
-    messages: list[str | None] = [None] * n_unique
-    for j, matched in plan.cached.items():
-        outcome[j] = "matched" if matched else "no_match"
-
-    pending = deque(plan.to_fetch)
-    requests_before = client.stats.requests
-    spent = 0.0
-    stop_reason: str | None = None
-    fatal: BaseException | None = None
-    concurrency = client.settings.concurrency
-    ttl = client.settings.cache_ttl if ttl is None else ttl
-    bar = progress_bar(total=n_unique, initial=len(plan.cached), desc=op.name, enabled=progress)
+    bar = progress_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
-
-    def send(batch: list[int]):
-        records = [plan.unique_records[j] for j in batch]
-        response = client.post(op.endpoint, json=op.build_payload(records, options))
-        return records, response
-
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apollo")
-    inflight: dict[Any, tuple[list[int], float]] = {}
+    sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
+                     ttl=client.settings.cache_ttl if ttl is None else ttl, budget=Budget(max_credits), worst=worst,
+                     bar=bar)
+    executor = Executor.for_client(client, stop)
+    requests_before = client.stats.requests
     try:
-        while pending or inflight:
-            while pending and len(inflight) < concurrency and stop_reason is None and fatal is None:
-                n = min(op.batch_size, len(pending))
-                if max_credits is not None and worst > 0:
-                    committed = spent + sum(cost for _, cost in inflight.values())
-                    room = math.floor((max_credits - committed) / worst + 1e-9)
-                    if room < n:
-                        if inflight:
-                            break  # in-flight batches may cost less than their worst case: wait and see
-                        if room <= 0:
-                            stop_reason = (
-                                f"credit budget reached (max_credits={max_credits:g}, spent {spent:g})"
-                            )
-                            break
-                        n = room
-                batch = [pending.popleft() for _ in range(n)]
-                inflight[pool.submit(send, batch)] = (batch, n * worst)
-            if not inflight:
-                break
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            for future in done:
-                batch, _ = inflight.pop(future)
-                try:
-                    records, response = future.result()
-                    batch_results, credits = op.parse(records, response.data)
-                except (AuthenticationError, PermissionDeniedError) as exc:
-                    fatal = fatal or exc
-                    stop_reason = stop_reason or f"stopped: {exc}"
-                    for j in batch:
-                        outcome[j], messages[j] = "skipped", f"not sent: {exc}"
-                    continue
-                except RateLimitError as exc:
-                    stop_reason = stop_reason or f"rate limit: {exc}"
-                    for j in batch:
-                        outcome[j], messages[j] = "skipped", str(exc)
-                    continue
-                except ApolloError as exc:
-                    for j in batch:
-                        outcome[j], messages[j] = "error", str(exc)
-                    if ledger is not None:
-                        ledger.record(
-                            run_id=run_id, operation=op.name, endpoint=op.endpoint, records_sent=len(batch),
-                            records_matched=0, credits=0.0, status=getattr(exc, "status_code", None) or 0,
-                        )
-                    bar.update(len(batch))
-                    continue
-                entries = {}
-                for j, value in zip(batch, batch_results):
-                    if value is not None:
-                        for alias in op.aliases(value):
-                            entries[client.cache.key(op.endpoint, alias, options)] = value
-                    entries[plan.cache_keys[j]] = value
-                client.cache.set_many(entries, ttl=ttl)
-                spent += credits
-                matched = 0
-                for j, value in zip(batch, batch_results):
-                    results[j] = value
-                    outcome[j] = "matched" if value is not None else "no_match"
-                    matched += value is not None
-                if ledger is not None:
-                    ledger.note_limits(op.endpoint, parse_rate_headers(response.headers))
-                    ledger.record(
-                        run_id=run_id,
-                        operation=op.name,
-                        endpoint=op.endpoint,
-                        records_sent=len(batch),
-                        records_matched=matched,
-                        credits=credits,
-                        status=response.status_code,
-                    )
-                bar.update(len(batch))
-                bar.set_postfix(cached=len(plan.cached), credits=f"{spent:g}")
+        executor.run(sender.next_batch, sender.send, sender.on_done)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-
-    for j in pending:
-        outcome[j], messages[j] = "skipped", stop_reason or "not sent"
+    reason = sender.budget_reason or executor.stop.reason
+    sender.skip_pending(reason or "not sent")
     summary.api_calls = client.stats.requests - requests_before
-    summary.credits_consumed = spent
-    if fatal is not None:
-        raise fatal
-    return Executed(op, plan, results, outcome, messages, summary, worst, stop_reason, started)
+    summary.credits_consumed = sender.budget.spent
+    executor.stop.raise_fatal()
+    return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
+
+
+@dataclasses.dataclass
+class _Answer:
+    """One bulk call's answer, parsed on the worker thread."""
+
+    response: Any
+    results: list[dict | None]
+    credits: float
+
+
+class _Sender:
+    """The send half of one :func:`execute`: batches within the budget, each answer cached and recorded."""
+
+    def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
+                 budget: Budget, worst: float, bar: Any):
+        self.op, self.plan, self.options, self.client = op, plan, options, client
+        self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
+        n = len(plan.unique_records)
+        self.results: list[dict | None] = [None] * n
+        self.outcome: list[str | None] = [None] * n
+        self.messages: list[str | None] = [None] * n
+        for j, matched in plan.cached.items():
+            self.outcome[j] = "matched" if matched else "no_match"
+        self.pending = deque(plan.to_fetch)
+        self.budget_reason: str | None = None
+
+    def next_batch(self) -> list[int] | Wait | None:
+        """The next batch: a full one, a smaller last one the budget still allows, WAIT, or None."""
+        if not self.pending:
+            return None
+        n = self.budget.reserve_items(self.worst, min(self.op.batch_size, len(self.pending)), wait=False)
+        if n is None:
+            return WAIT  # in-flight batches may cost less than their worst case: wait and see
+        if n == 0:
+            self.budget_reason = self.budget.reached()
+            return None
+        return [self.pending.popleft() for _ in range(n)]
+
+    def send(self, batch: list[int]) -> _Answer:
+        """One bulk call (on a worker thread)."""
+        records = [self.plan.unique_records[j] for j in batch]
+        response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
+        results, credits = self.op.parse(records, response.data)
+        return _Answer(response, results, credits)
+
+    def on_done(self, done: Outcome[list[int], _Answer]) -> None:
+        batch, answer = done.task, done.value
+        self.budget.settle(len(batch) * self.worst, answer.credits if answer is not None else 0.0)
+        if answer is None:
+            self._failed(batch, done)
+            return
+        self._keep(batch, answer)
+        self.bar.update(len(batch))
+        self.bar.set_postfix(cached=len(self.plan.cached), credits=f"{self.budget.spent:g}")
+
+    def _keep(self, batch: list[int], answer: _Answer) -> None:
+        """Cache the answers (under their aliases too), fan them into the results, record the call."""
+        op, cache = self.op, self.client.cache
+        entries: dict[str, dict | None] = {}
+        for j, value in zip(batch, answer.results):
+            for alias in op.aliases(value) if value is not None else ():
+                entries[cache.key(op.endpoint, alias, self.options)] = value
+            entries[self.plan.cache_keys[j]] = value
+            self.results[j] = value
+            self.outcome[j] = "matched" if value is not None else "no_match"
+        cache.set_many(entries, ttl=self.ttl)
+        if self.ledger is not None:
+            self.ledger.note_limits(op.endpoint, parse_rate_headers(answer.response.headers))
+            self._record(batch, sum(v is not None for v in answer.results), answer.credits, answer.response.status_code)
+
+    def _failed(self, batch: list[int], done: Outcome[list[int], _Answer]) -> None:
+        status, message = done.row_status("sent")
+        for j in batch:
+            self.outcome[j], self.messages[j] = status, message
+        if done.failure is Failure.ERROR:
+            self._record(batch, 0, 0.0, getattr(done.error, "status_code", None) or 0)
+            self.bar.update(len(batch))
+
+    def _record(self, batch: list[int], matched: int, credits: float, status: int) -> None:
+        if self.ledger is not None:
+            self.ledger.record(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
+                               records_sent=len(batch), records_matched=matched, credits=credits, status=status)
+
+    def skip_pending(self, reason: str) -> None:
+        for j in self.pending:
+            self.outcome[j], self.messages[j] = "skipped", reason
 
 
 def finish(done: Executed, progress: bool) -> None:

@@ -1,13 +1,17 @@
-"""Small result objects with a readable repr and an HTML table for notebooks."""
+"""Run summaries: one base for enrichment, search and push, with a readable repr and an HTML table for notebooks."""
 
 from __future__ import annotations
 
 import dataclasses
 import html
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-#: Every row of an enrichment result carries one of these.
-ENRICH_STATUSES = ("matched", "no_match", "invalid", "error", "skipped")
+from typing_extensions import Self
+
+from apollo_frames.engine.progress import interactive
+
+S = TypeVar("S", bound="Summary")
 
 
 def _html_table(title: str, rows: list[tuple[str, Any]]) -> str:
@@ -19,6 +23,9 @@ def _html_table(title: str, rows: list[tuple[str, Any]]) -> str:
 
 
 def _fmt(value: Any) -> str:
+    """A value for people: thousands separators, no trailing zeros, booleans as yes/no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:,.0f}"
     if isinstance(value, int):
@@ -26,11 +33,70 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-@dataclasses.dataclass
-class RunSummary:
-    """What one enrichment call did. ``to_dict()`` is what ``result.attrs["apollo"]`` holds."""
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(repr=False)
+class Summary:
+    """What one call did. ``to_dict()`` is what ``result.attrs["apollo"]`` holds.
+
+    Subclasses add their counters and write :meth:`line`; ``_hidden`` names
+    the fields the HTML table leaves out, ``_not_summed`` the numbers that
+    :meth:`merge` keeps instead of adding (a chunked run times itself). Both
+    are plain class attributes, not annotated, so they are not dataclass
+    fields (``__dataclass_fields__`` lists only what ``to_dict`` holds).
+    """
 
     operation: str
+
+    _hidden = frozenset({"operation"})
+    _not_summed = frozenset({"elapsed_s"})
+
+    def line(self) -> str:
+        """One line for terminals and logs."""
+        return self.operation
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        """The summary a ``to_dict()`` (or a file run's larger dict) describes; other keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def merge(self, other: Summary | Mapping[str, Any]) -> Self:
+        """Add another part's counters to these (a file run's chunks); returns self.
+
+        Every number is summed except those in ``_not_summed``; text, flags
+        and dicts keep this summary's values.
+        """
+        values = other.to_dict() if isinstance(other, Summary) else other
+        for f in dataclasses.fields(self):
+            mine: Any = getattr(self, f.name)
+            theirs: Any = values.get(f.name)
+            if f.name not in self._not_summed and _is_count(theirs):
+                setattr(self, f.name, (mine if _is_count(mine) else 0) + theirs)
+        return self
+
+    def _title(self) -> str:
+        return self.operation
+
+    def _html_rows(self) -> list[tuple[str, str]]:
+        return [(k, _fmt(v)) for k, v in self.to_dict().items() if k not in self._hidden and v is not None]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.line()})"
+
+    def _repr_html_(self) -> str:
+        return _html_table(self._title(), self._html_rows())
+
+
+@dataclasses.dataclass(repr=False)
+class RunSummary(Summary):
+    """What one enrichment call did. ``to_dict()`` is what ``result.attrs["apollo"]`` holds."""
+
     rows: int = 0
     unique_inputs: int = 0
     cache_hits: int = 0
@@ -45,11 +111,9 @@ class RunSummary:
     run_id: str = ""
     skipped_credits_max: float = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    _hidden = frozenset({"operation", "skipped_credits_max"})
 
     def line(self) -> str:
-        """One line for terminals and logs."""
         return (
             f"{self.operation}: {self.rows:,} rows, {self.matched:,} matched, {self.no_match:,} no match, "
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "
@@ -57,22 +121,10 @@ class RunSummary:
             f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
         )
 
-    def __repr__(self) -> str:
-        return f"RunSummary({self.line()})"
 
-    def _repr_html_(self) -> str:
-        fields = [f for f in dataclasses.fields(self) if f.name not in ("operation", "skipped_credits_max")]
-        return _html_table(self.operation, [(f.name, _fmt(getattr(self, f.name))) for f in fields])
-
-
-def announce(summary) -> None:
+def announce(summary: Summary) -> None:
     """In a notebook, end a run with its summary table (the command line prints its own line)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is not None and getattr(shell, "kernel", None) is not None:
+    if interactive():
         from IPython.display import display
 
         display(summary)

@@ -11,7 +11,6 @@ import pandas as pd
 
 from apollo_frames.engine.runner import plan_work
 
-
 # -- the work behind an estimate -----------------------------------------------------------------
 
 

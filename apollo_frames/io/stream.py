@@ -38,7 +38,6 @@ import csv
 import inspect
 import os
 import sys
-import threading
 import time
 import uuid
 import warnings
@@ -51,8 +50,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from apollo_frames.engine.confirm import confirm_spend
-from apollo_frames.core.errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
+from apollo_frames.core.errors import ApolloError, RateLimitError, warn
 from apollo_frames.client.http import client_scope
+from apollo_frames.engine.budget import check_credits
+from apollo_frames.engine.executor import StopSignal
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.engine.runner import STATUS_COLUMNS, answer_columns, execute, finish
 
@@ -60,8 +61,6 @@ __all__ = ["enrich_parquet", "enrich_partition", "push_parquet", "OPERATIONS"]
 
 #: operation name -> (enrich function, declared result schema)
 OPERATIONS = ("enrich_people", "enrich_orgs")
-_SUMMED = ("rows", "unique_inputs", "cache_hits", "api_calls", "credits_consumed", "matched", "no_match",
-           "invalid", "errors", "skipped", "skipped_credits_max")
 
 
 def _operation(operation: str):
@@ -218,54 +217,6 @@ def _new_names(schema: pa.Schema) -> frozenset:
 # -- the run ---------------------------------------------------------------------------------------
 
 
-class _StopAfterFatal:
-    """The caller's client, except that after a rate-limit stop or a refused key nothing more is sent.
-
-    Later requests fail at once with a copy of the same error, so the
-    operations mark their rows ``skipped`` with its message (cache hits are
-    still answered).
-    """
-
-    _FATAL = (RateLimitError, AuthenticationError, PermissionDeniedError)
-
-    def __init__(self, client):
-        self._client = client
-        self._lock = threading.Lock()
-        self.stopped_by: ApolloError | None = None
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    @property
-    def rate_limit(self) -> RateLimitError | None:
-        return self.stopped_by if isinstance(self.stopped_by, RateLimitError) else None
-
-    def _call(self, method: str, *args, **kw):
-        if self.stopped_by is not None:
-            raise _copy_error(self.stopped_by)
-        try:
-            return getattr(self._client, method)(*args, **kw)
-        except self._FATAL as exc:
-            with self._lock:
-                if self.stopped_by is None:
-                    self.stopped_by = exc
-            raise
-
-    def post(self, path: str, json: Any = None, **kw):
-        return self._call("post", path, json=json, **kw)
-
-    def request(self, method: str, path: str, **kw):
-        return self._call("request", method, path, **kw)
-
-
-def _copy_error(exc: ApolloError) -> ApolloError:
-    """A fresh exception equal to ``exc`` (its keyword-only constructor rules out ``copy.copy``)."""
-    again = type(exc).__new__(type(exc))
-    again.args = exc.args
-    again.__dict__.update(exc.__dict__)
-    return again
-
-
 class _Progress:
     """One tqdm bar over rows on a terminal or in a notebook; a plain log line every ``log_every`` s otherwise."""
 
@@ -400,9 +351,7 @@ def enrich_parquet(
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
     run, job, declared = _operation(operation)
     op_name = run.__name__
-    max_credits = options.pop("max_credits", None)
-    if max_credits is not None and (not isinstance(max_credits, (int, float)) or max_credits < 0):
-        raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
+    max_credits = check_credits("max_credits", options.pop("max_credits", None))
     job_options, run_options = _split_options(op_name, job, options)
     confirm_over = run_options.pop("confirm_over", None)
     started = time.monotonic()
@@ -415,9 +364,9 @@ def enrich_parquet(
     summary = RunSummary(operation=op_name, run_id=uuid.uuid4().hex[:12])
     chunks = 0
     bar = _Progress(op_name, total_rows, progress, log_every)
+    stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
     try:
         with client_scope(client) as api, _partial_output(dst, schema) as writer:
-            guarded = _StopAfterFatal(api)
             for chunk in rechunk(batches, chunk_rows):
                 budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
                 frame = chunk.to_pandas()
@@ -426,14 +375,13 @@ def enrich_parquet(
                     # one warning for the whole file at the end, not one per chunk
                     warnings.simplefilter("ignore", UserWarning)
                     done = execute(
-                        len(frame), prepared, op, op_options, client=guarded, progress=False, max_credits=budget,
-                        run_id=summary.run_id, **run_options,
+                        len(frame), prepared, op, op_options, client=api, progress=False, max_credits=budget,
+                        run_id=summary.run_id, stop=stop, **run_options,
                     )
                     status, error, flat = answer_columns(prepared, done)
                     finish(done, progress=False)
                 del frame, prepared
-                for name in _SUMMED:
-                    setattr(summary, name, getattr(summary, name) + getattr(done.summary, name))
+                summary.merge(done.summary)
                 writer.write_table(_chunk_table(chunk, {"apollo_status": status, "apollo_error": error}, flat, schema))
                 chunks += 1
                 bar.update(chunk.num_rows, _enrich_counts(summary))
@@ -443,7 +391,7 @@ def enrich_parquet(
         summary.elapsed_s = round(time.monotonic() - started, 3)
         bar.close(_enrich_counts(summary))
 
-    limit = guarded.rate_limit
+    limit = stop.rate_limit
     out = summary.to_dict()
     out.update(
         output=str(dst),
@@ -468,9 +416,6 @@ def enrich_parquet(
 
 
 _PUSH_OPTIONS = ("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region")
-_PUSH_SUMMED = ("rows", "sent", "created", "existing", "updated", "invalid", "duplicate", "errors", "skipped",
-                "would_create", "would_update", "api_calls", "bulk_calls", "update_calls", "planned_requests",
-                "planned_requests_max")
 
 
 def push_parquet(
@@ -529,9 +474,9 @@ def push_parquet(
 
     # a dry run sends nothing and needs no key
     scope = contextlib.nullcontext(None) if dry_run is True else client_scope(client)
+    stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
     try:
         with scope as api, _partial_output(dst, schema) as writer:
-            guarded = None if api is None else _StopAfterFatal(api)
             for chunk in rechunk(batches, chunk_rows):
                 frame = chunk.to_pandas()
                 if isinstance(frame.index, pd.RangeIndex):  # no saved index: duplicates name file row numbers
@@ -540,8 +485,8 @@ def push_parquet(
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     try:
-                        result = pushing.push(frame, targets[target], client=guarded, progress=False, seen=seen,
-                                              **options)
+                        result = pushing.push(frame, targets[target], client=api, progress=False, seen=seen,
+                                              stop=stop, **options)
                     except ApolloError as exc:
                         result = getattr(exc, "partial_result", None)
                         if result is None:
@@ -549,16 +494,14 @@ def push_parquet(
                         fatal = fatal or exc
                 for w in caught:  # the same advice once for the file, not once per chunk
                     said.setdefault(str(w.message), w.category)
-                part = result.attrs["apollo"]
-                for name in _PUSH_SUMMED:
-                    setattr(summary, name, getattr(summary, name) + part[name])
+                summary.merge(result.attrs["apollo"])
                 writer.write_table(_chunk_table(chunk, {c: result[c].tolist() for c in names}, None, schema))
                 chunks += 1
                 bar.update(len(frame), counts())
     finally:
         summary.elapsed_s = round(time.monotonic() - started, 3)
         bar.close(counts())
-    limit = guarded.rate_limit if guarded is not None else None
+    limit = stop.rate_limit
     for message, category in said.items():
         if limit is None or ": stopped early (" not in message:  # a rate-limit stop is told once, below
             warn(message, category)

@@ -103,26 +103,33 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import pandas as pd
 
-from apollo_frames.engine.progress import progress_bar
+from apollo_frames.client.http import client_scope
 from apollo_frames.core import normalize as nz
+from apollo_frames.core.columns import (
+    LEFT_OUT,
+    PERSON_ALIASES,
+    ColumnMapping,
+    ColumnMappingError,
+    FieldSpec,
+    FieldTable,
+    coalesce,
+    resolve,
+)
 from apollo_frames.core.errors import (
     APIConnectionError,
     APIStatusError,
     ApolloError,
-    AuthenticationError,
     NotFoundError,
     PermissionDeniedError,
-    RateLimitError,
     warn,
 )
-from apollo_frames.client.http import client_scope
-from apollo_frames.core.columns import LEFT_OUT, PERSON_ALIASES, ColumnMapping, ColumnMappingError, FieldSpec, FieldTable, coalesce, resolve
-from apollo_frames.engine.summary import _fmt, _html_table, announce
+from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
+from apollo_frames.engine.progress import progress_bar
+from apollo_frames.engine.summary import Summary, announce
 
 __all__ = [
     "push_contacts",
@@ -369,18 +376,24 @@ class Row:
     custom: dict[str, Any]
     record_id: str | None = None  # update mode: the Apollo id from the frame
 
-    def create_body(self, target: Target) -> dict[str, Any]:
-        body = {target.field(k).create_as: v for k, v in self.values.items() if target.field(k).create_as}
+    def _body(self, target: Target, verb: str) -> dict[str, Any]:
+        """The values under the keys ``verb`` ("create_as" / "update_as") sends them as, then the custom fields."""
+        body: dict[str, Any] = {}
+        for name, value in self.values.items():
+            sent_as = getattr(target.field(name), verb, None)
+            if sent_as:
+                body[sent_as] = value
         if self.custom:
             body["typed_custom_fields"] = dict(self.custom)
         return body
 
+    def create_body(self, target: Target) -> dict[str, Any]:
+        return self._body(target, "create_as")
+
     def update_body(self, target: Target, labels: Sequence[str]) -> dict[str, Any]:
-        body = {target.field(k).update_as: v for k, v in self.values.items() if target.field(k).update_as}
+        body = self._body(target, "update_as")
         if "label_names" in body and labels:
             body["label_names"] = list(dict.fromkeys([*body["label_names"], *labels]))
-        if self.custom:
-            body["typed_custom_fields"] = dict(self.custom)
         return body
 
     def label_set(self, labels: Sequence[str]) -> tuple[str, ...]:
@@ -469,11 +482,10 @@ def plan_batches(rows: list[Row], labels: Sequence[str]) -> list[tuple[tuple[str
 # -- the summary ---------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class PushSummary:
+@dataclasses.dataclass(repr=False)
+class PushSummary(Summary):
     """What one push did. ``to_dict()`` is ``result.attrs["apollo"]``."""
 
-    operation: str
     mode: str
     dry_run: bool = False
     rows: int = 0
@@ -495,8 +507,10 @@ class PushSummary:
     elapsed_s: float = 0.0
     run_id: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    _hidden = frozenset({"operation", "run_id"})
+    _sent_only = frozenset({"created", "existing", "updated", "errors", "skipped", "sent", "api_calls", "bulk_calls",
+                            "update_calls"})
+    _dry_run_only = frozenset({"would_create", "would_update", "planned_requests", "planned_requests_max"})
 
     def line(self) -> str:
         if self.dry_run:
@@ -514,22 +528,15 @@ class PushSummary:
             f"({self.bulk_calls:,} bulk, {self.update_calls:,} updates), {self.elapsed_s:.1f} s"
         )
 
-    def __repr__(self) -> str:
-        return f"PushSummary({self.line()})"
+    def _title(self) -> str:
+        return f"{self.operation} ({self.mode})"
 
-    def _repr_html_(self) -> str:
-        skip = {"operation", "run_id"} | ({"would_create", "would_update", "planned_requests", "planned_requests_max"}
-                                           if not self.dry_run else {"created", "existing", "updated", "errors", "skipped",
-                                                                     "sent", "api_calls", "bulk_calls", "update_calls"})
-        fields = [f for f in dataclasses.fields(self) if f.name not in skip]
-        return _html_table(f"{self.operation} ({self.mode})", [(f.name, _fmt(getattr(self, f.name))) for f in fields])
+    def _html_rows(self) -> list[tuple[str, str]]:
+        skip = self._sent_only if self.dry_run else self._dry_run_only
+        return [(name, value) for name, value in super()._html_rows() if name not in skip]
 
 
 # -- the run -------------------------------------------------------------------------------------
-
-
-class _Stop(Exception):
-    """Raised inside a task to stop the run (401/403, rate limit beyond the cap)."""
 
 
 def _parse_time(value: object) -> float | None:
@@ -572,35 +579,38 @@ def _join(target: Target, batch: list[Row], created: list[dict], existing: list[
     records = [("created", r) for r in created if isinstance(r, dict)] + [("existing", r) for r in existing if isinstance(r, dict)]
     out: list[tuple[str, dict] | None] = [None] * len(batch)
     used: set[int] = set()
-    by_key: dict[str, int] = {}
-    for n, (_, record) in enumerate(records):
-        k = _join_value(target, record, target.key)
-        if k is not None:
-            by_key.setdefault(k, n)
-    for i, row in enumerate(batch):
-        n = by_key.get(row.key)
-        if n is not None and n not in used:
-            out[i] = records[n]
-            used.add(n)
+    keys: list[Any] = [_join_value(target, record, target.key) for _, record in records]
+    _join_on(records, keys, [row.key for row in batch], out, used)
     for fields in target.fallback_joins:
-        left = [i for i, o in enumerate(out) if o is None]
-        if not left:
+        if all(o is not None for o in out):
             break
-        index: dict[tuple, int] = {}
-        for n, (_, record) in enumerate(records):
-            if n in used:
-                continue
-            values = tuple(_join_value(target, record, f) for f in fields)
-            if all(values):
-                index.setdefault(values, n)
-        for i in left:
-            row = batch[i]
-            values = tuple((str(row.values.get(f)).casefold() if row.values.get(f) else None) for f in fields)
-            n = index.get(values) if all(values) else None
-            if n is not None and n not in used:
-                out[i] = records[n]
-                used.add(n)
+        keys = [_record_fields(target, record, fields) if n not in used else None for n, (_, record) in enumerate(records)]
+        _join_on(records, keys, [_row_fields(row, fields) for row in batch], out, used)
     return out
+
+
+def _record_fields(target: Target, record: Mapping[str, Any], fields: tuple[str, ...]) -> tuple | None:
+    values = tuple(_join_value(target, record, f) for f in fields)
+    return values if all(values) else None
+
+
+def _row_fields(row: Row, fields: tuple[str, ...]) -> tuple | None:
+    values = tuple((str(row.values.get(f)).casefold() if row.values.get(f) else None) for f in fields)
+    return values if all(values) else None
+
+
+def _join_on(records: list[tuple[str, dict]], record_keys: Sequence[Any], row_keys: Sequence[Any],
+             out: list[tuple[str, dict] | None], used: set[int]) -> None:
+    """Fill the rows still unjoined whose key matches an unused record's (each record joins one row at most)."""
+    index: dict[Any, int] = {}
+    for n, key in enumerate(record_keys):
+        if key is not None:
+            index.setdefault(key, n)
+    for i, key in enumerate(row_keys):
+        found = index.get(key) if key is not None and out[i] is None else None
+        if found is not None and found not in used:
+            out[i] = records[found]
+            used.add(found)
 
 
 def _master_key_error(target: Target, exc: PermissionDeniedError) -> PermissionDeniedError:
@@ -615,11 +625,30 @@ def _master_key_error(target: Target, exc: PermissionDeniedError) -> PermissionD
     )
 
 
+@dataclasses.dataclass
+class _Bulk:
+    """One bulk_create call: its rows and the label set sent with them."""
+
+    labels: tuple[str, ...]
+    rows: list[Row]
+
+
+@dataclasses.dataclass
+class _Done:
+    """A row's outcome in a push; ``update``: upsert's second step still has to update it."""
+
+    row: Row
+    status: str
+    record_id: str | None = None
+    message: str | None = None
+    update: bool = False
+
+
 class _Pusher:
-    """One push run: sends batches and updates concurrently through the client, records each row's outcome."""
+    """One push run: bulk calls and updates on the executor; each row's outcome recorded on the calling thread."""
 
     def __init__(self, target: Target, mode: str, rows: list[Row], *, client, run_dedupe: bool,
-                 labels: Sequence[str], progress: bool):
+                 labels: Sequence[str], progress: bool, stop: StopSignal | None = None):
         self.target = target
         self.mode = mode
         self.rows = rows
@@ -631,34 +660,35 @@ class _Pusher:
         self.messages: dict[int, str] = {}
         self.bulk_calls = 0
         self.update_calls = 0
-        self.fatal: BaseException | None = None
-        self.stop_reason: str | None = None
+        self.executor = Executor.for_client(client, stop, name="apollo-push")
+        self.stop = self.executor.stop
         self._lock = threading.Lock()
         self._update_method = target.update_methods[0]
         self.bar = progress_bar(total=len(rows), desc=target.operation, unit="rec", enabled=progress)
 
-    # outcome bookkeeping
-    def _set(self, row: Row, status: str, record_id: str | None = None, message: str | None = None) -> None:
+    # outcome bookkeeping, on the calling thread
+    def _set(self, done: _Done) -> None:
+        position = done.row.position
+        self.status[position] = done.status
+        if done.record_id:
+            self.ids[position] = str(done.record_id)
+        if done.message:
+            self.messages[position] = done.message
+        elif done.status in ("created", "existing", "updated"):
+            self.messages.pop(position, None)
+
+    def stop_text(self) -> str:
+        """What stopped the run, as the rows not sent say it."""
+        return str(self.stop.error) if self.stop.error is not None else (self.stop.reason or "the run stopped")
+
+    def _count(self, name: str) -> None:
         with self._lock:
-            self.status[row.position] = status
-            if record_id:
-                self.ids[row.position] = str(record_id)
-            if message:
-                self.messages[row.position] = message
-            elif row.position in self.messages and status in ("created", "existing", "updated"):
-                del self.messages[row.position]
+            setattr(self, name, getattr(self, name) + 1)
 
-    def _stop(self, exc: BaseException) -> None:
-        with self._lock:
-            if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
-                self.fatal = self.fatal or exc
-            self.stop_reason = self.stop_reason or str(exc)
+    def _refused(self, exc: PermissionDeniedError) -> PermissionDeniedError:
+        return _master_key_error(self.target, exc) if self.target.needs_master_key else exc
 
-    @property
-    def stopped(self) -> bool:
-        return self.stop_reason is not None
-
-    # the requests
+    # the requests, on worker threads
     def bulk_body(self, labels: tuple[str, ...], batch: list[Row]) -> dict[str, Any]:
         body: dict[str, Any] = {self.target.plural: [row.create_body(self.target) for row in batch],
                                 "run_dedupe": self.run_dedupe}
@@ -666,66 +696,97 @@ class _Pusher:
             body["append_label_names"] = list(labels)
         return body
 
-    def send_bulk(self, labels: tuple[str, ...], batch: list[Row]) -> list[Row]:
-        """One bulk_create; returns the rows that came back existing (for upsert's updates)."""
-        if self.stopped:
-            for row in batch:
-                self._set(row, "skipped", message=f"not sent: {self.stop_reason}")
-            return []
-        target = self.target
+    def send_bulk(self, bulk: _Bulk) -> list[_Done]:
+        """One bulk_create; each row's outcome (rows that came back existing are marked for upsert's update)."""
+        if self.stop.stopped:
+            return [_Done(row, "skipped", message=f"not sent: {self.stop_text()}") for row in bulk.rows]
         sent_at = time.time()
+        self._count("bulk_calls")
         try:
-            with self._lock:
-                self.bulk_calls += 1
             response = self.client.request(
-                "POST", target.bulk_path, json=self.bulk_body(labels, batch), idempotent=self.run_dedupe
+                "POST", self.target.bulk_path, json=self.bulk_body(bulk.labels, bulk.rows), idempotent=self.run_dedupe
             )
-        except (AuthenticationError, PermissionDeniedError) as exc:
-            if isinstance(exc, PermissionDeniedError) and target.needs_master_key:
-                exc = _master_key_error(target, exc)
-            self._stop(exc)
-            for row in batch:
-                self._set(row, "skipped", message=f"not sent: {exc}")
-            raise _Stop() from exc
-        except RateLimitError as exc:
-            self._stop(exc)
-            for row in batch:
-                self._set(row, "skipped", message=f"not sent: {exc}")
-            return []
-        except ApolloError as exc:
-            message = self._bulk_failure(exc)
-            for row in batch:
-                self._set(row, "error", message=message)
-            return []
-        finally:
-            self.bar.update(len(batch))
-
+        except PermissionDeniedError as exc:
+            raise self._refused(exc) from exc
         data = response.data if isinstance(response.data, dict) else {}
-        created = data.get(f"created_{target.plural}") or []
-        existing = data.get(f"existing_{target.plural}") or []
-        retried = response.attempts > 1
-        fence = _server_time(response.headers, sent_at) - CLOCK_SKEW_S if retried else 0.0
-        to_update: list[Row] = []
-        for row, hit in zip(batch, _join(target, batch, created, existing)):
-            if hit is None:
-                self._set(row, "error", message=(
-                    f"bulk_create answered without this {target.singular} ({target.key} {row.key!r}) in created_ or "
-                    f"existing_{target.plural}; search {target.plural} by {target.key} before pushing it again"
-                ))
-                continue
-            kind, record = hit
-            record_id = record.get("id")
-            if kind == "existing" and retried:
-                created_at = _parse_time(record.get("created_at"))
-                if created_at is not None and created_at >= fence:
-                    kind = "created"  # written by an earlier attempt of this very batch whose answer was lost
-            if kind == "existing" and self.mode == "upsert":
-                row.record_id = record_id
-                to_update.append(row)
-                self._set(row, "existing", record_id)
-            else:
-                self._set(row, kind, record_id)
-        return to_update
+        fence = _server_time(response.headers, sent_at) - CLOCK_SKEW_S if response.attempts > 1 else None
+        created = data.get(f"created_{self.target.plural}") or []
+        existing = data.get(f"existing_{self.target.plural}") or []
+        return [self._read(row, hit, fence) for row, hit in zip(bulk.rows, _join(self.target, bulk.rows, created, existing))]
+
+    def _read(self, row: Row, hit: tuple[str, dict] | None, fence: float | None) -> _Done:
+        """A row's outcome from its record in the bulk answer (``fence``: set when the batch needed a retry)."""
+        target = self.target
+        if hit is None:
+            return _Done(row, "error", message=(
+                f"bulk_create answered without this {target.singular} ({target.key} {row.key!r}) in created_ or "
+                f"existing_{target.plural}; search {target.plural} by {target.key} before pushing it again"
+            ))
+        kind, record = hit
+        if kind == "existing" and fence is not None:
+            created_at = _parse_time(record.get("created_at"))
+            if created_at is not None and created_at >= fence:
+                kind = "created"  # written by an earlier attempt of this very batch whose answer was lost
+        return _Done(row, kind, record.get("id"), update=kind == "existing" and self.mode == "upsert")
+
+    def send_update(self, row: Row) -> _Done:
+        """PATCH (or the legacy PUT) one record."""
+        if self.stop.stopped:
+            return _Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}")
+        target = self.target
+        body = row.update_body(target, self.labels)
+        path = f"{target.plural}/{row.record_id}"
+        methods = [self._update_method] + [m for m in target.update_methods if m != self._update_method]
+        for n, method in enumerate(methods):
+            self._count("update_calls")
+            try:
+                response = self.client.request(method, path, json=body, idempotent=True)
+            except PermissionDeniedError as exc:
+                raise self._refused(exc) from exc
+            except APIStatusError as exc:
+                if n + 1 < len(methods) and exc.status_code in (404, 405):
+                    continue  # legacy servers answer PATCH with 404/405: try the next verb
+                raise
+            self._update_method = method  # this server wants that verb: use it first from now on
+            break
+        data = response.data if isinstance(response.data, dict) else {}
+        record = data.get(target.singular)
+        record_id = record.get("id") if isinstance(record, dict) else None
+        return _Done(row, "updated", record_id or row.record_id)
+
+    # the outcomes, on the calling thread
+    def _bulk_done(self, done: Outcome[_Bulk, list[_Done]]) -> None:
+        self.bar.update(len(done.task.rows))
+        if done.value is not None:
+            for one in done.value:
+                if one.update:
+                    one.row.record_id = one.record_id
+                self._set(one)
+            return
+        status, message = self._failure(done, self._bulk_failure)
+        for row in done.task.rows:
+            self._set(_Done(row, status, message=message))
+
+    def _update_done(self, done: Outcome[Row, _Done]) -> None:
+        if self.mode == "update":
+            self.bar.update(1)
+        row = done.task
+        if done.value is not None:
+            self._set(done.value)
+            return
+        status, message = self._failure(done, lambda exc: self._update_failure(row, exc))
+        self._set(_Done(row, status, row.record_id, message))
+
+    def _failure(self, done: Outcome, explain: Callable[[ApolloError], str]) -> tuple[str, str]:
+        """(status, message) for a failed task: skipped when the run stopped, else error with ``explain``'s words."""
+        if done.failure is Failure.ERROR and done.error is not None:
+            return "error", explain(done.error)
+        return "skipped", f"not sent: {done.error}"
+
+    def _update_failure(self, row: Row, exc: ApolloError) -> str:
+        if isinstance(exc, NotFoundError):
+            return f"no {self.target.singular} with id {row.record_id!r} in Apollo: {exc}"
+        return f"update failed: {exc}"
 
     def _bulk_failure(self, exc: ApolloError) -> str:
         unknown = getattr(exc, "outcome_unknown", False)
@@ -749,85 +810,22 @@ class _Pusher:
             return f"not sent: {exc}"  # without run_dedupe the client retries only what never reached Apollo
         return str(exc)
 
-    def send_update(self, row: Row) -> None:
-        if self.stopped:
-            self._set(row, "skipped", row.record_id, f"not sent: {self.stop_reason}")
-            return
-        target = self.target
-        body = row.update_body(target, self.labels)
-        path = f"{target.plural}/{row.record_id}"
-        try:
-            methods = [self._update_method] + [m for m in target.update_methods if m != self._update_method]
-            for n, method in enumerate(methods):
-                try:
-                    with self._lock:
-                        self.update_calls += 1
-                    response = self.client.request(method, path, json=body, idempotent=True)
-                except APIStatusError as exc:
-                    if n + 1 < len(methods) and exc.status_code in (404, 405):
-                        continue  # legacy servers answer PATCH with 404/405: try the next verb
-                    raise
-                if method != self._update_method:
-                    self._update_method = method  # this server wants that verb: use it first from now on
-                break
-        except (AuthenticationError, PermissionDeniedError) as exc:
-            if isinstance(exc, PermissionDeniedError) and target.needs_master_key:
-                exc = _master_key_error(target, exc)
-            self._stop(exc)
-            self._set(row, "skipped", row.record_id, f"not sent: {exc}")
-            raise _Stop() from exc
-        except RateLimitError as exc:
-            self._stop(exc)
-            self._set(row, "skipped", row.record_id, f"not sent: {exc}")
-            return
-        except NotFoundError as exc:
-            self._set(row, "error", row.record_id, f"no {target.singular} with id {row.record_id!r} in Apollo: {exc}")
-            return
-        except ApolloError as exc:
-            self._set(row, "error", row.record_id, f"update failed: {exc}")
-            return
-        finally:
-            if self.mode == "update":
-                self.bar.update(1)
-        data = response.data if isinstance(response.data, dict) else {}
-        record = data.get(target.singular) if isinstance(data.get(target.singular), dict) else {}
-        self._set(row, "updated", record.get("id") or row.record_id)
-
-    def run_tasks(self, tasks: list[Callable[[], Any]]) -> list[Any]:
-        """Run the tasks, up to the client's concurrency at once, in order of submission."""
-        results: list[Any] = [None] * len(tasks)
-        concurrency = max(1, int(getattr(self.client.settings, "concurrency", 1)))
-        pending = list(enumerate(tasks))[::-1]
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apollo-push") as pool:
-            inflight: dict[Any, int] = {}
-            while pending or inflight:
-                while pending and len(inflight) < concurrency:
-                    n, task = pending.pop()
-                    inflight[pool.submit(task)] = n
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for future in done:
-                    n = inflight.pop(future)
-                    try:
-                        results[n] = future.result()
-                    except _Stop:
-                        results[n] = None
-        return results
-
     def run(self) -> None:
+        """insert: the bulk calls; update: the updates; upsert: the bulk calls, then an update per existing record."""
         try:
-            if self.mode in ("insert", "upsert"):
-                batches = plan_batches(self.rows, self.labels)
-                found = self.run_tasks([lambda l=l, b=b: self.send_bulk(l, b) for l, b in batches])
-                existing = [row for rows in found if rows for row in rows]
-                if self.mode == "upsert" and existing:
-                    self.run_tasks([lambda r=r: self.send_update(r) for r in existing])
+            if self.mode == "update":
+                self.executor.run_tasks(self.rows, self.send_update, self._update_done)
             else:
-                self.run_tasks([lambda r=r: self.send_update(r) for r in self.rows])
+                bulks = [_Bulk(labels, batch) for labels, batch in plan_batches(self.rows, self.labels)]
+                outcomes = self.executor.run_tasks(bulks, self.send_bulk, self._bulk_done)
+                existing = [one.row for done in outcomes for one in done.value or () if one.update]
+                if existing:
+                    self.executor.run_tasks(existing, self.send_update, self._update_done)
         finally:
             self.bar.close()
         for row in self.rows:
             if row.position not in self.status:
-                self._set(row, "skipped", row.record_id, f"not sent: {self.stop_reason or 'the run stopped'}")
+                self._set(_Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}"))
 
 
 def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any) -> list[str]:
@@ -861,17 +859,50 @@ def push(
     client=None,
     default_region: str | None = "US",
     seen: dict[str, tuple[Any, str | None]] | None = None,
+    stop: StopSignal | None = None,
 ) -> pd.DataFrame:
     """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule.
 
     ``seen`` carries keys across calls (a streaming file run's chunks): key ->
     (row label, Apollo id) of the row that pushed it. Rows repeating one end
-    ``duplicate``; this call's first occurrences are added to it.
+    ``duplicate``; this call's first occurrences are added to it. ``stop``: a
+    stop signal shared with those calls, so that after a rate-limit stop or a
+    refused key no chunk sends anything more.
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{target.operation} needs a pandas DataFrame, got {type(frame).__name__}")
     labels = _validate_args(mode, run_dedupe, labels, dry_run)
     started = time.monotonic()
+    mapping, custom_columns = _push_columns(frame, target, mode, columns)
+    prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
+    keys = _dedupe(prepared, seen)
+    summary = PushSummary(operation=target.operation, mode=mode, dry_run=dry_run, rows=len(frame),
+                          run_id=uuid.uuid4().hex[:12])
+    report = _Report.of(reasons)
+    fatal = None
+    if dry_run:
+        _plan(keys.unique, target, mode, labels, run_dedupe, report, summary)
+    else:
+        fatal = _send(keys.unique, target, mode, report, summary, client=client, run_dedupe=run_dedupe, labels=labels,
+                      progress=progress, stop=stop)
+    report.mark_duplicates(keys, list(frame.index), "id" if mode == "update" else target.key, dry_run)
+    if seen is not None:
+        seen.update((row.key, (frame.index[row.position], report.ids[row.position])) for row in keys.unique)
+    report.count(summary)
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    result = _assemble(frame, report.status, report.ids, report.errors, report.payloads if dry_run else None)
+    result.attrs["apollo"] = summary.to_dict()
+    if fatal is not None:
+        fatal.partial_result = result  # type: ignore[attr-defined]
+        raise fatal
+    if progress:
+        announce(summary)
+    return result
+
+
+def _push_columns(frame: pd.DataFrame, target: Target, mode: str, columns: Mapping[object, str | None] | None
+                  ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
+    """(field -> column, custom field id -> column); refuses a frame without the key column, warns of unpushed ones."""
     mapping, custom_columns, unmapped = resolve_push_columns(list(frame.columns), target, columns)
     key_field = "id" if mode == "update" else target.key
     if key_field not in mapping:
@@ -886,102 +917,116 @@ def push(
             f"{target.operation}: {len(unmapped)} column(s) are not pushed (no Apollo {target.singular} field by that "
             f"name): {shown}. Map one with columns={{'column': 'field'}} or 'custom.<field_id>'.",
         )
+    return mapping, custom_columns
 
-    prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
-    index_labels = list(frame.index)
+
+@dataclasses.dataclass
+class _Keys:
+    """The rows to push (first occurrences), and the positions that repeat a key of this frame or an earlier one."""
+
+    unique: list[Row]
+    #: position -> position of the first row with its key in this frame
+    duplicate_of: dict[int, int]
+    #: position -> (row label, Apollo id) of the row of an earlier call that had its key
+    earlier: dict[int, tuple[Any, str | None]]
+
+
+def _dedupe(prepared: list[Row | None], seen: Mapping[str, tuple[Any, str | None]] | None) -> _Keys:
     first_of: dict[str, int] = {}
-    duplicate_of: dict[int, int] = {}
-    earlier: dict[int, tuple[Any, str | None]] = {}
-    unique: list[Row] = []
+    keys = _Keys([], {}, {})
     for i, row in enumerate(prepared):
         if row is None:
             continue
         j = first_of.get(row.key)
         if j is None and seen is not None and row.key in seen:
-            earlier[i] = seen[row.key]
+            keys.earlier[i] = seen[row.key]
         elif j is None:
             first_of[row.key] = i
-            unique.append(row)
+            keys.unique.append(row)
         else:
-            duplicate_of[i] = j
+            keys.duplicate_of[i] = j
+    return keys
 
-    summary = PushSummary(operation=target.operation, mode=mode, dry_run=dry_run, rows=len(frame),
-                          run_id=uuid.uuid4().hex[:12])
-    status: list[str] = [""] * len(frame)
-    ids: list[str | None] = [None] * len(frame)
-    errors: list[str | None] = list(reasons)
-    payloads: list[str | None] = [None] * len(frame)
 
-    if dry_run:
-        would = "would_update" if mode == "update" else "would_create"
-        for row in unique:
-            status[row.position] = would
-            if mode == "update":
-                ids[row.position] = row.record_id
-                body = {"method": target.update_methods[0], "path": f"{target.plural}/{row.record_id}",
-                        "body": row.update_body(target, labels)}
-            else:
-                body = {"path": target.bulk_path, "record": row.create_body(target)}
-                label_set = row.label_set(labels)
-                if label_set:
-                    body["append_label_names"] = list(label_set)
-                if run_dedupe:
-                    body["run_dedupe"] = True
-            payloads[row.position] = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
-        n_bulk = len(plan_batches(unique, labels)) if mode != "update" else 0
-        summary.planned_requests = n_bulk if mode != "update" else len(unique)
-        summary.planned_requests_max = summary.planned_requests + (len(unique) if mode == "upsert" else 0)
-        fatal = None
-    else:
-        fatal = None
-        with client_scope(client) as api:
-            before = api.stats.requests
-            pusher = _Pusher(target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress)
-            try:
-                pusher.run()
-            finally:
-                summary.api_calls = api.stats.requests - before
-            summary.bulk_calls = pusher.bulk_calls
-            summary.update_calls = pusher.update_calls
-            fatal = pusher.fatal
-            for row in unique:
-                status[row.position] = pusher.status[row.position]
-                ids[row.position] = pusher.ids.get(row.position) or row.record_id
-                errors[row.position] = pusher.messages.get(row.position)
-            if pusher.stop_reason and fatal is None:
-                warn(
-                    f"{target.operation}: stopped early ({pusher.stop_reason}); the rows not sent are 'skipped'. "
-                    f"Run again later: with run_dedupe=True the rows already created come back as existing.",
-                )
-    summary.sent = len(unique) if not dry_run else 0
-    for i, reason in enumerate(reasons):
-        if reason is not None:
-            status[i] = "invalid"
-    same = "id" if mode == "update" else target.key
-    firsts = [(i, (index_labels[j], ids[j])) for i, j in duplicate_of.items()]
-    for i, (label, record_id) in firsts + list(earlier.items()):
-        status[i] = "duplicate"
-        ids[i] = record_id
-        errors[i] = f"duplicate of row {label!r} (same {same})"
-        if dry_run:
-            payloads[i] = None
-    if seen is not None:
-        seen.update((row.key, (index_labels[row.position], ids[row.position])) for row in unique)
+@dataclasses.dataclass
+class _Report:
+    """The per-row answer of a push: status, Apollo id, reason, and (dry run) the payload."""
 
-    counts = pd.Series(status, dtype="object").value_counts()
-    for name in ("created", "existing", "updated", "invalid", "duplicate", "skipped", "would_create", "would_update"):
-        setattr(summary, name, int(counts.get(name, 0)))
-    summary.errors = int(counts.get("error", 0))
-    summary.elapsed_s = round(time.monotonic() - started, 3)
+    status: list[str]
+    ids: list[str | None]
+    errors: list[str | None]
+    payloads: list[str | None]
 
-    result = _assemble(frame, status, ids, errors, payloads if dry_run else None)
-    result.attrs["apollo"] = summary.to_dict()
-    if fatal is not None:
-        fatal.partial_result = result
-        raise fatal
-    if progress:
-        announce(summary)
-    return result
+    @classmethod
+    def of(cls, reasons: list[str | None]) -> _Report:
+        """Invalid rows carry their reason; the rest is filled in as the push goes."""
+        n = len(reasons)
+        return cls(["invalid" if r is not None else "" for r in reasons], [None] * n, list(reasons), [None] * n)
+
+    def mark_duplicates(self, keys: _Keys, labels: list[Any], same: str, dry_run: bool) -> None:
+        firsts = [(i, (labels[j], self.ids[j])) for i, j in keys.duplicate_of.items()]
+        for i, (label, record_id) in firsts + list(keys.earlier.items()):
+            self.status[i] = "duplicate"
+            self.ids[i] = record_id
+            self.errors[i] = f"duplicate of row {label!r} (same {same})"
+            if dry_run:
+                self.payloads[i] = None
+
+    def count(self, summary: PushSummary) -> None:
+        counts = pd.Series(self.status, dtype="object").value_counts()
+        for name in ("created", "existing", "updated", "invalid", "duplicate", "skipped", "would_create",
+                     "would_update"):
+            setattr(summary, name, int(counts.get(name, 0)))
+        summary.errors = int(counts.get("error", 0))
+
+
+def _plan(unique: list[Row], target: Target, mode: str, labels: list[str], run_dedupe: bool, report: _Report,
+          summary: PushSummary) -> None:
+    """A dry run: each row's status it would try for and the JSON it would be sent as; the requests it would take."""
+    would = "would_update" if mode == "update" else "would_create"
+    for row in unique:
+        report.status[row.position] = would
+        body: dict[str, Any]
+        if mode == "update":
+            report.ids[row.position] = row.record_id
+            body = {"method": target.update_methods[0], "path": f"{target.plural}/{row.record_id}",
+                    "body": row.update_body(target, labels)}
+        else:
+            body = {"path": target.bulk_path, "record": row.create_body(target)}
+            label_set = row.label_set(labels)
+            if label_set:
+                body["append_label_names"] = list(label_set)
+            if run_dedupe:
+                body["run_dedupe"] = True
+        report.payloads[row.position] = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+    summary.planned_requests = len(plan_batches(unique, labels)) if mode != "update" else len(unique)
+    summary.planned_requests_max = summary.planned_requests + (len(unique) if mode == "upsert" else 0)
+
+
+def _send(unique: list[Row], target: Target, mode: str, report: _Report, summary: PushSummary, *, client,
+          run_dedupe: bool, labels: list[str], progress: bool, stop: StopSignal | None) -> ApolloError | None:
+    """Push the rows for real; the fatal error that stopped it, if one did (raised once the report is built)."""
+    with client_scope(client) as api:
+        before = api.stats.requests
+        pusher = _Pusher(target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress,
+                         stop=stop)
+        try:
+            pusher.run()
+        finally:
+            summary.api_calls = api.stats.requests - before
+    summary.sent = len(unique)
+    summary.bulk_calls = pusher.bulk_calls
+    summary.update_calls = pusher.update_calls
+    for row in unique:
+        report.status[row.position] = pusher.status[row.position]
+        report.ids[row.position] = pusher.ids.get(row.position) or row.record_id
+        report.errors[row.position] = pusher.messages.get(row.position)
+    if pusher.stop.stopped and pusher.stop.fatal is None:
+        warn(
+            f"{target.operation}: stopped early ({pusher.stop_text()}); the rows not sent are 'skipped'. "
+            f"Run again later: with run_dedupe=True the rows already created come back as existing.",
+        )
+    return pusher.stop.fatal
 
 
 def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:

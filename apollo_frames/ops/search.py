@@ -33,34 +33,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.engine.progress import progress_bar
+from apollo_frames.client.http import client_scope
+from apollo_frames.client.ratelimit import parse_rate_headers
+from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.client.store import canonical_json
-from apollo_frames.core.errors import (
-    ApolloError,
-    AuthenticationError,
-    ConfigurationError,
-    PermissionDeniedError,
-    RateLimitError,
-    warn,
+from apollo_frames.core.errors import warn
+from apollo_frames.core.paginate import (
+    DISPLAY_CAP,
+    MAX_PAGE,
+    MAX_PER_PAGE,
+    PageNumberPaginator,
+    read_page,
 )
-from apollo_frames.client.http import client_scope
-from apollo_frames.engine.work import Work
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
-from apollo_frames.core.paginate import DISPLAY_CAP, MAX_PAGE, MAX_PER_PAGE, PageNumberPaginator, read_page
-from apollo_frames.client.ratelimit import parse_rate_headers
-from apollo_frames.engine.summary import _fmt, _html_table, announce
+from apollo_frames.engine.budget import Budget
+from apollo_frames.engine.executor import Executor, Outcome, StopSignal
+from apollo_frames.engine.progress import progress_bar
+from apollo_frames.engine.runner import check_flags
+from apollo_frames.engine.summary import Summary, _fmt, announce
+from apollo_frames.engine.work import Work
 
 PEOPLE_ENDPOINT = flt.ENDPOINTS[flt.PEOPLE]
 ORGS_ENDPOINT = flt.ENDPOINTS[flt.ORGS]
@@ -95,11 +95,15 @@ def estimate_search_credits(kind: str, max_results: int | None, queries: int = 1
 # -- summary -----------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class SearchSummary:
+#: fields only a per-row search (search_frame) fills
+_PER_ROW = ("rows", "unique_queries", "rows_with_results", "rows_without_results", "invalid_rows", "invalid_reasons",
+            "error_rows", "errors", "skipped_rows", "truncated_rows", "columns")
+
+
+@dataclasses.dataclass(repr=False)
+class SearchSummary(Summary):
     """What one search call did. ``to_dict()`` is what ``result.attrs["apollo"]`` holds."""
 
-    operation: str
     results: int = 0
     pages: int = 0
     cache_hits: int = 0
@@ -125,12 +129,13 @@ class SearchSummary:
     truncated_rows: int | None = None
     columns: dict | None = None
 
+    _hidden = frozenset({"operation", "query", "invalid_reasons", "errors", "columns", "run_id"})
+
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = super().to_dict()
         if self.rows is None:
-            for f in ("rows", "unique_queries", "rows_with_results", "rows_without_results", "invalid_rows",
-                      "invalid_reasons", "error_rows", "errors", "skipped_rows", "truncated_rows", "columns"):
-                out.pop(f)
+            for name in _PER_ROW:
+                out.pop(name)
         return out
 
     def line(self) -> str:
@@ -148,51 +153,8 @@ class SearchSummary:
             f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s" + (" | TRUNCATED" if self.truncated else "")
         )
 
-    def __repr__(self) -> str:
-        return f"SearchSummary({self.line()})"
-
-    def _repr_html_(self) -> str:
-        skip = {"operation", "query", "invalid_reasons", "errors", "columns", "run_id"}
-        rows = [(k, _fmt(v)) for k, v in self.to_dict().items() if k not in skip and v is not None]
-        return _html_table(self.operation, rows)
-
 
 # -- one query ---------------------------------------------------------------------------------
-
-
-class Budget:
-    """Credits spent and reserved by one call, shared by its worker threads."""
-
-    def __init__(self, max_credits: float | None):
-        if max_credits is not None and (
-            isinstance(max_credits, bool) or not isinstance(max_credits, (int, float)) or max_credits < 0
-        ):
-            raise ValueError(f"max_credits must be a number >= 0, got {max_credits!r}")
-        self.max_credits = max_credits
-        self.spent = 0.0
-        self.reserved = 0.0
-        self._cond = threading.Condition()
-
-    def reserve(self, cost: float) -> bool:
-        """Reserve a page's worst case; False if it could take the spend past the cap.
-
-        While other pages are in flight (they may turn out free: a page without
-        results costs nothing) it waits for them rather than giving up early.
-        """
-        with self._cond:
-            while True:
-                if self.max_credits is None or cost <= 0 or self.spent + self.reserved + cost <= self.max_credits + 1e-9:
-                    self.reserved += cost
-                    return True
-                if self.reserved <= 0:
-                    return False
-                self._cond.wait()
-
-    def settle(self, reserved: float, actual: float) -> None:
-        with self._cond:
-            self.reserved -= reserved
-            self.spent += actual
-            self._cond.notify_all()
 
 
 @dataclasses.dataclass
@@ -211,7 +173,7 @@ class QueryResult:
 def _trim(data: Any, kind: str) -> dict:
     """The part of a page worth caching, in the endpoint's own shape (so the paginator reads it the same)."""
     key = RECORDS_KEY[kind]
-    records, total, pages = read_page(data, key)
+    records, total, _ = read_page(data, key)
     out: dict[str, Any] = {key: records}
     if isinstance(data, dict) and isinstance(data.get("pagination"), dict):
         out["pagination"] = {k: data["pagination"].get(k) for k in ("page", "per_page", "total_entries", "total_pages")}
@@ -238,10 +200,7 @@ def run_query(
     ``ledger_rows`` for the caller to record from its own thread.
     """
     pag = PageNumberPaginator(max_results)
-    endpoint = flt.ENDPOINTS[kind]
-    cost = PAGE_CREDITS[kind]
     cache = client.cache
-    ttl = client.settings.search_cache_ttl
     out = QueryResult(records=[])
     while pag.has_next_page:
         params = pag.params()
@@ -250,45 +209,16 @@ def run_query(
         if key in hit and isinstance(hit[key], dict):
             data = hit[key]
             out.cache_hits += 1
+        elif budget.reserve(PAGE_CREDITS[kind]):
+            data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
+                               ledger_rows=ledger_rows)
+            out.credits += PAGE_CREDITS[kind] if data[RECORDS_KEY[kind]] else 0.0
         else:
-            if not budget.reserve(cost):
-                out.budget_stopped = True
-                out.stopped_reason = (
-                    f"credit budget reached (max_credits={budget.max_credits:g}, spent {budget.spent:g})"
-                )
-                needed = pag.pages_needed
-                out.pages_left_max = (needed - pag.pages_read) if needed is not None else math.ceil(
-                    pag.wanted / pag.per_page
-                ) - pag.pages_read
-                break
-            try:
-                response = client.post(endpoint, json={**query, **params})
-            except BaseException:
-                budget.settle(cost, 0.0)
-                raise
-            data = _trim(response.data, kind)
-            returned = len(data[RECORDS_KEY[kind]])
-            credits = cost if returned else 0.0
-            budget.settle(cost, credits)
-            out.credits += credits
-            cache.set_many({key: data}, ttl=ttl)
-            if ledger_rows is not None:
-                ledger_rows.append(
-                    (
-                        dict(
-                            run_id=run_id,
-                            operation=OPERATION[kind],
-                            endpoint=endpoint,
-                            # One query page sent; "matched" when it returned results (= paid, for orgs).
-                            records_sent=1,
-                            records_matched=1 if returned else 0,
-                            credits=credits,
-                            status=response.status_code,
-                        ),
-                        endpoint,
-                        response.headers,
-                    )
-                )
+            out.budget_stopped = True
+            out.stopped_reason = budget.reached()
+            needed = pag.pages_needed if pag.pages_needed is not None else math.ceil(pag.wanted / pag.per_page)
+            out.pages_left_max = needed - pag.pages_read
+            break
         out.records.extend(pag.update(data, RECORDS_KEY[kind]))
         out.pages += 1
         if on_page is not None:
@@ -297,6 +227,28 @@ def run_query(
     out.truncated = pag.truncated
     out.stopped_reason = out.stopped_reason or pag.stop_reason
     return out
+
+
+def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str,
+                ledger_rows: list | None) -> dict:
+    """Send one page whose worst case is reserved; settle what it cost, cache it, note its ledger row."""
+    cost = PAGE_CREDITS[kind]
+    try:
+        response = client.post(flt.ENDPOINTS[kind], json=body)
+    except BaseException:
+        budget.settle(cost, 0.0)
+        raise
+    data = _trim(response.data, kind)
+    returned = len(data[RECORDS_KEY[kind]])
+    credits = cost if returned else 0.0
+    budget.settle(cost, credits)
+    client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
+    if ledger_rows is not None:
+        # One query page sent; "matched" when it returned results (= paid, for orgs).
+        entry = {"run_id": run_id, "operation": OPERATION[kind], "endpoint": flt.ENDPOINTS[kind], "records_sent": 1,
+                 "records_matched": 1 if returned else 0, "credits": credits, "status": response.status_code}
+        ledger_rows.append((entry, flt.ENDPOINTS[kind], response.headers))
+    return data
 
 
 def _flush_ledger(ledger, rows: list) -> None:
@@ -344,6 +296,7 @@ def _frame(kind: str, records: Sequence[dict]) -> pd.DataFrame:
 
 def _search(kind, max_results, max_credits, client, progress, refresh, ledger, filters) -> pd.DataFrame:
     max_results = _check_max_results("max_results", max_results)
+    check_flags(refresh=refresh, progress=progress)
     query = flt.validate_filters(kind, filters)
     if not query:
         raise flt.FilterError(
@@ -352,10 +305,9 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
         )
     budget = Budget(max_credits)
     started = time.monotonic()
-    run_id = uuid.uuid4().hex[:12]
-    summary = SearchSummary(operation=OPERATION[kind], run_id=run_id, query=query)
-    with client_scope(client) as client:
-        ledger = ledger if ledger is not None else client.ledger
+    summary = SearchSummary(operation=OPERATION[kind], run_id=uuid.uuid4().hex[:12], query=query)
+    with client_scope(client) as api:
+        ledger = ledger if ledger is not None else api.ledger
         bar = progress_bar(desc=OPERATION[kind], unit="page", enabled=progress)
 
         def on_page(pag: PageNumberPaginator) -> None:
@@ -365,19 +317,34 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
             bar.update(1)
             bar.set_postfix(results=pag.collected, credits=f"{budget.spent:g}")
 
-        requests_before = client.stats.requests
+        def work(query: dict) -> QueryResult:
+            return run_query(kind, query, max_results, client=api, budget=budget, run_id=summary.run_id,
+                             ledger_rows=rows, refresh=refresh, on_page=on_page)
+
+        requests_before = api.stats.requests
         rows: list = []
         try:
-            result = run_query(
-                kind, query, max_results, client=client, budget=budget, run_id=run_id, ledger_rows=rows,
-                refresh=refresh, on_page=on_page,
-            )
+            # pages follow one another, so one thread; the executor still judges the failure
+            done = Executor(1, name="apollo-search").run_tasks([query], work)[0]
         finally:
             bar.close()
-            summary.api_calls = client.stats.requests - requests_before
+            summary.api_calls = api.stats.requests - requests_before
             _flush_ledger(ledger, rows)
-    frame = _frame(kind, result.records)
-    summary.results = len(frame)
+    if done.error is not None:
+        raise done.error
+    assert done.value is not None
+    frame = _frame(kind, done.value.records)
+    _sum_up_search(summary, done.value, len(frame), kind)
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    frame.attrs["apollo"] = summary.to_dict()
+    if progress:
+        announce(summary)
+    return frame
+
+
+def _sum_up_search(summary: SearchSummary, result: QueryResult, returned: int, kind: str) -> None:
+    """Fill the summary of one search and warn when it was cut short."""
+    summary.results = returned
     summary.pages = result.pages
     summary.cache_hits = result.cache_hits
     summary.credits_consumed = result.credits
@@ -385,21 +352,16 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
     summary.truncated = result.truncated
     summary.stopped_reason = result.stopped_reason
     if result.truncated:
-        _truncation_warning(f"{OPERATION[kind]}", result.total_entries, len(frame))
+        _truncation_warning(f"{OPERATION[kind]}", result.total_entries, returned)
     if result.budget_stopped:
         summary.credits_to_finish_max = result.pages_left_max * PAGE_CREDITS[kind]
         warn(
-            f"{OPERATION[kind]}: stopped after {result.pages} pages ({len(frame):,} results): {result.stopped_reason}. "
+            f"{OPERATION[kind]}: stopped after {result.pages} pages ({returned:,} results): {result.stopped_reason}. "
             f"Finishing would take at most {result.pages_left_max} more pages = "
             f"{summary.credits_to_finish_max:g} credits; run again with a larger max_credits and the pages "
             f"already fetched come from the cache.",
             SearchTruncatedWarning,
         )
-    summary.elapsed_s = round(time.monotonic() - started, 3)
-    frame.attrs["apollo"] = summary.to_dict()
-    if progress:
-        announce(summary)
-    return frame
 
 
 def search_people(
@@ -630,146 +592,172 @@ def search_frame(
     People results are teasers: see ``search_people``.
     """
     per_row = _check_max_results("max_results_per_row", max_results_per_row)
+    check_flags(refresh=refresh, progress=progress)
     prep = prepare_rows(frame, kind, columns, filters)
-    kind, constant, mapping = prep.kind, prep.constant, prep.mapping
-    row_query, reasons, unique = prep.row_query, prep.reasons, prep.unique
+    kind = prep.kind
     budget = Budget(max_credits)
     started = time.monotonic()
-    run_id = uuid.uuid4().hex[:12]
-    summary = SearchSummary(operation=OPERATION[kind] + "_by_row", run_id=run_id, query=constant)
-    summary.columns = {name: str(label) for name, label in mapping.items()}
-
-    results: list[QueryResult | None] = [None] * len(unique)
-    failures: dict[int, tuple[str, str]] = {}  # j -> (status, message)
-    with client_scope(client) as client:
-        ledger = ledger if ledger is not None else client.ledger
-        requests_before = client.stats.requests
-        bar = progress_bar(total=len(unique), desc=OPERATION[kind], unit="query", enabled=progress)
-        ledger_rows: list = []
-        fatal: BaseException | None = None
-        stop: str | None = None
-        pool = ThreadPoolExecutor(max_workers=client.settings.concurrency, thread_name_prefix="apollo-search")
-        pending = list(range(len(unique)))[::-1]
-        inflight: dict[Any, int] = {}
+    summary = SearchSummary(operation=OPERATION[kind] + "_by_row", run_id=uuid.uuid4().hex[:12], query=prep.constant)
+    summary.columns = {name: str(label) for name, label in prep.mapping.items()}
+    with client_scope(client) as api:
+        requests_before = api.stats.requests
         try:
-            while pending or inflight:
-                while pending and len(inflight) < client.settings.concurrency and stop is None:
-                    j = pending.pop()
-                    inflight[
-                        pool.submit(
-                            run_query, kind, unique[j], per_row, client=client, budget=budget, run_id=run_id,
-                            ledger_rows=ledger_rows, refresh=refresh,
-                        )
-                    ] = j
-                if not inflight:
-                    break
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for future in done:
-                    j = inflight.pop(future)
-                    try:
-                        results[j] = future.result()
-                    except (AuthenticationError, PermissionDeniedError, ConfigurationError) as exc:
-                        fatal = fatal or exc
-                        stop = stop or f"stopped: {exc}"
-                        failures[j] = ("skipped", f"not searched: {exc}")
-                    except RateLimitError as exc:
-                        stop = stop or f"rate limit: {exc}"
-                        failures[j] = ("skipped", str(exc))
-                    except ApolloError as exc:
-                        failures[j] = ("error", str(exc))
-                    bar.update(1)
-                    bar.set_postfix(credits=f"{budget.spent:g}")
-                _flush_ledger(ledger, ledger_rows)
+            searched = _run_queries(kind, prep.unique, per_row, client=api, budget=budget, run_id=summary.run_id,
+                                    refresh=refresh, ledger=ledger if ledger is not None else api.ledger,
+                                    progress=progress)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            bar.close()
-            _flush_ledger(ledger, ledger_rows)
-            summary.api_calls = client.stats.requests - requests_before
-        for j in pending:
-            failures[j] = ("skipped", stop or "not searched")
-        if fatal is not None:
-            raise fatal
+            summary.api_calls = api.stats.requests - requests_before
+    out, rows = _fan_out(frame, kind, prep.row_query, searched)
+    _sum_up_rows(summary, searched, rows, prep, len(frame), len(out))
+    _warn_unfinished(summary, searched, kind, per_row, len(out))
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    out.attrs["apollo"] = summary.to_dict()
+    if progress:
+        announce(summary)
+    return out
 
-    # Fan out: each valid row gets the records of its query.
+
+@dataclasses.dataclass
+class _Searched:
+    """Per unique query: its result, or (status, message) when it failed or was never sent."""
+
+    results: list[QueryResult | None]
+    failures: dict[int, tuple[str, str]]
+    stop_reason: str | None
+
+    @property
+    def done(self) -> list[QueryResult]:
+        return [r for r in self.results if r is not None]
+
+
+def _run_queries(kind: str, unique: list[dict], per_row: int | None, *, client, budget: Budget, run_id: str,
+                 refresh: bool, ledger, progress: bool, stop: StopSignal | None = None) -> _Searched:
+    """Run the unique queries through the executor; ledger rows are written on this thread as queries finish.
+
+    ``stop``: a stop signal shared with other runs; once set, no further query is sent.
+    """
+    searched = _Searched([None] * len(unique), {}, None)
+    ledger_rows: list = []
+    bar = progress_bar(total=len(unique), desc=OPERATION[kind], unit="query", enabled=progress)
+
+    def work(j: int) -> QueryResult:
+        return run_query(kind, unique[j], per_row, client=client, budget=budget, run_id=run_id,
+                         ledger_rows=ledger_rows, refresh=refresh)
+
+    def on_done(done: Outcome[int, QueryResult]) -> None:
+        if done.ok:
+            searched.results[done.task] = done.value
+        else:
+            searched.failures[done.task] = done.row_status("searched")
+        bar.update(1)
+        bar.set_postfix(credits=f"{budget.spent:g}")
+        _flush_ledger(ledger, ledger_rows)
+
+    executor = Executor.for_client(client, stop, name="apollo-search")
+    try:
+        outcomes = executor.run_tasks(range(len(unique)), work, on_done)
+    finally:
+        bar.close()
+        _flush_ledger(ledger, ledger_rows)
+    searched.stop_reason = executor.stop.reason
+    for j, done in enumerate(outcomes):
+        if not done.started:
+            searched.failures[j] = ("skipped", searched.stop_reason or "not searched")
+    executor.stop.raise_fatal()
+    return searched
+
+
+@dataclasses.dataclass
+class _RowCounts:
+    """How the rows of a per-row search ended."""
+
+    with_results: int = 0
+    without: int = 0
+    errors: int = 0
+    skipped: int = 0
+    truncated: int = 0
+    messages: dict = dataclasses.field(default_factory=dict)
+
+
+def _fan_out(frame: pd.DataFrame, kind: str, row_query: list[int], searched: _Searched) -> tuple[pd.DataFrame, _RowCounts]:
+    """Each valid row gets its own copy of its query's records, tagged with the row's index label."""
     offsets: list[int] = []
     all_records: list[dict] = []
-    for res in results:
+    for res in searched.results:
         offsets.append(len(all_records))
         all_records.extend(res.records if res is not None else [])
     take: list[int] = []
     positions: list[int] = []
-    counts = dict(with_results=0, without=0, errors=0, skipped=0, truncated=0)
-    errors: dict[Any, str] = {}
-    budget_stopped = [j for j, r in enumerate(results) if r is not None and r.budget_stopped]
+    counts = _RowCounts()
     for pos, (label, j) in enumerate(zip(frame.index, row_query)):
         if j < 0:
             continue
-        res = results[j]
+        res = searched.results[j]
         if res is None:
-            status, message = failures.get(j, ("skipped", "not searched"))
-            counts["errors" if status == "error" else "skipped"] += 1
-            errors[_json_label(label)] = message
-            continue
-        if res.budget_stopped and not res.records:
-            counts["skipped"] += 1
-            continue
-        counts["truncated"] += res.truncated
-        if res.records:
-            counts["with_results"] += 1
+            status, message = searched.failures.get(j, ("skipped", "not searched"))
+            counts.errors += status == "error"
+            counts.skipped += status != "error"
+            counts.messages[_json_label(label)] = message
+        elif res.budget_stopped and not res.records:
+            counts.skipped += 1
+        else:
+            counts.truncated += res.truncated
+            counts.with_results += bool(res.records)
+            counts.without += not res.records
             take.extend(range(offsets[j], offsets[j] + len(res.records)))
             positions.extend([pos] * len(res.records))
-        else:
-            counts["without"] += 1
-
-    table = _flatten(kind, all_records)
-    flat = _to_pandas(table.take(pa.array(take, type=pa.int64())))
+    flat = _to_pandas(_flatten(kind, all_records).take(pa.array(take, type=pa.int64())))
     labels = pd.Series(frame.index.take(positions), name=INPUT_INDEX).reset_index(drop=True)
-    out = pd.concat([labels, flat], axis=1)
+    return pd.concat([labels, flat], axis=1), counts
 
-    done = [r for r in results if r is not None]
-    summary.results = len(out)
+
+def _sum_up_rows(summary: SearchSummary, searched: _Searched, counts: _RowCounts, prep: RowQueries, rows: int,
+                 results: int) -> None:
+    done = searched.done
+    summary.results = results
     summary.pages = sum(r.pages for r in done)
     summary.cache_hits = sum(r.cache_hits for r in done)
     summary.credits_consumed = sum(r.credits for r in done)
     totals = [r.total_entries for r in done if r.total_entries is not None]
     summary.total_entries = sum(totals) if totals else None
     summary.truncated = any(r.truncated for r in done)
-    summary.rows = len(frame)
-    summary.unique_queries = len(unique)
-    summary.rows_with_results = counts["with_results"]
-    summary.rows_without_results = counts["without"]
-    summary.invalid_rows = len(reasons)
-    summary.invalid_reasons = reasons
-    summary.error_rows = counts["errors"]
-    summary.errors = errors
-    summary.skipped_rows = counts["skipped"]
-    summary.truncated_rows = counts["truncated"]
-    unfinished = len(budget_stopped) + sum(1 for s, _ in failures.values() if s == "skipped")
+    summary.rows = rows
+    summary.unique_queries = len(prep.unique)
+    summary.rows_with_results = counts.with_results
+    summary.rows_without_results = counts.without
+    summary.invalid_rows = len(prep.reasons)
+    summary.invalid_reasons = prep.reasons
+    summary.error_rows = counts.errors
+    summary.errors = counts.messages
+    summary.skipped_rows = counts.skipped
+    summary.truncated_rows = counts.truncated
+
+
+def _warn_unfinished(summary: SearchSummary, searched: _Searched, kind: str, per_row: int | None, results: int) -> None:
+    """Warn about searches the display cap truncated, and about queries the budget or a stop cut short."""
+    done = searched.done
     if summary.truncated:
+        largest = max(r.total_entries for r in done if r.total_entries is not None)
         _truncation_warning(
-            f"{summary.truncated_rows:,} of the row searches of {OPERATION[kind]} (the largest)", max(totals), len(out)
+            f"{summary.truncated_rows:,} of the row searches of {OPERATION[kind]} (the largest)", largest, results
         )
+    budget_stopped = [r for r in done if r.budget_stopped]
+    not_sent = sum(1 for status, _ in searched.failures.values() if status == "skipped")
     if budget_stopped:
         per_query = math.ceil((per_row or DISPLAY_CAP) / MAX_PER_PAGE)
-        left = sum(r.pages_left_max for r in done if r.budget_stopped) + per_query * sum(
-            1 for s, _ in failures.values() if s == "skipped"
-        )
+        left = sum(r.pages_left_max for r in budget_stopped) + per_query * not_sent
         summary.credits_to_finish_max = left * PAGE_CREDITS[kind]
-        summary.stopped_reason = next(r.stopped_reason for r in done if r.budget_stopped)
+        summary.stopped_reason = budget_stopped[0].stopped_reason
         warn(
-            f"{OPERATION[kind]}: {unfinished:,} of {len(unique):,} unique queries were cut short or not sent: "
-            f"{summary.stopped_reason}. Finishing them would cost at most {summary.credits_to_finish_max:g} credits; "
-            f"run again with a larger max_credits and the pages already fetched come from the cache.",
+            f"{OPERATION[kind]}: {len(budget_stopped) + not_sent:,} of {summary.unique_queries:,} unique queries were "
+            f"cut short or not sent: {summary.stopped_reason}. Finishing them would cost at most "
+            f"{summary.credits_to_finish_max:g} credits; run again with a larger max_credits and the pages already "
+            f"fetched come from the cache.",
             SearchTruncatedWarning,
         )
-    elif stop:
-        summary.stopped_reason = stop
-        warn(f"{OPERATION[kind]}: {summary.skipped_rows:,} rows were not searched: {stop}")
-    summary.elapsed_s = round(time.monotonic() - started, 3)
-    out.attrs["apollo"] = summary.to_dict()
-    if progress:
-        announce(summary)
-    return out
+    elif searched.stop_reason:
+        summary.stopped_reason = searched.stop_reason
+        warn(f"{OPERATION[kind]}: {summary.skipped_rows:,} rows were not searched: {searched.stop_reason}")
 
 
 def _kind(kind: Any) -> str:

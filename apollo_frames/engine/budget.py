@@ -1,0 +1,89 @@
+"""The credit budget of one call: worst cases reserved before sending, actual spend settled after.
+
+Worst-case accounting: a request is sent only if what is spent, plus the
+worst case of every request still in flight, plus this request's worst case,
+stays within ``max_credits``. In-flight requests often cost less than their
+worst case (a no-match is free), so when the next request does not fit while
+others are in flight, the budget waits for them rather than giving up early.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+#: tolerance for float sums of credits (0.1 + 0.2 must fit in 0.3)
+EPSILON = 1e-9
+
+
+def check_credits(name: str, value: Any) -> float | None:
+    """``value`` as a number of credits (None stays None); the one check of ``max_credits`` / ``confirm_over``.
+
+    Anything else is a ValueError: text (``"5"``), a bool (Python counts
+    ``True`` as 1, which would silently mean 1 credit), NaN, infinity, a
+    negative number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of credits >= 0 (or None), got {value!r}")
+    return float(value)
+
+
+class Budget:
+    """Credits spent and reserved by one call, shared by its threads. ``max_credits=None``: no cap."""
+
+    def __init__(self, max_credits: float | None = None):
+        self.max_credits = check_credits("max_credits", max_credits)
+        self.spent = 0.0
+        self.reserved = 0.0
+        self._cond = threading.Condition()
+
+    def __repr__(self) -> str:
+        cap = "no cap" if self.max_credits is None else f"max {self.max_credits:g}"
+        return f"Budget({cap}, spent {self.spent:g}, reserved {self.reserved:g})"
+
+    def _fits(self, unit: float, wanted: int) -> int:
+        """How many of ``wanted`` items of worst case ``unit`` fit now (caller holds the lock)."""
+        if self.max_credits is None or unit <= 0:
+            return wanted
+        room = math.floor((self.max_credits - self.spent - self.reserved) / unit + EPSILON)
+        return max(0, min(wanted, room))
+
+    def reserve_items(self, unit: float, wanted: int, *, wait: bool = True) -> int | None:
+        """Reserve the worst case of up to ``wanted`` items costing at most ``unit`` each; how many were reserved.
+
+        All ``wanted`` when they fit. When they do not and other reservations
+        are in flight, wait for one to settle and look again (it may come in
+        cheaper); with ``wait=False`` return None at once instead, so a caller
+        that settles on its own thread can come back after a settle. With
+        nothing in flight: as many as fit (a last, smaller batch), 0 when none
+        does (the budget is reached). It never waits with nothing in flight,
+        so it cannot block forever as long as every reservation is settled.
+        """
+        with self._cond:
+            while True:
+                n = self._fits(unit, wanted)
+                if n == wanted or self.reserved <= EPSILON:
+                    self.reserved += n * max(unit, 0.0)
+                    return n
+                if not wait:
+                    return None
+                self._cond.wait()
+
+    def reserve(self, cost: float) -> bool:
+        """Reserve one request's worst case; False when it could take the spend past the cap (waits as above)."""
+        return self.reserve_items(cost, 1) == 1
+
+    def settle(self, reserved: float, actual: float) -> None:
+        """A reserved request is done: release its worst case, count what it actually cost."""
+        with self._cond:
+            self.reserved = max(0.0, self.reserved - reserved)
+            self.spent += actual
+            self._cond.notify_all()
+
+    def reached(self) -> str:
+        """Why nothing more was sent, in the words every operation uses."""
+        cap = "None" if self.max_credits is None else f"{self.max_credits:g}"
+        return f"credit budget reached (max_credits={cap}, spent {self.spent:g})"

@@ -1,0 +1,208 @@
+"""The one bounded concurrent executor behind enrichment, search and push.
+
+An operation hands the executor a source of tasks, a ``work`` function run
+on a worker thread (the request), and an ``on_done`` callback that receives
+each task's :class:`Outcome` on the calling thread, in completion order (so
+cache and ledger writes stay on one thread). Up to ``concurrency`` tasks run
+at once. Every failure is sorted by one rule, :func:`classify`:
+
+* **fatal** (refused key, missing permission, bad configuration): stop
+  sending; the caller raises the error at the end (:meth:`StopSignal.raise_fatal`);
+* **stop** (a rate limit beyond the client's wait cap): stop sending; the
+  rows not sent are ``skipped`` with the reason;
+* **error** (any other :class:`~apollo_frames.core.errors.ApolloError`): this
+  task's rows fail, the run goes on.
+
+Anything else is a bug and is raised at once. A :class:`StopSignal` may be
+shared by several runs (the chunks of one file run): once one of them stops,
+the others send nothing more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Generic, TypeVar
+
+from apollo_frames.core.errors import (
+    ApolloError,
+    AuthenticationError,
+    ConfigurationError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Failure(enum.Enum):
+    """How a failed task affects its run."""
+
+    FATAL = "fatal"  # stop sending, raise at the end
+    STOP = "stop"  # stop sending, rows left skipped
+    ERROR = "error"  # this task's rows fail, the run goes on
+
+
+_FATAL = (AuthenticationError, PermissionDeniedError, ConfigurationError)
+
+
+def classify(exc: BaseException) -> Failure | None:
+    """The one failure rule; None for an exception that is not an ApolloError (a bug: raised at once)."""
+    if isinstance(exc, _FATAL):
+        return Failure.FATAL
+    if isinstance(exc, RateLimitError):
+        return Failure.STOP
+    if isinstance(exc, ApolloError):
+        return Failure.ERROR
+    return None
+
+
+class StopSignal:
+    """Set once to stop sending; shared by every run that must stop together.
+
+    ``reason`` and ``error`` are the first stop's; ``fatal`` is the first
+    fatal error even when a rate limit stopped the run before it (a refused
+    key must never go unreported).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self.error: ApolloError | None = None
+        self.fatal: ApolloError | None = None
+
+    def __repr__(self) -> str:
+        return f"StopSignal({self.reason!r})" if self.stopped else "StopSignal(not stopped)"
+
+    @property
+    def stopped(self) -> bool:
+        return self.reason is not None
+
+    def stop(self, reason: str, error: ApolloError | None = None) -> None:
+        """Stop sending; the first reason wins."""
+        with self._lock:
+            if self.reason is None:
+                self.reason, self.error = reason, error
+            if self.fatal is None and error is not None and classify(error) is Failure.FATAL:
+                self.fatal = error
+
+    def fail(self, exc: ApolloError, failure: Failure) -> None:
+        """Stop for a fatal or stop failure, with the reason the operations report."""
+        if failure is not Failure.ERROR:
+            self.stop(f"rate limit: {exc}" if failure is Failure.STOP else f"stopped: {exc}", exc)
+
+    @property
+    def rate_limit(self) -> RateLimitError | None:
+        """The rate limit that stopped the run, if that is what stopped it."""
+        return self.error if isinstance(self.error, RateLimitError) else None
+
+    def raise_fatal(self) -> None:
+        """Raise the fatal error, if a run stopped on one (call it once the run's rows are accounted for)."""
+        if self.fatal is not None:
+            raise self.fatal
+
+
+@dataclasses.dataclass
+class Outcome(Generic[T, R]):
+    """One task's end: its value, or the ApolloError it failed with and how that counts."""
+
+    task: T
+    value: R | None = None
+    error: ApolloError | None = None
+    failure: Failure | None = None
+    #: False for a task never started because the run stopped first
+    started: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.started and self.error is None
+
+    def row_status(self, verb: str = "sent") -> tuple[str, str]:
+        """(status, message) for the rows of a failed task: ``skipped`` when the run stopped, else ``error``."""
+        if self.failure is Failure.FATAL:
+            return "skipped", f"not {verb}: {self.error}"
+        if self.failure is Failure.STOP:
+            return "skipped", str(self.error)
+        return "error", str(self.error)
+
+
+class Wait(enum.Enum):
+    """A source's answer "nothing can start until a running task finishes" (e.g. the budget waits)."""
+
+    WAIT = "wait"
+
+
+WAIT = Wait.WAIT
+#: a source returns the next task, WAIT, or None when it has no more
+Source = Callable[[], T | Wait | None]
+
+
+class Executor:
+    """Runs tasks on up to ``concurrency`` threads until the source is empty or the stop signal is set."""
+
+    def __init__(self, concurrency: int, stop: StopSignal | None = None, *, name: str = "apollo"):
+        self.concurrency = max(1, int(concurrency))
+        self.stop = stop if stop is not None else StopSignal()
+        self.name = name
+
+    @classmethod
+    def for_client(cls, client: Any, stop: StopSignal | None = None, *, name: str = "apollo") -> Executor:
+        """An executor as wide as the client's ``settings.concurrency``."""
+        return cls(getattr(client.settings, "concurrency", 1), stop, name=name)
+
+    def run(self, source: Source[T], work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None]) -> None:
+        """Start tasks from ``source`` while a slot is free; hand each outcome to ``on_done`` as it finishes."""
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.name)
+        inflight: dict[Future[R], T] = {}
+        try:
+            while self._fill(pool, inflight, source, work):
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    on_done(self._outcome(inflight.pop(future), future))
+        finally:
+            # The one place an interrupt (Ctrl-C) would be handled: await ``inflight`` and deliver their answers.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def run_tasks(
+        self, tasks: Iterable[T], work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None] | None = None
+    ) -> list[Outcome[T, R]]:
+        """Run every task (``on_done`` as in :meth:`run`); every task's outcome, in task order.
+
+        Tasks the run never started (it stopped first) have ``started=False``.
+        """
+        listed = list(tasks)
+        outcomes: list[Outcome[T, R]] = [Outcome(task, started=False) for task in listed]
+        numbered = iter(enumerate(listed))
+
+        def record(outcome: Outcome[tuple[int, T], R]) -> None:
+            i, task = outcome.task
+            outcomes[i] = mine = Outcome(task, outcome.value, outcome.error, outcome.failure)
+            if on_done is not None:
+                on_done(mine)
+
+        self.run(lambda: next(numbered, None), lambda pair: work(pair[1]), record)
+        return outcomes
+
+    def _fill(self, pool: ThreadPoolExecutor, inflight: dict[Future[R], T], source: Source[T],
+              work: Callable[[T], R]) -> bool:
+        """Submit tasks while a slot is free, the run is not stopped and the source has one; is any in flight?"""
+        while len(inflight) < self.concurrency and not self.stop.stopped:
+            task = source()
+            if task is None or isinstance(task, Wait):
+                break
+            inflight[pool.submit(work, task)] = task
+        return bool(inflight)
+
+    def _outcome(self, task: T, future: Future[R]) -> Outcome[T, R]:
+        """The task's outcome; the one place failures are judged (a circuit breaker would count them here)."""
+        try:
+            return Outcome(task, value=future.result())
+        except ApolloError as exc:
+            failure = classify(exc)
+            assert failure is not None
+            self.stop.fail(exc, failure)
+            return Outcome(task, error=exc, failure=failure)
