@@ -13,8 +13,10 @@ import pandas as pd
 from apollo_frames.core import normalize as nz
 from apollo_frames.client.http import client_scope
 from apollo_frames.core.columns import ORGS, resolve
+from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
-from apollo_frames.core.schema import flatten_orgs
+from apollo_frames.core.schema import ORG_SCHEMA, flatten_orgs
+from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "organizations/bulk_enrich"
 BATCH_SIZE = 10
@@ -101,3 +103,14 @@ def enrich_orgs(
             frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,
         )
+
+
+SPEC = register(Spec(
+    name="enrich_orgs",
+    kind="enrich",
+    function=enrich_orgs,
+    job=orgs_job,
+    options=("columns",),
+    schema=lambda options: text_schema(STATUS_COLUMNS, ORG_SCHEMA),
+    commands=(Command("enrich-orgs", "enrich a table of companies by domain (organizations/bulk_enrich)"),),
+))
