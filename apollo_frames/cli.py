@@ -127,14 +127,14 @@ def _label(text: str) -> str:
     return text
 
 
-def _client(args, sandbox=None):
-    kwargs = {"cache_dir": getattr(args, "cache_dir", None)}
+def _client(args: argparse.Namespace, sandbox: Any = None) -> Any:
+    cache_dir = getattr(args, "cache_dir", None)
     if sandbox is not None:
-        return sandbox.client(**kwargs)
-    return ApolloClient(**kwargs)
+        return sandbox.client(cache_dir=cache_dir)
+    return ApolloClient(cache_dir=cache_dir)
 
 
-def _sandbox_if(args):
+def _sandbox_if(args: argparse.Namespace) -> Any:
     if getattr(args, "sandbox", False):
         from apollo_frames.sandbox import Sandbox
 
@@ -189,7 +189,7 @@ def cmd_sandbox(args) -> int:
 
 
 #: (method, path, body) probes that cost no credits: a 400/422 answer still proves access.
-DOCTOR_PROBES = (
+DOCTOR_PROBES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("POST", "people/bulk_match", {}),
     ("POST", "organizations/bulk_enrich", {}),
     ("POST", "mixed_people/api_search", {"per_page": 1, "q_organization_domains_list": ["doctor.invalid"]}),
@@ -273,7 +273,7 @@ def _usage_endpoint(key: str) -> str:
     if not isinstance(parts, list):
         return str(key)
     path = "/".join(str(p).strip("/") for p in parts)
-    return path[len("api/v1/"):] if path.startswith("api/v1/") else path
+    return path.removeprefix("api/v1/")
 
 
 def _usage_table(rows: list[tuple[str, dict]], with_seen: bool = False) -> str:
@@ -310,6 +310,50 @@ def _as_int(value):
         return None
 
 
+_Rows = list[tuple[str, dict[str, Any]]]
+
+
+def _ledger_usage(client: Any) -> _Rows:
+    """The last rate-limit readings the ledger recorded, one row per endpoint."""
+    rows: _Rows = []
+    for endpoint, windows in client.ledger.limits().items():
+        row: dict[str, Any] = {
+            w: {"limit": i["limit"], "consumed": i["usage"], "left": i["left"]} for w, i in windows.items()
+        }
+        newest = max(i["seen_at"] for i in windows.values())
+        sources = sorted({i["source"] for i in windows.values()})
+        row["seen"] = f"{newest.strftime('%Y-%m-%d %H:%M:%S UTC')} ({'/'.join(sources)})"
+        rows.append((endpoint, row))
+    return rows
+
+
+def _stats_usage(data: Any, ledger: Any) -> _Rows:
+    """usage_stats' answer, one row per endpoint; each endpoint's limits are remembered in the ledger."""
+    rows: _Rows = []
+    for key, windows in (data if isinstance(data, dict) else {}).items():
+        if not isinstance(windows, dict):
+            continue
+        endpoint = _usage_endpoint(key)
+        row: dict[str, Any] = {}
+        for window in ("minute", "hour", "day"):
+            info = windows.get(window)
+            info = info if isinstance(info, dict) else {}
+            row[window] = {
+                "limit": _as_int(info.get("limit")),
+                "consumed": _as_int(info.get("consumed")),
+                "left": _as_int(info.get("left_over")),
+            }
+        rows.append((endpoint, row))
+        readings = {
+            w: WindowReading(limit=r["limit"], usage=r["consumed"], left=r["left"])
+            for w, r in row.items()
+            if r["limit"] is not None
+        }
+        # Remembered for estimates: the real limits of every endpoint, not only those called so far.
+        ledger.note_limits(endpoint, readings, source="usage_stats")
+    return sorted(rows, key=lambda r: r[0])
+
+
 def cmd_usage(args) -> int:
     with _client(args, _sandbox_if(args)) as client:
         try:
@@ -320,44 +364,16 @@ def cmd_usage(args) -> int:
                 f"usage_stats is not available to this key ({status}); showing instead the last rate-limit "
                 f"headers recorded in the ledger ({client.ledger.path}):"
             )
-            seen = client.ledger.limits()
-            if not seen:
+            rows = _ledger_usage(client)
+            if not rows:
                 print("  none recorded yet: they are saved on every enrichment batch, so run one first.")
                 return EXIT_OK
-            rows = []
-            for endpoint, windows in seen.items():
-                row = {w: {"limit": i["limit"], "consumed": i["usage"], "left": i["left"]} for w, i in windows.items()}
-                newest = max(i["seen_at"] for i in windows.values())
-                sources = sorted({i["source"] for i in windows.values()})
-                row["seen"] = f"{newest.strftime('%Y-%m-%d %H:%M:%S UTC')} ({'/'.join(sources)})"
-                rows.append((endpoint, row))
             print(_usage_table(rows, with_seen=True))
             print("('-' limit: Apollo sent no header for that window, i.e. unlimited; counts are as of 'seen'.)")
             return EXIT_OK
-        data = answer.data if isinstance(answer.data, dict) else {}
-        rows = []
-        for key, windows in data.items():
-            if not isinstance(windows, dict):
-                continue
-            endpoint = _usage_endpoint(key)
-            row = {}
-            for window in ("minute", "hour", "day"):
-                info = windows.get(window) if isinstance(windows.get(window), dict) else {}
-                row[window] = {
-                    "limit": _as_int(info.get("limit")),
-                    "consumed": _as_int(info.get("consumed")),
-                    "left": _as_int(info.get("left_over")),
-                }
-            rows.append((endpoint, row))
-            readings = {
-                w: WindowReading(limit=r["limit"], usage=r["consumed"], left=r["left"])
-                for w, r in row.items()
-                if r["limit"] is not None
-            }
-            # Remembered for estimates: the real limits of every endpoint, not only those called so far.
-            client.ledger.note_limits(endpoint, readings, source="usage_stats")
-        rows.sort(key=lambda r: r[0])
-        print(f"Apollo usage_stats ({len(rows)} endpoints) as of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}:")
+        rows = _stats_usage(answer.data, client.ledger)
+        now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        print(f"Apollo usage_stats ({len(rows)} endpoints) as of {now}:")
         print(_usage_table(rows))
     return EXIT_OK
 
@@ -368,8 +384,7 @@ def _parse_filters(pairs: list[str] | None) -> dict:
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         name = name.strip()
-        if name.endswith("[]"):
-            name = name[:-2]
+        name = name.removesuffix("[]")
         if not sep or not name:
             raise UsageError(f"--filter takes NAME=VALUE, got {pair!r}")
         value = value.strip()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ def assumed_limits(client, endpoint: str) -> tuple[dict[str, int | None], dict[s
     now = client.clock.time()
     try:
         seen = client.ledger.limits().get(endpoint)
-    except Exception:  # an unreadable ledger must not stop an estimate
+    except Exception:  # noqa: BLE001  (an unreadable ledger must not stop an estimate)
         seen = None
     if seen:
         limits = {w: seen[w]["limit"] if w in seen else None for w in WINDOWS}
@@ -99,35 +98,44 @@ def simulate_duration(
     """
     if calls <= 0:
         return 0.0
-    windows = []
-    for name in WINDOWS:
-        limit = limits.get(name)
-        if limit is None:
-            continue
-        limit = max(int(limit), 1)
-        state = {"length": WINDOW_SECONDS[name], "limit": limit, "left": limit, "reset_at": None}
-        if left and name in left:
-            state["left"], state["reset_at"] = min(max(left[name][0], 0), limit), left[name][1]
-        windows.append(state)
+    windows = [_window(name, limit, (left or {}).get(name)) for name, limit in limits.items()
+               if name in WINDOW_SECONDS and limit is not None]
     concurrency = max(int(concurrency), 1)
     t = 0.0
     remaining = calls
     while remaining > 0:
         for w in windows:
-            if w["reset_at"] is not None and t >= w["reset_at"]:
-                w["left"], w["reset_at"] = w["limit"], None
-        spent = [w for w in windows if w["left"] <= 0]
-        if spent:
-            t = max(w["reset_at"] for w in spent)
+            if w.reset_at is not None and t >= w.reset_at:
+                w.left, w.reset_at = w.limit, None
+        resets = [w.reset_at for w in windows if w.left <= 0 and w.reset_at is not None]
+        if resets:
+            t = max(resets)
             continue
-        k = min([remaining] + [w["left"] for w in windows])
+        k = min([remaining] + [w.left for w in windows])
         for w in windows:
-            if w["reset_at"] is None:
-                w["reset_at"] = t + w["length"]
-            w["left"] -= k
+            if w.reset_at is None:
+                w.reset_at = t + w.length
+            w.left -= k
         t += math.ceil(k / concurrency) * latency_s
         remaining -= k
     return t
+
+
+@dataclasses.dataclass
+class _Window:
+    """A fixed rate-limit window while simulating: requests left, and when it resets (None: not opened yet)."""
+
+    length: float
+    limit: int
+    left: int
+    reset_at: float | None = None
+
+
+def _window(name: str, limit: int, known: tuple[int, float] | None) -> _Window:
+    limit = max(int(limit), 1)
+    if known is None:
+        return _Window(WINDOW_SECONDS[name], limit, limit)
+    return _Window(WINDOW_SECONDS[name], limit, min(max(known[0], 0), limit), known[1])
 
 
 def format_duration(seconds: float) -> str:
@@ -288,7 +296,7 @@ def _from_work(work: Work, c: Any) -> Estimate:
     credits_max = work.to_fetch * work.worst_credits
     try:
         history = c.ledger.match_rate(work.operation)
-    except Exception:  # an unreadable ledger must not stop an estimate
+    except Exception:  # noqa: BLE001  (an unreadable ledger must not stop an estimate)
         history = None
     if history is not None:
         rate, records = history

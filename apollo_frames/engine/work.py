@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
-
-import pandas as pd
 
 from apollo_frames.engine.runner import plan_work
-
 
 # -- the work behind an estimate -----------------------------------------------------------------
 

@@ -41,7 +41,6 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +48,37 @@ import pandas as pd
 import pyarrow as pa
 
 from apollo_frames.client.http import client_scope
-from apollo_frames.core.errors import ApolloError, AuthenticationError, PermissionDeniedError, RateLimitError, warn
+from apollo_frames.core.errors import (
+    ApolloError,
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitError,
+    warn,
+)
 from apollo_frames.engine.assemble import assemble_table
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.progress import interactive, progress_bar
-from apollo_frames.engine.runner import answer_columns, check_run_args, execute, finish, plan_work
+from apollo_frames.engine.runner import (
+    answer_columns,
+    check_run_args,
+    execute,
+    finish,
+    plan_work,
+)
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.engine.work import Work
-from apollo_frames.io.files import check_chunk_rows, output_schema, parquet_output, partial_output, read_chunks
+from apollo_frames.io.files import (
+    check_chunk_rows,
+    output_schema,
+    parquet_output,
+    partial_output,
+    read_chunks,
+)
 from apollo_frames.ops import registry
 from apollo_frames.ops.push import PushSummary
 from apollo_frames.ops.registry import RUN_OPTIONS, Spec
 
-__all__ = ["enrich_parquet", "enrich_partition", "push_parquet", "file_work"]
+__all__ = ["enrich_parquet", "enrich_partition", "file_work", "push_parquet"]
 
 _SUMMED = ("rows", "unique_inputs", "cache_hits", "api_calls", "credits_consumed", "matched", "no_match",
            "invalid", "errors", "skipped", "skipped_credits_max")
@@ -228,7 +245,7 @@ def _enrich_counts(summary: RunSummary) -> dict[str, str]:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 7200:
