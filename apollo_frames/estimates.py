@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
 from apollo_frames.engine.work import Work
@@ -249,7 +249,14 @@ def _estimable(operation: Any) -> registry.Spec:
     return spec
 
 
-def estimate(frame: pd.DataFrame, operation: str, *, client=None, columns: dict[str, str] | None = None, **options) -> Estimate:
+def estimate(
+    frame: pd.DataFrame,
+    operation: str,
+    *,
+    client: ApolloClient | None = None,
+    columns: dict[str, str] | None = None,
+    **options: Any,
+) -> Estimate:
     """Estimate ``operation`` ("enrich_people", "enrich_orgs", "search") on ``frame`` without sending a request.
 
     Options are the operation's own (people: ``reveal_personal_emails``,
@@ -270,9 +277,9 @@ def estimate_file(
     operation: str = "enrich_people",
     *,
     chunk_rows: int = 10_000,
-    client=None,
+    client: ApolloClient | None = None,
     columns: dict[str, str] | None = None,
-    **options,
+    **options: Any,
 ) -> Estimate:
     """Estimate ``operation`` on the .csv or .parquet file ``src`` as ``enrich_parquet`` would run it; sends nothing.
 

@@ -47,7 +47,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import (
     ApolloError,
     AuthenticationError,
@@ -289,7 +289,8 @@ def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, r
     return new, done.summary
 
 
-def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | None, skipped: int) -> dict:
+def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | None) -> dict:
+    """A file run's summary: the chunks' counts summed, where it went, and whether a rate limit stopped it."""
     out = dict(summary)
     out.update(
         output=str(dst),
@@ -297,7 +298,7 @@ def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | 
         stopped_by_rate_limit=limit is not None,
         rate_limit_window=getattr(limit, "window", None),
         reset_at=getattr(limit, "reset_at", None),
-        rows_remaining=skipped,
+        rows_remaining=summary["skipped"],
         message=None,
     )
     return out
@@ -309,10 +310,10 @@ def enrich_parquet(
     operation: str = "enrich_people",
     *,
     chunk_rows: int = 10_000,
-    client=None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     log_every: float = 30,
-    **options,
+    **options: Any,
 ) -> dict:
     """Enrich the .parquet or .csv file ``src`` into the Parquet file ``dst``, streaming; return the run summary.
 
@@ -335,10 +336,10 @@ def enrich_parquet(
     summary = RunSummary(operation=spec.name, run_id=uuid.uuid4().hex[:12])
     started = time.monotonic()
     chunks = 0
+    input_schema, total_rows, tables = read_chunks(src, chunk_rows)
+    schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
     with client_scope(client) as api:
         max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
-        input_schema, total_rows, tables = read_chunks(src, chunk_rows)
-        schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
         guarded = _StopAfterFatal(api)
         bar = _Progress(spec.name, total_rows, progress, log_every)
         try:
@@ -357,7 +358,7 @@ def enrich_parquet(
             bar.close(_enrich_counts(summary))
 
     limit = guarded.rate_limit
-    out = _file_result(summary.to_dict(), dst, chunks, limit, summary.skipped)
+    out = _file_result(summary.to_dict(), dst, chunks, limit)
     if limit is not None:
         out["message"] = _rate_limit_message(limit, summary.skipped, "what is done comes from the cache.")
     elif summary.skipped:
@@ -427,10 +428,10 @@ def push_parquet(
     target: str = "contacts",
     *,
     chunk_rows: int = 10_000,
-    client=None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     log_every: float = 30,
-    **options,
+    **options: Any,
 ) -> dict:
     """Push the rows of the .parquet or .csv file ``src`` to Apollo as ``target`` ("contacts" or "accounts"),
     streaming, and write the per-row report to the Parquet file ``dst``; return the summary.
@@ -486,7 +487,7 @@ def push_parquet(
             warn(message, category)
     if state.fatal is not None:
         raise state.fatal
-    out = _file_result(summary.to_dict(), dst, state.chunks, limit, summary.skipped)
+    out = _file_result(summary.to_dict(), dst, state.chunks, limit)
     if limit is not None:
         out["message"] = _rate_limit_message(
             limit, summary.skipped, "with run_dedupe the rows already created come back as existing."
@@ -504,7 +505,7 @@ def _rate_limit_message(limit: RateLimitError, skipped: int, rerun: str) -> str:
     )
 
 
-def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options) -> pd.DataFrame:
+def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options: Any) -> pd.DataFrame:
     """Enrich one partition (a pandas frame) and return it; the columns and dtypes are the same on every call.
 
     For Dask: ``ddf.map_partitions(enrich_partition, "enrich_people", meta=enrich_partition(ddf._meta))``

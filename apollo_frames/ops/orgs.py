@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from apollo_frames.core import normalize as nz
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.client.ledger import Ledger
 from apollo_frames.core.columns import ORGS, resolve
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
@@ -92,15 +93,15 @@ def enrich_orgs(
     max_credits: float | None = None,
     refresh: bool = False,
     progress: bool = True,
-    client=None,
-    ledger=None,
+    client: ApolloClient | None = None,
+    ledger: Ledger | None = None,
     confirm_over: float | None = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain."""
     prepared, op, options = orgs_job(frame, columns)
-    with client_scope(client) as client:
+    with client_scope(client) as api:
         return run_operation(
-            frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
+            frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,
         )
 
