@@ -11,6 +11,7 @@ from apollo_frames.core.errors import (
     AuthenticationError,
     BudgetExceededError,
     ConfigurationError,
+    InputError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -21,8 +22,9 @@ from apollo_frames.client.http import ApolloClient
 from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.engine.summary import RunSummary
-from apollo_frames.estimates import Estimate, estimate
+from apollo_frames.estimates import Estimate, estimate, estimate_file
 from apollo_frames.reports import credit_summary, ledger, plot_credits
+from apollo_frames.core.columns import ColumnMappingError
 from apollo_frames.core.filters import FilterError
 from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
 from apollo_frames.ops.push import push_accounts, push_contacts
@@ -43,6 +45,7 @@ __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
     "ConfigurationError",
+    "InputError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -51,8 +54,10 @@ __all__ = [
     "Estimate",
     "credit_summary",
     "estimate",
+    "estimate_file",
     "ledger",
     "plot_credits",
+    "ColumnMappingError",
     "FilterError",
     "SearchTruncatedWarning",
     "search_frame",

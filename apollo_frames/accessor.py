@@ -1,122 +1,57 @@
-"""The ``df.apollo`` accessor: a thin layer that hands the frame to the plain functions.
+"""The ``df.apollo`` accessor: every method is a plain function with the frame filled in.
 
-Everything here is also available without the accessor, e.g.
-``apollo_frames.enrich_people(df, ...)``.
+The methods are generated, pyjanitor's way, from the functions the operation
+registry lists (``df.apollo.enrich_people(...)`` is
+``apollo_frames.enrich_people(df, ...)``) and from
+:func:`~apollo_frames.estimates.estimate`: the same signature without the
+frame, the same docstring, so a method can never take or forward less than
+its function.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 
-from apollo_frames.ops import orgs
+from apollo_frames.estimates import estimate
+from apollo_frames.ops import registry
 
-from apollo_frames.ops import people
 
-from apollo_frames.ops import search as _search
+def frame_method(function: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+    """``function(frame, ...)`` as a method of the accessor: same signature minus the frame, same docstring."""
+    signature = inspect.signature(function)
+    frame_param, *rest = signature.parameters.values()
+
+    @functools.wraps(function)
+    def method(self: ApolloAccessor, *args: Any, **kwargs: Any) -> Any:
+        return function(self._frame, *args, **kwargs)
+
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__signature__ = signature.replace(parameters=[self_param, *rest])  # type: ignore[attr-defined]
+    method.__annotations__ = {k: v for k, v in function.__annotations__.items() if k != frame_param.name}
+    method.__name__ = name or function.__name__
+    method.__qualname__ = f"{ApolloAccessor.__name__}.{method.__name__}"
+    return method
 
 
 @pd.api.extensions.register_dataframe_accessor("apollo")
 class ApolloAccessor:
+    """``df.apollo``: the operations of :mod:`apollo_frames` on this frame (see each method's help)."""
+
     def __init__(self, frame: pd.DataFrame):
         self._frame = frame
 
-    def enrich_people(
-        self,
-        columns=None,
-        reveal_personal_emails=False,
-        reveal_phone_number=False,
-        webhook_url=None,
-        max_credits=None,
-        refresh=False,
-        progress=True,
-        client=None,
-        confirm_over=None,
-    ) -> pd.DataFrame:
-        """Enrich each row as a person (POST people/bulk_match, 10 per call). See ``apollo_frames.enrich_people``."""
-        return people.enrich_people(
-            self._frame,
-            columns=columns,
-            reveal_personal_emails=reveal_personal_emails,
-            reveal_phone_number=reveal_phone_number,
-            webhook_url=webhook_url,
-            max_credits=max_credits,
-            refresh=refresh,
-            progress=progress,
-            client=client,
-            confirm_over=confirm_over,
-        )
 
-    def enrich_orgs(
-        self, columns=None, max_credits=None, refresh=False, progress=True, client=None, confirm_over=None
-    ) -> pd.DataFrame:
-        """Enrich each row as an organization by domain (POST organizations/bulk_enrich, 10 per call)."""
-        return orgs.enrich_orgs(
-            self._frame, columns=columns, max_credits=max_credits, refresh=refresh, progress=progress, client=client,
-            confirm_over=confirm_over,
-        )
+def methods() -> dict[str, Callable[..., Any]]:
+    """Accessor method name -> the plain function it calls."""
+    found: dict[str, Callable[..., Any]] = {spec.method_name: spec.function for spec in registry.operations()}
+    found["estimate"] = estimate
+    return found
 
-    def search(
-        self,
-        kind="people",
-        max_results_per_row=10,
-        columns=None,
-        max_credits=None,
-        refresh=False,
-        progress=True,
-        client=None,
-        **filters,
-    ) -> pd.DataFrame:
-        """One Apollo search per row (kind="people" or "orgs"); a long frame with ``apollo_input_index``.
 
-        Per-row filters come from columns (``domain`` -> q_organization_domains_list, ``organization_id`` ->
-        organization_ids, ``title`` -> person_titles, ...; ``columns=`` overrides), combined with the keyword
-        filters. See ``apollo_frames.search_frame``.
-        """
-        return _search.search_frame(
-            self._frame,
-            kind=kind,
-            max_results_per_row=max_results_per_row,
-            columns=columns,
-            max_credits=max_credits,
-            refresh=refresh,
-            progress=progress,
-            client=client,
-            **filters,
-        )
-
-    def estimate(self, operation, **options):
-        """What ``operation`` ("enrich_people", "enrich_orgs") would cost on this frame; sends nothing.
-
-        Takes ``client=``, ``columns=`` and the operation's options. See ``apollo_frames.estimates.estimate``.
-        """
-        from apollo_frames import estimates as credits
-
-        return credits.estimate(self._frame, operation, **options)
-
-    def push_contacts(
-        self, mode="upsert", columns=None, run_dedupe=True, labels=None, dry_run=False, progress=True, client=None,
-        default_region="US",
-    ) -> pd.DataFrame:
-        """Push each row to Apollo as a contact: mode "upsert" (default), "insert" or "update".
-
-        One status per row (created, existing, updated, invalid, duplicate, error, skipped) with ``apollo_id``;
-        ``dry_run=True`` sends nothing and returns the plan. See ``apollo_frames.push_contacts``.
-        """
-        from apollo_frames.ops import push
-
-        return push.push_contacts(
-            self._frame, mode=mode, columns=columns, run_dedupe=run_dedupe, labels=labels, dry_run=dry_run,
-            progress=progress, client=client, default_region=default_region,
-        )
-
-    def push_accounts(
-        self, mode="upsert", columns=None, run_dedupe=True, labels=None, dry_run=False, progress=True, client=None,
-        default_region="US",
-    ) -> pd.DataFrame:
-        """Push each row to Apollo as an account, keyed on its domain (needs a master key). See ``apollo_frames.push_accounts``."""
-        from apollo_frames.ops import push
-
-        return push.push_accounts(
-            self._frame, mode=mode, columns=columns, run_dedupe=run_dedupe, labels=labels, dry_run=dry_run,
-            progress=progress, client=client, default_region=default_region,
-        )
+for _name, _function in methods().items():
+    setattr(ApolloAccessor, _name, frame_method(_function, _name))

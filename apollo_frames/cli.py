@@ -1,24 +1,77 @@
 """The ``apollo-frames`` command line.
 
-Exit codes: 0 done; 1 failed (or some rows ended in error); 2 bad usage or input;
-3 the API key was refused (401/403); 4 stopped by a rate limit (a spent daily window):
-the output file is written, the rows not done are ``skipped``, run the same command
-again after the window resets (the message says when) and it continues from the cache.
+Exit codes (``EXIT_CODES``, first match wins): 0 done; 1 failed (or some rows
+ended in error); 2 bad usage or input; 3 the API key was refused (401/403);
+4 stopped by a rate limit (a spent daily window): the output file is written,
+the rows not done are ``skipped``, run the same command again after the window
+resets (the message says when) and it continues from the cache. Any other
+exception is a bug and shows its traceback.
+
+The operation commands (enrich-*, search-*, push-*) and ``estimate --op`` come
+from the operation registry: each kind of operation has one parser builder and
+one handler here.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
+import warnings
 from pathlib import Path
-
-import pandas as pd
+from typing import Any
 
 from apollo_frames._version import __version__
-from apollo_frames.core.errors import ApolloError, AuthenticationError, ConfigurationError, PermissionDeniedError
+from apollo_frames.client.http import ApolloClient
+from apollo_frames.client.ratelimit import WindowReading, parse_rate_headers
+from apollo_frames.core.columns import ColumnMappingError
+from apollo_frames.core.errors import (
+    ApolloError,
+    AuthenticationError,
+    ConfigurationError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ValidationError,
+)
+from apollo_frames.core.filters import FilterError
+from apollo_frames.engine.summary import RunSummary
+from apollo_frames.estimates import estimate_file
+from apollo_frames.io.files import read_frame, write_parquet
+from apollo_frames.io.stream import enrich_parquet, push_parquet
+from apollo_frames.ops import registry
+from apollo_frames.ops.orgs import enrich_orgs
+from apollo_frames.ops.people import enrich_people
+from apollo_frames.ops.push import PushSummary
+from apollo_frames.ops.search import SearchSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4
+
+
+class UsageError(ConfigurationError):
+    """A command-line argument that cannot be used as given."""
+
+
+#: exception -> exit code; the first class that matches wins; anything else is a bug and keeps its traceback
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (AuthenticationError, EXIT_AUTH),
+    (PermissionDeniedError, EXIT_AUTH),
+    (RateLimitError, EXIT_RATE_LIMITED),
+    (ConfigurationError, EXIT_USAGE),  # UsageError too
+    (InputError, EXIT_USAGE),
+    (FilterError, EXIT_USAGE),
+    (ColumnMappingError, EXIT_USAGE),
+    (FileNotFoundError, EXIT_USAGE),
+    (ApolloError, EXIT_FAILED),
+)
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code for ``exc`` (see ``EXIT_CODES``), or None when it is not one we raise on purpose."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), None)
 
 
 def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
@@ -28,7 +81,7 @@ def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
     for pair in pairs:
         source, sep, target = pair.rpartition("=")
         if not sep or not source.strip() or not target.strip():
-            raise ValueError(f"--map takes COLUMN=FIELD, got {pair!r}")
+            raise UsageError(f"--map takes COLUMN=FIELD, got {pair!r}")
         mapping[source.strip()] = target.strip()
     return mapping
 
@@ -37,33 +90,51 @@ def parquet_path(value: str, what: str) -> Path:
     """An output path, refused early unless it names a .parquet file."""
     path = Path(value)
     if path.suffix.lower() != ".parquet":
-        raise ValueError(f"{what} must be a .parquet file, got {path.name}")
+        raise UsageError(f"{what} must be a .parquet file, got {path.name}")
     return path
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a .csv or .parquet input; CSV cells are kept as text so ids and zip codes survive."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"input file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt"):
-        return pd.read_csv(path, dtype=str, keep_default_na=True)
-    raise ValueError(f"input must be .csv or .parquet, got {path.name}")
+def _existing(value: str) -> str:
+    """An input path, refused before any client is built when it does not exist."""
+    if not Path(value).exists():
+        raise FileNotFoundError(f"input file not found: {value}")
+    return value
 
 
-def _client(args, sandbox=None):
-    from apollo_frames.client.http import ApolloClient
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
-    kwargs = {"cache_dir": getattr(args, "cache_dir", None)}
+
+def _credits(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of credits >= 0, got {text!r}")
+    return value
+
+
+def _label(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a label cannot be blank")
+    return text
+
+
+def _client(args: argparse.Namespace, sandbox: Any = None) -> Any:
+    cache_dir = getattr(args, "cache_dir", None)
     if sandbox is not None:
-        return sandbox.client(**kwargs)
-    return ApolloClient(**kwargs)
+        return sandbox.client(cache_dir=cache_dir)
+    return ApolloClient(cache_dir=cache_dir)
 
 
-def _sandbox_if(args):
+def _sandbox_if(args: argparse.Namespace) -> Any:
     if getattr(args, "sandbox", False):
         from apollo_frames.sandbox import Sandbox
 
@@ -75,19 +146,11 @@ def _sandbox_if(args):
 
 
 def cmd_enrich(args) -> int:
-    import warnings
-
-    from apollo_frames.io.stream import enrich_parquet
-    from apollo_frames.engine.summary import RunSummary
-
-    output = parquet_path(args.output, "output")
-    if not Path(args.input).exists():
-        raise FileNotFoundError(f"input file not found: {args.input}")
-    columns = _parse_map(args.map)
+    src, output, columns = _existing(args.input), parquet_path(args.output, "output"), _parse_map(args.map)
     with _client(args, _sandbox_if(args)) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the skipped-rows message is printed below instead
         summary = enrich_parquet(
-            args.input, output, args.command.replace("-", "_"), chunk_rows=args.chunk_rows, client=client,
+            src, output, args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
         )
     fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
@@ -100,8 +163,6 @@ def cmd_enrich(args) -> int:
 
 
 def _summary_line(summary: dict) -> str:
-    from apollo_frames.engine.summary import RunSummary
-
     return RunSummary(**summary).line()
 
 
@@ -114,7 +175,7 @@ def cmd_sandbox(args) -> int:
     sandbox = Sandbox(config)
     base_url = sandbox.start(host="127.0.0.1", port=args.port)
     key = args.api_key or __import__("apollo_frames.sandbox", fromlist=["DEFAULT_API_KEY"]).DEFAULT_API_KEY
-    print(f"Apollo sandbox listening (offline emulator, fictional data); press Ctrl-C to stop.", flush=True)
+    print("Apollo sandbox listening (offline emulator, fictional data); press Ctrl-C to stop.", flush=True)
     print(f"APOLLO_BASE_URL={base_url}", flush=True)
     print(f"APOLLO_API_KEY={key}", flush=True)
     try:
@@ -128,7 +189,7 @@ def cmd_sandbox(args) -> int:
 
 
 #: (method, path, body) probes that cost no credits: a 400/422 answer still proves access.
-DOCTOR_PROBES = (
+DOCTOR_PROBES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("POST", "people/bulk_match", {}),
     ("POST", "organizations/bulk_enrich", {}),
     ("POST", "mixed_people/api_search", {"per_page": 1, "q_organization_domains_list": ["doctor.invalid"]}),
@@ -140,9 +201,6 @@ DOCTOR_PROBES = (
 
 
 def cmd_doctor(args) -> int:
-    from apollo_frames.core.errors import ValidationError
-    from apollo_frames.client.ratelimit import parse_rate_headers
-
     sandbox = _sandbox_if(args)
     with _client(args, sandbox) as client:
         s = client.settings
@@ -190,26 +248,24 @@ def _refuse_requests(environ, start_response):
 
 
 def cmd_estimate(args) -> int:
-    from apollo_frames.estimates import estimate
     from apollo_frames.sandbox import client_for
 
-    frame = read_table(args.input)
+    spec = registry.get(args.op)
     options = {"reveal_phone_number": True} if args.reveal_phone_number else {}
-    if args.reveal_phone_number and args.op != "enrich-people":
-        raise ValueError("--reveal-phone-number applies to --op enrich-people only")
+    if args.reveal_phone_number and "reveal_phone_number" not in spec.options:
+        raise UsageError(f"--reveal-phone-number does not apply to --op {args.op}")
+    src, columns = _existing(args.input), _parse_map(args.map)
     # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
     # attempt to send a request would fail loudly.
     client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
     with client:
-        result = estimate(frame, args.op, client=client, columns=_parse_map(args.map), **options)
+        result = estimate_file(src, spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns, **options)
     print(repr(result))
     return EXIT_OK
 
 
 def _usage_endpoint(key: str) -> str:
     """'["api/v1/people", "bulk_match"]' -> 'people/bulk_match' (the endpoint names the toolkit uses)."""
-    import json
-
     try:
         parts = json.loads(key)
     except ValueError:
@@ -217,7 +273,7 @@ def _usage_endpoint(key: str) -> str:
     if not isinstance(parts, list):
         return str(key)
     path = "/".join(str(p).strip("/") for p in parts)
-    return path[len("api/v1/"):] if path.startswith("api/v1/") else path
+    return path.removeprefix("api/v1/")
 
 
 def _usage_table(rows: list[tuple[str, dict]], with_seen: bool = False) -> str:
@@ -254,10 +310,51 @@ def _as_int(value):
         return None
 
 
-def cmd_usage(args) -> int:
-    from apollo_frames.core.errors import NotFoundError
-    from apollo_frames.client.ratelimit import WindowReading
+_Rows = list[tuple[str, dict[str, Any]]]
 
+
+def _ledger_usage(client: Any) -> _Rows:
+    """The last rate-limit readings the ledger recorded, one row per endpoint."""
+    rows: _Rows = []
+    for endpoint, windows in client.ledger.limits().items():
+        row: dict[str, Any] = {
+            w: {"limit": i["limit"], "consumed": i["usage"], "left": i["left"]} for w, i in windows.items()
+        }
+        newest = max(i["seen_at"] for i in windows.values())
+        sources = sorted({i["source"] for i in windows.values()})
+        row["seen"] = f"{newest.strftime('%Y-%m-%d %H:%M:%S UTC')} ({'/'.join(sources)})"
+        rows.append((endpoint, row))
+    return rows
+
+
+def _stats_usage(data: Any, ledger: Any) -> _Rows:
+    """usage_stats' answer, one row per endpoint; each endpoint's limits are remembered in the ledger."""
+    rows: _Rows = []
+    for key, windows in (data if isinstance(data, dict) else {}).items():
+        if not isinstance(windows, dict):
+            continue
+        endpoint = _usage_endpoint(key)
+        row: dict[str, Any] = {}
+        for window in ("minute", "hour", "day"):
+            info = windows.get(window)
+            info = info if isinstance(info, dict) else {}
+            row[window] = {
+                "limit": _as_int(info.get("limit")),
+                "consumed": _as_int(info.get("consumed")),
+                "left": _as_int(info.get("left_over")),
+            }
+        rows.append((endpoint, row))
+        readings = {
+            w: WindowReading(limit=r["limit"], usage=r["consumed"], left=r["left"])
+            for w, r in row.items()
+            if r["limit"] is not None
+        }
+        # Remembered for estimates: the real limits of every endpoint, not only those called so far.
+        ledger.note_limits(endpoint, readings, source="usage_stats")
+    return sorted(rows, key=lambda r: r[0])
+
+
+def cmd_usage(args) -> int:
     with _client(args, _sandbox_if(args)) as client:
         try:
             answer = client.post("usage_stats/api_usage_stats", json={})
@@ -267,44 +364,16 @@ def cmd_usage(args) -> int:
                 f"usage_stats is not available to this key ({status}); showing instead the last rate-limit "
                 f"headers recorded in the ledger ({client.ledger.path}):"
             )
-            seen = client.ledger.limits()
-            if not seen:
+            rows = _ledger_usage(client)
+            if not rows:
                 print("  none recorded yet: they are saved on every enrichment batch, so run one first.")
                 return EXIT_OK
-            rows = []
-            for endpoint, windows in seen.items():
-                row = {w: {"limit": i["limit"], "consumed": i["usage"], "left": i["left"]} for w, i in windows.items()}
-                newest = max(i["seen_at"] for i in windows.values())
-                sources = sorted({i["source"] for i in windows.values()})
-                row["seen"] = f"{newest.strftime('%Y-%m-%d %H:%M:%S UTC')} ({'/'.join(sources)})"
-                rows.append((endpoint, row))
             print(_usage_table(rows, with_seen=True))
             print("('-' limit: Apollo sent no header for that window, i.e. unlimited; counts are as of 'seen'.)")
             return EXIT_OK
-        data = answer.data if isinstance(answer.data, dict) else {}
-        rows = []
-        for key, windows in data.items():
-            if not isinstance(windows, dict):
-                continue
-            endpoint = _usage_endpoint(key)
-            row = {}
-            for window in ("minute", "hour", "day"):
-                info = windows.get(window) if isinstance(windows.get(window), dict) else {}
-                row[window] = {
-                    "limit": _as_int(info.get("limit")),
-                    "consumed": _as_int(info.get("consumed")),
-                    "left": _as_int(info.get("left_over")),
-                }
-            rows.append((endpoint, row))
-            readings = {
-                w: WindowReading(limit=r["limit"], usage=r["consumed"], left=r["left"])
-                for w, r in row.items()
-                if r["limit"] is not None
-            }
-            # Remembered for estimates: the real limits of every endpoint, not only those called so far.
-            client.ledger.note_limits(endpoint, readings, source="usage_stats")
-        rows.sort(key=lambda r: r[0])
-        print(f"Apollo usage_stats ({len(rows)} endpoints) as of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}:")
+        rows = _stats_usage(answer.data, client.ledger)
+        now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        print(f"Apollo usage_stats ({len(rows)} endpoints) as of {now}:")
         print(_usage_table(rows))
     return EXIT_OK
 
@@ -315,10 +384,9 @@ def _parse_filters(pairs: list[str] | None) -> dict:
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         name = name.strip()
-        if name.endswith("[]"):
-            name = name[:-2]
+        name = name.removesuffix("[]")
         if not sep or not name:
-            raise ValueError(f"--filter takes NAME=VALUE, got {pair!r}")
+            raise UsageError(f"--filter takes NAME=VALUE, got {pair!r}")
         value = value.strip()
         if name in filters:
             before = filters[name]
@@ -329,44 +397,32 @@ def _parse_filters(pairs: list[str] | None) -> dict:
 
 
 def cmd_search(args) -> int:
-    from apollo_frames.ops import search
-
     output = parquet_path(args.output, "output")
     filters = _parse_filters(args.filter)
+    if "max_credits" in args.command_spec.flags:
+        filters["max_credits"] = args.max_credits
+    search = args.command_spec.call
     with _client(args, _sandbox_if(args)) as client:
-        if args.command == "search-people":
-            result = search.search_people(
-                max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh, **filters
-            )
-        else:
-            result = search.search_orgs(
-                max_results=args.max_results, max_credits=args.max_credits, client=client, progress=not args.quiet,
-                refresh=args.refresh, **filters,
-            )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    result.to_parquet(output)
-    summary = result.attrs["apollo"]
-    print(f"wrote {output} | " + search.SearchSummary(**summary).line())
+        result = search(max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh,
+                        **filters)
+    write_parquet(result, output)
+    print(f"wrote {output} | " + SearchSummary(**result.attrs["apollo"]).line())
     return EXIT_OK
 
 
 def cmd_push(args) -> int:
-    from apollo_frames.io.stream import push_parquet
-    from apollo_frames.ops.push import PushSummary
-
-    report = parquet_path(args.report, "--report")
-    if not Path(args.input).exists():
-        raise FileNotFoundError(f"input file not found: {args.input}")
-    options = dict(
-        chunk_rows=args.chunk_rows, progress=not args.quiet, mode=args.mode, columns=_parse_map(args.map),
-        run_dedupe=not args.no_dedupe, labels=args.label, dry_run=args.dry_run, default_region=args.default_region,
-    )
-    target = args.command.removeprefix("push-")
+    src, report = _existing(args.input), parquet_path(args.report, "--report")
+    options = {
+        "chunk_rows": args.chunk_rows, "progress": not args.quiet, "mode": args.mode, "columns": _parse_map(args.map),
+        "run_dedupe": not args.no_dedupe, "labels": args.label, "dry_run": args.dry_run,
+        "default_region": args.default_region,
+    }
+    target = args.spec.target
     if args.dry_run:
-        summary = push_parquet(args.input, report, target, **options)  # a dry run sends nothing and needs no key
+        summary = push_parquet(src, report, target, **options)  # a dry run sends nothing and needs no key
     else:
         with _client(args, _sandbox_if(args)) as client:
-            summary = push_parquet(args.input, report, target, client=client, **options)
+            summary = push_parquet(src, report, target, client=client, **options)
     fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
     print(f"wrote {report} | " + PushSummary(**fields).line())  # a rate-limit stop was warned about already
     if summary["stopped_by_rate_limit"]:
@@ -383,9 +439,6 @@ def _samples_dir(explicit: str | None) -> Path:
 
 
 def cmd_demo(args) -> int:
-    from apollo_frames.ops import orgs
-    from apollo_frames.ops import people
-    from apollo_frames.client.http import ApolloClient
     from apollo_frames.sandbox import Sandbox
 
     samples = _samples_dir(args.samples)
@@ -394,15 +447,15 @@ def cmd_demo(args) -> int:
     print("apollo_frames demo: the embedded Apollo sandbox stands in for Apollo (no key needed, no real credits spent).")
     sandbox = Sandbox()
     with sandbox.client(cache_dir=out / "cache") as client:
-        people_in = read_table(samples / "people.csv")
-        enriched = people.enrich_people(people_in, client=client, progress=not args.quiet)
-        enriched.to_parquet(out / "people_enriched.parquet")
+        people_in = read_frame(samples / "people.csv")
+        enriched = enrich_people(people_in, client=client, progress=not args.quiet)
+        write_parquet(enriched, out / "people_enriched.parquet")
         print(f"people    -> {out / 'people_enriched.parquet'}\n  {_summary_line(enriched.attrs['apollo'])}")
-        companies_in = read_table(samples / "companies.csv")
-        companies = orgs.enrich_orgs(companies_in, client=client, progress=not args.quiet)
-        companies.to_parquet(out / "companies_enriched.parquet")
+        companies_in = read_frame(samples / "companies.csv")
+        companies = enrich_orgs(companies_in, client=client, progress=not args.quiet)
+        write_parquet(companies, out / "companies_enriched.parquet")
         print(f"companies -> {out / 'companies_enriched.parquet'}\n  {_summary_line(companies.attrs['apollo'])}")
-        again = people.enrich_people(people_in, client=client, progress=False)
+        again = enrich_people(people_in, client=client, progress=False)
         print(f"re-run of people, all from the cache:\n  {_summary_line(again.attrs['apollo'])}")
         counts = enriched["apollo_status"].value_counts().to_dict()
         print(f"people statuses: {counts}")
@@ -419,7 +472,70 @@ def _add_run_options(p: argparse.ArgumentParser, chunked: bool = False) -> None:
     p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if chunked:
-        p.add_argument("--chunk-rows", type=int, default=10_000, help="rows read, processed and written at a time")
+        _add_chunk_rows(p)
+
+
+def _add_chunk_rows(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunk-rows", type=_positive_int, default=10_000, help="rows read, processed and written at a time")
+
+
+def _add_map(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
+
+
+def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
+    p.add_argument("input", help=".csv or .parquet")
+    p.add_argument("output", help=".parquet")
+    _add_map(p)
+    p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
+    p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
+    _add_run_options(p, chunked=True)
+
+
+def _search_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
+    p.add_argument("output", help=".parquet")
+    p.add_argument(
+        "--filter", action="append", metavar="NAME=VALUE",
+        help="an Apollo search filter, e.g. person_titles='VP Sales'; repeat a name for a list of values",
+    )
+    p.add_argument("--max-results", type=_positive_int, default=100,
+                   help="return at most this many records (default 100)")
+    if "max_credits" in command.flags:
+        p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
+    p.add_argument("--refresh", action="store_true", help="ignore cached pages (they are still updated)")
+    _add_run_options(p)
+
+
+def _push_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
+    p.add_argument("input", help=".csv or .parquet")
+    p.add_argument("--mode", choices=["upsert", "insert", "update"], default="upsert")
+    p.add_argument("--report", required=True, help=".parquet: the input with apollo_status, apollo_id, apollo_error")
+    p.add_argument("--dry-run", action="store_true", help="send nothing; report what would be sent")
+    _add_map(p)
+    p.add_argument("--label", action="append", type=_label, metavar="NAME",
+                   help="label added to the records created (repeatable)")
+    p.add_argument("--no-dedupe", action="store_true",
+                   help="bulk_create without run_dedupe (unknown outcomes are not retried)")
+    p.add_argument("--default-region", default="US", help="region for phone numbers without a +country code")
+    _add_run_options(p, chunked=True)
+
+
+#: operation kind -> (its commands' arguments, their handler)
+_KIND_COMMANDS: dict[str, tuple[Any, Any]] = {
+    "enrich": (_enrich_arguments, cmd_enrich),
+    "search": (_search_arguments, cmd_search),
+    "push": (_push_arguments, cmd_push),
+}
+
+
+def _add_operation_commands(sub: Any, kind: str) -> None:
+    """One subcommand per command the registered operations of ``kind`` declare."""
+    arguments, handler = _KIND_COMMANDS[kind]
+    for spec in registry.operations(kind):
+        for command in spec.commands:
+            p = sub.add_parser(command.name, help=command.help)
+            arguments(p, command)
+            p.set_defaults(func=handler, spec=spec, command_spec=command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,19 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"apollo-frames {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    for name, help_text in (
-        ("enrich-people", "enrich a table of people (people/bulk_match)"),
-        ("enrich-orgs", "enrich a table of companies by domain (organizations/bulk_enrich)"),
-    ):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("input", help=".csv or .parquet")
-        p.add_argument("output", help=".parquet")
-        p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
-        p.add_argument("--max-credits", type=float, default=None, help="never spend more than this in the run")
-        p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
-        _add_run_options(p, chunked=True)
-        p.set_defaults(func=cmd_enrich)
+    _add_operation_commands(sub, "enrich")
 
     p = sub.add_parser("sandbox", help="serve the offline Apollo emulator on loopback until stopped")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -457,11 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="what an enrichment would cost: cache hits, calls, credits, duration (sends nothing)")
     p.add_argument("input", help=".csv or .parquet")
-    p.add_argument("--op", required=True, choices=["enrich-people", "enrich-orgs"], help="the operation to estimate")
-    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
+    ops = [spec.name.replace("_", "-") for spec in registry.operations("enrich")]
+    p.add_argument("--op", required=True, choices=ops, help="the operation to estimate")
+    _add_map(p)
     p.add_argument("--reveal-phone-number", action="store_true", help="people: price the phone reveal (+8 credits)")
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="estimate against the embedded sandbox's cache")
+    _add_chunk_rows(p)
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("usage", help="rate limits used and left per endpoint (usage_stats; ledger if refused)")
@@ -469,38 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
     p.set_defaults(func=cmd_usage)
 
-    for name, help_text in (
-        ("search-people", "search people by filters (mixed_people/api_search, free; teaser records)"),
-        ("search-orgs", "search organizations by filters (mixed_companies/search, 1 credit per page with results)"),
-    ):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("output", help=".parquet")
-        p.add_argument(
-            "--filter", action="append", metavar="NAME=VALUE",
-            help="an Apollo search filter, e.g. person_titles='VP Sales'; repeat a name for a list of values",
-        )
-        p.add_argument("--max-results", type=int, default=100, help="return at most this many records (default 100)")
-        if name == "search-orgs":
-            p.add_argument("--max-credits", type=float, default=None, help="never spend more than this in the run")
-        p.add_argument("--refresh", action="store_true", help="ignore cached pages (they are still updated)")
-        _add_run_options(p)
-        p.set_defaults(func=cmd_search)
-
-    for name, help_text in (
-        ("push-contacts", "create/update Apollo contacts from a table (contacts/bulk_create, PATCH contacts/{id})"),
-        ("push-accounts", "create/update Apollo accounts from a table, keyed on domain (needs a master key)"),
-    ):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("input", help=".csv or .parquet")
-        p.add_argument("--mode", choices=["upsert", "insert", "update"], default="upsert")
-        p.add_argument("--report", required=True, help=".parquet: the input with apollo_status, apollo_id, apollo_error")
-        p.add_argument("--dry-run", action="store_true", help="send nothing; report what would be sent")
-        p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
-        p.add_argument("--label", action="append", metavar="NAME", help="label added to the records created (repeatable)")
-        p.add_argument("--no-dedupe", action="store_true", help="bulk_create without run_dedupe (unknown outcomes are not retried)")
-        p.add_argument("--default-region", default="US", help="region for phone numbers without a +country code")
-        _add_run_options(p, chunked=True)
-        p.set_defaults(func=cmd_push)
+    _add_operation_commands(sub, "search")
+    _add_operation_commands(sub, "push")
 
     p = sub.add_parser("demo", help="enrich the sample data against the embedded sandbox (no key needed)")
     p.add_argument("--out", default="apollo_demo", help="output folder (default ./apollo_demo)")
@@ -516,8 +592,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
-
     parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
@@ -526,17 +600,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    """Run the command; an error we raise on purpose becomes its message and exit code, a bug keeps its traceback."""
     try:
         return args.func(args)
-    except (AuthenticationError, PermissionDeniedError) as exc:
+    except Exception as exc:
+        code = exit_code(exc)
+        if code is None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_AUTH
-    except (ConfigurationError, ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ApolloError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return code
 
 
 if __name__ == "__main__":

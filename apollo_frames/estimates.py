@@ -7,60 +7,37 @@ expected from the match rate the ledger has seen), and roughly how long the
 rate limits would make it last. It reuses what a run does before its first
 request (the operation's ``prepare`` and ``runner.plan_work``, which only
 reads the cache), so it counts exactly what a run would send.
+``estimate_file(path, "enrich_people")`` counts a whole .csv or .parquet file
+the way ``enrich_parquet`` (and ``apollo-frames enrich-people``) reads and
+runs it: streamed in chunks, so it never holds the file in memory.
 
-Operations plug in through a small registry: ``register_estimator(name)``
-decorates a function ``(frame, columns, options, client) -> Work``.
+Each operation says how it is estimated in its registry entry
+(:mod:`apollo_frames.ops.registry`): its ``job`` counted by the runner's own
+plan, or its own ``planner``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
-from apollo_frames.engine.work import ESTIMATORS, Work, register_estimator, work_from_plan, _check_options
-from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
-from apollo_frames.ops import orgs, people
-from apollo_frames.ops.search import plan_search_work
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
+from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
+from apollo_frames.engine.work import Work
+from apollo_frames.io.files import check_chunk_rows
+from apollo_frames.io.stream import file_work
+from apollo_frames.ops import registry
 
 #: The share of sent records assumed to match (and so to be charged) when the ledger has no history.
 DEFAULT_MATCH_RATE = 0.8
 #: Seconds one bulk request is assumed to take, for the duration estimate (Apollo's bulk calls
 #: usually answer in well under that; the rate limits, not latency, bind on most plans).
 ASSUMED_LATENCY_S = 1.0
-
-
-#: reveal_phone_number needs a webhook to run, not to estimate: the webhook is not part of the cache key.
-_ESTIMATE_WEBHOOK = "https://estimate.invalid/webhook"
-
-
-@register_estimator("enrich_people")
-def _plan_people(frame, columns, options, client) -> Work:
-    _check_options("enrich_people", options, ("reveal_personal_emails", "reveal_phone_number", "webhook_url", "refresh"))
-    reveal_phone = options.get("reveal_phone_number", False)
-    webhook = options.get("webhook_url") or (_ESTIMATE_WEBHOOK if reveal_phone is True else None)
-    opts = people.people_options(options.get("reveal_personal_emails", False), reveal_phone, webhook)
-    prepared = people.prepare_people(frame, columns)
-    return work_from_plan(frame, prepared, people.OPERATION, opts, client, refresh=bool(options.get("refresh")))
-
-
-@register_estimator("enrich_orgs")
-def _plan_orgs(frame, columns, options, client) -> Work:
-    _check_options("enrich_orgs", options, ("refresh",))
-    prepared = orgs.prepare_orgs(frame, columns)
-    return work_from_plan(frame, prepared, orgs.OPERATION, {}, client, refresh=bool(options.get("refresh")))
-
-
-@register_estimator("search")
-def _plan_search(frame, columns, options, client) -> Work:
-    """``estimate(frame, "search", kind="orgs", max_results_per_row=10, **filters)``: one record per unique row query."""
-    return plan_search_work(frame, columns, options, client)
 
 
 # -- rate limits and duration --------------------------------------------------------------------
@@ -77,7 +54,7 @@ def assumed_limits(client, endpoint: str) -> tuple[dict[str, int | None], dict[s
     now = client.clock.time()
     try:
         seen = client.ledger.limits().get(endpoint)
-    except Exception:  # an unreadable ledger must not stop an estimate
+    except Exception:  # noqa: BLE001  (an unreadable ledger must not stop an estimate)
         seen = None
     if seen:
         limits = {w: seen[w]["limit"] if w in seen else None for w in WINDOWS}
@@ -121,35 +98,44 @@ def simulate_duration(
     """
     if calls <= 0:
         return 0.0
-    windows = []
-    for name in WINDOWS:
-        limit = limits.get(name)
-        if limit is None:
-            continue
-        limit = max(int(limit), 1)
-        state = {"length": WINDOW_SECONDS[name], "limit": limit, "left": limit, "reset_at": None}
-        if left and name in left:
-            state["left"], state["reset_at"] = min(max(left[name][0], 0), limit), left[name][1]
-        windows.append(state)
+    windows = [_window(name, limit, (left or {}).get(name)) for name, limit in limits.items()
+               if name in WINDOW_SECONDS and limit is not None]
     concurrency = max(int(concurrency), 1)
     t = 0.0
     remaining = calls
     while remaining > 0:
         for w in windows:
-            if w["reset_at"] is not None and t >= w["reset_at"]:
-                w["left"], w["reset_at"] = w["limit"], None
-        spent = [w for w in windows if w["left"] <= 0]
-        if spent:
-            t = max(w["reset_at"] for w in spent)
+            if w.reset_at is not None and t >= w.reset_at:
+                w.left, w.reset_at = w.limit, None
+        resets = [w.reset_at for w in windows if w.left <= 0 and w.reset_at is not None]
+        if resets:
+            t = max(resets)
             continue
-        k = min([remaining] + [w["left"] for w in windows])
+        k = min([remaining] + [w.left for w in windows])
         for w in windows:
-            if w["reset_at"] is None:
-                w["reset_at"] = t + w["length"]
-            w["left"] -= k
+            if w.reset_at is None:
+                w.reset_at = t + w.length
+            w.left -= k
         t += math.ceil(k / concurrency) * latency_s
         remaining -= k
     return t
+
+
+@dataclasses.dataclass
+class _Window:
+    """A fixed rate-limit window while simulating: requests left, and when it resets (None: not opened yet)."""
+
+    length: float
+    limit: int
+    left: int
+    reset_at: float | None = None
+
+
+def _window(name: str, limit: int, known: tuple[int, float] | None) -> _Window:
+    limit = max(int(limit), 1)
+    if known is None:
+        return _Window(WINDOW_SECONDS[name], limit, limit)
+    return _Window(WINDOW_SECONDS[name], limit, min(max(known[0], 0), limit), known[1])
 
 
 def format_duration(seconds: float) -> str:
@@ -253,37 +239,81 @@ class Estimate:
         return frame
 
 
-def estimate(frame: pd.DataFrame, operation: str, *, client=None, columns: dict[str, str] | None = None, **options) -> Estimate:
-    """Estimate ``operation`` ("enrich_people", "enrich_orgs") on ``frame`` without sending a request.
+def _estimable(operation: Any) -> registry.Spec:
+    try:
+        spec = registry.get(operation)
+    except ValueError:
+        spec = None
+    if spec is None or not spec.estimable:
+        raise ValueError(f"no estimate for operation {operation!r}; known: {registry.estimable_names()}")
+    return spec
+
+
+def estimate(
+    frame: pd.DataFrame,
+    operation: str,
+    *,
+    client: ApolloClient | None = None,
+    columns: dict[str, str] | None = None,
+    **options: Any,
+) -> Estimate:
+    """Estimate ``operation`` ("enrich_people", "enrich_orgs", "search") on ``frame`` without sending a request.
 
     Options are the operation's own (people: ``reveal_personal_emails``,
-    ``reveal_phone_number``, ``webhook_url``; both: ``refresh``): they change
+    ``reveal_phone_number``, ``webhook_url``; all: ``refresh``): they change
     the cache keys and the worst-case credits. ``credits_max`` is what the run
     could spend at worst; ``credits_expected`` scales it by the match rate the
     ledger has seen for this operation (else ``DEFAULT_MATCH_RATE``).
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
-    name = str(operation).replace("-", "_")
-    planner = ESTIMATORS.get(name)
-    if planner is None:
-        raise ValueError(f"no estimate for operation {operation!r}; known: {sorted(ESTIMATORS)}")
+    spec = _estimable(operation)
     with client_scope(client) as c:
-        work = planner(frame, columns, options, c)
-        credits_max = work.to_fetch * work.worst_credits
+        return _from_work(spec.plan(frame, columns, options, c), c)
+
+
+def estimate_file(
+    src: str | Path,
+    operation: str = "enrich_people",
+    *,
+    chunk_rows: int = 10_000,
+    client: ApolloClient | None = None,
+    columns: dict[str, str] | None = None,
+    **options: Any,
+) -> Estimate:
+    """Estimate ``operation`` on the .csv or .parquet file ``src`` as ``enrich_parquet`` would run it; sends nothing.
+
+    The file is read as a file run reads it (CSV cells as text, the same
+    missing values) and streamed ``chunk_rows`` at a time: a record repeated
+    across chunks counts once, and the calls are counted per chunk, as sent.
+    Options as in :func:`estimate`.
+    """
+    check_chunk_rows(chunk_rows)
+    spec = _estimable(operation)
+    if spec.job is None:
+        raise ValueError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
+    job_options, refresh = spec.estimate_job_options(options)
+    with client_scope(client) as c:
+        work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh)
+        return _from_work(work, c)
+
+
+def _from_work(work: Work, c: Any) -> Estimate:
+    """The estimate of ``work``: credits, expected spend from the ledger's match rate, duration under the limits."""
+    credits_max = work.to_fetch * work.worst_credits
+    try:
+        history = c.ledger.match_rate(work.operation)
+    except Exception:  # noqa: BLE001  (an unreadable ledger must not stop an estimate)
         history = None
-        try:
-            history = c.ledger.match_rate(work.operation)
-        except Exception:  # an unreadable ledger must not stop an estimate
-            history = None
-        if history is not None:
-            rate, records = history
-            rate_source = f"ledger, {records:,} records sent by earlier {work.operation} runs"
-        else:
-            rate, rate_source = DEFAULT_MATCH_RATE, "default (no history in the ledger yet)"
-        limits, left, limits_source = assumed_limits(c, work.endpoint)
-        concurrency = c.settings.concurrency
-        duration = simulate_duration(work.api_calls, limits, concurrency=concurrency, left=left)
+    if history is not None:
+        rate, records = history
+        rate_source = f"ledger, {records:,} records sent by earlier {work.operation} runs"
+    else:
+        rate, rate_source = DEFAULT_MATCH_RATE, "default (no history in the ledger yet)"
+    limits, left, limits_source = assumed_limits(c, work.endpoint)
+    concurrency = c.settings.concurrency
+    api_calls = int(work.api_calls or 0)
+    duration = simulate_duration(api_calls, limits, concurrency=concurrency, left=left)
     assumption = (
         f"assumes {concurrency} requests in flight, ~{ASSUMED_LATENCY_S:g} s each; a spent window waits for its reset"
     )
@@ -294,7 +324,7 @@ def estimate(frame: pd.DataFrame, operation: str, *, client=None, columns: dict[
         unique=work.unique,
         cached=work.cached,
         to_fetch=work.to_fetch,
-        api_calls=int(work.api_calls),
+        api_calls=api_calls,
         credits_max=float(credits_max),
         credits_expected=float(round(credits_max * rate, 1)),
         match_rate=float(rate),

@@ -127,6 +127,10 @@ class ApolloServerError(APIStatusError):
     """5xx (or 408) after all retries."""
 
 
+class InputError(ApolloError, ValueError):
+    """An input file cannot be read as given (its format, its header, a malformed line)."""
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """Warn, attributed to the first caller outside this package (the user's cell or script)."""
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -37,6 +37,7 @@ from apollo_frames.engine.executor import (
 )
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import RunSummary, announce
+from apollo_frames.engine.assemble import assemble_frame, new_columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,8 +181,7 @@ def run_operation(
         len(frame), prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
         progress=progress, ledger=ledger, ttl=ttl, confirm_over=confirm_over, run_id=run_id,
     )
-    status, error, flat = answer_columns(prepared, done)
-    result = assemble(frame, status, error, to_pandas(flat))
+    result = assemble_frame(frame, answer_columns(prepared, done))
     finish(done, progress)
     result.attrs["apollo"] = done.summary.to_dict()
     return result
@@ -356,11 +356,8 @@ def finish(done: Executed, progress: bool) -> None:
         announce(summary)
 
 
-STATUS_COLUMNS = ("apollo_status", "apollo_error")
-
-
-def answer_columns(prepared: Prepared, done: Executed) -> tuple[list[str], list[str | None], pa.Table]:
-    """Per input row, in order: status, reason, and the flattened answer (a table); counts go into the summary."""
+def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
+    """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary."""
     plan, outcome, messages, summary = done.plan, done.outcome, done.messages, done.summary
     # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
     fetched = plan.to_fetch
@@ -387,18 +384,4 @@ def answer_columns(prepared: Prepared, done: Executed) -> tuple[list[str], list[
     summary.invalid = int(counts.get("invalid", 0))
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
-    return status, error, flat
-
-
-def assemble(frame: pd.DataFrame, status: list[str], error: list[str | None], flat: pd.DataFrame) -> pd.DataFrame:
-    """Input columns, then status and reason, then the flattened answer, in input order."""
-    # Input columns named like ours (a search result, an earlier enrichment) give way to the new values.
-    ours = set(STATUS_COLUMNS) | set(flat.columns)
-    clashing = [c for c in frame.columns if c in ours]
-    base = frame.drop(columns=clashing) if clashing else frame
-    head = pd.DataFrame(
-        {"apollo_status": pd.array(status, dtype="string"), "apollo_error": pd.array(error, dtype="string")}
-    )
-    out = pd.concat([base.reset_index(drop=True), head, flat], axis=1)
-    out.index = frame.index
-    return out
+    return new_columns({"apollo_status": status, "apollo_error": error}, flat)

@@ -1,13 +1,9 @@
-"""What an operation would do for a frame, counted without sending anything; the estimator registry."""
+"""What an operation would do for a frame, counted without sending anything."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from typing import Any
-
-import pandas as pd
 
 from apollo_frames.engine.runner import plan_work
 
@@ -36,25 +32,7 @@ class Work:
             self.api_calls = math.ceil(self.to_fetch / self.batch_size) if self.to_fetch else 0
 
 
-Planner = Callable[[pd.DataFrame, "dict[str, str] | None", dict, Any], Work]
-ESTIMATORS: dict[str, Planner] = {}
-
-
-def register_estimator(name: str) -> Callable[[Planner], Planner]:
-    """Register ``planner(frame, columns, options, client) -> Work`` for ``estimate(frame, name)``.
-
-    The planner must not send requests; it may read the client's cache. It
-    raises TypeError for options it does not know.
-    """
-
-    def decorate(planner: Planner) -> Planner:
-        ESTIMATORS[name] = planner
-        return planner
-
-    return decorate
-
-
-def _check_options(operation: str, options: dict, allowed: tuple[str, ...]) -> None:
+def check_options(operation: str, options: dict, allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(

@@ -34,185 +34,52 @@ frame out, with the same columns and dtypes on every call.
 from __future__ import annotations
 
 import contextlib
-import csv
-import inspect
-import os
+import dataclasses
+import math
 import sys
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.core.errors import (
+    ApolloError,
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitError,
+    warn,
+)
+from apollo_frames.engine.assemble import assemble_table
 from apollo_frames.engine.confirm import confirm_spend
-from apollo_frames.core.errors import ApolloError, RateLimitError, warn
-from apollo_frames.client.http import client_scope
-from apollo_frames.engine.budget import check_credits
 from apollo_frames.engine.executor import StopSignal
+from apollo_frames.engine.progress import interactive, progress_bar
+from apollo_frames.engine.runner import (
+    answer_columns,
+    check_run_args,
+    execute,
+    finish,
+    plan_work,
+)
 from apollo_frames.engine.summary import RunSummary
-from apollo_frames.engine.runner import STATUS_COLUMNS, answer_columns, execute, finish
+from apollo_frames.engine.work import Work
+from apollo_frames.io.files import (
+    check_chunk_rows,
+    output_schema,
+    parquet_output,
+    partial_output,
+    read_chunks,
+)
+from apollo_frames.ops import registry
+from apollo_frames.ops.push import PushSummary
+from apollo_frames.ops.registry import RUN_OPTIONS, Spec
 
-__all__ = ["enrich_parquet", "enrich_partition", "push_parquet", "OPERATIONS"]
-
-#: operation name -> (enrich function, declared result schema)
-OPERATIONS = ("enrich_people", "enrich_orgs")
-
-
-def _operation(operation: str):
-    """(enrich function, its job function, declared result schema) of an operation name."""
-    from apollo_frames.ops import orgs
-    from apollo_frames.ops import people
-    from apollo_frames.core.schema import ORG_SCHEMA, PERSON_SCHEMA
-
-    name = operation.replace("-", "_") if isinstance(operation, str) else operation
-    if name == "enrich_people":
-        return people.enrich_people, people.people_job, PERSON_SCHEMA
-    if name == "enrich_orgs":
-        return orgs.enrich_orgs, orgs.orgs_job, ORG_SCHEMA
-    raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
-
-
-#: options of the run itself; the rest belong to the operation (columns, reveal flags, webhook_url)
-_RUN_OPTIONS = ("refresh", "ledger", "confirm_over")
-
-
-def _split_options(op_name: str, job, options: dict) -> tuple[dict, dict]:
-    accepted = set(inspect.signature(job).parameters) - {"frame"}
-    unknown = sorted(set(options) - accepted - set(_RUN_OPTIONS))
-    if unknown:
-        raise TypeError(f"{op_name}() got an unexpected keyword argument {unknown[0]!r}")
-    run = {k: v for k, v in options.items() if k in _RUN_OPTIONS}
-    return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}, run
-
-
-# -- reading -------------------------------------------------------------------------------------
-
-
-#: cells read as missing, as ``pandas.read_csv`` reads them (pyarrow's own list lacks "None" and "<NA>")
-CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-             "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-
-
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        for row in csv.reader(fh):
-            return row
-    raise ValueError(f"{path.name} is empty: a CSV input needs a header line")
-
-
-def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
-    """(input schema, row count if known, record batches) for a .parquet or .csv file, read lazily."""
-    path = Path(src)
-    if not path.exists():
-        raise FileNotFoundError(f"input file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        pf = pq.ParquetFile(path)
-        schema = pf.schema_arrow  # its pandas metadata gives each chunk's frame the saved index and dtypes
-
-        def batches():
-            try:
-                for batch in pf.iter_batches(batch_size=chunk_rows, use_pandas_metadata=False):
-                    yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-            finally:
-                pf.close()
-
-        return schema, pf.metadata.num_rows, batches()
-    if suffix in (".csv", ".txt"):
-        import pyarrow.csv as pacsv
-
-        names = _csv_header(path)
-        if len(set(names)) != len(names):
-            raise ValueError(f"{path.name}: the header repeats a column name")
-        schema = pa.schema([pa.field(n, pa.string()) for n in names])
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=8 << 20),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=CSV_NULLS
-            ),
-        )
-
-        def batches():
-            try:
-                for batch in reader:
-                    yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-            finally:
-                reader.close()
-
-        return schema, None, batches()
-    raise ValueError(f"input must be .csv or .parquet, got {path.name}")
-
-
-def rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    """Tables of exactly ``rows`` rows (the last one may be shorter), in order."""
-    held: list[pa.RecordBatch] = []
-    n = 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(rows - n, batch.num_rows)
-            held.append(batch.slice(0, take))
-            n += take
-            batch = batch.slice(take)
-            if n == rows:
-                yield pa.Table.from_batches(held)
-                held, n = [], 0
-    if n:
-        yield pa.Table.from_batches(held)
-
-
-# -- the output schema ----------------------------------------------------------------------------
-
-
-def output_schema(input_schema: pa.Schema, new: pa.Schema) -> pa.Schema:
-    """Input columns (minus those the new ones replace), then the ``new`` columns.
-
-    The schema carries pandas metadata built from the schema alone, so
-    ``pd.read_parquet`` gives the new columns the dtypes the in-memory
-    functions give them, whatever the chunks held.
-    """
-    from apollo_frames.core.schema import to_pandas
-
-    kept = [f for f in input_schema if f.name not in set(new.names)]
-    # The input's pandas metadata (if any) restores its dtypes and a saved index such as an id column.
-    head = pa.schema(kept, metadata=input_schema.metadata).empty_table().to_pandas()
-    tail = to_pandas(new.empty_table())
-    tail.index = head.index
-    frame = pd.concat([head, tail], axis=1)
-    saved_index = not isinstance(head.index, pd.RangeIndex)
-    meta = pa.Schema.from_pandas(frame, preserve_index=saved_index).metadata
-    return pa.schema(kept + list(new)).with_metadata(meta)
-
-
-def _enrich_columns(declared: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(c, pa.string()) for c in STATUS_COLUMNS] + list(declared))
-
-
-def _chunk_table(chunk: pa.Table, head: dict[str, list], flat: pa.Table | None, schema: pa.Schema) -> pa.Table:
-    """One chunk's output rows, built column by column in Arrow: the input's columns as read, then ``head``
-    (text columns from Python lists), then the columns of ``flat``."""
-    new = _new_names(schema)
-    arrays = []
-    for field in schema:
-        if field.name in head:
-            arrays.append(pa.array(head[field.name], type=field.type, from_pandas=True))
-        elif field.name in new:
-            arrays.append(flat.column(field.name))
-        else:
-            arrays.append(chunk.column(field.name))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _new_names(schema: pa.Schema) -> frozenset:
-    names = schema.names
-    start = names.index(STATUS_COLUMNS[0])
-    return frozenset(names[start:])
-
+__all__ = ["enrich_parquet", "enrich_partition", "file_work", "push_parquet"]
 
 # -- the run ---------------------------------------------------------------------------------------
 
@@ -229,8 +96,6 @@ class _Progress:
         self.logging = False
         if not enabled:
             return
-        from apollo_frames.engine.progress import interactive, progress_bar
-
         if interactive(self.stream):
             self.bar = progress_bar(total=total, desc=desc, unit="row")
         else:
@@ -264,48 +129,56 @@ class _Progress:
             self.log(counts)
 
 
-@contextlib.contextmanager
-def _partial_output(dst: Path, schema: pa.Schema):
-    """A ParquetWriter on ``dst.partial``, renamed to ``dst`` when the block ends normally, deleted otherwise."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(dst.name + ".partial")
-    writer = pq.ParquetWriter(partial, schema)
-    try:
-        yield writer
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
-    writer.close()
-    with open(partial, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(partial, dst)
-
-
 def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: str) -> Path:
-    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    check_chunk_rows(chunk_rows)
     if "progress" in options or "client" in options:
         raise TypeError(f"progress and client are arguments of {name} itself")
-    dst = Path(dst)
-    if dst.suffix.lower() != ".parquet":
-        raise ValueError(f"output must be a .parquet file, got {dst.name}")
-    return dst
+    return parquet_output(dst)
 
 
-def _file_worst_case(src, chunk_rows: int, job, job_options: dict, client, refresh: bool) -> float:
-    """Worst-case credits of a whole file run: its unique records not yet cached (one read pass, nothing sent)."""
-    from apollo_frames.engine.runner import check_run_args, plan_work
+def _split_options(spec: Spec, options: dict) -> tuple[dict, dict]:
+    """(the operation's own options, the run's), by the names the registry declares; TypeError for any other."""
+    unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS))
+    if unknown:
+        raise TypeError(f"{spec.name}() got an unexpected keyword argument {unknown[0]!r}")
+    own = {k: v for k, v in options.items() if k in spec.options}
+    return own, {k: v for k, v in options.items() if k not in spec.options}
 
-    check_run_args(client=client, refresh=refresh)
-    to_fetch: set[bytes] = set()
-    worst = 0.0
-    for chunk in rechunk(open_input(src, chunk_rows)[2], chunk_rows):
-        prepared, op, op_options = job(chunk.to_pandas(), **job_options)
+
+def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, client: Any,
+              refresh: bool = False) -> Work:
+    """What running ``spec`` over the file ``src`` would do, counted chunk by chunk as a file run goes; sends nothing.
+
+    A record repeated across chunks counts once (by its cache key: 32 bytes
+    each in memory, never the rows) and is fetched by the first chunk holding
+    it; each chunk's new records go in bulk calls of their own, as in a run.
+    """
+    if spec.job is None:
+        raise ValueError(f"{spec.name} does not run row by row from a file")
+    input_schema, _, tables = read_chunks(src, chunk_rows)
+    # the options and the column mapping are checked before the file is read
+    _, op, op_options = spec.job(input_schema.empty_table().to_pandas(), **job_options)
+    seen: set[bytes] = set()
+    rows = invalid = cached = to_fetch = api_calls = 0
+    for chunk in tables:
+        prepared, op, op_options = spec.job(chunk.to_pandas(), **job_options)
         plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
-        to_fetch.update(bytes.fromhex(plan.cache_keys[j]) for j in plan.to_fetch)  # 32 bytes, not 64 chars
-        worst = float(op.worst_credits(op_options))
-    return len(to_fetch) * worst
+        new = 0
+        fetch = 0
+        for j, key in enumerate(plan.cache_keys):
+            digest = bytes.fromhex(key)
+            if digest not in seen:
+                seen.add(digest)
+                new += 1
+                fetch += j not in plan.cached
+        rows += chunk.num_rows
+        invalid += plan.row_unique.count(-1)
+        cached += new - fetch
+        to_fetch += fetch
+        api_calls += math.ceil(fetch / op.batch_size)
+    return Work(operation=spec.name, endpoint=op.endpoint, rows=rows, invalid=invalid, unique=len(seen),
+                cached=cached, to_fetch=to_fetch, batch_size=op.batch_size,
+                worst_credits=float(op.worst_credits(op_options)), api_calls=api_calls)
 
 
 def _enrich_counts(summary: RunSummary) -> dict[str, str]:
@@ -314,12 +187,63 @@ def _enrich_counts(summary: RunSummary) -> dict[str, str]:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _check_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run_options: dict, client: Any,
+                    progress: bool) -> float | None:
+    """Refuse bad run arguments; ask before a file run whose worst case is above ``confirm_over``.
+
+    Returns ``max_credits``; ``run_options`` keeps what each chunk's run takes.
+    """
+    max_credits = run_options.pop("max_credits", None)
+    confirm_over = run_options.pop("confirm_over", None)
+    refresh = run_options.get("refresh", False)
+    check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress,
+                   confirm_over=confirm_over)
+    if confirm_over is not None:
+        work = file_work(src, spec, chunk_rows, job_options, client, refresh)
+        worst = work.to_fetch * work.worst_credits
+        confirm_spend(spec.name, worst if max_credits is None else min(worst, max_credits), confirm_over)
+    return max_credits
+
+
+def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict,
+                  budget: float | None, run_id: str, stop: StopSignal) -> tuple[pa.Table, RunSummary]:
+    """One chunk through the engine: its new columns and its summary."""
+    assert spec.job is not None
+    frame = chunk.to_pandas()
+    prepared, op, op_options = spec.job(frame, **job_options)
+    with warnings.catch_warnings():
+        # one warning for the whole file at the end, not one per chunk
+        warnings.simplefilter("ignore", UserWarning)
+        done = execute(
+            len(frame), prepared, op, op_options, client=client, progress=False, max_credits=budget,
+            run_id=run_id, stop=stop, **run_options,
+        )
+        new = answer_columns(prepared, done)
+        finish(done, progress=False)
+    return new, done.summary
+
+
+def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | None) -> dict:
+    """A file run's summary: the chunks' counts summed, where it went, and whether a rate limit stopped it."""
+    out = dict(summary)
+    out.update(
+        output=str(dst),
+        chunks=chunks,
+        stopped_by_rate_limit=limit is not None,
+        rate_limit_window=getattr(limit, "window", None),
+        reset_at=getattr(limit, "reset_at", None),
+        rows_remaining=summary["skipped"],
+        message=None,
+    )
+    return out
 
 
 def enrich_parquet(
@@ -328,10 +252,10 @@ def enrich_parquet(
     operation: str = "enrich_people",
     *,
     chunk_rows: int = 10_000,
-    client=None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     log_every: float = 30,
-    **options,
+    **options: Any,
 ) -> dict:
     """Enrich the .parquet or .csv file ``src`` into the Parquet file ``dst``, streaming; return the run summary.
 
@@ -349,59 +273,34 @@ def enrich_parquet(
     Every chunk is recorded in the ledger under the summary's one ``run_id``.
     """
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
-    run, job, declared = _operation(operation)
-    op_name = run.__name__
-    max_credits = check_credits("max_credits", options.pop("max_credits", None))
-    job_options, run_options = _split_options(op_name, job, options)
-    confirm_over = run_options.pop("confirm_over", None)
+    spec = registry.get(operation, kind="enrich")
+    job_options, run_options = _split_options(spec, options)
+    summary = RunSummary(operation=spec.name, run_id=uuid.uuid4().hex[:12])
     started = time.monotonic()
-    if confirm_over is not None:
-        with client_scope(client) as api:
-            worst = _file_worst_case(src, chunk_rows, job, job_options, api, run_options.get("refresh", False))
-        confirm_spend(op_name, worst if max_credits is None else min(worst, max_credits), confirm_over)
-    input_schema, total_rows, batches = open_input(src, chunk_rows)
-    schema = output_schema(input_schema, _enrich_columns(declared))
-    summary = RunSummary(operation=op_name, run_id=uuid.uuid4().hex[:12])
     chunks = 0
-    bar = _Progress(op_name, total_rows, progress, log_every)
-    stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
-    try:
-        with client_scope(client) as api, _partial_output(dst, schema) as writer:
-            for chunk in rechunk(batches, chunk_rows):
-                budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
-                frame = chunk.to_pandas()
-                prepared, op, op_options = job(frame, **job_options)
-                with warnings.catch_warnings():
-                    # one warning for the whole file at the end, not one per chunk
-                    warnings.simplefilter("ignore", UserWarning)
-                    done = execute(
-                        len(frame), prepared, op, op_options, client=api, progress=False, max_credits=budget,
-                        run_id=summary.run_id, stop=stop, **run_options,
-                    )
-                    status, error, flat = answer_columns(prepared, done)
-                    finish(done, progress=False)
-                del frame, prepared
-                summary.merge(done.summary)
-                writer.write_table(_chunk_table(chunk, {"apollo_status": status, "apollo_error": error}, flat, schema))
-                chunks += 1
-                bar.update(chunk.num_rows, _enrich_counts(summary))
-                del done, status, error, flat
-                pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
-    finally:
-        summary.elapsed_s = round(time.monotonic() - started, 3)
-        bar.close(_enrich_counts(summary))
+    input_schema, total_rows, tables = read_chunks(src, chunk_rows)
+    schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
+    with client_scope(client) as api:
+        max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
+        stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
+        bar = _Progress(spec.name, total_rows, progress, log_every)
+        try:
+            with partial_output(dst, schema) as writer:
+                for chunk in tables:
+                    budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
+                    new, part = _enrich_chunk(chunk, spec, job_options, api, run_options, budget, summary.run_id, stop)
+                    summary.merge(part)
+                    writer.write_table(assemble_table(chunk, new, schema))
+                    chunks += 1
+                    bar.update(chunk.num_rows, _enrich_counts(summary))
+                    del new
+                    pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+        finally:
+            summary.elapsed_s = round(time.monotonic() - started, 3)
+            bar.close(_enrich_counts(summary))
 
     limit = stop.rate_limit
-    out = summary.to_dict()
-    out.update(
-        output=str(dst),
-        chunks=chunks,
-        stopped_by_rate_limit=limit is not None,
-        rate_limit_window=getattr(limit, "window", None),
-        reset_at=getattr(limit, "reset_at", None),
-        rows_remaining=summary.skipped,
-        message=None,
-    )
+    out = _file_result(summary.to_dict(), dst, chunks, limit)
     if limit is not None:
         out["message"] = _rate_limit_message(limit, summary.skipped, "what is done comes from the cache.")
     elif summary.skipped:
@@ -411,11 +310,57 @@ def enrich_parquet(
             f"from the cache."
         )
     if out["message"]:
-        warn(f"{op_name}: {out['message']}")
+        warn(f"{spec.name}: {out['message']}")
     return out
 
 
-_PUSH_OPTIONS = ("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region")
+
+
+@dataclasses.dataclass
+class _PushRun:
+    """What a file push carries from chunk to chunk."""
+
+    #: key -> (row label, Apollo id) of the row that pushed it
+    seen: dict = dataclasses.field(default_factory=dict)
+    #: warning text -> category, told once for the file
+    said: dict[str, type[Warning]] = dataclasses.field(default_factory=dict)
+    fatal: ApolloError | None = None
+    offset: int = 0
+    #: after a rate-limit stop or a refused key, no chunk sends anything more
+    stop: StopSignal = dataclasses.field(default_factory=StopSignal)
+    chunks: int = 0
+
+
+def _push_spec(target: Any) -> Spec:
+    specs = {spec.target: spec for spec in registry.operations("push")}
+    if target not in specs:
+        raise ValueError(f"target must be one of {', '.join(map(repr, specs))}, got {target!r}")
+    return specs[target]
+
+
+def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: _PushRun) -> pd.DataFrame:
+    """One chunk pushed: its report frame (a refused key's partial report, the error kept for the end)."""
+    assert spec.run is not None
+    frame = chunk.to_pandas()
+    if isinstance(frame.index, pd.RangeIndex):  # no saved index: duplicates name file row numbers
+        frame.index = pd.RangeIndex(state.offset, state.offset + len(frame))
+    state.offset += len(frame)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = spec.run(frame, client=client, progress=False, seen=state.seen, stop=state.stop, **options)
+        except ApolloError as exc:
+            result = getattr(exc, "partial_result", None)
+            if result is None:
+                raise
+            state.fatal = state.fatal or exc
+    for w in caught:  # the same advice once for the file, not once per chunk
+        state.said.setdefault(str(w.message), w.category)
+    return result
+
+
+def _push_counts(summary: Any) -> dict[str, str]:
+    return {"sent": f"{summary.sent:,}", "requests": f"{summary.api_calls:,}", "errors": f"{summary.errors:,}"}
 
 
 def push_parquet(
@@ -424,10 +369,10 @@ def push_parquet(
     target: str = "contacts",
     *,
     chunk_rows: int = 10_000,
-    client=None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     log_every: float = 30,
-    **options,
+    **options: Any,
 ) -> dict:
     """Push the rows of the .parquet or .csv file ``src`` to Apollo as ``target`` ("contacts" or "accounts"),
     streaming, and write the per-row report to the Parquet file ``dst``; return the summary.
@@ -447,69 +392,41 @@ def push_parquet(
     over chunks, plus ``output``, ``chunks``, ``stopped_by_rate_limit``,
     ``reset_at``, ``rows_remaining`` and ``message``.
     """
-    from apollo_frames.ops import push as pushing
-
     dst = _check_stream_args(chunk_rows, dst, options, "push_parquet")
-    targets = {"contacts": pushing.CONTACTS, "accounts": pushing.ACCOUNTS}
-    if target not in targets:
-        raise ValueError(f"target must be 'contacts' or 'accounts', got {target!r}")
-    unknown = sorted(set(options) - set(_PUSH_OPTIONS))
+    spec = _push_spec(target)
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
         raise TypeError(f"push_parquet() got an unexpected keyword argument {unknown[0]!r}")
-    dry_run = options.get("dry_run", False)
+    dry_run = options.get("dry_run", False) is True
     started = time.monotonic()
-    input_schema, total_rows, batches = open_input(src, chunk_rows)
-    names = pushing.OUTPUT_COLUMNS if dry_run is True else pushing.OUTPUT_COLUMNS[:3]
-    schema = output_schema(input_schema, pa.schema([pa.field(c, pa.string()) for c in names]))
-    summary = pushing.PushSummary(operation=targets[target].operation, mode=options.get("mode", "upsert"),
-                                  dry_run=dry_run is True, run_id=uuid.uuid4().hex[:12])
-    seen: dict = {}
-    fatal: ApolloError | None = None
-    said: dict[str, type[Warning]] = {}
-    chunks = offset = 0
-    bar = _Progress(summary.operation, total_rows, progress, log_every)
-
-    def counts() -> dict[str, str]:
-        return {"sent": f"{summary.sent:,}", "requests": f"{summary.api_calls:,}", "errors": f"{summary.errors:,}"}
-
+    input_schema, total_rows, tables = read_chunks(src, chunk_rows)
+    new_schema = spec.schema(options)
+    schema = output_schema(input_schema, new_schema, spec.replaces)
+    summary = PushSummary(operation=spec.name, mode=options.get("mode", "upsert"), dry_run=dry_run,
+                          run_id=uuid.uuid4().hex[:12])
+    state = _PushRun()
+    bar = _Progress(spec.name, total_rows, progress, log_every)
     # a dry run sends nothing and needs no key
-    scope = contextlib.nullcontext(None) if dry_run is True else client_scope(client)
-    stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
+    scope = contextlib.nullcontext(None) if dry_run else client_scope(client)
     try:
-        with scope as api, _partial_output(dst, schema) as writer:
-            for chunk in rechunk(batches, chunk_rows):
-                frame = chunk.to_pandas()
-                if isinstance(frame.index, pd.RangeIndex):  # no saved index: duplicates name file row numbers
-                    frame.index = pd.RangeIndex(offset, offset + len(frame))
-                offset += len(frame)
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    try:
-                        result = pushing.push(frame, targets[target], client=api, progress=False, seen=seen,
-                                              stop=stop, **options)
-                    except ApolloError as exc:
-                        result = getattr(exc, "partial_result", None)
-                        if result is None:
-                            raise
-                        fatal = fatal or exc
-                for w in caught:  # the same advice once for the file, not once per chunk
-                    said.setdefault(str(w.message), w.category)
+        with scope as api, partial_output(dst, schema) as writer:
+            for chunk in tables:
+                result = _push_chunk(spec, chunk, api, options, state)
                 summary.merge(result.attrs["apollo"])
-                writer.write_table(_chunk_table(chunk, {c: result[c].tolist() for c in names}, None, schema))
-                chunks += 1
-                bar.update(len(frame), counts())
+                new = pa.Table.from_pandas(result[new_schema.names], preserve_index=False)
+                writer.write_table(assemble_table(chunk, new, schema))
+                state.chunks += 1
+                bar.update(chunk.num_rows, _push_counts(summary))
     finally:
         summary.elapsed_s = round(time.monotonic() - started, 3)
-        bar.close(counts())
-    limit = stop.rate_limit
-    for message, category in said.items():
+        bar.close(_push_counts(summary))
+    limit = state.stop.rate_limit
+    for message, category in state.said.items():
         if limit is None or ": stopped early (" not in message:  # a rate-limit stop is told once, below
             warn(message, category)
-    if fatal is not None:
-        raise fatal
-    out = summary.to_dict()
-    out.update(output=str(dst), chunks=chunks, stopped_by_rate_limit=limit is not None,
-               reset_at=getattr(limit, "reset_at", None), rows_remaining=summary.skipped, message=None)
+    if state.fatal is not None:
+        raise state.fatal
+    out = _file_result(summary.to_dict(), dst, state.chunks, limit)
     if limit is not None:
         out["message"] = _rate_limit_message(
             limit, summary.skipped, "with run_dedupe the rows already created come back as existing."
@@ -527,7 +444,7 @@ def _rate_limit_message(limit: RateLimitError, skipped: int, rerun: str) -> str:
     )
 
 
-def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options) -> pd.DataFrame:
+def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options: Any) -> pd.DataFrame:
     """Enrich one partition (a pandas frame) and return it; the columns and dtypes are the same on every call.
 
     For Dask: ``ddf.map_partitions(enrich_partition, "enrich_people", meta=enrich_partition(ddf._meta))``
@@ -535,8 +452,8 @@ def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **op
     ``client=`` each call builds a client from the environment, so every worker
     shares ``APOLLO_FRAMES_CACHE_DIR``. ``max_credits`` applies per partition.
     """
-    run, _, _ = _operation(operation)
+    spec = registry.get(operation, kind="enrich")
     options.setdefault("progress", False)
-    result = run(frame, **options)
+    result = spec.function(frame, **options)
     result.attrs = {}  # Dask compares metadata; the summary stays in the ledger
     return result

@@ -11,10 +11,13 @@ from typing import Any
 import pandas as pd
 
 from apollo_frames.core import normalize as nz
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.client.ledger import Ledger
 from apollo_frames.core.columns import ORGS, resolve
+from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
-from apollo_frames.core.schema import flatten_orgs
+from apollo_frames.core.schema import ORG_SCHEMA, flatten_orgs
+from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "organizations/bulk_enrich"
 BATCH_SIZE = 10
@@ -90,14 +93,25 @@ def enrich_orgs(
     max_credits: float | None = None,
     refresh: bool = False,
     progress: bool = True,
-    client=None,
-    ledger=None,
+    client: ApolloClient | None = None,
+    ledger: Ledger | None = None,
     confirm_over: float | None = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain."""
     prepared, op, options = orgs_job(frame, columns)
-    with client_scope(client) as client:
+    with client_scope(client) as api:
         return run_operation(
-            frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
+            frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,
         )
+
+
+SPEC = register(Spec(
+    name="enrich_orgs",
+    kind="enrich",
+    function=enrich_orgs,
+    job=orgs_job,
+    options=("columns",),
+    schema=lambda options: text_schema(STATUS_COLUMNS, ORG_SCHEMA),
+    commands=(Command("enrich-orgs", "enrich a table of companies by domain (organizations/bulk_enrich)"),),
+))

@@ -9,10 +9,13 @@ import pandas as pd
 
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.errors import ApolloError
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.client.ledger import Ledger
 from apollo_frames.core.columns import PEOPLE, resolve
+from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
-from apollo_frames.core.schema import flatten_people
+from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
+from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "people/bulk_match"
 BATCH_SIZE = 10
@@ -154,15 +157,15 @@ def enrich_people(
     max_credits: float | None = None,
     refresh: bool = False,
     progress: bool = True,
-    client=None,
-    ledger=None,
+    client: ApolloClient | None = None,
+    ledger: Ledger | None = None,
     confirm_over: float | None = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract."""
     prepared, op, options = people_job(frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url)
-    with client_scope(client) as client:
+    with client_scope(client) as api:
         return run_operation(
-            frame, prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
+            frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,
         )
 
@@ -174,3 +177,26 @@ def _with_webhook(webhook_url: str) -> Operation:
         return dict(_payload(records, options), webhook_url=webhook_url)
 
     return dataclasses.replace(OPERATION, build_payload=payload)
+
+
+#: reveal_phone_number needs a webhook to run, not to estimate: the webhook is not part of the cache key.
+_ESTIMATE_WEBHOOK = "https://estimate.invalid/webhook"
+
+
+def _estimate_options(options: dict) -> dict:
+    """estimate's options -> people_job's: pricing a phone reveal needs no real webhook."""
+    if options.get("reveal_phone_number") is True and not options.get("webhook_url"):
+        return dict(options, webhook_url=_ESTIMATE_WEBHOOK)
+    return options
+
+
+SPEC = register(Spec(
+    name="enrich_people",
+    kind="enrich",
+    function=enrich_people,
+    job=people_job,
+    options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url"),
+    schema=lambda options: text_schema(STATUS_COLUMNS, PERSON_SCHEMA),
+    estimate_options=_estimate_options,
+    commands=(Command("enrich-people", "enrich a table of people (people/bulk_match)"),),
+))

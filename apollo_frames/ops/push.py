@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import threading
@@ -106,6 +107,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from apollo_frames.client.http import client_scope
 from apollo_frames.core import normalize as nz
@@ -130,6 +132,8 @@ from apollo_frames.core.errors import (
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
+from apollo_frames.engine.assemble import assemble_frame, new_columns, text_schema
+from apollo_frames.ops.registry import Command, Spec, register
 
 __all__ = [
     "push_contacts",
@@ -1030,20 +1034,11 @@ def _send(unique: list[Row], target: Target, mode: str, report: _Report, summary
 
 
 def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:
-    """Input columns (minus any it replaces), then apollo_status, apollo_id, apollo_error[, apollo_payload]."""
-    ours = list(OUTPUT_COLUMNS[:3]) + (["apollo_payload"] if payloads is not None else [])
-    clashing = [c for c in frame.columns if c in OUTPUT_COLUMNS]
-    base = frame.drop(columns=clashing) if clashing else frame
-    head = {
-        "apollo_status": pd.array(status, dtype="string"),
-        "apollo_id": pd.array(ids, dtype="string"),
-        "apollo_error": pd.array(errors, dtype="string"),
-    }
+    """Input columns (minus any named like ours), then apollo_status, apollo_id, apollo_error[, apollo_payload]."""
+    head = {"apollo_status": status, "apollo_id": ids, "apollo_error": errors}
     if payloads is not None:
-        head["apollo_payload"] = pd.array(payloads, dtype="string")
-    out = pd.concat([base.reset_index(drop=True), pd.DataFrame(head, columns=ours)], axis=1)
-    out.index = frame.index
-    return out
+        head["apollo_payload"] = payloads
+    return assemble_frame(frame, new_columns(head), replaces=OUTPUT_COLUMNS)
 
 
 def push_contacts(
@@ -1097,3 +1092,30 @@ def push_accounts(
     :class:`~apollo_frames.core.errors.PermissionDeniedError` saying so.
     """
     return push(frame, ACCOUNTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region)
+
+
+def _report_schema(options: Mapping[str, Any]) -> pa.Schema:
+    """The report's columns after the input's (``apollo_payload`` in a dry run only)."""
+    return text_schema(OUTPUT_COLUMNS if options.get("dry_run") is True else OUTPUT_COLUMNS[:3])
+
+
+def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: str) -> Spec:
+    return register(Spec(
+        name=function.__name__,
+        kind="push",
+        function=function,
+        options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region"),
+        schema=_report_schema,
+        run=functools.partial(push, target=target),
+        target=target.plural,
+        replaces=OUTPUT_COLUMNS,
+        commands=(Command(function.__name__.replace("_", "-"), help_text),),
+    ))
+
+
+CONTACTS_SPEC = _register(
+    push_contacts, CONTACTS, "create/update Apollo contacts from a table (contacts/bulk_create, PATCH contacts/{id})"
+)
+ACCOUNTS_SPEC = _register(
+    push_accounts, ACCOUNTS, "create/update Apollo accounts from a table, keyed on domain (needs a master key)"
+)

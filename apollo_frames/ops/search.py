@@ -61,6 +61,7 @@ from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.runner import check_flags
 from apollo_frames.engine.summary import Summary, _fmt, announce
 from apollo_frames.engine.work import Work
+from apollo_frames.ops.registry import Command, Spec, register
 
 PEOPLE_ENDPOINT = flt.ENDPOINTS[flt.PEOPLE]
 ORGS_ENDPOINT = flt.ENDPOINTS[flt.ORGS]
@@ -767,3 +768,25 @@ def _kind(kind: Any) -> str:
     if not isinstance(kind, str) or kind.strip().lower() not in aliases:
         raise ValueError(f"kind must be 'people' or 'orgs', got {kind!r}")
     return aliases[kind.strip().lower()]
+
+
+def _result_schema(options: Mapping[str, Any]) -> pa.Schema:
+    """The declared columns after ``apollo_input_index``: people's or organizations', by ``kind``."""
+    return _flatten(_kind(options.get("kind", "people")), []).schema
+
+
+SPEC = register(Spec(
+    name="search",
+    kind="search",
+    function=search_frame,
+    method="search",
+    options=("kind", "max_results_per_row", "columns"),  # and the filters, by their own names
+    schema=_result_schema,
+    planner=plan_search_work,
+    commands=(
+        Command("search-people", "search people by filters (mixed_people/api_search, free; teaser records)",
+                call=search_people),
+        Command("search-orgs", "search organizations by filters (mixed_companies/search, 1 credit per page with "
+                "results)", call=search_orgs, flags=("max_credits",)),
+    ),
+))

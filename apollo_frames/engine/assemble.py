@@ -1,0 +1,72 @@
+"""The one assembler of row-aligned results, for in-memory and streaming runs alike.
+
+A result is the input's columns (minus those the run replaces), then the
+run's own text columns (``apollo_status``, ``apollo_error``, ...), then the
+declared schema columns, one row per input row in input order. The new
+columns are built once, in Arrow (:func:`new_columns`); a streaming run
+writes them beside the Arrow chunk as read (:func:`assemble_table`), an
+in-memory run converts them to pandas once, at the edge, beside the caller's
+frame as given (:func:`assemble_frame`): the input's own columns never make
+a round trip through Arrow, so their dtypes and the index stay the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from apollo_frames.core.schema import to_pandas
+
+STATUS_COLUMNS = ("apollo_status", "apollo_error")
+
+
+def text_schema(names: Iterable[str], declared: pa.Schema | None = None) -> pa.Schema:
+    """The new columns' schema: ``names`` as text, then the ``declared`` columns."""
+    fields = [pa.field(name, pa.string()) for name in names]
+    return pa.schema(fields + (list(declared) if declared is not None else []))
+
+
+def new_columns(head: Mapping[str, Sequence[str | None]], flat: pa.Table | None = None) -> pa.Table:
+    """The columns a run adds, in order: ``head`` (text, from Python lists), then the columns of ``flat``."""
+    names = list(head)
+    arrays: list[Any] = [_text(values) for values in head.values()]
+    if flat is not None:
+        names += flat.column_names
+        arrays += flat.columns
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _text(values: Sequence[Any]) -> pa.Array:
+    try:
+        return pa.array(list(values), type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a stray non-text value is written as its text, never lost
+        return pa.array([None if v is None or v is pd.NA else str(v) for v in values], type=pa.string())
+
+
+def kept_columns(names: Iterable[Any], new: Iterable[str], replaces: Collection[str] = ()) -> list[Any]:
+    """The input's columns that stay: all but those named like a new column (or listed in ``replaces``)."""
+    ours = set(new) | set(replaces)
+    return [name for name in names if name not in ours]
+
+
+def assemble_table(chunk: pa.Table, new: pa.Table, schema: pa.Schema) -> pa.Table:
+    """One streamed chunk's output in ``schema`` (kept input columns, then ``new``): Arrow in, Arrow out."""
+    ours = set(new.column_names)
+    arrays = []
+    for field in schema:
+        column = new.column(field.name) if field.name in ours else chunk.column(field.name)
+        arrays.append(column if column.type == field.type else column.cast(field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def assemble_frame(frame: pd.DataFrame, new: pa.Table, replaces: Collection[str] = ()) -> pd.DataFrame:
+    """An in-memory result: ``frame``'s kept columns as given, then ``new`` converted once; ``frame``'s index."""
+    kept = set(kept_columns(frame.columns, new.column_names, replaces))
+    drop = [c for c in frame.columns if c not in kept]
+    base = frame.drop(columns=drop) if drop else frame
+    out = pd.concat([base.reset_index(drop=True), to_pandas(new)], axis=1)
+    out.index = frame.index
+    return out
