@@ -356,6 +356,9 @@ def _stats_usage(data: Any, ledger: Any) -> _Rows:
 
 def cmd_usage(args) -> int:
     with _client(args, _sandbox_if(args)) as client:
+        note = client.ledger.in_doubt_note()  # requests a killed run sent and never settled
+        if note:
+            print(note)
         try:
             answer = client.post("usage_stats/api_usage_stats", json={})
         except (PermissionDeniedError, NotFoundError) as exc:
@@ -375,6 +378,13 @@ def cmd_usage(args) -> int:
         now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         print(f"Apollo usage_stats ({len(rows)} endpoints) as of {now}:")
         print(_usage_table(rows))
+    return EXIT_OK
+
+
+def cmd_cache(args) -> int:
+    from apollo_frames.client.store_admin import cache_command
+
+    print(cache_command(args.action, args.cache_dir, older_than=args.older_than, path=args.path))
     return EXIT_OK
 
 
@@ -574,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("cache", help="the answer store: info, prune, verify, export/import as Parquet")
+    p.add_argument("action", choices=["info", "prune", "verify", "export", "import"])
+    p.add_argument("path", nargs="?", default=None, help="export/import: the .parquet file")
+    p.add_argument("--older-than", default="30d", help="prune: entries stored longer ago than this (30d, 12h, 2w)")
+    p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
+    p.set_defaults(func=cmd_cache)
 
     _add_operation_commands(sub, "search")
     _add_operation_commands(sub, "push")

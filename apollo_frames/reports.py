@@ -13,7 +13,9 @@ def ledger(since: Any = None, client=None) -> pd.DataFrame:
     """The credit ledger as a DataFrame: one row per batch sent, oldest first.
 
     Columns: time (UTC), operation, endpoint, records_sent, records_matched,
-    credits, http_status, run_id. ``since`` takes a date/time (naive = UTC) or
+    credits, http_status, run_id, status (``settled``, or ``in_doubt``: sent
+    and never answered, e.g. the process was killed; credits is then the
+    worst case the server may have charged). ``since`` takes a date/time (naive = UTC) or
     a timedelta back from now. Without ``client`` the ledger in the default
     cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
     """
@@ -25,16 +27,25 @@ SUMMARY_KEYS = {"day": "day", "operation": "operation", "run": "run_id"}
 
 
 def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFrame:
-    """Credits, batches, records sent/matched and match rate per ``by`` = "day" (UTC), "operation" or "run"."""
+    """Credits, batches, records sent/matched and match rate per ``by`` = "day" (UTC), "operation" or "run".
+
+    ``credits`` are the settled ones; ``in_doubt_credits`` the worst case of requests never answered.
+    """
     if by not in SUMMARY_KEYS:
         raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
     frame = ledger(since=since, client=client)
-    frame = frame.assign(day=frame["time"].dt.floor("D"))
+    doubt = frame["status"] == "in_doubt"
+    frame = frame.assign(
+        day=frame["time"].dt.floor("D"),
+        credits=frame["credits"].where(~doubt, 0.0),
+        in_doubt_credits=frame["credits"].where(doubt, 0.0),
+    )
     key = SUMMARY_KEYS[by]
     grouped = frame.groupby(key, sort=True, dropna=False)
     out = pd.DataFrame(
         {
             "credits": grouped["credits"].sum(),
+            "in_doubt_credits": grouped["in_doubt_credits"].sum(),
             "batches": grouped.size(),
             "records_sent": grouped["records_sent"].sum(),
             "records_matched": grouped["records_matched"].sum(),
@@ -51,8 +62,8 @@ def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFr
     out["match_rate"] = (out["records_matched"] / sent.where(sent > 0)).astype("float64")
     out = out.reset_index()
     if by == "run":
-        out = out[["run_id", "operation", "started", "ended", "credits", "batches", "records_sent",
-                   "records_matched", "match_rate"]]
+        out = out[["run_id", "operation", "started", "ended", "credits", "in_doubt_credits", "batches",
+                   "records_sent", "records_matched", "match_rate"]]
     return out
 
 

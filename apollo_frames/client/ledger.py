@@ -4,7 +4,11 @@ One SQLite file beside the cache (``<cache_dir>/ledger.sqlite``), in WAL mode
 with a busy timeout, so several processes (a notebook and a nightly script)
 can append to it at once without losing a row. Every successful batch the
 runner sends becomes one row: time (UTC), run id, operation, endpoint, records
-sent and matched, credits charged, HTTP status. The last rate-limit reading
+sent and matched, credits charged, HTTP status. A request can be written before
+it leaves (:meth:`Ledger.begin`, with its worst-case credits) and settled with
+the server's figure when it answers (:meth:`Ledger.settle`): one never settled
+(the process was killed) shows as ``in_doubt`` with its worst case, so the
+ledger never under-reports. The last rate-limit reading
 per endpoint and window is kept too, with the time it was seen; estimates use
 it and ``apollo-frames usage`` falls back to it when ``usage_stats`` is refused.
 
@@ -16,6 +20,7 @@ the environment, i.e. the default cache folder).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import threading
 import time
@@ -27,10 +32,17 @@ from typing import Any
 import pandas as pd
 
 from apollo_frames.client.ratelimit import WindowReading
+from apollo_frames.client.storage import (
+    database_files,
+    private_dir,
+    private_file,
+    storage_errors,
+    tighten,
+)
 from apollo_frames.core.clock import SYSTEM_CLOCK, WINDOWS, Clock
 
-#: Bump with a migration when the tables change.
-LEDGER_VERSION = 1
+#: Bump with a migration when the tables change (2: begin/settle, in doubt).
+LEDGER_VERSION = 2
 #: How long a writer waits for another process's transaction before giving up (ms).
 BUSY_TIMEOUT_MS = 30_000
 
@@ -43,7 +55,18 @@ FRAME_COLUMNS = (
     "credits",
     "http_status",
     "run_id",
+    "status",
 )
+#: ``status`` of a request answered (credits are the server's) or never answered (credits are the worst case)
+SETTLED, IN_DOUBT = "settled", "in_doubt"
+#: columns added since version 1, for ledgers written by older versions
+_MIGRATIONS = {
+    "state": "TEXT NOT NULL DEFAULT 'settled'",
+    "worst_credits": "REAL",
+    "pid": "INTEGER",
+    "settled_at": "REAL",
+}
+_CORRUPT_REMEDY = "move it aside (the credits it recorded are then no longer summed) and run again"
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS spend (
@@ -55,7 +78,11 @@ _SCHEMA = (
         records_sent INTEGER NOT NULL,
         records_matched INTEGER NOT NULL,
         credits REAL NOT NULL,
-        http_status INTEGER
+        http_status INTEGER,
+        state TEXT NOT NULL DEFAULT 'settled',
+        worst_credits REAL,
+        pid INTEGER,
+        settled_at REAL
     )""",
     "CREATE INDEX IF NOT EXISTS spend_time ON spend (time)",
     "CREATE INDEX IF NOT EXISTS spend_operation ON spend (operation)",
@@ -77,7 +104,7 @@ def _utc(seconds: float) -> pd.Timestamp:
 
 
 def _since_seconds(since: Any, now: float) -> float | None:
-    """POSIX seconds from a datetime, Timestamp, ISO string or a timedelta back from now."""
+    """POSIX seconds from a datetime, Timestamp, ISO string or a timedelta back from ``now``."""
     if since is None:
         return None
     if isinstance(since, (dt.timedelta, pd.Timedelta)):
@@ -91,17 +118,21 @@ def _since_seconds(since: Any, now: float) -> float | None:
 
 
 class Ledger:
-    """Append-only record of credit spend, plus the last rate-limit readings, in one SQLite file."""
+    """Record of credit spend (requests sent, then settled), plus the last rate-limit readings, in one SQLite file."""
 
     def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK):
         self.path = Path(path).expanduser()
-        self.clock = clock  # timestamps rows; the lock retry below waits in real time (another process)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
-        self._setup()
+        self._conn: sqlite3.Connection | None = None
+        with storage_errors(self.path, "the credit ledger", _CORRUPT_REMEDY):
+            private_dir(self.path.parent, tighten_existing=False)
+            private_file(self.path)
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            self._setup()
+        tighten(database_files(self.path))
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
@@ -127,11 +158,21 @@ class Ledger:
             try:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                self._migrate(conn)
                 conn.execute(f"PRAGMA user_version={LEDGER_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Add the columns a ledger written by an older version lacks (its rows are all settled)."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(spend)")}
+        for column, declaration in _MIGRATIONS.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE spend ADD COLUMN {column} {declaration}")
+        conn.execute("CREATE INDEX IF NOT EXISTS spend_state ON spend (state)")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -144,13 +185,38 @@ class Ledger:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     # -- writing -------------------------------------------------------------------------------
+
+    def _write(self, sql: str, params: tuple) -> int:
+        with self._lock, storage_errors(self.path, "writing the credit ledger", _CORRUPT_REMEDY):
+            cursor = self._connection().execute(sql, params)
+            return int(cursor.lastrowid or 0)
+
+    def begin(
+        self, *, run_id: str, operation: str, endpoint: str, records_sent: int, worst_credits: float
+    ) -> int:
+        """Write a request as sent, before it leaves, with the most it can cost; returns its id for :meth:`settle`."""
+        return self._write(
+            "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
+            "http_status, state, worst_credits, pid) VALUES (?, ?, ?, ?, ?, 0, 0, NULL, 'sent', ?, ?)",
+            (self.clock.time(), str(run_id), str(operation), str(endpoint), int(records_sent), float(worst_credits),
+             os.getpid()),
+        )
+
+    def settle(self, entry_id: int, *, credits: float, status: int | None, records_matched: int = 0) -> None:
+        """Settle a request written by :meth:`begin` with the server's figure (0 credits when it failed)."""
+        self._write(
+            "UPDATE spend SET state = 'settled', credits = ?, http_status = ?, records_matched = ?, settled_at = ? "
+            "WHERE id = ?",
+            (float(credits), None if status is None else int(status), int(records_matched), self.clock.time(),
+             int(entry_id)),
+        )
 
     def record(
         self,
@@ -163,23 +229,14 @@ class Ledger:
         credits: float,
         status: int | None,
     ) -> None:
-        """Append one batch (timestamped now, UTC). A single INSERT: atomic, and safe across processes."""
-        row = (
-            self.clock.time(),
-            str(run_id),
-            str(operation),
-            str(endpoint),
-            int(records_sent),
-            int(records_matched),
-            float(credits),
-            None if status is None else int(status),
+        """Append one answered batch (timestamped now, UTC): begin and settle in a single, atomic INSERT."""
+        now = self.clock.time()
+        self._write(
+            "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
+            "http_status, state, worst_credits, pid, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'settled', ?, ?, ?)",
+            (now, str(run_id), str(operation), str(endpoint), int(records_sent), int(records_matched),
+             float(credits), None if status is None else int(status), float(credits), os.getpid(), now),
         )
-        with self._lock:
-            self._connection().execute(
-                "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
-                "http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
 
     def note_limits(
         self, endpoint: str, readings: Mapping[str, WindowReading], *, source: str = "headers"
@@ -193,14 +250,14 @@ class Ledger:
         if not readings:
             return
         now = self.clock.time()
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for window in WINDOWS:
             reading = readings.get(window)
             if reading is None:
                 rows.append((endpoint, window, None, None, None, now, source))
             else:
                 rows.append((endpoint, window, reading.limit, reading.usage, reading.left, now, source))
-        with self._lock:
+        with self._lock, storage_errors(self.path, "writing the credit ledger", _CORRUPT_REMEDY):
             self._connection().executemany(
                 "INSERT OR REPLACE INTO limits (endpoint, window, limit_value, usage, left_value, seen_at, source) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -210,19 +267,24 @@ class Ledger:
     # -- reading -------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, storage_errors(self.path, "reading the credit ledger", _CORRUPT_REMEDY):
             return self._connection().execute(sql, params).fetchall()
 
     def frame(self, since: Any = None) -> pd.DataFrame:
-        """Every recorded batch (optionally since a time, or a timedelta back from now), oldest first."""
+        """Every request (optionally since a time, or a timedelta back from now), oldest first.
+
+        ``status`` is ``settled`` (credits: the server's figure) or ``in_doubt``
+        (sent, never answered: credits is its worst case).
+        """
         start = _since_seconds(since, self.clock.time())
         sql = (
-            "SELECT time, operation, endpoint, records_sent, records_matched, credits, http_status, run_id "
-            "FROM spend"
+            "SELECT time, operation, endpoint, records_sent, records_matched, "
+            "CASE WHEN state = 'sent' THEN COALESCE(worst_credits, credits) ELSE credits END, http_status, run_id, "
+            f"CASE WHEN state = 'sent' THEN '{IN_DOUBT}' ELSE '{SETTLED}' END FROM spend"
         )
         rows = self._query(sql + (" WHERE time >= ? ORDER BY time, id" if start is not None else " ORDER BY time, id"),
                            (start,) if start is not None else ())
-        columns = list(zip(*rows)) if rows else [[] for _ in FRAME_COLUMNS]
+        columns: list[Any] = list(zip(*rows)) if rows else [() for _ in FRAME_COLUMNS]
         data = dict(zip(FRAME_COLUMNS, columns))
         return pd.DataFrame(
             {
@@ -234,8 +296,24 @@ class Ledger:
                 "credits": pd.Series(data["credits"], dtype="float64"),
                 "http_status": pd.Series(data["http_status"], dtype="Int64"),
                 "run_id": pd.Series(data["run_id"], dtype="string"),
+                "status": pd.Series(data["status"], dtype="string"),
             }
         )
+
+    def in_doubt(self) -> tuple[int, float]:
+        """(requests sent and never settled, their worst-case credits)."""
+        (count, worst), = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(COALESCE(worst_credits, credits)), 0) FROM spend WHERE state = 'sent'"
+        )
+        return int(count), float(worst)
+
+    def in_doubt_note(self) -> str | None:
+        """One line for ``apollo-frames usage`` when some requests are in doubt, else None."""
+        count, worst = self.in_doubt()
+        if not count:
+            return None
+        return (f"ledger: {count} request(s) in doubt (sent, never answered: a killed run?), up to {worst:g} "
+                f"credits the server may have charged; see apollo_frames.ledger() (status == 'in_doubt')")
 
     def limits(self) -> dict[str, dict[str, dict[str, Any]]]:
         """``{endpoint: {window: {"limit", "usage", "left", "seen_at", "source"}}}``; limit None = unlimited."""
@@ -258,7 +336,7 @@ class Ledger:
         """(records matched / records sent, records sent) over every recorded batch of ``operation``."""
         (sent, matched), = self._query(
             "SELECT COALESCE(SUM(records_sent), 0), COALESCE(SUM(records_matched), 0) FROM spend "
-            "WHERE operation = ? AND (http_status IS NULL OR (http_status >= 200 AND http_status < 400))",
+            "WHERE operation = ? AND state = 'settled' AND (http_status IS NULL OR (http_status >= 200 AND http_status < 400))",
             (operation,),
         )
         if not sent:
@@ -266,8 +344,8 @@ class Ledger:
         return matched / sent, int(sent)
 
     def total_credits(self, *, run_id: str | None = None, operation: str | None = None) -> float:
-        """Credits recorded, optionally for one run or one operation."""
-        clauses, params = [], []
+        """Credits settled, optionally for one run or one operation (requests in doubt: :meth:`in_doubt`)."""
+        clauses, params = ["state = 'settled'"], []
         for column, value in (("run_id", run_id), ("operation", operation)):
             if value is not None:
                 clauses.append(f"{column} = ?")

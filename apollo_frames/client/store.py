@@ -1,74 +1,515 @@
-"""On-disk response cache (diskcache): one entry per normalised input record.
+"""The answer store: one entry per normalised input record, on disk (diskcache's SQLite schema).
+
+What goes in and out is ours: every value is JSON bytes ``{"v": SCHEMA_VERSION,
+"k": key, "d": answer}`` stored raw; nothing read from disk is ever unpickled
+or evaluated (:class:`SafeDisk` refuses diskcache's pickle mode, the settings
+table cannot run pragmas). An entry that does not parse, carries another key or
+another schema version is a miss: it is quarantined (deleted, recorded in the
+``Quarantine`` table), counted in :attr:`ResponseCache.quarantined`, and asked
+again. A cached miss is ``None``; an absent key is absent.
 
 Keys are a SHA-256 of (schema version, namespace, endpoint, normalised input,
-options that change the answer). The API key is never part of a key or a
-value. Misses are cached as ``None`` so a re-run asks Apollo nothing.
-Reads and writes go in batches, one SQLite transaction per batch.
+options that change the answer). The API key is never part of a key or a value.
+Reads take one SQL query per block of keys; writes one transaction per batch.
+Leases (:meth:`ResponseCache.claim`) let processes sharing the folder tell each
+other which records are in flight. Folder 0700, files 0600.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import os
+import re
+import socket
+import sqlite3
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import diskcache
+from diskcache.core import (
+    DEFAULT_SETTINGS,
+    ENOVAL,
+    METADATA,
+    MODE_BINARY,
+    MODE_RAW,
+    UNKNOWN,
+)
 
+from apollo_frames.client.storage import (
+    database_files,
+    private_dir,
+    private_file,
+    storage_errors,
+    tighten,
+)
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
+from apollo_frames.core.errors import warn
 
-#: Bump when the meaning of cached values changes, so old entries are not reused.
-SCHEMA_VERSION = 1
-
-_MISSING = object()
+#: Bump when the meaning or format of stored values changes: old entries are then never looked up
+#: (the version is part of every key) and ``cache verify`` / ``prune`` clear them. 1 was pickled values.
+SCHEMA_VERSION = 2
+#: Values up to this size stay inline in SQLite (read in one query); larger ones go to a file beside it.
+INLINE_LIMIT = 2**24
+#: Keys per SQL statement (SQLite allows 32,766 variables; a block of 900 keeps every version happy).
+SQL_BLOCK = 900
+#: What the settings table may hold; anything else found there is ignored (never becomes a PRAGMA).
+_KNOWN_SETTINGS = frozenset(DEFAULT_SETTINGS) | frozenset(METADATA)
+#: diskcache settings we always pass, so none is taken from a (possibly tampered) database.
+_SETTINGS: dict[str, Any] = {
+    "statistics": 0,
+    "tag_index": 0,
+    # No size-based eviction: an evicted answer would be paid for again. TTLs bound the age.
+    "eviction_policy": "none",
+    "size_limit": 2**62,
+    "cull_limit": 0,
+    "sqlite_auto_vacuum": 1,
+    "sqlite_cache_size": 2**13,
+    "sqlite_journal_mode": "wal",
+    "sqlite_mmap_size": 0,
+    "sqlite_synchronous": 1,
+    "disk_min_file_size": INLINE_LIMIT,
+    "disk_pickle_protocol": 0,
+}
+_VALUE_FILE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS Quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, key, reason TEXT NOT NULL,
+        mode INTEGER, size INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS Claims (
+        key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER, host TEXT, expires REAL NOT NULL)""",
+)
+_SELECT = "SELECT rowid, key, raw, mode, filename, value FROM Cache"
+_UPSERT = (
+    "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
+    "filename, value) VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, NULL, ?) "
+    "ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = excluded.expire_time, "
+    "access_time = excluded.access_time, size = excluded.size, mode = excluded.mode, filename = NULL, "
+    "value = excluded.value"
+)
+_CORRUPT_REMEDY = "run `apollo-frames cache verify` (it sets the file aside and keeps what is readable) or remove it"
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-class ResponseCache:
-    """A thin, batch-oriented wrapper over ``diskcache.Cache``."""
+class BadEntry(ValueError):
+    """A stored entry that is not ours: wrong mode, not JSON, another key or schema version."""
 
-    def __init__(self, directory: str | Path, *, namespace: str = "", clock: Clock = SYSTEM_CLOCK):
-        self.directory = Path(directory) / "responses"
+
+def encode_entry(key: str, data: Any) -> bytes:
+    """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss)."""
+    return json.dumps({"v": SCHEMA_VERSION, "k": key, "d": data}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_entry(key: Any, blob: Any) -> dict | None:
+    """The answer in ``blob`` if it is a current entry for ``key``; else :class:`BadEntry` saying why."""
+    if not isinstance(blob, (bytes, str)):
+        raise BadEntry(f"value of type {type(blob).__name__}")
+    try:
+        entry = json.loads(blob)
+    except (ValueError, UnicodeDecodeError):
+        raise BadEntry("not JSON") from None
+    if not isinstance(entry, dict) or "d" not in entry:
+        raise BadEntry("not an entry")
+    if entry.get("v") != SCHEMA_VERSION:
+        raise BadEntry(f"schema version {entry.get('v')!r}")
+    if entry.get("k") != key:
+        raise BadEntry("carries another key")
+    data = entry["d"]
+    if data is not None and not isinstance(data, dict):
+        raise BadEntry(f"answer of type {type(data).__name__}")
+    return data
+
+
+class SafeDisk(diskcache.Disk):
+    """diskcache serialisation for bytes and text keys only: pickle is never written nor read."""
+
+    def __init__(self, directory: str, min_file_size: int = INLINE_LIMIT, pickle_protocol: int = 0, **_ignored: Any):
+        # Unknown disk_* settings found in a tampered database arrive here: ignored.
+        super().__init__(directory, min_file_size=INLINE_LIMIT, pickle_protocol=0)
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if type(key) is not str:
+            raise TypeError(f"store keys are text, got {type(key).__name__}")
+        return key, True
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise BadEntry("pickled key")
+        return bytes(key) if isinstance(key, (bytes, memoryview)) else key
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
+        if read or type(value) is not bytes:
+            raise TypeError("the answer store keeps bytes only")
+        if len(value) < self.min_file_size:
+            return 0, MODE_RAW, None, sqlite3.Binary(value)
+        filename, full_path = self.filename(key, value)
+        private_dir(Path(full_path).parent)
+        fd = os.open(full_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(value)
+        return len(value), MODE_BINARY, filename, None
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> bytes:
+        if mode == MODE_RAW and isinstance(value, (bytes, str)):
+            return bytes(value) if not isinstance(value, str) else value.encode()
+        if mode == MODE_BINARY and not read and self._own_file(filename):
+            with open(os.path.join(self._directory, str(filename)), "rb") as reader:
+                return reader.read()
+        raise BadEntry(f"stored in mode {mode}" if mode != MODE_BINARY else "value file outside the store")
+
+    def remove(self, file_path: str) -> None:
+        # A filename read from the database is only ever one of ours: never a path elsewhere.
+        if self._own_file(file_path):
+            super().remove(file_path)
+
+    @staticmethod
+    def _own_file(filename: Any) -> bool:
+        return isinstance(filename, str) and _VALUE_FILE.fullmatch(filename.replace(os.sep, "/")) is not None
+
+
+class _SafeCache(diskcache.Cache):
+    """``diskcache.Cache`` that ignores settings it does not know (no PRAGMA is built from the database)."""
+
+    def reset(self, key: str, value: Any = ENOVAL, update: bool = True) -> Any:
+        if key not in _KNOWN_SETTINGS:
+            return value
+        return super().reset(key, value, update)
+
+
+@dataclasses.dataclass
+class StoreStats:
+    """What the store holds (``apollo-frames cache info``)."""
+
+    path: str
+    entries: int
+    size_bytes: int
+    oldest: float | None
+    newest: float | None
+    quarantined: int
+    quarantined_this_session: int
+    leases: int
+
+    def lines(self) -> list[str]:
+        def when(t: float | None) -> str:
+            return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+        return [
+            f"store       {self.path}",
+            f"entries     {self.entries:,}",
+            f"size        {self.size_bytes / 2**20:,.1f} MiB",
+            f"oldest      {when(self.oldest)}",
+            f"newest      {when(self.newest)}",
+            f"quarantined {self.quarantined:,} (this session: {self.quarantined_this_session:,})",
+            f"leases      {self.leases:,}",
+        ]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (line.split(None, 1) for line in self.lines()))
+        return f"<table>{rows}</table>"
+
+
+@dataclasses.dataclass
+class Lease:
+    """Who holds a claim on a key, until when (POSIX seconds)."""
+
+    owner: str
+    pid: int | None
+    host: str | None
+    expires: float
+
+
+@dataclasses.dataclass
+class Claimed:
+    """The outcome of :meth:`ResponseCache.claim`: keys now ours, and keys another live lease holds."""
+
+    claimed: list[str]
+    held_by_others: dict[str, Lease]
+
+
+@dataclasses.dataclass
+class Waited:
+    """The outcome of :meth:`ResponseCache.wait_for`: answers that arrived, keys still held, keys free to claim."""
+
+    found: dict[str, Any]
+    still_held: list[str]
+    free: list[str]
+
+
+def set_aside(db: Path) -> Path:
+    """Move a database and its side files into ``quarantine/`` beside it (kept, never deleted); returns the new path."""
+    folder = private_dir(db.parent / "quarantine")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
+    target = folder / f"{db.name}.{stamp}"
+    for source in database_files(db):
+        if source.exists():
+            os.replace(source, folder / (target.name + source.name[len(db.name):]))
+    return target
+
+
+def _blocks(items: Sequence[Any], size: int = SQL_BLOCK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class ResponseCache:
+    """The answer store over diskcache's SQLite file: block reads, batch writes, quarantine, leases."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        namespace: str = "",
+        clock: Clock = SYSTEM_CLOCK,
+        timeout: float = 60.0,
+    ):
+        self.directory = Path(directory).expanduser() / "responses"
+        self.path = self.directory / "cache.db"
         self.namespace = namespace
         self.clock = clock
-        # No size-based eviction: an evicted answer would be paid for again. TTLs bound the age.
-        self._cache = diskcache.Cache(str(self.directory), size_limit=2**42, eviction_policy="none", sqlite_mmap_size=0)
+        #: entries found bad and set aside by this object (for the run summary)
+        self.quarantined = 0
+        self.quarantine_reasons: Counter[str] = Counter()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        with storage_errors(self.directory, "the answer store"):
+            private_dir(self.directory)
+            self._set_aside_garbage()
+            private_file(self.path)
+        with storage_errors(self.path, "the answer store", _CORRUPT_REMEDY):
+            self._cache = _SafeCache(str(self.directory), disk=SafeDisk, timeout=timeout, **_SETTINGS)
+        with self.transaction() as con:
+            for statement in _TABLES:
+                con.execute(statement)
+        tighten(database_files(self.path))
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.directory)!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _con(self) -> sqlite3.Connection:
+        # diskcache's own thread-local connection, so our statements join its transactions.
+        return self._cache._con
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of one read-only statement on the store's database."""
+        with storage_errors(self.path, "reading the answer store", _CORRUPT_REMEDY):
+            return self._con().execute(sql, tuple(params)).fetchall()
+
+    _rows = query
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (diskcache's), storage failures as :class:`StorageError`."""
+        with storage_errors(self.path, "writing the answer store", _CORRUPT_REMEDY), self._cache.transact():
+            yield self._con()
+
+    @property
+    def disk(self) -> SafeDisk:
+        return self._cache.disk
+
+    def _set_aside_garbage(self) -> None:
+        """A cache.db that is not SQLite at all holds nothing of ours: move it aside (kept), count it, go on."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        if not head or head == _SQLITE_MAGIC:
+            return
+        target = set_aside(self.path)
+        self.quarantined += 1
+        self.quarantine_reasons["database not a SQLite database"] += 1
+        warn(f"the answer store {self.path} was not a SQLite database: moved to {target}; "
+             "its answers will be asked again")
+
+    # -- keys, reads, writes -------------------------------------------------------------------
 
     def key(self, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
         text = canonical_json([SCHEMA_VERSION, self.namespace, endpoint, record, dict(options or {})])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The cached values of those keys that are present (a cached miss is ``None``)."""
+        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block."""
+        wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
+        bad: list[tuple[int, Any, str, int | None]] = []
         now = self.clock.time()
-        with self._cache.transact():
-            for key in keys:
-                value, expires = self._cache.get(key, default=_MISSING, tag=True)
-                if value is not _MISSING and (expires is None or expires > now):
-                    found[key] = value
+        for block in _blocks(wanted):
+            rows = self._rows(
+                f"{_SELECT} WHERE key IN ({_marks(len(block))}) AND (expire_time IS NULL OR expire_time > ?)",
+                [*block, now],
+            )
+            self.decode_rows(rows, found, bad)
+        if bad:
+            self.quarantine(bad)
         return found
 
+    def decode_rows(self, rows: list[tuple], found: dict[str, Any], bad: list) -> None:
+        """Decode (rowid, key, raw, mode, filename, value) rows into ``found``; the bad ones go to ``bad``."""
+        disk = self._cache.disk
+        for rowid, key, raw, mode, filename, value in rows:
+            try:
+                if raw != 1 or not isinstance(key, str):
+                    raise BadEntry("pickled key")
+                found[key] = decode_entry(key, disk.fetch(mode, filename, value, False))
+            except (BadEntry, OSError) as exc:
+                bad.append((rowid, key, str(exc) or type(exc).__name__, mode))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.get_many([key]).get(key, default)
+
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None) -> None:
-        # diskcache expires on the system clock (and culls on it); the tag holds the expiry on this
-        # cache's clock, which get_many checks. With the system clock the two agree.
-        expires = None if ttl is None else self.clock.time() + ttl
-        with self._cache.transact():
-            for key, value in items.items():
-                self._cache.set(key, value, expire=ttl, tag=expires)
+        """Store answers (a JSON object, or None for a miss), one transaction; ``ttl`` seconds, None = no expiry."""
+        now = self.clock.time()
+        expire = None if ttl is None else now + ttl
+        self.write_entries([(key, data, now, expire) for key, data in items.items()])
+
+    def write_entries(self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False) -> int:
+        """Store (key, answer, stored_at, expires_at) entries in one transaction; returns how many were written.
+
+        ``newer_only``: an entry already stored more recently is kept (import).
+        """
+        rows = []
+        disk = self._cache.disk
+        for key, data, stored_at, expire in entries:
+            size, mode, _, value = disk.store(encode_entry(key, data), False, key=key)
+            rows.append((key, stored_at, expire, stored_at, size, mode, value))
+        if not rows:
+            return 0
+        sql = _UPSERT + (" WHERE excluded.store_time > Cache.store_time" if newer_only else "")
+        with self.transaction() as con:
+            return max(con.executemany(sql, rows).rowcount, 0)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._cache
+        return key in self.get_many([key])
 
     def __len__(self) -> int:
-        return len(self._cache)
+        ((count,),) = self._rows("SELECT COUNT(*) FROM Cache")
+        return int(count)
 
     def clear(self) -> None:
-        self._cache.clear()
+        with self.transaction() as con:
+            con.execute("DELETE FROM Cache")
 
     def close(self) -> None:
         self._cache.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- quarantine ----------------------------------------------------------------------------
+
+    def quarantine(self, bad: list[tuple[int, Any, str, int | None]], *, quiet: bool = False) -> None:
+        """Delete bad rows (recording key, reason, mode, size); never fatal: a read-only store just counts them."""
+        self.quarantined += len(bad)
+        self.quarantine_reasons.update(reason for _, _, reason, _ in bad)
+        now = self.clock.time()
+        try:
+            with self._cache.transact():
+                con = self._con()
+                con.executemany(
+                    "INSERT INTO Quarantine (time, key, reason, mode, size) "
+                    "SELECT ?, key, ?, mode, length(value) FROM Cache WHERE rowid = ?",
+                    [(now, reason, rowid) for rowid, _, reason, _ in bad],
+                )
+                con.executemany("DELETE FROM Cache WHERE rowid = ?", [(rowid,) for rowid, *_ in bad])
+        except (sqlite3.Error, OSError, diskcache.Timeout):
+            pass  # they stay on disk, and stay misses: nothing read from them is trusted
+        if quiet:
+            return
+        reasons = ", ".join(f"{n} {r}" for r, n in Counter(r for _, _, r, _ in bad).most_common())
+        warn(f"{len(bad)} stored answer(s) in {self.path} could not be trusted ({reasons}): set aside and "
+             "treated as not cached; `apollo-frames cache verify` checks the whole store")
+
+    def stats(self) -> StoreStats:
+        """Entries, size on disk, oldest/newest entry, quarantined (ever / by this object), live leases."""
+        ((entries, oldest, newest),) = self._rows("SELECT COUNT(*), MIN(store_time), MAX(store_time) FROM Cache")
+        ((quarantined,),) = self._rows("SELECT COUNT(*) FROM Quarantine")
+        ((leases,),) = self._rows("SELECT COUNT(*) FROM Claims WHERE expires > ?", [self.clock.time()])
+        size = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file() and "quarantine" not in f.parts)
+        return StoreStats(str(self.directory), int(entries), size, oldest, newest, int(quarantined),
+                          self.quarantined, int(leases))
+
+    # -- leases across processes ---------------------------------------------------------------
+
+    def claim(self, keys: Iterable[str], lease_s: float) -> Claimed:
+        """Take a lease of ``lease_s`` seconds on each key no other live lease holds (one transaction)."""
+        wanted = list(dict.fromkeys(keys))
+        now = self.clock.time()
+        held: dict[str, Lease] = {}
+        pid, host = os.getpid(), socket.gethostname()
+        with self.transaction() as con:
+            for block in _blocks(wanted):
+                for key, owner, opid, ohost, expires in con.execute(
+                    f"SELECT key, owner, pid, host, expires FROM Claims WHERE key IN ({_marks(len(block))}) "
+                    "AND owner != ? AND expires > ?",
+                    (*block, self.owner, now),
+                ):
+                    held[key] = Lease(owner, opid, ohost, expires)
+            mine = [k for k in wanted if k not in held]
+            con.executemany(
+                "INSERT OR REPLACE INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
+                [(k, self.owner, pid, host, now + lease_s) for k in mine],
+            )
+        return Claimed(mine, held)
+
+    def release(self, keys: Iterable[str]) -> None:
+        """Drop this object's leases on ``keys`` (others' leases are left alone)."""
+        wanted = list(dict.fromkeys(keys))
+        with self.transaction() as con:
+            for block in _blocks(wanted):
+                con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})", (self.owner, *block))
+
+    def held_by_others(self, keys: Iterable[str]) -> list[str]:
+        """Those of ``keys`` another owner holds a live lease on."""
+        wanted = list(dict.fromkeys(keys))
+        now = self.clock.time()
+        held: set[str] = set()
+        for block in _blocks(wanted):
+            rows = self._rows(
+                f"SELECT key FROM Claims WHERE key IN ({_marks(len(block))}) AND owner != ? AND expires > ?",
+                [*block, self.owner, now],
+            )
+            held.update(key for (key,) in rows)
+        return [k for k in wanted if k in held]
+
+    def wait_for(
+        self, keys: Iterable[str], timeout: float, *, poll: float = 0.05, sleep: Callable[[float], None] | None = None
+    ) -> Waited:
+        """Wait until every key has an answer or is no longer held by a live lease of another owner.
+
+        Time is read from the store's clock and waits go to its ``sleep`` (or the
+        ``sleep`` given), so a test with a ``FakeClock`` never waits for real. Keys whose lease expired or was released
+        without an answer come back in ``free``: the caller claims and sends them.
+        """
+        sleep = sleep or self.clock.sleep
+        pending = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        deadline = self.clock.time() + timeout
+        while True:
+            found.update(self.get_many(pending))
+            pending = [k for k in pending if k not in found]
+            held = self.held_by_others(pending)
+            if not held or self.clock.time() >= deadline:
+                return Waited(found, held, [k for k in pending if k not in set(held)])
+            sleep(poll)

@@ -26,14 +26,16 @@ class BudgetExceededError(ApolloError):
 
 
 class StorageError(ApolloError):
-    """The answer store or the ledger on disk could not be read or written.
+    """The answer store or the ledger on disk could not be read or written (disk full, read-only, corrupt).
 
-    ``path`` names the file or folder concerned.
+    ``path`` names the file or folder concerned; ``reason`` is ``"full"``, ``"io"``,
+    ``"read_only"``, ``"corrupt"``, ``"busy"`` or ``"failed"``. The message says what to do.
     """
 
-    def __init__(self, message: str, *, path: object = None):
+    def __init__(self, message: str, *, path: object = None, reason: str = "failed"):
         super().__init__(message)
         self.path = path
+        self.reason = reason
 
 
 class APIError(ApolloError):
@@ -139,3 +141,4 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level + 1)
+

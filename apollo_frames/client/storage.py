@@ -1,0 +1,134 @@
+"""What the answer store and the credit ledger share: private files, and typed storage errors.
+
+Both hold personal data or spend records, so folders are 0700 and files 0600
+whatever the umask. Any SQLite or OS failure that is about the disk (full,
+read-only, corrupt) leaves as :class:`StorageError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import diskcache
+
+from apollo_frames.core.errors import StorageError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+#: SQLite's own side files for a database in WAL mode (and the rollback journal)
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+_FULL = ("database or disk is full",)
+_IO = ("disk i/o error",)
+_READ_ONLY = ("readonly database", "unable to open database file", "read-only file system")
+_CORRUPT = ("file is not a database", "malformed", "file is encrypted", "database corrupt")
+_ERRNO_REASON = {
+    errno.ENOSPC: "full",
+    errno.EFBIG: "full",
+    errno.EDQUOT: "full",
+    errno.EACCES: "read_only",
+    errno.EPERM: "read_only",
+    errno.EROFS: "read_only",
+}
+
+
+def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
+    """Create ``path`` and any missing parents 0700; an existing ``path`` is made 0700 too when asked.
+
+    (``Path.mkdir(parents=True)`` would create the parents with the umask's mode.)
+    """
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        folder.mkdir(mode=DIR_MODE, exist_ok=True)
+        _chmod(folder, DIR_MODE)
+    if tighten_existing:
+        _chmod(path, DIR_MODE)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty if missing (an empty file is an empty SQLite database), then make it 0600."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return path
+
+
+def tighten(paths: Iterable[Path]) -> None:
+    """Make existing files 0600 and folders 0700 (files SQLite or diskcache created with the umask)."""
+    for path in paths:
+        if path.is_symlink() or not path.exists():
+            continue
+        _chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
+
+
+def _chmod(path: Path, mode: int) -> None:
+    # Not ours (another user's shared folder) or a read-only mount: reading can still work.
+    with contextlib.suppress(OSError):
+        if (path.stat().st_mode & 0o777) != mode:
+            os.chmod(path, mode)
+
+
+def database_files(db: Path) -> list[Path]:
+    """The database and its SQLite side files."""
+    return [db] + [db.with_name(db.name + suffix) for suffix in SIDE_FILES]
+
+
+def reason_of(exc: BaseException) -> str | None:
+    """``"full"``, ``"read_only"``, ``"corrupt"``, ``"failed"`` for a storage failure; None if it is not one."""
+    if isinstance(exc, OSError):
+        return _ERRNO_REASON.get(exc.errno or 0, "failed")
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, (sqlite3.ProgrammingError, sqlite3.IntegrityError)):
+        return None
+    text = str(exc).lower()
+    for reason, needles in (("full", _FULL), ("io", _IO), ("read_only", _READ_ONLY), ("corrupt", _CORRUPT)):
+        if any(needle in text for needle in needles):
+            return reason
+    if type(exc) is sqlite3.DatabaseError:
+        return "corrupt"
+    return "failed" if "locked" not in text else None
+
+
+def storage_error(exc: BaseException, path: Path, what: str, reason: str, remedy: str = "") -> StorageError:
+    """A :class:`StorageError` for ``exc`` on ``path``, with what to do about it."""
+    advice = {
+        "full": "free some space on that disk (or point the cache folder elsewhere: APOLLO_FRAMES_CACHE_DIR)",
+        "read_only": "make the folder writable by this user, or point APOLLO_FRAMES_CACHE_DIR at a writable folder",
+        "corrupt": remedy or f"move {path} aside (or remove it) and run again",
+        "io": "the disk may be full, over a quota or failing: free some space and run again",
+        "failed": "check the disk and the folder's permissions",
+        "busy": "another process kept it locked too long; run again when it is done",
+    }[reason]
+    label = {"full": "disk full", "read_only": "read-only", "corrupt": "corrupt or not a database",
+             "io": "write failed", "failed": "storage failure", "busy": "locked"}[reason]
+    return StorageError(f"{what} {path}: {label} ({exc}); {advice}", path=str(path), reason=reason)
+
+
+@contextlib.contextmanager
+def storage_errors(path: Path, what: str, remedy: str = "") -> Iterator[None]:
+    """Turn disk-level failures inside the block into :class:`StorageError` (other errors pass through)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except (sqlite3.DatabaseError, OSError) as exc:
+        reason = reason_of(exc)
+        if reason is None:
+            raise
+        raise storage_error(exc, path, what, reason, remedy) from exc
+    except diskcache.Timeout as exc:
+        # diskcache turns every failure to begin a transaction into Timeout, the cause kept as context.
+        cause = exc.__context__
+        reason = reason_of(cause) if cause is not None else None
+        raise storage_error(cause or exc, path, what, reason or "busy", remedy) from exc

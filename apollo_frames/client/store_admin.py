@@ -1,0 +1,313 @@
+"""Looking after the answer store: prune, verify (and salvage), export and import as Parquet.
+
+Export/import is how a team shares answers without sharing a writable folder:
+one person exports, others import; every imported record is checked (key shape,
+schema version, JSON answer) and a bad one is skipped and counted, never stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import re
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from diskcache.core import MODE_RAW
+
+from apollo_frames.client.storage import private_file, storage_errors
+from apollo_frames.client.store import (
+    SCHEMA_VERSION,
+    BadEntry,
+    ResponseCache,
+    decode_entry,
+    set_aside,
+)
+from apollo_frames.core.errors import InputError, StorageError
+from apollo_frames.core.settings import Settings
+
+#: Rows read or written per step (one SQL query / one Parquet batch).
+BLOCK = 1_000
+EXPORT_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("schema_version", pa.int32()),
+        ("stored_at", pa.float64()),
+        ("expires_at", pa.float64()),
+        ("answer", pa.string()),
+    ],
+    metadata={b"apollo_frames.store": json.dumps({"format": 1, "schema_version": SCHEMA_VERSION}).encode()},
+)
+_KEY = re.compile(r"[0-9a-f]{64}")
+_AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
+_UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_SELECT_FROM = "SELECT rowid, key, raw, mode, filename, value, store_time, expire_time FROM Cache"
+
+
+def parse_age(text: str) -> float:
+    """Seconds in an age like ``30d``, ``12h``, ``90m``, ``2w`` (a bare number is days)."""
+    found = _AGE.fullmatch(str(text))
+    if found is None:
+        raise InputError(f"an age looks like 30d, 12h, 90m or 2w, got {text!r}")
+    return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+@dataclasses.dataclass
+class Counts:
+    """What a verify, export or import did: rows looked at, kept, and set aside or skipped (by reason)."""
+
+    action: str
+    checked: int = 0
+    ok: int = 0
+    skipped: Counter[str] = dataclasses.field(default_factory=Counter)
+    note: str = ""
+    #: import/salvage: entries written (an import keeps an entry already stored as recently)
+    written: int | None = None
+
+    @property
+    def bad(self) -> int:
+        return sum(self.skipped.values())
+
+    def __str__(self) -> str:
+        reasons = "; ".join(f"{n:,} {r}" for r, n in self.skipped.most_common())
+        verb = "quarantined" if self.action == "verify" else "skipped"
+        text = f"{self.action}: {self.checked:,} checked, {self.ok:,} ok, {self.bad:,} {verb}"
+        if self.written is not None:
+            text += f", {self.written:,} written"
+        return text + (f" ({reasons})" if reasons else "") + (f"; {self.note}" if self.note else "")
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{self}</pre>"
+
+
+def _scan(store: ResponseCache, where: str = "", params: tuple = ()):
+    """Every row of the store in rowid order, a block at a time."""
+    last = 0
+    while True:
+        rows = store.query(f"{_SELECT_FROM} WHERE rowid > ? {where} ORDER BY rowid LIMIT ?", (last, *params, BLOCK))
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield rows
+
+
+def prune(store: ResponseCache, older_than: float, *, now: float | None = None) -> int:
+    """Delete entries stored more than ``older_than`` seconds before ``now`` (store clock), and expired ones."""
+    now = store.clock.time() if now is None else now
+    cutoff = (now - older_than, now)
+    condition = "store_time < ? OR (expire_time IS NOT NULL AND expire_time <= ?)"
+    with store.transaction() as con:
+        files = [name for (name,) in con.execute(
+            f"SELECT filename FROM Cache WHERE filename IS NOT NULL AND ({condition})", cutoff)]
+        removed = con.execute(f"DELETE FROM Cache WHERE {condition}", cutoff).rowcount
+        con.execute("DELETE FROM Claims WHERE expires <= ?", (now,))
+    for name in files:
+        store.disk.remove(name)
+    return int(removed)
+
+
+def verify(store: ResponseCache) -> Counts:
+    """Check every entry (mode, JSON, key, schema version); quarantine the bad ones."""
+    counts = Counts("verify")
+    for rows in _scan(store):
+        found: dict[str, Any] = {}
+        bad: list = []
+        store.decode_rows([row[:6] for row in rows], found, bad)
+        counts.checked += len(rows)
+        counts.ok += len(rows) - len(bad)
+        counts.skipped.update(reason for _, _, reason, _ in bad)
+        if bad:
+            store.quarantine(bad, quiet=True)
+    return counts
+
+
+def repair(directory: str | Path) -> tuple[ResponseCache, list[Counts]]:
+    """Verify the store; one too damaged to read is set aside and what is readable copied into a fresh one.
+
+    Returns the (open) store and what was done: a salvage, if any, then the verify.
+    """
+    db = Path(directory).expanduser() / "responses" / "cache.db"
+    store: ResponseCache | None = None
+    try:
+        store = ResponseCache(directory)
+        return store, [verify(store)]
+    except StorageError as exc:
+        if exc.reason != "corrupt":
+            raise
+    if store is not None:
+        store.close()
+    moved = set_aside(db)
+    fresh = ResponseCache(directory)
+    return fresh, [salvage(moved, fresh), verify(fresh)]
+
+
+def salvage(source: Path, store: ResponseCache) -> Counts:
+    """Copy every entry still readable in the damaged database ``source`` into ``store``."""
+    counts = Counts("salvage", note=f"the damaged file is kept at {source}", written=0)
+    try:
+        conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return counts
+    with contextlib.closing(conn):
+        for rows in _readable_blocks(conn, counts):
+            _copy_rows(rows, store, counts)
+    return counts
+
+
+def _readable_blocks(conn: sqlite3.Connection, counts: Counts, give_up_after: int = 20):
+    """Blocks of rows by rowid range, skipping unreadable ones, until many in a row have nothing."""
+    start, empty = 0, 0
+    while empty < give_up_after:
+        try:
+            rows = conn.execute(f"{_SELECT_FROM} WHERE rowid BETWEEN ? AND ?", (start, start + BLOCK - 1)).fetchall()
+        except sqlite3.Error:
+            rows = _one_by_one(conn, range(start, start + BLOCK), counts)
+        empty = 0 if rows else empty + 1
+        start += BLOCK
+        if rows:
+            yield rows
+
+
+def _one_by_one(conn: sqlite3.Connection, rowids: range, counts: Counts) -> list[tuple]:
+    """The rows of a damaged block that can still be read, one at a time."""
+    counts.skipped["unreadable block"] += 1
+    rows = []
+    for rowid in rowids:
+        with contextlib.suppress(sqlite3.Error):
+            rows += conn.execute(f"{_SELECT_FROM} WHERE rowid = ?", (rowid,)).fetchall()
+    return rows
+
+
+def _copy_rows(rows: list[tuple], store: ResponseCache, counts: Counts) -> None:
+    entries = []
+    for _, key, raw, mode, filename, value, stored_at, expires_at in rows:
+        counts.checked += 1
+        try:
+            if raw != 1 or mode != MODE_RAW or filename is not None:
+                raise BadEntry("not a raw inline entry")
+            entries.append((key, decode_entry(key, value), stored_at, expires_at))
+        except BadEntry as exc:
+            counts.skipped[str(exc)] += 1
+    counts.ok += len(entries)
+    counts.written = (counts.written or 0) + store.write_entries(entries)
+
+
+def export_parquet(store: ResponseCache, path: str | Path) -> Counts:
+    """Write every current, valid entry to a Parquet file (0600: it holds personal data)."""
+    path = Path(path)
+    counts = Counts("export")
+    now = store.clock.time()
+    with storage_errors(path, "exporting the answer store"):
+        private_file(path)
+        with pq.ParquetWriter(str(path), EXPORT_SCHEMA) as writer:
+            for rows in _scan(store, "AND (expire_time IS NULL OR expire_time > ?)", (now,)):
+                batch = _export_batch(store, rows, counts)
+                writer.write_table(pa.Table.from_pydict(batch, schema=EXPORT_SCHEMA))
+    return counts
+
+
+def _export_batch(store: ResponseCache, rows: list[tuple], counts: Counts) -> dict[str, list]:
+    batch: dict[str, list] = {name: [] for name in EXPORT_SCHEMA.names}
+    found: dict[str, Any] = {}
+    bad: list = []
+    store.decode_rows([row[:6] for row in rows], found, bad)
+    counts.checked += len(rows)
+    counts.skipped.update(reason for _, _, reason, _ in bad)
+    for _, key, _, _, _, _, stored_at, expires_at in rows:
+        if key not in found:
+            continue
+        counts.ok += 1
+        batch["key"].append(key)
+        batch["schema_version"].append(SCHEMA_VERSION)
+        batch["stored_at"].append(stored_at)
+        batch["expires_at"].append(expires_at)
+        batch["answer"].append(json.dumps(found[key], separators=(",", ":"), ensure_ascii=False))
+    return batch
+
+
+def import_parquet(store: ResponseCache, path: str | Path) -> Counts:
+    """Add the valid records of an exported Parquet file; an entry already stored more recently is kept."""
+    path = Path(path)
+    counts = Counts("import", written=0)
+    try:
+        source = pq.ParquetFile(str(path))
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path} is not a Parquet file exported by `apollo-frames cache export`: {exc}") from None
+    missing = set(EXPORT_SCHEMA.names) - set(source.schema_arrow.names)
+    if missing:
+        raise InputError(f"{path} lacks the columns {sorted(missing)}: not an export of the answer store")
+    now = store.clock.time()
+    for batch in source.iter_batches(batch_size=BLOCK, columns=EXPORT_SCHEMA.names):
+        entries = []
+        for record in batch.to_pylist():
+            counts.checked += 1
+            try:
+                entries.append(_import_entry(record, now))
+            except BadEntry as exc:
+                counts.skipped[str(exc)] += 1
+        counts.ok += len(entries)
+        counts.written = (counts.written or 0) + store.write_entries(entries, newer_only=True)
+    return counts
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _import_entry(record: dict, now: float) -> tuple[str, Any, float, float | None]:
+    """(key, answer, stored_at, expires_at) of one exported record, or :class:`BadEntry`."""
+    key, answer, stored_at, expires_at = (record.get(k) for k in ("key", "answer", "stored_at", "expires_at"))
+    if not isinstance(key, str) or _KEY.fullmatch(key) is None:
+        raise BadEntry("malformed key")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise BadEntry(f"schema version {record.get('schema_version')!r}")
+    stored = _finite(stored_at)
+    if stored is None or stored > now + 86400:
+        raise BadEntry("bad stored_at")
+    expires = _finite(expires_at)
+    if expires_at is not None and (expires is None or expires <= now):
+        raise BadEntry("expired")
+    if not isinstance(answer, str):
+        raise BadEntry("no answer")
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        raise BadEntry("answer not JSON") from None
+    if data is not None and not isinstance(data, dict):
+        raise BadEntry(f"answer of type {type(data).__name__}")
+    return key, data, stored, expires
+
+
+def cache_command(action: str, cache_dir: str | Path | None = None, *, older_than: str = "30d",
+                  path: str | Path | None = None) -> str:
+    """What ``apollo-frames cache ACTION`` prints: info, prune, verify, export PATH, import PATH."""
+    directory = Settings.resolve(cache_dir=cache_dir).cache_dir
+    done: list[Counts] = []
+    if action == "verify":
+        store, done = repair(directory)
+    else:
+        store = ResponseCache(directory)
+    with store:
+        if action == "info":
+            return str(store.stats())
+        if action == "prune":
+            removed = prune(store, parse_age(older_than))
+            return f"prune: {removed:,} entries older than {older_than} or expired removed; {len(store):,} left"
+        if action == "verify":
+            return "\n".join(str(c) for c in done)
+        if path is None:
+            raise InputError(f"cache {action} needs a .parquet path")
+        if action == "export":
+            return f"{export_parquet(store, path)}; written to {path}"
+        if action == "import":
+            return f"{import_parquet(store, path)}; {len(store):,} entries in {store.directory}"
+    raise InputError(f"unknown cache action {action!r}")
