@@ -1049,12 +1049,17 @@ def test_poll_only_gives_a_request_id_and_webhook_result_follows_the_clock():
         clock.advance(30 * 86400)
         gone = c.get(f"webhook_result/{rid}")
         assert gone.status_code == 410 and gone.json()["error_code"] == "request_id_expired"
-        for bad in ("abc", "1.5", str(2**63), "--1", "1e3"):
-            r = c.get(f"webhook_result/{bad}")
-            assert r.status_code == 400 and r.json()["error_code"] == "invalid_request_id", bad
-        for unknown in (str(-(2**63)), "7"):
-            r = c.get(f"webhook_result/{unknown}")
-            assert r.status_code == 404 and r.json()["error_code"] == "request_id_unknown"
+
+
+def test_webhook_result_refuses_bad_and_unknown_ids(api):
+    for bad in ("abc", "1.5", str(2**63), str(-(2**63) - 1), "--1", "1e3"):
+        r = api.get(f"webhook_result/{bad}", headers=MASTER)
+        assert r.status_code == 400 and r.json()["error_code"] == "invalid_request_id", bad
+    for unknown in (str(-(2**63)), str(2**63 - 1), "7"):
+        r = api.get(f"webhook_result/{unknown}", headers=MASTER)
+        assert r.status_code == 404 and r.json()["error_code"] == "request_id_unknown"
+    assert api.get("webhook_result/7", headers=SCOPED).status_code == 404  # the scoped key may poll
+    assert api.sb.credits_consumed == 0
 
 
 def test_poll_only_on_people_match_with_waterfall_and_negative_ids():
@@ -1232,36 +1237,43 @@ def shape_errors(want, got, where: str = "$") -> list[str]:
     if want is None:
         return []
     if isinstance(want, dict):
-        if not isinstance(got, dict):
-            return [f"{where}: expected an object, got {type(got).__name__}"]
-        errors = []
-        for k, v in want.items():
-            if k not in got:
-                errors.append(f"{where}.{k}: missing")
-            elif k in DATA_KEYED:  # its keys are data (an industry name, a custom field id): only the kind counts
-                errors += [] if isinstance(got[k], dict) else [f"{where}.{k}: expected an object"]
-            else:
-                errors += shape_errors(v, got[k], f"{where}.{k}")
-        return errors
+        return _object_errors(want, got, where)
     if isinstance(want, list):
-        if not isinstance(got, list):
-            return [f"{where}: expected a list, got {type(got).__name__}"]
-        if want and not got:
-            return [f"{where}: empty list"]
-        if sum(w is None for w in want) != sum(g is None for g in got):
-            return [f"{where}: null positions differ"]
-        if len(want) == len(got):
-            pairs = list(zip(want, got))
-            if any((w is None) != (g is None) for w, g in pairs):  # same count, other places
-                return [f"{where}: null positions differ"]
-            return [e for i, (w, g) in enumerate(pairs) for e in shape_errors(w, g, f"{where}[{i}]")]
-        return [e for i, w in enumerate(want) for e in min((shape_errors(w, g, f"{where}[{i}]") for g in got), key=len)]
+        return _list_errors(want, got, where)
     if got is None:
         return []
-    kinds = ((bool,), (int, float), (str,))
-    kind = next(k for k in kinds if isinstance(want, k))
+    kind = next(k for k in ((bool,), (int, float), (str,)) if isinstance(want, k))
     ok = isinstance(got, kind) and (kind == (bool,) or not isinstance(got, bool))
     return [] if ok else [f"{where}: expected {kind[0].__name__}, got {type(got).__name__}"]
+
+
+def _object_errors(want: dict, got, where: str) -> list[str]:
+    if not isinstance(got, dict):
+        return [f"{where}: expected an object, got {type(got).__name__}"]
+    errors = []
+    for k, v in want.items():
+        if k not in got:
+            errors.append(f"{where}.{k}: missing")
+        elif k in DATA_KEYED:  # its keys are data (an industry name, a custom field id): only the kind counts
+            errors += [] if isinstance(got[k], dict) else [f"{where}.{k}: expected an object"]
+        else:
+            errors += shape_errors(v, got[k], f"{where}.{k}")
+    return errors
+
+
+def _list_errors(want: list, got, where: str) -> list[str]:
+    if not isinstance(got, list):
+        return [f"{where}: expected a list, got {type(got).__name__}"]
+    if want and not got:
+        return [f"{where}: empty list"]
+    if sum(w is None for w in want) != sum(g is None for g in got):
+        return [f"{where}: null positions differ"]
+    if len(want) == len(got):
+        pairs = list(zip(want, got))
+        if any((w is None) != (g is None) for w, g in pairs):  # same count, other places
+            return [f"{where}: null positions differ"]
+        return [e for i, (w, g) in enumerate(pairs) for e in shape_errors(w, g, f"{where}[{i}]")]
+    return [e for i, w in enumerate(want) for e in min((shape_errors(w, g, f"{where}[{i}]") for g in got), key=len)]
 
 
 def rich(sb, n, mobile=None) -> list[dict]:

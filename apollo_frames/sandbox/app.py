@@ -227,7 +227,7 @@ class _Answer:
     body: object
     headers: list
     path: str
-    route: "Route | None" = None
+    route: Route | None = None
     n_records: int = 0
     credits: float = 0.0
     key: str | None = None
@@ -1227,7 +1227,6 @@ class Sandbox:
         """contacts/bulk_update and accounts/bulk_update: ``<x>_attributes[]`` (each with ``id``) or ``<x>_ids[]``
         with shared fields; all or nothing; more than 100 contacts (or ``async``) answer an entity_progress_job."""
         one = kind[:-1]
-        endpoint = f"{kind}/bulk_update"
         attributes, ids = params.get(f"{one}_attributes"), params.get(f"{one}_ids")
         by_attrs = isinstance(attributes, list) and len(attributes) > 0
         if not by_attrs and not (isinstance(ids, list) and ids):
@@ -1238,21 +1237,10 @@ class Sandbox:
         want_async = _truthy(params.get("async"))
         if want_async and by_attrs and not async_attrs:
             raise _Reply(422, {"error": "Async processing is not permitted."}, n)
-        control = {f"{one}_attributes", f"{one}_ids", "async", "visible_entity_ids"}
-        errors: dict[str, list[str]] = {}
         if by_attrs:
-            updates, ignored = [], self._ignore(endpoint, params, control)
-            for i, item in enumerate(attributes):
-                rid = item.get("id") if isinstance(item, dict) else None
-                if not isinstance(rid, str) or not rid.strip():
-                    errors[f"{one}_attributes[{i}]"] = ["id can't be blank"]
-                    continue
-                ignored += self._ignore(endpoint, item, set(item_fields) | {"id"}, rid)
-                updates.append((rid, {k: v for k, v in item.items() if k in item_fields}))
+            updates, ignored, errors = self._attribute_updates(params, kind, attributes, item_fields)
         else:
-            shared = {k: v for k, v in params.items() if k in shared_fields}
-            ignored = self._ignore(endpoint, params, set(shared_fields) | control)
-            updates = [(str(i), dict(shared)) for i in ids]
+            updates, ignored, errors = self._shared_updates(params, kind, ids, shared_fields)
         if not errors:
             unknown, records = self.store.bulk_update(kind, updates)
             errors = {i: [f"{one.title()} {i} not found"] for i in unknown}
@@ -1263,6 +1251,31 @@ class Sandbox:
             job = self.store.open_job(f"{one}_bulk_update", list(dict.fromkeys(i for i, _ in updates)))
             return _Result(200, {"entity_progress_job": job}, 0.0, n)
         return _Result(200, {kind: records}, 0.0, n)
+
+    @staticmethod
+    def _bulk_control(kind: str) -> set:
+        one = kind[:-1]
+        return {f"{one}_attributes", f"{one}_ids", "async", "visible_entity_ids"}
+
+    def _attribute_updates(self, params, kind: str, attributes: list, fields) -> tuple[list, list, dict]:
+        """(updates, ignored fields, errors) of ``<x>_attributes``: each item's own documented fields."""
+        endpoint, one = f"{kind}/bulk_update", kind[:-1]
+        updates, errors = [], {}
+        ignored = self._ignore(endpoint, params, self._bulk_control(kind))  # shared fields do not apply here
+        for i, item in enumerate(attributes):
+            rid = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(rid, str) or not rid.strip():
+                errors[f"{one}_attributes[{i}]"] = ["id can't be blank"]
+                continue
+            ignored += self._ignore(endpoint, item, set(fields) | {"id"}, rid)
+            updates.append((rid, {k: v for k, v in item.items() if k in fields}))
+        return updates, ignored, errors
+
+    def _shared_updates(self, params, kind: str, ids: list, fields) -> tuple[list, list, dict]:
+        """(updates, ignored fields, errors) of ``<x>_ids`` with the shared fields."""
+        shared = {k: v for k, v in params.items() if k in fields}
+        ignored = self._ignore(f"{kind}/bulk_update", params, set(fields) | self._bulk_control(kind))
+        return [(str(i), dict(shared)) for i in ids], ignored, {}
 
     def _h_account_show(self, params, record_id, key):
         account = self.store.get_account(record_id)
