@@ -21,8 +21,20 @@ from urllib.parse import parse_qsl
 
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, WINDOWS, Clock
 
-from .store import ACCOUNT_SORTS, CONTACT_SORTS, Store
-from .world import World, build_world, name_key, normalize_domain, normalize_email, normalize_linkedin
+from . import hostile, shapes
+from .asyncres import THIRTY_DAYS, AsyncResults
+from .store import (
+    ACCOUNT_BULK_FIELDS,
+    ACCOUNT_BULK_SHARED,
+    ACCOUNT_FIELDS,
+    ACCOUNT_SORTS,
+    CONTACT_BULK_CREATE_EXTRAS,
+    CONTACT_BULK_FIELDS,
+    CONTACT_FIELDS,
+    CONTACT_SORTS,
+    Store,
+)
+from .world import World, ascii_fold, build_world, name_key, normalize_domain, normalize_email, normalize_linkedin
 
 DEFAULT_API_KEY = "sandbox-master-key"
 SCOPED_API_KEY = "sandbox-scoped-key"
@@ -41,7 +53,8 @@ HEADER_NAMES = (
     ("x-rate-limit-24-hour", "x-24-hour-usage", "x-24-hour-requests-left"),
 )
 DAILY_ALIASES = ("x-rate-limit-daily", "x-daily-usage", "x-daily-requests-left")
-FAULTS = ("500", "502", "503", "429", "429-no-retry-after", "timeout", "lost_write")
+EDGE_FAULTS = ("500", "502", "503", "429", "429-no-retry-after", "timeout")
+FAULTS = EDGE_FAULTS + ("lost_write",) + tuple(hostile.HOSTILE_FAULTS)
 UPGRADE = "Please upgrade your plan from https://app.apollo.io/#/settings/plans/upgrade."
 
 
@@ -61,7 +74,7 @@ class KeySpec:
 def default_keys() -> dict[str, KeySpec]:
     return {
         DEFAULT_API_KEY: KeySpec(master=True),
-        SCOPED_API_KEY: KeySpec(master=False, allowed=frozenset({"enrichment", "search", "contacts", "auth/health"})),
+        SCOPED_API_KEY: KeySpec(master=False, allowed=frozenset({"enrichment", "search", "contacts", "auth/health", "webhook_result"})),
     }
 
 
@@ -87,8 +100,31 @@ class SandboxConfig:
     daily_header_aliases: bool = False
     json_401: bool = False
     timeout_fault_seconds: float = 0.5
+    # -- shapes real Apollo sends (see the package docstring) --
+    search_saved_accounts: bool = True
+    omit_bulk_misses: bool = False
+    stub_misses: bool = False
+    match_confidence_always: bool = False
+    revenue_spelling: str = "annual"
+    #: alias domain -> a world organisation's primary domain, or True (every org also answers to <name>-alias.example)
+    rewrite_domains: object = False
+    # -- asynchronous results and the credit meter --
+    webhook_result_delay: float = 30.0
+    webhook_result_ttl: float = THIRTY_DAYS
+    credit_limits: dict = field(default_factory=lambda: dict(shapes.DEFAULT_CREDIT_LIMITS))
+    #: {"start_date": ..., "end_date": ...}; None = the calendar month of the clock's time
+    credit_cycle: dict | None = None
+    health_logged_out: bool = False
+    usage_stats_keys: str = "array"
+    # -- hostile server (persistent versions of the scripted faults) --
+    credits_consumed_override: float | None = None
+    retry_after_override: str | None = None
 
     def __post_init__(self):
+        if self.revenue_spelling not in shapes.REVENUE_SPELLINGS:
+            raise ValueError(f"revenue_spelling must be one of {shapes.REVENUE_SPELLINGS}")
+        if self.usage_stats_keys not in shapes.USAGE_KEY_FORMS:
+            raise ValueError(f"usage_stats_keys must be one of {shapes.USAGE_KEY_FORMS}")
         if self.plan not in PLAN_LIMITS:
             raise ValueError(f"plan must be one of {sorted(PLAN_LIMITS)}, not {self.plan!r}")
         if self.retry_after_format not in ("seconds", "http-date"):
@@ -117,7 +153,8 @@ class RequestRecord:
     status: int
     n_records: int
     credits: float
-    t: float  # the sandbox clock's wall time when the answer was ready
+    t: float  # wall time (the sandbox's clock) when the answer was ready
+    dial_credits: float = 0.0  # the part of ``credits`` that is direct-dial (mobile phones)
 
 
 @dataclass(frozen=True)
@@ -145,19 +182,24 @@ ROUTES = (
     Route(("POST",), "mixed_companies/search", "mixed_companies", "search", "search", "companies_search"),
     Route(("POST",), "contacts", "contacts", "create", "other", "contact_create", write=True),
     Route(("POST",), "contacts/bulk_create", "contacts", "bulk_create", "other", "contact_bulk_create", write=True),
+    Route(("POST",), "contacts/bulk_update", "contacts", "bulk_update", "other", "contact_bulk_update", write=True),
     Route(("POST",), "contacts/search", "contacts", "search", "search", "contact_search"),
     Route(("PATCH", "PUT"), "contacts/{id}", "contacts", "update", "other", "contact_update", write=True),
     Route(("GET",), "contacts/{id}", "contacts", "show", "other", "contact_show"),
     Route(("POST",), "accounts", "accounts", "create", "other", "account_create", write=True),
     Route(("POST",), "accounts/bulk_create", "accounts", "bulk_create", "other", "account_bulk_create", write=True),
+    Route(("POST",), "accounts/bulk_update", "accounts", "bulk_update", "other", "account_bulk_update", write=True),
     Route(("POST",), "accounts/search", "accounts", "search", "search", "account_search"),
     Route(("PATCH", "PUT"), "accounts/{id}", "accounts", "update", "other", "account_update", write=True),
     Route(("GET",), "accounts/{id}", "accounts", "show", "other", "account_show"),
     Route(("GET", "POST"), "usage_stats/api_usage_stats", "usage_stats", "api_usage_stats", "other", "usage_stats"),
+    Route(("GET", "POST"), "usage_stats/credit_usage_stats", "usage_stats", "credit_usage_stats", "other", "credit_usage_stats"),
     Route(("GET",), "auth/health", "auth", "health", "other", "health"),
+    Route(("GET",), "webhook_result/{id}", "webhook_result", "show", "other", "webhook_result"),
 )
 #: Key types that may only use the master key for these endpoints even if a scoped key lists them.
-MASTER_ONLY = frozenset({"accounts/create", "accounts/update", "accounts/bulk_create", "usage_stats/api_usage_stats"})
+MASTER_ONLY = frozenset({"accounts/create", "accounts/update", "accounts/bulk_create", "accounts/bulk_update",
+                         "usage_stats/api_usage_stats"})
 IDENTIFIERS = ("email", "hashed_email", "linkedin_url", "id", "first_name", "last_name", "name", "domain", "organization_name")
 
 
@@ -174,6 +216,50 @@ class _Result:
     body: object
     credits: float = 0.0
     n_records: int = 0
+    dial: float = 0.0  # the direct-dial part of ``credits``
+
+
+@dataclass
+class _Answer:
+    """Everything ``__call__`` needs to record and send one answer."""
+
+    status: int
+    body: object
+    headers: list
+    path: str
+    route: Route | None = None
+    n_records: int = 0
+    credits: float = 0.0
+    key: str | None = None
+    delay: float = 0.0
+    dial: float = 0.0
+    fault: tuple | None = None  # a hostile fault to apply when sending: (name, argument)
+
+
+@dataclass
+class _Reveal:
+    """The asynchronous-result options of a people enrichment."""
+
+    phone: bool
+    personal: bool
+    webhook: str | None
+    poll_only: bool
+    waterfall_email: bool
+    waterfall_phone: bool
+
+    @property
+    def waterfall(self) -> bool:
+        return self.waterfall_email or self.waterfall_phone
+
+    @property
+    def async_work(self) -> bool:
+        """Something is delivered later (phones, waterfall) and a webhook or polling was asked for."""
+        return (self.phone or self.waterfall) and bool(self.webhook or self.poll_only)
+
+
+def _phone_entry(raw: str) -> dict:
+    return {"raw_number": raw, "sanitized_number": re.sub(r"[^\d+]", "", raw), "type_cd": "mobile",
+            "status_cd": "valid_number"}
 
 
 def _truthy(value) -> bool:
@@ -271,6 +357,14 @@ class Sandbox:
         self.requests: list[RequestRecord] = []
         self.webhook_deliveries: list[dict] = []
         self.credits_by_key: dict[str, float] = {}
+        #: asynchronous jobs (request_id -> job); ``async_charges`` are the credits charged when results were produced
+        self.async_results = AsyncResults(self.config.seed, self.config.webhook_result_delay, self.config.webhook_result_ttl)
+        self.async_charges: list[dict] = []
+        #: credits spent by the team outside this sandbox's API (``charge_outside``): only the meter sees them
+        self.outside_charges: list[dict] = []
+        #: fields a write endpoint received but does not take (ignored silently, as Apollo does): endpoint, field, id
+        self.ignored_fields: list[dict] = []
+        self.domain_aliases: dict[str, dict] = self._aliases(self.config.rewrite_domains)
         self._lock = threading.Lock()
         self._faults: deque = deque()
         self._fault_rng = random.Random(self.config.fault_seed)
@@ -281,8 +375,48 @@ class Sandbox:
 
     @property
     def credits_consumed(self) -> float:
+        """Credits charged by this sandbox: every answer's, plus asynchronous results produced so far."""
+        self._settle()
         with self._lock:
-            return float(sum(r.credits for r in self.requests))
+            return float(sum(r.credits for r in self.requests) + sum(c["credits"] for c in self.async_charges))
+
+    def charge_outside(self, credits: float, credit_type: str = "lead_credit") -> None:
+        """Credits the team spent elsewhere (the app, another key's tool): the meter counts them, nothing else does."""
+        with self._lock:
+            self.outside_charges.append({"t": self.clock.time(), "credit_type": credit_type, "credits": float(credits)})
+
+    def credits_by_type(self) -> dict[str, float]:
+        """Credits consumed per Apollo credit type, as ``usage_stats/credit_usage_stats`` reports them."""
+        self._settle()
+        with self._lock:
+            dial = sum(r.dial_credits for r in self.requests) + sum(c["credits"] for c in self.async_charges)
+            lead = sum(r.credits - r.dial_credits for r in self.requests)
+            out = {"lead_credit": float(lead), "direct_dial_credit": float(dial)}
+            for c in self.outside_charges:
+                out[c["credit_type"]] = out.get(c["credit_type"], 0.0) + c["credits"]
+            return out
+
+    def _settle(self) -> None:
+        """Produce every asynchronous result that is due on the clock, charging its direct-dial credits then."""
+        for job in self.async_results.settle(self.clock.monotonic()):
+            if job.credits_when_produced:
+                with self._lock:
+                    self.async_charges.append({"t": self.clock.time(), "key": job.key, "request_id": job.request_id,
+                                               "credits": job.credits_when_produced})
+                    self.credits_by_key[job.key] = self.credits_by_key.get(job.key, 0.0) + job.credits_when_produced
+
+    def _aliases(self, spec) -> dict[str, dict]:
+        if not spec:
+            return {}
+        if spec is True:
+            return {o["primary_domain"].replace(".example", "-alias.example"): o for o in self.world.orgs}
+        out = {}
+        for alias, target in dict(spec).items():
+            org = self.world.org_for_domain(target)
+            if org is None:
+                raise ValueError(f"rewrite_domains: {target!r} is not the domain of an organisation of this world")
+            out[normalize_domain(alias) or alias] = org
+        return out
 
     def count(self, path: str | None = None, status: int | None = None) -> int:
         with self._lock:
@@ -291,10 +425,17 @@ class Sandbox:
             )
 
     def inject(self, *faults: str, path: str | None = None) -> None:
-        """Queue scripted faults; each is used by the next request matching ``path`` (any if None), in order."""
+        """Queue scripted faults; each is used by the next request matching ``path`` (any if None), in order.
+
+        Hostile faults take an argument after ``=``: ``"credits_consumed=-100"``, ``"retry_after=0"``,
+        ``"trickle=0.3"``, ``"deep_json=200000"``, ``"oversized=50000000"``.
+        """
         for fault in faults:
-            if fault not in FAULTS:
+            name, arg = hostile.split_fault(fault)
+            if name not in FAULTS or (arg is not None and name not in hostile.HOSTILE_FAULTS):
                 raise ValueError(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
+            if name in hostile.HOSTILE_FAULTS:
+                hostile.check_hostile(name, arg)
         if path is not None:
             path = re.sub(r"^/?(api/)?v1/", "", path.strip("/"))
         with self._lock:
@@ -356,6 +497,8 @@ class Sandbox:
         }
 
     def _retry_after(self, seconds: float) -> list[tuple[str, str]]:
+        if self.config.retry_after_override is not None:
+            return [("Retry-After", hostile.retry_after_value(self.config.retry_after_override, self.clock.time()))]
         if not self.config.retry_after:
             return []
         secs = max(1, math.ceil(seconds))
@@ -381,14 +524,34 @@ class Sandbox:
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET").upper()
         raw_path = environ.get("PATH_INFO", "") or "/"
-        status, body, headers, record_path, route, n_records, credits, key, delay = self._handle(environ, method, raw_path)
+        self._settle()
+        ans = self._handle(environ, method, raw_path)
         with self._lock:
-            self.requests.append(RequestRecord(method, record_path, status, n_records, credits, self.clock.time()))
-            if credits and key is not None:
-                self.credits_by_key[key] = self.credits_by_key.get(key, 0.0) + credits
-        pause = delay + (self.config.latency if route is not None else 0.0)
+            self.requests.append(
+                RequestRecord(method, ans.path, ans.status, ans.n_records, ans.credits, self.clock.time(), ans.dial)
+            )
+            if ans.credits and ans.key is not None:
+                self.credits_by_key[ans.key] = self.credits_by_key.get(ans.key, 0.0) + ans.credits
+        pause = ans.delay + (self.config.latency if ans.route is not None else 0.0)
         if pause > 0:
             self.clock.sleep(pause)  # never while holding a lock
+        chunks, headers = self._render(ans)
+        start_response(f"{ans.status} {HTTPStatus(ans.status).phrase}", headers)
+        return chunks
+
+    def _render(self, ans: _Answer) -> tuple:
+        """(body chunks, headers) of an answer, spoiled by its hostile fault if it has one."""
+        headers = list(ans.headers)
+        name, arg = ans.fault or (None, None)
+        body = ans.body
+        if self.config.credits_consumed_override is not None and isinstance(body, dict) and "credits_consumed" in body:
+            body = hostile.override_credits(body, self.config.credits_consumed_override)
+        if name == "credits_consumed":
+            body = hostile.override_credits(body, float(arg))
+        elif name == "echo_key" and ans.key:
+            body = hostile.echo_key(body, ans.key)
+        elif name == "wrong_shape":
+            body = hostile.wrong_shape(body)
         if body is None:
             payload = b""
         elif isinstance(body, bytes):
@@ -396,9 +559,19 @@ class Sandbox:
         else:
             payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
             headers = [("Content-Type", "application/json; charset=utf-8")] + headers
-        headers.append(("Content-Length", str(len(payload))))
-        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-        return [payload]
+        if name == "deep_json":
+            payload = hostile.deep_json(int(hostile.argument(name, arg)))
+        elif name == "bad_gzip":
+            payload = hostile.bad_gzip()
+            headers.append(("Content-Encoding", "gzip"))
+        if name == "oversized":
+            chunks, length = hostile.oversized(payload, int(hostile.argument(name, arg)))
+        elif name == "trickle":
+            chunks, length = hostile.trickle(payload, hostile.argument(name, arg), self.clock.sleep), len(payload)
+        else:
+            chunks, length = [payload], len(payload)
+        headers.append(("Content-Length", str(length)))
+        return chunks, headers
 
     def _route(self, method: str, raw_path: str):
         m = re.match(r"^/(?:api/)?v1/(.*?)/*$", raw_path)
@@ -416,46 +589,52 @@ class Sandbox:
                 return route, None
         return None, None
 
-    def _handle(self, environ, method, raw_path):
-        """-> (status, body, headers, record_path, route, n_records, credits, key, extra_delay)."""
-        route, record_id = self._route(method, raw_path)
-        if route is None:
-            body = {"error": f"No route matches {method} {raw_path}", "error_code": "NOT_FOUND"}
-            return 404, body, [], raw_path, None, 0, 0.0, None, 0.0
-        rec = route.path
-        # parameters: query first, JSON (or form) body merged over it
+    @staticmethod
+    def _params(environ) -> tuple[dict, dict, bool]:
+        """(query parameters, body parameters, body malformed): JSON or form body, Rails-style keys."""
         query = parse_query(environ.get("QUERY_STRING", ""))
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         raw_body = environ["wsgi.input"].read(length) if length > 0 else b""
-        body_params, malformed = {}, False
-        if raw_body.strip():
-            ctype = environ.get("CONTENT_TYPE", "")
-            if "x-www-form-urlencoded" in ctype:
-                body_params = parse_query(raw_body.decode("utf-8", "replace"))
-            else:
-                try:
-                    parsed = json.loads(raw_body)
-                    if isinstance(parsed, dict):
-                        body_params = {_clean_key(k): v for k, v in parsed.items()}
-                    else:
-                        malformed = True
-                except ValueError:
-                    malformed = True
+        if not raw_body.strip():
+            return query, {}, False
+        if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+            return query, parse_query(raw_body.decode("utf-8", "replace")), False
+        try:
+            parsed = json.loads(raw_body)
+        except ValueError:
+            return query, {}, True
+        if not isinstance(parsed, dict):
+            return query, {}, True
+        return query, {_clean_key(k): v for k, v in parsed.items()}, False
+
+    def _refused(self, rec: str, route: Route) -> _Answer:
+        """A missing or unknown key: 401 (text or JSON), or ``is_logged_in: false`` from auth/health if switched on."""
+        if route.handler == "health" and self.config.health_logged_out:
+            return _Answer(200, {"is_logged_in": False}, [], rec, route)
+        if self.config.json_401:
+            return _Answer(401, {"error": "Invalid access credentials."}, [], rec, route)
+        return _Answer(401, b"Invalid access credentials.", [("Content-Type", "text/plain; charset=utf-8")], rec, route)
+
+    def _handle(self, environ, method, raw_path) -> _Answer:
+        route, record_id = self._route(method, raw_path)
+        if route is None:
+            body = {"error": f"No route matches {method} {raw_path}", "error_code": "NOT_FOUND"}
+            return _Answer(404, body, [], raw_path)
+        rec = route.path
+        query, body_params, malformed = self._params(environ)
         if "api_key" in query or "api_key" in body_params:
             body = {"error": "API key must be passed in the X-Api-Key header for security reasons"}
-            return 422, body, [], rec, route, 0, 0.0, None, 0.0
+            return _Answer(422, body, [], rec, route)
         key = (environ.get("HTTP_X_API_KEY") or "").strip()
         spec = self.config.api_keys.get(key) if key else None
         if spec is None:
-            if self.config.json_401:
-                return 401, {"error": "Invalid access credentials."}, [], rec, route, 0, 0.0, None, 0.0
-            return 401, b"Invalid access credentials.", [("Content-Type", "text/plain; charset=utf-8")], rec, route, 0, 0.0, None, 0.0
+            return self._refused(rec, route)
         if not self._allowed(spec, route):
             body = {"error": f"api/v1/{route.endpoint} is not accessible with this api_key", "error_code": "API_INACCESSIBLE"}
-            return 403, body, [], rec, route, 0, 0.0, key, 0.0
+            return _Answer(403, body, [], rec, route, key=key)
 
         params = dict(query)
         params.update(body_params)
@@ -463,8 +642,11 @@ class Sandbox:
         now = self.clock.monotonic()
         with self._lock:
             fault = self._next_fault(route)
-            if fault is not None and fault != "lost_write":
-                return self._edge_fault(fault, route, limits) + (rec, route, 0, 0.0, key, self.config.timeout_fault_seconds if fault == "timeout" else 0.0)
+            name, arg = hostile.split_fault(fault) if fault is not None else (None, None)
+            if name in EDGE_FAULTS or name == "retry_after":
+                status, body, headers = self._edge_fault(name, arg, route, limits)
+                delay = self.config.timeout_fault_seconds if name == "timeout" else 0.0
+                return _Answer(status, body, headers, rec, route, key=key, delay=delay)
             state = self._window_state(key, route, now)
             blocked = [
                 (state[i][0] + self.config.windows[i] - now, i)
@@ -473,7 +655,7 @@ class Sandbox:
             ]
             if blocked:
                 wait, i = max(blocked)
-                return 429, self._limit_message(route, limits[i], i), self._retry_after(wait), rec, route, 0, 0.0, key, 0.0
+                return _Answer(429, self._limit_message(route, limits[i], i), self._retry_after(wait), rec, route, key=key)
             for i in range(3):
                 if state[i][0] is None:
                     state[i][0] = now
@@ -488,9 +670,10 @@ class Sandbox:
             result = getattr(self, "_h_" + route.handler)(params, record_id, key)
         except _Reply as reply:
             result = _Result(reply.status, reply.body, 0.0, reply.n_records)
-        if fault == "lost_write":
-            return 502, None, [], rec, route, result.n_records, result.credits, key, 0.0
-        return result.status, result.body, headers, rec, route, result.n_records, result.credits, key, 0.0
+        if name == "lost_write":
+            return _Answer(502, None, [], rec, route, result.n_records, result.credits, key, dial=result.dial)
+        return _Answer(result.status, result.body, headers, rec, route, result.n_records, result.credits, key,
+                       dial=result.dial, fault=(name, arg) if name is not None else None)
 
     def _allowed(self, spec: KeySpec, route: Route) -> bool:
         if spec.master:
@@ -515,11 +698,14 @@ class Sandbox:
             return "lost_write"
         return None
 
-    def _edge_fault(self, fault: str, route: Route, limits: tuple):
-        if fault in ("429", "429-no-retry-after"):
+    def _edge_fault(self, fault: str, arg: str | None, route: Route, limits: tuple):
+        if fault in ("429", "429-no-retry-after", "retry_after"):
             window = next((i for i, limit in enumerate(limits) if limit is not None), 0)
             limit = limits[window] if limits[window] is not None else 600
-            headers = self._retry_after(1) if fault == "429" else []
+            if fault == "retry_after":
+                headers = [("Retry-After", hostile.retry_after_value(str(arg), self.clock.time()))]
+            else:
+                headers = self._retry_after(1) if fault == "429" else []
             return 429, self._limit_message(route, limit, window), headers
         if fault == "500":
             return 500, {"error": "An unexpected error occurred. Please try again."}, []
@@ -531,96 +717,136 @@ class Sandbox:
 
     def match_person(self, d: dict) -> dict | None:
         """Identify one person: id, then email, hashed_email, linkedin_url, then name + domain/organization."""
+        return self.identify(d)[0]
+
+    def identify(self, d) -> tuple[dict | None, str | None]:
+        """(person, how): ``how`` is id, email, hashed_email, linkedin_url, name_domain or name_organization."""
         w = self.world
         if not isinstance(d, dict):
-            return None
+            return None, None
         pid = d.get("id")
         if isinstance(pid, str) and pid.strip() in w.person_by_id:
-            return w.person_by_id[pid.strip()]
+            return w.person_by_id[pid.strip()], "id"
         email = normalize_email(d.get("email"))
         if email and email in w.person_by_email:
-            return w.person_by_email[email]
+            return w.person_by_email[email], "email"
         hit = w.person_by_hashed_email(d.get("hashed_email"))
         if hit is not None:
-            return hit
+            return hit, "hashed_email"
         li = normalize_linkedin(d.get("linkedin_url"))
         if li and li in w.person_by_linkedin:
-            return w.person_by_linkedin[li]
+            return w.person_by_linkedin[li], "linkedin_url"
         first, last = name_key(d.get("first_name")), name_key(d.get("last_name"))
         if not (first and last) and isinstance(d.get("name"), str):
             parts = name_key(d["name"]).split(" ", 1)
             if len(parts) == 2:
                 first, last = parts
         if not (first and last):
-            return None
-        orgs = []
+            return None, None
         org = w.org_for_domain(d.get("domain")) or (w.org_for_domain(email) if email else None)
-        if org is not None:
-            orgs.append(org)
-        orgs += w.orgs_by_name.get(name_key(d.get("organization_name")), [])
-        for org in orgs:
+        if org is not None and (first, last, org["id"]) in w.person_by_name_org:
+            return w.person_by_name_org[(first, last, org["id"])], "name_domain"
+        for org in w.orgs_by_name.get(name_key(d.get("organization_name")), []):
             person = w.person_by_name_org.get((first, last, org["id"]))
             if person is not None:
-                return person
-        return None
+                return person, "name_organization"
+        return None, None
 
-    def _reveal_flags(self, params: dict) -> tuple[bool, bool, str | None, bool]:
-        phone = _truthy(params.get("reveal_phone_number"))
-        personal = _truthy(params.get("reveal_personal_emails"))
+    def _reveal_flags(self, params: dict) -> _Reveal:
         webhook = params.get("webhook_url")
-        webhook = webhook.strip() if isinstance(webhook, str) and webhook.strip() else None
-        waterfall = _truthy(params.get("run_waterfall_email")) or _truthy(params.get("run_waterfall_phone"))
-        if phone and not webhook:
-            raise _Reply(400, {"error": "Please add a valid 'webhook_url' parameter when using 'reveal_phone_number'. "
-                               "Phone numbers are delivered asynchronously to the webhook, not in this response.",
-                               "error_code": "INVALID_REQUEST"})
-        if waterfall and not webhook:
-            raise _Reply(400, {"error": "Please add a valid 'webhook_url' parameter when using waterfall enrichment.",
-                               "error_code": "INVALID_REQUEST"})
-        return phone, personal, webhook, waterfall
+        reveal = _Reveal(
+            phone=_truthy(params.get("reveal_phone_number")),
+            personal=_truthy(params.get("reveal_personal_emails")),
+            webhook=webhook.strip() if isinstance(webhook, str) and webhook.strip() else None,
+            poll_only=_truthy(params.get("poll_only")),
+            waterfall_email=_truthy(params.get("run_waterfall_email")),
+            waterfall_phone=_truthy(params.get("run_waterfall_phone")),
+        )
+        if reveal.webhook or reveal.poll_only:
+            return reveal
+        if reveal.phone:
+            raise _Reply(422, {"error": "Please add a valid 'webhook_url' parameter when using 'reveal_phone_number' "
+                               "(or set poll_only=true and poll webhook_result with the request_id). Phone numbers "
+                               "are delivered asynchronously, not in this response.", "error_code": "INVALID_REQUEST"})
+        if reveal.waterfall:
+            raise _Reply(422, {"error": "Please add a valid 'webhook_url' parameter when using waterfall enrichment "
+                               "(or set poll_only=true).", "error_code": "INVALID_REQUEST"})
+        return reveal
 
-    def _person_out(self, person: dict, personal: bool) -> dict:
+    def _org_out(self, org, full: bool):
+        return shapes.org_out(org, self.config.revenue_spelling, full)
+
+    def _person_out(self, person: dict, reveal: _Reveal, how: str | None) -> dict:
         out = dict(person)
-        if personal:
+        out["organization"] = self._org_out(person["organization"], full=False)
+        if reveal.personal:
             out["personal_emails"] = list(self.world.personal_emails.get(person["id"], []))
+        if reveal.waterfall or self.config.match_confidence_always:
+            out["match_confidence"] = shapes.CONFIDENCE.get(how or "", "low")
         return out
 
-    def _charge_people(self, people: list[dict], phone: bool, webhook: str | None, path: str) -> float:
-        """1 credit per distinct person, +8 if a mobile phone is revealed; queue webhook deliveries."""
-        credits = 0.0
-        for person in people:
-            mobile = self.world.mobile_phones.get(person["id"])
-            credits += 1
-            if phone:
-                if mobile:
-                    credits += 8
-                with self._lock:
-                    self.webhook_deliveries.append(
-                        {
-                            "url": webhook, "path": path, "person_id": person["id"], "t": self.clock.time(),
-                            "phone_numbers": [
-                                {"raw_number": mobile, "sanitized_number": re.sub(r"[^\d+]", "", mobile),
-                                 "type_cd": "mobile", "status_cd": "valid_number"}
-                            ] if mobile else [],
-                        }
-                    )
-        return credits
+    def _miss(self, d: dict, reveal: _Reveal):
+        """A miss: null, or (``stub_misses``, or any waterfall request) a stub person with confidence "none"."""
+        if not (self.config.stub_misses or reveal.waterfall):
+            return None
+        domain = shapes.stub_domain(d) if isinstance(d, dict) else None
+        org = (self.world.org_by_domain.get(domain) or self.domain_aliases.get(domain)) if domain else None
+        return shapes.stub_person(d if isinstance(d, dict) else {}, self._org_out(org, full=False))
 
-    def _waterfall(self) -> dict:
-        return {"status": "accepted",
-                "message": "Waterfall enrichment request accepted. Results will be sent to the provided webhook URL."}
+    def _waterfall_emails(self, person: dict) -> list[dict]:
+        """What a waterfall finds: the known e-mail, or for half of those without one a first.last guess."""
+        if person["email"]:
+            return [{"email": person["email"], "email_status": "verified", "source": "waterfall"}]
+        if int(person["id"][-1], 16) % 2:
+            return []
+        local = ".".join(ascii_fold(n).lower().replace(" ", "") for n in (person["first_name"], person["last_name"]))
+        return [{"email": f"{local}@{person['organization']['primary_domain']}", "email_status": "verified",
+                 "source": "waterfall"}]
+
+    def _charge_people(self, people: list[dict], reveal: _Reveal, path: str, key: str) -> tuple[float, float, int | None]:
+        """(credits, direct-dial part, request_id): 1 per distinct person; +8 per mobile returned.
+
+        With a webhook the +8 are charged now (and a delivery recorded per person); with ``poll_only`` alone they
+        are charged when the result is produced. Asynchronous work opens a job whose ``request_id`` is returned.
+        """
+        if not reveal.async_work:
+            return float(len(people)), 0.0, None
+        results, mobiles = [], 0
+        for person in people:
+            mobile = self.world.mobile_phones.get(person["id"]) if (reveal.phone or reveal.waterfall_phone) else None
+            entry = {"id": person["id"], "phone_numbers": [_phone_entry(mobile)] if mobile else []}
+            if reveal.waterfall_email:
+                entry["emails"] = self._waterfall_emails(person)
+            results.append(entry)
+            mobiles += 1 if mobile else 0
+        dial = 8.0 * mobiles
+        job = self.async_results.open(key, path, self.clock.monotonic(), results, 0.0 if reveal.webhook else dial,
+                                      reveal.webhook)
+        if reveal.webhook:
+            with self._lock:
+                for entry in results:
+                    self.webhook_deliveries.append({"url": reveal.webhook, "path": path, "person_id": entry["id"],
+                                                    "t": self.clock.time(), "request_id": job.request_id, **entry})
+            return float(len(people)) + dial, dial, job.request_id
+        return float(len(people)), 0.0, job.request_id
+
+    def _waterfall(self, reveal: _Reveal) -> dict:
+        where = "sent to the provided webhook URL" if reveal.webhook else "available from webhook_result with the request_id"
+        return {"status": "accepted", "message": f"Waterfall enrichment request accepted. Results will be {where}."}
 
     def _h_people_match(self, params, _id, key):
-        phone, personal, webhook, waterfall = self._reveal_flags(params)
+        reveal = self._reveal_flags(params)
         if not any(params.get(k) not in (None, "") for k in IDENTIFIERS):
             raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST",
                                "error_message": "invalid request, missing identifiers"})
-        person = self.match_person(params)
-        body = {"person": self._person_out(person, personal) if person else None}
-        if waterfall:
-            body["waterfall"] = self._waterfall()
-        credits = self._charge_people([person], phone, webhook, "people/match") if person else 0.0
-        return _Result(200, body, credits, 1)
+        person, how = self.identify(params)
+        body = {"person": self._person_out(person, reveal, how) if person else self._miss(params, reveal)}
+        credits, dial, request_id = self._charge_people([person] if person else [], reveal, "people/match", key)
+        if reveal.waterfall:
+            body["waterfall"] = self._waterfall(reveal)
+        if request_id is not None:
+            body["request_id"] = request_id
+        return _Result(200, body, credits, 1, dial)
 
     def _h_people_bulk_match(self, params, _id, key):
         details = params.get("details")
@@ -633,25 +859,38 @@ class Sandbox:
         if len(details) > 10:
             raise _Reply(400, {"status": "failed", "error_code": "RECORD_LIMIT_EXCEEDED",
                                "error_message": "domain count cannot be more than 10"}, len(details))
-        phone, personal, webhook, waterfall = self._reveal_flags(params)
-        matches, unique = [], {}
+        reveal = self._reveal_flags(params)
+        matches, unique, missing = [], {}, 0
         for d in details:
-            person = self.match_person(d)
-            matches.append(self._person_out(person, personal) if person else None)
-            if person is not None:
-                unique.setdefault(person["id"], person)
-        credits = self._charge_people(list(unique.values()), phone, webhook, "people/bulk_match")
+            person, how = self.identify(d)
+            if person is None:
+                missing += 1
+                if not self.config.omit_bulk_misses:
+                    matches.append(self._miss(d, reveal))
+                continue
+            matches.append(self._person_out(person, reveal, how))
+            unique.setdefault(person["id"], person)
+        credits, dial, request_id = self._charge_people(list(unique.values()), reveal, "people/bulk_match", key)
         body = {
             "status": "success", "error_code": None, "error_message": None,
             "total_requested_enrichments": len(details),
             "unique_enriched_records": len(unique),
-            "missing_records": sum(1 for m in matches if m is None),
+            "missing_records": missing,
             "credits_consumed": credits,
             "matches": matches,
         }
-        if waterfall:
-            body["waterfall"] = self._waterfall()
-        return _Result(200, body, credits, len(details))
+        if reveal.waterfall:
+            body["waterfall"] = self._waterfall(reveal)
+        if request_id is not None:
+            body["request_id"] = request_id
+        return _Result(200, body, credits, len(details), dial)
+
+    def _find_org(self, raw) -> dict | None:
+        """A world organisation by (normalised) domain, or by an alias domain when ``rewrite_domains`` is on."""
+        domain = normalize_domain(raw)
+        if not domain:
+            return None
+        return self.world.org_by_domain.get(domain) or self.domain_aliases.get(domain)
 
     def _h_org_enrich(self, params, _id, key):
         raw = params.get("domain") or params.get("website") or params.get("website_url")
@@ -659,8 +898,8 @@ class Sandbox:
             raw = raw[0] if raw else None
         if not isinstance(raw, str) or not raw.strip():
             raise _Reply(422, {"error": "Required parameter 'domain' missing"})
-        org = self.world.org_for_domain(raw)
-        return _Result(200, {"organization": org}, 1.0 if org else 0.0, 1)
+        org = self._find_org(raw)
+        return _Result(200, {"organization": self._org_out(org, full=True)}, 1.0 if org else 0.0, 1)
 
     def _h_org_bulk_enrich(self, params, _id, key):
         domains = _as_list(params.get("domains"))
@@ -670,14 +909,21 @@ class Sandbox:
             raise _Reply(400, {"status": "failed", "error_code": "RECORD_LIMIT_EXCEEDED",
                                "error_message": "domain count cannot be more than 10"}, len(domains))
         keys = list(dict.fromkeys(normalize_domain(d) or str(d).strip().lower() for d in domains))
-        found = [self.world.org_by_domain[k] for k in keys if k in self.world.org_by_domain]
+        found: dict[str, dict] = {}
+        missing = 0
+        for k in keys:
+            org = self._find_org(k)
+            if org is None:
+                missing += 1
+            else:
+                found.setdefault(org["id"], org)
         body = {
             "status": "success", "error_code": None, "error_message": None,
             "total_requested_domains": len(domains),
             "unique_domains": len(keys),
             "unique_enriched_records": len(found),
-            "missing_records": len(keys) - len(found),
-            "organizations": found,
+            "missing_records": missing,
+            "organizations": [self._org_out(o, full=True) for o in found.values()],
         }
         return _Result(200, body, float(len(found)), len(domains))
 
@@ -826,33 +1072,62 @@ class Sandbox:
         }
         return _Result(200, body, 1.0 if items else 0.0, len(items))
 
-    @staticmethod
-    def _org_light(o: dict) -> dict:
+    def _org_light(self, o: dict) -> dict:
         keys = ("id", "name", "website_url", "blog_url", "angellist_url", "linkedin_url", "twitter_url", "facebook_url",
                 "primary_phone", "languages", "alexa_ranking", "phone", "linkedin_uid", "founded_year",
                 "publicly_traded_symbol", "publicly_traded_exchange", "logo_url", "crunchbase_url", "primary_domain",
                 "sanitized_phone", "owned_by_organization_id")
         out = {k: o[k] for k in keys}
         out.update({"intent_strength": None, "show_intent": False, "has_intent_signal_account": False, "intent_signal_account": None})
-        return out
+        return shapes.light_revenue(out, o, self.config.revenue_spelling)
+
+    def _account_item(self, account: dict, org: dict) -> dict:
+        """A company saved in the team's CRM, as ``mixed_companies/search`` lists it in ``accounts``."""
+        item = self._org_light(org)
+        item.update(account)
+        item["organization_id"] = org["id"]
+        item["domain"] = account.get("domain") or org["primary_domain"]
+        item["name"] = account.get("name") or org["name"]
+        return item
 
     def _h_companies_search(self, params, _id, key):
         page, per_page = self._page(params)
         orgs = self._org_filter(params)
         orgs = self.world.orgs if orgs is None else orgs
-        items = [self._org_light(o) for o in self._slice(orgs, page, per_page)]
+        by_org, by_domain = self.store.saved_accounts_by_org() if self.config.search_saved_accounts else ({}, {})
+        accounts, items = [], []
+        for o in self._slice(orgs, page, per_page):
+            account = by_org.get(o["id"]) or by_domain.get(o["primary_domain"])
+            if account is not None:
+                accounts.append(self._account_item(account, o))
+            else:
+                items.append(self._org_light(o))
         body = {
             "breadcrumbs": self._breadcrumbs(params, ("q_organization_domains_list", "organization_locations", "q_organization_name", "q_organization_keyword_tags")),
             "partial_results_only": False, "has_join": False, "disable_eu_prospecting": False, "partial_results_limit": 10000,
-            "pagination": self._pagination(page, per_page, len(orgs)), "accounts": [], "organizations": items,
-            "model_ids": [o["id"] for o in items], "num_fetch_result": None, "derived_params": None,
+            "pagination": self._pagination(page, per_page, len(orgs)), "accounts": accounts, "organizations": items,
+            "model_ids": [a["id"] for a in accounts] + [o["id"] for o in items], "num_fetch_result": None, "derived_params": None,
         }
-        return _Result(200, body, 1.0 if items else 0.0, len(items))
+        n = len(accounts) + len(items)
+        return _Result(200, body, 1.0 if n else 0.0, n)
 
     # -- contacts --------------------------------------------------------------------------------
 
+    def _ignore(self, endpoint: str, attrs, accepted, record_id=None) -> list[dict]:
+        """The fields of ``attrs`` the endpoint does not take (Apollo ignores them silently; so does the sandbox)."""
+        if not isinstance(attrs, dict):
+            return []
+        return [{"endpoint": endpoint, "field": k, "id": record_id} for k in attrs if k not in accepted]
+
+    def _note_ignored(self, entries: list[dict]) -> None:
+        if entries:
+            with self._lock:
+                self.ignored_fields.extend(entries)
+
     def _h_contact_create(self, params, _id, key):
+        ignored = self._ignore("contacts/create", params, set(CONTACT_FIELDS) | {"run_dedupe", "label_names"})
         contact, labels, dedupe = self.store.create_contact(params, run_dedupe=_truthy(params.get("run_dedupe")))
+        self._note_ignored([dict(e, id=contact["id"]) for e in ignored])
         body = {"contact": contact, "labels": labels}
         if dedupe is not None:
             body["dedupe_result"] = dedupe
@@ -872,12 +1147,15 @@ class Sandbox:
         created, existing = self.store.bulk_create_contacts(
             items, run_dedupe=_truthy(params.get("run_dedupe")), append_label_names=_as_list(params.get("append_label_names"))
         )
+        accepted = set(CONTACT_FIELDS) | set(CONTACT_BULK_CREATE_EXTRAS)
+        self._note_ignored([e for item in items for e in self._ignore("contacts/bulk_create", item, accepted)])
         return _Result(200, {"created_contacts": created, "existing_contacts": existing}, 0.0, len(items))
 
     def _h_contact_update(self, params, record_id, key):
         result = self.store.update_contact(record_id, params)
         if result is None:
             raise _Reply(404, {"error": f"Contact {record_id} not found", "error_code": "NOT_FOUND"}, 1)
+        self._note_ignored(self._ignore("contacts/update", params, set(CONTACT_FIELDS) | {"label_names"}, record_id))
         contact, labels = result
         return _Result(200, {"contact": contact, "labels": labels}, 0.0, 1)
 
@@ -918,7 +1196,9 @@ class Sandbox:
     def _h_account_create(self, params, _id, key):
         if not any(isinstance(params.get(k), str) and params[k].strip() for k in ("name", "domain")):
             raise _Reply(422, {"error": "Please specify at least a name or domain."}, 1)
-        return _Result(200, {"account": self.store.create_account(params)}, 0.0, 1)
+        account = self.store.create_account(params)
+        self._note_ignored(self._ignore("accounts/create", params, set(ACCOUNT_FIELDS), account["id"]))
+        return _Result(200, {"account": account}, 0.0, 1)
 
     def _h_account_bulk_create(self, params, _id, key):
         items = self._bulk_items(params, "accounts", "accounts",
@@ -926,14 +1206,76 @@ class Sandbox:
         created, existing = self.store.bulk_create_accounts(
             items, run_dedupe=_truthy(params.get("run_dedupe")), append_label_names=_as_list(params.get("append_label_names"))
         )
+        self._note_ignored([e for item in items for e in self._ignore("accounts/bulk_create", item, set(ACCOUNT_FIELDS))])
         return _Result(200, {"created_accounts": created, "existing_accounts": existing}, 0.0, len(items))
 
     def _h_account_update(self, params, record_id, key):
         result = self.store.update_account(record_id, params)
         if result is None:
             raise _Reply(404, {"error": f"Account {record_id} not found", "error_code": "NOT_FOUND"}, 1)
+        self._note_ignored(self._ignore("accounts/update", params, set(ACCOUNT_FIELDS) | {"label_names"}, record_id))
         account, labels = result
         return _Result(200, {"account": account, "labels": labels}, 0.0, 1)
+
+    def _h_contact_bulk_update(self, params, _id, key):
+        return self._bulk_update(params, "contacts", CONTACT_BULK_FIELDS, CONTACT_BULK_FIELDS, async_attrs=True, auto_async=True)
+
+    def _h_account_bulk_update(self, params, _id, key):
+        return self._bulk_update(params, "accounts", ACCOUNT_BULK_FIELDS, ACCOUNT_BULK_SHARED, async_attrs=False, auto_async=False)
+
+    def _bulk_update(self, params, kind: str, item_fields, shared_fields, async_attrs: bool, auto_async: bool) -> _Result:
+        """contacts/bulk_update and accounts/bulk_update: ``<x>_attributes[]`` (each with ``id``) or ``<x>_ids[]``
+        with shared fields; all or nothing; more than 100 contacts (or ``async``) answer an entity_progress_job."""
+        one = kind[:-1]
+        attributes, ids = params.get(f"{one}_attributes"), params.get(f"{one}_ids")
+        by_attrs = isinstance(attributes, list) and len(attributes) > 0
+        if not by_attrs and not (isinstance(ids, list) and ids):
+            raise _Reply(422, {"error": f"Please provide either {one}_ids or {one}_attributes"})
+        n = len(attributes) if by_attrs else len(ids)
+        if n > 1000:
+            raise _Reply(422, {"error": "Please limit your array to fewer than 1000."}, n)
+        want_async = _truthy(params.get("async"))
+        if want_async and by_attrs and not async_attrs:
+            raise _Reply(422, {"error": "Async processing is not permitted."}, n)
+        if by_attrs:
+            updates, ignored, errors = self._attribute_updates(params, kind, attributes, item_fields)
+        else:
+            updates, ignored, errors = self._shared_updates(params, kind, ids, shared_fields)
+        if not errors:
+            unknown, records = self.store.bulk_update(kind, updates)
+            errors = {i: [f"{one.title()} {i} not found"] for i in unknown}
+        if errors:
+            raise _Reply(422, {"error": "Validation failed", "error_details": errors}, n)
+        self._note_ignored(ignored)
+        if want_async or (auto_async and n > 100):
+            job = self.store.open_job(f"{one}_bulk_update", list(dict.fromkeys(i for i, _ in updates)))
+            return _Result(200, {"entity_progress_job": job}, 0.0, n)
+        return _Result(200, {kind: records}, 0.0, n)
+
+    @staticmethod
+    def _bulk_control(kind: str) -> set:
+        one = kind[:-1]
+        return {f"{one}_attributes", f"{one}_ids", "async", "visible_entity_ids"}
+
+    def _attribute_updates(self, params, kind: str, attributes: list, fields) -> tuple[list, list, dict]:
+        """(updates, ignored fields, errors) of ``<x>_attributes``: each item's own documented fields."""
+        endpoint, one = f"{kind}/bulk_update", kind[:-1]
+        updates, errors = [], {}
+        ignored = self._ignore(endpoint, params, self._bulk_control(kind))  # shared fields do not apply here
+        for i, item in enumerate(attributes):
+            rid = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(rid, str) or not rid.strip():
+                errors[f"{one}_attributes[{i}]"] = ["id can't be blank"]
+                continue
+            ignored += self._ignore(endpoint, item, set(fields) | {"id"}, rid)
+            updates.append((rid, {k: v for k, v in item.items() if k in fields}))
+        return updates, ignored, errors
+
+    def _shared_updates(self, params, kind: str, ids: list, fields) -> tuple[list, list, dict]:
+        """(updates, ignored fields, errors) of ``<x>_ids`` with the shared fields."""
+        shared = {k: v for k, v in params.items() if k in fields}
+        ignored = self._ignore(f"{kind}/bulk_update", params, set(fields) | self._bulk_control(kind))
+        return [(str(i), dict(shared)) for i in ids], ignored, {}
 
     def _h_account_show(self, params, record_id, key):
         account = self.store.get_account(record_id)
@@ -969,8 +1311,16 @@ class Sandbox:
                     entry[WINDOW_NAMES[i]] = {
                         "limit": limit, "consumed": used, "left_over": None if limit is None else max(0, limit - used)
                     }
-                out[json.dumps([f"api/v1/{route.controller}", route.action])] = entry
+                out[shapes.usage_key(route.controller, route.action, self.config.usage_stats_keys, len(seen) - 1)] = entry
         return _Result(200, out, 0.0, 0)
 
     def _h_health(self, params, _id, key):
         return _Result(200, {"healthy": True, "is_logged_in": True}, 0.0, 0)
+
+    def _h_credit_usage_stats(self, params, _id, key):
+        cycle = self.config.credit_cycle or shapes.credit_cycle(self.clock.time())
+        return _Result(200, shapes.meter_body(self.credits_by_type(), self.config.credit_limits, cycle), 0.0, 0)
+
+    def _h_webhook_result(self, params, record_id, key):
+        status, body = self.async_results.answer(record_id, self.clock.monotonic())
+        return _Result(status, body, 0.0, 0)

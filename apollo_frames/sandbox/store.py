@@ -32,6 +32,20 @@ ACCOUNT_FIELDS = (
     "facebook_url", "twitter_url", "salesforce_id", "hubspot_id", "organization_id", "parent_account_id",
     "typed_custom_fields", "phone_status_cd",
 )
+#: Documented fields of a ``contacts/bulk_create`` item the sandbox accepts without storing.
+CONTACT_BULK_CREATE_EXTRAS = ("primary_title", "contact_emails", "phone_numbers", "contact_role_type_ids", "phone_status_cd")
+#: Fields ``contacts/bulk_update`` takes (shared with ``contact_ids``, or per item of ``contact_attributes``).
+CONTACT_BULK_FIELDS = (
+    "owner_id", "email", "organization_name", "title", "first_name", "last_name", "account_id", "present_raw_address",
+    "linkedin_url", "typed_custom_fields",
+)
+#: Fields of each ``account_attributes`` item of ``accounts/bulk_update``; with ``account_ids`` only the shared ones.
+ACCOUNT_BULK_FIELDS = ("name", "owner_id", "account_stage_id", "typed_custom_fields")
+ACCOUNT_BULK_SHARED = ("name", "owner_id", "account_stage_id")
+#: The keys of each record in a synchronous bulk_update answer.
+CONTACT_BULK_ANSWER = ("id", "first_name", "last_name", "email", "title", "organization_name", "owner_id", "account_id",
+                       "present_raw_address", "linkedin_url", "updated_at")
+ACCOUNT_BULK_ANSWER = ("id", "name", "domain", "owner_id", "account_stage_id", "typed_custom_fields", "updated_at")
 CRM_ID_FIELDS = ("salesforce_id", "hubspot_id", "salesforce_lead_id", "salesforce_contact_id", "outreach_id", "salesloft_id")
 CONTACT_SORTS = {
     "contact_created_at": "created_at", "contact_updated_at": "updated_at", "contact_last_activity_date": "last_activity_date",
@@ -55,6 +69,7 @@ class Store:
         self.contacts: dict[str, dict] = {}
         self.accounts: dict[str, dict] = {}
         self.labels: dict[str, dict] = {}  # name key -> label
+        self.jobs: dict[str, dict] = {}  # entity_progress_job id -> job (asynchronous bulk updates)
         self._seq = 0
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -332,10 +347,51 @@ class Store:
                 self._recount_labels()
             return copy.deepcopy(account), self.labels_of(account)
 
+    def bulk_update(self, kind: str, updates: list[tuple[str, dict]]) -> tuple[list[str], list[dict]]:
+        """contacts/bulk_update or accounts/bulk_update (``kind`` "contacts" / "accounts"): all or nothing.
+
+        ``updates`` are (id, fields) with the fields already limited to the documented ones. Returns
+        (unknown ids, []) without writing anything when an id is unknown, else ([], the updated records,
+        reduced to the keys of Apollo's synchronous answer).
+        """
+        records = self.contacts if kind == "contacts" else self.accounts
+        apply = self._apply_contact if kind == "contacts" else self._apply_account
+        keys = CONTACT_BULK_ANSWER if kind == "contacts" else ACCOUNT_BULK_ANSWER
+        with self.lock:
+            unknown = [i for i, _ in updates if i not in records]
+            if unknown:
+                return list(dict.fromkeys(unknown)), []
+            out = []
+            for record_id, attrs in updates:
+                apply(records[record_id], attrs)
+                out.append({k: copy.deepcopy(records[record_id].get(k)) for k in keys})
+            return [], out
+
+    def open_job(self, job_type: str, entity_ids: list[str]) -> dict:
+        """An ``entity_progress_job`` for an asynchronous bulk update (the writes themselves are already done)."""
+        with self.lock:
+            now = self._now()
+            job = {"id": self._new_id(0x66A0_0000_0000_0000_0000_0000), "job_type": job_type, "status": "pending",
+                   "entity_ids": list(entity_ids), "created_at": now, "updated_at": now}
+            self.jobs[job["id"]] = job
+            return copy.deepcopy(job)
+
     def get_account(self, account_id: str) -> dict | None:
         with self.lock:
             account = self.accounts.get(account_id)
             return copy.deepcopy(account) if account else None
+
+    def saved_accounts_by_org(self) -> tuple[dict[str, dict], dict[str, dict]]:
+        """The team's accounts by organization_id and by domain (the oldest account wins), for company search."""
+        with self.lock:
+            by_org: dict[str, dict] = {}
+            by_domain: dict[str, dict] = {}
+            for account in self.accounts.values():
+                if account.get("organization_id"):
+                    by_org.setdefault(account["organization_id"], account)
+                if account.get("domain"):
+                    by_domain.setdefault(account["domain"], account)
+            return copy.deepcopy((by_org, by_domain))
 
     def search_accounts(self, q_organization_name=None, stage_ids=None, label_ids=None, sort_by=None, ascending=False) -> list[dict]:
         with self.lock:
