@@ -314,38 +314,15 @@ from .app import (
     DEFAULT_API_KEY,
     PLAN_LIMITS,
     ROUTES,
+    SANDBOX_BASE_URL,
     SCOPED_API_KEY,
     KeySpec,
     RequestRecord,
     Sandbox,
     SandboxConfig,
+    client_for,
 )
 from .world import World, build_world
-
-#: The base URL of clients wired to an in-process sandbox (never resolved: no request leaves the process).
-SANDBOX_BASE_URL = "http://sandbox.invalid/api/v1"
-
-
-def client_for(app=None, **kwargs):
-    """An ``ApolloClient`` whose transport is the WSGI ``app`` (a new default :class:`Sandbox` if None).
-
-    The client never imports the sandbox; the sandbox hands it a transport,
-    as httpx does for any WSGI app. Defaults: the sandbox's key, the paid plan
-    preset, and a cache namespace of its own so sandbox answers never mix with
-    Apollo's; the sandbox's own clock.
-    """
-    import httpx
-
-    from apollo_frames.client import ApolloClient
-
-    app = app if app is not None else Sandbox()
-    if isinstance(app, Sandbox):
-        kwargs.setdefault("clock", app.clock)  # one clock for both sides: a fake one makes waits free
-    kwargs.setdefault("api_key", DEFAULT_API_KEY)
-    kwargs.setdefault("base_url", SANDBOX_BASE_URL)
-    kwargs.setdefault("cache_namespace", "sandbox")
-    kwargs.setdefault("plan", "paid")
-    return ApolloClient(transport=httpx.WSGITransport(app=app), **kwargs)
 
 __all__ = [
     "DEFAULT_API_KEY",

@@ -448,8 +448,6 @@ class Sandbox:
 
     def client(self, **kwargs):
         """An ``ApolloClient`` wired to this sandbox in-process (see :func:`apollo_frames.sandbox.client_for`)."""
-        from . import client_for
-
         return client_for(self, **kwargs)
 
     def serve(self, host: str = "127.0.0.1", port: int = 0):
@@ -1324,3 +1322,28 @@ class Sandbox:
     def _h_webhook_result(self, params, record_id, key):
         status, body = self.async_results.answer(record_id, self.clock.monotonic())
         return _Result(status, body, 0.0, 0)
+
+#: The base URL of clients wired to an in-process sandbox (never resolved: no request leaves the process).
+SANDBOX_BASE_URL = "http://sandbox.invalid/api/v1"
+
+
+def client_for(app=None, **kwargs):
+    """An ``ApolloClient`` whose transport is the WSGI ``app`` (a new default :class:`Sandbox` if None).
+
+    The client never imports the sandbox; the sandbox hands it a transport,
+    as httpx does for any WSGI app. Defaults: the sandbox's key, the paid plan
+    preset, and a cache namespace of its own so sandbox answers never mix with
+    Apollo's; the sandbox's own clock.
+    """
+    import httpx
+
+    from apollo_frames.client import ApolloClient
+
+    app = app if app is not None else Sandbox()
+    if isinstance(app, Sandbox):
+        kwargs.setdefault("clock", app.clock)  # one clock for both sides: a fake one makes waits free
+    kwargs.setdefault("api_key", DEFAULT_API_KEY)
+    kwargs.setdefault("base_url", SANDBOX_BASE_URL)
+    kwargs.setdefault("cache_namespace", "sandbox")
+    kwargs.setdefault("plan", "paid")
+    return ApolloClient(transport=httpx.WSGITransport(app=app), **kwargs)

@@ -1,0 +1,106 @@
+"""The package has no import cycle, counting imports made inside functions (grimp reads every import statement)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import grimp
+
+from tools.check_complexity import offenders
+
+
+def import_cycles(package: str) -> list[list[str]]:
+    """The strongly connected components (size > 1, or a module importing itself) of ``package``'s import graph.
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they never run, so they cannot form a runtime cycle.
+    """
+    graph = grimp.build_graph(package, exclude_type_checking_imports=True, cache_dir=None)
+    edges = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
+    return strongly_connected(edges)
+
+
+def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative; only components that are cycles, each sorted, in a stable order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in edges.get(node, ()):
+                    cycles.append(sorted(component))
+    return sorted(cycles)
+
+
+def test_strongly_connected_finds_cycles_and_only_cycles():
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": {"e"}, "e": set(), "f": {"f"}, "g": {"a"}}
+    assert strongly_connected(edges) == [["a", "b", "c"], ["f"]]
+    assert strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+def test_imports_inside_functions_count(tmp_path, monkeypatch):
+    package = tmp_path / "cyclic_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text("def f():\n    from cyclic_pkg import high\n    return high\n")
+    (package / "high.py").write_text("from cyclic_pkg import low\n")
+    (package / "typed.py").write_text(
+        textwrap.dedent(
+            """
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                from cyclic_pkg import high
+            """
+        )
+    )
+    (package / "other.py").write_text("from cyclic_pkg import typed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert import_cycles("cyclic_pkg") == [["cyclic_pkg.high", "cyclic_pkg.low"]]
+    finally:
+        for name in [m for m in sys.modules if m.startswith("cyclic_pkg")]:
+            del sys.modules[name]
+
+
+def test_apollo_frames_has_no_import_cycle():
+    cycles = import_cycles("apollo_frames")
+    assert not cycles, "import cycles (imports inside functions count):\n" + "\n".join(
+        " <-> ".join(cycle) for cycle in cycles
+    )
+
+
+def test_complexity_check_names_offenders(tmp_path):
+    branches = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(25))
+    (tmp_path / "tangled.py").write_text(f"def tangled(x):\n{branches}    return -1\n\n\ndef plain(x):\n    return x\n")
+    found = offenders([str(tmp_path)])
+    assert len(found) == 1 and "tangled.py:1 tangled (26)" in found[0]

@@ -1,0 +1,1 @@
+"""Development checks run by ``.ci/run`` (not shipped in the wheel)."""
