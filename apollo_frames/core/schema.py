@@ -709,44 +709,60 @@ def _extra_array(shape: _Shape, values: dict, plan: _Plan, nested: _Nested | Non
     """
     left = shape.left
     split = sum(1 for k in left if nested is None or k < plan.nested)  # leftover keys written before the nested object
-    texts: dict = memo.texts  # leftover values -> (text before the nested object, after it, without it)
-
-    def pieces(tail: tuple) -> tuple[bytes, bytes, bytes | None] | None:
-        try:
-            before = _plain(dict(zip(left[:split], tail[:split])))[1:-1]
-            after = _plain(dict(zip(left[split:], tail[split:])))[1:-1]
-            whole = ("{" + ",".join(p for p in (before, after) if p) + "}").encode() if left else None
-            return (("{" + before + "," if before else "{").encode(), ("," + after + "}" if after else "}").encode(),
-                    whole)
-        except (*_PLAIN_ERRORS, UnicodeEncodeError):  # UnicodeEncodeError: lone surrogates, as _flatten_rows says
-            return None
-
     m = len(shape.index)
-    columns = [values[k] for k in left]
-    if not left:
-        out = [pieces(())] * m
-    elif all(set(map(type, c)) <= _HASHABLE_EXACT for c in columns):  # the values themselves are exact keys
-        distinct = dict.fromkeys(zip(*columns))
-        for tail in distinct:
-            distinct[tail] = pieces(tail)
-        out = list(map(distinct.__getitem__, zip(*columns)))
-    else:
-        out = []
-        for j, tail in enumerate(zip(*columns)):
-            key = memo.key(tail)
-            got = texts.get(key) if key is not None else None
-            if got is None:
-                got = pieces(tail)
-                if got is None:
-                    turned_back.add(j)
-                    got = _NO_EXTRA
-                elif key is not None and memo.active:
-                    texts[key] = got
-            else:
-                memo.hits += 1
-            out.append(got)
+    out = _extra_pieces(left, split, [values[k] for k in left], m, turned_back, memo)
     parts = nested.parts if nested is not None else [None]
     index = nested.index if nested is not None else [-1] * m
+    return _join_extra(out, parts, index, turned_back)
+
+
+_Pieces = tuple[bytes, bytes, "bytes | None"]  # (text before the nested object, after it, the whole without it)
+
+
+def _pieces(left: tuple[str, ...], split: int, tail: tuple) -> _Pieces | None:
+    """The ``extra`` text pieces for leftover keys ``left`` holding ``tail``; None if they are not plain JSON data."""
+    try:
+        before = _plain(dict(zip(left[:split], tail[:split])))[1:-1]
+        after = _plain(dict(zip(left[split:], tail[split:])))[1:-1]
+        whole = ("{" + ",".join(p for p in (before, after) if p) + "}").encode() if left else None
+        return (("{" + before + "," if before else "{").encode(), ("," + after + "}" if after else "}").encode(),
+                whole)
+    except (*_PLAIN_ERRORS, UnicodeEncodeError):  # UnicodeEncodeError: lone surrogates, as _flatten_rows says
+        return None
+
+
+def _extra_pieces(left: tuple[str, ...], split: int, columns: list, m: int, turned_back: set[int],
+                  memo: _Memo) -> list[_Pieces | None]:
+    """Each record's pieces, computed once per distinct set of leftover values (None: not plain JSON data)."""
+    if not left:
+        return [_pieces(left, split, ())] * m
+    if all(set(map(type, c)) <= _HASHABLE_EXACT for c in columns):  # the values themselves are exact keys
+        distinct = dict.fromkeys(zip(*columns))
+        for tail in distinct:
+            distinct[tail] = _pieces(left, split, tail)
+        return list(map(distinct.__getitem__, zip(*columns)))
+    texts: dict = memo.texts  # leftover values -> pieces
+    out: list[_Pieces | None] = []
+    for j, tail in enumerate(zip(*columns)):
+        key = memo.key(tail)
+        got = texts.get(key) if key is not None else None
+        if got is None:
+            got = _pieces(left, split, tail)
+            if got is None:
+                turned_back.add(j)
+                got = _NO_EXTRA
+            elif key is not None and memo.active:
+                texts[key] = got
+        else:
+            memo.hits += 1
+        out.append(got)
+    return out
+
+
+def _join_extra(out: list[_Pieces | None], parts: list[bytes | None], index: list[int],
+                turned_back: set[int]) -> pa.Array:
+    """The ``extra`` string array: each record's pieces around its nested object's text, in one buffer."""
+    m = len(out)
     chunks: list[bytes] = []
     ends = np.zeros(m, dtype=np.int64)  # end of each record's text in the data buffer
     valid = np.ones(m, dtype=bool)
@@ -778,75 +794,96 @@ def _flatten_rows(records: Sequence[Mapping | None], plan: _Plan) -> pa.Table:
     rows = [r if type(r) is dict else (dict(r) if isinstance(r, Mapping) else _EMPTY) for r in records]
     n = len(rows)
     extras: dict[int, dict] = {}  # row -> leftovers, only for rows that have some
+    objects = _declared_objects(rows, plan, extras)
+    arrays = []
+    for col in plan.columns:
+        if col.kind == "extra":
+            continue
+        parents = objects[col.path[:-1]]
+        array, bad = _coerce(list(map(dict.get, parents, repeat(col.path[-1], n))), col.kind)
+        for i in bad:
+            _put(extras.setdefault(i, {}), col.path, parents[i][col.path[-1]])
+        arrays.append(array)
+    raw_rows = _add_leftovers(objects, plan, extras)
+    extra: list[str | None] = [None] * n
+    for i, leftovers in extras.items():
+        extra[i] = _extra_text(leftovers) if i in raw_rows else json_text(leftovers)
+    arrays.append(pa.array(extra, type=STR))
+    return pa.Table.from_arrays(arrays, schema=plan.schema)
 
-    def keep(i: int, path: tuple[str, ...], value: Any) -> None:
-        _put(extras.setdefault(i, {}), path, value)
 
+def _declared_objects(rows: list[dict], plan: _Plan, extras: dict[int, dict]) -> dict[tuple[str, ...], list[dict]]:
+    """Object path -> the object at that path in each row (``{}`` where there is none).
+
+    Other Mappings are copied to dicts; a value that is no object at all is kept in ``extras``.
+    """
+    n = len(rows)
     objects: dict[tuple[str, ...], list[dict]] = {(): rows}
     for path in plan.parents:
         values = list(map(dict.get, objects[path[:-1]], repeat(path[-1], n), repeat(_EMPTY, n)))
         if not set(map(type, values)) <= {dict}:
             for i, v in enumerate(values):
                 if type(v) is not dict:
-                    if isinstance(v, Mapping):
-                        values[i] = dict(v)
-                    else:
-                        if v is not None:
-                            keep(i, path, v)
-                        values[i] = _EMPTY
+                    values[i] = _as_object(v, i, path, extras)
         objects[path] = values
+    return objects
 
-    arrays = []
-    for col in plan.columns:
-        if col.kind == "extra":
-            continue
-        values = list(map(dict.get, objects[col.path[:-1]], repeat(col.path[-1], n)))
-        array, bad = _coerce(values, col.kind)
-        for i in bad:
-            keep(i, col.path, objects[col.path[:-1]][i][col.path[-1]])
-        arrays.append(array)
 
-    # Leftovers: keys of each declared object that no column covers, merged under their path.
-    # A top-level nested object with no declared objects inside it (person.organization) is
-    # written once per distinct content and placed as finished text (_Raw), unless the row
-    # already keeps something under its key (a value that did not convert).
+def _as_object(value: Any, i: int, path: tuple[str, ...], extras: dict[int, dict]) -> dict:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if value is not None:
+        _put(extras.setdefault(i, {}), path, value)
+    return _EMPTY
+
+
+def _add_leftovers(objects: dict[tuple[str, ...], list[dict]], plan: _Plan, extras: dict[int, dict]) -> set[int]:
+    """Merge the keys of each declared object that no column covers into ``extras``, under their path.
+
+    A top-level nested object with no declared objects inside it (person.organization) is
+    written once per distinct content and placed as finished text (_Raw), unless the row
+    already keeps something under its key (a value that did not convert). Returns the rows
+    holding such text.
+    """
     raw_rows: set[int] = set()
     for path, covered in sorted(plan.declared.items(), key=lambda item: len(item[0])):
         memo = _Memo() if path in plan.memoised else None
         for i, obj in enumerate(objects[path]):
-            if obj and not obj.keys() <= covered:
-                if memo is not None:
-                    have = extras.get(i)
-                    if have is None or path[0] not in have:
-                        key = memo.key(obj)
-                        text = None if key is None else memo.texts.get(key)
-                        if text is not None:
-                            memo.hits += 1
-                        else:
-                            left = _leftovers(obj, covered)
-                            try:
-                                text = _STRICT.encode(left)
-                            except (_Defaulted, TypeError, ValueError, RecursionError):
-                                text = None
-                            if text is None:
-                                _merge(extras.setdefault(i, {}), path, left)
-                                continue
-                            if key is not None and memo.active:
-                                memo.texts[key] = text
-                        (extras[i] if have is not None else extras.setdefault(i, {}))[path[0]] = _Raw(text, obj, covered)
-                        raw_rows.add(i)
-                        continue
-                left = _leftovers(obj, covered)
-                if not path:
-                    have = extras.get(i)
-                    extras[i] = left if have is None else {**left, **have}
-                else:
-                    _merge(extras.setdefault(i, {}), path, left)
-    extra: list[str | None] = [None] * n
-    for i, leftovers in extras.items():
-        extra[i] = _extra_text(leftovers) if i in raw_rows else json_text(leftovers)
-    arrays.append(pa.array(extra, type=STR))
-    return pa.Table.from_arrays(arrays, schema=plan.schema)
+            if not obj or obj.keys() <= covered:
+                continue
+            if memo is not None and _add_memoised(extras, raw_rows, i, path, obj, covered, memo):
+                continue
+            left = _leftovers(obj, covered)
+            if not path:
+                have = extras.get(i)
+                extras[i] = left if have is None else {**left, **have}
+            else:
+                _merge(extras.setdefault(i, {}), path, left)
+    return raw_rows
+
+
+def _add_memoised(extras: dict[int, dict], raw_rows: set[int], i: int, path: tuple[str, ...], obj: dict,
+                  covered: frozenset, memo: _Memo) -> bool:
+    """Put row ``i``'s leftovers of ``obj`` (at top-level ``path``) as memoised text; False: not done, merge them."""
+    have = extras.get(i)
+    if have is not None and path[0] in have:
+        return False
+    key = memo.key(obj)
+    text = None if key is None else memo.texts.get(key)
+    if text is not None:
+        memo.hits += 1
+    else:
+        left = _leftovers(obj, covered)
+        try:
+            text = _STRICT.encode(left)
+        except (_Defaulted, TypeError, ValueError, RecursionError):
+            _merge(extras.setdefault(i, {}), path, left)
+            return True
+        if key is not None and memo.active:
+            memo.texts[key] = text
+    (have if have is not None else extras.setdefault(i, {}))[path[0]] = _Raw(text, obj, covered)
+    raw_rows.add(i)
+    return True
 
 
 def flatten_people(records: Sequence[Mapping | None]) -> pa.Table:
