@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def _echo(s: str) -> str:
     return repr(s if len(s) <= _ECHO else s[: _ECHO - 1] + "…")
 
 
-def is_missing(v: object) -> bool:
+def is_missing(v: Any) -> bool:
     """True for None, NaN (float, numpy, Decimal), pd.NA, NaT and blank strings."""
     if v is None:
         return True
@@ -86,7 +87,7 @@ def _number_text(v: object) -> Result:
     return repr(f), None
 
 
-def clean_text(v: object, *, max_len: int = 512) -> Result:
+def clean_text(v: Any, *, max_len: int = 512) -> Result:
     """Stripped text with inner whitespace collapsed to single spaces, NFC-normalised.
 
     Numbers are accepted (``42`` and ``42.0`` -> ``"42"``, ``3.5`` -> ``"3.5"``);

@@ -46,7 +46,9 @@ def read_page(data: Any, records_key: str) -> tuple[list[dict], int | None, int 
     if not isinstance(data, dict):
         return [], None, None
     records = [r for r in (data.get(records_key) or []) if isinstance(r, dict)]
-    pagination = data.get("pagination") if isinstance(data.get("pagination"), dict) else {}
+    pagination = data.get("pagination")
+    if not isinstance(pagination, dict):
+        pagination = {}
     total = _int_or_none(data.get("total_entries"))
     if total is None:
         total = _int_or_none(pagination.get("total_entries"))

@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from json import encoder as _json_encoder
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -223,7 +223,7 @@ class _Memo:
     __slots__ = ("texts", "lookups", "hits", "active", "probe")
 
     def __init__(self, probe: int = 2000):
-        self.texts: dict[bytes, str] = {}
+        self.texts: dict[bytes, Any] = {}  # content -> its text, in the form the memo's user writes
         self.lookups = self.hits = 0
         self.active = True
         self.probe = probe
@@ -388,7 +388,7 @@ def _to_bool(v: Any) -> Any:
 
 
 _SCALAR = {"str": _to_str, "int": _to_int, "float": _to_float, "bool": _to_bool}
-_FAST_TYPES = {"str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _NONE}, "bool": {bool, _NONE}}
+_FAST_TYPES: dict[str, set[type]] = {"str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _NONE}, "bool": {bool, _NONE}}
 
 
 _ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
@@ -577,16 +577,16 @@ def _by_shape(records: list, start: int, stop: int, plan: _Plan) -> tuple[list[_
     slow: list[int] = []
     for i, r in enumerate(chunk, start):
         if type(r) is dict:
-            shape = shapes.get(len(r))
-            if shape is None and len(shapes) < _MAX_SHAPES:
-                shape = shapes[len(r)] = _Shape(r, plan)
-            if shape is not None and shape.getter is not None:
+            found = shapes.get(len(r))
+            if found is None and len(shapes) < _MAX_SHAPES:
+                found = shapes[len(r)] = _Shape(r, plan)
+            if found is not None and found.getter is not None:
                 try:  # succeeds only if the record has all the shape's keys; same length: no others
-                    shape.rows.append(shape.getter(r))
+                    found.rows.append(found.getter(r))
                 except KeyError:
                     pass
                 else:
-                    shape.index.append(i)
+                    found.index.append(i)
                     continue
         slow.append(i)
     return [s for s in shapes.values() if s.rows], slow
@@ -609,6 +609,8 @@ class _Nested:
         name = _plain(path[-1])
         bad: set[int] = set()
         last_key, last = None, -1
+        k: int | None
+        part: Any
         for j, obj in enumerate(objects):
             if type(obj) is dict:
                 key = memo.key(obj)
@@ -684,6 +686,7 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
         if col.kind == "extra":
             continue
         if len(col.path) == 2:
+            assert nested is not None  # a two-level path means the plan has a nested object
             arrays.append(nested.column(col.path[1], col.kind, _memo(memos, col.name)))
             continue
         column = values.get(col.path[0])
@@ -711,12 +714,12 @@ def _extra_array(shape: _Shape, values: dict, plan: _Plan, nested: _Nested | Non
     split = sum(1 for k in left if nested is None or k < plan.nested)  # leftover keys written before the nested object
     m = len(shape.index)
     out = _extra_pieces(left, split, [values[k] for k in left], m, turned_back, memo)
-    parts = nested.parts if nested is not None else [None]
+    parts: list[bytes | None] = nested.parts if nested is not None else [None]
     index = nested.index if nested is not None else [-1] * m
     return _join_extra(out, parts, index, turned_back)
 
 
-_Pieces = tuple[bytes, bytes, "bytes | None"]  # (text before the nested object, after it, the whole without it)
+_Pieces = tuple[bytes, bytes, bytes | None]  # (text before the nested object, after it, the whole without it)
 
 
 def _pieces(left: tuple[str, ...], split: int, tail: tuple) -> _Pieces | None:
@@ -781,12 +784,16 @@ def _join_extra(out: list[_Pieces | None], parts: list[bytes | None], index: lis
         else:
             valid[j] = False
         ends[j] = end
-    if end >= 2**31:  # beyond 32-bit offsets: let Arrow lay it out
-        return pa.array([(got[2] if parts[k] is None else got[0] + parts[k] + got[1]).decode() if v else None
-                         for got, k, v in zip(out, index, valid)], type=STR)
+    if end >= 2**31:  # beyond 32-bit offsets: let Arrow lay it out (no None is left in ``out``)
+        return pa.array([_extra_str(got, parts[k]) for got, k in zip(cast("list[_Pieces]", out), index)], type=STR)
     offsets = np.concatenate(([0], ends)).astype(np.int32)
     bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(STR, m, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(chunks))])
+
+
+def _extra_str(got: _Pieces, part: bytes | None) -> str | None:
+    whole = got[2] if part is None else got[0] + part + got[1]
+    return None if whole is None else whole.decode()
 
 
 def _flatten_rows(records: Sequence[Mapping | None], plan: _Plan) -> pa.Table:

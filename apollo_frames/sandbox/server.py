@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import socketserver
 import threading
+from typing import cast
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 
@@ -31,9 +32,14 @@ class _QuietHandler(WSGIRequestHandler):
             return
         if not self.parse_request():
             return
-        handler = _QuietServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True)
-        handler.request_handler = self
-        handler.run(self.server.get_app())
+        # as WSGIRequestHandler.handle does; typeshed knows neither rfile's real type nor the back-pointer
+        handler = _QuietServerHandler(
+            self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True  # type: ignore[arg-type]
+        )
+        handler.request_handler = self  # type: ignore[attr-defined]
+        app = cast(WSGIServer, self.server).get_app()
+        assert app is not None  # SandboxServer always sets one
+        handler.run(app)
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -61,7 +67,7 @@ class SandboxServer:
         _check_loopback(host)
         self.app = app
         self.httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer, handler_class=_QuietHandler)
-        self.host, self.port = self.httpd.server_address[:2]
+        self.host, self.port = cast("tuple[str, int]", self.httpd.server_address[:2])
         self._thread: threading.Thread | None = None
 
     @property
