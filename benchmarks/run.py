@@ -182,6 +182,8 @@ def _baseline_schema():
     path = Path(tempfile.mkdtemp()) / "schema_baseline.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("schema_baseline", path)
+    if spec is None or spec.loader is None:
+        return None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -361,7 +363,8 @@ def bench_resume(tmp: Path, quick: bool) -> Result:
             time.sleep(0.01)
         proc.wait()
         if not killed and proc.returncode != 0:
-            raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr.read().decode()[-1500:]}")
+            err = proc.stderr.read().decode() if proc.stderr is not None else ""
+            raise RuntimeError(f"child failed ({proc.returncode}): {err[-1500:]}")
         time.sleep(0.3)  # answers in flight at the kill are still charged by the sandbox
         return sb.credits_consumed - credits0, sb.count(path="people/bulk_match") - reqs0, killed
 
@@ -406,9 +409,9 @@ def bench_estimate(tmp: Path, quick: bool) -> Result:
     frame_a, _ = messy(people[:2000], 1)
     frame_b, _ = messy(people[2000:4000], 2)
     with sandbox_client(sb, tmp / "b7") as client:
-        est_a = apollo_frames.estimates(frame_a, "enrich_people", client=client)
+        est_a = apollo_frames.estimate(frame_a, "enrich_people", client=client)
         spent_a = apollo_frames.enrich_people(frame_a, client=client, progress=False).attrs["apollo"]["credits_consumed"]
-        est_b = apollo_frames.estimates(frame_b, "enrich_people", client=client)
+        est_b = apollo_frames.estimate(frame_b, "enrich_people", client=client)
         spent_b = apollo_frames.enrich_people(frame_b, client=client, progress=False).attrs["apollo"]["credits_consumed"]
     r.add("frame A (no history): credits_max / expected / actual",
           f"{est_a.credits_max:g} / {est_a.credits_expected:g} / {spent_a:g}")
