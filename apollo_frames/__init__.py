@@ -1,6 +1,8 @@
 """apollo_frames: enrich pandas DataFrames through the Apollo.io API, batched, cached and credit-aware."""
 
 from apollo_frames._version import __version__
+from apollo_frames.client.http import ApolloClient
+from apollo_frames.core.columns import ColumnMappingError
 from apollo_frames.core.errors import (
     APIConnectionError,
     APIError,
@@ -18,17 +20,15 @@ from apollo_frames.core.errors import (
     StorageError,
     ValidationError,
 )
-from apollo_frames.client.http import ApolloClient
-from apollo_frames.ops.orgs import enrich_orgs
-from apollo_frames.ops.people import enrich_people
+from apollo_frames.core.filters import FilterError
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import Estimate, estimate, estimate_file
-from apollo_frames.reports import credit_summary, ledger, plot_credits
-from apollo_frames.core.columns import ColumnMappingError
-from apollo_frames.core.filters import FilterError
-from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
-from apollo_frames.ops.push import push_accounts, push_contacts
 from apollo_frames.io.stream import enrich_parquet, enrich_partition, push_parquet
+from apollo_frames.ops.orgs import enrich_orgs
+from apollo_frames.ops.people import enrich_people
+from apollo_frames.ops.push import push_accounts, push_contacts
+from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
+from apollo_frames.reports import credit_summary, ledger, plot_credits
 
 __all__ = [
     "__version__",

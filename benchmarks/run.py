@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 import apollo_frames
 from apollo_frames import ApolloClient
 from apollo_frames.core import schema
-from apollo_frames.sandbox import SANDBOX_BASE_URL, DEFAULT_API_KEY, Sandbox, SandboxConfig, build_world
+from apollo_frames.sandbox import DEFAULT_API_KEY, SANDBOX_BASE_URL, Sandbox, SandboxConfig, build_world
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

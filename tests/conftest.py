@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from apollo_frames import ApolloClient
 from apollo_frames.sandbox import Sandbox, SandboxConfig
 
 

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import apollo_frames as af
-from apollo_frames import ApolloClient
 from apollo_frames.cli import EXIT_RATE_LIMITED, main
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.schema import PERSON_SCHEMA

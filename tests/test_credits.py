@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import textwrap
@@ -15,9 +14,9 @@ import apollo_frames as af
 import apollo_frames.accessor  # noqa: F401  (registers df.apollo)
 from apollo_frames import ApolloClient, BudgetExceededError
 from apollo_frames.cli import main
-from apollo_frames.estimates import DEFAULT_MATCH_RATE, Estimate, confirm_spend, estimate, simulate_duration
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import WindowReading
+from apollo_frames.estimates import DEFAULT_MATCH_RATE, Estimate, confirm_spend, estimate, simulate_duration
 from apollo_frames.sandbox import DEFAULT_API_KEY, SCOPED_API_KEY, Sandbox, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from apollo_frames import ApolloClient
 from apollo_frames.cli import main
 from apollo_frames.core.errors import AuthenticationError, PermissionDeniedError
 from apollo_frames.ops.push import PUSH_STATUSES, push_accounts, push_contacts
-from apollo_frames.sandbox import SANDBOX_BASE_URL, DEFAULT_API_KEY, SCOPED_API_KEY, Sandbox, SandboxConfig
+from apollo_frames.sandbox import DEFAULT_API_KEY, SANDBOX_BASE_URL, SCOPED_API_KEY, Sandbox, SandboxConfig
 
 
 def contacts_frame(n, start=0, title="Analyst", prefix="r"):

@@ -273,7 +273,7 @@ def normalize_name(v: object) -> Result:
 
 def normalize_column(
     values: Iterable[object], fn: Callable[[object], Result]
-) -> tuple[list["str | None"], list["str | None"]]:
+) -> tuple[list[str | None], list[str | None]]:
     """Apply one normaliser to every value: (values, reasons), two lists of the input's length."""
     out: list[str | None] = []
     reasons: list[str | None] = []

@@ -47,7 +47,7 @@ class Settings:
     search_cache_ttl: float = 1 * DAY
 
     @classmethod
-    def resolve(cls, **explicit) -> "Settings":
+    def resolve(cls, **explicit) -> Settings:
         """Build settings from explicit arguments (None = not given) and the environment now."""
         values = {k: v for k, v in explicit.items() if v is not None}
         if "api_key" not in values:

@@ -37,7 +37,6 @@ import contextlib
 import dataclasses
 import math
 import sys
-import threading
 import time
 import uuid
 import warnings
@@ -50,8 +49,6 @@ import pyarrow as pa
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import (
     ApolloError,
-    AuthenticationError,
-    PermissionDeniedError,
     RateLimitError,
     warn,
 )

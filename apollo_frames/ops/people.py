@@ -7,14 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.core import normalize as nz
-from apollo_frames.core.errors import ApolloError
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.ledger import Ledger
+from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, resolve
+from apollo_frames.core.errors import ApolloError
+from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
-from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "people/bulk_match"

@@ -133,11 +133,11 @@ class SandboxConfig:
             raise ValueError("windows must be three lengths in seconds: (minute, hour, day)")
 
     @classmethod
-    def free_plan(cls, **kwargs) -> "SandboxConfig":
+    def free_plan(cls, **kwargs) -> SandboxConfig:
         """Apollo's free-plan limits: 50/min, 200/h, 600/day (enrichment and everything else)."""
         return cls(plan="free", **kwargs)
 
-    def with_api_key(self, key: str, master: bool = True, allowed=None) -> "SandboxConfig":
+    def with_api_key(self, key: str, master: bool = True, allowed=None) -> SandboxConfig:
         """A copy that also accepts ``key`` (a master key unless told otherwise); the default keys stay valid."""
         keys = dict(self.api_keys)
         keys[key] = KeySpec(master=master, allowed=frozenset(allowed) if allowed is not None else None)
