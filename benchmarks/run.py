@@ -384,6 +384,11 @@ def bench_resume(tmp: Path, quick: bool) -> Result:
 
 
 # ---------------------------------------------------------------------------------------------- 7
+def _credits(frame: pd.DataFrame) -> float:
+    """The credits an enrichment run reports it spent."""
+    return frame.attrs["apollo"]["credits_consumed"]
+
+
 def bench_estimate(tmp: Path, quick: bool) -> Result:
     r = Result(7, "Credit estimate accuracy (2,000-row messy frames, known match rate)")
     sb = Sandbox(SandboxConfig(n_orgs=600))
@@ -400,7 +405,8 @@ def bench_estimate(tmp: Path, quick: bool) -> Result:
             elif kind < 0.90:  # nobody: no match
                 rows.append({"E-mail": f"nobody{seed}.{i}@unknown-{i}.example", "First Name": "X", "Company": ""})
             elif kind < 0.95:  # duplicate of an earlier row
-                rows.append(dict(rows[g.randrange(len(rows))]) if rows else {"E-mail": "", "First Name": "", "Company": ""})
+                blank = {"E-mail": "", "First Name": "", "Company": ""}
+                rows.append(dict(rows[g.randrange(len(rows))]) if rows else blank)
             else:  # invalid
                 rows.append({"E-mail": "not an email", "First Name": "Y", "Company": ""})
         return pd.DataFrame(rows), 0
@@ -409,9 +415,9 @@ def bench_estimate(tmp: Path, quick: bool) -> Result:
     frame_b, _ = messy(people[2000:4000], 2)
     with sandbox_client(sb, tmp / "b7") as client:
         est_a = apollo_frames.estimate(frame_a, "enrich_people", client=client)
-        spent_a = apollo_frames.enrich_people(frame_a, client=client, progress=False).attrs["apollo"]["credits_consumed"]
+        spent_a = _credits(apollo_frames.enrich_people(frame_a, client=client, progress=False))
         est_b = apollo_frames.estimate(frame_b, "enrich_people", client=client)
-        spent_b = apollo_frames.enrich_people(frame_b, client=client, progress=False).attrs["apollo"]["credits_consumed"]
+        spent_b = _credits(apollo_frames.enrich_people(frame_b, client=client, progress=False))
     r.add("frame A (no history): credits_max / expected / actual",
           f"{est_a.credits_max:g} / {est_a.credits_expected:g} / {spent_a:g}")
     r.add("frame B (after A): credits_max / expected / actual",

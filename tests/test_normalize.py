@@ -156,8 +156,8 @@ def test_linkedin_accepts(value, expected):
 @pytest.mark.parametrize(
     "value, word",
     [("https://example.com/in/jane", "not a linkedin"), ("https://www.linkedin.com/feed/", "/in/"),
-     ("https://www.linkedin.com/in/", "/in/"), ("jane-doe", "not a linkedin"), ("https://notlinkedin.com/in/x", "not a linkedin"),
-     (123, "not a linkedin")],
+     ("https://www.linkedin.com/in/", "/in/"), ("jane-doe", "not a linkedin"),
+     ("https://notlinkedin.com/in/x", "not a linkedin"), (123, "not a linkedin")],
 )  # fmt: skip
 def test_linkedin_rejects(value, word):
     out, why = nz.normalize_linkedin_url(value)
@@ -196,7 +196,8 @@ def test_normalize_column():
 
 
 def test_no_normaliser_raises_on_odd_objects():
-    odd = [object(), pd.Timestamp("2024-01-01"), 1 + 2j, (1, 2), {1, 2}, np.array([1, 2]), pd.Series([1]), bytearray(b"x")]
+    odd = [object(), pd.Timestamp("2024-01-01"), 1 + 2j, (1, 2), {1, 2}, np.array([1, 2]), pd.Series([1]),
+           bytearray(b"x")]
     for fn in (*NORMALIZERS, nz.clean_text):
         for value in odd:
             out, why = fn(value)

@@ -35,7 +35,8 @@ def full_org() -> dict:
         "country": "United States", "owned_by_organization_id": None, "seo_description": "Sales intelligence",
         "short_description": "Apollo.io combines a buyer database with engagement tools.", "suborganizations": [],
         "num_suborganizations": 0, "annual_revenue_printed": "100M", "annual_revenue": 100000000.0,
-        "total_funding": 251200000, "total_funding_printed": "251.2M", "latest_funding_round_date": "2023-08-01T00:00:00.000+00:00",
+        "total_funding": 251200000, "total_funding_printed": "251.2M",
+        "latest_funding_round_date": "2023-08-01T00:00:00.000+00:00",
         "latest_funding_stage": "Series D",
         "funding_events": [{"id": "f1", "date": "2023-08-01T00:00:00.000+00:00", "news_url": None, "type": "Series D",
                             "investors": "Bain Capital Ventures", "amount": "100M", "currency": "$"}],
@@ -57,8 +58,9 @@ def full_person() -> dict:
         "facebook_url": None, "extrapolated_email_confidence": 0.92, "headline": "VP Sales at Apollo.io",
         "email": "zoe@apollo.io", "organization_id": ORG_ID,
         "employment_history": [
-            {"_id": "e1", "id": "e1", "key": "e1", "created_at": None, "current": True, "degree": None, "description": None,
-             "emails": None, "end_date": None, "grade_level": None, "kind": None, "major": None, "organization_id": ORG_ID,
+            {"_id": "e1", "id": "e1", "key": "e1", "created_at": None, "current": True, "degree": None,
+             "description": None, "emails": None, "end_date": None, "grade_level": None, "kind": None, "major": None,
+             "organization_id": ORG_ID,
              "organization_name": "Apollo.io", "raw_address": None, "start_date": "2021-03-01", "title": "VP Sales",
              "updated_at": None},
             {"_id": "e2", "id": "e2", "key": "e2", "current": False, "organization_name": "Société Générale",
@@ -68,8 +70,11 @@ def full_person() -> dict:
         "is_likely_to_engage": True, "intent_strength": None, "show_intent": True, "revealed_for_current_team": True,
         "departments": ["master_sales"], "subdepartments": ["sales"], "functions": ["sales"], "seniority": "vp",
         "contact_id": "c1", "contact": {"id": "c1", "owner_id": "u1"},
-        "phone_numbers": [{"raw_number": "+1 555 0100", "sanitized_number": "+15550100", "type": "work_hq", "position": 0}],
-        "hashed_email": "5f4dcc3b5aa765d61d8327deb882cf99", "personal_emails": ["zoe@example.example"], "account_id": "acc1",
+        "phone_numbers": [
+            {"raw_number": "+1 555 0100", "sanitized_number": "+15550100", "type": "work_hq", "position": 0}
+        ],
+        "hashed_email": "5f4dcc3b5aa765d61d8327deb882cf99", "personal_emails": ["zoe@example.example"],
+        "account_id": "acc1",
     }  # fmt: skip
 
 
@@ -85,7 +90,7 @@ def teaser_person() -> dict:
 
 
 def row(table: pa.Table, i: int = 0) -> dict:
-    return {name: col[i].as_py() for name, col in zip(table.column_names, table.columns)}
+    return {name: col[i].as_py() for name, col in zip(table.column_names, table.columns, strict=True)}
 
 
 # ------------------------------------------------------------------ declaration
@@ -98,7 +103,8 @@ def test_declared_columns():
     organization.founded_year organization.annual_revenue extrapolated_email_confidence revealed_for_current_team
     employment_history phone_numbers personal_emails last_name_obfuscated extra""".split()
     assert {f"person.{k}" for k in required} <= set(names)
-    org_required = """id name primary_domain website_url linkedin_url twitter_url facebook_url phone primary_phone.number
+    org_required = """id name primary_domain website_url linkedin_url twitter_url facebook_url phone
+    primary_phone.number
     primary_phone.sanitized_number industry industries keywords estimated_num_employees founded_year annual_revenue
     annual_revenue_printed total_funding latest_funding_stage latest_funding_round_date raw_address city state
     postal_code country short_description languages technology_names logo_url funding_events current_technologies
@@ -177,7 +183,9 @@ def test_nothing_is_dropped_person():
     expected = copy.deepcopy(p)
     for k in [k for k, v in expected.items() if v is None and k not in extra]:
         del expected[k]  # nulls in declared columns come back as absent keys
-    expected["organization"] = {k: v for k, v in expected["organization"].items() if v is not None or k in extra["organization"]}
+    expected["organization"] = {
+        k: v for k, v in expected["organization"].items() if v is not None or k in extra["organization"]
+    }
     assert rebuilt == expected
 
 
@@ -186,7 +194,8 @@ def test_flatten_full_org():
     t = sc.flatten_orgs([o])
     assert t.schema == sc.ORG_SCHEMA
     r = row(t)
-    assert r["org.primary_phone.number"] == "+1 415-763-6055" and r["org.primary_phone.sanitized_number"] == "+14157636055"
+    assert r["org.primary_phone.number"] == "+1 415-763-6055"
+    assert r["org.primary_phone.sanitized_number"] == "+14157636055"
     assert json.loads(r["org.keywords"]) == ["sales engagement", "lead generation"]
     assert json.loads(r["org.languages"]) == ["English"]
     assert r["org.total_funding"] == 251200000.0 and r["org.postal_code"] == "94105"
@@ -265,7 +274,8 @@ def test_wrong_types_are_coerced_or_kept_in_extra():
         ("int", "12", 12, False), ("int", 12.0, 12, False), ("int", " -3 ", -3, False), ("int", "12.0", 12, False),
         ("int", 12.5, None, True), ("int", True, None, True), ("int", 2**70, None, True), ("int", "x", None, True),
         ("float", 3, 3.0, False), ("float", "1e3", 1000.0, False), ("float", float("nan"), None, False),
-        ("float", float("inf"), float("inf"), False), ("float", "nan", None, True), ("float", False, None, True), ("float", [1], None, True),
+        ("float", float("inf"), float("inf"), False), ("float", "nan", None, True), ("float", False, None, True),
+        ("float", [1], None, True),
         ("bool", "false", False, False), ("bool", 1, True, False), ("bool", np.bool_(True), True, False),
         ("bool", 2, None, True), ("bool", "maybe", None, True),
     ],
@@ -500,6 +510,7 @@ def test_plain_encoder_writes_json_text():
     values = [{"b": [1, 1.5, -0.0, float("nan"), float("-inf"), True, None], "a": "é\"\\\n\x1f\u2028🚀"},
               ["x", ("t", 1)], "s", 10**30, {"z": {"y": 1, "x": [{}]}}]
     for v in values:
-        assert sc._plain(v) == sc.json_text(v) == json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        expected = json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        assert sc._plain(v) == sc.json_text(v) == expected
     with pytest.raises(sc._PLAIN_ERRORS):
         sc._plain({"d": object()})

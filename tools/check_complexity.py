@@ -14,7 +14,7 @@ from radon.complexity import cc_visit
 from radon.visitors import Class, Function
 
 MAX_COMPLEXITY = 20
-EXEMPT = ("apollo_frames/sandbox/",)
+EXEMPT = ("/apollo_frames/sandbox/",)
 DEFAULT_PATHS = ("apollo_frames",)
 
 
@@ -31,16 +31,17 @@ def python_files(paths: Iterable[str]) -> list[Path]:
     found: set[Path] = set()
     for path in map(Path, paths):
         found.update(path.rglob("*.py") if path.is_dir() else [path])
-    return sorted(p for p in found if not any(p.as_posix().startswith(e) or f"/{e}" in p.as_posix() for e in EXEMPT))
+    return sorted(p for p in found if not any(e in f"/{p.as_posix()}" for e in EXEMPT))
 
 
 def offenders(paths: Iterable[str] = DEFAULT_PATHS, limit: int = MAX_COMPLEXITY) -> list[str]:
     """``path:line name (complexity)`` for every function above ``limit``, worst first."""
-    found = []
-    for path in python_files(paths):
-        for block in _functions(cc_visit(path.read_text(encoding="utf-8"))):
-            if block.complexity > limit:
-                found.append((block.complexity, f"{path.as_posix()}:{block.lineno} {block.fullname} ({block.complexity})"))
+    found = [
+        (block.complexity, f"{path.as_posix()}:{block.lineno} {block.fullname} ({block.complexity})")
+        for path in python_files(paths)
+        for block in _functions(cc_visit(path.read_text(encoding="utf-8")))
+        if block.complexity > limit
+    ]
     return [line for _, line in sorted(found, key=lambda item: -item[0])]
 
 

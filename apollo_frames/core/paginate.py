@@ -133,7 +133,8 @@ class PageNumberPaginator:
         if not records:
             self.stop_reason = "empty page"
         elif self.collected >= self.wanted:
-            self.stop_reason = "max_results" if self.max_results is not None and self.max_results <= DISPLAY_CAP else "page cap"
+            asked = self.max_results is not None and self.max_results <= DISPLAY_CAP
+            self.stop_reason = "max_results" if asked else "page cap"
         elif self.total_entries is not None and self.collected >= self.total_entries:
             self.stop_reason = "last page"
         elif self.total_pages is not None and self.page >= self.total_pages:

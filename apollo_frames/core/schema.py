@@ -13,7 +13,8 @@ Types and their Parquet form:
   ``double``; flags -> ``bool``.
 * lists of scalars (departments, keywords, languages, technology_names,
   personal_emails, industries, ...) -> **JSON text** too: the value as Apollo
-  sent it (normally an array of strings), encoded as below. A real ``list<string>`` would be nicer, but a pandas frame holding
+  sent it (normally an array of strings), encoded as below. A real
+  ``list<string>`` would be nicer, but a pandas frame holding
   ``ArrowDtype(list)`` columns writes Parquet that ``pd.read_parquet`` cannot
   read back (pandas-dev/pandas#53011, #57411), and object columns of lists
   change type when a batch is all null; JSON text is stable and readable
@@ -388,7 +389,9 @@ def _to_bool(v: Any) -> Any:
 
 
 _SCALAR = {"str": _to_str, "int": _to_int, "float": _to_float, "bool": _to_bool}
-_FAST_TYPES: dict[str, set[type]] = {"str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _NONE}, "bool": {bool, _NONE}}
+_FAST_TYPES: dict[str, set[type]] = {
+    "str": {str, _NONE}, "int": {int, _NONE}, "float": {float, int, _NONE}, "bool": {bool, _NONE}
+}
 
 
 _ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
@@ -509,7 +512,7 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
                 keep[list(turned_back)] = False
                 table = table.filter(pa.array(keep))
                 slow += [index[j] for j in turned_back]
-                index = [i for i, k in zip(index, keep) if k]
+                index = [i for i, k in zip(index, keep, strict=True) if k]
             tables.append(table)
             orders.append(index)
     if slow or not tables:
@@ -673,7 +676,7 @@ def _memo(memos: dict[Any, _Memo], key: Any) -> _Memo:
 def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple[pa.Table, set[int]]:
     """(table of the shape's records, positions among them to turn back to _flatten_rows)."""
     m = len(shape.rows)
-    values = dict(zip(shape.keys, zip(*shape.rows)))
+    values = dict(zip(shape.keys, zip(*shape.rows, strict=True), strict=True))
     shape.rows = []
     turned_back: set[int] = set()
     nested = None
@@ -725,8 +728,8 @@ _Pieces = tuple[bytes, bytes, bytes | None]  # (text before the nested object, a
 def _pieces(left: tuple[str, ...], split: int, tail: tuple) -> _Pieces | None:
     """The ``extra`` text pieces for leftover keys ``left`` holding ``tail``; None if they are not plain JSON data."""
     try:
-        before = _plain(dict(zip(left[:split], tail[:split])))[1:-1]
-        after = _plain(dict(zip(left[split:], tail[split:])))[1:-1]
+        before = _plain(dict(zip(left[:split], tail[:split], strict=True)))[1:-1]
+        after = _plain(dict(zip(left[split:], tail[split:], strict=True)))[1:-1]
         whole = ("{" + ",".join(p for p in (before, after) if p) + "}").encode() if left else None
         return (("{" + before + "," if before else "{").encode(), ("," + after + "}" if after else "}").encode(),
                 whole)
@@ -740,13 +743,13 @@ def _extra_pieces(left: tuple[str, ...], split: int, columns: list, m: int, turn
     if not left:
         return [_pieces(left, split, ())] * m
     if all(set(map(type, c)) <= _HASHABLE_EXACT for c in columns):  # the values themselves are exact keys
-        distinct = dict.fromkeys(zip(*columns))
+        distinct = dict.fromkeys(zip(*columns, strict=True))
         for tail in distinct:
             distinct[tail] = _pieces(left, split, tail)
-        return list(map(distinct.__getitem__, zip(*columns)))
+        return list(map(distinct.__getitem__, zip(*columns, strict=True)))
     texts: dict = memo.texts  # leftover values -> pieces
     out: list[_Pieces | None] = []
-    for j, tail in enumerate(zip(*columns)):
+    for j, tail in enumerate(zip(*columns, strict=True)):
         key = memo.key(tail)
         got = texts.get(key) if key is not None else None
         if got is None:
@@ -770,7 +773,7 @@ def _join_extra(out: list[_Pieces | None], parts: list[bytes | None], index: lis
     ends = np.zeros(m, dtype=np.int64)  # end of each record's text in the data buffer
     valid = np.ones(m, dtype=bool)
     end = 0
-    for j, (got, k) in enumerate(zip(out, index)):
+    for j, (got, k) in enumerate(zip(out, index, strict=True)):
         if got is None:  # not plain JSON data (found through the exact keys above)
             turned_back.add(j)
             got = out[j] = _NO_EXTRA
@@ -785,7 +788,8 @@ def _join_extra(out: list[_Pieces | None], parts: list[bytes | None], index: lis
             valid[j] = False
         ends[j] = end
     if end >= 2**31:  # beyond 32-bit offsets: let Arrow lay it out (no None is left in ``out``)
-        return pa.array([_extra_str(got, parts[k]) for got, k in zip(cast("list[_Pieces]", out), index)], type=STR)
+        done = cast("list[_Pieces]", out)
+        return pa.array([_extra_str(got, parts[k]) for got, k in zip(done, index, strict=True)], type=STR)
     offsets = np.concatenate(([0], ends)).astype(np.int32)
     bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(STR, m, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(chunks))])

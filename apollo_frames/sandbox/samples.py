@@ -17,9 +17,10 @@ PEOPLE_HEADER = ("First Name", "Last Name", "Email", "Company", "Company Domain"
 COMPANY_HEADER = ("Company", "Website")
 
 UNKNOWN_PEOPLE = (
-    ("Harriet", "Quill"), ("Bartholomew", "Ensign"), ("Noémie", "Vasseur"), ("Tobias", "Fenwick"), ("Wanda", "Oyelaran"),
-    ("Cyrus", "Penhallow"), ("Dagny", "Lindqvist"), ("Ezra", "Molyneux"), ("Greta", "Abernathy"), ("Ignacio", "Ybarra"),
-    ("Ottilie", "Marchbanks"), ("Rufus", "Tennant"), ("Søren", "Halvorsen"), ("Yara", "Castellanos"), ("Zeke", "Ormsby"),
+    ("Harriet", "Quill"), ("Bartholomew", "Ensign"), ("Noémie", "Vasseur"), ("Tobias", "Fenwick"),
+    ("Wanda", "Oyelaran"), ("Cyrus", "Penhallow"), ("Dagny", "Lindqvist"), ("Ezra", "Molyneux"),
+    ("Greta", "Abernathy"), ("Ignacio", "Ybarra"), ("Ottilie", "Marchbanks"), ("Rufus", "Tennant"),
+    ("Søren", "Halvorsen"), ("Yara", "Castellanos"), ("Zeke", "Ormsby"),
 )
 UNKNOWN_COMPANIES = (
     "Quasar Pickle Works", "Mothball Dynamics", "Velvet Anvil Co", "Paper Lantern Freight", "Hollow Reed Media",
@@ -78,20 +79,24 @@ def people_rows(world: World, seed: int = 7) -> list[list[str]]:
     for k, (first, last) in enumerate(UNKNOWN_PEOPLE):
         company = UNKNOWN_COMPANIES[k % len(UNKNOWN_COMPANIES)]
         dom = company.lower().replace(" & ", "-").replace(" ", "-") + ".example"
-        rows.append([first, last, f"{first.lower()}.{last.lower()}@{dom}".replace("é", "e").replace("ø", "o"), company, dom, ""])
+        email = f"{first.lower()}.{last.lower()}@{dom}".replace("é", "e").replace("ø", "o")
+        rows.append([first, last, email, company, dom, ""])
     for first, last in UNKNOWN_PEOPLE[:12]:
         org = world.orgs[rng.randrange(len(world.orgs))]
         rows.append([first, last, "", org["name"], org["primary_domain"], ""])
     for k in range(8):
-        rows.append([f"Ghost{k}", "Nobody", f"ghost{k}.nobody@{world.orgs[rng.randrange(len(world.orgs))]['primary_domain']}", "", "", ""])
+        domain = world.orgs[rng.randrange(len(world.orgs))]["primary_domain"]
+        rows.append([f"Ghost{k}", "Nobody", f"ghost{k}.nobody@{domain}", "", "", ""])
     # malformed e-mails (some rows still have name + domain to fall back on)
     for template in MALFORMED_EMAILS:
         p = people[rng.randrange(len(people))]
         d = p["organization"]["primary_domain"]
         keep_domain = rng.random() < 0.5
-        rows.append([p["first_name"], p["last_name"], template.format(d=d), p["organization"]["name"], d if keep_domain else "", ""])
+        rows.append([p["first_name"], p["last_name"], template.format(d=d), p["organization"]["name"],
+                     d if keep_domain else "", ""])
     # blank and nearly blank rows
-    rows += [["", "", "", "", "", ""], ["", "", "   ", "", "", ""], ["Solo", "", "", "", "", ""], ["", "", "", "Acme", "", ""]]
+    rows += [["", "", "", "", "", ""], ["", "", "   ", "", "", ""], ["Solo", "", "", "", "", ""],
+             ["", "", "", "Acme", "", ""]]
     # exact duplicates and duplicates differing only by case / spacing
     base = rows[:430]
     for row in rng.sample(base, 25):

@@ -66,7 +66,8 @@ class SandboxServer:
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         _check_loopback(host)
         self.app = app
-        self.httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer, handler_class=_QuietHandler)
+        server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
+        self.httpd = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
         self.host, self.port = cast("tuple[str, int]", self.httpd.server_address[:2])
         self._thread: threading.Thread | None = None
 

@@ -62,7 +62,9 @@ TECHNOLOGIES = (
     ("react", "React", "Javascript Libraries"), ("nginx", "Nginx", "Load Balancers"),
     ("datadog", "Datadog", "Monitoring"),
 )
-FUNDING_TYPES = ("Seed", "Series A", "Series B", "Series C", "Series D", "Venture (Round not Specified)", "Private Equity")
+FUNDING_TYPES = (
+    "Seed", "Series A", "Series B", "Series C", "Series D", "Venture (Round not Specified)", "Private Equity"
+)
 INVESTORS = (
     "Harborline Ventures", "Copper Kettle Capital", "Northgate Partners", "Blue Lantern VC", "Foxhollow Fund",
     "Quarry Road Capital", "Tidepool Ventures", "Sable Point Partners",
@@ -92,7 +94,9 @@ LOCATIONS = (
     ("Sydney", "New South Wales", "Australia", "2000", "+61 2"),
     ("Dublin", "County Dublin", "Ireland", "D01 F5P2", "+353 1"),
 )
-STREETS = ("Market Street", "Main Street", "Harbour Road", "Kingsway", "Elm Avenue", "Mill Lane", "Station Road", "Park Avenue")
+STREETS = (
+    "Market Street", "Main Street", "Harbour Road", "Kingsway", "Elm Avenue", "Mill Lane", "Station Road", "Park Avenue"
+)
 
 FIRST_NAMES = (
     "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
@@ -102,7 +106,9 @@ FIRST_NAMES = (
     "Priya", "Wei", "Aisha", "Kenji", "Olga", "Ingrid", "Mateo", "Lucía", "Noah", "Emma",
     "Liam", "Olivia", "Hannah", "Lars", "Fatima", "Omar", "Chen", "Yuki", "Anna", "Marco",
 )
-FIRST_NAMES_ACCENTED = ("José", "Zoë", "Łukasz", "Renée", "Søren", "Chloé", "Jürgen", "Björn", "Inés", "Małgorzata", "François", "Zoltán")
+FIRST_NAMES_ACCENTED = (
+    "José", "Zoë", "Łukasz", "Renée", "Søren", "Chloé", "Jürgen", "Björn", "Inés", "Małgorzata", "François", "Zoltán"
+)
 LAST_NAMES = (
     "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
     "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
@@ -110,7 +116,9 @@ LAST_NAMES = (
     "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores",
     "Patel", "Kim", "Nakamura", "Schmidt", "Novak", "Okafor", "Larsen", "Rossi", "Dubois", "Kowalski",
 )
-LAST_NAMES_ACCENTED = ("Muñoz", "Núñez", "Wójcik", "Jørgensen", "Brontë", "Lefèvre", "Müller", "Gómez", "Søndergaard", "Ångström")
+LAST_NAMES_ACCENTED = (
+    "Muñoz", "Núñez", "Wójcik", "Jørgensen", "Brontë", "Lefèvre", "Müller", "Gómez", "Søndergaard", "Ångström"
+)
 
 # (title template, seniority, departments, subdepartments, functions)
 ROLES = (
@@ -142,12 +150,17 @@ ROLES = (
     ("Marketing Intern", "intern", ["master_marketing"], ["marketing"], ["marketing"]),
 )
 #: Apollo's documented seniority values, most senior first.
-SENIORITIES = ("owner", "founder", "c_suite", "partner", "vp", "head", "director", "manager", "senior", "entry", "intern")
-PAST_TITLES = ("Analyst", "Consultant", "Associate", "Engineer", "Sales Representative", "Coordinator", "Project Manager")
+SENIORITIES = (
+    "owner", "founder", "c_suite", "partner", "vp", "head", "director", "manager", "senior", "entry", "intern"
+)
+PAST_TITLES = (
+    "Analyst", "Consultant", "Associate", "Engineer", "Sales Representative", "Coordinator", "Project Manager"
+)
 DEPARTMENT_KEYS = (
-    "engineering", "sales", "marketing", "operations", "finance", "human_resources", "support", "information_technology",
-    "product_management", "legal", "consulting", "education", "administrative", "entrepreneurship", "business_development",
-    "data_science", "design", "accounting", "arts_and_design", "media_and_commmunication",
+    "engineering", "sales", "marketing", "operations", "finance", "human_resources", "support",
+    "information_technology", "product_management", "legal", "consulting", "education", "administrative",
+    "entrepreneurship", "business_development", "data_science", "design", "accounting", "arts_and_design",
+    "media_and_commmunication",
 )
 
 _TRANSLIT = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "ß": "ss", "æ": "ae", "Æ": "AE", "đ": "d"})
@@ -263,7 +276,7 @@ class World:
 
 def _hex_id(rng: random.Random, taken: set) -> str:
     while True:
-        value = "%024x" % rng.getrandbits(96)
+        value = f"{rng.getrandbits(96):024x}"
         if value not in taken:
             taken.add(value)
             return value
@@ -322,7 +335,8 @@ def _make_org(rng: random.Random, ids: set, name: str, domain: str, s: str) -> d
         "twitter_url": f"https://twitter.com/{s.replace('-', '')}" if rng.random() < 0.7 else None,
         "facebook_url": f"https://www.facebook.com/{s.replace('-', '')}" if rng.random() < 0.5 else None,
         "primary_phone": {"number": f"{prefix} {number}", "source": "Account", "sanitized_number": sanitized},
-        "languages": ["English"] if country in ("United States", "United Kingdom", "Australia", "Ireland", "Canada") else ["English", LANGUAGES[rng.randrange(1, len(LANGUAGES))]],
+        "languages": ["English"] if country in ("United States", "United Kingdom", "Australia", "Ireland", "Canada")
+        else ["English", LANGUAGES[rng.randrange(1, len(LANGUAGES))]],
         "alexa_ranking": rng.randrange(10_000, 5_000_000) if rng.random() < 0.6 else None,
         "phone": f"{prefix} {number}",
         "linkedin_uid": str(rng.randrange(100_000, 99_999_999)),
@@ -350,7 +364,8 @@ def _make_org(rng: random.Random, ids: set, name: str, domain: str, s: str) -> d
         "country": country,
         "owned_by_organization_id": None,
         "seo_description": f"{name} – {keywords[0]} for modern teams.",
-        "short_description": f"{name} builds {keywords[0]} and {keywords[-1]} products for the {industry} market. Founded in {founded}, based in {city}.",
+        "short_description": f"{name} builds {keywords[0]} and {keywords[-1]} products for the {industry} market. "
+                             f"Founded in {founded}, based in {city}.",
         "suborganizations": [],
         "num_suborganizations": 0,
         "annual_revenue_printed": _money(revenue),
@@ -431,7 +446,7 @@ def _build_world(seed: int, n_orgs: int, people_per_org: int) -> World:
 
     def new_id() -> str:
         while True:
-            value = "%024x" % getbits(96)
+            value = f"{getbits(96):024x}"
             if value not in ids:
                 ids.add(value)
                 return value
@@ -461,8 +476,10 @@ def _build_world(seed: int, n_orgs: int, people_per_org: int) -> World:
             pid = new_id()
             has_email = rand() >= 0.12
             email = f"{local}@{domain}" if has_email else None
-            li_slug = f"{slugs[first]}-{slugs[last]}-{'%04x' % getbits(16)}"
-            loc = org if rand() < 0.8 else dict(zip(("city", "state", "country"), LOCATIONS[int(rand() * nloc)][:3]))
+            li_slug = f"{slugs[first]}-{slugs[last]}-{getbits(16):04x}"
+            loc = org if rand() < 0.8 else dict(
+                zip(("city", "state", "country"), LOCATIONS[int(rand() * nloc)][:3], strict=True)
+            )
             start_year = max(org["founded_year"], 2000) + int(rand() * (2026 - max(org["founded_year"], 2000)))
             past_org = orgs[int(rand() * len(orgs))]
             history = [
@@ -500,7 +517,8 @@ def _build_world(seed: int, n_orgs: int, people_per_org: int) -> World:
                 "email_status": ("verified" if rand() < 0.85 else "unverified") if has_email else "unavailable",
                 "photo_url": f"https://photos.example/{pid}.jpg" if rand() < 0.6 else None,
                 "twitter_url": f"https://twitter.com/{local.replace('.', '_')}" if rand() < 0.2 else None,
-                "github_url": f"https://github.com/{local.replace('.', '-')}" if functions == ["engineering"] and rand() < 0.5 else None,
+                "github_url": f"https://github.com/{local.replace('.', '-')}"
+                if functions == ["engineering"] and rand() < 0.5 else None,
                 "facebook_url": None,
                 "extrapolated_email_confidence": round(0.5 + rand() * 0.5, 2) if has_email and rand() < 0.3 else None,
                 "headline": f"{title} at {org['name']}",
@@ -521,7 +539,9 @@ def _build_world(seed: int, n_orgs: int, people_per_org: int) -> World:
                 "show_intent": False,
             }
             if rand() < 0.3:
-                mobile_phones[pid] = f"{LOCATIONS[int(rand() * nloc)][4]} {200 + int(rand() * 799)}-{1000 + int(rand() * 8999)}"
+                mobile_phones[pid] = (
+                    f"{LOCATIONS[int(rand() * nloc)][4]} {200 + int(rand() * 799)}-{1000 + int(rand() * 8999)}"
+                )
             if rand() < 0.25:
                 personal_emails[pid] = [f"{local}{10 + int(rand() * 89)}@mailbox.example"]
             indices.append(len(people))
