@@ -70,4 +70,4 @@ __all__ = [
     "push_parquet",
 ]
 
-from apollo_frames import accessor as _accessor  # noqa: E402  (registers df.apollo)
+from apollo_frames import accessor as _accessor  # noqa: E402, F401  (registers df.apollo)
