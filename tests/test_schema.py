@@ -17,7 +17,7 @@ ORG_ID = "5e66b6381e05b4008c8331b8"
 
 
 def full_org() -> dict:
-    """An organization object with the keys listed in the contract (§4)."""
+    """An organization object with the keys listed in docs/API_NOTES.md §4."""
     return {
         "id": ORG_ID, "name": "Apollo.io", "website_url": "http://www.apollo.io", "blog_url": "https://blog.apollo.io",
         "angellist_url": None, "linkedin_url": "http://www.linkedin.com/company/apolloio",
@@ -50,7 +50,7 @@ def full_org() -> dict:
 
 
 def full_person() -> dict:
-    """A person object with the keys listed in the contract (§2, incl. legacy keys)."""
+    """A person object with the keys listed in docs/API_NOTES.md §2 (incl. the older keys)."""
     return {
         "id": "64a7ff0cc4dfae00013df1a5", "first_name": "Zoë", "last_name": "Łukasz", "name": "Zoë Łukasz",
         "linkedin_url": "http://www.linkedin.com/in/zoe-lukasz", "title": "VP Sales", "email_status": "verified",
@@ -79,7 +79,7 @@ def full_person() -> dict:
 
 
 def teaser_person() -> dict:
-    """A people api_search item (§6a)."""
+    """A people api_search item (docs/API_NOTES.md §6)."""
     return {
         "id": "64a7ff0cc4dfae00013df1a6", "first_name": "Hu", "last_name_obfuscated": "Hu***n", "title": "CTO",
         "last_refreshed_at": "2026-07-01T00:00:00Z", "has_email": True, "has_city": True, "has_state": False,

@@ -64,7 +64,7 @@ ORGS = "orgs"
 KINDS = (PEOPLE, ORGS)
 ENDPOINTS = {PEOPLE: "mixed_people/api_search", ORGS: "mixed_companies/search"}
 
-#: Documented values of person_seniorities [contract §6a].
+#: Documented values of person_seniorities (docs/API_NOTES.md §6).
 SENIORITIES = ("owner", "founder", "c_suite", "partner", "vp", "head", "director", "manager", "senior", "entry", "intern")
 SENIORITY_ALIASES = {
     "csuite": "c_suite",
@@ -88,7 +88,7 @@ SENIORITY_ALIASES = {
     "internship": "intern",
     "interns": "intern",
 }
-#: Documented values of contact_email_status [contract §6a].
+#: Documented values of contact_email_status (docs/API_NOTES.md §6).
 EMAIL_STATUSES = ("verified", "unverified", "likely to engage", "unavailable")
 MAX_DOMAINS = 1000
 
@@ -112,7 +112,7 @@ _BOTH = (PEOPLE, ORGS)
 CATALOGUE: dict[str, FilterSpec] = {
     s.name: s
     for s in (
-        # people (mixed_people/api_search, contract §6a)
+        # people (mixed_people/api_search, docs/API_NOTES.md §6)
         _spec("person_titles", "text_list", (PEOPLE,)),
         _spec("include_similar_titles", "flag", (PEOPLE,)),
         _spec("q_keywords", "text", (PEOPLE,)),
@@ -121,7 +121,7 @@ CATALOGUE: dict[str, FilterSpec] = {
         _spec("contact_email_status", "email_statuses", (PEOPLE,)),
         _spec("currently_using_all_of_technology_uids", "text_list", (PEOPLE,)),
         _spec("currently_not_using_any_of_technology_uids", "text_list", (PEOPLE,)),
-        # organizations (mixed_companies/search, contract §7)
+        # organizations (mixed_companies/search, docs/API_NOTES.md §7)
         _spec("organization_not_locations", "text_list", (ORGS,)),
         _spec("q_organization_keyword_tags", "text_list", (ORGS,)),
         _spec("q_organization_name", "text", (ORGS,)),

@@ -10,9 +10,9 @@ Pure standard library. Use it in-process as a WSGI app or over loopback HTTP::
     sb.credits_consumed, sb.requests, sb.count(path="people/bulk_match", status=200)
     sb.inject("503", "lost_write", path="contacts/bulk_create")
 
-It follows Apollo's API as the project's API contract records it (endpoints,
-bodies, errors, headers, credits, the conflict register's "Use" column). Where the contract
-leaves a choice open, the sandbox does the following.
+It follows ``docs/API_NOTES.md`` (endpoints, bodies, errors, headers, credits,
+and the "Taken" column of its divergences table, §13). Where the API leaves a
+choice open, the sandbox does the following.
 
 World
   * ``build_world(seed, n_orgs, people_per_org)``: companies on ``.example``

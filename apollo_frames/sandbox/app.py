@@ -1,7 +1,7 @@
 """The sandbox WSGI application: routing, auth, rate limits, faults, credits and the endpoints.
 
 See the package docstring (``apollo_frames/sandbox/__init__.py``) for every
-behaviour choice made where the API contract leaves one open.
+behaviour choice made where the API (docs/API_NOTES.md) leaves one open.
 """
 
 from __future__ import annotations
