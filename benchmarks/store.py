@@ -48,7 +48,7 @@ def bench_reads(n: int, folder: Path) -> None:
     old = diskcache.Cache(str(folder / "old"), size_limit=2**42, eviction_policy="none", sqlite_mmap_size=0)
     store = ResponseCache(folder / "new")
     for start in range(0, n, 1000):
-        block = dict(zip(keys[start:start + 1000], records[start:start + 1000]))
+        block = dict(zip(keys[start:start + 1000], records[start:start + 1000], strict=True))
         with old.transact():
             for k, v in block.items():
                 old.set(k, v)

@@ -24,7 +24,7 @@ from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import warn
-from apollo_frames.core.schema import to_pandas
+from apollo_frames.engine.assemble import assemble_frame, new_columns
 from apollo_frames.engine.budget import Budget, check_credits
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
@@ -37,7 +37,6 @@ from apollo_frames.engine.executor import (
 )
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import RunSummary, announce
-from apollo_frames.engine.assemble import assemble_frame, new_columns
 
 
 @dataclasses.dataclass(frozen=True)

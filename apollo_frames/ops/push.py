@@ -129,10 +129,10 @@ from apollo_frames.core.errors import (
     PermissionDeniedError,
     warn,
 )
+from apollo_frames.engine.assemble import assemble_frame, new_columns, text_schema
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
-from apollo_frames.engine.assemble import assemble_frame, new_columns, text_schema
 from apollo_frames.ops.registry import Command, Spec, register
 
 __all__ = [
