@@ -15,8 +15,10 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, WINDOWS, Clock
@@ -35,6 +37,11 @@ from .store import (
     Store,
 )
 from .world import World, ascii_fold, build_world, name_key, normalize_domain, normalize_email, normalize_linkedin
+
+if TYPE_CHECKING:
+    from apollo_frames.client import ApolloClient
+
+    from .server import SandboxServer
 
 DEFAULT_API_KEY = "sandbox-master-key"
 SCOPED_API_KEY = "sandbox-scoped-key"
@@ -369,7 +376,7 @@ class Sandbox:
         self._faults: deque = deque()
         self._fault_rng = random.Random(self.config.fault_seed)
         self._windows: dict[tuple[str, str], list[list]] = {}
-        self._server = None
+        self._server: SandboxServer | None = None
 
     # -- public helpers --------------------------------------------------------------------------
 
@@ -446,7 +453,7 @@ class Sandbox:
         with self._lock:
             self._windows.clear()
 
-    def client(self, **kwargs):
+    def client(self, **kwargs: Any) -> ApolloClient:
         """An ``ApolloClient`` wired to this sandbox in-process (see :func:`apollo_frames.sandbox.client_for`)."""
         return client_for(self, **kwargs)
 
@@ -512,9 +519,9 @@ class Sandbox:
             used = state[i][1]
             names = HEADER_NAMES[i]
             values = (str(limit), str(used), str(max(0, limit - used)))
-            headers += list(zip(names, values))
+            headers += list(zip(names, values, strict=True))
             if i == 2 and self.config.daily_header_aliases:
-                headers += list(zip(DAILY_ALIASES, values))
+                headers += list(zip(DAILY_ALIASES, values, strict=True))
         return headers
 
     # -- WSGI ------------------------------------------------------------------------------------
@@ -858,7 +865,9 @@ class Sandbox:
             raise _Reply(400, {"status": "failed", "error_code": "RECORD_LIMIT_EXCEEDED",
                                "error_message": "domain count cannot be more than 10"}, len(details))
         reveal = self._reveal_flags(params)
-        matches, unique, missing = [], {}, 0
+        matches: list[dict | None] = []
+        unique: dict[str, dict] = {}
+        missing = 0
         for d in details:
             person, how = self.identify(d)
             if person is None:
@@ -869,7 +878,7 @@ class Sandbox:
             matches.append(self._person_out(person, reveal, how))
             unique.setdefault(person["id"], person)
         credits, dial, request_id = self._charge_people(list(unique.values()), reveal, "people/bulk_match", key)
-        body = {
+        body: dict[str, Any] = {
             "status": "success", "error_code": None, "error_message": None,
             "total_requested_enrichments": len(details),
             "unique_enriched_records": len(unique),
@@ -945,7 +954,7 @@ class Sandbox:
         if ids:
             picked = [w.org_by_id[i] for i in dict.fromkeys(ids) if i in w.org_by_id]
             orgs = picked if orgs is None else [o for o in orgs if o["id"] in set(ids)]
-        conditions = []
+        conditions: list[Callable[[dict], bool]] = []
         ranges = _employee_ranges(params.get("organization_num_employees_ranges"))
         if ranges:
             conditions.append(lambda o: any(lo <= o["estimated_num_employees"] <= hi for lo, hi in ranges))
@@ -965,7 +974,7 @@ class Sandbox:
         revenue = params.get("revenue_range")
         if isinstance(revenue, dict) and (revenue.get("min") not in (None, "") or revenue.get("max") not in (None, "")):
             lo = float(revenue.get("min") or 0)
-            hi = float(revenue.get("max")) if revenue.get("max") not in (None, "") else math.inf
+            hi = float(revenue["max"]) if revenue.get("max") not in (None, "") else math.inf
             conditions.append(lambda o: lo <= o["annual_revenue"] <= hi)
         if conditions:
             base = orgs if orgs is not None else w.orgs
@@ -983,7 +992,7 @@ class Sandbox:
             people = [w.people[i] for i in indices]
         else:
             people = w.people
-        conditions = []
+        conditions: list[Callable[[dict], bool]] = []
         titles = [name_key(str(t)) for t in _as_list(params.get("person_titles"))]
         if titles:
             similar = _truthy(params.get("include_similar_titles", True))
@@ -1323,11 +1332,12 @@ class Sandbox:
         status, body = self.async_results.answer(record_id, self.clock.monotonic())
         return _Result(status, body, 0.0, 0)
 
+
 #: The base URL of clients wired to an in-process sandbox (never resolved: no request leaves the process).
 SANDBOX_BASE_URL = "http://sandbox.invalid/api/v1"
 
 
-def client_for(app=None, **kwargs):
+def client_for(app: Any = None, **kwargs: Any) -> ApolloClient:
     """An ``ApolloClient`` whose transport is the WSGI ``app`` (a new default :class:`Sandbox` if None).
 
     The client never imports the sandbox; the sandbox hands it a transport,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 from datetime import datetime, timezone
+from typing import Any
 
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
 
@@ -68,7 +69,7 @@ class Store:
         self.lock = threading.RLock()
         self.contacts: dict[str, dict] = {}
         self.accounts: dict[str, dict] = {}
-        self.labels: dict[str, dict] = {}  # name key -> label
+        self.labels: dict[tuple[str, str], dict] = {}  # (modality, name key) -> label
         self.jobs: dict[str, dict] = {}  # entity_progress_job id -> job (asynchronous bulk updates)
         self._seq = 0
 
@@ -129,7 +130,7 @@ class Store:
         if any(k in attrs for k in ("first_name", "last_name", "name")):
             parts = [p for p in (contact.get("first_name"), contact.get("last_name")) if isinstance(p, str) and p]
             contact["name"] = " ".join(parts) or None
-        phones = []
+        phones: list[dict] = []
         for kind in ("direct_phone", "corporate_phone", "mobile_phone", "home_phone", "other_phone", "phone"):
             if contact.get(kind):
                 phones.append({"raw_number": str(contact[kind]), "sanitized_number": "".join(c for c in str(contact[kind]) if c.isdigit() or c == "+"), "type": kind.replace("_phone", "") if kind != "phone" else "other", "position": len(phones)})
@@ -197,7 +198,7 @@ class Store:
             contact = existing if existing is not None else self._blank_contact()
             self._apply_contact(contact, attrs)
             if "label_names" in attrs:
-                ids = [l["id"] for l in self._labels_for(attrs["label_names"], "contacts")]
+                ids = [label["id"] for label in self._labels_for(attrs["label_names"], "contacts")]
                 contact["label_ids"] = list(dict.fromkeys(contact["label_ids"] + ids))
             self.contacts[contact["id"]] = contact
             self._recount_labels()
@@ -207,7 +208,7 @@ class Store:
         """contacts/bulk_create. Matches (run_dedupe only) are returned unchanged in existing."""
         with self.lock:
             created, existing = [], []
-            label_ids = [l["id"] for l in self._labels_for(append_label_names, "contacts")]
+            label_ids = [label["id"] for label in self._labels_for(append_label_names, "contacts")]
             for attrs in items:
                 attrs = attrs if isinstance(attrs, dict) else {}
                 if run_dedupe:
@@ -230,7 +231,7 @@ class Store:
                 return None
             self._apply_contact(contact, attrs)
             if "label_names" in attrs:  # replaces the whole set
-                contact["label_ids"] = [l["id"] for l in self._labels_for(attrs["label_names"], "contacts")]
+                contact["label_ids"] = [label["id"] for label in self._labels_for(attrs["label_names"], "contacts")]
                 self._recount_labels()
             return copy.deepcopy(contact), self.labels_of(contact)
 
@@ -321,7 +322,7 @@ class Store:
     def bulk_create_accounts(self, items: list, run_dedupe: bool = False, append_label_names=None) -> tuple[list[dict], list[dict]]:
         with self.lock:
             created, existing = [], []
-            label_ids = [l["id"] for l in self._labels_for(append_label_names, "accounts")]
+            label_ids = [label["id"] for label in self._labels_for(append_label_names, "accounts")]
             for attrs in items:
                 attrs = attrs if isinstance(attrs, dict) else {}
                 found = self._find_account(attrs, run_dedupe)
@@ -343,7 +344,7 @@ class Store:
                 return None
             self._apply_account(account, attrs)
             if "label_names" in attrs:
-                account["label_ids"] = [l["id"] for l in self._labels_for(attrs["label_names"], "accounts")]
+                account["label_ids"] = [label["id"] for label in self._labels_for(attrs["label_names"], "accounts")]
                 self._recount_labels()
             return copy.deepcopy(account), self.labels_of(account)
 
@@ -371,8 +372,10 @@ class Store:
         """An ``entity_progress_job`` for an asynchronous bulk update (the writes themselves are already done)."""
         with self.lock:
             now = self._now()
-            job = {"id": self._new_id(0x66A0_0000_0000_0000_0000_0000), "job_type": job_type, "status": "pending",
-                   "entity_ids": list(entity_ids), "created_at": now, "updated_at": now}
+            job: dict[str, Any] = {
+                "id": self._new_id(0x66A0_0000_0000_0000_0000_0000), "job_type": job_type, "status": "pending",
+                "entity_ids": list(entity_ids), "created_at": now, "updated_at": now,
+            }
             self.jobs[job["id"]] = job
             return copy.deepcopy(job)
 
