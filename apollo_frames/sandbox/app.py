@@ -81,7 +81,9 @@ class KeySpec:
 def default_keys() -> dict[str, KeySpec]:
     return {
         DEFAULT_API_KEY: KeySpec(master=True),
-        SCOPED_API_KEY: KeySpec(master=False, allowed=frozenset({"enrichment", "search", "contacts", "auth/health", "webhook_result"})),
+        SCOPED_API_KEY: KeySpec(
+            master=False, allowed=frozenset({"enrichment", "search", "contacts", "auth/health", "webhook_result"})
+        ),
     }
 
 
@@ -200,14 +202,17 @@ ROUTES = (
     Route(("PATCH", "PUT"), "accounts/{id}", "accounts", "update", "other", "account_update", write=True),
     Route(("GET",), "accounts/{id}", "accounts", "show", "other", "account_show"),
     Route(("GET", "POST"), "usage_stats/api_usage_stats", "usage_stats", "api_usage_stats", "other", "usage_stats"),
-    Route(("GET", "POST"), "usage_stats/credit_usage_stats", "usage_stats", "credit_usage_stats", "other", "credit_usage_stats"),
+    Route(("GET", "POST"), "usage_stats/credit_usage_stats", "usage_stats", "credit_usage_stats", "other",
+          "credit_usage_stats"),
     Route(("GET",), "auth/health", "auth", "health", "other", "health"),
     Route(("GET",), "webhook_result/{id}", "webhook_result", "show", "other", "webhook_result"),
 )
 #: Key types that may only use the master key for these endpoints even if a scoped key lists them.
 MASTER_ONLY = frozenset({"accounts/create", "accounts/update", "accounts/bulk_create", "accounts/bulk_update",
                          "usage_stats/api_usage_stats"})
-IDENTIFIERS = ("email", "hashed_email", "linkedin_url", "id", "first_name", "last_name", "name", "domain", "organization_name")
+IDENTIFIERS = (
+    "email", "hashed_email", "linkedin_url", "id", "first_name", "last_name", "name", "domain", "organization_name"
+)
 
 
 class _Reply(Exception):
@@ -326,7 +331,8 @@ def _teaser_obfuscate(last: str) -> str:
 
 def _person_text(p: dict) -> str:
     org = p["organization"]
-    return name_key(" ".join([p["name"], p["title"] or "", p["headline"] or "", org["name"], " ".join(org["keywords"])]))
+    parts = [p["name"], p["title"] or "", p["headline"] or "", org["name"], " ".join(org["keywords"])]
+    return name_key(" ".join(parts))
 
 
 def _place(obj: dict) -> str:
@@ -365,7 +371,9 @@ class Sandbox:
         self.webhook_deliveries: list[dict] = []
         self.credits_by_key: dict[str, float] = {}
         #: asynchronous jobs (request_id -> job); ``async_charges`` are the credits charged when results were produced
-        self.async_results = AsyncResults(self.config.seed, self.config.webhook_result_delay, self.config.webhook_result_ttl)
+        self.async_results = AsyncResults(
+            self.config.seed, self.config.webhook_result_delay, self.config.webhook_result_ttl
+        )
         self.async_charges: list[dict] = []
         #: credits spent by the team outside this sandbox's API (``charge_outside``): only the meter sees them
         self.outside_charges: list[dict] = []
@@ -638,7 +646,8 @@ class Sandbox:
         if spec is None:
             return self._refused(rec, route)
         if not self._allowed(spec, route):
-            body = {"error": f"api/v1/{route.endpoint} is not accessible with this api_key", "error_code": "API_INACCESSIBLE"}
+            body = {"error": f"api/v1/{route.endpoint} is not accessible with this api_key",
+                    "error_code": "API_INACCESSIBLE"}
             return _Answer(403, body, [], rec, route, key=key)
 
         params = dict(query)
@@ -660,7 +669,8 @@ class Sandbox:
             ]
             if blocked:
                 wait, i = max(blocked)
-                return _Answer(429, self._limit_message(route, limits[i], i), self._retry_after(wait), rec, route, key=key)
+                message = self._limit_message(route, limits[i], i)
+                return _Answer(429, message, self._retry_after(wait), rec, route, key=key)
             for i in range(3):
                 if state[i][0] is None:
                     state[i][0] = now
@@ -670,7 +680,8 @@ class Sandbox:
             if malformed:
                 if route.handler == "people_bulk_match":
                     raise _Reply(422, {"status": "failed", "error_code": "UNKNOWN_ERROR",
-                                       "error_message": "unexpected token in JSON body", "stack_trace": "JSON::ParserError"})
+                                       "error_message": "unexpected token in JSON body",
+                                       "stack_trace": "JSON::ParserError"})
                 raise _Reply(400, {"error": "The request body is not a JSON object."})
             result = getattr(self, "_h_" + route.handler)(params, record_id, key)
         except _Reply as reply:
@@ -808,7 +819,9 @@ class Sandbox:
         return [{"email": f"{local}@{person['organization']['primary_domain']}", "email_status": "verified",
                  "source": "waterfall"}]
 
-    def _charge_people(self, people: list[dict], reveal: _Reveal, path: str, key: str) -> tuple[float, float, int | None]:
+    def _charge_people(
+        self, people: list[dict], reveal: _Reveal, path: str, key: str
+    ) -> tuple[float, float, int | None]:
         """(credits, direct-dial part, request_id): 1 per distinct person; +8 per mobile returned.
 
         With a webhook the +8 are charged now (and a delivery recorded per person); with ``poll_only`` alone they
@@ -836,7 +849,8 @@ class Sandbox:
         return float(len(people)), 0.0, job.request_id
 
     def _waterfall(self, reveal: _Reveal) -> dict:
-        where = "sent to the provided webhook URL" if reveal.webhook else "available from webhook_result with the request_id"
+        where = ("sent to the provided webhook URL" if reveal.webhook
+                 else "available from webhook_result with the request_id")
         return {"status": "accepted", "message": f"Waterfall enrichment request accepted. Results will be {where}."}
 
     def _h_people_match(self, params, _id, key):
@@ -856,7 +870,8 @@ class Sandbox:
     def _h_people_bulk_match(self, params, _id, key):
         details = params.get("details")
         if details is None or details == [] or details == "":
-            raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST", "error_message": "invalid request, missing details"})
+            raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST",
+                               "error_message": "invalid request, missing details"})
         if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
             raise _Reply(422, {"status": "failed", "error_code": "UNKNOWN_ERROR",
                                "error_message": "details must be an array of objects",
@@ -911,7 +926,8 @@ class Sandbox:
     def _h_org_bulk_enrich(self, params, _id, key):
         domains = _as_list(params.get("domains"))
         if not domains:
-            raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST", "error_message": "invalid request, missing domains"})
+            raise _Reply(400, {"status": "failed", "error_code": "INVALID_REQUEST",
+                               "error_message": "invalid request, missing domains"})
         if len(domains) > 10:
             raise _Reply(400, {"status": "failed", "error_code": "RECORD_LIMIT_EXCEEDED",
                                "error_message": "domain count cannot be more than 10"}, len(domains))
@@ -1032,7 +1048,8 @@ class Sandbox:
             "has_city": bool(p["city"]),
             "has_state": bool(p["state"]),
             "has_country": bool(p["country"]),
-            "has_direct_phone": "Yes" if p["id"] in self.world.mobile_phones else "Maybe: please request direct dial via people/bulk_match",
+            "has_direct_phone": "Yes" if p["id"] in self.world.mobile_phones
+            else "Maybe: please request direct dial via people/bulk_match",
             "organization": {
                 "name": org["name"], "has_industry": bool(org["industry"]), "has_phone": bool(org["phone"]),
                 "has_city": bool(org["city"]), "has_state": bool(org["state"]), "has_country": bool(org["country"]),
@@ -1073,7 +1090,9 @@ class Sandbox:
             out["email"] = "email_not_unlocked@domain.com" if p["email"] else None
             items.append(out)
         body = {
-            "breadcrumbs": self._breadcrumbs(params, ("person_titles", "person_seniorities", "person_locations", "q_keywords")),
+            "breadcrumbs": self._breadcrumbs(
+                params, ("person_titles", "person_seniorities", "person_locations", "q_keywords")
+            ),
             "partial_results_only": False, "disable_eu_prospecting": False, "partial_results_limit": 10000,
             "pagination": self._pagination(page, per_page, len(people)), "contacts": [], "people": items,
         }
@@ -1085,7 +1104,10 @@ class Sandbox:
                 "publicly_traded_symbol", "publicly_traded_exchange", "logo_url", "crunchbase_url", "primary_domain",
                 "sanitized_phone", "owned_by_organization_id")
         out = {k: o[k] for k in keys}
-        out.update({"intent_strength": None, "show_intent": False, "has_intent_signal_account": False, "intent_signal_account": None})
+        out.update(
+            {"intent_strength": None, "show_intent": False, "has_intent_signal_account": False,
+             "intent_signal_account": None}
+        )
         return shapes.light_revenue(out, o, self.config.revenue_spelling)
 
     def _account_item(self, account: dict, org: dict) -> dict:
@@ -1110,10 +1132,13 @@ class Sandbox:
             else:
                 items.append(self._org_light(o))
         body = {
-            "breadcrumbs": self._breadcrumbs(params, ("q_organization_domains_list", "organization_locations", "q_organization_name", "q_organization_keyword_tags")),
-            "partial_results_only": False, "has_join": False, "disable_eu_prospecting": False, "partial_results_limit": 10000,
+            "breadcrumbs": self._breadcrumbs(params, ("q_organization_domains_list", "organization_locations",
+                                                      "q_organization_name", "q_organization_keyword_tags")),
+            "partial_results_only": False, "has_join": False, "disable_eu_prospecting": False,
+            "partial_results_limit": 10000,
             "pagination": self._pagination(page, per_page, len(orgs)), "accounts": accounts, "organizations": items,
-            "model_ids": [a["id"] for a in accounts] + [o["id"] for o in items], "num_fetch_result": None, "derived_params": None,
+            "model_ids": [a["id"] for a in accounts] + [o["id"] for o in items],
+            "num_fetch_result": None, "derived_params": None,
         }
         n = len(accounts) + len(items)
         return _Result(200, body, 1.0 if n else 0.0, n)
@@ -1152,7 +1177,8 @@ class Sandbox:
         items = self._bulk_items(params, "contacts", "contacts",
                                  'Please provide an array of contact attributes in the "contact_attributes" parameter.')
         created, existing = self.store.bulk_create_contacts(
-            items, run_dedupe=_truthy(params.get("run_dedupe")), append_label_names=_as_list(params.get("append_label_names"))
+            items, run_dedupe=_truthy(params.get("run_dedupe")),
+            append_label_names=_as_list(params.get("append_label_names")),
         )
         accepted = set(CONTACT_FIELDS) | set(CONTACT_BULK_CREATE_EXTRAS)
         self._note_ignored([e for item in items for e in self._ignore("contacts/bulk_create", item, accepted)])
@@ -1192,7 +1218,8 @@ class Sandbox:
     def _h_contact_search(self, params, _id, key):
         sort_by, ascending = self._sort(params, CONTACT_SORTS)
         items = self.store.search_contacts(
-            params.get("q_keywords"), _as_list(params.get("contact_stage_ids")), _as_list(params.get("contact_label_ids")),
+            params.get("q_keywords"), _as_list(params.get("contact_stage_ids")),
+            _as_list(params.get("contact_label_ids")),
             sort_by, ascending,
         )
         body, n = self._search_envelope(items, params, "contacts")
@@ -1211,9 +1238,11 @@ class Sandbox:
         items = self._bulk_items(params, "accounts", "accounts",
                                  'Please provide an array of account attributes in the "accounts" parameter.')
         created, existing = self.store.bulk_create_accounts(
-            items, run_dedupe=_truthy(params.get("run_dedupe")), append_label_names=_as_list(params.get("append_label_names"))
+            items, run_dedupe=_truthy(params.get("run_dedupe")),
+            append_label_names=_as_list(params.get("append_label_names")),
         )
-        self._note_ignored([e for item in items for e in self._ignore("accounts/bulk_create", item, set(ACCOUNT_FIELDS))])
+        ignored = [e for item in items for e in self._ignore("accounts/bulk_create", item, set(ACCOUNT_FIELDS))]
+        self._note_ignored(ignored)
         return _Result(200, {"created_accounts": created, "existing_accounts": existing}, 0.0, len(items))
 
     def _h_account_update(self, params, record_id, key):
@@ -1225,12 +1254,16 @@ class Sandbox:
         return _Result(200, {"account": account, "labels": labels}, 0.0, 1)
 
     def _h_contact_bulk_update(self, params, _id, key):
-        return self._bulk_update(params, "contacts", CONTACT_BULK_FIELDS, CONTACT_BULK_FIELDS, async_attrs=True, auto_async=True)
+        return self._bulk_update(params, "contacts", CONTACT_BULK_FIELDS, CONTACT_BULK_FIELDS,
+                                 async_attrs=True, auto_async=True)
 
     def _h_account_bulk_update(self, params, _id, key):
-        return self._bulk_update(params, "accounts", ACCOUNT_BULK_FIELDS, ACCOUNT_BULK_SHARED, async_attrs=False, auto_async=False)
+        return self._bulk_update(params, "accounts", ACCOUNT_BULK_FIELDS, ACCOUNT_BULK_SHARED,
+                                 async_attrs=False, auto_async=False)
 
-    def _bulk_update(self, params, kind: str, item_fields, shared_fields, async_attrs: bool, auto_async: bool) -> _Result:
+    def _bulk_update(
+        self, params, kind: str, item_fields, shared_fields, async_attrs: bool, auto_async: bool
+    ) -> _Result:
         """contacts/bulk_update and accounts/bulk_update: ``<x>_attributes[]`` (each with ``id``) or ``<x>_ids[]``
         with shared fields; all or nothing; more than 100 contacts (or ``async``) answer an entity_progress_job."""
         one = kind[:-1]
@@ -1318,7 +1351,8 @@ class Sandbox:
                     entry[WINDOW_NAMES[i]] = {
                         "limit": limit, "consumed": used, "left_over": None if limit is None else max(0, limit - used)
                     }
-                out[shapes.usage_key(route.controller, route.action, self.config.usage_stats_keys, len(seen) - 1)] = entry
+                form = self.config.usage_stats_keys
+                out[shapes.usage_key(route.controller, route.action, form, len(seen) - 1)] = entry
         return _Result(200, out, 0.0, 0)
 
     def _h_health(self, params, _id, key):

@@ -93,7 +93,8 @@ def credit_cycle(now: float) -> dict:
     """The calendar month (UTC) holding ``now`` (POSIX seconds)."""
     t = time.gmtime(now)
     last = calendar.monthrange(t.tm_year, t.tm_mon)[1]
-    return {"start_date": f"{t.tm_year:04d}-{t.tm_mon:02d}-01", "end_date": f"{t.tm_year:04d}-{t.tm_mon:02d}-{last:02d}"}
+    month = f"{t.tm_year:04d}-{t.tm_mon:02d}"
+    return {"start_date": f"{month}-01", "end_date": f"{month}-{last:02d}"}
 
 
 def meter_body(consumed: dict, limits: dict, cycle: dict) -> dict:

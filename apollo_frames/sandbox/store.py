@@ -34,7 +34,9 @@ ACCOUNT_FIELDS = (
     "typed_custom_fields", "phone_status_cd",
 )
 #: Documented fields of a ``contacts/bulk_create`` item the sandbox accepts without storing.
-CONTACT_BULK_CREATE_EXTRAS = ("primary_title", "contact_emails", "phone_numbers", "contact_role_type_ids", "phone_status_cd")
+CONTACT_BULK_CREATE_EXTRAS = (
+    "primary_title", "contact_emails", "phone_numbers", "contact_role_type_ids", "phone_status_cd"
+)
 #: Fields ``contacts/bulk_update`` takes (shared with ``contact_ids``, or per item of ``contact_attributes``).
 CONTACT_BULK_FIELDS = (
     "owner_id", "email", "organization_name", "title", "first_name", "last_name", "account_id", "present_raw_address",
@@ -47,12 +49,18 @@ ACCOUNT_BULK_SHARED = ("name", "owner_id", "account_stage_id")
 CONTACT_BULK_ANSWER = ("id", "first_name", "last_name", "email", "title", "organization_name", "owner_id", "account_id",
                        "present_raw_address", "linkedin_url", "updated_at")
 ACCOUNT_BULK_ANSWER = ("id", "name", "domain", "owner_id", "account_stage_id", "typed_custom_fields", "updated_at")
-CRM_ID_FIELDS = ("salesforce_id", "hubspot_id", "salesforce_lead_id", "salesforce_contact_id", "outreach_id", "salesloft_id")
+CRM_ID_FIELDS = (
+    "salesforce_id", "hubspot_id", "salesforce_lead_id", "salesforce_contact_id", "outreach_id", "salesloft_id"
+)
 CONTACT_SORTS = {
-    "contact_created_at": "created_at", "contact_updated_at": "updated_at", "contact_last_activity_date": "last_activity_date",
+    "contact_created_at": "created_at", "contact_updated_at": "updated_at",
+    "contact_last_activity_date": "last_activity_date",
     "contact_email_last_opened_at": "updated_at", "contact_email_last_clicked_at": "updated_at",
 }
-ACCOUNT_SORTS = {"account_created_at": "created_at", "account_updated_at": "updated_at", "account_last_activity_date": "last_activity_date"}
+ACCOUNT_SORTS = {
+    "account_created_at": "created_at", "account_updated_at": "updated_at",
+    "account_last_activity_date": "last_activity_date",
+}
 
 
 def _stamp(seconds: float) -> str:
@@ -133,7 +141,13 @@ class Store:
         phones: list[dict] = []
         for kind in ("direct_phone", "corporate_phone", "mobile_phone", "home_phone", "other_phone", "phone"):
             if contact.get(kind):
-                phones.append({"raw_number": str(contact[kind]), "sanitized_number": "".join(c for c in str(contact[kind]) if c.isdigit() or c == "+"), "type": kind.replace("_phone", "") if kind != "phone" else "other", "position": len(phones)})
+                raw = str(contact[kind])
+                phones.append({
+                    "raw_number": raw,
+                    "sanitized_number": "".join(c for c in raw if c.isdigit() or c == "+"),
+                    "type": kind.replace("_phone", "") if kind != "phone" else "other",
+                    "position": len(phones),
+                })
         contact["phone_numbers"] = phones
         contact["sanitized_phone"] = phones[0]["sanitized_number"] if phones else None
         if "linkedin_url" in attrs or "email" in attrs:
@@ -182,7 +196,8 @@ class Store:
         if not email and attrs.get("first_name") and attrs.get("last_name") and attrs.get("organization_name"):
             want = (name_key(attrs["first_name"]), name_key(attrs["last_name"]), name_key(attrs["organization_name"]))
             for c in self.contacts.values():
-                if (name_key(c.get("first_name")), name_key(c.get("last_name")), name_key(c.get("organization_name"))) == want:
+                if (name_key(c.get("first_name")), name_key(c.get("last_name")),
+                        name_key(c.get("organization_name"))) == want:
                     return c, "name_and_organization_match"
         return None, None
 
@@ -204,7 +219,9 @@ class Store:
             self._recount_labels()
             return copy.deepcopy(contact), self.labels_of(contact), dedupe
 
-    def bulk_create_contacts(self, items: list, run_dedupe: bool = False, append_label_names=None) -> tuple[list[dict], list[dict]]:
+    def bulk_create_contacts(
+        self, items: list, run_dedupe: bool = False, append_label_names=None
+    ) -> tuple[list[dict], list[dict]]:
         """contacts/bulk_create. Matches (run_dedupe only) are returned unchanged in existing."""
         with self.lock:
             created, existing = [], []
@@ -240,13 +257,16 @@ class Store:
             contact = self.contacts.get(contact_id)
             return copy.deepcopy(contact) if contact else None
 
-    def search_contacts(self, q_keywords=None, stage_ids=None, label_ids=None, sort_by=None, ascending=False) -> list[dict]:
+    def search_contacts(
+        self, q_keywords=None, stage_ids=None, label_ids=None, sort_by=None, ascending=False
+    ) -> list[dict]:
         with self.lock:
             found = list(self.contacts.values())
             if q_keywords:
                 words = name_key(str(q_keywords)).split()
                 def text(c):
-                    return name_key(" ".join(str(c.get(k) or "") for k in ("name", "email", "title", "organization_name")))
+                    keys = ("name", "email", "title", "organization_name")
+                    return name_key(" ".join(str(c.get(k) or "") for k in keys))
                 found = [c for c in found if all(w in text(c) for w in words)]
             if stage_ids:
                 found = [c for c in found if c.get("contact_stage_id") in stage_ids]
@@ -319,7 +339,9 @@ class Store:
             self.accounts[account["id"]] = account
             return copy.deepcopy(account)
 
-    def bulk_create_accounts(self, items: list, run_dedupe: bool = False, append_label_names=None) -> tuple[list[dict], list[dict]]:
+    def bulk_create_accounts(
+        self, items: list, run_dedupe: bool = False, append_label_names=None
+    ) -> tuple[list[dict], list[dict]]:
         with self.lock:
             created, existing = [], []
             label_ids = [label["id"] for label in self._labels_for(append_label_names, "accounts")]
@@ -396,7 +418,9 @@ class Store:
                     by_domain.setdefault(account["domain"], account)
             return copy.deepcopy((by_org, by_domain))
 
-    def search_accounts(self, q_organization_name=None, stage_ids=None, label_ids=None, sort_by=None, ascending=False) -> list[dict]:
+    def search_accounts(
+        self, q_organization_name=None, stage_ids=None, label_ids=None, sort_by=None, ascending=False
+    ) -> list[dict]:
         with self.lock:
             found = list(self.accounts.values())
             if q_organization_name:
