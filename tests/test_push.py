@@ -7,7 +7,6 @@ import math
 import warnings
 from collections import Counter
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -16,7 +15,13 @@ from apollo_frames import ApolloClient
 from apollo_frames.cli import main
 from apollo_frames.core.errors import AuthenticationError, PermissionDeniedError
 from apollo_frames.ops.push import PUSH_STATUSES, push_accounts, push_contacts
-from apollo_frames.sandbox import DEFAULT_API_KEY, SANDBOX_BASE_URL, SCOPED_API_KEY, Sandbox, SandboxConfig
+from apollo_frames.sandbox import (
+    DEFAULT_API_KEY,
+    SCOPED_API_KEY,
+    Sandbox,
+    SandboxConfig,
+    client_for,
+)
 
 
 def contacts_frame(n, start=0, title="Analyst", prefix="r"):
@@ -363,8 +368,7 @@ def test_accounts_update_falls_back_to_put(sandbox, tmp_path):
             return [b'{"error": "PATCH not allowed"}']
         return sandbox(environ, start_response)
 
-    with ApolloClient(transport=httpx.WSGITransport(app=no_patch), api_key=DEFAULT_API_KEY, base_url=SANDBOX_BASE_URL, cache_dir=tmp_path / "c",
-                      plan="paid") as client:
+    with client_for(no_patch, cache_dir=tmp_path / "c") as client:
         created = push_accounts(accounts_frame(4), mode="insert", client=client, progress=False)
         frame = pd.DataFrame({"id": created["apollo_id"], "name": [f"Renamed {i}" for i in range(4)]})
         result = push_accounts(frame, mode="update", client=client, progress=False)

@@ -9,7 +9,13 @@ retried once they may have reached Apollo. The decisions are the pure
 functions of :mod:`apollo_frames.client.retry`; ``request`` only loops over them.
 
 The API key is put in the ``X-Api-Key`` header of each request and nowhere
-else: not in URLs, bodies, log lines, error messages or the repr.
+else: not in URLs, bodies, log lines, error messages or the repr. Nothing a
+server says is trusted: each answer is streamed and must arrive whole within
+``timeout`` seconds (a whole-request deadline on the client's clock, not only
+httpx's read timeout) and within ``max_response_bytes``; a body that cannot be
+decoded or parsed is an :class:`~apollo_frames.core.errors.APIResponseError`;
+an echoed key is scrubbed from every body before anyone reads it; and no error
+raised here carries an httpx exception (whose request holds the key) in its chain.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json as jsonlib
 import logging
 import random
 import threading
@@ -48,13 +55,22 @@ from apollo_frames.client.retry import (
 )
 from apollo_frames.client.store import ResponseCache
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
-from apollo_frames.core.errors import APIError
+from apollo_frames.core.errors import APIError, APIResponseError
 from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings
 
 logger = logging.getLogger("apollo_frames")
 
 #: Where an API key must never be put (it goes only in the X-Api-Key header).
 _KEY_NAMES = ("api_key", "x-api-key")
+
+
+@dataclasses.dataclass
+class _Reply:
+    """An answer read whole, within the deadline and the size cap (the body decoded, not yet parsed)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
 
 
 @dataclasses.dataclass
@@ -109,14 +125,56 @@ def _refuse_key_outside_header(params: Mapping[str, Any] | None, json: Any) -> N
             raise ValueError("The API key goes only in the X-Api-Key header; remove it from params/body.")
 
 
-def _body(response: httpx.Response) -> Any:
+def _body(reply: _Reply) -> Any:
     """The parsed JSON body, the text when it is not JSON, None when empty."""
-    if not response.content:
+    if not reply.content:
         return None
     try:
-        return response.json()
+        return jsonlib.loads(reply.content)
     except ValueError:
-        return response.text
+        return reply.content.decode("utf-8", errors="replace")
+
+
+#: what :func:`_parsed` returns for a body too deeply nested to parse
+_UNREADABLE = object()
+
+
+def _parsed(reply: _Reply, key: str) -> Any:
+    """The body, parsed and scrubbed of the key; ``_UNREADABLE`` when it is nested too deeply to read."""
+    try:
+        return scrub(_body(reply), key)
+    except RecursionError:
+        return _UNREADABLE
+
+
+def _error_body(reply: _Reply, key: str) -> Any:
+    """An error answer's body for messages and errors (None when unreadable)."""
+    body = _parsed(reply, key)
+    return None if body is _UNREADABLE else body
+
+
+def unusable_answer(path: str, why: str, *, attempts: int = 1, outcome_unknown: bool = False) -> APIResponseError:
+    """The typed error for an answer that arrived but cannot be used (nothing of it is kept)."""
+    return APIResponseError(
+        f"Apollo's answer to {path} could not be used: {why}. Nothing from it was kept; run again later.",
+        path=path, attempts=attempts, outcome_unknown=outcome_unknown,
+    )
+
+
+def _read(response: httpx.Response, deadline: float, clock: Clock, limit: int, path: str
+          ) -> _Reply | httpx.TransportError | APIResponseError:
+    """Read a streamed answer whole, or the reason not to: the deadline passed, or it is larger than ``limit``."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return unusable_answer(path, f"it is larger than the {limit:,}-byte limit (max_response_bytes)")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return unusable_answer(path, f"it is larger than the {limit:,}-byte limit (max_response_bytes)")
+        if clock.monotonic() > deadline:
+            return httpx.ReadTimeout("the answer did not arrive whole within the deadline")
+    return _Reply(response.status_code, response.headers, bytes(body))
 
 
 class ApolloClient:
@@ -127,7 +185,10 @@ class ApolloClient:
     ``transport`` replaces the network, as in httpx: a mock, or an in-process
     WSGI app (the sandbox offers its own, ``Sandbox.client()``). ``clock`` is
     the one clock for pacing, retry waits, cache expiry and ledger times
-    (``apollo_frames.core.clock.FakeClock`` in tests).
+    (``apollo_frames.core.clock.FakeClock`` in tests). ``timeout`` bounds each
+    attempt as a whole (connect to last byte); ``max_response_bytes`` (default
+    50 MB) the size of an answer. A plain ``http://`` base URL is refused unless it
+    is loopback or ``allow_insecure_http=True``: the key would travel in clear.
     """
 
     def __init__(
@@ -149,6 +210,8 @@ class ApolloClient:
         transport: httpx.BaseTransport | None = None,
         retry_backoff: tuple[float, float] = DEFAULT_BACKOFF,
         clock: Clock = SYSTEM_CLOCK,
+        allow_insecure_http: bool | None = None,
+        max_response_bytes: int | None = None,
     ):
         self.settings = Settings.resolve(
             api_key=api_key,
@@ -162,6 +225,8 @@ class ApolloClient:
             rate_limits=rate_limits,
             cache_ttl=cache_ttl,
             search_cache_ttl=search_cache_ttl,
+            allow_insecure_http=allow_insecure_http,
+            max_response_bytes=max_response_bytes,
         )
         self.cache_namespace = cache_namespace or self.settings.base_url
         self.clock = clock
@@ -270,23 +335,25 @@ class ApolloClient:
         http = self._client()
         while True:
             result = self._attempt(http, call, key, json=json, params=params)
-            if isinstance(result, httpx.Response):
+            if isinstance(result, APIResponseError):
+                raise result
+            if isinstance(result, _Reply):
                 outcome = outcome_of_status(result.status_code)
                 if outcome is Outcome.OK:
-                    return ApiResponse(result.status_code, _body(result), dict(result.headers), call.attempts, call.endpoint)
+                    return self._answer(call, result, key)
             else:
                 outcome = outcome_of_error(result)
             if not should_retry(outcome, call.retries, self.settings.max_retries, idempotent):
                 raise self._give_up(call, result, outcome, key) from None
-            if outcome is Outcome.RATE_LIMITED and isinstance(result, httpx.Response):
+            if outcome is Outcome.RATE_LIMITED and isinstance(result, _Reply):
                 self._pace(call, result, key)
             else:
                 self._back_off(call, result)
 
     def _attempt(
         self, http: httpx.Client, call: _Call, key: str, *, json: Any, params: Mapping[str, Any] | None
-    ) -> httpx.Response | httpx.TransportError:
-        """Wait for the rate limiter, send once; the answer, or the transport failure (returned, not raised)."""
+    ) -> _Reply | httpx.TransportError | APIResponseError:
+        """Wait for the rate limiter, send once; the whole answer, or the failure (returned, not raised)."""
         cap = self.settings.max_rate_limit_wait
         ticket = self.limiter.acquire(call.endpoint, max_wait=max(cap - call.rate_wait, 0.0))
         if ticket.waited:
@@ -294,22 +361,47 @@ class ApolloClient:
             self._count(rate_limit_wait_s=ticket.waited)
         call.attempts += 1
         self._count(requests=1)
-        try:
-            response = http.request(call.method, call.path, json=json, params=params, headers={"X-Api-Key": key})
-        except httpx.TransportError as exc:
+        result = self._send(http, call, key, json=json, params=params)
+        if not isinstance(result, _Reply):
             self.limiter.release(ticket)
-            logger.info("%s %s failed on attempt %d: %s", call.method, call.path, call.attempts, type(exc).__name__)
-            return exc
-        self.limiter.observe(ticket, response.headers)
-        logger.debug("%s %s -> %d (attempt %d)", call.method, call.path, response.status_code, call.attempts)
-        return response
+            logger.info("%s %s failed on attempt %d: %s", call.method, call.path, call.attempts, type(result).__name__)
+            return result
+        self.limiter.observe(ticket, result.headers, status=result.status_code)
+        logger.debug("%s %s -> %d (attempt %d)", call.method, call.path, result.status_code, call.attempts)
+        return result
 
-    def _pace(self, call: _Call, response: httpx.Response, key: str) -> None:
+    def _send(
+        self, http: httpx.Client, call: _Call, key: str, *, json: Any, params: Mapping[str, Any] | None
+    ) -> _Reply | httpx.TransportError | APIResponseError:
+        """Send once and read the answer whole before the deadline.
+
+        httpx exceptions are returned, never raised or chained: their request
+        carries the key.
+        """
+        deadline = self.clock.monotonic() + self.settings.timeout
+        try:
+            with http.stream(call.method, call.path, json=json, params=params, headers={"X-Api-Key": key}) as response:
+                return _read(response, deadline, self.clock, self.settings.max_response_bytes, call.path)
+        except httpx.TransportError as exc:
+            return exc
+        except httpx.HTTPError as exc:  # e.g. DecodingError: a broken gzip body
+            return unusable_answer(call.path, f"its body could not be decoded ({type(exc).__name__})",
+                                   attempts=call.attempts, outcome_unknown=not call.idempotent)
+
+    def _answer(self, call: _Call, reply: _Reply, key: str) -> ApiResponse:
+        """The success answer, its body scrubbed of the key before the cache or a column sees it."""
+        data = _parsed(reply, key)
+        if data is _UNREADABLE:
+            raise unusable_answer(call.path, "its JSON is nested too deeply to read", attempts=call.attempts,
+                                  outcome_unknown=not call.idempotent)
+        return ApiResponse(reply.status_code, data, dict(reply.headers), call.attempts, call.endpoint)
+
+    def _pace(self, call: _Call, reply: _Reply, key: str) -> None:
         """A 429: pause every worker on the endpoint, or raise when the wait would pass the cap."""
-        body = scrub(_body(response), key)
+        body = _error_body(reply, key)
         message = apollo_message(body)
         window = window_from_message(message)
-        retry_after = parse_retry_after(response.headers.get("retry-after"), now=self.clock.time())
+        retry_after = parse_retry_after(reply.headers.get("retry-after"), now=self.clock.time())
         pause = self.limiter.pause(call.endpoint, retry_after=retry_after, window=window)
         self._count(rate_limited=1)
         logger.info("429 on %s: pausing %.1f s (%s window)", call.path, pause, window or "unknown")
@@ -317,25 +409,25 @@ class ApolloClient:
         if call.rate_wait + pause > cap:
             raise rate_limit_error(
                 call.path, pause=pause, window=window, cap=cap, now=self.clock.time(), message=message, body=body,
-                attempts=call.attempts, headers=scrub(dict(response.headers), key),
+                attempts=call.attempts, headers=scrub(dict(reply.headers), key),
             )
 
-    def _back_off(self, call: _Call, result: httpx.Response | httpx.TransportError) -> None:
+    def _back_off(self, call: _Call, result: _Reply | httpx.TransportError) -> None:
         """Wait before a retry (5xx, 408, timeout, dropped connection); it spends one of max_retries."""
         retry_after = None
-        if isinstance(result, httpx.Response):
+        if isinstance(result, _Reply):
             retry_after = parse_retry_after(result.headers.get("retry-after"), now=self.clock.time())
         self.clock.sleep(retry_delay(call.retries, retry_after, self._backoff, random.random()))
         call.retries += 1
         self._count(retries=1)
 
     def _give_up(
-        self, call: _Call, result: httpx.Response | httpx.TransportError, outcome: Outcome, key: str
+        self, call: _Call, result: _Reply | httpx.TransportError, outcome: Outcome, key: str
     ) -> APIError:
         """The typed error for a request that will not be sent again, with the key scrubbed from all of it."""
         unknown = may_have_written(outcome, call.idempotent)
-        if isinstance(result, httpx.Response):
-            body = scrub(_body(result), key)
+        if isinstance(result, _Reply):
+            body = _error_body(result, key)
             headers = scrub(dict(result.headers), key)
             return status_error(
                 result.status_code, call.path, apollo_message(body), body, call.attempts,

@@ -41,8 +41,8 @@ from apollo_frames.client.storage import (
 )
 from apollo_frames.core.clock import SYSTEM_CLOCK, WINDOWS, Clock
 
-#: Bump with a migration when the tables change (2: begin/settle, in doubt).
-LEDGER_VERSION = 2
+#: Bump with a migration when the tables change (2: begin/settle, in doubt; 3: unverified).
+LEDGER_VERSION = 3
 #: How long a writer waits for another process's transaction before giving up (ms).
 BUSY_TIMEOUT_MS = 30_000
 
@@ -56,6 +56,7 @@ FRAME_COLUMNS = (
     "http_status",
     "run_id",
     "status",
+    "unverified",
 )
 #: ``status`` of a request answered (credits are the server's) or never answered (credits are the worst case)
 SETTLED, IN_DOUBT = "settled", "in_doubt"
@@ -65,6 +66,7 @@ _MIGRATIONS = {
     "worst_credits": "REAL",
     "pid": "INTEGER",
     "settled_at": "REAL",
+    "unverified": "INTEGER NOT NULL DEFAULT 0",
 }
 _CORRUPT_REMEDY = "move it aside (the credits it recorded are then no longer summed) and run again"
 
@@ -82,7 +84,8 @@ _SCHEMA = (
         state TEXT NOT NULL DEFAULT 'settled',
         worst_credits REAL,
         pid INTEGER,
-        settled_at REAL
+        settled_at REAL,
+        unverified INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS spend_time ON spend (time)",
     "CREATE INDEX IF NOT EXISTS spend_operation ON spend (operation)",
@@ -209,13 +212,17 @@ class Ledger:
              os.getpid()),
         )
 
-    def settle(self, entry_id: int, *, credits: float, status: int | None, records_matched: int = 0) -> None:
-        """Settle a request written by :meth:`begin` with the server's figure (0 credits when it failed)."""
+    def settle(self, entry_id: int, *, credits: float, status: int | None, records_matched: int = 0,
+               unverified: bool = False) -> None:
+        """Settle a request written by :meth:`begin` with the server's figure (0 credits when it failed).
+
+        ``unverified``: the server's figure was not believable, so ``credits`` is the worst case.
+        """
         self._write(
-            "UPDATE spend SET state = 'settled', credits = ?, http_status = ?, records_matched = ?, settled_at = ? "
-            "WHERE id = ?",
+            "UPDATE spend SET state = 'settled', credits = ?, http_status = ?, records_matched = ?, settled_at = ?, "
+            "unverified = ? WHERE id = ?",
             (float(credits), None if status is None else int(status), int(records_matched), self.clock.time(),
-             int(entry_id)),
+             int(bool(unverified)), int(entry_id)),
         )
 
     def record(
@@ -228,14 +235,20 @@ class Ledger:
         records_matched: int,
         credits: float,
         status: int | None,
+        unverified: bool = False,
     ) -> None:
-        """Append one answered batch (timestamped now, UTC): begin and settle in a single, atomic INSERT."""
+        """Append one answered batch (timestamped now, UTC): begin and settle in a single, atomic INSERT.
+
+        ``unverified``: the server's credit figure was not believable, so ``credits`` is the worst case.
+        """
         now = self.clock.time()
         self._write(
             "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
-            "http_status, state, worst_credits, pid, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'settled', ?, ?, ?)",
+            "http_status, state, worst_credits, pid, settled_at, unverified) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?)",
             (now, str(run_id), str(operation), str(endpoint), int(records_sent), int(records_matched),
-             float(credits), None if status is None else int(status), float(credits), os.getpid(), now),
+             float(credits), None if status is None else int(status), float(credits), os.getpid(), now,
+             int(bool(unverified))),
         )
 
     def note_limits(
@@ -274,13 +287,14 @@ class Ledger:
         """Every request (optionally since a time, or a timedelta back from now), oldest first.
 
         ``status`` is ``settled`` (credits: the server's figure) or ``in_doubt``
-        (sent, never answered: credits is its worst case).
+        (sent, never answered: credits is its worst case). ``unverified``: the
+        server's figure was not believable, so credits is the worst case.
         """
         start = _since_seconds(since, self.clock.time())
         sql = (
             "SELECT time, operation, endpoint, records_sent, records_matched, "
             "CASE WHEN state = 'sent' THEN COALESCE(worst_credits, credits) ELSE credits END, http_status, run_id, "
-            f"CASE WHEN state = 'sent' THEN '{IN_DOUBT}' ELSE '{SETTLED}' END FROM spend"
+            f"CASE WHEN state = 'sent' THEN '{IN_DOUBT}' ELSE '{SETTLED}' END, unverified FROM spend"
         )
         rows = self._query(sql + (" WHERE time >= ? ORDER BY time, id" if start is not None else " ORDER BY time, id"),
                            (start,) if start is not None else ())
@@ -297,6 +311,7 @@ class Ledger:
                 "http_status": pd.Series(data["http_status"], dtype="Int64"),
                 "run_id": pd.Series(data["run_id"], dtype="string"),
                 "status": pd.Series(data["status"], dtype="string"),
+                "unverified": pd.Series(data["unverified"], dtype="int64").astype(bool),
             }
         )
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import math
 import re
 import threading
 import time
 from collections.abc import Mapping
 
-from apollo_frames.client.retry import rate_limit_error
+from apollo_frames.client.retry import rate_limit_error, rate_limit_floor, usable_retry_after
 from apollo_frames.core.clock import (
     DEFAULT_WINDOW_LENGTHS,
     SYSTEM_CLOCK,
@@ -95,9 +96,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = str(value).strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -161,6 +164,7 @@ class _Bucket:
     seq: int = 0
     paused_until: float = 0.0
     paused_window: str | None = None
+    streak: int = 0  # consecutive 429s
 
 
 class RateLimiter:
@@ -237,12 +241,17 @@ class RateLimiter:
             w.sent += 1
         return Ticket(endpoint, bucket.seq, now, waited=waited)
 
-    def observe(self, ticket: Ticket, headers: Mapping[str, str]) -> None:
-        """An answer came back: free its slot, and correct the windows from its limit headers if it has any."""
+    def observe(self, ticket: Ticket, headers: Mapping[str, str], *, status: int | None = None) -> None:
+        """An answer came back: free its slot, and correct the windows from its limit headers if it has any.
+
+        Any ``status`` but 429 ends a run of consecutive 429s on the endpoint.
+        """
         readings = parse_rate_headers(headers)
         with self._lock:
             bucket = self._bucket(ticket.endpoint)
             self._end(bucket, ticket)
+            if status is not None and status != 429:
+                bucket.streak = 0
             if not readings:
                 return  # a 5xx or a bare 429: the next answer with headers tells the usage
             for name, window in bucket.windows.items():
@@ -288,12 +297,18 @@ class RateLimiter:
                 window.answered += 1
 
     def pause(self, endpoint: str, *, retry_after: float | None, window: str | None) -> float:
-        """A 429 arrived: hold every request to ``endpoint``. Returns the pause in seconds."""
+        """A 429 arrived: hold every request to ``endpoint``. Returns the pause in seconds.
+
+        ``Retry-After`` is obeyed only when above 0 (else the window's reset is
+        awaited), and never below a floor that doubles per consecutive 429.
+        """
+        retry_after = usable_retry_after(retry_after)
         with self._lock:
             bucket = self._bucket(endpoint)
+            bucket.streak += 1
             now = self._clock.monotonic()
             target = bucket.windows.get(window) if window else None
-            seconds = self._pause_seconds(target, retry_after, now)
+            seconds = max(self._pause_seconds(target, retry_after, now), rate_limit_floor(bucket.streak))
             if target is not None:
                 target.spent = True
                 # Apollo's own hint wins over our estimate of the window's reset.

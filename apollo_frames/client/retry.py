@@ -18,6 +18,7 @@ never made, or Apollo answered 429 without processing it).
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
 import httpx
@@ -40,6 +41,10 @@ DEFAULT_BACKOFF: tuple[float, float] = (0.5, 8.0)
 MAX_SERVER_RETRY_AFTER = 60.0
 #: Jitter takes up to this fraction off each backoff delay.
 JITTER = 0.25
+#: The least a 429 pauses, whatever ``Retry-After`` says; it doubles per consecutive 429 on the endpoint ...
+MIN_RATE_LIMIT_PAUSE = 1.0
+#: ... up to this many seconds.
+MAX_RATE_LIMIT_FLOOR = 60.0
 
 
 class Outcome(enum.Enum):
@@ -109,6 +114,19 @@ def retry_delay(
         return retry_after
     initial, longest = backoff
     return min(initial * 2.0**retries_done, longest) * (1 - JITTER * rand)
+
+
+def usable_retry_after(seconds: float | None) -> float | None:
+    """A ``Retry-After`` worth obeying on a 429: finite and above 0. 0, negative, NaN or a past date is no
+    licence to resend at once: None, so the pause falls back to the window's reset."""
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return seconds
+
+
+def rate_limit_floor(streak: int) -> float:
+    """The least the ``streak``-th consecutive 429 on an endpoint pauses: 1 s, 2 s, 4 s ... up to 60 s."""
+    return min(MIN_RATE_LIMIT_PAUSE * 2.0 ** max(streak - 1, 0), MAX_RATE_LIMIT_FLOOR)
 
 
 def _or(message: str, fallback: str) -> str:

@@ -61,6 +61,17 @@ class APITimeoutError(APIConnectionError):
     """The request timed out, after all retries."""
 
 
+class CircuitOpenError(APIConnectionError):
+    """Apollo did not answer several requests in a row: the run stopped sending (a circuit breaker)."""
+
+
+class APIResponseError(APIError):
+    """Apollo answered, but the answer cannot be used: unreadable, too large, or not the documented shape.
+
+    Nothing from such an answer is cached; the rows it was for get ``error``.
+    """
+
+
 class APIStatusError(APIError):
     """Apollo answered with an error status. Subclasses name the common ones."""
 

@@ -7,13 +7,17 @@ The environment names are a public contract: ``APOLLO_API_KEY``,
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from apollo_frames.core.errors import ConfigurationError
 
 DEFAULT_BASE_URL = "https://api.apollo.io/api/v1"
 DAY = 86_400
+#: The largest answer the client reads (bytes, after decompression); Apollo's are far smaller.
+DEFAULT_MAX_RESPONSE_BYTES = 50 * 1024 * 1024
 
 #: Requests per (minute, hour, day) that seed the limiter before Apollo's
 #: headers tell the real numbers. ``None`` means no limit in that window.
@@ -23,6 +27,17 @@ PLAN_PRESETS: dict[str, tuple[int | None, int | None, int | None]] = {
     "free": (50, 200, 600),
     "paid": (1000, None, None),
 }
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (127.0.0.0/8, ::1 or localhost), where http:// stays local."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_cache_dir() -> Path:
@@ -45,6 +60,8 @@ class Settings:
     rate_limits: tuple[int | None, int | None, int | None] | None = None
     cache_ttl: float = 30 * DAY
     search_cache_ttl: float = 1 * DAY
+    allow_insecure_http: bool = False
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @classmethod
     def resolve(cls, **explicit) -> Settings:
@@ -66,10 +83,10 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        if "?" in self.base_url or "api_key" in self.base_url.lower():
-            raise ConfigurationError("base_url must not carry a query string; the key goes in APOLLO_API_KEY")
+        self._validate_base_url()
+        if isinstance(self.max_response_bytes, bool) or not isinstance(self.max_response_bytes, int) \
+                or self.max_response_bytes <= 0:
+            raise ConfigurationError(f"max_response_bytes must be a positive integer, got {self.max_response_bytes!r}")
         if not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= 64:
             raise ConfigurationError(f"concurrency must be an integer from 1 to 64, got {self.concurrency!r}")
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 20:
@@ -82,6 +99,20 @@ class Settings:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.api_key is not None and (not isinstance(self.api_key, str) or any(c.isspace() for c in self.api_key)):
             raise ConfigurationError("api_key must be a string without whitespace")
+
+    def _validate_base_url(self) -> None:
+        """Refuse a base URL that could leak the key: a query string, or plain http:// off this machine."""
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        if "?" in self.base_url or "api_key" in self.base_url.lower():
+            raise ConfigurationError("base_url must not carry a query string; the key goes in APOLLO_API_KEY")
+        if not isinstance(self.allow_insecure_http, bool):
+            raise ConfigurationError(f"allow_insecure_http must be True or False, got {self.allow_insecure_http!r}")
+        if self.base_url.startswith("http://") and not self.allow_insecure_http and not is_loopback(self.base_url):
+            raise ConfigurationError(
+                f"base_url {self.base_url!r} is plain http://: the API key would travel in clear. Use https://, "
+                "a loopback address (127.0.0.1, ::1, localhost), or pass allow_insecure_http=True if you must."
+            )
 
     @property
     def limits(self) -> tuple[int | None, int | None, int | None]:

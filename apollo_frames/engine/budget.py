@@ -31,6 +31,21 @@ def check_credits(name: str, value: Any) -> float | None:
     return float(value)
 
 
+def trusted_credits(reported: Any, worst: float) -> tuple[float, bool]:
+    """(credits to count, whether the server's figure was believed) for one request whose worst case is ``worst``.
+
+    A figure is believed when it is a finite number from 0 to the worst case.
+    Anything else (-100, NaN, infinity, text, more than the request could
+    cost) counts as the worst case, so a lying server can neither lift the
+    ``max_credits`` cap nor break the ledger; the caller flags it unverified.
+    """
+    if isinstance(reported, bool) or not isinstance(reported, (int, float)):
+        return float(worst), False
+    if not math.isfinite(reported) or reported < 0 or reported > worst + EPSILON:
+        return float(worst), False
+    return float(reported), True
+
+
 class Budget:
     """Credits spent and reserved by one call, shared by its threads. ``max_credits=None``: no cap."""
 

@@ -8,14 +8,20 @@ at once. Every failure is sorted by one rule, :func:`classify`:
 
 * **fatal** (refused key, missing permission, bad configuration): stop
   sending; the caller raises the error at the end (:meth:`StopSignal.raise_fatal`);
-* **stop** (a rate limit beyond the client's wait cap): stop sending; the
-  rows not sent are ``skipped`` with the reason;
+* **stop** (a rate limit beyond the client's wait cap, or the circuit
+  breaker): stop sending; the rows not sent are ``skipped`` with the reason;
 * **error** (any other :class:`~apollo_frames.core.errors.ApolloError`): this
   task's rows fail, the run goes on.
 
 Anything else is a bug and is raised at once. A :class:`StopSignal` may be
 shared by several runs (the chunks of one file run): once one of them stops,
 the others send nothing more.
+
+A :class:`CircuitBreaker` counts tasks that got no answer at all (connection
+failures and timeouts, after the client's own retries) per API path: after
+``BREAKER_THRESHOLD`` in a row the task that tripped it and every task not yet
+started are ``skipped`` with one message naming the host, instead of hours of
+retries against a dead host. Any other outcome on that path resets the count.
 """
 
 from __future__ import annotations
@@ -26,10 +32,15 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
+from apollo_frames.client.http import endpoint_of
 from apollo_frames.core.errors import (
+    APIConnectionError,
+    APITimeoutError,
     ApolloError,
     AuthenticationError,
+    CircuitOpenError,
     ConfigurationError,
     PermissionDeniedError,
     RateLimitError,
@@ -48,13 +59,15 @@ class Failure(enum.Enum):
 
 
 _FATAL = (AuthenticationError, PermissionDeniedError, ConfigurationError)
+#: Tasks in a row that got no answer (connection failures, timeouts) on one path before the run stops.
+BREAKER_THRESHOLD = 5
 
 
 def classify(exc: BaseException) -> Failure | None:
     """The one failure rule; None for an exception that is not an ApolloError (a bug: raised at once)."""
     if isinstance(exc, _FATAL):
         return Failure.FATAL
-    if isinstance(exc, RateLimitError):
+    if isinstance(exc, (RateLimitError, CircuitOpenError)):
         return Failure.STOP
     if isinstance(exc, ApolloError):
         return Failure.ERROR
@@ -92,8 +105,12 @@ class StopSignal:
 
     def fail(self, exc: ApolloError, failure: Failure) -> None:
         """Stop for a fatal or stop failure, with the reason the operations report."""
-        if failure is not Failure.ERROR:
-            self.stop(f"rate limit: {exc}" if failure is Failure.STOP else f"stopped: {exc}", exc)
+        if failure is Failure.ERROR:
+            return
+        if isinstance(exc, RateLimitError):
+            self.stop(f"rate limit: {exc}", exc)
+        else:  # the breaker's message says it stopped; a fatal error does not
+            self.stop(str(exc) if isinstance(exc, CircuitOpenError) else f"stopped: {exc}", exc)
 
     @property
     def rate_limit(self) -> RateLimitError | None:
@@ -130,6 +147,39 @@ class Outcome(Generic[T, R]):
         return "error", str(self.error)
 
 
+class CircuitBreaker:
+    """Counts tasks in a row that got no answer, per endpoint (record ids collapsed); trips at ``threshold`` (see the module docstring)."""
+
+    def __init__(self, threshold: int = BREAKER_THRESHOLD, host: str | None = None):
+        self.threshold = max(1, int(threshold))
+        self.host = host
+        self._streaks: dict[str | None, int] = {}
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(threshold={self.threshold}, host={self.host!r})"
+
+    def answered(self) -> None:
+        """A task got its answer: the host is up, every count starts again."""
+        self._streaks.clear()
+
+    def failed(self, exc: ApolloError) -> CircuitOpenError | None:
+        """Count a failed task; the error to stop with when it trips the breaker, else None."""
+        endpoint = endpoint_of("GET", str(getattr(exc, "path", None) or ""))  # record ids collapsed
+        if not isinstance(exc, APIConnectionError) or isinstance(exc, CircuitOpenError):
+            self._streaks.pop(endpoint, None)  # an answer, even an error one: the host is up
+            return None
+        streak = self._streaks[endpoint] = self._streaks.get(endpoint, 0) + 1
+        if streak < self.threshold:
+            return None
+        what = "timed out" if isinstance(exc, APITimeoutError) else "failed to connect"
+        where = f"Apollo at {self.host}" if self.host else "Apollo"
+        return CircuitOpenError(
+            f"{where} did not answer {streak} requests in a row ({what}): stopped sending; "
+            "check the network and the base URL (APOLLO_BASE_URL), then run again",
+            path=exc.path, attempts=exc.attempts,
+        )
+
+
 class Wait(enum.Enum):
     """A source's answer "nothing can start until a running task finishes" (e.g. the budget waits)."""
 
@@ -144,15 +194,18 @@ Source = Callable[[], T | Wait | None]
 class Executor:
     """Runs tasks on up to ``concurrency`` threads until the source is empty or the stop signal is set."""
 
-    def __init__(self, concurrency: int, stop: StopSignal | None = None, *, name: str = "apollo"):
+    def __init__(self, concurrency: int, stop: StopSignal | None = None, *, name: str = "apollo",
+                 breaker: CircuitBreaker | None = None):
         self.concurrency = max(1, int(concurrency))
         self.stop = stop if stop is not None else StopSignal()
         self.name = name
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
 
     @classmethod
     def for_client(cls, client: Any, stop: StopSignal | None = None, *, name: str = "apollo") -> Executor:
-        """An executor as wide as the client's ``settings.concurrency``."""
-        return cls(getattr(client.settings, "concurrency", 1), stop, name=name)
+        """An executor as wide as the client's ``settings.concurrency``, its breaker naming the client's host."""
+        host = urlsplit(str(getattr(client.settings, "base_url", ""))).netloc or None
+        return cls(getattr(client.settings, "concurrency", 1), stop, name=name, breaker=CircuitBreaker(host=host))
 
     def run(self, source: Source[T], work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None]) -> None:
         """Start tasks from ``source`` while a slot is free; hand each outcome to ``on_done`` as it finishes."""
@@ -198,11 +251,18 @@ class Executor:
         return bool(inflight)
 
     def _outcome(self, task: T, future: Future[R]) -> Outcome[T, R]:
-        """The task's outcome; the one place failures are judged (a circuit breaker would count them here)."""
+        """The task's outcome; the one place failures are judged (and counted by the circuit breaker)."""
         try:
-            return Outcome(task, value=future.result())
+            value = future.result()
         except ApolloError as exc:
-            failure = classify(exc)
+            tripped = self.breaker.failed(exc)
+            if tripped is not None:
+                self.stop.fail(tripped, Failure.STOP)
+            # a write that may have happened keeps its own error (outcome unknown); any other trip is skipped
+            error = tripped if tripped is not None and not getattr(exc, "outcome_unknown", False) else exc
+            failure = classify(error)
             assert failure is not None
-            self.stop.fail(exc, failure)
-            return Outcome(task, error=exc, failure=failure)
+            self.stop.fail(error, failure)
+            return Outcome(task, error=error, failure=failure)
+        self.breaker.answered()
+        return Outcome(task, value=value)

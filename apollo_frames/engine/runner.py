@@ -25,7 +25,7 @@ from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import warn
 from apollo_frames.engine.assemble import assemble_frame, new_columns
-from apollo_frames.engine.budget import Budget, check_credits
+from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -48,8 +48,9 @@ class Operation:
     batch_size: int
     #: (records, options) -> JSON body
     build_payload: Callable[[list[dict], dict], dict]
-    #: (records, response body) -> (one result or None per record, credits charged)
-    parse: Callable[[list[dict], Any], tuple[list[dict | None], float]]
+    #: (records, response body) -> (one result or None per record, credits the server says it charged);
+    #: the runner believes that figure only within [0, worst case] (``engine.budget.trusted_credits``)
+    parse: Callable[[list[dict], Any], tuple[list[dict | None], Any]]
     #: options -> worst-case credits for one record
     worst_credits: Callable[[dict], float]
     #: results -> table in the declared schema
@@ -248,6 +249,8 @@ def execute(
     sender.skip_pending(reason or "not sent")
     summary.api_calls = client.stats.requests - requests_before
     summary.credits_consumed = sender.budget.spent
+    summary.stopped_reason = reason
+    sender.warn_unverified()
     executor.stop.raise_fatal()
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
 
@@ -259,6 +262,9 @@ class _Answer:
     response: Any
     results: list[dict | None]
     credits: float
+    #: False when the server's credit figure was not believable (``credits`` is then the worst case)
+    verified: bool = True
+    reported: Any = None
 
 
 class _Sender:
@@ -276,6 +282,7 @@ class _Sender:
             self.outcome[j] = "matched" if matched else "no_match"
         self.pending = deque(plan.to_fetch)
         self.budget_reason: str | None = None
+        self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
 
     def next_batch(self) -> list[int] | Wait | None:
         """The next batch: a full one, a smaller last one the budget still allows, WAIT, or None."""
@@ -293,8 +300,9 @@ class _Sender:
         """One bulk call (on a worker thread)."""
         records = [self.plan.unique_records[j] for j in batch]
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
-        results, credits = self.op.parse(records, response.data)
-        return _Answer(response, results, credits)
+        results, reported = self.op.parse(records, response.data)
+        credits, verified = trusted_credits(reported, len(batch) * self.worst)
+        return _Answer(response, results, credits, verified, reported)
 
     def on_done(self, done: Outcome[list[int], _Answer]) -> None:
         batch, answer = done.task, done.value
@@ -319,7 +327,10 @@ class _Sender:
         cache.set_many(entries, ttl=self.ttl)
         if self.ledger is not None:
             self.ledger.note_limits(op.endpoint, parse_rate_headers(answer.response.headers))
-            self._record(batch, sum(v is not None for v in answer.results), answer.credits, answer.response.status_code)
+            self._record(batch, sum(v is not None for v in answer.results), answer.credits, answer.response.status_code,
+                         unverified=not answer.verified)
+        if not answer.verified:
+            self.unverified.append(answer.reported)
 
     def _failed(self, batch: list[int], done: Outcome[list[int], _Answer]) -> None:
         status, message = done.row_status("sent")
@@ -329,10 +340,21 @@ class _Sender:
             self._record(batch, 0, 0.0, getattr(done.error, "status_code", None) or 0)
             self.bar.update(len(batch))
 
-    def _record(self, batch: list[int], matched: int, credits: float, status: int) -> None:
+    def _record(self, batch: list[int], matched: int, credits: float, status: int, *, unverified: bool = False) -> None:
         if self.ledger is not None:
             self.ledger.record(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
-                               records_sent=len(batch), records_matched=matched, credits=credits, status=status)
+                               records_sent=len(batch), records_matched=matched, credits=credits, status=status,
+                               unverified=unverified)
+
+    def warn_unverified(self) -> None:
+        """One warning for the batches whose credit figure was not believed (counted at their worst case)."""
+        if self.unverified:
+            shown = ", ".join(repr(v) for v in self.unverified[:3]) + (", ..." if len(self.unverified) > 3 else "")
+            warn(
+                f"{self.op.name}: Apollo reported credits_consumed {shown} for {len(self.unverified)} batch(es): not a "
+                f"number from 0 to the batch's worst case. Each was counted at its worst case ({self.worst:g} credits "
+                "per record) against max_credits and recorded in the ledger flagged unverified."
+            )
 
     def skip_pending(self, reason: str) -> None:
         for j in self.pending:

@@ -70,7 +70,7 @@ class Summary:
         """Add another part's counters to these (a file run's chunks); returns self.
 
         Every number is summed except those in ``_not_summed``; text, flags
-        and dicts keep this summary's values.
+        and dicts keep this summary's values (a missing one takes the other's).
         """
         values = other.to_dict() if isinstance(other, Summary) else other
         for f in dataclasses.fields(self):
@@ -78,6 +78,8 @@ class Summary:
             theirs: Any = values.get(f.name)
             if f.name not in self._not_summed and _is_count(theirs):
                 setattr(self, f.name, (mine if _is_count(mine) else 0) + theirs)
+            elif mine is None and theirs is not None:  # e.g. the chunk that stopped gives the stopped_reason
+                setattr(self, f.name, theirs)
         return self
 
     def _title(self) -> str:
@@ -110,6 +112,8 @@ class RunSummary(Summary):
     elapsed_s: float = 0.0
     run_id: str = ""
     skipped_credits_max: float = 0
+    #: why the run stopped sending before the end (credit budget, rate limit, circuit breaker), if it did
+    stopped_reason: str | None = None
 
     _hidden = frozenset({"operation", "skipped_credits_max"})
 

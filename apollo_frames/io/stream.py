@@ -300,6 +300,8 @@ def enrich_parquet(
     out = _file_result(summary.to_dict(), dst, chunks, limit)
     if limit is not None:
         out["message"] = _rate_limit_message(limit, summary.skipped, "what is done comes from the cache.")
+    elif summary.skipped and stop.stopped:  # e.g. the circuit breaker: the host did not answer
+        out["message"] = f"{summary.skipped:,} rows were skipped: {stop.reason}. What is done comes from the cache."
     elif summary.skipped:
         out["message"] = (
             f"{summary.skipped:,} rows were skipped (credit budget); finishing them would cost at most "

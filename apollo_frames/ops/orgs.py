@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import ORGS, resolve
@@ -59,13 +59,22 @@ def _org_domains(org: dict) -> list[str]:
 
 
 def _parse(records: list[dict], data: Any) -> tuple[list[dict | None], float]:
+    """Each requested domain's organization (None for a miss), and the credits: one per organization returned.
+
+    ``organizations`` must be a list of objects; any other shape is an error
+    for the batch (nothing cached), never a no-match.
+    """
     orgs = data.get("organizations") if isinstance(data, dict) else None
-    orgs = [o for o in (orgs or []) if isinstance(o, dict)]
+    if not isinstance(orgs, list):
+        raise unusable_answer(ENDPOINT, f"'organizations' is {type(orgs).__name__}, not a list of organizations")
+    for i, org in enumerate(orgs):
+        if not isinstance(org, dict):
+            raise unusable_answer(ENDPOINT, f"organization {i} is {type(org).__name__}, not an object")
     by_domain: dict[str, dict] = {}
     for org in orgs:
         for domain in _org_domains(org):
             by_domain.setdefault(domain, org)
-    # bulk_enrich reports no credits; Apollo charges one per organization returned.
+    # bulk_enrich reports no credits; Apollo charges one per organization returned (the runner caps it).
     return [by_domain.get(r["domain"]) for r in records], float(len(orgs))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, resolve
@@ -89,17 +89,27 @@ def _payload(records: list[dict], options: dict) -> dict:
     return body
 
 
-def _parse(records: list[dict], data: Any) -> tuple[list[dict | None], float]:
+def _parse(records: list[dict], data: Any) -> tuple[list[dict | None], Any]:
+    """One person (or None for a miss) per detail, and the credits Apollo reports (the runner checks the figure).
+
+    An answer not in the documented shape (``matches`` not a list, a string
+    where a person should be) is an error for the whole batch: nothing of it
+    is cached, so no row is ever stored as a no-match on a malformed answer.
+    """
     matches = data.get("matches") if isinstance(data, dict) else None
-    if not isinstance(matches, list) or len(matches) != len(records):
+    if not isinstance(matches, list):
+        raise unusable_answer(ENDPOINT, f"'matches' is {type(matches).__name__}, not a list of people")
+    if len(matches) != len(records):
         raise ApolloError(
-            f"bulk_match answered {len(matches) if isinstance(matches, list) else 'no'} matches "
-            f"for {len(records)} details; cannot align them"
+            f"bulk_match answered {len(matches)} matches for {len(records)} details; cannot align them"
         )
+    for i, match in enumerate(matches):
+        if match is not None and not isinstance(match, dict):
+            raise unusable_answer(ENDPOINT, f"match {i} is {type(match).__name__}, not a person or null")
     credits = data.get("credits_consumed")
-    if not isinstance(credits, (int, float)):
+    if credits is None:  # not reported: Apollo charges 1 per match
         credits = sum(1 for m in matches if m)
-    return [m if isinstance(m, dict) else None for m in matches], float(credits)
+    return list(matches), credits
 
 
 def _worst(options: dict) -> float:

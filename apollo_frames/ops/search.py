@@ -18,7 +18,8 @@
   ``org.id`` -> ``organization_ids``, ``title`` -> ``person_titles``, ...; see
   ``filters.COLUMN_ALIASES``) and combined with the keyword filters. Identical
   queries are sent once; every row gets its own copy of the results, tagged
-  with ``apollo_input_index`` (the input row's index label).
+  with ``apollo_input_index`` (the input row's index label; a MultiIndex label as JSON text of
+  its list of levels, ``'["batch", 3]'``).
 
 Filters are validated before any request (see ``apollo_frames.core.filters``).
 Pages are fetched with ``per_page=100`` until ``max_results``, the last page,
@@ -32,6 +33,7 @@ no request and no credit.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 import uuid
@@ -41,7 +43,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import client_scope, unusable_answer
 from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
@@ -55,7 +57,7 @@ from apollo_frames.core.paginate import (
     read_page,
 )
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
-from apollo_frames.engine.budget import Budget
+from apollo_frames.engine.budget import Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.runner import check_flags
@@ -236,20 +238,38 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
     cost = PAGE_CREDITS[kind]
     try:
         response = client.post(flt.ENDPOINTS[kind], json=body)
+        _check_page(kind, response.data)
     except BaseException:
         budget.settle(cost, 0.0)
         raise
     data = _trim(response.data, kind)
     returned = len(data[RECORDS_KEY[kind]])
-    credits = cost if returned else 0.0
+    # Apollo reports no credits for a page (it charges one per organization page with results); a figure a server
+    # does report is believed only within [0, the page's worst case].
+    credits, verified = trusted_credits(response.data.get("credits_consumed", cost if returned else 0.0), cost)
+    if not verified:
+        warn(f"{OPERATION[kind]}: Apollo reported credits_consumed {response.data.get('credits_consumed')!r} for a "
+             f"page: not a number from 0 to {cost:g}. Counted {cost:g} and recorded in the ledger flagged unverified.")
     budget.settle(cost, credits)
     client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
     if ledger_rows is not None:
         # One query page sent; "matched" when it returned results (= paid, for orgs).
         entry = {"run_id": run_id, "operation": OPERATION[kind], "endpoint": flt.ENDPOINTS[kind], "records_sent": 1,
-                 "records_matched": 1 if returned else 0, "credits": credits, "status": response.status_code}
+                 "records_matched": 1 if returned else 0, "credits": credits, "status": response.status_code,
+                 "unverified": not verified}
         ledger_rows.append((entry, flt.ENDPOINTS[kind], response.headers))
     return data
+
+
+def _check_page(kind: str, data: Any) -> None:
+    """Refuse a page not in the documented shape (an object with a list of objects), so it is never cached."""
+    key = RECORDS_KEY[kind]
+    records = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(records, list):
+        raise unusable_answer(flt.ENDPOINTS[kind], f"'{key}' is {type(records).__name__}, not a list")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise unusable_answer(flt.ENDPOINTS[kind], f"{key} {i} is {type(record).__name__}, not an object")
 
 
 def _flush_ledger(ledger, rows: list) -> None:
@@ -430,6 +450,9 @@ def search_orgs(
 
 
 def _json_label(label: Any) -> Any:
+    """An index label as a JSON-friendly value; a MultiIndex label (a tuple) as JSON text of its list."""
+    if isinstance(label, tuple):
+        return json.dumps([_json_label(part) for part in label], default=str)
     if hasattr(label, "item") and not isinstance(label, (str, bytes)):
         try:
             label = label.item()
@@ -708,8 +731,20 @@ def _fan_out(frame: pd.DataFrame, kind: str, row_query: list[int], searched: _Se
             take.extend(range(offsets[j], offsets[j] + len(res.records)))
             positions.extend([pos] * len(res.records))
     flat = _to_pandas(_flatten(kind, all_records).take(pa.array(take, type=pa.int64())))
-    labels = pd.Series(frame.index.take(positions), name=INPUT_INDEX).reset_index(drop=True)
-    return pd.concat([labels, flat], axis=1), counts
+    return pd.concat([_input_labels(frame.index, positions), flat], axis=1), counts
+
+
+def _input_labels(index: pd.Index, positions: list[int]) -> pd.Series:
+    """The ``apollo_input_index`` column: each result's input row label.
+
+    A MultiIndex label becomes JSON text (a list, one item per level:
+    ``'["batch", 3]'``), so the column stays one plain column that Parquet and
+    CSV can write; ``tuple(json.loads(text))`` gives the label back.
+    """
+    taken = index.take(positions)
+    if isinstance(index, pd.MultiIndex):
+        return pd.Series([_json_label(label) for label in taken], name=INPUT_INDEX, dtype="string")
+    return pd.Series(taken, name=INPUT_INDEX).reset_index(drop=True)
 
 
 def _sum_up_rows(summary: SearchSummary, searched: _Searched, counts: _RowCounts, prep: RowQueries, rows: int,

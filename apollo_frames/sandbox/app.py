@@ -1390,4 +1390,5 @@ def client_for(app: Any = None, **kwargs: Any) -> ApolloClient:
     kwargs.setdefault("base_url", SANDBOX_BASE_URL)
     kwargs.setdefault("cache_namespace", "sandbox")
     kwargs.setdefault("plan", "paid")
+    kwargs.setdefault("allow_insecure_http", True)  # nothing leaves the process: the transport is the app
     return ApolloClient(transport=httpx.WSGITransport(app=app), **kwargs)
