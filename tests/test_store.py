@@ -389,7 +389,7 @@ def test_a_version_1_ledger_is_migrated_in_place(tmp_path):
     with Ledger(path) as ledger:
         assert list(ledger.frame()["status"]) == ["settled"] and ledger.total_credits() == 2.0
         assert ledger.in_doubt() == (0, 0.0)
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)  # 3: the unverified flag
 
 
 # -- leases across processes ---------------------------------------------------------------------
