@@ -365,7 +365,7 @@ def test_wrong_shape_is_an_error_and_never_cached(tmp_path, body, says):
         return httpx.Response(200, json=body)
 
     client = make_client(tmp_path, handler)
-    for run in range(2):
+    for _ in range(2):
         result = enrich_people(emails(3), client=client, progress=False)
         assert (result["apollo_status"] == "error").all()
         assert result["apollo_error"].str.contains(says, regex=False).all()

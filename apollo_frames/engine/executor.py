@@ -148,7 +148,10 @@ class Outcome(Generic[T, R]):
 
 
 class CircuitBreaker:
-    """Counts tasks in a row that got no answer, per endpoint (record ids collapsed); trips at ``threshold`` (see the module docstring)."""
+    """Counts tasks in a row that got no answer, per endpoint (record ids collapsed); trips at ``threshold``.
+
+    See the module docstring.
+    """
 
     def __init__(self, threshold: int = BREAKER_THRESHOLD, host: str | None = None):
         self.threshold = max(1, int(threshold))
