@@ -26,6 +26,7 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.engine.budget import trusted_credits
 from apollo_frames.ops.people import enrich_people
+from apollo_frames.sandbox import DEFAULT_API_KEY as DEFAULT_KEY
 from apollo_frames.sandbox import client_for
 
 BASE = "https://apollo.test/api/v1"
@@ -612,3 +613,54 @@ def test_an_echoed_key_reaches_neither_the_frame_nor_the_cache(tmp_path):
     again = make_client(tmp_path, lambda request: pytest.fail("sent a request for a cached answer"))
     assert (enrich_people(emails(3), client=again, progress=False)["apollo_status"] == "matched").all()
     again.close()
+
+
+# -- the sandbox's hostile switches, end to end -------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_sandbox(small_config):
+    from apollo_frames.sandbox import Sandbox
+
+    return Sandbox(small_config, clock=FakeClock())
+
+
+@pytest.mark.parametrize("fault", ["deep_json", "bad_gzip", "trickle=0.3", "oversized=60000000", "wrong_shape",
+                                   "credits_consumed=nan", "credits_consumed=-100", "credits_consumed=1e300"])
+def test_each_hostile_sandbox_answer_is_a_row_status(hostile_sandbox, tmp_path, fault):
+    sb = hostile_sandbox
+    people = [p for p in sb.world.people if p.get("email")][:15]
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    sb.inject(fault, path="people/bulk_match")
+    with sb.client(cache_dir=tmp_path / "c", retry_backoff=(0.01, 0.05), max_retries=0, timeout=5) as client:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = frame.apollo.enrich_people(client=client, progress=False, max_credits=15)
+        statuses = result["apollo_status"].value_counts().to_dict()
+        spoiled = 10 if fault.startswith(("deep", "bad", "trickle", "oversized", "wrong")) else 0
+        assert statuses.get("error", 0) == spoiled and statuses.get("matched", 0) == 15 - spoiled
+        assert client.stats.requests == 2  # nothing hammered: one request per batch
+        assert result.attrs["apollo"]["credits_consumed"] <= 15  # the budget holds
+        ledger = client.ledger.frame()
+        if fault.startswith("credits_consumed"):
+            assert ledger["unverified"].tolist() == [True, False] and ledger["credits"].iloc[0] == 10
+        cached = [p.read_bytes() for p in (tmp_path / "c").rglob("*") if p.is_file()]
+        assert not any(DEFAULT_KEY.encode() in blob for blob in cached)
+
+
+def test_echo_key_and_retry_after_switches(hostile_sandbox, tmp_path):
+    sb = hostile_sandbox
+    people = [p for p in sb.world.people if p.get("email")][:3]
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    sb.inject("echo_key", path="people/bulk_match")
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        result = frame.apollo.enrich_people(client=client, progress=False)
+        assert (result["apollo_status"] == "matched").all() and DEFAULT_KEY not in result.to_csv()
+        for value in ("0", "-5", "nan", "past"):
+            sb.inject(f"retry_after={value}", path="organizations/bulk_enrich")
+        before = sb.clock.monotonic()
+        orgs = pd.DataFrame({"domain": [o["primary_domain"] for o in sb.world.orgs[:2] if o.get("primary_domain")]})
+        assert (orgs.apollo.enrich_orgs(client=client, progress=False)["apollo_status"] != "error").all()
+        assert client.stats.rate_limited == 4 and sb.clock.monotonic() - before >= 4 * 1.0
+    files = [p.read_bytes() for p in (tmp_path / "c").rglob("*") if p.is_file()]
+    assert files and not any(DEFAULT_KEY.encode() in blob for blob in files)
