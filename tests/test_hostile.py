@@ -320,6 +320,14 @@ def test_deep_and_gzip_errors_are_response_errors(tmp_path):
         client.close()
 
 
+def test_an_unreadable_answer_to_a_write_leaves_its_outcome_unknown(tmp_path):
+    client = make_client(tmp_path, lambda request: httpx.Response(201, content=deep_body()))
+    with pytest.raises(APIResponseError, match="outcome is unknown") as info:
+        client.request("POST", "contacts/bulk_create", json={"contacts": []}, idempotent=False)
+    assert info.value.outcome_unknown and client.stats.requests == 1
+    client.close()
+
+
 def test_connection_failures_carry_no_key(tmp_path):
     client = make_client(tmp_path, never_answers(), max_retries=1)
     with pytest.raises(APIConnectionError) as info:

@@ -155,8 +155,10 @@ def _error_body(reply: _Reply, key: str) -> Any:
 
 def unusable_answer(path: str, why: str, *, attempts: int = 1, outcome_unknown: bool = False) -> APIResponseError:
     """The typed error for an answer that arrived but cannot be used (nothing of it is kept)."""
+    then = ("The write may or may not have happened: the outcome is unknown." if outcome_unknown
+            else "Nothing from it was kept; run again later.")
     return APIResponseError(
-        f"Apollo's answer to {path} could not be used: {why}. Nothing from it was kept; run again later.",
+        f"Apollo's answer to {path} could not be used: {why}. {then}",
         path=path, attempts=attempts, outcome_unknown=outcome_unknown,
     )
 
