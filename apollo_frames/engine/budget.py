@@ -31,17 +31,20 @@ def check_credits(name: str, value: Any) -> float | None:
     return float(value)
 
 
-def trusted_credits(reported: Any, worst: float) -> tuple[float, bool]:
+def trusted_credits(reported: Any, worst: float, floor: float = 0.0) -> tuple[float, bool]:
     """(credits to count, whether the server's figure was believed) for one request whose worst case is ``worst``.
 
-    A figure is believed when it is a finite number from 0 to the worst case.
-    Anything else (-100, NaN, infinity, text, more than the request could
-    cost) counts as the worst case, so a lying server can neither lift the
-    ``max_credits`` cap nor break the ledger; the caller flags it unverified.
+    A figure is believed when it is a finite number from ``floor`` to the
+    worst case. ``floor`` is the least the answer can have cost by Apollo's
+    rules (1 credit per record it returned), so a server that reports 0 for
+    records it sent cannot lift the cap either. Anything else (-100, NaN,
+    infinity, text, more than the request could cost) counts as the worst
+    case, so a lying server can neither lift the ``max_credits`` cap nor break
+    the ledger; the caller flags it unverified.
     """
     if isinstance(reported, bool) or not isinstance(reported, (int, float)):
         return float(worst), False
-    if not math.isfinite(reported) or reported < 0 or reported > worst + EPSILON:
+    if not math.isfinite(reported) or reported < floor - EPSILON or reported > worst + EPSILON:
         return float(worst), False
     return float(reported), True
 

@@ -301,7 +301,9 @@ class _Sender:
         records = [self.plan.unique_records[j] for j in batch]
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
         results, reported = self.op.parse(records, response.data)
-        credits, verified = trusted_credits(reported, len(batch) * self.worst)
+        # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed
+        returned = sum(1 for r in results if r is not None)
+        credits, verified = trusted_credits(reported, len(batch) * self.worst, floor=float(returned))
         return _Answer(response, results, credits, verified, reported)
 
     def on_done(self, done: Outcome[list[int], _Answer]) -> None:
@@ -352,7 +354,7 @@ class _Sender:
             shown = ", ".join(repr(v) for v in self.unverified[:3]) + (", ..." if len(self.unverified) > 3 else "")
             warn(
                 f"{self.op.name}: Apollo reported credits_consumed {shown} for {len(self.unverified)} batch(es): not a "
-                f"number from 0 to the batch's worst case. Each was counted at its worst case ({self.worst:g} credits "
+                f"number from 1 per record returned to the batch's worst case. Each was counted at its worst case ({self.worst:g} credits "
                 "per record) against max_credits and recorded in the ledger flagged unverified."
             )
 

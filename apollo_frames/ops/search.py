@@ -246,7 +246,8 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
     returned = len(data[RECORDS_KEY[kind]])
     # Apollo reports no credits for a page (it charges one per organization page with results); a figure a server
     # does report is believed only within [0, the page's worst case].
-    credits, verified = trusted_credits(response.data.get("credits_consumed", cost if returned else 0.0), cost)
+    charged = cost if returned else 0.0  # a page with results costs its credit, whatever the server says
+    credits, verified = trusted_credits(response.data.get("credits_consumed", charged), cost, floor=charged)
     if not verified:
         warn(f"{OPERATION[kind]}: Apollo reported credits_consumed {response.data.get('credits_consumed')!r} for a "
              f"page: not a number from 0 to {cost:g}. Counted {cost:g} and recorded in the ledger flagged unverified.")
