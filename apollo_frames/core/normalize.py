@@ -258,9 +258,8 @@ def normalize_domain(v: object) -> Result:
     host, why = normalize_host(v)
     if host is None:
         return None, why
-    if host == "linkedin.com" or host.endswith(".linkedin.com"):
-        if _LINKEDIN.match(" ".join(str(v).split()).lower()):
-            return None, f"invalid domain {_echo(str(v).strip())}: a LinkedIn page, not the organisation's website"
+    if (host == "linkedin.com" or host.endswith(".linkedin.com")) and _LINKEDIN.match(str(v).strip().lower()):
+        return None, f"invalid domain {_echo(str(v).strip())}: a LinkedIn page, not the organisation's website"
     registrable = registrable_domain(host)
     if registrable is None:
         return None, f"invalid domain {_echo(host)}: a public suffix (like co.uk), not an organisation's domain"
