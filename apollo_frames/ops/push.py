@@ -27,8 +27,10 @@ Decisions, all visible in the report:
   ``{"col": None}`` ignores a column. Several columns for one field are sent
   as the row's first non-empty of them. A column
   named ``custom.<field_id>`` (or mapped to ``"custom.<field_id>"``) is sent as
-  ``typed_custom_fields[<field_id>]``. Other columns are ignored and listed
-  once in a warning. Empty cells are not sent, so a push never blanks a field
+  ``typed_custom_fields[<field_id>]``. A contact's full-name column
+  (``Person - Name``, ``Full Name``, ``Name``) is split by nameparser into the
+  first and last name a row lacks (:func:`split_full_name`); it is never sent
+  itself. Other columns are ignored and listed once in a warning. Empty cells are not sent, so a push never blanks a field
   in Apollo.
 * **Validation, before any write.** Contacts need an email, accounts a domain
   (the dedupe keys; in ``update`` mode the Apollo id is the key instead).
@@ -108,6 +110,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+from nameparser import HumanName
 
 from apollo_frames.client.http import client_scope
 from apollo_frames.core import normalize as nz
@@ -164,7 +167,7 @@ CUSTOM_PREFIX = "custom."
 class Field(FieldSpec):
     """One pushable field: the names it is recognised by (a :class:`FieldSpec`), how it is read, where it is sent."""
 
-    #: "email", "domain", "linkedin", "phone", "labels" or "text"
+    #: "email", "domain", "linkedin", "phone", "labels", "full_name" (split, never sent) or "text"
     kind: str = "text"
     #: key in a bulk_create record (None: not sent on create)
     create_as: str | None = None
@@ -189,6 +192,8 @@ CONTACT_FIELDS: tuple[Field, ...] = (
     _f("email", PERSON_ALIASES["email"], "email"),
     _f("first_name", PERSON_ALIASES["first_name"]),
     _f("last_name", PERSON_ALIASES["last_name"]),
+    # a full name is never sent: it fills first_name / last_name when the row has none (split_full_name)
+    _f("name", PERSON_ALIASES["name"], "full_name", None, None),
     _f("title", ("Job Title", "Position", "Designation", "Contact Title", "Lead Title", "Person - Job title",
                  "person.title")),
     _f("organization_name", PERSON_ALIASES["organization_name"] + ("person.organization.name",)),
@@ -366,6 +371,7 @@ _READERS: dict[str, Callable[[object], tuple[Any, str | None]]] = {
     "linkedin": nz.normalize_linkedin_url,
     "labels": _labels,
     "text": nz.clean_text,
+    "full_name": nz.normalize_name,
     "id": lambda v: nz.clean_text(v, max_len=128),
 }
 
@@ -432,6 +438,29 @@ def _row_values(
     return values, custom, problems
 
 
+def split_full_name(text: str) -> tuple[str | None, str | None]:
+    """(first, last) of a full name, by nameparser: ``'Dr. Juan de la Vega III'`` -> ``('Juan', 'de la Vega')``.
+
+    Titles, suffixes and middle names are dropped (a contact has no field for
+    them); ``'Doe, Jane'`` is read last-name first. A single word is a first name.
+    """
+    parsed = HumanName(text)
+    return parsed.first or None, parsed.last or None
+
+
+def _fill_names(target: Target, values: dict[str, Any]) -> None:
+    """Replace a row's full name by the first and last name it lacks (never overriding its own)."""
+    field = target.field("name")
+    if field is None or field.kind != "full_name" or "name" not in values:
+        return
+    full = values.pop("name")
+    first, last = split_full_name(full)
+    if first and "first_name" not in values:
+        values["first_name"] = first
+    if last and "last_name" not in values:
+        values["last_name"] = last
+
+
 def _no_key(target: Target, key_field: str) -> str:
     if key_field == "id":
         return (f"no Apollo {target.singular} id: update mode sends each row to PATCH "
@@ -462,6 +491,7 @@ def prepare_rows(
     reasons: list[str | None] = []
     for i in range(len(frame)):
         values, custom, problems = _row_values(target, columns, customs, i, default_region)
+        _fill_names(target, values)
         key = values.get(key_field)
         if key is None and not any(p.startswith((f"{key_field}:", f"invalid {key_field}")) for p in problems):
             problems.insert(0, _no_key(target, key_field))
