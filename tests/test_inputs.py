@@ -57,3 +57,78 @@ def test_push_accounts_name_is_the_account_name():
     frame = pd.DataFrame({"Name": ["Acme Analytics"], "Website": ["https://www.shop.acme.co.uk/x"]})
     records = _records(push_accounts(frame, dry_run=True, progress=False))
     assert records == [{"domain": "acme.co.uk", "name": "Acme Analytics"}]
+
+
+# -- the mapping, visible -------------------------------------------------------------------------
+
+import apollo_frames as af  # noqa: E402
+from apollo_frames.core.columns import ColumnMapping, ColumnMappingError  # noqa: E402
+from apollo_frames.core.filters import FilterError  # noqa: E402
+
+HUBSPOT = ["Record ID", "Email", "Work Email", "First Name", "Last Name", "Company Domain Name", "Website URL", "Notes"]
+
+
+def test_columns_preview_for_enrich_people():
+    mapping = af.columns(pd.DataFrame(columns=HUBSPOT))
+    assert isinstance(mapping, ColumnMapping) and mapping.operation == "enrich_people"
+    assert mapping.fields["email"] == ("Email", "Work Email")
+    assert mapping.fields["domain"] == ("Company Domain Name", "Website URL")
+    table = mapping.to_frame()
+    assert list(table.columns) == ["column", "field", "priority", "how"]
+    assert list(table["column"]) == HUBSPOT  # every input column, in frame order
+    rows = {r.column: r for r in table.itertuples()}
+    assert (rows["Work Email"].field, rows["Work Email"].priority) == ("email", 2)
+    assert pd.isna(rows["Notes"].field) and rows["Notes"].how.startswith("ignored")
+    html = mapping._repr_html_()
+    assert "<table" in html and "Company Domain Name" in html and "enrich_people" in html
+
+
+@pytest.mark.parametrize(
+    "operation, options, expected",
+    [
+        ("enrich_orgs", {}, {"domain": ("Company Domain Name", "Website URL")}),
+        ("enrich-orgs", {}, {"domain": ("Company Domain Name", "Website URL")}),
+        ("push_contacts", {"mode": "insert", "dry_run": True},
+         {"email": ("Email", "Work Email"), "first_name": ("First Name",), "last_name": ("Last Name",),
+          "website_url": ("Website URL",)}),
+        ("push_accounts", {}, {"domain": ("Company Domain Name", "Website URL")}),
+        ("search", {"kind": "orgs"}, {"q_organization_domains_list": ("Company Domain Name",)}),
+        ("search_orgs", {}, {"q_organization_domains_list": ("Company Domain Name",)}),
+    ],
+)
+def test_columns_preview_for_every_operation(operation, options, expected):
+    mapping = af.columns(pd.DataFrame(columns=HUBSPOT), operation, **options)
+    assert mapping.fields == expected
+
+
+def test_columns_preview_takes_overrides_constant_filters_and_a_header():
+    mapping = af.columns(HUBSPOT, "enrich_people", columns={"Notes": "organization_name", "Work Email": None})
+    assert mapping.fields["organization_name"] == ("Notes",) and mapping.fields["email"] == ("Email",)
+    assert dict(mapping.ignored)["Work Email"] == "left out by columns="
+    search = af.columns(["domain", "title"], "search", kind="people", person_titles=["CEO"])
+    assert "person_titles" not in search and "title" in dict(search.ignored)
+
+
+def test_columns_preview_raises_what_the_operation_raises():
+    with pytest.raises(ColumnMappingError, match="not a column of the frame"):
+        af.columns(HUBSPOT, columns={"Nope": "email"})
+    with pytest.raises(ColumnMappingError, match="no column of the frame"):
+        af.columns(["Notes"], "enrich_orgs")
+    with pytest.raises(FilterError):
+        af.columns(HUBSPOT, "search", kind="people", person_titles=[])
+    with pytest.raises(TypeError, match="bogus"):
+        af.columns(HUBSPOT, "enrich_people", bogus=1)
+    with pytest.raises(ValueError, match="operation must be one of"):
+        af.columns(HUBSPOT, "enrich_everything")
+    with pytest.raises(TypeError, match="DataFrame or a list"):
+        af.columns("Email")
+
+
+def test_enrichment_records_its_mapping(client):
+    frame = pd.DataFrame({"Email": ["nobody@nowhere.example", None], "Work Email": [None, "x@nowhere.example"],
+                          "Notes": ["a", "b"]})
+    result = frame.apollo.enrich_people(client=client, progress=False)
+    assert result.attrs["apollo"]["columns"] == {"email": ["Email", "Work Email"]}
+    assert result.attrs["apollo"]["columns"] == af.columns(frame).to_dict()
+    orgs = pd.DataFrame({"Website URL": ["https://www.shop.acme.co.uk/x"]}).apollo.enrich_orgs(client=client, progress=False)
+    assert orgs.attrs["apollo"]["columns"] == {"domain": ["Website URL"]}
