@@ -7,6 +7,9 @@ import json
 import pandas as pd
 import pytest
 
+import apollo_frames as af
+from apollo_frames.core.columns import ColumnMapping, ColumnMappingError
+from apollo_frames.core.filters import FilterError
 from apollo_frames.ops.push import push_accounts, push_contacts, split_full_name
 
 
@@ -61,9 +64,6 @@ def test_push_accounts_name_is_the_account_name():
 
 # -- the mapping, visible -------------------------------------------------------------------------
 
-import apollo_frames as af  # noqa: E402
-from apollo_frames.core.columns import ColumnMapping, ColumnMappingError  # noqa: E402
-from apollo_frames.core.filters import FilterError  # noqa: E402
 
 HUBSPOT = ["Record ID", "Email", "Work Email", "First Name", "Last Name", "Company Domain Name", "Website URL", "Notes"]
 
