@@ -180,6 +180,7 @@ def test_host_keeps_subdomains(value, expected):
         ("com.au", "public suffix"),
         ("https://www.linkedin.com/company/acme-corp", "LinkedIn page"),
         ("linkedin.com/in/jane-doe", "LinkedIn page"),
+        ("https://www.linkedin.com/sales/company/1234567", "LinkedIn page"),  # a Sales Navigator scrape's companyUrl
         ("xn--zz.de", "international"),
         ("☃.example", "international"),
     ],

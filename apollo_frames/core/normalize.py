@@ -258,7 +258,7 @@ def normalize_domain(v: object) -> Result:
     host, why = normalize_host(v)
     if host is None:
         return None, why
-    if (host == "linkedin.com" or host.endswith(".linkedin.com")) and _LINKEDIN.match(str(v).strip().lower()):
+    if (host == "linkedin.com" or host.endswith(".linkedin.com")) and _LINKEDIN_PAGE.search(str(v).lower()):
         return None, f"invalid domain {_echo(str(v).strip())}: a LinkedIn page, not the organisation's website"
     registrable = registrable_domain(host)
     if registrable is None:
@@ -270,6 +270,8 @@ def normalize_domain(v: object) -> Result:
 _LINKEDIN = re.compile(
     r"^(?:https?://)?(?:[a-z0-9-]+\.)?linkedin\.com(?::\d+)?/(in|company)/([^/?#\s]+)/?(?:[/?#].*)?$"
 )
+#: a linkedin.com address with a path: a profile or company page (a scraper's ``companyUrl``), not a website
+_LINKEDIN_PAGE = re.compile(r"linkedin\.com(?::\d+)?/+[^/?#\s]")
 _LINKEDIN_HOST = re.compile(r"^(?:https?://)?(?:[a-z0-9-]+\.)?linkedin\.com(?:[:/?#]|$)")
 
 

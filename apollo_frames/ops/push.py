@@ -30,7 +30,10 @@ Decisions, all visible in the report:
   ``typed_custom_fields[<field_id>]``. A contact's full-name column
   (``Person - Name``, ``Full Name``, ``Name``) is split by nameparser into the
   first and last name a row lacks (:func:`split_full_name`); it is never sent
-  itself. Other columns are ignored and listed once in a warning. Empty cells are not sent, so a push never blanks a field
+  itself. Apollo ids (``id``, ``owner_id``, ``account_id``, stage ids) are
+  read as 24 hex characters: another system's id (a CRM export's ``Id``)
+  makes the row invalid rather than being sent. Other columns are ignored
+  and listed once in a warning. Empty cells are not sent, so a push never blanks a field
   in Apollo.
 * **Validation, before any write.** Contacts need an email, accounts a domain
   (the dedupe keys; in ``update`` mode the Apollo id is the key instead).
@@ -167,7 +170,8 @@ CUSTOM_PREFIX = "custom."
 class Field(FieldSpec):
     """One pushable field: the names it is recognised by (a :class:`FieldSpec`), how it is read, where it is sent."""
 
-    #: "email", "domain", "linkedin", "phone", "labels", "full_name" (split, never sent) or "text"
+    #: "email", "domain", "linkedin", "phone", "labels", "apollo_id" (24 hex characters: an Apollo record's id),
+    #: "full_name" (split, never sent) or "text"
     kind: str = "text"
     #: key in a bulk_create record (None: not sent on create)
     create_as: str | None = None
@@ -183,7 +187,7 @@ def _f(name: str, aliases: tuple[str, ...] = (), kind: str = "text", create_as: 
 
 def _id_field(kind: str) -> Field:
     """The Apollo record id that update mode sends to; never sent in a body."""
-    return _f("id", ("apollo_id", "Apollo ID", f"{kind}_id", f"Apollo {kind} ID"), "id", None, None)
+    return _f("id", ("apollo_id", "Apollo ID", f"{kind}_id", f"Apollo {kind} ID"), "apollo_id", None, None)
 
 
 _PHONE = ("Phone", "Phone Number", "phone_number")
@@ -195,15 +199,18 @@ CONTACT_FIELDS: tuple[Field, ...] = (
     # a full name is never sent: it fills first_name / last_name when the row has none (split_full_name)
     _f("name", PERSON_ALIASES["name"], "full_name", None, None),
     _f("title", ("Job Title", "Position", "Designation", "Contact Title", "Lead Title", "Person - Job title",
-                 "person.title")),
+                 "primary_contact_title", "person.title")),
     _f("organization_name", PERSON_ALIASES["organization_name"] + ("person.organization.name",)),
     _f("phone", _PHONE + ("Direct Phone", "Work Phone", "Work Direct Phone", "First Phone", "Mobile Phone", "Mobile",
-                          "Person - Phone - Work", "Person - Phone", "primary_phone", "Contact Phone"),
+                          "Person - Phone - Work", "Person - Phone", "primary_phone", "Contact Phone", "Work Phones",
+                          "Mobile Phones", "Person - Phone - Mobile", "Person - Phone - Other", "Person - Phone - Home",
+                          "primary_contact_primary_phone"),
        "phone", "phone", "direct_phone"),
-    _f("owner_id", ("Owner ID", "Contact Owner ID")),
-    _f("contact_stage_id", ("Stage ID", "Contact Stage ID")),
-    _f("account_id", ("Account ID", "Apollo Account ID")),
-    _f("website_url", ("Website", "Company Website", "Website URL")),
+    _f("owner_id", ("Owner ID", "Contact Owner ID"), "apollo_id"),
+    _f("contact_stage_id", ("Stage ID", "Contact Stage ID"), "apollo_id"),
+    # not "Account ID": in a CRM's export that is the CRM's account id
+    _f("account_id", ("Apollo Account ID",), "apollo_id"),
+    _f("website_url", ("Website", "Company Website", "Website URL", "Account Website", "Company Website URL")),
     _f("linkedin_url", PERSON_ALIASES["linkedin_url"], "linkedin"),
     _f("present_raw_address", ("Address", "Location", "raw_address", "person.formatted_address")),
     _f("label_names", ("Labels", "Label", "Label Names", "Lists"), "labels", None, "label_names"),
@@ -217,8 +224,8 @@ ACCOUNT_FIELDS: tuple[Field, ...] = (
     _f("phone", _PHONE + ("Company Phone", "Account Phone", "Organization - Phone", "org.phone"), "phone"),
     _f("industry", ("Industry", "org.industry")),
     _f("raw_address", ("Address", "Company Address", "Organization - Address", "org.raw_address")),
-    _f("owner_id", ("Owner ID", "Account Owner ID")),
-    _f("account_stage_id", ("Stage ID", "Account Stage ID")),
+    _f("owner_id", ("Owner ID", "Account Owner ID"), "apollo_id"),
+    _f("account_stage_id", ("Stage ID", "Account Stage ID"), "apollo_id"),
 )  # fmt: skip
 
 
@@ -365,6 +372,18 @@ def _custom_value(value: object) -> tuple[Any, str | None]:
     return nz.clean_text(value, max_len=65535)
 
 
+def _apollo_id(value: object) -> tuple[str | None, str | None]:
+    """An Apollo record id (24 hex characters); another system's id (a CRM export's ``Id``) is refused, never sent."""
+    text, why = nz.clean_text(value, max_len=128)
+    if text is None:
+        return None, why
+    found, _ = nz.normalize_apollo_id(text)
+    if found is not None:
+        return found, None
+    return None, (f"not an Apollo id ({text[:40]!r}; Apollo ids are 24 hex characters): another system's id? "
+                  f"Leave its column out with columns={{'column': None}}")
+
+
 _READERS: dict[str, Callable[[object], tuple[Any, str | None]]] = {
     "email": nz.normalize_email,
     "domain": nz.normalize_domain,
@@ -372,7 +391,7 @@ _READERS: dict[str, Callable[[object], tuple[Any, str | None]]] = {
     "labels": _labels,
     "text": nz.clean_text,
     "full_name": nz.normalize_name,
-    "id": lambda v: nz.clean_text(v, max_len=128),
+    "apollo_id": _apollo_id,
 }
 
 
