@@ -332,9 +332,8 @@ def normalize_phone(value: object, default_region: str | None = "US") -> tuple[s
 
 def _labels(value: object) -> tuple[list[str] | None, str | None]:
     if isinstance(value, (list, tuple)) or hasattr(value, "tolist") and not isinstance(value, str):
-        items = list(value.tolist() if hasattr(value, "tolist") else value)
-        if not isinstance(items, list):
-            items = [items]
+        raw = value.tolist() if hasattr(value, "tolist") else value
+        items: list[Any] = list(raw) if isinstance(raw, (list, tuple)) else [raw]
     else:
         if nz.is_missing(value):
             return None, None
@@ -354,7 +353,7 @@ def _custom_value(value: object) -> tuple[Any, str | None]:
     """A JSON-able scalar for typed_custom_fields: numbers stay numbers, dates become ISO text."""
     if isinstance(value, (list, tuple)):
         return [v for v in (_custom_value(x)[0] for x in value) if v is not None] or None, None
-    if hasattr(value, "tolist") and not isinstance(value, str) and getattr(value, "ndim", 0):
+    if hasattr(value, "tolist") and not isinstance(value, str) and int(getattr(value, "ndim", 0)) > 0:
         return _custom_value(value.tolist())
     if nz.is_missing(value):
         return None, None
