@@ -120,7 +120,7 @@ def test_pipedrive_full_names_are_split_for_push():
     result = frame.apollo.push_contacts(dry_run=True, progress=False)
     planned = result[result["apollo_status"] == "would_create"]
     assert len(planned) >= 30
-    for (_, row), payload in zip(planned.iterrows(), planned["apollo_payload"]):
+    for (_, row), payload in zip(planned.iterrows(), planned["apollo_payload"], strict=True):
         record = json.loads(payload)["record"]
         assert f"{record['first_name']} {record['last_name']}" == row["Person - Name"]
         company = row["Organization - Name"] if pd.notna(row["Organization - Name"]) else row["Person - Organization"]

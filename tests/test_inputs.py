@@ -130,5 +130,6 @@ def test_enrichment_records_its_mapping(client):
     result = frame.apollo.enrich_people(client=client, progress=False)
     assert result.attrs["apollo"]["columns"] == {"email": ["Email", "Work Email"]}
     assert result.attrs["apollo"]["columns"] == af.columns(frame).to_dict()
-    orgs = pd.DataFrame({"Website URL": ["https://www.shop.acme.co.uk/x"]}).apollo.enrich_orgs(client=client, progress=False)
+    websites = pd.DataFrame({"Website URL": ["https://www.shop.acme.co.uk/x"]})
+    orgs = websites.apollo.enrich_orgs(client=client, progress=False)
     assert orgs.attrs["apollo"]["columns"] == {"domain": ["Website URL"]}
