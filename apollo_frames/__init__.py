@@ -24,6 +24,7 @@ from apollo_frames.core.filters import FilterError
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import Estimate, estimate, estimate_file
 from apollo_frames.io.stream import enrich_parquet, enrich_partition, push_parquet
+from apollo_frames.ops.mapping import columns
 from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import push_accounts, push_contacts
@@ -65,6 +66,7 @@ __all__ = [
     "search_people",
     "push_accounts",
     "push_contacts",
+    "columns",
     "enrich_parquet",
     "enrich_partition",
     "push_parquet",

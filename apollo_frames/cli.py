@@ -163,7 +163,7 @@ def cmd_enrich(args) -> int:
 
 
 def _summary_line(summary: dict) -> str:
-    return RunSummary(**summary).line()
+    return RunSummary.from_dict(summary).line()
 
 
 def cmd_sandbox(args) -> int:

@@ -108,20 +108,117 @@ def test_email_reason_truncates_echo_and_length():
         ("  ACME.Example.  ", "acme.example"),
         ("https://www.Acme.example:8080/path?q#x", "acme.example"),
         ("http://user:pw@www2.acme.co.uk/", "acme.co.uk"),
-        ("//cdn.acme.example/x", "cdn.acme.example"),
+        ("//cdn.acme.example/x", "acme.example"),  # an organisation's domain is the registrable one
         ("acme.example/about", "acme.example"),
         ("www.acme.example?ref=1", "acme.example"),
         ("bob@acme.example", "acme.example"),
         ("mailto:bob@acme.example", "acme.example"),
         ("www.com", "www.com"),  # www. is only dropped when a domain remains
-        ("Bücher.Example", "bücher.example"),
-        ("münchen。de", "münchen.de"),
+        ("Bücher.Example", "xn--bcher-kva.example"),  # international names in their one ASCII form
+        ("münchen。de", "xn--mnchen-3ya.de"),
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),
-        ("sub.domain.acme.example", "sub.domain.acme.example"),
+        ("sub.domain.acme.example", "acme.example"),
     ],
 )
 def test_domain_accepts(value, expected):
     assert nz.normalize_domain(value) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        # issue 14 item 12: hosts reduce to the registrable domain (public suffix + one label)
+        ("https://www.shop.acme.co.uk/path", "acme.co.uk"),
+        ("shop.acme.co.uk", "acme.co.uk"),
+        ("blog.acme.com", "acme.com"),
+        ("https://blog.acme.com/2024/01/post?utm=x", "acme.com"),
+        ("a.b.c.acme.com.au", "acme.com.au"),
+        ("www.acme.co.jp", "acme.co.jp"),
+        ("bob@mail.acme.example", "acme.example"),
+        ("acme.example", "acme.example"),
+        ("deep.sub.acme.example", "acme.example"),  # unknown top-level labels are one-label suffixes
+        # private suffixes count: pages hosted on one platform are different organisations
+        ("acme.github.io", "acme.github.io"),
+        ("https://www.acme.github.io/", "acme.github.io"),
+        ("shop.acme.myshopify.com", "acme.myshopify.com"),
+        # punycode and unicode forms of one domain: one identity (IDNA 2008 / UTS 46, ASCII)
+        ("münchen.de", "xn--mnchen-3ya.de"),
+        ("xn--mnchen-3ya.de", "xn--mnchen-3ya.de"),
+        ("MÜNCHEN.DE", "xn--mnchen-3ya.de"),
+        ("https://www.münchen.de/rathaus", "xn--mnchen-3ya.de"),
+        ("shop.münchen.de", "xn--mnchen-3ya.de"),
+        ("Straße.de", "xn--strae-oqa.de"),  # not strasse.de: IDNA 2008 keeps the ß
+        ("bücher.co.uk", "xn--bcher-kva.co.uk"),
+        ("пример.рф", "xn--e1afmkfd.xn--p1ai"),
+        ("sub.xn--e1afmkfd.xn--p1ai", "xn--e1afmkfd.xn--p1ai"),
+    ],
+)
+def test_domain_is_the_registrable_domain(value, expected):
+    assert nz.normalize_domain(value) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("https://www.shop.acme.co.uk/path", "shop.acme.co.uk"),
+        ("blog.acme.com", "blog.acme.com"),
+        ("//cdn.acme.example/x", "cdn.acme.example"),
+        ("bob@mail.acme.example", "mail.acme.example"),
+        ("münchen.de", "xn--mnchen-3ya.de"),
+        ("co.uk", "co.uk"),
+    ],
+)
+def test_host_keeps_subdomains(value, expected):
+    assert nz.normalize_host(value) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "value, word",
+    [
+        ("co.uk", "public suffix"),
+        ("https://www.github.io/", "public suffix"),
+        ("com.au", "public suffix"),
+        ("https://www.linkedin.com/company/acme-corp", "LinkedIn page"),
+        ("linkedin.com/in/jane-doe", "LinkedIn page"),
+        ("https://www.linkedin.com/sales/company/1234567", "LinkedIn page"),  # a Sales Navigator scrape's companyUrl
+        ("xn--zz.de", "international"),
+        ("☃.example", "international"),
+    ],
+)
+def test_domain_refuses_what_is_not_an_organisations_domain(value, word):
+    out, why = nz.normalize_domain(value)
+    assert out is None and word in why, why
+
+
+def test_linkedin_itself_is_a_domain():
+    assert nz.normalize_domain("https://www.linkedin.com/") == ("linkedin.com", None)
+    assert nz.normalize_domain("about.linkedin.com") == ("linkedin.com", None)
+
+
+def test_emails_keep_their_host():
+    """An e-mail address is a person's identity: never reduced to the registrable domain."""
+    assert nz.normalize_email("Jane@Mail.Shop.Acme.co.uk") == ("jane@mail.shop.acme.co.uk", None)
+
+
+def test_public_suffix_list_is_bundled_and_never_fetched(monkeypatch):
+    """The list ships inside publicsuffixlist; building it opens no socket and imports no updater."""
+    import socket
+    import sys
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the public suffix list tried to use the network")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    nz._suffixes.cache_clear()
+    nz.registrable_domain.cache_clear()
+    try:
+        assert nz.registrable_domain("www.shop.acme.co.uk") == "acme.co.uk"
+    finally:
+        nz._suffixes.cache_clear()
+        nz.registrable_domain.cache_clear()
+    assert "publicsuffixlist.update" not in sys.modules
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ Values, by filter type:
 * **date ranges** (funding date, job posted at): ``YYYY-MM-DD`` strings,
   ``datetime.date`` or ``pandas.Timestamp`` bounds.
 * **domains** (``q_organization_domains_list``): each through
-  ``normalize.normalize_domain`` (no scheme, no ``www.``, lower case); at most
+  ``normalize.normalize_domain`` (the registrable domain: no scheme, no subdomain, ASCII); at most
   1,000 per query, as Apollo documents.
 * **ids** (``organization_ids``): Apollo ids, trimmed.
 * **single text** (``q_keywords``, ``q_organization_name``): one string.

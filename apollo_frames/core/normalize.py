@@ -17,6 +17,7 @@ regular expressions only.  :func:`normalize_column` maps one of them over a list
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -24,13 +25,17 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+import idna
 import numpy as np
+from publicsuffixlist import PublicSuffixList
 
 __all__ = [
     "is_missing",
     "clean_text",
     "normalize_email",
     "normalize_domain",
+    "normalize_host",
+    "registrable_domain",
     "normalize_linkedin_url",
     "normalize_hashed_email",
     "normalize_apollo_id",
@@ -175,16 +180,8 @@ _WWW = re.compile(r"^www\d*\.")
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
-def normalize_domain(v: object) -> Result:
-    """A bare lower-case host name from a domain, URL or e-mail-like value.
-
-    ``'https://user@www.Acme.example:8080/p?q#x'`` -> ``'acme.example'``;
-    ``'bob@acme.example'`` -> ``'acme.example'``. Unicode domains stay unicode
-    (lower-cased, NFC); values that are not host names get a reason.
-    """
-    s, why = clean_text(v, max_len=2048)
-    if s is None:
-        return None, why
+def _host(s: str) -> tuple[str | None, str | None]:
+    """(lower-case host name of a domain, URL or e-mail-like text, problem); IDNA-encoded to ASCII."""
     d = s.lower()
     if not d.isascii():
         d = d.translate(_DOTS)
@@ -195,25 +192,86 @@ def normalize_domain(v: object) -> Result:
     if _WWW.match(d) and d.count(".") >= 2:
         d = _WWW.sub("", d, count=1)
     if not d:
-        return None, f"invalid domain {_echo(s)}: no host name"
+        return None, "no host name"
     if " " in d:
-        return None, f"invalid domain {_echo(s)}: contains spaces"
+        return None, "contains spaces"
     if "." not in d:
-        return None, f"invalid domain {_echo(s)}: no dot (expected something like acme.com)"
+        return None, "no dot (expected something like acme.com)"
     if len(d) > 253 or not _HOST.match(d):
-        return None, f"invalid domain {_echo(s)}: not a host name"
-    if not d.isascii():
-        try:
-            d.encode("idna")
-        except UnicodeError:
-            return None, f"invalid domain {_echo(s)}: not a valid international domain name"
+        return None, "not a host name"
+    if not d.isascii() or "xn--" in d:
+        return _idna(d)
     return d, None
+
+
+def _idna(d: str) -> tuple[str | None, str | None]:
+    """The ASCII (punycode) form of an international host name: one identity for both spellings."""
+    try:
+        ascii_form = idna.encode(d, uts46=True).decode("ascii")
+        idna.decode(ascii_form)  # an 'xn--' label that does not decode is not a name
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None, "not a valid international domain name"
+    return ascii_form, None
+
+
+def normalize_host(v: object) -> Result:
+    """A bare lower-case host name (ASCII, IDNA-encoded) from a domain, URL or e-mail-like value.
+
+    ``'https://user@www.Shop.Acme.example:8080/p?q#x'`` -> ``'shop.acme.example'``;
+    ``'münchen.de'`` -> ``'xn--mnchen-3ya.de'``. Subdomains are kept: see
+    :func:`normalize_domain` for an organisation's domain.
+    """
+    s, why = clean_text(v, max_len=2048)
+    if s is None:
+        return None, why
+    host, problem = _host(s)
+    return (host, None) if host is not None else (None, f"invalid domain {_echo(s)}: {problem}")
+
+
+@functools.lru_cache(maxsize=1)
+def _suffixes() -> PublicSuffixList:
+    """The public suffix list bundled with ``publicsuffixlist`` (read once from the package; never fetched)."""
+    return PublicSuffixList()
+
+
+@functools.lru_cache(maxsize=2**16)
+def registrable_domain(host: str) -> str | None:
+    """``'shop.acme.co.uk'`` -> ``'acme.co.uk'``: the host's public suffix plus one label; None for a suffix itself.
+
+    Private suffixes count (``acme.github.io`` stays itself): hosted pages on one
+    platform are different organisations. Unknown top-level labels (``.example``)
+    are suffixes of one label.
+    """
+    return _suffixes().privatesuffix(host)
+
+
+def normalize_domain(v: object) -> Result:
+    """An organisation's domain: the registrable domain of a domain, URL or e-mail-like value.
+
+    ``'https://www.shop.Acme.co.uk/path'`` -> ``'acme.co.uk'``, ``'blog.acme.com'``
+    -> ``'acme.com'``, ``'bob@mail.acme.example'`` -> ``'acme.example'``;
+    international names in their ASCII form (``'münchen.de'`` ->
+    ``'xn--mnchen-3ya.de'``). A public suffix alone (``co.uk``) and a LinkedIn
+    profile link are not an organisation's domain. E-mail addresses themselves
+    are never reduced (:func:`normalize_email`).
+    """
+    host, why = normalize_host(v)
+    if host is None:
+        return None, why
+    if (host == "linkedin.com" or host.endswith(".linkedin.com")) and _LINKEDIN_PAGE.search(str(v).lower()):
+        return None, f"invalid domain {_echo(str(v).strip())}: a LinkedIn page, not the organisation's website"
+    registrable = registrable_domain(host)
+    if registrable is None:
+        return None, f"invalid domain {_echo(host)}: a public suffix (like co.uk), not an organisation's domain"
+    return registrable, None
 
 
 # ------------------------------------------------------------------- LinkedIn
 _LINKEDIN = re.compile(
     r"^(?:https?://)?(?:[a-z0-9-]+\.)?linkedin\.com(?::\d+)?/(in|company)/([^/?#\s]+)/?(?:[/?#].*)?$"
 )
+#: a linkedin.com address with a path: a profile or company page (a scraper's ``companyUrl``), not a website
+_LINKEDIN_PAGE = re.compile(r"linkedin\.com(?::\d+)?/+[^/?#\s]")
 _LINKEDIN_HOST = re.compile(r"^(?:https?://)?(?:[a-z0-9-]+\.)?linkedin\.com(?:[:/?#]|$)")
 
 

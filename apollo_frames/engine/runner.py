@@ -184,6 +184,8 @@ def run_operation(
     result = assemble_frame(frame, answer_columns(prepared, done))
     finish(done, progress)
     result.attrs["apollo"] = done.summary.to_dict()
+    if prepared.columns is not None:
+        result.attrs["apollo"]["columns"] = prepared.columns.to_dict()
     return result
 
 

@@ -27,8 +27,13 @@ Decisions, all visible in the report:
   ``{"col": None}`` ignores a column. Several columns for one field are sent
   as the row's first non-empty of them. A column
   named ``custom.<field_id>`` (or mapped to ``"custom.<field_id>"``) is sent as
-  ``typed_custom_fields[<field_id>]``. Other columns are ignored and listed
-  once in a warning. Empty cells are not sent, so a push never blanks a field
+  ``typed_custom_fields[<field_id>]``. A contact's full-name column
+  (``Person - Name``, ``Full Name``, ``Name``) is split by nameparser into the
+  first and last name a row lacks (:func:`split_full_name`); it is never sent
+  itself. Apollo ids (``id``, ``owner_id``, ``account_id``, stage ids) are
+  read as 24 hex characters: another system's id (a CRM export's ``Id``)
+  makes the row invalid rather than being sent. Other columns are ignored
+  and listed once in a warning. Empty cells are not sent, so a push never blanks a field
   in Apollo.
 * **Validation, before any write.** Contacts need an email, accounts a domain
   (the dedupe keys; in ``update`` mode the Apollo id is the key instead).
@@ -108,6 +113,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+from nameparser import HumanName
 
 from apollo_frames.client.http import client_scope
 from apollo_frames.core import normalize as nz
@@ -164,7 +170,8 @@ CUSTOM_PREFIX = "custom."
 class Field(FieldSpec):
     """One pushable field: the names it is recognised by (a :class:`FieldSpec`), how it is read, where it is sent."""
 
-    #: "email", "domain", "linkedin", "phone", "labels" or "text"
+    #: "email", "domain", "linkedin", "phone", "labels", "apollo_id" (24 hex characters: an Apollo record's id),
+    #: "full_name" (split, never sent) or "text"
     kind: str = "text"
     #: key in a bulk_create record (None: not sent on create)
     create_as: str | None = None
@@ -180,7 +187,7 @@ def _f(name: str, aliases: tuple[str, ...] = (), kind: str = "text", create_as: 
 
 def _id_field(kind: str) -> Field:
     """The Apollo record id that update mode sends to; never sent in a body."""
-    return _f("id", ("apollo_id", "Apollo ID", f"{kind}_id", f"Apollo {kind} ID"), "id", None, None)
+    return _f("id", ("apollo_id", "Apollo ID", f"{kind}_id", f"Apollo {kind} ID"), "apollo_id", None, None)
 
 
 _PHONE = ("Phone", "Phone Number", "phone_number")
@@ -189,16 +196,21 @@ CONTACT_FIELDS: tuple[Field, ...] = (
     _f("email", PERSON_ALIASES["email"], "email"),
     _f("first_name", PERSON_ALIASES["first_name"]),
     _f("last_name", PERSON_ALIASES["last_name"]),
+    # a full name is never sent: it fills first_name / last_name when the row has none (split_full_name)
+    _f("name", PERSON_ALIASES["name"], "full_name", None, None),
     _f("title", ("Job Title", "Position", "Designation", "Contact Title", "Lead Title", "Person - Job title",
-                 "person.title")),
+                 "primary_contact_title", "person.title")),
     _f("organization_name", PERSON_ALIASES["organization_name"] + ("person.organization.name",)),
     _f("phone", _PHONE + ("Direct Phone", "Work Phone", "Work Direct Phone", "First Phone", "Mobile Phone", "Mobile",
-                          "Person - Phone - Work", "Person - Phone", "primary_phone", "Contact Phone"),
+                          "Person - Phone - Work", "Person - Phone", "primary_phone", "Contact Phone", "Work Phones",
+                          "Mobile Phones", "Person - Phone - Mobile", "Person - Phone - Other", "Person - Phone - Home",
+                          "primary_contact_primary_phone"),
        "phone", "phone", "direct_phone"),
-    _f("owner_id", ("Owner ID", "Contact Owner ID")),
-    _f("contact_stage_id", ("Stage ID", "Contact Stage ID")),
-    _f("account_id", ("Account ID", "Apollo Account ID")),
-    _f("website_url", ("Website", "Company Website", "Website URL")),
+    _f("owner_id", ("Owner ID", "Contact Owner ID"), "apollo_id"),
+    _f("contact_stage_id", ("Stage ID", "Contact Stage ID"), "apollo_id"),
+    # not "Account ID": in a CRM's export that is the CRM's account id
+    _f("account_id", ("Apollo Account ID",), "apollo_id"),
+    _f("website_url", ("Website", "Company Website", "Website URL", "Account Website", "Company Website URL")),
     _f("linkedin_url", PERSON_ALIASES["linkedin_url"], "linkedin"),
     _f("present_raw_address", ("Address", "Location", "raw_address", "person.formatted_address")),
     _f("label_names", ("Labels", "Label", "Label Names", "Lists"), "labels", None, "label_names"),
@@ -212,8 +224,8 @@ ACCOUNT_FIELDS: tuple[Field, ...] = (
     _f("phone", _PHONE + ("Company Phone", "Account Phone", "Organization - Phone", "org.phone"), "phone"),
     _f("industry", ("Industry", "org.industry")),
     _f("raw_address", ("Address", "Company Address", "Organization - Address", "org.raw_address")),
-    _f("owner_id", ("Owner ID", "Account Owner ID")),
-    _f("account_stage_id", ("Stage ID", "Account Stage ID")),
+    _f("owner_id", ("Owner ID", "Account Owner ID"), "apollo_id"),
+    _f("account_stage_id", ("Stage ID", "Account Stage ID"), "apollo_id"),
 )  # fmt: skip
 
 
@@ -320,9 +332,8 @@ def normalize_phone(value: object, default_region: str | None = "US") -> tuple[s
 
 def _labels(value: object) -> tuple[list[str] | None, str | None]:
     if isinstance(value, (list, tuple)) or hasattr(value, "tolist") and not isinstance(value, str):
-        items = list(value.tolist() if hasattr(value, "tolist") else value)
-        if not isinstance(items, list):
-            items = [items]
+        raw = value.tolist() if hasattr(value, "tolist") else value
+        items: list[Any] = list(raw) if isinstance(raw, (list, tuple)) else [raw]
     else:
         if nz.is_missing(value):
             return None, None
@@ -342,7 +353,7 @@ def _custom_value(value: object) -> tuple[Any, str | None]:
     """A JSON-able scalar for typed_custom_fields: numbers stay numbers, dates become ISO text."""
     if isinstance(value, (list, tuple)):
         return [v for v in (_custom_value(x)[0] for x in value) if v is not None] or None, None
-    if hasattr(value, "tolist") and not isinstance(value, str) and getattr(value, "ndim", 0):
+    if hasattr(value, "tolist") and not isinstance(value, str) and int(getattr(value, "ndim", 0)) > 0:
         return _custom_value(value.tolist())
     if nz.is_missing(value):
         return None, None
@@ -360,13 +371,26 @@ def _custom_value(value: object) -> tuple[Any, str | None]:
     return nz.clean_text(value, max_len=65535)
 
 
+def _apollo_id(value: object) -> tuple[str | None, str | None]:
+    """An Apollo record id (24 hex characters); another system's id (a CRM export's ``Id``) is refused, never sent."""
+    text, why = nz.clean_text(value, max_len=128)
+    if text is None:
+        return None, why
+    found, _ = nz.normalize_apollo_id(text)
+    if found is not None:
+        return found, None
+    return None, (f"not an Apollo id ({text[:40]!r}; Apollo ids are 24 hex characters): another system's id? "
+                  f"Leave its column out with columns={{'column': None}}")
+
+
 _READERS: dict[str, Callable[[object], tuple[Any, str | None]]] = {
     "email": nz.normalize_email,
     "domain": nz.normalize_domain,
     "linkedin": nz.normalize_linkedin_url,
     "labels": _labels,
     "text": nz.clean_text,
-    "id": lambda v: nz.clean_text(v, max_len=128),
+    "full_name": nz.normalize_name,
+    "apollo_id": _apollo_id,
 }
 
 
@@ -432,6 +456,29 @@ def _row_values(
     return values, custom, problems
 
 
+def split_full_name(text: str) -> tuple[str | None, str | None]:
+    """(first, last) of a full name, by nameparser: ``'Dr. Juan de la Vega III'`` -> ``('Juan', 'de la Vega')``.
+
+    Titles, suffixes and middle names are dropped (a contact has no field for
+    them); ``'Doe, Jane'`` is read last-name first. A single word is a first name.
+    """
+    parsed = HumanName(text)
+    return parsed.first or None, parsed.last or None
+
+
+def _fill_names(target: Target, values: dict[str, Any]) -> None:
+    """Replace a row's full name by the first and last name it lacks (never overriding its own)."""
+    field = target.field("name")
+    if field is None or field.kind != "full_name" or "name" not in values:
+        return
+    full = values.pop("name")
+    first, last = split_full_name(full)
+    if first and "first_name" not in values:
+        values["first_name"] = first
+    if last and "last_name" not in values:
+        values["last_name"] = last
+
+
 def _no_key(target: Target, key_field: str) -> str:
     if key_field == "id":
         return (f"no Apollo {target.singular} id: update mode sends each row to PATCH "
@@ -462,6 +509,7 @@ def prepare_rows(
     reasons: list[str | None] = []
     for i in range(len(frame)):
         values, custom, problems = _row_values(target, columns, customs, i, default_region)
+        _fill_names(target, values)
         key = values.get(key_field)
         if key is None and not any(p.startswith((f"{key_field}:", f"invalid {key_field}")) for p in problems):
             problems.insert(0, _no_key(target, key_field))
