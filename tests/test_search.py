@@ -202,7 +202,7 @@ def test_paginator_stop_conditions():
     assert p.pages_needed == 500 and p.truncated
 
     assert read_page({"pagination": {"total_entries": "12", "total_pages": 1}, "organizations": [{"id": 1}]}, "organizations") == (
-        [{"id": 1}], 12, 1
+        [{"id": 1, "_source": "organization"}], 12, 1
     )
     assert read_page(None, "people") == ([], None, None)
     with pytest.raises(ValueError):

@@ -11,6 +11,11 @@ It reads both answer shapes:
   (no pagination object);
 * ``mixed_companies/search`` (and the legacy people search):
   ``{"pagination": {"page", "per_page", "total_entries", "total_pages"}, "organizations": [...]}``.
+  Company search splits its results: companies already saved in the team's CRM come in ``accounts``
+  (the account object: ``id`` is the account's, ``organization_id`` the company's), the others in
+  ``organizations``; ``total_entries`` counts both. Both are read, accounts first as Apollo lists
+  them, and each record says which it is (``SOURCE_KEY``: "account" / "organization"; an account's
+  ``id`` becomes its ``account_id`` and its ``organization_id`` its ``id``, as on every other org row).
 
 It never asks for a page it does not need: ``max_results=150`` takes 2 pages of
 100, ``total_entries=30`` one page, a short or empty page ends the search.
@@ -23,6 +28,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from apollo_frames.core.schema import SOURCE_KEY
 
 MAX_PER_PAGE = 100
 MAX_PAGE = 500
@@ -41,11 +48,31 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
+#: The lists a search answer holds its records in, by the records' key: company search adds saved accounts.
+LISTS = {"organizations": ("accounts", "organizations")}
+
+
+def page_lists(records_key: str) -> tuple[str, ...]:
+    """The keys of the lists holding a page's records (``"organizations"`` -> accounts and organizations)."""
+    return LISTS.get(records_key, (records_key,))
+
+
+def _as_organization(record: dict, listed_in: str) -> dict:
+    """A company search item as an org row: which list it came from; a saved account's ids as for other orgs."""
+    if listed_in == "accounts":
+        return {**record, SOURCE_KEY: "account", "id": record.get("organization_id"), "account_id": record.get("id")}
+    return {**record, SOURCE_KEY: "organization"}
+
+
 def read_page(data: Any, records_key: str) -> tuple[list[dict], int | None, int | None]:
-    """(records, total_entries, total_pages) of one search answer, in either shape."""
+    """(records, total_entries, total_pages) of one search answer, in either shape (both lists of company search)."""
     if not isinstance(data, dict):
         return [], None, None
-    records = [r for r in (data.get(records_key) or []) if isinstance(r, dict)]
+    records: list[dict] = []
+    for key in page_lists(records_key):
+        listed = data.get(key)
+        items = [r for r in (listed if isinstance(listed, list) else []) if isinstance(r, dict)]
+        records += [_as_organization(r, key) for r in items] if records_key == "organizations" else items
     pagination = data.get("pagination")
     if not isinstance(pagination, dict):
         pagination = {}

@@ -90,11 +90,13 @@ class Column(NamedTuple):
 _KINDS = {STR: "str", INT: "int", FLOAT: "float", BOOL: "bool"}
 
 
-def _declare(prefix: str, spec: Sequence[tuple[str, Any]]) -> tuple[Column, ...]:
+def _declare(prefix: str, spec: Sequence[tuple[Any, ...]]) -> tuple[Column, ...]:
+    """Columns from ``(key, type)`` pairs; a third item is the record key when it differs from the column's name."""
     cols = []
-    for key, typ in spec:
+    for key, typ, *path in spec:
         kind = "json" if typ == JSON else _KINDS[typ]
-        cols.append(Column(f"{prefix}.{key}", tuple(key.split(".")), STR if typ == JSON else typ, kind))
+        cols.append(Column(f"{prefix}.{key}", tuple((path[0] if path else key).split(".")), STR if typ == JSON else typ,
+                           kind))
     cols.append(Column(f"{prefix}.extra", (), STR, "extra"))
     return tuple(cols)
 
@@ -114,9 +116,17 @@ PERSON_COLUMNS = _declare("person", [
     ("organization.founded_year", INT), ("organization.annual_revenue", FLOAT),
     ("extrapolated_email_confidence", FLOAT), ("revealed_for_current_team", BOOL),
     ("employment_history", JSON), ("phone_numbers", JSON), ("personal_emails", JSON),
+    ("match_confidence", STR),
 ])  # fmt: skip
 
-#: Organization object (organizations/enrich, bulk_enrich, company search items).
+#: The key company search puts on each of its items (``apollo_frames.core.paginate``): "account" (a company
+#: saved in the team's CRM, from ``accounts[]``) or "organization". Not an Apollo key: an account's own
+#: ``source`` ("api", "crm"...) stays where it is, in ``org.extra``.
+SOURCE_KEY = "_source"
+
+#: Organization object (organizations/enrich, bulk_enrich, company search items). ``org.source`` is set
+#: on company search rows only; ``org.account_id`` is the CRM account's id (a search's saved account,
+#: or an organization object that carries one).
 ORG_COLUMNS = _declare("org", [
     ("id", STR), ("name", STR), ("primary_domain", STR), ("website_url", STR), ("linkedin_url", STR),
     ("twitter_url", STR), ("facebook_url", STR), ("phone", STR),
@@ -128,6 +138,7 @@ ORG_COLUMNS = _declare("org", [
     ("raw_address", STR), ("city", STR), ("state", STR), ("postal_code", STR), ("country", STR),
     ("short_description", STR), ("languages", JSON), ("technology_names", JSON), ("logo_url", STR),
     ("funding_events", JSON), ("current_technologies", JSON), ("departmental_head_count", JSON),
+    ("source", STR, SOURCE_KEY), ("account_id", STR),
 ])  # fmt: skip
 
 PERSON_SCHEMA = pa.schema([pa.field(c.name, c.type) for c in PERSON_COLUMNS])
@@ -485,6 +496,47 @@ _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUM
 _EMPTY: dict = {}
 
 
+# ------------------------------------------------------------------ other spellings
+#: (declared key path, the other spelling's path): real organisation objects carry ``organization_revenue``
+#: (and ``_printed``) where the documented samples have ``annual_revenue``, and some carry both.
+_SPELLINGS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
+    "org": ((("annual_revenue",), ("organization_revenue",)),
+            (("annual_revenue_printed",), ("organization_revenue_printed",))),
+    "person": ((("organization", "annual_revenue"), ("organization", "organization_revenue")),),
+}
+
+
+def _respelled(records: list, spellings: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> list:
+    """``records``, where a declared key is missing (or null) and its other spelling is not, with the declared
+    key filled from it (in a copy; the other spelling stays in place, and so in ``extra``)."""
+    out: list | None = None
+    for i, record in enumerate(records):
+        if record is None or (type(record) is not dict and not isinstance(record, Mapping)):
+            continue
+        fixed = _respell(record, spellings)
+        if fixed is not record:
+            if out is None:
+                out = list(records)
+            out[i] = fixed
+    return records if out is None else out
+
+
+def _respell(record: Mapping, spellings: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> Mapping:
+    copy: dict | None = None
+    for target, other in spellings:
+        current = record if copy is None else copy
+        parent = current if len(target) == 1 else current.get(target[0])
+        if not isinstance(parent, Mapping) or parent.get(other[-1]) is None or parent.get(target[-1]) is not None:
+            continue
+        if copy is None:
+            copy = dict(record)
+        if len(target) == 1:
+            copy[target[0]] = parent[other[-1]]
+        else:
+            copy[target[0]] = {**parent, target[-1]: parent[other[-1]]}
+    return record if copy is None else copy
+
+
 def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
     """One row per record (``kind`` is ``"person"`` or ``"org"``); None and non-dicts give all-null rows.
 
@@ -494,7 +546,7 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
     same row for the same record; the rows are put back in input order.
     """
     plan = _PLANS[kind]
-    records = records if type(records) is list else list(records)
+    records = _respelled(records if type(records) is list else list(records), _SPELLINGS[kind])
     if not plan.fast:
         return _flatten_rows(records, plan)
     tables: list[pa.Table] = []

@@ -54,6 +54,7 @@ from apollo_frames.core.paginate import (
     MAX_PAGE,
     MAX_PER_PAGE,
     PageNumberPaginator,
+    page_lists,
     read_page,
 )
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
@@ -174,10 +175,13 @@ class QueryResult:
 
 
 def _trim(data: Any, kind: str) -> dict:
-    """The part of a page worth caching, in the endpoint's own shape (so the paginator reads it the same)."""
-    key = RECORDS_KEY[kind]
-    records, total, _ = read_page(data, key)
-    out: dict[str, Any] = {key: records}
+    """The part of a page worth caching, in the endpoint's own shape (so the paginator reads it the same):
+    every list of records (company search: ``accounts`` and ``organizations``), pagination and total."""
+    _, total, _ = read_page(data, RECORDS_KEY[kind])
+    out: dict[str, Any] = {}
+    for key in page_lists(RECORDS_KEY[kind]):
+        listed = data.get(key) if isinstance(data, dict) else None
+        out[key] = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
     if isinstance(data, dict) and isinstance(data.get("pagination"), dict):
         out["pagination"] = {k: data["pagination"].get(k) for k in ("page", "per_page", "total_entries", "total_pages")}
     if total is not None:
@@ -215,7 +219,7 @@ def run_query(
         elif budget.reserve(PAGE_CREDITS[kind]):
             data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
                                ledger_rows=ledger_rows)
-            out.credits += PAGE_CREDITS[kind] if data[RECORDS_KEY[kind]] else 0.0
+            out.credits += PAGE_CREDITS[kind] if _returned(data, kind) else 0.0
         else:
             out.budget_stopped = True
             out.stopped_reason = budget.reached()
@@ -243,7 +247,7 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
         budget.settle(cost, 0.0)
         raise
     data = _trim(response.data, kind)
-    returned = len(data[RECORDS_KEY[kind]])
+    returned = _returned(data, kind)
     # Apollo reports no credits for a page (it charges one per organization page with results); a figure a server
     # does report is believed only within [0, the page's worst case].
     charged = cost if returned else 0.0  # a page with results costs its credit, whatever the server says
@@ -264,13 +268,20 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
 
 def _check_page(kind: str, data: Any) -> None:
     """Refuse a page not in the documented shape (an object with a list of objects), so it is never cached."""
-    key = RECORDS_KEY[kind]
-    records = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(records, list):
-        raise unusable_answer(flt.ENDPOINTS[kind], f"'{key}' is {type(records).__name__}, not a list")
-    for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise unusable_answer(flt.ENDPOINTS[kind], f"{key} {i} is {type(record).__name__}, not an object")
+    for key in page_lists(RECORDS_KEY[kind]):
+        records = data.get(key) if isinstance(data, dict) else None
+        if key == "accounts" and records is None:  # company search without saved accounts may leave it out
+            continue
+        if not isinstance(records, list):
+            raise unusable_answer(flt.ENDPOINTS[kind], f"'{key}' is {type(records).__name__}, not a list")
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise unusable_answer(flt.ENDPOINTS[kind], f"{key} {i} is {type(record).__name__}, not an object")
+
+
+def _returned(page: dict, kind: str) -> int:
+    """Records on a (trimmed) page, in every list: a company page with only saved accounts is paid too."""
+    return sum(len(page.get(key) or ()) for key in page_lists(RECORDS_KEY[kind]))
 
 
 def _flush_ledger(ledger, rows: list) -> None:
