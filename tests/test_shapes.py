@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
+import respx
 
 import apollo_frames as af
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.sandbox import Sandbox, SandboxConfig
 
 ALL_SIZES = {"organization_num_employees_ranges": ["1,10000000"]}
+FIXTURES = Path(__file__).parent / "fixtures" / "apollo"
+BASE = "https://apollo.test/api/v1"
+KEY = "test-key-0123456789-SECRET"
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
 
 
 def small(**kw) -> Sandbox:
@@ -96,3 +108,196 @@ def test_search_by_row_reads_accounts_too(make_client):
     out = frame.apollo.search(kind="orgs", client=client, progress=False)
     assert list(out["org.source"]) == ["account", "organization"]
     assert out["org.account_id"].iloc[0] == account["id"] and out.attrs["apollo"]["credits_consumed"] == 2
+
+
+# -- 2./3. bulk_match: misses left out, stub misses, match_confidence -------------------------------------
+
+
+def people_frame(sb: Sandbox) -> tuple[pd.DataFrame, list[str]]:
+    """Rows that find people by every kind of identifier, with misses between them; the expected statuses."""
+    people = [p for p in sb.world.people if p["email"] and p["linkedin_url"]][:6]
+    hashed = hashlib.sha256(people[2]["email"].lower().encode()).hexdigest()
+    rows = [
+        {"email": people[0]["email"]},
+        {"email": "ghost.one@nowhere.example"},
+        {"person_id": people[1]["id"]},
+        {"hashed_email": hashed},
+        {"first_name": "No", "last_name": "Body", "domain": people[0]["organization"]["primary_domain"]},
+        {"linkedin_url": people[3]["linkedin_url"]},
+        {"first_name": people[4]["first_name"].upper(), "last_name": people[4]["last_name"],
+         "domain": people[4]["organization"]["primary_domain"]},
+        {"name": people[5]["name"], "organization_name": people[5]["organization"]["name"]},
+        {"email": "ghost.two@nowhere.example"},
+        {"person_id": "0" * 24},
+        {"email": people[0]["email"].upper()},  # the same person as row 0: sent once
+    ]
+    expected = ["matched", "no_match", "matched", "matched", "no_match", "matched", "matched", "matched",
+                "no_match", "no_match", "matched"]
+    return pd.DataFrame(rows), expected
+
+
+def test_omitted_misses_give_exact_statuses_credits_and_a_free_rerun(make_client):
+    sb = small(omit_bulk_misses=True)
+    client = make_client(sb)
+    frame, expected = people_frame(sb)
+    out = frame.apollo.enrich_people(client=client, progress=False)
+    assert list(out["apollo_status"]) == expected
+    assert out["apollo_error"].isna().all()
+    assert out.attrs["apollo"]["unattributed"] == []
+    assert out["person.email"].iloc[0] == out["person.email"].iloc[10] == frame["email"].iloc[0]
+    assert out["person.id"].iloc[2] == frame["person_id"].iloc[2]
+    assert sb.credits_consumed == 6 == out.attrs["apollo"]["credits_consumed"] == client.ledger.total_credits()
+    assert list(client.ledger.frame()["records_matched"]) == [6]
+    requests = len(sb.requests)
+    again = frame.apollo.enrich_people(client=client, progress=False)
+    assert len(sb.requests) == requests and again.attrs["apollo"]["credits_consumed"] == 0
+    assert list(again["apollo_status"]) == expected
+
+
+def bulk_match_answer(n_requested: int, matches: list, credits: float) -> dict:
+    return {"status": "success", "total_requested_enrichments": n_requested, "unique_enriched_records": len(matches),
+            "missing_records": n_requested - len(matches), "credits_consumed": credits, "matches": matches}
+
+
+def test_omitted_misses_that_cannot_be_aligned_are_kept_and_reported(tmp_path):
+    recorded = fixture("people_bulk_match_omitted_misses.json")
+    dana, tomas = recorded["matches"]
+    answer = bulk_match_answer(3, [dana, tomas], 2)
+    frame = pd.DataFrame({"email": ["dana.w@harborview-instruments.example", tomas["email"], "nobody@else.example"]})
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/people/bulk_match").respond(200, json=answer)
+        with af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path / "c", clock=FakeClock()) as client:
+            with pytest.warns(UserWarning, match="could not be matched to a row"):
+                out = frame.apollo.enrich_people(client=client, progress=False)
+            assert list(out["apollo_status"]) == ["error", "matched", "error"]
+            assert out["person.id"].iloc[1] == tomas["id"]
+            assert "left its misses out" in out["apollo_error"].iloc[0] and "may be one of them" in out["apollo_error"].iloc[2]
+            unattributed = out.attrs["apollo"]["unattributed"]
+            assert [u["id"] for u in unattributed] == [dana["id"]] and unattributed[0]["credits"] == 1.0
+            assert [r["email"] for r in unattributed[0]["requested"]] == [frame["email"][0], frame["email"][2]]
+            assert client.ledger.total_credits() == 2 == out.attrs["apollo"]["credits_consumed"]
+            # Dana is cached under her own e-mail and id: asking for her costs nothing
+            known = pd.DataFrame({"email": [dana["email"]], "id": [None]})
+            again = known.apollo.enrich_people(client=client, progress=False)
+            assert list(again["apollo_status"]) == ["matched"] and route.call_count == 1
+            # the rows left unsure are asked again
+            frame.apollo.enrich_people(client=client, progress=False)
+            assert route.call_count == 2
+            assert len(json.loads(route.calls[-1].request.content)["details"]) == 2
+
+
+def test_stub_misses_are_no_match_and_free(make_client):
+    sb = small(stub_misses=True)
+    client = make_client(sb)
+    hit = next(p for p in sb.world.people if p["email"])
+    domain = sb.world.orgs[3]["primary_domain"]
+    frame = pd.DataFrame({"email": [hit["email"], f"nobody.here@{domain}", "who@unknown-co.example"]})
+    out = frame.apollo.enrich_people(client=client, progress=False)
+    assert list(out["apollo_status"]) == ["matched", "no_match", "no_match"]
+    assert out["person.organization.id"].isna().tolist() == [False, True, True]  # a stub's organisation is not kept
+    assert sb.credits_consumed == 1 == client.ledger.total_credits()
+    assert list(client.ledger.frame()["records_matched"]) == [1]
+
+
+def test_match_confidence_is_a_column(make_client):
+    sb = small(match_confidence_always=True)
+    client = make_client(sb)
+    p = next(p for p in sb.world.people if p["email"])
+    frame = pd.DataFrame({"email": [p["email"], None], "first_name": [None, p["first_name"]],
+                          "last_name": [None, p["last_name"]], "domain": [None, p["organization"]["primary_domain"]]})
+    out = frame.apollo.enrich_people(client=client, progress=False)
+    assert list(out["apollo_status"]) == ["matched", "matched"]
+    assert list(out["person.match_confidence"]) == ["high", "medium"]
+    assert str(out["person.match_confidence"].dtype) == "string"
+    assert out["person.extra"].isna().all() or not out["person.extra"].str.contains("match_confidence").any()
+
+
+def test_people_parse_reads_stubs_and_confidence_from_recordings():
+    from apollo_frames.ops.people import _parse
+
+    recorded = fixture("people_bulk_match_match_confidence.json")
+    parsed = _parse([{"email": "dana.whitlock@harborview-instruments.example"}, {"email": "x@y.example"}], recorded)
+    assert parsed.results[0]["match_confidence"] == "high" and parsed.results[1] is None
+    assert parsed.credits == 1 and not parsed.errors and not parsed.unattributed
+    stub = fixture("people_match_stub_miss.json")["person"]
+    assert _parse([{"email": "a@harborview-instruments.example"}], {"matches": [stub]}).results == [None]
+    nulls = fixture("people_bulk_match_null_misses.json")
+    details = [{"email": m["email"]} if m else {"email": f"miss{i}@x.example"} for i, m in enumerate(nulls["matches"])]
+    parsed = _parse(details, nulls)
+    assert [r is not None for r in parsed.results] == [m is not None for m in nulls["matches"]]
+
+
+# -- 4. revenue spellings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["annual", "organization", "mixed"])
+def test_revenue_is_filled_from_either_spelling(make_client, spelling):
+    sb = small(revenue_spelling=spelling)
+    client = make_client(sb)
+    orgs = sb.world.orgs[:12]
+    out = pd.DataFrame({"domain": [o["primary_domain"] for o in orgs]}).apollo.enrich_orgs(client=client, progress=False)
+    assert list(out["org.annual_revenue"]) == [o["annual_revenue"] for o in orgs]
+    assert list(out["org.annual_revenue_printed"]) == [o["annual_revenue_printed"] for o in orgs]
+    people = [next(p for p in sb.world.people if p["email"] and p["organization"] is o) for o in orgs[:3]]
+    enriched = pd.DataFrame({"email": [p["email"] for p in people]}).apollo.enrich_people(client=client, progress=False)
+    assert list(enriched["person.organization.annual_revenue"]) == [o["annual_revenue"] for o in orgs[:3]]
+    if spelling != "annual":  # search items carry revenue only in Apollo's own spelling
+        found = af.search_orgs(client=client, progress=False, max_results=5, **ALL_SIZES)
+        assert list(found["org.annual_revenue"]) == [o["annual_revenue"] for o in sb.world.orgs[:5]]
+
+
+# -- 5. organisations answered under a rewritten domain ---------------------------------------------------
+
+
+def test_the_only_answer_left_is_the_only_domain_lefts(make_client):
+    base = small()
+    real, other = base.world.orgs[0], base.world.orgs[1]
+    sb = small(rewrite_domains={"fb-alias.example": real["primary_domain"]})
+    client = make_client(sb)
+    frame = pd.DataFrame({"domain": ["https://www.fb-alias.example/", other["primary_domain"]]})
+    out = frame.apollo.enrich_orgs(client=client, progress=False)
+    assert list(out["apollo_status"]) == ["matched", "matched"]
+    assert list(out["org.id"]) == [real["id"], other["id"]]
+    assert out.attrs["apollo"]["unattributed"] == [] and sb.credits_consumed == 2 == client.ledger.total_credits()
+    calls = len(sb.requests)
+    frame.apollo.enrich_orgs(client=client, progress=False)
+    pd.DataFrame({"domain": [real["primary_domain"]]}).apollo.enrich_orgs(client=client, progress=False)
+    assert len(sb.requests) == calls  # cached under the requested domain, and under its own
+
+
+def test_an_answer_that_cannot_be_attributed_is_reported_with_its_credits(make_client):
+    base = small()
+    real, other = base.world.orgs[0], base.world.orgs[1]
+    sb = small(rewrite_domains={"fb-alias.example": real["primary_domain"]})
+    client = make_client(sb)
+    frame = pd.DataFrame({"domain": ["fb-alias.example", other["primary_domain"], "nobody-here.example"]})
+    with pytest.warns(UserWarning, match="could not be matched to a row"):
+        out = frame.apollo.enrich_orgs(client=client, progress=False)
+    assert list(out["apollo_status"]) == ["error", "matched", "error"]
+    assert real["primary_domain"] in out["apollo_error"].iloc[0]
+    assert out.attrs["apollo"]["unattributed"] == [{
+        "endpoint": "organizations/bulk_enrich", "id": real["id"], "name": real["name"],
+        "primary_domain": real["primary_domain"], "credits": 1.0, "requested": ["fb-alias.example", "nobody-here.example"],
+    }]
+    assert sb.credits_consumed == 2 == client.ledger.total_credits() == out.attrs["apollo"]["credits_consumed"]
+    assert list(client.ledger.frame()["records_matched"]) == [2]
+    calls = len(sb.requests)
+    found = pd.DataFrame({"domain": [real["primary_domain"]]}).apollo.enrich_orgs(client=client, progress=False)
+    assert list(found["org.id"]) == [real["id"]] and len(sb.requests) == calls  # the paid answer was kept
+
+
+def test_orgs_parse_joins_on_a_domain_alias_field_and_reads_the_recording():
+    from apollo_frames.ops.orgs import _parse
+
+    recorded = fixture("organizations_bulk_enrich_omitted_misses.json")
+    domains = ["harborview-instruments.example", "qm-freight.example", "nobody-here.example"]
+    parsed = _parse([{"domain": d} for d in domains], recorded)
+    assert [r["primary_domain"] if r else None for r in parsed.results] == ["harborview-instruments.example", None, None]
+    assert sorted(parsed.errors) == [1, 2] and [u.answer["primary_domain"] for u in parsed.unattributed] == ["quillmarsh.example"]
+    assert parsed.credits == 2
+    aliased = dict(recorded, organizations=[recorded["organizations"][0],
+                                            dict(recorded["organizations"][1], domain_aliases=["qm-freight.example"])])
+    parsed = _parse([{"domain": d} for d in domains], aliased)
+    assert [r["primary_domain"] if r else None for r in parsed.results] == [
+        "harborview-instruments.example", "quillmarsh.example", None]
+    assert not parsed.errors and not parsed.unattributed

@@ -39,6 +39,36 @@ from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import RunSummary, announce
 
 
+@dataclasses.dataclass
+class Unattributed:
+    """A paid answer no record of its batch could be matched to (it is cached under its own identities)."""
+
+    answer: dict
+    #: what ``attrs["apollo"]["unattributed"]`` says about it (JSON-able; includes its ``credits``)
+    report: dict
+
+
+@dataclasses.dataclass
+class Parsed:
+    """One bulk answer, read: per record its answer (None: no match) and the credits the batch cost.
+
+    ``errors``: batch index -> why that record has no answer although the batch
+    was answered (its row ends ``error`` with that reason; nothing is cached for
+    it). ``unattributed``: paid answers that could not be told apart.
+    """
+
+    results: list[dict | None]
+    #: as the server reported it (the runner checks it: ``engine.budget.trusted_credits``)
+    credits: Any
+    errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    unattributed: list[Unattributed] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def of(cls, parsed: Parsed | tuple[list[dict | None], Any]) -> Parsed:
+        """An operation's parse result, which may also be the plain ``(results, credits)`` pair."""
+        return parsed if isinstance(parsed, Parsed) else cls(*parsed)
+
+
 @dataclasses.dataclass(frozen=True)
 class Operation:
     """How one bulk endpoint is called and read."""
@@ -48,9 +78,9 @@ class Operation:
     batch_size: int
     #: (records, options) -> JSON body
     build_payload: Callable[[list[dict], dict], dict]
-    #: (records, response body) -> (one result or None per record, credits the server says it charged);
-    #: the runner believes that figure only within [0, worst case] (``engine.budget.trusted_credits``)
-    parse: Callable[[list[dict], Any], tuple[list[dict | None], Any]]
+    #: (records, response body) -> (one result or None per record, credits the server says it charged), or a
+    #: :class:`Parsed`; the runner believes that figure only within [0, worst case] (``engine.budget.trusted_credits``)
+    parse: Callable[[list[dict], Any], Parsed | tuple[list[dict | None], Any]]
     #: options -> worst-case credits for one record
     worst_credits: Callable[[dict], float]
     #: results -> table in the declared schema
@@ -253,6 +283,7 @@ def execute(
     summary.credits_consumed = sender.budget.spent
     summary.stopped_reason = reason
     sender.warn_unverified()
+    summary.unattributed = sender.unattributed
     executor.stop.raise_fatal()
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
 
@@ -267,6 +298,8 @@ class _Answer:
     #: False when the server's credit figure was not believable (``credits`` is then the worst case)
     verified: bool = True
     reported: Any = None
+    errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    unattributed: list[Unattributed] = dataclasses.field(default_factory=list)
 
 
 class _Sender:
@@ -285,6 +318,7 @@ class _Sender:
         self.pending = deque(plan.to_fetch)
         self.budget_reason: str | None = None
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
+        self.unattributed: list[dict] = []
 
     def next_batch(self) -> list[int] | Wait | None:
         """The next batch: a full one, a smaller last one the budget still allows, WAIT, or None."""
@@ -302,11 +336,11 @@ class _Sender:
         """One bulk call (on a worker thread)."""
         records = [self.plan.unique_records[j] for j in batch]
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
-        results, reported = self.op.parse(records, response.data)
+        parsed = Parsed.of(self.op.parse(records, response.data))
         # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed
-        returned = sum(1 for r in results if r is not None)
-        credits, verified = trusted_credits(reported, len(batch) * self.worst, floor=float(returned))
-        return _Answer(response, results, credits, verified, reported)
+        returned = sum(1 for r in parsed.results if r is not None) + len(parsed.unattributed)
+        credits, verified = trusted_credits(parsed.credits, len(batch) * self.worst, floor=float(returned))
+        return _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors, parsed.unattributed)
 
     def on_done(self, done: Outcome[list[int], _Answer]) -> None:
         batch, answer = done.task, done.value
@@ -322,17 +356,24 @@ class _Sender:
         """Cache the answers (under their aliases too), fan them into the results, record the call."""
         op, cache = self.op, self.client.cache
         entries: dict[str, dict | None] = {}
-        for j, value in zip(batch, answer.results):
+        for n, (j, value) in enumerate(zip(batch, answer.results)):
+            if n in answer.errors:  # answered, but not for sure: nothing cached, the row says why
+                self.outcome[j], self.messages[j] = "error", answer.errors[n]
+                continue
             for alias in op.aliases(value) if value is not None else ():
                 entries[cache.key(op.endpoint, alias, self.options)] = value
             entries[self.plan.cache_keys[j]] = value
             self.results[j] = value
             self.outcome[j] = "matched" if value is not None else "no_match"
+        for extra in answer.unattributed:  # paid for: kept under its own identities, and reported
+            for alias in op.aliases(extra.answer):
+                entries.setdefault(cache.key(op.endpoint, alias, self.options), extra.answer)
+            self.unattributed.append(extra.report)
         cache.set_many(entries, ttl=self.ttl)
         if self.ledger is not None:
             self.ledger.note_limits(op.endpoint, parse_rate_headers(answer.response.headers))
-            self._record(batch, sum(v is not None for v in answer.results), answer.credits, answer.response.status_code,
-                         unverified=not answer.verified)
+            matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
+            self._record(batch, matched, answer.credits, answer.response.status_code, unverified=not answer.verified)
         if not answer.verified:
             self.unverified.append(answer.reported)
 
@@ -368,6 +409,11 @@ class _Sender:
 def finish(done: Executed, progress: bool) -> None:
     """Warn about skipped rows, stamp the elapsed time, print the summary line when asked."""
     summary = done.summary
+    if summary.unattributed:
+        warn(
+            f"{done.op.name}: Apollo charged for {len(summary.unattributed):,} answers that could not be matched to "
+            f"a row (they are cached under their own ids and listed in attrs['apollo']['unattributed'])."
+        )
     skipped_unique = sum(1 for o in done.outcome if o == "skipped")
     if skipped_unique:
         summary.skipped_credits_max = skipped_unique * done.worst

@@ -70,7 +70,7 @@ class Summary:
         """Add another part's counters to these (a file run's chunks); returns self.
 
         Every number is summed except those in ``_not_summed``; text, flags
-        and dicts keep this summary's values (a missing one takes the other's).
+        and dicts keep this summary's values (a missing one takes the other's); lists are joined.
         """
         values = other.to_dict() if isinstance(other, Summary) else other
         for f in dataclasses.fields(self):
@@ -80,6 +80,8 @@ class Summary:
                 setattr(self, f.name, (mine if _is_count(mine) else 0) + theirs)
             elif mine is None and theirs is not None:  # e.g. the chunk that stopped gives the stopped_reason
                 setattr(self, f.name, theirs)
+            elif isinstance(mine, list) and isinstance(theirs, list):
+                setattr(self, f.name, mine + theirs)
         return self
 
     def _title(self) -> str:
@@ -114,8 +116,10 @@ class RunSummary(Summary):
     skipped_credits_max: float = 0
     #: why the run stopped sending before the end (credit budget, rate limit, circuit breaker), if it did
     stopped_reason: str | None = None
+    #: paid answers no row could be matched to (each: what identifies it, the rows it may belong to, its credits)
+    unattributed: list[dict] = dataclasses.field(default_factory=list)
 
-    _hidden = frozenset({"operation", "skipped_credits_max"})
+    _hidden = frozenset({"operation", "skipped_credits_max", "unattributed"})
 
     def line(self) -> str:
         return (
@@ -123,6 +127,7 @@ class RunSummary(Summary):
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
             f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
+            + (f" | {len(self.unattributed):,} paid answers unattributed" if self.unattributed else "")
         )
 
 

@@ -1,7 +1,8 @@
 """Organization enrichment through POST organizations/bulk_enrich (10 domains a call).
 
 bulk_enrich leaves misses out of its answer, so results are joined back to the
-requested domains on ``primary_domain`` (or the website's domain).
+requested domains on ``primary_domain`` (or the website's domain, or an alias
+field); an answer under a domain Apollo rewrote is never dropped (see ``_parse``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import ORGS, resolve
 from apollo_frames.core.schema import ORG_SCHEMA, flatten_orgs
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
-from apollo_frames.engine.runner import Operation, Prepared, run_operation
+from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "organizations/bulk_enrich"
@@ -49,20 +50,27 @@ def _payload(records: list[dict], options: dict) -> dict:
     return {"domains": [r["domain"] for r in records]}
 
 
+#: Fields an organisation may list its other domains in: a requested domain found there is this organisation's.
+ALIAS_FIELDS = ("domain_aliases", "alias_domains", "secondary_domains", "domains")
+
+
 def _org_domains(org: dict) -> list[str]:
-    found = []
-    for field in ("primary_domain", "website_url", "domain"):
-        value, _ = nz.normalize_domain(org.get(field))
-        if value:
-            found.append(value)
-    return found
+    """The domains an organisation answers to: primary, website, ``domain``, then any alias field's."""
+    raw: list[Any] = [org.get(field) for field in ("primary_domain", "website_url", "domain")]
+    for field in ALIAS_FIELDS:
+        listed = org.get(field)
+        raw += listed if isinstance(listed, list) else [listed] if isinstance(listed, str) else []
+    found = [nz.normalize_domain(value)[0] for value in raw]
+    return list(dict.fromkeys(d for d in found if d))
 
 
-def _parse(records: list[dict], data: Any) -> tuple[list[dict | None], float]:
+def _parse(records: list[dict], data: Any) -> Parsed:
     """Each requested domain's organization (None for a miss), and the credits: one per organization returned.
 
     ``organizations`` must be a list of objects; any other shape is an error
-    for the batch (nothing cached), never a no-match.
+    for the batch (nothing cached), never a no-match. bulk_enrich leaves misses out and may answer a
+    domain with an organisation whose primary domain differs (``fb.com`` -> ``facebook.com``): see
+    :func:`_attribute_rest`.
     """
     orgs = data.get("organizations") if isinstance(data, dict) else None
     if not isinstance(orgs, list):
@@ -74,8 +82,32 @@ def _parse(records: list[dict], data: Any) -> tuple[list[dict | None], float]:
     for org in orgs:
         for domain in _org_domains(org):
             by_domain.setdefault(domain, org)
+    results = [by_domain.get(r["domain"]) for r in records]
     # bulk_enrich reports no credits; Apollo charges one per organization returned (the runner caps it).
-    return [by_domain.get(r["domain"]) for r in records], float(len(orgs))
+    return _attribute_rest(records, results, orgs, float(len(orgs)))
+
+
+def _attribute_rest(records: list[dict], results: list[dict | None], orgs: list[dict], credits: float) -> Parsed:
+    """Never drop a paid answer: the only organisation left for the only domain left is that domain's;
+    otherwise the organisations left are kept and reported, and the domains left cannot be called misses."""
+    joined = {id(o) for o in results if o is not None}
+    left = [o for o in orgs if id(o) not in joined]
+    missing = [i for i, r in enumerate(results) if r is None]
+    if not left:
+        return Parsed(results, credits)
+    if len(left) == 1 and len(missing) == 1:
+        results[missing[0]] = left[0]
+        return Parsed(results, credits)
+    requested = [records[i]["domain"] for i in missing]
+    reason = (
+        f"bulk_enrich answered {len(left)} organisation(s) under other domains than those asked for "
+        f"({', '.join(str(o.get('primary_domain')) for o in left)}); this domain may be one of them or a miss. "
+        f"They are kept (cached under their own domains, listed in attrs['apollo']['unattributed'])."
+    )
+    report = [Unattributed(o, {"endpoint": ENDPOINT, "id": o.get("id"), "name": o.get("name"),
+                               "primary_domain": o.get("primary_domain"), "credits": 1.0, "requested": requested})
+              for o in left]
+    return Parsed(results, credits, {i: reason for i in missing}, report)
 
 
 OPERATION = Operation(
@@ -86,6 +118,7 @@ OPERATION = Operation(
     parse=_parse,
     worst_credits=lambda options: 1.0,
     flatten=flatten_orgs,
+    aliases=lambda org: [{"domain": domain} for domain in _org_domains(org)],
 )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import unicodedata
 from typing import Any
 
 import pandas as pd
@@ -11,10 +13,9 @@ from apollo_frames.client.http import ApolloClient, client_scope, unusable_answe
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, resolve
-from apollo_frames.core.errors import ApolloError
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
-from apollo_frames.engine.runner import Operation, Prepared, run_operation
+from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "people/bulk_match"
@@ -89,31 +90,160 @@ def _payload(records: list[dict], options: dict) -> dict:
     return body
 
 
-def _parse(records: list[dict], data: Any) -> tuple[list[dict | None], Any]:
-    """One person (or None for a miss) per detail, and the credits Apollo reports (the runner checks the figure).
+def _person(match: Any) -> dict | None:
+    """A match as a person, or None for a miss: ``null``, or a stub (no id, or ``match_confidence`` "none")."""
+    if not isinstance(match, dict):
+        return None
+    if not match.get("id") or str(match.get("match_confidence") or "").lower() == "none":
+        return None
+    return match
 
-    An answer not in the documented shape (``matches`` not a list, a string
-    where a person should be) is an error for the whole batch: nothing of it
-    is cached, so no row is ever stored as a no-match on a malformed answer.
+
+def _credits(data: dict, people: list[dict | None]) -> Any:
+    """What the batch cost, as Apollo reports it (the runner checks the figure); not reported: 1 per person."""
+    credits = data.get("credits_consumed")
+    if credits is None:
+        credits = sum(1 for p in people if p is not None)
+    return credits
+
+
+def _parse(records: list[dict], data: Any) -> Parsed:
+    """One bulk_match answer: ``matches`` holds one entry per detail, in order (a miss is null or a stub).
+
+    Apollo has also been seen leaving misses out (a shorter ``matches``): then each person is
+    matched to its detail by identity (see :func:`align`). An answer not in the documented shape
+    (``matches`` not a list, a string where a person should be) is an error for the whole batch:
+    nothing of it is cached, so no row is ever stored as a no-match on a malformed answer.
     """
     matches = data.get("matches") if isinstance(data, dict) else None
     if not isinstance(matches, list):
         raise unusable_answer(ENDPOINT, f"'matches' is {type(matches).__name__}, not a list of people")
-    if len(matches) != len(records):
-        raise ApolloError(
-            f"bulk_match answered {len(matches)} matches for {len(records)} details; cannot align them"
-        )
     for i, match in enumerate(matches):
         if match is not None and not isinstance(match, dict):
             raise unusable_answer(ENDPOINT, f"match {i} is {type(match).__name__}, not a person or null")
-    credits = data.get("credits_consumed")
-    if credits is None:  # not reported: Apollo charges 1 per match
-        credits = sum(1 for m in matches if m)
-    return list(matches), credits
+    people = [_person(m) for m in matches]
+    credits = _credits(data, people)
+    if len(matches) == len(records):
+        return Parsed(people, credits)
+    return align(records, [p for p in people if p is not None], credits)
+
+
+# -- matching answers to details when Apollo leaves misses out -------------------------------------
+
+
+def _fold(text: Any) -> str | None:
+    """A name as compared: accents, case and spacing ignored."""
+    if not isinstance(text, str):
+        return None
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join(plain.casefold().split()) or None
+
+
+def _hashes(email: str) -> list[str]:
+    return [hashlib.md5(email.encode()).hexdigest(), hashlib.sha256(email.encode()).hexdigest()]
+
+
+def _detail_keys(record: dict) -> list[tuple]:
+    """What identifies a detail, strongest first (as Apollo reads it)."""
+    keys: list[tuple] = [(field, record[field]) for field in STRONG_IDS if field in record]
+    name = _fold(record.get("name")) or _fold(" ".join(filter(None, (record.get("first_name"), record.get("last_name")))))
+    if name:
+        orgs = [record.get("domain"), _fold(record.get("organization_name"))]
+        keys += [("name", name, org) for org in orgs if org]
+    return keys
+
+
+def _person_keys(person: dict) -> set[tuple]:
+    """Every key a detail could have found this person by."""
+    keys: set[tuple] = set()
+    pid = nz.normalize_apollo_id(person.get("id"))[0]
+    if pid:
+        keys.add(("id", pid))
+    personal = person.get("personal_emails")
+    for raw in [person.get("email"), *(personal if isinstance(personal, list) else [])]:
+        email = nz.normalize_email(raw)[0]
+        if email:
+            keys.add(("email", email))
+            keys.update(("hashed_email", h) for h in _hashes(email))
+    linkedin = nz.normalize_linkedin_url(person.get("linkedin_url"))[0]
+    if linkedin:
+        keys.add(("linkedin_url", linkedin))
+    names = {_fold(person.get("name")), _fold(" ".join(filter(None, (person.get("first_name"), person.get("last_name")))))}
+    keys.update(("name", name, org) for name in names if name for org in _person_orgs(person))
+    return keys
+
+
+def _person_orgs(person: dict) -> set[str]:
+    """The domains and folded name of a person's organisation (and the domain of their e-mail)."""
+    org = person.get("organization") if isinstance(person.get("organization"), dict) else {}
+    found = {nz.normalize_domain(org.get(k))[0] for k in ("primary_domain", "website_url")}
+    email = nz.normalize_email(person.get("email"))[0]
+    found.add(email.rpartition("@")[2] if email else None)
+    found.add(_fold(org.get("name")))
+    return {f for f in found if f}
+
+
+def _attribute(records: list[dict], people: list[dict]) -> tuple[list[int | None], set[int]]:
+    """(per detail: the person it found, or None; the details more than one person would fit)."""
+    keys = [_person_keys(p) for p in people]
+    found: list[int | None] = [None] * len(records)
+    ambiguous: set[int] = set()
+    for i, record in enumerate(records):
+        for key in _detail_keys(record):  # the strongest key that finds anyone decides
+            hits = [n for n, k in enumerate(keys) if key in k]
+            if len(hits) == 1:
+                found[i] = hits[0]
+            elif hits:
+                ambiguous.add(i)
+            if hits:
+                break
+    return found, ambiguous
+
+
+def align(records: list[dict], people: list[dict], credits: Any) -> Parsed:
+    """Match each returned person to the detail that found it, by identity; the details left are misses.
+
+    When a person fits no detail (Apollo matched on something we cannot see, a rewritten e-mail...)
+    or a detail fits several, those details cannot be told from misses: their rows end ``error``
+    with the reason (nothing cached for them, so a re-run asks again), and every person left over
+    is kept (cached under its own id / e-mail / LinkedIn URL) and reported as unattributed.
+    """
+    found, ambiguous = _attribute(records, people)
+    used = {n for n in found if n is not None}
+    left = [n for n in range(len(people)) if n not in used]
+    results = [people[n] if n is not None else None for n in found]
+    if not left and not ambiguous:
+        return Parsed(results, credits)
+    unsure = [i for i, n in enumerate(found) if n is None and (left or i in ambiguous)]
+    reason = (
+        f"bulk_match left its misses out and returned {len(left)} person(s) that match no detail of this batch "
+        f"by id, e-mail, LinkedIn URL or name + company: this row may be one of them or a miss. They are kept "
+        f"(cached under their own ids, listed in attrs['apollo']['unattributed']); the credits are recorded."
+    )
+    errors = {i: reason for i in unsure}
+    errors.update({i: "bulk_match left its misses out and several returned people fit this row" for i in ambiguous})
+    believable = isinstance(credits, (int, float)) and not isinstance(credits, bool) and 0 <= credits < float("inf")
+    share = float(credits) / len(people) if believable and people else 1.0
+    requested = [records[i] for i in sorted(errors)]
+    extra = [Unattributed(people[n], _report(people[n], share, requested)) for n in left]
+    return Parsed([None if i in errors else r for i, r in enumerate(results)], credits, errors, extra)
+
+
+def _report(person: dict, credits: float, requested: list[dict]) -> dict:
+    """What attrs["apollo"]["unattributed"] says of a person no detail could be matched to."""
+    seen = {k: person.get(k) for k in ("id", "name", "email", "linkedin_url") if person.get(k)}
+    return {"endpoint": ENDPOINT, **seen, "credits": credits, "requested": requested}
 
 
 def _worst(options: dict) -> float:
     return 1.0 + (PHONE_CREDITS if options.get("reveal_phone_number") else 0)
+
+
+def _aliases(person: dict) -> list[dict]:
+    """The identities a person answer is also cached under: its id, e-mail and LinkedIn URL."""
+    found = [(field, fn(person.get(field))[0]) for field, fn in
+             (("id", nz.normalize_apollo_id), ("email", nz.normalize_email), ("linkedin_url", nz.normalize_linkedin_url))]
+    return [{field: value} for field, value in found if value]
 
 
 OPERATION = Operation(
@@ -124,7 +254,7 @@ OPERATION = Operation(
     parse=_parse,
     worst_credits=_worst,
     flatten=flatten_people,
-    aliases=lambda person: [{"id": i} for i in [nz.normalize_apollo_id(person.get("id"))[0]] if i],
+    aliases=_aliases,
 )
 
 
