@@ -159,7 +159,7 @@ def test_unmapped_columns_warned_once_and_overrides(sandbox, client):
 # -- update and upsert ----------------------------------------------------------------------------
 
 
-def test_upsert_creates_then_patches_existing_once_each(sandbox, client):
+def test_upsert_creates_then_bulk_updates_existing_once_each(sandbox, client):
     push(contacts_frame(40, start=0, title="Old title"), client, mode="insert")
     frame = contacts_frame(150, start=20, title="New title")  # 20..39 exist
     result = push(frame, client, mode="upsert")
@@ -167,8 +167,10 @@ def test_upsert_creates_then_patches_existing_once_each(sandbox, client):
     assert (result.loc[updated, "apollo_status"] == "updated").all()
     assert (result.drop(index=updated)["apollo_status"] == "created").all()
     stats = result.attrs["apollo"]
-    assert stats["bulk_calls"] == 2 and stats["update_calls"] == 20 and stats["api_calls"] == 22
-    assert sandbox.count(path="contacts/{id}", status=200) == 20
+    assert stats["bulk_calls"] == 2 and stats["bulk_update_calls"] == 1 and stats["update_calls"] == 0
+    assert stats["api_calls"] == 3
+    assert sandbox.count(path="contacts/bulk_update", status=200) == 1 and sandbox.count(path="contacts/{id}") == 0
+    assert [r.n_records for r in sandbox.requests if r.path == "contacts/bulk_update"] == [20]
     for label in updated:
         assert sandbox.store.contacts[result.loc[label, "apollo_id"]]["title"] == "New title"
     assert_each_once(sandbox, [e.strip().lower() for e in frame["Email"]])
@@ -232,11 +234,15 @@ def test_dry_run_sends_nothing_and_returns_the_plan(sandbox, client):
     payload = json.loads(result.loc["r0", "apollo_payload"])
     assert payload["record"]["email"] == "person0@push0.example" and payload["append_label_names"] == ["q3 push"]
     stats = result.attrs["apollo"]
-    assert stats["planned_requests"] == 2 and stats["planned_requests_max"] == 2 + 118 and stats["api_calls"] == 0
+    assert stats["planned_requests"] == 2 and stats["planned_requests_max"] == 2 + math.ceil(118 / 100)
+    assert stats["api_calls"] == 0
     upd = push(pd.DataFrame({"apollo_id": ["a" * 24], "title": ["CEO"]}), client, mode="update", dry_run=True)
     assert upd.iloc[0]["apollo_status"] == "would_update"
-    assert json.loads(upd.iloc[0]["apollo_payload"]) == {"method": "PATCH", "path": "contacts/" + "a" * 24,
-                                                         "body": {"title": "CEO"}}
+    assert json.loads(upd.iloc[0]["apollo_payload"]) == {"path": "contacts/bulk_update",
+                                                         "record": {"id": "a" * 24, "title": "CEO"}}
+    patched = push(pd.DataFrame({"apollo_id": ["a" * 24], "Phone": ["+14155550100"]}), client, mode="update", dry_run=True)
+    assert json.loads(patched.iloc[0]["apollo_payload"]) == {"method": "PATCH", "path": "contacts/" + "a" * 24,
+                                                             "body": {"direct_phone": "+14155550100"}}
     assert sandbox.count() == before
 
 
@@ -262,7 +268,8 @@ def test_lost_write_retry_tells_our_records_from_older_ones(sandbox, fast_client
     result = push(contacts_frame(50, title="New"), client, mode="upsert")
     assert (result.iloc[:10]["apollo_status"] == "updated").all()  # existed before: updated
     assert (result.iloc[10:]["apollo_status"] == "created").all()  # written by the lost attempt: created
-    assert sandbox.count(path="contacts/bulk_create") == 1 + 2 and sandbox.count(path="contacts/{id}") == 10
+    assert sandbox.count(path="contacts/bulk_create") == 1 + 2
+    assert [r.n_records for r in sandbox.requests if r.path == "contacts/bulk_update"] == [10]  # the 10 older ones only
     assert_each_once(sandbox, [f"person{i}@push{i % 7}.example" for i in range(50)])
 
 
@@ -314,7 +321,9 @@ def test_random_faults_never_duplicate_and_count_writes(fast_client_factory, see
     stats = result.attrs["apollo"]
     assert stats["duplicate"] == 5 and stats["errors"] == 0 and stats["sent"] == 260
     assert sandbox.count(path="contacts/bulk_create", status=200) - bulk_ok == math.ceil(260 / 100)
-    assert sandbox.count(path="contacts/{id}", status=200) - upd_ok == stats["updated"]
+    # every existing record updated by one answered bulk_update (a lost answer is resent: same fields)
+    answered = [r.n_records for r in sandbox.requests if r.path == "contacts/bulk_update" and r.status == 200]
+    assert sum(answered) == stats["updated"] and sandbox.count(path="contacts/{id}", status=200) == upd_ok
     # rows 200..259 existed before the run: even in a batch that needed retries they are not "ours"
     assert (result.loc[[f"r{i}" for i in range(200, 260)], "apollo_status"] == "updated").all()
     assert_each_once(sandbox, [e.strip().lower() for e in frame["Email"]])
@@ -357,12 +366,16 @@ def test_accounts_with_random_faults_exist_once(fast_client_factory):
     result = push_accounts(accounts_frame(230, industry="new"), client=client, progress=False)
     assert (result.loc[range(50), "apollo_status"] == "updated").all()
     assert (result.loc[range(50, 230), "apollo_status"] == "created").all()
-    assert sandbox.count(path="accounts/{id}", status=200) - updates_before == 50
+    answered = [r.n_records for r in sandbox.requests if r.path == "accounts/bulk_update" and r.status == 200]
+    assert sum(answered) == 50 and sandbox.count(path="accounts/{id}", status=200) == updates_before
     assert_each_once(sandbox, [f"acct{i}.example" for i in range(230)], kind="accounts")
 
 
 def test_accounts_update_falls_back_to_put(sandbox, tmp_path):
     def no_patch(environ, start_response):
+        if environ["PATH_INFO"].endswith("/bulk_update"):  # a server without bulk updates: PATCH each record
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"error": "No route matches", "error_code": "NOT_FOUND"}']
         if environ["REQUEST_METHOD"] == "PATCH":
             start_response("405 Method Not Allowed", [("Content-Type", "application/json")])
             return [b'{"error": "PATCH not allowed"}']
@@ -374,6 +387,7 @@ def test_accounts_update_falls_back_to_put(sandbox, tmp_path):
         result = push_accounts(frame, mode="update", client=client, progress=False)
     assert (result["apollo_status"] == "updated").all()
     assert result.attrs["apollo"]["update_calls"] == 5  # one refused PATCH, then PUT for all four
+    assert result.attrs["apollo"]["bulk_update_calls"] == 1  # refused once, never tried again
     for record_id in created["apollo_id"]:
         assert sandbox.store.accounts[record_id]["name"].startswith("Renamed")
 

@@ -108,6 +108,7 @@ import math
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -222,7 +223,8 @@ ACCOUNT_FIELDS: tuple[Field, ...] = (
     _f("name", ("Company", "Company Name", "Account Name", "Organization Name", "Organization", "Organisation Name",
                 "Organisation", "Company / Account", "display_name", "lead_display_name", "org.name")),
     _f("phone", _PHONE + ("Company Phone", "Account Phone", "Organization - Phone", "org.phone"), "phone"),
-    _f("industry", ("Industry", "org.industry")),
+    # Apollo's account endpoints take no industry (ignored silently): recognised, never sent, reported.
+    _f("industry", ("Industry", "org.industry"), create_as=None, update_as=None),
     _f("raw_address", ("Address", "Company Address", "Organization - Address", "org.raw_address")),
     _f("owner_id", ("Owner ID", "Account Owner ID"), "apollo_id"),
     _f("account_stage_id", ("Stage ID", "Account Stage ID"), "apollo_id"),
@@ -245,10 +247,20 @@ class Target:
     key_hint: str
     #: how to find out afterwards whether a record exists
     reconcile_hint: str
+    #: the keys an item of ``<plural>/bulk_update``'s ``<singular>_attributes`` takes besides ``id``
+    bulk_update_fields: frozenset[str] = frozenset()
 
     @property
     def bulk_path(self) -> str:
         return f"{self.plural}/bulk_create"
+
+    @property
+    def bulk_update_path(self) -> str:
+        return f"{self.plural}/bulk_update"
+
+    def bulk_updatable(self, body: Mapping[str, Any]) -> bool:
+        """Whether ``bulk_update`` takes every key of an update body (else the record is PATCHed alone)."""
+        return body.keys() <= self.bulk_update_fields
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -265,6 +277,8 @@ CONTACTS = Target(
     needs_master_key=False,
     key_hint="contacts are matched on their email, so every row needs one",
     reconcile_hint="search contacts by email (POST contacts/search with q_keywords=<email>)",
+    bulk_update_fields=frozenset({"owner_id", "email", "organization_name", "title", "first_name", "last_name",
+                                  "account_id", "present_raw_address", "linkedin_url", "typed_custom_fields"}),
 )
 ACCOUNTS = Target(
     operation="push_accounts",
@@ -277,6 +291,7 @@ ACCOUNTS = Target(
     needs_master_key=True,
     key_hint="accounts are matched on their domain, so every row needs one",
     reconcile_hint="search accounts by name (POST accounts/search with q_organization_name=<name>) and compare domains",
+    bulk_update_fields=frozenset({"name", "owner_id", "account_stage_id", "typed_custom_fields"}),
 )
 
 
@@ -403,6 +418,8 @@ class Row:
     values: dict[str, Any]
     custom: dict[str, Any]
     record_id: str | None = None  # update mode: the Apollo id from the frame
+    #: upsert: bulk_create found the existing record by this row's key, so an update need not send the key again
+    matched_on_key: bool = False
 
     def _body(self, target: Target, verb: str) -> dict[str, Any]:
         """The values under the keys ``verb`` ("create_as" / "update_as") sends them as, then the custom fields."""
@@ -422,7 +439,15 @@ class Row:
         body = self._body(target, "update_as")
         if "label_names" in body and labels:
             body["label_names"] = list(dict.fromkeys([*body["label_names"], *labels]))
+        key_field = target.field(target.key)
+        if self.matched_on_key and key_field is not None and key_field.update_as:
+            body.pop(key_field.update_as, None)  # the record was found by it: sending it again changes nothing
         return body
+
+    def bulk_update_item(self, target: Target, labels: Sequence[str]) -> dict[str, Any] | None:
+        """This row as an item of ``bulk_update`` (``id`` + its fields), or None when bulk_update cannot carry it."""
+        body = self.update_body(target, labels)
+        return {"id": self.record_id, **body} if target.bulk_updatable(body) else None
 
     def label_set(self, labels: Sequence[str]) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*labels, *(self.values.get("label_names") or [])]))
@@ -554,6 +579,7 @@ class PushSummary(Summary):
     api_calls: int = 0
     bulk_calls: int = 0
     update_calls: int = 0
+    bulk_update_calls: int = 0
     planned_requests: int = 0
     planned_requests_max: int = 0
     elapsed_s: float = 0.0
@@ -561,7 +587,7 @@ class PushSummary(Summary):
 
     _hidden = frozenset({"operation", "run_id"})
     _sent_only = frozenset({"created", "existing", "updated", "errors", "skipped", "sent", "api_calls", "bulk_calls",
-                            "update_calls"})
+                            "update_calls", "bulk_update_calls"})
     _dry_run_only = frozenset({"would_create", "would_update", "planned_requests", "planned_requests_max"})
 
     def line(self) -> str:
@@ -577,7 +603,8 @@ class PushSummary(Summary):
             f"{self.operation} ({self.mode}): {self.rows:,} rows, {self.created:,} created, {self.existing:,} existing, "
             f"{self.updated:,} updated, {self.invalid:,} invalid, {self.duplicate:,} duplicate, {self.errors:,} errors, "
             f"{self.skipped:,} skipped | {self.sent:,} sent in {self.api_calls:,} requests "
-            f"({self.bulk_calls:,} bulk, {self.update_calls:,} updates), {self.elapsed_s:.1f} s"
+            f"({self.bulk_calls:,} bulk, {self.bulk_update_calls:,} bulk updates, {self.update_calls:,} updates), "
+            f"{self.elapsed_s:.1f} s"
         )
 
     def _title(self) -> str:
@@ -686,6 +713,28 @@ class _Bulk:
 
 
 @dataclasses.dataclass
+class _Update:
+    """One update task: a ``bulk_update`` of up to 100 rows, or one row PATCHed alone."""
+
+    rows: list[Row]
+    bulk: bool
+    #: a bulk update resent without the rows an earlier one rejected (never resent again)
+    retried: bool = False
+
+
+@dataclasses.dataclass
+class _Updated:
+    """What an update task did: the rows it settled, and the tasks it leaves (fallbacks, resends)."""
+
+    done: list[_Done]
+    again: list[_Update] = dataclasses.field(default_factory=list)
+
+
+def _singles(rows: Sequence[Row]) -> list[_Update]:
+    return [_Update([row], bulk=False) for row in rows]
+
+
+@dataclasses.dataclass
 class _Done:
     """A row's outcome in a push; ``update``: upsert's second step still has to update it."""
 
@@ -712,6 +761,9 @@ class _Pusher:
         self.messages: dict[int, str] = {}
         self.bulk_calls = 0
         self.update_calls = 0
+        self.bulk_update_calls = 0
+        #: False once the server refused bulk_update as an endpoint (404/405): PATCH from then on
+        self.bulk_update_ok = True
         self.executor = Executor.for_client(client, stop, name="apollo-push")
         self.stop = self.executor.stop
         self._lock = threading.Lock()
@@ -779,7 +831,10 @@ class _Pusher:
             created_at = _parse_time(record.get("created_at"))
             if created_at is not None and created_at >= fence:
                 kind = "created"  # written by an earlier attempt of this very batch whose answer was lost
-        return _Done(row, kind, record.get("id"), update=kind == "existing" and self.mode == "upsert")
+        update = kind == "existing" and self.mode == "upsert"
+        if update:
+            row.matched_on_key = _join_value(target, record, target.key) == row.key
+        return _Done(row, kind, record.get("id"), update=update)
 
     def send_update(self, row: Row) -> _Done:
         """PATCH (or the legacy PUT) one record."""
@@ -806,7 +861,91 @@ class _Pusher:
         record_id = record.get("id") if isinstance(record, dict) else None
         return _Done(row, "updated", record_id or row.record_id)
 
+    def update_tasks(self, rows: Sequence[Row]) -> list[_Update]:
+        """bulk_update batches of up to 100 for the rows it can carry; a PATCH task for each other row."""
+        bulk = [row for row in rows if self.bulk_update_ok and row.bulk_update_item(self.target, self.labels) is not None]
+        alone = [row for row in rows if row not in bulk] if bulk else list(rows)
+        batches = [_Update(bulk[i:i + BULK_LIMIT], bulk=True) for i in range(0, len(bulk), BULK_LIMIT)]
+        return batches + _singles(alone)
+
+    def send_update_task(self, task: _Update) -> _Updated:
+        """One update task (on a worker thread)."""
+        if not task.bulk:
+            return _Updated([self.send_update(task.rows[0])])
+        if self.stop.stopped:
+            return _Updated([_Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}") for row in task.rows])
+        return self.send_bulk_update(task)
+
+    def send_bulk_update(self, task: _Update) -> _Updated:
+        """One ``bulk_update`` (100 records at most, so Apollo answers synchronously); PATCH what it refuses."""
+        target = self.target
+        items = [row.bulk_update_item(target, self.labels) for row in task.rows]
+        self._count("bulk_update_calls")
+        try:
+            response = self.client.request("POST", target.bulk_update_path,
+                                           json={f"{target.singular}_attributes": items}, idempotent=True)
+        except PermissionDeniedError as exc:
+            raise self._refused(exc) from exc
+        except APIStatusError as exc:
+            if exc.status_code in (404, 405):  # no bulk_update on this server: PATCH, now and from now on
+                self.bulk_update_ok = False
+                return _Updated([], _singles(task.rows))
+            if exc.status_code == 422:
+                return _Updated([], self._after_rejection(task, exc))
+            raise
+        return self._read_bulk_update(task.rows, response.data)
+
+    def _after_rejection(self, task: _Update, exc: APIStatusError) -> list[_Update]:
+        """bulk_update is all or nothing: PATCH the rows it named (each then gets its own answer), resend the rest once."""
+        details = exc.body.get("error_details") if isinstance(exc.body, dict) else None
+        named = set(details) if isinstance(details, dict) else set()
+        prefix = f"{self.target.singular}_attributes["
+        rejected = [row for i, row in enumerate(task.rows) if row.record_id in named or f"{prefix}{i}]" in named]
+        if not rejected or task.retried or len(rejected) == len(task.rows):
+            return _singles(task.rows)
+        rest = [row for row in task.rows if row not in rejected]
+        return [_Update(rest, bulk=True, retried=True), *_singles(rejected)]
+
+    def _read_bulk_update(self, rows: list[Row], data: Any) -> _Updated:
+        """Rows whose record is in the answer are updated (or queued, for an asynchronous job); the others are PATCHed."""
+        data = data if isinstance(data, dict) else {}
+        listed = data.get(self.target.plural)
+        job = data.get("entity_progress_job")
+        if isinstance(listed, list):
+            answered = {str(r.get("id")) for r in listed if isinstance(r, dict)}
+            message = None
+        elif isinstance(job, dict) and isinstance(job.get("entity_ids"), list):
+            answered = {str(i) for i in job["entity_ids"]}
+            message = f"queued: Apollo applies this update asynchronously (job {job.get('id')})"
+        else:
+            answered, message = set(), None
+        done = [_Done(row, "updated", row.record_id, message) for row in rows if row.record_id in answered]
+        return _Updated(done, _singles([row for row in rows if row.record_id not in answered]))
+
+    def run_updates(self, rows: Sequence[Row]) -> None:
+        """Every update on the executor: bulk batches first; fallbacks and resends join the queue as answers come."""
+        queue = deque(self.update_tasks(rows))
+        self.executor.run(lambda: queue.popleft() if queue else None, self.send_update_task,
+                          lambda done: self._updates_done(done, queue))
+
     # the outcomes, on the calling thread
+    def _updates_done(self, done: Outcome[_Update, _Updated], queue: deque) -> None:
+        task = done.task
+        if done.value is not None:
+            for one in done.value.done:
+                self._set(one)
+            queue.extend(done.value.again)
+            if self.mode == "update":
+                self.bar.update(len(done.value.done))
+            return
+        if self.mode == "update":
+            self.bar.update(len(task.rows))
+        for row in task.rows:
+            explain = (lambda exc: f"bulk update failed: {exc}") if task.bulk else (
+                lambda exc, row=row: self._update_failure(row, exc))
+            status, message = self._failure(done, explain)
+            self._set(_Done(row, status, row.record_id, message))
+
     def _bulk_done(self, done: Outcome[_Bulk, list[_Done]]) -> None:
         self.bar.update(len(done.task.rows))
         if done.value is not None:
@@ -818,16 +957,6 @@ class _Pusher:
         status, message = self._failure(done, self._bulk_failure)
         for row in done.task.rows:
             self._set(_Done(row, status, message=message))
-
-    def _update_done(self, done: Outcome[Row, _Done]) -> None:
-        if self.mode == "update":
-            self.bar.update(1)
-        row = done.task
-        if done.value is not None:
-            self._set(done.value)
-            return
-        status, message = self._failure(done, lambda exc: self._update_failure(row, exc))
-        self._set(_Done(row, status, row.record_id, message))
 
     def _failure(self, done: Outcome, explain: Callable[[ApolloError], str]) -> tuple[str, str]:
         """(status, message) for a failed task: skipped when the run stopped, else error with ``explain``'s words."""
@@ -863,16 +992,16 @@ class _Pusher:
         return str(exc)
 
     def run(self) -> None:
-        """insert: the bulk calls; update: the updates; upsert: the bulk calls, then an update per existing record."""
+        """insert: the bulk calls; update: the updates; upsert: the bulk calls, then the updates of the existing records."""
         try:
             if self.mode == "update":
-                self.executor.run_tasks(self.rows, self.send_update, self._update_done)
+                self.run_updates(self.rows)
             else:
                 bulks = [_Bulk(labels, batch) for labels, batch in plan_batches(self.rows, self.labels)]
                 outcomes = self.executor.run_tasks(bulks, self.send_bulk, self._bulk_done)
                 existing = [one.row for done in outcomes for one in done.value or () if one.update]
-                if existing:
-                    self.executor.run_tasks(existing, self.send_update, self._update_done)
+                if existing and not self.stop.stopped:
+                    self.run_updates(existing)
         finally:
             self.bar.close()
         for row in self.rows:
@@ -1041,8 +1170,7 @@ def _plan(unique: list[Row], target: Target, mode: str, labels: list[str], run_d
         body: dict[str, Any]
         if mode == "update":
             report.ids[row.position] = row.record_id
-            body = {"method": target.update_methods[0], "path": f"{target.plural}/{row.record_id}",
-                    "body": row.update_body(target, labels)}
+            body = _update_plan(row, target, labels)
         else:
             body = {"path": target.bulk_path, "record": row.create_body(target)}
             label_set = row.label_set(labels)
@@ -1051,8 +1179,28 @@ def _plan(unique: list[Row], target: Target, mode: str, labels: list[str], run_d
             if run_dedupe:
                 body["run_dedupe"] = True
         report.payloads[row.position] = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
-    summary.planned_requests = len(plan_batches(unique, labels)) if mode != "update" else len(unique)
-    summary.planned_requests_max = summary.planned_requests + (len(unique) if mode == "upsert" else 0)
+    summary.planned_requests = len(plan_batches(unique, labels)) if mode != "update" else _update_requests(unique, target,
+                                                                                                          labels)
+    if mode == "upsert":  # if every record already existed (found by its key, so the key is not sent again)
+        found = [dataclasses.replace(row, record_id="", matched_on_key=True) for row in unique]
+        summary.planned_requests_max = summary.planned_requests + _update_requests(found, target, labels)
+    else:
+        summary.planned_requests_max = summary.planned_requests
+
+
+def _update_plan(row: Row, target: Target, labels: Sequence[str]) -> dict[str, Any]:
+    """What updating one row sends: its item of a bulk_update, or a PATCH of its own."""
+    item = row.bulk_update_item(target, labels)
+    if item is not None:
+        return {"path": target.bulk_update_path, "record": item}
+    return {"method": target.update_methods[0], "path": f"{target.plural}/{row.record_id}",
+            "body": row.update_body(target, labels)}
+
+
+def _update_requests(rows: Sequence[Row], target: Target, labels: Sequence[str]) -> int:
+    """Requests the updates of ``rows`` take: a bulk_update per 100 it can carry, a PATCH for each other."""
+    bulk = sum(1 for row in rows if row.bulk_update_item(target, labels) is not None)
+    return math.ceil(bulk / BULK_LIMIT) + len(rows) - bulk
 
 
 def _send(unique: list[Row], target: Target, mode: str, report: _Report, summary: PushSummary, *, client,
@@ -1069,6 +1217,7 @@ def _send(unique: list[Row], target: Target, mode: str, report: _Report, summary
     summary.sent = len(unique)
     summary.bulk_calls = pusher.bulk_calls
     summary.update_calls = pusher.update_calls
+    summary.bulk_update_calls = pusher.bulk_update_calls
     for row in unique:
         report.status[row.position] = pusher.status[row.position]
         report.ids[row.position] = pusher.ids.get(row.position) or row.record_id
