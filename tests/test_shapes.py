@@ -301,3 +301,97 @@ def test_orgs_parse_joins_on_a_domain_alias_field_and_reads_the_recording():
     assert [r["primary_domain"] if r else None for r in parsed.results] == [
         "harborview-instruments.example", "quillmarsh.example", None]
     assert not parsed.errors and not parsed.unattributed
+
+
+# -- 6./9. pushes: only documented fields, bulk updates ---------------------------------------------------
+
+
+def contacts(n: int, start: int = 0, title: str = "Analyst") -> pd.DataFrame:
+    return pd.DataFrame({"email": [f"p{i}@bulk{i % 9}.example" for i in range(start, start + n)],
+                         "first_name": [f"F{i}" for i in range(start, start + n)], "last_name": "L", "title": title},
+                        index=[f"r{i}" for i in range(start, start + n)])
+
+
+def test_upsert_of_1000_contacts_600_existing_uses_bulk_calls(make_client):
+    sb = small(n_orgs=20)
+    client = make_client(sb)
+    seeded = contacts(600).apollo.push_contacts(mode="insert", client=client, progress=False)
+    assert set(seeded["apollo_status"]) == {"created"}
+    before = len(sb.requests)
+    frame = contacts(1000, title="Director")
+    result = frame.apollo.push_contacts(client=client, progress=False)
+    sent = [r.path for r in sb.requests[before:]]
+    assert sent.count("contacts/bulk_create") == 10 and sent.count("contacts/bulk_update") == 6
+    assert len(sent) == 16 and result.attrs["apollo"]["api_calls"] == 16
+    assert (result["apollo_status"].iloc[:600] == "updated").all() and (result["apollo_status"].iloc[600:] == "created").all()
+    assert (result["apollo_id"].iloc[:600] == seeded["apollo_id"]).all()
+    stored = [c for c in sb.store.contacts.values()]
+    assert len(stored) == 1000 and len({c["email"] for c in stored}) == 1000  # no duplicates
+    assert {c["title"] for c in stored} == {"Director"}
+    assert sb.ignored_fields == []
+
+
+def test_update_rejected_rows_and_rows_bulk_update_cannot_carry_are_patched(make_client):
+    sb = small(n_orgs=20)
+    client = make_client(sb)
+    ids = list(contacts(150).apollo.push_contacts(mode="insert", client=client, progress=False)["apollo_id"])
+    ids[120] = "0" * 24  # unknown: the second bulk_update is refused as a whole (all or nothing)
+    frame = pd.DataFrame({"id": ids, "title": "CTO", "phone": [None] * 149 + ["+1 415 555 0100"]})
+    before = len(sb.requests)
+    result = frame.apollo.push_contacts(mode="update", client=client, progress=False)
+    assert result["apollo_status"].value_counts().to_dict() == {"updated": 149, "error": 1}
+    assert "0" * 24 in result["apollo_error"].iloc[120]
+    sent = [(r.path, r.status, r.n_records) for r in sb.requests[before:] if "bulk" in r.path]
+    # the refused batch is resent without the row it named, which is PATCHed alone
+    assert sorted(sent) == [("contacts/bulk_update", 200, 48), ("contacts/bulk_update", 200, 100),
+                            ("contacts/bulk_update", 422, 49)]
+    patched = [r for r in sb.requests[before:] if r.path == "contacts/{id}"]
+    assert sorted(r.status for r in patched) == [200, 404]  # the phone row (bulk_update takes no phone), the unknown id
+    assert sb.store.contacts[ids[149]]["direct_phone"] == "+14155550100"
+    assert sum(c["title"] == "CTO" for c in sb.store.contacts.values()) == 149
+    assert result.attrs["apollo"]["bulk_update_calls"] == 3 and result.attrs["apollo"]["update_calls"] == 2
+
+
+def accounts(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"Website": [f"https://acct{i}.example" for i in range(n)],
+                         "Company": [f"Acct {i}" for i in range(n)], "Industry": "software"})
+
+
+def test_accounts_push_sends_only_documented_fields(make_client):
+    sb = small(n_orgs=20)
+    client = make_client(sb)
+    with pytest.warns(UserWarning, match=r"not pushed.*industry \(from 'Industry'\)"):
+        created = accounts(5).apollo.push_accounts(mode="insert", client=client, progress=False)
+    assert set(created["apollo_status"]) == {"created"}
+    assert created.attrs["apollo"]["not_pushed"] == {"industry": ["Industry"]}
+    renamed = accounts(8).assign(Company=[f"New {i}" for i in range(8)])
+    with pytest.warns(UserWarning, match="not pushed"):
+        result = renamed.apollo.push_accounts(client=client, progress=False)
+    assert list(result["apollo_status"]) == ["updated"] * 5 + ["created"] * 3
+    assert sb.count(path="accounts/bulk_update") == 1 and sb.count(path="accounts/{id}") == 0
+    assert {a["name"] for a in sb.store.accounts.values()} == {f"New {i}" for i in range(8)}
+    assert sb.ignored_fields == []  # nothing sent that Apollo would drop
+    with pytest.raises(af.ColumnMappingError, match="industry"):
+        accounts(2).apollo.push_accounts(columns={"Industry": "industry"}, client=client, progress=False)
+
+
+def test_bulk_update_refused_as_an_endpoint_falls_back_to_patch(make_client, tmp_path):
+    import httpx
+
+    from apollo_frames.sandbox import DEFAULT_API_KEY, SANDBOX_BASE_URL
+
+    sb = small(n_orgs=20)
+    ids = list(contacts(3).apollo.push_contacts(mode="insert", client=make_client(sb), progress=False)["apollo_id"])
+
+    def legacy(environ, start_response):
+        if environ["PATH_INFO"].endswith("/bulk_update"):
+            start_response("405 Method Not Allowed", [("Content-Type", "application/json")])
+            return [b'{"error": "not allowed"}']
+        return sb(environ, start_response)
+
+    with af.ApolloClient(transport=httpx.WSGITransport(app=legacy), api_key=DEFAULT_API_KEY, base_url=SANDBOX_BASE_URL,
+                         cache_dir=tmp_path / "legacy", plan="paid") as client:
+        result = pd.DataFrame({"id": ids, "title": "VP"}).apollo.push_contacts(mode="update", client=client,
+                                                                                progress=False)
+    assert set(result["apollo_status"]) == {"updated"} and result.attrs["apollo"]["update_calls"] == 3
+    assert {sb.store.contacts[i]["title"] for i in ids} == {"VP"}

@@ -580,12 +580,14 @@ class PushSummary(Summary):
     bulk_calls: int = 0
     update_calls: int = 0
     bulk_update_calls: int = 0
+    #: mapped fields Apollo's endpoints do not take, so not pushed: {field: [column, ...]}
+    not_pushed: dict = dataclasses.field(default_factory=dict)
     planned_requests: int = 0
     planned_requests_max: int = 0
     elapsed_s: float = 0.0
     run_id: str = ""
 
-    _hidden = frozenset({"operation", "run_id"})
+    _hidden = frozenset({"operation", "run_id", "not_pushed"})
     _sent_only = frozenset({"created", "existing", "updated", "errors", "skipped", "sent", "api_calls", "bulk_calls",
                             "update_calls", "bulk_update_calls"})
     _dry_run_only = frozenset({"would_create", "would_update", "planned_requests", "planned_requests_max"})
@@ -1055,10 +1057,11 @@ def push(
     labels = _validate_args(mode, run_dedupe, labels, dry_run)
     started = time.monotonic()
     mapping, custom_columns = _push_columns(frame, target, mode, columns)
+    not_pushed = _unwritable(target, mode, mapping, columns)
     prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
     keys = _dedupe(prepared, seen)
     summary = PushSummary(operation=target.operation, mode=mode, dry_run=dry_run, rows=len(frame),
-                          run_id=uuid.uuid4().hex[:12])
+                          run_id=uuid.uuid4().hex[:12], not_pushed=not_pushed)
     report = _Report.of(reasons)
     fatal = None
     if dry_run:
@@ -1099,6 +1102,36 @@ def _push_columns(frame: pd.DataFrame, target: Target, mode: str, columns: Mappi
             f"name): {shown}. Map one with columns={{'column': 'field'}} or 'custom.<field_id>'.",
         )
     return mapping, custom_columns
+
+
+def _sent_in(field: Field, mode: str) -> bool:
+    """Whether ``mode`` sends the field anywhere (labels go to bulk_create as ``append_label_names``)."""
+    on_create = bool(field.create_as) or field.kind == "labels"
+    on_update = bool(field.update_as)
+    return {"insert": on_create, "update": on_update}.get(mode, on_create or on_update)
+
+
+def _unwritable(target: Target, mode: str, mapping: dict[str, tuple[object, ...]],
+                columns: Mapping[object, str | None] | None) -> dict[str, list[str]]:
+    """Take out of ``mapping`` the fields ``mode`` sends nowhere (Apollo would ignore them silently): a column the
+    caller mapped to one is refused; one recognised by its name is warned about. Returns {field: [column, ...]}."""
+    unsent = {name: cols for name, cols in mapping.items()
+              if name != "id" and (field := target.field(name)) is not None and not _sent_in(field, mode)}
+    asked = sorted({f for f in (columns or {}).values() if f in unsent})
+    if asked:
+        raise ColumnMappingError(
+            f"{target.operation}(mode={mode!r}): Apollo's {target.singular} endpoints do not take {asked} (they would "
+            f"ignore it and answer success); nothing would be written. Leave the column out: columns={{'col': None}}."
+        )
+    for name in unsent:
+        del mapping[name]
+    if unsent:
+        warn(
+            f"{target.operation}: not pushed, as Apollo's {target.singular} endpoints do not take them (they would be "
+            f"ignored silently): " + ", ".join(f"{name} (from {', '.join(map(repr, cols))})" for name, cols in
+                                                 unsent.items()) + ". Listed in attrs['apollo']['not_pushed']."
+        )
+    return {name: [str(c) for c in cols] for name, cols in unsent.items()}
 
 
 @dataclasses.dataclass
