@@ -200,6 +200,18 @@ DOCTOR_PROBES: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 
+def health_refusal(data: Any) -> str | None:
+    """Why an ``auth/health`` answer means the key was not accepted (None when it was).
+
+    A refused key is normally a 401, but ``auth/health`` has also been seen answering
+    200 ``{"is_logged_in": false}``: the request went through, the key did not.
+    """
+    if isinstance(data, dict) and data.get("is_logged_in") is False:
+        return ("the API key was not accepted (auth/health answered is_logged_in: false). Check APOLLO_API_KEY: "
+                "make a key in Apollo under Settings > Integrations > API.")
+    return None
+
+
 def cmd_doctor(args) -> int:
     sandbox = _sandbox_if(args)
     with _client(args, sandbox) as client:
@@ -217,6 +229,10 @@ def cmd_doctor(args) -> int:
         except ApolloError as exc:
             print(f"auth       no answer: {exc}")
             return EXIT_FAILED
+        refused = health_refusal(health.data)
+        if refused:
+            print(f"auth       REFUSED: {refused}")
+            return EXIT_AUTH
         print(f"auth       ok {health.data}")
         rows = []
         for method, path, body in DOCTOR_PROBES:
@@ -265,15 +281,14 @@ def cmd_estimate(args) -> int:
 
 
 def _usage_endpoint(key: str) -> str:
-    """'["api/v1/people", "bulk_match"]' -> 'people/bulk_match' (the endpoint names the toolkit uses)."""
+    """'["api/v1/people", "bulk_match"]' (documented) or 'api/v1/people/bulk_match' (seen live) -> 'people/bulk_match'
+    (the endpoint names the toolkit uses)."""
     try:
         parts = json.loads(key)
     except ValueError:
-        return str(key)
-    if not isinstance(parts, list):
-        return str(key)
-    path = "/".join(str(p).strip("/") for p in parts)
-    return path.removeprefix("api/v1/")
+        parts = None
+    path = "/".join(str(p).strip("/") for p in parts) if isinstance(parts, list) else str(key).strip().strip("/")
+    return path.removeprefix("api/v1/").removeprefix("v1/")
 
 
 def _usage_table(rows: list[tuple[str, dict]], with_seen: bool = False) -> str:

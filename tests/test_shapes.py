@@ -395,3 +395,34 @@ def test_bulk_update_refused_as_an_endpoint_falls_back_to_patch(make_client, tmp
                                                                                 progress=False)
     assert set(result["apollo_status"]) == {"updated"} and result.attrs["apollo"]["update_calls"] == 3
     assert {sb.store.contacts[i]["title"] for i in ids} == {"VP"}
+
+
+# -- 7. doctor and usage --------------------------------------------------------------------------------
+
+
+def test_doctor_says_a_logged_out_health_answer_is_a_refused_key(tmp_path, monkeypatch, capsys):
+    from apollo_frames.cli import main
+
+    sb = Sandbox(SandboxConfig(n_orgs=20, health_logged_out=True))
+    with sb.serve() as base_url:
+        monkeypatch.setenv("APOLLO_BASE_URL", base_url)
+        monkeypatch.setenv("APOLLO_API_KEY", "not-the-key-0123456789")
+        assert main(["doctor", "--cache-dir", str(tmp_path)]) == 3
+    out = capsys.readouterr().out
+    assert "auth       REFUSED" in out and "not accepted" in out and "is_logged_in: false" in out
+    assert "auth       ok" not in out and "not-the-key-0123456789" not in out
+
+
+@pytest.mark.parametrize("keys", ["array", "path", "mixed"])
+def test_usage_reads_both_key_forms(tmp_path, monkeypatch, capsys, keys):
+    from apollo_frames.cli import main
+    from apollo_frames.sandbox import DEFAULT_API_KEY
+
+    sb = Sandbox(SandboxConfig(n_orgs=20, usage_stats_keys=keys))
+    with sb.serve() as base_url:
+        monkeypatch.setenv("APOLLO_BASE_URL", base_url)
+        monkeypatch.setenv("APOLLO_API_KEY", DEFAULT_API_KEY)
+        assert main(["usage", "--cache-dir", str(tmp_path)]) == 0
+    endpoints = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:] if line.strip()]
+    assert "people/bulk_match" in endpoints and "mixed_companies/search" in endpoints
+    assert not any(e.startswith(("api/", "[")) for e in endpoints)
