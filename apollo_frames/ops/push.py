@@ -747,6 +747,24 @@ class _Done:
     update: bool = False
 
 
+def read_bulk_update(target: Target, rows: list[Row], data: Any) -> _Updated:
+    """A bulk_update answer: rows whose record it lists are updated (or queued, when Apollo answers with an
+    asynchronous job); the others are left to a PATCH each."""
+    data = data if isinstance(data, dict) else {}
+    listed = data.get(target.plural)
+    job = data.get("entity_progress_job")
+    if isinstance(listed, list):
+        answered = {str(r.get("id")) for r in listed if isinstance(r, dict)}
+        message = None
+    elif isinstance(job, dict) and isinstance(job.get("entity_ids"), list):
+        answered = {str(i) for i in job["entity_ids"]}
+        message = f"queued: Apollo applies this update asynchronously (job {job.get('id')})"
+    else:
+        answered, message = set(), None
+    done = [_Done(row, "updated", row.record_id, message) for row in rows if row.record_id in answered]
+    return _Updated(done, _singles([row for row in rows if row.record_id not in answered]))
+
+
 class _Pusher:
     """One push run: bulk calls and updates on the executor; each row's outcome recorded on the calling thread."""
 
@@ -895,7 +913,7 @@ class _Pusher:
             if exc.status_code == 422:
                 return _Updated([], self._after_rejection(task, exc))
             raise
-        return self._read_bulk_update(task.rows, response.data)
+        return read_bulk_update(self.target, task.rows, response.data)
 
     def _after_rejection(self, task: _Update, exc: APIStatusError) -> list[_Update]:
         """bulk_update is all or nothing: PATCH the rows it named (each then gets its own answer), resend the rest once."""
@@ -907,22 +925,6 @@ class _Pusher:
             return _singles(task.rows)
         rest = [row for row in task.rows if row not in rejected]
         return [_Update(rest, bulk=True, retried=True), *_singles(rejected)]
-
-    def _read_bulk_update(self, rows: list[Row], data: Any) -> _Updated:
-        """Rows whose record is in the answer are updated (or queued, for an asynchronous job); the others are PATCHed."""
-        data = data if isinstance(data, dict) else {}
-        listed = data.get(self.target.plural)
-        job = data.get("entity_progress_job")
-        if isinstance(listed, list):
-            answered = {str(r.get("id")) for r in listed if isinstance(r, dict)}
-            message = None
-        elif isinstance(job, dict) and isinstance(job.get("entity_ids"), list):
-            answered = {str(i) for i in job["entity_ids"]}
-            message = f"queued: Apollo applies this update asynchronously (job {job.get('id')})"
-        else:
-            answered, message = set(), None
-        done = [_Done(row, "updated", row.record_id, message) for row in rows if row.record_id in answered]
-        return _Updated(done, _singles([row for row in rows if row.record_id not in answered]))
 
     def run_updates(self, rows: Sequence[Row]) -> None:
         """Every update on the executor: bulk batches first; fallbacks and resends join the queue as answers come."""
