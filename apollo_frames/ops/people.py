@@ -175,7 +175,8 @@ def _person_keys(person: dict) -> set[tuple]:
 
 def _person_orgs(person: dict) -> set[str]:
     """The domains and folded name of a person's organisation (and the domain of their e-mail)."""
-    org = person.get("organization") if isinstance(person.get("organization"), dict) else {}
+    org = person.get("organization")
+    org = org if isinstance(org, dict) else {}
     found = {nz.normalize_domain(org.get(k))[0] for k in ("primary_domain", "website_url")}
     email = nz.normalize_email(person.get("email"))[0]
     found.add(email.rpartition("@")[2] if email else None)

@@ -945,9 +945,7 @@ class _Pusher:
         if self.mode == "update":
             self.bar.update(len(task.rows))
         for row in task.rows:
-            explain = (lambda exc: f"bulk update failed: {exc}") if task.bulk else (
-                lambda exc, row=row: self._update_failure(row, exc))
-            status, message = self._failure(done, explain)
+            status, message = self._failure(done, functools.partial(self._update_failure, row, bulk=task.bulk))
             self._set(_Done(row, status, row.record_id, message))
 
     def _bulk_done(self, done: Outcome[_Bulk, list[_Done]]) -> None:
@@ -968,7 +966,9 @@ class _Pusher:
             return "error", explain(done.error)
         return "skipped", f"not sent: {done.error}"
 
-    def _update_failure(self, row: Row, exc: ApolloError) -> str:
+    def _update_failure(self, row: Row, exc: ApolloError, bulk: bool = False) -> str:
+        if bulk:
+            return f"bulk update failed: {exc}"
         if isinstance(exc, NotFoundError):
             return f"no {self.target.singular} with id {row.record_id!r} in Apollo: {exc}"
         return f"update failed: {exc}"
