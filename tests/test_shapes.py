@@ -392,7 +392,7 @@ def test_bulk_update_refused_as_an_endpoint_falls_back_to_patch(make_client, tmp
         return sb(environ, start_response)
 
     with af.ApolloClient(transport=httpx.WSGITransport(app=legacy), api_key=DEFAULT_API_KEY, base_url=SANDBOX_BASE_URL,
-                         cache_dir=tmp_path / "legacy", plan="paid") as client:
+                         cache_dir=tmp_path / "legacy", plan="paid", allow_insecure_http=True) as client:
         result = pd.DataFrame({"id": ids, "title": "VP"}).apollo.push_contacts(mode="update", client=client,
                                                                                 progress=False)
     assert set(result["apollo_status"]) == {"updated"} and result.attrs["apollo"]["update_calls"] == 3

@@ -337,8 +337,10 @@ class _Sender:
         records = [self.plan.unique_records[j] for j in batch]
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
         parsed = Parsed.of(self.op.parse(records, response.data))
-        # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed
-        returned = sum(1 for r in parsed.results if r is not None) + len(parsed.unattributed)
+        # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed.
+        # Records, not rows: two details that found one person are charged once.
+        answers = [r for r in parsed.results if r is not None] + [u.answer for u in parsed.unattributed]
+        returned = len({str(r.get("id")) if r.get("id") else id(r) for r in answers})
         credits, verified = trusted_credits(parsed.credits, len(batch) * self.worst, floor=float(returned))
         return _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors, parsed.unattributed)
 
