@@ -240,7 +240,8 @@ def test_dry_run_sends_nothing_and_returns_the_plan(sandbox, client):
     assert upd.iloc[0]["apollo_status"] == "would_update"
     assert json.loads(upd.iloc[0]["apollo_payload"]) == {"path": "contacts/bulk_update",
                                                          "record": {"id": "a" * 24, "title": "CEO"}}
-    patched = push(pd.DataFrame({"apollo_id": ["a" * 24], "Phone": ["+14155550100"]}), client, mode="update", dry_run=True)
+    phone_only = pd.DataFrame({"apollo_id": ["a" * 24], "Phone": ["+14155550100"]})
+    patched = push(phone_only, client, mode="update", dry_run=True)
     assert json.loads(patched.iloc[0]["apollo_payload"]) == {"method": "PATCH", "path": "contacts/" + "a" * 24,
                                                              "body": {"direct_phone": "+14155550100"}}
     assert sandbox.count() == before

@@ -79,7 +79,7 @@ def test_search_page_with_accounts_and_organizations_goes_on(make_client):
     assert out.attrs["apollo"]["credits_consumed"] == 2 == sb.credits_consumed
     assert out.attrs["apollo"]["total_entries"] == len(sb.world.orgs)
     accounts = out[out["org.source"] == "account"]
-    assert dict(zip(accounts["org.id"], accounts["org.account_id"])) == saved
+    assert dict(zip(accounts["org.id"], accounts["org.account_id"], strict=True)) == saved
     assert (out["org.source"] == "organization").sum() == 195 and out["org.account_id"].isna().sum() == 195
     # every company once: the saved ones by their organisation id too
     assert set(out["org.id"]) == {o["id"] for o in sb.world.orgs[:200]}
@@ -173,7 +173,8 @@ def test_omitted_misses_that_cannot_be_aligned_are_kept_and_reported(tmp_path):
                 out = frame.apollo.enrich_people(client=client, progress=False)
             assert list(out["apollo_status"]) == ["error", "matched", "error"]
             assert out["person.id"].iloc[1] == tomas["id"]
-            assert "left its misses out" in out["apollo_error"].iloc[0] and "may be one of them" in out["apollo_error"].iloc[2]
+            assert "left its misses out" in out["apollo_error"].iloc[0]
+            assert "may be one of them" in out["apollo_error"].iloc[2]
             unattributed = out.attrs["apollo"]["unattributed"]
             assert [u["id"] for u in unattributed] == [dana["id"]] and unattributed[0]["credits"] == 1.0
             assert [r["email"] for r in unattributed[0]["requested"]] == [frame["email"][0], frame["email"][2]]
@@ -237,7 +238,8 @@ def test_revenue_is_filled_from_either_spelling(make_client, spelling):
     sb = small(revenue_spelling=spelling)
     client = make_client(sb)
     orgs = sb.world.orgs[:12]
-    out = pd.DataFrame({"domain": [o["primary_domain"] for o in orgs]}).apollo.enrich_orgs(client=client, progress=False)
+    frame = pd.DataFrame({"domain": [o["primary_domain"] for o in orgs]})
+    out = frame.apollo.enrich_orgs(client=client, progress=False)
     assert list(out["org.annual_revenue"]) == [o["annual_revenue"] for o in orgs]
     assert list(out["org.annual_revenue_printed"]) == [o["annual_revenue_printed"] for o in orgs]
     people = [next(p for p in sb.world.people if p["email"] and p["organization"] is o) for o in orgs[:3]]
@@ -279,7 +281,8 @@ def test_an_answer_that_cannot_be_attributed_is_reported_with_its_credits(make_c
     assert real["primary_domain"] in out["apollo_error"].iloc[0]
     assert out.attrs["apollo"]["unattributed"] == [{
         "endpoint": "organizations/bulk_enrich", "id": real["id"], "name": real["name"],
-        "primary_domain": real["primary_domain"], "credits": 1.0, "requested": ["fb-alias.example", "nobody-here.example"],
+        "primary_domain": real["primary_domain"], "credits": 1.0,
+        "requested": ["fb-alias.example", "nobody-here.example"],
     }]
     assert sb.credits_consumed == 2 == client.ledger.total_credits() == out.attrs["apollo"]["credits_consumed"]
     assert list(client.ledger.frame()["records_matched"]) == [2]
@@ -294,8 +297,9 @@ def test_orgs_parse_joins_on_a_domain_alias_field_and_reads_the_recording():
     recorded = fixture("organizations_bulk_enrich_omitted_misses.json")
     domains = ["harborview-instruments.example", "qm-freight.example", "nobody-here.example"]
     parsed = _parse([{"domain": d} for d in domains], recorded)
-    assert [r["primary_domain"] if r else None for r in parsed.results] == ["harborview-instruments.example", None, None]
-    assert sorted(parsed.errors) == [1, 2] and [u.answer["primary_domain"] for u in parsed.unattributed] == ["quillmarsh.example"]
+    found = [r["primary_domain"] if r else None for r in parsed.results]
+    assert found == ["harborview-instruments.example", None, None] and sorted(parsed.errors) == [1, 2]
+    assert [u.answer["primary_domain"] for u in parsed.unattributed] == ["quillmarsh.example"]
     assert parsed.credits == 2
     aliased = dict(recorded, organizations=[recorded["organizations"][0],
                                             dict(recorded["organizations"][1], domain_aliases=["qm-freight.example"])])
@@ -325,7 +329,8 @@ def test_upsert_of_1000_contacts_600_existing_uses_bulk_calls(make_client):
     sent = [r.path for r in sb.requests[before:]]
     assert sent.count("contacts/bulk_create") == 10 and sent.count("contacts/bulk_update") == 6
     assert len(sent) == 16 and result.attrs["apollo"]["api_calls"] == 16
-    assert (result["apollo_status"].iloc[:600] == "updated").all() and (result["apollo_status"].iloc[600:] == "created").all()
+    assert (result["apollo_status"].iloc[:600] == "updated").all()
+    assert (result["apollo_status"].iloc[600:] == "created").all()
     assert (result["apollo_id"].iloc[:600] == seeded["apollo_id"]).all()
     stored = [c for c in sb.store.contacts.values()]
     assert len(stored) == 1000 and len({c["email"] for c in stored}) == 1000  # no duplicates
@@ -439,8 +444,8 @@ def _check_bulk_match(data: dict) -> None:
     matches = data["matches"]
     emails = [m.get("email") if isinstance(m, dict) else None for m in matches]
     details = [{"email": e} if e else {"email": f"miss{i}@nowhere.example"} for i, e in enumerate(emails)]
-    details += [{"email": f"omitted{i}@nowhere.example"} for i in range(data.get("missing_records", 0)
-                                                                         if len(matches) < data["total_requested_enrichments"] else 0)]
+    omitted = data.get("missing_records", 0) if len(matches) < data["total_requested_enrichments"] else 0
+    details += [{"email": f"omitted{i}@nowhere.example"} for i in range(omitted)]
     parsed = _parse(details, data)
     assert len(parsed.results) == len(details) and not parsed.errors and not parsed.unattributed
     found = [r for r in parsed.results if r is not None]
@@ -465,7 +470,8 @@ def _check_person(data: dict) -> None:
     person = data["person"]
     assert _person(person) is None  # the recorded stub is a miss
     row = sc.flatten_people([person]).to_pylist()[0]
-    assert row["person.match_confidence"] == "none" and row["person.organization.name"] == person["organization"]["name"]
+    assert row["person.match_confidence"] == "none"
+    assert row["person.organization.name"] == person["organization"]["name"]
 
 
 def _check_org(data: dict) -> None:

@@ -139,6 +139,11 @@ def _fold(text: Any) -> str | None:
     return " ".join(plain.casefold().split()) or None
 
 
+def _full_name(record: dict) -> str | None:
+    """First and last name together, as compared."""
+    return _fold(" ".join(filter(None, (record.get("first_name"), record.get("last_name")))))
+
+
 def _hashes(email: str) -> list[str]:
     return [hashlib.md5(email.encode()).hexdigest(), hashlib.sha256(email.encode()).hexdigest()]
 
@@ -146,7 +151,7 @@ def _hashes(email: str) -> list[str]:
 def _detail_keys(record: dict) -> list[tuple]:
     """What identifies a detail, strongest first (as Apollo reads it)."""
     keys: list[tuple] = [(field, record[field]) for field in STRONG_IDS if field in record]
-    name = _fold(record.get("name")) or _fold(" ".join(filter(None, (record.get("first_name"), record.get("last_name")))))
+    name = _fold(record.get("name")) or _full_name(record)
     if name:
         orgs = [record.get("domain"), _fold(record.get("organization_name"))]
         keys += [("name", name, org) for org in orgs if org]
@@ -168,7 +173,7 @@ def _person_keys(person: dict) -> set[tuple]:
     linkedin = nz.normalize_linkedin_url(person.get("linkedin_url"))[0]
     if linkedin:
         keys.add(("linkedin_url", linkedin))
-    names = {_fold(person.get("name")), _fold(" ".join(filter(None, (person.get("first_name"), person.get("last_name")))))}
+    names = {_fold(person.get("name")), _full_name(person)}
     keys.update(("name", name, org) for name in names if name for org in _person_orgs(person))
     return keys
 
@@ -223,11 +228,15 @@ def align(records: list[dict], people: list[dict], credits: Any) -> Parsed:
     )
     errors = {i: reason for i in unsure}
     errors.update({i: "bulk_match left its misses out and several returned people fit this row" for i in ambiguous})
-    believable = isinstance(credits, (int, float)) and not isinstance(credits, bool) and 0 <= credits < float("inf")
-    share = float(credits) / len(people) if believable and people else 1.0
     requested = [records[i] for i in sorted(errors)]
-    extra = [Unattributed(people[n], _report(people[n], share, requested)) for n in left]
+    extra = [Unattributed(people[n], _report(people[n], _share(credits, len(people)), requested)) for n in left]
     return Parsed([None if i in errors else r for i, r in enumerate(results)], credits, errors, extra)
+
+
+def _share(credits: Any, people: int) -> float:
+    """One person's part of a batch's reported credits (1, Apollo's price, when the figure is not a number)."""
+    believable = isinstance(credits, (int, float)) and not isinstance(credits, bool) and 0 <= credits < float("inf")
+    return float(credits) / people if believable and people else 1.0
 
 
 def _report(person: dict, credits: float, requested: list[dict]) -> dict:
@@ -242,8 +251,7 @@ def _worst(options: dict) -> float:
 
 def _aliases(person: dict) -> list[dict]:
     """The identities a person answer is also cached under: its id, e-mail and LinkedIn URL."""
-    found = [(field, fn(person.get(field))[0]) for field, fn in
-             (("id", nz.normalize_apollo_id), ("email", nz.normalize_email), ("linkedin_url", nz.normalize_linkedin_url))]
+    found = [(field, _NORMALIZERS[field](person.get(field))[0]) for field in ("id", "email", "linkedin_url")]
     return [{field: value} for field, value in found if value]
 
 

@@ -883,7 +883,8 @@ class _Pusher:
 
     def update_tasks(self, rows: Sequence[Row]) -> list[_Update]:
         """bulk_update batches of up to 100 for the rows it can carry; a PATCH task for each other row."""
-        bulk = [row for row in rows if self.bulk_update_ok and row.bulk_update_item(self.target, self.labels) is not None]
+        carried = self.bulk_update_ok
+        bulk = [row for row in rows if carried and row.bulk_update_item(self.target, self.labels) is not None]
         alone = [row for row in rows if row not in bulk] if bulk else list(rows)
         batches = [_Update(bulk[i:i + BULK_LIMIT], bulk=True) for i in range(0, len(bulk), BULK_LIMIT)]
         return batches + _singles(alone)
@@ -893,7 +894,8 @@ class _Pusher:
         if not task.bulk:
             return _Updated([self.send_update(task.rows[0])])
         if self.stop.stopped:
-            return _Updated([_Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}") for row in task.rows])
+            why = f"not sent: {self.stop_text()}"
+            return _Updated([_Done(row, "skipped", row.record_id, why) for row in task.rows])
         return self.send_bulk_update(task)
 
     def send_bulk_update(self, task: _Update) -> _Updated:
@@ -916,7 +918,8 @@ class _Pusher:
         return read_bulk_update(self.target, task.rows, response.data)
 
     def _after_rejection(self, task: _Update, exc: APIStatusError) -> list[_Update]:
-        """bulk_update is all or nothing: PATCH the rows it named (each then gets its own answer), resend the rest once."""
+        """bulk_update is all or nothing: PATCH the rows it named (each then gets its own answer); resend the rest
+        once."""
         details = exc.body.get("error_details") if isinstance(exc.body, dict) else None
         named = set(details) if isinstance(details, dict) else set()
         prefix = f"{self.target.singular}_attributes["
@@ -996,7 +999,7 @@ class _Pusher:
         return str(exc)
 
     def run(self) -> None:
-        """insert: the bulk calls; update: the updates; upsert: the bulk calls, then the updates of the existing records."""
+        """insert: the bulk calls; update: the updates; upsert: the bulk calls, then the existing records' updates."""
         try:
             if self.mode == "update":
                 self.run_updates(self.rows)
@@ -1214,8 +1217,10 @@ def _plan(unique: list[Row], target: Target, mode: str, labels: list[str], run_d
             if run_dedupe:
                 body["run_dedupe"] = True
         report.payloads[row.position] = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
-    summary.planned_requests = len(plan_batches(unique, labels)) if mode != "update" else _update_requests(unique, target,
-                                                                                                          labels)
+    if mode == "update":
+        summary.planned_requests = _update_requests(unique, target, labels)
+    else:
+        summary.planned_requests = len(plan_batches(unique, labels))
     if mode == "upsert":  # if every record already existed (found by its key, so the key is not sent again)
         found = [dataclasses.replace(row, record_id="", matched_on_key=True) for row in unique]
         summary.planned_requests_max = summary.planned_requests + _update_requests(found, target, labels)
