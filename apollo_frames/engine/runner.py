@@ -46,6 +46,8 @@ class Unattributed:
     answer: dict
     #: what ``attrs["apollo"]["unattributed"]`` says about it (JSON-able; includes its ``credits``)
     report: dict
+    #: the identities it is cached under (default: the operation's ``aliases``)
+    identities: list[dict] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -368,7 +370,7 @@ class _Sender:
             self.results[j] = value
             self.outcome[j] = "matched" if value is not None else "no_match"
         for extra in answer.unattributed:  # paid for: kept under its own identities, and reported
-            for alias in op.aliases(extra.answer):
+            for alias in extra.identities or op.aliases(extra.answer):
                 entries.setdefault(cache.key(op.endpoint, alias, self.options), extra.answer)
             self.unattributed.append(extra.report)
         cache.set_many(entries, ttl=self.ttl)

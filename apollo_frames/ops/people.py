@@ -229,7 +229,8 @@ def align(records: list[dict], people: list[dict], credits: Any) -> Parsed:
     errors = {i: reason for i in unsure}
     errors.update({i: "bulk_match left its misses out and several returned people fit this row" for i in ambiguous})
     requested = [records[i] for i in sorted(errors)]
-    extra = [Unattributed(people[n], _report(people[n], _share(credits, len(people)), requested)) for n in left]
+    share = _share(credits, len(people))
+    extra = [Unattributed(people[n], _report(people[n], share, requested), _identities(people[n])) for n in left]
     return Parsed([None if i in errors else r for i, r in enumerate(results)], credits, errors, extra)
 
 
@@ -249,10 +250,15 @@ def _worst(options: dict) -> float:
     return 1.0 + (PHONE_CREDITS if options.get("reveal_phone_number") else 0)
 
 
-def _aliases(person: dict) -> list[dict]:
-    """The identities a person answer is also cached under: its id, e-mail and LinkedIn URL."""
-    found = [(field, _NORMALIZERS[field](person.get(field))[0]) for field in ("id", "email", "linkedin_url")]
+def _identities(person: dict, fields: tuple[str, ...] = ("id", "email", "linkedin_url")) -> list[dict]:
+    """Identities a person answer can be cached under (as :func:`person_record` gives them)."""
+    found = [(field, _NORMALIZERS[field](person.get(field))[0]) for field in fields]
     return [{field: value} for field, value in found if value]
+
+
+def _aliases(person: dict) -> list[dict]:
+    """A matched person is also cached under its Apollo id (so a frame carrying ids hits the cache too)."""
+    return _identities(person, ("id",))
 
 
 OPERATION = Operation(

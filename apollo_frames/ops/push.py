@@ -6,13 +6,23 @@ Three modes, as in the usual warehouse-to-Apollo syncs:
   call. Records Apollo already has come back in ``existing_*`` unmodified and
   their rows end ``existing``.
 * ``update``: every row carries the Apollo id of its record (an ``id``
-  column, ``apollo_id`` from an earlier push, or ``columns={"col": "id"}``)
-  and is sent alone to ``PATCH {contacts|accounts}/{id}``. Accounts fall back
-  to the legacy ``PUT`` when a ``PATCH`` is answered 404 or 405 and the
-  ``PUT`` then succeeds; from then on the run uses ``PUT`` directly (a 404 on
-  both verbs is an unknown id, and the row ends ``error``).
-* ``upsert``: ``bulk_create`` first, then each ``existing`` record is updated
-  alone with its row's fields and ends ``updated``.
+  column, ``apollo_id`` from an earlier push, or ``columns={"col": "id"}``).
+  Rows go to ``POST {contacts|accounts}/bulk_update`` (``contact_attributes``
+  / ``account_attributes``), at most 100 a call so that Apollo answers at
+  once (it takes 1,000 but processes more than 100 asynchronously). A row with
+  a field bulk_update does not take (``Target.bulk_update_fields``: a contact's
+  phone, stage, website or ``label_names``; an account's domain, phone or
+  address) is sent alone to ``PATCH {contacts|accounts}/{id}``, and so are
+  the rows of a bulk_update the server refuses as an endpoint (404/405: from
+  then on the run PATCHes) or rejects (422, all or nothing: the rows it names
+  are PATCHed, each getting its own answer, the others resent once in bulk),
+  and a row its answer leaves out. Accounts fall back to the legacy ``PUT``
+  when a ``PATCH`` is answered 404 or 405 and the ``PUT`` then succeeds; from
+  then on the run uses ``PUT`` directly (a 404 on both verbs is an unknown id,
+  and the row ends ``error``).
+* ``upsert``: ``bulk_create`` first, then the ``existing`` records are
+  updated as above (without their key: bulk_create found them by it) and end
+  ``updated``. 1,000 contacts of which 600 exist: 10 creates + 6 updates.
 
 Contacts and accounts differ only in data: a :class:`Target` names the
 endpoints, the dedupe key (email / domain), the response keys and the
@@ -48,6 +58,10 @@ Decisions, all visible in the report:
 * **Labels.** ``labels=[...]`` is sent as ``append_label_names`` on every
   bulk_create, so records the push creates carry them. It is not sent on
   updates: Apollo's PATCH ``label_names`` replaces a record's whole label set.
+* **Only fields Apollo takes.** Apollo ignores a field an endpoint does not
+  take and answers success. A field no endpoint of the mode takes (accounts'
+  ``industry``) is never sent: mapped explicitly it is refused, recognised by
+  name it is warned about and listed in ``attrs["apollo"]["not_pushed"]``.
   A contact ``label_names`` column (a list, or text split on ``,`` / ``;``)
   is that explicit full set: on PATCH it is sent as ``label_names`` (with
   ``labels=`` added); on bulk_create rows are batched per distinct label set,
@@ -1110,7 +1124,10 @@ def _push_columns(frame: pd.DataFrame, target: Target, mode: str, columns: Mappi
 
 
 def _sent_in(field: Field, mode: str) -> bool:
-    """Whether ``mode`` sends the field anywhere (labels go to bulk_create as ``append_label_names``)."""
+    """Whether ``mode`` sends the field anywhere (labels go to bulk_create as ``append_label_names``; a full name
+    is sent as the first and last name it fills)."""
+    if field.kind == "full_name":
+        return True
     on_create = bool(field.create_as) or field.kind == "labels"
     on_update = bool(field.update_as)
     return {"insert": on_create, "update": on_update}.get(mode, on_create or on_update)
