@@ -57,6 +57,9 @@ class Operation:
     flatten: Callable[[Sequence[dict | None]], pa.Table]
     #: result -> further identities to cache it under (so a frame carrying Apollo ids hits the cache too)
     aliases: Callable[[dict], list[dict]] = lambda result: []
+    #: (prepared, flattened answers, statuses, errors) -> further text columns after ``apollo_error``, in order;
+    #: it may change a row's status and error in place (e.g. people's match-quality ``conflict``)
+    review: Callable[[Prepared, pa.Table, list[str], list[str | None]], dict[str, list]] | None = None
 
 
 @dataclasses.dataclass
@@ -403,10 +406,13 @@ def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
         else:
             status.append(outcome[j] or "skipped")
             error.append(messages[j])
+    head: dict[str, list] = {"apollo_status": status, "apollo_error": error}
+    if done.op.review is not None:
+        head.update(done.op.review(prepared, flat, status, error))
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))
     summary.invalid = int(counts.get("invalid", 0))
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
-    return new_columns({"apollo_status": status, "apollo_error": error}, flat)
+    return new_columns(head, flat)

@@ -15,6 +15,7 @@ from apollo_frames.core.errors import ApolloError
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.runner import Operation, Prepared, run_operation
+from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict, reviewer
 from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "people/bulk_match"
@@ -149,12 +150,14 @@ def people_job(
     reveal_personal_emails: bool = False,
     reveal_phone_number: bool = False,
     webhook_url: str | None = None,
+    on_conflict: str = "flag",
 ) -> tuple[Prepared, Operation, dict]:
     """What enriching ``frame`` sends: the prepared rows, the operation and its options (checked here)."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"enrich_people needs a pandas DataFrame, got {type(frame).__name__}")
     options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url)
     op = _with_webhook(webhook_url) if webhook_url else OPERATION
+    op = dataclasses.replace(op, review=reviewer(frame, check_on_conflict(on_conflict)))
     return prepare_people(frame, columns), op, options
 
 
@@ -170,9 +173,16 @@ def enrich_people(
     client: ApolloClient | None = None,
     ledger: Ledger | None = None,
     confirm_over: float | None = None,
+    on_conflict: str = "flag",
 ) -> pd.DataFrame:
-    """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract."""
-    prepared, op, options = people_job(frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url)
+    """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract.
+
+    ``apollo_match_flags`` compares each answer with its row (see :mod:`apollo_frames.ops.quality`);
+    ``on_conflict="reject"`` gives a contradicting match the status ``conflict`` (its credit is spent).
+    """
+    prepared, op, options = people_job(
+        frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url, on_conflict
+    )
     with client_scope(client) as api:
         return run_operation(
             frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
@@ -205,8 +215,8 @@ SPEC = register(Spec(
     kind="enrich",
     function=enrich_people,
     job=people_job,
-    options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url"),
-    schema=lambda options: text_schema(STATUS_COLUMNS, PERSON_SCHEMA),
+    options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict"),
+    schema=lambda options: text_schema((*STATUS_COLUMNS, FLAG_COLUMN), PERSON_SCHEMA),
     estimate_options=_estimate_options,
     commands=(Command("enrich-people", "enrich a table of people (people/bulk_match)"),),
 ))
