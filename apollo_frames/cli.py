@@ -39,7 +39,7 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.core.filters import FilterError
 from apollo_frames.engine.summary import RunSummary
-from apollo_frames.estimates import estimate_file
+from apollo_frames.estimates import estimate, estimate_file
 from apollo_frames.io.files import read_frame, write_parquet
 from apollo_frames.io.stream import enrich_parquet, push_parquet
 from apollo_frames.ops import registry
@@ -255,6 +255,11 @@ def cmd_estimate(args) -> int:
     if args.reveal_phone_number and "reveal_phone_number" not in spec.options:
         raise UsageError(f"--reveal-phone-number does not apply to --op {args.op}")
     src, columns = _existing(args.input), _parse_map(args.map)
+    if args.pilot is not None:  # a pilot spends: it reads the file whole and enriches a sample of it
+        with _client(args, _sandbox_if(args)) as client:
+            result = estimate(read_frame(src), spec.name, client=client, columns=columns, pilot=args.pilot, **options)
+        print(repr(result))
+        return EXIT_OK
     # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
     # attempt to send a request would fail loudly.
     client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
@@ -577,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reveal-phone-number", action="store_true", help="people: price the phone reveal (+8 credits)")
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="estimate against the embedded sandbox's cache")
+    p.add_argument("--pilot", type=_positive_int, default=None, metavar="N",
+                   help="first enrich a stratified sample spending at most N credits (answers kept) and "
+                        "extrapolate from its match rate, with a 90%% interval")
     _add_chunk_rows(p)
     p.set_defaults(func=cmd_estimate)
 

@@ -32,6 +32,7 @@ from apollo_frames.engine.work import Work
 from apollo_frames.io.files import check_chunk_rows
 from apollo_frames.io.stream import file_work
 from apollo_frames.ops import registry
+from apollo_frames.ops.pilot import PilotResult, check_pilot, run_pilot
 
 #: The share of sent records assumed to match (and so to be charged) when the ledger has no history.
 DEFAULT_MATCH_RATE = 0.8
@@ -187,10 +188,24 @@ class Estimate:
     duration_assumption: str
     endpoint: str = ""
     worst_credits_per_record: float = 1.0
+    #: with ``pilot=``: the 90 % interval of ``credits_expected``, and what the pilot spent and saw
+    credits_interval: tuple[float, float] | None = None
+    pilot: PilotResult | None = None
+
+    def _pilot_lines(self) -> list[tuple[str, str, str]]:
+        if self.pilot is None or self.credits_interval is None:
+            return []
+        low, high = self.credits_interval
+        kinds = ", ".join(f"{k} {r:.0%}" for k, r in self.pilot.match_rate_by_kind.items())
+        return [
+            ("90% interval", f"{_fmt_num(low)}-{_fmt_num(high)}", "credits for the whole frame, pilot included"),
+            ("pilot", _fmt_num(self.pilot.credits_spent),
+             f"credits spent on {self.pilot.records:,} records (answers stored); match rate {kinds}"),
+        ]
 
     def _lines(self) -> list[tuple[str, str, str]]:
         per = _fmt_num(self.worst_credits_per_record)
-        return [
+        return self._pilot_lines() + [
             ("rows", f"{self.rows:,}", f"{self.invalid:,} invalid (never sent)"),
             ("unique records", f"{self.unique:,}", f"{self.cached:,} cached, {self.to_fetch:,} to fetch"),
             ("api calls", f"{self.api_calls:,}", f"to {self.endpoint}" if self.endpoint else ""),
@@ -230,6 +245,9 @@ class Estimate:
     def to_frame(self) -> pd.DataFrame:
         """One row, flat columns (``limit_minute``, ``limit_hour``, ``limit_day`` for the limits)."""
         data = self.to_dict()
+        data.pop("pilot")
+        interval = data.pop("credits_interval") or (None, None)
+        data["credits_low"], data["credits_high"] = interval
         limits = data.pop("limits")
         for w in WINDOWS:
             data[f"limit_{w}"] = limits.get(w)
@@ -255,6 +273,8 @@ def estimate(
     *,
     client: ApolloClient | None = None,
     columns: dict[str, str] | None = None,
+    pilot: int | None = None,
+    seed: int = 0,
     **options: Any,
 ) -> Estimate:
     """Estimate ``operation`` ("enrich_people", "enrich_orgs", "search") on ``frame`` without sending a request.
@@ -264,12 +284,39 @@ def estimate(
     the cache keys and the worst-case credits. ``credits_max`` is what the run
     could spend at worst; ``credits_expected`` scales it by the match rate the
     ledger has seen for this operation (else ``DEFAULT_MATCH_RATE``).
+
+    ``pilot=N`` (enrich operations) first enriches a stratified random sample
+    (by identifier kind; ``seed``) spending at most N credits, keeps its
+    answers in the store, and bases ``credits_expected`` (for the whole frame,
+    pilot included, with ``credits_interval`` at 90 %) on what it matched;
+    the rest of the estimate counts what is left to fetch after the pilot.
+    See :mod:`apollo_frames.ops.pilot`.
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
     spec = _estimable(operation)
+    if pilot is not None:
+        check_pilot(pilot)
+        if spec.kind != "enrich":
+            raise ValueError(f"pilot= needs an enrich operation, not {spec.name!r}")
     with client_scope(client) as c:
-        return _from_work(spec.plan(frame, columns, options, c), c)
+        if pilot is None:
+            return _from_work(spec.plan(frame, columns, options, c), c)
+        tried = run_pilot(frame, spec.name, pilot, client=c, columns=columns, seed=seed, **options)
+        return with_pilot(_from_work(spec.plan(frame, columns, options, c), c), tried)
+
+
+def with_pilot(base: Estimate, tried: PilotResult) -> Estimate:
+    """``base`` (counted after the pilot) with the pilot's expectation for the whole frame."""
+    kinds = ", ".join(f"{k} {s.sampled}" for k, s in tried.strata.items() if s.sampled)
+    return dataclasses.replace(
+        base,
+        credits_expected=tried.credits_expected,
+        credits_interval=tried.interval,
+        match_rate=round(tried.match_rate, 4),
+        match_rate_source=f"pilot of {tried.records:,} records (stratified: {kinds}; seed {tried.seed})",
+        pilot=tried,
+    )
 
 
 def estimate_file(

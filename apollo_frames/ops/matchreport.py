@@ -17,22 +17,13 @@ from typing import Any
 import pandas as pd
 
 from apollo_frames.ops.people import prepare_people
-from apollo_frames.ops.quality import FLAG_COLUMN, FLAGS, is_blank
-
-#: identifier kinds, strongest first, as the sandbox and Apollo try them
-KINDS = ("id", "email", "hashed_email", "linkedin", "name + domain", "name + company", "none")
-
-
-def identifier_kind(record: dict | None) -> str:
-    """Which identifier a prepared record is matched by (its strongest)."""
-    if not record:
-        return "none"
-    for field, kind in (("id", "id"), ("email", "email"), ("hashed_email", "hashed_email"), ("linkedin_url", "linkedin")):
-        if record.get(field):
-            return kind
-    if record.get("domain"):
-        return "name + domain"
-    return "name + company" if record.get("organization_name") else "none"
+from apollo_frames.ops.quality import (
+    FLAG_COLUMN,
+    FLAGS,
+    KINDS,
+    identifier_kind,
+    is_blank,
+)
 
 
 def identifier_kinds(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> list[str]:

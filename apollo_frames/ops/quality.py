@@ -194,3 +194,19 @@ def check_on_conflict(on_conflict: Any) -> str:
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
     return on_conflict
+
+
+#: identifier kinds, strongest first, as the sandbox and Apollo try them
+KINDS = ("id", "email", "hashed_email", "linkedin", "name + domain", "name + company", "none")
+
+
+def identifier_kind(record: dict | None) -> str:
+    """Which identifier a prepared record is matched by (its strongest)."""
+    if not record:
+        return "none"
+    for field, kind in (("id", "id"), ("email", "email"), ("hashed_email", "hashed_email"), ("linkedin_url", "linkedin")):
+        if record.get(field):
+            return kind
+    if record.get("domain"):
+        return "name + domain"
+    return "name + company" if record.get("organization_name") else "none"
