@@ -19,10 +19,11 @@ import pandas as pd
 
 from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
+from apollo_frames.ops.collect import collect
 from apollo_frames.ops.matchreport import match_report
 
 #: plain frame functions that are accessor methods besides the registered operations and ``estimate``
-FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {"match_report": match_report}
+FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {"match_report": match_report, "collect": collect}
 
 
 def frame_method(function: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:

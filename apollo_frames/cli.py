@@ -43,6 +43,7 @@ from apollo_frames.estimates import estimate, estimate_file
 from apollo_frames.io.files import read_frame, write_parquet
 from apollo_frames.io.stream import enrich_parquet, push_parquet
 from apollo_frames.ops import registry
+from apollo_frames.ops.collect import collect
 from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import PushSummary
@@ -152,6 +153,7 @@ def cmd_enrich(args) -> int:
         summary = enrich_parquet(
             src, output, args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
+            **{flag: True for flag in _ASYNC_FLAGS if getattr(args, flag, False)},
         )
     fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
     print(f"wrote {output} | " + _summary_line(fields))
@@ -386,6 +388,19 @@ def cmd_usage(args) -> int:
     return EXIT_OK
 
 
+def cmd_collect(args) -> int:
+    """Poll the phones (and waterfall results) an enrich-people run left pending; write the merged table."""
+    src, output = _existing(args.input), parquet_path(args.output, "output")
+    with _client(args, _sandbox_if(args)) as client:
+        result = collect(read_frame(src), wait=not args.no_wait, max_wait=args.max_wait, client=client)
+    write_parquet(result, output)
+    info = result.attrs["apollo_collect"]
+    print(f"wrote {output} | requests {info['requests']:,}: done {info['done']:,}, pending {info['pending']:,}, "
+          f"failed {info['failed']:,}, expired {info['expired']:,} | phones {info['phones']:,} | "
+          f"credits {info['credits']:g}")
+    return EXIT_OK
+
+
 def cmd_cache(args) -> int:
     from apollo_frames.client.store_admin import cache_command
 
@@ -504,7 +519,17 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     _add_map(p)
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
+    for flag, text in _ASYNC_FLAGS.items():
+        if flag in command.flags:
+            p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
     _add_run_options(p, chunked=True)
+
+
+#: people: asynchronous results, polled (fetch them later with ``apollo-frames collect``)
+_ASYNC_FLAGS = {
+    "reveal_phone_number": "mobile phones (+8 credits each), polled: fetch them with `apollo-frames collect`",
+    "waterfall": "Apollo's waterfall e-mails and phones, polled: fetch them with `apollo-frames collect`",
+}
 
 
 def _search_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
@@ -592,6 +617,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("collect", help="fetch the phones / waterfall results an enrich-people run left pending")
+    p.add_argument("input", help="the .parquet (or .csv) an enrich-people run with --reveal-phone-number wrote")
+    p.add_argument("output", help=".parquet")
+    p.add_argument("--no-wait", action="store_true", help="take what is ready, leave the rest pending")
+    p.add_argument("--max-wait", type=float, default=600.0, help="seconds to keep polling (default 600)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
+    p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("cache", help="the answer store: info, prune, verify, export/import as Parquet")
     p.add_argument("action", choices=["info", "prune", "verify", "export", "import"])

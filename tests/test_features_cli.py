@@ -28,3 +28,25 @@ def test_estimate_with_a_pilot_spends_at_most_n_and_reuses_its_answers(tmp_path,
     with pytest.raises(SystemExit) as info:
         main([*args, "--pilot", "0"])
     assert info.value.code == 2
+
+
+def test_enrich_with_phones_then_collect_in_a_later_command(tmp_path, capsys, monkeypatch):
+    from apollo_frames import cli
+    from apollo_frames.core.clock import FakeClock
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
+
+    sb = Sandbox(SandboxConfig(seed=4, n_orgs=40), clock=FakeClock())
+    monkeypatch.setattr(cli, "_sandbox_if", lambda args: sb if args.sandbox else None)
+    people = [p for p in sb.world.people if p.get("email")][:25]
+    pd.DataFrame({"email": [p["email"] for p in people]}).to_csv(tmp_path / "in.csv", index=False)
+    common = ["--sandbox", "--cache-dir", str(tmp_path / "c")]
+    assert main(["enrich-people", str(tmp_path / "in.csv"), str(tmp_path / "e.parquet"), "--reveal-phone-number",
+                 "--quiet", *common]) == 0
+    enriched = pd.read_parquet(tmp_path / "e.parquet")
+    assert (enriched["apollo_async_status"] == "pending").all()
+    assert main(["collect", str(tmp_path / "e.parquet"), str(tmp_path / "p.parquet"), *common]) == 0
+    assert "phones" in capsys.readouterr().out
+    phones = pd.read_parquet(tmp_path / "p.parquet")
+    assert (phones["apollo_async_status"] == "done").all()
+    mobiles = {p["email"] for p in people if p["id"] in sb.world.mobile_phones}
+    assert set(phones.loc[phones["person.mobile_phone"].notna(), "email"]) == mobiles
