@@ -22,6 +22,9 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.core.filters import FilterError
 from apollo_frames.engine.summary import RunSummary
+from apollo_frames.engine.meter import CreditBalance, credit_balance
+from apollo_frames.ops.collect import collect
+from apollo_frames.ops.matchreport import MatchReport, match_report
 from apollo_frames.estimates import Estimate, estimate, estimate_file
 from apollo_frames.io.stream import enrich_parquet, enrich_partition, push_parquet
 from apollo_frames.ops.mapping import columns
@@ -35,6 +38,11 @@ __all__ = [
     "__version__",
     "ApolloClient",
     "RunSummary",
+    "CreditBalance",
+    "credit_balance",
+    "collect",
+    "MatchReport",
+    "match_report",
     "enrich_orgs",
     "enrich_people",
     "ApolloError",

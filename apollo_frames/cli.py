@@ -23,6 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from apollo_frames._version import __version__
 from apollo_frames.client.http import ApolloClient
 from apollo_frames.client.ratelimit import WindowReading, parse_rate_headers
@@ -38,6 +40,7 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.filters import FilterError
+from apollo_frames.engine.meter import try_read
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import estimate, estimate_file
 from apollo_frames.io.files import read_frame, write_parquet
@@ -385,7 +388,18 @@ def cmd_usage(args) -> int:
         now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         print(f"Apollo usage_stats ({len(rows)} endpoints) as of {now}:")
         print(_usage_table(rows))
+        _print_meter(client)
     return EXIT_OK
+
+
+def _print_meter(client: Any) -> None:
+    """Apollo's credit meter beside the credits this machine's ledger recorded this calendar month."""
+    month = pd.Timestamp(client.clock.time(), unit="s", tz="UTC").to_period("M").start_time.tz_localize("UTC")
+    spent = float(client.ledger.frame(since=month)["credits"].sum())
+    print(f"\nledger: {spent:,.0f} credits recorded since {month:%Y-%m-%d} by this machine")
+    balance = try_read(client)
+    if balance is not None:
+        print(repr(balance))
 
 
 def cmd_collect(args) -> int:

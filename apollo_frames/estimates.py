@@ -28,6 +28,7 @@ import pandas as pd
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
+from apollo_frames.engine.meter import CreditBalance, last_balance, try_read
 from apollo_frames.engine.work import Work
 from apollo_frames.io.files import check_chunk_rows
 from apollo_frames.io.stream import file_work
@@ -191,6 +192,14 @@ class Estimate:
     #: with ``pilot=``: the 90 % interval of ``credits_expected``, and what the pilot spent and saw
     credits_interval: tuple[float, float] | None = None
     pilot: PilotResult | None = None
+    #: what Apollo's credit meter says is left, per credit type the run spends (None: not read)
+    balance_left: dict[str, float] | None = None
+
+    def _balance_lines(self) -> list[tuple[str, str, str]]:
+        if not self.balance_left:
+            return []
+        return [("balance left", _fmt_num(left), f"{kind} (Apollo's credit meter)")
+                for kind, left in self.balance_left.items()]
 
     def _pilot_lines(self) -> list[tuple[str, str, str]]:
         if self.pilot is None or self.credits_interval is None:
@@ -205,7 +214,7 @@ class Estimate:
 
     def _lines(self) -> list[tuple[str, str, str]]:
         per = _fmt_num(self.worst_credits_per_record)
-        return self._pilot_lines() + [
+        return self._pilot_lines() + self._balance_lines() + [
             ("rows", f"{self.rows:,}", f"{self.invalid:,} invalid (never sent)"),
             ("unique records", f"{self.unique:,}", f"{self.cached:,} cached, {self.to_fetch:,} to fetch"),
             ("api calls", f"{self.api_calls:,}", f"to {self.endpoint}" if self.endpoint else ""),
@@ -275,6 +284,7 @@ def estimate(
     columns: dict[str, str] | None = None,
     pilot: int | None = None,
     seed: int = 0,
+    balance: bool = False,
     **options: Any,
 ) -> Estimate:
     """Estimate ``operation`` ("enrich_people", "enrich_orgs", "search") on ``frame`` without sending a request.
@@ -291,6 +301,9 @@ def estimate(
     pilot included, with ``credits_interval`` at 90 %) on what it matched;
     the rest of the estimate counts what is left to fetch after the pilot.
     See :mod:`apollo_frames.ops.pilot`.
+
+    ``balance=True`` reads Apollo's credit meter (0 credits) and shows
+    ``balance_left``; otherwise the last reading this client made, if any.
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
@@ -300,10 +313,19 @@ def estimate(
         if spec.kind != "enrich":
             raise ValueError(f"pilot= needs an enrich operation, not {spec.name!r}")
     with client_scope(client) as c:
-        if pilot is None:
-            return _from_work(spec.plan(frame, columns, options, c), c)
-        tried = run_pilot(frame, spec.name, pilot, client=c, columns=columns, seed=seed, **options)
-        return with_pilot(_from_work(spec.plan(frame, columns, options, c), c), tried)
+        tried = run_pilot(frame, spec.name, pilot, client=c, columns=columns, seed=seed, **options) if pilot else None
+        result = _from_work(spec.plan(frame, columns, options, c), c)
+        result = with_pilot(result, tried) if tried is not None else result
+        return with_balance(result, try_read(c) if balance else last_balance(c))
+
+
+def with_balance(base: Estimate, meter: CreditBalance | None) -> Estimate:
+    """``base`` with what the meter says is left of the credit types the run spends."""
+    if meter is None:
+        return base
+    kinds = ["lead_credit"] + (["direct_dial_credit"] if base.worst_credits_per_record > 1 else [])
+    left = {k: meter.left(k) for k in kinds}
+    return dataclasses.replace(base, balance_left={k: v for k, v in left.items() if v is not None} or None)
 
 
 def with_pilot(base: Estimate, tried: PilotResult) -> Estimate:

@@ -50,3 +50,21 @@ def test_enrich_with_phones_then_collect_in_a_later_command(tmp_path, capsys, mo
     assert (phones["apollo_async_status"] == "done").all()
     mobiles = {p["email"] for p in people if p["id"] in sb.world.mobile_phones}
     assert set(phones.loc[phones["person.mobile_phone"].notna(), "email"]) == mobiles
+
+
+def test_usage_shows_the_meter_beside_the_ledgers_month(tmp_path, capsys, monkeypatch):
+    from apollo_frames import cli
+    from apollo_frames.core.clock import FakeClock
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
+
+    sb = Sandbox(SandboxConfig(seed=4, n_orgs=40), clock=FakeClock())
+    monkeypatch.setattr(cli, "_sandbox_if", lambda args: sb if args.sandbox else None)
+    people = [p for p in sb.world.people if p.get("email")][:7]
+    pd.DataFrame({"email": [p["email"] for p in people]}).to_csv(tmp_path / "in.csv", index=False)
+    common = ["--sandbox", "--cache-dir", str(tmp_path / "c")]
+    assert main(["enrich-people", str(tmp_path / "in.csv"), str(tmp_path / "e.parquet"), "--quiet", *common]) == 0
+    capsys.readouterr()
+    assert main(["usage", *common]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r"ledger: 7 credits recorded since \d{4}-\d\d-01", shown)
+    assert re.search(r"lead_credit\s+[\d,]+\s+7\s+[\d,]+", shown)

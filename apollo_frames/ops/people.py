@@ -127,6 +127,11 @@ def _worst(options: dict) -> float:
     return 1.0 + phone_worst(options)
 
 
+def _credit_types(options: dict) -> dict[str, float]:
+    """A person's worst case by Apollo credit type: the match is a lead credit, a mobile direct-dial credits."""
+    return {"lead_credit": 1.0, "direct_dial_credit": phone_worst(options)}
+
+
 OPERATION = Operation(
     name="enrich_people",
     endpoint=ENDPOINT,
@@ -134,6 +139,7 @@ OPERATION = Operation(
     build_payload=_payload,
     parse=_parse,
     worst_credits=_worst,
+    credit_types=_credit_types,
     flatten=flatten_people,
     aliases=lambda person: [{"id": i} for i in [nz.normalize_apollo_id(person.get("id"))[0]] if i],
 )
