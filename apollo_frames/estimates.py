@@ -194,11 +194,18 @@ class Estimate:
     pilot: PilotResult | None = None
     #: what Apollo's credit meter says is left, per credit type the run spends (None: not read)
     balance_left: dict[str, float] | None = None
+    balance_read_at: str | None = None
+
+    def _title(self) -> str:
+        if self.pilot is not None:
+            return f"Estimate {self.operation} (after a pilot of {self.pilot.records:,} records)"
+        return f"Estimate {self.operation} (nothing sent)"
 
     def _balance_lines(self) -> list[tuple[str, str, str]]:
         if not self.balance_left:
             return []
-        return [("balance left", _fmt_num(left), f"{kind} (Apollo's credit meter)")
+        when = f", read {self.balance_read_at}" if self.balance_read_at else ""
+        return [("balance left", _fmt_num(left), f"{kind} (Apollo's credit meter{when})")
                 for kind, left in self.balance_left.items()]
 
     def _pilot_lines(self) -> list[tuple[str, str, str]]:
@@ -233,7 +240,7 @@ class Estimate:
         w0 = max(len(a) for a, _, _ in lines)
         w1 = max(len(b) for _, b, _ in lines)
         body = "\n".join(f"  {a.ljust(w0)}  {b.rjust(w1)}  {c}".rstrip() for a, b, c in lines)
-        return f"Estimate {self.operation} (nothing sent)\n{body}"
+        return f"{self._title()}\n{body}"
 
     __str__ = __repr__
 
@@ -245,7 +252,7 @@ class Estimate:
             f"<td style='text-align:left'>{html.escape(c)}</td></tr>"
             for a, b, c in self._lines()
         )
-        title = html.escape(f"Estimate {self.operation} (nothing sent)")
+        title = html.escape(self._title())
         return f"<table><caption style='text-align:left'><b>{title}</b></caption>{cells}</table>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,7 +332,9 @@ def with_balance(base: Estimate, meter: CreditBalance | None) -> Estimate:
         return base
     kinds = ["lead_credit"] + (["direct_dial_credit"] if base.worst_credits_per_record > 1 else [])
     left = {k: meter.left(k) for k in kinds}
-    return dataclasses.replace(base, balance_left={k: v for k, v in left.items() if v is not None} or None)
+    read_at = pd.Timestamp(meter.read_at, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+    return dataclasses.replace(base, balance_left={k: v for k, v in left.items() if v is not None} or None,
+                               balance_read_at=read_at)
 
 
 def with_pilot(base: Estimate, tried: PilotResult) -> Estimate:
