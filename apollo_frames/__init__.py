@@ -21,10 +21,8 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.filters import FilterError
-from apollo_frames.engine.summary import RunSummary
 from apollo_frames.engine.meter import CreditBalance, credit_balance
-from apollo_frames.ops.collect import collect
-from apollo_frames.ops.matchreport import MatchReport, match_report
+from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import Estimate, estimate, estimate_file
 from apollo_frames.io.stream import enrich_parquet, enrich_partition, push_parquet
 from apollo_frames.ops.mapping import columns
@@ -40,9 +38,6 @@ __all__ = [
     "RunSummary",
     "CreditBalance",
     "credit_balance",
-    "collect",
-    "MatchReport",
-    "match_report",
     "enrich_orgs",
     "enrich_people",
     "ApolloError",

@@ -74,8 +74,10 @@ def polling(op: Operation) -> Operation:
     def payload(records: list[dict], options: dict) -> dict:
         return dict(op.build_payload(records, options), poll_only=True)
 
-    def parse(records: list[dict], data: Any) -> tuple[list[dict | None], float]:
+    def parse(records: list[dict], data: Any) -> tuple[list[dict | None], Any]:
         results, credits = op.parse(records, data)
+        # with a waterfall flag Apollo answers a miss with a stub person (no id, match_confidence "none")
+        results = [None if r is not None and is_blank(r.get("id")) else r for r in results]
         request_id = request_id_text(data.get("request_id")) if isinstance(data, dict) else None
         matched = [i for i, r in enumerate(results) if r is not None and not is_blank(r.get("id"))]
         reserved = PHONE_CREDITS * len(matched) if request_id else 0
@@ -83,7 +85,8 @@ def polling(op: Operation) -> Operation:
         out = list(results)
         for i in matched:
             out[i] = dict(results[i] or {}, **{ASYNC_KEY: dict(state)})
-        return out, credits + reserved
+        number = isinstance(credits, (int, float)) and not isinstance(credits, bool) and math.isfinite(credits)
+        return out, credits + reserved if number else credits  # a figure not believed counts as the worst case
 
     return dataclasses.replace(op, build_payload=payload, parse=parse, flatten=_flatten(op.flatten))
 
