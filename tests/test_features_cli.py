@@ -8,7 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from apollo_frames import cli
 from apollo_frames.cli import main
+from apollo_frames.core.clock import FakeClock
+from apollo_frames.sandbox import Sandbox, SandboxConfig
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -30,16 +33,17 @@ def test_estimate_with_a_pilot_spends_at_most_n_and_reuses_its_answers(tmp_path,
     assert info.value.code == 2
 
 
-def test_enrich_with_phones_then_collect_in_a_later_command(tmp_path, capsys, monkeypatch):
-    from apollo_frames import cli
-    from apollo_frames.core.clock import FakeClock
-    from apollo_frames.sandbox import Sandbox, SandboxConfig
-
+def _embedded(tmp_path, monkeypatch, n: int):
+    """A sandbox on a fake clock that ``--sandbox`` commands share, and an input of ``n`` known people."""
     sb = Sandbox(SandboxConfig(seed=4, n_orgs=40), clock=FakeClock())
     monkeypatch.setattr(cli, "_sandbox_if", lambda args: sb if args.sandbox else None)
-    people = [p for p in sb.world.people if p.get("email")][:25]
+    people = [p for p in sb.world.people if p.get("email")][:n]
     pd.DataFrame({"email": [p["email"] for p in people]}).to_csv(tmp_path / "in.csv", index=False)
-    common = ["--sandbox", "--cache-dir", str(tmp_path / "c")]
+    return sb, people, ["--sandbox", "--cache-dir", str(tmp_path / "c")]
+
+
+def test_enrich_with_phones_then_collect_in_a_later_command(tmp_path, capsys, monkeypatch):
+    sb, people, common = _embedded(tmp_path, monkeypatch, 25)
     assert main(["enrich-people", str(tmp_path / "in.csv"), str(tmp_path / "e.parquet"), "--reveal-phone-number",
                  "--quiet", *common]) == 0
     enriched = pd.read_parquet(tmp_path / "e.parquet")
@@ -53,15 +57,7 @@ def test_enrich_with_phones_then_collect_in_a_later_command(tmp_path, capsys, mo
 
 
 def test_usage_shows_the_meter_beside_the_ledgers_month(tmp_path, capsys, monkeypatch):
-    from apollo_frames import cli
-    from apollo_frames.core.clock import FakeClock
-    from apollo_frames.sandbox import Sandbox, SandboxConfig
-
-    sb = Sandbox(SandboxConfig(seed=4, n_orgs=40), clock=FakeClock())
-    monkeypatch.setattr(cli, "_sandbox_if", lambda args: sb if args.sandbox else None)
-    people = [p for p in sb.world.people if p.get("email")][:7]
-    pd.DataFrame({"email": [p["email"] for p in people]}).to_csv(tmp_path / "in.csv", index=False)
-    common = ["--sandbox", "--cache-dir", str(tmp_path / "c")]
+    sb, people, common = _embedded(tmp_path, monkeypatch, 7)
     assert main(["enrich-people", str(tmp_path / "in.csv"), str(tmp_path / "e.parquet"), "--quiet", *common]) == 0
     capsys.readouterr()
     assert main(["usage", *common]) == 0

@@ -44,7 +44,8 @@ def test_phones_are_collected_by_polling_and_a_rerun_pays_nothing(sb, tmp_path):
         assert (got.loc[matched, "apollo_async_status"] == "done").all()
         by_id = {p["id"]: p for p in sb.world.people}
         expected = {by_id[p]["email"]: m for p, m in sb.world.mobile_phones.items() if by_id[p].get("email")}
-        for email, phone, numbers in zip(got["email"], got["person.mobile_phone"], got["person.phone_numbers"]):
+        for email, phone, numbers in zip(got["email"], got["person.mobile_phone"], got["person.phone_numbers"],
+                                          strict=True):
             if email in expected:
                 assert phone and phone.startswith("+") and phone.replace("+", "").isdigit()
                 assert json.loads(numbers)[0]["sanitized_number"] == phone

@@ -42,8 +42,8 @@ def test_company_contradictions_are_flagged_and_consistent_rows_are_not(sb, tmp_
         out = frame.apollo.enrich_people(client=c, progress=False)
     assert (out["apollo_status"] == "matched").all()
     flagged = out["apollo_match_flags"].str.contains("company_mismatch").tolist()
-    bad = [f for f, c in zip(flagged, corrupt) if c]
-    good = [f for f, c in zip(flagged, corrupt) if not c]
+    bad = [f for f, c in zip(flagged, corrupt, strict=True) if c]
+    good = [f for f, c in zip(flagged, corrupt, strict=True) if not c]
     assert len(bad) >= 30 and len(good) >= 150
     assert sum(bad) / len(bad) >= 0.90
     assert sum(good) / len(good) < 0.05

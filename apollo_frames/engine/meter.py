@@ -84,7 +84,7 @@ class CreditBalance:
         rows = [("credit type", "limit", "consumed", "left over"), *self._rows()]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         body = "\n".join("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                          for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+                                          for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows)
         return f"{self._title()}\n{body}"
 
     def _repr_html_(self) -> str:

@@ -85,7 +85,7 @@ def _rates(status: list[str | None], kinds: list[str]) -> dict[str, dict[str, fl
     """Identifier kind -> rows sent (not invalid, skipped or failed), matched, match rate."""
     by_kind: dict[str, dict[str, float]] = {}
     for kind in KINDS:
-        picked = [s for s, k in zip(status, kinds) if k == kind and s not in ("invalid", "skipped", "error")]
+        picked = [s for s, k in zip(status, kinds, strict=True) if k == kind and s not in ("invalid", "skipped", "error")]
         if picked:
             matched = sum(s in ("matched", "conflict") for s in picked)
             by_kind[kind] = {"rows": len(picked), "matched": matched, "match_rate": matched / len(picked)}
@@ -113,8 +113,9 @@ def match_report(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> 
     return MatchReport(
         rows=len(frame),
         by_kind=_rates(status, kinds),
-        no_match_reasons=_top([e or f"nobody matched the {k}" for s, e, k in zip(status, errors, kinds) if s == "no_match"]),
-        invalid_reasons=_top([e for s, e in zip(status, errors) if s == "invalid"]),
+        no_match_reasons=_top([e or f"nobody matched the {k}"
+                               for s, e, k in zip(status, errors, kinds, strict=True) if s == "no_match"]),
+        invalid_reasons=_top([e for s, e in zip(status, errors, strict=True) if s == "invalid"]),
         flags={f: flags.get(f, 0) for f in FLAGS},
         statuses=dict(Counter(str(s) for s in status).most_common()),
     )

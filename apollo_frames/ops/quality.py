@@ -200,11 +200,14 @@ def check_on_conflict(on_conflict: Any) -> str:
 KINDS = ("id", "email", "hashed_email", "linkedin", "name + domain", "name + company", "none")
 
 
+_STRONG_KINDS = (("id", "id"), ("email", "email"), ("hashed_email", "hashed_email"), ("linkedin_url", "linkedin"))
+
+
 def identifier_kind(record: dict | None) -> str:
     """Which identifier a prepared record is matched by (its strongest)."""
     if not record:
         return "none"
-    for field, kind in (("id", "id"), ("email", "email"), ("hashed_email", "hashed_email"), ("linkedin_url", "linkedin")):
+    for field, kind in _STRONG_KINDS:
         if record.get(field):
             return kind
     if record.get("domain"):
