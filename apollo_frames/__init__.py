@@ -21,6 +21,7 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.filters import FilterError
+from apollo_frames.engine.meter import CreditBalance, credit_balance
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import Estimate, estimate, estimate_file
 from apollo_frames.io.stream import enrich_parquet, enrich_partition, push_parquet
@@ -35,6 +36,8 @@ __all__ = [
     "__version__",
     "ApolloClient",
     "RunSummary",
+    "CreditBalance",
+    "credit_balance",
     "enrich_orgs",
     "enrich_people",
     "ApolloError",

@@ -19,6 +19,11 @@ import pandas as pd
 
 from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
+from apollo_frames.ops.collect import collect
+from apollo_frames.ops.matchreport import match_report
+
+#: plain frame functions that are accessor methods besides the registered operations and ``estimate``
+FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {"match_report": match_report, "collect": collect}
 
 
 def frame_method(function: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
@@ -50,6 +55,7 @@ def methods() -> dict[str, Callable[..., Any]]:
     """Accessor method name -> the plain function it calls."""
     found: dict[str, Callable[..., Any]] = {spec.method_name: spec.function for spec in registry.operations()}
     found["estimate"] = estimate
+    found.update(FRAME_FUNCTIONS)
     return found
 
 

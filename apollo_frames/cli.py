@@ -23,6 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from apollo_frames._version import __version__
 from apollo_frames.client.http import ApolloClient
 from apollo_frames.client.ratelimit import WindowReading, parse_rate_headers
@@ -38,11 +40,13 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.filters import FilterError
+from apollo_frames.engine.meter import try_read
 from apollo_frames.engine.summary import RunSummary
-from apollo_frames.estimates import estimate_file
+from apollo_frames.estimates import estimate, estimate_file
 from apollo_frames.io.files import read_frame, write_parquet
 from apollo_frames.io.stream import enrich_parquet, push_parquet
 from apollo_frames.ops import registry
+from apollo_frames.ops.collect import collect
 from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import PushSummary
@@ -152,6 +156,7 @@ def cmd_enrich(args) -> int:
         summary = enrich_parquet(
             src, output, args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
+            **{flag: True for flag in _ASYNC_FLAGS if getattr(args, flag, False)},
         )
     fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
     print(f"wrote {output} | " + _summary_line(fields))
@@ -271,6 +276,11 @@ def cmd_estimate(args) -> int:
     if args.reveal_phone_number and "reveal_phone_number" not in spec.options:
         raise UsageError(f"--reveal-phone-number does not apply to --op {args.op}")
     src, columns = _existing(args.input), _parse_map(args.map)
+    if args.pilot is not None:  # a pilot spends: it reads the file whole and enriches a sample of it
+        with _client(args, _sandbox_if(args)) as client:
+            result = estimate(read_frame(src), spec.name, client=client, columns=columns, pilot=args.pilot, **options)
+        print(repr(result))
+        return EXIT_OK
     # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
     # attempt to send a request would fail loudly.
     client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
@@ -393,6 +403,30 @@ def cmd_usage(args) -> int:
         now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         print(f"Apollo usage_stats ({len(rows)} endpoints) as of {now}:")
         print(_usage_table(rows))
+        _print_meter(client)
+    return EXIT_OK
+
+
+def _print_meter(client: Any) -> None:
+    """Apollo's credit meter beside the credits this machine's ledger recorded this calendar month."""
+    month = pd.Timestamp(client.clock.time(), unit="s", tz="UTC").to_period("M").start_time.tz_localize("UTC")
+    spent = float(client.ledger.frame(since=month)["credits"].sum())
+    print(f"\nledger: {spent:,.0f} credits recorded since {month:%Y-%m-%d} by this machine")
+    balance = try_read(client)
+    if balance is not None:
+        print(repr(balance))
+
+
+def cmd_collect(args) -> int:
+    """Poll the phones (and waterfall results) an enrich-people run left pending; write the merged table."""
+    src, output = _existing(args.input), parquet_path(args.output, "output")
+    with _client(args, _sandbox_if(args)) as client:
+        result = collect(read_frame(src), wait=not args.no_wait, max_wait=args.max_wait, client=client)
+    write_parquet(result, output)
+    info = result.attrs["apollo_collect"]
+    print(f"wrote {output} | requests {info['requests']:,}: done {info['done']:,}, pending {info['pending']:,}, "
+          f"failed {info['failed']:,}, expired {info['expired']:,} | phones {info['phones']:,} | "
+          f"credits {info['credits']:g}")
     return EXIT_OK
 
 
@@ -514,7 +548,17 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     _add_map(p)
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
+    for flag, text in _ASYNC_FLAGS.items():
+        if flag in command.flags:
+            p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
     _add_run_options(p, chunked=True)
+
+
+#: people: asynchronous results, polled (fetch them later with ``apollo-frames collect``)
+_ASYNC_FLAGS = {
+    "reveal_phone_number": "mobile phones (+8 credits each), polled: fetch them with `apollo-frames collect`",
+    "waterfall": "Apollo's waterfall e-mails and phones, polled: fetch them with `apollo-frames collect`",
+}
 
 
 def _search_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
@@ -592,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reveal-phone-number", action="store_true", help="people: price the phone reveal (+8 credits)")
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="estimate against the embedded sandbox's cache")
+    p.add_argument("--pilot", type=_positive_int, default=None, metavar="N",
+                   help="first enrich a stratified sample spending at most N credits (answers kept) and "
+                        "extrapolate from its match rate, with a 90%% interval")
     _add_chunk_rows(p)
     p.set_defaults(func=cmd_estimate)
 
@@ -599,6 +646,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("collect", help="fetch the phones / waterfall results an enrich-people run left pending")
+    p.add_argument("input", help="the .parquet (or .csv) an enrich-people run with --reveal-phone-number wrote")
+    p.add_argument("output", help=".parquet")
+    p.add_argument("--no-wait", action="store_true", help="take what is ready, leave the rest pending")
+    p.add_argument("--max-wait", type=float, default=600.0, help="seconds to keep polling (default 600)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
+    p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("cache", help="the answer store: info, prune, verify, export/import as Parquet")
     p.add_argument("action", choices=["info", "prune", "verify", "export", "import"])

@@ -28,10 +28,12 @@ import pandas as pd
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
+from apollo_frames.engine.meter import CreditBalance, last_balance, try_read
 from apollo_frames.engine.work import Work
 from apollo_frames.io.files import check_chunk_rows
 from apollo_frames.io.stream import file_work
 from apollo_frames.ops import registry
+from apollo_frames.ops.pilot import PilotResult, check_pilot, run_pilot
 
 #: The share of sent records assumed to match (and so to be charged) when the ledger has no history.
 DEFAULT_MATCH_RATE = 0.8
@@ -187,10 +189,39 @@ class Estimate:
     duration_assumption: str
     endpoint: str = ""
     worst_credits_per_record: float = 1.0
+    #: with ``pilot=``: the 90 % interval of ``credits_expected``, and what the pilot spent and saw
+    credits_interval: tuple[float, float] | None = None
+    pilot: PilotResult | None = None
+    #: what Apollo's credit meter says is left, per credit type the run spends (None: not read)
+    balance_left: dict[str, float] | None = None
+    balance_read_at: str | None = None
+
+    def _title(self) -> str:
+        if self.pilot is not None:
+            return f"Estimate {self.operation} (after a pilot of {self.pilot.records:,} records)"
+        return f"Estimate {self.operation} (nothing sent)"
+
+    def _balance_lines(self) -> list[tuple[str, str, str]]:
+        if not self.balance_left:
+            return []
+        when = f", read {self.balance_read_at}" if self.balance_read_at else ""
+        return [("balance left", _fmt_num(left), f"{kind} (Apollo's credit meter{when})")
+                for kind, left in self.balance_left.items()]
+
+    def _pilot_lines(self) -> list[tuple[str, str, str]]:
+        if self.pilot is None or self.credits_interval is None:
+            return []
+        low, high = self.credits_interval
+        kinds = ", ".join(f"{k} {r:.0%}" for k, r in self.pilot.match_rate_by_kind.items())
+        return [
+            ("90% interval", f"{_fmt_num(low)}-{_fmt_num(high)}", "credits for the whole frame, pilot included"),
+            ("pilot", _fmt_num(self.pilot.credits_spent),
+             f"credits spent on {self.pilot.records:,} records (answers stored); match rate {kinds}"),
+        ]
 
     def _lines(self) -> list[tuple[str, str, str]]:
         per = _fmt_num(self.worst_credits_per_record)
-        return [
+        return self._pilot_lines() + self._balance_lines() + [
             ("rows", f"{self.rows:,}", f"{self.invalid:,} invalid (never sent)"),
             ("unique records", f"{self.unique:,}", f"{self.cached:,} cached, {self.to_fetch:,} to fetch"),
             ("api calls", f"{self.api_calls:,}", f"to {self.endpoint}" if self.endpoint else ""),
@@ -209,7 +240,7 @@ class Estimate:
         w0 = max(len(a) for a, _, _ in lines)
         w1 = max(len(b) for _, b, _ in lines)
         body = "\n".join(f"  {a.ljust(w0)}  {b.rjust(w1)}  {c}".rstrip() for a, b, c in lines)
-        return f"Estimate {self.operation} (nothing sent)\n{body}"
+        return f"{self._title()}\n{body}"
 
     __str__ = __repr__
 
@@ -221,7 +252,7 @@ class Estimate:
             f"<td style='text-align:left'>{html.escape(c)}</td></tr>"
             for a, b, c in self._lines()
         )
-        title = html.escape(f"Estimate {self.operation} (nothing sent)")
+        title = html.escape(self._title())
         return f"<table><caption style='text-align:left'><b>{title}</b></caption>{cells}</table>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +261,9 @@ class Estimate:
     def to_frame(self) -> pd.DataFrame:
         """One row, flat columns (``limit_minute``, ``limit_hour``, ``limit_day`` for the limits)."""
         data = self.to_dict()
+        data.pop("pilot")
+        interval = data.pop("credits_interval") or (None, None)
+        data["credits_low"], data["credits_high"] = interval
         limits = data.pop("limits")
         for w in WINDOWS:
             data[f"limit_{w}"] = limits.get(w)
@@ -255,6 +289,9 @@ def estimate(
     *,
     client: ApolloClient | None = None,
     columns: dict[str, str] | None = None,
+    pilot: int | None = None,
+    seed: int = 0,
+    balance: bool = False,
     **options: Any,
 ) -> Estimate:
     """Estimate ``operation`` ("enrich_people", "enrich_orgs", "search") on ``frame`` without sending a request.
@@ -264,12 +301,53 @@ def estimate(
     the cache keys and the worst-case credits. ``credits_max`` is what the run
     could spend at worst; ``credits_expected`` scales it by the match rate the
     ledger has seen for this operation (else ``DEFAULT_MATCH_RATE``).
+
+    ``pilot=N`` (enrich operations) first enriches a stratified random sample
+    (by identifier kind; ``seed``) spending at most N credits, keeps its
+    answers in the store, and bases ``credits_expected`` (for the whole frame,
+    pilot included, with ``credits_interval`` at 90 %) on what it matched;
+    the rest of the estimate counts what is left to fetch after the pilot.
+    See :mod:`apollo_frames.ops.pilot`.
+
+    ``balance=True`` reads Apollo's credit meter (0 credits) and shows
+    ``balance_left``; otherwise the last reading this client made, if any.
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
     spec = _estimable(operation)
+    if pilot is not None:
+        check_pilot(pilot)
+        if spec.kind != "enrich":
+            raise ValueError(f"pilot= needs an enrich operation, not {spec.name!r}")
     with client_scope(client) as c:
-        return _from_work(spec.plan(frame, columns, options, c), c)
+        tried = run_pilot(frame, spec.name, pilot, client=c, columns=columns, seed=seed, **options) if pilot else None
+        result = _from_work(spec.plan(frame, columns, options, c), c)
+        result = with_pilot(result, tried) if tried is not None else result
+        return with_balance(result, try_read(c) if balance else last_balance(c))
+
+
+def with_balance(base: Estimate, meter: CreditBalance | None) -> Estimate:
+    """``base`` with what the meter says is left of the credit types the run spends."""
+    if meter is None:
+        return base
+    kinds = ["lead_credit"] + (["direct_dial_credit"] if base.worst_credits_per_record > 1 else [])
+    left = {k: meter.left(k) for k in kinds}
+    read_at = pd.Timestamp(meter.read_at, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+    return dataclasses.replace(base, balance_left={k: v for k, v in left.items() if v is not None} or None,
+                               balance_read_at=read_at)
+
+
+def with_pilot(base: Estimate, tried: PilotResult) -> Estimate:
+    """``base`` (counted after the pilot) with the pilot's expectation for the whole frame."""
+    kinds = ", ".join(f"{k} {s.sampled}" for k, s in tried.strata.items() if s.sampled)
+    return dataclasses.replace(
+        base,
+        credits_expected=tried.credits_expected,
+        credits_interval=tried.interval,
+        match_rate=round(tried.match_rate, 4),
+        match_rate_source=f"pilot of {tried.records:,} records (stratified: {kinds}; seed {tried.seed})",
+        pilot=tried,
+    )
 
 
 def estimate_file(

@@ -88,6 +88,15 @@ _SCHEMA = (
         unverified INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS spend_time ON spend (time)",
+    # Apollo's credit meter against this ledger, once per run that read it (apollo_frames.engine.meter)
+    """CREATE TABLE IF NOT EXISTS meter_checks (
+        time REAL NOT NULL,
+        run_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        ledger_credits REAL NOT NULL,
+        meter_change REAL NOT NULL,
+        drift REAL NOT NULL
+    )""",
     "CREATE INDEX IF NOT EXISTS spend_operation ON spend (operation)",
     """CREATE TABLE IF NOT EXISTS limits (
         endpoint TEXT NOT NULL,
@@ -250,6 +259,23 @@ class Ledger:
              float(credits), None if status is None else int(status), float(credits), os.getpid(), now,
              int(bool(unverified))),
         )
+
+    def note_meter(self, *, run_id: str, operation: str, ledger_credits: float, meter_change: float) -> None:
+        """Record a run's credits beside the change of Apollo's credit meter over the run."""
+        self._write(
+            "INSERT INTO meter_checks (time, run_id, operation, ledger_credits, meter_change, drift) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self.clock.time(), str(run_id), str(operation), float(ledger_credits), float(meter_change),
+             float(meter_change) - float(ledger_credits)),
+        )
+
+    def meter_checks(self) -> pd.DataFrame:
+        """Every recorded meter check, oldest first (time in UTC)."""
+        rows = self._query("SELECT time, run_id, operation, ledger_credits, meter_change, drift FROM meter_checks "
+                           "ORDER BY time")
+        frame = pd.DataFrame(rows, columns=["time", "run_id", "operation", "ledger_credits", "meter_change", "drift"])
+        frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+        return frame
 
     def note_limits(
         self, endpoint: str, readings: Mapping[str, WindowReading], *, source: str = "headers"

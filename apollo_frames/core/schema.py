@@ -115,7 +115,7 @@ PERSON_COLUMNS = _declare("person", [
     ("organization.linkedin_url", STR), ("organization.city", STR), ("organization.country", STR),
     ("organization.founded_year", INT), ("organization.annual_revenue", FLOAT),
     ("extrapolated_email_confidence", FLOAT), ("revealed_for_current_team", BOOL),
-    ("employment_history", JSON), ("phone_numbers", JSON), ("personal_emails", JSON),
+    ("employment_history", JSON), ("phone_numbers", JSON), ("mobile_phone", STR), ("personal_emails", JSON),
     ("match_confidence", STR),
 ])  # fmt: skip
 

@@ -35,6 +35,7 @@ from apollo_frames.engine.executor import (
     StopSignal,
     Wait,
 )
+from apollo_frames.engine.meter import preflight, reconcile
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import RunSummary, announce
 
@@ -89,6 +90,11 @@ class Operation:
     flatten: Callable[[Sequence[dict | None]], pa.Table]
     #: result -> further identities to cache it under (so a frame carrying Apollo ids hits the cache too)
     aliases: Callable[[dict], list[dict]] = lambda result: []
+    #: (prepared, flattened answers, statuses, errors) -> further text columns after ``apollo_error``, in order;
+    #: it may change a row's status and error in place (e.g. people's match-quality ``conflict``)
+    review: Callable[[Prepared, pa.Table, list[str], list[str | None]], dict[str, list]] | None = None
+    #: options -> worst-case credits for one record by Apollo credit type (default: all ``lead_credit``)
+    credit_types: Callable[[dict], dict[str, float]] | None = None
 
 
 @dataclasses.dataclass
@@ -266,6 +272,8 @@ def execute(
     )
     worst = float(op.worst_credits(options))
     credits_max = len(plan.to_fetch) * worst
+    per_type = {t: c for t, c in (op.credit_types(options) if op.credit_types else {"lead_credit": worst}).items() if c}
+    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, max_credits)
     confirm_spend(op.name, credits_max if max_credits is None else min(credits_max, max_credits), confirm_over)
 
     bar = progress_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
@@ -286,6 +294,9 @@ def execute(
     summary.stopped_reason = reason
     sender.warn_unverified()
     summary.unattributed = sender.unattributed
+    if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
+        reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
+                  credit_types=list(per_type))
     executor.stop.raise_fatal()
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
 
@@ -453,10 +464,13 @@ def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
         else:
             status.append(outcome[j] or "skipped")
             error.append(messages[j])
+    head: dict[str, list] = {"apollo_status": status, "apollo_error": error}
+    if done.op.review is not None:
+        head.update(done.op.review(prepared, flat, status, error))
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))
     summary.invalid = int(counts.get("invalid", 0))
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
-    return new_columns({"apollo_status": status, "apollo_error": error}, flat)
+    return new_columns(head, flat)

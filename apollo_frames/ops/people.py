@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
@@ -16,11 +18,20 @@ from apollo_frames.core.columns import PEOPLE, resolve
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
+from apollo_frames.ops.phones import (
+    ASYNC_COLUMNS,
+    PHONE_CREDITS,
+    WATERFALL_FLAGS,
+    is_async,
+    phone_worst,
+    polling,
+)
+from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict, reviewer
 from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "people/bulk_match"
 BATCH_SIZE = 10
-PHONE_CREDITS = 8
+__all__ = ["PHONE_CREDITS", "enrich_people", "people_job", "people_options", "prepare_people"]
 
 _NORMALIZERS = {
     "id": nz.normalize_apollo_id,
@@ -247,7 +258,12 @@ def _report(person: dict, credits: float, requested: list[dict]) -> dict:
 
 
 def _worst(options: dict) -> float:
-    return 1.0 + (PHONE_CREDITS if options.get("reveal_phone_number") else 0)
+    return 1.0 + phone_worst(options)
+
+
+def _credit_types(options: dict) -> dict[str, float]:
+    """A person's worst case by Apollo credit type: the match is a lead credit, a mobile direct-dial credits."""
+    return {"lead_credit": 1.0, "direct_dial_credit": phone_worst(options)}
 
 
 def _identities(person: dict, fields: tuple[str, ...] = ("id", "email", "linkedin_url")) -> list[dict]:
@@ -268,24 +284,44 @@ OPERATION = Operation(
     build_payload=_payload,
     parse=_parse,
     worst_credits=_worst,
+    credit_types=_credit_types,
     flatten=flatten_people,
     aliases=_aliases,
 )
 
 
-def people_options(reveal_personal_emails: bool = False, reveal_phone_number: bool = False, webhook_url: str | None = None) -> dict:
-    """Validate the reveal options; they are part of the cache key (webhook_url is not)."""
-    for name, value in (("reveal_personal_emails", reveal_personal_emails), ("reveal_phone_number", reveal_phone_number)):
+def people_options(reveal_personal_emails: bool = False, reveal_phone_number: bool = False,
+                   webhook_url: str | None = None, waterfall: bool = False) -> dict:
+    """Validate the reveal options; they are part of the cache key (webhook_url is not).
+
+    Phones and waterfall results arrive later: at ``webhook_url`` when given, else by polling
+    (``poll_only``; see :mod:`apollo_frames.ops.phones`).
+    """
+    flags = (("reveal_personal_emails", reveal_personal_emails), ("reveal_phone_number", reveal_phone_number),
+             ("waterfall", waterfall))
+    for name, value in flags:
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
-    if reveal_phone_number and not webhook_url:
-        raise ValueError(
-            "reveal_phone_number=True needs webhook_url: Apollo delivers phone numbers to a webhook "
-            "minutes later, not in the response."
-        )
     if webhook_url is not None and (not isinstance(webhook_url, str) or not webhook_url.startswith(("https://", "http://"))):
         raise ValueError(f"webhook_url must be an http(s) URL, got {webhook_url!r}")
-    return {"reveal_personal_emails": reveal_personal_emails, "reveal_phone_number": reveal_phone_number}
+    options = {"reveal_personal_emails": reveal_personal_emails, "reveal_phone_number": reveal_phone_number}
+    if waterfall:  # only then, so the cache keys of runs without it stay what they were
+        options.update(dict.fromkeys(WATERFALL_FLAGS, True))
+    return options
+
+
+def stored_answer_keys(frame: pd.DataFrame, client: ApolloClient) -> list[str]:
+    """Every cache key an asynchronous (phone or waterfall) answer of ``frame``'s rows may be stored under."""
+    own = [c for c in frame.columns if not (isinstance(c, str) and c.startswith(("person.", "org.", "apollo_")))]
+    identities = [i for i in prepare_people(frame[own]).identities if i is not None]
+    ids = frame["person.id"].dropna().astype(str).unique().tolist() if "person.id" in frame.columns else []
+    identities += [{"id": i} for i in ids]
+    keys: set[str] = set()
+    for emails in (False, True):
+        for phone, waterfall in ((True, False), (False, True), (True, True)):
+            options = people_options(emails, phone, waterfall=waterfall)
+            keys.update(client.cache.key(ENDPOINT, identity, options) for identity in identities)
+    return sorted(keys)
 
 
 def people_job(
@@ -294,13 +330,24 @@ def people_job(
     reveal_personal_emails: bool = False,
     reveal_phone_number: bool = False,
     webhook_url: str | None = None,
+    on_conflict: str = "flag",
+    waterfall: bool = False,
 ) -> tuple[Prepared, Operation, dict]:
     """What enriching ``frame`` sends: the prepared rows, the operation and its options (checked here)."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"enrich_people needs a pandas DataFrame, got {type(frame).__name__}")
-    options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url)
-    op = _with_webhook(webhook_url) if webhook_url else OPERATION
+    options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url, waterfall)
+    if webhook_url:
+        op = _with_webhook(webhook_url)
+    else:
+        op = polling(OPERATION) if is_async(options) else OPERATION
+    op = dataclasses.replace(op, review=reviewer(frame, check_on_conflict(on_conflict)))
     return prepare_people(frame, columns), op, options
+
+
+def _schema(options: Mapping[str, Any]) -> pa.Schema:
+    polled = (options.get("reveal_phone_number") or options.get("waterfall")) and not options.get("webhook_url")
+    return text_schema((*STATUS_COLUMNS, FLAG_COLUMN, *(ASYNC_COLUMNS if polled else ())), PERSON_SCHEMA)
 
 
 def enrich_people(
@@ -315,9 +362,20 @@ def enrich_people(
     client: ApolloClient | None = None,
     ledger: Ledger | None = None,
     confirm_over: float | None = None,
+    on_conflict: str = "flag",
+    waterfall: bool = False,
 ) -> pd.DataFrame:
-    """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract."""
-    prepared, op, options = people_job(frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url)
+    """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract.
+
+    ``apollo_match_flags`` compares each answer with its row (see :mod:`apollo_frames.ops.quality`);
+    ``on_conflict="reject"`` gives a contradicting match the status ``conflict`` (its credit is spent).
+    ``reveal_phone_number`` / ``waterfall`` (``run_waterfall_email`` and ``run_waterfall_phone``) without
+    ``webhook_url`` poll: rows get ``apollo_request_id`` and ``apollo_async_status``; fetch the results
+    with ``result.apollo.collect()`` (:mod:`apollo_frames.ops.phones`).
+    """
+    prepared, op, options = people_job(
+        frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url, on_conflict, waterfall
+    )
     with client_scope(client) as api:
         return run_operation(
             frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
@@ -334,24 +392,13 @@ def _with_webhook(webhook_url: str) -> Operation:
     return dataclasses.replace(OPERATION, build_payload=payload)
 
 
-#: reveal_phone_number needs a webhook to run, not to estimate: the webhook is not part of the cache key.
-_ESTIMATE_WEBHOOK = "https://estimate.invalid/webhook"
-
-
-def _estimate_options(options: dict) -> dict:
-    """estimate's options -> people_job's: pricing a phone reveal needs no real webhook."""
-    if options.get("reveal_phone_number") is True and not options.get("webhook_url"):
-        return dict(options, webhook_url=_ESTIMATE_WEBHOOK)
-    return options
-
-
 SPEC = register(Spec(
     name="enrich_people",
     kind="enrich",
     function=enrich_people,
     job=people_job,
-    options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url"),
-    schema=lambda options: text_schema(STATUS_COLUMNS, PERSON_SCHEMA),
-    estimate_options=_estimate_options,
-    commands=(Command("enrich-people", "enrich a table of people (people/bulk_match)"),),
+    options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict", "waterfall"),
+    schema=_schema,
+    commands=(Command("enrich-people", "enrich a table of people (people/bulk_match)",
+                      flags=("reveal_phone_number", "waterfall")),),
 ))

@@ -1,0 +1,128 @@
+"""Phones by polling (issue 16 §1): poll_only, request ids, collect, credits exact, no second payment."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from apollo_frames.core.clock import FakeClock
+from apollo_frames.ops import phones
+from apollo_frames.sandbox import Sandbox, SandboxConfig
+
+
+@pytest.fixture
+def sb() -> Sandbox:
+    return Sandbox(SandboxConfig(seed=9, n_orgs=60), clock=FakeClock())
+
+
+def _frame(sb: Sandbox, n: int = 60) -> pd.DataFrame:
+    people = [p for p in sb.world.people if p.get("email")][:n]
+    rows = [{"email": p["email"]} for p in people] + [{"email": f"ghost{i}@nowhere.example"} for i in range(5)]
+    return pd.DataFrame(rows)
+
+
+def _ledger_total(client) -> float:
+    return client.ledger.total_credits()
+
+
+def test_phones_are_collected_by_polling_and_a_rerun_pays_nothing(sb, tmp_path):
+    frame = _frame(sb)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True)
+        matched = out["apollo_status"] == "matched"
+        assert (out.loc[matched, "apollo_async_status"] == "pending").all()
+        ids = out.loc[matched, "apollo_request_id"]
+        assert ids.notna().all() and all(phones.request_id_text(i) == i for i in ids)
+        assert out.loc[~matched, "apollo_request_id"].isna().all()
+        assert out["person.mobile_phone"].isna().all()
+        polls_before = sb.count(path="webhook_result/{id}")
+
+        got = out.apollo.collect(client=c)  # waits on the shared fake clock: nothing really sleeps
+        assert sb.count(path="webhook_result/{id}") > polls_before
+        assert (got.loc[matched, "apollo_async_status"] == "done").all()
+        by_id = {p["id"]: p for p in sb.world.people}
+        expected = {by_id[p]["email"]: m for p, m in sb.world.mobile_phones.items() if by_id[p].get("email")}
+        for email, phone, numbers in zip(got["email"], got["person.mobile_phone"], got["person.phone_numbers"],
+                                          strict=True):
+            if email in expected:
+                assert phone and phone.startswith("+") and phone.replace("+", "").isdigit()
+                assert json.loads(numbers)[0]["sanitized_number"] == phone
+            else:
+                assert pd.isna(phone)
+        with_mobile = int(got["person.mobile_phone"].notna().sum())
+        assert with_mobile == sum(e in expected for e in got["email"]) > 0
+        assert sb.credits_consumed == int(matched.sum()) + 8 * with_mobile
+        assert _ledger_total(c) == sb.credits_consumed  # the ledger is exact once collected
+        assert got.attrs["apollo_collect"]["phones"] == with_mobile
+
+        requests = len(sb.requests)
+        again = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True)
+        assert len(sb.requests) == requests  # from the store: no enrichment, no poll
+        assert again["person.mobile_phone"].equals(got["person.mobile_phone"])
+        assert (again.loc[matched, "apollo_async_status"] == "done").all()
+        assert got.apollo.collect(client=c).equals(got) and len(sb.requests) == requests
+    assert sb.credits_consumed == _ledger_total(c)
+
+
+def test_collect_without_waiting_leaves_pending_rows_and_a_later_session_finishes(sb, tmp_path):
+    frame = _frame(sb, 12)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True, max_credits=200)
+        early = out.apollo.collect(client=c, wait=False)
+    matched = out["apollo_status"] == "matched"
+    assert (early.loc[matched, "apollo_async_status"] == "pending").all()
+    assert early.attrs["apollo_collect"]["pending"] == early.attrs["apollo_collect"]["requests"] > 0
+    sb.clock.advance(3600)
+    saved = tmp_path / "out.parquet"
+    early.to_parquet(saved)
+    with sb.client(cache_dir=tmp_path / "c") as later:  # a new session: the frame and the store are all it has
+        done = pd.read_parquet(saved).apollo.collect(client=later, wait=False)
+        assert (done.loc[matched, "apollo_async_status"] == "done").all()
+        assert later.ledger.total_credits() == sb.credits_consumed
+
+
+def test_budget_counts_the_pending_phone_reveals(sb, tmp_path):
+    frame = _frame(sb, 40)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        with pytest.warns(UserWarning, match="skipped"):
+            out = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True, max_credits=50)
+        out.apollo.collect(client=c)
+    assert sb.credits_consumed <= 50
+    assert (out["apollo_status"] == "skipped").sum() > 0
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # stub misses of a waterfall run are misses, not odd credits
+def test_terminal_answers_and_bad_credits(sb, tmp_path):
+    frame = _frame(sb, 10)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False, waterfall=True)
+        matched = out["apollo_status"] == "matched"
+        assert (out.loc[matched, "apollo_async_status"] == "pending").all()
+        sb.clock.advance(31 * 86400)
+        expired = out.apollo.collect(client=c)
+        assert (expired.loc[matched, "apollo_async_status"] == "expired").all()
+        bogus = out.copy()
+        bogus.loc[matched, "apollo_request_id"] = "12345"
+        assert (bogus.apollo.collect(client=c).loc[matched, "apollo_async_status"] == "failed").all()
+    with pytest.raises(ValueError, match="collect needs"):
+        pd.DataFrame({"email": ["a@b.example"]}).apollo.collect(client=c)
+    assert phones.payload_credits({"credits_consumed": float("nan")}) is None
+    assert phones.payload_credits({"credits_consumed": -3}) is None
+    assert phones.payload_credits({"credits_consumed": 16}) == 16.0
+    assert phones.request_id_text(-(2**63)) == str(-(2**63)) and phones.request_id_text(2**63) is None
+    assert phones.request_id_text(1.5) is None and phones.request_id_text("-42") == "-42"
+
+
+def test_waterfall_emails_fill_missing_emails(tmp_path):
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=60, webhook_result_delay=0), clock=FakeClock())
+    people = [p for p in sb.world.people if not p.get("email")][:20]
+    frame = pd.DataFrame([{"first_name": p["first_name"], "last_name": p["last_name"],
+                           "domain": p["organization"]["primary_domain"]} for p in people])
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False, waterfall=True).apollo.collect(client=c)
+    matched = out["apollo_status"] == "matched"
+    assert matched.sum() > 0 and (out.loc[matched, "apollo_async_status"] == "done").all()
+    assert out.loc[matched, "person.email"].notna().sum() > 0
+    assert sb.credits_consumed == c.ledger.total_credits()

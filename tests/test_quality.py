@@ -1,0 +1,106 @@
+"""Match-quality flags (issue 16 §3): each answer compared with its input row."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import pytest
+
+from apollo_frames.core.clock import FakeClock
+from apollo_frames.ops import quality
+from apollo_frames.sandbox import Sandbox, SandboxConfig
+
+
+@pytest.fixture
+def sb() -> Sandbox:
+    return Sandbox(SandboxConfig(seed=5, n_orgs=120), clock=FakeClock())
+
+
+def _frame(sb: Sandbox, n: int = 300, corrupt_share: float = 0.2, seed: int = 3):
+    """Rows from the sandbox's world (e-mail + company), with a known subset's company swapped for another's."""
+    rng = random.Random(seed)
+    people = [p for p in sb.world.people if p.get("email")][:n]
+    orgs = sb.world.orgs
+    rows, corrupt = [], []
+    suffixes = ["", " Inc.", ", LLC", " GmbH", " Ltd", " S.A."]
+    for i, p in enumerate(people):
+        org = p["organization"]
+        bad = rng.random() < corrupt_share
+        if bad:
+            org = rng.choice([o for o in orgs if set(o["name"].split()).isdisjoint(p["organization"]["name"].split())])
+        name = org["name"].upper() if i % 7 == 0 else org["name"]
+        rows.append({"email": p["email"], "first_name": p["first_name"], "last_name": p["last_name"],
+                     "company": name + rng.choice(suffixes)})
+        corrupt.append(bad)
+    return pd.DataFrame(rows), corrupt
+
+
+def test_company_contradictions_are_flagged_and_consistent_rows_are_not(sb, tmp_path):
+    frame, corrupt = _frame(sb)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False)
+    assert (out["apollo_status"] == "matched").all()
+    flagged = out["apollo_match_flags"].str.contains("company_mismatch").tolist()
+    bad = [f for f, c in zip(flagged, corrupt, strict=True) if c]
+    good = [f for f, c in zip(flagged, corrupt, strict=True) if not c]
+    assert len(bad) >= 30 and len(good) >= 150
+    assert sum(bad) / len(bad) >= 0.90
+    assert sum(good) / len(good) < 0.05
+    assert (out.loc[[not c for c in corrupt], "apollo_match_flags"] == "").mean() > 0.95
+
+
+def test_reject_gives_conflict_status_keeps_the_answer_and_spends_the_credit(sb, tmp_path):
+    frame, corrupt = _frame(sb, n=40, corrupt_share=0.3)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False, on_conflict="reject")
+        spent = sb.credits_consumed
+        again = frame.apollo.enrich_people(client=c, progress=False)
+    conflict = out["apollo_status"] == "conflict"
+    assert conflict.tolist() == corrupt
+    assert out.loc[conflict, "apollo_error"].str.contains("company_mismatch").all()
+    assert out.loc[conflict, "person.id"].notna().all()
+    assert spent == len(frame)  # every row paid for, conflicts included
+    assert sb.credits_consumed == spent  # the conflicting answers were kept in the store
+    assert (again["apollo_status"] == "matched").all()
+    with pytest.raises(ValueError, match="on_conflict"):
+        frame.apollo.enrich_people(client=c, on_conflict="drop")
+
+
+@pytest.mark.parametrize(("inputs", "answer", "expected"), [
+    ({"email": "a@gmail.com"}, {"person.organization.primary_domain": "acme.example"}, []),
+    ({"email": "a@mail.acme.example"}, {"person.organization.primary_domain": "acme.example"}, []),
+    ({"email": "a@other.example"}, {"person.organization.primary_domain": "acme.example"}, ["email_domain_mismatch"]),
+    ({"organization_name": "ACME Corp."}, {"person.organization.name": "Acme"}, []),
+    ({"organization_name": "Acme S.A."}, {"person.organization.name": "acme sa"}, []),
+    ({"domain": "www.acme.example"}, {"person.organization.website_url": "https://acme.example/"}, []),
+    ({"domain": "globex.example"}, {"person.organization.primary_domain": "acme.example"}, ["company_mismatch"]),
+    ({"first_name": "jose", "last_name": "ZOË"}, {"person.first_name": "José", "person.last_name": "Zoe"}, []),
+    ({"name": "Ann Lee"}, {"person.first_name": "Anna", "person.last_name": "Lee"}, ["name_mismatch"]),
+    ({"title": "CTO"}, {"person.title": "VP Sales"}, ["stale_title"]),
+])
+def test_match_flags_rules(inputs, answer, expected):
+    assert quality.match_flags(inputs, answer) == expected
+
+
+def test_match_report_rates_by_identifier_kind_and_reasons(sb, tmp_path):
+    people = [p for p in sb.world.people if p.get("email")][:20]
+    rows = [{"email": p["email"]} for p in people[:10]]
+    rows += [{"first_name": p["first_name"], "last_name": p["last_name"],
+              "domain": p["organization"]["primary_domain"]} for p in people[10:16]]
+    rows += [{"first_name": "Nobody", "last_name": "Known", "domain": "nowhere.example"}] * 2
+    rows += [{"email": "not-an-email"}, {"first_name": "Solo"}]
+    frame = pd.DataFrame(rows)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False)
+    report = out.apollo.match_report()
+    assert report.by_kind["email"] == {"rows": 10, "matched": 10, "match_rate": 1.0}
+    assert report.by_kind["name + domain"]["rows"] == 8
+    assert report.by_kind["name + domain"]["match_rate"] == pytest.approx(6 / 8)
+    assert report.statuses["invalid"] == 2 and sum(n for _, n in report.invalid_reasons) == 2
+    assert sum(n for _, n in report.no_match_reasons) == 2
+    assert set(report.flags) == set(quality.FLAGS)
+    assert "match rate: email" in repr(report) and "<table>" in report._repr_html_()
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    assert report.plot().get_title().startswith("Match rate")
