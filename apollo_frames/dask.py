@@ -7,16 +7,18 @@ methods are generated from the pandas functions (same signatures, same
 docstrings) and build a lazy graph with the same columns and dtypes
 (``meta``) as the pandas result:
 
-1. every partition's rows get their identity key, the answer store's key
+1. every row gets its number and its identity key, the answer store's key
    made from the operation's own ``prepare`` (no second normalisation);
-2. the rows with a key are reduced to one row per key with Dask's shuffle
-   (``drop_duplicates(split_out=...)``): every key lives in exactly one partition;
-3. those partitions are enriched: cache first, then bulk calls, within one
-   :class:`~apollo_frames.io.shared.SharedBudget` (``max_credits`` caps the whole
-   computation) and one :class:`~apollo_frames.io.shared.SharedLimiter` per API key;
-4. the answers are joined back to the rows (``merge``), put back in their
-   partitions and order (``set_index`` on a row number with known divisions),
-   and assembled beside the input columns by the one assembler.
+2. the rows (only the columns the operation reads) are shuffled on that key
+   with Dask's own shuffle: every copy of a key lands in one partition;
+3. each of those partitions goes through the engine as one frame, so each
+   key is answered once in the whole computation (cache first, then bulk
+   calls), within one :class:`~apollo_frames.io.shared.SharedBudget`
+   (``max_credits`` caps the whole computation) and one
+   :class:`~apollo_frames.io.shared.SharedLimiter` per API key;
+4. the answers are joined back to the rows: put back in their partitions
+   and order (``set_index`` on the row number, with known divisions) and
+   assembled beside the input columns by the one assembler.
 
 Workers build their clients from the caller's client settings, or from their
 own environment when no client is given. The run summary is not carried
@@ -26,12 +28,10 @@ folder records every call under the computation's one run id.
 
 from __future__ import annotations
 
-import math
 import uuid
 import warnings
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
@@ -43,8 +43,8 @@ from apollo_frames.core.schema import to_pandas
 from apollo_frames.engine.assemble import assemble_frame
 from apollo_frames.engine.budget import check_credits
 from apollo_frames.engine.confirm import confirm_spend
-from apollo_frames.engine.runner import answer_columns, check_flags, execute, finish, plan_work
-from apollo_frames.engine.work import Work
+from apollo_frames.engine.runner import answer_columns, check_flags, execute, finish
+from apollo_frames.engine.work import Work, work_from_plan
 from apollo_frames.estimates import Estimate, _from_work
 from apollo_frames.estimates import estimate as pandas_estimate
 from apollo_frames.client.http import ApolloClient, client_scope
@@ -55,7 +55,7 @@ from apollo_frames.ops.registry import RUN_OPTIONS, Spec
 __all__ = ["DaskApolloAccessor", "enrich", "estimate"]
 
 #: the columns the graph carries between its steps (never in the result)
-KEY, ROW, REASON = "_apollo_key", "_apollo_row", "_apollo_reason"
+KEY, ROW = "_apollo_key", "_apollo_row"
 #: a row's number: its partition times this, plus its position in the partition
 ROW_STRIDE = 1 << 40
 
@@ -87,70 +87,61 @@ def _result_meta(meta: pd.DataFrame, spec: Spec, job: dict) -> pd.DataFrame:
 
 
 def _keyed(frame: pd.DataFrame, name: str, job: dict, namespace: str, partition_info: dict | None = None) -> pd.DataFrame:
-    """The partition with its rows' numbers, identity keys (None: invalid) and invalid reasons."""
+    """The columns the operation reads, with each row's number and identity key (an invalid row: its own)."""
     spec = registry.get(name)
     assert spec.job is not None
     prepared, op, op_options = spec.job(frame, **job)
-    number = (partition_info or {}).get("number", 0)
-    out = frame.copy()
-    out[ROW] = pd.RangeIndex(len(frame)) + number * ROW_STRIDE
+    used = list(dict.fromkeys(c.column for c in prepared.columns.choices)) if prepared.columns is not None else []
+    out = frame[used].copy() if used else pd.DataFrame(index=frame.index)
+    rows = pd.RangeIndex(len(frame)) + (partition_info or {}).get("number", 0) * ROW_STRIDE
+    out[ROW] = rows
     out[KEY] = pd.array(
-        [None if identity is None else entry_key(namespace, op.endpoint, identity, op_options)
-         for identity in prepared.identities], dtype=object,
+        [f"row:{row}" if identity is None else entry_key(namespace, op.endpoint, identity, op_options)
+         for row, identity in zip(rows, prepared.identities)], dtype=object,
     )
-    out[REASON] = pd.array(prepared.reasons, dtype=object)
     return out
 
 
-def _enrich_unique(frame: pd.DataFrame, name: str, job: dict, run: dict, client: WorkerClient, run_id: str,
-                   new_meta: pd.DataFrame) -> pd.DataFrame:
-    """One partition of unique records enriched: their keys and new columns (under the shared budget)."""
+def _enrich_rows(frame: pd.DataFrame, name: str, job: dict, run: dict, client: WorkerClient, run_id: str,
+                 new_meta: pd.DataFrame) -> pd.DataFrame:
+    """One partition of rows, every copy of its keys in it: the engine's run (each key once), the rows' answers."""
     spec = registry.get(name)
     assert spec.job is not None
-    rows = frame.drop(columns=[KEY])
+    if not len(frame):
+        return new_meta
     max_credits = run.get("max_credits")
     budget = None if max_credits is None else SharedBudget(max_credits, tally(f"apollo-frames-budget-{run_id}"))
     with client.open() as api:
-        prepared, op, op_options = spec.job(rows, **job)
+        prepared, op, op_options = spec.job(frame.drop(columns=[ROW, KEY]), **job)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # skipped rows say why in apollo_error
-            done = execute(len(rows), prepared, op, op_options, client=api, progress=False,
+            done = execute(len(frame), prepared, op, op_options, client=api, progress=False,
                            refresh=run.get("refresh", False), run_id=run_id, budget=budget)
             new = answer_columns(prepared, done)
             finish(done, progress=False)
-    out = to_pandas(new) if len(rows) else new_meta.drop(columns=[KEY]).copy()
-    out.insert(0, KEY, frame[KEY].to_numpy())
+    out = to_pandas(new)
+    out.insert(0, ROW, frame[ROW].to_numpy())
     return out
 
 
 def _assemble(frame: pd.DataFrame, answers: pd.DataFrame, name: str, job: dict) -> pd.DataFrame:
-    """A partition's result: its rows as given, then the answers joined to them (invalid rows say why)."""
+    """A partition's result: its rows as given, then their answers (in row order: ``answers`` is indexed by row)."""
     spec = registry.get(name)
-    schema = spec.schema(job)
     if len(answers) != len(frame):
         raise RuntimeError(f"{name}: {len(answers)} answers for {len(frame)} rows in a partition")
-    answers = answers.reset_index(drop=True)
-    status = answers["apollo_status"].astype(object)
-    invalid = answers[KEY].isna()
-    status[invalid] = "invalid"
-    status[~invalid & status.isna()] = "skipped"  # a key without an answer: never a lost row
-    error = answers["apollo_error"].astype(object).where(~invalid, answers[REASON])
-    answers["apollo_status"], answers["apollo_error"] = status, error
-    columns = {n: pa.array(answers[n].astype(object).where(answers[n].notna(), None), type=schema.field(n).type,
-                           from_pandas=True) for n in schema.names}
-    return assemble_frame(frame, pa.table(columns, schema=schema), spec.replaces)
+    schema = spec.schema(job)
+    new = pa.Table.from_pandas(answers, schema=schema, preserve_index=False)
+    return assemble_frame(frame, new, spec.replaces)
 
 
 # -- the graph -------------------------------------------------------------------------------------
 
 
-def _unique_rows(ddf: dd.DataFrame, name: str, job: dict, namespace: str) -> tuple[dd.DataFrame, dd.DataFrame]:
-    """(every row's number, key and reason; one input row per key, each key in exactly one partition)."""
+def _by_key(ddf: dd.DataFrame, name: str, job: dict, namespace: str) -> dd.DataFrame:
+    """The rows (the columns the operation reads), shuffled so that every copy of a key is in one partition."""
     meta = _keyed(ddf._meta, name, job, namespace)
     keyed = ddf.map_partitions(_keyed, name, job, namespace, meta=meta)
-    unique = keyed[keyed[KEY].notnull()].drop(columns=[ROW, REASON])
-    unique = unique.drop_duplicates(subset=[KEY], split_out=max(ddf.npartitions, 1))
-    return keyed[[ROW, KEY, REASON]], unique
+    return keyed.shuffle(on=KEY, npartitions=max(ddf.npartitions, 1))
 
 
 def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: ApolloClient | None = None,
@@ -172,15 +163,13 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
         worst = found.credits_max if run.get("max_credits") is None else min(found.credits_max, run["max_credits"])
         confirm_spend(spec.name, worst, run["confirm_over"])
     worker = WorkerClient.of(client)
-    rows, unique = _unique_rows(ddf, spec.name, job, worker.cache_namespace)
     new_meta = to_pandas(spec.schema(job).empty_table())
-    new_meta.insert(0, KEY, pd.Series([], dtype=object))
-    answers = unique.map_partitions(_enrich_unique, spec.name, job, run, worker, uuid.uuid4().hex[:12], new_meta,
-                                    meta=new_meta)
-    joined = rows.merge(answers, on=KEY, how="left")
+    new_meta.insert(0, ROW, pd.Series([], dtype="int64"))
+    answers = _by_key(ddf, spec.name, job, worker.cache_namespace).map_partitions(
+        _enrich_rows, spec.name, job, run, worker, uuid.uuid4().hex[:12], new_meta, meta=new_meta)
     n = max(ddf.npartitions, 1)
     divisions = [p * ROW_STRIDE for p in range(n)] + [n * ROW_STRIDE - 1]
-    ordered = joined.set_index(ROW, divisions=divisions)
+    ordered = answers.set_index(ROW, divisions=divisions)
     return dd.map_partitions(_assemble, ddf, ordered, spec.name, job, meta=_result_meta(ddf._meta, spec, job),
                              align_dataframes=False)
 
@@ -188,41 +177,40 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
 # -- estimate --------------------------------------------------------------------------------------
 
 
+_COUNTS = ("rows", "invalid", "unique", "cached", "to_fetch", "api_calls")
+
+
 def _count(frame: pd.DataFrame, name: str, job: dict, refresh: bool, client: WorkerClient) -> pd.DataFrame:
-    """One partition of unique records: how many, how many cached, how many calls the rest need."""
+    """One partition of rows (every copy of its keys in it): its work, counted as the engine's estimate counts it."""
     spec = registry.get(name)
     assert spec.job is not None
+    rows = frame.drop(columns=[ROW, KEY])
     with client.open() as api:
-        prepared, op, op_options = spec.job(frame.drop(columns=[KEY]), **job)
-        plan = plan_work(prepared, op, op_options, api, refresh=refresh, flatten=False) if len(frame) else None
-    cached = len(plan.cached) if plan is not None else 0
-    fetch = len(frame) - cached
-    return pd.DataFrame({"unique": [len(frame)], "cached": [cached], "calls": [math.ceil(fetch / op.batch_size)]})
+        prepared, op, op_options = spec.job(rows, **job)
+        work = work_from_plan(rows, prepared, op, op_options, api, refresh=refresh)
+    return pd.DataFrame({name: [int(getattr(work, name) or 0)] for name in _COUNTS})
 
 
 def estimate(ddf: dd.DataFrame, operation: str, *, client: ApolloClient | None = None,
              columns: dict[str, str] | None = None, **options: Any) -> Estimate:
-    """Estimate ``operation`` on ``ddf`` as :func:`enrich` would run it (computes now; sends nothing).
+    """Estimate ``operation`` on ``ddf`` as :func:`enrich` would run it (computed now; sends nothing).
 
-    Counts each record once across partitions, and the bulk calls as the
-    run makes them (per partition of unique records).
+    Each record counts once across partitions; the bulk calls are counted as
+    the run makes them (per partition of keys).
     """
     spec = registry.get(operation, kind="enrich")
     job, refresh = spec.estimate_job_options(options)
     job = dict(job, columns=columns)
     _options(spec, job, ddf._meta)
     worker = WorkerClient.of(client)
-    rows, unique = _unique_rows(ddf, spec.name, job, worker.cache_namespace)
-    counts_meta = pd.DataFrame({"unique": pd.Series([], dtype="int64"), "cached": pd.Series([], dtype="int64"),
-                                "calls": pd.Series([], dtype="int64")})
-    counts = unique.map_partitions(_count, spec.name, job, refresh, worker, meta=counts_meta)
-    n_rows, n_invalid, totals = dask.compute(rows[ROW].count(), rows[KEY].isna().sum(), counts.sum())
+    meta = pd.DataFrame({name: pd.Series([], dtype="int64") for name in _COUNTS})
+    counts = _by_key(ddf, spec.name, job, worker.cache_namespace).map_partitions(
+        _count, spec.name, job, refresh, worker, meta=meta)
+    totals = counts.sum().compute()
     with client_scope(client) as api:
         _, op, op_options = spec.job(ddf._meta, **job)
-        work = Work(operation=spec.name, endpoint=op.endpoint, rows=int(n_rows), invalid=int(n_invalid),
-                    unique=int(totals["unique"]), cached=int(totals["cached"]),
-                    to_fetch=int(totals["unique"] - totals["cached"]), batch_size=op.batch_size,
-                    worst_credits=float(op.worst_credits(op_options)), api_calls=int(totals["calls"]))
+        work = Work(operation=spec.name, endpoint=op.endpoint, batch_size=op.batch_size,
+                    worst_credits=float(op.worst_credits(op_options)), **{n: int(totals[n]) for n in _COUNTS})
         return _from_work(work, api)
 
 

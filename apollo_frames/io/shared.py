@@ -6,8 +6,9 @@ alone: ``max_credits`` would apply per partition and eight workers would each
 spend the key's whole minute window. Here the shared numbers live in a
 :class:`Tally`, a small JSON-able dict read and written under one lock:
 
-* on a ``distributed`` worker, a named ``distributed.Lock`` and
-  ``distributed.Variable`` held by the scheduler (nothing of ours listens);
+* on a ``distributed`` worker, a named ``distributed.Lock`` and a JSON
+  text in the scheduler's metadata store (``Client.set_metadata``), both
+  held by the scheduler (nothing of ours listens);
 * elsewhere (the threads scheduler, one process), a threading lock and a
   dict in this process: the process-local equivalent. With the
   multiprocessing scheduler each process has its own (documented).
@@ -63,28 +64,23 @@ class LocalTally:
 
 
 class DistributedTally:
-    """The tally of every task of a ``distributed`` cluster: a named Lock and Variable on the scheduler."""
+    """The tally of every task of a ``distributed`` cluster: a named ``distributed.Lock`` and the scheduler's metadata."""
 
     def __init__(self, name: str):
-        from distributed import Lock, Variable
+        from distributed import Lock, get_client
 
         self.name = name
         self._lock = Lock(f"{name}:lock")
-        self._variable = Variable(f"{name}:state")
+        # the worker's client, named now: the engine's sending threads are not task threads
+        self._client = get_client()
         self._local = threading.Lock()  # one scheduler round trip at a time per process
 
     @contextlib.contextmanager
     def held(self) -> Iterator[dict[str, Any]]:
         with self._local, self._lock:
-            state = json.loads(self._read() or "{}")
+            state = json.loads(self._client.get_metadata(["apollo_frames", self.name], default=None) or "{}")
             yield state
-            self._variable.set(json.dumps(state))
-
-    def _read(self) -> str | None:
-        try:
-            return self._variable.get(timeout=0)
-        except Exception:  # never set yet: distributed raises its TimeoutError
-            return None
+            self._client.set_metadata(["apollo_frames", self.name], json.dumps(state))
 
 
 def on_distributed_worker() -> bool:
