@@ -199,7 +199,7 @@ class SharedLimiter(RateLimiter):
 
 def _load_bucket(raw: dict[str, Any]) -> _Bucket:
     windows = {name: _Window(**window) for name, window in raw["windows"].items()}
-    return _Bucket(windows, raw["seq"], raw["paused_until"], raw["paused_window"])
+    return _Bucket(windows, **{name: value for name, value in raw.items() if name != "windows"})
 
 
 # -- the client of a task --------------------------------------------------------------------------
