@@ -38,6 +38,7 @@ import pyarrow as pa
 from dask.dataframe.extensions import register_dataframe_accessor
 
 from apollo_frames.accessor import frame_method
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.store import entry_key
 from apollo_frames.core.schema import to_pandas
 from apollo_frames.engine.assemble import assemble_frame
@@ -47,7 +48,6 @@ from apollo_frames.engine.runner import answer_columns, check_flags, execute, fi
 from apollo_frames.engine.work import Work, work_from_plan
 from apollo_frames.estimates import Estimate, _from_work
 from apollo_frames.estimates import estimate as pandas_estimate
-from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.io.shared import SharedBudget, WorkerClient, tally
 from apollo_frames.ops import registry
 from apollo_frames.ops.registry import RUN_OPTIONS, Spec
@@ -86,7 +86,8 @@ def _result_meta(meta: pd.DataFrame, spec: Spec, job: dict) -> pd.DataFrame:
 # -- the steps (each runs on one pandas partition) --------------------------------------------------
 
 
-def _keyed(frame: pd.DataFrame, name: str, job: dict, namespace: str, partition_info: dict | None = None) -> pd.DataFrame:
+def _keyed(frame: pd.DataFrame, name: str, job: dict, namespace: str,
+           partition_info: dict | None = None) -> pd.DataFrame:
     """The columns the operation reads, with each row's number and identity key (an invalid row: its own)."""
     spec = registry.get(name)
     assert spec.job is not None
@@ -97,7 +98,7 @@ def _keyed(frame: pd.DataFrame, name: str, job: dict, namespace: str, partition_
     out[ROW] = rows
     out[KEY] = pd.array(
         [f"row:{row}" if identity is None else entry_key(namespace, op.endpoint, identity, op_options)
-         for row, identity in zip(rows, prepared.identities)], dtype=object,
+         for row, identity in zip(rows, prepared.identities, strict=True)], dtype=object,
     )
     return out
 
@@ -207,6 +208,7 @@ def estimate(ddf: dd.DataFrame, operation: str, *, client: ApolloClient | None =
     counts = _by_key(ddf, spec.name, job, worker.cache_namespace).map_partitions(
         _count, spec.name, job, refresh, worker, meta=meta)
     totals = counts.sum().compute()
+    assert spec.job is not None
     with client_scope(client) as api:
         _, op, op_options = spec.job(ddf._meta, **job)
         work = Work(operation=spec.name, endpoint=op.endpoint, batch_size=op.batch_size,
@@ -232,6 +234,5 @@ def _enrich_call(name: str) -> Any:
 for _spec in registry.operations("enrich"):
     setattr(DaskApolloAccessor, _spec.method_name,
             frame_method(_spec.function, _spec.method_name, call=_enrich_call(_spec.name), owner=DaskApolloAccessor))
-setattr(DaskApolloAccessor, "estimate",
-        frame_method(pandas_estimate, "estimate", call=lambda frame, **options: estimate(frame, **options),
-                     owner=DaskApolloAccessor))
+DaskApolloAccessor.estimate = frame_method(  # type: ignore[attr-defined]
+    pandas_estimate, "estimate", call=lambda frame, **options: estimate(frame, **options), owner=DaskApolloAccessor)

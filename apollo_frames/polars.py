@@ -122,12 +122,13 @@ def _call(spec: Spec) -> Callable[..., Any]:
 for _spec in registry.operations():
     setattr(PolarsApolloNamespace, _spec.method_name,
             frame_method(_spec.function, _spec.method_name, call=_call(_spec), owner=PolarsApolloNamespace))
-setattr(PolarsApolloNamespace, "estimate", frame_method(
-    estimate, "estimate", call=lambda frame, **arguments: estimate(_eager(frame).to_pandas(), **arguments),
-    owner=PolarsApolloNamespace))
-setattr(PolarsApolloNamespace, "columns", frame_method(
-    columns, "columns", call=lambda frame, **arguments: columns(frame.collect_schema().names(), **arguments),
-    owner=PolarsApolloNamespace))
+_OTHERS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+    "estimate": (estimate, lambda frame, **arguments: estimate(_eager(frame).to_pandas(), **arguments)),
+    # a mapping needs the labels alone: a LazyFrame is not collected for it
+    "columns": (columns, lambda frame, **arguments: columns(frame.collect_schema().names(), **arguments)),
+}
+for _name, (_function, _run) in _OTHERS.items():
+    setattr(PolarsApolloNamespace, _name, frame_method(_function, _name, call=_run, owner=PolarsApolloNamespace))
 
 pl.api.register_dataframe_namespace("apollo")(PolarsApolloNamespace)
 pl.api.register_lazyframe_namespace("apollo")(PolarsApolloNamespace)

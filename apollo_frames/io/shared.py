@@ -64,7 +64,7 @@ class LocalTally:
 
 
 class DistributedTally:
-    """The tally of every task of a ``distributed`` cluster: a named ``distributed.Lock`` and the scheduler's metadata."""
+    """The tally of every task of a ``distributed`` cluster: a ``distributed.Lock`` and the scheduler's metadata."""
 
     def __init__(self, name: str):
         from distributed import Lock, get_client
@@ -114,7 +114,7 @@ def tally(name: str) -> Tally:
 
 
 class SharedBudget(Budget):
-    """One task's view of a budget shared by every task: ``spent``/``reserved`` are this task's, the cap is everyone's.
+    """One task's view of a budget shared by every task: ``spent`` and ``reserved`` are its own, the cap everyone's.
 
     A request fits when everyone's spend, plus everyone's worst cases in
     flight, plus its own worst case stays within ``max_credits``. When it does
