@@ -259,16 +259,11 @@ class WorkerClient:
             client.close()
 
     def _build(self) -> ApolloClient:
-        s = self.settings
-        if s is None:
+        if self.settings is None:
             client = ApolloClient()
-        else:
-            client = ApolloClient(
-                s.api_key, s.base_url, str(s.cache_dir), s.concurrency, s.max_retries, timeout=s.timeout,
-                max_rate_limit_wait=s.max_rate_limit_wait, plan=s.plan, rate_limits=s.rate_limits,
-                window_seconds=self.window_seconds, cache_ttl=s.cache_ttl, search_cache_ttl=s.search_cache_ttl,
-                cache_namespace=self.namespace,
-            )
+        else:  # every setting by name: one added to Settings travels without a change here
+            given = {field.name: getattr(self.settings, field.name) for field in dataclasses.fields(self.settings)}
+            client = ApolloClient(**given, window_seconds=self.window_seconds, cache_namespace=self.namespace)
         client.limiter = shared_limiter(client.settings, self.window_seconds)
         return client
 
