@@ -20,7 +20,7 @@ import apollo_frames as af
 import apollo_frames.dask as afd
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.engine.budget import Budget
-from apollo_frames.io.shared import LocalTally, SharedBudget
+from apollo_frames.io.shared import LocalTally, SharedBudget, WorkerClient
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
 
 NEW = ("apollo_", "person.")
@@ -164,6 +164,8 @@ def test_options_are_checked_before_anything_runs(served, tmp_path):
         ddf.apollo.enrich_people(ledger=object())
     with pytest.raises(TypeError, match="Dask DataFrame"):
         afd.enrich(leads(sb, 2, 1))
+    with sb.client(cache_dir=tmp_path / "c", api_key="secret-key-for-the-repr") as c:
+        assert "secret-key-for-the-repr" not in repr(WorkerClient.of(c))  # it travels pickled, never shown
 
 
 def test_the_threads_scheduler_shares_the_callers_client_and_budget(served, tmp_path):
