@@ -76,3 +76,16 @@ __all__ = [
 ]
 
 from apollo_frames import accessor as _accessor  # noqa: E402, F401  (registers df.apollo)
+
+
+def _register_installed_namespaces() -> None:
+    """``ddf.apollo`` / ``pl.DataFrame.apollo`` when Dask / Polars is already imported (never imported here: slow)."""
+    import importlib
+    import sys
+
+    for library, ours in (("dask.dataframe", "apollo_frames.dask"), ("polars", "apollo_frames.polars")):
+        if library in sys.modules:
+            importlib.import_module(ours)
+
+
+_register_installed_namespaces()

@@ -26,21 +26,41 @@ from apollo_frames.ops.matchreport import match_report
 FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {"match_report": match_report, "collect": collect}
 
 
-def frame_method(function: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
-    """``function(frame, ...)`` as a method of the accessor: same signature minus the frame, same docstring."""
+def frame_method(function: Callable[..., Any], name: str | None = None, *, call: Callable[..., Any] | None = None,
+                 owner: type | None = None) -> Callable[..., Any]:
+    """``function(frame, ...)`` as a method of the accessor: same signature minus the frame, same docstring.
+
+    ``call(frame, **arguments)`` runs instead of ``function`` for another kind
+    of frame (Dask, Polars): it gets the arguments given, by name, checked
+    against ``function``'s signature, so the two cannot drift apart.
+    """
     signature = inspect.signature(function)
     frame_param, *rest = signature.parameters.values()
 
     @functools.wraps(function)
-    def method(self: ApolloAccessor, *args: Any, **kwargs: Any) -> Any:
-        return function(self._frame, *args, **kwargs)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if call is None:
+            return function(self._frame, *args, **kwargs)
+        return call(self._frame, **named_arguments(signature, self._frame, args, kwargs))
 
     self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     method.__signature__ = signature.replace(parameters=[self_param, *rest])  # type: ignore[attr-defined]
     method.__annotations__ = {k: v for k, v in function.__annotations__.items() if k != frame_param.name}
     method.__name__ = name or function.__name__
-    method.__qualname__ = f"{ApolloAccessor.__name__}.{method.__name__}"
+    method.__qualname__ = f"{(owner or ApolloAccessor).__name__}.{method.__name__}"
     return method
+
+
+def named_arguments(signature: inspect.Signature, frame: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments given after the frame, by name (``**options`` spread out); TypeError as the function would."""
+    bound = signature.bind(frame, *args, **kwargs)
+    named: dict[str, Any] = {}
+    for key, value in list(bound.arguments.items())[1:]:
+        if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        else:
+            named[key] = value
+    return named
 
 
 @pd.api.extensions.register_dataframe_accessor("apollo")

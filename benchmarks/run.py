@@ -433,8 +433,10 @@ def bench_estimate(tmp: Path, quick: bool) -> Result:
     return r
 
 
+from .frames import bench_dask, bench_polars  # noqa: E402  (they use the helpers above)
+
 BENCHES = {1: bench_requests, 2: bench_rate_limit, 3: bench_flatten, 4: bench_cached, 5: bench_memory,
-           6: bench_resume, 7: bench_estimate}
+           6: bench_resume, 7: bench_estimate, 8: bench_polars, 9: bench_dask}
 
 
 def machine() -> dict:

@@ -15,13 +15,14 @@ little rather than drawing a 429.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import math
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from apollo_frames.client.retry import rate_limit_error, rate_limit_floor, usable_retry_after
 from apollo_frames.core.clock import (
@@ -188,6 +189,12 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
 
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """Hold the windows (``self._buckets``) for one read-and-update; a subclass may keep them elsewhere."""
+        with self._lock:
+            yield
+
     def _margin(self, length: float) -> float:
         return 0.05 + 0.01 * length
 
@@ -220,7 +227,7 @@ class RateLimiter:
         """
         waited = 0.0
         while True:
-            with self._lock:
+            with self._held():
                 bucket = self._bucket(endpoint)
                 now = self._clock.monotonic()
                 wait, window = self._wait_needed(bucket, now)
@@ -247,7 +254,7 @@ class RateLimiter:
         Any ``status`` but 429 ends a run of consecutive 429s on the endpoint.
         """
         readings = parse_rate_headers(headers)
-        with self._lock:
+        with self._held():
             bucket = self._bucket(ticket.endpoint)
             self._end(bucket, ticket)
             if status is not None and status != 429:
@@ -284,7 +291,7 @@ class RateLimiter:
 
         If Apollo counted it after all, the next answer's usage header says so.
         """
-        with self._lock:
+        with self._held():
             self._end(self._bucket(ticket.endpoint), ticket)
 
     @staticmethod
@@ -303,7 +310,7 @@ class RateLimiter:
         awaited), and never below a floor that doubles per consecutive 429.
         """
         retry_after = usable_retry_after(retry_after)
-        with self._lock:
+        with self._held():
             bucket = self._bucket(endpoint)
             bucket.streak += 1
             now = self._clock.monotonic()
@@ -328,7 +335,7 @@ class RateLimiter:
 
     def snapshot(self) -> dict[str, dict[str, dict[str, int | None]]]:
         """Known limits and what is left, per endpoint and window (for estimates and doctor)."""
-        with self._lock:
+        with self._held():
             return {
                 endpoint: {name: {"limit": w.limit, "left": w.left} for name, w in bucket.windows.items()}
                 for endpoint, bucket in self._buckets.items()

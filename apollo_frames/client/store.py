@@ -101,6 +101,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def entry_key(namespace: str, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
+    """The store's key of one answer (what :meth:`ResponseCache.key` gives), without opening a store."""
+    text = canonical_json([SCHEMA_VERSION, namespace, endpoint, record, dict(options or {})])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class BadEntry(ValueError):
     """A stored entry that is not ours: wrong mode, not JSON, another key or schema version."""
 
@@ -342,8 +348,7 @@ class ResponseCache:
     # -- keys, reads, writes -------------------------------------------------------------------
 
     def key(self, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
-        text = canonical_json([SCHEMA_VERSION, self.namespace, endpoint, record, dict(options or {})])
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return entry_key(self.namespace, endpoint, record, options)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The stored answers of those keys that are present (a cached miss is ``None``): one query per block."""

@@ -49,6 +49,14 @@ def trusted_credits(reported: Any, worst: float, floor: float = 0.0) -> tuple[fl
     return float(reported), True
 
 
+def items_that_fit(max_credits: float | None, committed: float, unit: float, wanted: int) -> int:
+    """How many of ``wanted`` items of worst case ``unit`` fit under ``max_credits`` beside ``committed`` credits."""
+    if max_credits is None or unit <= 0:
+        return wanted
+    room = math.floor((max_credits - committed) / unit + EPSILON)
+    return max(0, min(wanted, room))
+
+
 class Budget:
     """Credits spent and reserved by one call, shared by its threads. ``max_credits=None``: no cap."""
 
@@ -64,10 +72,7 @@ class Budget:
 
     def _fits(self, unit: float, wanted: int) -> int:
         """How many of ``wanted`` items of worst case ``unit`` fit now (caller holds the lock)."""
-        if self.max_credits is None or unit <= 0:
-            return wanted
-        room = math.floor((self.max_credits - self.spent - self.reserved) / unit + EPSILON)
-        return max(0, min(wanted, room))
+        return items_that_fit(self.max_credits, self.spent + self.reserved, unit, wanted)
 
     def reserve_items(self, unit: float, wanted: int, *, wait: bool = True) -> int | None:
         """Reserve the worst case of up to ``wanted`` items costing at most ``unit`` each; how many were reserved.

@@ -257,11 +257,13 @@ def execute(
     confirm_over: float | None = None,
     run_id: str | None = None,
     stop: StopSignal | None = None,
+    budget: Budget | None = None,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
     ``stop``: a stop signal shared with other runs (a file run's chunks): once
     one stops on a rate limit or a refused key, the others send nothing more.
+    ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``max_credits``.
     """
     check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over)
     started = time.monotonic()
@@ -279,7 +281,7 @@ def execute(
     bar = progress_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
     sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
-                     ttl=client.settings.cache_ttl if ttl is None else ttl, budget=Budget(max_credits), worst=worst,
+                     ttl=client.settings.cache_ttl if ttl is None else ttl, budget=budget if budget is not None else Budget(max_credits), worst=worst,
                      bar=bar)
     executor = Executor.for_client(client, stop)
     requests_before = client.stats.requests
