@@ -29,6 +29,7 @@ from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import push_accounts, push_contacts
 from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
+from apollo_frames.quickstart import reset, use_client, use_sandbox
 from apollo_frames.reports import credit_summary, ledger, plot_credits
 
 __all__ = [
@@ -70,6 +71,9 @@ __all__ = [
     "enrich_parquet",
     "enrich_partition",
     "push_parquet",
+    "reset",
+    "use_client",
+    "use_sandbox",
 ]
 
 from apollo_frames import accessor as _accessor  # noqa: E402, F401  (registers df.apollo)

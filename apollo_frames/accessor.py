@@ -19,6 +19,7 @@ import pandas as pd
 
 from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
+from apollo_frames.reports import flat, report
 
 
 def frame_method(function: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
@@ -50,6 +51,8 @@ def methods() -> dict[str, Callable[..., Any]]:
     """Accessor method name -> the plain function it calls."""
     found: dict[str, Callable[..., Any]] = {spec.method_name: spec.function for spec in registry.operations()}
     found["estimate"] = estimate
+    found["report"] = report
+    found["flat"] = flat
     return found
 
 

@@ -268,7 +268,7 @@ def estimate(
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
     spec = _estimable(operation)
-    with client_scope(client) as c:
+    with client_scope(client, need_key=False) as c:
         return _from_work(spec.plan(frame, columns, options, c), c)
 
 
@@ -293,7 +293,7 @@ def estimate_file(
     if spec.job is None:
         raise ValueError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
     job_options, refresh = spec.estimate_job_options(options)
-    with client_scope(client) as c:
+    with client_scope(client, need_key=False) as c:
         work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh)
         return _from_work(work, c)
 

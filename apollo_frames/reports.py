@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
 
 from apollo_frames.client.http import client_scope
+from apollo_frames.core.reasons import FailureReport, group_reasons
 
 
 def ledger(since: Any = None, client=None) -> pd.DataFrame:
@@ -19,7 +21,7 @@ def ledger(since: Any = None, client=None) -> pd.DataFrame:
     a timedelta back from now. Without ``client`` the ledger in the default
     cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
     """
-    with client_scope(client) as c:
+    with client_scope(client, need_key=False) as c:
         return c.ledger.frame(since)
 
 
@@ -95,3 +97,49 @@ def plot_credits(client=None, ax=None, since: Any = None):
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("credits")
     return ax
+
+
+# -- a result, explained ----------------------------------------------------------------------------
+
+
+def report(frame: pd.DataFrame, examples: int = 3, host: str | None = None) -> FailureReport:
+    """Why rows failed, grouped: each ``apollo_error`` reason with its count, a few row labels and the fix if known.
+
+    ``frame`` is a result (it has ``apollo_status`` and ``apollo_error``), e.g.
+    ``result.apollo.report()``; ``host`` names the API host in connection failures.
+    """
+    missing = [c for c in ("apollo_status", "apollo_error") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"report() needs a result with apollo_status and apollo_error; missing {missing}")
+    statuses = frame["apollo_status"].astype("object").tolist()
+    reasons = frame["apollo_error"].astype("object").tolist()
+    counts = pd.Series(statuses, dtype="object").value_counts()
+    groups = group_reasons(statuses, reasons, frame.index, host=host, examples=examples)
+    return FailureReport(rows=len(frame), statuses={str(k): int(v) for k, v in counts.items()}, groups=groups)
+
+
+def snake_case(name: Any) -> str:
+    """``"person.title"`` -> ``"person_title"``, ``"First Name"`` -> ``"first_name"``: names ``query`` takes."""
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower()
+    return f"_{text}" if not text or text[0].isdigit() else text
+
+
+def flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with snake_case column names (``person.title`` -> ``person_title``) for ``DataFrame.query``.
+
+    The result keeps the dotted names (they say which record a field came
+    from); this is a renamed copy. Two names that would collide get ``_2``, ``_3``...
+    """
+    names: list[str] = []
+    taken: set[str] = set()
+    for column in frame.columns:
+        base = name = snake_case(column)
+        n = 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        names.append(name)
+    out = frame.copy(deep=False)
+    out.columns = names
+    return out

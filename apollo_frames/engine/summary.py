@@ -114,16 +114,25 @@ class RunSummary(Summary):
     skipped_credits_max: float = 0
     #: why the run stopped sending before the end (credit budget, rate limit, circuit breaker), if it did
     stopped_reason: str | None = None
+    #: what most ``error`` rows failed on, in a few words (e.g. "could not connect to api.apollo.io (ConnectError)")
+    cause: str | None = None
 
     _hidden = frozenset({"operation", "skipped_credits_max"})
 
     def line(self) -> str:
+        cause = f" | {self.errors:,} rows error: {self.cause}" if self.cause and self.errors else ""
         return (
             f"{self.operation}: {self.rows:,} rows, {self.matched:,} matched, {self.no_match:,} no match, "
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
-            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
+            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s{cause}"
         )
+
+    def merge(self, other: Summary | Mapping[str, Any]) -> Self:
+        """As :meth:`Summary.merge`; the first part with a cause names it."""
+        values = other.to_dict() if isinstance(other, Summary) else other
+        self.cause = self.cause or values.get("cause")
+        return super().merge(values)
 
 
 def announce(summary: Summary) -> None:

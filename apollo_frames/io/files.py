@@ -1,14 +1,16 @@
-"""Files in and out: .csv and .parquet read lazily as Arrow record batches, Parquet written atomically.
+"""Files in and out: .csv, .xlsx and .parquet read as Arrow record batches; .parquet, .csv and .xlsx written atomically.
 
 Every command reads its input here, so enrich, push and estimate see the same
-rows and the same missing values: Parquet as the file declares it, CSV with
-every column as text and pandas' list of missing-value markers.
+rows and the same missing values: Parquet as the file declares it, CSV and
+Excel with every column as text and pandas' list of missing-value markers.
+Excel needs the optional extra ``apollo_frames[excel]`` (openpyxl).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -26,7 +28,9 @@ from apollo_frames.engine.assemble import kept_columns
 #: cells read as missing, as ``pandas.read_csv`` reads them (pyarrow's own list lacks "None" and "<NA>")
 CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-INPUT_SUFFIXES = (".csv", ".txt", ".parquet")
+INPUT_SUFFIXES = (".csv", ".txt", ".parquet", ".xlsx")
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".xlsx")
+EXCEL_EXTRA = "Excel files need openpyxl: pip install 'apollo_frames[excel]'"
 
 
 def check_chunk_rows(chunk_rows: Any) -> int:
@@ -82,8 +86,61 @@ def _open_csv(path: Path) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatc
     return schema, None, _guarded(path, reader, schema, reader.close)
 
 
+def _openpyxl() -> Any:
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise InputError(EXCEL_EXTRA) from exc
+    return openpyxl
+
+
+def _cell_text(value: Any) -> str | None:
+    """An Excel cell as the text a CSV export would hold (whole numbers without ".0", dates in ISO form)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    text = str(value)
+    return None if text.strip() in CSV_NULLS else text
+
+
+def _open_xlsx(path: Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
+    """The first sheet of a workbook, every cell as text (read with openpyxl in read-only mode)."""
+    openpyxl = _openpyxl()
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a file that is not a workbook)
+        raise InputError(f"{path.name} is not a readable .xlsx workbook: {type(exc).__name__}") from exc
+    rows = book.worksheets[0].iter_rows(values_only=True)
+    header = next(rows, None)
+    if not header:
+        book.close()
+        raise InputError(f"{path.name} is empty: the first sheet needs a header row")
+    names = [str(h).strip() if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
+    if len(set(names)) != len(names):
+        book.close()
+        raise InputError(f"{path.name}: the header repeats a column name")
+    schema = pa.schema([pa.field(n, pa.string()) for n in names])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        held: list[list[str | None]] = []
+        for row in rows:
+            cells = [_cell_text(v) for v in row][: len(names)]
+            if any(c is not None for c in cells):
+                held.append(cells + [None] * (len(names) - len(cells)))
+            if len(held) == chunk_rows:
+                yield pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in held], schema=schema)
+                held = []
+        if held:
+            yield pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in held], schema=schema)
+
+    return schema, None, _guarded(path, batches(), schema, book.close)
+
+
 def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
-    """(input schema, row count if known, record batches) for a .parquet or .csv file, read lazily."""
+    """(input schema, row count if known, record batches) for a .parquet, .csv or .xlsx file, read lazily."""
     path = Path(src)
     if not path.exists():
         raise FileNotFoundError(f"input file not found: {path}")
@@ -92,7 +149,9 @@ def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None,
         return _open_parquet(path, chunk_rows)
     if suffix in (".csv", ".txt"):
         return _open_csv(path)
-    raise InputError(f"input must be .csv or .parquet, got {path.name}")
+    if suffix == ".xlsx":
+        return _open_xlsx(path, chunk_rows)
+    raise InputError(f"input must be .csv, .xlsx or .parquet, got {path.name}")
 
 
 def rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -178,4 +237,85 @@ def write_parquet(frame: pd.DataFrame, dst: str | Path) -> Path:
     table = pa.Table.from_pandas(frame)
     with partial_output(path, table.schema) as writer:
         writer.write_table(table)
+    return path
+
+
+def output_path(dst: str | Path) -> Path:
+    """``dst`` as a Path, refused early unless it names a .parquet, .csv or .xlsx file (the extra checked for .xlsx)."""
+    path = Path(dst)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise InputError(f"output must be a .parquet, .csv or .xlsx file, got {path.name}")
+    if suffix == ".xlsx":
+        _openpyxl()
+    return path
+
+
+def _plain(frame: pd.DataFrame, naive_times: bool) -> pd.DataFrame:
+    """Cells a CSV or a spreadsheet holds: lists and dicts as JSON text, times without a zone when asked."""
+    out = frame.copy(deep=False)
+    for name in out.columns:
+        column = out[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype) and naive_times:
+            out[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif column.dtype == object and column.map(lambda v: isinstance(v, (list, dict, tuple))).any():
+            out[name] = column.map(
+                lambda v: json.dumps(v.tolist() if hasattr(v, "tolist") else v, ensure_ascii=False, default=str)
+                if isinstance(v, (list, dict, tuple)) else v
+            )
+    return out
+
+
+@contextlib.contextmanager
+def _atomic(dst: Path) -> Iterator[Path]:
+    """A temporary path beside ``dst``, moved onto ``dst`` when the block ends normally, deleted otherwise."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(dst.name + ".partial")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    with open(partial, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, dst)
+
+
+def write_frame(frame: pd.DataFrame, dst: str | Path) -> Path:
+    """Write ``frame`` to ``dst`` by its suffix, atomically: .parquet as is; .csv in UTF-8 with a header row
+    (the form CRMs re-import: one row per line, lists as JSON text, times in ISO 8601); .xlsx one sheet.
+
+    The index is written only when it is a saved one (not a plain 0..n-1 range).
+    """
+    path = output_path(dst)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return write_parquet(frame, path)
+    index = not isinstance(frame.index, pd.RangeIndex)
+    with _atomic(path) as partial:
+        if suffix == ".csv":
+            _plain(frame, naive_times=False).to_csv(partial, index=index, encoding="utf-8", lineterminator="\n")
+        else:
+            _plain(frame, naive_times=True).to_excel(partial, index=index, engine="openpyxl")
+    return path
+
+
+def convert_parquet(src: Path, dst: str | Path) -> Path:
+    """Rewrite the Parquet file ``src`` as ``dst`` (.csv a batch at a time; .xlsx whole), then remove ``src``."""
+    path = output_path(dst)
+    if path.suffix.lower() == ".xlsx":
+        write_frame(pd.read_parquet(src), path)
+    elif path.suffix.lower() == ".csv":
+        with _atomic(path) as partial, open(partial, "w", encoding="utf-8", newline="") as fh:
+            pf = pq.ParquetFile(src)
+            for i, batch in enumerate(pf.iter_batches(batch_size=65_536)):
+                frame = _plain(batch.to_pandas(), naive_times=False)
+                frame.to_csv(fh, index=False, header=i == 0, lineterminator="\n")
+            if pf.metadata.num_rows == 0:
+                fh.write(",".join(pf.schema_arrow.names) + "\n")
+            pf.close()
+    else:
+        os.replace(src, path)
+        return path
+    src.unlink(missing_ok=True)
     return path

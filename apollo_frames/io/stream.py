@@ -61,6 +61,7 @@ from apollo_frames.engine.runner import (
     check_run_args,
     execute,
     finish,
+    host_of,
     plan_work,
 )
 from apollo_frames.engine.summary import RunSummary
@@ -223,7 +224,7 @@ def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, r
             len(frame), prepared, op, op_options, client=client, progress=False, max_credits=budget,
             run_id=run_id, stop=stop, **run_options,
         )
-        new = answer_columns(prepared, done)
+        new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
     return new, done.summary
 
@@ -275,9 +276,9 @@ def enrich_parquet(
     summary = RunSummary(operation=spec.name, run_id=uuid.uuid4().hex[:12])
     started = time.monotonic()
     chunks = 0
-    input_schema, total_rows, tables = read_chunks(src, chunk_rows)
-    schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
-    with client_scope(client) as api:
+    with client_scope(client) as api:  # no key: refused before the file is opened
+        input_schema, total_rows, tables = read_chunks(src, chunk_rows)
+        schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
         max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every)
@@ -398,27 +399,27 @@ def push_parquet(
         raise TypeError(f"push_parquet() got an unexpected keyword argument {unknown[0]!r}")
     dry_run = options.get("dry_run", False) is True
     started = time.monotonic()
-    input_schema, total_rows, tables = read_chunks(src, chunk_rows)
-    new_schema = spec.schema(options)
-    schema = output_schema(input_schema, new_schema, spec.replaces)
     summary = PushSummary(operation=spec.name, mode=options.get("mode", "upsert"), dry_run=dry_run,
                           run_id=uuid.uuid4().hex[:12])
     state = _PushRun()
-    bar = _Progress(spec.name, total_rows, progress, log_every)
-    # a dry run sends nothing and needs no key
-    scope = contextlib.nullcontext(None) if dry_run else client_scope(client)
-    try:
-        with scope as api, partial_output(dst, schema) as writer:
-            for chunk in tables:
-                result = _push_chunk(spec, chunk, api, options, state)
-                summary.merge(result.attrs["apollo"])
-                new = pa.Table.from_pandas(result[new_schema.names], preserve_index=False)
-                writer.write_table(assemble_table(chunk, new, schema))
-                state.chunks += 1
-                bar.update(chunk.num_rows, _push_counts(summary))
-    finally:
-        summary.elapsed_s = round(time.monotonic() - started, 3)
-        bar.close(_push_counts(summary))
+    # a dry run sends nothing and needs no key; a real one without a key is refused before the file is opened
+    with contextlib.nullcontext(None) if dry_run else client_scope(client) as api:
+        input_schema, total_rows, tables = read_chunks(src, chunk_rows)
+        new_schema = spec.schema(options)
+        schema = output_schema(input_schema, new_schema, spec.replaces)
+        bar = _Progress(spec.name, total_rows, progress, log_every)
+        try:
+            with partial_output(dst, schema) as writer:
+                for chunk in tables:
+                    result = _push_chunk(spec, chunk, api, options, state)
+                    summary.merge(result.attrs["apollo"])
+                    new = pa.Table.from_pandas(result[new_schema.names], preserve_index=False)
+                    writer.write_table(assemble_table(chunk, new, schema))
+                    state.chunks += 1
+                    bar.update(chunk.num_rows, _push_counts(summary))
+        finally:
+            summary.elapsed_s = round(time.monotonic() - started, 3)
+            bar.close(_push_counts(summary))
     limit = state.stop.rate_limit
     for message, category in state.said.items():
         if limit is None or ": stopped early (" not in message:  # a rate-limit stop is told once, below
