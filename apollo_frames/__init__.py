@@ -30,7 +30,7 @@ from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import push_accounts, push_contacts
 from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
 from apollo_frames.quickstart import reset, use_client, use_sandbox
-from apollo_frames.reports import credit_summary, ledger, plot_credits
+from apollo_frames.reports import credit_summary, flat, ledger, plot_credits, report
 
 __all__ = [
     "__version__",
@@ -59,6 +59,8 @@ __all__ = [
     "estimate_file",
     "ledger",
     "plot_credits",
+    "flat",
+    "report",
     "ColumnMappingError",
     "FilterError",
     "SearchTruncatedWarning",

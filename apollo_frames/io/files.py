@@ -126,11 +126,16 @@ def _open_xlsx(path: Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iter
 
     def batches() -> Iterator[pa.RecordBatch]:
         held: list[list[str | None]] = []
+        blank = 0  # blank rows are rows, unless nothing follows them (a sheet's formatted but empty tail)
         for row in rows:
             cells = [_cell_text(v) for v in row][: len(names)]
-            if any(c is not None for c in cells):
-                held.append(cells + [None] * (len(names) - len(cells)))
-            if len(held) == chunk_rows:
+            if not any(c is not None for c in cells):
+                blank += 1
+                continue
+            empty: list[str | None] = [None] * len(names)
+            held += [list(empty) for _ in range(blank)] + [cells + empty[len(cells):]]
+            blank = 0
+            if len(held) >= chunk_rows:
                 yield pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in held], schema=schema)
                 held = []
         if held:
