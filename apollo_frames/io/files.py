@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+from collections import deque
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from apollo_frames.engine.assemble import kept_columns
 #: cells read as missing, as ``pandas.read_csv`` reads them (pyarrow's own list lacks "None" and "<NA>")
 CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+#: the extra column of a CSV's record batches: why a line that did not fit the header is a row of its own
+LINE_ERROR = "__apollo_frames_line_error__"
 INPUT_SUFFIXES = (".csv", ".txt", ".parquet", ".xlsx")
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".xlsx")
 EXCEL_EXTRA = "Excel files need openpyxl: pip install 'apollo_frames[excel]'"
@@ -68,22 +71,115 @@ def _open_parquet(path: Path, chunk_rows: int) -> tuple[pa.Schema, int | None, I
     return schema, pf.metadata.num_rows, _guarded(path, batches, schema, pf.close)
 
 
+class _LineNumbers:
+    """Record number (pyarrow's: blank lines not counted) -> the line an editor shows, read only when asked.
+
+    One pass at most over the file, opened at the first bad line: bad lines come in order.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file: Any = None
+        self.reader: Any = None
+        self.records = 0
+
+    def line_of(self, record: int) -> int:
+        if self.reader is None:
+            self.file = open(self.path, newline="", encoding="utf-8-sig", errors="replace")  # noqa: SIM115
+            self.reader = csv.reader(self.file)
+        for row in self.reader:
+            self.records += 1 if row else 0
+            if self.records >= record:
+                break
+        return int(self.reader.line_num)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = self.reader = None
+
+
+class _BadLines:
+    """CSV lines that do not fit the header (ragged lines, an export's footer), put back among the rows in file order.
+
+    pyarrow skips them and hands each to :meth:`__call__` with its row number
+    (header = 1); :meth:`merge` puts each back where it was, as a row with its
+    cells by position and :data:`LINE_ERROR` saying why. A run makes it an
+    ``invalid`` row with that reason; it is never sent.
+    """
+
+    def __init__(self, names: list[str], path: Path):
+        self.names = names
+        self.lines = _LineNumbers(path)
+        self.pending: deque[Any] = deque()
+        self.placed = 0
+
+    def __call__(self, row: Any) -> str:
+        self.pending.append(row)
+        return "skip"
+
+    def _good_before(self, row: Any) -> int:
+        """How many good rows come before ``row`` (numbered among the records, the header being 1)."""
+        return (row.number or 0) - 2 - self.placed
+
+    def _row(self, row: Any, schema: pa.Schema) -> pa.RecordBatch:
+        self.placed += 1
+        cells: list[str | None] = list(next(csv.reader([row.text or ""]), [])[: len(self.names)])
+        cells += [None] * (len(self.names) - len(cells))
+        where = f"line {self.lines.line_of(row.number)}" if row.number else "a line"
+        reason = f"{where}: expected {row.expected_columns} columns, got {row.actual_columns}"
+        values = [[None if c is None or c.strip() in CSV_NULLS else c] for c in cells] + [[reason]]
+        return pa.RecordBatch.from_arrays([pa.array(v, pa.string()) for v in values], schema=schema)
+
+    def merge(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        good = 0
+        for parsed in batches:
+            batch = pa.RecordBatch.from_arrays([*parsed.columns, pa.nulls(parsed.num_rows, pa.string())], schema=schema)
+            while self.pending and self._good_before(self.pending[0]) <= good + batch.num_rows:
+                cut = max(self._good_before(self.pending[0]) - good, 0)
+                if cut:
+                    yield batch.slice(0, cut)
+                    good, batch = good + cut, batch.slice(cut)
+                yield from self._rows(schema, 1)
+            if batch.num_rows:
+                good += batch.num_rows
+                yield batch
+        yield from self._rows(schema, len(self.pending))
+
+    def _rows(self, schema: pa.Schema, n: int) -> Iterator[pa.RecordBatch]:
+        for _ in range(n):
+            yield self._row(self.pending.popleft(), schema)
+
+
 def _open_csv(path: Path) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
+    """The header's columns as text; lines that do not fit it come back as rows naming their line (see _BadLines).
+
+    The record batches carry one more column than the schema returned, :data:`LINE_ERROR`.
+    """
     names = _csv_header(path)
     if len(set(names)) != len(names):
         raise InputError(f"{path.name}: the header repeats a column name")
     schema = pa.schema([pa.field(n, pa.string()) for n in names])
+    bad = _BadLines(names, path)
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            # one thread: pyarrow then numbers the lines it skips
+            read_options=pacsv.ReadOptions(block_size=8 << 20, use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=bad, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=CSV_NULLS
             ),
         )
     except pa.ArrowInvalid as exc:
         raise InputError(f"{path.name}: {exc}") from exc
-    return schema, None, _guarded(path, reader, schema, reader.close)
+    full = schema.append(pa.field(LINE_ERROR, pa.string()))
+
+    def close() -> None:
+        reader.close()
+        bad.lines.close()
+
+    return schema, None, _guarded(path, bad.merge(reader, full), full, close)
 
 
 def _openpyxl() -> Any:
@@ -183,9 +279,19 @@ def read_chunks(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None
 
 
 def read_frame(src: str | Path) -> pd.DataFrame:
-    """A whole (small) input file as a frame, read as :func:`open_input` reads it."""
+    """A whole (small) input file as a frame, read as :func:`open_input` reads it (a CSV's bad lines as blank rows)."""
     schema, _, batches = open_input(src, 65_536)
-    return pa.Table.from_batches(list(batches), schema=schema).to_pandas()
+    read = list(batches)
+    table = pa.Table.from_batches(read) if read else schema.empty_table()
+    return table.select(schema.names).to_pandas()
+
+
+def pop_line_errors(frame: pd.DataFrame) -> pd.Series | None:
+    """Take the :data:`LINE_ERROR` column out of a chunk read from a CSV; None when no line was bad."""
+    if LINE_ERROR not in frame.columns:
+        return None
+    errors = frame.pop(LINE_ERROR)
+    return errors if errors.notna().any() else None
 
 
 # -- writing ---------------------------------------------------------------------------------------

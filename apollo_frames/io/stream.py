@@ -43,6 +43,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -71,6 +72,7 @@ from apollo_frames.io.files import (
     output_schema,
     parquet_output,
     partial_output,
+    pop_line_errors,
     read_chunks,
 )
 from apollo_frames.ops import registry
@@ -159,7 +161,7 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     seen: set[bytes] = set()
     rows = invalid = cached = to_fetch = api_calls = 0
     for chunk in tables:
-        prepared, op, op_options = spec.job(chunk.to_pandas(), **job_options)
+        prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
         plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
         new = 0
         fetch = 0
@@ -211,12 +213,24 @@ def _check_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: d
     return max_credits
 
 
+def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.DataFrame | None = None) -> Any:
+    """The operation's job on one chunk; a CSV line that did not fit the header is an invalid row naming its line."""
+    assert spec.job is not None
+    frame = chunk.to_pandas() if frame is None else frame
+    bad = pop_line_errors(frame)
+    prepared, op, op_options = spec.job(frame, **job_options)
+    if bad is not None:
+        for i in np.flatnonzero(bad.notna().to_numpy()):
+            prepared.records[i] = prepared.identities[i] = None
+            prepared.reasons[i] = bad.iat[i]
+    return prepared, op, op_options
+
+
 def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict,
                   budget: float | None, run_id: str, stop: StopSignal) -> tuple[pa.Table, RunSummary]:
     """One chunk through the engine: its new columns and its summary."""
-    assert spec.job is not None
     frame = chunk.to_pandas()
-    prepared, op, op_options = spec.job(frame, **job_options)
+    prepared, op, op_options = _prepare_chunk(chunk, spec, job_options, frame)
     with warnings.catch_warnings():
         # one warning for the whole file at the end, not one per chunk
         warnings.simplefilter("ignore", UserWarning)
@@ -342,6 +356,9 @@ def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: 
     """One chunk pushed: its report frame (a refused key's partial report, the error kept for the end)."""
     assert spec.run is not None
     frame = chunk.to_pandas()
+    bad = pop_line_errors(frame)
+    if bad is not None:  # a line that did not fit the header: nothing of it is sent
+        frame.loc[bad.notna().to_numpy()] = None
     if isinstance(frame.index, pd.RangeIndex):  # no saved index: duplicates name file row numbers
         frame.index = pd.RangeIndex(state.offset, state.offset + len(frame))
     state.offset += len(frame)
@@ -356,7 +373,16 @@ def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: 
             state.fatal = state.fatal or exc
     for w in caught:  # the same advice once for the file, not once per chunk
         state.said.setdefault(str(w.message), w.category)
+    if bad is not None:
+        _mark_invalid(result, bad)
     return result
+
+
+def _mark_invalid(report: pd.DataFrame, bad: pd.Series) -> None:
+    """Rows read from lines that did not fit the header: their reason is the line's (blanked, they are ``invalid``)."""
+    rows = bad.notna().to_numpy()
+    report.loc[rows, "apollo_status"] = "invalid"
+    report.loc[rows, "apollo_error"] = bad[rows].to_numpy()
 
 
 def _push_counts(summary: Any) -> dict[str, str]:
