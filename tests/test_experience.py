@@ -320,3 +320,19 @@ def test_a_push_never_sends_a_ragged_line(tmp_path, client):
     _check_bad_lines(report)
     assert summary["invalid"] == 6 and report["apollo_payload"][report["apollo_status"] == "invalid"].isna().all()
     assert af.estimate_file(SALESFORCE, "enrich_people", client=client).invalid >= 6
+
+
+# -- 4. progress that moves with every request ------------------------------------------------------------------------
+
+
+def test_streaming_progress_moves_with_each_request_within_one_chunk(client, sandbox, tmp_path, capsys):
+    people = pd.DataFrame({"Email": [p["email"] for p in sandbox.world.people if p.get("email")][:200]})
+    src = tmp_path / "people.csv"
+    people.to_csv(src, index=False)
+    af.enrich_parquet(src, tmp_path / "o.parquet", client=client, chunk_rows=10_000, log_every=0)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("enrich_people: ")]
+    requests = [int(line.split(" requests")[0].rsplit(", ", 1)[1].replace(",", "")) for line in lines]
+    rows = [int(line.split(" rows")[0].split(": ")[1].split("/")[0].replace(",", "")) for line in lines]
+    assert len(lines) >= 10 and requests == sorted(requests) and rows == sorted(rows)  # one chunk, many lines
+    assert requests[-1] == client.stats.requests and rows[-1] == 200 and 0 < rows[len(rows) // 2] < 200
+    assert all("ETA" in line and "credits" in line for line in lines)

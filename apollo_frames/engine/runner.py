@@ -221,11 +221,13 @@ def execute(
     confirm_over: float | None = None,
     run_id: str | None = None,
     stop: StopSignal | None = None,
+    make_bar: Callable[..., Any] = progress_bar,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
     ``stop``: a stop signal shared with other runs (a file run's chunks): once
     one stops on a rate limit or a refused key, the others send nothing more.
+    ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
     """
     check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over)
     started = time.monotonic()
@@ -238,7 +240,7 @@ def execute(
     credits_max = len(plan.to_fetch) * worst
     confirm_spend(op.name, credits_max if max_credits is None else min(credits_max, max_credits), confirm_over)
 
-    bar = progress_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
+    bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
     sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
                      ttl=client.settings.cache_ttl if ttl is None else ttl, budget=Budget(max_credits), worst=worst,

@@ -286,6 +286,20 @@ def read_frame(src: str | Path) -> pd.DataFrame:
     return table.select(schema.names).to_pandas()
 
 
+def approximate_rows(src: str | Path) -> int | None:
+    """About how many rows a .csv holds (its lines less the header; a cell holding a line break counts twice),
+    counted at disk speed; None for other files. Used for a progress bar's ETA, never for results."""
+    path = Path(src)
+    if path.suffix.lower() not in (".csv", ".txt"):
+        return None
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return max(lines + (last != b"\n") - 1, 0)
+
+
 def pop_line_errors(frame: pd.DataFrame) -> pd.Series | None:
     """Take the :data:`LINE_ERROR` column out of a chunk read from a CSV; None when no line was bad."""
     if LINE_ERROR not in frame.columns:

@@ -68,6 +68,7 @@ from apollo_frames.engine.runner import (
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.engine.work import Work
 from apollo_frames.io.files import (
+    approximate_rows,
     check_chunk_rows,
     output_schema,
     parquet_output,
@@ -107,7 +108,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(rows)
             self.bar.set_postfix(counts)
-        elif self.logging and time.monotonic() - self.last_log >= self.log_every:
+        elif self.logging and rows and time.monotonic() - self.last_log >= self.log_every:
             self.log(counts)
 
     def log(self, counts: dict[str, str]) -> None:
@@ -127,6 +128,50 @@ class _Progress:
             self.bar.close()
         elif self.logging:
             self.log(counts)
+
+
+class _ChunkBar:
+    """The bar a chunk's :func:`execute` moves: each answered batch moves the file's :class:`_Progress`.
+
+    Rows finish a chunk at a time, so while a chunk is fetched its rows count
+    in proportion to its records answered; requests and credits are the file's so far.
+    """
+
+    def __init__(self, progress: _Progress, rows: int, summary: RunSummary, client: Any, requests_before: int):
+        self.progress, self.rows, self.summary, self.client = progress, rows, summary, client
+        self.requests_before = requests_before
+        self.total = self.done = 0
+        self.shown = 0  # rows of this chunk already counted
+        self.credits = 0.0
+
+    def __call__(self, *, total: int, initial: int, **_: Any) -> _ChunkBar:
+        self.total, self.done = total, initial
+        return self
+
+    def counts(self) -> dict[str, str]:
+        return {"from cache": f"{self.summary.cache_hits:,}",
+                "requests": f"{self.client.stats.requests - self.requests_before:,}",
+                "credits": f"{self.summary.credits_consumed + self.credits:g}"}
+
+    def update(self, n: int) -> None:
+        self.done += n
+        rows = self.rows * self.done // self.total if self.total else 0
+        self.progress.update(rows - self.shown, self.counts())
+        self.shown = rows
+
+    def set_postfix(self, credits: Any = 0, **_: Any) -> None:
+        """Called after each answered batch's :meth:`update`: the credits it cost (on the bar at once)."""
+        self.credits = float(credits)
+        if self.progress.bar is not None:
+            self.progress.bar.set_postfix(self.counts())
+
+    def finish(self) -> None:
+        """The chunk is written: its rows all count, its credits are in the summary."""
+        self.credits = 0.0
+        self.progress.update(self.rows - self.shown, self.counts())
+
+    def close(self) -> None:
+        """Called by execute when the chunk's sending ends; the rows count when written (:meth:`finish`)."""
 
 
 def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: str) -> Path:
@@ -227,8 +272,8 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 
 
 def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict,
-                  budget: float | None, run_id: str, stop: StopSignal) -> tuple[pa.Table, RunSummary]:
-    """One chunk through the engine: its new columns and its summary."""
+                  budget: float | None, run_id: str, stop: StopSignal, bar: _ChunkBar) -> tuple[pa.Table, RunSummary]:
+    """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``."""
     frame = chunk.to_pandas()
     prepared, op, op_options = _prepare_chunk(chunk, spec, job_options, frame)
     with warnings.catch_warnings():
@@ -236,7 +281,7 @@ def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, r
         warnings.simplefilter("ignore", UserWarning)
         done = execute(
             len(frame), prepared, op, op_options, client=client, progress=False, max_credits=budget,
-            run_id=run_id, stop=stop, **run_options,
+            run_id=run_id, stop=stop, make_bar=bar, **run_options,
         )
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
@@ -266,7 +311,7 @@ def enrich_parquet(
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
-    log_every: float = 30,
+    log_every: float = 5,
     **options: Any,
 ) -> dict:
     """Enrich the .parquet or .csv file ``src`` into the Parquet file ``dst``, streaming; return the run summary.
@@ -275,6 +320,9 @@ def enrich_parquet(
     that function's (``columns``, ``max_credits``, ``refresh``, reveal flags,
     ``webhook_url``...). ``max_credits`` is the budget of the whole file run.
     See the module docstring for order, schema, resume and rate limits.
+    ``progress``: a bar on a terminal or in a notebook, else a line every
+    ``log_every`` seconds; either moves with every answered request (rows,
+    requests, credits so far, ETA), not only once per chunk.
 
     The returned dict has the :class:`~apollo_frames.engine.summary.RunSummary` fields
     summed over chunks (``unique_inputs`` counts per chunk, so a record repeated
@@ -293,18 +341,23 @@ def enrich_parquet(
     with client_scope(client) as api:  # no key: refused before the file is opened
         input_schema, total_rows, tables = read_chunks(src, chunk_rows)
         schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
+        if total_rows is None and progress:
+            total_rows = approximate_rows(src)  # for the ETA
         max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every)
+        requests_before = api.stats.requests
         try:
             with partial_output(dst, schema) as writer:
                 for chunk in tables:
                     budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
-                    new, part = _enrich_chunk(chunk, spec, job_options, api, run_options, budget, summary.run_id, stop)
+                    moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
+                    new, part = _enrich_chunk(chunk, spec, job_options, api, run_options, budget, summary.run_id, stop,
+                                              moving)
                     summary.merge(part)
                     writer.write_table(assemble_table(chunk, new, schema))
                     chunks += 1
-                    bar.update(chunk.num_rows, _enrich_counts(summary))
+                    moving.finish()
                     del new
                     pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
         finally:
