@@ -17,12 +17,15 @@ def ledger(since: Any = None, client=None) -> pd.DataFrame:
     Columns: time (UTC), operation, endpoint, records_sent, records_matched,
     credits, http_status, run_id, status (``settled``, or ``in_doubt``: sent
     and never answered, e.g. the process was killed; credits is then the
-    worst case the server may have charged). ``since`` takes a date/time (naive = UTC) or
+    worst case the server may have charged). Times are to the second. ``since`` takes a date/time (naive = UTC) or
     a timedelta back from now. Without ``client`` the ledger in the default
     cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
     """
     with client_scope(client, need_key=False) as c:
-        return c.ledger.frame(since)
+        frame = c.ledger.frame(since)
+    if len(frame):  # to the second: what a person reads (the ledger file keeps the full time)
+        frame["time"] = frame["time"].dt.floor("s")
+    return frame
 
 
 SUMMARY_KEYS = {"day": "day", "operation": "operation", "run": "run_id"}
