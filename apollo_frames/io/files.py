@@ -43,9 +43,12 @@ def check_chunk_rows(chunk_rows: Any) -> int:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        for row in csv.reader(fh):
-            return row
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            for row in csv.reader(fh):
+                return row
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name} is not UTF-8 text (save it as 'CSV UTF-8'): {exc.reason}") from exc
     raise InputError(f"{path.name} is empty: a CSV input needs a header line")
 
 
