@@ -42,7 +42,7 @@ def no_default_client():
 
 def _keyless(sandbox: Sandbox, tmp_path: Path) -> af.ApolloClient:
     return af.ApolloClient(api_key=None, base_url="http://sandbox.invalid/api/v1", cache_dir=str(tmp_path / "c"),
-                           transport=httpx.WSGITransport(app=sandbox))
+                           allow_insecure_http=True, transport=httpx.WSGITransport(app=sandbox))
 
 
 @pytest.mark.parametrize("call", [
@@ -111,7 +111,7 @@ def test_dead_network_summary_names_host_and_failure(people, tmp_path):
         result = people.apollo.enrich_people(client=client, progress=False)
     summary = af.RunSummary.from_dict(result.attrs["apollo"])
     assert summary.errors == 12 and summary.cause == "could not connect to api.apollo.io (ConnectError)"
-    assert summary.line().endswith("| 12 rows error: could not connect to api.apollo.io (ConnectError)")
+    assert summary.line().endswith("| 12 rows not done: could not connect to api.apollo.io (ConnectError)")
     assert "could not connect to api.apollo.io" in summary._repr_html_()
 
 
@@ -120,16 +120,27 @@ def test_dead_network_cli_final_lines(tmp_path, monkeypatch, capsys):
     out = tmp_path / "o.parquet"
     assert main(["enrich-people", str(SAMPLES / "people.csv"), str(out), "--quiet"]) == 1
     printed = capsys.readouterr().out
-    errors = int((pd.read_parquet(out)["apollo_status"] == "error").sum())
-    assert errors > 400
-    assert f"{errors:,} rows error: could not connect to api.apollo.io (ConnectError)" in printed
-    assert f"{errors:,} error rows could not connect to api.apollo.io (ConnectError): check the network" in printed
+    statuses = pd.read_parquet(out)["apollo_status"].value_counts()
+    not_done = int(statuses["error"] + statuses.get("skipped", 0))
+    assert not_done > 500  # every row but the invalid ones: a few batches error, the circuit breaker skips the rest
+    assert f"{not_done:,} rows not done: could not connect to api.apollo.io (ConnectError)" in printed
+    assert f"{statuses['error']:,} error rows could not connect to api.apollo.io (ConnectError): check the network" \
+        in printed
 
 
 def test_no_cause_when_errors_differ():
     statuses = ["error", "error", "matched"]
     assert failure_cause(statuses, ["Request to x failed to connect (ConnectError)", "HTTP 500 oops", None]) == ""
     assert failure_cause(["matched"], [None]) == ""
+    budget = "credit budget reached (max_credits=10, spent 10)"
+    assert failure_cause(["skipped", "skipped"], [budget, budget]) == ""  # a stop with a message of its own
+
+
+def test_cause_counts_rows_the_circuit_breaker_skipped():
+    breaker = "Apollo at h.example did not answer 5 requests in a row (failed to connect): stopped sending"
+    statuses = ["error"] * 2 + ["skipped"] * 8 + ["error"]
+    reasons = ["Request to p failed to connect (ConnectError) after 1 attempt(s)."] * 2 + [breaker] * 8 + ["HTTP 500"]
+    assert failure_cause(statuses, reasons, "h.example") == "could not connect to h.example (ConnectError)"
 
 
 # -- 7. why rows failed, grouped; 8. flat names ------------------------------------------------------------------------
@@ -185,7 +196,7 @@ def test_use_sandbox_is_the_session_default_until_reset(people, tmp_path, no_def
 
 
 def test_estimate_plan_is_used_and_named(people, tmp_path):
-    client = af.ApolloClient(api_key=None, base_url="http://sandbox.invalid/api/v1", cache_dir=str(tmp_path / "c"))
+    client = af.ApolloClient(api_key=None, base_url="https://sandbox.invalid/api/v1", cache_dir=str(tmp_path / "c"))
     free = people.apollo.estimate("enrich_people", client=client)
     paid = people.apollo.estimate("enrich_people", client=client, plan="paid")
     assert paid.limits == dict(zip(("minute", "hour", "day"), PLAN_PRESETS["paid"], strict=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ KNOWN_REASONS: tuple[tuple[str, str, str], ...] = (
 
 _LINE_PREFIX = re.compile(r"^line \d+: ")
 _CONNECT_KIND = re.compile(r"failed to connect \((\w+)\)")
+_KIND = re.compile(r" \(\w+\)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,14 +96,21 @@ def group_reasons(statuses: Sequence[Any], reasons: Sequence[Any], labels: Itera
 
 
 def failure_cause(statuses: Sequence[Any], reasons: Sequence[Any], host: str | None = None) -> str:
-    """What made the ``error`` rows fail, in a few words, when most of them (80 %) failed the same way; else ""."""
-    errors = [r for s, r in zip(statuses, reasons, strict=True) if s == "error"]
-    if not errors:
+    """What the rows not done (``error``, and ``skipped`` after them) failed on, in a few words; else "".
+
+    Named when some rows are ``error`` and 80 % of the rows not done failed the same way (a dead host:
+    the first batches ``error``, the rest ``skipped`` once the circuit breaker stops sending).
+    """
+    texts = [(s, _what(r, host)[0]) for s, r in zip(statuses, reasons, strict=True)
+             if s in ("error", "skipped") and isinstance(r, str) and r]
+    if not any(s == "error" for s, _ in texts):
         return ""
-    top = group_reasons(["error"] * len(errors), errors, host=host, examples=0)
-    if not top or top[0].count < 0.8 * len(errors):
+    counts = Counter(_KIND.sub("", text) for _, text in texts)
+    top, n = counts.most_common(1)[0]
+    if n < 0.8 * len(texts):
         return ""
-    return top[0].reason
+    specific = [text for s, text in texts if s == "error" and _KIND.sub("", text) == top]
+    return specific[0] if specific else top  # an error row's text names what failed, e.g. "(ConnectError)"
 
 
 @dataclasses.dataclass

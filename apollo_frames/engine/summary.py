@@ -16,7 +16,8 @@ S = TypeVar("S", bound="Summary")
 
 def _html_table(title: str, rows: list[tuple[str, Any]]) -> str:
     cells = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:right'>{html.escape(str(v))}</td></tr>"
+        f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+        f"<td style='text-align:right'>{html.escape(str(v))}</td></tr>"
         for k, v in rows
     )
     return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{cells}</table>"
@@ -114,13 +115,13 @@ class RunSummary(Summary):
     skipped_credits_max: float = 0
     #: why the run stopped sending before the end (credit budget, rate limit, circuit breaker), if it did
     stopped_reason: str | None = None
-    #: what most ``error`` rows failed on, in a few words (e.g. "could not connect to api.apollo.io (ConnectError)")
+    #: what most rows not done (error, skipped) failed on, e.g. "could not connect to api.apollo.io (ConnectError)"
     cause: str | None = None
 
     _hidden = frozenset({"operation", "skipped_credits_max"})
 
     def line(self) -> str:
-        cause = f" | {self.errors:,} rows error: {self.cause}" if self.cause and self.errors else ""
+        cause = f" | {self.errors + self.skipped:,} rows not done: {self.cause}" if self.cause else ""
         return (
             f"{self.operation}: {self.rows:,} rows, {self.matched:,} matched, {self.no_match:,} no match, "
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "

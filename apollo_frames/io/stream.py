@@ -516,7 +516,8 @@ def push_parquet(
 
 def _rate_limit_message(limit: RateLimitError, skipped: int, rerun: str) -> str:
     """What a file run stopped by a rate limit tells: rows left, when the window resets, what a re-run does."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(limit.reset_at)) if limit.reset_at else "an unknown time"
+    when = (time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(limit.reset_at)) if limit.reset_at
+            else "an unknown time")
     return (
         f"stopped by the {limit.window or 'current'} rate limit: {skipped:,} rows remain (skipped); "
         f"the window resets at {when}. Run the same command again then: {rerun}"
