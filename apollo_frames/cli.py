@@ -499,20 +499,25 @@ def _samples_dir(explicit: str | None, out: Path) -> Path:
 
 
 def cmd_notebooks(args) -> int:
-    """Copy the notebooks shipped in the package into ``args.folder``; existing files are kept."""
+    """Copy the notebooks shipped in the package into ``FOLDER/notebooks`` and the sample data they read into
+    ``FOLDER/data/samples`` (the repository's layout, so their ``../data/samples`` paths hold); existing files are kept.
+    """
     folder = Path(args.folder)
-    folder.mkdir(parents=True, exist_ok=True)
     shipped = sorted(NOTEBOOKS.glob("*.ipynb"))
     if not shipped:
         raise FileNotFoundError(f"no notebooks found in the package ({NOTEBOOKS})")
+    (folder / "notebooks").mkdir(parents=True, exist_ok=True)
     for notebook in shipped:
-        target = folder / notebook.name
+        target = folder / "notebooks" / notebook.name
         if target.exists():
             print(f"kept      {target} (already there)")
             continue
         shutil.copyfile(notebook, target)
         print(f"copied    {target}")
-    print(f"open them with: jupyter lab {folder}   (pip install 'apollo_frames[notebook]' installs jupyterlab)")
+    if not (folder / "data" / "samples" / "people.csv").exists():
+        _samples_dir(None, folder / "data")
+        print(f"wrote     {folder / 'data' / 'samples'} (the sample data the notebooks read)")
+    print(f"open them with: jupyter lab {folder / 'notebooks'}   (pip install 'apollo_frames[notebook]' installs it)")
     return EXIT_OK
 
 
@@ -578,7 +583,7 @@ EXAMPLES: dict[str, str] = {
     "cache": "apollo-frames cache info\napollo-frames cache prune --older-than 30d\n"
              "apollo-frames cache export answers.parquet",
     "demo": "cd /tmp && apollo-frames demo --out apollo_demo   # works from any folder, no key needed",
-    "notebooks": "apollo-frames notebooks ~/apollo_notebooks && jupyter lab ~/apollo_notebooks",
+    "notebooks": "apollo-frames notebooks ~/apollo && jupyter lab ~/apollo/notebooks",
 }
 
 
@@ -736,7 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("notebooks", help="copy the example notebooks into a folder (to open with jupyter lab)")
-    p.add_argument("folder", help="where to put them (created if missing; existing notebooks are not overwritten)")
+    p.add_argument("folder", help="where to put them: FOLDER/notebooks and the sample data in FOLDER/data/samples "
+                   "(created if missing; existing files are kept)")
     p.set_defaults(func=cmd_notebooks)
     _describe(sub)
     return parser

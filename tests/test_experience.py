@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -289,10 +290,13 @@ def test_demo_runs_from_an_empty_folder(tmp_path, monkeypatch, capsys):
         assert (tmp_path / "apollo_demo" / "samples" / name).read_bytes() == (SAMPLES / name).read_bytes()
 
 
-def test_notebooks_command_copies_the_notebooks(tmp_path, capsys):
+def test_notebooks_command_copies_the_notebooks_and_the_data_they_read(tmp_path, capsys):
     assert main(["notebooks", str(tmp_path / "nb")]) == 0
-    copied = sorted(p.name for p in (tmp_path / "nb").glob("*.ipynb"))
-    assert copied == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) and copied
+    copied = sorted((tmp_path / "nb" / "notebooks").glob("*.ipynb"))
+    assert [p.name for p in copied] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) and copied
+    for notebook in copied:  # every relative path a notebook reads is there beside it, as in the repository
+        for relative in re.findall(r"\.\./data/samples/[\w.]+", notebook.read_text()):
+            assert (notebook.parent / relative).read_bytes() == (ROOT / "notebooks" / relative).read_bytes()
     assert main(["notebooks", str(tmp_path / "nb")]) == 0
     assert "kept" in capsys.readouterr().out
 

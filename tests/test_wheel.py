@@ -50,4 +50,5 @@ def test_installed_wheel_runs_demo_and_copies_notebooks_from_an_empty_folder(tmp
     assert "people statuses" in demo.stdout and (empty / "apollo_demo" / "people_enriched.parquet").exists()
     copied = _run([str(site / "bin" / "apollo-frames"), "notebooks", "nb"], empty, env)
     shipped = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert copied.returncode == 0 and sorted(p.name for p in (empty / "nb").glob("*.ipynb")) == shipped
+    assert copied.returncode == 0 and sorted(p.name for p in (empty / "nb" / "notebooks").glob("*.ipynb")) == shipped
+    assert (empty / "nb" / "data" / "samples" / "people.csv").exists()
