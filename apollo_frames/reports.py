@@ -17,14 +17,23 @@ def ledger(since: Any = None, client=None) -> pd.DataFrame:
     Columns: time (UTC), operation, endpoint, records_sent, records_matched,
     credits, http_status, run_id, status (``settled``, or ``in_doubt``: sent
     and never answered, e.g. the process was killed; credits is then the
-    worst case the server may have charged). Times are to the second. ``since`` takes a date/time (naive = UTC) or
-    a timedelta back from now. Without ``client`` the ledger in the default
+    worst case the server may have charged); times to the second. ``since`` takes a date/time
+    (naive = UTC) or a timedelta back from now. Without ``client`` the ledger in the default
     cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
     """
+    return _to_the_second(_ledger(since, client), "time")
+
+
+def _ledger(since: Any, client) -> pd.DataFrame:
     with client_scope(client, need_key=False) as c:
-        frame = c.ledger.frame(since)
-    if len(frame):  # to the second: what a person reads (the ledger file keeps the full time)
-        frame["time"] = frame["time"].dt.floor("s")
+        return c.ledger.frame(since)
+
+
+def _to_the_second(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Times as a person reads them (the ledger file keeps the full time, which orders what ran first)."""
+    for column in columns:
+        if len(frame):
+            frame[column] = frame[column].dt.floor("s")
     return frame
 
 
@@ -38,7 +47,7 @@ def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFr
     """
     if by not in SUMMARY_KEYS:
         raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
-    frame = ledger(since=since, client=client)
+    frame = _ledger(since, client)
     doubt = frame["status"] == "in_doubt"
     frame = frame.assign(
         day=frame["time"].dt.floor("D"),
@@ -69,6 +78,7 @@ def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFr
     if by == "run":
         out = out[["run_id", "operation", "started", "ended", "credits", "in_doubt_credits", "batches",
                    "records_sent", "records_matched", "match_rate"]]
+        _to_the_second(out, "started", "ended")
     return out
 
 

@@ -351,3 +351,13 @@ def test_streaming_progress_moves_with_each_request_within_one_chunk(client, san
     assert len(lines) >= 10 and requests == sorted(requests) and rows == sorted(rows)  # one chunk, many lines
     assert requests[-1] == client.stats.requests and rows[-1] == 200 and 0 < rows[len(rows) // 2] < 200
     assert all("ETA" in line and "credits" in line for line in lines)
+
+
+def test_ledger_reports_show_times_to_the_second(people, client):
+    people.apollo.enrich_people(client=client, progress=False)
+    people.head(3).apollo.enrich_people(client=client, progress=False, refresh=True)
+    times = af.ledger(client=client)["time"]
+    runs = af.credit_summary(by="run", client=client)
+    assert len(times) >= 2 and (times == times.dt.floor("s")).all()
+    assert len(runs) == 2 and (runs["started"] == runs["started"].dt.floor("s")).all()
+    assert runs["records_sent"].tolist() == [12, 3]  # still in the order they ran
