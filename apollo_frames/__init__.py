@@ -30,7 +30,8 @@ from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import push_accounts, push_contacts
 from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
-from apollo_frames.reports import credit_summary, ledger, plot_credits
+from apollo_frames.quickstart import reset, use_client, use_sandbox
+from apollo_frames.reports import credit_summary, flat, ledger, plot_credits, report
 
 __all__ = [
     "__version__",
@@ -61,6 +62,8 @@ __all__ = [
     "estimate_file",
     "ledger",
     "plot_credits",
+    "flat",
+    "report",
     "ColumnMappingError",
     "FilterError",
     "SearchTruncatedWarning",
@@ -73,6 +76,9 @@ __all__ = [
     "enrich_parquet",
     "enrich_partition",
     "push_parquet",
+    "reset",
+    "use_client",
+    "use_sandbox",
 ]
 
 from apollo_frames import accessor as _accessor  # noqa: E402, F401  (registers df.apollo)

@@ -21,9 +21,15 @@ from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
 from apollo_frames.ops.collect import collect
 from apollo_frames.ops.matchreport import match_report
+from apollo_frames.reports import flat, report
 
 #: plain frame functions that are accessor methods besides the registered operations and ``estimate``
-FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {"match_report": match_report, "collect": collect}
+FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "match_report": match_report,
+    "collect": collect,
+    "report": report,
+    "flat": flat,
+}
 
 
 def frame_method(function: Callable[..., Any], name: str | None = None, *, call: Callable[..., Any] | None = None,

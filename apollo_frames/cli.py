@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 import warnings
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from apollo_frames._version import __version__
 from apollo_frames.client.http import ApolloClient
@@ -40,10 +42,12 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.filters import FilterError
+from apollo_frames.core.settings import PLAN_PRESETS
 from apollo_frames.engine.meter import try_read
+from apollo_frames.engine.runner import host_of
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import estimate, estimate_file
-from apollo_frames.io.files import read_frame, write_parquet
+from apollo_frames.io.files import OUTPUT_SUFFIXES, convert_parquet, output_path, read_frame, write_frame, write_parquet
 from apollo_frames.io.stream import enrich_parquet, push_parquet
 from apollo_frames.ops import registry
 from apollo_frames.ops.collect import collect
@@ -51,8 +55,15 @@ from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import PushSummary
 from apollo_frames.ops.search import SearchSummary
+from apollo_frames.reports import report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4
+#: reason groups printed at the end of a run
+MAX_REASON_LINES = 8
+
+
+#: the example notebooks, shipped inside the package
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
 class UsageError(ConfigurationError):
@@ -91,11 +102,27 @@ def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
 
 
 def parquet_path(value: str, what: str) -> Path:
-    """An output path, refused early unless it names a .parquet file."""
+    """An output path, refused early unless it names a .parquet, .csv or .xlsx file (written by its suffix)."""
     path = Path(value)
-    if path.suffix.lower() != ".parquet":
-        raise UsageError(f"{what} must be a .parquet file, got {path.name}")
-    return path
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise UsageError(f"{what} must be a .parquet, .csv or .xlsx file, got {path.name}")
+    return output_path(path)
+
+
+def _staged(path: Path) -> Path:
+    """Where a streaming run writes before the output is converted: ``path`` itself when it is .parquet."""
+    return path if path.suffix.lower() == ".parquet" else path.with_name(f".{path.name}.parquet")
+
+
+def _explain(written: Path, host: str | None) -> None:
+    """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output)."""
+    frame = pq.read_table(written, columns=["apollo_status", "apollo_error"]).to_pandas()
+    frame.index = pd.RangeIndex(1, len(frame) + 1)  # data rows counted from 1, as in a spreadsheet
+    groups = report(frame, examples=3, host=host).groups
+    for group in groups[:MAX_REASON_LINES]:
+        print(f"  {group.line().replace('(e.g. ', '(e.g. rows ')}")
+    if len(groups) > MAX_REASON_LINES:
+        print(f"  ... and {len(groups) - MAX_REASON_LINES} more reasons: result.apollo.report() shows them all")
 
 
 def _existing(value: str) -> str:
@@ -149,17 +176,29 @@ def _sandbox_if(args: argparse.Namespace) -> Any:
 # -- commands ----------------------------------------------------------------------------------
 
 
+def _enrich_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The operation's own flags given on the command line (--reveal-*, --webhook-url), by the names it takes."""
+    given = {name: getattr(args, name, None) for name in args.spec.options if name != "columns"}
+    if given.get("reveal_phone_number") and not given.get("webhook_url"):
+        raise UsageError("--reveal-phone-number needs --webhook-url: Apollo delivers phone numbers to a webhook")
+    return {name: value for name, value in given.items() if value not in (None, False)}
+
+
 def cmd_enrich(args) -> int:
     src, output, columns = _existing(args.input), parquet_path(args.output, "output"), _parse_map(args.map)
     with _client(args, _sandbox_if(args)) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the skipped-rows message is printed below instead
         summary = enrich_parquet(
-            src, output, args.spec.name, chunk_rows=args.chunk_rows, client=client,
+            src, _staged(output), args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
             **{flag: True for flag in _ASYNC_FLAGS if getattr(args, flag, False)},
+            confirm_over=args.confirm_over, **_enrich_options(args),
         )
+        host = host_of(client)
     fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
     print(f"wrote {output} | " + _summary_line(fields))
+    _explain(_staged(output), host)
+    convert_parquet(_staged(output), output)
     if summary["message"]:
         print(summary["message"], file=sys.stderr)
     if summary["stopped_by_rate_limit"]:
@@ -285,7 +324,8 @@ def cmd_estimate(args) -> int:
     # attempt to send a request would fail loudly.
     client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
     with client:
-        result = estimate_file(src, spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns, **options)
+        result = estimate_file(src, spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns,
+                               plan=args.plan, **options)
     print(repr(result))
     return EXIT_OK
 
@@ -323,7 +363,7 @@ def _usage_table(rows: list[tuple[str, dict]], with_seen: bool = False) -> str:
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.ljust(w) if i == 0 or (with_seen and i == len(header) - 1) else c.rjust(w)
-                  for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                  for i, (c, w) in enumerate(zip(r, widths, strict=False))).rstrip()
         for r in lines
     )
 
@@ -464,7 +504,7 @@ def cmd_search(args) -> int:
     with _client(args, _sandbox_if(args)) as client:
         result = search(max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh,
                         **filters)
-    write_parquet(result, output)
+    write_frame(result, output)
     print(f"wrote {output} | " + SearchSummary(**result.attrs["apollo"]).line())
     return EXIT_OK
 
@@ -477,33 +517,65 @@ def cmd_push(args) -> int:
         "default_region": args.default_region,
     }
     target = args.spec.target
+    host = None
     if args.dry_run:
-        summary = push_parquet(src, report, target, **options)  # a dry run sends nothing and needs no key
+        summary = push_parquet(src, _staged(report), target, **options)  # a dry run sends nothing and needs no key
     else:
         with _client(args, _sandbox_if(args)) as client:
-            summary = push_parquet(src, report, target, client=client, **options)
+            summary = push_parquet(src, _staged(report), target, client=client, **options)
+            host = host_of(client)
     fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
     print(f"wrote {report} | " + PushSummary(**fields).line())  # a rate-limit stop was warned about already
+    _explain(_staged(report), host)
+    convert_parquet(_staged(report), report)
     if summary["stopped_by_rate_limit"]:
         return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK
 
 
-def _samples_dir(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else [Path("data/samples"), Path(__file__).resolve().parents[1] / "data/samples"]
-    for candidate in candidates:
-        if (candidate / "people.csv").exists():
-            return candidate
-    raise FileNotFoundError("sample data not found; pass --samples DIR (the repository's data/samples)")
+def _samples_dir(explicit: str | None, out: Path) -> Path:
+    """The sample CSVs: --samples DIR, else written into ``out/samples`` from the sandbox's world (as committed)."""
+    if explicit:
+        if not (Path(explicit) / "people.csv").exists():
+            raise FileNotFoundError(f"sample data not found in {explicit} (people.csv, companies.csv)")
+        return Path(explicit)
+    from apollo_frames.sandbox.samples import write_samples
+
+    write_samples(out / "samples")  # a pure function of the seed: the same files as the repository's data/samples
+    return out / "samples"
+
+
+def cmd_notebooks(args) -> int:
+    """Copy the notebooks shipped in the package into ``FOLDER/notebooks`` and the sample data they read into
+    ``FOLDER/data/samples`` (the repository's layout, so their ``../data/samples`` paths hold); existing files are kept.
+    """
+    folder = Path(args.folder)
+    shipped = sorted(NOTEBOOKS.glob("*.ipynb"))
+    if not shipped:
+        raise FileNotFoundError(f"no notebooks found in the package ({NOTEBOOKS})")
+    (folder / "notebooks").mkdir(parents=True, exist_ok=True)
+    for notebook in shipped:
+        target = folder / "notebooks" / notebook.name
+        if target.exists():
+            print(f"kept      {target} (already there)")
+            continue
+        shutil.copyfile(notebook, target)
+        print(f"copied    {target}")
+    if not (folder / "data" / "samples" / "people.csv").exists():
+        _samples_dir(None, folder / "data")
+        print(f"wrote     {folder / 'data' / 'samples'} (the sample data the notebooks read)")
+    print(f"open them with: jupyter lab {folder / 'notebooks'}   (pip install 'apollo_frames[notebook]' installs it)")
+    return EXIT_OK
 
 
 def cmd_demo(args) -> int:
     from apollo_frames.sandbox import Sandbox
 
-    samples = _samples_dir(args.samples)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("apollo_frames demo: the embedded Apollo sandbox stands in for Apollo (no key needed, no real credits spent).")
+    samples = _samples_dir(args.samples, out)
+    print("apollo_frames demo: the embedded Apollo sandbox stands in for Apollo "
+          "(no key needed, no real credits spent).")
     sandbox = Sandbox()
     with sandbox.client(cache_dir=out / "cache") as client:
         people_in = read_frame(samples / "people.csv")
@@ -524,6 +596,53 @@ def cmd_demo(args) -> int:
 
 # -- parser ------------------------------------------------------------------------------------
 
+#: subcommand -> its examples (the epilog of its --help); every subcommand has one (tests/test_cli.py checks)
+EXAMPLES: dict[str, str] = {
+    "enrich-people": (
+        "apollo-frames enrich-people leads.csv leads_enriched.parquet --max-credits 500\n"
+        "apollo-frames enrich-people export.xlsx enriched.csv --map 'Work Email=email' --confirm-over 100\n"
+        "apollo-frames enrich-people leads.csv out.parquet --reveal-personal-emails --sandbox"
+    ),
+    "enrich-orgs": (
+        "apollo-frames enrich-orgs companies.csv companies_enriched.parquet\n"
+        "apollo-frames enrich-orgs accounts.xlsx accounts.csv --map 'Website URL=domain' --max-credits 200"
+    ),
+    "search-people": (
+        "apollo-frames search-people vps.parquet --filter person_titles='VP Sales' "
+        "--filter person_locations=Germany --max-results 200"
+    ),
+    "search-orgs": (
+        "apollo-frames search-orgs saas.csv --filter q_organization_keyword_tags=saas "
+        "--filter organization_num_employees_ranges=51,200 --max-credits 5"
+    ),
+    "push-contacts": (
+        "apollo-frames push-contacts people.csv --report push_report.csv --dry-run\n"
+        "apollo-frames push-contacts people.csv --report push_report.parquet --label 'Q3 import'"
+    ),
+    "push-accounts": "apollo-frames push-accounts companies.csv --report accounts_report.csv --mode upsert",
+    "sandbox": "apollo-frames sandbox --port 8787   # then export the two lines it prints",
+    "doctor": "apollo-frames doctor\napollo-frames doctor --sandbox",
+    "estimate": (
+        "apollo-frames estimate leads.csv --op enrich-people --plan paid\n"
+        "apollo-frames estimate companies.xlsx --op enrich-orgs --sandbox"
+    ),
+    "usage": "apollo-frames usage",
+    "cache": "apollo-frames cache info\napollo-frames cache prune --older-than 30d\n"
+             "apollo-frames cache export answers.parquet",
+    "demo": "cd /tmp && apollo-frames demo --out apollo_demo   # works from any folder, no key needed",
+    "notebooks": "apollo-frames notebooks ~/apollo && jupyter lab ~/apollo/notebooks",
+}
+
+
+def _describe(sub: Any) -> None:
+    """Give every subcommand's --help a description (its one-line help) and its examples."""
+    helps = {action.dest: action.help for action in sub._choices_actions}
+    for name, p in sub.choices.items():
+        p.description = p.description or (helps.get(name) or "").capitalize() or None
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        if name in EXAMPLES:
+            p.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name].splitlines())
+
 
 def _add_run_options(p: argparse.ArgumentParser, chunked: bool = False) -> None:
     """--cache-dir, --sandbox, --quiet (and --chunk-rows for the streaming commands)."""
@@ -535,7 +654,8 @@ def _add_run_options(p: argparse.ArgumentParser, chunked: bool = False) -> None:
 
 
 def _add_chunk_rows(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chunk-rows", type=_positive_int, default=10_000, help="rows read, processed and written at a time")
+    p.add_argument("--chunk-rows", type=_positive_int, default=10_000,
+                   help="rows read, processed and written at a time")
 
 
 def _add_map(p: argparse.ArgumentParser) -> None:
@@ -543,10 +663,19 @@ def _add_map(p: argparse.ArgumentParser) -> None:
 
 
 def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
-    p.add_argument("input", help=".csv or .parquet")
-    p.add_argument("output", help=".parquet")
+    p.add_argument("input", help=".csv, .xlsx or .parquet")
+    p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
     _add_map(p)
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
+    p.add_argument("--confirm-over", type=_credits, default=None, metavar="CREDITS",
+                   help="ask before a run whose worst case is above this many credits (refused when nobody can answer)")
+    options = registry.get(command.name.replace("-", "_")).options
+    if "reveal_personal_emails" in options:
+        p.add_argument("--reveal-personal-emails", action="store_true", help="ask for personal emails (+1 credit)")
+    if "reveal_phone_number" in options:
+        p.add_argument("--reveal-phone-number", action="store_true",
+                       help="ask for phone numbers (+8 credits; Apollo sends them to --webhook-url)")
+        p.add_argument("--webhook-url", default=None, help="where Apollo delivers revealed phone numbers")
     p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
     for flag, text in _ASYNC_FLAGS.items():
         if flag in command.flags:
@@ -559,13 +688,16 @@ _ASYNC_FLAGS = {
     "reveal_phone_number": "mobile phones (+8 credits each), polled: fetch them with `apollo-frames collect`",
     "waterfall": "Apollo's waterfall e-mails and phones, polled: fetch them with `apollo-frames collect`",
 }
+#: the --filter help's example, per search command
+FILTER_EXAMPLES = {"search-people": "person_titles='VP Sales'", "search-orgs": "q_organization_keyword_tags=saas"}
 
 
 def _search_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
     p.add_argument("output", help=".parquet")
     p.add_argument(
         "--filter", action="append", metavar="NAME=VALUE",
-        help="an Apollo search filter, e.g. person_titles='VP Sales'; repeat a name for a list of values",
+        help="an Apollo search filter, e.g. " + FILTER_EXAMPLES.get(command.name, "person_titles='VP Sales'")
+        + "; repeat a name for a list of values",
     )
     p.add_argument("--max-results", type=_positive_int, default=100,
                    help="return at most this many records (default 100)")
@@ -628,7 +760,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", action="store_true", help="check against the embedded sandbox")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("estimate", help="what an enrichment would cost: cache hits, calls, credits, duration (sends nothing)")
+    p = sub.add_parser("estimate",
+                       help="what an enrichment would cost: cache hits, calls, credits, duration (sends nothing)")
+    p.add_argument("--plan", choices=sorted(PLAN_PRESETS), default=None,
+                   help="your Apollo plan's rate limits for the duration (default: limits seen in headers, else free)")
     p.add_argument("input", help=".csv or .parquet")
     ops = [spec.name.replace("_", "-") for spec in registry.operations("enrich")]
     p.add_argument("--op", required=True, choices=ops, help="the operation to estimate")
@@ -671,6 +806,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", default=None, help="folder with people.csv and companies.csv")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("notebooks", help="copy the example notebooks into a folder (to open with jupyter lab)")
+    p.add_argument("folder", help="where to put them: FOLDER/notebooks and the sample data in FOLDER/data/samples "
+                   "(created if missing; existing files are kept)")
+    p.set_defaults(func=cmd_notebooks)
+    _describe(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
+from apollo_frames.core.settings import PLAN_PRESETS
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
 from apollo_frames.engine.meter import CreditBalance, last_balance, try_read
 from apollo_frames.engine.work import Work
@@ -45,39 +46,51 @@ ASSUMED_LATENCY_S = 1.0
 # -- rate limits and duration --------------------------------------------------------------------
 
 
-def assumed_limits(client, endpoint: str) -> tuple[dict[str, int | None], dict[str, tuple[int, float]], str]:
+def _seen_limits(seen: dict, now: float) -> tuple[dict[str, int | None], dict[str, tuple[int, float]], str]:
+    """assumed_limits from what the ledger saw for an endpoint: the limits, what is left, when it was seen."""
+    limits = {w: seen[w]["limit"] if w in seen else None for w in WINDOWS}
+    left: dict[str, tuple[int, float]] = {}
+    for w, info in seen.items():
+        if info["limit"] is None or info["left"] is None or w not in WINDOW_SECONDS:
+            continue
+        # Fixed windows and no reset header: that count holds until, at the latest,
+        # a full window after it was seen.
+        remaining = info["seen_at"].timestamp() + WINDOW_SECONDS[w] - now
+        if remaining > 0:
+            left[w] = (int(info["left"]), remaining)
+    newest = max(info["seen_at"] for info in seen.values())
+    kind = {info["source"] for info in seen.values()}
+    label = "headers" if kind == {"headers"} else "/".join(sorted(kind))
+    return limits, left, f"{label} seen {newest.strftime('%Y-%m-%d %H:%M UTC')}"
+
+
+def assumed_limits(
+    client, endpoint: str, plan: str | None = None
+) -> tuple[dict[str, int | None], dict[str, tuple[int, float]], str]:
     """(limit per window, {window: (left, seconds until it resets at the latest)}, where they came from).
 
     Real limits first: the last headers (or usage_stats answer) the ledger saw
     for this endpoint, then this client's live rate limiter if responses
-    corrected it; otherwise the client's plan preset (or ``rate_limits=``).
+    corrected it; otherwise ``plan``'s preset when given, else the client's
+    plan preset (or ``rate_limits=``).
     """
-    preset = dict(zip(WINDOWS, client.settings.limits))
+    if plan is not None and plan not in PLAN_PRESETS:
+        raise ValueError(f"plan must be one of {sorted(PLAN_PRESETS)}, got {plan!r}")
+    preset = dict(zip(WINDOWS, client.settings.limits, strict=True))
     now = client.clock.time()
     try:
         seen = client.ledger.limits().get(endpoint)
     except Exception:  # noqa: BLE001  (an unreadable ledger must not stop an estimate)
         seen = None
     if seen:
-        limits = {w: seen[w]["limit"] if w in seen else None for w in WINDOWS}
-        left: dict[str, tuple[int, float]] = {}
-        for w, info in seen.items():
-            if info["limit"] is None or info["left"] is None or w not in WINDOW_SECONDS:
-                continue
-            # Fixed windows and no reset header: that count holds until, at the latest,
-            # a full window after it was seen.
-            remaining = info["seen_at"].timestamp() + WINDOW_SECONDS[w] - now
-            if remaining > 0:
-                left[w] = (int(info["left"]), remaining)
-        newest = max(info["seen_at"] for info in seen.values())
-        kind = {info["source"] for info in seen.values()}
-        label = "headers" if kind == {"headers"} else "/".join(sorted(kind))
-        return limits, left, f"{label} seen {newest.strftime('%Y-%m-%d %H:%M UTC')}"
+        return _seen_limits(seen, now)
     live = client.limiter.snapshot().get(endpoint)
     if live:
         limits = {w: live[w]["limit"] for w in WINDOWS if w in live}
         if limits != preset:
             return limits, {}, "this client's rate limiter (from response headers)"
+    if plan is not None:
+        return dict(zip(WINDOWS, PLAN_PRESETS[plan], strict=True)), {}, f"plan preset {plan} (plan={plan!r} given)"
     if client.settings.rate_limits is not None:
         return preset, {}, "client rate_limits setting"
     return preset, {}, f"plan preset {client.settings.plan}"
@@ -231,7 +244,8 @@ class Estimate:
                 _fmt_num(self.credits_expected),
                 f"match rate {self.match_rate:.0%}: {self.match_rate_source}",
             ),
-            ("duration", ("~" if self.duration_s > 0 else "") + format_duration(self.duration_s), f"{_limits_text(self.limits)} ({self.limits_source})"),
+            ("duration", ("~" if self.duration_s > 0 else "") + format_duration(self.duration_s),
+             f"{_limits_text(self.limits)} ({self.limits_source})"),
             ("", "", self.duration_assumption),
         ]
 
@@ -292,6 +306,7 @@ def estimate(
     pilot: int | None = None,
     seed: int = 0,
     balance: bool = False,
+    plan: str | None = None,
     **options: Any,
 ) -> Estimate:
     """Estimate ``operation`` ("enrich_people", "enrich_orgs", "search") on ``frame`` without sending a request.
@@ -311,6 +326,8 @@ def estimate(
 
     ``balance=True`` reads Apollo's credit meter (0 credits) and shows
     ``balance_left``; otherwise the last reading this client made, if any.
+    ``plan``: "free" or "paid", the rate limits the duration assumes until
+    Apollo's headers have told the real ones (``limits_source`` says which was used).
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
@@ -319,9 +336,9 @@ def estimate(
         check_pilot(pilot)
         if spec.kind != "enrich":
             raise ValueError(f"pilot= needs an enrich operation, not {spec.name!r}")
-    with client_scope(client) as c:
+    with client_scope(client, need_key=pilot is not None or balance) as c:
         tried = run_pilot(frame, spec.name, pilot, client=c, columns=columns, seed=seed, **options) if pilot else None
-        result = _from_work(spec.plan(frame, columns, options, c), c)
+        result = _from_work(spec.plan(frame, columns, options, c), c, plan)
         result = with_pilot(result, tried) if tried is not None else result
         return with_balance(result, try_read(c) if balance else last_balance(c))
 
@@ -357,6 +374,7 @@ def estimate_file(
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     columns: dict[str, str] | None = None,
+    plan: str | None = None,
     **options: Any,
 ) -> Estimate:
     """Estimate ``operation`` on the .csv or .parquet file ``src`` as ``enrich_parquet`` would run it; sends nothing.
@@ -371,12 +389,12 @@ def estimate_file(
     if spec.job is None:
         raise ValueError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
     job_options, refresh = spec.estimate_job_options(options)
-    with client_scope(client) as c:
+    with client_scope(client, need_key=False) as c:
         work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh)
-        return _from_work(work, c)
+        return _from_work(work, c, plan)
 
 
-def _from_work(work: Work, c: Any) -> Estimate:
+def _from_work(work: Work, c: Any, plan: str | None = None) -> Estimate:
     """The estimate of ``work``: credits, expected spend from the ledger's match rate, duration under the limits."""
     credits_max = work.to_fetch * work.worst_credits
     try:
@@ -388,13 +406,15 @@ def _from_work(work: Work, c: Any) -> Estimate:
         rate_source = f"ledger, {records:,} records sent by earlier {work.operation} runs"
     else:
         rate, rate_source = DEFAULT_MATCH_RATE, "default (no history in the ledger yet)"
-    limits, left, limits_source = assumed_limits(c, work.endpoint)
+    limits, left, limits_source = assumed_limits(c, work.endpoint, plan)
     concurrency = c.settings.concurrency
     api_calls = int(work.api_calls or 0)
     duration = simulate_duration(api_calls, limits, concurrency=concurrency, left=left)
     assumption = (
         f"assumes {concurrency} requests in flight, ~{ASSUMED_LATENCY_S:g} s each; a spent window waits for its reset"
     )
+    if limits_source.startswith("plan preset") and plan is None:
+        assumption += "; no rate-limit headers seen yet: pass plan='paid' (--plan paid) if that is yours"
     return Estimate(
         operation=work.operation,
         rows=work.rows,

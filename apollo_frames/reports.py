@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
 
 from apollo_frames.client.http import client_scope
+from apollo_frames.core.reasons import FailureReport, group_reasons
 
 
 def ledger(since: Any = None, client=None) -> pd.DataFrame:
@@ -15,12 +17,24 @@ def ledger(since: Any = None, client=None) -> pd.DataFrame:
     Columns: time (UTC), operation, endpoint, records_sent, records_matched,
     credits, http_status, run_id, status (``settled``, or ``in_doubt``: sent
     and never answered, e.g. the process was killed; credits is then the
-    worst case the server may have charged). ``since`` takes a date/time (naive = UTC) or
-    a timedelta back from now. Without ``client`` the ledger in the default
+    worst case the server may have charged); times to the second. ``since`` takes a date/time
+    (naive = UTC) or a timedelta back from now. Without ``client`` the ledger in the default
     cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
     """
-    with client_scope(client) as c:
+    return _to_the_second(_ledger(since, client), "time")
+
+
+def _ledger(since: Any, client) -> pd.DataFrame:
+    with client_scope(client, need_key=False) as c:
         return c.ledger.frame(since)
+
+
+def _to_the_second(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Times as a person reads them (the ledger file keeps the full time, which orders what ran first)."""
+    for column in columns:
+        if len(frame):
+            frame[column] = frame[column].dt.floor("s")
+    return frame
 
 
 SUMMARY_KEYS = {"day": "day", "operation": "operation", "run": "run_id"}
@@ -33,7 +47,7 @@ def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFr
     """
     if by not in SUMMARY_KEYS:
         raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
-    frame = ledger(since=since, client=client)
+    frame = _ledger(since, client)
     doubt = frame["status"] == "in_doubt"
     frame = frame.assign(
         day=frame["time"].dt.floor("D"),
@@ -64,6 +78,7 @@ def credit_summary(by: str = "day", client=None, since: Any = None) -> pd.DataFr
     if by == "run":
         out = out[["run_id", "operation", "started", "ended", "credits", "in_doubt_credits", "batches",
                    "records_sent", "records_matched", "match_rate"]]
+        _to_the_second(out, "started", "ended")
     return out
 
 
@@ -95,3 +110,49 @@ def plot_credits(client=None, ax=None, since: Any = None):
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("credits")
     return ax
+
+
+# -- a result, explained ----------------------------------------------------------------------------
+
+
+def report(frame: pd.DataFrame, examples: int = 3, host: str | None = None) -> FailureReport:
+    """Why rows failed, grouped: each ``apollo_error`` reason with its count, a few row labels and the fix if known.
+
+    ``frame`` is a result (it has ``apollo_status`` and ``apollo_error``), e.g.
+    ``result.apollo.report()``; ``host`` names the API host in connection failures.
+    """
+    missing = [c for c in ("apollo_status", "apollo_error") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"report() needs a result with apollo_status and apollo_error; missing {missing}")
+    statuses = frame["apollo_status"].astype("object").tolist()
+    reasons = frame["apollo_error"].astype("object").tolist()
+    counts = pd.Series(statuses, dtype="object").value_counts()
+    groups = group_reasons(statuses, reasons, frame.index, host=host, examples=examples)
+    return FailureReport(rows=len(frame), statuses={str(k): int(v) for k, v in counts.items()}, groups=groups)
+
+
+def snake_case(name: Any) -> str:
+    """``"person.title"`` -> ``"person_title"``, ``"First Name"`` -> ``"first_name"``: names ``query`` takes."""
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower()
+    return f"_{text}" if not text or text[0].isdigit() else text
+
+
+def flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with snake_case column names (``person.title`` -> ``person_title``) for ``DataFrame.query``.
+
+    The result keeps the dotted names (they say which record a field came
+    from); this is a renamed copy. Two names that would collide get ``_2``, ``_3``...
+    """
+    names: list[str] = []
+    taken: set[str] = set()
+    for column in frame.columns:
+        base = name = snake_case(column)
+        n = 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        names.append(name)
+    out = frame.copy(deep=False)
+    out.columns = names
+    return out

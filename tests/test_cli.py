@@ -68,7 +68,7 @@ def test_bad_key_exits_3_over_loopback(tmp_path, monkeypatch, capsys):
 def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["enrich-people", str(tmp_path / "missing.csv"), str(tmp_path / "o.parquet"), "--sandbox"]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["enrich-people", str(SAMPLES / "people.csv"), str(tmp_path / "o.csv"), "--sandbox"]) == 2
+    assert main(["enrich-people", str(SAMPLES / "people.csv"), str(tmp_path / "o.json"), "--sandbox"]) == 2
     assert main(["enrich-people", str(SAMPLES / "people.csv"), str(tmp_path / "o.parquet"), "--sandbox", "--map", "nonsense"]) == 2
 
 

@@ -20,7 +20,6 @@ import pytest
 
 import apollo_frames as af
 from apollo_frames.cli import main
-from apollo_frames.core.errors import InputError
 from apollo_frames.io.stream import enrich_parquet
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
@@ -81,12 +80,6 @@ def test_salesforce_footer_lines_are_invalid_rows_in_memory(client):
     assert tail["apollo_error"].str.contains("no usable identifier").all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InputError,
-    reason="io reader (io/files.py _open_csv, pyarrow) refuses a CSV with footer/ragged lines "
-    "('Expected 9 columns, got 1'); issue 14 item 5 wants each such line as an `invalid` row naming its line number",
-)
 def test_salesforce_footer_lines_are_invalid_rows_streaming(client, tmp_path):
     """The CLI's path (enrich_parquet over the .csv): not a refused file, footer lines ``invalid`` with their line."""
     out = tmp_path / "out.parquet"
@@ -101,11 +94,6 @@ def test_salesforce_footer_lines_are_invalid_rows_streaming(client, tmp_path):
         "enrich_people"]["matchable"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CLI exits 2 with 'CSV parse error: Expected 9 columns, got 1' (io/files.py _open_csv); issue 14 "
-    "item 5 wants the file read, each footer line an `invalid` row naming its line number",
-)
 def test_salesforce_footer_file_through_the_cli(tmp_path, capsys):
     out = tmp_path / "out.parquet"
     code = main(["enrich-people", str(EXPORTS / FOOTER_FILE), str(out), "--sandbox", "--quiet",

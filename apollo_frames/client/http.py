@@ -438,14 +438,42 @@ class ApolloClient:
         return connection_error(result, call.path, call.attempts, outcome_unknown=unknown)
 
 
+#: The session's default client (``apollo_frames.use_sandbox()`` sets it, ``apollo_frames.reset()`` clears it):
+#: when set, calls without ``client=`` share it, so its rate-limit state lasts between notebook cells.
+_default: ApolloClient | None = None
+
+
+def set_default_client(client: ApolloClient | None) -> ApolloClient | None:
+    """Make ``client`` the default for calls without ``client=`` (None: back to a fresh client per call).
+
+    Returns the previous default, which the caller closes if it owns it.
+    """
+    global _default
+    previous, _default = _default, client
+    return previous
+
+
+def default_client() -> ApolloClient | None:
+    """The session's default client, if one was set."""
+    return _default
+
+
 @contextlib.contextmanager
-def client_scope(client: ApolloClient | None = None) -> Iterator[ApolloClient]:
-    """Use the given client, or make one from the environment now and close it afterwards."""
-    if client is not None:
-        yield client
-        return
-    own = ApolloClient()
+def client_scope(client: ApolloClient | None = None, *, need_key: bool = True) -> Iterator[ApolloClient]:
+    """Use the given client, the session's default, or one made from the environment now (closed afterwards).
+
+    ``need_key``: refuse at once, with :class:`ConfigurationError`, a client without an API key, before
+    anything is read or sent (estimates and ledger reports send nothing and pass False).
+    """
+    given = client if client is not None else _default
+    own = None if given is not None else ApolloClient()
+    api = given if given is not None else own
+    assert api is not None
     try:
-        yield own
+        settings = getattr(api, "settings", None)  # not a client at all: the operation's own check names it
+        if need_key and isinstance(settings, Settings):
+            settings.require_key()
+        yield api
     finally:
-        own.close()
+        if own is not None:
+            own.close()

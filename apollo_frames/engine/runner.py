@@ -16,6 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -24,6 +25,7 @@ from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import warn
+from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine.assemble import assemble_frame, new_columns
 from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
 from apollo_frames.engine.confirm import confirm_spend
@@ -219,7 +221,7 @@ def run_operation(
         len(frame), prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
         progress=progress, ledger=ledger, ttl=ttl, confirm_over=confirm_over, run_id=run_id,
     )
-    result = assemble_frame(frame, answer_columns(prepared, done))
+    result = assemble_frame(frame, answer_columns(prepared, done, host_of(client)))
     finish(done, progress)
     result.attrs["apollo"] = done.summary.to_dict()
     if prepared.columns is not None:
@@ -258,12 +260,14 @@ def execute(
     run_id: str | None = None,
     stop: StopSignal | None = None,
     budget: Budget | None = None,
+    make_bar: Callable[..., Any] = progress_bar,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
     ``stop``: a stop signal shared with other runs (a file run's chunks): once
     one stops on a rate limit or a refused key, the others send nothing more.
     ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``max_credits``.
+    ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
     """
     check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over)
     started = time.monotonic()
@@ -278,7 +282,7 @@ def execute(
     meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, max_credits)
     confirm_spend(op.name, credits_max if max_credits is None else min(credits_max, max_credits), confirm_over)
 
-    bar = progress_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
+    bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
     sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
                      ttl=client.settings.cache_ttl if ttl is None else ttl, budget=budget if budget is not None else Budget(max_credits), worst=worst,
@@ -444,8 +448,16 @@ def finish(done: Executed, progress: bool) -> None:
         announce(summary)
 
 
-def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
-    """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary."""
+def host_of(client: Any) -> str | None:
+    """The API host a client sends to (named in a run's cause line)."""
+    return urlsplit(str(client.settings.base_url)).hostname
+
+
+def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) -> pa.Table:
+    """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary.
+
+    ``host``: the API host, named in the summary's cause when most failed rows failed the same way.
+    """
     plan, outcome, messages, summary = done.plan, done.outcome, done.messages, done.summary
     # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
     fetched = plan.to_fetch
@@ -475,4 +487,5 @@ def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
     summary.invalid = int(counts.get("invalid", 0))
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
+    summary.cause = failure_cause(status, error, host) or None
     return new_columns(head, flat)

@@ -16,7 +16,8 @@ S = TypeVar("S", bound="Summary")
 
 def _html_table(title: str, rows: list[tuple[str, Any]]) -> str:
     cells = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:right'>{html.escape(str(v))}</td></tr>"
+        f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+        f"<td style='text-align:right'>{html.escape(str(v))}</td></tr>"
         for k, v in rows
     )
     return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{cells}</table>"
@@ -118,17 +119,26 @@ class RunSummary(Summary):
     stopped_reason: str | None = None
     #: paid answers no row could be matched to (each: what identifies it, the rows it may belong to, its credits)
     unattributed: list[dict] = dataclasses.field(default_factory=list)
+    #: what most rows not done (error, skipped) failed on, e.g. "could not connect to api.apollo.io (ConnectError)"
+    cause: str | None = None
 
     _hidden = frozenset({"operation", "skipped_credits_max", "unattributed"})
 
     def line(self) -> str:
+        cause = f" | {self.errors + self.skipped:,} rows not done: {self.cause}" if self.cause else ""
         return (
             f"{self.operation}: {self.rows:,} rows, {self.matched:,} matched, {self.no_match:,} no match, "
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
-            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
+            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s{cause}"
             + (f" | {len(self.unattributed):,} paid answers unattributed" if self.unattributed else "")
         )
+
+    def merge(self, other: Summary | Mapping[str, Any]) -> Self:
+        """As :meth:`Summary.merge`; the first part with a cause names it."""
+        values = other.to_dict() if isinstance(other, Summary) else other
+        self.cause = self.cause or values.get("cause")
+        return super().merge(values)
 
 
 def announce(summary: Summary) -> None:

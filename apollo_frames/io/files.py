@@ -1,15 +1,18 @@
-"""Files in and out: .csv and .parquet read lazily as Arrow record batches, Parquet written atomically.
+"""Files in and out: .csv, .xlsx and .parquet read as Arrow record batches; .parquet, .csv and .xlsx written atomically.
 
 Every command reads its input here, so enrich, push and estimate see the same
-rows and the same missing values: Parquet as the file declares it, CSV with
-every column as text and pandas' list of missing-value markers.
+rows and the same missing values: Parquet as the file declares it, CSV and
+Excel with every column as text and pandas' list of missing-value markers.
+Excel needs the optional extra ``apollo_frames[excel]`` (openpyxl).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
+from collections import deque
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,11 @@ from apollo_frames.engine.assemble import kept_columns
 #: cells read as missing, as ``pandas.read_csv`` reads them (pyarrow's own list lacks "None" and "<NA>")
 CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-INPUT_SUFFIXES = (".csv", ".txt", ".parquet")
+#: the extra column of a CSV's record batches: why a line that did not fit the header is a row of its own
+LINE_ERROR = "__apollo_frames_line_error__"
+INPUT_SUFFIXES = (".csv", ".txt", ".parquet", ".xlsx")
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".xlsx")
+EXCEL_EXTRA = "Excel files need openpyxl: pip install 'apollo_frames[excel]'"
 
 
 def check_chunk_rows(chunk_rows: Any) -> int:
@@ -36,9 +43,12 @@ def check_chunk_rows(chunk_rows: Any) -> int:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        for row in csv.reader(fh):
-            return row
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            for row in csv.reader(fh):
+                return row
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name} is not UTF-8 text (save it as 'CSV UTF-8'): {exc.reason}") from exc
     raise InputError(f"{path.name} is empty: a CSV input needs a header line")
 
 
@@ -64,26 +74,177 @@ def _open_parquet(path: Path, chunk_rows: int) -> tuple[pa.Schema, int | None, I
     return schema, pf.metadata.num_rows, _guarded(path, batches, schema, pf.close)
 
 
+class _LineNumbers:
+    """Record number (pyarrow's: blank lines not counted) -> the line an editor shows, read only when asked.
+
+    One pass at most over the file, opened at the first bad line: bad lines come in order.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file: Any = None
+        self.reader: Any = None
+        self.records = 0
+
+    def line_of(self, record: int) -> int:
+        if self.reader is None:
+            self.file = open(self.path, newline="", encoding="utf-8-sig", errors="replace")  # noqa: SIM115
+            self.reader = csv.reader(self.file)
+        for row in self.reader:
+            self.records += 1 if row else 0
+            if self.records >= record:
+                break
+        return int(self.reader.line_num)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = self.reader = None
+
+
+class _BadLines:
+    """CSV lines that do not fit the header (ragged lines, an export's footer), put back among the rows in file order.
+
+    pyarrow skips them and hands each to :meth:`__call__` with its row number
+    (header = 1); :meth:`merge` puts each back where it was, as a row with its
+    cells by position and :data:`LINE_ERROR` saying why. A run makes it an
+    ``invalid`` row with that reason; it is never sent.
+    """
+
+    def __init__(self, names: list[str], path: Path):
+        self.names = names
+        self.lines = _LineNumbers(path)
+        self.pending: deque[Any] = deque()
+        self.placed = 0
+
+    def __call__(self, row: Any) -> str:
+        self.pending.append(row)
+        return "skip"
+
+    def _good_before(self, row: Any) -> int:
+        """How many good rows come before ``row`` (numbered among the records, the header being 1)."""
+        return (row.number or 0) - 2 - self.placed
+
+    def _row(self, row: Any, schema: pa.Schema) -> pa.RecordBatch:
+        self.placed += 1
+        cells: list[str | None] = list(next(csv.reader([row.text or ""]), [])[: len(self.names)])
+        cells += [None] * (len(self.names) - len(cells))
+        where = f"line {self.lines.line_of(row.number)}" if row.number else "a line"
+        reason = f"{where}: expected {row.expected_columns} columns, got {row.actual_columns}"
+        values = [[None if c is None or c.strip() in CSV_NULLS else c] for c in cells] + [[reason]]
+        return pa.RecordBatch.from_arrays([pa.array(v, pa.string()) for v in values], schema=schema)
+
+    def merge(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        good = 0
+        for parsed in batches:
+            batch = pa.RecordBatch.from_arrays([*parsed.columns, pa.nulls(parsed.num_rows, pa.string())], schema=schema)
+            while self.pending and self._good_before(self.pending[0]) <= good + batch.num_rows:
+                cut = max(self._good_before(self.pending[0]) - good, 0)
+                if cut:
+                    yield batch.slice(0, cut)
+                    good, batch = good + cut, batch.slice(cut)
+                yield from self._rows(schema, 1)
+            if batch.num_rows:
+                good += batch.num_rows
+                yield batch
+        yield from self._rows(schema, len(self.pending))
+
+    def _rows(self, schema: pa.Schema, n: int) -> Iterator[pa.RecordBatch]:
+        for _ in range(n):
+            yield self._row(self.pending.popleft(), schema)
+
+
 def _open_csv(path: Path) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
+    """The header's columns as text; lines that do not fit it come back as rows naming their line (see _BadLines).
+
+    The record batches carry one more column than the schema returned, :data:`LINE_ERROR`.
+    """
     names = _csv_header(path)
     if len(set(names)) != len(names):
         raise InputError(f"{path.name}: the header repeats a column name")
     schema = pa.schema([pa.field(n, pa.string()) for n in names])
+    bad = _BadLines(names, path)
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            # one thread: pyarrow then numbers the lines it skips
+            read_options=pacsv.ReadOptions(block_size=8 << 20, use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=bad, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=CSV_NULLS
             ),
         )
     except pa.ArrowInvalid as exc:
         raise InputError(f"{path.name}: {exc}") from exc
-    return schema, None, _guarded(path, reader, schema, reader.close)
+    full = schema.append(pa.field(LINE_ERROR, pa.string()))
+
+    def close() -> None:
+        reader.close()
+        bad.lines.close()
+
+    return schema, None, _guarded(path, bad.merge(reader, full), full, close)
+
+
+def _openpyxl() -> Any:
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise InputError(EXCEL_EXTRA) from exc
+    return openpyxl
+
+
+def _cell_text(value: Any) -> str | None:
+    """An Excel cell as the text a CSV export would hold (whole numbers without ".0", dates in ISO form)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    text = str(value)
+    return None if text.strip() in CSV_NULLS else text
+
+
+def _open_xlsx(path: Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
+    """The first sheet of a workbook, every cell as text (read with openpyxl in read-only mode)."""
+    openpyxl = _openpyxl()
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a file that is not a workbook)
+        raise InputError(f"{path.name} is not a readable .xlsx workbook: {type(exc).__name__}") from exc
+    rows = book.worksheets[0].iter_rows(values_only=True)
+    header = next(rows, None)
+    if not header:
+        book.close()
+        raise InputError(f"{path.name} is empty: the first sheet needs a header row")
+    names = [str(h).strip() if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
+    if len(set(names)) != len(names):
+        book.close()
+        raise InputError(f"{path.name}: the header repeats a column name")
+    schema = pa.schema([pa.field(n, pa.string()) for n in names])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        held: list[list[str | None]] = []
+        blank = 0  # blank rows are rows, unless nothing follows them (a sheet's formatted but empty tail)
+        for row in rows:
+            cells = [_cell_text(v) for v in row][: len(names)]
+            if not any(c is not None for c in cells):
+                blank += 1
+                continue
+            empty: list[str | None] = [None] * len(names)
+            held += [list(empty) for _ in range(blank)] + [cells + empty[len(cells):]]
+            blank = 0
+            if len(held) >= chunk_rows:
+                yield pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in held], schema=schema)
+                held = []
+        if held:
+            yield pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in held], schema=schema)
+
+    return schema, None, _guarded(path, batches(), schema, book.close)
 
 
 def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
-    """(input schema, row count if known, record batches) for a .parquet or .csv file, read lazily."""
+    """(input schema, row count if known, record batches) for a .parquet, .csv or .xlsx file, read lazily."""
     path = Path(src)
     if not path.exists():
         raise FileNotFoundError(f"input file not found: {path}")
@@ -92,7 +253,9 @@ def open_input(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None,
         return _open_parquet(path, chunk_rows)
     if suffix in (".csv", ".txt"):
         return _open_csv(path)
-    raise InputError(f"input must be .csv or .parquet, got {path.name}")
+    if suffix == ".xlsx":
+        return _open_xlsx(path, chunk_rows)
+    raise InputError(f"input must be .csv, .xlsx or .parquet, got {path.name}")
 
 
 def rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -119,9 +282,33 @@ def read_chunks(src: str | Path, chunk_rows: int) -> tuple[pa.Schema, int | None
 
 
 def read_frame(src: str | Path) -> pd.DataFrame:
-    """A whole (small) input file as a frame, read as :func:`open_input` reads it."""
+    """A whole (small) input file as a frame, read as :func:`open_input` reads it (a CSV's bad lines as blank rows)."""
     schema, _, batches = open_input(src, 65_536)
-    return pa.Table.from_batches(list(batches), schema=schema).to_pandas()
+    read = list(batches)
+    table = pa.Table.from_batches(read) if read else schema.empty_table()
+    return table.select(schema.names).to_pandas()
+
+
+def approximate_rows(src: str | Path) -> int | None:
+    """About how many rows a .csv holds (its lines less the header; a cell holding a line break counts twice),
+    counted at disk speed; None for other files. Used for a progress bar's ETA, never for results."""
+    path = Path(src)
+    if path.suffix.lower() not in (".csv", ".txt"):
+        return None
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return max(lines + (last != b"\n") - 1, 0)
+
+
+def pop_line_errors(frame: pd.DataFrame) -> pd.Series | None:
+    """Take the :data:`LINE_ERROR` column out of a chunk read from a CSV; None when no line was bad."""
+    if LINE_ERROR not in frame.columns:
+        return None
+    errors = frame.pop(LINE_ERROR)
+    return errors if errors.notna().any() else None
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -178,4 +365,85 @@ def write_parquet(frame: pd.DataFrame, dst: str | Path) -> Path:
     table = pa.Table.from_pandas(frame)
     with partial_output(path, table.schema) as writer:
         writer.write_table(table)
+    return path
+
+
+def output_path(dst: str | Path) -> Path:
+    """``dst`` as a Path, refused early unless it names a .parquet, .csv or .xlsx file (the extra checked for .xlsx)."""
+    path = Path(dst)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise InputError(f"output must be a .parquet, .csv or .xlsx file, got {path.name}")
+    if suffix == ".xlsx":
+        _openpyxl()
+    return path
+
+
+def _plain(frame: pd.DataFrame, naive_times: bool) -> pd.DataFrame:
+    """Cells a CSV or a spreadsheet holds: lists and dicts as JSON text, times without a zone when asked."""
+    out = frame.copy(deep=False)
+    for name in out.columns:
+        column = out[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype) and naive_times:
+            out[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif column.dtype == object and column.map(lambda v: isinstance(v, (list, dict, tuple))).any():
+            out[name] = column.map(
+                lambda v: json.dumps(v.tolist() if hasattr(v, "tolist") else v, ensure_ascii=False, default=str)
+                if isinstance(v, (list, dict, tuple)) else v
+            )
+    return out
+
+
+@contextlib.contextmanager
+def _atomic(dst: Path) -> Iterator[Path]:
+    """A temporary path beside ``dst``, moved onto ``dst`` when the block ends normally, deleted otherwise."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(dst.name + ".partial")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    with open(partial, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, dst)
+
+
+def write_frame(frame: pd.DataFrame, dst: str | Path) -> Path:
+    """Write ``frame`` to ``dst`` by its suffix, atomically: .parquet as is; .csv in UTF-8 with a header row
+    (the form CRMs re-import: one row per line, lists as JSON text, times in ISO 8601); .xlsx one sheet.
+
+    The index is written only when it is a saved one (not a plain 0..n-1 range).
+    """
+    path = output_path(dst)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return write_parquet(frame, path)
+    index = not isinstance(frame.index, pd.RangeIndex)
+    with _atomic(path) as partial:
+        if suffix == ".csv":
+            _plain(frame, naive_times=False).to_csv(partial, index=index, encoding="utf-8", lineterminator="\n")
+        else:
+            _plain(frame, naive_times=True).to_excel(partial, index=index, engine="openpyxl")
+    return path
+
+
+def convert_parquet(src: Path, dst: str | Path) -> Path:
+    """Rewrite the Parquet file ``src`` as ``dst`` (.csv a batch at a time; .xlsx whole), then remove ``src``."""
+    path = output_path(dst)
+    if path.suffix.lower() == ".xlsx":
+        write_frame(pd.read_parquet(src), path)
+    elif path.suffix.lower() == ".csv":
+        with _atomic(path) as partial, open(partial, "w", encoding="utf-8", newline="") as fh:
+            pf = pq.ParquetFile(src)
+            for i, batch in enumerate(pf.iter_batches(batch_size=65_536)):
+                frame = _plain(batch.to_pandas(), naive_times=False)
+                frame.to_csv(fh, index=False, header=i == 0, lineterminator="\n")
+            if pf.metadata.num_rows == 0:
+                fh.write(",".join(pf.schema_arrow.names) + "\n")
+            pf.close()
+    else:
+        os.replace(src, path)
+        return path
+    src.unlink(missing_ok=True)
     return path

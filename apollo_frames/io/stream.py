@@ -43,6 +43,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -61,15 +62,18 @@ from apollo_frames.engine.runner import (
     check_run_args,
     execute,
     finish,
+    host_of,
     plan_work,
 )
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.engine.work import Work
 from apollo_frames.io.files import (
+    approximate_rows,
     check_chunk_rows,
     output_schema,
     parquet_output,
     partial_output,
+    pop_line_errors,
     read_chunks,
 )
 from apollo_frames.ops import registry
@@ -104,7 +108,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(rows)
             self.bar.set_postfix(counts)
-        elif self.logging and time.monotonic() - self.last_log >= self.log_every:
+        elif self.logging and rows and time.monotonic() - self.last_log >= self.log_every:
             self.log(counts)
 
     def log(self, counts: dict[str, str]) -> None:
@@ -124,6 +128,50 @@ class _Progress:
             self.bar.close()
         elif self.logging:
             self.log(counts)
+
+
+class _ChunkBar:
+    """The bar a chunk's :func:`execute` moves: each answered batch moves the file's :class:`_Progress`.
+
+    Rows finish a chunk at a time, so while a chunk is fetched its rows count
+    in proportion to its records answered; requests and credits are the file's so far.
+    """
+
+    def __init__(self, progress: _Progress, rows: int, summary: RunSummary, client: Any, requests_before: int):
+        self.progress, self.rows, self.summary, self.client = progress, rows, summary, client
+        self.requests_before = requests_before
+        self.total = self.done = 0
+        self.shown = 0  # rows of this chunk already counted
+        self.credits = 0.0
+
+    def __call__(self, *, total: int, initial: int, **_: Any) -> _ChunkBar:
+        self.total, self.done = total, initial
+        return self
+
+    def counts(self) -> dict[str, str]:
+        return {"from cache": f"{self.summary.cache_hits:,}",
+                "requests": f"{self.client.stats.requests - self.requests_before:,}",
+                "credits": f"{self.summary.credits_consumed + self.credits:g}"}
+
+    def update(self, n: int) -> None:
+        self.done += n
+        rows = self.rows * self.done // self.total if self.total else 0
+        self.progress.update(rows - self.shown, self.counts())
+        self.shown = rows
+
+    def set_postfix(self, credits: Any = 0, **_: Any) -> None:
+        """Called after each answered batch's :meth:`update`: the credits it cost (on the bar at once)."""
+        self.credits = float(credits)
+        if self.progress.bar is not None:
+            self.progress.bar.set_postfix(self.counts())
+
+    def finish(self) -> None:
+        """The chunk is written: its rows all count, its credits are in the summary."""
+        self.credits = 0.0
+        self.progress.update(self.rows - self.shown, self.counts())
+
+    def close(self) -> None:
+        """Called by execute when the chunk's sending ends; the rows count when written (:meth:`finish`)."""
 
 
 def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: str) -> Path:
@@ -158,7 +206,7 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     seen: set[bytes] = set()
     rows = invalid = cached = to_fetch = api_calls = 0
     for chunk in tables:
-        prepared, op, op_options = spec.job(chunk.to_pandas(), **job_options)
+        prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
         plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
         new = 0
         fetch = 0
@@ -210,20 +258,32 @@ def _check_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: d
     return max_credits
 
 
-def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict,
-                  budget: float | None, run_id: str, stop: StopSignal) -> tuple[pa.Table, RunSummary]:
-    """One chunk through the engine: its new columns and its summary."""
+def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.DataFrame | None = None) -> Any:
+    """The operation's job on one chunk; a CSV line that did not fit the header is an invalid row naming its line."""
     assert spec.job is not None
-    frame = chunk.to_pandas()
+    frame = chunk.to_pandas() if frame is None else frame
+    bad = pop_line_errors(frame)
     prepared, op, op_options = spec.job(frame, **job_options)
+    if bad is not None:
+        for i in np.flatnonzero(bad.notna().to_numpy()):
+            prepared.records[i] = prepared.identities[i] = None
+            prepared.reasons[i] = bad.iat[i]
+    return prepared, op, op_options
+
+
+def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict,
+                  budget: float | None, run_id: str, stop: StopSignal, bar: _ChunkBar) -> tuple[pa.Table, RunSummary]:
+    """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``."""
+    frame = chunk.to_pandas()
+    prepared, op, op_options = _prepare_chunk(chunk, spec, job_options, frame)
     with warnings.catch_warnings():
         # one warning for the whole file at the end, not one per chunk
         warnings.simplefilter("ignore", UserWarning)
         done = execute(
             len(frame), prepared, op, op_options, client=client, progress=False, max_credits=budget,
-            run_id=run_id, stop=stop, **run_options,
+            run_id=run_id, stop=stop, make_bar=bar, **run_options,
         )
-        new = answer_columns(prepared, done)
+        new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
     return new, done.summary
 
@@ -251,7 +311,7 @@ def enrich_parquet(
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
-    log_every: float = 30,
+    log_every: float = 5,
     **options: Any,
 ) -> dict:
     """Enrich the .parquet or .csv file ``src`` into the Parquet file ``dst``, streaming; return the run summary.
@@ -260,6 +320,9 @@ def enrich_parquet(
     that function's (``columns``, ``max_credits``, ``refresh``, reveal flags,
     ``webhook_url``...). ``max_credits`` is the budget of the whole file run.
     See the module docstring for order, schema, resume and rate limits.
+    ``progress``: a bar on a terminal or in a notebook, else a line every
+    ``log_every`` seconds; either moves with every answered request (rows,
+    requests, credits so far, ETA), not only once per chunk.
 
     The returned dict has the :class:`~apollo_frames.engine.summary.RunSummary` fields
     summed over chunks (``unique_inputs`` counts per chunk, so a record repeated
@@ -275,21 +338,26 @@ def enrich_parquet(
     summary = RunSummary(operation=spec.name, run_id=uuid.uuid4().hex[:12])
     started = time.monotonic()
     chunks = 0
-    input_schema, total_rows, tables = read_chunks(src, chunk_rows)
-    schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
-    with client_scope(client) as api:
+    with client_scope(client) as api:  # no key: refused before the file is opened
+        input_schema, total_rows, tables = read_chunks(src, chunk_rows)
+        schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
+        if total_rows is None and progress:
+            total_rows = approximate_rows(src)  # for the ETA
         max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every)
+        requests_before = api.stats.requests
         try:
             with partial_output(dst, schema) as writer:
                 for chunk in tables:
                     budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
-                    new, part = _enrich_chunk(chunk, spec, job_options, api, run_options, budget, summary.run_id, stop)
+                    moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
+                    new, part = _enrich_chunk(chunk, spec, job_options, api, run_options, budget, summary.run_id, stop,
+                                              moving)
                     summary.merge(part)
                     writer.write_table(assemble_table(chunk, new, schema))
                     chunks += 1
-                    bar.update(chunk.num_rows, _enrich_counts(summary))
+                    moving.finish()
                     del new
                     pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
         finally:
@@ -341,6 +409,9 @@ def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: 
     """One chunk pushed: its report frame (a refused key's partial report, the error kept for the end)."""
     assert spec.run is not None
     frame = chunk.to_pandas()
+    bad = pop_line_errors(frame)
+    if bad is not None:  # a line that did not fit the header: nothing of it is sent
+        frame.loc[bad.notna().to_numpy()] = None
     if isinstance(frame.index, pd.RangeIndex):  # no saved index: duplicates name file row numbers
         frame.index = pd.RangeIndex(state.offset, state.offset + len(frame))
     state.offset += len(frame)
@@ -355,7 +426,16 @@ def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: 
             state.fatal = state.fatal or exc
     for w in caught:  # the same advice once for the file, not once per chunk
         state.said.setdefault(str(w.message), w.category)
+    if bad is not None:
+        _mark_invalid(result, bad)
     return result
+
+
+def _mark_invalid(report: pd.DataFrame, bad: pd.Series) -> None:
+    """Rows read from lines that did not fit the header: their reason is the line's (blanked, they are ``invalid``)."""
+    rows = bad.notna().to_numpy()
+    report.loc[rows, "apollo_status"] = "invalid"
+    report.loc[rows, "apollo_error"] = bad[rows].to_numpy()
 
 
 def _push_counts(summary: Any) -> dict[str, str]:
@@ -398,27 +478,27 @@ def push_parquet(
         raise TypeError(f"push_parquet() got an unexpected keyword argument {unknown[0]!r}")
     dry_run = options.get("dry_run", False) is True
     started = time.monotonic()
-    input_schema, total_rows, tables = read_chunks(src, chunk_rows)
-    new_schema = spec.schema(options)
-    schema = output_schema(input_schema, new_schema, spec.replaces)
     summary = PushSummary(operation=spec.name, mode=options.get("mode", "upsert"), dry_run=dry_run,
                           run_id=uuid.uuid4().hex[:12])
     state = _PushRun()
-    bar = _Progress(spec.name, total_rows, progress, log_every)
-    # a dry run sends nothing and needs no key
-    scope = contextlib.nullcontext(None) if dry_run else client_scope(client)
-    try:
-        with scope as api, partial_output(dst, schema) as writer:
-            for chunk in tables:
-                result = _push_chunk(spec, chunk, api, options, state)
-                summary.merge(result.attrs["apollo"])
-                new = pa.Table.from_pandas(result[new_schema.names], preserve_index=False)
-                writer.write_table(assemble_table(chunk, new, schema))
-                state.chunks += 1
-                bar.update(chunk.num_rows, _push_counts(summary))
-    finally:
-        summary.elapsed_s = round(time.monotonic() - started, 3)
-        bar.close(_push_counts(summary))
+    # a dry run sends nothing and needs no key; a real one without a key is refused before the file is opened
+    with contextlib.nullcontext(None) if dry_run else client_scope(client) as api:
+        input_schema, total_rows, tables = read_chunks(src, chunk_rows)
+        new_schema = spec.schema(options)
+        schema = output_schema(input_schema, new_schema, spec.replaces)
+        bar = _Progress(spec.name, total_rows, progress, log_every)
+        try:
+            with partial_output(dst, schema) as writer:
+                for chunk in tables:
+                    result = _push_chunk(spec, chunk, api, options, state)
+                    summary.merge(result.attrs["apollo"])
+                    new = pa.Table.from_pandas(result[new_schema.names], preserve_index=False)
+                    writer.write_table(assemble_table(chunk, new, schema))
+                    state.chunks += 1
+                    bar.update(chunk.num_rows, _push_counts(summary))
+        finally:
+            summary.elapsed_s = round(time.monotonic() - started, 3)
+            bar.close(_push_counts(summary))
     limit = state.stop.rate_limit
     for message, category in state.said.items():
         if limit is None or ": stopped early (" not in message:  # a rate-limit stop is told once, below
@@ -436,7 +516,8 @@ def push_parquet(
 
 def _rate_limit_message(limit: RateLimitError, skipped: int, rerun: str) -> str:
     """What a file run stopped by a rate limit tells: rows left, when the window resets, what a re-run does."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(limit.reset_at)) if limit.reset_at else "an unknown time"
+    when = (time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(limit.reset_at)) if limit.reset_at
+            else "an unknown time")
     return (
         f"stopped by the {limit.window or 'current'} rate limit: {skipped:,} rows remain (skipped); "
         f"the window resets at {when}. Run the same command again then: {rerun}"
