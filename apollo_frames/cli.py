@@ -179,8 +179,6 @@ def _sandbox_if(args: argparse.Namespace) -> Any:
 def _enrich_options(args: argparse.Namespace) -> dict[str, Any]:
     """The operation's own flags given on the command line (--reveal-*, --webhook-url), by the names it takes."""
     given = {name: getattr(args, name, None) for name in args.spec.options if name != "columns"}
-    if given.get("reveal_phone_number") and not given.get("webhook_url"):
-        raise UsageError("--reveal-phone-number needs --webhook-url: Apollo delivers phone numbers to a webhook")
     return {name: value for name, value in given.items() if value not in (None, False)}
 
 
@@ -191,7 +189,6 @@ def cmd_enrich(args) -> int:
         summary = enrich_parquet(
             src, _staged(output), args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
-            **{flag: True for flag in _ASYNC_FLAGS if getattr(args, flag, False)},
             confirm_over=args.confirm_over, **_enrich_options(args),
         )
         host = host_of(client)
@@ -598,6 +595,10 @@ def cmd_demo(args) -> int:
 
 #: subcommand -> its examples (the epilog of its --help); every subcommand has one (tests/test_cli.py checks)
 EXAMPLES: dict[str, str] = {
+    "collect": (
+        "apollo-frames enrich-people leads.csv out.parquet --reveal-phone-number\n"
+        "apollo-frames collect out.parquet with_phones.parquet --max-wait 600"
+    ),
     "enrich-people": (
         "apollo-frames enrich-people leads.csv leads_enriched.parquet --max-credits 500\n"
         "apollo-frames enrich-people export.xlsx enriched.csv --map 'Work Email=email' --confirm-over 100\n"
@@ -673,9 +674,8 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     if "reveal_personal_emails" in options:
         p.add_argument("--reveal-personal-emails", action="store_true", help="ask for personal emails (+1 credit)")
     if "reveal_phone_number" in options:
-        p.add_argument("--reveal-phone-number", action="store_true",
-                       help="ask for phone numbers (+8 credits; Apollo sends them to --webhook-url)")
-        p.add_argument("--webhook-url", default=None, help="where Apollo delivers revealed phone numbers")
+        p.add_argument("--webhook-url", default=None,
+                       help="with --reveal-phone-number: where Apollo delivers the phones (without it they are polled)")
     p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
     for flag, text in _ASYNC_FLAGS.items():
         if flag in command.flags:

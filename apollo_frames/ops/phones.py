@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from apollo_frames.core.errors import APIStatusError
-from apollo_frames.engine.runner import Operation
+from apollo_frames.engine.runner import Operation, Parsed
 from apollo_frames.ops.quality import is_blank
 
 RESULT_ENDPOINT = "webhook_result"
@@ -74,8 +74,9 @@ def polling(op: Operation) -> Operation:
     def payload(records: list[dict], options: dict) -> dict:
         return dict(op.build_payload(records, options), poll_only=True)
 
-    def parse(records: list[dict], data: Any) -> tuple[list[dict | None], Any]:
-        results, credits = op.parse(records, data)
+    def parse(records: list[dict], data: Any) -> Parsed:
+        parsed = Parsed.of(op.parse(records, data))
+        results, credits = parsed.results, parsed.credits
         # with a waterfall flag Apollo answers a miss with a stub person (no id, match_confidence "none")
         results = [None if r is not None and is_blank(r.get("id")) else r for r in results]
         request_id = request_id_text(data.get("request_id")) if isinstance(data, dict) else None
@@ -86,7 +87,8 @@ def polling(op: Operation) -> Operation:
         for i in matched:
             out[i] = dict(results[i] or {}, **{ASYNC_KEY: dict(state)})
         number = isinstance(credits, (int, float)) and not isinstance(credits, bool) and math.isfinite(credits)
-        return out, credits + reserved if number else credits  # a figure not believed counts as the worst case
+        # a figure not believed counts as the worst case
+        return dataclasses.replace(parsed, results=out, credits=credits + reserved if number else credits)
 
     return dataclasses.replace(op, build_payload=payload, parse=parse, flatten=_flatten(op.flatten))
 
