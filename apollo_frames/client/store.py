@@ -42,6 +42,7 @@ from diskcache.core import (
     UNKNOWN,
 )
 
+from apollo_frames.client.flat import FLAT_TABLES, forget
 from apollo_frames.client.storage import (
     database_files,
     private_dir,
@@ -85,8 +86,9 @@ _TABLES = (
         mode INTEGER, size INTEGER)""",
     """CREATE TABLE IF NOT EXISTS Claims (
         key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER, host TEXT, expires REAL NOT NULL)""",
+    *FLAT_TABLES,
 )
-_SELECT = "SELECT rowid, key, raw, mode, filename, value FROM Cache"
+_SELECT = "SELECT rowid, key, raw, mode, filename, value, store_time FROM Cache"
 _UPSERT = (
     "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
     "filename, value) VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, NULL, ?) "
@@ -345,8 +347,18 @@ class ResponseCache:
         text = canonical_json([SCHEMA_VERSION, self.namespace, endpoint, record, dict(options or {})])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block."""
+    def keys(self, endpoint: str, record_texts: Iterable[str], options: Mapping[str, Any] | None = None) -> list[str]:
+        """:meth:`key` of many records given as their :func:`canonical_json` texts (the same keys, cheaper)."""
+        head = f"[{SCHEMA_VERSION},{canonical_json(self.namespace)},{canonical_json(endpoint)},"
+        tail = f",{canonical_json(dict(options or {}))}]"
+        sha = hashlib.sha256
+        return [sha(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
+
+    def get_many(self, keys: Iterable[str], *, times: dict[str, float] | None = None) -> dict[str, Any]:
+        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block.
+
+        ``times``: filled with each answer's store time (what a flattened copy is checked against).
+        """
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
         bad: list[tuple[int, Any, str, int | None]] = []
@@ -356,7 +368,9 @@ class ResponseCache:
                 f"{_SELECT} WHERE key IN ({_marks(len(block))}) AND (expire_time IS NULL OR expire_time > ?)",
                 [*block, now],
             )
-            self.decode_rows(rows, found, bad)
+            if times is not None:
+                times.update((row[1], row[6]) for row in rows)
+            self.decode_rows([row[:6] for row in rows], found, bad)
         if bad:
             self.quarantine(bad)
         return found
@@ -395,6 +409,7 @@ class ResponseCache:
             return 0
         sql = _UPSERT + (" WHERE excluded.store_time > Cache.store_time" if newer_only else "")
         with self.transaction() as con:
+            forget(con, [row[0] for row in rows])  # a flattened copy of an older answer must not outlive it
             return max(con.executemany(sql, rows).rowcount, 0)
 
     def __contains__(self, key: str) -> bool:
@@ -406,7 +421,8 @@ class ResponseCache:
 
     def clear(self) -> None:
         with self.transaction() as con:
-            con.execute("DELETE FROM Cache")
+            for table in ("Cache", "Flat", "FlatBlock"):
+                con.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
         self._cache.close()

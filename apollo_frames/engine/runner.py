@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -26,6 +27,7 @@ from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import warn
 from apollo_frames.engine.assemble import assemble_frame, new_columns
 from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
+from apollo_frames.engine.cached import read_cached
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -93,7 +95,7 @@ class Plan:
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
 
 
-#: cache keys read (and answers flattened) per block
+#: cache keys read (and answers flattened) per block; also the rows of a saved flattened copy
 READ_BLOCK = 1_000
 
 
@@ -120,40 +122,34 @@ def plan_work(
     row_unique: list[int] = []
     seen: dict[str, int] = {}
     unique_records: list[dict] = []
-    identities: list[dict] = []
+    texts: list[str] = []
     for record, identity in zip(prepared.records, prepared.identities):
         if record is None or identity is None:  # prepare gives both or neither
             row_unique.append(-1)
             continue
-        key = canonical_json(identity)
-        j = seen.get(key)
+        text = identity_text(identity)
+        j = seen.get(text)
         if j is None:
-            j = seen[key] = len(unique_records)
+            j = seen[text] = len(unique_records)
             unique_records.append(record)
-            identities.append(identity)
+            texts.append(text)
         row_unique.append(j)
-    cache = client.cache
-    cache_keys = [cache.key(op.endpoint, identity, options) for identity in identities]
+    cache_keys = client.cache.keys(op.endpoint, texts, options)
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
         return plan
-    tables: list[pa.Table] = []
-    for start in range(0, len(cache_keys), READ_BLOCK):
-        block = cache_keys[start:start + READ_BLOCK]
-        hits = cache.get_many(block)
-        values: list[dict | None] = []
-        for j, key in enumerate(block, start):
-            if key in hits:
-                value = hits[key]
-                plan.cached[j] = value is not None
-                if flatten:
-                    plan.cached_rows[j] = len(plan.cached_rows)
-                    values.append(value)
-        if values:
-            tables.append(op.flatten(values))
-    if tables:
-        plan.cached_table = pa.concat_tables(tables)
+    read = read_cached(cache_keys, op, client.cache, flatten=flatten, block_size=READ_BLOCK)
+    plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     return plan
+
+
+def identity_text(identity: dict) -> str:
+    """``canonical_json(identity)``, written directly for the common one-field plain-text identity."""
+    if len(identity) == 1:
+        ((field, value),) = identity.items()
+        if type(value) is str and field.isidentifier() and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+            return f'{{"{field}":"{value}"}}'
+    return canonical_json(identity)
 
 
 def run_operation(
@@ -381,6 +377,16 @@ def finish(done: Executed, progress: bool) -> None:
         announce(summary)
 
 
+def rows_in_order(table: pa.Table, take: np.ndarray) -> pa.Table:
+    """``table.take(take)``: a slice when the rows are already in order, else one take over combined chunks
+    (a take over many chunks costs several times more than combining them first)."""
+    if len(take) == 0 or (take[0] == 0 and np.array_equal(take, np.arange(len(take)))):
+        return table.slice(0, len(take))
+    if table.column(0).num_chunks > 1:
+        table = table.combine_chunks()
+    return table.take(pa.array(take))
+
+
 def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
     """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary."""
     plan, outcome, messages, summary = done.plan, done.outcome, done.messages, done.summary
@@ -393,7 +399,7 @@ def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
     null_row = offset + len(fetched)
     take = [row_of[j] if j >= 0 else null_row for j in plan.row_unique]
-    flat = pa.concat_tables(parts).take(pa.array(take, type=pa.int64()))
+    flat = rows_in_order(pa.concat_tables(parts), np.asarray(take, dtype=np.int64))
     status: list[str] = []
     error: list[str | None] = []
     for j, reason in zip(plan.row_unique, prepared.reasons):

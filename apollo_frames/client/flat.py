@@ -1,0 +1,174 @@
+"""Flattened copies of stored answers, so a cached re-run reads rows in the declared schema instead of JSON.
+
+The raw JSON answer in :class:`~apollo_frames.client.store.ResponseCache` stays the source of truth.
+Beside it, answers flattened into an operation's declared schema are kept a block at a time as Arrow
+IPC bytes (table ``FlatBlock``), and every key points at its row (table ``Flat``: key, fingerprint,
+the raw entry's ``store_time``, block, row, whether it is a match). A copy is used only while its raw
+entry is live and unchanged (same ``store_time``; rewriting an answer deletes its copy) and its
+fingerprint (store schema version, flatten version, the declared schema) is the reader's. Anything
+else (no copy, a block that does not parse or holds another schema) is a miss of the copy: the row
+is flattened again from the raw answer and its copy rewritten. Arrow IPC is data: reading it runs
+no code (nothing is unpickled; the schema is checked before a block is used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import diskcache
+import pyarrow as pa
+
+from apollo_frames.core.errors import StorageError
+
+if TYPE_CHECKING:
+    from apollo_frames.client.store import ResponseCache
+
+#: the tables of the flattened copies (created with the store's own tables)
+FLAT_TABLES = (
+    """CREATE TABLE IF NOT EXISTS FlatBlock (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS Flat (
+        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, store_time REAL NOT NULL, block INTEGER NOT NULL,
+        row INTEGER NOT NULL, hit INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS Flat_block ON Flat (block)",
+)
+#: keys per SQL statement (as the store's own reads)
+_SQL_BLOCK = 900
+_FIND = (
+    "SELECT f.key, f.block, f.row, f.hit, f.store_time FROM Flat f JOIN Cache c ON c.key = f.key AND c.raw = 1 "
+    "AND c.store_time = f.store_time WHERE f.key IN ({marks}) AND f.fingerprint = ? "
+    "AND (c.expire_time IS NULL OR c.expire_time > ?)"
+)
+
+#: (block id, row in the block, whether the answer is a match, the raw answer's store time)
+Ref = tuple[int, int, bool, float]
+
+
+def fingerprint(*parts: object, schema: pa.Schema) -> str:
+    """What a flattened copy must match to be used: the given version parts and the declared schema."""
+    text = "\x1f".join([*map(str, parts), schema.to_string(show_schema_metadata=False)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: object, schema: pa.Schema, rows: int) -> pa.Table | None:
+    """The table in ``data`` if it is Arrow IPC with exactly ``schema`` and ``rows`` rows; else None."""
+    if not isinstance(data, (bytes, memoryview)):
+        return None
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowException, ValueError, OSError):
+        return None
+    if table.num_rows != rows or not table.schema.equals(schema, check_metadata=False):
+        return None
+    return table
+
+
+class FlatCopies:
+    """The flattened copies one reader uses: find rows by key, load blocks once, save new blocks."""
+
+    def __init__(self, store: ResponseCache, fingerprint: str, schema: pa.Schema):
+        self.store, self.fingerprint, self.schema = store, fingerprint, schema
+        #: block id -> its table (None: unreadable or not ours, never used)
+        self.blocks: dict[int, pa.Table | None] = {}
+        #: False once a write failed (a read-only store): the run goes on without saving copies
+        self.writable = True
+
+    def find(self, keys: Sequence[str]) -> dict[str, Ref]:
+        """The keys that have a current copy: key -> (block, row, hit, store time)."""
+        now = self.store.clock.time()
+        found: dict[str, Ref] = {}
+        for start in range(0, len(keys), _SQL_BLOCK):
+            block = keys[start:start + _SQL_BLOCK]
+            sql = _FIND.format(marks=",".join("?" * len(block)))
+            for key, block_id, row, hit, stored in self.store.query(sql, [*block, self.fingerprint, now]):
+                found[key] = (int(block_id), int(row), bool(hit), stored)
+        return found
+
+    def load(self, ids: Iterable[int]) -> None:
+        """Read the blocks not read yet; a block that does not parse or fit is dropped (its rows are rebuilt)."""
+        wanted = sorted(set(ids) - set(self.blocks))
+        for start in range(0, len(wanted), _SQL_BLOCK):
+            block = wanted[start:start + _SQL_BLOCK]
+            self.blocks.update(dict.fromkeys(block))
+            rows = self.store.query(
+                f"SELECT id, fingerprint, rows, data FROM FlatBlock WHERE id IN ({','.join('?' * len(block))})", block
+            )
+            for block_id, fp, n, data in rows:
+                table = from_ipc(data, self.schema, n) if fp == self.fingerprint else None
+                self.blocks[block_id] = table
+        bad = [i for i in wanted if self.blocks[i] is None]
+        if bad:
+            self._write(self._drop, bad)
+
+    def table(self, block_id: int) -> pa.Table | None:
+        return self.blocks.get(block_id)
+
+    def save(self, keys: Sequence[str], times: Mapping[str, float], hits: Sequence[bool], table: pa.Table) -> None:
+        """Keep ``table`` (row i the answer of ``keys[i]``, stored at ``times[key]``) as one block."""
+        if self.writable and keys:
+            self._write(self._save, keys, times, hits, table)
+
+    def _write(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except (StorageError, diskcache.Timeout):
+            self.writable = False  # copies are an optimisation: a read-only or busy store runs without them
+
+    def _save(self, keys: Sequence[str], times: Mapping[str, float], hits: Sequence[bool], table: pa.Table) -> None:
+        data = to_ipc(table)
+        with self.store.transaction() as con:
+            old = blocks_of(con, keys)
+            cursor = con.execute("INSERT INTO FlatBlock (fingerprint, rows, data) VALUES (?, ?, ?)",
+                                 (self.fingerprint, table.num_rows, data))
+            block_id = cursor.lastrowid
+            con.executemany(
+                "INSERT OR REPLACE INTO Flat (key, fingerprint, store_time, block, row, hit) VALUES (?, ?, ?, ?, ?, ?)",
+                [(key, self.fingerprint, times[key], block_id, row, int(hit))
+                 for row, (key, hit) in enumerate(zip(keys, hits))],
+            )
+            drop_unused(con, old)
+        self.blocks[int(block_id or 0)] = table
+
+    def _drop(self, ids: Sequence[int]) -> None:
+        with self.store.transaction() as con:
+            marks = ",".join("?" * len(ids))
+            con.execute(f"DELETE FROM Flat WHERE block IN ({marks})", list(ids))
+            con.execute(f"DELETE FROM FlatBlock WHERE id IN ({marks})", list(ids))
+
+
+def drop_unused(con: sqlite3.Connection, ids: Iterable[int]) -> None:
+    """Delete those blocks no key points at any more."""
+    con.executemany(
+        "DELETE FROM FlatBlock WHERE id = ? AND NOT EXISTS (SELECT 1 FROM Flat WHERE block = ?)",
+        [(i, i) for i in ids],
+    )
+
+
+def blocks_of(con: sqlite3.Connection, keys: Sequence[str]) -> set[int]:
+    """The blocks the copies of ``keys`` are in."""
+    found: set[int] = set()
+    for start in range(0, len(keys), _SQL_BLOCK):
+        block = list(keys[start:start + _SQL_BLOCK])
+        found.update(b for (b,) in con.execute(
+            f"SELECT DISTINCT block FROM Flat WHERE key IN ({','.join('?' * len(block))})", block))
+    return found
+
+
+def forget(con: sqlite3.Connection, keys: Sequence[str]) -> None:
+    """Delete the copies of ``keys`` (their answers are being rewritten); blocks left unused go too."""
+    old = blocks_of(con, keys)
+    if old:
+        for start in range(0, len(keys), _SQL_BLOCK):
+            block = list(keys[start:start + _SQL_BLOCK])
+            con.execute(f"DELETE FROM Flat WHERE key IN ({','.join('?' * len(block))})", block)
+        drop_unused(con, old)

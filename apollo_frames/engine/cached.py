@@ -1,0 +1,115 @@
+"""Reading the answer store for a plan: flattened copies first, raw answers (flattened once, kept) for the rest.
+
+A fully cached re-run reads each block of keys with one query for its row
+references, one for the Arrow blocks they point into (each loaded once per
+run), and takes the rows it needs: no JSON is decoded and nothing is
+flattened again. Keys without a current copy are read as raw JSON answers,
+flattened, and their copy saved as one new block (best effort: a read-only
+store just reads the raw answers each time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from apollo_frames.client.flat import FlatCopies, Ref, fingerprint
+from apollo_frames.client.store import SCHEMA_VERSION
+from apollo_frames.core.schema import FLATTEN_VERSION
+
+#: a block whose rows come from blocks holding more than this many times the rows it needs is saved compacted
+_SCATTER = 4
+
+
+class CachedRead:
+    """The cache hits of one plan: key index -> matched, and (when flattening) their rows in one table."""
+
+    def __init__(self) -> None:
+        self.cached: dict[int, bool] = {}
+        self.rows: dict[int, int] = {}
+        self.pieces: list[pa.Table] = []
+        self.height = 0
+
+    def add(self, piece: pa.Table, js: Sequence[int]) -> None:
+        """``piece`` row i is the answer of unique index ``js[i]``."""
+        self.rows.update(zip(js, range(self.height, self.height + len(js))))
+        self.pieces.append(piece)
+        self.height += len(js)
+
+    def table(self) -> pa.Table | None:
+        return pa.concat_tables(self.pieces) if self.pieces else None
+
+
+def copies_for(op: Any, cache: Any) -> FlatCopies:
+    """The flattened copies ``op``'s answers are read from (fingerprinted by versions and declared schema)."""
+    schema = op.flatten([]).schema
+    return FlatCopies(cache, fingerprint(SCHEMA_VERSION, FLATTEN_VERSION, op.endpoint, schema=schema), schema)
+
+
+def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000) -> CachedRead:
+    """Look ``keys`` up ``block_size`` at a time; ``flatten``: also gather their rows in the declared schema."""
+    out = CachedRead()
+    copies = copies_for(op, cache)
+    for start in range(0, len(keys), block_size):
+        block = keys[start:start + block_size]
+        refs = copies.find(block)
+        if flatten:
+            copies.load({ref[0] for ref in refs.values()})
+            refs = {k: ref for k, ref in refs.items() if copies.table(ref[0]) is not None}
+        for j, key in enumerate(block, start):
+            ref = refs.get(key)
+            if ref is not None:
+                out.cached[j] = ref[2]
+        missing = [(j, key) for j, key in enumerate(block, start) if key not in refs]
+        if flatten:
+            _take_copies(out, copies, block, start, refs)
+        _read_raw(out, copies, op, missing, flatten=flatten)
+    return out
+
+
+def _take_copies(out: CachedRead, copies: FlatCopies, block: Sequence[str], start: int, refs: dict[str, Ref]) -> None:
+    """Add the rows ``refs`` point at, one piece per block they are in (compacting a scattered read)."""
+    groups: dict[int, tuple[list[int], list[int]]] = {}
+    for j, key in enumerate(block, start):
+        ref = refs.get(key)
+        if ref is not None:
+            js, rows = groups.setdefault(ref[0], ([], []))
+            js.append(j)
+            rows.append(ref[1])
+    pieces: list[tuple[pa.Table, list[int]]] = []
+    for block_id, (js, rows) in groups.items():
+        table = copies.table(block_id)
+        assert table is not None  # refs keep loaded blocks only
+        whole = len(rows) == table.num_rows and rows == list(range(len(rows)))
+        pieces.append((table if whole else table.take(pa.array(rows, type=pa.int64())), js))
+    for piece, js in pieces:
+        out.add(piece, js)
+    held = sum(copies.table(b).num_rows for b in groups)  # type: ignore[union-attr]
+    if len(groups) > 1 and held > _SCATTER * len(refs):
+        keys = [key for _, js in pieces for key in (block[j - start] for j in js)]
+        _compact(copies, keys, refs, pa.concat_tables([p for p, _ in pieces]))
+
+
+def _compact(copies: FlatCopies, keys: list[str], refs: dict[str, Ref], table: pa.Table) -> None:
+    """Save rows read from many blocks as one block, so the next run of this frame reads one."""
+    times = {key: refs[key][3] for key in keys}
+    copies.save(keys, times, [refs[key][2] for key in keys], table.combine_chunks())
+
+
+def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[int, str]], *, flatten: bool) -> None:
+    """Read raw answers of keys without a copy; flatten them and save their copy when ``flatten``."""
+    if not missing:
+        return
+    times: dict[str, float] = {}
+    hits = copies.store.get_many([key for _, key in missing], times=times)
+    present = [(j, key) for j, key in missing if key in hits]
+    for j, key in present:
+        out.cached[j] = hits[key] is not None
+    if not flatten or not present:
+        return
+    table = op.flatten([hits[key] for _, key in present])
+    out.add(table, [j for j, _ in present])
+    keys = [key for _, key in present]
+    copies.save(keys, times, [hits[key] is not None for key in keys], table)
