@@ -41,6 +41,11 @@ INVALID_REASON = (
 )
 
 
+#: field -> the column fast path of its normaliser (None: only missing values are decided a column at a time)
+_FAST_KINDS = {"id": "id", "email": "email", "first_name": "name", "last_name": "name", "name": "name",
+               "organization_name": "name", "domain": "domain"}
+
+
 def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str | None]:
     """(record to send, identity for dedupe and cache, reason if invalid) for one row."""
     record: dict[str, str] = {}
@@ -51,6 +56,11 @@ def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str
             record[field] = value
         elif why:
             problems.append(f"{field}: {why}")
+    return identify(record, problems)
+
+
+def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, dict | None, str | None]:
+    """(record, identity, None) for a normalised record that names a person; else (None, None, reason)."""
     for field in STRONG_IDS:
         if field in record:
             return record, {field: record[field]}, None
@@ -71,15 +81,24 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
 
     A field several columns supply takes, per row, the first non-empty of them
     (see ``apollo_frames.core.columns``); the mapping is kept as ``prepared.columns``.
+    Each column is first normalised a column at a time (``normalize_fast``); a row
+    with any value that path cannot decide goes through :func:`person_record`.
     """
     mapping = resolve(frame.columns, PEOPLE, columns)
     series = mapping.values(frame)
+    fields = list(series)
+    fast = [nz.normalize_fast(series[field], _FAST_KINDS.get(field)) for field in fields]
+    decided = [all(row) for row in zip(*(ok for _, ok in fast))] if fields else [False] * len(frame)
     prepared = Prepared([], [], [], columns=mapping)
-    for i in range(len(frame)):
-        record, identity, reason = person_record({field: values[i] for field, values in series.items()})
-        prepared.records.append(record)
-        prepared.identities.append(identity)
-        prepared.reasons.append(reason)
+    add_record, add_identity, add_reason = prepared.records.append, prepared.identities.append, prepared.reasons.append
+    for i, (sure, values) in enumerate(zip(decided, zip(*(v for v, _ in fast)) if fields else [()] * len(frame))):
+        if sure:
+            record, identity, reason = identify({f: v for f, v in zip(fields, values) if v is not None}, [])
+        else:
+            record, identity, reason = person_record({field: series[field][i] for field in fields})
+        add_record(record)
+        add_identity(identity)
+        add_reason(reason)
     return prepared
 
 
