@@ -26,7 +26,7 @@ MESSY = [
     "Jane", "  Jane   Doe ", "Jane\tDoe", "José", "Ｊａｎｅ", "e\u0301", "x" * 256, "x" * 257, "Jane\x7fDoe",
     "O'Brien-Smith Jr.", "~!@#$%^&*()", "a  b", "http://www.linkedin.com/in/jane",
 ]
-ODD = [None, math.nan, np.nan, pd.NA, 42, 42.0, 3.5, True, b"bob@acme.example", ["x"], Decimal("1"), np.int64(7),
+ODD = [None, math.nan, np.nan, pd.NA, 42, 42.0, 3.5, True, b"bob@acme.example", ["x"], Decimal(1), np.int64(7),
        np.str_("bob@acme.example"), float("inf")]
 KINDS = {"email": nz.normalize_email, "domain": nz.normalize_domain, "name": nz.normalize_name,
          "id": nz.normalize_apollo_id, None: nz.normalize_hashed_email}

@@ -42,7 +42,7 @@ from diskcache.core import (
     UNKNOWN,
 )
 
-from apollo_frames.client.flat import FLAT_TABLES, forget
+from apollo_frames.client.flat import FLAT_TABLES
 from apollo_frames.client.storage import (
     database_files,
     private_dir,
@@ -409,7 +409,6 @@ class ResponseCache:
             return 0
         sql = _UPSERT + (" WHERE excluded.store_time > Cache.store_time" if newer_only else "")
         with self.transaction() as con:
-            forget(con, [row[0] for row in rows])  # a flattened copy of an older answer must not outlive it
             return max(con.executemany(sql, rows).rowcount, 0)
 
     def __contains__(self, key: str) -> bool:

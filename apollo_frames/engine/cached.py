@@ -113,3 +113,20 @@ def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[
     out.add(table, [j for j, _ in present])
     keys = [key for _, key in present]
     copies.save(keys, times, [hits[key] is not None for key in keys], table)
+
+
+def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool], table: pa.Table,
+                  block_size: int = 1_000) -> None:
+    """Keep flattened copies of answers just received and stored (row i of ``table`` is ``keys[i]``'s answer).
+
+    Each copy is tied to the store time its raw answer was written with; an answer not in the store
+    (a storage failure) gets no copy.
+    """
+    copies = copies_for(op, cache)
+    for start in range(0, len(keys), block_size):
+        block = list(keys[start:start + block_size])
+        times = copies.stored_times(block)
+        rows = [i for i, key in enumerate(block, start) if key in times]
+        if rows:
+            piece = table.slice(start, len(block)) if len(rows) == len(block) else table.take(pa.array(rows))
+            copies.save([keys[i] for i in rows], times, [hits[i] for i in rows], piece)

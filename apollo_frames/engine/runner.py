@@ -27,7 +27,7 @@ from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import warn
 from apollo_frames.engine.assemble import assemble_frame, new_columns
 from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
-from apollo_frames.engine.cached import read_cached
+from apollo_frames.engine.cached import read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -85,7 +85,8 @@ class Plan:
     cache_keys: list[str]
     #: cache hits: unique index -> whether the cached answer is a match (False: a cached no-match)
     cached: dict[int, bool]
-    #: the cached answers flattened, one row per hit (None when read without flattening)
+    #: the cached answers flattened, one row per hit (None when read without flattening); after
+    #: :func:`execute`, also the answers it received
     cached_table: pa.Table | None = None
     #: unique index -> its row in ``cached_table``
     cached_rows: dict[int, int] = dataclasses.field(default_factory=dict)
@@ -250,7 +251,21 @@ def execute(
     summary.stopped_reason = reason
     sender.warn_unverified()
     executor.stop.raise_fatal()
+    flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
+
+
+def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outcome: list[str | None], cache) -> None:
+    """Flatten the answers this run received into the plan's rows (once) and keep their flattened copies."""
+    answered = [j for j in plan.to_fetch if outcome[j] in ("matched", "no_match")]
+    if not answered:
+        return
+    table = op.flatten([results[j] for j in answered])
+    save_answered(cache, op, [plan.cache_keys[j] for j in answered], [results[j] is not None for j in answered], table,
+                  block_size=READ_BLOCK)
+    offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
+    plan.cached_rows.update(zip(answered, range(offset, offset + len(answered))))
+    plan.cached_table = table if plan.cached_table is None else pa.concat_tables([plan.cached_table, table])
 
 
 @dataclasses.dataclass
@@ -391,7 +406,7 @@ def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
     """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary."""
     plan, outcome, messages, summary = done.plan, done.outcome, done.messages, done.summary
     # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
-    fetched = plan.to_fetch
+    fetched = [j for j in plan.to_fetch if j not in plan.cached_rows]
     parts = [plan.cached_table] if plan.cached_table is not None else []
     parts.append(done.op.flatten([done.results[j] for j in fetched] + [None]))
     row_of = dict(plan.cached_rows)
