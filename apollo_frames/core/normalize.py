@@ -356,7 +356,6 @@ _FAST_HOST = rf"(?:{_FAST_LABEL}\.)+[a-z]{{2,63}}"
 #: kind -> (pattern on the trimmed text, longest text it may decide, lower-cased first)
 _FAST: dict[str, tuple[str, int, bool]] = {
     "email": (rf"^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@{_FAST_HOST}$", 64, True),
-    "domain": (rf"^{_FAST_HOST}$", 253, True),
     "name": (r"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$", 256, False),
     "id": (r"^[0-9a-f]{24}$", 24, True),
 }
@@ -376,7 +375,7 @@ def _text_array(values: Sequence[object]) -> pa.Array | None:
 def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str | None], list[bool]]:
     """(normalised value or None, decided) per value, a column at a time; undecided values need the normaliser.
 
-    ``kind`` is ``"email"``, ``"domain"``, ``"name"``, ``"id"`` (the normaliser of that name) or None
+    ``kind`` is ``"email"``, ``"name"``, ``"id"`` (the normaliser of that name) or None
     (only missing values are decided). A decided value is what the normaliser gives, with no reason.
     """
     n = len(values)
@@ -393,8 +392,6 @@ def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str
     ascii_ = pc.string_is_ascii(arr)
     length = pc.utf8_length(text)
     ok = pc.and_(pc.and_(ascii_, pc.match_substring_regex(text, pattern)), pc.less_equal(length, limit))
-    if kind == "domain":
-        ok = pc.and_(ok, pc.invert(pc.starts_with(text, "www")))
     ok = pc.fill_null(ok, False)
     blank = pc.fill_null(pc.and_(ascii_, pc.equal(length, 0)), False)
     decided = pc.or_(pc.or_(ok, blank), missing)

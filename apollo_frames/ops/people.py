@@ -43,7 +43,7 @@ INVALID_REASON = (
 
 #: field -> the column fast path of its normaliser (None: only missing values are decided a column at a time)
 _FAST_KINDS = {"id": "id", "email": "email", "first_name": "name", "last_name": "name", "name": "name",
-               "organization_name": "name", "domain": "domain"}
+               "organization_name": "name"}
 
 
 def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str | None]:
