@@ -95,6 +95,8 @@ class FlatCopies:
         self.blocks: dict[int, pa.Table | None] = {}
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
+        #: rows in the blocks read so far
+        self.loaded_rows = 0
 
     def find(self, keys: Sequence[str]) -> dict[str, Ref]:
         """The keys that have a current copy: key -> (block, row, hit, store time)."""
@@ -128,6 +130,7 @@ class FlatCopies:
             for block_id, fp, n, data in rows:
                 table = from_ipc(data, self.schema, n) if fp == self.fingerprint else None
                 self.blocks[block_id] = table
+                self.loaded_rows += table.num_rows if table is not None else 0
         bad = [i for i in wanted if self.blocks[i] is None]
         if bad:
             self._write(self._drop, bad)

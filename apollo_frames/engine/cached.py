@@ -19,7 +19,7 @@ from apollo_frames.client.flat import FlatCopies, Ref, fingerprint
 from apollo_frames.client.store import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
 
-#: a block whose rows come from blocks holding more than this many times the rows it needs is saved compacted
+#: rows read from blocks holding more than this many times the rows used are saved again, together
 _SCATTER = 4
 
 
@@ -49,9 +49,15 @@ def copies_for(op: Any, cache: Any) -> FlatCopies:
 
 
 def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000) -> CachedRead:
-    """Look ``keys`` up ``block_size`` at a time; ``flatten``: also gather their rows in the declared schema."""
+    """Look ``keys`` up ``block_size`` at a time; ``flatten``: also gather their rows in the declared schema.
+
+    When the rows used are a small part of the blocks read for them (a frame that picks a few
+    answers out of a large store), they are saved again, a block per ``block_size`` keys, so the
+    next run of the same frame reads only those.
+    """
     out = CachedRead()
     copies = copies_for(op, cache)
+    taken: list[tuple[list[str], dict[str, Ref], pa.Table]] = []
     for start in range(0, len(keys), block_size):
         block = keys[start:start + block_size]
         refs = copies.find(block)
@@ -62,15 +68,22 @@ def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = Tru
             ref = refs.get(key)
             if ref is not None:
                 out.cached[j] = ref[2]
+        if flatten and refs:
+            taken.append(_take_copies(out, copies, block, start, refs))
         missing = [(j, key) for j, key in enumerate(block, start) if key not in refs]
-        if flatten:
-            _take_copies(out, copies, block, start, refs)
         _read_raw(out, copies, op, missing, flatten=flatten)
+    used = sum(len(k) for k, _, _ in taken)
+    if used and copies.loaded_rows > _SCATTER * used:
+        for block_keys, refs, table in taken:
+            times = {key: refs[key][3] for key in block_keys}
+            copies.save(block_keys, times, [refs[key][2] for key in block_keys], table.combine_chunks())
     return out
 
 
-def _take_copies(out: CachedRead, copies: FlatCopies, block: Sequence[str], start: int, refs: dict[str, Ref]) -> None:
-    """Add the rows ``refs`` point at, one piece per block they are in (compacting a scattered read)."""
+def _take_copies(
+    out: CachedRead, copies: FlatCopies, block: Sequence[str], start: int, refs: dict[str, Ref]
+) -> tuple[list[str], dict[str, Ref], pa.Table]:
+    """Add the rows ``refs`` point at, one piece per block they are in; returns (keys, refs, rows) as added."""
     groups: dict[int, tuple[list[int], list[int]]] = {}
     for j, key in enumerate(block, start):
         ref = refs.get(key)
@@ -78,24 +91,17 @@ def _take_copies(out: CachedRead, copies: FlatCopies, block: Sequence[str], star
             js, rows = groups.setdefault(ref[0], ([], []))
             js.append(j)
             rows.append(ref[1])
-    pieces: list[tuple[pa.Table, list[int]]] = []
+    keys: list[str] = []
+    pieces: list[pa.Table] = []
     for block_id, (js, rows) in groups.items():
         table = copies.table(block_id)
         assert table is not None  # refs keep loaded blocks only
         whole = len(rows) == table.num_rows and rows == list(range(len(rows)))
-        pieces.append((table if whole else table.take(pa.array(rows, type=pa.int64())), js))
-    for piece, js in pieces:
+        piece = table if whole else table.take(pa.array(rows, type=pa.int64()))
         out.add(piece, js)
-    held = sum(copies.table(b).num_rows for b in groups)  # type: ignore[union-attr]
-    if len(groups) > 1 and held > _SCATTER * len(refs):
-        keys = [key for _, js in pieces for key in (block[j - start] for j in js)]
-        _compact(copies, keys, refs, pa.concat_tables([p for p, _ in pieces]))
-
-
-def _compact(copies: FlatCopies, keys: list[str], refs: dict[str, Ref], table: pa.Table) -> None:
-    """Save rows read from many blocks as one block, so the next run of this frame reads one."""
-    times = {key: refs[key][3] for key in keys}
-    copies.save(keys, times, [refs[key][2] for key in keys], table.combine_chunks())
+        pieces.append(piece)
+        keys += [block[j - start] for j in js]
+    return keys, refs, pa.concat_tables(pieces)
 
 
 def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[int, str]], *, flatten: bool) -> None:
