@@ -155,3 +155,51 @@ def test_identity_text_is_canonical_json(identity):
     from apollo_frames.engine.runner import identity_text
 
     assert identity_text(identity) == canonical_json(identity)
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_copy_expires_with_its_answer(tmp_path, monkeypatch):
+    from apollo_frames.ops.people import OPERATION
+
+    clock = Clock()
+    store = ResponseCache(tmp_path, clock=clock)
+    keys = [store.key("people/bulk_match", {"email": f"p{i}@x.example"}) for i in range(5)]
+    store.set_many({k: {"id": f"{i:024x}", "title": f"T{i}"} for i, k in enumerate(keys)}, ttl=100)
+    first = cached.read_cached(keys, OPERATION, store)
+    assert first.cached == dict.fromkeys(range(5), True) and count(tmp_path, "Flat") == 5
+    no_raw_reads(monkeypatch)
+    again = cached.read_cached(keys, OPERATION, store)
+    assert again.cached == first.cached and again.table().equals(first.table())
+    monkeypatch.undo()
+    clock.now += 101
+    assert cached.read_cached(keys, OPERATION, store).cached == {}
+
+
+def test_a_copy_is_never_tied_to_an_answer_rewritten_after_it_was_read(tmp_path):
+    from apollo_frames.ops.people import OPERATION
+
+    clock = Clock()
+    store = ResponseCache(tmp_path, clock=clock)
+    key = store.key("people/bulk_match", {"email": "p@x.example"})
+    store.set_many({key: {"id": "a" * 24, "title": "Old"}}, ttl=None)
+    stamps: dict = {}
+    old = store.get_many([key], stamps=stamps)
+    clock.now += 1
+    store.set_many({key: {"id": "a" * 24, "title": "New"}}, ttl=None)
+    copies = cached.copies_for(OPERATION, store)
+    copies.save([key], stamps, [True], OPERATION.flatten([old[key]]))
+    assert count(tmp_path, "Flat") == 0  # the copy of "Old" was refused
+    read = cached.read_cached([key], OPERATION, store)
+    assert read.table().column("person.title").to_pylist() == ["New"]

@@ -3,9 +3,11 @@
 The raw JSON answer in :class:`~apollo_frames.client.store.ResponseCache` stays the source of truth.
 Beside it, answers flattened into an operation's declared schema are kept a block at a time as Arrow
 IPC bytes (table ``FlatBlock``), and every key points at its row (table ``Flat``: key, fingerprint,
-the raw entry's ``store_time``, block, row, whether it is a match). A copy is used only while its raw
-entry is live and unchanged (same ``store_time``; rewriting an answer deletes its copy) and its
-fingerprint (store schema version, flatten version, the declared schema) is the reader's. Anything
+the raw entry's store and expiry times, block, row, whether it is a match). A copy is written only
+for the raw answer it was made from, and triggers on the raw table delete it when that answer is
+rewritten, deleted or touched in any way (by this code, diskcache, or a hand edit); it is used only
+until the raw answer expires and while its fingerprint (store schema version, flatten version, the
+declared schema) is the reader's. Anything
 else (no copy, a block that does not parse or holds another schema) is a miss of the copy: the row
 is flattened again from the raw answer and its copy rewritten. Arrow IPC is data: reading it runs
 no code (nothing is unpickled; the schema is checked before a block is used).
@@ -31,8 +33,8 @@ FLAT_TABLES = (
     """CREATE TABLE IF NOT EXISTS FlatBlock (
         id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS Flat (
-        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, store_time REAL NOT NULL, block INTEGER NOT NULL,
-        row INTEGER NOT NULL, hit INTEGER NOT NULL)""",
+        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, store_time REAL NOT NULL, expire_time REAL,
+        block INTEGER NOT NULL, row INTEGER NOT NULL, hit INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS Flat_block ON Flat (block)",
     # Any change to a raw answer through SQLite (a rewrite, a delete, expiry, quarantine, a hand edit)
     # drops its copy, so a copy is never read in place of a raw entry that would not be trusted.
@@ -46,14 +48,21 @@ FLAT_TABLES = (
 )
 #: keys per SQL statement (as the store's own reads)
 _SQL_BLOCK = 900
+# The triggers keep Flat in step with Cache, so a lookup reads Flat alone.
 _FIND = (
-    "SELECT f.key, f.block, f.row, f.hit, f.store_time FROM Flat f JOIN Cache c ON c.key = f.key AND c.raw = 1 "
-    "AND c.store_time = f.store_time WHERE f.key IN ({marks}) AND f.fingerprint = ? "
-    "AND (c.expire_time IS NULL OR c.expire_time > ?)"
+    "SELECT key, block, row, hit, store_time, expire_time FROM Flat WHERE key IN ({marks}) AND fingerprint = ? "
+    "AND (expire_time IS NULL OR expire_time > ?)"
+)
+# A copy is only written for the raw answer it was made from (checked in the writing transaction).
+_PUT = (
+    "INSERT OR REPLACE INTO Flat (key, fingerprint, store_time, expire_time, block, row, hit) "
+    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND store_time = ?)"
 )
 
-#: (block id, row in the block, whether the answer is a match, the raw answer's store time)
-Ref = tuple[int, int, bool, float]
+#: a raw answer's (store time, expiry time or None)
+Stamp = tuple[float, "float | None"]
+#: (block id, row in the block, whether the answer is a match, the raw answer's stamp)
+Ref = tuple[int, int, bool, Stamp]
 
 
 def fingerprint(*parts: object, schema: pa.Schema) -> str:
@@ -105,18 +114,21 @@ class FlatCopies:
         for start in range(0, len(keys), _SQL_BLOCK):
             block = keys[start:start + _SQL_BLOCK]
             sql = _FIND.format(marks=",".join("?" * len(block)))
-            for key, block_id, row, hit, stored in self.store.query(sql, [*block, self.fingerprint, now]):
-                found[key] = (int(block_id), int(row), bool(hit), stored)
+            for key, block_id, row, hit, stored, expires in self.store.query(sql, [*block, self.fingerprint, now]):
+                found[key] = (int(block_id), int(row), bool(hit), (stored, expires))
         return found
 
-    def stored_times(self, keys: Sequence[str]) -> dict[str, float]:
-        """key -> store time of the raw answers present for ``keys``."""
-        times: dict[str, float] = {}
+    def stamps(self, keys: Sequence[str]) -> dict[str, Stamp]:
+        """key -> stamp of the raw answers present for ``keys``."""
+        stamps: dict[str, Stamp] = {}
         for start in range(0, len(keys), _SQL_BLOCK):
             block = keys[start:start + _SQL_BLOCK]
-            times.update(self.store.query(
-                f"SELECT key, store_time FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(block))})", block))
-        return times
+            for key, stored, expires in self.store.query(
+                f"SELECT key, store_time, expire_time FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(block))})",
+                block,
+            ):
+                stamps[key] = (stored, expires)
+        return stamps
 
     def load(self, ids: Iterable[int]) -> None:
         """Read the blocks not read yet; a block that does not parse or fit is dropped (its rows are rebuilt)."""
@@ -138,10 +150,10 @@ class FlatCopies:
     def table(self, block_id: int) -> pa.Table | None:
         return self.blocks.get(block_id)
 
-    def save(self, keys: Sequence[str], times: Mapping[str, float], hits: Sequence[bool], table: pa.Table) -> None:
-        """Keep ``table`` (row i the answer of ``keys[i]``, stored at ``times[key]``) as one block."""
+    def save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
+        """Keep ``table`` (row i: the answer of ``keys[i]``, read with ``stamps[key]``) as one block."""
         if self.writable and keys:
-            self._write(self._save, keys, times, hits, table)
+            self._write(self._save, keys, stamps, hits, table)
 
     def _write(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -149,17 +161,16 @@ class FlatCopies:
         except (StorageError, diskcache.Timeout):
             self.writable = False  # copies are an optimisation: a read-only or busy store runs without them
 
-    def _save(self, keys: Sequence[str], times: Mapping[str, float], hits: Sequence[bool], table: pa.Table) -> None:
+    def _save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
         data = to_ipc(table)
         with self.store.transaction() as con:
             cursor = con.execute("INSERT INTO FlatBlock (fingerprint, rows, data) VALUES (?, ?, ?)",
                                  (self.fingerprint, table.num_rows, data))
             block_id = cursor.lastrowid
-            con.executemany(
-                "INSERT OR REPLACE INTO Flat (key, fingerprint, store_time, block, row, hit) VALUES (?, ?, ?, ?, ?, ?)",
-                [(key, self.fingerprint, times[key], block_id, row, int(hit))
-                 for row, (key, hit) in enumerate(zip(keys, hits))],
-            )
+            con.executemany(_PUT, [
+                (key, self.fingerprint, *stamps[key], block_id, row, int(hit), key, stamps[key][0])
+                for row, (key, hit) in enumerate(zip(keys, hits))
+            ])
             drop_unused(con)
         self.blocks[int(block_id or 0)] = table
 

@@ -88,7 +88,7 @@ _TABLES = (
         key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER, host TEXT, expires REAL NOT NULL)""",
     *FLAT_TABLES,
 )
-_SELECT = "SELECT rowid, key, raw, mode, filename, value, store_time FROM Cache"
+_SELECT = "SELECT rowid, key, raw, mode, filename, value, store_time, expire_time FROM Cache"
 _UPSERT = (
     "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
     "filename, value) VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, NULL, ?) "
@@ -354,10 +354,12 @@ class ResponseCache:
         sha = hashlib.sha256
         return [sha(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
 
-    def get_many(self, keys: Iterable[str], *, times: dict[str, float] | None = None) -> dict[str, Any]:
+    def get_many(
+        self, keys: Iterable[str], *, stamps: dict[str, tuple[float, float | None]] | None = None
+    ) -> dict[str, Any]:
         """The stored answers of those keys that are present (a cached miss is ``None``): one query per block.
 
-        ``times``: filled with each answer's store time (what a flattened copy is checked against).
+        ``stamps``: filled with each answer's (store time, expiry time), which a flattened copy is tied to.
         """
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
@@ -368,8 +370,8 @@ class ResponseCache:
                 f"{_SELECT} WHERE key IN ({_marks(len(block))}) AND (expire_time IS NULL OR expire_time > ?)",
                 [*block, now],
             )
-            if times is not None:
-                times.update((row[1], row[6]) for row in rows)
+            if stamps is not None:
+                stamps.update((row[1], (row[6], row[7])) for row in rows)
             self.decode_rows([row[:6] for row in rows], found, bad)
         if bad:
             self.quarantine(bad)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from apollo_frames.client.flat import FlatCopies, Ref, fingerprint
+from apollo_frames.client.flat import FlatCopies, Ref, Stamp, fingerprint
 from apollo_frames.client.store import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
 
@@ -75,8 +75,8 @@ def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = Tru
     used = sum(len(k) for k, _, _ in taken)
     if used and copies.loaded_rows > _SCATTER * used:
         for block_keys, refs, table in taken:
-            times = {key: refs[key][3] for key in block_keys}
-            copies.save(block_keys, times, [refs[key][2] for key in block_keys], table.combine_chunks())
+            stamps = {key: refs[key][3] for key in block_keys}
+            copies.save(block_keys, stamps, [refs[key][2] for key in block_keys], table.combine_chunks())
     return out
 
 
@@ -108,8 +108,8 @@ def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[
     """Read raw answers of keys without a copy; flatten them and save their copy when ``flatten``."""
     if not missing:
         return
-    times: dict[str, float] = {}
-    hits = copies.store.get_many([key for _, key in missing], times=times)
+    stamps: dict[str, Stamp] = {}
+    hits = copies.store.get_many([key for _, key in missing], stamps=stamps)
     present = [(j, key) for j, key in missing if key in hits]
     for j, key in present:
         out.cached[j] = hits[key] is not None
@@ -118,21 +118,21 @@ def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[
     table = op.flatten([hits[key] for _, key in present])
     out.add(table, [j for j, _ in present])
     keys = [key for _, key in present]
-    copies.save(keys, times, [hits[key] is not None for key in keys], table)
+    copies.save(keys, stamps, [hits[key] is not None for key in keys], table)
 
 
 def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool], table: pa.Table,
                   block_size: int = 1_000) -> None:
     """Keep flattened copies of answers just received and stored (row i of ``table`` is ``keys[i]``'s answer).
 
-    Each copy is tied to the store time its raw answer was written with; an answer not in the store
+    Each copy is tied to the stamp its raw answer was written with; an answer not in the store
     (a storage failure) gets no copy.
     """
     copies = copies_for(op, cache)
     for start in range(0, len(keys), block_size):
         block = list(keys[start:start + block_size])
-        times = copies.stored_times(block)
-        rows = [i for i, key in enumerate(block, start) if key in times]
+        stamps = copies.stamps(block)
+        rows = [i for i, key in enumerate(block, start) if key in stamps]
         if rows:
             piece = table.slice(start, len(block)) if len(rows) == len(block) else table.take(pa.array(rows))
-            copies.save([keys[i] for i in rows], times, [hits[i] for i in rows], piece)
+            copies.save([keys[i] for i in rows], stamps, [hits[i] for i in rows], piece)
