@@ -25,6 +25,8 @@ MESSY = [
     "5f1a2b3c4d5e6f7a8b9c0d1e", "5F1A2B3C4D5E6F7A8B9C0D1E", " 5f1a2b3c4d5e6f7a8b9c0d1e ", "5f1a2b3c4d5e6f7a8b9c0d1",
     "Jane", "  Jane   Doe ", "Jane\tDoe", "José", "Ｊａｎｅ", "e\u0301", "x" * 256, "x" * 257, "Jane\x7fDoe",
     "O'Brien-Smith Jr.", "~!@#$%^&*()", "a  b", "http://www.linkedin.com/in/jane",
+    " Łukasz ", "Zoë  Ann", "a\u00a0b", "x\u3000y", "日本 語", "a\u2028b", "\u0301abc", "a\x85b", "Ann\u200d",
+    "\ufeffAnn", "Jürgen\x1f", "é" * 256, "é" * 257,
 ]
 ODD = [None, math.nan, np.nan, pd.NA, 42, 42.0, 3.5, True, b"bob@acme.example", ["x"], Decimal(1), np.int64(7),
        np.str_("bob@acme.example"), float("inf")]

@@ -348,16 +348,20 @@ def normalize_column(
 
 # ---------------------------------------------------------------- column fast path
 # A whole column at a time (pyarrow.compute), for the values whose answer is sure without the per-value
-# normaliser: missing values, and plain ASCII text that the pattern of its kind accepts as it stands
-# (after trimming; lower-cased where the normaliser lower-cases), within a length where no other rule
-# applies. Every other value is left undecided for the normaliser itself, so both give the same answer.
+# normaliser: missing values, and text that the pattern of its kind accepts as it stands (after trimming
+# ASCII whitespace; lower-cased where the normaliser lower-cases), within a length where no other rule
+# applies. Names may hold any script when already NFC, with no character ``str.split`` treats as
+# whitespace other than single spaces, no control or invisible character. Every other value is left
+# undecided for the normaliser itself, so both give the same answer.
 _FAST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FAST_HOST = rf"(?:{_FAST_LABEL}\.)+[a-z]{{2,63}}"
-#: kind -> (pattern on the trimmed text, longest text it may decide, lower-cased first)
-_FAST: dict[str, tuple[str, int, bool]] = {
-    "email": (rf"^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@{_FAST_HOST}$", 64, True),
-    "name": (r"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$", 256, False),
-    "id": (r"^[0-9a-f]{24}$", 24, True),
+# Not: C0 controls and space, DEL and C1 controls, Unicode white space (str.isspace), zero-width characters.
+_FAST_WORD = r"[^\x{0}-\x{20}\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200d}\x{2028}\x{2029}\x{202f}\x{205f}\x{2060}\x{3000}\x{feff}]"
+#: kind -> (pattern on the trimmed text, longest text it may decide, lower-cased first (ASCII only), any script)
+_FAST: dict[str, tuple[str, int, bool, bool]] = {
+    "email": (rf"^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@{_FAST_HOST}$", 64, True, False),
+    "name": (rf"^{_FAST_WORD}+(?: {_FAST_WORD}+)*$", 256, False, True),
+    "id": (r"^[0-9a-f]{24}$", 24, True, False),
 }
 _TEXT_TYPES = frozenset({str, type(None), float})
 
@@ -385,13 +389,14 @@ def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str
     missing = arr.is_null()
     if kind is None or n == 0:
         return [None] * n, missing.to_pylist()
-    pattern, limit, lower = _FAST[kind]
+    pattern, limit, lower, any_script = _FAST[kind]
     text = pc.ascii_trim_whitespace(arr)
+    ascii_ = pc.string_is_ascii(arr)
     if lower:
         text = pc.ascii_lower(text)
-    ascii_ = pc.string_is_ascii(arr)
+    plain = pc.or_(ascii_, pc.equal(text, pc.utf8_normalize(text, form="NFC"))) if any_script else ascii_
     length = pc.utf8_length(text)
-    ok = pc.and_(pc.and_(ascii_, pc.match_substring_regex(text, pattern)), pc.less_equal(length, limit))
+    ok = pc.and_(pc.and_(plain, pc.match_substring_regex(text, pattern)), pc.less_equal(length, limit))
     ok = pc.fill_null(ok, False)
     blank = pc.fill_null(pc.and_(ascii_, pc.equal(length, 0)), False)
     decided = pc.or_(pc.or_(ok, blank), missing)
