@@ -48,26 +48,41 @@ def test_fast_path_decides_only_what_the_normaliser_would_say(kind, values):
         assert sum(v is not None for v, ok in zip(fast, decided) if ok) >= 2
 
 
-def test_prepare_people_fast_and_general_paths_agree():
+@pytest.mark.parametrize("odd", [False, True])
+def test_prepare_people_fast_and_general_paths_agree(odd, monkeypatch):
     rng = np.random.default_rng(12)
     pool = MESSY + [None, math.nan, ""]
     n = 400
+
+    def column(clean: list) -> list:
+        """Mostly well-formed values (which the column path decides), some of everything else."""
+        return [clean[i % len(clean)] if rng.random() < 0.85 else pool[rng.integers(0, len(pool))] for i in range(n)]
+
     frame = pd.DataFrame({
-        "Email": [pool[i] for i in rng.integers(0, len(pool), n)],
-        "First Name": [pool[i] for i in rng.integers(0, len(pool), n)],
-        "Last Name": [pool[i] for i in rng.integers(0, len(pool), n)],
-        "Company": [pool[i] for i in rng.integers(0, len(pool), n)],
-        "Domain": [pool[i] for i in rng.integers(0, len(pool), n)],
-        "Person Id": [pool[i] for i in rng.integers(0, len(pool), n)],
+        "Email": column([f"p{i}@acme.example" for i in range(50)] + ["BOB@ACME.EXAMPLE", None]),
+        "First Name": column(["Ann", "Jürgen", " Zoë ", None]),
+        "Last Name": column(["Lee", "Müller", None]),
+        "Company": column(["Acme", "Acme & Sons, Ltd.", None]),
+        "Domain": column([None]),
+        "Person Id": column([None, None, "5F1A2B3C4D5E6F7A8B9C0D1E"]),
     })
-    frame["Email"] = frame["Email"].astype(object)
-    frame.loc[::7, "Email"] = 12  # an odd type in a column sends its rows the general way
+    if odd:
+        frame["Email"] = frame["Email"].astype(object)
+        frame.loc[::7, "Email"] = 12  # an odd type in a column sends its rows the general way
+    general_rows = []
+    person_record = ops_people.person_record
+    monkeypatch.setattr(ops_people, "person_record", lambda values: general_rows.append(1) or person_record(values))
     prepared = ops_people.prepare_people(frame)
+    monkeypatch.undo()
+    assert odd or 0 < len(general_rows) < n - 50  # both paths are taken
     series = prepared.columns.values(frame)
     general = [ops_people.person_record({f: series[f][i] for f in series}) for i in range(n)]
     assert prepared.records == [g[0] for g in general]
     assert prepared.identities == [g[1] for g in general]
     assert prepared.reasons == [g[2] for g in general]
+    from apollo_frames.client.store import canonical_json
+    texts = [(t, canonical_json(i)) for t, i in zip(prepared.identity_texts, prepared.identities) if t is not None]
+    assert (odd or texts) and all(t == want for t, want in texts)
     assert sum(r is not None for r in prepared.records) > 50  # the table holds valid rows, not only garbage
 
 

@@ -11,6 +11,7 @@ build a request and read its answer.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import uuid
 from collections import deque
@@ -70,6 +71,8 @@ class Prepared:
     reasons: list[str | None]
     #: the columns the rows were read from (for ``attrs["apollo"]["columns"]``)
     columns: ColumnMapping | None = None
+    #: per row, ``canonical_json`` of its identity when prepare wrote it already (else None: computed here)
+    identity_texts: list[str | None] | None = None
 
 
 @dataclasses.dataclass
@@ -124,11 +127,12 @@ def plan_work(
     seen: dict[str, int] = {}
     unique_records: list[dict] = []
     texts: list[str] = []
-    for record, identity in zip(prepared.records, prepared.identities):
+    given = prepared.identity_texts or itertools.repeat(None)
+    for record, identity, text in zip(prepared.records, prepared.identities, given):
         if record is None or identity is None:  # prepare gives both or neither
             row_unique.append(-1)
             continue
-        text = identity_text(identity)
+        text = text or identity_text(identity)
         j = seen.get(text)
         if j is None:
             j = seen[text] = len(unique_records)
@@ -412,18 +416,13 @@ def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
     row_of = dict(plan.cached_rows)
     offset = len(row_of)
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
-    null_row = offset + len(fetched)
-    take = [row_of[j] if j >= 0 else null_row for j in plan.row_unique]
-    flat = rows_in_order(pa.concat_tables(parts), np.asarray(take, dtype=np.int64))
-    status: list[str] = []
-    error: list[str | None] = []
-    for j, reason in zip(plan.row_unique, prepared.reasons):
-        if j < 0:
-            status.append("invalid")
-            error.append(reason)
-        else:
-            status.append(outcome[j] or "skipped")
-            error.append(messages[j])
+    # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
+    unique = np.asarray(plan.row_unique, dtype=np.int64)
+    rows = np.full(len(plan.unique_records) + 1, offset + len(fetched), dtype=np.int64)
+    rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
+    flat = rows_in_order(pa.concat_tables(parts), rows[unique])
+    status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
+    error = np.where(unique < 0, np.array(prepared.reasons, dtype=object), np.array([*messages, None], dtype=object)[unique])
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))

@@ -89,16 +89,22 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
     fields = list(series)
     fast = [nz.normalize_fast(series[field], _FAST_KINDS.get(field)) for field in fields]
     decided = [all(row) for row in zip(*(ok for _, ok in fast))] if fields else [False] * len(frame)
-    prepared = Prepared([], [], [], columns=mapping)
+    prepared = Prepared([], [], [], columns=mapping, identity_texts=[])
     add_record, add_identity, add_reason = prepared.records.append, prepared.identities.append, prepared.reasons.append
+    add_text = prepared.identity_texts.append  # type: ignore[union-attr]
     for i, (sure, values) in enumerate(zip(decided, zip(*(v for v, _ in fast)) if fields else [()] * len(frame))):
+        text = None
         if sure:
             record, identity, reason = identify({f: v for f, v in zip(fields, values) if v is not None}, [])
+            if identity is not None and len(identity) == 1 and ("email" in identity or "id" in identity):
+                ((field, value),) = identity.items()
+                text = f'{{"{field}":"{value}"}}'  # the fast path's e-mails and ids need no JSON escaping
         else:
             record, identity, reason = person_record({field: series[field][i] for field in fields})
         add_record(record)
         add_identity(identity)
         add_reason(reason)
+        add_text(text)
     return prepared
 
 
