@@ -290,7 +290,7 @@ def _distinct_cache(tmp: Path, n: int) -> tuple[Path, pd.DataFrame]:
         keys = [client.cache.key(op.endpoint, identity, options) for identity in prepared.identities]
         for start in range(0, n, 1000):  # each answer decoded from JSON on its own, as the API gives them
             answers = [json.loads(json.dumps(p)) for p in people[start:start + 1000]]
-            client.cache.set_many(dict(zip(keys[start:start + 1000], answers)), ttl=None)
+            client.cache.set_many(dict(zip(keys[start:start + 1000], answers, strict=True)), ttl=None)
     return cache_dir, frame
 
 
@@ -314,7 +314,7 @@ def bench_cached_distinct(tmp: Path, quick: bool) -> Result:
             reads.append(read_s)
         again = apollo_frames.enrich_people(frame, client=client, progress=False)
     summary = again.attrs["apollo"]
-    ratios = sorted(w / q for w, q in zip(runs, reads))
+    ratios = sorted(w / q for w, q in zip(runs, reads, strict=True))
     r.add("rows / distinct people", f"{n:,} / {n:,}")
     r.add("requests sent / cache hits", f"{summary['api_calls']} / {summary['cache_hits']:,}")
     r.add("enrich_people, re-run (best of 3)", f"{min(runs):.2f} s, {n / min(runs):,.0f} rows/s")

@@ -40,12 +40,12 @@ def test_fast_path_decides_only_what_the_normaliser_would_say(kind, values):
     fast, decided = nz.normalize_fast(values, kind)
     general = [KINDS[kind](v) for v in values]
     assert len(fast) == len(decided) == len(values)
-    for value, got, sure, (want, why) in zip(values, fast, decided, general):
+    for value, got, sure, (want, why) in zip(values, fast, decided, general, strict=True):
         if sure:
             assert (got, None) == (want, why), value
     # the fast path is not empty: well-formed text is decided a column at a time
     if kind is not None and not any(type(v) in (bytes, list, int) for v in values):
-        assert sum(v is not None for v, ok in zip(fast, decided) if ok) >= 2
+        assert sum(v is not None for v, ok in zip(fast, decided, strict=True) if ok) >= 2
 
 
 @pytest.mark.parametrize("odd", [False, True])
@@ -81,7 +81,8 @@ def test_prepare_people_fast_and_general_paths_agree(odd, monkeypatch):
     assert prepared.identities == [g[1] for g in general]
     assert prepared.reasons == [g[2] for g in general]
     from apollo_frames.client.store import canonical_json
-    texts = [(t, canonical_json(i)) for t, i in zip(prepared.identity_texts, prepared.identities) if t is not None]
+    pairs = zip(prepared.identity_texts, prepared.identities, strict=True)
+    texts = [(t, canonical_json(i)) for t, i in pairs if t is not None]
     assert (odd or texts) and all(t == want for t, want in texts)
     assert sum(r is not None for r in prepared.records) > 50  # the table holds valid rows, not only garbage
 

@@ -71,7 +71,8 @@ def test_another_flatten_version_rebuilds_from_the_raw_answers(sandbox, filled, 
     monkeypatch.setattr(cached, "FLATTEN_VERSION", 10_000)
     reads = []
     original = ResponseCache.get_many
-    monkeypatch.setattr(ResponseCache, "get_many", lambda self, keys, **kw: reads.append(1) or original(self, keys, **kw))
+    monkeypatch.setattr(ResponseCache, "get_many",
+                        lambda self, keys, **kw: reads.append(1) or original(self, keys, **kw))
     with sandbox.client(cache_dir=cache_dir) as client:
         rebuilt = af.enrich_people(frame, client=client, progress=False)
         assert reads  # the copies of the other version were not used

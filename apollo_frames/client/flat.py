@@ -123,10 +123,9 @@ class FlatCopies:
         stamps: dict[str, Stamp] = {}
         for start in range(0, len(keys), _SQL_BLOCK):
             block = keys[start:start + _SQL_BLOCK]
-            for key, stored, expires in self.store.query(
-                f"SELECT key, store_time, expire_time FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(block))})",
-                block,
-            ):
+            marks = ",".join("?" * len(block))
+            sql = f"SELECT key, store_time, expire_time FROM Cache WHERE raw = 1 AND key IN ({marks})"
+            for key, stored, expires in self.store.query(sql, block):
                 stamps[key] = (stored, expires)
         return stamps
 
@@ -169,7 +168,7 @@ class FlatCopies:
             block_id = cursor.lastrowid
             con.executemany(_PUT, [
                 (key, self.fingerprint, *stamps[key], block_id, row, int(hit), key, stamps[key][0])
-                for row, (key, hit) in enumerate(zip(keys, hits))
+                for row, (key, hit) in enumerate(zip(keys, hits, strict=True))
             ])
             drop_unused(con)
         self.blocks[int(block_id or 0)] = table

@@ -356,7 +356,10 @@ def normalize_column(
 _FAST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FAST_HOST = rf"(?:{_FAST_LABEL}\.)+[a-z]{{2,63}}"
 # Not: C0 controls and space, DEL and C1 controls, Unicode white space (str.isspace), zero-width characters.
-_FAST_WORD = r"[^\x{0}-\x{20}\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200d}\x{2028}\x{2029}\x{202f}\x{205f}\x{2060}\x{3000}\x{feff}]"
+_FAST_WORD = (
+    r"[^\x{0}-\x{20}\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200d}\x{2028}\x{2029}\x{202f}\x{205f}\x{2060}\x{3000}"
+    r"\x{feff}]"
+)
 #: kind -> (pattern on the trimmed text, longest text it may decide, lower-cased first (ASCII only), any script)
 _FAST: dict[str, tuple[str, int, bool, bool]] = {
     "email": (rf"^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@{_FAST_HOST}$", 64, True, False),

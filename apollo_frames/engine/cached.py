@@ -34,7 +34,7 @@ class CachedRead:
 
     def add(self, piece: pa.Table, js: Sequence[int]) -> None:
         """``piece`` row i is the answer of unique index ``js[i]``."""
-        self.rows.update(zip(js, range(self.height, self.height + len(js))))
+        self.rows.update(zip(js, range(self.height, self.height + len(js)), strict=True))
         self.pieces.append(piece)
         self.height += len(js)
 
@@ -48,7 +48,9 @@ def copies_for(op: Any, cache: Any) -> FlatCopies:
     return FlatCopies(cache, fingerprint(SCHEMA_VERSION, FLATTEN_VERSION, op.endpoint, schema=schema), schema)
 
 
-def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000) -> CachedRead:
+def read_cached(
+    keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000
+) -> CachedRead:
     """Look ``keys`` up ``block_size`` at a time; ``flatten``: also gather their rows in the declared schema.
 
     When the rows used are a small part of the blocks read for them (a frame that picks a few

@@ -128,7 +128,7 @@ def plan_work(
     unique_records: list[dict] = []
     texts: list[str] = []
     given = prepared.identity_texts or itertools.repeat(None)
-    for record, identity, text in zip(prepared.records, prepared.identities, given):
+    for record, identity, text in zip(prepared.records, prepared.identities, given, strict=False):
         if record is None or identity is None:  # prepare gives both or neither
             row_unique.append(-1)
             continue
@@ -152,7 +152,8 @@ def identity_text(identity: dict) -> str:
     """``canonical_json(identity)``, written directly for the common one-field plain-text identity."""
     if len(identity) == 1:
         ((field, value),) = identity.items()
-        if type(value) is str and field.isidentifier() and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        plain = type(value) is str and value.isascii() and value.isprintable()
+        if plain and field.isidentifier() and '"' not in value and "\\" not in value:
             return f'{{"{field}":"{value}"}}'
     return canonical_json(identity)
 
@@ -268,7 +269,7 @@ def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outc
     save_answered(cache, op, [plan.cache_keys[j] for j in answered], [results[j] is not None for j in answered], table,
                   block_size=READ_BLOCK)
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
-    plan.cached_rows.update(zip(answered, range(offset, offset + len(answered))))
+    plan.cached_rows.update(zip(answered, range(offset, offset + len(answered)), strict=True))
     plan.cached_table = table if plan.cached_table is None else pa.concat_tables([plan.cached_table, table])
 
 
@@ -422,11 +423,12 @@ def answer_columns(prepared: Prepared, done: Executed) -> pa.Table:
     rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
     flat = rows_in_order(pa.concat_tables(parts), rows[unique])
     status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
-    error = np.where(unique < 0, np.array(prepared.reasons, dtype=object), np.array([*messages, None], dtype=object)[unique])
+    message = np.array([*messages, None], dtype=object)[unique]
+    error = np.where(unique < 0, np.array(prepared.reasons, dtype=object), message)
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))
     summary.invalid = int(counts.get("invalid", 0))
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
-    return new_columns({"apollo_status": status, "apollo_error": error}, flat)
+    return new_columns({"apollo_status": status.tolist(), "apollo_error": error.tolist()}, flat)

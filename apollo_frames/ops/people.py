@@ -88,14 +88,16 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
     series = mapping.values(frame)
     fields = list(series)
     fast = [nz.normalize_fast(series[field], _FAST_KINDS.get(field)) for field in fields]
-    decided = [all(row) for row in zip(*(ok for _, ok in fast))] if fields else [False] * len(frame)
+    decided = [all(row) for row in zip(*(ok for _, ok in fast), strict=True)] if fields else [False] * len(frame)
     prepared = Prepared([], [], [], columns=mapping, identity_texts=[])
     add_record, add_identity, add_reason = prepared.records.append, prepared.identities.append, prepared.reasons.append
     add_text = prepared.identity_texts.append  # type: ignore[union-attr]
-    for i, (sure, values) in enumerate(zip(decided, zip(*(v for v, _ in fast)) if fields else [()] * len(frame))):
+    rows = zip(*(v for v, _ in fast), strict=True) if fields else [()] * len(frame)
+    for i, (sure, values) in enumerate(zip(decided, rows, strict=True)):
         text = None
         if sure:
-            record, identity, reason = identify({f: v for f, v in zip(fields, values) if v is not None}, [])
+            known = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+            record, identity, reason = identify(known, [])
             if identity is not None and len(identity) == 1 and ("email" in identity or "id" in identity):
                 ((field, value),) = identity.items()
                 text = f'{{"{field}":"{value}"}}'  # the fast path's e-mails and ids need no JSON escaping
