@@ -204,3 +204,17 @@ def test_a_copy_is_never_tied_to_an_answer_rewritten_after_it_was_read(tmp_path)
     assert count(tmp_path, "Flat") == 0  # the copy of "Old" was refused
     read = cached.read_cached([key], OPERATION, store)
     assert read.table().column("person.title").to_pylist() == ["New"]
+
+
+@pytest.mark.parametrize("edit", ["block = 'x'", "row = 99", "row = -1", "row = 'y'", "block = 12345"])
+def test_a_hand_edited_reference_is_a_miss_of_the_copy(sandbox, filled, edit):
+    frame, first, cache_dir = filled
+    con = sqlite3.connect(db_of(cache_dir))
+    with con:
+        con.execute(f"UPDATE Flat SET {edit}")
+    con.close()
+    paid = sandbox.credits_consumed
+    with sandbox.client(cache_dir=cache_dir) as client:
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert sandbox.credits_consumed == paid
+    pd.testing.assert_frame_equal(again, first)

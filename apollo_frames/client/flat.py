@@ -56,7 +56,8 @@ _FIND = (
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
     "INSERT OR REPLACE INTO Flat (key, fingerprint, store_time, expire_time, block, row, hit) "
-    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND store_time = ?)"
+    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+    "(SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND store_time = ? AND expire_time IS ?)"
 )
 
 #: a raw answer's (store time, expiry time or None)
@@ -115,7 +116,8 @@ class FlatCopies:
             block = keys[start:start + _SQL_BLOCK]
             sql = _FIND.format(marks=",".join("?" * len(block)))
             for key, block_id, row, hit, stored, expires in self.store.query(sql, [*block, self.fingerprint, now]):
-                found[key] = (int(block_id), int(row), bool(hit), (stored, expires))
+                if type(block_id) is int and type(row) is int and row >= 0:  # anything else: no copy
+                    found[key] = (block_id, row, bool(hit), (stored, expires))
         return found
 
     def stamps(self, keys: Sequence[str]) -> dict[str, Stamp]:
@@ -149,6 +151,15 @@ class FlatCopies:
     def table(self, block_id: int) -> pa.Table | None:
         return self.blocks.get(block_id)
 
+    def usable(self, refs: dict[str, Ref]) -> dict[str, Ref]:
+        """Those of ``refs`` whose block was read and holds their row."""
+        out = {}
+        for key, ref in refs.items():
+            table = self.blocks.get(ref[0])
+            if table is not None and ref[1] < table.num_rows:
+                out[key] = ref
+        return out
+
     def save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
         """Keep ``table`` (row i: the answer of ``keys[i]``, read with ``stamps[key]``) as one block."""
         if self.writable and keys:
@@ -167,7 +178,7 @@ class FlatCopies:
                                  (self.fingerprint, table.num_rows, data))
             block_id = cursor.lastrowid
             con.executemany(_PUT, [
-                (key, self.fingerprint, *stamps[key], block_id, row, int(hit), key, stamps[key][0])
+                (key, self.fingerprint, *stamps[key], block_id, row, int(hit), key, *stamps[key])
                 for row, (key, hit) in enumerate(zip(keys, hits, strict=True))
             ])
             drop_unused(con)

@@ -65,7 +65,7 @@ def read_cached(
         refs = copies.find(block)
         if flatten:
             copies.load({ref[0] for ref in refs.values()})
-            refs = {k: ref for k, ref in refs.items() if copies.table(ref[0]) is not None}
+            refs = copies.usable(refs)
         for j, key in enumerate(block, start):
             ref = refs.get(key)
             if ref is not None:
