@@ -93,5 +93,8 @@ def test_prepare_people_clean_frame_uses_the_column_path(monkeypatch):
     monkeypatch.setattr(ops_people, "person_record", lambda values: calls.append(values))
     prepared = ops_people.prepare_people(frame)
     assert calls == []
+    monkeypatch.undo()
+    general = [ops_people.person_record({"email": e, "first_name": "Ann"}) for e in frame["email"]]
+    assert (prepared.records, prepared.identities, prepared.reasons) == tuple(map(list, zip(*general, strict=True)))
     assert prepared.identities[3] == {"email": "p3@acme.example"}
     assert prepared.records[3] == {"email": "p3@acme.example", "first_name": "Ann"}

@@ -34,7 +34,7 @@ FLAT_TABLES = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS Flat (
         key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, store_time REAL NOT NULL, expire_time REAL,
-        block INTEGER NOT NULL, row INTEGER NOT NULL, hit INTEGER NOT NULL)""",
+        block INTEGER NOT NULL, row INTEGER NOT NULL, hit INTEGER NOT NULL) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS Flat_block ON Flat (block)",
     # Any change to a raw answer through SQLite (a rewrite, a delete, expiry, quarantine, a hand edit)
     # drops its copy, so a copy is never read in place of a raw entry that would not be trusted.

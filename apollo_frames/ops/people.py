@@ -76,6 +76,23 @@ def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, 
     return None, None, INVALID_REASON + ("; " + "; ".join(problems) if problems else "")
 
 
+def _plain_columns(
+    fields: list[str], fast: list[tuple[list[str | None], list[bool]]]
+) -> tuple[list, list, list, list[str | None]] | None:
+    """(records, identities, reasons, identity texts) when every value was decided, none is missing and the
+    strongest identifier supplied is an e-mail or Apollo id: what :func:`identify` gives each row, built by
+    columns. None otherwise."""
+    strong = next((f for f in STRONG_IDS if f in fields), None)
+    if strong not in ("id", "email") or not all(all(ok) for _, ok in fast):
+        return None
+    columns = [values for values, _ in fast]
+    if any(None in values for values in columns):
+        return None
+    ids = columns[fields.index(strong)]
+    records = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
+    return records, [{strong: v} for v in ids], [None] * len(ids), [f'{{"{strong}":"{v}"}}' for v in ids]
+
+
 def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
     """Map the frame's columns and normalise every row into a bulk_match detail.
 
@@ -88,6 +105,10 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
     series = mapping.values(frame)
     fields = list(series)
     fast = [nz.normalize_fast(series[field], _FAST_KINDS.get(field)) for field in fields]
+    plain = _plain_columns(fields, fast)
+    if plain is not None:
+        records, identities, reasons, texts = plain
+        return Prepared(records, identities, reasons, columns=mapping, identity_texts=texts)
     decided = [all(row) for row in zip(*(ok for _, ok in fast), strict=True)] if fields else [False] * len(frame)
     prepared = Prepared([], [], [], columns=mapping, identity_texts=[])
     add_record, add_identity, add_reason = prepared.records.append, prepared.identities.append, prepared.reasons.append
