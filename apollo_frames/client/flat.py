@@ -35,7 +35,8 @@ FLAT_TABLES = (
     """CREATE TABLE IF NOT EXISTS Flat (
         key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, store_time REAL NOT NULL, expire_time REAL,
         block INTEGER NOT NULL, row INTEGER NOT NULL, hit INTEGER NOT NULL) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS Flat_block ON Flat (block)",
+    # covers the read of a whole block's rows (the key, primary key, is in every index entry)
+    "CREATE INDEX IF NOT EXISTS Flat_by_block ON Flat (block, expire_time, row, hit, store_time)",
     # Any change to a raw answer through SQLite (a rewrite, a delete, expiry, quarantine, a hand edit)
     # drops its copy, so a copy is never read in place of a raw entry that would not be trusted.
     """CREATE TRIGGER IF NOT EXISTS Flat_on_insert AFTER INSERT ON Cache
@@ -48,10 +49,14 @@ FLAT_TABLES = (
 )
 #: keys per SQL statement (as the store's own reads)
 _SQL_BLOCK = 900
-# The triggers keep Flat in step with Cache, so a lookup reads Flat alone.
+# The triggers keep Flat in step with Cache, so a lookup reads Flat alone. (A row of another
+# fingerprint is found too: its block's fingerprint is checked when the block is read.)
 _FIND = (
-    "SELECT key, block, row, hit, store_time, expire_time FROM Flat WHERE key IN ({marks}) AND fingerprint = ? "
+    "SELECT key, block, row, hit, store_time, expire_time FROM Flat WHERE key IN ({marks}) "
     "AND (expire_time IS NULL OR expire_time > ?)"
+)
+_BY_BLOCK = (
+    "SELECT key, row, hit, store_time, expire_time FROM Flat WHERE block = ? AND (expire_time IS NULL OR expire_time > ?)"
 )
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
@@ -109,13 +114,31 @@ class FlatCopies:
         self.loaded_rows = 0
 
     def find(self, keys: Sequence[str]) -> dict[str, Ref]:
-        """The keys that have a current copy: key -> (block, row, hit, store time)."""
+        """The keys that have a copy (not expired): key -> (block, row, hit, stamp).
+
+        A re-run of a frame asks for the keys of a block together: the block of the first key is
+        read whole (one range of the block index), and only the keys it does not hold are looked
+        up one by one.
+        """
         now = self.store.clock.time()
+        found = self._lookup(keys[:1], now)
+        if found:
+            ((block_id, *_),) = found.values()
+            wanted = set(keys)
+            for key, row, hit, stored, expires in self.store.query(_BY_BLOCK, [block_id, now]):
+                if key in wanted and type(row) is int and row >= 0:
+                    found[key] = (block_id, row, bool(hit), (stored, expires))
+        rest = [key for key in keys if key not in found]
+        if rest:
+            found.update(self._lookup(rest, now))
+        return found
+
+    def _lookup(self, keys: Sequence[str], now: float) -> dict[str, Ref]:
         found: dict[str, Ref] = {}
         for start in range(0, len(keys), _SQL_BLOCK):
             block = keys[start:start + _SQL_BLOCK]
             sql = _FIND.format(marks=",".join("?" * len(block)))
-            for key, block_id, row, hit, stored, expires in self.store.query(sql, [*block, self.fingerprint, now]):
+            for key, block_id, row, hit, stored, expires in self.store.query(sql, [*block, now]):
                 if type(block_id) is int and type(row) is int and row >= 0:  # anything else: no copy
                     found[key] = (block_id, row, bool(hit), (stored, expires))
         return found
