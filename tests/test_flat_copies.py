@@ -218,3 +218,12 @@ def test_a_hand_edited_reference_is_a_miss_of_the_copy(sandbox, filled, edit):
         again = af.enrich_people(frame, client=client, progress=False)
     assert sandbox.credits_consumed == paid
     pd.testing.assert_frame_equal(again, first)
+
+
+def test_prune_takes_the_copies_and_their_blocks(sandbox, filled):
+    from apollo_frames.client import store_admin
+
+    _, _, cache_dir = filled
+    with ResponseCache(cache_dir) as store:
+        assert store_admin.prune(store, older_than=0, now=store.clock.time() + 1) >= 13
+    assert count(cache_dir, "Flat") == 0 and count(cache_dir, "FlatBlock") == 0
