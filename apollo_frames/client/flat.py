@@ -56,7 +56,8 @@ _FIND = (
     "AND (expire_time IS NULL OR expire_time > ?)"
 )
 _BY_BLOCK = (
-    "SELECT key, row, hit, store_time, expire_time FROM Flat WHERE block = ? AND (expire_time IS NULL OR expire_time > ?)"
+    "SELECT key, row, hit, store_time, expire_time FROM Flat WHERE block = ? "
+    "AND (expire_time IS NULL OR expire_time > ?)"
 )
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
