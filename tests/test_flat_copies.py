@@ -43,6 +43,14 @@ def no_raw_reads(monkeypatch) -> list[int]:
     return []
 
 
+def rerun_pays_nothing_and_matches(sandbox, frame: pd.DataFrame, first: pd.DataFrame, cache_dir: Path) -> None:
+    paid = sandbox.credits_consumed
+    with sandbox.client(cache_dir=cache_dir) as client:
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert sandbox.credits_consumed == paid
+    pd.testing.assert_frame_equal(again, first)
+
+
 @pytest.fixture
 def filled(sandbox, tmp_path):
     """A frame of 12 people with two rows repeated and one nobody, enriched once (answers and copies stored)."""
@@ -96,11 +104,7 @@ def test_a_bad_block_is_a_miss_of_the_copy_never_a_crash(sandbox, filled, bad):
         else:
             con.execute("UPDATE FlatBlock SET rows = rows + 1")
     con.close()
-    paid = sandbox.credits_consumed
-    with sandbox.client(cache_dir=cache_dir) as client:
-        again = af.enrich_people(frame, client=client, progress=False)
-    assert sandbox.credits_consumed == paid
-    pd.testing.assert_frame_equal(again, first)
+    rerun_pays_nothing_and_matches(sandbox, frame, first, cache_dir)
     assert count(cache_dir, "Flat") == 13 and count(cache_dir, "FlatBlock") == 1  # rebuilt from the raw answers
 
 
@@ -213,11 +217,7 @@ def test_a_hand_edited_reference_is_a_miss_of_the_copy(sandbox, filled, edit):
     with con:
         con.execute(f"UPDATE Flat SET {edit}")
     con.close()
-    paid = sandbox.credits_consumed
-    with sandbox.client(cache_dir=cache_dir) as client:
-        again = af.enrich_people(frame, client=client, progress=False)
-    assert sandbox.credits_consumed == paid
-    pd.testing.assert_frame_equal(again, first)
+    rerun_pays_nothing_and_matches(sandbox, frame, first, cache_dir)
 
 
 def test_prune_takes_the_copies_and_their_blocks(sandbox, filled):
