@@ -42,6 +42,7 @@ from diskcache.core import (
     UNKNOWN,
 )
 
+from apollo_frames.client.flat import FLAT_TABLES
 from apollo_frames.client.storage import (
     database_files,
     private_dir,
@@ -85,8 +86,9 @@ _TABLES = (
         mode INTEGER, size INTEGER)""",
     """CREATE TABLE IF NOT EXISTS Claims (
         key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER, host TEXT, expires REAL NOT NULL)""",
+    *FLAT_TABLES,
 )
-_SELECT = "SELECT rowid, key, raw, mode, filename, value FROM Cache"
+_SELECT = "SELECT rowid, key, raw, mode, filename, value, store_time, expire_time FROM Cache"
 _UPSERT = (
     "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
     "filename, value) VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, NULL, ?) "
@@ -350,8 +352,20 @@ class ResponseCache:
     def key(self, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
         return entry_key(self.namespace, endpoint, record, options)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block."""
+    def keys(self, endpoint: str, record_texts: Iterable[str], options: Mapping[str, Any] | None = None) -> list[str]:
+        """:meth:`key` of many records given as their :func:`canonical_json` texts (the same keys, cheaper)."""
+        head = f"[{SCHEMA_VERSION},{canonical_json(self.namespace)},{canonical_json(endpoint)},"
+        tail = f",{canonical_json(dict(options or {}))}]"
+        sha = hashlib.sha256
+        return [sha(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
+
+    def get_many(
+        self, keys: Iterable[str], *, stamps: dict[str, tuple[float, float | None]] | None = None
+    ) -> dict[str, Any]:
+        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block.
+
+        ``stamps``: filled with each answer's (store time, expiry time), which a flattened copy is tied to.
+        """
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
         bad: list[tuple[int, Any, str, int | None]] = []
@@ -361,7 +375,9 @@ class ResponseCache:
                 f"{_SELECT} WHERE key IN ({_marks(len(block))}) AND (expire_time IS NULL OR expire_time > ?)",
                 [*block, now],
             )
-            self.decode_rows(rows, found, bad)
+            if stamps is not None:
+                stamps.update((row[1], (row[6], row[7])) for row in rows)
+            self.decode_rows([row[:6] for row in rows], found, bad)
         if bad:
             self.quarantine(bad)
         return found
@@ -411,7 +427,8 @@ class ResponseCache:
 
     def clear(self) -> None:
         with self.transaction() as con:
-            con.execute("DELETE FROM Cache")
+            for table in ("Cache", "Flat", "FlatBlock"):
+                con.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
         self._cache.close()

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from diskcache.core import MODE_RAW
 
+from apollo_frames.client.flat import drop_unused
 from apollo_frames.client.storage import private_file, storage_errors
 from apollo_frames.client.store import (
     SCHEMA_VERSION,
@@ -107,6 +108,7 @@ def prune(store: ResponseCache, older_than: float, *, now: float | None = None) 
             f"SELECT filename FROM Cache WHERE filename IS NOT NULL AND ({condition})", cutoff)]
         removed = con.execute(f"DELETE FROM Cache WHERE {condition}", cutoff).rowcount
         con.execute("DELETE FROM Claims WHERE expires <= ?", (now,))
+        drop_unused(con)  # flattened copies of the deleted answers went with them (triggers); now their blocks
     for name in files:
         store.disk.remove(name)
     return int(removed)

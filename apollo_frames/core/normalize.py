@@ -21,12 +21,14 @@ import functools
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 import idna
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from publicsuffixlist import PublicSuffixList
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "normalize_apollo_id",
     "normalize_name",
     "normalize_column",
+    "normalize_fast",
 ]
 
 Result = tuple["str | None", "str | None"]
@@ -341,3 +344,63 @@ def normalize_column(
         add_value(value)
         add_reason(why)
     return out, reasons
+
+
+# ---------------------------------------------------------------- column fast path
+# A whole column at a time (pyarrow.compute), for the values whose answer is sure without the per-value
+# normaliser: missing values, and text that the pattern of its kind accepts as it stands (after trimming
+# ASCII whitespace; lower-cased where the normaliser lower-cases), within a length where no other rule
+# applies. Names may hold any script when already NFC, with no character ``str.split`` treats as
+# whitespace other than single spaces, no control or invisible character. Every other value is left
+# undecided for the normaliser itself, so both give the same answer.
+_FAST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_FAST_HOST = rf"(?:{_FAST_LABEL}\.)+[a-z]{{2,63}}"
+# Not: C0 controls and space, DEL and C1 controls, Unicode white space (str.isspace), zero-width characters.
+_FAST_WORD = (
+    r"[^\x{0}-\x{20}\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200d}\x{2028}\x{2029}\x{202f}\x{205f}\x{2060}\x{3000}"
+    r"\x{feff}]"
+)
+#: kind -> (pattern on the trimmed text, longest text it may decide, lower-cased first (ASCII only), any script)
+_FAST: dict[str, tuple[str, int, bool, bool]] = {
+    "email": (rf"^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@{_FAST_HOST}$", 64, True, False),
+    "name": (rf"^{_FAST_WORD}+(?: {_FAST_WORD}+)*$", 256, False, True),
+    "id": (r"^[0-9a-f]{24}$", 24, True, False),
+}
+_TEXT_TYPES = frozenset({str, type(None), float})
+
+
+def _text_array(values: Sequence[object]) -> pa.Array | None:
+    """The values as an Arrow string array (NaN and None as null), or None when any is not text."""
+    if any(t.__name__ != "NAType" for t in set(map(type, values)) - _TEXT_TYPES):  # pd.NA: null to Arrow
+        return None
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str | None], list[bool]]:
+    """(normalised value or None, decided) per value, a column at a time; undecided values need the normaliser.
+
+    ``kind`` is ``"email"``, ``"name"``, ``"id"`` (the normaliser of that name) or None
+    (only missing values are decided). A decided value is what the normaliser gives, with no reason.
+    """
+    n = len(values)
+    arr = _text_array(values)
+    if arr is None:
+        return [None] * n, [v is None for v in values]
+    missing = arr.is_null()
+    if kind is None or n == 0:
+        return [None] * n, missing.to_pylist()
+    pattern, limit, lower, any_script = _FAST[kind]
+    text = pc.ascii_trim_whitespace(arr)
+    ascii_ = pc.string_is_ascii(arr)
+    if lower:
+        text = pc.ascii_lower(text)
+    plain = pc.or_(ascii_, pc.equal(text, pc.utf8_normalize(text, form="NFC"))) if any_script else ascii_
+    length = pc.utf8_length(text)
+    ok = pc.and_(pc.and_(plain, pc.match_substring_regex(text, pattern)), pc.less_equal(length, limit))
+    ok = pc.fill_null(ok, False)
+    blank = pc.fill_null(pc.and_(ascii_, pc.equal(length, 0)), False)
+    decided = pc.or_(pc.or_(ok, blank), missing)
+    return pc.if_else(ok, text, pa.scalar(None, pa.string())).to_pylist(), decided.to_pylist()

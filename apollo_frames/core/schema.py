@@ -492,6 +492,10 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
     return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()}, memoised, top, nested, fast)
 
 
+#: Bump when flatten gives other rows for the same records and schema: the store's flattened copies
+#: (apollo_frames.client.flat) carry it and are rebuilt from the raw answers when it differs.
+FLATTEN_VERSION = 1
+
 _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
 _EMPTY: dict = {}
 

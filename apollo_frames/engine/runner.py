@@ -11,6 +11,7 @@ build a request and read its answer.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import uuid
 from collections import deque
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -28,6 +30,7 @@ from apollo_frames.core.errors import warn
 from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine.assemble import assemble_frame, new_columns
 from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
+from apollo_frames.engine.cached import read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -108,6 +111,8 @@ class Prepared:
     reasons: list[str | None]
     #: the columns the rows were read from (for ``attrs["apollo"]["columns"]``)
     columns: ColumnMapping | None = None
+    #: per row, ``canonical_json`` of its identity when prepare wrote it already (else None: computed here)
+    identity_texts: list[str | None] | None = None
 
 
 @dataclasses.dataclass
@@ -123,7 +128,8 @@ class Plan:
     cache_keys: list[str]
     #: cache hits: unique index -> whether the cached answer is a match (False: a cached no-match)
     cached: dict[int, bool]
-    #: the cached answers flattened, one row per hit (None when read without flattening)
+    #: the cached answers flattened, one row per hit (None when read without flattening); after
+    #: :func:`execute`, also the answers it received
     cached_table: pa.Table | None = None
     #: unique index -> its row in ``cached_table``
     cached_rows: dict[int, int] = dataclasses.field(default_factory=dict)
@@ -133,7 +139,7 @@ class Plan:
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
 
 
-#: cache keys read (and answers flattened) per block
+#: cache keys read (and answers flattened) per block; also the rows of a saved flattened copy
 READ_BLOCK = 1_000
 
 
@@ -160,40 +166,36 @@ def plan_work(
     row_unique: list[int] = []
     seen: dict[str, int] = {}
     unique_records: list[dict] = []
-    identities: list[dict] = []
-    for record, identity in zip(prepared.records, prepared.identities):
+    texts: list[str] = []
+    given = prepared.identity_texts or itertools.repeat(None)
+    for record, identity, text in zip(prepared.records, prepared.identities, given, strict=False):
         if record is None or identity is None:  # prepare gives both or neither
             row_unique.append(-1)
             continue
-        key = canonical_json(identity)
-        j = seen.get(key)
+        text = text or identity_text(identity)
+        j = seen.get(text)
         if j is None:
-            j = seen[key] = len(unique_records)
+            j = seen[text] = len(unique_records)
             unique_records.append(record)
-            identities.append(identity)
+            texts.append(text)
         row_unique.append(j)
-    cache = client.cache
-    cache_keys = [cache.key(op.endpoint, identity, options) for identity in identities]
+    cache_keys = client.cache.keys(op.endpoint, texts, options)
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
         return plan
-    tables: list[pa.Table] = []
-    for start in range(0, len(cache_keys), READ_BLOCK):
-        block = cache_keys[start:start + READ_BLOCK]
-        hits = cache.get_many(block)
-        values: list[dict | None] = []
-        for j, key in enumerate(block, start):
-            if key in hits:
-                value = hits[key]
-                plan.cached[j] = value is not None
-                if flatten:
-                    plan.cached_rows[j] = len(plan.cached_rows)
-                    values.append(value)
-        if values:
-            tables.append(op.flatten(values))
-    if tables:
-        plan.cached_table = pa.concat_tables(tables)
+    read = read_cached(cache_keys, op, client.cache, flatten=flatten, block_size=READ_BLOCK)
+    plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     return plan
+
+
+def identity_text(identity: dict) -> str:
+    """``canonical_json(identity)``, written directly for the common one-field plain-text identity."""
+    if len(identity) == 1:
+        ((field, value),) = identity.items()
+        plain = type(value) is str and value.isascii() and value.isprintable()
+        if plain and field.isidentifier() and '"' not in value and "\\" not in value:
+            return f'{{"{field}":"{value}"}}'
+    return canonical_json(identity)
 
 
 def run_operation(
@@ -304,7 +306,21 @@ def execute(
         reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
                   credit_types=list(per_type))
     executor.stop.raise_fatal()
+    flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
+
+
+def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outcome: list[str | None], cache) -> None:
+    """Flatten the answers this run received into the plan's rows (once) and keep their flattened copies."""
+    answered = [j for j in plan.to_fetch if outcome[j] in ("matched", "no_match")]
+    if not answered:
+        return
+    table = op.flatten([results[j] for j in answered])
+    save_answered(cache, op, [plan.cache_keys[j] for j in answered], [results[j] is not None for j in answered], table,
+                  block_size=READ_BLOCK)
+    offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
+    plan.cached_rows.update(zip(answered, range(offset, offset + len(answered)), strict=True))
+    plan.cached_table = table if plan.cached_table is None else pa.concat_tables([plan.cached_table, table])
 
 
 @dataclasses.dataclass
@@ -453,6 +469,16 @@ def host_of(client: Any) -> str | None:
     return urlsplit(str(client.settings.base_url)).hostname
 
 
+def rows_in_order(table: pa.Table, take: np.ndarray) -> pa.Table:
+    """``table.take(take)``: a slice when the rows are already in order, else one take over combined chunks
+    (a take over many chunks costs several times more than combining them first)."""
+    if len(take) == 0 or (take[0] == 0 and np.array_equal(take, np.arange(len(take)))):
+        return table.slice(0, len(take))
+    if table.column(0).num_chunks > 1:
+        table = table.combine_chunks()
+    return table.take(pa.array(take))
+
+
 def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) -> pa.Table:
     """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary.
 
@@ -460,26 +486,24 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     """
     plan, outcome, messages, summary = done.plan, done.outcome, done.messages, done.summary
     # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
-    fetched = plan.to_fetch
+    fetched = [j for j in plan.to_fetch if j not in plan.cached_rows]
     parts = [plan.cached_table] if plan.cached_table is not None else []
     parts.append(done.op.flatten([done.results[j] for j in fetched] + [None]))
     row_of = dict(plan.cached_rows)
     offset = len(row_of)
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
-    null_row = offset + len(fetched)
-    take = [row_of[j] if j >= 0 else null_row for j in plan.row_unique]
-    flat = pa.concat_tables(parts).take(pa.array(take, type=pa.int64()))
-    status: list[str] = []
-    error: list[str | None] = []
-    for j, reason in zip(plan.row_unique, prepared.reasons):
-        if j < 0:
-            status.append("invalid")
-            error.append(reason)
-        else:
-            status.append(outcome[j] or "skipped")
-            error.append(messages[j])
+    # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
+    unique = np.asarray(plan.row_unique, dtype=np.int64)
+    rows = np.full(len(plan.unique_records) + 1, offset + len(fetched), dtype=np.int64)
+    rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
+    flat = rows_in_order(pa.concat_tables(parts), rows[unique])
+    status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
+    message = np.array([*messages, None], dtype=object)[unique]
+    error = np.where(unique < 0, np.array(prepared.reasons, dtype=object), message)
+    status = status.tolist()
+    error = error.tolist()
     head: dict[str, list] = {"apollo_status": status, "apollo_error": error}
-    if done.op.review is not None:
+    if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))

@@ -53,6 +53,11 @@ INVALID_REASON = (
 )
 
 
+#: field -> the column fast path of its normaliser (None: only missing values are decided a column at a time)
+_FAST_KINDS = {"id": "id", "email": "email", "first_name": "name", "last_name": "name", "name": "name",
+               "organization_name": "name"}
+
+
 def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str | None]:
     """(record to send, identity for dedupe and cache, reason if invalid) for one row."""
     record: dict[str, str] = {}
@@ -63,6 +68,11 @@ def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str
             record[field] = value
         elif why:
             problems.append(f"{field}: {why}")
+    return identify(record, problems)
+
+
+def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, dict | None, str | None]:
+    """(record, identity, None) for a normalised record that names a person; else (None, None, reason)."""
     for field in STRONG_IDS:
         if field in record:
             return record, {field: record[field]}, None
@@ -78,20 +88,58 @@ def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str
     return None, None, INVALID_REASON + ("; " + "; ".join(problems) if problems else "")
 
 
+def _plain_columns(
+    fields: list[str], fast: list[tuple[list[str | None], list[bool]]]
+) -> tuple[list, list, list, list[str | None]] | None:
+    """(records, identities, reasons, identity texts) when every value was decided, none is missing and the
+    strongest identifier supplied is an e-mail or Apollo id: what :func:`identify` gives each row, built by
+    columns. None otherwise."""
+    strong = next((f for f in STRONG_IDS if f in fields), None)
+    if strong not in ("id", "email") or not all(all(ok) for _, ok in fast):
+        return None
+    columns = [values for values, _ in fast]
+    if any(None in values for values in columns):
+        return None
+    ids = columns[fields.index(strong)]
+    records = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
+    return records, [{strong: v} for v in ids], [None] * len(ids), [f'{{"{strong}":"{v}"}}' for v in ids]
+
+
 def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
     """Map the frame's columns and normalise every row into a bulk_match detail.
 
     A field several columns supply takes, per row, the first non-empty of them
     (see ``apollo_frames.core.columns``); the mapping is kept as ``prepared.columns``.
+    Each column is first normalised a column at a time (``normalize_fast``); a row
+    with any value that path cannot decide goes through :func:`person_record`.
     """
     mapping = resolve(frame.columns, PEOPLE, columns)
     series = mapping.values(frame)
-    prepared = Prepared([], [], [], columns=mapping)
-    for i in range(len(frame)):
-        record, identity, reason = person_record({field: values[i] for field, values in series.items()})
-        prepared.records.append(record)
-        prepared.identities.append(identity)
-        prepared.reasons.append(reason)
+    fields = list(series)
+    fast = [nz.normalize_fast(series[field], _FAST_KINDS.get(field)) for field in fields]
+    plain = _plain_columns(fields, fast)
+    if plain is not None:
+        records, identities, reasons, texts = plain
+        return Prepared(records, identities, reasons, columns=mapping, identity_texts=texts)
+    decided = [all(row) for row in zip(*(ok for _, ok in fast), strict=True)] if fields else [False] * len(frame)
+    prepared = Prepared([], [], [], columns=mapping, identity_texts=[])
+    add_record, add_identity, add_reason = prepared.records.append, prepared.identities.append, prepared.reasons.append
+    add_text = prepared.identity_texts.append  # type: ignore[union-attr]
+    rows = zip(*(v for v, _ in fast), strict=True) if fields else [()] * len(frame)
+    for i, (sure, values) in enumerate(zip(decided, rows, strict=True)):
+        text = None
+        if sure:
+            known = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+            record, identity, reason = identify(known, [])
+            if identity is not None and len(identity) == 1 and ("email" in identity or "id" in identity):
+                ((field, value),) = identity.items()
+                text = f'{{"{field}":"{value}"}}'  # the fast path's e-mails and ids need no JSON escaping
+        else:
+            record, identity, reason = person_record({field: series[field][i] for field in fields})
+        add_record(record)
+        add_identity(identity)
+        add_reason(reason)
+        add_text(text)
     return prepared
 
 

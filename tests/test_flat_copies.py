@@ -1,0 +1,229 @@
+"""Flattened copies of stored answers: used on re-runs, never in place of an answer that changed or went away."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import apollo_frames as af
+from apollo_frames.client import flat
+from apollo_frames.client.store import ResponseCache
+from apollo_frames.engine import cached
+
+
+def people_frame(sandbox, n: int) -> pd.DataFrame:
+    people = [p for p in sandbox.world.people if p.get("email")][:n]
+    return pd.DataFrame({"email": [p["email"] for p in people], "first_name": [p["first_name"] for p in people]})
+
+
+def db_of(cache_dir: Path) -> Path:
+    return cache_dir / "responses" / "cache.db"
+
+
+def count(cache_dir: Path, table: str) -> int:
+    con = sqlite3.connect(db_of(cache_dir))
+    try:
+        return con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        con.close()
+
+
+def no_raw_reads(monkeypatch) -> list[int]:
+    """Make every raw read fail loudly; returns nothing (a run that still works read copies only)."""
+    def refuse(self, keys, **kw):
+        keys = list(keys)
+        if keys:
+            raise AssertionError(f"raw answers read for {len(keys)} keys")
+        return {}
+    monkeypatch.setattr(ResponseCache, "get_many", refuse)
+    return []
+
+
+def rerun_pays_nothing_and_matches(sandbox, frame: pd.DataFrame, first: pd.DataFrame, cache_dir: Path) -> None:
+    paid = sandbox.credits_consumed
+    with sandbox.client(cache_dir=cache_dir) as client:
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert sandbox.credits_consumed == paid
+    pd.testing.assert_frame_equal(again, first)
+
+
+@pytest.fixture
+def filled(sandbox, tmp_path):
+    """A frame of 12 people with two rows repeated and one nobody, enriched once (answers and copies stored)."""
+    frame = people_frame(sandbox, 12)
+    frame = pd.concat([frame, frame.iloc[[3, 5]], pd.DataFrame({"email": ["ghost@nowhere-at-all.example"],
+                                                                  "first_name": ["G"]})], ignore_index=True)
+    with sandbox.client(cache_dir=tmp_path / "c") as client:
+        first = af.enrich_people(frame, client=client, progress=False)
+    return frame, first, tmp_path / "c"
+
+
+def test_the_fetching_run_keeps_copies_and_a_rerun_reads_only_them(sandbox, filled, monkeypatch):
+    frame, first, cache_dir = filled
+    assert count(cache_dir, "Flat") == 13 and count(cache_dir, "FlatBlock") == 1  # 12 matches and one no-match
+    paid = sandbox.credits_consumed
+    no_raw_reads(monkeypatch)
+    with sandbox.client(cache_dir=cache_dir) as client:
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert sandbox.credits_consumed == paid and again.attrs["apollo"]["cache_hits"] == 13
+    pd.testing.assert_frame_equal(again, first)
+    assert (again["apollo_status"] == "no_match").sum() == 1
+
+
+def test_another_flatten_version_rebuilds_from_the_raw_answers(sandbox, filled, monkeypatch):
+    frame, first, cache_dir = filled
+    monkeypatch.setattr(cached, "FLATTEN_VERSION", 10_000)
+    reads = []
+    original = ResponseCache.get_many
+    monkeypatch.setattr(ResponseCache, "get_many",
+                        lambda self, keys, **kw: reads.append(1) or original(self, keys, **kw))
+    with sandbox.client(cache_dir=cache_dir) as client:
+        rebuilt = af.enrich_people(frame, client=client, progress=False)
+        assert reads  # the copies of the other version were not used
+        reads.clear()
+        again = af.enrich_people(frame, client=client, progress=False)
+        assert not reads  # ... and the rebuilt ones are
+    pd.testing.assert_frame_equal(rebuilt, first)
+    pd.testing.assert_frame_equal(again, first)
+    assert count(cache_dir, "FlatBlock") == 1  # the replaced block was dropped
+
+
+@pytest.mark.parametrize("bad", ["garbage", "other schema", "row count"])
+def test_a_bad_block_is_a_miss_of_the_copy_never_a_crash(sandbox, filled, bad):
+    frame, first, cache_dir = filled
+    con = sqlite3.connect(db_of(cache_dir))
+    with con:
+        if bad == "garbage":
+            con.execute("UPDATE FlatBlock SET data = ?", (b"\xff" * 300,))
+        elif bad == "other schema":
+            con.execute("UPDATE FlatBlock SET data = ?", (flat.to_ipc(pa.table({"x": list(range(13))})),))
+        else:
+            con.execute("UPDATE FlatBlock SET rows = rows + 1")
+    con.close()
+    rerun_pays_nothing_and_matches(sandbox, frame, first, cache_dir)
+    assert count(cache_dir, "Flat") == 13 and count(cache_dir, "FlatBlock") == 1  # rebuilt from the raw answers
+
+
+def test_a_rewritten_or_removed_answer_takes_its_copy_with_it(sandbox, filled):
+    frame, first, cache_dir = filled
+    with sandbox.client(cache_dir=cache_dir) as client:
+        keys = client.cache.keys("people/bulk_match", [f'{{"email":"{frame["email"][0]}"}}'],
+                                 {"reveal_personal_emails": False, "reveal_phone_number": False})
+        assert keys[0] in client.cache
+        client.cache.set_many({keys[0]: {"id": "0" * 24, "title": "Rewritten"}}, ttl=None)
+        assert count(cache_dir, "Flat") == 12
+        again = af.enrich_people(frame, client=client, progress=False)
+        assert again["person.title"][0] == "Rewritten"
+        pd.testing.assert_frame_equal(again.iloc[1:], first.iloc[1:])
+        client.cache.clear()
+    assert count(cache_dir, "Flat") == 0 and count(cache_dir, "FlatBlock") == 0
+
+
+def test_keys_from_identity_texts_are_the_keys(tmp_path):
+    store = ResponseCache(tmp_path)
+    options = {"reveal_personal_emails": False}
+    identities = [{"email": "a@b.example"}, {"first_name": "ann", "last_name": "lée", "domain": "b.example"}]
+    texts = ['{"email":"a@b.example"}', af.client.store.canonical_json(identities[1])]
+    assert store.keys("people/bulk_match", texts, options) == [store.key("people/bulk_match", i, options)
+                                                               for i in identities]
+
+
+def test_rows_scattered_over_blocks_are_saved_together_for_the_next_run(sandbox, tmp_path, monkeypatch):
+    frame = people_frame(sandbox, 12)
+    with sandbox.client(cache_dir=tmp_path) as client:
+        af.enrich_people(frame.iloc[:6], client=client, progress=False)
+        af.enrich_people(frame.iloc[6:], client=client, progress=False)
+        assert count(tmp_path, "FlatBlock") == 2
+        mixed = frame.iloc[[6, 0]].reset_index(drop=True)
+        expected = af.enrich_people(mixed, client=client, progress=False, refresh=False)
+        assert count(tmp_path, "FlatBlock") == 3  # 2 rows read from blocks of 12 in all: kept as one block
+        loaded = []
+        original = flat.FlatCopies.load
+        monkeypatch.setattr(flat.FlatCopies, "load", lambda self, ids: loaded.append(set(ids)) or original(self, ids))
+        again = af.enrich_people(mixed, client=client, progress=False)
+    assert [len(ids) for ids in loaded] == [1]
+    pd.testing.assert_frame_equal(again, expected)
+    assert list(again["person.email"]) == list(mixed["email"])
+
+
+@pytest.mark.parametrize("identity", [
+    {"email": "a@b.example"}, {"email": 'a"b@c.example'}, {"email": "a\\b@c.example"}, {"email": "jöhn@b.example"},
+    {"email": "a\x01b@c.example"}, {"id": "5f1a2b3c4d5e6f7a8b9c0d1e"}, {"email": 5},
+    {"first_name": "ann", "last_name": "lee", "domain": "b.example"}, {"name": "ann lee", "organization_name": "x"},
+])
+def test_identity_text_is_canonical_json(identity):
+    from apollo_frames.client.store import canonical_json
+    from apollo_frames.engine.runner import identity_text
+
+    assert identity_text(identity) == canonical_json(identity)
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_copy_expires_with_its_answer(tmp_path, monkeypatch):
+    from apollo_frames.ops.people import OPERATION
+
+    clock = Clock()
+    store = ResponseCache(tmp_path, clock=clock)
+    keys = [store.key("people/bulk_match", {"email": f"p{i}@x.example"}) for i in range(5)]
+    store.set_many({k: {"id": f"{i:024x}", "title": f"T{i}"} for i, k in enumerate(keys)}, ttl=100)
+    first = cached.read_cached(keys, OPERATION, store)
+    assert first.cached == dict.fromkeys(range(5), True) and count(tmp_path, "Flat") == 5
+    no_raw_reads(monkeypatch)
+    again = cached.read_cached(keys, OPERATION, store)
+    assert again.cached == first.cached and again.table().equals(first.table())
+    monkeypatch.undo()
+    clock.now += 101
+    assert cached.read_cached(keys, OPERATION, store).cached == {}
+
+
+def test_a_copy_is_never_tied_to_an_answer_rewritten_after_it_was_read(tmp_path):
+    from apollo_frames.ops.people import OPERATION
+
+    clock = Clock()
+    store = ResponseCache(tmp_path, clock=clock)
+    key = store.key("people/bulk_match", {"email": "p@x.example"})
+    store.set_many({key: {"id": "a" * 24, "title": "Old"}}, ttl=None)
+    stamps: dict = {}
+    old = store.get_many([key], stamps=stamps)
+    clock.now += 1
+    store.set_many({key: {"id": "a" * 24, "title": "New"}}, ttl=None)
+    copies = cached.copies_for(OPERATION, store)
+    copies.save([key], stamps, [True], OPERATION.flatten([old[key]]))
+    assert count(tmp_path, "Flat") == 0  # the copy of "Old" was refused
+    read = cached.read_cached([key], OPERATION, store)
+    assert read.table().column("person.title").to_pylist() == ["New"]
+
+
+@pytest.mark.parametrize("edit", ["block = 'x'", "row = 99", "row = -1", "row = 'y'", "block = 12345"])
+def test_a_hand_edited_reference_is_a_miss_of_the_copy(sandbox, filled, edit):
+    frame, first, cache_dir = filled
+    con = sqlite3.connect(db_of(cache_dir))
+    with con:
+        con.execute(f"UPDATE Flat SET {edit}")
+    con.close()
+    rerun_pays_nothing_and_matches(sandbox, frame, first, cache_dir)
+
+
+def test_prune_takes_the_copies_and_their_blocks(sandbox, filled):
+    from apollo_frames.client import store_admin
+
+    _, _, cache_dir = filled
+    with ResponseCache(cache_dir) as store:
+        assert store_admin.prune(store, older_than=0, now=store.clock.time() + 1) >= 13
+    assert count(cache_dir, "Flat") == 0 and count(cache_dir, "FlatBlock") == 0
