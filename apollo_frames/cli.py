@@ -308,7 +308,7 @@ def cmd_estimate(args) -> int:
     from apollo_frames.sandbox import client_for
 
     spec = registry.get(args.op)
-    options = {"reveal_phone_number": True} if args.reveal_phone_number else {}
+    options: dict[str, Any] = {"reveal_phone_number": True} if args.reveal_phone_number else {}
     if args.reveal_phone_number and "reveal_phone_number" not in spec.options:
         raise UsageError(f"--reveal-phone-number does not apply to --op {args.op}")
     src, columns = _existing(args.input), _parse_map(args.map)

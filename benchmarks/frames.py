@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-import apollo_frames
 from apollo_frames import ApolloClient
 from apollo_frames.core import schema
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig, build_world
@@ -40,7 +39,9 @@ def bench_polars(tmp: Path, quick: bool) -> Result:
     sb = Sandbox(SandboxConfig(n_orgs=10))  # answers nothing useful: every row must come from the cache
     with sandbox_client(sb, cache_dir) as client:
         with_pandas, pd_s, _ = _timed(lambda: apollo_frames.enrich_people(frame, client=client, progress=False))
-        with_polars, pl_s, _ = _timed(lambda: polars_frame.apollo.enrich_people(client=client, progress=False))
+        with_polars, pl_s, _ = _timed(
+            lambda: polars_frame.apollo.enrich_people(client=client, progress=False)  # type: ignore[attr-defined]
+        )
     same = pl.from_pandas(with_pandas.reset_index(drop=True)).equals(with_polars)
     r.add("enrich_people, pandas frame (all cached)", f"{pd_s:.2f} s, {n / pd_s:,.0f} rows/s")
     r.add("enrich_people, Polars frame (all cached)", f"{pl_s:.2f} s, {n / pl_s:,.0f} rows/s")

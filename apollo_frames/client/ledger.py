@@ -163,7 +163,9 @@ class Ledger:
                     raise
                 time.sleep(0.05)
         if str(mode).lower() != "wal":  # e.g. a filesystem without shared memory
-            warnings.warn(f"credit ledger {self.path} could not use WAL mode (got {mode!r}); writes may wait longer")
+            warnings.warn(f"credit ledger {self.path} could not use WAL mode (got {mode!r}); writes may wait longer",
+                stacklevel=2,
+            )
         conn.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             conn.execute("BEGIN IMMEDIATE")
@@ -210,19 +212,25 @@ class Ledger:
             cursor = self._connection().execute(sql, params)
             return int(cursor.lastrowid or 0)
 
-    def begin(
-        self, *, run_id: str, operation: str, endpoint: str, records_sent: int, worst_credits: float
-    ) -> int:
+    def begin(self, *, run_id: str, operation: str, endpoint: str, records_sent: int, worst_credits: float) -> int:
         """Write a request as sent, before it leaves, with the most it can cost; returns its id for :meth:`settle`."""
         return self._write(
             "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
             "http_status, state, worst_credits, pid) VALUES (?, ?, ?, ?, ?, 0, 0, NULL, 'sent', ?, ?)",
-            (self.clock.time(), str(run_id), str(operation), str(endpoint), int(records_sent), float(worst_credits),
-             os.getpid()),
+            (
+                self.clock.time(),
+                str(run_id),
+                str(operation),
+                str(endpoint),
+                int(records_sent),
+                float(worst_credits),
+                os.getpid(),
+            ),
         )
 
-    def settle(self, entry_id: int, *, credits: float, status: int | None, records_matched: int = 0,
-               unverified: bool = False) -> None:
+    def settle(
+        self, entry_id: int, *, credits: float, status: int | None, records_matched: int = 0, unverified: bool = False
+    ) -> None:
         """Settle a request written by :meth:`begin` with the server's figure (0 credits when it failed).
 
         ``unverified``: the server's figure was not believable, so ``credits`` is the worst case.
@@ -230,8 +238,14 @@ class Ledger:
         self._write(
             "UPDATE spend SET state = 'settled', credits = ?, http_status = ?, records_matched = ?, settled_at = ?, "
             "unverified = ? WHERE id = ?",
-            (float(credits), None if status is None else int(status), int(records_matched), self.clock.time(),
-             int(bool(unverified)), int(entry_id)),
+            (
+                float(credits),
+                None if status is None else int(status),
+                int(records_matched),
+                self.clock.time(),
+                int(bool(unverified)),
+                int(entry_id),
+            ),
         )
 
     def record(
@@ -255,9 +269,20 @@ class Ledger:
             "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
             "http_status, state, worst_credits, pid, settled_at, unverified) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?)",
-            (now, str(run_id), str(operation), str(endpoint), int(records_sent), int(records_matched),
-             float(credits), None if status is None else int(status), float(credits), os.getpid(), now,
-             int(bool(unverified))),
+            (
+                now,
+                str(run_id),
+                str(operation),
+                str(endpoint),
+                int(records_sent),
+                int(records_matched),
+                float(credits),
+                None if status is None else int(status),
+                float(credits),
+                os.getpid(),
+                now,
+                int(bool(unverified)),
+            ),
         )
 
     def note_meter(self, *, run_id: str, operation: str, ledger_credits: float, meter_change: float) -> None:
@@ -265,21 +290,26 @@ class Ledger:
         self._write(
             "INSERT INTO meter_checks (time, run_id, operation, ledger_credits, meter_change, drift) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (self.clock.time(), str(run_id), str(operation), float(ledger_credits), float(meter_change),
-             float(meter_change) - float(ledger_credits)),
+            (
+                self.clock.time(),
+                str(run_id),
+                str(operation),
+                float(ledger_credits),
+                float(meter_change),
+                float(meter_change) - float(ledger_credits),
+            ),
         )
 
     def meter_checks(self) -> pd.DataFrame:
         """Every recorded meter check, oldest first (time in UTC)."""
-        rows = self._query("SELECT time, run_id, operation, ledger_credits, meter_change, drift FROM meter_checks "
-                           "ORDER BY time")
+        rows = self._query(
+            "SELECT time, run_id, operation, ledger_credits, meter_change, drift FROM meter_checks ORDER BY time"
+        )
         frame = pd.DataFrame(rows, columns=["time", "run_id", "operation", "ledger_credits", "meter_change", "drift"])
         frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
         return frame
 
-    def note_limits(
-        self, endpoint: str, readings: Mapping[str, WindowReading], *, source: str = "headers"
-    ) -> None:
+    def note_limits(self, endpoint: str, readings: Mapping[str, WindowReading], *, source: str = "headers") -> None:
         """Remember the latest limit/left per window for ``endpoint``.
 
         ``readings`` is ``parse_rate_headers(response.headers)``. An empty dict
@@ -322,10 +352,12 @@ class Ledger:
             "CASE WHEN state = 'sent' THEN COALESCE(worst_credits, credits) ELSE credits END, http_status, run_id, "
             f"CASE WHEN state = 'sent' THEN '{IN_DOUBT}' ELSE '{SETTLED}' END, unverified FROM spend"
         )
-        rows = self._query(sql + (" WHERE time >= ? ORDER BY time, id" if start is not None else " ORDER BY time, id"),
-                           (start,) if start is not None else ())
-        columns: list[Any] = list(zip(*rows)) if rows else [() for _ in FRAME_COLUMNS]
-        data = dict(zip(FRAME_COLUMNS, columns))
+        rows = self._query(
+            sql + (" WHERE time >= ? ORDER BY time, id" if start is not None else " ORDER BY time, id"),
+            (start,) if start is not None else (),
+        )
+        columns: list[Any] = list(zip(*rows, strict=False)) if rows else [() for _ in FRAME_COLUMNS]
+        data = dict(zip(FRAME_COLUMNS, columns, strict=False))
         return pd.DataFrame(
             {
                 "time": pd.to_datetime(pd.Series(data["time"], dtype="float64"), unit="s", utc=True),
@@ -343,7 +375,7 @@ class Ledger:
 
     def in_doubt(self) -> tuple[int, float]:
         """(requests sent and never settled, their worst-case credits)."""
-        (count, worst), = self._query(
+        ((count, worst),) = self._query(
             "SELECT COUNT(*), COALESCE(SUM(COALESCE(worst_credits, credits)), 0) FROM spend WHERE state = 'sent'"
         )
         return int(count), float(worst)
@@ -353,8 +385,10 @@ class Ledger:
         count, worst = self.in_doubt()
         if not count:
             return None
-        return (f"ledger: {count} request(s) in doubt (sent, never answered: a killed run?), up to {worst:g} "
-                f"credits the server may have charged; see apollo_frames.ledger() (status == 'in_doubt')")
+        return (
+            f"ledger: {count} request(s) in doubt (sent, never answered: a killed run?), up to {worst:g} "
+            f"credits the server may have charged; see apollo_frames.ledger() (status == 'in_doubt')"
+        )
 
     def limits(self) -> dict[str, dict[str, dict[str, Any]]]:
         """``{endpoint: {window: {"limit", "usage", "left", "seen_at", "source"}}}``; limit None = unlimited."""
@@ -363,7 +397,9 @@ class Ledger:
             "SELECT endpoint, window, limit_value, usage, left_value, seen_at, source FROM limits ORDER BY endpoint"
         )
         order = {w: i for i, w in enumerate(WINDOWS)}
-        for endpoint, window, limit, usage, left, seen_at, source in sorted(rows, key=lambda r: (r[0], order.get(r[1], 9))):
+        for endpoint, window, limit, usage, left, seen_at, source in sorted(
+            rows, key=lambda r: (r[0], order.get(r[1], 9))
+        ):
             found.setdefault(endpoint, {})[window] = {
                 "limit": limit,
                 "usage": usage,
@@ -375,9 +411,10 @@ class Ledger:
 
     def match_rate(self, operation: str) -> tuple[float, int] | None:
         """(records matched / records sent, records sent) over every recorded batch of ``operation``."""
-        (sent, matched), = self._query(
+        ((sent, matched),) = self._query(
             "SELECT COALESCE(SUM(records_sent), 0), COALESCE(SUM(records_matched), 0) FROM spend "
-            "WHERE operation = ? AND state = 'settled' AND (http_status IS NULL OR (http_status >= 200 AND http_status < 400))",
+            "WHERE operation = ? AND state = 'settled' "
+            "AND (http_status IS NULL OR (http_status >= 200 AND http_status < 400))",
             (operation,),
         )
         if not sent:
@@ -392,5 +429,5 @@ class Ledger:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        (total,), = self._query("SELECT COALESCE(SUM(credits), 0) FROM spend" + where, tuple(params))
+        ((total,),) = self._query("SELECT COALESCE(SUM(credits), 0) FROM spend" + where, tuple(params))
         return float(total)

@@ -183,8 +183,8 @@ class RateLimiter:
         *,
         clock: Clock = SYSTEM_CLOCK,
     ):
-        self._limits = dict(zip(WINDOWS, limits))
-        self._lengths = dict(zip(WINDOWS, window_seconds))
+        self._limits = dict(zip(WINDOWS, limits, strict=False))
+        self._lengths = dict(zip(WINDOWS, window_seconds, strict=False))
         self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
@@ -201,9 +201,7 @@ class RateLimiter:
     def _bucket(self, endpoint: str) -> _Bucket:
         bucket = self._buckets.get(endpoint)
         if bucket is None:
-            windows = {
-                name: _Window(name, self._lengths[name], self._limits[name]) for name in WINDOWS
-            }
+            windows = {name: _Window(name, self._lengths[name], self._limits[name]) for name in WINDOWS}
             bucket = self._buckets[endpoint] = _Bucket(windows)
         return bucket
 
@@ -319,7 +317,9 @@ class RateLimiter:
             if target is not None:
                 target.spent = True
                 # Apollo's own hint wins over our estimate of the window's reset.
-                target.reset_at = now + seconds if retry_after is not None else max(target.reset_at or 0.0, now + seconds)
+                target.reset_at = (
+                    now + seconds if retry_after is not None else max(target.reset_at or 0.0, now + seconds)
+                )
             if now + seconds > bucket.paused_until:
                 bucket.paused_until = now + seconds
                 bucket.paused_window = window

@@ -89,7 +89,9 @@ def reason_of(exc: BaseException) -> str | None:
     """``"full"``, ``"read_only"``, ``"corrupt"``, ``"failed"`` for a storage failure; None if it is not one."""
     if isinstance(exc, OSError):
         return _ERRNO_REASON.get(exc.errno or 0, "failed")
-    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, (sqlite3.ProgrammingError, sqlite3.IntegrityError)):
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(
+        exc, (sqlite3.ProgrammingError, sqlite3.IntegrityError)
+    ):
         return None
     text = str(exc).lower()
     for reason, needles in (("full", _FULL), ("io", _IO), ("read_only", _READ_ONLY), ("corrupt", _CORRUPT)):
@@ -110,8 +112,14 @@ def storage_error(exc: BaseException, path: Path, what: str, reason: str, remedy
         "failed": "check the disk and the folder's permissions",
         "busy": "another process kept it locked too long; run again when it is done",
     }[reason]
-    label = {"full": "disk full", "read_only": "read-only", "corrupt": "corrupt or not a database",
-             "io": "write failed", "failed": "storage failure", "busy": "locked"}[reason]
+    label = {
+        "full": "disk full",
+        "read_only": "read-only",
+        "corrupt": "corrupt or not a database",
+        "io": "write failed",
+        "failed": "storage failure",
+        "busy": "locked",
+    }[reason]
     return StorageError(f"{what} {path}: {label} ({exc}); {advice}", path=str(path), reason=reason)
 
 

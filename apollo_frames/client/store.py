@@ -263,13 +263,13 @@ def set_aside(db: Path) -> Path:
     target = folder / f"{db.name}.{stamp}"
     for source in database_files(db):
         if source.exists():
-            os.replace(source, folder / (target.name + source.name[len(db.name):]))
+            os.replace(source, folder / (target.name + source.name[len(db.name) :]))
     return target
 
 
 def _blocks(items: Sequence[Any], size: int = SQL_BLOCK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _marks(n: int) -> str:
@@ -344,8 +344,10 @@ class ResponseCache:
         target = set_aside(self.path)
         self.quarantined += 1
         self.quarantine_reasons["database not a SQLite database"] += 1
-        warn(f"the answer store {self.path} was not a SQLite database: moved to {target}; "
-             "its answers will be asked again")
+        warn(
+            f"the answer store {self.path} was not a SQLite database: moved to {target}; "
+            "its answers will be asked again"
+        )
 
     # -- keys, reads, writes -------------------------------------------------------------------
 
@@ -402,7 +404,9 @@ class ResponseCache:
         expire = None if ttl is None else now + ttl
         self.write_entries([(key, data, now, expire) for key, data in items.items()])
 
-    def write_entries(self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False) -> int:
+    def write_entries(
+        self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False
+    ) -> int:
         """Store (key, answer, stored_at, expires_at) entries in one transaction; returns how many were written.
 
         ``newer_only``: an entry already stored more recently is kept (import).
@@ -460,8 +464,10 @@ class ResponseCache:
         if quiet:
             return
         reasons = ", ".join(f"{n} {r}" for r, n in Counter(r for _, _, r, _ in bad).most_common())
-        warn(f"{len(bad)} stored answer(s) in {self.path} could not be trusted ({reasons}): set aside and "
-             "treated as not cached; `apollo-frames cache verify` checks the whole store")
+        warn(
+            f"{len(bad)} stored answer(s) in {self.path} could not be trusted ({reasons}): set aside and "
+            "treated as not cached; `apollo-frames cache verify` checks the whole store"
+        )
 
     def stats(self) -> StoreStats:
         """Entries, size on disk, oldest/newest entry, quarantined (ever / by this object), live leases."""
@@ -469,8 +475,9 @@ class ResponseCache:
         ((quarantined,),) = self._rows("SELECT COUNT(*) FROM Quarantine")
         ((leases,),) = self._rows("SELECT COUNT(*) FROM Claims WHERE expires > ?", [self.clock.time()])
         size = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file() and "quarantine" not in f.parts)
-        return StoreStats(str(self.directory), int(entries), size, oldest, newest, int(quarantined),
-                          self.quarantined, int(leases))
+        return StoreStats(
+            str(self.directory), int(entries), size, oldest, newest, int(quarantined), self.quarantined, int(leases)
+        )
 
     # -- leases across processes ---------------------------------------------------------------
 
@@ -500,7 +507,9 @@ class ResponseCache:
         wanted = list(dict.fromkeys(keys))
         with self.transaction() as con:
             for block in _blocks(wanted):
-                con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})", (self.owner, *block))
+                con.execute(
+                    f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})", (self.owner, *block)
+                )
 
     def held_by_others(self, keys: Iterable[str]) -> list[str]:
         """Those of ``keys`` another owner holds a live lease on."""

@@ -159,7 +159,7 @@ class FieldTable:
             return None
         text = name.strip()
         if text.lower().startswith(prefix) and len(text) > len(prefix):
-            return prefix + text[len(prefix):]
+            return prefix + text[len(prefix) :]
         return None
 
     def accepts(self, name: object) -> bool:
@@ -222,7 +222,9 @@ PEOPLE = FieldTable(
         )),
         FieldSpec("organization_name", _COMPANY + ("person.organization.name",)),
         FieldSpec("domain", _DOMAIN + ("person.organization.primary_domain",)),
-        FieldSpec("id", ("Apollo ID", "Apollo Person ID", "apollo_person_id", "person_id", "person.id"), by_own_name=False),
+        FieldSpec(
+            "id", ("Apollo ID", "Apollo Person ID", "apollo_person_id", "person_id", "person.id"), by_own_name=False
+        ),
         FieldSpec("linkedin_url", _LINKEDIN),
     ),
 )  # fmt: skip
@@ -329,7 +331,7 @@ def coalesce(columns: Sequence[Sequence[Any]]) -> list[Any]:
     if len(columns) == 1:
         return list(columns[0])
     out = []
-    for values in zip(*columns):
+    for values in zip(*columns, strict=False):
         out.append(next((v for v in values if not is_missing(v)), values[0]))
     return out
 
@@ -513,7 +515,9 @@ def _choose(
         else:
             used = _rank(field, candidates, table, ignored, error) if candidates else []
             how = PREFIX if spec is None else None
-            choices += [Choice(c.label, field, i, how or (TOOLKIT if c.toolkit else ALIAS)) for i, c in enumerate(used, 1)]
+            choices += [
+                Choice(c.label, field, i, how or (TOOLKIT if c.toolkit else ALIAS)) for i, c in enumerate(used, 1)
+            ]
             if used and group is not None:
                 groups.setdefault(group, field)
             continue
@@ -523,9 +527,7 @@ def _choose(
 
 
 def _nothing_recognised(labels: Sequence[object], table: FieldTable, error: type[Exception]) -> Exception:
-    examples = "; ".join(
-        f"{f.name} ({_names(f.aliases[:3]) if f.aliases else repr(f.name)})" for f in table.fields
-    )
+    examples = "; ".join(f"{f.name} ({_names(f.aliases[:3]) if f.aliases else repr(f.name)})" for f in table.fields)
     example = "email" if "email" in table.names else table.names[0]
     return error(
         f"no column of the frame can be used as {table.purpose}: none of its columns ({_shown(labels)}) was "

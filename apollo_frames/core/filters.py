@@ -65,7 +65,19 @@ KINDS = (PEOPLE, ORGS)
 ENDPOINTS = {PEOPLE: "mixed_people/api_search", ORGS: "mixed_companies/search"}
 
 #: Documented values of person_seniorities (docs/API_NOTES.md §6).
-SENIORITIES = ("owner", "founder", "c_suite", "partner", "vp", "head", "director", "manager", "senior", "entry", "intern")
+SENIORITIES = (
+    "owner",
+    "founder",
+    "c_suite",
+    "partner",
+    "vp",
+    "head",
+    "director",
+    "manager",
+    "senior",
+    "entry",
+    "intern",
+)
 SENIORITY_ALIASES = {
     "csuite": "c_suite",
     "c_level": "c_suite",
@@ -100,7 +112,9 @@ class FilterError(ApolloError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class FilterSpec:
     name: str
-    type: str  # text_list | text | flag | seniorities | employee_ranges | money_range | int_range | date_range | domains | ids | email_statuses
+    #: text_list | text | flag | seniorities | employee_ranges | money_range | int_range | date_range | domains
+    #: | ids | email_statuses
+    type: str
     kinds: tuple[str, ...]
 
 
@@ -179,7 +193,8 @@ def resolve_name(name: str, kind: str) -> str:
     base, _ = _base_name(name)
     if base in RESERVED:
         raise FilterError(
-            f"{base!r} is not a filter: the toolkit pages through results itself. Use max_results to say how many you want."
+            f"{base!r} is not a filter: the toolkit pages through results itself. "
+            "Use max_results to say how many you want."
         )
     spec = CATALOGUE.get(base)
     if spec is not None and kind in spec.kinds:
@@ -188,7 +203,8 @@ def resolve_name(name: str, kind: str) -> str:
     where = ENDPOINTS[kind]
     if spec is not None:
         raise FilterError(
-            f"{base!r} is {'a people' if other == PEOPLE else 'an organization'} search filter; {where} does not take it "
+            f"{base!r} is {'a people' if other == PEOPLE else 'an organization'} search filter; "
+            f"{where} does not take it "
             f"(Apollo would ignore it and return an unfiltered page). Valid filters here: {', '.join(names_for(kind))}."
         )
     close = difflib.get_close_matches(base, names_for(kind), n=1, cutoff=0.5) or difflib.get_close_matches(
@@ -272,7 +288,9 @@ def _seniorities(name: str, value: Any) -> list[str]:
         if key not in SENIORITIES:
             close = difflib.get_close_matches(key, SENIORITIES, n=1, cutoff=0.4)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise FilterError(f"{name}: {item!r} is not an Apollo seniority.{hint} Use one of {', '.join(SENIORITIES)}.")
+            raise FilterError(
+                f"{name}: {item!r} is not an Apollo seniority.{hint} Use one of {', '.join(SENIORITIES)}."
+            )
         out.add(key)
     return sorted(out, key=SENIORITIES.index)
 
@@ -341,7 +359,11 @@ def _date_bound(name: str, value: Any) -> str | None:
     if isinstance(value, str):
         text = value.strip()
         try:
-            return _dt.date.fromisoformat(text[:10]).isoformat() if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", text) else _bad_date(name, value)
+            return (
+                _dt.date.fromisoformat(text[:10]).isoformat()
+                if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", text)
+                else _bad_date(name, value)
+            )
         except ValueError:
             return _bad_date(name, value)
     raise TypeError(f"{name}: a bound must be a date (YYYY-MM-DD), got {type(value).__name__} {value!r}")
@@ -408,8 +430,10 @@ def _employee_ranges(name: str, value: Any) -> list[str]:
     if _is_blank(value):
         return []
     # One range given as a pair of numbers, or several as a list of pairs / strings.
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool)) for v in value
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool)) for v in value)
     ):
         items: list[Any] = [tuple(value)]
     elif isinstance(value, Mapping):
@@ -524,7 +548,8 @@ def validate_filters(kind: str, filters: Mapping[str, Any], *, allow_empty: bool
             if allow_empty:
                 continue
             raise FilterError(
-                f"{name} is blank ({grouped[name]!r}); leave it out, or give a value — a blank filter would widen the search"
+                f"{name} is blank ({grouped[name]!r}); leave it out, or give a value — "
+                "a blank filter would widen the search"
             )
         query[name] = value
     return query
@@ -550,7 +575,9 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "organization_locations", "organization_location", "company_location", "hq_location", "headquarters",
     ),
     "q_keywords": ("q_keywords", "keywords", "keyword"),
-    "q_organization_name": ("q_organization_name", "company", "company_name", "organization_name", "org.name", "account_name"),
+    "q_organization_name": (
+        "q_organization_name", "company", "company_name", "organization_name", "org.name", "account_name",
+    ),
     "q_organization_keyword_tags": ("q_organization_keyword_tags", "keyword_tags", "industry_tags"),
     "organization_num_employees_ranges": (
         "organization_num_employees_ranges", "employee_range", "employees_range", "employee_ranges", "headcount_range",

@@ -52,7 +52,9 @@ def confirm_spend(
         if answer is not None:
             if str(answer).strip().lower() in ("y", "yes"):
                 return
-            raise BudgetExceededError(f"{spend}; not confirmed, nothing was sent. {_how_to_proceed(credits_max, threshold)}")
+            raise BudgetExceededError(
+                f"{spend}; not confirmed, nothing was sent. {_how_to_proceed(credits_max, threshold)}"
+            )
     raise BudgetExceededError(
         f"{spend}, and this session cannot ask for confirmation (not interactive); nothing was sent. "
         + _how_to_proceed(credits_max, threshold)

@@ -36,7 +36,9 @@ def interactive(stream: Any = None) -> bool:
     return _in_notebook() or _is_terminal(stream)
 
 
-def progress_bar(*, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "rec", enabled: bool = True):
+def progress_bar(
+    *, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "rec", enabled: bool = True
+):
     """A tqdm bar; silent when not ``enabled`` or when nobody watches (CI, cron, a log file gets no redraws)."""
     if not (enabled and interactive(sys.stderr)):
         from tqdm import tqdm

@@ -220,8 +220,18 @@ def run_operation(
     ``run_id``: the ledger's run id (a streaming file run passes one for all its chunks).
     """
     done = execute(
-        len(frame), prepared, op, options, client=client, max_credits=max_credits, refresh=refresh,
-        progress=progress, ledger=ledger, ttl=ttl, confirm_over=confirm_over, run_id=run_id,
+        len(frame),
+        prepared,
+        op,
+        options,
+        client=client,
+        max_credits=max_credits,
+        refresh=refresh,
+        progress=progress,
+        ledger=ledger,
+        ttl=ttl,
+        confirm_over=confirm_over,
+        run_id=run_id,
     )
     result = assemble_frame(frame, answer_columns(prepared, done, host_of(client)))
     finish(done, progress)
@@ -271,7 +281,9 @@ def execute(
     ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``max_credits``.
     ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
     """
-    check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over)
+    check_run_args(
+        client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over
+    )
     started = time.monotonic()
     run_id = run_id or uuid.uuid4().hex[:12]
     plan = plan_work(prepared, op, options, client, refresh=refresh)
@@ -286,9 +298,18 @@ def execute(
 
     bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
-    sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
-                     ttl=client.settings.cache_ttl if ttl is None else ttl, budget=budget if budget is not None else Budget(max_credits), worst=worst,
-                     bar=bar)
+    sender = _Sender(
+        op,
+        plan,
+        options,
+        client,
+        ledger=ledger if ledger is not None else client.ledger,
+        run_id=run_id,
+        ttl=client.settings.cache_ttl if ttl is None else ttl,
+        budget=budget if budget is not None else Budget(max_credits),
+        worst=worst,
+        bar=bar,
+    )
     executor = Executor.for_client(client, stop)
     requests_before = client.stats.requests
     try:
@@ -303,8 +324,14 @@ def execute(
     sender.warn_unverified()
     summary.unattributed = sender.unattributed
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
-        reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
-                  credit_types=list(per_type))
+        reconcile(
+            client,
+            meter,
+            run_id=run_id,
+            operation=op.name,
+            ledger_credits=summary.credits_consumed,
+            credit_types=list(per_type),
+        )
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
@@ -316,8 +343,14 @@ def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outc
     if not answered:
         return
     table = op.flatten([results[j] for j in answered])
-    save_answered(cache, op, [plan.cache_keys[j] for j in answered], [results[j] is not None for j in answered], table,
-                  block_size=READ_BLOCK)
+    save_answered(
+        cache,
+        op,
+        [plan.cache_keys[j] for j in answered],
+        [results[j] is not None for j in answered],
+        table,
+        block_size=READ_BLOCK,
+    )
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
     plan.cached_rows.update(zip(answered, range(offset, offset + len(answered)), strict=True))
     plan.cached_table = table if plan.cached_table is None else pa.concat_tables([plan.cached_table, table])
@@ -340,8 +373,20 @@ class _Answer:
 class _Sender:
     """The send half of one :func:`execute`: batches within the budget, each answer cached and recorded."""
 
-    def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
-                 budget: Budget, worst: float, bar: Any):
+    def __init__(
+        self,
+        op: Operation,
+        plan: Plan,
+        options: dict,
+        client,
+        *,
+        ledger,
+        run_id: str,
+        ttl: float | None,
+        budget: Budget,
+        worst: float,
+        bar: Any,
+    ):
         self.op, self.plan, self.options, self.client = op, plan, options, client
         self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
         n = len(plan.unique_records)
@@ -393,7 +438,7 @@ class _Sender:
         """Cache the answers (under their aliases too), fan them into the results, record the call."""
         op, cache = self.op, self.client.cache
         entries: dict[str, dict | None] = {}
-        for n, (j, value) in enumerate(zip(batch, answer.results)):
+        for n, (j, value) in enumerate(zip(batch, answer.results, strict=False)):
             if n in answer.errors:  # answered, but not for sure: nothing cached, the row says why
                 self.outcome[j], self.messages[j] = "error", answer.errors[n]
                 continue
@@ -424,9 +469,16 @@ class _Sender:
 
     def _record(self, batch: list[int], matched: int, credits: float, status: int, *, unverified: bool = False) -> None:
         if self.ledger is not None:
-            self.ledger.record(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
-                               records_sent=len(batch), records_matched=matched, credits=credits, status=status,
-                               unverified=unverified)
+            self.ledger.record(
+                run_id=self.run_id,
+                operation=self.op.name,
+                endpoint=self.op.endpoint,
+                records_sent=len(batch),
+                records_matched=matched,
+                credits=credits,
+                status=status,
+                unverified=unverified,
+            )
 
     def warn_unverified(self) -> None:
         """One warning for the batches whose credit figure was not believed (counted at their worst case)."""
@@ -434,7 +486,8 @@ class _Sender:
             shown = ", ".join(repr(v) for v in self.unverified[:3]) + (", ..." if len(self.unverified) > 3 else "")
             warn(
                 f"{self.op.name}: Apollo reported credits_consumed {shown} for {len(self.unverified)} batch(es): not a "
-                f"number from 1 per record returned to the batch's worst case. Each was counted at its worst case ({self.worst:g} credits "
+                f"number from 1 per record returned to the batch's worst case. Each was counted at its worst case "
+                f"({self.worst:g} credits "
                 "per record) against max_credits and recorded in the ledger flagged unverified."
             )
 

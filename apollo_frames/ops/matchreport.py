@@ -61,8 +61,10 @@ class MatchReport:
         return "MatchReport\n" + "\n".join(f"  {a.ljust(width)}  {b}" for a, b in lines)
 
     def _repr_html_(self) -> str:
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>"
-                        for a, b in self.lines())
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>"
+            for a, b in self.lines()
+        )
         return f"<table><caption style='text-align:left'><b>Match report</b></caption>{cells}</table>"
 
     def plot(self, ax: Any = None) -> Any:
@@ -85,7 +87,9 @@ def _rates(status: list[str | None], kinds: list[str]) -> dict[str, dict[str, fl
     """Identifier kind -> rows sent (not invalid, skipped or failed), matched, match rate."""
     by_kind: dict[str, dict[str, float]] = {}
     for kind in KINDS:
-        picked = [s for s, k in zip(status, kinds, strict=True) if k == kind and s not in ("invalid", "skipped", "error")]
+        picked = [
+            s for s, k in zip(status, kinds, strict=True) if k == kind and s not in ("invalid", "skipped", "error")
+        ]
         if picked:
             matched = sum(s in ("matched", "conflict") for s in picked)
             by_kind[kind] = {"rows": len(picked), "matched": matched, "match_rate": matched / len(picked)}
@@ -113,8 +117,9 @@ def match_report(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> 
     return MatchReport(
         rows=len(frame),
         by_kind=_rates(status, kinds),
-        no_match_reasons=_top([e or f"nobody matched the {k}"
-                               for s, e, k in zip(status, errors, kinds, strict=True) if s == "no_match"]),
+        no_match_reasons=_top(
+            [e or f"nobody matched the {k}" for s, e, k in zip(status, errors, kinds, strict=True) if s == "no_match"]
+        ),
         invalid_reasons=_top([e for s, e in zip(status, errors, strict=True) if s == "invalid"]),
         flags={f: flags.get(f, 0) for f in FLAGS},
         statuses=dict(Counter(str(s) for s in status).most_common()),

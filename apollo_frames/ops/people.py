@@ -54,8 +54,14 @@ INVALID_REASON = (
 
 
 #: field -> the column fast path of its normaliser (None: only missing values are decided a column at a time)
-_FAST_KINDS = {"id": "id", "email": "email", "first_name": "name", "last_name": "name", "name": "name",
-               "organization_name": "name"}
+_FAST_KINDS = {
+    "id": "id",
+    "email": "email",
+    "first_name": "name",
+    "last_name": "name",
+    "name": "name",
+    "organization_name": "name",
+}
 
 
 def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str | None]:
@@ -80,7 +86,9 @@ def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, 
     has_org = "domain" in record or "organization_name" in record
     if has_name and has_org:
         identity = {
-            k: record[k].casefold() for k in ("first_name", "last_name", "name", "domain", "organization_name") if k in record
+            k: record[k].casefold()
+            for k in ("first_name", "last_name", "name", "domain", "organization_name")
+            if k in record
         }
         return record, identity, None
     if has_name:
@@ -338,19 +346,28 @@ OPERATION = Operation(
 )
 
 
-def people_options(reveal_personal_emails: bool = False, reveal_phone_number: bool = False,
-                   webhook_url: str | None = None, waterfall: bool = False) -> dict:
+def people_options(
+    reveal_personal_emails: bool = False,
+    reveal_phone_number: bool = False,
+    webhook_url: str | None = None,
+    waterfall: bool = False,
+) -> dict:
     """Validate the reveal options; they are part of the cache key (webhook_url is not).
 
     Phones and waterfall results arrive later: at ``webhook_url`` when given, else by polling
     (``poll_only``; see :mod:`apollo_frames.ops.phones`).
     """
-    flags = (("reveal_personal_emails", reveal_personal_emails), ("reveal_phone_number", reveal_phone_number),
-             ("waterfall", waterfall))
+    flags = (
+        ("reveal_personal_emails", reveal_personal_emails),
+        ("reveal_phone_number", reveal_phone_number),
+        ("waterfall", waterfall),
+    )
     for name, value in flags:
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
-    if webhook_url is not None and (not isinstance(webhook_url, str) or not webhook_url.startswith(("https://", "http://"))):
+    if webhook_url is not None and (
+        not isinstance(webhook_url, str) or not webhook_url.startswith(("https://", "http://"))
+    ):
         raise ValueError(f"webhook_url must be an http(s) URL, got {webhook_url!r}")
     options = {"reveal_personal_emails": reveal_personal_emails, "reveal_phone_number": reveal_phone_number}
     if waterfall:  # only then, so the cache keys of runs without it stay what they were
@@ -426,8 +443,16 @@ def enrich_people(
     )
     with client_scope(client) as api:
         return run_operation(
-            frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
-            progress=progress, ledger=ledger, confirm_over=confirm_over,
+            frame,
+            prepared,
+            op,
+            options,
+            client=api,
+            max_credits=max_credits,
+            refresh=refresh,
+            progress=progress,
+            ledger=ledger,
+            confirm_over=confirm_over,
         )
 
 
@@ -440,13 +465,20 @@ def _with_webhook(webhook_url: str) -> Operation:
     return dataclasses.replace(OPERATION, build_payload=payload)
 
 
-SPEC = register(Spec(
-    name="enrich_people",
-    kind="enrich",
-    function=enrich_people,
-    job=people_job,
-    options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict", "waterfall"),
-    schema=_schema,
-    commands=(Command("enrich-people", "enrich a table of people (people/bulk_match)",
-                      flags=("reveal_phone_number", "waterfall")),),
-))
+SPEC = register(
+    Spec(
+        name="enrich_people",
+        kind="enrich",
+        function=enrich_people,
+        job=people_job,
+        options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict", "waterfall"),
+        schema=_schema,
+        commands=(
+            Command(
+                "enrich-people",
+                "enrich a table of people (people/bulk_match)",
+                flags=("reveal_phone_number", "waterfall"),
+            ),
+        ),
+    )
+)

@@ -194,10 +194,20 @@ class Field(FieldSpec):
     update_as: str | None = None
 
 
-def _f(name: str, aliases: tuple[str, ...] = (), kind: str = "text", create_as: str | None = "=",
-       update_as: str | None = "=") -> Field:
-    return Field(name, tuple(aliases), kind=kind, create_as=name if create_as == "=" else create_as,
-                 update_as=name if update_as == "=" else update_as)
+def _f(
+    name: str,
+    aliases: tuple[str, ...] = (),
+    kind: str = "text",
+    create_as: str | None = "=",
+    update_as: str | None = "=",
+) -> Field:
+    return Field(
+        name,
+        tuple(aliases),
+        kind=kind,
+        create_as=name if create_as == "=" else create_as,
+        update_as=name if update_as == "=" else update_as,
+    )
 
 
 def _id_field(kind: str) -> Field:
@@ -291,8 +301,20 @@ CONTACTS = Target(
     needs_master_key=False,
     key_hint="contacts are matched on their email, so every row needs one",
     reconcile_hint="search contacts by email (POST contacts/search with q_keywords=<email>)",
-    bulk_update_fields=frozenset({"owner_id", "email", "organization_name", "title", "first_name", "last_name",
-                                  "account_id", "present_raw_address", "linkedin_url", "typed_custom_fields"}),
+    bulk_update_fields=frozenset(
+        {
+            "owner_id",
+            "email",
+            "organization_name",
+            "title",
+            "first_name",
+            "last_name",
+            "account_id",
+            "present_raw_address",
+            "linkedin_url",
+            "typed_custom_fields",
+        }
+    ),
 )
 ACCOUNTS = Target(
     operation="push_accounts",
@@ -312,10 +334,17 @@ ACCOUNTS = Target(
 # -- columns -------------------------------------------------------------------------------------
 
 
-def push_columns(labels: Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None) -> ColumnMapping:
+def push_columns(
+    labels: Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None
+) -> ColumnMapping:
     """Which columns push which fields (see ``apollo_frames.core.columns``: overrides, names, coalescing)."""
-    table = FieldTable(target.operation, target.fields, open_prefix=CUSTOM_PREFIX,
-                       noun=f"an Apollo {target.singular} field", purpose=f"an Apollo {target.singular} field")
+    table = FieldTable(
+        target.operation,
+        target.fields,
+        open_prefix=CUSTOM_PREFIX,
+        noun=f"an Apollo {target.singular} field",
+        purpose=f"an Apollo {target.singular} field",
+    )
     return resolve(labels, table, overrides)
 
 
@@ -333,7 +362,7 @@ def resolve_push_columns(
     custom: dict[str, tuple[object, ...]] = {}
     for field, cols in mapping.fields.items():
         if field.startswith(CUSTOM_PREFIX):
-            custom[field[len(CUSTOM_PREFIX):]] = cols
+            custom[field[len(CUSTOM_PREFIX) :]] = cols
         else:
             fields[field] = cols
     unmapped = [label for label, why in mapping.ignored if why != LEFT_OUT and label not in _OWN_COLUMNS]
@@ -408,8 +437,10 @@ def _apollo_id(value: object) -> tuple[str | None, str | None]:
     found, _ = nz.normalize_apollo_id(text)
     if found is not None:
         return found, None
-    return None, (f"not an Apollo id ({text[:40]!r}; Apollo ids are 24 hex characters): another system's id? "
-                  f"Leave its column out with columns={{'column': None}}")
+    return None, (
+        f"not an Apollo id ({text[:40]!r}; Apollo ids are 24 hex characters): another system's id? "
+        f"Leave its column out with columns={{'column': None}}"
+    )
 
 
 _READERS: dict[str, Callable[[object], tuple[Any, str | None]]] = {
@@ -520,8 +551,10 @@ def _fill_names(target: Target, values: dict[str, Any]) -> None:
 
 def _no_key(target: Target, key_field: str) -> str:
     if key_field == "id":
-        return (f"no Apollo {target.singular} id: update mode sends each row to PATCH "
-                f"{target.plural}/{{id}}; give an 'id' column or columns={{'col': 'id'}}")
+        return (
+            f"no Apollo {target.singular} id: update mode sends each row to PATCH "
+            f"{target.plural}/{{id}}; give an 'id' column or columns={{'col': 'id'}}"
+        )
     return f"no {target.key}: {target.key_hint}"
 
 
@@ -537,6 +570,7 @@ def prepare_rows(
 
     A field with several columns takes the row's first non-empty value of them.
     """
+
     def read(cols: Sequence[object]) -> list:
         return coalesce([frame[c].tolist() for c in cols])
 
@@ -567,7 +601,7 @@ def plan_batches(rows: list[Row], labels: Sequence[str]) -> list[tuple[tuple[str
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
         groups.setdefault(row.label_set(labels), []).append(row)
-    return [(key, group[i:i + BULK_LIMIT]) for key, group in groups.items() for i in range(0, len(group), BULK_LIMIT)]
+    return [(key, group[i : i + BULK_LIMIT]) for key, group in groups.items() for i in range(0, len(group), BULK_LIMIT)]
 
 
 # -- the summary ---------------------------------------------------------------------------------
@@ -602,8 +636,20 @@ class PushSummary(Summary):
     run_id: str = ""
 
     _hidden = frozenset({"operation", "run_id", "not_pushed"})
-    _sent_only = frozenset({"created", "existing", "updated", "errors", "skipped", "sent", "api_calls", "bulk_calls",
-                            "update_calls", "bulk_update_calls"})
+    _sent_only = frozenset(
+        {
+            "created",
+            "existing",
+            "updated",
+            "errors",
+            "skipped",
+            "sent",
+            "api_calls",
+            "bulk_calls",
+            "update_calls",
+            "bulk_update_calls",
+        }
+    )
     _dry_run_only = frozenset({"would_create", "would_update", "planned_requests", "planned_requests_max"})
 
     def line(self) -> str:
@@ -612,12 +658,17 @@ class PushSummary(Summary):
                 f"{self.operation} ({self.mode}, dry run): {self.rows:,} rows, {self.would_create:,} would create, "
                 f"{self.would_update:,} would update, {self.invalid:,} invalid, {self.duplicate:,} duplicate | "
                 f"{self.planned_requests:,} requests planned"
-                + (f" (up to {self.planned_requests_max:,})" if self.planned_requests_max > self.planned_requests else "")
+                + (
+                    f" (up to {self.planned_requests_max:,})"
+                    if self.planned_requests_max > self.planned_requests
+                    else ""
+                )
                 + ", none sent"
             )
         return (
-            f"{self.operation} ({self.mode}): {self.rows:,} rows, {self.created:,} created, {self.existing:,} existing, "
-            f"{self.updated:,} updated, {self.invalid:,} invalid, {self.duplicate:,} duplicate, {self.errors:,} errors, "
+            f"{self.operation} ({self.mode}): {self.rows:,} rows, {self.created:,} created, "
+            f"{self.existing:,} existing, {self.updated:,} updated, {self.invalid:,} invalid, "
+            f"{self.duplicate:,} duplicate, {self.errors:,} errors, "
             f"{self.skipped:,} skipped | {self.sent:,} sent in {self.api_calls:,} requests "
             f"({self.bulk_calls:,} bulk, {self.bulk_update_calls:,} bulk updates, {self.update_calls:,} updates), "
             f"{self.elapsed_s:.1f} s"
@@ -671,7 +722,9 @@ def _join_value(target: Target, record: Mapping[str, Any], field: str) -> str | 
 
 def _join(target: Target, batch: list[Row], created: list[dict], existing: list[dict]) -> list[tuple[str, dict] | None]:
     """For each row of the batch: ("created"|"existing", record) or None, matched on the key, then fallbacks."""
-    records = [("created", r) for r in created if isinstance(r, dict)] + [("existing", r) for r in existing if isinstance(r, dict)]
+    records = [("created", r) for r in created if isinstance(r, dict)] + [
+        ("existing", r) for r in existing if isinstance(r, dict)
+    ]
     out: list[tuple[str, dict] | None] = [None] * len(batch)
     used: set[int] = set()
     keys: list[Any] = [_join_value(target, record, target.key) for _, record in records]
@@ -679,7 +732,9 @@ def _join(target: Target, batch: list[Row], created: list[dict], existing: list[
     for fields in target.fallback_joins:
         if all(o is not None for o in out):
             break
-        keys = [_record_fields(target, record, fields) if n not in used else None for n, (_, record) in enumerate(records)]
+        keys = [
+            _record_fields(target, record, fields) if n not in used else None for n, (_, record) in enumerate(records)
+        ]
         _join_on(records, keys, [_row_fields(row, fields) for row in batch], out, used)
     return out
 
@@ -694,8 +749,13 @@ def _row_fields(row: Row, fields: tuple[str, ...]) -> tuple | None:
     return values if all(values) else None
 
 
-def _join_on(records: list[tuple[str, dict]], record_keys: Sequence[Any], row_keys: Sequence[Any],
-             out: list[tuple[str, dict] | None], used: set[int]) -> None:
+def _join_on(
+    records: list[tuple[str, dict]],
+    record_keys: Sequence[Any],
+    row_keys: Sequence[Any],
+    out: list[tuple[str, dict] | None],
+    used: set[int],
+) -> None:
     """Fill the rows still unjoined whose key matches an unused record's (each record joins one row at most)."""
     index: dict[Any, int] = {}
     for n, key in enumerate(record_keys):
@@ -782,8 +842,18 @@ def read_bulk_update(target: Target, rows: list[Row], data: Any) -> _Updated:
 class _Pusher:
     """One push run: bulk calls and updates on the executor; each row's outcome recorded on the calling thread."""
 
-    def __init__(self, target: Target, mode: str, rows: list[Row], *, client, run_dedupe: bool,
-                 labels: Sequence[str], progress: bool, stop: StopSignal | None = None):
+    def __init__(
+        self,
+        target: Target,
+        mode: str,
+        rows: list[Row],
+        *,
+        client,
+        run_dedupe: bool,
+        labels: Sequence[str],
+        progress: bool,
+        stop: StopSignal | None = None,
+    ):
         self.target = target
         self.mode = mode
         self.rows = rows
@@ -828,8 +898,10 @@ class _Pusher:
 
     # the requests, on worker threads
     def bulk_body(self, labels: tuple[str, ...], batch: list[Row]) -> dict[str, Any]:
-        body: dict[str, Any] = {self.target.plural: [row.create_body(self.target) for row in batch],
-                                "run_dedupe": self.run_dedupe}
+        body: dict[str, Any] = {
+            self.target.plural: [row.create_body(self.target) for row in batch],
+            "run_dedupe": self.run_dedupe,
+        }
         if labels:
             body["append_label_names"] = list(labels)
         return body
@@ -850,16 +922,23 @@ class _Pusher:
         fence = _server_time(response.headers, sent_at) - CLOCK_SKEW_S if response.attempts > 1 else None
         created = data.get(f"created_{self.target.plural}") or []
         existing = data.get(f"existing_{self.target.plural}") or []
-        return [self._read(row, hit, fence) for row, hit in zip(bulk.rows, _join(self.target, bulk.rows, created, existing))]
+        return [
+            self._read(row, hit, fence)
+            for row, hit in zip(bulk.rows, _join(self.target, bulk.rows, created, existing), strict=False)
+        ]
 
     def _read(self, row: Row, hit: tuple[str, dict] | None, fence: float | None) -> _Done:
         """A row's outcome from its record in the bulk answer (``fence``: set when the batch needed a retry)."""
         target = self.target
         if hit is None:
-            return _Done(row, "error", message=(
-                f"bulk_create answered without this {target.singular} ({target.key} {row.key!r}) in created_ or "
-                f"existing_{target.plural}; search {target.plural} by {target.key} before pushing it again"
-            ))
+            return _Done(
+                row,
+                "error",
+                message=(
+                    f"bulk_create answered without this {target.singular} ({target.key} {row.key!r}) in created_ or "
+                    f"existing_{target.plural}; search {target.plural} by {target.key} before pushing it again"
+                ),
+            )
         kind, record = hit
         if kind == "existing" and fence is not None:
             created_at = _parse_time(record.get("created_at"))
@@ -900,7 +979,7 @@ class _Pusher:
         carried = self.bulk_update_ok
         bulk = [row for row in rows if carried and row.bulk_update_item(self.target, self.labels) is not None]
         alone = [row for row in rows if row not in bulk] if bulk else list(rows)
-        batches = [_Update(bulk[i:i + BULK_LIMIT], bulk=True) for i in range(0, len(bulk), BULK_LIMIT)]
+        batches = [_Update(bulk[i : i + BULK_LIMIT], bulk=True) for i in range(0, len(bulk), BULK_LIMIT)]
         return batches + _singles(alone)
 
     def send_update_task(self, task: _Update) -> _Updated:
@@ -918,8 +997,9 @@ class _Pusher:
         items = [row.bulk_update_item(target, self.labels) for row in task.rows]
         self._count("bulk_update_calls")
         try:
-            response = self.client.request("POST", target.bulk_update_path,
-                                           json={f"{target.singular}_attributes": items}, idempotent=True)
+            response = self.client.request(
+                "POST", target.bulk_update_path, json={f"{target.singular}_attributes": items}, idempotent=True
+            )
         except PermissionDeniedError as exc:
             raise self._refused(exc) from exc
         except APIStatusError as exc:
@@ -946,8 +1026,11 @@ class _Pusher:
     def run_updates(self, rows: Sequence[Row]) -> None:
         """Every update on the executor: bulk batches first; fallbacks and resends join the queue as answers come."""
         queue = deque(self.update_tasks(rows))
-        self.executor.run(lambda: queue.popleft() if queue else None, self.send_update_task,
-                          lambda done: self._updates_done(done, queue))
+        self.executor.run(
+            lambda: queue.popleft() if queue else None,
+            self.send_update_task,
+            lambda done: self._updates_done(done, queue),
+        )
 
     # the outcomes, on the calling thread
     def _updates_done(self, done: Outcome[_Update, _Updated], queue: deque) -> None:
@@ -1079,15 +1162,31 @@ def push(
     not_pushed = _unwritable(target, mode, mapping, columns)
     prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
     keys = _dedupe(prepared, seen)
-    summary = PushSummary(operation=target.operation, mode=mode, dry_run=dry_run, rows=len(frame),
-                          run_id=uuid.uuid4().hex[:12], not_pushed=not_pushed)
+    summary = PushSummary(
+        operation=target.operation,
+        mode=mode,
+        dry_run=dry_run,
+        rows=len(frame),
+        run_id=uuid.uuid4().hex[:12],
+        not_pushed=not_pushed,
+    )
     report = _Report.of(reasons)
     fatal = None
     if dry_run:
         _plan(keys.unique, target, mode, labels, run_dedupe, report, summary)
     else:
-        fatal = _send(keys.unique, target, mode, report, summary, client=client, run_dedupe=run_dedupe, labels=labels,
-                      progress=progress, stop=stop)
+        fatal = _send(
+            keys.unique,
+            target,
+            mode,
+            report,
+            summary,
+            client=client,
+            run_dedupe=run_dedupe,
+            labels=labels,
+            progress=progress,
+            stop=stop,
+        )
     report.mark_duplicates(keys, list(frame.index), "id" if mode == "update" else target.key, dry_run)
     if seen is not None:
         seen.update((row.key, (frame.index[row.position], report.ids[row.position])) for row in keys.unique)
@@ -1103,8 +1202,9 @@ def push(
     return result
 
 
-def _push_columns(frame: pd.DataFrame, target: Target, mode: str, columns: Mapping[object, str | None] | None
-                  ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
+def _push_columns(
+    frame: pd.DataFrame, target: Target, mode: str, columns: Mapping[object, str | None] | None
+) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
     """(field -> column, custom field id -> column); refuses a frame without the key column, warns of unpushed ones."""
     mapping, custom_columns, unmapped = resolve_push_columns(list(frame.columns), target, columns)
     key_field = "id" if mode == "update" else target.key
@@ -1133,12 +1233,16 @@ def _sent_in(field: Field, mode: str) -> bool:
     return {"insert": on_create, "update": on_update}.get(mode, on_create or on_update)
 
 
-def _unwritable(target: Target, mode: str, mapping: dict[str, tuple[object, ...]],
-                columns: Mapping[object, str | None] | None) -> dict[str, list[str]]:
+def _unwritable(
+    target: Target, mode: str, mapping: dict[str, tuple[object, ...]], columns: Mapping[object, str | None] | None
+) -> dict[str, list[str]]:
     """Take out of ``mapping`` the fields ``mode`` sends nowhere (Apollo would ignore them silently): a column the
     caller mapped to one is refused; one recognised by its name is warned about. Returns {field: [column, ...]}."""
-    unsent = {name: cols for name, cols in mapping.items()
-              if name != "id" and (field := target.field(name)) is not None and not _sent_in(field, mode)}
+    unsent = {
+        name: cols
+        for name, cols in mapping.items()
+        if name != "id" and (field := target.field(name)) is not None and not _sent_in(field, mode)
+    }
     asked = sorted({f for f in (columns or {}).values() if f in unsent})
     if asked:
         raise ColumnMappingError(
@@ -1150,8 +1254,9 @@ def _unwritable(target: Target, mode: str, mapping: dict[str, tuple[object, ...]
     if unsent:
         warn(
             f"{target.operation}: not pushed, as Apollo's {target.singular} endpoints do not take them (they would be "
-            f"ignored silently): " + ", ".join(f"{name} (from {', '.join(map(repr, cols))})" for name, cols in
-                                                 unsent.items()) + ". Listed in attrs['apollo']['not_pushed']."
+            f"ignored silently): "
+            + ", ".join(f"{name} (from {', '.join(map(repr, cols))})" for name, cols in unsent.items())
+            + ". Listed in attrs['apollo']['not_pushed']."
         )
     return {name: [str(c) for c in cols] for name, cols in unsent.items()}
 
@@ -1210,14 +1315,29 @@ class _Report:
 
     def count(self, summary: PushSummary) -> None:
         counts = pd.Series(self.status, dtype="object").value_counts()
-        for name in ("created", "existing", "updated", "invalid", "duplicate", "skipped", "would_create",
-                     "would_update"):
+        for name in (
+            "created",
+            "existing",
+            "updated",
+            "invalid",
+            "duplicate",
+            "skipped",
+            "would_create",
+            "would_update",
+        ):
             setattr(summary, name, int(counts.get(name, 0)))
         summary.errors = int(counts.get("error", 0))
 
 
-def _plan(unique: list[Row], target: Target, mode: str, labels: list[str], run_dedupe: bool, report: _Report,
-          summary: PushSummary) -> None:
+def _plan(
+    unique: list[Row],
+    target: Target,
+    mode: str,
+    labels: list[str],
+    run_dedupe: bool,
+    report: _Report,
+    summary: PushSummary,
+) -> None:
     """A dry run: each row's status it would try for and the JSON it would be sent as; the requests it would take."""
     would = "would_update" if mode == "update" else "would_create"
     for row in unique:
@@ -1250,8 +1370,11 @@ def _update_plan(row: Row, target: Target, labels: Sequence[str]) -> dict[str, A
     item = row.bulk_update_item(target, labels)
     if item is not None:
         return {"path": target.bulk_update_path, "record": item}
-    return {"method": target.update_methods[0], "path": f"{target.plural}/{row.record_id}",
-            "body": row.update_body(target, labels)}
+    return {
+        "method": target.update_methods[0],
+        "path": f"{target.plural}/{row.record_id}",
+        "body": row.update_body(target, labels),
+    }
 
 
 def _update_requests(rows: Sequence[Row], target: Target, labels: Sequence[str]) -> int:
@@ -1260,13 +1383,25 @@ def _update_requests(rows: Sequence[Row], target: Target, labels: Sequence[str])
     return math.ceil(bulk / BULK_LIMIT) + len(rows) - bulk
 
 
-def _send(unique: list[Row], target: Target, mode: str, report: _Report, summary: PushSummary, *, client,
-          run_dedupe: bool, labels: list[str], progress: bool, stop: StopSignal | None) -> ApolloError | None:
+def _send(
+    unique: list[Row],
+    target: Target,
+    mode: str,
+    report: _Report,
+    summary: PushSummary,
+    *,
+    client,
+    run_dedupe: bool,
+    labels: list[str],
+    progress: bool,
+    stop: StopSignal | None,
+) -> ApolloError | None:
     """Push the rows for real; the fatal error that stopped it, if one did (raised once the report is built)."""
     with client_scope(client) as api:
         before = api.stats.requests
-        pusher = _Pusher(target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress,
-                         stop=stop)
+        pusher = _Pusher(
+            target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress, stop=stop
+        )
         try:
             pusher.run()
         finally:
@@ -1354,17 +1489,19 @@ def _report_schema(options: Mapping[str, Any]) -> pa.Schema:
 
 
 def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: str) -> Spec:
-    return register(Spec(
-        name=function.__name__,
-        kind="push",
-        function=function,
-        options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region"),
-        schema=_report_schema,
-        run=functools.partial(push, target=target),
-        target=target.plural,
-        replaces=OUTPUT_COLUMNS,
-        commands=(Command(function.__name__.replace("_", "-"), help_text),),
-    ))
+    return register(
+        Spec(
+            name=function.__name__,
+            kind="push",
+            function=function,
+            options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region"),
+            schema=_report_schema,
+            run=functools.partial(push, target=target),
+            target=target.plural,
+            replaces=OUTPUT_COLUMNS,
+            commands=(Command(function.__name__.replace("_", "-"), help_text),),
+        )
+    )
 
 
 CONTACTS_SPEC = _register(

@@ -100,8 +100,19 @@ def estimate_search_credits(kind: str, max_results: int | None, queries: int = 1
 
 
 #: fields only a per-row search (search_frame) fills
-_PER_ROW = ("rows", "unique_queries", "rows_with_results", "rows_without_results", "invalid_rows", "invalid_reasons",
-            "error_rows", "errors", "skipped_rows", "truncated_rows", "columns")
+_PER_ROW = (
+    "rows",
+    "unique_queries",
+    "rows_with_results",
+    "rows_without_results",
+    "invalid_rows",
+    "invalid_reasons",
+    "error_rows",
+    "errors",
+    "skipped_rows",
+    "truncated_rows",
+    "columns",
+)
 
 
 @dataclasses.dataclass(repr=False)
@@ -154,7 +165,8 @@ class SearchSummary(Summary):
             head += f" of {self.total_entries:,} matching"
         return (
             head + f" | {self.pages:,} pages, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
-            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s" + (" | TRUNCATED" if self.truncated else "")
+            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
+            + (" | TRUNCATED" if self.truncated else "")
         )
 
 
@@ -211,14 +223,17 @@ def run_query(
     out = QueryResult(records=[])
     while pag.has_next_page:
         params = pag.params()
-        key = cache.key(CACHE_ENDPOINT[kind], {"query": query, "per_page": params["per_page"]}, {"page": params["page"]})
+        key = cache.key(
+            CACHE_ENDPOINT[kind], {"query": query, "per_page": params["per_page"]}, {"page": params["page"]}
+        )
         hit = {} if refresh else cache.get_many([key])
         if key in hit and isinstance(hit[key], dict):
             data = hit[key]
             out.cache_hits += 1
         elif budget.reserve(PAGE_CREDITS[kind]):
-            data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
-                               ledger_rows=ledger_rows)
+            data = _fetch_page(
+                kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id, ledger_rows=ledger_rows
+            )
             out.credits += PAGE_CREDITS[kind] if _returned(data, kind) else 0.0
         else:
             out.budget_stopped = True
@@ -236,8 +251,9 @@ def run_query(
     return out
 
 
-def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str,
-                ledger_rows: list | None) -> dict:
+def _fetch_page(
+    kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str, ledger_rows: list | None
+) -> dict:
     """Send one page whose worst case is reserved; settle what it cost, cache it, note its ledger row."""
     cost = PAGE_CREDITS[kind]
     try:
@@ -253,15 +269,24 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
     charged = cost if returned else 0.0  # a page with results costs its credit, whatever the server says
     credits, verified = trusted_credits(response.data.get("credits_consumed", charged), cost, floor=charged)
     if not verified:
-        warn(f"{OPERATION[kind]}: Apollo reported credits_consumed {response.data.get('credits_consumed')!r} for a "
-             f"page: not a number from 0 to {cost:g}. Counted {cost:g} and recorded in the ledger flagged unverified.")
+        warn(
+            f"{OPERATION[kind]}: Apollo reported credits_consumed {response.data.get('credits_consumed')!r} for a "
+            f"page: not a number from 0 to {cost:g}. Counted {cost:g} and recorded in the ledger flagged unverified."
+        )
     budget.settle(cost, credits)
     client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
     if ledger_rows is not None:
         # One query page sent; "matched" when it returned results (= paid, for orgs).
-        entry = {"run_id": run_id, "operation": OPERATION[kind], "endpoint": flt.ENDPOINTS[kind], "records_sent": 1,
-                 "records_matched": 1 if returned else 0, "credits": credits, "status": response.status_code,
-                 "unverified": not verified}
+        entry = {
+            "run_id": run_id,
+            "operation": OPERATION[kind],
+            "endpoint": flt.ENDPOINTS[kind],
+            "records_sent": 1,
+            "records_matched": 1 if returned else 0,
+            "credits": credits,
+            "status": response.status_code,
+            "unverified": not verified,
+        }
         ledger_rows.append((entry, flt.ENDPOINTS[kind], response.headers))
     return data
 
@@ -351,8 +376,17 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
             bar.set_postfix(results=pag.collected, credits=f"{budget.spent:g}")
 
         def work(query: dict) -> QueryResult:
-            return run_query(kind, query, max_results, client=api, budget=budget, run_id=summary.run_id,
-                             ledger_rows=rows, refresh=refresh, on_page=on_page)
+            return run_query(
+                kind,
+                query,
+                max_results,
+                client=api,
+                budget=budget,
+                run_id=summary.run_id,
+                ledger_rows=rows,
+                refresh=refresh,
+                on_page=on_page,
+            )
 
         requests_before = api.stats.requests
         rows: list = []
@@ -532,9 +566,7 @@ def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[
     unique: list[dict] = []
     seen: dict[str, int] = {}
     for i, label in enumerate(frame.index):
-        query, why = _row_query(
-            kind, constant, {name: values[i] for name, values in series.items()}, anchored, mapping
-        )
+        query, why = _row_query(kind, constant, {name: values[i] for name, values in series.items()}, anchored, mapping)
         if query is None:
             row_query.append(-1)
             reasons[_json_label(label)] = why
@@ -554,7 +586,9 @@ def cached_pages(kind: str, query: dict, max_results: int | None, client) -> tup
     found = 0
     while pag.has_next_page:
         params = pag.params()
-        key = client.cache.key(CACHE_ENDPOINT[kind], {"query": query, "per_page": params["per_page"]}, {"page": params["page"]})
+        key = client.cache.key(
+            CACHE_ENDPOINT[kind], {"query": query, "per_page": params["per_page"]}, {"page": params["page"]}
+        )
         hit = client.cache.get_many([key]).get(key)
         if not isinstance(hit, dict):
             return found, False
@@ -638,9 +672,17 @@ def search_frame(
     with client_scope(client) as api:
         requests_before = api.stats.requests
         try:
-            searched = _run_queries(kind, prep.unique, per_row, client=api, budget=budget, run_id=summary.run_id,
-                                    refresh=refresh, ledger=ledger if ledger is not None else api.ledger,
-                                    progress=progress)
+            searched = _run_queries(
+                kind,
+                prep.unique,
+                per_row,
+                client=api,
+                budget=budget,
+                run_id=summary.run_id,
+                refresh=refresh,
+                ledger=ledger if ledger is not None else api.ledger,
+                progress=progress,
+            )
         finally:
             summary.api_calls = api.stats.requests - requests_before
     out, rows = _fan_out(frame, kind, prep.row_query, searched)
@@ -666,8 +708,19 @@ class _Searched:
         return [r for r in self.results if r is not None]
 
 
-def _run_queries(kind: str, unique: list[dict], per_row: int | None, *, client, budget: Budget, run_id: str,
-                 refresh: bool, ledger, progress: bool, stop: StopSignal | None = None) -> _Searched:
+def _run_queries(
+    kind: str,
+    unique: list[dict],
+    per_row: int | None,
+    *,
+    client,
+    budget: Budget,
+    run_id: str,
+    refresh: bool,
+    ledger,
+    progress: bool,
+    stop: StopSignal | None = None,
+) -> _Searched:
     """Run the unique queries through the executor; ledger rows are written on this thread as queries finish.
 
     ``stop``: a stop signal shared with other runs; once set, no further query is sent.
@@ -677,8 +730,16 @@ def _run_queries(kind: str, unique: list[dict], per_row: int | None, *, client, 
     bar = progress_bar(total=len(unique), desc=OPERATION[kind], unit="query", enabled=progress)
 
     def work(j: int) -> QueryResult:
-        return run_query(kind, unique[j], per_row, client=client, budget=budget, run_id=run_id,
-                         ledger_rows=ledger_rows, refresh=refresh)
+        return run_query(
+            kind,
+            unique[j],
+            per_row,
+            client=client,
+            budget=budget,
+            run_id=run_id,
+            ledger_rows=ledger_rows,
+            refresh=refresh,
+        )
 
     def on_done(done: Outcome[int, QueryResult]) -> None:
         if done.ok:
@@ -715,7 +776,9 @@ class _RowCounts:
     messages: dict = dataclasses.field(default_factory=dict)
 
 
-def _fan_out(frame: pd.DataFrame, kind: str, row_query: list[int], searched: _Searched) -> tuple[pd.DataFrame, _RowCounts]:
+def _fan_out(
+    frame: pd.DataFrame, kind: str, row_query: list[int], searched: _Searched
+) -> tuple[pd.DataFrame, _RowCounts]:
     """Each valid row gets its own copy of its query's records, tagged with the row's index label."""
     offsets: list[int] = []
     all_records: list[dict] = []
@@ -725,7 +788,7 @@ def _fan_out(frame: pd.DataFrame, kind: str, row_query: list[int], searched: _Se
     take: list[int] = []
     positions: list[int] = []
     counts = _RowCounts()
-    for pos, (label, j) in enumerate(zip(frame.index, row_query)):
+    for pos, (label, j) in enumerate(zip(frame.index, row_query, strict=False)):
         if j < 0:
             continue
         res = searched.results[j]
@@ -759,8 +822,9 @@ def _input_labels(index: pd.Index, positions: list[int]) -> pd.Series:
     return pd.Series(taken, name=INPUT_INDEX).reset_index(drop=True)
 
 
-def _sum_up_rows(summary: SearchSummary, searched: _Searched, counts: _RowCounts, prep: RowQueries, rows: int,
-                 results: int) -> None:
+def _sum_up_rows(
+    summary: SearchSummary, searched: _Searched, counts: _RowCounts, prep: RowQueries, rows: int, results: int
+) -> None:
     done = searched.done
     summary.results = results
     summary.pages = sum(r.pages for r in done)
@@ -809,9 +873,17 @@ def _warn_unfinished(summary: SearchSummary, searched: _Searched, kind: str, per
 
 
 def _kind(kind: Any) -> str:
-    aliases = {"people": "people", "person": "people", "persons": "people",
-               "orgs": "orgs", "org": "orgs", "organizations": "orgs", "organization": "orgs",
-               "companies": "orgs", "company": "orgs"}
+    aliases = {
+        "people": "people",
+        "person": "people",
+        "persons": "people",
+        "orgs": "orgs",
+        "org": "orgs",
+        "organizations": "orgs",
+        "organization": "orgs",
+        "companies": "orgs",
+        "company": "orgs",
+    }
     if not isinstance(kind, str) or kind.strip().lower() not in aliases:
         raise ValueError(f"kind must be 'people' or 'orgs', got {kind!r}")
     return aliases[kind.strip().lower()]
@@ -822,18 +894,27 @@ def _result_schema(options: Mapping[str, Any]) -> pa.Schema:
     return _flatten(_kind(options.get("kind", "people")), []).schema
 
 
-SPEC = register(Spec(
-    name="search",
-    kind="search",
-    function=search_frame,
-    method="search",
-    options=("kind", "max_results_per_row", "columns"),  # and the filters, by their own names
-    schema=_result_schema,
-    planner=plan_search_work,
-    commands=(
-        Command("search-people", "search people by filters (mixed_people/api_search, free; teaser records)",
-                call=search_people),
-        Command("search-orgs", "search organizations by filters (mixed_companies/search, 1 credit per page with "
-                "results)", call=search_orgs, flags=("max_credits",)),
-    ),
-))
+SPEC = register(
+    Spec(
+        name="search",
+        kind="search",
+        function=search_frame,
+        method="search",
+        options=("kind", "max_results_per_row", "columns"),  # and the filters, by their own names
+        schema=_result_schema,
+        planner=plan_search_work,
+        commands=(
+            Command(
+                "search-people",
+                "search people by filters (mixed_people/api_search, free; teaser records)",
+                call=search_people,
+            ),
+            Command(
+                "search-orgs",
+                "search organizations by filters (mixed_companies/search, 1 credit per page with results)",
+                call=search_orgs,
+                flags=("max_credits",),
+            ),
+        ),
+    )
+)
