@@ -114,6 +114,10 @@ class RunSummary(Summary):
     skipped_credits_max: float = 0
     #: why the run stopped sending before the end (credit budget, rate limit, circuit breaker), if it did
     stopped_reason: str | None = None
+    #: stored answers found bad (not ours, not JSON, another key or version): set aside and asked again
+    quarantined: int = 0
+    #: why answers could not be stored (disk full, read-only folder): they are in the rows only; nothing more was sent
+    storage_error: str | None = None
 
     _hidden = frozenset({"operation", "skipped_credits_max"})
 
@@ -123,6 +127,7 @@ class RunSummary(Summary):
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
             f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
+            + (f" | {self.quarantined:,} stored answers quarantined" if self.quarantined else "")
         )
 
 
