@@ -202,6 +202,8 @@ class Executed:
     worst: float
     stop_reason: str | None
     started: float
+    #: answers this run received and stored
+    saved: int = 0
 
 
 def execute(
@@ -267,7 +269,8 @@ def execute(
     sender.warn_unverified()
     sender.warn_storage(summary)
     executor.stop.raise_fatal()
-    return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
+    return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
+                    sender.writer.saved)
 
 
 @dataclasses.dataclass
