@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -259,12 +260,17 @@ def set_aside(db: Path) -> Path:
     return target
 
 
+@functools.lru_cache(maxsize=1)
+def _hostname() -> str:
+    return socket.gethostname()
+
+
 def _alive(pid: Any, host: Any) -> bool:
     """False for a lease of a process on this host that no longer runs (killed): its claims are free at once.
 
     A lease from another host is believed until it expires (its process cannot be seen from here).
     """
-    if host != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+    if host != _hostname() or not isinstance(pid, int) or pid <= 0:
         return True
     try:
         os.kill(pid, 0)
@@ -473,7 +479,7 @@ class ResponseCache:
         wanted = list(dict.fromkeys(keys))
         now = self.clock.time()
         held: dict[str, Lease] = {}
-        pid, host = os.getpid(), socket.gethostname()
+        pid, host = os.getpid(), _hostname()
         with self.transaction() as con:
             for block in _blocks(wanted):
                 for key, owner, opid, ohost, expires in con.execute(

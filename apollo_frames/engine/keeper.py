@@ -65,9 +65,10 @@ class RunInterrupted(KeyboardInterrupt):
 class Claims:
     """Leases on the records a run sends, in the client's answer store (see the module docstring)."""
 
-    def __init__(self, cache: Any, lease_s: float):
+    def __init__(self, cache: Any, lease_s: float, lock: threading.Lock | None = None):
         self.cache = cache
         self.lease_s = lease_s
+        self.lock = lock if lock is not None else threading.Lock()
         #: why claims could not be taken (the first failure), or None
         self.failed: str | None = None
 
@@ -76,7 +77,8 @@ class Claims:
         if self.failed is not None:
             return list(keys), {}
         try:
-            got = self.cache.claim(keys, self.lease_s)
+            with self.lock:
+                got = self.cache.claim(keys, self.lease_s)
         except (StorageError, sqlite3.Error) as exc:
             self.failed = str(exc)
             return list(keys), {}
@@ -109,8 +111,12 @@ class Keep:
 class AnswerWriter:
     """Stores answered batches from its own thread, in arrival order, coalescing what is queued (see module doc)."""
 
-    def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY):
+    def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY,
+                 lock: threading.Lock | None = None):
         self.cache, self.ledger, self.ttl = cache, ledger, ttl
+        #: held while writing the store: shared with :class:`Claims`, so a claim waits for a write here, in
+        #: this process, instead of in SQLite's busy handler (which sleeps a millisecond or more each time)
+        self.lock = lock if lock is not None else threading.Lock()
         self.saved = 0
         self.error: StorageError | None = None
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
@@ -123,6 +129,10 @@ class AnswerWriter:
     def put(self, item: Keep) -> None:
         """Queue a batch (waits while the writer is ``capacity`` batches behind)."""
         self._queue.put(item)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def close(self) -> None:
         """Store everything queued, then stop the thread (a second Ctrl-C stops waiting for it)."""
@@ -146,14 +156,15 @@ class AnswerWriter:
         entries: dict[str, Any] = {}
         for item in batch:
             entries.update(item.entries)
-        if self.error is None and entries:
-            try:
-                self.cache.set_many(entries, ttl=self.ttl)
-                self.saved += sum(item.answers for item in batch)
-            except StorageError as exc:
-                self.error = exc
-        with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
-            self.cache.release([key for item in batch for key in item.release])
+        with self.lock:
+            if self.error is None and entries:
+                try:
+                    self.cache.set_many(entries, ttl=self.ttl)
+                    self.saved += sum(item.answers for item in batch)
+                except StorageError as exc:
+                    self.error = exc
+            with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
+                self.cache.release([key for item in batch for key in item.release])
         if self.ledger is not None:
             self._settle(batch)
 

@@ -15,7 +15,7 @@ import dataclasses
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -289,13 +289,9 @@ class _Answer:
 
 @dataclasses.dataclass(eq=False)
 class _Batch:
-    """One batch of unique indices, and what claiming it found."""
+    """One batch of unique indices (claimed before it was made), and its ledger entry."""
 
-    indices: list[int]
-    #: store keys this run claimed (released once the answers are stored)
-    claimed: list[str] = dataclasses.field(default_factory=list)
-    #: the indices sent, in request order (neither held by another process nor stored by one meanwhile)
-    sent: list[int] = dataclasses.field(default_factory=list)
+    sent: list[int]
     #: the ledger entry written before the request left
     entry: int | None = None
     #: the budget was settled for it (an interrupt may hand the same outcome over twice)
@@ -329,11 +325,13 @@ class _Sender:
         self.messages: list[str | None] = [None] * n
         for j, matched in plan.cached.items():
             self.outcome[j] = "matched" if matched else "no_match"
-        self.pending = deque(plan.to_fetch)
+        self.pending = deque(plan.to_fetch)  # not claimed yet
+        self.ready: deque[int] = deque()  # claimed, to send
+        self.concurrency = max(1, int(getattr(client.settings, "concurrency", 1)))
         self.budget_reason: str | None = None
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
-        self.claims = Claims(self.cache, lease_seconds(client.settings))
         self.writer = AnswerWriter(self.cache, ledger, ttl=ttl)
+        self.claims = Claims(self.cache, lease_seconds(client.settings), self.writer.lock)
         self.deferred: dict[int, None] = {}  # ordered set: held by another process
         self.in_flight = 0
         #: answers another process stored while this run went on (not paid by this run)
@@ -348,54 +346,59 @@ class _Sender:
         """
         self._check_writer()
         while not self.stop.stopped:
-            if not self.pending:
+            if len(self.ready) < self.op.batch_size and self.pending:
+                self._claim_ahead()
+                continue
+            if not self.ready:
                 if not self.deferred:
                     return None
                 if self.in_flight:
                     return WAIT
                 self.await_others()
                 continue
-            n = self.budget.reserve_items(self.worst, min(self.op.batch_size, len(self.pending)), wait=False)
+            n = self.budget.reserve_items(self.worst, min(self.op.batch_size, len(self.ready)), wait=False)
             if n is None:
                 return WAIT  # in-flight batches may cost less than their worst case: wait and see
             if n == 0:
                 self.budget_reason = self.budget.reached()
                 return None
-            batch = self._claim(_Batch([self.pending.popleft() for _ in range(n)]))
-            if batch.sent:
+            batch = _Batch([self.ready.popleft() for _ in range(n)])
+            if self._begin(batch):
                 self.in_flight += 1
                 return batch
         return None
 
-    def _claim(self, batch: _Batch) -> _Batch:
-        """Claim the batch's records; set aside those another process holds or stored meanwhile; write it as sent.
-
-        On this thread, so requests leave in the order they were planned.
-        """
-        keys = {self.plan.cache_keys[j]: j for j in batch.indices}
-        batch.claimed, held = self.claims.claim(list(keys))
+    def _claim_ahead(self) -> None:
+        """Claim the next records (enough for every slot) in one transaction; set aside those another process
+        holds, answer those another process stored meanwhile; the rest are ready to send, in planned order."""
+        size = max(self.op.batch_size * self.concurrency - len(self.ready), self.op.batch_size)
+        keys = {self.plan.cache_keys[j]: j for j in (self.pending.popleft() for _ in range(min(size, len(self.pending))))}
+        claimed, held = self.claims.claim(list(keys))
         stored: dict[str, Any] = {}
-        if batch.claimed and not self.refresh and self.claims.failed is None:
+        if claimed and not self.refresh and self.claims.failed is None:
             with contextlib.suppress(StorageError):  # a store that cannot be read: send, as planned
-                stored = self.cache.get_many(batch.claimed)
+                stored = self.cache.get_many(claimed)
         for key, value in stored.items():
             self._answered_elsewhere(keys[key], value)
+        if stored:
+            self.writer.put(Keep({}, 0, list(stored)))
+            self.bar.update(len(stored))
         self.deferred.update(dict.fromkeys(keys[k] for k in held))
-        batch.sent = [j for k, j in keys.items() if k not in held and k not in stored]
-        self.budget.settle((len(batch.indices) - len(batch.sent)) * self.worst, 0.0)
-        if batch.sent and self.ledger is not None:
-            try:
-                batch.entry = self.ledger.begin(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
-                                                records_sent=len(batch.sent), worst_credits=len(batch.sent) * self.worst)
-            except StorageError as exc:  # a request the ledger cannot record is not sent
-                self._storage_failed(exc)
-                self.pending.extendleft(reversed(batch.sent))
-                self.budget.settle(len(batch.sent) * self.worst, 0.0)
-                batch.sent = []
-        if not batch.sent:
-            self.writer.put(Keep({}, 0, batch.claimed))
-        self.bar.update(len(stored))
-        return batch
+        self.ready.extend(j for k, j in keys.items() if k not in held and k not in stored)
+
+    def _begin(self, batch: _Batch) -> bool:
+        """Write the batch to the ledger as sent, at its worst case; False (and the run stops) when it cannot be."""
+        if self.ledger is None:
+            return True
+        try:
+            batch.entry = self.ledger.begin(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
+                                            records_sent=len(batch.sent), worst_credits=len(batch.sent) * self.worst)
+        except StorageError as exc:  # a request the ledger cannot record is not sent
+            self._storage_failed(exc)
+            self.ready.extendleft(reversed(batch.sent))
+            self.budget.settle(len(batch.sent) * self.worst, 0.0)
+            return False
+        return True
 
     def send(self, batch: _Batch) -> _Answer:
         """One bulk call (on a worker thread), parsed, with what to store prepared."""
@@ -441,10 +444,13 @@ class _Sender:
             settle = (batch.entry, {"credits": answer.credits, "status": answer.response.status_code,
                                     "records_matched": sum(v is not None for v in answer.results),
                                     "unverified": not answer.verified})
-        self.writer.put(Keep(answer.entries, len(batch.sent), batch.claimed, settle,
+        self.writer.put(Keep(answer.entries, len(batch.sent), self._keys(batch.sent), settle,
                              (self.op.endpoint, answer.response.headers)))
         if not answer.verified:
             self.unverified.append(answer.reported)
+
+    def _keys(self, indices: Iterable[int]) -> list[str]:
+        return [self.plan.cache_keys[j] for j in indices]
 
     def _answered_elsewhere(self, j: int, value: Any) -> None:
         """Another process paid for this record and stored its answer while this run went on."""
@@ -461,7 +467,7 @@ class _Sender:
         if batch.entry is not None and charged_nothing(done.error):
             settle = (batch.entry, {"credits": 0.0, "status": getattr(done.error, "status_code", None)})
         # no answer at all (a timeout): the request stays in the ledger as in doubt, at its worst case
-        self.writer.put(Keep({}, 0, batch.claimed, settle))
+        self.writer.put(Keep({}, 0, self._keys(batch.sent), settle))
 
     def _storage_failed(self, error: StorageError) -> None:
         if self.storage_error is None:
@@ -483,7 +489,7 @@ class _Sender:
             return
         for key, value in waited.found.items():
             self._answered_elsewhere(keys[key], value)
-        self.pending.extend(keys[k] for k in waited.free)
+        self.pending.extend(keys[k] for k in waited.free)  # claimed again before they are sent
         for key in waited.still_held:
             self.outcome[keys[key]] = "skipped"
             self.messages[keys[key]] = ("another process was still fetching it when this run gave up waiting; "
@@ -495,7 +501,9 @@ class _Sender:
             self.await_others()
 
     def close(self) -> None:
-        """Store everything queued (idempotent)."""
+        """Release the claims on records never sent, store everything queued (idempotent)."""
+        if self.ready and self.writer.alive:
+            self.writer.put(Keep({}, 0, self._keys(self.ready)))
         self.writer.close()
         self._check_writer()
 
@@ -527,7 +535,7 @@ class _Sender:
                  f"returned; nothing more was sent. {self.storage_error}")
 
     def skip_pending(self, reason: str) -> None:
-        for j in (*self.pending, *self.deferred):
+        for j in (*self.ready, *self.pending, *self.deferred):
             self.outcome[j], self.messages[j] = "skipped", reason
 
 
