@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,9 @@ from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.errors import StorageError
 from apollo_frames.engine.executor import Executor
 from apollo_frames.engine.keeper import AnswerWriter, Keep, RunInterrupted
+from apollo_frames.engine.runner import plan_work
+from apollo_frames.engine.summary import RunSummary
+from apollo_frames.ops.people import people_job
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +114,7 @@ def test_two_processes_on_one_folder_pay_once(small_config, tmp_path):
         finally:
             gate.release.set()
     assert gate.reached.is_set(), "the two runs never had requests in flight at the same time"
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     assert sb.credits_consumed == one_run  # each record paid once, by one of the two
     expected = pd.read_parquet(tmp_path / "ref.parquet")
@@ -126,8 +130,6 @@ def test_a_record_another_process_holds_is_awaited_then_read_from_the_store(sand
         # "another process" ran the first 10 people and holds a claim on the next 10 (its request in flight)
         af.enrich_people(people_frame(people[:10]), client=other, progress=False)
         held = people_frame(people[10:20])
-        from apollo_frames.ops.people import people_job  # the job gives the store keys the run will claim
-        from apollo_frames.engine.runner import plan_work
         prepared, op, options = people_job(held)
         keys = plan_work(prepared, op, options, other).cache_keys
         assert other.cache.claim(keys, lease_s=600).claimed == keys
@@ -157,16 +159,14 @@ def test_a_claim_left_by_an_expired_lease_is_taken_over(sandbox, tmp_path):
     clock = FakeClock()
     with sandbox.client(cache_dir=tmp_path / "c", clock=clock) as other, \
             sandbox.client(cache_dir=tmp_path / "c", clock=clock) as mine:
-        from apollo_frames.engine.runner import plan_work
-        from apollo_frames.ops.people import people_job
-
         prepared, op, options = people_job(people_frame(people))
         keys = plan_work(prepared, op, options, other).cache_keys
         other.cache.claim(keys[:10], lease_s=120)  # and then it never answers (a host that went away)
         out = af.enrich_people(people_frame(people), client=mine, progress=False)
     assert (out["apollo_status"] == "matched").all()
     assert sandbox.credits_consumed == 20
-    assert clock.slept == pytest.approx(120)  # it waited for the lease, on the store's clock, then took the records over
+    # it waited for the lease, on the store's clock, then took the records over
+    assert clock.slept == pytest.approx(120)
 
 
 def test_a_lease_of_a_killed_process_on_this_host_is_free_at_once(tmp_path):
@@ -175,7 +175,7 @@ def test_a_lease_of_a_killed_process_on_this_host_is_free_at_once(tmp_path):
     store = ResponseCache(tmp_path)
     with store.transaction() as con:
         con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
-                    ("k", "gone", dead.pid, __import__("socket").gethostname(), store.clock.time() + 3600))
+                    ("k", "gone", dead.pid, socket.gethostname(), store.clock.time() + 3600))
         con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
                     ("j", "elsewhere", dead.pid, "another-host.example", store.clock.time() + 3600))
     got = store.claim(["k", "j"], lease_s=60)
@@ -278,8 +278,8 @@ def test_the_writer_flushes_everything_queued_and_keeps_the_first_storage_error(
 
 
 def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_received(sandbox, tmp_path, monkeypatch):
-    people = known_people(sandbox, 60)
-    # one batch at a time: which batches were answered is exact
+    n = 200
+    frame = people_frame(known_people(sandbox, n))
     with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
         real = ResponseCache.set_many
         writes = []
@@ -293,22 +293,25 @@ def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_receiv
 
         monkeypatch.setattr(ResponseCache, "set_many", filling)
         with pytest.warns(UserWarning, match="could not be stored"):
-            out = af.enrich_people(people_frame(people), client=client, progress=False)
+            out = af.enrich_people(frame, client=client, progress=False)
         monkeypatch.setattr(ResponseCache, "set_many", real)
         paid = sandbox.credits_consumed
-        assert len(out) == 60 and list(out["n"]) == list(range(60))
+        assert len(out) == n and list(out["n"]) == list(range(n))
         matched = out["apollo_status"] == "matched"
         assert matched.sum() == paid  # every answer paid for is in the rows, stored or not
         assert out.loc[matched, "person.id"].notna().all()
-        assert set(out.loc[~matched, "apollo_status"]) == {"skipped"}
+        assert set(out.loc[~matched, "apollo_status"]) == {"skipped"}  # nothing more was sent
         assert out.loc[~matched, "apollo_error"].str.contains("disk full").all()
         summary = out.attrs["apollo"]
         assert "disk full" in summary["storage_error"] and "free some space" in summary["storage_error"]
-        assert summary["skipped"] == 60 - paid and paid < 60
+        assert summary["skipped"] == n - paid and 0 < paid < n
 
-        again = af.enrich_people(people_frame(people), client=client, progress=False)
+        prepared, op, options = people_job(frame)
+        stored = len(client.cache.get_many(plan_work(prepared, op, options, client, flatten=False).cache_keys))
+        assert 0 < stored < paid  # the first writes went through, the later answers are only in the rows
+        again = af.enrich_people(frame, client=client, progress=False)
     assert (again["apollo_status"] == "matched").all()
-    assert again.attrs["apollo"]["cache_hits"] == 20  # the two batches stored before the disk filled
+    assert again.attrs["apollo"]["cache_hits"] == stored and sandbox.credits_consumed == paid + n - stored
 
 
 _FULL_DISK_CHILD = textwrap.dedent("""
@@ -340,7 +343,8 @@ def test_a_real_full_disk_keeps_every_paid_answer_in_the_rows(tmp_path):
     got = json.loads(done.stdout)
     assert got["rows"] == 300
     # the answers or the ledger (whichever hits the limit first): a typed error naming the file and what to do
-    assert got["storage_error"] and "free some space" in got["storage_error"] and str(tmp_path / "c") in got["storage_error"]
+    error = got["storage_error"]
+    assert error and "free some space" in error and str(tmp_path / "c") in error
     assert got["statuses"].get("matched", 0) == got["with_answer"] == got["paid"] > 0  # nothing paid is lost
     assert got["paid"] < 300 and got["statuses"]["skipped"] == 300 - got["paid"]
     assert any("could not be stored" in w for w in got["warnings"])
@@ -407,10 +411,6 @@ def test_kill_9_leaves_the_requests_in_flight_in_doubt_at_their_worst_case(small
 
 
 def test_quarantined_entries_are_counted_in_the_summary_and_its_line(sandbox, tmp_path):
-    from apollo_frames.engine.runner import plan_work
-    from apollo_frames.engine.summary import RunSummary
-    from apollo_frames.ops.people import people_job
-
     frame = people_frame(known_people(sandbox, 12))
     with sandbox.client(cache_dir=tmp_path / "c") as client:
         af.enrich_people(frame, client=client, progress=False)

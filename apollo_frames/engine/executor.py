@@ -241,7 +241,7 @@ class Executor:
             pool.shutdown(wait=not inflight, cancel_futures=True)
 
     def _drain(self, inflight: dict[Future[R], T], on_done: Callable[[Outcome[T, R]], None]) -> None:
-        """After an interrupt: await the tasks in flight (bounded; a second Ctrl-C stops waiting), deliver each answer."""
+        """After an interrupt: await the tasks in flight (bounded; a second Ctrl-C stops waiting), deliver each."""
         for future in inflight:
             future.cancel()  # those not started yet
         try:

@@ -22,7 +22,7 @@ import dataclasses
 import queue
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from apollo_frames.client.ratelimit import parse_rate_headers
@@ -106,6 +106,8 @@ class Keep:
     settle: tuple[int, dict] | None = None
     #: (endpoint, response headers) for the ledger's rate-limit readings
     limits: tuple[str, Any] | None = None
+    #: what the answers are counted by: a batch handed over twice (after an interrupt) counts once
+    token: Hashable = None
 
 
 class AnswerWriter:
@@ -119,6 +121,7 @@ class AnswerWriter:
         self.lock = lock if lock is not None else threading.Lock()
         self.saved = 0
         self.error: StorageError | None = None
+        self._counted: set[Hashable] = set()
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
@@ -160,13 +163,22 @@ class AnswerWriter:
             if self.error is None and entries:
                 try:
                     self.cache.set_many(entries, ttl=self.ttl)
-                    self.saved += sum(item.answers for item in batch)
+                    self.saved += sum(item.answers for item in batch if self._first(item))
                 except StorageError as exc:
                     self.error = exc
             with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
                 self.cache.release([key for item in batch for key in item.release])
         if self.ledger is not None:
             self._settle(batch)
+
+    def _first(self, item: Keep) -> bool:
+        """Whether this is the first time ``item``'s answers are stored (by its token)."""
+        if item.token is None:
+            return True
+        if item.token in self._counted:
+            return False
+        self._counted.add(item.token)
+        return True
 
     def _settle(self, batch: list[Keep]) -> None:
         for item in batch:

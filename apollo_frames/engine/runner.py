@@ -294,8 +294,9 @@ class _Batch:
     sent: list[int]
     #: the ledger entry written before the request left
     entry: int | None = None
-    #: the budget was settled for it (an interrupt may hand the same outcome over twice)
+    #: the budget was settled for it, its outcome handled (an interrupt may hand the same outcome over twice)
     settled: bool = False
+    handled: bool = False
 
 
 def charged_nothing(error: BaseException | None) -> bool:
@@ -372,7 +373,8 @@ class _Sender:
         """Claim the next records (enough for every slot) in one transaction; set aside those another process
         holds, answer those another process stored meanwhile; the rest are ready to send, in planned order."""
         size = max(self.op.batch_size * self.concurrency - len(self.ready), self.op.batch_size)
-        keys = {self.plan.cache_keys[j]: j for j in (self.pending.popleft() for _ in range(min(size, len(self.pending))))}
+        block = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+        keys = {self.plan.cache_keys[j]: j for j in block}
         claimed, held = self.claims.claim(list(keys))
         stored: dict[str, Any] = {}
         if claimed and not self.refresh and self.claims.failed is None:
@@ -387,13 +389,14 @@ class _Sender:
         self.ready.extend(j for k, j in keys.items() if k not in held and k not in stored)
 
     def _begin(self, batch: _Batch) -> bool:
-        """Write the batch to the ledger as sent, at its worst case; False (and the run stops) when it cannot be."""
+        """Write the batch to the ledger as sent, at its worst case, before it leaves (on this thread, so requests
+        leave in the order they were planned); False, and the run stops, when the ledger cannot be written."""
         if self.ledger is None:
             return True
         try:
             batch.entry = self.ledger.begin(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
                                             records_sent=len(batch.sent), worst_credits=len(batch.sent) * self.worst)
-        except StorageError as exc:  # a request the ledger cannot record is not sent
+        except StorageError as exc:  # a request the ledger cannot write down is not sent
             self._storage_failed(exc)
             self.ready.extendleft(reversed(batch.sent))
             self.budget.settle(len(batch.sent) * self.worst, 0.0)
@@ -414,7 +417,7 @@ class _Sender:
         """What to store for an answered batch: each answer under its key and its aliases' keys."""
         op, cache = self.op, self.cache
         entries: dict[str, dict | None] = {}
-        for j, value in zip(sent, results):
+        for j, value in zip(sent, results, strict=True):
             for alias in op.aliases(value) if value is not None else ():
                 entries[cache.key(op.endpoint, alias, self.options)] = value
             entries[self.plan.cache_keys[j]] = value
@@ -422,6 +425,8 @@ class _Sender:
 
     def on_done(self, done: Outcome[_Batch, _Answer]) -> None:
         batch, answer = done.task, done.value
+        if batch.handled:  # handed over again after an interrupt, once it had been handled
+            return
         if not batch.settled:
             batch.settled = True
             self.in_flight -= 1
@@ -431,12 +436,13 @@ class _Sender:
         else:
             self._keep(batch, answer)
         self._check_writer()
-        self.bar.update(len(batch.sent))
+        self.bar.update(sum(self.outcome[j] is not None for j in batch.sent))
         self.bar.set_postfix(cached=len(self.plan.cached) + self.from_store, credits=f"{self.budget.spent:g}")
+        batch.handled = True
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
         """Fan the answers into the results; queue them (and the ledger's settlement) for the writer."""
-        for j, value in zip(batch.sent, answer.results):
+        for j, value in zip(batch.sent, answer.results, strict=True):
             self.results[j] = value
             self.outcome[j] = "matched" if value is not None else "no_match"
         settle = None
@@ -444,8 +450,9 @@ class _Sender:
             settle = (batch.entry, {"credits": answer.credits, "status": answer.response.status_code,
                                     "records_matched": sum(v is not None for v in answer.results),
                                     "unverified": not answer.verified})
-        self.writer.put(Keep(answer.entries, len(batch.sent), self._keys(batch.sent), settle,
-                             (self.op.endpoint, answer.response.headers)))
+        keys = self._keys(batch.sent)  # a record goes in one batch only: its first key names the batch
+        self.writer.put(Keep(answer.entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers),
+                             token=keys[0]))
         if not answer.verified:
             self.unverified.append(answer.reported)
 
