@@ -17,6 +17,11 @@ Anything else is a bug and is raised at once. A :class:`StopSignal` may be
 shared by several runs (the chunks of one file run): once one of them stops,
 the others send nothing more.
 
+An interrupt (Ctrl-C, ``SystemExit``, an error in ``on_done``) starts nothing
+more; the tasks in flight get up to ``drain_s`` seconds (``for_client``: the
+request timeout) and every outcome that arrives is still handed to
+``on_done``, so an answer paid for is never dropped; then the exception goes on.
+
 A :class:`CircuitBreaker` counts tasks that got no answer at all (connection
 failures and timeouts, after the client's own retries) per API path: after
 ``BREAKER_THRESHOLD`` in a row the task that tripped it and every task not yet
