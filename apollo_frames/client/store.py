@@ -270,8 +270,8 @@ def _alive(pid: Any, host: Any) -> bool:
 
     A lease from another host is believed until it expires (its process cannot be seen from here).
     """
-    if host != _hostname() or not isinstance(pid, int) or pid <= 0:
-        return True
+    if os.name != "posix" or host != _hostname() or not isinstance(pid, int) or pid <= 0:
+        return True  # (elsewhere os.kill(pid, 0) would not just look)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
