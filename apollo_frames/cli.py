@@ -4,8 +4,10 @@ Exit codes (``EXIT_CODES``, first match wins): 0 done; 1 failed (or some rows
 ended in error); 2 bad usage or input; 3 the API key was refused (401/403);
 4 stopped by a rate limit (a spent daily window): the output file is written,
 the rows not done are ``skipped``, run the same command again after the window
-resets (the message says when) and it continues from the cache. Any other
-exception is a bug and shows its traceback.
+resets (the message says when) and it continues from the cache; 130
+interrupted (Ctrl-C or SIGTERM): every answer received is stored first, one
+line says how many and how many rows are left, and the same command resumes.
+Any other exception is a bug and shows its traceback.
 
 The operation commands (enrich-*, search-*, push-*) and ``estimate --op`` come
 from the operation registry: each kind of operation has one parser builder and
@@ -15,12 +17,15 @@ one handler here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
+import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.core.filters import FilterError
 from apollo_frames.core.settings import PLAN_PRESETS
+from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.meter import try_read
 from apollo_frames.engine.runner import host_of
 from apollo_frames.engine.summary import RunSummary
@@ -64,6 +70,8 @@ MAX_REASON_LINES = 8
 
 #: the example notebooks, shipped inside the package
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+#: Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(ConfigurationError):
@@ -820,18 +828,44 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=file or sys.stderr)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM takes the Ctrl-C path: what was received is stored, then one line and exit 130."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises KeyboardInterrupt (only the command line installs this handler)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _sigterm_as_interrupt():
         warnings.showwarning = _show_warning  # restored when the block ends
         return _run(args)
 
 
 def _run(args) -> int:
-    """Run the command; an error we raise on purpose becomes its message and exit code, a bug keeps its traceback."""
+    """Run the command; an error we raise on purpose becomes its message and exit code, a bug keeps its traceback.
+
+    Ctrl-C (or SIGTERM) prints one line, what was saved and what is left, and exits 130.
+    """
     try:
         return args.func(args)
+    except KeyboardInterrupt as exc:
+        line = exc.line() if isinstance(exc, RunInterrupted) else RunInterrupted().line()
+        print(line, file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except Exception as exc:
         code = exit_code(exc)
         if code is None:

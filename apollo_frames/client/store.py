@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -267,6 +268,27 @@ def set_aside(db: Path) -> Path:
     return target
 
 
+@functools.lru_cache(maxsize=1)
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def _alive(pid: Any, host: Any) -> bool:
+    """False for a lease of a process on this host that no longer runs (killed): its claims are free at once.
+
+    A lease from another host is believed until it expires (its process cannot be seen from here).
+    """
+    if os.name != "posix" or host != _hostname() or not isinstance(pid, int) or pid <= 0:
+        return True  # (elsewhere os.kill(pid, 0) would not just look)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it runs, as another user
+        return True
+    return True
+
+
 def _blocks(items: Sequence[Any], size: int = SQL_BLOCK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -486,7 +508,7 @@ class ResponseCache:
         wanted = list(dict.fromkeys(keys))
         now = self.clock.time()
         held: dict[str, Lease] = {}
-        pid, host = os.getpid(), socket.gethostname()
+        pid, host = os.getpid(), _hostname()
         with self.transaction() as con:
             for block in _blocks(wanted):
                 for key, owner, opid, ohost, expires in con.execute(
@@ -494,7 +516,8 @@ class ResponseCache:
                     "AND owner != ? AND expires > ?",
                     (*block, self.owner, now),
                 ):
-                    held[key] = Lease(owner, opid, ohost, expires)
+                    if _alive(opid, ohost):
+                        held[key] = Lease(owner, opid, ohost, expires)
             mine = [k for k in wanted if k not in held]
             con.executemany(
                 "INSERT OR REPLACE INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
@@ -518,10 +541,10 @@ class ResponseCache:
         held: set[str] = set()
         for block in _blocks(wanted):
             rows = self._rows(
-                f"SELECT key FROM Claims WHERE key IN ({_marks(len(block))}) AND owner != ? AND expires > ?",
+                f"SELECT key, pid, host FROM Claims WHERE key IN ({_marks(len(block))}) AND owner != ? AND expires > ?",
                 [*block, self.owner, now],
             )
-            held.update(key for (key,) in rows)
+            held.update(key for key, pid, host in rows if _alive(pid, host))
         return [k for k in wanted if k in held]
 
     def wait_for(

@@ -17,6 +17,11 @@ Anything else is a bug and is raised at once. A :class:`StopSignal` may be
 shared by several runs (the chunks of one file run): once one of them stops,
 the others send nothing more.
 
+An interrupt (Ctrl-C, ``SystemExit``, an error in ``on_done``) starts nothing
+more; the tasks in flight get up to ``drain_s`` seconds (``for_client``: the
+request timeout) and every outcome that arrives is still handed to
+``on_done``, so an answer paid for is never dropped; then the exception goes on.
+
 A :class:`CircuitBreaker` counts tasks that got no answer at all (connection
 failures and timeouts, after the client's own retries) per API path: after
 ``BREAKER_THRESHOLD`` in a row the task that tripped it and every task not yet
@@ -26,6 +31,7 @@ retries against a dead host. Any other outcome on that path resets the count.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import threading
@@ -61,6 +67,8 @@ class Failure(enum.Enum):
 _FATAL = (AuthenticationError, PermissionDeniedError, ConfigurationError)
 #: Tasks in a row that got no answer (connection failures, timeouts) on one path before the run stops.
 BREAKER_THRESHOLD = 5
+#: After an interrupt, seconds the tasks in flight may take to finish (``Executor.for_client``: the request timeout).
+DRAIN_S = 30.0
 
 
 def classify(exc: BaseException) -> Failure | None:
@@ -203,25 +211,53 @@ class Executor:
         self.stop = stop if stop is not None else StopSignal()
         self.name = name
         self.breaker = breaker if breaker is not None else CircuitBreaker()
+        #: after an interrupt, how long the tasks in flight may take to finish (their answers are kept)
+        self.drain_s = DRAIN_S
 
     @classmethod
     def for_client(cls, client: Any, stop: StopSignal | None = None, *, name: str = "apollo") -> Executor:
         """An executor as wide as the client's ``settings.concurrency``, its breaker naming the client's host."""
         host = urlsplit(str(getattr(client.settings, "base_url", ""))).netloc or None
-        return cls(getattr(client.settings, "concurrency", 1), stop, name=name, breaker=CircuitBreaker(host=host))
+        executor = cls(getattr(client.settings, "concurrency", 1), stop, name=name, breaker=CircuitBreaker(host=host))
+        executor.drain_s = float(getattr(client.settings, "timeout", DRAIN_S))  # one request's timeout
+        return executor
 
     def run(self, source: Source[T], work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None]) -> None:
-        """Start tasks from ``source`` while a slot is free; hand each outcome to ``on_done`` as it finishes."""
+        """Start tasks from ``source`` while a slot is free; hand each outcome to ``on_done`` as it finishes.
+
+        When anything interrupts the run (Ctrl-C, SystemExit, an error in ``on_done``), nothing more is
+        started; the tasks in flight get up to ``drain_s`` seconds to finish and every outcome that
+        arrives is still handed to ``on_done`` (an answer paid for is never dropped), then the
+        exception goes on. A task is removed from flight only once ``on_done`` returned for it, so
+        an interrupt inside ``on_done`` hands the same outcome over again: ``on_done`` must be idempotent.
+        """
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.name)
         inflight: dict[Future[R], T] = {}
         try:
             while self._fill(pool, inflight, source, work):
                 done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                 for future in done:
-                    on_done(self._outcome(inflight.pop(future), future))
+                    on_done(self._outcome(inflight[future], future))
+                    del inflight[future]
+        except BaseException:
+            self._drain(inflight, on_done)
+            raise
         finally:
-            # The one place an interrupt (Ctrl-C) would be handled: await ``inflight`` and deliver their answers.
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not inflight, cancel_futures=True)
+
+    def _drain(self, inflight: dict[Future[R], T], on_done: Callable[[Outcome[T, R]], None]) -> None:
+        """After an interrupt: await the tasks in flight (bounded; a second Ctrl-C stops waiting), deliver each."""
+        for future in inflight:
+            future.cancel()  # those not started yet
+        try:
+            wait(list(inflight), timeout=self.drain_s)
+        except KeyboardInterrupt:
+            pass
+        for future, task in list(inflight.items()):
+            if future.done() and not future.cancelled():
+                with contextlib.suppress(Exception):  # the first exception is the one that goes on
+                    on_done(self._outcome(task, future))
+                del inflight[future]
 
     def run_tasks(
         self, tasks: Iterable[T], work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None] | None = None

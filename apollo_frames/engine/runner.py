@@ -10,12 +10,13 @@ build a request and read its answer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,10 +24,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import warn
+from apollo_frames.core.errors import APIStatusError, StorageError, warn
 from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine.assemble import assemble_frame, new_columns
 from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
@@ -35,11 +35,11 @@ from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
     Executor,
-    Failure,
     Outcome,
     StopSignal,
     Wait,
 )
+from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import RunSummary, announce
@@ -254,6 +254,8 @@ class Executed:
     worst: float
     stop_reason: str | None
     started: float
+    #: answers this run received and stored
+    saved: int = 0
 
 
 def execute(
@@ -280,12 +282,17 @@ def execute(
     one stops on a rate limit or a refused key, the others send nothing more.
     ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``max_credits``.
     ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
+    Ctrl-C raises :class:`~apollo_frames.engine.keeper.RunInterrupted` once every
+    answer received (those in flight awaited briefly) is stored. When the store
+    or the ledger cannot be written, sending stops, the answers received stay in
+    the rows and ``summary.storage_error`` says why.
     """
     check_run_args(
         client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over
     )
     started = time.monotonic()
     run_id = run_id or uuid.uuid4().hex[:12]
+    quarantined = client.cache.quarantined
     plan = plan_work(prepared, op, options, client, refresh=refresh)
     summary = RunSummary(
         operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)
@@ -298,43 +305,39 @@ def execute(
 
     bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
-    sender = _Sender(
-        op,
-        plan,
-        options,
-        client,
-        ledger=ledger if ledger is not None else client.ledger,
-        run_id=run_id,
-        ttl=client.settings.cache_ttl if ttl is None else ttl,
-        budget=budget if budget is not None else Budget(max_credits),
-        worst=worst,
-        bar=bar,
-    )
     executor = Executor.for_client(client, stop)
+    sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
+                     ttl=client.settings.cache_ttl if ttl is None else ttl,
+                     budget=budget if budget is not None else Budget(max_credits),
+                     worst=worst,
+                     bar=bar, stop=executor.stop, refresh=refresh)
     requests_before = client.stats.requests
     try:
         executor.run(sender.next_batch, sender.send, sender.on_done)
+        sender.settle_deferred()
+    except KeyboardInterrupt:
+        sender.close()
+        raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
     finally:
+        sender.close()  # every answer received is stored before anything leaves this call
         bar.close()
     reason = sender.budget_reason or executor.stop.reason
     sender.skip_pending(reason or "not sent")
     summary.api_calls = client.stats.requests - requests_before
     summary.credits_consumed = sender.budget.spent
+    summary.cache_hits += sender.from_store
     summary.stopped_reason = reason
+    summary.quarantined = client.cache.quarantined - quarantined
     sender.warn_unverified()
+    sender.warn_storage(summary)
     summary.unattributed = sender.unattributed
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
-        reconcile(
-            client,
-            meter,
-            run_id=run_id,
-            operation=op.name,
-            ledger_credits=summary.credits_consumed,
-            credit_types=list(per_type),
-        )
+        reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
+                  credit_types=list(per_type))
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
-    return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started)
+    return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
+                    sender.writer.saved)
 
 
 def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outcome: list[str | None], cache) -> None:
@@ -366,119 +369,261 @@ class _Answer:
     #: False when the server's credit figure was not believable (``credits`` is then the worst case)
     verified: bool = True
     reported: Any = None
+    #: what to store: key -> answer, aliases included (built on the worker thread)
+    entries: dict[str, dict | None] = dataclasses.field(default_factory=dict)
+    #: batch index -> why that record has no answer although the batch was answered (nothing stored for it)
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    #: paid answers no record could be matched to (stored under their own identities, reported)
     unattributed: list[Unattributed] = dataclasses.field(default_factory=list)
 
 
-class _Sender:
-    """The send half of one :func:`execute`: batches within the budget, each answer cached and recorded."""
+@dataclasses.dataclass(eq=False)
+class _Batch:
+    """One batch of unique indices (claimed before it was made), and its ledger entry."""
 
-    def __init__(
-        self,
-        op: Operation,
-        plan: Plan,
-        options: dict,
-        client,
-        *,
-        ledger,
-        run_id: str,
-        ttl: float | None,
-        budget: Budget,
-        worst: float,
-        bar: Any,
-    ):
+    sent: list[int]
+    #: the ledger entry written before the request left
+    entry: int | None = None
+    #: the budget was settled for it, its outcome handled (an interrupt may hand the same outcome over twice)
+    settled: bool = False
+    handled: bool = False
+
+
+def charged_nothing(error: BaseException | None) -> bool:
+    """True for a request that certainly cost nothing: Apollo answered it with an error status."""
+    return isinstance(error, APIStatusError) and not getattr(error, "outcome_unknown", False)
+
+
+class _Sender:
+    """The send half of one :func:`execute`: batches within the budget, claimed, sent, stored off this thread.
+
+    The dispatching thread claims a batch's records in the store (setting
+    aside those another process holds or has stored meanwhile) and writes the
+    request to the ledger as sent; a worker sends it and prepares what to
+    store; the dispatching thread fans the answers into the results and queues
+    them for the :class:`~apollo_frames.engine.keeper.AnswerWriter`, which
+    stores them, releases the claims and settles the ledger.
+    """
+
+    def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
+                 budget: Budget, worst: float, bar: Any, stop: StopSignal, refresh: bool = False):
         self.op, self.plan, self.options, self.client = op, plan, options, client
         self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
+        self.stop, self.refresh, self.cache = stop, refresh, client.cache
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
         self.outcome: list[str | None] = [None] * n
         self.messages: list[str | None] = [None] * n
         for j, matched in plan.cached.items():
             self.outcome[j] = "matched" if matched else "no_match"
-        self.pending = deque(plan.to_fetch)
+        self.pending = deque(plan.to_fetch)  # not claimed yet
+        self.ready: deque[int] = deque()  # claimed, to send
+        self.concurrency = max(1, int(getattr(client.settings, "concurrency", 1)))
         self.budget_reason: str | None = None
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
+        self.writer = AnswerWriter(self.cache, ledger, ttl=ttl)
+        self.claims = Claims(self.cache, lease_seconds(client.settings), self.writer.lock)
+        self.deferred: dict[int, None] = {}  # ordered set: held by another process
+        self.in_flight = 0
+        #: answers another process stored while this run went on (not paid by this run)
+        self.from_store = 0
+        self.storage_error: StorageError | None = None
         self.unattributed: list[dict] = []
 
-    def next_batch(self) -> list[int] | Wait | None:
-        """The next batch: a full one, a smaller last one the budget still allows, WAIT, or None."""
-        if not self.pending:
-            return None
-        n = self.budget.reserve_items(self.worst, min(self.op.batch_size, len(self.pending)), wait=False)
-        if n is None:
-            return WAIT  # in-flight batches may cost less than their worst case: wait and see
-        if n == 0:
-            self.budget_reason = self.budget.reached()
-            return None
-        return [self.pending.popleft() for _ in range(n)]
+    def next_batch(self) -> _Batch | Wait | None:
+        """The next batch to send (claimed, written to the ledger), WAIT, or None when there is none.
 
-    def send(self, batch: list[int]) -> _Answer:
-        """One bulk call (on a worker thread)."""
-        records = [self.plan.unique_records[j] for j in batch]
+        Records another process holds are set aside and awaited once nothing
+        else is left; a batch is full unless the budget allows only a smaller last one.
+        """
+        self._check_writer()
+        while not self.stop.stopped:
+            if len(self.ready) < self.op.batch_size and self.pending:
+                self._claim_ahead()
+                continue
+            if not self.ready:
+                if not self.deferred:
+                    return None
+                if self.in_flight:
+                    return WAIT
+                self.await_others()
+                continue
+            n = self.budget.reserve_items(self.worst, min(self.op.batch_size, len(self.ready)), wait=False)
+            if n is None:
+                return WAIT  # in-flight batches may cost less than their worst case: wait and see
+            if n == 0:
+                self.budget_reason = self.budget.reached()
+                return None
+            batch = _Batch([self.ready.popleft() for _ in range(n)])
+            if self._begin(batch):
+                self.in_flight += 1
+                return batch
+        return None
+
+    def _claim_ahead(self) -> None:
+        """Claim the next records (enough for every slot) in one transaction; set aside those another process
+        holds, answer those another process stored meanwhile; the rest are ready to send, in planned order."""
+        size = max(self.op.batch_size * self.concurrency - len(self.ready), self.op.batch_size)
+        block = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+        keys = {self.plan.cache_keys[j]: j for j in block}
+        claimed, held = self.claims.claim(list(keys))
+        stored: dict[str, Any] = {}
+        if claimed and not self.refresh and self.claims.failed is None:
+            with contextlib.suppress(StorageError):  # a store that cannot be read: send, as planned
+                stored = self.cache.get_many(claimed)
+        for key, value in stored.items():
+            self._answered_elsewhere(keys[key], value)
+        if stored:
+            self.writer.put(Keep({}, 0, list(stored)))
+            self.bar.update(len(stored))
+        self.deferred.update(dict.fromkeys(keys[k] for k in held))
+        self.ready.extend(j for k, j in keys.items() if k not in held and k not in stored)
+
+    def _begin(self, batch: _Batch) -> bool:
+        """Write the batch to the ledger as sent, at its worst case, before it leaves (on this thread, so requests
+        leave in the order they were planned); False, and the run stops, when the ledger cannot be written."""
+        if self.ledger is None:
+            return True
+        try:
+            batch.entry = self.ledger.begin(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
+                                            records_sent=len(batch.sent), worst_credits=len(batch.sent) * self.worst)
+        except StorageError as exc:  # a request the ledger cannot write down is not sent
+            self._storage_failed(exc)
+            self.ready.extendleft(reversed(batch.sent))
+            self.budget.settle(len(batch.sent) * self.worst, 0.0)
+            return False
+        return True
+
+    def send(self, batch: _Batch) -> _Answer:
+        """One bulk call (on a worker thread), parsed, with what to store prepared."""
+        records = [self.plan.unique_records[j] for j in batch.sent]
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
         parsed = Parsed.of(self.op.parse(records, response.data))
         # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed.
         # Records, not rows: two details that found one person are charged once.
         answers = [r for r in parsed.results if r is not None] + [u.answer for u in parsed.unattributed]
         returned = len({str(r.get("id")) if r.get("id") else id(r) for r in answers})
-        credits, verified = trusted_credits(parsed.credits, len(batch) * self.worst, floor=float(returned))
-        return _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors, parsed.unattributed)
+        credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst, floor=float(returned))
+        entries = self._entries(batch.sent, parsed.results, parsed.errors, parsed.unattributed)
+        return _Answer(response, parsed.results, credits, verified, parsed.credits, entries, parsed.errors,
+                       parsed.unattributed)
 
-    def on_done(self, done: Outcome[list[int], _Answer]) -> None:
-        batch, answer = done.task, done.value
-        self.budget.settle(len(batch) * self.worst, answer.credits if answer is not None else 0.0)
-        if answer is None:
-            self._failed(batch, done)
-            return
-        self._keep(batch, answer)
-        self.bar.update(len(batch))
-        self.bar.set_postfix(cached=len(self.plan.cached), credits=f"{self.budget.spent:g}")
-
-    def _keep(self, batch: list[int], answer: _Answer) -> None:
-        """Cache the answers (under their aliases too), fan them into the results, record the call."""
-        op, cache = self.op, self.client.cache
+    def _entries(self, sent: list[int], results: list[dict | None], errors: dict[int, str],
+                 unattributed: list[Unattributed]) -> dict[str, dict | None]:
+        """What to store for an answered batch: each answer under its key and its aliases' keys (nothing for a
+        record answered without certainty); paid answers no record matched, under their own identities."""
+        op, cache = self.op, self.cache
         entries: dict[str, dict | None] = {}
-        for n, (j, value) in enumerate(zip(batch, answer.results, strict=False)):
-            if n in answer.errors:  # answered, but not for sure: nothing cached, the row says why
-                self.outcome[j], self.messages[j] = "error", answer.errors[n]
+        for n, (j, value) in enumerate(zip(sent, results, strict=False)):
+            if n in errors:
                 continue
             for alias in op.aliases(value) if value is not None else ():
                 entries[cache.key(op.endpoint, alias, self.options)] = value
             entries[self.plan.cache_keys[j]] = value
-            self.results[j] = value
-            self.outcome[j] = "matched" if value is not None else "no_match"
-        for extra in answer.unattributed:  # paid for: kept under its own identities, and reported
+        for extra in unattributed:
             for alias in extra.identities or op.aliases(extra.answer):
                 entries.setdefault(cache.key(op.endpoint, alias, self.options), extra.answer)
-            self.unattributed.append(extra.report)
-        cache.set_many(entries, ttl=self.ttl)
-        if self.ledger is not None:
-            self.ledger.note_limits(op.endpoint, parse_rate_headers(answer.response.headers))
+        return entries
+
+    def on_done(self, done: Outcome[_Batch, _Answer]) -> None:
+        batch, answer = done.task, done.value
+        if batch.handled:  # handed over again after an interrupt, once it had been handled
+            return
+        if not batch.settled:
+            batch.settled = True
+            self.in_flight -= 1
+            self.budget.settle(len(batch.sent) * self.worst, answer.credits if answer is not None else 0.0)
+        if answer is None:
+            self._failed(batch, done)
+        else:
+            self._keep(batch, answer)
+        self._check_writer()
+        self.bar.update(sum(self.outcome[j] is not None for j in batch.sent))
+        self.bar.set_postfix(cached=len(self.plan.cached) + self.from_store, credits=f"{self.budget.spent:g}")
+        batch.handled = True
+
+    def _keep(self, batch: _Batch, answer: _Answer) -> None:
+        """Fan the answers into the results; queue them (and the ledger's settlement) for the writer."""
+        for n, (j, value) in enumerate(zip(batch.sent, answer.results, strict=False)):
+            if n in answer.errors:  # answered, but not for sure: nothing stored, the row says why
+                self.outcome[j], self.messages[j] = "error", answer.errors[n]
+                continue
+            self.results[j] = value
+            self.outcome[j] = "matched" if value is not None else "no_match"
+        self.unattributed.extend(extra.report for extra in answer.unattributed)
+        settle = None
+        if batch.entry is not None:
             matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
-            self._record(batch, matched, answer.credits, answer.response.status_code, unverified=not answer.verified)
+            settle = (batch.entry, {"credits": answer.credits, "status": answer.response.status_code,
+                                    "records_matched": matched, "unverified": not answer.verified})
+        keys = self._keys(batch.sent)  # a record goes in one batch only: its first key names the batch
+        self.writer.put(Keep(answer.entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers),
+                             token=keys[0]))
         if not answer.verified:
             self.unverified.append(answer.reported)
 
-    def _failed(self, batch: list[int], done: Outcome[list[int], _Answer]) -> None:
-        status, message = done.row_status("sent")
-        for j in batch:
-            self.outcome[j], self.messages[j] = status, message
-        if done.failure is Failure.ERROR:
-            self._record(batch, 0, 0.0, getattr(done.error, "status_code", None) or 0)
-            self.bar.update(len(batch))
+    def _keys(self, indices: Iterable[int]) -> list[str]:
+        return [self.plan.cache_keys[j] for j in indices]
 
-    def _record(self, batch: list[int], matched: int, credits: float, status: int, *, unverified: bool = False) -> None:
-        if self.ledger is not None:
-            self.ledger.record(
-                run_id=self.run_id,
-                operation=self.op.name,
-                endpoint=self.op.endpoint,
-                records_sent=len(batch),
-                records_matched=matched,
-                credits=credits,
-                status=status,
-                unverified=unverified,
-            )
+    def _answered_elsewhere(self, j: int, value: Any) -> None:
+        """Another process paid for this record and stored its answer while this run went on."""
+        if self.outcome[j] is None:
+            self.from_store += 1
+        self.results[j] = value
+        self.outcome[j] = "matched" if value is not None else "no_match"
+
+    def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer]) -> None:
+        status, message = done.row_status("sent")
+        for j in batch.sent:
+            self.outcome[j], self.messages[j] = status, message
+        settle = None
+        if batch.entry is not None and charged_nothing(done.error):
+            settle = (batch.entry, {"credits": 0.0, "status": getattr(done.error, "status_code", None)})
+        # no answer at all (a timeout): the request stays in the ledger as in doubt, at its worst case
+        self.writer.put(Keep({}, 0, self._keys(batch.sent), settle))
+
+    def _storage_failed(self, error: StorageError) -> None:
+        if self.storage_error is None:
+            self.storage_error = error
+            self.stop.stop(f"not sent: {error}", error)
+
+    def _check_writer(self) -> None:
+        if self.writer.error is not None:
+            self._storage_failed(self.writer.error)
+
+    def await_others(self) -> None:
+        """Wait (at most a lease) for the answers other processes are fetching; take over those they gave up."""
+        keys = {self.plan.cache_keys[j]: j for j in self.deferred}
+        self.deferred.clear()
+        try:
+            waited = self.cache.wait_for(list(keys), self.claims.lease_s)
+        except StorageError:
+            self.pending.extend(keys.values())  # the store cannot be read: fetch them here
+            return
+        for key, value in waited.found.items():
+            self._answered_elsewhere(keys[key], value)
+        self.pending.extend(keys[k] for k in waited.free)  # claimed again before they are sent
+        for key in waited.still_held:
+            self.outcome[keys[key]] = "skipped"
+            self.messages[keys[key]] = ("another process was still fetching it when this run gave up waiting; "
+                                        "run again to read its answer from the store")
+
+    def settle_deferred(self) -> None:
+        """After a stop (budget, rate limit): the answers others fetched meanwhile still come free."""
+        if self.deferred and not self.storage_error:
+            self.await_others()
+
+    def close(self) -> None:
+        """Release the claims on records never sent, store everything queued (idempotent)."""
+        if self.ready and self.writer.alive:
+            self.writer.put(Keep({}, 0, self._keys(self.ready)))
+        self.writer.close()
+        self._check_writer()
+
+    def rows_left(self) -> int:
+        """Input rows without an answer yet (a re-run sends them)."""
+        done = ("matched", "no_match")
+        return sum(1 for j in self.plan.row_unique if j >= 0 and self.outcome[j] not in done)
 
     def warn_unverified(self) -> None:
         """One warning for the batches whose credit figure was not believed (counted at their worst case)."""
@@ -491,8 +636,20 @@ class _Sender:
                 "per record) against max_credits and recorded in the ledger flagged unverified."
             )
 
+    def warn_storage(self, summary: RunSummary) -> None:
+        """Say when claims could not be taken, or answers could not be stored (they are in the rows only)."""
+        note = self.claims.warning()
+        if note is not None:
+            warn(f"{self.op.name}: {note}")
+        if self.storage_error is not None:
+            summary.storage_error = str(self.storage_error)
+            unsaved = sum(1 for j in self.plan.to_fetch if self.outcome[j] in ("matched", "no_match")) - (
+                self.writer.saved + self.from_store)
+            warn(f"{self.op.name}: {max(unsaved, 0):,} answers received could not be stored and are only in the rows "
+                 f"returned; nothing more was sent. {self.storage_error}")
+
     def skip_pending(self, reason: str) -> None:
-        for j in self.pending:
+        for j in (*self.ready, *self.pending, *self.deferred):
             self.outcome[j], self.messages[j] = "skipped", reason
 
 

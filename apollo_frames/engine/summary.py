@@ -121,6 +121,10 @@ class RunSummary(Summary):
     unattributed: list[dict] = dataclasses.field(default_factory=list)
     #: what most rows not done (error, skipped) failed on, e.g. "could not connect to api.apollo.io (ConnectError)"
     cause: str | None = None
+    #: stored answers found bad (not ours, not JSON, another key or version): set aside and asked again
+    quarantined: int = 0
+    #: why answers could not be stored (disk full, read-only folder): they are in the rows only; nothing more was sent
+    storage_error: str | None = None
 
     _hidden = frozenset({"operation", "skipped_credits_max", "unattributed"})
 
@@ -132,6 +136,7 @@ class RunSummary(Summary):
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
             f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s{cause}"
             + (f" | {len(self.unattributed):,} paid answers unattributed" if self.unattributed else "")
+            + (f" | {self.quarantined:,} stored answers quarantined" if self.quarantined else "")
         )
 
     def merge(self, other: Summary | Mapping[str, Any]) -> Self:

@@ -51,11 +51,13 @@ from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import (
     ApolloError,
     RateLimitError,
+    StorageError,
     warn,
 )
 from apollo_frames.engine.assemble import assemble_table
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import StopSignal
+from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import interactive, progress_bar
 from apollo_frames.engine.runner import (
     answer_columns,
@@ -258,6 +260,24 @@ def _check_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: d
     return max_credits
 
 
+@dataclasses.dataclass
+class _Done:
+    """How far a file run got: for the line a Ctrl-C prints (answers saved, rows left)."""
+
+    total_rows: int | None
+    rows: int = 0
+    saved: int = 0
+
+    def interrupted(self, exc: KeyboardInterrupt, chunk_rows: int) -> RunInterrupted:
+        """The file run's :class:`RunInterrupted`, from the interrupt of the chunk of ``chunk_rows`` rows under way."""
+        saved = self.saved + getattr(exc, "saved", 0)
+        if self.total_rows is None:
+            return RunInterrupted(saved, None)
+        in_chunk = getattr(exc, "rows_left", None)
+        later = self.total_rows - self.rows - chunk_rows
+        return RunInterrupted(saved, later + (chunk_rows if in_chunk is None else in_chunk))
+
+
 def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.DataFrame | None = None) -> Any:
     """The operation's job on one chunk; a CSV line that did not fit the header is an invalid row naming its line."""
     assert spec.job is not None
@@ -271,8 +291,10 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
     return prepared, op, op_options
 
 
-def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict,
-                  budget: float | None, run_id: str, stop: StopSignal, bar: _ChunkBar) -> tuple[pa.Table, RunSummary]:
+def _enrich_chunk(
+    chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: float | None,
+    run_id: str, stop: StopSignal, bar: _ChunkBar,
+) -> tuple[pa.Table, RunSummary, int]:
     """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``."""
     frame = chunk.to_pandas()
     prepared, op, op_options = _prepare_chunk(chunk, spec, job_options, frame)
@@ -285,7 +307,7 @@ def _enrich_chunk(chunk: pa.Table, spec: Spec, job_options: dict, client: Any, r
         )
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
-    return new, done.summary
+    return new, done.summary, done.saved
 
 
 def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | None) -> dict:
@@ -347,23 +369,32 @@ def enrich_parquet(
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every)
         requests_before = api.stats.requests
+        done, rows = _Done(total_rows), 0
         try:
             with partial_output(dst, schema) as writer:
                 for chunk in tables:
+                    rows = chunk.num_rows
                     budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
-                    new, part = _enrich_chunk(chunk, spec, job_options, api, run_options, budget, summary.run_id, stop,
-                                              moving)
+                    new, part, saved = _enrich_chunk(
+                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving
+                    )
                     summary.merge(part)
+                    done.saved += saved
                     writer.write_table(assemble_table(chunk, new, schema))
                     chunks += 1
                     moving.finish()
+                    done.rows, rows = done.rows + chunk.num_rows, 0
                     del new
                     pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+        except KeyboardInterrupt as exc:
+            raise done.interrupted(exc, rows) from None
         finally:
             summary.elapsed_s = round(time.monotonic() - started, 3)
             bar.close(_enrich_counts(summary))
 
+    if isinstance(stop.error, StorageError):
+        raise stop.error  # the output holds every row, with the answers received; the store could not keep them
     limit = stop.rate_limit
     out = _file_result(summary.to_dict(), dst, chunks, limit)
     if limit is not None:

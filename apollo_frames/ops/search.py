@@ -61,7 +61,7 @@ from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
 from apollo_frames.engine.budget import Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.progress import progress_bar
-from apollo_frames.engine.runner import check_flags
+from apollo_frames.engine.runner import charged_nothing, check_flags
 from apollo_frames.engine.summary import Summary, _fmt, announce
 from apollo_frames.engine.work import Work
 from apollo_frames.ops.registry import Command, Spec, register
@@ -212,11 +212,14 @@ def run_query(
     ledger_rows: list | None = None,
     refresh: bool = False,
     on_page=None,
+    ledger=None,
 ) -> QueryResult:
     """Page through one validated query; cached pages cost nothing.
 
-    Ledger rows (for paid or free pages actually sent) are appended to
-    ``ledger_rows`` for the caller to record from its own thread.
+    A page that costs credits is written to ``ledger`` as sent before it
+    leaves (its worst case; in doubt until settled). What each page sent cost
+    is appended to ``ledger_rows`` for the caller to settle or record from its
+    own thread (:func:`_flush_ledger`).
     """
     pag = PageNumberPaginator(max_results)
     cache = client.cache
@@ -231,9 +234,8 @@ def run_query(
             data = hit[key]
             out.cache_hits += 1
         elif budget.reserve(PAGE_CREDITS[kind]):
-            data = _fetch_page(
-                kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id, ledger_rows=ledger_rows
-            )
+            data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
+                               ledger_rows=ledger_rows, ledger=ledger)
             out.credits += PAGE_CREDITS[kind] if _returned(data, kind) else 0.0
         else:
             out.budget_stopped = True
@@ -251,17 +253,23 @@ def run_query(
     return out
 
 
-def _fetch_page(
-    kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str, ledger_rows: list | None
-) -> dict:
-    """Send one page whose worst case is reserved; settle what it cost, cache it, note its ledger row."""
+def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str,
+                ledger_rows: list | None, ledger=None) -> dict:
+    """Send one page whose worst case is reserved (and, when it costs credits, written to the ledger first);
+    settle what it cost, cache it, note its ledger row."""
     cost = PAGE_CREDITS[kind]
+    sent = None
     try:
+        if ledger is not None and ledger_rows is not None and cost > 0:
+            sent = ledger.begin(run_id=run_id, operation=OPERATION[kind], endpoint=flt.ENDPOINTS[kind],
+                                records_sent=1, worst_credits=cost)
         response = client.post(flt.ENDPOINTS[kind], json=body)
         _check_page(kind, response.data)
-    except BaseException:
+    except BaseException as exc:
         budget.settle(cost, 0.0)
-        raise
+        if sent is not None and ledger_rows is not None and charged_nothing(exc):
+            ledger_rows.append((sent, {"credits": 0.0, "status": getattr(exc, "status_code", None)}, None, None))
+        raise  # with no answer at all, the page stays in the ledger as in doubt
     data = _trim(response.data, kind)
     returned = _returned(data, kind)
     # Apollo reports no credits for a page (it charges one per organization page with results); a figure a server
@@ -277,17 +285,10 @@ def _fetch_page(
     client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
     if ledger_rows is not None:
         # One query page sent; "matched" when it returned results (= paid, for orgs).
-        entry = {
-            "run_id": run_id,
-            "operation": OPERATION[kind],
-            "endpoint": flt.ENDPOINTS[kind],
-            "records_sent": 1,
-            "records_matched": 1 if returned else 0,
-            "credits": credits,
-            "status": response.status_code,
-            "unverified": not verified,
-        }
-        ledger_rows.append((entry, flt.ENDPOINTS[kind], response.headers))
+        entry = {"run_id": run_id, "operation": OPERATION[kind], "endpoint": flt.ENDPOINTS[kind], "records_sent": 1,
+                 "records_matched": 1 if returned else 0, "credits": credits, "status": response.status_code,
+                 "unverified": not verified}
+        ledger_rows.append((sent, entry, flt.ENDPOINTS[kind], response.headers))
     return data
 
 
@@ -309,13 +310,22 @@ def _returned(page: dict, kind: str) -> int:
     return sum(len(page.get(key) or ()) for key in page_lists(RECORDS_KEY[kind]))
 
 
+#: what a page's ledger entry settles (the rest was written when it was sent)
+_SETTLED_FIELDS = ("credits", "status", "records_matched", "unverified")
+
+
 def _flush_ledger(ledger, rows: list) -> None:
+    """Settle the pages written as sent, record the free ones (rows: (sent id or None, entry, endpoint, headers))."""
     while rows:
-        entry, endpoint, headers = rows.pop(0)
+        sent, entry, endpoint, headers = rows.pop(0)
         if ledger is None:
             continue
-        ledger.note_limits(endpoint, parse_rate_headers(headers))
-        ledger.record(**entry)
+        if headers is not None:
+            ledger.note_limits(endpoint, parse_rate_headers(headers))
+        if sent is None:
+            ledger.record(**entry)
+        else:
+            ledger.settle(sent, **{k: v for k, v in entry.items() if k in _SETTLED_FIELDS})
 
 
 def _check_max_results(name: str, value: Any) -> int | None:
@@ -376,17 +386,8 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
             bar.set_postfix(results=pag.collected, credits=f"{budget.spent:g}")
 
         def work(query: dict) -> QueryResult:
-            return run_query(
-                kind,
-                query,
-                max_results,
-                client=api,
-                budget=budget,
-                run_id=summary.run_id,
-                ledger_rows=rows,
-                refresh=refresh,
-                on_page=on_page,
-            )
+            return run_query(kind, query, max_results, client=api, budget=budget, run_id=summary.run_id,
+                             ledger_rows=rows, refresh=refresh, on_page=on_page, ledger=ledger)
 
         requests_before = api.stats.requests
         rows: list = []
@@ -730,16 +731,8 @@ def _run_queries(
     bar = progress_bar(total=len(unique), desc=OPERATION[kind], unit="query", enabled=progress)
 
     def work(j: int) -> QueryResult:
-        return run_query(
-            kind,
-            unique[j],
-            per_row,
-            client=client,
-            budget=budget,
-            run_id=run_id,
-            ledger_rows=ledger_rows,
-            refresh=refresh,
-        )
+        return run_query(kind, unique[j], per_row, client=client, budget=budget, run_id=run_id,
+                         ledger_rows=ledger_rows, refresh=refresh, ledger=ledger)
 
     def on_done(done: Outcome[int, QueryResult]) -> None:
         if done.ok:

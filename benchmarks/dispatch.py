@@ -1,0 +1,141 @@
+"""Dispatch speed: requests/s of ``enrich_people`` against the sandbox over loopback vs a raw httpx thread pool.
+
+    python -m benchmarks.dispatch [--people 2400] [--latency 0.05] [--concurrency 8] [--repeat 3]
+
+Both post the same bulk_match bodies to the same server (50 ms latency, no
+rate limit, served from a process of its own as Apollo would be) with the
+same number of requests in flight. The raw pool only
+posts and parses JSON; ``enrich_people`` also plans, claims each batch in the
+answer store, writes the ledger, stores the answers (on its writer thread)
+and builds the frame. Every repetition of ours starts from an empty store, so
+every record is fetched. Runs alternate and the best of each is kept (the
+machine may be shared); the ratio is the figure (issue 12: >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+import apollo_frames
+from apollo_frames import ApolloClient
+from apollo_frames.ops.people import people_job
+from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
+
+ENDPOINT = "people/bulk_match"
+
+
+def _frame(sb: Sandbox, n: int) -> pd.DataFrame:
+    people = [p for p in sb.world.people if p.get("email")][:n]
+    if len(people) < n:
+        raise SystemExit(f"the sandbox world has only {len(people)} people with an e-mail")
+    return pd.DataFrame({"Email": [p["email"] for p in people]})
+
+
+def _bodies(frame: pd.DataFrame) -> list[dict]:
+    """The bulk_match bodies ``enrich_people`` sends for ``frame``, built by the same operation."""
+    prepared, op, options = people_job(frame)
+    records = [r for r in prepared.records if r is not None]
+    return [op.build_payload(records[i:i + op.batch_size], options) for i in range(0, len(records), op.batch_size)]
+
+
+def _ours(url: str, frame: pd.DataFrame, cache_dir: Path, concurrency: int) -> tuple[float, int]:
+    """(seconds, requests) of one enrich_people call from an empty store."""
+    client = ApolloClient(api_key=DEFAULT_API_KEY, base_url=url, cache_dir=str(cache_dir), concurrency=concurrency,
+                          rate_limits=(None, None, None), cache_namespace="dispatch")
+    with client:
+        started = time.perf_counter()
+        out = apollo_frames.enrich_people(frame, client=client, progress=False)
+        elapsed = time.perf_counter() - started
+    if not (out["apollo_status"] == "matched").all():
+        raise RuntimeError("not every person matched: the benchmark would not compare like with like")
+    return elapsed, int(out.attrs["apollo"]["api_calls"])
+
+
+def _raw(url: str, bodies: list[dict], concurrency: int) -> tuple[float, int]:
+    """(seconds, requests) of a plain httpx thread pool posting ``bodies``, ``concurrency`` at a time."""
+    limits = httpx.Limits(max_connections=concurrency + 2)
+    with httpx.Client(base_url=url + "/", headers={"X-Api-Key": DEFAULT_API_KEY}, limits=limits,
+                      timeout=30) as http, ThreadPoolExecutor(concurrency) as pool:
+
+        def post(body: dict) -> int:
+            response = http.post(ENDPOINT, json=body)
+            response.raise_for_status()
+            return len(response.json()["matches"])
+
+        started = time.perf_counter()
+        answered = list(pool.map(post, bodies))
+        elapsed = time.perf_counter() - started
+    assert len(answered) == len(bodies)
+    return elapsed, len(bodies)
+
+
+_SERVER = """
+import sys
+from apollo_frames.sandbox import Sandbox, SandboxConfig
+config = SandboxConfig(n_orgs=int(sys.argv[1]), latency=float(sys.argv[2]), limits={sys.argv[3]: (None, None, None)})
+print(Sandbox(config).start(), flush=True)
+sys.stdin.read()  # serve until the benchmark closes our stdin
+"""
+
+
+@contextlib.contextmanager
+def _server(n_orgs: int, latency: float) -> Iterator[str]:
+    """The sandbox served over loopback from a process of its own (as Apollo is): yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(n_orgs), str(latency), ENDPOINT],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(10)
+
+
+def measure(people: int = 2400, latency: float = 0.05, concurrency: int = 8, repeat: int = 3) -> dict:
+    """Best requests/s of each side over ``repeat`` alternating runs, and their ratio."""
+    n_orgs = 600
+    frame = _frame(Sandbox(SandboxConfig(n_orgs=n_orgs)), people)
+    bodies = _bodies(frame)
+    ours: list[float] = []
+    raw: list[float] = []
+    with _server(n_orgs, latency) as url, tempfile.TemporaryDirectory(prefix="apollo_dispatch_") as tmp:
+        for i in range(repeat):
+            seconds, requests = _raw(url, bodies, concurrency)
+            raw.append(requests / seconds)
+            seconds, requests = _ours(url, frame, Path(tmp) / f"run{i}", concurrency)
+            ours.append(requests / seconds)
+    return {"people": people, "requests": len(bodies), "latency_s": latency, "concurrency": concurrency,
+            "ideal_rps": concurrency / latency, "raw_rps": max(raw), "ours_rps": max(ours),
+            "ratio": max(ours) / max(raw), "raw_all": raw, "ours_all": ours}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dispatch", description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=2400)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    got = measure(args.people, args.latency, args.concurrency, args.repeat)
+    print(f"{got['requests']} requests, {got['concurrency']} in flight, {got['latency_s'] * 1000:.0f} ms latency "
+          f"(ideal {got['ideal_rps']:.0f} req/s)")
+    print(f"raw httpx pool   {got['raw_rps']:7.1f} req/s  (runs: {', '.join(f'{x:.1f}' for x in got['raw_all'])})")
+    print(f"enrich_people    {got['ours_rps']:7.1f} req/s  (runs: {', '.join(f'{x:.1f}' for x in got['ours_all'])})")
+    print(f"ratio            {got['ratio']:7.2f}  (target >= 0.90)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

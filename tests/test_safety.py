@@ -1,0 +1,433 @@
+"""The send path of issue 12: claims across processes, nothing paid dropped (Ctrl-C, SIGTERM, full disks),
+requests in doubt in the ledger after kill -9, store writes off the dispatching thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import apollo_frames as af
+from apollo_frames.client.ledger import Ledger
+from apollo_frames.client.storage import storage_error
+from apollo_frames.client.store import ResponseCache
+from apollo_frames.core.clock import FakeClock
+from apollo_frames.core.errors import StorageError
+from apollo_frames.engine.executor import Executor
+from apollo_frames.engine.keeper import AnswerWriter, Keep, RunInterrupted
+from apollo_frames.engine.runner import plan_work
+from apollo_frames.engine.summary import RunSummary
+from apollo_frames.ops.people import people_job
+from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERRUPTED = re.compile(r"interrupted: ([\d,]+) answers saved, ([\d,]+) rows left; run the same command to resume")
+
+
+def known_people(sandbox, n):
+    found = [p for p in sandbox.world.people if p.get("email")]
+    assert len(found) >= n, "the sandbox world is too small for this test"
+    return found[:n]
+
+
+def people_frame(people):
+    return pd.DataFrame({"Email": [p["email"] for p in people], "n": range(len(people))})
+
+
+def bulk_calls(sandbox):
+    return sandbox.count(path="people/bulk_match", status=200)
+
+
+class _Gate(FakeClock):
+    """A sandbox clock whose latency sleeps hold answers: the first ``let_through`` pass at once, later ones wait
+    for ``release``. ``reached`` is set once ``count_to`` answers are held at the same time (and, with
+    ``auto_release``, they are all let go then)."""
+
+    def __init__(self, let_through: int = 0, count_to: int | None = None, auto_release: bool = False):
+        super().__init__()
+        self.left = let_through
+        self.count_to, self.auto_release = count_to, auto_release
+        self.held = 0
+        self.holding = threading.Event()
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        self._count = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self._count:
+            self.left -= 1
+            hold = self.left < 0
+            if hold:
+                self.held += 1
+                if self.count_to is not None and self.held >= self.count_to:
+                    self.reached.set()
+                    if self.auto_release:
+                        self.release.set()
+        if hold:
+            self.holding.set()
+            self.release.wait(30)
+        super().sleep(seconds)
+
+
+def _cli_env(base_url: str, cache: Path) -> dict:
+    return dict(os.environ, APOLLO_BASE_URL=base_url, APOLLO_API_KEY=DEFAULT_API_KEY,
+                APOLLO_FRAMES_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+
+
+def _enrich_cmd(src: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "apollo_frames.cli", "enrich-people", str(src), str(out), "--quiet"]
+
+
+# -- claims across processes ---------------------------------------------------------------------
+
+
+def test_two_processes_on_one_folder_pay_once(small_config, tmp_path):
+    n = 200
+    src = tmp_path / "in.parquet"
+    people_frame(known_people(Sandbox(small_config), n)).to_parquet(src)
+    ref = Sandbox(small_config)
+    with ref.client(cache_dir=tmp_path / "ref") as c:
+        af.enrich_parquet(src, tmp_path / "ref.parquet", client=c, progress=False)
+    one_run = ref.credits_consumed
+    assert one_run == n
+
+    # Answers are held until both processes have 4 requests in flight at once, so they overlap for sure.
+    gate = _Gate(count_to=8, auto_release=True)
+    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.01), clock=gate)
+    with sb.serve() as base_url:
+        env = _cli_env(base_url, tmp_path / "shared")
+        procs = [subprocess.Popen(_enrich_cmd(src, tmp_path / f"out{i}.parquet"), env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for i in range(2)]
+        try:
+            outs = [p.communicate(timeout=60) for p in procs]
+        finally:
+            gate.release.set()
+    assert gate.reached.is_set(), "the two runs never had requests in flight at the same time"
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    assert sb.credits_consumed == one_run  # each record paid once, by one of the two
+    expected = pd.read_parquet(tmp_path / "ref.parquet")
+    for i in range(2):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"out{i}.parquet"), expected)
+
+
+def test_a_record_another_process_holds_is_awaited_then_read_from_the_store(sandbox, tmp_path):
+    people = known_people(sandbox, 30)
+    clock = FakeClock()
+    with sandbox.client(cache_dir=tmp_path / "c", clock=clock) as other, \
+            sandbox.client(cache_dir=tmp_path / "c", clock=clock) as mine:
+        # "another process" ran the first 10 people and holds a claim on the next 10 (its request in flight)
+        af.enrich_people(people_frame(people[:10]), client=other, progress=False)
+        held = people_frame(people[10:20])
+        prepared, op, options = people_job(held)
+        keys = plan_work(prepared, op, options, other).cache_keys
+        assert other.cache.claim(keys, lease_s=600).claimed == keys
+        before = sandbox.credits_consumed
+
+        answered = threading.Event()
+
+        def other_answers(seconds: float) -> None:  # the other process's answer lands while this run waits
+            if not answered.is_set():
+                answered.set()
+                af.enrich_people(held, client=other, progress=False)
+                other.cache.release(keys)
+            FakeClock.sleep(clock, seconds)
+
+        clock.sleep = other_answers  # type: ignore[method-assign]
+        out = af.enrich_people(people_frame(people), client=mine, progress=False)
+    assert answered.is_set()
+    assert (out["apollo_status"] == "matched").all()
+    # this run paid for the last 10 only: the first 10 were cached, the next 10 the other process paid for
+    assert sandbox.credits_consumed - before == 20  # 10 by "the other process" while we waited, 10 by us
+    assert out.attrs["apollo"]["credits_consumed"] == 10
+    assert out.attrs["apollo"]["cache_hits"] == 20
+
+
+def test_a_claim_left_by_an_expired_lease_is_taken_over(sandbox, tmp_path):
+    people = known_people(sandbox, 20)
+    clock = FakeClock()
+    with sandbox.client(cache_dir=tmp_path / "c", clock=clock) as other, \
+            sandbox.client(cache_dir=tmp_path / "c", clock=clock) as mine:
+        prepared, op, options = people_job(people_frame(people))
+        keys = plan_work(prepared, op, options, other).cache_keys
+        other.cache.claim(keys[:10], lease_s=120)  # and then it never answers (a host that went away)
+        out = af.enrich_people(people_frame(people), client=mine, progress=False)
+    assert (out["apollo_status"] == "matched").all()
+    assert sandbox.credits_consumed == 20
+    # it waited for the lease, on the store's clock, then took the records over
+    assert clock.slept == pytest.approx(120)
+
+
+def test_a_lease_of_a_killed_process_on_this_host_is_free_at_once(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = ResponseCache(tmp_path)
+    with store.transaction() as con:
+        con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
+                    ("k", "gone", dead.pid, socket.gethostname(), store.clock.time() + 3600))
+        con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
+                    ("j", "elsewhere", dead.pid, "another-host.example", store.clock.time() + 3600))
+    got = store.claim(["k", "j"], lease_s=60)
+    assert got.claimed == ["k"] and list(got.held_by_others) == ["j"]
+    store.close()
+
+
+# -- nothing paid is dropped -----------------------------------------------------------------------
+
+
+def test_ctrl_c_mid_run_saves_every_answer_then_the_rerun_pays_the_rest(small_config, tmp_path):
+    n = 300
+    src = tmp_path / "in.parquet"
+    people_frame(known_people(Sandbox(small_config), n)).to_parquet(src)
+    gate = _Gate(let_through=9)
+    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.01), clock=gate)
+    out = tmp_path / "out.parquet"
+    with sb.serve() as base_url:
+        env = _cli_env(base_url, tmp_path / "cache")
+        proc = subprocess.Popen(_enrich_cmd(src, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            assert gate.holding.wait(60), "the run never reached its 10th request"
+            os.kill(proc.pid, signal.SIGINT)
+        finally:
+            gate.release.set()  # the answers in flight arrive while the run winds down
+        _, err = proc.communicate(timeout=60)
+        first_credits = sb.credits_consumed
+        assert proc.returncode == 130
+        lines = err.splitlines()
+        assert len(lines) == 1, err  # one line, no traceback
+        saved, left = (int(x.replace(",", "")) for x in INTERRUPTED.fullmatch(lines[0]).groups())
+        assert saved == first_credits  # every answer paid for was stored (each person matches: 1 credit each)
+        assert left == n - saved and 0 < saved < n
+        assert not out.exists()
+
+        done = subprocess.run(_enrich_cmd(src, out), env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert sb.credits_consumed == n  # both runs together cost what one uninterrupted run costs
+    assert (pd.read_parquet(out)["apollo_status"] == "matched").all()
+
+
+def test_sigterm_takes_the_same_path_as_ctrl_c(small_config, tmp_path):
+    src = tmp_path / "in.parquet"
+    people_frame(known_people(Sandbox(small_config), 100)).to_parquet(src)
+    gate = _Gate(let_through=2)
+    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.01), clock=gate)
+    with sb.serve() as base_url:
+        proc = subprocess.Popen(_enrich_cmd(src, tmp_path / "out.parquet"), env=_cli_env(base_url, tmp_path / "c"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert gate.holding.wait(60)
+            os.kill(proc.pid, signal.SIGTERM)
+        finally:
+            gate.release.set()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    (line,) = err.splitlines()
+    assert int(INTERRUPTED.fullmatch(line).group(1)) == sb.credits_consumed
+
+
+def test_an_interrupt_awaits_the_tasks_in_flight_and_hands_over_their_answers():
+    go = threading.Event()
+    calls = iter(range(10))
+    delivered = []
+
+    def source():
+        i = next(calls)
+        if i == 2:  # two tasks in flight: Ctrl-C while the source is asked for a third
+            go.set()
+            raise KeyboardInterrupt
+        return i
+
+    def work(i):
+        assert go.wait(10)
+        return i * 10
+
+    with pytest.raises(KeyboardInterrupt):
+        Executor(3).run(source, work, lambda done: delivered.append((done.task, done.value)))
+    assert sorted(delivered) == [(0, 0), (1, 10)]
+
+
+def test_the_writer_flushes_everything_queued_and_keeps_the_first_storage_error(tmp_path):
+    store = ResponseCache(tmp_path)
+    writer = AnswerWriter(store, None, ttl=None)
+    for i in range(50):
+        writer.put(Keep({f"k{i}": {"id": i}}, 1))
+    writer.close()
+    assert writer.saved == 50 and len(store.get_many([f"k{i}" for i in range(50)])) == 50
+
+    def full(*args, **kwargs):
+        raise storage_error(OSError(28, "No space left on device"), store.path, "writing the answer store", "full")
+
+    store.set_many = full  # type: ignore[method-assign]
+    writer = AnswerWriter(store, None, ttl=None)
+    writer.put(Keep({"x": None}, 1))
+    writer.close()
+    assert isinstance(writer.error, StorageError) and writer.error.reason == "full" and writer.saved == 0
+    store.close()
+
+
+def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_received(sandbox, tmp_path, monkeypatch):
+    n = 200
+    frame = people_frame(known_people(sandbox, n))
+    with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
+        real = ResponseCache.set_many
+        writes = []
+
+        def filling(self, items, *, ttl):
+            writes.append(len(items))
+            if len(writes) > 2:
+                raise storage_error(OSError(28, "No space left on device"), self.path, "writing the answer store",
+                                    "full")
+            return real(self, items, ttl=ttl)
+
+        monkeypatch.setattr(ResponseCache, "set_many", filling)
+        with pytest.warns(UserWarning, match="could not be stored"):
+            out = af.enrich_people(frame, client=client, progress=False)
+        monkeypatch.setattr(ResponseCache, "set_many", real)
+        paid = sandbox.credits_consumed
+        assert len(out) == n and list(out["n"]) == list(range(n))
+        matched = out["apollo_status"] == "matched"
+        assert matched.sum() == paid  # every answer paid for is in the rows, stored or not
+        assert out.loc[matched, "person.id"].notna().all()
+        assert set(out.loc[~matched, "apollo_status"]) == {"skipped"}  # nothing more was sent
+        assert out.loc[~matched, "apollo_error"].str.contains("disk full").all()
+        summary = out.attrs["apollo"]
+        assert "disk full" in summary["storage_error"] and "free some space" in summary["storage_error"]
+        assert summary["skipped"] == n - paid and 0 < paid < n
+
+        prepared, op, options = people_job(frame)
+        stored = len(client.cache.get_many(plan_work(prepared, op, options, client, flatten=False).cache_keys))
+        assert 0 < stored < paid  # the first writes went through, the later answers are only in the rows
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert (again["apollo_status"] == "matched").all()
+    assert again.attrs["apollo"]["cache_hits"] == stored and sandbox.credits_consumed == paid + n - stored
+
+
+_FULL_DISK_CHILD = textwrap.dedent("""
+    import json, resource, signal, sys, warnings
+    import pandas as pd
+    import apollo_frames as af
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
+    sb = Sandbox(SandboxConfig(seed=11, n_orgs=300))
+    people = [p for p in sb.world.people if p.get("email")][:300]
+    frame = pd.DataFrame({"Email": [p["email"] for p in people]})
+    with sb.client(cache_dir=sys.argv[1]) as client:
+        client.cache, client.ledger  # opened (and their files created) before the limit
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = af.enrich_people(frame, client=client, progress=False)
+    print(json.dumps({"rows": len(out), "statuses": out["apollo_status"].value_counts().to_dict(),
+                      "with_answer": int(out["person.id"].notna().sum()), "paid": sb.credits_consumed,
+                      "storage_error": out.attrs["apollo"]["storage_error"],
+                      "warnings": [str(w.message) for w in caught]}))
+""")
+
+
+def test_a_real_full_disk_keeps_every_paid_answer_in_the_rows(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(tmp_path / "c"), str(96 * 1024)],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["rows"] == 300
+    # the answers or the ledger (whichever hits the limit first): a typed error naming the file and what to do
+    error = got["storage_error"]
+    assert error and "free some space" in error and str(tmp_path / "c") in error
+    assert got["statuses"].get("matched", 0) == got["with_answer"] == got["paid"] > 0  # nothing paid is lost
+    assert got["paid"] < 300 and got["statuses"]["skipped"] == 300 - got["paid"]
+    assert any("could not be stored" in w for w in got["warnings"])
+
+
+# -- the ledger knows what is in doubt ---------------------------------------------------------------
+
+
+def test_each_request_is_in_the_ledger_before_it_leaves(sandbox, tmp_path):
+    people = known_people(sandbox, 40)
+    with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
+        seen = []
+        real = client.post
+
+        def post(path, **kwargs):
+            frame = client.ledger.frame()  # what the ledger holds as this request leaves
+            seen.append((len(frame), frame["status"].iloc[-1], frame["credits"].iloc[-1], frame["endpoint"].iloc[-1]))
+            return real(path, **kwargs)
+
+        client.post = post  # type: ignore[method-assign]
+        af.enrich_people(people_frame(people), client=client, progress=False)
+        af.search_orgs(q_organization_domains_list=[sandbox.world.orgs[0]["primary_domain"]], client=client,
+                       progress=False)
+        frame = client.ledger.frame()
+        assert client.ledger.in_doubt() == (0, 0.0)
+    # each bulk call was written, in doubt at its worst case, before it left; so was the organization search page
+    assert seen == [(i, "in_doubt", 10.0, "people/bulk_match") for i in range(1, 5)] + [
+        (5, "in_doubt", 1.0, "mixed_companies/search")]
+    assert list(frame["status"]) == ["settled"] * 5  # and settled with the server's figure when it answered
+    assert frame["credits"].sum() == sandbox.credits_consumed
+
+
+def test_kill_9_leaves_the_requests_in_flight_in_doubt_at_their_worst_case(small_config, tmp_path):
+    src = tmp_path / "in.parquet"
+    people_frame(known_people(Sandbox(small_config), 200)).to_parquet(src)
+    let_through, concurrency = 6, 4
+    gate = _Gate(let_through=let_through, count_to=concurrency)
+    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.01), clock=gate)
+    cache = tmp_path / "cache"
+    with sb.serve() as base_url:
+        env = _cli_env(base_url, cache)
+        proc = subprocess.Popen(_enrich_cmd(src, tmp_path / "out.parquet"), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            assert gate.reached.wait(60), "the run never had a request held in every slot"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            gate.release.set()
+        (ledger_path,) = cache.glob("ledger*.sqlite")
+        with Ledger(ledger_path) as ledger:
+            frame = ledger.frame()
+            count, worst = ledger.in_doubt()
+            settled = ledger.total_credits()
+    sent = let_through + concurrency
+    assert len(frame) == sent  # every request that left was written first
+    assert count >= concurrency  # the held ones at least (one answered just before the kill may not be settled)
+    assert count == (frame["status"] == "in_doubt").sum() and worst == 10.0 * count
+    assert settled == 10.0 * (sent - count)
+    assert settled + worst >= let_through * 10  # never less than the server charged for what it answered
+
+
+# -- summary -------------------------------------------------------------------------------------
+
+
+def test_quarantined_entries_are_counted_in_the_summary_and_its_line(sandbox, tmp_path):
+    frame = people_frame(known_people(sandbox, 12))
+    with sandbox.client(cache_dir=tmp_path / "c") as client:
+        af.enrich_people(frame, client=client, progress=False)
+        prepared, op, options = people_job(frame)
+        keys = plan_work(prepared, op, options, client, flatten=False).cache_keys
+        with client.cache.transaction() as con:  # two poisoned entries: pickles where JSON should be
+            con.executemany("UPDATE Cache SET value = ? WHERE key = ?",
+                            [(sqlite3.Binary(b"\x80\x04K\x01."), key) for key in keys[:2]])
+        with pytest.warns(UserWarning, match="could not be trusted"):
+            out = af.enrich_people(frame, client=client, progress=False)
+    assert out.attrs["apollo"]["quarantined"] == 2
+    assert (out["apollo_status"] == "matched").all() and out.attrs["apollo"]["cache_hits"] == 10
+    assert "2 stored answers quarantined" in RunSummary.from_dict(out.attrs["apollo"]).line()
+    assert "quarantined" not in RunSummary(operation="x").line()
+
+
+def test_run_interrupted_is_a_keyboard_interrupt_with_its_line():
+    exc = RunInterrupted(1200, 340)
+    assert isinstance(exc, KeyboardInterrupt)
+    assert str(exc) == "interrupted: 1,200 answers saved, 340 rows left; run the same command to resume"
