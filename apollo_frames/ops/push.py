@@ -1447,7 +1447,8 @@ def push_contacts(
     given (those Apollo already has end ``existing``, unmodified).
     ``"update"``: contacts/bulk_update, 100 a call (PATCH contacts/{id} per
     row only as a fallback), the id from an ``id`` / ``apollo_id`` column.
-    ``"upsert"``: bulk_create, then bulk_update of the existing ones (``updated``). Every row needs an email (its dedupe key), except in
+    ``"upsert"``: bulk_create, then bulk_update of the existing ones
+    (``updated``). Every row needs an email (its dedupe key), except in
     update mode. Returns the input's columns and index plus ``apollo_status``
     (created, existing, updated, invalid, duplicate, error, skipped),
     ``apollo_id`` and ``apollo_error``; ``attrs["apollo"]`` has the counts and
