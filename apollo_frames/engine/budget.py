@@ -17,6 +17,13 @@ from typing import Any
 EPSILON = 1e-9
 
 
+def credit_figure(value: Any) -> float | None:
+    """``value`` as a number of credits if it is a finite number >= 0, else None (text, bools, NaN, negatives)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
 def check_credits(name: str, value: Any) -> float | None:
     """``value`` as a number of credits (None stays None); the one check of ``max_credits`` / ``confirm_over``.
 
@@ -26,9 +33,10 @@ def check_credits(name: str, value: Any) -> float | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    credits = credit_figure(value)
+    if credits is None:
         raise ValueError(f"{name} must be a finite number of credits >= 0 (or None), got {value!r}")
-    return float(value)
+    return credits
 
 
 def trusted_credits(reported: Any, worst: float, floor: float = 0.0) -> tuple[float, bool]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import math
 import os
 import weakref
 from typing import Any
@@ -33,6 +32,7 @@ from apollo_frames.core.errors import (
     PermissionDeniedError,
     warn,
 )
+from apollo_frames.engine.budget import credit_figure
 
 ENDPOINT = "usage_stats/credit_usage_stats"
 METER_THRESHOLD = 100.0
@@ -98,21 +98,14 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
-def _number(value: Any) -> float | None:
-    """A meter figure, if it is a finite number >= 0 (a server's nonsense is not believed)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
-
-
 def parse_meter(data: Any, read_at: float) -> CreditBalance:
     """``credit_usage_stats``'s answer -> :class:`CreditBalance` (unknown or malformed figures become None)."""
     stats = data.get("credit_usage_stats") if isinstance(data, dict) else None
     lines: dict[str, CreditLine] = {}
     for name, item in (stats if isinstance(stats, dict) else {}).items():
         if isinstance(item, dict):
-            lines[str(name)] = CreditLine(str(name), _number(item.get("limit")), _number(item.get("consumed")),
-                                          _number(item.get("left_over")))
+            figures = (credit_figure(item.get(k)) for k in ("limit", "consumed", "left_over"))
+            lines[str(name)] = CreditLine(str(name), *figures)
     cycle = data.get("current_credit_cycle") if isinstance(data, dict) else None
     cycle = cycle if isinstance(cycle, dict) else {}
     start, end = cycle.get("start_date"), cycle.get("end_date")

@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from apollo_frames.core.errors import APIStatusError
+from apollo_frames.engine.budget import credit_figure
 from apollo_frames.engine.runner import Operation, Parsed
 from apollo_frames.ops.quality import is_blank
 
@@ -146,10 +147,7 @@ def retry_after(value: Any) -> float:
 
 def payload_credits(payload: dict) -> float | None:
     """The payload's ``credits_consumed`` if it is a finite number >= 0 (else None: not to be believed)."""
-    value = payload.get("credits_consumed")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
+    return credit_figure(payload.get("credits_consumed"))
 
 
 def phones_of(person: dict) -> tuple[list[dict], str | None]:

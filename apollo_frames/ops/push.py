@@ -1445,9 +1445,10 @@ def push_contacts(
 
     ``mode="insert"``: contacts/bulk_create, 100 a call, ``run_dedupe`` as
     given (those Apollo already has end ``existing``, unmodified).
-    ``"update"``: PATCH contacts/{id} per row, the id from an ``id`` /
-    ``apollo_id`` column. ``"upsert"``: bulk_create, then PATCH each existing
-    one (``updated``). Every row needs an email (its dedupe key), except in
+    ``"update"``: contacts/bulk_update, 100 a call (PATCH contacts/{id} per
+    row only as a fallback), the id from an ``id`` / ``apollo_id`` column.
+    ``"upsert"``: bulk_create, then bulk_update of the existing ones
+    (``updated``). Every row needs an email (its dedupe key), except in
     update mode. Returns the input's columns and index plus ``apollo_status``
     (created, existing, updated, invalid, duplicate, error, skipped),
     ``apollo_id`` and ``apollo_error``; ``attrs["apollo"]`` has the counts and
@@ -1475,8 +1476,8 @@ def push_accounts(
     """Push each row to Apollo as an account (insert, update or upsert); one status per row.
 
     Like :func:`push_contacts`, keyed on the domain (normalised as in
-    enrichment). Updates use PATCH accounts/{id}, falling back to the legacy
-    PUT where PATCH is answered 404/405. Apollo requires a master API key to
+    enrichment). Updates use accounts/bulk_update, falling back to PATCH
+    accounts/{id} (then the legacy PUT where PATCH is answered 404/405). Apollo requires a master API key to
     write accounts; a scoped key stops the run with
     :class:`~apollo_frames.core.errors.PermissionDeniedError` saying so.
     """
