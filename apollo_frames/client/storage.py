@@ -56,8 +56,17 @@ def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create ``path`` empty if missing (an empty file is an empty SQLite database), then make it 0600."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    """Create ``path`` empty and 0600 if it is missing (an empty file is an empty SQLite database); else make it 0600.
+
+    An existing file is never opened here: closing any descriptor of a database drops every POSIX
+    lock this process holds on it, so a connection of this process (another store object, a writer
+    thread) would go on unlocked while other processes write: SQLite's "How To Corrupt" 2.2.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        _chmod(path, FILE_MODE)
+        return path
     try:
         os.fchmod(fd, FILE_MODE)
     finally:

@@ -289,6 +289,21 @@ def _alive(pid: Any, host: Any) -> bool:
     return True
 
 
+def _opens_as_sqlite(db: Path) -> bool:
+    """Whether SQLite reads ``db`` as a database (a corrupt one too: that is for ``cache verify``)."""
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return True  # cannot look (permissions): the store's own open reports it
+    try:
+        con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return "not a database" not in str(exc).lower()
+    finally:
+        con.close()
+    return True
+
+
 def _blocks(items: Sequence[Any], size: int = SQL_BLOCK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -355,7 +370,13 @@ class ResponseCache:
         return self._cache.disk
 
     def _set_aside_garbage(self) -> None:
-        """A cache.db that is not SQLite at all holds nothing of ours: move it aside (kept), count it, go on."""
+        """A cache.db that is not SQLite at all holds nothing of ours: move it aside (kept), count it, go on.
+
+        SQLite looks first: the file itself is opened only when SQLite refuses it, since closing a
+        plain descriptor of a database drops this process's locks on it (see ``private_file``).
+        """
+        if not self.path.exists() or _opens_as_sqlite(self.path):
+            return
         try:
             with open(self.path, "rb") as f:
                 head = f.read(len(_SQLITE_MAGIC))
