@@ -30,6 +30,7 @@ from apollo_frames.core.errors import (
     APIError,
     BudgetExceededError,
     PermissionDeniedError,
+    StorageError,
     warn,
 )
 from apollo_frames.engine.budget import credit_figure
@@ -198,7 +199,11 @@ def reconcile(client: Any, before: CreditBalance | None, *, run_id: str, operati
         if was is not None and now is not None:
             change += now - was
     if client.ledger is not None:
-        client.ledger.note_meter(run_id=run_id, operation=operation, ledger_credits=ledger_credits, meter_change=change)
+        try:
+            client.ledger.note_meter(run_id=run_id, operation=operation, ledger_credits=ledger_credits,
+                                     meter_change=change)
+        except StorageError as exc:  # a note: the run's rows matter more (the disk is named once by the run)
+            warn(f"{operation}: the meter reading could not be written to the ledger ({exc.reason})")
     if abs(change - ledger_credits) > DRIFT_WARN * max(ledger_credits, 1.0):
         more = change > ledger_credits
         warn(
