@@ -828,16 +828,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=file or sys.stderr)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM takes the Ctrl-C path: what was received is stored, then one line and exit 130."""
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """While a command runs, SIGTERM raises KeyboardInterrupt (only the command line installs this handler)."""
+    """While a command runs, SIGTERM takes the Ctrl-C path (what was received is stored, then one line and exit
+    130): Python's own Ctrl-C handler, which a run defers to a safe point. Only the command line does this."""
     try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return

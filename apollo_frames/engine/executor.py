@@ -18,7 +18,12 @@ shared by several runs (the chunks of one file run): once one of them stops,
 the others send nothing more.
 
 An interrupt (Ctrl-C, ``SystemExit``, an error in ``on_done``) starts nothing
-more; the tasks in flight get up to ``drain_s`` seconds (``for_client``: the
+more; on the main thread Ctrl-C (and SIGTERM where it raises KeyboardInterrupt,
+as on the command line) is only noted by the signal handler and raised by the
+loop between two steps (:class:`DeferredInterrupts`): raised anywhere, it can
+land inside the locks of ``concurrent.futures`` or ``queue`` and leave one held,
+so a worker never finishes and the process never exits. A second Ctrl-C raises
+at once. Then the tasks in flight get up to ``drain_s`` seconds (``for_client``: the
 request timeout) and every outcome that arrives is still handed to
 ``on_done``, so an answer paid for is never dropped; then the exception goes on.
 
@@ -34,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -69,6 +75,8 @@ _FATAL = (AuthenticationError, PermissionDeniedError, ConfigurationError)
 BREAKER_THRESHOLD = 5
 #: After an interrupt, seconds the tasks in flight may take to finish (``Executor.for_client``: the request timeout).
 DRAIN_S = 30.0
+#: Seconds between two looks at a noted interrupt while the main thread waits for tasks.
+INTERRUPT_POLL_S = 0.1
 
 
 def classify(exc: BaseException) -> Failure | None:
@@ -95,6 +103,8 @@ class StopSignal:
         self.reason: str | None = None
         self.error: ApolloError | None = None
         self.fatal: ApolloError | None = None
+        #: a Ctrl-C (or SIGTERM) noted by :class:`DeferredInterrupts`, not raised yet
+        self.interrupted = False
 
     def __repr__(self) -> str:
         return f"StopSignal({self.reason!r})" if self.stopped else "StopSignal(not stopped)"
@@ -119,6 +129,11 @@ class StopSignal:
             self.stop(f"rate limit: {exc}", exc)
         else:  # the breaker's message says it stopped; a fatal error does not
             self.stop(str(exc) if isinstance(exc, CircuitOpenError) else f"stopped: {exc}", exc)
+
+    def check_interrupt(self) -> None:
+        """Raise the Ctrl-C a :class:`DeferredInterrupts` handler noted (call it where raising is safe)."""
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     @property
     def rate_limit(self) -> RateLimitError | None:
@@ -191,6 +206,36 @@ class CircuitBreaker:
         )
 
 
+class DeferredInterrupts:
+    """While a run waits on the main thread, Ctrl-C and SIGTERM only set ``stop.interrupted``; a second one raises.
+
+    Only handlers that raise KeyboardInterrupt are replaced (Python's default for SIGINT, and what
+    the command line sets for SIGTERM); elsewhere (another thread, a handler of the application's)
+    nothing changes. The previous handlers come back on exit.
+    """
+
+    def __init__(self, stop: StopSignal):
+        self.stop = stop
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> DeferredInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is signal.default_int_handler:
+                    self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.stop.interrupted:
+            raise KeyboardInterrupt  # pressed again: stop waiting now
+        self.stop.interrupted = True
+
+
 class Wait(enum.Enum):
     """A source's answer "nothing can start until a running task finishes" (e.g. the budget waits)."""
 
@@ -234,16 +279,23 @@ class Executor:
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.name)
         inflight: dict[Future[R], T] = {}
         try:
-            while self._fill(pool, inflight, source, work):
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for future in done:
-                    on_done(self._outcome(inflight[future], future))
-                    del inflight[future]
-        except BaseException:
-            self._drain(inflight, on_done)
-            raise
+            with DeferredInterrupts(self.stop):
+                try:
+                    self._loop(pool, inflight, source, work, on_done)
+                except BaseException:
+                    self._drain(inflight, on_done)
+                    raise
         finally:
             pool.shutdown(wait=not inflight, cancel_futures=True)
+
+    def _loop(self, pool: ThreadPoolExecutor, inflight: dict[Future[R], T], source: Source[T],
+              work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None]) -> None:
+        while self._fill(pool, inflight, source, work):
+            done, _ = wait(list(inflight), timeout=INTERRUPT_POLL_S, return_when=FIRST_COMPLETED)
+            for future in done:
+                on_done(self._outcome(inflight[future], future))
+                del inflight[future]
+            self.stop.check_interrupt()
 
     def _drain(self, inflight: dict[Future[R], T], on_done: Callable[[Outcome[T, R]], None]) -> None:
         """After an interrupt: await the tasks in flight (bounded; a second Ctrl-C stops waiting), deliver each."""
@@ -283,6 +335,7 @@ class Executor:
               work: Callable[[T], R]) -> bool:
         """Submit tasks while a slot is free, the run is not stopped and the source has one; is any in flight?"""
         while len(inflight) < self.concurrency and not self.stop.stopped:
+            self.stop.check_interrupt()
             task = source()
             if task is None or isinstance(task, Wait):
                 break

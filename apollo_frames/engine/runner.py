@@ -596,7 +596,7 @@ class _Sender:
         keys = {self.plan.cache_keys[j]: j for j in self.deferred}
         self.deferred.clear()
         try:
-            waited = self.cache.wait_for(list(keys), self.claims.lease_s)
+            waited = self.cache.wait_for(list(keys), self.claims.lease_s, sleep=self._sleep)
         except StorageError:
             self.pending.extend(keys.values())  # the store cannot be read: fetch them here
             return
@@ -607,6 +607,11 @@ class _Sender:
             self.outcome[keys[key]] = "skipped"
             self.messages[keys[key]] = ("another process was still fetching it when this run gave up waiting; "
                                         "run again to read its answer from the store")
+
+    def _sleep(self, seconds: float) -> None:
+        """The store clock's sleep, after a look at a noted Ctrl-C (this wait can last a whole lease)."""
+        self.stop.check_interrupt()
+        self.cache.clock.sleep(seconds)
 
     def settle_deferred(self) -> None:
         """After a stop (budget, rate limit): the answers others fetched meanwhile still come free."""
