@@ -19,6 +19,7 @@ from apollo_frames.client.ratelimit import (
     window_from_message,
 )
 from apollo_frames.core.clock import FakeClock
+from apollo_frames.core.errors import RequestAbandoned
 
 BASE = "https://apollo.test/api/v1"
 KEY = "test-key-0123456789-SECRET"
@@ -176,6 +177,46 @@ def test_timeouts_are_retried_then_raised(client):
     with pytest.raises(af.APITimeoutError) as info:
         client.post("people/bulk_match", json={})
     assert route.call_count == 4 and info.value.attempts == 4
+
+
+@respx.mock
+def test_a_request_no_attempt_of_which_connected_is_never_sent_and_a_timeout_may_have_been(client):
+    respx.post(f"{BASE}/people/bulk_match").mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(af.APIConnectionError) as refused:
+        client.post("people/bulk_match", json={})
+    assert refused.value.never_sent and refused.value.attempts == 4
+    respx.post(f"{BASE}/people/bulk_match").mock(side_effect=[httpx.ConnectError("refused"), httpx.ReadTimeout("x"),
+                                                             httpx.ConnectError("refused"), httpx.ConnectError("r")])
+    with pytest.raises(af.APIConnectionError) as mixed:
+        client.post("people/bulk_match", json={})
+    assert not mixed.value.never_sent  # the timed-out attempt may have reached Apollo (and been charged)
+
+
+@respx.mock
+def test_an_abandoned_request_is_not_sent_again_nor_after_its_rate_limit_wait(client, fake_time):
+    route = respx.post(f"{BASE}/people/bulk_match").mock(side_effect=[httpx.ReadTimeout("slow"), ok()])
+    calls = []
+
+    def abandon():
+        calls.append(route.call_count)
+        return route.call_count >= 1  # interrupted once the first attempt went out
+
+    with pytest.raises(RequestAbandoned) as info:
+        client.post("people/bulk_match", json={}, abandon=abandon)
+    assert route.call_count == 1 and not info.value.never_sent and "interrupted" in str(info.value)
+    # a request waiting for its window is given up during the wait, before it is sent
+    respx.post(f"{BASE}/people/bulk_match").mock(return_value=ok(headers={
+        "x-minute-usage": "20", "x-minute-requests-left": "0", "x-rate-limit-minute": "20"}))
+    client.post("people/bulk_match", json={})  # the window is now spent
+    sent = respx.calls.call_count
+    with pytest.raises(RequestAbandoned) as waited:
+        client.post("people/bulk_match", json={}, abandon=lambda: fake_time.slept > 0)
+    assert waited.value.never_sent and respx.calls.call_count == sent and 0 < fake_time.slept <= 1.0
+
+
+def test_limit_headers_a_server_could_not_mean_are_ignored():
+    assert parse_rate_headers({"x-rate-limit-minute": "1e300", "x-minute-usage": "inf",
+                               "x-minute-requests-left": "nan"}) == {}
 
 
 @respx.mock

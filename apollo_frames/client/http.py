@@ -27,7 +27,7 @@ import json as jsonlib
 import logging
 import random
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -55,7 +55,7 @@ from apollo_frames.client.retry import (
 )
 from apollo_frames.client.store import ResponseCache
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
-from apollo_frames.core.errors import APIError, APIResponseError
+from apollo_frames.core.errors import APIError, APIResponseError, RequestAbandoned
 from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings
 
 logger = logging.getLogger("apollo_frames")
@@ -105,6 +105,7 @@ class _Call:
     attempts: int = 0
     retries: int = 0
     rate_wait: float = 0.0  # seconds spent waiting on rate limits, bounded by max_rate_limit_wait
+    reached: bool = False  # whether any attempt may have reached Apollo (else nothing was charged)
 
 
 def endpoint_of(method: str, path: str) -> str:
@@ -323,12 +324,15 @@ class ApolloClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         idempotent: bool = True,
+        abandon: Callable[[], bool] | None = None,
     ) -> ApiResponse:
         """Send one request with pacing and retries; return the answer or raise a typed error.
 
         ``idempotent=False`` (creates): once the request may have reached
         Apollo, a failure is raised with ``outcome_unknown=True`` instead of
-        being retried.
+        being retried. ``abandon``: asked before each attempt and while the
+        rate limiter waits; when it says yes (the run was interrupted) the
+        request is given up with :class:`RequestAbandoned` instead of being sent.
         """
         key = self.settings.require_key()
         _refuse_key_outside_header(params, json)
@@ -336,7 +340,7 @@ class ApolloClient:
         call = _Call(method, path, endpoint_of(method, path), idempotent)
         http = self._client()
         while True:
-            result = self._attempt(http, call, key, json=json, params=params)
+            result = self._attempt(http, call, key, json=json, params=params, abandon=abandon)
             if isinstance(result, APIResponseError):
                 raise result
             if isinstance(result, _Reply):
@@ -345,6 +349,7 @@ class ApolloClient:
                     return self._answer(call, result, key)
             else:
                 outcome = outcome_of_error(result)
+            call.reached = call.reached or outcome is not Outcome.NOT_SENT
             if not should_retry(outcome, call.retries, self.settings.max_retries, idempotent):
                 raise self._give_up(call, result, outcome, key) from None
             if outcome is Outcome.RATE_LIMITED and isinstance(result, _Reply):
@@ -353,11 +358,13 @@ class ApolloClient:
                 self._back_off(call, result)
 
     def _attempt(
-        self, http: httpx.Client, call: _Call, key: str, *, json: Any, params: Mapping[str, Any] | None
+        self, http: httpx.Client, call: _Call, key: str, *, json: Any, params: Mapping[str, Any] | None,
+        abandon: Callable[[], bool] | None = None,
     ) -> _Reply | httpx.TransportError | APIResponseError:
         """Wait for the rate limiter, send once; the whole answer, or the failure (returned, not raised)."""
         cap = self.settings.max_rate_limit_wait
-        ticket = self.limiter.acquire(call.endpoint, max_wait=max(cap - call.rate_wait, 0.0))
+        given_up = None if abandon is None else lambda: abandon() and self._abandoned(call)
+        ticket = self.limiter.acquire(call.endpoint, max_wait=max(cap - call.rate_wait, 0.0), abandon=given_up)
         if ticket.waited:
             call.rate_wait += ticket.waited
             self._count(rate_limit_wait_s=ticket.waited)
@@ -398,6 +405,14 @@ class ApolloClient:
                                   outcome_unknown=not call.idempotent)
         return ApiResponse(reply.status_code, data, dict(reply.headers), call.attempts, call.endpoint)
 
+    @staticmethod
+    def _abandoned(call: _Call) -> bool:
+        """Raise :class:`RequestAbandoned` for ``call`` (asked by the limiter when the caller gives it up)."""
+        unknown = " An earlier attempt may have reached Apollo." if call.reached else ""
+        raise RequestAbandoned(f"not sent: the run was interrupted before {call.path} was sent.{unknown}",
+                               path=call.path, attempts=call.attempts, outcome_unknown=call.reached and not
+                               call.idempotent, never_sent=not call.reached)
+
     def _pace(self, call: _Call, reply: _Reply, key: str) -> None:
         """A 429: pause every worker on the endpoint, or raise when the wait would pass the cap."""
         body = _error_body(reply, key)
@@ -435,7 +450,7 @@ class ApolloClient:
                 result.status_code, call.path, apollo_message(body), body, call.attempts,
                 outcome_unknown=unknown, headers=headers,
             )
-        return connection_error(result, call.path, call.attempts, outcome_unknown=unknown)
+        return connection_error(result, call.path, call.attempts, outcome_unknown=unknown, never_sent=not call.reached)
 
 
 #: The session's default client (``apollo_frames.use_sandbox()`` sets it, ``apollo_frames.reset()`` clears it):

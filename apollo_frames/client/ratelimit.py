@@ -22,7 +22,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from apollo_frames.client.retry import rate_limit_error, rate_limit_floor, usable_retry_after
 from apollo_frames.core.clock import (
@@ -70,9 +70,11 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     if raw is None:
         return None
     try:
-        return int(float(str(raw).strip()))
+        value = float(str(raw).strip())
     except ValueError:
         return None
+    # A header is a count: anything else (inf, nan, 1e300) is a server we do not believe.
+    return int(value) if math.isfinite(value) and abs(value) < 2**53 else None
 
 
 def parse_rate_headers(headers: Mapping[str, str]) -> dict[str, WindowReading]:
@@ -216,15 +218,19 @@ class RateLimiter:
                     until, why = reset, window.name
         return max(until - now, 0.0), why
 
-    def acquire(self, endpoint: str, *, max_wait: float = float("inf")) -> Ticket:
+    def acquire(self, endpoint: str, *, max_wait: float = float("inf"),
+                abandon: Callable[[], object] | None = None) -> Ticket:
         """Block until a request to ``endpoint`` may be sent, then reserve it.
 
         Raises RateLimitError at once when the wait needed is longer than
         ``max_wait`` (for example the daily window is spent). The ticket says
-        how long this call waited.
+        how long this call waited. ``abandon`` is called before each step of
+        a wait (it raises to give the request up).
         """
         waited = 0.0
         while True:
+            if abandon is not None:
+                abandon()
             with self._held():
                 bucket = self._bucket(endpoint)
                 now = self._clock.monotonic()

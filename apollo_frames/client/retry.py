@@ -176,7 +176,7 @@ def status_error(
 
 
 def connection_error(
-    exc: BaseException, path: str, attempts: int, *, outcome_unknown: bool = False
+    exc: BaseException, path: str, attempts: int, *, outcome_unknown: bool = False, never_sent: bool = False
 ) -> APIConnectionError:
     """The typed error for a request that got no answer, after all retries.
 
@@ -192,6 +192,7 @@ def connection_error(
         path=path,
         attempts=attempts,
         outcome_unknown=outcome_unknown,
+        never_sent=never_sent,
     )
 
 

@@ -44,13 +44,17 @@ class APIError(ApolloError):
     ``path`` is the API path (never a URL with a key), ``attempts`` how many
     times it was sent, and ``outcome_unknown`` is true when the request may
     have reached Apollo, so a write may or may not have happened.
+    ``never_sent`` is true when no attempt reached Apollo at all (every
+    connection refused, or the run gave it up before sending): nothing was charged.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, attempts: int = 1, outcome_unknown: bool = False):
+    def __init__(self, message: str, *, path: str | None = None, attempts: int = 1, outcome_unknown: bool = False,
+                 never_sent: bool = False):
         super().__init__(message)
         self.path = path
         self.attempts = attempts
         self.outcome_unknown = outcome_unknown
+        self.never_sent = never_sent
 
 
 class APIConnectionError(APIError):
@@ -63,6 +67,10 @@ class APITimeoutError(APIConnectionError):
 
 class CircuitOpenError(APIConnectionError):
     """Apollo did not answer several requests in a row: the run stopped sending (a circuit breaker)."""
+
+
+class RequestAbandoned(APIError):
+    """The run was interrupted (Ctrl-C) before this request was sent again, or while it waited for the rate limit."""
 
 
 class APIResponseError(APIError):

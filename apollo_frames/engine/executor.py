@@ -56,6 +56,7 @@ from apollo_frames.core.errors import (
     ConfigurationError,
     PermissionDeniedError,
     RateLimitError,
+    RequestAbandoned,
 )
 
 T = TypeVar("T")
@@ -83,7 +84,7 @@ def classify(exc: BaseException) -> Failure | None:
     """The one failure rule; None for an exception that is not an ApolloError (a bug: raised at once)."""
     if isinstance(exc, _FATAL):
         return Failure.FATAL
-    if isinstance(exc, (RateLimitError, CircuitOpenError)):
+    if isinstance(exc, (RateLimitError, CircuitOpenError, RequestAbandoned)):
         return Failure.STOP
     if isinstance(exc, ApolloError):
         return Failure.ERROR
@@ -127,8 +128,8 @@ class StopSignal:
             return
         if isinstance(exc, RateLimitError):
             self.stop(f"rate limit: {exc}", exc)
-        else:  # the breaker's message says it stopped; a fatal error does not
-            self.stop(str(exc) if isinstance(exc, CircuitOpenError) else f"stopped: {exc}", exc)
+        else:  # the breaker's and an interrupt's messages say it stopped; a fatal error does not
+            self.stop(str(exc) if isinstance(exc, (CircuitOpenError, RequestAbandoned)) else f"stopped: {exc}", exc)
 
     def check_interrupt(self) -> None:
         """Raise the Ctrl-C a :class:`DeferredInterrupts` handler noted (call it where raising is safe)."""

@@ -391,6 +391,8 @@ class _Batch:
 
 def charged_nothing(error: BaseException | None) -> bool:
     """True for a request that certainly cost nothing: Apollo answered it with an error status."""
+    if getattr(error, "never_sent", False):
+        return True
     return isinstance(error, APIStatusError) and not getattr(error, "outcome_unknown", False)
 
 
