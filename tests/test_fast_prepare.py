@@ -27,6 +27,9 @@ MESSY = [
     "O'Brien-Smith Jr.", "~!@#$%^&*()", "a  b", "http://www.linkedin.com/in/jane",
     " Łukasz ", "Zoë  Ann", "a\u00a0b", "x\u3000y", "日本 語", "a\u2028b", "\u0301abc", "a\x85b", "Ann\u200d",
     "\ufeffAnn", "Jürgen\x1f", "é" * 256, "é" * 257,
+    # e-mails near the length limits: 64 characters before the @, 253 after it
+    "a" * 64 + "@acme.example", "a" * 65 + "@acme.example", "bob@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "."
+    + "d" * 53 + ".example", "bob@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 54 + ".example",
 ]
 ODD = [None, math.nan, np.nan, pd.NA, 42, 42.0, 3.5, True, b"bob@acme.example", ["x"], Decimal(1), np.int64(7),
        np.str_("bob@acme.example"), float("inf")]

@@ -26,7 +26,8 @@ from apollo_frames.ops.phones import (
     phone_worst,
     polling,
 )
-from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict, reviewer
+from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict
+from apollo_frames.ops.quality_columns import reviewer
 from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "people/bulk_match"
