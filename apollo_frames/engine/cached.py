@@ -60,8 +60,16 @@ def read_cached(
     out = CachedRead()
     copies = copies_for(op, cache)
     taken: list[tuple[list[str], dict[str, Ref], pa.Table]] = []
+    used = 0
     for start in range(0, len(keys), block_size):
         block = keys[start:start + block_size]
+        whole = copies.whole_block(block) if flatten else None
+        if whole is not None:  # the common re-run: one stored block, row for row
+            table, hits = whole
+            out.cached.update(zip(range(start, start + len(block)), hits, strict=True))
+            out.add(table, range(start, start + len(block)))
+            used += len(block)
+            continue
         refs = copies.find(block)
         if flatten:
             copies.load({ref[0] for ref in refs.values()})
@@ -74,7 +82,7 @@ def read_cached(
             taken.append(_take_copies(out, copies, block, start, refs))
         missing = [(j, key) for j, key in enumerate(block, start) if key not in refs]
         _read_raw(out, copies, op, missing, flatten=flatten)
-    used = sum(len(k) for k, _, _ in taken)
+    used += sum(len(k) for k, _, _ in taken)
     if used and copies.loaded_rows > _SCATTER * used:
         for block_keys, refs, table in taken:
             stamps = {key: refs[key][3] for key in block_keys}

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
@@ -136,6 +137,8 @@ class Plan:
 
     @property
     def to_fetch(self) -> list[int]:
+        if len(self.cached) == len(self.unique_records):  # (cached holds unique indices only)
+            return []
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
 
 
@@ -163,22 +166,8 @@ def plan_work(
     prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True
 ) -> Plan:
     """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
-    row_unique: list[int] = []
-    seen: dict[str, int] = {}
-    unique_records: list[dict] = []
-    texts: list[str] = []
-    given = prepared.identity_texts or itertools.repeat(None)
-    for record, identity, text in zip(prepared.records, prepared.identities, given, strict=False):
-        if record is None or identity is None:  # prepare gives both or neither
-            row_unique.append(-1)
-            continue
-        text = text or identity_text(identity)
-        j = seen.get(text)
-        if j is None:
-            j = seen[text] = len(unique_records)
-            unique_records.append(record)
-            texts.append(text)
-        row_unique.append(j)
+    row_unique, first_rows, texts = dedupe(prepared)
+    unique_records: list[dict] = [prepared.records[i] for i in first_rows]  # type: ignore[misc]
     cache_keys = client.cache.keys(op.endpoint, texts, options)
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
@@ -186,6 +175,26 @@ def plan_work(
     read = read_cached(cache_keys, op, client.cache, flatten=flatten, block_size=READ_BLOCK)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     return plan
+
+
+def dedupe(prepared: Prepared) -> tuple[list[int], list[int], list[str]]:
+    """(per row: its unique index, -1 for an invalid row; per unique index: its first row and its identity text),
+    unique indices in order of first appearance. Rows are the same record when their identity texts are equal."""
+    given = prepared.identity_texts or itertools.repeat(None)
+    rows = zip(prepared.records, prepared.identities, given, strict=False)
+    texts = [None if r is None or i is None else t or identity_text(i) for r, i, t in rows]  # prepare gives both
+    encoded = pc.dictionary_encode(pa.array(texts, pa.string()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    valid = np.flatnonzero(encoded.indices.is_valid().to_numpy(zero_copy_only=False))
+    codes = codes[valid].astype(np.int64)
+    _, first = np.unique(codes, return_index=True)  # per code, its first position among the valid rows
+    order = np.argsort(first)  # codes by first appearance
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    row_unique = np.full(len(texts), -1, np.int64)
+    row_unique[valid] = rank[codes]
+    distinct = encoded.dictionary.take(pa.array(order)).to_pylist()
+    return row_unique.tolist(), valid[first[order]].tolist(), distinct
 
 
 def identity_text(identity: dict) -> str:
