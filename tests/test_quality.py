@@ -144,8 +144,9 @@ def _random_rows(n: int, seed: int) -> tuple[list[dict | None], list, list[dict]
     return records, titles, answers
 
 
+@pytest.mark.parametrize("by_column", [False, True])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_column_flags_are_the_per_row_flags(seed):
+def test_column_flags_are_the_per_row_flags(seed, by_column):
     import pyarrow as pa
 
     from apollo_frames.engine.runner import Prepared
@@ -155,6 +156,9 @@ def test_column_flags_are_the_per_row_flags(seed):
     status = [random.Random(seed).choice(["matched"] * 8 + ["no_match", "error"]) for _ in records]
     flat = pa.table({c: pa.array([a[c] for a in answers], pa.string()) for c in answers[0]})
     prepared = Prepared(records, [{"x": 1}] * len(records), [None] * len(records))
+    if by_column:  # as prepare keeps them when it built the records by columns
+        fields = ("email", "first_name", "last_name", "name", "organization_name", "domain")
+        prepared.fields = {f: pa.array([r.get(f) for r in records], pa.string()) for f in fields}
     for on_conflict in ("flag", "reject"):
         frame = pd.DataFrame({"Job Title": pd.Series(titles, dtype=object)})
         got_status, got_error = list(status), [None] * len(status)

@@ -44,6 +44,7 @@ __all__ = [
     "normalize_name",
     "normalize_column",
     "normalize_fast",
+    "normalize_fast_arrays",
     "text_array",
 ]
 
@@ -371,8 +372,16 @@ _FAST: dict[str, tuple[str, int, bool, bool]] = {
 _TEXT_TYPES = frozenset({str, type(None), float})
 
 
-def text_array(values: Sequence[object]) -> pa.Array | None:
-    """The values as an Arrow string array (NaN and None as null), or None when any is not text."""
+def text_array(values: Sequence[object] | pa.Array) -> pa.Array | None:
+    """The values as an Arrow string array (NaN and None as null), or None when any is not text.
+
+    An Arrow array of text is taken as it is (large strings as strings); one of another type is not text."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if pa.types.is_string(values.type):
+            return values
+        return values.cast(pa.string()) if pa.types.is_large_string(values.type) else None
     if any(t.__name__ != "NAType" for t in set(map(type, values)) - _TEXT_TYPES):  # pd.NA: null to Arrow
         return None
     try:
@@ -387,19 +396,28 @@ def _email_parts_fit(text: pa.Array, length: pa.Array) -> pa.Array:
     return pc.and_(pc.less_equal(at, 64), pc.less_equal(pc.subtract(pc.subtract(length, at), 1), 253))
 
 
-def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str | None], list[bool]]:
+def normalize_fast(values: Sequence[object] | pa.Array, kind: str | None) -> tuple[list[str | None], list[bool]]:
     """(normalised value or None, decided) per value, a column at a time; undecided values need the normaliser.
 
     ``kind`` is ``"email"``, ``"name"``, ``"id"`` (the normaliser of that name) or None
     (only missing values are decided). A decided value is what the normaliser gives, with no reason.
     """
+    done, decided = normalize_fast_arrays(values, kind)
+    return done.to_pylist(), decided.to_pylist()
+
+
+def normalize_fast_arrays(values: Sequence[object] | pa.Array, kind: str | None) -> tuple[pa.Array, pa.Array]:
+    """:func:`normalize_fast` as two Arrow arrays (string, null where not decided or missing; bool, no nulls).
+
+    ``values`` may be an Arrow array (a pandas text column as it is, without a copy): a missing value is null.
+    """
     n = len(values)
     arr = text_array(values)
     if arr is None:
-        return [None] * n, [v is None for v in values]
+        return pa.nulls(n, pa.string()), pa.array([v is None for v in values], pa.bool_())
     missing = arr.is_null()
     if kind is None or n == 0:
-        return [None] * n, missing.to_pylist()
+        return pa.nulls(n, pa.string()), missing
     pattern, limit, lower, any_script = _FAST[kind]
     text = pc.ascii_trim_whitespace(arr)
     ascii_ = pc.string_is_ascii(arr)
@@ -413,4 +431,4 @@ def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str
     ok = pc.fill_null(ok, False)
     blank = pc.fill_null(pc.and_(ascii_, pc.equal(length, 0)), False)
     decided = pc.or_(pc.or_(ok, blank), missing)
-    return pc.if_else(ok, text, pa.scalar(None, pa.string())).to_pylist(), decided.to_pylist()
+    return pc.if_else(ok, text, pa.scalar(None, pa.string())), decided

@@ -114,6 +114,9 @@ class Prepared:
     columns: ColumnMapping | None = None
     #: per row, ``canonical_json`` of its identity when prepare wrote it already (else None: computed here)
     identity_texts: list[str | None] | None = None
+    #: when prepare built the records by columns: per field, each row's value in its record (null: not in it),
+    #: so a review can read the rows a column at a time
+    fields: dict[str, pa.Array] | None = None
 
 
 @dataclasses.dataclass

@@ -144,12 +144,13 @@ def _same_domain(a: pa.Array, b: pa.Array) -> np.ndarray:
 class _Rows:
     """The matched rows' inputs and answers, as columns."""
 
-    def __init__(self, inputs: dict[str, list[Any]], titles: list[Any] | None, answers: dict[str, pa.Array]):
-        self.n = len(next(iter(inputs.values()))) if inputs else 0
+    def __init__(self, n: int, inputs: dict[str, Any], titles: list[Any] | None, answers: dict[str, pa.Array]):
+        self.n = n
         self.inputs, self.titles, self.answers = inputs, titles, answers
 
     def given(self, field: str) -> list[Any] | pa.Array:
-        return self.inputs.get(field) or pa.nulls(self.n, pa.string())
+        found = self.inputs.get(field)
+        return found if found is not None else pa.nulls(self.n, pa.string())
 
     def answer(self, column: str) -> pa.Array:
         found = self.answers.get(column)
@@ -206,7 +207,11 @@ def _part(parts: pa.StructArray, name: str) -> pa.Array:
 
 def _name_flags(rows: _Rows) -> np.ndarray:
     first, last = fold_column(rows.given("first_name")), fold_column(rows.given("last_name"))
-    named = pa.array([bool(v) for v in rows.inputs["name"]]) if "name" in rows.inputs else pa.nulls(rows.n, pa.bool_())
+    name = _text(rows.given("name"))
+    if name is not None:  # a name given (not blank text)
+        named = pc.fill_null(pc.not_equal(name, _EMPTY), False)
+    else:
+        named = pa.array([bool(v) for v in rows.given("name")], pa.bool_())
     use = pc.fill_null(pc.and_(pc.and_(pc.equal(first, _EMPTY), pc.equal(last, _EMPTY)), named), False)
     if pc.any(use).as_py():  # only a full name: its first and last word
         parts = pc.extract_regex(fold_column(rows.given("name")), "^(?P<f>[^ ]+) (?:.* )?(?P<l>[^ ]+)$")
@@ -231,10 +236,14 @@ def flag_codes(rows: _Rows) -> np.ndarray:
     return codes
 
 
-def _inputs(prepared: Prepared, picked: np.ndarray) -> dict[str, list[Any]]:
-    """The record fields the rules read, over the ``picked`` rows (fields no column supplies are left out)."""
+def _inputs(prepared: Prepared, picked: np.ndarray, every: bool) -> dict[str, Any]:
+    """The record fields the rules read, over the ``picked`` rows (all rows when ``every``); fields no column
+    supplies are left out. Read by column when prepare kept the columns."""
     mapped = prepared.columns
     fields = [f for f in _FIELDS if mapped is None or f in mapped]
+    if prepared.fields is not None and all(f in prepared.fields for f in fields):
+        take = None if every else pa.array(picked, pa.int64())
+        return {f: prepared.fields[f] if take is None else prepared.fields[f].take(take) for f in fields}
     records = [prepared.records[i] or {} for i in picked]
     return {field: [r.get(field) for r in records] for field in fields}
 
@@ -247,9 +256,11 @@ def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., di
 
     def review(prepared: Prepared, flat: pa.Table, status: list[str], error: list[str | None]) -> dict[str, list]:
         picked = np.flatnonzero(np.asarray(status, dtype=object) == "matched")
+        every = len(picked) == len(status)
         take = pa.array(picked, pa.int64())
-        answers = {c: flat.column(c).take(take) for c in _ANSWER if c in flat.column_names}
-        rows = _Rows(_inputs(prepared, picked), [titles[i] for i in picked] if titles is not None else None, answers)
+        answers = {c: flat.column(c) if every else flat.column(c).take(take) for c in _ANSWER if c in flat.column_names}
+        titled = None if titles is None else titles if every else [titles[i] for i in picked]
+        rows = _Rows(len(picked), _inputs(prepared, picked, every), titled, answers)
         codes = flag_codes(rows)
         flags = np.full(len(status), None, dtype=object)
         flags[picked] = _TEXTS[codes]
