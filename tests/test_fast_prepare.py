@@ -51,6 +51,25 @@ def test_fast_path_decides_only_what_the_normaliser_would_say(kind, values):
         assert sum(v is not None for v, ok in zip(fast, decided, strict=True) if ok) >= 2
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("dtype", [object, "string", "str"])
+def test_fast_path_on_an_arrow_column_from_pandas_agrees(kind, dtype):
+    import pyarrow as pa
+
+    values = MESSY + [None, math.nan, np.str_("Bob@Acme.example")] + ([pd.NA] if dtype != "str" else [])
+    column = pa.array(pd.Series(values, dtype=dtype), from_pandas=True)
+    fast, decided = nz.normalize_fast_arrays(column, kind)
+    assert pc_all(decided.is_valid()) and len(fast) == len(values)
+    for value, got, sure in zip(values, fast.to_pylist(), decided.to_pylist(), strict=True):
+        if sure:
+            assert (got, None) == KINDS[kind](value), value
+    assert kind is None or sum(fast.is_valid().to_pylist()) >= 2
+
+
+def pc_all(mask) -> bool:
+    return all(mask.to_pylist())
+
+
 @pytest.mark.parametrize("odd", [False, True])
 def test_prepare_people_fast_and_general_paths_agree(odd, monkeypatch):
     rng = np.random.default_rng(12)

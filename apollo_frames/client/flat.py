@@ -16,8 +16,10 @@ no code (nothing is unpickled; the schema is checked before a block is used).
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import diskcache
@@ -108,6 +110,22 @@ def from_ipc(data: object, schema: pa.Schema, rows: int) -> pa.Table | None:
     return table
 
 
+#: threads that decode blocks side by side
+_DECODERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _decode_all(rows: Sequence[tuple], fp: str, schema: pa.Schema) -> list[pa.Table | None]:
+    """The tables of (id, fingerprint, rows, data) block rows: None for one of another fingerprint or unreadable."""
+
+    def decode(row: tuple) -> pa.Table | None:
+        return from_ipc(row[3], schema, row[2]) if row[1] == fp else None
+
+    if len(rows) < 2 or _DECODERS == 1:
+        return [decode(row) for row in rows]
+    with ThreadPoolExecutor(_DECODERS, thread_name_prefix="apollo-flat") as pool:
+        return list(pool.map(decode, rows))
+
+
 class FlatCopies:
     """The flattened copies one reader uses: find rows by key, load blocks once, save new blocks."""
 
@@ -140,23 +158,28 @@ class FlatCopies:
             found.update(self._lookup(rest, now))
         return found
 
-    def whole_block(self, keys: Sequence[str]) -> tuple[pa.Table, list[bool]] | None:
-        """When ``keys`` are, in this order, every row of one readable block (a re-run of the frame that saved
-        it): that block's table and whether each answer is a match. Else None (:meth:`find` finds them)."""
+    def whole_blocks(self, groups: Sequence[Sequence[str]]) -> list[tuple[pa.Table, list[bool]] | None]:
+        """Per group of keys: when they are, in this order, every row of one readable block (a re-run of the
+        frame that saved it), that block's table and whether each answer is a match; else None (:meth:`find`
+        finds them). The blocks are read together (decoded side by side)."""
         now = self.store.clock.time()
+        found = [self._block_of(keys, now) for keys in groups]
+        self.load([f[0] for f in found if f is not None])
+        out: list[tuple[pa.Table, list[bool]] | None] = []
+        for keys, f in zip(groups, found, strict=True):
+            table = self.blocks.get(f[0]) if f is not None else None
+            out.append((table, f[1]) if f is not None and table is not None and table.num_rows == len(keys) else None)
+        return out
+
+    def _block_of(self, keys: Sequence[str], now: float) -> tuple[int, list[bool]] | None:
+        """(block, hits) when ``keys`` are all the live rows of one block, in row order."""
         first = self._lookup(keys[:1], now)
         if not first:
             return None
         ((block_id, *_),) = first.values()
         rows = self.store.query(_BLOCK_ROWS, [block_id, now])
         in_order = [r[0] for r in rows] == list(keys) and [r[1] for r in rows] == list(range(len(rows)))
-        if not in_order:
-            return None
-        self.load([block_id])
-        table = self.blocks.get(block_id)
-        if table is None or table.num_rows != len(keys):
-            return None
-        return table, [bool(r[2]) for r in rows]
+        return (block_id, [bool(r[2]) for r in rows]) if in_order else None
 
     def _lookup(self, keys: Sequence[str], now: float) -> dict[str, Ref]:
         found: dict[str, Ref] = {}
@@ -180,7 +203,9 @@ class FlatCopies:
         return stamps
 
     def load(self, ids: Iterable[int]) -> None:
-        """Read the blocks not read yet; a block that does not parse or fit is dropped (its rows are rebuilt)."""
+        """Read the blocks not read yet; a block that does not parse or fit is dropped (its rows are rebuilt).
+
+        Several blocks are decoded side by side (Arrow decodes without holding the GIL)."""
         wanted = sorted(set(ids) - set(self.blocks))
         for start in range(0, len(wanted), _SQL_BLOCK):
             block = wanted[start:start + _SQL_BLOCK]
@@ -188,8 +213,8 @@ class FlatCopies:
             rows = self.store.query(
                 f"SELECT id, fingerprint, rows, data FROM FlatBlock WHERE id IN ({','.join('?' * len(block))})", block
             )
-            for block_id, fp, n, data in rows:
-                table = from_ipc(data, self.schema, n) if fp == self.fingerprint else None
+            for block_id, table in zip([r[0] for r in rows], _decode_all(rows, self.fingerprint, self.schema),
+                                       strict=True):
                 self.blocks[block_id] = table
                 self.loaded_rows += table.num_rows if table is not None else 0
         bad = [i for i in wanted if self.blocks[i] is None]

@@ -61,9 +61,10 @@ def read_cached(
     copies = copies_for(op, cache)
     taken: list[tuple[list[str], dict[str, Ref], pa.Table]] = []
     used = 0
-    for start in range(0, len(keys), block_size):
+    starts = range(0, len(keys), block_size)
+    wholes = copies.whole_blocks([keys[s:s + block_size] for s in starts]) if flatten else [None] * len(starts)
+    for start, whole in zip(starts, wholes, strict=True):
         block = keys[start:start + block_size]
-        whole = copies.whole_block(block) if flatten else None
         if whole is not None:  # the common re-run: one stored block, row for row
             table, hits = whole
             out.cached.update(zip(range(start, start + len(block)), hits, strict=True))

@@ -43,6 +43,7 @@ from apollo_frames.engine.executor import (
 from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
 from apollo_frames.engine.progress import progress_bar
+from apollo_frames.engine.records import ColumnRecords
 from apollo_frames.engine.summary import RunSummary, announce
 
 
@@ -107,8 +108,9 @@ class Operation:
 class Prepared:
     """Per input row: the record to send and its identity, or why the row is invalid."""
 
-    records: list[dict | None]
-    identities: list[dict | None]
+    #: a list, or the same records kept as columns (:class:`~apollo_frames.engine.records.ColumnRecords`)
+    records: list[dict | None] | ColumnRecords
+    identities: list[dict | None] | ColumnRecords
     reasons: list[str | None]
     #: the columns the rows were read from (for ``attrs["apollo"]["columns"]``)
     columns: ColumnMapping | None = None
@@ -128,7 +130,7 @@ class Plan:
     """
 
     row_unique: list[int]
-    unique_records: list[dict]
+    unique_records: Sequence[dict]
     cache_keys: list[str]
     #: cache hits: unique index -> whether the cached answer is a match (False: a cached no-match)
     cached: dict[int, bool]
@@ -170,7 +172,9 @@ def plan_work(
 ) -> Plan:
     """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
     row_unique, first_rows, texts = dedupe(prepared)
-    unique_records: list[dict] = [prepared.records[i] for i in first_rows]  # type: ignore[misc]
+    records = prepared.records
+    unique_records: Sequence[Any] = records.pick(first_rows) if isinstance(records, ColumnRecords) else [
+        records[i] for i in first_rows]
     cache_keys = client.cache.keys(op.endpoint, texts, options)
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
@@ -183,9 +187,7 @@ def plan_work(
 def dedupe(prepared: Prepared) -> tuple[list[int], list[int], list[str]]:
     """(per row: its unique index, -1 for an invalid row; per unique index: its first row and its identity text),
     unique indices in order of first appearance. Rows are the same record when their identity texts are equal."""
-    given = prepared.identity_texts or itertools.repeat(None)
-    rows = zip(prepared.records, prepared.identities, given, strict=False)
-    texts = [None if r is None or i is None else t or identity_text(i) for r, i, t in rows]  # prepare gives both
+    texts = _identity_texts(prepared)
     encoded = pc.dictionary_encode(pa.array(texts, pa.string()))
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     valid = np.flatnonzero(encoded.indices.is_valid().to_numpy(zero_copy_only=False))
@@ -198,6 +200,22 @@ def dedupe(prepared: Prepared) -> tuple[list[int], list[int], list[str]]:
     row_unique[valid] = rank[codes]
     distinct = encoded.dictionary.take(pa.array(order)).to_pylist()
     return row_unique.tolist(), valid[first[order]].tolist(), distinct
+
+
+def _identity_texts(prepared: Prepared) -> list[str | None]:
+    """Per row, its identity text; None for an invalid row."""
+    records, identities, given = prepared.records, prepared.identities, prepared.identity_texts
+    if isinstance(records, ColumnRecords) and isinstance(identities, ColumnRecords) and given is not None:
+        # records kept as columns: the texts were written for every row; rows set since can only be unset
+        unset = {*records.none_rows(), *identities.none_rows()}
+        if len(unset) == len(records.set_rows.keys() | identities.set_rows.keys()):
+            texts = list(given)
+            for j in unset:
+                texts[j] = None
+            if texts.count(None) == len(unset):
+                return texts
+    rows = zip(records, identities, given or itertools.repeat(None), strict=False)
+    return [None if r is None or i is None else t or identity_text(i) for r, i, t in rows]  # prepare gives both
 
 
 def identity_text(identity: dict) -> str:

@@ -18,6 +18,7 @@ from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, ColumnMapping, coalesce, resolve
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
+from apollo_frames.engine.records import ColumnRecords
 from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.phones import (
     ASYNC_COLUMNS,
@@ -106,13 +107,10 @@ def _plain_columns(fields: list[str], fast: list[tuple[pa.Array, pa.Array]]) -> 
         return None
     if any(values.null_count for values, _ in fast):
         return None
-    columns = [values.to_pylist() for values, _ in fast]
-    ids = columns[fields.index(strong)]
-    records: list[dict | None] = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
-    identities: list[dict | None] = [{strong: v} for v in ids]
-    return Prepared(records, identities, [None] * len(ids),
-                    identity_texts=[f'{{"{strong}":"{v}"}}' for v in ids],
-                    fields={field: values for field, (values, _) in zip(fields, fast, strict=True)})
+    columns = {field: values for field, (values, _) in zip(fields, fast, strict=True)}
+    ids = columns[strong].to_pylist()
+    return Prepared(ColumnRecords(columns), ColumnRecords({strong: columns[strong]}), [None] * len(ids),
+                    identity_texts=[f'{{"{strong}":"{v}"}}' for v in ids], fields=columns)
 
 
 def _field_values(frame: pd.DataFrame, mapping: ColumnMapping) -> dict[str, pa.Array | list]:
