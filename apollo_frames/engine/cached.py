@@ -38,6 +38,11 @@ class CachedRead:
         self.pieces.append(piece)
         self.height += len(js)
 
+    def add_block(self, start: int, table: pa.Table, hits: Sequence[bool]) -> None:
+        """``table`` row i is the answer of unique index ``start + i``, a match when ``hits[i]``."""
+        self.cached.update(zip(range(start, start + len(hits)), hits, strict=True))
+        self.add(table, range(start, start + len(hits)))
+
     def table(self) -> pa.Table | None:
         return pa.concat_tables(self.pieces) if self.pieces else None
 
@@ -66,29 +71,33 @@ def read_cached(
     for start, whole in zip(starts, wholes, strict=True):
         block = keys[start:start + block_size]
         if whole is not None:  # the common re-run: one stored block, row for row
-            table, hits = whole
-            out.cached.update(zip(range(start, start + len(block)), hits, strict=True))
-            out.add(table, range(start, start + len(block)))
+            out.add_block(start, *whole)
             used += len(block)
-            continue
-        refs = copies.find(block)
-        if flatten:
-            copies.load({ref[0] for ref in refs.values()})
-            refs = copies.usable(refs)
-        for j, key in enumerate(block, start):
-            ref = refs.get(key)
-            if ref is not None:
-                out.cached[j] = ref[2]
-        if flatten and refs:
-            taken.append(_take_copies(out, copies, block, start, refs))
-        missing = [(j, key) for j, key in enumerate(block, start) if key not in refs]
-        _read_raw(out, copies, op, missing, flatten=flatten)
+        else:
+            _read_block(out, copies, op, block, start, taken, flatten=flatten)
     used += sum(len(k) for k, _, _ in taken)
     if used and copies.loaded_rows > _SCATTER * used:
         for block_keys, refs, table in taken:
             stamps = {key: refs[key][3] for key in block_keys}
             copies.save(block_keys, stamps, [refs[key][2] for key in block_keys], table.combine_chunks())
     return out
+
+
+def _read_block(out: CachedRead, copies: FlatCopies, op: Any, block: Sequence[str], start: int,
+                taken: list[tuple[list[str], dict[str, Ref], pa.Table]], *, flatten: bool) -> None:
+    """One block of keys found row by row: copies where there are, raw answers for the rest."""
+    refs = copies.find(block)
+    if flatten:
+        copies.load({ref[0] for ref in refs.values()})
+        refs = copies.usable(refs)
+    for j, key in enumerate(block, start):
+        ref = refs.get(key)
+        if ref is not None:
+            out.cached[j] = ref[2]
+    if flatten and refs:
+        taken.append(_take_copies(out, copies, block, start, refs))
+    missing = [(j, key) for j, key in enumerate(block, start) if key not in refs]
+    _read_raw(out, copies, op, missing, flatten=flatten)
 
 
 def _take_copies(

@@ -150,13 +150,21 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
     if plain is not None:
         plain.columns = mapping
         return plain
+    return _by_row(len(frame), mapping, values, fast)
+
+
+def _by_row(n: int, mapping: ColumnMapping, values: dict[str, pa.Array | list],
+            fast: list[tuple[pa.Array, pa.Array]]) -> Prepared:
+    """The rows prepared one at a time: from the column path's values where it decided them all, else by
+    :func:`person_record` from the raw values."""
+    fields = list(values)
     series = {field: v.to_pylist() if isinstance(v, pa.Array) else v for field, v in values.items()}
-    decided = [all(row) for row in zip(*(ok.to_pylist() for _, ok in fast), strict=True)] if fields \
-        else [False] * len(frame)
-    prepared = Prepared([], [], [], columns=mapping, identity_texts=[])
-    add_record, add_identity, add_reason = prepared.records.append, prepared.identities.append, prepared.reasons.append
-    add_text = prepared.identity_texts.append  # type: ignore[union-attr]
-    rows = zip(*(v.to_pylist() for v, _ in fast), strict=True) if fields else [()] * len(frame)
+    decided = [all(row) for row in zip(*(ok.to_pylist() for _, ok in fast), strict=True)] if fields else [False] * n
+    records: list[dict | None] = []
+    identities: list[dict | None] = []
+    reasons: list[str | None] = []
+    texts: list[str | None] = []
+    rows = zip(*(v.to_pylist() for v, _ in fast), strict=True) if fields else [()] * n
     for i, (sure, row) in enumerate(zip(decided, rows, strict=True)):
         text = None
         if sure:
@@ -167,11 +175,11 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
                 text = f'{{"{field}":"{value}"}}'  # the fast path's e-mails and ids need no JSON escaping
         else:
             record, identity, reason = person_record({field: series[field][i] for field in fields})
-        add_record(record)
-        add_identity(identity)
-        add_reason(reason)
-        add_text(text)
-    return prepared
+        records.append(record)
+        identities.append(identity)
+        reasons.append(reason)
+        texts.append(text)
+    return Prepared(records, identities, reasons, columns=mapping, identity_texts=texts)
 
 
 def _payload(records: list[dict], options: dict) -> dict:

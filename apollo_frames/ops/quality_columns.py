@@ -241,9 +241,12 @@ def _inputs(prepared: Prepared, picked: np.ndarray, every: bool) -> dict[str, An
     supplies are left out. Read by column when prepare kept the columns."""
     mapped = prepared.columns
     fields = [f for f in _FIELDS if mapped is None or f in mapped]
-    if prepared.fields is not None and all(f in prepared.fields for f in fields):
-        take = None if every else pa.array(picked, pa.int64())
-        return {f: prepared.fields[f] if take is None else prepared.fields[f].take(take) for f in fields}
+    kept = prepared.fields
+    if kept is not None and all(f in kept for f in fields):
+        if every:
+            return {f: kept[f] for f in fields}
+        take = pa.array(picked, pa.int64())
+        return {f: kept[f].take(take) for f in fields}
     records = [prepared.records[i] or {} for i in picked]
     return {field: [r.get(field) for r in records] for field in fields}
 
