@@ -61,10 +61,14 @@ _BY_BLOCK = (
     "SELECT key, row, hit, store_time, expire_time FROM Flat WHERE block = ? "
     "AND (expire_time IS NULL OR expire_time > ?)"
 )
-# All the rows of one block, in order (a re-run of the frame that saved it asks for exactly these)
-_BLOCK_ROWS = (
-    "SELECT key, row, hit FROM Flat WHERE block = ? AND (expire_time IS NULL OR expire_time > ?) ORDER BY row"
+# Whether the live rows of one block are the keys asked for, row for row (a re-run of the frame that saved it
+# asks for exactly these): the keys, all of one length L, come as one blob, key i at bytes [i*L, (i+1)*L).
+# Keys are unique, so n rows each holding the key at its own row are those n keys in that order.
+_BLOCK_CHECK = (
+    "SELECT count(*), sum(CAST(substr(?1, row * ?2 + 1, ?2) AS TEXT) = key), sum(hit = 1), sum(hit = 0) "
+    "FROM Flat WHERE block = ?3 AND (expire_time IS NULL OR expire_time > ?4)"
 )
+_NO_MATCH_ROWS = "SELECT row FROM Flat WHERE block = ? AND hit = 0 AND (expire_time IS NULL OR expire_time > ?)"
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
     "INSERT OR REPLACE INTO Flat (key, fingerprint, store_time, expire_time, block, row, hit) "
@@ -174,12 +178,20 @@ class FlatCopies:
     def _block_of(self, keys: Sequence[str], now: float) -> tuple[int, list[bool]] | None:
         """(block, hits) when ``keys`` are all the live rows of one block, in row order."""
         first = self._lookup(keys[:1], now)
-        if not first:
+        width, joined = (len(keys[0]) if keys else 0), "".join(keys)
+        if not first or not joined.isascii() or not all(len(key) == width for key in keys):
             return None
         ((block_id, *_),) = first.values()
-        rows = self.store.query(_BLOCK_ROWS, [block_id, now])
-        in_order = [r[0] for r in rows] == list(keys) and [r[1] for r in rows] == list(range(len(rows)))
-        return (block_id, [bool(r[2]) for r in rows]) if in_order else None
+        ((rows, in_place, hits, misses),) = self.store.query(_BLOCK_CHECK, [joined.encode(), width, block_id, now])
+        n = len(keys)
+        if rows != n or in_place != n or (hits or 0) + (misses or 0) != n:
+            return None
+        matched = [True] * n
+        for (row,) in self.store.query(_NO_MATCH_ROWS, [block_id, now]) if misses else ():
+            if type(row) is not int:
+                return None
+            matched[row] = False
+        return block_id, matched
 
     def _lookup(self, keys: Sequence[str], now: float) -> dict[str, Ref]:
         found: dict[str, Ref] = {}

@@ -93,9 +93,12 @@ def _fold(distinct: pa.Array) -> pa.Array:
     return _by_rule(folded, distinct, pc.invert(pc.string_is_ascii(distinct)), fold_text)
 
 
-def _after_last(text: pa.Array, sep: str) -> pa.ListArray:
-    """Per value, [what follows its last ``sep``, what precedes it] reversed, or [the value reversed]."""
-    return pc.split_pattern(pc.utf8_reverse(text), sep, max_splits=1)
+def _after_last(text: pa.Array, sep: str) -> tuple[pa.Array, pa.Array]:
+    """Per value: what follows its last ``sep`` (the whole value when there is none), and whether there is one."""
+    split = pc.split_pattern(text, sep, max_splits=1, reverse=True)
+    found = pc.greater(pc.list_value_length(split), 1)
+    after = pc.list_element(pc.list_slice(split, 1, 2, return_fixed_size_list=True), 0)
+    return pc.if_else(found, after, pc.list_element(split, 0)), found
 
 
 def _domain(distinct: pa.Array) -> pa.Array:
@@ -103,7 +106,7 @@ def _domain(distinct: pa.Array) -> pa.Array:
     text = pc.ascii_lower(distinct)
     text = pc.replace_substring_regex(text, "^[a-z][a-z0-9+.-]*://", "", max_replacements=1)
     text = pc.list_element(pc.split_pattern(text, "/", max_splits=1), 0)
-    text = pc.utf8_trim(pc.utf8_reverse(pc.list_element(_after_last(text, "@"), 0)), ".")
+    text = pc.utf8_trim(_after_last(text, "@")[0], ".")
     text = pc.if_else(pc.starts_with(text, "www."), pc.utf8_slice_codeunits(text, 4), text)
     return _by_rule(text, distinct, pc.invert(pc.match_substring_regex(distinct, "^[!-~]*$")), compared_domain)
 
@@ -163,9 +166,8 @@ def _email_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndarra
         parts = [str(e).rsplit("@", 1)[1] if e and "@" in str(e) else None for e in rows.given("email")]
         part = pa.array(parts, pa.string())
     else:  # what follows the last @ (null: no @)
-        split = _after_last(email, "@")
-        at = pc.greater(pc.list_value_length(split), 1)
-        part = pc.if_else(at, pc.utf8_reverse(pc.list_element(split, 0)), pa.scalar(None, pa.string()))
+        after, at = _after_last(email, "@")
+        part = pc.if_else(at, after, pa.scalar(None, pa.string()))
     domain = domain_column(part)
     has_org = _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
     personal = _np(pc.match_substring_regex(domain, _PERSONAL))
