@@ -27,6 +27,9 @@ MESSY = [
     "O'Brien-Smith Jr.", "~!@#$%^&*()", "a  b", "http://www.linkedin.com/in/jane",
     " Łukasz ", "Zoë  Ann", "a\u00a0b", "x\u3000y", "日本 語", "a\u2028b", "\u0301abc", "a\x85b", "Ann\u200d",
     "\ufeffAnn", "Jürgen\x1f", "é" * 256, "é" * 257,
+    # e-mails near the length limits: 64 characters before the @, 253 after it
+    "a" * 64 + "@acme.example", "a" * 65 + "@acme.example", "bob@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "."
+    + "d" * 53 + ".example", "bob@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 54 + ".example",
 ]
 ODD = [None, math.nan, np.nan, pd.NA, 42, 42.0, 3.5, True, b"bob@acme.example", ["x"], Decimal(1), np.int64(7),
        np.str_("bob@acme.example"), float("inf")]
@@ -46,6 +49,25 @@ def test_fast_path_decides_only_what_the_normaliser_would_say(kind, values):
     # the fast path is not empty: well-formed text is decided a column at a time
     if kind is not None and not any(type(v) in (bytes, list, int) for v in values):
         assert sum(v is not None for v, ok in zip(fast, decided, strict=True) if ok) >= 2
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("dtype", [object, "string", "str"])
+def test_fast_path_on_an_arrow_column_from_pandas_agrees(kind, dtype):
+    import pyarrow as pa
+
+    values = MESSY + [None, math.nan, np.str_("Bob@Acme.example")] + ([pd.NA] if dtype != "str" else [])
+    column = pa.array(pd.Series(values, dtype=dtype), from_pandas=True)
+    fast, decided = nz.normalize_fast_arrays(column, kind)
+    assert pc_all(decided.is_valid()) and len(fast) == len(values)
+    for value, got, sure in zip(values, fast.to_pylist(), decided.to_pylist(), strict=True):
+        if sure:
+            assert (got, None) == KINDS[kind](value), value
+    assert kind is None or sum(fast.is_valid().to_pylist()) >= 2
+
+
+def pc_all(mask) -> bool:
+    return all(mask.to_pylist())
 
 
 @pytest.mark.parametrize("odd", [False, True])

@@ -104,3 +104,70 @@ def test_match_report_rates_by_identifier_kind_and_reasons(sb, tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     assert report.plot().get_title().startswith("Match rate")
+
+
+# -- the column rules give what the per-row rules give ---------------------------------------------
+
+_EMAILS = ["ann@acme.example", "ann@mail.acme.example", "bob@gmail.com", "x@mail.yahoo.co.uk", "x@other.example",
+           "a@b@acme.example", "noat", "", "é@acme.example", "ann@ACME.example", "ann@www.acme.example",
+           "a@acme.example.", "a@\nacme.example", "a@sub.other.example", "a@xacme.example", "a@"]
+_DOMAINS = ["acme.example", "www.acme.example", "https://www.acme.example/x", "HTTP://Acme.Example/", "other.example",
+            "mail.acme.example", "example", "", "  acme.example ", "münchen.example", "user@acme.example",
+            "ftp://a@b.acme.example:8/p", "..acme.example..", "www.", "gmail.com", "acme.example\n", None]
+_COMPANIES = ["Acme", "ACME Corp.", "Acme S.A.", "acme sa", "Acme Inc", "Acme Incorporated Ltd", "Northwind",
+              "Northwind Analytics GmbH", "The Company", "Inc", "Zoë & Co", "Zoe and co", "Globex, LLC", "", "  ",
+              "Ærø A/S", "A.B.C. Trading", "foo_bar inc", "Straße GmbH", "STRASSE", "Zeta Co Ltd Inc", "Zeta Omega", None]
+_NAMES = ["Ann", "ann", "Anna", "José", "Jose", "ZOË", "Zoe", "Łukasz", "Lukasz", "O'Brien", "o brien", "", "  ",
+          "Jean-Luc", "jean luc", "Ｊａｎｅ", "Jane", "ß", "ss", "A\tB", "x_y", None]
+_TITLES = ["CTO", "cto", "VP Sales", "VP, Sales", "Head of Data", "", None, float("nan"), 42, "Directeur Général",
+           "directeur general"]
+
+
+def _random_rows(n: int, seed: int) -> tuple[list[dict | None], list, list[dict]]:
+    rng = random.Random(seed)
+
+    def pick(pool):
+        return rng.choice(pool)
+
+    records, titles, answers = [], [], []
+    for _ in range(n):
+        record = {f: v for f, v in (("email", pick(_EMAILS + [None] * 4)), ("first_name", pick(_NAMES)),
+                                    ("last_name", pick(_NAMES)), ("name", pick(_NAMES + ["Ann Lee", "a b c", "x"])),
+                                    ("organization_name", pick(_COMPANIES)), ("domain", pick(_DOMAINS)))
+                  if v and rng.random() < 0.7}
+        records.append(record)
+        titles.append(pick(_TITLES))
+        answers.append({"person.first_name": pick(_NAMES), "person.last_name": pick(_NAMES),
+                        "person.title": pick(_TITLES[:7]), "person.organization.name": pick(_COMPANIES),
+                        "person.organization.primary_domain": pick(_DOMAINS),
+                        "person.organization.website_url": pick(_DOMAINS)})
+    return records, titles, answers
+
+
+@pytest.mark.parametrize("by_column", [False, True])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_column_flags_are_the_per_row_flags(seed, by_column):
+    import pyarrow as pa
+
+    from apollo_frames.engine.runner import Prepared
+    from apollo_frames.ops.quality_columns import reviewer
+
+    records, titles, answers = _random_rows(3000, seed)
+    status = [random.Random(seed).choice(["matched"] * 8 + ["no_match", "error"]) for _ in records]
+    flat = pa.table({c: pa.array([a[c] for a in answers], pa.string()) for c in answers[0]})
+    prepared = Prepared(records, [{"x": 1}] * len(records), [None] * len(records))
+    if by_column:  # as prepare keeps them when it built the records by columns
+        fields = ("email", "first_name", "last_name", "name", "organization_name", "domain")
+        prepared.fields = {f: pa.array([r.get(f) for r in records], pa.string()) for f in fields}
+    for on_conflict in ("flag", "reject"):
+        frame = pd.DataFrame({"Job Title": pd.Series(titles, dtype=object)})
+        got_status, got_error = list(status), [None] * len(status)
+        flags = reviewer(frame, on_conflict)(prepared, flat, got_status, got_error)["apollo_match_flags"]
+        for i, (record, title, answer) in enumerate(zip(records, titles, answers, strict=True)):
+            want = quality.match_flags({**record, "title": title}, answer) if status[i] == "matched" else None
+            assert flags[i] == (None if want is None else ",".join(want)), (record, title, answer)
+            conflict = on_conflict == "reject" and bool(set(want or ()) & quality.CONFLICT_FLAGS)
+            assert got_status[i] == ("conflict" if conflict else status[i])
+            assert (got_error[i] is not None) == conflict
+    assert sum(bool(f) for f in flags if f is not None) > 300  # the rows are varied: flags are raised, and not
+    assert sum(f == "" for f in flags) > 10

@@ -44,6 +44,8 @@ __all__ = [
     "normalize_name",
     "normalize_column",
     "normalize_fast",
+    "normalize_fast_arrays",
+    "text_array",
 ]
 
 Result = tuple["str | None", "str | None"]
@@ -362,15 +364,24 @@ _FAST_WORD = (
 )
 #: kind -> (pattern on the trimmed text, longest text it may decide, lower-cased first (ASCII only), any script)
 _FAST: dict[str, tuple[str, int, bool, bool]] = {
-    "email": (rf"^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@{_FAST_HOST}$", 64, True, False),
+    # up to 64 characters before the @ and 253 after it (checked beside the pattern: ``_email_parts_fit``)
+    "email": (rf"^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@{_FAST_HOST}$", 64 + 1 + 253, True, False),
     "name": (rf"^{_FAST_WORD}+(?: {_FAST_WORD}+)*$", 256, False, True),
     "id": (r"^[0-9a-f]{24}$", 24, True, False),
 }
 _TEXT_TYPES = frozenset({str, type(None), float})
 
 
-def _text_array(values: Sequence[object]) -> pa.Array | None:
-    """The values as an Arrow string array (NaN and None as null), or None when any is not text."""
+def text_array(values: Sequence[object] | pa.Array) -> pa.Array | None:
+    """The values as an Arrow string array (NaN and None as null), or None when any is not text.
+
+    An Arrow array of text is taken as it is (large strings as strings); one of another type is not text."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if pa.types.is_string(values.type):
+            return values
+        return values.cast(pa.string()) if pa.types.is_large_string(values.type) else None
     if any(t.__name__ != "NAType" for t in set(map(type, values)) - _TEXT_TYPES):  # pd.NA: null to Arrow
         return None
     try:
@@ -379,19 +390,34 @@ def _text_array(values: Sequence[object]) -> pa.Array | None:
         return None
 
 
-def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str | None], list[bool]]:
+def _email_parts_fit(text: pa.Array, length: pa.Array) -> pa.Array:
+    """At most 64 characters before the (first) @ and 253 after it (ASCII text: bytes are characters)."""
+    at = pc.find_substring(text, "@")
+    return pc.and_(pc.less_equal(at, 64), pc.less_equal(pc.subtract(pc.subtract(length, at), 1), 253))
+
+
+def normalize_fast(values: Sequence[object] | pa.Array, kind: str | None) -> tuple[list[str | None], list[bool]]:
     """(normalised value or None, decided) per value, a column at a time; undecided values need the normaliser.
 
     ``kind`` is ``"email"``, ``"name"``, ``"id"`` (the normaliser of that name) or None
     (only missing values are decided). A decided value is what the normaliser gives, with no reason.
     """
+    done, decided = normalize_fast_arrays(values, kind)
+    return done.to_pylist(), decided.to_pylist()
+
+
+def normalize_fast_arrays(values: Sequence[object] | pa.Array, kind: str | None) -> tuple[pa.Array, pa.Array]:
+    """:func:`normalize_fast` as two Arrow arrays (string, null where not decided or missing; bool, no nulls).
+
+    ``values`` may be an Arrow array (a pandas text column as it is, without a copy): a missing value is null.
+    """
     n = len(values)
-    arr = _text_array(values)
+    arr = text_array(values)
     if arr is None:
-        return [None] * n, [v is None for v in values]
+        return pa.nulls(n, pa.string()), pa.array([v is None for v in values], pa.bool_())
     missing = arr.is_null()
     if kind is None or n == 0:
-        return [None] * n, missing.to_pylist()
+        return pa.nulls(n, pa.string()), missing
     pattern, limit, lower, any_script = _FAST[kind]
     text = pc.ascii_trim_whitespace(arr)
     ascii_ = pc.string_is_ascii(arr)
@@ -400,7 +426,9 @@ def normalize_fast(values: Sequence[object], kind: str | None) -> tuple[list[str
     plain = pc.or_(ascii_, pc.equal(text, pc.utf8_normalize(text, form="NFC"))) if any_script else ascii_
     length = pc.utf8_length(text)
     ok = pc.and_(pc.and_(plain, pc.match_substring_regex(text, pattern)), pc.less_equal(length, limit))
+    if kind == "email":
+        ok = pc.and_(ok, _email_parts_fit(text, length))
     ok = pc.fill_null(ok, False)
     blank = pc.fill_null(pc.and_(ascii_, pc.equal(length, 0)), False)
     decided = pc.or_(pc.or_(ok, blank), missing)
-    return pc.if_else(ok, text, pa.scalar(None, pa.string())).to_pylist(), decided.to_pylist()
+    return pc.if_else(ok, text, pa.scalar(None, pa.string())), decided

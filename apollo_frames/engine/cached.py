@@ -38,6 +38,11 @@ class CachedRead:
         self.pieces.append(piece)
         self.height += len(js)
 
+    def add_block(self, start: int, table: pa.Table, hits: Sequence[bool]) -> None:
+        """``table`` row i is the answer of unique index ``start + i``, a match when ``hits[i]``."""
+        self.cached.update(zip(range(start, start + len(hits)), hits, strict=True))
+        self.add(table, range(start, start + len(hits)))
+
     def table(self) -> pa.Table | None:
         return pa.concat_tables(self.pieces) if self.pieces else None
 
@@ -59,51 +64,65 @@ def read_cached(
     """
     out = CachedRead()
     copies = copies_for(op, cache)
-    taken: list[tuple[list[str], dict[str, Ref], pa.Table]] = []
-    for start in range(0, len(keys), block_size):
+    found: list[list[tuple[int, str, Ref]]] = []  # per block of keys read key by key: those with a copy
+    used = 0
+    starts = range(0, len(keys), block_size)
+    wholes = copies.whole_blocks([keys[s:s + block_size] for s in starts]) if flatten else [None] * len(starts)
+    for start, whole in zip(starts, wholes, strict=True):
         block = keys[start:start + block_size]
-        refs = copies.find(block)
-        if flatten:
-            copies.load({ref[0] for ref in refs.values()})
-            refs = copies.usable(refs)
-        for j, key in enumerate(block, start):
-            ref = refs.get(key)
-            if ref is not None:
-                out.cached[j] = ref[2]
-        if flatten and refs:
-            taken.append(_take_copies(out, copies, block, start, refs))
-        missing = [(j, key) for j, key in enumerate(block, start) if key not in refs]
-        _read_raw(out, copies, op, missing, flatten=flatten)
-    used = sum(len(k) for k, _, _ in taken)
-    if used and copies.loaded_rows > _SCATTER * used:
-        for block_keys, refs, table in taken:
-            stamps = {key: refs[key][3] for key in block_keys}
-            copies.save(block_keys, stamps, [refs[key][2] for key in block_keys], table.combine_chunks())
+        if whole is not None:  # the common re-run: one stored block, row for row
+            out.add_block(start, *whole)
+            used += len(block)
+        else:
+            found.append(_read_block(out, copies, op, block, start, flatten=flatten))
+    refs = [ref for group in found for ref in group]
+    if flatten and refs:
+        _take_copies(out, copies, refs)
+        used += len(refs)
+        if copies.loaded_rows > _SCATTER * used:
+            _save_together(out, copies, found)
     return out
 
 
-def _take_copies(
-    out: CachedRead, copies: FlatCopies, block: Sequence[str], start: int, refs: dict[str, Ref]
-) -> tuple[list[str], dict[str, Ref], pa.Table]:
-    """Add the rows ``refs`` point at, one piece per block they are in; returns (keys, refs, rows) as added."""
-    groups: dict[int, tuple[list[int], list[int]]] = {}
-    for j, key in enumerate(block, start):
-        ref = refs.get(key)
-        if ref is not None:
-            js, rows = groups.setdefault(ref[0], ([], []))
-            js.append(j)
-            rows.append(ref[1])
-    keys: list[str] = []
-    pieces: list[pa.Table] = []
-    for block_id, (js, rows) in groups.items():
+def _read_block(out: CachedRead, copies: FlatCopies, op: Any, block: Sequence[str], start: int, *,
+                flatten: bool) -> list[tuple[int, str, Ref]]:
+    """One block of keys found key by key: (unique index, key, copy) of those with a copy (their rows are taken
+    later, all blocks together); raw answers read for the rest."""
+    refs = copies.find(block)
+    if flatten:
+        copies.load({ref[0] for ref in refs.values()})
+        refs = copies.usable(refs)
+    with_copy = [(j, key, refs[key]) for j, key in enumerate(block, start) if key in refs]
+    out.cached.update((j, ref[2]) for j, _, ref in with_copy)
+    _read_raw(out, copies, op, [(j, key) for j, key in enumerate(block, start) if key not in refs], flatten=flatten)
+    return with_copy
+
+
+def _take_copies(out: CachedRead, copies: FlatCopies, refs: list[tuple[int, str, Ref]]) -> None:
+    """Add the rows ``refs`` point at: one piece per stored block, its rows in block order (a block used whole is
+    added as it is, without a copy)."""
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for j, _, ref in refs:
+        groups.setdefault(ref[0], []).append((ref[1], j))
+    for block_id, pairs in groups.items():
         table = copies.table(block_id)
         assert table is not None  # refs keep loaded blocks only
+        pairs.sort()
+        rows = [row for row, _ in pairs]
         whole = len(rows) == table.num_rows and rows == list(range(len(rows)))
-        piece = table if whole else table.take(pa.array(rows, type=pa.int64()))
-        out.add(piece, js)
-        pieces.append(piece)
-        keys += [block[j - start] for j in js]
-    return keys, refs, pa.concat_tables(pieces)
+        out.add(table if whole else table.take(pa.array(rows, type=pa.int64())), [j for _, j in pairs])
+
+
+def _save_together(out: CachedRead, copies: FlatCopies, found: list[list[tuple[int, str, Ref]]]) -> None:
+    """Save the rows read from copies again, a block per block of keys, in key order (the next run of the same
+    frame reads them as whole blocks)."""
+    table = out.table()
+    assert table is not None
+    for group in found:
+        if group:
+            keys = [key for _, key, _ in group]
+            piece = table.take(pa.array([out.rows[j] for j, _, _ in group], type=pa.int64())).combine_chunks()
+            copies.save(keys, {key: ref[3] for _, key, ref in group}, [ref[2] for _, _, ref in group], piece)
 
 
 def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[int, str]], *, flatten: bool) -> None:

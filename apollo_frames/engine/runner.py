@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
@@ -42,6 +43,7 @@ from apollo_frames.engine.executor import (
 from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
 from apollo_frames.engine.progress import progress_bar
+from apollo_frames.engine.records import ColumnRecords
 from apollo_frames.engine.summary import RunSummary, announce
 
 
@@ -106,13 +108,17 @@ class Operation:
 class Prepared:
     """Per input row: the record to send and its identity, or why the row is invalid."""
 
-    records: list[dict | None]
-    identities: list[dict | None]
+    #: a list, or the same records kept as columns (:class:`~apollo_frames.engine.records.ColumnRecords`)
+    records: list[dict | None] | ColumnRecords
+    identities: list[dict | None] | ColumnRecords
     reasons: list[str | None]
     #: the columns the rows were read from (for ``attrs["apollo"]["columns"]``)
     columns: ColumnMapping | None = None
     #: per row, ``canonical_json`` of its identity when prepare wrote it already (else None: computed here)
     identity_texts: list[str | None] | None = None
+    #: when prepare built the records by columns: per field, each row's value in its record (null: not in it),
+    #: so a review can read the rows a column at a time
+    fields: dict[str, pa.Array] | None = None
 
 
 @dataclasses.dataclass
@@ -124,7 +130,7 @@ class Plan:
     """
 
     row_unique: list[int]
-    unique_records: list[dict]
+    unique_records: Sequence[dict]
     cache_keys: list[str]
     #: cache hits: unique index -> whether the cached answer is a match (False: a cached no-match)
     cached: dict[int, bool]
@@ -136,6 +142,8 @@ class Plan:
 
     @property
     def to_fetch(self) -> list[int]:
+        if len(self.cached) == len(self.unique_records):  # (cached holds unique indices only)
+            return []
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
 
 
@@ -163,22 +171,10 @@ def plan_work(
     prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True
 ) -> Plan:
     """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
-    row_unique: list[int] = []
-    seen: dict[str, int] = {}
-    unique_records: list[dict] = []
-    texts: list[str] = []
-    given = prepared.identity_texts or itertools.repeat(None)
-    for record, identity, text in zip(prepared.records, prepared.identities, given, strict=False):
-        if record is None or identity is None:  # prepare gives both or neither
-            row_unique.append(-1)
-            continue
-        text = text or identity_text(identity)
-        j = seen.get(text)
-        if j is None:
-            j = seen[text] = len(unique_records)
-            unique_records.append(record)
-            texts.append(text)
-        row_unique.append(j)
+    row_unique, first_rows, texts = dedupe(prepared)
+    records = prepared.records
+    unique_records: Sequence[Any] = records.pick(first_rows) if isinstance(records, ColumnRecords) else [
+        records[i] for i in first_rows]
     cache_keys = client.cache.keys(op.endpoint, texts, options)
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
@@ -186,6 +182,40 @@ def plan_work(
     read = read_cached(cache_keys, op, client.cache, flatten=flatten, block_size=READ_BLOCK)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     return plan
+
+
+def dedupe(prepared: Prepared) -> tuple[list[int], list[int], list[str]]:
+    """(per row: its unique index, -1 for an invalid row; per unique index: its first row and its identity text),
+    unique indices in order of first appearance. Rows are the same record when their identity texts are equal."""
+    texts = _identity_texts(prepared)
+    encoded = pc.dictionary_encode(pa.array(texts, pa.string()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    valid = np.flatnonzero(encoded.indices.is_valid().to_numpy(zero_copy_only=False))
+    codes = codes[valid].astype(np.int64)
+    _, first = np.unique(codes, return_index=True)  # per code, its first position among the valid rows
+    order = np.argsort(first)  # codes by first appearance
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    row_unique = np.full(len(texts), -1, np.int64)
+    row_unique[valid] = rank[codes]
+    distinct = encoded.dictionary.take(pa.array(order)).to_pylist()
+    return row_unique.tolist(), valid[first[order]].tolist(), distinct
+
+
+def _identity_texts(prepared: Prepared) -> list[str | None]:
+    """Per row, its identity text; None for an invalid row."""
+    records, identities, given = prepared.records, prepared.identities, prepared.identity_texts
+    if isinstance(records, ColumnRecords) and isinstance(identities, ColumnRecords) and given is not None:
+        # records kept as columns: the texts were written for every row; rows set since can only be unset
+        unset = {*records.none_rows(), *identities.none_rows()}
+        if len(unset) == len(records.set_rows.keys() | identities.set_rows.keys()):
+            texts = list(given)
+            for j in unset:
+                texts[j] = None
+            if texts.count(None) == len(unset):
+                return texts
+    rows = zip(records, identities, given or itertools.repeat(None), strict=False)
+    return [None if r is None or i is None else t or identity_text(i) for r, i, t in rows]  # prepare gives both
 
 
 def identity_text(identity: dict) -> str:

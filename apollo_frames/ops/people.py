@@ -10,13 +10,15 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
-from apollo_frames.core.columns import PEOPLE, resolve
+from apollo_frames.core.columns import PEOPLE, ColumnMapping, coalesce, resolve
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
+from apollo_frames.engine.records import ColumnRecords
 from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.phones import (
     ASYNC_COLUMNS,
@@ -26,7 +28,8 @@ from apollo_frames.ops.phones import (
     phone_worst,
     polling,
 )
-from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict, reviewer
+from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict
+from apollo_frames.ops.quality_columns import reviewer
 from apollo_frames.ops.registry import Command, Spec, register
 
 ENDPOINT = "people/bulk_match"
@@ -96,21 +99,39 @@ def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, 
     return None, None, INVALID_REASON + ("; " + "; ".join(problems) if problems else "")
 
 
-def _plain_columns(
-    fields: list[str], fast: list[tuple[list[str | None], list[bool]]]
-) -> tuple[list, list, list, list[str | None]] | None:
-    """(records, identities, reasons, identity texts) when every value was decided, none is missing and the
-    strongest identifier supplied is an e-mail or Apollo id: what :func:`identify` gives each row, built by
-    columns. None otherwise."""
+def _plain_columns(fields: list[str], fast: list[tuple[pa.Array, pa.Array]]) -> Prepared | None:
+    """The rows, prepared, when every value was decided, none is missing and the strongest identifier supplied
+    is an e-mail or Apollo id: what :func:`identify` gives each row, built by columns. None otherwise."""
     strong = next((f for f in STRONG_IDS if f in fields), None)
-    if strong not in ("id", "email") or not all(all(ok) for _, ok in fast):
+    if strong not in ("id", "email") or not all(pc.all(ok).as_py() is not False for _, ok in fast):
         return None
-    columns = [values for values, _ in fast]
-    if any(None in values for values in columns):
+    if any(values.null_count for values, _ in fast):
         return None
-    ids = columns[fields.index(strong)]
-    records = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
-    return records, [{strong: v} for v in ids], [None] * len(ids), [f'{{"{strong}":"{v}"}}' for v in ids]
+    columns = {field: values for field, (values, _) in zip(fields, fast, strict=True)}
+    ids = columns[strong].to_pylist()
+    return Prepared(ColumnRecords(columns), ColumnRecords({strong: columns[strong]}), [None] * len(ids),
+                    identity_texts=[f'{{"{strong}":"{v}"}}' for v in ids], fields=columns)
+
+
+def _field_values(frame: pd.DataFrame, mapping: ColumnMapping) -> dict[str, pa.Array | list]:
+    """Per field, its values: a field one text column supplies as that column in Arrow (no copy), else a list
+    (per row, the first non-empty value of the field's columns)."""
+    out: dict[str, pa.Array | list] = {}
+    for field, labels in mapping.fields.items():
+        arrow = _text_column(frame[labels[0]]) if len(labels) == 1 else None
+        out[field] = arrow if arrow is not None else coalesce([frame[label].tolist() for label in labels])
+    return out
+
+
+def _text_column(series: Any) -> pa.Array | None:
+    """A pandas column of text (missing values allowed) as an Arrow string array; None for any other column."""
+    if not isinstance(series, pd.Series):  # (two columns of one name)
+        return None
+    try:
+        arr = pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return None
+    return nz.text_array(arr)
 
 
 def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
@@ -118,37 +139,47 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
 
     A field several columns supply takes, per row, the first non-empty of them
     (see ``apollo_frames.core.columns``); the mapping is kept as ``prepared.columns``.
-    Each column is first normalised a column at a time (``normalize_fast``); a row
+    Each column is first normalised a column at a time (``normalize_fast_arrays``); a row
     with any value that path cannot decide goes through :func:`person_record`.
     """
     mapping = resolve(frame.columns, PEOPLE, columns)
-    series = mapping.values(frame)
-    fields = list(series)
-    fast = [nz.normalize_fast(series[field], _FAST_KINDS.get(field)) for field in fields]
+    values = _field_values(frame, mapping)
+    fields = list(values)
+    fast = [nz.normalize_fast_arrays(values[field], _FAST_KINDS.get(field)) for field in fields]
     plain = _plain_columns(fields, fast)
     if plain is not None:
-        records, identities, reasons, texts = plain
-        return Prepared(records, identities, reasons, columns=mapping, identity_texts=texts)
-    decided = [all(row) for row in zip(*(ok for _, ok in fast), strict=True)] if fields else [False] * len(frame)
-    prepared = Prepared([], [], [], columns=mapping, identity_texts=[])
-    add_record, add_identity, add_reason = prepared.records.append, prepared.identities.append, prepared.reasons.append
-    add_text = prepared.identity_texts.append  # type: ignore[union-attr]
-    rows = zip(*(v for v, _ in fast), strict=True) if fields else [()] * len(frame)
-    for i, (sure, values) in enumerate(zip(decided, rows, strict=True)):
+        plain.columns = mapping
+        return plain
+    return _by_row(len(frame), mapping, values, fast)
+
+
+def _by_row(n: int, mapping: ColumnMapping, values: dict[str, pa.Array | list],
+            fast: list[tuple[pa.Array, pa.Array]]) -> Prepared:
+    """The rows prepared one at a time: from the column path's values where it decided them all, else by
+    :func:`person_record` from the raw values."""
+    fields = list(values)
+    series = {field: v.to_pylist() if isinstance(v, pa.Array) else v for field, v in values.items()}
+    decided = [all(row) for row in zip(*(ok.to_pylist() for _, ok in fast), strict=True)] if fields else [False] * n
+    records: list[dict | None] = []
+    identities: list[dict | None] = []
+    reasons: list[str | None] = []
+    texts: list[str | None] = []
+    rows = zip(*(v.to_pylist() for v, _ in fast), strict=True) if fields else [()] * n
+    for i, (sure, row) in enumerate(zip(decided, rows, strict=True)):
         text = None
         if sure:
-            known = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+            known = {f: v for f, v in zip(fields, row, strict=True) if v is not None}
             record, identity, reason = identify(known, [])
             if identity is not None and len(identity) == 1 and ("email" in identity or "id" in identity):
                 ((field, value),) = identity.items()
                 text = f'{{"{field}":"{value}"}}'  # the fast path's e-mails and ids need no JSON escaping
         else:
             record, identity, reason = person_record({field: series[field][i] for field in fields})
-        add_record(record)
-        add_identity(identity)
-        add_reason(reason)
-        add_text(text)
-    return prepared
+        records.append(record)
+        identities.append(identity)
+        reasons.append(reason)
+        texts.append(text)
+    return Prepared(records, identities, reasons, columns=mapping, identity_texts=texts)
 
 
 def _payload(records: list[dict], options: dict) -> dict:

@@ -31,10 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from apollo_frames.core.columns import fold
-from apollo_frames.engine.runner import Prepared
 
 FLAGS = ("email_domain_mismatch", "company_mismatch", "name_mismatch", "stale_title")
 #: flags that make a row a ``conflict`` under ``on_conflict="reject"``
@@ -76,7 +74,7 @@ def company_words(value: Any) -> tuple[str, ...]:
     return tuple(w for w in text.split() if w not in LEGAL_SUFFIXES)
 
 
-def _domain(value: Any) -> str:
+def compared_domain(value: Any) -> str:
     """A domain, URL or e-mail -> its host, lower case, without scheme or ``www.``."""
     if is_blank(value):
         return ""
@@ -98,15 +96,15 @@ def _personal(domain: str) -> bool:
 
 
 def _org_domains(answer: dict) -> list[str]:
-    return [d for d in (_domain(answer.get("person.organization.primary_domain")),
-                        _domain(answer.get("person.organization.website_url"))) if d]
+    return [d for d in (compared_domain(answer.get("person.organization.primary_domain")),
+                        compared_domain(answer.get("person.organization.website_url"))) if d]
 
 
 def _email_flag(inputs: dict, answer: dict) -> bool:
     email = inputs.get("email")
     if not email or "@" not in str(email):
         return False
-    domain = _domain(str(email).rsplit("@", 1)[1])
+    domain = compared_domain(str(email).rsplit("@", 1)[1])
     org = _org_domains(answer)
     if _personal(domain) or not org:
         return False
@@ -118,7 +116,7 @@ def _company_flag(inputs: dict, answer: dict) -> bool:
     given = company_words(inputs.get("organization_name"))
     if given and org_words and not (set(given) <= set(org_words) or set(org_words) <= set(given)):
         return True
-    domain = _domain(inputs.get("domain"))
+    domain = compared_domain(inputs.get("domain"))
     org = _org_domains(answer)
     return bool(domain and org and not any(_same_domain(domain, d) for d in org))
 
@@ -151,8 +149,6 @@ def match_flags(inputs: dict, answer: dict) -> list[str]:
     return [name for name, check in _CHECKS if check(inputs, answer)]
 
 
-_ANSWER_COLUMNS = ("person.first_name", "person.last_name", "person.title", "person.organization.name",
-                   "person.organization.primary_domain", "person.organization.website_url")
 _TITLE_NAMES = {fold(n) for n in ("title", "job title", "jobtitle", "position", "contact title", "person title")}
 
 
@@ -162,32 +158,6 @@ def title_column(frame: pd.DataFrame) -> Any:
         if isinstance(name, str) and not name.startswith(("person.", "org.")) and fold(name) in _TITLE_NAMES:
             return name
     return None
-
-
-def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., dict[str, list]]:
-    """The runner's review hook for a people run of ``frame``: adds ``apollo_match_flags``, rejects on request."""
-    check_on_conflict(on_conflict)
-    titles = frame[title_column(frame)].tolist() if title_column(frame) is not None else None
-
-    def review(prepared: Prepared, flat: pa.Table, status: list[str], error: list[str | None]) -> dict[str, list]:
-        answers = {c: flat.column(c).to_pylist() for c in _ANSWER_COLUMNS if c in flat.column_names}
-        flags: list[str | None] = []
-        for i, state in enumerate(status):
-            if state != "matched":
-                flags.append(None)
-                continue
-            inputs = dict(prepared.records[i] or {})
-            if titles is not None:
-                inputs["title"] = titles[i]
-            found = match_flags(inputs, {c: values[i] for c, values in answers.items()})
-            flags.append(",".join(found))
-            conflicts = [f for f in found if f in CONFLICT_FLAGS]
-            if on_conflict == "reject" and conflicts:
-                status[i] = "conflict"
-                error[i] = "the answer contradicts the input: " + ", ".join(conflicts) + " (credit spent; answer kept)"
-        return {FLAG_COLUMN: flags}
-
-    return review
 
 
 def check_on_conflict(on_conflict: Any) -> str:

@@ -1,0 +1,280 @@
+"""The match-quality flags of :mod:`apollo_frames.ops.quality`, a column at a time.
+
+A people run compares every matched row with its answer; one Python call per
+row and rule cost more than the rest of a cached re-run together. Here each
+rule runs over whole Arrow columns (``pyarrow.compute``): text is folded,
+domains cut and company names reduced to their words by string kernels where
+the value is plain ASCII, and by the per-value rule of ``quality`` (once per
+distinct value) where it is not. Only what a kernel cannot say (is one domain
+a subdomain of another, is one set of company words a subset of the other) is
+decided per row, for the rows where it matters. The flags are those
+:func:`~apollo_frames.ops.quality.match_flags` gives (tests compare both).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from apollo_frames.core.normalize import text_array
+from apollo_frames.engine.runner import Prepared
+from apollo_frames.ops.quality import (
+    CONFLICT_FLAGS,
+    FLAG_COLUMN,
+    FLAGS,
+    LEGAL_SUFFIXES,
+    PERSONAL_MAIL_DOMAINS,
+    check_on_conflict,
+    company_words,
+    compared_domain,
+    fold_text,
+    title_column,
+)
+
+#: the record fields the rules read
+_FIELDS = ("email", "first_name", "last_name", "name", "organization_name", "domain")
+#: answer columns the rules read
+_ANSWER = ("person.first_name", "person.last_name", "person.title", "person.organization.name",
+           "person.organization.primary_domain", "person.organization.website_url")
+#: flag bit -> name, in the order ``apollo_match_flags`` lists them
+_BITS = {1 << i: name for i, name in enumerate(FLAGS)}
+#: flags code -> its text
+_TEXTS = np.array([",".join(name for bit, name in _BITS.items() if code & bit) for code in range(1 << len(FLAGS))],
+                  dtype=object)
+_CONFLICT_BITS = sum(bit for bit, name in _BITS.items() if name in CONFLICT_FLAGS)
+
+_PERSONAL = "(?:^|\\.)(?:" + "|".join(re.escape(d) for d in sorted(PERSONAL_MAIL_DOMAINS)) + ")$"
+_SUFFIX = "(?:" + "|".join(sorted(LEGAL_SUFFIXES)) + ")"
+#: a run of legal-suffix words between spaces (the folded name is padded with one space each side)
+_SUFFIX_RUN = f" {_SUFFIX}(?: {_SUFFIX})* "
+_EMPTY = pa.scalar("", pa.string())
+
+
+def _by_rule(done: pa.Array, raw: pa.Array, rows: pa.Array, rule: Callable[[Any], str]) -> pa.Array:
+    """``done``, with the rows of the boolean mask ``rows`` replaced by ``rule`` of their ``raw`` value."""
+    rows = pc.fill_null(rows, False)
+    if not pc.any(rows).as_py():
+        return done
+    return pc.replace_with_mask(done, rows, pa.array([rule(v) for v in raw.filter(rows).to_pylist()], pa.string()))
+
+
+def _text(values: Sequence[Any] | pa.Array) -> pa.Array | None:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values.cast(pa.string()) if pa.types.is_large_string(values.type) else values
+    return text_array(values)
+
+
+def _per_distinct(kernel: Callable[[pa.Array], pa.Array], rule: Callable[[Any], str]) -> Callable[..., pa.Array]:
+    """A column function: ``kernel`` over the distinct values (text; ``rule`` itself for values of other types),
+    then back to one value per row, "" for a missing one."""
+
+    def column(values: Sequence[Any] | pa.Array) -> pa.Array:
+        arr = _text(values)
+        if arr is None:
+            return pa.array([rule(v) for v in values], pa.string())
+        encoded = pc.dictionary_encode(arr)
+        return pc.fill_null(kernel(encoded.dictionary).take(encoded.indices), _EMPTY)
+
+    column.__doc__ = f"``{rule.__name__}`` of every value, a column at a time (\"\" for a blank one)."
+    return column
+
+
+def _fold(distinct: pa.Array) -> pa.Array:
+    # ASCII: casefold is lower, NFKD changes nothing, \w is [a-z0-9_]; runs of anything else become one space
+    folded = pc.utf8_trim(pc.replace_substring_regex(pc.ascii_lower(distinct), "[^a-z0-9_]+", " "), " ")
+    return _by_rule(folded, distinct, pc.invert(pc.string_is_ascii(distinct)), fold_text)
+
+
+def _after_last(text: pa.Array, sep: str) -> tuple[pa.Array, pa.Array]:
+    """Per value: what follows its last ``sep`` (the whole value when there is none), and whether there is one."""
+    split = pc.split_pattern(text, sep, max_splits=1, reverse=True)
+    found = pc.greater(pc.list_value_length(split), 1)
+    after = pc.list_element(pc.list_slice(split, 1, 2, return_fixed_size_list=True), 0)
+    return pc.if_else(found, after, pc.list_element(split, 0)), found
+
+
+def _domain(distinct: pa.Array) -> pa.Array:
+    # printable ASCII without spaces: strip() does nothing and casefold is lower
+    text = pc.ascii_lower(distinct)
+    text = pc.replace_substring_regex(text, "^[a-z][a-z0-9+.-]*://", "", max_replacements=1)
+    text = pc.list_element(pc.split_pattern(text, "/", max_splits=1), 0)
+    text = pc.utf8_trim(_after_last(text, "@")[0], ".")
+    text = pc.if_else(pc.starts_with(text, "www."), pc.utf8_slice_codeunits(text, 4), text)
+    return _by_rule(text, distinct, pc.invert(pc.match_substring_regex(distinct, "^[!-~]*$")), compared_domain)
+
+
+def _words(value: Any) -> str:
+    return " ".join(company_words(value))
+
+
+def _company(distinct: pa.Array) -> pa.Array:
+    padded = pc.binary_join_element_wise(" ", _fold(distinct), " ", "")
+    words = pc.utf8_trim(pc.replace_substring_regex(padded, _SUFFIX_RUN, " "), " ")
+    # a dot between single letters ("S.A.") is dropped before folding; other scripts fold by the rule
+    return _by_rule(words, distinct, pc.or_(pc.invert(pc.string_is_ascii(distinct)), pc.match_substring(distinct, ".")),
+                    _words)
+
+
+fold_column = _per_distinct(_fold, fold_text)
+domain_column = _per_distinct(_domain, compared_domain)
+company_column = _per_distinct(_company, _words)
+
+
+def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _same_domain(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """quality's ``_same_domain`` per row: equal, or one a subdomain of the other (that, per row, where unequal)."""
+    both = _np(pc.and_(pc.not_equal(a, _EMPTY), pc.not_equal(b, _EMPTY)))
+    same = both & _np(pc.equal(a, b))
+    rows = np.flatnonzero(both & ~same)
+    if len(rows):
+        take = pa.array(rows)
+        pairs = zip(a.take(take).to_pylist(), b.take(take).to_pylist(), strict=True)
+        same[rows] = [x.endswith("." + y) or y.endswith("." + x) for x, y in pairs]
+    return same
+
+
+class _Rows:
+    """The matched rows' inputs and answers, as columns."""
+
+    def __init__(self, n: int, inputs: dict[str, Any], titles: list[Any] | None, answers: dict[str, pa.Array]):
+        self.n = n
+        self.inputs, self.titles, self.answers = inputs, titles, answers
+
+    def given(self, field: str) -> list[Any] | pa.Array:
+        found = self.inputs.get(field)
+        return found if found is not None else pa.nulls(self.n, pa.string())
+
+    def answer(self, column: str) -> pa.Array:
+        found = self.answers.get(column)
+        return found if found is not None else pa.nulls(self.n, pa.string())
+
+
+def _email_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndarray:
+    email = _text(rows.given("email"))
+    if email is None:  # not text: each e-mail through the rule
+        parts = [str(e).rsplit("@", 1)[1] if e and "@" in str(e) else None for e in rows.given("email")]
+        part = pa.array(parts, pa.string())
+    else:  # what follows the last @ (null: no @)
+        after, at = _after_last(email, "@")
+        part = pc.if_else(at, after, pa.scalar(None, pa.string()))
+    domain = domain_column(part)
+    has_org = _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
+    personal = _np(pc.match_substring_regex(domain, _PERSONAL))
+    flag = _np(part.is_valid()) & has_org & ~personal
+    return flag & ~(_same_domain(domain, primary) | _same_domain(domain, website))
+
+
+def _subset_either(given: pa.Array, org: pa.Array) -> np.ndarray:
+    """Per row: neither word set is empty and neither holds the other (per row only where they differ)."""
+    both = _np(pc.and_(pc.not_equal(given, _EMPTY), pc.not_equal(org, _EMPTY)))
+    out = both & ~_np(pc.equal(given, org))
+    rows = np.flatnonzero(out)
+    if len(rows):
+        take = pa.array(rows)
+        pairs = zip(given.take(take).to_pylist(), org.take(take).to_pylist(), strict=True)
+        out[rows] = [not (set(g.split()) <= set(o.split()) or set(o.split()) <= set(g.split())) for g, o in pairs]
+    return out
+
+
+def _company_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndarray:
+    by_name = _subset_either(company_column(rows.given("organization_name")),
+                             company_column(rows.answer("person.organization.name")))
+    domain = domain_column(rows.given("domain"))
+    has_org = _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
+    by_domain = _np(pc.not_equal(domain, _EMPTY)) & has_org
+    by_domain &= ~(_same_domain(domain, primary) | _same_domain(domain, website))
+    return by_name | by_domain
+
+
+def _differ(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Both given and unequal."""
+    return _np(pc.and_(pc.and_(pc.not_equal(a, _EMPTY), pc.not_equal(b, _EMPTY)), pc.not_equal(a, b)))
+
+
+def _part(parts: pa.StructArray, name: str) -> pa.Array:
+    """One group of an ``extract_regex`` result, "" where the pattern did not match."""
+    return pc.fill_null(pc.if_else(parts.is_valid(), pc.struct_field(parts, name), _EMPTY), _EMPTY)
+
+
+def _name_flags(rows: _Rows) -> np.ndarray:
+    first, last = fold_column(rows.given("first_name")), fold_column(rows.given("last_name"))
+    name = _text(rows.given("name"))
+    if name is not None:  # a name given (not blank text)
+        named = pc.fill_null(pc.not_equal(name, _EMPTY), False)
+    else:
+        named = pa.array([bool(v) for v in rows.given("name")], pa.bool_())
+    use = pc.fill_null(pc.and_(pc.and_(pc.equal(first, _EMPTY), pc.equal(last, _EMPTY)), named), False)
+    if pc.any(use).as_py():  # only a full name: its first and last word
+        parts = pc.extract_regex(fold_column(rows.given("name")), "^(?P<f>[^ ]+) (?:.* )?(?P<l>[^ ]+)$")
+        first = pc.if_else(use, _part(parts, "f"), first)
+        last = pc.if_else(use, _part(parts, "l"), last)
+    got_first = fold_column(rows.answer("person.first_name"))
+    got_last = fold_column(rows.answer("person.last_name"))
+    return _differ(first, got_first) | _differ(last, got_last)
+
+
+def flag_codes(rows: _Rows) -> np.ndarray:
+    """Per row, its flags as bits of :data:`_BITS` (the order of ``FLAGS``)."""
+    if rows.n == 0:
+        return np.zeros(0, dtype=np.int64)
+    primary = domain_column(rows.answer("person.organization.primary_domain"))
+    website = domain_column(rows.answer("person.organization.website_url"))
+    codes = _email_flags(rows, primary, website).astype(np.int64)
+    codes |= _company_flags(rows, primary, website) << 1
+    codes |= _name_flags(rows).astype(np.int64) << 2
+    if rows.titles is not None:
+        codes |= _differ(fold_column(rows.titles), fold_column(rows.answer("person.title"))).astype(np.int64) << 3
+    return codes
+
+
+def _inputs(prepared: Prepared, picked: np.ndarray, every: bool) -> dict[str, Any]:
+    """The record fields the rules read, over the ``picked`` rows (all rows when ``every``); fields no column
+    supplies are left out. Read by column when prepare kept the columns."""
+    mapped = prepared.columns
+    fields = [f for f in _FIELDS if mapped is None or f in mapped]
+    kept = prepared.fields
+    if kept is not None and all(f in kept for f in fields):
+        if every:
+            return {f: kept[f] for f in fields}
+        take = pa.array(picked, pa.int64())
+        return {f: kept[f].take(take) for f in fields}
+    records = [prepared.records[i] or {} for i in picked]
+    return {field: [r.get(field) for r in records] for field in fields}
+
+
+def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., dict[str, list]]:
+    """The runner's review hook for a people run of ``frame``: adds ``apollo_match_flags``, rejects on request."""
+    check_on_conflict(on_conflict)
+    name = title_column(frame)
+    titles = frame[name].tolist() if name is not None else None
+
+    def review(prepared: Prepared, flat: pa.Table, status: list[str], error: list[str | None]) -> dict[str, list]:
+        picked = np.flatnonzero(np.asarray(status, dtype=object) == "matched")
+        every = len(picked) == len(status)
+        take = pa.array(picked, pa.int64())
+        answers = {c: flat.column(c) if every else flat.column(c).take(take) for c in _ANSWER if c in flat.column_names}
+        titled = None if titles is None else titles if every else [titles[i] for i in picked]
+        rows = _Rows(len(picked), _inputs(prepared, picked, every), titled, answers)
+        codes = flag_codes(rows)
+        flags = np.full(len(status), None, dtype=object)
+        flags[picked] = _TEXTS[codes]
+        if on_conflict == "reject":
+            for i, code in zip(picked[(codes & _CONFLICT_BITS) != 0].tolist(),
+                               codes[(codes & _CONFLICT_BITS) != 0].tolist(), strict=True):
+                conflicts = [name for bit, name in _BITS.items() if code & bit and name in CONFLICT_FLAGS]
+                status[i] = "conflict"
+                error[i] = "the answer contradicts the input: " + ", ".join(conflicts) + " (credit spent; answer kept)"
+        return {FLAG_COLUMN: flags.tolist()}
+
+    return review
