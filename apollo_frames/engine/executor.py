@@ -213,6 +213,8 @@ class Executor:
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         #: after an interrupt, how long the tasks in flight may take to finish (their answers are kept)
         self.drain_s = DRAIN_S
+        #: set when an interrupt ends the run: a long task (a search paging on) stops at its next step
+        self.interrupted = threading.Event()
 
     @classmethod
     def for_client(cls, client: Any, stop: StopSignal | None = None, *, name: str = "apollo") -> Executor:
@@ -240,6 +242,7 @@ class Executor:
                     on_done(self._outcome(inflight[future], future))
                     del inflight[future]
         except BaseException:
+            self.interrupted.set()
             self._drain(inflight, on_done)
             raise
         finally:
