@@ -146,7 +146,7 @@ class _ChunkBar:
     in proportion to its records answered; requests and credits are the file's so far.
     """
 
-    def __init__(self, progress: _Progress, rows: int, summary: RunSummary, client: Any, requests_before: int):
+    def __init__(self, progress: _Progress, rows: int, summary: Any, client: Any, requests_before: int):
         self.progress, self.rows, self.summary, self.client = progress, rows, summary, client
         self.requests_before = requests_before
         self.total = self.done = 0

@@ -59,7 +59,7 @@ class PushJournal:
         marker = self._guard(lambda: cache.get_many([self.run_key]).get(self.run_key), None)
         #: an earlier run with this fingerprint did not finish: what it settled is read back
         self.resuming = isinstance(marker, dict) and marker.get("open") is True and isinstance(marker.get("nonce"), str)
-        self.nonce: str = marker["nonce"] if self.resuming else uuid.uuid4().hex  # type: ignore[index]
+        self.nonce: str = marker["nonce"] if self.resuming else uuid.uuid4().hex
         self._opened = self.resuming
 
     def __repr__(self) -> str:
