@@ -172,22 +172,33 @@ def test_a_notebook_enrichment_interrupted_raises_run_interrupted_saying_what_wa
     assert sandbox.credits_consumed == 120
 
 
-def test_the_demo_interrupted_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
+def ctrl_c_at(monkeypatch, at: int) -> None:
+    """Every sandbox raises SIGINT while answering the ``at``-th request (the command builds its own sandbox)."""
     real = Sandbox.__call__
     seen = Counter()
 
     def answer(self, environ, start_response):
         seen[environ.get("PATH_INFO", "")] += 1
-        if sum(seen.values()) == 3:
+        if sum(seen.values()) == at:
             signal.raise_signal(signal.SIGINT)
         return real(self, environ, start_response)
 
     monkeypatch.setattr(Sandbox, "__call__", answer)
+
+
+def test_the_demo_interrupted_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
+    ctrl_c_at(monkeypatch, 3)
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 130
     (line,) = capsys.readouterr().err.splitlines()
     saved, left = numbers(INTERRUPTED, line)
     assert saved > 0 and left > 0
     assert not (tmp_path / "demo" / "people_enriched.parquet").exists()
+
+
+def test_a_command_with_nothing_to_count_says_only_that_it_was_interrupted(monkeypatch, capsys):
+    ctrl_c_at(monkeypatch, 2)
+    assert cli.main(["doctor", "--sandbox"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["interrupted; run the same command to resume"]
 
 
 def test_a_push_interrupted_in_process_resumes_and_a_finished_one_starts_afresh(sandbox, tmp_path):

@@ -113,7 +113,8 @@ class _Progress:
         """``counts``: what to show beside the rows, e.g. {"from cache": "12", "credits": "3"}."""
         self.done += rows
         if self.bar is not None:
-            self.bar.update(rows)
+            if rows:
+                self.bar.update(rows)
             self.bar.set_postfix(counts)
         elif self.logging and rows and self.monotonic() - self.last_log >= self.log_every:
             self.log(counts)
@@ -518,7 +519,7 @@ def push_parquet(
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
-    log_every: float = 30,
+    log_every: float = 5,
     **options: Any,
 ) -> dict:
     """Push the rows of the .parquet or .csv file ``src`` to Apollo as ``target`` ("contacts" or "accounts"),
@@ -531,9 +532,13 @@ def push_parquet(
     in a dry run). A key repeated anywhere later in the file is ``duplicate``
     of its first row, named by its row number in the file. A rate-limit stop
     or a refused key stops the sending: the rows left are written ``skipped``,
-    then a refused key's error is raised. Writes are not cached: run again
-    with ``run_dedupe=True`` (the default) and what was created comes back as
-    ``existing``.
+    then a refused key's error is raised. What was pushed is recorded as it
+    is answered (:mod:`apollo_frames.ops.journal`): after a stop, a kill or
+    Ctrl-C (:class:`~apollo_frames.ops.push.PushInterrupted`, "N rows pushed,
+    M rows left") the same call on the same file sends only the rows left.
+    ``progress``: a bar on a terminal or in a notebook, else a line every
+    ``log_every`` seconds; either moves with every answered request (rows,
+    requests, errors, ETA), not only once per chunk.
 
     The dict has the :class:`~apollo_frames.ops.push.PushSummary` fields summed
     over chunks, plus ``output``, ``chunks``, ``stopped_by_rate_limit``,
@@ -554,6 +559,8 @@ def push_parquet(
         input_schema, total_rows, tables = read_chunks(src, chunk_rows)
         new_schema = spec.schema(options)
         schema = output_schema(input_schema, new_schema, spec.replaces)
+        if total_rows is None and progress:
+            total_rows = approximate_rows(src)  # for the ETA
         bar = _Progress(spec.name, total_rows, progress, log_every, clock=getattr(api, "clock", None))
         state.journal = _push_journal(src, spec, chunk_rows, options, api)
         done, rows, interrupted = _Done(total_rows, src), 0, False
