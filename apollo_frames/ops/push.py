@@ -41,8 +41,13 @@ Decisions, all visible in the report:
   (``Person - Name``, ``Full Name``, ``Name``) is split by nameparser into the
   first and last name a row lacks (:func:`split_full_name`); it is never sent
   itself. Apollo ids (``id``, ``owner_id``, ``account_id``, stage ids) are
-  read as 24 hex characters: another system's id (a CRM export's ``Id``)
-  makes the row invalid rather than being sent. Other columns are ignored
+  read as 24 hex characters. A column recognised by its name whose non-empty
+  values are mostly not Apollo ids (a Salesforce export's 18-character
+  ``ACCOUNTID``) is another system's: it is not pushed, with one warning
+  naming it and how to map it (:func:`foreign_id_columns`; the mapping
+  preview lists it as ignored, with the reason). A column mapped explicitly
+  with ``columns=`` is read strictly: a value that is not an Apollo id makes
+  its row invalid rather than being sent. Other columns are ignored
   and listed once in a warning. Empty cells are not sent, so a push never blanks a field
   in Apollo.
 * **Validation, before any write.** Contacts need an email, accounts a domain
@@ -134,6 +139,7 @@ from apollo_frames.client.http import client_scope
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import (
     LEFT_OUT,
+    OVERRIDE,
     PERSON_ALIASES,
     ColumnMapping,
     ColumnMappingError,
@@ -350,16 +356,66 @@ def push_columns(
     return resolve(labels, table, overrides)
 
 
+#: an id column recognised by name is pushed only when more than this share of its non-empty values are Apollo ids
+APOLLO_ID_SHARE = 0.5
+_APOLLO_ID = r"\s*[0-9a-fA-F]{24}\s*"
+
+
+def foreign_id_columns(frame: pd.DataFrame, target: Target, mapping: ColumnMapping, mode: str) -> dict[object, str]:
+    """Column -> why it is not pushed, for the columns recognised by name (not mapped with ``columns=``) as an Apollo
+    id field (``owner_id``, ``account_id``, stage ids; ``id`` in update mode) whose non-empty values are mostly not
+    Apollo ids: a CRM export's own ids (Salesforce's 18-character ``ACCOUNTID``) would make every row invalid.
+    A column mapped explicitly keeps the strict per-row check."""
+    out: dict[object, str] = {}
+    for choice in mapping.choices:
+        field = target.field(choice.field)
+        unread = field is None or field.kind != "apollo_id" or (field.name == "id" and mode != "update")
+        if choice.how == OVERRIDE or unread:  # (the id is read in update mode only)
+            continue
+        values = frame[choice.column]
+        text = values[values.notna()].astype(str)
+        text = text[text.str.strip() != ""]
+        ours = int(text.str.fullmatch(_APOLLO_ID).sum())
+        if len(text) and ours <= len(text) * APOLLO_ID_SHARE:
+            out[choice.column] = (
+                f"not Apollo ids ({len(text) - ours:,} of {len(text):,} values, e.g. {text.iloc[0].strip()[:40]!r}; "
+                f"Apollo ids are 24 hex characters): another system's id? To push it as {choice.field}, map it: "
+                f"columns={{{choice.column!r}: {choice.field!r}}}"
+            )
+    return out
+
+
+def push_mapping(
+    frame: pd.DataFrame | Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None,
+    mode: str = "upsert",
+) -> ColumnMapping:
+    """The columns a push of ``frame`` reads (:func:`push_columns`), less the id columns recognised by name whose
+    values are not Apollo ids (:func:`foreign_id_columns`; only a DataFrame's values can tell)."""
+    labels = list(frame.columns) if isinstance(frame, pd.DataFrame) else list(frame)
+    mapping = push_columns(labels, target, overrides)
+    if isinstance(frame, pd.DataFrame):
+        mapping = mapping.without(foreign_id_columns(frame, target, mapping, mode))
+    return mapping
+
+
 def resolve_push_columns(
-    labels: Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None
+    labels: pd.DataFrame | Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None,
+    mode: str = "upsert",
 ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]], list[object]]:
-    """(field -> columns, custom field id -> columns, columns not pushed) for a frame's columns.
+    """(field -> columns, custom field id -> columns, columns not pushed) for a frame (or its column labels).
 
     Columns are in priority order: a row sends the first non-empty of them.
     Overrides win; a plain column wins over one this toolkit wrote
-    (``person.*`` / ``org.*``).
+    (``person.*`` / ``org.*``). Id columns recognised by name that hold
+    another system's ids are not pushed (:func:`foreign_id_columns`).
     """
-    mapping = push_columns(labels, target, overrides)
+    return _split(push_mapping(labels, target, overrides, mode))
+
+
+def _split(
+    mapping: ColumnMapping,
+) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]], list[object]]:
+    """(field -> columns, custom field id -> columns, columns not pushed) of a push's mapping."""
     fields: dict[str, tuple[object, ...]] = {}
     custom: dict[str, tuple[object, ...]] = {}
     for field, cols in mapping.fields.items():
@@ -1245,14 +1301,23 @@ def _push_columns(
     frame: pd.DataFrame, target: Target, mode: str, columns: Mapping[object, str | None] | None
 ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
     """(field -> column, custom field id -> column); refuses a frame without the key column, warns of unpushed ones."""
-    mapping, custom_columns, unmapped = resolve_push_columns(list(frame.columns), target, columns)
+    found = push_columns(list(frame.columns), target, columns)
+    foreign = foreign_id_columns(frame, target, found, mode)
+    mapping, custom_columns, unmapped = _split(found.without(foreign))
+    unmapped = [label for label in unmapped if label not in foreign]
     key_field = "id" if mode == "update" else target.key
     if key_field not in mapping:
         where = "an 'id' (or 'apollo_id') column" if key_field == "id" else f"a {target.key!r} column"
+        why = "".join(f" {label!r} was not used: {reason}." for label, reason in foreign.items())
         raise ColumnMappingError(
-            f"{target.operation}(mode={mode!r}) needs {where}; none of {list(frame.columns)[:20]} was recognised. "
-            f"Name it explicitly: columns={{'your column': {key_field!r}}}"
+            f"{target.operation}(mode={mode!r}) needs {where}; none of {list(frame.columns)[:20]} was recognised."
+            f"{why} Name it explicitly: columns={{'your column': {key_field!r}}}"
         )
+    for choice in found.choices:  # the same words for every chunk of a file: told once
+        if choice.column in foreign:
+            warn(f"{target.operation}: column {choice.column!r} is not pushed: its values are not Apollo ids (24 hex "
+                 f"characters): another system's id? To push it as {choice.field}, map it explicitly: "
+                 f"columns={{{choice.column!r}: {choice.field!r}}}")
     if unmapped:
         shown = ", ".join(map(repr, unmapped[:15])) + (f" and {len(unmapped) - 15} more" if len(unmapped) > 15 else "")
         warn(
