@@ -829,7 +829,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM takes the Ctrl-C path: what was received is stored, then one line and exit 130."""
+    """SIGTERM takes the Ctrl-C path: what was received is stored, then one line and exit 130.
+
+    Through SIGINT's own handler when it has one: a run dispatching requests defers it to a safe point.
+    """
+    if callable(signal.getsignal(signal.SIGINT)):
+        signal.raise_signal(signal.SIGINT)
+        return
     raise KeyboardInterrupt
 
 

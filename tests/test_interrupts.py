@@ -159,9 +159,11 @@ def ctrl_c_client(sandbox: Sandbox, cache: Path, path: str, at: int, **kwargs):
 
 def test_a_notebook_enrichment_interrupted_raises_run_interrupted_saying_what_was_saved(sandbox, tmp_path):
     frame = people_frame(known_people(sandbox, 120))
-    with ctrl_c_client(sandbox, tmp_path / "c", "people/bulk_match", at=4, concurrency=2) as client, \
-            pytest.raises(RunInterrupted) as caught:
-        frame.apollo.enrich_people(client=client, progress=False)
+    with ctrl_c_client(sandbox, tmp_path / "c", "people/bulk_match", at=4, concurrency=2) as client:
+        with pytest.raises(RunInterrupted) as caught:
+            frame.apollo.enrich_people(client=client, progress=False)
+        # no lease left behind, even on a batch claimed but never started: a re-run in this process waits for none
+        assert client.cache.query("SELECT COUNT(*) FROM Claims") == [(0,)]
     exc = caught.value
     assert isinstance(exc, KeyboardInterrupt)  # a notebook shows it as an interrupt, with its line
     saved, left = numbers(INTERRUPTED, str(exc))
@@ -184,6 +186,21 @@ def ctrl_c_at(monkeypatch, at: int) -> None:
         return real(self, environ, start_response)
 
     monkeypatch.setattr(Sandbox, "__call__", answer)
+
+
+def test_ctrl_c_while_the_main_thread_handles_an_answer_is_raised_once_it_is_handled():
+    from apollo_frames.engine.executor import Executor
+
+    handled, tasks = [], iter(range(20))
+
+    def on_done(done):
+        if done.task == 3:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of handling an answer (storing it, say)
+        handled.append(done.task)  # ... which is finished all the same
+
+    with pytest.raises(KeyboardInterrupt):
+        Executor(1).run(lambda: next(tasks, None), lambda i: i, on_done)
+    assert handled == [0, 1, 2, 3]  # raised where the run waits, before anything more was started
 
 
 def test_the_demo_interrupted_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):

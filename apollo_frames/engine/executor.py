@@ -34,8 +34,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -69,6 +70,31 @@ _FATAL = (AuthenticationError, PermissionDeniedError, ConfigurationError)
 BREAKER_THRESHOLD = 5
 #: After an interrupt, seconds the tasks in flight may take to finish (``Executor.for_client``: the request timeout).
 DRAIN_S = 30.0
+#: How often a run waiting for answers looks whether Ctrl-C was pressed (see :func:`deferred_interrupts`).
+POLL_S = 0.1
+
+
+@contextlib.contextmanager
+def deferred_interrupts(pressed: threading.Event) -> Iterator[None]:
+    """While a run dispatches on the main thread, Ctrl-C sets ``pressed`` instead of raising wherever the thread is
+    (between a store's BEGIN and its try, holding a lock: a transaction left open locks the answer writer out);
+    the run raises ``KeyboardInterrupt`` where it waits. A second Ctrl-C raises at once. Left alone on other
+    threads, or when someone else handles SIGINT."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def press(signum: int, frame: Any) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, press)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def classify(exc: BaseException) -> Failure | None:
@@ -235,12 +261,21 @@ class Executor:
         """
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.name)
         inflight: dict[Future[R], T] = {}
+        pressed = self.interrupted  # set by Ctrl-C at once: a long task (a search paging on) stops at its next step
+        pressed.clear()
         try:
-            while self._fill(pool, inflight, source, work):
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for future in done:
-                    on_done(self._outcome(inflight[future], future))
-                    del inflight[future]
+            with deferred_interrupts(pressed):
+                running = self._fill(pool, inflight, source, work)
+                while running:
+                    done, _ = wait(list(inflight), timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    if pressed.is_set():
+                        raise KeyboardInterrupt  # here, where nothing is half done
+                    for future in done:
+                        on_done(self._outcome(inflight[future], future))
+                        del inflight[future]
+                    running = self._fill(pool, inflight, source, work) if done else True
+                if pressed.is_set():  # pressed while the last answer was handled
+                    raise KeyboardInterrupt
         except BaseException:
             self.interrupted.set()
             self._drain(inflight, on_done)
@@ -285,11 +320,14 @@ class Executor:
     def _fill(self, pool: ThreadPoolExecutor, inflight: dict[Future[R], T], source: Source[T],
               work: Callable[[T], R]) -> bool:
         """Submit tasks while a slot is free, the run is not stopped and the source has one; is any in flight?"""
-        while len(inflight) < self.concurrency and not self.stop.stopped:
+        while len(inflight) < self.concurrency and not self.stop.stopped and not self.interrupted.is_set():
             task = source()
             if task is None or isinstance(task, Wait):
                 break
-            inflight[pool.submit(work, task)] = task
+            # registered before it is submitted: a Ctrl-C between the two still finds it in flight (and drains it)
+            slot: Future[R] = Future()
+            inflight[slot] = task
+            pool.submit(_run_into, slot, work, task)
         return bool(inflight)
 
     def _outcome(self, task: T, future: Future[R]) -> Outcome[T, R]:
@@ -308,3 +346,13 @@ class Executor:
             return Outcome(task, error=error, failure=failure)
         self.breaker.answered()
         return Outcome(task, value=value)
+
+
+def _run_into(slot: Future[R], work: Callable[[T], R], task: T) -> None:
+    """``work(task)`` on a worker thread, its result or exception into ``slot`` (skipped if cancelled before)."""
+    if not slot.set_running_or_notify_cancel():
+        return
+    try:
+        slot.set_result(work(task))
+    except BaseException as exc:  # handed to the calling thread, which judges it (see Executor._outcome)
+        slot.set_exception(exc)
