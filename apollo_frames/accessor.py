@@ -20,6 +20,7 @@ import pandas as pd
 from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
 from apollo_frames.ops.collect import collect
+from apollo_frames.ops.mapping import columns
 from apollo_frames.ops.matchreport import match_report
 from apollo_frames.reports import flat, report
 
@@ -29,6 +30,7 @@ FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "collect": collect,
     "report": report,
     "flat": flat,
+    "columns": columns,
 }
 
 

@@ -859,7 +859,8 @@ def _run(args) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt as exc:
-        line = exc.line() if isinstance(exc, RunInterrupted) else RunInterrupted().line()
+        # a command with nothing to count (doctor, usage, collect, reading the input) says only that
+        line = exc.line() if isinstance(exc, RunInterrupted) else "interrupted; run the same command to resume"
         print(line, file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except Exception as exc:

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ import pytest
 
 import apollo_frames as af
 from apollo_frames.cli import main
+from apollo_frames.core.columns import ColumnMappingError
 from apollo_frames.io.stream import enrich_parquet
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
@@ -125,11 +127,15 @@ def test_pipedrive_full_names_are_split_for_push():
 @NOT_PUSHED
 @pytest.mark.parametrize("name", ["close_leads.csv", "outreach_prospects.csv", "salesforce_dataloader_contacts.csv"])
 def test_another_systems_id_is_never_sent_as_an_apollo_id(name):
-    """A CRM's own ``id`` / ``Id`` / ``ID`` column is not an Apollo id: update mode refuses each row, saying why."""
+    """A CRM's own ``id`` / ``Id`` / ``ID`` column is not an Apollo id: update mode refuses the push, saying which
+    column and why; mapped explicitly, each row is refused, saying why."""
     frame = pd.read_csv(EXPORTS / name).drop(columns=["ACCOUNTID"], errors="ignore")
     created = frame.apollo.push_contacts(mode="insert", dry_run=True, progress=False)
     assert (created["apollo_status"] == "would_create").sum() >= 20  # other modes do not use the id
-    result = frame.apollo.push_contacts(mode="update", dry_run=True, progress=False)
+    (column,) = af.columns(frame, "push_contacts", mode="insert").fields["id"]
+    with pytest.raises(ColumnMappingError, match=f"{column!r} was not used: not Apollo ids"):
+        frame.apollo.push_contacts(mode="update", dry_run=True, progress=False)
+    result = frame.apollo.push_contacts(mode="update", dry_run=True, progress=False, columns={column: "id"})
     assert (result["apollo_status"] == "invalid").all()
     used = result["apollo_error"].dropna()
     assert used.str.contains("not an Apollo id|no Apollo contact id").all()
@@ -150,13 +156,18 @@ def test_push_columns_of_the_exports():
     assert "account_id" not in fields("salesforce_export_details.csv")  # no 'Account ID' alias
 
 
-@NOT_PUSHED
-def test_a_crm_account_id_is_refused_before_any_write():
-    """Data Loader's ``ACCOUNTID`` is Salesforce's id, not Apollo's: each row is invalid saying so, until left out."""
+def test_a_crm_account_id_is_left_out_with_a_warning_and_refused_when_mapped():
+    """Data Loader's ``ACCOUNTID`` is Salesforce's id, not Apollo's: recognised by name it is left out with one
+    warning saying how to map it; mapped explicitly, each row holding one is invalid saying so."""
     frame = pd.read_csv(EXPORTS / "salesforce_dataloader_contacts.csv")
-    result = frame.apollo.push_contacts(mode="insert", dry_run=True, progress=False)
+    with pytest.warns(UserWarning, match=r"'ACCOUNTID' is not pushed.*columns=\{'ACCOUNTID': 'account_id'\}"):
+        result = frame.apollo.push_contacts(mode="insert", dry_run=True, progress=False)
     with_account = frame["ACCOUNTID"].notna()
-    assert with_account.sum() >= 30 and (result.loc[with_account, "apollo_status"] == "invalid").all()
-    assert result.loc[with_account, "apollo_error"].str.contains("account_id: not an Apollo id").all()
-    fixed = frame.apollo.push_contacts(mode="insert", dry_run=True, progress=False, columns={"ACCOUNTID": None})
-    assert (fixed["apollo_status"] == "would_create").sum() >= 25
+    assert with_account.sum() >= 30 and (result["apollo_status"] == "would_create").sum() >= 25
+    assert not result["apollo_payload"].dropna().str.contains("account_id").any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mapped = frame.apollo.push_contacts(mode="insert", dry_run=True, progress=False,
+                                            columns={"ACCOUNTID": "account_id"})
+    assert (mapped.loc[with_account, "apollo_status"] == "invalid").all()
+    assert mapped.loc[with_account, "apollo_error"].str.contains("account_id: not an Apollo id").all()

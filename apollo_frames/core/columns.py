@@ -272,6 +272,18 @@ class ColumnMapping:
     def __contains__(self, field: object) -> bool:
         return any(c.field == field for c in self.choices)
 
+    def without(self, dropped: Mapping[Any, str]) -> ColumnMapping:
+        """This mapping with the ``dropped`` columns ignored, for the reasons given (the columns after them move up)."""
+        if not dropped:
+            return self
+        gone = {_key(label) for label in dropped}
+        kept = [c for c in self.choices if _key(c.column) not in gone]
+        choices = tuple(
+            dataclasses.replace(c, priority=1 + sum(o.field == c.field and o.priority < c.priority for o in kept))
+            for c in kept
+        )
+        return dataclasses.replace(self, choices=choices, ignored=self.ignored + tuple(dropped.items()))
+
     def values(self, frame: Any) -> dict[str, list[Any]]:
         """Field -> one value per row of ``frame``: the first non-empty of the field's columns."""
         return {field: coalesce([frame[c].tolist() for c in cols]) for field, cols in self.fields.items()}

@@ -215,8 +215,8 @@ class DeferredInterrupts:
     nothing changes. The previous handlers come back on exit.
     """
 
-    def __init__(self, stop: StopSignal):
-        self.stop = stop
+    def __init__(self, stop: StopSignal, on_note: Callable[[], object] | None = None):
+        self.stop, self.on_note = stop, on_note
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> DeferredInterrupts:
@@ -235,6 +235,8 @@ class DeferredInterrupts:
         if self.stop.interrupted:
             raise KeyboardInterrupt  # pressed again: stop waiting now
         self.stop.interrupted = True
+        if self.on_note is not None:
+            self.on_note()
 
 
 class Wait(enum.Enum):
@@ -259,6 +261,8 @@ class Executor:
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         #: after an interrupt, how long the tasks in flight may take to finish (their answers are kept)
         self.drain_s = DRAIN_S
+        #: set when an interrupt ends the run: a long task (a search paging on) stops at its next step
+        self.interrupted = threading.Event()
 
     @classmethod
     def for_client(cls, client: Any, stop: StopSignal | None = None, *, name: str = "apollo") -> Executor:
@@ -279,11 +283,13 @@ class Executor:
         """
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.name)
         inflight: dict[Future[R], T] = {}
+        self.interrupted.clear()
         try:
-            with DeferredInterrupts(self.stop):
+            with DeferredInterrupts(self.stop, self.interrupted.set):
                 try:
                     self._loop(pool, inflight, source, work, on_done)
                 except BaseException:
+                    self.interrupted.set()  # a task paging on (a search) stops at its next page
                     self._drain(inflight, on_done)
                     raise
         finally:
@@ -297,6 +303,7 @@ class Executor:
                 on_done(self._outcome(inflight[future], future))
                 del inflight[future]
             self.stop.check_interrupt()
+        self.stop.check_interrupt()  # noted while the last answer was handled
 
     def _drain(self, inflight: dict[Future[R], T], on_done: Callable[[Outcome[T, R]], None]) -> None:
         """After an interrupt: await the tasks in flight (bounded; a second Ctrl-C stops waiting), deliver each."""
@@ -340,7 +347,10 @@ class Executor:
             task = source()
             if task is None or isinstance(task, Wait):
                 break
-            inflight[pool.submit(work, task)] = task
+            # registered before it is submitted: a Ctrl-C between the two still finds it in flight (and drains it)
+            slot: Future[R] = Future()
+            inflight[slot] = task
+            pool.submit(_run_into, slot, work, task)
         return bool(inflight)
 
     def _outcome(self, task: T, future: Future[R]) -> Outcome[T, R]:
@@ -359,3 +369,13 @@ class Executor:
             return Outcome(task, error=error, failure=failure)
         self.breaker.answered()
         return Outcome(task, value=value)
+
+
+def _run_into(slot: Future[R], work: Callable[[T], R], task: T) -> None:
+    """``work(task)`` on a worker thread, its result or exception into ``slot`` (skipped if cancelled before)."""
+    if not slot.set_running_or_notify_cancel():
+        return
+    try:
+        slot.set_result(work(task))
+    except BaseException as exc:  # handed to the calling thread, which judges it (see Executor._outcome)
+        slot.set_exception(exc)

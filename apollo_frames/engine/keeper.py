@@ -49,6 +49,9 @@ class RunInterrupted(KeyboardInterrupt):
     saved answers come from the store.
     """
 
+    #: what ``saved`` counts, as the line says it (a push: "rows pushed"; a search: "pages saved")
+    done_as = "answers saved"
+
     def __init__(self, saved: int = 0, rows_left: int | None = None):
         super().__init__(saved, rows_left)
         self.saved = saved
@@ -59,7 +62,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     def line(self) -> str:
         left = "all" if self.rows_left is None else f"{self.rows_left:,}"
-        return f"interrupted: {self.saved:,} answers saved, {left} rows left; run the same command to resume"
+        return f"interrupted: {self.saved:,} {self.done_as}, {left} rows left; run the same command to resume"
 
 
 class Claims:

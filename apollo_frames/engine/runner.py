@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import sqlite3
 import time
 import uuid
 from collections import deque
@@ -347,6 +348,10 @@ def execute(
         sender.settle_deferred()
     except KeyboardInterrupt:
         sender.close()
+        # a batch claimed but never started (cancelled by the interrupt) keeps no lease: a re-run in this same
+        # process (a notebook cell run again) would otherwise wait for it to expire
+        with contextlib.suppress(StorageError, sqlite3.Error):
+            client.cache.release(plan.cache_keys[j] for j in plan.to_fetch)
         raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
     finally:
         sender.close()  # every answer received is stored before anything leaves this call

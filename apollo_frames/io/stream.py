@@ -79,6 +79,7 @@ from apollo_frames.io.files import (
     read_chunks,
 )
 from apollo_frames.ops import registry
+from apollo_frames.ops.journal import PushJournal, file_identity, fingerprint
 from apollo_frames.ops.push import PushSummary
 from apollo_frames.ops.registry import RUN_OPTIONS, Spec
 
@@ -88,12 +89,16 @@ __all__ = ["enrich_parquet", "enrich_partition", "file_work", "push_parquet"]
 
 
 class _Progress:
-    """One tqdm bar over rows on a terminal or in a notebook; a plain log line every ``log_every`` s otherwise."""
+    """One tqdm bar over rows on a terminal or in a notebook; a plain log line every ``log_every`` s otherwise.
 
-    def __init__(self, desc: str, total: int | None, enabled: bool, log_every: float, stream=None):
+    ``clock``: what the seconds are read from (``monotonic()``; the client's clock, so tests can inject one).
+    """
+
+    def __init__(self, desc: str, total: int | None, enabled: bool, log_every: float, stream=None, clock: Any = None):
         self.desc, self.total, self.log_every = desc, total, log_every
         self.stream = stream or sys.stderr
-        self.started = self.last_log = time.monotonic()
+        self.monotonic = getattr(clock, "monotonic", time.monotonic)
+        self.started = self.last_log = self.monotonic()
         self.done = 0
         self.bar = None
         self.logging = False
@@ -108,13 +113,14 @@ class _Progress:
         """``counts``: what to show beside the rows, e.g. {"from cache": "12", "credits": "3"}."""
         self.done += rows
         if self.bar is not None:
-            self.bar.update(rows)
+            if rows:
+                self.bar.update(rows)
             self.bar.set_postfix(counts)
-        elif self.logging and rows and time.monotonic() - self.last_log >= self.log_every:
+        elif self.logging and rows and self.monotonic() - self.last_log >= self.log_every:
             self.log(counts)
 
     def log(self, counts: dict[str, str]) -> None:
-        self.last_log = now = time.monotonic()
+        self.last_log = now = self.monotonic()
         rate = self.done / max(now - self.started, 1e-9)
         if self.total:
             left = max(self.total - self.done, 0)
@@ -125,10 +131,12 @@ class _Progress:
         shown = "".join(f", {value} {name}" for name, value in counts.items())
         print(f"{self.desc}: {where}, {rate:,.0f} rows/s{eta}{shown}", file=self.stream, flush=True)
 
-    def close(self, counts: dict[str, str]) -> None:
+    def close(self, counts: dict[str, str], interrupted: bool = False) -> None:
+        """The last line; after an interrupt none (the bar is cleared): the run's one line says where it stopped."""
         if self.bar is not None:
+            self.bar.leave = self.bar.leave and not interrupted
             self.bar.close()
-        elif self.logging:
+        elif self.logging and not interrupted:
             self.log(counts)
 
 
@@ -139,7 +147,7 @@ class _ChunkBar:
     in proportion to its records answered; requests and credits are the file's so far.
     """
 
-    def __init__(self, progress: _Progress, rows: int, summary: RunSummary, client: Any, requests_before: int):
+    def __init__(self, progress: _Progress, rows: int, summary: Any, client: Any, requests_before: int):
         self.progress, self.rows, self.summary, self.client = progress, rows, summary, client
         self.requests_before = requests_before
         self.total = self.done = 0
@@ -265,17 +273,21 @@ class _Done:
     """How far a file run got: for the line a Ctrl-C prints (answers saved, rows left)."""
 
     total_rows: int | None
+    #: the input: a CSV's rows are counted when a Ctrl-C comes before they were
+    src: str | Path | None = None
     rows: int = 0
     saved: int = 0
 
     def interrupted(self, exc: KeyboardInterrupt, chunk_rows: int) -> RunInterrupted:
         """The file run's :class:`RunInterrupted`, from the interrupt of the chunk of ``chunk_rows`` rows under way."""
+        kind = type(exc) if isinstance(exc, RunInterrupted) else RunInterrupted  # a push's says "rows pushed"
         saved = self.saved + getattr(exc, "saved", 0)
-        if self.total_rows is None:
-            return RunInterrupted(saved, None)
+        total = self.total_rows if self.total_rows is not None or self.src is None else approximate_rows(self.src)
+        if total is None:
+            return kind(saved, None)
         in_chunk = getattr(exc, "rows_left", None)
-        later = self.total_rows - self.rows - chunk_rows
-        return RunInterrupted(saved, later + (chunk_rows if in_chunk is None else in_chunk))
+        later = max(total - self.rows - chunk_rows, 0)
+        return kind(saved, later + (chunk_rows if in_chunk is None else in_chunk))
 
 
 def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.DataFrame | None = None) -> Any:
@@ -367,9 +379,10 @@ def enrich_parquet(
             total_rows = approximate_rows(src)  # for the ETA
         max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
-        bar = _Progress(spec.name, total_rows, progress, log_every)
+        bar = _Progress(spec.name, total_rows, progress, log_every, clock=api.clock)
         requests_before = api.stats.requests
-        done, rows = _Done(total_rows), 0
+        done, rows = _Done(total_rows, src), 0
+        interrupted = False
         try:
             with partial_output(dst, schema) as writer:
                 for chunk in tables:
@@ -388,10 +401,11 @@ def enrich_parquet(
                     del new
                     pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
         except KeyboardInterrupt as exc:
+            interrupted = True
             raise done.interrupted(exc, rows) from None
         finally:
             summary.elapsed_s = round(time.monotonic() - started, 3)
-            bar.close(_enrich_counts(summary))
+            bar.close(_enrich_counts(summary), interrupted)
 
     if isinstance(stop.error, StorageError):
         raise stop.error  # the output holds every row, with the answers received; the store could not keep them
@@ -427,6 +441,8 @@ class _PushRun:
     #: after a rate-limit stop or a refused key, no chunk sends anything more
     stop: StopSignal = dataclasses.field(default_factory=StopSignal)
     chunks: int = 0
+    #: what the file run pushed, so that the same command after an interruption sends only the rest
+    journal: PushJournal | None = None
 
 
 def _push_spec(target: Any) -> Spec:
@@ -436,8 +452,10 @@ def _push_spec(target: Any) -> Spec:
     return specs[target]
 
 
-def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: _PushRun) -> pd.DataFrame:
-    """One chunk pushed: its report frame (a refused key's partial report, the error kept for the end)."""
+def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: _PushRun,
+                bar: _ChunkBar | None = None) -> pd.DataFrame:
+    """One chunk pushed: its report frame (a refused key's partial report, the error kept for the end); each
+    answered request moves ``bar``."""
     assert spec.run is not None
     frame = chunk.to_pandas()
     bad = pop_line_errors(frame)
@@ -449,7 +467,8 @@ def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = spec.run(frame, client=client, progress=False, seen=state.seen, stop=state.stop, **options)
+            result = spec.run(frame, client=client, progress=False, seen=state.seen, stop=state.stop,
+                              journal=state.journal, make_bar=bar, **options)
         except ApolloError as exc:
             result = getattr(exc, "partial_result", None)
             if result is None:
@@ -469,8 +488,27 @@ def _mark_invalid(report: pd.DataFrame, bad: pd.Series) -> None:
     report.loc[rows, "apollo_error"] = bad[rows].to_numpy()
 
 
-def _push_counts(summary: Any) -> dict[str, str]:
-    return {"sent": f"{summary.sent:,}", "requests": f"{summary.api_calls:,}", "errors": f"{summary.errors:,}"}
+def _push_counts(summary: Any, requests: int | None = None) -> dict[str, str]:
+    """What a push's progress shows beside the rows: ``requests`` as they are answered, else the summary's."""
+    sent = summary.api_calls if requests is None else requests
+    return {"requests": f"{sent:,}", "errors": f"{summary.errors:,}"}
+
+
+class _PushChunkBar(_ChunkBar):
+    """A chunk's push moves the file's progress with each answered request (rows in proportion to its records)."""
+
+    def counts(self) -> dict[str, str]:
+        live = None if self.client is None else self.client.stats.requests - self.requests_before
+        return _push_counts(self.summary, live)
+
+
+def _push_journal(src: str | Path, spec: Spec, chunk_rows: int, options: dict, api: Any) -> PushJournal | None:
+    """The file run's journal: the file (path, size, modification time) and the options identify it."""
+    if api is None:
+        return None
+    run = {**file_identity(src), "operation": spec.name, "chunk_rows": chunk_rows,
+           "options": repr(sorted(options.items()))}
+    return PushJournal(api.cache, str(spec.target), fingerprint(run))
 
 
 def push_parquet(
@@ -481,7 +519,7 @@ def push_parquet(
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
-    log_every: float = 30,
+    log_every: float = 5,
     **options: Any,
 ) -> dict:
     """Push the rows of the .parquet or .csv file ``src`` to Apollo as ``target`` ("contacts" or "accounts"),
@@ -494,9 +532,13 @@ def push_parquet(
     in a dry run). A key repeated anywhere later in the file is ``duplicate``
     of its first row, named by its row number in the file. A rate-limit stop
     or a refused key stops the sending: the rows left are written ``skipped``,
-    then a refused key's error is raised. Writes are not cached: run again
-    with ``run_dedupe=True`` (the default) and what was created comes back as
-    ``existing``.
+    then a refused key's error is raised. What was pushed is recorded as it
+    is answered (:mod:`apollo_frames.ops.journal`): after a stop, a kill or
+    Ctrl-C (:class:`~apollo_frames.ops.push.PushInterrupted`, "N rows pushed,
+    M rows left") the same call on the same file sends only the rows left.
+    ``progress``: a bar on a terminal or in a notebook, else a line every
+    ``log_every`` seconds; either moves with every answered request (rows,
+    requests, errors, ETA), not only once per chunk.
 
     The dict has the :class:`~apollo_frames.ops.push.PushSummary` fields summed
     over chunks, plus ``output``, ``chunks``, ``stopped_by_rate_limit``,
@@ -517,19 +559,33 @@ def push_parquet(
         input_schema, total_rows, tables = read_chunks(src, chunk_rows)
         new_schema = spec.schema(options)
         schema = output_schema(input_schema, new_schema, spec.replaces)
-        bar = _Progress(spec.name, total_rows, progress, log_every)
+        if total_rows is None and progress:
+            total_rows = approximate_rows(src)  # for the ETA
+        bar = _Progress(spec.name, total_rows, progress, log_every, clock=getattr(api, "clock", None))
+        state.journal = _push_journal(src, spec, chunk_rows, options, api)
+        done, rows, interrupted = _Done(total_rows, src), 0, False
+        requests_before = 0 if api is None else api.stats.requests
         try:
             with partial_output(dst, schema) as writer:
                 for chunk in tables:
-                    result = _push_chunk(spec, chunk, api, options, state)
+                    rows = chunk.num_rows
+                    moving = _PushChunkBar(bar, rows, summary, api, requests_before)
+                    result = _push_chunk(spec, chunk, api, options, state, None if dry_run else moving)
                     summary.merge(result.attrs["apollo"])
                     new = pa.Table.from_pandas(result[new_schema.names], preserve_index=False)
                     writer.write_table(assemble_table(chunk, new, schema))
                     state.chunks += 1
-                    bar.update(chunk.num_rows, _push_counts(summary))
+                    moving.finish()
+                    done.rows, rows = done.rows + chunk.num_rows, 0
+                    done.saved = summary.created + summary.existing + summary.updated
+        except KeyboardInterrupt as exc:
+            interrupted = True
+            raise done.interrupted(exc, rows) from None
         finally:
             summary.elapsed_s = round(time.monotonic() - started, 3)
-            bar.close(_push_counts(summary))
+            bar.close(_push_counts(summary), interrupted)
+    if state.journal is not None and state.fatal is None and not summary.skipped:
+        state.journal.close()  # every row settled: pushing the file again later sends it again
     limit = state.stop.rate_limit
     for message, category in state.said.items():
         if limit is None or ": stopped early (" not in message:  # a rate-limit stop is told once, below

@@ -5,7 +5,9 @@ does this read, as which Apollo field, in which priority, and what does it
 ignore?" with the very :class:`~apollo_frames.core.columns.ColumnMapping` the
 operation itself resolves (same tables, same overrides, same errors), so the
 preview cannot drift from the run. Nothing is normalised, read from the cache or
-sent: only the column labels are looked at.
+sent: only the column labels are looked at, and for a push, the values of the
+id columns recognised by name (another system's ids there are ignored, with the
+reason, as the push ignores them).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import pandas as pd
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ORGS, PEOPLE, ColumnMapping, resolve
 from apollo_frames.ops import registry
-from apollo_frames.ops.push import ACCOUNTS, CONTACTS, push_columns
+from apollo_frames.ops.push import ACCOUNTS, CONTACTS, push_mapping
 from apollo_frames.ops.search import _kind as search_kind
 
 __all__ = ["columns"]
 
 Overrides = Mapping[Any, "str | None"] | None
-Mapper = Callable[[list[Any], Overrides, dict[str, Any]], ColumnMapping]
+#: (the frame, or its column labels; overrides; options) -> the mapping
+Mapper = Callable[[Any, Overrides, dict[str, Any]], ColumnMapping]
 
 #: Options a call takes besides its operation's own (accepted, and ignored: they do not change the mapping).
 _CALL_OPTIONS = frozenset(registry.RUN_OPTIONS) | {"progress", "client"}
@@ -32,28 +35,28 @@ _CALL_OPTIONS = frozenset(registry.RUN_OPTIONS) | {"progress", "client"}
 _SEARCH_KINDS = {"search_people": "people", "search_orgs": "orgs"}
 
 
-def _people(labels: list[Any], overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
-    return resolve(labels, PEOPLE, overrides)
+def _people(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
+    return resolve(_labels(frame), PEOPLE, overrides)
 
 
-def _orgs(labels: list[Any], overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
-    return resolve(labels, ORGS, overrides)
+def _orgs(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
+    return resolve(_labels(frame), ORGS, overrides)
 
 
-def _search(labels: list[Any], overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
+def _search(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
     """Per-row filters: constant filters (keyword arguments) take their filter away from the columns."""
     filters = {k: v for k, v in options.items() if k not in _CALL_OPTIONS and k != "max_results_per_row"}
     kind = search_kind(filters.pop("kind", "people"))
     constant = flt.validate_filters(kind, filters)
-    return flt.filter_columns(kind, labels, overrides, constant=constant)
+    return flt.filter_columns(kind, _labels(frame), overrides, constant=constant)
 
 
-def _contacts(labels: list[Any], overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
-    return push_columns(labels, CONTACTS, overrides)
+def _contacts(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
+    return push_mapping(_frame_or_labels(frame), CONTACTS, overrides, options.get("mode", "upsert"))
 
 
-def _accounts(labels: list[Any], overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
-    return push_columns(labels, ACCOUNTS, overrides)
+def _accounts(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
+    return push_mapping(_frame_or_labels(frame), ACCOUNTS, overrides, options.get("mode", "upsert"))
 
 
 _MAPPERS: dict[str, Mapper] = {
@@ -72,6 +75,11 @@ def _labels(frame: Any) -> list[Any]:
     if isinstance(frame, (str, bytes)) or not isinstance(frame, Iterable):
         raise TypeError(f"columns() needs a pandas DataFrame or a list of column names, got {type(frame).__name__}")
     return list(frame)
+
+
+def _frame_or_labels(frame: Any) -> Any:
+    """A DataFrame as it is (a push looks at its id columns' values), anything else as its labels."""
+    return frame if isinstance(frame, pd.DataFrame) else _labels(frame)
 
 
 def _operation(operation: Any, options: dict[str, Any]) -> str:
@@ -108,4 +116,4 @@ def columns(frame: Any, operation: str = "enrich_people", columns: Overrides = N
     """
     options = dict(options)
     name = _operation(operation, options)
-    return _MAPPERS[name](_labels(frame), columns, options)
+    return _MAPPERS[name](frame, columns, options)

@@ -41,8 +41,13 @@ Decisions, all visible in the report:
   (``Person - Name``, ``Full Name``, ``Name``) is split by nameparser into the
   first and last name a row lacks (:func:`split_full_name`); it is never sent
   itself. Apollo ids (``id``, ``owner_id``, ``account_id``, stage ids) are
-  read as 24 hex characters: another system's id (a CRM export's ``Id``)
-  makes the row invalid rather than being sent. Other columns are ignored
+  read as 24 hex characters. A column recognised by its name whose non-empty
+  values are mostly not Apollo ids (a Salesforce export's 18-character
+  ``ACCOUNTID``) is another system's: it is not pushed, with one warning
+  naming it and how to map it (:func:`foreign_id_columns`; the mapping
+  preview lists it as ignored, with the reason). A column mapped explicitly
+  with ``columns=`` is read strictly: a value that is not an Apollo id makes
+  its row invalid rather than being sent. Other columns are ignored
   and listed once in a warning. Empty cells are not sent, so a push never blanks a field
   in Apollo.
 * **Validation, before any write.** Contacts need an email, accounts a domain
@@ -134,6 +139,7 @@ from apollo_frames.client.http import client_scope
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import (
     LEFT_OUT,
+    OVERRIDE,
     PERSON_ALIASES,
     ColumnMapping,
     ColumnMappingError,
@@ -152,8 +158,10 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.engine.assemble import assemble_frame, new_columns, text_schema
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
+from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
+from apollo_frames.ops.journal import SETTLED, PushJournal, fingerprint
 from apollo_frames.ops.registry import Command, Spec, register
 
 __all__ = [
@@ -348,16 +356,66 @@ def push_columns(
     return resolve(labels, table, overrides)
 
 
+#: an id column recognised by name is pushed only when more than this share of its non-empty values are Apollo ids
+APOLLO_ID_SHARE = 0.5
+_APOLLO_ID = r"\s*[0-9a-fA-F]{24}\s*"
+
+
+def foreign_id_columns(frame: pd.DataFrame, target: Target, mapping: ColumnMapping, mode: str) -> dict[object, str]:
+    """Column -> why it is not pushed, for the columns recognised by name (not mapped with ``columns=``) as an Apollo
+    id field (``owner_id``, ``account_id``, stage ids; ``id`` in update mode) whose non-empty values are mostly not
+    Apollo ids: a CRM export's own ids (Salesforce's 18-character ``ACCOUNTID``) would make every row invalid.
+    A column mapped explicitly keeps the strict per-row check."""
+    out: dict[object, str] = {}
+    for choice in mapping.choices:
+        field = target.field(choice.field)
+        unread = field is None or field.kind != "apollo_id" or (field.name == "id" and mode != "update")
+        if choice.how == OVERRIDE or unread:  # (the id is read in update mode only)
+            continue
+        values = frame[choice.column]
+        text = values[values.notna()].astype(str)
+        text = text[text.str.strip() != ""]
+        ours = int(text.str.fullmatch(_APOLLO_ID).sum())
+        if len(text) and ours <= len(text) * APOLLO_ID_SHARE:
+            out[choice.column] = (
+                f"not Apollo ids ({len(text) - ours:,} of {len(text):,} values, e.g. {text.iloc[0].strip()[:40]!r}; "
+                f"Apollo ids are 24 hex characters): another system's id? To push it as {choice.field}, map it: "
+                f"columns={{{choice.column!r}: {choice.field!r}}}"
+            )
+    return out
+
+
+def push_mapping(
+    frame: pd.DataFrame | Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None,
+    mode: str = "upsert",
+) -> ColumnMapping:
+    """The columns a push of ``frame`` reads (:func:`push_columns`), less the id columns recognised by name whose
+    values are not Apollo ids (:func:`foreign_id_columns`; only a DataFrame's values can tell)."""
+    labels = list(frame.columns) if isinstance(frame, pd.DataFrame) else list(frame)
+    mapping = push_columns(labels, target, overrides)
+    if isinstance(frame, pd.DataFrame):
+        mapping = mapping.without(foreign_id_columns(frame, target, mapping, mode))
+    return mapping
+
+
 def resolve_push_columns(
-    labels: Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None
+    labels: pd.DataFrame | Sequence[object], target: Target, overrides: Mapping[object, str | None] | None = None,
+    mode: str = "upsert",
 ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]], list[object]]:
-    """(field -> columns, custom field id -> columns, columns not pushed) for a frame's columns.
+    """(field -> columns, custom field id -> columns, columns not pushed) for a frame (or its column labels).
 
     Columns are in priority order: a row sends the first non-empty of them.
     Overrides win; a plain column wins over one this toolkit wrote
-    (``person.*`` / ``org.*``).
+    (``person.*`` / ``org.*``). Id columns recognised by name that hold
+    another system's ids are not pushed (:func:`foreign_id_columns`).
     """
-    mapping = push_columns(labels, target, overrides)
+    return _split(push_mapping(labels, target, overrides, mode))
+
+
+def _split(
+    mapping: ColumnMapping,
+) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]], list[object]]:
+    """(field -> columns, custom field id -> columns, columns not pushed) of a push's mapping."""
     fields: dict[str, tuple[object, ...]] = {}
     custom: dict[str, tuple[object, ...]] = {}
     for field, cols in mapping.fields.items():
@@ -628,6 +686,8 @@ class PushSummary(Summary):
     bulk_calls: int = 0
     update_calls: int = 0
     bulk_update_calls: int = 0
+    #: rows an interrupted earlier run of this push had settled: reported as they ended, not sent again
+    resumed: int = 0
     #: mapped fields Apollo's endpoints do not take, so not pushed: {field: [column, ...]}
     not_pushed: dict = dataclasses.field(default_factory=dict)
     planned_requests: int = 0
@@ -648,6 +708,7 @@ class PushSummary(Summary):
             "bulk_calls",
             "update_calls",
             "bulk_update_calls",
+            "resumed",
         }
     )
     _dry_run_only = frozenset({"would_create", "would_update", "planned_requests", "planned_requests_max"})
@@ -672,6 +733,7 @@ class PushSummary(Summary):
             f"{self.skipped:,} skipped | {self.sent:,} sent in {self.api_calls:,} requests "
             f"({self.bulk_calls:,} bulk, {self.bulk_update_calls:,} bulk updates, {self.update_calls:,} updates), "
             f"{self.elapsed_s:.1f} s"
+            + (f" | {self.resumed:,} pushed by the interrupted run, not sent again" if self.resumed else "")
         )
 
     def _title(self) -> str:
@@ -853,10 +915,17 @@ class _Pusher:
         labels: Sequence[str],
         progress: bool,
         stop: StopSignal | None = None,
+        journal: PushJournal | None = None,
+        resume: Sequence[Row] = (),
+        make_bar: Callable[..., Any] = progress_bar,
     ):
         self.target = target
         self.mode = mode
         self.rows = rows
+        #: upsert rows an interrupted run found existing and did not update yet: straight to the update
+        self.resume = list(resume)
+        self.journal = journal
+        self._kept: dict[str, dict] = {}
         self.client = client
         self.run_dedupe = run_dedupe
         self.labels = list(labels)
@@ -872,7 +941,7 @@ class _Pusher:
         self.stop = self.executor.stop
         self._lock = threading.Lock()
         self._update_method = target.update_methods[0]
-        self.bar = progress_bar(total=len(rows), desc=target.operation, unit="rec", enabled=progress)
+        self.bar = make_bar(total=len(rows), initial=0, desc=target.operation, unit="rec", enabled=progress)
 
     # outcome bookkeeping, on the calling thread
     def _set(self, done: _Done) -> None:
@@ -884,6 +953,24 @@ class _Pusher:
             self.messages[position] = done.message
         elif done.status in ("created", "existing", "updated"):
             self.messages.pop(position, None)
+        if self.journal is not None and done.status in SETTLED:
+            self._kept[done.row.key] = {"status": done.status, "id": self.ids.get(position) or done.row.record_id,
+                                        "update": done.update, "on_key": done.row.matched_on_key}
+
+    def _journaled(self, on_done: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``on_done``, then what the outcome settled written to the journal (before the next outcome)."""
+
+        def handle(done: Any) -> None:
+            on_done(done)
+            if self.journal is not None and self._kept:
+                kept, self._kept = self._kept, {}
+                self.journal.record(kept)
+
+        return handle
+
+    def pushed(self) -> int:
+        """Rows settled so far (created, existing, updated)."""
+        return sum(status in SETTLED for status in self.status.values())
 
     def stop_text(self) -> str:
         """What stopped the run, as the rows not sent say it."""
@@ -1029,7 +1116,7 @@ class _Pusher:
         self.executor.run(
             lambda: queue.popleft() if queue else None,
             self.send_update_task,
-            lambda done: self._updates_done(done, queue),
+            self._journaled(lambda done: self._updates_done(done, queue)),
         )
 
     # the outcomes, on the calling thread
@@ -1101,9 +1188,11 @@ class _Pusher:
             if self.mode == "update":
                 self.run_updates(self.rows)
             else:
-                bulks = [_Bulk(labels, batch) for labels, batch in plan_batches(self.rows, self.labels)]
-                outcomes = self.executor.run_tasks(bulks, self.send_bulk, self._bulk_done)
-                existing = [one.row for done in outcomes for one in done.value or () if one.update]
+                resumed = {id(row) for row in self.resume}
+                fresh = [row for row in self.rows if id(row) not in resumed]
+                bulks = [_Bulk(labels, batch) for labels, batch in plan_batches(fresh, self.labels)]
+                outcomes = self.executor.run_tasks(bulks, self.send_bulk, self._journaled(self._bulk_done))
+                existing = self.resume + [one.row for done in outcomes for one in done.value or () if one.update]
                 if existing and not self.stop.stopped:
                     self.run_updates(existing)
         finally:
@@ -1145,6 +1234,8 @@ def push(
     default_region: str | None = "US",
     seen: dict[str, tuple[Any, str | None]] | None = None,
     stop: StopSignal | None = None,
+    journal: PushJournal | None = None,
+    make_bar: Callable[..., Any] | None = None,
 ) -> pd.DataFrame:
     """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule.
 
@@ -1152,7 +1243,9 @@ def push(
     (row label, Apollo id) of the row that pushed it. Rows repeating one end
     ``duplicate``; this call's first occurrences are added to it. ``stop``: a
     stop signal shared with those calls, so that after a rate-limit stop or a
-    refused key no chunk sends anything more.
+    refused key no chunk sends anything more. ``journal``: the run's record of what it pushed, shared by those
+    calls (:mod:`apollo_frames.ops.journal`); without it the call keeps its own. ``make_bar``: builds the
+    progress bar each answered request moves (a file run passes its own, over the file).
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{target.operation} needs a pandas DataFrame, got {type(frame).__name__}")
@@ -1186,6 +1279,8 @@ def push(
             labels=labels,
             progress=progress,
             stop=stop,
+            journal=journal,
+            make_bar=make_bar,
         )
     report.mark_duplicates(keys, list(frame.index), "id" if mode == "update" else target.key, dry_run)
     if seen is not None:
@@ -1206,14 +1301,23 @@ def _push_columns(
     frame: pd.DataFrame, target: Target, mode: str, columns: Mapping[object, str | None] | None
 ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
     """(field -> column, custom field id -> column); refuses a frame without the key column, warns of unpushed ones."""
-    mapping, custom_columns, unmapped = resolve_push_columns(list(frame.columns), target, columns)
+    found = push_columns(list(frame.columns), target, columns)
+    foreign = foreign_id_columns(frame, target, found, mode)
+    mapping, custom_columns, unmapped = _split(found.without(foreign))
+    unmapped = [label for label in unmapped if label not in foreign]
     key_field = "id" if mode == "update" else target.key
     if key_field not in mapping:
         where = "an 'id' (or 'apollo_id') column" if key_field == "id" else f"a {target.key!r} column"
+        why = "".join(f" {label!r} was not used: {reason}." for label, reason in foreign.items())
         raise ColumnMappingError(
-            f"{target.operation}(mode={mode!r}) needs {where}; none of {list(frame.columns)[:20]} was recognised. "
-            f"Name it explicitly: columns={{'your column': {key_field!r}}}"
+            f"{target.operation}(mode={mode!r}) needs {where}; none of {list(frame.columns)[:20]} was recognised."
+            f"{why} Name it explicitly: columns={{'your column': {key_field!r}}}"
         )
+    for choice in found.choices:  # the same words for every chunk of a file: told once
+        if choice.column in foreign:
+            warn(f"{target.operation}: column {choice.column!r} is not pushed: its values are not Apollo ids (24 hex "
+                 f"characters): another system's id? To push it as {choice.field}, map it explicitly: "
+                 f"columns={{{choice.column!r}: {choice.field!r}}}")
     if unmapped:
         shown = ", ".join(map(repr, unmapped[:15])) + (f" and {len(unmapped) - 15} more" if len(unmapped) > 15 else "")
         warn(
@@ -1395,17 +1499,33 @@ def _send(
     labels: list[str],
     progress: bool,
     stop: StopSignal | None,
+    journal: PushJournal | None = None,
+    make_bar: Callable[..., Any] | None = None,
 ) -> ApolloError | None:
-    """Push the rows for real; the fatal error that stopped it, if one did (raised once the report is built)."""
+    """Push the rows for real; the fatal error that stopped it, if one did (raised once the report is built).
+
+    ``journal``: what this run settled is kept there, and rows an interrupted earlier run settled are not sent
+    again (:mod:`apollo_frames.ops.journal`); without one, the call keeps its own (closed when nothing is left).
+    Ctrl-C raises :class:`PushInterrupted` once the answers received are recorded.
+    """
     with client_scope(client) as api:
+        own = journal is None
+        if journal is None:
+            run = {"target": target.plural, "mode": mode, "run_dedupe": run_dedupe, "labels": labels,
+                   "rows": [[row.key, row.values, row.custom, row.record_id] for row in unique]}
+            journal = PushJournal(api.cache, target.plural, fingerprint(run))
+        unique, resume = _resume(unique, mode, journal, report, summary)
         before = api.stats.requests
-        pusher = _Pusher(
-            target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress, stop=stop
-        )
+        pusher = _Pusher(target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress,
+                         stop=stop, journal=journal, resume=resume, make_bar=make_bar or progress_bar)
         try:
             pusher.run()
+        except KeyboardInterrupt:
+            raise PushInterrupted(summary.resumed + pusher.pushed(), len(unique) - pusher.pushed()) from None
         finally:
             summary.api_calls = api.stats.requests - before
+        if own and pusher.stop.fatal is None and "skipped" not in pusher.status.values():
+            journal.close()
     summary.sent = len(unique)
     summary.bulk_calls = pusher.bulk_calls
     summary.update_calls = pusher.update_calls
@@ -1420,6 +1540,36 @@ def _send(
             f"Run again later: with run_dedupe=True the rows already created come back as existing.",
         )
     return pusher.stop.fatal
+
+
+class PushInterrupted(RunInterrupted):
+    """Ctrl-C during a push, raised once what was answered is recorded: ``saved`` rows pushed (created, existing
+    or updated), ``rows_left`` not yet. The same push again sends only those left."""
+
+    done_as = "rows pushed"
+
+
+def _resume(
+    unique: list[Row], mode: str, journal: PushJournal, report: _Report, summary: PushSummary
+) -> tuple[list[Row], list[Row]]:
+    """(rows to push, upsert rows to update only): rows an interrupted earlier run settled get its outcome."""
+    earlier = journal.earlier(row.key for row in unique)
+    if not earlier:
+        return unique, []
+    rest: list[Row] = []
+    resume: list[Row] = []
+    for row in unique:
+        entry = earlier.get(row.key)
+        if entry is None:
+            rest.append(row)
+        elif entry.get("update") and mode == "upsert":
+            row.record_id, row.matched_on_key = entry.get("id"), bool(entry.get("on_key"))
+            rest.append(row)
+            resume.append(row)
+        else:
+            report.status[row.position], report.ids[row.position] = entry["status"], entry.get("id")
+            summary.resumed += 1
+    return rest, resume
 
 
 def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -60,6 +61,7 @@ from apollo_frames.core.paginate import (
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
 from apollo_frames.engine.budget import Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
+from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.runner import charged_nothing, check_flags
 from apollo_frames.engine.summary import Summary, _fmt, announce
@@ -186,6 +188,21 @@ class QueryResult:
     pages_left_max: int = 0
 
 
+class SearchInterrupted(RunInterrupted):
+    """Ctrl-C during a search, raised once the pages received are stored: the same call again reads them from the
+    cache (``saved``: pages fetched and stored by this run)."""
+
+    done_as = "pages saved"
+
+    def line(self) -> str:
+        return f"interrupted: {self.saved:,} {self.done_as}; run the same command to resume"
+
+
+def _fetched(results: Sequence[QueryResult]) -> int:
+    """Pages the queries fetched (and stored) so far: those not read from the cache."""
+    return sum(r.pages - r.cache_hits for r in results)
+
+
 def _trim(data: Any, kind: str) -> dict:
     """The part of a page worth caching, in the endpoint's own shape (so the paginator reads it the same):
     every list of records (company search: ``accounts`` and ``organizations``), pagination and total."""
@@ -213,8 +230,13 @@ def run_query(
     refresh: bool = False,
     on_page=None,
     ledger=None,
+    result: QueryResult | None = None,
+    interrupted: threading.Event | None = None,
 ) -> QueryResult:
     """Page through one validated query; cached pages cost nothing.
+
+    ``result``: filled in as pages arrive (what an interrupted run had), returned.
+    ``interrupted``: once set, no further page is fetched (Ctrl-C: the run is ending).
 
     A page that costs credits is written to ``ledger`` as sent before it
     leaves (its worst case; in doubt until settled). What each page sent cost
@@ -223,8 +245,8 @@ def run_query(
     """
     pag = PageNumberPaginator(max_results)
     cache = client.cache
-    out = QueryResult(records=[])
-    while pag.has_next_page:
+    out = result if result is not None else QueryResult(records=[])
+    while pag.has_next_page and not (interrupted is not None and interrupted.is_set()):
         params = pag.params()
         key = cache.key(
             CACHE_ENDPOINT[kind], {"query": query, "per_page": params["per_page"]}, {"page": params["page"]}
@@ -387,13 +409,18 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
 
         def work(query: dict) -> QueryResult:
             return run_query(kind, query, max_results, client=api, budget=budget, run_id=summary.run_id,
-                             ledger_rows=rows, refresh=refresh, on_page=on_page, ledger=ledger)
+                             ledger_rows=rows, refresh=refresh, on_page=on_page, ledger=ledger, result=partial,
+                             interrupted=executor.interrupted)
 
         requests_before = api.stats.requests
         rows: list = []
+        partial = QueryResult(records=[])
+        # pages follow one another, so one thread; the executor still judges the failure
+        executor = Executor(1, name="apollo-search")
         try:
-            # pages follow one another, so one thread; the executor still judges the failure
-            done = Executor(1, name="apollo-search").run_tasks([query], work)[0]
+            done = executor.run_tasks([query], work)[0]
+        except KeyboardInterrupt:
+            raise SearchInterrupted(_fetched([partial])) from None
         finally:
             bar.close()
             summary.api_calls = api.stats.requests - requests_before
@@ -729,10 +756,12 @@ def _run_queries(
     searched = _Searched([None] * len(unique), {}, None)
     ledger_rows: list = []
     bar = progress_bar(total=len(unique), desc=OPERATION[kind], unit="query", enabled=progress)
+    partials = [QueryResult(records=[]) for _ in unique]
 
     def work(j: int) -> QueryResult:
         return run_query(kind, unique[j], per_row, client=client, budget=budget, run_id=run_id,
-                         ledger_rows=ledger_rows, refresh=refresh, ledger=ledger)
+                         ledger_rows=ledger_rows, refresh=refresh, ledger=ledger, result=partials[j],
+                         interrupted=executor.interrupted)
 
     def on_done(done: Outcome[int, QueryResult]) -> None:
         if done.ok:
@@ -746,6 +775,8 @@ def _run_queries(
     executor = Executor.for_client(client, stop, name="apollo-search")
     try:
         outcomes = executor.run_tasks(range(len(unique)), work, on_done)
+    except KeyboardInterrupt:
+        raise SearchInterrupted(_fetched(partials)) from None
     finally:
         bar.close()
         _flush_ledger(ledger, ledger_rows)
