@@ -17,6 +17,7 @@ import apollo_frames as af
 from apollo_frames.cli import main as cli_main
 from apollo_frames.core import filters as flt
 from apollo_frames.core.clock import FakeClock
+from apollo_frames.core.errors import StorageError
 from apollo_frames.core.paginate import DISPLAY_CAP, PageNumberPaginator, read_page
 from apollo_frames.ops.search import SearchTruncatedWarning
 
@@ -324,6 +325,27 @@ def test_org_search_credits_match_sandbox_and_ledger(sandbox, client):
     # again: from the cache, free
     again = af.search_orgs(max_results=250, client=client, progress=False, organization_num_employees_ranges="1-1000000")
     assert again.attrs["apollo"]["credits_consumed"] == 0 and sandbox.credits_consumed == pages
+
+
+def test_a_store_that_fills_up_mid_search_keeps_the_pages_paid_and_settles_them(sandbox, client):
+    real, writes = client.cache.set_many, []
+
+    def fills_up(items, **kw):
+        writes.append(1)
+        if len(writes) >= 2:
+            raise StorageError("the answer store: disk full", path=str(client.cache.path), reason="full")
+        return real(items, **kw)
+
+    client.cache.set_many = fills_up
+    with pytest.warns(UserWarning, match="could not be stored"):
+        result = af.search_orgs(max_results=300, client=client, progress=False,
+                                organization_num_employees_ranges=(1, 1_000_000))
+    stats = result.attrs["apollo"]
+    # the page that could not be stored is in the frame; no page after it was asked
+    assert len(result) == 200 and sandbox.credits_consumed == 2 == stats["credits_consumed"]
+    assert "could not be stored" in stats["stopped_reason"]
+    ledger = client.ledger.frame()
+    assert list(ledger["status"]) == ["settled"] * 2 and ledger["credits"].sum() == 2
 
 
 def test_max_credits_stops_before_the_cap(sandbox, client):

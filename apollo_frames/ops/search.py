@@ -49,7 +49,7 @@ from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import warn
+from apollo_frames.core.errors import StorageError, warn
 from apollo_frames.core.paginate import (
     DISPLAY_CAP,
     MAX_PAGE,
@@ -186,6 +186,8 @@ class QueryResult:
     stopped_reason: str | None = None
     budget_stopped: bool = False
     pages_left_max: int = 0
+    #: the answer store could not be written: the pages received are in ``records`` only, no more were asked
+    storage_error: StorageError | None = None
 
 
 class SearchInterrupted(RunInterrupted):
@@ -257,8 +259,9 @@ def run_query(
             out.cache_hits += 1
         elif budget.reserve(PAGE_CREDITS[kind]):
             data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
-                               ledger_rows=ledger_rows, ledger=ledger)
+                               ledger_rows=ledger_rows, ledger=ledger, interrupted=interrupted)
             out.credits += PAGE_CREDITS[kind] if _returned(data, kind) else 0.0
+            out.storage_error = _store_page(client, key, data)
         else:
             out.budget_stopped = True
             out.stopped_reason = budget.reached()
@@ -269,23 +272,36 @@ def run_query(
         out.pages += 1
         if on_page is not None:
             on_page(pag)
+        if out.storage_error is not None:
+            out.stopped_reason = f"stopped: a page could not be stored ({out.storage_error})"
+            break
     out.total_entries = pag.total_entries
     out.truncated = pag.truncated
     out.stopped_reason = out.stopped_reason or pag.stop_reason
     return out
 
 
+def _store_page(client, key: str, data: dict) -> StorageError | None:
+    """Cache a page received; a store that cannot be written is returned (the page is kept in memory)."""
+    try:
+        client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
+    except StorageError as exc:
+        return exc
+    return None
+
+
 def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str,
-                ledger_rows: list | None, ledger=None) -> dict:
+                ledger_rows: list | None, ledger=None, interrupted: threading.Event | None = None) -> dict:
     """Send one page whose worst case is reserved (and, when it costs credits, written to the ledger first);
-    settle what it cost, cache it, note its ledger row."""
+    settle what it cost, note its ledger row (the caller stores the page)."""
     cost = PAGE_CREDITS[kind]
     sent = None
     try:
         if ledger is not None and ledger_rows is not None and cost > 0:
             sent = ledger.begin(run_id=run_id, operation=OPERATION[kind], endpoint=flt.ENDPOINTS[kind],
                                 records_sent=1, worst_credits=cost)
-        response = client.post(flt.ENDPOINTS[kind], json=body)
+        response = client.post(flt.ENDPOINTS[kind], json=body,
+                               abandon=None if interrupted is None else interrupted.is_set)
         _check_page(kind, response.data)
     except BaseException as exc:
         budget.settle(cost, 0.0)
@@ -304,7 +320,6 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
             f"page: not a number from 0 to {cost:g}. Counted {cost:g} and recorded in the ledger flagged unverified."
         )
     budget.settle(cost, credits)
-    client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
     if ledger_rows is not None:
         # One query page sent; "matched" when it returned results (= paid, for orgs).
         entry = {"run_id": run_id, "operation": OPERATION[kind], "endpoint": flt.ENDPOINTS[kind], "records_sent": 1,
@@ -448,6 +463,9 @@ def _sum_up_search(summary: SearchSummary, result: QueryResult, returned: int, k
     summary.stopped_reason = result.stopped_reason
     if result.truncated:
         _truncation_warning(f"{OPERATION[kind]}", result.total_entries, returned)
+    if result.storage_error is not None:
+        warn(f"{OPERATION[kind]}: stopped after {result.pages} pages ({returned:,} results): the last page could "
+             f"not be stored and is only in the frame returned; nothing more was asked. {result.storage_error}")
     if result.budget_stopped:
         summary.credits_to_finish_max = result.pages_left_max * PAGE_CREDITS[kind]
         warn(
