@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -13,6 +14,7 @@ from apollo_frames.client.retry import (
     apollo_message,
     connection_error,
     may_have_written,
+    may_hold,
     outcome_of_error,
     outcome_of_status,
     rate_limit_error,
@@ -207,6 +209,47 @@ def test_rate_limit_error():
 )
 def test_scrub(value, expected):
     assert scrub(value, "KEY123") == expected
+
+
+_BODIES = [
+    b'{"name": "Ren\xc3\xa9e", "note": "AT\\u0026T \\"quoted\\" a\\/b\\n"}',  # escapes of no key character
+    b'{"k": "KEY123"}',  # the key itself
+    b'{"k": "KEY\\u00312\\u0033"}',  # the key spelt with escapes
+    b'{"k": "K\\u0045Y123"}',
+    b'{"KEY\\u0031": 23}',  # in a name, split by an escape
+    b'{"k": "KEY12\\"3"}',  # an escape between two halves: no key, but a character of it is near
+    '{"k": "KEY123"}'.encode("utf-16"),  # another encoding
+    b'{"k": "\\\\u0031KEY"}',  # an escaped backslash, then plain text
+    b"plain text KEY123",
+    b"",
+]
+
+
+@pytest.mark.parametrize("content", _BODIES)
+def test_may_hold_says_true_whenever_a_parsed_text_holds_the_key(content):
+    try:
+        parsed = json.loads(content) if content else None
+    except ValueError:
+        parsed = content.decode("utf-8", errors="replace")
+    holds = scrub(parsed, "KEY123") != parsed
+    assert may_hold(content, "KEY123") or not holds
+    assert holds == ("KEY123" in json.dumps(parsed, ensure_ascii=False))  # the check above can fail
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (_BODIES[0], False),  # escapes that produce none of the key's characters: the walk is skipped
+        (_BODIES[1], True),
+        (_BODIES[2], True),
+        (_BODIES[6], True),
+        (_BODIES[7], False),
+        (b'{"k": "x\\u0059"}', True),  # "Y" is one of the key's characters: the walk is done
+    ],
+)
+def test_may_hold(content, expected):
+    assert may_hold(content, "KEY123") is expected
+    assert may_hold(content, "KÉY123") is True  # a key that is not ASCII is always walked
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ from apollo_frames.client.retry import (
     outcome_of_error,
     outcome_of_status,
     rate_limit_error,
+    may_hold,
     retry_delay,
     scrub,
     should_retry,
@@ -143,7 +144,8 @@ _UNREADABLE = object()
 def _parsed(reply: _Reply, key: str) -> Any:
     """The body, parsed and scrubbed of the key; ``_UNREADABLE`` when it is nested too deeply to read."""
     try:
-        return scrub(_body(reply), key)
+        body = _body(reply)
+        return scrub(body, key) if may_hold(reply.content, key) else body  # the walk costs as much as the parse
     except RecursionError:
         return _UNREADABLE
 

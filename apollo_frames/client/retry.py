@@ -18,7 +18,9 @@ never made, or Apollo answered 429 without processing it).
 from __future__ import annotations
 
 import enum
+import json
 import math
+import re
 from typing import Any
 
 import httpx
@@ -235,6 +237,29 @@ def scrub(value: Any, secret: str) -> Any:
     if isinstance(value, list):
         return [scrub(v, secret) for v in value]
     return value
+
+
+#: a JSON escape: ``\uXXXX`` or one character after the backslash
+_ESCAPE = re.compile(rb"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {b'"': '"', b"\\": "\\", b"/": "/", b"b": "\b", b"f": "\f", b"n": "\n", b"r": "\r", b"t": "\t"}
+
+
+def may_hold(content: bytes, secret: str) -> bool:
+    """Whether a text parsed from the body ``content`` could contain ``secret`` (False: no :func:`scrub` needed).
+
+    In UTF-8 JSON a parsed string is its bytes between the quotes with the escapes decoded, so without
+    ``secret``'s bytes in the body it holds ``secret`` only when an escape produced one of its characters.
+    Anything else (another encoding, a non-ASCII secret) says True.
+    """
+    if not secret.isascii() or json.detect_encoding(content) != "utf-8" or secret.encode() in content:
+        return True
+    chars = set(secret)
+    for match in _ESCAPE.finditer(content):
+        escape = match.group(1)
+        produced = chr(int(escape[1:], 16)) if len(escape) == 5 else _SIMPLE_ESCAPES.get(escape, "")
+        if produced in chars:
+            return True
+    return False
 
 
 def apollo_message(body: Any) -> str:
