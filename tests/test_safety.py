@@ -342,12 +342,12 @@ def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_receiv
         real = ResponseCache.set_many
         writes = []
 
-        def filling(self, items, *, ttl):
+        def filling(self, items, *, ttl, **kwargs):
             writes.append(len(items))
             if len(writes) > 2:
                 raise storage_error(OSError(28, "No space left on device"), self.path, "writing the answer store",
                                     "full")
-            return real(self, items, ttl=ttl)
+            return real(self, items, ttl=ttl, **kwargs)
 
         monkeypatch.setattr(ResponseCache, "set_many", filling)
         with pytest.warns(UserWarning, match="could not be stored"):

@@ -19,13 +19,14 @@ the environment, i.e. the default cache folder).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,17 +168,24 @@ class Ledger:
                 stacklevel=2,
             )
         conn.execute("PRAGMA synchronous=NORMAL")
-        with self._lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                self._migrate(conn)
-                conn.execute(f"PRAGMA user_version={LEDGER_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
+        with self._lock, self._transaction() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            self._migrate(conn)
+            conn.execute(f"PRAGMA user_version={LEDGER_VERSION}")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the connection (hold ``_lock``): committed, or rolled back on any exception."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # the first error is the one that goes on
                 conn.execute("ROLLBACK")
-                raise
+            raise
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -235,18 +243,24 @@ class Ledger:
 
         ``unverified``: the server's figure was not believable, so ``credits`` is the worst case.
         """
-        self._write(
-            "UPDATE spend SET state = 'settled', credits = ?, http_status = ?, records_matched = ?, settled_at = ?, "
-            "unverified = ? WHERE id = ?",
-            (
-                float(credits),
-                None if status is None else int(status),
-                int(records_matched),
-                self.clock.time(),
-                int(bool(unverified)),
-                int(entry_id),
-            ),
-        )
+        self.settle_many([(entry_id, {"credits": credits, "status": status, "records_matched": records_matched,
+                                      "unverified": unverified})])
+
+    def settle_many(self, settlements: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """:meth:`settle` each (entry id, settle arguments), all in one transaction."""
+        now = self.clock.time()
+        rows = [(float(kw["credits"]), None if kw.get("status") is None else int(kw["status"]),
+                 int(kw.get("records_matched", 0)), now, int(bool(kw.get("unverified", False))), int(entry_id))
+                for entry_id, kw in settlements]
+        if not rows:
+            return
+        writing = storage_errors(self.path, "writing the credit ledger", _CORRUPT_REMEDY)
+        with self._lock, writing, self._transaction() as conn:
+            conn.executemany(
+                "UPDATE spend SET state = 'settled', credits = ?, http_status = ?, records_matched = ?, "
+                "settled_at = ?, unverified = ? WHERE id = ?",
+                rows,
+            )
 
     def record(
         self,

@@ -114,9 +114,15 @@ class BadEntry(ValueError):
     """A stored entry that is not ours: wrong mode, not JSON, another key or schema version."""
 
 
-def encode_entry(key: str, data: Any) -> bytes:
-    """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss)."""
-    return json.dumps({"v": SCHEMA_VERSION, "k": key, "d": data}, separators=(",", ":"), ensure_ascii=False).encode()
+def encode_entry(key: str, data: Any, data_json: str | None = None) -> bytes:
+    """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
+
+    ``data_json``: ``data`` already encoded (an answer stored under several keys is encoded once).
+    """
+    if data_json is None:
+        data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # the bytes of json.dumps({"v": SCHEMA_VERSION, "k": key, "d": data}), with ``data`` encoded once
+    return f'{{"v":{SCHEMA_VERSION},"k":{json.dumps(key, ensure_ascii=False)},"d":{data_json}}}'.encode()
 
 
 def decode_entry(key: Any, blob: Any) -> dict | None:
@@ -441,29 +447,39 @@ class ResponseCache:
     def get(self, key: str, default: Any = None) -> Any:
         return self.get_many([key]).get(key, default)
 
-    def set_many(self, items: Mapping[str, Any], *, ttl: float | None) -> None:
-        """Store answers (a JSON object, or None for a miss), one transaction; ``ttl`` seconds, None = no expiry."""
+    def set_many(self, items: Mapping[str, Any], *, ttl: float | None, release: Sequence[str] = ()) -> None:
+        """Store answers (a JSON object, or None for a miss), one transaction; ``ttl`` seconds, None = no expiry.
+
+        ``release``: this object's leases to drop in the same transaction (:meth:`release`).
+        """
         now = self.clock.time()
         expire = None if ttl is None else now + ttl
-        self.write_entries([(key, data, now, expire) for key, data in items.items()])
+        self.write_entries([(key, data, now, expire) for key, data in items.items()], release=release)
 
     def write_entries(
-        self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False
+        self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False,
+        release: Sequence[str] = (),
     ) -> int:
         """Store (key, answer, stored_at, expires_at) entries in one transaction; returns how many were written.
 
-        ``newer_only``: an entry already stored more recently is kept (import).
+        ``newer_only``: an entry already stored more recently is kept (import). ``release``: as in :meth:`set_many`.
         """
         rows = []
         disk = self._cache.disk
+        encoded: dict[int, str] = {}  # id(answer) -> its JSON: an answer under several keys (aliases) is encoded once
         for key, data, stored_at, expire in entries:
-            size, mode, _, value = disk.store(encode_entry(key, data), False, key=key)
+            text = encoded.get(id(data))
+            if text is None:
+                text = encoded[id(data)] = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            size, mode, _, value = disk.store(encode_entry(key, data, text), False, key=key)
             rows.append((key, stored_at, expire, stored_at, size, mode, value))
-        if not rows:
+        if not rows and not release:
             return 0
         sql = _UPSERT + (" WHERE excluded.store_time > Cache.store_time" if newer_only else "")
         with self.transaction() as con:
-            return max(con.executemany(sql, rows).rowcount, 0)
+            written = max(con.executemany(sql, rows).rowcount, 0) if rows else 0
+            self._release(con, release)
+            return written
 
     def __contains__(self, key: str) -> bool:
         return key in self.get_many([key])
@@ -548,12 +564,12 @@ class ResponseCache:
 
     def release(self, keys: Iterable[str]) -> None:
         """Drop this object's leases on ``keys`` (others' leases are left alone)."""
-        wanted = list(dict.fromkeys(keys))
         with self.transaction() as con:
-            for block in _blocks(wanted):
-                con.execute(
-                    f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})", (self.owner, *block)
-                )
+            self._release(con, keys)
+
+    def _release(self, con: sqlite3.Connection, keys: Iterable[str]) -> None:
+        for block in _blocks(list(dict.fromkeys(keys))):
+            con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})", (self.owner, *block))
 
     def held_by_others(self, keys: Iterable[str]) -> list[str]:
         """Those of ``keys`` another owner holds a live lease on."""

@@ -159,18 +159,22 @@ class AnswerWriter:
                 return
 
     def _write(self, batch: list[Keep]) -> None:
+        """Store the answers and release the claims of ``batch`` in one transaction, then settle the ledger in one."""
         entries: dict[str, Any] = {}
         for item in batch:
             entries.update(item.entries)
+        release = [key for item in batch for key in item.release]
         with self.lock:
             if self.error is None and entries:
                 try:
-                    self.cache.set_many(entries, ttl=self.ttl)
+                    self.cache.set_many(entries, ttl=self.ttl, release=release)
                     self.saved += sum(item.answers for item in batch if self._first(item))
+                    release = []
                 except StorageError as exc:
                     self.error = exc
             with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
-                self.cache.release([key for item in batch for key in item.release])
+                if release:
+                    self.cache.release(release)
         if self.ledger is not None:
             self._settle(batch)
 
@@ -184,11 +188,11 @@ class AnswerWriter:
         return True
 
     def _settle(self, batch: list[Keep]) -> None:
-        for item in batch:
-            try:
-                if item.limits is not None:
-                    self.ledger.note_limits(item.limits[0], parse_rate_headers(item.limits[1]))
-                if item.settle is not None:
-                    self.ledger.settle(item.settle[0], **item.settle[1])
-            except StorageError as exc:
-                self.error = self.error or exc
+        """Settle the batch's ledger entries in one transaction; note each endpoint's latest rate-limit reading."""
+        latest = {item.limits[0]: item.limits[1] for item in batch if item.limits is not None}
+        try:
+            for endpoint, headers in latest.items():
+                self.ledger.note_limits(endpoint, parse_rate_headers(headers))
+            self.ledger.settle_many([item.settle for item in batch if item.settle is not None])
+        except StorageError as exc:
+            self.error = self.error or exc
