@@ -435,6 +435,26 @@ def test_each_request_is_in_the_ledger_before_it_leaves(sandbox, tmp_path):
     assert frame["credits"].sum() == sandbox.credits_consumed
 
 
+def test_a_request_the_ledger_cannot_write_down_is_not_sent(sandbox, tmp_path, monkeypatch):
+    frame = people_frame(known_people(sandbox, 60))
+    real = Ledger.begin
+
+    def begin(self, **kwargs):
+        if len(self.frame()) >= 2:
+            raise storage_error(OSError(28, "No space left on device"), self.path, "writing the credit ledger", "full")
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(Ledger, "begin", begin)
+    with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
+        with pytest.warns(UserWarning, match="nothing more was sent"):
+            out = af.enrich_people(frame, client=client, progress=False)
+        assert len(client.ledger.frame()) == 2 and client.ledger.in_doubt() == (0, 0.0)
+    assert bulk_calls(sandbox) == 2 and (out["apollo_status"] == "matched").sum() == 20 == sandbox.credits_consumed
+    skipped = out["apollo_status"] == "skipped"
+    assert skipped.sum() == 40 and out.loc[skipped, "apollo_error"].str.contains("disk full").all()
+    assert "credit ledger" in out.attrs["apollo"]["storage_error"]
+
+
 def test_kill_9_leaves_the_requests_in_flight_in_doubt_at_their_worst_case(small_config, tmp_path):
     src = tmp_path / "in.parquet"
     people_frame(known_people(Sandbox(small_config), 200)).to_parquet(src)

@@ -419,6 +419,8 @@ class _Batch:
     sent: list[int]
     #: the ledger entry written before the request left
     entry: int | None = None
+    #: why the request was not sent: the ledger could not be written (the run stops)
+    unsent: StorageError | None = None
     #: the budget was settled for it, its outcome handled (an interrupt may hand the same outcome over twice)
     settled: bool = False
     handled: bool = False
@@ -491,10 +493,8 @@ class _Sender:
             if n == 0:
                 self.budget_reason = self.budget.reached()
                 return None
-            batch = _Batch([self.ready.popleft() for _ in range(n)])
-            if self._begin(batch):
-                self.in_flight += 1
-                return batch
+            self.in_flight += 1
+            return _Batch([self.ready.popleft() for _ in range(n)])
         return None
 
     def _claim_ahead(self) -> None:
@@ -517,22 +517,22 @@ class _Sender:
         self.ready.extend(j for k, j in keys.items() if k not in held and k not in stored)
 
     def _begin(self, batch: _Batch) -> bool:
-        """Write the batch to the ledger as sent, at its worst case, before it leaves (on this thread, so requests
-        leave in the order they were planned); False, and the run stops, when the ledger cannot be written."""
+        """Write the batch to the ledger as sent, at its worst case, just before it leaves (on the worker thread:
+        the dispatching thread never waits on the disk); False when the ledger cannot be written (not sent)."""
         if self.ledger is None:
             return True
         try:
             batch.entry = self.ledger.begin(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
                                             records_sent=len(batch.sent), worst_credits=len(batch.sent) * self.worst)
         except StorageError as exc:  # a request the ledger cannot write down is not sent
-            self._storage_failed(exc)
-            self.ready.extendleft(reversed(batch.sent))
-            self.budget.settle(len(batch.sent) * self.worst, 0.0)
+            batch.unsent = exc
             return False
         return True
 
-    def send(self, batch: _Batch) -> _Answer:
-        """One bulk call (on a worker thread), parsed, with what to store prepared."""
+    def send(self, batch: _Batch) -> _Answer | None:
+        """One bulk call (on a worker thread), parsed, with what to store prepared; None when it was not sent."""
+        if not self._begin(batch):
+            return None
         records = [self.plan.unique_records[j] for j in batch.sent]
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
         parsed = Parsed.of(self.op.parse(records, response.data))
@@ -562,7 +562,7 @@ class _Sender:
                 entries.setdefault(cache.key(op.endpoint, alias, self.options), extra.answer)
         return entries
 
-    def on_done(self, done: Outcome[_Batch, _Answer]) -> None:
+    def on_done(self, done: Outcome[_Batch, _Answer | None]) -> None:
         batch, answer = done.task, done.value
         if batch.handled:  # handed over again after an interrupt, once it had been handled
             return
@@ -570,7 +570,11 @@ class _Sender:
             batch.settled = True
             self.in_flight -= 1
             self.budget.settle(len(batch.sent) * self.worst, answer.credits if answer is not None else 0.0)
-        if answer is None:
+            if batch.unsent is not None:
+                self.ready.extendleft(reversed(batch.sent))  # skipped with the reason when the run ends
+        if batch.unsent is not None:  # the run stops
+            self._storage_failed(batch.unsent)
+        elif answer is None:
             self._failed(batch, done)
         else:
             self._keep(batch, answer)
@@ -609,7 +613,7 @@ class _Sender:
         self.results[j] = value
         self.outcome[j] = "matched" if value is not None else "no_match"
 
-    def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer]) -> None:
+    def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
         status, message = done.row_status("sent")
         for j in batch.sent:
             self.outcome[j], self.messages[j] = status, message
