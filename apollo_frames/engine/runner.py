@@ -342,7 +342,7 @@ def execute(
                      budget=budget if budget is not None else Budget(max_credits),
                      worst=worst,
                      bar=bar, stop=executor.stop, refresh=refresh)
-    requests_before = client.stats.requests
+    requests_before, sending = client.stats.requests, time.monotonic()
     try:
         executor.run(sender.next_batch, sender.send, sender.on_done)
         sender.settle_deferred()
@@ -356,6 +356,7 @@ def execute(
     finally:
         sender.close()  # every answer received is stored before anything leaves this call
         bar.close()
+    summary.send_s = round(time.monotonic() - sending, 3)
     reason = sender.budget_reason or executor.stop.reason
     sender.skip_pending(reason or "not sent")
     summary.api_calls = client.stats.requests - requests_before

@@ -113,6 +113,8 @@ class RunSummary(Summary):
     errors: int = 0
     skipped: int = 0
     elapsed_s: float = 0.0
+    #: of which sending: from the first claim to the last answer stored (the rest plans, reads, builds the frame)
+    send_s: float = 0.0
     run_id: str = ""
     skipped_credits_max: float = 0
     #: why the run stopped sending before the end (credit budget, rate limit, circuit breaker), if it did
