@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     got = measure(args.people, args.latency, args.concurrency, args.repeat)
     print(f"{got['requests']} requests, {got['concurrency']} in flight, {got['latency_s'] * 1000:.0f} ms latency "
           f"(ideal {got['ideal_rps']:.0f} req/s)")
-    for label, key in (("raw httpx pool", "raw"), ("enrich_people dispatch", "ours"), ("enrich_people whole call", "whole")):
+    sides = (("raw httpx pool", "raw"), ("enrich_people dispatch", "ours"), ("enrich_people whole call", "whole"))
+    for label, key in sides:
         runs = ", ".join(f"{x:.1f}" for x in got[f"{key}_all"])
         print(f"{label:26s}{got[f'{key}_rps']:7.1f} req/s  (runs: {runs})")
     print(f"{'ratio, dispatch':26s}{got['ratio']:7.2f}  (target >= 0.90)")
