@@ -25,6 +25,7 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.engine.budget import Budget, check_credits
 from apollo_frames.engine.executor import (
+    BREAKER_THRESHOLD,
     WAIT,
     Executor,
     Failure,
@@ -330,6 +331,116 @@ def test_a_source_may_ask_to_wait_for_a_running_task():
     done: list[int | None] = []
     Executor(4).run(source, lambda n: n + 100, on_done)
     assert done == [100, 101, 102, 103, 104] and most[0] == 1
+
+
+def test_tasks_queued_ahead_wait_for_a_free_worker_and_are_handed_out_before_one_is():
+    handed: list[int] = []
+    release = threading.Event()
+    running = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def source():
+        if len(handed) == 6:
+            return None
+        handed.append(len(handed))
+        if len(handed) == 3:  # two workers busy and one task queued before any finished
+            release.set()
+        return handed[-1]
+
+    def work(n: int) -> int:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        assert release.wait(5)
+        with lock:
+            running[0] -= 1
+        return n
+
+    done: list[int] = []
+    Executor(2, ahead=1).run(source, work, lambda outcome: done.append(outcome.value))
+    assert sorted(done) == list(range(6)) and running[1] == 2  # never more than 2 at once
+
+
+def test_a_queued_task_does_not_start_once_a_worker_stopped_the_run():
+    ran: list[int] = []
+    refused = status_error(AuthenticationError, 401)
+    tasks = iter(range(6))
+    queued = threading.Event()
+
+    def source():
+        n = next(tasks, None)
+        if n == 3:
+            queued.set()  # one running, three queued
+        return n
+
+    def work(n: int) -> int:
+        assert queued.wait(5)
+        ran.append(n)
+        raise refused
+
+    delivered: list[Outcome] = []
+    Executor(1, ahead=3).run(source, work, delivered.append)
+    outcomes = sorted(delivered, key=lambda o: o.task)
+    assert ran == [0]  # tasks 1-3 were queued behind it: none was sent
+    assert [o.task for o in outcomes] == [0, 1, 2, 3]  # handed out, so handed over; 4 and 5 never handed out
+    assert [o.started for o in outcomes] == [True, False, False, False]
+    assert outcomes[0].failure is Failure.FATAL
+
+
+def test_the_breaker_trips_before_a_queued_task_starts():
+    ran: list[int] = []
+
+    def work(n: int) -> int:
+        ran.append(n)
+        raise APIConnectionError("refused", path="people/bulk_match")
+
+    tasks = iter(range(20))
+    queued = threading.Event()
+
+    def source():
+        n = next(tasks, None)
+        if n == 4:
+            queued.set()  # one running, four queued
+        return n
+
+    def slow_start(n: int) -> int:
+        assert n or queued.wait(5)
+        return work(n)
+
+    delivered: list[Outcome] = []
+    Executor(1, ahead=4).run(source, slow_start, delivered.append)
+    outcomes = sorted(delivered, key=lambda o: o.task)
+    assert ran == list(range(BREAKER_THRESHOLD))
+    assert [o.started for o in outcomes].count(True) == BREAKER_THRESHOLD
+
+
+def test_an_interrupt_hands_over_queued_tasks_as_not_started():
+    tasks = iter(range(3))
+    hold = threading.Event()
+    ran: list[int] = []
+    delivered: list[tuple[int, int | None, bool]] = []
+
+    def work(n: int) -> int:
+        ran.append(n)
+        if n:
+            assert hold.wait(10)  # task 1 holds the only worker: task 2 stays queued
+        return n * 10
+
+    def on_done(done: Outcome[int, int]) -> None:
+        delivered.append((done.task, done.value, done.started))
+        if len(delivered) == 1:
+            raise KeyboardInterrupt  # Ctrl-C while the first answer is handled
+
+    executor = Executor(1, ahead=2)
+    executor.drain_s = 0  # task 1 is not awaited
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.run(lambda: next(tasks, None), work, on_done)
+    finally:
+        hold.set()
+    assert delivered[:2] == [(0, 0, True), (0, 0, True)]  # handed over again: its on_done was interrupted
+    assert (2, None, False) in delivered and 2 not in ran  # cancelled in the queue, handed over not started
+    assert all(started or task not in ran for task, _, started in delivered)
 
 
 def test_executor_width_comes_from_the_client():

@@ -27,6 +27,14 @@ at once. Then the tasks in flight get up to ``drain_s`` seconds (``for_client``:
 request timeout) and every outcome that arrives is still handed to
 ``on_done``, so an answer paid for is never dropped; then the exception goes on.
 
+``ahead`` tasks beyond ``concurrency`` may wait in the pool's queue, so a
+worker that finishes one starts the next at once instead of waiting for the
+calling thread to hand it over (a thread hop that costs milliseconds per task
+when Python threads share a busy core). A queued task that would start after
+the run stopped is not run: its outcome has ``started=False``, as has one an
+interrupt cancelled. Each outcome is judged on its worker (the breaker counts
+under a lock), so a stop is set before a task queued behind it can start.
+
 A :class:`CircuitBreaker` counts tasks that got no answer at all (connection
 failures and timeouts, after the client's own retries) per API path: after
 ``BREAKER_THRESHOLD`` in a row the task that tripped it and every task not yet
@@ -39,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -254,11 +263,14 @@ class Executor:
     """Runs tasks on up to ``concurrency`` threads until the source is empty or the stop signal is set."""
 
     def __init__(self, concurrency: int, stop: StopSignal | None = None, *, name: str = "apollo",
-                 breaker: CircuitBreaker | None = None):
+                 breaker: CircuitBreaker | None = None, ahead: int = 0):
         self.concurrency = max(1, int(concurrency))
+        #: tasks queued beyond ``concurrency`` (see the module docstring)
+        self.ahead = max(0, int(ahead))
         self.stop = stop if stop is not None else StopSignal()
         self.name = name
         self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self._judging = threading.Lock()  # the breaker counts outcomes in the order the workers end them
         #: after an interrupt, how long the tasks in flight may take to finish (their answers are kept)
         self.drain_s = DRAIN_S
         #: set when an interrupt ends the run: a long task (a search paging on) stops at its next step
@@ -280,9 +292,11 @@ class Executor:
         arrives is still handed to ``on_done`` (an answer paid for is never dropped), then the
         exception goes on. A task is removed from flight only once ``on_done`` returned for it, so
         an interrupt inside ``on_done`` hands the same outcome over again: ``on_done`` must be idempotent.
+        A task handed out but never started (queued when the run stopped, or cancelled by an interrupt)
+        is handed over with ``started=False``.
         """
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.name)
-        inflight: dict[Future[R], T] = {}
+        inflight: dict[Future[Outcome[T, R]], T] = {}
         self.interrupted.clear()
         try:
             with DeferredInterrupts(self.stop, self.interrupted.set):
@@ -295,18 +309,19 @@ class Executor:
         finally:
             pool.shutdown(wait=not inflight, cancel_futures=True)
 
-    def _loop(self, pool: ThreadPoolExecutor, inflight: dict[Future[R], T], source: Source[T],
+    def _loop(self, pool: ThreadPoolExecutor, inflight: dict[Future[Outcome[T, R]], T], source: Source[T],
               work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None]) -> None:
         while self._fill(pool, inflight, source, work):
             done, _ = wait(list(inflight), timeout=INTERRUPT_POLL_S, return_when=FIRST_COMPLETED)
             for future in done:
-                on_done(self._outcome(inflight[future], future))
+                on_done(future.result())  # an exception other than an ApolloError is a bug: raised here
                 del inflight[future]
             self.stop.check_interrupt()
         self.stop.check_interrupt()  # noted while the last answer was handled
 
-    def _drain(self, inflight: dict[Future[R], T], on_done: Callable[[Outcome[T, R]], None]) -> None:
-        """After an interrupt: await the tasks in flight (bounded; a second Ctrl-C stops waiting), deliver each."""
+    def _drain(self, inflight: dict[Future[Outcome[T, R]], T], on_done: Callable[[Outcome[T, R]], None]) -> None:
+        """After an interrupt: await the tasks in flight (bounded; a second Ctrl-C stops waiting), deliver each
+        (those cancelled before they started as ``started=False``)."""
         for future in inflight:
             future.cancel()  # those not started yet
         try:
@@ -314,9 +329,9 @@ class Executor:
         except KeyboardInterrupt:
             pass
         for future, task in list(inflight.items()):
-            if future.done() and not future.cancelled():
+            if future.done():
                 with contextlib.suppress(Exception):  # the first exception is the one that goes on
-                    on_done(self._outcome(task, future))
+                    on_done(Outcome(task, started=False) if future.cancelled() else future.result())
                 del inflight[future]
 
     def run_tasks(
@@ -332,43 +347,53 @@ class Executor:
 
         def record(outcome: Outcome[tuple[int, T], R]) -> None:
             i, task = outcome.task
-            outcomes[i] = mine = Outcome(task, outcome.value, outcome.error, outcome.failure)
+            outcomes[i] = mine = Outcome(task, outcome.value, outcome.error, outcome.failure, outcome.started)
             if on_done is not None:
                 on_done(mine)
 
         self.run(lambda: next(numbered, None), lambda pair: work(pair[1]), record)
         return outcomes
 
-    def _fill(self, pool: ThreadPoolExecutor, inflight: dict[Future[R], T], source: Source[T],
+    def _fill(self, pool: ThreadPoolExecutor, inflight: dict[Future[Outcome[T, R]], T], source: Source[T],
               work: Callable[[T], R]) -> bool:
-        """Submit tasks while a slot is free, the run is not stopped and the source has one; is any in flight?"""
-        while len(inflight) < self.concurrency and not self.stop.stopped:
+        """Submit tasks while a slot (or a place in the queue) is free, the run is not stopped and the source
+        has one; is any in flight?"""
+        while len(inflight) < self.concurrency + self.ahead and not self.stop.stopped:
             self.stop.check_interrupt()
             task = source()
             if task is None or isinstance(task, Wait):
                 break
             # registered before it is submitted: a Ctrl-C between the two still finds it in flight (and drains it)
-            slot: Future[R] = Future()
+            slot: Future[Outcome[T, R]] = Future()
             inflight[slot] = task
-            pool.submit(_run_into, slot, work, task)
+            pool.submit(_run_into, slot, functools.partial(self._start, work), task)
         return bool(inflight)
 
-    def _outcome(self, task: T, future: Future[R]) -> Outcome[T, R]:
-        """The task's outcome; the one place failures are judged (and counted by the circuit breaker)."""
+    def _start(self, work: Callable[[T], R], task: T) -> Outcome[T, R]:
+        """Run one task on a worker, unless the run stopped (or Ctrl-C was noted) while it waited in the queue."""
+        if self.stop.stopped or self.stop.interrupted:
+            return Outcome(task, started=False)
         try:
-            value = future.result()
+            value = work(task)
         except ApolloError as exc:
-            tripped = self.breaker.failed(exc)
-            if tripped is not None:
-                self.stop.fail(tripped, Failure.STOP)
-            # a write that may have happened keeps its own error (outcome unknown); any other trip is skipped
-            error = tripped if tripped is not None and not getattr(exc, "outcome_unknown", False) else exc
-            failure = classify(error)
-            assert failure is not None
-            self.stop.fail(error, failure)
-            return Outcome(task, error=error, failure=failure)
-        self.breaker.answered()
+            return self._failed(task, exc)
+        with self._judging:
+            self.breaker.answered()
         return Outcome(task, value=value)
+
+    def _failed(self, task: T, exc: ApolloError) -> Outcome[T, R]:
+        """The one place failures are judged (and counted by the circuit breaker), on the worker, so a stop is
+        set before a task queued behind this one can start."""
+        with self._judging:
+            tripped = self.breaker.failed(exc)
+        if tripped is not None:
+            self.stop.fail(tripped, Failure.STOP)
+        # a write that may have happened keeps its own error (outcome unknown); any other trip is skipped
+        error = tripped if tripped is not None and not getattr(exc, "outcome_unknown", False) else exc
+        failure = classify(error)
+        assert failure is not None
+        self.stop.fail(error, failure)
+        return Outcome(task, error=error, failure=failure)
 
 
 def _run_into(slot: Future[R], work: Callable[[T], R], task: T) -> None:
@@ -377,5 +402,5 @@ def _run_into(slot: Future[R], work: Callable[[T], R], task: T) -> None:
         return
     try:
         slot.set_result(work(task))
-    except BaseException as exc:  # handed to the calling thread, which judges it (see Executor._outcome)
+    except BaseException as exc:  # a bug (an ApolloError is judged in the task's outcome): raised by the caller
         slot.set_exception(exc)

@@ -337,11 +337,12 @@ def execute(
     bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
     executor = Executor.for_client(client, stop)
+    executor.ahead = max(1, executor.concurrency // 2)  # a worker that finishes starts the next batch at once
     sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
                      ttl=client.settings.cache_ttl if ttl is None else ttl,
                      budget=budget if budget is not None else Budget(max_credits),
                      worst=worst,
-                     bar=bar, stop=executor.stop, refresh=refresh)
+                     bar=bar, stop=executor.stop, refresh=refresh, handed=executor.concurrency + executor.ahead)
     requests_before, sending = client.stats.requests, time.monotonic()
     try:
         executor.run(sender.next_batch, sender.send, sender.on_done)
@@ -446,7 +447,7 @@ class _Sender:
     """
 
     def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
-                 budget: Budget, worst: float, bar: Any, stop: StopSignal, refresh: bool = False):
+                 budget: Budget, worst: float, bar: Any, stop: StopSignal, refresh: bool = False, handed: int = 1):
         self.op, self.plan, self.options, self.client = op, plan, options, client
         self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
         self.stop, self.refresh, self.cache = stop, refresh, client.cache
@@ -458,7 +459,7 @@ class _Sender:
             self.outcome[j] = "matched" if matched else "no_match"
         self.pending = deque(plan.to_fetch)  # not claimed yet
         self.ready: deque[int] = deque()  # claimed, to send
-        self.concurrency = max(1, int(getattr(client.settings, "concurrency", 1)))
+        self.handed = max(1, handed)  # batches handed to the executor at once (running and queued)
         self.budget_reason: str | None = None
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
         self.writer = AnswerWriter(self.cache, ledger, ttl=ttl)
@@ -501,7 +502,7 @@ class _Sender:
     def _claim_ahead(self) -> None:
         """Claim the next records (enough for every slot) in one transaction; set aside those another process
         holds, answer those another process stored meanwhile; the rest are ready to send, in planned order."""
-        size = max(self.op.batch_size * self.concurrency - len(self.ready), self.op.batch_size)
+        size = max(self.op.batch_size * self.handed - len(self.ready), self.op.batch_size)
         block = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
         keys = {self.plan.cache_keys[j]: j for j in block}
         claimed, held = self.claims.claim(list(keys))
@@ -571,10 +572,12 @@ class _Sender:
             batch.settled = True
             self.in_flight -= 1
             self.budget.settle(len(batch.sent) * self.worst, answer.credits if answer is not None else 0.0)
-            if batch.unsent is not None:
-                self.ready.extendleft(reversed(batch.sent))  # skipped with the reason when the run ends
+            if batch.unsent is not None or not done.started:
+                self.ready.extendleft(reversed(batch.sent))  # not sent: skipped with the reason when the run ends
         if batch.unsent is not None:  # the run stops
             self._storage_failed(batch.unsent)
+        elif not done.started:  # queued when the run stopped
+            pass
         elif answer is None:
             self._failed(batch, done)
         else:

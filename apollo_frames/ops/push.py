@@ -1149,6 +1149,8 @@ class _Pusher:
 
     def _failure(self, done: Outcome, explain: Callable[[ApolloError], str]) -> tuple[str, str]:
         """(status, message) for a failed task: skipped when the run stopped, else error with ``explain``'s words."""
+        if not done.started:
+            return "skipped", f"not sent: {self.stop_text()}"
         if done.failure is Failure.ERROR and done.error is not None:
             return "error", explain(done.error)
         return "skipped", f"not sent: {done.error}"

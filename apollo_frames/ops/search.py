@@ -784,7 +784,7 @@ def _run_queries(
     def on_done(done: Outcome[int, QueryResult]) -> None:
         if done.ok:
             searched.results[done.task] = done.value
-        else:
+        elif done.started:  # one the run never started is skipped below
             searched.failures[done.task] = done.row_status("searched")
         bar.update(1)
         bar.set_postfix(credits=f"{budget.spent:g}")
