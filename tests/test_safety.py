@@ -338,6 +338,24 @@ def test_the_writer_flushes_everything_queued_and_keeps_the_first_storage_error(
     store.close()
 
 
+def test_a_worker_stores_its_answers_before_it_returns_and_the_writer_settles_and_releases_later(tmp_path):
+    store = ResponseCache(tmp_path)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        entry = ledger.begin(run_id="r", operation="enrich_people", endpoint="people/bulk_match", records_sent=2,
+                             worst_credits=2.0)
+        assert store.claim(["a", "b"], 60).claimed == ["a", "b"]
+        writer = AnswerWriter(store, ledger, ttl=None)
+        writer.store(Keep({"a": {"id": "1"}, "b": None}, 2, ["a", "b"], (entry, {"credits": 1.0, "status": 200})))
+        assert store.get_many(["a", "b"]) == {"a": {"id": "1"}, "b": None}  # stored before store() returned
+        assert writer.saved == 2
+        writer.close()  # the claims on stored answers go a block at a time; the last ones when it closes
+        assert store.held_by_others(["a", "b"]) == [] and ledger.in_doubt() == (0, 0.0)
+        assert ledger.total_credits() == 1.0
+        ((count,),) = store.query("SELECT COUNT(*) FROM Claims")
+        assert count == 0
+    store.close()
+
+
 def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_received(sandbox, tmp_path, monkeypatch):
     n = 200
     frame = people_frame(known_people(sandbox, n))

@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections import Counter
@@ -90,13 +91,23 @@ _TABLES = (
     *FLAT_TABLES,
 )
 _SELECT = "SELECT rowid, key, raw, mode, filename, value, store_time, expire_time FROM Cache"
-_UPSERT = (
-    "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
-    "filename, value) VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, NULL, ?) "
-    "ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = excluded.expire_time, "
-    "access_time = excluded.access_time, size = excluded.size, mode = excluded.mode, filename = NULL, "
-    "value = excluded.value"
-)
+_UPSERT_ROW = "(?, 1, ?, ?, ?, 0, NULL, ?, ?, NULL, ?)"
+#: rows per upsert statement: one statement is one step (one round trip out of Python), within SQLite's
+#: oldest limit of 999 variables per statement
+_UPSERT_ROWS = 999 // _UPSERT_ROW.count("?")
+
+
+def _upsert(rows: int, newer_only: bool = False) -> str:
+    """The statement that stores ``rows`` entries (``newer_only``: an entry stored more recently is kept)."""
+    return (
+        "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
+        f"filename, value) VALUES {','.join([_UPSERT_ROW] * rows)} "
+        "ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = excluded.expire_time, "
+        "access_time = excluded.access_time, size = excluded.size, mode = excluded.mode, filename = NULL, "
+        "value = excluded.value" + (" WHERE excluded.store_time > Cache.store_time" if newer_only else "")
+    )
+
+
 _CORRUPT_REMEDY = "run `apollo-frames cache verify` (it sets the file aside and keeps what is readable) or remove it"
 
 
@@ -338,6 +349,9 @@ class ResponseCache:
         self.quarantined = 0
         self.quarantine_reasons: Counter[str] = Counter()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: held through each write transaction: this object's threads (each with its own connection) wait for
+        #: one another here rather than in SQLite's busy handler, which sleeps a millisecond or more each time
+        self._writing = threading.RLock()
         with storage_errors(self.directory, "the answer store"):
             private_dir(self.directory)
             self._set_aside_garbage()
@@ -368,7 +382,8 @@ class ResponseCache:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (diskcache's), storage failures as :class:`StorageError`."""
-        with storage_errors(self.path, "writing the answer store", _CORRUPT_REMEDY), self._cache.transact():
+        with self._writing, storage_errors(self.path, "writing the answer store", _CORRUPT_REMEDY), \
+                self._cache.transact():
             yield self._con()
 
     @property
@@ -475,11 +490,21 @@ class ResponseCache:
             rows.append((key, stored_at, expire, stored_at, size, mode, value))
         if not rows and not release:
             return 0
-        sql = _UPSERT + (" WHERE excluded.store_time > Cache.store_time" if newer_only else "")
+        if len(rows) <= _UPSERT_ROWS and not release:  # one statement is a transaction of its own
+            with self._writing, storage_errors(self.path, "writing the answer store", _CORRUPT_REMEDY):
+                return self._upsert(self._con(), rows, newer_only)
         with self.transaction() as con:
-            written = max(con.executemany(sql, rows).rowcount, 0) if rows else 0
+            written = self._upsert(con, rows, newer_only)
             self._release(con, release)
-            return written
+        return written
+
+    @staticmethod
+    def _upsert(con: sqlite3.Connection, rows: Sequence[tuple], newer_only: bool) -> int:
+        written = 0
+        for block in _blocks(rows, _UPSERT_ROWS):
+            params = [value for row in block for value in row]
+            written += max(con.execute(_upsert(len(block), newer_only), params).rowcount, 0)
+        return written
 
     def __contains__(self, key: str) -> bool:
         return key in self.get_many([key])
@@ -510,7 +535,7 @@ class ResponseCache:
         self.quarantine_reasons.update(reason for _, _, reason, _ in bad)
         now = self.clock.time()
         try:
-            with self._cache.transact():
+            with self._writing, self._cache.transact():
                 con = self._con()
                 con.executemany(
                     "INSERT INTO Quarantine (time, key, reason, mode, size) "

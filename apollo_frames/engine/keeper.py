@@ -6,11 +6,12 @@
   for it again. When the store cannot take claims (SQLite locking on a
   network filesystem, a read-only folder) the batch is sent unclaimed and the
   run says so once: nothing is held back, two processes may then pay twice.
-* :class:`AnswerWriter`: one thread stores answered batches (answers, claim
-  releases, ledger settlements) as they arrive, every batch queued at the
-  time in one transaction; the thread handing out requests never waits on
-  the disk. A storage failure is kept (:attr:`AnswerWriter.error`): the run
-  stops sending and the answers stay in memory.
+* :class:`AnswerWriter`: each worker stores the answers it received (one
+  statement) before it takes another batch, so a kill -9 costs at most the
+  batches in flight; the writer's thread settles the ledger and releases
+  claims, coalescing what is queued, so neither the workers nor the thread
+  handing out requests wait on those. A storage failure is kept
+  (:attr:`AnswerWriter.error`): the run stops sending and the answers stay in memory.
 * :class:`RunInterrupted`: the ``KeyboardInterrupt`` a run raises once every
   answer it received is stored, saying how many and how many rows are left.
 """
@@ -22,7 +23,7 @@ import dataclasses
 import queue
 import sqlite3
 import threading
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apollo_frames.client.ratelimit import parse_rate_headers
@@ -30,8 +31,12 @@ from apollo_frames.core.errors import StorageError
 
 #: added to the longest a request can take (timeout x attempts + rate-limit wait) to make a lease
 LEASE_MARGIN_S = 30.0
-#: answered batches the writer may be behind before the dispatching thread waits for it
+#: batches the writer's thread may be behind before a worker waits for it
 WRITER_CAPACITY = 64
+#: seconds between two looks at whether the writer still runs, while a worker waits for it
+POLL_S = 0.5
+#: claims on stored answers released together (one statement)
+RELEASE_BLOCK = 900
 
 
 def lease_seconds(settings: Any) -> float:
@@ -68,10 +73,9 @@ class RunInterrupted(KeyboardInterrupt):
 class Claims:
     """Leases on the records a run sends, in the client's answer store (see the module docstring)."""
 
-    def __init__(self, cache: Any, lease_s: float, lock: threading.Lock | None = None):
+    def __init__(self, cache: Any, lease_s: float):
         self.cache = cache
         self.lease_s = lease_s
-        self.lock = lock if lock is not None else threading.Lock()
         #: why claims could not be taken (the first failure), or None
         self.failed: str | None = None
 
@@ -80,8 +84,7 @@ class Claims:
         if self.failed is not None:
             return list(keys), {}
         try:
-            with self.lock:
-                got = self.cache.claim(keys, self.lease_s)
+            got = self.cache.claim(keys, self.lease_s)
         except (StorageError, sqlite3.Error) as exc:
             self.failed = str(exc)
             return list(keys), {}
@@ -109,22 +112,20 @@ class Keep:
     settle: tuple[int, dict] | None = None
     #: (endpoint, response headers) for the ledger's rate-limit readings
     limits: tuple[str, Any] | None = None
-    #: what the answers are counted by: a batch handed over twice (after an interrupt) counts once
-    token: Hashable = None
+    #: its answers were written (or could not be), its claims released: what is left is the ledger's part
+    stored: bool = False
 
 
 class AnswerWriter:
-    """Stores answered batches from its own thread, in arrival order, coalescing what is queued (see module doc)."""
+    """Stores answered batches: on the worker that received them (:meth:`store`), or from its own thread in
+    arrival order, coalescing what is queued (:meth:`put`); settles the ledger from its thread (see module doc)."""
 
-    def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY,
-                 lock: threading.Lock | None = None):
+    def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY):
         self.cache, self.ledger, self.ttl = cache, ledger, ttl
-        #: held while writing the store: shared with :class:`Claims`, so a claim waits for a write here, in
-        #: this process, instead of in SQLite's busy handler (which sleeps a millisecond or more each time)
-        self.lock = lock if lock is not None else threading.Lock()
+        self._counting = threading.Lock()  # for ``saved``, ``error`` and the list below: the store serialises writes
         self.saved = 0
+        self._release_later: list[str] = []
         self.error: StorageError | None = None
-        self._counted: set[Hashable] = set()
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
@@ -132,9 +133,24 @@ class AnswerWriter:
     def __repr__(self) -> str:
         return f"AnswerWriter(saved={self.saved}, error={self.error!r})"
 
+    def store(self, item: Keep) -> None:
+        """Write ``item``'s answers now, on this thread (one statement); queue the rest (claims, ledger).
+
+        A worker calls it before it takes another batch, so at any moment each worker has at most one
+        request in flight or one answer not stored yet: a kill -9 costs at most ``concurrency`` batches.
+        """
+        self._store([dataclasses.replace(item, release=())])
+        with self._counting:  # its claims are released later, a block at a time: its answers are in the store
+            self._release_later.extend(item.release)
+        self.put(dataclasses.replace(item, entries={}, answers=0, release=(), stored=True))  # its ledger part
+
     def put(self, item: Keep) -> None:
-        """Queue a batch (waits while the writer is ``capacity`` batches behind)."""
-        self._queue.put(item)
+        """Queue a batch (waits while the writer is ``capacity`` batches behind; not once the writer has stopped,
+        e.g. for a worker that answered after an interrupt stopped waiting for it)."""
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=POLL_S)
+                return
 
     @property
     def alive(self) -> bool:
@@ -154,38 +170,45 @@ class AnswerWriter:
                     items.append(self._queue.get_nowait())
             batch = [item for item in items if item is not None]
             if batch:
-                self._write(batch)
+                self._store([item for item in batch if not item.stored])
+                if self.ledger is not None:
+                    self._settle(batch)
+            self._release_stored(everything=items[-1] is None)
             if items[-1] is None:
                 return
 
-    def _write(self, batch: list[Keep]) -> None:
-        """Store the answers and release the claims of ``batch`` in one transaction, then settle the ledger in one."""
+    def _release_stored(self, everything: bool) -> None:
+        """Release the claims on stored answers, once a block has gathered (or ``everything``, at the end).
+
+        Nothing waits on them: another process looks for a claimed record's answer in the store first.
+        """
+        with self._counting:
+            if not self._release_later or (len(self._release_later) < RELEASE_BLOCK and not everything):
+                return
+            keys, self._release_later = self._release_later, []
+        with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
+            self.cache.release(keys)
+
+    def _store(self, batch: list[Keep]) -> None:
+        """Store the answers and release the claims of ``batch`` in one transaction."""
         entries: dict[str, Any] = {}
         for item in batch:
             entries.update(item.entries)
         release = [key for item in batch for key in item.release]
-        with self.lock:
-            if self.error is None and entries:
-                try:
-                    self.cache.set_many(entries, ttl=self.ttl, release=release)
-                    self.saved += sum(item.answers for item in batch if self._first(item))
-                    release = []
-                except StorageError as exc:
-                    self.error = exc
-            with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
-                if release:
-                    self.cache.release(release)
-        if self.ledger is not None:
-            self._settle(batch)
-
-    def _first(self, item: Keep) -> bool:
-        """Whether this is the first time ``item``'s answers are stored (by its token)."""
-        if item.token is None:
-            return True
-        if item.token in self._counted:
-            return False
-        self._counted.add(item.token)
-        return True
+        if self.error is None and entries:
+            try:
+                self.cache.set_many(entries, ttl=self.ttl, release=release)
+                with self._counting:
+                    self.saved += sum(item.answers for item in batch)
+                release = []
+            except StorageError as exc:
+                with self._counting:
+                    self.error = self.error or exc
+        with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
+            if release:
+                self.cache.release(release)
+        for item in batch:
+            item.stored = True
 
     def _settle(self, batch: list[Keep]) -> None:
         """Settle the batch's ledger entries in one transaction; note each endpoint's latest rate-limit reading."""

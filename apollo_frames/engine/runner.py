@@ -406,8 +406,6 @@ class _Answer:
     #: False when the server's credit figure was not believable (``credits`` is then the worst case)
     verified: bool = True
     reported: Any = None
-    #: what to store: key -> answer, aliases included (built on the worker thread)
-    entries: dict[str, dict | None] = dataclasses.field(default_factory=dict)
     #: batch index -> why that record has no answer although the batch was answered (nothing stored for it)
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     #: paid answers no record could be matched to (stored under their own identities, reported)
@@ -439,11 +437,11 @@ class _Sender:
     """The send half of one :func:`execute`: batches within the budget, claimed, sent, stored off this thread.
 
     The dispatching thread claims a batch's records in the store (setting
-    aside those another process holds or has stored meanwhile) and writes the
-    request to the ledger as sent; a worker sends it and prepares what to
-    store; the dispatching thread fans the answers into the results and queues
-    them for the :class:`~apollo_frames.engine.keeper.AnswerWriter`, which
-    stores them, releases the claims and settles the ledger.
+    aside those another process holds or has stored meanwhile); a worker
+    writes the request to the ledger as sent, sends it, parses the answer and
+    queues it for the :class:`~apollo_frames.engine.keeper.AnswerWriter`, which
+    stores it, releases the claims and settles the ledger; the dispatching
+    thread fans the answers into the results.
     """
 
     def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
@@ -463,7 +461,7 @@ class _Sender:
         self.budget_reason: str | None = None
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
         self.writer = AnswerWriter(self.cache, ledger, ttl=ttl)
-        self.claims = Claims(self.cache, lease_seconds(client.settings), self.writer.lock)
+        self.claims = Claims(self.cache, lease_seconds(client.settings))
         self.deferred: dict[int, None] = {}  # ordered set: held by another process
         self.in_flight = 0
         #: answers another process stored while this run went on (not paid by this run)
@@ -532,7 +530,11 @@ class _Sender:
         return True
 
     def send(self, batch: _Batch) -> _Answer | None:
-        """One bulk call (on a worker thread), parsed, with what to store prepared; None when it was not sent."""
+        """One bulk call (on a worker thread), parsed and stored; None when it was not sent.
+
+        The answers are stored here, before this worker takes another batch (see ``AnswerWriter.store``);
+        the writer's thread settles the ledger.
+        """
         if not self._begin(batch):
             return None
         records = [self.plan.unique_records[j] for j in batch.sent]
@@ -543,9 +545,21 @@ class _Sender:
         answers = [r for r in parsed.results if r is not None] + [u.answer for u in parsed.unattributed]
         returned = len({str(r.get("id")) if r.get("id") else id(r) for r in answers})
         credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst, floor=float(returned))
-        entries = self._entries(batch.sent, parsed.results, parsed.errors, parsed.unattributed)
-        return _Answer(response, parsed.results, credits, verified, parsed.credits, entries, parsed.errors,
-                       parsed.unattributed)
+        answer = _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors,
+                         parsed.unattributed)
+        self.writer.store(self._to_store(batch, answer))
+        return answer
+
+    def _to_store(self, batch: _Batch, answer: _Answer) -> Keep:
+        """What the writer does for an answered batch: store its answers, release its claims, settle its entry."""
+        settle = None
+        if batch.entry is not None:
+            matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
+            settle = (batch.entry, {"credits": answer.credits, "status": answer.response.status_code,
+                                    "records_matched": matched, "unverified": not answer.verified})
+        entries = self._entries(batch.sent, answer.results, answer.errors, answer.unattributed)
+        keys = self._keys(batch.sent)
+        return Keep(entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers))
 
     def _entries(self, sent: list[int], results: list[dict | None], errors: dict[int, str],
                  unattributed: list[Unattributed]) -> dict[str, dict | None]:
@@ -588,7 +602,7 @@ class _Sender:
         batch.handled = True
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
-        """Fan the answers into the results; queue them (and the ledger's settlement) for the writer."""
+        """Fan the answers into the results (the worker queued them for the writer)."""
         for n, (j, value) in enumerate(zip(batch.sent, answer.results, strict=False)):
             if n in answer.errors:  # answered, but not for sure: nothing stored, the row says why
                 self.outcome[j], self.messages[j] = "error", answer.errors[n]
@@ -596,14 +610,6 @@ class _Sender:
             self.results[j] = value
             self.outcome[j] = "matched" if value is not None else "no_match"
         self.unattributed.extend(extra.report for extra in answer.unattributed)
-        settle = None
-        if batch.entry is not None:
-            matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
-            settle = (batch.entry, {"credits": answer.credits, "status": answer.response.status_code,
-                                    "records_matched": matched, "unverified": not answer.verified})
-        keys = self._keys(batch.sent)  # a record goes in one batch only: its first key names the batch
-        self.writer.put(Keep(answer.entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers),
-                             token=keys[0]))
         if not answer.verified:
             self.unverified.append(answer.reported)
 
