@@ -361,17 +361,24 @@ def test_tasks_queued_ahead_wait_for_a_free_worker_and_are_handed_out_before_one
     assert sorted(done) == list(range(6)) and running[1] == 2  # never more than 2 at once
 
 
-def test_a_queued_task_does_not_start_once_a_worker_stopped_the_run():
-    ran: list[int] = []
-    refused = status_error(AuthenticationError, 401)
-    tasks = iter(range(6))
+def handing_out(n: int, queued_at: int):
+    """A source of tasks 0..n-1, and an event set once task ``queued_at`` is handed out (the queue is full)."""
+    tasks = iter(range(n))
     queued = threading.Event()
 
     def source():
-        n = next(tasks, None)
-        if n == 3:
-            queued.set()  # one running, three queued
-        return n
+        task = next(tasks, None)
+        if task == queued_at:
+            queued.set()
+        return task
+
+    return source, queued
+
+
+def test_a_queued_task_does_not_start_once_a_worker_stopped_the_run():
+    ran: list[int] = []
+    refused = status_error(AuthenticationError, 401)
+    source, queued = handing_out(6, queued_at=3)  # one running, three queued
 
     def work(n: int) -> int:
         assert queued.wait(5)
@@ -394,14 +401,7 @@ def test_the_breaker_trips_before_a_queued_task_starts():
         ran.append(n)
         raise APIConnectionError("refused", path="people/bulk_match")
 
-    tasks = iter(range(20))
-    queued = threading.Event()
-
-    def source():
-        n = next(tasks, None)
-        if n == 4:
-            queued.set()  # one running, four queued
-        return n
+    source, queued = handing_out(20, queued_at=4)  # one running, four queued
 
     def slow_start(n: int) -> int:
         assert n or queued.wait(5)
