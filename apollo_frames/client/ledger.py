@@ -112,6 +112,18 @@ _SCHEMA = (
 )
 
 
+#: settlements per statement (six variables each, within SQLite's oldest limit of 999)
+_SETTLE_ROWS = 999 // 6
+
+
+def _settle_sql(rows: int) -> str:
+    """One UPDATE settling ``rows`` entries, each given as (credits, status, matched, settled_at, unverified, id)."""
+    columns = {"credits": "c", "http_status": "s", "records_matched": "m", "settled_at": "t", "unverified": "u"}
+    sets = ", ".join(f"{column} = (SELECT {v} FROM v WHERE v.id = spend.id)" for column, v in columns.items())
+    return (f"WITH v(c, s, m, t, u, id) AS (VALUES {','.join(['(?, ?, ?, ?, ?, ?)'] * rows)}) "
+            f"UPDATE spend SET state = 'settled', {sets} WHERE id IN (SELECT id FROM v)")
+
+
 def _utc(seconds: float) -> pd.Timestamp:
     return pd.Timestamp(seconds, unit="s", tz="UTC")
 
@@ -256,11 +268,9 @@ class Ledger:
             return
         writing = storage_errors(self.path, "writing the credit ledger", _CORRUPT_REMEDY)
         with self._lock, writing, self._transaction() as conn:
-            conn.executemany(
-                "UPDATE spend SET state = 'settled', credits = ?, http_status = ?, records_matched = ?, "
-                "settled_at = ?, unverified = ? WHERE id = ?",
-                rows,
-            )
+            for start in range(0, len(rows), _SETTLE_ROWS):  # one statement per block: one step, not one per row
+                block = rows[start:start + _SETTLE_ROWS]
+                conn.execute(_settle_sql(len(block)), [value for row in block for value in row])
 
     def record(
         self,

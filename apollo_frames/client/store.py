@@ -95,6 +95,8 @@ _UPSERT_ROW = "(?, 1, ?, ?, ?, 0, NULL, ?, ?, NULL, ?)"
 #: rows per upsert statement: one statement is one step (one round trip out of Python), within SQLite's
 #: oldest limit of 999 variables per statement
 _UPSERT_ROWS = 999 // _UPSERT_ROW.count("?")
+#: claims per insert statement (five variables each)
+_CLAIM_ROWS = 999 // 5
 
 
 def _upsert(rows: int, newer_only: bool = False) -> str:
@@ -581,10 +583,12 @@ class ResponseCache:
                     if _alive(opid, ohost):
                         held[key] = Lease(owner, opid, ohost, expires)
             mine = [k for k in wanted if k not in held]
-            con.executemany(
-                "INSERT OR REPLACE INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
-                [(k, self.owner, pid, host, now + lease_s) for k in mine],
-            )
+            for block in _blocks(mine, _CLAIM_ROWS):  # one statement per block: one step each, not one per key
+                con.execute(
+                    f"INSERT OR REPLACE INTO Claims (key, owner, pid, host, expires) VALUES "
+                    f"{','.join(['(?, ?, ?, ?, ?)'] * len(block))}",
+                    [value for k in block for value in (k, self.owner, pid, host, now + lease_s)],
+                )
         return Claimed(mine, held)
 
     def release(self, keys: Iterable[str]) -> None:
