@@ -124,7 +124,9 @@ class AnswerWriter:
         self.cache, self.ledger, self.ttl = cache, ledger, ttl
         self._counting = threading.Lock()  # for ``saved``, ``error`` and the list below: the store serialises writes
         self.saved = 0
-        self._release_later: list[str] = []
+        self._release_later: list[str] = []  # claims on answers written by :meth:`store`
+        self._waiting: list[Keep] = []  # answers given to :meth:`store`, not written yet
+        self._group = threading.Lock()  # held by the worker writing what is waiting
         self.error: StorageError | None = None
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
@@ -134,15 +136,23 @@ class AnswerWriter:
         return f"AnswerWriter(saved={self.saved}, error={self.error!r})"
 
     def store(self, item: Keep) -> None:
-        """Write ``item``'s answers now, on this thread (one statement); queue the rest (claims, ledger).
+        """Write ``item``'s answers now, from this thread; queue the rest (claims, ledger) for the writer's thread.
 
         A worker calls it before it takes another batch, so at any moment each worker has at most one
         request in flight or one answer not stored yet: a kill -9 costs at most ``concurrency`` batches.
+        Workers whose answers arrive together are written together: the one that gets to write takes every
+        answer waiting, in one statement, and the others find theirs written (a group commit).
         """
-        self._store([dataclasses.replace(item, release=())])
+        with self._counting:
+            self._waiting.append(item)
+        with self._group:
+            if not item.stored:
+                with self._counting:
+                    batch, self._waiting = self._waiting, []
+                self._store(batch, release=False)
         with self._counting:  # its claims are released later, a block at a time: its answers are in the store
             self._release_later.extend(item.release)
-        self.put(dataclasses.replace(item, entries={}, answers=0, release=(), stored=True))  # its ledger part
+        self.put(item)  # its ledger part
 
     def put(self, item: Keep) -> None:
         """Queue a batch (waits while the writer is ``capacity`` batches behind; not once the writer has stopped,
@@ -189,24 +199,24 @@ class AnswerWriter:
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             self.cache.release(keys)
 
-    def _store(self, batch: list[Keep]) -> None:
-        """Store the answers and release the claims of ``batch`` in one transaction."""
+    def _store(self, batch: list[Keep], release: bool = True) -> None:
+        """Store the answers of ``batch`` (and release its claims) in one transaction."""
         entries: dict[str, Any] = {}
         for item in batch:
             entries.update(item.entries)
-        release = [key for item in batch for key in item.release]
+        keys = [key for item in batch for key in item.release] if release else []
         if self.error is None and entries:
             try:
-                self.cache.set_many(entries, ttl=self.ttl, release=release)
+                self.cache.set_many(entries, ttl=self.ttl, release=keys)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
-                release = []
+                keys = []
             except StorageError as exc:
                 with self._counting:
                     self.error = self.error or exc
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
-            if release:
-                self.cache.release(release)
+            if keys:
+                self.cache.release(keys)
         for item in batch:
             item.stored = True
 
