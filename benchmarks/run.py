@@ -535,9 +535,10 @@ def bench_dispatch(tmp: Path, quick: bool) -> Result:
     r.add("whole call / raw", f"{got['whole_ratio']:.2f}")
     r.note("The sandbox runs in a process of its own, as Apollo would be remote; both sides send the same bodies with "
            "the same concurrency and connection limit, and alternate. The dispatch is summary.send_s: from the first "
-           "claim to the last answer stored (claims, a ledger row before each request, bodies built and answers "
-           "parsed on the workers, answers stored and the ledger settled on the writer thread). The whole call also "
-           "plans, reads the credit meter before and after (two requests), flattens the answers and builds the frame.")
+           "claim to the last answer stored (claims; on the workers a ledger row before each request, the bodies "
+           "built, the answers parsed and stored before the worker sends again; the ledger settled on the writer "
+           "thread). The whole call also plans, reads the credit meter before and after (two requests), flattens "
+           "the answers and builds the frame.")
     return r
 
 
