@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -354,6 +355,96 @@ def test_a_worker_stores_its_answers_before_it_returns_and_the_writer_settles_an
         ((count,),) = store.query("SELECT COUNT(*) FROM Claims")
         assert count == 0
     store.close()
+
+
+def test_a_ledger_failure_that_is_not_a_storage_error_stops_the_run_without_losing_an_answer(sandbox, tmp_path,
+                                                                                               monkeypatch):
+    # "database is locked" past the timeout is not a disk fault: it once killed the writer's thread silently,
+    # dropping every answer queued after it and leaving workers waiting on a full queue.
+    n = 100
+    with sandbox.client(cache_dir=tmp_path / "c", concurrency=2) as client:
+        real, calls = type(client.ledger).settle_many, []
+
+        def locked_once(self, items):
+            calls.append(1)
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return real(self, items)
+
+        monkeypatch.setattr(type(client.ledger), "settle_many", locked_once)
+        with pytest.warns(UserWarning, match="could not be stored|storage"):
+            out = af.enrich_people(people_frame(known_people(sandbox, n)), client=client, progress=False)
+        paid = sandbox.credits_consumed
+        assert len(out) == n and (out["apollo_status"] == "matched").sum() == paid > 0
+        assert "database is locked" in out.attrs["apollo"]["storage_error"]
+        prepared, op, options = people_job(people_frame(known_people(sandbox, n)))
+        keys = plan_work(prepared, op, options, client, flatten=False).cache_keys
+        assert len(client.cache.get_many(keys)) == paid  # every answer paid for was stored
+
+
+def test_the_writer_outlives_any_failure_and_settles_what_it_can(tmp_path):
+    class Ledger:
+        settled: list = []
+
+        def note_limits(self, endpoint, readings):
+            raise OverflowError("a reading no server could mean")  # readings only: the settlements still go in
+
+        def settle_many(self, items):
+            self.settled.extend(items)
+
+    store = ResponseCache(tmp_path)
+    ledger = Ledger()
+    writer = AnswerWriter(store, ledger, ttl=None, capacity=2)
+    for i in range(20):  # more than the queue holds: a dead writer would leave put() waiting for ever
+        writer.put(Keep({f"k{i}": {"id": i}}, 1, settle=(i, {"credits": 1.0}), limits=("people/bulk_match", {})))
+    writer.close()
+    assert writer.saved == 20 and len(ledger.settled) == 20 and writer.error is None
+    store.set_many = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("not a disk fault"))  # type: ignore
+    writer = AnswerWriter(store, None, ttl=None, capacity=2)
+    for i in range(10):
+        writer.put(Keep({f"x{i}": None}, 1))
+    writer.close()
+    assert isinstance(writer.error, StorageError) and "not a disk fault" in str(writer.error)
+    store.close()
+
+
+def test_requests_refused_at_connect_are_settled_at_nothing_not_left_in_doubt(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    clock = FakeClock()
+    with af.ApolloClient(DEFAULT_API_KEY, f"http://127.0.0.1:{port}/api/v1", cache_dir=tmp_path / "c",
+                         clock=clock, retry_backoff=(0.001, 0.01)) as client:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = af.enrich_people(people_frame([{"email": f"p{i}@example.com"} for i in range(30)]),
+                                   client=client, progress=False)
+        assert set(out["apollo_status"]) <= {"error", "skipped"}
+        assert client.ledger.in_doubt() == (0, 0.0)  # nothing reached a server: nothing can have been charged
+
+
+def test_ctrl_c_while_the_last_answers_are_stored_is_taken_once_they_are(sandbox, tmp_path, monkeypatch):
+    n = 60
+    real_close = AnswerWriter.close
+
+    pressed = []
+
+    def close_after_ctrl_c(self):
+        if not pressed:
+            pressed.append(signal.getsignal(signal.SIGINT))
+            pressed[0](signal.SIGINT, None)  # still only noted while the answers are stored: no raise here
+        real_close(self)
+
+    monkeypatch.setattr(AnswerWriter, "close", close_after_ctrl_c)
+    with sandbox.client(cache_dir=tmp_path / "c") as client:
+        with pytest.raises(RunInterrupted) as info:
+            af.enrich_people(people_frame(known_people(sandbox, n)), client=client, progress=False)
+    assert pressed[0] is not signal.default_int_handler
+    assert info.value.saved == sandbox.credits_consumed == n and info.value.rows_left == 0
+    monkeypatch.setattr(AnswerWriter, "close", real_close)
+    with sandbox.client(cache_dir=tmp_path / "c") as client:
+        out = af.enrich_people(people_frame(known_people(sandbox, n)), client=client, progress=False)
+    assert (out["apollo_status"] == "matched").all() and sandbox.credits_consumed == n  # all from the store
 
 
 def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_received(sandbox, tmp_path, monkeypatch):

@@ -85,6 +85,8 @@ _FATAL = (AuthenticationError, PermissionDeniedError, ConfigurationError)
 BREAKER_THRESHOLD = 5
 #: After an interrupt, seconds the tasks in flight may take to finish (``Executor.for_client``: the request timeout).
 DRAIN_S = 30.0
+#: Added to the request timeout for the drain (answers read and stored after the last byte).
+DRAIN_MARGIN_S = 5.0
 #: Seconds between two looks at a noted interrupt while the main thread waits for tasks.
 INTERRUPT_POLL_S = 0.1
 
@@ -281,7 +283,8 @@ class Executor:
         """An executor as wide as the client's ``settings.concurrency``, its breaker naming the client's host."""
         host = urlsplit(str(getattr(client.settings, "base_url", ""))).netloc or None
         executor = cls(getattr(client.settings, "concurrency", 1), stop, name=name, breaker=CircuitBreaker(host=host))
-        executor.drain_s = float(getattr(client.settings, "timeout", DRAIN_S))  # one request's timeout
+        # one attempt's deadline and a margin: retries and rate-limit waits are given up once interrupted (abandon)
+        executor.drain_s = float(getattr(client.settings, "timeout", DRAIN_S)) + DRAIN_MARGIN_S
         return executor
 
     def run(self, source: Source[T], work: Callable[[T], R], on_done: Callable[[Outcome[T, R]], None]) -> None:

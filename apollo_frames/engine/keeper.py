@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apollo_frames.client.ratelimit import parse_rate_headers
+from apollo_frames.client.retry import MAX_SERVER_RETRY_AFTER
+from apollo_frames.client.storage import reason_of, storage_error
 from apollo_frames.core.errors import StorageError
 
 #: added to the longest a request can take (timeout x attempts + rate-limit wait) to make a lease
@@ -39,11 +41,24 @@ POLL_S = 0.5
 RELEASE_BLOCK = 900
 
 
-def lease_seconds(settings: Any) -> float:
-    """How long a claim lasts: the longest one request can take with its retries and rate-limit waits, plus a margin."""
+#: a claim is taken up to this many requests' time before its batch leaves (it waits behind the batches queued)
+LEASE_REQUESTS = 3
+
+
+def request_seconds(settings: Any) -> float:
+    """The longest one request can take: every attempt timing out, the longest back-off between them, and the
+    rate-limit waits the client allows."""
     timeout = float(getattr(settings, "timeout", 30.0))
-    attempts = int(getattr(settings, "max_retries", 3)) + 1
-    return timeout * attempts + float(getattr(settings, "max_rate_limit_wait", 0.0)) + LEASE_MARGIN_S
+    retries = int(getattr(settings, "max_retries", 3))
+    return timeout * (retries + 1) + retries * MAX_SERVER_RETRY_AFTER + float(getattr(settings, "max_rate_limit_wait",
+                                                                                      0.0))
+
+
+def lease_seconds(settings: Any) -> float:
+    """How long a claim lasts: a batch is claimed ahead, so it may wait for a slot as long as the requests before it
+    take, then take as long itself (see :func:`request_seconds`); plus a margin. A long lease costs nothing while
+    its process runs: a killed process's leases on this host are free at once."""
+    return LEASE_REQUESTS * request_seconds(settings) + LEASE_MARGIN_S
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -127,7 +142,10 @@ class AnswerWriter:
         self._release_later: list[str] = []  # claims on answers written by :meth:`store`
         self._waiting: list[Keep] = []  # answers given to :meth:`store`, not written yet
         self._group = threading.Lock()  # held by the worker writing what is waiting
+        #: the first failure to write the store or the ledger: the run stops sending
         self.error: StorageError | None = None
+        #: the store itself failed: answers are no longer written (a ledger failure alone still stores them)
+        self._store_broken = False
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
@@ -179,13 +197,23 @@ class AnswerWriter:
                 while items[-1] is not None:
                     items.append(self._queue.get_nowait())
             batch = [item for item in items if item is not None]
-            if batch:
-                self._store([item for item in batch if not item.stored])
-                if self.ledger is not None:
-                    self._settle(batch)
-            self._release_stored(everything=items[-1] is None)
+            try:
+                if batch:
+                    self._store([item for item in batch if not item.stored])
+                    if self.ledger is not None:
+                        self._settle(batch)
+                self._release_stored(everything=items[-1] is None)
+            except Exception as exc:  # the thread must outlive any failure: workers wait on its queue
+                self._failed(exc, "writing the answer store")
             if items[-1] is None:
                 return
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        """Keep the first failure as a :class:`StorageError` (the run stops sending; answers stay in the rows)."""
+        if not isinstance(exc, StorageError):
+            exc = storage_error(exc, self.cache.path, what, reason_of(exc) or "failed")
+        with self._counting:
+            self.error = self.error or exc
 
     def _release_stored(self, everything: bool) -> None:
         """Release the claims on stored answers, once a block has gathered (or ``everything``, at the end).
@@ -205,15 +233,15 @@ class AnswerWriter:
         for item in batch:
             entries.update(item.entries)
         keys = [key for item in batch for key in item.release] if release else []
-        if self.error is None and entries:
+        if not self._store_broken and entries:
             try:
                 self.cache.set_many(entries, ttl=self.ttl, release=keys)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
-            except StorageError as exc:
-                with self._counting:
-                    self.error = self.error or exc
+            except (StorageError, sqlite3.Error, OSError) as exc:  # e.g. "database is locked" past the timeout
+                self._store_broken = True
+                self._failed(exc, "writing the answer store")
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             if keys:
                 self.cache.release(keys)
@@ -224,8 +252,9 @@ class AnswerWriter:
         """Settle the batch's ledger entries in one transaction; note each endpoint's latest rate-limit reading."""
         latest = {item.limits[0]: item.limits[1] for item in batch if item.limits is not None}
         try:
+            self.ledger.settle_many([item.settle for item in batch if item.settle is not None])
+        except (StorageError, sqlite3.Error, OSError) as exc:
+            self._failed(exc, "writing the credit ledger")
+        with contextlib.suppress(Exception):  # readings only: the next answer has more
             for endpoint, headers in latest.items():
                 self.ledger.note_limits(endpoint, parse_rate_headers(headers))
-            self.ledger.settle_many([item.settle for item in batch if item.settle is not None])
-        except StorageError as exc:
-            self.error = self.error or exc

@@ -36,6 +36,7 @@ from apollo_frames.engine.cached import read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
+    DeferredInterrupts,
     Executor,
     Outcome,
     StopSignal,
@@ -345,17 +346,8 @@ def execute(
                      bar=bar, stop=executor.stop, refresh=refresh, handed=executor.concurrency + executor.ahead)
     requests_before, sending = client.stats.requests, time.monotonic()
     try:
-        executor.run(sender.next_batch, sender.send, sender.on_done)
-        sender.settle_deferred()
-    except KeyboardInterrupt:
-        sender.close()
-        # a batch claimed but never started (cancelled by the interrupt) keeps no lease: a re-run in this same
-        # process (a notebook cell run again) would otherwise wait for it to expire
-        with contextlib.suppress(StorageError, sqlite3.Error):
-            client.cache.release(plan.cache_keys[j] for j in plan.to_fetch)
-        raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
+        _send_all(executor, sender, client, plan)
     finally:
-        sender.close()  # every answer received is stored before anything leaves this call
         bar.close()
     summary.send_s = round(time.monotonic() - sending, 3)
     reason = sender.budget_reason or executor.stop.reason
@@ -375,6 +367,29 @@ def execute(
     flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
                     sender.writer.saved)
+
+
+def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
+    """Run the sender to the end; on Ctrl-C raise :class:`RunInterrupted` once every answer received is stored.
+
+    Ctrl-C is only noted until then (:class:`DeferredInterrupts`), also while the last answers are stored:
+    raised in the middle of that, it would leave them unwritten. A second Ctrl-C stops waiting.
+    """
+    try:
+        with DeferredInterrupts(executor.stop, executor.interrupted.set):
+            try:
+                executor.run(sender.next_batch, sender.send, sender.on_done)
+                sender.settle_deferred()
+            finally:
+                sender.close()  # every answer received is stored before anything leaves this call
+            executor.stop.check_interrupt()  # noted while the last answers were stored
+    except KeyboardInterrupt:
+        sender.close()
+        # a batch claimed but never started (cancelled by the interrupt) keeps no lease: a re-run in this same
+        # process (a notebook cell run again) would otherwise wait for it to expire
+        with contextlib.suppress(StorageError, sqlite3.Error):
+            client.cache.release(plan.cache_keys[j] for j in plan.to_fetch)
+        raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
 
 
 def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outcome: list[str | None], cache) -> None:
@@ -538,7 +553,8 @@ class _Sender:
         if not self._begin(batch):
             return None
         records = [self.plan.unique_records[j] for j in batch.sent]
-        response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options))
+        response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options),
+                                    abandon=self._abandon)
         parsed = Parsed.of(self.op.parse(records, response.data))
         # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed.
         # Records, not rows: two details that found one person are charged once.
@@ -549,6 +565,10 @@ class _Sender:
                          parsed.unattributed)
         self.writer.store(self._to_store(batch, answer))
         return answer
+
+    def _abandon(self) -> bool:
+        """Whether a request not sent yet (a retry, one waiting for the rate limit) is given up: Ctrl-C was noted."""
+        return self.stop.interrupted
 
     def _to_store(self, batch: _Batch, answer: _Answer) -> Keep:
         """What the writer does for an answered batch: store its answers, release its claims, settle its entry."""
