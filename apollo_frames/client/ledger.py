@@ -410,7 +410,8 @@ class Ledger:
         if not count:
             return None
         return (
-            f"ledger: {count} request(s) in doubt (sent, never answered: a killed run, or a request that timed out), up to {worst:g} "
+            f"ledger: {count} request(s) in doubt (sent, never answered: a killed run, or a request that timed out), "
+            f"up to {worst:g} "
             f"credits the server may have charged; see apollo_frames.ledger() (status == 'in_doubt')"
         )
 
