@@ -474,3 +474,12 @@ def test_prune_uses_the_injected_time(tmp_path):
     assert store_admin.parse_age("12h") == 12 * 3600 and store_admin.parse_age("2w") == 14 * DAY
     with pytest.raises(ValueError, match="30d"):
         store_admin.parse_age("soon")
+
+
+@pytest.mark.parametrize("key", ["ab" * 32, 'a "quoted" key\\ with é', "line\nbreak"])
+def test_an_entry_is_the_json_of_its_version_key_and_answer_whatever_the_key(key):
+    answer = {"id": "p1", "name": "Zoë", "tags": ["a", None]}
+    stored = encode_entry(key, answer)
+    assert json.loads(stored) == {"v": SCHEMA_VERSION, "k": key, "d": answer}
+    assert stored == json.dumps({"v": SCHEMA_VERSION, "k": key, "d": answer}, separators=(",", ":"),
+                                ensure_ascii=False).encode()

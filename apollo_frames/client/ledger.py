@@ -267,6 +267,10 @@ class Ledger:
         if not rows:
             return
         writing = storage_errors(self.path, "writing the credit ledger", _CORRUPT_REMEDY)
+        if len(rows) <= _SETTLE_ROWS:  # one statement is a transaction of its own: the lock is held for one step
+            with self._lock, writing:
+                self._connection().execute(_settle_sql(len(rows)), [value for row in rows for value in row])
+            return
         with self._lock, writing, self._transaction() as conn:
             for start in range(0, len(rows), _SETTLE_ROWS):  # one statement per block: one step, not one per row
                 block = rows[start:start + _SETTLE_ROWS]

@@ -127,15 +127,23 @@ class BadEntry(ValueError):
     """A stored entry that is not ours: wrong mode, not JSON, another key or schema version."""
 
 
+#: JSON of an answer as stored: ``json.dumps(data, separators=(",", ":"), ensure_ascii=False)``, its encoder made once
+_encode_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: a key that JSON quotes as it is (every key the store makes: a sha256 hex digest)
+_PLAIN_KEY = re.compile(r"[0-9A-Za-z_.:-]*")
+
+
 def encode_entry(key: str, data: Any, data_json: str | None = None) -> bytes:
     """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
 
     ``data_json``: ``data`` already encoded (an answer stored under several keys is encoded once).
     """
     if data_json is None:
-        data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        data_json = _encode_data(data)
     # the bytes of json.dumps({"v": SCHEMA_VERSION, "k": key, "d": data}), with ``data`` encoded once
-    return f'{{"v":{SCHEMA_VERSION},"k":{json.dumps(key, ensure_ascii=False)},"d":{data_json}}}'.encode()
+    plain = isinstance(key, str) and _PLAIN_KEY.fullmatch(key) is not None
+    quoted = f'"{key}"' if plain else json.dumps(key, ensure_ascii=False)
+    return f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":{data_json}}}'.encode()
 
 
 def decode_entry(key: Any, blob: Any) -> dict | None:
@@ -487,7 +495,7 @@ class ResponseCache:
         for key, data, stored_at, expire in entries:
             text = encoded.get(id(data))
             if text is None:
-                text = encoded[id(data)] = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+                text = encoded[id(data)] = _encode_data(data)
             size, mode, _, value = disk.store(encode_entry(key, data, text), False, key=key)
             rows.append((key, stored_at, expire, stored_at, size, mode, value))
         if not rows and not release:
