@@ -156,6 +156,32 @@ def test_a_record_another_process_holds_is_awaited_then_read_from_the_store(sand
     assert out.attrs["apollo"]["cache_hits"] == 20
 
 
+def test_a_refresh_waits_for_the_new_answer_another_process_is_fetching_not_the_old_one(sandbox, tmp_path):
+    people = known_people(sandbox, 10)
+    clock = FakeClock()
+    with sandbox.client(cache_dir=tmp_path / "c", clock=clock) as other, \
+            sandbox.client(cache_dir=tmp_path / "c", clock=clock) as mine:
+        frame = people_frame(people)
+        af.enrich_people(frame, client=other, progress=False)  # old answers in the store
+        clock.advance(3600)
+        prepared, op, options = people_job(frame)
+        keys = plan_work(prepared, op, options, other).cache_keys
+        other.cache.claim(keys, lease_s=600)  # the other process is refreshing them now
+        refreshed = []
+
+        def other_answers(seconds: float) -> None:
+            if not refreshed:
+                refreshed.append(af.enrich_people(frame, client=other, refresh=True, progress=False))
+                other.cache.release(keys)
+            FakeClock.sleep(clock, seconds)
+
+        clock.sleep = other_answers  # type: ignore[method-assign]
+        out = af.enrich_people(frame, client=mine, refresh=True, progress=False)
+    assert refreshed, "the refresh took the old answers at once instead of waiting for the new ones"
+    assert (out["apollo_status"] == "matched").all() and out.attrs["apollo"]["credits_consumed"] == 0
+    assert sandbox.credits_consumed == 20  # the first run, and the other process's refresh: not this one
+
+
 def test_a_claim_left_by_an_expired_lease_is_taken_over(sandbox, tmp_path):
     people = known_people(sandbox, 20)
     clock = FakeClock()

@@ -622,20 +622,24 @@ class ResponseCache:
         return [k for k in wanted if k in held]
 
     def wait_for(
-        self, keys: Iterable[str], timeout: float, *, poll: float = 0.05, sleep: Callable[[float], None] | None = None
+        self, keys: Iterable[str], timeout: float, *, poll: float = 0.05, sleep: Callable[[float], None] | None = None,
+        stored_after: float | None = None,
     ) -> Waited:
         """Wait until every key has an answer or is no longer held by a live lease of another owner.
 
         Time is read from the store's clock and waits go to its ``sleep`` (or the
         ``sleep`` given), so a test with a ``FakeClock`` never waits for real. Keys whose lease expired or was released
-        without an answer come back in ``free``: the caller claims and sends them.
+        without an answer come back in ``free``: the caller claims and sends them. ``stored_after``: only answers
+        stored after that time count (a refresh does not take the old answer the other process is replacing).
         """
         sleep = sleep or self.clock.sleep
         pending = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
         deadline = self.clock.time() + timeout
         while True:
-            found.update(self.get_many(pending))
+            stamps: dict[str, tuple[float, float | None]] = {}
+            got = self.get_many(pending, stamps=stamps)
+            found.update((k, v) for k, v in got.items() if stored_after is None or stamps[k][0] >= stored_after)
             pending = [k for k in pending if k not in found]
             held = self.held_by_others(pending)
             if not held or self.clock.time() >= deadline:

@@ -464,6 +464,8 @@ class _Sender:
         self.op, self.plan, self.options, self.client = op, plan, options, client
         self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
         self.stop, self.refresh, self.cache = stop, refresh, client.cache
+        #: (store clock) a refresh takes from other processes only answers stored after this
+        self.started_at = client.cache.clock.time()
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
         self.outcome: list[str | None] = [None] * n
@@ -667,7 +669,8 @@ class _Sender:
         keys = {self.plan.cache_keys[j]: j for j in self.deferred}
         self.deferred.clear()
         try:
-            waited = self.cache.wait_for(list(keys), self.claims.lease_s, sleep=self._sleep)
+            waited = self.cache.wait_for(list(keys), self.claims.lease_s, sleep=self._sleep,
+                                         stored_after=self.started_at if self.refresh else None)
         except StorageError:
             self.pending.extend(keys.values())  # the store cannot be read: fetch them here
             return
