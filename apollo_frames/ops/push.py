@@ -941,6 +941,9 @@ class _Pusher:
         self.stop = self.executor.stop
         self._lock = threading.Lock()
         self._update_method = target.update_methods[0]
+        #: until one update succeeded, updates go one at a time: the verb this server takes is found once
+        self._verb_known = False
+        self._verb_lock = threading.Lock()
         self.bar = make_bar(total=len(rows), initial=0, desc=target.operation, unit="rec", enabled=progress)
 
     # outcome bookkeeping, on the calling thread
@@ -1037,7 +1040,13 @@ class _Pusher:
         return _Done(row, kind, record.get("id"), update=update)
 
     def send_update(self, row: Row) -> _Done:
-        """PATCH (or the legacy PUT) one record."""
+        """PATCH (or the legacy PUT) one record; one at a time until a verb worked (no request wasted on the other)."""
+        if self._verb_known:
+            return self._send_update(row)
+        with self._verb_lock:
+            return self._send_update(row)
+
+    def _send_update(self, row: Row) -> _Done:
         if self.stop.stopped:
             return _Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}")
         target = self.target
@@ -1055,6 +1064,7 @@ class _Pusher:
                     continue  # legacy servers answer PATCH with 404/405: try the next verb
                 raise
             self._update_method = method  # this server wants that verb: use it first from now on
+            self._verb_known = True
             break
         data = response.data if isinstance(response.data, dict) else {}
         record = data.get(target.singular)
