@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json as jsonlib
 import logging
@@ -107,6 +108,17 @@ class _Call:
     retries: int = 0
     rate_wait: float = 0.0  # seconds spent waiting on rate limits, bounded by max_rate_limit_wait
     reached: bool = False  # whether any attempt may have reached Apollo (else nothing was charged)
+
+
+def _raise_if_abandoned(call: _Call, abandon: Callable[[], bool]) -> None:
+    """Raise :class:`RequestAbandoned` for ``call`` when ``abandon()`` says the caller gave it up (asked by the
+    rate limiter before each attempt and each step of a wait)."""
+    if not abandon():
+        return
+    unknown = " An earlier attempt may have reached Apollo." if call.reached else ""
+    raise RequestAbandoned(f"not sent: the run was interrupted before {call.path} was sent.{unknown}",
+                           path=call.path, attempts=call.attempts,
+                           outcome_unknown=call.reached and not call.idempotent, never_sent=not call.reached)
 
 
 def endpoint_of(method: str, path: str) -> str:
@@ -365,8 +377,8 @@ class ApolloClient:
     ) -> _Reply | httpx.TransportError | APIResponseError:
         """Wait for the rate limiter, send once; the whole answer, or the failure (returned, not raised)."""
         cap = self.settings.max_rate_limit_wait
-        given_up = None if abandon is None else lambda: abandon() and self._abandoned(call)
-        ticket = self.limiter.acquire(call.endpoint, max_wait=max(cap - call.rate_wait, 0.0), abandon=given_up)
+        check = None if abandon is None else functools.partial(_raise_if_abandoned, call, abandon)
+        ticket = self.limiter.acquire(call.endpoint, max_wait=max(cap - call.rate_wait, 0.0), abandon=check)
         if ticket.waited:
             call.rate_wait += ticket.waited
             self._count(rate_limit_wait_s=ticket.waited)
@@ -406,14 +418,6 @@ class ApolloClient:
             raise unusable_answer(call.path, "its JSON is nested too deeply to read", attempts=call.attempts,
                                   outcome_unknown=not call.idempotent)
         return ApiResponse(reply.status_code, data, dict(reply.headers), call.attempts, call.endpoint)
-
-    @staticmethod
-    def _abandoned(call: _Call) -> bool:
-        """Raise :class:`RequestAbandoned` for ``call`` (asked by the limiter when the caller gives it up)."""
-        unknown = " An earlier attempt may have reached Apollo." if call.reached else ""
-        raise RequestAbandoned(f"not sent: the run was interrupted before {call.path} was sent.{unknown}",
-                               path=call.path, attempts=call.attempts, outcome_unknown=call.reached and not
-                               call.idempotent, never_sent=not call.reached)
 
     def _pace(self, call: _Call, reply: _Reply, key: str) -> None:
         """A 429: pause every worker on the endpoint, or raise when the wait would pass the cap."""
