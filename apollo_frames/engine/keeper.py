@@ -204,14 +204,15 @@ class AnswerWriter:
                         self._settle(batch)
                 self._release_stored(everything=items[-1] is None)
             except Exception as exc:  # the thread must outlive any failure: workers wait on its queue
-                self._failed(exc, "writing the answer store")
+                self._failed(exc, "writing the answer store", self.cache.path)
             if items[-1] is None:
                 return
 
-    def _failed(self, exc: BaseException, what: str) -> None:
-        """Keep the first failure as a :class:`StorageError` (the run stops sending; answers stay in the rows)."""
+    def _failed(self, exc: BaseException, what: str, path: Any) -> None:
+        """Keep the first failure as a :class:`StorageError` naming ``path`` (the run stops sending; answers stay
+        in the rows)."""
         if not isinstance(exc, StorageError):
-            exc = storage_error(exc, self.cache.path, what, reason_of(exc) or "failed")
+            exc = storage_error(exc, path, what, reason_of(exc) or "failed")
         with self._counting:
             self.error = self.error or exc
 
@@ -241,7 +242,7 @@ class AnswerWriter:
                 keys = []
             except (StorageError, sqlite3.Error, OSError) as exc:  # e.g. "database is locked" past the timeout
                 self._store_broken = True
-                self._failed(exc, "writing the answer store")
+                self._failed(exc, "writing the answer store", self.cache.path)
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             if keys:
                 self.cache.release(keys)
@@ -254,7 +255,7 @@ class AnswerWriter:
         try:
             self.ledger.settle_many([item.settle for item in batch if item.settle is not None])
         except (StorageError, sqlite3.Error, OSError) as exc:
-            self._failed(exc, "writing the credit ledger")
+            self._failed(exc, "writing the credit ledger", self.ledger.path)
         with contextlib.suppress(Exception):  # readings only: the next answer has more
             for endpoint, headers in latest.items():
                 self.ledger.note_limits(endpoint, parse_rate_headers(headers))
