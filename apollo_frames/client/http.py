@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import json as jsonlib
 import logging
 import random
 import threading
@@ -56,6 +55,7 @@ from apollo_frames.client.retry import (
     status_error,
 )
 from apollo_frames.client.store import ResponseCache
+from apollo_frames.core import jsontext
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
 from apollo_frames.core.errors import APIError, APIResponseError, RequestAbandoned
 from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings
@@ -144,7 +144,7 @@ def _body(reply: _Reply) -> Any:
     if not reply.content:
         return None
     try:
-        return jsonlib.loads(reply.content)
+        return jsontext.loads(reply.content)
     except ValueError:
         return reply.content.decode("utf-8", errors="replace")
 
