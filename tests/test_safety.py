@@ -25,6 +25,7 @@ from apollo_frames.client.storage import storage_error
 from apollo_frames.client.store import ResponseCache
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.errors import StorageError
+from apollo_frames.engine import keeper
 from apollo_frames.engine.executor import DeferredInterrupts, Executor, StopSignal
 from apollo_frames.engine.keeper import AnswerWriter, Keep, RunInterrupted
 from apollo_frames.engine.runner import plan_work
@@ -357,7 +358,7 @@ def test_the_writer_flushes_everything_queued_and_keeps_the_first_storage_error(
     def full(*args, **kwargs):
         raise storage_error(OSError(28, "No space left on device"), store.path, "writing the answer store", "full")
 
-    store.set_many = full  # type: ignore[method-assign]
+    store.write_entries = full  # type: ignore[method-assign]
     writer = AnswerWriter(store, None, ttl=None)
     writer.put(Keep({"x": None}, 1))
     writer.close()
@@ -365,17 +366,23 @@ def test_the_writer_flushes_everything_queued_and_keeps_the_first_storage_error(
     store.close()
 
 
-def test_a_worker_stores_its_answers_before_it_returns_and_the_writer_settles_and_releases_later(tmp_path):
+def test_a_worker_spools_its_answers_before_it_returns_and_the_writer_stores_settles_and_releases_later(tmp_path):
     store = ResponseCache(tmp_path)
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         entry = ledger.begin(run_id="r", operation="enrich_people", endpoint="people/bulk_match", records_sent=2,
                              worst_credits=2.0)
         assert store.claim(["a", "b"], 60).claimed == ["a", "b"]
         writer = AnswerWriter(store, ledger, ttl=None)
+        gate = threading.Event()
+        real_write = store.write_entries
+        store.write_entries = lambda *a, **k: gate.wait(30) and real_write(*a, **k)  # type: ignore[method-assign]
         writer.store(Keep({"a": {"id": "1"}, "b": None}, 2, ["a", "b"], (entry, {"credits": 1.0, "status": 200})))
-        assert store.get_many(["a", "b"]) == {"a": {"id": "1"}, "b": None}  # stored before store() returned
-        assert writer.saved == 2
+        (spooled,) = store.spool_dir.iterdir()  # on disk before store() returned, while the store waits
+        assert spooled.read_bytes().count(b"\n") == 1 and b'"k":"a","d":{"id":"1"}' in spooled.read_bytes()
+        gate.set()
         writer.close()  # the claims on stored answers go a block at a time; the last ones when it closes
+        assert store.get_many(["a", "b"]) == {"a": {"id": "1"}, "b": None} and writer.saved == 2
+        assert list(store.spool_dir.iterdir()) == []  # every line stored: the file is gone
         assert store.held_by_others(["a", "b"]) == [] and ledger.in_doubt() == (0, 0.0)
         assert ledger.total_credits() == 1.0
         ((count,),) = store.query("SELECT COUNT(*) FROM Claims")
@@ -425,7 +432,7 @@ def test_the_writer_outlives_any_failure_and_settles_what_it_can(tmp_path):
         writer.put(Keep({f"k{i}": {"id": i}}, 1, settle=(i, {"credits": 1.0}), limits=("people/bulk_match", {})))
     writer.close()
     assert writer.saved == 20 and len(ledger.settled) == 20 and writer.error is None
-    store.set_many = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("not a disk fault"))  # type: ignore
+    store.write_entries = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("not a disk fault"))  # type: ignore
     writer = AnswerWriter(store, None, ttl=None, capacity=2)
     for i in range(10):
         writer.put(Keep({f"x{i}": None}, 1))
@@ -476,21 +483,22 @@ def test_ctrl_c_while_the_last_answers_are_stored_is_taken_once_they_are(sandbox
 def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_received(sandbox, tmp_path, monkeypatch):
     n = 200
     frame = people_frame(known_people(sandbox, n))
+    monkeypatch.setattr(keeper, "GATHER_S", 0.0)  # a write per answer, as they come: the third one fails mid-run
     with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
-        real = ResponseCache.set_many
+        real = ResponseCache.write_entries
         writes = []
 
-        def filling(self, items, *, ttl, **kwargs):
-            writes.append(len(items))
+        def filling(self, entries, **kwargs):
+            writes.append(len(entries))
             if len(writes) > 2:
                 raise storage_error(OSError(28, "No space left on device"), self.path, "writing the answer store",
                                     "full")
-            return real(self, items, ttl=ttl, **kwargs)
+            return real(self, entries, **kwargs)
 
-        monkeypatch.setattr(ResponseCache, "set_many", filling)
+        monkeypatch.setattr(ResponseCache, "write_entries", filling)
         with pytest.warns(UserWarning, match="could not be stored"):
             out = af.enrich_people(frame, client=client, progress=False)
-        monkeypatch.setattr(ResponseCache, "set_many", real)
+        monkeypatch.setattr(ResponseCache, "write_entries", real)
         paid = sandbox.credits_consumed
         assert len(out) == n and list(out["n"]) == list(range(n))
         matched = out["apollo_status"] == "matched"

@@ -45,6 +45,7 @@ from diskcache.core import (
 )
 
 from apollo_frames.client.flat import FLAT_TABLES
+from apollo_frames.client.spool import replay
 from apollo_frames.client.storage import (
     database_files,
     private_dir,
@@ -52,8 +53,9 @@ from apollo_frames.client.storage import (
     storage_errors,
     tighten,
 )
+from apollo_frames.core import jsontext
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
-from apollo_frames.core.errors import warn
+from apollo_frames.core.errors import StorageError, warn
 
 #: Bump when the meaning or format of stored values changes: old entries are then never looked up
 #: (the version is part of every key) and ``cache verify`` / ``prune`` clear them. 1 was pickled values.
@@ -127,23 +129,21 @@ class BadEntry(ValueError):
     """A stored entry that is not ours: wrong mode, not JSON, another key or schema version."""
 
 
-#: JSON of an answer as stored: ``json.dumps(data, separators=(",", ":"), ensure_ascii=False)``, its encoder made once
-_encode_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: a key that JSON quotes as it is (every key the store makes: a sha256 hex digest)
 _PLAIN_KEY = re.compile(r"[0-9A-Za-z_.:-]*")
 
 
-def encode_entry(key: str, data: Any, data_json: str | None = None) -> bytes:
+def encode_entry(key: str, data: Any, data_json: bytes | None = None) -> bytes:
     """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
 
     ``data_json``: ``data`` already encoded (an answer stored under several keys is encoded once).
     """
     if data_json is None:
-        data_json = _encode_data(data)
+        data_json = jsontext.dumps(data)
     # the bytes of json.dumps({"v": SCHEMA_VERSION, "k": key, "d": data}), with ``data`` encoded once
     plain = isinstance(key, str) and _PLAIN_KEY.fullmatch(key) is not None
     quoted = f'"{key}"' if plain else json.dumps(key, ensure_ascii=False)
-    return f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":{data_json}}}'.encode()
+    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), data_json, b"}"))
 
 
 def decode_entry(key: Any, blob: Any) -> dict | None:
@@ -372,6 +372,7 @@ class ResponseCache:
             for statement in _TABLES:
                 con.execute(statement)
         tighten(database_files(self.path))
+        self.replay_spool()
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.directory)!r})"
@@ -481,22 +482,36 @@ class ResponseCache:
         expire = None if ttl is None else now + ttl
         self.write_entries([(key, data, now, expire) for key, data in items.items()], release=release)
 
+    @staticmethod
+    def encode(items: Mapping[str, Any]) -> dict[str, bytes]:
+        """The stored bytes of each (key, answer): what :meth:`write_entries` takes as ``blobs``.
+
+        An answer under several keys (aliases) is encoded to JSON once.
+        """
+        encoded: dict[int, bytes] = {}
+        blobs = {}
+        for key, data in items.items():
+            text = encoded.get(id(data))
+            if text is None:
+                text = encoded[id(data)] = jsontext.dumps(data)
+            blobs[key] = encode_entry(key, data, text)
+        return blobs
+
     def write_entries(
         self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False,
-        release: Sequence[str] = (),
+        release: Sequence[str] = (), blobs: Mapping[str, bytes] | None = None,
     ) -> int:
         """Store (key, answer, stored_at, expires_at) entries in one transaction; returns how many were written.
 
         ``newer_only``: an entry already stored more recently is kept (import). ``release``: as in :meth:`set_many`.
+        ``blobs``: entries already encoded (:meth:`encode`), by key.
         """
         rows = []
         disk = self._cache.disk
-        encoded: dict[int, str] = {}  # id(answer) -> its JSON: an answer under several keys (aliases) is encoded once
-        for key, data, stored_at, expire in entries:
-            text = encoded.get(id(data))
-            if text is None:
-                text = encoded[id(data)] = _encode_data(data)
-            size, mode, _, value = disk.store(encode_entry(key, data, text), False, key=key)
+        given = blobs or {}
+        blobs = {**given, **self.encode({key: data for key, data, _, _ in entries if key not in given})}
+        for key, _, stored_at, expire in entries:
+            size, mode, _, value = disk.store(blobs[key], False, key=key)
             rows.append((key, stored_at, expire, stored_at, size, mode, value))
         if not rows and not release:
             return 0
@@ -527,6 +542,32 @@ class ResponseCache:
         with self.transaction() as con:
             for table in ("Cache", "Flat", "FlatBlock"):
                 con.execute(f"DELETE FROM {table}")
+        replay(self.spool_dir, lambda entries: None, SCHEMA_VERSION)  # what gone processes spooled goes too
+
+    # -- the spool ----------------------------------------------------------------------------
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where answer writers append answers before storing them (see :mod:`apollo_frames.client.spool`)."""
+        return self.directory / "spool"
+
+    def replay_spool(self) -> int:
+        """Store what writers of processes now gone spooled and never stored; returns the entries replayed.
+
+        Never fatal: a store that cannot be written leaves the files for a later run. Lines that are not
+        ours are counted as quarantined (with a warning) and skipped.
+        """
+        try:
+            done = replay(self.spool_dir, lambda entries: self.write_entries(entries, newer_only=True),
+                          SCHEMA_VERSION)
+        except (StorageError, sqlite3.Error, OSError):
+            return 0
+        if done.bad:
+            self.quarantined += len(done.bad)
+            self.quarantine_reasons.update(done.bad)
+            warn(f"{len(done.bad)} line(s) of the answer spool in {self.spool_dir} could not be trusted "
+                 f"({', '.join(sorted(set(done.bad)))}): skipped")
+        return done.entries
 
     def close(self) -> None:
         self._cache.close()
@@ -580,16 +621,19 @@ class ResponseCache:
         wanted = list(dict.fromkeys(keys))
         now = self.clock.time()
         held: dict[str, Lease] = {}
+        taken_over = False
         pid, host = os.getpid(), _hostname()
         with self.transaction() as con:
             for block in _blocks(wanted):
                 for key, owner, opid, ohost, expires in con.execute(
                     f"SELECT key, owner, pid, host, expires FROM Claims WHERE key IN ({_marks(len(block))}) "
-                    "AND owner != ? AND expires > ?",
-                    (*block, self.owner, now),
+                    "AND owner != ?",
+                    (*block, self.owner),
                 ):
-                    if _alive(opid, ohost):
+                    if expires > now and _alive(opid, ohost):
                         held[key] = Lease(owner, opid, ohost, expires)
+                    else:
+                        taken_over = True
             mine = [k for k in wanted if k not in held]
             for block in _blocks(mine, _CLAIM_ROWS):  # one statement per block: one step each, not one per key
                 con.execute(
@@ -597,6 +641,8 @@ class ResponseCache:
                     f"{','.join(['(?, ?, ?, ?, ?)'] * len(block))}",
                     [value for k in block for value in (k, self.owner, pid, host, now + lease_s)],
                 )
+        if taken_over:  # its process may be gone with answers spooled and not stored: they are stored first
+            self.replay_spool()
         return Claimed(mine, held)
 
     def release(self, keys: Iterable[str]) -> None:

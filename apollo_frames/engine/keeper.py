@@ -6,12 +6,15 @@
   for it again. When the store cannot take claims (SQLite locking on a
   network filesystem, a read-only folder) the batch is sent unclaimed and the
   run says so once: nothing is held back, two processes may then pay twice.
-* :class:`AnswerWriter`: each worker stores the answers it received (one
-  statement) before it takes another batch, so a kill -9 costs at most the
-  batches in flight; the writer's thread settles the ledger and releases
+* :class:`AnswerWriter`: each worker appends the answers it received to the
+  answer spool (:mod:`apollo_frames.client.spool`, one write of one line)
+  before it takes another batch, so a kill -9 costs at most the batches in
+  flight; the writer's thread stores them, settles the ledger and releases
   claims, coalescing what is queued, so neither the workers nor the thread
-  handing out requests wait on those. A storage failure is kept
-  (:attr:`AnswerWriter.error`): the run stops sending and the answers stay in memory.
+  handing out requests wait on the database. Without a spool (it could not be
+  written) each worker stores its answers itself, several workers' in one
+  statement. A storage failure is kept (:attr:`AnswerWriter.error`): the run
+  stops sending and the answers stay in memory (and in the spool, for the next run).
 * :class:`RunInterrupted`: the ``KeyboardInterrupt`` a run raises once every
   answer it received is stored, saying how many and how many rows are left.
 """
@@ -23,11 +26,13 @@ import dataclasses
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.retry import MAX_SERVER_RETRY_AFTER
+from apollo_frames.client.spool import Spool, spool_line
 from apollo_frames.client.storage import reason_of, storage_error
 from apollo_frames.core.errors import StorageError
 
@@ -37,6 +42,8 @@ LEASE_MARGIN_S = 30.0
 WRITER_CAPACITY = 64
 #: seconds between two looks at whether the writer still runs, while a worker waits for it
 POLL_S = 0.5
+#: seconds the writer's thread gathers spooled answers before it stores them together
+GATHER_S = 0.025
 #: claims on stored answers released together (one statement)
 RELEASE_BLOCK = 900
 
@@ -129,11 +136,17 @@ class Keep:
     limits: tuple[str, Any] | None = None
     #: its answers were written (or could not be), its claims released: what is left is the ledger's part
     stored: bool = False
+    #: its answers encoded (key -> the store's bytes), when they were spooled
+    blobs: Mapping[str, bytes] | None = None
+    #: (stored at, expires at) of its answers, when they were spooled
+    stamp: tuple[float, float | None] | None = None
+    #: the spool file its answers were appended to (see ``Spool.stored``)
+    spooled: int | None = None
 
 
 class AnswerWriter:
-    """Stores answered batches: on the worker that received them (:meth:`store`), or from its own thread in
-    arrival order, coalescing what is queued (:meth:`put`); settles the ledger from its thread (see module doc)."""
+    """Stores answered batches from its own thread in arrival order, coalescing what is queued (:meth:`put`),
+    once a worker spooled them (:meth:`store`); settles the ledger from its thread (see module doc)."""
 
     def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY):
         self.cache, self.ledger, self.ttl = cache, ledger, ttl
@@ -147,6 +160,9 @@ class AnswerWriter:
         #: the store itself failed: answers are no longer written (a ledger failure alone still stores them)
         self._store_broken = False
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
+        spool_dir = getattr(cache, "spool_dir", None)
+        self._spool = Spool.open(spool_dir, cache.owner) if spool_dir is not None else None
+        self._spooling = self._spool is not None  # False once an append failed: workers store directly
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
 
@@ -154,13 +170,17 @@ class AnswerWriter:
         return f"AnswerWriter(saved={self.saved}, error={self.error!r})"
 
     def store(self, item: Keep) -> None:
-        """Write ``item``'s answers now, from this thread; queue the rest (claims, ledger) for the writer's thread.
+        """Make ``item``'s answers survive a kill -9 now, from this thread; queue it for the writer's thread.
 
         A worker calls it before it takes another batch, so at any moment each worker has at most one
-        request in flight or one answer not stored yet: a kill -9 costs at most ``concurrency`` batches.
-        Workers whose answers arrive together are written together: the one that gets to write takes every
+        request in flight or one answer not kept yet: a kill -9 costs at most ``concurrency`` batches.
+        The answers are appended to the spool; without one they are written to the store here, and
+        workers whose answers arrive together are written together: the one that gets to write takes every
         answer waiting, in one statement, and the others find theirs written (a group commit).
         """
+        if not item.entries or self._spooled(item):
+            self.put(item)
+            return
         with self._counting:
             self._waiting.append(item)
         with self._group:
@@ -171,6 +191,21 @@ class AnswerWriter:
         with self._counting:  # its claims are released later, a block at a time: its answers are in the store
             self._release_later.extend(item.release)
         self.put(item)  # its ledger part
+
+    def _spooled(self, item: Keep) -> bool:
+        """Append ``item``'s answers to the spool; False when there is none (or it just failed: no more appends)."""
+        if not self._spooling or self._spool is None or self._store_broken:
+            return False
+        now = self.cache.clock.time()
+        stamp = (now, None if self.ttl is None else now + self.ttl)
+        blobs = self.cache.encode(item.entries)
+        try:
+            item.spooled = self._spool.append(spool_line(blobs, *stamp))
+        except OSError:
+            self._spooling = False
+            return False
+        item.blobs, item.stamp = blobs, stamp
+        return True
 
     def put(self, item: Keep) -> None:
         """Queue a batch (waits while the writer is ``capacity`` batches behind; not once the writer has stopped,
@@ -189,13 +224,24 @@ class AnswerWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        if self._spool is not None:  # files with answers not stored stay, for the next run to replay
+            self._spool.close(keep=self._store_broken)
+
+    def _gather(self) -> list[Keep | None]:
+        """The next item, and what arrives within ``GATHER_S`` of it: stored in one transaction (fewer
+        transactions, less time taken from the workers). Waiting costs nothing: the answers are in the spool."""
+        items = [self._queue.get()]
+        deadline = time.monotonic() + (GATHER_S if self._spooling else 0.0)
+        while items[-1] is not None and len(items) < self._queue.maxsize:
+            try:
+                items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return items
 
     def _loop(self) -> None:
         while True:
-            items = [self._queue.get()]
-            with contextlib.suppress(queue.Empty):
-                while items[-1] is not None:
-                    items.append(self._queue.get_nowait())
+            items = self._gather()
             batch = [item for item in items if item is not None]
             try:
                 if batch:
@@ -230,16 +276,21 @@ class AnswerWriter:
 
     def _store(self, batch: list[Keep], release: bool = True) -> None:
         """Store the answers of ``batch`` (and release its claims) in one transaction."""
-        entries: dict[str, Any] = {}
+        now = self.cache.clock.time()
+        stamp = (now, None if self.ttl is None else now + self.ttl)
+        entries: dict[str, tuple[str, Any, float, float | None]] = {}
+        blobs: dict[str, bytes] = {}
         for item in batch:
-            entries.update(item.entries)
+            entries.update((key, (key, data, *(item.stamp or stamp))) for key, data in item.entries.items())
+            blobs.update(item.blobs or {})
         keys = [key for item in batch for key in item.release] if release else []
         if not self._store_broken and entries:
             try:
-                self.cache.set_many(entries, ttl=self.ttl, release=keys)
+                self.cache.write_entries(list(entries.values()), release=keys, blobs=blobs)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
+                self._unspool(batch)
             except (StorageError, sqlite3.Error, OSError) as exc:  # e.g. "database is locked" past the timeout
                 self._store_broken = True
                 self._failed(exc, "writing the answer store", self.cache.path)
@@ -248,6 +299,13 @@ class AnswerWriter:
                 self.cache.release(keys)
         for item in batch:
             item.stored = True
+
+    def _unspool(self, batch: list[Keep]) -> None:
+        """The spooled answers of ``batch`` are in the store: their spool lines are no longer needed."""
+        if self._spool is not None:
+            for item in batch:
+                if item.spooled is not None:
+                    self._spool.stored(item.spooled)
 
     def _settle(self, batch: list[Keep]) -> None:
         """Settle the batch's ledger entries in one transaction; note each endpoint's latest rate-limit reading."""

@@ -432,6 +432,8 @@ class _Batch:
     """One batch of unique indices (claimed before it was made), and its ledger entry."""
 
     sent: list[int]
+    #: their records (made on the dispatching thread: the worker only sends)
+    records: list[Any]
     #: the ledger entry written before the request left
     entry: int | None = None
     #: why the request was not sent: the ledger could not be written (the run stops)
@@ -511,7 +513,10 @@ class _Sender:
                 self.budget_reason = self.budget.reached()
                 return None
             self.in_flight += 1
-            return _Batch([self.ready.popleft() for _ in range(n)])
+            sent = [self.ready.popleft() for _ in range(n)]
+            records = self.plan.unique_records
+            return _Batch(sent, list(records.pick(sent)) if isinstance(records, ColumnRecords) else [
+                records[j] for j in sent])
         return None
 
     def _claim_ahead(self) -> None:
@@ -554,7 +559,7 @@ class _Sender:
         """
         if not self._begin(batch):
             return None
-        records = [self.plan.unique_records[j] for j in batch.sent]
+        records = batch.records
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options),
                                     abandon=self._abandon)
         parsed = Parsed.of(self.op.parse(records, response.data))
@@ -588,12 +593,14 @@ class _Sender:
         """What to store for an answered batch: each answer under its key and its aliases' keys (nothing for a
         record answered without certainty); paid answers no record matched, under their own identities."""
         op, cache = self.op, self.cache
+        answered = [(j, value) for n, (j, value) in enumerate(zip(sent, results, strict=False)) if n not in errors]
+        aliases = [[identity_text(alias) for alias in op.aliases(value)] if value is not None else []
+                   for _, value in answered]
+        alias_keys = iter(cache.keys(op.endpoint, [text for texts in aliases for text in texts], self.options))
         entries: dict[str, dict | None] = {}
-        for n, (j, value) in enumerate(zip(sent, results, strict=False)):
-            if n in errors:
-                continue
-            for alias in op.aliases(value) if value is not None else ():
-                entries[cache.key(op.endpoint, alias, self.options)] = value
+        for (j, value), texts in zip(answered, aliases, strict=True):
+            for _ in texts:
+                entries[next(alias_keys)] = value
             entries[self.plan.cache_keys[j]] = value
         for extra in unattributed:
             for alias in extra.identities or op.aliases(extra.answer):

@@ -1,0 +1,201 @@
+"""The answer spool: answers appended before the store has them, replayed after a kill, never trusted blindly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from apollo_frames.client import spool as spool_module
+from apollo_frames.client.spool import Spool, replay, spool_line
+from apollo_frames.client.store import SCHEMA_VERSION, ResponseCache, encode_entry
+from apollo_frames.core.errors import StorageError
+from apollo_frames.engine.keeper import AnswerWriter, Keep
+
+K1, K2, K3 = (f"{i:064x}" for i in (1, 2, 3))
+
+# A process whose writer thread never gets to store: its worker spools two answers, says so, and waits to be killed.
+_CHILD = textwrap.dedent("""
+    import sys, threading, time
+    from apollo_frames.client.store import ResponseCache
+    from apollo_frames.engine.keeper import AnswerWriter, Keep
+    store = ResponseCache(sys.argv[1])
+    never = threading.Event()
+    store.write_entries = lambda *a, **k: never.wait()
+    keys = sys.argv[2:]
+    assert store.claim(keys, 3600).claimed == keys
+    writer = AnswerWriter(store, None, ttl=None)
+    writer.store(Keep({keys[0]: {"id": "p1", "name": "Ada"}, keys[1]: None}, 2, keys))
+    print("spooled", flush=True)
+    time.sleep(120)
+""")
+
+
+def _spool_and_kill(folder) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder), K1, K2], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "spooled"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_answers_a_killed_process_spooled_are_stored_by_the_next_process_to_open_the_store(tmp_path):
+    _spool_and_kill(tmp_path)
+    (left,) = (tmp_path / "responses" / "spool").iterdir()  # the killed writer's file, unlocked now
+    assert left.stat().st_mode & 0o777 == 0o600
+    with ResponseCache(tmp_path) as store:
+        assert store.get_many([K1, K2]) == {K1: {"id": "p1", "name": "Ada"}, K2: None}
+        assert list(store.spool_dir.iterdir()) == [] and store.quarantined == 0
+
+
+def test_a_store_open_during_the_kill_replays_the_spool_when_it_takes_over_the_dead_process_claims(tmp_path):
+    with ResponseCache(tmp_path) as store:  # opened before: its own replay found nothing
+        _spool_and_kill(tmp_path)
+        assert store.get_many([K1, K2]) == {}
+        got = store.claim([K1, K2, K3], 60)
+        assert got.claimed == [K1, K2, K3] and got.held_by_others == {}  # the killed process's leases are free
+        assert store.get_many([K1, K2]) == {K1: {"id": "p1", "name": "Ada"}, K2: None}  # answered, not paid again
+
+
+def test_a_spool_its_writer_still_holds_is_left_alone(tmp_path):
+    store = ResponseCache(tmp_path)
+    spool = Spool.open(store.spool_dir, "me")
+    assert spool is not None
+    spool.append(spool_line(store.encode({K1: {"id": "p1"}}), 1.0, None))
+    with ResponseCache(tmp_path) as other:  # another store object: it may not take a live writer's file
+        assert other.get_many([K1]) == {} and len(list(other.spool_dir.iterdir())) == 1
+    spool.close()  # a line not stored: the file stays for a replay
+    with ResponseCache(tmp_path) as later:
+        assert later.get_many([K1]) == {K1: {"id": "p1"}}
+    store.close()
+
+
+def test_a_spool_whose_lines_are_stored_is_removed_and_a_full_file_is_rotated(tmp_path, monkeypatch):
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 200)
+    spool = Spool(tmp_path, "me")
+    first = spool.append(b"x" * 250 + b"\n")
+    spool.stored(first)  # over the size: a new file is opened, the old one (all stored) removed
+    second = spool.append(b"y\n")
+    assert second == first + 1 and [p.read_bytes() for p in tmp_path.iterdir()] == [b"y\n"]
+    third = spool.append(b"z" * 250 + b"\n")
+    assert third == second
+    spool.stored(second)  # rotated again, but the file still has a line not stored: kept until it is
+    assert len(list(tmp_path.iterdir())) == 2
+    spool.stored(third)
+    assert len(list(tmp_path.iterdir())) == 1
+    spool.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def _orphan(folder, name: str, content: bytes) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(content)
+
+
+def test_spool_lines_that_are_not_ours_are_skipped_counted_and_never_trusted(tmp_path):
+    good = spool_line({K1: encode_entry(K1, {"id": "p1"}), K2: encode_entry(K2, None)}, 5.0, 4e9)
+    entry = json.dumps({"v": SCHEMA_VERSION, "k": K3, "d": {"id": "p3"}}).encode()
+    bad = [
+        b"\x80\x04\x95\x1e\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94.\n",  # a pickle
+        b'{"t": 1.0, "e": null, "entries": [{"v": 1, "k": "' + K3.encode() + b'", "d": {}}]}\n',  # old schema
+        b'{"t": 1.0, "e": null, "entries": [{"v": 2, "k": "../../etc", "d": {}}]}\n',  # not a store key
+        b'{"t": 1.0, "e": null, "entries": [{"v": 2, "k": "' + K3.encode() + b'", "d": [1]}]}\n',  # not an object
+        b'{"t": NaN, "e": null, "entries": [' + entry + b"]}\n",  # no time
+        b"[" * 100_000 + b"\n",  # deep enough to break a recursive parser
+        b'{"t": 1.0, "e": null, "entries": [' + entry + b', {"v": 2, "k": 5, "d": null}]}\n',  # one bad entry
+    ]
+    folder = tmp_path / "responses" / "spool"
+    _orphan(folder, "host-1-0000abcd.jsonl", good + b"".join(bad) + b'{"t": 1.0, "e": null, "entr')  # cut last
+    _orphan(folder, "not-a-spool.txt", good)
+    os.symlink(folder / "host-1-0000abcd.jsonl", folder / "host-2-0000abce.jsonl")
+    with pytest.warns(UserWarning, match="7 line"), ResponseCache(tmp_path) as store:
+        assert store.get_many([K1, K2, K3]) == {K1: {"id": "p1"}, K2: None}  # a line is taken whole or not at all
+        assert store.quarantined == 7
+        rows = store.query("SELECT store_time, expire_time FROM Cache WHERE key = ?", [K1])
+    assert rows == [(5.0, 4e9)]
+    assert sorted(p.name for p in folder.iterdir()) == ["host-2-0000abce.jsonl", "not-a-spool.txt"]
+
+
+def test_a_replayed_answer_never_replaces_one_stored_later(tmp_path):
+    folder = tmp_path / "responses" / "spool"
+    with ResponseCache(tmp_path) as store:
+        store.write_entries([(K1, {"title": "new"}, 50.0, None)])
+    _orphan(folder, "h-1-0000abcd.jsonl", spool_line({K1: encode_entry(K1, {"title": "old"})}, 10.0, None))
+    with ResponseCache(tmp_path) as store:
+        assert store.get_many([K1]) == {K1: {"title": "new"}}
+
+
+def test_answers_a_broken_store_could_not_take_stay_in_the_spool_for_the_next_run(tmp_path):
+    store = ResponseCache(tmp_path)
+
+    def full(*args, **kwargs):
+        raise StorageError("disk full", path=str(store.path), reason="full")
+
+    store.write_entries = full  # type: ignore[method-assign]
+    writer = AnswerWriter(store, None, ttl=None)
+    writer.store(Keep({K1: {"id": "p1"}}, 1, [K1]))
+    writer.close()
+    assert isinstance(writer.error, StorageError) and writer.saved == 0
+    store.close()
+    with ResponseCache(tmp_path) as again:  # the disk has room again
+        assert again.get_many([K1]) == {K1: {"id": "p1"}}
+
+
+def test_a_spool_that_cannot_be_written_makes_the_workers_store_directly(tmp_path, monkeypatch):
+    store = ResponseCache(tmp_path)
+    writer = AnswerWriter(store, None, ttl=None)
+
+    def no_room(self, line):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Spool, "append", no_room)
+    writer.store(Keep({K1: {"id": "p1"}}, 1, [K1]))
+    assert store.get_many([K1]) == {K1: {"id": "p1"}}  # stored before store() returned, by the worker itself
+    writer.close()
+    assert writer.saved == 1 and writer.error is None
+    store.close()
+
+
+def test_appends_from_many_threads_are_whole_lines(tmp_path):
+    spool = Spool(tmp_path, "me")
+    lines = [spool_line({f"{i:064x}": encode_entry(f"{i:064x}", {"n": i, "pad": "x" * 3000})}, 1.0, None)
+             for i in range(400)]
+
+    def append(part):
+        for line in part:
+            spool.append(line)
+
+    threads = [threading.Thread(target=append, args=(lines[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spool.close()  # nothing stored: the file stays
+    entries = []
+    got = replay(tmp_path, entries.extend, SCHEMA_VERSION)
+    assert got.bad == [] and got.files == 1 and sorted(e[1]["n"] for e in entries) == list(range(400))
+
+
+def test_the_writer_stores_spooled_answers_that_arrive_together_in_one_transaction(tmp_path, monkeypatch):
+    from apollo_frames.engine import keeper
+
+    monkeypatch.setattr(keeper, "GATHER_S", 30.0)  # a window no test waits out: close() ends it
+    store = ResponseCache(tmp_path)
+    real, calls = store.write_entries, []
+    store.write_entries = lambda entries, **kw: calls.append(len(entries)) or real(entries, **kw)  # type: ignore
+    writer = AnswerWriter(store, None, ttl=None)
+    keys = [f"{i:064x}" for i in range(5)]
+    for key in keys:
+        writer.store(Keep({key: {"id": key[-4:]}}, 1, [key]))
+    writer.close()
+    assert calls == [5] and writer.saved == 5 and len(store.get_many(keys)) == 5
+    store.close()
