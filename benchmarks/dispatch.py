@@ -89,7 +89,8 @@ def _raw(url: str, bodies: list[dict], concurrency: int) -> tuple[float, int]:
 _SERVER = """
 import sys
 from apollo_frames.sandbox import Sandbox, SandboxConfig
-config = SandboxConfig(n_orgs=int(sys.argv[1]), latency=float(sys.argv[2]), limits={sys.argv[3]: (None, None, None)})
+config = SandboxConfig(n_orgs=int(sys.argv[1]), latency=float(sys.argv[2]), limits={sys.argv[3]: (None, None, None)},
+                       credit_limits={"lead_credit": 10**9})  # any number of repetitions
 print(Sandbox(config).start(), flush=True)
 sys.stdin.read()  # serve until the benchmark closes our stdin
 """
