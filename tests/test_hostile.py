@@ -362,10 +362,26 @@ def test_connection_failures_carry_no_key(tmp_path):
     client.close()
 
 
+def deep_person(depth: int):
+    """A bulk_match handler whose people each carry a field nested ``depth`` deep (written as text: ``json``
+    itself cannot write 1,000 levels)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        details = json.loads(request.content)["details"]
+        people = [f'{{"id":"p{i}","email":{json.dumps(d["email"])},"x":{"[" * depth}{"]" * depth}}}'
+                  for i, d in enumerate(details)]
+        return httpx.Response(200, content=f'{{"matches":[{",".join(people)}]}}'.encode(),
+                              headers={"content-type": "application/json"})
+
+    return handler
+
+
 @pytest.mark.parametrize(
     "handler",
-    [lambda request: httpx.Response(200, content=deep_body()), broken_gzip, bulk_match(credits=float("nan"))],
-    ids=["deep", "gzip", "nan-credits"],
+    [lambda request: httpx.Response(200, content=deep_body()), broken_gzip, bulk_match(credits=float("nan")),
+     # deep enough that a parser could read it but nothing could write it back (orjson reads 1,024, writes 255)
+     deep_person(1010), deep_person(300)],
+    ids=["deep", "gzip", "nan-credits", "person-1010-deep", "person-300-deep"],
 )
 def test_hostile_answers_become_row_statuses(tmp_path, handler):
     client = make_client(tmp_path, handler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from apollo_frames.client import spool as spool_module
 from apollo_frames.client.spool import Spool, replay, spool_line
-from apollo_frames.client.store import SCHEMA_VERSION, ResponseCache, encode_entry
+from apollo_frames.client.store import SCHEMA_VERSION, ResponseCache, encode_entry, spooled_entry
 from apollo_frames.core.errors import StorageError
 from apollo_frames.engine.keeper import AnswerWriter, Keep
 
@@ -68,7 +69,7 @@ def test_a_store_open_during_the_kill_replays_the_spool_when_it_takes_over_the_d
 
 def test_a_spool_its_writer_still_holds_is_left_alone(tmp_path):
     store = ResponseCache(tmp_path)
-    spool = Spool.open(store.spool_dir, "me")
+    spool = Spool.open(store.spool_dir)
     assert spool is not None
     spool.append(spool_line(store.encode({K1: {"id": "p1"}}), 1.0, None))
     with ResponseCache(tmp_path) as other:  # another store object: it may not take a live writer's file
@@ -81,7 +82,7 @@ def test_a_spool_its_writer_still_holds_is_left_alone(tmp_path):
 
 def test_a_spool_whose_lines_are_stored_is_removed_and_a_full_file_is_rotated(tmp_path, monkeypatch):
     monkeypatch.setattr(spool_module, "ROTATE_BYTES", 200)
-    spool = Spool(tmp_path, "me")
+    spool = Spool(tmp_path)
     first = spool.append(b"x" * 250 + b"\n")
     spool.stored(first)  # over the size: a new file is opened, the old one (all stored) removed
     second = spool.append(b"y\n")
@@ -166,7 +167,7 @@ def test_a_spool_that_cannot_be_written_makes_the_workers_store_directly(tmp_pat
 
 
 def test_appends_from_many_threads_are_whole_lines(tmp_path):
-    spool = Spool(tmp_path, "me")
+    spool = Spool(tmp_path)
     lines = [spool_line({f"{i:064x}": encode_entry(f"{i:064x}", {"n": i, "pad": "x" * 3000})}, 1.0, None)
              for i in range(400)]
 
@@ -181,7 +182,7 @@ def test_appends_from_many_threads_are_whole_lines(tmp_path):
         t.join()
     spool.close()  # nothing stored: the file stays
     entries = []
-    got = replay(tmp_path, entries.extend, SCHEMA_VERSION)
+    got = replay(tmp_path, lambda block, blobs: entries.extend(block), spooled_entry)
     assert got.bad == [] and got.files == 1 and sorted(e[1]["n"] for e in entries) == list(range(400))
 
 
@@ -199,3 +200,114 @@ def test_the_writer_stores_spooled_answers_that_arrive_together_in_one_transacti
     writer.close()
     assert calls == [5] and writer.saved == 5 and len(store.get_many(keys)) == 5
     store.close()
+
+
+def test_json_text_reads_one_way_and_writes_back_what_it_read():
+    from apollo_frames.core import jsontext
+
+    assert jsontext.loads(b'{"a": NaN, "b": -Infinity, "n": 18446744073709551617, "s": "\\ud800"}') == {
+        "a": "NaN", "b": "-Infinity", "n": 18446744073709551617, "s": "\ud800"}  # nothing taken for a number
+    for depth in (jsontext.MAX_DEPTH + 1, 1010, 200_000):
+        with pytest.raises(RecursionError):
+            jsontext.loads(b"[" * depth + b"]" * depth)
+        with pytest.raises(RecursionError):  # the same through the other parser
+            jsontext.loads(b"[" * depth + b"NaN" + b"]" * depth)
+    assert jsontext.loads(b"[" * jsontext.MAX_DEPTH + b"]" * jsontext.MAX_DEPTH) is not None
+    for value in ({"s": "\ud800", "n": 2**70, 1: "int key"}, {"name": "Zoë", "x": [1.5, None, True]}):
+        text = jsontext.dumps(value)
+        assert isinstance(text, bytes) and json.loads(text) == json.loads(json.dumps(value))
+
+
+def test_a_spooled_answer_with_text_that_cannot_be_written_as_utf8_is_stored_escaped(tmp_path):
+    folder = tmp_path / "responses" / "spool"
+    line = (b'{"t":5.0,"e":null,"entries":[{"v":2,"k":"' + K1.encode() + b'","d":{"x":"\\ud800"}}]}\n')
+    _orphan(folder, "h-1-0000abcd.jsonl", line)
+    for _ in range(2):  # once replayed, the store opens as usual
+        with ResponseCache(tmp_path) as store:
+            assert store.get_many([K1]) == {K1: {"x": "\ud800"}} and store.quarantined == 0
+
+
+def test_files_in_the_spool_folder_that_are_not_plain_files_are_left_alone(tmp_path):
+    folder = tmp_path / "responses" / "spool"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "h-1-0000abc0.jsonl")  # opening it to read would wait for a writer for ever
+    (folder / "h-1-0000abc1.jsonl").mkdir()  # sorts before the real one
+    _orphan(folder, "h-1-0000abc2.jsonl", spool_line({K1: encode_entry(K1, {"id": "p1"})}, 5.0, None))
+    with ResponseCache(tmp_path) as store:
+        assert store.get_many([K1]) == {K1: {"id": "p1"}}
+    assert sorted(p.name for p in folder.iterdir()) == ["h-1-0000abc0.jsonl", "h-1-0000abc1.jsonl"]
+
+
+def test_an_infinite_ttl_spools_lines_that_replay(tmp_path):
+    store = ResponseCache(tmp_path)
+
+    def full(*args, **kwargs):
+        raise StorageError("disk full", path=str(store.path), reason="full")
+
+    store.write_entries = full  # type: ignore[method-assign]  # the store takes nothing: the spool keeps it
+    writer = AnswerWriter(store, None, ttl=math.inf)
+    writer.store(Keep({K1: {"id": "p1"}}, 1, [K1]))
+    writer.close()
+    store.close()
+    with ResponseCache(tmp_path) as again:
+        assert again.get_many([K1]) == {K1: {"id": "p1"}} and again.quarantined == 0
+
+
+def test_a_replay_never_takes_a_file_this_process_still_writes(tmp_path, monkeypatch):
+    # where flock is emulated by POSIX locks (NFS) a process does not see its own lock: its own live files are
+    # skipped by name (host and pid), unless it closed them itself
+    monkeypatch.setattr(spool_module.fcntl, "flock", lambda fd, op: None)  # every lock "succeeds", as there
+    with ResponseCache(tmp_path) as store:
+        spool = Spool.open(store.spool_dir)
+        assert spool is not None
+        spool.append(spool_line(store.encode({K1: {"id": "p1"}}), 1.0, None))
+        assert store.replay_spool() == 0 and len(list(store.spool_dir.iterdir())) == 1
+        spool.close()
+        assert store.replay_spool() == 1 and store.get_many([K1]) == {K1: {"id": "p1"}}
+
+
+def test_a_file_replayed_and_removed_by_another_process_meanwhile_is_not_read_again(tmp_path, monkeypatch):
+    folder = tmp_path / "spool"
+    _orphan(folder, "h-1-0000abcd.jsonl", spool_line({K1: encode_entry(K1, {"id": "p1"})}, 1.0, None))
+    real_flock = spool_module.fcntl.flock
+
+    def other_replay_first(fd, op):  # between our open and our lock, another process replays and removes it
+        real_flock(fd, op)
+        (folder / "h-1-0000abcd.jsonl").unlink()
+
+    monkeypatch.setattr(spool_module.fcntl, "flock", other_replay_first)
+    taken: list = []
+    assert replay(folder, lambda entries, blobs: taken.extend(entries), spooled_entry).files == 0 and taken == []
+
+
+def test_a_worker_answering_after_the_writer_closed_stores_its_answers_itself(tmp_path):
+    store = ResponseCache(tmp_path)
+    writer = AnswerWriter(store, None, ttl=None)
+    writer.close()  # an interrupt stopped waiting for this worker
+    writer.store(Keep({K1: {"id": "p1"}}, 1, [K1]))
+    assert store.get_many([K1]) == {K1: {"id": "p1"}} and writer.saved == 1
+    store.close()
+
+
+def test_answers_a_full_disk_kept_out_of_the_store_come_back_on_the_next_run_in_the_same_process(
+        sandbox, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import apollo_frames as af
+
+    frame = pd.DataFrame({"Email": [p["email"] for p in sandbox.world.people if p.get("email")][:30]})
+    with sandbox.client(cache_dir=tmp_path / "c") as client:
+        real = ResponseCache.write_entries
+
+        def full(self, *args, **kwargs):
+            raise StorageError("disk full", path=str(self.path), reason="full")
+
+        monkeypatch.setattr(ResponseCache, "write_entries", full)
+        with pytest.warns(UserWarning, match="could not be stored"):
+            first = af.enrich_people(frame, client=client, progress=False)
+        paid = sandbox.credits_consumed
+        assert (first["apollo_status"] == "matched").sum() == paid > 0  # in the rows, and in the spool only
+        monkeypatch.setattr(ResponseCache, "write_entries", real)  # room again
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert (again["apollo_status"] == "matched").all()
+    assert sandbox.credits_consumed == 30  # what the first run paid came from its spool, not from Apollo again

@@ -9,31 +9,34 @@ next process that opens it (:func:`replay`), or that takes over the killed
 process's claims.
 
 One spool file per writer, ``responses/spool/<host>-<pid>-<random>.jsonl``,
-0600, locked with ``flock`` while its writer lives: a file nobody holds
-belongs to a process that is gone. A line is
+0600, locked with ``flock`` while its writer lives (it is created under
+another name and renamed once locked, so it is never seen unlocked): a file
+nobody holds belongs to a writer that is gone. A line is
 ``{"t": stored_at, "e": expires_at or null, "entries": [entry, ...]}`` where
 each entry is the store's own entry ``{"v": SCHEMA_VERSION, "k": key, "d": answer}``.
-What is read back is data only (JSON, checked like a stored entry: version,
-a store key, an object or null); a line that is not is counted as quarantined
-and skipped, never trusted. A file is rotated past :data:`ROTATE_BYTES` and
-removed once every answer in it is stored.
+What is read back is data only, and checked (by the store, like a stored
+entry) before anything of its line is taken; a line that is not ours is
+counted and skipped, never trusted. A file is rotated past
+:data:`ROTATE_BYTES` and removed once every answer in it is stored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import re
+import socket
+import stat
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from apollo_frames.client.storage import FILE_MODE, private_dir
+from apollo_frames.core import jsontext
 
 try:
     import fcntl
@@ -42,15 +45,28 @@ except ImportError:  # not POSIX: no spool, workers store directly
 
 #: a spool file is replaced by a new one past this size, and removed once its answers are stored
 ROTATE_BYTES = 32 * 2**20
-#: a line longer than this is not one of ours
-LINE_LIMIT = 256 * 2**20
-_KEY = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[A-Za-z0-9_.-]+-[0-9]+-[0-9a-f]{8}\.jsonl")
+#: a line longer than this is not one of ours (a line is one batch: ten answers)
+LINE_LIMIT = 64 * 2**20
+#: entries written to the store per transaction while a spool file is replayed
+REPLAY_BLOCK = 1_000
+_NAME = re.compile(r"(?P<host>[A-Za-z0-9_.-]+)-(?P<pid>[0-9]+)-[0-9a-f]{8}\.jsonl")
+#: spool files this process closed with lines not stored (its own pid, but no writer holds them any more)
+_RELEASED: set[str] = set()
+
+#: (key, answer, stored_at, expires_at) -> what the store writes, and the entry's bytes
+Entry = tuple[str, Any, float, "float | None"]
+#: an entry as read -> (key, answer, its bytes to store); raises when it is not a current entry of ours
+Check = Callable[[Any], tuple[str, Any, bytes]]
 
 
-def spool_line(blobs: Mapping[str, bytes], stored_at: float, expires_at: float | None) -> bytes:
-    """One spool line for the encoded entries ``blobs`` (key -> the store's entry bytes)."""
-    expire = "null" if expires_at is None else repr(float(expires_at))
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def spool_line(blobs: dict[str, bytes], stored_at: float, expires_at: float | None) -> bytes:
+    """One spool line for the encoded entries ``blobs`` (key -> the store's entry bytes); an expiry that is not
+    finite (an infinite TTL) is written as none."""
+    expire = repr(float(expires_at)) if expires_at is not None and math.isfinite(expires_at) else "null"
     return b"".join((f'{{"t":{float(stored_at)!r},"e":{expire},"entries":['.encode(), b",".join(blobs.values()),
                      b"]}\n"))
 
@@ -70,21 +86,20 @@ class _File:
 class Spool:
     """This writer's spool files: :meth:`append` from any thread, :meth:`stored` from the writer's."""
 
-    def __init__(self, folder: Path, owner: str):
+    def __init__(self, folder: Path):
         self.folder = folder
-        self.owner = re.sub(r"[^A-Za-z0-9_.-]", "_", owner)
         self._lock = threading.Lock()
         self._files: dict[int, _File] = {}
         self._gen = -1
         self._open_next()
 
     @classmethod
-    def open(cls, folder: Path, owner: str) -> Spool | None:
+    def open(cls, folder: Path) -> Spool | None:
         """A spool in ``folder`` (created 0700), or None where files cannot be locked (the workers store directly)."""
         if fcntl is None:
             return None
         try:
-            return cls(private_dir(folder), owner)
+            return cls(private_dir(folder))
         except OSError:
             return None
 
@@ -92,13 +107,17 @@ class Spool:
         return f"Spool({str(self.folder)!r}, files={len(self._files)})"
 
     def _open_next(self) -> None:
-        path = self.folder / f"{self.owner}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
+        """A new file, locked before it has the name a replay looks for."""
+        rand = uuid.uuid4().hex[:8]
+        making = self.folder / f".{rand}.new"
+        fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path = self.folder / f"{_host()}-{os.getpid()}-{rand}.jsonl"
+            os.rename(making, path)
         except OSError:
             os.close(fd)
-            path.unlink(missing_ok=True)
+            making.unlink(missing_ok=True)
             raise
         self._gen += 1
         self._files[self._gen] = _File(path, fd)
@@ -114,15 +133,23 @@ class Spool:
             file.pending += 1
             file.size += len(line)
             file.writing += 1
+        written = 0
         try:
             written = os.write(file.fd, line)  # O_APPEND: one line whole, whatever other threads append meanwhile
+            if written != len(line):
+                raise OSError(28, "the answer spool could not take a whole line (disk full?)")
+        except OSError:
+            if written:  # end the cut line, so the lines after it read as lines
+                with contextlib.suppress(OSError):
+                    os.write(file.fd, b"\n")
+            with self._lock:
+                file.pending -= 1
+            raise
         finally:
             with self._lock:
                 file.writing -= 1
                 if file.closed and not file.writing:
                     os.close(file.fd)
-        if written != len(line):
-            raise OSError(28, "the answer spool could not take a whole line (disk full?)")
         return gen
 
     def stored(self, gen: int) -> None:
@@ -141,12 +168,15 @@ class Spool:
     def close(self, *, keep: bool = False) -> None:
         """Close every file; remove those whose lines are all stored (``keep``: leave every file for a replay).
 
-        A file with lines not stored is closed, unlocked, and left: the next process to open the store replays it.
+        A file with lines not stored is closed, unlocked, and left: the next store opened replays it.
         """
         with self._lock:
             files, self._files = list(self._files.values()), {}
             for file in files:
-                _remove(file, unlink=not (keep or file.pending))
+                unlink = not (keep or file.pending)
+                if not unlink:
+                    _RELEASED.add(str(file.path))
+                _remove(file, unlink=unlink)
 
 
 def _remove(file: _File, *, unlink: bool = True) -> None:
@@ -168,49 +198,76 @@ class Replayed:
     bad: list[str] = dataclasses.field(default_factory=list)
 
 
-def replay(folder: Path, write: Callable[[list[tuple[str, Any, float, float | None]]], Any], version: int) -> Replayed:
-    """Hand every entry of the spool files nobody holds (their writer is gone) to ``write``, then remove them.
+def replay(folder: Path, write: Callable[[list[Entry], dict[str, bytes]], Any], check: Check) -> Replayed:
+    """Hand every entry of the spool files no writer holds to ``write``, a block at a time, then remove them.
 
-    ``write`` takes (key, answer, stored_at, expires_at) entries (the store's ``write_entries``); a file is removed
-    only once ``write`` returned. A file another process holds, or that cannot be locked, is left alone. Entries
-    of another schema ``version`` than the store's are bad lines.
+    ``check`` reads one entry (see :data:`Check`); a line is taken whole or not at all. A file is removed
+    only once ``write`` took all of it; a file another writer holds, or that is not a plain file, is left alone.
     """
     done = Replayed()
     if fcntl is None or not folder.is_dir():
         return done
     for path in sorted(folder.iterdir()):
-        if not _NAME.fullmatch(path.name):
+        if not _ours_to_replay(path):
             continue
         with _orphan(path) as handle:
             if handle is None:
                 continue
-            entries = list(_read(handle, done.bad, version))
-            if entries:
-                write(entries)
-            done.entries += len(entries)
+            for block in _blocks(_read(handle, done.bad, check)):  # a file of any size, a block in memory
+                write([entry for entry, _ in block], {entry[0]: blob for entry, blob in block})
+                done.entries += len(block)
             done.files += 1
             path.unlink(missing_ok=True)
+            _RELEASED.discard(str(path))
     return done
+
+
+def _ours_to_replay(path: Path) -> bool:
+    """A spool file's name, and not one of a live writer of this process (whose lock this process cannot
+    see where ``flock`` is emulated by POSIX locks, as on NFS)."""
+    name = _NAME.fullmatch(path.name)
+    if name is None:
+        return False
+    mine = name["host"] == _host() and int(name["pid"]) == os.getpid()
+    return not mine or str(path) in _RELEASED
 
 
 @contextlib.contextmanager
 def _orphan(path: Path) -> Iterator[Any]:
-    """The file opened for reading and locked when no live writer holds it, else None."""
+    """The file opened for reading and locked when it is a plain file no writer holds, else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
+        yield None
+        return
+    held = os.fstat(fd)
+    if not stat.S_ISREG(held.st_mode):  # a folder, a FIFO, a device: not ours, and reading it could block
+        os.close(fd)
         yield None
         return
     with os.fdopen(fd, "rb") as handle:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held by its writer (or locks do not work here): not ours to replay
+            now = os.stat(path, follow_symlinks=False)
+        except OSError:  # held by its writer (or locks do not work here), or removed meanwhile
             yield None
             return
-        yield handle
+        # removed (and perhaps made anew) by another replay between our open and our lock: not this file any more
+        yield handle if (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev) else None
 
 
-def _read(handle: Any, bad: list[str], version: int) -> Iterator[tuple[str, Any, float, float | None]]:
+def _blocks(items: Iterator[Any], size: int = REPLAY_BLOCK) -> Iterator[list[Any]]:
+    block: list[Any] = []
+    for item in items:
+        block.append(item)
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _read(handle: Any, bad: list[str], check: Check) -> Iterator[tuple[Entry, bytes]]:
     """The entries of a spool file, line by line; a line that is not ours adds a reason to ``bad``."""
     while True:
         line = handle.readline(LINE_LIMIT)
@@ -224,41 +281,28 @@ def _read(handle: Any, bad: list[str], version: int) -> Iterator[tuple[str, Any,
                 continue
             return  # the last line, cut by a kill while it was written: its batch was still in flight
         try:
-            yield from _entries(line, version)
-        except ValueError as exc:
-            bad.append(f"spool line {exc}")
+            yield from _entries(line, check)
+        except Exception as exc:  # anything at all: the line is not trusted, the replay goes on
+            bad.append(f"spool line {exc}" if isinstance(exc, ValueError) else f"spool line ({type(exc).__name__})")
 
 
-def _entries(line: bytes, version: int) -> list[tuple[str, Any, float, float | None]]:
+def _entries(line: bytes, check: Check) -> list[tuple[Entry, bytes]]:
     """The entries of one spool line, all checked before any is taken (ValueError: why the line is not ours)."""
     try:
-        record = json.loads(line)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        record = jsontext.loads(line)
+    except (ValueError, RecursionError):
         raise ValueError("not JSON") from None
     if not isinstance(record, dict) or not isinstance(record.get("entries"), list):
         raise ValueError("not a spool line")
     stored_at, expires = record.get("t"), record.get("e")
     if not _finite(stored_at) or not (expires is None or _finite(expires)):
         raise ValueError("with bad times")
-    return [(*_entry(item, version), float(stored_at), None if expires is None else float(expires))
-            for item in record["entries"]]
-
-
-def _entry(item: Any, version: int) -> tuple[str, Any]:
-    if not isinstance(item, dict) or set(item) != {"v", "k", "d"}:
-        raise ValueError("with an entry that is not one")
-    if item["v"] != version:
-        raise ValueError(f"of schema version {item['v']!r}")
-    key, data = item["k"], item["d"]
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise ValueError("with a key that is not a store key")
-    if data is not None and not isinstance(data, dict):
-        raise ValueError(f"with an answer of type {type(data).__name__}")
-    return key, data
+    out = []
+    for item in record["entries"]:
+        key, data, blob = check(item)
+        out.append(((key, data, float(stored_at), None if expires is None else float(expires)), blob))
+    return out
 
 
 def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-__all__: Sequence[str] = ("ROTATE_BYTES", "Replayed", "Spool", "replay", "spool_line")

@@ -131,6 +131,8 @@ class BadEntry(ValueError):
 
 #: a key that JSON quotes as it is (every key the store makes: a sha256 hex digest)
 _PLAIN_KEY = re.compile(r"[0-9A-Za-z_.:-]*")
+#: the keys the store makes: a sha256 hex digest
+_STORE_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def encode_entry(key: str, data: Any, data_json: bytes | None = None) -> bytes:
@@ -164,6 +166,20 @@ def decode_entry(key: Any, blob: Any) -> dict | None:
     if data is not None and not isinstance(data, dict):
         raise BadEntry(f"answer of type {type(data).__name__}")
     return data
+
+
+def spooled_entry(item: Any) -> tuple[str, Any, bytes]:
+    """(key, answer, the bytes to store) of an entry read from the answer spool, checked like a stored entry;
+    ValueError saying why when it is not a current entry of ours."""
+    if not isinstance(item, dict) or set(item) != {"v", "k", "d"}:
+        raise ValueError("with an entry that is not one")
+    if item["v"] != SCHEMA_VERSION:
+        raise ValueError(f"of schema version {item['v']!r}")
+    key = item["k"]
+    if not isinstance(key, str) or not _STORE_KEY.fullmatch(key):
+        raise ValueError("with a key that is not a store key")
+    blob = encode_entry(key, item["d"])
+    return key, decode_entry(key, blob), blob  # the answer as a read will see it (an object or null)
 
 
 class SafeDisk(diskcache.Disk):
@@ -542,7 +558,7 @@ class ResponseCache:
         with self.transaction() as con:
             for table in ("Cache", "Flat", "FlatBlock"):
                 con.execute(f"DELETE FROM {table}")
-        replay(self.spool_dir, lambda entries: None, SCHEMA_VERSION)  # what gone processes spooled goes too
+        replay(self.spool_dir, lambda entries, blobs: None, spooled_entry)  # what gone processes spooled goes too
 
     # -- the spool ----------------------------------------------------------------------------
 
@@ -558,9 +574,13 @@ class ResponseCache:
         ours are counted as quarantined (with a warning) and skipped.
         """
         try:
-            done = replay(self.spool_dir, lambda entries: self.write_entries(entries, newer_only=True),
-                          SCHEMA_VERSION)
+            done = replay(self.spool_dir, lambda entries, blobs: self.write_entries(entries, newer_only=True,
+                                                                                    blobs=blobs), spooled_entry)
         except (StorageError, sqlite3.Error, OSError):
+            return 0  # the files stay for a run that can write the store
+        except Exception as exc:  # never keeps the store from opening
+            warn(f"the answer spool in {self.spool_dir} could not be replayed ({type(exc).__name__}: {exc}); "
+                 "its files are left there")
             return 0
         if done.bad:
             self.quarantined += len(done.bad)

@@ -160,8 +160,10 @@ class AnswerWriter:
         #: the store itself failed: answers are no longer written (a ledger failure alone still stores them)
         self._store_broken = False
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
+        self._closing = threading.Lock()  # for ``_closed``: nothing is queued after the end mark
+        self._closed = False
         spool_dir = getattr(cache, "spool_dir", None)
-        self._spool = Spool.open(spool_dir, cache.owner) if spool_dir is not None else None
+        self._spool = Spool.open(spool_dir) if spool_dir is not None else None
         self._spooling = self._spool is not None  # False once an append failed: workers store directly
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
@@ -208,12 +210,27 @@ class AnswerWriter:
         return True
 
     def put(self, item: Keep) -> None:
-        """Queue a batch (waits while the writer is ``capacity`` batches behind; not once the writer has stopped,
-        e.g. for a worker that answered after an interrupt stopped waiting for it)."""
-        while self._thread.is_alive():
-            with contextlib.suppress(queue.Full):
-                self._queue.put(item, timeout=POLL_S)
+        """Queue a batch (waits while the writer is ``capacity`` batches behind). Once the writer is closing
+        (a worker that answered after an interrupt stopped waiting for it), the batch is handled here."""
+        while True:
+            with self._closing:  # close() cannot put its end mark between this look and this put
+                if not self._closed:
+                    with contextlib.suppress(queue.Full):
+                        self._queue.put(item, timeout=POLL_S)
+                        return
+            if self._closed or not self._thread.is_alive():
+                self._late(item)
                 return
+
+    def _late(self, item: Keep) -> None:
+        """What the writer's thread would have done with ``item``, done on this thread: it has stopped."""
+        try:
+            if not item.stored:
+                self._store([item])
+            if self.ledger is not None:
+                self._settle([item])
+        except Exception as exc:  # as in the writer's loop: kept, the run stops sending
+            self._failed(exc, "writing the answer store", self.cache.path)
 
     @property
     def alive(self) -> bool:
@@ -221,6 +238,8 @@ class AnswerWriter:
 
     def close(self) -> None:
         """Store everything queued, then stop the thread (a second Ctrl-C stops waiting for it)."""
+        with self._closing:
+            self._closed = True
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()

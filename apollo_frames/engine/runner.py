@@ -172,7 +172,11 @@ def check_flags(**flags: Any) -> None:
 def plan_work(
     prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True
 ) -> Plan:
-    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
+    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
+
+    Answers a run of this process could not store (a full disk since freed) are taken from the spool first.
+    """
+    client.cache.replay_spool()
     row_unique, first_rows, texts = dedupe(prepared)
     records = prepared.records
     unique_records: Sequence[Any] = records.pick(first_rows) if isinstance(records, ColumnRecords) else [
@@ -455,10 +459,11 @@ class _Sender:
 
     The dispatching thread claims a batch's records in the store (setting
     aside those another process holds or has stored meanwhile); a worker
-    writes the request to the ledger as sent, sends it, parses the answer and
-    queues it for the :class:`~apollo_frames.engine.keeper.AnswerWriter`, which
-    stores it, releases the claims and settles the ledger; the dispatching
-    thread fans the answers into the results.
+    writes the request to the ledger as sent, sends it, parses the answer,
+    appends it to the answer spool and queues it for the
+    :class:`~apollo_frames.engine.keeper.AnswerWriter`, which stores it, releases
+    the claims and settles the ledger; the dispatching thread fans the answers
+    into the results.
     """
 
     def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
@@ -552,10 +557,10 @@ class _Sender:
         return True
 
     def send(self, batch: _Batch) -> _Answer | None:
-        """One bulk call (on a worker thread), parsed and stored; None when it was not sent.
+        """One bulk call (on a worker thread), parsed and kept; None when it was not sent.
 
-        The answers are stored here, before this worker takes another batch (see ``AnswerWriter.store``);
-        the writer's thread settles the ledger.
+        The answers are spooled here, before this worker takes another batch (see ``AnswerWriter.store``);
+        the writer's thread stores them and settles the ledger.
         """
         if not self._begin(batch):
             return None
