@@ -483,3 +483,14 @@ def test_an_entry_is_the_json_of_its_version_key_and_answer_whatever_the_key(key
     assert json.loads(stored) == {"v": SCHEMA_VERSION, "k": key, "d": answer}
     assert stored == json.dumps({"v": SCHEMA_VERSION, "k": key, "d": answer}, separators=(",", ":"),
                                 ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("identity", [{"id": "5f2a" * 6}, {"id": "Zoë"}, {"id": 'a "quoted" \\ id'},
+                                      {"email": "a@b.example", "first_name": "Ann"}, {"id": "tab\there"}])
+def test_keys_from_identity_texts_are_the_keys_of_the_identities(tmp_path, identity):
+    from apollo_frames.engine.runner import identity_text
+
+    options = {"reveal_personal_emails": True}
+    with ResponseCache(tmp_path) as store:
+        assert store.keys("people/bulk_match", [identity_text(identity)], options) == [
+            store.key("people/bulk_match", identity, options)]
