@@ -558,3 +558,17 @@ def test_a_sandbox_client_shares_the_sandbox_clock(tmp_path):
         assert client.clock is clock and sandbox.store.clock is clock
         assert client.get("auth/health").data["healthy"] is True
     assert sandbox.requests[-1].t == clock.time()
+
+
+def test_a_client_on_an_http_base_url_loads_no_certificates(sandbox, tmp_path, monkeypatch):
+    import ssl
+
+    def no_bundle(*args, **kwargs):
+        raise AssertionError("a CA bundle was loaded for a client that never speaks TLS")
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", no_bundle)
+    from apollo_frames.sandbox import DEFAULT_API_KEY
+
+    with sandbox.serve() as base_url, af.ApolloClient(DEFAULT_API_KEY, base_url, cache_dir=tmp_path / "c") as client:
+        assert base_url.startswith("http://127.0.0.1")
+        assert client.post("people/bulk_match", json={"details": [{"email": "nobody@example.com"}]}).status_code == 200

@@ -273,6 +273,9 @@ class ApolloClient:
                     base_url=self.settings.base_url + "/",
                     timeout=self.settings.timeout,
                     transport=self._transport,
+                    # an http:// base (loopback, or allow_insecure_http) never speaks TLS: no CA bundle to load
+                    # (tens of ms per client, once seen to stall a Dask worker on a loaded machine)
+                    verify=not self.settings.base_url.startswith("http://"),
                     limits=httpx.Limits(max_connections=self.settings.concurrency + 2),
                     headers={
                         "Content-Type": "application/json",
