@@ -207,6 +207,7 @@ def test_json_text_reads_one_way_and_writes_back_what_it_read():
 
     assert jsontext.loads(b'{"a": NaN, "b": -Infinity, "n": 18446744073709551617, "s": "\\ud800"}') == {
         "a": "NaN", "b": "-Infinity", "n": 18446744073709551617, "s": "\ud800"}  # nothing taken for a number
+    assert jsontext.loads(b'{"n": 18446744073709551617}') == {"n": 1.8446744073709552e19}  # as its docstring says
     for depth in (jsontext.MAX_DEPTH + 1, 1010, 200_000):
         with pytest.raises(RecursionError):
             jsontext.loads(b"[" * depth + b"]" * depth)
@@ -311,3 +312,46 @@ def test_answers_a_full_disk_kept_out_of_the_store_come_back_on_the_next_run_in_
         again = af.enrich_people(frame, client=client, progress=False)
     assert (again["apollo_status"] == "matched").all()
     assert sandbox.credits_consumed == 30  # what the first run paid came from its spool, not from Apollo again
+
+
+def test_a_file_named_with_this_host_and_pid_that_no_writer_holds_is_replayed(tmp_path):
+    # a container restarted after an OOM kill: the same hostname, the same pid 1, the old file left unlocked
+    name = f"{spool_module._host()}-{os.getpid()}-0000abcd.jsonl"
+    _orphan(tmp_path / "responses" / "spool", name, spool_line({K1: encode_entry(K1, {"id": "p1"})}, 1.0, None))
+    with ResponseCache(tmp_path) as store:
+        assert store.get_many([K1]) == {K1: {"id": "p1"}}
+
+
+def test_a_spooled_answer_as_deep_as_an_answer_may_be_replays(tmp_path):
+    from apollo_frames.core import jsontext
+
+    deep = b"[" * (jsontext.MAX_DEPTH - 1) + b"]" * (jsontext.MAX_DEPTH - 1)
+    answer = jsontext.loads(b'{"x":' + deep + b"}")  # accepted from a server: MAX_DEPTH deep
+    line = spool_line({K1: encode_entry(K1, answer), K2: encode_entry(K2, {"id": "p2"})}, 1.0, None)
+    _orphan(tmp_path / "responses" / "spool", "h-1-0000abcd.jsonl", line)
+    with ResponseCache(tmp_path) as store:
+        assert store.get_many([K1, K2]) == {K1: answer, K2: {"id": "p2"}} and store.quarantined == 0
+
+
+def test_a_line_appended_onto_a_cut_one_is_salvaged(tmp_path):
+    whole = spool_line({K2: encode_entry(K2, {"t": 1, "id": "p2"})}, 2.0, None)  # an answer starting {"t": too
+    cut = spool_line({K1: encode_entry(K1, {"t": 0, "id": "p1"})}, 1.0, None)[:40]  # a full disk cut it
+    _orphan(tmp_path / "responses" / "spool", "h-1-0000abcd.jsonl", cut + whole)
+    with ResponseCache(tmp_path) as store:
+        assert store.get_many([K1, K2]) == {K2: {"t": 1, "id": "p2"}} and store.quarantined == 0
+
+
+def test_a_key_spooled_twice_replays_its_latest_answer(tmp_path):
+    lines = (spool_line({K1: encode_entry(K1, {"v": "new"})}, 20.0, None)
+             + spool_line({K1: encode_entry(K1, {"v": "old"})}, 10.0, None))
+    _orphan(tmp_path / "responses" / "spool", "h-1-0000abcd.jsonl", lines)
+    with ResponseCache(tmp_path) as store:
+        assert store.get_many([K1]) == {K1: {"v": "new"}}
+        assert store.query("SELECT store_time FROM Cache WHERE key = ?", [K1]) == [(20.0,)]
+
+
+def test_a_file_left_half_made_by_a_kill_is_removed(tmp_path):
+    folder = tmp_path / "responses" / "spool"
+    _orphan(folder, ".0000abcd.new", b"")
+    with ResponseCache(tmp_path):
+        assert list(folder.iterdir()) == []

@@ -49,9 +49,15 @@ ROTATE_BYTES = 32 * 2**20
 LINE_LIMIT = 64 * 2**20
 #: entries written to the store per transaction while a spool file is replayed
 REPLAY_BLOCK = 1_000
-_NAME = re.compile(r"(?P<host>[A-Za-z0-9_.-]+)-(?P<pid>[0-9]+)-[0-9a-f]{8}\.jsonl")
-#: spool files this process closed with lines not stored (its own pid, but no writer holds them any more)
-_RELEASED: set[str] = set()
+#: how every spool line starts (see :func:`spool_line`)
+_START = b'{"t":'
+_NAME = re.compile(r"[A-Za-z0-9_.-]+-[0-9]+-[0-9a-f]{8}\.jsonl")
+#: a file being made (locked, not yet named): left by a kill between the two, it is empty
+_MAKING = re.compile(r"\.[0-9a-f]{8}\.new")
+#: (device, inode) of the spool files this process's writers hold: where flock is emulated by POSIX locks
+#: (NFS) a process does not see its own locks, so its replays skip these by identity
+_LIVE: set[tuple[int, int]] = set()
+_LIVE_LOCK = threading.Lock()
 
 #: (key, answer, stored_at, expires_at) -> what the store writes, and the entry's bytes
 Entry = tuple[str, Any, float, "float | None"]
@@ -75,6 +81,7 @@ def spool_line(blobs: dict[str, bytes], stored_at: float, expires_at: float | No
 class _File:
     path: Path
     fd: int
+    identity: tuple[int, int]
     #: lines appended and not stored yet
     pending: int = 0
     size: int = 0
@@ -113,6 +120,9 @@ class Spool:
         fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            identity = _identity(os.fstat(fd))
+            with _LIVE_LOCK:
+                _LIVE.add(identity)
             path = self.folder / f"{_host()}-{os.getpid()}-{rand}.jsonl"
             os.rename(making, path)
         except OSError:
@@ -120,7 +130,7 @@ class Spool:
             making.unlink(missing_ok=True)
             raise
         self._gen += 1
-        self._files[self._gen] = _File(path, fd)
+        self._files[self._gen] = _File(path, fd, identity)
 
     def append(self, line: bytes) -> int:
         """Append one line (a kill -9 after this returns loses nothing of it); returns its file's number for
@@ -173,10 +183,7 @@ class Spool:
         with self._lock:
             files, self._files = list(self._files.values()), {}
             for file in files:
-                unlink = not (keep or file.pending)
-                if not unlink:
-                    _RELEASED.add(str(file.path))
-                _remove(file, unlink=unlink)
+                _remove(file, unlink=not (keep or file.pending))
 
 
 def _remove(file: _File, *, unlink: bool = True) -> None:
@@ -185,8 +192,14 @@ def _remove(file: _File, *, unlink: bool = True) -> None:
         with contextlib.suppress(OSError):
             file.path.unlink()
     file.closed = True
+    with _LIVE_LOCK:  # no writer of this process holds it any more: a replay may take it
+        _LIVE.discard(file.identity)
     if not file.writing:
         os.close(file.fd)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 @dataclasses.dataclass
@@ -208,28 +221,30 @@ def replay(folder: Path, write: Callable[[list[Entry], dict[str, bytes]], Any], 
     if fcntl is None or not folder.is_dir():
         return done
     for path in sorted(folder.iterdir()):
-        if not _ours_to_replay(path):
+        making = _MAKING.fullmatch(path.name) is not None
+        if not making and _NAME.fullmatch(path.name) is None:
             continue
         with _orphan(path) as handle:
             if handle is None:
                 continue
-            for block in _blocks(_read(handle, done.bad, check)):  # a file of any size, a block in memory
-                write([entry for entry, _ in block], {entry[0]: blob for entry, blob in block})
-                done.entries += len(block)
-            done.files += 1
+            if not making:  # (a file left while it was being made is empty)
+                for block in _blocks(_read(handle, done.bad, check)):  # a file of any size, a block in memory
+                    latest = _latest(block)
+                    write([entry for entry, _ in latest.values()], {key: blob for key, (_, blob) in latest.items()})
+                    done.entries += len(latest)
+                done.files += 1
             path.unlink(missing_ok=True)
-            _RELEASED.discard(str(path))
     return done
 
 
-def _ours_to_replay(path: Path) -> bool:
-    """A spool file's name, and not one of a live writer of this process (whose lock this process cannot
-    see where ``flock`` is emulated by POSIX locks, as on NFS)."""
-    name = _NAME.fullmatch(path.name)
-    if name is None:
-        return False
-    mine = name["host"] == _host() and int(name["pid"]) == os.getpid()
-    return not mine or str(path) in _RELEASED
+def _latest(block: list[tuple[Entry, bytes]]) -> dict[str, tuple[Entry, bytes]]:
+    """Per key, its entry stored last (one key may be in a block twice)."""
+    latest: dict[str, tuple[Entry, bytes]] = {}
+    for entry, blob in block:
+        seen = latest.get(entry[0])
+        if seen is None or entry[2] >= seen[0][2]:
+            latest[entry[0]] = (entry, blob)
+    return latest
 
 
 @contextlib.contextmanager
@@ -241,7 +256,9 @@ def _orphan(path: Path) -> Iterator[Any]:
         yield None
         return
     held = os.fstat(fd)
-    if not stat.S_ISREG(held.st_mode):  # a folder, a FIFO, a device: not ours, and reading it could block
+    with _LIVE_LOCK:
+        live = _identity(held) in _LIVE
+    if live or not stat.S_ISREG(held.st_mode):  # a writer of this process holds it; a folder, a FIFO, a device
         os.close(fd)
         yield None
         return
@@ -283,13 +300,30 @@ def _read(handle: Any, bad: list[str], check: Check) -> Iterator[tuple[Entry, by
         try:
             yield from _entries(line, check)
         except Exception as exc:  # anything at all: the line is not trusted, the replay goes on
-            bad.append(f"spool line {exc}" if isinstance(exc, ValueError) else f"spool line ({type(exc).__name__})")
+            salvaged = _salvage(line, check)
+            if salvaged is None:
+                bad.append(f"spool line {exc}" if isinstance(exc, ValueError) else f"spool line ({type(exc).__name__})")
+            yield from salvaged or ()
+
+
+def _salvage(line: bytes, check: Check) -> list[tuple[Entry, bytes]] | None:
+    """The whole line at the end of ``line``, when an append cut short (a full disk) has another appended to it.
+
+    Lines start with ``{"t":``; inside a line those bytes start only an answer's object (never a line: the suffix
+    then does not parse as one), since in JSON text a quote inside a string is escaped.
+    """
+    start = line.find(_START, 1)
+    while start > 0:
+        with contextlib.suppress(Exception):
+            return _entries(line[start:], check)
+        start = line.find(_START, start + 1)
+    return None
 
 
 def _entries(line: bytes, check: Check) -> list[tuple[Entry, bytes]]:
     """The entries of one spool line, all checked before any is taken (ValueError: why the line is not ours)."""
     try:
-        record = jsontext.loads(line)
+        record = jsontext.loads(line, max_depth=jsontext.MAX_DEPTH + 3)  # the line wraps each answer 3 levels deep
     except (ValueError, RecursionError):
         raise ValueError("not JSON") from None
     if not isinstance(record, dict) or not isinstance(record.get("entries"), list):

@@ -558,7 +558,8 @@ class ResponseCache:
         with self.transaction() as con:
             for table in ("Cache", "Flat", "FlatBlock"):
                 con.execute(f"DELETE FROM {table}")
-        replay(self.spool_dir, lambda entries, blobs: None, spooled_entry)  # what gone processes spooled goes too
+        with contextlib.suppress(OSError):  # what gone processes spooled goes too
+            replay(self.spool_dir, lambda entries, blobs: None, spooled_entry)
 
     # -- the spool ----------------------------------------------------------------------------
 

@@ -12,15 +12,19 @@ JSON. What the two would read differently is made one rule here:
 * Nesting deeper than :data:`MAX_DEPTH` (which orjson cannot write back) is a
   ``RecursionError``, as ``json`` gives for its own limit: such an answer
   could not be stored.
-* Integers past 64 bits are read by orjson as floats (Apollo sends none: its
-  ids are strings); text orjson refuses (invalid UTF-8, lone surrogates) goes
-  through ``json``, and values orjson cannot write are written by ``json``
-  with non-ASCII escaped, so any text at all can be stored.
+* Text orjson refuses (invalid UTF-8, lone surrogates, ``NaN``) goes through
+  ``json``, and values orjson cannot write are written by ``json`` with
+  non-ASCII escaped, so any text at all can be stored.
+* Numbers: integers past 64 bits are read by orjson as floats (exactly only
+  when the text goes through ``json`` for another reason), and a number past
+  a float's range (``1e400``) is infinity, stored as null. Apollo sends
+  neither: its ids are strings.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -39,22 +43,22 @@ def dumps(value: Any) -> bytes:
         return _std_encode(value).encode("ascii")
 
 
-def loads(data: bytes | str) -> Any:
-    """The value of a JSON text; ValueError when it is not JSON, RecursionError when nested too deeply to keep."""
+def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """The value of a JSON text; ValueError when it is not JSON, RecursionError when nested deeper than
+    ``max_depth`` (an answer deeper than :data:`MAX_DEPTH` could not be written back)."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if "depth limit" in str(exc).lower():
+        why = str(exc).lower()
+        if "depth" in why or "recursion" in why:  # (the wording moved between orjson versions)
             raise RecursionError(str(exc)) from None
-        value = json.loads(data, parse_constant=_no_number)
-        _check_depth(value)
-        return value
+        if _text_depth(data) > max_depth:  # before json's parser, which recurses in C
+            raise RecursionError(f"JSON nested more than {max_depth} levels") from None
+        return json.loads(data, parse_constant=_no_number)
     try:
-        orjson.dumps(value)  # ~25 us for ten people: proves it can be written back
-    except TypeError as exc:  # (orjson.JSONEncodeError)
-        if "recursion" in str(exc).lower():
-            raise RecursionError(f"JSON nested more than {MAX_DEPTH} levels") from None
-        _check_depth(value)
+        orjson.dumps(value)  # ~25 us for ten people: below orjson's writing limit there is nothing to check
+    except TypeError:  # (orjson.JSONEncodeError) too deep to write, or a value only json writes
+        _check_depth(value, max_depth)
     return value
 
 
@@ -63,12 +67,25 @@ def _no_number(constant: str) -> str:
     return constant
 
 
-def _check_depth(value: Any) -> None:
-    """RecursionError when ``value`` nests deeper than :data:`MAX_DEPTH` (a walk without recursion)."""
-    level: list[Any] = [value]
-    for _ in range(MAX_DEPTH + 1):
-        level = [item for node in level if isinstance(node, (dict, list))
-                 for item in (node.values() if isinstance(node, dict) else node)]
-        if not level:
-            return
-    raise RecursionError(f"JSON nested more than {MAX_DEPTH} levels")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _text_depth(data: bytes | str) -> int:
+    """The deepest nesting of brackets in a JSON text, strings left out (a text json's parser is about to read)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b"", raw)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """RecursionError when ``value`` nests deeper than ``max_depth`` (a walk without recursion)."""
+    level: list[Any] = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(max_depth):  # the containers one level further in, at each turn
+        level = [item for node in level for item in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(item, (dict, list))]
+    if level:
+        raise RecursionError(f"JSON nested more than {max_depth} levels")
