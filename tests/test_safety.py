@@ -167,13 +167,15 @@ def test_a_refresh_waits_for_the_new_answer_another_process_is_fetching_not_the_
         clock.advance(3600)
         prepared, op, options = people_job(frame)
         keys = plan_work(prepared, op, options, other).cache_keys
-        other.cache.claim(keys, lease_s=600)  # the other process is refreshing them now
+        run = other.cache.begin_run()
+        other.cache.claim(keys, lease_s=600, owner=run)  # the other process is refreshing them now
         refreshed = []
 
         def other_answers(seconds: float) -> None:
-            if not refreshed:
+            if not refreshed:  # its run answers (a run of its own stands in for it), then lets its claims go
+                other.cache.release(keys, owner=run)
                 refreshed.append(af.enrich_people(frame, client=other, refresh=True, progress=False))
-                other.cache.release(keys)
+                other.cache.end_run(run)
             FakeClock.sleep(clock, seconds)
 
         clock.sleep = other_answers  # type: ignore[method-assign]
@@ -657,3 +659,48 @@ def test_run_interrupted_is_a_keyboard_interrupt_with_its_line():
     exc = RunInterrupted(1200, 340)
     assert isinstance(exc, KeyboardInterrupt)
     assert str(exc) == "interrupted: 1,200 answers saved, 340 rows left; run the same command to resume"
+
+
+def test_two_runs_in_threads_sharing_one_client_pay_once(small_config, tmp_path):
+    n = 40
+    people = known_people(Sandbox(small_config), n)
+    # the first run's answers are held until the second run has started and found every record claimed
+    gate = _Gate(let_through=0)
+    sb = Sandbox(SandboxConfig(seed=small_config.seed, n_orgs=small_config.n_orgs, latency=0.01), clock=gate)
+    outs: dict[str, pd.DataFrame] = {}
+    with sb.client(cache_dir=tmp_path / "c", concurrency=4) as client:
+        first = threading.Thread(target=lambda: outs.update(
+            first=af.enrich_people(people_frame(people), client=client, progress=False)))
+        first.start()
+        assert gate.holding.wait(30), "the first run never sent"
+        real_claim = client.cache.claim
+        second_claimed = threading.Event()
+
+        def claim_then_let_go(*args, **kwargs):  # once the second run has claimed (and found all held)
+            got = real_claim(*args, **kwargs)
+            second_claimed.set()
+            gate.release.set()
+            return got
+
+        client.cache.claim = claim_then_let_go  # type: ignore[method-assign]
+        outs["second"] = af.enrich_people(people_frame(people), client=client, progress=False)
+        first.join(30)
+    assert second_claimed.is_set()
+    assert sb.credits_consumed == n  # each record paid once, by the first run; the second read the store
+    assert outs["second"].attrs["apollo"]["credits_consumed"] == 0
+    for out in outs.values():
+        assert (out["apollo_status"] == "matched").all()
+
+
+def test_leases_of_a_run_of_this_process_that_ended_without_releasing_them_do_not_hold_the_next(sandbox, tmp_path):
+    people = known_people(sandbox, 20)
+    clock = FakeClock()
+    with sandbox.client(cache_dir=tmp_path / "c", clock=clock) as client:
+        prepared, op, options = people_job(people_frame(people))
+        keys = plan_work(prepared, op, options, client).cache_keys
+        crashed = client.cache.begin_run()
+        assert client.cache.claim(keys, lease_s=600, owner=crashed).claimed == keys
+        client.cache.end_run(crashed)  # the run failed before it let its claims go
+        out = af.enrich_people(people_frame(people), client=client, progress=False)
+    assert (out["apollo_status"] == "matched").all() and sandbox.credits_consumed == 20
+    assert clock.slept == 0  # nothing waited out the 600 s lease

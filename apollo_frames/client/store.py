@@ -316,11 +316,18 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-def _alive(pid: Any, host: Any) -> bool:
-    """False for a lease of a process on this host that no longer runs (killed): its claims are free at once.
+#: the owners of this process that may hold leases now: open stores, and the runs they began
+_LIVE_OWNERS: set[str] = set()
+
+
+def _alive(pid: Any, host: Any, owner: Any = None) -> bool:
+    """False for a lease of a process on this host that no longer runs (killed): its claims are free at once;
+    also for a lease of this very process whose run has ended (it failed before releasing them).
 
     A lease from another host is believed until it expires (its process cannot be seen from here).
     """
+    if host == _hostname() and pid == os.getpid():
+        return owner in _LIVE_OWNERS
     if os.name != "posix" or host != _hostname() or not isinstance(pid, int) or pid <= 0:
         return True  # (elsewhere os.kill(pid, 0) would not just look)
     try:
@@ -375,6 +382,7 @@ class ResponseCache:
         self.quarantined = 0
         self.quarantine_reasons: Counter[str] = Counter()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _LIVE_OWNERS.add(self.owner)
         #: held through each write transaction: this object's threads (each with its own connection) wait for
         #: one another here rather than in SQLite's busy handler, which sleeps a millisecond or more each time
         self._writing = threading.RLock()
@@ -515,12 +523,12 @@ class ResponseCache:
 
     def write_entries(
         self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False,
-        release: Sequence[str] = (), blobs: Mapping[str, bytes] | None = None,
+        release: Sequence[str] = (), blobs: Mapping[str, bytes] | None = None, owner: str | None = None,
     ) -> int:
         """Store (key, answer, stored_at, expires_at) entries in one transaction; returns how many were written.
 
         ``newer_only``: an entry already stored more recently is kept (import). ``release``: as in :meth:`set_many`.
-        ``blobs``: entries already encoded (:meth:`encode`), by key.
+        ``blobs``: entries already encoded (:meth:`encode`), by key. ``owner``: whose leases ``release`` drops.
         """
         rows = []
         disk = self._cache.disk
@@ -536,7 +544,7 @@ class ResponseCache:
                 return self._upsert(self._con(), rows, newer_only)
         with self.transaction() as con:
             written = self._upsert(con, rows, newer_only)
-            self._release(con, release)
+            self._release(con, release, owner)
         return written
 
     @staticmethod
@@ -591,7 +599,18 @@ class ResponseCache:
         return done.entries
 
     def close(self) -> None:
+        _LIVE_OWNERS.discard(self.owner)
         self._cache.close()
+
+    def begin_run(self) -> str:
+        """A lease owner of its own for one run: two runs sharing this store (threads sharing a client) keep
+        apart as two processes do. Leases of a run ended (:meth:`end_run`) without releasing them are free."""
+        owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
+        _LIVE_OWNERS.add(owner)
+        return owner
+
+    def end_run(self, owner: str) -> None:
+        _LIVE_OWNERS.discard(owner)
 
     def __enter__(self) -> ResponseCache:
         return self
@@ -637,8 +656,12 @@ class ResponseCache:
 
     # -- leases across processes ---------------------------------------------------------------
 
-    def claim(self, keys: Iterable[str], lease_s: float) -> Claimed:
-        """Take a lease of ``lease_s`` seconds on each key no other live lease holds (one transaction)."""
+    def claim(self, keys: Iterable[str], lease_s: float, *, owner: str | None = None) -> Claimed:
+        """Take a lease of ``lease_s`` seconds on each key no other live lease holds (one transaction).
+
+        ``owner``: whose leases (a run's, from :meth:`begin_run`); this store's by default.
+        """
+        owner = owner or self.owner
         wanted = list(dict.fromkeys(keys))
         now = self.clock.time()
         held: dict[str, Lease] = {}
@@ -646,13 +669,13 @@ class ResponseCache:
         pid, host = os.getpid(), _hostname()
         with self.transaction() as con:
             for block in _blocks(wanted):
-                for key, owner, opid, ohost, expires in con.execute(
+                for key, other, opid, ohost, expires in con.execute(
                     f"SELECT key, owner, pid, host, expires FROM Claims WHERE key IN ({_marks(len(block))}) "
                     "AND owner != ?",
-                    (*block, self.owner),
+                    (*block, owner),
                 ):
-                    if expires > now and _alive(opid, ohost):
-                        held[key] = Lease(owner, opid, ohost, expires)
+                    if expires > now and _alive(opid, ohost, other):
+                        held[key] = Lease(other, opid, ohost, expires)
                     else:
                         taken_over = True
             mine = [k for k in wanted if k not in held]
@@ -660,37 +683,39 @@ class ResponseCache:
                 con.execute(
                     f"INSERT OR REPLACE INTO Claims (key, owner, pid, host, expires) VALUES "
                     f"{','.join(['(?, ?, ?, ?, ?)'] * len(block))}",
-                    [value for k in block for value in (k, self.owner, pid, host, now + lease_s)],
+                    [value for k in block for value in (k, owner, pid, host, now + lease_s)],
                 )
         if taken_over:  # its process may be gone with answers spooled and not stored: they are stored first
             self.replay_spool()
         return Claimed(mine, held)
 
-    def release(self, keys: Iterable[str]) -> None:
-        """Drop this object's leases on ``keys`` (others' leases are left alone)."""
+    def release(self, keys: Iterable[str], *, owner: str | None = None) -> None:
+        """Drop this object's (or ``owner``'s) leases on ``keys`` (others' leases are left alone)."""
         with self.transaction() as con:
-            self._release(con, keys)
+            self._release(con, keys, owner)
 
-    def _release(self, con: sqlite3.Connection, keys: Iterable[str]) -> None:
+    def _release(self, con: sqlite3.Connection, keys: Iterable[str], owner: str | None = None) -> None:
         for block in _blocks(list(dict.fromkeys(keys))):
-            con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})", (self.owner, *block))
+            con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})",
+                        (owner or self.owner, *block))
 
-    def held_by_others(self, keys: Iterable[str]) -> list[str]:
-        """Those of ``keys`` another owner holds a live lease on."""
+    def held_by_others(self, keys: Iterable[str], *, owner: str | None = None) -> list[str]:
+        """Those of ``keys`` another owner than this object (or ``owner``) holds a live lease on."""
         wanted = list(dict.fromkeys(keys))
         now = self.clock.time()
         held: set[str] = set()
         for block in _blocks(wanted):
             rows = self._rows(
-                f"SELECT key, pid, host FROM Claims WHERE key IN ({_marks(len(block))}) AND owner != ? AND expires > ?",
-                [*block, self.owner, now],
+                f"SELECT key, owner, pid, host FROM Claims WHERE key IN ({_marks(len(block))}) AND owner != ? "
+                "AND expires > ?",
+                [*block, owner or self.owner, now],
             )
-            held.update(key for key, pid, host in rows if _alive(pid, host))
+            held.update(key for key, other, pid, host in rows if _alive(pid, host, other))
         return [k for k in wanted if k in held]
 
     def wait_for(
         self, keys: Iterable[str], timeout: float, *, poll: float = 0.05, sleep: Callable[[float], None] | None = None,
-        stored_after: float | None = None,
+        stored_after: float | None = None, owner: str | None = None,
     ) -> Waited:
         """Wait until every key has an answer or is no longer held by a live lease of another owner.
 
@@ -698,6 +723,7 @@ class ResponseCache:
         ``sleep`` given), so a test with a ``FakeClock`` never waits for real. Keys whose lease expired or was released
         without an answer come back in ``free``: the caller claims and sends them. ``stored_after``: only answers
         stored after that time count (a refresh does not take the old answer the other process is replacing).
+        ``owner``: the waiting run's lease owner (see :meth:`claim`).
         """
         sleep = sleep or self.clock.sleep
         pending = list(dict.fromkeys(keys))
@@ -708,7 +734,7 @@ class ResponseCache:
             got = self.get_many(pending, stamps=stamps)
             found.update((k, v) for k, v in got.items() if stored_after is None or stamps[k][0] >= stored_after)
             pending = [k for k in pending if k not in found]
-            held = self.held_by_others(pending)
+            held = self.held_by_others(pending, owner=owner)
             if not held or self.clock.time() >= deadline:
                 return Waited(found, held, [k for k in pending if k not in set(held)])
             sleep(poll)

@@ -95,9 +95,11 @@ class RunInterrupted(KeyboardInterrupt):
 class Claims:
     """Leases on the records a run sends, in the client's answer store (see the module docstring)."""
 
-    def __init__(self, cache: Any, lease_s: float):
+    def __init__(self, cache: Any, lease_s: float, owner: str | None = None):
         self.cache = cache
         self.lease_s = lease_s
+        #: the run's lease owner (``ResponseCache.begin_run``), or None for the store's own
+        self.owner = owner
         #: why claims could not be taken (the first failure), or None
         self.failed: str | None = None
 
@@ -106,7 +108,7 @@ class Claims:
         if self.failed is not None:
             return list(keys), {}
         try:
-            got = self.cache.claim(keys, self.lease_s)
+            got = self.cache.claim(keys, self.lease_s, owner=self.owner)
         except (StorageError, sqlite3.Error) as exc:
             self.failed = str(exc)
             return list(keys), {}
@@ -148,8 +150,10 @@ class AnswerWriter:
     """Stores answered batches from its own thread in arrival order, coalescing what is queued (:meth:`put`),
     once a worker spooled them (:meth:`store`); settles the ledger from its thread (see module doc)."""
 
-    def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY):
+    def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY,
+                 owner: str | None = None):
         self.cache, self.ledger, self.ttl = cache, ledger, ttl
+        self.owner = owner  # whose claims it releases (see ``Claims.owner``)
         self._counting = threading.Lock()  # for ``saved``, ``error`` and the list below: the store serialises writes
         self.saved = 0
         self._release_later: list[str] = []  # claims on answers written by :meth:`store`
@@ -291,7 +295,7 @@ class AnswerWriter:
                 return
             keys, self._release_later = self._release_later, []
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
-            self.cache.release(keys)
+            self.cache.release(keys, owner=self.owner)
 
     def _store(self, batch: list[Keep], release: bool = True) -> None:
         """Store the answers of ``batch`` (and release its claims) in one transaction."""
@@ -305,7 +309,7 @@ class AnswerWriter:
         keys = [key for item in batch for key in item.release] if release else []
         if not self._store_broken and entries:
             try:
-                self.cache.write_entries(list(entries.values()), release=keys, blobs=blobs)
+                self.cache.write_entries(list(entries.values()), release=keys, blobs=blobs, owner=self.owner)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
@@ -315,7 +319,7 @@ class AnswerWriter:
                 self._failed(exc, "writing the answer store", self.cache.path)
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             if keys:
-                self.cache.release(keys)
+                self.cache.release(keys, owner=self.owner)
         for item in batch:
             item.stored = True
 

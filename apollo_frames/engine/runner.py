@@ -392,7 +392,7 @@ def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
         # a batch claimed but never started (cancelled by the interrupt) keeps no lease: a re-run in this same
         # process (a notebook cell run again) would otherwise wait for it to expire
         with contextlib.suppress(StorageError, sqlite3.Error):
-            client.cache.release(plan.cache_keys[j] for j in plan.to_fetch)
+            client.cache.release((plan.cache_keys[j] for j in plan.to_fetch), owner=sender.owner)
         raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
 
 
@@ -484,8 +484,10 @@ class _Sender:
         self.handed = max(1, handed)  # batches handed to the executor at once (running and queued)
         self.budget_reason: str | None = None
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
-        self.writer = AnswerWriter(self.cache, ledger, ttl=ttl)
-        self.claims = Claims(self.cache, lease_seconds(client.settings))
+        #: this run's lease owner: runs sharing the client's store keep apart as processes do
+        self.owner = self.cache.begin_run()
+        self.writer = AnswerWriter(self.cache, ledger, ttl=ttl, owner=self.owner)
+        self.claims = Claims(self.cache, lease_seconds(client.settings), self.owner)
         self.deferred: dict[int, None] = {}  # ordered set: held by another process
         self.in_flight = 0
         #: answers another process stored while this run went on (not paid by this run)
@@ -682,7 +684,7 @@ class _Sender:
         self.deferred.clear()
         try:
             waited = self.cache.wait_for(list(keys), self.claims.lease_s, sleep=self._sleep,
-                                         stored_after=self.started_at if self.refresh else None)
+                                         stored_after=self.started_at if self.refresh else None, owner=self.owner)
         except StorageError:
             self.pending.extend(keys.values())  # the store cannot be read: fetch them here
             return
@@ -709,6 +711,7 @@ class _Sender:
         if self.ready and self.writer.alive:
             self.writer.put(Keep({}, 0, self._keys(self.ready)))
         self.writer.close()
+        self.cache.end_run(self.owner)  # a lease it could not release is free from now on
         self._check_writer()
 
     def rows_left(self) -> int:
