@@ -704,3 +704,72 @@ def test_leases_of_a_run_of_this_process_that_ended_without_releasing_them_do_no
         out = af.enrich_people(people_frame(people), client=client, progress=False)
     assert (out["apollo_status"] == "matched").all() and sandbox.credits_consumed == 20
     assert clock.slept == 0  # nothing waited out the 600 s lease
+
+
+class _FirstHeldThenCtrlC:
+    """A WSGI app before the sandbox: the first bulk call is paid at once but its answer held until ``unblock``;
+    the second presses Ctrl-C."""
+
+    def __init__(self, sandbox):
+        self.sandbox, self.seen, self.lock = sandbox, 0, threading.Lock()
+        self.unblock = threading.Event()
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").endswith("people/bulk_match"):
+            with self.lock:
+                self.seen += 1
+                n = self.seen
+            if n == 1:
+                out = self.sandbox(environ, start_response)
+                self.unblock.wait(30)
+                return out
+            if n == 2:
+                signal.raise_signal(signal.SIGINT)
+        return self.sandbox(environ, start_response)
+
+
+def test_a_request_still_out_after_ctrl_c_keeps_its_claims_until_it_is_answered(sandbox, tmp_path, monkeypatch):
+    from apollo_frames.engine import executor as executor_mod
+    from apollo_frames.sandbox import client_for
+
+    real = executor_mod.Executor.for_client.__func__
+
+    def short_drain(cls, client, stop=None, **kw):
+        made = real(cls, client, stop, **kw)
+        made.drain_s = 0.3  # the wait for requests still out ends (as after its timeout, or a second Ctrl-C)
+        return made
+
+    monkeypatch.setattr(executor_mod.Executor, "for_client", classmethod(short_drain))
+    frame = people_frame(known_people(sandbox, 30))
+    app = _FirstHeldThenCtrlC(sandbox)
+    clock = FakeClock()
+    with client_for(app, cache_dir=tmp_path / "c", clock=clock, concurrency=2) as client:
+        with pytest.raises(RunInterrupted):
+            af.enrich_people(frame, client=client, progress=False)
+        keys = plan_work(*people_job(frame), client, flatten=False).cache_keys
+
+        def answer_meanwhile(seconds: float) -> None:  # the re-run waits for the first batch: let it answer
+            app.unblock.set()
+            for _ in range(500):
+                if len(client.cache.get_many(keys[:10])) == 10:
+                    break
+                threading.Event().wait(0.01)
+            FakeClock.sleep(clock, seconds)
+
+        clock.sleep = answer_meanwhile  # type: ignore[method-assign]
+        again = af.enrich_people(frame, client=client, progress=False)  # the notebook cell run again
+    assert (again["apollo_status"] == "matched").all()
+    assert sandbox.credits_consumed == 30  # the batch still out was awaited and read, not paid again
+
+
+def test_a_lease_of_another_process_with_this_host_name_and_pid_is_not_taken_for_ours(tmp_path):
+    # two containers sharing the host's network and a cache volume: the same host name, both pid 1
+    import socket
+
+    with ResponseCache(tmp_path) as store:
+        with store.transaction() as con:
+            con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
+                        ("a" * 64, f"{socket.gethostname()}:{os.getpid()}:0other00:1234abcd", os.getpid(),
+                         socket.gethostname(), store.clock.time() + 600))
+        got = store.claim(["a" * 64], 60)
+    assert got.claimed == [] and list(got.held_by_others) == ["a" * 64]

@@ -107,12 +107,12 @@ def test_spool_lines_that_are_not_ours_are_skipped_counted_and_never_trusted(tmp
     entry = json.dumps({"v": SCHEMA_VERSION, "k": K3, "d": {"id": "p3"}}).encode()
     bad = [
         b"\x80\x04\x95\x1e\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94.\n",  # a pickle
-        b'{"t": 1.0, "e": null, "entries": [{"v": 1, "k": "' + K3.encode() + b'", "d": {}}]}\n',  # old schema
-        b'{"t": 1.0, "e": null, "entries": [{"v": 2, "k": "../../etc", "d": {}}]}\n',  # not a store key
-        b'{"t": 1.0, "e": null, "entries": [{"v": 2, "k": "' + K3.encode() + b'", "d": [1]}]}\n',  # not an object
-        b'{"t": NaN, "e": null, "entries": [' + entry + b"]}\n",  # no time
-        b"[" * 100_000 + b"\n",  # deep enough to break a recursive parser
-        b'{"t": 1.0, "e": null, "entries": [' + entry + b', {"v": 2, "k": 5, "d": null}]}\n',  # one bad entry
+        b'\x1e{"t": 1.0, "e": null, "entries": [{"v": 1, "k": "' + K3.encode() + b'", "d": {}}]}\n',  # old schema
+        b'\x1e{"t": 1.0, "e": null, "entries": [{"v": 2, "k": "../../etc", "d": {}}]}\n',  # not a store key
+        b'\x1e{"t": 1.0, "e": null, "entries": [{"v": 2, "k": "' + K3.encode() + b'", "d": [1]}]}\n',  # not an object
+        b'\x1e{"t": NaN, "e": null, "entries": [' + entry + b"]}\n",  # no time
+        b"\x1e" + b"[" * 100_000 + b"\n",  # deep enough to break a recursive parser
+        b'\x1e{"t": 1.0, "e": null, "entries": [' + entry + b', {"v": 2, "k": 5, "d": null}]}\n',  # one bad entry
     ]
     folder = tmp_path / "responses" / "spool"
     _orphan(folder, "host-1-0000abcd.jsonl", good + b"".join(bad) + b'{"t": 1.0, "e": null, "entr')  # cut last
@@ -121,6 +121,9 @@ def test_spool_lines_that_are_not_ours_are_skipped_counted_and_never_trusted(tmp
     with pytest.warns(UserWarning, match="7 line"), ResponseCache(tmp_path) as store:
         assert store.get_many([K1, K2, K3]) == {K1: {"id": "p1"}, K2: None}  # a line is taken whole or not at all
         assert store.quarantined == 7
+        reasons = set(store.quarantine_reasons)
+        assert {"spool line of schema version 1", "spool line with a key that is not a store key",
+                "spool line with bad times", "spool line not JSON"} <= reasons, reasons
         rows = store.query("SELECT store_time, expire_time FROM Cache WHERE key = ?", [K1])
     assert rows == [(5.0, 4e9)]
     assert sorted(p.name for p in folder.iterdir()) == ["host-2-0000abce.jsonl", "not-a-spool.txt"]
@@ -214,6 +217,11 @@ def test_json_text_reads_one_way_and_writes_back_what_it_read():
         with pytest.raises(RecursionError):  # the same through the other parser
             jsontext.loads(b"[" * depth + b"NaN" + b"]" * depth)
     assert jsontext.loads(b"[" * jsontext.MAX_DEPTH + b"]" * jsontext.MAX_DEPTH) is not None
+    # the nesting of a text json's parser is about to read: strings left out, even one left open at the end
+    assert [jsontext._text_depth(t) for t in (b'{"a":"[[","b":[1,[2]]}', b'["\\"]]", {"x": []}]', b'[["open [[',
+                                              b'["x\\', b"[" + b'\\"' * 1000)] == [3, 3, 2, 1, 1]
+    with pytest.raises(ValueError):  # text that is not JSON, however it is built, is refused (in one pass)
+        jsontext.loads(b"[" + b'\\"' * 100_000)
     for value in ({"s": "\ud800", "n": 2**70, 1: "int key"}, {"name": "Zoë", "x": [1.5, None, True]}):
         text = jsontext.dumps(value)
         assert isinstance(text, bytes) and json.loads(text) == json.loads(json.dumps(value))
@@ -221,7 +229,7 @@ def test_json_text_reads_one_way_and_writes_back_what_it_read():
 
 def test_a_spooled_answer_with_text_that_cannot_be_written_as_utf8_is_stored_escaped(tmp_path):
     folder = tmp_path / "responses" / "spool"
-    line = (b'{"t":5.0,"e":null,"entries":[{"v":2,"k":"' + K1.encode() + b'","d":{"x":"\\ud800"}}]}\n')
+    line = (b'\x1e{"t":5.0,"e":null,"entries":[{"v":2,"k":"' + K1.encode() + b'","d":{"x":"\\ud800"}}]}\n')
     _orphan(folder, "h-1-0000abcd.jsonl", line)
     for _ in range(2):  # once replayed, the store opens as usual
         with ResponseCache(tmp_path) as store:
@@ -355,3 +363,33 @@ def test_a_file_left_half_made_by_a_kill_is_removed(tmp_path):
     _orphan(folder, ".0000abcd.new", b"")
     with ResponseCache(tmp_path):
         assert list(folder.iterdir()) == []
+
+
+def test_a_cut_line_never_passes_an_object_inside_an_answer_for_a_line(tmp_path):
+    # an answer holding an object shaped like a spool line, the line cut by a full disk right after that object
+    poison = b'{"t":9e15,"e":null,"entries":[' + encode_entry("f" * 64, {"name": "poisoned"}) + b"]}"
+    answer = encode_entry(K1, {"note": "x"})[:-1] + b',"inner":' + poison + b"}"
+    line = spool_line({K1: answer}, 1.0, None)
+    cut = line[:line.index(poison) + len(poison)] + b"\n"
+    _orphan(tmp_path / "responses" / "spool", "h-1-0000abcd.jsonl", cut)
+    with pytest.warns(UserWarning, match="could not be trusted"), ResponseCache(tmp_path) as store:
+        assert store.get_many(["f" * 64, K1]) == {}
+
+
+def test_a_line_after_one_a_full_disk_cut_short_replays_and_the_cut_one_is_not_read(tmp_path, monkeypatch):
+    spool = Spool(tmp_path)
+    real_write, calls = os.write, []
+
+    def half_then_whole(fd, data):
+        calls.append(1)
+        return real_write(fd, data[: len(data) // 2]) if len(calls) == 1 else real_write(fd, data)
+
+    monkeypatch.setattr(spool_module.os, "write", half_then_whole)
+    with pytest.raises(OSError):
+        spool.append(spool_line({K1: encode_entry(K1, {"id": "p1"})}, 1.0, None))
+    spool.append(spool_line({K2: encode_entry(K2, {"id": "p2"})}, 2.0, None))
+    monkeypatch.setattr(spool_module.os, "write", real_write)
+    spool.close()
+    entries: list = []
+    got = replay(tmp_path, lambda block, blobs: entries.extend(block), spooled_entry)
+    assert [e[:2] for e in entries] == [(K2, {"id": "p2"})] and got.bad == []

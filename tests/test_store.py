@@ -494,3 +494,15 @@ def test_keys_from_identity_texts_are_the_keys_of_the_identities(tmp_path, ident
     with ResponseCache(tmp_path) as store:
         assert store.keys("people/bulk_match", [identity_text(identity)], options) == [
             store.key("people/bulk_match", identity, options)]
+
+
+def test_an_entry_nested_too_deeply_to_read_is_a_counted_miss(tmp_path):
+    with ResponseCache(tmp_path) as store:
+        key = "b" * 64
+        store.set_many({key: {"id": "p1"}}, ttl=None)
+        deep = b'{"v":2,"k":"' + key.encode() + b'","d":{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+        with store.transaction() as con:
+            con.execute("UPDATE Cache SET value = ? WHERE key = ?", (deep, key))
+        with pytest.warns(UserWarning, match="nested too deeply"):
+            assert store.get_many([key]) == {}
+        assert store.quarantined == 1

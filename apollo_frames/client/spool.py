@@ -11,8 +11,8 @@ process's claims.
 One spool file per writer, ``responses/spool/<host>-<pid>-<random>.jsonl``,
 0600, locked with ``flock`` while its writer lives (it is created under
 another name and renamed once locked, so it is never seen unlocked): a file
-nobody holds belongs to a writer that is gone. A line is
-``{"t": stored_at, "e": expires_at or null, "entries": [entry, ...]}`` where
+nobody holds belongs to a writer that is gone. A line is the byte ``\x1e``
+then ``{"t": stored_at, "e": expires_at or null, "entries": [entry, ...]}`` where
 each entry is the store's own entry ``{"v": SCHEMA_VERSION, "k": key, "d": answer}``.
 What is read back is data only, and checked (by the store, like a stored
 entry) before anything of its line is taken; a line that is not ours is
@@ -49,8 +49,9 @@ ROTATE_BYTES = 32 * 2**20
 LINE_LIMIT = 64 * 2**20
 #: entries written to the store per transaction while a spool file is replayed
 REPLAY_BLOCK = 1_000
-#: how every spool line starts (see :func:`spool_line`)
-_START = b'{"t":'
+#: what every spool line starts with: a byte JSON text never holds unescaped (the record separator), so a line
+#: appended onto one a full disk cut short is found by it, and nothing inside an answer can pass for a line
+_START = b"\x1e"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+-[0-9]+-[0-9a-f]{8}\.jsonl")
 #: a file being made (locked, not yet named): left by a kill between the two, it is empty
 _MAKING = re.compile(r"\.[0-9a-f]{8}\.new")
@@ -73,8 +74,8 @@ def spool_line(blobs: dict[str, bytes], stored_at: float, expires_at: float | No
     """One spool line for the encoded entries ``blobs`` (key -> the store's entry bytes); an expiry that is not
     finite (an infinite TTL) is written as none."""
     expire = repr(float(expires_at)) if expires_at is not None and math.isfinite(expires_at) else "null"
-    return b"".join((f'{{"t":{float(stored_at)!r},"e":{expire},"entries":['.encode(), b",".join(blobs.values()),
-                     b"]}\n"))
+    return b"".join((_START, f'{{"t":{float(stored_at)!r},"e":{expire},"entries":['.encode(),
+                     b",".join(blobs.values()), b"]}\n"))
 
 
 @dataclasses.dataclass
@@ -143,15 +144,12 @@ class Spool:
             file.pending += 1
             file.size += len(line)
             file.writing += 1
-        written = 0
         try:
-            written = os.write(file.fd, line)  # O_APPEND: one line whole, whatever other threads append meanwhile
-            if written != len(line):
+            # O_APPEND: one line whole, whatever other threads append meanwhile. A line cut short (a full disk)
+            # is left as it is: a line appended after it is found by its start byte (see ``_read``)
+            if os.write(file.fd, line) != len(line):
                 raise OSError(28, "the answer spool could not take a whole line (disk full?)")
         except OSError:
-            if written:  # end the cut line, so the lines after it read as lines
-                with contextlib.suppress(OSError):
-                    os.write(file.fd, b"\n")
             with self._lock:
                 file.pending -= 1
             raise
@@ -297,31 +295,19 @@ def _read(handle: Any, bad: list[str], check: Check) -> Iterator[tuple[Entry, by
                     line = handle.readline(LINE_LIMIT)
                 continue
             return  # the last line, cut by a kill while it was written: its batch was still in flight
+        # a line a full disk cut short may have had another appended to it: the last start begins the whole one
+        start = line.rfind(_START)
         try:
-            yield from _entries(line, check)
+            yield from _entries(memoryview(line)[start + 1:] if start >= 0 else b"", check)
         except Exception as exc:  # anything at all: the line is not trusted, the replay goes on
-            salvaged = _salvage(line, check)
-            if salvaged is None:
-                bad.append(f"spool line {exc}" if isinstance(exc, ValueError) else f"spool line ({type(exc).__name__})")
-            yield from salvaged or ()
+            bad.append(f"spool line {exc}" if isinstance(exc, ValueError) else f"spool line ({type(exc).__name__})")
 
 
-def _salvage(line: bytes, check: Check) -> list[tuple[Entry, bytes]] | None:
-    """The whole line at the end of ``line``, when an append cut short (a full disk) has another appended to it.
-
-    Lines start with ``{"t":``; inside a line those bytes start only an answer's object (never a line: the suffix
-    then does not parse as one), since in JSON text a quote inside a string is escaped.
-    """
-    start = line.find(_START, 1)
-    while start > 0:
-        with contextlib.suppress(Exception):
-            return _entries(line[start:], check)
-        start = line.find(_START, start + 1)
-    return None
-
-
-def _entries(line: bytes, check: Check) -> list[tuple[Entry, bytes]]:
-    """The entries of one spool line, all checked before any is taken (ValueError: why the line is not ours)."""
+def _entries(line: bytes | memoryview, check: Check) -> list[tuple[Entry, bytes]]:
+    """The entries of one spool line (after its start byte), all checked before any is taken (ValueError: why
+    the line is not ours)."""
+    if not line:
+        raise ValueError("without its start")
     try:
         record = jsontext.loads(line, max_depth=jsontext.MAX_DEPTH + 3)  # the line wraps each answer 3 levels deep
     except (ValueError, RecursionError):

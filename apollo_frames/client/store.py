@@ -156,6 +156,8 @@ def decode_entry(key: Any, blob: Any) -> dict | None:
         entry = json.loads(blob)
     except (ValueError, UnicodeDecodeError):
         raise BadEntry("not JSON") from None
+    except RecursionError:
+        raise BadEntry("nested too deeply") from None
     if not isinstance(entry, dict) or "d" not in entry:
         raise BadEntry("not an entry")
     if entry.get("v") != SCHEMA_VERSION:
@@ -318,6 +320,13 @@ def _hostname() -> str:
 
 #: the owners of this process that may hold leases now: open stores, and the runs they began
 _LIVE_OWNERS: set[str] = set()
+#: tells this process from another with the same host name and pid (containers sharing a host's network)
+_TOKEN = uuid.uuid4().hex[:8]
+
+
+def _this_process() -> str:
+    """How the lease owners of this process begin (the pid read now: a forked child is another process)."""
+    return f"{_hostname()}:{os.getpid()}:{_TOKEN}:"
 
 
 def _alive(pid: Any, host: Any, owner: Any = None) -> bool:
@@ -326,7 +335,7 @@ def _alive(pid: Any, host: Any, owner: Any = None) -> bool:
 
     A lease from another host is believed until it expires (its process cannot be seen from here).
     """
-    if host == _hostname() and pid == os.getpid():
+    if isinstance(owner, str) and owner.startswith(_this_process()):
         return owner in _LIVE_OWNERS
     if os.name != "posix" or host != _hostname() or not isinstance(pid, int) or pid <= 0:
         return True  # (elsewhere os.kill(pid, 0) would not just look)
@@ -381,7 +390,7 @@ class ResponseCache:
         #: entries found bad and set aside by this object (for the run summary)
         self.quarantined = 0
         self.quarantine_reasons: Counter[str] = Counter()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{_this_process()}{uuid.uuid4().hex[:8]}"
         _LIVE_OWNERS.add(self.owner)
         #: held through each write transaction: this object's threads (each with its own connection) wait for
         #: one another here rather than in SQLite's busy handler, which sleeps a millisecond or more each time

@@ -43,7 +43,7 @@ def dumps(value: Any) -> bytes:
         return _std_encode(value).encode("ascii")
 
 
-def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """The value of a JSON text; ValueError when it is not JSON, RecursionError when nested deeper than
     ``max_depth`` (an answer deeper than :data:`MAX_DEPTH` could not be written back)."""
     try:
@@ -54,7 +54,7 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
             raise RecursionError(str(exc)) from None
         if _text_depth(data) > max_depth:  # before json's parser, which recurses in C
             raise RecursionError(f"JSON nested more than {max_depth} levels") from None
-        return json.loads(data, parse_constant=_no_number)
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data, parse_constant=_no_number)
     try:
         orjson.dumps(value)  # ~25 us for ten people: below orjson's writing limit there is nothing to check
     except TypeError:  # (orjson.JSONEncodeError) too deep to write, or a value only json writes
@@ -67,11 +67,13 @@ def _no_number(constant: str) -> str:
     return constant
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+#: a string, or an unterminated one to the end of the text: one pass whatever the text (a pattern that can fail
+#: would be tried again from every later quote, quadratic on hostile text, all of it holding the GIL)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
 
 
-def _text_depth(data: bytes | str) -> int:
+def _text_depth(data: bytes | bytearray | memoryview | str) -> int:
     """The deepest nesting of brackets in a JSON text, strings left out (a text json's parser is about to read)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     depth = deepest = 0

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import itertools
 import sqlite3
+import threading
 import time
 import uuid
 from collections import deque
@@ -391,8 +392,9 @@ def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
         sender.close()
         # a batch claimed but never started (cancelled by the interrupt) keeps no lease: a re-run in this same
         # process (a notebook cell run again) would otherwise wait for it to expire
-        with contextlib.suppress(StorageError, sqlite3.Error):
-            client.cache.release((plan.cache_keys[j] for j in plan.to_fetch), owner=sender.owner)
+        with contextlib.suppress(StorageError, sqlite3.Error):  # (not those of requests still out)
+            client.cache.release((plan.cache_keys[j] for j in plan.to_fetch if j not in sender.flying),
+                                 owner=sender.owner)
         raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
 
 
@@ -486,6 +488,11 @@ class _Sender:
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
         #: this run's lease owner: runs sharing the client's store keep apart as processes do
         self.owner = self.cache.begin_run()
+        #: unique indices of the batches handed out and not handled yet (sent, or queued to be)
+        self.flying: set[int] = set()
+        self._sending = 0  # requests being sent now (a worker may outlive an interrupt's wait for it)
+        self._closed = False
+        self._ending = threading.Lock()  # for the two above: the run's owner ends once both are done
         self.writer = AnswerWriter(self.cache, ledger, ttl=ttl, owner=self.owner)
         self.claims = Claims(self.cache, lease_seconds(client.settings), self.owner)
         self.deferred: dict[int, None] = {}  # ordered set: held by another process
@@ -521,6 +528,7 @@ class _Sender:
                 return None
             self.in_flight += 1
             sent = [self.ready.popleft() for _ in range(n)]
+            self.flying.update(sent)
             records = self.plan.unique_records
             return _Batch(sent, list(records.pick(sent)) if isinstance(records, ColumnRecords) else [
                 records[j] for j in sent])
@@ -564,6 +572,18 @@ class _Sender:
         The answers are spooled here, before this worker takes another batch (see ``AnswerWriter.store``);
         the writer's thread stores them and settles the ledger.
         """
+        with self._ending:
+            self._sending += 1
+        try:
+            return self._send(batch)
+        finally:
+            with self._ending:
+                self._sending -= 1
+                last = self._closed and not self._sending
+            if last:  # the run closed while this request was out: its leases held until now
+                self.cache.end_run(self.owner)
+
+    def _send(self, batch: _Batch) -> _Answer | None:
         if not self._begin(batch):
             return None
         records = batch.records
@@ -621,6 +641,7 @@ class _Sender:
         if not batch.settled:
             batch.settled = True
             self.in_flight -= 1
+            self.flying.difference_update(batch.sent)
             self.budget.settle(len(batch.sent) * self.worst, answer.credits if answer is not None else 0.0)
             if batch.unsent is not None or not done.started:
                 self.ready.extendleft(reversed(batch.sent))  # not sent: skipped with the reason when the run ends
@@ -711,7 +732,11 @@ class _Sender:
         if self.ready and self.writer.alive:
             self.writer.put(Keep({}, 0, self._keys(self.ready)))
         self.writer.close()
-        self.cache.end_run(self.owner)  # a lease it could not release is free from now on
+        with self._ending:
+            self._closed = True
+            last = not self._sending
+        if last:  # a lease it could not release is free from now on (not while a worker still sends)
+            self.cache.end_run(self.owner)
         self._check_writer()
 
     def rows_left(self) -> int:
