@@ -773,3 +773,41 @@ def test_a_lease_of_another_process_with_this_host_name_and_pid_is_not_taken_for
                          socket.gethostname(), store.clock.time() + 600))
         got = store.claim(["a" * 64], 60)
     assert got.claimed == [] and list(got.held_by_others) == ["a" * 64]
+
+
+def _namesake_lease(store: ResponseCache, key: str, token: str) -> None:
+    """A lease of another process with this host name and pid (the token tells them apart)."""
+    import socket
+
+    with store.transaction() as con:
+        con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
+                    (key, f"{socket.gethostname()}:{os.getpid()}:{token}:1234abcd", os.getpid(),
+                     socket.gethostname(), store.clock.time() + 600))
+
+
+def test_a_namesake_process_is_alive_while_its_presence_file_is_locked_and_dead_once_it_is_not(tmp_path):
+    import fcntl
+
+    with ResponseCache(tmp_path) as store:
+        presence = store.directory / "owners" / "0a1b2c3d"
+        fd = os.open(presence, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the other container, running
+        _namesake_lease(store, "a" * 64, "0a1b2c3d")
+        assert list(store.claim(["a" * 64], 60).held_by_others) == ["a" * 64]
+        os.close(fd)  # it was killed: the kernel let its lock go (a container restarted as pid 1 is this case)
+        assert store.claim(["a" * 64], 60).claimed == ["a" * 64]
+
+
+def test_a_store_opened_announces_this_process_by_a_locked_presence_file(tmp_path):
+    import fcntl
+
+    from apollo_frames.client import store as store_module
+
+    with ResponseCache(tmp_path) as store:
+        fd = os.open(store.directory / "owners" / store_module._TOKEN, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        assert store.owner.startswith(store_module._this_process())

@@ -218,8 +218,10 @@ def test_json_text_reads_one_way_and_writes_back_what_it_read():
             jsontext.loads(b"[" * depth + b"NaN" + b"]" * depth)
     assert jsontext.loads(b"[" * jsontext.MAX_DEPTH + b"]" * jsontext.MAX_DEPTH) is not None
     # the nesting of a text json's parser is about to read: strings left out, even one left open at the end
-    assert [jsontext._text_depth(t) for t in (b'{"a":"[[","b":[1,[2]]}', b'["\\"]]", {"x": []}]', b'[["open [[',
-                                              b'["x\\', b"[" + b'\\"' * 1000)] == [3, 3, 2, 1, 1]
+    assert [jsontext._text_depth(t) for t in ('{"a":"[[","b":[1,[2]]}', '["\\"]]", {"x": []}]', '[["open [[',
+                                              '["x\\', "[" + '\\"' * 1000)] == [3, 3, 2, 1, 1]
+    with pytest.raises(RecursionError):  # bytes json's parser reads as UTF-16 are measured as that text
+        jsontext.loads(('["\u2200",' + "[" * 600 + "]" * 600 + "]").encode("utf-16-le"))
     with pytest.raises(ValueError):  # text that is not JSON, however it is built, is refused (in one pass)
         jsontext.loads(b"[" + b'\\"' * 100_000)
     for value in ({"s": "\ud800", "n": 2**70, 1: "int key"}, {"name": "Zoë", "x": [1.5, None, True]}):

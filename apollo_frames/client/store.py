@@ -57,6 +57,11 @@ from apollo_frames.core import jsontext
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
 from apollo_frames.core.errors import StorageError, warn
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: a namesake's leases are believed until they expire
+    fcntl = None  # type: ignore[assignment]
+
 #: Bump when the meaning or format of stored values changes: old entries are then never looked up
 #: (the version is part of every key) and ``cache verify`` / ``prune`` clear them. 1 was pickled values.
 SCHEMA_VERSION = 2
@@ -329,7 +334,48 @@ def _this_process() -> str:
     return f"{_hostname()}:{os.getpid()}:{_TOKEN}:"
 
 
-def _alive(pid: Any, host: Any, owner: Any = None) -> bool:
+#: per store folder, this process's presence file, locked while the process lives (never closed: that would
+#: drop the lock). A lease of another process with this host name and pid (a container restarted as pid 1, or
+#: one sharing the host's network) is alive while its presence file is locked
+_PRESENCE: dict[str, int] = {}
+_TOKEN_IN_OWNER = re.compile(r"[^:]*:[0-9]+:(?P<token>[0-9a-f]{8}):.*")
+
+
+def _announce(folder: Path) -> None:
+    """Lock this process's presence file in ``folder`` (once per folder); where that cannot be done, namesakes
+    are believed alive until their leases expire."""
+    if fcntl is None or str(folder) in _PRESENCE:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(private_dir(folder) / _TOKEN, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        _PRESENCE[str(folder)] = fd
+
+
+def _namesake_alive(folder: Path, owner: Any) -> bool:
+    """Whether the process behind ``owner``, with this process's host name and pid, still runs: its presence
+    file in ``folder`` is locked (or cannot be looked at: then it is believed)."""
+    found = _TOKEN_IN_OWNER.fullmatch(owner) if isinstance(owner, str) else None
+    if fcntl is None or found is None:
+        return True
+    try:
+        fd = os.open(folder / found["token"], os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: it runs
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _alive(pid: Any, host: Any, owner: Any = None, folder: Path | None = None) -> bool:
     """False for a lease of a process on this host that no longer runs (killed): its claims are free at once;
     also for a lease of this very process whose run has ended (it failed before releasing them).
 
@@ -337,6 +383,8 @@ def _alive(pid: Any, host: Any, owner: Any = None) -> bool:
     """
     if isinstance(owner, str) and owner.startswith(_this_process()):
         return owner in _LIVE_OWNERS
+    if host == _hostname() and pid == os.getpid():  # another process with our name: see ``_PRESENCE``
+        return folder is None or _namesake_alive(folder, owner)
     if os.name != "posix" or host != _hostname() or not isinstance(pid, int) or pid <= 0:
         return True  # (elsewhere os.kill(pid, 0) would not just look)
     try:
@@ -392,6 +440,7 @@ class ResponseCache:
         self.quarantine_reasons: Counter[str] = Counter()
         self.owner = f"{_this_process()}{uuid.uuid4().hex[:8]}"
         _LIVE_OWNERS.add(self.owner)
+        self._owners_dir = self.directory / "owners"
         #: held through each write transaction: this object's threads (each with its own connection) wait for
         #: one another here rather than in SQLite's busy handler, which sleeps a millisecond or more each time
         self._writing = threading.RLock()
@@ -405,6 +454,7 @@ class ResponseCache:
             for statement in _TABLES:
                 con.execute(statement)
         tighten(database_files(self.path))
+        _announce(self._owners_dir)
         self.replay_spool()
 
     def __repr__(self) -> str:
@@ -683,7 +733,7 @@ class ResponseCache:
                     "AND owner != ?",
                     (*block, owner),
                 ):
-                    if expires > now and _alive(opid, ohost, other):
+                    if expires > now and _alive(opid, ohost, other, self._owners_dir):
                         held[key] = Lease(other, opid, ohost, expires)
                     else:
                         taken_over = True
@@ -719,7 +769,7 @@ class ResponseCache:
                 "AND expires > ?",
                 [*block, owner or self.owner, now],
             )
-            held.update(key for key, other, pid, host in rows if _alive(pid, host, other))
+            held.update(key for key, other, pid, host in rows if _alive(pid, host, other, self._owners_dir))
         return [k for k in wanted if k in held]
 
     def wait_for(

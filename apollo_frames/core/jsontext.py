@@ -52,9 +52,10 @@ def loads(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DE
         why = str(exc).lower()
         if "depth" in why or "recursion" in why:  # (the wording moved between orjson versions)
             raise RecursionError(str(exc)) from None
-        if _text_depth(data) > max_depth:  # before json's parser, which recurses in C
+        text = _text(data)
+        if _text_depth(text) > max_depth:  # before json's parser, which recurses in C
             raise RecursionError(f"JSON nested more than {max_depth} levels") from None
-        return json.loads(bytes(data) if isinstance(data, memoryview) else data, parse_constant=_no_number)
+        return json.loads(text, parse_constant=_no_number)
     try:
         orjson.dumps(value)  # ~25 us for ten people: below orjson's writing limit there is nothing to check
     except TypeError:  # (orjson.JSONEncodeError) too deep to write, or a value only json writes
@@ -69,16 +70,24 @@ def _no_number(constant: str) -> str:
 
 #: a string, or an unterminated one to the end of the text: one pass whatever the text (a pattern that can fail
 #: would be tried again from every later quote, quadratic on hostile text, all of it holding the GIL)
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
-def _text_depth(data: bytes | bytearray | memoryview | str) -> int:
-    """The deepest nesting of brackets in a JSON text, strings left out (a text json's parser is about to read)."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+def _text(data: bytes | bytearray | memoryview | str) -> str:
+    """The text json's parser reads from ``data`` (bytes in UTF-8, -16 or -32, as it detects them); ValueError
+    when they are none of those."""
+    if isinstance(data, str):
+        return data
+    raw = bytes(data)
+    return raw.decode(json.detect_encoding(raw), "surrogatepass")  # UnicodeDecodeError is a ValueError
+
+
+def _text_depth(text: str) -> int:
+    """The deepest nesting of brackets in a JSON text, strings left out."""
     depth = deepest = 0
-    for bracket in _BRACKET.findall(_STRING.sub(b"", raw)):
-        depth += 1 if bracket in (b"[", b"{") else -1
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
         deepest = max(deepest, depth)
     return deepest
 
