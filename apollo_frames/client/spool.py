@@ -119,14 +119,16 @@ class Spool:
         rand = uuid.uuid4().hex[:8]
         making = self.folder / f".{rand}.new"
         fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
+        identity = _identity(os.fstat(fd))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            identity = _identity(os.fstat(fd))
             with _LIVE_LOCK:
                 _LIVE.add(identity)
             path = self.folder / f"{_host()}-{os.getpid()}-{rand}.jsonl"
             os.rename(making, path)
         except OSError:
+            with _LIVE_LOCK:
+                _LIVE.discard(identity)
             os.close(fd)
             making.unlink(missing_ok=True)
             raise
