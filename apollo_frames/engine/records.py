@@ -99,3 +99,10 @@ class ColumnRecords(MutableSequence[dict | None]):
         if self.set_rows:
             out.set_rows = {k: self.set_rows[j] for k, j in enumerate(rows) if j in self.set_rows}
         return out
+
+
+def pick(records: Sequence[dict | None], rows: Sequence[int]) -> Sequence[dict | None]:
+    """The records of ``rows``, in that order: still columns when ``records`` are (:meth:`ColumnRecords.pick`)."""
+    if isinstance(records, ColumnRecords):
+        return records.pick(rows)
+    return [records[j] for j in rows]

@@ -46,7 +46,7 @@ from apollo_frames.engine.executor import (
 from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
 from apollo_frames.engine.progress import progress_bar
-from apollo_frames.engine.records import ColumnRecords
+from apollo_frames.engine.records import ColumnRecords, pick
 from apollo_frames.engine.summary import RunSummary, announce
 
 
@@ -179,9 +179,7 @@ def plan_work(
     """
     client.cache.replay_spool()
     row_unique, first_rows, texts = dedupe(prepared)
-    records = prepared.records
-    unique_records: Sequence[Any] = records.pick(first_rows) if isinstance(records, ColumnRecords) else [
-        records[i] for i in first_rows]
+    unique_records: Sequence[Any] = pick(prepared.records, first_rows)
     cache_keys = client.cache.keys(op.endpoint, texts, options)
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
@@ -529,9 +527,7 @@ class _Sender:
             self.in_flight += 1
             sent = [self.ready.popleft() for _ in range(n)]
             self.flying.update(sent)
-            records = self.plan.unique_records
-            return _Batch(sent, list(records.pick(sent)) if isinstance(records, ColumnRecords) else [
-                records[j] for j in sent])
+            return _Batch(sent, list(pick(self.plan.unique_records, sent)))
         return None
 
     def _claim_ahead(self) -> None:
@@ -579,9 +575,7 @@ class _Sender:
         finally:
             with self._ending:
                 self._sending -= 1
-                last = self._closed and not self._sending
-            if last:  # the run closed while this request was out: its leases held until now
-                self.cache.end_run(self.owner)
+            self._end_run_if_idle()  # the run may have closed while this request was out
 
     def _send(self, batch: _Batch) -> _Answer | None:
         if not self._begin(batch):
@@ -734,10 +728,15 @@ class _Sender:
         self.writer.close()
         with self._ending:
             self._closed = True
-            last = not self._sending
-        if last:  # a lease it could not release is free from now on (not while a worker still sends)
-            self.cache.end_run(self.owner)
+        self._end_run_if_idle()
         self._check_writer()
+
+    def _end_run_if_idle(self) -> None:
+        """Once the run is closed and no request of it is still out, a lease it could not release is free."""
+        with self._ending:
+            idle = self._closed and not self._sending
+        if idle:
+            self.cache.end_run(self.owner)
 
     def rows_left(self) -> int:
         """Input rows without an answer yet (a re-run sends them)."""
