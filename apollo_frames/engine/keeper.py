@@ -202,8 +202,7 @@ class AnswerWriter:
         """Append ``item``'s answers to the spool; False when there is none (or it just failed: no more appends)."""
         if not self._spooling or self._spool is None or self._store_broken:
             return False
-        now = self.cache.clock.time()
-        stamp = (now, None if self.ttl is None else now + self.ttl)
+        stamp = self._stamp()
         blobs = self.cache.encode(item.entries)
         try:
             item.spooled = self._spool.append(spool_line(blobs, *stamp))
@@ -212,6 +211,11 @@ class AnswerWriter:
             return False
         item.blobs, item.stamp = blobs, stamp
         return True
+
+    def _stamp(self) -> tuple[float, float | None]:
+        """(stored at, expires at) for answers stored now."""
+        now = self.cache.clock.time()
+        return now, None if self.ttl is None else now + self.ttl
 
     def put(self, item: Keep) -> None:
         """Queue a batch (waits while the writer is ``capacity`` batches behind). Once the writer is closing
@@ -299,8 +303,7 @@ class AnswerWriter:
 
     def _store(self, batch: list[Keep], release: bool = True) -> None:
         """Store the answers of ``batch`` (and release its claims) in one transaction."""
-        now = self.cache.clock.time()
-        stamp = (now, None if self.ttl is None else now + self.ttl)
+        stamp = self._stamp()
         entries: dict[str, tuple[str, Any, float, float | None]] = {}
         blobs: dict[str, bytes] = {}
         for item in batch:
