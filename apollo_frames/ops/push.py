@@ -379,10 +379,14 @@ def foreign_id_columns(frame: pd.DataFrame, target: Target, mapping: ColumnMappi
         if len(text) and ours <= len(text) * APOLLO_ID_SHARE:
             out[choice.column] = (
                 f"not Apollo ids ({len(text) - ours:,} of {len(text):,} values, e.g. {text.iloc[0].strip()[:40]!r}; "
-                f"Apollo ids are 24 hex characters): another system's id? To push it as {choice.field}, map it: "
-                f"columns={{{choice.column!r}: {choice.field!r}}}"
+                f"Apollo ids are 24 hex characters): {_foreign_advice(choice.column, choice.field)}"
             )
     return out
+
+
+def _foreign_advice(column: object, field: str) -> str:
+    """What to do about an id column left out as another system's (:func:`foreign_id_columns`)."""
+    return f"another system's id? To push it as {field}, map it explicitly: columns={{{column!r}: {field!r}}}"
 
 
 def push_mapping(
@@ -1328,8 +1332,7 @@ def _push_columns(
     for choice in found.choices:  # the same words for every chunk of a file: told once
         if choice.column in foreign:
             warn(f"{target.operation}: column {choice.column!r} is not pushed: its values are not Apollo ids (24 hex "
-                 f"characters): another system's id? To push it as {choice.field}, map it explicitly: "
-                 f"columns={{{choice.column!r}: {choice.field!r}}}")
+                 f"characters): {_foreign_advice(choice.column, choice.field)}")
     if unmapped:
         shown = ", ".join(map(repr, unmapped[:15])) + (f" and {len(unmapped) - 15} more" if len(unmapped) > 15 else "")
         warn(
