@@ -6,6 +6,7 @@ import random
 
 import pandas as pd
 import pytest
+import quality_rules
 
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.ops import quality
@@ -80,7 +81,7 @@ def test_reject_gives_conflict_status_keeps_the_answer_and_spends_the_credit(sb,
     ({"title": "CTO"}, {"person.title": "VP Sales"}, ["stale_title"]),
 ])
 def test_match_flags_rules(inputs, answer, expected):
-    assert quality.match_flags(inputs, answer) == expected
+    assert quality_rules.match_flags(inputs, answer) == expected
 
 
 def test_match_report_rates_by_identifier_kind_and_reasons(sb, tmp_path):
@@ -119,6 +120,10 @@ _COMPANIES = ["Acme", "ACME Corp.", "Acme S.A.", "acme sa", "Acme Inc", "Acme In
               "Ærø A/S", "A.B.C. Trading", "foo_bar inc", "Straße GmbH", "STRASSE", "Zeta Co Ltd Inc", "Zeta Omega", None]
 _NAMES = ["Ann", "ann", "Anna", "José", "Jose", "ZOË", "Zoe", "Łukasz", "Lukasz", "O'Brien", "o brien", "", "  ",
           "Jean-Luc", "jean luc", "Ｊａｎｅ", "Jane", "ß", "ss", "A\tB", "x_y", None]
+_HISTORIES = [None, "", "[]", "not json", '{"a": 1}', '[{"organization_name": "Acme Inc", "current": false}]',
+              '[{"organization_name": "Globex", "current": false}, {"organization_name": "Acme", "current": true}]',
+              '[{"organization_name": "Northwind Analytics GmbH"}]', '[{"organization_name": null}, 3, "x"]',
+              '[{"organization_name": "Other Example Ltd", "current": false}]']
 _TITLES = ["CTO", "cto", "VP Sales", "VP, Sales", "Head of Data", "", None, float("nan"), 42, "Directeur Général",
            "directeur general"]
 
@@ -140,7 +145,8 @@ def _random_rows(n: int, seed: int) -> tuple[list[dict | None], list, list[dict]
         answers.append({"person.first_name": pick(_NAMES), "person.last_name": pick(_NAMES),
                         "person.title": pick(_TITLES[:7]), "person.organization.name": pick(_COMPANIES),
                         "person.organization.primary_domain": pick(_DOMAINS),
-                        "person.organization.website_url": pick(_DOMAINS)})
+                        "person.organization.website_url": pick(_DOMAINS),
+                        "person.employment_history": pick(_HISTORIES)})
     return records, titles, answers
 
 
@@ -164,10 +170,33 @@ def test_column_flags_are_the_per_row_flags(seed, by_column):
         got_status, got_error = list(status), [None] * len(status)
         flags = reviewer(frame, on_conflict)(prepared, flat, got_status, got_error)["apollo_match_flags"]
         for i, (record, title, answer) in enumerate(zip(records, titles, answers, strict=True)):
-            want = quality.match_flags({**record, "title": title}, answer) if status[i] == "matched" else None
+            want = quality_rules.match_flags({**record, "title": title}, answer) if status[i] == "matched" else None
             assert flags[i] == (None if want is None else ",".join(want)), (record, title, answer)
             conflict = on_conflict == "reject" and bool(set(want or ()) & quality.CONFLICT_FLAGS)
             assert got_status[i] == ("conflict" if conflict else status[i])
-            assert (got_error[i] is not None) == conflict
+            assert (got_error[i] is not None) == (conflict or "job_change" in (want or ()))
     assert sum(bool(f) for f in flags if f is not None) > 300  # the rows are varied: flags are raised, and not
+    assert sum("job_change" in f for f in flags if f) > 20
     assert sum(f == "" for f in flags) > 10
+
+
+def test_people_looked_up_with_their_former_company_are_job_changes_not_mismatches(sb, tmp_path):
+    """Issue 24 §4: the answer's own employment history explains the contradiction; no credit beyond the match."""
+    movers = [p for p in sb.world.people if p.get("email") and any(
+        not h["current"] and h["organization_name"] != p["organization"]["name"] for h in p["employment_history"])]
+    movers = movers[:200]
+    assert len(movers) == 200
+    rows = [{"email": p["email"], "first_name": p["first_name"], "last_name": p["last_name"],
+             "company": next(h["organization_name"] for h in p["employment_history"] if not h["current"])}
+            for p in movers]
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = pd.DataFrame(rows).apollo.enrich_people(client=c, progress=False, on_conflict="reject")
+    assert (out["apollo_status"] == "matched").all()  # reject does not reject a job change
+    flags = out["apollo_match_flags"]
+    assert flags.str.contains("job_change").mean() >= 0.95
+    assert not flags.str.contains("company_mismatch").any()
+    moved = out[flags.str.contains("job_change")]
+    assert all(f"now at {now}" in reason and company in reason for reason, now, company in
+               zip(moved["apollo_error"], moved["person.organization.name"], moved["company"], strict=True))
+    assert sb.credits_consumed == len(rows)
+    assert out.apollo.match_report().flags["job_change"] == len(moved)

@@ -34,6 +34,8 @@ KNOWN_REASONS: tuple[tuple[str, str, str], ...] = (
      "check the network connection (or APOLLO_BASE_URL), then run the same command again: what is done is cached"),
     ("rate limit", "were stopped by a rate limit", "run the same command again after the window resets"),
     ("credit budget", "were not sent: the credit budget was reached", "run again with a larger max_credits"),
+    ("job change:", "are people who moved: the input company is a past employer (flag job_change)",
+     "nothing to fix in the match; the person.organization.* columns hold the new employer"),
 )
 
 _LINE_PREFIX = re.compile(r"^line \d+: ")

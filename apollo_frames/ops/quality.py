@@ -14,10 +14,16 @@ when consistent, null when nothing matched):
   other's ("Northwind" vs "Northwind Analytics GmbH") is consistent;
 * ``name_mismatch``: the input first/last name differ beyond accents and case;
 * ``stale_title``: the input title differs from the answer's (informational:
-  people change jobs; it never makes a row a conflict).
+  people change jobs; it never makes a row a conflict);
+* ``job_change``: in place of ``company_mismatch`` when the answer's own
+  ``employment_history`` lists the input company as a past employer: the
+  match is right, the person has moved (informational, like ``stale_title``;
+  the row's ``apollo_error`` names the old and the new employer). It reads the
+  answer already paid for: no extra request, no extra credit.
 
 ``on_conflict="reject"`` turns a matched row with any flag but ``stale_title``
-into status ``conflict`` (the credit was spent; the answer stays in the store).
+or ``job_change`` into status ``conflict`` (the credit was spent; the answer
+stays in the store).
 :func:`match_report` summarises a result: match rate by identifier kind,
 reasons for misses and invalid rows, flag counts.
 """
@@ -27,16 +33,16 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
+from apollo_frames.core import jsontext
 from apollo_frames.core.columns import fold
 
-FLAGS = ("email_domain_mismatch", "company_mismatch", "name_mismatch", "stale_title")
+FLAGS = ("email_domain_mismatch", "company_mismatch", "name_mismatch", "stale_title", "job_change")
 #: flags that make a row a ``conflict`` under ``on_conflict="reject"``
-CONFLICT_FLAGS = frozenset(FLAGS) - {"stale_title"}
+CONFLICT_FLAGS = frozenset(FLAGS) - {"stale_title", "job_change"}
 ON_CONFLICT = ("flag", "reject")
 FLAG_COLUMN = "apollo_match_flags"
 
@@ -87,66 +93,38 @@ def is_blank(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
-def _same_domain(a: str, b: str) -> bool:
-    return bool(a and b) and (a == b or a.endswith("." + b) or b.endswith("." + a))
+def _history(value: Any) -> list:
+    """Apollo's ``employment_history``: a list, or its JSON text in a flattened frame; [] for anything else."""
+    if isinstance(value, str):
+        try:
+            value = jsontext.loads(value)
+        except ValueError:
+            return []
+    return value if isinstance(value, list) else []
 
 
-def _personal(domain: str) -> bool:
-    return any(domain == d or domain.endswith("." + d) for d in PERSONAL_MAIL_DOMAINS)
+def former_employer(inputs: dict, history: Any) -> str | None:
+    """The past employer in ``history`` that the input company names (by its words, or a domain whose first
+    label is the employer's name or one of its words), else None. Current positions never count."""
+    given = set(company_words(inputs.get("organization_name")))
+    label = compared_domain(inputs.get("domain")).split(".")[0]
+    for entry in _history(history):
+        if not isinstance(entry, dict) or entry.get("current") is True:
+            continue
+        words = company_words(entry.get("organization_name"))
+        if not words:
+            continue
+        if given and (given <= set(words) or set(words) <= given):
+            return str(entry.get("organization_name"))
+        if label and (label in words or label == "".join(words)):
+            return str(entry.get("organization_name"))
+    return None
 
 
-def _org_domains(answer: dict) -> list[str]:
-    return [d for d in (compared_domain(answer.get("person.organization.primary_domain")),
-                        compared_domain(answer.get("person.organization.website_url"))) if d]
-
-
-def _email_flag(inputs: dict, answer: dict) -> bool:
-    email = inputs.get("email")
-    if not email or "@" not in str(email):
-        return False
-    domain = compared_domain(str(email).rsplit("@", 1)[1])
-    org = _org_domains(answer)
-    if _personal(domain) or not org:
-        return False
-    return not any(_same_domain(domain, d) for d in org)
-
-
-def _company_flag(inputs: dict, answer: dict) -> bool:
-    org_words = company_words(answer.get("person.organization.name"))
-    given = company_words(inputs.get("organization_name"))
-    if given and org_words and not (set(given) <= set(org_words) or set(org_words) <= set(given)):
-        return True
-    domain = compared_domain(inputs.get("domain"))
-    org = _org_domains(answer)
-    return bool(domain and org and not any(_same_domain(domain, d) for d in org))
-
-
-def _name_flag(inputs: dict, answer: dict) -> bool:
-    first, last = fold_text(inputs.get("first_name")), fold_text(inputs.get("last_name"))
-    if not (first or last) and inputs.get("name"):
-        parts = fold_text(inputs.get("name")).split()
-        first, last = (parts[0], parts[-1]) if len(parts) > 1 else ("", "")
-    got_first, got_last = fold_text(answer.get("person.first_name")), fold_text(answer.get("person.last_name"))
-    return bool((first and got_first and first != got_first) or (last and got_last and last != got_last))
-
-
-def _title_flag(inputs: dict, answer: dict) -> bool:
-    title, got = fold_text(inputs.get("title")), fold_text(answer.get("person.title"))
-    return bool(title and got and title != got)
-
-
-_CHECKS: tuple[tuple[str, Callable[[dict, dict], bool]], ...] = (
-    ("email_domain_mismatch", _email_flag),
-    ("company_mismatch", _company_flag),
-    ("name_mismatch", _name_flag),
-    ("stale_title", _title_flag),
-)
-
-
-def match_flags(inputs: dict, answer: dict) -> list[str]:
-    """The flags of one matched row: ``inputs`` (email, first_name, last_name, name, organization_name,
-    domain, title) against ``answer`` (flattened ``person.*`` values)."""
-    return [name for name, check in _CHECKS if check(inputs, answer)]
+def job_change_reason(former: str, now: Any) -> str:
+    """A job-change row's ``apollo_error``: where the input placed the person, and where the answer does."""
+    current = "no current employer" if is_blank(now) else f"now at {now}"
+    return f"job change: the input company {former} is a past employer; {current}"
 
 
 _TITLE_NAMES = {fold(n) for n in ("title", "job title", "jobtitle", "position", "contact title", "person title")}

@@ -34,6 +34,8 @@ from apollo_frames.ops.quality import (
     company_words,
     compared_domain,
     fold_text,
+    former_employer,
+    job_change_reason,
     title_column,
 )
 
@@ -41,13 +43,14 @@ from apollo_frames.ops.quality import (
 _FIELDS = ("email", "first_name", "last_name", "name", "organization_name", "domain")
 #: answer columns the rules read
 _ANSWER = ("person.first_name", "person.last_name", "person.title", "person.organization.name",
-           "person.organization.primary_domain", "person.organization.website_url")
+           "person.organization.primary_domain", "person.organization.website_url", "person.employment_history")
 #: flag bit -> name, in the order ``apollo_match_flags`` lists them
 _BITS = {1 << i: name for i, name in enumerate(FLAGS)}
 #: flags code -> its text
 _TEXTS = np.array([",".join(name for bit, name in _BITS.items() if code & bit) for code in range(1 << len(FLAGS))],
                   dtype=object)
 _CONFLICT_BITS = sum(bit for bit, name in _BITS.items() if name in CONFLICT_FLAGS)
+_COMPANY_BIT, _JOB_BIT = 1 << FLAGS.index("company_mismatch"), 1 << FLAGS.index("job_change")
 
 _PERSONAL = "(?:^|\\.)(?:" + "|".join(re.escape(d) for d in sorted(PERSONAL_MAIL_DOMAINS)) + ")$"
 _SUFFIX = "(?:" + "|".join(sorted(LEGAL_SUFFIXES)) + ")"
@@ -224,10 +227,10 @@ def _name_flags(rows: _Rows) -> np.ndarray:
     return _differ(first, got_first) | _differ(last, got_last)
 
 
-def flag_codes(rows: _Rows) -> np.ndarray:
-    """Per row, its flags as bits of :data:`_BITS` (the order of ``FLAGS``)."""
+def flag_codes(rows: _Rows) -> tuple[np.ndarray, dict[int, str]]:
+    """Per row, its flags as bits of :data:`_BITS` (the order of ``FLAGS``); and the job-change rows' reasons."""
     if rows.n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), {}
     primary = domain_column(rows.answer("person.organization.primary_domain"))
     website = domain_column(rows.answer("person.organization.website_url"))
     codes = _email_flags(rows, primary, website).astype(np.int64)
@@ -235,7 +238,31 @@ def flag_codes(rows: _Rows) -> np.ndarray:
     codes |= _name_flags(rows).astype(np.int64) << 2
     if rows.titles is not None:
         codes |= _differ(fold_column(rows.titles), fold_column(rows.answer("person.title"))).astype(np.int64) << 3
-    return codes
+    return codes, _job_changes(rows, codes)
+
+
+def _pick(values: Sequence[Any] | pa.Array, rows: np.ndarray) -> list[Any]:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.take(pa.array(rows, pa.int64())).to_pylist()
+    return [values[i] for i in rows]
+
+
+def _job_changes(rows: _Rows, codes: np.ndarray) -> dict[int, str]:
+    """``company_mismatch`` -> ``job_change`` (in ``codes``) where the answer's employment history lists the input
+    company as a past employer; returns those rows' reasons. Read per row, for the flagged rows only."""
+    picked = np.flatnonzero(codes & _COMPANY_BIT)
+    if not len(picked):
+        return {}
+    names, domains = _pick(rows.given("organization_name"), picked), _pick(rows.given("domain"), picked)
+    histories = _pick(rows.answer("person.employment_history"), picked)
+    now = _pick(rows.answer("person.organization.name"), picked)
+    reasons = {}
+    for i, name, domain, history, current in zip(picked.tolist(), names, domains, histories, now, strict=True):
+        former = former_employer({"organization_name": name, "domain": domain}, history)
+        if former is not None:
+            codes[i] = (codes[i] & ~_COMPANY_BIT) | _JOB_BIT
+            reasons[i] = job_change_reason(former, current)
+    return reasons
 
 
 def _inputs(prepared: Prepared, picked: np.ndarray, every: bool) -> dict[str, Any]:
@@ -266,9 +293,11 @@ def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., di
         answers = {c: flat.column(c) if every else flat.column(c).take(take) for c in _ANSWER if c in flat.column_names}
         titled = None if titles is None else titles if every else [titles[i] for i in picked]
         rows = _Rows(len(picked), _inputs(prepared, picked, every), titled, answers)
-        codes = flag_codes(rows)
+        codes, moved = flag_codes(rows)
         flags = np.full(len(status), None, dtype=object)
         flags[picked] = _TEXTS[codes]
+        for i, reason in moved.items():
+            error[picked[i]] = reason
         if on_conflict == "reject":
             for i, code in zip(picked[(codes & _CONFLICT_BITS) != 0].tolist(),
                                codes[(codes & _CONFLICT_BITS) != 0].tolist(), strict=True):
