@@ -101,15 +101,29 @@ def plot_credits(client=None, ax=None, since: Any = None):
         if frame["operation"].nunique() > 1:
             ax.step(frame["time"], frame["credits"].cumsum(), where="post", label="all", color="black", linewidth=1)
         ax.legend(loc="upper left")
-        import matplotlib.dates as mdates
-
-        locator = mdates.AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        _time_axis(ax, frame["time"])
     ax.set_title("Apollo credits spent (cumulative)")
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("credits")
     return ax
+
+
+def _time_axis(ax: Any, times: pd.Series) -> None:
+    """Clock times on the x axis (``05:45:03``), whole seconds at the finest: a run of a few seconds is not
+    drawn as fractions of a second. Spans over a day show dates."""
+    import matplotlib.dates as mdates
+
+    first, last = times.min(), times.max()
+    locator: Any = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    if last - first < pd.Timedelta(seconds=10):  # ticks finer than a second would read as raw floats
+        middle = first + (last - first) / 2
+        ax.set_xlim(middle - pd.Timedelta(seconds=5), middle + pd.Timedelta(seconds=5))
+        locator = mdates.SecondLocator(interval=2)
+    ax.xaxis.set_major_locator(locator)
+    if last - first < pd.Timedelta(days=1):
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=first.tz))
+    else:
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
 # -- a result, explained ----------------------------------------------------------------------------

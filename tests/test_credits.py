@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -222,6 +223,9 @@ def test_plot_credits(sandbox, client, monkeypatch):
     ax = af.plot_credits(client=client)
     line = ax.get_lines()[0]
     assert line.get_ydata()[-1] == sandbox.credits_consumed
+    ax.figure.canvas.draw()  # ticks read as clock times, never as fractions of a second
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(labels) >= 3 and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in labels), labels
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install 'apollo_frames\[plot\]'"):

@@ -73,12 +73,16 @@ class MatchReport:
             import matplotlib.pyplot as plt
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("MatchReport.plot needs matplotlib: pip install matplotlib") from exc
+        kinds = list(self.by_kind)[::-1]  # strongest identifier on top
         if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3))
-        kinds = list(self.by_kind)
-        ax.bar(kinds, [self.by_kind[k]["match_rate"] for k in kinds])
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("match rate")
+            _, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(kinds), 1)))
+        rates = [self.by_kind[k]["match_rate"] for k in kinds]
+        bars = ax.barh(kinds, rates, color="#4c72b0")
+        ax.bar_label(bars, [f"{r:.0%} of {self.by_kind[k]['rows']:,.0f}" for k, r in zip(kinds, rates, strict=True)],
+                     padding=3)
+        ax.set_xlim(0, 1.25)
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}" if x <= 1 else "")
+        ax.set_xlabel("rows matched, by the identifier each row was sent with")
         ax.set_title("Match rate by identifier kind")
         return ax
 
