@@ -104,3 +104,13 @@ def test_complexity_check_names_offenders(tmp_path):
     (tmp_path / "tangled.py").write_text(f"def tangled(x):\n{branches}    return -1\n\n\ndef plain(x):\n    return x\n")
     found = offenders([str(tmp_path)])
     assert len(found) == 1 and "tangled.py:1 tangled (26)" in found[0]
+
+
+def test_importing_the_package_does_not_load_the_sandbox():
+    """The sandbox is for tests, the demo and use_sandbox(): `import apollo_frames` never pays for it (issue 27)."""
+    import subprocess
+    import sys
+
+    code = "import sys, apollo_frames; print(sorted(m for m in sys.modules if 'sandbox' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
