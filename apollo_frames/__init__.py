@@ -30,6 +30,7 @@ from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import push_accounts, push_contacts
 from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
+from apollo_frames.privacy import suppress, suppressed, unsuppress
 from apollo_frames.quickstart import reset, use_client, use_sandbox
 from apollo_frames.reports import credit_summary, flat, ledger, plot_credits, report
 
@@ -76,6 +77,9 @@ __all__ = [
     "enrich_parquet",
     "enrich_partition",
     "push_parquet",
+    "suppress",
+    "suppressed",
+    "unsuppress",
     "reset",
     "use_client",
     "use_sandbox",

@@ -1,0 +1,105 @@
+"""Identifiers a team must never enrich, push or keep: how a suppression value is read (no I/O).
+
+A suppression value is an e-mail, a domain (``acme.com`` suppresses every
+address at it and the organisation itself), a LinkedIn URL or an Apollo id,
+normalised exactly as inputs are (``JANE@Acme.com`` and ``jane@acme.com`` are
+one value; ``https://www.acme.com/about`` is the domain ``acme.com``). A row
+or an answer is suppressed when any identifier it holds, or the domain of its
+e-mail, is suppressed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from apollo_frames.core.normalize import (
+    is_missing,
+    normalize_apollo_id,
+    normalize_domain,
+    normalize_email,
+    normalize_linkedin_url,
+)
+
+#: the kinds of identifier a suppression list holds
+KINDS = ("email", "domain", "linkedin_url", "id")
+
+_ID = re.compile(r"^\s*[0-9a-fA-F]{24}\s*$")
+_LINKEDIN = re.compile(r"linkedin\.com/", re.IGNORECASE)
+#: what separates values on one line of a suppression file (or in one cell)
+_SEPARATORS = re.compile(r"[,;\t\n\r]+")
+
+
+def identifier(value: Any) -> tuple[str, str] | None:
+    """``(kind, normalised value)`` of one suppression value, or None when it is none of :data:`KINDS`."""
+    if is_missing(value):
+        return None
+    text = str(value)
+    if "@" in text:
+        found, _ = normalize_email(text)
+        return ("email", found) if found else None
+    if _LINKEDIN.search(text):
+        found, _ = normalize_linkedin_url(text)
+        return ("linkedin_url", found) if found else None
+    if _ID.match(text):
+        found, _ = normalize_apollo_id(text)
+        return ("id", found) if found else None
+    found, _ = normalize_domain(text)
+    return ("domain", found) if found else None
+
+
+def split_values(values: Iterable[Any]) -> Iterator[Any]:
+    """Each value, with text holding several (``a@x.com; b@y.com``, a CSV line) split into its parts."""
+    for value in values:
+        if isinstance(value, str):
+            yield from (part.strip() for part in _SEPARATORS.split(value) if part.strip())
+        else:
+            yield value
+
+
+def identifiers(values: Iterable[Any]) -> tuple[list[tuple[str, str]], int]:
+    """The distinct identifiers among ``values`` (in first-seen order) and how many values were none."""
+    found: dict[tuple[str, str], None] = {}
+    rejected = 0
+    for value in split_values(values):
+        pair = identifier(value)
+        if pair is None:
+            rejected += 1
+        else:
+            found[pair] = None
+    return list(found), rejected
+
+
+def record_identifiers(record: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """What a prepared record (or a flattened answer, by its ``person.*`` / ``org.*`` names) is identified by:
+    its e-mail and the e-mail's domain, its (organisation's) domain, LinkedIn URL and Apollo id, normalised."""
+    if not record:
+        return []
+    out: list[tuple[str, str]] = []
+    for kind, fields in _FIELDS.items():
+        for field in fields:
+            value = record.get(field)
+            if is_missing(value):
+                continue
+            pair = identifier(value)
+            if pair is not None and pair[0] == kind:
+                out.append(pair)
+                if kind == "email":
+                    out.append(("domain", _email_domain(pair[1])))
+    return out
+
+
+def _email_domain(email: str) -> str:
+    host = email.rsplit("@", 1)[1]
+    found, _ = normalize_domain(host)
+    return found or host
+
+
+#: the record (and flattened answer) fields each kind is read from
+_FIELDS = {
+    "email": ("email", "person.email"),
+    "domain": ("domain", "org.primary_domain", "person.organization.primary_domain"),
+    "linkedin_url": ("linkedin_url", "person.linkedin_url"),
+    "id": ("id", "person.id", "org.id"),
+}

@@ -1,0 +1,103 @@
+"""Personal data (issue 25): the suppression list — identifiers read as inputs are, stored only as keyed hashes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pandas as pd
+import pytest
+
+import apollo_frames as af
+from apollo_frames.client.suppression import KEY_FILE, LIST_FILE, SuppressionList
+from apollo_frames.core.clock import FakeClock
+from apollo_frames.core.errors import InputError, StorageError
+from apollo_frames.core.suppress import identifier, identifiers, record_identifiers
+from apollo_frames.sandbox import Sandbox
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("JANE@Acme.COM", ("email", "jane@acme.com")),
+    ("https://www.acme.co.uk/about", ("domain", "acme.co.uk")),
+    ("acme.com", ("domain", "acme.com")),
+    ("https://uk.linkedin.com/in/Jane-Doe/?x=1", ("linkedin_url", "http://www.linkedin.com/in/jane-doe")),
+    ("5F1A2B3C4D5E6F7A8B9C0D1E", ("id", "5f1a2b3c4d5e6f7a8b9c0d1e")),
+    ("not an identifier", None),
+    ("", None),
+    (None, None),
+    (float("nan"), None),
+])
+def test_a_value_is_read_as_inputs_are(value, expected):
+    assert identifier(value) == expected
+
+
+def test_several_values_in_one_cell_or_line_are_split_and_deduplicated():
+    pairs, rejected = identifiers(["a@x.com; b@y.com", "A@X.com", "email", "x.com,\tlinkedin.com/in/bob"])
+    assert pairs == [("email", "a@x.com"), ("email", "b@y.com"), ("domain", "x.com"),
+                     ("linkedin_url", "http://www.linkedin.com/in/bob")]
+    assert rejected == 1  # the header "email"
+
+
+def test_a_record_or_an_answer_is_identified_by_its_email_and_the_emails_domain():
+    assert set(record_identifiers({"email": "Jane@Acme.com", "first_name": "Jane"})) == {
+        ("email", "jane@acme.com"), ("domain", "acme.com")}
+    answer = {"person.id": "5f1a2b3c4d5e6f7a8b9c0d1e", "person.email": None,
+              "person.organization.primary_domain": "globex.com"}
+    assert set(record_identifiers(answer)) == {("id", "5f1a2b3c4d5e6f7a8b9c0d1e"), ("domain", "globex.com")}
+    assert record_identifiers(None) == []
+
+
+def test_the_list_keeps_keyed_hashes_never_the_values(tmp_path):
+    folder = tmp_path / "cache"
+    book = SuppressionList(folder, clock=FakeClock())
+    assert book.add([("email", "jane@acme.com"), ("domain", "globex.com")], reason="opt-out") == 2
+    assert book.add([("email", "jane@acme.com")], reason="again") == 0
+    assert book.digest("email", "jane@acme.com") in book.digests()
+    assert book.digest("email", "john@acme.com") not in book.digests()
+    for path in folder.iterdir():
+        data = path.read_bytes()
+        assert b"jane" not in data and b"globex" not in data, path
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    other = SuppressionList(tmp_path / "other")  # another folder, another key: its hashes differ
+    assert other.digest("email", "jane@acme.com") != book.digest("email", "jane@acme.com")
+    summary = book.summary()
+    assert summary[["kind", "reason", "count"]].values.tolist() == [["domain", "opt-out", 1], ["email", "opt-out", 1]]
+    assert book.remove([("domain", "globex.com"), ("domain", "never.com")]) == 1
+    assert book.summary()["count"].sum() == 1
+
+
+def test_a_damaged_key_is_a_storage_error_and_never_replaced(tmp_path):
+    book = SuppressionList(tmp_path)
+    book.add([("email", "jane@acme.com")])
+    (tmp_path / KEY_FILE).write_bytes(b"short")
+    with pytest.raises(StorageError, match="not a suppression key"):
+        SuppressionList(tmp_path).digest("email", "x@y.com")
+    assert (tmp_path / KEY_FILE).read_bytes() == b"short"
+
+
+def test_a_key_file_that_is_a_symlink_is_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"x" * 32)
+    (tmp_path / "cache").mkdir()
+    os.symlink(victim, tmp_path / "cache" / KEY_FILE)
+    with pytest.raises(StorageError, match="symbolic link"):
+        SuppressionList(tmp_path / "cache").digest("email", "a@b.com")
+    assert victim.read_bytes() == b"x" * 32
+
+
+def test_public_functions_take_lists_series_frames_and_files(tmp_path):
+    client = Sandbox().client(cache_dir=tmp_path / "cache")
+    listed = tmp_path / "optouts.csv"
+    listed.write_text("email,reason\njane@acme.com,asked\n\nbob@globex.com,asked\n")
+    assert af.suppress(listed, reason="file", client=client) == 2
+    assert af.suppress(pd.Series(["JANE@acme.com", "initech.com"]), client=client) == 1
+    assert af.suppress(pd.DataFrame({"a": ["x@y.com"], "b": ["linkedin.com/in/zed"]}), client=client) == 2
+    assert af.suppress({"z@y.com"}, reason=None, client=client) == 1
+    summary = af.suppressed(client=client)
+    assert summary["count"].sum() == 6
+    assert af.unsuppress(["initech.com"], client=client) == 1
+    with pytest.raises(InputError, match="none of the 2 values"):
+        af.suppress(["hello", "world"], client=client)
+    with pytest.raises(InputError, match="no such file"):
+        af.suppress(tmp_path / "missing.txt", client=client)
+    assert (client.settings.cache_dir / LIST_FILE).exists()
