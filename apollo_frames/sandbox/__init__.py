@@ -228,11 +228,14 @@ Asynchronous results (``poll_only``, ``webhook_result``)
   * ``GET webhook_result/{request_id}`` (0 credits; master key or a key listing
     ``webhook_result``): before ``webhook_result_delay`` seconds (default 30,
     on the sandbox's clock) 404 ``{"error_code": "result_pending",
-    "retry_after_seconds": <seconds left, at least 1>}``; then 200
-    ``{"request_id", "status": "completed", "total_requested_enrichments",
-    "records_with_phone_numbers", "credits_consumed", "people": [{"id",
-    "phone_numbers": [{raw_number, sanitized_number (E.164), type_cd:
-    "mobile", status_cd: "valid_number"}], "emails": [...] (with
+    "retry_after_seconds": <seconds left, at least 1>}``; then 200 with the
+    documented envelope ``{"request_id" (text), "webhook_status", "request_type"
+    ("phone" | "waterfall"), "last_dispatched_at", "failure_reason",
+    "webhook_result": {"status", "total_requested_enrichments",
+    "unique_enriched_records", "missing_records", "credits_consumed", "people":
+    [{"id", "status" ("success" | "not_found"), "phone_numbers": [{raw_number,
+    sanitized_number (E.164), type_cd: "mobile", status_cd, confidence_cd,
+    dnc_status_cd, dnc_other_info, position}], "emails": [...] (with
     run_waterfall_email: the known e-mail, or for half of the people without
     one a first.last guess)}]}`` (matched people only); after
     ``webhook_result_ttl`` (30 days) more 410 ``request_id_expired``; never

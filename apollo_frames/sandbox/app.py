@@ -271,7 +271,8 @@ class _Reveal:
 
 def _phone_entry(raw: str) -> dict:
     return {"raw_number": raw, "sanitized_number": re.sub(r"[^\d+]", "", raw), "type_cd": "mobile",
-            "status_cd": "valid_number"}
+            "status_cd": "valid_number", "confidence_cd": "high", "dnc_status_cd": "not_on_dnc", "dnc_other_info": None,
+            "position": 0}
 
 
 def _truthy(value) -> bool:
