@@ -429,8 +429,10 @@ def test_429_message_retry_after_and_reset(make_api):
     assert lefts == ["1", "0"]
     r = api.post("people/match", headers=MASTER, json=body)
     assert r.status_code == 429
-    assert r.json() == {"message": "The maximum number of api calls allowed for api/v1/people/match is 2 times per minute. "
-                                   "Please upgrade your plan from https://app.apollo.io/#/settings/plans/upgrade."}
+    message = ("The maximum number of api calls allowed for api/v1/people/match is 2 times per minute. "
+               "Please upgrade your plan from https://app.apollo.io/#/settings/plans/upgrade.")
+    assert r.json() == {"message": message, "error_details": {"code": "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED",
+                                                              "message": message}}
     assert r.headers["Retry-After"] == "1" and "x-minute-usage" not in r.headers
     # other endpoints and other keys have their own counters
     assert api.post("people/bulk_match", headers=MASTER, json={"details": [body]}).status_code == 200

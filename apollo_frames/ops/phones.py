@@ -131,7 +131,7 @@ def poll(client: Any, request_id: str) -> Polled:
         data = client.get(f"{RESULT_ENDPOINT}/{request_id}").data
     except APIStatusError as exc:
         body = exc.body if isinstance(exc.body, dict) else {}
-        code = body.get("error_code")
+        code = exc.code
         if code == "result_pending":
             return Polled(request_id, PENDING, retry_after=retry_after(body.get("retry_after_seconds")))
         state = EXPIRED if exc.status_code == 410 or code == "request_id_expired" else FAILED

@@ -87,6 +87,10 @@ def default_keys() -> dict[str, KeySpec]:
     }
 
 
+#: ``error_details.code`` of a 429 (live body, 2026-10-08)
+RATE_LIMIT_CODE = "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED"
+
+
 @dataclass
 class SandboxConfig:
     """Everything that shapes one sandbox. All fields have defaults."""
@@ -505,10 +509,10 @@ class Sandbox:
         return state
 
     def _limit_message(self, route: Route, limit: int, window: int) -> dict:
-        return {
-            "message": f"The maximum number of api calls allowed for api/v1/{route.endpoint} is {limit} times per "
-            f"{WINDOW_NAMES[window]}. {UPGRADE}"
-        }
+        """The 429 body: the message, and since 2026-09 the structured ``error_details`` (the code names no window)."""
+        message = (f"The maximum number of api calls allowed for api/v1/{route.endpoint} is {limit} times per "
+                   f"{WINDOW_NAMES[window]}. {UPGRADE}")
+        return {"message": message, "error_details": {"code": RATE_LIMIT_CODE, "message": message}}
 
     def _retry_after(self, seconds: float) -> list[tuple[str, str]]:
         if self.config.retry_after_override is not None:
