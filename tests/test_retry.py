@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 import apollo_frames as af
+from apollo_frames.client.ratelimit import window_from_message
 from apollo_frames.client.retry import (
     Outcome,
     apollo_code,
@@ -24,7 +25,6 @@ from apollo_frames.client.retry import (
     should_retry,
     status_error,
 )
-from apollo_frames.client.ratelimit import window_from_message
 from apollo_frames.core.clock import SYSTEM_CLOCK, WINDOW_SECONDS, WINDOWS, FakeClock
 
 O = Outcome
