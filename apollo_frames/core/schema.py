@@ -57,6 +57,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from apollo_frames.core.normalize import is_locked_email
+
 __all__ = [
     "Column",
     "PERSON_COLUMNS",
@@ -494,7 +496,7 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
 
 #: Bump when flatten gives other rows for the same records and schema: the store's flattened copies
 #: (apollo_frames.client.flat) carry it and are rebuilt from the raw answers when it differs.
-FLATTEN_VERSION = 1
+FLATTEN_VERSION = 2
 
 _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
 _EMPTY: dict = {}
@@ -502,22 +504,33 @@ _EMPTY: dict = {}
 
 # ------------------------------------------------------------------ other spellings
 #: (declared key path, the other spelling's path): real organisation objects carry ``organization_revenue``
-#: (and ``_printed``) where the documented samples have ``annual_revenue``, and some carry both.
+#: (and ``_printed``) where the documented samples have ``annual_revenue``, and some carry both; saved accounts
+#: in company search carry ``domain`` with ``primary_domain: null``.
 _SPELLINGS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
     "org": ((("annual_revenue",), ("organization_revenue",)),
-            (("annual_revenue_printed",), ("organization_revenue_printed",))),
+            (("annual_revenue_printed",), ("organization_revenue_printed",)),
+            (("primary_domain",), ("domain",))),
     "person": ((("organization", "annual_revenue"), ("organization", "organization_revenue")),),
 }
+#: Where the organisation object is, per kind: its revenue of 0 with no printed form is Apollo's "unknown"
+#: (search items for companies whose revenue it does not know), read as null.
+_ORG_AT: dict[str, tuple[str, ...]] = {"org": (), "person": ("organization",)}
+_PRINTED = ("annual_revenue_printed", "organization_revenue_printed")
 
 
-def _respelled(records: list, spellings: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> list:
+def _respelled(records: list, kind: str) -> list:
     """``records``, where a declared key is missing (or null) and its other spelling is not, with the declared
-    key filled from it (in a copy; the other spelling stays in place, and so in ``extra``)."""
+    key filled from it (in a copy; the other spelling stays in place, and so in ``extra``); a revenue of 0
+    with no printed form is null in the column (the 0 stays in ``extra``); a person's placeholder e-mail
+    (``email_not_unlocked@...``) is null and kept nowhere."""
+    spellings, at = _SPELLINGS[kind], _ORG_AT[kind]
     out: list | None = None
     for i, record in enumerate(records):
         if record is None or (type(record) is not dict and not isinstance(record, Mapping)):
             continue
-        fixed = _respell(record, spellings)
+        fixed = _unknown_revenue(_respell(record, spellings), at)
+        if kind == "person" and is_locked_email(fixed.get("email")):  # a placeholder, not an address: no column
+            fixed = {**fixed, "email": None}
         if fixed is not record:
             if out is None:
                 out = list(records)
@@ -541,6 +554,19 @@ def _respell(record: Mapping, spellings: tuple[tuple[tuple[str, ...], tuple[str,
     return record if copy is None else copy
 
 
+def _unknown_revenue(record: Mapping, at: tuple[str, ...]) -> Mapping:
+    """``record`` with the organisation's ``annual_revenue`` null when it is 0 and no printed form says so."""
+    org = record.get(at[0]) if at else record
+    if not isinstance(org, Mapping):
+        return record
+    revenue = org.get("annual_revenue")
+    if revenue != 0 or isinstance(revenue, bool) or any(org.get(k) is not None for k in _PRINTED):
+        return record
+    if not at:
+        return {**record, "annual_revenue": None}
+    return {**record, at[0]: {**org, "annual_revenue": None}}
+
+
 def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
     """One row per record (``kind`` is ``"person"`` or ``"org"``); None and non-dicts give all-null rows.
 
@@ -550,7 +576,7 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
     same row for the same record; the rows are put back in input order.
     """
     plan = _PLANS[kind]
-    records = _respelled(records if type(records) is list else list(records), _SPELLINGS[kind])
+    records = _respelled(records if type(records) is list else list(records), kind)
     if not plan.fast:
         return _flatten_rows(records, plan)
     tables: list[pa.Table] = []

@@ -37,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from apollo_frames.core.errors import APIStatusError
+from apollo_frames.core.normalize import is_locked_email
 from apollo_frames.engine.budget import credit_figure
 from apollo_frames.engine.runner import Operation, Parsed
 from apollo_frames.ops.quality import is_blank
@@ -186,12 +187,20 @@ def phones_of(person: dict) -> tuple[list[dict], str | None]:
 
 
 def emails_of(person: dict) -> list[str]:
+    """The e-mails a result gives a person (``emails``, or the waterfall's ``waterfall.emails``), placeholders
+    for e-mails not unlocked left out."""
+    waterfall = person.get("waterfall")
+    items = [*_listed(person.get("emails")), *_listed(waterfall.get("emails") if isinstance(waterfall, dict) else None)]
     out = []
-    for item in person.get("emails") or []:
+    for item in items:
         email = item.get("email") if isinstance(item, dict) else item
-        if isinstance(email, str) and "@" in email:
+        if isinstance(email, str) and "@" in email and not is_locked_email(email):
             out.append(email)
     return out
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def merged(answer: dict, found: dict | None, state: str) -> dict:
@@ -207,7 +216,7 @@ def merged(answer: dict, found: dict | None, state: str) -> dict:
         emails = emails_of(found)
         if emails:
             out["waterfall_emails"] = emails
-            if is_blank(out.get("email")):
+            if is_blank(out.get("email")) or is_locked_email(out.get("email")):
                 out["email"] = emails[0]
     return out
 
