@@ -132,3 +132,86 @@ def test_zero_revenue_without_a_printed_form_is_unknown(tmp_path):
                             {"annual_revenue": 0.0, "annual_revenue_printed": "0"},
                             {"organization_revenue": 12.5}]).column("org.annual_revenue").to_pylist()
     assert rows == [None, 0.0, 12.5]
+
+
+# -- 7. what was paid for reaches declared columns -------------------------------------------------------
+
+
+def _leaves(value) -> int:
+    """Scalar values in an answer, counted inside objects and lists (an empty one counts as one)."""
+    if isinstance(value, dict):
+        return sum(map(_leaves, value.values())) or 1
+    if isinstance(value, list):
+        return sum(map(_leaves, value)) or 1
+    return 1
+
+
+def _recorded() -> list[tuple[str, str, dict]]:
+    """(file, kind, record) for every person and organization in the recordings (stub misses left out)."""
+    out = []
+    for path in sorted(FIXTURES.glob("*.json")):
+        data = json.loads(path.read_text())
+        if path.name == "manifest.json" or not isinstance(data, dict):
+            continue
+        people = [m for m in data.get("matches") or [] if m] + [data.get("person")]
+        orgs = [*(data.get("organizations") or []), *(data.get("accounts") or []), data.get("organization")]
+        people, orgs = [p for p in people if isinstance(p, dict)], [o for o in orgs if isinstance(o, dict)]
+        out += [(path.name, "person", p) for p in people if p.get("id")]
+        out += [(path.name, "org", o) for o in orgs]
+    return out
+
+
+def test_at_most_15_percent_of_an_answers_leaves_are_only_in_extra():
+    records = _recorded()
+    assert {"people_match_2025_fields.json", "mixed_companies_search_2025_fields.json",
+            "organizations_enrich_organization_revenue.json"} <= {name for name, _, _ in records}
+    shares = {}
+    for name, kind, record in records:
+        if kind == "org" and "primary_domain" not in record:
+            record = {**record, "_source": "account", "account_id": record["id"], "id": record.get("organization_id")}
+        extra = sc.flatten([record], kind).column(f"{kind}.extra")[0].as_py()
+        shares[(name, record.get("id"))] = (_leaves(json.loads(extra)) if extra else 0) / _leaves(record)
+    worst = max(shares, key=shares.__getitem__)
+    assert shares[worst] <= 0.15, (worst, shares[worst])
+
+
+def test_the_2025_fields_are_typed_columns_with_their_values():
+    person = json.loads((FIXTURES / "people_match_2025_fields.json").read_text())["person"]
+    org = person["organization"]
+    row = sc.flatten_people([person]).to_pylist()[0]
+    assert row["person.email_domain_catchall"] is True and row["person.show_intent"] is True
+    assert row["person.is_likely_to_engage"] is True and row["person.intent_strength"] is None
+    assert "person.contact_id" in row and "person.account_id" in row
+    p = "person.organization."
+    assert row[p + "organization_headcount_six_month_growth"] == 0.125
+    assert row[p + "organization_headcount_twenty_four_month_growth"] == pytest.approx(-0.372, abs=1e-3)
+    assert row[p + "market_cap"] == "2.5B" and row[p + "publicly_traded_symbol"] == "HBVI"
+    assert json.loads(row[p + "technology_names"]) == org["technology_names"]
+    assert json.loads(row[p + "funding_events"]) == org["funding_events"]
+    assert row[p + "total_funding"] == float(org["total_funding"]) and row[p + "total_funding_printed"] == "12M"
+    assert row[p + "street_address"] == org["street_address"] and row[p + "postal_code"] == org["postal_code"]
+    assert row[p + "primary_phone"] is None  # primary_phone: {} is null, not an error
+    orgs = json.loads((FIXTURES / "organizations_enrich_organization_revenue.json").read_text())["organization"]
+    o = sc.flatten_orgs([orgs]).to_pylist()[0]
+    for key in ("technology_names", "current_technologies", "industries", "keywords", "funding_events"):
+        assert json.loads(o[f"org.{key}"]) == orgs[key], key
+    for key in ("short_description", "total_funding_printed", "latest_funding_stage", "latest_funding_round_date",
+                "phone", "street_address", "postal_code", "state", "publicly_traded_symbol"):
+        assert o[f"org.{key}"] == orgs[key], key
+    assert o["org.primary_phone.number"] == orgs["primary_phone"]["number"]
+    types = {f.name: f.type for f in sc.ORG_SCHEMA}
+    assert types["org.organization_headcount_twelve_month_growth"] == types["org.total_funding"] == sc.FLOAT
+    assert types["org.show_intent"] == sc.BOOL and types["org.market_cap"] == sc.STR
+
+
+def test_the_schema_is_the_same_whatever_the_records_hold(tmp_path):
+    """Parquet files of runs over different data concatenate: the declared schema does not depend on the data."""
+    sb = small()
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        one = af.enrich_orgs(pd.DataFrame({"domain": [sb.world.orgs[0]["primary_domain"]]}), client=c, progress=False)
+        two = af.enrich_orgs(pd.DataFrame({"domain": ["nobody-here.example"]}), client=c, progress=False)
+    for i, frame in enumerate((one, two)):
+        frame.to_parquet(tmp_path / f"{i}.parquet")
+    both = pd.concat([pd.read_parquet(tmp_path / f"{i}.parquet") for i in range(2)])
+    assert list(both.dtypes) == list(one.dtypes) == list(two.dtypes)
+    assert both["org.organization_headcount_six_month_growth"].dtype == "Float64"

@@ -1343,6 +1343,11 @@ def _fixture_scenarios(clock):
             {"revenue_spelling": "organization"},
             lambda sb, c: c.get("organizations/enrich", params={"domain": first["primary_domain"]})),
         "mixed_companies_search_accounts_and_organizations.json": ({}, companies),
+        "mixed_companies_search_2025_fields.json": (
+            {"revenue_spelling": "organization"},
+            lambda sb, c: c.post("mixed_companies/search", json={"q_organization_domains_list": [first["primary_domain"]]})),
+        "people_match_2025_fields.json": (
+            {"locked_emails": 1.0}, lambda sb, c: c.post("people/match", json={"email": rich(sb, 1)[0]["email"]})),
         "contacts_bulk_update_sync.json": ({}, contacts_update(2)),
         "contacts_bulk_update_async.json": ({}, contacts_update(101)),
         "accounts_bulk_update.json": ({}, accounts_update),
@@ -1391,6 +1396,7 @@ def test_sandbox_answers_have_the_recorded_shapes():
 @pytest.mark.parametrize("name", [
     "people_bulk_match_omitted_misses.json", "people_match_stub_miss.json",
     "organizations_enrich_organization_revenue.json", "api_usage_stats_path_keys.json", "auth_health_logged_out.json",
+    "mixed_companies_search_2025_fields.json",
 ])
 def test_recorded_shapes_need_their_switch(name):
     """Without its switch the sandbox answers the documented shape, which the recording does not have."""

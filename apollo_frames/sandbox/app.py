@@ -1122,7 +1122,9 @@ class Sandbox:
         keys = ("id", "name", "website_url", "blog_url", "angellist_url", "linkedin_url", "twitter_url", "facebook_url",
                 "primary_phone", "languages", "alexa_ranking", "phone", "linkedin_uid", "founded_year",
                 "publicly_traded_symbol", "publicly_traded_exchange", "logo_url", "crunchbase_url", "primary_domain",
-                "sanitized_phone", "owned_by_organization_id")
+                "sanitized_phone", "sic_codes", "naics_codes", "owned_by_organization_id",
+                "organization_headcount_six_month_growth", "organization_headcount_twelve_month_growth",
+                "organization_headcount_twenty_four_month_growth")
         out = {k: o[k] for k in keys}
         out.update(
             {"intent_strength": None, "show_intent": False, "has_intent_signal_account": False,
