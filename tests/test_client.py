@@ -7,6 +7,7 @@ import logging
 import time
 
 import httpx
+import pandas as pd
 import pytest
 import respx
 
@@ -137,6 +138,29 @@ def test_429_beyond_wait_cap_is_a_rate_limit_error(tmp_path, fake_time):
     assert err.window == "day" and err.reset_at > fake_time.time() + 40000
     assert "day" in str(err) and "max_rate_limit_wait" in str(err)
     assert route.call_count == 1 and fake_time.sleeps == []  # no pointless 15-minute wait first
+
+
+@respx.mock
+def test_error_details_code_is_on_the_exception_and_decides_the_window(tmp_path, fake_time):
+    client = af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path, max_rate_limit_wait=120, clock=fake_time)
+    code = "USAGE.RATE_LIMIT.HOURLY_LIMIT_EXCEEDED"
+    respx.post(f"{BASE}/people/bulk_match").mock(return_value=httpx.Response(
+        429, json={"error_details": {"code": code, "message": "Too many requests"}}, headers={"Retry-After": "3000"}))
+    with pytest.raises(af.RateLimitError) as info:
+        client.post("people/bulk_match", json={})
+    assert info.value.code == code and info.value.window == "hour" and code in str(info.value)
+    respx.post(f"{BASE}/people/match").mock(return_value=httpx.Response(
+        422, json={"error": "bad", "error_details": {"code": "REQUEST.INVALID"}, "error_code": "OLD"}))
+    with pytest.raises(af.ValidationError) as refused:
+        client.post("people/match", json={})
+    assert refused.value.code == "REQUEST.INVALID" and "[REQUEST.INVALID]" in str(refused.value)
+    client.close()
+    fresh = af.ApolloClient(api_key=KEY, base_url=BASE, cache_dir=tmp_path / "2", max_rate_limit_wait=120,
+                            clock=fake_time)
+    with pytest.warns(UserWarning, match="skipped"):
+        out = af.enrich_people(pd.DataFrame({"email": ["a@b.example"]}), client=fresh, progress=False)
+    assert out["apollo_status"].tolist() == ["skipped"] and code in out["apollo_error"][0]  # the row says the code
+    fresh.close()
 
 
 @respx.mock

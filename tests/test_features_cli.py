@@ -51,7 +51,10 @@ def test_enrich_with_phones_then_collect_in_a_later_command(tmp_path, capsys, mo
     assert main(["collect", str(tmp_path / "e.parquet"), str(tmp_path / "p.parquet"), *common]) == 0
     assert "phones" in capsys.readouterr().out
     phones = pd.read_parquet(tmp_path / "p.parquet")
-    assert (phones["apollo_async_status"] == "done").all()
+    # each person's own status in the result: done with a mobile, not_found without one
+    has_mobile = phones["person.mobile_phone"].notna()
+    assert (phones.loc[has_mobile, "apollo_async_status"] == "done").all()
+    assert (phones.loc[~has_mobile, "apollo_async_status"] == "not_found").all()
     mobiles = {p["email"] for p in people if p["id"] in sb.world.mobile_phones}
     assert set(phones.loc[phones["person.mobile_phone"].notna(), "email"]) == mobiles
 

@@ -192,7 +192,7 @@ def test_trusted_credits_floor(reported, floor, expected):
     assert trusted_credits(reported, 10, floor=floor) == expected
 
 
-@pytest.mark.parametrize("reported", [-100, float("nan"), "lots", 1e9, 0])
+@pytest.mark.parametrize("reported", [-100, float("nan"), float("inf"), "lots", 1e9, 10.5])
 def test_lying_credits_count_the_worst_case_and_keep_the_cap(tmp_path, reported):
     client = make_client(tmp_path, bulk_match(credits=reported))
     with pytest.warns(UserWarning) as caught:
@@ -207,9 +207,11 @@ def test_lying_credits_count_the_worst_case_and_keep_the_cap(tmp_path, reported)
     client.close()
 
 
-def test_believable_credits_are_recorded_as_verified(tmp_path):
-    # 7 of 10 found: 7 credits is within [1 per record returned, worst case]
-    found = bulk_match(credits=7)
+@pytest.mark.parametrize("reported", [7, 5.37, 0.1, 0])
+def test_believable_credits_are_recorded_as_verified(tmp_path, reported):
+    # 7 of 10 found: any finite figure within [0, worst case] is believed (Apollo charges fractions: a match
+    # without an e-mail costs less than 1 credit)
+    found = bulk_match(credits=reported)
 
     def seven_of_ten(request: httpx.Request) -> httpx.Response:
         answer = found(request)
@@ -221,8 +223,9 @@ def test_believable_credits_are_recorded_as_verified(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = enrich_people(emails(10), client=client, progress=False)
-    assert result.attrs["apollo"]["credits_consumed"] == 7
-    assert client.ledger.frame()["unverified"].tolist() == [False]
+    assert result.attrs["apollo"]["credits_consumed"] == pytest.approx(reported, abs=1e-9)
+    ledger = client.ledger.frame()
+    assert ledger["unverified"].tolist() == [False] and abs(ledger["credits"].sum() - reported) <= 1e-9
     client.close()
 
 

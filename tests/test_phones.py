@@ -41,7 +41,11 @@ def test_phones_are_collected_by_polling_and_a_rerun_pays_nothing(sb, tmp_path):
 
         got = out.apollo.collect(client=c)  # waits on the shared fake clock: nothing really sleeps
         assert sb.count(path="webhook_result/{id}") > polls_before
-        assert (got.loc[matched, "apollo_async_status"] == "done").all()
+        # each person's own status: "success" -> done, "not_found" (no mobile) -> not_found
+        has_mobile = got["person.mobile_phone"].notna()
+        assert (got.loc[matched & has_mobile, "apollo_async_status"] == "done").all() and has_mobile.any()
+        assert (got.loc[matched & ~has_mobile, "apollo_async_status"] == "not_found").all()
+        assert (matched & ~has_mobile).any()
         by_id = {p["id"]: p for p in sb.world.people}
         expected = {by_id[p]["email"]: m for p, m in sb.world.mobile_phones.items() if by_id[p].get("email")}
         for email, phone, numbers in zip(got["email"], got["person.mobile_phone"], got["person.phone_numbers"],
@@ -61,7 +65,7 @@ def test_phones_are_collected_by_polling_and_a_rerun_pays_nothing(sb, tmp_path):
         again = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True)
         assert len(sb.requests) == requests  # from the store: no enrichment, no poll
         assert again["person.mobile_phone"].equals(got["person.mobile_phone"])
-        assert (again.loc[matched, "apollo_async_status"] == "done").all()
+        assert again["apollo_async_status"].equals(got["apollo_async_status"])
         assert got.apollo.collect(client=c).equals(got) and len(sb.requests) == requests
     assert sb.credits_consumed == _ledger_total(c)
 
@@ -79,7 +83,8 @@ def test_collect_without_waiting_leaves_pending_rows_and_a_later_session_finishe
     early.to_parquet(saved)
     with sb.client(cache_dir=tmp_path / "c") as later:  # a new session: the frame and the store are all it has
         done = pd.read_parquet(saved).apollo.collect(client=later, wait=False)
-        assert (done.loc[matched, "apollo_async_status"] == "done").all()
+        assert done.loc[matched, "apollo_async_status"].isin(["done", "not_found"]).all()
+        assert (done.loc[done["apollo_async_status"] == "not_found", "person.mobile_phone"]).isna().all()
         assert later.ledger.total_credits() == sb.credits_consumed
 
 
@@ -123,6 +128,21 @@ def test_waterfall_emails_fill_missing_emails(tmp_path):
     with sb.client(cache_dir=tmp_path / "c") as c:
         out = frame.apollo.enrich_people(client=c, progress=False, waterfall=True).apollo.collect(client=c)
     matched = out["apollo_status"] == "matched"
-    assert matched.sum() > 0 and (out.loc[matched, "apollo_async_status"] == "done").all()
+    assert matched.sum() > 0 and out.loc[matched, "apollo_async_status"].isin(["done", "not_found"]).all()
     assert out.loc[matched, "person.email"].notna().sum() > 0
     assert sb.credits_consumed == c.ledger.total_credits()
+
+
+def test_the_documented_envelope_and_the_flat_payload_read_alike():
+    from pathlib import Path
+
+    envelope = json.loads((Path(__file__).parent / "fixtures/apollo/webhook_result_ready.json").read_text())
+    flat = dict(envelope["webhook_result"], request_id=envelope["request_id"])
+    for payload in (envelope, flat):
+        assert phones.payload_credits(payload) == 8.0
+        found, missing = phones.people_of(payload)
+        assert phones.phones_of(found)[1] == "+15550107788" and phones.phones_of(missing) == ([], None)
+        assert phones.person_state(found, phones.DONE) == "done"
+        assert phones.person_state(missing, phones.DONE) == "not_found"
+        assert phones.person_state(missing, phones.EXPIRED) == "expired"
+    assert phones.people_of({"webhook_result": {"people": "x"}}) == []

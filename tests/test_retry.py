@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 import apollo_frames as af
+from apollo_frames.client.ratelimit import window_from_message
 from apollo_frames.client.retry import (
     Outcome,
+    apollo_code,
     apollo_message,
     connection_error,
     may_have_written,
@@ -256,7 +258,10 @@ def test_may_hold(content, expected):
     "body, expected",
     [
         ({"error": "bad"}, "bad"),
-        ({"error_message": "worse", "error_code": "X"}, "worse"),
+        ({"error_message": "worse", "error_code": "X"}, "worse [X]"),  # the code is shown in row reasons
+        ({"error_details": {"code": "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED", "message": "slow down"}},
+         "slow down [USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED]"),
+        ({"error_details": {"code": "A.B"}}, "[A.B]"),
         ({"message": "limit"}, "limit"),
         ({"other": 1}, "{'other': 1}"),
         ("  plain text  ", "plain text"),
@@ -266,6 +271,27 @@ def test_may_hold(content, expected):
 )
 def test_apollo_message(body, expected):
     assert apollo_message(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ({"error_details": {"code": "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED"}, "error_code": "OLD"},
+         "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED"),
+        ({"error_details": {"code": ""}, "error_code": "INVALID_REQUEST"}, "INVALID_REQUEST"),
+        ({"error_details": "x", "error": "y"}, None),
+        ("text", None),
+    ],
+)
+def test_apollo_code(body, expected):
+    assert apollo_code(body) == expected
+
+
+def test_the_window_comes_from_the_code_before_the_text():
+    assert window_from_message("You hit 600 times per hour", "USAGE.RATE_LIMIT.MINUTE_LIMIT_EXCEEDED") == "minute"
+    assert window_from_message("You hit 600 times per hour", "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED") == "hour"
+    assert window_from_message("", "USAGE.RATE_LIMIT.HOURLY_LIMIT") == "hour"
+    assert window_from_message(None) is None
 
 
 # -- the error tree --------------------------------------------------------------------------------

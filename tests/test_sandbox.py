@@ -429,8 +429,10 @@ def test_429_message_retry_after_and_reset(make_api):
     assert lefts == ["1", "0"]
     r = api.post("people/match", headers=MASTER, json=body)
     assert r.status_code == 429
-    assert r.json() == {"message": "The maximum number of api calls allowed for api/v1/people/match is 2 times per minute. "
-                                   "Please upgrade your plan from https://app.apollo.io/#/settings/plans/upgrade."}
+    message = ("The maximum number of api calls allowed for api/v1/people/match is 2 times per minute. "
+               "Please upgrade your plan from https://app.apollo.io/#/settings/plans/upgrade.")
+    assert r.json() == {"message": message, "error_details": {"code": "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED",
+                                                              "message": message}}
     assert r.headers["Retry-After"] == "1" and "x-minute-usage" not in r.headers
     # other endpoints and other keys have their own counters
     assert api.post("people/bulk_match", headers=MASTER, json={"details": [body]}).status_code == 200
@@ -1034,14 +1036,17 @@ def test_poll_only_gives_a_request_id_and_webhook_result_follows_the_clock():
         ready = c.get(f"webhook_result/{rid}")
         assert ready.status_code == 200
         payload = ready.json()
-        assert payload["request_id"] == rid and payload["credits_consumed"] == 16
-        people = {p["id"]: p for p in payload["people"]}
+        result = payload["webhook_result"]  # the documented envelope: request_id as text, the result inside
+        assert payload["request_id"] == str(rid) and payload["request_type"] == "phone"
+        assert result["credits_consumed"] == 16 and result["missing_records"] == 1
+        people = {p["id"]: p for p in result["people"]}
         assert set(people) == {p["id"] for p in mobile + [plain]} and people[plain["id"]]["phone_numbers"] == []
+        assert people[plain["id"]]["status"] == "not_found" and {people[p["id"]]["status"] for p in mobile} == {"success"}
         for p in mobile:
             (phone,) = people[p["id"]]["phone_numbers"]
             assert phone["raw_number"] == sb.world.mobile_phones[p["id"]] and phone["type_cd"] == "mobile"
             assert phone["sanitized_number"].startswith("+") and phone["sanitized_number"][1:].isdigit()
-            assert set(phone) == {"raw_number", "sanitized_number", "type_cd", "status_cd"}
+            assert {"raw_number", "sanitized_number", "type_cd", "status_cd", "dnc_status_cd"} <= set(phone)
         assert "emails" not in people[plain["id"]]
         assert sb.credits_consumed == 3 + 16 and [c_["credits"] for c_ in sb.async_charges] == [16]
         assert c.get(f"webhook_result/{rid}").status_code == 200 and sb.credits_consumed == 19  # charged once
@@ -1070,7 +1075,7 @@ def test_poll_only_on_people_match_with_waterfall_and_negative_ids():
         r = c.post("people/match", json={"id": nomail["id"], "run_waterfall_email": True, "poll_only": "true"}).json()
         assert r["person"]["match_confidence"] == "high" and "webhook_result" in r["waterfall"]["message"]
         clock.advance(5)
-        (entry,) = c.get(f"webhook_result/{r['request_id']}").json()["people"]
+        (entry,) = c.get(f"webhook_result/{r['request_id']}").json()["webhook_result"]["people"]
         assert entry["phone_numbers"] == [] and entry["emails"][0]["email"].endswith("@" + nomail["organization"]["primary_domain"])
         assert sb.credits_consumed == 1  # no phone asked: nothing more to charge
         ids = [c.post("people/match", json={"email": "x@y.example", "reveal_phone_number": True, "poll_only": True}).json()["request_id"]
@@ -1090,7 +1095,7 @@ def test_webhook_requests_are_pollable_and_charged_at_once():
         r = c.post("people/match", json={"email": p["email"], "reveal_phone_number": True, "webhook_url": "https://h.example/x"}).json()
         assert sb.credits_consumed == 9 and sb.webhook_deliveries[0]["request_id"] == r["request_id"]
         clock.advance(10)
-        ready = c.get(f"webhook_result/{r['request_id']}").json()
+        ready = c.get(f"webhook_result/{r['request_id']}").json()["webhook_result"]
         assert ready["people"][0]["phone_numbers"][0]["raw_number"] == sb.world.mobile_phones[p["id"]]
         assert ready["credits_consumed"] == 0 and sb.credits_consumed == 9  # nothing charged twice
 
@@ -1303,8 +1308,8 @@ def _fixture_scenarios(clock):
         def run(sb, c):
             p = rich(sb, 1, mobile=True)[0]
             rid = c.post("people/match", json={"email": p["email"], "reveal_phone_number": True, "poll_only": True,
-                                               "run_waterfall_email": True}).json()["request_id"]
-            clock.advance({"pending": 0, "ready": 30, "expired": 31 * 86400}.get(state, 0))
+                                               "run_waterfall_email": state != "phone"}).json()["request_id"]
+            clock.advance({"pending": 0, "ready": 30, "phone": 30, "expired": 31 * 86400}.get(state, 0))
             return c.get(f"webhook_result/{ {'unknown': '42', 'invalid': 'x42'}.get(state, rid)}")
         return run
 
@@ -1338,11 +1343,17 @@ def _fixture_scenarios(clock):
             {"revenue_spelling": "organization"},
             lambda sb, c: c.get("organizations/enrich", params={"domain": first["primary_domain"]})),
         "mixed_companies_search_accounts_and_organizations.json": ({}, companies),
+        "mixed_companies_search_2025_fields.json": (
+            {"revenue_spelling": "organization"},
+            lambda sb, c: c.post("mixed_companies/search", json={"q_organization_domains_list": [first["primary_domain"]]})),
+        "people_match_2025_fields.json": (
+            {"locked_emails": 1.0}, lambda sb, c: c.post("people/match", json={"email": rich(sb, 1)[0]["email"]})),
         "contacts_bulk_update_sync.json": ({}, contacts_update(2)),
         "contacts_bulk_update_async.json": ({}, contacts_update(101)),
         "accounts_bulk_update.json": ({}, accounts_update),
         "webhook_result_pending.json": ({}, webhook("pending")),
         "webhook_result_ready.json": ({}, webhook("ready")),
+        "webhook_result_phone.json": ({}, webhook("phone")),
         "webhook_result_unknown.json": ({}, webhook("unknown")),
         "webhook_result_expired.json": ({}, webhook("expired")),
         "webhook_result_invalid.json": ({}, webhook("invalid")),
@@ -1385,6 +1396,7 @@ def test_sandbox_answers_have_the_recorded_shapes():
 @pytest.mark.parametrize("name", [
     "people_bulk_match_omitted_misses.json", "people_match_stub_miss.json",
     "organizations_enrich_organization_revenue.json", "api_usage_stats_path_keys.json", "auth_health_logged_out.json",
+    "mixed_companies_search_2025_fields.json",
 ])
 def test_recorded_shapes_need_their_switch(name):
     """Without its switch the sandbox answers the documented shape, which the recording does not have."""

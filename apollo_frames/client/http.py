@@ -42,6 +42,7 @@ from apollo_frames.client.ratelimit import (
 from apollo_frames.client.retry import (
     DEFAULT_BACKOFF,
     Outcome,
+    apollo_code,
     apollo_message,
     connection_error,
     may_have_written,
@@ -426,7 +427,7 @@ class ApolloClient:
         """A 429: pause every worker on the endpoint, or raise when the wait would pass the cap."""
         body = _error_body(reply, key)
         message = apollo_message(body)
-        window = window_from_message(message)
+        window = window_from_message(message, apollo_code(body))
         retry_after = parse_retry_after(reply.headers.get("retry-after"), now=self.clock.time())
         pause = self.limiter.pause(call.endpoint, retry_after=retry_after, window=window)
         self._count(rate_limited=1)

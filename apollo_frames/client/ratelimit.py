@@ -54,6 +54,8 @@ HEADER_FAMILIES: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 _WINDOW_IN_MESSAGE = re.compile(r"times per (minute|hour|day)", re.IGNORECASE)
+_WINDOW_IN_CODE = {"MINUTE": "minute", "HOUR": "hour", "HOURLY": "hour", "DAY": "day",
+                   "DAILY": "day"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +116,12 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(when.timestamp() - now, 0.0)
 
 
-def window_from_message(message: str | None) -> str | None:
-    """Which window a 429 body names ("... times per hour ...")."""
+def window_from_message(message: str | None, code: str | None = None) -> str | None:
+    """Which window a 429 names: its structured code first, when it names one
+    (``..._HOURLY_...``, ``...MINUTE...``), else its text ("... times per hour ...")."""
+    for token in re.split(r"[^A-Z]+", (code or "").upper()):
+        if token in _WINDOW_IN_CODE:
+            return _WINDOW_IN_CODE[token]
     match = _WINDOW_IN_MESSAGE.search(message or "")
     return match.group(1).lower() if match else None
 

@@ -150,7 +150,8 @@ def status_error(
     ``message`` is Apollo's own text, already scrubbed of the key; the error
     says what to do next.
     """
-    kw: dict[str, Any] = {"status_code": status, "path": path, "body": body, "attempts": attempts, "headers": headers}
+    kw: dict[str, Any] = {"status_code": status, "path": path, "body": body, "attempts": attempts, "headers": headers,
+                          "code": apollo_code(body)}
     if outcome_of_status(status) is Outcome.SERVER_ERROR:
         unknown = " The write may or may not have happened: the outcome is unknown." if outcome_unknown else ""
         return ApolloServerError(
@@ -225,6 +226,7 @@ def rate_limit_error(
         body=body,
         attempts=attempts,
         headers=headers,
+        code=apollo_code(body),
     )
 
 
@@ -262,11 +264,26 @@ def may_hold(content: bytes, secret: str) -> bool:
     return False
 
 
+def apollo_code(body: Any) -> str | None:
+    """Apollo's structured error code: ``error_details.code`` (since 2026-09), else its older ``error_code``."""
+    if not isinstance(body, dict):
+        return None
+    details = body.get("error_details")
+    for code in (details.get("code") if isinstance(details, dict) else None, body.get("error_code")):
+        if isinstance(code, str) and code.strip():
+            return code.strip()
+    return None
+
+
 def apollo_message(body: Any) -> str:
-    """Apollo's own error text from any of its error envelopes."""
-    if isinstance(body, dict):
-        for key in ("error", "error_message", "message"):
-            if body.get(key):
-                return str(body[key])
-        return str(body)[:300]
-    return str(body or "").strip()[:300]
+    """Apollo's own error text from any of its error envelopes, followed by its error code (``[CODE]``) when
+    the text does not already say it, so row reasons show the code."""
+    if not isinstance(body, dict):
+        return str(body or "").strip()[:300]
+    details = body.get("error_details")
+    said = next((str(v) for v in (body.get("error"), body.get("error_message"), body.get("message"),
+                                  details.get("message") if isinstance(details, dict) else None) if v), None)
+    code = apollo_code(body)
+    if said is None:
+        return f"[{code}]" if code else str(body)[:300]
+    return f"{said} [{code}]" if code and code not in said else said

@@ -46,7 +46,11 @@ class APIError(ApolloError):
     have reached Apollo, so a write may or may not have happened.
     ``never_sent`` is true when no attempt reached Apollo at all (every
     connection refused, or the run gave it up before sending): nothing was charged.
+    ``code`` is Apollo's structured error code when it sent one (``error_details.code``, e.g.
+    ``USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED``; else its older ``error_code``), None otherwise.
     """
+
+    code: str | None = None
 
     def __init__(self, message: str, *, path: str | None = None, attempts: int = 1, outcome_unknown: bool = False,
                  never_sent: bool = False):
@@ -96,9 +100,11 @@ class APIStatusError(APIError):
         attempts: int = 1,
         outcome_unknown: bool = False,
         headers: dict[str, str] | None = None,
+        code: str | None = None,
     ):
         super().__init__(message, path=path, attempts=attempts, outcome_unknown=outcome_unknown)
         self.status_code = status_code
+        self.code = code
         self.body = body
         #: the response headers (rate-limit readings); never the request's, so never the key
         self.headers: dict[str, str] = dict(headers or {})
@@ -138,8 +144,10 @@ class RateLimitError(APIStatusError):
         body: object = None,
         attempts: int = 1,
         headers: dict[str, str] | None = None,
+        code: str | None = None,
     ):
-        super().__init__(message, status_code=status_code, path=path, body=body, attempts=attempts, headers=headers)
+        super().__init__(message, status_code=status_code, path=path, body=body, attempts=attempts, headers=headers,
+                         code=code)
         self.window = window
         self.reset_at = reset_at
 

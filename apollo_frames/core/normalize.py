@@ -35,6 +35,7 @@ __all__ = [
     "is_missing",
     "clean_text",
     "normalize_email",
+    "is_locked_email",
     "normalize_domain",
     "normalize_host",
     "registrable_domain",
@@ -144,6 +145,15 @@ _TLD = r"(?:[a-z\u00a1-\uffff]{2,63}|xn--[0-9a-z-]{2,59})"
 _HOST = re.compile(rf"^(?:{_LABEL}\.)+{_TLD}$")
 
 
+#: What Apollo writes where a person's e-mail is not unlocked (``email_not_unlocked@domain.com``): not an address.
+LOCKED_EMAIL = "email_not_unlocked@"
+
+
+def is_locked_email(value: object) -> bool:
+    """Whether ``value`` is Apollo's placeholder for an e-mail not unlocked (any ``email_not_unlocked@...``)."""
+    return isinstance(value, str) and value.strip().lower().startswith(LOCKED_EMAIL)
+
+
 def normalize_email(v: object) -> Result:
     """``'  MailTo:<Bob@Acme.Example> '`` -> ``'bob@acme.example'``, or a reason."""
     s, why = clean_text(v, max_len=320)
@@ -157,7 +167,9 @@ def normalize_email(v: object) -> Result:
         e = m.group(1).strip()
     e = e.strip("'\"")
     problem = None
-    if e.count("@") != 1:
+    if e.startswith(LOCKED_EMAIL):
+        problem = "Apollo's placeholder for an e-mail not unlocked, not an address"
+    elif e.count("@") != 1:
         problem = "no @" if "@" not in e else "more than one @"
     else:
         local, _, host = e.partition("@")
@@ -427,7 +439,7 @@ def normalize_fast_arrays(values: Sequence[object] | pa.Array, kind: str | None)
     length = pc.utf8_length(text)
     ok = pc.and_(pc.and_(plain, pc.match_substring_regex(text, pattern)), pc.less_equal(length, limit))
     if kind == "email":
-        ok = pc.and_(ok, _email_parts_fit(text, length))
+        ok = pc.and_(pc.and_(ok, _email_parts_fit(text, length)), pc.invert(pc.starts_with(text, LOCKED_EMAIL)))
     ok = pc.fill_null(ok, False)
     blank = pc.fill_null(pc.and_(ascii_, pc.equal(length, 0)), False)
     decided = pc.or_(pc.or_(ok, blank), missing)

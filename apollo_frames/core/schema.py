@@ -57,6 +57,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from apollo_frames.core.normalize import is_locked_email
+
 __all__ = [
     "Column",
     "PERSON_COLUMNS",
@@ -101,33 +103,14 @@ def _declare(prefix: str, spec: Sequence[tuple[Any, ...]]) -> tuple[Column, ...]
     return tuple(cols)
 
 
-#: Person object (people/match, bulk_match matches, search items). Search
-#: teaser items fill id, first_name, last_name_obfuscated, title and
-#: organization.name; their has_* flags land in person.extra.
-PERSON_COLUMNS = _declare("person", [
-    ("id", STR), ("first_name", STR), ("last_name", STR), ("last_name_obfuscated", STR), ("name", STR),
-    ("title", STR), ("headline", STR), ("email", STR), ("email_status", STR), ("linkedin_url", STR),
-    ("twitter_url", STR), ("github_url", STR), ("facebook_url", STR), ("photo_url", STR), ("seniority", STR),
-    ("departments", JSON), ("subdepartments", JSON), ("functions", JSON),
-    ("city", STR), ("state", STR), ("country", STR), ("organization_id", STR),
-    ("organization.id", STR), ("organization.name", STR), ("organization.primary_domain", STR),
-    ("organization.website_url", STR), ("organization.industry", STR), ("organization.estimated_num_employees", INT),
-    ("organization.linkedin_url", STR), ("organization.city", STR), ("organization.country", STR),
-    ("organization.founded_year", INT), ("organization.annual_revenue", FLOAT),
-    ("extrapolated_email_confidence", FLOAT), ("revealed_for_current_team", BOOL),
-    ("employment_history", JSON), ("phone_numbers", JSON), ("mobile_phone", STR), ("personal_emails", JSON),
-    ("match_confidence", STR),
-])  # fmt: skip
-
 #: The key company search puts on each of its items (``apollo_frames.core.paginate``): "account" (a company
 #: saved in the team's CRM, from ``accounts[]``) or "organization". Not an Apollo key: an account's own
 #: ``source`` ("api", "crm"...) stays where it is, in ``org.extra``.
 SOURCE_KEY = "_source"
 
-#: Organization object (organizations/enrich, bulk_enrich, company search items). ``org.source`` is set
-#: on company search rows only; ``org.account_id`` is the CRM account's id (a search's saved account,
-#: or an organization object that carries one).
-ORG_COLUMNS = _declare("org", [
+#: An organization object's fields (Apollo's own names), declared for ``org.*`` and for ``person.organization.*``.
+#: Growth figures are fractions (``0.12`` = +12 %); ``market_cap`` is Apollo's text (``"2.5B"``).
+_ORG_FIELDS: list[tuple[Any, ...]] = [
     ("id", STR), ("name", STR), ("primary_domain", STR), ("website_url", STR), ("linkedin_url", STR),
     ("twitter_url", STR), ("facebook_url", STR), ("phone", STR),
     ("primary_phone.number", STR), ("primary_phone.sanitized_number", STR),
@@ -138,8 +121,65 @@ ORG_COLUMNS = _declare("org", [
     ("raw_address", STR), ("city", STR), ("state", STR), ("postal_code", STR), ("country", STR),
     ("short_description", STR), ("languages", JSON), ("technology_names", JSON), ("logo_url", STR),
     ("funding_events", JSON), ("current_technologies", JSON), ("departmental_head_count", JSON),
-    ("source", STR, SOURCE_KEY), ("account_id", STR),
+    # 2025-2026 answers (issue 21)
+    ("total_funding_printed", STR), ("organization_headcount_six_month_growth", FLOAT),
+    ("organization_headcount_twelve_month_growth", FLOAT), ("organization_headcount_twenty_four_month_growth", FLOAT),
+    ("market_cap", STR), ("publicly_traded_symbol", STR), ("publicly_traded_exchange", STR),
+    ("street_address", STR), ("primary_phone.source", STR), ("sanitized_phone", STR),
+    ("blog_url", STR), ("angellist_url", STR), ("crunchbase_url", STR), ("linkedin_uid", STR), ("alexa_ranking", INT),
+    ("seo_description", STR), ("secondary_industries", JSON), ("owned_by_organization_id", STR),
+    ("num_suborganizations", INT), ("retail_location_count", INT), ("intent_strength", STR), ("show_intent", BOOL),
+    ("has_intent_signal_account", BOOL), ("intent_signal_account", JSON), ("sic_codes", JSON), ("naics_codes", JSON),
+]  # fmt: skip
+
+#: A saved account's own fields (company search's ``accounts[]``; null on other rows). Its ``source`` ("api",
+#: "crm"...) stays in ``org.extra``: ``org.source`` says which list the row came from.
+_ACCOUNT_FIELDS: list[tuple[Any, ...]] = [
+    ("account_stage_id", STR), ("owner_id", STR), ("creator_id", STR), ("team_id", STR), ("crm_owner_id", STR),
+    ("hubspot_id", STR), ("salesforce_id", STR), ("parent_account_id", STR), ("label_ids", JSON),
+    ("typed_custom_fields", JSON), ("created_at", STR), ("phone_status", STR), ("original_source", STR),
+    ("source_display_name", STR), ("existence_level", STR), ("modality", STR),
+]  # fmt: skip
+
+#: The organization fields a person's columns had first, in their order (the others follow in _ORG_FIELDS order).
+_PERSON_ORG_FIRST = ("id", "name", "primary_domain", "website_url", "industry", "estimated_num_employees",
+                     "linkedin_url", "city", "country", "founded_year", "annual_revenue")
+
+
+def _person_org_fields() -> list[tuple[Any, ...]]:
+    """``_ORG_FIELDS`` under ``organization.``; the primary phone object as one JSON column (a person's
+    columns go one object deep: see the fast path)."""
+    types = dict(_ORG_FIELDS)
+    rest = [(k, t) for k, t in [*_ORG_FIELDS, ("account_id", STR)]
+            if k not in _PERSON_ORG_FIRST and not k.startswith("primary_phone.")]
+    ordered = [(k, types[k]) for k in _PERSON_ORG_FIRST] + rest
+    ordered.insert(ordered.index(("phone", STR)) + 1, ("primary_phone", JSON))
+    return [(f"organization.{k}", t) for k, t in ordered]
+
+
+#: Person object (people/match, bulk_match matches, search items). Search
+#: teaser items fill id, first_name, last_name_obfuscated, title and
+#: organization.name; their has_* flags land in person.extra. ``contact_id`` /
+#: ``account_id`` link a person to records already in the team's Apollo.
+PERSON_COLUMNS = _declare("person", [
+    ("id", STR), ("first_name", STR), ("last_name", STR), ("last_name_obfuscated", STR), ("name", STR),
+    ("title", STR), ("headline", STR), ("email", STR), ("email_status", STR), ("linkedin_url", STR),
+    ("twitter_url", STR), ("github_url", STR), ("facebook_url", STR), ("photo_url", STR), ("seniority", STR),
+    ("departments", JSON), ("subdepartments", JSON), ("functions", JSON),
+    ("city", STR), ("state", STR), ("country", STR), ("organization_id", STR),
+    *_person_org_fields(),
+    ("extrapolated_email_confidence", FLOAT), ("revealed_for_current_team", BOOL),
+    ("employment_history", JSON), ("phone_numbers", JSON), ("mobile_phone", STR), ("personal_emails", JSON),
+    ("match_confidence", STR),
+    # 2025-2026 answers (issue 21)
+    ("email_domain_catchall", BOOL), ("intent_strength", STR), ("show_intent", BOOL), ("is_likely_to_engage", BOOL),
+    ("contact_id", STR), ("account_id", STR),
 ])  # fmt: skip
+
+#: Organization object (organizations/enrich, bulk_enrich, company search items). ``org.source`` is set
+#: on company search rows only; ``org.account_id`` is the CRM account's id (a search's saved account,
+#: or an organization object that carries one).
+ORG_COLUMNS = _declare("org", [*_ORG_FIELDS, ("source", STR, SOURCE_KEY), ("account_id", STR), *_ACCOUNT_FIELDS])
 
 PERSON_SCHEMA = pa.schema([pa.field(c.name, c.type) for c in PERSON_COLUMNS])
 ORG_SCHEMA = pa.schema([pa.field(c.name, c.type) for c in ORG_COLUMNS])
@@ -425,7 +465,7 @@ def _coerce(values: list[Any], kind: str, memo: _Memo | None = None) -> tuple[pa
     out: list[Any] = []
     bad: list[int] = []
     for i, v in enumerate(values):
-        if v is None or (type(v) is float and v != v):  # NaN is a missing value, nothing to keep
+        if v is None or (type(v) is float and v != v) or _empty_object(v):  # NaN, {}: missing, nothing to keep
             out.append(None)
             continue
         c = fn(v)
@@ -440,9 +480,14 @@ def _coerce(values: list[Any], kind: str, memo: _Memo | None = None) -> tuple[pa
 
 
 def _json_texts(values: Sequence[Any], memo: _Memo) -> list[str | None]:
-    """``json_text`` of each value (None stays None), through ``memo``."""
+    """``json_text`` of each value (None and ``{}`` are null), through ``memo``."""
     text = memo.text
-    return [None if v is None else text(v) for v in values]
+    return [None if v is None or _empty_object(v) else text(v) for v in values]
+
+
+def _empty_object(value: Any) -> bool:
+    """``{}`` (Apollo's "nothing" for an object, e.g. ``primary_phone: {}``): null in any column."""
+    return type(value) is dict and not value
 
 
 def _put(extra: dict, path: tuple[str, ...], value: Any) -> None:
@@ -494,7 +539,7 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
 
 #: Bump when flatten gives other rows for the same records and schema: the store's flattened copies
 #: (apollo_frames.client.flat) carry it and are rebuilt from the raw answers when it differs.
-FLATTEN_VERSION = 1
+FLATTEN_VERSION = 2
 
 _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
 _EMPTY: dict = {}
@@ -502,22 +547,34 @@ _EMPTY: dict = {}
 
 # ------------------------------------------------------------------ other spellings
 #: (declared key path, the other spelling's path): real organisation objects carry ``organization_revenue``
-#: (and ``_printed``) where the documented samples have ``annual_revenue``, and some carry both.
+#: (and ``_printed``) where the documented samples have ``annual_revenue``, and some carry both; saved accounts
+#: in company search carry ``domain`` with ``primary_domain: null``.
 _SPELLINGS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
     "org": ((("annual_revenue",), ("organization_revenue",)),
-            (("annual_revenue_printed",), ("organization_revenue_printed",))),
+            (("annual_revenue_printed",), ("organization_revenue_printed",)),
+            (("primary_domain",), ("domain",))),
     "person": ((("organization", "annual_revenue"), ("organization", "organization_revenue")),),
 }
+#: Where the organisation object is, per kind: its revenue of 0 with no printed form is Apollo's "unknown"
+#: (search items for companies whose revenue it does not know), read as null.
+_ORG_AT: dict[str, tuple[str, ...]] = {"org": (), "person": ("organization",)}
+_PRINTED = ("annual_revenue_printed", "organization_revenue_printed")
 
 
-def _respelled(records: list, spellings: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> list:
+def _respelled(records: list, kind: str) -> list:
     """``records``, where a declared key is missing (or null) and its other spelling is not, with the declared
-    key filled from it (in a copy; the other spelling stays in place, and so in ``extra``)."""
+    key filled from it (in a copy; the other spelling stays in ``extra`` unless it holds the same value: each
+    value is kept once); a revenue of 0
+    with no printed form is null in the column (the 0 stays in ``extra``); a person's placeholder e-mail
+    (``email_not_unlocked@...``) is null and kept nowhere."""
+    spellings, at = _SPELLINGS[kind], _ORG_AT[kind]
     out: list | None = None
     for i, record in enumerate(records):
         if record is None or (type(record) is not dict and not isinstance(record, Mapping)):
             continue
-        fixed = _respell(record, spellings)
+        fixed = _without_copies(_unknown_revenue(_respell(record, spellings), at), spellings)
+        if kind == "person" and is_locked_email(fixed.get("email")):  # a placeholder, not an address: no column
+            fixed = {**fixed, "email": None}
         if fixed is not record:
             if out is None:
                 out = list(records)
@@ -541,6 +598,37 @@ def _respell(record: Mapping, spellings: tuple[tuple[tuple[str, ...], tuple[str,
     return record if copy is None else copy
 
 
+def _without_copies(record: Mapping, spellings: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> Mapping:
+    """``record`` without the other spellings that hold the same value as their declared key (kept once)."""
+    copy: dict | None = None
+    for target, other in spellings:
+        current = record if copy is None else copy
+        parent = current if len(target) == 1 else current.get(target[0])
+        if not isinstance(parent, Mapping) or parent.get(other[-1]) is None or \
+                parent.get(other[-1]) != parent.get(target[-1]) or type(parent.get(other[-1])) is bool:
+            continue
+        if copy is None:
+            copy = dict(record)
+        if len(target) == 1:
+            del copy[other[0]]
+        else:
+            copy[target[0]] = {k: v for k, v in parent.items() if k != other[-1]}
+    return record if copy is None else copy
+
+
+def _unknown_revenue(record: Mapping, at: tuple[str, ...]) -> Mapping:
+    """``record`` with the organisation's ``annual_revenue`` null when it is 0 and no printed form says so."""
+    org = record.get(at[0]) if at else record
+    if not isinstance(org, Mapping):
+        return record
+    revenue = org.get("annual_revenue")
+    if revenue != 0 or isinstance(revenue, bool) or any(org.get(k) is not None for k in _PRINTED):
+        return record
+    if not at:
+        return {**record, "annual_revenue": None}
+    return {**record, at[0]: {**org, "annual_revenue": None}}
+
+
 def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
     """One row per record (``kind`` is ``"person"`` or ``"org"``); None and non-dicts give all-null rows.
 
@@ -550,7 +638,7 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
     same row for the same record; the rows are put back in input order.
     """
     plan = _PLANS[kind]
-    records = _respelled(records if type(records) is list else list(records), _SPELLINGS[kind])
+    records = _respelled(records if type(records) is list else list(records), kind)
     if not plan.fast:
         return _flatten_rows(records, plan)
     tables: list[pa.Table] = []

@@ -584,11 +584,9 @@ class _Sender:
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options),
                                     abandon=self._abandon)
         parsed = Parsed.of(self.op.parse(records, response.data))
-        # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed.
-        # Records, not rows: two details that found one person are charged once.
-        answers = [r for r in parsed.results if r is not None] + [u.answer for u in parsed.unattributed]
-        returned = len({str(r.get("id")) if r.get("id") else id(r) for r in answers})
-        credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst, floor=float(returned))
+        # any finite figure from 0 to the batch's worst case is believed: Apollo charges fractions (a match
+        # without an e-mail costs less than 1), so "1 per record returned" is no floor.
+        credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst)
         answer = _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors,
                          parsed.unattributed)
         self.writer.store(self._to_store(batch, answer))
@@ -749,7 +747,7 @@ class _Sender:
             shown = ", ".join(repr(v) for v in self.unverified[:3]) + (", ..." if len(self.unverified) > 3 else "")
             warn(
                 f"{self.op.name}: Apollo reported credits_consumed {shown} for {len(self.unverified)} batch(es): not a "
-                f"number from 1 per record returned to the batch's worst case. Each was counted at its worst case "
+                f"finite number from 0 to the batch's worst case. Each was counted at its worst case "
                 f"({self.worst:g} credits "
                 "per record) against max_credits and recorded in the ledger flagged unverified."
             )

@@ -31,8 +31,10 @@ from apollo_frames.ops.phones import (
     merged,
     payload_credits,
     people_of,
+    person_state,
     phones_of,
     poll,
+    reported_credits,
     request_id_text,
 )
 from apollo_frames.ops.quality import is_blank
@@ -136,7 +138,7 @@ def _settle(api: Any, frame: pd.DataFrame, results: dict[str, Polled]) -> tuple[
             continue  # failed/expired, or a payload an earlier collect already recorded
         charged = payload_credits(p.payload)
         if charged is None:
-            warn(f"webhook_result {i}: credits_consumed {p.payload.get('credits_consumed')!r} is not a number >= 0; "
+            warn(f"webhook_result {i}: credits_consumed {reported_credits(p.payload)!r} is not a number >= 0; "
                  f"the ledger keeps the worst case ({reserved.get(i, 0.0):g} credits)")
             charged = reserved.get(i, 0.0)
         phones += sum(1 for person in people_of(p.payload) if phones_of(person)[1])
@@ -174,6 +176,7 @@ def apply(frame: pd.DataFrame, results: dict[str, Polled]) -> pd.DataFrame:
         for index in out.index[rows]:
             found = people.get(pid.loc[index])
             if found is not None:
+                out.loc[index, ASYNC_COLUMN] = person_state(found, polled.state)
                 _fill(out, index, found)
     return out
 

@@ -11,9 +11,12 @@ until Apollo forgets the result after 30 days.
 
 ``collect`` polls ``GET webhook_result/{request_id}`` (0 credits) for each
 pending request, in parallel within the client's concurrency, waiting on the
-client's clock for the ``retry_after_seconds`` Apollo asks; merges the phones
+client's clock for the ``retry_after_seconds`` Apollo asks; reads the documented envelope
+(``webhook_result: {credits_consumed, people: [{id, status, phone_numbers, ...}]}``, or the older flat
+payload); merges the phones
 (E.164 ``person.mobile_phone``, the whole list in ``person.phone_numbers``)
-and waterfall e-mails into the rows; writes them into the stored answers (a
+and waterfall e-mails into the rows (a person whose own ``status`` is ``not_found`` etc. gets that
+status in ``apollo_async_status``); writes them into the stored answers (a
 re-run returns them without paying) and keeps the payload under its request
 id (a second collect of the same request sends nothing).
 
@@ -34,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from apollo_frames.core.errors import APIStatusError
+from apollo_frames.core.normalize import is_locked_email
 from apollo_frames.engine.budget import credit_figure
 from apollo_frames.engine.runner import Operation, Parsed
 from apollo_frames.ops.quality import is_blank
@@ -128,7 +132,7 @@ def poll(client: Any, request_id: str) -> Polled:
         data = client.get(f"{RESULT_ENDPOINT}/{request_id}").data
     except APIStatusError as exc:
         body = exc.body if isinstance(exc.body, dict) else {}
-        code = body.get("error_code")
+        code = exc.code
         if code == "result_pending":
             return Polled(request_id, PENDING, retry_after=retry_after(body.get("retry_after_seconds")))
         state = EXPIRED if exc.status_code == 410 or code == "request_id_expired" else FAILED
@@ -145,9 +149,32 @@ def retry_after(value: Any) -> float:
     return min(max(float(value), 1.0), 3600.0)
 
 
+def result_of(payload: dict) -> dict:
+    """The result in a ``webhook_result`` answer: the documented envelope's ``webhook_result`` object
+    (``{request_id, webhook_status, request_type, ..., webhook_result: {credits_consumed, people, ...}}``),
+    or the payload itself (the flat shape older third-party descriptions give)."""
+    inner = payload.get("webhook_result")
+    return inner if isinstance(inner, dict) else payload
+
+
+def reported_credits(payload: dict) -> Any:
+    """The payload's ``credits_consumed`` as sent (inside the envelope, else at the top)."""
+    inner = result_of(payload)
+    return inner["credits_consumed"] if "credits_consumed" in inner else payload.get("credits_consumed")
+
+
 def payload_credits(payload: dict) -> float | None:
     """The payload's ``credits_consumed`` if it is a finite number >= 0 (else None: not to be believed)."""
-    return credit_figure(payload.get("credits_consumed"))
+    return credit_figure(reported_credits(payload))
+
+
+def person_state(person: dict | None, state: str) -> str:
+    """One person's async state: the request's, unless the payload's own ``status`` for that person says
+    it got nothing (``not_found``, ``failed``, ...: kept as Apollo wrote it, lower case)."""
+    status = person.get("status") if person is not None and state == DONE else None
+    if not isinstance(status, str) or status.strip().lower() in ("", "success", "completed", DONE):
+        return state
+    return status.strip().lower()
 
 
 def phones_of(person: dict) -> tuple[list[dict], str | None]:
@@ -160,18 +187,26 @@ def phones_of(person: dict) -> tuple[list[dict], str | None]:
 
 
 def emails_of(person: dict) -> list[str]:
+    """The e-mails a result gives a person (``emails``, or the waterfall's ``waterfall.emails``), placeholders
+    for e-mails not unlocked left out."""
+    waterfall = person.get("waterfall")
+    items = [*_listed(person.get("emails")), *_listed(waterfall.get("emails") if isinstance(waterfall, dict) else None)]
     out = []
-    for item in person.get("emails") or []:
+    for item in items:
         email = item.get("email") if isinstance(item, dict) else item
-        if isinstance(email, str) and "@" in email:
+        if isinstance(email, str) and "@" in email and not is_locked_email(email):
             out.append(email)
     return out
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def merged(answer: dict, found: dict | None, state: str) -> dict:
     """A stored answer with what the payload says of that person, and the request's new state."""
     out = dict(answer)
-    out[ASYNC_KEY] = dict(answer.get(ASYNC_KEY) or {}, status=state)
+    out[ASYNC_KEY] = dict(answer.get(ASYNC_KEY) or {}, status=person_state(found, state))
     if found is not None:
         numbers, mobile = phones_of(found)
         if numbers:
@@ -181,10 +216,11 @@ def merged(answer: dict, found: dict | None, state: str) -> dict:
         emails = emails_of(found)
         if emails:
             out["waterfall_emails"] = emails
-            if is_blank(out.get("email")):
+            if is_blank(out.get("email")) or is_locked_email(out.get("email")):
                 out["email"] = emails[0]
     return out
 
 
 def people_of(payload: dict) -> list[dict]:
-    return [p for p in payload.get("people") or [] if isinstance(p, dict)]
+    people = result_of(payload).get("people")
+    return [p for p in people if isinstance(p, dict)] if isinstance(people, list) else []

@@ -114,7 +114,20 @@ Enrichment
     (``organization_revenue*`` everywhere; ``annual_revenue*`` only on full
     enrichments of about half the organisations, by id, never on
     ``person.organization``). Outside "annual", company search items also carry
-    ``organization_revenue*``. The world itself is never changed.
+    ``organization_revenue*``, and for a quarter of the organisations (by id)
+    the live "unknown" form ``organization_revenue: 0`` with
+    ``organization_revenue_printed: null``. The world itself is never changed.
+  * ``locked_emails`` (share of people, by id; default 0): their matched answer
+    carries the placeholder ``email_not_unlocked@domain.com`` (``email_status``
+    unchanged); the legacy ``mixed_people/search`` always does.
+  * ``fractional_credits`` (default None): a person answered without an e-mail
+    (none, or a locked one) costs that fraction instead of 1 credit, and
+    ``credits_consumed`` reports the fractional sum.
+  * 2025-2026 fields on every organisation (from its id, so the rest of the
+    world is unchanged): ``organization_headcount_{six,twelve,twenty_four}_
+    month_growth``, ``market_cap`` / ``publicly_traded_*`` for some large ones,
+    ``sic_codes``, ``naics_codes``, intent fields; on people
+    ``email_domain_catchall``, ``contact_id``, ``account_id``.
 
 Search
   * ``per_page`` defaults to 25, clamped to 1..100; ``page`` < 1 counts as 1;
@@ -140,7 +153,8 @@ Search
     stage, owner, labels...) over the org's light fields - and the others in
     ``organizations``. Both come from one list in world order, so a page can
     hold both; ``pagination.total_entries`` counts both. ``False``: ``accounts``
-    is always ``[]`` (the sandbox before this switch).
+    is always ``[]`` (the sandbox before this switch). An account item has
+    ``primary_domain: null`` and its domain in ``domain`` (Apollo's sample).
 
 Contacts and accounts (one team; ``sb.store``)
   * ``POST contacts`` with ``run_dedupe`` (conflict #7): a match (e-mail,
@@ -210,8 +224,9 @@ Rate limits
     ``daily`` aliases if configured); a window without a limit has no headers.
     Not counted, no headers: 401, 403, 404 route, 429, injected/random faults
     (except ``lost_write``, which is counted but answers an empty 502).
-  * Over a limit -> 429 with Apollo's message naming the exhausted window; if
-    several are exhausted, the one that resets last. ``Retry-After`` = whole
+  * Over a limit -> 429 with Apollo's message naming the exhausted window and
+    ``error_details: {code: "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED",
+    message}`` (since 2026-09); if several are exhausted, the one that resets last. ``Retry-After`` = whole
     seconds until that window resets (at least 1), or an HTTP date.
   * ``usage_stats/api_usage_stats`` reports the caller's counters for every
     endpoint; an unlimited window has ``limit`` and ``left_over`` null. Keys:
@@ -228,11 +243,14 @@ Asynchronous results (``poll_only``, ``webhook_result``)
   * ``GET webhook_result/{request_id}`` (0 credits; master key or a key listing
     ``webhook_result``): before ``webhook_result_delay`` seconds (default 30,
     on the sandbox's clock) 404 ``{"error_code": "result_pending",
-    "retry_after_seconds": <seconds left, at least 1>}``; then 200
-    ``{"request_id", "status": "completed", "total_requested_enrichments",
-    "records_with_phone_numbers", "credits_consumed", "people": [{"id",
-    "phone_numbers": [{raw_number, sanitized_number (E.164), type_cd:
-    "mobile", status_cd: "valid_number"}], "emails": [...] (with
+    "retry_after_seconds": <seconds left, at least 1>}``; then 200 with the
+    documented envelope ``{"request_id" (text), "webhook_status", "request_type"
+    ("phone" | "waterfall"), "last_dispatched_at", "failure_reason",
+    "webhook_result": {"status", "total_requested_enrichments",
+    "unique_enriched_records", "missing_records", "credits_consumed", "people":
+    [{"id", "status" ("success" | "not_found"), "phone_numbers": [{raw_number,
+    sanitized_number (E.164), type_cd: "mobile", status_cd, confidence_cd,
+    dnc_status_cd, dnc_other_info, position}], "emails": [...] (with
     run_waterfall_email: the known e-mail, or for half of the people without
     one a first.last guess)}]}`` (matched people only); after
     ``webhook_result_ttl`` (30 days) more 410 ``request_id_expired``; never

@@ -87,6 +87,10 @@ def default_keys() -> dict[str, KeySpec]:
     }
 
 
+#: ``error_details.code`` of a 429 (live body, 2026-10-08)
+RATE_LIMIT_CODE = "USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED"
+
+
 @dataclass
 class SandboxConfig:
     """Everything that shapes one sandbox. All fields have defaults."""
@@ -115,6 +119,11 @@ class SandboxConfig:
     stub_misses: bool = False
     match_confidence_always: bool = False
     revenue_spelling: str = "annual"
+    #: share of people (by id) whose matched answer carries the placeholder ``email_not_unlocked@domain.com``
+    #: (``email_status`` unchanged), as live answers do for e-mails not unlocked
+    locked_emails: float = 0.0
+    #: bulk people answers report fractional ``credits_consumed``: a match without an e-mail costs this much
+    fractional_credits: float | None = None
     #: alias domain -> a world organisation's primary domain, or True (every org also answers to <name>-alias.example)
     rewrite_domains: object = False
     # -- asynchronous results and the credit meter --
@@ -271,7 +280,8 @@ class _Reveal:
 
 def _phone_entry(raw: str) -> dict:
     return {"raw_number": raw, "sanitized_number": re.sub(r"[^\d+]", "", raw), "type_cd": "mobile",
-            "status_cd": "valid_number"}
+            "status_cd": "valid_number", "confidence_cd": "high", "dnc_status_cd": "not_on_dnc", "dnc_other_info": None,
+            "position": 0}
 
 
 def _truthy(value) -> bool:
@@ -504,10 +514,10 @@ class Sandbox:
         return state
 
     def _limit_message(self, route: Route, limit: int, window: int) -> dict:
-        return {
-            "message": f"The maximum number of api calls allowed for api/v1/{route.endpoint} is {limit} times per "
-            f"{WINDOW_NAMES[window]}. {UPGRADE}"
-        }
+        """The 429 body: the message, and since 2026-09 the structured ``error_details`` (the code names no window)."""
+        message = (f"The maximum number of api calls allowed for api/v1/{route.endpoint} is {limit} times per "
+                   f"{WINDOW_NAMES[window]}. {UPGRADE}")
+        return {"message": message, "error_details": {"code": RATE_LIMIT_CODE, "message": message}}
 
     def _retry_after(self, seconds: float) -> list[tuple[str, str]]:
         if self.config.retry_after_override is not None:
@@ -795,6 +805,8 @@ class Sandbox:
     def _person_out(self, person: dict, reveal: _Reveal, how: str | None) -> dict:
         out = dict(person)
         out["organization"] = self._org_out(person["organization"], full=False)
+        if out.get("email") and shapes.share(person["id"]) < self.config.locked_emails:
+            out["email"] = shapes.LOCKED_EMAIL
         if reveal.personal:
             out["personal_emails"] = list(self.world.personal_emails.get(person["id"], []))
         if reveal.waterfall or self.config.match_confidence_always:
@@ -827,8 +839,9 @@ class Sandbox:
         With a webhook the +8 are charged now (and a delivery recorded per person); with ``poll_only`` alone they
         are charged when the result is produced. Asynchronous work opens a job whose ``request_id`` is returned.
         """
+        base = sum(map(self._person_charge, people))
         if not reveal.async_work:
-            return float(len(people)), 0.0, None
+            return base, 0.0, None
         results, mobiles = [], 0
         for person in people:
             mobile = self.world.mobile_phones.get(person["id"]) if (reveal.phone or reveal.waterfall_phone) else None
@@ -845,8 +858,15 @@ class Sandbox:
                 for entry in results:
                     self.webhook_deliveries.append({"url": reveal.webhook, "path": path, "person_id": entry["id"],
                                                     "t": self.clock.time(), "request_id": job.request_id, **entry})
-            return float(len(people)) + dial, dial, job.request_id
-        return float(len(people)), 0.0, job.request_id
+            return base + dial, dial, job.request_id
+        return base, 0.0, job.request_id
+
+    def _person_charge(self, person: dict) -> float:
+        """1 credit per person; with ``fractional_credits``, that fraction for a person answered without an e-mail."""
+        frac = self.config.fractional_credits
+        if frac is None or (person.get("email") and shapes.share(person["id"]) >= self.config.locked_emails):
+            return 1.0
+        return float(frac)
 
     def _waterfall(self, reveal: _Reveal) -> dict:
         where = ("sent to the provided webhook URL" if reveal.webhook
@@ -1087,7 +1107,7 @@ class Sandbox:
         items = []
         for p in self._slice(people, page, per_page):
             out = dict(p)
-            out["email"] = "email_not_unlocked@domain.com" if p["email"] else None
+            out["email"] = shapes.LOCKED_EMAIL if p["email"] else None
             items.append(out)
         body = {
             "breadcrumbs": self._breadcrumbs(
@@ -1102,7 +1122,9 @@ class Sandbox:
         keys = ("id", "name", "website_url", "blog_url", "angellist_url", "linkedin_url", "twitter_url", "facebook_url",
                 "primary_phone", "languages", "alexa_ranking", "phone", "linkedin_uid", "founded_year",
                 "publicly_traded_symbol", "publicly_traded_exchange", "logo_url", "crunchbase_url", "primary_domain",
-                "sanitized_phone", "owned_by_organization_id")
+                "sanitized_phone", "sic_codes", "naics_codes", "owned_by_organization_id",
+                "organization_headcount_six_month_growth", "organization_headcount_twelve_month_growth",
+                "organization_headcount_twenty_four_month_growth")
         out = {k: o[k] for k in keys}
         out.update(
             {"intent_strength": None, "show_intent": False, "has_intent_signal_account": False,
@@ -1116,6 +1138,7 @@ class Sandbox:
         item.update(account)
         item["organization_id"] = org["id"]
         item["domain"] = account.get("domain") or org["primary_domain"]
+        item["primary_domain"] = None  # Apollo's own accounts sample: the domain is in ``domain`` only
         item["name"] = account.get("name") or org["name"]
         return item
 

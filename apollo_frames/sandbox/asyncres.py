@@ -34,14 +34,25 @@ class AsyncJob:
     produced: bool = False
 
     def payload(self) -> dict:
-        mobiles = sum(1 for p in self.people if p.get("phone_numbers"))
+        """The documented envelope (Apollo's OpenAPI reference, Poll Webhook Result samples "Phone" and
+        "Waterfall"): the request's metadata around ``webhook_result``, each person with its own status."""
+        people = [{"id": p["id"], "status": "success" if p.get("phone_numbers") or p.get("emails") else "not_found",
+                   **{k: v for k, v in p.items() if k != "id"}} for p in self.people]
+        found = sum(1 for p in people if p["status"] == "success")
         return {
-            "request_id": self.request_id,
-            "status": "completed",
-            "total_requested_enrichments": len(self.people),
-            "records_with_phone_numbers": mobiles,
-            "credits_consumed": self.credits_when_produced,
-            "people": self.people,
+            "request_id": str(self.request_id),
+            "webhook_status": "delivered" if self.webhook_url else "not_applicable",
+            "request_type": "waterfall" if any("emails" in p for p in self.people) else "phone",
+            "last_dispatched_at": None,
+            "failure_reason": None,
+            "webhook_result": {
+                "status": "success",
+                "total_requested_enrichments": len(people),
+                "unique_enriched_records": found,
+                "missing_records": len(people) - found,
+                "credits_consumed": self.credits_when_produced,
+                "people": people,
+            },
         }
 
 

@@ -48,11 +48,16 @@ def org_out(org: dict | None, spelling: str, full: bool):
     return out
 
 
+#: share of organisations (by id) whose revenue search items do not know (``organization_revenue: 0``)
+UNKNOWN_REVENUE = 0.25
+
+
 def light_revenue(item: dict, org: dict, spelling: str) -> dict:
     """Search items carry ``organization_revenue*`` outside the "annual" spelling (they never carry ``annual_*``)."""
     if spelling != "annual":
-        item["organization_revenue"] = org["annual_revenue"]
-        item["organization_revenue_printed"] = org["annual_revenue_printed"]
+        unknown = share(org["id"]) < UNKNOWN_REVENUE  # live search items: 0 and no printed form for these
+        item["organization_revenue"] = 0.0 if unknown else org["annual_revenue"]
+        item["organization_revenue_printed"] = None if unknown else org["annual_revenue_printed"]
     return item
 
 
@@ -106,3 +111,16 @@ def meter_body(consumed: dict, limits: dict, cycle: dict) -> dict:
         used = int(used) if float(used).is_integer() else used
         stats[name] = {"limit": limit, "consumed": used, "left_over": max(0, limit - used)}
     return {"credit_usage_stats": stats, "current_credit_cycle": dict(cycle)}
+
+
+#: Apollo's placeholder for an e-mail that is not unlocked
+LOCKED_EMAIL = "email_not_unlocked@domain.com"
+
+
+def share(record_id: str) -> float:
+    """A stable number in [0, 1) from a hexadecimal record id: which records a ``share`` switch applies to."""
+    try:
+        return int(record_id[-6:], 16) / 16**6
+    except (TypeError, ValueError):
+        return 0.0
+

@@ -383,6 +383,29 @@ def _make_org(rng: random.Random, ids: set, name: str, domain: str, s: str) -> d
         "org_chart_show_department_filter": True,
         "account_id": None,
         "departmental_head_count": heads,
+        **_live_org_fields(org_id, founded, employees),
+    }
+
+
+_EXCHANGES = ("nasdaq", "nyse", "lse")
+
+
+def _live_org_fields(org_id: str, founded: int, employees: int) -> dict:
+    """The fields 2025-2026 answers add (headcount growth, market data, intent, SIC/NAICS), from the id alone
+    so the world's random sequence (and every other value) stays as it was."""
+    rng = random.Random(int(org_id, 16))
+    public = employees > 1000 and rng.random() < 0.5
+    growth = [round(rng.uniform(-0.3, 0.6), 4) for _ in range(3)] if founded < 2024 else [None, None, None]
+    return {
+        "sic_codes": [str(rng.randrange(1000, 9999))], "naics_codes": [str(rng.randrange(11000, 99999))],
+        "organization_headcount_six_month_growth": growth[0],
+        "organization_headcount_twelve_month_growth": growth[1],
+        "organization_headcount_twenty_four_month_growth": growth[2],
+        "publicly_traded_symbol": org_id[-4:].upper() if public else None,
+        "publicly_traded_exchange": _EXCHANGES[int(org_id[-1], 16) % 3] if public else None,
+        "market_cap": f"{rng.randrange(2, 900) / 10:g}B" if public else None,
+        "intent_strength": None, "show_intent": False, "has_intent_signal_account": False,
+        "intent_signal_account": None,
     }
 
 
@@ -537,6 +560,10 @@ def _build_world(seed: int, n_orgs: int, people_per_org: int) -> World:
                 "is_likely_to_engage": engage,
                 "intent_strength": None,
                 "show_intent": False,
+                # 2025-2026 answers: a catch-all e-mail domain (by organisation), links to the team's records
+                "email_domain_catchall": int(org["id"][-3:], 16) % 7 == 0,
+                "contact_id": None,
+                "account_id": None,
             }
             if rand() < 0.3:
                 mobile_phones[pid] = (
