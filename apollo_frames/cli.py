@@ -203,12 +203,17 @@ def cmd_enrich(args) -> int:
     fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
     print(f"wrote {output} | " + _summary_line(fields))
     _explain(_staged(output), host)
-    convert_parquet(_staged(output), output)
+    convert_parquet(_staged(output), output, formulas=_formulas(args))
     if summary["message"]:
         print(summary["message"], file=sys.stderr)
     if summary["stopped_by_rate_limit"]:
         return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK
+
+
+def _formulas(args: argparse.Namespace) -> str:
+    """How .csv/.xlsx outputs write formula-like text: escaped unless --keep-formulas."""
+    return "keep" if args.keep_formulas else "escape"
 
 
 def _summary_line(summary: dict) -> str:
@@ -509,7 +514,7 @@ def cmd_search(args) -> int:
     with _client(args, _sandbox_if(args)) as client:
         result = search(max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh,
                         **filters)
-    write_frame(result, output)
+    write_frame(result, output, formulas=_formulas(args))
     print(f"wrote {output} | " + SearchSummary(**result.attrs["apollo"]).line())
     return EXIT_OK
 
@@ -532,7 +537,7 @@ def cmd_push(args) -> int:
     fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
     print(f"wrote {report} | " + PushSummary(**fields).line())  # a rate-limit stop was warned about already
     _explain(_staged(report), host)
-    convert_parquet(_staged(report), report)
+    convert_parquet(_staged(report), report, formulas=_formulas(args))
     if summary["stopped_by_rate_limit"]:
         return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK
@@ -658,6 +663,9 @@ def _add_run_options(p: argparse.ArgumentParser, chunked: bool = False) -> None:
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--keep-formulas", action="store_true",
+                   help="write .csv/.xlsx text starting with = + - @ as is (default: prefixed with ' so that a "
+                        "spreadsheet does not run it as a formula)")
     if chunked:
         _add_chunk_rows(p)
 
