@@ -472,7 +472,7 @@ def cmd_collect(args) -> int:
     src, output = _existing(args.input), parquet_path(args.output, "output")
     with _client(args, _sandbox_if(args)) as client:
         result = collect(read_frame(src), wait=not args.no_wait, max_wait=args.max_wait, client=client)
-    write_parquet(result, output)
+    write_frame(result, output, formulas=_formulas(args))
     info = result.attrs["apollo_collect"]
     print(f"wrote {output} | requests {info['requests']:,}: done {info['done']:,}, pending {info['pending']:,}, "
           f"failed {info['failed']:,}, expired {info['expired']:,} | phones {info['phones']:,} | "
@@ -663,11 +663,15 @@ def _add_run_options(p: argparse.ArgumentParser, chunked: bool = False) -> None:
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_keep_formulas(p)
+    if chunked:
+        _add_chunk_rows(p)
+
+
+def _add_keep_formulas(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-formulas", action="store_true",
                    help="write .csv/.xlsx text starting with = + - @ as is (default: prefixed with ' so that a "
                         "spreadsheet does not run it as a formula)")
-    if chunked:
-        _add_chunk_rows(p)
 
 
 def _add_chunk_rows(p: argparse.ArgumentParser) -> None:
@@ -800,9 +804,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="fetch the phones / waterfall results an enrich-people run left pending")
     p.add_argument("input", help="the .parquet (or .csv) an enrich-people run with --reveal-phone-number wrote")
-    p.add_argument("output", help=".parquet")
+    p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
     p.add_argument("--no-wait", action="store_true", help="take what is ready, leave the rest pending")
     p.add_argument("--max-wait", type=float, default=600.0, help="seconds to keep polling (default 600)")
+    _add_keep_formulas(p)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
     p.set_defaults(func=cmd_collect)

@@ -127,3 +127,22 @@ def test_outputs_are_private_whatever_the_umask(tmp_path):
     assert done.returncode == 0, done.stderr
     for name in ("o.csv", "r.xlsx", "o.parquet"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+
+
+def test_collect_writes_csv_escaped(tmp_path, monkeypatch):
+    """collect's output is written by its suffix too (it refused .csv before), formulas escaped."""
+    from apollo_frames import cli
+    from apollo_frames.core.clock import FakeClock
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
+
+    sb = Sandbox(SandboxConfig(seed=4, n_orgs=40), clock=FakeClock())
+    monkeypatch.setattr(cli, "_sandbox_if", lambda args: sb if args.sandbox else None)
+    people = [p for p in sb.world.people if p.get("email")][:5]
+    pd.DataFrame({"email": [p["email"] for p in people], "note": ["=1+1"] * 5}).to_csv(tmp_path / "in.csv",
+                                                                                       index=False)
+    common = ["--sandbox", "--cache-dir", str(tmp_path / "c")]
+    assert main(["enrich-people", str(tmp_path / "in.csv"), str(tmp_path / "e.parquet"), "--reveal-phone-number",
+                 "--quiet", *common]) == 0
+    assert main(["collect", str(tmp_path / "e.parquet"), str(tmp_path / "p.csv"), *common]) == 0
+    cells = _csv_cells(tmp_path / "p.csv")
+    assert "'=1+1" in cells and not [c for c in cells if _formula_text(c)]

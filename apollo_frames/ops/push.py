@@ -81,8 +81,11 @@ Decisions, all visible in the report:
   unknown (timeout, dropped connection, 5xx). With ``run_dedupe=False`` it is
   sent with ``idempotent=False``: never resent once it may have reached
   Apollo, and its rows end ``error`` with a message saying the outcome is
-  unknown and how to reconcile. Updates (PATCH/PUT of the same fields) are
-  idempotent and retried by the client.
+  unknown and how to reconcile. Such a batch is journaled before it is sent
+  (:mod:`apollo_frames.ops.journal`), so the same push run again (after a lost
+  answer or a kill) looks its rows up first (:mod:`apollo_frames.ops.lookup`):
+  those found end ``created`` with the record found, the rest are created.
+  Updates (PATCH/PUT of the same fields) are idempotent and retried by the client.
 * **Lost writes reported as created.** When a batch needed more than one
   attempt, an earlier attempt may have created records that the successful
   attempt returns as ``existing``. Such a record is reported ``created`` when
