@@ -146,3 +146,11 @@ def test_collect_writes_csv_escaped(tmp_path, monkeypatch):
     assert main(["collect", str(tmp_path / "e.parquet"), str(tmp_path / "p.csv"), *common]) == 0
     cells = _csv_cells(tmp_path / "p.csv")
     assert "'=1+1" in cells and not [c for c in cells if _formula_text(c)]
+
+
+def test_a_link_left_at_the_partial_path_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "o.csv.partial").symlink_to(victim)
+    write_frame(_frame(), tmp_path / "o.csv")
+    assert victim.read_text() == "keep me" and stat.S_IMODE(os.stat(tmp_path / "o.csv").st_mode) == 0o600

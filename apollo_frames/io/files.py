@@ -358,11 +358,13 @@ def parquet_output(dst: str | Path) -> Path:
 
 
 def _private_partial(dst: Path) -> Path:
-    """``dst.partial``, made empty with mode :data:`FILE_MODE` whatever the umask (writers keep an existing
-    file's mode), so the output is never readable by others, not even while it is written."""
+    """``dst.partial``, made anew (a file or link left there is removed first) and empty with mode
+    :data:`FILE_MODE` whatever the umask (writers keep an existing file's mode), so the output is never readable
+    by others, not even while it is written."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(dst.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)
     finally:
