@@ -96,3 +96,22 @@ def test_one_person_for_several_rows_keeps_only_the_rows_it_fits():
     parsed = checked(records, [MARY, MARY, MARY], 3)
     assert parsed.results == [MARY, None, None] and sorted(parsed.errors) == [1, 2]
     assert "several different rows" in parsed.errors[1]
+
+
+def test_one_organization_for_every_domain_is_never_given_to_another_domain(tmp_path):
+    sandbox = Sandbox(SandboxConfig(seed=11, n_orgs=300))
+    orgs = sandbox.world.orgs[:30]
+    frame = pd.DataFrame({"domain": [o["primary_domain"] for o in orgs]})
+    with sandbox.serve() as base_url:
+        sandbox.inject(*["one_person"] * 3, path="organizations/bulk_enrich")
+        with af.ApolloClient(api_key=DEFAULT_API_KEY, base_url=base_url, cache_dir=tmp_path / "c", plan="paid",
+                             retry_backoff=(0.001, 0.01)) as client:
+            client.meter_threshold = float("inf")
+            with pytest.warns(UserWarning, match="could not be matched to a row"):  # the copies are kept, reported
+                hostile = frame.apollo.enrich_orgs(client=client, progress=False)
+            honest = frame.apollo.enrich_orgs(client=client, progress=False)
+    for result in (hostile, honest):
+        matched = result[result["apollo_status"] == "matched"]
+        assert (matched["org.primary_domain"] == matched["domain"]).all()
+    assert (hostile["apollo_status"] == "matched").sum() == 3  # each batch's own organization only
+    assert (honest["apollo_status"] == "matched").all()

@@ -295,7 +295,7 @@ Faults
     ``=HYPERLINK(...)`` and prefixes its ``name`` with ``@``; "other_people"
     moves each bulk_match match one place on (every input answered with
     another person's record); "one_person" answers every matched input with
-    the first person found. Persistent versions: ``credits_consumed_override`` (every
+    the first person (bulk_enrich: organization) found. Persistent versions: ``credits_consumed_override`` (every
     answer with ``credits_consumed``) and ``retry_after_override`` (every 429,
     real or injected).
   * Every answer (faults, 401, 404 ...) is in ``sb.requests``; ``n_records`` is

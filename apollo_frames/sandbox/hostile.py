@@ -123,11 +123,16 @@ def other_people(body):
 
 
 def one_person(body):
-    """One person for every input: each non-null match replaced by the first one found."""
-    if not isinstance(body, dict) or not isinstance(body.get("matches"), list):
+    """One record for every input: each non-null entry of ``matches`` (or ``organizations``) replaced by the
+    first one found."""
+    if not isinstance(body, dict):
         return body
-    first = next((m for m in body["matches"] if isinstance(m, dict)), None)
-    return {**body, "matches": [first if m is not None else None for m in body["matches"]]}
+    body = dict(body)
+    for key in ("matches", "organizations"):
+        if isinstance(body.get(key), list):
+            first = next((m for m in body[key] if isinstance(m, dict)), None)
+            body[key] = [first if m is not None else None for m in body[key]]
+    return body
 
 
 def deep_json(depth: int) -> bytes:
