@@ -1242,6 +1242,8 @@ class _Pusher:
             return []
         t = self.target
         try:
+            if self.stop.stopped:
+                raise ApolloError(self.stop_text())
             found = created_since(self.client, t.plural, t.singular, min(self.doubt[r.key] for r in rows),
                                   {r.key for r in rows}, lambda record: _join_value(t, record, t.key))
             why = "the search did not reach back to when they were sent"
