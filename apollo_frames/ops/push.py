@@ -1233,7 +1233,6 @@ class _Pusher:
             if row.position not in self.status:
                 self._set(_Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}"))
 
-
     def look_up(self, rows: list[Row]) -> list[Row]:
         """Rows an interrupted run sent without an answer: those found in Apollo end ``created`` with the record
         found (not sent again); the rows returned were not created and are sent. A failed search leaves them all
