@@ -127,6 +127,9 @@ def test_outputs_are_private_whatever_the_umask(tmp_path):
     assert done.returncode == 0, done.stderr
     for name in ("o.csv", "r.xlsx", "o.parquet"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+    cells = _csv_cells(tmp_path / "o.csv")  # and, written by a real process, no formula in the outputs
+    assert "'=1+1" in cells and not [c for c in cells if _formula_text(c)]
+    assert not [c for c in _xlsx_cells(tmp_path / "r.xlsx") if c.data_type == "f"]
 
 
 def test_collect_writes_csv_escaped(tmp_path, monkeypatch):
