@@ -203,12 +203,17 @@ def cmd_enrich(args) -> int:
     fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
     print(f"wrote {output} | " + _summary_line(fields))
     _explain(_staged(output), host)
-    convert_parquet(_staged(output), output)
+    convert_parquet(_staged(output), output, formulas=_formulas(args))
     if summary["message"]:
         print(summary["message"], file=sys.stderr)
     if summary["stopped_by_rate_limit"]:
         return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK
+
+
+def _formulas(args: argparse.Namespace) -> str:
+    """How .csv/.xlsx outputs write formula-like text: escaped unless --keep-formulas."""
+    return "keep" if args.keep_formulas else "escape"
 
 
 def _summary_line(summary: dict) -> str:
@@ -467,7 +472,7 @@ def cmd_collect(args) -> int:
     src, output = _existing(args.input), parquet_path(args.output, "output")
     with _client(args, _sandbox_if(args)) as client:
         result = collect(read_frame(src), wait=not args.no_wait, max_wait=args.max_wait, client=client)
-    write_parquet(result, output)
+    write_frame(result, output, formulas=_formulas(args))
     info = result.attrs["apollo_collect"]
     print(f"wrote {output} | requests {info['requests']:,}: done {info['done']:,}, pending {info['pending']:,}, "
           f"failed {info['failed']:,}, expired {info['expired']:,} | phones {info['phones']:,} | "
@@ -509,7 +514,7 @@ def cmd_search(args) -> int:
     with _client(args, _sandbox_if(args)) as client:
         result = search(max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh,
                         **filters)
-    write_frame(result, output)
+    write_frame(result, output, formulas=_formulas(args))
     print(f"wrote {output} | " + SearchSummary(**result.attrs["apollo"]).line())
     return EXIT_OK
 
@@ -532,7 +537,7 @@ def cmd_push(args) -> int:
     fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
     print(f"wrote {report} | " + PushSummary(**fields).line())  # a rate-limit stop was warned about already
     _explain(_staged(report), host)
-    convert_parquet(_staged(report), report)
+    convert_parquet(_staged(report), report, formulas=_formulas(args))
     if summary["stopped_by_rate_limit"]:
         return EXIT_RATE_LIMITED
     return EXIT_FAILED if summary["errors"] else EXIT_OK
@@ -658,8 +663,15 @@ def _add_run_options(p: argparse.ArgumentParser, chunked: bool = False) -> None:
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="use the embedded offline sandbox instead of Apollo")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_keep_formulas(p)
     if chunked:
         _add_chunk_rows(p)
+
+
+def _add_keep_formulas(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-formulas", action="store_true",
+                   help="write .csv/.xlsx text starting with = + - @ as is (default: prefixed with ' so that a "
+                        "spreadsheet does not run it as a formula)")
 
 
 def _add_chunk_rows(p: argparse.ArgumentParser) -> None:
@@ -792,9 +804,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="fetch the phones / waterfall results an enrich-people run left pending")
     p.add_argument("input", help="the .parquet (or .csv) an enrich-people run with --reveal-phone-number wrote")
-    p.add_argument("output", help=".parquet")
+    p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
     p.add_argument("--no-wait", action="store_true", help="take what is ready, leave the rest pending")
     p.add_argument("--max-wait", type=float, default=600.0, help="seconds to keep polling (default 600)")
+    _add_keep_formulas(p)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
     p.set_defaults(func=cmd_collect)

@@ -32,6 +32,8 @@ KNOWN_REASONS: tuple[tuple[str, str, str], ...] = (
      "check the network connection, then run the same command again: what is done is cached"),
     ("circuit", "stopped sending: {host} kept failing",
      "check the network connection (or APOLLO_BASE_URL), then run the same command again: what is done is cached"),
+    ("contradicts this row", "were answered with another person's record (nothing stored for them)",
+     "run the same command again later: these rows are asked again; if it repeats, report the server's answers"),
     ("rate limit", "were stopped by a rate limit", "run the same command again after the window resets"),
     ("credit budget", "were not sent: the credit budget was reached", "run again with a larger max_credits"),
     ("job change:", "are people who moved: the input company is a past employer (flag job_change)",

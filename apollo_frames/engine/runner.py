@@ -75,6 +75,8 @@ class Parsed:
     credits: Any
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     unattributed: list[Unattributed] = dataclasses.field(default_factory=list)
+    #: of ``errors``, the answers that contradicted what their record asked for (counted in the run summary)
+    contradicted: int = 0
 
     @classmethod
     def of(cls, parsed: Parsed | tuple[list[dict | None], Any]) -> Parsed:
@@ -363,6 +365,7 @@ def execute(
     sender.warn_unverified()
     sender.warn_storage(summary)
     summary.unattributed = sender.unattributed
+    summary.contradicted = sender.contradicted
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
         reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
                   credit_types=list(per_type))
@@ -429,6 +432,7 @@ class _Answer:
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     #: paid answers no record could be matched to (stored under their own identities, reported)
     unattributed: list[Unattributed] = dataclasses.field(default_factory=list)
+    contradicted: int = 0
 
 
 @dataclasses.dataclass(eq=False)
@@ -499,6 +503,8 @@ class _Sender:
         self.from_store = 0
         self.storage_error: StorageError | None = None
         self.unattributed: list[dict] = []
+        #: answers rejected as contradicting what their record asked for
+        self.contradicted = 0
 
     def next_batch(self) -> _Batch | Wait | None:
         """The next batch to send (claimed, written to the ledger), WAIT, or None when there is none.
@@ -588,7 +594,7 @@ class _Sender:
         # without an e-mail costs less than 1), so "1 per record returned" is no floor.
         credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst)
         answer = _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors,
-                         parsed.unattributed)
+                         parsed.unattributed, parsed.contradicted)
         self.writer.store(self._to_store(batch, answer))
         return answer
 
@@ -659,6 +665,7 @@ class _Sender:
             self.results[j] = value
             self.outcome[j] = "matched" if value is not None else "no_match"
         self.unattributed.extend(extra.report for extra in answer.unattributed)
+        self.contradicted += answer.contradicted
         if not answer.verified:
             self.unverified.append(answer.reported)
 

@@ -121,6 +121,8 @@ class RunSummary(Summary):
     stopped_reason: str | None = None
     #: paid answers no row could be matched to (each: what identifies it, the rows it may belong to, its credits)
     unattributed: list[dict] = dataclasses.field(default_factory=list)
+    #: answers rejected because they contradicted what their row asked for (another person): those rows are error
+    contradicted: int = 0
     #: what most rows not done (error, skipped) failed on, e.g. "could not connect to api.apollo.io (ConnectError)"
     cause: str | None = None
     #: stored answers found bad (not ours, not JSON, another key or version): set aside and asked again
@@ -138,6 +140,7 @@ class RunSummary(Summary):
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
             f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s{cause}"
             + (f" | {len(self.unattributed):,} paid answers unattributed" if self.unattributed else "")
+            + (f" | {self.contradicted:,} answers rejected (another person)" if self.contradicted else "")
             + (f" | {self.quarantined:,} stored answers quarantined" if self.quarantined else "")
         )
 

@@ -4,6 +4,11 @@ Every command reads its input here, so enrich, push and estimate see the same
 rows and the same missing values: Parquet as the file declares it, CSV and
 Excel with every column as text and pandas' list of missing-value markers.
 Excel needs the optional extra ``apollo_frames[excel]`` (openpyxl).
+
+Written .csv/.xlsx cells that a spreadsheet would run as a formula (text starting with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return, from the input or from a server) get a leading ``'`` as OWASP recommends
+(``formulas="keep"`` writes them raw); Parquet is written as is. Every file written is ``0600`` whatever the umask:
+outputs hold personal data.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 from collections import deque
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -34,6 +40,16 @@ LINE_ERROR = "__apollo_frames_line_error__"
 INPUT_SUFFIXES = (".csv", ".txt", ".parquet", ".xlsx")
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".xlsx")
 EXCEL_EXTRA = "Excel files need openpyxl: pip install 'apollo_frames[excel]'"
+#: how written .csv/.xlsx cells that look like formulas are handled: "escape" (a leading ') or "keep"
+FORMULAS = ("escape", "keep")
+#: text a spreadsheet would run as a formula (OWASP CSV injection), unless it is only a signed number
+_FORMULA = r"^[=+\-@\t\r]"
+_NUMBER = re.compile(r"[+-]?[0-9.]*[0-9][0-9.]*")
+#: CSV rows end in CRLF (RFC 4180): the csv module then quotes every cell holding a CR or an LF, so a cell's line
+#: break (a CR that a spreadsheet would read as a new row, starting with what follows) never splits its row
+CSV_LINE_END = "\r\n"
+#: the mode of every file written, whatever the umask (outputs hold personal data)
+FILE_MODE = 0o600
 
 
 def check_chunk_rows(chunk_rows: Any) -> int:
@@ -341,11 +357,25 @@ def parquet_output(dst: str | Path) -> Path:
     return path
 
 
+def _private_partial(dst: Path) -> Path:
+    """``dst.partial``, made anew (a file or link left there is removed first) and empty with mode
+    :data:`FILE_MODE` whatever the umask (writers keep an existing file's mode), so the output is never readable
+    by others, not even while it is written."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(dst.name + ".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return partial
+
+
 @contextlib.contextmanager
 def partial_output(dst: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
     """A ParquetWriter on ``dst.partial``, renamed to ``dst`` when the block ends normally, deleted otherwise."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(dst.name + ".partial")
+    partial = _private_partial(dst)
     writer = pq.ParquetWriter(partial, schema)
     try:
         yield writer
@@ -379,8 +409,48 @@ def output_path(dst: str | Path) -> Path:
     return path
 
 
-def _plain(frame: pd.DataFrame, naive_times: bool) -> pd.DataFrame:
-    """Cells a CSV or a spreadsheet holds: lists and dicts as JSON text, times without a zone when asked."""
+def check_formulas(formulas: Any) -> str:
+    if formulas not in FORMULAS:
+        raise ValueError(f"formulas must be one of {', '.join(FORMULAS)}, got {formulas!r}")
+    return str(formulas)
+
+
+def _neutral(value: Any) -> Any:
+    """One label or cell made inert: text a spreadsheet would run as a formula gets a leading '."""
+    if isinstance(value, str) and re.match(_FORMULA, value) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _escape_column(column: pd.Series) -> pd.Series:
+    """A text column with its formula-like cells escaped (vectorised; numbers, times and missing cells untouched)."""
+    text = column.astype(object)
+    try:
+        starts = text.str.match(_FORMULA, na=False).astype(bool)
+    except AttributeError:  # no text in the column at all (numbers, None, dicts): nothing to escape
+        return column
+    if not starts.any():
+        return column
+    risky = starts & ~text.str.fullmatch(_NUMBER.pattern, na=False).astype(bool)
+    return text.where(~risky, "'" + text.where(risky, ""))
+
+
+def _escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every formula-like text cell, column name and index label escaped (see the module doc)."""
+    out = frame.copy(deep=False)
+    for n in range(out.shape[1]):
+        column = out.iloc[:, n]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            out.isetitem(n, _escape_column(column))
+    out.columns = out.columns.map(_neutral)
+    if out.index.dtype == object:
+        out.index = out.index.map(_neutral)
+    return out
+
+
+def _plain(frame: pd.DataFrame, naive_times: bool, formulas: str = "escape") -> pd.DataFrame:
+    """Cells a CSV or a spreadsheet holds: lists and dicts as JSON text, times without a zone when asked,
+    formula-like text escaped unless ``formulas="keep"``."""
     out = frame.copy(deep=False)
     for name in out.columns:
         column = out[name]
@@ -391,14 +461,13 @@ def _plain(frame: pd.DataFrame, naive_times: bool) -> pd.DataFrame:
                 lambda v: json.dumps(v.tolist() if hasattr(v, "tolist") else v, ensure_ascii=False, default=str)
                 if isinstance(v, (list, dict, tuple)) else v
             )
-    return out
+    return _escaped(out) if formulas == "escape" else out
 
 
 @contextlib.contextmanager
 def _atomic(dst: Path) -> Iterator[Path]:
     """A temporary path beside ``dst``, moved onto ``dst`` when the block ends normally, deleted otherwise."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(dst.name + ".partial")
+    partial = _private_partial(dst)
     try:
         yield partial
     except BaseException:
@@ -409,12 +478,14 @@ def _atomic(dst: Path) -> Iterator[Path]:
     os.replace(partial, dst)
 
 
-def write_frame(frame: pd.DataFrame, dst: str | Path) -> Path:
-    """Write ``frame`` to ``dst`` by its suffix, atomically: .parquet as is; .csv in UTF-8 with a header row
-    (the form CRMs re-import: one row per line, lists as JSON text, times in ISO 8601); .xlsx one sheet.
+def write_frame(frame: pd.DataFrame, dst: str | Path, *, formulas: str = "escape") -> Path:
+    """Write ``frame`` to ``dst`` by its suffix, atomically, mode 0600: .parquet as is; .csv in UTF-8 with a header
+    row (the form CRMs re-import: one row per line, lists as JSON text, times in ISO 8601); .xlsx one sheet.
 
-    The index is written only when it is a saved one (not a plain 0..n-1 range).
+    The index is written only when it is a saved one (not a plain 0..n-1 range). ``formulas``: "escape" (default)
+    prefixes ' to .csv/.xlsx text a spreadsheet would run as a formula; "keep" writes it raw.
     """
+    formulas = check_formulas(formulas)
     path = output_path(dst)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -422,25 +493,29 @@ def write_frame(frame: pd.DataFrame, dst: str | Path) -> Path:
     index = not isinstance(frame.index, pd.RangeIndex)
     with _atomic(path) as partial:
         if suffix == ".csv":
-            _plain(frame, naive_times=False).to_csv(partial, index=index, encoding="utf-8", lineterminator="\n")
+            _plain(frame, False, formulas).to_csv(partial, index=index, encoding="utf-8",
+                                                  lineterminator=CSV_LINE_END)
         else:
-            _plain(frame, naive_times=True).to_excel(partial, index=index, engine="openpyxl")
+            _plain(frame, True, formulas).to_excel(partial, index=index, engine="openpyxl")
     return path
 
 
-def convert_parquet(src: Path, dst: str | Path) -> Path:
-    """Rewrite the Parquet file ``src`` as ``dst`` (.csv a batch at a time; .xlsx whole), then remove ``src``."""
+def convert_parquet(src: Path, dst: str | Path, *, formulas: str = "escape") -> Path:
+    """Rewrite the Parquet file ``src`` as ``dst`` (.csv a batch at a time; .xlsx whole), then remove ``src``
+    (``formulas``: as :func:`write_frame`)."""
+    formulas = check_formulas(formulas)
     path = output_path(dst)
     if path.suffix.lower() == ".xlsx":
-        write_frame(pd.read_parquet(src), path)
+        write_frame(pd.read_parquet(src), path, formulas=formulas)
     elif path.suffix.lower() == ".csv":
         with _atomic(path) as partial, open(partial, "w", encoding="utf-8", newline="") as fh:
             pf = pq.ParquetFile(src)
             for i, batch in enumerate(pf.iter_batches(batch_size=65_536)):
-                frame = _plain(batch.to_pandas(), naive_times=False)
-                frame.to_csv(fh, index=False, header=i == 0, lineterminator="\n")
+                frame = _plain(batch.to_pandas(), False, formulas)
+                frame.to_csv(fh, index=False, header=i == 0, lineterminator=CSV_LINE_END)
             if pf.metadata.num_rows == 0:
-                fh.write(",".join(pf.schema_arrow.names) + "\n")
+                names = [_neutral(n) if formulas == "escape" else n for n in pf.schema_arrow.names]
+                csv.writer(fh, lineterminator=CSV_LINE_END).writerow(names)
             pf.close()
     else:
         os.replace(src, path)

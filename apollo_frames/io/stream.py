@@ -584,7 +584,7 @@ def push_parquet(
         finally:
             summary.elapsed_s = round(time.monotonic() - started, 3)
             bar.close(_push_counts(summary), interrupted)
-    if state.journal is not None and state.fatal is None and not summary.skipped:
+    if state.journal is not None and state.fatal is None and not summary.skipped and not summary.unknown:
         state.journal.close()  # every row settled: pushing the file again later sends it again
     limit = state.stop.rate_limit
     for message, category in state.said.items():

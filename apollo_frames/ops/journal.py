@@ -14,6 +14,13 @@ go straight to the update. A run that ends with nothing skipped closes the
 journal, so pushing the same rows again later sends them again, as it should
 (the records may have been deleted in Apollo meanwhile).
 
+Without ``run_dedupe``, each ``bulk_create`` batch is also recorded *before* it
+is sent (its rows ``sent``, with the time). A row still ``sent`` when the run
+is resumed had no answer recorded (a kill while the batch was in flight, an
+answer lost on the way): it may have been created, so it is looked up
+(:mod:`apollo_frames.ops.lookup`) before anything is created again. A run
+that leaves such rows keeps its journal open, so the same command looks them up.
+
 A store that cannot be written turns the journal off with one warning; the
 push goes on (a re-run then relies on ``run_dedupe``).
 """
@@ -34,6 +41,8 @@ from apollo_frames.core.errors import StorageError, warn
 JOURNAL_TTL = 30 * 86400.0
 #: the outcomes a journal keeps: a row with one of them is not sent again
 SETTLED = ("created", "existing", "updated")
+#: a row of a batch sent without run_dedupe whose answer is not recorded (yet): looked up before it is sent again
+SENT = "sent"
 
 
 def fingerprint(value: Any) -> str:
@@ -81,13 +90,14 @@ class PushJournal:
             return default
 
     def earlier(self, row_keys: Iterable[str]) -> dict[str, dict]:
-        """Row key -> what an unfinished earlier run with this fingerprint settled for it."""
+        """Row key -> what an unfinished earlier run with this fingerprint settled for it, or that it sent it
+        (status ``sent``, ``at``: when) without an answer recorded."""
         if not self.resuming:
             return {}
         wanted = {self._key(k): k for k in row_keys}
         found = self._guard(lambda: self.cache.get_many(list(wanted)), {})
         return {wanted[key]: entry for key, entry in found.items()
-                if isinstance(entry, dict) and entry.get("status") in SETTLED}
+                if isinstance(entry, dict) and (entry.get("status") in SETTLED or entry.get("status") == SENT)}
 
     def record(self, entries: Mapping[str, dict]) -> None:
         """Keep what these rows (by dedupe key) settled; the run is marked unfinished until :meth:`close`."""
@@ -98,6 +108,10 @@ class PushJournal:
             items[self.run_key] = {"open": True, "nonce": self.nonce}
         self._guard(lambda: self.cache.set_many(items, ttl=JOURNAL_TTL), None)
         self._opened = self.failed is None
+
+    def sending(self, row_keys: Iterable[str], at: float) -> None:
+        """These rows are about to be sent (written before the request leaves: a kill then finds them ``sent``)."""
+        self.record({key: {"status": SENT, "at": at} for key in row_keys})
 
     def close(self) -> None:
         """The run ended with every row settled: the next run with this fingerprint starts afresh."""

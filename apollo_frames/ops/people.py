@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -222,8 +224,73 @@ def _parse(records: list[dict], data: Any) -> Parsed:
     people = [_person(m) for m in matches]
     credits = _credits(data, people)
     if len(matches) == len(records):
-        return Parsed(people, credits)
+        return checked(records, people, credits)
     return align(records, [p for p in people if p is not None], credits)
+
+
+# -- answers checked against what was asked -----------------------------------------------------------
+
+
+def checked(records: list[dict], people: list[dict | None], credits: Any) -> Parsed:
+    """Positional answers, each checked against its detail: one that contradicts what was asked (see
+    :func:`_doubt`) is not this row's person; the row ends ``error`` with the reason and nothing is stored."""
+    ids = Counter(str(p.get("id")) for p in people if p is not None)
+    errors: dict[int, str] = {}
+    for i, (record, person) in enumerate(zip(records, people, strict=True)):
+        why = _doubt(record, person, ids[str(person.get("id"))] > 1) if person is not None else None
+        if why is not None:
+            errors[i] = f"{CONTRADICTED}: {why}; not stored (the next run asks again)"
+    results = [None if i in errors else p for i, p in enumerate(people)]
+    return Parsed(results, credits, errors, contradicted=len(errors))
+
+
+#: how the reason of a row whose answer was rejected begins
+CONTRADICTED = "Apollo answered with a person that contradicts this row"
+
+
+def _doubt(record: dict, person: dict, repeated: bool) -> str | None:
+    """Why ``person`` cannot be ``record``'s answer, or None.
+
+    Found by one of the row's own identifiers (e-mail, hashed e-mail, LinkedIn URL, Apollo id, name + company):
+    it is. Otherwise Apollo may still be right (it returns a work e-mail for a personal one, or no e-mail), unless
+    a LinkedIn URL or id asked differs from the one answered, the person also answers other rows of the batch,
+    or the name asked (without one, the e-mail address asked) does not fit the person's name.
+    """
+    if _person_keys(person) & set(_detail_keys(record)):
+        return None
+    who = f"{person.get('name') or _full_name(person) or person.get('id')} ({person.get('email') or 'no e-mail'})"
+    for field in ("linkedin_url", "id"):
+        asked, got = record.get(field), _NORMALIZERS[field](person.get(field))[0]
+        if asked and got and asked != got:
+            return f"{field} {asked} was asked, {who} with {got} answered"
+    if repeated:
+        return f"one person, {who}, answered several different rows of the batch, and none of this row's identifiers"
+    if _named(record, person) is False:
+        asked = record.get("name") or " ".join(filter(None, (record.get("first_name"), record.get("last_name"))))
+        return f"{asked or record.get('email')} was asked, {who} answered"
+    return None
+
+
+def _named(record: dict, person: dict) -> bool | None:
+    """Whether the person's name fits the row: the name asked (every part of one in the other), else the e-mail
+    address asked (each word before the @ holds a part of the name or is its initial); None: nothing to compare."""
+    theirs = set((_fold(person.get("name")) or _full_name(person) or "").replace("-", " ").split())
+    asked = _fold(record.get("name")) or _full_name(record)
+    if asked:
+        mine = set(asked.replace("-", " ").split())
+        return bool(theirs) and (mine <= theirs or theirs <= mine)
+    email = record.get("email")
+    if not email:
+        return None
+    words = re.findall(r"[a-z]+", _fold(email.partition("@")[0]) or "")
+    return bool(words) and all(_fits(word, theirs) for word in words)
+
+
+def _fits(word: str, parts: set[str]) -> bool:
+    """A word of an address fits a name: it holds one of its parts (``mwright``), or is a part's initial."""
+    if len(word) == 1:
+        return any(part.startswith(word) for part in parts)
+    return any(len(part) > 1 and part in word for part in parts)
 
 
 # -- matching answers to details when Apollo leaves misses out -------------------------------------

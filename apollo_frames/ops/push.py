@@ -81,8 +81,11 @@ Decisions, all visible in the report:
   unknown (timeout, dropped connection, 5xx). With ``run_dedupe=False`` it is
   sent with ``idempotent=False``: never resent once it may have reached
   Apollo, and its rows end ``error`` with a message saying the outcome is
-  unknown and how to reconcile. Updates (PATCH/PUT of the same fields) are
-  idempotent and retried by the client.
+  unknown and how to reconcile. Such a batch is journaled before it is sent
+  (:mod:`apollo_frames.ops.journal`), so the same push run again (after a lost
+  answer or a kill) looks its rows up first (:mod:`apollo_frames.ops.lookup`):
+  those found end ``created`` with the record found, the rest are created.
+  Updates (PATCH/PUT of the same fields) are idempotent and retried by the client.
 * **Lost writes reported as created.** When a batch needed more than one
   attempt, an earlier attempt may have created records that the successful
   attempt returns as ``existing``. Such a record is reported ``created`` when
@@ -161,7 +164,8 @@ from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
 from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
-from apollo_frames.ops.journal import SETTLED, PushJournal, fingerprint
+from apollo_frames.ops.journal import SENT, SETTLED, PushJournal, fingerprint
+from apollo_frames.ops.lookup import created_since, parse_time
 from apollo_frames.ops.registry import Command, Spec, register
 
 __all__ = [
@@ -692,6 +696,11 @@ class PushSummary(Summary):
     bulk_update_calls: int = 0
     #: rows an interrupted earlier run of this push had settled: reported as they ended, not sent again
     resumed: int = 0
+    #: rows an interrupted run sent without its answer arriving, found in Apollo by the search: not created again
+    found: int = 0
+    #: rows sent without run_dedupe whose outcome is unknown (no answer, or the search failed): the run's journal
+    #: stays open, so the same push looks them up before creating anything again
+    unknown: int = 0
     #: mapped fields Apollo's endpoints do not take, so not pushed: {field: [column, ...]}
     not_pushed: dict = dataclasses.field(default_factory=dict)
     planned_requests: int = 0
@@ -713,6 +722,8 @@ class PushSummary(Summary):
             "update_calls",
             "bulk_update_calls",
             "resumed",
+            "found",
+            "unknown",
         }
     )
     _dry_run_only = frozenset({"would_create", "would_update", "planned_requests", "planned_requests_max"})
@@ -738,6 +749,7 @@ class PushSummary(Summary):
             f"({self.bulk_calls:,} bulk, {self.bulk_update_calls:,} bulk updates, {self.update_calls:,} updates), "
             f"{self.elapsed_s:.1f} s"
             + (f" | {self.resumed:,} pushed by the interrupted run, not sent again" if self.resumed else "")
+            + (f" | {self.found:,} found in Apollo after the interruption, not created again" if self.found else "")
         )
 
     def _title(self) -> str:
@@ -749,18 +761,6 @@ class PushSummary(Summary):
 
 
 # -- the run -------------------------------------------------------------------------------------
-
-
-def _parse_time(value: object) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.timestamp()
 
 
 def _server_time(headers: Mapping[str, str], sent_at: float) -> float:
@@ -921,6 +921,7 @@ class _Pusher:
         stop: StopSignal | None = None,
         journal: PushJournal | None = None,
         resume: Sequence[Row] = (),
+        doubt: Mapping[str, float] | None = None,
         make_bar: Callable[..., Any] = progress_bar,
     ):
         self.target = target
@@ -928,6 +929,11 @@ class _Pusher:
         self.rows = rows
         #: upsert rows an interrupted run found existing and did not update yet: straight to the update
         self.resume = list(resume)
+        #: key -> when: rows an interrupted run sent without an answer (looked up before they are sent again)
+        self.doubt = dict(doubt or {})
+        #: rows whose outcome is unknown at the end (the journal stays open: the same push looks them up)
+        self.in_doubt: set[str] = set()
+        self.found = 0
         self.journal = journal
         self._kept: dict[str, dict] = {}
         self.client = client
@@ -969,11 +975,15 @@ class _Pusher:
 
         def handle(done: Any) -> None:
             on_done(done)
-            if self.journal is not None and self._kept:
-                kept, self._kept = self._kept, {}
-                self.journal.record(kept)
+            self._flush()
 
         return handle
+
+    def _flush(self) -> None:
+        """Write what the outcomes so far settled to the journal."""
+        if self.journal is not None and self._kept:
+            kept, self._kept = self._kept, {}
+            self.journal.record(kept)
 
     def pushed(self) -> int:
         """Rows settled so far (created, existing, updated)."""
@@ -1005,6 +1015,8 @@ class _Pusher:
         if self.stop.stopped:
             return [_Done(row, "skipped", message=f"not sent: {self.stop_text()}") for row in bulk.rows]
         sent_at = time.time()
+        if self.journal is not None and not self.run_dedupe:  # before it leaves: a kill then finds it "sent"
+            self.journal.sending((row.key for row in bulk.rows), sent_at)
         self._count("bulk_calls")
         try:
             response = self.client.request(
@@ -1035,7 +1047,7 @@ class _Pusher:
             )
         kind, record = hit
         if kind == "existing" and fence is not None:
-            created_at = _parse_time(record.get("created_at"))
+            created_at = parse_time(record.get("created_at"))
             if created_at is not None and created_at >= fence:
                 kind = "created"  # written by an earlier attempt of this very batch whose answer was lost
         update = kind == "existing" and self.mode == "upsert"
@@ -1158,6 +1170,8 @@ class _Pusher:
                 self._set(one)
             return
         status, message = self._failure(done, self._bulk_failure)
+        if getattr(done.error, "outcome_unknown", False) and not self.run_dedupe:
+            self.in_doubt.update(row.key for row in done.task.rows)
         for row in done.task.rows:
             self._set(_Done(row, status, message=message))
 
@@ -1182,9 +1196,9 @@ class _Pusher:
         if unknown:
             return (
                 f"outcome unknown: {exc} This batch may or may not have been created in Apollo, and with "
-                f"run_dedupe=False it was not resent (that could duplicate it). To reconcile, {t.reconcile_hint}, "
-                f"or push these rows again with run_dedupe=True: Apollo then returns "
-                f"those already created as existing instead of creating them twice."
+                f"run_dedupe=False it was not resent (that could duplicate it). Run the same push again: it "
+                f"looks these rows up first ({t.plural}/search, free) and creates only those not found; or push "
+                f"them with run_dedupe=True (Apollo returns those already created as existing); or {t.reconcile_hint}."
             )
         transient = isinstance(exc, APIConnectionError) or (
             isinstance(exc, APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408)
@@ -1205,7 +1219,9 @@ class _Pusher:
                 self.run_updates(self.rows)
             else:
                 resumed = {id(row) for row in self.resume}
-                fresh = [row for row in self.rows if id(row) not in resumed]
+                doubtful = [row for row in self.rows if row.key in self.doubt and id(row) not in resumed]
+                fresh = [row for row in self.rows if id(row) not in resumed and row.key not in self.doubt]
+                fresh += self.look_up(doubtful)
                 bulks = [_Bulk(labels, batch) for labels, batch in plan_batches(fresh, self.labels)]
                 outcomes = self.executor.run_tasks(bulks, self.send_bulk, self._journaled(self._bulk_done))
                 existing = self.resume + [one.row for done in outcomes for one in done.value or () if one.update]
@@ -1216,6 +1232,41 @@ class _Pusher:
         for row in self.rows:
             if row.position not in self.status:
                 self._set(_Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}"))
+
+    def look_up(self, rows: list[Row]) -> list[Row]:
+        """Rows an interrupted run sent without an answer: those found in Apollo end ``created`` with the record
+        found (not sent again); the rows returned were not created and are sent. A failed search leaves them all
+        unknown (``error``; the journal stays open, so the same push looks them up again)."""
+        if not rows:
+            return []
+        t = self.target
+        try:
+            if self.stop.stopped:
+                raise ApolloError(self.stop_text())
+            found = created_since(self.client, t.plural, t.singular, min(self.doubt[r.key] for r in rows),
+                                  {r.key for r in rows}, lambda record: _join_value(t, record, t.key))
+            why = "the search did not reach back to when they were sent"
+        except ApolloError as exc:
+            found, why = None, str(exc)
+        if found is None:
+            for row in rows:
+                self._set(_Done(row, "error", message=f"outcome unknown: an interrupted push sent this row and its "
+                                f"answer never arrived, and looking it up failed ({why}); not sent again (that "
+                                f"could create it twice). Run the same push again, or {t.reconcile_hint}."))
+            self.in_doubt.update(row.key for row in rows)
+            return []
+        for row in rows:
+            if row.key in found:
+                self._set(_Done(row, "created", found[row.key].get("id"), FOUND))
+        self.found += len(found)
+        self.bar.update(len(found))
+        self._flush()
+        return [row for row in rows if row.key not in found]
+
+
+#: the reason of a row an interrupted push had created (found by the search before anything was sent again)
+FOUND = ("found in Apollo after an interrupted push: the earlier run sent this row and its answer never arrived; "
+         "the record it created is reported, not created again")
 
 
 def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any) -> list[str]:
@@ -1529,19 +1580,21 @@ def _send(
             run = {"target": target.plural, "mode": mode, "run_dedupe": run_dedupe, "labels": labels,
                    "rows": [[row.key, row.values, row.custom, row.record_id] for row in unique]}
             journal = PushJournal(api.cache, target.plural, fingerprint(run))
-        unique, resume = _resume(unique, mode, journal, report, summary)
+        unique, resume, doubt = _resume(unique, mode, journal, report, summary)
         before = api.stats.requests
         pusher = _Pusher(target, mode, unique, client=api, run_dedupe=run_dedupe, labels=labels, progress=progress,
-                         stop=stop, journal=journal, resume=resume, make_bar=make_bar or progress_bar)
+                         stop=stop, journal=journal, resume=resume, doubt=doubt, make_bar=make_bar or progress_bar)
         try:
             pusher.run()
         except KeyboardInterrupt:
             raise PushInterrupted(summary.resumed + pusher.pushed(), len(unique) - pusher.pushed()) from None
         finally:
             summary.api_calls = api.stats.requests - before
-        if own and pusher.stop.fatal is None and "skipped" not in pusher.status.values():
+        summary.unknown = len(pusher.in_doubt)
+        if own and pusher.stop.fatal is None and "skipped" not in pusher.status.values() and not summary.unknown:
             journal.close()
     summary.sent = len(unique)
+    summary.found = pusher.found
     summary.bulk_calls = pusher.bulk_calls
     summary.update_calls = pusher.update_calls
     summary.bulk_update_calls = pusher.bulk_update_calls
@@ -1566,17 +1619,22 @@ class PushInterrupted(RunInterrupted):
 
 def _resume(
     unique: list[Row], mode: str, journal: PushJournal, report: _Report, summary: PushSummary
-) -> tuple[list[Row], list[Row]]:
-    """(rows to push, upsert rows to update only): rows an interrupted earlier run settled get its outcome."""
+) -> tuple[list[Row], list[Row], dict[str, float]]:
+    """(rows to push, upsert rows to update only, key -> when it was sent for the rows an interrupted run sent
+    without an answer): rows an interrupted earlier run settled get its outcome."""
     earlier = journal.earlier(row.key for row in unique)
     if not earlier:
-        return unique, []
+        return unique, [], {}
     rest: list[Row] = []
     resume: list[Row] = []
+    doubt: dict[str, float] = {}
     for row in unique:
         entry = earlier.get(row.key)
-        if entry is None:
+        if entry is None or entry["status"] == SENT:
             rest.append(row)
+            if entry is not None:
+                at = entry.get("at")
+                doubt[row.key] = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0
         elif entry.get("update") and mode == "upsert":
             row.record_id, row.matched_on_key = entry.get("id"), bool(entry.get("on_key"))
             rest.append(row)
@@ -1584,7 +1642,7 @@ def _resume(
         else:
             report.status[row.position], report.ids[row.position] = entry["status"], entry.get("id")
             summary.resumed += 1
-    return rest, resume
+    return rest, resume, doubt
 
 
 def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:

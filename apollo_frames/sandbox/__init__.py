@@ -309,7 +309,11 @@ Faults
     chunks); "echo_key" appends the caller's API key to every record's
     ``name`` and adds ``"echo": {"x-api-key": <key>}``; "wrong_shape" puts a
     string wherever a record (person, organization, contact, account, list
-    items) should be. Persistent versions: ``credits_consumed_override`` (every
+    items) should be; "formulas" makes every record's ``title``
+    ``=HYPERLINK(...)`` and prefixes its ``name`` with ``@``; "other_people"
+    moves each bulk_match match one place on (every input answered with
+    another person's record); "one_person" answers every matched input with
+    the first person (bulk_enrich: organization) found. Persistent versions: ``credits_consumed_override`` (every
     answer with ``credits_consumed``) and ``retry_after_override`` (every 429,
     real or injected).
   * Every answer (faults, 401, 404 ...) is in ``sb.requests``; ``n_records`` is

@@ -575,6 +575,8 @@ class Sandbox:
             body = hostile.echo_key(body, ans.key)
         elif name == "wrong_shape":
             body = hostile.wrong_shape(body)
+        elif name in ("formulas", "other_people", "one_person"):
+            body = getattr(hostile, name)(body)
         if body is None:
             payload = b""
         elif isinstance(body, bytes):

@@ -20,6 +20,9 @@ HOSTILE_FAULTS: dict[str, object] = {
     "oversized": 32 * 1024 * 1024,  # bytes
     "echo_key": None,
     "wrong_shape": None,
+    "formulas": None,
+    "other_people": None,
+    "one_person": None,
 }
 NEEDS_ARGUMENT = ("credits_consumed", "retry_after")
 #: Keys whose value is one record, and keys whose value is a list of records, in Apollo answers.
@@ -95,6 +98,40 @@ def wrong_shape(body):
     for key in LIST_KEYS:
         if isinstance(body.get(key), list):
             body[key] = [f"{key} {x.get('id')}" if isinstance(x, dict) else x for x in body[key]]
+    return body
+
+
+def formulas(body):
+    """Spreadsheet formulas in every record: its ``title`` becomes ``=HYPERLINK(...)``, its ``name`` ``@<name>``."""
+    if not isinstance(body, dict):
+        return body
+    body = dict(body)
+    for holder, slot in list(_records(body)):
+        record = dict(holder[slot])
+        record["title"] = '=HYPERLINK("http://evil.example","click")'
+        record["name"] = f"@{record.get('name') or ''}"
+        holder[slot] = record
+    return body
+
+
+def other_people(body):
+    """``matches`` answered with other people's records: each match moves one place on (the last to the first)."""
+    if not isinstance(body, dict) or not isinstance(body.get("matches"), list) or len(body["matches"]) < 2:
+        return body
+    matches = body["matches"]
+    return {**body, "matches": matches[-1:] + matches[:-1]}
+
+
+def one_person(body):
+    """One record for every input: each non-null entry of ``matches`` (or ``organizations``) replaced by the
+    first one found."""
+    if not isinstance(body, dict):
+        return body
+    body = dict(body)
+    for key in ("matches", "organizations"):
+        if isinstance(body.get(key), list):
+            first = next((m for m in body[key] if isinstance(m, dict)), None)
+            body[key] = [first if m is not None else None for m in body[key]]
     return body
 
 
