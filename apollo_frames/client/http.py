@@ -44,6 +44,7 @@ from apollo_frames.client.retry import (
     Outcome,
     apollo_message,
     connection_error,
+    may_have_run,
     may_have_written,
     may_hold,
     outcome_of_error,
@@ -58,12 +59,14 @@ from apollo_frames.client.store import ResponseCache
 from apollo_frames.core import jsontext
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
 from apollo_frames.core.errors import APIError, APIResponseError, RequestAbandoned
-from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings
+from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings, is_loopback
 
 logger = logging.getLogger("apollo_frames")
 
 #: Where an API key must never be put (it goes only in the X-Api-Key header).
 _KEY_NAMES = ("api_key", "x-api-key")
+#: The statuses of an answer: anything else below 400 (204, 302 ...) is not one, even with a JSON body.
+SUCCESS_STATUSES = (200, 201)
 
 
 @dataclasses.dataclass
@@ -84,6 +87,8 @@ class ApiResponse:
     headers: Mapping[str, str]
     attempts: int
     endpoint: str
+    #: earlier attempts that got no usable answer but may have been charged (each at its worst case)
+    charged_attempts: int = 0
 
 
 @dataclasses.dataclass
@@ -108,6 +113,7 @@ class _Call:
     retries: int = 0
     rate_wait: float = 0.0  # seconds spent waiting on rate limits, bounded by max_rate_limit_wait
     reached: bool = False  # whether any attempt may have reached Apollo (else nothing was charged)
+    charged: int = 0  # attempts without a usable answer that the server may have run, and charged
 
 
 def _raise_if_abandoned(call: _Call, abandon: Callable[[], bool]) -> None:
@@ -277,6 +283,9 @@ class ApolloClient:
                     # (tens of ms per client, once seen to stall a Dask worker on a loaded machine)
                     verify=not self.settings.base_url.startswith("http://"),
                     limits=httpx.Limits(max_connections=self.settings.concurrency + 2),
+                    # a proxy from the environment (HTTP_PROXY, ALL_PROXY) would carry the key off the machine,
+                    # in clear for an http:// loopback base: loopback is reached directly
+                    trust_env=not is_loopback(self.settings.base_url),
                     headers={
                         "Content-Type": "application/json",
                         "Cache-Control": "no-cache",
@@ -342,6 +351,7 @@ class ApolloClient:
         params: Mapping[str, Any] | None = None,
         idempotent: bool = True,
         abandon: Callable[[], bool] | None = None,
+        before_resend: Callable[[], bool] | None = None,
     ) -> ApiResponse:
         """Send one request with pacing and retries; return the answer or raise a typed error.
 
@@ -350,15 +360,31 @@ class ApolloClient:
         being retried. ``abandon``: asked before each attempt and while the
         rate limiter waits; when it says yes (the run was interrupted) the
         request is given up with :class:`RequestAbandoned` instead of being sent.
+        ``before_resend``: asked before a retry that follows an attempt the
+        server may have run (and charged) without a usable answer; False gives
+        the request up (a credit budget with no room for another worst case).
+        The answer's, or the error's, ``charged_attempts`` says how many such
+        attempts there were.
         """
         key = self.settings.require_key()
         _refuse_key_outside_header(params, json)
         path = path.strip("/")
         call = _Call(method, path, endpoint_of(method, path), idempotent)
+        try:
+            return self._send_until_done(call, key, json=json, params=params, abandon=abandon,
+                                         before_resend=before_resend)
+        except APIError as exc:
+            exc.charged_attempts = call.charged
+            raise
+
+    def _send_until_done(self, call: _Call, key: str, *, json: Any, params: Mapping[str, Any] | None,
+                         abandon: Callable[[], bool] | None, before_resend: Callable[[], bool] | None) -> ApiResponse:
+        """The retry loop of :meth:`request` (``call.charged`` counts the attempts that may have been charged)."""
         http = self._client()
         while True:
             result = self._attempt(http, call, key, json=json, params=params, abandon=abandon)
             if isinstance(result, APIResponseError):
+                call.charged += 1
                 raise result
             if isinstance(result, _Reply):
                 outcome = outcome_of_status(result.status_code)
@@ -367,7 +393,9 @@ class ApolloClient:
             else:
                 outcome = outcome_of_error(result)
             call.reached = call.reached or outcome is not Outcome.NOT_SENT
-            if not should_retry(outcome, call.retries, self.settings.max_retries, idempotent):
+            call.charged += may_have_run(outcome)
+            if not should_retry(outcome, call.retries, self.settings.max_retries, call.idempotent) or (
+                    may_have_run(outcome) and before_resend is not None and not before_resend()):
                 raise self._give_up(call, result, outcome, key) from None
             if outcome is Outcome.RATE_LIMITED and isinstance(result, _Reply):
                 self._pace(call, result, key)
@@ -415,12 +443,24 @@ class ApolloClient:
                                    attempts=call.attempts, outcome_unknown=not call.idempotent)
 
     def _answer(self, call: _Call, reply: _Reply, key: str) -> ApiResponse:
-        """The success answer, its body scrubbed of the key before the cache or a column sees it."""
+        """The success answer, its body and headers scrubbed of the key before the cache or a column sees them.
+
+        Only a documented success status with a JSON body is an answer; anything else is unusable (and, as
+        the server may have run the request, counted as charged).
+        """
         data = _parsed(reply, key)
-        if data is _UNREADABLE:
-            raise unusable_answer(call.path, "its JSON is nested too deeply to read", attempts=call.attempts,
-                                  outcome_unknown=not call.idempotent)
-        return ApiResponse(reply.status_code, data, dict(reply.headers), call.attempts, call.endpoint)
+        why = None
+        if reply.status_code not in SUCCESS_STATUSES:
+            why = f"status {reply.status_code} is not an answer"
+        elif data is _UNREADABLE:
+            why = "its JSON is nested too deeply to read"
+        elif not isinstance(data, (dict, list)):
+            why = "its body is not a JSON object"
+        if why is not None:
+            call.charged += 1
+            raise unusable_answer(call.path, why, attempts=call.attempts, outcome_unknown=not call.idempotent)
+        return ApiResponse(reply.status_code, data, scrub(dict(reply.headers), key), call.attempts, call.endpoint,
+                           call.charged)
 
     def _pace(self, call: _Call, reply: _Reply, key: str) -> None:
         """A 429: pause every worker on the endpoint, or raise when the wait would pass the cap."""

@@ -46,7 +46,11 @@ class APIError(ApolloError):
     have reached Apollo, so a write may or may not have happened.
     ``never_sent`` is true when no attempt reached Apollo at all (every
     connection refused, or the run gave it up before sending): nothing was charged.
+    ``charged_attempts``: attempts the server may have run and charged
+    without a usable answer (each may have cost the request's worst case).
     """
+
+    charged_attempts: int = 0
 
     def __init__(self, message: str, *, path: str | None = None, attempts: int = 1, outcome_unknown: bool = False,
                  never_sent: bool = False):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import sqlite3
 import threading
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import APIStatusError, StorageError, warn
+from apollo_frames.core.errors import APIError, StorageError, warn
 from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine.assemble import assemble_frame, new_columns
 from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
@@ -357,6 +358,7 @@ def execute(
     sender.skip_pending(reason or "not sent")
     summary.api_calls = client.stats.requests - requests_before
     summary.credits_consumed = sender.budget.spent
+    summary.credits_in_doubt = sender.in_doubt
     summary.cache_hits += sender.from_store
     summary.stopped_reason = reason
     summary.quarantined = client.cache.quarantined - quarantined
@@ -429,29 +431,32 @@ class _Answer:
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     #: paid answers no record could be matched to (stored under their own identities, reported)
     unattributed: list[Unattributed] = dataclasses.field(default_factory=list)
+    #: earlier attempts of the request that may have been charged without a usable answer (in doubt)
+    in_doubt: int = 0
+
+
+def charged_attempts(error: BaseException | None) -> int:
+    """How many attempts of a failed request the server may have charged (the client counts them)."""
+    return int(getattr(error, "charged_attempts", 0))
 
 
 @dataclasses.dataclass(eq=False)
 class _Batch:
-    """One batch of unique indices (claimed before it was made), and its ledger entry."""
+    """One batch of unique indices (claimed before it was made), and its ledger entries."""
 
     sent: list[int]
     #: their records (made on the dispatching thread: the worker only sends)
     records: list[Any]
-    #: the ledger entry written before the request left
-    entry: int | None = None
+    #: the ledger entries written before the request left and before each retry of an attempt that may have
+    #: been charged (one per attempt the server may have charged, plus the one sent last)
+    entries: list[int] = dataclasses.field(default_factory=list)
+    #: attempts whose worst case the budget holds for it (the first, and one per retry after a charged one)
+    attempts: int = 1
     #: why the request was not sent: the ledger could not be written (the run stops)
     unsent: StorageError | None = None
     #: the budget was settled for it, its outcome handled (an interrupt may hand the same outcome over twice)
     settled: bool = False
     handled: bool = False
-
-
-def charged_nothing(error: BaseException | None) -> bool:
-    """True for a request that certainly cost nothing: Apollo answered it with an error status."""
-    if getattr(error, "never_sent", False):
-        return True
-    return isinstance(error, APIStatusError) and not getattr(error, "outcome_unknown", False)
 
 
 class _Sender:
@@ -499,6 +504,8 @@ class _Sender:
         self.from_store = 0
         self.storage_error: StorageError | None = None
         self.unattributed: list[dict] = []
+        #: worst case of the attempts that got no usable answer but may have been charged
+        self.in_doubt = 0.0
 
     def next_batch(self) -> _Batch | Wait | None:
         """The next batch to send (claimed, written to the ledger), WAIT, or None when there is none.
@@ -552,13 +559,30 @@ class _Sender:
     def _begin(self, batch: _Batch) -> bool:
         """Write the batch to the ledger as sent, at its worst case, just before it leaves (on the worker thread:
         the dispatching thread never waits on the disk); False when the ledger cannot be written (not sent)."""
-        if self.ledger is None:
-            return True
         try:
-            batch.entry = self.ledger.begin(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
-                                            records_sent=len(batch.sent), worst_credits=len(batch.sent) * self.worst)
+            self._note_attempt(batch)
         except StorageError as exc:  # a request the ledger cannot write down is not sent
             batch.unsent = exc
+            return False
+        return True
+
+    def _note_attempt(self, batch: _Batch) -> None:
+        """Write one attempt of ``batch`` to the ledger as sent, at its worst case."""
+        if self.ledger is not None:
+            batch.entries.append(self.ledger.begin(
+                run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint, records_sent=len(batch.sent),
+                worst_credits=len(batch.sent) * self.worst))
+
+    def _resend(self, batch: _Batch) -> bool:
+        """Before a retry after an attempt the server may have charged (on the worker): reserve another worst case
+        and write the attempt to the ledger; False (not retried) when the budget has no room or the ledger fails."""
+        if self.budget.reserve_items(len(batch.sent) * self.worst, 1, wait=False) != 1:
+            return False
+        batch.attempts += 1
+        try:
+            self._note_attempt(batch)
+        except StorageError as exc:
+            self._storage_failed(exc)
             return False
         return True
 
@@ -582,15 +606,19 @@ class _Sender:
             return None
         records = batch.records
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options),
-                                    abandon=self._abandon)
-        parsed = Parsed.of(self.op.parse(records, response.data))
+                                    abandon=self._abandon, before_resend=functools.partial(self._resend, batch))
+        try:
+            parsed = Parsed.of(self.op.parse(records, response.data))
+        except APIError as exc:  # an answer received but unusable: the server ran it and may have charged it
+            exc.charged_attempts = response.charged_attempts + 1
+            raise
         # each record returned costs at least 1 credit (Apollo's 2026 rules): a lower figure is not believed.
         # Records, not rows: two details that found one person are charged once.
         answers = [r for r in parsed.results if r is not None] + [u.answer for u in parsed.unattributed]
         returned = len({str(r.get("id")) if r.get("id") else id(r) for r in answers})
         credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst, floor=float(returned))
         answer = _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors,
-                         parsed.unattributed)
+                         parsed.unattributed, response.charged_attempts)
         self.writer.store(self._to_store(batch, answer))
         return answer
 
@@ -601,10 +629,10 @@ class _Sender:
     def _to_store(self, batch: _Batch, answer: _Answer) -> Keep:
         """What the writer does for an answered batch: store its answers, release its claims, settle its entry."""
         settle = None
-        if batch.entry is not None:
+        if len(batch.entries) > answer.in_doubt:  # the entry of the attempt answered (those before stay in doubt)
             matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
-            settle = (batch.entry, {"credits": answer.credits, "status": answer.response.status_code,
-                                    "records_matched": matched, "unverified": not answer.verified})
+            settle = (batch.entries[answer.in_doubt], {"credits": answer.credits, "status": answer.response.status_code,
+                                                        "records_matched": matched, "unverified": not answer.verified})
         entries = self._entries(batch.sent, answer.results, answer.errors, answer.unattributed)
         keys = self._keys(batch.sent)
         return Keep(entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers))
@@ -636,7 +664,7 @@ class _Sender:
             batch.settled = True
             self.in_flight -= 1
             self.flying.difference_update(batch.sent)
-            self.budget.settle(len(batch.sent) * self.worst, answer.credits if answer is not None else 0.0)
+            self._settle_budget(batch, done)
             if batch.unsent is not None or not done.started:
                 self.ready.extendleft(reversed(batch.sent))  # not sent: skipped with the reason when the run ends
         if batch.unsent is not None:  # the run stops
@@ -651,6 +679,21 @@ class _Sender:
         self.bar.update(sum(self.outcome[j] is not None for j in batch.sent))
         self.bar.set_postfix(cached=len(self.plan.cached) + self.from_store, credits=f"{self.budget.spent:g}")
         batch.handled = True
+
+    def _settle_budget(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
+        """Release the batch's reservations. Every attempt the server may have charged counts against the cap at
+        its worst case, the one answered too: a plausible low figure cannot be told from an honest one, so only
+        the worst case keeps the server's charge within max_credits. The spend is the answer's figure; the
+        attempts without a usable answer are in doubt at their worst case (as in the ledger)."""
+        worst = len(batch.sent) * self.worst
+        answer = done.value
+        if answer is not None:
+            in_doubt = answer.in_doubt
+        else:
+            in_doubt = charged_attempts(done.error) if done.started and batch.unsent is None else 0
+        self.in_doubt += in_doubt * worst
+        self.budget.settle(batch.attempts * worst, answer.credits if answer is not None else 0.0,
+                           (in_doubt + (answer is not None)) * worst)
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
         """Fan the answers into the results (the worker queued them for the writer)."""
@@ -678,10 +721,12 @@ class _Sender:
         status, message = done.row_status("sent")
         for j in batch.sent:
             self.outcome[j], self.messages[j] = status, message
+        # each attempt the server may have run stays in the ledger as in doubt, at its worst case; an entry beyond
+        # them (an attempt refused, never sent, or given up before it left) cost nothing
+        charged = charged_attempts(done.error)
         settle = None
-        if batch.entry is not None and charged_nothing(done.error):
-            settle = (batch.entry, {"credits": 0.0, "status": getattr(done.error, "status_code", None)})
-        # no answer at all (a timeout): the request stays in the ledger as in doubt, at its worst case
+        if len(batch.entries) > charged:
+            settle = (batch.entries[charged], {"credits": 0.0, "status": getattr(done.error, "status_code", None)})
         self.writer.put(Keep({}, 0, self._keys(batch.sent), settle))
 
     def _storage_failed(self, error: StorageError) -> None:

@@ -63,7 +63,7 @@ from apollo_frames.engine.budget import Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import progress_bar
-from apollo_frames.engine.runner import charged_nothing, check_flags
+from apollo_frames.engine.runner import charged_attempts, check_flags
 from apollo_frames.engine.summary import Summary, _fmt, announce
 from apollo_frames.engine.work import Work
 from apollo_frames.ops.registry import Command, Spec, register
@@ -304,8 +304,9 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
                                abandon=None if interrupted is None else interrupted.is_set)
         _check_page(kind, response.data)
     except BaseException as exc:
-        budget.settle(cost, 0.0)
-        if sent is not None and ledger_rows is not None and charged_nothing(exc):
+        charged = cost * charged_attempts(exc)  # the attempts the server may have run count at their worst case
+        budget.settle(cost, charged, charged)
+        if sent is not None and ledger_rows is not None and not charged:
             ledger_rows.append((sent, {"credits": 0.0, "status": getattr(exc, "status_code", None)}, None, None))
         raise  # with no answer at all, the page stays in the ledger as in doubt
     data = _trim(response.data, kind)
