@@ -27,7 +27,7 @@ def served():
 
 
 def loopback_client(sb: Sandbox, url: str, tmp_path: Path, **kw: Any) -> af.ApolloClient:
-    return af.ApolloClient(api_key=DEFAULT_API_KEY, base_url=url, cache_dir=tmp_path / "c", clock=sb.clock,
+    return af.ApolloClient(api_key=DEFAULT_API_KEY, base_url=url, cache_dir=str(tmp_path / "c"), clock=sb.clock,
                            plan="paid", cache_namespace="sandbox", retry_backoff=(0.01, 0.05), timeout=2, **kw)
 
 

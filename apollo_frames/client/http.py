@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from apollo_frames._version import __version__
+from apollo_frames.client.deadline import bound_by_deadline, deadline
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import (
     RateLimiter,
@@ -65,6 +66,19 @@ logger = logging.getLogger("apollo_frames")
 
 #: Where an API key must never be put (it goes only in the X-Api-Key header).
 _KEY_NAMES = ("api_key", "x-api-key")
+class _NoResponseHeaders(logging.Filter):
+    """httpcore logs each answer's headers at DEBUG, and a server may echo the key in one: its record keeps the
+    event's name only (request headers are never logged: httpcore shows a request as its method)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("receive_response_headers."):
+            record.msg, record.args = record.msg.split(" ", 1)[0] + " (headers not logged)", ()
+        return True
+
+
+for _name in ("httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_name).addFilter(_NoResponseHeaders())
+
 #: The statuses of an answer: anything else below 400 (204, 302 ...) is not one, even with a JSON body.
 SUCCESS_STATUSES = (200, 201)
 
@@ -292,6 +306,7 @@ class ApolloClient:
                         "User-Agent": f"apollo_frames/{__version__}",
                     },
                 )
+                bound_by_deadline(self._http)  # the whole-request deadline reaches the sockets (headers included)
             return self._http
 
     @property
@@ -432,10 +447,11 @@ class ApolloClient:
         httpx exceptions are returned, never raised or chained: their request
         carries the key.
         """
-        deadline = self.clock.monotonic() + self.settings.timeout
+        at = self.clock.monotonic() + self.settings.timeout
         try:
-            with http.stream(call.method, call.path, json=json, params=params, headers={"X-Api-Key": key}) as response:
-                return _read(response, deadline, self.clock, self.settings.max_response_bytes, call.path)
+            with deadline(self.clock, at), http.stream(call.method, call.path, json=json, params=params,
+                                                       headers={"X-Api-Key": key}) as response:
+                return _read(response, at, self.clock, self.settings.max_response_bytes, call.path)
         except httpx.TransportError as exc:
             return exc
         except httpx.HTTPError as exc:  # e.g. DecodingError: a broken gzip body
