@@ -46,6 +46,7 @@ from apollo_frames.engine.executor import (
 )
 from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
+from apollo_frames.engine.parked import park, unpark
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.records import ColumnRecords, pick
 from apollo_frames.engine.summary import RunSummary, announce
@@ -176,9 +177,11 @@ def plan_work(
 ) -> Plan:
     """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
 
-    Answers a run of this process could not store (a full disk since freed) are taken from the spool first.
+    Answers a run of this process could not store (a full disk since freed) are stored first, from the spool
+    and from memory (:mod:`~apollo_frames.engine.parked`), so they are not paid for again.
     """
     client.cache.replay_spool()
+    unpark(client.cache)
     row_unique, first_rows, texts = dedupe(prepared)
     unique_records: Sequence[Any] = pick(prepared.records, first_rows)
     cache_keys = client.cache.keys(op.endpoint, texts, options)
@@ -806,10 +809,16 @@ class _Sender:
             warn(f"{self.op.name}: {note}")
         if self.storage_error is not None:
             summary.storage_error = str(self.storage_error)
+            park(self.cache, self.received(), self.ttl)  # a re-run of this process stores them, not pays again
             unsaved = sum(1 for j in self.plan.to_fetch if self.outcome[j] in ("matched", "no_match")) - (
                 self.writer.saved + self.from_store)
             warn(f"{self.op.name}: {max(unsaved, 0):,} answers received could not be stored and are only in the rows "
                  f"returned; nothing more was sent. {self.storage_error}")
+
+    def received(self) -> dict[str, dict | None]:
+        """What to store for every answer this run received (and its aliases)."""
+        answered = [j for j in self.plan.to_fetch if self.outcome[j] in ("matched", "no_match")]
+        return self._entries(answered, [self.results[j] for j in answered], {}, [])
 
     def skip_pending(self, reason: str) -> None:
         for j in (*self.ready, *self.pending, *self.deferred):
