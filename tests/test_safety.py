@@ -559,6 +559,38 @@ def test_a_real_full_disk_keeps_every_paid_answer_in_the_rows(tmp_path):
     assert any("could not be stored" in w for w in got["warnings"])
 
 
+_FREED_DISK_CHILD = textwrap.dedent("""
+    import json, resource, signal, sys, warnings
+    import pandas as pd
+    import apollo_frames as af
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
+    sb = Sandbox(SandboxConfig(seed=11, n_orgs=300))
+    frame = pd.DataFrame({"Email": [p["email"] for p in sb.world.people if p.get("email")][:300]})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    with sb.client(cache_dir=sys.argv[1]) as client:
+        client.cache, client.ledger
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), hard))  # the disk is full ...
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first = af.enrich_people(frame, client=client, progress=False)
+            paid = sb.credits_consumed
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # ... then space is freed
+            again = af.enrich_people(frame, client=client, progress=False)
+    print(json.dumps({"first": int((first["apollo_status"] == "matched").sum()), "paid_first": paid,
+                      "again": int((again["apollo_status"] == "matched").sum()), "paid": sb.credits_consumed}))
+""")
+
+
+def test_answers_a_full_disk_kept_from_the_store_are_not_paid_again_once_space_is_freed(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FREED_DISK_CHILD, str(tmp_path / "c"), str(96 * 1024)],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert 0 < got["first"] == got["paid_first"] < 300
+    assert got["again"] == 300 and got["paid"] == 300  # only the rows skipped the first time were paid for
+
+
 # -- the ledger knows what is in doubt ---------------------------------------------------------------
 
 
