@@ -99,8 +99,8 @@ class Budget:
         """Reserve the worst case of up to ``wanted`` items costing at most ``unit`` each; how many were reserved.
 
         All ``wanted`` when they fit. When they do not and other reservations
-        are in flight, wait for one to settle and look again (it may come in
-        cheaper); with ``wait=False`` return None at once instead, so a caller
+        are in flight, wait for one to settle and look again (it may commit
+        less than it reserved); with ``wait=False`` return None at once instead, so a caller
         that settles on its own thread can come back after a settle. With
         nothing in flight: as many as fit (a last, smaller batch), 0 when none
         does (the budget is reached). It never waits with nothing in flight,

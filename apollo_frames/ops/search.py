@@ -304,8 +304,8 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
                                abandon=None if interrupted is None else interrupted.is_set)
         _check_page(kind, response.data)
     except BaseException as exc:
-        charged = cost * charged_attempts(exc)  # the attempts the server may have run count at their worst case
-        budget.settle(cost, charged, charged)
+        charged = cost * charged_attempts(exc)  # attempts the server may have run: in doubt, and against the cap
+        budget.settle(cost, 0.0, charged)
         if sent is not None and ledger_rows is not None and not charged:
             ledger_rows.append((sent, {"credits": 0.0, "status": getattr(exc, "status_code", None)}, None, None))
         raise  # with no answer at all, the page stays in the ledger as in doubt
