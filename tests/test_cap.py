@@ -106,3 +106,28 @@ def test_an_implausible_under_report_is_counted_at_the_worst_case(served, tmp_pa
         enrich(people(sb, 40), client, max_credits=25)
         total = ledger_total(client)
     assert sb.credits_consumed == 25 and total >= sb.credits_consumed
+
+
+def test_a_file_run_keeps_one_cap_across_its_chunks(served, tmp_path):
+    """A file run's chunks share one budget: what one chunk committed at its worst case, the next cannot spend."""
+    sb, url = served
+    sb.config.overcharge = True
+    src = tmp_path / "in.csv"
+    people(sb, 20, misses=20).sample(frac=1, random_state=5).to_csv(src, index=False)
+    with loopback_client(sb, url, tmp_path) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=client, progress=False,
+                                    max_credits=25)
+    assert sb.credits_consumed <= 25 and summary["skipped"] == 15
+
+
+@pytest.mark.parametrize("fault", LOST)
+def test_without_a_cap_the_ledger_counts_every_lost_attempt(served, tmp_path, fault):
+    sb, url = served
+    sb.inject(*[fault] * 8, path="people/bulk_match")  # both batches lose every attempt (4 each at most)
+    with loopback_client(sb, url, tmp_path) as client:
+        result = enrich(people(sb, 20), client)
+        total = ledger_total(client)
+        in_doubt = result.attrs["apollo"]["credits_in_doubt"]
+    assert sb.credits_consumed > 0 and total >= sb.credits_consumed and in_doubt >= sb.credits_consumed
+    assert len(result) == 20 and result["apollo_error"].notna().all()

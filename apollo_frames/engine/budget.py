@@ -95,6 +95,11 @@ class Budget:
         """How many of ``wanted`` items of worst case ``unit`` fit now (caller holds the lock)."""
         return items_that_fit(self.max_credits, self.committed + self.reserved, unit, wanted)
 
+    def left(self) -> float | None:
+        """The credits not committed nor reserved yet (None: no cap)."""
+        with self._cond:
+            return None if self.max_credits is None else max(self.max_credits - self.committed - self.reserved, 0.0)
+
     def reserve_items(self, unit: float, wanted: int, *, wait: bool = True) -> int | None:
         """Reserve the worst case of up to ``wanted`` items costing at most ``unit`` each; how many were reserved.
 

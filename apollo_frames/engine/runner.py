@@ -360,7 +360,7 @@ def execute(
     reason = sender.budget_reason or executor.stop.reason
     sender.skip_pending(reason or "not sent")
     summary.api_calls = client.stats.requests - requests_before
-    summary.credits_consumed = sender.budget.spent
+    summary.credits_consumed = sender.spent
     summary.credits_in_doubt = sender.in_doubt
     summary.cache_hits += sender.from_store
     summary.stopped_reason = reason
@@ -507,7 +507,9 @@ class _Sender:
         self.from_store = 0
         self.storage_error: StorageError | None = None
         self.unattributed: list[dict] = []
-        #: worst case of the attempts that got no usable answer but may have been charged
+        #: credits this run's answers reported (believed), and the worst case of its attempts that got no usable
+        #: answer but may have been charged (the budget may be shared with other runs)
+        self.spent = 0.0
         self.in_doubt = 0.0
 
     def next_batch(self) -> _Batch | Wait | None:
@@ -680,7 +682,7 @@ class _Sender:
             self._keep(batch, answer)
         self._check_writer()
         self.bar.update(sum(self.outcome[j] is not None for j in batch.sent))
-        self.bar.set_postfix(cached=len(self.plan.cached) + self.from_store, credits=f"{self.budget.spent:g}")
+        self.bar.set_postfix(cached=len(self.plan.cached) + self.from_store, credits=f"{self.spent:g}")
         batch.handled = True
 
     def _settle_budget(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
@@ -694,9 +696,10 @@ class _Sender:
             in_doubt = answer.in_doubt
         else:
             in_doubt = charged_attempts(done.error) if done.started and batch.unsent is None else 0
+        spent = answer.credits if answer is not None else 0.0
         self.in_doubt += in_doubt * worst
-        self.budget.settle(batch.attempts * worst, answer.credits if answer is not None else 0.0,
-                           (in_doubt + (answer is not None)) * worst)
+        self.spent += spent
+        self.budget.settle(batch.attempts * worst, spent, (in_doubt + (answer is not None)) * worst)
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
         """Fan the answers into the results (the worker queued them for the writer)."""
