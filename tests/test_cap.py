@@ -131,3 +131,26 @@ def test_without_a_cap_the_ledger_counts_every_lost_attempt(served, tmp_path, fa
         in_doubt = result.attrs["apollo"]["credits_in_doubt"]
     assert sb.credits_consumed > 0 and total >= sb.credits_consumed and in_doubt >= sb.credits_consumed
     assert len(result) == 20 and result["apollo_error"].notna().all()
+
+
+def test_a_search_page_retried_after_a_lost_answer_stays_within_the_cap(served, tmp_path):
+    sb, url = served
+    sb.inject("reset", path="mixed_companies/search")  # charged (the page has results), then lost
+    with loopback_client(sb, url, tmp_path) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(af.APIConnectionError):
+            af.search_orgs(max_results=10, max_credits=1, client=client, progress=False,
+                           organization_locations="Germany")
+        ledger = client.ledger.frame()
+    assert sb.credits_consumed == 1  # the retry would have needed a second credit
+    assert ledger["status"].tolist() == ["in_doubt"] and ledger["credits"].sum() == 1
+
+
+def test_without_a_cap_each_lost_search_attempt_is_in_the_ledger(served, tmp_path):
+    sb, url = served
+    sb.inject("reset", path="mixed_companies/search")
+    with loopback_client(sb, url, tmp_path) as client:
+        found = af.search_orgs(max_results=10, client=client, progress=False, organization_locations="Germany")
+        ledger = client.ledger.frame()
+    assert len(found) > 0 and sb.credits_consumed == 2
+    assert ledger["status"].tolist() == ["in_doubt", "settled"] and ledger["credits"].sum() == 2

@@ -14,12 +14,16 @@ are in flight, the budget waits for them rather than giving up early.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from apollo_frames.core.errors import StorageError
 
 #: tolerance for float sums of credits (0.1 + 0.2 must fit in 0.3)
 EPSILON = 1e-9
@@ -144,3 +148,54 @@ def reached_text(max_credits: float | None, spent: float, committed: float, wher
     cap = "None" if max_credits is None else f"{max_credits:g}"
     worst = f", {committed:g} counting each request sent at its worst case" if committed > spent + EPSILON else ""
     return f"credit budget reached (max_credits={cap}, spent {spent:g}{worst}{where})"
+
+
+@dataclasses.dataclass(eq=False)
+class Attempts:
+    """One request's attempts as the budget and the ledger see them (enrichment batches and search pages).
+
+    The caller reserved the first attempt's ``worst`` case. :meth:`resend` is
+    the client's ``before_resend``: a retry after an attempt the server may
+    have charged reserves another worst case and writes another ledger entry
+    (``begin``) first, or is not sent. When the request ends, :meth:`settle`
+    releases the reservations and commits the worst case of every attempt the
+    server may have charged, the answered one included.
+    """
+
+    budget: Budget
+    worst: float
+    #: writes one attempt to the ledger as sent and returns its entry (None: no ledger)
+    begin: Callable[[], int] | None = None
+    #: the ledger entries, one per attempt that may be charged plus the last one sent
+    entries: list[int] = dataclasses.field(default_factory=list)
+    reserved: int = 1
+    #: why a retry was not sent: its ledger entry could not be written
+    unrecorded: StorageError | None = None
+
+    def note(self) -> None:
+        """Write the next attempt to the ledger (raises the ledger's StorageError)."""
+        if self.begin is not None:
+            self.entries.append(self.begin())
+
+    def resend(self) -> bool:
+        """Reserve and note one more attempt; False when the budget has no room or the ledger cannot write it."""
+        if self.budget.reserve_items(self.worst, 1, wait=False) != 1:
+            return False
+        self.reserved += 1
+        try:
+            self.note()
+        except StorageError as exc:  # an attempt the ledger cannot write down is not sent
+            self.unrecorded = exc
+            return False
+        return True
+
+    def entry(self, in_doubt: int) -> int | None:
+        """The ledger entry the outcome settles when ``in_doubt`` attempts may have been charged without a usable
+        answer: the answered attempt's, or one that cost nothing (None: there is none); those before stay in doubt."""
+        return self.entries[in_doubt] if len(self.entries) > in_doubt else None
+
+    def settle(self, in_doubt: int, answered: float | None) -> None:
+        """The request ended: ``in_doubt`` attempts may have been charged without a usable answer; ``answered``
+        is the figure of the answer (None: no answer). Release the reservations, commit the worst cases."""
+        committed = (in_doubt + (answered is not None)) * self.worst
+        self.budget.settle(self.reserved * self.worst, answered or 0.0, committed)

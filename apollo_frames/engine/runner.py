@@ -33,7 +33,7 @@ from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import APIError, StorageError, warn
 from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine.assemble import assemble_frame, new_columns
-from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
+from apollo_frames.engine.budget import Attempts, Budget, check_credits, trusted_credits
 from apollo_frames.engine.cached import read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
@@ -450,11 +450,8 @@ class _Batch:
     sent: list[int]
     #: their records (made on the dispatching thread: the worker only sends)
     records: list[Any]
-    #: the ledger entries written before the request left and before each retry of an attempt that may have
-    #: been charged (one per attempt the server may have charged, plus the one sent last)
-    entries: list[int] = dataclasses.field(default_factory=list)
-    #: attempts whose worst case the budget holds for it (the first, and one per retry after a charged one)
-    attempts: int = 1
+    #: its attempts' budget reservations and ledger entries
+    attempts: Attempts
     #: why the request was not sent: the ledger could not be written (the run stops)
     unsent: StorageError | None = None
     #: the budget was settled for it, its outcome handled (an interrupt may hand the same outcome over twice)
@@ -539,7 +536,7 @@ class _Sender:
             self.in_flight += 1
             sent = [self.ready.popleft() for _ in range(n)]
             self.flying.update(sent)
-            return _Batch(sent, list(pick(self.plan.unique_records, sent)))
+            return _Batch(sent, list(pick(self.plan.unique_records, sent)), self._attempts(n))
         return None
 
     def _claim_ahead(self) -> None:
@@ -565,31 +562,18 @@ class _Sender:
         """Write the batch to the ledger as sent, at its worst case, just before it leaves (on the worker thread:
         the dispatching thread never waits on the disk); False when the ledger cannot be written (not sent)."""
         try:
-            self._note_attempt(batch)
+            batch.attempts.note()
         except StorageError as exc:  # a request the ledger cannot write down is not sent
             batch.unsent = exc
             return False
         return True
 
-    def _note_attempt(self, batch: _Batch) -> None:
-        """Write one attempt of ``batch`` to the ledger as sent, at its worst case."""
-        if self.ledger is not None:
-            batch.entries.append(self.ledger.begin(
-                run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint, records_sent=len(batch.sent),
-                worst_credits=len(batch.sent) * self.worst))
-
-    def _resend(self, batch: _Batch) -> bool:
-        """Before a retry after an attempt the server may have charged (on the worker): reserve another worst case
-        and write the attempt to the ledger; False (not retried) when the budget has no room or the ledger fails."""
-        if self.budget.reserve_items(len(batch.sent) * self.worst, 1, wait=False) != 1:
-            return False
-        batch.attempts += 1
-        try:
-            self._note_attempt(batch)
-        except StorageError as exc:
-            self._storage_failed(exc)
-            return False
-        return True
+    def _attempts(self, n: int) -> Attempts:
+        """The attempts of a batch of ``n`` records, whose first worst case was just reserved."""
+        begin = None if self.ledger is None else functools.partial(
+            self.ledger.begin, run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
+            records_sent=n, worst_credits=n * self.worst)
+        return Attempts(self.budget, n * self.worst, begin)
 
     def send(self, batch: _Batch) -> _Answer | None:
         """One bulk call (on a worker thread), parsed and kept; None when it was not sent.
@@ -611,7 +595,7 @@ class _Sender:
             return None
         records = batch.records
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options),
-                                    abandon=self._abandon, before_resend=functools.partial(self._resend, batch))
+                                    abandon=self._abandon, before_resend=batch.attempts.resend)
         try:
             parsed = Parsed.of(self.op.parse(records, response.data))
         except APIError as exc:  # an answer received but unusable: the server ran it and may have charged it
@@ -634,10 +618,11 @@ class _Sender:
     def _to_store(self, batch: _Batch, answer: _Answer) -> Keep:
         """What the writer does for an answered batch: store its answers, release its claims, settle its entry."""
         settle = None
-        if len(batch.entries) > answer.in_doubt:  # the entry of the attempt answered (those before stay in doubt)
+        entry = batch.attempts.entry(answer.in_doubt)  # the attempt answered (those before stay in doubt)
+        if entry is not None:
             matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
-            settle = (batch.entries[answer.in_doubt], {"credits": answer.credits, "status": answer.response.status_code,
-                                                        "records_matched": matched, "unverified": not answer.verified})
+            settle = (entry, {"credits": answer.credits, "status": answer.response.status_code,
+                              "records_matched": matched, "unverified": not answer.verified})
         entries = self._entries(batch.sent, answer.results, answer.errors, answer.unattributed)
         keys = self._keys(batch.sent)
         return Keep(entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers))
@@ -690,16 +675,16 @@ class _Sender:
         its worst case, the one answered too: a plausible low figure cannot be told from an honest one, so only
         the worst case keeps the server's charge within max_credits. The spend is the answer's figure; the
         attempts without a usable answer are in doubt at their worst case (as in the ledger)."""
-        worst = len(batch.sent) * self.worst
         answer = done.value
         if answer is not None:
             in_doubt = answer.in_doubt
         else:
             in_doubt = charged_attempts(done.error) if done.started and batch.unsent is None else 0
-        spent = answer.credits if answer is not None else 0.0
-        self.in_doubt += in_doubt * worst
-        self.spent += spent
-        self.budget.settle(batch.attempts * worst, spent, (in_doubt + (answer is not None)) * worst)
+        self.in_doubt += in_doubt * batch.attempts.worst
+        self.spent += answer.credits if answer is not None else 0.0
+        batch.attempts.settle(in_doubt, answer.credits if answer is not None else None)
+        if batch.attempts.unrecorded is not None:
+            self._storage_failed(batch.attempts.unrecorded)
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
         """Fan the answers into the results (the worker queued them for the writer)."""
@@ -729,10 +714,9 @@ class _Sender:
             self.outcome[j], self.messages[j] = status, message
         # each attempt the server may have run stays in the ledger as in doubt, at its worst case; an entry beyond
         # them (an attempt refused, never sent, or given up before it left) cost nothing
-        charged = charged_attempts(done.error)
-        settle = None
-        if len(batch.entries) > charged:
-            settle = (batch.entries[charged], {"credits": 0.0, "status": getattr(done.error, "status_code", None)})
+        entry = batch.attempts.entry(charged_attempts(done.error))
+        http_status = getattr(done.error, "status_code", None)
+        settle = None if entry is None else (entry, {"credits": 0.0, "status": http_status})
         self.writer.put(Keep({}, 0, self._keys(batch.sent), settle))
 
     def _storage_failed(self, error: StorageError) -> None:
