@@ -11,11 +11,17 @@ functions of :mod:`apollo_frames.client.retry`; ``request`` only loops over them
 The API key is put in the ``X-Api-Key`` header of each request and nowhere
 else: not in URLs, bodies, log lines, error messages or the repr. Nothing a
 server says is trusted: each answer is streamed and must arrive whole within
-``timeout`` seconds (a whole-request deadline on the client's clock, not only
-httpx's read timeout) and within ``max_response_bytes``; a body that cannot be
-decoded or parsed is an :class:`~apollo_frames.core.errors.APIResponseError`;
-an echoed key is scrubbed from every body before anyone reads it; and no error
-raised here carries an httpx exception (whose request holds the key) in its chain.
+``timeout`` seconds (a whole-request deadline on the client's clock that also
+bounds every socket operation, status line and headers included:
+:mod:`apollo_frames.client.deadline`) and within ``max_response_bytes``; only
+a 200/201 with a JSON body is an answer, and a body that cannot be decoded or
+parsed is an :class:`~apollo_frames.core.errors.APIResponseError`; an echoed
+key is scrubbed from every body and header before anyone reads it (and from
+httpcore's DEBUG records); a loopback base URL never goes through a proxy; and
+no error raised here carries an httpx exception (whose request holds the key)
+in its chain. Each answer and error says how many attempts the server may have
+run and charged without a usable answer (``charged_attempts``), for the budget
+and the ledger.
 """
 
 from __future__ import annotations
