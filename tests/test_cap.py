@@ -83,6 +83,7 @@ def test_no_retry_when_the_cap_has_no_room_for_it(served, tmp_path):
         result = enrich(people(sb, 10), client, max_credits=15)
         ledger = client.ledger.frame()
     assert (result["apollo_status"] == "error").all() and sb.credits_consumed == 10
+    assert result["apollo_error"].str.contains("Not retried: max_credits has no room").all()
     assert ledger["status"].tolist() == ["in_doubt"] and ledger["credits"].sum() == 10
 
 

@@ -171,6 +171,8 @@ class Attempts:
     reserved: int = 1
     #: why a retry was not sent: its ledger entry could not be written
     unrecorded: StorageError | None = None
+    #: a retry was not sent: the budget had no room for its worst case
+    capped: bool = False
 
     def note(self) -> None:
         """Write the next attempt to the ledger (raises the ledger's StorageError)."""
@@ -180,6 +182,7 @@ class Attempts:
     def resend(self) -> bool:
         """Reserve and note one more attempt; False when the budget has no room or the ledger cannot write it."""
         if self.budget.reserve_items(self.worst, 1, wait=False) != 1:
+            self.capped = True
             return False
         self.reserved += 1
         try:

@@ -710,6 +710,8 @@ class _Sender:
 
     def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
         status, message = done.row_status("sent")
+        if batch.attempts.capped:
+            message += " Not retried: max_credits has no room for another attempt at its worst case."
         for j in batch.sent:
             self.outcome[j], self.messages[j] = status, message
         # each attempt the server may have run stays in the ledger as in doubt, at its worst case; an entry beyond
