@@ -291,9 +291,14 @@ Faults
     chunks); "echo_key" appends the caller's API key to every record's
     ``name`` and adds ``"echo": {"x-api-key": <key>}``; "wrong_shape" puts a
     string wherever a record (person, organization, contact, account, list
-    items) should be. Persistent versions: ``credits_consumed_override`` (every
-    answer with ``credits_consumed``) and ``retry_after_override`` (every 429,
-    real or injected).
+    items) should be. Answers lost on the way: "truncate" sends half the body
+    under a Content-Length for all of it; "reset" sends half then an RST;
+    "close" closes the connection before the status line (over loopback; in
+    process the body just ends short or empty). "overcharge" charges 1 credit
+    per record asked, found or not, while reporting the usual figure (a
+    plausible under-report). Persistent versions: ``credits_consumed_override``
+    (every answer with ``credits_consumed``), ``retry_after_override`` (every
+    429, real or injected) and ``overcharge`` (every enrichment).
   * Every answer (faults, 401, 404 ...) is in ``sb.requests``; ``n_records`` is
     the number of records sent for enrichment/bulk/write endpoints, the number
     of rows returned for searches, 0 otherwise. ``config.latency`` is slept
