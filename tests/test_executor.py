@@ -17,16 +17,19 @@ from apollo_frames.core.errors import (
     ApolloServerError,
     AuthenticationError,
     BudgetExceededError,
+    CircuitOpenError,
     ConfigurationError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    StorageError,
     ValidationError,
 )
-from apollo_frames.engine.budget import Budget, check_credits
+from apollo_frames.engine.budget import Attempts, Budget, check_credits
 from apollo_frames.engine.executor import (
     BREAKER_THRESHOLD,
     WAIT,
+    CircuitBreaker,
     Executor,
     Failure,
     Outcome,
@@ -452,3 +455,57 @@ def test_executor_width_comes_from_the_client():
 
     assert Executor.for_client(Client()).concurrency == 7
     assert Executor(0).concurrency == 1
+
+
+def test_committed_credits_hold_the_cap_whatever_was_reported():
+    budget = Budget(20)
+    assert budget.reserve_items(1, 10) == 10
+    budget.settle(10, 2, committed=10)  # answered, reported 2: the worst case stays counted against the cap
+    assert budget.spent == 2 and budget.committed == 10 and budget.left() == 10
+    assert budget.reserve_items(1, 20, wait=False) == 10
+    assert "counting each request sent at its worst case" in budget.reached()
+
+
+def _ledger_entries() -> tuple[list[int], object]:
+    written: list[int] = []
+    return written, lambda: written.append(len(written) + 1) or len(written)
+
+
+@pytest.mark.parametrize(
+    "cap, resends, in_doubt, answered, committed, entry",
+    [
+        (None, 2, 2, 3.0, 30, 3),  # two lost attempts retried, the third answered: its entry settles, 2 in doubt
+        (None, 1, 2, None, 20, None),  # lost twice, no answer: both entries stay in doubt
+        (None, 1, 1, None, 10, 2),  # lost once, the retry refused (4xx): the retry's entry cost nothing
+        (15, 0, 1, None, 10, None),  # the cap has no room for a retry: not resent
+    ],
+)
+def test_attempts_reserve_note_and_settle(cap, resends, in_doubt, answered, committed, entry):
+    budget = Budget(cap)
+    written, begin = _ledger_entries()
+    assert budget.reserve_items(10, 1) == 1
+    attempts = Attempts(budget, 10, begin)  # type: ignore[arg-type]
+    attempts.note()
+    assert [attempts.resend() for _ in range(resends or 1)] == [cap is None] * (resends or 1)
+    assert attempts.entry(in_doubt) == entry
+    attempts.settle(in_doubt, answered)
+    assert budget.reserved == 0 and budget.committed == committed and budget.spent == (answered or 0)
+    assert len(written) == 1 + (resends if cap is None else 0)
+
+
+def test_a_retry_the_ledger_cannot_write_is_not_sent():
+    budget = Budget(None)
+
+    def begin() -> int:
+        raise StorageError("disk full", reason="full")
+
+    attempts = Attempts(budget, 10, begin)
+    assert attempts.resend() is False and isinstance(attempts.unrecorded, StorageError)
+
+
+def test_a_tripped_breaker_keeps_the_attempts_that_may_have_been_charged():
+    breaker = CircuitBreaker(threshold=1)
+    lost = APITimeoutError("timed out", path="people/bulk_match", attempts=4)
+    lost.charged_attempts = 4
+    tripped = breaker.failed(lost)
+    assert isinstance(tripped, CircuitOpenError) and tripped.charged_attempts == 4

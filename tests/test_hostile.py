@@ -408,7 +408,7 @@ def test_hostile_answers_become_row_statuses(tmp_path, handler):
         ({"matches": ["a person"] * 3}, "match 0 is str"),
         ({"matches": [1, None, None]}, "match 0 is int"),
         ([], "'matches' is NoneType"),
-        ("text", "'matches' is NoneType"),
+        ("text", "its body is not a JSON object"),
     ],
 )
 def test_wrong_shape_is_an_error_and_never_cached(tmp_path, body, says):

@@ -502,7 +502,6 @@ def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_receiv
         monkeypatch.setattr(ResponseCache, "write_entries", filling)
         with pytest.warns(UserWarning, match="could not be stored"):
             out = af.enrich_people(frame, client=client, progress=False)
-        monkeypatch.setattr(ResponseCache, "write_entries", real)
         paid = sandbox.credits_consumed
         assert len(out) == n and list(out["n"]) == list(range(n))
         matched = out["apollo_status"] == "matched"
@@ -517,9 +516,11 @@ def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_receiv
         prepared, op, options = people_job(frame)
         stored = len(client.cache.get_many(plan_work(prepared, op, options, client, flatten=False).cache_keys))
         assert 0 < stored < paid  # the first writes went through, the later answers are only in the rows
+        monkeypatch.setattr(ResponseCache, "write_entries", real)
+        # space freed: the answers received but not stored were kept in this process and are stored now
         again = af.enrich_people(frame, client=client, progress=False)
     assert (again["apollo_status"] == "matched").all()
-    assert again.attrs["apollo"]["cache_hits"] == stored and sandbox.credits_consumed == paid + n - stored
+    assert again.attrs["apollo"]["cache_hits"] == paid and sandbox.credits_consumed == n  # none paid twice
 
 
 _FULL_DISK_CHILD = textwrap.dedent("""
@@ -556,6 +557,38 @@ def test_a_real_full_disk_keeps_every_paid_answer_in_the_rows(tmp_path):
     assert got["statuses"].get("matched", 0) == got["with_answer"] == got["paid"] > 0  # nothing paid is lost
     assert got["paid"] < 300 and got["statuses"]["skipped"] == 300 - got["paid"]
     assert any("could not be stored" in w for w in got["warnings"])
+
+
+_FREED_DISK_CHILD = textwrap.dedent("""
+    import json, resource, signal, sys, warnings
+    import pandas as pd
+    import apollo_frames as af
+    from apollo_frames.sandbox import Sandbox, SandboxConfig
+    sb = Sandbox(SandboxConfig(seed=11, n_orgs=300))
+    frame = pd.DataFrame({"Email": [p["email"] for p in sb.world.people if p.get("email")][:300]})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    with sb.client(cache_dir=sys.argv[1]) as client:
+        client.cache, client.ledger
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), hard))  # the disk is full ...
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first = af.enrich_people(frame, client=client, progress=False)
+            paid = sb.credits_consumed
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # ... then space is freed
+            again = af.enrich_people(frame, client=client, progress=False)
+    print(json.dumps({"first": int((first["apollo_status"] == "matched").sum()), "paid_first": paid,
+                      "again": int((again["apollo_status"] == "matched").sum()), "paid": sb.credits_consumed}))
+""")
+
+
+def test_answers_a_full_disk_kept_from_the_store_are_not_paid_again_once_space_is_freed(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FREED_DISK_CHILD, str(tmp_path / "c"), str(96 * 1024)],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert 0 < got["first"] == got["paid_first"] < 300
+    assert got["again"] == 300 and got["paid"] == 300  # only the rows skipped the first time were paid for
 
 
 # -- the ledger knows what is in doubt ---------------------------------------------------------------

@@ -11,11 +11,17 @@ functions of :mod:`apollo_frames.client.retry`; ``request`` only loops over them
 The API key is put in the ``X-Api-Key`` header of each request and nowhere
 else: not in URLs, bodies, log lines, error messages or the repr. Nothing a
 server says is trusted: each answer is streamed and must arrive whole within
-``timeout`` seconds (a whole-request deadline on the client's clock, not only
-httpx's read timeout) and within ``max_response_bytes``; a body that cannot be
-decoded or parsed is an :class:`~apollo_frames.core.errors.APIResponseError`;
-an echoed key is scrubbed from every body before anyone reads it; and no error
-raised here carries an httpx exception (whose request holds the key) in its chain.
+``timeout`` seconds (a whole-request deadline on the client's clock that also
+bounds every socket operation, status line and headers included:
+:mod:`apollo_frames.client.deadline`) and within ``max_response_bytes``; only
+a 200/201 with a JSON body is an answer, and a body that cannot be decoded or
+parsed is an :class:`~apollo_frames.core.errors.APIResponseError`; an echoed
+key is scrubbed from every body and header before anyone reads it (and from
+httpcore's DEBUG records); a loopback base URL never goes through a proxy; and
+no error raised here carries an httpx exception (whose request holds the key)
+in its chain. Each answer and error says how many attempts the server may have
+run and charged without a usable answer (``charged_attempts``), for the budget
+and the ledger.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 import httpx
 
 from apollo_frames._version import __version__
+from apollo_frames.client.deadline import bound_by_deadline, deadline
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import (
     RateLimiter,
@@ -45,6 +52,7 @@ from apollo_frames.client.retry import (
     apollo_code,
     apollo_message,
     connection_error,
+    may_have_run,
     may_have_written,
     may_hold,
     outcome_of_error,
@@ -59,12 +67,27 @@ from apollo_frames.client.store import ResponseCache
 from apollo_frames.core import jsontext
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
 from apollo_frames.core.errors import APIError, APIResponseError, RequestAbandoned
-from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings
+from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings, is_loopback
 
 logger = logging.getLogger("apollo_frames")
 
 #: Where an API key must never be put (it goes only in the X-Api-Key header).
 _KEY_NAMES = ("api_key", "x-api-key")
+class _NoResponseHeaders(logging.Filter):
+    """httpcore logs each answer's headers at DEBUG, and a server may echo the key in one: its record keeps the
+    event's name only (request headers are never logged: httpcore shows a request as its method)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("receive_response_headers."):
+            record.msg, record.args = record.msg.split(" ", 1)[0] + " (headers not logged)", ()
+        return True
+
+
+for _name in ("httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_name).addFilter(_NoResponseHeaders())
+
+#: The statuses of an answer: anything else below 400 (204, 302 ...) is not one, even with a JSON body.
+SUCCESS_STATUSES = (200, 201)
 
 
 @dataclasses.dataclass
@@ -85,6 +108,8 @@ class ApiResponse:
     headers: Mapping[str, str]
     attempts: int
     endpoint: str
+    #: earlier attempts that got no usable answer but may have been charged (each at its worst case)
+    charged_attempts: int = 0
 
 
 @dataclasses.dataclass
@@ -109,6 +134,7 @@ class _Call:
     retries: int = 0
     rate_wait: float = 0.0  # seconds spent waiting on rate limits, bounded by max_rate_limit_wait
     reached: bool = False  # whether any attempt may have reached Apollo (else nothing was charged)
+    charged: int = 0  # attempts without a usable answer that the server may have run, and charged
 
 
 def _raise_if_abandoned(call: _Call, abandon: Callable[[], bool]) -> None:
@@ -278,12 +304,16 @@ class ApolloClient:
                     # (tens of ms per client, once seen to stall a Dask worker on a loaded machine)
                     verify=not self.settings.base_url.startswith("http://"),
                     limits=httpx.Limits(max_connections=self.settings.concurrency + 2),
+                    # a proxy from the environment (HTTP_PROXY, ALL_PROXY) would carry the key off the machine,
+                    # in clear for an http:// loopback base: loopback is reached directly
+                    trust_env=not is_loopback(self.settings.base_url),
                     headers={
                         "Content-Type": "application/json",
                         "Cache-Control": "no-cache",
                         "User-Agent": f"apollo_frames/{__version__}",
                     },
                 )
+                bound_by_deadline(self._http)  # the whole-request deadline reaches the sockets (headers included)
             return self._http
 
     @property
@@ -343,6 +373,7 @@ class ApolloClient:
         params: Mapping[str, Any] | None = None,
         idempotent: bool = True,
         abandon: Callable[[], bool] | None = None,
+        before_resend: Callable[[], bool] | None = None,
     ) -> ApiResponse:
         """Send one request with pacing and retries; return the answer or raise a typed error.
 
@@ -351,15 +382,31 @@ class ApolloClient:
         being retried. ``abandon``: asked before each attempt and while the
         rate limiter waits; when it says yes (the run was interrupted) the
         request is given up with :class:`RequestAbandoned` instead of being sent.
+        ``before_resend``: asked before a retry that follows an attempt the
+        server may have run (and charged) without a usable answer; False gives
+        the request up (a credit budget with no room for another worst case).
+        The answer's, or the error's, ``charged_attempts`` says how many such
+        attempts there were.
         """
         key = self.settings.require_key()
         _refuse_key_outside_header(params, json)
         path = path.strip("/")
         call = _Call(method, path, endpoint_of(method, path), idempotent)
+        try:
+            return self._send_until_done(call, key, json=json, params=params, abandon=abandon,
+                                         before_resend=before_resend)
+        except APIError as exc:
+            exc.charged_attempts = call.charged
+            raise
+
+    def _send_until_done(self, call: _Call, key: str, *, json: Any, params: Mapping[str, Any] | None,
+                         abandon: Callable[[], bool] | None, before_resend: Callable[[], bool] | None) -> ApiResponse:
+        """The retry loop of :meth:`request` (``call.charged`` counts the attempts that may have been charged)."""
         http = self._client()
         while True:
             result = self._attempt(http, call, key, json=json, params=params, abandon=abandon)
             if isinstance(result, APIResponseError):
+                call.charged += 1
                 raise result
             if isinstance(result, _Reply):
                 outcome = outcome_of_status(result.status_code)
@@ -368,7 +415,9 @@ class ApolloClient:
             else:
                 outcome = outcome_of_error(result)
             call.reached = call.reached or outcome is not Outcome.NOT_SENT
-            if not should_retry(outcome, call.retries, self.settings.max_retries, idempotent):
+            call.charged += may_have_run(outcome)
+            if not should_retry(outcome, call.retries, self.settings.max_retries, call.idempotent) or (
+                    may_have_run(outcome) and before_resend is not None and not before_resend()):
                 raise self._give_up(call, result, outcome, key) from None
             if outcome is Outcome.RATE_LIMITED and isinstance(result, _Reply):
                 self._pace(call, result, key)
@@ -405,10 +454,11 @@ class ApolloClient:
         httpx exceptions are returned, never raised or chained: their request
         carries the key.
         """
-        deadline = self.clock.monotonic() + self.settings.timeout
+        at = self.clock.monotonic() + self.settings.timeout
         try:
-            with http.stream(call.method, call.path, json=json, params=params, headers={"X-Api-Key": key}) as response:
-                return _read(response, deadline, self.clock, self.settings.max_response_bytes, call.path)
+            with deadline(self.clock, at), http.stream(call.method, call.path, json=json, params=params,
+                                                       headers={"X-Api-Key": key}) as response:
+                return _read(response, at, self.clock, self.settings.max_response_bytes, call.path)
         except httpx.TransportError as exc:
             return exc
         except httpx.HTTPError as exc:  # e.g. DecodingError: a broken gzip body
@@ -416,12 +466,24 @@ class ApolloClient:
                                    attempts=call.attempts, outcome_unknown=not call.idempotent)
 
     def _answer(self, call: _Call, reply: _Reply, key: str) -> ApiResponse:
-        """The success answer, its body scrubbed of the key before the cache or a column sees it."""
+        """The success answer, its body and headers scrubbed of the key before the cache or a column sees them.
+
+        Only a documented success status with a JSON body is an answer; anything else is unusable (and, as
+        the server may have run the request, counted as charged).
+        """
         data = _parsed(reply, key)
-        if data is _UNREADABLE:
-            raise unusable_answer(call.path, "its JSON is nested too deeply to read", attempts=call.attempts,
-                                  outcome_unknown=not call.idempotent)
-        return ApiResponse(reply.status_code, data, dict(reply.headers), call.attempts, call.endpoint)
+        why = None
+        if reply.status_code not in SUCCESS_STATUSES:
+            why = f"status {reply.status_code} is not an answer"
+        elif data is _UNREADABLE:
+            why = "its JSON is nested too deeply to read"
+        elif not isinstance(data, (dict, list)):
+            why = "its body is not a JSON object"
+        if why is not None:
+            call.charged += 1
+            raise unusable_answer(call.path, why, attempts=call.attempts, outcome_unknown=not call.idempotent)
+        return ApiResponse(reply.status_code, data, scrub(dict(reply.headers), key), call.attempts, call.endpoint,
+                           call.charged)
 
     def _pace(self, call: _Call, reply: _Reply, key: str) -> None:
         """A 429: pause every worker on the endpoint, or raise when the wait would pass the cap."""

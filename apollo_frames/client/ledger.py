@@ -7,8 +7,10 @@ runner sends becomes one row: time (UTC), run id, operation, endpoint, records
 sent and matched, credits charged, HTTP status. A request can be written before
 it leaves (:meth:`Ledger.begin`, with its worst-case credits) and settled with
 the server's figure when it answers (:meth:`Ledger.settle`): one never settled
-(the process was killed) shows as ``in_doubt`` with its worst case, so the
-ledger never under-reports. The last rate-limit reading
+(the process was killed, or the attempt got no usable answer) shows as
+``in_doubt`` with its worst case. The runner writes one row per attempt the
+server may have charged (a retry after a lost answer is a row of its own), so
+lost answers never make the ledger under-report. The last rate-limit reading
 per endpoint and window is kept too, with the time it was seen; estimates use
 it and ``apollo-frames usage`` falls back to it when ``usage_stats`` is refused.
 
@@ -414,7 +416,8 @@ class Ledger:
         if not count:
             return None
         return (
-            f"ledger: {count} request(s) in doubt (sent, never answered: a killed run, or a request that timed out), "
+            f"ledger: {count} request(s) in doubt (sent, never answered usably: a killed run, a timeout, a lost or "
+            "unreadable answer), "
             f"up to {worst:g} "
             f"credits the server may have charged; see apollo_frames.ledger() (status == 'in_doubt')"
         )

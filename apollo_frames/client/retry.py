@@ -80,9 +80,14 @@ def outcome_of_error(exc: BaseException) -> Outcome:
     return Outcome.NOT_SENT if isinstance(exc, _NEVER_SENT) else Outcome.NO_ANSWER
 
 
+def may_have_run(outcome: Outcome) -> bool:
+    """True when a failed attempt may have been run (and charged) by the server: a 5xx/408, or no answer."""
+    return outcome in (Outcome.SERVER_ERROR, Outcome.NO_ANSWER)
+
+
 def may_have_written(outcome: Outcome, idempotent: bool) -> bool:
     """True when a non-idempotent request may have taken effect although no success came back."""
-    return not idempotent and outcome in (Outcome.SERVER_ERROR, Outcome.NO_ANSWER)
+    return not idempotent and may_have_run(outcome)
 
 
 def should_retry(outcome: Outcome, retries_done: int, max_retries: int, idempotent: bool) -> bool:

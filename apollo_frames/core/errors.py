@@ -48,9 +48,12 @@ class APIError(ApolloError):
     connection refused, or the run gave it up before sending): nothing was charged.
     ``code`` is Apollo's structured error code when it sent one (``error_details.code``, e.g.
     ``USAGE.RATE_LIMIT.API_RATE_LIMIT_EXCEEDED``; else its older ``error_code``), None otherwise.
+    ``charged_attempts``: attempts the server may have run and charged
+    without a usable answer (each may have cost the request's worst case).
     """
 
     code: str | None = None
+    charged_attempts: int = 0
 
     def __init__(self, message: str, *, path: str | None = None, attempts: int = 1, outcome_unknown: bool = False,
                  never_sent: bool = False):

@@ -211,11 +211,13 @@ class CircuitBreaker:
             return None
         what = "timed out" if isinstance(exc, APITimeoutError) else "failed to connect"
         where = f"Apollo at {self.host}" if self.host else "Apollo"
-        return CircuitOpenError(
+        tripped = CircuitOpenError(
             f"{where} did not answer {streak} requests in a row ({what}): stopped sending; "
             "check the network and the base URL (APOLLO_BASE_URL), then run again",
             path=exc.path, attempts=exc.attempts,
         )
+        tripped.charged_attempts = exc.charged_attempts  # its attempts may still have been charged
+        return tripped
 
 
 class DeferredInterrupts:

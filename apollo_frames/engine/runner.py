@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import sqlite3
 import threading
@@ -29,10 +30,10 @@ import pyarrow.compute as pc
 
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import APIStatusError, StorageError, warn
+from apollo_frames.core.errors import APIError, StorageError, warn
 from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine.assemble import assemble_frame, new_columns
-from apollo_frames.engine.budget import Budget, check_credits, trusted_credits
+from apollo_frames.engine.budget import Attempts, Budget, check_credits, trusted_credits
 from apollo_frames.engine.cached import read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
@@ -45,6 +46,7 @@ from apollo_frames.engine.executor import (
 )
 from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
+from apollo_frames.engine.parked import park, unpark
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.records import ColumnRecords, pick
 from apollo_frames.engine.summary import RunSummary, announce
@@ -177,9 +179,11 @@ def plan_work(
 ) -> Plan:
     """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
 
-    Answers a run of this process could not store (a full disk since freed) are taken from the spool first.
+    Answers a run of this process could not store (a full disk since freed) are stored first, from the spool
+    and from memory (:mod:`~apollo_frames.engine.parked`), so they are not paid for again.
     """
     client.cache.replay_spool()
+    unpark(client.cache)
     row_unique, first_rows, texts = dedupe(prepared)
     unique_records: Sequence[Any] = pick(prepared.records, first_rows)
     cache_keys = client.cache.keys(op.endpoint, texts, options)
@@ -358,7 +362,8 @@ def execute(
     reason = sender.budget_reason or executor.stop.reason
     sender.skip_pending(reason or "not sent")
     summary.api_calls = client.stats.requests - requests_before
-    summary.credits_consumed = sender.budget.spent
+    summary.credits_consumed = sender.spent
+    summary.credits_in_doubt = sender.in_doubt
     summary.cache_hits += sender.from_store
     summary.stopped_reason = reason
     summary.quarantined = client.cache.quarantined - quarantined
@@ -433,29 +438,29 @@ class _Answer:
     #: paid answers no record could be matched to (stored under their own identities, reported)
     unattributed: list[Unattributed] = dataclasses.field(default_factory=list)
     contradicted: int = 0
+    #: earlier attempts of the request that may have been charged without a usable answer (in doubt)
+    in_doubt: int = 0
+
+
+def charged_attempts(error: BaseException | None) -> int:
+    """How many attempts of a failed request the server may have charged (the client counts them)."""
+    return int(getattr(error, "charged_attempts", 0))
 
 
 @dataclasses.dataclass(eq=False)
 class _Batch:
-    """One batch of unique indices (claimed before it was made), and its ledger entry."""
+    """One batch of unique indices (claimed before it was made), and its ledger entries."""
 
     sent: list[int]
     #: their records (made on the dispatching thread: the worker only sends)
     records: list[Any]
-    #: the ledger entry written before the request left
-    entry: int | None = None
+    #: its attempts' budget reservations and ledger entries
+    attempts: Attempts
     #: why the request was not sent: the ledger could not be written (the run stops)
     unsent: StorageError | None = None
     #: the budget was settled for it, its outcome handled (an interrupt may hand the same outcome over twice)
     settled: bool = False
     handled: bool = False
-
-
-def charged_nothing(error: BaseException | None) -> bool:
-    """True for a request that certainly cost nothing: Apollo answered it with an error status."""
-    if getattr(error, "never_sent", False):
-        return True
-    return isinstance(error, APIStatusError) and not getattr(error, "outcome_unknown", False)
 
 
 class _Sender:
@@ -505,6 +510,10 @@ class _Sender:
         self.unattributed: list[dict] = []
         #: answers rejected as contradicting what their record asked for
         self.contradicted = 0
+        #: credits this run's answers reported (believed), and the worst case of its attempts that got no usable
+        #: answer but may have been charged (the budget may be shared with other runs)
+        self.spent = 0.0
+        self.in_doubt = 0.0
 
     def next_batch(self) -> _Batch | Wait | None:
         """The next batch to send (claimed, written to the ledger), WAIT, or None when there is none.
@@ -533,7 +542,7 @@ class _Sender:
             self.in_flight += 1
             sent = [self.ready.popleft() for _ in range(n)]
             self.flying.update(sent)
-            return _Batch(sent, list(pick(self.plan.unique_records, sent)))
+            return _Batch(sent, list(pick(self.plan.unique_records, sent)), self._attempts(n))
         return None
 
     def _claim_ahead(self) -> None:
@@ -558,15 +567,19 @@ class _Sender:
     def _begin(self, batch: _Batch) -> bool:
         """Write the batch to the ledger as sent, at its worst case, just before it leaves (on the worker thread:
         the dispatching thread never waits on the disk); False when the ledger cannot be written (not sent)."""
-        if self.ledger is None:
-            return True
         try:
-            batch.entry = self.ledger.begin(run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
-                                            records_sent=len(batch.sent), worst_credits=len(batch.sent) * self.worst)
+            batch.attempts.note()
         except StorageError as exc:  # a request the ledger cannot write down is not sent
             batch.unsent = exc
             return False
         return True
+
+    def _attempts(self, n: int) -> Attempts:
+        """The attempts of a batch of ``n`` records, whose first worst case was just reserved."""
+        begin = None if self.ledger is None else functools.partial(
+            self.ledger.begin, run_id=self.run_id, operation=self.op.name, endpoint=self.op.endpoint,
+            records_sent=n, worst_credits=n * self.worst)
+        return Attempts(self.budget, n * self.worst, begin)
 
     def send(self, batch: _Batch) -> _Answer | None:
         """One bulk call (on a worker thread), parsed and kept; None when it was not sent.
@@ -588,13 +601,17 @@ class _Sender:
             return None
         records = batch.records
         response = self.client.post(self.op.endpoint, json=self.op.build_payload(records, self.options),
-                                    abandon=self._abandon)
-        parsed = Parsed.of(self.op.parse(records, response.data))
+                                    abandon=self._abandon, before_resend=batch.attempts.resend)
+        try:
+            parsed = Parsed.of(self.op.parse(records, response.data))
+        except APIError as exc:  # an answer received but unusable: the server ran it and may have charged it
+            exc.charged_attempts = response.charged_attempts + 1
+            raise
         # any finite figure from 0 to the batch's worst case is believed: Apollo charges fractions (a match
         # without an e-mail costs less than 1), so "1 per record returned" is no floor.
         credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst)
         answer = _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors,
-                         parsed.unattributed, parsed.contradicted)
+                         parsed.unattributed, contradicted=parsed.contradicted, in_doubt=response.charged_attempts)
         self.writer.store(self._to_store(batch, answer))
         return answer
 
@@ -605,10 +622,11 @@ class _Sender:
     def _to_store(self, batch: _Batch, answer: _Answer) -> Keep:
         """What the writer does for an answered batch: store its answers, release its claims, settle its entry."""
         settle = None
-        if batch.entry is not None:
+        entry = batch.attempts.entry(answer.in_doubt)  # the attempt answered (those before stay in doubt)
+        if entry is not None:
             matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
-            settle = (batch.entry, {"credits": answer.credits, "status": answer.response.status_code,
-                                    "records_matched": matched, "unverified": not answer.verified})
+            settle = (entry, {"credits": answer.credits, "status": answer.response.status_code,
+                              "records_matched": matched, "unverified": not answer.verified})
         entries = self._entries(batch.sent, answer.results, answer.errors, answer.unattributed)
         keys = self._keys(batch.sent)
         return Keep(entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers))
@@ -640,7 +658,7 @@ class _Sender:
             batch.settled = True
             self.in_flight -= 1
             self.flying.difference_update(batch.sent)
-            self.budget.settle(len(batch.sent) * self.worst, answer.credits if answer is not None else 0.0)
+            self._settle_budget(batch, done)
             if batch.unsent is not None or not done.started:
                 self.ready.extendleft(reversed(batch.sent))  # not sent: skipped with the reason when the run ends
         if batch.unsent is not None:  # the run stops
@@ -653,8 +671,24 @@ class _Sender:
             self._keep(batch, answer)
         self._check_writer()
         self.bar.update(sum(self.outcome[j] is not None for j in batch.sent))
-        self.bar.set_postfix(cached=len(self.plan.cached) + self.from_store, credits=f"{self.budget.spent:g}")
+        self.bar.set_postfix(cached=len(self.plan.cached) + self.from_store, credits=f"{self.spent:g}")
         batch.handled = True
+
+    def _settle_budget(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
+        """Release the batch's reservations. Every attempt the server may have charged counts against the cap at
+        its worst case, the one answered too: a plausible low figure cannot be told from an honest one, so only
+        the worst case keeps the server's charge within max_credits. The spend is the answer's figure; the
+        attempts without a usable answer are in doubt at their worst case (as in the ledger)."""
+        answer = done.value
+        if answer is not None:
+            in_doubt = answer.in_doubt
+        else:
+            in_doubt = charged_attempts(done.error) if done.started and batch.unsent is None else 0
+        self.in_doubt += in_doubt * batch.attempts.worst
+        self.spent += answer.credits if answer is not None else 0.0
+        batch.attempts.settle(in_doubt, answer.credits if answer is not None else None)
+        if batch.attempts.unrecorded is not None:
+            self._storage_failed(batch.attempts.unrecorded)
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
         """Fan the answers into the results (the worker queued them for the writer)."""
@@ -681,12 +715,15 @@ class _Sender:
 
     def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
         status, message = done.row_status("sent")
+        if batch.attempts.capped:
+            message += " Not retried: max_credits has no room for another attempt at its worst case."
         for j in batch.sent:
             self.outcome[j], self.messages[j] = status, message
-        settle = None
-        if batch.entry is not None and charged_nothing(done.error):
-            settle = (batch.entry, {"credits": 0.0, "status": getattr(done.error, "status_code", None)})
-        # no answer at all (a timeout): the request stays in the ledger as in doubt, at its worst case
+        # each attempt the server may have run stays in the ledger as in doubt, at its worst case; an entry beyond
+        # them (an attempt refused, never sent, or given up before it left) cost nothing
+        entry = batch.attempts.entry(charged_attempts(done.error))
+        http_status = getattr(done.error, "status_code", None)
+        settle = None if entry is None else (entry, {"credits": 0.0, "status": http_status})
         self.writer.put(Keep({}, 0, self._keys(batch.sent), settle))
 
     def _storage_failed(self, error: StorageError) -> None:
@@ -766,10 +803,16 @@ class _Sender:
             warn(f"{self.op.name}: {note}")
         if self.storage_error is not None:
             summary.storage_error = str(self.storage_error)
+            park(self.cache, self.received(), self.ttl)  # a re-run of this process stores them, not pays again
             unsaved = sum(1 for j in self.plan.to_fetch if self.outcome[j] in ("matched", "no_match")) - (
                 self.writer.saved + self.from_store)
             warn(f"{self.op.name}: {max(unsaved, 0):,} answers received could not be stored and are only in the rows "
                  f"returned; nothing more was sent. {self.storage_error}")
+
+    def received(self) -> dict[str, dict | None]:
+        """What to store for every answer this run received (and its aliases)."""
+        answered = [j for j in self.plan.to_fetch if self.outcome[j] in ("matched", "no_match")]
+        return self._entries(answered, [self.results[j] for j in answered], {}, [])
 
     def skip_pending(self, reason: str) -> None:
         for j in (*self.ready, *self.pending, *self.deferred):

@@ -107,6 +107,8 @@ class RunSummary(Summary):
     cache_hits: int = 0
     api_calls: int = 0
     credits_consumed: float = 0
+    #: worst case of the attempts that got no usable answer but may have been charged (in the ledger as in doubt)
+    credits_in_doubt: float = 0
     matched: int = 0
     no_match: int = 0
     invalid: int = 0
@@ -138,7 +140,9 @@ class RunSummary(Summary):
             f"{self.operation}: {self.rows:,} rows, {self.matched:,} matched, {self.no_match:,} no match, "
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
-            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s{cause}"
+            f"{_fmt(self.credits_consumed)} credits"
+            + (f" (+ up to {_fmt(self.credits_in_doubt)} in doubt)" if self.credits_in_doubt else "")
+            + f", {self.elapsed_s:.1f} s{cause}"
             + (f" | {len(self.unattributed):,} paid answers unattributed" if self.unattributed else "")
             + (f" | {self.contradicted:,} answers rejected (another person)" if self.contradicted else "")
             + (f" | {self.quarantined:,} stored answers quarantined" if self.quarantined else "")

@@ -39,7 +39,7 @@ from apollo_frames.client.ratelimit import RateLimiter, _Bucket, _Window
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock, SystemClock
 from apollo_frames.core.errors import ConfigurationError
 from apollo_frames.core.settings import Settings
-from apollo_frames.engine.budget import EPSILON, Budget, items_that_fit
+from apollo_frames.engine.budget import EPSILON, Budget, items_that_fit, reached_text
 
 __all__ = ["SharedBudget", "SharedLimiter", "Tally", "WorkerClient", "on_distributed_worker", "tally"]
 
@@ -149,8 +149,8 @@ class SharedBudget(Budget):
     def _try_reserve(self, unit: float, wanted: int, *, force: bool) -> int | None:
         """Reserve now when all fit, when nothing is in flight anywhere, or when ``force``; else None."""
         with self._shared.held() as state:
-            spent, reserved = float(state.get("spent", 0.0)), float(state.get("reserved", 0.0))
-            n = items_that_fit(self.max_credits, spent + reserved, unit, wanted)
+            committed, reserved = float(state.get("committed", 0.0)), float(state.get("reserved", 0.0))
+            n = items_that_fit(self.max_credits, committed + reserved, unit, wanted)
             if n != wanted and reserved > EPSILON and not force:
                 return None
             state["reserved"] = reserved + n * max(unit, 0.0)
@@ -158,17 +158,18 @@ class SharedBudget(Budget):
             self.reserved += n * max(unit, 0.0)
         return n
 
-    def settle(self, reserved: float, actual: float) -> None:
+    def settle(self, reserved: float, actual: float, committed: float | None = None) -> None:
+        committed = actual if committed is None else committed
         with self._shared.held() as state:
             state["reserved"] = max(0.0, float(state.get("reserved", 0.0)) - reserved)
             state["spent"] = float(state.get("spent", 0.0)) + actual
-        super().settle(reserved, actual)
+            state["committed"] = float(state.get("committed", 0.0)) + committed
+        super().settle(reserved, actual, committed)
 
     def reached(self) -> str:
         with self._shared.held() as state:
-            total = float(state.get("spent", 0.0))
-        cap = "None" if self.max_credits is None else f"{self.max_credits:g}"
-        return f"credit budget reached (max_credits={cap}, spent {total:g} across the computation)"
+            spent, committed = float(state.get("spent", 0.0)), float(state.get("committed", 0.0))
+        return reached_text(self.max_credits, spent, committed, " across the computation")
 
 
 # -- the rate limit --------------------------------------------------------------------------------

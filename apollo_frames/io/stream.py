@@ -55,6 +55,7 @@ from apollo_frames.core.errors import (
     warn,
 )
 from apollo_frames.engine.assemble import assemble_table
+from apollo_frames.engine.budget import Budget
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import StopSignal
 from apollo_frames.engine.keeper import RunInterrupted
@@ -304,18 +305,21 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 
 
 def _enrich_chunk(
-    chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: float | None,
+    chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: Budget | None,
     run_id: str, stop: StopSignal, bar: _ChunkBar,
 ) -> tuple[pa.Table, RunSummary, int]:
-    """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``."""
+    """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``.
+
+    ``budget``: the file run's, shared by its chunks (what one commits, the next cannot spend)."""
     frame = chunk.to_pandas()
     prepared, op, op_options = _prepare_chunk(chunk, spec, job_options, frame)
     with warnings.catch_warnings():
         # one warning for the whole file at the end, not one per chunk
         warnings.simplefilter("ignore", UserWarning)
         done = execute(
-            len(frame), prepared, op, op_options, client=client, progress=False, max_credits=budget,
-            run_id=run_id, stop=stop, make_bar=bar, **run_options,
+            len(frame), prepared, op, op_options, client=client, progress=False, budget=budget,
+            max_credits=None if budget is None else budget.left(), run_id=run_id, stop=stop, make_bar=bar,
+            **run_options,
         )
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
@@ -385,9 +389,9 @@ def enrich_parquet(
         interrupted = False
         try:
             with partial_output(dst, schema) as writer:
+                budget = None if max_credits is None else Budget(max_credits)
                 for chunk in tables:
                     rows = chunk.num_rows
-                    budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
                     new, part, saved = _enrich_chunk(
                         chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving

@@ -33,6 +33,7 @@ no request and no credit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import threading
@@ -49,7 +50,7 @@ from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import StorageError, warn
+from apollo_frames.core.errors import APIError, StorageError, warn
 from apollo_frames.core.paginate import (
     DISPLAY_CAP,
     MAX_PAGE,
@@ -59,11 +60,11 @@ from apollo_frames.core.paginate import (
     read_page,
 )
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
-from apollo_frames.engine.budget import Budget, trusted_credits
+from apollo_frames.engine.budget import Attempts, Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import progress_bar
-from apollo_frames.engine.runner import charged_nothing, check_flags
+from apollo_frames.engine.runner import charged_attempts, check_flags
 from apollo_frames.engine.summary import Summary, _fmt, announce
 from apollo_frames.engine.work import Work
 from apollo_frames.ops.registry import Command, Spec, register
@@ -292,21 +293,26 @@ def _store_page(client, key: str, data: dict) -> StorageError | None:
 
 def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_id: str,
                 ledger_rows: list | None, ledger=None, interrupted: threading.Event | None = None) -> dict:
-    """Send one page whose worst case is reserved (and, when it costs credits, written to the ledger first);
-    settle what it cost, note its ledger row (the caller stores the page)."""
+    """Send one page whose worst case is reserved (and, when it costs credits, written to the ledger first, as is
+    each retry after a lost answer, within the budget); settle what it cost, note its ledger row (the caller
+    stores the page)."""
     cost = PAGE_CREDITS[kind]
-    sent = None
+    begin = None
+    if ledger is not None and ledger_rows is not None and cost > 0:
+        begin = functools.partial(ledger.begin, run_id=run_id, operation=OPERATION[kind],
+                                  endpoint=flt.ENDPOINTS[kind], records_sent=1, worst_credits=cost)
+    attempts = Attempts(budget, cost, begin)
     try:
-        if ledger is not None and ledger_rows is not None and cost > 0:
-            sent = ledger.begin(run_id=run_id, operation=OPERATION[kind], endpoint=flt.ENDPOINTS[kind],
-                                records_sent=1, worst_credits=cost)
-        response = client.post(flt.ENDPOINTS[kind], json=body,
+        attempts.note()
+        response = client.post(flt.ENDPOINTS[kind], json=body, before_resend=attempts.resend if cost > 0 else None,
                                abandon=None if interrupted is None else interrupted.is_set)
-        _check_page(kind, response.data)
+        _check_answered_page(kind, response)
     except BaseException as exc:
-        budget.settle(cost, 0.0)
-        if sent is not None and ledger_rows is not None and charged_nothing(exc):
-            ledger_rows.append((sent, {"credits": 0.0, "status": getattr(exc, "status_code", None)}, None, None))
+        in_doubt = charged_attempts(exc)  # attempts the server may have run: in doubt, and against the cap
+        attempts.settle(in_doubt, None)
+        free = attempts.entry(in_doubt)
+        if free is not None and ledger_rows is not None:  # the last attempt cost nothing
+            ledger_rows.append((free, {"credits": 0.0, "status": getattr(exc, "status_code", None)}, None, None))
         raise  # with no answer at all, the page stays in the ledger as in doubt
     data = _trim(response.data, kind)
     returned = _returned(data, kind)
@@ -319,14 +325,24 @@ def _fetch_page(kind: str, body: dict, key: str, *, client, budget: Budget, run_
             f"{OPERATION[kind]}: Apollo reported credits_consumed {response.data.get('credits_consumed')!r} for a "
             f"page: not a number from 0 to {cost:g}. Counted {cost:g} and recorded in the ledger flagged unverified."
         )
-    budget.settle(cost, credits)
+    attempts.settle(response.charged_attempts, credits)
     if ledger_rows is not None:
         # One query page sent; "matched" when it returned results (= paid, for orgs).
+        sent = attempts.entry(response.charged_attempts)
         entry = {"run_id": run_id, "operation": OPERATION[kind], "endpoint": flt.ENDPOINTS[kind], "records_sent": 1,
                  "records_matched": 1 if returned else 0, "credits": credits, "status": response.status_code,
                  "unverified": not verified}
         ledger_rows.append((sent, entry, flt.ENDPOINTS[kind], response.headers))
     return data
+
+
+def _check_answered_page(kind: str, response: Any) -> None:
+    """:func:`_check_page` on an answer received: one refused was still run (and may have been charged)."""
+    try:
+        _check_page(kind, response.data)
+    except APIError as exc:
+        exc.charged_attempts = response.charged_attempts + 1
+        raise
 
 
 def _check_page(kind: str, data: Any) -> None:

@@ -313,9 +313,15 @@ Faults
     ``=HYPERLINK(...)`` and prefixes its ``name`` with ``@``; "other_people"
     moves each bulk_match match one place on (every input answered with
     another person's record); "one_person" answers every matched input with
-    the first person (bulk_enrich: organization) found. Persistent versions: ``credits_consumed_override`` (every
-    answer with ``credits_consumed``) and ``retry_after_override`` (every 429,
-    real or injected).
+    the first person (bulk_enrich: organization) found. Answers lost on the way:
+    "truncate" sends half the body under a Content-Length for all of it; "reset"
+    sends half then an RST; "close" closes the connection before the status line
+    (over loopback; in process the body just ends short or empty). "overcharge"
+    charges 1 credit per record asked, found or not, while reporting the usual
+    figure (a plausible under-report). Persistent versions:
+    ``credits_consumed_override`` (every answer with ``credits_consumed``),
+    ``retry_after_override`` (every 429, real or injected) and ``overcharge``
+    (every enrichment).
   * Every answer (faults, 401, 404 ...) is in ``sb.requests``; ``n_records`` is
     the number of records sent for enrichment/bulk/write endpoints, the number
     of rows returned for searches, 0 otherwise. ``config.latency`` is slept

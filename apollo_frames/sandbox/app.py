@@ -137,6 +137,8 @@ class SandboxConfig:
     # -- hostile server (persistent versions of the scripted faults) --
     credits_consumed_override: float | None = None
     retry_after_override: str | None = None
+    #: every enrichment charges 1 credit per record asked, found or not, while reporting the usual figure
+    overcharge: bool = False
 
     def __post_init__(self):
         if self.revenue_spelling not in shapes.REVENUE_SPELLINGS:
@@ -593,6 +595,8 @@ class Sandbox:
             chunks, length = hostile.oversized(payload, int(hostile.argument(name, arg)))
         elif name == "trickle":
             chunks, length = hostile.trickle(payload, hostile.argument(name, arg), self.clock.sleep), len(payload)
+        elif name in ("truncate", "reset", "close"):
+            chunks, length = hostile.lost_answer(name, payload), len(payload)
         else:
             chunks, length = [payload], len(payload)
         headers.append(("Content-Length", str(length)))
@@ -700,6 +704,8 @@ class Sandbox:
             result = _Result(reply.status, reply.body, 0.0, reply.n_records)
         if name == "lost_write":
             return _Answer(502, None, [], rec, route, result.n_records, result.credits, key, dial=result.dial)
+        if (name == "overcharge" or self.config.overcharge) and route.klass == "enrichment":
+            result = dataclasses.replace(result, credits=max(result.credits, float(result.n_records)))
         return _Answer(result.status, result.body, headers, rec, route, result.n_records, result.credits, key,
                        dial=result.dial, fault=(name, arg) if name is not None else None)
 

@@ -23,6 +23,10 @@ HOSTILE_FAULTS: dict[str, object] = {
     "formulas": None,
     "other_people": None,
     "one_person": None,
+    "truncate": None,
+    "reset": None,
+    "close": None,
+    "overcharge": None,
 }
 NEEDS_ARGUMENT = ("credits_consumed", "retry_after")
 #: Keys whose value is one record, and keys whose value is a list of records, in Apollo answers.
@@ -157,6 +161,28 @@ def oversized(payload: bytes, size: int) -> tuple[list, int]:
     pad = max(0, size - len(prefix) - 2)
     chunks = [prefix] + [b"x" * min(_CHUNK, pad - i) for i in range(0, pad, _CHUNK)] + [b'"}']
     return chunks, len(prefix) + pad + 2
+
+
+class Drop(bytes):
+    """An empty body chunk telling the loopback server to drop the connection there: ``how`` is "close" (a
+    FIN) or "reset" (an RST). In process it is just an empty chunk, so the body ends short."""
+
+    how: str
+
+    @classmethod
+    def of(cls, how: str) -> Drop:
+        chunk = cls()
+        chunk.how = how
+        return chunk
+
+
+def lost_answer(name: str, payload: bytes) -> list[bytes]:
+    """The chunks of an answer lost on the way: "truncate" sends half the body (its Content-Length says all),
+    "reset" half then an RST, "close" nothing (the connection closes before the status line)."""
+    half = payload[: len(payload) // 2]
+    if name == "close":
+        return [Drop.of("close")]
+    return [half, Drop.of("reset")] if name == "reset" else [half]
 
 
 def trickle(payload: bytes, interval: float, sleep):

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import socket
 import socketserver
+import struct
 import threading
 from typing import cast
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
@@ -14,6 +15,19 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer,
 class _QuietServerHandler(ServerHandler):
     def log_exception(self, exc_info):  # the app never raises on purpose; keep stderr clean anyway
         pass
+
+    def write(self, data):
+        """Write a body chunk; a ``hostile.Drop`` chunk drops the connection there instead (a FIN or an RST)."""
+        how = getattr(data, "how", None)
+        if how is None:
+            return super().write(data)
+        connection = self.request_handler.connection  # type: ignore[attr-defined]
+        if how == "reset":  # close with SO_LINGER 0: the peer gets an RST
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            connection.shutdown(socket.SHUT_RDWR)
+        connection.close()
+        raise ConnectionAbortedError  # wsgiref ends the request quietly on this
 
 
 class _QuietHandler(WSGIRequestHandler):
