@@ -209,8 +209,11 @@ def test_bare_id_is_not_guessed():
 def test_overrides_win_and_merge_with_detection():
     cols = ["contact mail", "Email", "Company"]
     got = resolve(cols, PEOPLE, {"contact mail": "email"})
-    assert got.fields == {"email": ("contact mail",), "organization_name": ("Company",)}
-    assert dict(got.ignored) == {"Email": "email is set by columns="}
+    # columns= adds: the mapped column first, the recognised one stays as the fallback
+    assert got.fields == {"email": ("contact mail", "Email"), "organization_name": ("Company",)}
+    assert [c.how for c in got.choices][:2] == ["override", "alias"] and not got.ignored
+    frame = pd.DataFrame({"contact mail": ["a@x.com", None], "Email": ["b@x.com", "c@x.com"], "Company": ["X", "X"]})
+    assert prepare_people(frame, {"contact mail": "email"}).records[1]["email"] == "c@x.com"
     # a column mapped to None is ignored by detection
     assert resolve(["Email", "email"], PEOPLE, {"Email": None}).fields == {"email": ("email",)}
     # integer labels work in overrides and never auto-match
@@ -269,8 +272,9 @@ def test_push_rows_coalesce_candidates():
 def test_push_custom_columns_and_unmapped():
     cols = ["Mail", "custom.abc", "Score", "Notes", "apollo_status", "person.email", "Email"]
     fields, custom, unmapped = resolve_push_columns(cols, CONTACTS, {"Mail": "email", "Score": "custom.score_id"})
-    assert fields == {"email": ("Mail",)} and custom == {"score_id": ("Score",), "abc": ("custom.abc",)}
-    assert unmapped == ["Notes", "person.email", "Email"]
+    # columns= adds: 'Email' stays the fallback of the mapped 'Mail'
+    assert fields == {"email": ("Mail", "Email")} and custom == {"score_id": ("Score",), "abc": ("custom.abc",)}
+    assert unmapped == ["Notes", "person.email"]
     with pytest.raises(ColumnMappingError, match="not an Apollo contact field.*'custom.<field_id>'"):
         resolve_push_columns(cols, CONTACTS, {"Mail": "e_mail"})
 
