@@ -93,6 +93,10 @@ OVERRIDE, ALIAS, TOOLKIT, PREFIX = "override", "alias", "toolkit", "prefix"
 TOOLKIT_PREFIXES = ("person.", "org.")
 #: Why a column named ``None`` in ``columns=`` is not used.
 LEFT_OUT = "left out by columns="
+#: Why a column whose values almost fitted a field is not used (the field, then the evidence).
+NEAR_MISS = "not used as {field}: {why}"
+NEAR_MISS_FIELD = re.compile(r"^not used as (\w+): ")
+_PLAIN_HOWS = (OVERRIDE, ALIAS, TOOLKIT, PREFIX)
 _FOLDED = re.compile(r"[\s\-_./:]+")
 _SHOWN = 20
 _BY_PART = 1000
@@ -243,9 +247,9 @@ _ID_WORDS = ("apolloid", "personid")
 PEOPLE = FieldTable(
     "enrich_people",
     (
-        FieldSpec("first_name", _FIRST),
-        FieldSpec("last_name", _LAST),
-        FieldSpec("name", _FULL_NAME),
+        FieldSpec("first_name", _FIRST, content="text"),
+        FieldSpec("last_name", _LAST, content="text"),
+        FieldSpec("name", _FULL_NAME, content="text"),
         FieldSpec("email", _EMAIL, words=_EMAIL_WORDS, content="email", by_content=True),
         FieldSpec("hashed_email", (
             "hashed email", "email_hash", "email_md5", "email_sha256", "md5_email", "sha256_email", "md5", "sha256",
@@ -326,6 +330,13 @@ class ColumnMapping:
     def to_dict(self) -> dict[str, list[str]]:
         """JSON-able ``{field: [column, ...]}`` (priority order), for ``attrs["apollo"]["columns"]``."""
         return {field: [str(c) for c in cols] for field, cols in self.fields.items()}
+
+    def reasons(self) -> dict[str, str]:
+        """JSON-able ``{column: why}`` for columns guessed (by header words or content) or not used although
+        they almost fitted a field, for ``attrs["apollo"]["column_reasons"]`` and the report's fix."""
+        out = {str(c.column): f"{c.field}: {c.how}" for c in self.choices if c.how not in _PLAIN_HOWS}
+        out.update((str(label), why) for label, why in self.ignored if NEAR_MISS_FIELD.match(why))
+        return out
 
     def rows(self) -> list[tuple[Any, str | None, int | None, str]]:
         """(input column, field, priority, how / why ignored) per input column, in frame order."""
@@ -502,7 +513,7 @@ def _recognise(
 _OTHER_ATTRIBUTES = frozenset((
     "address", "phone", "fax", "city", "state", "country", "region", "zip", "postal", "street", "industry", "size",
     "revenue", "employees", "type", "status", "owner", "assistant", "manager", "date", "time", "opt", "count",
-    "description", "note", "notes", "logo", "id", "ids",
+    "description", "note", "notes", "logo", "id", "ids", "title", "position", "role", "job", "department",
 ))  # fmt: skip
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 #: share of sampled values that must fit: with a header word, by content alone
@@ -510,7 +521,7 @@ _HEADER_FIT, _CONTENT_FIT = 0.5, 0.8
 #: at most this share of an identifier's sample may be one value (an owner's address is not each row's own)
 _SHARED = {"text": 1.0, "web": 0.9}
 #: kinds whose values contradict a column recognised by name when almost none fit
-_CONTRADICTED = ("email", "linkedin", "web")
+_CONTRADICTED = ("email", "linkedin", "web", "text")
 
 
 def _word(label: object, spec: FieldSpec) -> str | None:
@@ -535,9 +546,10 @@ def _judge(label: object, spec: FieldSpec, values: Any) -> tuple[float, str] | N
         return None
     says = ev.says(sniff.NOUNS[spec.content])
     if ev.fit < (_HEADER_FIT if word else _CONTENT_FIT):
-        return (-1.0, f"not used as {spec.name}: {says}") if word or ev.fit >= _HEADER_FIT else None
+        return (-1.0, NEAR_MISS.format(field=spec.name, why=says)) if word or ev.fit >= _HEADER_FIT else None
     if ev.shared(_SHARED.get(spec.content, 0.5)):
-        return -1.0, f"not used as {spec.name}: one value fills {ev.top} of {ev.n} sampled cells (not each row's own)"
+        shared = f"one value fills {ev.top} of {ev.n} sampled cells (not each row's own)"
+        return -1.0, NEAR_MISS.format(field=spec.name, why=shared)
     if word is None:
         return ev.fit + ev.filled / 10, f"content: {says}"
     return 2.0 + ev.fit + ev.filled / 10, f"header contains {word!r}; {says}"
@@ -553,7 +565,8 @@ def _values(sample: Any, label: object) -> Any:
 
 def _veto(table: FieldTable, found: dict[str, list[_Candidate]], ignored: dict[Any, str], sample: Any) -> set[Any]:
     """Take back the columns recognised by name whose values contradict their field (a ``URL`` column of
-    LinkedIn profiles is not a domain); they may then be guessed for another field. Returns their keys."""
+    LinkedIn profiles is not a domain, a ``Contact`` column of e-mails is not a name); they may then be guessed
+    for another field. Returns their keys."""
     vetoed: set[Any] = set()
     for spec in table.fields:
         if spec.content not in _CONTRADICTED or not found.get(spec.name):
@@ -563,7 +576,7 @@ def _veto(table: FieldTable, found: dict[str, list[_Candidate]], ignored: dict[A
             values = None if c.toolkit else _values(sample, c.label)
             ev = sniff.evidence(values, spec.content) if values is not None else None
             if ev is not None and ev.n >= 3 and ev.fit < 0.2:
-                ignored[_key(c.label)] = f"not used as {spec.name}: {ev.says(sniff.NOUNS[spec.content])}"
+                ignored[_key(c.label)] = NEAR_MISS.format(field=spec.name, why=ev.says(sniff.NOUNS[spec.content]))
                 vetoed.add(_key(c.label))
             else:
                 kept.append(c)
@@ -682,12 +695,16 @@ def _choose(
     return choices
 
 
-def _nothing_recognised(labels: Sequence[object], table: FieldTable, error: type[Exception]) -> Exception:
+def _nothing_recognised(
+    labels: Sequence[object], table: FieldTable, ignored: Mapping[Any, str], error: type[Exception]
+) -> Exception:
     examples = "; ".join(f"{f.name} ({_names(f.aliases[:3]) if f.aliases else repr(f.name)})" for f in table.fields)
     example = "email" if "email" in table.names else table.names[0]
+    near = [f"{label!r} is {why}" for label, why in ignored.items() if NEAR_MISS_FIELD.match(why)]
+    almost = f" ({'; '.join(near)})" if near else ""
     return error(
         f"no column of the frame can be used as {table.purpose}: none of its columns ({_shown(labels)}) was "
-        f"recognised. Recognised names (case, spaces, '-', '_', '.', '/', ':' ignored): {examples}. "
+        f"recognised{almost}. Recognised names (case, spaces, '-', '_', '.', '/', ':' ignored): {examples}. "
         f"Or name yours explicitly: columns={{'your column': {example!r}}}"
     )
 
@@ -725,7 +742,7 @@ def resolve(
                 f"rename or drop the duplicates (e.g. df.loc[:, ~df.columns.duplicated()])"
             )
     if not choices:
-        raise _nothing_recognised(labels, table, error)
+        raise _nothing_recognised(labels, table, ignored, error)
     chosen = {_key(c.column) for c in choices}
     unused: dict[Any, tuple[Any, str]] = {}
     for label in labels:

@@ -273,6 +273,7 @@ def run_operation(
     result.attrs["apollo"] = done.summary.to_dict()
     if prepared.columns is not None:
         result.attrs["apollo"]["columns"] = prepared.columns.to_dict()
+        result.attrs["apollo"]["column_reasons"] = prepared.columns.reasons()
     return result
 
 
