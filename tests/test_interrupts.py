@@ -39,7 +39,8 @@ def gated(config: SandboxConfig, let_through: int) -> tuple[Sandbox, _Gate]:
 
 
 def interrupt(cmd: list[str], gate: _Gate, env: dict) -> tuple[int, list[str]]:
-    """Run ``cmd``, Ctrl-C it once a request is held, let the held answers arrive; (exit code, stderr lines)."""
+    """Run ``cmd``, Ctrl-C it once a request is held, let the held answers arrive; (exit code, stderr lines
+    after the run started)."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert gate.holding.wait(60), "the run never reached the held request"
@@ -47,7 +48,8 @@ def interrupt(cmd: list[str], gate: _Gate, env: dict) -> tuple[int, list[str]]:
     finally:
         gate.release.set()
     _, err = proc.communicate(timeout=60)
-    return proc.returncode, err.splitlines()
+    # (the line saying how the input was read, printed before the run starts, is not the interruption's)
+    return proc.returncode, [line for line in err.splitlines() if not line.startswith("read ")]
 
 
 def numbers(pattern: re.Pattern, line: str) -> tuple[int, ...]:

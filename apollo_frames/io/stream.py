@@ -218,14 +218,9 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     for chunk in tables:
         prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
         plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
-        new = 0
-        fetch = 0
-        for j, key in enumerate(plan.cache_keys):
-            digest = bytes.fromhex(key)
-            if digest not in seen:
-                seen.add(digest)
-                new += 1
-                fetch += j not in plan.cached
+        first = first_seen(plan, seen)
+        new = len(first)
+        fetch = sum(j not in plan.cached for j in first)
         rows += chunk.num_rows
         invalid += plan.row_unique.count(-1)
         cached += new - fetch
@@ -234,6 +229,25 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     return Work(operation=spec.name, endpoint=op.endpoint, rows=rows, invalid=invalid, unique=len(seen),
                 cached=cached, to_fetch=to_fetch, batch_size=op.batch_size,
                 worst_credits=float(op.worst_credits(op_options)), api_calls=api_calls)
+
+
+def first_seen(plan: Any, seen: set[bytes]) -> list[int]:
+    """The plan's unique records no earlier chunk of the file held (their keys go in ``seen``: 32 bytes each)."""
+    first = []
+    for j, key in enumerate(plan.cache_keys):
+        digest = bytes.fromhex(key)
+        if digest not in seen:
+            seen.add(digest)
+            first.append(j)
+    return first
+
+
+def _count_once(summary: RunSummary, plan: Any, seen: set[bytes]) -> None:
+    """A record an earlier chunk held is neither unique again nor a cache hit here: a file run counts its unique
+    records as ``estimate`` does."""
+    first = set(first_seen(plan, seen))
+    summary.unique_inputs = len(first)
+    summary.cache_hits = sum(j in first for j in plan.cached)
 
 
 def _enrich_counts(summary: RunSummary) -> dict[str, str]:
@@ -305,7 +319,7 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 
 def _enrich_chunk(
     chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: float | None,
-    run_id: str, stop: StopSignal, bar: _ChunkBar,
+    run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes],
 ) -> tuple[pa.Table, RunSummary, int]:
     """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``."""
     frame = chunk.to_pandas()
@@ -319,6 +333,7 @@ def _enrich_chunk(
         )
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
+    _count_once(done.summary, done.plan, seen)
     return new, done.summary, done.saved
 
 
@@ -359,8 +374,8 @@ def enrich_parquet(
     requests, credits so far, ETA), not only once per chunk.
 
     The returned dict has the :class:`~apollo_frames.engine.summary.RunSummary` fields
-    summed over chunks (``unique_inputs`` counts per chunk, so a record repeated
-    in two chunks counts twice and is a cache hit the second time), plus
+    summed over chunks (``unique_inputs`` and ``cache_hits`` count a record
+    repeated in several chunks once, as ``estimate`` does), plus
     ``output``, ``chunks``, ``stopped_by_rate_limit``, ``rate_limit_window``,
     ``reset_at`` (POSIX time, or None), ``rows_remaining`` (rows ``skipped``,
     to be done by a later run) and ``message``.
@@ -383,6 +398,7 @@ def enrich_parquet(
         requests_before = api.stats.requests
         done, rows = _Done(total_rows, src), 0
         interrupted = False
+        seen: set[bytes] = set()  # the file's unique records so far (32 bytes each), counted once
         try:
             with partial_output(dst, schema) as writer:
                 for chunk in tables:
@@ -390,7 +406,7 @@ def enrich_parquet(
                     budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
                     new, part, saved = _enrich_chunk(
-                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving
+                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving, seen
                     )
                     summary.merge(part)
                     done.saved += saved
