@@ -162,10 +162,12 @@ def _staged(path: Path) -> Path:
     return path if path.suffix.lower() == ".parquet" else path.with_name(f".{path.name}.parquet")
 
 
-def _explain(written: Path, host: str | None) -> None:
-    """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output)."""
+def _explain(written: Path, host: str | None, column_reasons: dict | None = None) -> None:
+    """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output;
+    ``column_reasons`` name the columns that almost fitted)."""
     frame = pq.read_table(written, columns=["apollo_status", "apollo_error"]).to_pandas()
     frame.index = pd.RangeIndex(1, len(frame) + 1)  # data rows counted from 1, as in a spreadsheet
+    frame.attrs["apollo"] = {"column_reasons": column_reasons or {}}
     groups = report(frame, examples=3, host=host).groups
     for group in groups[:MAX_REASON_LINES]:
         print(f"  {_as_flags(group.line()).replace('(e.g. ', '(e.g. rows ')}")
@@ -302,7 +304,7 @@ def _finish_enrich(args: argparse.Namespace, summary: dict, output: Path, host: 
             return run_exit(summary)
         output = _staged(output).rename(_staged(_partial_name(output))) and _partial_name(output)
     print(f"wrote {output} | " + _summary_line(fields))
-    _explain(_staged(output), host)
+    _explain(_staged(output), host, summary.get("column_reasons"))
     convert_parquet(_staged(output), output)
     if summary["message"]:
         print(_as_flags(summary["message"]), file=sys.stderr)
@@ -553,7 +555,8 @@ def cmd_usage(args) -> int:
 
 def _print_meter(client: Any) -> None:
     """Apollo's credit meter beside the credits this machine's ledger recorded this calendar month."""
-    month = pd.Timestamp(client.clock.time(), unit="s", tz="UTC").to_period("M").start_time.tz_localize("UTC")
+    now = pd.Timestamp(client.clock.time(), unit="s", tz="UTC")
+    month = now.normalize().replace(day=1)  # the month's start in UTC (no Period: it drops the zone, and warns)
     spent = float(client.ledger.frame(since=month)["credits"].sum())
     print(f"\nledger: {spent:,.0f} credits recorded since {month:%Y-%m-%d} by this machine")
     balance = try_read(client)

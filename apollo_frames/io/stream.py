@@ -319,7 +319,7 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 
 def _enrich_chunk(
     chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: float | None,
-    run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes],
+    run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes], reasons: dict[str, str],
 ) -> tuple[pa.Table, RunSummary, int]:
     """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``."""
     frame = chunk.to_pandas()
@@ -334,6 +334,8 @@ def _enrich_chunk(
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
     _count_once(done.summary, done.plan, seen)
+    if prepared.columns is not None and not reasons:  # the first chunk's guesses, for the run's fix text
+        reasons.update(prepared.columns.reasons())
     return new, done.summary, done.saved
 
 
@@ -378,7 +380,8 @@ def enrich_parquet(
     repeated in several chunks once, as ``estimate`` does), plus
     ``output``, ``chunks``, ``stopped_by_rate_limit``, ``rate_limit_window``,
     ``reset_at`` (POSIX time, or None), ``rows_remaining`` (rows ``skipped``,
-    to be done by a later run) and ``message``.
+    to be done by a later run), ``message`` and ``column_reasons`` (as
+    ``attrs["apollo"]["column_reasons"]``, from the first chunk).
     Every chunk is recorded in the ledger under the summary's one ``run_id``.
     """
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
@@ -399,6 +402,7 @@ def enrich_parquet(
         done, rows = _Done(total_rows, src), 0
         interrupted = False
         seen: set[bytes] = set()  # the file's unique records so far (32 bytes each), counted once
+        reasons: dict[str, str] = {}  # columns guessed or almost fitting (ColumnMapping.reasons)
         try:
             with partial_output(dst, schema) as writer:
                 for chunk in tables:
@@ -406,7 +410,8 @@ def enrich_parquet(
                     budget = None if max_credits is None else max(max_credits - summary.credits_consumed, 0.0)
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
                     new, part, saved = _enrich_chunk(
-                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving, seen
+                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving, seen,
+                        reasons,
                     )
                     summary.merge(part)
                     done.saved += saved
@@ -427,6 +432,7 @@ def enrich_parquet(
         raise stop.error  # the output holds every row, with the answers received; the store could not keep them
     limit = stop.rate_limit
     out = _file_result(summary.to_dict(), dst, chunks, limit)
+    out["column_reasons"] = reasons
     if limit is not None:
         out["message"] = _rate_limit_message(limit, summary.skipped, "what is done comes from the cache.")
     elif summary.skipped and stop.stopped:  # e.g. the circuit breaker: the host did not answer
