@@ -240,9 +240,10 @@ def _reading(args: argparse.Namespace) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _input(args: argparse.Namespace) -> Iterator[Path]:
-    """The input as the run reads it (a clean copy when the file needs one); what was detected, on stderr."""
+    """The input as the run reads it (a clean copy when the file needs one); what was detected, on stderr, when
+    it is not a plain UTF-8 CSV (one line; a plain file needs no word)."""
     with clean_input(_existing(args.input), **_reading(args)) as (src, detected):
-        if detected is not None:
+        if detected is not None and detected.copied:
             print(detected.line(), file=sys.stderr, flush=True)
         yield src
 

@@ -39,8 +39,7 @@ def gated(config: SandboxConfig, let_through: int) -> tuple[Sandbox, _Gate]:
 
 
 def interrupt(cmd: list[str], gate: _Gate, env: dict) -> tuple[int, list[str]]:
-    """Run ``cmd``, Ctrl-C it once a request is held, let the held answers arrive; (exit code, stderr lines
-    after the run started)."""
+    """Run ``cmd``, Ctrl-C it once a request is held, let the held answers arrive; (exit code, stderr lines)."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert gate.holding.wait(60), "the run never reached the held request"
@@ -48,8 +47,7 @@ def interrupt(cmd: list[str], gate: _Gate, env: dict) -> tuple[int, list[str]]:
     finally:
         gate.release.set()
     _, err = proc.communicate(timeout=60)
-    # (the line saying how the input was read, printed before the run starts, is not the interruption's)
-    return proc.returncode, [line for line in err.splitlines() if not line.startswith("read ")]
+    return proc.returncode, err.splitlines()
 
 
 def numbers(pattern: re.Pattern, line: str) -> tuple[int, ...]:

@@ -116,7 +116,8 @@ def test_every_shape_gives_the_same_rows_through_the_cli(tmp_path, capsys):
         code = main(["enrich-people", str(path), str(out), "--sandbox", "--quiet", "--cache-dir", str(tmp_path / "c")])
         err = capsys.readouterr().err
         assert code == 0, (key, err)
-        assert f"read {path.name}:" in err.splitlines()[0]
+        plain = key in ("clean", "utf8_bom")  # read as they are: nothing to say
+        assert err == "" if plain else err.startswith(f"read {path.name}:"), (key, err)
         results[key] = pd.read_parquet(out)[[*HEADER, "apollo_status", "person.id"]]
     assert (results["clean"]["apollo_status"] == "matched").sum() >= len(results["clean"]) / 2
     for key, frame in results.items():

@@ -6,9 +6,10 @@ decodes, else charset-normalizer's guess: cp1252 from Excel and Outlook,
 UTF-16 from Excel's "Unicode text"), its separator (``,`` ``;`` tab ``|``, by
 counting on the first lines), its header row (the first of the first lines
 with most of the widest line's cells filled: title lines above it are
-skipped), the trailing columns with no header and no value (Sheets writes
-them) and the rows with no value at all; and for a workbook, the sheet whose
-columns are recognised. A file that needs none of this is read as it is; any
+skipped), the trailing columns with no header and no value and the rows with
+no value after the last data row (Sheets writes both; an empty row between
+data rows stays a row); and for a workbook, the sheet whose columns are
+recognised. A file that needs none of this is read as it is; any
 other is first copied, a line at a time, as a clean UTF-8 CSV, so rows,
 missing values and ragged lines (``invalid`` rows naming their line) are
 those of a clean file. Each guess can be overridden; :class:`Detected` says
@@ -182,19 +183,29 @@ def _csv_detect(path: Path, encoding: str | None, sep: str | None, header_row: i
     return detected
 
 
+def _data(rows: Iterable[list[str]], width: int) -> Iterator[list[str]]:
+    """Data rows cut to ``width`` (see :func:`_trim`); rows with no value are kept only when a row with values
+    follows (a sheet's empty tail is not data; an empty row inside the data stays a row, never lost)."""
+    blank: list[list[str]] = []
+    for row in rows:
+        if not any(c.strip() for c in row):
+            blank.append([""] * width)
+            continue
+        yield from blank
+        blank = []
+        yield _trim(row, width)
+
+
 def _csv_rows(path: Path, detected: Detected) -> Iterator[list[str]]:
-    """The file's rows from its header on, trailing unnamed columns cut, rows with no value left out."""
+    """The file's rows from its header on, trailing unnamed columns cut, its empty tail left out."""
     assert detected.encoding is not None and detected.sep is not None
     reader = csv.reader(_text_lines(path, detected.encoding), delimiter=detected.sep)
-    width = 0
-    for i, row in enumerate(reader):
-        if i < detected.header_row - 1:
-            continue
-        if not width:
-            width = _kept_width(row) if row else 1
-            yield [c.replace("\ufeff", "") for c in row[:width]]
-        elif any(c.strip() for c in row):
-            yield _trim(row, width)
+    for _ in range(detected.header_row - 1):
+        next(reader, None)
+    header = next(reader, [])
+    width = _kept_width(header) if header else 1
+    yield [c.replace("\ufeff", "") for c in header[:width]]
+    yield from _data(reader, width)
 
 
 # -- Excel --------------------------------------------------------------------------------------------
@@ -235,9 +246,7 @@ def _xlsx_rows(detected: Detected, rows: list[list[str]]) -> Iterator[list[str]]
     width = _kept_width(rows[0]) if rows else 1
     detected.dropped_columns = len(rows[0]) - width if rows else 0
     yield [c or f"column_{i + 1}" for i, c in enumerate(rows[0][:width])] if rows else []
-    for row in rows[1:]:
-        if any(c.strip() for c in row):
-            yield _trim(row, width)
+    yield from _data(rows[1:], width)
 
 
 # -- the entry points ---------------------------------------------------------------------------------
@@ -299,8 +308,8 @@ def read_table(
         header_row: the 1-based line (sheet row) of the header; when None, the first line that looks like one
             (title lines above it are skipped).
 
-    Trailing columns with no header and no value and rows with no value are
-    left out; every cell is text (ids and zip codes keep their leading
+    Trailing columns with no header and no value and the empty rows after the
+    last data row are left out; every cell is text (ids and zip codes keep their leading
     zeros), empty cells missing. What was detected is in
     ``frame.attrs["apollo_input"]``. Raises :class:`~apollo_frames.InputError`
     for a file it cannot read, saying which override to give.
