@@ -533,15 +533,35 @@ def _word(label: object, spec: FieldSpec) -> str | None:
     return None if word is None or tokens & others else word
 
 
-def _judge(label: object, spec: FieldSpec, values: Any) -> tuple[float, str] | None:
+class _Samples:
+    """The frame a resolution may look into: each column's :class:`~apollo_frames.core.sniff.Profile`, read once."""
+
+    def __init__(self, frame: Any):
+        self.frame = frame
+        self.profiles: dict[Any, sniff.Profile | None] = {}
+
+    def profile(self, label: object) -> sniff.Profile | None:
+        """None when there is no frame, no row, or the label is repeated (only the header is evidence then)."""
+        key = _key(label)
+        if key not in self.profiles:
+            column = None if self.frame is None else self.frame[label]
+            usable = column is not None and getattr(column, "ndim", 1) == 1 and len(column) > 0
+            self.profiles[key] = sniff.profile(column) if column is not None and usable else None
+        return self.profiles[key]
+
+
+def _judge(label: object, spec: FieldSpec, samples: _Samples) -> tuple[float, str] | None:
     """(score, how) when ``label`` may be guessed as ``spec``; (-1, why not) for a near miss; None otherwise."""
     assert spec.content is not None
     word = _word(label, spec)
-    if word is None and not (spec.by_content and values is not None):
+    if word is None and not spec.by_content:
         return None
-    if values is None:  # labels only: the header is the evidence
+    seen = samples.profile(label)
+    if word is None and seen is None:
+        return None
+    if seen is None:  # labels only: the header is the evidence
         return 2.0, f"header contains {word!r} (values not seen)"
-    ev = sniff.evidence(values, spec.content)
+    ev = seen.evidence(spec.content)
     if not ev.n:  # empty in the sample: nothing says it is the field
         return None
     says = ev.says(sniff.NOUNS[spec.content])
@@ -555,15 +575,9 @@ def _judge(label: object, spec: FieldSpec, values: Any) -> tuple[float, str] | N
     return 2.0 + ev.fit + ev.filled / 10, f"header contains {word!r}; {says}"
 
 
-def _values(sample: Any, label: object) -> Any:
-    """The column ``label`` of the frame ``sample`` (None when there is no frame or the label is repeated)."""
-    if sample is None:
-        return None
-    column = sample[label]
-    return column if getattr(column, "ndim", 1) == 1 and len(column) else None
-
-
-def _veto(table: FieldTable, found: dict[str, list[_Candidate]], ignored: dict[Any, str], sample: Any) -> set[Any]:
+def _veto(
+    table: FieldTable, found: dict[str, list[_Candidate]], ignored: dict[Any, str], samples: _Samples
+) -> set[Any]:
     """Take back the columns recognised by name whose values contradict their field (a ``URL`` column of
     LinkedIn profiles is not a domain, a ``Contact`` column of e-mails is not a name); they may then be guessed
     for another field. Returns their keys."""
@@ -573,8 +587,8 @@ def _veto(table: FieldTable, found: dict[str, list[_Candidate]], ignored: dict[A
             continue
         kept = []
         for c in found[spec.name]:
-            values = None if c.toolkit else _values(sample, c.label)
-            ev = sniff.evidence(values, spec.content) if values is not None else None
+            seen = None if c.toolkit else samples.profile(c.label)
+            ev = seen.evidence(spec.content) if seen is not None else None
             if ev is not None and ev.n >= 3 and ev.fit < 0.2:
                 ignored[_key(c.label)] = NEAR_MISS.format(field=spec.name, why=ev.says(sniff.NOUNS[spec.content]))
                 vetoed.add(_key(c.label))
@@ -592,7 +606,8 @@ def _guess(
     sample: Any,
 ) -> None:
     """Add to ``found`` the columns guessed for fields no header names, best first; near misses go in ``ignored``."""
-    vetoed = _veto(table, found, ignored, sample)
+    samples = _Samples(sample)
+    vetoed = _veto(table, found, ignored, samples)
     free = [
         (i, label)
         for i, label in enumerate(labels)
@@ -601,7 +616,7 @@ def _guess(
     for spec in table.fields:
         if spec.content is None or found.get(spec.name):
             continue
-        judged = [(i, label, _judge(label, spec, _values(sample, label))) for i, label in free]
+        judged = [(i, label, _judge(label, spec, samples)) for i, label in free]
         for _, label, verdict in judged:
             if verdict is not None and verdict[0] < 0 and ignored[_key(label)] == "not recognised":
                 ignored[_key(label)] = verdict[1]

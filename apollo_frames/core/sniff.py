@@ -20,7 +20,7 @@ from typing import Any
 
 from apollo_frames.core.normalize import is_missing
 
-__all__ = ["NOUNS", "SAMPLE", "SCAN", "Evidence", "evidence", "first_email", "kind_of"]
+__all__ = ["NOUNS", "SAMPLE", "SCAN", "Evidence", "Profile", "first_email", "kind_of", "profile"]
 
 #: non-empty values looked at per column, within its first SCAN rows
 SAMPLE, SCAN = 200, 2000
@@ -80,7 +80,7 @@ class Evidence:
     n: int
     #: share of them of the kind
     fit: float
-    #: share of the scanned rows that are not empty
+    #: share of the rows scanned (until the sample was full) that are not empty
     filled: float
     #: how many times its most common value is sampled (an owner's address, a form's page)
     top: int
@@ -93,13 +93,32 @@ class Evidence:
         return self.top >= 3 and self.top > most * self.n
 
 
-def evidence(values: Sequence[Any], kind: str) -> Evidence:
-    """How the first values of one column fit ``kind`` (one of :func:`kind_of`'s kinds)."""
-    head = list(getattr(values, "iloc", values)[:SCAN])
-    picked = [v for v in head if not is_missing(v)][:SAMPLE]
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A column's sample, read once: how many values of each kind, how full the column is, its commonest value."""
+
+    n: int
+    kinds: Counter[str]
+    filled: float
+    top: int
+
+    def evidence(self, kind: str) -> Evidence:
+        """How the sample fits ``kind`` (one of :func:`kind_of`'s kinds)."""
+        return Evidence(self.n, self.kinds[kind] / self.n if self.n else 0.0, self.filled, self.top)
+
+
+def profile(values: Sequence[Any]) -> Profile:
+    """The :class:`Profile` of the first :data:`SAMPLE` non-empty values within the first :data:`SCAN` of a column."""
+    picked: list[Any] = []
+    scanned = 0
+    for value in getattr(values, "iloc", values)[:SCAN]:  # stops at SAMPLE values: a full column costs no more
+        scanned += 1
+        if not is_missing(value):
+            picked.append(value)
+            if len(picked) == SAMPLE:
+                break
     if not picked:  # an empty column
-        return Evidence(0, 0.0, 0.0, 0)
-    fit = sum(kind_of(v) == kind for v in picked) / len(picked)
+        return Profile(0, Counter(), 0.0, 0)
+    filled = len(picked) / scanned
     top = Counter(str(v).strip().lower() for v in picked).most_common(1)[0][1]
-    filled = sum(not is_missing(v) for v in head) / len(head)
-    return Evidence(len(picked), fit, filled, top)
+    return Profile(len(picked), Counter(kind_of(v) for v in picked), filled, top)
