@@ -211,8 +211,9 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     if spec.job is None:
         raise ValueError(f"{spec.name} does not run row by row from a file")
     input_schema, _, tables = read_chunks(src, chunk_rows)
-    # the options and the column mapping are checked before the file is read
-    _, op, op_options = spec.job(input_schema.empty_table().to_pandas(), **job_options)
+    # the options and the column mapping are checked on the first chunk (a column may be recognised by content)
+    op: Any = None
+    op_options: dict = {}
     seen: set[bytes] = set()
     rows = invalid = cached = to_fetch = api_calls = 0
     for chunk in tables:
@@ -226,6 +227,8 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
         cached += new - fetch
         to_fetch += fetch
         api_calls += math.ceil(fetch / op.batch_size)
+    if op is None:  # a file of no rows: its header alone is checked
+        _, op, op_options = spec.job(input_schema.empty_table().to_pandas(), **job_options)
     return Work(operation=spec.name, endpoint=op.endpoint, rows=rows, invalid=invalid, unique=len(seen),
                 cached=cached, to_fetch=to_fetch, batch_size=op.batch_size,
                 worst_credits=float(op.worst_credits(op_options)), api_calls=api_calls)
