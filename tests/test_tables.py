@@ -132,3 +132,11 @@ def test_a_file_recognised_by_content_alone_is_estimated_and_run_alike(client, t
     summary = af.enrich_parquet(src, tmp_path / "out.parquet", client=client, progress=False)
     assert work.unique == summary["unique_inputs"] == 2 and work.rows == summary["rows"] == 3
     assert summary["column_reasons"] == {"Col B": "email: content: 100% of 3 sampled values look like e-mail addresses"}
+
+
+def test_an_empty_row_inside_the_data_stays_a_row_only_the_tail_goes(tmp_path):
+    src = tmp_path / "list.csv"
+    src.write_text("Name;Email;;\nAnn Lee;ann@a.example;;\n;;;\nBo Chan;bo@b.example;;\n;;;\n;;;\n")
+    frame = af.read_table(src)
+    assert list(frame.columns) == ["Name", "Email"] and len(frame) == 3  # never lose a row
+    assert frame.iloc[1].isna().all() and frame.attrs["apollo_input"]["dropped_columns"] == 2

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import itertools
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -189,7 +190,7 @@ def _data(rows: Iterable[list[str]], width: int) -> Iterator[list[str]]:
     blank: list[list[str]] = []
     for row in rows:
         if not any(c.strip() for c in row):
-            blank.append([""] * width)
+            blank.append(_trim(row, width))  # a blank line stays blank (not a row), cells stay empty cells
             continue
         yield from blank
         blank = []
@@ -211,42 +212,48 @@ def _csv_rows(path: Path, detected: Detected) -> Iterator[list[str]]:
 # -- Excel --------------------------------------------------------------------------------------------
 
 
-def _sheet_rows(sheet: Any) -> list[list[str]]:
-    return [["" if v is None else (_cell_text(v) or "") for v in row] for row in sheet.iter_rows(values_only=True)]
+def _cells(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[str]]:
+    """Sheet rows as the text a CSV export would hold ("" for an empty cell)."""
+    for row in rows:
+        yield ["" if v is None else (_cell_text(v) or "") for v in row]
 
 
-def _xlsx_pick(path: Path, sheet: str | None, header_row: int | None) -> tuple[Detected, list[list[str]]]:
-    """The sheet named, else the one whose header row has the most recognised columns; its rows."""
+def _open_book(path: Path) -> Any:
     openpyxl = _openpyxl()
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a file that is not a workbook)
         raise InputError(f"{path.name} is not a readable .xlsx workbook: {type(exc).__name__}") from exc
-    try:
-        names = tuple(book.sheetnames)
-        if sheet is not None and sheet not in names:
-            raise InputError(f"{path.name} has no sheet {sheet!r}; its sheets: {', '.join(map(repr, names))}")
-        candidates = []
-        for name in [sheet] if sheet is not None else names:
-            rows = _sheet_rows(book[name])
-            header = header_row - 1 if header_row is not None else detect_header(rows[:_HEAD_LINES])
-            labels = rows[header] if header < len(rows) else []
-            candidates.append((_recognised(labels), name, header, rows))
-    finally:
-        book.close()
-    score, name, header, rows = max(candidates, key=lambda c: c[0])  # the first of equals
+
+
+def _xlsx_pick(book: Any, path: Path, sheet: str | None, header_row: int | None) -> Detected:
+    """The sheet named, else the one whose header row (among its first lines) has the most recognised columns."""
+    names = tuple(book.sheetnames)
+    if sheet is not None and sheet not in names:
+        raise InputError(f"{path.name} has no sheet {sheet!r}; its sheets: {', '.join(map(repr, names))}")
+    candidates = []
+    for name in [sheet] if sheet is not None else names:
+        head = list(_cells(itertools.islice(book[name].iter_rows(values_only=True), _HEAD_LINES)))
+        header = header_row - 1 if header_row is not None else detect_header(head)
+        labels = head[header] if header < len(head) else []
+        candidates.append((_recognised(labels), name, header))
+    score, name, header = max(candidates, key=lambda c: c[0])  # the first of equals
     if not score and sheet is None:
         raise InputError(f"{path.name}: no sheet has columns enrichment recognises (sheets seen: "
                          f"{', '.join(map(repr, names))}); name the sheet with --sheet / sheet=")
-    detected = Detected(path.name, header_row=header + 1, sheet=name, sheets=names, copied=True)
-    return detected, rows[header:]
+    return Detected(path.name, header_row=header + 1, sheet=name, sheets=names, copied=True)
 
 
-def _xlsx_rows(detected: Detected, rows: list[list[str]]) -> Iterator[list[str]]:
-    width = _kept_width(rows[0]) if rows else 1
-    detected.dropped_columns = len(rows[0]) - width if rows else 0
-    yield [c or f"column_{i + 1}" for i, c in enumerate(rows[0][:width])] if rows else []
-    yield from _data(rows[1:], width)
+def _xlsx_rows(book: Any, detected: Detected) -> Iterator[list[str]]:
+    """The chosen sheet's rows from its header on, read lazily (as :func:`_csv_rows` reads a CSV)."""
+    rows = _cells(book[detected.sheet].iter_rows(values_only=True))
+    for _ in range(detected.header_row - 1):
+        next(rows, None)
+    header = next(rows, [])
+    width = _kept_width(header) if header else 1
+    detected.dropped_columns = len(header) - width
+    yield [c or f"column_{i + 1}" for i, c in enumerate(header[:width])]
+    yield from _data(rows, width)
 
 
 # -- the entry points ---------------------------------------------------------------------------------
@@ -273,25 +280,34 @@ def clean_input(
     if suffix == ".parquet":
         yield path, None
         return
-    if suffix == ".xlsx":
-        detected, sheet_rows = _xlsx_pick(path, sheet, header_row)
-        rows: Iterable[list[str]] = _xlsx_rows(detected, sheet_rows)
-    elif suffix in (".csv", ".txt", ".tsv"):
-        detected = _csv_detect(path, encoding, sep, header_row)
+    with contextlib.ExitStack() as stack:
+        if suffix == ".xlsx":
+            book = _open_book(path)
+            stack.callback(book.close)
+            detected = _xlsx_pick(book, path, sheet, header_row)
+            rows: Iterable[list[str]] = _xlsx_rows(book, detected)
+        elif suffix in (".csv", ".txt", ".tsv"):
+            detected = _csv_detect(path, encoding, sep, header_row)
+            rows = _csv_rows(path, detected)
+        else:
+            raise InputError(f"input must be .csv, .tsv, .txt, .xlsx or .parquet, got {path.name}")
         if not detected.copied:
             yield path, detected
             return
-        rows = _csv_rows(path, detected)
-    else:
-        raise InputError(f"input must be .csv, .tsv, .txt, .xlsx or .parquet, got {path.name}")
-    with tempfile.TemporaryDirectory(prefix="apollo-frames-input-") as tmp:
-        copy = Path(tmp) / (path.stem + ".csv")
-        try:
-            _write(rows, copy)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path.name} is not {detected.encoding} throughout ({exc.reason} at byte "
-                             f"{exc.start}); give the encoding with --encoding / encoding=") from exc
-        yield copy, detected
+        yield _copy(path, rows, detected, stack)
+
+
+def _copy(path: Path, rows: Iterable[list[str]], detected: Detected,
+          stack: contextlib.ExitStack) -> tuple[Path, Detected]:
+    """``rows`` written as a clean UTF-8 CSV in a temporary folder ``stack`` removes."""
+    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="apollo-frames-input-"))
+    copy = Path(tmp) / (path.stem + ".csv")
+    try:
+        _write(rows, copy)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name} is not {detected.encoding} throughout ({exc.reason} at byte "
+                         f"{exc.start}); give the encoding with --encoding / encoding=") from exc
+    return copy, detected
 
 
 def read_table(
