@@ -514,6 +514,7 @@ _OTHER_ATTRIBUTES = frozenset((
     "address", "phone", "fax", "city", "state", "country", "region", "zip", "postal", "street", "industry", "size",
     "revenue", "employees", "type", "status", "owner", "assistant", "manager", "date", "time", "opt", "count",
     "description", "note", "notes", "logo", "id", "ids", "title", "position", "role", "job", "department",
+    "photo", "image", "picture", "avatar", "source", "referrer", "unsubscribe", "tracking",
 ))  # fmt: skip
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 #: share of sampled values that must fit: with a header word, by content alone
