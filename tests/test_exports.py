@@ -184,6 +184,7 @@ GUESSED = {
                               "email": ("Person Business Email",)},
     "linkedin_connections.csv": {"linkedin_url": ("URL",)},
     "sheets_list.csv": {"email": ("Contact",)},
+    "outlook_contacts.csv": {"domain": ("Web Page",)},
 }
 
 
