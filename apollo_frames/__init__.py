@@ -25,6 +25,7 @@ from apollo_frames.engine.meter import CreditBalance, credit_balance
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import Estimate, estimate, estimate_file
 from apollo_frames.io.stream import enrich_parquet, enrich_partition, push_parquet
+from apollo_frames.io.tables import read_table
 from apollo_frames.ops.mapping import columns
 from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
@@ -61,6 +62,7 @@ __all__ = [
     "credit_summary",
     "estimate",
     "estimate_file",
+    "read_table",
     "ledger",
     "plot_credits",
     "flat",

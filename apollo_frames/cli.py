@@ -1,13 +1,17 @@
 """The ``apollo-frames`` command line.
 
-Exit codes (``EXIT_CODES``, first match wins): 0 done; 1 failed (or some rows
-ended in error); 2 bad usage or input; 3 the API key was refused (401/403);
-4 stopped by a rate limit (a spent daily window): the output file is written,
-the rows not done are ``skipped``, run the same command again after the window
-resets (the message says when) and it continues from the cache; 130
-interrupted (Ctrl-C or SIGTERM): every answer received is stored first, one
-line says how many and how many rows are left, and the same command resumes.
-Any other exception is a bug and shows its traceback.
+Exit codes (:data:`EXIT_TABLE`; ``EXIT_CODES`` maps exceptions, first match
+wins): 0 every row answered (``matched``, ``no_match``, ``invalid``); 1 failed
+(or some rows ended in ``error``); 2 bad usage or input (a file with no rows);
+3 the API key was refused (401/403); 4 stopped by a rate limit (a spent daily
+window): the output file is written, the rows not done are ``skipped``, run
+the same command again after the window resets and it continues from the
+cache; 5 rows left ``skipped`` by ``--max-credits`` (or a host that stopped
+answering); ``--allow-partial`` turns 1, 4 and 5 into 0 when rows were
+answered; 130 interrupted (Ctrl-C or SIGTERM): every answer received is
+stored first, one line says how many and how many rows are left, and the same
+command resumes; 141 the output pipe closed early (``... | head``). Any other
+exception is a bug and shows its traceback.
 
 The operation commands (enrich-*, search-*, push-*) and ``estimate --op`` come
 from the operation registry: each kind of operation has one parser builder and
@@ -20,6 +24,8 @@ import argparse
 import contextlib
 import json
 import math
+import os
+import re
 import shutil
 import signal
 import sys
@@ -55,6 +61,7 @@ from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import estimate, estimate_file
 from apollo_frames.io.files import OUTPUT_SUFFIXES, convert_parquet, output_path, read_frame, write_frame, write_parquet
 from apollo_frames.io.stream import enrich_parquet, push_parquet
+from apollo_frames.io.tables import clean_input
 from apollo_frames.ops import registry
 from apollo_frames.ops.collect import collect
 from apollo_frames.ops.orgs import enrich_orgs
@@ -63,7 +70,9 @@ from apollo_frames.ops.push import PushSummary
 from apollo_frames.ops.search import SearchSummary
 from apollo_frames.reports import report
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_RATE_LIMITED, EXIT_PARTIAL = 0, 1, 2, 3, 4, 5
+#: the output pipe was closed before everything was written (``... | head``): 128 + SIGPIPE, as shells report it
+EXIT_PIPE = 141
 #: reason groups printed at the end of a run
 MAX_REASON_LINES = 8
 
@@ -72,6 +81,37 @@ MAX_REASON_LINES = 8
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 #: Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
 EXIT_INTERRUPTED = 130
+
+
+#: the exit codes, for --help and the README
+EXIT_TABLE = (
+    (EXIT_OK, "every row answered: matched, no_match or invalid (each invalid row says why)"),
+    (EXIT_FAILED, "some rows ended in error, or nothing reached the server (no output without --partial-output)"),
+    (EXIT_USAGE, "bad usage or input: unknown flag, unreadable file, no column recognised, no rows"),
+    (EXIT_AUTH, "the API key was refused (401/403)"),
+    (EXIT_RATE_LIMITED, "stopped by a rate limit: rows left skipped; the same command later continues"),
+    (EXIT_PARTIAL, "rows left skipped by --max-credits (or a host that stopped answering); run again to finish"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM): answers received are stored; the same command resumes"),
+    (EXIT_PIPE, "the output pipe closed early (... | head)"),
+)
+#: Python advice in a message -> the same advice as flags, for the command line (one table, used by _as_flags)
+_FLAG_ADVICE = (
+    (re.compile(r"columns=\{'([^']*)': '(\w+)'\}"), r"--map '\1=\2'"),
+    (re.compile(r"\bmax_credits\b"), "--max-credits"),
+    (re.compile(r"\bconfirm_over\b"), "--confirm-over"),
+    (re.compile(r" or pass ApolloClient\(api_key=\.\.\.\)"), ""),
+    (re.compile(r"apollo_frames\.use_sandbox\(\)"), "add --sandbox"),
+)
+
+
+EXIT_HELP = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_TABLE)
+
+
+def _as_flags(text: str) -> str:
+    """A message's Python advice (``columns={...}``, ``max_credits``) written as command-line flags."""
+    for pattern, flag in _FLAG_ADVICE:
+        text = pattern.sub(flag, text)
+    return text
 
 
 class UsageError(ConfigurationError):
@@ -122,13 +162,15 @@ def _staged(path: Path) -> Path:
     return path if path.suffix.lower() == ".parquet" else path.with_name(f".{path.name}.parquet")
 
 
-def _explain(written: Path, host: str | None) -> None:
-    """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output)."""
+def _explain(written: Path, host: str | None, column_reasons: dict | None = None) -> None:
+    """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output;
+    ``column_reasons`` name the columns that almost fitted)."""
     frame = pq.read_table(written, columns=["apollo_status", "apollo_error"]).to_pandas()
     frame.index = pd.RangeIndex(1, len(frame) + 1)  # data rows counted from 1, as in a spreadsheet
+    frame.attrs["apollo"] = {"column_reasons": column_reasons or {}}
     groups = report(frame, examples=3, host=host).groups
     for group in groups[:MAX_REASON_LINES]:
-        print(f"  {group.line().replace('(e.g. ', '(e.g. rows ')}")
+        print(f"  {_as_flags(group.line()).replace('(e.g. ', '(e.g. rows ')}")
     if len(groups) > MAX_REASON_LINES:
         print(f"  ... and {len(groups) - MAX_REASON_LINES} more reasons: result.apollo.report() shows them all")
 
@@ -190,9 +232,53 @@ def _enrich_options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value not in (None, False)}
 
 
+def _reading(args: argparse.Namespace) -> dict[str, Any]:
+    """--encoding, --sep, --sheet, --header-row as read_table's keywords."""
+    sep = {"tab": "\t", "\\t": "\t"}.get(args.sep, args.sep)
+    return {"encoding": args.encoding, "sep": sep, "sheet": args.sheet, "header_row": args.header_row}
+
+
+@contextlib.contextmanager
+def _input(args: argparse.Namespace) -> Iterator[Path]:
+    """The input as the run reads it (a clean copy when the file needs one); what was detected, on stderr, when
+    it is not a plain UTF-8 CSV (one line; a plain file needs no word)."""
+    with clean_input(_existing(args.input), **_reading(args)) as (src, detected):
+        if detected is not None and detected.copied:
+            print(detected.line(), file=sys.stderr, flush=True)
+        yield src
+
+
+def _partial_name(output: Path) -> Path:
+    """``out.csv`` -> ``out.partial.csv``: a file that says it is not a result."""
+    return output.with_name(f"{output.stem}.partial{output.suffix}")
+
+
+def run_exit(summary: dict, allow_partial: bool = False) -> int:
+    """The exit code of a finished run (see EXIT_TABLE): 0 only when every row was answered (or, with
+    ``allow_partial``, when some were); never 0 for a run of no rows or one whose rows none was answered."""
+    answered = summary["rows"] - summary["invalid"] - summary["errors"] - summary["skipped"]
+    if not summary["rows"]:
+        return EXIT_USAGE
+    if summary["stopped_by_rate_limit"]:
+        code = EXIT_RATE_LIMITED
+    elif summary["errors"]:
+        code = EXIT_FAILED
+    elif summary["skipped"]:
+        code = EXIT_PARTIAL
+    else:
+        return EXIT_OK
+    return EXIT_OK if allow_partial and answered else code
+
+
+def _nothing_reached(summary: dict) -> bool:
+    """No row was answered and some were not done: the server never answered (dead host, refused key)."""
+    return not summary["matched"] and not summary["no_match"] and bool(summary["errors"] + summary["skipped"]) and \
+        summary["rows"] == summary["invalid"] + summary["errors"] + summary["skipped"]
+
+
 def cmd_enrich(args) -> int:
-    src, output, columns = _existing(args.input), parquet_path(args.output, "output"), _parse_map(args.map)
-    with _client(args, _sandbox_if(args)) as client, warnings.catch_warnings():
+    output, columns = parquet_path(args.output, "output"), _parse_map(args.map)
+    with _input(args) as src, _client(args, _sandbox_if(args)) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the skipped-rows message is printed below instead
         summary = enrich_parquet(
             src, _staged(output), args.spec.name, chunk_rows=args.chunk_rows, client=client,
@@ -200,15 +286,30 @@ def cmd_enrich(args) -> int:
             confirm_over=args.confirm_over, **_enrich_options(args),
         )
         host = host_of(client)
+    return _finish_enrich(args, summary, output, host)
+
+
+def _finish_enrich(args: argparse.Namespace, summary: dict, output: Path, host: str | None) -> int:
+    """Print the run's lines, write the output (unless nothing reached the server), return the exit code."""
     fields = {k: summary[k] for k in RunSummary.__dataclass_fields__}
+    if not summary["rows"]:
+        _staged(output).unlink(missing_ok=True)
+        raise InputError(f"{Path(args.input).name} has no data rows: nothing to enrich (no output written)")
+    if _nothing_reached(summary):
+        cause = summary.get("cause") or summary["message"] or "no row was answered"
+        if not args.partial_output:
+            _staged(output).unlink(missing_ok=True)
+            print(_summary_line(fields), file=sys.stderr)
+            print(f"error: nothing reached the server ({cause}); no output written. --partial-output writes the "
+                  f"rows, as they are, to {_partial_name(output).name}", file=sys.stderr)
+            return run_exit(summary)
+        output = _staged(output).rename(_staged(_partial_name(output))) and _partial_name(output)
     print(f"wrote {output} | " + _summary_line(fields))
-    _explain(_staged(output), host)
+    _explain(_staged(output), host, summary.get("column_reasons"))
     convert_parquet(_staged(output), output, formulas=_formulas(args))
     if summary["message"]:
-        print(summary["message"], file=sys.stderr)
-    if summary["stopped_by_rate_limit"]:
-        return EXIT_RATE_LIMITED
-    return EXIT_FAILED if summary["errors"] else EXIT_OK
+        print(_as_flags(summary["message"]), file=sys.stderr)
+    return run_exit(summary, args.allow_partial)
 
 
 def _formulas(args: argparse.Namespace) -> str:
@@ -324,18 +425,19 @@ def cmd_estimate(args) -> int:
     options: dict[str, Any] = {"reveal_phone_number": True} if args.reveal_phone_number else {}
     if args.reveal_phone_number and "reveal_phone_number" not in spec.options:
         raise UsageError(f"--reveal-phone-number does not apply to --op {args.op}")
-    src, columns = _existing(args.input), _parse_map(args.map)
+    columns = _parse_map(args.map)
     if args.pilot is not None:  # a pilot spends: it reads the file whole and enriches a sample of it
-        with _client(args, _sandbox_if(args)) as client:
+        with _input(args) as src, _client(args, _sandbox_if(args)) as client:
             result = estimate(read_frame(src), spec.name, client=client, columns=columns, pilot=args.pilot, **options)
         print(repr(result))
         return EXIT_OK
     # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
     # attempt to send a request would fail loudly.
-    client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
-    with client:
-        result = estimate_file(src, spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns,
-                               plan=args.plan, **options)
+    with _input(args) as src:
+        client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
+        with client:
+            result = estimate_file(src, spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns,
+                                   plan=args.plan, **options)
     print(repr(result))
     return EXIT_OK
 
@@ -459,7 +561,8 @@ def cmd_usage(args) -> int:
 
 def _print_meter(client: Any) -> None:
     """Apollo's credit meter beside the credits this machine's ledger recorded this calendar month."""
-    month = pd.Timestamp(client.clock.time(), unit="s", tz="UTC").to_period("M").start_time.tz_localize("UTC")
+    now = pd.Timestamp(client.clock.time(), unit="s", tz="UTC")
+    month = now.normalize().replace(day=1)  # the month's start in UTC (no Period: it drops the zone, and warns)
     spent = float(client.ledger.frame(since=month)["credits"].sum())
     print(f"\nledger: {spent:,.0f} credits recorded since {month:%Y-%m-%d} by this machine")
     balance = try_read(client)
@@ -683,10 +786,28 @@ def _add_map(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map an input column to an Apollo field")
 
 
+def _add_reading(p: argparse.ArgumentParser) -> None:
+    """--encoding, --sep, --sheet, --header-row: each overrides one guess of read_table."""
+    p.add_argument("--encoding", default=None, help="the input's encoding, e.g. cp1252 (default: detected)")
+    p.add_argument("--sep", default=None, help="the CSV separator: , ; tab | (default: detected)")
+    p.add_argument("--sheet", default=None, help="the .xlsx sheet to read (default: the one whose columns are known)")
+    p.add_argument("--header-row", type=_positive_int, default=None, metavar="N",
+                   help="the line (sheet row) of the header, from 1 (default: the first that looks like one)")
+
+
+def _add_partial(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-partial", action="store_true",
+                   help="exit 0 when some rows were answered and others left skipped or in error")
+    p.add_argument("--partial-output", action="store_true",
+                   help="when nothing reached the server, still write the rows, to OUT.partial.<suffix>")
+
+
 def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
-    p.add_argument("input", help=".csv, .xlsx or .parquet")
+    p.add_argument("input", help=".csv, .tsv, .xlsx or .parquet (encoding, separator and header row detected)")
     p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
     _add_map(p)
+    _add_reading(p)
+    _add_partial(p)
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--confirm-over", type=_credits, default=None, metavar="CREDITS",
                    help="ask before a run whose worst case is above this many credits (refused when nobody can answer)")
@@ -761,7 +882,8 @@ def _add_operation_commands(sub: Any, kind: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="apollo-frames", description="Enrich tables through the Apollo.io API: batched, cached, credit-aware."
+        prog="apollo-frames", description="Enrich tables through the Apollo.io API: batched, cached, credit-aware.",
+        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"apollo-frames {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -784,10 +906,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what an enrichment would cost: cache hits, calls, credits, duration (sends nothing)")
     p.add_argument("--plan", choices=sorted(PLAN_PRESETS), default=None,
                    help="your Apollo plan's rate limits for the duration (default: limits seen in headers, else free)")
-    p.add_argument("input", help=".csv or .parquet")
+    p.add_argument("input", help=".csv, .tsv, .xlsx or .parquet (encoding, separator and header row detected)")
     ops = [spec.name.replace("_", "-") for spec in registry.operations("enrich")]
     p.add_argument("--op", required=True, choices=ops, help="the operation to estimate")
     _add_map(p)
+    _add_reading(p)
     p.add_argument("--reveal-phone-number", action="store_true", help="people: price the phone reveal (+8 credits)")
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="estimate against the embedded sandbox's cache")
@@ -871,6 +994,9 @@ def _run(args) -> int:
     """
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (... | head): end quietly, with nothing more to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
     except KeyboardInterrupt as exc:
         # a command with nothing to count (doctor, usage, collect, reading the input) says only that
         line = exc.line() if isinstance(exc, RunInterrupted) else "interrupted; run the same command to resume"
@@ -880,7 +1006,7 @@ def _run(args) -> int:
         code = exit_code(exc)
         if code is None:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_as_flags(str(exc))}", file=sys.stderr)
         return code
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import pandas as pd
 
 from apollo_frames.client.http import client_scope
+from apollo_frames.core.columns import NEAR_MISS_FIELD
 from apollo_frames.core.reasons import FailureReport, group_reasons
 
 
@@ -142,7 +144,21 @@ def report(frame: pd.DataFrame, examples: int = 3, host: str | None = None) -> F
     reasons = frame["apollo_error"].astype("object").tolist()
     counts = pd.Series(statuses, dtype="object").value_counts()
     groups = group_reasons(statuses, reasons, frame.index, host=host, examples=examples)
+    almost = _almost_fitted(frame.attrs.get("apollo", {}).get("column_reasons") or {})
+    if almost:
+        groups = [dataclasses.replace(g, fix=almost) if g.status == "invalid" and g.fix else g for g in groups]
     return FailureReport(rows=len(frame), statuses={str(k): int(v) for k, v in counts.items()}, groups=groups)
+
+
+def _almost_fitted(reasons: dict[str, str]) -> str | None:
+    """The fix naming the columns a run did not use although they almost fitted a field, or None."""
+    fixes = []
+    for column, why in reasons.items():
+        hit = NEAR_MISS_FIELD.match(why)
+        if hit:
+            field = hit.group(1)
+            fixes.append(f"{column!r} was {why}; if it holds {field}, map it: columns={{{column!r}: {field!r}}}")
+    return "; ".join(fixes) or None
 
 
 def snake_case(name: Any) -> str:

@@ -83,7 +83,8 @@ def test_duplicates_across_chunks_are_sent_once(small_config, tmp_path):
     assert bulk_calls(sb, status=None) == math.ceil(25 / 10) + math.ceil(15 / 10) + math.ceil(15 / 10) == 7
     assert sum(r.n_records for r in sb.requests if r.path == "people/bulk_match") == 55
     assert sb.credits_consumed == 55 and summary["credits_consumed"] == 55
-    assert summary["cache_hits"] == 20 and summary["api_calls"] == 7
+    # a record repeated in a later chunk is counted once, as estimate counts it: not unique again, not a cache hit
+    assert summary["unique_inputs"] == 55 and summary["cache_hits"] == 0 and summary["api_calls"] == 7
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert (out["apollo_status"] == "matched").all()
     assert list(out["person.email"]) == [people[i]["email"] for i in order]
@@ -442,3 +443,18 @@ def test_push_cli_daily_limit_writes_every_row_says_so_once_and_exits_4(monkeypa
     assert counts.get("created", 0) == len(sb.store.contacts) and counts.get("created", 0) + counts["skipped"] == 250
     err = capsys.readouterr().err
     assert err.count("rows remain (skipped)") == 1 and "resets at" in err and "stopped early" not in err
+
+
+def test_a_file_run_counts_unique_records_as_estimate_does(small_config, tmp_path):
+    """Repeats across chunks count once in a run, cold and warm, as estimate_file counts them."""
+    sb = Sandbox(small_config)
+    people = known_people(sb, 30)
+    frame = frame_of([people[i % 30] for i in range(90)])  # each person in each of 3 chunks
+    src = tmp_path / "in.parquet"
+    frame.to_parquet(src)
+    with sandbox_client(sb, tmp_path / "c") as c:
+        before = af.estimate_file(src, "enrich_people", chunk_rows=30, client=c)
+        cold = af.enrich_parquet(src, tmp_path / "a.parquet", chunk_rows=30, client=c, progress=False)
+        warm = af.enrich_parquet(src, tmp_path / "b.parquet", chunk_rows=30, client=c, progress=False)
+    assert before.unique == cold["unique_inputs"] == warm["unique_inputs"] == 30
+    assert cold["cache_hits"] == 0 and warm["cache_hits"] == 30 and warm["api_calls"] == 0

@@ -48,7 +48,8 @@ def _keyless(sandbox: Sandbox, tmp_path: Path) -> af.ApolloClient:
 
 @pytest.mark.parametrize("call", [
     lambda frame, c: frame.apollo.enrich_people(client=c, progress=False),
-    lambda frame, c: af.enrich_orgs(frame.rename(columns={"Email": "Website"}), client=c, progress=False),
+    lambda frame, c: af.enrich_orgs(frame.assign(Website=frame["Email"].str.split("@").str[1]), client=c,
+                                    progress=False),
     lambda frame, c: af.search_people(person_titles=["CEO"], client=c, progress=False),
     lambda frame, c: af.push_contacts(frame, client=c, progress=False),
     lambda frame, c: frame.apollo.enrich_people(progress=False),  # the client made from the environment
@@ -120,8 +121,10 @@ def test_dead_network_cli_final_lines(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("apollo_frames.cli._client", lambda args, sandbox=None: _dead_client(tmp_path))
     out = tmp_path / "o.parquet"
     assert main(["enrich-people", str(SAMPLES / "people.csv"), str(out), "--quiet"]) == 1
+    assert not out.exists() and "nothing reached the server" in capsys.readouterr().err  # no result-looking file
+    assert main(["enrich-people", str(SAMPLES / "people.csv"), str(out), "--quiet", "--partial-output"]) == 1
     printed = capsys.readouterr().out
-    statuses = pd.read_parquet(out)["apollo_status"].value_counts()
+    statuses = pd.read_parquet(tmp_path / "o.partial.parquet")["apollo_status"].value_counts()
     not_done = int(statuses["error"] + statuses.get("skipped", 0))
     assert not_done > 500  # every row but the invalid ones: a few batches error, the circuit breaker skips the rest
     assert f"{not_done:,} rows not done: could not connect to api.apollo.io (ConnectError)" in printed
@@ -241,10 +244,10 @@ def test_enrich_people_takes_reveal_and_confirm_flags(tmp_path, capsys):
     base = ["enrich-people", str(SAMPLES / "people.csv"), str(out), "--sandbox", "--quiet",
             "--cache-dir", str(tmp_path)]
     assert main(base + ["--confirm-over", "1"]) == 1  # nobody can confirm here: refused, nothing sent
-    assert "confirm_over" in capsys.readouterr().err and not out.exists()
-    assert main(base + ["--reveal-personal-emails", "--max-credits", "5"]) == 0
+    assert "--confirm-over" in capsys.readouterr().err and not out.exists()
+    assert main(base + ["--reveal-personal-emails", "--max-credits", "5"]) == 5  # rows past the budget left skipped
     assert "credits" in capsys.readouterr().out
-    assert main(base + ["--reveal-phone-number", "--max-credits", "20"]) == 0  # without a webhook: polled
+    assert main(base + ["--reveal-phone-number", "--max-credits", "20"]) == 5  # without a webhook: polled; the budget leaves rows
     assert "apollo_request_id" in pd.read_parquet(out).columns
     assert "--reveal-phone-number" not in _subcommands()["enrich-orgs"].format_help()
 

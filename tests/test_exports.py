@@ -171,3 +171,51 @@ def test_a_crm_account_id_is_left_out_with_a_warning_and_refused_when_mapped():
                                             columns={"ACCOUNTID": "account_id"})
     assert (mapped.loc[with_account, "apollo_status"] == "invalid").all()
     assert mapped.loc[with_account, "apollo_error"].str.contains("account_id: not an Apollo id").all()
+
+
+# -- shapes recognised by content and header words (issue 26) -------------------------------------
+
+#: export families whose columns no alias names: recognised by header words or by their values
+GUESSED = {
+    "google_contacts.csv": {"email": ("E-mail 1 - Value",), "organization_name": ("Organization 1 - Name",),
+                            "domain": ("Website 1 - Value",)},
+    "dynamics_contacts.csv": {"organization_name": ("Account Name (Parent Customer)",)},
+    "leads_tool_people.csv": {"organization_name": ("Person Company Name",), "domain": ("Person Company Website",),
+                              "email": ("Person Business Email",)},
+    "linkedin_connections.csv": {"linkedin_url": ("URL",)},
+    "sheets_list.csv": {"email": ("Contact",)},
+    "outlook_contacts.csv": {"domain": ("Web Page",)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GUESSED))
+def test_columns_no_alias_names_are_recognised_with_the_reason(name):
+    frame = pd.read_csv(EXPORTS / name)
+    mapping = af.columns(frame)
+    for field, columns in GUESSED[name].items():
+        assert mapping.fields[field] == columns
+    how = {c.column: c.how for c in mapping.choices}
+    assert all("sampled values" in how[c] for cols in GUESSED[name].values() for c in cols), how
+    assert "domain" not in mapping.fields or "URL" not in mapping.fields["domain"]  # a profile is not a website
+
+
+@pytest.mark.parametrize("name", sorted(GUESSED))
+def test_guessed_columns_never_match_a_wrong_person(name, client):
+    """Every matched person's last name is in the row it came from."""
+    frame = pd.read_csv(EXPORTS / name)
+    result = frame.apollo.enrich_people(client=client, progress=False)
+    matched = result[result["apollo_status"] == "matched"]
+    assert len(matched) >= 30
+    for label, row in matched.iterrows():
+        text = " ".join(str(v) for v in frame.loc[label].dropna()).casefold()
+        assert str(row["person.last_name"]).casefold() in text, (label, row["person.name"], text)
+
+
+def test_a_cell_of_several_emails_uses_the_first_and_says_so(client):
+    frame = pd.read_csv(EXPORTS / "google_contacts.csv")
+    several = frame["E-mail 1 - Value"].fillna("").str.contains(":::")
+    assert several.sum() >= 3
+    result = frame.apollo.enrich_people(client=client, progress=False)[several]
+    known = result.index < 40  # the world's people (the rows after them are people it lacks)
+    assert (result.loc[known, "apollo_status"] == "matched").all() and known.sum() >= 3
+    assert result["apollo_error"].str.contains("first valid of 2 addresses in the cell").all()

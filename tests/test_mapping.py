@@ -209,8 +209,11 @@ def test_bare_id_is_not_guessed():
 def test_overrides_win_and_merge_with_detection():
     cols = ["contact mail", "Email", "Company"]
     got = resolve(cols, PEOPLE, {"contact mail": "email"})
-    assert got.fields == {"email": ("contact mail",), "organization_name": ("Company",)}
-    assert dict(got.ignored) == {"Email": "email is set by columns="}
+    # columns= adds: the mapped column first, the recognised one stays as the fallback
+    assert got.fields == {"email": ("contact mail", "Email"), "organization_name": ("Company",)}
+    assert [c.how for c in got.choices][:2] == ["override", "alias"] and not got.ignored
+    frame = pd.DataFrame({"contact mail": ["a@x.com", None], "Email": ["b@x.com", "c@x.com"], "Company": ["X", "X"]})
+    assert prepare_people(frame, {"contact mail": "email"}).records[1]["email"] == "c@x.com"
     # a column mapped to None is ignored by detection
     assert resolve(["Email", "email"], PEOPLE, {"Email": None}).fields == {"email": ("email",)}
     # integer labels work in overrides and never auto-match
@@ -269,8 +272,9 @@ def test_push_rows_coalesce_candidates():
 def test_push_custom_columns_and_unmapped():
     cols = ["Mail", "custom.abc", "Score", "Notes", "apollo_status", "person.email", "Email"]
     fields, custom, unmapped = resolve_push_columns(cols, CONTACTS, {"Mail": "email", "Score": "custom.score_id"})
-    assert fields == {"email": ("Mail",)} and custom == {"score_id": ("Score",), "abc": ("custom.abc",)}
-    assert unmapped == ["Notes", "person.email", "Email"]
+    # columns= adds: 'Email' stays the fallback of the mapped 'Mail'
+    assert fields == {"email": ("Mail", "Email")} and custom == {"score_id": ("Score",), "abc": ("custom.abc",)}
+    assert unmapped == ["Notes", "person.email"]
     with pytest.raises(ColumnMappingError, match="not an Apollo contact field.*'custom.<field_id>'"):
         resolve_push_columns(cols, CONTACTS, {"Mail": "e_mail"})
 
@@ -379,3 +383,52 @@ def test_mapping_renders_as_a_table():
     html = got._repr_html_()
     assert "enrich_people" in html and "<td>Work Email</td>" in html and "<th>Apollo field</th>" in html
     assert "email <- 'Email', 'Work Email'" in repr(got) and "ignored: 'Notes', 'person.email'" in repr(got)
+
+
+# -- guesses: header words and content ------------------------------------------------------------
+
+
+def test_a_column_of_names_is_never_an_email_and_an_owner_address_is_not_each_rows_own():
+    frame = pd.DataFrame({
+        "Mail merge name": ["Ann Lee", "Bo Chan", "Cy Dee", "Di Eve"],
+        "Owner Email": ["me@us.example"] * 4,
+        "Col 3": ["ann@a.example", "bo@b.example", None, "di@d.example"],
+        "First Name": ["Ann", "Bo", "Cy", "Di"], "Last Name": ["Lee", "Chan", "Dee", "Eve"],
+    })  # fmt: skip
+    got = resolve(frame.columns, PEOPLE, sample=frame)
+    assert got.fields["email"] == ("Col 3",)
+    why = dict(got.ignored)
+    assert why["Mail merge name"] == "not used as email: 0% of 4 sampled values look like e-mail addresses"
+    assert "one value fills 4 of 4" in why["Owner Email"]
+    assert dict((c.column, c.how) for c in got.choices)["Col 3"].startswith("content: 100% of 3 sampled")
+    # labels only: header words are the evidence, content cannot be guessed
+    assert resolve(frame.columns, PEOPLE).fields["email"] == ("Mail merge name",)  # ("Owner": not theirs)
+
+
+def test_header_words_anywhere_but_not_beside_another_attribute():
+    frame = pd.DataFrame({
+        "Account Name (Parent Customer)": ["Acme", "Beta"], "Company Phone": ["+1 555 0100", "+1 555 0101"],
+        "Organization 1 - Title": ["CEO", "CTO"], "Full Name": ["Ann Lee", "Bo Chan"],
+    })  # fmt: skip
+    got = resolve(frame.columns, PEOPLE, sample=frame)
+    assert got.fields["organization_name"] == ("Account Name (Parent Customer)",)
+
+
+def test_a_named_column_its_values_contradict_is_taken_back():
+    frame = pd.DataFrame({"Name": ["a@x.example", "b@y.example", "c@z.example"],
+                          "URL": [f"https://www.linkedin.com/in/p{i}" for i in range(3)]})
+    got = resolve(frame.columns, PEOPLE, sample=frame)
+    assert got.fields == {"email": ("Name",), "linkedin_url": ("URL",)}
+    assert prepare_people(frame).records[0] == {"email": "a@x.example", "linkedin_url": "http://www.linkedin.com/in/p0"}
+
+
+def test_the_reports_fix_names_the_column_that_almost_fitted(client):
+    frame = pd.DataFrame({"Full Name": ["Ann Lee", "Bo Chan", "Cy Dee", "Di Eve", "Ed Fox"],
+                          "E-mail (if known)": ["ann@a.example", "ask Bo", "n/a", "di@d.example", "later"]})
+    result = frame.apollo.enrich_people(client=client, progress=False)
+    assert result.attrs["apollo"]["column_reasons"] == {
+        "E-mail (if known)": "not used as email: 40% of 5 sampled values look like e-mail addresses"}
+    (group,) = result.apollo.report().groups
+    assert group.status == "invalid" and group.count == 5
+    assert group.fix.startswith("'E-mail (if known)' was not used as email: 40% of 5") and \
+        "columns={'E-mail (if known)': 'email'}" in group.fix

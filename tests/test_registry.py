@@ -341,8 +341,9 @@ def test_cli_refuses_bad_arguments_as_usage_errors(argv, capsys):
 
 def test_cli_bad_input_file_exits_2(tmp_path, capsys):
     (tmp_path / "in.csv").write_bytes(b"Email,x\n\xffa@b.example,1\n")  # not UTF-8 (a ragged line is a row now)
+    # (detected, it reads as cp1252; told it is UTF-8, it cannot be read)
     code = cli.main(["enrich-people", str(tmp_path / "in.csv"), str(tmp_path / "o.parquet"), "--sandbox", "--quiet",
-                     "--cache-dir", str(tmp_path / "c")])
+                     "--cache-dir", str(tmp_path / "c"), "--encoding", "utf-8"])
     assert code == cli.EXIT_USAGE and "in.csv" in capsys.readouterr().err
 
 

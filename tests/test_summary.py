@@ -72,3 +72,11 @@ class Closed(io.StringIO):
 def test_someone_is_watching_a_terminal_stream(monkeypatch, stream, expected):
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     assert interactive(stream) is expected
+
+
+def test_the_run_summary_shows_a_match_rate_line():
+    run = RunSummary(operation="enrich_people", rows=10, matched=6, no_match=2, invalid=2)
+    assert run.match_rate == 0.75 and "| match rate 75% of rows answered |" in run.line()
+    assert "match rate (of rows answered)</th><td style='text-align:right'>75%" in run._repr_html_()
+    assert RunSummary(operation="x", rows=3, invalid=3).match_rate is None
+    assert "match rate" not in RunSummary(operation="x", rows=3, invalid=3).line()

@@ -33,8 +33,10 @@ NOTEBOOKS: dict[str, list[str]] = {
 "and see that a second run costs nothing.\n\n" + SETUP_MD,
 SETUP,
 "md:## The leads\n\nA CRM export as messy as real ones: e-mails in mixed case, websites written as URLs, "
-"names without a company, duplicates and a few footer lines.",
-"""leads = pd.read_csv("../data/samples/people.csv", dtype=str)
+"names without a company, duplicates and a few footer lines. `read_table` reads a file as Excel, Outlook or "
+"Google Sheets wrote it (encoding, separator, title lines above the header, the sheet that holds the data); "
+"`pd.read_csv` works too for a clean file.",
+"""leads = apollo_frames.read_table("../data/samples/people.csv")   # any CSV or .xlsx, as Excel or Sheets wrote it
 print(f"{len(leads):,} rows")
 leads.head()""",
 "md:Which columns will be used, and why the others are not? Nothing is sent to find out:",

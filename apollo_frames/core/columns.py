@@ -17,9 +17,11 @@ recognised whole.
 
 **Rules**, in order:
 
-1. ``columns={"their column": "field"}`` pins a field to that one column;
-   ``{"col": None}`` leaves a column out. An unknown column, an unknown field
-   and two overrides for one field are errors.
+1. ``columns={"their column": "field"}`` puts that column first for the field;
+   the columns recognised for it stay as fallbacks (a row empty in the mapped
+   column uses them), except in a table that does not coalesce, where the
+   mapped column is the only one. ``{"col": None}`` leaves a column out. An
+   unknown column, an unknown field and two overrides for one field are errors.
 2. Every other column is recognised by its folded name. Columns this toolkit
    writes (``person.*``, ``org.*``) are used for a field only when no plain
    column supplies it, so re-enriching an enriched frame keeps the user's own
@@ -33,11 +35,23 @@ recognised whole.
    HubSpot's ``Company Domain Name`` before ``Website URL``). A table with
    ``coalesce=False`` (search filters: one column per filter) uses the first
    and ignores the rest; two candidates of equal rank there are ambiguous.
-4. Fields sharing a ``group`` are exclusive: the first in table order that has
+4. **Guesses.** A field with ``content`` that no column is recognised for by
+   name takes the columns whose header holds one of its ``words`` anywhere
+   (``"E-mail 1 - Value"``, ``"Account Name (Parent Customer)"``), or, for a
+   field ``by_content``, whose values are mostly of its kind (e-mails, LinkedIn
+   profiles, web addresses): :mod:`apollo_frames.core.sniff` looks at the first
+   values of the frame passed as ``sample``. A guess must fit: at least half
+   the sampled values with a header word, 80 % by content alone, and no single
+   value filling most of an identifier's sample (an owner's address). Guesses
+   rank after columns recognised by name, by header evidence, then share of
+   values that fit, then filled cells; the reason is the choice's ``how``, and
+   a column that almost fitted says why it was not used. The values are then
+   validated row by row as any column's are.
+5. Fields sharing a ``group`` are exclusive: the first in table order that has
    a column (or is pinned, or given separately) takes the group; the others are
    not recognised by name (search's organisation anchor: domain, else
    organisation id, else company name).
-5. A label that appears twice in the frame is refused when it would be used.
+6. A label that appears twice in the frame is refused when it would be used.
 
 The result is a :class:`ColumnMapping`: per field its columns in priority
 order and how each was chosen, and the columns ignored (with why); it renders
@@ -54,6 +68,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from apollo_frames.core import sniff
 from apollo_frames.core.errors import ApolloError
 from apollo_frames.core.normalize import is_missing
 
@@ -78,9 +93,15 @@ OVERRIDE, ALIAS, TOOLKIT, PREFIX = "override", "alias", "toolkit", "prefix"
 TOOLKIT_PREFIXES = ("person.", "org.")
 #: Why a column named ``None`` in ``columns=`` is not used.
 LEFT_OUT = "left out by columns="
+#: Why a column whose values almost fitted a field is not used (the field, then the evidence).
+NEAR_MISS = "not used as {field}: {why}"
+NEAR_MISS_FIELD = re.compile(r"^not used as (\w+): ")
+_PLAIN_HOWS = (OVERRIDE, ALIAS, TOOLKIT, PREFIX)
 _FOLDED = re.compile(r"[\s\-_./:]+")
 _SHOWN = 20
 _BY_PART = 1000
+#: guessed columns rank after every column recognised by name
+_GUESSED = 2000
 
 
 class ColumnMappingError(ApolloError, ValueError):
@@ -114,6 +135,12 @@ class FieldSpec:
     by_own_name: bool = True
     #: fields of one group are exclusive (at most one recognised by name)
     group: str | None = None
+    #: folded words a header may hold anywhere to be a candidate when no column is recognised by name
+    words: tuple[str, ...] = ()
+    #: the kind a guessed column's values must have (``core/sniff.py``); None: never guessed
+    content: str | None = None
+    #: a column may be guessed by its values alone, whatever its header
+    by_content: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -210,25 +237,37 @@ PERSON_ALIASES: dict[str, tuple[str, ...]] = {
     "linkedin_url": _LINKEDIN,
 }
 
+#: Guessing, for fields no header names (see "Guesses" above): the words a header may hold, the values' kind.
+_EMAIL_WORDS = ("email", "mail")
+_COMPANY_WORDS = ("company", "organization", "organisation", "accountname", "employer")
+_DOMAIN_WORDS = ("website", "domain", "webaddress", "webpage", "url", "site")
+#: an Apollo contact or account id has a person id's shape: only a header naming a person id is guessed
+_ID_WORDS = ("apolloid", "personid")
+
 PEOPLE = FieldTable(
     "enrich_people",
     (
-        FieldSpec("first_name", _FIRST),
-        FieldSpec("last_name", _LAST),
-        FieldSpec("name", _FULL_NAME),
-        FieldSpec("email", _EMAIL),
+        FieldSpec("first_name", _FIRST, content="text"),
+        FieldSpec("last_name", _LAST, content="text"),
+        FieldSpec("name", _FULL_NAME, content="text"),
+        FieldSpec("email", _EMAIL, words=_EMAIL_WORDS, content="email", by_content=True),
         FieldSpec("hashed_email", (
             "hashed email", "email_hash", "email_md5", "email_sha256", "md5_email", "sha256_email", "md5", "sha256",
         )),
-        FieldSpec("organization_name", _COMPANY + ("person.organization.name",)),
-        FieldSpec("domain", _DOMAIN + ("person.organization.primary_domain",)),
+        FieldSpec("organization_name", _COMPANY + ("person.organization.name",), words=_COMPANY_WORDS, content="text"),
+        FieldSpec("domain", _DOMAIN + ("person.organization.primary_domain",), words=_DOMAIN_WORDS, content="web",
+                  by_content=True),
         FieldSpec(
-            "id", ("Apollo ID", "Apollo Person ID", "apollo_person_id", "person_id", "person.id"), by_own_name=False
+            "id", ("Apollo ID", "Apollo Person ID", "apollo_person_id", "person_id", "person.id"), by_own_name=False,
+            words=_ID_WORDS, content="id",
         ),
-        FieldSpec("linkedin_url", _LINKEDIN),
+        FieldSpec("linkedin_url", _LINKEDIN, words=("linkedin",), content="linkedin", by_content=True),
     ),
 )  # fmt: skip
-ORGS = FieldTable("enrich_orgs", (FieldSpec("domain", _DOMAIN + ("org.primary_domain", "org.website_url")),))
+ORGS = FieldTable("enrich_orgs", (
+    FieldSpec("domain", _DOMAIN + ("org.primary_domain", "org.website_url"), words=_DOMAIN_WORDS, content="web",
+              by_content=True),
+))  # fmt: skip
 PEOPLE_FIELDS = PEOPLE.names
 ORG_FIELDS = ORGS.names
 
@@ -291,6 +330,13 @@ class ColumnMapping:
     def to_dict(self) -> dict[str, list[str]]:
         """JSON-able ``{field: [column, ...]}`` (priority order), for ``attrs["apollo"]["columns"]``."""
         return {field: [str(c) for c in cols] for field, cols in self.fields.items()}
+
+    def reasons(self) -> dict[str, str]:
+        """JSON-able ``{column: why}`` for columns guessed (by header words or content) or not used although
+        they almost fitted a field, for ``attrs["apollo"]["column_reasons"]`` and the report's fix."""
+        out = {str(c.column): f"{c.field}: {c.how}" for c in self.choices if c.how not in _PLAIN_HOWS}
+        out.update((str(label), why) for label, why in self.ignored if NEAR_MISS_FIELD.match(why))
+        return out
 
     def rows(self) -> list[tuple[Any, str | None, int | None, str]]:
         """(input column, field, priority, how / why ignored) per input column, in frame order."""
@@ -419,6 +465,8 @@ class _Candidate:
     rank: int
     position: int
     toolkit: bool
+    #: why a guessed column was chosen (None: recognised by name)
+    how: str | None = None
 
 
 def _match(label: object, table: FieldTable, index: Mapping[str, tuple[str, int]]) -> tuple[str, int] | None:
@@ -457,6 +505,129 @@ def _recognise(
         field, rank = hit
         found.setdefault(field, []).append(_Candidate(label, rank, position, is_toolkit_column(label)))
     return found, ignored
+
+
+# -- guesses: header words and content --------------------------------------------------------------
+
+#: a header naming another attribute beside the field's word ("Company Phone", "Email Opt Out") is not the field
+_OTHER_ATTRIBUTES = frozenset((
+    "address", "phone", "fax", "city", "state", "country", "region", "zip", "postal", "street", "industry", "size",
+    "revenue", "employees", "type", "status", "owner", "assistant", "manager", "date", "time", "opt", "count",
+    "description", "note", "notes", "logo", "id", "ids", "title", "position", "role", "job", "department",
+    "photo", "image", "picture", "avatar", "source", "referrer", "unsubscribe", "tracking",
+))  # fmt: skip
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+#: share of sampled values that must fit: with a header word, by content alone
+_HEADER_FIT, _CONTENT_FIT = 0.5, 0.8
+#: at most this share of an identifier's sample may be one value (an owner's address is not each row's own)
+_SHARED = {"text": 1.0, "web": 0.9}
+#: kinds whose values contradict a column recognised by name when almost none fit
+_CONTRADICTED = ("email", "linkedin", "web", "text")
+
+
+def _word(label: object, spec: FieldSpec) -> str | None:
+    """The field's word a header holds anywhere (not beside another attribute's word), or None."""
+    key = fold(label) or ""
+    word = next((w for w in spec.words if w in key), None)
+    tokens = {t.lower() for t in _WORDS.findall(str(label))}
+    others = _OTHER_ATTRIBUTES - {"id"} if spec.name == "id" else _OTHER_ATTRIBUTES
+    return None if word is None or tokens & others else word
+
+
+class _Samples:
+    """The frame a resolution may look into: each column's :class:`~apollo_frames.core.sniff.Profile`, read once."""
+
+    def __init__(self, frame: Any):
+        self.frame = frame
+        self.profiles: dict[Any, sniff.Profile | None] = {}
+
+    def profile(self, label: object) -> sniff.Profile | None:
+        """None when there is no frame, no row, or the label is repeated (only the header is evidence then)."""
+        key = _key(label)
+        if key not in self.profiles:
+            column = None if self.frame is None else self.frame[label]
+            usable = column is not None and getattr(column, "ndim", 1) == 1 and len(column) > 0
+            self.profiles[key] = sniff.profile(column) if column is not None and usable else None
+        return self.profiles[key]
+
+
+def _judge(label: object, spec: FieldSpec, samples: _Samples) -> tuple[float, str] | None:
+    """(score, how) when ``label`` may be guessed as ``spec``; (-1, why not) for a near miss; None otherwise."""
+    assert spec.content is not None
+    word = _word(label, spec)
+    if word is None and not spec.by_content:
+        return None
+    seen = samples.profile(label)
+    if word is None and seen is None:
+        return None
+    if seen is None:  # labels only: the header is the evidence
+        return 2.0, f"header contains {word!r} (values not seen)"
+    ev = seen.evidence(spec.content)
+    if not ev.n:  # empty in the sample: nothing says it is the field
+        return None
+    says = ev.says(sniff.NOUNS[spec.content])
+    if ev.fit < (_HEADER_FIT if word else _CONTENT_FIT):
+        return (-1.0, NEAR_MISS.format(field=spec.name, why=says)) if word or ev.fit >= _HEADER_FIT else None
+    if ev.shared(_SHARED.get(spec.content, 0.5)):
+        shared = f"one value fills {ev.top} of {ev.n} sampled cells (not each row's own)"
+        return -1.0, NEAR_MISS.format(field=spec.name, why=shared)
+    if word is None:
+        return ev.fit + ev.filled / 10, f"content: {says}"
+    return 2.0 + ev.fit + ev.filled / 10, f"header contains {word!r}; {says}"
+
+
+def _veto(
+    table: FieldTable, found: dict[str, list[_Candidate]], ignored: dict[Any, str], samples: _Samples
+) -> set[Any]:
+    """Take back the columns recognised by name whose values contradict their field (a ``URL`` column of
+    LinkedIn profiles is not a domain, a ``Contact`` column of e-mails is not a name); they may then be guessed
+    for another field. Returns their keys."""
+    vetoed: set[Any] = set()
+    for spec in table.fields:
+        if spec.content not in _CONTRADICTED or not found.get(spec.name):
+            continue
+        kept = []
+        for c in found[spec.name]:
+            seen = None if c.toolkit else samples.profile(c.label)
+            ev = seen.evidence(spec.content) if seen is not None else None
+            if ev is not None and ev.n >= 3 and ev.fit < 0.2:
+                ignored[_key(c.label)] = NEAR_MISS.format(field=spec.name, why=ev.says(sniff.NOUNS[spec.content]))
+                vetoed.add(_key(c.label))
+            else:
+                kept.append(c)
+        found[spec.name] = kept
+    return vetoed
+
+
+def _guess(
+    labels: Sequence[object],
+    table: FieldTable,
+    found: dict[str, list[_Candidate]],
+    ignored: dict[Any, str],
+    sample: Any,
+) -> None:
+    """Add to ``found`` the columns guessed for fields no header names, best first; near misses go in ``ignored``."""
+    samples = _Samples(sample)
+    vetoed = _veto(table, found, ignored, samples)
+    free = [
+        (i, label)
+        for i, label in enumerate(labels)
+        if ignored.get(_key(label)) == "not recognised" or _key(label) in vetoed
+    ]
+    for spec in table.fields:
+        if spec.content is None or found.get(spec.name):
+            continue
+        judged = [(i, label, _judge(label, spec, samples)) for i, label in free]
+        for _, label, verdict in judged:
+            if verdict is not None and verdict[0] < 0 and ignored[_key(label)] == "not recognised":
+                ignored[_key(label)] = verdict[1]
+        kept = sorted((-v[0], i, label, v[1]) for i, label, v in judged if v is not None and v[0] >= 0)
+        if kept:
+            found[spec.name] = [
+                _Candidate(label, _GUESSED + n, i, False, how) for n, (_, i, label, how) in enumerate(kept)
+            ]
+            taken = {_key(label) for _, _, label, _ in kept}
+            free = [(i, label) for i, label in free if _key(label) not in taken]
 
 
 def _ambiguous(field: str, labels: Sequence[object], error: type[Exception]) -> Exception:
@@ -517,33 +688,39 @@ def _choose(
         candidates = found.get(field, [])
         spec = table.spec(field)
         group = spec.group if spec is not None else None
-        if field in pinned:
-            choices.append(Choice(pinned[field], field, 1, OVERRIDE))
+        pin = [Choice(pinned[field], field, 1, OVERRIDE)] if field in pinned else []
+        if pin and not table.coalesce:
             why = f"{field} is set by columns="
         elif field in skip:
             why = f"{field} is given separately (keyword argument)"
-        elif candidates and group is not None and groups.get(group, field) != field:
+        elif candidates and not pin and group is not None and groups.get(group, field) != field:
             why = f"{groups[group]} is used for the {group} instead"
-        else:
+        else:  # columns= first, the columns recognised stay as fallbacks
             used = _rank(field, candidates, table, ignored, error) if candidates else []
             how = PREFIX if spec is None else None
-            choices += [
-                Choice(c.label, field, i, how or (TOOLKIT if c.toolkit else ALIAS)) for i, c in enumerate(used, 1)
+            choices += pin + [
+                Choice(c.label, field, i, how or c.how or (TOOLKIT if c.toolkit else ALIAS))
+                for i, c in enumerate(used, 1 + len(pin))
             ]
             if used and group is not None:
                 groups.setdefault(group, field)
             continue
+        choices += pin
         for c in candidates:
             ignored[_key(c.label)] = why
     return choices
 
 
-def _nothing_recognised(labels: Sequence[object], table: FieldTable, error: type[Exception]) -> Exception:
+def _nothing_recognised(
+    labels: Sequence[object], table: FieldTable, ignored: Mapping[Any, str], error: type[Exception]
+) -> Exception:
     examples = "; ".join(f"{f.name} ({_names(f.aliases[:3]) if f.aliases else repr(f.name)})" for f in table.fields)
     example = "email" if "email" in table.names else table.names[0]
+    near = [f"{label!r} is {why}" for label, why in ignored.items() if NEAR_MISS_FIELD.match(why)]
+    almost = f" ({'; '.join(near)})" if near else ""
     return error(
         f"no column of the frame can be used as {table.purpose}: none of its columns ({_shown(labels)}) was "
-        f"recognised. Recognised names (case, spaces, '-', '_', '.', '/', ':' ignored): {examples}. "
+        f"recognised{almost}. Recognised names (case, spaces, '-', '_', '.', '/', ':' ignored): {examples}. "
         f"Or name yours explicitly: columns={{'your column': {example!r}}}"
     )
 
@@ -555,13 +732,16 @@ def resolve(
     *,
     skip: Iterable[str] = (),
     error: type[Exception] = ColumnMappingError,
+    sample: Any = None,
 ) -> ColumnMapping:
     """Which columns of a frame with these column ``labels`` supply which fields of ``table``.
 
     ``overrides`` is the ``columns=`` argument (``{"their column": "field"}``,
     ``None`` to leave a column out); fields in ``skip`` are given some other way
-    and not recognised by name. Raises ``error`` (:class:`ColumnMappingError`
-    unless told) for an unknown column or field, two overrides for one field,
+    and not recognised by name. ``sample`` is the frame itself, when there is
+    one: its first values let a column no header names be guessed by content.
+    Raises ``error`` (:class:`ColumnMappingError` unless told) for an unknown
+    column or field, two overrides for one field,
     equally-ranked candidates where the table does not coalesce, a repeated
     label that would be used, or when no column is recognised at all.
     """
@@ -569,6 +749,7 @@ def resolve(
     counts = _counts(labels)
     pinned, excluded = _overrides(labels, counts, table, overrides, error)
     found, ignored = _recognise(labels, table, excluded)
+    _guess(labels, table, found, ignored, sample)
     choices = _choose(table, pinned, found, frozenset(skip), ignored, error)
     for c in choices:
         if counts.get(c.column, 0) > 1:
@@ -577,7 +758,7 @@ def resolve(
                 f"rename or drop the duplicates (e.g. df.loc[:, ~df.columns.duplicated()])"
             )
     if not choices:
-        raise _nothing_recognised(labels, table, error)
+        raise _nothing_recognised(labels, table, ignored, error)
     chosen = {_key(c.column) for c in choices}
     unused: dict[Any, tuple[Any, str]] = {}
     for label in labels:

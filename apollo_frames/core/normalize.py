@@ -154,11 +154,30 @@ def is_locked_email(value: object) -> bool:
     return isinstance(value, str) and value.strip().lower().startswith(LOCKED_EMAIL)
 
 
+#: between several addresses in one cell: ", " "; " " ::: " (Google contacts), " | "
+_SEVERAL = re.compile(r"\s*(?::::|[,;|])\s*")
+#: the note of a cell that held several addresses
+SEVERAL_EMAILS = "email: the first valid of {n} addresses in the cell was used"
+
+
 def normalize_email(v: object) -> Result:
-    """``'  MailTo:<Bob@Acme.Example> '`` -> ``'bob@acme.example'``, or a reason."""
+    """``'  MailTo:<Bob@Acme.Example> '`` -> ``'bob@acme.example'``, or a reason.
+
+    A cell of several addresses (``'a@x.com, b@y.com'``, ``'a ::: b'``) gives its first valid one, with a note
+    (the second of the pair) saying so."""
     s, why = clean_text(v, max_len=320)
     if s is None:
         return None, why
+    parts = _SEVERAL.split(s) if s.count("@") > 1 else []
+    if len(parts) > 1:
+        first = next((e for e in (_one_email(p)[0] for p in parts) if e is not None), None)
+        if first is not None:
+            return first, SEVERAL_EMAILS.format(n=len(parts))
+    return _one_email(s)
+
+
+def _one_email(s: str) -> Result:
+    """One address, cleaned of ``mailto:``, a display name and quotes; or the reason it is not one."""
     e = s.lower()
     if e.startswith("mailto:"):
         e = _MAILTO.sub("", e).split("?", 1)[0].strip()

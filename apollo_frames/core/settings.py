@@ -123,7 +123,7 @@ class Settings:
         if not self.api_key:
             raise ConfigurationError(
                 "No Apollo API key: set APOLLO_API_KEY or pass ApolloClient(api_key=...). "
-                "To try the toolkit without one, use the sandbox (apollo-frames demo)."
+                "To try the toolkit without one, use the offline sandbox: apollo_frames.use_sandbox()"
             )
         return self.api_key
 

@@ -279,6 +279,7 @@ def run_operation(
     result.attrs["apollo"] = done.summary.to_dict()
     if prepared.columns is not None:
         result.attrs["apollo"]["columns"] = prepared.columns.to_dict()
+        result.attrs["apollo"]["column_reasons"] = prepared.columns.reasons()
     return result
 
 
@@ -875,9 +876,11 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     flat = rows_in_order(pa.concat_tables(parts), rows[unique])
     status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
     message = np.array([*messages, None], dtype=object)[unique]
-    error = np.where(unique < 0, np.array(prepared.reasons, dtype=object), message)
+    reasons = np.array(prepared.reasons, dtype=object)
+    error = np.where(unique < 0, reasons, message).tolist()
+    for i in np.flatnonzero((unique >= 0) & (reasons != None)):  # noqa: E711 - a note on a sent row
+        error[i] = f"{error[i]}; {reasons[i]}" if error[i] else reasons[i]
     status = status.tolist()
-    error = error.tolist()
     head: dict[str, list] = {"apollo_status": status, "apollo_error": error}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))

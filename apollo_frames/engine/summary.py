@@ -134,11 +134,25 @@ class RunSummary(Summary):
 
     _hidden = frozenset({"operation", "skipped_credits_max", "unattributed"})
 
+    def _html_rows(self) -> list[tuple[str, str]]:
+        rows = super()._html_rows()
+        if self.match_rate is not None:  # after the counts it is made of
+            at = next((i for i, (k, _) in enumerate(rows) if k == "skipped"), len(rows) - 1) + 1
+            rows.insert(at, ("match rate (of rows answered)", f"{self.match_rate:.0%}"))
+        return rows
+
+    @property
+    def match_rate(self) -> float | None:
+        """Matched rows among those answered (matched or no match); None when none was."""
+        answered = self.matched + self.no_match
+        return self.matched / answered if answered else None
+
     def line(self) -> str:
         cause = f" | {self.errors + self.skipped:,} rows not done: {self.cause}" if self.cause else ""
+        rate = f" | match rate {self.match_rate:.0%} of rows answered" if self.match_rate is not None else ""
         return (
             f"{self.operation}: {self.rows:,} rows, {self.matched:,} matched, {self.no_match:,} no match, "
-            f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped | "
+            f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped{rate} | "
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
             f"{_fmt(self.credits_consumed)} credits"
             + (f" (+ up to {_fmt(self.credits_in_doubt)} in doubt)" if self.credits_in_doubt else "")

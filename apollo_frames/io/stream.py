@@ -212,29 +212,46 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     if spec.job is None:
         raise ValueError(f"{spec.name} does not run row by row from a file")
     input_schema, _, tables = read_chunks(src, chunk_rows)
-    # the options and the column mapping are checked before the file is read
-    _, op, op_options = spec.job(input_schema.empty_table().to_pandas(), **job_options)
+    # the options and the column mapping are checked on the first chunk (a column may be recognised by content)
+    op: Any = None
+    op_options: dict = {}
     seen: set[bytes] = set()
     rows = invalid = cached = to_fetch = api_calls = 0
     for chunk in tables:
         prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
         plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
-        new = 0
-        fetch = 0
-        for j, key in enumerate(plan.cache_keys):
-            digest = bytes.fromhex(key)
-            if digest not in seen:
-                seen.add(digest)
-                new += 1
-                fetch += j not in plan.cached
+        first = first_seen(plan, seen)
+        new = len(first)
+        fetch = sum(j not in plan.cached for j in first)
         rows += chunk.num_rows
         invalid += plan.row_unique.count(-1)
         cached += new - fetch
         to_fetch += fetch
         api_calls += math.ceil(fetch / op.batch_size)
+    if op is None:  # a file of no rows: its header alone is checked
+        _, op, op_options = spec.job(input_schema.empty_table().to_pandas(), **job_options)
     return Work(operation=spec.name, endpoint=op.endpoint, rows=rows, invalid=invalid, unique=len(seen),
                 cached=cached, to_fetch=to_fetch, batch_size=op.batch_size,
                 worst_credits=float(op.worst_credits(op_options)), api_calls=api_calls)
+
+
+def first_seen(plan: Any, seen: set[bytes]) -> list[int]:
+    """The plan's unique records no earlier chunk of the file held (their keys go in ``seen``: 32 bytes each)."""
+    first = []
+    for j, key in enumerate(plan.cache_keys):
+        digest = bytes.fromhex(key)
+        if digest not in seen:
+            seen.add(digest)
+            first.append(j)
+    return first
+
+
+def _count_once(summary: RunSummary, plan: Any, seen: set[bytes]) -> None:
+    """A record an earlier chunk held is neither unique again nor a cache hit here: a file run counts its unique
+    records as ``estimate`` does."""
+    first = set(first_seen(plan, seen))
+    summary.unique_inputs = len(first)
+    summary.cache_hits = sum(j in first for j in plan.cached)
 
 
 def _enrich_counts(summary: RunSummary) -> dict[str, str]:
@@ -306,7 +323,7 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 
 def _enrich_chunk(
     chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: Budget | None,
-    run_id: str, stop: StopSignal, bar: _ChunkBar,
+    run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes], reasons: dict[str, str],
 ) -> tuple[pa.Table, RunSummary, int]:
     """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``.
 
@@ -323,6 +340,9 @@ def _enrich_chunk(
         )
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
+    _count_once(done.summary, done.plan, seen)
+    if prepared.columns is not None and not reasons:  # the first chunk's guesses, for the run's fix text
+        reasons.update(prepared.columns.reasons())
     return new, done.summary, done.saved
 
 
@@ -363,11 +383,12 @@ def enrich_parquet(
     requests, credits so far, ETA), not only once per chunk.
 
     The returned dict has the :class:`~apollo_frames.engine.summary.RunSummary` fields
-    summed over chunks (``unique_inputs`` counts per chunk, so a record repeated
-    in two chunks counts twice and is a cache hit the second time), plus
+    summed over chunks (``unique_inputs`` and ``cache_hits`` count a record
+    repeated in several chunks once, as ``estimate`` does), plus
     ``output``, ``chunks``, ``stopped_by_rate_limit``, ``rate_limit_window``,
     ``reset_at`` (POSIX time, or None), ``rows_remaining`` (rows ``skipped``,
-    to be done by a later run) and ``message``.
+    to be done by a later run), ``message`` and ``column_reasons`` (as
+    ``attrs["apollo"]["column_reasons"]``, from the first chunk).
     Every chunk is recorded in the ledger under the summary's one ``run_id``.
     """
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
@@ -387,6 +408,8 @@ def enrich_parquet(
         requests_before = api.stats.requests
         done, rows = _Done(total_rows, src), 0
         interrupted = False
+        seen: set[bytes] = set()  # the file's unique records so far (32 bytes each), counted once
+        reasons: dict[str, str] = {}  # columns guessed or almost fitting (ColumnMapping.reasons)
         try:
             with partial_output(dst, schema) as writer:
                 budget = None if max_credits is None else Budget(max_credits)
@@ -394,7 +417,8 @@ def enrich_parquet(
                     rows = chunk.num_rows
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
                     new, part, saved = _enrich_chunk(
-                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving
+                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving, seen,
+                        reasons,
                     )
                     summary.merge(part)
                     done.saved += saved
@@ -415,6 +439,7 @@ def enrich_parquet(
         raise stop.error  # the output holds every row, with the answers received; the store could not keep them
     limit = stop.rate_limit
     out = _file_result(summary.to_dict(), dst, chunks, limit)
+    out["column_reasons"] = reasons
     if limit is not None:
         out["message"] = _rate_limit_message(limit, summary.skipped, "what is done comes from the cache.")
     elif summary.skipped and stop.stopped:  # e.g. the circuit breaker: the host did not answer

@@ -5,8 +5,9 @@ does this read, as which Apollo field, in which priority, and what does it
 ignore?" with the very :class:`~apollo_frames.core.columns.ColumnMapping` the
 operation itself resolves (same tables, same overrides, same errors), so the
 preview cannot drift from the run. Nothing is normalised, read from the cache or
-sent: only the column labels are looked at, and for a push, the values of the
-id columns recognised by name (another system's ids there are ignored, with the
+sent: only the column labels are looked at, the first values of columns no
+header names (to recognise them by content, as the run does), and for a push,
+the values of the id columns recognised by name (another system's ids there are ignored, with the
 reason, as the push ignores them).
 """
 
@@ -36,11 +37,11 @@ _SEARCH_KINDS = {"search_people": "people", "search_orgs": "orgs"}
 
 
 def _people(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
-    return resolve(_labels(frame), PEOPLE, overrides)
+    return resolve(_labels(frame), PEOPLE, overrides, sample=_frame_or_none(frame))
 
 
 def _orgs(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
-    return resolve(_labels(frame), ORGS, overrides)
+    return resolve(_labels(frame), ORGS, overrides, sample=_frame_or_none(frame))
 
 
 def _search(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
@@ -75,6 +76,11 @@ def _labels(frame: Any) -> list[Any]:
     if isinstance(frame, (str, bytes)) or not isinstance(frame, Iterable):
         raise TypeError(f"columns() needs a pandas DataFrame or a list of column names, got {type(frame).__name__}")
     return list(frame)
+
+
+def _frame_or_none(frame: Any) -> pd.DataFrame | None:
+    """A DataFrame (its first values let columns be recognised by content); None for a list of labels."""
+    return frame if isinstance(frame, pd.DataFrame) else None
 
 
 def _frame_or_labels(frame: Any) -> Any:

@@ -30,7 +30,7 @@ def prepare_orgs(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> 
     Several domain-like columns (HubSpot's ``Company Domain Name`` and ``Website URL``)
     are coalesced per row: the first non-empty wins. The mapping is kept as ``prepared.columns``.
     """
-    mapping = resolve(frame.columns, ORGS, columns)
+    mapping = resolve(frame.columns, ORGS, columns, sample=frame)
     prepared = Prepared([], [], [], columns=mapping)
     for raw in mapping.values(frame)["domain"]:
         domain, why = nz.normalize_domain(raw)

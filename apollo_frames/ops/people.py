@@ -70,16 +70,20 @@ _FAST_KINDS = {
 
 
 def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str | None]:
-    """(record to send, identity for dedupe and cache, reason if invalid) for one row."""
+    """(record to send, identity for dedupe and cache, reason if invalid or a note on a valid row) for one row."""
     record: dict[str, str] = {}
     problems: list[str] = []
+    notes: list[str] = []
     for field, raw in values.items():
         value, why = _NORMALIZERS[field](raw)
         if value is not None:
             record[field] = value
+            if why:  # a value taken with a note (the first of several e-mails in a cell)
+                notes.append(why)
         elif why:
             problems.append(f"{field}: {why}")
-    return identify(record, problems)
+    record_, identity, reason = identify(record, problems)
+    return record_, identity, ("; ".join(notes) or None) if identity is not None else reason
 
 
 def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, dict | None, str | None]:
@@ -144,7 +148,7 @@ def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -
     Each column is first normalised a column at a time (``normalize_fast_arrays``); a row
     with any value that path cannot decide goes through :func:`person_record`.
     """
-    mapping = resolve(frame.columns, PEOPLE, columns)
+    mapping = resolve(frame.columns, PEOPLE, columns, sample=frame)
     values = _field_values(frame, mapping)
     fields = list(values)
     fast = [nz.normalize_fast_arrays(values[field], _FAST_KINDS.get(field)) for field in fields]
