@@ -20,19 +20,25 @@ import pyarrow as pa
 
 from apollo_frames.core.schema import to_pandas
 
-STATUS_COLUMNS = ("apollo_status", "apollo_error")
+#: what an enrichment row costs in this run: its share of its batch's credits (0 from the store or a duplicate)
+CREDITS_COLUMN = "apollo_credits"
+STATUS_COLUMNS = ("apollo_status", "apollo_error", CREDITS_COLUMN)
+#: the run's own columns that are not text
+_TYPED = {CREDITS_COLUMN: pa.float64()}
 
 
 def text_schema(names: Iterable[str], declared: pa.Schema | None = None) -> pa.Schema:
-    """The new columns' schema: ``names`` as text, then the ``declared`` columns."""
-    fields = [pa.field(name, pa.string()) for name in names]
+    """The new columns' schema: ``names`` as text (but the typed run columns, :data:`CREDITS_COLUMN`), then the
+    ``declared`` columns."""
+    fields = [pa.field(name, _TYPED.get(name, pa.string())) for name in names]
     return pa.schema(fields + (list(declared) if declared is not None else []))
 
 
-def new_columns(head: Mapping[str, Sequence[str | None]], flat: pa.Table | None = None) -> pa.Table:
-    """The columns a run adds, in order: ``head`` (text, from Python lists), then the columns of ``flat``."""
+def new_columns(head: Mapping[str, Sequence[Any] | pa.Array], flat: pa.Table | None = None) -> pa.Table:
+    """The columns a run adds, in order: ``head`` (text from Python lists; an Arrow array as it is), then the
+    columns of ``flat``."""
     names = list(head)
-    arrays: list[Any] = [_text(values) for values in head.values()]
+    arrays: list[Any] = [v if isinstance(v, pa.Array) else _text(v) for v in head.values()]
     if flat is not None:
         names += flat.column_names
         arrays += flat.columns

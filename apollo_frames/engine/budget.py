@@ -18,7 +18,7 @@ import dataclasses
 import math
 import numbers
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,20 @@ def trusted_credits(reported: Any, worst: float, floor: float = 0.0) -> tuple[fl
     if not math.isfinite(reported) or reported < floor - EPSILON or reported > worst + EPSILON:
         return float(worst), False
     return float(reported), True
+
+
+def credit_shares(total: float, paid: Sequence[bool]) -> list[float]:
+    """A request's ``total`` credits split over its records, for the bill per row: equal shares among the records
+    Apollo charges for (``paid``: those it matched), or among all when it matched none but charged; 0 for the rest.
+    The shares are differences of running totals, so they add back up to ``total``."""
+    payers = [i for i, p in enumerate(paid) if p] or list(range(len(paid)))
+    shares = [0.0] * len(paid)
+    if not payers or not total:
+        return shares
+    running = [total * k / len(payers) for k in range(len(payers) + 1)]
+    for k, i in enumerate(payers):
+        shares[i] = running[k + 1] - running[k]
+    return shares
 
 
 def items_that_fit(max_credits: float | None, committed: float, unit: float, wanted: int) -> int:

@@ -32,8 +32,8 @@ from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import APIError, StorageError, warn
 from apollo_frames.core.reasons import failure_cause
-from apollo_frames.engine.assemble import assemble_frame, new_columns
-from apollo_frames.engine.budget import Attempts, Budget, check_credits, trusted_credits
+from apollo_frames.engine.assemble import CREDITS_COLUMN, assemble_frame, new_columns
+from apollo_frames.engine.budget import Attempts, Budget, check_credits, credit_shares, trusted_credits
 from apollo_frames.engine.cached import read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
@@ -298,6 +298,8 @@ class Executed:
     started: float
     #: answers this run received and stored
     saved: int = 0
+    #: per unique record, what its answer cost in this run (:func:`~apollo_frames.engine.budget.credit_shares`)
+    credits: list[float] = dataclasses.field(default_factory=list)
 
 
 def execute(
@@ -378,7 +380,7 @@ def execute(
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
-                    sender.writer.saved)
+                    sender.writer.saved, sender.credits)
 
 
 def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
@@ -485,6 +487,8 @@ class _Sender:
         self.started_at = client.cache.clock.time()
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
+        #: per unique record, its share of the credits its request reported (the bill per row)
+        self.credits: list[float] = [0.0] * n
         self.outcome: list[str | None] = [None] * n
         self.messages: list[str | None] = [None] * n
         for j, matched in plan.cached.items():
@@ -693,6 +697,10 @@ class _Sender:
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
         """Fan the answers into the results (the worker queued them for the writer)."""
+        paid = [value is not None and n not in answer.errors for n, value in
+                enumerate(itertools.islice(itertools.chain(answer.results, itertools.repeat(None)), len(batch.sent)))]
+        for j, share in zip(batch.sent, credit_shares(answer.credits, paid), strict=True):
+            self.credits[j] = share
         for n, (j, value) in enumerate(zip(batch.sent, answer.results, strict=False)):
             if n in answer.errors:  # answered, but not for sure: nothing stored, the row says why
                 self.outcome[j], self.messages[j] = "error", answer.errors[n]
@@ -856,6 +864,17 @@ def rows_in_order(table: pa.Table, take: np.ndarray) -> pa.Table:
     return table.take(pa.array(take))
 
 
+def _row_credits(unique: np.ndarray, credits: list[float]) -> pa.Array:
+    """Per row, what its answer cost in this run: the first row of each record bears its share, a duplicate row
+    (and a row answered from the store, or never sent) 0, so the column adds up to the run's credits."""
+    out = np.zeros(len(unique), dtype=np.float64)
+    if credits:
+        seen, first = np.unique(unique, return_index=True)
+        keep = seen >= 0
+        out[first[keep]] = np.asarray(credits, dtype=np.float64)[seen[keep]]
+    return pa.array(out, pa.float64())
+
+
 def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) -> pa.Table:
     """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary.
 
@@ -881,7 +900,8 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     for i in np.flatnonzero((unique >= 0) & (reasons != None)):  # noqa: E711 - a note on a sent row
         error[i] = f"{error[i]}; {reasons[i]}" if error[i] else reasons[i]
     status = status.tolist()
-    head: dict[str, list] = {"apollo_status": status, "apollo_error": error}
+    head: dict[str, Any] = {"apollo_status": status, "apollo_error": error,
+                            CREDITS_COLUMN: _row_credits(unique, done.credits)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
     counts = pd.Series(status, dtype="object").value_counts()
