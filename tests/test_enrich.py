@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from frames import answers
 
 import apollo_frames as af
 from apollo_frames import ApolloClient
@@ -78,8 +79,9 @@ def test_second_run_costs_nothing(sandbox, client):
     stats = second.attrs["apollo"]
     assert stats["api_calls"] == 0 and stats["credits_consumed"] == 0
     assert stats["cache_hits"] == stats["unique_inputs"] == 36
-    cols = [c for c in first.columns if c.startswith(("person.", "apollo_"))]
+    cols = [c for c in answers(first).columns if c.startswith(("person.", "apollo_"))]
     pd.testing.assert_frame_equal(first[cols], second[cols])
+    assert first["apollo_credits"].sum() == credits and second["apollo_credits"].sum() == 0
 
 
 def test_refresh_bypasses_cached_answers(sandbox, client):
