@@ -68,7 +68,7 @@ from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import PushSummary
 from apollo_frames.ops.search import SearchSummary
-from apollo_frames.reports import report
+from apollo_frames.reports import credit_summary, report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_RATE_LIMITED, EXIT_PARTIAL = 0, 1, 2, 3, 4, 5
 #: the output pipe was closed before everything was written (``... | head``): 128 + SIGPIPE, as shells report it
@@ -304,7 +304,7 @@ def _finish_enrich(args: argparse.Namespace, summary: dict, output: Path, host: 
                   f"rows, as they are, to {_partial_name(output).name}", file=sys.stderr)
             return run_exit(summary)
         output = _staged(output).rename(_staged(_partial_name(output))) and _partial_name(output)
-    print(f"wrote {output} | " + _summary_line(fields))
+    print(f"wrote {output} | " + _summary_line(fields) + f" | run {summary['run_id']} (usage --by-run)")
     _explain(_staged(output), host, summary.get("column_reasons"))
     convert_parquet(_staged(output), output, formulas=_formulas(args))
     if summary["message"]:
@@ -536,6 +536,10 @@ def cmd_usage(args) -> int:
         note = client.ledger.in_doubt_note()  # requests a killed run sent and never settled
         if note:
             print(note)
+        if args.by_run:  # the ledger alone: nothing is sent
+            runs = credit_summary(by="run", client=client)
+            print(runs.to_string(index=False) if len(runs) else "no run recorded in the ledger yet")
+            return EXIT_OK
         try:
             answer = client.post("usage_stats/api_usage_stats", json={})
         except (PermissionDeniedError, NotFoundError) as exc:
@@ -922,6 +926,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("usage", help="rate limits used and left per endpoint (usage_stats; ledger if refused)")
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--by-run", action="store_true",
+                   help="credits per run from the ledger (sends nothing): a run's id is in its output's "
+                        "apollo_credits total and in the summary (attrs['apollo']['run_id'])")
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")
     p.set_defaults(func=cmd_usage)
 

@@ -68,3 +68,20 @@ def test_a_streamed_file_carries_the_bill_too(tmp_path):
     written = pd.read_parquet(dst)
     assert written["apollo_credits"].sum() == pytest.approx(summary["credits_consumed"], abs=1e-9)
     assert written["apollo_credits"].sum() == pytest.approx(sb.credits_consumed, abs=1e-9) and sb.credits_consumed > 0
+
+
+def test_the_cli_names_the_run_and_usage_by_run_traces_it_to_the_file(tmp_path, monkeypatch, capsys):
+    from apollo_frames import cli
+
+    src, dst = tmp_path / "in.csv", tmp_path / "out.parquet"
+    _frame(Sandbox(), 20).to_csv(src, index=False)  # the world `--sandbox` serves
+    monkeypatch.setenv("APOLLO_FRAMES_CACHE_DIR", str(tmp_path / "c"))
+    assert cli.main(["enrich-people", str(src), str(dst), "--sandbox"]) == 0
+    line = capsys.readouterr().out
+    run_id = line.split("| run ")[1].split()[0]
+    assert cli.main(["usage", "--by-run", "--sandbox"]) == 0
+    table = capsys.readouterr().out
+    row = next(r for r in table.splitlines() if run_id in r)
+    billed = pd.read_parquet(dst)["apollo_credits"].sum()
+    assert billed > 0
+    assert f"{billed:g}" in row.split() or f"{billed:.1f}" in row.split()
