@@ -283,10 +283,15 @@ def cmd_enrich(args) -> int:
         summary = enrich_parquet(
             src, _staged(output), args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
-            confirm_over=args.confirm_over, **_enrich_options(args),
+            confirm_over=args.confirm_over, suppress=_suppress_file(args), **_enrich_options(args),
         )
         host = host_of(client)
     return _finish_enrich(args, summary, output, host)
+
+
+def _suppress_file(args: argparse.Namespace) -> Path | None:
+    """--suppress FILE: a text or CSV file of e-mails, domains, LinkedIn URLs or Apollo ids (must exist)."""
+    return None if args.suppress is None else Path(_existing(args.suppress))
 
 
 def _finish_enrich(args: argparse.Namespace, summary: dict, output: Path, host: str | None) -> int:
@@ -815,6 +820,9 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--confirm-over", type=_credits, default=None, metavar="CREDITS",
                    help="ask before a run whose worst case is above this many credits (refused when nobody can answer)")
+    p.add_argument("--suppress", default=None, metavar="FILE",
+                   help="never send, keep or return these e-mails, domains, LinkedIn URLs or Apollo ids (a text or "
+                        "CSV file), beside the cache folder's suppression list")
     options = registry.get(command.name.replace("-", "_")).options
     if "reveal_personal_emails" in options:
         p.add_argument("--reveal-personal-emails", action="store_true", help="ask for personal emails (+1 credit)")

@@ -9,45 +9,16 @@ cell), or the path of a text or CSV file (every value on every line).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from apollo_frames.client.http import ApolloClient, client_scope
-from apollo_frames.client.suppression import SuppressionList
+from apollo_frames.client.suppression import SuppressionList, suppression_values
 from apollo_frames.core.errors import InputError
 from apollo_frames.core.suppress import identifiers
 
-__all__ = ["suppress", "unsuppress", "suppressed", "suppression_values"]
-
-
-def suppression_values(values: Any) -> list[Any]:
-    """The raw values of any supported source: a path (``Path``, or text naming an existing file), a frame,
-    a Series, or any other iterable; a single text value is one value."""
-    if isinstance(values, (str, os.PathLike)) and _is_file(values):
-        with open(values, encoding="utf-8-sig", errors="replace") as lines:
-            return [line for line in lines]
-    if isinstance(values, Path):
-        raise InputError(f"no such file: {values}")
-    if isinstance(values, pd.DataFrame):
-        return values.to_numpy().ravel().tolist()
-    if isinstance(values, str):
-        return [values]
-    if isinstance(values, pd.Series):
-        return values.tolist()
-    if isinstance(values, Iterable):
-        return list(values)
-    raise InputError(f"suppression values must be a list, set, Series, frame or file path, got {type(values).__name__}")
-
-
-def _is_file(value: str | os.PathLike[str]) -> bool:
-    try:
-        return Path(value).is_file()
-    except (OSError, ValueError):
-        return False
+__all__ = ["suppress", "unsuppress", "suppressed"]
 
 
 def _pairs(values: Any) -> list[tuple[str, str]]:

@@ -101,3 +101,107 @@ def test_public_functions_take_lists_series_frames_and_files(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         af.suppress(tmp_path / "missing.txt", client=client)
     assert (client.settings.cache_dir / LIST_FILE).exists()
+
+
+# -- suppression applied to runs ----------------------------------------------------------------------------------
+
+def _people(sb: Sandbox, n: int) -> list[dict]:
+    return [p for p in sb.world.people if p.get("email")][:n]
+
+
+def _all_bytes(folder) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_suppressed_rows_are_never_sent_stored_or_returned(tmp_path):
+    sb = Sandbox(clock=FakeClock())
+    people = _people(sb, 60)
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    by_email = [p["email"] for p in people[:10]]
+    domain = people[10]["email"].split("@")[1]
+    at_domain = frame["email"].str.endswith("@" + domain)
+    cache = tmp_path / "cache"
+    asked: list = []
+    identify = sb.identify
+    sb.identify = lambda d: asked.append(dict(d)) or identify(d)  # type: ignore[method-assign]
+    with sb.client(cache_dir=cache) as client:
+        af.suppress(by_email, reason="opt-out", client=client)
+        out = af.enrich_people(frame, client=client, progress=False, suppress=[domain])
+    blocked = frame["email"].isin(by_email) | at_domain
+    assert (out.loc[blocked, "apollo_status"] == "suppressed").all()
+    assert out.loc[blocked, "apollo_error"].str.contains("suppression list").all()
+    assert out.loc[blocked, "person.id"].isna().all()
+    assert (out.loc[~blocked, "apollo_status"] == "matched").all()
+    assert out.attrs["apollo"]["suppressed"] == blocked.sum()
+    sent = " ".join(map(str, asked))
+    assert len(asked) == (~blocked).sum()
+    stored = _all_bytes(cache)
+    for email in frame.loc[blocked, "email"]:
+        assert email not in sent
+        assert email.encode() not in stored
+
+
+def test_an_answer_that_reveals_a_suppressed_email_is_dropped_but_its_credit_recorded(tmp_path):
+    sb = Sandbox(clock=FakeClock())
+    person = next(p for p in _people(sb, 50) if p.get("linkedin_url"))
+    frame = pd.DataFrame({"linkedin_url": [person["linkedin_url"]]})
+    cache = tmp_path / "cache"
+    with sb.client(cache_dir=cache) as client:
+        af.suppress([person["email"]], client=client)
+        out = af.enrich_people(frame, client=client, progress=False)
+        again = af.enrich_people(frame, client=client, progress=False)
+        book = af.ledger(client=client)
+    assert out["apollo_status"].tolist() == ["suppressed"] and out["person.id"].isna().all()
+    assert "answer names a suppressed email" in out["apollo_error"].iloc[0]
+    assert book["credits"].sum() == sb.credits_consumed == 1 == out["apollo_credits"].sum()
+    assert person["email"].encode() not in _all_bytes(cache)
+    assert person["linkedin_url"].encode() not in _all_bytes(cache)
+    # the row's own identifier joined the list (as a keyed hash): the re-run sets it aside without paying again
+    assert again["apollo_status"].tolist() == ["suppressed"] and sb.credits_consumed == 1
+
+
+def test_an_answer_stored_before_its_suppression_is_not_served(tmp_path):
+    sb = Sandbox(clock=FakeClock())
+    people = _people(sb, 20)
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    with sb.client(cache_dir=tmp_path / "cache") as client:
+        af.enrich_people(frame, client=client, progress=False)
+        af.suppress([people[3]["linkedin_url"]], client=client)
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert again.loc[3, "apollo_status"] == "suppressed" and pd.isna(again.loc[3, "person.id"])
+    assert (again.drop(index=3)["apollo_status"] == "matched").all()
+    assert again.attrs["apollo"]["api_calls"] == 0
+
+
+def test_a_streamed_file_and_the_cli_take_a_suppression_file(tmp_path, monkeypatch):
+    from apollo_frames import cli
+
+    people = _people(Sandbox(), 30)  # the world `--sandbox` serves
+    src, dst = tmp_path / "in.csv", tmp_path / "out.parquet"
+    pd.DataFrame({"Email": [p["email"] for p in people]}).to_csv(src, index=False)
+    listed = tmp_path / "optouts.txt"
+    listed.write_text("\n".join(p["email"].upper() for p in people[:5]) + "\n")
+    monkeypatch.setenv("APOLLO_FRAMES_CACHE_DIR", str(tmp_path / "c"))
+    assert cli.main(["enrich-people", str(src), str(dst), "--sandbox", "--suppress", str(listed)]) == 0
+    out = pd.read_parquet(dst)
+    assert out["apollo_status"].tolist() == ["suppressed"] * 5 + ["matched"] * 25
+    assert out.loc[:4, "person.id"].isna().all()
+    for p in people[:5]:
+        assert p["email"].encode() not in _all_bytes(tmp_path / "c")
+
+
+def test_push_never_sends_a_suppressed_contact(tmp_path):
+    sb = Sandbox(clock=FakeClock())
+    frame = pd.DataFrame({"Email": [f"person{i}@acme{i % 3}.example" for i in range(12)],
+                          "First Name": ["A"] * 12, "Last Name": ["B"] * 12})
+    with sb.client(cache_dir=tmp_path / "cache") as client:
+        af.suppress(["person0@acme0.example"], client=client)
+        plan = af.push_contacts(frame, dry_run=True, client=client, progress=False, suppress=["acme1.example"])
+        out = af.push_contacts(frame, client=client, progress=False, suppress=["acme1.example"])
+    blocked = frame["Email"].eq("person0@acme0.example") | frame["Email"].str.endswith("@acme1.example")
+    assert (plan.loc[blocked, "apollo_status"] == "suppressed").all()
+    assert (out.loc[blocked, "apollo_status"] == "suppressed").all()
+    assert (out.loc[~blocked, "apollo_status"] == "created").all()
+    assert out.attrs["apollo"]["suppressed"] == blocked.sum()
+    pushed = {c["email"] for c in sb.store.contacts.values()}
+    assert pushed == set(frame.loc[~blocked, "Email"])

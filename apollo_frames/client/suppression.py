@@ -21,12 +21,13 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from apollo_frames.client.storage import private_dir, private_file, storage_errors
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
-from apollo_frames.core.errors import StorageError
+from apollo_frames.core.errors import InputError, StorageError
 
 KEY_FILE = "suppression.key"
 LIST_FILE = "suppression.sqlite"
@@ -131,3 +132,29 @@ def _read_key(path: Path) -> bytes:
                            "from a backup; a new key would make every suppressed identifier unrecognisable",
                            path=path, reason="corrupt")
     return key
+
+
+def suppression_values(values: Any) -> list[Any]:
+    """The raw values of any supported source: a path (``Path``, or text naming an existing file), a frame,
+    a Series, or any other iterable; a single text value is one value."""
+    if isinstance(values, (str, os.PathLike)) and _is_file(values):
+        with open(values, encoding="utf-8-sig", errors="replace") as lines:
+            return [line for line in lines]
+    if isinstance(values, Path):
+        raise InputError(f"no such file: {values}")
+    if isinstance(values, pd.DataFrame):
+        return values.to_numpy().ravel().tolist()
+    if isinstance(values, str):
+        return [values]
+    if isinstance(values, pd.Series):
+        return values.tolist()
+    if isinstance(values, Iterable):
+        return list(values)
+    raise InputError(f"suppression values must be a list, set, Series, frame or file path, got {type(values).__name__}")
+
+
+def _is_file(value: str | os.PathLike[str]) -> bool:
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):
+        return False

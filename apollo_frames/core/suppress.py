@@ -103,3 +103,14 @@ _FIELDS = {
     "linkedin_url": ("linkedin_url", "person.linkedin_url"),
     "id": ("id", "person.id", "org.id"),
 }
+
+
+def answer_identifiers(answer: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """What a raw Apollo answer (a person or an organization as Apollo sends it) reveals: its e-mail (and that
+    e-mail's domain), LinkedIn URL, id and its organisation's domain."""
+    if not isinstance(answer, Mapping):
+        return []
+    org = answer.get("organization")
+    domain = answer.get("primary_domain") or (org.get("primary_domain") if isinstance(org, Mapping) else None)
+    return record_identifiers({"email": answer.get("email"), "linkedin_url": answer.get("linkedin_url"),
+                               "id": answer.get("id"), "domain": domain})

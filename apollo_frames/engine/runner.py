@@ -50,6 +50,8 @@ from apollo_frames.engine.parked import park, unpark
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.records import ColumnRecords, pick
 from apollo_frames.engine.summary import RunSummary, announce
+from apollo_frames.engine.suppressing import STATUS as SUPPRESSED
+from apollo_frames.engine.suppressing import Suppressor
 
 
 @dataclasses.dataclass
@@ -126,6 +128,8 @@ class Prepared:
     #: when prepare built the records by columns: per field, each row's value in its record (null: not in it),
     #: so a review can read the rows a column at a time
     fields: dict[str, pa.Array] | None = None
+    #: rows set aside with a status of their own (not ``invalid``): row -> status (``suppressed``)
+    statuses: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -154,6 +158,9 @@ class Plan:
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
 
 
+#: the flattened columns a stored answer is checked by against the suppression list
+SUPPRESS_COLUMNS = ("person.email", "person.linkedin_url", "person.id", "person.organization.primary_domain",
+                    "org.primary_domain", "org.id")
 #: cache keys read (and answers flattened) per block; also the rows of a saved flattened copy
 READ_BLOCK = 1_000
 
@@ -193,6 +200,36 @@ def plan_work(
     read = read_cached(cache_keys, op, client.cache, flatten=flatten, block_size=READ_BLOCK)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     return plan
+
+
+def set_aside(prepared: Prepared, suppressor: Suppressor | None) -> None:
+    """Rows naming a suppressed identifier leave the plan before anything is read or sent: status
+    ``suppressed``, the reason without the value."""
+    if suppressor is None:
+        return
+    for i, record in enumerate(prepared.records):
+        reason = suppressor.row(record) if record is not None else None
+        if reason is not None:
+            prepared.records[i] = prepared.identities[i] = None
+            prepared.reasons[i] = reason
+            prepared.statuses[i] = SUPPRESSED
+
+
+def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[int, str]:
+    """Stored answers (read for this plan) that name a suppressed identifier: taken out of the plan's rows, so
+    they are never returned; unique index -> reason."""
+    table = plan.cached_table
+    if suppressor is None or table is None or not plan.cached_rows:
+        return {}
+    names = [c for c in table.column_names if c in SUPPRESS_COLUMNS]
+    columns = {c: table.column(c).to_pylist() for c in names}
+    blocked = {}
+    for j, row in list(plan.cached_rows.items()):
+        reason = suppressor.row({c: values[row] for c, values in columns.items()})
+        if reason is not None:
+            blocked[j] = reason.replace("its ", "the stored answer's ", 1)
+            del plan.cached_rows[j]
+    return blocked
 
 
 def dedupe(prepared: Prepared) -> tuple[list[int], list[int], list[str]]:
@@ -253,6 +290,7 @@ def run_operation(
     ttl: float | None = None,
     confirm_over: float | None = None,
     run_id: str | None = None,
+    suppress: Any = None,
 ) -> pd.DataFrame:
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame.
 
@@ -273,6 +311,7 @@ def run_operation(
         ttl=ttl,
         confirm_over=confirm_over,
         run_id=run_id,
+        suppress=suppress,
     )
     result = assemble_frame(frame, answer_columns(prepared, done, host_of(client)))
     finish(done, progress)
@@ -319,6 +358,7 @@ def execute(
     stop: StopSignal | None = None,
     budget: Budget | None = None,
     make_bar: Callable[..., Any] = progress_bar,
+    suppress: Any = None,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
@@ -326,6 +366,8 @@ def execute(
     one stops on a rate limit or a refused key, the others send nothing more.
     ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``max_credits``.
     ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
+    ``suppress``: identifiers this run must not send, keep or return, beside the folder's suppression list
+    (raw values: :func:`apollo_frames.client.suppression.suppression_values` reads the sources).
     Ctrl-C raises :class:`~apollo_frames.engine.keeper.RunInterrupted` once every
     answer received (those in flight awaited briefly) is stored. When the store
     or the ledger cannot be written, sending stops, the answers received stay in
@@ -337,7 +379,10 @@ def execute(
     started = time.monotonic()
     run_id = run_id or uuid.uuid4().hex[:12]
     quarantined = client.cache.quarantined
+    suppressor = Suppressor.for_run(client.settings.cache_dir, suppress, client.clock)
+    set_aside(prepared, suppressor)
     plan = plan_work(prepared, op, options, client, refresh=refresh)
+    blocked = drop_suppressed_cached(plan, suppressor)
     summary = RunSummary(
         operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)
     )
@@ -355,7 +400,10 @@ def execute(
                      ttl=client.settings.cache_ttl if ttl is None else ttl,
                      budget=budget if budget is not None else Budget(max_credits),
                      worst=worst,
-                     bar=bar, stop=executor.stop, refresh=refresh, handed=executor.concurrency + executor.ahead)
+                     bar=bar, stop=executor.stop, refresh=refresh, handed=executor.concurrency + executor.ahead,
+                     suppressor=suppressor)
+    for j, why in blocked.items():
+        sender.outcome[j], sender.messages[j] = SUPPRESSED, why
     requests_before, sending = client.stats.requests, time.monotonic()
     try:
         _send_all(executor, sender, client, plan)
@@ -443,6 +491,8 @@ class _Answer:
     contradicted: int = 0
     #: earlier attempts of the request that may have been charged without a usable answer (in doubt)
     in_doubt: int = 0
+    #: batch index -> why its answer was dropped (it names a suppressed identifier): paid, never stored or returned
+    suppressed: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def charged_attempts(error: BaseException | None) -> int:
@@ -479,8 +529,10 @@ class _Sender:
     """
 
     def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
-                 budget: Budget, worst: float, bar: Any, stop: StopSignal, refresh: bool = False, handed: int = 1):
+                 budget: Budget, worst: float, bar: Any, stop: StopSignal, refresh: bool = False, handed: int = 1,
+                 suppressor: Suppressor | None = None):
         self.op, self.plan, self.options, self.client = op, plan, options, client
+        self.suppressor = suppressor
         self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
         self.stop, self.refresh, self.cache = stop, refresh, client.cache
         #: (store clock) a refresh takes from other processes only answers stored after this
@@ -617,12 +669,26 @@ class _Sender:
         credits, verified = trusted_credits(parsed.credits, len(batch.sent) * self.worst)
         answer = _Answer(response, parsed.results, credits, verified, parsed.credits, parsed.errors,
                          parsed.unattributed, contradicted=parsed.contradicted, in_doubt=response.charged_attempts)
+        if self.suppressor is not None:
+            self._drop_suppressed(answer, records)
         self.writer.store(self._to_store(batch, answer))
         return answer
 
     def _abandon(self) -> bool:
         """Whether a request not sent yet (a retry, one waiting for the rate limit) is given up: Ctrl-C was noted."""
         return self.stop.interrupted
+
+    def _drop_suppressed(self, answer: _Answer, records: Sequence[dict]) -> None:
+        """Answers naming a suppressed identifier are neither stored nor returned (they were paid: the ledger and
+        the row's bill keep the credit); the identifiers their rows were named by join the list, so the next run
+        sets those rows aside instead of paying again."""
+        assert self.suppressor is not None
+        for n, value in enumerate(answer.results):
+            reason = self.suppressor.answer(value) if value is not None and n not in answer.errors else None
+            if reason is not None:
+                answer.suppressed[n] = reason
+                self.suppressor.learn(records[n])
+        answer.unattributed = [u for u in answer.unattributed if self.suppressor.answer(u.answer) is None]
 
     def _to_store(self, batch: _Batch, answer: _Answer) -> Keep:
         """What the writer does for an answered batch: store its answers, release its claims, settle its entry."""
@@ -632,7 +698,8 @@ class _Sender:
             matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
             settle = (entry, {"credits": answer.credits, "status": answer.response.status_code,
                               "records_matched": matched, "unverified": not answer.verified})
-        entries = self._entries(batch.sent, answer.results, answer.errors, answer.unattributed)
+        entries = self._entries(batch.sent, answer.results, {**answer.errors, **answer.suppressed},
+                                answer.unattributed)
         keys = self._keys(batch.sent)
         return Keep(entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers))
 
@@ -702,6 +769,9 @@ class _Sender:
         for j, share in zip(batch.sent, credit_shares(answer.credits, paid), strict=True):
             self.credits[j] = share
         for n, (j, value) in enumerate(zip(batch.sent, answer.results, strict=False)):
+            if n in answer.suppressed:  # paid for, dropped: nothing stored or returned
+                self.outcome[j], self.messages[j] = SUPPRESSED, answer.suppressed[n]
+                continue
             if n in answer.errors:  # answered, but not for sure: nothing stored, the row says why
                 self.outcome[j], self.messages[j] = "error", answer.errors[n]
                 continue
@@ -886,7 +956,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     parts = [plan.cached_table] if plan.cached_table is not None else []
     parts.append(done.op.flatten([done.results[j] for j in fetched] + [None]))
     row_of = dict(plan.cached_rows)
-    offset = len(row_of)
+    offset = plan.cached_table.num_rows if plan.cached_table is not None else 0  # rows taken out stay in it
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
     # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
     unique = np.asarray(plan.row_unique, dtype=np.int64)
@@ -900,6 +970,8 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     for i in np.flatnonzero((unique >= 0) & (reasons != None)):  # noqa: E711 - a note on a sent row
         error[i] = f"{error[i]}; {reasons[i]}" if error[i] else reasons[i]
     status = status.tolist()
+    for row, own in prepared.statuses.items():
+        status[row] = own
     head: dict[str, Any] = {"apollo_status": status, "apollo_error": error,
                             CREDITS_COLUMN: _row_credits(unique, done.credits)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
@@ -910,5 +982,6 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     summary.invalid = int(counts.get("invalid", 0))
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
+    summary.suppressed = int(counts.get(SUPPRESSED, 0))
     summary.cause = failure_cause(status, error, host) or None
     return new_columns(head, flat)

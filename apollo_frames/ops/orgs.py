@@ -138,6 +138,7 @@ def enrich_orgs(
     client: ApolloClient | None = None,
     ledger: Ledger | None = None,
     confirm_over: float | None = None,
+    suppress: Any = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain."""
     prepared, op, options = orgs_job(frame, columns)
@@ -145,6 +146,7 @@ def enrich_orgs(
         return run_operation(
             frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,
+            suppress=suppress,
         )
 
 

@@ -531,6 +531,7 @@ def enrich_people(
     confirm_over: float | None = None,
     on_conflict: str = "flag",
     waterfall: bool = False,
+    suppress: Any = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract.
 
@@ -555,6 +556,7 @@ def enrich_people(
             progress=progress,
             ledger=ledger,
             confirm_over=confirm_over,
+            suppress=suppress,
         )
 
 

@@ -164,6 +164,8 @@ from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
 from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
+from apollo_frames.engine.suppressing import STATUS as SUPPRESSED
+from apollo_frames.engine.suppressing import Suppressor
 from apollo_frames.ops.journal import SENT, SETTLED, PushJournal, fingerprint
 from apollo_frames.ops.lookup import created_since, parse_time
 from apollo_frames.ops.registry import Command, Spec, register
@@ -182,8 +184,8 @@ MODES = ("upsert", "insert", "update")
 BULK_LIMIT = 100
 #: Allowance, in seconds, for clock resolution and skew when telling a lost write from an older record.
 CLOCK_SKEW_S = 2.0
-PUSH_STATUSES = ("created", "existing", "updated", "invalid", "duplicate", "error", "skipped")
-DRY_RUN_STATUSES = ("would_create", "would_update", "invalid", "duplicate")
+PUSH_STATUSES = ("created", "existing", "updated", "invalid", "duplicate", "error", "skipped", "suppressed")
+DRY_RUN_STATUSES = ("would_create", "would_update", "invalid", "duplicate", "suppressed")
 OUTPUT_COLUMNS = ("apollo_status", "apollo_id", "apollo_error", "apollo_payload")
 #: Columns an earlier apollo_frames step wrote: replaced without a warning, never pushed.
 _OWN_COLUMNS = ("apollo_status", "apollo_error", "apollo_payload")
@@ -688,6 +690,8 @@ class PushSummary(Summary):
     duplicate: int = 0
     errors: int = 0
     skipped: int = 0
+    #: rows naming an identifier on the suppression list (or in ``suppress=``): never sent
+    suppressed: int = 0
     would_create: int = 0
     would_update: int = 0
     api_calls: int = 0
@@ -1303,6 +1307,7 @@ def push(
     stop: StopSignal | None = None,
     journal: PushJournal | None = None,
     make_bar: Callable[..., Any] | None = None,
+    suppress: Any = None,
 ) -> pd.DataFrame:
     """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule.
 
@@ -1321,6 +1326,7 @@ def push(
     mapping, custom_columns = _push_columns(frame, target, mode, columns)
     not_pushed = _unwritable(target, mode, mapping, columns)
     prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
+    suppressed = _set_aside(prepared, reasons, client, suppress)
     keys = _dedupe(prepared, seen)
     summary = PushSummary(
         operation=target.operation,
@@ -1331,6 +1337,8 @@ def push(
         not_pushed=not_pushed,
     )
     report = _Report.of(reasons)
+    for i in suppressed:
+        report.status[i] = SUPPRESSED
     fatal = None
     if dry_run:
         _plan(keys.unique, target, mode, labels, run_dedupe, report, summary)
@@ -1442,6 +1450,21 @@ class _Keys:
     earlier: dict[int, tuple[Any, str | None]]
 
 
+def _set_aside(prepared: list[Row | None], reasons: list[str | None], client: Any, suppress: Any) -> list[int]:
+    """Rows naming a suppressed identifier (the folder's list, and ``suppress``) are never sent: their positions."""
+    with client_scope(client, need_key=False) as api:
+        suppressor = Suppressor.for_run(api.settings.cache_dir, suppress, api.clock)
+    if suppressor is None:
+        return []
+    out = []
+    for i, row in enumerate(prepared):
+        reason = None if row is None else suppressor.row({**row.values, "id": row.record_id})
+        if reason is not None:
+            prepared[i], reasons[i] = None, reason.replace("never sent, nothing stored", "never pushed")
+            out.append(i)
+    return out
+
+
 def _dedupe(prepared: list[Row | None], seen: Mapping[str, tuple[Any, str | None]] | None) -> _Keys:
     first_of: dict[str, int] = {}
     keys = _Keys([], {}, {})
@@ -1492,6 +1515,7 @@ class _Report:
             "invalid",
             "duplicate",
             "skipped",
+            "suppressed",
             "would_create",
             "would_update",
         ):
@@ -1663,6 +1687,7 @@ def push_contacts(
     progress: bool = True,
     client=None,
     default_region: str | None = "US",
+    suppress: Any = None,
 ) -> pd.DataFrame:
     """Push each row to Apollo as a contact (insert, update or upsert); one status per row.
 
@@ -1682,7 +1707,8 @@ def push_contacts(
     after we first sent it): see :mod:`apollo_frames.ops.push` for this and the
     other rules (columns, labels, phones, retries, stops).
     """
-    return push(frame, CONTACTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region)
+    return push(frame, CONTACTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region,
+                suppress=suppress)
 
 
 def push_accounts(
@@ -1695,6 +1721,7 @@ def push_accounts(
     progress: bool = True,
     client=None,
     default_region: str | None = "US",
+    suppress: Any = None,
 ) -> pd.DataFrame:
     """Push each row to Apollo as an account (insert, update or upsert); one status per row.
 
@@ -1704,7 +1731,8 @@ def push_accounts(
     write accounts; a scoped key stops the run with
     :class:`~apollo_frames.core.errors.PermissionDeniedError` saying so.
     """
-    return push(frame, ACCOUNTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region)
+    return push(frame, ACCOUNTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region,
+                suppress=suppress)
 
 
 def _report_schema(options: Mapping[str, Any]) -> pa.Schema:

@@ -23,7 +23,7 @@ from apollo_frames.engine.runner import Operation, Prepared
 from apollo_frames.engine.work import Work, check_options, work_from_plan
 
 #: Options every ``enrich`` run takes besides its operation's own: the engine's (budget, cache, ledger, gate).
-RUN_OPTIONS = ("max_credits", "refresh", "ledger", "confirm_over")
+RUN_OPTIONS = ("max_credits", "refresh", "ledger", "confirm_over", "suppress")
 KINDS = ("enrich", "search", "push")
 
 Job = Callable[..., "tuple[Prepared, Operation, dict]"]
