@@ -1746,7 +1746,7 @@ def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: 
             name=function.__name__,
             kind="push",
             function=function,
-            options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region"),
+            options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region", "suppress"),
             schema=_report_schema,
             run=functools.partial(push, target=target),
             target=target.plural,
