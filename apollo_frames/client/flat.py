@@ -1,11 +1,11 @@
 """Flattened copies of stored answers, so a cached re-run reads rows in the declared schema instead of JSON.
 
-The raw JSON answer in :class:`~apollo_frames.client.store.ResponseCache` stays the source of truth.
+The raw JSON answer in :class:`~apollo_frames.client.store.AnswerStore` stays the source of truth.
 Beside it, answers flattened into an operation's declared schema are kept a block at a time as Arrow
-IPC bytes (table ``FlatBlock``), and every key points at its row (table ``Flat``: key, fingerprint,
+IPC bytes (table ``FlatBlocks``), and every key points at its row (table ``FlatRows``: key, fingerprint,
 the raw entry's store and expiry times, block, row, whether it is a match). A copy is written only
 for the raw answer it was made from, and triggers on the raw table delete it when that answer is
-rewritten, deleted or touched in any way (by this code, diskcache, or a hand edit); it is used only
+rewritten, deleted or touched in any way (by this code or a hand edit); it is used only
 until the raw answer expires and while its fingerprint (store schema version, flatten version, the
 declared schema) is the reader's. Anything
 else (no copy, a block that does not parse or holds another schema) is a miss of the copy: the row
@@ -22,58 +22,60 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import diskcache
 import pyarrow as pa
 
 from apollo_frames.core.errors import StorageError
 
 if TYPE_CHECKING:
-    from apollo_frames.client.store import ResponseCache
+    from apollo_frames.client.store import AnswerStore
 
 #: the tables of the flattened copies (created with the store's own tables)
 FLAT_TABLES = (
-    """CREATE TABLE IF NOT EXISTS FlatBlock (
+    """CREATE TABLE IF NOT EXISTS FlatBlocks (
         id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS Flat (
-        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, store_time REAL NOT NULL, expire_time REAL,
+    """CREATE TABLE IF NOT EXISTS FlatRows (
+        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, stored_at REAL NOT NULL, expires_at REAL,
         block INTEGER NOT NULL, row INTEGER NOT NULL, hit INTEGER NOT NULL) WITHOUT ROWID""",
     # covers the read of a whole block's rows (the key, primary key, is in every index entry)
-    "CREATE INDEX IF NOT EXISTS Flat_by_block ON Flat (block, expire_time, row, hit, store_time)",
+    "CREATE INDEX IF NOT EXISTS FlatRows_by_block ON FlatRows (block, expires_at, row, hit, stored_at)",
+)
+#: the triggers that keep the copies in step with the raw answers (the store drops any other trigger)
+FLAT_TRIGGERS = (
     # Any change to a raw answer through SQLite (a rewrite, a delete, expiry, quarantine, a hand edit)
     # drops its copy, so a copy is never read in place of a raw entry that would not be trusted.
-    """CREATE TRIGGER IF NOT EXISTS Flat_on_insert AFTER INSERT ON Cache
-        BEGIN DELETE FROM Flat WHERE key = NEW.key; END""",
-    """CREATE TRIGGER IF NOT EXISTS Flat_on_update
-        AFTER UPDATE OF key, raw, store_time, expire_time, mode, filename, value ON Cache
-        BEGIN DELETE FROM Flat WHERE key = OLD.key OR key = NEW.key; END""",
-    """CREATE TRIGGER IF NOT EXISTS Flat_on_delete AFTER DELETE ON Cache
-        BEGIN DELETE FROM Flat WHERE key = OLD.key; END""",
+    """CREATE TRIGGER FlatRows_on_insert AFTER INSERT ON Answers
+        BEGIN DELETE FROM FlatRows WHERE key = NEW.key; END""",
+    """CREATE TRIGGER FlatRows_on_update
+        AFTER UPDATE OF key, stored_at, expires_at, value ON Answers
+        BEGIN DELETE FROM FlatRows WHERE key = OLD.key OR key = NEW.key; END""",
+    """CREATE TRIGGER FlatRows_on_delete AFTER DELETE ON Answers
+        BEGIN DELETE FROM FlatRows WHERE key = OLD.key; END""",
 )
 #: keys per SQL statement (as the store's own reads)
 _SQL_BLOCK = 900
-# The triggers keep Flat in step with Cache, so a lookup reads Flat alone. (A row of another
+# The triggers keep FlatRows in step with Answers, so a lookup reads FlatRows alone. (A row of another
 # fingerprint is found too: its block's fingerprint is checked when the block is read.)
 _FIND = (
-    "SELECT key, block, row, hit, store_time, expire_time FROM Flat WHERE key IN ({marks}) "
-    "AND (expire_time IS NULL OR expire_time > ?)"
+    "SELECT key, block, row, hit, stored_at, expires_at FROM FlatRows WHERE key IN ({marks}) "
+    "AND (expires_at IS NULL OR expires_at > ?)"
 )
 _BY_BLOCK = (
-    "SELECT key, row, hit, store_time, expire_time FROM Flat WHERE block = ? "
-    "AND (expire_time IS NULL OR expire_time > ?)"
+    "SELECT key, row, hit, stored_at, expires_at FROM FlatRows WHERE block = ? "
+    "AND (expires_at IS NULL OR expires_at > ?)"
 )
 # Whether the live rows of one block are the keys asked for, row for row (a re-run of the frame that saved it
 # asks for exactly these): the keys, all of one length L, come as one blob, key i at bytes [i*L, (i+1)*L).
 # Keys are unique, so n rows each holding the key at its own row are those n keys in that order.
 _BLOCK_CHECK = (
     "SELECT count(*), sum(CAST(substr(?1, row * ?2 + 1, ?2) AS TEXT) = key), sum(hit = 1), sum(hit = 0) "
-    "FROM Flat WHERE block = ?3 AND (expire_time IS NULL OR expire_time > ?4)"
+    "FROM FlatRows WHERE block = ?3 AND (expires_at IS NULL OR expires_at > ?4)"
 )
-_NO_MATCH_ROWS = "SELECT row FROM Flat WHERE block = ? AND hit = 0 AND (expire_time IS NULL OR expire_time > ?)"
+_NO_MATCH_ROWS = "SELECT row FROM FlatRows WHERE block = ? AND hit = 0 AND (expires_at IS NULL OR expires_at > ?)"
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
-    "INSERT OR REPLACE INTO Flat (key, fingerprint, store_time, expire_time, block, row, hit) "
+    "INSERT OR REPLACE INTO FlatRows (key, fingerprint, stored_at, expires_at, block, row, hit) "
     "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
-    "(SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND store_time = ? AND expire_time IS ?)"
+    "(SELECT 1 FROM Answers WHERE key = ? AND stored_at = ? AND expires_at IS ?)"
 )
 
 #: a raw answer's (store time, expiry time or None)
@@ -133,7 +135,7 @@ def _decode_all(rows: Sequence[tuple], fp: str, schema: pa.Schema) -> list[pa.Ta
 class FlatCopies:
     """The flattened copies one reader uses: find rows by key, load blocks once, save new blocks."""
 
-    def __init__(self, store: ResponseCache, fingerprint: str, schema: pa.Schema):
+    def __init__(self, store: AnswerStore, fingerprint: str, schema: pa.Schema):
         self.store, self.fingerprint, self.schema = store, fingerprint, schema
         #: block id -> its table (None: unreadable or not ours, never used)
         self.blocks: dict[int, pa.Table | None] = {}
@@ -209,7 +211,7 @@ class FlatCopies:
         for start in range(0, len(keys), _SQL_BLOCK):
             block = keys[start:start + _SQL_BLOCK]
             marks = ",".join("?" * len(block))
-            sql = f"SELECT key, store_time, expire_time FROM Cache WHERE raw = 1 AND key IN ({marks})"
+            sql = f"SELECT key, stored_at, expires_at FROM Answers WHERE key IN ({marks})"
             for key, stored, expires in self.store.query(sql, block):
                 stamps[key] = (stored, expires)
         return stamps
@@ -223,7 +225,7 @@ class FlatCopies:
             block = wanted[start:start + _SQL_BLOCK]
             self.blocks.update(dict.fromkeys(block))
             rows = self.store.query(
-                f"SELECT id, fingerprint, rows, data FROM FlatBlock WHERE id IN ({','.join('?' * len(block))})", block
+                f"SELECT id, fingerprint, rows, data FROM FlatBlocks WHERE id IN ({','.join('?' * len(block))})", block
             )
             for block_id, table in zip([r[0] for r in rows], _decode_all(rows, self.fingerprint, self.schema),
                                        strict=True):
@@ -253,13 +255,13 @@ class FlatCopies:
     def _write(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
-        except (StorageError, diskcache.Timeout):
+        except StorageError:
             self.writable = False  # copies are an optimisation: a read-only or busy store runs without them
 
     def _save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
         data = to_ipc(table)
         with self.store.transaction() as con:
-            cursor = con.execute("INSERT INTO FlatBlock (fingerprint, rows, data) VALUES (?, ?, ?)",
+            cursor = con.execute("INSERT INTO FlatBlocks (fingerprint, rows, data) VALUES (?, ?, ?)",
                                  (self.fingerprint, table.num_rows, data))
             block_id = cursor.lastrowid
             con.executemany(_PUT, [
@@ -272,10 +274,10 @@ class FlatCopies:
     def _drop(self, ids: Sequence[int]) -> None:
         with self.store.transaction() as con:
             marks = ",".join("?" * len(ids))
-            con.execute(f"DELETE FROM Flat WHERE block IN ({marks})", list(ids))
-            con.execute(f"DELETE FROM FlatBlock WHERE id IN ({marks})", list(ids))
+            con.execute(f"DELETE FROM FlatRows WHERE block IN ({marks})", list(ids))
+            con.execute(f"DELETE FROM FlatBlocks WHERE id IN ({marks})", list(ids))
 
 
 def drop_unused(con: sqlite3.Connection) -> None:
     """Delete the blocks no key points at any more (their rows were rewritten, expired or set aside)."""
-    con.execute("DELETE FROM FlatBlock WHERE NOT EXISTS (SELECT 1 FROM Flat WHERE Flat.block = FlatBlock.id)")
+    con.execute("DELETE FROM FlatBlocks WHERE NOT EXISTS (SELECT 1 FROM FlatRows WHERE FlatRows.block = FlatBlocks.id)")

@@ -173,11 +173,7 @@ def check_flags(**flags: Any) -> None:
 def plan_work(
     prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True
 ) -> Plan:
-    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
-
-    Answers a run of this process could not store (a full disk since freed) are taken from the spool first.
-    """
-    client.cache.replay_spool()
+    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
     row_unique, first_rows, texts = dedupe(prepared)
     unique_records: Sequence[Any] = pick(prepared.records, first_rows)
     cache_keys = client.cache.keys(op.endpoint, texts, options)
@@ -459,10 +455,10 @@ class _Sender:
 
     The dispatching thread claims a batch's records in the store (setting
     aside those another process holds or has stored meanwhile); a worker
-    writes the request to the ledger as sent, sends it, parses the answer,
-    appends it to the answer spool and queues it for the
-    :class:`~apollo_frames.engine.keeper.AnswerWriter`, which stores it, releases
-    the claims and settles the ledger; the dispatching thread fans the answers
+    writes the request to the ledger as sent, sends it, parses the answer and
+    stores it through the :class:`~apollo_frames.engine.keeper.AnswerWriter`
+    (a group commit), whose thread releases the claims and settles the ledger;
+    the dispatching thread fans the answers
     into the results.
     """
 
@@ -565,8 +561,8 @@ class _Sender:
     def send(self, batch: _Batch) -> _Answer | None:
         """One bulk call (on a worker thread), parsed and kept; None when it was not sent.
 
-        The answers are spooled here, before this worker takes another batch (see ``AnswerWriter.store``);
-        the writer's thread stores them and settles the ledger.
+        The answers are stored here, before this worker takes another batch (see ``AnswerWriter.store``);
+        the writer's thread settles the ledger.
         """
         with self._ending:
             self._sending += 1
