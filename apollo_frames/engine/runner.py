@@ -814,7 +814,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     parts = [plan.cached_table] if plan.cached_table is not None else []
     parts.append(done.op.flatten([done.results[j] for j in fetched] + [None]))
     row_of = dict(plan.cached_rows)
-    offset = len(row_of)
+    offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
     # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
     unique = np.asarray(plan.row_unique, dtype=np.int64)
