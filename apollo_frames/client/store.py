@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -55,7 +56,7 @@ SQL_BLOCK = 900
 #: an entry stored more than this after the store's clock reads now is not trusted (a far-future date
 #: would outlive every refresh)
 FUTURE_SLACK_S = 86400.0
-#: where claim owners cannot be seen (no flock), a lease longer than this from now is taken as expired
+#: a lease longer than this from now (none this code takes) is taken as expired
 MAX_LEASE_S = 7 * 86400.0
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS Answers (
@@ -256,10 +257,10 @@ class Holders:
             return False  # not an owner this code makes
         try:
             fd = os.open(self.folder / owner, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
-        except OSError:
-            return True
+        except OSError as exc:  # a symlink is not an owner's file; another user's may be: believed
+            return exc.errno != errno.ELOOP
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return False
@@ -592,10 +593,8 @@ class AnswerStore:
         alive: dict[Any, bool] = {}
         held = {}
         for key, owner, expires in rows:
-            if not isinstance(expires, (int, float)) or expires <= now:
-                continue
-            if fcntl is None and expires > now + MAX_LEASE_S:
-                continue  # (owners cannot be seen: a lease past any this code takes is not believed)
+            if not isinstance(expires, (int, float)) or not now < expires <= now + MAX_LEASE_S:
+                continue  # expired, or longer than any lease this code takes: not believed
             if owner not in alive:
                 alive[owner] = self.holders.alive(owner)
             if alive[owner]:

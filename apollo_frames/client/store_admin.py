@@ -100,6 +100,8 @@ def prune(store: AnswerStore, older_than: float, *, now: float | None = None) ->
     with store.transaction() as con:
         removed = con.execute(f"DELETE FROM Answers WHERE {condition}", cutoff).rowcount
         con.execute("DELETE FROM Claims WHERE expires <= ?", (now,))
+        owners = [owner for (owner,) in con.execute("SELECT DISTINCT owner FROM Claims")]
+        con.executemany("DELETE FROM Claims WHERE owner = ?", [(o,) for o in owners if not store.holders.alive(o)])
         drop_unused(con)  # flattened copies of the deleted answers went with them (triggers); now their blocks
     return int(removed)
 
