@@ -6,8 +6,8 @@ default: every call without ``client=`` uses it, so its rate-limit state and
 cache last from cell to cell. ``apollo_frames.reset()`` goes back to a client
 built from the environment (``APOLLO_API_KEY``...) for each call.
 
-This is the one module outside the command line that imports the sandbox; the
-layers below it never do.
+This is the one module outside the command line that imports the sandbox, and only when
+``use_sandbox`` is called (``import apollo_frames`` does not load it); the layers below it never do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from apollo_frames.client.http import ApolloClient, set_default_client
-from apollo_frames.sandbox import Sandbox
 
 
 def use_sandbox(cache_dir: str | Path | None = None) -> ApolloClient:
@@ -24,6 +23,8 @@ def use_sandbox(cache_dir: str | Path | None = None) -> ApolloClient:
     ``cache_dir``: where its answers are cached (default: the usual cache folder, in a
     namespace of the sandbox's own, so they never mix with Apollo's).
     """
+    from apollo_frames.sandbox import Sandbox  # (here: a plain import of the package does not load it)
+
     client = Sandbox().client(cache_dir=None if cache_dir is None else str(cache_dir))
     _close(set_default_client(client))
     return client

@@ -104,3 +104,12 @@ def test_complexity_check_names_offenders(tmp_path):
     (tmp_path / "tangled.py").write_text(f"def tangled(x):\n{branches}    return -1\n\n\ndef plain(x):\n    return x\n")
     found = offenders([str(tmp_path)])
     assert len(found) == 1 and "tangled.py:1 tangled (26)" in found[0]
+
+
+def test_importing_the_package_does_not_load_the_sandbox():
+    import subprocess
+    import sys
+
+    code = "import sys, apollo_frames; print(sorted(m for m in sys.modules if m.startswith('apollo_frames.sandbox')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"

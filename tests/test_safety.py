@@ -788,3 +788,35 @@ def test_owner_files_are_locked_while_their_run_lasts_and_removed_when_it_ends(t
         store.end_run(run)
         assert [p.name for p in folder.iterdir()] == [store.owner]
     assert list(folder.iterdir()) == []  # holder files do not pile up
+
+
+def test_two_processes_running_the_same_paid_org_search_pay_once(tmp_path, monkeypatch):
+    from apollo_frames.ops import search
+
+    sandbox = Sandbox(SandboxConfig(seed=5, n_orgs=400))
+    countries = ["United States", "Germany", "United Kingdom", "France", "Ireland"]
+
+    def run(folder, results: list) -> None:
+        with sandbox.client(cache_dir=folder) as client:  # a store (a claim owner) of its own, as a process has
+            results.append(af.search_orgs(max_results=250, client=client, progress=False,
+                                          organization_locations=countries))
+
+    before = sandbox.credits_consumed
+    alone: list = []
+    run(tmp_path / "alone", alone)
+    paid_alone = sandbox.credits_consumed - before
+    assert paid_alone == 3  # three paid pages
+    waiting = threading.Event()  # a page is sent only once the other process waits for it: they overlap
+    real_fetch, real_wait = search._fetch_page, AnswerStore.wait_for
+    monkeypatch.setattr(search, "_fetch_page", lambda *a, **k: waiting.wait(30) and real_fetch(*a, **k))
+    monkeypatch.setattr(AnswerStore, "wait_for", lambda self, *a, **k: waiting.set() or real_wait(self, *a, **k))
+    results: list = []
+    threads = [threading.Thread(target=run, args=(tmp_path / "shared", results)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert waiting.is_set() and len(results) == 2
+    assert sandbox.credits_consumed - before - paid_alone == paid_alone  # the two paid once between them
+    for result in results:
+        pd.testing.assert_frame_equal(result, alone[0])
