@@ -820,3 +820,19 @@ def test_two_processes_running_the_same_paid_org_search_pay_once(tmp_path, monke
     assert sandbox.credits_consumed - before - paid_alone == paid_alone  # the two paid once between them
     for result in results:
         pd.testing.assert_frame_equal(result, alone[0])
+
+
+def test_a_search_page_stored_by_another_process_between_the_look_and_the_claim_is_not_paid_again(tmp_path,
+                                                                                                  monkeypatch):
+    sandbox = Sandbox(SandboxConfig(seed=5, n_orgs=400))
+    countries = ["United States", "Germany", "United Kingdom", "France", "Ireland"]
+    with sandbox.client(cache_dir=tmp_path) as client:
+        first = af.search_orgs(max_results=250, client=client, progress=False, organization_locations=countries)
+    paid = sandbox.credits_consumed
+    real = AnswerStore.get_many
+    # the first look finds nothing (the other process had not stored the page yet); it is there by the claim
+    monkeypatch.setattr(AnswerStore, "get_many", lambda self, keys, **kw: real(self, keys, **kw) if kw else {})
+    with sandbox.client(cache_dir=tmp_path) as client:
+        again = af.search_orgs(max_results=250, client=client, progress=False, organization_locations=countries)
+    assert sandbox.credits_consumed == paid == 3
+    pd.testing.assert_frame_equal(again, first)

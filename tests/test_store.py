@@ -500,3 +500,14 @@ def test_an_entry_nested_too_deeply_to_read_is_a_counted_miss(tmp_path):
         with pytest.warns(UserWarning, match="nested too deeply"):
             assert store.get_many([key]) == {}
         assert store.quarantined == 1
+
+
+def test_connections_of_threads_that_ended_are_closed(tmp_path):
+    import threading
+
+    with AnswerStore(tmp_path) as store:
+        for i in range(20):  # twenty runs' worker threads, one after another
+            thread = threading.Thread(target=store.set_many, args=({f"{i:064x}": None},), kwargs={"ttl": None})
+            thread.start()
+            thread.join()
+        assert len(store) == 20 and len(store._connections) <= 2  # this thread's and the last worker's

@@ -335,7 +335,7 @@ class AnswerStore:
         self.quarantined = 0
         self.quarantine_reasons: Counter[str] = Counter()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         #: held through each write transaction: this object's threads wait for one another here rather than in
         #: SQLite's busy handler, which sleeps a millisecond or more each time
         self._writing = threading.RLock()
@@ -386,8 +386,12 @@ class AnswerStore:
         if con is None:
             with storage_errors(self.path, "the answer store", _CORRUPT_REMEDY):
                 con = self._local.con = self._connect()
-            with self._writing:
-                self._connections.append(con)
+            with self._writing:  # (the connections of threads that ended, such as an earlier run's workers, close)
+                ended = [c for thread, c in self._connections if not thread.is_alive()]
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+                self._connections.append((threading.current_thread(), con))
+            for old in ended:
+                old.close()
         return con
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -536,7 +540,7 @@ class AnswerStore:
         self.holders.close()
         with self._writing:
             connections, self._connections = self._connections, []
-        for con in connections:
+        for _, con in connections:
             con.close()
         self._local = threading.local()
 

@@ -308,6 +308,11 @@ def _awaited(client, key: str, stored_after: float | None) -> dict | None:
             found = cache.wait_for([key], lease, stored_after=stored_after).found.get(key)
             if isinstance(found, dict):
                 return found
+        stamps: dict[str, tuple[float, float | None]] = {}
+        found = cache.get_many([key], stamps=stamps).get(key)  # stored by the other between our look and our claim
+        if isinstance(found, dict) and (stored_after is None or stamps[key][0] >= stored_after):
+            cache.release([key])
+            return found
     return None
 
 
