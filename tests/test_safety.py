@@ -829,9 +829,15 @@ def test_a_search_page_stored_by_another_process_between_the_look_and_the_claim_
     with sandbox.client(cache_dir=tmp_path) as client:
         first = af.search_orgs(max_results=250, client=client, progress=False, organization_locations=countries)
     paid = sandbox.credits_consumed
-    real = AnswerStore.get_many
-    # the first look finds nothing (the other process had not stored the page yet); it is there by the claim
-    monkeypatch.setattr(AnswerStore, "get_many", lambda self, keys, **kw: real(self, keys, **kw) if kw else {})
+    real, seen = AnswerStore.get_many, set()
+
+    def first_look_misses(self, keys, **kw):  # the other process had not stored the page yet; it has by the claim
+        keys = list(keys)
+        fresh = not seen.issuperset(keys)
+        seen.update(keys)
+        return {} if fresh else real(self, keys, **kw)
+
+    monkeypatch.setattr(AnswerStore, "get_many", first_look_misses)
     with sandbox.client(cache_dir=tmp_path) as client:
         again = af.search_orgs(max_results=250, client=client, progress=False, organization_locations=countries)
     assert sandbox.credits_consumed == paid == 3

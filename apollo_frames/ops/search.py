@@ -308,9 +308,8 @@ def _awaited(client, key: str, stored_after: float | None) -> dict | None:
             found = cache.wait_for([key], lease, stored_after=stored_after).found.get(key)
             if isinstance(found, dict):
                 return found
-        stamps: dict[str, tuple[float, float | None]] = {}
-        found = cache.get_many([key], stamps=stamps).get(key)  # stored by the other between our look and our claim
-        if isinstance(found, dict) and (stored_after is None or stamps[key][0] >= stored_after):
+        found = None if stored_after is not None else cache.get_many([key]).get(key)
+        if isinstance(found, dict):  # stored by the other between our look and our claim (a refresh fetches anew)
             cache.release([key])
             return found
     return None
