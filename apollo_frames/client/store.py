@@ -359,6 +359,9 @@ class AnswerStore:
 
     def _setup(self, con: sqlite3.Connection) -> None:
         """Our tables; triggers we did not make dropped; a diskcache-era store's entries moved over."""
+        if {row[1] for row in con.execute("PRAGMA table_info(FlatRows)")} - {"key", "block"}:
+            con.execute("DROP TABLE FlatRows")  # flattened copies of another layout: rebuilt from the raw answers
+            con.execute("DROP TABLE IF EXISTS FlatBlocks")
         for statement in _TABLES:
             con.execute(statement)
         ours = {" ".join(sql.split()) for sql in FLAT_TRIGGERS}
