@@ -197,6 +197,7 @@ class FlatCopies:
                                  (self.fingerprint, block.num_rows, to_ipc(block)))
             con.executemany(_PUT, [(key, cursor.lastrowid, key, *stamps[key]) for key in keys])
             drop_unused(con)
+        self.store.checkpoint()
 
     def _drop(self, ids: Sequence[int]) -> None:
         with self.store.transaction() as con:

@@ -381,6 +381,7 @@ class AnswerStore:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute("PRAGMA trusted_schema=OFF")
+        con.execute("PRAGMA wal_autocheckpoint=0")  # never on a worker's path: see :meth:`checkpoint`
         return con
 
     def _con(self) -> sqlite3.Connection:
@@ -417,6 +418,13 @@ class AnswerStore:
                 con.rollback()
                 raise
             con.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database (SQLite's automatic checkpoint is off, so that it never
+        runs inside a worker's commit): called by the answer writer's thread, after a block of copies is saved,
+        and on close. Never fatal: a busy or read-only store just checkpoints later."""
+        with contextlib.suppress(sqlite3.Error, StorageError):
+            self.query("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _set_aside_garbage(self) -> None:
         """A cache.db that is not a SQLite file holds nothing of ours: move it aside (kept), count it, go on."""
@@ -540,6 +548,7 @@ class AnswerStore:
                 con.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
+        self.checkpoint()
         self.holders.close()
         with self._writing:
             connections, self._connections = self._connections, []

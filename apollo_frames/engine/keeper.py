@@ -266,6 +266,7 @@ class AnswerWriter:
             keys, self._release_later = self._release_later, []
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             self.cache.release(keys, owner=self.owner)
+        self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
 
     def _store(self, batch: list[Keep], release: bool = True) -> None:
         """Store the answers of ``batch`` (and release its claims) in one transaction."""
