@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -111,8 +112,8 @@ class FlatCopies:
         self.writable = True
 
     def take(self, keys: Sequence[str]) -> tuple[list[int], list[bool], list[int], pa.Table]:
-        """(indices into ``keys`` that have a live copy, whether each is a match, its row in the table, the table
-        of the blocks read): the caller puts the rows in its order with one ``take``."""
+        """(indices into ``keys`` that have a live copy, whether each is a match, its row in the table, a table
+        of the rows used): the caller puts the rows in its order with one ``take``."""
         blocks = self._blocks(keys)
         tables = self._decode(blocks)
         if not tables:
@@ -125,8 +126,25 @@ class FlatCopies:
         live = pc.and_(pc.take(self._live(blocks, tables), rows),
                        pc.fill_null(pc.greater(expires, self.store.clock.time()), True))
         found, rows = pc.filter(found, live), pc.filter(rows, live)
-        return (found.to_numpy().tolist(), pc.take(table["_hit"], rows).to_pylist(), rows.to_numpy().tolist(),
-                table.select(self.schema.names))
+        hits = pc.take(table["_hit"], rows).to_pylist()
+        used, positions = self._used(tables, rows.to_numpy())
+        return found.to_numpy().tolist(), hits, positions.tolist(), used
+
+    def _used(self, tables: list[pa.Table], rows: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """The rows ``rows`` (of the blocks end to end) in block order, a block used whole as it is, and where each
+        of ``rows`` is in it: rows of a block nobody asked for are never copied."""
+        order = np.argsort(rows, kind="stable")
+        starts = np.cumsum([0] + [t.num_rows for t in tables])
+        cuts = np.searchsorted(rows[order], starts)
+        pieces = []
+        for i, t in enumerate(tables):
+            wanted = rows[order[cuts[i]:cuts[i + 1]]] - starts[i]
+            if len(wanted):
+                t = t.select(self.schema.names)
+                pieces.append(t if len(wanted) == t.num_rows else t.take(pa.array(wanted)))
+        positions = np.empty(len(rows), dtype=np.int64)
+        positions[order] = np.arange(len(rows))
+        return (pa.concat_tables(pieces) if pieces else self.schema.empty_table()), positions
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, bytes]]:
         """(id, rows, data) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
