@@ -76,7 +76,7 @@ _OLD_ENTRIES = (
     "INSERT OR IGNORE INTO Answers (key, stored_at, expires_at, value) SELECT key, store_time, expire_time, value "
     "FROM Cache WHERE raw = 1 AND typeof(key) = 'text' AND typeof(value) = 'blob' AND typeof(store_time) = 'real'"
 )
-_OLD_TABLES = ("Cache", "Settings", "Tag", "Flat", "FlatBlock")
+_OLD_TABLES = ("Cache", "Settings", "Flat", "FlatBlock")
 _CORRUPT_REMEDY = "run `apollo-frames cache verify` (it sets the file aside and keeps what is readable) or remove it"
 _OWNER = re.compile(r"[0-9a-f]{16}")
 
@@ -218,7 +218,8 @@ class Holders:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self._fds: dict[str, int] = {}
+        #: owner -> the descriptor of its locked file (this process's owners)
+        self.held: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def hold(self, owner: str) -> None:
@@ -234,20 +235,16 @@ class Holders:
                     break  # (else a sweep removed it between our open and our lock: make it again)
                 os.close(fd)
             with self._lock:
-                self._fds[owner] = fd
+                self.held[owner] = fd
 
     def let_go(self, owner: str) -> None:
         """Remove and unlock ``owner``'s file: its claims are free."""
         with self._lock:
-            fd = self._fds.pop(owner, None)
+            fd = self.held.pop(owner, None)
         if fd is not None:
             with contextlib.suppress(OSError):
                 (self.folder / owner).unlink()
             os.close(fd)
-
-    def close(self) -> None:
-        for owner in list(self._fds):
-            self.let_go(owner)
 
     def alive(self, owner: Any) -> bool:
         """Whether ``owner`` runs: its file is locked (or cannot be looked at: then it is believed)."""
@@ -265,9 +262,7 @@ class Holders:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return False
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
+        except OSError:  # locked: it runs (or locks cannot be taken here: believed)
             return True
         else:
             with contextlib.suppress(OSError):
@@ -280,7 +275,7 @@ class Holders:
         """Remove the files of owners that are gone (killed before they could remove their own)."""
         with contextlib.suppress(OSError):
             for path in self.folder.iterdir():
-                if _OWNER.fullmatch(path.name) and path.name not in self._fds:
+                if _OWNER.fullmatch(path.name) and path.name not in self.held:
                     self.alive(path.name)
 
 
@@ -490,9 +485,6 @@ class AnswerStore:
                 self.write_entries(list(self.unstored.values()), newer_only=True)
                 self.unstored.clear()
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.get_many([key]).get(key, default)
-
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None, release: Sequence[str] = ()) -> None:
         """Store answers (a JSON object, or None for a miss), one transaction; ``ttl`` seconds, None = no expiry.
 
@@ -549,7 +541,8 @@ class AnswerStore:
 
     def close(self) -> None:
         self.checkpoint()
-        self.holders.close()
+        for owner in list(self.holders.held):
+            self.holders.let_go(owner)
         with self._writing:
             connections, self._connections = self._connections, []
         for _, con in connections:

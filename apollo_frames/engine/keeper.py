@@ -182,11 +182,6 @@ class AnswerWriter:
             self._release_later.extend(item.release)
         self.put(item)  # its ledger part
 
-    def _stamp(self) -> tuple[float, float | None]:
-        """(stored at, expires at) for answers stored now."""
-        now = self.cache.clock.time()
-        return now, None if self.ttl is None else now + self.ttl
-
     def put(self, item: Keep) -> None:
         """Queue a batch (waits while the writer is ``capacity`` batches behind). Once the writer is closing
         (a worker that answered after an interrupt stopped waiting for it), the batch is handled here."""
@@ -270,7 +265,8 @@ class AnswerWriter:
 
     def _store(self, batch: list[Keep], release: bool = True) -> None:
         """Store the answers of ``batch`` (and release its claims) in one transaction."""
-        stamp = self._stamp()
+        now = self.cache.clock.time()
+        stamp = (now, None if self.ttl is None else now + self.ttl)
         entries: dict[str, tuple[str, Any, float, float | None]] = {}
         for item in batch:
             entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
