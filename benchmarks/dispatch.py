@@ -8,9 +8,9 @@ same number of requests in flight and the same connection limit. The raw pool
 only posts and parses JSON. ``enrich_people``'s dispatch (``send_s`` in its
 summary: from the first claim to the last answer stored) also claims each
 batch in the answer store, writes each request to the ledger before it leaves,
-builds and parses the bodies, appends each answer to the answer spool before
-its worker sends again, and stores the answers and settles the ledger on its
-writer thread: its requests/s over that time is the figure (issue 12: >= 0.9
+builds and parses the bodies, stores each answer (a group commit) before its
+worker sends again, and settles the ledger on its writer thread: its
+requests/s over that time is the figure (issue 12: >= 0.9
 of the raw pool's). The whole call is reported beside it: it also
 plans, reads the credit meter before and after (two requests), flattens the
 answers and builds the frame. Every repetition of ours starts from an empty

@@ -540,8 +540,8 @@ def bench_dispatch(tmp: Path, quick: bool) -> Result:
     r.note("The sandbox runs in a process of its own, as Apollo would be remote; both sides send the same bodies with "
            "the same concurrency and connection limit, and alternate. The dispatch is summary.send_s: from the first "
            "claim to the last answer stored (claims; on the workers a ledger row before each request, the answers "
-           "parsed and appended to the answer spool before the worker sends again; on the writer thread the answers "
-           "stored, 25 ms of them per transaction, and the ledger settled). The whole call also plans, reads the "
+           "parsed and stored (a group commit) before the worker sends again; on the writer thread the ledger "
+           "settled and the claims released). The whole call also plans, reads the "
            "credit meter before and after (two requests), flattens the answers and builds the frame. The figure is "
            "the median of the pairs' ratios (both sides of a pair see the same load); best to best beside it.")
     return r

@@ -3,8 +3,7 @@
     python -m benchmarks.store [--n 100000]
 
 Side by side in one process (the machine may be shared: compare the ratios).
-"before" is the store as it was up to schema version 1: a default ``diskcache.Cache``
-(pickled values) read with one ``get`` per key inside one transaction.
+"one get per key" is how the store was read up to schema version 1 (then a ``diskcache.Cache``).
 """
 
 from __future__ import annotations
@@ -17,9 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import diskcache
-
-from apollo_frames.client.store import ResponseCache, canonical_json
+from apollo_frames.client.store import AnswerStore, canonical_json
 from apollo_frames.sandbox import Sandbox, SandboxConfig
 
 
@@ -45,45 +42,37 @@ def _best(fn, repeat: int = 3) -> float:
 def bench_reads(n: int, folder: Path) -> None:
     records = _records(n)
     keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
-    old = diskcache.Cache(str(folder / "old"), size_limit=2**42, eviction_policy="none", sqlite_mmap_size=0)
-    store = ResponseCache(folder / "new")
+    store = AnswerStore(folder / "new")
     for start in range(0, n, 1000):
-        block = dict(zip(keys[start:start + 1000], records[start:start + 1000], strict=True))
-        with old.transact():
-            for k, v in block.items():
-                old.set(k, v)
-        store.set_many(block, ttl=None)
+        store.set_many(dict(zip(keys[start:start + 1000], records[start:start + 1000], strict=True)), ttl=None)
 
-    def old_get_many():
-        found = {}
-        with old.transact():
-            for k in keys:
-                found[k] = old.get(k)
-        return found
+    def one_by_one():
+        found = {k: store.get_many([k]).get(k) for k in keys}
+        assert len(found) == n
 
-    def new_get_many():
+    def get_many():
         found = {}
         for start in range(0, n, 1000):
             found.update(store.get_many(keys[start:start + 1000]))
         assert len(found) == n
 
-    def old_sql_only():
-        with old.transact():
-            for k in keys:
-                old._sql("SELECT rowid, value FROM Cache WHERE key = ? AND raw = 1", (k,)).fetchall()
+    def sql_per_key():
+        for k in keys:
+            store.query("SELECT rowid, key, value, stored_at, expires_at FROM Answers WHERE key = ?", (k,))
 
-    def new_sql_only():
+    def sql_per_block():
         for start in range(0, n, 900):
             block = keys[start:start + 900]
-            store.query(f"SELECT rowid, key, raw, mode, filename, value FROM Cache WHERE key IN "
+            store.query(f"SELECT rowid, key, value, stored_at, expires_at FROM Answers WHERE key IN "
                         f"({','.join('?' * len(block))})", block)
 
-    before, after = _best(old_get_many, 2), _best(new_get_many, 2)
-    sql_before, sql_after = _best(old_sql_only, 2), _best(new_sql_only, 2)
-    print(f"get_many of {n:,} keys (~5 KB answers): before (pickle, get per key) {before:.2f} s, "
-          f"after (JSON checked, one query per 900 keys) {after:.2f} s, ratio {before / after:.2f}x")
+    before, after = _best(one_by_one, 2), _best(get_many, 2)
+    sql_before, sql_after = _best(sql_per_key, 2), _best(sql_per_block, 2)
+    print(f"reads of {n:,} keys (~5 KB answers): one get per key {before:.2f} s, "
+          f"get_many (JSON checked, one query per 900 keys) {after:.2f} s, ratio {before / after:.2f}x")
     print(f"  SQL alone: one query per key {sql_before:.2f} s, one query per 900 keys {sql_after:.2f} s "
           f"({sql_before / sql_after:.1f}x); the rest is decoding the answers")
+    store.close()
 
 
 def bench_keys(n: int) -> None:

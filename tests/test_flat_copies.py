@@ -12,7 +12,7 @@ from frames import answers
 
 import apollo_frames as af
 from apollo_frames.client import flat
-from apollo_frames.client.store import ResponseCache
+from apollo_frames.client.store import AnswerStore
 from apollo_frames.engine import cached
 
 
@@ -40,7 +40,7 @@ def no_raw_reads(monkeypatch) -> list[int]:
         if keys:
             raise AssertionError(f"raw answers read for {len(keys)} keys")
         return {}
-    monkeypatch.setattr(ResponseCache, "get_many", refuse)
+    monkeypatch.setattr(AnswerStore, "get_many", refuse)
     return []
 
 
@@ -65,7 +65,7 @@ def filled(sandbox, tmp_path):
 
 def test_the_fetching_run_keeps_copies_and_a_rerun_reads_only_them(sandbox, filled, monkeypatch):
     frame, first, cache_dir = filled
-    assert count(cache_dir, "Flat") == 13 and count(cache_dir, "FlatBlock") == 1  # 12 matches and one no-match
+    assert count(cache_dir, "FlatRows") == 13 and count(cache_dir, "FlatBlocks") == 1  # 12 matches and one no-match
     paid = sandbox.credits_consumed
     no_raw_reads(monkeypatch)
     with sandbox.client(cache_dir=cache_dir) as client:
@@ -79,8 +79,8 @@ def test_another_flatten_version_rebuilds_from_the_raw_answers(sandbox, filled, 
     frame, first, cache_dir = filled
     monkeypatch.setattr(cached, "FLATTEN_VERSION", 10_000)
     reads = []
-    original = ResponseCache.get_many
-    monkeypatch.setattr(ResponseCache, "get_many",
+    original = AnswerStore.get_many
+    monkeypatch.setattr(AnswerStore, "get_many",
                         lambda self, keys, **kw: reads.append(1) or original(self, keys, **kw))
     with sandbox.client(cache_dir=cache_dir) as client:
         rebuilt = af.enrich_people(frame, client=client, progress=False)
@@ -90,7 +90,7 @@ def test_another_flatten_version_rebuilds_from_the_raw_answers(sandbox, filled, 
         assert not reads  # ... and the rebuilt ones are
     pd.testing.assert_frame_equal(answers(rebuilt), answers(first))
     pd.testing.assert_frame_equal(answers(again), answers(first))
-    assert count(cache_dir, "FlatBlock") == 1  # the replaced block was dropped
+    assert count(cache_dir, "FlatBlocks") == 1  # the replaced block was dropped
 
 
 @pytest.mark.parametrize("bad", ["garbage", "other schema", "row count"])
@@ -99,14 +99,14 @@ def test_a_bad_block_is_a_miss_of_the_copy_never_a_crash(sandbox, filled, bad):
     con = sqlite3.connect(db_of(cache_dir))
     with con:
         if bad == "garbage":
-            con.execute("UPDATE FlatBlock SET data = ?", (b"\xff" * 300,))
+            con.execute("UPDATE FlatBlocks SET data = ?", (b"\xff" * 300,))
         elif bad == "other schema":
-            con.execute("UPDATE FlatBlock SET data = ?", (flat.to_ipc(pa.table({"x": list(range(13))})),))
+            con.execute("UPDATE FlatBlocks SET data = ?", (flat.to_ipc(pa.table({"x": list(range(13))})),))
         else:
-            con.execute("UPDATE FlatBlock SET rows = rows + 1")
+            con.execute("UPDATE FlatBlocks SET rows = rows + 1")
     con.close()
     rerun_pays_nothing_and_matches(sandbox, frame, first, cache_dir)
-    assert count(cache_dir, "Flat") == 13 and count(cache_dir, "FlatBlock") == 1  # rebuilt from the raw answers
+    assert count(cache_dir, "FlatRows") == 13 and count(cache_dir, "FlatBlocks") == 1  # rebuilt from the raw answers
 
 
 def test_a_rewritten_or_removed_answer_takes_its_copy_with_it(sandbox, filled):
@@ -116,16 +116,16 @@ def test_a_rewritten_or_removed_answer_takes_its_copy_with_it(sandbox, filled):
                                  {"reveal_personal_emails": False, "reveal_phone_number": False})
         assert keys[0] in client.cache
         client.cache.set_many({keys[0]: {"id": "0" * 24, "title": "Rewritten"}}, ttl=None)
-        assert count(cache_dir, "Flat") == 12
+        assert count(cache_dir, "FlatRows") == 12
         again = af.enrich_people(frame, client=client, progress=False)
         assert again["person.title"][0] == "Rewritten"
         pd.testing.assert_frame_equal(answers(again).iloc[1:], answers(first).iloc[1:])
         client.cache.clear()
-    assert count(cache_dir, "Flat") == 0 and count(cache_dir, "FlatBlock") == 0
+    assert count(cache_dir, "FlatRows") == 0 and count(cache_dir, "FlatBlocks") == 0
 
 
 def test_keys_from_identity_texts_are_the_keys(tmp_path):
-    store = ResponseCache(tmp_path)
+    store = AnswerStore(tmp_path)
     options = {"reveal_personal_emails": False}
     identities = [{"email": "a@b.example"}, {"first_name": "ann", "last_name": "lée", "domain": "b.example"}]
     texts = ['{"email":"a@b.example"}', af.client.store.canonical_json(identities[1])]
@@ -133,22 +133,21 @@ def test_keys_from_identity_texts_are_the_keys(tmp_path):
                                                                for i in identities]
 
 
-def test_rows_scattered_over_blocks_are_saved_together_for_the_next_run(sandbox, tmp_path, monkeypatch):
+def test_rows_of_any_frame_are_taken_from_the_copies_in_its_order_and_nothing_is_saved_again(sandbox, tmp_path,
+                                                                                               monkeypatch):
     frame = people_frame(sandbox, 12)
     with sandbox.client(cache_dir=tmp_path) as client:
-        af.enrich_people(frame.iloc[:6], client=client, progress=False)
-        af.enrich_people(frame.iloc[6:], client=client, progress=False)
-        assert count(tmp_path, "FlatBlock") == 2
-        mixed = frame.iloc[[6, 0]].reset_index(drop=True)
-        expected = af.enrich_people(mixed, client=client, progress=False, refresh=False)
-        assert count(tmp_path, "FlatBlock") == 3  # 2 rows read from blocks of 12 in all: kept as one block
-        loaded = []
-        original = flat.FlatCopies.load
-        monkeypatch.setattr(flat.FlatCopies, "load", lambda self, ids: loaded.append(set(ids)) or original(self, ids))
-        again = af.enrich_people(mixed, client=client, progress=False)
-    assert [len(ids) for ids in loaded] == [1]
-    pd.testing.assert_frame_equal(answers(again), answers(expected))
-    assert list(again["person.email"]) == list(mixed["email"])
+        whole = af.enrich_people(frame, client=client, progress=False)
+        af.enrich_people(frame.iloc[:6], client=client, progress=False)  # a frame enriched after the first
+        assert count(tmp_path, "FlatBlocks") == 1
+        no_raw_reads(monkeypatch)
+        for rows in ([6, 0], [11, 3, 5, 0], list(range(11, -1, -1))):  # a subset, another order, shuffled
+            picked = frame.iloc[rows].reset_index(drop=True)
+            again = af.enrich_people(picked, client=client, progress=False)
+            expected = whole.iloc[rows].reset_index(drop=True)
+            pd.testing.assert_frame_equal(answers(again), answers(expected))
+            assert again["apollo_credits"].sum() == 0
+    assert count(tmp_path, "FlatBlocks") == 1  # read where they are: no block was written again
 
 
 @pytest.mark.parametrize("identity", [
@@ -180,11 +179,11 @@ def test_a_copy_expires_with_its_answer(tmp_path, monkeypatch):
     from apollo_frames.ops.people import OPERATION
 
     clock = Clock()
-    store = ResponseCache(tmp_path, clock=clock)
+    store = AnswerStore(tmp_path, clock=clock)
     keys = [store.key("people/bulk_match", {"email": f"p{i}@x.example"}) for i in range(5)]
     store.set_many({k: {"id": f"{i:024x}", "title": f"T{i}"} for i, k in enumerate(keys)}, ttl=100)
     first = cached.read_cached(keys, OPERATION, store)
-    assert first.cached == dict.fromkeys(range(5), True) and count(tmp_path, "Flat") == 5
+    assert first.cached == dict.fromkeys(range(5), True) and count(tmp_path, "FlatRows") == 5
     no_raw_reads(monkeypatch)
     again = cached.read_cached(keys, OPERATION, store)
     assert again.cached == first.cached and again.table().equals(first.table())
@@ -197,7 +196,7 @@ def test_a_copy_is_never_tied_to_an_answer_rewritten_after_it_was_read(tmp_path)
     from apollo_frames.ops.people import OPERATION
 
     clock = Clock()
-    store = ResponseCache(tmp_path, clock=clock)
+    store = AnswerStore(tmp_path, clock=clock)
     key = store.key("people/bulk_match", {"email": "p@x.example"})
     store.set_many({key: {"id": "a" * 24, "title": "Old"}}, ttl=None)
     stamps: dict = {}
@@ -206,17 +205,18 @@ def test_a_copy_is_never_tied_to_an_answer_rewritten_after_it_was_read(tmp_path)
     store.set_many({key: {"id": "a" * 24, "title": "New"}}, ttl=None)
     copies = cached.copies_for(OPERATION, store)
     copies.save([key], stamps, [True], OPERATION.flatten([old[key]]))
-    assert count(tmp_path, "Flat") == 0  # the copy of "Old" was refused
+    assert count(tmp_path, "FlatRows") == 0  # the copy of "Old" was refused
     read = cached.read_cached([key], OPERATION, store)
     assert read.table().column("person.title").to_pylist() == ["New"]
 
 
-@pytest.mark.parametrize("edit", ["block = 'x'", "row = 99", "row = -1", "row = 'y'", "block = 12345"])
+@pytest.mark.parametrize("edit", ["block = 'x'", "block = block + 1", "block = -1", "key = 'k' || key",
+                                  "block = 12345"])
 def test_a_hand_edited_reference_is_a_miss_of_the_copy(sandbox, filled, edit):
     frame, first, cache_dir = filled
     con = sqlite3.connect(db_of(cache_dir))
     with con:
-        con.execute(f"UPDATE Flat SET {edit}")
+        con.execute(f"UPDATE FlatRows SET {edit}")
     con.close()
     rerun_pays_nothing_and_matches(sandbox, frame, first, cache_dir)
 
@@ -225,6 +225,6 @@ def test_prune_takes_the_copies_and_their_blocks(sandbox, filled):
     from apollo_frames.client import store_admin
 
     _, _, cache_dir = filled
-    with ResponseCache(cache_dir) as store:
+    with AnswerStore(cache_dir) as store:
         assert store_admin.prune(store, older_than=0, now=store.clock.time() + 1) >= 13
-    assert count(cache_dir, "Flat") == 0 and count(cache_dir, "FlatBlock") == 0
+    assert count(cache_dir, "FlatRows") == 0 and count(cache_dir, "FlatBlocks") == 0

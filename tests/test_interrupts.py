@@ -262,7 +262,7 @@ def test_a_search_by_row_interrupted_raises_search_interrupted(sandbox, tmp_path
 
 
 def test_a_journal_that_cannot_be_written_warns_once_and_the_push_goes_on(sandbox, tmp_path, monkeypatch):
-    from apollo_frames.client.store import ResponseCache
+    from apollo_frames.client.store import AnswerStore
     from apollo_frames.core.errors import StorageError
 
     def full(self, items, *, ttl):
@@ -270,7 +270,7 @@ def test_a_journal_that_cannot_be_written_warns_once_and_the_push_goes_on(sandbo
 
     frame = people_frame(known_people(sandbox, 30)).drop(columns="n")
     with sandbox.client(cache_dir=tmp_path / "c") as client:
-        monkeypatch.setattr(ResponseCache, "set_many", full)
+        monkeypatch.setattr(AnswerStore, "set_many", full)
         with pytest.warns(UserWarning, match="could not be recorded") as caught:
             out = af.push_contacts(frame, mode="insert", client=client, progress=False)
     assert (out["apollo_status"] == "created").all()
@@ -278,9 +278,9 @@ def test_a_journal_that_cannot_be_written_warns_once_and_the_push_goes_on(sandbo
 
 
 def test_the_journal_reads_back_only_an_unfinished_run(tmp_path):
-    from apollo_frames.client.store import ResponseCache
+    from apollo_frames.client.store import AnswerStore
 
-    store = ResponseCache(tmp_path)
+    store = AnswerStore(tmp_path)
     first = PushJournal(store, "contacts", "run-a")
     assert not first.resuming and first.earlier(["x"]) == {}
     first.record({"x": {"status": "created", "id": "1"}, "y": {"status": "error"}})

@@ -57,18 +57,19 @@ def test_dedupe_numbers_records_in_order_of_first_appearance():
     assert texts == ['{"email":"b"}', '{"email":"a"}', '{"email":"c"}']
 
 
-def test_a_rerun_reads_whole_blocks_and_gives_what_the_first_run_gave(sandbox, tmp_path, monkeypatch):
-    from apollo_frames.client import flat
+def test_a_rerun_reads_only_copies_and_gives_what_the_first_run_gave(sandbox, tmp_path, monkeypatch):
+    from apollo_frames.client.store import AnswerStore
 
     people = [p for p in sandbox.world.people if p.get("email")][:25]
     frame = pd.DataFrame({"email": [p["email"] for p in people] + ["nobody@nowhere-at-all.example"]})
     monkeypatch.setattr(runner, "READ_BLOCK", 10)
     with sandbox.client(cache_dir=tmp_path) as client:
         first = af.enrich_people(frame, client=client, progress=False)
-        looked_up = []
-        original = flat.FlatCopies.find
-        monkeypatch.setattr(flat.FlatCopies, "find", lambda self, keys: looked_up.append(keys) or original(self, keys))
+        raw_reads = []
+        original = AnswerStore.get_many
+        monkeypatch.setattr(AnswerStore, "get_many",
+                            lambda self, keys, **kw: raw_reads.extend(keys) or original(self, keys, **kw))
         again = af.enrich_people(frame, client=client, progress=False)
-    assert looked_up == []  # every block of keys was one stored block, row for row
+    assert raw_reads == []  # every row came from its flattened copy
     pd.testing.assert_frame_equal(answers(again), answers(first))
     assert again.attrs["apollo"]["cache_hits"] == 26 and again.attrs["apollo"]["api_calls"] == 0

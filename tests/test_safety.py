@@ -23,10 +23,9 @@ from frames import answers
 import apollo_frames as af
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.storage import storage_error
-from apollo_frames.client.store import ResponseCache
+from apollo_frames.client.store import AnswerStore
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.errors import StorageError
-from apollo_frames.engine import keeper
 from apollo_frames.engine.executor import DeferredInterrupts, Executor, StopSignal
 from apollo_frames.engine.keeper import AnswerWriter, Keep, RunInterrupted
 from apollo_frames.engine.runner import plan_work
@@ -202,17 +201,18 @@ def test_a_claim_left_by_an_expired_lease_is_taken_over(sandbox, tmp_path):
     assert clock.slept == pytest.approx(120)
 
 
-def test_a_lease_of_a_killed_process_on_this_host_is_free_at_once(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    store = ResponseCache(tmp_path)
-    with store.transaction() as con:
-        con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
-                    ("k", "gone", dead.pid, socket.gethostname(), store.clock.time() + 3600))
-        con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
-                    ("j", "elsewhere", dead.pid, "another-host.example", store.clock.time() + 3600))
+def test_a_lease_of_a_killed_process_is_free_at_once_and_its_owner_file_goes(tmp_path):
+    # a process that took a claim and was killed: its owner file is left, unlocked (the kernel let the lock go)
+    child = ("import sys, os\nfrom apollo_frames.client.store import AnswerStore\n"
+             "s = AnswerStore(sys.argv[1]); s.claim(['k'], lease_s=3600); print(s.owner, flush=True); os._exit(0)")
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True, check=True)
+    dead = done.stdout.strip()
+    store = AnswerStore(tmp_path)
+    assert not (store.directory / "owners" / dead).exists()  # swept when this store opened
+    with store.transaction() as con:  # a lease from "another host", for ever, by an owner that is nowhere
+        con.execute("INSERT INTO Claims (key, owner, expires) VALUES (?, ?, ?)", ("j", "0123456789abcdef", 1e18))
     got = store.claim(["k", "j"], lease_s=60)
-    assert got.claimed == ["k"] and list(got.held_by_others) == ["j"]
+    assert got.claimed == ["k", "j"] and got.held_by_others == {}
     store.close()
 
 
@@ -352,7 +352,7 @@ def test_an_application_handler_and_other_threads_are_left_alone():
 
 
 def test_the_writer_flushes_everything_queued_and_keeps_the_first_storage_error(tmp_path):
-    store = ResponseCache(tmp_path)
+    store = AnswerStore(tmp_path)
     writer = AnswerWriter(store, None, ttl=None)
     for i in range(50):
         writer.put(Keep({f"k{i}": {"id": i}}, 1))
@@ -370,23 +370,18 @@ def test_the_writer_flushes_everything_queued_and_keeps_the_first_storage_error(
     store.close()
 
 
-def test_a_worker_spools_its_answers_before_it_returns_and_the_writer_stores_settles_and_releases_later(tmp_path):
-    store = ResponseCache(tmp_path)
+def test_a_worker_stores_its_answers_before_it_returns_and_the_writer_settles_and_releases_later(tmp_path):
+    store = AnswerStore(tmp_path)
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         entry = ledger.begin(run_id="r", operation="enrich_people", endpoint="people/bulk_match", records_sent=2,
                              worst_credits=2.0)
         assert store.claim(["a", "b"], 60).claimed == ["a", "b"]
         writer = AnswerWriter(store, ledger, ttl=None)
-        gate = threading.Event()
-        real_write = store.write_entries
-        store.write_entries = lambda *a, **k: gate.wait(30) and real_write(*a, **k)  # type: ignore[method-assign]
         writer.store(Keep({"a": {"id": "1"}, "b": None}, 2, ["a", "b"], (entry, {"credits": 1.0, "status": 200})))
-        (spooled,) = store.spool_dir.iterdir()  # on disk before store() returned, while the store waits
-        assert spooled.read_bytes().count(b"\n") == 1 and b'"k":"a","d":{"id":"1"}' in spooled.read_bytes()
-        gate.set()
+        with AnswerStore(tmp_path) as other:  # in the store (committed) when store() returned
+            assert other.get_many(["a", "b"]) == {"a": {"id": "1"}, "b": None}
         writer.close()  # the claims on stored answers go a block at a time; the last ones when it closes
-        assert store.get_many(["a", "b"]) == {"a": {"id": "1"}, "b": None} and writer.saved == 2
-        assert list(store.spool_dir.iterdir()) == []  # every line stored: the file is gone
+        assert writer.saved == 2
         assert store.held_by_others(["a", "b"]) == [] and ledger.in_doubt() == (0, 0.0)
         assert ledger.total_credits() == 1.0
         ((count,),) = store.query("SELECT COUNT(*) FROM Claims")
@@ -429,7 +424,7 @@ def test_the_writer_outlives_any_failure_and_settles_what_it_can(tmp_path):
         def settle_many(self, items):
             self.settled.extend(items)
 
-    store = ResponseCache(tmp_path)
+    store = AnswerStore(tmp_path)
     ledger = Ledger()
     writer = AnswerWriter(store, ledger, ttl=None, capacity=2)
     for i in range(20):  # more than the queue holds: a dead writer would leave put() waiting for ever
@@ -487,11 +482,10 @@ def test_ctrl_c_while_the_last_answers_are_stored_is_taken_once_they_are(sandbox
 def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_received(sandbox, tmp_path, monkeypatch):
     n = 200
     frame = people_frame(known_people(sandbox, n))
-    # without a spool each worker stores its own answers before it sends again: one write per batch (concurrency
-    # 1), so the third fails mid-run whatever the machine's speed
-    monkeypatch.setattr(keeper.Spool, "open", classmethod(lambda cls, folder: None))
+    # each worker stores its own answers before it sends again: one write per batch (concurrency 1), so the third
+    # fails mid-run whatever the machine's speed
     with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
-        real = ResponseCache.write_entries
+        real = AnswerStore.write_entries
         writes = []
 
         def filling(self, entries, **kwargs):
@@ -501,9 +495,10 @@ def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_receiv
                                     "full")
             return real(self, entries, **kwargs)
 
-        monkeypatch.setattr(ResponseCache, "write_entries", filling)
+        monkeypatch.setattr(AnswerStore, "write_entries", filling)
         with pytest.warns(UserWarning, match="could not be stored"):
             out = af.enrich_people(frame, client=client, progress=False)
+        monkeypatch.setattr(AnswerStore, "write_entries", real)
         paid = sandbox.credits_consumed
         assert len(out) == n and list(out["n"]) == list(range(n))
         matched = out["apollo_status"] == "matched"
@@ -517,12 +512,10 @@ def test_a_store_that_fills_up_mid_run_returns_every_row_with_the_answers_receiv
 
         prepared, op, options = people_job(frame)
         stored = len(client.cache.get_many(plan_work(prepared, op, options, client, flatten=False).cache_keys))
-        assert 0 < stored < paid  # the first writes went through, the later answers are only in the rows
-        monkeypatch.setattr(ResponseCache, "write_entries", real)
-        # space freed: the answers received but not stored were kept in this process and are stored now
+        assert stored == paid  # the answers the full store refused were kept in memory, written once it had room
         again = af.enrich_people(frame, client=client, progress=False)
     assert (again["apollo_status"] == "matched").all()
-    assert again.attrs["apollo"]["cache_hits"] == paid and sandbox.credits_consumed == n  # none paid twice
+    assert again.attrs["apollo"]["cache_hits"] == paid and sandbox.credits_consumed == n  # nothing paid twice
 
 
 _FULL_DISK_CHILD = textwrap.dedent("""
@@ -680,7 +673,7 @@ def test_quarantined_entries_are_counted_in_the_summary_and_its_line(sandbox, tm
         prepared, op, options = people_job(frame)
         keys = plan_work(prepared, op, options, client, flatten=False).cache_keys
         with client.cache.transaction() as con:  # two poisoned entries: pickles where JSON should be
-            con.executemany("UPDATE Cache SET value = ? WHERE key = ?",
+            con.executemany("UPDATE Answers SET value = ? WHERE key = ?",
                             [(sqlite3.Binary(b"\x80\x04K\x01."), key) for key in keys[:2]])
         with pytest.warns(UserWarning, match="could not be trusted"):
             out = af.enrich_people(frame, client=client, progress=False)
@@ -797,52 +790,89 @@ def test_a_request_still_out_after_ctrl_c_keeps_its_claims_until_it_is_answered(
     assert sandbox.credits_consumed == 30  # the batch still out was awaited and read, not paid again
 
 
-def test_a_lease_of_another_process_with_this_host_name_and_pid_is_not_taken_for_ours(tmp_path):
-    # two containers sharing the host's network and a cache volume: the same host name, both pid 1
-    import socket
+def test_a_lease_holds_while_its_owner_file_is_locked_and_is_free_once_it_is_not(tmp_path):
+    import fcntl
 
-    with ResponseCache(tmp_path) as store:
+    with AnswerStore(tmp_path) as store:
+        owner = "0a1b2c3d4e5f6a7b"
+        fd = os.open(store.directory / "owners" / owner, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process (another host on a shared folder), running
         with store.transaction() as con:
-            con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
-                        ("a" * 64, f"{socket.gethostname()}:{os.getpid()}:0other00:1234abcd", os.getpid(),
-                         socket.gethostname(), store.clock.time() + 600))
-        got = store.claim(["a" * 64], 60)
-    assert got.claimed == [] and list(got.held_by_others) == ["a" * 64]
-
-
-def _namesake_lease(store: ResponseCache, key: str, token: str) -> None:
-    """A lease of another process with this host name and pid (the token tells them apart)."""
-    import socket
-
-    with store.transaction() as con:
-        con.execute("INSERT INTO Claims (key, owner, pid, host, expires) VALUES (?, ?, ?, ?, ?)",
-                    (key, f"{socket.gethostname()}:{os.getpid()}:{token}:1234abcd", os.getpid(),
-                     socket.gethostname(), store.clock.time() + 600))
-
-
-def test_a_namesake_process_is_alive_while_its_presence_file_is_locked_and_dead_once_it_is_not(tmp_path):
-    import fcntl
-
-    with ResponseCache(tmp_path) as store:
-        presence = store.directory / "owners" / "0a1b2c3d"
-        fd = os.open(presence, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # the other container, running
-        _namesake_lease(store, "a" * 64, "0a1b2c3d")
+            con.execute("INSERT INTO Claims (key, owner, expires) VALUES (?, ?, ?)",
+                        ("a" * 64, owner, store.clock.time() + 600))
         assert list(store.claim(["a" * 64], 60).held_by_others) == ["a" * 64]
-        os.close(fd)  # it was killed: the kernel let its lock go (a container restarted as pid 1 is this case)
+        os.close(fd)  # it was killed: the kernel let its lock go
         assert store.claim(["a" * 64], 60).claimed == ["a" * 64]
+        assert not (store.directory / "owners" / owner).exists()  # the dead owner's file went with it
 
 
-def test_a_store_opened_announces_this_process_by_a_locked_presence_file(tmp_path):
+def test_owner_files_are_locked_while_their_run_lasts_and_removed_when_it_ends(tmp_path):
     import fcntl
 
-    from apollo_frames.client import store as store_module
-
-    with ResponseCache(tmp_path) as store:
-        fd = os.open(store.directory / "owners" / store_module._TOKEN, os.O_RDONLY)
+    with AnswerStore(tmp_path) as store:
+        run = store.begin_run()
+        folder = store.directory / "owners"
+        assert sorted(p.name for p in folder.iterdir()) == sorted([store.owner, run])
+        fd = os.open(folder / run, os.O_RDONLY)
         try:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-        assert store.owner.startswith(store_module._this_process())
+        store.end_run(run)
+        assert [p.name for p in folder.iterdir()] == [store.owner]
+    assert list(folder.iterdir()) == []  # holder files do not pile up
+
+
+def test_two_processes_running_the_same_paid_org_search_pay_once(tmp_path, monkeypatch):
+    from apollo_frames.ops import search
+
+    sandbox = Sandbox(SandboxConfig(seed=5, n_orgs=400))
+    countries = ["United States", "Germany", "United Kingdom", "France", "Ireland"]
+
+    def run(folder, results: list) -> None:
+        with sandbox.client(cache_dir=folder) as client:  # a store (a claim owner) of its own, as a process has
+            results.append(af.search_orgs(max_results=250, client=client, progress=False,
+                                          organization_locations=countries))
+
+    before = sandbox.credits_consumed
+    alone: list = []
+    run(tmp_path / "alone", alone)
+    paid_alone = sandbox.credits_consumed - before
+    assert paid_alone == 3  # three paid pages
+    waiting = threading.Event()  # a page is sent only once the other process waits for it: they overlap
+    real_fetch, real_wait = search._fetch_page, AnswerStore.wait_for
+    monkeypatch.setattr(search, "_fetch_page", lambda *a, **k: waiting.wait(30) and real_fetch(*a, **k))
+    monkeypatch.setattr(AnswerStore, "wait_for", lambda self, *a, **k: waiting.set() or real_wait(self, *a, **k))
+    results: list = []
+    threads = [threading.Thread(target=run, args=(tmp_path / "shared", results)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert waiting.is_set() and len(results) == 2
+    assert sandbox.credits_consumed - before - paid_alone == paid_alone  # the two paid once between them
+    for result in results:
+        pd.testing.assert_frame_equal(result, alone[0])
+
+
+def test_a_search_page_stored_by_another_process_between_the_look_and_the_claim_is_not_paid_again(tmp_path,
+                                                                                                  monkeypatch):
+    sandbox = Sandbox(SandboxConfig(seed=5, n_orgs=400))
+    countries = ["United States", "Germany", "United Kingdom", "France", "Ireland"]
+    with sandbox.client(cache_dir=tmp_path) as client:
+        first = af.search_orgs(max_results=250, client=client, progress=False, organization_locations=countries)
+    paid = sandbox.credits_consumed
+    real, seen = AnswerStore.get_many, set()
+
+    def first_look_misses(self, keys, **kw):  # the other process had not stored the page yet; it has by the claim
+        keys = list(keys)
+        fresh = not seen.issuperset(keys)
+        seen.update(keys)
+        return {} if fresh else real(self, keys, **kw)
+
+    monkeypatch.setattr(AnswerStore, "get_many", first_look_misses)
+    with sandbox.client(cache_dir=tmp_path) as client:
+        again = af.search_orgs(max_results=250, client=client, progress=False, organization_locations=countries)
+    assert sandbox.credits_consumed == paid == 3
+    pd.testing.assert_frame_equal(again, first)

@@ -21,11 +21,10 @@ import apollo_frames as af
 from apollo_frames.cli import main
 from apollo_frames.client import store_admin
 from apollo_frames.client.ledger import Ledger
-from apollo_frames.client.store import SCHEMA_VERSION, ResponseCache, encode_entry
+from apollo_frames.client.store import SCHEMA_VERSION, AnswerStore, encode_entry
 from apollo_frames.core.errors import ApolloError, StorageError
 
 DAY = 86400.0
-MODE_BINARY, MODE_PICKLE = 2, 4
 
 
 class Clock:
@@ -70,26 +69,22 @@ def poison(db: Path, flag: Path) -> int:
     evil = pickle.dumps(Payload(flag))
     conn = sqlite3.connect(db)
     with conn:
-        rows = conn.execute("SELECT rowid, key FROM Cache ORDER BY rowid").fetchall()
+        rows = conn.execute("SELECT rowid, key FROM Answers ORDER BY rowid").fetchall()
         for i, (rowid, key) in enumerate(rows):
             kind = i % 4
-            if kind == 0:  # diskcache's own pickle mode, as a default diskcache.Cache would write it
-                conn.execute("UPDATE Cache SET mode = ?, value = ? WHERE rowid = ?", (MODE_PICKLE, evil, rowid))
-            elif kind == 1:  # pickle bytes in a raw row
-                conn.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (evil, rowid))
-            elif kind == 2:  # a perfectly valid entry, but the mode column says pickle
-                conn.execute("UPDATE Cache SET mode = ? WHERE rowid = ?", (MODE_PICKLE, rowid))
+            if kind == 0:  # pickle bytes where JSON should be
+                conn.execute("UPDATE Answers SET value = ? WHERE rowid = ?", (evil, rowid))
+            elif kind == 1:  # pickle bytes as text
+                conn.execute("UPDATE Answers SET value = ? WHERE rowid = ?", (evil.decode("latin-1"), rowid))
+            elif kind == 2:  # a number where bytes should be
+                conn.execute("UPDATE Answers SET value = 4 WHERE rowid = ?", (rowid,))
             else:  # garbage
-                conn.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (os.urandom(64), rowid))
-        # a pickled key, and settings diskcache would turn into a PRAGMA and a Disk argument
-        conn.execute(
-            "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, size, mode, value) "
-            "VALUES (?, 0, 0, NULL, 0, 0, 0, ?, ?)",
-            (evil, MODE_PICKLE, evil),
-        )
+                conn.execute("UPDATE Answers SET value = ? WHERE rowid = ?", (os.urandom(64), rowid))
+        # a pickled key, and settings (diskcache, which this store once was, turned them into a PRAGMA)
+        conn.execute("INSERT INTO Answers (key, stored_at, expires_at, value) VALUES (?, 0, NULL, ?)", (evil, evil))
+        conn.execute("CREATE TABLE IF NOT EXISTS Settings (key TEXT NOT NULL UNIQUE, value)")
         conn.execute("INSERT OR REPLACE INTO Settings VALUES ('sqlite_evil', 'x y z')")
-        conn.execute("INSERT OR REPLACE INTO Settings VALUES ('disk_evil', 1)")
-        conn.execute("UPDATE Settings SET value = 4 WHERE key = 'disk_pickle_protocol'")
+        conn.execute("INSERT OR REPLACE INTO Settings VALUES ('sqlite_cache_size', '1; DROP TABLE Answers')")
     conn.close()
     return len(rows)
 
@@ -118,26 +113,25 @@ def test_poisoned_store_runs_no_code_returns_every_row_and_pays_for_what_it_set_
     assert sandbox.credits_consumed == 2 * paid_once  # the set-aside answers were asked (and paid) again
 
     # the re-run rewrote the records and their aliases; verify walks every row and finds the pickled key
-    with ResponseCache(cache_dir) as store:
+    with AnswerStore(cache_dir) as store:
         report = store_admin.verify(store)
-        assert (report.checked, report.ok, dict(report.skipped)) == (rows + 1, rows, {"pickled key": 1})
+        assert (report.checked, report.ok, dict(report.skipped)) == (rows + 1, rows, {"key not text": 1})
         assert store_admin.verify(store).checked == rows  # set aside, not read again
     assert not flag.exists()
 
 
 def test_every_kind_of_bad_entry_is_a_counted_miss(tmp_path):
     clock = Clock()
-    store = ResponseCache(tmp_path, clock=clock)
+    store = AnswerStore(tmp_path, clock=clock)
     keys = [store.key("people/match", {"email": f"p{i}@x.example"}) for i in range(6)]
     store.set_many({k: {"id": k[:6]} for k in keys}, ttl=None)
     conn = sqlite3.connect(db_of(tmp_path))
     with conn:
-        conn.execute("UPDATE Cache SET value = ? WHERE key = ?", (encode_entry(keys[0], {"id": "x"}), keys[1]))
-        conn.execute("UPDATE Cache SET value = ? WHERE key = ?",
+        conn.execute("UPDATE Answers SET value = ? WHERE key = ?", (encode_entry(keys[0], {"id": "x"}), keys[1]))
+        conn.execute("UPDATE Answers SET value = ? WHERE key = ?",
                      (json.dumps({"v": SCHEMA_VERSION - 1, "k": keys[2], "d": {}}).encode(), keys[2]))
-        conn.execute("UPDATE Cache SET value = ? WHERE key = ?", (encode_entry(keys[3], [1, 2]), keys[3]))
-        conn.execute("UPDATE Cache SET mode = ?, filename = ?, value = NULL WHERE key = ?",
-                     (MODE_BINARY, "../../outside.val", keys[4]))
+        conn.execute("UPDATE Answers SET value = ? WHERE key = ?", (encode_entry(keys[3], [1, 2]), keys[3]))
+        conn.execute("UPDATE Answers SET stored_at = ? WHERE key = ?", (clock.now + 1e9, keys[4]))
     conn.close()
     with pytest.warns(UserWarning, match="4 stored answer"):
         found = store.get_many(keys)
@@ -145,7 +139,7 @@ def test_every_kind_of_bad_entry_is_a_counted_miss(tmp_path):
     assert store.quarantined == 4 and store.stats().quarantined == 4
     assert set(store.quarantine_reasons) == {
         "carries another key", f"schema version {SCHEMA_VERSION - 1}", "answer of type list",
-        "value file outside the store",
+        "dated in the future",
     }
     assert len(store) == 2  # the bad rows were moved out of the way
     store.close()
@@ -153,7 +147,7 @@ def test_every_kind_of_bad_entry_is_a_counted_miss(tmp_path):
 
 def test_a_cached_miss_is_not_an_absence_and_ttl_follows_the_clock(tmp_path):
     clock = Clock()
-    with ResponseCache(tmp_path, clock=clock) as store:
+    with AnswerStore(tmp_path, clock=clock) as store:
         store.set_many({"a": None, "b": {"x": 1}}, ttl=DAY)
         assert store.get_many(["a", "b", "c"]) == {"a": None, "b": {"x": 1}}
         assert "a" in store and "c" not in store
@@ -163,7 +157,7 @@ def test_a_cached_miss_is_not_an_absence_and_ttl_follows_the_clock(tmp_path):
 
 
 def test_get_many_reads_a_block_of_keys_in_one_query(tmp_path):
-    with ResponseCache(tmp_path) as store:
+    with AnswerStore(tmp_path) as store:
         keys = [f"{i:064x}" for i in range(2000)]
         store.set_many({k: {"n": i} for i, k in enumerate(keys)}, ttl=None)
         selects: list[str] = []
@@ -201,7 +195,7 @@ def test_store_and_ledger_files_are_private_whatever_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         cache_dir = tmp_path / "new" / "cache"
-        with ResponseCache(cache_dir) as store, Ledger(cache_dir / "ledger.sqlite") as ledger:
+        with AnswerStore(cache_dir) as store, Ledger(cache_dir / "ledger.sqlite") as ledger:
             store.set_many({"k": {"email": "a@b.example"}}, ttl=None)
             ledger.record(run_id="r", operation="enrich_people", endpoint="e", records_sent=1, records_matched=1,
                           credits=1, status=200)
@@ -222,7 +216,7 @@ def test_files_left_world_readable_by_an_older_version_are_tightened(tmp_path):
     sqlite3.connect(folder / "cache.db").close()
     os.chmod(folder / "cache.db", 0o644)
     os.chmod(folder, 0o755)
-    ResponseCache(tmp_path).close()
+    AnswerStore(tmp_path).close()
     assert folder.stat().st_mode & 0o777 == 0o700 and (folder / "cache.db").stat().st_mode & 0o777 == 0o600
 
 
@@ -232,10 +226,10 @@ _FULL_DISK_CHILD = textwrap.dedent(
     """
     import json, resource, signal, sys
     from apollo_frames.client.ledger import Ledger
-    from apollo_frames.client.store import ResponseCache
+    from apollo_frames.client.store import AnswerStore
     from apollo_frames.core.errors import StorageError
     folder, which = sys.argv[1], sys.argv[2]
-    store, ledger = ResponseCache(folder), Ledger(folder + "/ledger.sqlite")
+    store, ledger = AnswerStore(folder), Ledger(folder + "/ledger.sqlite")
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
     try:
@@ -267,7 +261,7 @@ def test_a_full_disk_gives_storage_error(tmp_path, which):
 
 
 def test_a_read_only_store_gives_storage_error(tmp_path):
-    with ResponseCache(tmp_path) as store:
+    with AnswerStore(tmp_path) as store:
         store.set_many({"a": {"x": 1}}, ttl=None)
         store._con().execute("PRAGMA query_only = ON")  # what a read-only mount does to SQLite, even for root
         assert store.get_many(["a"]) == {"a": {"x": 1}}  # reading still works
@@ -284,7 +278,7 @@ def test_a_read_only_folder_gives_storage_error(tmp_path):
     os.chmod(folder, 0o500)
     try:
         with pytest.raises(StorageError) as caught:
-            ResponseCache(folder)
+            AnswerStore(folder)
         assert caught.value.reason == "read_only" and str(folder) in str(caught.value)
         with pytest.raises(StorageError, match="ledger"):
             Ledger(folder / "ledger.sqlite")
@@ -300,17 +294,17 @@ def _damage(db: Path) -> None:
 
 
 def test_a_corrupt_store_names_the_file_and_cache_verify_salvages_it(tmp_path):
-    with ResponseCache(tmp_path) as store:
+    with AnswerStore(tmp_path) as store:
         store.set_many({f"{i:064x}": {"n": i, "pad": "x" * 300} for i in range(300)}, ttl=None)
         store._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     _damage(db_of(tmp_path))
-    with pytest.raises(StorageError) as caught, ResponseCache(tmp_path) as store:
+    with pytest.raises(StorageError) as caught, AnswerStore(tmp_path) as store:
         store.get_many([f"{i:064x}" for i in range(300)])
     assert caught.value.reason == "corrupt" and str(db_of(tmp_path)) in str(caught.value)
     assert "apollo-frames cache verify" in str(caught.value)
     text = store_admin.cache_command("verify", tmp_path)
     assert "salvage:" in text and "the damaged file is kept at" in text
-    with ResponseCache(tmp_path) as store:  # opens again: what was readable was kept
+    with AnswerStore(tmp_path) as store:  # opens again: what was readable was kept
         assert 0 < len(store) < 300 and store_admin.verify(store).bad == 0
         kept = store.get_many([f"{i:064x}" for i in range(300)])
         assert len(kept) == len(store) and all(v["n"] == int(k, 16) for k, v in kept.items())
@@ -397,11 +391,11 @@ def test_a_version_1_ledger_is_migrated_in_place(tmp_path):
 
 def test_claims_leases_and_waiting_for_another_process(tmp_path):
     clock = Clock()
-    mine, theirs = ResponseCache(tmp_path, clock=clock), ResponseCache(tmp_path, clock=clock)
+    mine, theirs = AnswerStore(tmp_path, clock=clock), AnswerStore(tmp_path, clock=clock)
     assert mine.claim(["a", "b"], lease_s=60).claimed == ["a", "b"]
     got = theirs.claim(["a", "c"], lease_s=60)
     assert got.claimed == ["c"] and list(got.held_by_others) == ["a"]
-    assert got.held_by_others["a"].pid == os.getpid() and got.held_by_others["a"].expires == clock.now + 60
+    assert got.held_by_others["a"].owner == mine.owner and got.held_by_others["a"].expires == clock.now + 60
 
     def sleep_and_answer(seconds: float) -> None:
         clock.sleep(seconds)
@@ -426,8 +420,8 @@ def test_claims_leases_and_waiting_for_another_process(tmp_path):
 
 def test_cache_cli_info_prune_verify_export_import(tmp_path, capsys):
     source, target = tmp_path / "a", tmp_path / "b"
-    now = store_admin.ResponseCache(source).clock.time()
-    with ResponseCache(source) as store:
+    now = store_admin.AnswerStore(source).clock.time()
+    with AnswerStore(source) as store:
         store.set_many({f"{i:064x}": {"n": i} for i in range(20)}, ttl=None)
         store.set_many({f"{i:064x}": None for i in range(20, 25)}, ttl=None)
         store.write_entries([(f"{i:064x}", {"old": i}, now - 40 * DAY, None) for i in range(25, 30)])
@@ -457,14 +451,14 @@ def test_cache_cli_info_prune_verify_export_import(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "import: 30 checked, 25 ok, 5 skipped" in printed and "25 written" in printed
     keys = [f"{i:064x}" for i in range(25)]
-    with ResponseCache(source) as a, ResponseCache(target) as b:
+    with AnswerStore(source) as a, AnswerStore(target) as b:
         assert b.get_many(keys) == a.get_many(keys) and len(b) == 25
     assert main(["cache", "import", str(tmp_path / "nope.parquet"), "--cache-dir", str(target)]) == 2
 
 
 def test_prune_uses_the_injected_time(tmp_path):
     clock = Clock()
-    with ResponseCache(tmp_path, clock=clock) as store:
+    with AnswerStore(tmp_path, clock=clock) as store:
         store.set_many({"a": {"x": 1}}, ttl=None)
         store.set_many({"b": {"x": 2}}, ttl=DAY)
         assert store_admin.prune(store, 30 * DAY) == 0
@@ -491,18 +485,29 @@ def test_keys_from_identity_texts_are_the_keys_of_the_identities(tmp_path, ident
     from apollo_frames.engine.runner import identity_text
 
     options = {"reveal_personal_emails": True}
-    with ResponseCache(tmp_path) as store:
+    with AnswerStore(tmp_path) as store:
         assert store.keys("people/bulk_match", [identity_text(identity)], options) == [
             store.key("people/bulk_match", identity, options)]
 
 
 def test_an_entry_nested_too_deeply_to_read_is_a_counted_miss(tmp_path):
-    with ResponseCache(tmp_path) as store:
+    with AnswerStore(tmp_path) as store:
         key = "b" * 64
         store.set_many({key: {"id": "p1"}}, ttl=None)
         deep = b'{"v":2,"k":"' + key.encode() + b'","d":{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
         with store.transaction() as con:
-            con.execute("UPDATE Cache SET value = ? WHERE key = ?", (deep, key))
+            con.execute("UPDATE Answers SET value = ? WHERE key = ?", (deep, key))
         with pytest.warns(UserWarning, match="nested too deeply"):
             assert store.get_many([key]) == {}
         assert store.quarantined == 1
+
+
+def test_connections_of_threads_that_ended_are_closed(tmp_path):
+    import threading
+
+    with AnswerStore(tmp_path) as store:
+        for i in range(20):  # twenty runs' worker threads, one after another
+            thread = threading.Thread(target=store.set_many, args=({f"{i:064x}": None},), kwargs={"ttl": None})
+            thread.start()
+            thread.join()
+        assert len(store) == 20 and len(store._connections) <= 2  # this thread's and the last worker's

@@ -1,85 +1,67 @@
 """Flattened copies of stored answers, so a cached re-run reads rows in the declared schema instead of JSON.
 
-The raw JSON answer in :class:`~apollo_frames.client.store.ResponseCache` stays the source of truth.
-Beside it, answers flattened into an operation's declared schema are kept a block at a time as Arrow
-IPC bytes (table ``FlatBlock``), and every key points at its row (table ``Flat``: key, fingerprint,
-the raw entry's store and expiry times, block, row, whether it is a match). A copy is written only
-for the raw answer it was made from, and triggers on the raw table delete it when that answer is
-rewritten, deleted or touched in any way (by this code, diskcache, or a hand edit); it is used only
-until the raw answer expires and while its fingerprint (store schema version, flatten version, the
-declared schema) is the reader's. Anything
-else (no copy, a block that does not parse or holds another schema) is a miss of the copy: the row
-is flattened again from the raw answer and its copy rewritten. Arrow IPC is data: reading it runs
-no code (nothing is unpickled; the schema is checked before a block is used).
+The raw JSON answer in :class:`~apollo_frames.client.store.AnswerStore` stays the source of truth. Beside
+it, answers flattened into an operation's declared schema are kept as Arrow IPC blocks (table
+``FlatBlocks``), each row carrying what was computed for it: its key, whether it is a match, when its raw
+answer expires. Any set of keys is read as columnar work: the blocks are decoded, the keys matched by one
+hash lookup and the rows taken in the order asked. Table ``FlatRows`` (key -> block) says which rows are
+live: a copy is written only for the raw answer it was made from, and triggers on the raw table delete
+its ``FlatRows`` entry when that answer is rewritten, deleted or touched in any way (by this code or a hand
+edit). A block of another fingerprint (store schema version, flatten version, declared schema), one that
+does not parse or holds another schema, is never used: its rows are flattened again from the raw answers.
+Arrow IPC is data: reading it runs no code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import diskcache
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from apollo_frames.core.errors import StorageError
 
 if TYPE_CHECKING:
-    from apollo_frames.client.store import ResponseCache
+    from apollo_frames.client.store import AnswerStore
 
 #: the tables of the flattened copies (created with the store's own tables)
 FLAT_TABLES = (
-    """CREATE TABLE IF NOT EXISTS FlatBlock (
+    """CREATE TABLE IF NOT EXISTS FlatBlocks (
         id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS Flat (
-        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, store_time REAL NOT NULL, expire_time REAL,
-        block INTEGER NOT NULL, row INTEGER NOT NULL, hit INTEGER NOT NULL) WITHOUT ROWID""",
-    # covers the read of a whole block's rows (the key, primary key, is in every index entry)
-    "CREATE INDEX IF NOT EXISTS Flat_by_block ON Flat (block, expire_time, row, hit, store_time)",
-    # Any change to a raw answer through SQLite (a rewrite, a delete, expiry, quarantine, a hand edit)
-    # drops its copy, so a copy is never read in place of a raw entry that would not be trusted.
-    """CREATE TRIGGER IF NOT EXISTS Flat_on_insert AFTER INSERT ON Cache
-        BEGIN DELETE FROM Flat WHERE key = NEW.key; END""",
-    """CREATE TRIGGER IF NOT EXISTS Flat_on_update
-        AFTER UPDATE OF key, raw, store_time, expire_time, mode, filename, value ON Cache
-        BEGIN DELETE FROM Flat WHERE key = OLD.key OR key = NEW.key; END""",
-    """CREATE TRIGGER IF NOT EXISTS Flat_on_delete AFTER DELETE ON Cache
-        BEGIN DELETE FROM Flat WHERE key = OLD.key; END""",
+    "CREATE INDEX IF NOT EXISTS FlatBlocks_by_fingerprint ON FlatBlocks (fingerprint, rows)",
+    "CREATE TABLE IF NOT EXISTS FlatRows (key TEXT PRIMARY KEY, block INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS FlatRows_by_block ON FlatRows (block)",
 )
+#: the triggers that keep the copies in step with the raw answers (the store drops any other trigger)
+FLAT_TRIGGERS = (
+    """CREATE TRIGGER FlatRows_on_insert AFTER INSERT ON Answers
+        BEGIN DELETE FROM FlatRows WHERE key = NEW.key; END""",
+    """CREATE TRIGGER FlatRows_on_update
+        AFTER UPDATE OF key, stored_at, expires_at, value ON Answers
+        BEGIN DELETE FROM FlatRows WHERE key = OLD.key OR key = NEW.key; END""",
+    """CREATE TRIGGER FlatRows_on_delete AFTER DELETE ON Answers
+        BEGIN DELETE FROM FlatRows WHERE key = OLD.key; END""",
+)
+#: what each stored row carries beside the declared columns
+META = pa.schema([("_key", pa.string()), ("_hit", pa.bool_()), ("_expires_at", pa.float64())])
 #: keys per SQL statement (as the store's own reads)
 _SQL_BLOCK = 900
-# The triggers keep Flat in step with Cache, so a lookup reads Flat alone. (A row of another
-# fingerprint is found too: its block's fingerprint is checked when the block is read.)
-_FIND = (
-    "SELECT key, block, row, hit, store_time, expire_time FROM Flat WHERE key IN ({marks}) "
-    "AND (expire_time IS NULL OR expire_time > ?)"
-)
-_BY_BLOCK = (
-    "SELECT key, row, hit, store_time, expire_time FROM Flat WHERE block = ? "
-    "AND (expire_time IS NULL OR expire_time > ?)"
-)
-# Whether the live rows of one block are the keys asked for, row for row (a re-run of the frame that saved it
-# asks for exactly these): the keys, all of one length L, come as one blob, key i at bytes [i*L, (i+1)*L).
-# Keys are unique, so n rows each holding the key at its own row are those n keys in that order.
-_BLOCK_CHECK = (
-    "SELECT count(*), sum(CAST(substr(?1, row * ?2 + 1, ?2) AS TEXT) = key), sum(hit = 1), sum(hit = 0) "
-    "FROM Flat WHERE block = ?3 AND (expire_time IS NULL OR expire_time > ?4)"
-)
-_NO_MATCH_ROWS = "SELECT row FROM Flat WHERE block = ? AND hit = 0 AND (expire_time IS NULL OR expire_time > ?)"
+#: the keys are looked up in ``FlatRows`` (to read only their blocks) when this many times their number is
+#: still fewer than the rows stored: a lookup costs about what decoding this many rows does
+_LOOKUP_FACTOR = 4
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
-    "INSERT OR REPLACE INTO Flat (key, fingerprint, store_time, expire_time, block, row, hit) "
-    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
-    "(SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND store_time = ? AND expire_time IS ?)"
+    "INSERT OR REPLACE INTO FlatRows (key, block) SELECT ?, ? WHERE EXISTS "
+    "(SELECT 1 FROM Answers WHERE key = ? AND stored_at = ? AND expires_at IS ?)"
 )
 
-#: a raw answer's (store time, expiry time or None)
+#: a raw answer's (stored at, expires at or None)
 Stamp = tuple[float, "float | None"]
-#: (block id, row in the block, whether the answer is a match, the raw answer's stamp)
-Ref = tuple[int, int, bool, Stamp]
 
 
 def fingerprint(*parts: object, schema: pa.Schema) -> str:
@@ -88,10 +70,11 @@ def fingerprint(*parts: object, schema: pa.Schema) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-#: LZ4 frames: about a ninth of the bytes to write, and a block of 1,000 people decodes in about a millisecond
+#: LZ4 frames: a fraction of the bytes to write, and decoded faster than the disk would give them
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
-#: one block decodes faster on one thread than shared out column by column
+#: one block decodes faster on one thread than shared out column by column (blocks decode side by side)
 _IPC_READ = pa.ipc.IpcReadOptions(use_threads=False)
+_DECODERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -101,7 +84,7 @@ def to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def from_ipc(data: object, schema: pa.Schema, rows: int) -> pa.Table | None:
+def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:
     """The table in ``data`` if it is Arrow IPC with exactly ``schema`` and ``rows`` rows; else None."""
     if not isinstance(data, (bytes, memoryview)):
         return None
@@ -114,168 +97,133 @@ def from_ipc(data: object, schema: pa.Schema, rows: int) -> pa.Table | None:
     return table
 
 
-#: threads that decode blocks side by side
-_DECODERS = max(1, min(4, os.cpu_count() or 1))
-
-
-def _decode_all(rows: Sequence[tuple], fp: str, schema: pa.Schema) -> list[pa.Table | None]:
-    """The tables of (id, fingerprint, rows, data) block rows: None for one of another fingerprint or unreadable."""
-
-    def decode(row: tuple) -> pa.Table | None:
-        return from_ipc(row[3], schema, row[2]) if row[1] == fp else None
-
-    if len(rows) < 2 or _DECODERS == 1:
-        return [decode(row) for row in rows]
-    with ThreadPoolExecutor(_DECODERS, thread_name_prefix="apollo-flat") as pool:
-        return list(pool.map(decode, rows))
+def _chunks(items: Sequence[Any], size: int = _SQL_BLOCK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 class FlatCopies:
-    """The flattened copies one reader uses: find rows by key, load blocks once, save new blocks."""
+    """The flattened copies of one fingerprint: :meth:`take` rows by key, :meth:`save` new blocks."""
 
-    def __init__(self, store: ResponseCache, fingerprint: str, schema: pa.Schema):
+    def __init__(self, store: AnswerStore, fingerprint: str, schema: pa.Schema):
         self.store, self.fingerprint, self.schema = store, fingerprint, schema
-        #: block id -> its table (None: unreadable or not ours, never used)
-        self.blocks: dict[int, pa.Table | None] = {}
+        self.stored_schema = pa.unify_schemas([schema, META])
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
-        #: rows in the blocks read so far
-        self.loaded_rows = 0
 
-    def find(self, keys: Sequence[str]) -> dict[str, Ref]:
-        """The keys that have a copy (not expired): key -> (block, row, hit, stamp).
+    def take(self, keys: Sequence[str]) -> tuple[list[int], list[bool], list[int], pa.Table]:
+        """(indices into ``keys`` that have a live copy, whether each is a match, its row in the table, a table
+        of the rows used): the caller puts the rows in its order with one ``take``."""
+        blocks = self._blocks(keys)
+        tables = self._decode(blocks)
+        if not tables:
+            return [], [], [], self.schema.empty_table()
+        table = pa.concat_tables(tables)
+        at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
+        found = pc.indices_nonzero(pc.is_valid(at))
+        rows = pc.take(at, found)
+        expires = pc.take(table["_expires_at"], rows)
+        live = pc.and_(pc.take(self._live(blocks, tables), rows),
+                       pc.fill_null(pc.greater(expires, self.store.clock.time()), True))
+        found, rows = pc.filter(found, live), pc.filter(rows, live)
+        hits = pc.take(table["_hit"], rows).to_pylist()
+        used, positions = self._used(tables, rows.to_numpy())
+        return found.to_numpy().tolist(), hits, positions.tolist(), used
 
-        A re-run of a frame asks for the keys of a block together: the block of the first key is
-        read whole (one range of the block index), and only the keys it does not hold are looked
-        up one by one.
-        """
-        now = self.store.clock.time()
-        found = self._lookup(keys[:1], now)
-        if found:
-            ((block_id, *_),) = found.values()
-            wanted = set(keys)
-            for key, row, hit, stored, expires in self.store.query(_BY_BLOCK, [block_id, now]):
-                if key in wanted and type(row) is int and row >= 0:
-                    found[key] = (block_id, row, bool(hit), (stored, expires))
-        rest = [key for key in keys if key not in found]
-        if rest:
-            found.update(self._lookup(rest, now))
+    def _used(self, tables: list[pa.Table], rows: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """The rows ``rows`` (of the blocks end to end) in block order, a block used whole as it is, and where each
+        of ``rows`` is in it: rows of a block nobody asked for are never copied."""
+        order = np.argsort(rows, kind="stable")
+        starts = np.cumsum([0] + [t.num_rows for t in tables])
+        cuts = np.searchsorted(rows[order], starts)
+        pieces = []
+        for i, t in enumerate(tables):
+            wanted = rows[order[cuts[i]:cuts[i + 1]]] - starts[i]
+            if len(wanted):
+                t = t.select(self.schema.names)
+                pieces.append(t if len(wanted) == t.num_rows else t.take(pa.array(wanted)))
+        positions = np.empty(len(rows), dtype=np.int64)
+        positions[order] = np.arange(len(rows))
+        return (pa.concat_tables(pieces) if pieces else self.schema.empty_table()), positions
+
+    def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, bytes]]:
+        """(id, rows, data) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
+        ((stored,),) = self.store.query("SELECT total(rows) FROM FlatBlocks WHERE fingerprint = ?",
+                                        [self.fingerprint])
+        select = "SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ?"
+        if len(keys) * _LOOKUP_FACTOR >= stored:
+            return self.store.query(select, [self.fingerprint])
+        ids: set[Any] = set()
+        for chunk in _chunks(keys):
+            ids.update(b for (b,) in self.store.query(
+                f"SELECT DISTINCT block FROM FlatRows WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+        found = []
+        for chunk in _chunks(sorted(i for i in ids if type(i) is int)):
+            found += self.store.query(f"{select} AND id IN ({','.join('?' * len(chunk))})",
+                                      [self.fingerprint, *chunk])
         return found
 
-    def whole_blocks(self, groups: Sequence[Sequence[str]]) -> list[tuple[pa.Table, list[bool]] | None]:
-        """Per group of keys: when they are, in this order, every row of one readable block (a re-run of the
-        frame that saved it), that block's table and whether each answer is a match; else None (:meth:`find`
-        finds them). The blocks are read together (decoded side by side)."""
-        now = self.store.clock.time()
-        found = [self._block_of(keys, now) for keys in groups]
-        self.load([f[0] for f in found if f is not None])
-        out: list[tuple[pa.Table, list[bool]] | None] = []
-        for keys, f in zip(groups, found, strict=True):
-            table = self.blocks.get(f[0]) if f is not None else None
-            out.append((table, f[1]) if f is not None and table is not None and table.num_rows == len(keys) else None)
-        return out
+    def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
+        """The blocks' tables, decoded side by side; a block that does not parse or fit is dropped."""
+        def decode(block: tuple[int, int, bytes]) -> pa.Table | None:
+            return from_ipc(block[2], self.stored_schema, block[1])
 
-    def _block_of(self, keys: Sequence[str], now: float) -> tuple[int, list[bool]] | None:
-        """(block, hits) when ``keys`` are all the live rows of one block, in row order."""
-        first = self._lookup(keys[:1], now)
-        width, joined = (len(keys[0]) if keys else 0), "".join(keys)
-        if not first or not joined.isascii() or not all(len(key) == width for key in keys):
-            return None
-        ((block_id, *_),) = first.values()
-        ((rows, in_place, hits, misses),) = self.store.query(_BLOCK_CHECK, [joined.encode(), width, block_id, now])
-        n = len(keys)
-        if rows != n or in_place != n or (hits or 0) + (misses or 0) != n:
-            return None
-        matched = [True] * n
-        for (row,) in self.store.query(_NO_MATCH_ROWS, [block_id, now]) if misses else ():
-            if type(row) is not int:
-                return None
-            matched[row] = False
-        return block_id, matched
-
-    def _lookup(self, keys: Sequence[str], now: float) -> dict[str, Ref]:
-        found: dict[str, Ref] = {}
-        for start in range(0, len(keys), _SQL_BLOCK):
-            block = keys[start:start + _SQL_BLOCK]
-            sql = _FIND.format(marks=",".join("?" * len(block)))
-            for key, block_id, row, hit, stored, expires in self.store.query(sql, [*block, now]):
-                if type(block_id) is int and type(row) is int and row >= 0:  # anything else: no copy
-                    found[key] = (block_id, row, bool(hit), (stored, expires))
-        return found
-
-    def stamps(self, keys: Sequence[str]) -> dict[str, Stamp]:
-        """key -> stamp of the raw answers present for ``keys``."""
-        stamps: dict[str, Stamp] = {}
-        for start in range(0, len(keys), _SQL_BLOCK):
-            block = keys[start:start + _SQL_BLOCK]
-            marks = ",".join("?" * len(block))
-            sql = f"SELECT key, store_time, expire_time FROM Cache WHERE raw = 1 AND key IN ({marks})"
-            for key, stored, expires in self.store.query(sql, block):
-                stamps[key] = (stored, expires)
-        return stamps
-
-    def load(self, ids: Iterable[int]) -> None:
-        """Read the blocks not read yet; a block that does not parse or fit is dropped (its rows are rebuilt).
-
-        Several blocks are decoded side by side (Arrow decodes without holding the GIL)."""
-        wanted = sorted(set(ids) - set(self.blocks))
-        for start in range(0, len(wanted), _SQL_BLOCK):
-            block = wanted[start:start + _SQL_BLOCK]
-            self.blocks.update(dict.fromkeys(block))
-            rows = self.store.query(
-                f"SELECT id, fingerprint, rows, data FROM FlatBlock WHERE id IN ({','.join('?' * len(block))})", block
-            )
-            for block_id, table in zip([r[0] for r in rows], _decode_all(rows, self.fingerprint, self.schema),
-                                       strict=True):
-                self.blocks[block_id] = table
-                self.loaded_rows += table.num_rows if table is not None else 0
-        bad = [i for i in wanted if self.blocks[i] is None]
+        if len(blocks) < 2 or _DECODERS == 1:
+            tables = [decode(b) for b in blocks]
+        else:
+            with ThreadPoolExecutor(_DECODERS, thread_name_prefix="apollo-flat") as pool:
+                tables = list(pool.map(decode, blocks))
+        bad = [b[0] for b, t in zip(blocks, tables, strict=True) if t is None]
         if bad:
             self._write(self._drop, bad)
+            blocks[:] = [b for b, t in zip(blocks, tables, strict=True) if t is not None]
+        return [t for t in tables if t is not None]
 
-    def table(self, block_id: int) -> pa.Table | None:
-        return self.blocks.get(block_id)
-
-    def usable(self, refs: dict[str, Ref]) -> dict[str, Ref]:
-        """Those of ``refs`` whose block was read and holds their row."""
-        out = {}
-        for key, ref in refs.items():
-            table = self.blocks.get(ref[0])
-            if table is not None and ref[1] < table.num_rows:
-                out[key] = ref
-        return out
+    def _live(self, blocks: list[tuple[int, int, bytes]], tables: list[pa.Table]) -> pa.ChunkedArray:
+        """Per row of the blocks, whether ``FlatRows`` still points at it: counted per block, looked at key by
+        key only in a block some of whose answers changed since."""
+        counts: dict[Any, int] = {}
+        for chunk in _chunks([b[0] for b in blocks]):
+            counts.update(self.store.query(f"SELECT block, count(*) FROM FlatRows WHERE block IN "
+                                           f"({','.join('?' * len(chunk))}) GROUP BY block", chunk))
+        masks = []
+        for (block_id, rows, _), table in zip(blocks, tables, strict=True):
+            if counts.get(block_id, 0) == rows:
+                masks.append(pa.array([True] * rows))
+                continue
+            keys = [k for (k,) in self.store.query("SELECT key FROM FlatRows WHERE block = ?", [block_id])]
+            masks.append(pc.is_in(table["_key"], value_set=pa.array(keys, pa.string())).combine_chunks())
+        return pa.chunked_array(masks, pa.bool_())
 
     def save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
         """Keep ``table`` (row i: the answer of ``keys[i]``, read with ``stamps[key]``) as one block."""
         if self.writable and keys:
             self._write(self._save, keys, stamps, hits, table)
 
-    def _write(self, fn: Callable[..., None], *args: Any) -> None:
+    def _write(self, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
-        except (StorageError, diskcache.Timeout):
+        except StorageError:
             self.writable = False  # copies are an optimisation: a read-only or busy store runs without them
 
     def _save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
-        data = to_ipc(table)
+        meta = [pa.array(keys, pa.string()), pa.array(hits, pa.bool_()),
+                pa.array([stamps[k][1] for k in keys], pa.float64())]
+        block = pa.Table.from_arrays([*table.select(self.schema.names).columns, *meta], schema=self.stored_schema)
         with self.store.transaction() as con:
-            cursor = con.execute("INSERT INTO FlatBlock (fingerprint, rows, data) VALUES (?, ?, ?)",
-                                 (self.fingerprint, table.num_rows, data))
-            block_id = cursor.lastrowid
-            con.executemany(_PUT, [
-                (key, self.fingerprint, *stamps[key], block_id, row, int(hit), key, *stamps[key])
-                for row, (key, hit) in enumerate(zip(keys, hits, strict=True))
-            ])
+            cursor = con.execute("INSERT INTO FlatBlocks (fingerprint, rows, data) VALUES (?, ?, ?)",
+                                 (self.fingerprint, block.num_rows, to_ipc(block)))
+            con.executemany(_PUT, [(key, cursor.lastrowid, key, *stamps[key]) for key in keys])
             drop_unused(con)
-        self.blocks[int(block_id or 0)] = table
+        self.store.checkpoint()
 
     def _drop(self, ids: Sequence[int]) -> None:
         with self.store.transaction() as con:
             marks = ",".join("?" * len(ids))
-            con.execute(f"DELETE FROM Flat WHERE block IN ({marks})", list(ids))
-            con.execute(f"DELETE FROM FlatBlock WHERE id IN ({marks})", list(ids))
+            con.execute(f"DELETE FROM FlatRows WHERE block IN ({marks})", list(ids))
+            con.execute(f"DELETE FROM FlatBlocks WHERE id IN ({marks})", list(ids))
 
 
-def drop_unused(con: sqlite3.Connection) -> None:
+def drop_unused(con: Any) -> None:
     """Delete the blocks no key points at any more (their rows were rewritten, expired or set aside)."""
-    con.execute("DELETE FROM FlatBlock WHERE NOT EXISTS (SELECT 1 FROM Flat WHERE Flat.block = FlatBlock.id)")
+    con.execute("DELETE FROM FlatBlocks WHERE NOT EXISTS (SELECT 1 FROM FlatRows WHERE FlatRows.block = FlatBlocks.id)")

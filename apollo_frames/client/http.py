@@ -63,7 +63,7 @@ from apollo_frames.client.retry import (
     should_retry,
     status_error,
 )
-from apollo_frames.client.store import ResponseCache
+from apollo_frames.client.store import AnswerStore
 from apollo_frames.core import jsontext
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
 from apollo_frames.core.errors import APIError, APIResponseError, RequestAbandoned
@@ -281,7 +281,7 @@ class ApolloClient:
         self._stats_lock = threading.Lock()
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
-        self._cache: ResponseCache | None = None
+        self._cache: AnswerStore | None = None
         self._ledger: Ledger | None = None
 
     def __repr__(self) -> str:
@@ -317,10 +317,10 @@ class ApolloClient:
             return self._http
 
     @property
-    def cache(self) -> ResponseCache:
+    def cache(self) -> AnswerStore:
         """The on-disk response cache for this client's settings, opened on first use."""
         if self._cache is None:
-            self._cache = ResponseCache(self.settings.cache_dir, namespace=self.cache_namespace, clock=self.clock)
+            self._cache = AnswerStore(self.settings.cache_dir, namespace=self.cache_namespace, clock=self.clock)
         return self._cache
 
     @property

@@ -14,8 +14,6 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import diskcache
-
 from apollo_frames.core.errors import StorageError
 
 DIR_MODE = 0o700
@@ -75,7 +73,7 @@ def private_file(path: Path) -> Path:
 
 
 def tighten(paths: Iterable[Path]) -> None:
-    """Make existing files 0600 and folders 0700 (files SQLite or diskcache created with the umask)."""
+    """Make existing files 0600 and folders 0700 (files SQLite created with the umask)."""
     for path in paths:
         if path.is_symlink() or not path.exists():
             continue
@@ -84,8 +82,8 @@ def tighten(paths: Iterable[Path]) -> None:
 
 def _chmod(path: Path, mode: int) -> None:
     # Not ours (another user's shared folder) or a read-only mount: reading can still work.
-    with contextlib.suppress(OSError):
-        if (path.stat().st_mode & 0o777) != mode:
+    with contextlib.suppress(OSError):  # a symlink is never followed (its target is not ours to change)
+        if not path.is_symlink() and (path.stat().st_mode & 0o777) != mode:
             os.chmod(path, mode)
 
 
@@ -144,8 +142,3 @@ def storage_errors(path: Path, what: str, remedy: str = "") -> Iterator[None]:
         if reason is None:
             raise
         raise storage_error(exc, path, what, reason, remedy) from exc
-    except diskcache.Timeout as exc:
-        # diskcache turns every failure to begin a transaction into Timeout, the cause kept as context.
-        cause = exc.__context__
-        reason = reason_of(cause) if cause is not None else None
-        raise storage_error(cause or exc, path, what, reason or "busy", remedy) from exc

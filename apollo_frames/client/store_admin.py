@@ -19,17 +19,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from diskcache.core import MODE_RAW
 
 from apollo_frames.client.flat import drop_unused
 from apollo_frames.client.storage import private_file, storage_errors
-from apollo_frames.client.store import (
-    SCHEMA_VERSION,
-    BadEntry,
-    ResponseCache,
-    decode_entry,
-    set_aside,
-)
+from apollo_frames.client.store import FUTURE_SLACK_S, SCHEMA_VERSION, AnswerStore, BadEntry, decode_entry, set_aside
+from apollo_frames.core import jsontext
 from apollo_frames.core.errors import InputError, StorageError
 from apollo_frames.core.settings import Settings
 
@@ -48,7 +42,7 @@ EXPORT_SCHEMA = pa.schema(
 _KEY = re.compile(r"[0-9a-f]{64}")
 _AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
 _UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_SELECT_FROM = "SELECT rowid, key, raw, mode, filename, value, store_time, expire_time FROM Cache"
+_SELECT_FROM = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
 
 
 def parse_age(text: str) -> float:
@@ -87,7 +81,7 @@ class Counts:
         return f"<pre>{self}</pre>"
 
 
-def _scan(store: ResponseCache, where: str = "", params: tuple = ()):
+def _scan(store: AnswerStore, where: str = "", params: tuple = ()):
     """Every row of the store in rowid order, a block at a time."""
     last = 0
     while True:
@@ -98,46 +92,44 @@ def _scan(store: ResponseCache, where: str = "", params: tuple = ()):
         yield rows
 
 
-def prune(store: ResponseCache, older_than: float, *, now: float | None = None) -> int:
+def prune(store: AnswerStore, older_than: float, *, now: float | None = None) -> int:
     """Delete entries stored more than ``older_than`` seconds before ``now`` (store clock), and expired ones."""
     now = store.clock.time() if now is None else now
     cutoff = (now - older_than, now)
-    condition = "store_time < ? OR (expire_time IS NOT NULL AND expire_time <= ?)"
+    condition = "stored_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)"
     with store.transaction() as con:
-        files = [name for (name,) in con.execute(
-            f"SELECT filename FROM Cache WHERE filename IS NOT NULL AND ({condition})", cutoff)]
-        removed = con.execute(f"DELETE FROM Cache WHERE {condition}", cutoff).rowcount
+        removed = con.execute(f"DELETE FROM Answers WHERE {condition}", cutoff).rowcount
         con.execute("DELETE FROM Claims WHERE expires <= ?", (now,))
+        owners = [owner for (owner,) in con.execute("SELECT DISTINCT owner FROM Claims")]
+        con.executemany("DELETE FROM Claims WHERE owner = ?", [(o,) for o in owners if not store.holders.alive(o)])
         drop_unused(con)  # flattened copies of the deleted answers went with them (triggers); now their blocks
-    for name in files:
-        store.disk.remove(name)
     return int(removed)
 
 
-def verify(store: ResponseCache) -> Counts:
+def verify(store: AnswerStore) -> Counts:
     """Check every entry (mode, JSON, key, schema version); quarantine the bad ones."""
     counts = Counts("verify")
     for rows in _scan(store):
         found: dict[str, Any] = {}
         bad: list = []
-        store.decode_rows([row[:6] for row in rows], found, bad)
+        store.decode_rows(rows, found, bad, store.clock.time())
         counts.checked += len(rows)
         counts.ok += len(rows) - len(bad)
-        counts.skipped.update(reason for _, _, reason, _ in bad)
+        counts.skipped.update(reason for _, _, reason in bad)
         if bad:
             store.quarantine(bad, quiet=True)
     return counts
 
 
-def repair(directory: str | Path) -> tuple[ResponseCache, list[Counts]]:
+def repair(directory: str | Path) -> tuple[AnswerStore, list[Counts]]:
     """Verify the store; one too damaged to read is set aside and what is readable copied into a fresh one.
 
     Returns the (open) store and what was done: a salvage, if any, then the verify.
     """
     db = Path(directory).expanduser() / "responses" / "cache.db"
-    store: ResponseCache | None = None
+    store: AnswerStore | None = None
     try:
-        store = ResponseCache(directory)
+        store = AnswerStore(directory)
         return store, [verify(store)]
     except StorageError as exc:
         if exc.reason != "corrupt":
@@ -145,11 +137,11 @@ def repair(directory: str | Path) -> tuple[ResponseCache, list[Counts]]:
     if store is not None:
         store.close()
     moved = set_aside(db)
-    fresh = ResponseCache(directory)
+    fresh = AnswerStore(directory)
     return fresh, [salvage(moved, fresh), verify(fresh)]
 
 
-def salvage(source: Path, store: ResponseCache) -> Counts:
+def salvage(source: Path, store: AnswerStore) -> Counts:
     """Copy every entry still readable in the damaged database ``source`` into ``store``."""
     counts = Counts("salvage", note=f"the damaged file is kept at {source}", written=0)
     try:
@@ -186,13 +178,11 @@ def _one_by_one(conn: sqlite3.Connection, rowids: range, counts: Counts) -> list
     return rows
 
 
-def _copy_rows(rows: list[tuple], store: ResponseCache, counts: Counts) -> None:
+def _copy_rows(rows: list[tuple], store: AnswerStore, counts: Counts) -> None:
     entries = []
-    for _, key, raw, mode, filename, value, stored_at, expires_at in rows:
+    for _, key, value, stored_at, expires_at in rows:
         counts.checked += 1
         try:
-            if raw != 1 or mode != MODE_RAW or filename is not None:
-                raise BadEntry("not a raw inline entry")
             entries.append((key, decode_entry(key, value), stored_at, expires_at))
         except BadEntry as exc:
             counts.skipped[str(exc)] += 1
@@ -200,7 +190,7 @@ def _copy_rows(rows: list[tuple], store: ResponseCache, counts: Counts) -> None:
     counts.written = (counts.written or 0) + store.write_entries(entries)
 
 
-def export_parquet(store: ResponseCache, path: str | Path) -> Counts:
+def export_parquet(store: AnswerStore, path: str | Path) -> Counts:
     """Write every current, valid entry to a Parquet file (0600: it holds personal data)."""
     path = Path(path)
     counts = Counts("export")
@@ -208,20 +198,20 @@ def export_parquet(store: ResponseCache, path: str | Path) -> Counts:
     with storage_errors(path, "exporting the answer store"):
         private_file(path)
         with pq.ParquetWriter(str(path), EXPORT_SCHEMA) as writer:
-            for rows in _scan(store, "AND (expire_time IS NULL OR expire_time > ?)", (now,)):
+            for rows in _scan(store, "AND (expires_at IS NULL OR expires_at > ?)", (now,)):
                 batch = _export_batch(store, rows, counts)
                 writer.write_table(pa.Table.from_pydict(batch, schema=EXPORT_SCHEMA))
     return counts
 
 
-def _export_batch(store: ResponseCache, rows: list[tuple], counts: Counts) -> dict[str, list]:
+def _export_batch(store: AnswerStore, rows: list[tuple], counts: Counts) -> dict[str, list]:
     batch: dict[str, list] = {name: [] for name in EXPORT_SCHEMA.names}
     found: dict[str, Any] = {}
     bad: list = []
-    store.decode_rows([row[:6] for row in rows], found, bad)
+    store.decode_rows(rows, found, bad, store.clock.time())
     counts.checked += len(rows)
-    counts.skipped.update(reason for _, _, reason, _ in bad)
-    for _, key, _, _, _, _, stored_at, expires_at in rows:
+    counts.skipped.update(reason for _, _, reason in bad)
+    for _, key, _, stored_at, expires_at in rows:
         if key not in found:
             continue
         counts.ok += 1
@@ -229,12 +219,15 @@ def _export_batch(store: ResponseCache, rows: list[tuple], counts: Counts) -> di
         batch["schema_version"].append(SCHEMA_VERSION)
         batch["stored_at"].append(stored_at)
         batch["expires_at"].append(expires_at)
-        batch["answer"].append(json.dumps(found[key], separators=(",", ":"), ensure_ascii=False))
+        batch["answer"].append(jsontext.dumps(found[key]).decode("utf-8", "surrogatepass"))
     return batch
 
 
-def import_parquet(store: ResponseCache, path: str | Path) -> Counts:
-    """Add the valid records of an exported Parquet file; an entry already stored more recently is kept."""
+def import_parquet(store: AnswerStore, path: str | Path, *, ttl: float | None = None) -> Counts:
+    """Add the valid records of an exported Parquet file; an entry already stored more recently is kept.
+
+    ``ttl``: an entry exported without an expiry expires ``ttl`` seconds after it was stored (None: never).
+    """
     path = Path(path)
     counts = Counts("import", written=0)
     try:
@@ -250,7 +243,7 @@ def import_parquet(store: ResponseCache, path: str | Path) -> Counts:
         for record in batch.to_pylist():
             counts.checked += 1
             try:
-                entries.append(_import_entry(record, now))
+                entries.append(_import_entry(record, now, ttl))
             except BadEntry as exc:
                 counts.skipped[str(exc)] += 1
         counts.ok += len(entries)
@@ -265,7 +258,7 @@ def _finite(value: Any) -> float | None:
     return None
 
 
-def _import_entry(record: dict, now: float) -> tuple[str, Any, float, float | None]:
+def _import_entry(record: dict, now: float, ttl: float | None) -> tuple[str, Any, float, float | None]:
     """(key, answer, stored_at, expires_at) of one exported record, or :class:`BadEntry`."""
     key, answer, stored_at, expires_at = (record.get(k) for k in ("key", "answer", "stored_at", "expires_at"))
     if not isinstance(key, str) or _KEY.fullmatch(key) is None:
@@ -273,17 +266,19 @@ def _import_entry(record: dict, now: float) -> tuple[str, Any, float, float | No
     if record.get("schema_version") != SCHEMA_VERSION:
         raise BadEntry(f"schema version {record.get('schema_version')!r}")
     stored = _finite(stored_at)
-    if stored is None or stored > now + 86400:
+    if stored is None or stored > now + FUTURE_SLACK_S:
         raise BadEntry("bad stored_at")
-    expires = _finite(expires_at)
-    if expires_at is not None and (expires is None or expires <= now):
+    expires = _finite(expires_at) if expires_at is not None else None if ttl is None else stored + ttl
+    if (expires_at is not None and expires is None) or (expires is not None and expires <= now):
         raise BadEntry("expired")
     if not isinstance(answer, str):
         raise BadEntry("no answer")
     try:
-        data = json.loads(answer)
+        data = jsontext.loads(answer)
     except ValueError:
         raise BadEntry("answer not JSON") from None
+    except RecursionError:
+        raise BadEntry("answer nested too deeply") from None
     if data is not None and not isinstance(data, dict):
         raise BadEntry(f"answer of type {type(data).__name__}")
     return key, data, stored, expires
@@ -292,12 +287,13 @@ def _import_entry(record: dict, now: float) -> tuple[str, Any, float, float | No
 def cache_command(action: str, cache_dir: str | Path | None = None, *, older_than: str = "30d",
                   path: str | Path | None = None) -> str:
     """What ``apollo-frames cache ACTION`` prints: info, prune, verify, export PATH, import PATH."""
-    directory = Settings.resolve(cache_dir=cache_dir).cache_dir
+    settings = Settings.resolve(cache_dir=cache_dir)
+    directory = settings.cache_dir
     done: list[Counts] = []
     if action == "verify":
         store, done = repair(directory)
     else:
-        store = ResponseCache(directory)
+        store = AnswerStore(directory)
     with store:
         if action == "info":
             return str(store.stats())
@@ -311,5 +307,5 @@ def cache_command(action: str, cache_dir: str | Path | None = None, *, older_tha
         if action == "export":
             return f"{export_parquet(store, path)}; written to {path}"
         if action == "import":
-            return f"{import_parquet(store, path)}; {len(store):,} entries in {store.directory}"
+            return f"{import_parquet(store, path, ttl=settings.cache_ttl)}; {len(store):,} entries in {store.directory}"
     raise InputError(f"unknown cache action {action!r}")

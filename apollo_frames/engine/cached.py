@@ -1,11 +1,10 @@
 """Reading the answer store for a plan: flattened copies first, raw answers (flattened once, kept) for the rest.
 
-A fully cached re-run reads each block of keys with one query for its row
-references, one for the Arrow blocks they point into (each loaded once per
-run), and takes the rows it needs: no JSON is decoded and nothing is
-flattened again. Keys without a current copy are read as raw JSON answers,
-flattened, and their copy saved as one new block (best effort: a read-only
-store just reads the raw answers each time).
+Whatever the frame (the one that stored the answers, a shuffled copy, a subset, a frame enriched after
+others), the keys with a copy are read as columnar work (:meth:`FlatCopies.take`: blocks decoded, keys
+matched by one hash lookup, rows taken in order): no JSON is decoded and nothing is flattened again. Keys
+without a current copy are read as raw JSON answers, flattened, and their copy saved as one new block (best
+effort: a read-only store just reads the raw answers each time).
 """
 
 from __future__ import annotations
@@ -15,12 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from apollo_frames.client.flat import FlatCopies, Ref, Stamp, fingerprint
+from apollo_frames.client.flat import FlatCopies, Stamp, fingerprint
 from apollo_frames.client.store import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
-
-#: rows read from blocks holding more than this many times the rows used are saved again, together
-_SCATTER = 4
 
 
 class CachedRead:
@@ -32,16 +28,14 @@ class CachedRead:
         self.pieces: list[pa.Table] = []
         self.height = 0
 
-    def add(self, piece: pa.Table, js: Sequence[int]) -> None:
-        """``piece`` row i is the answer of unique index ``js[i]``."""
-        self.rows.update(zip(js, range(self.height, self.height + len(js)), strict=True))
+    def add(self, piece: pa.Table, js: Sequence[int], hits: Sequence[bool], at: Sequence[int] | None = None) -> None:
+        """``piece`` row ``at[i]`` (row i by default) is the answer of unique index ``js[i]``, a match when
+        ``hits[i]``; ``piece`` may hold rows no index uses."""
+        self.cached.update(zip(js, hits, strict=True))
+        rows = range(len(js)) if at is None else at
+        self.rows.update(zip(js, (self.height + row for row in rows), strict=True))
         self.pieces.append(piece)
-        self.height += len(js)
-
-    def add_block(self, start: int, table: pa.Table, hits: Sequence[bool]) -> None:
-        """``table`` row i is the answer of unique index ``start + i``, a match when ``hits[i]``."""
-        self.cached.update(zip(range(start, start + len(hits)), hits, strict=True))
-        self.add(table, range(start, start + len(hits)))
+        self.height += piece.num_rows
 
     def table(self) -> pa.Table | None:
         return pa.concat_tables(self.pieces) if self.pieces else None
@@ -53,93 +47,37 @@ def copies_for(op: Any, cache: Any) -> FlatCopies:
     return FlatCopies(cache, fingerprint(SCHEMA_VERSION, FLATTEN_VERSION, op.endpoint, schema=schema), schema)
 
 
-def read_cached(
-    keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000
-) -> CachedRead:
-    """Look ``keys`` up ``block_size`` at a time; ``flatten``: also gather their rows in the declared schema.
-
-    When the rows used are a small part of the blocks read for them (a frame that picks a few
-    answers out of a large store), they are saved again, a block per ``block_size`` keys, so the
-    next run of the same frame reads only those.
-    """
+def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000
+                ) -> CachedRead:
+    """Look ``keys`` up; ``flatten``: also gather their rows in the declared schema (raw answers flattened and
+    their copies saved ``block_size`` at a time)."""
     out = CachedRead()
     copies = copies_for(op, cache)
-    found: list[list[tuple[int, str, Ref]]] = []  # per block of keys read key by key: those with a copy
-    used = 0
-    starts = range(0, len(keys), block_size)
-    wholes = copies.whole_blocks([keys[s:s + block_size] for s in starts]) if flatten else [None] * len(starts)
-    for start, whole in zip(starts, wholes, strict=True):
-        block = keys[start:start + block_size]
-        if whole is not None:  # the common re-run: one stored block, row for row
-            out.add_block(start, *whole)
-            used += len(block)
-        else:
-            found.append(_read_block(out, copies, op, block, start, flatten=flatten))
-    refs = [ref for group in found for ref in group]
-    if flatten and refs:
-        _take_copies(out, copies, refs)
-        used += len(refs)
-        if copies.loaded_rows > _SCATTER * used:
-            _save_together(out, copies, found)
-    return out
-
-
-def _read_block(out: CachedRead, copies: FlatCopies, op: Any, block: Sequence[str], start: int, *,
-                flatten: bool) -> list[tuple[int, str, Ref]]:
-    """One block of keys found key by key: (unique index, key, copy) of those with a copy (their rows are taken
-    later, all blocks together); raw answers read for the rest."""
-    refs = copies.find(block)
+    js, hits, at, table = copies.take(keys)
     if flatten:
-        copies.load({ref[0] for ref in refs.values()})
-        refs = copies.usable(refs)
-    with_copy = [(j, key, refs[key]) for j, key in enumerate(block, start) if key in refs]
-    out.cached.update((j, ref[2]) for j, _, ref in with_copy)
-    _read_raw(out, copies, op, [(j, key) for j, key in enumerate(block, start) if key not in refs], flatten=flatten)
-    return with_copy
-
-
-def _take_copies(out: CachedRead, copies: FlatCopies, refs: list[tuple[int, str, Ref]]) -> None:
-    """Add the rows ``refs`` point at: one piece per stored block, its rows in block order (a block used whole is
-    added as it is, without a copy)."""
-    groups: dict[int, list[tuple[int, int]]] = {}
-    for j, _, ref in refs:
-        groups.setdefault(ref[0], []).append((ref[1], j))
-    for block_id, pairs in groups.items():
-        table = copies.table(block_id)
-        assert table is not None  # refs keep loaded blocks only
-        pairs.sort()
-        rows = [row for row, _ in pairs]
-        whole = len(rows) == table.num_rows and rows == list(range(len(rows)))
-        out.add(table if whole else table.take(pa.array(rows, type=pa.int64())), [j for _, j in pairs])
-
-
-def _save_together(out: CachedRead, copies: FlatCopies, found: list[list[tuple[int, str, Ref]]]) -> None:
-    """Save the rows read from copies again, a block per block of keys, in key order (the next run of the same
-    frame reads them as whole blocks)."""
-    table = out.table()
-    assert table is not None
-    for group in found:
-        if group:
-            keys = [key for _, key, _ in group]
-            piece = table.take(pa.array([out.rows[j] for j, _, _ in group], type=pa.int64())).combine_chunks()
-            copies.save(keys, {key: ref[3] for _, key, ref in group}, [ref[2] for _, _, ref in group], piece)
+        out.add(table, js, hits, at)
+    else:
+        out.cached.update(zip(js, hits, strict=True))
+    have = set(js)
+    missing = [(j, key) for j, key in enumerate(keys) if j not in have]
+    for start in range(0, len(missing), block_size):
+        _read_raw(out, copies, op, missing[start:start + block_size], flatten=flatten)
+    return out
 
 
 def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[int, str]], *, flatten: bool) -> None:
     """Read raw answers of keys without a copy; flatten them and save their copy when ``flatten``."""
-    if not missing:
-        return
     stamps: dict[str, Stamp] = {}
-    hits = copies.store.get_many([key for _, key in missing], stamps=stamps)
-    present = [(j, key) for j, key in missing if key in hits]
-    for j, key in present:
-        out.cached[j] = hits[key] is not None
-    if not flatten or not present:
+    found = copies.store.get_many([key for _, key in missing], stamps=stamps)
+    present = [(j, key) for j, key in missing if key in found]
+    hits = [found[key] is not None for _, key in present]
+    if not flatten:
+        out.cached.update(zip([j for j, _ in present], hits, strict=True))
         return
-    table = op.flatten([hits[key] for _, key in present])
-    out.add(table, [j for j, _ in present])
-    keys = [key for _, key in present]
-    copies.save(keys, stamps, [hits[key] is not None for key in keys], table)
+    if present:
+        table = op.flatten([found[key] for _, key in present])
+        out.add(table, [j for j, _ in present], hits)
+        copies.save([key for _, key in present], stamps, hits, table)
 
 
 def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool], table: pa.Table,
@@ -152,8 +90,18 @@ def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool]
     copies = copies_for(op, cache)
     for start in range(0, len(keys), block_size):
         block = list(keys[start:start + block_size])
-        stamps = copies.stamps(block)
+        stamps = _stamps(cache, block)
         rows = [i for i, key in enumerate(block, start) if key in stamps]
         if rows:
             piece = table.slice(start, len(block)) if len(rows) == len(block) else table.take(pa.array(rows))
             copies.save([keys[i] for i in rows], stamps, [hits[i] for i in rows], piece)
+
+
+def _stamps(cache: Any, keys: Sequence[str]) -> dict[str, Stamp]:
+    """key -> (stored at, expires at) of the raw answers present for ``keys``."""
+    stamps: dict[str, Stamp] = {}
+    for start in range(0, len(keys), 900):  # (keys per statement, as the store's own reads)
+        chunk = keys[start:start + 900]
+        stamps.update((key, (stored, expires)) for key, stored, expires in cache.query(
+            f"SELECT key, stored_at, expires_at FROM Answers WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+    return stamps

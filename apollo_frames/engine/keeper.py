@@ -6,15 +6,13 @@
   for it again. When the store cannot take claims (SQLite locking on a
   network filesystem, a read-only folder) the batch is sent unclaimed and the
   run says so once: nothing is held back, two processes may then pay twice.
-* :class:`AnswerWriter`: each worker appends the answers it received to the
-  answer spool (:mod:`apollo_frames.client.spool`, one write of one line)
-  before it takes another batch, so a kill -9 costs at most the batches in
-  flight; the writer's thread stores them, settles the ledger and releases
-  claims, coalescing what is queued, so neither the workers nor the thread
-  handing out requests wait on the database. Without a spool (it could not be
-  written) each worker stores its answers itself, several workers' in one
-  statement. A storage failure is kept (:attr:`AnswerWriter.error`): the run
-  stops sending and the answers stay in memory (and in the spool, for the next run).
+* :class:`AnswerWriter`: each worker stores the answers it received before it
+  takes another batch (workers whose answers arrive together are written in
+  one transaction: a group commit), so a kill -9 costs at most the batches in
+  flight; the writer's thread settles the ledger and releases claims,
+  coalescing what is queued, so the thread handing out requests never waits
+  on the database. A storage failure is kept (:attr:`AnswerWriter.error`): the
+  run stops sending and the answers stay in memory.
 * :class:`RunInterrupted`: the ``KeyboardInterrupt`` a run raises once every
   answer it received is stored, saying how many and how many rows are left.
 """
@@ -26,13 +24,11 @@ import dataclasses
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.retry import MAX_SERVER_RETRY_AFTER
-from apollo_frames.client.spool import Spool, spool_line
 from apollo_frames.client.storage import reason_of, storage_error
 from apollo_frames.core.errors import StorageError
 
@@ -42,8 +38,6 @@ LEASE_MARGIN_S = 30.0
 WRITER_CAPACITY = 64
 #: seconds between two looks at whether the writer still runs, while a worker waits for it
 POLL_S = 0.5
-#: seconds the writer's thread gathers spooled answers before it stores them together
-GATHER_S = 0.025
 #: claims on stored answers released together (one statement)
 RELEASE_BLOCK = 900
 
@@ -64,7 +58,7 @@ def request_seconds(settings: Any) -> float:
 def lease_seconds(settings: Any) -> float:
     """How long a claim lasts: a batch is claimed ahead, so it may wait for a slot as long as the requests before it
     take, then take as long itself (see :func:`request_seconds`); plus a margin. A long lease costs nothing while
-    its process runs: a killed process's leases on this host are free at once."""
+    its process runs: a killed process's leases are free at once (its owner file is no longer locked)."""
     return LEASE_REQUESTS * request_seconds(settings) + LEASE_MARGIN_S
 
 
@@ -98,7 +92,7 @@ class Claims:
     def __init__(self, cache: Any, lease_s: float, owner: str | None = None):
         self.cache = cache
         self.lease_s = lease_s
-        #: the run's lease owner (``ResponseCache.begin_run``), or None for the store's own
+        #: the run's lease owner (``AnswerStore.begin_run``), or None for the store's own
         self.owner = owner
         #: why claims could not be taken (the first failure), or None
         self.failed: str | None = None
@@ -138,17 +132,11 @@ class Keep:
     limits: tuple[str, Any] | None = None
     #: its answers were written (or could not be), its claims released: what is left is the ledger's part
     stored: bool = False
-    #: its answers encoded (key -> the store's bytes), when they were spooled
-    blobs: Mapping[str, bytes] | None = None
-    #: (stored at, expires at) of its answers, when they were spooled
-    stamp: tuple[float, float | None] | None = None
-    #: the spool file its answers were appended to (see ``Spool.stored``)
-    spooled: int | None = None
 
 
 class AnswerWriter:
-    """Stores answered batches from its own thread in arrival order, coalescing what is queued (:meth:`put`),
-    once a worker spooled them (:meth:`store`); settles the ledger from its thread (see module doc)."""
+    """Stores answered batches from the workers' threads in group commits (:meth:`store`); settles the ledger
+    and releases claims from its own thread, coalescing what is queued (see module doc)."""
 
     def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY,
                  owner: str | None = None):
@@ -166,9 +154,6 @@ class AnswerWriter:
         self._queue: queue.Queue[Keep | None] = queue.Queue(max(1, capacity))
         self._closing = threading.Lock()  # for ``_closed``: nothing is queued after the end mark
         self._closed = False
-        spool_dir = getattr(cache, "spool_dir", None)
-        self._spool = Spool.open(spool_dir) if spool_dir is not None else None
-        self._spooling = self._spool is not None  # False once an append failed: workers store directly
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
 
@@ -180,11 +165,10 @@ class AnswerWriter:
 
         A worker calls it before it takes another batch, so at any moment each worker has at most one
         request in flight or one answer not kept yet: a kill -9 costs at most ``concurrency`` batches.
-        The answers are appended to the spool; without one they are written to the store here, and
-        workers whose answers arrive together are written together: the one that gets to write takes every
-        answer waiting, in one statement, and the others find theirs written (a group commit).
+        Workers whose answers arrive together are written together: the one that gets to write takes every
+        answer waiting, in one transaction, and the others find theirs written (a group commit).
         """
-        if not item.entries or self._spooled(item):
+        if not item.entries:
             self.put(item)
             return
         with self._counting:
@@ -197,25 +181,6 @@ class AnswerWriter:
         with self._counting:  # its claims are released later, a block at a time: its answers are in the store
             self._release_later.extend(item.release)
         self.put(item)  # its ledger part
-
-    def _spooled(self, item: Keep) -> bool:
-        """Append ``item``'s answers to the spool; False when there is none (or it just failed: no more appends)."""
-        if not self._spooling or self._spool is None or self._store_broken:
-            return False
-        stamp = self._stamp()
-        blobs = self.cache.encode(item.entries)
-        try:
-            item.spooled = self._spool.append(spool_line(blobs, *stamp))
-        except OSError:
-            self._spooling = False
-            return False
-        item.blobs, item.stamp = blobs, stamp
-        return True
-
-    def _stamp(self) -> tuple[float, float | None]:
-        """(stored at, expires at) for answers stored now."""
-        now = self.cache.clock.time()
-        return now, None if self.ttl is None else now + self.ttl
 
     def put(self, item: Keep) -> None:
         """Queue a batch (waits while the writer is ``capacity`` batches behind). Once the writer is closing
@@ -251,17 +216,13 @@ class AnswerWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        if self._spool is not None:  # files with answers not stored stay, for the next run to replay
-            self._spool.close(keep=self._store_broken)
 
     def _gather(self) -> list[Keep | None]:
-        """The next item, and what arrives within ``GATHER_S`` of it: stored in one transaction (fewer
-        transactions, less time taken from the workers). Waiting costs nothing: the answers are in the spool."""
+        """The next item, and what else is queued: settled in one transaction."""
         items = [self._queue.get()]
-        deadline = time.monotonic() + (GATHER_S if self._spooling else 0.0)
         while items[-1] is not None and len(items) < self._queue.maxsize:
             try:
-                items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         return items
@@ -300,38 +261,32 @@ class AnswerWriter:
             keys, self._release_later = self._release_later, []
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             self.cache.release(keys, owner=self.owner)
+        self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
 
     def _store(self, batch: list[Keep], release: bool = True) -> None:
         """Store the answers of ``batch`` (and release its claims) in one transaction."""
-        stamp = self._stamp()
+        now = self.cache.clock.time()
+        stamp = (now, None if self.ttl is None else now + self.ttl)
         entries: dict[str, tuple[str, Any, float, float | None]] = {}
-        blobs: dict[str, bytes] = {}
         for item in batch:
-            entries.update((key, (key, data, *(item.stamp or stamp))) for key, data in item.entries.items())
-            blobs.update(item.blobs or {})
+            entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
         keys = [key for item in batch for key in item.release] if release else []
         if not self._store_broken and entries:
             try:
-                self.cache.write_entries(list(entries.values()), release=keys, blobs=blobs, owner=self.owner)
+                self.cache.write_entries(list(entries.values()), release=keys, owner=self.owner)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
-                self._unspool(batch)
             except (StorageError, sqlite3.Error, OSError) as exc:  # e.g. "database is locked" past the timeout
                 self._store_broken = True
                 self._failed(exc, "writing the answer store", self.cache.path)
+        if self._store_broken:  # paid for: kept in memory, written by the next read of this store
+            self.cache.unstored.update(entries)
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             if keys:
                 self.cache.release(keys, owner=self.owner)
         for item in batch:
             item.stored = True
-
-    def _unspool(self, batch: list[Keep]) -> None:
-        """The spooled answers of ``batch`` are in the store: their spool lines are no longer needed."""
-        if self._spool is not None:
-            for item in batch:
-                if item.spooled is not None:
-                    self._spool.stored(item.spooled)
 
     def _settle(self, batch: list[Keep]) -> None:
         """Settle the batch's ledger entries in one transaction; note each endpoint's latest rate-limit reading."""

@@ -46,7 +46,6 @@ from apollo_frames.engine.executor import (
 )
 from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
-from apollo_frames.engine.parked import park, unpark
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.records import ColumnRecords, pick
 from apollo_frames.engine.summary import RunSummary, announce
@@ -184,13 +183,7 @@ def check_flags(**flags: Any) -> None:
 def plan_work(
     prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True
 ) -> Plan:
-    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
-
-    Answers a run of this process could not store (a full disk since freed) are stored first, from the spool
-    and from memory (:mod:`~apollo_frames.engine.parked`), so they are not paid for again.
-    """
-    client.cache.replay_spool()
-    unpark(client.cache)
+    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
     row_unique, first_rows, texts = dedupe(prepared)
     unique_records: Sequence[Any] = pick(prepared.records, first_rows)
     cache_keys = client.cache.keys(op.endpoint, texts, options)
@@ -521,10 +514,10 @@ class _Sender:
 
     The dispatching thread claims a batch's records in the store (setting
     aside those another process holds or has stored meanwhile); a worker
-    writes the request to the ledger as sent, sends it, parses the answer,
-    appends it to the answer spool and queues it for the
-    :class:`~apollo_frames.engine.keeper.AnswerWriter`, which stores it, releases
-    the claims and settles the ledger; the dispatching thread fans the answers
+    writes the request to the ledger as sent, sends it, parses the answer and
+    stores it through the :class:`~apollo_frames.engine.keeper.AnswerWriter`
+    (a group commit), whose thread releases the claims and settles the ledger;
+    the dispatching thread fans the answers
     into the results.
     """
 
@@ -641,8 +634,8 @@ class _Sender:
     def send(self, batch: _Batch) -> _Answer | None:
         """One bulk call (on a worker thread), parsed and kept; None when it was not sent.
 
-        The answers are spooled here, before this worker takes another batch (see ``AnswerWriter.store``);
-        the writer's thread stores them and settles the ledger.
+        The answers are stored here, before this worker takes another batch (see ``AnswerWriter.store``);
+        the writer's thread settles the ledger.
         """
         with self._ending:
             self._sending += 1
@@ -882,16 +875,10 @@ class _Sender:
             warn(f"{self.op.name}: {note}")
         if self.storage_error is not None:
             summary.storage_error = str(self.storage_error)
-            park(self.cache, self.received(), self.ttl)  # a re-run of this process stores them, not pays again
             unsaved = sum(1 for j in self.plan.to_fetch if self.outcome[j] in ("matched", "no_match")) - (
                 self.writer.saved + self.from_store)
             warn(f"{self.op.name}: {max(unsaved, 0):,} answers received could not be stored and are only in the rows "
                  f"returned; nothing more was sent. {self.storage_error}")
-
-    def received(self) -> dict[str, dict | None]:
-        """What to store for every answer this run received (and its aliases)."""
-        answered = [j for j in self.plan.to_fetch if self.outcome[j] in ("matched", "no_match")]
-        return self._entries(answered, [self.results[j] for j in answered], {}, [])
 
     def skip_pending(self, reason: str) -> None:
         for j in (*self.ready, *self.pending, *self.deferred):

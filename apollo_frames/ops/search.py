@@ -32,10 +32,12 @@ no request and no credit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
+import sqlite3
 import threading
 import time
 import uuid
@@ -62,7 +64,7 @@ from apollo_frames.core.paginate import (
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
 from apollo_frames.engine.budget import Attempts, Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
-from apollo_frames.engine.keeper import RunInterrupted
+from apollo_frames.engine.keeper import RunInterrupted, lease_seconds
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.runner import charged_attempts, check_flags
 from apollo_frames.engine.summary import Summary, _fmt, announce
@@ -248,6 +250,7 @@ def run_query(
     """
     pag = PageNumberPaginator(max_results)
     cache = client.cache
+    started = cache.clock.time()
     out = result if result is not None else QueryResult(records=[])
     while pag.has_next_page and not (interrupted is not None and interrupted.is_set()):
         params = pag.params()
@@ -259,10 +262,21 @@ def run_query(
             data = hit[key]
             out.cache_hits += 1
         elif budget.reserve(PAGE_CREDITS[kind]):
-            data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
-                               ledger_rows=ledger_rows, ledger=ledger, interrupted=interrupted)
-            out.credits += PAGE_CREDITS[kind] if _returned(data, kind) else 0.0
-            out.storage_error = _store_page(client, key, data)
+            awaited = _awaited(client, key, started if refresh else None) if PAGE_CREDITS[kind] else None
+            if awaited is not None:  # another process paid for it meanwhile
+                budget.settle(PAGE_CREDITS[kind], 0.0)
+                data = awaited
+                out.cache_hits += 1
+            else:
+                try:
+                    data = _fetch_page(kind, {**query, **params}, key, client=client, budget=budget, run_id=run_id,
+                                       ledger_rows=ledger_rows, ledger=ledger, interrupted=interrupted)
+                except BaseException:  # not fetched: another process may take the page over at once
+                    with contextlib.suppress(StorageError, sqlite3.Error):
+                        cache.release([key])
+                    raise
+                out.credits += PAGE_CREDITS[kind] if _returned(data, kind) else 0.0
+                out.storage_error = _store_page(client, key, data)
         else:
             out.budget_stopped = True
             out.stopped_reason = budget.reached()
@@ -282,10 +296,31 @@ def run_query(
     return out
 
 
+def _awaited(client, key: str, stored_after: float | None) -> dict | None:
+    """Claim a paid page, as enrichment batches are claimed: two processes running the same search pay once.
+
+    The page another live process is fetching is waited for and returned from the store; None when this
+    process is to fetch it (the claim is its own, released when the page is stored). Where claims cannot be
+    taken (a read-only store) the page is fetched unclaimed.
+    """
+    cache, lease = client.cache, lease_seconds(client.settings)
+    with contextlib.suppress(StorageError, sqlite3.Error):
+        while not cache.claim([key], lease).claimed:
+            found = cache.wait_for([key], lease, stored_after=stored_after).found.get(key)
+            if isinstance(found, dict):
+                return found
+        found = None if stored_after is not None else cache.get_many([key]).get(key)
+        if isinstance(found, dict):  # stored by the other between our look and our claim (a refresh fetches anew)
+            cache.release([key])
+            return found
+    return None
+
+
 def _store_page(client, key: str, data: dict) -> StorageError | None:
-    """Cache a page received; a store that cannot be written is returned (the page is kept in memory)."""
+    """Cache a page received (and release its claim); a store that cannot be written is returned (the page is
+    kept in memory, its claim lapses with this store)."""
     try:
-        client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl)
+        client.cache.set_many({key: data}, ttl=client.settings.search_cache_ttl, release=[key])
     except StorageError as exc:
         return exc
     return None

@@ -1,0 +1,131 @@
+"""Cached re-runs of any frame (issue 27): each beside ``pd.read_parquet`` of its own output, alternating.
+
+    python -m benchmarks.anyframe [--n 100000] [--pairs 3] [--size 8k|1k|both]
+
+A store holds the answers of ``n`` distinct people (written straight into it, then flattened by one first
+run). Four frames are re-run from it, each timed against reading its own output from Parquet, in pairs
+(the machine may be shared: compare the ratios, and the load average printed with them):
+
+* the same frame again; a shuffled copy; a random 30 % subset in another order;
+* the same frame after other frames were enriched on the store (new people, and a subset read).
+
+Answers are shaped like the sandbox's person records, sized like Apollo's recordings (about 8 KB: a longer
+employment history) or small (about 1 KB: no history, a short organization).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+import apollo_frames
+from apollo_frames.sandbox import Sandbox, SandboxConfig, build_world
+
+from .run import sandbox_client
+
+
+def _sized(person: dict, size: str, i: int) -> dict:
+    """``person`` grown to about 8 KB or cut to about 1 KB (one distinct answer per ``i``)."""
+    p = json.loads(json.dumps(person))
+    if size == "1k":
+        org = p.get("organization") or {}
+        p["organization"] = {k: org.get(k) for k in ("id", "name", "website_url", "primary_domain")}
+        p["employment_history"] = []
+    else:
+        history = p.get("employment_history") or []
+        p["employment_history"] = [{**h, "id": f"{i:08x}{n:04x}", "title": f"{h.get('title')} {n}"}
+                                   for n in range(8) for h in history[:1] or [{"title": "Engineer"}]]
+    return p
+
+
+def _store(tmp: Path, n: int, size: str) -> tuple[Path, pd.DataFrame, list[dict]]:
+    """A store with ``n + n // 5`` sized answers written straight in; the frame of the first ``n``, and the rest."""
+    from apollo_frames.ops.people import people_job
+
+    total = n + n // 5
+    world = build_world(seed=8, n_orgs=math.ceil(total / 12 * 1.15), people_per_org=12)
+    people = [p for p in world.people if p.get("email")][:total]
+    del world
+    frame = pd.DataFrame({"email": [p["email"] for p in people], "first_name": [p["first_name"] for p in people],
+                          "last_name": [p["last_name"] for p in people]})
+    cache_dir = tmp / f"store-{size}"
+    with sandbox_client(Sandbox(SandboxConfig(n_orgs=10)), cache_dir) as client:
+        prepared, op, options = people_job(frame)
+        keys = [client.cache.key(op.endpoint, identity, options) for identity in prepared.identities]
+        for start in range(0, total, 1000):
+            answers = [_sized(p, size, start + i) for i, p in enumerate(people[start:start + 1000])]
+            client.cache.set_many(dict(zip(keys[start:start + 1000], answers, strict=True)), ttl=None)
+    sample = json.dumps(_sized(people[0], size, 0))
+    print(f"{size}: {total:,} answers of about {len(sample) / 1024:.1f} KB stored")
+    return cache_dir, frame.iloc[:n].reset_index(drop=True), [frame.iloc[n:].reset_index(drop=True)]
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def _pairs(client, frame: pd.DataFrame, path: Path, pairs: int) -> tuple[float, float, list[float]]:
+    """Best enrich time, best read time, and each pair's ratio (enrich then read, alternating)."""
+    apollo_frames.enrich_people(frame, client=client, progress=False).to_parquet(path)
+    runs, reads = [], []
+    for _ in range(pairs):
+        out, run_s = _timed(lambda: apollo_frames.enrich_people(frame, client=client, progress=False))
+        assert out.attrs["apollo"]["api_calls"] == 0
+        del out
+        _, read_s = _timed(lambda: pd.read_parquet(path))
+        runs.append(run_s)
+        reads.append(read_s)
+    return min(runs), min(reads), sorted(r / q for r, q in zip(runs, reads, strict=True))
+
+
+def bench(n: int, size: str, pairs: int, tmp: Path) -> list[str]:
+    cache_dir, frame, (others,) = _store(tmp, n, size)
+    sb = Sandbox(SandboxConfig(n_orgs=10))  # answers nothing useful: every row must come from the store
+    lines = []
+    with sandbox_client(sb, cache_dir) as client:
+        _, first_s = _timed(lambda: apollo_frames.enrich_people(frame, client=client, progress=False))
+        lines.append(f"| {size} | first re-run (flattens the raw answers, keeps copies) | {first_s:.2f} s | | |")
+        cases = [("the same frame", frame),
+                 ("a shuffled copy", frame.sample(frac=1.0, random_state=1).reset_index(drop=True)),
+                 ("a 30 % subset, another order", frame.sample(frac=0.3, random_state=2).reset_index(drop=True))]
+        for name, f in cases:
+            lines.append(_line(size, name, *_pairs(client, f, tmp / "out.parquet", pairs)))
+        apollo_frames.enrich_people(others, client=client, progress=False)  # other people, flattened and kept
+        apollo_frames.enrich_people(pd.concat([others, frame.iloc[: n // 10]]), client=client, progress=False)
+        lines.append(_line(size, "the same frame after other frames", *_pairs(client, frame, tmp / "o.parquet",
+                                                                               pairs)))
+    return lines
+
+
+def _line(size: str, name: str, run_s: float, read_s: float, ratios: list[float]) -> str:
+    per_pair = " / ".join(f"{r:.2f}x" for r in (ratios[0], ratios[len(ratios) // 2], ratios[-1]))
+    return f"| {size} | {name} | {run_s:.2f} s / {read_s:.2f} s = {run_s / read_s:.2f}x | {per_pair} | " \
+           f"{os.getloadavg()[0]:.1f} |"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--size", choices=["8k", "1k", "both"], default="both")
+    args = parser.parse_args(argv)
+    print("| answers | case | enrich / read_parquet, best times | per pair (min / median / max) | load |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (["8k", "1k"] if args.size == "both" else [args.size]):
+            for line in bench(args.n, size, args.pairs, Path(tmp)):
+                print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
