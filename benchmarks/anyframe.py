@@ -45,7 +45,7 @@ def _sized(person: dict, size: str, i: int) -> dict:
     return p
 
 
-def _store(tmp: Path, n: int, size: str) -> tuple[Path, pd.DataFrame, list[dict]]:
+def _store(tmp: Path, n: int, size: str) -> tuple[Path, pd.DataFrame, list[pd.DataFrame]]:
     """A store with ``n + n // 5`` sized answers written straight in; the frame of the first ``n``, and the rest."""
     from apollo_frames.ops.people import people_job
 

@@ -40,7 +40,7 @@ def bench_polars(tmp: Path, quick: bool) -> Result:
     with sandbox_client(sb, cache_dir) as client:
         with_pandas, pd_s, _ = _timed(lambda: apollo_frames.enrich_people(frame, client=client, progress=False))
         with_polars, pl_s, _ = _timed(
-            lambda: polars_frame.apollo.enrich_people(client=client, progress=False)  # type: ignore[attr-defined]
+            lambda: polars_frame.apollo.enrich_people(client=client, progress=False)
         )
     same = pl.from_pandas(with_pandas.reset_index(drop=True)).equals(with_polars)
     r.add("enrich_people, pandas frame (all cached)", f"{pd_s:.2f} s, {n / pd_s:,.0f} rows/s")

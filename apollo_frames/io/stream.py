@@ -315,9 +315,9 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
     bad = pop_line_errors(frame)
     prepared, op, op_options = spec.job(frame, **job_options)
     if bad is not None:
-        for i in np.flatnonzero(bad.notna().to_numpy()):
+        for i in np.flatnonzero(bad.notna().to_numpy()).tolist():
             prepared.records[i] = prepared.identities[i] = None
-            prepared.reasons[i] = bad.iat[i]
+            prepared.reasons[i] = str(bad.iat[i])
     return prepared, op, op_options
 
 
@@ -499,9 +499,10 @@ def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: 
             result = spec.run(frame, client=client, progress=False, seen=state.seen, stop=state.stop,
                               journal=state.journal, make_bar=bar, **options)
         except ApolloError as exc:
-            result = getattr(exc, "partial_result", None)
-            if result is None:
+            partial: pd.DataFrame | None = getattr(exc, "partial_result", None)
+            if partial is None:
                 raise
+            result = partial
             state.fatal = state.fatal or exc
     for w in caught:  # the same advice once for the file, not once per chunk
         state.said.setdefault(str(w.message), w.category)
