@@ -415,6 +415,7 @@ def execute(
     sender.warn_storage(summary)
     summary.unattributed = sender.unattributed
     summary.contradicted = sender.contradicted
+    summary.identifier_conflicts = sender.identifier_conflicts
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
         reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
                   credit_types=list(per_type))
@@ -486,6 +487,11 @@ class _Answer:
     in_doubt: int = 0
     #: batch index -> why its answer was dropped (it names a suppressed identifier): paid, never stored or returned
     suppressed: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+def _person_id(answer: Any) -> str:
+    """An answer's Apollo id (its text), to tell two answers of one person from two people's."""
+    return str(answer.get("id")) if isinstance(answer, dict) and answer.get("id") else f"object {id(answer)}"
 
 
 def charged_attempts(error: BaseException | None) -> int:
@@ -560,6 +566,8 @@ class _Sender:
         self.unattributed: list[dict] = []
         #: answers rejected as contradicting what their record asked for
         self.contradicted = 0
+        #: identifiers an answer proved but another person's answer holds (kept out of the store)
+        self.identifier_conflicts = 0
         #: credits this run's answers reported (believed), and the worst case of its attempts that got no usable
         #: answer but may have been charged (the budget may be shared with other runs)
         self.spent = 0.0
@@ -702,18 +710,34 @@ class _Sender:
         record answered without certainty); paid answers no record matched, under their own identities."""
         op, cache = self.op, self.cache
         answered = [(j, value) for n, (j, value) in enumerate(zip(sent, results, strict=False)) if n not in errors]
-        aliases = [[identity_text(alias) for alias in op.aliases(value)] if value is not None else []
-                   for _, value in answered]
-        alias_keys = iter(cache.keys(op.endpoint, [text for texts in aliases for text in texts], self.options))
-        entries: dict[str, dict | None] = {}
-        for (j, value), texts in zip(answered, aliases, strict=True):
-            for _ in texts:
-                entries[next(alias_keys)] = value
-            entries[self.plan.cache_keys[j]] = value
+        entries: dict[str, dict | None] = {self.plan.cache_keys[j]: value for j, value in answered}
+        claims: dict[str, dict] = {}
+        for _, value in answered:
+            if value is not None:
+                texts = [identity_text(alias) for alias in op.aliases(value)]
+                for key in cache.keys(op.endpoint, texts, self.options):
+                    claims.setdefault(key, {})[_person_id(value)] = value
+        self._add_aliases(entries, claims)
         for extra in unattributed:
             for alias in extra.identities or op.aliases(extra.answer):
                 entries.setdefault(cache.key(op.endpoint, alias, self.options), extra.answer)
         return entries
+
+    def _add_aliases(self, entries: dict[str, dict | None], claims: dict[str, dict]) -> None:
+        """Each answer also under the identifiers it proves (its id, e-mail, LinkedIn URL), unless that key holds
+        another person's answer already, or two answers of the batch claim it: such a conflict is kept out and
+        counted. A stored miss under the key is replaced (the answer proves the identifier now)."""
+        if not claims:
+            return
+        held = self.cache.get_many([k for k in claims if k not in entries])
+        for key, by_person in claims.items():
+            if key in entries:  # a row's own identity: its own answer stands
+                continue
+            other = held.get(key)
+            if len(by_person) > 1 or (other is not None and _person_id(other) not in by_person):
+                self.identifier_conflicts += 1
+                continue
+            entries[key] = next(iter(by_person.values()))
 
     def on_done(self, done: Outcome[_Batch, _Answer | None]) -> None:
         batch, answer = done.task, done.value

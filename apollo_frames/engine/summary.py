@@ -116,6 +116,8 @@ class RunSummary(Summary):
     skipped: int = 0
     #: rows set aside, or answers dropped, for naming an identifier on the suppression list
     suppressed: int = 0
+    #: identifiers an answer proved that another person's stored answer holds: not stored under them
+    identifier_conflicts: int = 0
     elapsed_s: float = 0.0
     #: of which sending: from the first claim to the last answer stored (the rest plans, reads, builds the frame)
     send_s: float = 0.0

@@ -431,8 +431,9 @@ def _identities(person: dict, fields: tuple[str, ...] = ("id", "email", "linkedi
 
 
 def _aliases(person: dict) -> list[dict]:
-    """A matched person is also cached under its Apollo id (so a frame carrying ids hits the cache too)."""
-    return _identities(person, ("id",))
+    """A matched person is also stored under every identifier the answer proves, normalised as inputs are: its
+    Apollo id, e-mail and LinkedIn URL. A later row naming the person by any one of them is served from the store."""
+    return _identities(person)
 
 
 OPERATION = Operation(
