@@ -2,25 +2,32 @@
 
 from apollo_frames._version import __version__
 from apollo_frames.client.http import ApolloClient
-from apollo_frames.core.columns import ColumnMappingError
 from apollo_frames.core.errors import (
     APIConnectionError,
     APIError,
+    APIResponseError,
     APIStatusError,
     APITimeoutError,
     ApolloError,
     ApolloServerError,
     AuthenticationError,
     BudgetExceededError,
+    CircuitOpenError,
+    ColumnMappingError,
     ConfigurationError,
+    FilterError,
     InputError,
     NotFoundError,
     PermissionDeniedError,
+    PushInterrupted,
     RateLimitError,
+    RequestAbandoned,
+    RunInterrupted,
+    SearchInterrupted,
+    SearchTruncatedWarning,
     StorageError,
     ValidationError,
 )
-from apollo_frames.core.filters import FilterError
 from apollo_frames.engine.meter import CreditBalance, credit_balance
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.estimates import Estimate, estimate, estimate_file
@@ -30,7 +37,7 @@ from apollo_frames.ops.mapping import columns
 from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import push_accounts, push_contacts
-from apollo_frames.ops.search import SearchTruncatedWarning, search_frame, search_orgs, search_people
+from apollo_frames.ops.search import search_frame, search_orgs, search_people
 from apollo_frames.privacy import suppress, suppressed, unsuppress
 from apollo_frames.quickstart import reset, use_client, use_sandbox
 from apollo_frames.reports import credit_summary, flat, ledger, plot_credits, report
@@ -58,6 +65,12 @@ __all__ = [
     "RateLimitError",
     "StorageError",
     "ValidationError",
+    "APIResponseError",
+    "CircuitOpenError",
+    "RequestAbandoned",
+    "RunInterrupted",
+    "PushInterrupted",
+    "SearchInterrupted",
     "Estimate",
     "credit_summary",
     "estimate",

@@ -41,20 +41,20 @@ import pyarrow.parquet as pq
 from apollo_frames._version import __version__
 from apollo_frames.client.http import ApolloClient
 from apollo_frames.client.ratelimit import WindowReading, parse_rate_headers
-from apollo_frames.core.columns import ColumnMappingError
 from apollo_frames.core.errors import (
     ApolloError,
     AuthenticationError,
+    ColumnMappingError,
     ConfigurationError,
+    FilterError,
     InputError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RunInterrupted,
     ValidationError,
 )
-from apollo_frames.core.filters import FilterError
 from apollo_frames.core.settings import PLAN_PRESETS
-from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.meter import try_read
 from apollo_frames.engine.runner import host_of
 from apollo_frames.engine.summary import RunSummary

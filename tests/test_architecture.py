@@ -114,3 +114,30 @@ def test_importing_the_package_does_not_load_the_sandbox():
     code = "import sys, apollo_frames; print(sorted(m for m in sys.modules if 'sandbox' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_public_exception_lives_in_core_errors_and_is_exported():
+    """One tree, one place (issue 23 §3): a user catches any error of the package from `apollo_frames`."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import apollo_frames
+    from apollo_frames.core import errors
+
+    internal = {("apollo_frames.client.store", "BadEntry"),  # caught inside the store: a stored entry set aside
+                ("apollo_frames.cli", "UsageError")}  # the command line's own: an exit code, never raised to Python
+    outside = []
+    for info in pkgutil.walk_packages(apollo_frames.__path__, "apollo_frames."):
+        if ".sandbox" in info.name or info.name.endswith("__main__") or info.name == errors.__name__:
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == info.name
+                    and not name.startswith("_") and (info.name, name) not in internal):
+                outside.append(f"{info.name}.{name}")
+    assert outside == []
+    defined = [name for name, value in vars(errors).items()
+               if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == errors.__name__]
+    assert set(defined) <= set(apollo_frames.__all__), set(defined) - set(apollo_frames.__all__)
+    assert {"RunInterrupted", "PushInterrupted", "SearchInterrupted", "CircuitOpenError"} <= set(defined)

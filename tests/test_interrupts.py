@@ -20,11 +20,8 @@ import pytest
 from test_safety import INTERRUPTED, _cli_env, _Gate, known_people, people_frame
 
 import apollo_frames as af
-from apollo_frames import cli
-from apollo_frames.engine.keeper import RunInterrupted
+from apollo_frames import PushInterrupted, RunInterrupted, SearchInterrupted, cli
 from apollo_frames.ops.journal import PushJournal
-from apollo_frames.ops.push import PushInterrupted
-from apollo_frames.ops.search import SearchInterrupted
 from apollo_frames.sandbox import Sandbox, SandboxConfig, client_for
 
 PUSHED = re.compile(r"interrupted: ([\d,]+) rows pushed, ([\d,]+) rows left; run the same command to resume")

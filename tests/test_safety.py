@@ -21,13 +21,14 @@ import pytest
 from frames import answers
 
 import apollo_frames as af
+from apollo_frames import RunInterrupted
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.storage import storage_error
 from apollo_frames.client.store import AnswerStore
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.errors import StorageError
 from apollo_frames.engine.executor import DeferredInterrupts, Executor, StopSignal
-from apollo_frames.engine.keeper import AnswerWriter, Keep, RunInterrupted
+from apollo_frames.engine.keeper import AnswerWriter, Keep
 from apollo_frames.engine.runner import plan_work
 from apollo_frames.engine.summary import RunSummary
 from apollo_frames.ops.people import people_job

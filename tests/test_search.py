@@ -14,12 +14,12 @@ import pytest
 import respx
 
 import apollo_frames as af
+from apollo_frames import SearchTruncatedWarning
 from apollo_frames.cli import main as cli_main
 from apollo_frames.core import filters as flt
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.errors import StorageError
 from apollo_frames.core.paginate import DISPLAY_CAP, PageNumberPaginator, read_page
-from apollo_frames.ops.search import SearchTruncatedWarning
 
 BASE = "https://apollo.test/api/v1"
 KEY = "test-key-0123456789-SECRET"

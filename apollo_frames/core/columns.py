@@ -69,7 +69,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from apollo_frames.core import sniff
-from apollo_frames.core.errors import ApolloError
+from apollo_frames.core.errors import ColumnMappingError
 from apollo_frames.core.normalize import is_missing
 
 __all__ = [
@@ -102,10 +102,6 @@ _SHOWN = 20
 _BY_PART = 1000
 #: guessed columns rank after every column recognised by name
 _GUESSED = 2000
-
-
-class ColumnMappingError(ApolloError, ValueError):
-    """The frame's columns cannot be matched to Apollo fields; the message says how to fix it."""
 
 
 def fold(label: object) -> str | None:

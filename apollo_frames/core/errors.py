@@ -163,6 +163,18 @@ class InputError(ApolloError, ValueError):
     """An input file cannot be read as given (its format, its header, a malformed line)."""
 
 
+class ColumnMappingError(ApolloError, ValueError):
+    """The frame's columns cannot be matched to Apollo fields; the message says how to fix it."""
+
+
+class FilterError(ApolloError, ValueError):
+    """A search filter name or value that cannot be sent to Apollo as given."""
+
+
+class SearchTruncatedWarning(UserWarning):
+    """Apollo's 50,000-record display cap, or the credit budget, cut a search short."""
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """Warn, attributed to the first caller outside this package (the user's cell or script)."""
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,3 +184,43 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level + 1)
 
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM on the command line) during a run, raised once what it received is stored.
+
+    ``saved``: answers stored by this run; ``rows_left``: input rows without an
+    answer yet (None when unknown). Running the same call again resumes: the
+    saved answers come from the store.
+    """
+
+    #: what ``saved`` counts, as the line says it (a push: "rows pushed"; a search: "pages saved")
+    done_as = "answers saved"
+
+    def __init__(self, saved: int = 0, rows_left: int | None = None):
+        super().__init__(saved, rows_left)
+        self.saved = saved
+        self.rows_left = rows_left
+
+    def __str__(self) -> str:
+        return self.line()
+
+    def line(self) -> str:
+        left = "all" if self.rows_left is None else f"{self.rows_left:,}"
+        return f"interrupted: {self.saved:,} {self.done_as}, {left} rows left; run the same command to resume"
+
+
+class PushInterrupted(RunInterrupted):
+    """Ctrl-C during a push, raised once what was answered is recorded: ``saved`` rows pushed (created, existing
+    or updated), ``rows_left`` not yet. The same push again sends only those left."""
+
+    done_as = "rows pushed"
+
+
+class SearchInterrupted(RunInterrupted):
+    """Ctrl-C during a search, raised once the pages received are stored: the same call again reads them from the
+    cache (``saved``: pages fetched and stored by this run)."""
+
+    done_as = "pages saved"
+
+    def line(self) -> str:
+        return f"interrupted: {self.saved:,} {self.done_as}; run the same command to resume"

@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apollo_frames.core.columns import ColumnMapping, FieldSpec, FieldTable, resolve
-from apollo_frames.core.errors import ApolloError
+from apollo_frames.core.errors import FilterError
 
 PEOPLE = "people"
 ORGS = "orgs"
@@ -103,10 +103,6 @@ SENIORITY_ALIASES = {
 #: Documented values of contact_email_status (docs/API_NOTES.md §6).
 EMAIL_STATUSES = ("verified", "unverified", "likely to engage", "unavailable")
 MAX_DOMAINS = 1000
-
-
-class FilterError(ApolloError, ValueError):
-    """A search filter name or value that cannot be sent to Apollo as given."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,30 +62,6 @@ def lease_seconds(settings: Any) -> float:
     return LEASE_REQUESTS * request_seconds(settings) + LEASE_MARGIN_S
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM on the command line) during a run, raised once what it received is stored.
-
-    ``saved``: answers stored by this run; ``rows_left``: input rows without an
-    answer yet (None when unknown). Running the same call again resumes: the
-    saved answers come from the store.
-    """
-
-    #: what ``saved`` counts, as the line says it (a push: "rows pushed"; a search: "pages saved")
-    done_as = "answers saved"
-
-    def __init__(self, saved: int = 0, rows_left: int | None = None):
-        super().__init__(saved, rows_left)
-        self.saved = saved
-        self.rows_left = rows_left
-
-    def __str__(self) -> str:
-        return self.line()
-
-    def line(self) -> str:
-        left = "all" if self.rows_left is None else f"{self.rows_left:,}"
-        return f"interrupted: {self.saved:,} {self.done_as}, {left} rows left; run the same command to resume"
-
-
 class Claims:
     """Leases on the records a run sends, in the client's answer store (see the module docstring)."""
 

@@ -30,7 +30,12 @@ import pyarrow.compute as pc
 
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import APIError, StorageError, warn
+from apollo_frames.core.errors import (
+    APIError,
+    RunInterrupted,
+    StorageError,
+    warn,
+)
 from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine.assemble import CREDITS_COLUMN, assemble_frame, new_columns
 from apollo_frames.engine.budget import Attempts, Budget, check_credits, credit_shares, trusted_credits
@@ -44,7 +49,7 @@ from apollo_frames.engine.executor import (
     StopSignal,
     Wait,
 )
-from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, RunInterrupted, lease_seconds
+from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.records import ColumnRecords, pick

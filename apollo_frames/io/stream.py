@@ -51,6 +51,7 @@ from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import (
     ApolloError,
     RateLimitError,
+    RunInterrupted,
     StorageError,
     warn,
 )
@@ -58,7 +59,6 @@ from apollo_frames.engine.assemble import assemble_table
 from apollo_frames.engine.budget import Budget
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import StopSignal
-from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import interactive, progress_bar
 from apollo_frames.engine.runner import (
     answer_columns,

@@ -31,8 +31,8 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.core.columns import ORGS, PEOPLE, ColumnMappingError, resolve
-from apollo_frames.core.errors import InputError
+from apollo_frames.core.columns import ORGS, PEOPLE, resolve
+from apollo_frames.core.errors import ColumnMappingError, InputError
 from apollo_frames.io.files import _cell_text, _openpyxl, read_frame
 
 __all__ = ["Detected", "clean_input", "read_table"]

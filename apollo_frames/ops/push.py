@@ -157,11 +157,11 @@ from apollo_frames.core.errors import (
     ApolloError,
     NotFoundError,
     PermissionDeniedError,
+    PushInterrupted,
     warn,
 )
 from apollo_frames.engine.assemble import assemble_frame, new_columns, text_schema
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
-from apollo_frames.engine.keeper import RunInterrupted
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
 from apollo_frames.engine.suppressing import STATUS as SUPPRESSED
@@ -1632,13 +1632,6 @@ def _send(
             f"Run again later: with run_dedupe=True the rows already created come back as existing.",
         )
     return pusher.stop.fatal
-
-
-class PushInterrupted(RunInterrupted):
-    """Ctrl-C during a push, raised once what was answered is recorded: ``saved`` rows pushed (created, existing
-    or updated), ``rows_left`` not yet. The same push again sends only those left."""
-
-    done_as = "rows pushed"
 
 
 def _resume(

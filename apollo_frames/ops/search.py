@@ -52,7 +52,13 @@ from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.errors import APIError, StorageError, warn
+from apollo_frames.core.errors import (
+    APIError,
+    SearchInterrupted,
+    SearchTruncatedWarning,
+    StorageError,
+    warn,
+)
 from apollo_frames.core.paginate import (
     DISPLAY_CAP,
     MAX_PAGE,
@@ -64,7 +70,7 @@ from apollo_frames.core.paginate import (
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
 from apollo_frames.engine.budget import Attempts, Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
-from apollo_frames.engine.keeper import RunInterrupted, lease_seconds
+from apollo_frames.engine.keeper import lease_seconds
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.runner import charged_attempts, check_flags
 from apollo_frames.engine.summary import Summary, _fmt, announce
@@ -84,10 +90,6 @@ NARROWING_HINT = (
     "narrow the filters (for example split the search by organization_num_employees_ranges, "
     "organization_locations or person_seniorities) and run one search per slice"
 )
-
-
-class SearchTruncatedWarning(UserWarning):
-    """Apollo's 50,000-record display cap, or the credit budget, cut a search short."""
 
 
 def credits_per_page(kind: str) -> float:
@@ -191,16 +193,6 @@ class QueryResult:
     pages_left_max: int = 0
     #: the answer store could not be written: the pages received are in ``records`` only, no more were asked
     storage_error: StorageError | None = None
-
-
-class SearchInterrupted(RunInterrupted):
-    """Ctrl-C during a search, raised once the pages received are stored: the same call again reads them from the
-    cache (``saved``: pages fetched and stored by this run)."""
-
-    done_as = "pages saved"
-
-    def line(self) -> str:
-        return f"interrupted: {self.saved:,} {self.done_as}; run the same command to resume"
 
 
 def _fetched(results: Sequence[QueryResult]) -> int:
