@@ -583,13 +583,22 @@ def cmd_collect(args) -> int:
     """Poll the phones (and waterfall results) an enrich-people run left pending; write the merged table."""
     src, output = _existing(args.input), parquet_path(args.output, "output")
     with _client(args, _sandbox_if(args)) as client:
-        result = collect(read_frame(src), wait=not args.no_wait, max_wait=args.max_wait, client=client)
+        result = collect(read_frame(src), wait=not args.no_wait, max_wait=args.max_wait, client=client,
+                         allow_dnc=args.allow_dnc)
     write_frame(result, output, formulas=_formulas(args))
     info = result.attrs["apollo_collect"]
     print(f"wrote {output} | requests {info['requests']:,}: done {info['done']:,}, pending {info['pending']:,}, "
           f"failed {info['failed']:,}, expired {info['expired']:,} | phones {info['phones']:,} | "
-          f"credits {info['credits']:g}")
+          f"credits {info['credits']:g}" + _dnc_note(info["do_not_call"]))
     return EXIT_OK
+
+
+def _dnc_note(withheld: dict[str, int]) -> str:
+    """The collect line's word on numbers left out as do-not-call, by Apollo's code."""
+    if not withheld:
+        return ""
+    codes = ", ".join(f"{code} {n:,}" for code, n in sorted(withheld.items()))
+    return f" | {sum(withheld.values()):,} numbers left out as do-not-call ({codes}; --allow-dnc keeps them)"
 
 
 def cmd_cache(args) -> int:
@@ -945,6 +954,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
     p.add_argument("--no-wait", action="store_true", help="take what is ready, leave the rest pending")
     p.add_argument("--max-wait", type=float, default=600.0, help="seconds to keep polling (default 600)")
+    p.add_argument("--allow-dnc", action="store_true",
+                   help="also write numbers flagged do-not-call into person.mobile_phone (left out by default)")
     _add_keep_formulas(p)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--sandbox", action="store_true", help="ask the embedded sandbox")

@@ -146,3 +146,34 @@ def test_the_documented_envelope_and_the_flat_payload_read_alike():
         assert phones.person_state(missing, phones.DONE) == "not_found"
         assert phones.person_state(missing, phones.EXPIRED) == "expired"
     assert phones.people_of({"webhook_result": {"people": "x"}}) == []
+
+
+def test_numbers_flagged_do_not_call_never_reach_mobile_phone_by_default(tmp_path):
+    """Issue 25 §4: any dnc_status_cd but null, not_found and not_on_dnc is do-not-call (unknown codes too)."""
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=60, do_not_call=0.5), clock=FakeClock())
+    frame = _frame(sb, 400)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        pending = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True)
+        got = pending.apollo.collect(client=c)
+        again = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True)  # from the store
+        allowed = pending.apollo.collect(client=c, allow_dnc=True)
+    numbers = [json.loads(n) if isinstance(n, str) else [] for n in got["person.phone_numbers"]]
+    flagged = [bool(ns) and phones.do_not_call(ns[0]) for ns in numbers]
+    codes = {ns[0]["dnc_status_cd"] for ns in numbers if ns}
+    assert any(flagged) and not all(f for f, ns in zip(flagged, numbers, strict=True) if ns)
+    assert {"national_dnc", "state_dnc_unknown"} <= codes and codes & {"not_on_dnc", "not_found", None}
+    for frame_out in (got, again):
+        for mobile, is_flagged in zip(frame_out["person.mobile_phone"], flagged, strict=True):
+            assert pd.isna(mobile) if is_flagged else True
+    kept = [ns[0]["sanitized_number"] for ns, f in zip(numbers, flagged, strict=True) if ns and not f]
+    assert set(got["person.mobile_phone"].dropna()) == set(kept)
+    withheld = got.attrs["apollo_collect"]["do_not_call"]
+    assert sum(withheld.values()) == sum(flagged) and "state_dnc_unknown" in withheld
+    assert allowed["person.mobile_phone"].notna().sum() == sum(bool(ns) for ns in numbers)  # allow_dnc: all
+
+
+@pytest.mark.parametrize(("code", "flagged"), [(None, False), ("not_found", False), ("not_on_dnc", False),
+                                                (" NOT_ON_DNC ", False), ("national_dnc", True), ("", True),
+                                                ("whatever_new", True), (0, True)])
+def test_do_not_call_fails_safe(code, flagged):
+    assert phones.do_not_call({"dnc_status_cd": code}) is flagged

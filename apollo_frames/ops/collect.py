@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +37,7 @@ from apollo_frames.ops.phones import (
     poll,
     reported_credits,
     request_id_text,
+    withheld,
 )
 from apollo_frames.ops.quality import is_blank
 
@@ -52,6 +54,8 @@ class CollectSummary:
     expired: int
     phones: int
     credits: float
+    #: numbers left out of ``person.mobile_phone`` as do-not-call (``allow_dnc=False``), by ``dnc_status_cd``
+    do_not_call: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,13 +72,16 @@ def _pending_ids(frame: pd.DataFrame) -> list[str]:
     return sorted({i for i in ids if i})
 
 
-def collect(frame: pd.DataFrame, wait: bool = True, max_wait: float = 600, client: Any = None) -> pd.DataFrame:
+def collect(frame: pd.DataFrame, wait: bool = True, max_wait: float = 600, client: Any = None,
+            allow_dnc: bool = False) -> pd.DataFrame:
     """Poll every pending request of an ``enrich_people`` result and merge the phones (and waterfall e-mails).
 
     ``wait=True`` polls again after the ``retry_after_seconds`` Apollo asks for
     (on the client's clock) until every request is done or ``max_wait`` seconds
     have passed; ``wait=False`` collects what is ready and leaves the rest
     pending. Returns a new frame; ``attrs["apollo_collect"]`` says what happened.
+    ``allow_dnc``: also put numbers flagged do-not-call in ``person.mobile_phone`` (by default they are left
+    out; ``person.phone_numbers`` keeps every number with its ``dnc_status_cd``).
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"collect needs a pandas DataFrame, got {type(frame).__name__}")
@@ -84,11 +91,12 @@ def collect(frame: pd.DataFrame, wait: bool = True, max_wait: float = 600, clien
     with client_scope(client) as api:
         results, polled = _poll_all(api, ids, wait, float(max_wait))
         credits, phones = _settle(api, frame, results)
-    out = apply(frame, results)
+    out = apply(frame, results, allow_dnc)
     states = [p.state for p in results.values()]
     out.attrs["apollo_collect"] = CollectSummary(
         requests=len(ids), polled=polled, done=states.count(DONE), pending=states.count(PENDING),
         failed=states.count(FAILED), expired=states.count(EXPIRED), phones=phones, credits=credits,
+        do_not_call={} if allow_dnc else _withheld(results),
     ).to_dict()
     return out
 
@@ -162,7 +170,13 @@ def _answers(held: dict[str, dict], results: dict[str, Polled]) -> dict[str, Any
     return out
 
 
-def apply(frame: pd.DataFrame, results: dict[str, Polled]) -> pd.DataFrame:
+def _withheld(results: dict[str, Polled]) -> dict[str, int]:
+    """Numbers left out as do-not-call, counted by their ``dnc_status_cd``."""
+    codes = [code for p in results.values() for person in people_of(p.payload or {}) for code in withheld(person)]
+    return dict(Counter(codes))
+
+
+def apply(frame: pd.DataFrame, results: dict[str, Polled], allow_dnc: bool = False) -> pd.DataFrame:
     """``frame`` with each collected row's phones, e-mail and async status filled in."""
     out = frame.copy()
     rid = out[REQUEST_COLUMN].astype("object")
@@ -177,12 +191,12 @@ def apply(frame: pd.DataFrame, results: dict[str, Polled]) -> pd.DataFrame:
             found = people.get(pid.loc[index])
             if found is not None:
                 out.loc[index, ASYNC_COLUMN] = person_state(found, polled.state)
-                _fill(out, index, found)
+                _fill(out, index, found, allow_dnc)
     return out
 
 
-def _fill(out: pd.DataFrame, index: Any, person: dict) -> None:
-    numbers, mobile = phones_of(person)
+def _fill(out: pd.DataFrame, index: Any, person: dict, allow_dnc: bool) -> None:
+    numbers, mobile = phones_of(person, allow_dnc)
     if numbers and "person.phone_numbers" in out.columns:
         out.loc[index, "person.phone_numbers"] = json_text(numbers)
     if mobile and "person.mobile_phone" in out.columns:

@@ -177,13 +177,33 @@ def person_state(person: dict | None, state: str) -> str:
     return status.strip().lower()
 
 
-def phones_of(person: dict) -> tuple[list[dict], str | None]:
+#: ``dnc_status_cd`` values that mean "not on a do-not-call list" (with null). Apollo's documented values are not
+#: exhaustive: any other value is do-not-call (fail safe) and is reported as it was written.
+CLEAR_DNC = frozenset({"not_found", "not_on_dnc"})
+
+
+def do_not_call(number: dict) -> bool:
+    """Whether a phone number entry is flagged do-not-call (any ``dnc_status_cd`` but null, not_found, not_on_dnc)."""
+    code = number.get("dnc_status_cd")
+    return code is not None and str(code).strip().lower() not in CLEAR_DNC
+
+
+def phones_of(person: dict, allow_dnc: bool = False) -> tuple[list[dict], str | None]:
+    """(every phone number entry, kept whole with its ``dnc_status_cd``; the number for ``mobile_phone``): the first
+    mobile, else the first number, among those not flagged do-not-call unless ``allow_dnc``."""
     numbers = [n for n in person.get("phone_numbers") or [] if isinstance(n, dict)]
-    mobile = next((n.get("sanitized_number") for n in numbers
+    usable = [n for n in numbers if allow_dnc or not do_not_call(n)]
+    mobile = next((n.get("sanitized_number") for n in usable
                    if n.get("type_cd") == "mobile" and isinstance(n.get("sanitized_number"), str)), None)
     if mobile is None:
-        mobile = next((n.get("sanitized_number") for n in numbers if isinstance(n.get("sanitized_number"), str)), None)
+        mobile = next((n.get("sanitized_number") for n in usable if isinstance(n.get("sanitized_number"), str)), None)
     return numbers, mobile
+
+
+def withheld(person: dict) -> list[str]:
+    """The ``dnc_status_cd`` of each number left out of ``mobile_phone`` as do-not-call (for the summary)."""
+    return [str(n.get("dnc_status_cd")) for n in person.get("phone_numbers") or []
+            if isinstance(n, dict) and isinstance(n.get("sanitized_number"), str) and do_not_call(n)]
 
 
 def emails_of(person: dict) -> list[str]:

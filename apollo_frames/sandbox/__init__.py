@@ -120,6 +120,9 @@ Enrichment
   * ``locked_emails`` (share of people, by id; default 0): their matched answer
     carries the placeholder ``email_not_unlocked@domain.com`` (``email_status``
     unchanged); the legacy ``mixed_people/search`` always does.
+  * ``do_not_call`` (share of people, by id; default 0): their mobile number's ``dnc_status_cd`` is
+    ``national_dnc`` (a tenth of them ``state_dnc_unknown``, a code no document lists); the others read
+    ``not_on_dnc``, ``not_found`` or null, as recordings show.
   * ``fractional_credits`` (default None): a person answered without an e-mail
     (none, or a locked one) costs that fraction instead of 1 credit, and
     ``credits_consumed`` reports the fractional sum.

@@ -124,6 +124,8 @@ class SandboxConfig:
     locked_emails: float = 0.0
     #: bulk people answers report fractional ``credits_consumed``: a match without an e-mail costs this much
     fractional_credits: float | None = None
+    #: share of mobile numbers (by person id) flagged do-not-call; a tenth of them with a code no document lists
+    do_not_call: float = 0.0
     #: alias domain -> a world organisation's primary domain, or True (every org also answers to <name>-alias.example)
     rewrite_domains: object = False
     # -- asynchronous results and the credit meter --
@@ -280,10 +282,10 @@ class _Reveal:
         return (self.phone or self.waterfall) and bool(self.webhook or self.poll_only)
 
 
-def _phone_entry(raw: str) -> dict:
+def _phone_entry(raw: str, dnc: str | None = "not_on_dnc") -> dict:
     return {"raw_number": raw, "sanitized_number": re.sub(r"[^\d+]", "", raw), "type_cd": "mobile",
-            "status_cd": "valid_number", "confidence_cd": "high", "dnc_status_cd": "not_on_dnc", "dnc_other_info": None,
-            "position": 0}
+            "status_cd": "valid_number", "confidence_cd": "high", "dnc_status_cd": dnc,
+            "dnc_other_info": None if dnc in (None, "not_on_dnc", "not_found") else "listed", "position": 0}
 
 
 def _truthy(value) -> bool:
@@ -853,7 +855,7 @@ class Sandbox:
         results, mobiles = [], 0
         for person in people:
             mobile = self.world.mobile_phones.get(person["id"]) if (reveal.phone or reveal.waterfall_phone) else None
-            entry = {"id": person["id"], "phone_numbers": [_phone_entry(mobile)] if mobile else []}
+            entry = {"id": person["id"], "phone_numbers": [_phone_entry(mobile, self._dnc(person))] if mobile else []}
             if reveal.waterfall_email:
                 entry["emails"] = self._waterfall_emails(person)
             results.append(entry)
@@ -868,6 +870,15 @@ class Sandbox:
                                                     "t": self.clock.time(), "request_id": job.request_id, **entry})
             return base + dial, dial, job.request_id
         return base, 0.0, job.request_id
+
+    def _dnc(self, person: dict) -> str | None:
+        """A mobile's ``dnc_status_cd``: clear (``not_on_dnc``, ``not_found`` or null, as recordings show), or for
+        ``config.do_not_call`` of people flagged (``national_dnc``; one in ten ``state_dnc_unknown``, a code no
+        document lists, which a client must treat as do-not-call too)."""
+        share = shapes.share(person["id"])
+        if share < self.config.do_not_call:
+            return "state_dnc_unknown" if share < self.config.do_not_call / 10 else "national_dnc"
+        return ("not_on_dnc", "not_found", None)[int(share * 1000) % 3]
 
     def _person_charge(self, person: dict) -> float:
         """1 credit per person; with ``fractional_credits``, that fraction for a person answered without an e-mail."""
