@@ -13,6 +13,8 @@ import pytest
 
 from apollo_frames.cli import EXIT_HELP, EXIT_TABLE
 
+pytestmark = pytest.mark.slow  # real processes: killed, interrupted, raced (-m "not slow" skips them)
+
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 

@@ -24,6 +24,8 @@ from apollo_frames import PushInterrupted, RunInterrupted, SearchInterrupted, cl
 from apollo_frames.ops.journal import PushJournal
 from apollo_frames.sandbox import Sandbox, SandboxConfig, client_for
 
+pytestmark = pytest.mark.slow  # real processes: killed, interrupted, raced (-m "not slow" skips them)
+
 PUSHED = re.compile(r"interrupted: ([\d,]+) rows pushed, ([\d,]+) rows left; run the same command to resume")
 PAGES = re.compile(r"interrupted: ([\d,]+) pages saved; run the same command to resume")
 CLI = [sys.executable, "-m", "apollo_frames.cli"]

@@ -19,6 +19,8 @@ from apollo_frames.ops.lookup import LOOKBACK_S, created_since
 from apollo_frames.ops.push import FOUND
 from apollo_frames.sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # real processes: killed, interrupted, raced (-m "not slow" skips them)
+
 
 def _client(sandbox: Sandbox, tmp_path, **kw):
     return sandbox.client(cache_dir=tmp_path / "cache", retry_backoff=(0.001, 0.005), **kw)

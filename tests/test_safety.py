@@ -34,6 +34,8 @@ from apollo_frames.engine.summary import RunSummary
 from apollo_frames.ops.people import people_job
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
 
+pytestmark = pytest.mark.slow  # real processes: killed, interrupted, raced (-m "not slow" skips them)
+
 ROOT = Path(__file__).resolve().parents[1]
 INTERRUPTED = re.compile(r"interrupted: ([\d,]+) answers saved, ([\d,]+) rows left; run the same command to resume")
 
