@@ -46,7 +46,7 @@ from apollo_frames.engine.budget import check_credits
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.runner import answer_columns, check_flags, execute, finish
 from apollo_frames.engine.work import Work, work_from_plan
-from apollo_frames.estimates import Estimate, _from_work
+from apollo_frames.estimates import Estimate, estimate_from_work
 from apollo_frames.estimates import estimate as pandas_estimate
 from apollo_frames.io.shared import SharedBudget, WorkerClient, tally
 from apollo_frames.ops import registry
@@ -213,7 +213,7 @@ def estimate(ddf: dd.DataFrame, operation: str, *, client: ApolloClient | None =
         _, op, op_options = spec.job(ddf._meta, **job)
         work = Work(operation=spec.name, endpoint=op.endpoint, batch_size=op.batch_size,
                     worst_credits=float(op.worst_credits(op_options)), **{n: int(totals[n]) for n in _COUNTS})
-        return _from_work(work, api)
+        return estimate_from_work(work, api)
 
 
 # -- the accessor ----------------------------------------------------------------------------------

@@ -338,7 +338,7 @@ def estimate(
             raise ValueError(f"pilot= needs an enrich operation, not {spec.name!r}")
     with client_scope(client, need_key=pilot is not None or balance) as c:
         tried = run_pilot(frame, spec.name, pilot, client=c, columns=columns, seed=seed, **options) if pilot else None
-        result = _from_work(spec.plan(frame, columns, options, c), c, plan)
+        result = estimate_from_work(spec.plan(frame, columns, options, c), c, plan)
         result = with_pilot(result, tried) if tried is not None else result
         return with_balance(result, try_read(c) if balance else last_balance(c))
 
@@ -391,10 +391,10 @@ def estimate_file(
     job_options, refresh = spec.estimate_job_options(options)
     with client_scope(client, need_key=False) as c:
         work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh)
-        return _from_work(work, c, plan)
+        return estimate_from_work(work, c, plan)
 
 
-def _from_work(work: Work, c: Any, plan: str | None = None) -> Estimate:
+def estimate_from_work(work: Work, c: Any, plan: str | None = None) -> Estimate:
     """The estimate of ``work``: credits, expected spend from the ledger's match rate, duration under the limits."""
     credits_max = work.to_fetch * work.worst_credits
     try:

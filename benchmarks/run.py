@@ -49,7 +49,7 @@ class Result:
         self.notes: list[str] = []
 
     def add(self, name: str, value) -> None:
-        self.rows.append((name, value if isinstance(value, str) else _fmt(value)))
+        self.rows.append((name, value if isinstance(value, str) else fmt_number(value)))
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -70,7 +70,7 @@ class Result:
         return "\n".join(lines)
 
 
-def _fmt(v) -> str:
+def fmt_number(v) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) < 1000 else f"{v:,.0f}"
     if isinstance(v, int):

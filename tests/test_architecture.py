@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import grimp
 
@@ -141,3 +142,17 @@ def test_every_public_exception_lives_in_core_errors_and_is_exported():
                if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == errors.__name__]
     assert set(defined) <= set(apollo_frames.__all__), set(defined) - set(apollo_frames.__all__)
     assert {"RunInterrupted", "PushInterrupted", "SearchInterrupted", "CircuitOpenError"} <= set(defined)
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A module's `_names` are its own (issue 23 §3): what another module needs is public, named for its job."""
+    import ast
+
+    found = []
+    package = Path(__file__).resolve().parents[1] / "apollo_frames"
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("apollo_frames"):
+                found += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")
+                          and not a.name.startswith("__")]
+    assert found == []

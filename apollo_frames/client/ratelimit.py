@@ -138,7 +138,7 @@ class Ticket:
 
 
 @dataclasses.dataclass
-class _Window:
+class RateWindow:
     name: str
     length: float
     limit: int | None
@@ -168,8 +168,8 @@ class _Window:
 
 
 @dataclasses.dataclass
-class _Bucket:
-    windows: dict[str, _Window]
+class WindowBucket:
+    windows: dict[str, RateWindow]
     seq: int = 0
     paused_until: float = 0.0
     paused_window: str | None = None
@@ -195,7 +195,7 @@ class RateLimiter:
         self._lengths = dict(zip(WINDOWS, window_seconds, strict=False))
         self._clock = clock
         self._lock = threading.Lock()
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, WindowBucket] = {}
 
     @contextlib.contextmanager
     def _held(self) -> Iterator[None]:
@@ -206,14 +206,14 @@ class RateLimiter:
     def _margin(self, length: float) -> float:
         return 0.05 + 0.01 * length
 
-    def _bucket(self, endpoint: str) -> _Bucket:
+    def _bucket(self, endpoint: str) -> WindowBucket:
         bucket = self._buckets.get(endpoint)
         if bucket is None:
-            windows = {name: _Window(name, self._lengths[name], self._limits[name]) for name in WINDOWS}
-            bucket = self._buckets[endpoint] = _Bucket(windows)
+            windows = {name: RateWindow(name, self._lengths[name], self._limits[name]) for name in WINDOWS}
+            bucket = self._buckets[endpoint] = WindowBucket(windows)
         return bucket
 
-    def _wait_needed(self, bucket: _Bucket, now: float) -> tuple[float, str | None]:
+    def _wait_needed(self, bucket: WindowBucket, now: float) -> tuple[float, str | None]:
         until, why = bucket.paused_until, bucket.paused_window
         for window in bucket.windows.values():
             window.roll(now)
@@ -249,7 +249,7 @@ class RateLimiter:
             self._clock.sleep(step)
             waited += step
 
-    def _reserve(self, endpoint: str, bucket: _Bucket, now: float, waited: float) -> Ticket:
+    def _reserve(self, endpoint: str, bucket: WindowBucket, now: float, waited: float) -> Ticket:
         bucket.seq += 1
         for w in bucket.windows.values():
             if w.reset_at is None:
@@ -279,7 +279,7 @@ class RateLimiter:
                 else:
                     self._read(window, ticket, reading)
 
-    def _read(self, window: _Window, ticket: Ticket, reading: WindowReading) -> None:
+    def _read(self, window: RateWindow, ticket: Ticket, reading: WindowReading) -> None:
         """Correct one window from one reading of the answer to ``ticket``."""
         if reading.limit is not None:
             window.limit = reading.limit
@@ -305,7 +305,7 @@ class RateLimiter:
             self._end(self._bucket(ticket.endpoint), ticket)
 
     @staticmethod
-    def _end(bucket: _Bucket, ticket: Ticket) -> None:
+    def _end(bucket: WindowBucket, ticket: Ticket) -> None:
         if ticket.ended:
             return
         ticket.ended = True
@@ -337,7 +337,7 @@ class RateLimiter:
                 bucket.paused_window = window
             return seconds
 
-    def _pause_seconds(self, target: _Window | None, retry_after: float | None, now: float) -> float:
+    def _pause_seconds(self, target: RateWindow | None, retry_after: float | None, now: float) -> float:
         """How long a 429 pauses: Apollo's ``Retry-After``, else the named window's reset, else a full window."""
         if retry_after is not None:
             return retry_after

@@ -23,7 +23,7 @@ def _html_table(title: str, rows: list[tuple[str, Any]]) -> str:
     return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{cells}</table>"
 
 
-def _fmt(value: Any) -> str:
+def fmt_number(value: Any) -> str:
     """A value for people: thousands separators, no trailing zeros, booleans as yes/no."""
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -89,7 +89,7 @@ class Summary:
         return self.operation
 
     def _html_rows(self) -> list[tuple[str, str]]:
-        return [(k, _fmt(v)) for k, v in self.to_dict().items() if k not in self._hidden and v is not None]
+        return [(k, fmt_number(v)) for k, v in self.to_dict().items() if k not in self._hidden and v is not None]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.line()})"
@@ -158,8 +158,8 @@ class RunSummary(Summary):
             f"{self.operation}: {self.rows:,} rows, {self.matched:,} matched, {self.no_match:,} no match, "
             f"{self.invalid:,} invalid, {self.errors:,} errors, {self.skipped:,} skipped{rate} | "
             f"{self.unique_inputs:,} unique, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
-            f"{_fmt(self.credits_consumed)} credits"
-            + (f" (+ up to {_fmt(self.credits_in_doubt)} in doubt)" if self.credits_in_doubt else "")
+            f"{fmt_number(self.credits_consumed)} credits"
+            + (f" (+ up to {fmt_number(self.credits_in_doubt)} in doubt)" if self.credits_in_doubt else "")
             + f", {self.elapsed_s:.1f} s{cause}"
             + (f" | {len(self.unattributed):,} paid answers unattributed" if self.unattributed else "")
             + (f" | {self.contradicted:,} answers rejected (another person)" if self.contradicted else "")

@@ -201,7 +201,7 @@ def _open_csv(path: Path) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatc
     return schema, None, _guarded(path, bad.merge(reader, full), full, close)
 
 
-def _openpyxl() -> Any:
+def openpyxl_module() -> Any:
     try:
         import openpyxl
     except ImportError as exc:
@@ -209,7 +209,7 @@ def _openpyxl() -> Any:
     return openpyxl
 
 
-def _cell_text(value: Any) -> str | None:
+def cell_text(value: Any) -> str | None:
     """An Excel cell as the text a CSV export would hold (whole numbers without ".0", dates in ISO form)."""
     if value is None:
         return None
@@ -223,7 +223,7 @@ def _cell_text(value: Any) -> str | None:
 
 def _open_xlsx(path: Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iterator[pa.RecordBatch]]:
     """The first sheet of a workbook, every cell as text (read with openpyxl in read-only mode)."""
-    openpyxl = _openpyxl()
+    openpyxl = openpyxl_module()
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a file that is not a workbook)
@@ -243,7 +243,7 @@ def _open_xlsx(path: Path, chunk_rows: int) -> tuple[pa.Schema, int | None, Iter
         held: list[list[str | None]] = []
         blank = 0  # blank rows are rows, unless nothing follows them (a sheet's formatted but empty tail)
         for row in rows:
-            cells = [_cell_text(v) for v in row][: len(names)]
+            cells = [cell_text(v) for v in row][: len(names)]
             if not any(c is not None for c in cells):
                 blank += 1
                 continue
@@ -405,7 +405,7 @@ def output_path(dst: str | Path) -> Path:
     if suffix not in OUTPUT_SUFFIXES:
         raise InputError(f"output must be a .parquet, .csv or .xlsx file, got {path.name}")
     if suffix == ".xlsx":
-        _openpyxl()
+        openpyxl_module()
     return path
 
 

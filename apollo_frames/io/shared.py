@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from apollo_frames.client.http import ApolloClient
-from apollo_frames.client.ratelimit import RateLimiter, _Bucket, _Window
+from apollo_frames.client.ratelimit import RateLimiter, RateWindow, WindowBucket
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock, SystemClock
 from apollo_frames.core.errors import ConfigurationError
 from apollo_frames.core.settings import Settings
@@ -198,9 +198,9 @@ class SharedLimiter(RateLimiter):
             state["buckets"] = {endpoint: dataclasses.asdict(bucket) for endpoint, bucket in self._buckets.items()}
 
 
-def _load_bucket(raw: dict[str, Any]) -> _Bucket:
-    windows = {name: _Window(**window) for name, window in raw["windows"].items()}
-    return _Bucket(windows, **{name: value for name, value in raw.items() if name != "windows"})
+def _load_bucket(raw: dict[str, Any]) -> WindowBucket:
+    windows = {name: RateWindow(**window) for name, window in raw["windows"].items()}
+    return WindowBucket(windows, **{name: value for name, value in raw.items() if name != "windows"})
 
 
 # -- the client of a task --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import pandas as pd
 
 from apollo_frames.core.columns import ORGS, PEOPLE, resolve
 from apollo_frames.core.errors import ColumnMappingError, InputError
-from apollo_frames.io.files import _cell_text, _openpyxl, read_frame
+from apollo_frames.io.files import cell_text, openpyxl_module, read_frame
 
 __all__ = ["Detected", "clean_input", "read_table"]
 
@@ -215,11 +215,11 @@ def _csv_rows(path: Path, detected: Detected) -> Iterator[list[str]]:
 def _cells(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[str]]:
     """Sheet rows as the text a CSV export would hold ("" for an empty cell)."""
     for row in rows:
-        yield ["" if v is None else (_cell_text(v) or "") for v in row]
+        yield ["" if v is None else (cell_text(v) or "") for v in row]
 
 
 def _open_book(path: Path) -> Any:
-    openpyxl = _openpyxl()
+    openpyxl = openpyxl_module()
     try:
         return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a file that is not a workbook)

@@ -22,7 +22,7 @@ from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ORGS, PEOPLE, ColumnMapping, resolve
 from apollo_frames.ops import registry
 from apollo_frames.ops.push import ACCOUNTS, CONTACTS, push_mapping
-from apollo_frames.ops.search import _kind as search_kind
+from apollo_frames.ops.search import search_kind_of
 
 __all__ = ["columns"]
 
@@ -47,7 +47,7 @@ def _orgs(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMa
 def _search(frame: Any, overrides: Overrides, options: dict[str, Any]) -> ColumnMapping:
     """Per-row filters: constant filters (keyword arguments) take their filter away from the columns."""
     filters = {k: v for k, v in options.items() if k not in _CALL_OPTIONS and k != "max_results_per_row"}
-    kind = search_kind(filters.pop("kind", "people"))
+    kind = search_kind_of(filters.pop("kind", "people"))
     constant = flt.validate_filters(kind, filters)
     return flt.filter_columns(kind, _labels(frame), overrides, constant=constant)
 

@@ -73,7 +73,7 @@ from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.keeper import lease_seconds
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.runner import charged_attempts, check_flags
-from apollo_frames.engine.summary import Summary, _fmt, announce
+from apollo_frames.engine.summary import Summary, announce, fmt_number
 from apollo_frames.engine.work import Work
 from apollo_frames.ops.registry import Command, Spec, register
 
@@ -172,7 +172,7 @@ class SearchSummary(Summary):
             head += f" of {self.total_entries:,} matching"
         return (
             head + f" | {self.pages:,} pages, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
-            f"{_fmt(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
+            f"{fmt_number(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
             + (" | TRUNCATED" if self.truncated else "")
         )
 
@@ -644,7 +644,7 @@ def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[
     """Validate the constant filters, map the columns and build every row's query; sends nothing."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"search needs a pandas DataFrame, got {type(frame).__name__}")
-    kind = _kind(kind)
+    kind = search_kind_of(kind)
     constant = flt.validate_filters(kind, dict(filters or {}))
     used = flt.filter_columns(kind, frame.columns, columns, constant=constant)
     mapping = used.first
@@ -694,7 +694,7 @@ def plan_search_work(frame: pd.DataFrame, columns, options: dict, client):
     could take (1 credit each for organizations, 0 for people).
     """
     options = dict(options)
-    kind = _kind(options.pop("kind", "people"))
+    kind = search_kind_of(options.pop("kind", "people"))
     per_row = _check_max_results("max_results_per_row", options.pop("max_results_per_row", 10))
     refresh = bool(options.pop("refresh", False))
     options.pop("max_credits", None)
@@ -957,7 +957,7 @@ def _warn_unfinished(summary: SearchSummary, searched: _Searched, kind: str, per
         warn(f"{OPERATION[kind]}: {summary.skipped_rows:,} rows were not searched: {searched.stop_reason}")
 
 
-def _kind(kind: Any) -> str:
+def search_kind_of(kind: Any) -> str:
     aliases = {
         "people": "people",
         "person": "people",
@@ -976,7 +976,7 @@ def _kind(kind: Any) -> str:
 
 def _result_schema(options: Mapping[str, Any]) -> pa.Schema:
     """The declared columns after ``apollo_input_index``: people's or organizations', by ``kind``."""
-    return _flatten(_kind(options.get("kind", "people")), []).schema
+    return _flatten(search_kind_of(options.get("kind", "people")), []).schema
 
 
 SPEC = register(
