@@ -136,7 +136,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from nameparser import HumanName
 
 from apollo_frames.client.http import client_scope
 from apollo_frames.core import normalize as nz
@@ -600,6 +599,8 @@ def split_full_name(text: str) -> tuple[str | None, str | None]:
     Titles, suffixes and middle names are dropped (a contact has no field for
     them); ``'Doe, Jane'`` is read last-name first. A single word is a first name.
     """
+    from nameparser import HumanName  # here: its tables cost ~40 ms, paid only by a push that splits names
+
     parsed = HumanName(text)
     return parsed.first or None, parsed.last or None
 
