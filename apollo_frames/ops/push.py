@@ -1673,6 +1673,7 @@ def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFram
 
 def push_contacts(
     frame: pd.DataFrame,
+    *,
     mode: str = "upsert",
     columns: Mapping[object, str | None] | None = None,
     run_dedupe: bool = True,
@@ -1707,6 +1708,7 @@ def push_contacts(
 
 def push_accounts(
     frame: pd.DataFrame,
+    *,
     mode: str = "upsert",
     columns: Mapping[object, str | None] | None = None,
     run_dedupe: bool = True,

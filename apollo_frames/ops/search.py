@@ -521,10 +521,10 @@ def _sum_up_search(summary: SearchSummary, result: QueryResult, returned: int, k
 
 
 def search_people(
+    *,
     max_results: int | None = 100,
     client=None,
     progress: bool = True,
-    *,
     refresh: bool = False,
     ledger=None,
     **filters,
@@ -556,11 +556,11 @@ def search_people(
 
 
 def search_orgs(
+    *,
     max_results: int | None = 100,
     max_credits: float | None = None,
     client=None,
     progress: bool = True,
-    *,
     refresh: bool = False,
     ledger=None,
     **filters,
@@ -719,6 +719,7 @@ def plan_search_work(frame: pd.DataFrame, columns, options: dict, client):
 
 def search_frame(
     frame: pd.DataFrame,
+    *,
     kind: str = "people",
     max_results_per_row: int | None = 10,
     columns: Mapping[Any, str | None] | None = None,
