@@ -131,6 +131,7 @@ def orgs_job(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> tupl
 
 def enrich_orgs(
     frame: pd.DataFrame,
+    *,
     columns: dict[str, str] | None = None,
     max_credits: float | None = None,
     refresh: bool = False,

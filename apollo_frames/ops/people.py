@@ -520,6 +520,7 @@ def _schema(options: Mapping[str, Any]) -> pa.Schema:
 
 def enrich_people(
     frame: pd.DataFrame,
+    *,
     columns: dict[str, str] | None = None,
     reveal_personal_emails: bool = False,
     reveal_phone_number: bool = False,
