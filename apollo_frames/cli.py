@@ -970,7 +970,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cache", help="the answer store: info, prune, verify, export/import as Parquet")
     p.add_argument("action", choices=["info", "prune", "verify", "export", "import"])
     p.add_argument("path", nargs="?", default=None, help="export/import: the .parquet file")
-    p.add_argument("--older-than", default="30d", help="prune: entries stored longer ago than this (30d, 12h, 2w)")
+    p.add_argument("--older-than", default="30d", help="prune: entries stored longer ago than this (30d, 12h, 2w); "
+                   "also those past APOLLO_FRAMES_RETENTION")
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.set_defaults(func=cmd_cache)
 

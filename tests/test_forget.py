@@ -207,3 +207,16 @@ def test_an_answer_read_past_retention_is_a_miss_even_in_an_open_store(tmp_path)
     assert "k" not in store
     assert prune(store, 365 * DAY) == 1 and b"jane@acme.com" not in _all_bytes(tmp_path)
     store.close()
+
+
+def test_an_answer_names_a_person_anywhere_inside_it():
+    from apollo_frames.core.suppress import revealed
+
+    page = {"people": [{"id": "5f1a2b3c4d5e6f7a8b9c0d1e", "email": "Jane@Acme.com",
+                        "linkedin_url": "linkedin.com/in/jane"}, {"email": "bob@x.com"}], "pagination": {"page": 1}}
+    found = revealed(page, {("email", "jane@acme.com")})
+    assert found is not None and set(found) == {("email", "jane@acme.com"), ("id", "5f1a2b3c4d5e6f7a8b9c0d1e"),
+                                                ("linkedin_url", "http://www.linkedin.com/in/jane")}
+    org = {"id": "6f1a2b3c4d5e6f7a8b9c0d1e", "primary_domain": "acme.com"}
+    assert revealed({"organization": org}, {("domain", "acme.com")}) == [("id", "6f1a2b3c4d5e6f7a8b9c0d1e")]
+    assert revealed(page, {("email", "eve@x.com")}) is None and revealed(None, {("domain", "x.com")}) is None

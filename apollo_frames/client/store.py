@@ -623,8 +623,12 @@ class AnswerStore:
         connection's read kept part of the log (run again when it is done)."""
         with self._writing, storage_errors(self.path, "compacting the answer store", _CORRUPT_REMEDY):
             con = self._con()
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            con.execute("VACUUM")
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con.execute("VACUUM")
+            except sqlite3.OperationalError as exc:  # another process held the database past the busy timeout
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
             ((busy, _, _),) = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return not busy
 

@@ -93,7 +93,8 @@ def _scan(store: AnswerStore, where: str = "", params: tuple = ()):
 
 
 def prune(store: AnswerStore, older_than: float, *, now: float | None = None) -> int:
-    """Delete entries stored more than ``older_than`` seconds before ``now`` (store clock), and expired ones."""
+    """Delete entries stored more than ``older_than`` seconds before ``now`` (store clock), expired ones and those
+    past the store's retention, with the flattened blocks that held them; then compact, so their bytes are gone."""
     now = store.clock.time() if now is None else now
     cutoff = (now - older_than, now)
     condition = "stored_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)"
