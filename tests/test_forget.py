@@ -220,3 +220,32 @@ def test_an_answer_names_a_person_anywhere_inside_it():
     org = {"id": "6f1a2b3c4d5e6f7a8b9c0d1e", "primary_domain": "acme.com"}
     assert revealed({"organization": org}, {("domain", "acme.com")}) == [("id", "6f1a2b3c4d5e6f7a8b9c0d1e")]
     assert revealed(page, {("email", "eve@x.com")}) is None and revealed(None, {("domain", "x.com")}) is None
+
+
+def test_an_answer_another_process_stored_without_retention_is_not_served_past_it(tmp_path):
+    clock = FakeClock()
+    reader = AnswerStore(tmp_path, clock=clock, retention=DAY)
+    writer = AnswerStore(tmp_path, clock=clock)  # opened without a retention: its expiries are not capped
+    writer.set_many({"k": {"email": "jane@acme.com"}}, ttl=None)
+    assert "k" in reader
+    clock.advance(DAY + 1)
+    assert "k" not in reader and "k" in writer
+    writer.close()
+    reader.close()
+
+
+def test_a_flattened_copy_made_while_its_person_was_forgotten_is_not_kept(tmp_path):
+    from apollo_frames.client.flat import FlatCopies
+
+    cache = tmp_path / "cache"
+    writer = AnswerStore(cache)
+    writer.set_many({"a": {"email": "jane@acme.com"}, "b": {"email": "bob@x.com"}}, ttl=None)
+    stamps: dict = {}
+    writer.get_many(["a", "b"], stamps=stamps)  # read by a run, flattened while...
+    with Sandbox().client(cache_dir=cache) as client:
+        af.forget(["jane@acme.com"], client=client)  # ...another process forgets Jane
+    schema = pa.schema([("person.email", pa.string())])
+    table = pa.table({"person.email": ["jane@acme.com", "bob@x.com"]}, schema=schema)
+    FlatCopies(writer, "fp", schema).save(["a", "b"], stamps, [True, True], table)
+    writer.close()
+    assert "jane@acme.com" not in _flat_text(cache)

@@ -477,7 +477,7 @@ class AnswerStore:
         self._store_unstored()
         for block in _blocks(wanted):
             rows = self.query(f"{_SELECT} WHERE key IN ({_marks(len(block))}) AND (expires_at IS NULL OR "
-                              "expires_at > ?)", [*block, now])
+                              "expires_at > ?) AND stored_at >= ?", [*block, now, self._kept_since(now)])
             if stamps is not None:
                 stamps.update((row[1], (row[3], row[4])) for row in rows)
             self.decode_rows(rows, found, bad, now)
@@ -542,7 +542,7 @@ class AnswerStore:
             return 0
         sql = _UPSERT + (" WHERE excluded.stored_at > Answers.stored_at" if newer_only else "")
         with self.transaction() as con:
-            if self._saw_erasure(con):
+            if self.saw_erasure(con):
                 refused = self._refused(entries)
                 rows = [row for row in rows if row[0] not in refused]
             before = con.total_changes
@@ -550,6 +550,10 @@ class AnswerStore:
             written = con.total_changes - before
             self._release(con, release, owner)
         return written
+
+    def _kept_since(self, now: float) -> float:
+        """The oldest an answer served now may have been stored (the retention; no limit without one)."""
+        return -float("inf") if self.retention is None else now - self.retention
 
     def _kept_until(self, stored_at: float, expire: float | None) -> float | None:
         """An entry's expiry, never later than the retention allows."""
@@ -565,7 +569,7 @@ class AnswerStore:
         ((latest,),) = con.execute("SELECT COALESCE(MAX(id), 0) FROM Erasures").fetchall()
         return int(latest)
 
-    def _saw_erasure(self, con: sqlite3.Connection) -> bool:
+    def saw_erasure(self, con: sqlite3.Connection) -> bool:
         """Whether writes must be checked against the suppression list: a ``forget`` ran since this object opened
         (read in the writing transaction, so a write racing a ``forget`` is either erased by it or checked)."""
         latest = self._latest_erasure(con)
