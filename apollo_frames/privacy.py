@@ -94,7 +94,7 @@ def forget(values: Any, *, client: ApolloClient | None = None) -> Forgotten:
     with client_scope(client, need_key=False) as c:
         book = SuppressionList(c.settings.cache_dir, clock=c.clock)
         new = book.add(pairs, FORGET_REASON)  # before the erasure: see apollo_frames.client.erase
-        done = erase(c.cache, pairs)
-        new += book.add(done.learned, FORGET_REASON)  # the same people by their other identifiers
+        done = erase(c.cache, pairs, lambda more: book.add(more, FORGET_REASON))
+        new += done.learned  # the same people by their other identifiers
     return Forgotten(len(pairs), new, done.answers, done.journal_lines, done.quarantined, done.flat_blocks,
                      done.set_aside_files, compacted=done.compacted)

@@ -249,3 +249,24 @@ def test_a_flattened_copy_made_while_its_person_was_forgotten_is_not_kept(tmp_pa
     FlatCopies(writer, "fp", schema).save(["a", "b"], stamps, [True, True], table)
     writer.close()
     assert "jane@acme.com" not in _flat_text(cache)
+
+
+def test_forget_removes_pending_phone_requests_and_collected_payloads(tmp_path):
+    from apollo_frames.sandbox import SandboxConfig
+
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=60), clock=FakeClock())
+    people = [p for p in sb.world.people if p.get("email")][:30]
+    with_mobile = [p for p in people if p["id"] in sb.world.mobile_phones]
+    gone = with_mobile[0]
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    cache = tmp_path / "cache"
+    with sb.client(cache_dir=cache) as client:
+        out = frame.apollo.enrich_people(client=client, progress=False, reveal_phone_number=True)
+        out.iloc[:15].apollo.collect(client=client)  # half collected (payloads kept), half still pending
+        phone = sb.world.mobile_phones[gone["id"]]
+        digits = "".join(c for c in str(phone) if c.isdigit())
+        assert digits.encode() in _all_bytes(cache) or gone not in people[:15]
+        af.forget([gone["email"]], client=client)
+    stored = _all_bytes(cache)
+    assert gone["email"].encode() not in stored and gone["id"].encode() not in stored
+    assert digits[-7:].encode() not in stored

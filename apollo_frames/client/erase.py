@@ -6,8 +6,9 @@
    suppression list: from then on every write, by any process, is checked against the list in its own
    transaction, and an answer naming them is refused;
 2. every stored answer is decoded and the ones naming an identifier anywhere inside (a person, a search page
-   listing them, a phone payload, an organisation at a forgotten domain) are found, with the push journal lines
-   of unfinished pushes keyed by them;
+   listing them, a phone payload, an organisation at a forgotten domain) are found; the other identifiers those
+   answers name the people by are suppressed too and 1-2 repeated with them until none is new (a phone payload
+   names a person by id alone); then the push journal lines of unfinished pushes keyed by any of them;
 3. those keys are deleted in one transaction (their quarantine records and claims too), with every flattened
    block holding a row no longer live (blocks are rebuilt from the raw answers that are left);
 4. the database is rewritten (``VACUUM``) and its write-ahead log truncated; a database set aside earlier
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from apollo_frames.client.store import AnswerStore, BadEntry, decode_entry
 from apollo_frames.core.suppress import revealed
@@ -43,22 +44,29 @@ class Erased:
     set_aside_files: int = 0
     #: False when another process's read kept part of the write-ahead log (run ``forget`` again later)
     compacted: bool = True
-    #: the e-mails, LinkedIn URLs and ids the removed answers named the people by (to suppress them too)
-    learned: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    #: other identifiers (e-mails, LinkedIn URLs, ids) the removed answers named the people by, newly suppressed
+    learned: int = 0
 
 
-def erase(store: AnswerStore, pairs: Sequence[tuple[str, str]]) -> Erased:
-    """Remove every stored answer naming one of ``pairs`` (normalised ``(kind, value)``), compact the files."""
-    wanted = frozenset(pairs)
-    store.note_erasure()
-    named, nonces, learned = _named_keys(store, wanted)
-    journal = _journal_keys(store, nonces, [*pairs, *learned])
+def erase(store: AnswerStore, pairs: Sequence[tuple[str, str]], suppress: Callable[[list], int]) -> Erased:
+    """Remove every stored answer naming one of ``pairs`` (normalised ``(kind, value)``, already suppressed), or
+    naming the same people by another identifier (``suppress`` adds those to the list), then compact the files."""
+    wanted = set(pairs)
+    done = Erased()
+    while True:  # (a phone payload names a person by id alone: found once their answer gave the id)
+        store.note_erasure()
+        named, nonces, learned = _named_keys(store, frozenset(wanted))
+        more = [pair for pair in learned if pair not in wanted]
+        if not more:
+            break
+        done.learned += suppress(more)  # before the next erasure mark: writes from then on are checked by them
+        wanted.update(more)
+    journal = _journal_keys(store, nonces, sorted(wanted))
     present = {key for (key,) in _present(store, journal)}
-    answers, quarantined, blocks = store.erase([*named, *present])
-    done = Erased(answers=answers - len(present), journal_lines=len(present),
-                  quarantined=quarantined, flat_blocks=blocks, learned=learned)
+    answers, done.quarantined, done.flat_blocks = store.erase([*named, *present])
+    done.answers, done.journal_lines = answers - len(present), len(present)
     done.compacted = store.compact()
-    done.set_aside_files = _drop_set_aside(store, pairs)
+    done.set_aside_files = _drop_set_aside(store, sorted(wanted))
     return done
 
 
@@ -76,7 +84,7 @@ def _named_keys(
         rows = store.query("SELECT rowid, key, value FROM Answers WHERE rowid > ? ORDER BY rowid LIMIT ?",
                            [last, SCAN_BLOCK])
         if not rows:
-            return named, nonces, [pair for pair in learned if pair not in wanted]
+            return named, nonces, list(learned)
         last = rows[-1][0]
         for _, key, value in rows:
             try:
