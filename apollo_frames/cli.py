@@ -772,6 +772,8 @@ EXAMPLES: dict[str, str] = {
     "usage": "apollo-frames usage",
     "cache": "apollo-frames cache info\napollo-frames cache prune --older-than 30d\n"
              "apollo-frames cache export answers.parquet",
+    "forget": "apollo-frames forget jane@acme.com linkedin.com/in/jane-doe\n"
+              "apollo-frames forget --file erasure_requests.csv   # every value of every line",
     "demo": "cd /tmp && apollo-frames demo --out apollo_demo   # works from any folder, no key needed",
     "notebooks": "apollo-frames notebooks ~/apollo && jupyter lab ~/apollo/notebooks",
 }
