@@ -270,3 +270,19 @@ def test_forget_removes_pending_phone_requests_and_collected_payloads(tmp_path):
     stored = _all_bytes(cache)
     assert gone["email"].encode() not in stored and gone["id"].encode() not in stored
     assert digits[-7:].encode() not in stored
+
+
+def test_cache_prune_deletes_what_is_past_the_retention_of_the_environment(tmp_path, monkeypatch):
+    import time
+
+    from apollo_frames.client.store_admin import cache_command
+
+    store = AnswerStore(tmp_path)
+    now = time.time()
+    store.write_entries([("old", {"email": "jane@acme.com"}, now - 10 * DAY, None),
+                         ("new", {"email": "bob@x.com"}, now - DAY, None)])
+    store.close()
+    monkeypatch.setenv("APOLLO_FRAMES_RETENTION", "7d")
+    assert cache_command("prune", tmp_path, older_than="365d").startswith("prune: 1 entries older than 365d or past")
+    stored = _all_bytes(tmp_path)
+    assert b"jane@acme.com" not in stored and b"bob@x.com" in stored

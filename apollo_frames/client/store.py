@@ -361,9 +361,11 @@ class AnswerStore:
         tighten(database_files(self.path))
         self.holders.sweep()
         self.owner = self.begin_run()
+        #: answers deleted at open for being past the retention (their bytes leave at the next compaction)
+        self.purged = 0
         if retention is not None:
             with contextlib.suppress(StorageError):  # a read-only store: its old answers are still never served
-                self.purge_retention()
+                self.purged = self.purge_retention()
 
     def __repr__(self) -> str:
         return f"AnswerStore({str(self.directory)!r})"

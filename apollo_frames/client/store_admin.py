@@ -302,8 +302,9 @@ def cache_command(action: str, cache_dir: str | Path | None = None, *, older_tha
         if action == "info":
             return str(store.stats())
         if action == "prune":
-            removed = prune(store, parse_age(older_than))
-            return f"prune: {removed:,} entries older than {older_than} or expired removed; {len(store):,} left"
+            removed = prune(store, parse_age(older_than)) + store.purged
+            past = "" if settings.retention is None else " or past the retention"
+            return f"prune: {removed:,} entries older than {older_than}{past} or expired removed; {len(store):,} left"
         if action == "verify":
             return "\n".join(str(c) for c in done)
         if path is None:
