@@ -38,7 +38,7 @@ from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
 from apollo_frames.ops.push import push_accounts, push_contacts
 from apollo_frames.ops.search import search_frame, search_orgs, search_people
-from apollo_frames.privacy import suppress, suppressed, unsuppress
+from apollo_frames.privacy import Forgotten, forget, suppress, suppressed, unsuppress
 from apollo_frames.quickstart import reset, use_client, use_sandbox
 from apollo_frames.reports import credit_summary, flat, ledger, plot_credits, report
 
@@ -95,6 +95,8 @@ __all__ = [
     "suppress",
     "suppressed",
     "unsuppress",
+    "forget",
+    "Forgotten",
     "reset",
     "use_client",
     "use_sandbox",

@@ -608,6 +608,23 @@ def cmd_cache(args) -> int:
     return EXIT_OK
 
 
+def cmd_forget(args) -> int:
+    """Erase people from the cache folder and suppress them (``apollo_frames.forget``)."""
+    from apollo_frames.privacy import forget
+
+    values = list(args.values) + (_lines(Path(_existing(args.file))) if args.file else [])
+    if not values:
+        raise UsageError("forget needs identifiers (e-mails, domains, LinkedIn URLs, Apollo ids) or --file FILE")
+    with ApolloClient(cache_dir=args.cache_dir) as client:
+        print(forget(values, client=client))
+    return EXIT_OK
+
+
+def _lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8-sig", errors="replace") as lines:
+        return list(lines)
+
+
 def _parse_filters(pairs: list[str] | None) -> dict:
     """--filter NAME=VALUE pairs -> filters; a name repeated (``x`` or ``x[]``) accumulates a list."""
     filters: dict = {}
@@ -764,6 +781,8 @@ EXAMPLES: dict[str, str] = {
     "usage": "apollo-frames usage",
     "cache": "apollo-frames cache info\napollo-frames cache prune --older-than 30d\n"
              "apollo-frames cache export answers.parquet",
+    "forget": "apollo-frames forget jane@acme.com linkedin.com/in/jane-doe\n"
+              "apollo-frames forget --file erasure_requests.csv   # every value of every line",
     "demo": "cd /tmp && apollo-frames demo --out apollo_demo   # works from any folder, no key needed",
     "notebooks": "apollo-frames notebooks ~/apollo && jupyter lab ~/apollo/notebooks",
 }
@@ -964,9 +983,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cache", help="the answer store: info, prune, verify, export/import as Parquet")
     p.add_argument("action", choices=["info", "prune", "verify", "export", "import"])
     p.add_argument("path", nargs="?", default=None, help="export/import: the .parquet file")
-    p.add_argument("--older-than", default="30d", help="prune: entries stored longer ago than this (30d, 12h, 2w)")
+    p.add_argument("--older-than", default="30d", help="prune: entries stored longer ago than this (30d, 12h, 2w); "
+                   "also those past APOLLO_FRAMES_RETENTION")
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("forget", help="erase people from the cache folder (compacted) and suppress them")
+    p.add_argument("values", nargs="*", help="e-mails, domains (everyone at it), LinkedIn URLs or Apollo ids")
+    p.add_argument("--file", default=None, metavar="F", help="a text or CSV file of them (every value of every line)")
+    p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
+    p.set_defaults(func=cmd_forget)
 
     _add_operation_commands(sub, "search")
     _add_operation_commands(sub, "push")

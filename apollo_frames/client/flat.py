@@ -215,6 +215,8 @@ class FlatCopies:
                                  (self.fingerprint, block.num_rows, to_ipc(block)))
             con.executemany(_PUT, [(key, cursor.lastrowid, key, *stamps[key]) for key in keys])
             drop_unused(con)
+            if self.store.saw_erasure(con):  # a row of a person forgotten since it was read must not stay
+                drop_stale_blocks(con)
         self.store.checkpoint()
 
     def _drop(self, ids: Sequence[int]) -> None:
@@ -227,3 +229,13 @@ class FlatCopies:
 def drop_unused(con: Any) -> None:
     """Delete the blocks no key points at any more (their rows were rewritten, expired or set aside)."""
     con.execute("DELETE FROM FlatBlocks WHERE NOT EXISTS (SELECT 1 FROM FlatRows WHERE FlatRows.block = FlatBlocks.id)")
+
+
+def drop_stale_blocks(con: Any) -> int:
+    """Delete every block holding a row no key points at any more (erasure, retention): a block is never
+    rewritten, so a dead row's bytes go only with its whole block; the live rows in it are flattened again from
+    their raw answers. Returns how many blocks went."""
+    dropped = con.execute("DELETE FROM FlatBlocks WHERE rows > "
+                          "(SELECT COUNT(*) FROM FlatRows WHERE FlatRows.block = FlatBlocks.id)").rowcount
+    con.execute("DELETE FROM FlatRows WHERE block NOT IN (SELECT id FROM FlatBlocks)")
+    return int(dropped)

@@ -233,6 +233,8 @@ class ApolloClient:
     attempt as a whole (connect to last byte); ``max_response_bytes`` (default
     50 MB) the size of an answer. A plain ``http://`` base URL is refused unless it
     is loopback or ``allow_insecure_http=True``: the key would travel in clear.
+    ``retention`` (``"365d"``, seconds or a timedelta; ``APOLLO_FRAMES_RETENTION``): stored answers older than
+    that are never served and are deleted when the store opens (default: no limit).
     """
 
     def __init__(
@@ -256,6 +258,7 @@ class ApolloClient:
         clock: Clock = SYSTEM_CLOCK,
         allow_insecure_http: bool | None = None,
         max_response_bytes: int | None = None,
+        retention: Any = None,
     ):
         self.settings = Settings.resolve(
             api_key=api_key,
@@ -271,6 +274,7 @@ class ApolloClient:
             search_cache_ttl=search_cache_ttl,
             allow_insecure_http=allow_insecure_http,
             max_response_bytes=max_response_bytes,
+            retention=retention,
         )
         self.cache_namespace = cache_namespace or self.settings.base_url
         self.clock = clock
@@ -320,7 +324,8 @@ class ApolloClient:
     def cache(self) -> AnswerStore:
         """The on-disk response cache for this client's settings, opened on first use."""
         if self._cache is None:
-            self._cache = AnswerStore(self.settings.cache_dir, namespace=self.cache_namespace, clock=self.clock)
+            self._cache = AnswerStore(self.settings.cache_dir, namespace=self.cache_namespace, clock=self.clock,
+                                      retention=self.settings.retention)
         return self._cache
 
     @property

@@ -37,11 +37,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from apollo_frames.client.flat import FLAT_TABLES, FLAT_TRIGGERS
+from apollo_frames.client.flat import FLAT_TABLES, FLAT_TRIGGERS, drop_stale_blocks
 from apollo_frames.client.storage import database_files, private_dir, private_file, storage_errors, tighten
+from apollo_frames.client.suppression import SuppressionList
 from apollo_frames.core import jsontext
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
 from apollo_frames.core.errors import StorageError, warn
+from apollo_frames.core.suppress import named_identifiers
 
 try:
     import fcntl
@@ -64,6 +66,8 @@ _TABLES = (
     """CREATE TABLE IF NOT EXISTS Quarantine (
         id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, key, reason TEXT NOT NULL, size INTEGER)""",
     """CREATE TABLE IF NOT EXISTS Claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)""",
+    # one row per erasure (``forget``): a store object that sees a new one checks what it writes from then on
+    """CREATE TABLE IF NOT EXISTS Erasures (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL)""",
     *FLAT_TABLES,
 )
 _SELECT = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
@@ -324,8 +328,13 @@ class AnswerStore:
     """The answer store: block reads, batch writes, quarantine, claims across processes."""
 
     def __init__(self, directory: str | Path, *, namespace: str = "", clock: Clock = SYSTEM_CLOCK,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, retention: float | None = None):
         self.directory = Path(directory).expanduser() / "responses"
+        #: seconds an answer may be kept (None: no limit): older ones are never served and deleted at open
+        self.retention = retention
+        #: the newest erasure this object has seen, and the suppressed hashes it checks writes by once it saw one
+        self._erasures_seen = 0
+        self._erased: frozenset[str] = frozenset()
         self.path = self.directory / "cache.db"
         self.namespace = namespace
         self.clock = clock
@@ -348,9 +357,15 @@ class AnswerStore:
             private_file(self.path)
         with self.transaction() as con:
             self._setup(con)
+            self._erasures_seen = self._latest_erasure(con)
         tighten(database_files(self.path))
         self.holders.sweep()
         self.owner = self.begin_run()
+        #: answers deleted at open for being past the retention (their bytes leave at the next compaction)
+        self.purged = 0
+        if retention is not None:
+            with contextlib.suppress(StorageError):  # a read-only store: its old answers are still never served
+                self.purged = self.purge_retention()
 
     def __repr__(self) -> str:
         return f"AnswerStore({str(self.directory)!r})"
@@ -464,7 +479,7 @@ class AnswerStore:
         self._store_unstored()
         for block in _blocks(wanted):
             rows = self.query(f"{_SELECT} WHERE key IN ({_marks(len(block))}) AND (expires_at IS NULL OR "
-                              "expires_at > ?)", [*block, now])
+                              "expires_at > ?) AND stored_at >= ?", [*block, now, self._kept_since(now)])
             if stamps is not None:
                 stamps.update((row[1], (row[3], row[4])) for row in rows)
             self.decode_rows(rows, found, bad, now)
@@ -523,16 +538,105 @@ class AnswerStore:
         (this object's by default) to drop in the same transaction.
         """
         blobs = self.encode({key: data for key, data, _, _ in entries})
-        rows = [(key, stored_at, expire, blobs[key]) for key, _, stored_at, expire in entries]
+        rows = [(key, stored_at, self._kept_until(stored_at, expire), blobs[key]) for key, _, stored_at, expire
+                in entries]
         if not rows and not release:
             return 0
         sql = _UPSERT + (" WHERE excluded.stored_at > Answers.stored_at" if newer_only else "")
         with self.transaction() as con:
+            if self.saw_erasure(con):
+                refused = self._refused(entries)
+                rows = [row for row in rows if row[0] not in refused]
             before = con.total_changes
             con.executemany(sql, rows)
             written = con.total_changes - before
             self._release(con, release, owner)
         return written
+
+    def _kept_since(self, now: float) -> float:
+        """The oldest an answer served now may have been stored (the retention; no limit without one)."""
+        return -float("inf") if self.retention is None else now - self.retention
+
+    def _kept_until(self, stored_at: float, expire: float | None) -> float | None:
+        """An entry's expiry, never later than the retention allows."""
+        if self.retention is None:
+            return expire
+        limit = stored_at + self.retention
+        return limit if expire is None else min(expire, limit)
+
+    # -- erasure and retention -----------------------------------------------------------------
+
+    @staticmethod
+    def _latest_erasure(con: sqlite3.Connection) -> int:
+        ((latest,),) = con.execute("SELECT COALESCE(MAX(id), 0) FROM Erasures").fetchall()
+        return int(latest)
+
+    def saw_erasure(self, con: sqlite3.Connection) -> bool:
+        """Whether writes must be checked against the suppression list: a ``forget`` ran since this object opened
+        (read in the writing transaction, so a write racing a ``forget`` is either erased by it or checked)."""
+        latest = self._latest_erasure(con)
+        if latest != self._erasures_seen:
+            self._erased = SuppressionList(self.directory.parent, clock=self.clock).digests()
+            self._erasures_seen = latest
+        return bool(self._erased)
+
+    def _refused(self, entries: Sequence[tuple[str, Any, float, float | None]]) -> set[str]:
+        """Keys of entries whose answer names an identifier suppressed since this object opened (an answer
+        in flight while its person was forgotten): never written."""
+        book = SuppressionList(self.directory.parent, clock=self.clock)
+        refused = set()
+        for key, data, _, _ in entries:
+            if any(book.digest(kind, value) in self._erased for kind, value in named_identifiers(data)):
+                refused.add(key)
+        return refused
+
+    def note_erasure(self) -> None:
+        """Mark an erasure: every store object writing from now on checks its answers against the list."""
+        with self.transaction() as con:
+            con.execute("INSERT INTO Erasures (time) VALUES (?)", (self.clock.time(),))
+
+    def erase(self, keys: Sequence[str]) -> tuple[int, int, int]:
+        """Delete the answers of ``keys``, their quarantine records and claims, and every flattened block
+        holding a row no longer live (one transaction); returns (answers, quarantined, blocks) removed."""
+        answers = quarantined = 0
+        with self.transaction() as con:
+            for block in _blocks(list(dict.fromkeys(keys))):
+                marks = _marks(len(block))
+                answers += con.execute(f"DELETE FROM Answers WHERE key IN ({marks})", tuple(block)).rowcount
+                quarantined += con.execute(f"DELETE FROM Quarantine WHERE key IN ({marks})", tuple(block)).rowcount
+                con.execute(f"DELETE FROM Claims WHERE key IN ({marks})", tuple(block))
+            blocks = drop_stale_blocks(con)
+        return answers, quarantined, blocks
+
+    def purge_retention(self, now: float | None = None) -> int:
+        """Delete what was stored longer ago than the retention (answers, their flattened rows, quarantine
+        records) and cap every other entry's expiry at its retention; returns how many answers went."""
+        if self.retention is None:
+            return 0
+        now = self.clock.time() if now is None else now
+        cutoff = now - self.retention
+        with self.transaction() as con:
+            removed = con.execute("DELETE FROM Answers WHERE stored_at < ?", (cutoff,)).rowcount
+            con.execute("UPDATE Answers SET expires_at = stored_at + ? WHERE expires_at IS NULL OR "
+                        "expires_at > stored_at + ?", (self.retention, self.retention))
+            con.execute("DELETE FROM Quarantine WHERE time < ?", (cutoff,))
+            drop_stale_blocks(con)
+        return int(removed)
+
+    def compact(self) -> bool:
+        """Rewrite the database without the space deleted rows held and empty its write-ahead log, so removed
+        bytes are gone from every file (``VACUUM``, then a truncating checkpoint). Returns False when another
+        connection's read kept part of the log (run again when it is done)."""
+        with self._writing, storage_errors(self.path, "compacting the answer store", _CORRUPT_REMEDY):
+            con = self._con()
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con.execute("VACUUM")
+            except sqlite3.OperationalError as exc:  # another process held the database past the busy timeout
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            ((busy, _, _),) = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return not busy
 
     def __contains__(self, key: str) -> bool:
         return key in self.get_many([key])

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from apollo_frames.client.flat import drop_unused
+from apollo_frames.client.flat import drop_stale_blocks, drop_unused
 from apollo_frames.client.storage import private_file, storage_errors
 from apollo_frames.client.store import FUTURE_SLACK_S, SCHEMA_VERSION, AnswerStore, BadEntry, decode_entry, set_aside
 from apollo_frames.core import jsontext
@@ -93,7 +93,8 @@ def _scan(store: AnswerStore, where: str = "", params: tuple = ()):
 
 
 def prune(store: AnswerStore, older_than: float, *, now: float | None = None) -> int:
-    """Delete entries stored more than ``older_than`` seconds before ``now`` (store clock), and expired ones."""
+    """Delete entries stored more than ``older_than`` seconds before ``now`` (store clock), expired ones and those
+    past the store's retention, with the flattened blocks that held them; then compact, so their bytes are gone."""
     now = store.clock.time() if now is None else now
     cutoff = (now - older_than, now)
     condition = "stored_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)"
@@ -103,6 +104,9 @@ def prune(store: AnswerStore, older_than: float, *, now: float | None = None) ->
         owners = [owner for (owner,) in con.execute("SELECT DISTINCT owner FROM Claims")]
         con.executemany("DELETE FROM Claims WHERE owner = ?", [(o,) for o in owners if not store.holders.alive(o)])
         drop_unused(con)  # flattened copies of the deleted answers went with them (triggers); now their blocks
+        drop_stale_blocks(con)  # (and every block still holding a deleted row's bytes)
+    removed += store.purge_retention(now)
+    store.compact()  # the deleted bytes leave the files too
     return int(removed)
 
 
@@ -293,13 +297,14 @@ def cache_command(action: str, cache_dir: str | Path | None = None, *, older_tha
     if action == "verify":
         store, done = repair(directory)
     else:
-        store = AnswerStore(directory)
+        store = AnswerStore(directory, retention=settings.retention)
     with store:
         if action == "info":
             return str(store.stats())
         if action == "prune":
-            removed = prune(store, parse_age(older_than))
-            return f"prune: {removed:,} entries older than {older_than} or expired removed; {len(store):,} left"
+            removed = prune(store, parse_age(older_than)) + store.purged
+            past = "" if settings.retention is None else " or past the retention"
+            return f"prune: {removed:,} entries older than {older_than}{past} or expired removed; {len(store):,} left"
         if action == "verify":
             return "\n".join(str(c) for c in done)
         if path is None:

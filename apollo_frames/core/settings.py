@@ -1,7 +1,8 @@
 """Settings: explicit values first, then environment variables, read at call time.
 
 The environment names are a public contract: ``APOLLO_API_KEY``,
-``APOLLO_BASE_URL`` and ``APOLLO_FRAMES_CACHE_DIR``.
+``APOLLO_BASE_URL``, ``APOLLO_FRAMES_CACHE_DIR`` and ``APOLLO_FRAMES_RETENTION``
+(how long stored answers are kept: ``365d``, a number of seconds; empty or ``none``: no limit).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from apollo_frames.core.errors import ConfigurationError
+from apollo_frames.core.age import age_seconds
+from apollo_frames.core.errors import ConfigurationError, InputError
 
 DEFAULT_BASE_URL = "https://api.apollo.io/api/v1"
 DAY = 86_400
@@ -62,6 +64,8 @@ class Settings:
     search_cache_ttl: float = 1 * DAY
     allow_insecure_http: bool = False
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: seconds a stored answer is kept (None: no limit, the default; see the README's "Personal data")
+    retention: float | None = None
 
     @classmethod
     def resolve(cls, **explicit) -> Settings:
@@ -77,6 +81,7 @@ class Settings:
             env_dir = os.environ.get("APOLLO_FRAMES_CACHE_DIR", "").strip()
             values["cache_dir"] = Path(env_dir) if env_dir else default_cache_dir()
         values["cache_dir"] = Path(values["cache_dir"]).expanduser()
+        values["retention"] = _retention(values.get("retention", os.environ.get("APOLLO_FRAMES_RETENTION")))
         values["base_url"] = str(values["base_url"]).rstrip("/")
         settings = cls(**values)
         settings.validate()
@@ -133,3 +138,13 @@ class Settings:
         if not self.api_key:
             return "<none>"
         return "…" + self.api_key[-4:] if len(self.api_key) >= 12 else "<set>"
+
+
+def _retention(value: object) -> float | None:
+    """Retention as seconds: ``365d``, seconds or a timedelta (None, empty text or ``none``: no limit)."""
+    if isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return None
+    try:
+        return age_seconds(value, name="retention")
+    except InputError as exc:
+        raise ConfigurationError(str(exc)) from None

@@ -114,3 +114,39 @@ def answer_identifiers(answer: Mapping[str, Any] | None) -> list[tuple[str, str]
     domain = answer.get("primary_domain") or (org.get("primary_domain") if isinstance(org, Mapping) else None)
     return record_identifiers({"email": answer.get("email"), "linkedin_url": answer.get("linkedin_url"),
                                "id": answer.get("id"), "domain": domain})
+
+
+
+def _mappings(value: Any, depth: int = 0) -> Iterator[Mapping[str, Any]]:
+    """Every object inside a stored value (the value itself first), depth first."""
+    if depth > 64:  # (stored answers are parsed with a depth limit far below this)
+        return
+    if isinstance(value, Mapping):
+        yield value
+        items: Iterable[Any] = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return
+    for item in items:
+        if isinstance(item, (Mapping, list)):
+            yield from _mappings(item, depth + 1)
+
+
+def named_identifiers(value: Any) -> Iterator[tuple[str, str]]:
+    """Every identifier any object inside a stored value reveals (a person, its organisation, each person of a
+    search page or a phone payload): what erasure looks for, wherever in an answer a person sits."""
+    for mapping in _mappings(value):
+        yield from answer_identifiers(mapping)
+
+
+def revealed(value: Any, wanted: set[tuple[str, str]] | frozenset[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """None when a stored value names none of ``wanted`` (normalised ``(kind, value)`` pairs); else the strong
+    identifiers (e-mail, LinkedIn URL, id; never a domain) of each object in it that names one: what a later row
+    could name the same person by."""
+    found: list[tuple[str, str]] | None = None
+    for mapping in _mappings(value):
+        pairs = answer_identifiers(mapping)
+        if any(pair in wanted for pair in pairs):
+            found = (found or []) + [pair for pair in pairs if pair[0] != "domain"]
+    return found

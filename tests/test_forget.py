@@ -1,0 +1,288 @@
+"""Personal data (issue 25 §2, §3): erasure that really erases, and retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import apollo_frames as af
+from apollo_frames.client.store import AnswerStore
+from apollo_frames.client.store_admin import prune
+from apollo_frames.core.clock import FakeClock
+from apollo_frames.core.errors import ConfigurationError
+from apollo_frames.core.settings import Settings
+from apollo_frames.ops.journal import PushJournal
+from apollo_frames.sandbox import Sandbox
+
+DAY = 86_400.0
+
+
+def _people(sb: Sandbox, n: int) -> list[dict]:
+    return [p for p in sb.world.people if p.get("email") and p.get("linkedin_url")][:n]
+
+
+def _all_bytes(folder) -> bytes:
+    """Every byte of every file under ``folder`` (databases, their -wal/-shm/-journal files, set-aside copies)."""
+    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _flat_text(cache) -> str:
+    """Every value of every flattened block, decoded (the blocks are compressed: bytes alone would not show them)."""
+    store = AnswerStore(cache)
+    try:
+        blocks = store.query("SELECT data FROM FlatBlocks")
+    finally:
+        store.close()
+    tables = [pa.ipc.open_stream(pa.py_buffer(data)).read_all() for (data,) in blocks]
+    return " ".join(str(t.to_pylist()) for t in tables)
+
+
+def _counting(sb: Sandbox) -> list:
+    asked: list = []
+    identify = sb.identify
+    sb.identify = lambda d: asked.append(dict(d)) or identify(d)  # type: ignore[method-assign]
+    return asked
+
+
+def test_forget_of_100_people_leaves_no_byte_and_a_rerun_pays_nothing(tmp_path):
+    sb = Sandbox(clock=FakeClock())
+    people = _people(sb, 300)
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    cache = tmp_path / "cache"
+    asked = _counting(sb)
+    with sb.client(cache_dir=cache) as client:
+        af.enrich_people(frame, client=client, progress=False)
+        af.enrich_people(frame, client=client, progress=False)  # (flattened copies are kept)
+    assert _flat_text(cache).count("@") >= 300
+    gone = people[:100]
+    names = {p["name"] for p in people[100:]}
+    # by e-mail, LinkedIn URL and Apollo id, written as a user would
+    values = ([p["email"].upper() for p in gone[:80]] + [p["linkedin_url"] for p in gone[80:90]]
+              + [p["id"] for p in gone[90:]])
+    with sb.client(cache_dir=cache) as client:
+        done = af.forget(values, client=client)
+    # each answer is stored under every key it proves (e-mail, LinkedIn URL, id): three entries a person
+    assert (done.identifiers, done.newly_suppressed, done.answers) == (100, 300, 300)  # (+ the other 2 ids each)
+    assert done.compacted and done.ledger_details == 0 and "300 stored answer(s)" in str(done)
+    stored, flat = _all_bytes(cache), _flat_text(cache)
+    for p in gone:
+        for value in (p["email"], p["linkedin_url"], p["id"]):
+            assert value.encode() not in stored and value not in flat, value
+        if p["name"] not in names:  # (a namesake kept is someone else)
+            assert p["name"].encode() not in stored and p["name"] not in flat
+    assert people[150]["email"].encode() in stored  # the others are still there
+
+    asked.clear()
+    with sb.client(cache_dir=cache) as client:
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert asked == [] and again.attrs["apollo"]["api_calls"] == 0
+    assert (again.loc[:99, "apollo_status"] == "suppressed").all() and again.loc[:99, "person.id"].isna().all()
+    assert (again.loc[100:, "apollo_status"] == "matched").all()
+    assert again.loc[100:, "person.email"].tolist() == [p["email"] for p in people[100:]]
+
+
+def test_a_domain_forgets_everyone_at_it(tmp_path):
+    sb = Sandbox(clock=FakeClock())
+    people = _people(sb, 120)
+    domain = people[0]["email"].split("@")[1]
+    at = [p for p in people if p["email"].endswith("@" + domain)]
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    cache = tmp_path / "cache"
+    with sb.client(cache_dir=cache) as client:
+        af.enrich_people(frame, client=client, progress=False)
+        done = af.forget(domain, client=client)
+    assert done.answers == 3 * len(at) >= 3  # (each under its e-mail, LinkedIn URL and id)
+    stored = _all_bytes(cache)
+    assert domain.encode() not in stored
+    assert all(p["email"].encode() not in stored for p in at)
+
+
+def test_an_answer_in_flight_while_its_person_is_forgotten_is_never_written(tmp_path):
+    cache = tmp_path / "cache"
+    writer = AnswerStore(cache)  # a run in another process, opened before the erasure
+    writer.set_many({"k1": {"email": "jane@acme.com", "first_name": "Jane"}}, ttl=None)
+    with Sandbox().client(cache_dir=cache) as client:
+        assert af.forget(["jane@acme.com"], client=client).answers == 1
+    late = {"k2": {"id": "5f1a2b3c4d5e6f7a8b9c0d1e", "email": "JANE@acme.com", "first_name": "Jane"},
+            "k3": {"email": "bob@acme.com", "first_name": "Bob"}}
+    assert writer.write_entries([(k, v, 0.0, None) for k, v in late.items()]) == 1
+    assert set(writer.get_many(["k1", "k2", "k3"])) == {"k3"}
+    writer.close()
+    assert b"jane@acme.com" not in _all_bytes(cache).lower()
+
+
+def test_forget_removes_the_lines_of_an_unfinished_push(tmp_path):
+    with Sandbox().client(cache_dir=tmp_path / "cache") as client:
+        journal = PushJournal(client.cache, "contacts", "run-1")
+        journal.record({"jane@acme.com": {"status": "created", "id": "c1"}, "bob@x.com": {"status": "created",
+                                                                                      "id": "c2"}})
+        done = af.forget(["jane@acme.com"], client=client)
+        resumed = PushJournal(client.cache, "contacts", "run-1")
+        assert resumed.resuming and set(resumed.earlier(["jane@acme.com", "bob@x.com"])) == {"bob@x.com"}
+    assert (done.journal_lines, done.answers) == (1, 0)
+
+
+def test_a_set_aside_database_naming_a_forgotten_person_is_deleted(tmp_path):
+    cache = tmp_path / "cache"
+    with Sandbox().client(cache_dir=cache) as client:
+        folder = client.cache.directory / "quarantine"
+        folder.mkdir()
+        (folder / "cache.db.old").write_bytes(b"garbage jane@acme.com garbage")
+        (folder / "cache.db.other").write_bytes(b"garbage bob@x.com")
+        assert af.forget(["jane@acme.com"], client=client).set_aside_files == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["cache.db.other"]
+
+
+def test_the_cli_forgets_values_and_a_file(tmp_path, capsys):
+    from apollo_frames import cli
+
+    cache = tmp_path / "cache"
+    store = AnswerStore(cache)
+    store.set_many({"a": {"email": "jane@acme.com"}, "b": {"email": "bob@x.com"}, "c": {"email": "eve@y.com"}},
+                   ttl=None)
+    store.close()
+    listed = tmp_path / "erase.txt"
+    listed.write_text("bob@x.com\n")
+    assert cli.main(["forget", "jane@acme.com", "--file", str(listed), "--cache-dir", str(cache)]) == 0
+    assert "2 stored answer(s)" in capsys.readouterr().out
+    stored = _all_bytes(cache)
+    assert b"jane@acme.com" not in stored and b"bob@x.com" not in stored and b"eve@y.com" in stored
+    assert cli.main(["forget", "--cache-dir", str(cache)]) != 0
+
+
+# -- retention ------------------------------------------------------------------------------------------------
+
+def test_retention_is_read_from_the_argument_or_the_environment(monkeypatch):
+    monkeypatch.delenv("APOLLO_FRAMES_RETENTION", raising=False)
+    assert Settings.resolve().retention is None
+    assert Settings.resolve(retention=dt.timedelta(days=2)).retention == 2 * DAY
+    assert Settings.resolve(retention=3600).retention == 3600
+    monkeypatch.setenv("APOLLO_FRAMES_RETENTION", "365d")
+    assert Settings.resolve().retention == 365 * DAY
+    assert af.ApolloClient(api_key="k", cache_dir="/tmp/x").settings.retention == 365 * DAY
+    monkeypatch.setenv("APOLLO_FRAMES_RETENTION", "none")
+    assert Settings.resolve().retention is None
+    monkeypatch.setenv("APOLLO_FRAMES_RETENTION", "a year")
+    with pytest.raises(ConfigurationError, match="retention"):
+        Settings.resolve()
+
+
+def test_answers_past_retention_are_not_served_and_gone_after_prune(tmp_path):
+    clock = FakeClock()
+    sb = Sandbox(clock=clock)
+    people = _people(sb, 40)
+    old, new = people[:20], people[20:]
+    cache = tmp_path / "cache"
+    asked = _counting(sb)
+    with sb.client(cache_dir=cache, retention="7d") as client:
+        af.enrich_people(pd.DataFrame({"email": [p["email"] for p in old]}), client=client, progress=False)
+        af.enrich_people(pd.DataFrame({"email": [p["email"] for p in old]}), client=client, progress=False)
+    clock.advance(6 * DAY)
+    with sb.client(cache_dir=cache, retention="7d") as client:
+        af.enrich_people(pd.DataFrame({"email": [p["email"] for p in new]}), client=client, progress=False)
+    clock.advance(2 * DAY)  # the first 20 are 8 days old (within the 30-day cache_ttl), the others 2
+    asked.clear()
+    with sb.client(cache_dir=cache, retention="7d") as client:
+        store = client.cache
+        assert len(store) == 3 * len(new)  # the old ones were deleted at open (each was under 3 keys)
+        assert prune(store, 365 * DAY) == 0
+        stored, flat = _all_bytes(cache), _flat_text(cache)
+        for p in old:
+            assert p["email"].encode() not in stored and p["email"] not in flat
+            assert p["linkedin_url"].encode() not in stored
+        out = af.enrich_people(pd.DataFrame({"email": [p["email"] for p in people]}), client=client, progress=False)
+    assert len(asked) == 20 and {a.get("email") for a in asked} == {p["email"] for p in old}  # re-fetched, paid
+    assert (out["apollo_status"] == "matched").all()
+
+
+def test_an_answer_read_past_retention_is_a_miss_even_in_an_open_store(tmp_path):
+    clock = FakeClock()
+    store = AnswerStore(tmp_path, clock=clock, retention=DAY)
+    store.set_many({"k": {"email": "jane@acme.com"}}, ttl=None)
+    assert "k" in store
+    clock.advance(DAY + 1)
+    assert "k" not in store
+    assert prune(store, 365 * DAY) == 1 and b"jane@acme.com" not in _all_bytes(tmp_path)
+    store.close()
+
+
+def test_an_answer_names_a_person_anywhere_inside_it():
+    from apollo_frames.core.suppress import revealed
+
+    page = {"people": [{"id": "5f1a2b3c4d5e6f7a8b9c0d1e", "email": "Jane@Acme.com",
+                        "linkedin_url": "linkedin.com/in/jane"}, {"email": "bob@x.com"}], "pagination": {"page": 1}}
+    found = revealed(page, {("email", "jane@acme.com")})
+    assert found is not None and set(found) == {("email", "jane@acme.com"), ("id", "5f1a2b3c4d5e6f7a8b9c0d1e"),
+                                                ("linkedin_url", "http://www.linkedin.com/in/jane")}
+    org = {"id": "6f1a2b3c4d5e6f7a8b9c0d1e", "primary_domain": "acme.com"}
+    assert revealed({"organization": org}, {("domain", "acme.com")}) == [("id", "6f1a2b3c4d5e6f7a8b9c0d1e")]
+    assert revealed(page, {("email", "eve@x.com")}) is None and revealed(None, {("domain", "x.com")}) is None
+
+
+def test_an_answer_another_process_stored_without_retention_is_not_served_past_it(tmp_path):
+    clock = FakeClock()
+    reader = AnswerStore(tmp_path, clock=clock, retention=DAY)
+    writer = AnswerStore(tmp_path, clock=clock)  # opened without a retention: its expiries are not capped
+    writer.set_many({"k": {"email": "jane@acme.com"}}, ttl=None)
+    assert "k" in reader
+    clock.advance(DAY + 1)
+    assert "k" not in reader and "k" in writer
+    writer.close()
+    reader.close()
+
+
+def test_a_flattened_copy_made_while_its_person_was_forgotten_is_not_kept(tmp_path):
+    from apollo_frames.client.flat import FlatCopies
+
+    cache = tmp_path / "cache"
+    writer = AnswerStore(cache)
+    writer.set_many({"a": {"email": "jane@acme.com"}, "b": {"email": "bob@x.com"}}, ttl=None)
+    stamps: dict = {}
+    writer.get_many(["a", "b"], stamps=stamps)  # read by a run, flattened while...
+    with Sandbox().client(cache_dir=cache) as client:
+        af.forget(["jane@acme.com"], client=client)  # ...another process forgets Jane
+    schema = pa.schema([("person.email", pa.string())])
+    table = pa.table({"person.email": ["jane@acme.com", "bob@x.com"]}, schema=schema)
+    FlatCopies(writer, "fp", schema).save(["a", "b"], stamps, [True, True], table)
+    writer.close()
+    assert "jane@acme.com" not in _flat_text(cache)
+
+
+def test_forget_removes_pending_phone_requests_and_collected_payloads(tmp_path):
+    from apollo_frames.sandbox import SandboxConfig
+
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=60), clock=FakeClock())
+    people = [p for p in sb.world.people if p.get("email")][:30]
+    with_mobile = [p for p in people if p["id"] in sb.world.mobile_phones]
+    gone = with_mobile[0]
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    cache = tmp_path / "cache"
+    with sb.client(cache_dir=cache) as client:
+        out = frame.apollo.enrich_people(client=client, progress=False, reveal_phone_number=True)
+        out.iloc[:15].apollo.collect(client=client)  # half collected (payloads kept), half still pending
+        phone = sb.world.mobile_phones[gone["id"]]
+        digits = "".join(c for c in str(phone) if c.isdigit())
+        assert digits.encode() in _all_bytes(cache) or gone not in people[:15]
+        af.forget([gone["email"]], client=client)
+    stored = _all_bytes(cache)
+    assert gone["email"].encode() not in stored and gone["id"].encode() not in stored
+    assert digits[-7:].encode() not in stored
+
+
+def test_cache_prune_deletes_what_is_past_the_retention_of_the_environment(tmp_path, monkeypatch):
+    import time
+
+    from apollo_frames.client.store_admin import cache_command
+
+    store = AnswerStore(tmp_path)
+    now = time.time()
+    store.write_entries([("old", {"email": "jane@acme.com"}, now - 10 * DAY, None),
+                         ("new", {"email": "bob@x.com"}, now - DAY, None)])
+    store.close()
+    monkeypatch.setenv("APOLLO_FRAMES_RETENTION", "7d")
+    assert cache_command("prune", tmp_path, older_than="365d").startswith("prune: 1 entries older than 365d or past")
+    stored = _all_bytes(tmp_path)
+    assert b"jane@acme.com" not in stored and b"bob@x.com" in stored
