@@ -181,14 +181,15 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
 _COUNTS = ("rows", "invalid", "unique", "cached", "to_fetch", "api_calls")
 
 
-def _count(frame: pd.DataFrame, name: str, job: dict, refresh: bool, client: WorkerClient) -> pd.DataFrame:
+def _count(frame: pd.DataFrame, name: str, job: dict, refresh: bool, client: WorkerClient,
+           max_age: float | None = None) -> pd.DataFrame:
     """One partition of rows (every copy of its keys in it): its work, counted as the engine's estimate counts it."""
     spec = registry.get(name)
     assert spec.job is not None
     rows = frame.drop(columns=[ROW, KEY])
     with client.open() as api:
         prepared, op, op_options = spec.job(rows, **job)
-        work = work_from_plan(rows, prepared, op, op_options, api, refresh=refresh)
+        work = work_from_plan(rows, prepared, op, op_options, api, refresh=refresh, max_age=max_age)
     return pd.DataFrame({name: [int(getattr(work, name) or 0)] for name in _COUNTS})
 
 
@@ -200,13 +201,13 @@ def estimate(ddf: dd.DataFrame, operation: str, *, client: ApolloClient | None =
     the run makes them (per partition of keys).
     """
     spec = registry.get(operation, kind="enrich")
-    job, refresh = spec.estimate_job_options(options)
+    job, refresh, max_age = spec.estimate_job_options(options)
     job = dict(job, columns=columns)
     _options(spec, job, ddf._meta)
     worker = WorkerClient.of(client)
     meta = pd.DataFrame({name: pd.Series([], dtype="int64") for name in _COUNTS})
     counts = _by_key(ddf, spec.name, job, worker.cache_namespace).map_partitions(
-        _count, spec.name, job, refresh, worker, meta=meta)
+        _count, spec.name, job, refresh, worker, max_age, meta=meta)
     totals = counts.sum().compute()
     assert spec.job is not None
     with client_scope(client) as api:

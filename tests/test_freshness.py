@@ -1,0 +1,133 @@
+"""Refresh only what is old, and say what changed (issue 24 §2, §3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+import pytest
+
+import apollo_frames as af
+from apollo_frames.core.clock import FakeClock
+from apollo_frames.core.errors import InputError
+from apollo_frames.sandbox import Sandbox, SandboxConfig
+
+DAY = 86_400.0
+BULK = "people/bulk_match"
+
+
+def _emails(sb: Sandbox, n: int) -> list[str]:
+    found = [p["email"] for p in sb.world.people if p.get("email")][:n]
+    assert len(found) == n
+    return found
+
+
+def _enrich(frame: pd.DataFrame, client, **kw) -> pd.DataFrame:
+    return af.enrich_people(frame, client=client, progress=False, **kw)
+
+
+def test_max_age_sends_only_the_old_answers_and_estimate_said_so(tmp_path):
+    """2,000 stored answers, 1,500 of them older than max_age: ceil(1,500 / 10) bulk_match requests, as estimated."""
+    clock = FakeClock()
+    sb = Sandbox(SandboxConfig(seed=5, n_orgs=220), clock=clock)
+    emails = _emails(sb, 2000)
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        first = _enrich(pd.DataFrame({"email": emails[:1500]}), client)
+        clock.advance(40 * DAY)
+        _enrich(pd.DataFrame({"email": emails[1500:]}), client)
+        clock.advance(DAY)
+        frame = pd.DataFrame({"email": emails})
+        estimate = af.estimate(frame, "enrich_people", client=client, max_age="30d")
+        calls = sb.count(BULK)
+        again = _enrich(frame, client, max_age=dt.timedelta(days=30))
+        after = af.estimate(frame, "enrich_people", client=client, max_age="30d")
+    sent = sb.count(BULK) - calls
+    assert estimate.to_fetch == 1500 and estimate.api_calls == math.ceil(1500 / 10) == sent
+    assert again.attrs["apollo"]["api_calls"] == sent and again.attrs["apollo"]["cache_hits"] == 500
+    assert after.to_fetch == 0  # all fresh now
+    fetched = again["apollo_fetched_at"]
+    assert str(fetched.dtype).startswith("datetime64") and fetched.notna().all()
+    old = first["apollo_fetched_at"].iloc[0]
+    assert (fetched.iloc[:1500] - old).dt.total_seconds().min() == pytest.approx(41 * DAY)  # fetched again now
+    assert (fetched.iloc[1500:] - old).dt.total_seconds().max() == pytest.approx(40 * DAY)  # from the store
+
+
+def test_the_cached_rows_carry_the_time_their_answer_was_stored(tmp_path):
+    clock = FakeClock()
+    sb = Sandbox(SandboxConfig(seed=5, n_orgs=40), clock=clock)
+    frame = pd.DataFrame({"email": [*_emails(sb, 3), None]})
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        first = _enrich(frame, client)
+        clock.advance(3600)
+        second = _enrich(frame, client)
+        third = _enrich(frame, client, max_age="30m")
+    pd.testing.assert_series_equal(first["apollo_fetched_at"], second["apollo_fetched_at"])
+    assert first["apollo_fetched_at"].isna().tolist() == [False, False, False, True]  # an invalid row: never answered
+    assert (third["apollo_fetched_at"].iloc[:3] - first["apollo_fetched_at"].iloc[:3]).dt.total_seconds().tolist() \
+        == [3600.0] * 3
+    assert str(first["apollo_fetched_at"].dt.tz) == "UTC"
+
+
+@pytest.mark.parametrize("bad", [-1, "soon", True, float("nan")])
+def test_a_max_age_that_cannot_be_read_is_a_typed_error_before_anything_is_sent(tmp_path, bad):
+    sb = Sandbox(SandboxConfig(seed=5, n_orgs=20), clock=FakeClock())
+    with sb.client(cache_dir=tmp_path / "c") as client, pytest.raises(InputError, match="max_age"):
+        _enrich(pd.DataFrame({"email": _emails(sb, 2)}), client, max_age=bad)
+    assert sb.requests == []
+
+
+def _moving_world(tmp_path, n: int = 1000):
+    clock = FakeClock()
+    sb = Sandbox(SandboxConfig(seed=6, n_orgs=120), clock=clock)
+    people = [p for p in sb.world.people if p.get("email")][:n]
+    assert len(people) == n
+    return sb, clock, pd.DataFrame({"email": [p["email"] for p in people]}, index=[f"r{i}" for i in range(n)]), people
+
+
+def test_changes_list_every_mover_as_a_job_change_and_every_retitled_person_as_a_title_change(tmp_path):
+    """10 % move, 5 % are retitled between runs: changes() names each with its kind; a refresh right after
+    lists nothing."""
+    sb, clock, frame, people = _moving_world(tmp_path)
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        _enrich(frame, client)
+        clock.advance(100 * DAY)
+        moved = sb.move(0.10, retitle=0.05, seed=3)
+        refreshed = _enrich(frame, client, max_age="90d")
+        again = _enrich(frame, client, refresh=True)
+    label = {p["id"]: row for p, row in zip(people, frame.index, strict=True)}
+    found = refreshed.apollo.changes()
+    kinds = found.groupby("row")["change_kind"].first()
+    movers = {label[i] for i in moved.moved if i in label}
+    retitled = {label[i] for i in moved.retitled if i in label}
+    assert len(movers) > 50 and len(retitled) > 25
+    assert set(kinds[kinds == "job_change"].index) == movers
+    assert set(kinds[kinds == "title_change"].index) == retitled
+    assert len(set(kinds.index) - movers - retitled) <= 0.01 * len(frame)
+    assert list(found.columns) == ["row", "change_kind", "field", "old", "new"]
+    one = found[(found["row"] == next(iter(retitled))) & (found["field"] == "person.title")].iloc[0]
+    person = next(p for p in people if label[p["id"]] == one["row"])
+    assert one["new"] == person["title"] != one["old"]
+    assert again.apollo.changes().empty and refreshed.attrs["apollo"]["api_calls"] == 100
+
+
+def test_a_person_with_no_current_employer_left_and_the_previous_answer_is_kept_in_the_store(tmp_path):
+    sb, clock, frame, people = _moving_world(tmp_path, 3)
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        _enrich(frame, client)
+        clock.advance(DAY)
+        was = people[0]["organization_id"]
+        people[0]["organization"], people[0]["organization_id"] = None, None
+        people[1]["email_status"] = "guessed"
+        out = _enrich(frame, client, refresh=True)
+        keys = [key for (key,) in client.cache.query("SELECT key FROM Previous")]
+        kept = client.cache.previous_many(keys, since=0)
+    kinds = out.apollo.changes().groupby("row")["change_kind"].first().to_dict()
+    assert kinds == {"r0": "left", "r1": "other"}
+    assert len(keys) >= 3  # each replaced answer kept (under each identifier it was stored under)
+    assert any(v["id"] == people[0]["id"] and v["organization"]["id"] == was for v in kept.values())
+
+
+def test_a_frame_that_is_no_result_has_no_changes_to_list():
+    with pytest.raises(InputError, match="changes"):
+        pd.DataFrame({"a": [1]}).apollo.changes()
