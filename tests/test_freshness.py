@@ -131,3 +131,49 @@ def test_a_person_with_no_current_employer_left_and_the_previous_answer_is_kept_
 def test_a_frame_that_is_no_result_has_no_changes_to_list():
     with pytest.raises(InputError, match="changes"):
         pd.DataFrame({"a": [1]}).apollo.changes()
+
+
+def test_the_cli_fetches_old_answers_again_and_writes_what_changed(tmp_path, monkeypatch, capsys):
+    """enrich-people --max-age 0s --changes FILE: every answer is fetched again; the movers' rows are listed."""
+    import apollo_frames.sandbox as sandbox_module
+    from apollo_frames.cli import main
+
+    sb = Sandbox(SandboxConfig(seed=7, n_orgs=40))
+    monkeypatch.setattr(sandbox_module, "Sandbox", lambda *a, **k: sb)  # one world for both runs
+    emails = _emails(sb, 60)
+    src, out, changed = tmp_path / "in.csv", tmp_path / "out.parquet", tmp_path / "changes.csv"
+    pd.DataFrame({"email": emails}).to_csv(src, index=False)
+    run = ["enrich-people", str(src), str(out), "--sandbox", "--quiet", "--cache-dir", str(tmp_path / "c")]
+    assert main(run) == 0
+    moved = set(sb.move(0.5, seed=2).moved)
+    assert main([*run, "--max-age", "0s", "--changes", str(changed)]) == 0
+    listed = pd.read_csv(changed)
+    person = {p["email"]: p["id"] for p in sb.world.people if p.get("email")}
+    expected = {i for i, e in enumerate(emails) if person[e] in moved}
+    assert expected and set(listed["row"]) == expected
+    assert set(listed["change_kind"]) == {"job_change"} and "person.organization.name" in set(listed["field"])
+    assert pd.read_parquet(out)["apollo_fetched_at"].notna().all()
+    assert main([*run, "--max-age", "0s", "--changes", str(changed)]) == 0
+    assert pd.read_csv(changed).empty  # nothing changed since
+    with pytest.raises(SystemExit) as exited:
+        main([*run, "--max-age", "soon"])
+    assert exited.value.code == 2 and "--max-age" in capsys.readouterr().err
+
+
+def test_a_file_run_with_max_age_sends_what_the_file_estimate_said(tmp_path):
+    clock = FakeClock()
+    sb = Sandbox(SandboxConfig(seed=5, n_orgs=60), clock=clock)
+    emails = _emails(sb, 300)
+    old, src = tmp_path / "old.csv", tmp_path / "all.csv"
+    pd.DataFrame({"email": emails[:200]}).to_csv(old, index=False)
+    pd.DataFrame({"email": emails}).to_csv(src, index=False)
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        af.enrich_parquet(old, tmp_path / "o1.parquet", "enrich_people", client=client, progress=False)
+        clock.advance(10 * DAY)
+        _enrich(pd.DataFrame({"email": emails[200:]}), client)  # fresh: from the store
+        said = af.estimate_file(src, "enrich_people", client=client, chunk_rows=70, max_age="1w")
+        calls = sb.count(BULK)
+        done = af.enrich_parquet(src, tmp_path / "o2.parquet", "enrich_people", client=client, progress=False,
+                                 chunk_rows=70, max_age="1w")
+    assert said.to_fetch == 200 and said.api_calls == sb.count(BULK) - calls == done["api_calls"]
+    assert done["changes"] == {"row": [], "field": [], "old": [], "new": []}  # the world did not change

@@ -59,6 +59,12 @@ def change_frame(listed: Mapping[str, Sequence[Any]], labels: pd.Index | None = 
     }, columns=list(COLUMNS))
 
 
+def as_text(found: pd.DataFrame) -> pd.DataFrame:
+    """A change frame with ``old`` and ``new`` as text (null stays null), for a file: one type per column."""
+    text = {c: pd.array([None if v is None else str(v) for v in found[c]], dtype="string") for c in ("old", "new")}
+    return found.assign(**text)
+
+
 def changes(frame: pd.DataFrame) -> pd.DataFrame:
     """What changed in the answers this enrichment run replaced: one line per row and field that differs
     (``row`` is the row's label; ``change_kind`` is that row's kind, on each of its lines; ``old`` and ``new``
