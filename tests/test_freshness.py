@@ -177,3 +177,19 @@ def test_a_file_run_with_max_age_sends_what_the_file_estimate_said(tmp_path):
                                  chunk_rows=70, max_age="1w")
     assert said.to_fetch == 200 and said.api_calls == sb.count(BULK) - calls == done["api_calls"]
     assert done["changes"] == {"row": [], "field": [], "old": [], "new": []}  # the world did not change
+
+
+def test_an_old_answer_that_could_not_be_fetched_again_stays_in_its_row(tmp_path):
+    """max_credits leaves no room: the old rows are skipped (and say so) but keep the answer the store had."""
+    clock = FakeClock()
+    sb = Sandbox(SandboxConfig(seed=5, n_orgs=40), clock=clock)
+    frame = pd.DataFrame({"email": _emails(sb, 20)})
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        first = _enrich(frame, client)
+        clock.advance(DAY)
+        with pytest.warns(UserWarning, match="skipped"):
+            later = _enrich(frame, client, max_age="1h", max_credits=10)
+    assert (later["apollo_status"] == "matched").sum() == 10 and (later["apollo_status"] == "skipped").sum() == 10
+    skipped = later["apollo_status"] == "skipped"
+    pd.testing.assert_series_equal(later.loc[skipped, "person.id"], first.loc[skipped, "person.id"])
+    pd.testing.assert_series_equal(later.loc[skipped, "apollo_fetched_at"], first.loc[skipped, "apollo_fetched_at"])

@@ -157,6 +157,9 @@ class Plan:
     cached_table: pa.Table | None = None
     #: unique index -> its row in ``cached_table``
     cached_rows: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: answers older than ``max_age``, fetched again: unique index -> its old row in ``cached_table`` (what the
+    #: row shows, beside its status and reason, when it could not be fetched again)
+    stale: dict[int, int] = dataclasses.field(default_factory=dict)
 
     @property
     def to_fetch(self) -> list[int]:
@@ -207,7 +210,7 @@ def plan_work(
     if max_age is not None:
         drop_stale(plan, client.cache.clock.time() - max_age)
     if not flatten:
-        plan.cached_rows, plan.cached_table = {}, None
+        plan.cached_rows, plan.stale, plan.cached_table = {}, {}, None
     return plan
 
 
@@ -220,7 +223,8 @@ def drop_stale(plan: Plan, cutoff: float) -> None:
     rows = np.fromiter(plan.cached_rows.values(), np.int64, len(plan.cached_rows))
     stored = plan.cached_table.column(STORED_AT).to_numpy()
     for j in js[stored[rows] < cutoff].tolist():
-        del plan.cached[j], plan.cached_rows[j]
+        del plan.cached[j]
+        plan.stale[j] = plan.cached_rows.pop(j)
 
 
 def set_aside(prepared: Prepared, suppressor: Suppressor | None) -> None:
@@ -240,7 +244,7 @@ def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[in
     """Stored answers (read for this plan) that name a suppressed identifier: taken out of the plan's rows, so
     they are never returned; unique index -> reason."""
     table = plan.cached_table
-    if suppressor is None or table is None or not plan.cached_rows:
+    if suppressor is None or table is None or not (plan.cached_rows or plan.stale):
         return {}
     names = [c for c in table.column_names if c in SUPPRESS_COLUMNS]
     columns = {c: table.column(c).to_pylist() for c in names}
@@ -250,6 +254,9 @@ def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[in
         if reason is not None:
             blocked[j] = reason.replace("its ", "the stored answer's ", 1)
             del plan.cached_rows[j]
+    for j, row in list(plan.stale.items()):  # (fetched again all the same; never shown if that fails)
+        if suppressor.row({c: values[row] for c, values in columns.items()}) is not None:
+            del plan.stale[j]
     return blocked
 
 
@@ -1009,6 +1016,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     row_of = dict(plan.cached_rows)
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0  # rows taken out stay in it
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
+    row_of.update((j, plan.stale[j]) for j in fetched if j in plan.stale)  # not fetched again: the old answer
     # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
     unique = np.asarray(plan.row_unique, dtype=np.int64)
     rows = np.full(len(plan.unique_records) + 1, offset + len(fetched), dtype=np.int64)
