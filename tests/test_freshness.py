@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import apollo_frames as af
+from apollo_frames.client.store import AnswerStore
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.core.errors import InputError
 from apollo_frames.sandbox import Sandbox, SandboxConfig
@@ -193,3 +194,20 @@ def test_an_old_answer_that_could_not_be_fetched_again_stays_in_its_row(tmp_path
     skipped = later["apollo_status"] == "skipped"
     pd.testing.assert_series_equal(later.loc[skipped, "person.id"], first.loc[skipped, "person.id"])
     pd.testing.assert_series_equal(later.loc[skipped, "apollo_fetched_at"], first.loc[skipped, "apollo_fetched_at"])
+
+
+def test_an_answer_deleted_takes_its_previous_versions_with_it(tmp_path):
+    """Previous versions live in the store's own file and go with their answer (what forgets an answer forgets
+    them); at most a few are kept per key."""
+    clock = FakeClock()
+    with AnswerStore(tmp_path, clock=clock) as store:
+        for n in range(6):
+            store.set_many({"k1": {"id": str(n)}, "k2": {"id": str(n)}}, ttl=None)
+            clock.advance(1)
+        assert store.query("SELECT COUNT(*) FROM Previous WHERE key = 'k1'") == [(3,)]
+        assert store.previous_many(["k1"], since=0) == {"k1": {"id": "4"}}  # the latest replaced
+        with store.transaction() as con:
+            con.execute("DELETE FROM Answers WHERE key = 'k1'")
+        assert store.query("SELECT key FROM Previous GROUP BY key") == [("k2",)]
+        store.clear()
+        assert store.query("SELECT COUNT(*) FROM Previous") == [(0,)]

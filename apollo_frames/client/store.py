@@ -72,7 +72,7 @@ _TABLES = (
 )
 #: previous versions kept per key (the newest)
 PREVIOUS_KEPT = 3
-#: the trigger that keeps a replaced answer in ``Previous`` (every write path replaces through an UPDATE; a
+#: the triggers that keep a replaced answer in ``Previous`` (every write path replaces through an UPDATE; a
 #: trigger's own ``OR REPLACE`` would yield to the upsert's conflict clause, hence the DELETE first)
 HISTORY_TRIGGERS = (
     f"""CREATE TRIGGER Previous_on_update BEFORE UPDATE OF value ON Answers
@@ -82,6 +82,9 @@ HISTORY_TRIGGERS = (
         DELETE FROM Previous WHERE key = OLD.key AND replaced_at NOT IN
             (SELECT replaced_at FROM Previous WHERE key = OLD.key ORDER BY replaced_at DESC LIMIT {PREVIOUS_KEPT});
         END""",
+    # whatever deletes an answer (forget, retention, quarantine) deletes its previous versions with it
+    """CREATE TRIGGER Previous_on_delete AFTER DELETE ON Answers
+        BEGIN DELETE FROM Previous WHERE key = OLD.key; END""",
 )
 _TRIGGERS = (*FLAT_TRIGGERS, *HISTORY_TRIGGERS)
 _SELECT = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
