@@ -211,3 +211,16 @@ def test_an_answer_deleted_takes_its_previous_versions_with_it(tmp_path):
         assert store.query("SELECT key FROM Previous GROUP BY key") == [("k2",)]
         store.clear()
         assert store.query("SELECT COUNT(*) FROM Previous") == [(0,)]
+
+
+def test_changes_name_rows_by_label_in_a_subset_of_the_result_too(tmp_path):
+    sb, clock, frame, people = _moving_world(tmp_path, 30)
+    frame = frame.iloc[::-1]  # labels r29 ... r0
+    with sb.client(cache_dir=tmp_path / "c") as client:
+        _enrich(frame, client)
+        people[3]["title"] = "Chief Listening Officer"
+        out = _enrich(frame, client, refresh=True)
+    subset = out[out["apollo_status"] == "matched"].head(5)  # (keeps the attrs)
+    for found in (out.apollo.changes(), subset.apollo.changes()):
+        assert found.loc[found["field"] == "person.title", ["row", "change_kind", "new"]].values.tolist() == [
+            ["r3", "title_change", "Chief Listening Officer"]]

@@ -347,7 +347,8 @@ def run_operation(
     result = assemble_frame(frame, answer_columns(prepared, done, host_of(client)))
     finish(done, progress)
     result.attrs["apollo"] = done.summary.to_dict()
-    result.attrs["apollo"]["changes"] = done.changes
+    # (by label: a subset or a reordered copy of the result, which keeps its attrs, still names the right rows)
+    result.attrs["apollo"]["changes"] = dict(done.changes, row=frame.index[done.changes["row"]].tolist())
     if prepared.columns is not None:
         result.attrs["apollo"]["columns"] = prepared.columns.to_dict()
         result.attrs["apollo"]["column_reasons"] = prepared.columns.reasons()

@@ -37,21 +37,21 @@ def change_kind(fields: Mapping[str, Any]) -> str:
     return "other"
 
 
-def kinds_by_row(rows: Sequence[int], fields: Sequence[str], new: Sequence[Any]) -> dict[int, str]:
-    """Row position -> its :func:`change_kind` (the change list holds the rows' fields one per line)."""
-    by_row: dict[int, dict[str, Any]] = {}
+def kinds_by_row(rows: Sequence[Any], fields: Sequence[str], new: Sequence[Any]) -> dict[Any, str]:
+    """Row -> its :func:`change_kind` (the change list holds the rows' fields one per line)."""
+    by_row: dict[Any, dict[str, Any]] = {}
     for row, field, value in zip(rows, fields, new, strict=True):
         by_row.setdefault(row, {})[field] = value
     return {row: change_kind(found) for row, found in by_row.items()}
 
 
-def change_frame(listed: Mapping[str, Sequence[Any]], labels: pd.Index | None = None) -> pd.DataFrame:
-    """The change list (``attrs["apollo"]["changes"]``, or a file run's ``changes``) as a frame of
-    :data:`COLUMNS`; ``labels``: the rows' labels by position (a file run: positions as they are)."""
+def change_frame(listed: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """The change list (``attrs["apollo"]["changes"]``: rows by label; a file run's ``changes``: rows by
+    position in the file) as a frame of :data:`COLUMNS`."""
     rows, fields, new = listed["row"], listed["field"], listed["new"]
     kinds = kinds_by_row(rows, fields, new)
     return pd.DataFrame({
-        "row": labels[list(rows)].tolist() if labels is not None else list(rows),
+        "row": list(rows),
         "change_kind": pd.array([kinds[r] for r in rows], dtype="string"),
         "field": pd.array(list(fields), dtype="string"),
         "old": pd.Series(list(listed["old"]), dtype=object),
@@ -73,4 +73,4 @@ def changes(frame: pd.DataFrame) -> pd.DataFrame:
     if listed is None:
         raise InputError("changes() reads the result of enrich_people or enrich_orgs (its attrs['apollo']); this "
                          "frame is not one (or lost its attrs)")
-    return change_frame(listed, frame.index)
+    return change_frame(listed)
