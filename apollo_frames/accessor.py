@@ -19,6 +19,7 @@ import pandas as pd
 
 from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
+from apollo_frames.ops.changes import changes
 from apollo_frames.ops.collect import collect
 from apollo_frames.ops.mapping import columns
 from apollo_frames.ops.matchreport import match_report
@@ -31,6 +32,7 @@ FRAME_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "report": report,
     "flat": flat,
     "columns": columns,
+    "changes": changes,
 }
 
 

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from apollo_frames._version import __version__
 from apollo_frames.client.http import ApolloClient
 from apollo_frames.client.ratelimit import WindowReading, parse_rate_headers
+from apollo_frames.core.age import age_seconds
 from apollo_frames.core.errors import (
     ApolloError,
     AuthenticationError,
@@ -63,6 +64,7 @@ from apollo_frames.io.files import OUTPUT_SUFFIXES, convert_parquet, output_path
 from apollo_frames.io.stream import enrich_parquet, push_parquet
 from apollo_frames.io.tables import clean_input
 from apollo_frames.ops import registry
+from apollo_frames.ops.changes import as_text, change_frame
 from apollo_frames.ops.collect import collect
 from apollo_frames.ops.orgs import enrich_orgs
 from apollo_frames.ops.people import enrich_people
@@ -283,10 +285,23 @@ def cmd_enrich(args) -> int:
         summary = enrich_parquet(
             src, _staged(output), args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
-            confirm_over=args.confirm_over, suppress=_suppress_file(args), **_enrich_options(args),
+            confirm_over=args.confirm_over, suppress=_suppress_file(args), max_age=args.max_age,
+            **_enrich_options(args),
         )
         host = host_of(client)
-    return _finish_enrich(args, summary, output, host)
+    code = _finish_enrich(args, summary, output, host)
+    if args.changes is not None:
+        write_frame(as_text(change_frame(summary["changes"])), args.changes, formulas=_formulas(args))
+        print(f"wrote {args.changes} | {len(set(summary['changes']['row'])):,} rows changed", file=sys.stderr)
+    return code
+
+
+def _max_age(text: str) -> float:
+    """--max-age: text like 90d, 12h, 30m or 45s (or seconds), as seconds."""
+    try:
+        return age_seconds(text, name="the age") or 0.0  # (text is never None)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _suppress_file(args: argparse.Namespace) -> Path | None:
@@ -858,6 +873,11 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
         p.add_argument("--webhook-url", default=None,
                        help="with --reveal-phone-number: where Apollo delivers the phones (without it they are polled)")
     p.add_argument("--refresh", action="store_true", help="ignore cached answers (they are still updated)")
+    p.add_argument("--max-age", type=_max_age, default=None, metavar="AGE",
+                   help="fetch again the answers stored longer ago than this: 90d, 12h, 30m, 45s")
+    p.add_argument("--changes", default=None, metavar="FILE",
+                   help="write what the answers fetched again changed (row, change_kind, field, old, new) to FILE "
+                        "(.csv, .parquet or .xlsx)")
     for flag, text in _ASYNC_FLAGS.items():
         if flag in command.flags:
             p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)

@@ -40,6 +40,7 @@ from dask.dataframe.extensions import register_dataframe_accessor
 from apollo_frames.accessor import frame_method
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.store import entry_key
+from apollo_frames.core.age import age_seconds
 from apollo_frames.core.schema import to_pandas
 from apollo_frames.engine.assemble import assemble_frame
 from apollo_frames.engine.budget import check_credits
@@ -76,7 +77,8 @@ def _options(spec: Spec, options: dict, meta: pd.DataFrame) -> tuple[dict, dict]
     job = {k: v for k, v in options.items() if k in spec.options}
     assert spec.job is not None
     spec.job(meta, **job)  # the column mapping and the options, checked on the empty frame
-    return job, {k: v for k, v in options.items() if k in ("max_credits", "refresh", "confirm_over")}
+    run = {k: v for k, v in options.items() if k in ("max_credits", "refresh", "confirm_over")}
+    return job, dict(run, max_age=age_seconds(options.get("max_age")))
 
 
 def _result_meta(meta: pd.DataFrame, spec: Spec, job: dict) -> pd.DataFrame:
@@ -117,7 +119,8 @@ def _enrich_rows(frame: pd.DataFrame, name: str, job: dict, run: dict, client: W
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # skipped rows say why in apollo_error
             done = execute(len(frame), prepared, op, op_options, client=api, progress=False,
-                           refresh=run.get("refresh", False), run_id=run_id, budget=budget)
+                           refresh=run.get("refresh", False), run_id=run_id, budget=budget,
+                           max_age=run.get("max_age"))
             new = answer_columns(prepared, done)
             finish(done, progress=False)
     out = to_pandas(new)
@@ -160,7 +163,8 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
     spec = registry.get(operation, kind="enrich")
     job, run = _options(spec, dict(options), ddf._meta)
     if run.get("confirm_over") is not None:
-        found = estimate(ddf, spec.name, client=client, refresh=run.get("refresh", False), **job)
+        found = estimate(ddf, spec.name, client=client, refresh=run.get("refresh", False),
+                         max_age=run.get("max_age"), **job)
         worst = found.credits_max if run.get("max_credits") is None else min(found.credits_max, run["max_credits"])
         confirm_spend(spec.name, worst, run["confirm_over"])
     worker = WorkerClient.of(client)
@@ -181,14 +185,15 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
 _COUNTS = ("rows", "invalid", "unique", "cached", "to_fetch", "api_calls")
 
 
-def _count(frame: pd.DataFrame, name: str, job: dict, refresh: bool, client: WorkerClient) -> pd.DataFrame:
+def _count(frame: pd.DataFrame, name: str, job: dict, refresh: bool, client: WorkerClient,
+           max_age: float | None = None) -> pd.DataFrame:
     """One partition of rows (every copy of its keys in it): its work, counted as the engine's estimate counts it."""
     spec = registry.get(name)
     assert spec.job is not None
     rows = frame.drop(columns=[ROW, KEY])
     with client.open() as api:
         prepared, op, op_options = spec.job(rows, **job)
-        work = work_from_plan(rows, prepared, op, op_options, api, refresh=refresh)
+        work = work_from_plan(rows, prepared, op, op_options, api, refresh=refresh, max_age=max_age)
     return pd.DataFrame({name: [int(getattr(work, name) or 0)] for name in _COUNTS})
 
 
@@ -200,13 +205,13 @@ def estimate(ddf: dd.DataFrame, operation: str, *, client: ApolloClient | None =
     the run makes them (per partition of keys).
     """
     spec = registry.get(operation, kind="enrich")
-    job, refresh = spec.estimate_job_options(options)
+    job, refresh, max_age = spec.estimate_job_options(options)
     job = dict(job, columns=columns)
     _options(spec, job, ddf._meta)
     worker = WorkerClient.of(client)
     meta = pd.DataFrame({name: pd.Series([], dtype="int64") for name in _COUNTS})
     counts = _by_key(ddf, spec.name, job, worker.cache_namespace).map_partitions(
-        _count, spec.name, job, refresh, worker, meta=meta)
+        _count, spec.name, job, refresh, worker, max_age, meta=meta)
     totals = counts.sum().compute()
     assert spec.job is not None
     with client_scope(client) as api:

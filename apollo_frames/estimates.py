@@ -312,7 +312,7 @@ def estimate(
     """Estimate ``operation`` ("enrich_people", "enrich_orgs", "search") on ``frame`` without sending a request.
 
     Options are the operation's own (people: ``reveal_personal_emails``,
-    ``reveal_phone_number``, ``webhook_url``; all: ``refresh``): they change
+    ``reveal_phone_number``, ``webhook_url``; all: ``refresh``, ``max_age``): they change
     the cache keys and the worst-case credits. ``credits_max`` is what the run
     could spend at worst; ``credits_expected`` scales it by the match rate the
     ledger has seen for this operation (else ``DEFAULT_MATCH_RATE``).
@@ -388,9 +388,9 @@ def estimate_file(
     spec = _estimable(operation)
     if spec.job is None:
         raise ValueError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
-    job_options, refresh = spec.estimate_job_options(options)
+    job_options, refresh, max_age = spec.estimate_job_options(options)
     with client_scope(client, need_key=False) as c:
-        work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh)
+        work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh, max_age)
         return estimate_from_work(work, c, plan)
 
 

@@ -20,6 +20,7 @@ from frames import answers
 import apollo_frames as af
 import apollo_frames.dask as afd
 from apollo_frames.core.clock import FakeClock
+from apollo_frames.core.errors import InputError
 from apollo_frames.engine.budget import Budget
 from apollo_frames.io.shared import LocalTally, SharedBudget, WorkerClient
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
@@ -208,3 +209,19 @@ def test_shared_budget_counts_every_task_and_waits_for_the_others():
     assert b.reserve_items(1.0, 6, wait=False) == 2 and b.reserve_items(1.0, 1, wait=False) is None
     b.settle(2.0, 2.0)
     assert b.reserve_items(1.0, 1) == 0 and "spent 10 across the computation" in b.reached()
+
+
+def test_max_age_reaches_the_workers(served, tmp_path):
+    """A Dask run takes max_age as the pandas one does: answers older than it are fetched again, the others not."""
+    sb, _ = served()
+    frame = leads(sb, 20, 1)
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+    with sb.client(cache_dir=tmp_path / "c") as c, threads_only():
+        ddf.apollo.enrich_people(client=c).compute()
+        spent = sb.credits_consumed
+        ddf.apollo.enrich_people(client=c, max_age="1d").compute()
+        assert sb.credits_consumed == spent  # all fresh
+        ddf.apollo.enrich_people(client=c, max_age=0).compute()
+    assert sb.credits_consumed == 2 * spent  # all fetched again
+    with pytest.raises(InputError, match="max_age"):
+        ddf.apollo.enrich_people(max_age="soon")

@@ -91,7 +91,9 @@ def test_planted_triggers_are_dropped_and_ours_restored(tmp_path):
         store.set_many({K1: {"id": "2"}}, ttl=None)
         assert store.get_many([K1, K2]) == {K1: {"id": "2"}, K2: None}
         names = {n for (n,) in store.query("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        assert names == {"FlatRows_on_insert", "FlatRows_on_update", "FlatRows_on_delete"}
+        assert names == {"FlatRows_on_insert", "FlatRows_on_update", "FlatRows_on_delete", "Previous_on_update",
+                         "Previous_on_delete"}
+        assert store.previous_many([K1], since=0) == {K1: {"id": "1"}}  # (the replaced answer, kept)
         (sql,) = store.query("SELECT sql FROM sqlite_master WHERE name = 'FlatRows_on_delete'")[0]
         assert "FlatRows" in sql and "Claims" not in sql
 

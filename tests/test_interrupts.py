@@ -255,7 +255,7 @@ def test_a_search_by_row_interrupted_raises_search_interrupted(sandbox, tmp_path
     frame = pd.DataFrame({"domain": [o["primary_domain"] for o in sandbox.world.orgs[:12]]})
     with ctrl_c_client(sandbox, tmp_path / "c", "mixed_people/api_search", at=3, concurrency=1) as client, \
             pytest.raises(SearchInterrupted) as caught:
-        af.search_frame(frame, "people", client=client, progress=False)
+        af.search_frame(frame, kind="people", client=client, progress=False)
     (saved,) = numbers(PAGES, str(caught.value))
     assert saved == sandbox.count(path="mixed_people/api_search") == 3
 

@@ -46,6 +46,8 @@ class Erased:
     compacted: bool = True
     #: other identifiers (e-mails, LinkedIn URLs, ids) the removed answers named the people by, newly suppressed
     learned: int = 0
+    #: replaced versions (kept for ``changes()``) that named them, under answers that no longer do
+    previous_versions: int = 0
 
 
 def erase(store: AnswerStore, pairs: Sequence[tuple[str, str]], suppress: Callable[[list], int]) -> Erased:
@@ -64,6 +66,7 @@ def erase(store: AnswerStore, pairs: Sequence[tuple[str, str]], suppress: Callab
     journal = _journal_keys(store, nonces, sorted(wanted))
     present = {key for (key,) in _present(store, journal)}
     answers, done.quarantined, done.flat_blocks = store.erase([*named, *present])
+    done.previous_versions = _erase_previous(store, frozenset(wanted))
     done.answers, done.journal_lines = answers - len(present), len(present)
     done.compacted = store.compact()
     done.set_aside_files = _drop_set_aside(store, sorted(wanted))
@@ -97,6 +100,23 @@ def _named_keys(
                 learned.update(dict.fromkeys(found))
             elif isinstance(data, dict) and data.get("open") is True and isinstance(data.get("nonce"), str):
                 nonces.append(data["nonce"])
+
+
+def _erase_previous(store: AnswerStore, wanted: frozenset[tuple[str, str]]) -> int:
+    """Delete the replaced versions that name one of ``wanted`` (an old e-mail the current answer no longer
+    gives); those of erased answers went with them."""
+    doomed = []
+    for key, replaced_at, value in store.query("SELECT key, replaced_at, value FROM Previous", []):
+        try:
+            data = decode_entry(key, value)
+        except BadEntry:
+            continue
+        if revealed(data, wanted) is not None:
+            doomed.append((key, replaced_at))
+    if doomed:
+        with store.transaction() as con:
+            con.executemany("DELETE FROM Previous WHERE key = ? AND replaced_at = ?", doomed)
+    return len(doomed)
 
 
 def _journal_keys(store: AnswerStore, nonces: Iterable[str], pairs: Sequence[tuple[str, str]]) -> list[str]:

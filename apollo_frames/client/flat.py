@@ -48,7 +48,10 @@ FLAT_TRIGGERS = (
         BEGIN DELETE FROM FlatRows WHERE key = OLD.key; END""",
 )
 #: what each stored row carries beside the declared columns
-META = pa.schema([("_key", pa.string()), ("_hit", pa.bool_()), ("_expires_at", pa.float64())])
+META = pa.schema([("_key", pa.string()), ("_hit", pa.bool_()), ("_expires_at", pa.float64()),
+                  ("_stored_at", pa.float64())])
+#: the column a read adds beside the declared ones: when each row's raw answer was stored (POSIX seconds)
+STORED_AT = "_stored_at"
 #: keys per SQL statement (as the store's own reads)
 _SQL_BLOCK = 900
 #: the keys are looked up in ``FlatRows`` (to read only their blocks) when this many times their number is
@@ -108,16 +111,18 @@ class FlatCopies:
     def __init__(self, store: AnswerStore, fingerprint: str, schema: pa.Schema):
         self.store, self.fingerprint, self.schema = store, fingerprint, schema
         self.stored_schema = pa.unify_schemas([schema, META])
+        #: what :meth:`take` returns: the declared columns and :data:`STORED_AT`
+        self.read_schema = pa.unify_schemas([schema, pa.schema([(STORED_AT, pa.float64())])])
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
 
     def take(self, keys: Sequence[str]) -> tuple[list[int], list[bool], list[int], pa.Table]:
         """(indices into ``keys`` that have a live copy, whether each is a match, its row in the table, a table
-        of the rows used): the caller puts the rows in its order with one ``take``."""
+        of the rows used, with :data:`STORED_AT`): the caller puts the rows in its order with one ``take``."""
         blocks = self._blocks(keys)
         tables = self._decode(blocks)
         if not tables:
-            return [], [], [], self.schema.empty_table()
+            return [], [], [], self.read_schema.empty_table()
         table = pa.concat_tables(tables)
         at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
         found = pc.indices_nonzero(pc.is_valid(at))
@@ -140,11 +145,11 @@ class FlatCopies:
         for i, t in enumerate(tables):
             wanted = rows[order[cuts[i]:cuts[i + 1]]] - starts[i]
             if len(wanted):
-                t = t.select(self.schema.names)
+                t = t.select([*self.schema.names, STORED_AT])
                 pieces.append(t if len(wanted) == t.num_rows else t.take(pa.array(wanted)))
         positions = np.empty(len(rows), dtype=np.int64)
         positions[order] = np.arange(len(rows))
-        return (pa.concat_tables(pieces) if pieces else self.schema.empty_table()), positions
+        return (pa.concat_tables(pieces) if pieces else self.read_schema.empty_table()), positions
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, bytes]]:
         """(id, rows, data) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
@@ -208,7 +213,8 @@ class FlatCopies:
 
     def _save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
         meta = [pa.array(keys, pa.string()), pa.array(hits, pa.bool_()),
-                pa.array([stamps[k][1] for k in keys], pa.float64())]
+                pa.array([stamps[k][1] for k in keys], pa.float64()),
+                pa.array([stamps[k][0] for k in keys], pa.float64())]
         block = pa.Table.from_arrays([*table.select(self.schema.names).columns, *meta], schema=self.stored_schema)
         with self.store.transaction() as con:
             cursor = con.execute("INSERT INTO FlatBlocks (fingerprint, rows, data) VALUES (?, ?, ?)",

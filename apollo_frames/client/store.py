@@ -69,7 +69,28 @@ _TABLES = (
     # one row per erasure (``forget``): a store object that sees a new one checks what it writes from then on
     """CREATE TABLE IF NOT EXISTS Erasures (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL)""",
     *FLAT_TABLES,
+    # the answers replaced (by a refresh or max_age), a few per key, so a run can say what changed; in this file,
+    # so whatever deletes an answer can delete its previous versions with it
+    """CREATE TABLE IF NOT EXISTS Previous (
+        key TEXT NOT NULL, replaced_at REAL NOT NULL, stored_at REAL, value BLOB, PRIMARY KEY (key, replaced_at))""",
 )
+#: previous versions kept per key (the newest)
+PREVIOUS_KEPT = 3
+#: the triggers that keep a replaced answer in ``Previous`` (every write path replaces through an UPDATE; a
+#: trigger's own ``OR REPLACE`` would yield to the upsert's conflict clause, hence the DELETE first)
+HISTORY_TRIGGERS = (
+    f"""CREATE TRIGGER Previous_on_update BEFORE UPDATE OF value ON Answers
+        BEGIN DELETE FROM Previous WHERE key = OLD.key AND replaced_at = NEW.stored_at;
+        INSERT INTO Previous (key, replaced_at, stored_at, value) VALUES (OLD.key, NEW.stored_at, OLD.stored_at,
+            OLD.value);
+        DELETE FROM Previous WHERE key = OLD.key AND replaced_at NOT IN
+            (SELECT replaced_at FROM Previous WHERE key = OLD.key ORDER BY replaced_at DESC LIMIT {PREVIOUS_KEPT});
+        END""",
+    # whatever deletes an answer (forget, retention, quarantine) deletes its previous versions with it
+    """CREATE TRIGGER Previous_on_delete AFTER DELETE ON Answers
+        BEGIN DELETE FROM Previous WHERE key = OLD.key; END""",
+)
+_TRIGGERS = (*FLAT_TRIGGERS, *HISTORY_TRIGGERS)
 _SELECT = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
 _UPSERT = (
     "INSERT INTO Answers (key, stored_at, expires_at, value) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -379,11 +400,11 @@ class AnswerStore:
             con.execute("DROP TABLE IF EXISTS FlatBlocks")
         for statement in _TABLES:
             con.execute(statement)
-        ours = {" ".join(sql.split()) for sql in FLAT_TRIGGERS}
+        ours = {" ".join(sql.split()) for sql in _TRIGGERS}
         for name, sql in con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall():
             if " ".join(str(sql).replace("IF NOT EXISTS ", "").split()) not in ours:
                 con.execute(f'DROP TRIGGER "{str(name).replace(chr(34), chr(34) * 2)}"')
-        for statement in FLAT_TRIGGERS:
+        for statement in _TRIGGERS:
             con.execute(statement.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS", 1))
         tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "Cache" in tables and "raw" in {row[1] for row in con.execute("PRAGMA table_info(Cache)")}:
@@ -620,6 +641,7 @@ class AnswerStore:
             con.execute("UPDATE Answers SET expires_at = stored_at + ? WHERE expires_at IS NULL OR "
                         "expires_at > stored_at + ?", (self.retention, self.retention))
             con.execute("DELETE FROM Quarantine WHERE time < ?", (cutoff,))
+            con.execute("DELETE FROM Previous WHERE replaced_at < ?", (cutoff,))  # replaced versions age too
             drop_stale_blocks(con)
         return int(removed)
 
@@ -637,6 +659,22 @@ class AnswerStore:
                     raise
             ((busy, _, _),) = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return not busy
+    def previous_many(self, keys: Iterable[str], since: float) -> dict[str, Any]:
+        """key -> the answer that was replaced at or after ``since`` (the latest such), for those of ``keys`` whose
+        answer was replaced then; an entry that does not decode is left out (never trusted)."""
+        wanted = list(dict.fromkeys(keys))
+        rows: dict[str, tuple[float, Any]] = {}
+        for block in _blocks(wanted):
+            for key, replaced_at, value in self.query(
+                    f"SELECT key, replaced_at, value FROM Previous WHERE key IN ({_marks(len(block))}) "
+                    "AND replaced_at >= ?", [*block, since]):
+                if key not in rows or replaced_at > rows[key][0]:
+                    rows[key] = (replaced_at, value)
+        found = {}
+        for key, (_, value) in rows.items():
+            with contextlib.suppress(BadEntry):
+                found[key] = decode_entry(key, value)
+        return found
 
     def __contains__(self, key: str) -> bool:
         return key in self.get_many([key])
@@ -647,7 +685,7 @@ class AnswerStore:
 
     def clear(self) -> None:
         with self.transaction() as con:
-            for table in ("Answers", "FlatRows", "FlatBlocks"):
+            for table in ("Answers", "FlatRows", "FlatBlocks", "Previous"):
                 con.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:

@@ -1057,6 +1057,7 @@ _DTYPES = {
     pa.int64(): pd.Int64Dtype(),
     pa.float64(): pd.Float64Dtype(),
     pa.bool_(): pd.BooleanDtype(),
+    pa.timestamp("us", tz="UTC"): pd.DatetimeTZDtype("us", "UTC"),  # (apollo_fetched_at: a plain pandas datetime)
 }
 
 

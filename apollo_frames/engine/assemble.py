@@ -17,21 +17,32 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from apollo_frames.core.schema import to_pandas
 
 #: what an enrichment row costs in this run: its share of its batch's credits (0 from the store or a duplicate)
 CREDITS_COLUMN = "apollo_credits"
-STATUS_COLUMNS = ("apollo_status", "apollo_error", CREDITS_COLUMN)
+#: when a row's answer was stored (UTC; the stored answer's time for a row from the store, null: never answered)
+FETCHED_COLUMN = "apollo_fetched_at"
+FETCHED_TYPE = pa.timestamp("us", tz="UTC")
+STATUS_COLUMNS = ("apollo_status", "apollo_error", CREDITS_COLUMN, FETCHED_COLUMN)
 #: the run's own columns that are not text
-_TYPED = {CREDITS_COLUMN: pa.float64()}
+_TYPED = {CREDITS_COLUMN: pa.float64(), FETCHED_COLUMN: FETCHED_TYPE}
 
 
 def text_schema(names: Iterable[str], declared: pa.Schema | None = None) -> pa.Schema:
-    """The new columns' schema: ``names`` as text (but the typed run columns, :data:`CREDITS_COLUMN`), then the
+    """The new columns' schema: ``names`` as text (but the typed run columns, :data:`_TYPED`), then the
     ``declared`` columns."""
     fields = [pa.field(name, _TYPED.get(name, pa.string())) for name in names]
     return pa.schema(fields + (list(declared) if declared is not None else []))
+
+
+def fetched_at(seconds: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """POSIX seconds (float, null: never answered) as the :data:`FETCHED_COLUMN` timestamps, column-wise."""
+    micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000.0)), pa.int64())
+    out = micros.cast(FETCHED_TYPE)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def new_columns(head: Mapping[str, Sequence[Any] | pa.Array], flat: pa.Table | None = None) -> pa.Table:

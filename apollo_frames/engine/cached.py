@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from apollo_frames.client.flat import FlatCopies, Stamp, fingerprint
+from apollo_frames.client.flat import STORED_AT, FlatCopies, Stamp, fingerprint
 from apollo_frames.client.store import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
 
@@ -76,25 +76,34 @@ def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[
         return
     if present:
         table = op.flatten([found[key] for _, key in present])
-        out.add(table, [j for j, _ in present], hits)
         copies.save([key for _, key in present], stamps, hits, table)
+        out.add(with_stored_at(table, [key for _, key in present], stamps), [j for j, _ in present], hits)
+
+
+def with_stored_at(table: pa.Table, keys: Sequence[str], stamps: dict[str, Stamp]) -> pa.Table:
+    """``table`` (row i: ``keys[i]``'s answer) with :data:`STORED_AT`: when each answer was stored (null: not)."""
+    stored = [stamps[key][0] if key in stamps else None for key in keys]
+    return table.append_column(STORED_AT, pa.array(stored, pa.float64()))
 
 
 def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool], table: pa.Table,
-                  block_size: int = 1_000) -> None:
+                  block_size: int = 1_000) -> dict[str, Stamp]:
     """Keep flattened copies of answers just received and stored (row i of ``table`` is ``keys[i]``'s answer).
 
     Each copy is tied to the stamp its raw answer was written with; an answer not in the store
-    (a storage failure) gets no copy.
+    (a storage failure) gets no copy. Returns the stamps read (key -> (stored at, expires at)).
     """
     copies = copies_for(op, cache)
+    found: dict[str, Stamp] = {}
     for start in range(0, len(keys), block_size):
         block = list(keys[start:start + block_size])
         stamps = _stamps(cache, block)
+        found.update(stamps)
         rows = [i for i, key in enumerate(block, start) if key in stamps]
         if rows:
             piece = table.slice(start, len(block)) if len(rows) == len(block) else table.take(pa.array(rows))
             copies.save([keys[i] for i in rows], stamps, [hits[i] for i in rows], piece)
+    return found
 
 
 def _stamps(cache: Any, keys: Sequence[str]) -> dict[str, Stamp]:

@@ -28,7 +28,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from apollo_frames.client.flat import STORED_AT
 from apollo_frames.client.store import canonical_json
+from apollo_frames.core.age import age_seconds
 from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import (
     APIError,
@@ -37,9 +39,10 @@ from apollo_frames.core.errors import (
     warn,
 )
 from apollo_frames.core.reasons import failure_cause
-from apollo_frames.engine.assemble import CREDITS_COLUMN, assemble_frame, new_columns
+from apollo_frames.engine import changes as changes_module
+from apollo_frames.engine.assemble import CREDITS_COLUMN, FETCHED_COLUMN, assemble_frame, fetched_at, new_columns
 from apollo_frames.engine.budget import Attempts, Budget, check_credits, credit_shares, trusted_credits
-from apollo_frames.engine.cached import read_cached, save_answered
+from apollo_frames.engine.cached import read_cached, save_answered, with_stored_at
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -154,6 +157,9 @@ class Plan:
     cached_table: pa.Table | None = None
     #: unique index -> its row in ``cached_table``
     cached_rows: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: answers older than ``max_age``, fetched again: unique index -> its old row in ``cached_table`` (what the
+    #: row shows, beside its status and reason, when it could not be fetched again)
+    stale: dict[int, int] = dataclasses.field(default_factory=dict)
 
     @property
     def to_fetch(self) -> list[int]:
@@ -186,18 +192,39 @@ def check_flags(**flags: Any) -> None:
 
 
 def plan_work(
-    prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True
+    prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True,
+    max_age: float | None = None,
 ) -> Plan:
-    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers)."""
+    """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
+
+    ``max_age``: seconds; an answer stored longer ago than that is not a hit (it is fetched again).
+    """
     row_unique, first_rows, texts = dedupe(prepared)
     unique_records: Sequence[Any] = pick(prepared.records, first_rows)
     cache_keys = client.cache.keys(op.endpoint, texts, options)
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
         return plan
-    read = read_cached(cache_keys, op, client.cache, flatten=flatten, block_size=READ_BLOCK)
+    read = read_cached(cache_keys, op, client.cache, flatten=flatten or max_age is not None, block_size=READ_BLOCK)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
+    if max_age is not None:
+        drop_stale(plan, client.cache.clock.time() - max_age)
+    if not flatten:
+        plan.cached_rows, plan.stale, plan.cached_table = {}, {}, None
     return plan
+
+
+def drop_stale(plan: Plan, cutoff: float) -> None:
+    """Take the hits stored before ``cutoff`` (POSIX seconds) out of the plan: they are fetched again (their
+    flattened rows stay in the table, unused). Column-wise: Python only touches the stale ones."""
+    if plan.cached_table is None or not plan.cached_rows:
+        return
+    js = np.fromiter(plan.cached_rows, np.int64, len(plan.cached_rows))
+    rows = np.fromiter(plan.cached_rows.values(), np.int64, len(plan.cached_rows))
+    stored = plan.cached_table.column(STORED_AT).to_numpy()
+    for j in js[stored[rows] < cutoff].tolist():
+        del plan.cached[j]
+        plan.stale[j] = plan.cached_rows.pop(j)
 
 
 def set_aside(prepared: Prepared, suppressor: Suppressor | None) -> None:
@@ -217,7 +244,7 @@ def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[in
     """Stored answers (read for this plan) that name a suppressed identifier: taken out of the plan's rows, so
     they are never returned; unique index -> reason."""
     table = plan.cached_table
-    if suppressor is None or table is None or not plan.cached_rows:
+    if suppressor is None or table is None or not (plan.cached_rows or plan.stale):
         return {}
     names = [c for c in table.column_names if c in SUPPRESS_COLUMNS]
     columns = {c: table.column(c).to_pylist() for c in names}
@@ -227,6 +254,9 @@ def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[in
         if reason is not None:
             blocked[j] = reason.replace("its ", "the stored answer's ", 1)
             del plan.cached_rows[j]
+    for j, row in list(plan.stale.items()):  # (fetched again all the same; never shown if that fails)
+        if suppressor.row({c: values[row] for c, values in columns.items()}) is not None:
+            del plan.stale[j]
     return blocked
 
 
@@ -289,12 +319,14 @@ def run_operation(
     confirm_over: float | None = None,
     run_id: str | None = None,
     suppress: Any = None,
+    max_age: Any = None,
 ) -> pd.DataFrame:
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame.
 
     ``confirm_over``: when the call's worst-case spend is above it, ask first
     (or refuse, when nobody can be asked) before anything is sent.
     ``run_id``: the ledger's run id (a streaming file run passes one for all its chunks).
+    ``max_age``: a stored answer older than this (timedelta, seconds or text like ``"90d"``) is fetched again.
     """
     done = execute(
         len(frame),
@@ -310,10 +342,13 @@ def run_operation(
         confirm_over=confirm_over,
         run_id=run_id,
         suppress=suppress,
+        max_age=max_age,
     )
     result = assemble_frame(frame, answer_columns(prepared, done, host_of(client)))
     finish(done, progress)
     result.attrs["apollo"] = done.summary.to_dict()
+    # (by label: a subset or a reordered copy of the result, which keeps its attrs, still names the right rows)
+    result.attrs["apollo"]["changes"] = dict(done.changes, row=frame.index[done.changes["row"]].tolist())
     if prepared.columns is not None:
         result.attrs["apollo"]["columns"] = prepared.columns.to_dict()
         result.attrs["apollo"]["column_reasons"] = prepared.columns.reasons()
@@ -337,6 +372,8 @@ class Executed:
     saved: int = 0
     #: per unique record, what its answer cost in this run (:func:`~apollo_frames.engine.budget.credit_shares`)
     credits: list[float] = dataclasses.field(default_factory=list)
+    #: the answers this run replaced that changed: row position, field, old, new (:mod:`apollo_frames.engine.changes`)
+    changes: dict[str, list] = dataclasses.field(default_factory=changes_module.empty)
 
 
 def execute(
@@ -357,6 +394,7 @@ def execute(
     budget: Budget | None = None,
     make_bar: Callable[..., Any] = progress_bar,
     suppress: Any = None,
+    max_age: Any = None,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
@@ -379,7 +417,8 @@ def execute(
     quarantined = client.cache.quarantined
     suppressor = Suppressor.for_run(client.settings.cache_dir, suppress, client.clock)
     set_aside(prepared, suppressor)
-    plan = plan_work(prepared, op, options, client, refresh=refresh)
+    max_age = age_seconds(max_age)
+    plan = plan_work(prepared, op, options, client, refresh=refresh, max_age=max_age)
     blocked = drop_suppressed_cached(plan, suppressor)
     summary = RunSummary(
         operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)
@@ -399,7 +438,7 @@ def execute(
                      budget=budget if budget is not None else Budget(max_credits),
                      worst=worst,
                      bar=bar, stop=executor.stop, refresh=refresh, handed=executor.concurrency + executor.ahead,
-                     suppressor=suppressor)
+                     suppressor=suppressor, max_age=max_age)
     for j, why in blocked.items():
         sender.outcome[j], sender.messages[j] = SUPPRESSED, why
     requests_before, sending = client.stats.requests, time.monotonic()
@@ -426,8 +465,10 @@ def execute(
                   credit_types=list(per_type))
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
+    changes = changes_module.replaced_answers(plan, op, sender.results, sender.outcome, client.cache,
+                                              sender.started_at)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
-                    sender.writer.saved, sender.credits)
+                    sender.writer.saved, sender.credits, changes)
 
 
 def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
@@ -460,14 +501,10 @@ def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outc
     if not answered:
         return
     table = op.flatten([results[j] for j in answered])
-    save_answered(
-        cache,
-        op,
-        [plan.cache_keys[j] for j in answered],
-        [results[j] is not None for j in answered],
-        table,
-        block_size=READ_BLOCK,
-    )
+    keys = [plan.cache_keys[j] for j in answered]
+    stamps = save_answered(cache, op, keys, [results[j] is not None for j in answered], table, block_size=READ_BLOCK)
+    now = cache.clock.time()  # (an answer the store could not keep: received now)
+    table = with_stored_at(table, keys, {k: stamps.get(k, (now, None)) for k in keys})
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
     plan.cached_rows.update(zip(answered, range(offset, offset + len(answered)), strict=True))
     plan.cached_table = table if plan.cached_table is None else pa.concat_tables([plan.cached_table, table])
@@ -534,13 +571,15 @@ class _Sender:
 
     def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
                  budget: Budget, worst: float, bar: Any, stop: StopSignal, refresh: bool = False, handed: int = 1,
-                 suppressor: Suppressor | None = None):
+                 suppressor: Suppressor | None = None, max_age: float | None = None):
         self.op, self.plan, self.options, self.client = op, plan, options, client
         self.suppressor = suppressor
         self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
         self.stop, self.refresh, self.cache = stop, refresh, client.cache
         #: (store clock) a refresh takes from other processes only answers stored after this
         self.started_at = client.cache.clock.time()
+        #: (store clock) an answer stored before this is too old to take (refresh: the run's start; ``max_age``)
+        self.fresh_after = self.started_at if refresh else None if max_age is None else self.started_at - max_age
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
         #: per unique record, its share of the credits its request reported (the bill per row)
@@ -617,8 +656,11 @@ class _Sender:
         claimed, held = self.claims.claim(list(keys))
         stored: dict[str, Any] = {}
         if claimed and not self.refresh and self.claims.failed is None:
+            stamps: dict[str, tuple[float, float | None]] = {}
             with contextlib.suppress(StorageError):  # a store that cannot be read: send, as planned
-                stored = self.cache.get_many(claimed)
+                stored = self.cache.get_many(claimed, stamps=stamps)
+            if self.fresh_after is not None:  # (max_age: the old answer this run replaces is no answer)
+                stored = {k: v for k, v in stored.items() if stamps[k][0] >= self.fresh_after}
         for key, value in stored.items():
             self._answered_elsewhere(keys[key], value)
         if stored:
@@ -842,7 +884,7 @@ class _Sender:
         self.deferred.clear()
         try:
             waited = self.cache.wait_for(list(keys), self.claims.lease_s, sleep=self._sleep,
-                                         stored_after=self.started_at if self.refresh else None, owner=self.owner)
+                                         stored_after=self.fresh_after, owner=self.owner)
         except StorageError:
             self.pending.extend(keys.values())  # the store cannot be read: fetch them here
             return
@@ -970,15 +1012,18 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
     fetched = [j for j in plan.to_fetch if j not in plan.cached_rows]
     parts = [plan.cached_table] if plan.cached_table is not None else []
-    parts.append(done.op.flatten([done.results[j] for j in fetched] + [None]))
+    rest = done.op.flatten([done.results[j] for j in fetched] + [None])
+    parts.append(rest.append_column(STORED_AT, pa.nulls(rest.num_rows, pa.float64())))
     row_of = dict(plan.cached_rows)
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0  # rows taken out stay in it
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
+    row_of.update((j, plan.stale[j]) for j in fetched if j in plan.stale)  # not fetched again: the old answer
     # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
     unique = np.asarray(plan.row_unique, dtype=np.int64)
     rows = np.full(len(plan.unique_records) + 1, offset + len(fetched), dtype=np.int64)
     rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
     flat = rows_in_order(pa.concat_tables(parts), rows[unique])
+    stored_at, flat = flat.column(STORED_AT), flat.drop_columns([STORED_AT])
     status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
     message = np.array([*messages, None], dtype=object)[unique]
     reasons = np.array(prepared.reasons, dtype=object)
@@ -989,7 +1034,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     for row, own in prepared.statuses.items():
         status[row] = own
     head: dict[str, Any] = {"apollo_status": status, "apollo_error": error,
-                            CREDITS_COLUMN: _row_credits(unique, done.credits)}
+                            CREDITS_COLUMN: _row_credits(unique, done.credits), FETCHED_COLUMN: fetched_at(stored_at)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
     counts = pd.Series(status, dtype="object").value_counts()

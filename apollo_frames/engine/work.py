@@ -40,9 +40,11 @@ def check_options(operation: str, options: dict, allowed: tuple[str, ...]) -> No
         )
 
 
-def work_from_plan(frame, prepared, op, options: dict, client, *, refresh: bool = False) -> Work:
-    """Count the work of a runner ``Operation``: dedupe and cache lookup exactly as ``run_operation`` does."""
-    plan = plan_work(prepared, op, options, client, refresh=refresh, flatten=False)
+def work_from_plan(frame, prepared, op, options: dict, client, *, refresh: bool = False,
+                   max_age: float | None = None) -> Work:
+    """Count the work of a runner ``Operation``: dedupe and cache lookup exactly as ``run_operation`` does
+    (``max_age`` seconds: older stored answers count as to fetch)."""
+    plan = plan_work(prepared, op, options, client, refresh=refresh, flatten=False, max_age=max_age)
     return Work(
         operation=op.name,
         endpoint=op.endpoint,

@@ -48,6 +48,7 @@ import pandas as pd
 import pyarrow as pa
 
 from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.core.age import age_seconds
 from apollo_frames.core.errors import (
     ApolloError,
     RateLimitError,
@@ -57,6 +58,8 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.engine.assemble import assemble_table
 from apollo_frames.engine.budget import Budget
+from apollo_frames.engine.changes import empty as empty_changes
+from apollo_frames.engine.changes import extend, shifted
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import StopSignal
 from apollo_frames.engine.progress import interactive, progress_bar
@@ -202,7 +205,7 @@ def _split_options(spec: Spec, options: dict) -> tuple[dict, dict]:
 
 
 def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, client: Any,
-              refresh: bool = False) -> Work:
+              refresh: bool = False, max_age: float | None = None) -> Work:
     """What running ``spec`` over the file ``src`` would do, counted chunk by chunk as a file run goes; sends nothing.
 
     A record repeated across chunks counts once (by its cache key: 32 bytes
@@ -219,7 +222,7 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     rows = invalid = cached = to_fetch = api_calls = 0
     for chunk in tables:
         prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
-        plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
+        plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False, max_age=max_age)
         first = first_seen(plan, seen)
         new = len(first)
         fetch = sum(j not in plan.cached for j in first)
@@ -277,10 +280,12 @@ def _check_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: d
     max_credits = run_options.pop("max_credits", None)
     confirm_over = run_options.pop("confirm_over", None)
     refresh = run_options.get("refresh", False)
+    if run_options.get("max_age") is not None:  # (read once: a bad value fails before the file is read)
+        run_options["max_age"] = age_seconds(run_options["max_age"])
     check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress,
                    confirm_over=confirm_over)
     if confirm_over is not None:
-        work = file_work(src, spec, chunk_rows, job_options, client, refresh)
+        work = file_work(src, spec, chunk_rows, job_options, client, refresh, run_options.get("max_age"))
         worst = work.to_fetch * work.worst_credits
         confirm_spend(spec.name, worst if max_credits is None else min(worst, max_credits), confirm_over)
     return max_credits
@@ -324,8 +329,9 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 def _enrich_chunk(
     chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: Budget | None,
     run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes], reasons: dict[str, str],
-) -> tuple[pa.Table, RunSummary, int]:
-    """One chunk through the engine: its new columns and its summary; each answered batch moves ``bar``.
+) -> tuple[pa.Table, RunSummary, int, dict[str, list]]:
+    """One chunk through the engine: its new columns, its summary, the answers it saved and what changed (row
+    positions in the chunk); each answered batch moves ``bar``.
 
     ``budget``: the file run's, shared by its chunks (what one commits, the next cannot spend)."""
     frame = chunk.to_pandas()
@@ -343,7 +349,7 @@ def _enrich_chunk(
     _count_once(done.summary, done.plan, seen)
     if prepared.columns is not None and not reasons:  # the first chunk's guesses, for the run's fix text
         reasons.update(prepared.columns.reasons())
-    return new, done.summary, done.saved
+    return new, done.summary, done.saved, done.changes
 
 
 def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | None) -> dict:
@@ -388,7 +394,8 @@ def enrich_parquet(
     ``output``, ``chunks``, ``stopped_by_rate_limit``, ``rate_limit_window``,
     ``reset_at`` (POSIX time, or None), ``rows_remaining`` (rows ``skipped``,
     to be done by a later run), ``message`` and ``column_reasons`` (as
-    ``attrs["apollo"]["column_reasons"]``, from the first chunk).
+    ``attrs["apollo"]["column_reasons"]``, from the first chunk) and ``changes`` (as
+    ``attrs["apollo"]["changes"]``, rows counted from the file's first row).
     Every chunk is recorded in the ledger under the summary's one ``run_id``.
     """
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
@@ -410,17 +417,19 @@ def enrich_parquet(
         interrupted = False
         seen: set[bytes] = set()  # the file's unique records so far (32 bytes each), counted once
         reasons: dict[str, str] = {}  # columns guessed or almost fitting (ColumnMapping.reasons)
+        changes = empty_changes()  # what the answers replaced said before (row positions in the file)
         try:
             with partial_output(dst, schema) as writer:
                 budget = None if max_credits is None else Budget(max_credits)
                 for chunk in tables:
                     rows = chunk.num_rows
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
-                    new, part, saved = _enrich_chunk(
+                    new, part, saved, changed = _enrich_chunk(
                         chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving, seen,
                         reasons,
                     )
                     summary.merge(part)
+                    extend(changes, shifted(changed, done.rows))
                     done.saved += saved
                     writer.write_table(assemble_table(chunk, new, schema))
                     chunks += 1
@@ -440,6 +449,7 @@ def enrich_parquet(
     limit = stop.rate_limit
     out = _file_result(summary.to_dict(), dst, chunks, limit)
     out["column_reasons"] = reasons
+    out["changes"] = changes
     if limit is not None:
         out["message"] = _rate_limit_message(limit, summary.skipped, "what is done comes from the cache.")
     elif summary.skipped and stop.stopped:  # e.g. the circuit breaker: the host did not answer

@@ -140,14 +140,16 @@ def enrich_orgs(
     ledger: Ledger | None = None,
     confirm_over: float | None = None,
     suppress: Any = None,
+    max_age: Any = None,
 ) -> pd.DataFrame:
-    """Enrich every row of ``frame`` with Apollo's organization record, by domain."""
+    """Enrich every row of ``frame`` with Apollo's organization record, by domain (``max_age``: stored answers
+    older than that, a timedelta, seconds or text such as ``"90d"``, are fetched again)."""
     prepared, op, options = orgs_job(frame, columns)
     with client_scope(client) as api:
         return run_operation(
             frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
             progress=progress, ledger=ledger, confirm_over=confirm_over,
-            suppress=suppress,
+            suppress=suppress, max_age=max_age,
         )
 
 

@@ -534,8 +534,12 @@ def enrich_people(
     on_conflict: str = "flag",
     waterfall: bool = False,
     suppress: Any = None,
+    max_age: Any = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract.
+
+    ``max_age`` (a timedelta, seconds or text such as ``"90d"``): stored answers older than that are fetched
+    again (the previous answer is kept: ``result.apollo.changes()`` lists what changed).
 
     ``apollo_match_flags`` compares each answer with its row (see :mod:`apollo_frames.ops.quality`);
     ``on_conflict="reject"`` gives a contradicting match the status ``conflict`` (its credit is spent).
@@ -559,6 +563,7 @@ def enrich_people(
             ledger=ledger,
             confirm_over=confirm_over,
             suppress=suppress,
+            max_age=max_age,
         )
 
 

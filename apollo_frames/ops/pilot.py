@@ -117,9 +117,9 @@ def run_pilot(frame: pd.DataFrame, operation: str, pilot: int, *, client: Any, c
     check_pilot(pilot)
     spec = registry.get(operation, kind="enrich")
     assert spec.job is not None
-    job_options, refresh = spec.estimate_job_options(options)
+    job_options, refresh, max_age = spec.estimate_job_options(options)
     prepared, op, op_options = spec.job(frame, columns=columns, **job_options)
-    plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False)
+    plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False, max_age=max_age)
     worst = float(op.worst_credits(op_options))
     kinds = [identifier_kind(r) for r in plan.unique_records]
     by_kind, picked = _sample(kinds, plan.to_fetch, int(pilot // worst), seed)

@@ -12,7 +12,7 @@
   page holds up to 100 organizations); pages are recorded in the credit
   ledger, and ``max_credits`` stops before a page that could take the call's
   spend past the cap.
-* ``search_frame(df, kind, max_results_per_row=10, **filters)`` (also
+* ``search_frame(df, *, kind, max_results_per_row=10, **filters)`` (also
   ``df.apollo.search``): one search per input row, per-row filters taken from
   columns (``domain`` -> ``q_organization_domains_list``, ``organization_id`` /
   ``org.id`` -> ``organization_ids``, ``title`` -> ``person_titles``, ...; see

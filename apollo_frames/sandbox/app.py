@@ -36,7 +36,16 @@ from .store import (
     CONTACT_SORTS,
     Store,
 )
-from .world import World, ascii_fold, build_world, name_key, normalize_domain, normalize_email, normalize_linkedin
+from .world import (
+    Moved,
+    World,
+    ascii_fold,
+    build_world,
+    name_key,
+    normalize_domain,
+    normalize_email,
+    normalize_linkedin,
+)
 
 if TYPE_CHECKING:
     from apollo_frames.client import ApolloClient
@@ -446,6 +455,12 @@ class Sandbox:
                 raise ValueError(f"rewrite_domains: {target!r} is not the domain of an organisation of this world")
             out[normalize_domain(alias) or alias] = org
         return out
+
+    def move(self, share: float = 0.1, *, retitle: float = 0.0, seed: int = 0) -> Moved:
+        """Between runs, move ``share`` of the world's people to another organization and retitle ``retitle``
+        of the others (:meth:`~apollo_frames.sandbox.world.World.move`); the answers served from then on say so."""
+        with self._lock:
+            return self.world.move(share, retitle=retitle, seed=seed)
 
     def count(self, path: str | None = None, status: int | None = None) -> int:
         with self._lock:

@@ -273,6 +273,64 @@ class World:
         domain = normalize_domain(value)
         return self.org_by_domain.get(domain) if domain else None
 
+    def move(self, share: float = 0.1, *, retitle: float = 0.0, seed: int = 0, since: str = "2026-11-01") -> Moved:
+        """Time passes between two runs: ``share`` of the people move to another organization (their job
+        there ends, ``current=False``; the new one starts ``since``, ``current=True``; same title, same
+        e-mail, so a lookup still finds them) and ``retitle`` of the others get a new title where they are.
+        Returns who moved and who was retitled (two disjoint sets of person ids)."""
+        rng = random.Random(seed)
+        picked = rng.sample(range(len(self.people)), round(share * len(self.people)) +
+                            round(retitle * len(self.people)))
+        movers, retitled = picked[:round(share * len(self.people))], picked[round(share * len(self.people)):]
+        for i in movers:
+            self._move_one(i, rng, since)
+        for i in retitled:
+            person = self.people[i]
+            title = rng.choice([r[0] for r in ROLES if r[0] != person["title"]])
+            _set_title(person, title)
+        return Moved([self.people[i]["id"] for i in movers], [self.people[i]["id"] for i in retitled])
+
+    def _move_one(self, i: int, rng: random.Random, since: str) -> None:
+        """Person ``i`` leaves their organization for another (indexes kept up to date)."""
+        person = self.people[i]
+        old = person["organization"]
+        new = rng.choice(self.orgs)
+        while new is old and len(self.orgs) > 1:
+            new = rng.choice(self.orgs)
+        for job in person["employment_history"]:
+            if job["current"]:
+                job["current"], job["end_date"] = False, since
+        job_id = f"{rng.getrandbits(96):024x}"
+        person["employment_history"].insert(0, {
+            "_id": job_id, "id": job_id, "key": job_id, "created_at": None, "current": True, "degree": None,
+            "description": None, "emails": None, "end_date": None, "grade_level": None, "kind": None, "major": None,
+            "organization_id": new["id"], "organization_name": new["name"], "raw_address": None,
+            "start_date": since, "title": person["title"], "updated_at": None,
+        })
+        person["organization"], person["organization_id"] = new, new["id"]
+        person["headline"] = f"{person['title']} at {new['name']}"
+        self.people_by_org[old["id"]].remove(i)
+        self.people_by_org.setdefault(new["id"], []).append(i)
+        names = (name_key(person["first_name"]), name_key(person["last_name"]), new["id"])
+        self.person_by_name_org.setdefault(names, person)
+
+
+@dataclass
+class Moved:
+    """What :meth:`World.move` did: the ids of the people who changed organization, and of those retitled."""
+
+    moved: list[str]
+    retitled: list[str]
+
+
+def _set_title(person: dict, title: str) -> None:
+    """A new title where the person works (their current job's title too)."""
+    person["title"] = title
+    person["headline"] = f"{title} at {person['organization']['name']}"
+    for job in person["employment_history"]:
+        if job["current"]:
+            job["title"] = title
+
 
 def _hex_id(rng: random.Random, taken: set) -> str:
     while True:
