@@ -69,6 +69,8 @@ class Forgotten:
     quarantined: int
     flat_blocks: int
     set_aside_files: int
+    #: replaced versions (kept for ``changes()``) that named them under answers that no longer do
+    previous_versions: int = 0
     #: the credit ledger keeps sums by run and operation, never an identifier: nothing to remove
     ledger_details: int = 0
     #: False when another process's read kept part of the write-ahead log: run ``forget`` again when it is done
@@ -79,6 +81,7 @@ class Forgotten:
         return (f"forget: {self.identifiers:,} identifier(s) ({self.newly_suppressed:,} newly suppressed): "
                 f"{self.answers:,} stored answer(s), {self.journal_lines:,} push-journal line(s), "
                 f"{self.quarantined:,} quarantine record(s), {self.flat_blocks:,} flattened block(s), "
+                f"{self.previous_versions:,} replaced version(s), "
                 f"{self.set_aside_files:,} set-aside file(s) removed; files compacted{tail}")
 
 
@@ -97,4 +100,4 @@ def forget(values: Any, *, client: ApolloClient | None = None) -> Forgotten:
         done = erase(c.cache, pairs, lambda more: book.add(more, FORGET_REASON))
         new += done.learned  # the same people by their other identifiers
     return Forgotten(len(pairs), new, done.answers, done.journal_lines, done.quarantined, done.flat_blocks,
-                     done.set_aside_files, compacted=done.compacted)
+                     done.set_aside_files, previous_versions=done.previous_versions, compacted=done.compacted)

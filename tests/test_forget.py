@@ -286,3 +286,33 @@ def test_cache_prune_deletes_what_is_past_the_retention_of_the_environment(tmp_p
     assert cache_command("prune", tmp_path, older_than="365d").startswith("prune: 1 entries older than 365d or past")
     stored = _all_bytes(tmp_path)
     assert b"jane@acme.com" not in stored and b"bob@x.com" in stored
+
+
+def test_a_replaced_version_naming_a_forgotten_email_goes_too(tmp_path):
+    """The store keeps replaced answers for changes(). A forget follows the person (so a refreshed answer goes with
+    the old one), and a replaced version naming the person under a key whose answer no longer does is found too."""
+    from apollo_frames.client.erase import erase
+
+    sb = Sandbox(clock=FakeClock())
+    person = _people(sb, 1)[0]
+    old_email = person["email"]
+    frame = pd.DataFrame({"linkedin_url": [person["linkedin_url"]]})
+    cache = tmp_path / "c"
+    with sb.client(cache_dir=cache) as client:
+        af.enrich_people(frame, client=client, progress=False)
+        person["email"] = "renamed." + old_email  # Apollo's record changed
+        af.enrich_people(frame, client=client, progress=False, refresh=True)
+        af.forget([old_email], client=client)
+    assert old_email.encode() not in _all_bytes(cache) and person["email"].encode() not in _all_bytes(cache)
+
+    store = AnswerStore(tmp_path / "s", clock=FakeClock())
+    try:
+        store.set_many({"k": {"id": "a" * 24, "email": "old@acme.example"}}, ttl=None)
+        store.clock.sleep(1)
+        store.set_many({"k": {"id": "b" * 24, "email": "new@other.example"}}, ttl=None)  # another person now
+        done = erase(store, [("email", "old@acme.example")], lambda more: 0)
+        assert (done.answers, done.previous_versions) == (0, 1)
+        assert store.get_many(["k"])["k"]["email"] == "new@other.example"
+    finally:
+        store.close()
+    assert b"old@acme.example" not in _all_bytes(tmp_path / "s")
