@@ -414,7 +414,10 @@ class AnswerStore:
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
+        # setting the journal mode takes a lock without waiting on the busy handler ("database is locked" while
+        # another connection checkpoints): set it only when the file is not in WAL mode already (reading is free)
+        if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute("PRAGMA trusted_schema=OFF")
         con.execute("PRAGMA wal_autocheckpoint=0")  # never on a worker's path: see :meth:`checkpoint`
