@@ -324,8 +324,10 @@ class ApolloClient:
     def cache(self) -> AnswerStore:
         """The on-disk response cache for this client's settings, opened on first use."""
         if self._cache is None:
-            self._cache = AnswerStore(self.settings.cache_dir, namespace=self.cache_namespace, clock=self.clock,
-                                      retention=self.settings.retention)
+            with self._http_lock:  # one store object per client, whichever worker thread asks first
+                if self._cache is None:
+                    self._cache = AnswerStore(self.settings.cache_dir, namespace=self.cache_namespace,
+                                              clock=self.clock, retention=self.settings.retention)
         return self._cache
 
     @property

@@ -26,7 +26,6 @@ import datetime as dt
 import os
 import sqlite3
 import threading
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ from apollo_frames.client.storage import (
     private_file,
     storage_errors,
     tighten,
+    wal_mode,
 )
 from apollo_frames.core.clock import SYSTEM_CLOCK, WINDOWS, Clock
 
@@ -167,16 +167,7 @@ class Ledger:
     def _setup(self) -> None:
         conn = self._connection()
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        # Switching to WAL takes a lock that the busy handler does not always cover when
-        # several processes open a new ledger at the same moment: retry briefly.
-        for attempt in range(50):
-            try:
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 49:
-                    raise
-                time.sleep(0.05)
+        mode = wal_mode(conn)
         if str(mode).lower() != "wal":  # e.g. a filesystem without shared memory
             warnings.warn(f"credit ledger {self.path} could not use WAL mode (got {mode!r}); writes may wait longer",
                 stacklevel=2,

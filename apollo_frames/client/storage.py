@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -142,3 +143,23 @@ def storage_errors(path: Path, what: str, remedy: str = "") -> Iterator[None]:
         if reason is None:
             raise
         raise storage_error(exc, path, what, reason, remedy) from exc
+
+
+def wal_mode(con: sqlite3.Connection) -> str:
+    """Put the database in WAL mode (once per file) and return the mode it is in.
+
+    Switching takes a lock the busy handler does not cover (two connections opening a new file at the same
+    moment: "database is locked" at once), so the switch is tried again briefly; a file already in WAL mode is
+    only read (no lock)."""
+    mode = str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    for attempt in range(50):
+        if mode == "wal":
+            break
+        try:
+            mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.05)
+    return mode

@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from apollo_frames.client.flat import FLAT_TABLES, FLAT_TRIGGERS, drop_stale_blocks
-from apollo_frames.client.storage import database_files, private_dir, private_file, storage_errors, tighten
+from apollo_frames.client.storage import (
+    database_files,
+    private_dir,
+    private_file,
+    storage_errors,
+    tighten,
+    wal_mode,
+)
 from apollo_frames.client.suppression import SuppressionList
 from apollo_frames.core import jsontext
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
@@ -414,10 +421,7 @@ class AnswerStore:
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        # setting the journal mode takes a lock without waiting on the busy handler ("database is locked" while
-        # another connection checkpoints): set it only when the file is not in WAL mode already (reading is free)
-        if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
+        wal_mode(con)
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute("PRAGMA trusted_schema=OFF")
         con.execute("PRAGMA wal_autocheckpoint=0")  # never on a worker's path: see :meth:`checkpoint`
