@@ -219,6 +219,16 @@ phones[["Email", "apollo_async_status", "person.mobile_phone"]].dropna(subset=["
 "refused before any request.",
 """apollo_frames.credit_balance()""",
 """apollo_frames.plot_credits();""",
+"md:## 5. Personal data: opt-outs and erasure\n\nA person who opts out is never enriched, pushed or kept again: "
+"`suppress` adds them to this store's list (kept as keyed hashes, never the address). `forget` also erases "
+"everything stored about a person (answers, copies, old versions; the files are compacted) and suppresses "
+"them. Their rows come back `suppressed`, and nothing is sent for them.",
+"""opted_out, erased = leads.loc[0, "Email"], leads.loc[1, "Email"]
+apollo_frames.suppress([opted_out], reason="opt-out 2026-12")
+print(apollo_frames.forget([erased]))
+apollo_frames.suppressed()""",
+"""again = leads.head(5).apollo.enrich_people(progress=False)
+again[["Email", "apollo_status", "apollo_error"]]""",
 ],
 }
 
