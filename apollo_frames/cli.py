@@ -443,6 +443,8 @@ def cmd_estimate(args) -> int:
 
     spec = registry.get(args.op)
     options: dict[str, Any] = {"reveal_phone_number": True} if args.reveal_phone_number else {}
+    if args.max_age is not None:
+        options["max_age"] = args.max_age
     if args.reveal_phone_number and "reveal_phone_number" not in spec.options:
         raise UsageError(f"--reveal-phone-number does not apply to --op {args.op}")
     columns = _parse_map(args.map)
@@ -972,6 +974,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_map(p)
     _add_reading(p)
     p.add_argument("--reveal-phone-number", action="store_true", help="people: price the phone reveal (+8 credits)")
+    p.add_argument("--max-age", type=_max_age, default=None, metavar="AGE",
+                   help="count as to fetch the answers stored longer ago than this (as enrich --max-age would)")
     p.add_argument("--cache-dir", default=None, help="default: $APOLLO_FRAMES_CACHE_DIR or ~/.cache/apollo_frames")
     p.add_argument("--sandbox", action="store_true", help="estimate against the embedded sandbox's cache")
     p.add_argument("--pilot", type=_positive_int, default=None, metavar="N",

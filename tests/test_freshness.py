@@ -146,6 +146,10 @@ def test_the_cli_fetches_old_answers_again_and_writes_what_changed(tmp_path, mon
     pd.DataFrame({"email": emails}).to_csv(src, index=False)
     run = ["enrich-people", str(src), str(out), "--sandbox", "--quiet", "--cache-dir", str(tmp_path / "c")]
     assert main(run) == 0
+    estimate = ["estimate", str(src), "--op", "enrich-people", "--sandbox", "--cache-dir", str(tmp_path / "c")]
+    capsys.readouterr()
+    assert main(estimate) == 0 and "0 to fetch" in capsys.readouterr().out
+    assert main([*estimate, "--max-age", "0s"]) == 0 and "60 to fetch" in capsys.readouterr().out
     moved = set(sb.move(0.5, seed=2).moved)
     assert main([*run, "--max-age", "0s", "--changes", str(changed)]) == 0
     listed = pd.read_csv(changed)
