@@ -614,7 +614,7 @@ class AnswerStore:
         book = SuppressionList(self.directory.parent, clock=self.clock)
         refused = set()
         for key, data, _, _ in entries:
-            if any(book.digest(kind, value) in self._erased for kind, value in named_identifiers(data)):
+            if book.listed(named_identifiers(data), self._erased) is not None:
                 refused.add(key)
         return refused
 

@@ -70,6 +70,13 @@ class SuppressionList:
         """The keyed hash of one normalised identifier."""
         return hmac.new(self.secret(), f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
 
+    def listed(self, pairs: Iterable[tuple[str, str]], digests: frozenset[str]) -> str | None:
+        """The kind of the first of ``pairs`` whose keyed hash is in ``digests`` (the list as read), else None."""
+        for kind, value in pairs:
+            if self.digest(kind, value) in digests:
+                return kind
+        return None
+
     # -- the list -------------------------------------------------------------------------------------
 
     def add(self, pairs: Iterable[tuple[str, str]], reason: str | None = None) -> int:

@@ -116,7 +116,6 @@ def answer_identifiers(answer: Mapping[str, Any] | None) -> list[tuple[str, str]
                                "id": answer.get("id"), "domain": domain})
 
 
-
 def _mappings(value: Any, depth: int = 0) -> Iterator[Mapping[str, Any]]:
     """Every object inside a stored value (the value itself first), depth first."""
     if depth > 64:  # (stored answers are parsed with a depth limit far below this)

@@ -58,7 +58,7 @@ from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.records import ColumnRecords, pick
 from apollo_frames.engine.summary import RunSummary, announce
 from apollo_frames.engine.suppressing import STATUS as SUPPRESSED
-from apollo_frames.engine.suppressing import Suppressor
+from apollo_frames.engine.suppressing import STORED_REASON, Suppressor
 
 
 @dataclasses.dataclass
@@ -248,15 +248,16 @@ def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[in
         return {}
     names = [c for c in table.column_names if c in SUPPRESS_COLUMNS]
     columns = {c: table.column(c).to_pylist() for c in names}
-    blocked = {}
-    for j, row in list(plan.cached_rows.items()):
-        reason = suppressor.row({c: values[row] for c, values in columns.items()})
-        if reason is not None:
-            blocked[j] = reason.replace("its ", "the stored answer's ", 1)
-            del plan.cached_rows[j]
-    for j, row in list(plan.stale.items()):  # (fetched again all the same; never shown if that fails)
-        if suppressor.row({c: values[row] for c, values in columns.items()}) is not None:
-            del plan.stale[j]
+
+    def why(row: int) -> str | None:
+        return suppressor.row({c: values[row] for c, values in columns.items()}, STORED_REASON)
+
+    blocked = {j: reason for j, row in plan.cached_rows.items() if (reason := why(row)) is not None}
+    for j in blocked:
+        del plan.cached_rows[j]
+    # a stale answer is fetched again all the same; it is never shown should that fail
+    for j in [j for j, row in plan.stale.items() if why(row) is not None]:
+        del plan.stale[j]
     return blocked
 
 
@@ -828,8 +829,8 @@ class _Sender:
 
     def _keep(self, batch: _Batch, answer: _Answer) -> None:
         """Fan the answers into the results (the worker queued them for the writer)."""
-        paid = [value is not None and n not in answer.errors for n, value in
-                enumerate(itertools.islice(itertools.chain(answer.results, itertools.repeat(None)), len(batch.sent)))]
+        results = answer.results
+        paid = [n < len(results) and results[n] is not None and n not in answer.errors for n in range(len(batch.sent))]
         for j, share in zip(batch.sent, credit_shares(answer.credits, paid), strict=True):
             self.credits[j] = share
         for n, (j, value) in enumerate(zip(batch.sent, answer.results, strict=False)):

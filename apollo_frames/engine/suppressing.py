@@ -9,15 +9,18 @@ are read. With nothing suppressed, none of this costs anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from apollo_frames.client.suppression import SuppressionList, suppression_values
+from apollo_frames.core.clock import Clock
 from apollo_frames.core.suppress import answer_identifiers, identifiers, record_identifiers
 
 #: the status of a row set aside, and the reasons it gives (never the value itself)
 STATUS = "suppressed"
 ROW_REASON = "suppressed: its {kind} is on the suppression list (never sent, nothing stored)"
+STORED_REASON = "suppressed: the stored answer's {kind} is on the suppression list (never sent, nothing stored)"
+PUSH_REASON = "suppressed: its {kind} is on the suppression list (never pushed)"
 #: the reason kept beside identifiers learned from an answer
 LEARNED = "named a suppressed person (learned from an answer)"
 ANSWER_REASON = ("suppressed: Apollo's answer names a suppressed {kind}; the answer was dropped, not stored "
@@ -31,27 +34,21 @@ class Suppressor:
         self.book, self.digests = book, digests
 
     @classmethod
-    def for_run(cls, cache_dir: Any, values: Any = None, clock: Any = None) -> Suppressor | None:
-        """The folder's list plus ``values`` (a list, set, Series, frame or file path); None when nothing is
-        suppressed."""
-        book = SuppressionList(cache_dir) if clock is None else SuppressionList(cache_dir, clock=clock)
+    def for_run(cls, cache_dir: Any, values: Any, clock: Clock) -> Suppressor | None:
+        """The folder's list plus ``values`` (a list, set, Series, frame or file path; or None); None when nothing
+        is suppressed."""
+        book = SuppressionList(cache_dir, clock=clock)
         digests = book.digests()
         if values is not None:
             pairs, _ = identifiers(suppression_values(values))
             digests = digests | {book.digest(k, v) for k, v in pairs}
         return cls(book, digests) if digests else None
 
-    def blocked(self, pairs: Iterable[tuple[str, str]]) -> str | None:
-        """The kind of the first suppressed identifier among ``pairs``, else None."""
-        for kind, value in pairs:
-            if self.book.digest(kind, value) in self.digests:
-                return kind
-        return None
-
-    def row(self, record: Mapping[str, Any] | None) -> str | None:
-        """Why a prepared record must not be sent, or None."""
-        kind = self.blocked(record_identifiers(record))
-        return None if kind is None else ROW_REASON.format(kind=kind.replace("_", " "))
+    def row(self, record: Mapping[str, Any] | None, why: str = ROW_REASON) -> str | None:
+        """Why a prepared record (or a flattened stored answer) must not be sent or served, as ``why`` says it;
+        or None."""
+        kind = self.book.listed(record_identifiers(record), self.digests)
+        return None if kind is None else why.format(kind=kind.replace("_", " "))
 
     def learn(self, record: Mapping[str, Any] | None) -> None:
         """The strong identifiers (e-mail, LinkedIn URL, id; never a domain) a record named a suppressed person by
@@ -63,5 +60,5 @@ class Suppressor:
 
     def answer(self, answer: Mapping[str, Any] | None) -> str | None:
         """Why an answer must not be kept or returned, or None."""
-        kind = self.blocked(answer_identifiers(answer))
+        kind = self.book.listed(answer_identifiers(answer), self.digests)
         return None if kind is None else ANSWER_REASON.format(kind=kind.replace("_", " "))

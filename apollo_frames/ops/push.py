@@ -163,8 +163,8 @@ from apollo_frames.engine.assemble import assemble_frame, new_columns, text_sche
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
+from apollo_frames.engine.suppressing import PUSH_REASON, Suppressor
 from apollo_frames.engine.suppressing import STATUS as SUPPRESSED
-from apollo_frames.engine.suppressing import Suppressor
 from apollo_frames.ops.journal import SENT, SETTLED, PushJournal, fingerprint
 from apollo_frames.ops.lookup import created_since, parse_time
 from apollo_frames.ops.registry import Command, Spec, register
@@ -1459,9 +1459,9 @@ def _set_aside(prepared: list[Row | None], reasons: list[str | None], client: An
         return []
     out = []
     for i, row in enumerate(prepared):
-        reason = None if row is None else suppressor.row({**row.values, "id": row.record_id})
+        reason = None if row is None else suppressor.row({**row.values, "id": row.record_id}, PUSH_REASON)
         if reason is not None:
-            prepared[i], reasons[i] = None, reason.replace("never sent, nothing stored", "never pushed")
+            prepared[i], reasons[i] = None, reason
             out.append(i)
     return out
 
