@@ -48,6 +48,7 @@ import pandas as pd
 import pyarrow as pa
 
 from apollo_frames.client.http import ApolloClient, client_scope
+from apollo_frames.client.suppression import suppression_values
 from apollo_frames.core.age import age_seconds
 from apollo_frames.core.errors import (
     ApolloError,
@@ -401,6 +402,8 @@ def enrich_parquet(
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
     spec = registry.get(operation, kind="enrich")
     job_options, run_options = _split_options(spec, options)
+    if run_options.get("suppress") is not None:  # a file of values is read once, not once per chunk
+        run_options["suppress"] = suppression_values(run_options["suppress"])
     summary = RunSummary(operation=spec.name, run_id=uuid.uuid4().hex[:12])
     started = time.monotonic()
     chunks = 0
