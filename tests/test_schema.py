@@ -510,10 +510,17 @@ def test_fast_path_orgs_and_repeated_content():
 
 
 def test_plain_encoder_writes_json_text():
+    """One stable text (jsontext.stable, FLATTEN_VERSION 3): compact, keys sorted, non-ASCII as it is, NaN and
+    infinities null; the plain encoder writes the same bytes for plain data and refuses anything else."""
     values = [{"b": [1, 1.5, -0.0, float("nan"), float("-inf"), True, None], "a": "é\"\\\n\x1f\u2028🚀"},
-              ["x", ("t", 1)], "s", 10**30, {"z": {"y": 1, "x": [{}]}}]
-    for v in values:
-        expected = json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        assert sc._plain(v) == sc.json_text(v) == expected
-    with pytest.raises(sc._PLAIN_ERRORS):
-        sc._plain({"d": object()})
+              ["x", ("t", 1)], "s", {"z": {"y": 1, "x": [{}]}}, [1e-05, 2.5e-08, 1e16]]
+    texts = ['{"a":"é\\"\\\\\\n\\u001f\u2028🚀","b":[1,1.5,-0.0,null,null,true,null]}', '["x",["t",1]]', '"s"',
+             '{"z":{"x":[{}],"y":1}}', '[0.00001,2.5e-8,1e+16]']
+    for v, text in zip(values, texts, strict=True):
+        assert sc.json_text(v) == text
+        assert sc._plain(v) == text.encode()
+        assert json.loads(text) == json.loads(json.dumps(v).replace("NaN", "null").replace("-Infinity", "null"))
+    assert sc.json_text(10**30) == "1000000000000000000000000000000"  # past 64 bits: json's text
+    for v in ({"d": object()}, 10**30, "\ud800", {1: "x"}):
+        with pytest.raises(sc._PLAIN_ERRORS):
+            sc._plain(v)
