@@ -40,6 +40,7 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.core.reasons import failure_cause
 from apollo_frames.engine import changes as changes_module
+from apollo_frames.engine.answered import ANSWERED, FlatAnswers
 from apollo_frames.engine.assemble import CREDITS_COLUMN, FETCHED_COLUMN, assemble_frame, fetched_at, new_columns
 from apollo_frames.engine.budget import Attempts, Budget, check_credits, credit_shares, trusted_credits
 from apollo_frames.engine.cached import read_cached, save_answered, with_stored_at
@@ -465,9 +466,8 @@ def execute(
         reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
                   credit_types=list(per_type))
     executor.stop.raise_fatal()
-    flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
-    changes = changes_module.replaced_answers(plan, op, sender.results, sender.outcome, client.cache,
-                                              sender.started_at)
+    flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
+    changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
                     sender.writer.saved, sender.credits, changes)
 
@@ -496,14 +496,14 @@ def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
         raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
 
 
-def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outcome: list[str | None], cache) -> None:
-    """Flatten the answers this run received into the plan's rows (once) and keep their flattened copies."""
-    answered = [j for j in plan.to_fetch if outcome[j] in ("matched", "no_match")]
-    if not answered:
+def flatten_answered(plan: Plan, op: Operation, flat: FlatAnswers, outcome: list[str | None], cache) -> None:
+    """Put the answers this run received, flattened as they came (``flat``), into the plan's rows and keep their
+    flattened copies."""
+    table, answered, found = flat.done(outcome)
+    if table is None:
         return
-    table = op.flatten([results[j] for j in answered])
     keys = [plan.cache_keys[j] for j in answered]
-    stamps = save_answered(cache, op, keys, [results[j] is not None for j in answered], table, block_size=READ_BLOCK)
+    stamps = save_answered(cache, op, keys, found, table, block_size=READ_BLOCK)
     now = cache.clock.time()  # (an answer the store could not keep: received now)
     table = with_stored_at(table, keys, {k: stamps.get(k, (now, None)) for k in keys})
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
@@ -583,6 +583,8 @@ class _Sender:
         self.fresh_after = self.started_at if refresh else None if max_age is None else self.started_at - max_age
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
+        #: the answers received, flattened a block at a time (``results[j]`` is then None again)
+        self.flat = FlatAnswers(op.flatten, self.results, READ_BLOCK)
         #: per unique record, its share of the credits its request reported (the bill per row)
         self.credits: list[float] = [0.0] * n
         self.outcome: list[str | None] = [None] * n
@@ -842,6 +844,7 @@ class _Sender:
                 continue
             self.results[j] = value
             self.outcome[j] = "matched" if value is not None else "no_match"
+        self.flat.took(j for j in batch.sent if self.outcome[j] in ANSWERED)
         self.unattributed.extend(extra.report for extra in answer.unattributed)
         self.contradicted += answer.contradicted
         if not answer.verified:
@@ -856,6 +859,7 @@ class _Sender:
             self.from_store += 1
         self.results[j] = value
         self.outcome[j] = "matched" if value is not None else "no_match"
+        self.flat.took((j,))
 
     def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
         status, message = done.row_status("sent")
