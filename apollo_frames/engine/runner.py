@@ -584,7 +584,7 @@ class _Sender:
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
         #: the answers received, flattened a block at a time (``results[j]`` is then None again)
-        self.flat = FlatAnswers(op.flatten, self.results, READ_BLOCK)
+        self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK)
         #: per unique record, its share of the credits its request reported (the bill per row)
         self.credits: list[float] = [0.0] * n
         self.outcome: list[str | None] = [None] * n
@@ -987,14 +987,25 @@ def host_of(client: Any) -> str | None:
     return urlsplit(str(client.settings.base_url)).hostname
 
 
-def rows_in_order(table: pa.Table, take: np.ndarray) -> pa.Table:
-    """``table.take(take)``: a slice when the rows are already in order, else one take over combined chunks
-    (a take over many chunks costs several times more than combining them first)."""
+def rows_in_order(parts: list[pa.Table], take: np.ndarray) -> pa.Table:
+    """The rows ``take`` of ``parts`` (one table after the other), in that order: a slice when they are already
+    in order, else a take column by column, each column's chunks combined first (a take over many chunks costs
+    several times more) and let go of before it is taken. ``parts`` is emptied: when the caller keeps no other
+    reference, the rows are held about once, not three times (a cold run's peak, issue 27)."""
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    parts.clear()
     if len(take) == 0 or (take[0] == 0 and np.array_equal(take, np.arange(len(take)))):
         return table.slice(0, len(take))
-    if table.column(0).num_chunks > 1:
-        table = table.combine_chunks()
-    return table.take(pa.array(take))
+    indices, schema, columns = pa.array(take), table.schema, table.columns
+    del table
+    out = []
+    for i, column in enumerate(columns):
+        columns[i] = None  # (its last reference but ``column``)
+        whole = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        del column
+        out.append(whole.take(indices))
+        del whole
+    return pa.Table.from_arrays(out, schema=schema)
 
 
 def _row_credits(unique: np.ndarray, credits: list[float]) -> pa.Array:
@@ -1017,17 +1028,19 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
     fetched = [j for j in plan.to_fetch if j not in plan.cached_rows]
     parts = [plan.cached_table] if plan.cached_table is not None else []
+    plan.cached_table = None  # handed over to the output (rows_in_order lets go of it column by column)
     rest = done.op.flatten([done.results[j] for j in fetched] + [None])
+    offset = parts[0].num_rows if parts else 0  # rows taken out stay in it
     parts.append(rest.append_column(STORED_AT, pa.nulls(rest.num_rows, pa.float64())))
+    del rest
     row_of = dict(plan.cached_rows)
-    offset = plan.cached_table.num_rows if plan.cached_table is not None else 0  # rows taken out stay in it
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
     row_of.update((j, plan.stale[j]) for j in fetched if j in plan.stale)  # not fetched again: the old answer
     # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
     unique = np.asarray(plan.row_unique, dtype=np.int64)
     rows = np.full(len(plan.unique_records) + 1, offset + len(fetched), dtype=np.int64)
     rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
-    flat = rows_in_order(pa.concat_tables(parts), rows[unique])
+    flat = rows_in_order(parts, rows[unique])
     stored_at, flat = flat.column(STORED_AT), flat.drop_columns([STORED_AT])
     status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
     message = np.array([*messages, None], dtype=object)[unique]
