@@ -524,3 +524,28 @@ def test_plain_encoder_writes_json_text():
     for v in ({"d": object()}, 10**30, "\ud800", {1: "x"}):
         with pytest.raises(sc._PLAIN_ERRORS):
             sc._plain(v)
+
+
+@pytest.mark.parametrize("odd", ["locked", "revenue_zero", "other_spelling", "none"])
+def test_a_batch_is_fixed_record_by_record_whatever_the_batch_screen_says(odd):
+    """_respelled looks at a whole batch first (issue 27); the one record needing a fix is still fixed, the
+    others left as they are, exactly as each record flattened alone."""
+    rows = [copy.deepcopy(full_person()) for _ in range(5)]
+    target = rows[3]
+    if odd == "locked":
+        target["email"] = "  EMAIL_NOT_UNLOCKED@domain.com "
+    elif odd == "revenue_zero":
+        target["organization"].update(annual_revenue=0, annual_revenue_printed=None)
+    elif odd == "other_spelling":
+        target["organization"].update(annual_revenue=None, organization_revenue=5e6)
+    table = sc.flatten_people(rows)
+    alone = [sc.flatten_people([r]).to_pylist()[0] for r in rows]
+    assert table.to_pylist() == alone
+    got = alone[3]
+    if odd == "locked":
+        assert got["person.email"] is None and "EMAIL_NOT_UNLOCKED" not in (got["person.extra"] or "")
+    elif odd == "revenue_zero":
+        assert got["person.organization.annual_revenue"] is None and alone[0]["person.organization.annual_revenue"]
+    elif odd == "other_spelling":
+        assert got["person.organization.annual_revenue"] == 5e6
+    assert rows[0]["email"] == full_person()["email"] and alone[0]["person.email"] == full_person()["email"]

@@ -21,8 +21,9 @@ Types and their Parquet form:
   everywhere.
 * lists of objects and nested objects (employment_history, phone_numbers,
   funding_events, current_technologies, departmental_head_count) -> **JSON
-  text** in a ``string`` column, written as
-  ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``;
+  text** in a ``string`` column, written once per value by orjson
+  (:func:`apollo_frames.core.jsontext.stable`: compact, keys sorted, non-ASCII as
+  it is; NaN and infinities null, objects JSON cannot express as ``str(obj)``);
   read it back with ``json.loads``. Their inner shapes vary between records and
   API versions, so a struct type would not be stable.
 * ``person.extra`` / ``org.extra`` -> JSON text (same form) of everything in the
@@ -56,7 +57,7 @@ import pandas as pd
 import pyarrow as pa
 
 from apollo_frames.core import jsontext
-from apollo_frames.core.normalize import is_locked_email
+from apollo_frames.core.normalize import LOCKED_EMAIL, is_locked_email
 
 __all__ = [
     "Column",
@@ -469,6 +470,8 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
 
 #: Bump when flatten gives other rows for the same records and schema: the store's flattened copies
 #: (apollo_frames.client.flat) carry it and are rebuilt from the raw answers when it differs.
+#: 3: JSON text written by orjson (``0.00001`` and ``2.5e-8`` where json wrote ``1e-05``, ``2.5e-08``; NaN and
+#: infinities ``null`` where json wrote ``NaN``, ``Infinity``).
 FLATTEN_VERSION = 3
 
 _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
@@ -499,6 +502,8 @@ def _respelled(records: list, kind: str) -> list:
     (``email_not_unlocked@...``) is null and kept nowhere."""
     spellings, at = _SPELLINGS[kind], _ORG_AT[kind]
     others = tuple(other[-1] for _, other in spellings)  # (all in the organisation object)
+    if _all_as_sent(records, at, others, kind == "person"):
+        return records
     out: list | None = None
     for i, record in enumerate(records):
         if type(record) is dict:
@@ -514,6 +519,25 @@ def _respelled(records: list, kind: str) -> list:
                 out = list(records)
             out[i] = fixed
     return records if out is None else out
+
+
+def _all_as_sent(records: list, at: tuple[str, ...], others: tuple[str, ...], person: bool) -> bool:
+    """True when no record can need a fix of _respelled (the usual batch), found a key at a time in C loops
+    over all records; False when some may (each is then looked at alone)."""
+    if set(map(type, records)) != {dict}:
+        return False
+    orgs = list(filter(None, map(dict.get, records, repeat(at[0])))) if at else records
+    if not set(map(type, orgs)) <= {dict}:
+        return False
+    try:
+        if 0 in list(map(dict.get, orgs, repeat("annual_revenue"))):  # (0.0 and False too: looked at alone)
+            return False
+        emails = "\n".join(filter(None, map(dict.get, records, repeat("email")))) if person else ""
+    except (TypeError, ValueError):  # an e-mail that is no text; a value without a truth (an array)
+        return False
+    if LOCKED_EMAIL in emails.lower():  # (lower() of the whole is the lower() of each: it maps one by one)
+        return False
+    return all(values.count(None) == len(values) for values in (list(map(dict.get, orgs, repeat(k))) for k in others))
 
 
 def _as_sent(record: dict, at: tuple[str, ...], others: tuple[str, ...], person: bool) -> bool:
