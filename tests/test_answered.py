@@ -54,3 +54,17 @@ def test_answers_far_ahead_of_a_missing_one_do_not_wait_and_only_answered_rows_c
 def test_nothing_answered():
     flat = FlatAnswers(_flatten([]), [None, None], order=[0, 1], block=2)
     assert flat.done([None, "error"]) == (None, [], [])
+
+
+def test_rows_in_order_gives_the_take_whether_as_slices_or_taken():
+    import numpy as np
+
+    from apollo_frames.engine.runner import MAX_RUNS, rows_in_order
+
+    table = pa.table({"a": list(range(10)), "b": [str(i) for i in range(10)]})
+    cases = [[3, 4, 5, 0, 1, 9, 9, 2], list(range(10)), [], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] * (MAX_RUNS // 9)]
+    for take in cases:
+        indices = np.asarray(take, dtype=np.int64)
+        parts = [table.slice(0, 4), table.slice(4)]
+        got = rows_in_order(parts, indices)
+        assert got.equals(table.take(pa.array(indices, pa.int64()))) and parts == []

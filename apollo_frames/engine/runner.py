@@ -987,15 +987,25 @@ def host_of(client: Any) -> str | None:
     return urlsplit(str(client.settings.base_url)).hostname
 
 
+#: at most this many runs of consecutive rows are put together as slices (no copy) rather than taken
+MAX_RUNS = 256
+
+
 def rows_in_order(parts: list[pa.Table], take: np.ndarray) -> pa.Table:
-    """The rows ``take`` of ``parts`` (one table after the other), in that order: a slice when they are already
-    in order, else a take column by column, each column's chunks combined first (a take over many chunks costs
-    several times more) and let go of before it is taken. ``parts`` is emptied: when the caller keeps no other
-    reference, the rows are held about once, not three times (a cold run's peak, issue 27)."""
+    """The rows ``take`` of ``parts`` (one table after the other), in that order: slices when they are a few
+    runs of consecutive rows (a cold run's answers, cached rows then fetched ones), else a take column by
+    column, each column's chunks combined first (a take over many chunks costs several times more) and let go
+    of before it is taken. ``parts`` is emptied: when the caller keeps no other reference, the rows are held
+    about once, not three times (a cold run's peak, issue 27)."""
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     parts.clear()
-    if len(take) == 0 or (take[0] == 0 and np.array_equal(take, np.arange(len(take)))):
-        return table.slice(0, len(take))
+    if len(take) == 0:
+        return table.slice(0, 0)
+    starts = np.flatnonzero(np.diff(take) != 1) + 1
+    if len(starts) < MAX_RUNS:
+        bounds = [0, *starts.tolist(), len(take)]
+        runs = [table.slice(int(take[a]), b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return runs[0] if len(runs) == 1 else pa.concat_tables(runs)
     indices, schema, columns = pa.array(take), table.schema, table.columns
     del table
     out = []
