@@ -462,8 +462,9 @@ def execute(
     summary.contradicted = sender.contradicted
     summary.identifier_conflicts = sender.identifier_conflicts
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
-        reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
-                  credit_types=list(per_type))
+        summary.credits_in_doubt += reconcile(client, meter, run_id=run_id, operation=op.name,
+                                              ledger_credits=summary.credits_consumed, credit_types=list(per_type),
+                                              in_doubt=summary.credits_in_doubt)
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
     changes = changes_module.replaced_answers(plan, op, sender.results, sender.outcome, client.cache,
