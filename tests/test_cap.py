@@ -138,7 +138,11 @@ def test_a_file_run_keeps_one_cap_across_its_chunks(served, tmp_path):
         warnings.simplefilter("ignore")
         summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=client, progress=False,
                                     max_credits=25)
+        total = ledger_total(client)
     assert sb.credits_consumed <= 25 and summary["skipped"] == 15
+    # the meter is read once before the file and once after it (not per chunk); the ledger holds what was charged
+    assert sb.count(path="usage_stats/credit_usage_stats") == 2
+    assert total >= sb.credits_consumed and summary["credits_consumed"] < sb.credits_consumed
 
 
 @pytest.mark.parametrize("fault", LOST)

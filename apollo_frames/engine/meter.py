@@ -164,6 +164,13 @@ def try_read(client: Any) -> CreditBalance | None:
     return None
 
 
+def capped_reading(client: Any, max_credits: float | None) -> CreditBalance | None:
+    """The meter before a capped run made of several (a file run's chunks), for one :func:`reconcile` after it."""
+    if max_credits is None or not math.isfinite(threshold(client)) or not hasattr(client, "post"):
+        return None
+    return try_read(client)
+
+
 def preflight(client: Any, needs: dict[str, float], max_credits: float | None) -> CreditBalance | None:
     """Refuse a run whose worst case (``needs``: credit type -> credits) is above what the meter says is left.
 

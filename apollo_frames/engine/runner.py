@@ -427,7 +427,9 @@ def execute(
     worst = float(op.worst_credits(options))
     credits_max = len(plan.to_fetch) * worst
     per_type = {t: c for t, c in (op.credit_types(options) if op.credit_types else {"lead_credit": worst}).items() if c}
-    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, max_credits)
+    # a run sharing a budget (a file run's chunk) is capped by its caller, who reads the meter around the whole run
+    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()},
+                      max_credits if budget is None else None)
     confirm_spend(op.name, credits_max if max_credits is None else min(credits_max, max_credits), confirm_over)
 
     bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
