@@ -427,7 +427,9 @@ def execute(
     worst = float(op.worst_credits(options))
     credits_max = len(plan.to_fetch) * worst
     per_type = {t: c for t, c in (op.credit_types(options) if op.credit_types else {"lead_credit": worst}).items() if c}
-    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, max_credits)
+    # a run sharing a budget (a file run's chunk) is capped by its caller, who reads the meter around the whole run
+    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()},
+                      max_credits if budget is None else None)
     confirm_spend(op.name, credits_max if max_credits is None else min(credits_max, max_credits), confirm_over)
 
     bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
@@ -462,8 +464,9 @@ def execute(
     summary.contradicted = sender.contradicted
     summary.identifier_conflicts = sender.identifier_conflicts
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
-        reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
-                  credit_types=list(per_type))
+        summary.credits_in_doubt += reconcile(client, meter, run_id=run_id, operation=op.name,
+                                              ledger_credits=summary.credits_consumed, credit_types=list(per_type),
+                                              in_doubt=summary.credits_in_doubt)
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
     changes = changes_module.replaced_answers(plan, op, sender.results, sender.outcome, client.cache,

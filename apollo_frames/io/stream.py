@@ -63,6 +63,7 @@ from apollo_frames.engine.changes import empty as empty_changes
 from apollo_frames.engine.changes import extend, shifted
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import StopSignal
+from apollo_frames.engine.meter import capped_reading, reconcile
 from apollo_frames.engine.progress import interactive, progress_bar
 from apollo_frames.engine.runner import (
     answer_columns,
@@ -415,6 +416,8 @@ def enrich_parquet(
         max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every, clock=api.clock)
+        # phones are charged when produced, later than the run: a run revealing them is not reconciled
+        meter = None if job_options.get("reveal_phone_number") else capped_reading(api, max_credits)
         requests_before = api.stats.requests
         done, rows = _Done(total_rows, src), 0
         interrupted = False
@@ -446,6 +449,9 @@ def enrich_parquet(
         finally:
             summary.elapsed_s = round(time.monotonic() - started, 3)
             bar.close(_enrich_counts(summary), interrupted)
+        summary.credits_in_doubt += reconcile(api, meter, run_id=summary.run_id, operation=spec.name,
+                                              ledger_credits=summary.credits_consumed, credit_types=["lead_credit"],
+                                              in_doubt=summary.credits_in_doubt)
 
     if isinstance(stop.error, StorageError):
         raise stop.error  # the output holds every row, with the answers received; the store could not keep them
