@@ -668,7 +668,7 @@ def cmd_search(args) -> int:
     search = args.command_spec.call
     with _client(args, _sandbox_if(args)) as client:
         result = search(max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh,
-                        **filters)
+                        suppress=_suppress_file(args), **filters)
     write_frame(result, output, formulas=_formulas(args))
     print(f"wrote {output} | " + SearchSummary(**result.attrs["apollo"]).line())
     return EXIT_OK
@@ -856,6 +856,12 @@ def _add_partial(p: argparse.ArgumentParser) -> None:
                    help="when nothing reached the server, still write the rows, to OUT.partial.<suffix>")
 
 
+def _add_suppress(p: argparse.ArgumentParser, what: str = "send, keep or return") -> None:
+    p.add_argument("--suppress", default=None, metavar="FILE",
+                   help=f"never {what} these e-mails, domains, LinkedIn URLs or Apollo ids (a text or CSV file), "
+                        "beside the cache folder's suppression list")
+
+
 def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
     p.add_argument("input", help=".csv, .tsv, .xlsx or .parquet (encoding, separator and header row detected)")
     p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
@@ -865,9 +871,7 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--confirm-over", type=_credits, default=None, metavar="CREDITS",
                    help="ask before a run whose worst case is above this many credits (refused when nobody can answer)")
-    p.add_argument("--suppress", default=None, metavar="FILE",
-                   help="never send, keep or return these e-mails, domains, LinkedIn URLs or Apollo ids (a text or "
-                        "CSV file), beside the cache folder's suppression list")
+    _add_suppress(p)
     options = registry.get(command.name.replace("-", "_")).options
     if "reveal_personal_emails" in options:
         p.add_argument("--reveal-personal-emails", action="store_true", help="ask for personal emails (+1 credit)")
@@ -907,6 +911,7 @@ def _search_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     if "max_credits" in command.flags:
         p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--refresh", action="store_true", help="ignore cached pages (they are still updated)")
+    _add_suppress(p, "search for, keep or return")
     _add_run_options(p)
 
 

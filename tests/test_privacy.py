@@ -205,3 +205,109 @@ def test_push_never_sends_a_suppressed_contact(tmp_path):
     assert out.attrs["apollo"]["suppressed"] == blocked.sum()
     pushed = {c["email"] for c in sb.store.contacts.values()}
     assert pushed == set(frame.loc[~blocked, "Email"])
+
+
+# -- searches -----------------------------------------------------------------------------------------------------
+
+class Recorder:
+    """A WSGI middleware keeping every request body the app below it received (to search them for identifiers)."""
+
+    def __init__(self, app):
+        self.app, self.bodies = app, []
+
+    def __call__(self, environ, start_response):
+        import io
+
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        self.bodies.append(body)
+        environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+    def sent(self) -> bytes:
+        return b"\n".join(self.bodies)
+
+
+def _big_orgs(sb: Sandbox, n: int) -> list[str]:
+    """The domains of ``n`` organisations with the most people in the sandbox's world."""
+    from collections import Counter
+
+    counts = Counter(p["organization"]["primary_domain"] for p in sb.world.people)
+    return [domain for domain, _ in counts.most_common(n)]
+
+
+def test_a_people_search_drops_suppressed_people_before_storing_or_returning_them(tmp_path):
+    sb = Sandbox(clock=FakeClock())
+    domains = _big_orgs(sb, 10)  # 230 people: three pages
+    with sb.client(cache_dir=tmp_path / "plain") as client:
+        plain = af.search_people(max_results=None, client=client, progress=False, q_organization_domains_list=domains)
+    ids = plain["person.id"].tolist()
+    gone = ids[:3] + ids[-2:]  # on the first page and on the last
+    cache = tmp_path / "cache"
+    with sb.client(cache_dir=cache) as client:
+        af.suppress(gone[:3], reason="opt-out", client=client)
+        out = af.search_people(max_results=None, client=client, progress=False, suppress=gone[3:],
+                               q_organization_domains_list=domains)
+        again = af.search_people(max_results=None, client=client, progress=False, suppress=gone[3:],
+                                 q_organization_domains_list=domains)
+        fewer = af.search_people(max_results=100, client=client, progress=False, q_organization_domains_list=domains)
+    kept = [i for i in ids if i not in gone]
+    assert len(ids) > 200 and out["person.id"].tolist() == kept
+    summary = out.attrs["apollo"]
+    assert (summary["suppressed"], summary["results"], summary["pages"]) == (5, len(ids) - 5, plain.attrs["apollo"]["pages"])
+    # from the store: the same rows, nothing asked, the placeholders counted again
+    assert again["person.id"].tolist() == kept
+    assert (again.attrs["apollo"]["api_calls"], again.attrs["apollo"]["suppressed"]) == (0, 5)
+    # a smaller max_results reads the stored first page as it was: 100 found, the 3 listed ones dropped
+    assert fewer["person.id"].tolist() == ids[3:100] and fewer.attrs["apollo"]["suppressed"] == 3
+    stored = _all_bytes(cache)
+    assert all(i.encode() not in stored for i in gone) and kept[0].encode() in stored
+
+
+def test_an_org_search_drops_suppressed_orgs_and_never_sends_a_suppressed_domain(tmp_path):
+    from apollo_frames.sandbox import client_for
+
+    sb = Sandbox(clock=FakeClock())
+    orgs = [o for o in sb.world.orgs if o.get("primary_domain") and o.get("linkedin_url")][:6]
+    domains = [o["primary_domain"] for o in orgs]
+    app = Recorder(sb)
+    cache = tmp_path / "cache"
+    with client_for(app, cache_dir=cache, clock=sb.clock) as client:
+        af.suppress([domains[0]], client=client)
+        with pytest.warns(UserWarning, match="1 filter value"):
+            out = af.search_orgs(client=client, progress=False, q_organization_domains_list=domains,
+                                 suppress=[orgs[1]["linkedin_url"], orgs[2]["id"]])
+        with pytest.raises(InputError, match="every value of q_organization_domains_list"):
+            af.search_orgs(client=client, progress=False, q_organization_domains_list=domains[:1])
+        rows = pd.DataFrame({"domain": [domains[0], domains[3], "WWW." + domains[0].upper()]})
+        by_row = rows.apollo.search(kind="orgs", client=client, progress=False, suppress=[orgs[3]["linkedin_url"]])
+        book = af.ledger(client=client)
+    assert out["org.primary_domain"].tolist() == domains[3:]
+    assert out.attrs["apollo"]["suppressed"] == 2 and out.attrs["apollo"]["credits_consumed"] == 1
+    # the row search's page was paid although its one result was dropped: its credit is recorded
+    assert by_row.attrs["apollo"]["credits_consumed"] == 1 and book["credits"].sum() == 2 == sb.credits_consumed
+    summary = by_row.attrs["apollo"]
+    assert (summary["suppressed_rows"], summary["suppressed"], summary["results"], summary["invalid_rows"]) == (2, 1, 0, 0)
+    assert set(summary["suppressed_reasons"]) == {0, 2} and "domain" in summary["suppressed_reasons"][0]
+    sent, stored = app.sent(), _all_bytes(cache)
+    assert domains[3].encode() in sent and domains[0].encode() not in sent
+    for org in orgs[:3]:  # (orgs[3] was found, and kept, by the first search)
+        for value in (org["primary_domain"], org["linkedin_url"], org["id"]):
+            assert value.encode() not in stored
+    assert orgs[4]["id"].encode() in stored
+
+
+def test_the_cli_searches_with_a_suppression_file(tmp_path, monkeypatch, capsys):
+    from apollo_frames import cli
+
+    sb = Sandbox()  # the world `--sandbox` serves
+    domains = _big_orgs(sb, 2)
+    listed = tmp_path / "optouts.txt"
+    listed.write_text(domains[0] + "\n")
+    monkeypatch.setenv("APOLLO_FRAMES_CACHE_DIR", str(tmp_path / "c"))
+    args = ["search-people", str(tmp_path / "out.parquet"), "--sandbox", "--quiet", "--suppress", str(listed),
+            "--filter", f"q_organization_domains_list={domains[0]}", "--filter", f"q_organization_domains_list={domains[1]}"]
+    assert cli.main(args) == 0
+    assert "1 filter value(s) on the suppression list were left out" in capsys.readouterr().err
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    at = {p["id"] for p in sb.world.people if p["organization"]["primary_domain"] == domains[1]}
+    assert len(out) == len(at) > 0 and set(out["person.id"]) == at
