@@ -52,7 +52,6 @@ from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ColumnMapping
-from apollo_frames.core.suppress import identifier
 from apollo_frames.core.errors import (
     APIError,
     InputError,
@@ -71,6 +70,7 @@ from apollo_frames.core.paginate import (
     read_page,
 )
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
+from apollo_frames.core.suppress import identifier
 from apollo_frames.engine.budget import Attempts, Budget, trusted_credits
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.keeper import lease_seconds
@@ -294,11 +294,7 @@ def run_query(
             needed = pag.pages_needed if pag.pages_needed is not None else math.ceil(pag.wanted / pag.per_page)
             out.pages_left_max = needed - pag.pages_read
             break
-        records = pag.update(data, RECORDS_KEY[kind])
-        kept = [r for r in records if not withheld(r) and (suppressor is None or suppressor.answer(r) is None)]
-        out.suppressed += len(records) - len(kept)
-        out.records.extend(kept)
-        out.pages += 1
+        _read_page(out, pag, data, kind, suppressor)
         if on_page is not None:
             on_page(pag)
         if out.storage_error is not None:
@@ -308,6 +304,16 @@ def run_query(
     out.truncated = pag.truncated
     out.stopped_reason = out.stopped_reason or pag.stop_reason
     return out
+
+
+def _read_page(out: QueryResult, pag: PageNumberPaginator, data: dict, kind: str,
+               suppressor: Suppressor | None) -> None:
+    """One more page into ``out``: its records, less those naming a suppressed identifier (counted)."""
+    records = pag.update(data, RECORDS_KEY[kind])
+    kept = [r for r in records if not withheld(r) and (suppressor is None or suppressor.answer(r) is None)]
+    out.suppressed += len(records) - len(kept)
+    out.records.extend(kept)
+    out.pages += 1
 
 
 def _withhold(data: dict, kind: str, suppressor: Suppressor | None) -> dict:
