@@ -862,6 +862,10 @@ def _add_suppress(p: argparse.ArgumentParser, what: str = "send, keep or return"
                         "beside the cache folder's suppression list")
 
 
+def _add_allow_dnc(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--allow-dnc", action="store_true", help=text)
+
+
 def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
     p.add_argument("input", help=".csv, .tsv, .xlsx or .parquet (encoding, separator and header row detected)")
     p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
@@ -887,6 +891,8 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     for flag, text in _ASYNC_FLAGS.items():
         if flag in command.flags:
             p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
+    if "allow_dnc" in options:
+        _add_allow_dnc(p, "show numbers flagged do-not-call in person.mobile_phone (left out by default)")
     _add_run_options(p, chunked=True)
 
 
