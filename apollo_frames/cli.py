@@ -679,8 +679,10 @@ def cmd_push(args) -> int:
     options = {
         "chunk_rows": args.chunk_rows, "progress": not args.quiet, "mode": args.mode, "columns": _parse_map(args.map),
         "run_dedupe": not args.no_dedupe, "labels": args.label, "dry_run": args.dry_run,
-        "default_region": args.default_region,
+        "default_region": args.default_region, "suppress": _suppress_file(args),
     }
+    if "allow_dnc" in args.spec.options:
+        options["allow_dnc"] = args.allow_dnc
     target = args.spec.target
     host = None
     if args.dry_run:
@@ -932,6 +934,10 @@ def _push_arguments(p: argparse.ArgumentParser, command: registry.Command) -> No
     p.add_argument("--no-dedupe", action="store_true",
                    help="bulk_create without run_dedupe (unknown outcomes are not retried)")
     p.add_argument("--default-region", default="US", help="region for phone numbers without a +country code")
+    _add_suppress(p, "push")
+    if "allow_dnc" in registry.get(command.name.replace("-", "_")).options:
+        _add_allow_dnc(p, "write phone numbers the input's person.phone_numbers flags do-not-call "
+                          "(left out by default)")
     _add_run_options(p, chunked=True)
 
 

@@ -214,6 +214,34 @@ def test_an_answer_carrying_a_do_not_call_mobile_shows_a_clear_number_or_none():
     assert allowed == ["+1555", "+1555", "+1777", "+1888", "+1999"]
 
 
+@pytest.mark.filterwarnings("ignore:.*column")  # (an enrichment's columns, most not pushed)
+def test_push_never_writes_a_do_not_call_number_unless_allow_dnc(tmp_path):
+    """Issue 25 §4: the number a row would push (here person.mobile_phone of a run with allow_dnc=True) is left out
+    of its contact when the row's person.phone_numbers flags it; allow_dnc=True writes it."""
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=60, do_not_call=0.5), clock=FakeClock())
+    frame = _frame(sb, 120)
+    mapping = {"person.mobile_phone": "phone"}
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True).apollo.collect(client=c)
+        rows = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True, allow_dnc=True)
+        rows = rows[rows["apollo_status"] == "matched"]
+        with pytest.warns(UserWarning, match="do-not-call were left out"):
+            plan = rows.apollo.push_contacts(client=c, progress=False, dry_run=True, columns=mapping)
+            out = rows.apollo.push_contacts(client=c, progress=False, columns=mapping)
+        kept = {c_["email"]: c_["sanitized_phone"] for c_ in sb.store.contacts.values()}
+        allowed = rows.apollo.push_contacts(client=c, progress=False, columns=mapping, allow_dnc=True)
+        written = {c_["email"]: c_["sanitized_phone"] for c_ in sb.store.contacts.values()}
+    numbers = [json.loads(n) if isinstance(n, str) else [] for n in rows["person.phone_numbers"]]
+    flagged = {ns[0]["sanitized_number"] for ns in numbers if ns and phones.do_not_call(ns[0])}
+    clear = {ns[0]["sanitized_number"] for ns in numbers if ns and not phones.do_not_call(ns[0])}
+    assert flagged and clear and set(rows["person.mobile_phone"].dropna()) == flagged | clear
+    assert plan.attrs["apollo"]["do_not_call"] == out.attrs["apollo"]["do_not_call"] == len(flagged)
+    assert not any(n in " ".join(plan["apollo_payload"].dropna()) for n in flagged)
+    assert (out["apollo_status"] == "created").all() and set(kept.values()) - {None} == clear
+    assert (allowed["apollo_status"] == "updated").all()
+    assert set(written.values()) - {None} == flagged | clear and allowed.attrs["apollo"]["do_not_call"] == 0
+
+
 @pytest.mark.parametrize(("code", "flagged"), [(None, False), ("not_found", False), ("not_on_dnc", False),
                                                 (" NOT_ON_DNC ", False), ("national_dnc", True), ("", True),
                                                 ("whatever_new", True), (0, True)])

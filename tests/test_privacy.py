@@ -311,3 +311,18 @@ def test_the_cli_searches_with_a_suppression_file(tmp_path, monkeypatch, capsys)
     out = pd.read_parquet(tmp_path / "out.parquet")
     at = {p["id"] for p in sb.world.people if p["organization"]["primary_domain"] == domains[1]}
     assert len(out) == len(at) > 0 and set(out["person.id"]) == at
+
+
+def test_the_push_cli_takes_a_suppression_file(tmp_path, monkeypatch):
+    from apollo_frames import cli
+
+    src, report = tmp_path / "contacts.csv", tmp_path / "report.parquet"
+    pd.DataFrame({"Email": [f"p{i}@acme{i % 2}.example" for i in range(6)], "First Name": ["A"] * 6,
+                  "Last Name": ["B"] * 6}).to_csv(src, index=False)
+    listed = tmp_path / "optouts.txt"
+    listed.write_text("acme1.example\n")
+    monkeypatch.setenv("APOLLO_FRAMES_CACHE_DIR", str(tmp_path / "c"))
+    assert cli.main(["push-contacts", str(src), "--report", str(report), "--sandbox", "--quiet",
+                     "--suppress", str(listed)]) == 0
+    assert pd.read_parquet(report)["apollo_status"].tolist() == ["created", "suppressed"] * 3
+    assert cli.build_parser().parse_args(["push-contacts", str(src), "--report", str(report), "--allow-dnc"]).allow_dnc
