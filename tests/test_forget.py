@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 import pytest
-from traces import all_bytes, flat_text
+from traces import all_bytes, flat_text, named
 
 import apollo_frames as af
 from apollo_frames.client.store import AnswerStore
@@ -33,36 +33,52 @@ def _counting(sb: Sandbox) -> list:
 
 
 def test_forget_of_100_people_leaves_no_byte_and_a_rerun_pays_nothing(tmp_path):
+    """Issue 25, done when (over loopback): after a run, ``forget`` of 100 people leaves none of their e-mails, names
+    or LinkedIn URLs in any file of the cache folder (the store still open, and closed); a re-run sends nothing
+    for them and marks them suppressed; everyone else comes from the store."""
+    from apollo_frames.sandbox import DEFAULT_API_KEY
+    from apollo_frames.sandbox.server import serve
+
     sb = Sandbox(clock=FakeClock())
     people = _people(sb, 300)
     frame = pd.DataFrame({"email": [p["email"] for p in people]})
     cache = tmp_path / "cache"
     asked = _counting(sb)
-    with sb.client(cache_dir=cache) as client:
-        af.enrich_people(frame, client=client, progress=False)
-        af.enrich_people(frame, client=client, progress=False)  # (flattened copies are kept)
-    assert flat_text(cache).count("@") >= 300
-    gone = people[:100]
-    names = {p["name"] for p in people[100:]}
-    # by e-mail, LinkedIn URL and Apollo id, written as a user would
-    values = ([p["email"].upper() for p in gone[:80]] + [p["linkedin_url"] for p in gone[80:90]]
-              + [p["id"] for p in gone[90:]])
-    with sb.client(cache_dir=cache) as client:
-        done = af.forget(values, client=client)
-    # each answer is stored under every key it proves (e-mail, LinkedIn URL, id): three entries a person
-    assert (done.identifiers, done.newly_suppressed, done.answers) == (100, 300, 300)  # (+ the other 2 ids each)
-    assert done.compacted and done.ledger_details == 0 and "300 stored answer(s)" in str(done)
-    stored, flat = all_bytes(cache), flat_text(cache)
-    for p in gone:
-        for value in (p["email"], p["linkedin_url"], p["id"]):
-            assert value.encode() not in stored and value not in flat, value
-        if p["name"] not in names:  # (a namesake kept is someone else)
-            assert p["name"].encode() not in stored and p["name"] not in flat
-    assert people[150]["email"].encode() in stored  # the others are still there
 
-    asked.clear()
-    with sb.client(cache_dir=cache) as client:
-        again = af.enrich_people(frame, client=client, progress=False)
+    def client(url: str) -> af.ApolloClient:
+        return af.ApolloClient(api_key=DEFAULT_API_KEY, base_url=url, cache_dir=cache, plan="paid", clock=sb.clock,
+                               cache_namespace="sandbox", allow_insecure_http=True)
+
+    with serve(sb) as url:
+        with client(url) as c:
+            af.enrich_people(frame, client=c, progress=False)
+            af.enrich_people(frame, client=c, progress=False)  # (flattened copies are kept)
+        assert flat_text(cache).count("@") >= 300
+        gone = people[:100]
+        names = {p["name"] for p in people[100:]}
+        # by e-mail, LinkedIn URL and Apollo id, written as a user would
+        values = ([p["email"].upper() for p in gone[:80]] + [p["linkedin_url"] for p in gone[80:90]]
+                  + [p["id"] for p in gone[90:]])
+        with client(url) as c:
+            af.enrich_people(frame.head(5), client=c, progress=False)  # the store open, its -wal file in use
+            done = af.forget(values, client=c)
+            open_bytes = all_bytes(cache)
+        # each answer is stored under every key it proves (e-mail, LinkedIn URL, id): three entries a person
+        assert (done.identifiers, done.newly_suppressed, done.answers) == (100, 300, 300)  # (+ the other 2 ids each)
+        assert done.compacted and done.ledger_details == 0 and "300 stored answer(s)" in str(done)
+        stored, flat = all_bytes(cache), flat_text(cache)
+        for data in (open_bytes, stored):
+            assert not named(data, gone) and len(named(data, people[100:])) > 200
+            for p in gone:
+                assert p["name"] in names or p["name"].encode() not in data  # (a namesake kept is someone else)
+        for p in gone:
+            for value in (p["email"], p["linkedin_url"], p["id"]):
+                assert value not in flat, value
+            assert p["name"] in names or p["name"] not in flat
+
+        asked.clear()
+        with client(url) as c:
+            again = af.enrich_people(frame, client=c, progress=False)
     assert asked == [] and again.attrs["apollo"]["api_calls"] == 0
     assert (again.loc[:99, "apollo_status"] == "suppressed").all() and again.loc[:99, "person.id"].isna().all()
     assert (again.loc[100:, "apollo_status"] == "matched").all()
