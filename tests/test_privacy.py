@@ -257,7 +257,8 @@ def test_an_org_search_drops_suppressed_orgs_and_never_sends_a_suppressed_domain
                                  suppress=[orgs[1]["linkedin_url"], orgs[2]["id"]])
         with pytest.raises(InputError, match="every value of q_organization_domains_list"):
             af.search_orgs(client=client, progress=False, q_organization_domains_list=domains[:1])
-        rows = pd.DataFrame({"domain": [domains[0], domains[3], "WWW." + domains[0].upper()]})
+        # row 3's query is row 1's once its suppressed domain is left out: sent once
+        rows = pd.DataFrame({"domain": [domains[0], domains[3], "WWW." + domains[0].upper(), [domains[3], domains[0]]]})
         by_row = rows.apollo.search(kind="orgs", client=client, progress=False, suppress=[orgs[3]["linkedin_url"]])
         book = af.ledger(client=client)
     assert out["org.primary_domain"].tolist() == domains[3:]
@@ -265,7 +266,8 @@ def test_an_org_search_drops_suppressed_orgs_and_never_sends_a_suppressed_domain
     # the row search's page was paid although its one result was dropped: its credit is recorded
     assert by_row.attrs["apollo"]["credits_consumed"] == 1 and book["credits"].sum() == 2 == sb.credits_consumed
     summary = by_row.attrs["apollo"]
-    assert (summary["suppressed_rows"], summary["suppressed"], summary["results"], summary["invalid_rows"]) == (2, 1, 0, 0)
+    assert (summary["suppressed_rows"], summary["suppressed"], summary["results"], summary["invalid_rows"]) == (2, 2, 0, 0)
+    assert summary["unique_queries"] == 1 and summary["api_calls"] == 1
     assert set(summary["suppressed_reasons"]) == {0, 2} and "domain" in summary["suppressed_reasons"][0]
     sent, stored = app.sent(), all_bytes(cache)
     assert domains[3].encode() in sent and domains[0].encode() not in sent

@@ -739,9 +739,15 @@ class RowQueries:
         if suppressor is None:
             return
         pruned = [_unsuppressed(query, suppressor) for query in self.unique]
-        kept = [j for j, (_, _, emptied) in enumerate(pruned) if not emptied]
-        moved = {j: n for n, j in enumerate(kept)}
-        self.unique = [pruned[j][0] for j in kept]
+        at: dict[str, int] = {}  # two queries may now be one
+        unique: list[dict] = []
+        moved: dict[int, int] = {}
+        for j, (query, _, emptied) in enumerate(pruned):
+            if not emptied:
+                moved[j] = at.setdefault(canonical_json(query), len(unique))
+                if moved[j] == len(unique):
+                    unique.append(query)
+        self.unique = unique
         for i, (label, j) in enumerate(zip(index, self.row_query, strict=True)):
             if j >= 0 and j not in moved:
                 kind = IDENTIFIER_FILTERS[pruned[j][2][0]]
