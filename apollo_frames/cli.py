@@ -668,7 +668,7 @@ def cmd_search(args) -> int:
     search = args.command_spec.call
     with _client(args, _sandbox_if(args)) as client:
         result = search(max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh,
-                        **filters)
+                        suppress=_suppress_file(args), **filters)
     write_frame(result, output, formulas=_formulas(args))
     print(f"wrote {output} | " + SearchSummary(**result.attrs["apollo"]).line())
     return EXIT_OK
@@ -679,8 +679,10 @@ def cmd_push(args) -> int:
     options = {
         "chunk_rows": args.chunk_rows, "progress": not args.quiet, "mode": args.mode, "columns": _parse_map(args.map),
         "run_dedupe": not args.no_dedupe, "labels": args.label, "dry_run": args.dry_run,
-        "default_region": args.default_region,
+        "default_region": args.default_region, "suppress": _suppress_file(args),
     }
+    if "allow_dnc" in args.spec.options:
+        options["allow_dnc"] = args.allow_dnc
     target = args.spec.target
     host = None
     if args.dry_run:
@@ -856,6 +858,16 @@ def _add_partial(p: argparse.ArgumentParser) -> None:
                    help="when nothing reached the server, still write the rows, to OUT.partial.<suffix>")
 
 
+def _add_suppress(p: argparse.ArgumentParser, what: str = "send, keep or return") -> None:
+    p.add_argument("--suppress", default=None, metavar="FILE",
+                   help=f"never {what} these e-mails, domains, LinkedIn URLs or Apollo ids (a text or CSV file), "
+                        "beside the cache folder's suppression list")
+
+
+def _add_allow_dnc(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--allow-dnc", action="store_true", help=text)
+
+
 def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
     p.add_argument("input", help=".csv, .tsv, .xlsx or .parquet (encoding, separator and header row detected)")
     p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
@@ -865,9 +877,7 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--confirm-over", type=_credits, default=None, metavar="CREDITS",
                    help="ask before a run whose worst case is above this many credits (refused when nobody can answer)")
-    p.add_argument("--suppress", default=None, metavar="FILE",
-                   help="never send, keep or return these e-mails, domains, LinkedIn URLs or Apollo ids (a text or "
-                        "CSV file), beside the cache folder's suppression list")
+    _add_suppress(p)
     options = registry.get(command.name.replace("-", "_")).options
     if "reveal_personal_emails" in options:
         p.add_argument("--reveal-personal-emails", action="store_true", help="ask for personal emails (+1 credit)")
@@ -883,6 +893,8 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     for flag, text in _ASYNC_FLAGS.items():
         if flag in command.flags:
             p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
+    if "allow_dnc" in options:
+        _add_allow_dnc(p, "show numbers flagged do-not-call in person.mobile_phone (left out by default)")
     _add_run_options(p, chunked=True)
 
 
@@ -907,6 +919,7 @@ def _search_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     if "max_credits" in command.flags:
         p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--refresh", action="store_true", help="ignore cached pages (they are still updated)")
+    _add_suppress(p, "search for, keep or return")
     _add_run_options(p)
 
 
@@ -921,6 +934,10 @@ def _push_arguments(p: argparse.ArgumentParser, command: registry.Command) -> No
     p.add_argument("--no-dedupe", action="store_true",
                    help="bulk_create without run_dedupe (unknown outcomes are not retried)")
     p.add_argument("--default-region", default="US", help="region for phone numbers without a +country code")
+    _add_suppress(p, "push")
+    if "allow_dnc" in registry.get(command.name.replace("-", "_")).options:
+        _add_allow_dnc(p, "write phone numbers the input's person.phone_numbers flags do-not-call "
+                          "(left out by default)")
     _add_run_options(p, chunked=True)
 
 

@@ -40,6 +40,7 @@ from dask.dataframe.extensions import register_dataframe_accessor
 from apollo_frames.accessor import frame_method
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.store import entry_key
+from apollo_frames.client.suppression import suppression_values
 from apollo_frames.core.age import age_seconds
 from apollo_frames.core.schema import to_pandas
 from apollo_frames.engine.assemble import assemble_frame
@@ -78,7 +79,10 @@ def _options(spec: Spec, options: dict, meta: pd.DataFrame) -> tuple[dict, dict]
     assert spec.job is not None
     spec.job(meta, **job)  # the column mapping and the options, checked on the empty frame
     run = {k: v for k, v in options.items() if k in ("max_credits", "refresh", "confirm_over")}
-    return job, dict(run, max_age=age_seconds(options.get("max_age")))
+    # a file of values is read once, here; the values travel to the workers (each adds its folder's list)
+    suppress = options.get("suppress")
+    suppress = None if suppress is None else suppression_values(suppress)
+    return job, dict(run, max_age=age_seconds(options.get("max_age")), suppress=suppress)
 
 
 def _result_meta(meta: pd.DataFrame, spec: Spec, job: dict) -> pd.DataFrame:
@@ -120,7 +124,7 @@ def _enrich_rows(frame: pd.DataFrame, name: str, job: dict, run: dict, client: W
             warnings.simplefilter("ignore", UserWarning)  # skipped rows say why in apollo_error
             done = execute(len(frame), prepared, op, op_options, client=api, progress=False,
                            refresh=run.get("refresh", False), run_id=run_id, budget=budget,
-                           max_age=run.get("max_age"))
+                           max_age=run.get("max_age"), suppress=run.get("suppress"))
             new = answer_columns(prepared, done)
             finish(done, progress=False)
     out = to_pandas(new)
@@ -152,8 +156,9 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
            **options: Any) -> dd.DataFrame:
     """Enrich ``ddf`` lazily (see the module doc); ``options`` are the pandas function's.
 
-    ``max_credits`` caps the whole computation. ``confirm_over`` counts the
-    work first (an eager ``estimate``) and asks before the graph is built.
+    ``suppress`` (values or a file, read once here) and the suppression list of each worker's cache folder set
+    rows aside as the pandas run does (``suppressed``). ``max_credits`` caps the whole computation.
+    ``confirm_over`` counts the work first (an eager ``estimate``) and asks before the graph is built.
     ``progress`` is accepted and ignored (workers show no bars); ``ledger``
     cannot travel to workers. Without ``client=``, each worker builds its
     client from its own environment.

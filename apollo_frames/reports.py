@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from apollo_frames.client.http import client_scope
 from apollo_frames.core.columns import NEAR_MISS_FIELD
 from apollo_frames.core.reasons import FailureReport, group_reasons
+from apollo_frames.ops.phones import MOBILE_COLUMN, NUMBERS_COLUMN, listed_numbers, withheld
 
 
 def ledger(*, since: Any = None, client=None) -> pd.DataFrame:
@@ -147,7 +149,20 @@ def report(frame: pd.DataFrame, *, examples: int = 3, host: str | None = None) -
     almost = _almost_fitted(frame.attrs.get("apollo", {}).get("column_reasons") or {})
     if almost:
         groups = [dataclasses.replace(g, fix=almost) if g.status == "invalid" and g.fix else g for g in groups]
-    return FailureReport(rows=len(frame), statuses={str(k): int(v) for k, v in counts.items()}, groups=groups)
+    return FailureReport(rows=len(frame), statuses={str(k): int(v) for k, v in counts.items()}, groups=groups,
+                         do_not_call=_do_not_call(frame))
+
+
+def _do_not_call(frame: pd.DataFrame) -> dict[str, int]:
+    """Numbers ``person.phone_numbers`` lists as do-not-call that ``person.mobile_phone`` does not show, by code."""
+    if NUMBERS_COLUMN not in frame.columns:
+        return {}
+    shown = frame[MOBILE_COLUMN] if MOBILE_COLUMN in frame.columns else pd.Series([None] * len(frame))
+    codes: Counter[str] = Counter()
+    for text, mobile in zip(frame[NUMBERS_COLUMN].astype("object"), shown.astype("object"), strict=True):
+        if isinstance(text, str):
+            codes.update(withheld({"phone_numbers": listed_numbers(text)}, mobile if isinstance(mobile, str) else None))
+    return dict(codes)
 
 
 def _almost_fitted(reasons: dict[str, str]) -> str | None:

@@ -225,3 +225,25 @@ def test_max_age_reaches_the_workers(served, tmp_path):
     assert sb.credits_consumed == 2 * spent  # all fetched again
     with pytest.raises(InputError, match="max_age"):
         ddf.apollo.enrich_people(max_age="soon")
+
+
+def test_suppressed_rows_end_suppressed_on_the_workers(cluster, served, tmp_path):
+    """Issue 25: suppress= and the cache folder's list reach every worker; the same rows as pandas end suppressed."""
+    sb, url = served()
+    frame = leads(sb, 60, 2)
+    listed, by_argument = people(sb, 60)[:5], people(sb, 60)[5:8]
+    optouts = tmp_path / "optouts.txt"
+    optouts.write_text("\n".join(p["email"] for p in by_argument) + "\n")
+    ddf = dd.from_pandas(frame, npartitions=4, sort=False)
+    with client_for(url, tmp_path) as c:
+        af.suppress([p["email"] for p in listed], client=c)
+        result = ddf.apollo.enrich_people(client=c, suppress=optouts).compute()
+        expected = af.enrich_people(frame, client=c, progress=False, suppress=optouts)
+    blocked = frame["Email"].str.strip().str.lower().isin([p["email"] for p in listed + by_argument])
+    assert blocked.sum() == 16
+    assert (result.loc[blocked.to_numpy(), "apollo_status"] == "suppressed").all()
+    assert result["apollo_status"].tolist() == expected["apollo_status"].tolist()
+    assert result.loc[blocked.to_numpy(), "person.id"].isna().all()
+    assert sb.credits_consumed == 60 - 8  # the suppressed were never sent
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "shared-cache").rglob("*") if p.is_file())
+    assert all(p["email"].encode() not in stored for p in listed + by_argument)

@@ -124,6 +124,8 @@ class FailureReport:
     rows: int
     statuses: dict[str, int]
     groups: list[ReasonGroup]
+    #: phone numbers left out of ``person.mobile_phone`` as do-not-call, by ``dnc_status_cd``
+    do_not_call: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def lines(self) -> list[str]:
         counts = ", ".join(f"{n:,} {status}" for status, n in self.statuses.items())
@@ -131,6 +133,10 @@ class FailureReport:
         out += [f"  {g.line()}" for g in self.groups]
         if not self.groups:
             out.append("  no row has a reason to show")
+        if self.do_not_call:
+            codes = ", ".join(f"{code} {n:,}" for code, n in sorted(self.do_not_call.items()))
+            out.append(f"  {sum(self.do_not_call.values()):,} phone numbers left out of person.mobile_phone as "
+                       f"do-not-call ({codes}); allow_dnc=True shows them")
         return out
 
     def __repr__(self) -> str:

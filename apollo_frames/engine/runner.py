@@ -118,6 +118,9 @@ class Operation:
     review: Callable[[Prepared, pa.Table, list[str], list[str | None]], dict[str, list]] | None = None
     #: options -> worst-case credits for one record by Apollo credit type (default: all ``lead_credit``)
     credit_types: Callable[[dict], dict[str, float]] | None = None
+    #: flattened answers -> what this run's rows show of them (people: a do-not-call number left out of
+    #: ``mobile_phone`` unless ``allow_dnc``); applied to the rows, never to the stored or flattened copies
+    shown: Callable[[pa.Table], pa.Table] | None = None
 
 
 @dataclasses.dataclass
@@ -1028,6 +1031,8 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
     flat = rows_in_order(pa.concat_tables(parts), rows[unique])
     stored_at, flat = flat.column(STORED_AT), flat.drop_columns([STORED_AT])
+    if done.op.shown is not None:
+        flat = done.op.shown(flat)
     status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
     message = np.array([*messages, None], dtype=object)[unique]
     reasons = np.array(prepared.reasons, dtype=object)

@@ -23,6 +23,9 @@ STORED_REASON = "suppressed: the stored answer's {kind} is on the suppression li
 PUSH_REASON = "suppressed: its {kind} is on the suppression list (never pushed)"
 #: the reason kept beside identifiers learned from an answer
 LEARNED = "named a suppressed person (learned from an answer)"
+SEARCH_REASON = "suppressed: its query's {kind} is on the suppression list (not searched)"
+#: what a stored search page holds in place of a record naming a suppressed identifier: nobody
+WITHHELD_KEY = "apollo_suppressed"
 ANSWER_REASON = ("suppressed: Apollo's answer names a suppressed {kind}; the answer was dropped, not stored "
                  "(its credit is recorded)")
 
@@ -58,7 +61,16 @@ class Suppressor:
             self.book.add(pairs, reason=LEARNED)
             self.digests = self.digests | {self.book.digest(k, v) for k, v in pairs}
 
+    def names(self, pair: tuple[str, str]) -> bool:
+        """Whether one normalised ``(kind, value)`` is suppressed."""
+        return self.book.listed([pair], self.digests) is not None
+
     def answer(self, answer: Mapping[str, Any] | None) -> str | None:
         """Why an answer must not be kept or returned, or None."""
         kind = self.book.listed(answer_identifiers(answer), self.digests)
         return None if kind is None else ANSWER_REASON.format(kind=kind.replace("_", " "))
+
+
+def withheld(record: Mapping[str, Any]) -> bool:
+    """Whether a search record is the placeholder a suppressed record left in a stored page."""
+    return record.get(WITHHELD_KEY) is True

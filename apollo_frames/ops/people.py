@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 import unicodedata
@@ -29,6 +30,7 @@ from apollo_frames.ops.phones import (
     is_async,
     phone_worst,
     polling,
+    shown_phones,
 )
 from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict
 from apollo_frames.ops.quality_columns import reviewer
@@ -500,16 +502,20 @@ def people_job(
     webhook_url: str | None = None,
     on_conflict: str = "flag",
     waterfall: bool = False,
+    allow_dnc: bool = False,
 ) -> tuple[Prepared, Operation, dict]:
     """What enriching ``frame`` sends: the prepared rows, the operation and its options (checked here)."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"enrich_people needs a pandas DataFrame, got {type(frame).__name__}")
+    if not isinstance(allow_dnc, bool):
+        raise TypeError(f"allow_dnc must be True or False, got {allow_dnc!r}")
     options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url, waterfall)
     if webhook_url:
         op = _with_webhook(webhook_url)
     else:
         op = polling(OPERATION) if is_async(options) else OPERATION
-    op = dataclasses.replace(op, review=reviewer(frame, check_on_conflict(on_conflict)))
+    op = dataclasses.replace(op, review=reviewer(frame, check_on_conflict(on_conflict)),
+                             shown=functools.partial(shown_phones, allow_dnc=allow_dnc))
     return prepare_people(frame, columns), op, options
 
 
@@ -535,6 +541,7 @@ def enrich_people(
     waterfall: bool = False,
     suppress: Any = None,
     max_age: Any = None,
+    allow_dnc: bool = False,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract.
 
@@ -546,9 +553,12 @@ def enrich_people(
     ``reveal_phone_number`` / ``waterfall`` (``run_waterfall_email`` and ``run_waterfall_phone``) without
     ``webhook_url`` poll: rows get ``apollo_request_id`` and ``apollo_async_status``; fetch the results
     with ``result.apollo.collect()`` (:mod:`apollo_frames.ops.phones`).
+    ``allow_dnc``: show numbers flagged do-not-call in ``person.mobile_phone`` (by default a number whose
+    ``dnc_status_cd`` is anything but null, ``not_found`` or ``not_on_dnc`` is left out; ``person.phone_numbers``
+    keeps every number with its status; ``result.apollo.report()`` counts those left out).
     """
     prepared, op, options = people_job(
-        frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url, on_conflict, waterfall
+        frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url, on_conflict, waterfall, allow_dnc
     )
     with client_scope(client) as api:
         return run_operation(
@@ -582,7 +592,8 @@ SPEC = register(
         kind="enrich",
         function=enrich_people,
         job=people_job,
-        options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict", "waterfall"),
+        options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict", "waterfall",
+                 "allow_dnc"),
         schema=_schema,
         commands=(
             Command(

@@ -167,6 +167,7 @@ from apollo_frames.engine.suppressing import PUSH_REASON, Suppressor
 from apollo_frames.engine.suppressing import STATUS as SUPPRESSED
 from apollo_frames.ops.journal import SENT, SETTLED, PushJournal, fingerprint
 from apollo_frames.ops.lookup import created_since, parse_time
+from apollo_frames.ops.phones import do_not_call, listed_numbers
 from apollo_frames.ops.registry import Command, Spec, register
 
 __all__ = [
@@ -286,6 +287,8 @@ class Target:
     reconcile_hint: str
     #: the keys an item of ``<plural>/bulk_update``'s ``<singular>_attributes`` takes besides ``id``
     bulk_update_fields: frozenset[str] = frozenset()
+    #: columns that list a row's phone numbers with their ``dnc_status_cd`` (enrich_people's ``person.phone_numbers``)
+    dnc_columns: tuple[str, ...] = ()
 
     @property
     def bulk_path(self) -> str:
@@ -328,6 +331,7 @@ CONTACTS = Target(
             "typed_custom_fields",
         }
     ),
+    dnc_columns=("person.phone_numbers", "phone_numbers"),
 )
 ACCOUNTS = Target(
     operation="push_accounts",
@@ -693,6 +697,8 @@ class PushSummary(Summary):
     skipped: int = 0
     #: rows naming an identifier on the suppression list (or in ``suppress=``): never sent
     suppressed: int = 0
+    #: phone numbers the frame flags do-not-call (``person.phone_numbers``): left out of the records (``allow_dnc``)
+    do_not_call: int = 0
     would_create: int = 0
     would_update: int = 0
     api_calls: int = 0
@@ -755,6 +761,7 @@ class PushSummary(Summary):
             f"{self.elapsed_s:.1f} s"
             + (f" | {self.resumed:,} pushed by the interrupted run, not sent again" if self.resumed else "")
             + (f" | {self.found:,} found in Apollo after the interruption, not created again" if self.found else "")
+            + (f" | {self.do_not_call:,} do-not-call numbers left out" if self.do_not_call else "")
         )
 
     def _title(self) -> str:
@@ -1309,6 +1316,7 @@ def push(
     journal: PushJournal | None = None,
     make_bar: Callable[..., Any] | None = None,
     suppress: Any = None,
+    allow_dnc: bool = False,
 ) -> pd.DataFrame:
     """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule.
 
@@ -1328,6 +1336,7 @@ def push(
     not_pushed = _unwritable(target, mode, mapping, columns)
     prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
     suppressed = _set_aside(prepared, reasons, client, suppress)
+    held = 0 if allow_dnc else _hold_dnc(frame, target, prepared, default_region)
     keys = _dedupe(prepared, seen)
     summary = PushSummary(
         operation=target.operation,
@@ -1336,6 +1345,7 @@ def push(
         rows=len(frame),
         run_id=uuid.uuid4().hex[:12],
         not_pushed=not_pushed,
+        do_not_call=held,
     )
     report = _Report.of(reasons)
     for i in suppressed:
@@ -1464,6 +1474,28 @@ def _set_aside(prepared: list[Row | None], reasons: list[str | None], client: An
             prepared[i], reasons[i] = None, reason
             out.append(i)
     return out
+
+
+def _hold_dnc(frame: pd.DataFrame, target: Target, prepared: list[Row | None], default_region: str | None) -> int:
+    """Take out of each row the phone number its own listed numbers (``target.dnc_columns``) flag do-not-call
+    (:func:`~apollo_frames.ops.phones.do_not_call`; compared in E.164): never written. Returns how many."""
+    column = next((c for c in target.dnc_columns if c in frame.columns), None)
+    if column is None:
+        return 0
+    listed = frame[column].tolist()
+    held = 0
+    for row in prepared:
+        if row is None or row.values.get("phone") is None:
+            continue
+        flagged = {normalize_phone(n.get("sanitized_number") or n.get("raw_number"), default_region)[0]
+                   for n in listed_numbers(listed[row.position]) if isinstance(n, dict) and do_not_call(n)}
+        if row.values["phone"] in flagged:
+            del row.values["phone"]
+            held += 1
+    if held:
+        warn(f"{target.operation}: {held:,} phone number(s) flagged do-not-call were left out of the records "
+             "(allow_dnc=True writes them)")
+    return held
 
 
 def _dedupe(prepared: list[Row | None], seen: Mapping[str, tuple[Any, str | None]] | None) -> _Keys:
@@ -1683,6 +1715,7 @@ def push_contacts(
     client=None,
     default_region: str | None = "US",
     suppress: Any = None,
+    allow_dnc: bool = False,
 ) -> pd.DataFrame:
     """Push each row to Apollo as a contact (insert, update or upsert); one status per row.
 
@@ -1701,9 +1734,12 @@ def push_contacts(
     existing by the retry, is reported ``created`` (its ``created_at`` is
     after we first sent it): see :mod:`apollo_frames.ops.push` for this and the
     other rules (columns, labels, phones, retries, stops).
+
+    ``allow_dnc``: by default a phone number the row's ``person.phone_numbers`` (an ``enrich_people`` result's)
+    flags do-not-call is left out of its contact (counted in ``do_not_call``); True writes it.
     """
     return push(frame, CONTACTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region,
-                suppress=suppress)
+                suppress=suppress, allow_dnc=allow_dnc)
 
 
 def push_accounts(
@@ -1736,13 +1772,14 @@ def _report_schema(options: Mapping[str, Any]) -> pa.Schema:
     return text_schema(OUTPUT_COLUMNS if options.get("dry_run") is True else OUTPUT_COLUMNS[:3])
 
 
-def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: str) -> Spec:
+def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: str,
+              more: tuple[str, ...] = ()) -> Spec:
     return register(
         Spec(
             name=function.__name__,
             kind="push",
             function=function,
-            options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region", "suppress"),
+            options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region", "suppress", *more),
             schema=_report_schema,
             run=functools.partial(push, target=target),
             target=target.plural,
@@ -1753,7 +1790,8 @@ def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: 
 
 
 CONTACTS_SPEC = _register(
-    push_contacts, CONTACTS, "create/update Apollo contacts from a table (contacts/bulk_create, PATCH contacts/{id})"
+    push_contacts, CONTACTS, "create/update Apollo contacts from a table (contacts/bulk_create, PATCH contacts/{id})",
+    ("allow_dnc",),
 )
 ACCOUNTS_SPEC = _register(
     push_accounts, ACCOUNTS, "create/update Apollo accounts from a table, keyed on domain (needs a master key)"
