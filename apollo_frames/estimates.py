@@ -388,9 +388,9 @@ def estimate_file(
     spec = _estimable(operation)
     if spec.job is None:
         raise ValueError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
-    job_options, refresh, max_age = spec.estimate_job_options(options)
+    job_options, run = spec.estimate_job_options(options)
     with client_scope(client, need_key=False) as c:
-        work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh, max_age)
+        work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, run)
         return estimate_from_work(work, c, plan)
 
 

@@ -36,6 +36,7 @@ import polars as pl
 from apollo_frames.accessor import frame_method
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.engine.assemble import kept_columns
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.runner import answer_columns, execute, finish
 from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
@@ -74,17 +75,17 @@ def enrich(frame: pl.DataFrame | pl.LazyFrame, operation: str = "enrich_people",
     """Run the enrichment ``operation`` on a Polars frame (see the module doc); ``options`` are the pandas one's."""
     frame = _eager(frame)
     spec = registry.get(operation, kind="enrich")
-    unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS) - {"progress"})
+    unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS))
     if unknown:
         raise TypeError(f"{spec.name}() got an unexpected keyword argument {unknown[0]!r}")
     job = {k: v for k, v in options.items() if k in spec.options}
-    run_options = {k: v for k, v in options.items() if k not in spec.options}
+    run = RunOptions(**{k: v for k, v in options.items() if k not in spec.options})
     assert spec.job is not None
     prepared, op, op_options = spec.job(frame.select(_read_columns(spec, frame, job)).to_pandas(), **job)
     with client_scope(client) as api:
-        done = execute(frame.height, prepared, op, op_options, client=api, **run_options)
+        done = execute(frame.height, prepared, op, op_options, client=api, run=run)
         new = answer_columns(prepared, done)
-        finish(done, run_options.get("progress", True))
+        finish(done, run.progress)
     summary = done.summary.to_dict()
     if prepared.columns is not None:
         summary["columns"] = prepared.columns.to_dict()

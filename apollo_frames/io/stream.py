@@ -49,7 +49,6 @@ import pyarrow as pa
 
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.suppression import suppression_values
-from apollo_frames.core.age import age_seconds
 from apollo_frames.core.errors import (
     ApolloError,
     RateLimitError,
@@ -63,10 +62,11 @@ from apollo_frames.engine.changes import empty as empty_changes
 from apollo_frames.engine.changes import extend, shifted
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import StopSignal
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import interactive, progress_bar
 from apollo_frames.engine.runner import (
     answer_columns,
-    check_run_args,
+    check_client,
     execute,
     finish,
     host_of,
@@ -196,17 +196,18 @@ def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: st
     return parquet_output(dst)
 
 
-def _split_options(spec: Spec, options: dict) -> tuple[dict, dict]:
-    """(the operation's own options, the run's), by the names the registry declares; TypeError for any other."""
+def _split_options(spec: Spec, options: dict, progress: bool) -> tuple[dict, RunOptions]:
+    """(the operation's own options, the run's, checked), by the names the registry declares; TypeError for any
+    other."""
     unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS))
     if unknown:
         raise TypeError(f"{spec.name}() got an unexpected keyword argument {unknown[0]!r}")
     own = {k: v for k, v in options.items() if k in spec.options}
-    return own, {k: v for k, v in options.items() if k not in spec.options}
+    return own, RunOptions(progress=progress, **{k: v for k, v in options.items() if k not in spec.options})
 
 
 def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, client: Any,
-              refresh: bool = False, max_age: float | None = None) -> Work:
+              run: RunOptions) -> Work:
     """What running ``spec`` over the file ``src`` would do, counted chunk by chunk as a file run goes; sends nothing.
 
     A record repeated across chunks counts once (by its cache key: 32 bytes
@@ -223,7 +224,7 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     rows = invalid = cached = to_fetch = api_calls = 0
     for chunk in tables:
         prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
-        plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False, max_age=max_age)
+        plan = plan_work(prepared, op, op_options, client, refresh=run.refresh, flatten=False, max_age=run.max_age)
         first = first_seen(plan, seen)
         new = len(first)
         fetch = sum(j not in plan.cached for j in first)
@@ -272,24 +273,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _check_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run_options: dict, client: Any,
-                    progress: bool) -> float | None:
-    """Refuse bad run arguments; ask before a file run whose worst case is above ``confirm_over``.
-
-    Returns ``max_credits``; ``run_options`` keeps what each chunk's run takes.
-    """
-    max_credits = run_options.pop("max_credits", None)
-    confirm_over = run_options.pop("confirm_over", None)
-    refresh = run_options.get("refresh", False)
-    if run_options.get("max_age") is not None:  # (read once: a bad value fails before the file is read)
-        run_options["max_age"] = age_seconds(run_options["max_age"])
-    check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress,
-                   confirm_over=confirm_over)
-    if confirm_over is not None:
-        work = file_work(src, spec, chunk_rows, job_options, client, refresh, run_options.get("max_age"))
-        worst = work.to_fetch * work.worst_credits
-        confirm_spend(spec.name, worst if max_credits is None else min(worst, max_credits), confirm_over)
-    return max_credits
+def _confirm_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions,
+                      client: Any) -> None:
+    """Ask before a file run whose worst case (its records not stored yet, read once) is above ``confirm_over``."""
+    check_client(client)
+    if run.confirm_over is not None:
+        work = file_work(src, spec, chunk_rows, job_options, client, run)
+        confirm_spend(spec.name, run.worst_allowed(work.to_fetch * work.worst_credits), run.confirm_over)
 
 
 @dataclasses.dataclass
@@ -328,7 +318,7 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 
 
 def _enrich_chunk(
-    chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: Budget | None,
+    chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run: RunOptions, budget: Budget | None,
     run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes], reasons: dict[str, str],
 ) -> tuple[pa.Table, RunSummary, int, dict[str, list]]:
     """One chunk through the engine: its new columns, its summary, the answers it saved and what changed (row
@@ -340,11 +330,10 @@ def _enrich_chunk(
     with warnings.catch_warnings():
         # one warning for the whole file at the end, not one per chunk
         warnings.simplefilter("ignore", UserWarning)
-        done = execute(
-            len(frame), prepared, op, op_options, client=client, progress=False, budget=budget,
-            max_credits=None if budget is None else budget.left(), run_id=run_id, stop=stop, make_bar=bar,
-            **run_options,
-        )
+        if budget is not None:  # the meter's check reads what the file run has left
+            run = dataclasses.replace(run, max_credits=budget.left())
+        done = execute(len(frame), prepared, op, op_options, client=client, run=run, budget=budget, run_id=run_id,
+                       stop=stop, make_bar=bar)
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
     _count_once(done.summary, done.plan, seen)
@@ -401,9 +390,9 @@ def enrich_parquet(
     """
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
     spec = registry.get(operation, kind="enrich")
-    job_options, run_options = _split_options(spec, options)
-    if run_options.get("suppress") is not None:  # a file of values is read once, not once per chunk
-        run_options["suppress"] = suppression_values(run_options["suppress"])
+    job_options, run = _split_options(spec, options, progress)
+    if run.suppress is not None:  # a file of values is read once, not once per chunk
+        run = dataclasses.replace(run, suppress=suppression_values(run.suppress))
     summary = RunSummary(operation=spec.name, run_id=uuid.uuid4().hex[:12])
     started = time.monotonic()
     chunks = 0
@@ -412,7 +401,9 @@ def enrich_parquet(
         schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
         if total_rows is None and progress:
             total_rows = approximate_rows(src)  # for the ETA
-        max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
+        _confirm_file_run(src, spec, chunk_rows, job_options, run, api)
+        # each chunk: no bar of its own, no question (asked once, above); the file's budget caps them all
+        chunk_run = dataclasses.replace(run, progress=False, confirm_over=None)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every, clock=api.clock)
         requests_before = api.stats.requests
@@ -423,12 +414,12 @@ def enrich_parquet(
         changes = empty_changes()  # what the answers replaced said before (row positions in the file)
         try:
             with partial_output(dst, schema) as writer:
-                budget = None if max_credits is None else Budget(max_credits)
+                budget = None if run.max_credits is None else Budget(run.max_credits)
                 for chunk in tables:
                     rows = chunk.num_rows
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
                     new, part, saved, changed = _enrich_chunk(
-                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving, seen,
+                        chunk, spec, job_options, api, chunk_run, budget, summary.run_id, stop, moving, seen,
                         reasons,
                     )
                     summary.merge(part)

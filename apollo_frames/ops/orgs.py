@@ -17,6 +17,7 @@ from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import ORGS, resolve
 from apollo_frames.core.schema import ORG_SCHEMA, flatten_orgs
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.registry import Command, Spec, register
 
@@ -144,13 +145,11 @@ def enrich_orgs(
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain (``max_age``: stored answers
     older than that, a timedelta, seconds or text such as ``"90d"``, are fetched again)."""
+    run = RunOptions(max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over,
+                     max_age=max_age, suppress=suppress, ledger=ledger)
     prepared, op, options = orgs_job(frame, columns)
     with client_scope(client) as api:
-        return run_operation(
-            frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
-            progress=progress, ledger=ledger, confirm_over=confirm_over,
-            suppress=suppress, max_age=max_age,
-        )
+        return run_operation(frame, prepared, op, options, client=api, run=run)
 
 
 SPEC = register(Spec(

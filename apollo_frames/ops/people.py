@@ -20,6 +20,7 @@ from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, ColumnMapping, coalesce, resolve
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.records import ColumnRecords
 from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.phones import (
@@ -547,24 +548,13 @@ def enrich_people(
     ``webhook_url`` poll: rows get ``apollo_request_id`` and ``apollo_async_status``; fetch the results
     with ``result.apollo.collect()`` (:mod:`apollo_frames.ops.phones`).
     """
+    run = RunOptions(max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over,
+                     max_age=max_age, suppress=suppress, ledger=ledger)
     prepared, op, options = people_job(
         frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url, on_conflict, waterfall
     )
     with client_scope(client) as api:
-        return run_operation(
-            frame,
-            prepared,
-            op,
-            options,
-            client=api,
-            max_credits=max_credits,
-            refresh=refresh,
-            progress=progress,
-            ledger=ledger,
-            confirm_over=confirm_over,
-            suppress=suppress,
-            max_age=max_age,
-        )
+        return run_operation(frame, prepared, op, options, client=api, run=run)
 
 
 def _with_webhook(webhook_url: str) -> Operation:

@@ -47,11 +47,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.http import client_scope, unusable_answer
+from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
+from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
-from apollo_frames.core.columns import ColumnMapping
+from apollo_frames.core.columns import ColumnMapping, Columns
 from apollo_frames.core.errors import (
     APIError,
     SearchInterrupted,
@@ -69,10 +70,12 @@ from apollo_frames.core.paginate import (
 )
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
 from apollo_frames.engine.budget import Attempts, Budget, trusted_credits
+from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.keeper import lease_seconds
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import progress_bar
-from apollo_frames.engine.runner import charged_attempts, check_flags
+from apollo_frames.engine.runner import charged_attempts
 from apollo_frames.engine.summary import Summary, announce, fmt_number
 from apollo_frames.engine.work import Work
 from apollo_frames.ops.registry import Command, Spec, register
@@ -442,20 +445,22 @@ def _frame(kind: str, records: Sequence[dict]) -> pd.DataFrame:
 # -- public: one search ------------------------------------------------------------------------
 
 
-def _search(kind, max_results, max_credits, client, progress, refresh, ledger, filters) -> pd.DataFrame:
+def _search(kind: str, max_results: int | None, run: RunOptions, client: ApolloClient | None,
+            filters: dict) -> pd.DataFrame:
     max_results = _check_max_results("max_results", max_results)
-    check_flags(refresh=refresh, progress=progress)
+    progress, refresh = run.progress, run.refresh
     query = flt.validate_filters(kind, filters)
     if not query:
         raise flt.FilterError(
             f"no filters given: an unfiltered {kind} search would page through Apollo's whole database. "
             f"Give at least one filter (valid: {', '.join(flt.names_for(kind))})."
         )
-    budget = Budget(max_credits)
+    confirm_spend(OPERATION[kind], run.worst_allowed(estimate_search_credits(kind, max_results)), run.confirm_over)
+    budget = Budget(run.max_credits)
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind], run_id=uuid.uuid4().hex[:12], query=query)
     with client_scope(client) as api:
-        ledger = ledger if ledger is not None else api.ledger
+        ledger = run.ledger if run.ledger is not None else api.ledger
         bar = progress_bar(desc=OPERATION[kind], unit="page", enabled=progress)
 
         def on_page(pag: PageNumberPaginator) -> None:
@@ -523,11 +528,11 @@ def _sum_up_search(summary: SearchSummary, result: QueryResult, returned: int, k
 def search_people(
     *,
     max_results: int | None = 100,
-    client=None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     refresh: bool = False,
-    ledger=None,
-    **filters,
+    ledger: Ledger | None = None,
+    **filters: Any,
 ) -> pd.DataFrame:
     """Search Apollo's people database (POST mixed_people/api_search, free) and return a flat frame.
 
@@ -552,18 +557,20 @@ def search_people(
     ``cache_hits``, ``total_entries``, ``credits_consumed`` (always 0 here),
     ``truncated`` and the normalised ``query``.
     """
-    return _search(flt.PEOPLE, max_results, None, client, progress, refresh, ledger, filters)
+    run = RunOptions(refresh=refresh, progress=progress, ledger=ledger)
+    return _search(flt.PEOPLE, max_results, run, client, filters)
 
 
 def search_orgs(
     *,
     max_results: int | None = 100,
     max_credits: float | None = None,
-    client=None,
+    confirm_over: float | None = None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     refresh: bool = False,
-    ledger=None,
-    **filters,
+    ledger: Ledger | None = None,
+    **filters: Any,
 ) -> pd.DataFrame:
     """Search Apollo's organization database (POST mixed_companies/search) and return a flat ``org.*`` frame.
 
@@ -571,14 +578,18 @@ def search_orgs(
     a page); cached pages cost nothing. With ``max_credits``, no page is
     fetched that could take this call's spend past the cap; the result then
     holds what was fetched, and a warning says how many credits finishing
-    would take at most. Pages sent are recorded in the credit ledger.
+    would take at most. With ``confirm_over``, a search whose worst case
+    (``max_results`` pages' worth) is above it asks first, or is refused when
+    nobody can be asked. Pages sent are recorded in the credit ledger.
 
     Filters as in ``search_people`` (organization filters:
     ``q_organization_domains_list``, ``organization_num_employees_ranges``,
     ``organization_locations``, ``q_organization_name``,
     ``q_organization_keyword_tags``, ``revenue_range``, ``organization_ids``, ...).
     """
-    return _search(flt.ORGS, max_results, max_credits, client, progress, refresh, ledger, filters)
+    run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
+                     ledger=ledger)
+    return _search(flt.ORGS, max_results, run, client, filters)
 
 
 # -- public: one search per row ----------------------------------------------------------------
@@ -722,13 +733,14 @@ def search_frame(
     *,
     kind: str = "people",
     max_results_per_row: int | None = 10,
-    columns: Mapping[Any, str | None] | None = None,
+    columns: Columns = None,
     max_credits: float | None = None,
+    confirm_over: float | None = None,
     refresh: bool = False,
     progress: bool = True,
-    client=None,
-    ledger=None,
-    **filters,
+    client: ApolloClient | None = None,
+    ledger: Ledger | None = None,
+    **filters: Any,
 ) -> pd.DataFrame:
     """One search per row of ``frame``; a long frame of results tagged with ``apollo_input_index``.
 
@@ -752,10 +764,13 @@ def search_frame(
     People results are teasers: see ``search_people``.
     """
     per_row = _check_max_results("max_results_per_row", max_results_per_row)
-    check_flags(refresh=refresh, progress=progress)
+    run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
+                     ledger=ledger)
     prep = prepare_rows(frame, kind, columns, filters)
     kind = prep.kind
-    budget = Budget(max_credits)
+    worst = estimate_search_credits(kind, per_row, queries=len(prep.unique))
+    confirm_spend(OPERATION[kind] + "_by_row", run.worst_allowed(worst), run.confirm_over)
+    budget = Budget(run.max_credits)
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind] + "_by_row", run_id=uuid.uuid4().hex[:12], query=prep.constant)
     summary.columns = {name: str(label) for name, label in prep.mapping.items()}
@@ -770,7 +785,7 @@ def search_frame(
                 budget=budget,
                 run_id=summary.run_id,
                 refresh=refresh,
-                ledger=ledger if ledger is not None else api.ledger,
+                ledger=run.ledger if run.ledger is not None else api.ledger,
                 progress=progress,
             )
         finally:
