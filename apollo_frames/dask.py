@@ -41,6 +41,7 @@ from dask.dataframe.extensions import register_dataframe_accessor
 from apollo_frames.accessor import frame_method
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.store import entry_key
+from apollo_frames.core.columns import Columns
 from apollo_frames.core.schema import to_pandas
 from apollo_frames.engine.assemble import assemble_frame
 from apollo_frames.engine.confirm import confirm_spend
@@ -146,7 +147,7 @@ def _by_key(ddf: dd.DataFrame, name: str, job: dict, namespace: str) -> dd.DataF
     return keyed.shuffle(on=KEY, npartitions=max(ddf.npartitions, 1))
 
 
-def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: ApolloClient | None = None,
+def enrich(ddf: dd.DataFrame, *, operation: str = "enrich_people", client: ApolloClient | None = None,
            **options: Any) -> dd.DataFrame:
     """Enrich ``ddf`` lazily (see the module doc); ``options`` are the pandas function's.
 
@@ -161,7 +162,7 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
     spec = registry.get(operation, kind="enrich")
     job, run = _options(spec, dict(options), ddf._meta)
     if run.confirm_over is not None:
-        found = estimate(ddf, spec.name, client=client, refresh=run.refresh, max_age=run.max_age, **job)
+        found = estimate(ddf, operation=spec.name, client=client, refresh=run.refresh, max_age=run.max_age, **job)
         confirm_spend(spec.name, run.worst_allowed(found.credits_max), run.confirm_over)
     worker = WorkerClient.of(client)
     new_meta = to_pandas(spec.schema(job).empty_table())
@@ -192,8 +193,8 @@ def _count(frame: pd.DataFrame, name: str, job: dict, run: RunOptions, client: W
     return pd.DataFrame({name: [int(getattr(work, name) or 0)] for name in _COUNTS})
 
 
-def estimate(ddf: dd.DataFrame, operation: str, *, client: ApolloClient | None = None,
-             columns: dict[str, str] | None = None, **options: Any) -> Estimate:
+def estimate(ddf: dd.DataFrame, *, operation: str = "enrich_people", client: ApolloClient | None = None,
+             columns: Columns = None, **options: Any) -> Estimate:
     """Estimate ``operation`` on ``ddf`` as :func:`enrich` would run it (computed now; sends nothing).
 
     Each record counts once across partitions; the bulk calls are counted as
@@ -228,7 +229,7 @@ class DaskApolloAccessor:
 
 
 def _enrich_call(name: str) -> Any:
-    return lambda frame, **options: enrich(frame, name, **options)
+    return lambda frame, **options: enrich(frame, operation=name, **options)
 
 
 for _spec in registry.operations("enrich"):

@@ -1,13 +1,13 @@
 """Estimates before a run, and the gate that asks before a large spend.
 
-``estimate(frame, "enrich_people")`` answers, without sending a request: how
+``estimate(frame, operation="enrich_people")`` answers, without sending a request: how
 many rows are invalid, how many unique records there are, how many the cache
 already holds, how many calls and credits the rest would take (worst case, and
 expected from the match rate the ledger has seen), and roughly how long the
 rate limits would make it last. It reuses what a run does before its first
 request (the operation's ``prepare`` and ``runner.plan_work``, which only
 reads the cache), so it counts exactly what a run would send.
-``estimate_file(path, "enrich_people")`` counts a whole .csv or .parquet file
+``estimate_file(path, operation="enrich_people")`` counts a whole .csv or .parquet file
 the way ``enrich_parquet`` (and ``apollo-frames enrich-people``) reads and
 runs it: streamed in chunks, so it never holds the file in memory.
 
@@ -27,6 +27,7 @@ import pandas as pd
 
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
+from apollo_frames.core.columns import Columns
 from apollo_frames.core.settings import PLAN_PRESETS
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
 from apollo_frames.engine.meter import CreditBalance, last_balance, try_read
@@ -299,10 +300,10 @@ def _estimable(operation: Any) -> registry.Spec:
 
 def estimate(
     frame: pd.DataFrame,
-    operation: str,
     *,
+    operation: str = "enrich_people",
     client: ApolloClient | None = None,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     pilot: int | None = None,
     seed: int = 0,
     balance: bool = False,
@@ -369,11 +370,11 @@ def with_pilot(base: Estimate, tried: PilotResult) -> Estimate:
 
 def estimate_file(
     src: str | Path,
-    operation: str = "enrich_people",
     *,
+    operation: str = "enrich_people",
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     plan: str | None = None,
     **options: Any,
 ) -> Estimate:

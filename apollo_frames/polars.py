@@ -43,7 +43,7 @@ from apollo_frames.ops import registry
 from apollo_frames.ops.mapping import columns
 from apollo_frames.ops.registry import RUN_OPTIONS, Spec
 
-__all__ = ["PolarsApolloNamespace", "enrich", "last_summary", "run"]
+__all__ = ["PolarsApolloNamespace", "enrich", "last_summary"]
 
 _LAST = threading.local()
 
@@ -70,7 +70,7 @@ def _read_columns(spec: Spec, frame: pl.DataFrame, job: dict) -> list[str]:
     return list(dict.fromkeys(c.column for c in prepared.columns.choices))
 
 
-def enrich(frame: pl.DataFrame | pl.LazyFrame, operation: str = "enrich_people", *,
+def enrich(frame: pl.DataFrame | pl.LazyFrame, *, operation: str = "enrich_people",
            client: ApolloClient | None = None, **options: Any) -> pl.DataFrame:
     """Run the enrichment ``operation`` on a Polars frame (see the module doc); ``options`` are the pandas one's."""
     frame = _eager(frame)
@@ -94,7 +94,7 @@ def enrich(frame: pl.DataFrame | pl.LazyFrame, operation: str = "enrich_people",
     return pl.concat([frame.select(kept), pl.DataFrame(pl.from_arrow(new))], how="horizontal")
 
 
-def run(frame: pl.DataFrame | pl.LazyFrame, operation: str, **arguments: Any) -> pl.DataFrame:
+def _through_pandas(frame: pl.DataFrame | pl.LazyFrame, operation: str, **arguments: Any) -> pl.DataFrame:
     """A search or push on a Polars frame, through the operation's pandas function (its engine builds pandas)."""
     spec = registry.get(operation)
     result = spec.function(_eager(frame).to_pandas(), **arguments)
@@ -116,8 +116,8 @@ class PolarsApolloNamespace:
 
 def _call(spec: Spec) -> Callable[..., Any]:
     if spec.kind == "enrich":
-        return lambda frame, **arguments: enrich(frame, spec.name, **arguments)
-    return lambda frame, **arguments: run(frame, spec.name, **arguments)
+        return lambda frame, **arguments: enrich(frame, operation=spec.name, **arguments)
+    return lambda frame, **arguments: _through_pandas(frame, spec.name, **arguments)
 
 
 for _spec in registry.operations():

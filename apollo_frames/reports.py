@@ -8,12 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.columns import NEAR_MISS_FIELD
 from apollo_frames.core.reasons import FailureReport, group_reasons
 
 
-def ledger(*, since: Any = None, client=None) -> pd.DataFrame:
+def ledger(*, since: Any = None, client: ApolloClient | None = None) -> pd.DataFrame:
     """The credit ledger as a DataFrame: one row per batch sent, oldest first.
 
     Columns: time (UTC), operation, endpoint, records_sent, records_matched,
@@ -42,7 +42,7 @@ def _to_the_second(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 SUMMARY_KEYS = {"day": "day", "operation": "operation", "run": "run_id"}
 
 
-def credit_summary(*, by: str = "day", client=None, since: Any = None) -> pd.DataFrame:
+def credit_summary(*, by: str = "day", client: ApolloClient | None = None, since: Any = None) -> pd.DataFrame:
     """Credits, batches, records sent/matched and match rate per ``by`` = "day" (UTC), "operation" or "run".
 
     ``credits`` are the settled ones; ``in_doubt_credits`` the worst case of requests never answered.
@@ -84,7 +84,7 @@ def credit_summary(*, by: str = "day", client=None, since: Any = None) -> pd.Dat
     return out
 
 
-def plot_credits(*, client=None, ax=None, since: Any = None):
+def plot_credits(*, client: ApolloClient | None = None, ax=None, since: Any = None):
     """Cumulative credits over time, one step line per operation (needs the ``plot`` extra). Returns the axes."""
     try:
         import matplotlib.pyplot as plt

@@ -63,8 +63,8 @@ def test_no_key_raises_before_any_request(call, people, sandbox, tmp_path, no_de
 def test_no_key_streaming_run_refuses_before_opening_the_file(sandbox, tmp_path):
     missing = tmp_path / "not-there.csv"  # opening it would raise FileNotFoundError instead
     for run in (
-        lambda: af.enrich_parquet(missing, tmp_path / "o.parquet", client=_keyless(sandbox, tmp_path), progress=False),
-        lambda: af.push_parquet(missing, tmp_path / "r.parquet", client=_keyless(sandbox, tmp_path), progress=False),
+        lambda: af.enrich_parquet(missing, dst=tmp_path / "o.parquet", client=_keyless(sandbox, tmp_path), progress=False),
+        lambda: af.push_parquet(missing, dst=tmp_path / "r.parquet", client=_keyless(sandbox, tmp_path), progress=False),
     ):
         with pytest.raises(af.ConfigurationError, match="No Apollo API key"):
             run()
@@ -201,13 +201,13 @@ def test_use_sandbox_is_the_session_default_until_reset(people, tmp_path, no_def
 
 def test_estimate_plan_is_used_and_named(people, tmp_path):
     client = af.ApolloClient(api_key=None, base_url="https://sandbox.invalid/api/v1", cache_dir=str(tmp_path / "c"))
-    free = people.apollo.estimate("enrich_people", client=client)
-    paid = people.apollo.estimate("enrich_people", client=client, plan="paid")
+    free = people.apollo.estimate(operation="enrich_people", client=client)
+    paid = people.apollo.estimate(operation="enrich_people", client=client, plan="paid")
     assert paid.limits == dict(zip(("minute", "hour", "day"), PLAN_PRESETS["paid"], strict=True))
     assert "plan preset paid" in paid.limits_source and "plan='paid'" in paid.limits_source
     assert "pass plan='paid'" in free.duration_assumption and "pass plan" not in paid.duration_assumption
     with pytest.raises(ValueError, match="plan must be one of"):
-        people.apollo.estimate("enrich_people", client=client, plan="gold")
+        people.apollo.estimate(operation="enrich_people", client=client, plan="gold")
 
 
 def test_cli_estimate_plan(tmp_path, capsys):
@@ -333,11 +333,11 @@ def test_footer_and_ragged_lines_are_invalid_rows_in_file_order(chunk_rows, tmp_
 
 def test_a_push_never_sends_a_ragged_line(tmp_path, client):
     with pytest.warns(UserWarning, match="not pushed"):
-        summary = af.push_parquet(SALESFORCE, tmp_path / "r.parquet", "contacts", dry_run=True, progress=False)
+        summary = af.push_parquet(SALESFORCE, dst=tmp_path / "r.parquet", target="contacts", dry_run=True, progress=False)
     report = pd.read_parquet(tmp_path / "r.parquet")
     _check_bad_lines(report)
     assert summary["invalid"] == 6 and report["apollo_payload"][report["apollo_status"] == "invalid"].isna().all()
-    assert af.estimate_file(SALESFORCE, "enrich_people", client=client).invalid >= 6
+    assert af.estimate_file(SALESFORCE, operation="enrich_people", client=client).invalid >= 6
 
 
 # -- 4. progress that moves with every request ------------------------------------------------------------------------
@@ -348,7 +348,7 @@ def test_streaming_progress_moves_with_each_request_within_one_chunk(client, san
     src = tmp_path / "people.csv"
     people.to_csv(src, index=False)
     client.meter_threshold = float("inf")  # count only the enrichment's requests (no credit-meter pre-flight read)
-    af.enrich_parquet(src, tmp_path / "o.parquet", client=client, chunk_rows=10_000, log_every=0)
+    af.enrich_parquet(src, dst=tmp_path / "o.parquet", client=client, chunk_rows=10_000, log_every=0)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("enrich_people: ")]
     requests = [int(line.split(" requests")[0].rsplit(", ", 1)[1].replace(",", "")) for line in lines]
     rows = [int(line.split(" rows")[0].split(": ")[1].split("/")[0].replace(",", "")) for line in lines]

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import (
     APIError,
     BudgetExceededError,
@@ -120,7 +120,7 @@ def read_meter(client: Any) -> CreditBalance:
     return balance
 
 
-def credit_balance(client: Any = None) -> CreditBalance:
+def credit_balance(client: ApolloClient | None = None) -> CreditBalance:
     """Apollo's credit meter: per credit type its limit, consumed and left over this cycle (0 credits)."""
     with client_scope(client) as api:
         return read_meter(api)

@@ -359,9 +359,9 @@ def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | 
 
 def enrich_parquet(
     src: str | Path,
+    *,
     dst: str | Path,
     operation: str = "enrich_people",
-    *,
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
@@ -547,9 +547,9 @@ def _push_journal(src: str | Path, spec: Spec, chunk_rows: int, options: dict, a
 
 def push_parquet(
     src: str | Path,
+    *,
     dst: str | Path,
     target: str = "contacts",
-    *,
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
@@ -645,10 +645,10 @@ def _rate_limit_message(limit: RateLimitError, skipped: int, rerun: str) -> str:
     )
 
 
-def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options: Any) -> pd.DataFrame:
+def enrich_partition(frame: pd.DataFrame, *, operation: str = "enrich_people", **options: Any) -> pd.DataFrame:
     """Enrich one partition (a pandas frame) and return it; the columns and dtypes are the same on every call.
 
-    For Dask: ``ddf.map_partitions(enrich_partition, "enrich_people", meta=enrich_partition(ddf._meta))``
+    For Dask: ``ddf.map_partitions(enrich_partition, operation="enrich_people", meta=enrich_partition(ddf._meta))``
     (an empty frame sends nothing). ``progress`` defaults to False; without
     ``client=`` each call builds a client from the environment, so every worker
     shares ``APOLLO_FRAMES_CACHE_DIR``. ``max_credits`` applies per partition.

@@ -14,7 +14,7 @@ import pandas as pd
 from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
-from apollo_frames.core.columns import ORGS, resolve
+from apollo_frames.core.columns import ORGS, Columns, resolve
 from apollo_frames.core.schema import ORG_SCHEMA, flatten_orgs
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.options import RunOptions
@@ -25,7 +25,7 @@ ENDPOINT = "organizations/bulk_enrich"
 BATCH_SIZE = 10
 
 
-def prepare_orgs(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
+def prepare_orgs(frame: pd.DataFrame, columns: Columns = None) -> Prepared:
     """Map the frame's domain column(s) and normalise; a row without a usable domain is invalid.
 
     Several domain-like columns (HubSpot's ``Company Domain Name`` and ``Website URL``)
@@ -123,7 +123,7 @@ OPERATION = Operation(
 )
 
 
-def orgs_job(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> tuple[Prepared, Operation, dict]:
+def orgs_job(frame: pd.DataFrame, columns: Columns = None) -> tuple[Prepared, Operation, dict]:
     """What enriching ``frame`` sends: the prepared rows, the operation and its options."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"enrich_orgs needs a pandas DataFrame, got {type(frame).__name__}")
@@ -133,7 +133,7 @@ def orgs_job(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> tupl
 def enrich_orgs(
     frame: pd.DataFrame,
     *,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     max_credits: float | None = None,
     refresh: bool = False,
     progress: bool = True,

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
-from apollo_frames.core.columns import PEOPLE, ColumnMapping, coalesce, resolve
+from apollo_frames.core.columns import PEOPLE, ColumnMapping, Columns, coalesce, resolve
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.options import RunOptions
@@ -141,7 +141,7 @@ def _text_column(series: Any) -> pa.Array | None:
     return nz.text_array(arr)
 
 
-def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
+def prepare_people(frame: pd.DataFrame, columns: Columns = None) -> Prepared:
     """Map the frame's columns and normalise every row into a bulk_match detail.
 
     A field several columns supply takes, per row, the first non-empty of them
@@ -495,7 +495,7 @@ def stored_answer_keys(frame: pd.DataFrame, client: ApolloClient) -> list[str]:
 
 def people_job(
     frame: pd.DataFrame,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     reveal_personal_emails: bool = False,
     reveal_phone_number: bool = False,
     webhook_url: str | None = None,
@@ -522,7 +522,7 @@ def _schema(options: Mapping[str, Any]) -> pa.Schema:
 def enrich_people(
     frame: pd.DataFrame,
     *,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     reveal_personal_emails: bool = False,
     reveal_phone_number: bool = False,
     webhook_url: str | None = None,

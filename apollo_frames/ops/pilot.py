@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from apollo_frames.core.columns import Columns
 from apollo_frames.engine.runner import Prepared, execute, plan_work
 from apollo_frames.ops import registry
 from apollo_frames.ops.quality import identifier_kind
@@ -111,7 +112,7 @@ def check_pilot(pilot: Any) -> int:
     return pilot
 
 
-def run_pilot(frame: pd.DataFrame, operation: str, pilot: int, *, client: Any, columns: dict[str, str] | None = None,
+def run_pilot(frame: pd.DataFrame, operation: str, pilot: int, *, client: Any, columns: Columns = None,
               seed: int = 0, **options: Any) -> PilotResult:
     """Enrich a stratified sample of ``frame`` spending at most ``pilot`` credits; extrapolate to the whole frame."""
     check_pilot(pilot)

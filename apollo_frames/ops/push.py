@@ -137,7 +137,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import (
     LEFT_OUT,
@@ -145,6 +145,7 @@ from apollo_frames.core.columns import (
     PERSON_ALIASES,
     ColumnMapping,
     ColumnMappingError,
+    Columns,
     FieldSpec,
     FieldTable,
     coalesce,
@@ -1297,12 +1298,12 @@ def push(
     frame: pd.DataFrame,
     target: Target,
     mode: str = "upsert",
-    columns: Mapping[object, str | None] | None = None,
+    columns: Columns = None,
     run_dedupe: bool = True,
     labels: Sequence[str] | str | None = None,
     dry_run: bool = False,
     progress: bool = True,
-    client=None,
+    client: ApolloClient | None = None,
     default_region: str | None = "US",
     seen: dict[str, tuple[Any, str | None]] | None = None,
     stop: StopSignal | None = None,
@@ -1374,7 +1375,7 @@ def push(
 
 
 def _push_columns(
-    frame: pd.DataFrame, target: Target, mode: str, columns: Mapping[object, str | None] | None
+    frame: pd.DataFrame, target: Target, mode: str, columns: Columns
 ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
     """(field -> column, custom field id -> column); refuses a frame without the key column, warns of unpushed ones."""
     found = push_columns(list(frame.columns), target, columns)
@@ -1413,7 +1414,7 @@ def _sent_in(field: Field, mode: str) -> bool:
 
 
 def _unwritable(
-    target: Target, mode: str, mapping: dict[str, tuple[object, ...]], columns: Mapping[object, str | None] | None
+    target: Target, mode: str, mapping: dict[str, tuple[object, ...]], columns: Columns
 ) -> dict[str, list[str]]:
     """Take out of ``mapping`` the fields ``mode`` sends nowhere (Apollo would ignore them silently): a column the
     caller mapped to one is refused; one recognised by its name is warned about. Returns {field: [column, ...]}."""
@@ -1675,12 +1676,12 @@ def push_contacts(
     frame: pd.DataFrame,
     *,
     mode: str = "upsert",
-    columns: Mapping[object, str | None] | None = None,
+    columns: Columns = None,
     run_dedupe: bool = True,
     labels: Sequence[str] | str | None = None,
     dry_run: bool = False,
     progress: bool = True,
-    client=None,
+    client: ApolloClient | None = None,
     default_region: str | None = "US",
     suppress: Any = None,
 ) -> pd.DataFrame:
@@ -1710,12 +1711,12 @@ def push_accounts(
     frame: pd.DataFrame,
     *,
     mode: str = "upsert",
-    columns: Mapping[object, str | None] | None = None,
+    columns: Columns = None,
     run_dedupe: bool = True,
     labels: Sequence[str] | str | None = None,
     dry_run: bool = False,
     progress: bool = True,
-    client=None,
+    client: ApolloClient | None = None,
     default_region: str | None = "US",
     suppress: Any = None,
 ) -> pd.DataFrame:

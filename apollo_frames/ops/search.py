@@ -698,7 +698,7 @@ def cached_pages(kind: str, query: dict, max_results: int | None, client) -> tup
 
 
 def plan_search_work(frame: pd.DataFrame, columns, options: dict, client):
-    """``credits.Work`` for ``estimate(frame, "search", kind=..., max_results_per_row=..., **filters)``.
+    """``credits.Work`` for ``estimate(frame, operation="search", kind=..., max_results_per_row=..., **filters)``.
 
     One "record" is one unique row query; a query whose pages are all cached
     costs nothing. Worst case per query to fetch: every page ``max_results_per_row``
