@@ -56,6 +56,7 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.settings import PLAN_PRESETS
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN
 from apollo_frames.engine.meter import try_read
 from apollo_frames.engine.runner import host_of
 from apollo_frames.engine.summary import RunSummary
@@ -167,7 +168,8 @@ def _staged(path: Path) -> Path:
 def _explain(written: Path, host: str | None, column_reasons: dict | None = None) -> None:
     """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output;
     ``column_reasons`` name the columns that almost fitted)."""
-    frame = pq.read_table(written, columns=["apollo_status", "apollo_error"]).to_pandas()
+    names = [c for c in ("apollo_status", "apollo_error", ERROR_CODE_COLUMN) if c in pq.read_schema(written).names]
+    frame = pq.read_table(written, columns=names).to_pandas()
     frame.index = pd.RangeIndex(1, len(frame) + 1)  # data rows counted from 1, as in a spreadsheet
     frame.attrs["apollo"] = {"column_reasons": column_reasons or {}}
     groups = report(frame, examples=3, host=host).groups

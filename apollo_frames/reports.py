@@ -10,7 +10,9 @@ import pandas as pd
 
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.columns import NEAR_MISS_FIELD
+from apollo_frames.core.errors import InputError
 from apollo_frames.core.reasons import FailureReport, group_reasons
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN
 
 
 def ledger(*, since: Any = None, client: ApolloClient | None = None) -> pd.DataFrame:
@@ -132,18 +134,28 @@ def _time_axis(ax: Any, times: pd.Series) -> None:
 
 
 def report(frame: pd.DataFrame, *, examples: int = 3, host: str | None = None) -> FailureReport:
-    """Why rows failed, grouped: each ``apollo_error`` reason with its count, a few row labels and the fix if known.
+    """Why rows failed, grouped by reason code: each group's count, a few row labels and the fix if known.
 
-    ``frame`` is a result (it has ``apollo_status`` and ``apollo_error``), e.g.
-    ``result.apollo.report()``; ``host`` names the API host in connection failures.
+    ``frame`` is a result (it has ``apollo_status`` and ``apollo_error``; rows are grouped by
+    ``apollo_error_code``, so rewording a message never regroups them; a row without a code, by its text),
+    e.g. ``result.apollo.report()``; ``examples``: row labels shown per group; ``host`` names the API host in
+    connection failures.
+
+    >>> result = pd.DataFrame({"apollo_status": ["invalid", "invalid", "matched"],
+    ...                        "apollo_error": ["no usable domain: 'n/a'", "no usable domain: 'x'", None],
+    ...                        "apollo_error_code": ["no_domain", "no_domain", None]})
+    >>> report(result)
+    3 rows: 2 invalid, 1 matched
+      2 invalid rows have no usable domain: add a Website or Company Domain column, ... (e.g. 0, 1)
     """
     missing = [c for c in ("apollo_status", "apollo_error") if c not in frame.columns]
     if missing:
-        raise ValueError(f"report() needs a result with apollo_status and apollo_error; missing {missing}")
+        raise InputError(f"report() needs a result with apollo_status and apollo_error; missing {missing}")
     statuses = frame["apollo_status"].astype("object").tolist()
     reasons = frame["apollo_error"].astype("object").tolist()
+    codes = frame[ERROR_CODE_COLUMN].astype("object").tolist() if ERROR_CODE_COLUMN in frame.columns else None
     counts = pd.Series(statuses, dtype="object").value_counts()
-    groups = group_reasons(statuses, reasons, frame.index, host=host, examples=examples)
+    groups = group_reasons(statuses, reasons, frame.index, codes=codes, host=host, examples=examples)
     almost = _almost_fitted(frame.attrs.get("apollo", {}).get("column_reasons") or {})
     if almost:
         groups = [dataclasses.replace(g, fix=almost) if g.status == "invalid" and g.fix else g for g in groups]

@@ -124,9 +124,9 @@ def test_schema_identical_across_inputs_and_chunks(small_config, tmp_path):
             schemas.append(pq.read_schema(tmp_path / f"{name}.out.parquet"))
     assert schemas[0].equals(schemas[1], check_metadata=True)
     assert schemas[0].equals(schemas[2], check_metadata=True)
-    assert schemas[0].names[:8] == ["Email", "First Name", "n", "apollo_status", "apollo_error", "apollo_credits",
-                                    "apollo_fetched_at", "apollo_match_flags"]
-    assert schemas[0].names[8:] == PERSON_SCHEMA.names
+    assert schemas[0].names[:9] == ["Email", "First Name", "n", "apollo_status", "apollo_error", "apollo_error_code",
+                                    "apollo_credits", "apollo_fetched_at", "apollo_match_flags"]
+    assert schemas[0].names[9:] == PERSON_SCHEMA.names
 
 
 def test_csv_input_is_read_as_text(small_config, tmp_path):

@@ -15,7 +15,7 @@ import apollo_frames as af
 from apollo_frames.cli import EXAMPLES, build_parser, main
 from apollo_frames.client.http import client_scope, default_client
 from apollo_frames.core.filters import names_for
-from apollo_frames.core.reasons import failure_cause, group_reasons
+from apollo_frames.core.reasons import failure_cause, group_reasons, tagged
 from apollo_frames.core.settings import PLAN_PRESETS
 from apollo_frames.sandbox import Sandbox
 
@@ -134,17 +134,24 @@ def test_dead_network_cli_final_lines(tmp_path, monkeypatch, capsys):
 
 def test_no_cause_when_errors_differ():
     statuses = ["error", "error", "matched"]
-    assert failure_cause(statuses, ["Request to x failed to connect (ConnectError)", "HTTP 500 oops", None]) == ""
+    reasons = [tagged("connection_failed", "Request to x failed to connect (ConnectError)"),
+               tagged("server_error", "HTTP 500 oops"), None]
+    assert failure_cause(statuses, reasons) == ""
     assert failure_cause(["matched"], [None]) == ""
-    budget = "credit budget reached (max_credits=10, spent 10)"
+    budget = tagged("budget_reached", "credit budget reached (max_credits=10, spent 10)")
     assert failure_cause(["skipped", "skipped"], [budget, budget]) == ""  # a stop with a message of its own
 
 
 def test_cause_counts_rows_the_circuit_breaker_skipped():
-    breaker = "Apollo at h.example did not answer 5 requests in a row (failed to connect): stopped sending"
+    breaker = tagged("circuit_open",
+                     "Apollo at h.example did not answer 5 requests in a row (failed to connect): stopped sending")
     statuses = ["error"] * 2 + ["skipped"] * 8 + ["error"]
-    reasons = ["Request to p failed to connect (ConnectError) after 1 attempt(s)."] * 2 + [breaker] * 8 + ["HTTP 500"]
+    refused = tagged("connection_failed", "Request to p failed to connect (ConnectError) after 1 attempt(s).")
+    reasons = [refused] * 2 + [breaker] * 8 + [tagged("server_error", "HTTP 500")]
     assert failure_cause(statuses, reasons, "h.example") == "could not connect to h.example (ConnectError)"
+    # the codes decide, not the words: the same rows reworded count the same
+    assert failure_cause(statuses, ["it broke"] * 11, "h.example", codes=[r.code for r in reasons]) == \
+        "could not connect to h.example"
 
 
 # -- 7. why rows failed, grouped; 8. flat names ------------------------------------------------------------------------

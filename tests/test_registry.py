@@ -203,7 +203,8 @@ def test_push_report_in_memory_and_streamed_are_one_table(tmp_path):
     in_memory = af.push_contacts(frame, dry_run=True, progress=False)
     af.push_parquet(src, dst=tmp_path / "r.parquet", target="contacts", dry_run=True, progress=False, chunk_rows=3)
     _same_columns_and_dtypes(pd.read_parquet(tmp_path / "r.parquet"), in_memory)
-    assert list(in_memory.columns) == ["email", "apollo_status", "apollo_id", "apollo_error", "apollo_payload"]
+    assert list(in_memory.columns) == ["email", "apollo_status", "apollo_id", "apollo_error", "apollo_error_code",
+                                      "apollo_payload"]
 
 
 def test_new_columns_never_drop_a_value():

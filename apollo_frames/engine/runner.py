@@ -37,9 +37,17 @@ from apollo_frames.core.errors import (
     StorageError,
     warn,
 )
-from apollo_frames.core.reasons import failure_cause
+from apollo_frames.core.reasons import code_of, failure_cause, joined, tagged
+from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
-from apollo_frames.engine.assemble import CREDITS_COLUMN, FETCHED_COLUMN, assemble_frame, fetched_at, new_columns
+from apollo_frames.engine.assemble import (
+    CREDITS_COLUMN,
+    ERROR_CODE_COLUMN,
+    FETCHED_COLUMN,
+    assemble_frame,
+    fetched_at,
+    new_columns,
+)
 from apollo_frames.engine.budget import Attempts, Budget, credit_shares, trusted_credits
 from apollo_frames.engine.cached import read_cached, save_answered, with_stored_at
 from apollo_frames.engine.confirm import confirm_spend
@@ -402,7 +410,7 @@ def execute(
         bar.close()
     summary.send_s = round(time.monotonic() - sending, 3)
     reason = sender.budget_reason or executor.stop.reason
-    sender.skip_pending(reason or "not sent")
+    sender.skip_pending(reason or coded_reason("not_sent"))
     summary.api_calls = client.stats.requests - requests_before
     summary.credits_consumed = sender.spent
     summary.credits_in_doubt = sender.in_doubt
@@ -595,7 +603,7 @@ class _Sender:
             if n is None:
                 return WAIT  # in-flight batches may cost less than their worst case: wait and see
             if n == 0:
-                self.budget_reason = self.budget.reached()
+                self.budget_reason = tagged("budget_reached", self.budget.reached())
                 return None
             self.in_flight += 1
             sent = [self.ready.popleft() for _ in range(n)]
@@ -815,7 +823,8 @@ class _Sender:
     def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
         status, message = done.row_status("sent")
         if batch.attempts.capped:
-            message += " Not retried: max_credits has no room for another attempt at its worst case."
+            message = tagged(code_of(message) or "api_error",
+                             f"{message} Not retried: max_credits has no room for another attempt at its worst case.")
         for j in batch.sent:
             self.outcome[j], self.messages[j] = status, message
         # each attempt the server may have run stays in the ledger as in doubt, at its worst case; an entry beyond
@@ -828,7 +837,7 @@ class _Sender:
     def _storage_failed(self, error: StorageError) -> None:
         if self.storage_error is None:
             self.storage_error = error
-            self.stop.stop(f"not sent: {error}", error)
+            self.stop.stop(tagged("storage_failed", f"not sent: {error}"), error)
 
     def _check_writer(self) -> None:
         if self.writer.error is not None:
@@ -849,8 +858,7 @@ class _Sender:
         self.pending.extend(keys[k] for k in waited.free)  # claimed again before they are sent
         for key in waited.still_held:
             self.outcome[keys[key]] = "skipped"
-            self.messages[keys[key]] = ("another process was still fetching it when this run gave up waiting; "
-                                        "run again to read its answer from the store")
+            self.messages[keys[key]] = coded_reason("held_elsewhere")
 
     def _sleep(self, seconds: float) -> None:
         """The store clock's sleep, after a look at a noted Ctrl-C (this wait can last a whole lease)."""
@@ -985,14 +993,15 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     reasons = np.array(prepared.reasons, dtype=object)
     error = np.where(unique < 0, reasons, message).tolist()
     for i in np.flatnonzero((unique >= 0) & (reasons != None)):  # noqa: E711 - a note on a sent row
-        error[i] = f"{error[i]}; {reasons[i]}" if error[i] else reasons[i]
+        error[i] = joined(error[i], reasons[i]) if error[i] else reasons[i]
     status = status.tolist()
     for row, own in prepared.statuses.items():
         status[row] = own
-    head: dict[str, Any] = {"apollo_status": status, "apollo_error": error,
+    head: dict[str, Any] = {"apollo_status": status, "apollo_error": error, ERROR_CODE_COLUMN: [],
                             CREDITS_COLUMN: _row_credits(unique, done.credits), FETCHED_COLUMN: fetched_at(stored_at)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
+    head[ERROR_CODE_COLUMN] = [None if e is None else code_of(e) for e in error]  # each reason's own code
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))

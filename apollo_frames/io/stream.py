@@ -56,7 +56,8 @@ from apollo_frames.core.errors import (
     StorageError,
     warn,
 )
-from apollo_frames.engine.assemble import assemble_table
+from apollo_frames.core.reasons import tagged
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN, assemble_table
 from apollo_frames.engine.budget import Budget
 from apollo_frames.engine.changes import empty as empty_changes
 from apollo_frames.engine.changes import extend, shifted
@@ -313,7 +314,7 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
     if bad is not None:
         for i in np.flatnonzero(bad.notna().to_numpy()).tolist():
             prepared.records[i] = prepared.identities[i] = None
-            prepared.reasons[i] = str(bad.iat[i])
+            prepared.reasons[i] = tagged("malformed_line", str(bad.iat[i]))
     return prepared, op, op_options
 
 
@@ -520,6 +521,7 @@ def _mark_invalid(report: pd.DataFrame, bad: pd.Series) -> None:
     rows = bad.notna().to_numpy()
     report.loc[rows, "apollo_status"] = "invalid"
     report.loc[rows, "apollo_error"] = bad[rows].to_numpy()
+    report.loc[rows, ERROR_CODE_COLUMN] = "malformed_line"
 
 
 def _push_counts(summary: Any, requests: int | None = None) -> dict[str, str]:

@@ -15,6 +15,7 @@ from apollo_frames.client.http import ApolloClient, client_scope, unusable_answe
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import ORGS, Columns, resolve
+from apollo_frames.core.reasons import reason
 from apollo_frames.core.schema import ORG_SCHEMA, flatten_orgs
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.options import RunOptions
@@ -38,7 +39,7 @@ def prepare_orgs(frame: pd.DataFrame, columns: Columns = None) -> Prepared:
         if domain is None:
             prepared.records.append(None)
             prepared.identities.append(None)
-            prepared.reasons.append(f"no usable domain: {why}" if why else "no usable domain: the domain is blank")
+            prepared.reasons.append(reason("no_domain", why=why or "the domain is blank"))
         else:
             record = {"domain": domain}
             prepared.records.append(record)

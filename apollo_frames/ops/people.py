@@ -18,6 +18,7 @@ from apollo_frames.client.http import ApolloClient, client_scope, unusable_answe
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, ColumnMapping, Columns, coalesce, resolve
+from apollo_frames.core.reasons import reason, tagged
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
 from apollo_frames.engine.options import RunOptions
@@ -53,10 +54,6 @@ _NORMALIZERS = {
 #: Identifiers strong enough alone, strongest first. Rows sharing the strongest
 #: one are the same person and are sent (and paid for) once.
 STRONG_IDS = ("id", "email", "hashed_email", "linkedin_url")
-INVALID_REASON = (
-    "no usable identifier: need an email, hashed_email, linkedin_url or Apollo id, "
-    "or a name (first+last or full) with a domain or organization_name"
-)
 
 
 #: field -> the column fast path of its normaliser (None: only missing values are decided a column at a time)
@@ -84,7 +81,8 @@ def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str
         elif why:
             problems.append(f"{field}: {why}")
     record_, identity, reason = identify(record, problems)
-    return record_, identity, ("; ".join(notes) or None) if identity is not None else reason
+    note = tagged("value_note", "; ".join(notes)) if notes else None
+    return record_, identity, note if identity is not None else reason
 
 
 def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, dict | None, str | None]:
@@ -101,9 +99,8 @@ def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, 
             if k in record
         }
         return record, identity, None
-    if has_name:
-        problems.insert(0, "a name alone is not enough: add a domain or organization_name")
-    return None, None, INVALID_REASON + ("; " + "; ".join(problems) if problems else "")
+    more = "".join(f"; {problem}" for problem in problems)
+    return None, None, reason("name_without_company" if has_name else "no_identifier", problems=more)
 
 
 def _plain_columns(fields: list[str], fast: list[tuple[pa.Array, pa.Array]]) -> Prepared | None:
@@ -244,13 +241,13 @@ def checked(records: list[dict], people: list[dict | None], credits: Any) -> Par
     for i, (record, person) in enumerate(zip(records, people, strict=True)):
         why = _doubt(record, person, ids[str(person.get("id"))] > 1) if person is not None else None
         if why is not None:
-            errors[i] = f"{CONTRADICTED}: {why}; not stored (the next run asks again)"
+            errors[i] = reason("wrong_person", why=why)
     results = [None if i in errors else p for i, p in enumerate(people)]
     return Parsed(results, credits, errors, contradicted=len(errors))
 
 
 #: how the reason of a row whose answer was rejected begins
-CONTRADICTED = "Apollo answered with a person that contradicts this row"
+
 
 
 def _doubt(record: dict, person: dict, repeated: bool) -> str | None:

@@ -160,7 +160,8 @@ from apollo_frames.core.errors import (
     PushInterrupted,
     warn,
 )
-from apollo_frames.engine.assemble import assemble_frame, new_columns, text_schema
+from apollo_frames.core.reasons import code_of, error_code, tagged
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN, assemble_frame, new_columns, text_schema
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
@@ -186,9 +187,9 @@ BULK_LIMIT = 100
 CLOCK_SKEW_S = 2.0
 PUSH_STATUSES = ("created", "existing", "updated", "invalid", "duplicate", "error", "skipped", "suppressed")
 DRY_RUN_STATUSES = ("would_create", "would_update", "invalid", "duplicate", "suppressed")
-OUTPUT_COLUMNS = ("apollo_status", "apollo_id", "apollo_error", "apollo_payload")
+OUTPUT_COLUMNS = ("apollo_status", "apollo_id", "apollo_error", ERROR_CODE_COLUMN, "apollo_payload")
 #: Columns an earlier apollo_frames step wrote: replaced without a warning, never pushed.
-_OWN_COLUMNS = ("apollo_status", "apollo_error", "apollo_payload")
+_OWN_COLUMNS = ("apollo_status", "apollo_error", ERROR_CODE_COLUMN, "apollo_payload")
 CUSTOM_PREFIX = "custom."
 
 
@@ -658,7 +659,7 @@ def prepare_rows(
             problems.insert(0, _no_key(target, key_field))
         if problems or key is None:
             rows.append(None)
-            reasons.append("; ".join(problems))
+            reasons.append(tagged("no_key" if key is None else "invalid_value", "; ".join(problems)))
             continue
         record_id = values.pop("id", None) if mode == "update" else None
         rows.append(Row(i, key, values, custom, record_id))
@@ -904,7 +905,7 @@ def read_bulk_update(target: Target, rows: list[Row], data: Any) -> _Updated:
         message = None
     elif isinstance(job, dict) and isinstance(job.get("entity_ids"), list):
         answered = {str(i) for i in job["entity_ids"]}
-        message = f"queued: Apollo applies this update asynchronously (job {job.get('id')})"
+        message = tagged("update_queued", f"queued: Apollo applies this update asynchronously (job {job.get('id')})")
     else:
         answered, message = set(), None
     done = [_Done(row, "updated", row.record_id, message) for row in rows if row.record_id in answered]
@@ -999,6 +1000,11 @@ class _Pusher:
         """What stopped the run, as the rows not sent say it."""
         return str(self.stop.error) if self.stop.error is not None else (self.stop.reason or "the run stopped")
 
+    def not_sent(self) -> str:
+        """A row's reason when the run stopped before sending it: "not sent: " what stopped it, with its code."""
+        code = error_code(self.stop.error) if self.stop.error is not None else code_of(self.stop.reason)
+        return tagged(code or "not_sent", f"not sent: {self.stop_text()}")
+
     def _count(self, name: str) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
@@ -1019,7 +1025,7 @@ class _Pusher:
     def send_bulk(self, bulk: _Bulk) -> list[_Done]:
         """One bulk_create; each row's outcome (rows that came back existing are marked for upsert's update)."""
         if self.stop.stopped:
-            return [_Done(row, "skipped", message=f"not sent: {self.stop_text()}") for row in bulk.rows]
+            return [_Done(row, "skipped", message=self.not_sent()) for row in bulk.rows]
         sent_at = time.time()
         if self.journal is not None and not self.run_dedupe:  # before it leaves: a kill then finds it "sent"
             self.journal.sending((row.key for row in bulk.rows), sent_at)
@@ -1046,7 +1052,8 @@ class _Pusher:
             return _Done(
                 row,
                 "error",
-                message=(
+                message=tagged(
+                    "unusable_answer",
                     f"bulk_create answered without this {target.singular} ({target.key} {row.key!r}) in created_ or "
                     f"existing_{target.plural}; search {target.plural} by {target.key} before pushing it again"
                 ),
@@ -1070,7 +1077,7 @@ class _Pusher:
 
     def _send_update(self, row: Row) -> _Done:
         if self.stop.stopped:
-            return _Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}")
+            return _Done(row, "skipped", row.record_id, self.not_sent())
         target = self.target
         body = row.update_body(target, self.labels)
         path = f"{target.plural}/{row.record_id}"
@@ -1106,7 +1113,7 @@ class _Pusher:
         if not task.bulk:
             return _Updated([self.send_update(task.rows[0])])
         if self.stop.stopped:
-            why = f"not sent: {self.stop_text()}"
+            why = self.not_sent()
             return _Updated([_Done(row, "skipped", row.record_id, why) for row in task.rows])
         return self.send_bulk_update(task)
 
@@ -1184,23 +1191,24 @@ class _Pusher:
     def _failure(self, done: Outcome, explain: Callable[[ApolloError], str]) -> tuple[str, str]:
         """(status, message) for a failed task: skipped when the run stopped, else error with ``explain``'s words."""
         if not done.started:
-            return "skipped", f"not sent: {self.stop_text()}"
+            return "skipped", self.not_sent()
         if done.failure is Failure.ERROR and done.error is not None:
             return "error", explain(done.error)
-        return "skipped", f"not sent: {done.error}"
+        return "skipped", tagged(error_code(done.error), f"not sent: {done.error}")
 
     def _update_failure(self, row: Row, exc: ApolloError, bulk: bool = False) -> str:
         if bulk:
-            return f"bulk update failed: {exc}"
+            return tagged(error_code(exc), f"bulk update failed: {exc}")
         if isinstance(exc, NotFoundError):
-            return f"no {self.target.singular} with id {row.record_id!r} in Apollo: {exc}"
-        return f"update failed: {exc}"
+            return tagged("record_not_found", f"no {self.target.singular} with id {row.record_id!r} in Apollo: {exc}")
+        return tagged(error_code(exc), f"update failed: {exc}")
 
     def _bulk_failure(self, exc: ApolloError) -> str:
         unknown = getattr(exc, "outcome_unknown", False)
         t = self.target
         if unknown:
-            return (
+            return tagged(
+                "outcome_unknown",
                 f"outcome unknown: {exc} This batch may or may not have been created in Apollo, and with "
                 f"run_dedupe=False it was not resent (that could duplicate it). Run the same push again: it "
                 f"looks these rows up first ({t.plural}/search, free) and creates only those not found; or push "
@@ -1210,13 +1218,14 @@ class _Pusher:
             isinstance(exc, APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408)
         )
         if self.run_dedupe and transient:
-            return (
+            return tagged(
+                error_code(exc),
                 f"{exc} Some of these may have been created by an attempt whose answer was lost; pushing them again "
                 f"is safe with run_dedupe=True (Apollo returns those as existing)."
             )
-        if isinstance(exc, APIConnectionError):
-            return f"not sent: {exc}"  # without run_dedupe the client retries only what never reached Apollo
-        return str(exc)
+        if isinstance(exc, APIConnectionError):  # without run_dedupe the client retries only what never reached Apollo
+            return tagged(error_code(exc), f"not sent: {exc}")
+        return tagged(error_code(exc), str(exc))
 
     def run(self) -> None:
         """insert: the bulk calls; update: the updates; upsert: the bulk calls, then the existing records' updates."""
@@ -1237,7 +1246,7 @@ class _Pusher:
             self.bar.close()
         for row in self.rows:
             if row.position not in self.status:
-                self._set(_Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}"))
+                self._set(_Done(row, "skipped", row.record_id, self.not_sent()))
 
     def look_up(self, rows: list[Row]) -> list[Row]:
         """Rows an interrupted run sent without an answer: those found in Apollo end ``created`` with the record
@@ -1256,9 +1265,10 @@ class _Pusher:
             found, why = None, str(exc)
         if found is None:
             for row in rows:
-                self._set(_Done(row, "error", message=f"outcome unknown: an interrupted push sent this row and its "
-                                f"answer never arrived, and looking it up failed ({why}); not sent again (that "
-                                f"could create it twice). Run the same push again, or {t.reconcile_hint}."))
+                self._set(_Done(row, "error", message=tagged(
+                    "outcome_unknown", f"outcome unknown: an interrupted push sent this row and its answer never "
+                    f"arrived, and looking it up failed ({why}); not sent again (that could create it twice). Run the "
+                    f"same push again, or {t.reconcile_hint}.")))
             self.in_doubt.update(row.key for row in rows)
             return []
         for row in rows:
@@ -1271,8 +1281,9 @@ class _Pusher:
 
 
 #: the reason of a row an interrupted push had created (found by the search before anything was sent again)
-FOUND = ("found in Apollo after an interrupted push: the earlier run sent this row and its answer never arrived; "
-         "the record it created is reported, not created again")
+FOUND = tagged("found_after_interrupt",
+               "found in Apollo after an interrupted push: the earlier run sent this row and its answer never arrived; "
+               "the record it created is reported, not created again")
 
 
 def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any) -> list[str]:
@@ -1504,7 +1515,7 @@ class _Report:
         for i, (label, record_id) in firsts + list(keys.earlier.items()):
             self.status[i] = "duplicate"
             self.ids[i] = record_id
-            self.errors[i] = f"duplicate of row {label!r} (same {same})"
+            self.errors[i] = tagged("duplicate", f"duplicate of row {label!r} (same {same})")
             if dry_run:
                 self.payloads[i] = None
 
@@ -1665,8 +1676,10 @@ def _resume(
 
 
 def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:
-    """Input columns (minus any named like ours), then apollo_status, apollo_id, apollo_error[, apollo_payload]."""
-    head = {"apollo_status": status, "apollo_id": ids, "apollo_error": errors}
+    """Input columns (minus any named like ours), then apollo_status, apollo_id, apollo_error, apollo_error_code[,
+    apollo_payload]."""
+    codes = [None if e is None else code_of(e) for e in errors]
+    head = {"apollo_status": status, "apollo_id": ids, "apollo_error": errors, ERROR_CODE_COLUMN: codes}
     if payloads is not None:
         head["apollo_payload"] = payloads
     return assemble_frame(frame, new_columns(head), replaces=OUTPUT_COLUMNS)
@@ -1734,7 +1747,7 @@ def push_accounts(
 
 def _report_schema(options: Mapping[str, Any]) -> pa.Schema:
     """The report's columns after the input's (``apollo_payload`` in a dry run only)."""
-    return text_schema(OUTPUT_COLUMNS if options.get("dry_run") is True else OUTPUT_COLUMNS[:3])
+    return text_schema(OUTPUT_COLUMNS if options.get("dry_run") is True else OUTPUT_COLUMNS[:4])
 
 
 def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: str) -> Spec:
