@@ -329,6 +329,15 @@ def estimate(
     ``balance_left``; otherwise the last reading this client made, if any.
     ``plan``: "free" or "paid", the rate limits the duration assumes until
     Apollo's headers have told the real ones (``limits_source`` says which was used).
+
+    ``client``: whose store and ledger are read (default: the session's); ``columns``: as the operation takes them.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> leads = pd.DataFrame({"email": ["new.person@unseen-co.example", "new.person@unseen-co.example", "?"]})
+    >>> est = af.estimate(leads, operation="enrich_people")
+    >>> est.rows, est.unique, est.invalid, est.to_fetch, est.credits_max
+    (3, 1, 1, 1, 1.0)
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
@@ -384,6 +393,16 @@ def estimate_file(
     missing values) and streamed ``chunk_rows`` at a time: a record repeated
     across chunks counts once, and the calls are counted per chunk, as sent.
     Options as in :func:`estimate`.
+
+    ``client`` and ``columns`` as in :func:`estimate`; ``plan``: "free" or "paid" rate limits for the duration.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> leads = pd.DataFrame({"email": ["new.person@unseen-co.example", "other@unseen-co.example"]})
+    >>> leads.to_csv("leads.csv", index=False)
+    >>> est = af.estimate_file("leads.csv", operation="enrich_people", chunk_rows=1)
+    >>> est.rows, est.to_fetch, est.api_calls
+    (2, 2, 2)
     """
     check_chunk_rows(chunk_rows)
     spec = _estimable(operation)

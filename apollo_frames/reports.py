@@ -24,6 +24,11 @@ def ledger(*, since: Any = None, client: ApolloClient | None = None) -> pd.DataF
     worst case the server may have charged); times to the second. ``since`` takes a date/time
     (naive = UTC) or a timedelta back from now. Without ``client`` the ledger in the default
     cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.ledger(since=pd.Timedelta(days=1)).columns.tolist()[:5]
+    ['time', 'operation', 'endpoint', 'records_sent', 'records_matched']
     """
     return _to_the_second(_ledger(since, client), "time")
 
@@ -48,6 +53,14 @@ def credit_summary(*, by: str = "day", client: ApolloClient | None = None, since
     """Credits, batches, records sent/matched and match rate per ``by`` = "day" (UTC), "operation" or "run".
 
     ``credits`` are the settled ones; ``in_doubt_credits`` the worst case of requests never answered.
+
+    ``since``: a date/time (naive = UTC) or a timedelta back from now; ``client``: whose ledger (default: the
+    session's, else the default cache folder's).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.credit_summary(by="operation").columns.tolist()
+    ['operation', 'credits', 'runs', 'in_doubt_credits', 'batches', 'records_sent', 'records_matched', 'match_rate']
     """
     if by not in SUMMARY_KEYS:
         raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
@@ -87,7 +100,17 @@ def credit_summary(*, by: str = "day", client: ApolloClient | None = None, since
 
 
 def plot_credits(*, client: ApolloClient | None = None, ax=None, since: Any = None):
-    """Cumulative credits over time, one step line per operation (needs the ``plot`` extra). Returns the axes."""
+    """Cumulative credits over time, one step line per operation (needs the ``plot`` extra). Returns the axes.
+
+    ``client``: whose ledger (default: the session's); ``ax``: the matplotlib axes to draw on (default: a new
+    figure); ``since``: as in :func:`ledger`.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> ax = af.plot_credits(since=pd.Timedelta(days=30))
+    >>> ax.get_title()
+    'Apollo credits spent (cumulative)'
+    """
     try:
         import matplotlib.pyplot as plt
     except ImportError:
@@ -184,6 +207,13 @@ def flat(frame: pd.DataFrame) -> pd.DataFrame:
 
     The result keeps the dotted names (they say which record a field came
     from); this is a renamed copy. Two names that would collide get ``_2``, ``_3``...
+
+    ``frame``: any frame (a result, usually).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.flat(pd.DataFrame({"person.title": ["CEO"], "First Name": ["Ann"]})).columns.tolist()
+    ['person_title', 'first_name']
     """
     names: list[str] = []
     taken: set[str] = set()

@@ -121,7 +121,16 @@ def read_meter(client: Any) -> CreditBalance:
 
 
 def credit_balance(client: ApolloClient | None = None) -> CreditBalance:
-    """Apollo's credit meter: per credit type its limit, consumed and left over this cycle (0 credits)."""
+    """Apollo's credit meter: per credit type its limit, consumed and left over this cycle (0 credits).
+
+    ``client``: whose credit meter is read (default: the session's client, else one from the environment).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> balance = af.credit_balance()
+    >>> balance.left("lead_credit") > 0
+    True
+    """
     with client_scope(client) as api:
         return read_meter(api)
 

@@ -388,6 +388,16 @@ def enrich_parquet(
     ``attrs["apollo"]["column_reasons"]``, from the first chunk) and ``changes`` (as
     ``attrs["apollo"]["changes"]``, rows counted from the file's first row).
     Every chunk is recorded in the ledger under the summary's one ``run_id``.
+
+    ``chunk_rows``: rows read, enriched and written at a time (memory stays bounded); ``client``: the client to use
+    (default: the session's, else one from the environment).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> pd.DataFrame({"Email": ["mary.wright@sable-health.example", ""]}).to_parquet("leads.parquet")
+    >>> summary = af.enrich_parquet("leads.parquet", dst="leads.out.parquet", chunk_rows=1000, progress=False)
+    >>> summary["rows"], summary["chunks"], pd.read_parquet("leads.out.parquet")["apollo_status"].tolist()
+    (2, 1, ['matched', 'invalid'])
     """
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
     spec = registry.get(operation, kind="enrich")
@@ -579,6 +589,17 @@ def push_parquet(
     The dict has the :class:`~apollo_frames.ops.push.PushSummary` fields summed
     over chunks, plus ``output``, ``chunks``, ``stopped_by_rate_limit``,
     ``reset_at``, ``rows_remaining`` and ``message``.
+
+    ``chunk_rows``: rows read, pushed and written at a time; ``client``: the client to use (default: the session's;
+    none needed for a dry run).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> pd.DataFrame({"Email": ["ann@acme.example"], "First Name": ["Ann"]}).to_parquet("crm.parquet")
+    >>> summary = af.push_parquet("crm.parquet", dst="crm.report.parquet", target="contacts", dry_run=True,
+    ...                           progress=False)
+    >>> summary["rows"], pd.read_parquet("crm.report.parquet")["apollo_status"].tolist()
+    (1, ['would_create'])
     """
     dst = _check_stream_args(chunk_rows, dst, options, "push_parquet")
     spec = _push_spec(target)
@@ -654,6 +675,15 @@ def enrich_partition(frame: pd.DataFrame, *, operation: str = "enrich_people", *
     (an empty frame sends nothing). ``progress`` defaults to False; without
     ``client=`` each call builds a client from the environment, so every worker
     shares ``APOLLO_FRAMES_CACHE_DIR``. ``max_credits`` applies per partition.
+
+    ``frame``: one partition; ``operation``: ``"enrich_people"`` or ``"enrich_orgs"``; ``options``: that function's.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> partition = pd.DataFrame({"email": ["mary.wright@sable-health.example"]})
+    >>> part = af.enrich_partition(partition, operation="enrich_people")
+    >>> part["apollo_status"].tolist(), part.attrs
+    (['matched'], {})
     """
     spec = registry.get(operation, kind="enrich")
     options.setdefault("progress", False)

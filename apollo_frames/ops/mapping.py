@@ -119,6 +119,11 @@ def columns(frame: Any, *, operation: str = "enrich_people", columns: Columns = 
     The result shows as a table in a notebook; ``.to_frame()`` is that table as a
     DataFrame (column, field, priority, how chosen or why ignored),
     ``.to_dict()`` is what an enrichment records in ``attrs["apollo"]["columns"]``.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.columns(pd.DataFrame(columns=["E-mail", "Company", "Notes"])).to_dict()
+    {'email': ['E-mail'], 'organization_name': ['Company']}
     """
     options = dict(options)
     name = _operation(operation, options)

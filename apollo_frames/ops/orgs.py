@@ -145,7 +145,23 @@ def enrich_orgs(
     max_age: Any = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain (``max_age``: stored answers
-    older than that, a timedelta, seconds or text such as ``"90d"``, are fetched again)."""
+    older than that, a timedelta, seconds or text such as ``"90d"``, are fetched again).
+
+    ``columns``: ``{column: field}`` overrides of the recognised columns (``None`` leaves a column out).
+    ``max_credits`` caps what the call may spend (rows past it are ``skipped``); ``confirm_over`` asks first (or
+    refuses, when nobody can be asked) when the worst case is above it; ``refresh=True`` fetches again even what is
+    stored; ``max_age`` fetches again what was stored longer ago; ``suppress`` names identifiers never sent, stored
+    or returned (values, a file, a column); ``ledger`` is where the spend is recorded (default: the client's);
+    ``progress`` shows a bar and the summary line; ``client`` is the client to use (default: the session's, else one
+    built from the environment). These are checked once, before anything is read or sent
+    (:class:`~apollo_frames.engine.options.RunOptions`).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> out = af.enrich_orgs(pd.DataFrame({"Website": ["https://verdant-foods.example/", "n/a"]}), progress=False)
+    >>> out["apollo_status"].tolist(), out["apollo_error_code"].tolist(), out["org.name"][0]
+    (['matched', 'invalid'], [<NA>, 'no_domain'], 'Verdant Foods')
+    """
     run = RunOptions(max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over,
                      max_age=max_age, suppress=suppress, ledger=ledger)
     prepared, op, options = orgs_job(frame, columns)

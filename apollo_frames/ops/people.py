@@ -544,6 +544,24 @@ def enrich_people(
     ``reveal_phone_number`` / ``waterfall`` (``run_waterfall_email`` and ``run_waterfall_phone``) without
     ``webhook_url`` poll: rows get ``apollo_request_id`` and ``apollo_async_status``; fetch the results
     with ``result.apollo.collect()`` (:mod:`apollo_frames.ops.phones`).
+
+    ``columns``: ``{column: field}`` overrides of the recognised columns (``None`` leaves a column out);
+    ``reveal_personal_emails`` asks Apollo for personal e-mails too. ``max_credits`` caps what the call may spend
+    (rows past it are ``skipped``); ``confirm_over`` asks first (or refuses, when nobody can be asked) when the
+    worst case is above it; ``refresh=True`` fetches again even what is stored; ``max_age`` fetches again what was
+    stored longer ago; ``suppress`` names identifiers never sent, stored or returned (values, a file, a column);
+    ``ledger`` is where the spend is recorded (default: the client's); ``progress`` shows a bar and the summary
+    line; ``client`` is the client to use (default: the session's, else one built from the environment). These are
+    checked once, before anything is read or sent (:class:`~apollo_frames.engine.options.RunOptions`).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> leads = pd.DataFrame({"Email": ["mary.wright@sable-health.example", "not an email"]})
+    >>> out = af.enrich_people(leads, max_credits=10, progress=False)
+    >>> out["apollo_status"].tolist(), out["apollo_error_code"].tolist()
+    (['matched', 'invalid'], [<NA>, 'no_identifier'])
+    >>> out["person.last_name"][0]
+    'Wright'
     """
     run = RunOptions(max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over,
                      max_age=max_age, suppress=suppress, ledger=ledger)

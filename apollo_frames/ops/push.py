@@ -1715,6 +1715,18 @@ def push_contacts(
     existing by the retry, is reported ``created`` (its ``created_at`` is
     after we first sent it): see :mod:`apollo_frames.ops.push` for this and the
     other rules (columns, labels, phones, retries, stops).
+
+    ``frame``: the contacts, one a row; ``columns``: ``{column: field}`` overrides (``None`` leaves a column out);
+    ``labels``: label names added to every record; ``progress``: a bar; ``client``: the client to use (default: the
+    session's); ``default_region``: the region phone numbers without a country code are read in; ``suppress``:
+    identifiers never pushed.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> crm = pd.DataFrame({"Email": ["ann@acme.example", "ANN@acme.example", ""], "First Name": ["Ann", "Ann", "Bo"]})
+    >>> report = af.push_contacts(crm, dry_run=True, progress=False)
+    >>> report["apollo_status"].tolist(), report["apollo_error_code"].tolist()
+    (['would_create', 'duplicate', 'invalid'], [<NA>, 'duplicate', 'no_key'])
     """
     return push(frame, CONTACTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region,
                 suppress=suppress)
@@ -1740,6 +1752,16 @@ def push_accounts(
     accounts/{id} (then the legacy PUT where PATCH is answered 404/405). Apollo requires a master API key to
     write accounts; a scoped key stops the run with
     :class:`~apollo_frames.core.errors.PermissionDeniedError` saying so.
+
+    ``frame``: the accounts, one a row; ``mode``, ``columns``, ``run_dedupe``, ``labels``, ``dry_run``,
+    ``progress``, ``client``, ``default_region`` and ``suppress`` as in :func:`push_contacts`.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> accounts = pd.DataFrame({"Company": ["Acme", "Beta"], "Website": ["acme.example", ""]})
+    >>> report = af.push_accounts(accounts, dry_run=True, progress=False)
+    >>> report["apollo_status"].tolist(), report["apollo_error_code"].tolist()
+    (['would_create', 'invalid'], [<NA>, 'no_key'])
     """
     return push(frame, ACCOUNTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region,
                 suppress=suppress)

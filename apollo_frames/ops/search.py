@@ -556,6 +556,16 @@ def search_people(
     needed. ``result.attrs["apollo"]`` holds ``api_calls``, ``pages``,
     ``cache_hits``, ``total_entries``, ``credits_consumed`` (always 0 here),
     ``truncated`` and the normalised ``query``.
+
+    ``client``: the client to use (default: the session's); ``progress``: a bar over the pages; ``refresh=True``:
+    fetch the pages again even when stored; ``ledger``: where the pages' credits are recorded (default: the
+    client's).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> people = af.search_people(q_organization_domains_list=["verdant-foods.example"], max_results=2, progress=False)
+    >>> len(people), people.attrs["apollo"]["credits_consumed"]
+    (2, 0.0)
     """
     run = RunOptions(refresh=refresh, progress=progress, ledger=ledger)
     return _search(flt.PEOPLE, max_results, run, client, filters)
@@ -586,6 +596,16 @@ def search_orgs(
     ``q_organization_domains_list``, ``organization_num_employees_ranges``,
     ``organization_locations``, ``q_organization_name``,
     ``q_organization_keyword_tags``, ``revenue_range``, ``organization_ids``, ...).
+
+    ``max_credits`` / ``confirm_over`` as in every call that spends credits. ``client``: the client to use (default:
+    the session's); ``progress``: a bar over the pages; ``refresh=True``: fetch the pages again even when stored;
+    ``ledger``: where the pages' credits are recorded (default: the client's).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> orgs = af.search_orgs(q_organization_domains_list=["verdant-foods.example"], max_credits=1, progress=False)
+    >>> orgs["org.name"].tolist()
+    ['Verdant Foods']
     """
     run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
                      ledger=ledger)
@@ -762,6 +782,17 @@ def search_frame(
     (``errors``: {label: message}), ``skipped_rows`` (credit budget / rate
     limit), ``truncated_rows``, ``api_calls``, ``pages``, ``credits_consumed``.
     People results are teasers: see ``search_people``.
+
+    ``kind``: ``"people"`` or ``"orgs"``; ``max_results_per_row``: results kept per row (None: all, up to Apollo's
+    cap). ``max_credits``, ``confirm_over``, ``refresh``, ``progress``, ``client`` and ``ledger`` as in
+    :func:`search_orgs` (a people search is free).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> targets = pd.DataFrame({"domain": ["verdant-foods.example", "not a domain!"]})
+    >>> found = af.search_frame(targets, kind="people", max_results_per_row=2, progress=False)
+    >>> found.columns[0], len(found) <= 2, found.attrs["apollo"]["invalid_rows"]
+    ('apollo_input_index', True, 1)
     """
     per_row = _check_max_results("max_results_per_row", max_results_per_row)
     run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
