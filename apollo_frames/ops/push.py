@@ -163,6 +163,7 @@ from apollo_frames.core.errors import (
 from apollo_frames.core.reasons import code_of, error_code, tagged
 from apollo_frames.engine.assemble import ERROR_CODE_COLUMN, assemble_frame, new_columns, text_schema
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
 from apollo_frames.engine.suppressing import PUSH_REASON, Suppressor
@@ -1335,6 +1336,7 @@ def push(
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{target.operation} needs a pandas DataFrame, got {type(frame).__name__}")
     labels = _validate_args(mode, run_dedupe, labels, dry_run)
+    RunOptions(progress=progress, suppress=suppress)  # the run's options, checked as every call checks them
     started = time.monotonic()
     mapping, custom_columns = _push_columns(frame, target, mode, columns)
     not_pushed = _unwritable(target, mode, mapping, columns)
