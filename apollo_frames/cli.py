@@ -56,6 +56,7 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.settings import PLAN_PRESETS
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN
 from apollo_frames.engine.meter import try_read
 from apollo_frames.engine.runner import host_of
 from apollo_frames.engine.summary import RunSummary
@@ -167,7 +168,8 @@ def _staged(path: Path) -> Path:
 def _explain(written: Path, host: str | None, column_reasons: dict | None = None) -> None:
     """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output;
     ``column_reasons`` name the columns that almost fitted)."""
-    frame = pq.read_table(written, columns=["apollo_status", "apollo_error"]).to_pandas()
+    names = [c for c in ("apollo_status", "apollo_error", ERROR_CODE_COLUMN) if c in pq.read_schema(written).names]
+    frame = pq.read_table(written, columns=names).to_pandas()
     frame.index = pd.RangeIndex(1, len(frame) + 1)  # data rows counted from 1, as in a spreadsheet
     frame.attrs["apollo"] = {"column_reasons": column_reasons or {}}
     groups = report(frame, examples=3, host=host).groups
@@ -283,7 +285,7 @@ def cmd_enrich(args) -> int:
     with _input(args) as src, _client(args, _sandbox_if(args)) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the skipped-rows message is printed below instead
         summary = enrich_parquet(
-            src, _staged(output), args.spec.name, chunk_rows=args.chunk_rows, client=client,
+            src, dst=_staged(output), operation=args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
             confirm_over=args.confirm_over, suppress=_suppress_file(args), max_age=args.max_age,
             **_enrich_options(args),
@@ -450,7 +452,8 @@ def cmd_estimate(args) -> int:
     columns = _parse_map(args.map)
     if args.pilot is not None:  # a pilot spends: it reads the file whole and enriches a sample of it
         with _input(args) as src, _client(args, _sandbox_if(args)) as client:
-            result = estimate(read_frame(src), spec.name, client=client, columns=columns, pilot=args.pilot, **options)
+            result = estimate(read_frame(src), operation=spec.name, client=client, columns=columns, pilot=args.pilot,
+                              **options)
         print(repr(result))
         return EXIT_OK
     # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
@@ -458,7 +461,7 @@ def cmd_estimate(args) -> int:
     with _input(args) as src:
         client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
         with client:
-            result = estimate_file(src, spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns,
+            result = estimate_file(src, operation=spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns,
                                    plan=args.plan, **options)
     print(repr(result))
     return EXIT_OK
@@ -686,10 +689,11 @@ def cmd_push(args) -> int:
     target = args.spec.target
     host = None
     if args.dry_run:
-        summary = push_parquet(src, _staged(report), target, **options)  # a dry run sends nothing and needs no key
+        # a dry run sends nothing and needs no key
+        summary = push_parquet(src, dst=_staged(report), target=target, **options)
     else:
         with _client(args, _sandbox_if(args)) as client:
-            summary = push_parquet(src, _staged(report), target, client=client, **options)
+            summary = push_parquet(src, dst=_staged(report), target=target, client=client, **options)
             host = host_of(client)
     fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
     print(f"wrote {report} | " + PushSummary(**fields).line())  # a rate-limit stop was warned about already

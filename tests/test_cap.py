@@ -136,7 +136,7 @@ def test_a_file_run_keeps_one_cap_across_its_chunks(served, tmp_path):
     people(sb, 20, misses=20).sample(frac=1, random_state=5).to_csv(src, index=False)
     with loopback_client(sb, url, tmp_path) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=client, progress=False,
+        summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=10, client=client, progress=False,
                                     max_credits=25)
         total = ledger_total(client)
     assert sb.credits_consumed <= 25 and summary["skipped"] == 15

@@ -137,7 +137,7 @@ def test_a_rerun_on_the_shared_cache_costs_nothing(cluster, served, tmp_path):
         first = ddf.apollo.enrich_people(client=c).compute()
         spent, calls = sb.credits_consumed, sb.count()
         again = ddf.apollo.enrich_people(client=c).compute()
-        estimate = ddf.apollo.estimate("enrich_people", client=c)
+        estimate = ddf.apollo.estimate(operation="enrich_people", client=c)
     assert spent == 60 and sb.credits_consumed == spent and sb.count() == calls
     pd.testing.assert_frame_equal(answers(first), answers(again))
     assert (estimate.rows, estimate.unique, estimate.cached, estimate.credits_max) == (len(frame), 60, 60, 0)
@@ -148,8 +148,8 @@ def test_estimate_counts_each_record_once_across_partitions(served, tmp_path):
     frame = leads(sb, 30, 3)
     ddf = dd.from_pandas(frame, npartitions=3, sort=False)
     with sb.client(cache_dir=tmp_path / "c") as c, threads_only():
-        found = ddf.apollo.estimate("enrich_people", client=c)
-        pandas = af.estimate(frame, "enrich_people", client=c)
+        found = ddf.apollo.estimate(operation="enrich_people", client=c)
+        pandas = af.estimate(frame, operation="enrich_people", client=c)
     assert (found.rows, found.invalid, found.unique, found.to_fetch) == (pandas.rows, 1, 30, 30)
     assert found.api_calls >= pandas.api_calls and sb.count() == 0
 

@@ -137,7 +137,7 @@ def test_every_operation_takes_a_multiindex(sandbox, client, operation):
         "push_contacts": lambda f: f.apollo.push_contacts(client=client, progress=False),
         "push_accounts": lambda f: f.apollo.push_accounts(client=client, progress=False),
         "push_dry_run": lambda f: f.apollo.push_contacts(client=client, progress=False, dry_run=True),
-        "estimate": lambda f: f.apollo.estimate("enrich_people", client=client),
+        "estimate": lambda f: f.apollo.estimate(operation="enrich_people", client=client),
     }[operation]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

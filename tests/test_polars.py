@@ -78,10 +78,10 @@ def test_search_and_push_come_back_as_polars(sandbox, tmp_path):
 def test_estimate_and_columns_answer_as_pandas_does(sandbox, tmp_path):
     rows = people_rows(sandbox, 5)
     with sandbox.client(cache_dir=tmp_path / "c") as c:
-        found = pl.DataFrame(rows).apollo.estimate("enrich_people", client=c)
-        expected = pd.DataFrame(rows).apollo.estimate("enrich_people", client=c)
+        found = pl.DataFrame(rows).apollo.estimate(operation="enrich_people", client=c)
+        expected = pd.DataFrame(rows).apollo.estimate(operation="enrich_people", client=c)
     assert found.to_dict() == expected.to_dict() and sandbox.count() == 0
-    mapping = pl.LazyFrame(rows).apollo.columns("enrich_people")
+    mapping = pl.LazyFrame(rows).apollo.columns(operation="enrich_people")
     assert mapping.to_dict() == af.columns(pd.DataFrame(rows)).to_dict() == {"first_name": ["First Name"],
                                                                              "email": ["Email"]}
 

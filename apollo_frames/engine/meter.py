@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import (
     APIError,
     BudgetExceededError,
@@ -127,8 +127,17 @@ def read_meter(client: Any) -> CreditBalance:
     return balance
 
 
-def credit_balance(client: Any = None) -> CreditBalance:
-    """Apollo's credit meter: per credit type its limit, consumed and left over this cycle (0 credits)."""
+def credit_balance(client: ApolloClient | None = None) -> CreditBalance:
+    """Apollo's credit meter: per credit type its limit, consumed and left over this cycle (0 credits).
+
+    ``client``: whose credit meter is read (default: the session's client, else one from the environment).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> balance = af.credit_balance()
+    >>> balance.left("lead_credit") > 0
+    True
+    """
     with client_scope(client) as api:
         return read_meter(api)
 

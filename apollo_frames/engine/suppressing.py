@@ -14,6 +14,7 @@ from typing import Any
 
 from apollo_frames.client.suppression import SuppressionList, suppression_values
 from apollo_frames.core.clock import Clock
+from apollo_frames.core.reasons import tagged
 from apollo_frames.core.suppress import answer_identifiers, identifiers, record_identifiers
 
 #: the status of a row set aside, and the reasons it gives (never the value itself)
@@ -51,7 +52,7 @@ class Suppressor:
         """Why a prepared record (or a flattened stored answer) must not be sent or served, as ``why`` says it;
         or None."""
         kind = self.book.listed(record_identifiers(record), self.digests)
-        return None if kind is None else why.format(kind=kind.replace("_", " "))
+        return None if kind is None else tagged("suppressed", why.format(kind=kind.replace("_", " ")))
 
     def learn(self, record: Mapping[str, Any] | None) -> None:
         """The strong identifiers (e-mail, LinkedIn URL, id; never a domain) a record named a suppressed person by
@@ -68,7 +69,7 @@ class Suppressor:
     def answer(self, answer: Mapping[str, Any] | None) -> str | None:
         """Why an answer must not be kept or returned, or None."""
         kind = self.book.listed(answer_identifiers(answer), self.digests)
-        return None if kind is None else ANSWER_REASON.format(kind=kind.replace("_", " "))
+        return None if kind is None else tagged("suppressed", ANSWER_REASON.format(kind=kind.replace("_", " ")))
 
 
 def withheld(record: Mapping[str, Any]) -> bool:

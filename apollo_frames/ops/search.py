@@ -47,11 +47,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.http import client_scope, unusable_answer
+from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
+from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
-from apollo_frames.core.columns import ColumnMapping
+from apollo_frames.core.columns import ColumnMapping, Columns
 from apollo_frames.core.errors import (
     APIError,
     InputError,
@@ -72,10 +73,12 @@ from apollo_frames.core.paginate import (
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
 from apollo_frames.core.suppress import identifier
 from apollo_frames.engine.budget import Attempts, Budget, trusted_credits
+from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.keeper import lease_seconds
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import progress_bar
-from apollo_frames.engine.runner import charged_attempts, check_flags
+from apollo_frames.engine.runner import charged_attempts
 from apollo_frames.engine.summary import Summary, announce, fmt_number
 from apollo_frames.engine.suppressing import SEARCH_REASON, WITHHELD_KEY, Suppressor, withheld
 from apollo_frames.engine.work import Work
@@ -512,22 +515,24 @@ def _frame(kind: str, records: Sequence[dict]) -> pd.DataFrame:
 # -- public: one search ------------------------------------------------------------------------
 
 
-def _search(kind, max_results, max_credits, client, progress, refresh, ledger, filters, suppress=None) -> pd.DataFrame:
+def _search(kind: str, max_results: int | None, run: RunOptions, client: ApolloClient | None,
+            filters: dict) -> pd.DataFrame:
     max_results = _check_max_results("max_results", max_results)
-    check_flags(refresh=refresh, progress=progress)
+    progress, refresh = run.progress, run.refresh
     query = flt.validate_filters(kind, filters)
     if not query:
         raise flt.FilterError(
             f"no filters given: an unfiltered {kind} search would page through Apollo's whole database. "
             f"Give at least one filter (valid: {', '.join(flt.names_for(kind))})."
         )
-    budget = Budget(max_credits)
+    confirm_spend(OPERATION[kind], run.worst_allowed(estimate_search_credits(kind, max_results)), run.confirm_over)
+    budget = Budget(run.max_credits)
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind], run_id=uuid.uuid4().hex[:12], query=query)
     with client_scope(client) as api:
-        suppressor = Suppressor.for_run(api.settings.cache_dir, suppress, api.clock)
+        suppressor = Suppressor.for_run(api.settings.cache_dir, run.suppress, api.clock)
         query = summary.query = _checked_query(kind, query, suppressor)
-        ledger = ledger if ledger is not None else api.ledger
+        ledger = run.ledger if run.ledger is not None else api.ledger
         bar = progress_bar(desc=OPERATION[kind], unit="page", enabled=progress)
 
         def on_page(pag: PageNumberPaginator) -> None:
@@ -608,12 +613,12 @@ def _sum_up_search(summary: SearchSummary, result: QueryResult, returned: int, k
 def search_people(
     *,
     max_results: int | None = 100,
-    client=None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     refresh: bool = False,
-    ledger=None,
+    ledger: Ledger | None = None,
     suppress: Any = None,
-    **filters,
+    **filters: Any,
 ) -> pd.DataFrame:
     """Search Apollo's people database (POST mixed_people/api_search, free) and return a flat frame.
 
@@ -638,23 +643,34 @@ def search_people(
     ``cache_hits``, ``total_entries``, ``credits_consumed`` (always 0 here),
     ``truncated`` and the normalised ``query``.
 
-    ``suppress`` (e-mails, domains, LinkedIn URLs, Apollo ids: a list, set, Series, frame or file path), with the
-    cache folder's suppression list: a person found who names one is dropped before the page is stored or the
-    frame returned (counted in ``suppressed``); suppressed domains and ids are left out of the filters.
+    ``client``: the client to use (default: the session's); ``progress``: a bar over the pages; ``refresh=True``:
+    fetch the pages again even when stored; ``ledger``: where the pages' credits are recorded (default: the
+    client's); ``suppress`` (e-mails, domains, LinkedIn URLs, Apollo ids: a list, set, Series, frame or file
+    path), with the cache folder's suppression list: a person found who names one is dropped before the page is
+    stored or the frame returned (counted in ``suppressed``); suppressed domains and ids are left out of the
+    filters.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> people = af.search_people(q_organization_domains_list=["verdant-foods.example"], max_results=2, progress=False)
+    >>> len(people), people.attrs["apollo"]["credits_consumed"]
+    (2, 0.0)
     """
-    return _search(flt.PEOPLE, max_results, None, client, progress, refresh, ledger, filters, suppress)
+    run = RunOptions(refresh=refresh, progress=progress, ledger=ledger, suppress=suppress)
+    return _search(flt.PEOPLE, max_results, run, client, filters)
 
 
 def search_orgs(
     *,
     max_results: int | None = 100,
     max_credits: float | None = None,
-    client=None,
+    confirm_over: float | None = None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     refresh: bool = False,
-    ledger=None,
+    ledger: Ledger | None = None,
     suppress: Any = None,
-    **filters,
+    **filters: Any,
 ) -> pd.DataFrame:
     """Search Apollo's organization database (POST mixed_companies/search) and return a flat ``org.*`` frame.
 
@@ -662,15 +678,29 @@ def search_orgs(
     a page); cached pages cost nothing. With ``max_credits``, no page is
     fetched that could take this call's spend past the cap; the result then
     holds what was fetched, and a warning says how many credits finishing
-    would take at most. Pages sent are recorded in the credit ledger.
+    would take at most. With ``confirm_over``, a search whose worst case
+    (``max_results`` pages' worth) is above it asks first, or is refused when
+    nobody can be asked. Pages sent are recorded in the credit ledger.
 
     Filters as in ``search_people`` (organization filters:
     ``q_organization_domains_list``, ``organization_num_employees_ranges``,
     ``organization_locations``, ``q_organization_name``,
     ``q_organization_keyword_tags``, ``revenue_range``, ``organization_ids``, ...).
-    ``suppress``: as in ``search_people`` (an organisation is named by its id, domain, website or LinkedIn URL).
+
+    ``max_credits`` / ``confirm_over`` as in every call that spends credits. ``client``: the client to use (default:
+    the session's); ``progress``: a bar over the pages; ``refresh=True``: fetch the pages again even when stored;
+    ``ledger``: where the pages' credits are recorded (default: the client's); ``suppress``: as in
+    ``search_people`` (an organisation is named by its id, domain, website or LinkedIn URL).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> orgs = af.search_orgs(q_organization_domains_list=["verdant-foods.example"], max_credits=1, progress=False)
+    >>> orgs["org.name"].tolist()
+    ['Verdant Foods']
     """
-    return _search(flt.ORGS, max_results, max_credits, client, progress, refresh, ledger, filters, suppress)
+    run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
+                     ledger=ledger, suppress=suppress)
+    return _search(flt.ORGS, max_results, run, client, filters)
 
 
 # -- public: one search per row ----------------------------------------------------------------
@@ -802,7 +832,7 @@ def cached_pages(kind: str, query: dict, max_results: int | None, client) -> tup
 
 
 def plan_search_work(frame: pd.DataFrame, columns, options: dict, client):
-    """``credits.Work`` for ``estimate(frame, "search", kind=..., max_results_per_row=..., **filters)``.
+    """``credits.Work`` for ``estimate(frame, operation="search", kind=..., max_results_per_row=..., **filters)``.
 
     One "record" is one unique row query; a query whose pages are all cached
     costs nothing. Worst case per query to fetch: every page ``max_results_per_row``
@@ -837,14 +867,15 @@ def search_frame(
     *,
     kind: str = "people",
     max_results_per_row: int | None = 10,
-    columns: Mapping[Any, str | None] | None = None,
+    columns: Columns = None,
     max_credits: float | None = None,
+    confirm_over: float | None = None,
     refresh: bool = False,
     progress: bool = True,
-    client=None,
-    ledger=None,
+    client: ApolloClient | None = None,
+    ledger: Ledger | None = None,
     suppress: Any = None,
-    **filters,
+    **filters: Any,
 ) -> pd.DataFrame:
     """One search per row of ``frame``; a long frame of results tagged with ``apollo_input_index``.
 
@@ -865,19 +896,33 @@ def search_frame(
     also counts ``rows_with_results``, ``rows_without_results``, ``error_rows``
     (``errors``: {label: message}), ``skipped_rows`` (credit budget / rate
     limit), ``truncated_rows``, ``api_calls``, ``pages``, ``credits_consumed``.
-    People results are teasers: see ``search_people``. ``suppress``: as there; a row whose organisation filter
-    names only suppressed domains or ids is not searched (``suppressed_rows``).
+    People results are teasers: see ``search_people``.
+
+    ``kind``: ``"people"`` or ``"orgs"``; ``max_results_per_row``: results kept per row (None: all, up to Apollo's
+    cap). ``max_credits``, ``confirm_over``, ``refresh``, ``progress``, ``client`` and ``ledger`` as in
+    :func:`search_orgs` (a people search is free). ``suppress``: as in ``search_people``; a row whose organisation
+    filter names only suppressed domains or ids is not searched (``suppressed_rows``).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> targets = pd.DataFrame({"domain": ["verdant-foods.example", "not a domain!"]})
+    >>> found = af.search_frame(targets, kind="people", max_results_per_row=2, progress=False)
+    >>> found.columns[0], len(found) <= 2, found.attrs["apollo"]["invalid_rows"]
+    ('apollo_input_index', True, 1)
     """
     per_row = _check_max_results("max_results_per_row", max_results_per_row)
-    check_flags(refresh=refresh, progress=progress)
+    run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
+                     ledger=ledger, suppress=suppress)
     prep = prepare_rows(frame, kind, columns, filters)
     kind = prep.kind
-    budget = Budget(max_credits)
+    worst = estimate_search_credits(kind, per_row, queries=len(prep.unique))
+    confirm_spend(OPERATION[kind] + "_by_row", run.worst_allowed(worst), run.confirm_over)
+    budget = Budget(run.max_credits)
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind] + "_by_row", run_id=uuid.uuid4().hex[:12], query=prep.constant)
     summary.columns = {name: str(label) for name, label in prep.mapping.items()}
     with client_scope(client) as api:
-        suppressor = Suppressor.for_run(api.settings.cache_dir, suppress, api.clock)
+        suppressor = Suppressor.for_run(api.settings.cache_dir, run.suppress, api.clock)
         prep.set_aside(frame.index, suppressor)
         requests_before = api.stats.requests
         try:
@@ -889,7 +934,7 @@ def search_frame(
                 budget=budget,
                 run_id=summary.run_id,
                 refresh=refresh,
-                ledger=ledger if ledger is not None else api.ledger,
+                ledger=run.ledger if run.ledger is not None else api.ledger,
                 progress=progress,
                 suppressor=suppressor,
             )
