@@ -686,7 +686,8 @@ def test_each_hostile_sandbox_answer_is_a_row_status(hostile_sandbox, tmp_path, 
     people = [p for p in sb.world.people if p.get("email")][:15]
     frame = pd.DataFrame({"email": [p["email"] for p in people]})
     sb.inject(fault, path="people/bulk_match")
-    with sb.client(cache_dir=tmp_path / "c", retry_backoff=(0.01, 0.05), max_retries=0, timeout=5) as client:
+    with sb.client(cache_dir=tmp_path / "c", retry_backoff=(0.01, 0.05), max_retries=0, timeout=5,
+                   concurrency=1) as client:  # one batch at a time: the fault meets the first batch, of 10
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = frame.apollo.enrich_people(client=client, progress=False, max_credits=15)
