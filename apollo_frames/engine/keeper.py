@@ -32,7 +32,9 @@ from apollo_frames.client.retry import MAX_SERVER_RETRY_AFTER
 from apollo_frames.client.storage import reason_of, storage_error
 from apollo_frames.core.errors import StorageError
 
-#: added to the longest a request can take (timeout x attempts + rate-limit wait) to make a lease
+#: a claim is taken up to this many requests' time before its batch leaves (it waits behind the batches queued)
+LEASE_REQUESTS = 3
+#: added to the time those requests can take to make a lease
 LEASE_MARGIN_S = 30.0
 #: batches the writer's thread may be behind before a worker waits for it
 WRITER_CAPACITY = 64
@@ -42,24 +44,14 @@ POLL_S = 0.5
 RELEASE_BLOCK = 900
 
 
-#: a claim is taken up to this many requests' time before its batch leaves (it waits behind the batches queued)
-LEASE_REQUESTS = 3
-
-
-def request_seconds(settings: Any) -> float:
-    """The longest one request can take: every attempt timing out, the longest back-off between them, and the
-    rate-limit waits the client allows."""
-    timeout = float(getattr(settings, "timeout", 30.0))
-    retries = int(getattr(settings, "max_retries", 3))
-    return timeout * (retries + 1) + retries * MAX_SERVER_RETRY_AFTER + float(getattr(settings, "max_rate_limit_wait",
-                                                                                      0.0))
-
-
 def lease_seconds(settings: Any) -> float:
-    """How long a claim lasts: a batch is claimed ahead, so it may wait for a slot as long as the requests before it
-    take, then take as long itself (see :func:`request_seconds`); plus a margin. A long lease costs nothing while
-    its process runs: a killed process's leases are free at once (its owner file is no longer locked)."""
-    return LEASE_REQUESTS * request_seconds(settings) + LEASE_MARGIN_S
+    """How long a claim lasts: :data:`LEASE_REQUESTS` times the longest one request can take (every attempt timing
+    out, the longest back-off between them, the rate-limit waits the client allows), plus a margin. A long lease
+    costs nothing while its process runs: a killed process's leases are free at once (its owner file is unlocked)."""
+    retries = int(getattr(settings, "max_retries", 3))
+    request = (float(getattr(settings, "timeout", 30.0)) * (retries + 1) + retries * MAX_SERVER_RETRY_AFTER
+               + float(getattr(settings, "max_rate_limit_wait", 0.0)))
+    return LEASE_REQUESTS * request + LEASE_MARGIN_S
 
 
 class Claims:
@@ -133,9 +125,6 @@ class AnswerWriter:
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
 
-    def __repr__(self) -> str:
-        return f"AnswerWriter(saved={self.saved}, error={self.error!r})"
-
     def store(self, item: Keep) -> None:
         """Make ``item``'s answers survive a kill -9 now, from this thread; queue it for the writer's thread.
 
@@ -173,13 +162,7 @@ class AnswerWriter:
 
     def _late(self, item: Keep) -> None:
         """What the writer's thread would have done with ``item``, done on this thread: it has stopped."""
-        try:
-            if not item.stored:
-                self._store([item])
-            if self.ledger is not None:
-                self._settle([item])
-        except Exception as exc:  # as in the writer's loop: kept, the run stops sending
-            self._failed(exc, "writing the answer store", self.cache.path)
+        self._handle([item], everything=True)
 
     @property
     def alive(self) -> bool:
@@ -206,17 +189,20 @@ class AnswerWriter:
     def _loop(self) -> None:
         while True:
             items = self._gather()
-            batch = [item for item in items if item is not None]
-            try:
-                if batch:
-                    self._store([item for item in batch if not item.stored])
-                    if self.ledger is not None:
-                        self._settle(batch)
-                self._release_stored(everything=items[-1] is None)
-            except Exception as exc:  # the thread must outlive any failure: workers wait on its queue
-                self._failed(exc, "writing the answer store", self.cache.path)
+            self._handle([item for item in items if item is not None], everything=items[-1] is None)
             if items[-1] is None:
                 return
+
+    def _handle(self, batch: list[Keep], everything: bool) -> None:
+        """Store what is not stored yet, settle the ledger, release the claims on stored answers (a block at a time,
+        or ``everything``). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
+        try:
+            self._store([item for item in batch if not item.stored])
+            if self.ledger is not None and batch:
+                self._settle(batch)
+            self._release_stored(everything)
+        except Exception as exc:
+            self._failed(exc, "writing the answer store", self.cache.path)
 
     def _failed(self, exc: BaseException, what: str, path: Any) -> None:
         """Keep the first failure as a :class:`StorageError` naming ``path`` (the run stops sending; answers stay
