@@ -6,15 +6,14 @@
   for it again. When the store cannot take claims (SQLite locking on a
   network filesystem, a read-only folder) the batch is sent unclaimed and the
   run says so once: nothing is held back, two processes may then pay twice.
-* :class:`AnswerWriter`: each worker stores the answers it received before it
-  takes another batch (workers whose answers arrive together are written in
-  one transaction: a group commit), so a kill -9 costs at most the batches in
-  flight; the writer's thread settles the ledger and releases claims,
-  coalescing what is queued, so the thread handing out requests never waits
-  on the database. A storage failure is kept (:attr:`AnswerWriter.error`): the
-  run stops sending and the answers stay in memory.
-* :class:`RunInterrupted`: the ``KeyboardInterrupt`` a run raises once every
-  answer it received is stored, saying how many and how many rows are left.
+* :class:`AnswerWriter`: each worker stores the answers it received, and
+  releases their claims, before it takes another batch (workers whose answers
+  arrive together are written in one transaction: a group commit), so a kill -9
+  costs at most the batches in flight; the writer's thread settles the ledger
+  and releases the claims of batches without answers, coalescing what is
+  queued, so the thread handing out requests never waits on the database. A
+  storage failure is kept (:attr:`AnswerWriter.error`): the run stops sending
+  and the answers stay in memory.
 """
 
 from __future__ import annotations
@@ -40,8 +39,8 @@ LEASE_MARGIN_S = 30.0
 WRITER_CAPACITY = 64
 #: seconds between two looks at whether the writer still runs, while a worker waits for it
 POLL_S = 0.5
-#: claims on stored answers released together (one statement)
-RELEASE_BLOCK = 900
+#: answers stored between two checkpoints of the store's write-ahead log (on the writer's thread)
+CHECKPOINT_EVERY = 900
 
 
 def lease_seconds(settings: Any) -> float:
@@ -103,8 +102,8 @@ class Keep:
 
 
 class AnswerWriter:
-    """Stores answered batches from the workers' threads in group commits (:meth:`store`); settles the ledger
-    and releases claims from its own thread, coalescing what is queued (see module doc)."""
+    """Stores answered batches (and releases their claims) from the workers' threads in group commits
+    (:meth:`store`); settles the ledger from its own thread, coalescing what is queued (see module doc)."""
 
     def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY,
                  owner: str | None = None):
@@ -112,7 +111,7 @@ class AnswerWriter:
         self.owner = owner  # whose claims it releases (see ``Claims.owner``)
         self._counting = threading.Lock()  # for ``saved``, ``error`` and the list below: the store serialises writes
         self.saved = 0
-        self._release_later: list[str] = []  # claims on answers written by :meth:`store`
+        self._unchecked = 0  # answers stored since the last checkpoint
         self._waiting: list[Keep] = []  # answers given to :meth:`store`, not written yet
         self._group = threading.Lock()  # held by the worker writing what is waiting
         #: the first failure to write the store or the ledger: the run stops sending
@@ -142,9 +141,7 @@ class AnswerWriter:
             if not item.stored:
                 with self._counting:
                     batch, self._waiting = self._waiting, []
-                self._store(batch, release=False)
-        with self._counting:  # its claims are released later, a block at a time: its answers are in the store
-            self._release_later.extend(item.release)
+                self._store(batch)
         self.put(item)  # its ledger part
 
     def put(self, item: Keep) -> None:
@@ -194,15 +191,18 @@ class AnswerWriter:
                 return
 
     def _handle(self, batch: list[Keep], everything: bool) -> None:
-        """Store what is not stored yet, settle the ledger, release the claims on stored answers (a block at a time,
-        or ``everything``). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
+        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in (or
+        ``everything`` did). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
         try:
             self._store([item for item in batch if not item.stored])
             if self.ledger is not None and batch:
                 self._settle(batch)
-            self._release_stored(everything)
         except Exception as exc:
             self._failed(exc, "writing the answer store", self.cache.path)
+        self._unchecked += sum(item.answers for item in batch)
+        if self._unchecked >= CHECKPOINT_EVERY or everything:
+            self._unchecked = 0
+            self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
 
     def _failed(self, exc: BaseException, what: str, path: Any) -> None:
         """Keep the first failure as a :class:`StorageError` naming ``path`` (the run stops sending; answers stay
@@ -212,27 +212,14 @@ class AnswerWriter:
         with self._counting:
             self.error = self.error or exc
 
-    def _release_stored(self, everything: bool) -> None:
-        """Release the claims on stored answers, once a block has gathered (or ``everything``, at the end).
-
-        Nothing waits on them: another process looks for a claimed record's answer in the store first.
-        """
-        with self._counting:
-            if not self._release_later or (len(self._release_later) < RELEASE_BLOCK and not everything):
-                return
-            keys, self._release_later = self._release_later, []
-        with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
-            self.cache.release(keys, owner=self.owner)
-        self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
-
-    def _store(self, batch: list[Keep], release: bool = True) -> None:
-        """Store the answers of ``batch`` (and release its claims) in one transaction."""
+    def _store(self, batch: list[Keep]) -> None:
+        """Store the answers of ``batch`` and release its claims, in one transaction."""
         now = self.cache.clock.time()
         stamp = (now, None if self.ttl is None else now + self.ttl)
         entries: dict[str, tuple[str, Any, float, float | None]] = {}
         for item in batch:
             entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
-        keys = [key for item in batch for key in item.release] if release else []
+        keys = [key for item in batch for key in item.release]
         if not self._store_broken and entries:
             try:
                 self.cache.write_entries(list(entries.values()), release=keys, owner=self.owner)
