@@ -326,31 +326,25 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _not_sqlite(db: Path, *, probe: bool = True) -> str | None:
-    """Why ``db`` cannot be (a side file of) the store's database; None when it may be.
+def _not_plain(path: Path) -> str | None:
+    """Why ``path`` is not a plain file (a FIFO would hang an open, a symlink leads outside the folder); None if
+    it is one or is missing. Looked at with ``lstat``, never opened."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return "a symlink" if stat.S_ISLNK(mode) else "not a plain file"
+    return None
 
-    Looked at with ``lstat`` (a FIFO would hang an open, a symlink leads outside the folder), then by SQLite
-    (``probe``): the file itself is never opened here, since closing a plain descriptor of a database drops
-    this process's locks on it (see ``private_file``).
-    """
+
+def _not_sqlite(db: Path) -> str | None:
+    """"not a SQLite database" when SQLite, opening ``db`` read-only, says so; else None (it cannot look, e.g. no
+    permission: the store's own open reports it). Never opened as a plain file: closing a plain descriptor of a
+    database drops this process's locks on it (see ``private_file``)."""
     try:
-        mode = os.lstat(db).st_mode
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(mode):
-        return "a symlink" if stat.S_ISLNK(mode) else "not a plain file"
-    if not probe:
-        return None
-    try:
-        con = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error:
-        return None  # cannot look (permissions): the store's own open reports it
-    try:
-        con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
-    except sqlite3.DatabaseError as exc:
+        with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=5.0)) as con:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+    except sqlite3.Error as exc:
         return "not a SQLite database" if "not a database" in str(exc).lower() else None
-    finally:
-        con.close()
     return None
 
 
@@ -476,16 +470,15 @@ class AnswerStore:
             self.query("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _set_aside_garbage(self) -> None:
-        """A cache.db that is not a SQLite file holds nothing of ours: move it aside (kept), count it, go on."""
-        for db in reversed(database_files(self.path)):  # side files first: SQLite opens them with the database
-            why = _not_sqlite(db, probe=db == self.path)
-            if why is None:
-                continue
+        """A cache.db (or side file) that is not a plain file, or not a SQLite file, holds nothing of ours: move it
+        aside (kept), count it, go on. Side files first: SQLite opens them with the database."""
+        why = next(filter(None, map(_not_plain, reversed(database_files(self.path)))), None)
+        why = why or _not_sqlite(self.path)
+        if why is not None:
             target = set_aside(self.path)
             self.quarantined += 1
             self.quarantine_reasons[f"database {why}"] += 1
             warn(f"the answer store {self.path} was {why}: moved to {target}; its answers will be asked again")
-            return
 
     # -- keys, reads, writes -------------------------------------------------------------------
 
