@@ -47,7 +47,9 @@ _SELECT_FROM = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
 def parse_age(text: str) -> float:
     """Seconds in an age like ``30d``, ``12h``, ``90m``, ``2w`` (as ``max_age`` reads it; a bare number is days)."""
     text = str(text).strip()
-    return age_seconds(f"{text}d" if text.replace(".", "", 1).isdigit() else text, name="older_than (default 30d)")
+    if text.replace(".", "", 1).isdigit():
+        text += "d"
+    return age_seconds(text, name="older_than (default 30d)") or 0.0  # (text is never None)
 
 
 @dataclasses.dataclass
