@@ -132,9 +132,6 @@ class AnswerWriter:
         Workers whose answers arrive together are written together: the one that gets to write takes every
         answer waiting, in one transaction, and the others find theirs written (a group commit).
         """
-        if not item.entries:
-            self.put(item)
-            return
         with self._counting:
             self._waiting.append(item)
         with self._group:
