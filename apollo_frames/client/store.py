@@ -471,9 +471,9 @@ class AnswerStore:
 
     def _set_aside_garbage(self) -> None:
         """A cache.db (or side file) that is not a plain file, or not a SQLite file, holds nothing of ours: move it
-        aside (kept), count it, go on. Side files first: SQLite opens them with the database."""
-        why = next(filter(None, map(_not_plain, reversed(database_files(self.path)))), None)
-        why = why or _not_sqlite(self.path)
+        aside (kept), count it, go on. (SQLite opens the side files with the database: they are looked at first.)"""
+        reasons = (_not_plain(path) for path in reversed(database_files(self.path)))
+        why = next((reason for reason in reasons if reason), None) or _not_sqlite(self.path)
         if why is not None:
             target = set_aside(self.path)
             self.quarantined += 1
