@@ -256,9 +256,8 @@ class Holders:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        #: owner -> the descriptor of its locked file (this process's owners)
+        #: owner -> the descriptor of its locked file (this process's owners; a dict's get, set and pop are atomic)
         self.held: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def hold(self, owner: str) -> None:
         """Create and lock ``owner``'s file (where files cannot be locked its claims live by their lease alone)."""
@@ -272,13 +271,11 @@ class Holders:
                 if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
                     break  # (else a sweep removed it between our open and our lock: make it again)
                 os.close(fd)
-            with self._lock:
-                self.held[owner] = fd
+            self.held[owner] = fd
 
     def let_go(self, owner: str) -> None:
         """Remove and unlock ``owner``'s file: its claims are free."""
-        with self._lock:
-            fd = self.held.pop(owner, None)
+        fd = self.held.pop(owner, None)
         if fd is not None:
             with contextlib.suppress(OSError):
                 (self.folder / owner).unlink()
