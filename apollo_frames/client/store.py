@@ -136,10 +136,6 @@ class BadEntry(ValueError):
     """A stored entry that is not ours: not JSON, another key or schema version, a key that is not text."""
 
 
-#: a key that JSON quotes as it is (every key the store makes: a sha256 hex digest)
-_PLAIN_KEY = re.compile(r"[0-9A-Za-z_.:-]*")
-
-
 def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> bytes:
     """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
 
@@ -148,8 +144,7 @@ def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> 
     texts = {} if texts is None else texts
     if id(data) not in texts:
         texts[id(data)] = jsontext.dumps(data)
-    plain = isinstance(key, str) and _PLAIN_KEY.fullmatch(key) is not None
-    quoted = f'"{key}"' if plain else json.dumps(key, ensure_ascii=False)
+    quoted = json.dumps(key, ensure_ascii=False)
     return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), texts[id(data)], b"}"))
 
 
