@@ -532,9 +532,9 @@ class _Sender:
     aside those another process holds or has stored meanwhile); a worker
     writes the request to the ledger as sent, sends it, parses the answer and
     stores it through the :class:`~apollo_frames.engine.keeper.AnswerWriter`
-    (a group commit), whose thread releases the claims and settles the ledger;
-    the dispatching thread fans the answers
-    into the results.
+    (a group commit, which releases the batch's claims in the same transaction;
+    the writer's thread settles the ledger); the dispatching thread fans the
+    answers into the results.
     """
 
     def __init__(self, op: Operation, plan: Plan, options: dict, client, *, run: RunOptions, run_id: str,
