@@ -56,6 +56,7 @@ from apollo_frames.core.errors import (
     ValidationError,
 )
 from apollo_frames.core.settings import PLAN_PRESETS
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN
 from apollo_frames.engine.meter import try_read
 from apollo_frames.engine.runner import host_of
 from apollo_frames.engine.summary import RunSummary
@@ -167,7 +168,8 @@ def _staged(path: Path) -> Path:
 def _explain(written: Path, host: str | None, column_reasons: dict | None = None) -> None:
     """The final lines of a run: why rows failed, grouped, with the fix where one is known (read from its output;
     ``column_reasons`` name the columns that almost fitted)."""
-    frame = pq.read_table(written, columns=["apollo_status", "apollo_error"]).to_pandas()
+    names = [c for c in ("apollo_status", "apollo_error", ERROR_CODE_COLUMN) if c in pq.read_schema(written).names]
+    frame = pq.read_table(written, columns=names).to_pandas()
     frame.index = pd.RangeIndex(1, len(frame) + 1)  # data rows counted from 1, as in a spreadsheet
     frame.attrs["apollo"] = {"column_reasons": column_reasons or {}}
     groups = report(frame, examples=3, host=host).groups
@@ -283,7 +285,7 @@ def cmd_enrich(args) -> int:
     with _input(args) as src, _client(args, _sandbox_if(args)) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the skipped-rows message is printed below instead
         summary = enrich_parquet(
-            src, _staged(output), args.spec.name, chunk_rows=args.chunk_rows, client=client,
+            src, dst=_staged(output), operation=args.spec.name, chunk_rows=args.chunk_rows, client=client,
             progress=not args.quiet, columns=columns, max_credits=args.max_credits, refresh=args.refresh,
             confirm_over=args.confirm_over, suppress=_suppress_file(args), max_age=args.max_age,
             **_enrich_options(args),
@@ -450,7 +452,8 @@ def cmd_estimate(args) -> int:
     columns = _parse_map(args.map)
     if args.pilot is not None:  # a pilot spends: it reads the file whole and enriches a sample of it
         with _input(args) as src, _client(args, _sandbox_if(args)) as client:
-            result = estimate(read_frame(src), spec.name, client=client, columns=columns, pilot=args.pilot, **options)
+            result = estimate(read_frame(src), operation=spec.name, client=client, columns=columns, pilot=args.pilot,
+                              **options)
         print(repr(result))
         return EXIT_OK
     # With --sandbox only the sandbox's cache namespace matters: no emulator is built, and an
@@ -458,7 +461,7 @@ def cmd_estimate(args) -> int:
     with _input(args) as src:
         client = client_for(_refuse_requests, cache_dir=args.cache_dir) if args.sandbox else _client(args)
         with client:
-            result = estimate_file(src, spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns,
+            result = estimate_file(src, operation=spec.name, chunk_rows=args.chunk_rows, client=client, columns=columns,
                                    plan=args.plan, **options)
     print(repr(result))
     return EXIT_OK
@@ -668,7 +671,7 @@ def cmd_search(args) -> int:
     search = args.command_spec.call
     with _client(args, _sandbox_if(args)) as client:
         result = search(max_results=args.max_results, client=client, progress=not args.quiet, refresh=args.refresh,
-                        **filters)
+                        suppress=_suppress_file(args), **filters)
     write_frame(result, output, formulas=_formulas(args))
     print(f"wrote {output} | " + SearchSummary(**result.attrs["apollo"]).line())
     return EXIT_OK
@@ -679,15 +682,18 @@ def cmd_push(args) -> int:
     options = {
         "chunk_rows": args.chunk_rows, "progress": not args.quiet, "mode": args.mode, "columns": _parse_map(args.map),
         "run_dedupe": not args.no_dedupe, "labels": args.label, "dry_run": args.dry_run,
-        "default_region": args.default_region,
+        "default_region": args.default_region, "suppress": _suppress_file(args),
     }
+    if "allow_dnc" in args.spec.options:
+        options["allow_dnc"] = args.allow_dnc
     target = args.spec.target
     host = None
     if args.dry_run:
-        summary = push_parquet(src, _staged(report), target, **options)  # a dry run sends nothing and needs no key
+        # a dry run sends nothing and needs no key
+        summary = push_parquet(src, dst=_staged(report), target=target, **options)
     else:
         with _client(args, _sandbox_if(args)) as client:
-            summary = push_parquet(src, _staged(report), target, client=client, **options)
+            summary = push_parquet(src, dst=_staged(report), target=target, client=client, **options)
             host = host_of(client)
     fields = {k: summary[k] for k in PushSummary.__dataclass_fields__}
     print(f"wrote {report} | " + PushSummary(**fields).line())  # a rate-limit stop was warned about already
@@ -856,6 +862,16 @@ def _add_partial(p: argparse.ArgumentParser) -> None:
                    help="when nothing reached the server, still write the rows, to OUT.partial.<suffix>")
 
 
+def _add_suppress(p: argparse.ArgumentParser, what: str = "send, keep or return") -> None:
+    p.add_argument("--suppress", default=None, metavar="FILE",
+                   help=f"never {what} these e-mails, domains, LinkedIn URLs or Apollo ids (a text or CSV file), "
+                        "beside the cache folder's suppression list")
+
+
+def _add_allow_dnc(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--allow-dnc", action="store_true", help=text)
+
+
 def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> None:
     p.add_argument("input", help=".csv, .tsv, .xlsx or .parquet (encoding, separator and header row detected)")
     p.add_argument("output", help=".parquet, .csv or .xlsx (written by its suffix)")
@@ -865,9 +881,7 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--confirm-over", type=_credits, default=None, metavar="CREDITS",
                    help="ask before a run whose worst case is above this many credits (refused when nobody can answer)")
-    p.add_argument("--suppress", default=None, metavar="FILE",
-                   help="never send, keep or return these e-mails, domains, LinkedIn URLs or Apollo ids (a text or "
-                        "CSV file), beside the cache folder's suppression list")
+    _add_suppress(p)
     options = registry.get(command.name.replace("-", "_")).options
     if "reveal_personal_emails" in options:
         p.add_argument("--reveal-personal-emails", action="store_true", help="ask for personal emails (+1 credit)")
@@ -883,6 +897,8 @@ def _enrich_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     for flag, text in _ASYNC_FLAGS.items():
         if flag in command.flags:
             p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
+    if "allow_dnc" in options:
+        _add_allow_dnc(p, "show numbers flagged do-not-call in person.mobile_phone (left out by default)")
     _add_run_options(p, chunked=True)
 
 
@@ -907,6 +923,7 @@ def _search_arguments(p: argparse.ArgumentParser, command: registry.Command) -> 
     if "max_credits" in command.flags:
         p.add_argument("--max-credits", type=_credits, default=None, help="never spend more than this in the run")
     p.add_argument("--refresh", action="store_true", help="ignore cached pages (they are still updated)")
+    _add_suppress(p, "search for, keep or return")
     _add_run_options(p)
 
 
@@ -921,6 +938,10 @@ def _push_arguments(p: argparse.ArgumentParser, command: registry.Command) -> No
     p.add_argument("--no-dedupe", action="store_true",
                    help="bulk_create without run_dedupe (unknown outcomes are not retried)")
     p.add_argument("--default-region", default="US", help="region for phone numbers without a +country code")
+    _add_suppress(p, "push")
+    if "allow_dnc" in registry.get(command.name.replace("-", "_")).options:
+        _add_allow_dnc(p, "write phone numbers the input's person.phone_numbers flags do-not-call "
+                          "(left out by default)")
     _add_run_options(p, chunked=True)
 
 

@@ -28,6 +28,7 @@ folder records every call under the computation's one run id.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 import warnings
 from typing import Any
@@ -40,12 +41,13 @@ from dask.dataframe.extensions import register_dataframe_accessor
 from apollo_frames.accessor import frame_method
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.store import entry_key
-from apollo_frames.core.age import age_seconds
+from apollo_frames.client.suppression import suppression_values
+from apollo_frames.core.columns import Columns
 from apollo_frames.core.schema import to_pandas
 from apollo_frames.engine.assemble import assemble_frame
-from apollo_frames.engine.budget import check_credits
 from apollo_frames.engine.confirm import confirm_spend
-from apollo_frames.engine.runner import answer_columns, check_flags, execute, finish
+from apollo_frames.engine.options import RunOptions
+from apollo_frames.engine.runner import answer_columns, execute, finish
 from apollo_frames.engine.work import Work, work_from_plan
 from apollo_frames.estimates import Estimate, estimate_from_work
 from apollo_frames.estimates import estimate as pandas_estimate
@@ -64,21 +66,22 @@ ROW_STRIDE = 1 << 40
 # -- options ---------------------------------------------------------------------------------------
 
 
-def _options(spec: Spec, options: dict, meta: pd.DataFrame) -> tuple[dict, dict]:
+def _options(spec: Spec, options: dict, meta: pd.DataFrame) -> tuple[dict, RunOptions]:
     """(the job's options, the run's); checked now, before anything is computed."""
-    unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS) - {"progress"})
+    unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS))
     if unknown:
         raise TypeError(f"{spec.name}() got an unexpected keyword argument {unknown[0]!r}")
     if options.get("ledger") is not None:
         raise TypeError("ledger= cannot travel to Dask workers: each records in the ledger beside its cache folder")
-    check_flags(refresh=options.get("refresh", False), progress=options.get("progress", False))
-    check_credits("max_credits", options.get("max_credits"))
-    check_credits("confirm_over", options.get("confirm_over"))
     job = {k: v for k, v in options.items() if k in spec.options}
+    run = RunOptions(**{k: v for k, v in options.items() if k not in spec.options})
+    run = dataclasses.replace(run, progress=False)  # ``progress`` is checked, and ignored: workers show no bars
     assert spec.job is not None
     spec.job(meta, **job)  # the column mapping and the options, checked on the empty frame
-    run = {k: v for k, v in options.items() if k in ("max_credits", "refresh", "confirm_over")}
-    return job, dict(run, max_age=age_seconds(options.get("max_age")))
+    # a file of values is read once, here; the values travel to the workers (each adds its folder's list)
+    if run.suppress is not None:
+        run = dataclasses.replace(run, suppress=suppression_values(run.suppress))
+    return job, run
 
 
 def _result_meta(meta: pd.DataFrame, spec: Spec, job: dict) -> pd.DataFrame:
@@ -105,22 +108,22 @@ def _keyed(frame: pd.DataFrame, name: str, job: dict, namespace: str,
     return out
 
 
-def _enrich_rows(frame: pd.DataFrame, name: str, job: dict, run: dict, client: WorkerClient, run_id: str,
+def _enrich_rows(frame: pd.DataFrame, name: str, job: dict, run: RunOptions, client: WorkerClient, run_id: str,
                  new_meta: pd.DataFrame) -> pd.DataFrame:
     """One partition of rows, every copy of its keys in it: the engine's run (each key once), the rows' answers."""
     spec = registry.get(name)
     assert spec.job is not None
     if not len(frame):
         return new_meta
-    max_credits = run.get("max_credits")
-    budget = None if max_credits is None else SharedBudget(max_credits, tally(f"apollo-frames-budget-{run_id}"))
+    budget = (None if run.max_credits is None
+              else SharedBudget(run.max_credits, tally(f"apollo-frames-budget-{run_id}")))
     with client.open() as api:
         prepared, op, op_options = spec.job(frame.drop(columns=[ROW, KEY]), **job)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # skipped rows say why in apollo_error
-            done = execute(len(frame), prepared, op, op_options, client=api, progress=False,
-                           refresh=run.get("refresh", False), run_id=run_id, budget=budget,
-                           max_age=run.get("max_age"))
+            # asked once, before the graph was built (confirm_over)
+            done = execute(len(frame), prepared, op, op_options, client=api, run_id=run_id, budget=budget,
+                           run=dataclasses.replace(run, confirm_over=None))
             new = answer_columns(prepared, done)
             finish(done, progress=False)
     out = to_pandas(new)
@@ -148,12 +151,13 @@ def _by_key(ddf: dd.DataFrame, name: str, job: dict, namespace: str) -> dd.DataF
     return keyed.shuffle(on=KEY, npartitions=max(ddf.npartitions, 1))
 
 
-def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: ApolloClient | None = None,
+def enrich(ddf: dd.DataFrame, *, operation: str = "enrich_people", client: ApolloClient | None = None,
            **options: Any) -> dd.DataFrame:
     """Enrich ``ddf`` lazily (see the module doc); ``options`` are the pandas function's.
 
-    ``max_credits`` caps the whole computation. ``confirm_over`` counts the
-    work first (an eager ``estimate``) and asks before the graph is built.
+    ``suppress`` (values or a file, read once here) and the suppression list of each worker's cache folder set
+    rows aside as the pandas run does (``suppressed``). ``max_credits`` caps the whole computation.
+    ``confirm_over`` counts the work first (an eager ``estimate``) and asks before the graph is built.
     ``progress`` is accepted and ignored (workers show no bars); ``ledger``
     cannot travel to workers. Without ``client=``, each worker builds its
     client from its own environment.
@@ -162,11 +166,9 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
         raise TypeError(f"enrich needs a Dask DataFrame, got {type(ddf).__name__}")
     spec = registry.get(operation, kind="enrich")
     job, run = _options(spec, dict(options), ddf._meta)
-    if run.get("confirm_over") is not None:
-        found = estimate(ddf, spec.name, client=client, refresh=run.get("refresh", False),
-                         max_age=run.get("max_age"), **job)
-        worst = found.credits_max if run.get("max_credits") is None else min(found.credits_max, run["max_credits"])
-        confirm_spend(spec.name, worst, run["confirm_over"])
+    if run.confirm_over is not None:
+        found = estimate(ddf, operation=spec.name, client=client, refresh=run.refresh, max_age=run.max_age, **job)
+        confirm_spend(spec.name, run.worst_allowed(found.credits_max), run.confirm_over)
     worker = WorkerClient.of(client)
     new_meta = to_pandas(spec.schema(job).empty_table())
     new_meta.insert(0, ROW, pd.Series([], dtype="int64"))
@@ -185,33 +187,32 @@ def enrich(ddf: dd.DataFrame, operation: str = "enrich_people", *, client: Apoll
 _COUNTS = ("rows", "invalid", "unique", "cached", "to_fetch", "api_calls")
 
 
-def _count(frame: pd.DataFrame, name: str, job: dict, refresh: bool, client: WorkerClient,
-           max_age: float | None = None) -> pd.DataFrame:
+def _count(frame: pd.DataFrame, name: str, job: dict, run: RunOptions, client: WorkerClient) -> pd.DataFrame:
     """One partition of rows (every copy of its keys in it): its work, counted as the engine's estimate counts it."""
     spec = registry.get(name)
     assert spec.job is not None
     rows = frame.drop(columns=[ROW, KEY])
     with client.open() as api:
         prepared, op, op_options = spec.job(rows, **job)
-        work = work_from_plan(rows, prepared, op, op_options, api, refresh=refresh, max_age=max_age)
+        work = work_from_plan(rows, prepared, op, op_options, api, refresh=run.refresh, max_age=run.max_age)
     return pd.DataFrame({name: [int(getattr(work, name) or 0)] for name in _COUNTS})
 
 
-def estimate(ddf: dd.DataFrame, operation: str, *, client: ApolloClient | None = None,
-             columns: dict[str, str] | None = None, **options: Any) -> Estimate:
+def estimate(ddf: dd.DataFrame, *, operation: str = "enrich_people", client: ApolloClient | None = None,
+             columns: Columns = None, **options: Any) -> Estimate:
     """Estimate ``operation`` on ``ddf`` as :func:`enrich` would run it (computed now; sends nothing).
 
     Each record counts once across partitions; the bulk calls are counted as
     the run makes them (per partition of keys).
     """
     spec = registry.get(operation, kind="enrich")
-    job, refresh, max_age = spec.estimate_job_options(options)
+    job, run = spec.estimate_job_options(options)
     job = dict(job, columns=columns)
     _options(spec, job, ddf._meta)
     worker = WorkerClient.of(client)
     meta = pd.DataFrame({name: pd.Series([], dtype="int64") for name in _COUNTS})
     counts = _by_key(ddf, spec.name, job, worker.cache_namespace).map_partitions(
-        _count, spec.name, job, refresh, worker, max_age, meta=meta)
+        _count, spec.name, job, run, worker, meta=meta)
     totals = counts.sum().compute()
     assert spec.job is not None
     with client_scope(client) as api:
@@ -233,7 +234,7 @@ class DaskApolloAccessor:
 
 
 def _enrich_call(name: str) -> Any:
-    return lambda frame, **options: enrich(frame, name, **options)
+    return lambda frame, **options: enrich(frame, operation=name, **options)
 
 
 for _spec in registry.operations("enrich"):

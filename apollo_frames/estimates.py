@@ -1,13 +1,13 @@
 """Estimates before a run, and the gate that asks before a large spend.
 
-``estimate(frame, "enrich_people")`` answers, without sending a request: how
+``estimate(frame, operation="enrich_people")`` answers, without sending a request: how
 many rows are invalid, how many unique records there are, how many the cache
 already holds, how many calls and credits the rest would take (worst case, and
 expected from the match rate the ledger has seen), and roughly how long the
 rate limits would make it last. It reuses what a run does before its first
 request (the operation's ``prepare`` and ``runner.plan_work``, which only
 reads the cache), so it counts exactly what a run would send.
-``estimate_file(path, "enrich_people")`` counts a whole .csv or .parquet file
+``estimate_file(path, operation="enrich_people")`` counts a whole .csv or .parquet file
 the way ``enrich_parquet`` (and ``apollo-frames enrich-people``) reads and
 runs it: streamed in chunks, so it never holds the file in memory.
 
@@ -27,6 +27,7 @@ import pandas as pd
 
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
+from apollo_frames.core.columns import Columns
 from apollo_frames.core.settings import PLAN_PRESETS
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
 from apollo_frames.engine.meter import CreditBalance, last_balance, try_read
@@ -299,10 +300,10 @@ def _estimable(operation: Any) -> registry.Spec:
 
 def estimate(
     frame: pd.DataFrame,
-    operation: str,
     *,
+    operation: str = "enrich_people",
     client: ApolloClient | None = None,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     pilot: int | None = None,
     seed: int = 0,
     balance: bool = False,
@@ -328,6 +329,15 @@ def estimate(
     ``balance_left``; otherwise the last reading this client made, if any.
     ``plan``: "free" or "paid", the rate limits the duration assumes until
     Apollo's headers have told the real ones (``limits_source`` says which was used).
+
+    ``client``: whose store and ledger are read (default: the session's); ``columns``: as the operation takes them.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> leads = pd.DataFrame({"email": ["new.person@unseen-co.example", "new.person@unseen-co.example", "?"]})
+    >>> est = af.estimate(leads, operation="enrich_people")
+    >>> est.rows, est.unique, est.invalid, est.to_fetch, est.credits_max
+    (3, 1, 1, 1, 1.0)
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"estimate needs a pandas DataFrame, got {type(frame).__name__}")
@@ -369,11 +379,11 @@ def with_pilot(base: Estimate, tried: PilotResult) -> Estimate:
 
 def estimate_file(
     src: str | Path,
-    operation: str = "enrich_people",
     *,
+    operation: str = "enrich_people",
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     plan: str | None = None,
     **options: Any,
 ) -> Estimate:
@@ -383,14 +393,24 @@ def estimate_file(
     missing values) and streamed ``chunk_rows`` at a time: a record repeated
     across chunks counts once, and the calls are counted per chunk, as sent.
     Options as in :func:`estimate`.
+
+    ``client`` and ``columns`` as in :func:`estimate`; ``plan``: "free" or "paid" rate limits for the duration.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> leads = pd.DataFrame({"email": ["new.person@unseen-co.example", "other@unseen-co.example"]})
+    >>> leads.to_csv("leads.csv", index=False)
+    >>> est = af.estimate_file("leads.csv", operation="enrich_people", chunk_rows=1)
+    >>> est.rows, est.to_fetch, est.api_calls
+    (2, 2, 2)
     """
     check_chunk_rows(chunk_rows)
     spec = _estimable(operation)
     if spec.job is None:
         raise ValueError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
-    job_options, refresh, max_age = spec.estimate_job_options(options)
+    job_options, run = spec.estimate_job_options(options)
     with client_scope(client, need_key=False) as c:
-        work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, refresh, max_age)
+        work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, run)
         return estimate_from_work(work, c, plan)
 
 

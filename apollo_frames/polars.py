@@ -36,13 +36,14 @@ import polars as pl
 from apollo_frames.accessor import frame_method
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.engine.assemble import kept_columns
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.runner import answer_columns, execute, finish
 from apollo_frames.estimates import estimate
 from apollo_frames.ops import registry
 from apollo_frames.ops.mapping import columns
 from apollo_frames.ops.registry import RUN_OPTIONS, Spec
 
-__all__ = ["PolarsApolloNamespace", "enrich", "last_summary", "run"]
+__all__ = ["PolarsApolloNamespace", "enrich", "last_summary"]
 
 _LAST = threading.local()
 
@@ -69,22 +70,22 @@ def _read_columns(spec: Spec, frame: pl.DataFrame, job: dict) -> list[str]:
     return list(dict.fromkeys(c.column for c in prepared.columns.choices))
 
 
-def enrich(frame: pl.DataFrame | pl.LazyFrame, operation: str = "enrich_people", *,
+def enrich(frame: pl.DataFrame | pl.LazyFrame, *, operation: str = "enrich_people",
            client: ApolloClient | None = None, **options: Any) -> pl.DataFrame:
     """Run the enrichment ``operation`` on a Polars frame (see the module doc); ``options`` are the pandas one's."""
     frame = _eager(frame)
     spec = registry.get(operation, kind="enrich")
-    unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS) - {"progress"})
+    unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS))
     if unknown:
         raise TypeError(f"{spec.name}() got an unexpected keyword argument {unknown[0]!r}")
     job = {k: v for k, v in options.items() if k in spec.options}
-    run_options = {k: v for k, v in options.items() if k not in spec.options}
+    run = RunOptions(**{k: v for k, v in options.items() if k not in spec.options})
     assert spec.job is not None
     prepared, op, op_options = spec.job(frame.select(_read_columns(spec, frame, job)).to_pandas(), **job)
     with client_scope(client) as api:
-        done = execute(frame.height, prepared, op, op_options, client=api, **run_options)
+        done = execute(frame.height, prepared, op, op_options, client=api, run=run)
         new = answer_columns(prepared, done)
-        finish(done, run_options.get("progress", True))
+        finish(done, run.progress)
     summary = done.summary.to_dict()
     if prepared.columns is not None:
         summary["columns"] = prepared.columns.to_dict()
@@ -93,7 +94,7 @@ def enrich(frame: pl.DataFrame | pl.LazyFrame, operation: str = "enrich_people",
     return pl.concat([frame.select(kept), pl.DataFrame(pl.from_arrow(new))], how="horizontal")
 
 
-def run(frame: pl.DataFrame | pl.LazyFrame, operation: str, **arguments: Any) -> pl.DataFrame:
+def _through_pandas(frame: pl.DataFrame | pl.LazyFrame, operation: str, **arguments: Any) -> pl.DataFrame:
     """A search or push on a Polars frame, through the operation's pandas function (its engine builds pandas)."""
     spec = registry.get(operation)
     result = spec.function(_eager(frame).to_pandas(), **arguments)
@@ -115,8 +116,8 @@ class PolarsApolloNamespace:
 
 def _call(spec: Spec) -> Callable[..., Any]:
     if spec.kind == "enrich":
-        return lambda frame, **arguments: enrich(frame, spec.name, **arguments)
-    return lambda frame, **arguments: run(frame, spec.name, **arguments)
+        return lambda frame, **arguments: enrich(frame, operation=spec.name, **arguments)
+    return lambda frame, **arguments: _through_pandas(frame, spec.name, **arguments)
 
 
 for _spec in registry.operations():

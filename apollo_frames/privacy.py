@@ -38,22 +38,47 @@ def _pairs(values: Any) -> list[tuple[str, str]]:
 def suppress(values: Any, *, reason: str | None = None, client: ApolloClient | None = None) -> int:
     """Never enrich, push or keep these identifiers again in this cache folder; returns how many were new.
 
-    Example::
+    ``values``: e-mails, domains, LinkedIn URLs or Apollo ids (a list, a Series, a file path); ``reason``: kept
+    beside them (never the values); ``client``: whose cache folder (default: the session's).
 
-        apollo_frames.suppress(["jane@acme.com", "globex.com"], reason="opt-out 2026-12")
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.suppress(["no.contact@opt-out.example"], reason="asked not to be contacted")
+    1
+    >>> out = af.enrich_people(pd.DataFrame({"email": ["no.contact@opt-out.example"]}), progress=False)
+    >>> out["apollo_status"][0], out["apollo_error_code"][0]
+    ('suppressed', 'suppressed')
     """
     with client_scope(client, need_key=False) as c:
         return SuppressionList(c.settings.cache_dir, clock=c.clock).add(_pairs(values), reason)
 
 
 def unsuppress(values: Any, *, client: ApolloClient | None = None) -> int:
-    """Lift the suppression of these identifiers; returns how many were suppressed."""
+    """Lift the suppression of these identifiers; returns how many were suppressed.
+
+    ``values``: as :func:`suppress` takes them; ``client``: whose cache folder (default: the session's).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> _ = af.suppress(["back@opt-out.example"])
+    >>> af.unsuppress(["back@opt-out.example"])
+    1
+    """
     with client_scope(client, need_key=False) as c:
         return SuppressionList(c.settings.cache_dir, clock=c.clock).remove(_pairs(values))
 
 
 def suppressed(*, client: ApolloClient | None = None) -> pd.DataFrame:
-    """How many identifiers the folder's list holds, by kind and reason (never the values)."""
+    """How many identifiers the folder's list holds, by kind and reason (never the values).
+
+    ``client``: whose cache folder (default: the session's).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> _ = af.suppress(["listed@opt-out.example"])
+    >>> af.suppressed().columns.tolist()
+    ['kind', 'reason', 'count', 'first_added', 'last_added']
+    """
     with client_scope(client, need_key=False) as c:
         return SuppressionList(c.settings.cache_dir, clock=c.clock).summary()
 
@@ -89,9 +114,14 @@ def forget(values: Any, *, client: ApolloClient | None = None) -> Forgotten:
     """Erase these people (e-mails, domains, LinkedIn URLs, Apollo ids) from everything stored in the cache folder,
     compact the files so their bytes are gone, and suppress them so no later run fetches them again.
 
-    Example::
+    ``values``: e-mails, domains, LinkedIn URLs or Apollo ids (a list, a Series, a file path); ``client``: whose
+    cache folder (default: the session's).
 
-        apollo_frames.forget(["jane@acme.com"])  # a GDPR art. 17 request
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> done = af.forget(["erase.me@forget-co.example"])
+    >>> done.identifiers, done.newly_suppressed
+    (1, 1)
     """
     pairs = _pairs(values)
     with client_scope(client, need_key=False) as c:

@@ -23,6 +23,13 @@ def use_sandbox(cache_dir: str | Path | None = None) -> ApolloClient:
 
     ``cache_dir``: where its answers are cached (default: the usual cache folder, in a
     namespace of the sandbox's own, so they never mix with Apollo's).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> client = af.use_sandbox()
+    >>> out = af.enrich_people(pd.DataFrame({"email": ["mary.wright@sable-health.example"]}), progress=False)
+    >>> out["apollo_status"].tolist()
+    ['matched']
     """
     from apollo_frames.sandbox import Sandbox  # here, not at import: the sandbox is a large module tree
 
@@ -32,18 +39,32 @@ def use_sandbox(cache_dir: str | Path | None = None) -> ApolloClient:
 
 
 def use_client(client: ApolloClient) -> ApolloClient:
-    """Make ``client`` the default for this session (e.g. one with your key and plan); returns it."""
+    """Make ``client`` the default for this session (e.g. one with your key and plan); returns it.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> client = af.use_client(af.ApolloClient(api_key="my-key", base_url="http://127.0.0.1:9/api/v1"))
+    >>> client.settings.base_url
+    'http://127.0.0.1:9/api/v1'
+    """
     if not isinstance(client, ApolloClient):
         raise TypeError(f"use_client needs an apollo_frames.ApolloClient, got {type(client).__name__}")
-    _close(set_default_client(client))
+    _close(set_default_client(client), keep=client)
     return client
 
 
 def reset() -> None:
-    """Forget the session's default client (and close it): calls build a client from the environment again."""
+    """Forget the session's default client (and close it): calls build a client from the environment again.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> client = af.use_sandbox()   # the session's default client...
+    >>> af.reset()                   # ...closed and forgotten: a call without client= builds one from the environment
+    """
     _close(set_default_client(None))
 
 
-def _close(previous: ApolloClient | None) -> None:
-    if previous is not None:
+def _close(previous: ApolloClient | None, keep: ApolloClient | None = None) -> None:
+    """Close the default a call replaced (never ``keep``: ``use_client`` of the current default keeps it open)."""
+    if previous is not None and previous is not keep:
         previous.close()

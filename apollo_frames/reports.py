@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.columns import NEAR_MISS_FIELD
+from apollo_frames.core.errors import InputError
 from apollo_frames.core.reasons import FailureReport, group_reasons
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN
+from apollo_frames.ops.phones import MOBILE_COLUMN, NUMBERS_COLUMN, listed_numbers, withheld
 
 
-def ledger(*, since: Any = None, client=None) -> pd.DataFrame:
+def ledger(*, since: Any = None, client: ApolloClient | None = None) -> pd.DataFrame:
     """The credit ledger as a DataFrame: one row per batch sent, oldest first.
 
     Columns: time (UTC), operation, endpoint, records_sent, records_matched,
@@ -22,6 +26,11 @@ def ledger(*, since: Any = None, client=None) -> pd.DataFrame:
     worst case the server may have charged); times to the second. ``since`` takes a date/time
     (naive = UTC) or a timedelta back from now. Without ``client`` the ledger in the default
     cache folder (``APOLLO_FRAMES_CACHE_DIR``) is read.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.ledger(since=pd.Timedelta(days=1)).columns.tolist()[:5]
+    ['time', 'operation', 'endpoint', 'records_sent', 'records_matched']
     """
     return _to_the_second(_ledger(since, client), "time")
 
@@ -42,10 +51,18 @@ def _to_the_second(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 SUMMARY_KEYS = {"day": "day", "operation": "operation", "run": "run_id"}
 
 
-def credit_summary(*, by: str = "day", client=None, since: Any = None) -> pd.DataFrame:
+def credit_summary(*, by: str = "day", client: ApolloClient | None = None, since: Any = None) -> pd.DataFrame:
     """Credits, batches, records sent/matched and match rate per ``by`` = "day" (UTC), "operation" or "run".
 
     ``credits`` are the settled ones; ``in_doubt_credits`` the worst case of requests never answered.
+
+    ``since``: a date/time (naive = UTC) or a timedelta back from now; ``client``: whose ledger (default: the
+    session's, else the default cache folder's).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.credit_summary(by="operation").columns.tolist()
+    ['operation', 'credits', 'runs', 'in_doubt_credits', 'batches', 'records_sent', 'records_matched', 'match_rate']
     """
     if by not in SUMMARY_KEYS:
         raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
@@ -84,8 +101,18 @@ def credit_summary(*, by: str = "day", client=None, since: Any = None) -> pd.Dat
     return out
 
 
-def plot_credits(*, client=None, ax=None, since: Any = None):
-    """Cumulative credits over time, one step line per operation (needs the ``plot`` extra). Returns the axes."""
+def plot_credits(*, client: ApolloClient | None = None, ax=None, since: Any = None):
+    """Cumulative credits over time, one step line per operation (needs the ``plot`` extra). Returns the axes.
+
+    ``client``: whose ledger (default: the session's); ``ax``: the matplotlib axes to draw on (default: a new
+    figure); ``since``: as in :func:`ledger`.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> ax = af.plot_credits(since=pd.Timedelta(days=30))
+    >>> ax.get_title()
+    'Apollo credits spent (cumulative)'
+    """
     try:
         import matplotlib.pyplot as plt
     except ImportError:
@@ -132,22 +159,45 @@ def _time_axis(ax: Any, times: pd.Series) -> None:
 
 
 def report(frame: pd.DataFrame, *, examples: int = 3, host: str | None = None) -> FailureReport:
-    """Why rows failed, grouped: each ``apollo_error`` reason with its count, a few row labels and the fix if known.
+    """Why rows failed, grouped by reason code: each group's count, a few row labels and the fix if known.
 
-    ``frame`` is a result (it has ``apollo_status`` and ``apollo_error``), e.g.
-    ``result.apollo.report()``; ``host`` names the API host in connection failures.
+    ``frame`` is a result (it has ``apollo_status`` and ``apollo_error``; rows are grouped by
+    ``apollo_error_code``, so rewording a message never regroups them; a row without a code, by its text),
+    e.g. ``result.apollo.report()``; ``examples``: row labels shown per group; ``host`` names the API host in
+    connection failures.
+
+    >>> result = pd.DataFrame({"apollo_status": ["invalid", "invalid", "matched"],
+    ...                        "apollo_error": ["no usable domain: 'n/a'", "no usable domain: 'x'", None],
+    ...                        "apollo_error_code": ["no_domain", "no_domain", None]})
+    >>> report(result)
+    3 rows: 2 invalid, 1 matched
+      2 invalid rows have no usable domain: add a Website or Company Domain column, ... (e.g. 0, 1)
     """
     missing = [c for c in ("apollo_status", "apollo_error") if c not in frame.columns]
     if missing:
-        raise ValueError(f"report() needs a result with apollo_status and apollo_error; missing {missing}")
+        raise InputError(f"report() needs a result with apollo_status and apollo_error; missing {missing}")
     statuses = frame["apollo_status"].astype("object").tolist()
     reasons = frame["apollo_error"].astype("object").tolist()
+    codes = frame[ERROR_CODE_COLUMN].astype("object").tolist() if ERROR_CODE_COLUMN in frame.columns else None
     counts = pd.Series(statuses, dtype="object").value_counts()
-    groups = group_reasons(statuses, reasons, frame.index, host=host, examples=examples)
+    groups = group_reasons(statuses, reasons, frame.index, codes=codes, host=host, examples=examples)
     almost = _almost_fitted(frame.attrs.get("apollo", {}).get("column_reasons") or {})
     if almost:
         groups = [dataclasses.replace(g, fix=almost) if g.status == "invalid" and g.fix else g for g in groups]
-    return FailureReport(rows=len(frame), statuses={str(k): int(v) for k, v in counts.items()}, groups=groups)
+    return FailureReport(rows=len(frame), statuses={str(k): int(v) for k, v in counts.items()}, groups=groups,
+                         do_not_call=_do_not_call(frame))
+
+
+def _do_not_call(frame: pd.DataFrame) -> dict[str, int]:
+    """Numbers ``person.phone_numbers`` lists as do-not-call that ``person.mobile_phone`` does not show, by code."""
+    if NUMBERS_COLUMN not in frame.columns:
+        return {}
+    shown = frame[MOBILE_COLUMN] if MOBILE_COLUMN in frame.columns else pd.Series([None] * len(frame))
+    codes: Counter[str] = Counter()
+    for text, mobile in zip(frame[NUMBERS_COLUMN].astype("object"), shown.astype("object"), strict=True):
+        if isinstance(text, str):
+            codes.update(withheld({"phone_numbers": listed_numbers(text)}, mobile if isinstance(mobile, str) else None))
+    return dict(codes)
 
 
 def _almost_fitted(reasons: dict[str, str]) -> str | None:
@@ -172,6 +222,13 @@ def flat(frame: pd.DataFrame) -> pd.DataFrame:
 
     The result keeps the dotted names (they say which record a field came
     from); this is a renamed copy. Two names that would collide get ``_2``, ``_3``...
+
+    ``frame``: any frame (a result, usually).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.flat(pd.DataFrame({"person.title": ["CEO"], "First Name": ["Ann"]})).columns.tolist()
+    ['person_title', 'first_name']
     """
     names: list[str] = []
     taken: set[str] = set()

@@ -369,7 +369,7 @@ client = ApolloClient(api_key=key, base_url=base_url, cache_dir=cache_dir, cache
 t = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    out = apollo_frames.enrich_parquet(src, dst, client=client, progress=False)
+    out = apollo_frames.enrich_parquet(src, dst=dst, client=client, progress=False)
 elapsed = time.perf_counter() - t
 try:  # this process's own peak; ru_maxrss would also count the parent's peak before exec (Linux keeps it)
     rss = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
@@ -422,7 +422,7 @@ src, dst, cache_dir, key, base_url = sys.argv[1:6]
 client = ApolloClient(api_key=key, base_url=base_url, cache_dir=cache_dir, cache_namespace="b6", concurrency=4)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    apollo_frames.enrich_parquet(src, dst, client=client, progress=False, chunk_rows=500)
+    apollo_frames.enrich_parquet(src, dst=dst, client=client, progress=False, chunk_rows=500)
 """
 
 
@@ -500,9 +500,9 @@ def bench_estimate(tmp: Path, quick: bool) -> Result:
     frame_a, _ = messy(people[:2000], 1)
     frame_b, _ = messy(people[2000:4000], 2)
     with sandbox_client(sb, tmp / "b7") as client:
-        est_a = apollo_frames.estimate(frame_a, "enrich_people", client=client)
+        est_a = apollo_frames.estimate(frame_a, operation="enrich_people", client=client)
         spent_a = _credits(apollo_frames.enrich_people(frame_a, client=client, progress=False))
-        est_b = apollo_frames.estimate(frame_b, "enrich_people", client=client)
+        est_b = apollo_frames.estimate(frame_b, operation="enrich_people", client=client)
         spent_b = _credits(apollo_frames.enrich_people(frame_b, client=client, progress=False))
     r.add("frame A (no history): credits_max / expected / actual",
           f"{est_a.credits_max:g} / {est_a.credits_expected:g} / {spent_a:g}")

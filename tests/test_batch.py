@@ -55,7 +55,7 @@ def test_streaming_equals_in_memory_and_leaves_no_partial(small_config, tmp_path
     src = tmp_path / "in.parquet"
     frame.to_parquet(src)
     with sandbox_client(sb, tmp_path / "c1") as c:
-        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=7, client=c, progress=False)
+        summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=7, client=c, progress=False)
     with sandbox_client(Sandbox(small_config), tmp_path / "c2") as c:
         expected = af.enrich_people(pd.read_parquet(src), client=c, progress=False)
 
@@ -78,7 +78,7 @@ def test_duplicates_across_chunks_are_sent_once(small_config, tmp_path):
     src = tmp_path / "in.parquet"
     frame.to_parquet(src)
     with sandbox_client(sb, tmp_path / "c") as c:
-        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=25, client=c, progress=False)
+        summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=25, client=c, progress=False)
     # Each unique record is sent once (the cache answers repeats in later chunks), but batches do not span
     # chunks: each chunk's new records go in ceil(new/10) calls, so 3 + 2 + 2 = 7, one more than ceil(55/10).
     assert bulk_calls(sb, status=None) == math.ceil(25 / 10) + math.ceil(15 / 10) + math.ceil(15 / 10) == 7
@@ -119,14 +119,14 @@ def test_schema_identical_across_inputs_and_chunks(small_config, tmp_path):
     with sandbox_client(sb, tmp_path / "c") as c:
         for name, frame, rows in (("good", good, 5), ("bad", bad, 2), ("good1", good, 100)):
             frame.to_parquet(tmp_path / f"{name}.parquet")
-            af.enrich_parquet(tmp_path / f"{name}.parquet", tmp_path / f"{name}.out.parquet", chunk_rows=rows,
+            af.enrich_parquet(tmp_path / f"{name}.parquet", dst=tmp_path / f"{name}.out.parquet", chunk_rows=rows,
                               client=c, progress=False)
             schemas.append(pq.read_schema(tmp_path / f"{name}.out.parquet"))
     assert schemas[0].equals(schemas[1], check_metadata=True)
     assert schemas[0].equals(schemas[2], check_metadata=True)
-    assert schemas[0].names[:8] == ["Email", "First Name", "n", "apollo_status", "apollo_error", "apollo_credits",
-                                    "apollo_fetched_at", "apollo_match_flags"]
-    assert schemas[0].names[8:] == PERSON_SCHEMA.names
+    assert schemas[0].names[:9] == ["Email", "First Name", "n", "apollo_status", "apollo_error", "apollo_error_code",
+                                    "apollo_credits", "apollo_fetched_at", "apollo_match_flags"]
+    assert schemas[0].names[9:] == PERSON_SCHEMA.names
 
 
 def test_csv_input_is_read_as_text(small_config, tmp_path):
@@ -137,7 +137,7 @@ def test_csv_input_is_read_as_text(small_config, tmp_path):
     src = tmp_path / "in.csv"
     frame.to_csv(src, index=False)
     with sandbox_client(sb, tmp_path / "c1") as c:
-        af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=4, client=c, progress=False)
+        af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=4, client=c, progress=False)
     with sandbox_client(Sandbox(small_config), tmp_path / "c2") as c:
         expected = af.enrich_people(pd.read_csv(src, dtype=str), client=c, progress=False)
     out = pd.read_parquet(tmp_path / "out.parquet")
@@ -155,7 +155,7 @@ def test_budget_applies_to_the_whole_file(small_config, tmp_path):
     frame.to_parquet(src)
     with sandbox_client(sb, tmp_path / "c") as c:
         with pytest.warns(UserWarning, match="15 rows were skipped"):
-            summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=c, progress=False,
+            summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=10, client=c, progress=False,
                                         max_credits=15)
     # chunk 1 spends 10, chunk 2 gets the 5 left, chunk 3 gets nothing
     assert sb.credits_consumed == 15 == summary["credits_consumed"]
@@ -164,7 +164,7 @@ def test_budget_applies_to_the_whole_file(small_config, tmp_path):
     assert summary["skipped"] == summary["rows_remaining"] == 15
     # run again with the rest of the budget: the first 15 come from the cache
     with sandbox_client(sb, tmp_path / "c") as c:
-        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=c, progress=False,
+        summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=10, client=c, progress=False,
                                     max_credits=15)
     assert sb.credits_consumed == 30 and summary["cache_hits"] == 15 and summary["matched"] == 30
 
@@ -212,7 +212,7 @@ def test_enrich_parquet_returns_rate_limit_details(tmp_path):
     frame = frame_of(known_people(sb, 25))
     frame.to_parquet(tmp_path / "in.parquet")
     with sandbox_client(sb, tmp_path / "c") as c, pytest.warns(UserWarning, match="rate limit"):
-        summary = af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=10, client=c,
+        summary = af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "out.parquet", chunk_rows=10, client=c,
                                     progress=False)
     assert summary["stopped_by_rate_limit"] and summary["rate_limit_window"] == "day"
     assert summary["reset_at"] > time.time() + 3600
@@ -248,7 +248,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_output(small_config, tmp_pat
     # the uninterrupted run, against its own sandbox and cache
     ref_sb = Sandbox(small_config)
     with sandbox_client(ref_sb, tmp_path / "ref-cache") as c:
-        af.enrich_parquet(src, tmp_path / "ref.parquet", chunk_rows=100, client=c, progress=False)
+        af.enrich_parquet(src, dst=tmp_path / "ref.parquet", chunk_rows=100, client=c, progress=False)
     expected = pd.read_parquet(tmp_path / "ref.parquet")
     ref_credits = ref_sb.credits_consumed
     assert ref_credits == 400
@@ -313,7 +313,7 @@ def test_dask_map_partitions(tmp_path, monkeypatch):
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=False) as cluster, Client(cluster):
             ddf = dd.from_pandas(frame, npartitions=4)
             meta = af.enrich_partition(ddf._meta)
-            result = ddf.map_partitions(af.enrich_partition, "enrich_people", meta=meta).compute()
+            result = ddf.map_partitions(af.enrich_partition, operation="enrich_people", meta=meta).compute()
     assert len(result) == 40 and (result["apollo_status"] == "matched").all()
     assert list(result["person.email"]) == [p["email"] for p in known_people(sb, 40)]
     assert sb.credits_consumed == 40
@@ -323,7 +323,7 @@ def test_progress_without_a_terminal_logs_plain_lines(small_config, tmp_path, ca
     sb = Sandbox(small_config)
     frame_of(known_people(sb, 12)).to_parquet(tmp_path / "in.parquet")
     with sandbox_client(sb, tmp_path / "c") as c:
-        af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=4, client=c, log_every=0)
+        af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "out.parquet", chunk_rows=4, client=c, log_every=0)
     lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("enrich_people:")]
     assert len(lines) == 4  # one per chunk with log_every=0, and a last one
     assert "12/12 rows (100%)" in lines[-1] and "rows/s" in lines[-1] and "12 credits" in lines[-1]
@@ -333,7 +333,7 @@ def test_progress_without_a_terminal_logs_plain_lines(small_config, tmp_path, ca
 def test_a_failed_run_leaves_neither_output_nor_partial(small_config, tmp_path):
     pd.DataFrame({"nothing": ["a"]}).to_parquet(tmp_path / "in.parquet")
     with sandbox_client(Sandbox(small_config), tmp_path / "c") as c, pytest.raises(ValueError):
-        af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", client=c, progress=False,
+        af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "out.parquet", client=c, progress=False,
                           columns={"missing": "email"})
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["in.parquet"]
 
@@ -351,7 +351,7 @@ def test_push_streams_with_duplicates_across_chunks(small_config, tmp_path):
     frame.to_parquet(tmp_path / "in.parquet")
     sb = Sandbox(small_config)
     with sandbox_client(sb, tmp_path / "c") as c:
-        summary = af.push_parquet(tmp_path / "in.parquet", tmp_path / "report.parquet", "contacts", chunk_rows=5,
+        summary = af.push_parquet(tmp_path / "in.parquet", dst=tmp_path / "report.parquet", target="contacts", chunk_rows=5,
                                   client=c, progress=False, mode="insert")
     report = pd.read_parquet(tmp_path / "report.parquet")
     assert list(report["email"]) == list(frame["email"])  # every row, in order
@@ -377,7 +377,7 @@ def test_push_stream_refused_key_writes_every_row_then_raises(small_config, tmp_
     sb = Sandbox(small_config)
     with sb.client(api_key=SCOPED_API_KEY, cache_dir=tmp_path / "c") as c:
         with pytest.raises(af.PermissionDeniedError):
-            af.push_parquet(tmp_path / "in.parquet", tmp_path / "r.parquet", "accounts", chunk_rows=3, client=c,
+            af.push_parquet(tmp_path / "in.parquet", dst=tmp_path / "r.parquet", target="accounts", chunk_rows=3, client=c,
                             progress=False)
     report = pd.read_parquet(tmp_path / "r.parquet")
     assert len(report) == 7 and (report["apollo_status"] == "skipped").all()
@@ -404,10 +404,10 @@ def test_confirm_over_is_checked_once_for_the_whole_file(small_config, tmp_path)
         af.enrich_people(frame_of(people[:5]), client=c, progress=False)  # 5 cached: the file's worst case is 25
         sent = len(sb.requests)
         with pytest.raises(af.BudgetExceededError, match="up to 25 credits"):
-            af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=10, client=c,
+            af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "out.parquet", chunk_rows=10, client=c,
                               progress=False, confirm_over=24)
         assert len(sb.requests) == sent and not (tmp_path / "out.parquet").exists()
-        summary = af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=10, client=c,
+        summary = af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "out.parquet", chunk_rows=10, client=c,
                                     progress=False, confirm_over=25)  # each chunk alone is far below 25
     assert summary["credits_consumed"] == 25 and summary["matched"] == 40
 
@@ -417,7 +417,7 @@ def test_stream_keeps_a_saved_index_and_dtypes_and_reads_csv_nulls_like_pandas(t
     frame["employees"] = pd.array([10, None, 30, None], dtype="Int64")
     frame.index = pd.Index([f"crm{i}" for i in range(4)], name="crm_id")
     frame.to_parquet(tmp_path / "in.parquet")
-    af.push_parquet(tmp_path / "in.parquet", tmp_path / "r.parquet", chunk_rows=3, progress=False, dry_run=True,
+    af.push_parquet(tmp_path / "in.parquet", dst=tmp_path / "r.parquet", chunk_rows=3, progress=False, dry_run=True,
                     columns={"employees": None})
     report = pd.read_parquet(tmp_path / "r.parquet")
     assert list(report.index) == list(frame.index) and report.index.name == "crm_id"
@@ -425,7 +425,7 @@ def test_stream_keeps_a_saved_index_and_dtypes_and_reads_csv_nulls_like_pandas(t
 
     csv = tmp_path / "in.csv"
     csv.write_text("email,first_name,title\na@x1.example,None,<NA>\nb@x1.example,NULL,Analyst\n")
-    af.push_parquet(csv, tmp_path / "r2.parquet", progress=False, dry_run=True)
+    af.push_parquet(csv, dst=tmp_path / "r2.parquet", progress=False, dry_run=True)
     payloads = [json.loads(p)["record"] for p in pd.read_parquet(tmp_path / "r2.parquet")["apollo_payload"]]
     expected = af.push_contacts(pd.read_csv(csv, dtype=str), dry_run=True, progress=False)
     assert payloads == [json.loads(p)["record"] for p in expected["apollo_payload"]]
@@ -457,8 +457,8 @@ def test_a_file_run_counts_unique_records_as_estimate_does(small_config, tmp_pat
     src = tmp_path / "in.parquet"
     frame.to_parquet(src)
     with sandbox_client(sb, tmp_path / "c") as c:
-        before = af.estimate_file(src, "enrich_people", chunk_rows=30, client=c)
-        cold = af.enrich_parquet(src, tmp_path / "a.parquet", chunk_rows=30, client=c, progress=False)
-        warm = af.enrich_parquet(src, tmp_path / "b.parquet", chunk_rows=30, client=c, progress=False)
+        before = af.estimate_file(src, operation="enrich_people", chunk_rows=30, client=c)
+        cold = af.enrich_parquet(src, dst=tmp_path / "a.parquet", chunk_rows=30, client=c, progress=False)
+        warm = af.enrich_parquet(src, dst=tmp_path / "b.parquet", chunk_rows=30, client=c, progress=False)
     assert before.unique == cold["unique_inputs"] == warm["unique_inputs"] == 30
     assert cold["cache_hits"] == 0 and warm["cache_hits"] == 30 and warm["api_calls"] == 0

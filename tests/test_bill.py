@@ -64,7 +64,7 @@ def test_a_streamed_file_carries_the_bill_too(tmp_path):
     src, dst = tmp_path / "in.csv", tmp_path / "out.parquet"
     _frame(sb, 43).to_csv(src, index=False)
     with sb.client(cache_dir=tmp_path / "c") as client:
-        summary = af.enrich_parquet(src, dst, chunk_rows=13, client=client, progress=False)
+        summary = af.enrich_parquet(src, dst=dst, chunk_rows=13, client=client, progress=False)
     written = pd.read_parquet(dst)
     assert written["apollo_credits"].sum() == pytest.approx(summary["credits_consumed"], abs=1e-9)
     assert written["apollo_credits"].sum() == pytest.approx(sb.credits_consumed, abs=1e-9) and sb.credits_consumed > 0

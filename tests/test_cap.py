@@ -95,9 +95,25 @@ def test_a_plausible_under_report_cannot_lift_the_cap(served, tmp_path):
     frame = people(sb, 20, misses=20).sample(frac=1, random_state=3).reset_index(drop=True)
     with loopback_client(sb, url, tmp_path) as client:
         result = enrich(frame, client, max_credits=25)
+        total, settled = ledger_total(client), client.ledger.total_credits()
     assert sb.credits_consumed == 25  # without the rule: about 50
     assert result["apollo_status"].isin(["matched", "no_match", "skipped"]).all()
     assert (result["apollo_status"] == "skipped").sum() == 15
+    # the answers reported less than was charged; the meter, read before and after a capped run, saw the rest
+    assert settled < sb.credits_consumed <= total
+    assert settled + result.attrs["apollo"]["credits_in_doubt"] == total
+
+
+def test_an_uncapped_run_under_the_meter_threshold_believes_the_answers(served, tmp_path):
+    """Without a cap and with a worst case under the threshold the meter is not read (two requests saved): the
+    ledger holds the answers' figures."""
+    sb, url = served
+    sb.config.overcharge = True
+    with loopback_client(sb, url, tmp_path) as client:
+        enrich(people(sb, 5, misses=5), client)
+        total = ledger_total(client)
+    assert sb.count(path="usage_stats/credit_usage_stats") == 0
+    assert total == 5 and sb.credits_consumed == 10
 
 
 @pytest.mark.parametrize("reported", [-5, 1000, float("nan")])
@@ -120,9 +136,13 @@ def test_a_file_run_keeps_one_cap_across_its_chunks(served, tmp_path):
     people(sb, 20, misses=20).sample(frac=1, random_state=5).to_csv(src, index=False)
     with loopback_client(sb, url, tmp_path) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = af.enrich_parquet(src, tmp_path / "out.parquet", chunk_rows=10, client=client, progress=False,
+        summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=10, client=client, progress=False,
                                     max_credits=25)
+        total = ledger_total(client)
     assert sb.credits_consumed <= 25 and summary["skipped"] == 15
+    # the meter is read once before the file and once after it (not per chunk); the ledger holds what was charged
+    assert sb.count(path="usage_stats/credit_usage_stats") == 2
+    assert total >= sb.credits_consumed and summary["credits_consumed"] < sb.credits_consumed
 
 
 @pytest.mark.parametrize("fault", LOST)

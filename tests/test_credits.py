@@ -52,7 +52,7 @@ def leads(sandbox, n=25, start=0):
 def test_estimate_before_and_after_a_run(sandbox, client):
     frame = leads(sandbox, 25)
     requests_before = sandbox.count()
-    before = frame.apollo.estimate("enrich_people", client=client)
+    before = frame.apollo.estimate(operation="enrich_people", client=client)
     assert sandbox.count() == requests_before, "an estimate must send nothing"
 
     assert isinstance(before, Estimate)
@@ -68,7 +68,7 @@ def test_estimate_before_and_after_a_run(sandbox, client):
     assert spent == sandbox.credits_consumed
 
     requests_mid = sandbox.count()
-    after = estimate(frame, "enrich_people", client=client)
+    after = estimate(frame, operation="enrich_people", client=client)
     assert sandbox.count() == requests_mid
     assert after.cached == after.unique == 26
     assert (after.to_fetch, after.api_calls, after.credits_max, after.credits_expected) == (0, 0, 0, 0)
@@ -87,7 +87,7 @@ def test_expected_credits_use_the_match_rate_of_earlier_runs(sandbox, client):
     assert records == 19 and rate == pytest.approx(18 / 19)
 
     second = leads(sandbox, 30, start=40)
-    est = second.apollo.estimate("enrich_people", client=client)
+    est = second.apollo.estimate(operation="enrich_people", client=client)
     assert est.match_rate == pytest.approx(rate) and "19 records" in est.match_rate_source
     assert est.credits_expected == pytest.approx(round(est.credits_max * rate, 1))
 
@@ -100,8 +100,8 @@ def test_expected_credits_use_the_match_rate_of_earlier_runs(sandbox, client):
 def test_phone_reveal_is_priced_at_worst_and_cached_separately(sandbox, client):
     frame = leads(sandbox, 12)
     frame.apollo.enrich_people(client=client, progress=False)
-    plain = frame.apollo.estimate("enrich_people", client=client)
-    phone = frame.apollo.estimate("enrich_people", client=client, reveal_phone_number=True)
+    plain = frame.apollo.estimate(operation="enrich_people", client=client)
+    phone = frame.apollo.estimate(operation="enrich_people", client=client, reveal_phone_number=True)
     assert plain.credits_max == 0
     assert phone.cached == 0 and phone.to_fetch == phone.unique == 13
     assert phone.credits_max == 13 * 9 and phone.worst_credits_per_record == 9
@@ -110,20 +110,20 @@ def test_phone_reveal_is_priced_at_worst_and_cached_separately(sandbox, client):
 def test_estimate_orgs_and_bad_arguments(sandbox, client):
     domains = org_domains(sandbox, 15)
     frame = pd.DataFrame({"Website": [f"https://www.{d}/about" for d in domains] + [domains[0], "", "not a domain"]})
-    est = estimate(frame, "enrich-orgs", client=client)
+    est = estimate(frame, operation="enrich-orgs", client=client)
     assert (est.operation, est.rows, est.unique, est.to_fetch, est.api_calls) == ("enrich_orgs", 18, 15, 15, 2)
     assert est.credits_max == 15 and est.endpoint == "organizations/bulk_enrich"
     frame.apollo.enrich_orgs(client=client, progress=False)
-    assert estimate(frame, "enrich_orgs", client=client).credits_max == 0
+    assert estimate(frame, operation="enrich_orgs", client=client).credits_max == 0
 
     with pytest.raises(ValueError, match="no estimate for operation"):
-        estimate(frame, "push_contacts", client=client)
+        estimate(frame, operation="push_contacts", client=client)
     with pytest.raises(TypeError, match="reveal_phone_number"):
-        estimate(frame, "enrich_orgs", client=client, reveal_phone_number=True)
+        estimate(frame, operation="enrich_orgs", client=client, reveal_phone_number=True)
 
 
 def test_estimate_repr_html_and_frame(sandbox, client):
-    est = leads(sandbox, 5).apollo.estimate("enrich_people", client=client)
+    est = leads(sandbox, 5).apollo.estimate(operation="enrich_people", client=client)
     text = repr(est)
     assert text.splitlines()[0] == "Estimate enrich_people (nothing sent)"
     for label in ("rows", "unique records", "api calls", "credits max", "credits expected", "duration"):
@@ -138,7 +138,7 @@ def test_estimate_repr_html_and_frame(sandbox, client):
 def test_a_run_longer_than_a_day_when_the_daily_limit_binds(sandbox, tmp_path):
     frame = pd.DataFrame({"email": [f"lead{i}@prospect-{i % 97}.example" for i in range(10_000)]})
     with sandbox.client(cache_dir=tmp_path / "c", rate_limits=(1000, None, 600)) as c:
-        est = estimate(frame, "enrich_people", client=c)
+        est = estimate(frame, operation="enrich_people", client=c)
     assert est.api_calls == 1_000 and est.limits == {"minute": 1000, "hour": None, "day": 600}
     assert est.limits_source == "client rate_limits setting"
     assert 86_400 < est.duration_s < 2 * 86_400
@@ -146,7 +146,7 @@ def test_a_run_longer_than_a_day_when_the_daily_limit_binds(sandbox, tmp_path):
     assert sandbox.count() == 0
 
     with sandbox.client(cache_dir=tmp_path / "c", plan="free") as c:
-        free = estimate(frame, "enrich_people", client=c)
+        free = estimate(frame, operation="enrich_people", client=c)
     assert free.limits_source == "plan preset free" and free.limits == {"minute": 50, "hour": 200, "day": 600}
     assert free.duration_s > est.duration_s > 86_400
 

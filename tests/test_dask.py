@@ -137,7 +137,7 @@ def test_a_rerun_on_the_shared_cache_costs_nothing(cluster, served, tmp_path):
         first = ddf.apollo.enrich_people(client=c).compute()
         spent, calls = sb.credits_consumed, sb.count()
         again = ddf.apollo.enrich_people(client=c).compute()
-        estimate = ddf.apollo.estimate("enrich_people", client=c)
+        estimate = ddf.apollo.estimate(operation="enrich_people", client=c)
     assert spent == 60 and sb.credits_consumed == spent and sb.count() == calls
     pd.testing.assert_frame_equal(answers(first), answers(again))
     assert (estimate.rows, estimate.unique, estimate.cached, estimate.credits_max) == (len(frame), 60, 60, 0)
@@ -148,8 +148,8 @@ def test_estimate_counts_each_record_once_across_partitions(served, tmp_path):
     frame = leads(sb, 30, 3)
     ddf = dd.from_pandas(frame, npartitions=3, sort=False)
     with sb.client(cache_dir=tmp_path / "c") as c, threads_only():
-        found = ddf.apollo.estimate("enrich_people", client=c)
-        pandas = af.estimate(frame, "enrich_people", client=c)
+        found = ddf.apollo.estimate(operation="enrich_people", client=c)
+        pandas = af.estimate(frame, operation="enrich_people", client=c)
     assert (found.rows, found.invalid, found.unique, found.to_fetch) == (pandas.rows, 1, 30, 30)
     assert found.api_calls >= pandas.api_calls and sb.count() == 0
 
@@ -225,3 +225,25 @@ def test_max_age_reaches_the_workers(served, tmp_path):
     assert sb.credits_consumed == 2 * spent  # all fetched again
     with pytest.raises(InputError, match="max_age"):
         ddf.apollo.enrich_people(max_age="soon")
+
+
+def test_suppressed_rows_end_suppressed_on_the_workers(cluster, served, tmp_path):
+    """Issue 25: suppress= and the cache folder's list reach every worker; the same rows as pandas end suppressed."""
+    sb, url = served()
+    frame = leads(sb, 60, 2)
+    listed, by_argument = people(sb, 60)[:5], people(sb, 60)[5:8]
+    optouts = tmp_path / "optouts.txt"
+    optouts.write_text("\n".join(p["email"] for p in by_argument) + "\n")
+    ddf = dd.from_pandas(frame, npartitions=4, sort=False)
+    with client_for(url, tmp_path) as c:
+        af.suppress([p["email"] for p in listed], client=c)
+        result = ddf.apollo.enrich_people(client=c, suppress=optouts).compute()
+        expected = af.enrich_people(frame, client=c, progress=False, suppress=optouts)
+    blocked = frame["Email"].str.strip().str.lower().isin([p["email"] for p in listed + by_argument])
+    assert blocked.sum() == 16
+    assert (result.loc[blocked.to_numpy(), "apollo_status"] == "suppressed").all()
+    assert result["apollo_status"].tolist() == expected["apollo_status"].tolist()
+    assert result.loc[blocked.to_numpy(), "person.id"].isna().all()
+    assert sb.credits_consumed == 60 - 8  # the suppressed were never sent
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "shared-cache").rglob("*") if p.is_file())
+    assert all(p["email"].encode() not in stored for p in listed + by_argument)

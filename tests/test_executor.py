@@ -19,6 +19,7 @@ from apollo_frames.core.errors import (
     BudgetExceededError,
     CircuitOpenError,
     ConfigurationError,
+    InputError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -36,6 +37,7 @@ from apollo_frames.engine.executor import (
     StopSignal,
     classify,
 )
+from apollo_frames.engine.options import RunOptions
 
 
 def status_error(cls, code):
@@ -93,8 +95,8 @@ def test_check_credits_accepts_numbers(value, expected):
 def test_check_credits_refuses_the_rest_naming_the_argument(value):
     with pytest.raises(ValueError, match="confirm_over must be a finite number of credits"):
         check_credits("confirm_over", value)
-    with pytest.raises(ValueError):
-        Budget(value)
+    with pytest.raises(InputError, match="max_credits must be"):  # the run's options, checked once
+        RunOptions(max_credits=value)
 
 
 # -- the budget --------------------------------------------------------------------------------------

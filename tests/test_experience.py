@@ -15,7 +15,7 @@ import apollo_frames as af
 from apollo_frames.cli import EXAMPLES, build_parser, main
 from apollo_frames.client.http import client_scope, default_client
 from apollo_frames.core.filters import names_for
-from apollo_frames.core.reasons import failure_cause, group_reasons
+from apollo_frames.core.reasons import failure_cause, group_reasons, tagged
 from apollo_frames.core.settings import PLAN_PRESETS
 from apollo_frames.sandbox import Sandbox
 
@@ -63,8 +63,8 @@ def test_no_key_raises_before_any_request(call, people, sandbox, tmp_path, no_de
 def test_no_key_streaming_run_refuses_before_opening_the_file(sandbox, tmp_path):
     missing = tmp_path / "not-there.csv"  # opening it would raise FileNotFoundError instead
     for run in (
-        lambda: af.enrich_parquet(missing, tmp_path / "o.parquet", client=_keyless(sandbox, tmp_path), progress=False),
-        lambda: af.push_parquet(missing, tmp_path / "r.parquet", client=_keyless(sandbox, tmp_path), progress=False),
+        lambda: af.enrich_parquet(missing, dst=tmp_path / "o.parquet", client=_keyless(sandbox, tmp_path), progress=False),
+        lambda: af.push_parquet(missing, dst=tmp_path / "r.parquet", client=_keyless(sandbox, tmp_path), progress=False),
     ):
         with pytest.raises(af.ConfigurationError, match="No Apollo API key"):
             run()
@@ -134,17 +134,24 @@ def test_dead_network_cli_final_lines(tmp_path, monkeypatch, capsys):
 
 def test_no_cause_when_errors_differ():
     statuses = ["error", "error", "matched"]
-    assert failure_cause(statuses, ["Request to x failed to connect (ConnectError)", "HTTP 500 oops", None]) == ""
+    reasons = [tagged("connection_failed", "Request to x failed to connect (ConnectError)"),
+               tagged("server_error", "HTTP 500 oops"), None]
+    assert failure_cause(statuses, reasons) == ""
     assert failure_cause(["matched"], [None]) == ""
-    budget = "credit budget reached (max_credits=10, spent 10)"
+    budget = tagged("budget_reached", "credit budget reached (max_credits=10, spent 10)")
     assert failure_cause(["skipped", "skipped"], [budget, budget]) == ""  # a stop with a message of its own
 
 
 def test_cause_counts_rows_the_circuit_breaker_skipped():
-    breaker = "Apollo at h.example did not answer 5 requests in a row (failed to connect): stopped sending"
+    breaker = tagged("circuit_open",
+                     "Apollo at h.example did not answer 5 requests in a row (failed to connect): stopped sending")
     statuses = ["error"] * 2 + ["skipped"] * 8 + ["error"]
-    reasons = ["Request to p failed to connect (ConnectError) after 1 attempt(s)."] * 2 + [breaker] * 8 + ["HTTP 500"]
+    refused = tagged("connection_failed", "Request to p failed to connect (ConnectError) after 1 attempt(s).")
+    reasons = [refused] * 2 + [breaker] * 8 + [tagged("server_error", "HTTP 500")]
     assert failure_cause(statuses, reasons, "h.example") == "could not connect to h.example (ConnectError)"
+    # the codes decide, not the words: the same rows reworded count the same
+    assert failure_cause(statuses, ["it broke"] * 11, "h.example", codes=[r.code for r in reasons]) == \
+        "could not connect to h.example"
 
 
 # -- 7. why rows failed, grouped; 8. flat names ------------------------------------------------------------------------
@@ -201,13 +208,13 @@ def test_use_sandbox_is_the_session_default_until_reset(people, tmp_path, no_def
 
 def test_estimate_plan_is_used_and_named(people, tmp_path):
     client = af.ApolloClient(api_key=None, base_url="https://sandbox.invalid/api/v1", cache_dir=str(tmp_path / "c"))
-    free = people.apollo.estimate("enrich_people", client=client)
-    paid = people.apollo.estimate("enrich_people", client=client, plan="paid")
+    free = people.apollo.estimate(operation="enrich_people", client=client)
+    paid = people.apollo.estimate(operation="enrich_people", client=client, plan="paid")
     assert paid.limits == dict(zip(("minute", "hour", "day"), PLAN_PRESETS["paid"], strict=True))
     assert "plan preset paid" in paid.limits_source and "plan='paid'" in paid.limits_source
     assert "pass plan='paid'" in free.duration_assumption and "pass plan" not in paid.duration_assumption
     with pytest.raises(ValueError, match="plan must be one of"):
-        people.apollo.estimate("enrich_people", client=client, plan="gold")
+        people.apollo.estimate(operation="enrich_people", client=client, plan="gold")
 
 
 def test_cli_estimate_plan(tmp_path, capsys):
@@ -333,11 +340,11 @@ def test_footer_and_ragged_lines_are_invalid_rows_in_file_order(chunk_rows, tmp_
 
 def test_a_push_never_sends_a_ragged_line(tmp_path, client):
     with pytest.warns(UserWarning, match="not pushed"):
-        summary = af.push_parquet(SALESFORCE, tmp_path / "r.parquet", "contacts", dry_run=True, progress=False)
+        summary = af.push_parquet(SALESFORCE, dst=tmp_path / "r.parquet", target="contacts", dry_run=True, progress=False)
     report = pd.read_parquet(tmp_path / "r.parquet")
     _check_bad_lines(report)
     assert summary["invalid"] == 6 and report["apollo_payload"][report["apollo_status"] == "invalid"].isna().all()
-    assert af.estimate_file(SALESFORCE, "enrich_people", client=client).invalid >= 6
+    assert af.estimate_file(SALESFORCE, operation="enrich_people", client=client).invalid >= 6
 
 
 # -- 4. progress that moves with every request ------------------------------------------------------------------------
@@ -348,7 +355,7 @@ def test_streaming_progress_moves_with_each_request_within_one_chunk(client, san
     src = tmp_path / "people.csv"
     people.to_csv(src, index=False)
     client.meter_threshold = float("inf")  # count only the enrichment's requests (no credit-meter pre-flight read)
-    af.enrich_parquet(src, tmp_path / "o.parquet", client=client, chunk_rows=10_000, log_every=0)
+    af.enrich_parquet(src, dst=tmp_path / "o.parquet", client=client, chunk_rows=10_000, log_every=0)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("enrich_people: ")]
     requests = [int(line.split(" requests")[0].rsplit(", ", 1)[1].replace(",", "")) for line in lines]
     rows = [int(line.split(" rows")[0].split(": ")[1].split("/")[0].replace(",", "")) for line in lines]

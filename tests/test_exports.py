@@ -68,7 +68,7 @@ def test_export_enriches(name, operation, client):
     assert set(status) <= {"matched", "no_match", "invalid"}, status
     invalid = result[result["apollo_status"] == "invalid"]
     assert invalid["apollo_error"].notna().all()  # each says why
-    assert result.attrs["apollo"]["columns"] == af.columns(frame, operation).to_dict()
+    assert result.attrs["apollo"]["columns"] == af.columns(frame, operation=operation).to_dict()
 
 
 def test_salesforce_footer_lines_are_invalid_rows_in_memory(client):
@@ -85,7 +85,7 @@ def test_salesforce_footer_lines_are_invalid_rows_in_memory(client):
 def test_salesforce_footer_lines_are_invalid_rows_streaming(client, tmp_path):
     """The CLI's path (enrich_parquet over the .csv): not a refused file, footer lines ``invalid`` with their line."""
     out = tmp_path / "out.parquet"
-    enrich_parquet(EXPORTS / FOOTER_FILE, out, "enrich_people", client=client, progress=False)
+    enrich_parquet(EXPORTS / FOOTER_FILE, dst=out, operation="enrich_people", client=client, progress=False)
     result = pd.read_parquet(out)
     footer_rows = EXPECTED["files"][FOOTER_FILE]["footer_rows"]
     assert len(result) == EXPECTED["files"][FOOTER_FILE]["rows"] + footer_rows
@@ -132,7 +132,7 @@ def test_another_systems_id_is_never_sent_as_an_apollo_id(name):
     frame = pd.read_csv(EXPORTS / name).drop(columns=["ACCOUNTID"], errors="ignore")
     created = frame.apollo.push_contacts(mode="insert", dry_run=True, progress=False)
     assert (created["apollo_status"] == "would_create").sum() >= 20  # other modes do not use the id
-    (column,) = af.columns(frame, "push_contacts", mode="insert").fields["id"]
+    (column,) = af.columns(frame, operation="push_contacts", mode="insert").fields["id"]
     with pytest.raises(ColumnMappingError, match=f"{column!r} was not used: not Apollo ids"):
         frame.apollo.push_contacts(mode="update", dry_run=True, progress=False)
     result = frame.apollo.push_contacts(mode="update", dry_run=True, progress=False, columns={column: "id"})
@@ -145,7 +145,7 @@ def test_another_systems_id_is_never_sent_as_an_apollo_id(name):
 def test_push_columns_of_the_exports():
     """Alias gaps the fixtures showed: Close/Outreach/Pipedrive phones and titles, Salesforce's CRM account id."""
     def fields(name, operation="push_contacts"):
-        return af.columns(pd.read_csv(EXPORTS / name, nrows=1), operation).fields
+        return af.columns(pd.read_csv(EXPORTS / name, nrows=1), operation=operation).fields
 
     assert fields("close_leads.csv")["title"] == ("primary_contact_title",)
     assert fields("close_leads.csv")["phone"] == ("primary_contact_primary_phone",)

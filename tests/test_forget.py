@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 import pytest
+from traces import all_bytes, flat_text, named
 
 import apollo_frames as af
 from apollo_frames.client.store import AnswerStore
@@ -24,22 +25,6 @@ def _people(sb: Sandbox, n: int) -> list[dict]:
     return [p for p in sb.world.people if p.get("email") and p.get("linkedin_url")][:n]
 
 
-def _all_bytes(folder) -> bytes:
-    """Every byte of every file under ``folder`` (databases, their -wal/-shm/-journal files, set-aside copies)."""
-    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def _flat_text(cache) -> str:
-    """Every value of every flattened block, decoded (the blocks are compressed: bytes alone would not show them)."""
-    store = AnswerStore(cache)
-    try:
-        blocks = store.query("SELECT data FROM FlatBlocks")
-    finally:
-        store.close()
-    tables = [pa.ipc.open_stream(pa.py_buffer(data)).read_all() for (data,) in blocks]
-    return " ".join(str(t.to_pylist()) for t in tables)
-
-
 def _counting(sb: Sandbox) -> list:
     asked: list = []
     identify = sb.identify
@@ -48,36 +33,52 @@ def _counting(sb: Sandbox) -> list:
 
 
 def test_forget_of_100_people_leaves_no_byte_and_a_rerun_pays_nothing(tmp_path):
+    """Issue 25, done when (over loopback): after a run, ``forget`` of 100 people leaves none of their e-mails, names
+    or LinkedIn URLs in any file of the cache folder (the store still open, and closed); a re-run sends nothing
+    for them and marks them suppressed; everyone else comes from the store."""
+    from apollo_frames.sandbox import DEFAULT_API_KEY
+    from apollo_frames.sandbox.server import serve
+
     sb = Sandbox(clock=FakeClock())
     people = _people(sb, 300)
     frame = pd.DataFrame({"email": [p["email"] for p in people]})
     cache = tmp_path / "cache"
     asked = _counting(sb)
-    with sb.client(cache_dir=cache) as client:
-        af.enrich_people(frame, client=client, progress=False)
-        af.enrich_people(frame, client=client, progress=False)  # (flattened copies are kept)
-    assert _flat_text(cache).count("@") >= 300
-    gone = people[:100]
-    names = {p["name"] for p in people[100:]}
-    # by e-mail, LinkedIn URL and Apollo id, written as a user would
-    values = ([p["email"].upper() for p in gone[:80]] + [p["linkedin_url"] for p in gone[80:90]]
-              + [p["id"] for p in gone[90:]])
-    with sb.client(cache_dir=cache) as client:
-        done = af.forget(values, client=client)
-    # each answer is stored under every key it proves (e-mail, LinkedIn URL, id): three entries a person
-    assert (done.identifiers, done.newly_suppressed, done.answers) == (100, 300, 300)  # (+ the other 2 ids each)
-    assert done.compacted and done.ledger_details == 0 and "300 stored answer(s)" in str(done)
-    stored, flat = _all_bytes(cache), _flat_text(cache)
-    for p in gone:
-        for value in (p["email"], p["linkedin_url"], p["id"]):
-            assert value.encode() not in stored and value not in flat, value
-        if p["name"] not in names:  # (a namesake kept is someone else)
-            assert p["name"].encode() not in stored and p["name"] not in flat
-    assert people[150]["email"].encode() in stored  # the others are still there
 
-    asked.clear()
-    with sb.client(cache_dir=cache) as client:
-        again = af.enrich_people(frame, client=client, progress=False)
+    def client(url: str) -> af.ApolloClient:
+        return af.ApolloClient(api_key=DEFAULT_API_KEY, base_url=url, cache_dir=cache, plan="paid", clock=sb.clock,
+                               cache_namespace="sandbox", allow_insecure_http=True)
+
+    with serve(sb) as url:
+        with client(url) as c:
+            af.enrich_people(frame, client=c, progress=False)
+            af.enrich_people(frame, client=c, progress=False)  # (flattened copies are kept)
+        assert flat_text(cache).count("@") >= 300
+        gone = people[:100]
+        names = {p["name"] for p in people[100:]}
+        # by e-mail, LinkedIn URL and Apollo id, written as a user would
+        values = ([p["email"].upper() for p in gone[:80]] + [p["linkedin_url"] for p in gone[80:90]]
+                  + [p["id"] for p in gone[90:]])
+        with client(url) as c:
+            af.enrich_people(frame.head(5), client=c, progress=False)  # the store open, its -wal file in use
+            done = af.forget(values, client=c)
+            open_bytes = all_bytes(cache)
+        # each answer is stored under every key it proves (e-mail, LinkedIn URL, id): three entries a person
+        assert (done.identifiers, done.newly_suppressed, done.answers) == (100, 300, 300)  # (+ the other 2 ids each)
+        assert done.compacted and done.ledger_details == 0 and "300 stored answer(s)" in str(done)
+        stored, flat = all_bytes(cache), flat_text(cache)
+        for data in (open_bytes, stored):
+            assert not named(data, gone) and len(named(data, people[100:])) > 200
+            for p in gone:
+                assert p["name"] in names or p["name"].encode() not in data  # (a namesake kept is someone else)
+        for p in gone:
+            for value in (p["email"], p["linkedin_url"], p["id"]):
+                assert value not in flat, value
+            assert p["name"] in names or p["name"] not in flat
+
+        asked.clear()
+        with client(url) as c:
+            again = af.enrich_people(frame, client=c, progress=False)
     assert asked == [] and again.attrs["apollo"]["api_calls"] == 0
     assert (again.loc[:99, "apollo_status"] == "suppressed").all() and again.loc[:99, "person.id"].isna().all()
     assert (again.loc[100:, "apollo_status"] == "matched").all()
@@ -95,7 +96,7 @@ def test_a_domain_forgets_everyone_at_it(tmp_path):
         af.enrich_people(frame, client=client, progress=False)
         done = af.forget(domain, client=client)
     assert done.answers == 3 * len(at) >= 3  # (each under its e-mail, LinkedIn URL and id)
-    stored = _all_bytes(cache)
+    stored = all_bytes(cache)
     assert domain.encode() not in stored
     assert all(p["email"].encode() not in stored for p in at)
 
@@ -111,7 +112,7 @@ def test_an_answer_in_flight_while_its_person_is_forgotten_is_never_written(tmp_
     assert writer.write_entries([(k, v, 0.0, None) for k, v in late.items()]) == 1
     assert set(writer.get_many(["k1", "k2", "k3"])) == {"k3"}
     writer.close()
-    assert b"jane@acme.com" not in _all_bytes(cache).lower()
+    assert b"jane@acme.com" not in all_bytes(cache).lower()
 
 
 def test_forget_removes_the_lines_of_an_unfinished_push(tmp_path):
@@ -148,7 +149,7 @@ def test_the_cli_forgets_values_and_a_file(tmp_path, capsys):
     listed.write_text("bob@x.com\n")
     assert cli.main(["forget", "jane@acme.com", "--file", str(listed), "--cache-dir", str(cache)]) == 0
     assert "2 stored answer(s)" in capsys.readouterr().out
-    stored = _all_bytes(cache)
+    stored = all_bytes(cache)
     assert b"jane@acme.com" not in stored and b"bob@x.com" not in stored and b"eve@y.com" in stored
     assert cli.main(["forget", "--cache-dir", str(cache)]) != 0
 
@@ -189,7 +190,7 @@ def test_answers_past_retention_are_not_served_and_gone_after_prune(tmp_path):
         store = client.cache
         assert len(store) == 3 * len(new)  # the old ones were deleted at open (each was under 3 keys)
         assert prune(store, 365 * DAY) == 0
-        stored, flat = _all_bytes(cache), _flat_text(cache)
+        stored, flat = all_bytes(cache), flat_text(cache)
         for p in old:
             assert p["email"].encode() not in stored and p["email"] not in flat
             assert p["linkedin_url"].encode() not in stored
@@ -205,7 +206,7 @@ def test_an_answer_read_past_retention_is_a_miss_even_in_an_open_store(tmp_path)
     assert "k" in store
     clock.advance(DAY + 1)
     assert "k" not in store
-    assert prune(store, 365 * DAY) == 1 and b"jane@acme.com" not in _all_bytes(tmp_path)
+    assert prune(store, 365 * DAY) == 1 and b"jane@acme.com" not in all_bytes(tmp_path)
     store.close()
 
 
@@ -248,7 +249,7 @@ def test_a_flattened_copy_made_while_its_person_was_forgotten_is_not_kept(tmp_pa
     table = pa.table({"person.email": ["jane@acme.com", "bob@x.com"]}, schema=schema)
     FlatCopies(writer, "fp", schema).save(["a", "b"], stamps, [True, True], table)
     writer.close()
-    assert "jane@acme.com" not in _flat_text(cache)
+    assert "jane@acme.com" not in flat_text(cache)
 
 
 def test_forget_removes_pending_phone_requests_and_collected_payloads(tmp_path):
@@ -265,9 +266,9 @@ def test_forget_removes_pending_phone_requests_and_collected_payloads(tmp_path):
         out.iloc[:15].apollo.collect(client=client)  # half collected (payloads kept), half still pending
         phone = sb.world.mobile_phones[gone["id"]]
         digits = "".join(c for c in str(phone) if c.isdigit())
-        assert digits.encode() in _all_bytes(cache) or gone not in people[:15]
+        assert digits.encode() in all_bytes(cache) or gone not in people[:15]
         af.forget([gone["email"]], client=client)
-    stored = _all_bytes(cache)
+    stored = all_bytes(cache)
     assert gone["email"].encode() not in stored and gone["id"].encode() not in stored
     assert digits[-7:].encode() not in stored
 
@@ -284,7 +285,7 @@ def test_cache_prune_deletes_what_is_past_the_retention_of_the_environment(tmp_p
     store.close()
     monkeypatch.setenv("APOLLO_FRAMES_RETENTION", "7d")
     assert cache_command("prune", tmp_path, older_than="365d").startswith("prune: 1 entries older than 365d or past")
-    stored = _all_bytes(tmp_path)
+    stored = all_bytes(tmp_path)
     assert b"jane@acme.com" not in stored and b"bob@x.com" in stored
 
 
@@ -303,7 +304,7 @@ def test_a_replaced_version_naming_a_forgotten_email_goes_too(tmp_path):
         person["email"] = "renamed." + old_email  # Apollo's record changed
         af.enrich_people(frame, client=client, progress=False, refresh=True)
         af.forget([old_email], client=client)
-    assert old_email.encode() not in _all_bytes(cache) and person["email"].encode() not in _all_bytes(cache)
+    assert old_email.encode() not in all_bytes(cache) and person["email"].encode() not in all_bytes(cache)
 
     store = AnswerStore(tmp_path / "s", clock=FakeClock())
     try:
@@ -315,4 +316,4 @@ def test_a_replaced_version_naming_a_forgotten_email_goes_too(tmp_path):
         assert store.get_many(["k"])["k"]["email"] == "new@other.example"
     finally:
         store.close()
-    assert b"old@acme.example" not in _all_bytes(tmp_path / "s")
+    assert b"old@acme.example" not in all_bytes(tmp_path / "s")

@@ -39,10 +39,10 @@ def test_max_age_sends_only_the_old_answers_and_estimate_said_so(tmp_path):
         _enrich(pd.DataFrame({"email": emails[1500:]}), client)
         clock.advance(DAY)
         frame = pd.DataFrame({"email": emails})
-        estimate = af.estimate(frame, "enrich_people", client=client, max_age="30d")
+        estimate = af.estimate(frame, operation="enrich_people", client=client, max_age="30d")
         calls = sb.count(BULK)
         again = _enrich(frame, client, max_age=dt.timedelta(days=30))
-        after = af.estimate(frame, "enrich_people", client=client, max_age="30d")
+        after = af.estimate(frame, operation="enrich_people", client=client, max_age="30d")
     sent = sb.count(BULK) - calls
     assert estimate.to_fetch == 1500 and estimate.api_calls == math.ceil(1500 / 10) == sent
     assert again.attrs["apollo"]["api_calls"] == sent and again.attrs["apollo"]["cache_hits"] == 500
@@ -173,12 +173,12 @@ def test_a_file_run_with_max_age_sends_what_the_file_estimate_said(tmp_path):
     pd.DataFrame({"email": emails[:200]}).to_csv(old, index=False)
     pd.DataFrame({"email": emails}).to_csv(src, index=False)
     with sb.client(cache_dir=tmp_path / "c") as client:
-        af.enrich_parquet(old, tmp_path / "o1.parquet", "enrich_people", client=client, progress=False)
+        af.enrich_parquet(old, dst=tmp_path / "o1.parquet", operation="enrich_people", client=client, progress=False)
         clock.advance(10 * DAY)
         _enrich(pd.DataFrame({"email": emails[200:]}), client)  # fresh: from the store
-        said = af.estimate_file(src, "enrich_people", client=client, chunk_rows=70, max_age="1w")
+        said = af.estimate_file(src, operation="enrich_people", client=client, chunk_rows=70, max_age="1w")
         calls = sb.count(BULK)
-        done = af.enrich_parquet(src, tmp_path / "o2.parquet", "enrich_people", client=client, progress=False,
+        done = af.enrich_parquet(src, dst=tmp_path / "o2.parquet", operation="enrich_people", client=client, progress=False,
                                  chunk_rows=70, max_age="1w")
     assert said.to_fetch == 200 and said.api_calls == sb.count(BULK) - calls == done["api_calls"]
     assert done["changes"] == {"row": [], "field": [], "old": [], "new": []}  # the world did not change

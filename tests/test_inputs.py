@@ -97,15 +97,15 @@ def test_columns_preview_for_enrich_people():
     ],
 )
 def test_columns_preview_for_every_operation(operation, options, expected):
-    mapping = af.columns(pd.DataFrame(columns=HUBSPOT), operation, **options)
+    mapping = af.columns(pd.DataFrame(columns=HUBSPOT), operation=operation, **options)
     assert mapping.fields == expected
 
 
 def test_columns_preview_takes_overrides_constant_filters_and_a_header():
-    mapping = af.columns(HUBSPOT, "enrich_people", columns={"Notes": "organization_name", "Work Email": None})
+    mapping = af.columns(HUBSPOT, operation="enrich_people", columns={"Notes": "organization_name", "Work Email": None})
     assert mapping.fields["organization_name"] == ("Notes",) and mapping.fields["email"] == ("Email",)
     assert dict(mapping.ignored)["Work Email"] == "left out by columns="
-    search = af.columns(["domain", "title"], "search", kind="people", person_titles=["CEO"])
+    search = af.columns(["domain", "title"], operation="search", kind="people", person_titles=["CEO"])
     assert "person_titles" not in search and "title" in dict(search.ignored)
 
 
@@ -113,13 +113,13 @@ def test_columns_preview_raises_what_the_operation_raises():
     with pytest.raises(ColumnMappingError, match="not a column of the frame"):
         af.columns(HUBSPOT, columns={"Nope": "email"})
     with pytest.raises(ColumnMappingError, match="no column of the frame"):
-        af.columns(["Notes"], "enrich_orgs")
+        af.columns(["Notes"], operation="enrich_orgs")
     with pytest.raises(FilterError):
-        af.columns(HUBSPOT, "search", kind="people", person_titles=[])
+        af.columns(HUBSPOT, operation="search", kind="people", person_titles=[])
     with pytest.raises(TypeError, match="bogus"):
-        af.columns(HUBSPOT, "enrich_people", bogus=1)
+        af.columns(HUBSPOT, operation="enrich_people", bogus=1)
     with pytest.raises(ValueError, match="operation must be one of"):
-        af.columns(HUBSPOT, "enrich_everything")
+        af.columns(HUBSPOT, operation="enrich_everything")
     with pytest.raises(TypeError, match="DataFrame or a list"):
         af.columns("Email")
 

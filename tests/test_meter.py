@@ -94,8 +94,8 @@ def test_estimate_shows_the_balance_when_read(tmp_path):
     sb = _sb()
     frame = _frame(sb, 20)
     with sb.client(cache_dir=tmp_path / "c") as c:
-        quiet = af.estimate(frame, "enrich_people", client=c)
+        quiet = af.estimate(frame, operation="enrich_people", client=c)
         assert quiet.balance_left is None and sb.count() == 0
-        est = af.estimate(frame, "enrich_people", client=c, balance=True)
+        est = af.estimate(frame, operation="enrich_people", client=c, balance=True)
     assert est.balance_left == {"lead_credit": 1000}
     assert "balance left" in repr(est)

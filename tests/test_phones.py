@@ -172,6 +172,76 @@ def test_numbers_flagged_do_not_call_never_reach_mobile_phone_by_default(tmp_pat
     assert allowed["person.mobile_phone"].notna().sum() == sum(bool(ns) for ns in numbers)  # allow_dnc: all
 
 
+def test_enrich_people_leaves_do_not_call_numbers_out_unless_allow_dnc(tmp_path):
+    """Issue 25 §4: person.mobile_phone of a re-run from the store follows allow_dnc; report() counts what it hid."""
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=60, do_not_call=0.5), clock=FakeClock())
+    frame = _frame(sb, 200)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True).apollo.collect(client=c)
+        spent = sb.credits_consumed
+        hidden = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True)
+        shown = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True, allow_dnc=True)
+    assert sb.credits_consumed == spent  # both from the store
+    numbers = [json.loads(n) if isinstance(n, str) else [] for n in hidden["person.phone_numbers"]]
+    flagged = [bool(ns) and phones.do_not_call(ns[0]) for ns in numbers]
+    assert 0 < sum(flagged) < sum(bool(ns) for ns in numbers)
+    for ns, is_flagged, hid, show in zip(numbers, flagged, hidden["person.mobile_phone"], shown["person.mobile_phone"],
+                                         strict=True):
+        own = ns[0]["sanitized_number"] if ns else None
+        assert (None if pd.isna(hid) else hid) == (None if is_flagged else own)
+        assert (None if pd.isna(show) else show) == own
+    report = hidden.apollo.report()
+    assert sum(report.do_not_call.values()) == sum(flagged) and "do-not-call" in str(report)
+    assert shown.apollo.report().do_not_call == {}
+
+
+def test_an_answer_carrying_a_do_not_call_mobile_shows_a_clear_number_or_none():
+    import pyarrow as pa
+
+    def numbers(*entries):
+        return json.dumps([{"sanitized_number": n, "type_cd": t, "dnc_status_cd": c} for n, t, c in entries])
+
+    rows = [
+        (numbers(("+1555", "mobile", "national_dnc")), "+1555"),  # the answer's own mobile is flagged
+        (numbers(("+1555", "mobile", "national_dnc"), ("+1666", "other", "not_on_dnc")), "+1555"),
+        (numbers(("+1777", "mobile", None)), "+1777"),
+        (numbers(("+1888", "mobile", "some_new_code")), None),
+        (None, "+1999"),  # nothing says anything about do-not-call
+    ]
+    table = pa.table({"person.phone_numbers": [r[0] for r in rows], "person.mobile_phone": [r[1] for r in rows]})
+    assert phones.shown_phones(table).column("person.mobile_phone").to_pylist() == [None, "+1666", "+1777", None, "+1999"]
+    allowed = phones.shown_phones(table, allow_dnc=True).column("person.mobile_phone").to_pylist()
+    assert allowed == ["+1555", "+1555", "+1777", "+1888", "+1999"]
+
+
+@pytest.mark.filterwarnings("ignore:.*column")  # (an enrichment's columns, most not pushed)
+def test_push_never_writes_a_do_not_call_number_unless_allow_dnc(tmp_path):
+    """Issue 25 §4: the number a row would push (here person.mobile_phone of a run with allow_dnc=True) is left out
+    of its contact when the row's person.phone_numbers flags it; allow_dnc=True writes it."""
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=60, do_not_call=0.5), clock=FakeClock())
+    frame = _frame(sb, 120)
+    mapping = {"person.mobile_phone": "phone"}
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True).apollo.collect(client=c)
+        rows = frame.apollo.enrich_people(client=c, progress=False, reveal_phone_number=True, allow_dnc=True)
+        rows = rows[rows["apollo_status"] == "matched"]
+        with pytest.warns(UserWarning, match="do-not-call were left out"):
+            plan = rows.apollo.push_contacts(client=c, progress=False, dry_run=True, columns=mapping)
+            out = rows.apollo.push_contacts(client=c, progress=False, columns=mapping)
+        kept = {c_["email"]: c_["sanitized_phone"] for c_ in sb.store.contacts.values()}
+        allowed = rows.apollo.push_contacts(client=c, progress=False, columns=mapping, allow_dnc=True)
+        written = {c_["email"]: c_["sanitized_phone"] for c_ in sb.store.contacts.values()}
+    numbers = [json.loads(n) if isinstance(n, str) else [] for n in rows["person.phone_numbers"]]
+    flagged = {ns[0]["sanitized_number"] for ns in numbers if ns and phones.do_not_call(ns[0])}
+    clear = {ns[0]["sanitized_number"] for ns in numbers if ns and not phones.do_not_call(ns[0])}
+    assert flagged and clear and set(rows["person.mobile_phone"].dropna()) == flagged | clear
+    assert plan.attrs["apollo"]["do_not_call"] == out.attrs["apollo"]["do_not_call"] == len(flagged)
+    assert not any(n in " ".join(plan["apollo_payload"].dropna()) for n in flagged)
+    assert (out["apollo_status"] == "created").all() and set(kept.values()) - {None} == clear
+    assert (allowed["apollo_status"] == "updated").all()
+    assert set(written.values()) - {None} == flagged | clear and allowed.attrs["apollo"]["do_not_call"] == 0
+
+
 @pytest.mark.parametrize(("code", "flagged"), [(None, False), ("not_found", False), ("not_on_dnc", False),
                                                 (" NOT_ON_DNC ", False), ("national_dnc", True), ("", True),
                                                 ("whatever_new", True), (0, True)])

@@ -44,7 +44,7 @@ def sb() -> Sandbox:
 def test_a_pilot_of_50_predicts_the_full_run_within_15_percent_and_is_not_paid_twice(sb, tmp_path):
     frame = _frame(sb)
     with sb.client(cache_dir=tmp_path / "c") as c:
-        est = frame.apollo.estimate("enrich_people", pilot=50, client=c)
+        est = frame.apollo.estimate(operation="enrich_people", pilot=50, client=c)
         pilot_credits = sb.credits_consumed
         sent_in_pilot = sum(r.n_records for r in sb.requests if r.path == "people/bulk_match")
         out = frame.apollo.enrich_people(client=c, progress=False)
@@ -63,20 +63,20 @@ def test_a_pilot_of_50_predicts_the_full_run_within_15_percent_and_is_not_paid_t
     assert "90% interval" in repr(est) and "pilot" in est._repr_html_()
     for seed in range(1, 6):  # not one lucky sample: other pilots of 50 land within 15 % too
         with sb.client(cache_dir=tmp_path / f"s{seed}") as c:
-            again = af.estimate(frame, "enrich_people", pilot=50, client=c, seed=seed)
+            again = af.estimate(frame, operation="enrich_people", pilot=50, client=c, seed=seed)
         assert abs(again.credits_expected - total) / total <= 0.15, seed
 
 
 def test_the_pilot_is_stratified_seeded_and_never_spends_more_than_its_budget(sb, tmp_path):
     frame = _frame(sb, n=200)
     with sb.client(cache_dir=tmp_path / "c") as c:
-        est = af.estimate(frame, "enrich_people", pilot=9, client=c, reveal_phone_number=True,
+        est = af.estimate(frame, operation="enrich_people", pilot=9, client=c, reveal_phone_number=True,
                           webhook_url="https://hooks.example/x", seed=5)
     assert est.pilot.records == 1  # 9 credits at worst per record (+8 for a mobile)
     assert sb.credits_consumed <= 9
     with sb.client(cache_dir=tmp_path / "d") as c1, sb.client(cache_dir=tmp_path / "e") as c2:
-        a = af.estimate(frame, "enrich_people", pilot=20, client=c1, seed=2).pilot
-        b = af.estimate(frame, "enrich_people", pilot=20, client=c2, seed=2).pilot
+        a = af.estimate(frame, operation="enrich_people", pilot=20, client=c1, seed=2).pilot
+        b = af.estimate(frame, operation="enrich_people", pilot=20, client=c2, seed=2).pilot
     assert {k: s.sampled for k, s in a.strata.items()} == {k: s.sampled for k, s in b.strata.items()}
     assert a.strata["email"].sampled > a.strata["name + domain"].sampled > 0
 
@@ -91,5 +91,5 @@ def test_allocate_is_proportional_and_gives_every_kind_a_draw():
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True, "10"])
 def test_bad_pilot_is_refused(bad, sb, tmp_path):
     with sb.client(cache_dir=tmp_path / "c") as c, pytest.raises(ValueError, match="pilot"):
-        af.estimate(pd.DataFrame({"email": ["a@b.example"]}), "enrich_people", pilot=bad, client=c)
+        af.estimate(pd.DataFrame({"email": ["a@b.example"]}), operation="enrich_people", pilot=bad, client=c)
     assert sb.count() == 0

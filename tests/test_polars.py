@@ -78,10 +78,10 @@ def test_search_and_push_come_back_as_polars(sandbox, tmp_path):
 def test_estimate_and_columns_answer_as_pandas_does(sandbox, tmp_path):
     rows = people_rows(sandbox, 5)
     with sandbox.client(cache_dir=tmp_path / "c") as c:
-        found = pl.DataFrame(rows).apollo.estimate("enrich_people", client=c)
-        expected = pd.DataFrame(rows).apollo.estimate("enrich_people", client=c)
+        found = pl.DataFrame(rows).apollo.estimate(operation="enrich_people", client=c)
+        expected = pd.DataFrame(rows).apollo.estimate(operation="enrich_people", client=c)
     assert found.to_dict() == expected.to_dict() and sandbox.count() == 0
-    mapping = pl.LazyFrame(rows).apollo.columns("enrich_people")
+    mapping = pl.LazyFrame(rows).apollo.columns(operation="enrich_people")
     assert mapping.to_dict() == af.columns(pd.DataFrame(rows)).to_dict() == {"first_name": ["First Name"],
                                                                              "email": ["Email"]}
 
@@ -97,3 +97,22 @@ def test_methods_are_the_pandas_functions(sandbox):
         ns.enrich_people(colour="red")
     with pytest.raises(TypeError, match="Polars DataFrame"):
         afp.enrich(pd.DataFrame({"Email": ["a@b.example"]}))
+
+
+def test_suppressed_rows_end_suppressed_as_in_pandas(sandbox, tmp_path):
+    """Issue 25: suppress= and the cache folder's list apply to the Polars enrichments and searches alike."""
+    rows = people_rows(sandbox, 15)
+    gone = [rows[0]["Email"], rows[4]["Email"].upper()]
+    with sandbox.client(cache_dir=tmp_path / "c") as c:
+        af.suppress([rows[1]["Email"]], client=c)
+        result = pl.DataFrame(rows).apollo.enrich_people(client=c, progress=False, suppress=gone)
+        summary = afp.last_summary()
+        expected = af.enrich_people(pd.DataFrame(rows), client=c, progress=False, suppress=gone)
+        orgs = pl.DataFrame({"domain": domains(sandbox, 3)}).apollo.search(
+            kind="orgs", client=c, progress=False, suppress=domains(sandbox, 3)[:1])
+    blocked = [i for i, r in enumerate(rows) if r["Email"].lower() in {g.lower() for g in gone} | {rows[1]["Email"]}]
+    assert len(blocked) == 5  # (rows 0 and 1 come back at the end: the frame repeats its first three people)
+    assert [i for i, s in enumerate(result["apollo_status"]) if s == "suppressed"] == blocked
+    assert result["apollo_status"].to_list() == expected["apollo_status"].tolist()
+    assert summary["suppressed"] == 5 and result["person.id"].gather(blocked).is_null().all()
+    assert afp.last_summary()["suppressed_rows"] == 1 and orgs.height == 2

@@ -67,22 +67,22 @@ def test_a_column_of_apollo_ids_is_pushed_and_its_odd_value_makes_only_its_row_i
 
 def test_the_mapping_preview_lists_the_column_as_ignored_with_the_reason():
     frame = salesforce_contacts()
-    table = frame.apollo.columns("push_contacts").to_frame().set_index("column")
+    table = frame.apollo.columns(operation="push_contacts").to_frame().set_index("column")
     assert pd.isna(table.loc["ACCOUNTID", "field"])
     reason = table.loc["ACCOUNTID", "how"]
     assert reason.startswith("ignored: not Apollo ids (3 of 3 values") and "'0015g00000XyZab000'" in reason
     assert "columns={'ACCOUNTID': 'account_id'}" in reason
     assert table.loc["EMAIL", "field"] == "email"
-    explicit = af.columns(frame, "push_contacts", columns={"ACCOUNTID": "account_id"})
+    explicit = af.columns(frame, operation="push_contacts", columns={"ACCOUNTID": "account_id"})
     assert explicit.fields["account_id"] == ("ACCOUNTID",)
     # only the labels: nothing to judge the values by, the column is recognised as before
-    assert af.columns(list(frame.columns), "push_contacts").fields["account_id"] == ("ACCOUNTID",)
+    assert af.columns(list(frame.columns), operation="push_contacts").fields["account_id"] == ("ACCOUNTID",)
 
 
 def test_a_foreign_id_dropped_the_next_candidate_moves_up():
     frame = salesforce_contacts()
     frame["Apollo Account ID"] = APOLLO_IDS
-    mapping = af.columns(frame, "push_contacts")
+    mapping = af.columns(frame, operation="push_contacts")
     assert mapping.fields["account_id"] == ("Apollo Account ID",)
     assert [c.priority for c in mapping.choices if c.field == "account_id"] == [1]
 
@@ -103,7 +103,7 @@ def test_a_file_push_warns_once_for_the_whole_file(tmp_path):
     frame.to_csv(tmp_path / "accounts.csv", index=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = af.push_parquet(tmp_path / "accounts.csv", tmp_path / "r.parquet", "accounts", chunk_rows=3,
+        summary = af.push_parquet(tmp_path / "accounts.csv", dst=tmp_path / "r.parquet", target="accounts", chunk_rows=3,
                                   dry_run=True, progress=False)
     assert summary["would_create"] == 9 and summary["chunks"] == 3
     assert sum("'Account Owner ID' is not pushed" in str(w.message) for w in caught) == 1

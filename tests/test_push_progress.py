@@ -29,7 +29,7 @@ def test_a_push_in_one_chunk_logs_rows_and_requests_as_they_are_answered(tmp_pat
     contacts(1000).to_csv(src, index=False)
     sandbox = Sandbox(SandboxConfig(seed=3, n_orgs=50))
     with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
-        af.push_parquet(src, tmp_path / "r.parquet", "contacts", client=client, log_every=0)
+        af.push_parquet(src, dst=tmp_path / "r.parquet", target="contacts", client=client, log_every=0)
     err = capsys.readouterr().err
     seen = progress_lines(err)
     # one chunk of 1,000 rows, 10 bulk calls: a line for each answered call, then the last line
@@ -44,7 +44,7 @@ def test_without_a_terminal_a_line_every_few_seconds_on_the_clock_given(tmp_path
     clock = FakeClock()  # the sandbox's latency moves it: 2 s per request, never slept for real
     sandbox = Sandbox(SandboxConfig(seed=3, n_orgs=50, latency=2.0), clock=clock)
     with sandbox.client(cache_dir=tmp_path / "c", concurrency=1, clock=clock) as client:
-        af.push_parquet(src, tmp_path / "r.parquet", "contacts", client=client, log_every=5)
+        af.push_parquet(src, dst=tmp_path / "r.parquet", target="contacts", client=client, log_every=5)
     seen = progress_lines(capsys.readouterr().err)
     # 12 requests 2 s apart, a line once 5 s have passed since the last: after requests 3, 6, 9, 12, then the last
     assert [requests for _, requests in seen] == [3, 6, 9, 12, 12]
@@ -80,7 +80,7 @@ def test_on_a_terminal_the_bar_moves_per_request_and_shows_the_requests(tmp_path
     contacts(450).to_parquet(src)
     sandbox = Sandbox(SandboxConfig(seed=3, n_orgs=50))
     with sandbox.client(cache_dir=tmp_path / "c", concurrency=1) as client:
-        af.push_parquet(src, tmp_path / "r.parquet", "contacts", client=client)
+        af.push_parquet(src, dst=tmp_path / "r.parquet", target="contacts", client=client)
     (bar,) = bars
     assert bar.updates == [100, 100, 100, 100, 50] and bar.closed and bar.leave
     assert [p["requests"] for p in bar.postfixes] == ["1", "2", "3", "4", "5", "5"]

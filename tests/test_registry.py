@@ -85,12 +85,12 @@ def test_every_operation_is_estimable_or_refused_clearly(spec, sandbox, client):
     frame = people_frame(sandbox, 3) if spec.name != "enrich_orgs" else orgs_frame(sandbox, 3)
     if not spec.estimable:
         with pytest.raises(ValueError, match="no estimate for operation"):
-            af.estimate(frame, spec.name, client=client)
+            af.estimate(frame, operation=spec.name, client=client)
         return
     options = {"kind": "people", "max_results_per_row": 5} if spec.kind == "search" else {}
     if spec.kind == "search":
         frame = frame.assign(domain=[o["primary_domain"] for o in sandbox.world.orgs[:len(frame)]])
-    est = af.estimate(frame, spec.name, client=client, **options)
+    est = af.estimate(frame, operation=spec.name, client=client, **options)
     assert est.rows == len(frame) and est.to_fetch > 0
     assert sandbox.count() == 0
 
@@ -102,14 +102,14 @@ def test_every_row_aligned_operation_streams(spec, sandbox, client, tmp_path):
     frame.to_parquet(src)
     if spec.kind == "search":
         with pytest.raises(ValueError, match="operation must be one of"):
-            af.enrich_parquet(src, dst, spec.name, client=client, progress=False)
+            af.enrich_parquet(src, dst=dst, operation=spec.name, client=client, progress=False)
         return
     if spec.kind == "enrich":
-        summary = af.enrich_parquet(src, dst, spec.name, client=client, progress=False, chunk_rows=4)
+        summary = af.enrich_parquet(src, dst=dst, operation=spec.name, client=client, progress=False, chunk_rows=4)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # columns with no Apollo field are named, not pushed
-            summary = af.push_parquet(src, dst, spec.target, progress=False, chunk_rows=4, dry_run=True)
+            summary = af.push_parquet(src, dst=dst, target=spec.target, progress=False, chunk_rows=4, dry_run=True)
     assert summary["rows"] == len(frame) and summary["chunks"] == math.ceil(len(frame) / 4)
     out = pq.read_table(dst)
     assert out.column_names[-len(spec.schema({"dry_run": True})):] == spec.schema({"dry_run": True}).names
@@ -121,7 +121,7 @@ def test_declared_options_match_the_functions(spec):
     params -= {"progress", "client", "filters"}
     if spec.kind == "enrich":
         assert set(inspect.signature(spec.job).parameters) - FRAME_ARGS == set(spec.options)
-        assert params == set(spec.options) | set(registry.RUN_OPTIONS)
+        assert params | {"progress"} == set(spec.options) | set(registry.RUN_OPTIONS)
     elif spec.kind == "push":
         assert params == set(spec.options)
     else:
@@ -186,7 +186,7 @@ def test_in_memory_and_streaming_assemble_the_same_table(operation, sandbox, tmp
     with sandbox.client(cache_dir=tmp_path / "c1") as c:
         in_memory = function(frame, client=c, progress=False)
     with Sandbox(sandbox.config).client(cache_dir=tmp_path / "c2") as c:
-        af.enrich_parquet(src, tmp_path / "out.parquet", operation, chunk_rows=5, client=c, progress=False)
+        af.enrich_parquet(src, dst=tmp_path / "out.parquet", operation=operation, chunk_rows=5, client=c, progress=False)
     streamed = pd.read_parquet(tmp_path / "out.parquet")
     _same_columns_and_dtypes(streamed, in_memory)
     new = registry.get(operation).schema({}).names
@@ -201,9 +201,10 @@ def test_push_report_in_memory_and_streamed_are_one_table(tmp_path):
     frame.to_parquet(src)
     # a dry run sends nothing and fills every column of the report
     in_memory = af.push_contacts(frame, dry_run=True, progress=False)
-    af.push_parquet(src, tmp_path / "r.parquet", "contacts", dry_run=True, progress=False, chunk_rows=3)
+    af.push_parquet(src, dst=tmp_path / "r.parquet", target="contacts", dry_run=True, progress=False, chunk_rows=3)
     _same_columns_and_dtypes(pd.read_parquet(tmp_path / "r.parquet"), in_memory)
-    assert list(in_memory.columns) == ["email", "apollo_status", "apollo_id", "apollo_error", "apollo_payload"]
+    assert list(in_memory.columns) == ["email", "apollo_status", "apollo_id", "apollo_error", "apollo_error_code",
+                                      "apollo_payload"]
 
 
 def test_new_columns_never_drop_a_value():
@@ -234,11 +235,11 @@ def test_estimate_file_streams_and_predicts_the_file_run(sandbox, tmp_path, monk
 
     monkeypatch.setattr(files, "rechunk", spy)
     with sandbox.client(cache_dir=tmp_path / "c") as c:
-        est = estimates.estimate_file(src, "enrich_people", chunk_rows=7, client=c)
+        est = estimates.estimate_file(src, operation="enrich_people", chunk_rows=7, client=c)
         assert sandbox.count() == 0
         assert chunk_batches == [7] * 6 + [1]  # streamed 7 rows at a time
         assert (est.rows, est.invalid, est.unique, est.cached, est.to_fetch) == (43, 3, 30, 0, 30)
-        summary = af.enrich_parquet(src, tmp_path / "o.parquet", chunk_rows=7, client=c, progress=False)
+        summary = af.enrich_parquet(src, dst=tmp_path / "o.parquet", chunk_rows=7, client=c, progress=False)
     # a file run sends each chunk's new records in its own calls: the estimate counts them the same way
     assert est.api_calls == summary["api_calls"] == sandbox.count(path="people/bulk_match")
     assert est.credits_max == summary["credits_consumed"] == 30
@@ -258,11 +259,11 @@ def test_cli_estimate_reads_the_file_like_enrich(sandbox, tmp_path, capsys, monk
 def test_estimate_file_refuses_what_it_cannot_stream(tmp_path, client):
     (tmp_path / "in.csv").write_text("domain\na.example\n")
     with pytest.raises(ValueError, match="no file estimate"):
-        estimates.estimate_file(tmp_path / "in.csv", "search", client=client)
+        estimates.estimate_file(tmp_path / "in.csv", operation="search", client=client)
     with pytest.raises(ValueError, match="chunk_rows"):
-        estimates.estimate_file(tmp_path / "in.csv", "enrich_orgs", chunk_rows=0, client=client)
+        estimates.estimate_file(tmp_path / "in.csv", operation="enrich_orgs", chunk_rows=0, client=client)
     with pytest.raises(TypeError, match="reveal_phone_number"):
-        estimates.estimate_file(tmp_path / "in.csv", "enrich_orgs", client=client, reveal_phone_number=True)
+        estimates.estimate_file(tmp_path / "in.csv", operation="enrich_orgs", client=client, reveal_phone_number=True)
 
 
 # -- one credits validator, typed input errors ----------------------------------------------------
@@ -272,7 +273,7 @@ def test_estimate_file_refuses_what_it_cannot_stream(tmp_path, client):
 def test_enrich_parquet_refuses_the_budgets_enrich_people_refuses(value, sandbox, client, tmp_path):
     people_frame(sandbox, 2).to_parquet(tmp_path / "in.parquet")
     with pytest.raises(ValueError, match="max_credits"):
-        af.enrich_parquet(tmp_path / "in.parquet", tmp_path / "o.parquet", client=client, max_credits=value)
+        af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "o.parquet", client=client, max_credits=value)
     with pytest.raises(ValueError, match="max_credits"):
         people_frame(sandbox, 2).apollo.enrich_people(client=client, max_credits=value)
     assert sandbox.count() == 0 and not (tmp_path / "o.parquet").exists()
@@ -285,7 +286,7 @@ def test_unreadable_inputs_are_input_errors(tmp_path, client):
     for name, text in cases.items():
         (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
         with pytest.raises(InputError, match=name.split(".")[0]):
-            af.enrich_parquet(tmp_path / name, tmp_path / "o.parquet", client=client, progress=False)
+            af.enrich_parquet(tmp_path / name, dst=tmp_path / "o.parquet", client=client, progress=False)
         assert not (tmp_path / "o.parquet").exists()
 
 

@@ -104,7 +104,7 @@ def test_two_processes_on_one_folder_pay_once(small_config, tmp_path):
     people_frame(known_people(Sandbox(small_config), n)).to_parquet(src)
     ref = Sandbox(small_config)
     with ref.client(cache_dir=tmp_path / "ref") as c:
-        af.enrich_parquet(src, tmp_path / "ref.parquet", client=c, progress=False)
+        af.enrich_parquet(src, dst=tmp_path / "ref.parquet", client=c, progress=False)
     one_run = ref.credits_consumed
     assert one_run == n
 

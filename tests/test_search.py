@@ -534,13 +534,13 @@ def test_cli_search_people_and_orgs(sandbox, tmp_path, capsys, monkeypatch):
 def test_estimate_search_sends_nothing(sandbox, client):
     orgs = orgs_with_people(sandbox, 3)
     frame = pd.DataFrame({"domain": [o["primary_domain"] for o in orgs] + [orgs[0]["primary_domain"], None]})
-    est = af.estimate(frame, "search", client=client, kind="orgs", max_results_per_row=150)
+    est = af.estimate(frame, operation="search", client=client, kind="orgs", max_results_per_row=150)
     assert (est.rows, est.invalid, est.unique, est.to_fetch, est.api_calls, est.credits_max) == (5, 1, 3, 3, 6, 6)
     assert sandbox.count() == 0
     frame.apollo.search(kind="orgs", max_results_per_row=150, client=client, progress=False)
-    again = af.estimate(frame, "search", client=client, kind="orgs", max_results_per_row=150)
+    again = af.estimate(frame, operation="search", client=client, kind="orgs", max_results_per_row=150)
     assert again.cached == 3 and again.to_fetch == 0 and again.credits_max == 0
-    people = af.estimate(frame, "search", client=client, kind="people", person_seniorities="vp")
+    people = af.estimate(frame, operation="search", client=client, kind="people", person_seniorities="vp")
     assert people.credits_max == 0 and people.to_fetch == 3
 
 

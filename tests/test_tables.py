@@ -128,8 +128,8 @@ def test_a_file_recognised_by_content_alone_is_estimated_and_run_alike(client, t
     """No header names a field: the first chunk's values decide, for estimate_file as for the run."""
     src = tmp_path / "plain.csv"
     src.write_text("Col A,Col B\nAnn Lee,ann@a.example\nBo Chan,bo@b.example\nAnn Lee,ann@a.example\n")
-    work = af.estimate_file(src, "enrich_people", client=client)
-    summary = af.enrich_parquet(src, tmp_path / "out.parquet", client=client, progress=False)
+    work = af.estimate_file(src, operation="enrich_people", client=client)
+    summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", client=client, progress=False)
     assert work.unique == summary["unique_inputs"] == 2 and work.rows == summary["rows"] == 3
     assert summary["column_reasons"] == {"Col B": "email: content: 100% of 3 sampled values look like e-mail addresses"}
 

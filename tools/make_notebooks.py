@@ -40,7 +40,7 @@ SETUP,
 print(f"{len(leads):,} rows")
 leads.head()""",
 "md:Which columns will be used, and why the others are not? Nothing is sent to find out:",
-"""apollo_frames.columns(leads, "enrich_people")""",
+"""apollo_frames.columns(leads, operation="enrich_people")""",
 "md:## Enrich\n\nOne call. Rows are normalised and deduplicated, sent 10 to a request, paced by Apollo's rate "
 "limits, and every answer is stored on disk as it arrives. The table at the end is the run's summary.",
 """enriched = leads.apollo.enrich_people()
@@ -73,13 +73,13 @@ print(f"{len(leads):,} rows")""",
 "md:## 1. What would it cost?\n\nInvalid rows, duplicates and answers already stored are counted out; the "
 "rest is worked out in requests, credits (the worst case, and what is expected from the match rates seen so "
 "far) and time (from the rate limits).",
-"""estimate = leads.apollo.estimate("enrich_people")
+"""estimate = leads.apollo.estimate(operation="enrich_people")
 estimate""",
 "md:Time matters on a free plan (50 requests a minute, 200 an hour, 600 a day). A list of 20,000 new leads "
 "takes days there; an estimate needs no key, so ask before you start:",
 """new_leads = pd.DataFrame({"Email": [f"lead{i}@prospect-{i % 400}.example" for i in range(20_000)]})
 with apollo_frames.ApolloClient(plan="free") as free_plan:
-    big = new_leads.apollo.estimate("enrich_people", client=free_plan)
+    big = new_leads.apollo.estimate(operation="enrich_people", client=free_plan)
 days = big.duration_s / 86_400
 print(f"{big.api_calls:,} requests, at most {big.credits_max:,.0f} credits, about {days:.1f} days")""",
 "md:## 2. Run with a cap\n\nWith `max_credits=300` no request is sent that could take the run past 300 "
@@ -88,7 +88,7 @@ print(f"{big.api_calls:,} requests, at most {big.credits_max:,.0f} credits, abou
 """ax = partial["apollo_status"].value_counts().sort_values().plot.barh(title="Rows by status, capped at 300 credits")
 ax.set_xlabel("rows");""",
 "md:## 3. Finish\n\nWhat was done is stored: the estimate now counts only the skipped rows.",
-"""rest = leads.apollo.estimate("enrich_people")
+"""rest = leads.apollo.estimate(operation="enrich_people")
 rest""",
 """done = leads.apollo.enrich_people(max_credits=rest.credits_max)""",
 "md:## 4. Where the credits went\n\nEvery request is in the ledger, a SQLite file beside the store that a "
@@ -205,7 +205,7 @@ strict["apollo_status"].value_counts()""",
 "md:## 2. What will the whole list cost? A pilot\n\n`estimate(..., pilot=50)` enriches a stratified sample "
 "(at most 50 credits, kept in the store) and extrapolates, with a 90 % interval.",
 """everyone = pd.read_csv("../data/samples/people.csv", dtype=str)
-pilot = everyone.apollo.estimate("enrich_people", pilot=50)
+pilot = everyone.apollo.estimate(operation="enrich_people", pilot=50)
 pilot""",
 "md:## 3. Phone numbers, without a webhook\n\n`reveal_phone_number=True` without `webhook_url` asks Apollo "
 "to hold the numbers: rows come back `pending`, and `collect()` polls until they are ready.",

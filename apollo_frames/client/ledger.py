@@ -63,6 +63,8 @@ FRAME_COLUMNS = (
 )
 #: ``status`` of a request answered (credits are the server's) or never answered (credits are the worst case)
 SETTLED, IN_DOUBT = "settled", "in_doubt"
+#: stored states shown as in doubt: sent and never settled, or credits the meter counted beyond the answers
+_DOUBTFUL = "('sent', 'gap')"
 #: columns added since version 1, for ledgers written by older versions
 _MIGRATIONS = {
     "state": "TEXT NOT NULL DEFAULT 'settled'",
@@ -321,6 +323,19 @@ class Ledger:
             ),
         )
 
+    def note_gap(self, *, run_id: str, operation: str, endpoint: str, credits: float) -> None:
+        """Record credits Apollo's meter counted during a run beyond its settled and in-doubt rows, as in doubt.
+
+        A server may report fewer credits than it charged; the meter is the only other witness. The row is
+        never settled (``state`` 'gap'): it shows as in doubt, for the run and the endpoint that read the meter.
+        """
+        now = self.clock.time()
+        self._write(
+            "INSERT INTO spend (time, run_id, operation, endpoint, records_sent, records_matched, credits, "
+            "http_status, state, worst_credits, pid) VALUES (?, ?, ?, ?, 0, 0, ?, NULL, 'gap', ?, ?)",
+            (now, str(run_id), str(operation), str(endpoint), float(credits), float(credits), os.getpid()),
+        )
+
     def meter_checks(self) -> pd.DataFrame:
         """Every recorded meter check, oldest first (time in UTC)."""
         rows = self._query(
@@ -371,7 +386,7 @@ class Ledger:
         sql = (
             "SELECT time, operation, endpoint, records_sent, records_matched, "
             "CASE WHEN state = 'sent' THEN COALESCE(worst_credits, credits) ELSE credits END, http_status, run_id, "
-            f"CASE WHEN state = 'sent' THEN '{IN_DOUBT}' ELSE '{SETTLED}' END, unverified FROM spend"
+            f"CASE WHEN state IN {_DOUBTFUL} THEN '{IN_DOUBT}' ELSE '{SETTLED}' END, unverified FROM spend"
         )
         rows = self._query(
             sql + (" WHERE time >= ? ORDER BY time, id" if start is not None else " ORDER BY time, id"),
@@ -395,9 +410,9 @@ class Ledger:
         )
 
     def in_doubt(self) -> tuple[int, float]:
-        """(requests sent and never settled, their worst-case credits)."""
+        """(requests sent and never settled, or meter gaps; their worst-case credits)."""
         ((count, worst),) = self._query(
-            "SELECT COUNT(*), COALESCE(SUM(COALESCE(worst_credits, credits)), 0) FROM spend WHERE state = 'sent'"
+            f"SELECT COUNT(*), COALESCE(SUM(COALESCE(worst_credits, credits)), 0) FROM spend WHERE state IN {_DOUBTFUL}"
         )
         return int(count), float(worst)
 
@@ -408,7 +423,7 @@ class Ledger:
             return None
         return (
             f"ledger: {count} request(s) in doubt (sent, never answered usably: a killed run, a timeout, a lost or "
-            "unreadable answer), "
+            "unreadable answer; or credits Apollo's meter counted beyond the answers' figures), "
             f"up to {worst:g} "
             f"credits the server may have charged; see apollo_frames.ledger() (status == 'in_doubt')"
         )

@@ -74,15 +74,13 @@ def private_file(path: Path) -> Path:
 
 
 def tighten(paths: Iterable[Path]) -> None:
-    """Make existing files 0600 and folders 0700 (files SQLite created with the umask)."""
+    """Make existing files 0600 (SQLite creates its side files with the umask)."""
     for path in paths:
-        if path.is_symlink() or not path.exists():
-            continue
-        _chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
+        _chmod(path, FILE_MODE)
 
 
 def _chmod(path: Path, mode: int) -> None:
-    # Not ours (another user's shared folder) or a read-only mount: reading can still work.
+    # Missing, not ours (another user's shared folder) or a read-only mount: reading can still work.
     with contextlib.suppress(OSError):  # a symlink is never followed (its target is not ours to change)
         if not path.is_symlink() and (path.stat().st_mode & 0o777) != mode:
             os.chmod(path, mode)
@@ -110,24 +108,22 @@ def reason_of(exc: BaseException) -> str | None:
     return "failed" if "locked" not in text else None
 
 
+_ADVICE = {  # reason -> (what it is called, what to do about it)
+    "full": ("disk full",
+             "free some space on that disk (or point the cache folder elsewhere: APOLLO_FRAMES_CACHE_DIR)"),
+    "read_only": ("read-only",
+                  "make the folder writable by this user, or point APOLLO_FRAMES_CACHE_DIR at a writable folder"),
+    "corrupt": ("corrupt or not a database", "move {path} aside (or remove it) and run again"),
+    "io": ("write failed", "the disk may be full, over a quota or failing: free some space and run again"),
+    "failed": ("storage failure", "check the disk and the folder's permissions"),
+    "busy": ("locked", "another process kept it locked too long; run again when it is done"),
+}
+
+
 def storage_error(exc: BaseException, path: Path, what: str, reason: str, remedy: str = "") -> StorageError:
-    """A :class:`StorageError` for ``exc`` on ``path``, with what to do about it."""
-    advice = {
-        "full": "free some space on that disk (or point the cache folder elsewhere: APOLLO_FRAMES_CACHE_DIR)",
-        "read_only": "make the folder writable by this user, or point APOLLO_FRAMES_CACHE_DIR at a writable folder",
-        "corrupt": remedy or f"move {path} aside (or remove it) and run again",
-        "io": "the disk may be full, over a quota or failing: free some space and run again",
-        "failed": "check the disk and the folder's permissions",
-        "busy": "another process kept it locked too long; run again when it is done",
-    }[reason]
-    label = {
-        "full": "disk full",
-        "read_only": "read-only",
-        "corrupt": "corrupt or not a database",
-        "io": "write failed",
-        "failed": "storage failure",
-        "busy": "locked",
-    }[reason]
+    """A :class:`StorageError` for ``exc`` on ``path``, with what to do about it (``remedy`` for a corrupt file)."""
+    label, advice = _ADVICE[reason]
+    advice = remedy if remedy and reason == "corrupt" else advice.format(path=path)
     return StorageError(f"{what} {path}: {label} ({exc}); {advice}", path=str(path), reason=reason)
 
 

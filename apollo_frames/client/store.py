@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import html
 import json
 import os
 import re
@@ -117,30 +118,34 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def entry_keys(namespace: str, endpoint: str, record_texts: Iterable[str],
+               options: Mapping[str, Any] | None = None) -> list[str]:
+    """The store's keys of records given as their :func:`canonical_json` texts: the SHA-256 of the canonical
+    JSON of (schema version, namespace, endpoint, record, options), built around each text."""
+    head = f"[{SCHEMA_VERSION},{canonical_json(namespace)},{canonical_json(endpoint)},"
+    tail = f",{canonical_json(dict(options or {}))}]"
+    return [hashlib.sha256(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
+
+
 def entry_key(namespace: str, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
     """The store's key of one answer (what :meth:`AnswerStore.key` gives), without opening a store."""
-    text = canonical_json([SCHEMA_VERSION, namespace, endpoint, record, dict(options or {})])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return entry_keys(namespace, endpoint, [canonical_json(record)], options)[0]
 
 
 class BadEntry(ValueError):
     """A stored entry that is not ours: not JSON, another key or schema version, a key that is not text."""
 
 
-#: a key that JSON quotes as it is (every key the store makes: a sha256 hex digest)
-_PLAIN_KEY = re.compile(r"[0-9A-Za-z_.:-]*")
-
-
-def encode_entry(key: str, data: Any, data_json: bytes | None = None) -> bytes:
+def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> bytes:
     """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
 
-    ``data_json``: ``data`` already encoded (an answer stored under several keys is encoded once).
+    ``texts``: the JSON of answers already encoded, by ``id`` (an answer stored under several keys is encoded once).
     """
-    if data_json is None:
-        data_json = jsontext.dumps(data)
-    plain = isinstance(key, str) and _PLAIN_KEY.fullmatch(key) is not None
-    quoted = f'"{key}"' if plain else json.dumps(key, ensure_ascii=False)
-    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), data_json, b"}"))
+    texts = {} if texts is None else texts
+    if id(data) not in texts:
+        texts[id(data)] = jsontext.dumps(data)
+    quoted = json.dumps(key, ensure_ascii=False)
+    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), texts[id(data)], b"}"))
 
 
 def decode_entry(key: Any, blob: Any) -> dict | None:
@@ -180,11 +185,11 @@ class StoreStats:
     quarantined_this_session: int
     leases: int
 
-    def lines(self) -> list[str]:
+    def __str__(self) -> str:
         def when(t: float | None) -> str:
             return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
-        return [
+        return "\n".join([
             f"store       {self.path}",
             f"entries     {self.entries:,}",
             f"size        {self.size_bytes / 2**20:,.1f} MiB",
@@ -192,14 +197,10 @@ class StoreStats:
             f"newest      {when(self.newest)}",
             f"quarantined {self.quarantined:,} (this session: {self.quarantined_this_session:,})",
             f"leases      {self.leases:,}",
-        ]
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
+        ])
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (line.split(None, 1) for line in self.lines()))
-        return f"<table>{rows}</table>"
+        return f"<pre>{html.escape(str(self))}</pre>"
 
 
 @dataclasses.dataclass
@@ -250,9 +251,8 @@ class Holders:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        #: owner -> the descriptor of its locked file (this process's owners)
+        #: owner -> the descriptor of its locked file (this process's owners; a dict's get, set and pop are atomic)
         self.held: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def hold(self, owner: str) -> None:
         """Create and lock ``owner``'s file (where files cannot be locked its claims live by their lease alone)."""
@@ -266,13 +266,11 @@ class Holders:
                 if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
                     break  # (else a sweep removed it between our open and our lock: make it again)
                 os.close(fd)
-            with self._lock:
-                self.held[owner] = fd
+            self.held[owner] = fd
 
     def let_go(self, owner: str) -> None:
         """Remove and unlock ``owner``'s file: its claims are free."""
-        with self._lock:
-            fd = self.held.pop(owner, None)
+        fd = self.held.pop(owner, None)
         if fd is not None:
             with contextlib.suppress(OSError):
                 (self.folder / owner).unlink()
@@ -320,31 +318,25 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _not_sqlite(db: Path, *, probe: bool = True) -> str | None:
-    """Why ``db`` cannot be (a side file of) the store's database; None when it may be.
+def _not_plain(path: Path) -> str | None:
+    """Why ``path`` is not a plain file (a FIFO would hang an open, a symlink leads outside the folder); None if
+    it is one or is missing. Looked at with ``lstat``, never opened."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return "a symlink" if stat.S_ISLNK(mode) else "not a plain file"
+    return None
 
-    Looked at with ``lstat`` (a FIFO would hang an open, a symlink leads outside the folder), then by SQLite
-    (``probe``): the file itself is never opened here, since closing a plain descriptor of a database drops
-    this process's locks on it (see ``private_file``).
-    """
+
+def _not_sqlite(db: Path) -> str | None:
+    """"not a SQLite database" when SQLite, opening ``db`` read-only, says so; else None (it cannot look, e.g. no
+    permission: the store's own open reports it). Never opened as a plain file: closing a plain descriptor of a
+    database drops this process's locks on it (see ``private_file``)."""
     try:
-        mode = os.lstat(db).st_mode
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(mode):
-        return "a symlink" if stat.S_ISLNK(mode) else "not a plain file"
-    if not probe:
-        return None
-    try:
-        con = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error:
-        return None  # cannot look (permissions): the store's own open reports it
-    try:
-        con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
-    except sqlite3.DatabaseError as exc:
+        with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=5.0)) as con:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+    except sqlite3.Error as exc:
         return "not a SQLite database" if "not a database" in str(exc).lower() else None
-    finally:
-        con.close()
     return None
 
 
@@ -470,16 +462,15 @@ class AnswerStore:
             self.query("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _set_aside_garbage(self) -> None:
-        """A cache.db that is not a SQLite file holds nothing of ours: move it aside (kept), count it, go on."""
-        for db in reversed(database_files(self.path)):  # side files first: SQLite opens them with the database
-            why = _not_sqlite(db, probe=db == self.path)
-            if why is None:
-                continue
+        """A cache.db (or side file) that is not a plain file, or not a SQLite file, holds nothing of ours: move it
+        aside (kept), count it, go on. (SQLite opens the side files with the database: they are looked at first.)"""
+        reasons = (_not_plain(path) for path in reversed(database_files(self.path)))
+        why = next((reason for reason in reasons if reason), None) or _not_sqlite(self.path)
+        if why is not None:
             target = set_aside(self.path)
             self.quarantined += 1
             self.quarantine_reasons[f"database {why}"] += 1
             warn(f"the answer store {self.path} was {why}: moved to {target}; its answers will be asked again")
-            return
 
     # -- keys, reads, writes -------------------------------------------------------------------
 
@@ -488,10 +479,7 @@ class AnswerStore:
 
     def keys(self, endpoint: str, record_texts: Iterable[str], options: Mapping[str, Any] | None = None) -> list[str]:
         """:meth:`key` of many records given as their :func:`canonical_json` texts (the same keys, cheaper)."""
-        head = f"[{SCHEMA_VERSION},{canonical_json(self.namespace)},{canonical_json(endpoint)},"
-        tail = f",{canonical_json(dict(options or {}))}]"
-        sha = hashlib.sha256
-        return [sha(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
+        return entry_keys(self.namespace, endpoint, record_texts, options)
 
     def get_many(
         self, keys: Iterable[str], *, stamps: dict[str, tuple[float, float | None]] | None = None
@@ -544,18 +532,6 @@ class AnswerStore:
         expire = None if ttl is None else now + ttl
         self.write_entries([(key, data, now, expire) for key, data in items.items()], release=release)
 
-    @staticmethod
-    def encode(items: Mapping[str, Any]) -> dict[str, bytes]:
-        """The stored bytes of each (key, answer); an answer under several keys (aliases) is encoded to JSON once."""
-        encoded: dict[int, bytes] = {}
-        blobs = {}
-        for key, data in items.items():
-            text = encoded.get(id(data))
-            if text is None:
-                text = encoded[id(data)] = jsontext.dumps(data)
-            blobs[key] = encode_entry(key, data, text)
-        return blobs
-
     def write_entries(
         self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False,
         release: Sequence[str] = (), owner: str | None = None,
@@ -565,9 +541,9 @@ class AnswerStore:
         ``newer_only``: an entry already stored more recently is kept (import). ``release``: claims of ``owner``
         (this object's by default) to drop in the same transaction.
         """
-        blobs = self.encode({key: data for key, data, _, _ in entries})
-        rows = [(key, stored_at, self._kept_until(stored_at, expire), blobs[key]) for key, _, stored_at, expire
-                in entries]
+        texts: dict[int, bytes] = {}
+        rows = [(key, stored_at, self._kept_until(stored_at, expire), encode_entry(key, data, texts))
+                for key, data, stored_at, expire in entries]
         if not rows and not release:
             return 0
         sql = _UPSERT + (" WHERE excluded.stored_at > Answers.stored_at" if newer_only else "")
@@ -578,7 +554,8 @@ class AnswerStore:
             before = con.total_changes
             con.executemany(sql, rows)
             written = con.total_changes - before
-            self._release(con, release, owner)
+            if release:
+                self.release(release, owner=owner)
         return written
 
     def _kept_since(self, now: float) -> float:
@@ -612,11 +589,7 @@ class AnswerStore:
         """Keys of entries whose answer names an identifier suppressed since this object opened (an answer
         in flight while its person was forgotten): never written."""
         book = SuppressionList(self.directory.parent, clock=self.clock)
-        refused = set()
-        for key, data, _, _ in entries:
-            if book.listed(named_identifiers(data), self._erased) is not None:
-                refused.add(key)
-        return refused
+        return {key for key, data, _, _ in entries if book.listed(named_identifiers(data), self._erased) is not None}
 
     def note_erasure(self) -> None:
         """Mark an erasure: every store object writing from now on checks its answers against the list."""
@@ -666,21 +639,17 @@ class AnswerStore:
                     raise
             ((busy, _, _),) = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return not busy
+
     def previous_many(self, keys: Iterable[str], since: float) -> dict[str, Any]:
         """key -> the answer that was replaced at or after ``since`` (the latest such), for those of ``keys`` whose
         answer was replaced then; an entry that does not decode is left out (never trusted)."""
-        wanted = list(dict.fromkeys(keys))
-        rows: dict[str, tuple[float, Any]] = {}
-        for block in _blocks(wanted):
-            for key, replaced_at, value in self.query(
-                    f"SELECT key, replaced_at, value FROM Previous WHERE key IN ({_marks(len(block))}) "
-                    "AND replaced_at >= ?", [*block, since]):
-                if key not in rows or replaced_at > rows[key][0]:
-                    rows[key] = (replaced_at, value)
         found = {}
-        for key, (_, value) in rows.items():
-            with contextlib.suppress(BadEntry):
-                found[key] = decode_entry(key, value)
+        for block in _blocks(list(dict.fromkeys(keys))):  # (SQLite takes a bare column from the row of the MAX)
+            for key, value, _ in self.query(
+                    f"SELECT key, value, MAX(replaced_at) FROM Previous WHERE key IN ({_marks(len(block))}) "
+                    "AND replaced_at >= ? GROUP BY key", [*block, since]):
+                with contextlib.suppress(BadEntry):
+                    found[key] = decode_entry(key, value)
         return found
 
     def __contains__(self, key: str) -> bool:
@@ -753,17 +722,22 @@ class AnswerStore:
 
     # -- claims across processes ---------------------------------------------------------------
 
-    def _live(self, rows: Iterable[tuple[str, Any, Any]], now: float) -> dict[str, Lease]:
-        """Of (key, owner, expires) claim rows, those held: lease not expired and owner alive (each looked at once)."""
+    def _held(self, keys: Sequence[str], owner: str | None) -> dict[str, Lease]:
+        """Those of ``keys`` another owner than ``owner`` (this object's by default) holds: lease not expired (nor
+        longer than any this code takes) and owner alive, each owner looked at once."""
+        now = self.clock.time()
         alive: dict[Any, bool] = {}
-        held = {}
-        for key, owner, expires in rows:
+        held: dict[str, Lease] = {}
+        rows = (row for block in _blocks(keys) for row in self.query(
+            f"SELECT key, owner, expires FROM Claims WHERE owner != ? AND key IN ({_marks(len(block))})",
+            [owner or self.owner, *block]))
+        for key, other, expires in rows:
             if not isinstance(expires, (int, float)) or not now < expires <= now + MAX_LEASE_S:
-                continue  # expired, or longer than any lease this code takes: not believed
-            if owner not in alive:
-                alive[owner] = self.holders.alive(owner)
-            if alive[owner]:
-                held[key] = Lease(owner, float(expires))
+                continue
+            if other not in alive:
+                alive[other] = self.holders.alive(other)
+            if alive[other]:
+                held[key] = Lease(other, float(expires))
         return held
 
     def claim(self, keys: Iterable[str], lease_s: float, *, owner: str | None = None) -> Claimed:
@@ -771,39 +745,26 @@ class AnswerStore:
 
         ``owner``: whose leases (a run's, from :meth:`begin_run`); this store's by default.
         """
-        owner = owner or self.owner
         wanted = list(dict.fromkeys(keys))
-        now = self.clock.time()
-        held: dict[str, Lease] = {}
         with self.transaction() as con:
-            for block in _blocks(wanted):
-                held.update(self._live(con.execute(
-                    f"SELECT key, owner, expires FROM Claims WHERE key IN ({_marks(len(block))}) AND owner != ?",
-                    (*block, owner)), now))
+            held = self._held(wanted, owner)
             mine = [k for k in wanted if k not in held]
+            expires = self.clock.time() + lease_s
             con.executemany("INSERT OR REPLACE INTO Claims (key, owner, expires) VALUES (?, ?, ?)",
-                            [(k, owner, now + lease_s) for k in mine])
+                            [(k, owner or self.owner, expires) for k in mine])
         return Claimed(mine, held)
 
     def release(self, keys: Iterable[str], *, owner: str | None = None) -> None:
         """Drop this object's (or ``owner``'s) leases on ``keys`` (others' leases are left alone)."""
         with self.transaction() as con:
-            self._release(con, keys, owner)
-
-    def _release(self, con: sqlite3.Connection, keys: Iterable[str], owner: str | None = None) -> None:
-        for block in _blocks(list(dict.fromkeys(keys))):
-            con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})",
-                        (owner or self.owner, *block))
+            for block in _blocks(list(dict.fromkeys(keys))):
+                con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})",
+                            (owner or self.owner, *block))
 
     def held_by_others(self, keys: Iterable[str], *, owner: str | None = None) -> list[str]:
         """Those of ``keys`` another owner than this object (or ``owner``) holds a live lease on."""
         wanted = list(dict.fromkeys(keys))
-        now = self.clock.time()
-        held: dict[str, Lease] = {}
-        for block in _blocks(wanted):
-            held.update(self._live(self.query(
-                f"SELECT key, owner, expires FROM Claims WHERE key IN ({_marks(len(block))}) AND owner != ?",
-                [*block, owner or self.owner]), now))
+        held = self._held(wanted, owner)
         return [k for k in wanted if k in held]
 
     def wait_for(

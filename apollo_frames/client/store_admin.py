@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 
 from apollo_frames.client.flat import drop_stale_blocks, drop_unused
 from apollo_frames.client.storage import private_file, storage_errors
-from apollo_frames.client.store import FUTURE_SLACK_S, SCHEMA_VERSION, AnswerStore, BadEntry, decode_entry, set_aside
+from apollo_frames.client.store import FUTURE_SLACK_S, SCHEMA_VERSION, AnswerStore, BadEntry, set_aside
 from apollo_frames.core import jsontext
+from apollo_frames.core.age import age_seconds
 from apollo_frames.core.errors import InputError, StorageError
 from apollo_frames.core.settings import Settings
 
@@ -40,17 +41,15 @@ EXPORT_SCHEMA = pa.schema(
     metadata={b"apollo_frames.store": json.dumps({"format": 1, "schema_version": SCHEMA_VERSION}).encode()},
 )
 _KEY = re.compile(r"[0-9a-f]{64}")
-_AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
-_UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _SELECT_FROM = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
 
 
 def parse_age(text: str) -> float:
-    """Seconds in an age like ``30d``, ``12h``, ``90m``, ``2w`` (a bare number is days)."""
-    found = _AGE.fullmatch(str(text))
-    if found is None:
-        raise InputError(f"an age looks like 30d, 12h, 90m or 2w, got {text!r}")
-    return float(found.group(1)) * _UNITS[found.group(2)]
+    """Seconds in an age like ``30d``, ``12h``, ``90m``, ``2w`` (as ``max_age`` reads it; a bare number is days)."""
+    text = str(text).strip()
+    if text.replace(".", "", 1).isdigit():
+        text += "d"
+    return age_seconds(text, name="older_than (default 30d)") or 0.0  # (text is never None)
 
 
 @dataclasses.dataclass
@@ -110,16 +109,22 @@ def prune(store: AnswerStore, older_than: float, *, now: float | None = None) ->
     return int(removed)
 
 
+def _check(store: AnswerStore, rows: list[tuple], counts: Counts) -> tuple[dict[str, Any], list]:
+    """Decode ``rows`` as a read does, counting them: (answers by key, the bad rows with their reasons)."""
+    found: dict[str, Any] = {}
+    bad: list = []
+    store.decode_rows(rows, found, bad, store.clock.time())
+    counts.checked += len(rows)
+    counts.ok += len(rows) - len(bad)
+    counts.skipped.update(reason for _, _, reason in bad)
+    return found, bad
+
+
 def verify(store: AnswerStore) -> Counts:
-    """Check every entry (mode, JSON, key, schema version); quarantine the bad ones."""
+    """Check every entry (JSON, key, schema version, date); quarantine the bad ones."""
     counts = Counts("verify")
     for rows in _scan(store):
-        found: dict[str, Any] = {}
-        bad: list = []
-        store.decode_rows(rows, found, bad, store.clock.time())
-        counts.checked += len(rows)
-        counts.ok += len(rows) - len(bad)
-        counts.skipped.update(reason for _, _, reason in bad)
+        _, bad = _check(store, rows, counts)
         if bad:
             store.quarantine(bad, quiet=True)
     return counts
@@ -145,53 +150,37 @@ def repair(directory: str | Path) -> tuple[AnswerStore, list[Counts]]:
     return fresh, [salvage(moved, fresh), verify(fresh)]
 
 
-def salvage(source: Path, store: AnswerStore) -> Counts:
-    """Copy every entry still readable in the damaged database ``source`` into ``store``."""
+def salvage(source: Path, store: AnswerStore, give_up_after: int = 20) -> Counts:
+    """Copy every entry still readable in the damaged database ``source`` into ``store``: a block of rowids at a
+    time (one that cannot be read, row by row), until ``give_up_after`` blocks in a row hold nothing."""
     counts = Counts("salvage", note=f"the damaged file is kept at {source}", written=0)
     try:
         conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     except sqlite3.Error:
         return counts
+    start, empty = 0, 0
     with contextlib.closing(conn):
-        for rows in _readable_blocks(conn, counts):
-            _copy_rows(rows, store, counts)
+        while empty < give_up_after:
+            rows = _readable(conn, range(start, start + BLOCK), counts)
+            found, _ = _check(store, rows, counts)
+            counts.written = (counts.written or 0) + store.write_entries(
+                [(key, found[key], stored_at, expires) for _, key, _, stored_at, expires in rows if key in found])
+            empty = 0 if rows else empty + 1
+            start += BLOCK
     return counts
 
 
-def _readable_blocks(conn: sqlite3.Connection, counts: Counts, give_up_after: int = 20):
-    """Blocks of rows by rowid range, skipping unreadable ones, until many in a row have nothing."""
-    start, empty = 0, 0
-    while empty < give_up_after:
-        try:
-            rows = conn.execute(f"{_SELECT_FROM} WHERE rowid BETWEEN ? AND ?", (start, start + BLOCK - 1)).fetchall()
-        except sqlite3.Error:
-            rows = _one_by_one(conn, range(start, start + BLOCK), counts)
-        empty = 0 if rows else empty + 1
-        start += BLOCK
-        if rows:
-            yield rows
-
-
-def _one_by_one(conn: sqlite3.Connection, rowids: range, counts: Counts) -> list[tuple]:
-    """The rows of a damaged block that can still be read, one at a time."""
-    counts.skipped["unreadable block"] += 1
+def _readable(conn: sqlite3.Connection, rowids: range, counts: Counts) -> list[tuple]:
+    """The rows of ``rowids`` that can be read: in one query, or one at a time in a damaged block."""
+    try:
+        return conn.execute(f"{_SELECT_FROM} WHERE rowid BETWEEN ? AND ?", (rowids[0], rowids[-1])).fetchall()
+    except sqlite3.Error:
+        counts.skipped["unreadable block"] += 1
     rows = []
     for rowid in rowids:
         with contextlib.suppress(sqlite3.Error):
             rows += conn.execute(f"{_SELECT_FROM} WHERE rowid = ?", (rowid,)).fetchall()
     return rows
-
-
-def _copy_rows(rows: list[tuple], store: AnswerStore, counts: Counts) -> None:
-    entries = []
-    for _, key, value, stored_at, expires_at in rows:
-        counts.checked += 1
-        try:
-            entries.append((key, decode_entry(key, value), stored_at, expires_at))
-        except BadEntry as exc:
-            counts.skipped[str(exc)] += 1
-    counts.ok += len(entries)
-    counts.written = (counts.written or 0) + store.write_entries(entries)
 
 
 def export_parquet(store: AnswerStore, path: str | Path) -> Counts:
@@ -203,28 +192,15 @@ def export_parquet(store: AnswerStore, path: str | Path) -> Counts:
         private_file(path)
         with pq.ParquetWriter(str(path), EXPORT_SCHEMA) as writer:
             for rows in _scan(store, "AND (expires_at IS NULL OR expires_at > ?)", (now,)):
-                batch = _export_batch(store, rows, counts)
-                writer.write_table(pa.Table.from_pydict(batch, schema=EXPORT_SCHEMA))
+                writer.write_table(pa.Table.from_pylist(_export_batch(store, rows, counts), schema=EXPORT_SCHEMA))
     return counts
 
 
-def _export_batch(store: AnswerStore, rows: list[tuple], counts: Counts) -> dict[str, list]:
-    batch: dict[str, list] = {name: [] for name in EXPORT_SCHEMA.names}
-    found: dict[str, Any] = {}
-    bad: list = []
-    store.decode_rows(rows, found, bad, store.clock.time())
-    counts.checked += len(rows)
-    counts.skipped.update(reason for _, _, reason in bad)
-    for _, key, _, stored_at, expires_at in rows:
-        if key not in found:
-            continue
-        counts.ok += 1
-        batch["key"].append(key)
-        batch["schema_version"].append(SCHEMA_VERSION)
-        batch["stored_at"].append(stored_at)
-        batch["expires_at"].append(expires_at)
-        batch["answer"].append(jsontext.dumps(found[key]).decode("utf-8", "surrogatepass"))
-    return batch
+def _export_batch(store: AnswerStore, rows: list[tuple], counts: Counts) -> list[dict[str, Any]]:
+    found, _ = _check(store, rows, counts)
+    return [{"key": key, "schema_version": SCHEMA_VERSION, "stored_at": stored_at, "expires_at": expires_at,
+             "answer": jsontext.dumps(found[key]).decode("utf-8", "surrogatepass")}
+            for _, key, _, stored_at, expires_at in rows if key in found]
 
 
 def import_parquet(store: AnswerStore, path: str | Path, *, ttl: float | None = None) -> Counts:

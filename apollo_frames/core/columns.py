@@ -73,6 +73,7 @@ from apollo_frames.core.errors import ColumnMappingError
 from apollo_frames.core.normalize import is_missing
 
 __all__ = [
+    "Columns",
     "ORGS",
     "ORG_FIELDS",
     "PEOPLE",
@@ -86,6 +87,9 @@ __all__ = [
     "fold",
     "resolve",
 ]
+
+#: What every public function's ``columns=`` takes: {column label: Apollo field (or None: leave it out)}
+Columns = Mapping[Any, str | None] | None
 
 #: How a column was chosen for a field.
 OVERRIDE, ALIAS, TOOLKIT, PREFIX = "override", "alias", "toolkit", "prefix"

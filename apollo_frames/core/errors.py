@@ -160,7 +160,8 @@ class ApolloServerError(APIStatusError):
 
 
 class InputError(ApolloError, ValueError):
-    """An input file cannot be read as given (its format, its header, a malformed line)."""
+    """An input cannot be used as given: a file (its format, its header, a malformed line) or an argument's value
+    (``max_credits=-1``, ``max_age="soon"``)."""
 
 
 class ColumnMappingError(ApolloError, ValueError):

@@ -57,7 +57,7 @@ def page_lists(records_key: str) -> tuple[str, ...]:
     return LISTS.get(records_key, (records_key,))
 
 
-def _as_organization(record: dict, listed_in: str) -> dict:
+def as_organization(record: dict, listed_in: str) -> dict:
     """A company search item as an org row: which list it came from; a saved account's ids as for other orgs."""
     if listed_in == "accounts":
         return {**record, SOURCE_KEY: "account", "id": record.get("organization_id"), "account_id": record.get("id")}
@@ -72,7 +72,7 @@ def read_page(data: Any, records_key: str) -> tuple[list[dict], int | None, int 
     for key in page_lists(records_key):
         listed = data.get(key)
         items = [r for r in (listed if isinstance(listed, list) else []) if isinstance(r, dict)]
-        records += [_as_organization(r, key) for r in items] if records_key == "organizations" else items
+        records += [as_organization(r, key) for r in items] if records_key == "organizations" else items
     pagination = data.get("pagination")
     if not isinstance(pagination, dict):
         pagination = {}

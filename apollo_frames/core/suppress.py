@@ -106,12 +106,15 @@ _FIELDS = {
 
 
 def answer_identifiers(answer: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """What a raw Apollo answer (a person or an organization as Apollo sends it) reveals: its e-mail (and that
-    e-mail's domain), LinkedIn URL, id and its organisation's domain."""
+    """What a raw Apollo answer (a person or an organization as Apollo sends it, a search record) reveals: its
+    e-mail (and that e-mail's domain), LinkedIn URL, id and its (organisation's) domain or website."""
     if not isinstance(answer, Mapping):
         return []
     org = answer.get("organization")
-    domain = answer.get("primary_domain") or (org.get("primary_domain") if isinstance(org, Mapping) else None)
+    org = org if isinstance(org, Mapping) else {}
+    # an organisation's own domain (a saved account's ``domain``, else its website), else its organisation's
+    domain = (answer.get("primary_domain") or answer.get("domain") or answer.get("website_url")
+              or org.get("primary_domain") or org.get("website_url"))
     return record_identifiers({"email": answer.get("email"), "linkedin_url": answer.get("linkedin_url"),
                                "id": answer.get("id"), "domain": domain})
 

@@ -26,7 +26,9 @@ CREDITS_COLUMN = "apollo_credits"
 #: when a row's answer was stored (UTC; the stored answer's time for a row from the store, null: never answered)
 FETCHED_COLUMN = "apollo_fetched_at"
 FETCHED_TYPE = pa.timestamp("us", tz="UTC")
-STATUS_COLUMNS = ("apollo_status", "apollo_error", CREDITS_COLUMN, FETCHED_COLUMN)
+#: each reason's stable code (:data:`apollo_frames.core.reasons.CODES`), beside its text in ``apollo_error``
+ERROR_CODE_COLUMN = "apollo_error_code"
+STATUS_COLUMNS = ("apollo_status", "apollo_error", ERROR_CODE_COLUMN, CREDITS_COLUMN, FETCHED_COLUMN)
 #: the run's own columns that are not text
 _TYPED = {CREDITS_COLUMN: pa.float64(), FETCHED_COLUMN: FETCHED_TYPE}
 

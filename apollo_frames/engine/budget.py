@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from apollo_frames.core.errors import StorageError
+from apollo_frames.core.errors import InputError, StorageError
 
 #: tolerance for float sums of credits (0.1 + 0.2 must fit in 0.3)
 EPSILON = 1e-9
@@ -41,15 +41,14 @@ def credit_figure(value: Any) -> float | None:
 def check_credits(name: str, value: Any) -> float | None:
     """``value`` as a number of credits (None stays None); the one check of ``max_credits`` / ``confirm_over``.
 
-    Anything else is a ValueError: text (``"5"``), a bool (Python counts
-    ``True`` as 1, which would silently mean 1 credit), NaN, infinity, a
-    negative number.
+    Anything else is an :class:`~apollo_frames.core.errors.InputError` (a ValueError): text (``"5"``), a bool
+    (Python counts ``True`` as 1, which would silently mean 1 credit), NaN, infinity, a negative number.
     """
     if value is None:
         return None
     credits = credit_figure(value)
     if credits is None:
-        raise ValueError(f"{name} must be a finite number of credits >= 0 (or None), got {value!r}")
+        raise InputError(f"{name} must be a finite number of credits >= 0 (or None), got {value!r}")
     return credits
 
 
@@ -97,7 +96,7 @@ class Budget:
     """Credits spent and reserved by one call, shared by its threads. ``max_credits=None``: no cap."""
 
     def __init__(self, max_credits: float | None = None):
-        self.max_credits = check_credits("max_credits", max_credits)
+        self.max_credits = max_credits  # checked by RunOptions, where the caller's value came in
         #: what the call counts as spent: the figures believed, plus the worst case of attempts in doubt
         self.spent = 0.0
         #: what counts against the cap (see :meth:`settle`)

@@ -67,6 +67,7 @@ from apollo_frames.core.errors import (
     RateLimitError,
     RequestAbandoned,
 )
+from apollo_frames.core.reasons import error_code, tagged
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -138,9 +139,10 @@ class StopSignal:
         if failure is Failure.ERROR:
             return
         if isinstance(exc, RateLimitError):
-            self.stop(f"rate limit: {exc}", exc)
+            text = f"rate limit: {exc}"
         else:  # the breaker's and an interrupt's messages say it stopped; a fatal error does not
-            self.stop(str(exc) if isinstance(exc, (CircuitOpenError, RequestAbandoned)) else f"stopped: {exc}", exc)
+            text = str(exc) if isinstance(exc, (CircuitOpenError, RequestAbandoned)) else f"stopped: {exc}"
+        self.stop(tagged(error_code(exc), text), exc)
 
     def check_interrupt(self) -> None:
         """Raise the Ctrl-C a :class:`DeferredInterrupts` handler noted (call it where raising is safe)."""
@@ -175,11 +177,12 @@ class Outcome(Generic[T, R]):
 
     def row_status(self, verb: str = "sent") -> tuple[str, str]:
         """(status, message) for the rows of a failed task: ``skipped`` when the run stopped, else ``error``."""
+        code = error_code(self.error)
         if self.failure is Failure.FATAL:
-            return "skipped", f"not {verb}: {self.error}"
+            return "skipped", tagged(code, f"not {verb}: {self.error}")
         if self.failure is Failure.STOP:
-            return "skipped", str(self.error)
-        return "error", str(self.error)
+            return "skipped", tagged(code, str(self.error))
+        return "error", tagged(code, str(self.error))
 
 
 class CircuitBreaker:

@@ -6,15 +6,14 @@
   for it again. When the store cannot take claims (SQLite locking on a
   network filesystem, a read-only folder) the batch is sent unclaimed and the
   run says so once: nothing is held back, two processes may then pay twice.
-* :class:`AnswerWriter`: each worker stores the answers it received before it
-  takes another batch (workers whose answers arrive together are written in
-  one transaction: a group commit), so a kill -9 costs at most the batches in
-  flight; the writer's thread settles the ledger and releases claims,
-  coalescing what is queued, so the thread handing out requests never waits
-  on the database. A storage failure is kept (:attr:`AnswerWriter.error`): the
-  run stops sending and the answers stay in memory.
-* :class:`RunInterrupted`: the ``KeyboardInterrupt`` a run raises once every
-  answer it received is stored, saying how many and how many rows are left.
+* :class:`AnswerWriter`: each worker stores the answers it received, and
+  releases their claims, before it takes another batch (workers whose answers
+  arrive together are written in one transaction: a group commit), so a kill -9
+  costs at most the batches in flight; the writer's thread settles the ledger
+  and releases the claims of batches without answers, coalescing what is
+  queued, so the thread handing out requests never waits on the database. A
+  storage failure is kept (:attr:`AnswerWriter.error`): the run stops sending
+  and the answers stay in memory.
 """
 
 from __future__ import annotations
@@ -32,34 +31,26 @@ from apollo_frames.client.retry import MAX_SERVER_RETRY_AFTER
 from apollo_frames.client.storage import reason_of, storage_error
 from apollo_frames.core.errors import StorageError
 
-#: added to the longest a request can take (timeout x attempts + rate-limit wait) to make a lease
+#: a claim is taken up to this many requests' time before its batch leaves (it waits behind the batches queued)
+LEASE_REQUESTS = 3
+#: added to the time those requests can take to make a lease
 LEASE_MARGIN_S = 30.0
 #: batches the writer's thread may be behind before a worker waits for it
 WRITER_CAPACITY = 64
 #: seconds between two looks at whether the writer still runs, while a worker waits for it
 POLL_S = 0.5
-#: claims on stored answers released together (one statement)
-RELEASE_BLOCK = 900
-
-
-#: a claim is taken up to this many requests' time before its batch leaves (it waits behind the batches queued)
-LEASE_REQUESTS = 3
-
-
-def request_seconds(settings: Any) -> float:
-    """The longest one request can take: every attempt timing out, the longest back-off between them, and the
-    rate-limit waits the client allows."""
-    timeout = float(getattr(settings, "timeout", 30.0))
-    retries = int(getattr(settings, "max_retries", 3))
-    return timeout * (retries + 1) + retries * MAX_SERVER_RETRY_AFTER + float(getattr(settings, "max_rate_limit_wait",
-                                                                                      0.0))
+#: answers stored between two checkpoints of the store's write-ahead log (on the writer's thread)
+CHECKPOINT_EVERY = 900
 
 
 def lease_seconds(settings: Any) -> float:
-    """How long a claim lasts: a batch is claimed ahead, so it may wait for a slot as long as the requests before it
-    take, then take as long itself (see :func:`request_seconds`); plus a margin. A long lease costs nothing while
-    its process runs: a killed process's leases are free at once (its owner file is no longer locked)."""
-    return LEASE_REQUESTS * request_seconds(settings) + LEASE_MARGIN_S
+    """How long a claim lasts: :data:`LEASE_REQUESTS` times the longest one request can take (every attempt timing
+    out, the longest back-off between them, the rate-limit waits the client allows), plus a margin. A long lease
+    costs nothing while its process runs: a killed process's leases are free at once (its owner file is unlocked)."""
+    retries = int(getattr(settings, "max_retries", 3))
+    request = (float(getattr(settings, "timeout", 30.0)) * (retries + 1) + retries * MAX_SERVER_RETRY_AFTER
+               + float(getattr(settings, "max_rate_limit_wait", 0.0)))
+    return LEASE_REQUESTS * request + LEASE_MARGIN_S
 
 
 class Claims:
@@ -111,8 +102,8 @@ class Keep:
 
 
 class AnswerWriter:
-    """Stores answered batches from the workers' threads in group commits (:meth:`store`); settles the ledger
-    and releases claims from its own thread, coalescing what is queued (see module doc)."""
+    """Stores answered batches (and releases their claims) from the workers' threads in group commits
+    (:meth:`store`); settles the ledger from its own thread, coalescing what is queued (see module doc)."""
 
     def __init__(self, cache: Any, ledger: Any, *, ttl: float | None, capacity: int = WRITER_CAPACITY,
                  owner: str | None = None):
@@ -120,7 +111,7 @@ class AnswerWriter:
         self.owner = owner  # whose claims it releases (see ``Claims.owner``)
         self._counting = threading.Lock()  # for ``saved``, ``error`` and the list below: the store serialises writes
         self.saved = 0
-        self._release_later: list[str] = []  # claims on answers written by :meth:`store`
+        self._unchecked = 0  # answers stored since the last checkpoint
         self._waiting: list[Keep] = []  # answers given to :meth:`store`, not written yet
         self._group = threading.Lock()  # held by the worker writing what is waiting
         #: the first failure to write the store or the ledger: the run stops sending
@@ -133,9 +124,6 @@ class AnswerWriter:
         self._thread = threading.Thread(target=self._loop, name="apollo-store", daemon=True)
         self._thread.start()
 
-    def __repr__(self) -> str:
-        return f"AnswerWriter(saved={self.saved}, error={self.error!r})"
-
     def store(self, item: Keep) -> None:
         """Make ``item``'s answers survive a kill -9 now, from this thread; queue it for the writer's thread.
 
@@ -144,18 +132,13 @@ class AnswerWriter:
         Workers whose answers arrive together are written together: the one that gets to write takes every
         answer waiting, in one transaction, and the others find theirs written (a group commit).
         """
-        if not item.entries:
-            self.put(item)
-            return
         with self._counting:
             self._waiting.append(item)
         with self._group:
             if not item.stored:
                 with self._counting:
                     batch, self._waiting = self._waiting, []
-                self._store(batch, release=False)
-        with self._counting:  # its claims are released later, a block at a time: its answers are in the store
-            self._release_later.extend(item.release)
+                self._store(batch)
         self.put(item)  # its ledger part
 
     def put(self, item: Keep) -> None:
@@ -173,13 +156,7 @@ class AnswerWriter:
 
     def _late(self, item: Keep) -> None:
         """What the writer's thread would have done with ``item``, done on this thread: it has stopped."""
-        try:
-            if not item.stored:
-                self._store([item])
-            if self.ledger is not None:
-                self._settle([item])
-        except Exception as exc:  # as in the writer's loop: kept, the run stops sending
-            self._failed(exc, "writing the answer store", self.cache.path)
+        self._handle([item], everything=True)
 
     @property
     def alive(self) -> bool:
@@ -206,17 +183,23 @@ class AnswerWriter:
     def _loop(self) -> None:
         while True:
             items = self._gather()
-            batch = [item for item in items if item is not None]
-            try:
-                if batch:
-                    self._store([item for item in batch if not item.stored])
-                    if self.ledger is not None:
-                        self._settle(batch)
-                self._release_stored(everything=items[-1] is None)
-            except Exception as exc:  # the thread must outlive any failure: workers wait on its queue
-                self._failed(exc, "writing the answer store", self.cache.path)
+            self._handle([item for item in items if item is not None], everything=items[-1] is None)
             if items[-1] is None:
                 return
+
+    def _handle(self, batch: list[Keep], everything: bool) -> None:
+        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in (or
+        ``everything`` did). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
+        try:
+            self._store([item for item in batch if not item.stored])
+            if self.ledger is not None and batch:
+                self._settle(batch)
+        except Exception as exc:
+            self._failed(exc, "writing the answer store", self.cache.path)
+        self._unchecked += sum(item.answers for item in batch)
+        if self._unchecked >= CHECKPOINT_EVERY or everything:
+            self._unchecked = 0
+            self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
 
     def _failed(self, exc: BaseException, what: str, path: Any) -> None:
         """Keep the first failure as a :class:`StorageError` naming ``path`` (the run stops sending; answers stay
@@ -226,27 +209,14 @@ class AnswerWriter:
         with self._counting:
             self.error = self.error or exc
 
-    def _release_stored(self, everything: bool) -> None:
-        """Release the claims on stored answers, once a block has gathered (or ``everything``, at the end).
-
-        Nothing waits on them: another process looks for a claimed record's answer in the store first.
-        """
-        with self._counting:
-            if not self._release_later or (len(self._release_later) < RELEASE_BLOCK and not everything):
-                return
-            keys, self._release_later = self._release_later, []
-        with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
-            self.cache.release(keys, owner=self.owner)
-        self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
-
-    def _store(self, batch: list[Keep], release: bool = True) -> None:
-        """Store the answers of ``batch`` (and release its claims) in one transaction."""
+    def _store(self, batch: list[Keep]) -> None:
+        """Store the answers of ``batch`` and release its claims, in one transaction."""
         now = self.cache.clock.time()
         stamp = (now, None if self.ttl is None else now + self.ttl)
         entries: dict[str, tuple[str, Any, float, float | None]] = {}
         for item in batch:
             entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
-        keys = [key for item in batch for key in item.release] if release else []
+        keys = [key for item in batch for key in item.release]
         if not self._store_broken and entries:
             try:
                 self.cache.write_entries(list(entries.values()), release=keys, owner=self.owner)

@@ -2,9 +2,10 @@
 
 * :func:`credit_balance`: the meter as a small table (credit type, limit,
   consumed, left over, cycle dates).
-* :func:`preflight`: before a run whose worst case is above a threshold
-  (:data:`METER_THRESHOLD` credits; ``APOLLO_FRAMES_METER_THRESHOLD`` or
-  ``client.meter_threshold`` change it), read the meter, and refuse the run
+* :func:`preflight`: before a run with a ``max_credits`` cap, or whose worst case
+  is above a threshold (:data:`METER_THRESHOLD` credits;
+  ``APOLLO_FRAMES_METER_THRESHOLD`` or ``client.meter_threshold`` change it),
+  read the meter, and refuse the run
   with :class:`BudgetExceededError` before any request when its worst case for
   a credit type is above what is left of it, unless ``max_credits`` is set
   within what is left (then the budget caps the run as usual). A key that may
@@ -12,20 +13,24 @@
 * :func:`reconcile`: after such a run, the ledger's credits against the
   meter's change over the run; more than 5 % apart warns, and both are
   recorded in the ledger. The meter is the whole team's: a larger change
-  means *at least* that much was spent, some of it possibly elsewhere.
+  means *at least* that much was spent, some of it possibly elsewhere. What the
+  meter counted beyond the run's settled and in-doubt credits goes into the
+  ledger as in doubt (:meth:`Ledger.note_gap`): a server that reports fewer
+  credits than it charges cannot make the ledger show less than was spent.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import os
 import weakref
 from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import (
     APIError,
     BudgetExceededError,
@@ -38,6 +43,8 @@ from apollo_frames.engine.budget import credit_figure
 ENDPOINT = "usage_stats/credit_usage_stats"
 METER_THRESHOLD = 100.0
 DRIFT_WARN = 0.05
+#: a meter change beyond the ledger by more than this is written to the ledger as in doubt (rounding stays out)
+GAP_MIN = 0.005
 _refused: weakref.WeakSet[Any] = weakref.WeakSet()
 _last: weakref.WeakKeyDictionary[Any, CreditBalance] = weakref.WeakKeyDictionary()
 
@@ -120,8 +127,17 @@ def read_meter(client: Any) -> CreditBalance:
     return balance
 
 
-def credit_balance(client: Any = None) -> CreditBalance:
-    """Apollo's credit meter: per credit type its limit, consumed and left over this cycle (0 credits)."""
+def credit_balance(client: ApolloClient | None = None) -> CreditBalance:
+    """Apollo's credit meter: per credit type its limit, consumed and left over this cycle (0 credits).
+
+    ``client``: whose credit meter is read (default: the session's client, else one from the environment).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> balance = af.credit_balance()
+    >>> balance.left("lead_credit") > 0
+    True
+    """
     with client_scope(client) as api:
         return read_meter(api)
 
@@ -157,13 +173,23 @@ def try_read(client: Any) -> CreditBalance | None:
     return None
 
 
+def capped_reading(client: Any, max_credits: float | None) -> CreditBalance | None:
+    """The meter before a capped run made of several (a file run's chunks), for one :func:`reconcile` after it."""
+    if max_credits is None or not math.isfinite(threshold(client)) or not hasattr(client, "post"):
+        return None
+    return try_read(client)
+
+
 def preflight(client: Any, needs: dict[str, float], max_credits: float | None) -> CreditBalance | None:
     """Refuse a run whose worst case (``needs``: credit type -> credits) is above what the meter says is left.
 
-    Only when the worst case is above the threshold; returns the reading (for :func:`reconcile`) or None.
+    Only for a capped run (``max_credits`` set: its ledger is then checked against the meter after the run) or
+    one whose worst case is above the threshold (an infinite threshold: never); returns the reading (for
+    :func:`reconcile`) or None.
     """
-    worst = sum(needs.values())
-    if worst <= threshold(client) or not hasattr(client, "post"):
+    worst, limit = sum(needs.values()), threshold(client)
+    wanted = worst > limit or (max_credits is not None and math.isfinite(limit))  # an infinite one: never read
+    if worst <= 0 or not wanted or not hasattr(client, "post"):
         return None
     balance = try_read(client)
     if balance is None:
@@ -183,25 +209,29 @@ def preflight(client: Any, needs: dict[str, float], max_credits: float | None) -
 
 
 def reconcile(client: Any, before: CreditBalance | None, *, run_id: str, operation: str, ledger_credits: float,
-              credit_types: list[str]) -> float | None:
+              credit_types: list[str], in_doubt: float = 0.0) -> float:
     """Compare the run's ledger credits with the meter's change since ``before``; warn on a drift > 5 %.
 
-    Returns the meter's change (None when it could not be read). Both figures go to the ledger.
+    Both figures go to the ledger, and what the meter counted beyond ``ledger_credits`` + ``in_doubt`` is
+    written as in doubt. Returns the credits so added (0 when the meter could not be read or shows no more).
     """
     if before is None:
-        return None
+        return 0.0
     after = try_read(client)
     if after is None:
-        return None
+        return 0.0
     change = 0.0
     for credit_type in credit_types:
         was, now = before.consumed(credit_type), after.consumed(credit_type)
         if was is not None and now is not None:
             change += now - was
+    gap = round(change - ledger_credits - in_doubt, 6) if change - ledger_credits - in_doubt > GAP_MIN else 0.0
     if client.ledger is not None:
         try:
             client.ledger.note_meter(run_id=run_id, operation=operation, ledger_credits=ledger_credits,
                                      meter_change=change)
+            if gap:
+                client.ledger.note_gap(run_id=run_id, operation=operation, endpoint=ENDPOINT, credits=gap)
         except StorageError as exc:  # a note: the run's rows matter more (the disk is named once by the run)
             warn(f"{operation}: the meter reading could not be written to the ledger ({exc.reason})")
     if abs(change - ledger_credits) > DRIFT_WARN * max(ledger_credits, 1.0):
@@ -210,6 +240,7 @@ def reconcile(client: Any, before: CreditBalance | None, *, run_id: str, operati
             f"{operation}: Apollo's credit meter moved by {_num(change)} during the run, the ledger recorded "
             f"{_num(ledger_credits)}"
             + (f": at least {_num(change - ledger_credits)} more were spent, by this run or by others on the team "
-               "meanwhile." if more else "; the meter shows less than the answers reported (the ledger keeps both).")
+               "meanwhile; the ledger counts them as in doubt." if more
+               else "; the meter shows less than the answers reported (the ledger keeps both).")
         )
-    return change
+    return gap

@@ -30,7 +30,6 @@ import pyarrow.compute as pc
 
 from apollo_frames.client.flat import STORED_AT
 from apollo_frames.client.store import canonical_json
-from apollo_frames.core.age import age_seconds
 from apollo_frames.core.columns import ColumnMapping
 from apollo_frames.core.errors import (
     APIError,
@@ -38,11 +37,19 @@ from apollo_frames.core.errors import (
     StorageError,
     warn,
 )
-from apollo_frames.core.reasons import failure_cause
+from apollo_frames.core.reasons import code_of, failure_cause, joined, tagged
+from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
 from apollo_frames.engine.answered import ANSWERED, FlatAnswers
-from apollo_frames.engine.assemble import CREDITS_COLUMN, FETCHED_COLUMN, assemble_frame, fetched_at, new_columns
-from apollo_frames.engine.budget import Attempts, Budget, check_credits, credit_shares, trusted_credits
+from apollo_frames.engine.assemble import (
+    CREDITS_COLUMN,
+    ERROR_CODE_COLUMN,
+    FETCHED_COLUMN,
+    assemble_frame,
+    fetched_at,
+    new_columns,
+)
+from apollo_frames.engine.budget import Attempts, Budget, credit_shares, trusted_credits
 from apollo_frames.engine.cached import read_cached, save_answered, with_stored_at
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
@@ -55,6 +62,7 @@ from apollo_frames.engine.executor import (
 )
 from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, lease_seconds
 from apollo_frames.engine.meter import preflight, reconcile
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.records import ColumnRecords, pick
 from apollo_frames.engine.summary import RunSummary, announce
@@ -119,6 +127,9 @@ class Operation:
     review: Callable[[Prepared, pa.Table, list[str], list[str | None]], dict[str, list]] | None = None
     #: options -> worst-case credits for one record by Apollo credit type (default: all ``lead_credit``)
     credit_types: Callable[[dict], dict[str, float]] | None = None
+    #: flattened answers -> what this run's rows show of them (people: a do-not-call number left out of
+    #: ``mobile_phone`` unless ``allow_dnc``); applied to the rows, never to the stored or flattened copies
+    shown: Callable[[pa.Table], pa.Table] | None = None
 
 
 @dataclasses.dataclass
@@ -176,20 +187,10 @@ SUPPRESS_COLUMNS = ("person.email", "person.linkedin_url", "person.id", "person.
 READ_BLOCK = 1_000
 
 
-def check_run_args(*, client, max_credits=None, refresh=False, progress=True, confirm_over=None) -> None:
-    """Refuse arguments that would otherwise fail late or spend credits by accident (``refresh="no"`` is truthy)."""
+def check_client(client: Any) -> None:
+    """Refuse what is not a client before anything is read (an operation would fail late, on its first use)."""
     if not all(hasattr(client, name) for name in ("post", "cache", "settings", "stats")):
         raise TypeError(f"client must be an apollo_frames.ApolloClient or None, got {type(client).__name__}")
-    check_credits("max_credits", max_credits)
-    check_credits("confirm_over", confirm_over)
-    check_flags(refresh=refresh, progress=progress)
-
-
-def check_flags(**flags: Any) -> None:
-    """Refuse a flag that is not a bool: ``refresh="no"`` is truthy and would spend credits by accident."""
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def plan_work(
@@ -313,41 +314,13 @@ def run_operation(
     options: dict,
     *,
     client,
-    max_credits: float | None = None,
-    refresh: bool = False,
-    progress: bool = True,
-    ledger=None,
-    ttl: float | None = None,
-    confirm_over: float | None = None,
-    run_id: str | None = None,
-    suppress: Any = None,
-    max_age: Any = None,
+    run: RunOptions,
 ) -> pd.DataFrame:
-    """Run ``op`` for every prepared row of ``frame`` and return the enriched frame.
-
-    ``confirm_over``: when the call's worst-case spend is above it, ask first
-    (or refuse, when nobody can be asked) before anything is sent.
-    ``run_id``: the ledger's run id (a streaming file run passes one for all its chunks).
-    ``max_age``: a stored answer older than this (timedelta, seconds or text like ``"90d"``) is fetched again.
-    """
-    done = execute(
-        len(frame),
-        prepared,
-        op,
-        options,
-        client=client,
-        max_credits=max_credits,
-        refresh=refresh,
-        progress=progress,
-        ledger=ledger,
-        ttl=ttl,
-        confirm_over=confirm_over,
-        run_id=run_id,
-        suppress=suppress,
-        max_age=max_age,
-    )
+    """Run ``op`` for every prepared row of ``frame`` and return the enriched frame (``run``: see
+    :class:`~apollo_frames.engine.options.RunOptions`)."""
+    done = execute(len(frame), prepared, op, options, client=client, run=run)
     result = assemble_frame(frame, answer_columns(prepared, done, host_of(client)))
-    finish(done, progress)
+    finish(done, run.progress)
     result.attrs["apollo"] = done.summary.to_dict()
     # (by label: a subset or a reordered copy of the result, which keeps its attrs, still names the right rows)
     result.attrs["apollo"]["changes"] = dict(done.changes, row=frame.index[done.changes["row"]].tolist())
@@ -385,42 +358,35 @@ def execute(
     options: dict,
     *,
     client,
-    max_credits: float | None = None,
-    refresh: bool = False,
-    progress: bool = True,
-    ledger=None,
+    run: RunOptions,
     ttl: float | None = None,
-    confirm_over: float | None = None,
     run_id: str | None = None,
     stop: StopSignal | None = None,
     budget: Budget | None = None,
     make_bar: Callable[..., Any] = progress_bar,
-    suppress: Any = None,
-    max_age: Any = None,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
+    ``run``: the checked options (:class:`~apollo_frames.engine.options.RunOptions`); its ``suppress`` values
+    are kept from sending, storing and returning beside the folder's suppression list (raw values:
+    :func:`apollo_frames.client.suppression.suppression_values` reads the sources).
+    ``run_id``: the ledger's run id (a streaming file run passes one for all its chunks).
     ``stop``: a stop signal shared with other runs (a file run's chunks): once
     one stops on a rate limit or a refused key, the others send nothing more.
-    ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``max_credits``.
+    ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``run.max_credits``.
     ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
-    ``suppress``: identifiers this run must not send, keep or return, beside the folder's suppression list
-    (raw values: :func:`apollo_frames.client.suppression.suppression_values` reads the sources).
     Ctrl-C raises :class:`~apollo_frames.engine.keeper.RunInterrupted` once every
     answer received (those in flight awaited briefly) is stored. When the store
     or the ledger cannot be written, sending stops, the answers received stay in
     the rows and ``summary.storage_error`` says why.
     """
-    check_run_args(
-        client=client, max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over
-    )
+    check_client(client)
     started = time.monotonic()
     run_id = run_id or uuid.uuid4().hex[:12]
     quarantined = client.cache.quarantined
-    suppressor = Suppressor.for_run(client.settings.cache_dir, suppress, client.clock)
+    suppressor = Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock)
     set_aside(prepared, suppressor)
-    max_age = age_seconds(max_age)
-    plan = plan_work(prepared, op, options, client, refresh=refresh, max_age=max_age)
+    plan = plan_work(prepared, op, options, client, refresh=run.refresh, max_age=run.max_age)
     blocked = drop_suppressed_cached(plan, suppressor)
     summary = RunSummary(
         operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)
@@ -428,19 +394,19 @@ def execute(
     worst = float(op.worst_credits(options))
     credits_max = len(plan.to_fetch) * worst
     per_type = {t: c for t, c in (op.credit_types(options) if op.credit_types else {"lead_credit": worst}).items() if c}
-    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, max_credits)
-    confirm_spend(op.name, credits_max if max_credits is None else min(credits_max, max_credits), confirm_over)
+    # a run sharing a budget (a file run's chunk) is capped by its caller, who reads the meter around the whole run
+    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()},
+                      run.max_credits if budget is None else None)
+    confirm_spend(op.name, run.worst_allowed(credits_max), run.confirm_over)
 
-    bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=progress)
+    bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=run.progress)
     bar.set_postfix(cached=len(plan.cached), credits=0)
     executor = Executor.for_client(client, stop)
     executor.ahead = max(1, executor.concurrency // 2)  # a worker that finishes starts the next batch at once
-    sender = _Sender(op, plan, options, client, ledger=ledger if ledger is not None else client.ledger, run_id=run_id,
+    sender = _Sender(op, plan, options, client, run=run, run_id=run_id,
                      ttl=client.settings.cache_ttl if ttl is None else ttl,
-                     budget=budget if budget is not None else Budget(max_credits),
-                     worst=worst,
-                     bar=bar, stop=executor.stop, refresh=refresh, handed=executor.concurrency + executor.ahead,
-                     suppressor=suppressor, max_age=max_age)
+                     budget=budget if budget is not None else Budget(run.max_credits), worst=worst,
+                     bar=bar, stop=executor.stop, handed=executor.concurrency + executor.ahead, suppressor=suppressor)
     for j, why in blocked.items():
         sender.outcome[j], sender.messages[j] = SUPPRESSED, why
     requests_before, sending = client.stats.requests, time.monotonic()
@@ -450,7 +416,7 @@ def execute(
         bar.close()
     summary.send_s = round(time.monotonic() - sending, 3)
     reason = sender.budget_reason or executor.stop.reason
-    sender.skip_pending(reason or "not sent")
+    sender.skip_pending(reason or coded_reason("not_sent"))
     summary.api_calls = client.stats.requests - requests_before
     summary.credits_consumed = sender.spent
     summary.credits_in_doubt = sender.in_doubt
@@ -463,8 +429,9 @@ def execute(
     summary.contradicted = sender.contradicted
     summary.identifier_conflicts = sender.identifier_conflicts
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
-        reconcile(client, meter, run_id=run_id, operation=op.name, ledger_credits=summary.credits_consumed,
-                  credit_types=list(per_type))
+        summary.credits_in_doubt += reconcile(client, meter, run_id=run_id, operation=op.name,
+                                              ledger_credits=summary.credits_consumed, credit_types=list(per_type),
+                                              in_doubt=summary.credits_in_doubt)
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
     changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
@@ -565,22 +532,24 @@ class _Sender:
     aside those another process holds or has stored meanwhile); a worker
     writes the request to the ledger as sent, sends it, parses the answer and
     stores it through the :class:`~apollo_frames.engine.keeper.AnswerWriter`
-    (a group commit), whose thread releases the claims and settles the ledger;
-    the dispatching thread fans the answers
-    into the results.
+    (a group commit, which releases the batch's claims in the same transaction;
+    the writer's thread settles the ledger); the dispatching thread fans the
+    answers into the results.
     """
 
-    def __init__(self, op: Operation, plan: Plan, options: dict, client, *, ledger, run_id: str, ttl: float | None,
-                 budget: Budget, worst: float, bar: Any, stop: StopSignal, refresh: bool = False, handed: int = 1,
-                 suppressor: Suppressor | None = None, max_age: float | None = None):
+    def __init__(self, op: Operation, plan: Plan, options: dict, client, *, run: RunOptions, run_id: str,
+                 ttl: float | None, budget: Budget, worst: float, bar: Any, stop: StopSignal, handed: int = 1,
+                 suppressor: Suppressor | None = None):
         self.op, self.plan, self.options, self.client = op, plan, options, client
         self.suppressor = suppressor
+        ledger = run.ledger if run.ledger is not None else client.ledger
         self.ledger, self.run_id, self.ttl, self.budget, self.worst, self.bar = ledger, run_id, ttl, budget, worst, bar
-        self.stop, self.refresh, self.cache = stop, refresh, client.cache
+        self.stop, self.refresh, self.cache = stop, run.refresh, client.cache
         #: (store clock) a refresh takes from other processes only answers stored after this
         self.started_at = client.cache.clock.time()
         #: (store clock) an answer stored before this is too old to take (refresh: the run's start; ``max_age``)
-        self.fresh_after = self.started_at if refresh else None if max_age is None else self.started_at - max_age
+        self.fresh_after = (self.started_at if run.refresh else None if run.max_age is None
+                            else self.started_at - run.max_age)
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
         #: the answers received, flattened a block at a time (``results[j]`` is then None again)
@@ -642,7 +611,7 @@ class _Sender:
             if n is None:
                 return WAIT  # in-flight batches may cost less than their worst case: wait and see
             if n == 0:
-                self.budget_reason = self.budget.reached()
+                self.budget_reason = tagged("budget_reached", self.budget.reached())
                 return None
             self.in_flight += 1
             sent = [self.ready.popleft() for _ in range(n)]
@@ -864,7 +833,8 @@ class _Sender:
     def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
         status, message = done.row_status("sent")
         if batch.attempts.capped:
-            message += " Not retried: max_credits has no room for another attempt at its worst case."
+            message = tagged(code_of(message) or "api_error",
+                             f"{message} Not retried: max_credits has no room for another attempt at its worst case.")
         for j in batch.sent:
             self.outcome[j], self.messages[j] = status, message
         # each attempt the server may have run stays in the ledger as in doubt, at its worst case; an entry beyond
@@ -877,7 +847,7 @@ class _Sender:
     def _storage_failed(self, error: StorageError) -> None:
         if self.storage_error is None:
             self.storage_error = error
-            self.stop.stop(f"not sent: {error}", error)
+            self.stop.stop(tagged("storage_failed", f"not sent: {error}"), error)
 
     def _check_writer(self) -> None:
         if self.writer.error is not None:
@@ -898,8 +868,7 @@ class _Sender:
         self.pending.extend(keys[k] for k in waited.free)  # claimed again before they are sent
         for key in waited.still_held:
             self.outcome[keys[key]] = "skipped"
-            self.messages[keys[key]] = ("another process was still fetching it when this run gave up waiting; "
-                                        "run again to read its answer from the store")
+            self.messages[keys[key]] = coded_reason("held_elsewhere")
 
     def _sleep(self, seconds: float) -> None:
         """The store clock's sleep, after a look at a noted Ctrl-C (this wait can last a whole lease)."""
@@ -1052,19 +1021,22 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
     flat = rows_in_order(parts, rows[unique])
     stored_at, flat = flat.column(STORED_AT), flat.drop_columns([STORED_AT])
+    if done.op.shown is not None:
+        flat = done.op.shown(flat)
     status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
     message = np.array([*messages, None], dtype=object)[unique]
     reasons = np.array(prepared.reasons, dtype=object)
     error = np.where(unique < 0, reasons, message).tolist()
     for i in np.flatnonzero((unique >= 0) & (reasons != None)):  # noqa: E711 - a note on a sent row
-        error[i] = f"{error[i]}; {reasons[i]}" if error[i] else reasons[i]
+        error[i] = joined(error[i], reasons[i]) if error[i] else reasons[i]
     status = status.tolist()
     for row, own in prepared.statuses.items():
         status[row] = own
-    head: dict[str, Any] = {"apollo_status": status, "apollo_error": error,
+    head: dict[str, Any] = {"apollo_status": status, "apollo_error": error, ERROR_CODE_COLUMN: [],
                             CREDITS_COLUMN: _row_credits(unique, done.credits), FETCHED_COLUMN: fetched_at(stored_at)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
+    head[ERROR_CODE_COLUMN] = [None if e is None else code_of(e) for e in error]  # each reason's own code
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))

@@ -14,6 +14,7 @@ from typing import Any
 
 from apollo_frames.client.suppression import SuppressionList, suppression_values
 from apollo_frames.core.clock import Clock
+from apollo_frames.core.reasons import tagged
 from apollo_frames.core.suppress import answer_identifiers, identifiers, record_identifiers
 
 #: the status of a row set aside, and the reasons it gives (never the value itself)
@@ -23,6 +24,9 @@ STORED_REASON = "suppressed: the stored answer's {kind} is on the suppression li
 PUSH_REASON = "suppressed: its {kind} is on the suppression list (never pushed)"
 #: the reason kept beside identifiers learned from an answer
 LEARNED = "named a suppressed person (learned from an answer)"
+SEARCH_REASON = "suppressed: its query's {kind} is on the suppression list (not searched)"
+#: what a stored search page holds in place of a record naming a suppressed identifier: nobody
+WITHHELD_KEY = "apollo_suppressed"
 ANSWER_REASON = ("suppressed: Apollo's answer names a suppressed {kind}; the answer was dropped, not stored "
                  "(its credit is recorded)")
 
@@ -48,7 +52,7 @@ class Suppressor:
         """Why a prepared record (or a flattened stored answer) must not be sent or served, as ``why`` says it;
         or None."""
         kind = self.book.listed(record_identifiers(record), self.digests)
-        return None if kind is None else why.format(kind=kind.replace("_", " "))
+        return None if kind is None else tagged("suppressed", why.format(kind=kind.replace("_", " ")))
 
     def learn(self, record: Mapping[str, Any] | None) -> None:
         """The strong identifiers (e-mail, LinkedIn URL, id; never a domain) a record named a suppressed person by
@@ -58,7 +62,16 @@ class Suppressor:
             self.book.add(pairs, reason=LEARNED)
             self.digests = self.digests | {self.book.digest(k, v) for k, v in pairs}
 
+    def names(self, pair: tuple[str, str]) -> bool:
+        """Whether one normalised ``(kind, value)`` is suppressed."""
+        return self.book.listed([pair], self.digests) is not None
+
     def answer(self, answer: Mapping[str, Any] | None) -> str | None:
         """Why an answer must not be kept or returned, or None."""
         kind = self.book.listed(answer_identifiers(answer), self.digests)
-        return None if kind is None else ANSWER_REASON.format(kind=kind.replace("_", " "))
+        return None if kind is None else tagged("suppressed", ANSWER_REASON.format(kind=kind.replace("_", " ")))
+
+
+def withheld(record: Mapping[str, Any]) -> bool:
+    """Whether a search record is the placeholder a suppressed record left in a stored page."""
+    return record.get(WITHHELD_KEY) is True

@@ -49,7 +49,6 @@ import pyarrow as pa
 
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.suppression import suppression_values
-from apollo_frames.core.age import age_seconds
 from apollo_frames.core.errors import (
     ApolloError,
     RateLimitError,
@@ -57,16 +56,19 @@ from apollo_frames.core.errors import (
     StorageError,
     warn,
 )
-from apollo_frames.engine.assemble import assemble_table
+from apollo_frames.core.reasons import tagged
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN, assemble_table
 from apollo_frames.engine.budget import Budget
 from apollo_frames.engine.changes import empty as empty_changes
 from apollo_frames.engine.changes import extend, shifted
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import StopSignal
+from apollo_frames.engine.meter import capped_reading, reconcile
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import interactive, progress_bar
 from apollo_frames.engine.runner import (
     answer_columns,
-    check_run_args,
+    check_client,
     execute,
     finish,
     host_of,
@@ -196,17 +198,18 @@ def _check_stream_args(chunk_rows: Any, dst: str | Path, options: dict, name: st
     return parquet_output(dst)
 
 
-def _split_options(spec: Spec, options: dict) -> tuple[dict, dict]:
-    """(the operation's own options, the run's), by the names the registry declares; TypeError for any other."""
+def _split_options(spec: Spec, options: dict, progress: bool) -> tuple[dict, RunOptions]:
+    """(the operation's own options, the run's, checked), by the names the registry declares; TypeError for any
+    other."""
     unknown = sorted(set(options) - set(spec.options) - set(RUN_OPTIONS))
     if unknown:
         raise TypeError(f"{spec.name}() got an unexpected keyword argument {unknown[0]!r}")
     own = {k: v for k, v in options.items() if k in spec.options}
-    return own, {k: v for k, v in options.items() if k not in spec.options}
+    return own, RunOptions(progress=progress, **{k: v for k, v in options.items() if k not in spec.options})
 
 
 def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, client: Any,
-              refresh: bool = False, max_age: float | None = None) -> Work:
+              run: RunOptions) -> Work:
     """What running ``spec`` over the file ``src`` would do, counted chunk by chunk as a file run goes; sends nothing.
 
     A record repeated across chunks counts once (by its cache key: 32 bytes
@@ -223,7 +226,7 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     rows = invalid = cached = to_fetch = api_calls = 0
     for chunk in tables:
         prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
-        plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False, max_age=max_age)
+        plan = plan_work(prepared, op, op_options, client, refresh=run.refresh, flatten=False, max_age=run.max_age)
         first = first_seen(plan, seen)
         new = len(first)
         fetch = sum(j not in plan.cached for j in first)
@@ -272,24 +275,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _check_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run_options: dict, client: Any,
-                    progress: bool) -> float | None:
-    """Refuse bad run arguments; ask before a file run whose worst case is above ``confirm_over``.
-
-    Returns ``max_credits``; ``run_options`` keeps what each chunk's run takes.
-    """
-    max_credits = run_options.pop("max_credits", None)
-    confirm_over = run_options.pop("confirm_over", None)
-    refresh = run_options.get("refresh", False)
-    if run_options.get("max_age") is not None:  # (read once: a bad value fails before the file is read)
-        run_options["max_age"] = age_seconds(run_options["max_age"])
-    check_run_args(client=client, max_credits=max_credits, refresh=refresh, progress=progress,
-                   confirm_over=confirm_over)
-    if confirm_over is not None:
-        work = file_work(src, spec, chunk_rows, job_options, client, refresh, run_options.get("max_age"))
-        worst = work.to_fetch * work.worst_credits
-        confirm_spend(spec.name, worst if max_credits is None else min(worst, max_credits), confirm_over)
-    return max_credits
+def _confirm_file_run(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions,
+                      client: Any) -> None:
+    """Ask before a file run whose worst case (its records not stored yet, read once) is above ``confirm_over``."""
+    check_client(client)
+    if run.confirm_over is not None:
+        work = file_work(src, spec, chunk_rows, job_options, client, run)
+        confirm_spend(spec.name, run.worst_allowed(work.to_fetch * work.worst_credits), run.confirm_over)
 
 
 @dataclasses.dataclass
@@ -323,12 +315,12 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
     if bad is not None:
         for i in np.flatnonzero(bad.notna().to_numpy()).tolist():
             prepared.records[i] = prepared.identities[i] = None
-            prepared.reasons[i] = str(bad.iat[i])
+            prepared.reasons[i] = tagged("malformed_line", str(bad.iat[i]))
     return prepared, op, op_options
 
 
 def _enrich_chunk(
-    chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run_options: dict, budget: Budget | None,
+    chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run: RunOptions, budget: Budget | None,
     run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes], reasons: dict[str, str],
 ) -> tuple[pa.Table, RunSummary, int, dict[str, list]]:
     """One chunk through the engine: its new columns, its summary, the answers it saved and what changed (row
@@ -340,11 +332,10 @@ def _enrich_chunk(
     with warnings.catch_warnings():
         # one warning for the whole file at the end, not one per chunk
         warnings.simplefilter("ignore", UserWarning)
-        done = execute(
-            len(frame), prepared, op, op_options, client=client, progress=False, budget=budget,
-            max_credits=None if budget is None else budget.left(), run_id=run_id, stop=stop, make_bar=bar,
-            **run_options,
-        )
+        if budget is not None:  # the meter's check reads what the file run has left
+            run = dataclasses.replace(run, max_credits=budget.left())
+        done = execute(len(frame), prepared, op, op_options, client=client, run=run, budget=budget, run_id=run_id,
+                       stop=stop, make_bar=bar)
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
     _count_once(done.summary, done.plan, seen)
@@ -370,9 +361,9 @@ def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | 
 
 def enrich_parquet(
     src: str | Path,
+    *,
     dst: str | Path,
     operation: str = "enrich_people",
-    *,
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
@@ -398,12 +389,22 @@ def enrich_parquet(
     ``attrs["apollo"]["column_reasons"]``, from the first chunk) and ``changes`` (as
     ``attrs["apollo"]["changes"]``, rows counted from the file's first row).
     Every chunk is recorded in the ledger under the summary's one ``run_id``.
+
+    ``chunk_rows``: rows read, enriched and written at a time (memory stays bounded); ``client``: the client to use
+    (default: the session's, else one from the environment).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> pd.DataFrame({"Email": ["mary.wright@sable-health.example", ""]}).to_parquet("leads.parquet")
+    >>> summary = af.enrich_parquet("leads.parquet", dst="leads.out.parquet", chunk_rows=1000, progress=False)
+    >>> summary["rows"], summary["chunks"], pd.read_parquet("leads.out.parquet")["apollo_status"].tolist()
+    (2, 1, ['matched', 'invalid'])
     """
     dst = _check_stream_args(chunk_rows, dst, options, "enrich_parquet")
     spec = registry.get(operation, kind="enrich")
-    job_options, run_options = _split_options(spec, options)
-    if run_options.get("suppress") is not None:  # a file of values is read once, not once per chunk
-        run_options["suppress"] = suppression_values(run_options["suppress"])
+    job_options, run = _split_options(spec, options, progress)
+    if run.suppress is not None:  # a file of values is read once, not once per chunk
+        run = dataclasses.replace(run, suppress=suppression_values(run.suppress))
     summary = RunSummary(operation=spec.name, run_id=uuid.uuid4().hex[:12])
     started = time.monotonic()
     chunks = 0
@@ -412,9 +413,13 @@ def enrich_parquet(
         schema = output_schema(input_schema, spec.schema(job_options), spec.replaces)
         if total_rows is None and progress:
             total_rows = approximate_rows(src)  # for the ETA
-        max_credits = _check_file_run(src, spec, chunk_rows, job_options, run_options, api, progress)
+        _confirm_file_run(src, spec, chunk_rows, job_options, run, api)
+        # each chunk: no bar of its own, no question (asked once, above); the file's budget caps them all
+        chunk_run = dataclasses.replace(run, progress=False, confirm_over=None)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every, clock=api.clock)
+        # phones are charged when produced, later than the run: a run revealing them is not reconciled
+        meter = None if job_options.get("reveal_phone_number") else capped_reading(api, run.max_credits)
         requests_before = api.stats.requests
         done, rows = _Done(total_rows, src), 0
         interrupted = False
@@ -423,12 +428,12 @@ def enrich_parquet(
         changes = empty_changes()  # what the answers replaced said before (row positions in the file)
         try:
             with partial_output(dst, schema) as writer:
-                budget = None if max_credits is None else Budget(max_credits)
+                budget = None if run.max_credits is None else Budget(run.max_credits)
                 for chunk in tables:
                     rows = chunk.num_rows
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
                     new, part, saved, changed = _enrich_chunk(
-                        chunk, spec, job_options, api, run_options, budget, summary.run_id, stop, moving, seen,
+                        chunk, spec, job_options, api, chunk_run, budget, summary.run_id, stop, moving, seen,
                         reasons,
                     )
                     summary.merge(part)
@@ -446,6 +451,9 @@ def enrich_parquet(
         finally:
             summary.elapsed_s = round(time.monotonic() - started, 3)
             bar.close(_enrich_counts(summary), interrupted)
+        summary.credits_in_doubt += reconcile(api, meter, run_id=summary.run_id, operation=spec.name,
+                                              ledger_credits=summary.credits_consumed, credit_types=["lead_credit"],
+                                              in_doubt=summary.credits_in_doubt)
 
     if isinstance(stop.error, StorageError):
         raise stop.error  # the output holds every row, with the answers received; the store could not keep them
@@ -529,6 +537,7 @@ def _mark_invalid(report: pd.DataFrame, bad: pd.Series) -> None:
     rows = bad.notna().to_numpy()
     report.loc[rows, "apollo_status"] = "invalid"
     report.loc[rows, "apollo_error"] = bad[rows].to_numpy()
+    report.loc[rows, ERROR_CODE_COLUMN] = "malformed_line"
 
 
 def _push_counts(summary: Any, requests: int | None = None) -> dict[str, str]:
@@ -556,9 +565,9 @@ def _push_journal(src: str | Path, spec: Spec, chunk_rows: int, options: dict, a
 
 def push_parquet(
     src: str | Path,
+    *,
     dst: str | Path,
     target: str = "contacts",
-    *,
     chunk_rows: int = 10_000,
     client: ApolloClient | None = None,
     progress: bool = True,
@@ -586,6 +595,17 @@ def push_parquet(
     The dict has the :class:`~apollo_frames.ops.push.PushSummary` fields summed
     over chunks, plus ``output``, ``chunks``, ``stopped_by_rate_limit``,
     ``reset_at``, ``rows_remaining`` and ``message``.
+
+    ``chunk_rows``: rows read, pushed and written at a time; ``client``: the client to use (default: the session's;
+    none needed for a dry run).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> pd.DataFrame({"Email": ["ann@acme.example"], "First Name": ["Ann"]}).to_parquet("crm.parquet")
+    >>> summary = af.push_parquet("crm.parquet", dst="crm.report.parquet", target="contacts", dry_run=True,
+    ...                           progress=False)
+    >>> summary["rows"], pd.read_parquet("crm.report.parquet")["apollo_status"].tolist()
+    (1, ['would_create'])
     """
     dst = _check_stream_args(chunk_rows, dst, options, "push_parquet")
     spec = _push_spec(target)
@@ -654,13 +674,22 @@ def _rate_limit_message(limit: RateLimitError, skipped: int, rerun: str) -> str:
     )
 
 
-def enrich_partition(frame: pd.DataFrame, operation: str = "enrich_people", **options: Any) -> pd.DataFrame:
+def enrich_partition(frame: pd.DataFrame, *, operation: str = "enrich_people", **options: Any) -> pd.DataFrame:
     """Enrich one partition (a pandas frame) and return it; the columns and dtypes are the same on every call.
 
-    For Dask: ``ddf.map_partitions(enrich_partition, "enrich_people", meta=enrich_partition(ddf._meta))``
+    For Dask: ``ddf.map_partitions(enrich_partition, operation="enrich_people", meta=enrich_partition(ddf._meta))``
     (an empty frame sends nothing). ``progress`` defaults to False; without
     ``client=`` each call builds a client from the environment, so every worker
     shares ``APOLLO_FRAMES_CACHE_DIR``. ``max_credits`` applies per partition.
+
+    ``frame``: one partition; ``operation``: ``"enrich_people"`` or ``"enrich_orgs"``; ``options``: that function's.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> partition = pd.DataFrame({"email": ["mary.wright@sable-health.example"]})
+    >>> part = af.enrich_partition(partition, operation="enrich_people")
+    >>> part["apollo_status"].tolist(), part.attrs
+    (['matched'], {})
     """
     spec = registry.get(operation, kind="enrich")
     options.setdefault("progress", False)

@@ -330,8 +330,11 @@ def read_table(
     ``frame.attrs["apollo_input"]``. Raises :class:`~apollo_frames.InputError`
     for a file it cannot read, saying which override to give.
 
-    Example:
-        >>> frame = apollo_frames.read_table("contacts.csv")  # doctest: +SKIP
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> pd.DataFrame({"Name": ["Ann"], "Email": ["ann@acme.example"]}).to_csv("leads.csv", sep=";", index=False)
+    >>> af.read_table("leads.csv").to_dict("list")
+    {'Name': ['Ann'], 'Email': ['ann@acme.example']}
     """
     with clean_input(path, encoding=encoding, sep=sep, sheet=sheet, header_row=header_row) as (src, detected):
         frame = read_frame(src)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.errors import warn
 from apollo_frames.core.schema import json_text
 from apollo_frames.ops.people import stored_answer_keys
@@ -72,7 +72,7 @@ def _pending_ids(frame: pd.DataFrame) -> list[str]:
     return sorted({i for i in ids if i})
 
 
-def collect(frame: pd.DataFrame, wait: bool = True, max_wait: float = 600, client: Any = None,
+def collect(frame: pd.DataFrame, *, wait: bool = True, max_wait: float = 600, client: ApolloClient | None = None,
             allow_dnc: bool = False) -> pd.DataFrame:
     """Poll every pending request of an ``enrich_people`` result and merge the phones (and waterfall e-mails).
 

@@ -1,6 +1,6 @@
 """The column mapping an operation would use for a frame, shown before anything is prepared or sent.
 
-``apollo_frames.columns(frame, "enrich_people")`` answers "which of my columns
+``apollo_frames.columns(frame, operation="enrich_people")`` answers "which of my columns
 does this read, as which Apollo field, in which priority, and what does it
 ignore?" with the very :class:`~apollo_frames.core.columns.ColumnMapping` the
 operation itself resolves (same tables, same overrides, same errors), so the
@@ -13,20 +13,20 @@ reason, as the push ignores them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
 
 from apollo_frames.core import filters as flt
-from apollo_frames.core.columns import ORGS, PEOPLE, ColumnMapping, resolve
+from apollo_frames.core.columns import ORGS, PEOPLE, ColumnMapping, Columns, resolve
 from apollo_frames.ops import registry
 from apollo_frames.ops.push import ACCOUNTS, CONTACTS, push_mapping
 from apollo_frames.ops.search import search_kind_of
 
 __all__ = ["columns"]
 
-Overrides = Mapping[Any, "str | None"] | None
+Overrides = Columns
 #: (the frame, or its column labels; overrides; options) -> the mapping
 Mapper = Callable[[Any, Overrides, dict[str, Any]], ColumnMapping]
 
@@ -104,7 +104,7 @@ def _operation(operation: Any, options: dict[str, Any]) -> str:
     return spec.name
 
 
-def columns(frame: Any, operation: str = "enrich_people", columns: Overrides = None, **options: Any) -> ColumnMapping:
+def columns(frame: Any, *, operation: str = "enrich_people", columns: Columns = None, **options: Any) -> ColumnMapping:
     """The column mapping ``operation`` would use for ``frame``: input column -> Apollo field, in priority order.
 
     ``operation`` is one of ``enrich_people``, ``enrich_orgs``, ``search`` (with
@@ -119,6 +119,11 @@ def columns(frame: Any, operation: str = "enrich_people", columns: Overrides = N
     The result shows as a table in a notebook; ``.to_frame()`` is that table as a
     DataFrame (column, field, priority, how chosen or why ignored),
     ``.to_dict()`` is what an enrichment records in ``attrs["apollo"]["columns"]``.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> af.columns(pd.DataFrame(columns=["E-mail", "Company", "Notes"])).to_dict()
+    {'email': ['E-mail'], 'organization_name': ['Company']}
     """
     options = dict(options)
     name = _operation(operation, options)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from apollo_frames.core.columns import Columns
 from apollo_frames.ops.people import prepare_people
 from apollo_frames.ops.quality import (
     FLAG_COLUMN,
@@ -26,7 +27,7 @@ from apollo_frames.ops.quality import (
 )
 
 
-def identifier_kinds(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> list[str]:
+def identifier_kinds(frame: pd.DataFrame, columns: Columns = None) -> list[str]:
     """The identifier kind of every row of ``frame``: its own columns (not those a run wrote) resolved as
     enrich_people resolves them."""
     own = [c for c in frame.columns if not (isinstance(c, str) and c.startswith(("person.", "org.", "apollo_")))]
@@ -108,7 +109,7 @@ def _top(values: Sequence[Any], n: int = 5) -> list[tuple[str, int]]:
     return Counter(str(v) for v in values if v is not None).most_common(n)
 
 
-def match_report(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> MatchReport:
+def match_report(frame: pd.DataFrame, *, columns: Columns = None) -> MatchReport:
     """Summarise an ``enrich_people`` result: match rate by identifier kind, top reasons, flag counts."""
     if "apollo_status" not in frame.columns:
         raise ValueError("match_report needs an enrich_people result (no apollo_status column)")

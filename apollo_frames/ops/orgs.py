@@ -14,9 +14,11 @@ import pandas as pd
 from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
-from apollo_frames.core.columns import ORGS, resolve
+from apollo_frames.core.columns import ORGS, Columns, resolve
+from apollo_frames.core.reasons import reason
 from apollo_frames.core.schema import ORG_SCHEMA, flatten_orgs
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.registry import Command, Spec, register
 
@@ -24,7 +26,7 @@ ENDPOINT = "organizations/bulk_enrich"
 BATCH_SIZE = 10
 
 
-def prepare_orgs(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
+def prepare_orgs(frame: pd.DataFrame, columns: Columns = None) -> Prepared:
     """Map the frame's domain column(s) and normalise; a row without a usable domain is invalid.
 
     Several domain-like columns (HubSpot's ``Company Domain Name`` and ``Website URL``)
@@ -37,7 +39,7 @@ def prepare_orgs(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> 
         if domain is None:
             prepared.records.append(None)
             prepared.identities.append(None)
-            prepared.reasons.append(f"no usable domain: {why}" if why else "no usable domain: the domain is blank")
+            prepared.reasons.append(reason("no_domain", why=why or "the domain is blank"))
         else:
             record = {"domain": domain}
             prepared.records.append(record)
@@ -122,7 +124,7 @@ OPERATION = Operation(
 )
 
 
-def orgs_job(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> tuple[Prepared, Operation, dict]:
+def orgs_job(frame: pd.DataFrame, columns: Columns = None) -> tuple[Prepared, Operation, dict]:
     """What enriching ``frame`` sends: the prepared rows, the operation and its options."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"enrich_orgs needs a pandas DataFrame, got {type(frame).__name__}")
@@ -132,7 +134,7 @@ def orgs_job(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> tupl
 def enrich_orgs(
     frame: pd.DataFrame,
     *,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     max_credits: float | None = None,
     refresh: bool = False,
     progress: bool = True,
@@ -143,14 +145,28 @@ def enrich_orgs(
     max_age: Any = None,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's organization record, by domain (``max_age``: stored answers
-    older than that, a timedelta, seconds or text such as ``"90d"``, are fetched again)."""
+    older than that, a timedelta, seconds or text such as ``"90d"``, are fetched again).
+
+    ``columns``: ``{column: field}`` overrides of the recognised columns (``None`` leaves a column out).
+    ``max_credits`` caps what the call may spend (rows past it are ``skipped``); ``confirm_over`` asks first (or
+    refuses, when nobody can be asked) when the worst case is above it; ``refresh=True`` fetches again even what is
+    stored; ``max_age`` fetches again what was stored longer ago; ``suppress`` names identifiers never sent, stored
+    or returned (values, a file, a column); ``ledger`` is where the spend is recorded (default: the client's);
+    ``progress`` shows a bar and the summary line; ``client`` is the client to use (default: the session's, else one
+    built from the environment). These are checked once, before anything is read or sent
+    (:class:`~apollo_frames.engine.options.RunOptions`).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> out = af.enrich_orgs(pd.DataFrame({"Website": ["https://verdant-foods.example/", "n/a"]}), progress=False)
+    >>> out["apollo_status"].tolist(), out["apollo_error_code"].tolist(), out["org.name"][0]
+    (['matched', 'invalid'], [<NA>, 'no_domain'], 'Verdant Foods')
+    """
+    run = RunOptions(max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over,
+                     max_age=max_age, suppress=suppress, ledger=ledger)
     prepared, op, options = orgs_job(frame, columns)
     with client_scope(client) as api:
-        return run_operation(
-            frame, prepared, op, options, client=api, max_credits=max_credits, refresh=refresh,
-            progress=progress, ledger=ledger, confirm_over=confirm_over,
-            suppress=suppress, max_age=max_age,
-        )
+        return run_operation(frame, prepared, op, options, client=api, run=run)
 
 
 SPEC = register(Spec(

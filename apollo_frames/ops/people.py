@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 import unicodedata
@@ -17,9 +18,11 @@ import pyarrow.compute as pc
 from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
-from apollo_frames.core.columns import PEOPLE, ColumnMapping, coalesce, resolve
+from apollo_frames.core.columns import PEOPLE, ColumnMapping, Columns, coalesce, resolve
+from apollo_frames.core.reasons import reason, tagged
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.records import ColumnRecords
 from apollo_frames.engine.runner import Operation, Parsed, Prepared, Unattributed, run_operation
 from apollo_frames.ops.phones import (
@@ -29,6 +32,7 @@ from apollo_frames.ops.phones import (
     is_async,
     phone_worst,
     polling,
+    shown_phones,
 )
 from apollo_frames.ops.quality import FLAG_COLUMN, check_on_conflict
 from apollo_frames.ops.quality_columns import reviewer
@@ -52,10 +56,6 @@ _NORMALIZERS = {
 #: Identifiers strong enough alone, strongest first. Rows sharing the strongest
 #: one are the same person and are sent (and paid for) once.
 STRONG_IDS = ("id", "email", "hashed_email", "linkedin_url")
-INVALID_REASON = (
-    "no usable identifier: need an email, hashed_email, linkedin_url or Apollo id, "
-    "or a name (first+last or full) with a domain or organization_name"
-)
 
 
 #: field -> the column fast path of its normaliser (None: only missing values are decided a column at a time)
@@ -83,7 +83,8 @@ def person_record(values: dict[str, Any]) -> tuple[dict | None, dict | None, str
         elif why:
             problems.append(f"{field}: {why}")
     record_, identity, reason = identify(record, problems)
-    return record_, identity, ("; ".join(notes) or None) if identity is not None else reason
+    note = tagged("value_note", "; ".join(notes)) if notes else None
+    return record_, identity, note if identity is not None else reason
 
 
 def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, dict | None, str | None]:
@@ -100,9 +101,8 @@ def identify(record: dict[str, str], problems: list[str]) -> tuple[dict | None, 
             if k in record
         }
         return record, identity, None
-    if has_name:
-        problems.insert(0, "a name alone is not enough: add a domain or organization_name")
-    return None, None, INVALID_REASON + ("; " + "; ".join(problems) if problems else "")
+    more = "".join(f"; {problem}" for problem in problems)
+    return None, None, reason("name_without_company" if has_name else "no_identifier", problems=more)
 
 
 def _plain_columns(fields: list[str], fast: list[tuple[pa.Array, pa.Array]]) -> Prepared | None:
@@ -140,7 +140,7 @@ def _text_column(series: Any) -> pa.Array | None:
     return nz.text_array(arr)
 
 
-def prepare_people(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> Prepared:
+def prepare_people(frame: pd.DataFrame, columns: Columns = None) -> Prepared:
     """Map the frame's columns and normalise every row into a bulk_match detail.
 
     A field several columns supply takes, per row, the first non-empty of them
@@ -243,13 +243,13 @@ def checked(records: list[dict], people: list[dict | None], credits: Any) -> Par
     for i, (record, person) in enumerate(zip(records, people, strict=True)):
         why = _doubt(record, person, ids[str(person.get("id"))] > 1) if person is not None else None
         if why is not None:
-            errors[i] = f"{CONTRADICTED}: {why}; not stored (the next run asks again)"
+            errors[i] = reason("wrong_person", why=why)
     results = [None if i in errors else p for i, p in enumerate(people)]
     return Parsed(results, credits, errors, contradicted=len(errors))
 
 
 #: how the reason of a row whose answer was rejected begins
-CONTRADICTED = "Apollo answered with a person that contradicts this row"
+
 
 
 def _doubt(record: dict, person: dict, repeated: bool) -> str | None:
@@ -494,22 +494,26 @@ def stored_answer_keys(frame: pd.DataFrame, client: ApolloClient) -> list[str]:
 
 def people_job(
     frame: pd.DataFrame,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     reveal_personal_emails: bool = False,
     reveal_phone_number: bool = False,
     webhook_url: str | None = None,
     on_conflict: str = "flag",
     waterfall: bool = False,
+    allow_dnc: bool = False,
 ) -> tuple[Prepared, Operation, dict]:
     """What enriching ``frame`` sends: the prepared rows, the operation and its options (checked here)."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"enrich_people needs a pandas DataFrame, got {type(frame).__name__}")
+    if not isinstance(allow_dnc, bool):
+        raise TypeError(f"allow_dnc must be True or False, got {allow_dnc!r}")
     options = people_options(reveal_personal_emails, reveal_phone_number, webhook_url, waterfall)
     if webhook_url:
         op = _with_webhook(webhook_url)
     else:
         op = polling(OPERATION) if is_async(options) else OPERATION
-    op = dataclasses.replace(op, review=reviewer(frame, check_on_conflict(on_conflict)))
+    op = dataclasses.replace(op, review=reviewer(frame, check_on_conflict(on_conflict)),
+                             shown=functools.partial(shown_phones, allow_dnc=allow_dnc))
     return prepare_people(frame, columns), op, options
 
 
@@ -521,7 +525,7 @@ def _schema(options: Mapping[str, Any]) -> pa.Schema:
 def enrich_people(
     frame: pd.DataFrame,
     *,
-    columns: dict[str, str] | None = None,
+    columns: Columns = None,
     reveal_personal_emails: bool = False,
     reveal_phone_number: bool = False,
     webhook_url: str | None = None,
@@ -535,6 +539,7 @@ def enrich_people(
     waterfall: bool = False,
     suppress: Any = None,
     max_age: Any = None,
+    allow_dnc: bool = False,
 ) -> pd.DataFrame:
     """Enrich every row of ``frame`` with Apollo's person record; see the README for the output contract.
 
@@ -546,25 +551,35 @@ def enrich_people(
     ``reveal_phone_number`` / ``waterfall`` (``run_waterfall_email`` and ``run_waterfall_phone``) without
     ``webhook_url`` poll: rows get ``apollo_request_id`` and ``apollo_async_status``; fetch the results
     with ``result.apollo.collect()`` (:mod:`apollo_frames.ops.phones`).
+    ``allow_dnc``: show numbers flagged do-not-call in ``person.mobile_phone`` (by default a number whose
+    ``dnc_status_cd`` is anything but null, ``not_found`` or ``not_on_dnc`` is left out; ``person.phone_numbers``
+    keeps every number with its status; ``result.apollo.report()`` counts those left out).
+
+    ``columns``: ``{column: field}`` overrides of the recognised columns (``None`` leaves a column out);
+    ``reveal_personal_emails`` asks Apollo for personal e-mails too. ``max_credits`` caps what the call may spend
+    (rows past it are ``skipped``); ``confirm_over`` asks first (or refuses, when nobody can be asked) when the
+    worst case is above it; ``refresh=True`` fetches again even what is stored; ``max_age`` fetches again what was
+    stored longer ago; ``suppress`` names identifiers never sent, stored or returned (values, a file, a column);
+    ``ledger`` is where the spend is recorded (default: the client's); ``progress`` shows a bar and the summary
+    line; ``client`` is the client to use (default: the session's, else one built from the environment). These are
+    checked once, before anything is read or sent (:class:`~apollo_frames.engine.options.RunOptions`).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> leads = pd.DataFrame({"Email": ["mary.wright@sable-health.example", "not an email"]})
+    >>> out = af.enrich_people(leads, max_credits=10, progress=False)
+    >>> out["apollo_status"].tolist(), out["apollo_error_code"].tolist()
+    (['matched', 'invalid'], [<NA>, 'no_identifier'])
+    >>> out["person.last_name"][0]
+    'Wright'
     """
+    run = RunOptions(max_credits=max_credits, refresh=refresh, progress=progress, confirm_over=confirm_over,
+                     max_age=max_age, suppress=suppress, ledger=ledger)
     prepared, op, options = people_job(
-        frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url, on_conflict, waterfall
+        frame, columns, reveal_personal_emails, reveal_phone_number, webhook_url, on_conflict, waterfall, allow_dnc
     )
     with client_scope(client) as api:
-        return run_operation(
-            frame,
-            prepared,
-            op,
-            options,
-            client=api,
-            max_credits=max_credits,
-            refresh=refresh,
-            progress=progress,
-            ledger=ledger,
-            confirm_over=confirm_over,
-            suppress=suppress,
-            max_age=max_age,
-        )
+        return run_operation(frame, prepared, op, options, client=api, run=run)
 
 
 def _with_webhook(webhook_url: str) -> Operation:
@@ -582,7 +597,8 @@ SPEC = register(
         kind="enrich",
         function=enrich_people,
         job=people_job,
-        options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict", "waterfall"),
+        options=("columns", "reveal_personal_emails", "reveal_phone_number", "webhook_url", "on_conflict", "waterfall",
+                 "allow_dnc"),
         schema=_schema,
         commands=(
             Command(

@@ -37,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from apollo_frames.core.errors import APIStatusError
+from apollo_frames.core.jsontext import loads
 from apollo_frames.core.normalize import is_locked_email
 from apollo_frames.engine.budget import credit_figure
 from apollo_frames.engine.runner import Operation, Parsed
@@ -200,10 +201,53 @@ def phones_of(person: dict, allow_dnc: bool = False) -> tuple[list[dict], str | 
     return numbers, mobile
 
 
-def withheld(person: dict) -> list[str]:
-    """The ``dnc_status_cd`` of each number left out of ``mobile_phone`` as do-not-call (for the summary)."""
+def withheld(person: dict, shown: Any = None) -> list[str]:
+    """The ``dnc_status_cd`` of each number left out of ``mobile_phone`` as do-not-call (for the summary): each
+    flagged number but ``shown``, the number the row shows (``allow_dnc=True`` may show one)."""
     return [str(n.get("dnc_status_cd")) for n in person.get("phone_numbers") or []
-            if isinstance(n, dict) and isinstance(n.get("sanitized_number"), str) and do_not_call(n)]
+            if isinstance(n, dict) and isinstance(n.get("sanitized_number"), str) and do_not_call(n)
+            and n.get("sanitized_number") != shown]
+
+
+def mobile_phone(person: dict, allow_dnc: bool = False) -> str | None:
+    """The ``mobile_phone`` a row shows of an answer: the answer's own, unless one of its ``phone_numbers`` flags
+    that number do-not-call (then :func:`phones_of`'s pick: a clear number, or with ``allow_dnc`` any)."""
+    numbers, picked = phones_of(person, allow_dnc)
+    own = person.get("mobile_phone")
+    if not numbers:
+        return own if isinstance(own, str) else None
+    flagged = {n.get("sanitized_number") for n in numbers if do_not_call(n)}
+    return own if isinstance(own, str) and (allow_dnc or own not in flagged) else picked
+
+
+#: the flattened columns the do-not-call rule reads and writes
+NUMBERS_COLUMN, MOBILE_COLUMN = "person.phone_numbers", "person.mobile_phone"
+
+
+def shown_phones(table: pa.Table, allow_dnc: bool = False) -> pa.Table:
+    """Flattened people answers as a run shows them: ``person.mobile_phone`` by :func:`mobile_phone` wherever
+    ``person.phone_numbers`` says something (stored copies are never changed: ``allow_dnc`` is the run's)."""
+    if NUMBERS_COLUMN not in table.column_names or not table.column(NUMBERS_COLUMN).null_count < table.num_rows:
+        return table
+    numbers, mobiles = table.column(NUMBERS_COLUMN).to_pylist(), table.column(MOBILE_COLUMN).to_pylist()
+    shown = list(mobiles)
+    for i, text in enumerate(numbers):
+        if text is not None:
+            listed = listed_numbers(text)
+            shown[i] = mobile_phone({"phone_numbers": listed, "mobile_phone": mobiles[i]}, allow_dnc)
+    if shown == mobiles:
+        return table
+    at = table.column_names.index(MOBILE_COLUMN)
+    return table.set_column(at, MOBILE_COLUMN, pa.array(shown, table.schema.field(MOBILE_COLUMN).type))
+
+
+def listed_numbers(text: Any) -> list:
+    """A row's ``person.phone_numbers`` (JSON text) as a list ([] when it is not one)."""
+    try:
+        value = loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def emails_of(person: dict) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from apollo_frames.core.columns import Columns
 from apollo_frames.engine.runner import Prepared, execute, plan_work
 from apollo_frames.ops import registry
 from apollo_frames.ops.quality import identifier_kind
@@ -111,15 +112,15 @@ def check_pilot(pilot: Any) -> int:
     return pilot
 
 
-def run_pilot(frame: pd.DataFrame, operation: str, pilot: int, *, client: Any, columns: dict[str, str] | None = None,
+def run_pilot(frame: pd.DataFrame, operation: str, pilot: int, *, client: Any, columns: Columns = None,
               seed: int = 0, **options: Any) -> PilotResult:
     """Enrich a stratified sample of ``frame`` spending at most ``pilot`` credits; extrapolate to the whole frame."""
     check_pilot(pilot)
     spec = registry.get(operation, kind="enrich")
     assert spec.job is not None
-    job_options, refresh, max_age = spec.estimate_job_options(options)
+    job_options, run = spec.estimate_job_options(options)
     prepared, op, op_options = spec.job(frame, columns=columns, **job_options)
-    plan = plan_work(prepared, op, op_options, client, refresh=refresh, flatten=False, max_age=max_age)
+    plan = plan_work(prepared, op, op_options, client, refresh=run.refresh, flatten=False, max_age=run.max_age)
     worst = float(op.worst_credits(op_options))
     kinds = [identifier_kind(r) for r in plan.unique_records]
     by_kind, picked = _sample(kinds, plan.to_fetch, int(pilot // worst), seed)
@@ -128,8 +129,8 @@ def run_pilot(frame: pd.DataFrame, operation: str, pilot: int, *, client: Any, c
         first_row.setdefault(j, i)
     sub = Prepared([plan.unique_records[j] for j in picked], [prepared.identities[first_row[j]] for j in picked],
                    [None] * len(picked))
-    done = execute(len(picked), sub, op, op_options, client=client, max_credits=float(pilot), refresh=refresh,
-                   progress=False)
+    done = execute(len(picked), sub, op, op_options, client=client,
+                   run=dataclasses.replace(run, max_credits=pilot, progress=False))
     strata = {k: Stratum(k, len(v)) for k, v in by_kind.items()}
     per_credit = _credits_per_match(done)
     for i, j in enumerate(picked):

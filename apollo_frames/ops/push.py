@@ -137,7 +137,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.http import client_scope
+from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import (
     LEFT_OUT,
@@ -145,6 +145,7 @@ from apollo_frames.core.columns import (
     PERSON_ALIASES,
     ColumnMapping,
     ColumnMappingError,
+    Columns,
     FieldSpec,
     FieldTable,
     coalesce,
@@ -159,14 +160,17 @@ from apollo_frames.core.errors import (
     PushInterrupted,
     warn,
 )
-from apollo_frames.engine.assemble import assemble_frame, new_columns, text_schema
+from apollo_frames.core.reasons import code_of, error_code, tagged
+from apollo_frames.engine.assemble import ERROR_CODE_COLUMN, assemble_frame, new_columns, text_schema
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import progress_bar
 from apollo_frames.engine.summary import Summary, announce
 from apollo_frames.engine.suppressing import PUSH_REASON, Suppressor
 from apollo_frames.engine.suppressing import STATUS as SUPPRESSED
 from apollo_frames.ops.journal import SENT, SETTLED, PushJournal, fingerprint
 from apollo_frames.ops.lookup import created_since, parse_time
+from apollo_frames.ops.phones import do_not_call, listed_numbers
 from apollo_frames.ops.registry import Command, Spec, register
 
 __all__ = [
@@ -185,9 +189,9 @@ BULK_LIMIT = 100
 CLOCK_SKEW_S = 2.0
 PUSH_STATUSES = ("created", "existing", "updated", "invalid", "duplicate", "error", "skipped", "suppressed")
 DRY_RUN_STATUSES = ("would_create", "would_update", "invalid", "duplicate", "suppressed")
-OUTPUT_COLUMNS = ("apollo_status", "apollo_id", "apollo_error", "apollo_payload")
+OUTPUT_COLUMNS = ("apollo_status", "apollo_id", "apollo_error", ERROR_CODE_COLUMN, "apollo_payload")
 #: Columns an earlier apollo_frames step wrote: replaced without a warning, never pushed.
-_OWN_COLUMNS = ("apollo_status", "apollo_error", "apollo_payload")
+_OWN_COLUMNS = ("apollo_status", "apollo_error", ERROR_CODE_COLUMN, "apollo_payload")
 CUSTOM_PREFIX = "custom."
 
 
@@ -286,6 +290,8 @@ class Target:
     reconcile_hint: str
     #: the keys an item of ``<plural>/bulk_update``'s ``<singular>_attributes`` takes besides ``id``
     bulk_update_fields: frozenset[str] = frozenset()
+    #: columns that list a row's phone numbers with their ``dnc_status_cd`` (enrich_people's ``person.phone_numbers``)
+    dnc_columns: tuple[str, ...] = ()
 
     @property
     def bulk_path(self) -> str:
@@ -328,6 +334,7 @@ CONTACTS = Target(
             "typed_custom_fields",
         }
     ),
+    dnc_columns=("person.phone_numbers", "phone_numbers"),
 )
 ACCOUNTS = Target(
     operation="push_accounts",
@@ -657,7 +664,7 @@ def prepare_rows(
             problems.insert(0, _no_key(target, key_field))
         if problems or key is None:
             rows.append(None)
-            reasons.append("; ".join(problems))
+            reasons.append(tagged("no_key" if key is None else "invalid_value", "; ".join(problems)))
             continue
         record_id = values.pop("id", None) if mode == "update" else None
         rows.append(Row(i, key, values, custom, record_id))
@@ -693,6 +700,8 @@ class PushSummary(Summary):
     skipped: int = 0
     #: rows naming an identifier on the suppression list (or in ``suppress=``): never sent
     suppressed: int = 0
+    #: phone numbers the frame flags do-not-call (``person.phone_numbers``): left out of the records (``allow_dnc``)
+    do_not_call: int = 0
     would_create: int = 0
     would_update: int = 0
     api_calls: int = 0
@@ -755,6 +764,7 @@ class PushSummary(Summary):
             f"{self.elapsed_s:.1f} s"
             + (f" | {self.resumed:,} pushed by the interrupted run, not sent again" if self.resumed else "")
             + (f" | {self.found:,} found in Apollo after the interruption, not created again" if self.found else "")
+            + (f" | {self.do_not_call:,} do-not-call numbers left out" if self.do_not_call else "")
         )
 
     def _title(self) -> str:
@@ -903,7 +913,7 @@ def read_bulk_update(target: Target, rows: list[Row], data: Any) -> _Updated:
         message = None
     elif isinstance(job, dict) and isinstance(job.get("entity_ids"), list):
         answered = {str(i) for i in job["entity_ids"]}
-        message = f"queued: Apollo applies this update asynchronously (job {job.get('id')})"
+        message = tagged("update_queued", f"queued: Apollo applies this update asynchronously (job {job.get('id')})")
     else:
         answered, message = set(), None
     done = [_Done(row, "updated", row.record_id, message) for row in rows if row.record_id in answered]
@@ -998,6 +1008,11 @@ class _Pusher:
         """What stopped the run, as the rows not sent say it."""
         return str(self.stop.error) if self.stop.error is not None else (self.stop.reason or "the run stopped")
 
+    def not_sent(self) -> str:
+        """A row's reason when the run stopped before sending it: "not sent: " what stopped it, with its code."""
+        code = error_code(self.stop.error) if self.stop.error is not None else code_of(self.stop.reason)
+        return tagged(code or "not_sent", f"not sent: {self.stop_text()}")
+
     def _count(self, name: str) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
@@ -1018,7 +1033,7 @@ class _Pusher:
     def send_bulk(self, bulk: _Bulk) -> list[_Done]:
         """One bulk_create; each row's outcome (rows that came back existing are marked for upsert's update)."""
         if self.stop.stopped:
-            return [_Done(row, "skipped", message=f"not sent: {self.stop_text()}") for row in bulk.rows]
+            return [_Done(row, "skipped", message=self.not_sent()) for row in bulk.rows]
         sent_at = time.time()
         if self.journal is not None and not self.run_dedupe:  # before it leaves: a kill then finds it "sent"
             self.journal.sending((row.key for row in bulk.rows), sent_at)
@@ -1045,7 +1060,8 @@ class _Pusher:
             return _Done(
                 row,
                 "error",
-                message=(
+                message=tagged(
+                    "unusable_answer",
                     f"bulk_create answered without this {target.singular} ({target.key} {row.key!r}) in created_ or "
                     f"existing_{target.plural}; search {target.plural} by {target.key} before pushing it again"
                 ),
@@ -1069,7 +1085,7 @@ class _Pusher:
 
     def _send_update(self, row: Row) -> _Done:
         if self.stop.stopped:
-            return _Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}")
+            return _Done(row, "skipped", row.record_id, self.not_sent())
         target = self.target
         body = row.update_body(target, self.labels)
         path = f"{target.plural}/{row.record_id}"
@@ -1105,7 +1121,7 @@ class _Pusher:
         if not task.bulk:
             return _Updated([self.send_update(task.rows[0])])
         if self.stop.stopped:
-            why = f"not sent: {self.stop_text()}"
+            why = self.not_sent()
             return _Updated([_Done(row, "skipped", row.record_id, why) for row in task.rows])
         return self.send_bulk_update(task)
 
@@ -1183,23 +1199,24 @@ class _Pusher:
     def _failure(self, done: Outcome, explain: Callable[[ApolloError], str]) -> tuple[str, str]:
         """(status, message) for a failed task: skipped when the run stopped, else error with ``explain``'s words."""
         if not done.started:
-            return "skipped", f"not sent: {self.stop_text()}"
+            return "skipped", self.not_sent()
         if done.failure is Failure.ERROR and done.error is not None:
             return "error", explain(done.error)
-        return "skipped", f"not sent: {done.error}"
+        return "skipped", tagged(error_code(done.error), f"not sent: {done.error}")
 
     def _update_failure(self, row: Row, exc: ApolloError, bulk: bool = False) -> str:
         if bulk:
-            return f"bulk update failed: {exc}"
+            return tagged(error_code(exc), f"bulk update failed: {exc}")
         if isinstance(exc, NotFoundError):
-            return f"no {self.target.singular} with id {row.record_id!r} in Apollo: {exc}"
-        return f"update failed: {exc}"
+            return tagged("record_not_found", f"no {self.target.singular} with id {row.record_id!r} in Apollo: {exc}")
+        return tagged(error_code(exc), f"update failed: {exc}")
 
     def _bulk_failure(self, exc: ApolloError) -> str:
         unknown = getattr(exc, "outcome_unknown", False)
         t = self.target
         if unknown:
-            return (
+            return tagged(
+                "outcome_unknown",
                 f"outcome unknown: {exc} This batch may or may not have been created in Apollo, and with "
                 f"run_dedupe=False it was not resent (that could duplicate it). Run the same push again: it "
                 f"looks these rows up first ({t.plural}/search, free) and creates only those not found; or push "
@@ -1209,13 +1226,14 @@ class _Pusher:
             isinstance(exc, APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408)
         )
         if self.run_dedupe and transient:
-            return (
+            return tagged(
+                error_code(exc),
                 f"{exc} Some of these may have been created by an attempt whose answer was lost; pushing them again "
                 f"is safe with run_dedupe=True (Apollo returns those as existing)."
             )
-        if isinstance(exc, APIConnectionError):
-            return f"not sent: {exc}"  # without run_dedupe the client retries only what never reached Apollo
-        return str(exc)
+        if isinstance(exc, APIConnectionError):  # without run_dedupe the client retries only what never reached Apollo
+            return tagged(error_code(exc), f"not sent: {exc}")
+        return tagged(error_code(exc), str(exc))
 
     def run(self) -> None:
         """insert: the bulk calls; update: the updates; upsert: the bulk calls, then the existing records' updates."""
@@ -1236,7 +1254,7 @@ class _Pusher:
             self.bar.close()
         for row in self.rows:
             if row.position not in self.status:
-                self._set(_Done(row, "skipped", row.record_id, f"not sent: {self.stop_text()}"))
+                self._set(_Done(row, "skipped", row.record_id, self.not_sent()))
 
     def look_up(self, rows: list[Row]) -> list[Row]:
         """Rows an interrupted run sent without an answer: those found in Apollo end ``created`` with the record
@@ -1255,9 +1273,10 @@ class _Pusher:
             found, why = None, str(exc)
         if found is None:
             for row in rows:
-                self._set(_Done(row, "error", message=f"outcome unknown: an interrupted push sent this row and its "
-                                f"answer never arrived, and looking it up failed ({why}); not sent again (that "
-                                f"could create it twice). Run the same push again, or {t.reconcile_hint}."))
+                self._set(_Done(row, "error", message=tagged(
+                    "outcome_unknown", f"outcome unknown: an interrupted push sent this row and its answer never "
+                    f"arrived, and looking it up failed ({why}); not sent again (that could create it twice). Run the "
+                    f"same push again, or {t.reconcile_hint}.")))
             self.in_doubt.update(row.key for row in rows)
             return []
         for row in rows:
@@ -1270,8 +1289,9 @@ class _Pusher:
 
 
 #: the reason of a row an interrupted push had created (found by the search before anything was sent again)
-FOUND = ("found in Apollo after an interrupted push: the earlier run sent this row and its answer never arrived; "
-         "the record it created is reported, not created again")
+FOUND = tagged("found_after_interrupt",
+               "found in Apollo after an interrupted push: the earlier run sent this row and its answer never arrived; "
+               "the record it created is reported, not created again")
 
 
 def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any) -> list[str]:
@@ -1297,18 +1317,19 @@ def push(
     frame: pd.DataFrame,
     target: Target,
     mode: str = "upsert",
-    columns: Mapping[object, str | None] | None = None,
+    columns: Columns = None,
     run_dedupe: bool = True,
     labels: Sequence[str] | str | None = None,
     dry_run: bool = False,
     progress: bool = True,
-    client=None,
+    client: ApolloClient | None = None,
     default_region: str | None = "US",
     seen: dict[str, tuple[Any, str | None]] | None = None,
     stop: StopSignal | None = None,
     journal: PushJournal | None = None,
     make_bar: Callable[..., Any] | None = None,
     suppress: Any = None,
+    allow_dnc: bool = False,
 ) -> pd.DataFrame:
     """Push ``frame`` to Apollo as ``target`` records; see the module docstring for every rule.
 
@@ -1323,11 +1344,13 @@ def push(
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{target.operation} needs a pandas DataFrame, got {type(frame).__name__}")
     labels = _validate_args(mode, run_dedupe, labels, dry_run)
+    RunOptions(progress=progress, suppress=suppress)  # the run's options, checked as every call checks them
     started = time.monotonic()
     mapping, custom_columns = _push_columns(frame, target, mode, columns)
     not_pushed = _unwritable(target, mode, mapping, columns)
     prepared, reasons = prepare_rows(frame, target, mode, mapping, custom_columns, default_region)
     suppressed = _set_aside(prepared, reasons, client, suppress)
+    held = 0 if allow_dnc else _hold_dnc(frame, target, prepared, default_region)
     keys = _dedupe(prepared, seen)
     summary = PushSummary(
         operation=target.operation,
@@ -1336,6 +1359,7 @@ def push(
         rows=len(frame),
         run_id=uuid.uuid4().hex[:12],
         not_pushed=not_pushed,
+        do_not_call=held,
     )
     report = _Report.of(reasons)
     for i in suppressed:
@@ -1374,7 +1398,7 @@ def push(
 
 
 def _push_columns(
-    frame: pd.DataFrame, target: Target, mode: str, columns: Mapping[object, str | None] | None
+    frame: pd.DataFrame, target: Target, mode: str, columns: Columns
 ) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
     """(field -> column, custom field id -> column); refuses a frame without the key column, warns of unpushed ones."""
     found = push_columns(list(frame.columns), target, columns)
@@ -1413,7 +1437,7 @@ def _sent_in(field: Field, mode: str) -> bool:
 
 
 def _unwritable(
-    target: Target, mode: str, mapping: dict[str, tuple[object, ...]], columns: Mapping[object, str | None] | None
+    target: Target, mode: str, mapping: dict[str, tuple[object, ...]], columns: Columns
 ) -> dict[str, list[str]]:
     """Take out of ``mapping`` the fields ``mode`` sends nowhere (Apollo would ignore them silently): a column the
     caller mapped to one is refused; one recognised by its name is warned about. Returns {field: [column, ...]}."""
@@ -1466,6 +1490,28 @@ def _set_aside(prepared: list[Row | None], reasons: list[str | None], client: An
     return out
 
 
+def _hold_dnc(frame: pd.DataFrame, target: Target, prepared: list[Row | None], default_region: str | None) -> int:
+    """Take out of each row the phone number its own listed numbers (``target.dnc_columns``) flag do-not-call
+    (:func:`~apollo_frames.ops.phones.do_not_call`; compared in E.164): never written. Returns how many."""
+    column = next((c for c in target.dnc_columns if c in frame.columns), None)
+    if column is None:
+        return 0
+    listed = frame[column].tolist()
+    held = 0
+    for row in prepared:
+        if row is None or row.values.get("phone") is None:
+            continue
+        flagged = {normalize_phone(n.get("sanitized_number") or n.get("raw_number"), default_region)[0]
+                   for n in listed_numbers(listed[row.position]) if isinstance(n, dict) and do_not_call(n)}
+        if row.values["phone"] in flagged:
+            del row.values["phone"]
+            held += 1
+    if held:
+        warn(f"{target.operation}: {held:,} phone number(s) flagged do-not-call were left out of the records "
+             "(allow_dnc=True writes them)")
+    return held
+
+
 def _dedupe(prepared: list[Row | None], seen: Mapping[str, tuple[Any, str | None]] | None) -> _Keys:
     first_of: dict[str, int] = {}
     keys = _Keys([], {}, {})
@@ -1503,7 +1549,7 @@ class _Report:
         for i, (label, record_id) in firsts + list(keys.earlier.items()):
             self.status[i] = "duplicate"
             self.ids[i] = record_id
-            self.errors[i] = f"duplicate of row {label!r} (same {same})"
+            self.errors[i] = tagged("duplicate", f"duplicate of row {label!r} (same {same})")
             if dry_run:
                 self.payloads[i] = None
 
@@ -1664,8 +1710,10 @@ def _resume(
 
 
 def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:
-    """Input columns (minus any named like ours), then apollo_status, apollo_id, apollo_error[, apollo_payload]."""
-    head = {"apollo_status": status, "apollo_id": ids, "apollo_error": errors}
+    """Input columns (minus any named like ours), then apollo_status, apollo_id, apollo_error, apollo_error_code[,
+    apollo_payload]."""
+    codes = [None if e is None else code_of(e) for e in errors]
+    head = {"apollo_status": status, "apollo_id": ids, "apollo_error": errors, ERROR_CODE_COLUMN: codes}
     if payloads is not None:
         head["apollo_payload"] = payloads
     return assemble_frame(frame, new_columns(head), replaces=OUTPUT_COLUMNS)
@@ -1675,14 +1723,15 @@ def push_contacts(
     frame: pd.DataFrame,
     *,
     mode: str = "upsert",
-    columns: Mapping[object, str | None] | None = None,
+    columns: Columns = None,
     run_dedupe: bool = True,
     labels: Sequence[str] | str | None = None,
     dry_run: bool = False,
     progress: bool = True,
-    client=None,
+    client: ApolloClient | None = None,
     default_region: str | None = "US",
     suppress: Any = None,
+    allow_dnc: bool = False,
 ) -> pd.DataFrame:
     """Push each row to Apollo as a contact (insert, update or upsert); one status per row.
 
@@ -1701,21 +1750,35 @@ def push_contacts(
     existing by the retry, is reported ``created`` (its ``created_at`` is
     after we first sent it): see :mod:`apollo_frames.ops.push` for this and the
     other rules (columns, labels, phones, retries, stops).
+
+    ``frame``: the contacts, one a row; ``columns``: ``{column: field}`` overrides (``None`` leaves a column out);
+    ``labels``: label names added to every record; ``progress``: a bar; ``client``: the client to use (default: the
+    session's); ``default_region``: the region phone numbers without a country code are read in; ``suppress``:
+    identifiers never pushed; ``allow_dnc``: by default a phone number the row's ``person.phone_numbers`` (an
+    ``enrich_people`` result's) flags do-not-call is left out of its contact (counted in ``do_not_call``); True
+    writes it.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> crm = pd.DataFrame({"Email": ["ann@acme.example", "ANN@acme.example", ""], "First Name": ["Ann", "Ann", "Bo"]})
+    >>> report = af.push_contacts(crm, dry_run=True, progress=False)
+    >>> report["apollo_status"].tolist(), report["apollo_error_code"].tolist()
+    (['would_create', 'duplicate', 'invalid'], [<NA>, 'duplicate', 'no_key'])
     """
     return push(frame, CONTACTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region,
-                suppress=suppress)
+                suppress=suppress, allow_dnc=allow_dnc)
 
 
 def push_accounts(
     frame: pd.DataFrame,
     *,
     mode: str = "upsert",
-    columns: Mapping[object, str | None] | None = None,
+    columns: Columns = None,
     run_dedupe: bool = True,
     labels: Sequence[str] | str | None = None,
     dry_run: bool = False,
     progress: bool = True,
-    client=None,
+    client: ApolloClient | None = None,
     default_region: str | None = "US",
     suppress: Any = None,
 ) -> pd.DataFrame:
@@ -1726,6 +1789,16 @@ def push_accounts(
     accounts/{id} (then the legacy PUT where PATCH is answered 404/405). Apollo requires a master API key to
     write accounts; a scoped key stops the run with
     :class:`~apollo_frames.core.errors.PermissionDeniedError` saying so.
+
+    ``frame``: the accounts, one a row; ``mode``, ``columns``, ``run_dedupe``, ``labels``, ``dry_run``,
+    ``progress``, ``client``, ``default_region`` and ``suppress`` as in :func:`push_contacts`.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> accounts = pd.DataFrame({"Company": ["Acme", "Beta"], "Website": ["acme.example", ""]})
+    >>> report = af.push_accounts(accounts, dry_run=True, progress=False)
+    >>> report["apollo_status"].tolist(), report["apollo_error_code"].tolist()
+    (['would_create', 'invalid'], [<NA>, 'no_key'])
     """
     return push(frame, ACCOUNTS, mode, columns, run_dedupe, labels, dry_run, progress, client, default_region,
                 suppress=suppress)
@@ -1733,16 +1806,17 @@ def push_accounts(
 
 def _report_schema(options: Mapping[str, Any]) -> pa.Schema:
     """The report's columns after the input's (``apollo_payload`` in a dry run only)."""
-    return text_schema(OUTPUT_COLUMNS if options.get("dry_run") is True else OUTPUT_COLUMNS[:3])
+    return text_schema(OUTPUT_COLUMNS if options.get("dry_run") is True else OUTPUT_COLUMNS[:4])
 
 
-def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: str) -> Spec:
+def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: str,
+              more: tuple[str, ...] = ()) -> Spec:
     return register(
         Spec(
             name=function.__name__,
             kind="push",
             function=function,
-            options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region", "suppress"),
+            options=("mode", "columns", "run_dedupe", "labels", "dry_run", "default_region", "suppress", *more),
             schema=_report_schema,
             run=functools.partial(push, target=target),
             target=target.plural,
@@ -1753,7 +1827,8 @@ def _register(function: Callable[..., pd.DataFrame], target: Target, help_text: 
 
 
 CONTACTS_SPEC = _register(
-    push_contacts, CONTACTS, "create/update Apollo contacts from a table (contacts/bulk_create, PATCH contacts/{id})"
+    push_contacts, CONTACTS, "create/update Apollo contacts from a table (contacts/bulk_create, PATCH contacts/{id})",
+    ("allow_dnc",),
 )
 ACCOUNTS_SPEC = _register(
     push_accounts, ACCOUNTS, "create/update Apollo accounts from a table, keyed on domain (needs a master key)"

@@ -39,6 +39,7 @@ import pandas as pd
 
 from apollo_frames.core import jsontext
 from apollo_frames.core.columns import fold
+from apollo_frames.core.reasons import reason
 
 FLAGS = ("email_domain_mismatch", "company_mismatch", "name_mismatch", "stale_title", "job_change")
 #: flags that make a row a ``conflict`` under ``on_conflict="reject"``
@@ -123,8 +124,7 @@ def former_employer(inputs: dict, history: Any) -> str | None:
 
 def job_change_reason(former: str, now: Any) -> str:
     """A job-change row's ``apollo_error``: where the input placed the person, and where the answer does."""
-    current = "no current employer" if is_blank(now) else f"now at {now}"
-    return f"job change: the input company {former} is a past employer; {current}"
+    return reason("job_change", former=former, current="no current employer" if is_blank(now) else f"now at {now}")
 
 
 _TITLE_NAMES = {fold(n) for n in ("title", "job title", "jobtitle", "position", "contact title", "person title")}

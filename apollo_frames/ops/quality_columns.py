@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from apollo_frames.core.normalize import text_array
+from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine.runner import Prepared
 from apollo_frames.ops.quality import (
     CONFLICT_FLAGS,
@@ -303,7 +304,7 @@ def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., di
                                codes[(codes & _CONFLICT_BITS) != 0].tolist(), strict=True):
                 conflicts = [name for bit, name in _BITS.items() if code & bit and name in CONFLICT_FLAGS]
                 status[i] = "conflict"
-                error[i] = "the answer contradicts the input: " + ", ".join(conflicts) + " (credit spent; answer kept)"
+                error[i] = coded_reason("conflict", flags=", ".join(conflicts))
         return {FLAG_COLUMN: flags.tolist()}
 
     return review

@@ -19,12 +19,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.core.age import age_seconds
+from apollo_frames.engine.options import RUN_OPTION_NAMES, RunOptions
 from apollo_frames.engine.runner import Operation, Prepared
 from apollo_frames.engine.work import Work, check_options, work_from_plan
 
-#: Options every ``enrich`` run takes besides its operation's own: the engine's (budget, cache, ledger, gate).
-RUN_OPTIONS = ("max_credits", "refresh", "ledger", "confirm_over", "suppress", "max_age")
+#: Options every ``enrich`` run takes besides its operation's own: the engine's (budget, cache, ledger, gate, bar).
+RUN_OPTIONS = RUN_OPTION_NAMES
 KINDS = ("enrich", "search", "push")
 
 Job = Callable[..., "tuple[Prepared, Operation, dict]"]
@@ -92,16 +92,13 @@ class Spec:
     def estimable(self) -> bool:
         return self.planner is not None or self.job is not None
 
-    def estimate_job_options(self, options: Mapping[str, Any]) -> tuple[dict, bool, float | None]:
-        """(the job's options, refresh, max_age in seconds) for estimating with ``options``; TypeError for one it
-        does not take."""
+    def estimate_job_options(self, options: Mapping[str, Any]) -> tuple[dict, RunOptions]:
+        """(the job's options, the run's: ``refresh`` and ``max_age``) for estimating with ``options``; TypeError
+        for one it does not take."""
         options = dict(options)
-        refresh = options.pop("refresh", False)
-        max_age = age_seconds(options.pop("max_age", None))
-        if not isinstance(refresh, bool):
-            raise TypeError(f"refresh must be True or False, got {refresh!r}")
+        run = RunOptions(refresh=options.pop("refresh", False), max_age=options.pop("max_age", None))
         check_options(self.name, options, tuple(o for o in self.options if o != "columns") + ("refresh", "max_age"))
-        return (self.estimate_options(options) if self.estimate_options else options), refresh, max_age
+        return (self.estimate_options(options) if self.estimate_options else options), run
 
     def plan(self, frame: pd.DataFrame, columns: Any, options: dict, client: Any) -> Work:
         """What this operation would do for ``frame``, counted without sending anything (reads the cache)."""
@@ -109,9 +106,9 @@ class Spec:
             return self.planner(frame, columns, options, client)
         if self.job is None:
             raise ValueError(f"no estimate for operation {self.name!r}; known: {estimable_names()}")
-        job_options, refresh, max_age = self.estimate_job_options(options)
+        job_options, run = self.estimate_job_options(options)
         prepared, op, op_options = self.job(frame, columns=columns, **job_options)
-        return work_from_plan(frame, prepared, op, op_options, client, refresh=refresh, max_age=max_age)
+        return work_from_plan(frame, prepared, op, op_options, client, refresh=run.refresh, max_age=run.max_age)
 
 
 _SPECS: dict[str, Spec] = {}

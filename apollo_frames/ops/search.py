@@ -47,13 +47,15 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.client.http import client_scope, unusable_answer
+from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
+from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
-from apollo_frames.core.columns import ColumnMapping
+from apollo_frames.core.columns import ColumnMapping, Columns
 from apollo_frames.core.errors import (
     APIError,
+    InputError,
     SearchInterrupted,
     SearchTruncatedWarning,
     StorageError,
@@ -64,16 +66,21 @@ from apollo_frames.core.paginate import (
     MAX_PAGE,
     MAX_PER_PAGE,
     PageNumberPaginator,
+    as_organization,
     page_lists,
     read_page,
 )
 from apollo_frames.core.schema import flatten_orgs, flatten_people, to_pandas
+from apollo_frames.core.suppress import identifier
 from apollo_frames.engine.budget import Attempts, Budget, trusted_credits
+from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import Executor, Outcome, StopSignal
 from apollo_frames.engine.keeper import lease_seconds
+from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import progress_bar
-from apollo_frames.engine.runner import charged_attempts, check_flags
+from apollo_frames.engine.runner import charged_attempts
 from apollo_frames.engine.summary import Summary, announce, fmt_number
+from apollo_frames.engine.suppressing import SEARCH_REASON, WITHHELD_KEY, Suppressor, withheld
 from apollo_frames.engine.work import Work
 from apollo_frames.ops.registry import Command, Spec, register
 
@@ -118,6 +125,7 @@ _PER_ROW = (
     "errors",
     "skipped_rows",
     "truncated_rows",
+    "suppressed_rows",
     "columns",
 )
 
@@ -135,6 +143,8 @@ class SearchSummary(Summary):
     truncated: bool = False
     stopped_reason: str | None = None
     credits_to_finish_max: float = 0
+    #: records the search found that name an identifier on the suppression list: dropped, nothing about them stored
+    suppressed: int = 0
     elapsed_s: float = 0.0
     run_id: str = ""
     query: dict | None = None
@@ -149,14 +159,17 @@ class SearchSummary(Summary):
     errors: dict | None = None
     skipped_rows: int | None = None
     truncated_rows: int | None = None
+    #: rows whose query named only suppressed domains or ids in an organisation filter: not searched
+    suppressed_rows: int | None = None
+    suppressed_reasons: dict | None = None
     columns: dict | None = None
 
-    _hidden = frozenset({"operation", "query", "invalid_reasons", "errors", "columns", "run_id"})
+    _hidden = frozenset({"operation", "query", "invalid_reasons", "errors", "columns", "run_id", "suppressed_reasons"})
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         if self.rows is None:
-            for name in _PER_ROW:
+            for name in (*_PER_ROW, "suppressed_reasons"):
                 out.pop(name)
         return out
 
@@ -173,6 +186,8 @@ class SearchSummary(Summary):
         return (
             head + f" | {self.pages:,} pages, {self.cache_hits:,} from cache, {self.api_calls:,} requests, "
             f"{fmt_number(self.credits_consumed)} credits, {self.elapsed_s:.1f} s"
+            + (f" | {self.suppressed:,} suppressed results dropped" if self.suppressed else "")
+            + (f" | {self.suppressed_rows:,} rows suppressed" if self.suppressed_rows else "")
             + (" | TRUNCATED" if self.truncated else "")
         )
 
@@ -193,6 +208,8 @@ class QueryResult:
     pages_left_max: int = 0
     #: the answer store could not be written: the pages received are in ``records`` only, no more were asked
     storage_error: StorageError | None = None
+    #: records found that name a suppressed identifier: dropped from ``records`` (and from the stored pages)
+    suppressed: int = 0
 
 
 def _fetched(results: Sequence[QueryResult]) -> int:
@@ -229,8 +246,12 @@ def run_query(
     ledger=None,
     result: QueryResult | None = None,
     interrupted: threading.Event | None = None,
+    suppressor: Suppressor | None = None,
 ) -> QueryResult:
     """Page through one validated query; cached pages cost nothing.
+
+    ``suppressor``: a record naming a suppressed identifier is dropped from the result, and a page is stored with
+    a placeholder naming nobody in its place (:func:`_withhold`).
 
     ``result``: filled in as pages arrive (what an interrupted run had), returned.
     ``interrupted``: once set, no further page is fetched (Ctrl-C: the run is ending).
@@ -267,6 +288,7 @@ def run_query(
                     with contextlib.suppress(StorageError, sqlite3.Error):
                         cache.release([key])
                     raise
+                data = _withhold(data, kind, suppressor)  # before it is stored
                 out.credits += PAGE_CREDITS[kind] if _returned(data, kind) else 0.0
                 out.storage_error = _store_page(client, key, data)
         else:
@@ -275,8 +297,7 @@ def run_query(
             needed = pag.pages_needed if pag.pages_needed is not None else math.ceil(pag.wanted / pag.per_page)
             out.pages_left_max = needed - pag.pages_read
             break
-        out.records.extend(pag.update(data, RECORDS_KEY[kind]))
-        out.pages += 1
+        _read_page(out, pag, data, kind, suppressor)
         if on_page is not None:
             on_page(pag)
         if out.storage_error is not None:
@@ -286,6 +307,58 @@ def run_query(
     out.truncated = pag.truncated
     out.stopped_reason = out.stopped_reason or pag.stop_reason
     return out
+
+
+def _read_page(out: QueryResult, pag: PageNumberPaginator, data: dict, kind: str,
+               suppressor: Suppressor | None) -> None:
+    """One more page into ``out``: its records, less those naming a suppressed identifier (counted)."""
+    records = pag.update(data, RECORDS_KEY[kind])
+    kept = [r for r in records if not withheld(r) and (suppressor is None or suppressor.answer(r) is None)]
+    out.suppressed += len(records) - len(kept)
+    out.records.extend(kept)
+    out.pages += 1
+
+
+def _withhold(data: dict, kind: str, suppressor: Suppressor | None) -> dict:
+    """A page as it may be stored: each record naming a suppressed identifier (read as the paginator reads it: a
+    saved account by its organisation's id) replaced by a placeholder naming nobody, so the page keeps its length
+    and reads back the same (its pagination, its credit) without a byte of that person."""
+    if suppressor is None:
+        return data
+    out = dict(data)
+    for key in page_lists(RECORDS_KEY[kind]):
+        listed = data.get(key)
+        if isinstance(listed, list):
+            read = (lambda r, k=key: as_organization(r, k)) if kind == flt.ORGS else (lambda r: r)
+            out[key] = [{WITHHELD_KEY: True} if suppressor.answer(read(r)) else r for r in listed]
+    return out
+
+
+#: search filters holding identifiers, and the kind of each of their values
+IDENTIFIER_FILTERS = {"q_organization_domains_list": "domain", "organization_ids": "id"}
+
+
+def _unsuppressed(query: dict, suppressor: Suppressor | None) -> tuple[dict, int, list[str]]:
+    """(``query`` without its suppressed domains and ids, how many were left out, the filters that left empty):
+    a suppressed identifier is never sent, and a filter emptied by it is never sent empty (it would widen)."""
+    if suppressor is None:
+        return query, 0, []
+    out, dropped, emptied = dict(query), 0, []
+    for name, kind in IDENTIFIER_FILTERS.items():
+        values = query.get(name)
+        if not isinstance(values, list):
+            continue
+        kept = [v for v in values if not _listed(kind, v, suppressor)]
+        dropped += len(values) - len(kept)
+        if values and not kept:
+            emptied.append(name)
+        out[name] = kept
+    return out, dropped, emptied
+
+
+def _listed(kind: str, value: Any, suppressor: Suppressor) -> bool:
+    pair = identifier(value)
+    return pair is not None and pair[0] == kind and suppressor.names(pair)
 
 
 def _awaited(client, key: str, stored_after: float | None) -> dict | None:
@@ -442,20 +515,24 @@ def _frame(kind: str, records: Sequence[dict]) -> pd.DataFrame:
 # -- public: one search ------------------------------------------------------------------------
 
 
-def _search(kind, max_results, max_credits, client, progress, refresh, ledger, filters) -> pd.DataFrame:
+def _search(kind: str, max_results: int | None, run: RunOptions, client: ApolloClient | None,
+            filters: dict) -> pd.DataFrame:
     max_results = _check_max_results("max_results", max_results)
-    check_flags(refresh=refresh, progress=progress)
+    progress, refresh = run.progress, run.refresh
     query = flt.validate_filters(kind, filters)
     if not query:
         raise flt.FilterError(
             f"no filters given: an unfiltered {kind} search would page through Apollo's whole database. "
             f"Give at least one filter (valid: {', '.join(flt.names_for(kind))})."
         )
-    budget = Budget(max_credits)
+    confirm_spend(OPERATION[kind], run.worst_allowed(estimate_search_credits(kind, max_results)), run.confirm_over)
+    budget = Budget(run.max_credits)
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind], run_id=uuid.uuid4().hex[:12], query=query)
     with client_scope(client) as api:
-        ledger = ledger if ledger is not None else api.ledger
+        suppressor = Suppressor.for_run(api.settings.cache_dir, run.suppress, api.clock)
+        query = summary.query = _checked_query(kind, query, suppressor)
+        ledger = run.ledger if run.ledger is not None else api.ledger
         bar = progress_bar(desc=OPERATION[kind], unit="page", enabled=progress)
 
         def on_page(pag: PageNumberPaginator) -> None:
@@ -468,7 +545,7 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
         def work(query: dict) -> QueryResult:
             return run_query(kind, query, max_results, client=api, budget=budget, run_id=summary.run_id,
                              ledger_rows=rows, refresh=refresh, on_page=on_page, ledger=ledger, result=partial,
-                             interrupted=executor.interrupted)
+                             interrupted=executor.interrupted, suppressor=suppressor)
 
         requests_before = api.stats.requests
         rows: list = []
@@ -495,9 +572,22 @@ def _search(kind, max_results, max_credits, client, progress, refresh, ledger, f
     return frame
 
 
+def _checked_query(kind: str, query: dict, suppressor: Suppressor | None) -> dict:
+    """The query without its suppressed domains and ids (a warning says how many); InputError when that empties
+    a filter: the search would widen to strangers."""
+    kept, dropped, emptied = _unsuppressed(query, suppressor)
+    if emptied:
+        raise InputError(f"{OPERATION[kind]}: every value of {', '.join(emptied)} is on the suppression list: not "
+                         "searched (without them the search would widen to every company)")
+    if dropped:
+        warn(f"{OPERATION[kind]}: {dropped:,} filter value(s) on the suppression list were left out of the search")
+    return kept
+
+
 def _sum_up_search(summary: SearchSummary, result: QueryResult, returned: int, kind: str) -> None:
     """Fill the summary of one search and warn when it was cut short."""
     summary.results = returned
+    summary.suppressed = result.suppressed
     summary.pages = result.pages
     summary.cache_hits = result.cache_hits
     summary.credits_consumed = result.credits
@@ -523,11 +613,12 @@ def _sum_up_search(summary: SearchSummary, result: QueryResult, returned: int, k
 def search_people(
     *,
     max_results: int | None = 100,
-    client=None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     refresh: bool = False,
-    ledger=None,
-    **filters,
+    ledger: Ledger | None = None,
+    suppress: Any = None,
+    **filters: Any,
 ) -> pd.DataFrame:
     """Search Apollo's people database (POST mixed_people/api_search, free) and return a flat frame.
 
@@ -551,19 +642,35 @@ def search_people(
     needed. ``result.attrs["apollo"]`` holds ``api_calls``, ``pages``,
     ``cache_hits``, ``total_entries``, ``credits_consumed`` (always 0 here),
     ``truncated`` and the normalised ``query``.
+
+    ``client``: the client to use (default: the session's); ``progress``: a bar over the pages; ``refresh=True``:
+    fetch the pages again even when stored; ``ledger``: where the pages' credits are recorded (default: the
+    client's); ``suppress`` (e-mails, domains, LinkedIn URLs, Apollo ids: a list, set, Series, frame or file
+    path), with the cache folder's suppression list: a person found who names one is dropped before the page is
+    stored or the frame returned (counted in ``suppressed``); suppressed domains and ids are left out of the
+    filters.
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> people = af.search_people(q_organization_domains_list=["verdant-foods.example"], max_results=2, progress=False)
+    >>> len(people), people.attrs["apollo"]["credits_consumed"]
+    (2, 0.0)
     """
-    return _search(flt.PEOPLE, max_results, None, client, progress, refresh, ledger, filters)
+    run = RunOptions(refresh=refresh, progress=progress, ledger=ledger, suppress=suppress)
+    return _search(flt.PEOPLE, max_results, run, client, filters)
 
 
 def search_orgs(
     *,
     max_results: int | None = 100,
     max_credits: float | None = None,
-    client=None,
+    confirm_over: float | None = None,
+    client: ApolloClient | None = None,
     progress: bool = True,
     refresh: bool = False,
-    ledger=None,
-    **filters,
+    ledger: Ledger | None = None,
+    suppress: Any = None,
+    **filters: Any,
 ) -> pd.DataFrame:
     """Search Apollo's organization database (POST mixed_companies/search) and return a flat ``org.*`` frame.
 
@@ -571,14 +678,29 @@ def search_orgs(
     a page); cached pages cost nothing. With ``max_credits``, no page is
     fetched that could take this call's spend past the cap; the result then
     holds what was fetched, and a warning says how many credits finishing
-    would take at most. Pages sent are recorded in the credit ledger.
+    would take at most. With ``confirm_over``, a search whose worst case
+    (``max_results`` pages' worth) is above it asks first, or is refused when
+    nobody can be asked. Pages sent are recorded in the credit ledger.
 
     Filters as in ``search_people`` (organization filters:
     ``q_organization_domains_list``, ``organization_num_employees_ranges``,
     ``organization_locations``, ``q_organization_name``,
     ``q_organization_keyword_tags``, ``revenue_range``, ``organization_ids``, ...).
+
+    ``max_credits`` / ``confirm_over`` as in every call that spends credits. ``client``: the client to use (default:
+    the session's); ``progress``: a bar over the pages; ``refresh=True``: fetch the pages again even when stored;
+    ``ledger``: where the pages' credits are recorded (default: the client's); ``suppress``: as in
+    ``search_people`` (an organisation is named by its id, domain, website or LinkedIn URL).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> orgs = af.search_orgs(q_organization_domains_list=["verdant-foods.example"], max_credits=1, progress=False)
+    >>> orgs["org.name"].tolist()
+    ['Verdant Foods']
     """
-    return _search(flt.ORGS, max_results, max_credits, client, progress, refresh, ledger, filters)
+    run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
+                     ledger=ledger, suppress=suppress)
+    return _search(flt.ORGS, max_results, run, client, filters)
 
 
 # -- public: one search per row ----------------------------------------------------------------
@@ -638,6 +760,29 @@ class RowQueries:
     unique: list[dict]
     #: the column mapping behind ``mapping`` (for ``attrs["apollo"]["columns"]``)
     columns: ColumnMapping | None = None
+    #: rows not searched because their query named only suppressed domains or ids: label -> reason
+    suppressed: dict = dataclasses.field(default_factory=dict)
+
+    def set_aside(self, index: pd.Index, suppressor: Suppressor | None) -> None:
+        """Leave suppressed domains and ids out of every query; a row whose organisation filter that empties is
+        not searched (a query no row needs any more is dropped)."""
+        if suppressor is None:
+            return
+        pruned = [_unsuppressed(query, suppressor) for query in self.unique]
+        at: dict[str, int] = {}  # two queries may now be one
+        unique: list[dict] = []
+        moved: dict[int, int] = {}
+        for j, (query, _, emptied) in enumerate(pruned):
+            if not emptied:
+                moved[j] = at.setdefault(canonical_json(query), len(unique))
+                if moved[j] == len(unique):
+                    unique.append(query)
+        self.unique = unique
+        for i, (label, j) in enumerate(zip(index, self.row_query, strict=True)):
+            if j >= 0 and j not in moved:
+                kind = IDENTIFIER_FILTERS[pruned[j][2][0]]
+                self.suppressed[_json_label(label)] = SEARCH_REASON.format(kind=kind)
+            self.row_query[i] = moved.get(j, -1)
 
 
 def prepare_rows(frame: pd.DataFrame, kind: str, columns=None, filters: Mapping[str, Any] | None = None) -> RowQueries:
@@ -687,7 +832,7 @@ def cached_pages(kind: str, query: dict, max_results: int | None, client) -> tup
 
 
 def plan_search_work(frame: pd.DataFrame, columns, options: dict, client):
-    """``credits.Work`` for ``estimate(frame, "search", kind=..., max_results_per_row=..., **filters)``.
+    """``credits.Work`` for ``estimate(frame, operation="search", kind=..., max_results_per_row=..., **filters)``.
 
     One "record" is one unique row query; a query whose pages are all cached
     costs nothing. Worst case per query to fetch: every page ``max_results_per_row``
@@ -722,13 +867,15 @@ def search_frame(
     *,
     kind: str = "people",
     max_results_per_row: int | None = 10,
-    columns: Mapping[Any, str | None] | None = None,
+    columns: Columns = None,
     max_credits: float | None = None,
+    confirm_over: float | None = None,
     refresh: bool = False,
     progress: bool = True,
-    client=None,
-    ledger=None,
-    **filters,
+    client: ApolloClient | None = None,
+    ledger: Ledger | None = None,
+    suppress: Any = None,
+    **filters: Any,
 ) -> pd.DataFrame:
     """One search per row of ``frame``; a long frame of results tagged with ``apollo_input_index``.
 
@@ -750,16 +897,33 @@ def search_frame(
     (``errors``: {label: message}), ``skipped_rows`` (credit budget / rate
     limit), ``truncated_rows``, ``api_calls``, ``pages``, ``credits_consumed``.
     People results are teasers: see ``search_people``.
+
+    ``kind``: ``"people"`` or ``"orgs"``; ``max_results_per_row``: results kept per row (None: all, up to Apollo's
+    cap). ``max_credits``, ``confirm_over``, ``refresh``, ``progress``, ``client`` and ``ledger`` as in
+    :func:`search_orgs` (a people search is free). ``suppress``: as in ``search_people``; a row whose organisation
+    filter names only suppressed domains or ids is not searched (``suppressed_rows``).
+
+    Example (``af`` is ``apollo_frames``, after ``af.use_sandbox()``):
+
+    >>> targets = pd.DataFrame({"domain": ["verdant-foods.example", "not a domain!"]})
+    >>> found = af.search_frame(targets, kind="people", max_results_per_row=2, progress=False)
+    >>> found.columns[0], len(found) <= 2, found.attrs["apollo"]["invalid_rows"]
+    ('apollo_input_index', True, 1)
     """
     per_row = _check_max_results("max_results_per_row", max_results_per_row)
-    check_flags(refresh=refresh, progress=progress)
+    run = RunOptions(max_credits=max_credits, confirm_over=confirm_over, refresh=refresh, progress=progress,
+                     ledger=ledger, suppress=suppress)
     prep = prepare_rows(frame, kind, columns, filters)
     kind = prep.kind
-    budget = Budget(max_credits)
+    worst = estimate_search_credits(kind, per_row, queries=len(prep.unique))
+    confirm_spend(OPERATION[kind] + "_by_row", run.worst_allowed(worst), run.confirm_over)
+    budget = Budget(run.max_credits)
     started = time.monotonic()
     summary = SearchSummary(operation=OPERATION[kind] + "_by_row", run_id=uuid.uuid4().hex[:12], query=prep.constant)
     summary.columns = {name: str(label) for name, label in prep.mapping.items()}
     with client_scope(client) as api:
+        suppressor = Suppressor.for_run(api.settings.cache_dir, run.suppress, api.clock)
+        prep.set_aside(frame.index, suppressor)
         requests_before = api.stats.requests
         try:
             searched = _run_queries(
@@ -770,8 +934,9 @@ def search_frame(
                 budget=budget,
                 run_id=summary.run_id,
                 refresh=refresh,
-                ledger=ledger if ledger is not None else api.ledger,
+                ledger=run.ledger if run.ledger is not None else api.ledger,
                 progress=progress,
+                suppressor=suppressor,
             )
         finally:
             summary.api_calls = api.stats.requests - requests_before
@@ -810,6 +975,7 @@ def _run_queries(
     ledger,
     progress: bool,
     stop: StopSignal | None = None,
+    suppressor: Suppressor | None = None,
 ) -> _Searched:
     """Run the unique queries through the executor; ledger rows are written on this thread as queries finish.
 
@@ -823,7 +989,7 @@ def _run_queries(
     def work(j: int) -> QueryResult:
         return run_query(kind, unique[j], per_row, client=client, budget=budget, run_id=run_id,
                          ledger_rows=ledger_rows, refresh=refresh, ledger=ledger, result=partials[j],
-                         interrupted=executor.interrupted)
+                         interrupted=executor.interrupted, suppressor=suppressor)
 
     def on_done(done: Outcome[int, QueryResult]) -> None:
         if done.ok:
@@ -859,6 +1025,8 @@ class _RowCounts:
     errors: int = 0
     skipped: int = 0
     truncated: int = 0
+    #: results dropped as suppressed, over the rows' copies
+    suppressed: int = 0
     messages: dict = dataclasses.field(default_factory=dict)
 
 
@@ -887,6 +1055,7 @@ def _fan_out(
             counts.skipped += 1
         else:
             counts.truncated += res.truncated
+            counts.suppressed += res.suppressed
             counts.with_results += bool(res.records)
             counts.without += not res.records
             take.extend(range(offsets[j], offsets[j] + len(res.records)))
@@ -929,6 +1098,9 @@ def _sum_up_rows(
     summary.errors = counts.messages
     summary.skipped_rows = counts.skipped
     summary.truncated_rows = counts.truncated
+    summary.suppressed = counts.suppressed
+    summary.suppressed_rows = len(prep.suppressed)
+    summary.suppressed_reasons = prep.suppressed
 
 
 def _warn_unfinished(summary: SearchSummary, searched: _Searched, kind: str, per_row: int | None, results: int) -> None:
