@@ -117,6 +117,20 @@ def test_importing_the_package_does_not_load_the_sandbox():
     assert out.stdout.strip() == "[]"
 
 
+def test_importing_the_package_does_not_load_httpx_until_a_client_sends():
+    """httpx (httpcore, and click and rich for its command line) loads when a client first builds its connection
+    pool, not on `import apollo_frames` (issue 27: the import takes <= 1.4x `import pandas`)."""
+    import subprocess
+    import sys
+
+    lazy = ("httpx", "httpcore", "click", "rich", "apollo_frames.client.deadline")
+    loaded = f"print(sorted(m for m in sys.modules if m.split('.')[0] in {lazy!r} or m in {lazy!r}))"
+    build = "apollo_frames.ApolloClient(api_key='k' * 22, base_url='http://127.0.0.1:9')._client()"
+    code = f"import sys, apollo_frames; {loaded}; {build}; print(sorted(m for m in {lazy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", str(sorted(lazy))]
+
+
 def test_every_public_exception_lives_in_core_errors_and_is_exported():
     """One tree, one place (issue 23 §3): a user catches any error of the package from `apollo_frames`."""
     import importlib

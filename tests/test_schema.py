@@ -510,10 +510,42 @@ def test_fast_path_orgs_and_repeated_content():
 
 
 def test_plain_encoder_writes_json_text():
+    """One stable text (jsontext.stable, FLATTEN_VERSION 3): compact, keys sorted, non-ASCII as it is, NaN and
+    infinities null; the plain encoder writes the same bytes for plain data and refuses anything else."""
     values = [{"b": [1, 1.5, -0.0, float("nan"), float("-inf"), True, None], "a": "é\"\\\n\x1f\u2028🚀"},
-              ["x", ("t", 1)], "s", 10**30, {"z": {"y": 1, "x": [{}]}}]
-    for v in values:
-        expected = json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        assert sc._plain(v) == sc.json_text(v) == expected
-    with pytest.raises(sc._PLAIN_ERRORS):
-        sc._plain({"d": object()})
+              ["x", ("t", 1)], "s", {"z": {"y": 1, "x": [{}]}}, [1e-05, 2.5e-08, 1e16]]
+    texts = ['{"a":"é\\"\\\\\\n\\u001f\u2028🚀","b":[1,1.5,-0.0,null,null,true,null]}', '["x",["t",1]]', '"s"',
+             '{"z":{"x":[{}],"y":1}}', '[0.00001,2.5e-8,1e+16]']
+    for v, text in zip(values, texts, strict=True):
+        assert sc.json_text(v) == text
+        assert sc._plain(v) == text.encode()
+        assert json.loads(text) == json.loads(json.dumps(v).replace("NaN", "null").replace("-Infinity", "null"))
+    assert sc.json_text(10**30) == "1000000000000000000000000000000"  # past 64 bits: json's text
+    for v in ({"d": object()}, 10**30, "\ud800", {1: "x"}):
+        with pytest.raises(sc._PLAIN_ERRORS):
+            sc._plain(v)
+
+
+@pytest.mark.parametrize("odd", ["locked", "revenue_zero", "other_spelling", "none"])
+def test_a_batch_is_fixed_record_by_record_whatever_the_batch_screen_says(odd):
+    """_respelled looks at a whole batch first (issue 27); the one record needing a fix is still fixed, the
+    others left as they are, exactly as each record flattened alone."""
+    rows = [copy.deepcopy(full_person()) for _ in range(5)]
+    target = rows[3]
+    if odd == "locked":
+        target["email"] = "  EMAIL_NOT_UNLOCKED@domain.com "
+    elif odd == "revenue_zero":
+        target["organization"].update(annual_revenue=0, annual_revenue_printed=None)
+    elif odd == "other_spelling":
+        target["organization"].update(annual_revenue=None, organization_revenue=5e6)
+    table = sc.flatten_people(rows)
+    alone = [sc.flatten_people([r]).to_pylist()[0] for r in rows]
+    assert table.to_pylist() == alone
+    got = alone[3]
+    if odd == "locked":
+        assert got["person.email"] is None and "EMAIL_NOT_UNLOCKED" not in (got["person.extra"] or "")
+    elif odd == "revenue_zero":
+        assert got["person.organization.annual_revenue"] is None and alone[0]["person.organization.annual_revenue"]
+    elif odd == "other_spelling":
+        assert got["person.organization.annual_revenue"] == 5e6
+    assert rows[0]["email"] == full_person()["email"] and alone[0]["person.email"] == full_person()["email"]

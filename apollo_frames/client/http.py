@@ -22,6 +22,9 @@ no error raised here carries an httpx exception (whose request holds the key)
 in its chain. Each answer and error says how many attempts the server may have
 run and charged without a usable answer (``charged_attempts``), for the budget
 and the ledger.
+
+httpx (with httpcore, and click and rich for its command line) is imported when a client first sends, not on
+``import apollo_frames``: a cached run or an estimate never loads it.
 """
 
 from __future__ import annotations
@@ -34,12 +37,9 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from apollo_frames._version import __version__
-from apollo_frames.client.deadline import bound_by_deadline, deadline
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import (
     RateLimiter,
@@ -68,6 +68,9 @@ from apollo_frames.core import jsontext
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
 from apollo_frames.core.errors import APIError, APIResponseError, RequestAbandoned
 from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings, is_loopback
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger("apollo_frames")
 
@@ -208,6 +211,8 @@ def unusable_answer(path: str, why: str, *, attempts: int = 1, outcome_unknown: 
 def _read(response: httpx.Response, deadline: float, clock: Clock, limit: int, path: str
           ) -> _Reply | httpx.TransportError | APIResponseError:
     """Read a streamed answer whole, or the reason not to: the deadline passed, or it is larger than ``limit``."""
+    import httpx  # (loaded: the answer came through it)
+
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return unusable_answer(path, f"it is larger than the {limit:,}-byte limit (max_response_bytes)")
@@ -300,6 +305,10 @@ class ApolloClient:
     def _client(self) -> httpx.Client:
         with self._http_lock:
             if self._http is None:
+                import httpx  # the first import of httpx (see the module docstring)
+
+                from apollo_frames.client.deadline import bound_by_deadline
+
                 self._http = httpx.Client(
                     base_url=self.settings.base_url + "/",
                     timeout=self.settings.timeout,
@@ -461,6 +470,10 @@ class ApolloClient:
         httpx exceptions are returned, never raised or chained: their request
         carries the key.
         """
+        import httpx  # (loaded by _client)
+
+        from apollo_frames.client.deadline import deadline
+
         at = self.clock.monotonic() + self.settings.timeout
         try:
             with deadline(self.clock, at), http.stream(call.method, call.path, json=json, params=params,

@@ -23,8 +23,6 @@ import math
 import re
 from typing import Any
 
-import httpx
-
 from apollo_frames.core.errors import (
     APIConnectionError,
     APIStatusError,
@@ -60,8 +58,6 @@ class Outcome(enum.Enum):
     NO_ANSWER = "no_answer"  # timed out or dropped after sending: it may have reached Apollo
 
 
-#: Transport failures that happen before a single byte reaches the server.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def outcome_of_status(status: int) -> Outcome:
@@ -76,8 +72,12 @@ def outcome_of_status(status: int) -> Outcome:
 
 
 def outcome_of_error(exc: BaseException) -> Outcome:
-    """Sort a transport failure: was the request possibly sent?"""
-    return Outcome.NOT_SENT if isinstance(exc, _NEVER_SENT) else Outcome.NO_ANSWER
+    """Sort a transport failure: was the request possibly sent? (Connect and pool failures happen before a
+    single byte reaches the server.)"""
+    import httpx  # (loaded by then: the failure came from it; not on ``import apollo_frames``, see client.http)
+
+    never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    return Outcome.NOT_SENT if never_sent else Outcome.NO_ANSWER
 
 
 def may_have_run(outcome: Outcome) -> bool:
@@ -191,6 +191,8 @@ def connection_error(
     Built from the exception's type only: httpx exceptions carry the request,
     and with it the key, so they are never chained or quoted.
     """
+    import httpx  # (as in outcome_of_error)
+
     timed_out = isinstance(exc, httpx.TimeoutException)
     what = "timed out" if timed_out else f"failed to connect ({type(exc).__name__})"
     unknown = " It may have reached Apollo: the outcome is unknown." if outcome_unknown else ""

@@ -19,12 +19,16 @@ JSON. What the two would read differently is made one rule here:
   when the text goes through ``json`` for another reason), and a number past
   a float's range (``1e400``) is infinity, stored as null. Apollo sends
   neither: its ids are strings.
+
+:func:`stable` is the one *stable* text of a value (keys sorted), written where text is kept for comparing or
+reading back: the flattened JSON columns and ``extra`` (``apollo_frames.core.schema``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -34,6 +38,10 @@ MAX_DEPTH = 254
 
 _std_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
+#: keys sorted; numpy numbers as numbers; dates and dataclasses through ``default`` (``str``), as ``json`` writes them
+_STABLE = (orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME
+           | orjson.OPT_PASSTHROUGH_DATACLASS)
+
 
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON of ``value``."""
@@ -41,6 +49,50 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # (orjson.JSONEncodeError) text not UTF-8, integers past 64 bits, keys not strings, depth
         return _std_encode(value).encode("ascii")
+
+
+def stable(value: Any) -> bytes:
+    """The stable JSON text of ``value``: compact UTF-8, keys sorted, non-ASCII as it is, what JSON cannot express
+    written as ``str(obj)``; NaN and infinities are null (orjson's text, one pass in C).
+
+    Where orjson refuses (keys that are not text, integers past 64 bits, lone surrogates, deep nesting) it is
+    ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)``, unsorted when
+    the keys cannot be sorted, with non-ASCII escaped when the text would not be UTF-8.
+    """
+    try:
+        return orjson.dumps(value, default=str, option=_STABLE)
+    except TypeError:  # (orjson.JSONEncodeError)
+        return _std_stable(value)
+
+
+def stable_each(values: Iterable[Any]) -> list[bytes]:
+    """``[stable(v) for v in values]``, with orjson called in the loop (a column of values at once)."""
+    values = values if isinstance(values, list) else list(values)
+    dumps, option = orjson.dumps, _STABLE
+    try:
+        return [dumps(v, default=str, option=option) for v in values]
+    except TypeError:  # (orjson.JSONEncodeError) one of them goes through json
+        return [stable(v) for v in values]
+
+
+def stable_plain(value: Any) -> bytes:
+    """``stable(value)`` for plain JSON data written by orjson alone; TypeError for anything else (a value that
+    ``stable`` writes through ``str()`` or ``json``)."""
+    return orjson.dumps(value, option=_STABLE)
+
+
+def _std_stable(value: Any) -> bytes:
+    try:
+        return _std_text(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # lone surrogates: escaped, so the text is UTF-8 and reads back the same
+        return _std_text(value, ensure_ascii=True).encode()
+
+
+def _std_text(value: Any, ensure_ascii: bool) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=ensure_ascii, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError, RecursionError):  # keys of mixed types cannot be sorted; circular data
+        return json.dumps(value, ensure_ascii=ensure_ascii, separators=(",", ":"), default=repr, check_circular=False)
 
 
 def loads(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH) -> Any:

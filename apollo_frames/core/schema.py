@@ -21,8 +21,9 @@ Types and their Parquet form:
   everywhere.
 * lists of objects and nested objects (employment_history, phone_numbers,
   funding_events, current_technologies, departmental_head_count) -> **JSON
-  text** in a ``string`` column, written as
-  ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``;
+  text** in a ``string`` column, written once per value by orjson
+  (:func:`apollo_frames.core.jsontext.stable`: compact, keys sorted, non-ASCII as
+  it is; NaN and infinities null, objects JSON cannot express as ``str(obj)``);
   read it back with ``json.loads``. Their inner shapes vary between records and
   API versions, so a struct type would not be stable.
 * ``person.extra`` / ``org.extra`` -> JSON text (same form) of everything in the
@@ -43,13 +44,11 @@ column and is kept, unchanged, in ``extra`` at its key path.
 
 from __future__ import annotations
 
-import json
 import marshal
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import repeat
-from json import encoder as _json_encoder
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
@@ -57,7 +56,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from apollo_frames.core.normalize import is_locked_email
+from apollo_frames.core import jsontext
+from apollo_frames.core.normalize import LOCKED_EMAIL, is_locked_email
 
 __all__ = [
     "Column",
@@ -192,76 +192,27 @@ def column_names(kind: str) -> list[str]:
     return [c.name for c in _COLUMNS[kind]]
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def json_text(value: Any) -> str:
-    """The canonical JSON text form used for JSON columns and ``extra``:
-    ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``
-    (objects JSON cannot express are written as ``str(obj)``)."""
-    try:
-        return _ENCODER.encode(value)
-    except (TypeError, ValueError, RecursionError):  # keys of mixed types cannot be sorted; circular data
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr, check_circular=False)
+    """The JSON text form of JSON columns and ``extra``: :func:`apollo_frames.core.jsontext.stable` (compact,
+    keys sorted, objects JSON cannot express written as ``str(obj)``), as a string."""
+    return jsontext.stable(value).decode()
 
 
-# ------------------------------------------------------------------ memoised JSON text
-# Flattening spends most of its time writing JSON text, and much of that text
-# repeats: people at one company carry the same organization object, and list
-# columns such as departments hold a few distinct values. _Memo remembers the
-# text of values already written in this flatten() call, keyed by their exact
-# content: ``marshal.dumps(value, 4)`` accepts only built-in types (dict, list,
-# str, int, float, bool, None, ...; no subclasses), keeps int/float/bool apart
-# (1, 1.0 and True compare equal but are written differently) and, being
-# read back deterministically, writes the same bytes only for the same content
-# in the same key order (version 4 also marks objects that have other references,
-# so equal content may give different bytes: a miss, never a wrong hit). Text
-# is only remembered when writing it needed no ``default=str`` fallback, so
-# every remembered value is plain JSON data and equal bytes mean equal text.
+# ------------------------------------------------------------------ content keys
+# Repeated content is written once: people at one company carry the same
+# organization object, decoded apart. _Memo keys content by its exact bytes:
+# ``marshal.dumps(value, 4)`` accepts only built-in types (dict, list, str,
+# int, float, bool, None, ...; no subclasses), keeps int/float/bool apart (1,
+# 1.0 and True compare equal but are written differently) and writes the same
+# bytes only for the same content in the same key order (version 4 also marks
+# objects that have other references, so equal content may give different
+# bytes: a miss, never a wrong hit). Only plain JSON data is remembered, so
+# equal bytes mean equal text. JSON columns are not keyed: orjson writes a
+# value faster than marshal keys it.
 
-
-class _Defaulted(Exception):
-    """Raised by the memo's encoder: the value needs ``default=str`` (not plain JSON data)."""
-
-
-def _refuse(obj: Any) -> Any:
-    raise _Defaulted
-
-
-_STRICT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_refuse)
-_PLAIN_ERRORS = (_Defaulted, TypeError, ValueError, RecursionError)
-
-
-def _plain_encoder() -> Callable[[Any], str]:
-    """``_STRICT.encode`` without its per-call cost: the C encoder it uses, built once.
-
-    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs
-    more than writing a short list. This one has the same options but no
-    circular check (circular data raises RecursionError instead of ValueError;
-    callers catch both). Falls back to ``_STRICT.encode`` where the C encoder
-    is missing or does not write the same text.
-    """
-    make = getattr(_json_encoder, "c_make_encoder", None)
-    if make is None:
-        return _STRICT.encode
-    try:
-        chunks = make(None, _refuse, _json_encoder.encode_basestring, None, ":", ",", True, False, True)
-    except TypeError:  # another signature
-        return _STRICT.encode
-
-    def plain(value: Any) -> str:
-        return "".join(chunks(value, 0))
-
-    sample = {"b": [1, 1.5, -0.0, float("nan"), True, None, 2**70], "a": "é\"\\\n\x7f\u2028", "c": {"y": (), "x": {}}}
-    try:
-        same = plain(sample) == _STRICT.encode(sample)
-    except Exception:
-        same = False
-    return plain if same else _STRICT.encode
-
-
-#: ``json_text(value)`` for plain JSON data; raises (one of ``_PLAIN_ERRORS``) for anything else.
-_plain = _plain_encoder()
+#: ``jsontext.stable(value)`` for plain JSON data; raises (one of ``_PLAIN_ERRORS``) for anything else.
+_plain = jsontext.stable_plain
+_PLAIN_ERRORS = (TypeError,)
 
 
 class _Memo:
@@ -293,26 +244,6 @@ class _Memo:
             self.texts.clear()
         return key
 
-    def text(self, value: Any) -> str:
-        """``json_text(value)``, from the memo when the same content was written before."""
-        key = self.key(value)
-        if key is None:
-            try:
-                return _plain(value)
-            except _PLAIN_ERRORS:
-                return json_text(value)
-        text = self.texts.get(key)
-        if text is not None:
-            self.hits += 1
-            return text
-        try:
-            text = _plain(value)
-        except _PLAIN_ERRORS:
-            return json_text(value)
-        if self.active:
-            self.texts[key] = text
-        return text
-
 
 class _Raw:
     """The finished JSON text of the leftovers of one nested object, placed in a row's ``extra``.
@@ -323,7 +254,7 @@ class _Raw:
 
     __slots__ = ("text", "obj", "covered")
 
-    def __init__(self, text: str, obj: dict, covered: frozenset):
+    def __init__(self, text: bytes, obj: dict, covered: frozenset):
         self.text, self.obj, self.covered = text, obj, covered
 
     def value(self) -> dict:
@@ -340,8 +271,8 @@ def _leftovers(obj: dict, covered: frozenset) -> dict:
     return {key: obj[key] for key in obj.keys() - covered}
 
 
-def _extra_text(extra: dict) -> str:
-    """``json_text(extra)`` for a row's leftovers whose top-level values may be :class:`_Raw` text.
+def _extra_text(extra: dict) -> bytes:
+    """``jsontext.stable(extra)`` for a row's leftovers whose top-level values may be :class:`_Raw` text.
 
     Written piece by piece, exactly as the encoder would (keys sorted, the
     same separators); anything unusual (keys that are not all text, a value
@@ -349,13 +280,13 @@ def _extra_text(extra: dict) -> str:
     """
     if all(type(k) is str for k in extra):
         try:
-            return "{" + ",".join(
-                _ENCODER.encode(k) + ":" + (v.text if type(v) is _Raw else _ENCODER.encode(v))
+            return b"{" + b",".join(
+                _plain(k) + b":" + (v.text if type(v) is _Raw else _plain(v))
                 for k, v in sorted(extra.items(), key=_first)
-            ) + "}"
-        except (TypeError, ValueError, RecursionError):
+            ) + b"}"
+        except _PLAIN_ERRORS:
             pass
-    return json_text({k: v.value() if type(v) is _Raw else v for k, v in extra.items()})
+    return jsontext.stable({k: v.value() if type(v) is _Raw else v for k, v in extra.items()})
 
 
 def _first(item: tuple) -> Any:
@@ -448,10 +379,10 @@ _FAST_TYPES: dict[str, set[type]] = {
 _ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
 
 
-def _coerce(values: list[Any], kind: str, memo: _Memo | None = None) -> tuple[pa.Array, list[int]]:
+def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
     """(Arrow array of the column, indices whose original could not be converted)."""
     if kind == "json":
-        return pa.array(_json_texts(values, memo or _Memo()), type=STR), []
+        return pa.array(_json_texts(values), type=STR), []
     types = set(map(type, values))
     fast = _FAST_TYPES.get(kind)
     if fast is not None and types <= fast:
@@ -479,10 +410,10 @@ def _coerce(values: list[Any], kind: str, memo: _Memo | None = None) -> tuple[pa
     return pa.array(out, type=_ARROW[kind]), bad
 
 
-def _json_texts(values: Sequence[Any], memo: _Memo) -> list[str | None]:
-    """``json_text`` of each value (None and ``{}`` are null), through ``memo``."""
-    text = memo.text
-    return [None if v is None or _empty_object(v) else text(v) for v in values]
+def _json_texts(values: list[Any]) -> list[bytes | None]:
+    """The stable JSON text of each value (None and ``{}`` are null: see _empty_object), as UTF-8."""
+    texts = jsontext.stable_each(values)
+    return [None if v is None or (type(v) is dict and not v) else t for v, t in zip(values, texts, strict=True)]
 
 
 def _empty_object(value: Any) -> bool:
@@ -539,7 +470,9 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
 
 #: Bump when flatten gives other rows for the same records and schema: the store's flattened copies
 #: (apollo_frames.client.flat) carry it and are rebuilt from the raw answers when it differs.
-FLATTEN_VERSION = 2
+#: 3: JSON text written by orjson (``0.00001`` and ``2.5e-8`` where json wrote ``1e-05``, ``2.5e-08``; NaN and
+#: infinities ``null`` where json wrote ``NaN``, ``Infinity``).
+FLATTEN_VERSION = 3
 
 _PLANS = {"person": _plan(PERSON_COLUMNS, PERSON_SCHEMA), "org": _plan(ORG_COLUMNS, ORG_SCHEMA)}
 _EMPTY: dict = {}
@@ -568,9 +501,15 @@ def _respelled(records: list, kind: str) -> list:
     with no printed form is null in the column (the 0 stays in ``extra``); a person's placeholder e-mail
     (``email_not_unlocked@...``) is null and kept nowhere."""
     spellings, at = _SPELLINGS[kind], _ORG_AT[kind]
+    others = tuple(other[-1] for _, other in spellings)  # (all in the organisation object)
+    if _all_as_sent(records, at, others, kind == "person"):
+        return records
     out: list | None = None
     for i, record in enumerate(records):
-        if record is None or (type(record) is not dict and not isinstance(record, Mapping)):
+        if type(record) is dict:
+            if _as_sent(record, at, others, kind == "person"):
+                continue
+        elif record is None or not isinstance(record, Mapping):
             continue
         fixed = _without_copies(_unknown_revenue(_respell(record, spellings), at), spellings)
         if kind == "person" and is_locked_email(fixed.get("email")):  # a placeholder, not an address: no column
@@ -580,6 +519,39 @@ def _respelled(records: list, kind: str) -> list:
                 out = list(records)
             out[i] = fixed
     return records if out is None else out
+
+
+def _all_as_sent(records: list, at: tuple[str, ...], others: tuple[str, ...], person: bool) -> bool:
+    """True when no record can need a fix of _respelled (the usual batch), found a key at a time in C loops
+    over all records; False when some may (each is then looked at alone)."""
+    if set(map(type, records)) != {dict}:
+        return False
+    orgs = list(filter(None, map(dict.get, records, repeat(at[0])))) if at else records
+    if not set(map(type, orgs)) <= {dict}:
+        return False
+    try:
+        if 0 in list(map(dict.get, orgs, repeat("annual_revenue"))):  # (0.0 and False too: looked at alone)
+            return False
+        emails = "\n".join(filter(None, map(dict.get, records, repeat("email")))) if person else ""
+    except (TypeError, ValueError):  # an e-mail that is no text; a value without a truth (an array)
+        return False
+    if LOCKED_EMAIL in emails.lower():  # (lower() of the whole is the lower() of each: it maps one by one)
+        return False
+    return all(values.count(None) == len(values) for values in (list(map(dict.get, orgs, repeat(k))) for k in others))
+
+
+def _as_sent(record: dict, at: tuple[str, ...], others: tuple[str, ...], person: bool) -> bool:
+    """True when ``record`` surely needs none of _respelled's fixes (most records; a quick look, no copy)."""
+    org = record.get(at[0]) if at else record
+    if type(org) is dict:
+        if org.get("annual_revenue") == 0:
+            return False
+        for key in others:
+            if org.get(key) is not None:
+                return False
+    elif isinstance(org, Mapping):
+        return False
+    return not person or not is_locked_email(record.get("email"))
 
 
 def _respell(record: Mapping, spellings: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> Mapping:
@@ -753,7 +725,7 @@ class _Nested:
         self.turned_back = turned_back
         index: list[int] = []  # row -> distinct object, -1 for none
         seen: dict[bytes, int] = {}
-        name = _plain(path[-1])
+        name = _plain(path[-1]) + b":"
         bad: set[int] = set()
         last_key, last = None, -1
         k: int | None
@@ -774,8 +746,8 @@ class _Nested:
                         part = None
                         if obj and not obj.keys() <= covered:
                             try:
-                                part = (name + ":" + _plain(_leftovers(obj, covered))).encode()
-                            except (*_PLAIN_ERRORS, UnicodeEncodeError):
+                                part = name + _plain(_leftovers(obj, covered))
+                            except _PLAIN_ERRORS:
                                 bad.add(k)
                         if key is not None and memo.active and k not in bad:
                             memo.texts[key] = part
@@ -802,10 +774,12 @@ class _Nested:
         if bad:
             self.turned_back.update(j for j, k in enumerate(self.index) if k in bad)
 
-    def column(self, key: str, kind: str, memo: _Memo) -> pa.Array:
+    def column(self, key: str, kind: str) -> pa.Array:
         values = [obj.get(key) for obj in self.distinct]
+        if values.count(None) == len(values):  # (a key no object has: most of a short organization's columns)
+            return pa.nulls(len(self.take), _ARROW[kind])
         values.append(None)
-        array, bad = _coerce(values, kind, memo if kind == "json" else None)
+        array, bad = _coerce(values, kind)
         self._turn_back(set(bad))
         return array.take(self.take)
 
@@ -834,13 +808,13 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
             continue
         if len(col.path) == 2:
             assert nested is not None  # a two-level path means the plan has a nested object
-            arrays.append(nested.column(col.path[1], col.kind, _memo(memos, col.name)))
+            arrays.append(nested.column(col.path[1], col.kind))
             continue
         column = values.get(col.path[0])
         if column is None:
             arrays.append(pa.nulls(m, col.type))
             continue
-        array, bad = _coerce(list(column), col.kind, _memo(memos, col.name) if col.kind == "json" else None)
+        array, bad = _coerce(list(column), col.kind)
         turned_back.update(bad)
         arrays.append(array)
     memo = _memo(memos, shape.left)
@@ -874,10 +848,9 @@ def _pieces(left: tuple[str, ...], split: int, tail: tuple) -> _Pieces | None:
     try:
         before = _plain(dict(zip(left[:split], tail[:split], strict=True)))[1:-1]
         after = _plain(dict(zip(left[split:], tail[split:], strict=True)))[1:-1]
-        whole = ("{" + ",".join(p for p in (before, after) if p) + "}").encode() if left else None
-        return (("{" + before + "," if before else "{").encode(), ("," + after + "}" if after else "}").encode(),
-                whole)
-    except (*_PLAIN_ERRORS, UnicodeEncodeError):  # UnicodeEncodeError: lone surrogates, as _flatten_rows says
+        whole = b"{" + b",".join(p for p in (before, after) if p) + b"}" if left else None
+        return (b"{" + before + b"," if before else b"{"), (b"," + after + b"}" if after else b"}"), whole
+    except _PLAIN_ERRORS:  # (lone surrogates too: orjson refuses them, as _flatten_rows says)
         return None
 
 
@@ -960,9 +933,9 @@ def _flatten_rows(records: Sequence[Mapping | None], plan: _Plan) -> pa.Table:
             _put(extras.setdefault(i, {}), col.path, parents[i][col.path[-1]])
         arrays.append(array)
     raw_rows = _add_leftovers(objects, plan, extras)
-    extra: list[str | None] = [None] * n
+    extra: list[bytes | None] = [None] * n
     for i, leftovers in extras.items():
-        extra[i] = _extra_text(leftovers) if i in raw_rows else json_text(leftovers)
+        extra[i] = _extra_text(leftovers) if i in raw_rows else jsontext.stable(leftovers)
     arrays.append(pa.array(extra, type=STR))
     return pa.Table.from_arrays(arrays, schema=plan.schema)
 
@@ -1030,8 +1003,8 @@ def _add_memoised(extras: dict[int, dict], raw_rows: set[int], i: int, path: tup
     else:
         left = _leftovers(obj, covered)
         try:
-            text = _STRICT.encode(left)
-        except (_Defaulted, TypeError, ValueError, RecursionError):
+            text = _plain(left)
+        except _PLAIN_ERRORS:
             _merge(extras.setdefault(i, {}), path, left)
             return True
         if key is not None and memo.active:

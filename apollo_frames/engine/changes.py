@@ -26,10 +26,10 @@ def empty() -> dict[str, list]:
     return {name: [] for name in FIELDS}
 
 
-def replaced_answers(plan: Any, op: Any, results: Sequence[dict | None], outcome: Sequence[str | None], cache: Any,
-                     since: float) -> dict[str, list]:
+def replaced_answers(plan: Any, op: Any, outcome: Sequence[str | None], cache: Any, since: float) -> dict[str, list]:
     """Per input row whose answer this run replaced with a different one: each field that differs (row
-    positions in the plan's frame, fields in the declared order)."""
+    positions in the plan's frame, fields in the declared order). The new answers are the plan's rows
+    (flattened as they came: ``runner.flatten_answered``)."""
     answered = [j for j in plan.to_fetch if outcome[j] in ("matched", "no_match")]
     try:
         previous = cache.previous_many([plan.cache_keys[j] for j in answered], since) if answered else {}
@@ -39,10 +39,10 @@ def replaced_answers(plan: Any, op: Any, results: Sequence[dict | None], outcome
     if not js:
         return empty()
     old = op.flatten([previous[plan.cache_keys[j]] for j in js])
-    new = op.flatten([results[j] for j in js])
+    new = plan.cached_table.take(pa.array([plan.cached_rows[j] for j in js], type=pa.int64()))
     found = empty()
     per_unique: list[list[tuple[str, Any, Any]]] = [[] for _ in js]
-    for name in new.column_names:
+    for name in old.column_names:
         for i, before, after in _differences(old.column(name), new.column(name)):
             per_unique[i].append((name, before, after))
     rows = _rows_of(plan.row_unique, js)

@@ -40,6 +40,7 @@ from apollo_frames.core.errors import (
 from apollo_frames.core.reasons import code_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
+from apollo_frames.engine.answered import ANSWERED, FlatAnswers
 from apollo_frames.engine.assemble import (
     CREDITS_COLUMN,
     ERROR_CODE_COLUMN,
@@ -432,9 +433,8 @@ def execute(
                                               ledger_credits=summary.credits_consumed, credit_types=list(per_type),
                                               in_doubt=summary.credits_in_doubt)
     executor.stop.raise_fatal()
-    flatten_answered(plan, op, sender.results, sender.outcome, client.cache)
-    changes = changes_module.replaced_answers(plan, op, sender.results, sender.outcome, client.cache,
-                                              sender.started_at)
+    flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
+    changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
                     sender.writer.saved, sender.credits, changes)
 
@@ -463,14 +463,14 @@ def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
         raise RunInterrupted(sender.writer.saved, sender.rows_left()) from None
 
 
-def flatten_answered(plan: Plan, op: Operation, results: list[dict | None], outcome: list[str | None], cache) -> None:
-    """Flatten the answers this run received into the plan's rows (once) and keep their flattened copies."""
-    answered = [j for j in plan.to_fetch if outcome[j] in ("matched", "no_match")]
-    if not answered:
+def flatten_answered(plan: Plan, op: Operation, flat: FlatAnswers, outcome: list[str | None], cache) -> None:
+    """Put the answers this run received, flattened as they came (``flat``), into the plan's rows and keep their
+    flattened copies."""
+    table, answered, found = flat.done(outcome)
+    if table is None:
         return
-    table = op.flatten([results[j] for j in answered])
     keys = [plan.cache_keys[j] for j in answered]
-    stamps = save_answered(cache, op, keys, [results[j] is not None for j in answered], table, block_size=READ_BLOCK)
+    stamps = save_answered(cache, op, keys, found, table, block_size=READ_BLOCK)
     now = cache.clock.time()  # (an answer the store could not keep: received now)
     table = with_stored_at(table, keys, {k: stamps.get(k, (now, None)) for k in keys})
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
@@ -552,6 +552,8 @@ class _Sender:
                             else self.started_at - run.max_age)
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
+        #: the answers received, flattened a block at a time (``results[j]`` is then None again)
+        self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK)
         #: per unique record, its share of the credits its request reported (the bill per row)
         self.credits: list[float] = [0.0] * n
         self.outcome: list[str | None] = [None] * n
@@ -811,6 +813,7 @@ class _Sender:
                 continue
             self.results[j] = value
             self.outcome[j] = "matched" if value is not None else "no_match"
+        self.flat.took(j for j in batch.sent if self.outcome[j] in ANSWERED)
         self.unattributed.extend(extra.report for extra in answer.unattributed)
         self.contradicted += answer.contradicted
         if not answer.verified:
@@ -825,6 +828,7 @@ class _Sender:
             self.from_store += 1
         self.results[j] = value
         self.outcome[j] = "matched" if value is not None else "no_match"
+        self.flat.took((j,))
 
     def _failed(self, batch: _Batch, done: Outcome[_Batch, _Answer | None]) -> None:
         status, message = done.row_status("sent")
@@ -952,14 +956,35 @@ def host_of(client: Any) -> str | None:
     return urlsplit(str(client.settings.base_url)).hostname
 
 
-def rows_in_order(table: pa.Table, take: np.ndarray) -> pa.Table:
-    """``table.take(take)``: a slice when the rows are already in order, else one take over combined chunks
-    (a take over many chunks costs several times more than combining them first)."""
-    if len(take) == 0 or (take[0] == 0 and np.array_equal(take, np.arange(len(take)))):
-        return table.slice(0, len(take))
-    if table.column(0).num_chunks > 1:
-        table = table.combine_chunks()
-    return table.take(pa.array(take))
+#: at most this many runs of consecutive rows are put together as slices (no copy) rather than taken
+MAX_RUNS = 256
+
+
+def rows_in_order(parts: list[pa.Table], take: np.ndarray) -> pa.Table:
+    """The rows ``take`` of ``parts`` (one table after the other), in that order: slices when they are a few
+    runs of consecutive rows (a cold run's answers, cached rows then fetched ones), else a take column by
+    column, each column's chunks combined first (a take over many chunks costs several times more) and let go
+    of before it is taken. ``parts`` is emptied: when the caller keeps no other reference, the rows are held
+    about once, not three times (a cold run's peak, issue 27)."""
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    parts.clear()
+    if len(take) == 0:
+        return table.slice(0, 0)
+    starts = np.flatnonzero(np.diff(take) != 1) + 1
+    if len(starts) < MAX_RUNS:
+        bounds = [0, *starts.tolist(), len(take)]
+        runs = [table.slice(int(take[a]), b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return runs[0] if len(runs) == 1 else pa.concat_tables(runs)
+    indices, schema, columns = pa.array(take), table.schema, table.columns
+    del table
+    out = []
+    for i, column in enumerate(columns):
+        columns[i] = None  # (its last reference but ``column``)
+        whole = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        del column
+        out.append(whole.take(indices))
+        del whole
+    return pa.Table.from_arrays(out, schema=schema)
 
 
 def _row_credits(unique: np.ndarray, credits: list[float]) -> pa.Array:
@@ -982,17 +1007,19 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     # One table: the cached answers (flattened when read), then the fetched ones, then a null row for the rest.
     fetched = [j for j in plan.to_fetch if j not in plan.cached_rows]
     parts = [plan.cached_table] if plan.cached_table is not None else []
+    plan.cached_table = None  # handed over to the output (rows_in_order lets go of it column by column)
     rest = done.op.flatten([done.results[j] for j in fetched] + [None])
+    offset = parts[0].num_rows if parts else 0  # rows taken out stay in it
     parts.append(rest.append_column(STORED_AT, pa.nulls(rest.num_rows, pa.float64())))
+    del rest
     row_of = dict(plan.cached_rows)
-    offset = plan.cached_table.num_rows if plan.cached_table is not None else 0  # rows taken out stay in it
     row_of.update((j, offset + i) for i, j in enumerate(fetched))
     row_of.update((j, plan.stale[j]) for j in fetched if j in plan.stale)  # not fetched again: the old answer
     # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
     unique = np.asarray(plan.row_unique, dtype=np.int64)
     rows = np.full(len(plan.unique_records) + 1, offset + len(fetched), dtype=np.int64)
     rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
-    flat = rows_in_order(pa.concat_tables(parts), rows[unique])
+    flat = rows_in_order(parts, rows[unique])
     stored_at, flat = flat.column(STORED_AT), flat.drop_columns([STORED_AT])
     if done.op.shown is not None:
         flat = done.op.shown(flat)

@@ -1,0 +1,84 @@
+"""The answers a run receives, flattened a block at a time as they arrive (issue 27: a cold run's memory).
+
+Kept whole until the run ends, 100,000 answers of 8 KB took gigabytes as Python objects, where their flattened
+rows take a few hundred MB of Arrow. :class:`FlatAnswers` flattens each block of answers as soon as it is
+complete, on the thread that fans the answers out, and lets go of the objects (``results[j]`` becomes None:
+the record's outcome says whether it matched), so a run holds a few blocks of answers as objects at most.
+
+Blocks follow the plan's order (``to_fetch``), not the order answers arrive in (requests in flight finish in
+any order): when every record was fetched once, in order, the rows are already where the output wants them
+and are not copied again. An answer that arrives far ahead of a record not answered yet (a failed batch, one
+another process holds) is flattened without waiting once ``ahead`` answers wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+#: the outcomes of a record that has its answer (a no-match is an answer too: an all-null row)
+ANSWERED = ("matched", "no_match")
+
+
+class FlatAnswers:
+    """The flattened rows of the answers in ``results`` (one run's, by unique index), a block at a time."""
+
+    def __init__(self, flatten: Callable[[Sequence[dict | None]], pa.Table], results: list[dict | None],
+                 order: Sequence[int], block: int, ahead: int | None = None):
+        self.flatten, self.results, self.block = flatten, results, block
+        self.plan_order = order  # the unique indices to fetch, in the plan's order
+        self.cursor = 0  # plan_order[cursor:] is not flattened in order yet
+        self.seen = 0  # plan_order[cursor:seen] are answered (or flattened)
+        self.ahead = 4 * block if ahead is None else ahead
+        self.pending: set[int] = set()  # unique indices answered, not flattened yet
+        self.parts: list[pa.Table] = []
+        self.order: list[int] = []  # the unique index of each flattened row, in table order
+        self.found: list[bool] = []  # per flattened row: an answer (False: no match)
+        self.row: dict[int, int] = {}  # unique index -> its latest flattened row
+
+    def took(self, indices: Iterable[int]) -> None:
+        """Note answers put in ``results`` (again, for one flattened before: its new row replaces the old)."""
+        self.pending.update(indices)
+        order, n = self.plan_order, len(self.plan_order)
+        while self.cursor < n:
+            end = min(self.cursor + self.block, n)
+            while self.seen < end and (order[self.seen] in self.pending or order[self.seen] in self.row):
+                self.seen += 1
+            if self.seen < end:
+                break
+            self._flatten([j for j in order[self.cursor:end] if j in self.pending])
+            self.cursor = end
+        if len(self.pending) >= self.ahead:
+            self.flush()
+
+    def flush(self) -> None:
+        """Flatten every answer noted and not flattened yet (in the plan's order) and let go of them."""
+        self._flatten(sorted(self.pending))
+
+    def _flatten(self, js: list[int]) -> None:
+        if not js:
+            return
+        self.pending.difference_update(js)
+        answers = [self.results[j] for j in js]
+        self.parts.append(self.flatten(answers))
+        for j, answer in zip(js, answers, strict=True):
+            self.row[j] = len(self.order)
+            self.order.append(j)
+            self.found.append(answer is not None)
+            self.results[j] = None
+
+    def done(self, outcome: Sequence[str | None]) -> tuple[pa.Table | None, list[int], list[bool]]:
+        """(the flattened rows, their unique indices, which are answers) of the records whose outcome is still an
+        answer, one row each; None when there are none."""
+        self.flush()
+        rows = [r for j, r in self.row.items() if outcome[j] in ANSWERED]
+        if not rows:
+            return None, [], []
+        rows.sort()
+        table = pa.concat_tables(self.parts) if len(self.parts) > 1 else self.parts[0]
+        self.parts = []
+        if len(rows) < table.num_rows:  # (rare: a record answered twice, or answered and then not)
+            table = table.take(pa.array(np.asarray(rows, dtype=np.int64)))
+        return table, [self.order[r] for r in rows], [self.found[r] for r in rows]

@@ -1,0 +1,70 @@
+"""FlatAnswers: a run's answers flattened a block at a time, in the plan's order, and let go of (issue 27)."""
+
+import pyarrow as pa
+
+from apollo_frames.engine.answered import FlatAnswers
+
+
+def _flatten(calls):
+    def flatten(answers):
+        calls.append([a["id"] if a else None for a in answers])
+        return pa.table({"id": pa.array([a["id"] if a else None for a in answers], pa.string())})
+    return flatten
+
+
+def _answer(j):
+    return {"id": f"p{j}"}
+
+
+def test_blocks_follow_the_plan_order_whatever_order_answers_arrive_in():
+    calls = []
+    results = [None] * 6
+    flat = FlatAnswers(_flatten(calls), results, order=[0, 1, 2, 3, 4, 5], block=3)
+    for j in (2, 0):
+        results[j] = _answer(j)
+    flat.took([2, 0])
+    assert calls == [] and results[2] is not None  # j=1 not answered yet: the first block waits
+    results[1] = _answer(1)
+    flat.took([1])
+    assert calls == [["p0", "p1", "p2"]] and results[:3] == [None] * 3  # flattened in order, objects let go of
+    for j in (5, 4, 3):
+        results[j] = None if j == 4 else _answer(j)  # 4: no match
+        flat.took([j])
+    table, order, found = flat.done(["matched", "matched", "matched", "matched", "no_match", "matched"])
+    assert calls[1] == ["p3", None, "p5"] and order == [0, 1, 2, 3, 4, 5]
+    assert found == [True, True, True, True, False, True] and table.column("id").to_pylist()[4] is None
+
+
+def test_answers_far_ahead_of_a_missing_one_do_not_wait_and_only_answered_rows_come_back():
+    calls = []
+    results = [None] * 10
+    flat = FlatAnswers(_flatten(calls), results, order=list(range(10)), block=2, ahead=3)
+    for j in (3, 5, 7):  # 0 never answered (its batch failed)
+        results[j] = _answer(j)
+        flat.took([j])
+    assert calls == [["p3", "p5", "p7"]]
+    results[5] = _answer(5)  # answered again (another process stored it): its new row replaces the old one
+    flat.took([5])
+    outcome = [None, None, None, "matched", None, "matched", None, "error", None, None]  # 7 turned out an error
+    table, order, found = flat.done(outcome)
+    assert order == [3, 5] and table.column("id").to_pylist() == ["p3", "p5"] and found == [True, True]
+    assert calls[-1] == ["p5"]
+
+
+def test_nothing_answered():
+    flat = FlatAnswers(_flatten([]), [None, None], order=[0, 1], block=2)
+    assert flat.done([None, "error"]) == (None, [], [])
+
+
+def test_rows_in_order_gives_the_take_whether_as_slices_or_taken():
+    import numpy as np
+
+    from apollo_frames.engine.runner import MAX_RUNS, rows_in_order
+
+    table = pa.table({"a": list(range(10)), "b": [str(i) for i in range(10)]})
+    cases = [[3, 4, 5, 0, 1, 9, 9, 2], list(range(10)), [], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] * (MAX_RUNS // 9)]
+    for take in cases:
+        indices = np.asarray(take, dtype=np.int64)
+        parts = [table.slice(0, 4), table.slice(4)]
+        got = rows_in_order(parts, indices)
+        assert got.equals(table.take(pa.array(indices, pa.int64()))) and parts == []
