@@ -116,40 +116,30 @@ class FlatCopies:
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
 
-    def take(self, keys: Sequence[str]) -> tuple[list[int], list[bool], list[int], pa.Table]:
-        """(indices into ``keys`` that have a live copy, whether each is a match, its row in the table, a table
-        of the rows used, with :data:`STORED_AT`): the caller puts the rows in its order with one ``take``."""
+    def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, list[bool], pa.Table | None]:
+        """(indices into ``keys`` that have a live copy, ascending; whether each is a match; with ``rows``, their
+        rows in that order: the declared columns and :data:`STORED_AT`, by one take over the decoded blocks, or
+        none when the blocks hold those rows in that order already, as for the frame that wrote them)."""
         blocks = self._blocks(keys)
         tables = self._decode(blocks)
         if not tables:
-            return [], [], [], self.read_schema.empty_table()
+            return np.zeros(0, np.int64), [], self.read_schema.empty_table() if rows else None
         table = pa.concat_tables(tables)
         at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
         found = pc.indices_nonzero(pc.is_valid(at))
-        rows = pc.take(at, found)
-        expires = pc.take(table["_expires_at"], rows)
-        live = pc.and_(pc.take(self._live(blocks, tables), rows),
+        at = pc.take(at, found)
+        expires = pc.take(table["_expires_at"], at)
+        live = pc.and_(pc.take(self._live(blocks, tables), at),
                        pc.fill_null(pc.greater(expires, self.store.clock.time()), True))
-        found, rows = pc.filter(found, live), pc.filter(rows, live)
-        hits = pc.take(table["_hit"], rows).to_pylist()
-        used, positions = self._used(tables, rows.to_numpy())
-        return found.to_numpy().tolist(), hits, positions.tolist(), used
-
-    def _used(self, tables: list[pa.Table], rows: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-        """The rows ``rows`` (of the blocks end to end) in block order, a block used whole as it is, and where each
-        of ``rows`` is in it: rows of a block nobody asked for are never copied."""
-        order = np.argsort(rows, kind="stable")
-        starts = np.cumsum([0] + [t.num_rows for t in tables])
-        cuts = np.searchsorted(rows[order], starts)
-        pieces = []
-        for i, t in enumerate(tables):
-            wanted = rows[order[cuts[i]:cuts[i + 1]]] - starts[i]
-            if len(wanted):
-                t = t.select([*self.schema.names, STORED_AT])
-                pieces.append(t if len(wanted) == t.num_rows else t.take(pa.array(wanted)))
-        positions = np.empty(len(rows), dtype=np.int64)
-        positions[order] = np.arange(len(rows))
-        return (pa.concat_tables(pieces) if pieces else self.read_schema.empty_table()), positions
+        found, at = pc.filter(found, live), pc.filter(at, live)
+        hits = pc.take(table["_hit"], at).to_pylist()
+        js = found.to_numpy().astype(np.int64)
+        if not rows:
+            return js, hits, None
+        table = table.select([*self.schema.names, STORED_AT])
+        if len(at) != table.num_rows or not np.array_equal(at.to_numpy(), np.arange(len(at))):
+            table = table.take(at.cast(pa.int64()))  # (over the blocks as they are: cheaper than combining them)
+        return js, hits, table
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, bytes]]:
         """(id, rows, data) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from apollo_frames.client.flat import STORED_AT, FlatCopies, Stamp, fingerprint
@@ -28,12 +29,10 @@ class CachedRead:
         self.pieces: list[pa.Table] = []
         self.height = 0
 
-    def add(self, piece: pa.Table, js: Sequence[int], hits: Sequence[bool], at: Sequence[int] | None = None) -> None:
-        """``piece`` row ``at[i]`` (row i by default) is the answer of unique index ``js[i]``, a match when
-        ``hits[i]``; ``piece`` may hold rows no index uses."""
+    def add(self, piece: pa.Table, js: Sequence[int], hits: Sequence[bool]) -> None:
+        """``piece`` row i is the answer of unique index ``js[i]``, a match when ``hits[i]``."""
         self.cached.update(zip(js, hits, strict=True))
-        rows = range(len(js)) if at is None else at
-        self.rows.update(zip(js, (self.height + row for row in rows), strict=True))
+        self.rows.update(zip(js, range(self.height, self.height + len(js)), strict=True))
         self.pieces.append(piece)
         self.height += piece.num_rows
 
@@ -53,13 +52,15 @@ def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = Tru
     their copies saved ``block_size`` at a time)."""
     out = CachedRead()
     copies = copies_for(op, cache)
-    js, hits, at, table = copies.take(keys)
-    if flatten:
-        out.add(table, js, hits, at)
+    found, hits, table = copies.take(keys, rows=flatten)
+    js = found.tolist()
+    if table is not None:
+        out.add(table, js, hits)
     else:
         out.cached.update(zip(js, hits, strict=True))
-    have = set(js)
-    missing = [(j, key) for j, key in enumerate(keys) if j not in have]
+    left = np.ones(len(keys), bool)
+    left[found] = False
+    missing = [(j, keys[j]) for j in np.flatnonzero(left).tolist()]
     for start in range(0, len(missing), block_size):
         _read_raw(out, copies, op, missing[start:start + block_size], flatten=flatten)
     return out
