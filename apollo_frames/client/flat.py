@@ -1,15 +1,14 @@
 """Flattened copies of stored answers, so a cached re-run reads rows in the declared schema instead of JSON.
 
-The raw JSON answer in :class:`~apollo_frames.client.store.AnswerStore` stays the source of truth. Beside
-it, answers flattened into an operation's declared schema are kept as Arrow IPC blocks (table
-``FlatBlocks``), each row carrying what was computed for it: its key, whether it is a match, when its raw
-answer expires. Any set of keys is read as columnar work: the blocks are decoded, the keys matched by one
-hash lookup and the rows taken in the order asked. Table ``FlatRows`` (key -> block) says which rows are
-live: a copy is written only for the raw answer it was made from, and triggers on the raw table delete
-its ``FlatRows`` entry when that answer is rewritten, deleted or touched in any way (by this code or a hand
-edit). A block of another fingerprint (store schema version, flatten version, declared schema), one that
-does not parse or holds another schema, is never used: its rows are flattened again from the raw answers.
-Arrow IPC is data: reading it runs no code.
+The raw JSON answer in :class:`~apollo_frames.client.store.AnswerStore` stays the source of truth. Beside it,
+answers flattened into an operation's declared schema are kept as Arrow IPC blocks (table ``FlatBlocks``),
+each row carrying what was computed for it: its key, whether it is a match, when its raw answer expires. Any
+set of keys is read as columnar work, a batch of blocks at a time: decoded, keys matched by one hash lookup,
+the rows used taken out. Table ``FlatRows`` (key -> block) says which rows are live: a copy is written only for
+the raw answer it was made from, and triggers on the raw table delete its ``FlatRows`` entry when that answer
+is rewritten, deleted or touched in any way (by this code or a hand edit). A block of another fingerprint
+(store schema version, flatten version, declared schema), one that does not parse or holds another schema, is
+never used: its rows are flattened again from the raw answers. Arrow IPC is data: reading it runs no code.
 """
 
 from __future__ import annotations
@@ -57,6 +56,8 @@ _SQL_BLOCK = 900
 #: the keys are looked up in ``FlatRows`` (to read only their blocks) when this many times their number is
 #: still fewer than the rows stored: a lookup costs about what decoding this many rows does
 _LOOKUP_FACTOR = 4
+#: stored bytes of the blocks decoded at a time (decoded, a few times more): a read's memory stays about this
+_BATCH_BYTES = 16 << 20
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
     "INSERT OR REPLACE INTO FlatRows (key, block) SELECT ?, ? WHERE EXISTS "
@@ -118,56 +119,70 @@ class FlatCopies:
 
     def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, list[bool], pa.Table | None]:
         """(indices into ``keys`` that have a live copy, ascending; whether each is a match; with ``rows``, their
-        rows in that order: the declared columns and :data:`STORED_AT`, by one take over the decoded blocks, or
-        none when the blocks hold those rows in that order already, as for the frame that wrote them)."""
-        blocks = self._blocks(keys)
-        tables = self._decode(blocks)
-        if not tables:
-            return np.zeros(0, np.int64), [], self.read_schema.empty_table() if rows else None
-        table = pa.concat_tables(tables)
-        at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
-        found = pc.indices_nonzero(pc.is_valid(at))
-        at = pc.take(at, found)
-        expires = pc.take(table["_expires_at"], at)
-        live = pc.and_(pc.take(self._live(blocks, tables), at),
-                       pc.fill_null(pc.greater(expires, self.store.clock.time()), True))
-        found, at = pc.filter(found, live), pc.filter(at, live)
-        hits = pc.take(table["_hit"], at).to_pylist()
-        js = found.to_numpy().astype(np.int64)
-        if not rows:
-            return js, hits, None
-        table = table.select([*self.schema.names, STORED_AT])
-        if len(at) != table.num_rows or not np.array_equal(at.to_numpy(), np.arange(len(at))):
-            table = table.take(at.cast(pa.int64()))  # (over the blocks as they are: cheaper than combining them)
-        return js, hits, table
+        rows in that order: the declared columns and :data:`STORED_AT`). The blocks are decoded a batch at a time
+        (memory: a batch and the rows used) and the rows taken out of each; none are copied when the blocks hold
+        them in that order already, as for the frame that wrote them."""
+        wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
+        js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], list[bool]()
+        for batch in self._batches(self._blocks(keys)):
+            tables = self._decode(batch)
+            if not tables:
+                continue
+            table = pa.concat_tables(tables)
+            at = pc.index_in(wanted, value_set=table["_key"].combine_chunks())
+            found = pc.indices_nonzero(pc.is_valid(at))
+            at = pc.take(at, found)
+            live = pc.and_(pc.take(self._live(batch, tables), at),
+                           pc.fill_null(pc.greater(pc.take(table["_expires_at"], at), now), True))
+            found, at = pc.filter(found, live), pc.filter(at, live)
+            js.append(found.to_numpy().astype(np.int64))
+            hits += pc.take(table["_hit"], at).to_pylist()
+            if rows:
+                table = table.select(self.read_schema.names)
+                whole = len(at) == table.num_rows and np.array_equal(at.to_numpy(), np.arange(len(at)))
+                pieces.append(table if whole else table.take(at.cast(pa.int64())))
+        ids = np.concatenate(js)
+        order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")  # (batches overlap)
+        table = pa.concat_tables(pieces) if rows else None
+        if order is None:
+            return ids, hits, table
+        return ids[order], np.asarray(hits, bool)[order].tolist(), None if table is None else table.take(order)
 
-    def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, bytes]]:
-        """(id, rows, data) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
+    def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
+        """(id, rows, bytes) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
         ((stored,),) = self.store.query("SELECT total(rows) FROM FlatBlocks WHERE fingerprint = ?",
                                         [self.fingerprint])
-        select = "SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ?"
+        select = "SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ?"
         if len(keys) * _LOOKUP_FACTOR >= stored:
-            return self.store.query(select, [self.fingerprint])
+            return self.store.query(f"{select} ORDER BY id", [self.fingerprint])
         ids: set[Any] = set()
         for chunk in _chunks(keys):
             ids.update(b for (b,) in self.store.query(
                 f"SELECT DISTINCT block FROM FlatRows WHERE key IN ({','.join('?' * len(chunk))})", chunk))
         found = []
         for chunk in _chunks(sorted(i for i in ids if type(i) is int)):
-            found += self.store.query(f"{select} AND id IN ({','.join('?' * len(chunk))})",
+            found += self.store.query(f"{select} AND id IN ({','.join('?' * len(chunk))}) ORDER BY id",
                                       [self.fingerprint, *chunk])
         return found
+
+    def _batches(self, blocks: list[tuple[int, int, int]]) -> Iterator[list[tuple[int, int, bytes]]]:
+        """(id, rows, data) of ``blocks``, read :data:`_BATCH_BYTES` at a time."""
+        batch: list[int] = []
+        size = 0
+        for block_id, _, length in blocks:
+            batch, size = [*batch, block_id], size + (length or 0)
+            if size >= _BATCH_BYTES or len(batch) == _SQL_BLOCK or block_id == blocks[-1][0]:
+                yield self.store.query(f"SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ? AND id IN "
+                                       f"({','.join('?' * len(batch))}) ORDER BY id", [self.fingerprint, *batch])
+                batch, size = [], 0
 
     def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
         """The blocks' tables, decoded side by side; a block that does not parse or fit is dropped."""
         def decode(block: tuple[int, int, bytes]) -> pa.Table | None:
             return from_ipc(block[2], self.stored_schema, block[1])
 
-        if len(blocks) < 2 or _DECODERS == 1:
-            tables = [decode(b) for b in blocks]
-        else:
-            with ThreadPoolExecutor(_DECODERS, thread_name_prefix="apollo-flat") as pool:
-                tables = list(pool.map(decode, blocks))
+        with ThreadPoolExecutor(max(1, min(_DECODERS, len(blocks))), thread_name_prefix="apollo-flat") as pool:
+            tables = list(pool.map(decode, blocks))
         bad = [b[0] for b, t in zip(blocks, tables, strict=True) if t is None]
         if bad:
             self._write(self._drop, bad)
