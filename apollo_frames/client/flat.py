@@ -56,7 +56,7 @@ _SQL_BLOCK = 900
 #: the keys are looked up in ``FlatRows`` (to read only their blocks) when this many times their number is
 #: still fewer than the rows stored: a lookup costs about what decoding this many rows does
 _LOOKUP_FACTOR = 4
-#: stored bytes of the blocks decoded at a time (decoded, a few times more): a read's memory stays about this
+#: stored bytes decoded at a time when the blocks hold over _LOOKUP_FACTOR x the rows asked (else all at once)
 _BATCH_BYTES = 16 << 20
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
@@ -119,12 +119,13 @@ class FlatCopies:
 
     def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, list[bool], pa.Table | None]:
         """(indices into ``keys`` that have a live copy, ascending; whether each is a match; with ``rows``, their
-        rows in that order: the declared columns and :data:`STORED_AT`). The blocks are decoded a batch at a time
-        (memory: a batch and the rows used) and the rows taken out of each; none are copied when the blocks hold
-        them in that order already, as for the frame that wrote them."""
+        rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch of blocks decoded;
+        none copied when the blocks hold them in that order already, as for the frame that wrote them."""
         wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
         js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], list[bool]()
-        for batch in self._batches(self._blocks(keys)):
+        blocks = self._blocks(keys)
+        whole = sum(b[1] for b in blocks) <= len(keys) * _LOOKUP_FACTOR
+        for batch in self._batches(blocks, float("inf") if whole else _BATCH_BYTES):
             tables = self._decode(batch)
             if not tables:
                 continue
@@ -139,8 +140,8 @@ class FlatCopies:
             hits += pc.take(table["_hit"], at).to_pylist()
             if rows:
                 table = table.select(self.read_schema.names)
-                whole = len(at) == table.num_rows and np.array_equal(at.to_numpy(), np.arange(len(at)))
-                pieces.append(table if whole else table.take(at.cast(pa.int64())))
+                as_is = len(at) == table.num_rows and np.array_equal(at.to_numpy(), np.arange(len(at)))
+                pieces.append(table if as_is else table.take(at.cast(pa.int64())))
         ids = np.concatenate(js)
         order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")  # (batches overlap)
         table = pa.concat_tables(pieces) if rows else None
@@ -165,13 +166,13 @@ class FlatCopies:
                                       [self.fingerprint, *chunk])
         return found
 
-    def _batches(self, blocks: list[tuple[int, int, int]]) -> Iterator[list[tuple[int, int, bytes]]]:
-        """(id, rows, data) of ``blocks``, read :data:`_BATCH_BYTES` at a time."""
+    def _batches(self, blocks: list[tuple[int, int, int]], budget: float) -> Iterator[list[tuple[int, int, bytes]]]:
+        """(id, rows, data) of ``blocks``, read ``budget`` stored bytes at a time."""
         batch: list[int] = []
         size = 0
         for block_id, _, length in blocks:
             batch, size = [*batch, block_id], size + (length or 0)
-            if size >= _BATCH_BYTES or len(batch) == _SQL_BLOCK or block_id == blocks[-1][0]:
+            if size >= budget or len(batch) == _SQL_BLOCK or block_id == blocks[-1][0]:
                 yield self.store.query(f"SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ? AND id IN "
                                        f"({','.join('?' * len(batch))}) ORDER BY id", [self.fingerprint, *batch])
                 batch, size = [], 0
