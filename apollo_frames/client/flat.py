@@ -101,6 +101,16 @@ def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:
     return table
 
 
+def _taken(tables: list[pa.Table], at: np.ndarray) -> pa.Table:
+    """Rows ``at`` of ``tables`` end to end: in order, a block used whole as it is; else one take over them all."""
+    if len(at) > 1 and not bool(np.all(at[1:] > at[:-1])):
+        return pa.concat_tables(tables).take(pa.array(at, pa.int64()))
+    starts = np.cumsum([0] + [t.num_rows for t in tables])
+    cuts = np.searchsorted(at, starts)
+    return pa.concat_tables([tables[0].slice(0, 0)] + [t if end - cut == t.num_rows else t.take(at[cut:end] - start)
+                            for t, start, cut, end in zip(tables, starts, cuts, cuts[1:], strict=False) if end > cut])
+
+
 def _chunks(items: Sequence[Any], size: int = _SQL_BLOCK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -118,9 +128,9 @@ class FlatCopies:
         self.writable = True
 
     def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, list[bool], pa.Table | None]:
-        """(indices into ``keys`` that have a live copy, ascending; whether each is a match; with ``rows``, their
-        rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch of blocks decoded;
-        none copied when the blocks hold them in that order already, as for the frame that wrote them."""
+        """(indices into ``keys`` that have a live copy, ascending within a batch of blocks; whether each is a match;
+        with ``rows``, their rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch
+        decoded; none copied when the blocks hold them in that order already, as for the frame that wrote them."""
         wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
         js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], list[bool]()
         blocks = self._blocks(keys)
@@ -139,15 +149,8 @@ class FlatCopies:
             js.append(found.to_numpy().astype(np.int64))
             hits += pc.take(table["_hit"], at).to_pylist()
             if rows:
-                table = table.select(self.read_schema.names)
-                as_is = len(at) == table.num_rows and np.array_equal(at.to_numpy(), np.arange(len(at)))
-                pieces.append(table if as_is else table.take(at.cast(pa.int64())))
-        ids = np.concatenate(js)
-        order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")  # (batches overlap)
-        table = pa.concat_tables(pieces) if rows else None
-        if order is None:
-            return ids, hits, table
-        return ids[order], np.asarray(hits, bool)[order].tolist(), None if table is None else table.take(order)
+                pieces.append(_taken([t.select(self.read_schema.names) for t in tables], at.to_numpy()))
+        return np.concatenate(js), hits, pa.concat_tables(pieces) if rows else None
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
         """(id, rows, bytes) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
@@ -168,8 +171,7 @@ class FlatCopies:
 
     def _batches(self, blocks: list[tuple[int, int, int]], budget: float) -> Iterator[list[tuple[int, int, bytes]]]:
         """(id, rows, data) of ``blocks``, read ``budget`` stored bytes at a time."""
-        batch: list[int] = []
-        size = 0
+        batch, size = list[int](), 0
         for block_id, _, length in blocks:
             batch, size = [*batch, block_id], size + (length or 0)
             if size >= budget or len(batch) == _SQL_BLOCK or block_id == blocks[-1][0]:
@@ -179,11 +181,8 @@ class FlatCopies:
 
     def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
         """The blocks' tables, decoded side by side; a block that does not parse or fit is dropped."""
-        def decode(block: tuple[int, int, bytes]) -> pa.Table | None:
-            return from_ipc(block[2], self.stored_schema, block[1])
-
         with ThreadPoolExecutor(max(1, min(_DECODERS, len(blocks))), thread_name_prefix="apollo-flat") as pool:
-            tables = list(pool.map(decode, blocks))
+            tables = list(pool.map(lambda block: from_ipc(block[2], self.stored_schema, block[1]), blocks))
         bad = [b[0] for b, t in zip(blocks, tables, strict=True) if t is None]
         if bad:
             self._write(self._drop, bad)
@@ -199,11 +198,10 @@ class FlatCopies:
                                            f"({','.join('?' * len(chunk))}) GROUP BY block", chunk))
         masks = []
         for (block_id, rows, _), table in zip(blocks, tables, strict=True):
-            if counts.get(block_id, 0) == rows:
-                masks.append(pa.array([True] * rows))
-                continue
-            keys = [k for (k,) in self.store.query("SELECT key FROM FlatRows WHERE block = ?", [block_id])]
-            masks.append(pc.is_in(table["_key"], value_set=pa.array(keys, pa.string())).combine_chunks())
+            keys = None if counts.get(block_id, 0) == rows else pa.array([k for (k,) in self.store.query(
+                "SELECT key FROM FlatRows WHERE block = ?", [block_id])], pa.string())
+            masks.append(pa.array(np.ones(rows, bool)) if keys is None else
+                         pc.is_in(table["_key"].combine_chunks(), value_set=keys))
         return pa.chunked_array(masks, pa.bool_())
 
     def save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:
