@@ -170,13 +170,14 @@ class FlatCopies:
         return found
 
     def _batches(self, blocks: list[tuple[int, int, int]], budget: float) -> Iterator[list[tuple[int, int, bytes]]]:
-        """(id, rows, data) of ``blocks``, read ``budget`` stored bytes at a time."""
+        """(id, rows, data) of ``blocks``, read ``budget`` stored bytes at a time (sorted here: an ORDER BY would copy
+        the blobs into SQLite's sorter)."""
         batch, size = list[int](), 0
         for block_id, _, length in blocks:
             batch, size = [*batch, block_id], size + (length or 0)
             if size >= budget or len(batch) == _SQL_BLOCK or block_id == blocks[-1][0]:
-                yield self.store.query(f"SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ? AND id IN "
-                                       f"({','.join('?' * len(batch))}) ORDER BY id", [self.fingerprint, *batch])
+                yield sorted(self.store.query(f"SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ? AND id IN "
+                                              f"({','.join('?' * len(batch))})", [self.fingerprint, *batch]))
                 batch, size = [], 0
 
     def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
