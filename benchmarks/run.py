@@ -410,6 +410,13 @@ def bench_memory(tmp: Path, quick: bool) -> Result:
            "route to the sandbox, so any row not answered from the cache would end in error. RSS includes the "
            "interpreter, pandas and pyarrow. Peak RSS is the child's VmHWM: its ru_maxrss also counts the "
            "benchmark parent's peak from before exec, which is what the 4.8 GB of the first run measured.")
+    from .anyframe import stream  # (anyframe imports this module)
+
+    for name, value in stream(40_000 if quick else 200_000, "1k", tmp / "b5_shuffled"):
+        r.add(name, value)
+    r.note("Distinct people, file order then shuffled (`python -m benchmarks.anyframe --stream N`): 200,000 rows, "
+           "not 1,000,000: each chunk of a shuffled file has rows in every stored block, so every block is decoded "
+           "once per chunk and the time grows with rows x stored rows.")
     return r
 
 

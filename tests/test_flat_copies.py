@@ -150,6 +150,23 @@ def test_rows_of_any_frame_are_taken_from_the_copies_in_its_order_and_nothing_is
     assert count(tmp_path, "FlatBlocks") == 1  # read where they are: no block was written again
 
 
+@pytest.mark.parametrize(("batch_bytes", "factor"), [(1, 0), (1 << 30, 4)])
+def test_blocks_read_a_batch_at_a_time_give_the_rows_in_the_frames_order(sandbox, tmp_path, monkeypatch, batch_bytes,
+                                                                          factor):
+    frame = people_frame(sandbox, 12)
+    with sandbox.client(cache_dir=tmp_path) as client:
+        whole = af.enrich_people(frame, client=client, progress=False)
+        for start in (0, 4, 8):  # three more blocks, each a third of the people
+            af.enrich_people(frame.iloc[start:start + 4], client=client, progress=False, refresh=True)
+        assert count(tmp_path, "FlatBlocks") == 3
+        monkeypatch.setattr(flat, "_BATCH_BYTES", batch_bytes)  # 1: every block a batch of its own
+        monkeypatch.setattr(flat, "_LOOKUP_FACTOR", factor)  # 0: the blocks always hold "too many" rows
+        no_raw_reads(monkeypatch)
+        for rows in ([9, 0, 5], [11, 3, 7, 0, 4], list(range(11, -1, -1)), list(range(12))):
+            again = af.enrich_people(frame.iloc[rows].reset_index(drop=True), client=client, progress=False)
+            pd.testing.assert_frame_equal(answers(again), answers(whole.iloc[rows].reset_index(drop=True)))
+
+
 @pytest.mark.parametrize("identity", [
     {"email": "a@b.example"}, {"email": 'a"b@c.example'}, {"email": "a\\b@c.example"}, {"email": "jöhn@b.example"},
     {"email": "a\x01b@c.example"}, {"id": "5f1a2b3c4d5e6f7a8b9c0d1e"}, {"email": 5},

@@ -1,15 +1,14 @@
 """Flattened copies of stored answers, so a cached re-run reads rows in the declared schema instead of JSON.
 
-The raw JSON answer in :class:`~apollo_frames.client.store.AnswerStore` stays the source of truth. Beside
-it, answers flattened into an operation's declared schema are kept as Arrow IPC blocks (table
-``FlatBlocks``), each row carrying what was computed for it: its key, whether it is a match, when its raw
-answer expires. Any set of keys is read as columnar work: the blocks are decoded, the keys matched by one
-hash lookup and the rows taken in the order asked. Table ``FlatRows`` (key -> block) says which rows are
-live: a copy is written only for the raw answer it was made from, and triggers on the raw table delete
-its ``FlatRows`` entry when that answer is rewritten, deleted or touched in any way (by this code or a hand
-edit). A block of another fingerprint (store schema version, flatten version, declared schema), one that
-does not parse or holds another schema, is never used: its rows are flattened again from the raw answers.
-Arrow IPC is data: reading it runs no code.
+The raw JSON answer in :class:`~apollo_frames.client.store.AnswerStore` stays the source of truth. Beside it,
+answers flattened into an operation's declared schema are kept as Arrow IPC blocks (table ``FlatBlocks``),
+each row carrying what was computed for it: its key, whether it is a match, when its raw answer expires. Any
+set of keys is read as columnar work, a batch of blocks at a time: decoded, keys matched by one hash lookup,
+the rows used taken out. Table ``FlatRows`` (key -> block) says which rows are live: a copy is written only for
+the raw answer it was made from, and triggers on the raw table delete its ``FlatRows`` entry when that answer
+is rewritten, deleted or touched in any way (by this code or a hand edit). A block of another fingerprint
+(store schema version, flatten version, declared schema), one that does not parse or holds another schema, is
+never used: its rows are flattened again from the raw answers. Arrow IPC is data: reading it runs no code.
 """
 
 from __future__ import annotations
@@ -57,6 +56,8 @@ _SQL_BLOCK = 900
 #: the keys are looked up in ``FlatRows`` (to read only their blocks) when this many times their number is
 #: still fewer than the rows stored: a lookup costs about what decoding this many rows does
 _LOOKUP_FACTOR = 4
+#: stored bytes decoded at a time when the blocks hold over _LOOKUP_FACTOR x the rows asked (else all at once)
+_BATCH_BYTES = 16 << 20
 # A copy is only written for the raw answer it was made from (checked in the writing transaction).
 _PUT = (
     "INSERT OR REPLACE INTO FlatRows (key, block) SELECT ?, ? WHERE EXISTS "
@@ -100,6 +101,16 @@ def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:
     return table
 
 
+def _taken(tables: list[pa.Table], at: np.ndarray) -> pa.Table:
+    """Rows ``at`` of ``tables`` end to end: in order, a block used whole as it is; else one take over them all."""
+    if len(at) > 1 and not bool(np.all(at[1:] > at[:-1])):
+        return pa.concat_tables(tables).take(pa.array(at, pa.int64()))
+    starts = np.cumsum([0] + [t.num_rows for t in tables])
+    cuts = np.searchsorted(at, starts)
+    return pa.concat_tables([tables[0].slice(0, 0)] + [t if end - cut == t.num_rows else t.take(at[cut:end] - start)
+                            for t, start, cut, end in zip(tables, starts, cuts, cuts[1:], strict=False) if end > cut])
+
+
 def _chunks(items: Sequence[Any], size: int = _SQL_BLOCK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -116,68 +127,63 @@ class FlatCopies:
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
 
-    def take(self, keys: Sequence[str]) -> tuple[list[int], list[bool], list[int], pa.Table]:
-        """(indices into ``keys`` that have a live copy, whether each is a match, its row in the table, a table
-        of the rows used, with :data:`STORED_AT`): the caller puts the rows in its order with one ``take``."""
+    def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, list[bool], pa.Table | None]:
+        """(indices into ``keys`` that have a live copy, ascending within a batch of blocks; whether each is a match;
+        with ``rows``, their rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch
+        decoded; none copied when the blocks hold them in that order already, as for the frame that wrote them."""
+        wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
+        js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], list[bool]()
         blocks = self._blocks(keys)
-        tables = self._decode(blocks)
-        if not tables:
-            return [], [], [], self.read_schema.empty_table()
-        table = pa.concat_tables(tables)
-        at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
-        found = pc.indices_nonzero(pc.is_valid(at))
-        rows = pc.take(at, found)
-        expires = pc.take(table["_expires_at"], rows)
-        live = pc.and_(pc.take(self._live(blocks, tables), rows),
-                       pc.fill_null(pc.greater(expires, self.store.clock.time()), True))
-        found, rows = pc.filter(found, live), pc.filter(rows, live)
-        hits = pc.take(table["_hit"], rows).to_pylist()
-        used, positions = self._used(tables, rows.to_numpy())
-        return found.to_numpy().tolist(), hits, positions.tolist(), used
+        whole = sum(b[1] for b in blocks) <= len(keys) * _LOOKUP_FACTOR
+        for batch in self._batches(blocks, float("inf") if whole else _BATCH_BYTES):
+            tables = self._decode(batch)
+            if not tables:
+                continue
+            table = pa.concat_tables(tables)
+            at = pc.index_in(wanted, value_set=table["_key"].combine_chunks())
+            found = pc.indices_nonzero(pc.is_valid(at))
+            at = pc.take(at, found)
+            live = pc.and_(pc.take(self._live(batch, tables), at),
+                           pc.fill_null(pc.greater(pc.take(table["_expires_at"], at), now), True))
+            found, at = pc.filter(found, live), pc.filter(at, live)
+            js.append(found.to_numpy().astype(np.int64))
+            hits += pc.take(table["_hit"], at).to_pylist()
+            if rows:
+                pieces.append(_taken([t.select(self.read_schema.names) for t in tables], at.to_numpy()))
+        return np.concatenate(js), hits, pa.concat_tables(pieces) if rows else None
 
-    def _used(self, tables: list[pa.Table], rows: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-        """The rows ``rows`` (of the blocks end to end) in block order, a block used whole as it is, and where each
-        of ``rows`` is in it: rows of a block nobody asked for are never copied."""
-        order = np.argsort(rows, kind="stable")
-        starts = np.cumsum([0] + [t.num_rows for t in tables])
-        cuts = np.searchsorted(rows[order], starts)
-        pieces = []
-        for i, t in enumerate(tables):
-            wanted = rows[order[cuts[i]:cuts[i + 1]]] - starts[i]
-            if len(wanted):
-                t = t.select([*self.schema.names, STORED_AT])
-                pieces.append(t if len(wanted) == t.num_rows else t.take(pa.array(wanted)))
-        positions = np.empty(len(rows), dtype=np.int64)
-        positions[order] = np.arange(len(rows))
-        return (pa.concat_tables(pieces) if pieces else self.read_schema.empty_table()), positions
-
-    def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, bytes]]:
-        """(id, rows, data) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
+    def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
+        """(id, rows, bytes) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
         ((stored,),) = self.store.query("SELECT total(rows) FROM FlatBlocks WHERE fingerprint = ?",
                                         [self.fingerprint])
-        select = "SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ?"
+        select = "SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ?"
         if len(keys) * _LOOKUP_FACTOR >= stored:
-            return self.store.query(select, [self.fingerprint])
+            return self.store.query(f"{select} ORDER BY id", [self.fingerprint])
         ids: set[Any] = set()
         for chunk in _chunks(keys):
             ids.update(b for (b,) in self.store.query(
                 f"SELECT DISTINCT block FROM FlatRows WHERE key IN ({','.join('?' * len(chunk))})", chunk))
         found = []
         for chunk in _chunks(sorted(i for i in ids if type(i) is int)):
-            found += self.store.query(f"{select} AND id IN ({','.join('?' * len(chunk))})",
+            found += self.store.query(f"{select} AND id IN ({','.join('?' * len(chunk))}) ORDER BY id",
                                       [self.fingerprint, *chunk])
         return found
 
+    def _batches(self, blocks: list[tuple[int, int, int]], budget: float) -> Iterator[list[tuple[int, int, bytes]]]:
+        """(id, rows, data) of ``blocks``, read ``budget`` stored bytes at a time (sorted here: an ORDER BY would copy
+        the blobs into SQLite's sorter)."""
+        batch, size = list[int](), 0
+        for block_id, _, length in blocks:
+            batch, size = [*batch, block_id], size + (length or 0)
+            if size >= budget or len(batch) == _SQL_BLOCK or block_id == blocks[-1][0]:
+                yield sorted(self.store.query(f"SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ? AND id IN "
+                                              f"({','.join('?' * len(batch))})", [self.fingerprint, *batch]))
+                batch, size = [], 0
+
     def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
         """The blocks' tables, decoded side by side; a block that does not parse or fit is dropped."""
-        def decode(block: tuple[int, int, bytes]) -> pa.Table | None:
-            return from_ipc(block[2], self.stored_schema, block[1])
-
-        if len(blocks) < 2 or _DECODERS == 1:
-            tables = [decode(b) for b in blocks]
-        else:
-            with ThreadPoolExecutor(_DECODERS, thread_name_prefix="apollo-flat") as pool:
-                tables = list(pool.map(decode, blocks))
+        with ThreadPoolExecutor(max(1, min(_DECODERS, len(blocks))), thread_name_prefix="apollo-flat") as pool:
+            tables = list(pool.map(lambda block: from_ipc(block[2], self.stored_schema, block[1]), blocks))
         bad = [b[0] for b, t in zip(blocks, tables, strict=True) if t is None]
         if bad:
             self._write(self._drop, bad)
@@ -193,11 +199,10 @@ class FlatCopies:
                                            f"({','.join('?' * len(chunk))}) GROUP BY block", chunk))
         masks = []
         for (block_id, rows, _), table in zip(blocks, tables, strict=True):
-            if counts.get(block_id, 0) == rows:
-                masks.append(pa.array([True] * rows))
-                continue
-            keys = [k for (k,) in self.store.query("SELECT key FROM FlatRows WHERE block = ?", [block_id])]
-            masks.append(pc.is_in(table["_key"], value_set=pa.array(keys, pa.string())).combine_chunks())
+            keys = None if counts.get(block_id, 0) == rows else pa.array([k for (k,) in self.store.query(
+                "SELECT key FROM FlatRows WHERE block = ?", [block_id])], pa.string())
+            masks.append(pa.array(np.ones(rows, bool)) if keys is None else
+                         pc.is_in(table["_key"].combine_chunks(), value_set=keys))
         return pa.chunked_array(masks, pa.bool_())
 
     def save(self, keys: Sequence[str], stamps: Mapping[str, Stamp], hits: Sequence[bool], table: pa.Table) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from apollo_frames.client.flat import STORED_AT, FlatCopies, Stamp, fingerprint
@@ -28,14 +29,13 @@ class CachedRead:
         self.pieces: list[pa.Table] = []
         self.height = 0
 
-    def add(self, piece: pa.Table, js: Sequence[int], hits: Sequence[bool], at: Sequence[int] | None = None) -> None:
-        """``piece`` row ``at[i]`` (row i by default) is the answer of unique index ``js[i]``, a match when
-        ``hits[i]``; ``piece`` may hold rows no index uses."""
+    def add(self, piece: pa.Table | None, js: Sequence[int], hits: Sequence[bool]) -> None:
+        """Unique index ``js[i]`` is a hit, a match when ``hits[i]``, its row ``piece`` row i (when flattening)."""
         self.cached.update(zip(js, hits, strict=True))
-        rows = range(len(js)) if at is None else at
-        self.rows.update(zip(js, (self.height + row for row in rows), strict=True))
-        self.pieces.append(piece)
-        self.height += piece.num_rows
+        if piece is not None:
+            self.rows.update(zip(js, range(self.height, self.height + len(js)), strict=True))
+            self.pieces.append(piece)
+            self.height += piece.num_rows
 
     def table(self) -> pa.Table | None:
         return pa.concat_tables(self.pieces) if self.pieces else None
@@ -53,13 +53,11 @@ def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = Tru
     their copies saved ``block_size`` at a time)."""
     out = CachedRead()
     copies = copies_for(op, cache)
-    js, hits, at, table = copies.take(keys)
-    if flatten:
-        out.add(table, js, hits, at)
-    else:
-        out.cached.update(zip(js, hits, strict=True))
-    have = set(js)
-    missing = [(j, key) for j, key in enumerate(keys) if j not in have]
+    found, hits, table = copies.take(keys, rows=flatten)
+    out.add(table, found.tolist(), hits)
+    left = np.ones(len(keys), bool)
+    left[found] = False
+    missing = [(j, keys[j]) for j in np.flatnonzero(left).tolist()]
     for start in range(0, len(missing), block_size):
         _read_raw(out, copies, op, missing[start:start + block_size], flatten=flatten)
     return out
@@ -71,13 +69,11 @@ def _read_raw(out: CachedRead, copies: FlatCopies, op: Any, missing: list[tuple[
     found = copies.store.get_many([key for _, key in missing], stamps=stamps)
     present = [(j, key) for j, key in missing if key in found]
     hits = [found[key] is not None for _, key in present]
-    if not flatten:
-        out.cached.update(zip([j for j, _ in present], hits, strict=True))
-        return
-    if present:
-        table = op.flatten([found[key] for _, key in present])
+    table = op.flatten([found[key] for _, key in present]) if flatten and present else None
+    if table is not None:
         copies.save([key for _, key in present], stamps, hits, table)
-        out.add(with_stored_at(table, [key for _, key in present], stamps), [j for j, _ in present], hits)
+        table = with_stored_at(table, [key for _, key in present], stamps)
+    out.add(table, [j for j, _ in present], hits)
 
 
 def with_stored_at(table: pa.Table, keys: Sequence[str], stamps: dict[str, Stamp]) -> pa.Table:
@@ -108,9 +104,7 @@ def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool]
 
 def _stamps(cache: Any, keys: Sequence[str]) -> dict[str, Stamp]:
     """key -> (stored at, expires at) of the raw answers present for ``keys``."""
-    stamps: dict[str, Stamp] = {}
-    for start in range(0, len(keys), 900):  # (keys per statement, as the store's own reads)
-        chunk = keys[start:start + 900]
-        stamps.update((key, (stored, expires)) for key, stored, expires in cache.query(
-            f"SELECT key, stored_at, expires_at FROM Answers WHERE key IN ({','.join('?' * len(chunk))})", chunk))
-    return stamps
+    return {key: (stored, expires) for start in range(0, len(keys), 900)  # (keys per statement, as the store's)
+            for key, stored, expires in cache.query("SELECT key, stored_at, expires_at FROM Answers WHERE key IN "
+                                                    f"({','.join('?' * len(keys[start:start + 900]))})",
+                                                    keys[start:start + 900])}
