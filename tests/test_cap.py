@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import apollo_frames as af
+from apollo_frames.client.ledger import Ledger
 from apollo_frames.core.clock import FakeClock
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
 
@@ -178,3 +179,28 @@ def test_without_a_cap_each_lost_search_attempt_is_in_the_ledger(served, tmp_pat
         ledger = client.ledger.frame()
     assert len(found) > 0 and sb.credits_consumed == 2
     assert ledger["status"].tolist() == ["in_doubt", "settled"] and ledger["credits"].sum() == 2
+
+
+def test_a_capped_file_run_within_what_the_meter_has_left_is_not_refused(tmp_path):
+    """A chunk's worst case above the meter's balance: the file's cap (within the balance) keeps it, as for a frame."""
+    sb = Sandbox(SandboxConfig(seed=11, n_orgs=300, credit_limits={"lead_credit": 80}), clock=FakeClock())
+    src = tmp_path / "in.csv"
+    people(sb, 300).to_csv(src, index=False)
+    with sb.serve() as url, loopback_client(sb, url, tmp_path) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = af.enrich_parquet(src, dst=tmp_path / "out.parquet", chunk_rows=200, client=client,
+                                    progress=False, max_credits=50)
+    assert sb.credits_consumed == 50 and summary["skipped"] == 250
+
+
+def test_the_meter_gap_goes_to_the_ledger_the_run_was_given(served, tmp_path):
+    sb, url = served
+    sb.config.credits_consumed_override = 0  # a believable figure, below what is charged
+    mine = Ledger(tmp_path / "mine.sqlite")
+    with loopback_client(sb, url, tmp_path) as client:
+        enrich(people(sb, 20), client, max_credits=50, ledger=mine)
+        theirs = client.ledger.frame()
+    ours = mine.frame()
+    assert theirs.empty
+    assert ours["credits"].sum() >= sb.credits_consumed == 20
+    assert set(ours["status"]) == {"settled", "in_doubt"}

@@ -180,15 +180,16 @@ def capped_reading(client: Any, max_credits: float | None) -> CreditBalance | No
     return try_read(client)
 
 
-def preflight(client: Any, needs: dict[str, float], max_credits: float | None) -> CreditBalance | None:
+def preflight(client: Any, needs: dict[str, float], max_credits: float | None, *,
+              read_capped: bool = True) -> CreditBalance | None:
     """Refuse a run whose worst case (``needs``: credit type -> credits) is above what the meter says is left.
 
-    Only for a capped run (``max_credits`` set: its ledger is then checked against the meter after the run) or
-    one whose worst case is above the threshold (an infinite threshold: never); returns the reading (for
-    :func:`reconcile`) or None.
+    Only for a capped run (``max_credits`` set: its ledger is then checked against the meter after the run;
+    ``read_capped=False``: a part of a run whose caller reads the meter around it) or one whose worst case is above
+    the threshold (an infinite threshold: never); returns the reading (for :func:`reconcile`) or None.
     """
     worst, limit = sum(needs.values()), threshold(client)
-    wanted = worst > limit or (max_credits is not None and math.isfinite(limit))  # an infinite one: never read
+    wanted = worst > limit or (read_capped and max_credits is not None and math.isfinite(limit))  # inf: never
     if worst <= 0 or not wanted or not hasattr(client, "post"):
         return None
     balance = try_read(client)
@@ -209,11 +210,12 @@ def preflight(client: Any, needs: dict[str, float], max_credits: float | None) -
 
 
 def reconcile(client: Any, before: CreditBalance | None, *, run_id: str, operation: str, ledger_credits: float,
-              credit_types: list[str], in_doubt: float = 0.0) -> float:
+              credit_types: list[str], in_doubt: float = 0.0, ledger: Any = None) -> float:
     """Compare the run's ledger credits with the meter's change since ``before``; warn on a drift > 5 %.
 
-    Both figures go to the ledger, and what the meter counted beyond ``ledger_credits`` + ``in_doubt`` is
-    written as in doubt. Returns the credits so added (0 when the meter could not be read or shows no more).
+    Both figures go to the run's ledger (``ledger``, else the client's), and what the meter counted beyond
+    ``ledger_credits`` + ``in_doubt`` is written there as in doubt. Returns the credits so added (0 when the
+    meter could not be read or shows no more).
     """
     if before is None:
         return 0.0
@@ -226,12 +228,12 @@ def reconcile(client: Any, before: CreditBalance | None, *, run_id: str, operati
         if was is not None and now is not None:
             change += now - was
     gap = round(change - ledger_credits - in_doubt, 6) if change - ledger_credits - in_doubt > GAP_MIN else 0.0
-    if client.ledger is not None:
+    ledger = ledger if ledger is not None else client.ledger
+    if ledger is not None:
         try:
-            client.ledger.note_meter(run_id=run_id, operation=operation, ledger_credits=ledger_credits,
-                                     meter_change=change)
+            ledger.note_meter(run_id=run_id, operation=operation, ledger_credits=ledger_credits, meter_change=change)
             if gap:
-                client.ledger.note_gap(run_id=run_id, operation=operation, endpoint=ENDPOINT, credits=gap)
+                ledger.note_gap(run_id=run_id, operation=operation, endpoint=ENDPOINT, credits=gap)
         except StorageError as exc:  # a note: the run's rows matter more (the disk is named once by the run)
             warn(f"{operation}: the meter reading could not be written to the ledger ({exc.reason})")
     if abs(change - ledger_credits) > DRIFT_WARN * max(ledger_credits, 1.0):

@@ -332,7 +332,7 @@ def _enrich_chunk(
     with warnings.catch_warnings():
         # one warning for the whole file at the end, not one per chunk
         warnings.simplefilter("ignore", UserWarning)
-        if budget is not None:  # the meter's check reads what the file run has left
+        if budget is not None:  # the meter's pre-flight check reads what the file run has left
             run = dataclasses.replace(run, max_credits=budget.left())
         done = execute(len(frame), prepared, op, op_options, client=client, run=run, budget=budget, run_id=run_id,
                        stop=stop, make_bar=bar)
@@ -453,7 +453,8 @@ def enrich_parquet(
             bar.close(_enrich_counts(summary), interrupted)
         summary.credits_in_doubt += reconcile(api, meter, run_id=summary.run_id, operation=spec.name,
                                               ledger_credits=summary.credits_consumed, credit_types=["lead_credit"],
-                                              in_doubt=summary.credits_in_doubt)
+                                              in_doubt=summary.credits_in_doubt,
+                                              ledger=run.ledger if run.ledger is not None else api.ledger)
 
     if isinstance(stop.error, StorageError):
         raise stop.error  # the output holds every row, with the answers received; the store could not keep them
