@@ -247,3 +247,13 @@ def test_push_never_writes_a_do_not_call_number_unless_allow_dnc(tmp_path):
                                                 ("whatever_new", True), (0, True)])
 def test_do_not_call_fails_safe(code, flagged):
     assert phones.do_not_call({"dnc_status_cd": code}) is flagged
+
+
+@pytest.mark.parametrize("call", ["push_contacts", "collect"])
+def test_allow_dnc_must_be_a_bool(tmp_path, call):
+    """allow_dnc="no" is truthy: taken as it is, it would write or show do-not-call numbers."""
+    sb = Sandbox(SandboxConfig(seed=9, n_orgs=20), clock=FakeClock())
+    frame = _frame(sb, 3)
+    with sb.client(cache_dir=tmp_path / "c") as c, pytest.raises(TypeError, match="allow_dnc must be True or False"):
+        getattr(frame.apollo, call)(client=c, allow_dnc="no", **({"dry_run": True} if call == "push_contacts" else {}))
+    assert sb.count() == 0

@@ -375,3 +375,26 @@ def test_5000_rows_with_1000_suppressed_emails_and_50_domains_leave_no_trace(tmp
         assert {p["email"] for p in kept} <= found, where
     for domain in domains:
         assert domain.encode() not in app.sent() and domain.encode() not in closed_bytes, domain
+
+
+def test_an_answer_another_process_stored_during_the_run_is_checked_against_the_list(tmp_path, monkeypatch):
+    """Between the plan and the send another process stores the answer of a row named by its LinkedIn URL; that
+    answer names a suppressed e-mail: the row ends ``suppressed`` and the e-mail is not returned."""
+    from apollo_frames.engine import runner
+
+    sb = Sandbox(clock=FakeClock())
+    person = next(p for p in sb.world.people if p.get("email") and p.get("linkedin_url"))
+    frame = pd.DataFrame({"linkedin_url": [person["linkedin_url"]]})
+    real = runner.plan_work
+
+    def plan_then_another_process_stores(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        client = args[3] if len(args) > 3 else kwargs["client"]
+        client.cache.set_many({plan.cache_keys[0]: dict(person)}, ttl=None)
+        return plan
+
+    monkeypatch.setattr(runner, "plan_work", plan_then_another_process_stores)
+    with sb.client(cache_dir=tmp_path / "c") as c:
+        out = frame.apollo.enrich_people(client=c, progress=False, suppress=[person["email"]])
+    assert out["apollo_status"].tolist() == ["suppressed"] and sb.count(path="people/bulk_match") == 0
+    assert person["email"] not in out.to_csv()

@@ -60,9 +60,3 @@ class RunOptions:
 
 #: the names a public call passes to :class:`RunOptions` (every enrichment takes them)
 RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))
-
-
-def split_run_options(options: dict[str, Any]) -> tuple[dict[str, Any], RunOptions]:
-    """(the options that are not run options, the run options built from the rest)."""
-    own = {k: v for k, v in options.items() if k not in RUN_OPTION_NAMES}
-    return own, RunOptions(**{k: v for k, v in options.items() if k in RUN_OPTION_NAMES})

@@ -394,9 +394,11 @@ def execute(
     worst = float(op.worst_credits(options))
     credits_max = len(plan.to_fetch) * worst
     per_type = {t: c for t, c in (op.credit_types(options) if op.credit_types else {"lead_credit": worst}).items() if c}
-    # a run sharing a budget (a file run's chunk) is capped by its caller, who reads the meter around the whole run
-    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()},
-                      run.max_credits if budget is None else None)
+    # a run sharing a budget (a file run's chunk; ``run.max_credits`` is what the budget has left) is checked against
+    # the meter as before, but reconciled by its caller, who reads the meter around the whole run
+    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, run.max_credits,
+                      read_capped=budget is None)
+    meter = meter if budget is None else None
     confirm_spend(op.name, run.worst_allowed(credits_max), run.confirm_over)
 
     bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=run.progress)
@@ -431,7 +433,7 @@ def execute(
     if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
         summary.credits_in_doubt += reconcile(client, meter, run_id=run_id, operation=op.name,
                                               ledger_credits=summary.credits_consumed, credit_types=list(per_type),
-                                              in_doubt=summary.credits_in_doubt)
+                                              in_doubt=summary.credits_in_doubt, ledger=sender.ledger)
     executor.stop.raise_fatal()
     flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
     changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
@@ -823,7 +825,12 @@ class _Sender:
         return [self.plan.cache_keys[j] for j in indices]
 
     def _answered_elsewhere(self, j: int, value: Any) -> None:
-        """Another process paid for this record and stored its answer while this run went on."""
+        """Another process paid for this record and stored its answer while this run went on (an answer naming a
+        suppressed identifier is not returned, as one this run fetched)."""
+        reason = None if self.suppressor is None or value is None else self.suppressor.answer(value)
+        if reason is not None:
+            self.outcome[j], self.messages[j] = SUPPRESSED, reason
+            return
         if self.outcome[j] is None:
             self.from_store += 1
         self.results[j] = value

@@ -87,6 +87,8 @@ def collect(frame: pd.DataFrame, *, wait: bool = True, max_wait: float = 600, cl
         raise TypeError(f"collect needs a pandas DataFrame, got {type(frame).__name__}")
     if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not max_wait >= 0:
         raise ValueError(f"max_wait must be a number of seconds >= 0, got {max_wait!r}")
+    if not isinstance(allow_dnc, bool):  # "no" is truthy: it would show do-not-call numbers by accident
+        raise TypeError(f"allow_dnc must be True or False, got {allow_dnc!r}")
     ids = _pending_ids(frame)
     with client_scope(client) as api:
         results, polled = _poll_all(api, ids, wait, float(max_wait))

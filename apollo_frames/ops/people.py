@@ -248,8 +248,6 @@ def checked(records: list[dict], people: list[dict | None], credits: Any) -> Par
     return Parsed(results, credits, errors, contradicted=len(errors))
 
 
-#: how the reason of a row whose answer was rejected begins
-
 
 
 def _doubt(record: dict, person: dict, repeated: bool) -> str | None:

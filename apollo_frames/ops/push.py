@@ -1294,10 +1294,11 @@ FOUND = tagged("found_after_interrupt",
                "the record it created is reported, not created again")
 
 
-def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any) -> list[str]:
+def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any, allow_dnc: Any = False) -> list[str]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    for name, value in (("run_dedupe", run_dedupe), ("dry_run", dry_run)):
+    # allow_dnc="no" is truthy: it would write do-not-call numbers by accident
+    for name, value in (("run_dedupe", run_dedupe), ("dry_run", dry_run), ("allow_dnc", allow_dnc)):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
     if labels is None:
@@ -1343,7 +1344,7 @@ def push(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{target.operation} needs a pandas DataFrame, got {type(frame).__name__}")
-    labels = _validate_args(mode, run_dedupe, labels, dry_run)
+    labels = _validate_args(mode, run_dedupe, labels, dry_run, allow_dnc)
     RunOptions(progress=progress, suppress=suppress)  # the run's options, checked as every call checks them
     started = time.monotonic()
     mapping, custom_columns = _push_columns(frame, target, mode, columns)
