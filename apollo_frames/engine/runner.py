@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -351,6 +351,17 @@ class Executed:
     changes: dict[str, list] = dataclasses.field(default_factory=changes_module.empty)
 
 
+def credit_types(op: Operation, options: dict) -> dict[str, float]:
+    """Credit type -> worst-case credits per record of ``op`` with ``options`` (types that cost nothing left out)."""
+    per_type = op.credit_types(options) if op.credit_types else {"lead_credit": float(op.worst_credits(options))}
+    return {t: c for t, c in per_type.items() if c}
+
+
+def metered_now(per_type: Mapping[str, float]) -> bool:
+    """Whether a run's charges are on Apollo's meter when it ends (phones are charged later, when produced)."""
+    return set(per_type) == {"lead_credit"}
+
+
 def execute(
     rows: int,
     prepared: Prepared,
@@ -393,7 +404,7 @@ def execute(
     )
     worst = float(op.worst_credits(options))
     credits_max = len(plan.to_fetch) * worst
-    per_type = {t: c for t, c in (op.credit_types(options) if op.credit_types else {"lead_credit": worst}).items() if c}
+    per_type = credit_types(op, options)
     # a run sharing a budget (a file run's chunk; ``run.max_credits`` is what the budget has left) is checked against
     # the meter as before, but reconciled by its caller, who reads the meter around the whole run
     meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, run.max_credits,
@@ -430,7 +441,7 @@ def execute(
     summary.unattributed = sender.unattributed
     summary.contradicted = sender.contradicted
     summary.identifier_conflicts = sender.identifier_conflicts
-    if set(per_type) == {"lead_credit"}:  # charges made later (phones when produced) are not on the meter yet
+    if metered_now(per_type):
         summary.credits_in_doubt += reconcile(client, meter, run_id=run_id, operation=op.name,
                                               ledger_credits=summary.credits_consumed, credit_types=list(per_type),
                                               in_doubt=summary.credits_in_doubt, ledger=sender.ledger)

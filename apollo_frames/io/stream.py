@@ -418,8 +418,9 @@ def enrich_parquet(
         chunk_run = dataclasses.replace(run, progress=False, confirm_over=None)
         stop = StopSignal()  # after a rate-limit stop or a refused key, no chunk sends anything more
         bar = _Progress(spec.name, total_rows, progress, log_every, clock=api.clock)
-        # phones are charged when produced, later than the run: a run revealing them is not reconciled
-        meter = None if job_options.get("reveal_phone_number") else capped_reading(api, run.max_credits)
+        # phones (asked, or by the waterfall) are charged when produced, later than the run: not reconciled
+        phones = job_options.get("reveal_phone_number") or job_options.get("waterfall")
+        meter = None if phones else capped_reading(api, run.max_credits)
         requests_before = api.stats.requests
         done, rows = _Done(total_rows, src), 0
         interrupted = False
