@@ -154,6 +154,19 @@ def test_cause_counts_rows_the_circuit_breaker_skipped():
         "could not connect to h.example"
 
 
+def test_cause_reads_no_reason_when_no_row_is_an_error():
+    """A run without an error row (a cached re-run: every row matched or no_match) names no cause without reading
+    its reasons row by row."""
+
+    class Unread(list):
+        def __iter__(self):
+            raise AssertionError("reasons read")
+
+    assert failure_cause(["matched", "skipped", "no_match"], Unread([None, "budget", None])) == ""
+    with pytest.raises(AssertionError, match="reasons read"):  # (a row in error: they are read)
+        failure_cause(["error", "skipped"], Unread(["x", "y"]))
+
+
 # -- 7. why rows failed, grouped; 8. flat names ------------------------------------------------------------------------
 
 

@@ -236,8 +236,11 @@ def failure_cause(statuses: Sequence[Any], reasons: Sequence[Any], host: str | N
     """What the rows not done (``error``, and ``skipped`` after them) failed on, in a few words; else "".
 
     Named when some rows are ``error`` and 80 % of the rows not done failed the same way (the same code: a dead
-    host's first batches ``error``, the rest ``skipped`` once the circuit breaker stops sending).
+    host's first batches ``error``, the rest ``skipped`` once the circuit breaker stops sending). ``codes``: the
+    reasons' codes when the caller has them (default: those the reasons carry).
     """
+    if "error" not in statuses:  # most runs: one scan in C, no reason read
+        return ""
     codes = codes if codes is not None else [code_of(r) for r in reasons]
     texts = [(s, c, _what(r, c, host)[0]) for s, r, c in zip(statuses, reasons, codes, strict=True)
              if s in ("error", "skipped") and isinstance(r, str) and r]

@@ -1054,7 +1054,8 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
                             CREDITS_COLUMN: _row_credits(unique, done.credits), FETCHED_COLUMN: fetched_at(stored_at)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
-    head[ERROR_CODE_COLUMN] = [None if e is None else code_of(e) for e in error]  # each reason's own code
+    codes = [None if e is None else code_of(e) for e in error]  # each reason's own code
+    head[ERROR_CODE_COLUMN] = codes
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))
@@ -1062,5 +1063,5 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     summary.errors = int(counts.get("error", 0))
     summary.skipped = int(counts.get("skipped", 0))
     summary.suppressed = int(counts.get(SUPPRESSED, 0))
-    summary.cause = failure_cause(status, error, host) or None
+    summary.cause = failure_cause(status, error, host, codes) or None
     return new_columns(head, flat)
