@@ -24,7 +24,8 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from apollo_frames.client.store import AnswerStore, BadEntry, decode_entry
+from apollo_frames.client.store import AnswerStore
+from apollo_frames.core.entries import BadEntry, decode_entry
 from apollo_frames.core.suppress import revealed
 
 #: rows decoded per query while looking for answers naming someone

@@ -23,9 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import html
-import json
 import os
 import re
 import sqlite3
@@ -48,8 +46,8 @@ from apollo_frames.client.storage import (
     wal_mode,
 )
 from apollo_frames.client.suppression import SuppressionList
-from apollo_frames.core import jsontext
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
+from apollo_frames.core.entries import BadEntry, decode_entry, encode_entry, entry_key, entry_keys
 from apollo_frames.core.errors import StorageError, warn
 from apollo_frames.core.suppress import named_identifiers
 
@@ -58,9 +56,6 @@ try:
 except ImportError:  # not POSIX: a claim is believed until its lease expires
     fcntl = None  # type: ignore[assignment]
 
-#: Bump when the meaning or format of stored values changes: old entries are then never looked up
-#: (the version is part of every key) and ``cache verify`` / ``prune`` clear them. 1 was pickled values.
-SCHEMA_VERSION = 2
 #: Keys per SQL statement (SQLite allows 32,766 variables; a block of 900 keeps every version happy).
 SQL_BLOCK = 900
 #: an entry stored more than this after the store's clock reads now is not trusted (a far-future date
@@ -112,64 +107,6 @@ _OLD_ENTRIES = (
 _OLD_TABLES = ("Cache", "Settings", "Flat", "FlatBlock")
 _CORRUPT_REMEDY = "run `apollo-frames cache verify` (it sets the file aside and keeps what is readable) or remove it"
 _OWNER = re.compile(r"[0-9a-f]{16}")
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def entry_keys(namespace: str, endpoint: str, record_texts: Iterable[str],
-               options: Mapping[str, Any] | None = None) -> list[str]:
-    """The store's keys of records given as their :func:`canonical_json` texts: the SHA-256 of the canonical
-    JSON of (schema version, namespace, endpoint, record, options), built around each text."""
-    head = f"[{SCHEMA_VERSION},{canonical_json(namespace)},{canonical_json(endpoint)},"
-    tail = f",{canonical_json(dict(options or {}))}]"
-    return [hashlib.sha256(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
-
-
-def entry_key(namespace: str, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
-    """The store's key of one answer (what :meth:`AnswerStore.key` gives), without opening a store."""
-    return entry_keys(namespace, endpoint, [canonical_json(record)], options)[0]
-
-
-class BadEntry(ValueError):
-    """A stored entry that is not ours: not JSON, another key or schema version, a key that is not text."""
-
-
-def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> bytes:
-    """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
-
-    ``texts``: the JSON of answers already encoded, by ``id`` (an answer stored under several keys is encoded once).
-    """
-    texts = {} if texts is None else texts
-    if id(data) not in texts:
-        texts[id(data)] = jsontext.dumps(data)
-    quoted = json.dumps(key, ensure_ascii=False)
-    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), texts[id(data)], b"}"))
-
-
-def decode_entry(key: Any, blob: Any) -> dict | None:
-    """The answer in ``blob`` if it is a current entry for ``key``; else :class:`BadEntry` saying why."""
-    if not isinstance(key, str):
-        raise BadEntry("key not text")
-    if not isinstance(blob, (bytes, str)):
-        raise BadEntry(f"value of type {type(blob).__name__}")
-    try:
-        entry = jsontext.loads(blob, max_depth=jsontext.MAX_DEPTH + 1)  # (the entry wraps the answer)
-    except (ValueError, UnicodeDecodeError):
-        raise BadEntry("not JSON") from None
-    except RecursionError:
-        raise BadEntry("nested too deeply") from None
-    if not isinstance(entry, dict) or "d" not in entry:
-        raise BadEntry("not an entry")
-    if entry.get("v") != SCHEMA_VERSION:
-        raise BadEntry(f"schema version {entry.get('v')!r}")
-    if entry.get("k") != key:
-        raise BadEntry("carries another key")
-    data = entry["d"]
-    if data is not None and not isinstance(data, dict):
-        raise BadEntry(f"answer of type {type(data).__name__}")
-    return data
 
 
 @dataclasses.dataclass

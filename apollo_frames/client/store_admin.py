@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 
 from apollo_frames.client.flat import drop_stale_blocks, drop_unused
 from apollo_frames.client.storage import private_file, storage_errors
-from apollo_frames.client.store import FUTURE_SLACK_S, SCHEMA_VERSION, AnswerStore, BadEntry, set_aside
+from apollo_frames.client.store import FUTURE_SLACK_S, AnswerStore, set_aside
 from apollo_frames.core import jsontext
 from apollo_frames.core.age import age_seconds
+from apollo_frames.core.entries import SCHEMA_VERSION, BadEntry
 from apollo_frames.core.errors import InputError, StorageError
 from apollo_frames.core.settings import Settings
 

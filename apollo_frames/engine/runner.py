@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from apollo_frames.client.flat import STORED_AT
-from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
+from apollo_frames.core.entries import canonical_json
 from apollo_frames.core.errors import (
     APIError,
     RunInterrupted,
