@@ -40,9 +40,9 @@ from dask.dataframe.extensions import register_dataframe_accessor
 
 from apollo_frames.accessor import frame_method
 from apollo_frames.client.http import ApolloClient, client_scope
-from apollo_frames.client.store import entry_key
 from apollo_frames.client.suppression import suppression_values
 from apollo_frames.core.columns import Columns
+from apollo_frames.core.entries import entry_key
 from apollo_frames.core.schema import to_pandas
 from apollo_frames.engine.assemble import assemble_frame
 from apollo_frames.engine.confirm import confirm_spend

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from apollo_frames.client.store import AnswerStore, canonical_json
+from apollo_frames.client.store import AnswerStore
+from apollo_frames.core.entries import canonical_json
 from apollo_frames.sandbox import Sandbox, SandboxConfig
 
 

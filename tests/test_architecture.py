@@ -140,7 +140,7 @@ def test_every_public_exception_lives_in_core_errors_and_is_exported():
     import apollo_frames
     from apollo_frames.core import errors
 
-    internal = {("apollo_frames.client.store", "BadEntry"),  # caught inside the store: a stored entry set aside
+    internal = {("apollo_frames.core.entries", "BadEntry"),  # caught inside the store: a stored entry set aside
                 ("apollo_frames.cli", "UsageError")}  # the command line's own: an exit code, never raised to Python
     outside = []
     for info in pkgutil.walk_packages(apollo_frames.__path__, "apollo_frames."):

@@ -102,7 +102,7 @@ def test_prepare_people_fast_and_general_paths_agree(odd, monkeypatch):
     assert prepared.records == [g[0] for g in general]
     assert prepared.identities == [g[1] for g in general]
     assert prepared.reasons == [g[2] for g in general]
-    from apollo_frames.client.store import canonical_json
+    from apollo_frames.core.entries import canonical_json
     pairs = zip(prepared.identity_texts, prepared.identities, strict=True)
     texts = [(t, canonical_json(i)) for t, i in pairs if t is not None]
     assert (odd or texts) and all(t == want for t, want in texts)

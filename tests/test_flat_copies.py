@@ -13,6 +13,7 @@ from frames import answers
 import apollo_frames as af
 from apollo_frames.client import flat
 from apollo_frames.client.store import AnswerStore
+from apollo_frames.core.entries import canonical_json
 from apollo_frames.engine import cached
 
 
@@ -128,7 +129,7 @@ def test_keys_from_identity_texts_are_the_keys(tmp_path):
     store = AnswerStore(tmp_path)
     options = {"reveal_personal_emails": False}
     identities = [{"email": "a@b.example"}, {"first_name": "ann", "last_name": "lée", "domain": "b.example"}]
-    texts = ['{"email":"a@b.example"}', af.client.store.canonical_json(identities[1])]
+    texts = ['{"email":"a@b.example"}', canonical_json(identities[1])]
     assert store.keys("people/bulk_match", texts, options) == [store.key("people/bulk_match", i, options)
                                                                for i in identities]
 
@@ -173,7 +174,6 @@ def test_blocks_read_a_batch_at_a_time_give_the_rows_in_the_frames_order(sandbox
     {"first_name": "ann", "last_name": "lee", "domain": "b.example"}, {"name": "ann lee", "organization_name": "x"},
 ])
 def test_identity_text_is_canonical_json(identity):
-    from apollo_frames.client.store import canonical_json
     from apollo_frames.engine.runner import identity_text
 
     assert identity_text(identity) == canonical_json(identity)

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from apollo_frames.client import store_admin
-from apollo_frames.client.store import SCHEMA_VERSION, AnswerStore, encode_entry
+from apollo_frames.client.store import AnswerStore
+from apollo_frames.core.entries import SCHEMA_VERSION, encode_entry
 
 K1, K2 = (f"{i:064x}" for i in (1, 2))
 DAY = 86400.0

@@ -21,7 +21,8 @@ import apollo_frames as af
 from apollo_frames.cli import main
 from apollo_frames.client import store_admin
 from apollo_frames.client.ledger import Ledger
-from apollo_frames.client.store import SCHEMA_VERSION, AnswerStore, encode_entry
+from apollo_frames.client.store import AnswerStore
+from apollo_frames.core.entries import SCHEMA_VERSION, encode_entry
 from apollo_frames.core.errors import ApolloError, StorageError
 
 DAY = 86400.0

@@ -24,7 +24,9 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from apollo_frames.client.store import AnswerStore, BadEntry, decode_entry
+from apollo_frames.client.storage import sql_blocks, sql_marks
+from apollo_frames.client.store import AnswerStore
+from apollo_frames.core.entries import BadEntry, decode_entry
 from apollo_frames.core.suppress import revealed
 
 #: rows decoded per query while looking for answers naming someone
@@ -127,9 +129,8 @@ def _journal_keys(store: AnswerStore, nonces: Iterable[str], pairs: Sequence[tup
 
 def _present(store: AnswerStore, keys: list[str]) -> list[tuple]:
     found: list[tuple] = []
-    for start in range(0, len(keys), 900):
-        block = keys[start:start + 900]
-        found += store.query(f"SELECT key FROM Answers WHERE key IN ({','.join('?' * len(block))})", block)
+    for block in sql_blocks(keys):
+        found += store.query(f"SELECT key FROM Answers WHERE key IN ({sql_marks(len(block))})", block)
     return found
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from apollo_frames.client.storage import SQL_BLOCK, sql_blocks, sql_marks
 from apollo_frames.core.errors import StorageError
 
 if TYPE_CHECKING:
@@ -51,8 +52,6 @@ META = pa.schema([("_key", pa.string()), ("_hit", pa.bool_()), ("_expires_at", p
                   ("_stored_at", pa.float64())])
 #: the column a read adds beside the declared ones: when each row's raw answer was stored (POSIX seconds)
 STORED_AT = "_stored_at"
-#: keys per SQL statement (as the store's own reads)
-_SQL_BLOCK = 900
 #: the keys are looked up in ``FlatRows`` (to read only their blocks) when this many times their number is
 #: still fewer than the rows stored: a lookup costs about what decoding this many rows does
 _LOOKUP_FACTOR = 4
@@ -111,11 +110,6 @@ def _taken(tables: list[pa.Table], at: np.ndarray) -> pa.Table:
                             for t, start, cut, end in zip(tables, starts, cuts, cuts[1:], strict=False) if end > cut])
 
 
-def _chunks(items: Sequence[Any], size: int = _SQL_BLOCK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 class FlatCopies:
     """The flattened copies of one fingerprint: :meth:`take` rows by key, :meth:`save` new blocks."""
 
@@ -160,12 +154,12 @@ class FlatCopies:
         if len(keys) * _LOOKUP_FACTOR >= stored:
             return self.store.query(f"{select} ORDER BY id", [self.fingerprint])
         ids: set[Any] = set()
-        for chunk in _chunks(keys):
+        for chunk in sql_blocks(keys):
             ids.update(b for (b,) in self.store.query(
-                f"SELECT DISTINCT block FROM FlatRows WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+                f"SELECT DISTINCT block FROM FlatRows WHERE key IN ({sql_marks(len(chunk))})", chunk))
         found = []
-        for chunk in _chunks(sorted(i for i in ids if type(i) is int)):
-            found += self.store.query(f"{select} AND id IN ({','.join('?' * len(chunk))}) ORDER BY id",
+        for chunk in sql_blocks(sorted(i for i in ids if type(i) is int)):
+            found += self.store.query(f"{select} AND id IN ({sql_marks(len(chunk))}) ORDER BY id",
                                       [self.fingerprint, *chunk])
         return found
 
@@ -175,9 +169,9 @@ class FlatCopies:
         batch, size = list[int](), 0
         for block_id, _, length in blocks:
             batch, size = [*batch, block_id], size + (length or 0)
-            if size >= budget or len(batch) == _SQL_BLOCK or block_id == blocks[-1][0]:
+            if size >= budget or len(batch) == SQL_BLOCK or block_id == blocks[-1][0]:
                 yield sorted(self.store.query(f"SELECT id, rows, data FROM FlatBlocks WHERE fingerprint = ? AND id IN "
-                                              f"({','.join('?' * len(batch))})", [self.fingerprint, *batch]))
+                                              f"({sql_marks(len(batch))})", [self.fingerprint, *batch]))
                 batch, size = [], 0
 
     def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
@@ -194,9 +188,9 @@ class FlatCopies:
         """Per row of the blocks, whether ``FlatRows`` still points at it: counted per block, looked at key by
         key only in a block some of whose answers changed since."""
         counts: dict[Any, int] = {}
-        for chunk in _chunks([b[0] for b in blocks]):
+        for chunk in sql_blocks([b[0] for b in blocks]):
             counts.update(self.store.query(f"SELECT block, count(*) FROM FlatRows WHERE block IN "
-                                           f"({','.join('?' * len(chunk))}) GROUP BY block", chunk))
+                                           f"({sql_marks(len(chunk))}) GROUP BY block", chunk))
         masks = []
         for (block_id, rows, _), table in zip(blocks, tables, strict=True):
             keys = None if counts.get(block_id, 0) == rows else pa.array([k for (k,) in self.store.query(
@@ -232,7 +226,7 @@ class FlatCopies:
 
     def _drop(self, ids: Sequence[int]) -> None:
         with self.store.transaction() as con:
-            marks = ",".join("?" * len(ids))
+            marks = sql_marks(len(ids))
             con.execute(f"DELETE FROM FlatRows WHERE block IN ({marks})", list(ids))
             con.execute(f"DELETE FROM FlatBlocks WHERE id IN ({marks})", list(ids))
 

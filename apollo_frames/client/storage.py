@@ -1,4 +1,4 @@
-"""What the answer store and the credit ledger share: private files, and typed storage errors.
+"""What the answer store and the credit ledger share: private files, typed storage errors, SQL parameter blocks.
 
 Both hold personal data or spend records, so folders are 0700 and files 0600
 whatever the umask. Any SQLite or OS failure that is about the disk (full,
@@ -12,8 +12,9 @@ import errno
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from apollo_frames.core.errors import StorageError
 
@@ -21,6 +22,8 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 #: SQLite's own side files for a database in WAL mode (and the rollback journal)
 SIDE_FILES = ("-wal", "-shm", "-journal")
+#: Keys per SQL statement (SQLite allows 32,766 variables; a block of 900 keeps every version happy).
+SQL_BLOCK = 900
 
 _FULL = ("database or disk is full",)
 _IO = ("disk i/o error",)
@@ -37,10 +40,8 @@ _ERRNO_REASON = {
 
 
 def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
-    """Create ``path`` and any missing parents 0700; an existing ``path`` is made 0700 too when asked.
-
-    (``Path.mkdir(parents=True)`` would create the parents with the umask's mode.)
-    """
+    """Create ``path`` and any missing parents 0700 (``mkdir(parents=True)`` would give the parents the umask's
+    mode); an existing ``path`` is made 0700 too when asked."""
     missing = []
     for folder in (path, *path.parents):
         if folder.exists():
@@ -84,6 +85,16 @@ def _chmod(path: Path, mode: int) -> None:
     with contextlib.suppress(OSError):  # a symlink is never followed (its target is not ours to change)
         if not path.is_symlink() and (path.stat().st_mode & 0o777) != mode:
             os.chmod(path, mode)
+
+
+def sql_blocks(items: Sequence[Any], size: int = SQL_BLOCK) -> Iterator[Sequence[Any]]:
+    """``items`` a block of ``size`` at a time: one SQL statement's parameters each."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def sql_marks(n: int) -> str:
+    return ",".join("?" * n)
 
 
 def database_files(db: Path) -> list[Path]:

@@ -1,15 +1,12 @@
 """The answer store: one entry per normalised input record, in a SQLite file of our own (plain ``sqlite3``).
 
-Every value is JSON bytes ``{"v": SCHEMA_VERSION, "k": key, "d": answer}``;
-nothing read from disk is ever unpickled or evaluated, no setting is read from
-the database, and triggers this code did not make are dropped when it opens.
-An entry that does not parse, carries another key or schema version, or is
-dated in the future is a miss: it is quarantined (deleted, recorded in the
-``Quarantine`` table), counted in :attr:`AnswerStore.quarantined`, and asked
-again. A cached miss is ``None``; an absent key is absent.
+Keys and values are those of :mod:`apollo_frames.core.entries` (JSON, never
+unpickled or evaluated); no setting is read from the database, and triggers
+this code did not make are dropped when it opens. An entry that does not parse,
+carries another key or schema version, or is dated in the future is a miss: it
+is quarantined (deleted, recorded in the ``Quarantine`` table), counted in
+:attr:`AnswerStore.quarantined`, and asked again. A cached miss is ``None``.
 
-Keys are a SHA-256 of (schema version, namespace, endpoint, normalised input,
-options that change the answer). The API key is never part of a key or a value.
 Reads take one SQL query per block of keys; writes one transaction per batch.
 Claims (:meth:`AnswerStore.claim`) let processes sharing the folder tell each
 other which records are in flight; a claim holds while its owner's file in
@@ -23,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import html
-import json
 import os
 import re
 import sqlite3
@@ -43,13 +38,15 @@ from apollo_frames.client.storage import (
     database_files,
     private_dir,
     private_file,
+    sql_blocks,
+    sql_marks,
     storage_errors,
     tighten,
     wal_mode,
 )
 from apollo_frames.client.suppression import SuppressionList
-from apollo_frames.core import jsontext
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
+from apollo_frames.core.entries import BadEntry, decode_entry, encode_entry, entry_key, entry_keys
 from apollo_frames.core.errors import StorageError, warn
 from apollo_frames.core.suppress import named_identifiers
 
@@ -58,11 +55,6 @@ try:
 except ImportError:  # not POSIX: a claim is believed until its lease expires
     fcntl = None  # type: ignore[assignment]
 
-#: Bump when the meaning or format of stored values changes: old entries are then never looked up
-#: (the version is part of every key) and ``cache verify`` / ``prune`` clear them. 1 was pickled values.
-SCHEMA_VERSION = 2
-#: Keys per SQL statement (SQLite allows 32,766 variables; a block of 900 keeps every version happy).
-SQL_BLOCK = 900
 #: an entry stored more than this after the store's clock reads now is not trusted (a far-future date
 #: would outlive every refresh)
 FUTURE_SLACK_S = 86400.0
@@ -77,8 +69,7 @@ _TABLES = (
     # one row per erasure (``forget``): a store object that sees a new one checks what it writes from then on
     """CREATE TABLE IF NOT EXISTS Erasures (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL)""",
     *FLAT_TABLES,
-    # the answers replaced (by a refresh or max_age), a few per key, so a run can say what changed; in this file,
-    # so whatever deletes an answer can delete its previous versions with it
+    # the answers replaced (by a refresh or max_age), a few per key, so a run can say what changed
     """CREATE TABLE IF NOT EXISTS Previous (
         key TEXT NOT NULL, replaced_at REAL NOT NULL, stored_at REAL, value BLOB, PRIMARY KEY (key, replaced_at))""",
 )
@@ -99,7 +90,7 @@ HISTORY_TRIGGERS = (
         BEGIN DELETE FROM Previous WHERE key = OLD.key; END""",
 )
 _TRIGGERS = (*FLAT_TRIGGERS, *HISTORY_TRIGGERS)
-_SELECT = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
+SELECT_ROWS = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
 _UPSERT = (
     "INSERT INTO Answers (key, stored_at, expires_at, value) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
     "stored_at = excluded.stored_at, expires_at = excluded.expires_at, value = excluded.value"
@@ -112,64 +103,6 @@ _OLD_ENTRIES = (
 _OLD_TABLES = ("Cache", "Settings", "Flat", "FlatBlock")
 _CORRUPT_REMEDY = "run `apollo-frames cache verify` (it sets the file aside and keeps what is readable) or remove it"
 _OWNER = re.compile(r"[0-9a-f]{16}")
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def entry_keys(namespace: str, endpoint: str, record_texts: Iterable[str],
-               options: Mapping[str, Any] | None = None) -> list[str]:
-    """The store's keys of records given as their :func:`canonical_json` texts: the SHA-256 of the canonical
-    JSON of (schema version, namespace, endpoint, record, options), built around each text."""
-    head = f"[{SCHEMA_VERSION},{canonical_json(namespace)},{canonical_json(endpoint)},"
-    tail = f",{canonical_json(dict(options or {}))}]"
-    return [hashlib.sha256(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
-
-
-def entry_key(namespace: str, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
-    """The store's key of one answer (what :meth:`AnswerStore.key` gives), without opening a store."""
-    return entry_keys(namespace, endpoint, [canonical_json(record)], options)[0]
-
-
-class BadEntry(ValueError):
-    """A stored entry that is not ours: not JSON, another key or schema version, a key that is not text."""
-
-
-def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> bytes:
-    """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
-
-    ``texts``: the JSON of answers already encoded, by ``id`` (an answer stored under several keys is encoded once).
-    """
-    texts = {} if texts is None else texts
-    if id(data) not in texts:
-        texts[id(data)] = jsontext.dumps(data)
-    quoted = json.dumps(key, ensure_ascii=False)
-    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), texts[id(data)], b"}"))
-
-
-def decode_entry(key: Any, blob: Any) -> dict | None:
-    """The answer in ``blob`` if it is a current entry for ``key``; else :class:`BadEntry` saying why."""
-    if not isinstance(key, str):
-        raise BadEntry("key not text")
-    if not isinstance(blob, (bytes, str)):
-        raise BadEntry(f"value of type {type(blob).__name__}")
-    try:
-        entry = jsontext.loads(blob, max_depth=jsontext.MAX_DEPTH + 1)  # (the entry wraps the answer)
-    except (ValueError, UnicodeDecodeError):
-        raise BadEntry("not JSON") from None
-    except RecursionError:
-        raise BadEntry("nested too deeply") from None
-    if not isinstance(entry, dict) or "d" not in entry:
-        raise BadEntry("not an entry")
-    if entry.get("v") != SCHEMA_VERSION:
-        raise BadEntry(f"schema version {entry.get('v')!r}")
-    if entry.get("k") != key:
-        raise BadEntry("carries another key")
-    data = entry["d"]
-    if data is not None and not isinstance(data, dict):
-        raise BadEntry(f"answer of type {type(data).__name__}")
-    return data
 
 
 @dataclasses.dataclass
@@ -307,15 +240,6 @@ class Holders:
             for path in self.folder.iterdir():
                 if _OWNER.fullmatch(path.name) and path.name not in self.held:
                     self.alive(path.name)
-
-
-def _blocks(items: Sequence[Any], size: int = SQL_BLOCK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 def _not_plain(path: Path) -> str | None:
@@ -456,8 +380,7 @@ class AnswerStore:
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database (SQLite's automatic checkpoint is off, so that it never
-        runs inside a worker's commit): called by the answer writer's thread, after a block of copies is saved,
-        and on close. Never fatal: a busy or read-only store just checkpoints later."""
+        runs inside a worker's commit). Never fatal: a busy or read-only store just checkpoints later."""
         with contextlib.suppress(sqlite3.Error, StorageError):
             self.query("PRAGMA wal_checkpoint(PASSIVE)")
 
@@ -493,8 +416,8 @@ class AnswerStore:
         bad: list[tuple[int, Any, str]] = []
         now = self.clock.time()
         self._store_unstored()
-        for block in _blocks(wanted):
-            rows = self.query(f"{_SELECT} WHERE key IN ({_marks(len(block))}) AND (expires_at IS NULL OR "
+        for block in sql_blocks(wanted):
+            rows = self.query(f"{SELECT_ROWS} WHERE key IN ({sql_marks(len(block))}) AND (expires_at IS NULL OR "
                               "expires_at > ?) AND stored_at >= ?", [*block, now, self._kept_since(now)])
             if stamps is not None:
                 stamps.update((row[1], (row[3], row[4])) for row in rows)
@@ -601,8 +524,8 @@ class AnswerStore:
         holding a row no longer live (one transaction); returns (answers, quarantined, blocks) removed."""
         answers = quarantined = 0
         with self.transaction() as con:
-            for block in _blocks(list(dict.fromkeys(keys))):
-                marks = _marks(len(block))
+            for block in sql_blocks(list(dict.fromkeys(keys))):
+                marks = sql_marks(len(block))
                 answers += con.execute(f"DELETE FROM Answers WHERE key IN ({marks})", tuple(block)).rowcount
                 quarantined += con.execute(f"DELETE FROM Quarantine WHERE key IN ({marks})", tuple(block)).rowcount
                 con.execute(f"DELETE FROM Claims WHERE key IN ({marks})", tuple(block))
@@ -644,9 +567,9 @@ class AnswerStore:
         """key -> the answer that was replaced at or after ``since`` (the latest such), for those of ``keys`` whose
         answer was replaced then; an entry that does not decode is left out (never trusted)."""
         found = {}
-        for block in _blocks(list(dict.fromkeys(keys))):  # (SQLite takes a bare column from the row of the MAX)
+        for block in sql_blocks(list(dict.fromkeys(keys))):  # (SQLite takes a bare column from the row of the MAX)
             for key, value, _ in self.query(
-                    f"SELECT key, value, MAX(replaced_at) FROM Previous WHERE key IN ({_marks(len(block))}) "
+                    f"SELECT key, value, MAX(replaced_at) FROM Previous WHERE key IN ({sql_marks(len(block))}) "
                     "AND replaced_at >= ? GROUP BY key", [*block, since]):
                 with contextlib.suppress(BadEntry):
                     found[key] = decode_entry(key, value)
@@ -728,8 +651,8 @@ class AnswerStore:
         now = self.clock.time()
         alive: dict[Any, bool] = {}
         held: dict[str, Lease] = {}
-        rows = (row for block in _blocks(keys) for row in self.query(
-            f"SELECT key, owner, expires FROM Claims WHERE owner != ? AND key IN ({_marks(len(block))})",
+        rows = (row for block in sql_blocks(keys) for row in self.query(
+            f"SELECT key, owner, expires FROM Claims WHERE owner != ? AND key IN ({sql_marks(len(block))})",
             [owner or self.owner, *block]))
         for key, other, expires in rows:
             if not isinstance(expires, (int, float)) or not now < expires <= now + MAX_LEASE_S:
@@ -757,8 +680,8 @@ class AnswerStore:
     def release(self, keys: Iterable[str], *, owner: str | None = None) -> None:
         """Drop this object's (or ``owner``'s) leases on ``keys`` (others' leases are left alone)."""
         with self.transaction() as con:
-            for block in _blocks(list(dict.fromkeys(keys))):
-                con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({_marks(len(block))})",
+            for block in sql_blocks(list(dict.fromkeys(keys))):
+                con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({sql_marks(len(block))})",
                             (owner or self.owner, *block))
 
     def held_by_others(self, keys: Iterable[str], *, owner: str | None = None) -> list[str]:

@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 
 from apollo_frames.client.flat import drop_stale_blocks, drop_unused
 from apollo_frames.client.storage import private_file, storage_errors
-from apollo_frames.client.store import FUTURE_SLACK_S, SCHEMA_VERSION, AnswerStore, BadEntry, set_aside
+from apollo_frames.client.store import FUTURE_SLACK_S, SELECT_ROWS, AnswerStore, set_aside
 from apollo_frames.core import jsontext
 from apollo_frames.core.age import age_seconds
+from apollo_frames.core.entries import SCHEMA_VERSION, BadEntry
 from apollo_frames.core.errors import InputError, StorageError
 from apollo_frames.core.settings import Settings
 
@@ -41,7 +42,6 @@ EXPORT_SCHEMA = pa.schema(
     metadata={b"apollo_frames.store": json.dumps({"format": 1, "schema_version": SCHEMA_VERSION}).encode()},
 )
 _KEY = re.compile(r"[0-9a-f]{64}")
-_SELECT_FROM = "SELECT rowid, key, value, stored_at, expires_at FROM Answers"
 
 
 def parse_age(text: str) -> float:
@@ -84,7 +84,7 @@ def _scan(store: AnswerStore, where: str = "", params: tuple = ()):
     """Every row of the store in rowid order, a block at a time."""
     last = 0
     while True:
-        rows = store.query(f"{_SELECT_FROM} WHERE rowid > ? {where} ORDER BY rowid LIMIT ?", (last, *params, BLOCK))
+        rows = store.query(f"{SELECT_ROWS} WHERE rowid > ? {where} ORDER BY rowid LIMIT ?", (last, *params, BLOCK))
         if not rows:
             return
         last = rows[-1][0]
@@ -173,13 +173,13 @@ def salvage(source: Path, store: AnswerStore, give_up_after: int = 20) -> Counts
 def _readable(conn: sqlite3.Connection, rowids: range, counts: Counts) -> list[tuple]:
     """The rows of ``rowids`` that can be read: in one query, or one at a time in a damaged block."""
     try:
-        return conn.execute(f"{_SELECT_FROM} WHERE rowid BETWEEN ? AND ?", (rowids[0], rowids[-1])).fetchall()
+        return conn.execute(f"{SELECT_ROWS} WHERE rowid BETWEEN ? AND ?", (rowids[0], rowids[-1])).fetchall()
     except sqlite3.Error:
         counts.skipped["unreadable block"] += 1
     rows = []
     for rowid in rowids:
         with contextlib.suppress(sqlite3.Error):
-            rows += conn.execute(f"{_SELECT_FROM} WHERE rowid = ?", (rowid,)).fetchall()
+            rows += conn.execute(f"{SELECT_ROWS} WHERE rowid = ?", (rowid,)).fetchall()
     return rows
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from apollo_frames.client.flat import STORED_AT, FlatCopies, Stamp, fingerprint
-from apollo_frames.client.store import SCHEMA_VERSION
+from apollo_frames.core.entries import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
 
 

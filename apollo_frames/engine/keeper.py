@@ -125,13 +125,8 @@ class AnswerWriter:
         self._thread.start()
 
     def store(self, item: Keep) -> None:
-        """Make ``item``'s answers survive a kill -9 now, from this thread; queue it for the writer's thread.
-
-        A worker calls it before it takes another batch, so at any moment each worker has at most one
-        request in flight or one answer not kept yet: a kill -9 costs at most ``concurrency`` batches.
-        Workers whose answers arrive together are written together: the one that gets to write takes every
-        answer waiting, in one transaction, and the others find theirs written (a group commit).
-        """
+        """Make ``item``'s answers survive a kill -9 now, from this thread (a group commit: the worker that gets to
+        write takes every answer waiting, the others find theirs written); queue it for the writer's thread."""
         with self._counting:
             self._waiting.append(item)
         with self._group:
@@ -151,12 +146,8 @@ class AnswerWriter:
                         self._queue.put(item, timeout=POLL_S)
                         return
             if self._closed or not self._thread.is_alive():
-                self._late(item)
+                self._handle([item], everything=True)  # what the writer's thread would have done: it has stopped
                 return
-
-    def _late(self, item: Keep) -> None:
-        """What the writer's thread would have done with ``item``, done on this thread: it has stopped."""
-        self._handle([item], everything=True)
 
     @property
     def alive(self) -> bool:

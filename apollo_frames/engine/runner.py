@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from apollo_frames.client.flat import STORED_AT
-from apollo_frames.client.store import canonical_json
 from apollo_frames.core.columns import ColumnMapping
+from apollo_frames.core.entries import canonical_json
 from apollo_frames.core.errors import (
     APIError,
     RunInterrupted,
@@ -566,7 +566,7 @@ class _Sender:
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
         #: the answers received, flattened a block at a time (``results[j]`` is then None again)
-        self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK)
+        self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK, background=True)
         #: per unique record, its share of the credits its request reported (the bill per row)
         self.credits: list[float] = [0.0] * n
         self.outcome: list[str | None] = [None] * n
@@ -575,6 +575,7 @@ class _Sender:
             self.outcome[j] = "matched" if matched else "no_match"
         self.pending = deque(plan.to_fetch)  # not claimed yet
         self.ready: deque[int] = deque()  # claimed, to send
+        self.picked: dict[int, Any] = {}  # the records of those ready, picked a claimed block at a time
         self.handed = max(1, handed)  # batches handed to the executor at once (running and queued)
         self.budget_reason: str | None = None
         self.unverified: list[Any] = []  # the unbelievable credit figures reported, one per batch
@@ -629,8 +630,16 @@ class _Sender:
             self.in_flight += 1
             sent = [self.ready.popleft() for _ in range(n)]
             self.flying.update(sent)
-            return _Batch(sent, list(pick(self.plan.unique_records, sent)), self._attempts(n))
+            return _Batch(sent, self._records(sent), self._attempts(n))
         return None
+
+    def _records(self, sent: list[int]) -> list[Any]:
+        """The records of ``sent``, picked when claimed (one columnar take per claimed block rather than per batch,
+        on the dispatching thread); one sent again or awaited from another process is picked here."""
+        missing = [j for j in sent if j not in self.picked]
+        if missing:
+            self.picked.update(zip(missing, pick(self.plan.unique_records, missing), strict=True))
+        return [self.picked.pop(j) for j in sent]
 
     def _claim_ahead(self) -> None:
         """Claim the next records (enough for every slot) in one transaction; set aside those another process
@@ -652,7 +661,9 @@ class _Sender:
             self.writer.put(Keep({}, 0, list(stored)))
             self.bar.update(len(stored))
         self.deferred.update(dict.fromkeys(keys[k] for k in held))
-        self.ready.extend(j for k, j in keys.items() if k not in held and k not in stored)
+        free = [j for k, j in keys.items() if k not in held and k not in stored]
+        self.ready.extend(free)
+        self.picked.update(zip(free, pick(self.plan.unique_records, free), strict=True))
 
     def _begin(self, batch: _Batch) -> bool:
         """Write the batch to the ledger as sent, at its worst case, just before it leaves (on the worker thread:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from apollo_frames.client.store import canonical_json
+from apollo_frames.core.entries import canonical_json
 from apollo_frames.core.errors import StorageError, warn
 
 #: how long what an unfinished push did is kept (seconds)

@@ -50,9 +50,9 @@ import pyarrow as pa
 from apollo_frames.client.http import ApolloClient, client_scope, unusable_answer
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.client.ratelimit import parse_rate_headers
-from apollo_frames.client.store import canonical_json
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ColumnMapping, Columns
+from apollo_frames.core.entries import canonical_json
 from apollo_frames.core.errors import (
     APIError,
     InputError,
