@@ -68,29 +68,3 @@ def test_rows_in_order_gives_the_take_whether_as_slices_or_taken():
         parts = [table.slice(0, 4), table.slice(4)]
         got = rows_in_order(parts, indices)
         assert got.equals(table.take(pa.array(indices, pa.int64()))) and parts == []
-
-
-def test_in_the_background_blocks_are_built_off_the_calling_thread_with_the_same_rows():
-    import threading
-
-    threads = []
-
-    def flatten(answers):
-        threads.append(threading.current_thread())
-        return pa.table({"id": pa.array([a["id"] if a else None for a in answers], pa.string())})
-
-    got = []
-    for background in (False, True):
-        results = [None] * 7
-        flat = FlatAnswers(flatten, results, order=list(range(7)), block=2, background=background)
-        for j in (1, 0, 3, 2, 6, 5):  # 4 never answered: 5 and 6 wait for the end
-            results[j] = None if j == 3 else _answer(j)
-            flat.took([j])
-        assert results[:4] == [None] * 4 and results[5] is not None  # let go of, whichever thread builds the rows
-        outcome = ["matched", "matched", "matched", "no_match", None, "matched", "matched"]
-        table, order, found = flat.done(outcome)
-        got.append((table.column("id").to_pylist(), order, found))
-    assert got[0] == got[1] == (["p0", "p1", "p2", None, "p5", "p6"], [0, 1, 2, 3, 5, 6],
-                                [True, True, True, False, True, True])
-    main = threading.current_thread()
-    assert {t is main for t in threads[:3]} == {True} and {t is main for t in threads[3:]} == {False}

@@ -9,16 +9,11 @@ Blocks follow the plan's order (``to_fetch``), not the order answers arrive in (
 any order): when every record was fetched once, in order, the rows are already where the output wants them
 and are not copied again. An answer that arrives far ahead of a record not answered yet (a failed batch, one
 another process holds) is flattened without waiting once ``ahead`` answers wait.
-
-With ``background``, a block's table is built on a thread of its own: building 1,000 rows takes tens of
-milliseconds, which on the dispatching thread left the workers without a batch (the dispatch figure). One
-block is built at a time (the next waits for it), so at most two blocks of answers are held as objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -31,15 +26,14 @@ class FlatAnswers:
     """The flattened rows of the answers in ``results`` (one run's, by unique index), a block at a time."""
 
     def __init__(self, flatten: Callable[[Sequence[dict | None]], pa.Table], results: list[dict | None],
-                 order: Sequence[int], block: int, ahead: int | None = None, background: bool = False):
+                 order: Sequence[int], block: int, ahead: int | None = None):
         self.flatten, self.results, self.block = flatten, results, block
         self.plan_order = order  # the unique indices to fetch, in the plan's order
         self.cursor = 0  # plan_order[cursor:] is not flattened in order yet
         self.seen = 0  # plan_order[cursor:seen] are answered (or flattened)
         self.ahead = 4 * block if ahead is None else ahead
         self.pending: set[int] = set()  # unique indices answered, not flattened yet
-        self.parts: list[pa.Table | Future[pa.Table]] = []  # a future while built in the background
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="apollo-flatten") if background else None
+        self.parts: list[pa.Table] = []
         self.order: list[int] = []  # the unique index of each flattened row, in table order
         self.found: list[bool] = []  # per flattened row: an answer (False: no match)
         self.row: dict[int, int] = {}  # unique index -> its latest flattened row
@@ -68,11 +62,7 @@ class FlatAnswers:
             return
         self.pending.difference_update(js)
         answers = [self.results[j] for j in js]
-        if self.pool is None:
-            self.parts.append(self.flatten(answers))
-        else:
-            self._built()  # the block before (long built, as a rule: blocks arrive far apart)
-            self.parts.append(self.pool.submit(self.flatten, answers))
+        self.parts.append(self.flatten(answers))
         for j, answer in zip(js, answers, strict=True):
             self.row[j] = len(self.order)
             self.order.append(j)
@@ -83,20 +73,12 @@ class FlatAnswers:
         """(the flattened rows, their unique indices, which are answers) of the records whose outcome is still an
         answer, one row each; None when there are none."""
         self.flush()
-        parts = [part.result() if isinstance(part, Future) else part for part in self.parts]
-        if self.pool is not None:
-            self.pool.shutdown()
         rows = [r for j, r in self.row.items() if outcome[j] in ANSWERED]
         if not rows:
             return None, [], []
         rows.sort()
-        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        table = pa.concat_tables(self.parts) if len(self.parts) > 1 else self.parts[0]
         self.parts = []
         if len(rows) < table.num_rows:  # (rare: a record answered twice, or answered and then not)
             table = table.take(pa.array(np.asarray(rows, dtype=np.int64)))
         return table, [self.order[r] for r in rows], [self.found[r] for r in rows]
-
-    def _built(self) -> None:
-        """Wait for the block being built in the background, if any (its error, a bug, is raised here)."""
-        if self.parts and isinstance(self.parts[-1], Future):
-            self.parts[-1] = self.parts[-1].result()

@@ -566,7 +566,7 @@ class _Sender:
         n = len(plan.unique_records)
         self.results: list[dict | None] = [None] * n
         #: the answers received, flattened a block at a time (``results[j]`` is then None again)
-        self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK, background=True)
+        self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK)
         #: per unique record, its share of the credits its request reported (the bill per row)
         self.credits: list[float] = [0.0] * n
         self.outcome: list[str | None] = [None] * n
