@@ -28,6 +28,7 @@ import pandas as pd
 from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.core.clock import WINDOW_SECONDS, WINDOWS
 from apollo_frames.core.columns import Columns
+from apollo_frames.core.errors import InputError
 from apollo_frames.core.settings import PLAN_PRESETS
 from apollo_frames.engine.confirm import confirm_spend  # noqa: F401  (re-exported for callers of estimate)
 from apollo_frames.engine.meter import CreditBalance, last_balance, try_read
@@ -76,7 +77,7 @@ def assumed_limits(
     plan preset (or ``rate_limits=``).
     """
     if plan is not None and plan not in PLAN_PRESETS:
-        raise ValueError(f"plan must be one of {sorted(PLAN_PRESETS)}, got {plan!r}")
+        raise InputError(f"plan must be one of {sorted(PLAN_PRESETS)}, got {plan!r}")
     preset = dict(zip(WINDOWS, client.settings.limits, strict=True))
     now = client.clock.time()
     try:
@@ -294,7 +295,7 @@ def _estimable(operation: Any) -> registry.Spec:
     except ValueError:
         spec = None
     if spec is None or not spec.estimable:
-        raise ValueError(f"no estimate for operation {operation!r}; known: {registry.estimable_names()}")
+        raise InputError(f"no estimate for operation {operation!r}; known: {registry.estimable_names()}")
     return spec
 
 
@@ -345,7 +346,7 @@ def estimate(
     if pilot is not None:
         check_pilot(pilot)
         if spec.kind != "enrich":
-            raise ValueError(f"pilot= needs an enrich operation, not {spec.name!r}")
+            raise InputError(f"pilot= needs an enrich operation, not {spec.name!r}")
     with client_scope(client, need_key=pilot is not None or balance) as c:
         tried = run_pilot(frame, spec.name, pilot, client=c, columns=columns, seed=seed, **options) if pilot else None
         result = estimate_from_work(spec.plan(frame, columns, options, c), c, plan)
@@ -407,7 +408,7 @@ def estimate_file(
     check_chunk_rows(chunk_rows)
     spec = _estimable(operation)
     if spec.job is None:
-        raise ValueError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
+        raise InputError(f"no file estimate for operation {operation!r}: it does not run row by row from a file")
     job_options, run = spec.estimate_job_options(options)
     with client_scope(client, need_key=False) as c:
         work = file_work(src, spec, chunk_rows, dict(job_options, columns=columns), c, run)

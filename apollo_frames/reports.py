@@ -65,7 +65,7 @@ def credit_summary(*, by: str = "day", client: ApolloClient | None = None, since
     ['operation', 'credits', 'runs', 'in_doubt_credits', 'batches', 'records_sent', 'records_matched', 'match_rate']
     """
     if by not in SUMMARY_KEYS:
-        raise ValueError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
+        raise InputError(f"by must be one of {sorted(SUMMARY_KEYS)}, got {by!r}")
     frame = _ledger(since, client)
     doubt = frame["status"] == "in_doubt"
     frame = frame.assign(

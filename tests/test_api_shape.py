@@ -81,3 +81,15 @@ def test_old_positional_calls_are_refused_with_the_keyword_to_use():
         af.columns(frame, "enrich_people")
     with pytest.raises(TypeError, match="positional"):
         af.enrich_parquet("in.parquet", "out.parquet")
+
+
+@pytest.mark.parametrize("mistake", [
+    lambda tmp: af.credit_summary(by="week", client=af.ApolloClient(api_key="k", cache_dir=tmp)),
+    lambda tmp: af.estimate(pd.DataFrame({"email": ["a@b.example"]}), operation="enrich_everything"),
+    lambda tmp: af.push_contacts(pd.DataFrame({"email": ["a@b.example"]}), mode="merge", dry_run=True),
+    lambda tmp: af.enrich_people(pd.DataFrame({"email": ["a@b.example"]}), webhook_url="ftp://x.example"),
+])
+def test_a_users_mistake_is_an_input_error(tmp_path, mistake):
+    """Not a bare ValueError: one exception a program can catch for every bad argument (still a ValueError)."""
+    with pytest.raises(af.InputError):
+        mistake(tmp_path)

@@ -66,7 +66,7 @@ from apollo_frames.client.retry import (
 from apollo_frames.client.store import AnswerStore
 from apollo_frames.core import jsontext
 from apollo_frames.core.clock import DEFAULT_WINDOW_LENGTHS, SYSTEM_CLOCK, Clock
-from apollo_frames.core.errors import APIError, APIResponseError, RequestAbandoned
+from apollo_frames.core.errors import APIError, APIResponseError, InputError, RequestAbandoned
 from apollo_frames.core.settings import DEFAULT_BASE_URL, Settings, is_loopback
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def endpoint_of(method: str, path: str) -> str:
 def _refuse_key_outside_header(params: Mapping[str, Any] | None, json: Any) -> None:
     for container in (params, json if isinstance(json, dict) else None):
         if container and any(str(k).lower() in _KEY_NAMES for k in container):
-            raise ValueError("The API key goes only in the X-Api-Key header; remove it from params/body.")
+            raise InputError("The API key goes only in the X-Api-Key header; remove it from params/body.")
 
 
 def _body(reply: _Reply) -> Any:

@@ -43,6 +43,7 @@ from apollo_frames.client.storage import (
     wal_mode,
 )
 from apollo_frames.core.clock import SYSTEM_CLOCK, WINDOWS, Clock
+from apollo_frames.core.errors import InputError
 
 #: Bump with a migration when the tables change (2: begin/settle, in doubt; 3: unverified).
 LEDGER_VERSION = 3
@@ -140,7 +141,7 @@ def _since_seconds(since: Any, now: float) -> float | None:
         return now - pd.Timedelta(since).total_seconds()
     stamp = pd.Timestamp(since)
     if stamp is pd.NaT:
-        raise ValueError(f"since must be a date/time or a timedelta, got {since!r}")
+        raise InputError(f"since must be a date/time or a timedelta, got {since!r}")
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return stamp.timestamp()

@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apollo_frames.core.columns import ColumnMapping, FieldSpec, FieldTable, resolve
-from apollo_frames.core.errors import FilterError
+from apollo_frames.core.errors import FilterError, InputError
 
 PEOPLE = "people"
 ORGS = "orgs"
@@ -165,7 +165,7 @@ def names_for(kind: str) -> list[str]:
 
 def check_kind(kind: str) -> str:
     if kind not in KINDS:
-        raise ValueError(f"kind must be 'people' or 'orgs', got {kind!r}")
+        raise InputError(f"kind must be 'people' or 'orgs', got {kind!r}")
     return kind
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from apollo_frames.core.errors import InputError
 from apollo_frames.core.schema import SOURCE_KEY
 
 MAX_PER_PAGE = 100
@@ -100,9 +101,9 @@ class PageNumberPaginator:
             if isinstance(max_results, bool) or not isinstance(max_results, int):
                 raise TypeError(f"max_results must be a whole number or None, got {max_results!r}")
             if max_results <= 0:
-                raise ValueError(f"max_results must be at least 1, got {max_results}")
+                raise InputError(f"max_results must be at least 1, got {max_results}")
         if not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
-            raise ValueError(f"per_page must be from 1 to {MAX_PER_PAGE}, got {per_page!r}")
+            raise InputError(f"per_page must be from 1 to {MAX_PER_PAGE}, got {per_page!r}")
         self.max_results = max_results
         # Always full pages, even when fewer results are wanted: a page costs the same (1 credit for
         # organizations) whatever its size, and the cached pages then serve any max_results.

@@ -54,7 +54,7 @@ FILE_MODE = 0o600
 
 def check_chunk_rows(chunk_rows: Any) -> int:
     if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     return chunk_rows
 
 
@@ -353,7 +353,7 @@ def parquet_output(dst: str | Path) -> Path:
     """``dst`` as a Path, refused early unless it names a .parquet file."""
     path = Path(dst)
     if path.suffix.lower() != ".parquet":
-        raise ValueError(f"output must be a .parquet file, got {path.name}")
+        raise InputError(f"output must be a .parquet file, got {path.name}")
     return path
 
 
@@ -411,7 +411,7 @@ def output_path(dst: str | Path) -> Path:
 
 def check_formulas(formulas: Any) -> str:
     if formulas not in FORMULAS:
-        raise ValueError(f"formulas must be one of {', '.join(FORMULAS)}, got {formulas!r}")
+        raise InputError(f"formulas must be one of {', '.join(FORMULAS)}, got {formulas!r}")
     return str(formulas)
 
 

@@ -51,6 +51,7 @@ from apollo_frames.client.http import ApolloClient, client_scope
 from apollo_frames.client.suppression import suppression_values
 from apollo_frames.core.errors import (
     ApolloError,
+    InputError,
     RateLimitError,
     RunInterrupted,
     StorageError,
@@ -217,7 +218,7 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     it; each chunk's new records go in bulk calls of their own, as in a run.
     """
     if spec.job is None:
-        raise ValueError(f"{spec.name} does not run row by row from a file")
+        raise InputError(f"{spec.name} does not run row by row from a file")
     input_schema, _, tables = read_chunks(src, chunk_rows)
     # the options and the column mapping are checked on the first chunk (a column may be recognised by content)
     op: Any = None
@@ -500,7 +501,7 @@ class _PushRun:
 def _push_spec(target: Any) -> Spec:
     specs = {spec.target: spec for spec in registry.operations("push")}
     if target not in specs:
-        raise ValueError(f"target must be one of {', '.join(map(repr, specs))}, got {target!r}")
+        raise InputError(f"target must be one of {', '.join(map(repr, specs))}, got {target!r}")
     return specs[target]
 
 

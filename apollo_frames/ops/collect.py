@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from apollo_frames.client.http import ApolloClient, client_scope
-from apollo_frames.core.errors import warn
+from apollo_frames.core.errors import InputError, warn
 from apollo_frames.core.schema import json_text
 from apollo_frames.ops.people import stored_answer_keys
 from apollo_frames.ops.phones import (
@@ -63,7 +63,7 @@ class CollectSummary:
 
 def _pending_ids(frame: pd.DataFrame) -> list[str]:
     if ASYNC_COLUMN not in frame.columns or REQUEST_COLUMN not in frame.columns:
-        raise ValueError(
+        raise InputError(
             "collect needs the result of enrichpeople_of(reveal_phone_number=True or waterfall=True) "
             f"(no {ASYNC_COLUMN} column)"
         )
@@ -86,7 +86,7 @@ def collect(frame: pd.DataFrame, *, wait: bool = True, max_wait: float = 600, cl
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"collect needs a pandas DataFrame, got {type(frame).__name__}")
     if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not max_wait >= 0:
-        raise ValueError(f"max_wait must be a number of seconds >= 0, got {max_wait!r}")
+        raise InputError(f"max_wait must be a number of seconds >= 0, got {max_wait!r}")
     if not isinstance(allow_dnc, bool):  # "no" is truthy: it would show do-not-call numbers by accident
         raise TypeError(f"allow_dnc must be True or False, got {allow_dnc!r}")
     ids = _pending_ids(frame)

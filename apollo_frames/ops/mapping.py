@@ -20,6 +20,7 @@ import pandas as pd
 
 from apollo_frames.core import filters as flt
 from apollo_frames.core.columns import ORGS, PEOPLE, ColumnMapping, Columns, resolve
+from apollo_frames.core.errors import InputError
 from apollo_frames.ops import registry
 from apollo_frames.ops.push import ACCOUNTS, CONTACTS, push_mapping
 from apollo_frames.ops.search import search_kind_of
@@ -96,7 +97,7 @@ def _operation(operation: Any, options: dict[str, Any]) -> str:
         name = "search"
     spec = registry.get(name)
     if spec.name not in _MAPPERS:
-        raise ValueError(f"no column mapping for operation {spec.name!r}; known: {', '.join(_MAPPERS)}")
+        raise InputError(f"no column mapping for operation {spec.name!r}; known: {', '.join(_MAPPERS)}")
     if spec.kind != "search":
         unknown = sorted(set(options) - set(spec.options) - _CALL_OPTIONS)
         if unknown:

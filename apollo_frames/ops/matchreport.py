@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from apollo_frames.core.columns import Columns
+from apollo_frames.core.errors import InputError
 from apollo_frames.ops.people import prepare_people
 from apollo_frames.ops.quality import (
     FLAG_COLUMN,
@@ -112,7 +113,7 @@ def _top(values: Sequence[Any], n: int = 5) -> list[tuple[str, int]]:
 def match_report(frame: pd.DataFrame, *, columns: Columns = None) -> MatchReport:
     """Summarise an ``enrich_people`` result: match rate by identifier kind, top reasons, flag counts."""
     if "apollo_status" not in frame.columns:
-        raise ValueError("match_report needs an enrich_people result (no apollo_status column)")
+        raise InputError("match_report needs an enrich_people result (no apollo_status column)")
     status = _texts(frame["apollo_status"])
     kinds = identifier_kinds(frame, columns)
     errors = _texts(frame["apollo_error"]) if "apollo_error" in frame.columns else [None] * len(frame)

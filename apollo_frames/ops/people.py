@@ -19,6 +19,7 @@ from apollo_frames.client.http import ApolloClient, client_scope, unusable_answe
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, ColumnMapping, Columns, coalesce, resolve
+from apollo_frames.core.errors import InputError
 from apollo_frames.core.reasons import reason, tagged
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
 from apollo_frames.engine.assemble import STATUS_COLUMNS, text_schema
@@ -469,7 +470,7 @@ def people_options(
     if webhook_url is not None and (
         not isinstance(webhook_url, str) or not webhook_url.startswith(("https://", "http://"))
     ):
-        raise ValueError(f"webhook_url must be an http(s) URL, got {webhook_url!r}")
+        raise InputError(f"webhook_url must be an http(s) URL, got {webhook_url!r}")
     options = {"reveal_personal_emails": reveal_personal_emails, "reveal_phone_number": reveal_phone_number}
     if waterfall:  # only then, so the cache keys of runs without it stay what they were
         options.update(dict.fromkeys(WATERFALL_FLAGS, True))

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from apollo_frames.core.columns import Columns
+from apollo_frames.core.errors import InputError
 from apollo_frames.engine.runner import Prepared, execute, plan_work
 from apollo_frames.ops import registry
 from apollo_frames.ops.quality import identifier_kind
@@ -108,7 +109,7 @@ def _sample(kinds: list[str], to_fetch: list[int], n: int, seed: int) -> tuple[d
 
 def check_pilot(pilot: Any) -> int:
     if isinstance(pilot, bool) or not isinstance(pilot, int) or pilot < 1:
-        raise ValueError(f"pilot must be a positive whole number of credits, got {pilot!r}")
+        raise InputError(f"pilot must be a positive whole number of credits, got {pilot!r}")
     return pilot
 
 

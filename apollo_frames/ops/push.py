@@ -155,6 +155,7 @@ from apollo_frames.core.errors import (
     APIConnectionError,
     APIStatusError,
     ApolloError,
+    InputError,
     NotFoundError,
     PermissionDeniedError,
     PushInterrupted,
@@ -1296,7 +1297,7 @@ FOUND = tagged("found_after_interrupt",
 
 def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any, allow_dnc: Any = False) -> list[str]:
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     # allow_dnc="no" is truthy: it would write do-not-call numbers by accident
     for name, value in (("run_dedupe", run_dedupe), ("dry_run", dry_run), ("allow_dnc", allow_dnc)):
         if not isinstance(value, bool):
@@ -1309,7 +1310,7 @@ def _validate_args(mode: str, run_dedupe: Any, labels: Any, dry_run: Any, allow_
     for label in labels:
         text, _ = nz.clean_text(label)
         if not text:
-            raise ValueError(f"labels must be non-empty strings, got {label!r}")
+            raise InputError(f"labels must be non-empty strings, got {label!r}")
         out.append(text)
     return list(dict.fromkeys(out))
 

@@ -39,6 +39,7 @@ import pandas as pd
 
 from apollo_frames.core import jsontext
 from apollo_frames.core.columns import fold
+from apollo_frames.core.errors import InputError
 from apollo_frames.core.reasons import reason
 
 FLAGS = ("email_domain_mismatch", "company_mismatch", "name_mismatch", "stale_title", "job_change")
@@ -140,7 +141,7 @@ def title_column(frame: pd.DataFrame) -> Any:
 
 def check_on_conflict(on_conflict: Any) -> str:
     if on_conflict not in ON_CONFLICT:
-        raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
+        raise InputError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
     return on_conflict
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from apollo_frames.core.errors import InputError
 from apollo_frames.engine.options import RUN_OPTION_NAMES, RunOptions
 from apollo_frames.engine.runner import Operation, Prepared
 from apollo_frames.engine.work import Work, check_options, work_from_plan
@@ -105,7 +106,7 @@ class Spec:
         if self.planner is not None:
             return self.planner(frame, columns, options, client)
         if self.job is None:
-            raise ValueError(f"no estimate for operation {self.name!r}; known: {estimable_names()}")
+            raise InputError(f"no estimate for operation {self.name!r}; known: {estimable_names()}")
         job_options, run = self.estimate_job_options(options)
         prepared, op, op_options = self.job(frame, columns=columns, **job_options)
         return work_from_plan(frame, prepared, op, op_options, client, refresh=run.refresh, max_age=run.max_age)
@@ -152,5 +153,5 @@ def get(name: Any, kind: str | None = None) -> Spec:
     spec = _SPECS.get(name.replace("-", "_")) if isinstance(name, str) else None
     if spec is None or (kind is not None and spec.kind != kind):
         known = ", ".join(s.name for s in operations(kind))
-        raise ValueError(f"operation must be one of {known}, got {name!r}")
+        raise InputError(f"operation must be one of {known}, got {name!r}")
     return spec

@@ -487,7 +487,7 @@ def _check_max_results(name: str, value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a whole number (or None for everything up to {DISPLAY_CAP:,}), got {value!r}")
     if value <= 0:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+        raise InputError(f"{name} must be at least 1, got {value}")
     return value
 
 
@@ -1143,7 +1143,7 @@ def search_kind_of(kind: Any) -> str:
         "company": "orgs",
     }
     if not isinstance(kind, str) or kind.strip().lower() not in aliases:
-        raise ValueError(f"kind must be 'people' or 'orgs', got {kind!r}")
+        raise InputError(f"kind must be 'people' or 'orgs', got {kind!r}")
     return aliases[kind.strip().lower()]
 
 
