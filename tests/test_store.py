@@ -514,3 +514,10 @@ def test_connections_of_threads_that_ended_are_closed(tmp_path):
             thread.start()
             thread.join()
         assert len(store) == 20 and len(store._connections) <= 2  # this thread's and the last worker's
+
+
+def test_a_store_report_in_a_notebook_escapes_its_text():
+    from apollo_frames.client.store_admin import Counts
+
+    counts = Counts("verify", checked=1, note="set aside to /tmp/<script>&")
+    assert "<script>" not in counts._repr_html_() and "&lt;script&gt;&amp;" in counts._repr_html_()

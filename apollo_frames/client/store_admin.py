@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import html
 import json
 import math
 import re
@@ -77,7 +78,7 @@ class Counts:
         return text + (f" ({reasons})" if reasons else "") + (f"; {self.note}" if self.note else "")
 
     def _repr_html_(self) -> str:
-        return f"<pre>{self}</pre>"
+        return f"<pre>{html.escape(str(self))}</pre>"  # a path or a reason may hold '<' or '&'
 
 
 def _scan(store: AnswerStore, where: str = "", params: tuple = ()):
