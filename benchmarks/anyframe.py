@@ -29,21 +29,8 @@ import pandas as pd
 import apollo_frames
 from apollo_frames.sandbox import Sandbox, SandboxConfig, build_world
 
+from .flatten import sized
 from .run import sandbox_client
-
-
-def _sized(person: dict, size: str, i: int) -> dict:
-    """``person`` grown to about 8 KB or cut to about 1 KB (one distinct answer per ``i``)."""
-    p = json.loads(json.dumps(person))
-    if size == "1k":
-        org = p.get("organization") or {}
-        p["organization"] = {k: org.get(k) for k in ("id", "name", "website_url", "primary_domain")}
-        p["employment_history"] = []
-    else:
-        history = p.get("employment_history") or []
-        p["employment_history"] = [{**h, "id": f"{i:08x}{n:04x}", "title": f"{h.get('title')} {n}"}
-                                   for n in range(8) for h in history[:1] or [{"title": "Engineer"}]]
-    return p
 
 
 def filled_store(tmp: Path, n: int, size: str) -> tuple[Path, pd.DataFrame, list[pd.DataFrame]]:
@@ -61,9 +48,9 @@ def filled_store(tmp: Path, n: int, size: str) -> tuple[Path, pd.DataFrame, list
         prepared, op, options = people_job(frame)
         keys = [client.cache.key(op.endpoint, identity, options) for identity in prepared.identities]
         for start in range(0, total, 1000):
-            answers = [_sized(p, size, start + i) for i, p in enumerate(people[start:start + 1000])]
+            answers = [sized(p, size, start + i) for i, p in enumerate(people[start:start + 1000])]
             client.cache.set_many(dict(zip(keys[start:start + 1000], answers, strict=True)), ttl=None)
-    sample = json.dumps(_sized(people[0], size, 0))
+    sample = json.dumps(sized(people[0], size, 0))
     print(f"{size}: {total:,} answers of about {len(sample) / 1024:.1f} KB stored")
     return cache_dir, frame.iloc[:n].reset_index(drop=True), [frame.iloc[n:].reset_index(drop=True)]
 

@@ -18,7 +18,6 @@ figures are the peaks, the CPU per row of each side and their ratio (median of t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -26,13 +25,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from apollo_frames.ops.people import people_job
 from apollo_frames.sandbox import DEFAULT_API_KEY, Sandbox, SandboxConfig
+
+from .dispatch import served
 
 _SERVER = r"""
 import json, sys
@@ -96,19 +96,6 @@ print(json.dumps({"peak_mb": peak_mb(), "cpu": cpu, "wall": wall, "rows": len(ou
 """
 
 
-@contextlib.contextmanager
-def _server(n_orgs: int, size: str) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(n_orgs), size], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(30)
-
-
 def _child(code: str, *args: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -124,7 +111,7 @@ def measure(n: int, size: str, repeat: int, concurrency: int) -> list[tuple[dict
     records = [r for r in prepared.records if r is not None]
     bodies = [op.build_payload(records[i:i + op.batch_size], options) for i in range(0, len(records), op.batch_size)]
     pairs = []
-    with _server(n_orgs, size) as url, tempfile.TemporaryDirectory(prefix="apollo_cold_") as tmp:
+    with served(_SERVER, str(n_orgs), size, wait=30) as url, tempfile.TemporaryDirectory(prefix="apollo_cold_") as tmp:
         src, bodies_file = Path(tmp) / "frame.json", Path(tmp) / "bodies.json"
         frame.to_json(src)
         bodies_file.write_text(json.dumps(bodies))

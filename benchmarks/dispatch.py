@@ -100,17 +100,18 @@ sys.stdin.read()  # serve until the benchmark closes our stdin
 
 
 @contextlib.contextmanager
-def _server(n_orgs: int, latency: float) -> Iterator[str]:
-    """The sandbox served over loopback from a process of its own (as Apollo is): yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(n_orgs), str(latency), ENDPOINT],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def served(script: str, *args: str, wait: float = 10) -> Iterator[str]:
+    """A server ``script`` run by Python in a process of its own (as Apollo is remote): yields the base URL it prints
+    on its first line; closing its standard input stops it."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
-        proc.wait(10)
+        proc.wait(wait)
 
 
 def measure(people: int = 2400, latency: float = 0.05, concurrency: int = 8, repeat: int = 3) -> dict:
@@ -121,7 +122,8 @@ def measure(people: int = 2400, latency: float = 0.05, concurrency: int = 8, rep
     ours: list[float] = []
     whole: list[float] = []
     raw: list[float] = []
-    with _server(n_orgs, latency) as url, tempfile.TemporaryDirectory(prefix="apollo_dispatch_") as tmp:
+    with (served(_SERVER, str(n_orgs), str(latency), ENDPOINT) as url,
+          tempfile.TemporaryDirectory(prefix="apollo_dispatch_") as tmp):
         for i in range(repeat):
             seconds, requests = _raw(url, bodies, concurrency)
             raw.append(requests / seconds)

@@ -32,8 +32,8 @@ from apollo_frames.sandbox import build_world
 
 
 def sized(person: dict, size: str, i: int) -> dict:
-    """``person`` grown to about 8 KB or cut to about 1 KB (one distinct answer per ``i``), as the answers of
-    ``benchmarks.anyframe``."""
+    """``person`` grown to about 8 KB or cut to about 1 KB (one distinct answer per ``i``): the answers this
+    benchmark flattens and ``benchmarks.anyframe`` stores."""
     p = json.loads(json.dumps(person))
     if size == "1k":
         org = p.get("organization") or {}
