@@ -173,9 +173,14 @@ def try_read(client: Any) -> CreditBalance | None:
     return None
 
 
+def _capped_read(client: Any, max_credits: float | None) -> bool:
+    """Whether a capped run reads the meter: a cap is set and the threshold is finite (an infinite one: never)."""
+    return max_credits is not None and math.isfinite(threshold(client))
+
+
 def capped_reading(client: Any, max_credits: float | None) -> CreditBalance | None:
     """The meter before a capped run made of several (a file run's chunks), for one :func:`reconcile` after it."""
-    if max_credits is None or not math.isfinite(threshold(client)) or not hasattr(client, "post"):
+    if not _capped_read(client, max_credits) or not hasattr(client, "post"):
         return None
     return try_read(client)
 
@@ -188,8 +193,8 @@ def preflight(client: Any, needs: dict[str, float], max_credits: float | None, *
     ``read_capped=False``: a part of a run whose caller reads the meter around it) or one whose worst case is above
     the threshold (an infinite threshold: never); returns the reading (for :func:`reconcile`) or None.
     """
-    worst, limit = sum(needs.values()), threshold(client)
-    wanted = worst > limit or (read_capped and max_credits is not None and math.isfinite(limit))  # inf: never
+    worst = sum(needs.values())
+    wanted = worst > threshold(client) or (read_capped and _capped_read(client, max_credits))
     if worst <= 0 or not wanted or not hasattr(client, "post"):
         return None
     balance = try_read(client)
@@ -227,7 +232,8 @@ def reconcile(client: Any, before: CreditBalance | None, *, run_id: str, operati
         was, now = before.consumed(credit_type), after.consumed(credit_type)
         if was is not None and now is not None:
             change += now - was
-    gap = round(change - ledger_credits - in_doubt, 6) if change - ledger_credits - in_doubt > GAP_MIN else 0.0
+    beyond = change - ledger_credits - in_doubt
+    gap = round(beyond, 6) if beyond > GAP_MIN else 0.0
     ledger = ledger if ledger is not None else client.ledger
     if ledger is not None:
         try:
