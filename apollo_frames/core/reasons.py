@@ -242,15 +242,16 @@ def failure_cause(statuses: Sequence[Any], reasons: Sequence[Any], host: str | N
     if "error" not in statuses:  # most runs: one scan in C, no reason read
         return ""
     codes = codes if codes is not None else [code_of(r) for r in reasons]
-    texts = [(s, c, _what(r, c, host)[0]) for s, r, c in zip(statuses, reasons, codes, strict=True)
+    texts = [(s, _what(r, c, host)[0], c) for s, r, c in zip(statuses, reasons, codes, strict=True)
              if s in ("error", "skipped") and isinstance(r, str) and r]
     if not any(s == "error" for s, _, _ in texts):
         return ""
-    counts = Counter(_SAME.get(c, c) or _KIND.sub("", text) for _, c, text in texts)
-    top, n = counts.most_common(1)[0]
+    # one cause per row: its code (a dead host's codes as one), else its text without the error's kind
+    causes = [(s, text, _SAME.get(c, c) or _KIND.sub("", text)) for s, text, c in texts]
+    top, n = Counter(cause for _, _, cause in causes).most_common(1)[0]
     if n < 0.8 * len(texts):
         return ""
-    specific = [text for s, c, text in texts if s == "error" and (_SAME.get(c, c) or _KIND.sub("", text)) == top]
+    specific = [text for s, text, cause in causes if s == "error" and cause == top]
     return specific[0] if specific else top  # an error row's text names what failed, e.g. "(ConnectError)"
 
 
