@@ -151,6 +151,11 @@ def code_of(text: Any) -> str | None:
     return getattr(text, "code", None)
 
 
+def codes_of(reasons: Iterable[Any]) -> list[str | None]:
+    """The code each reason carries (None for a plain text or no reason): the ``apollo_error_code`` column."""
+    return [code_of(r) for r in reasons]
+
+
 def joined(first: Any, second: Any) -> str:
     """Two reasons of one row as one text (``"a; b"``), carrying the first's code (else the second's)."""
     code = code_of(first) or code_of(second)
@@ -212,7 +217,7 @@ def group_reasons(statuses: Sequence[Any], reasons: Sequence[Any], labels: Itera
     """Rows with a reason grouped by (status, code), largest group first; ``labels`` name the rows, ``codes`` are
     their reason codes (default: those the reasons carry, :class:`Reason`)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    codes = codes if codes is not None else [code_of(r) for r in reasons]
+    codes = codes if codes is not None else codes_of(reasons)
     for status, text, code, label in zip(statuses, reasons, codes,
                                          labels if labels is not None else range(len(statuses)), strict=True):
         if not isinstance(text, str) or not text:
@@ -241,7 +246,7 @@ def failure_cause(statuses: Sequence[Any], reasons: Sequence[Any], host: str | N
     """
     if "error" not in statuses:  # most runs: one scan in C, no reason read
         return ""
-    codes = codes if codes is not None else [code_of(r) for r in reasons]
+    codes = codes if codes is not None else codes_of(reasons)
     texts = [(s, _what(r, c, host)[0], c) for s, r, c in zip(statuses, reasons, codes, strict=True)
              if s in ("error", "skipped") and isinstance(r, str) and r]
     if not any(s == "error" for s, _, _ in texts):

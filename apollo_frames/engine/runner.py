@@ -37,7 +37,7 @@ from apollo_frames.core.errors import (
     StorageError,
     warn,
 )
-from apollo_frames.core.reasons import code_of, failure_cause, joined, tagged
+from apollo_frames.core.reasons import code_of, codes_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
 from apollo_frames.engine.answered import ANSWERED, FlatAnswers
@@ -1065,7 +1065,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
                             CREDITS_COLUMN: _row_credits(unique, done.credits), FETCHED_COLUMN: fetched_at(stored_at)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
-    codes = [None if e is None else code_of(e) for e in error]  # each reason's own code
+    codes = codes_of(error)
     head[ERROR_CODE_COLUMN] = codes
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))

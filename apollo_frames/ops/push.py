@@ -161,7 +161,7 @@ from apollo_frames.core.errors import (
     PushInterrupted,
     warn,
 )
-from apollo_frames.core.reasons import code_of, error_code, tagged
+from apollo_frames.core.reasons import code_of, codes_of, error_code, tagged
 from apollo_frames.engine.assemble import ERROR_CODE_COLUMN, assemble_frame, new_columns, text_schema
 from apollo_frames.engine.executor import Executor, Failure, Outcome, StopSignal
 from apollo_frames.engine.options import RunOptions
@@ -1714,7 +1714,7 @@ def _resume(
 def _assemble(frame: pd.DataFrame, status, ids, errors, payloads) -> pd.DataFrame:
     """Input columns (minus any named like ours), then apollo_status, apollo_id, apollo_error, apollo_error_code[,
     apollo_payload]."""
-    codes = [None if e is None else code_of(e) for e in errors]
+    codes = codes_of(errors)
     head = {"apollo_status": status, "apollo_id": ids, "apollo_error": errors, ERROR_CODE_COLUMN: codes}
     if payloads is not None:
         head["apollo_payload"] = payloads
