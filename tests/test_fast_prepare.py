@@ -103,7 +103,8 @@ def test_prepare_people_fast_and_general_paths_agree(odd, monkeypatch):
     assert prepared.identities == [g[1] for g in general]
     assert prepared.reasons == [g[2] for g in general]
     from apollo_frames.core.entries import canonical_json
-    pairs = zip(prepared.identity_texts, prepared.identities, strict=True)
+    given = prepared.identity_texts
+    pairs = zip(given if isinstance(given, list) else given.to_pylist(), prepared.identities, strict=True)
     texts = [(t, canonical_json(i)) for t, i in pairs if t is not None]
     assert (odd or texts) and all(t == want for t, want in texts)
     assert sum(r is not None for r in prepared.records) > 50  # the table holds valid rows, not only garbage

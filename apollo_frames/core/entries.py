@@ -12,6 +12,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from apollo_frames.core import jsontext
 
 #: Bump when the meaning or format of stored values changes: old entries are then never looked up
@@ -24,12 +27,18 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def entry_keys(namespace: str, endpoint: str, record_texts: Iterable[str],
+def entry_keys(namespace: str, endpoint: str, record_texts: Iterable[str] | pa.Array,
                options: Mapping[str, Any] | None = None) -> list[str]:
     """The store's keys of records given as their :func:`canonical_json` texts: the SHA-256 of the canonical
-    JSON of (schema version, namespace, endpoint, record, options), built around each text."""
+    JSON of (schema version, namespace, endpoint, record, options), built around each text.
+
+    ``record_texts`` may be an Arrow string array (no nulls): the whole texts are then joined by one kernel and
+    only the hashing is per value (about half the time of building each text in Python)."""
     head = f"[{SCHEMA_VERSION},{canonical_json(namespace)},{canonical_json(endpoint)},"
     tail = f",{canonical_json(dict(options or {}))}]"
+    if isinstance(record_texts, (pa.Array, pa.ChunkedArray)):
+        whole = pc.binary_join_element_wise(head, record_texts.cast(pa.string()), tail, "")
+        return [digest.hexdigest() for digest in map(hashlib.sha256, whole.cast(pa.binary()).to_pylist())]
     return [hashlib.sha256(f"{head}{text}{tail}".encode()).hexdigest() for text in record_texts]
 
 

@@ -142,8 +142,9 @@ class Prepared:
     reasons: list[str | None]
     #: the columns the rows were read from (for ``attrs["apollo"]["columns"]``)
     columns: ColumnMapping | None = None
-    #: per row, ``canonical_json`` of its identity when prepare wrote it already (else None: computed here)
-    identity_texts: list[str | None] | None = None
+    #: per row, ``canonical_json`` of its identity when prepare wrote it already (else None: computed here); an
+    #: Arrow string array when prepare built every row's text by columns
+    identity_texts: list[str | None] | pa.Array | None = None
     #: when prepare built the records by columns: per field, each row's value in its record (null: not in it),
     #: so a review can read the rows a column at a time
     fields: dict[str, pa.Array] | None = None
@@ -263,11 +264,11 @@ def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[in
     return blocked
 
 
-def dedupe(prepared: Prepared) -> tuple[list[int], list[int], list[str]]:
+def dedupe(prepared: Prepared) -> tuple[list[int], list[int], pa.Array]:
     """(per row: its unique index, -1 for an invalid row; per unique index: its first row and its identity text),
     unique indices in order of first appearance. Rows are the same record when their identity texts are equal."""
     texts = _identity_texts(prepared)
-    encoded = pc.dictionary_encode(pa.array(texts, pa.string()))
+    encoded = pc.dictionary_encode(texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string()))
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     valid = np.flatnonzero(encoded.indices.is_valid().to_numpy(zero_copy_only=False))
     codes = codes[valid].astype(np.int64)
@@ -277,24 +278,34 @@ def dedupe(prepared: Prepared) -> tuple[list[int], list[int], list[str]]:
     rank[order] = np.arange(len(order))
     row_unique = np.full(len(texts), -1, np.int64)
     row_unique[valid] = rank[codes]
-    distinct = encoded.dictionary.take(pa.array(order)).to_pylist()
+    distinct = encoded.dictionary.take(pa.array(order))
     return row_unique.tolist(), valid[first[order]].tolist(), distinct
 
 
-def _identity_texts(prepared: Prepared) -> list[str | None]:
-    """Per row, its identity text; None for an invalid row."""
+def _identity_texts(prepared: Prepared) -> list[str | None] | pa.Array:
+    """Per row, its identity text; None (null) for an invalid row."""
     records, identities, given = prepared.records, prepared.identities, prepared.identity_texts
     if isinstance(records, ColumnRecords) and isinstance(identities, ColumnRecords) and given is not None:
         # records kept as columns: the texts were written for every row; rows set since can only be unset
         unset = {*records.none_rows(), *identities.none_rows()}
         if len(unset) == len(records.set_rows.keys() | identities.set_rows.keys()):
-            texts = list(given)
-            for j in unset:
-                texts[j] = None
-            if texts.count(None) == len(unset):
+            texts = _unset(given, sorted(unset))
+            if texts.null_count == len(unset):
                 return texts
+    if isinstance(given, pa.Array):
+        given = given.to_pylist()
     rows = zip(records, identities, given or itertools.repeat(None), strict=False)
     return [None if r is None or i is None else t or identity_text(i) for r, i, t in rows]  # prepare gives both
+
+
+def _unset(texts: list[str | None] | pa.Array, rows: list[int]) -> pa.Array:
+    """``texts`` as an Arrow string array, null at ``rows``."""
+    texts = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+    if not rows:
+        return texts
+    mask = np.zeros(len(texts), bool)
+    mask[rows] = True
+    return pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), texts)
 
 
 def identity_text(identity: dict) -> str:

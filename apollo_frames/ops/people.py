@@ -115,9 +115,10 @@ def _plain_columns(fields: list[str], fast: list[tuple[pa.Array, pa.Array]]) -> 
     if any(values.null_count for values, _ in fast):
         return None
     columns = {field: values for field, (values, _) in zip(fields, fast, strict=True)}
-    ids = columns[strong].to_pylist()
-    return Prepared(ColumnRecords(columns), ColumnRecords({strong: columns[strong]}), [None] * len(ids),
-                    identity_texts=[f'{{"{strong}":"{v}"}}' for v in ids], fields=columns)
+    ids = columns[strong]  # (decided e-mails and ids need no JSON escaping: the texts are joined by one kernel)
+    return Prepared(ColumnRecords(columns), ColumnRecords({strong: ids}), [None] * len(ids),
+                    identity_texts=pc.binary_join_element_wise(f'{{"{strong}":"', ids.cast(pa.string()), '"}', ""),
+                    fields=columns)
 
 
 def _field_values(frame: pd.DataFrame, mapping: ColumnMapping) -> dict[str, pa.Array | list]:
