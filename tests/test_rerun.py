@@ -73,3 +73,25 @@ def test_a_rerun_reads_only_copies_and_gives_what_the_first_run_gave(sandbox, tm
     assert raw_reads == []  # every row came from its flattened copy
     pd.testing.assert_frame_equal(answers(again), answers(first))
     assert again.attrs["apollo"]["cache_hits"] == 26 and again.attrs["apollo"]["api_calls"] == 0
+
+
+def test_store_keys_of_an_arrow_array_of_texts_are_the_keys_of_the_same_texts_as_a_list():
+    from apollo_frames.core.entries import canonical_json, entry_key, entry_keys
+
+    identities = [{"email": "a@b.example"}, {"email": "zoë@b.example"}, {"first_name": "Ann", "domain": "b.example"}]
+    texts = [canonical_json(i) for i in identities]
+    for options in ({}, {"reveal_personal_emails": True}):
+        by_list = entry_keys("ns", "people/bulk_match", texts, options)
+        assert entry_keys("ns", "people/bulk_match", pa.array(texts, pa.string()), options) == by_list
+        assert entry_keys("ns", "people/bulk_match", pa.array(texts, pa.large_string()), options) == by_list
+        assert by_list == [entry_key("ns", "people/bulk_match", i, options) for i in identities]
+
+
+def test_the_column_path_of_prepare_writes_the_identity_texts_canonical_json_writes():
+    from apollo_frames.core.entries import canonical_json
+
+    frame = pd.DataFrame({"email": [f" P{i}@Acme.example" for i in range(20)] + ["x@y.example"]})
+    prepared = prepare_people(frame)
+    assert isinstance(prepared.identity_texts, pa.Array)
+    assert prepared.identity_texts.to_pylist() == [canonical_json(i)
+                                                    for i in prepared.identities]

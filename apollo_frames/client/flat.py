@@ -100,14 +100,23 @@ def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:
     return table
 
 
+def take_rows(table: pa.Table, at: np.ndarray) -> pa.Table:
+    """Rows ``at`` of ``table``; a column holding no value is made as nulls, not taken (answers leave most of the
+    declared columns empty: with 1 KB answers 64 of 97, a third of a take's time)."""
+    indices, n = pa.array(at, pa.int64()), len(at)
+    return pa.Table.from_arrays([pa.nulls(n, c.type) if c.null_count == len(c) else c.take(indices)
+                                 for c in table.columns], schema=table.schema)
+
+
 def _taken(tables: list[pa.Table], at: np.ndarray) -> pa.Table:
     """Rows ``at`` of ``tables`` end to end: in order, a block used whole as it is; else one take over them all."""
     if len(at) > 1 and not bool(np.all(at[1:] > at[:-1])):
-        return pa.concat_tables(tables).take(pa.array(at, pa.int64()))
+        return take_rows(pa.concat_tables(tables), at)
     starts = np.cumsum([0] + [t.num_rows for t in tables])
     cuts = np.searchsorted(at, starts)
-    return pa.concat_tables([tables[0].slice(0, 0)] + [t if end - cut == t.num_rows else t.take(at[cut:end] - start)
-                            for t, start, cut, end in zip(tables, starts, cuts, cuts[1:], strict=False) if end > cut])
+    return pa.concat_tables([tables[0].slice(0, 0)] + [
+        t if end - cut == t.num_rows else take_rows(t, at[cut:end] - start)
+        for t, start, cut, end in zip(tables, starts, cuts, cuts[1:], strict=False) if end > cut])
 
 
 class FlatCopies:
@@ -121,12 +130,12 @@ class FlatCopies:
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
 
-    def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, list[bool], pa.Table | None]:
+    def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, np.ndarray, pa.Table | None]:
         """(indices into ``keys`` that have a live copy, ascending within a batch of blocks; whether each is a match;
         with ``rows``, their rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch
         decoded; none copied when the blocks hold them in that order already, as for the frame that wrote them."""
         wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
-        js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], list[bool]()
+        js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], [np.zeros(0, bool)]
         blocks = self._blocks(keys)
         whole = sum(b[1] for b in blocks) <= len(keys) * _LOOKUP_FACTOR
         for batch in self._batches(blocks, float("inf") if whole else _BATCH_BYTES):
@@ -141,10 +150,10 @@ class FlatCopies:
                            pc.fill_null(pc.greater(pc.take(table["_expires_at"], at), now), True))
             found, at = pc.filter(found, live), pc.filter(at, live)
             js.append(found.to_numpy().astype(np.int64))
-            hits += pc.take(table["_hit"], at).to_pylist()
+            hits.append(np.asarray(pc.take(table["_hit"], at).to_numpy(), bool))
             if rows:
                 pieces.append(_taken([t.select(self.read_schema.names) for t in tables], at.to_numpy()))
-        return np.concatenate(js), hits, pa.concat_tables(pieces) if rows else None
+        return np.concatenate(js), np.concatenate(hits), pa.concat_tables(pieces) if rows else None
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
         """(id, rows, bytes) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""

@@ -21,21 +21,41 @@ from apollo_frames.core.schema import FLATTEN_VERSION
 
 
 class CachedRead:
-    """The cache hits of one plan: key index -> matched, and (when flattening) their rows in one table."""
+    """The cache hits of one plan as arrays: unique indices, whether each is a match, and (when flattening) their
+    rows in one table, hit i in row i (no per-row Python: a hit's row is its position)."""
 
     def __init__(self) -> None:
-        self.cached: dict[int, bool] = {}
-        self.rows: dict[int, int] = {}
+        self._indices: list[np.ndarray] = [np.zeros(0, np.int64)]
+        self._hits: list[np.ndarray] = [np.zeros(0, bool)]
         self.pieces: list[pa.Table] = []
-        self.height = 0
 
-    def add(self, piece: pa.Table | None, js: Sequence[int], hits: Sequence[bool]) -> None:
+    def add(self, piece: pa.Table | None, js: Sequence[int] | np.ndarray, hits: Sequence[bool] | np.ndarray) -> None:
         """Unique index ``js[i]`` is a hit, a match when ``hits[i]``, its row ``piece`` row i (when flattening)."""
-        self.cached.update(zip(js, hits, strict=True))
+        self._indices.append(np.asarray(js, np.int64))
+        self._hits.append(np.asarray(hits, bool))
         if piece is not None:
-            self.rows.update(zip(js, range(self.height, self.height + len(js)), strict=True))
             self.pieces.append(piece)
-            self.height += piece.num_rows
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The unique indices read, in the order of the table's rows."""
+        return np.concatenate(self._indices)
+
+    @property
+    def hits(self) -> np.ndarray:
+        """Per index read, whether its answer is a match (False: a cached no-match)."""
+        return np.concatenate(self._hits)
+
+    @property
+    def cached(self) -> dict[int, bool]:
+        """unique index -> matched (the plan's :attr:`~apollo_frames.engine.runner.Plan.cached`)."""
+        return dict(zip(self.indices.tolist(), self.hits.tolist(), strict=True))
+
+    @property
+    def rows(self) -> dict[int, int]:
+        """unique index -> its row in :meth:`table` (empty when read without flattening)."""
+        indices = self.indices.tolist() if self.pieces else []
+        return dict(zip(indices, range(len(indices)), strict=True))
 
     def table(self) -> pa.Table | None:
         return pa.concat_tables(self.pieces) if self.pieces else None
@@ -54,7 +74,7 @@ def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = Tru
     out = CachedRead()
     copies = copies_for(op, cache)
     found, hits, table = copies.take(keys, rows=flatten)
-    out.add(table, found.tolist(), hits)
+    out.add(table, found, hits)
     left = np.ones(len(keys), bool)
     left[found] = False
     missing = [(j, keys[j]) for j in np.flatnonzero(left).tolist()]

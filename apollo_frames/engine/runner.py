@@ -549,6 +549,15 @@ class _Batch:
     handled: bool = False
 
 
+def cached_outcomes(cached: Mapping[int, bool], n: int) -> list[str | None]:
+    """Per unique record, ``matched`` / ``no_match`` for the cache hits (None for the rest), by arrays."""
+    outcome = np.full(n, None, dtype=object)
+    if cached:
+        matched = np.fromiter(cached.values(), bool, len(cached))
+        outcome[np.fromiter(cached, np.int64, len(cached))] = np.where(matched, "matched", "no_match").astype(object)
+    return outcome.tolist()
+
+
 class _Sender:
     """The send half of one :func:`execute`: batches within the budget, claimed, sent, stored off this thread.
 
@@ -580,10 +589,8 @@ class _Sender:
         self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK)
         #: per unique record, its share of the credits its request reported (the bill per row)
         self.credits: list[float] = [0.0] * n
-        self.outcome: list[str | None] = [None] * n
+        self.outcome: list[str | None] = cached_outcomes(plan.cached, n)
         self.messages: list[str | None] = [None] * n
-        for j, matched in plan.cached.items():
-            self.outcome[j] = "matched" if matched else "no_match"
         self.pending = deque(plan.to_fetch)  # not claimed yet
         self.ready: deque[int] = deque()  # claimed, to send
         self.picked: dict[int, Any] = {}  # the records of those ready, picked a claimed block at a time
@@ -1052,13 +1059,14 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     offset = parts[0].num_rows if parts else 0  # rows taken out stay in it
     parts.append(rest.append_column(STORED_AT, pa.nulls(rest.num_rows, pa.float64())))
     del rest
-    row_of = dict(plan.cached_rows)
-    row_of.update((j, offset + i) for i, j in enumerate(fetched))
-    row_of.update((j, plan.stale[j]) for j in fetched if j in plan.stale)  # not fetched again: the old answer
     # Per unique index (and, last, for the -1 of invalid rows): its row, status and message.
     unique = np.asarray(plan.row_unique, dtype=np.int64)
     rows = np.full(len(plan.unique_records) + 1, offset + len(fetched), dtype=np.int64)
-    rows[np.fromiter(row_of, np.int64, len(row_of))] = np.fromiter(row_of.values(), np.int64, len(row_of))
+    cached = plan.cached_rows
+    rows[np.fromiter(cached, np.int64, len(cached))] = np.fromiter(cached.values(), np.int64, len(cached))
+    rows[np.asarray(fetched, np.int64)] = np.arange(offset, offset + len(fetched), dtype=np.int64)
+    for j in [j for j in fetched if j in plan.stale]:  # not fetched again: the old answer
+        rows[j] = plan.stale[j]
     flat = rows_in_order(parts, rows[unique])
     stored_at, flat = flat.column(STORED_AT), flat.drop_columns([STORED_AT])
     if done.op.shown is not None:
@@ -1076,7 +1084,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
                             CREDITS_COLUMN: _row_credits(unique, done.credits), FETCHED_COLUMN: fetched_at(stored_at)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
-    codes = codes_of(error)
+    codes = codes_of(error) if error.count(None) < len(error) else [None] * len(error)  # (as codes_of gives)
     head[ERROR_CODE_COLUMN] = codes
     counts = pd.Series(status, dtype="object").value_counts()
     summary.matched = int(counts.get("matched", 0))
