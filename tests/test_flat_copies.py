@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -245,3 +246,32 @@ def test_prune_takes_the_copies_and_their_blocks(sandbox, filled):
     with AnswerStore(cache_dir) as store:
         assert store_admin.prune(store, older_than=0, now=store.clock.time() + 1) >= 13
     assert count(cache_dir, "FlatRows") == 0 and count(cache_dir, "FlatBlocks") == 0
+
+
+def test_take_rows_gives_what_a_take_gives_also_for_columns_without_a_value():
+    from apollo_frames.client.flat import take_rows
+
+    table = pa.table({"a": pa.array(["x", None, "z", "w"]), "b": pa.nulls(4, pa.string()),
+                      "c": pa.nulls(4, pa.list_(pa.int64())), "d": pa.array([1.0, 2.0, None, 4.0])})
+    table = pa.concat_tables([table.slice(0, 2), table.slice(2)])  # chunked, as blocks are
+    for at in ([3, 0, 2, 1], [1, 1, 0], [], [2]):
+        taken = take_rows(table, np.asarray(at, np.int64))
+        assert taken.equals(table.take(pa.array(at, pa.int64()))) and taken.schema == table.schema
+
+
+def test_cached_read_maps_each_hit_to_its_row_in_the_order_read():
+    read = cached.CachedRead()
+    read.add(pa.table({"x": [1, 2]}), np.array([5, 2]), np.array([True, False]))
+    read.add(pa.table({"x": [3]}), [0], [True])
+    assert read.cached == {5: True, 2: False, 0: True} and read.rows == {5: 0, 2: 1, 0: 2}
+    assert read.table().column("x").to_pylist() == [1, 2, 3]
+    bare = cached.CachedRead()
+    bare.add(None, np.array([1]), np.array([False]))
+    assert bare.cached == {1: False} and bare.rows == {} and bare.table() is None
+
+
+def test_cached_outcomes_name_the_hits_and_leave_the_rest():
+    from apollo_frames.engine.runner import cached_outcomes
+
+    assert cached_outcomes({3: True, 0: False}, 5) == ["no_match", None, None, "matched", None]
+    assert cached_outcomes({}, 2) == [None, None]
