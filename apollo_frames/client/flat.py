@@ -146,8 +146,9 @@ class FlatCopies:
             at = pc.index_in(wanted, value_set=table["_key"].combine_chunks())
             found = pc.indices_nonzero(pc.is_valid(at))
             at = pc.take(at, found)
-            live = pc.and_(pc.take(self._live(batch, tables), at),
-                           pc.fill_null(pc.greater(pc.take(table["_expires_at"], at), now), True))
+            live = pc.fill_null(pc.greater(pc.take(table["_expires_at"], at), now), True)
+            pointed = self._live(batch, tables)
+            live = live if pointed is None else pc.and_(pc.take(pointed, at), live)
             found, at = pc.filter(found, live), pc.filter(at, live)
             js.append(found.to_numpy().astype(np.int64))
             hits.append(np.asarray(pc.take(table["_hit"], at).to_numpy(), bool))
@@ -193,13 +194,15 @@ class FlatCopies:
             blocks[:] = [b for b, t in zip(blocks, tables, strict=True) if t is not None]
         return [t for t in tables if t is not None]
 
-    def _live(self, blocks: list[tuple[int, int, bytes]], tables: list[pa.Table]) -> pa.ChunkedArray:
-        """Per row of the blocks, whether ``FlatRows`` still points at it: counted per block, looked at key by
-        key only in a block some of whose answers changed since."""
+    def _live(self, blocks: list[tuple[int, int, bytes]], tables: list[pa.Table]) -> pa.ChunkedArray | None:
+        """Per row of the blocks, whether ``FlatRows`` still points at it (None: at every row): counted per block,
+        looked at key by key only in a block some of whose answers changed since."""
         counts: dict[Any, int] = {}
         for chunk in sql_blocks([b[0] for b in blocks]):
             counts.update(self.store.query(f"SELECT block, count(*) FROM FlatRows WHERE block IN "
                                            f"({sql_marks(len(chunk))}) GROUP BY block", chunk))
+        if all(counts.get(block_id, 0) == rows for block_id, rows, _ in blocks):
+            return None
         masks = []
         for (block_id, rows, _), table in zip(blocks, tables, strict=True):
             keys = None if counts.get(block_id, 0) == rows else pa.array([k for (k,) in self.store.query(

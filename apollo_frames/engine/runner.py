@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -1086,7 +1086,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
         head.update(done.op.review(prepared, flat, status, error))
     codes = codes_of(error) if error.count(None) < len(error) else [None] * len(error)  # (as codes_of gives)
     head[ERROR_CODE_COLUMN] = codes
-    counts = pd.Series(status, dtype="object").value_counts()
+    counts = Counter(status)
     summary.matched = int(counts.get("matched", 0))
     summary.no_match = int(counts.get("no_match", 0))
     summary.invalid = int(counts.get("invalid", 0))
