@@ -168,7 +168,7 @@ def test_column_flags_are_the_per_row_flags(seed, by_column):
     for on_conflict in ("flag", "reject"):
         frame = pd.DataFrame({"Job Title": pd.Series(titles, dtype=object)})
         got_status, got_error = list(status), [None] * len(status)
-        flags = reviewer(frame, on_conflict)(prepared, flat, got_status, got_error)["apollo_match_flags"]
+        flags = reviewer(frame, on_conflict)(prepared, flat, got_status, got_error)["apollo_match_flags"].to_pylist()
         for i, (record, title, answer) in enumerate(zip(records, titles, answers, strict=True)):
             want = quality_rules.match_flags({**record, "title": title}, answer) if status[i] == "matched" else None
             assert flags[i] == (None if want is None else ",".join(want)), (record, title, answer)

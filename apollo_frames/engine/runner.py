@@ -124,7 +124,7 @@ class Operation:
     aliases: Callable[[dict], list[dict]] = lambda result: []
     #: (prepared, flattened answers, statuses, errors) -> further text columns after ``apollo_error``, in order;
     #: it may change a row's status and error in place (e.g. people's match-quality ``conflict``)
-    review: Callable[[Prepared, pa.Table, list[str], list[str | None]], dict[str, list]] | None = None
+    review: Callable[[Prepared, pa.Table, list[str], list[str | None]], dict[str, list | pa.Array]] | None = None
     #: options -> worst-case credits for one record by Apollo credit type (default: all ``lead_credit``)
     credit_types: Callable[[dict], dict[str, float]] | None = None
     #: flattened answers -> what this run's rows show of them (people: a do-not-call number left out of

@@ -47,9 +47,9 @@ _ANSWER = ("person.first_name", "person.last_name", "person.title", "person.orga
            "person.organization.primary_domain", "person.organization.website_url", "person.employment_history")
 #: flag bit -> name, in the order ``apollo_match_flags`` lists them
 _BITS = {1 << i: name for i, name in enumerate(FLAGS)}
-#: flags code -> its text
-_TEXTS = np.array([",".join(name for bit, name in _BITS.items() if code & bit) for code in range(1 << len(FLAGS))],
-                  dtype=object)
+#: flags code -> its text (a column of flags is one take of it)
+_TEXTS = pa.array([",".join(name for bit, name in _BITS.items() if code & bit) for code in range(1 << len(FLAGS))],
+                  pa.string())
 _CONFLICT_BITS = sum(bit for bit, name in _BITS.items() if name in CONFLICT_FLAGS)
 _COMPANY_BIT, _JOB_BIT = 1 << FLAGS.index("company_mismatch"), 1 << FLAGS.index("job_change")
 
@@ -281,13 +281,22 @@ def _inputs(prepared: Prepared, picked: np.ndarray, every: bool) -> dict[str, An
     return {field: [r.get(field) for r in records] for field in fields}
 
 
-def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., dict[str, list]]:
+def flag_texts(n: int, picked: np.ndarray, codes: np.ndarray) -> pa.Array:
+    """The ``apollo_match_flags`` column: row ``picked[i]`` the text of ``codes[i]``, null elsewhere (one take)."""
+    index = np.zeros(n, np.int64)
+    index[picked] = codes
+    unpicked = np.ones(n, bool)
+    unpicked[picked] = False
+    return _TEXTS.take(pa.array(index, mask=unpicked))
+
+
+def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., dict[str, pa.Array]]:
     """The runner's review hook for a people run of ``frame``: adds ``apollo_match_flags``, rejects on request."""
     check_on_conflict(on_conflict)
     name = title_column(frame)
     titles = frame[name].tolist() if name is not None else None
 
-    def review(prepared: Prepared, flat: pa.Table, status: list[str], error: list[str | None]) -> dict[str, list]:
+    def review(prepared: Prepared, flat: pa.Table, status: list[str], error: list[str | None]) -> dict[str, pa.Array]:
         picked = np.flatnonzero(np.asarray(status, dtype=object) == "matched")
         every = len(picked) == len(status)
         take = pa.array(picked, pa.int64())
@@ -295,8 +304,6 @@ def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., di
         titled = None if titles is None else titles if every else [titles[i] for i in picked]
         rows = _Rows(len(picked), _inputs(prepared, picked, every), titled, answers)
         codes, moved = flag_codes(rows)
-        flags = np.full(len(status), None, dtype=object)
-        flags[picked] = _TEXTS[codes]
         for i, reason in moved.items():
             error[picked[i]] = reason
         if on_conflict == "reject":
@@ -305,6 +312,6 @@ def reviewer(frame: pd.DataFrame, on_conflict: str = "flag") -> Callable[..., di
                 conflicts = [name for bit, name in _BITS.items() if code & bit and name in CONFLICT_FLAGS]
                 status[i] = "conflict"
                 error[i] = coded_reason("conflict", flags=", ".join(conflicts))
-        return {FLAG_COLUMN: flags.tolist()}
+        return {FLAG_COLUMN: flag_texts(len(status), picked, codes)}
 
     return review
