@@ -269,9 +269,3 @@ def test_cached_read_maps_each_hit_to_its_row_in_the_order_read():
     bare.add(None, np.array([1]), np.array([False]))
     assert bare.cached == {1: False} and bare.rows == {} and bare.table() is None
 
-
-def test_cached_outcomes_name_the_hits_and_leave_the_rest():
-    from apollo_frames.engine.runner import cached_outcomes
-
-    assert cached_outcomes({3: True, 0: False}, 5) == ["no_match", None, None, "matched", None]
-    assert cached_outcomes({}, 2) == [None, None]

