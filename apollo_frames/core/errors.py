@@ -23,6 +23,10 @@ class ApolloError(Exception):
     InputError
     """
 
+    #: a push this error stopped: every row's report so far (a pandas DataFrame: what was pushed, what was not
+    #: sent); None for any other error
+    partial_result: object = None
+
 
 class ConfigurationError(ApolloError):
     """A setting is missing or malformed (for example no API key).
