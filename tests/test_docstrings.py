@@ -73,3 +73,23 @@ def test_a_broken_example_is_seen(sandbox_session):
 
     count, failed = run_examples(broken, "broken")
     assert count == 1 and "Expected:" in failed
+
+
+#: the exceptions a user writes ``except`` for: each shows, by an example that runs, when it is raised
+CAUGHT = ["ApolloError", "ConfigurationError", "BudgetExceededError", "APIStatusError", "InputError",
+          "ColumnMappingError", "FilterError", "RunInterrupted"]
+
+
+@pytest.mark.parametrize("name", CAUGHT)
+def test_the_exception_example_runs(name, sandbox_session, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # (the wrong-key example's client keeps its store here)
+    count, failed = run_examples(getattr(af, name), name)
+    assert count > 0, f"{name}'s docstring has no example"
+    assert failed == ""
+
+
+def test_every_exported_exception_says_what_it_means():
+    exported = [getattr(af, n) for n in af.__all__ if isinstance(getattr(af, n), type)
+                and issubclass(getattr(af, n), BaseException | Warning)]
+    assert len(exported) >= 20 and set(CAUGHT) <= {e.__name__ for e in exported}
+    assert [e.__name__ for e in exported if len(inspect.getdoc(e) or "") < 20] == []

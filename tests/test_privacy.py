@@ -398,3 +398,22 @@ def test_an_answer_another_process_stored_during_the_run_is_checked_against_the_
         out = frame.apollo.enrich_people(client=c, progress=False, suppress=[person["email"]])
     assert out["apollo_status"].tolist() == ["suppressed"] and sb.count(path="people/bulk_match") == 0
     assert person["email"] not in out.to_csv()
+
+
+def test_a_saved_account_suppressed_after_its_page_was_stored_is_not_served(tmp_path):
+    """A page read back from the store is checked again: a saved account (listed in ``accounts``, read by its
+    organisation's id) suppressed after the page was paid for and stored is dropped, and costs nothing."""
+    from apollo_frames.sandbox import client_for
+
+    sb = Sandbox(clock=FakeClock())
+    orgs = [o for o in sb.world.orgs if o.get("primary_domain")][:3]
+    domains = [o["primary_domain"] for o in orgs]
+    sb.store.create_account({"name": orgs[0]["name"], "domain": domains[0], "organization_id": orgs[0]["id"]})
+    with client_for(sb, cache_dir=tmp_path / "cache", clock=sb.clock) as client:
+        first = af.search_orgs(client=client, progress=False, q_organization_domains_list=domains)
+        af.suppress([orgs[0]["id"]], client=client)
+        again = af.search_orgs(client=client, progress=False, q_organization_domains_list=domains)
+    saved = first[first["org.id"] == orgs[0]["id"]]
+    assert len(saved) == 1 and saved["org.account_id"].notna().all()  # listed as a saved account
+    assert orgs[0]["id"] not in set(again["org.id"]) and len(again) == len(first) - 1
+    assert again.attrs["apollo"]["suppressed"] == 1 and again.attrs["apollo"]["credits_consumed"] == 0

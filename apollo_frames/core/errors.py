@@ -14,15 +14,41 @@ from types import FrameType
 
 
 class ApolloError(Exception):
-    """Base class for every error this package raises on purpose."""
+    """Base class for every error this package raises on purpose: one ``except`` catches them all.
+
+    >>> try:
+    ...     af.enrich_people(pd.DataFrame({"email": ["mary.wright@sable-health.example"]}), max_credits=-1)
+    ... except af.ApolloError as err:
+    ...     print(type(err).__name__)
+    InputError
+    """
+
+    #: a push this error stopped: every row's report so far (a pandas DataFrame: what was pushed, what was not
+    #: sent); None for any other error
+    partial_result: object = None
 
 
 class ConfigurationError(ApolloError):
-    """A setting is missing or malformed (for example no API key)."""
+    """A setting is missing or malformed (for example no API key).
+
+    >>> try:
+    ...     af.ApolloClient(api_key="my-key", concurrency=0)
+    ... except af.ConfigurationError as err:
+    ...     print(err)
+    concurrency must be an integer from 1 to 64, got 0
+    """
 
 
 class BudgetExceededError(ApolloError):
-    """A run would spend more credits than allowed and may not ask to confirm."""
+    """A run would spend more credits than allowed and may not ask to confirm; nothing was sent.
+
+    >>> frame = pd.DataFrame({"email": [f"person{i}@example.com" for i in range(30)]})
+    >>> try:
+    ...     af.enrich_people(frame, confirm_over=10, progress=False)
+    ... except af.BudgetExceededError as err:
+    ...     print(str(err).split(",")[0])
+    enrich_people may spend up to 30 credits
+    """
 
 
 class StorageError(ApolloError):
@@ -88,7 +114,19 @@ class APIResponseError(APIError):
 
 
 class APIStatusError(APIError):
-    """Apollo answered with an error status. Subclasses name the common ones."""
+    """Apollo answered with an error status. Subclasses name the common ones.
+
+    ``status_code``, ``path``, Apollo's ``code`` and ``body``; ``headers`` are the answer's (never the request's).
+    A run raises the errors no retry or other row can mend (a rejected key); others become the rows' ``error``.
+
+    >>> from apollo_frames.sandbox import Sandbox
+    >>> wrong_key = Sandbox().client(api_key="not-my-key", cache_dir=".apollo-example")
+    >>> try:
+    ...     af.search_people(person_titles=["cto"], client=wrong_key, progress=False)
+    ... except af.APIStatusError as err:
+    ...     print(type(err).__name__, err.status_code, err.path)
+    AuthenticationError 401 mixed_people/api_search
+    """
 
     status_code: int = 0
     path: str  # an answer always has a path
@@ -161,15 +199,37 @@ class ApolloServerError(APIStatusError):
 
 class InputError(ApolloError, ValueError):
     """An input cannot be used as given: a file (its format, its header, a malformed line) or an argument's value
-    (``max_credits=-1``, ``max_age="soon"``)."""
+    (``max_credits=-1``, ``max_age="soon"``). A ``ValueError`` too.
+
+    >>> try:
+    ...     af.enrich_people(pd.DataFrame({"email": ["mary.wright@sable-health.example"]}), max_credits=-1)
+    ... except af.InputError as err:
+    ...     print(err)
+    max_credits must be a finite number of credits >= 0 (or None), got -1
+    """
 
 
 class ColumnMappingError(ApolloError, ValueError):
-    """The frame's columns cannot be matched to Apollo fields; the message says how to fix it."""
+    """The frame's columns cannot be matched to Apollo fields; the message says how to fix it.
+
+    >>> try:
+    ...     af.enrich_people(pd.DataFrame({"colour": ["red"]}), progress=False)
+    ... except af.ColumnMappingError as err:
+    ...     print(str(err).split(". ")[-1])
+    Or name yours explicitly: columns={'your column': 'email'}
+    """
 
 
 class FilterError(ApolloError, ValueError):
-    """A search filter name or value that cannot be sent to Apollo as given."""
+    """A search filter name or value that cannot be sent to Apollo as given (Apollo would ignore it and widen the
+    search, so it is refused before anything is sent).
+
+    >>> try:
+    ...     af.search_people(person_seniorities=["ceo"], progress=False)
+    ... except af.FilterError as err:
+    ...     print(str(err).split("? ")[0] + "?")
+    person_seniorities: 'ceo' is not an Apollo seniority. Did you mean 'senior'?
+    """
 
 
 class SearchTruncatedWarning(UserWarning):
@@ -191,7 +251,10 @@ class RunInterrupted(KeyboardInterrupt):
 
     ``saved``: answers stored by this run; ``rows_left``: input rows without an
     answer yet (None when unknown). Running the same call again resumes: the
-    saved answers come from the store.
+    saved answers come from the store. A ``KeyboardInterrupt``, so a script stops as on any Ctrl-C.
+
+    >>> print(af.RunInterrupted(saved=40, rows_left=60))
+    interrupted: 40 answers saved, 60 rows left; run the same command to resume
     """
 
     #: what ``saved`` counts, as the line says it (a push: "rows pushed"; a search: "pages saved")

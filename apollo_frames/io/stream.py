@@ -523,10 +523,9 @@ def _push_chunk(spec: Spec, chunk: pa.Table, client: Any, options: dict, state: 
             result = spec.run(frame, client=client, progress=False, seen=state.seen, stop=state.stop,
                               journal=state.journal, make_bar=bar, **options)
         except ApolloError as exc:
-            partial: pd.DataFrame | None = getattr(exc, "partial_result", None)
-            if partial is None:
+            if not isinstance(exc.partial_result, pd.DataFrame):
                 raise
-            result = partial
+            result = exc.partial_result
             state.fatal = state.fatal or exc
     for w in caught:  # the same advice once for the file, not once per chunk
         state.said.setdefault(str(w.message), w.category)

@@ -1392,7 +1392,7 @@ def push(
     result = _assemble(frame, report.status, report.ids, report.errors, report.payloads if dry_run else None)
     result.attrs["apollo"] = summary.to_dict()
     if fatal is not None:
-        fatal.partial_result = result  # type: ignore[attr-defined]
+        fatal.partial_result = result
         raise fatal
     if progress:
         announce(summary)
