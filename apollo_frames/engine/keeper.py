@@ -99,6 +99,14 @@ class Keep:
     limits: tuple[str, Any] | None = None
     #: its answers were written (or could not be), its claims released: what is left is the ledger's part
     stored: bool = False
+    #: store key -> {person id: answer} of the identifiers its answers prove (:func:`person_id`), beside ``entries``:
+    #: each stored under its key in the same transaction unless that is a conflict (see :meth:`AnswerWriter.store`)
+    aliases: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def person_id(answer: Any) -> str:
+    """An answer's Apollo id (its text), to tell two answers of one person from two people's."""
+    return str(answer.get("id")) if isinstance(answer, dict) and answer.get("id") else f"object {id(answer)}"
 
 
 class AnswerWriter:
@@ -111,6 +119,8 @@ class AnswerWriter:
         self.owner = owner  # whose claims it releases (see ``Claims.owner``)
         self._counting = threading.Lock()  # for ``saved``, ``error`` and the list below: the store serialises writes
         self.saved = 0
+        #: identifiers an answer proved that another person's answer holds (kept out of the store)
+        self.conflicts = 0
         self._unchecked = 0  # answers stored since the last checkpoint
         self._waiting: list[Keep] = []  # answers given to :meth:`store`, not written yet
         self._group = threading.Lock()  # held by the worker writing what is waiting
@@ -126,7 +136,13 @@ class AnswerWriter:
 
     def store(self, item: Keep) -> None:
         """Make ``item``'s answers survive a kill -9 now, from this thread (a group commit: the worker that gets to
-        write takes every answer waiting, the others find theirs written); queue it for the writer's thread."""
+        write takes every answer waiting, the others find theirs written); queue it for the writer's thread.
+
+        Each answer also goes under the identifiers it proves (``item.aliases``), read and written in the same
+        transaction, unless that key holds another person's answer already, or two answers claim it: such a
+        conflict is kept out and counted (:attr:`conflicts`). A row's own key keeps the row's own answer; a stored
+        miss under an alias key is replaced (the answer proves the identifier now).
+        """
         with self._counting:
             self._waiting.append(item)
         with self._group:
@@ -210,7 +226,9 @@ class AnswerWriter:
         keys = [key for item in batch for key in item.release]
         if not self._store_broken and entries:
             try:
-                self.cache.write_entries(list(entries.values()), release=keys, owner=self.owner)
+                with self.cache.transaction():  # the alias keys read in the transaction that writes them
+                    entries.update(self._aliases(batch, entries, stamp))
+                    self.cache.write_entries(list(entries.values()), release=keys, owner=self.owner)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
@@ -218,12 +236,37 @@ class AnswerWriter:
                 self._store_broken = True
                 self._failed(exc, "writing the answer store", self.cache.path)
         if self._store_broken:  # paid for: kept in memory, written by the next read of this store
+            with contextlib.suppress(StorageError, sqlite3.Error, OSError):  # (unreadable: the aliases are not kept)
+                entries.update(self._aliases(batch, entries, stamp))
             self.cache.unstored.update(entries)
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             if keys:
                 self.cache.release(keys, owner=self.owner)
         for item in batch:
             item.stored = True
+
+    def _aliases(self, batch: list[Keep], entries: Mapping[str, Any], stamp: tuple[float, float | None]
+                 ) -> dict[str, tuple[str, Any, float, float | None]]:
+        """The alias entries of ``batch`` to write beside ``entries`` (see :meth:`store`), batch by batch in order,
+        each checked against what the store holds and what the batches before it proved."""
+        wanted = [key for item in batch for key in item.aliases if key not in entries]
+        if not wanted:
+            return {}
+        held = self.cache.get_many(wanted)
+        proved: dict[str, tuple[str, Any, float, float | None]] = {}
+        conflicts = 0
+        for item in batch:
+            for key, by_person in item.aliases.items():
+                if key in entries:  # a row's own identity: its own answer stands
+                    continue
+                other = proved[key][1] if key in proved else held.get(key)
+                if len(by_person) > 1 or (other is not None and person_id(other) not in by_person):
+                    conflicts += 1
+                    continue
+                proved[key] = (key, next(iter(by_person.values())), *stamp)
+        with self._counting:
+            self.conflicts += conflicts
+        return proved
 
     def _settle(self, batch: list[Keep]) -> None:
         """Settle the batch's ledger entries in one transaction; note each endpoint's latest rate-limit reading."""
