@@ -162,7 +162,7 @@ class AnswerWriter:
                         self._queue.put(item, timeout=POLL_S)
                         return
             if self._closed or not self._thread.is_alive():
-                self._handle([item], everything=True)  # what the writer's thread would have done: it has stopped
+                self._handle([item])  # what the writer's thread would have done: it has stopped
                 return
 
     @property
@@ -190,13 +190,17 @@ class AnswerWriter:
     def _loop(self) -> None:
         while True:
             items = self._gather()
-            self._handle([item for item in items if item is not None], everything=items[-1] is None)
+            self._handle([item for item in items if item is not None])
             if items[-1] is None:
                 return
 
-    def _handle(self, batch: list[Keep], everything: bool) -> None:
-        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in (or
-        ``everything`` did). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
+    def _handle(self, batch: list[Keep]) -> None:
+        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in. Any
+        failure is kept: the writer's thread must outlive it (workers wait on its queue).
+
+        The last answers are not checkpointed here when the run ends: the flattened copies saved next checkpoint
+        the store, as does closing it, so the run's dispatch does not end with a checkpoint of its own (a
+        write-ahead log not yet checkpointed is as durable)."""
         try:
             self._store([item for item in batch if not item.stored])
             if self.ledger is not None and batch:
@@ -204,7 +208,7 @@ class AnswerWriter:
         except Exception as exc:
             self._failed(exc, "writing the answer store", self.cache.path)
         self._unchecked += sum(item.answers for item in batch)
-        if self._unchecked >= CHECKPOINT_EVERY or everything:
+        if self._unchecked >= CHECKPOINT_EVERY:
             self._unchecked = 0
             self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
 
@@ -224,11 +228,12 @@ class AnswerWriter:
         for item in batch:
             entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
         keys = [key for item in batch for key in item.release]
+        proved: dict[str, tuple[str, Any, float, float | None]] | None = None
         if not self._store_broken and entries:
             try:
                 with self.cache.transaction():  # the alias keys read in the transaction that writes them
-                    entries.update(self._aliases(batch, entries, stamp))
-                    self.cache.write_entries(list(entries.values()), release=keys, owner=self.owner)
+                    proved = self._aliases(batch, entries, stamp)
+                    self.cache.write_entries([*entries.values(), *proved.values()], release=keys, owner=self.owner)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
@@ -236,9 +241,10 @@ class AnswerWriter:
                 self._store_broken = True
                 self._failed(exc, "writing the answer store", self.cache.path)
         if self._store_broken:  # paid for: kept in memory, written by the next read of this store
-            with contextlib.suppress(StorageError, sqlite3.Error, OSError):  # (unreadable: the aliases are not kept)
-                entries.update(self._aliases(batch, entries, stamp))
-            self.cache.unstored.update(entries)
+            if proved is None:
+                with contextlib.suppress(StorageError, sqlite3.Error, OSError):  # (unreadable: aliases not kept)
+                    proved = self._aliases(batch, entries, stamp)
+            self.cache.unstored.update({**entries, **(proved or {})})
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             if keys:
                 self.cache.release(keys, owner=self.owner)
