@@ -247,6 +247,7 @@ def test_may_hold_says_true_whenever_a_parsed_text_holds_the_key(content):
         (_BODIES[6], True),
         (_BODIES[7], False),
         (b'{"k": "x\\u0059"}', True),  # "Y" is one of the key's characters: the walk is done
+        (b'{"k": "KEY12 3", "y": "Y"}', False),  # no escape at all: nothing but the key's own bytes can make it
     ],
 )
 def test_may_hold(content, expected):

@@ -119,3 +119,84 @@ def test_answers_a_full_disk_kept_out_of_the_store_come_back_on_the_next_run_in_
         again = af.enrich_people(frame, client=client, progress=False)
     assert (again["apollo_status"] == "matched").all()
     assert sandbox.credits_consumed == 30  # what the first run paid were kept by the store and written once it could
+
+
+def test_aliases_are_stored_in_the_group_commit_unless_another_person_holds_the_key_or_two_claim_it(tmp_path):
+    """The alias guard, in the writer: read and written in one transaction with the batches' answers."""
+    a1, a2, a3, a4, a5 = (f"{i:064x}" for i in range(10, 15))
+    with AnswerStore(tmp_path) as store:
+        store.set_many({a1: {"id": "other"}, a2: None, a3: {"id": "p1"}}, ttl=None)
+        writer = AnswerWriter(store, None, ttl=None)
+        p1, p2 = {"id": "p1", "name": "Ada"}, {"id": "p2", "name": "Bo"}
+        first = Keep({K1: p1}, 1, [K1], aliases={
+            a1: {"p1": p1},  # another person's answer holds it: kept out, counted
+            a2: {"p1": p1},  # a stored miss: replaced
+            a3: {"p1": p1},  # the same person's: written again
+            a4: {"p1": p1, "p2": p2},  # two answers of the batch claim it: kept out, counted
+            K2: {"p1": p1},  # the next batch's own key: its own answer stands
+        })
+        second = Keep({K2: p2}, 1, [K2], aliases={a5: {"p2": p2}})
+        writer._waiting = [first]  # both wait: the next worker writes them in one transaction
+        writer.store(second)
+        assert first.stored and second.stored and writer.saved == 2
+        writer.close()
+        assert store.get_many([K1, K2, a1, a2, a3, a4, a5]) == {
+            K1: p1, K2: p2, a1: {"id": "other"}, a2: p1, a3: p1, a5: p2}
+        assert writer.conflicts == 2
+
+
+def test_an_alias_a_batch_before_proved_for_another_person_in_the_same_commit_is_a_conflict(tmp_path):
+    alias = f"{99:064x}"
+    with AnswerStore(tmp_path) as store:
+        writer = AnswerWriter(store, None, ttl=None)
+        p1, p2 = {"id": "p1"}, {"id": "p2"}
+        first = Keep({K1: p1}, 1, [K1], aliases={alias: {"p1": p1}})
+        writer._waiting = [first]
+        writer.store(Keep({K2: p2}, 1, [K2], aliases={alias: {"p2": p2}}))
+        writer.close()
+        assert store.get_many([alias]) == {alias: p1} and writer.conflicts == 1
+
+
+def test_aliases_a_full_disk_refused_are_kept_in_memory_with_the_answers_and_counted_once(tmp_path, monkeypatch):
+    alias, taken = f"{98:064x}", f"{97:064x}"
+    with AnswerStore(tmp_path) as store:
+        store.set_many({taken: {"id": "other"}}, ttl=None)
+
+        def full(self, *args, **kwargs):
+            raise StorageError("disk full", path=str(self.path), reason="full")
+
+        monkeypatch.setattr(AnswerStore, "write_entries", full)
+        writer = AnswerWriter(store, None, ttl=None)
+        p1 = {"id": "p1"}
+        writer.store(Keep({K1: p1}, 1, [K1], aliases={alias: {"p1": p1}, taken: {"p1": p1}}))
+        writer.close()
+        assert writer.error is not None and writer.saved == 0
+        assert {key: entry[1] for key, entry in store.unstored.items()} == {K1: p1, alias: p1}
+        assert writer.conflicts == 1
+        store.unstored.clear()
+
+
+def test_the_writer_checkpoints_every_so_many_answers_and_leaves_the_last_to_the_store(tmp_path, monkeypatch):
+    from apollo_frames.engine import keeper
+
+    monkeypatch.setattr(keeper, "CHECKPOINT_EVERY", 3)
+    with AnswerStore(tmp_path) as store:
+        calls: list[int] = []
+        monkeypatch.setattr(store, "checkpoint", lambda: calls.append(1))
+        writer = AnswerWriter(store, None, ttl=None)
+        for i in range(4):
+            writer.store(Keep({f"{i + 20:064x}": {"id": str(i)}}, 1))
+        writer.close()
+        assert len(calls) == 1 and writer.saved == 4  # after the third answer; none for the last one at the end
+        monkeypatch.undo()
+    with AnswerStore(tmp_path) as again:  # the log not checkpointed is as durable
+        assert len(again.get_many([f"{i + 20:064x}" for i in range(4)])) == 4
+
+
+@pytest.mark.parametrize("key", [K1, "plain", 'a "quoted" key', "Zoë", "back\\slash", "tab\tkey", ""])
+def test_an_entry_quotes_its_key_as_json_does(key):
+    from apollo_frames.core.entries import SCHEMA_VERSION, decode_entry, encode_entry
+
+    blob = encode_entry(key, {"id": "p1"})
+    assert json.loads(blob)["k"] == key and decode_entry(key, blob) == {"id": "p1"}
+    assert blob.startswith(f'{{"v":{SCHEMA_VERSION},"k":{json.dumps(key, ensure_ascii=False)},'.encode())

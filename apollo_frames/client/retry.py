@@ -262,6 +262,8 @@ def may_hold(content: bytes, secret: str) -> bool:
     """
     if not secret.isascii() or json.detect_encoding(content) != "utf-8" or secret.encode() in content:
         return True
+    if b"\\" not in content:  # no escape at all (one search in C, not a walk of the escapes)
+        return False
     chars = set(secret)
     for match in _ESCAPE.finditer(content):
         escape = match.group(1)

@@ -59,7 +59,8 @@ def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> 
     texts = {} if texts is None else texts
     if id(data) not in texts:
         texts[id(data)] = jsontext.dumps(data)
-    quoted = json.dumps(key, ensure_ascii=False)
+    # a key made here is hex, needing no escapes: quoted as json.dumps would, without its cost on every entry
+    quoted = f'"{key}"' if key.isascii() and key.isalnum() else json.dumps(key, ensure_ascii=False)
     return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), texts[id(data)], b"}"))
 
 

@@ -99,6 +99,14 @@ class Keep:
     limits: tuple[str, Any] | None = None
     #: its answers were written (or could not be), its claims released: what is left is the ledger's part
     stored: bool = False
+    #: store key -> {person id: answer} of the identifiers its answers prove (:func:`person_id`), beside ``entries``:
+    #: each stored under its key in the same transaction unless that is a conflict (see :meth:`AnswerWriter.store`)
+    aliases: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def person_id(answer: Any) -> str:
+    """An answer's Apollo id (its text), to tell two answers of one person from two people's."""
+    return str(answer.get("id")) if isinstance(answer, dict) and answer.get("id") else f"object {id(answer)}"
 
 
 class AnswerWriter:
@@ -111,6 +119,8 @@ class AnswerWriter:
         self.owner = owner  # whose claims it releases (see ``Claims.owner``)
         self._counting = threading.Lock()  # for ``saved``, ``error`` and the list below: the store serialises writes
         self.saved = 0
+        #: identifiers an answer proved that another person's answer holds (kept out of the store)
+        self.conflicts = 0
         self._unchecked = 0  # answers stored since the last checkpoint
         self._waiting: list[Keep] = []  # answers given to :meth:`store`, not written yet
         self._group = threading.Lock()  # held by the worker writing what is waiting
@@ -126,7 +136,13 @@ class AnswerWriter:
 
     def store(self, item: Keep) -> None:
         """Make ``item``'s answers survive a kill -9 now, from this thread (a group commit: the worker that gets to
-        write takes every answer waiting, the others find theirs written); queue it for the writer's thread."""
+        write takes every answer waiting, the others find theirs written); queue it for the writer's thread.
+
+        Each answer also goes under the identifiers it proves (``item.aliases``), read and written in the same
+        transaction, unless that key holds another person's answer already, or two answers claim it: such a
+        conflict is kept out and counted (:attr:`conflicts`). A row's own key keeps the row's own answer; a stored
+        miss under an alias key is replaced (the answer proves the identifier now).
+        """
         with self._counting:
             self._waiting.append(item)
         with self._group:
@@ -146,7 +162,7 @@ class AnswerWriter:
                         self._queue.put(item, timeout=POLL_S)
                         return
             if self._closed or not self._thread.is_alive():
-                self._handle([item], everything=True)  # what the writer's thread would have done: it has stopped
+                self._handle([item])  # what the writer's thread would have done: it has stopped
                 return
 
     @property
@@ -174,13 +190,17 @@ class AnswerWriter:
     def _loop(self) -> None:
         while True:
             items = self._gather()
-            self._handle([item for item in items if item is not None], everything=items[-1] is None)
+            self._handle([item for item in items if item is not None])
             if items[-1] is None:
                 return
 
-    def _handle(self, batch: list[Keep], everything: bool) -> None:
-        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in (or
-        ``everything`` did). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
+    def _handle(self, batch: list[Keep]) -> None:
+        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in. Any
+        failure is kept: the writer's thread must outlive it (workers wait on its queue).
+
+        The last answers are not checkpointed here when the run ends: the flattened copies saved next checkpoint
+        the store, as does closing it, so the run's dispatch does not end with a checkpoint of its own (a
+        write-ahead log not yet checkpointed is as durable)."""
         try:
             self._store([item for item in batch if not item.stored])
             if self.ledger is not None and batch:
@@ -188,7 +208,7 @@ class AnswerWriter:
         except Exception as exc:
             self._failed(exc, "writing the answer store", self.cache.path)
         self._unchecked += sum(item.answers for item in batch)
-        if self._unchecked >= CHECKPOINT_EVERY or everything:
+        if self._unchecked >= CHECKPOINT_EVERY:
             self._unchecked = 0
             self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
 
@@ -208,9 +228,12 @@ class AnswerWriter:
         for item in batch:
             entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
         keys = [key for item in batch for key in item.release]
+        proved: dict[str, tuple[str, Any, float, float | None]] | None = None
         if not self._store_broken and entries:
             try:
-                self.cache.write_entries(list(entries.values()), release=keys, owner=self.owner)
+                with self.cache.transaction():  # the alias keys read in the transaction that writes them
+                    proved = self._aliases(batch, entries, stamp)
+                    self.cache.write_entries([*entries.values(), *proved.values()], release=keys, owner=self.owner)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
@@ -218,12 +241,38 @@ class AnswerWriter:
                 self._store_broken = True
                 self._failed(exc, "writing the answer store", self.cache.path)
         if self._store_broken:  # paid for: kept in memory, written by the next read of this store
-            self.cache.unstored.update(entries)
+            if proved is None:
+                with contextlib.suppress(StorageError, sqlite3.Error, OSError):  # (unreadable: aliases not kept)
+                    proved = self._aliases(batch, entries, stamp)
+            self.cache.unstored.update({**entries, **(proved or {})})
         with contextlib.suppress(StorageError, sqlite3.Error):  # a lease left behind only expires later
             if keys:
                 self.cache.release(keys, owner=self.owner)
         for item in batch:
             item.stored = True
+
+    def _aliases(self, batch: list[Keep], entries: Mapping[str, Any], stamp: tuple[float, float | None]
+                 ) -> dict[str, tuple[str, Any, float, float | None]]:
+        """The alias entries of ``batch`` to write beside ``entries`` (see :meth:`store`), batch by batch in order,
+        each checked against what the store holds and what the batches before it proved."""
+        wanted = [key for item in batch for key in item.aliases if key not in entries]
+        if not wanted:
+            return {}
+        held = self.cache.get_many(wanted)
+        proved: dict[str, tuple[str, Any, float, float | None]] = {}
+        conflicts = 0
+        for item in batch:
+            for key, by_person in item.aliases.items():
+                if key in entries:  # a row's own identity: its own answer stands
+                    continue
+                other = proved[key][1] if key in proved else held.get(key)
+                if len(by_person) > 1 or (other is not None and person_id(other) not in by_person):
+                    conflicts += 1
+                    continue
+                proved[key] = (key, next(iter(by_person.values())), *stamp)
+        with self._counting:
+            self.conflicts += conflicts
+        return proved
 
     def _settle(self, batch: list[Keep]) -> None:
         """Settle the batch's ledger entries in one transaction; note each endpoint's latest rate-limit reading."""

@@ -60,7 +60,7 @@ from apollo_frames.engine.executor import (
     StopSignal,
     Wait,
 )
-from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, lease_seconds
+from apollo_frames.engine.keeper import AnswerWriter, Claims, Keep, lease_seconds, person_id
 from apollo_frames.engine.meter import preflight, reconcile
 from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import progress_bar
@@ -523,11 +523,6 @@ class _Answer:
     suppressed: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
-def _person_id(answer: Any) -> str:
-    """An answer's Apollo id (its text), to tell two answers of one person from two people's."""
-    return str(answer.get("id")) if isinstance(answer, dict) and answer.get("id") else f"object {id(answer)}"
-
-
 def charged_attempts(error: BaseException | None) -> int:
     """How many attempts of a failed request the server may have charged (the client counts them)."""
     return int(getattr(error, "charged_attempts", 0))
@@ -607,12 +602,15 @@ class _Sender:
         self.unattributed: list[dict] = []
         #: answers rejected as contradicting what their record asked for
         self.contradicted = 0
-        #: identifiers an answer proved but another person's answer holds (kept out of the store)
-        self.identifier_conflicts = 0
         #: credits this run's answers reported (believed), and the worst case of its attempts that got no usable
         #: answer but may have been charged (the budget may be shared with other runs)
         self.spent = 0.0
         self.in_doubt = 0.0
+
+    @property
+    def identifier_conflicts(self) -> int:
+        """Identifiers an answer proved but another person's answer holds (kept out of the store)."""
+        return self.writer.conflicts
 
     def next_batch(self) -> _Batch | Wait | None:
         """The next batch to send (claimed, written to the ledger), WAIT, or None when there is none.
@@ -753,45 +751,31 @@ class _Sender:
             matched = sum(v is not None for v in answer.results) + len(answer.unattributed)
             settle = (entry, {"credits": answer.credits, "status": answer.response.status_code,
                               "records_matched": matched, "unverified": not answer.verified})
-        entries = self._entries(batch.sent, answer.results, {**answer.errors, **answer.suppressed},
-                                answer.unattributed)
+        entries, aliases = self._entries(batch.sent, answer.results, {**answer.errors, **answer.suppressed},
+                                         answer.unattributed)
         keys = self._keys(batch.sent)
-        return Keep(entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers))
+        return Keep(entries, len(batch.sent), keys, settle, (self.op.endpoint, answer.response.headers),
+                    aliases=aliases)
 
     def _entries(self, sent: list[int], results: list[dict | None], errors: dict[int, str],
-                 unattributed: list[Unattributed]) -> dict[str, dict | None]:
-        """What to store for an answered batch: each answer under its key and its aliases' keys (nothing for a
-        record answered without certainty); paid answers no record matched, under their own identities."""
+                 unattributed: list[Unattributed]) -> tuple[dict[str, dict | None], dict[str, dict]]:
+        """What to store for an answered batch: each answer under its key (nothing for a record answered without
+        certainty), paid answers no record matched under their own identities; and the keys of the identifiers
+        each answer proves (its id, e-mail, LinkedIn URL), which the writer checks and stores beside them."""
         op, cache = self.op, self.cache
         answered = [(j, value) for n, (j, value) in enumerate(zip(sent, results, strict=False)) if n not in errors]
         entries: dict[str, dict | None] = {self.plan.cache_keys[j]: value for j, value in answered}
         claims: dict[str, dict] = {}
-        for _, value in answered:
-            if value is not None:
-                texts = [identity_text(alias) for alias in op.aliases(value)]
-                for key in cache.keys(op.endpoint, texts, self.options):
-                    claims.setdefault(key, {})[_person_id(value)] = value
-        self._add_aliases(entries, claims)
+        proved = [(value, identity_text(alias)) for _, value in answered if value is not None
+                  for alias in op.aliases(value)]
+        keys = cache.keys(op.endpoint, [text for _, text in proved], self.options)  # the batch's keys in one call
+        for (value, _), key in zip(proved, keys, strict=True):
+            if key not in entries:  # a row's own identity: its own answer stands
+                claims.setdefault(key, {})[person_id(value)] = value
         for extra in unattributed:
             for alias in extra.identities or op.aliases(extra.answer):
                 entries.setdefault(cache.key(op.endpoint, alias, self.options), extra.answer)
-        return entries
-
-    def _add_aliases(self, entries: dict[str, dict | None], claims: dict[str, dict]) -> None:
-        """Each answer also under the identifiers it proves (its id, e-mail, LinkedIn URL), unless that key holds
-        another person's answer already, or two answers of the batch claim it: such a conflict is kept out and
-        counted. A stored miss under the key is replaced (the answer proves the identifier now)."""
-        if not claims:
-            return
-        held = self.cache.get_many([k for k in claims if k not in entries])
-        for key, by_person in claims.items():
-            if key in entries:  # a row's own identity: its own answer stands
-                continue
-            other = held.get(key)
-            if len(by_person) > 1 or (other is not None and _person_id(other) not in by_person):
-                self.identifier_conflicts += 1
-                continue
-            entries[key] = next(iter(by_person.values()))
+        return entries, claims
 
     def on_done(self, done: Outcome[_Batch, _Answer | None]) -> None:
         batch, answer = done.task, done.value

@@ -260,7 +260,7 @@ def _doubt(record: dict, person: dict, repeated: bool) -> str | None:
     a LinkedIn URL or id asked differs from the one answered, the person also answers other rows of the batch,
     or the name asked (without one, the e-mail address asked) does not fit the person's name.
     """
-    if _person_keys(person) & set(_detail_keys(record)):
+    if _found_by(record, person):
         return None
     who = f"{person.get('name') or _full_name(person) or person.get('id')} ({person.get('email') or 'no e-mail'})"
     for field in ("linkedin_url", "id"):
@@ -327,8 +327,22 @@ def _detail_keys(record: dict) -> list[tuple]:
     return keys
 
 
+def _found_by(record: dict, person: dict) -> bool:
+    """Whether one of the detail's own keys finds ``person`` (``_person_keys`` holds it); the name + company keys,
+    the costly ones, are worked out only when no identifier found the person and the detail has a name."""
+    asked = set(_detail_keys(record))
+    if _strong_keys(person) & asked:
+        return True
+    return any(key[0] == "name" for key in asked) and bool(_name_keys(person) & asked)
+
+
 def _person_keys(person: dict) -> set[tuple]:
     """Every key a detail could have found this person by."""
+    return _strong_keys(person) | _name_keys(person)
+
+
+def _strong_keys(person: dict) -> set[tuple]:
+    """The keys of a person's identifiers: Apollo id, e-mails (and their hashes), LinkedIn URL."""
     keys: set[tuple] = set()
     pid = nz.normalize_apollo_id(person.get("id"))[0]
     if pid:
@@ -342,9 +356,14 @@ def _person_keys(person: dict) -> set[tuple]:
     linkedin = nz.normalize_linkedin_url(person.get("linkedin_url"))[0]
     if linkedin:
         keys.add(("linkedin_url", linkedin))
-    names = {_fold(person.get("name")), _full_name(person)}
-    keys.update(("name", name, org) for name in names if name for org in _person_orgs(person))
     return keys
+
+
+def _name_keys(person: dict) -> set[tuple]:
+    """The keys of a person's name with each of their organisation's domains and folded name."""
+    names = {name for name in (_fold(person.get("name")), _full_name(person)) if name}
+    orgs = _person_orgs(person) if names else set()
+    return {("name", name, org) for name in names for org in orgs}
 
 
 def _person_orgs(person: dict) -> set[str]:
