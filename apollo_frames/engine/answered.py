@@ -1,9 +1,9 @@
-"""The answers a run receives, flattened a block at a time as they arrive (issue 27: a cold run's memory).
+"""The answers a run receives, flattened a step at a time as they arrive (issue 27: a cold run's memory).
 
 Kept whole until the run ends, 100,000 answers of 8 KB took gigabytes as Python objects, where their flattened
-rows take a few hundred MB of Arrow. :class:`FlatAnswers` flattens each block of answers as soon as it is
+rows take a few hundred MB of Arrow. :class:`FlatAnswers` flattens each step of answers as soon as it is
 complete, on the thread that fans the answers out, and lets go of the objects (``results[j]`` becomes None:
-the record's outcome says whether it matched), so a run holds a few blocks of answers as objects at most.
+the record's outcome says whether it matched), so a run holds about a block of answers as objects at most.
 
 Blocks follow the plan's order (``to_fetch``), not the order answers arrive in (requests in flight finish in
 any order): when every record was fetched once, in order, the rows are already where the output wants them
