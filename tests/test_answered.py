@@ -68,3 +68,30 @@ def test_rows_in_order_gives_the_take_whether_as_slices_or_taken():
         parts = [table.slice(0, 4), table.slice(4)]
         got = rows_in_order(parts, indices)
         assert got.equals(table.take(pa.array(indices, pa.int64()))) and parts == []
+
+
+def test_answers_are_flattened_a_step_at_a_time_and_kept_in_blocks(monkeypatch):
+    import apollo_frames.engine.answered as answered
+
+    monkeypatch.setattr(answered, "STEP", 2)
+    calls = []
+    results = [None] * 10
+    flat = FlatAnswers(_flatten(calls), results, order=list(range(10)), block=4)
+    for j in range(10):
+        results[j] = _answer(j)
+        flat.took([j])
+    assert calls == [["p0", "p1"], ["p2", "p3"], ["p4", "p5"], ["p6", "p7"], ["p8", "p9"]]
+    assert [part.num_rows for part in flat.parts] == [4, 4]  # two steps put together per block
+    table, order, _ = flat.done(["matched"] * 10)
+    assert order == list(range(10)) and table.column("id").to_pylist() == [f"p{j}" for j in range(10)]
+    assert [len(chunk) for chunk in table.column("id").chunks] == [4, 4, 2]  # one chunk per block
+
+
+def test_by_default_a_block_of_answers_waits_at_most():
+    calls = []
+    results = [None] * 8
+    flat = FlatAnswers(_flatten(calls), results, order=list(range(8)), block=2)
+    for j in (2, 3, 4):  # 0 not answered yet
+        results[j] = _answer(j)
+        flat.took([j])
+    assert calls == [["p2", "p3"]] and results[2] is None and results[4] is not None

@@ -549,3 +549,14 @@ def test_a_batch_is_fixed_record_by_record_whatever_the_batch_screen_says(odd):
     elif odd == "other_spelling":
         assert got["person.organization.annual_revenue"] == 5e6
     assert rows[0]["email"] == full_person()["email"] and alone[0]["person.email"] == full_person()["email"]
+
+
+def test_handed_to_pandas_gives_to_pandas_frame_and_takes_the_table():
+    table = pa.table({"t": pa.chunked_array([["a", None], ["ccc"]], pa.string()), "n": pa.array([1, None, 3]),
+                      "f": pa.array([0.5, None, 1.0]), "b": pa.array([True, None, False]),
+                      "w": pa.array(["x", "y", None], pa.large_string())})
+    handed = [table]
+    got = sc.handed_to_pandas(handed)
+    assert handed == []  # taken: the caller's list holds it no longer
+    pd.testing.assert_frame_equal(got, sc.to_pandas(table))
+    assert got["t"].tolist() == ["a", pd.NA, "ccc"] and str(got["t"].dtype) == "string"

@@ -1043,6 +1043,25 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_dtype)
 
 
+def handed_to_pandas(tables: list[pa.Table]) -> pd.DataFrame:
+    """:func:`to_pandas` of the one table in ``tables``, handed over (the list is emptied).
+
+    pandas keeps text as ``large_string``: each text column is widened here one at a time and its narrow form
+    let go of before the next (only the offsets are new; the characters are shared), so when the caller keeps
+    no other reference a large result's offsets are not held in both widths at once (a cold run's peak, issue 27).
+    """
+    (table,) = tables
+    tables.clear()
+    schema, columns = table.schema, table.columns
+    del table
+    for i, column in enumerate(columns):
+        if pa.types.is_string(column.type):
+            columns[i] = column.cast(pa.large_string())
+        del column
+    fields = [field.with_type(column.type) for field, column in zip(schema, columns, strict=True)]
+    return to_pandas(pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata)))
+
+
 def empty_frame(schema: pa.Schema) -> pd.DataFrame:
     """A zero-row frame with the columns and dtypes :func:`to_pandas` gives for ``schema``."""
     return to_pandas(schema.empty_table())

@@ -1,14 +1,21 @@
-"""The answers a run receives, flattened a block at a time as they arrive (issue 27: a cold run's memory).
+"""The answers a run receives, flattened a step at a time as they arrive (issue 27: a cold run's memory).
 
 Kept whole until the run ends, 100,000 answers of 8 KB took gigabytes as Python objects, where their flattened
-rows take a few hundred MB of Arrow. :class:`FlatAnswers` flattens each block of answers as soon as it is
+rows take a few hundred MB of Arrow. :class:`FlatAnswers` flattens each step of answers as soon as it is
 complete, on the thread that fans the answers out, and lets go of the objects (``results[j]`` becomes None:
-the record's outcome says whether it matched), so a run holds a few blocks of answers as objects at most.
+the record's outcome says whether it matched), so a run holds about a block of answers as objects at most.
 
 Blocks follow the plan's order (``to_fetch``), not the order answers arrive in (requests in flight finish in
 any order): when every record was fetched once, in order, the rows are already where the output wants them
 and are not copied again. An answer that arrives far ahead of a record not answered yet (a failed batch, one
-another process holds) is flattened without waiting once ``ahead`` answers wait.
+another process holds) is flattened without waiting once ``ahead`` answers wait (a block's worth by default:
+the answers waiting as objects are what a cold run's allocators keep the high-water mark of; the rows flattened
+out of order are put back in order as a few runs of slices, not copied).
+
+Answers are flattened ``step`` at a time (a quarter of a block) and their rows put together into parts of a
+block: fewer answers wait as objects for their block to complete (the answers of a cold run are parsed on 8
+worker threads, whose allocators keep the high-water mark of what waits), while the output and the stored
+copies still see blocks of ``block`` rows, as before.
 """
 
 from __future__ import annotations
@@ -20,20 +27,25 @@ import pyarrow as pa
 
 #: the outcomes of a record that has its answer (a no-match is an answer too: an all-null row)
 ANSWERED = ("matched", "no_match")
+#: at most this many answers are flattened at once (a quarter of the runner's block of 1,000)
+STEP = 250
 
 
 class FlatAnswers:
-    """The flattened rows of the answers in ``results`` (one run's, by unique index), a block at a time."""
+    """The flattened rows of the answers in ``results`` (one run's, by unique index), a step at a time, kept in
+    parts of ``block`` rows."""
 
     def __init__(self, flatten: Callable[[Sequence[dict | None]], pa.Table], results: list[dict | None],
                  order: Sequence[int], block: int, ahead: int | None = None):
         self.flatten, self.results, self.block = flatten, results, block
+        self.step = min(block, STEP)
         self.plan_order = order  # the unique indices to fetch, in the plan's order
         self.cursor = 0  # plan_order[cursor:] is not flattened in order yet
         self.seen = 0  # plan_order[cursor:seen] are answered (or flattened)
-        self.ahead = 4 * block if ahead is None else ahead
+        self.ahead = block if ahead is None else ahead
         self.pending: set[int] = set()  # unique indices answered, not flattened yet
-        self.parts: list[pa.Table] = []
+        self.parts: list[pa.Table] = []  # of ``block`` rows (the last one may be shorter)
+        self.pieces: list[pa.Table] = []  # flattened, not put together into a part yet
         self.order: list[int] = []  # the unique index of each flattened row, in table order
         self.found: list[bool] = []  # per flattened row: an answer (False: no match)
         self.row: dict[int, int] = {}  # unique index -> its latest flattened row
@@ -43,7 +55,7 @@ class FlatAnswers:
         self.pending.update(indices)
         order, n = self.plan_order, len(self.plan_order)
         while self.cursor < n:
-            end = min(self.cursor + self.block, n)
+            end = min(self.cursor + self.step, n)
             while self.seen < end and (order[self.seen] in self.pending or order[self.seen] in self.row):
                 self.seen += 1
             if self.seen < end:
@@ -62,17 +74,26 @@ class FlatAnswers:
             return
         self.pending.difference_update(js)
         answers = [self.results[j] for j in js]
-        self.parts.append(self.flatten(answers))
+        self.pieces.append(self.flatten(answers))
         for j, answer in zip(js, answers, strict=True):
             self.row[j] = len(self.order)
             self.order.append(j)
             self.found.append(answer is not None)
             self.results[j] = None
+        if sum(piece.num_rows for piece in self.pieces) >= self.block:
+            self._put_together()
+
+    def _put_together(self) -> None:
+        """The pieces flattened so far as one part (one chunk per column: a copy of a block's rows at most)."""
+        if self.pieces:
+            pieces, self.pieces = self.pieces, []
+            self.parts.append(pa.concat_tables(pieces).combine_chunks() if len(pieces) > 1 else pieces[0])
 
     def done(self, outcome: Sequence[str | None]) -> tuple[pa.Table | None, list[int], list[bool]]:
         """(the flattened rows, their unique indices, which are answers) of the records whose outcome is still an
         answer, one row each; None when there are none."""
         self.flush()
+        self._put_together()
         rows = [r for j, r in self.row.items() if outcome[j] in ANSWERED]
         if not rows:
             return None, [], []

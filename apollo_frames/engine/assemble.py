@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from apollo_frames.core.schema import to_pandas
+from apollo_frames.core.schema import handed_to_pandas
 
 #: what an enrichment row costs in this run: its share of its batch's credits (0 from the store or a duplicate)
 CREDITS_COLUMN = "apollo_credits"
@@ -81,11 +81,17 @@ def assemble_table(chunk: pa.Table, new: pa.Table, schema: pa.Schema) -> pa.Tabl
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def assemble_frame(frame: pd.DataFrame, new: pa.Table, replaces: Collection[str] = ()) -> pd.DataFrame:
-    """An in-memory result: ``frame``'s kept columns as given, then ``new`` converted once; ``frame``'s index."""
-    kept = set(kept_columns(frame.columns, new.column_names, replaces))
+def assemble_frame(frame: pd.DataFrame, new: pa.Table | list[pa.Table], replaces: Collection[str] = ()
+                   ) -> pd.DataFrame:
+    """An in-memory result: ``frame``'s kept columns as given, then ``new`` converted once; ``frame``'s index.
+
+    ``new`` as a one-table list is handed over (emptied): its text columns are let go of as they are converted
+    (:func:`~apollo_frames.core.schema.handed_to_pandas`).
+    """
+    tables = new if isinstance(new, list) else [new]
+    kept = set(kept_columns(frame.columns, tables[0].column_names, replaces))
     drop = [c for c in frame.columns if c not in kept]
     base = frame.drop(columns=drop) if drop else frame
-    out = pd.concat([base.reset_index(drop=True), to_pandas(new)], axis=1)
+    out = pd.concat([base.reset_index(drop=True), handed_to_pandas(tables)], axis=1)
     out.index = frame.index
     return out

@@ -330,7 +330,7 @@ def run_operation(
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame (``run``: see
     :class:`~apollo_frames.engine.options.RunOptions`)."""
     done = execute(len(frame), prepared, op, options, client=client, run=run)
-    result = assemble_frame(frame, answer_columns(prepared, done, host_of(client)))
+    result = assemble_frame(frame, [answer_columns(prepared, done, host_of(client))])  # (handed over)
     finish(done, run.progress)
     result.attrs["apollo"] = done.summary.to_dict()
     # (by label: a subset or a reordered copy of the result, which keeps its attrs, still names the right rows)
@@ -980,8 +980,9 @@ def host_of(client: Any) -> str | None:
     return urlsplit(str(client.settings.base_url)).hostname
 
 
-#: at most this many runs of consecutive rows are put together as slices (no copy) rather than taken
-MAX_RUNS = 256
+#: at most this many runs of consecutive rows are put together as slices (no copy) rather than taken (a cold
+#: run whose answers waited for a slow batch now and then has a few hundred: a take would copy every row)
+MAX_RUNS = 1024
 
 
 def rows_in_order(parts: list[pa.Table], take: np.ndarray) -> pa.Table:
