@@ -200,3 +200,24 @@ def test_an_entry_quotes_its_key_as_json_does(key):
     blob = encode_entry(key, {"id": "p1"})
     assert json.loads(blob)["k"] == key and decode_entry(key, blob) == {"id": "p1"}
     assert blob.startswith(f'{{"v":{SCHEMA_VERSION},"k":{json.dumps(key, ensure_ascii=False)},'.encode())
+
+
+def test_on_a_full_disk_an_alias_never_overwrites_another_persons_answer_kept_in_memory(tmp_path, monkeypatch):
+    """Answers a full disk refused wait in ``unstored``: a later batch's alias is checked against them too (a
+    row's own answer, or an alias an earlier batch proved for another person, must not be replaced)."""
+    alias = f"{96:064x}"
+    with AnswerStore(tmp_path) as store:
+
+        def full(self, *args, **kwargs):
+            raise StorageError("disk full", path=str(self.path), reason="full")
+
+        monkeypatch.setattr(AnswerStore, "write_entries", full)
+        writer = AnswerWriter(store, None, ttl=None)
+        p1, p2, p3 = {"id": "p1"}, {"id": "p2"}, {"id": "p3"}
+        writer.store(Keep({K2: p2}, 1, [K2], aliases={alias: {"p2": p2}}))  # its own commit, refused
+        writer.store(Keep({K1: p1}, 1, [K1], aliases={K2: {"p1": p1}}))  # K2 is p2's row: p1 must not take it
+        writer.store(Keep({K3: p3}, 1, [K3], aliases={alias: {"p3": p3}}))  # p2 proved it first
+        writer.close()
+        assert {key: entry[1] for key, entry in store.unstored.items()} == {K1: p1, K2: p2, K3: p3, alias: p2}
+        assert writer.conflicts == 2
+        store.unstored.clear()

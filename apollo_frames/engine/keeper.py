@@ -259,6 +259,9 @@ class AnswerWriter:
         if not wanted:
             return {}
         held = self.cache.get_many(wanted)
+        # answers a full disk refused (this run's or another's) hold their keys as much as the store does
+        unstored = self.cache.unstored
+        held.update((key, entry[1]) for key in wanted if (entry := unstored.get(key)) is not None)
         proved: dict[str, tuple[str, Any, float, float | None]] = {}
         conflicts = 0
         for item in batch:
