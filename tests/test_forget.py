@@ -317,3 +317,21 @@ def test_a_replaced_version_naming_a_forgotten_email_goes_too(tmp_path):
     finally:
         store.close()
     assert b"old@acme.example" not in all_bytes(tmp_path / "s")
+
+
+def test_an_answer_a_full_disk_kept_in_memory_is_never_written_once_its_person_is_forgotten(tmp_path):
+    """Answers a full disk refused wait in memory for any store object of the process: one opened after a
+    ``forget`` must not write a forgotten person's answer from there."""
+    cache = tmp_path / "cache"
+    before = AnswerStore(cache)  # the run that paid for them, on a full disk
+    before.unstored.update({k: (k, v, 0.0, None) for k, v in {
+        "k1": {"email": "jane@acme.com", "first_name": "Jane"}, "k2": {"email": "bob@acme.com"}}.items()})
+    with Sandbox().client(cache_dir=cache) as client:
+        af.forget(["jane@acme.com"], client=client)
+    after = AnswerStore(cache)  # (a notebook makes a client per call)
+    try:
+        assert set(after.get_many(["k1", "k2"])) == {"k2"}
+    finally:
+        after.close()
+        before.close()
+    assert b"jane@acme.com" not in all_bytes(cache).lower()

@@ -438,13 +438,26 @@ class AnswerStore:
                 bad.append((rowid, key, str(exc)))
 
     def _store_unstored(self) -> None:
-        """Write what a run could not store (paid answers kept in memory), once the store takes writes again."""
+        """Write what a run could not store (paid answers kept in memory), once the store takes writes again.
+
+        Each is checked against the suppression list first, whatever erasures this object saw: a ``forget`` (of
+        any process) may have run after it was received and before this object opened; such an answer is let go of.
+        """
         if self.unstored:
-            entries = list(self.unstored.values())
-            with contextlib.suppress(StorageError, sqlite3.Error):
+            with contextlib.suppress(StorageError, sqlite3.Error, OSError):  # (the list unreadable: none written)
+                self._let_go_of_suppressed_unstored()
+                entries = list(self.unstored.values())
                 self.write_entries(entries, newer_only=True)
                 for key, *_ in entries:
                     self.unstored.pop(key, None)
+
+    def _let_go_of_suppressed_unstored(self) -> None:
+        """Drop the answers kept in memory that name an identifier on the suppression list."""
+        book = SuppressionList(self.directory.parent, clock=self.clock)
+        digests = book.digests()
+        for key, data, *_ in list(self.unstored.values()) if digests else []:
+            if book.listed(named_identifiers(data), digests) is not None:
+                self.unstored.pop(key, None)
 
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None, release: Sequence[str] = ()) -> None:
         """Store answers (a JSON object, or None for a miss), one transaction; ``ttl`` seconds, None = no expiry.
