@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from frames import answers
 
 from apollo_frames.client.store import AnswerStore
 from apollo_frames.core.errors import StorageError
@@ -119,6 +120,34 @@ def test_answers_a_full_disk_kept_out_of_the_store_come_back_on_the_next_run_in_
         again = af.enrich_people(frame, client=client, progress=False)
     assert (again["apollo_status"] == "matched").all()
     assert sandbox.credits_consumed == 30  # what the first run paid were kept by the store and written once it could
+
+
+def test_answers_a_full_disk_kept_in_memory_are_served_to_a_rerun_while_the_disk_is_still_full(
+        sandbox, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import apollo_frames as af
+
+    frame = pd.DataFrame({"Email": [p["email"] for p in sandbox.world.people if p.get("email")][:30]})
+
+    def full(self, *args, **kwargs):
+        raise StorageError("disk full", path=str(self.path), reason="full")
+
+    monkeypatch.setattr(AnswerStore, "write_entries", full)
+    with sandbox.client(cache_dir=tmp_path / "c") as client:
+        with pytest.warns(UserWarning, match="could not be stored"):
+            first = af.enrich_people(frame, client=client, progress=False)
+        paid = sandbox.credits_consumed
+        again = af.enrich_people(frame, client=client, progress=False)  # the disk still full
+        store = client.cache
+        assert store.unstored
+        store.unstored.clear()
+    # (the failure stops the first run: rows it did not send yet are sent by the second, the others never again)
+    answered = first["apollo_status"].isin(["matched", "no_match"])
+    assert paid > 0 and answered.sum() > 0
+    assert (again.loc[answered, "apollo_credits"] == 0).all()
+    assert sandbox.credits_consumed - paid == again["apollo_credits"].sum()
+    pd.testing.assert_frame_equal(answers(again[answered]), answers(first[answered]))
 
 
 def test_aliases_are_stored_in_the_group_commit_unless_another_person_holds_the_key_or_two_claim_it(tmp_path):

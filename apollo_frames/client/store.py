@@ -415,7 +415,7 @@ class AnswerStore:
         found: dict[str, Any] = {}
         bad: list[tuple[int, Any, str]] = []
         now = self.clock.time()
-        self._store_unstored()
+        checked = self._store_unstored()
         for block in sql_blocks(wanted):
             rows = self.query(f"{SELECT_ROWS} WHERE key IN ({sql_marks(len(block))}) AND (expires_at IS NULL OR "
                               "expires_at > ?) AND stored_at >= ?", [*block, now, self._kept_since(now)])
@@ -424,6 +424,8 @@ class AnswerStore:
             self.decode_rows(rows, found, bad, now)
         if bad:
             self.quarantine(bad)
+        if checked and self.unstored:
+            self._from_memory(wanted, found, stamps, now)
         return found
 
     @staticmethod
@@ -437,19 +439,37 @@ class AnswerStore:
             except BadEntry as exc:
                 bad.append((rowid, key, str(exc)))
 
-    def _store_unstored(self) -> None:
-        """Write what a run could not store (paid answers kept in memory), once the store takes writes again.
+    def _store_unstored(self) -> bool:
+        """Write what a run could not store (paid answers kept in memory), once the store takes writes again;
+        whether those left in memory were checked (and may be served).
 
         Each is checked against the suppression list first, whatever erasures this object saw: a ``forget`` (of
         any process) may have run after it was received and before this object opened; such an answer is let go of.
         """
-        if self.unstored:
-            with contextlib.suppress(StorageError, sqlite3.Error, OSError):  # (the list unreadable: none written)
-                self._let_go_of_suppressed_unstored()
-                entries = list(self.unstored.values())
-                self.write_entries(entries, newer_only=True)
-                for key, *_ in entries:
-                    self.unstored.pop(key, None)
+        if not self.unstored:
+            return True
+        try:
+            self._let_go_of_suppressed_unstored()
+        except (StorageError, sqlite3.Error, OSError):
+            return False  # (the list unreadable: none written, none served)
+        entries = list(self.unstored.values())
+        with contextlib.suppress(StorageError, sqlite3.Error):
+            self.write_entries(entries, newer_only=True)
+            for key, *_ in entries:
+                self.unstored.pop(key, None)
+        return True
+
+    def _from_memory(self, wanted: list[str], found: dict[str, Any], stamps: dict[str, Any] | None,
+                     now: float) -> None:
+        """Answers still kept in memory (the disk is still full) are answers all the same: served where the store
+        has none (neither expired nor past the retention), so a re-run does not pay for them again."""
+        since = self._kept_since(now)
+        for key in wanted:
+            entry = None if key in found else self.unstored.get(key)
+            if entry is not None and (entry[3] is None or entry[3] > now) and entry[2] >= since:
+                found[key] = entry[1]
+                if stamps is not None:
+                    stamps[key] = (entry[2], entry[3])
 
     def _let_go_of_suppressed_unstored(self) -> None:
         """Drop the answers kept in memory that name an identifier on the suppression list."""

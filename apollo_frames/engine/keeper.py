@@ -258,10 +258,7 @@ class AnswerWriter:
         wanted = [key for item in batch for key in item.aliases if key not in entries]
         if not wanted:
             return {}
-        held = self.cache.get_many(wanted)
-        # answers a full disk refused (this run's or another's) hold their keys as much as the store does
-        unstored = self.cache.unstored
-        held.update((key, entry[1]) for key in wanted if (entry := unstored.get(key)) is not None)
+        held = self.cache.get_many(wanted)  # (with the answers a full disk left in memory: they hold their keys too)
         proved: dict[str, tuple[str, Any, float, float | None]] = {}
         conflicts = 0
         for item in batch:
