@@ -62,3 +62,38 @@ def test_a_placeholder_email_is_no_identifier_to_store_under(tmp_path, locked):
         keys = client.cache.keys("people/bulk_match", ['{"email":"email_not_unlocked@domain.com"}'],
                                  {"reveal_personal_emails": False, "reveal_phone_number": False})
         assert keys[0] not in client.cache
+
+
+def test_an_unattributed_answer_never_overwrites_another_persons_answer_under_its_identifiers(tmp_path):
+    """A paid answer no row could be matched to is stored under its own identifiers through the same guard as
+    an alias: an identifier another person's answer holds stays theirs (and is counted)."""
+    import respx
+
+    base, linkedin = "https://apollo.test/api/v1", "http://www.linkedin.com/in/ada-one"
+    ada = {"id": "5f1a2b3c4d5e6f7a8b9c0d01", "name": "Ada One", "first_name": "Ada", "last_name": "One",
+           "email": "ada@one.example", "linkedin_url": linkedin}
+    other = {"id": "5f1a2b3c4d5e6f7a8b9c0d02", "name": "Zed Two", "first_name": "Zed", "last_name": "Two",
+             "email": "zed@two.example", "linkedin_url": linkedin}  # claims Ada's LinkedIn URL
+
+    def answer(matches: list, asked: int) -> dict:
+        return {"status": "success", "total_requested_enrichments": asked, "unique_enriched_records": len(matches),
+                "missing_records": asked - len(matches), "credits_consumed": len(matches), "matches": matches}
+
+    with respx.mock(base_url=base) as mock:
+        route = mock.post("/people/bulk_match")
+        route.respond(200, json=answer([ada], 1))
+        with af.ApolloClient(api_key="test-key-0123456789", base_url=base, cache_dir=tmp_path / "c",
+                             clock=FakeClock()) as client:
+            af.enrich_people(pd.DataFrame({"email": [ada["email"]]}), client=client, progress=False)
+            route.respond(200, json=answer([other], 2))
+            with pytest.warns(UserWarning, match="could not be matched to a row"):
+                out = af.enrich_people(pd.DataFrame({"email": ["b@three.example", "c@four.example"]}),
+                                       client=client, progress=False)
+            assert [u["id"] for u in out.attrs["apollo"]["unattributed"]] == [other["id"]]
+            calls = route.call_count
+            served = af.enrich_people(pd.DataFrame({"linkedin_url": [linkedin]}), client=client, progress=False)
+            by_email = af.enrich_people(pd.DataFrame({"email": [other["email"]]}), client=client, progress=False)
+    assert route.call_count == calls
+    assert served["person.id"].tolist() == [ada["id"]]  # still Ada's answer
+    assert by_email["person.id"].tolist() == [other["id"]]  # the unattributed answer kept under its own e-mail
+    assert out.attrs["apollo"]["identifier_conflicts"] == 1

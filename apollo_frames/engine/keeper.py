@@ -229,7 +229,7 @@ class AnswerWriter:
             entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
         keys = [key for item in batch for key in item.release]
         proved: dict[str, tuple[str, Any, float, float | None]] | None = None
-        if not self._store_broken and entries:
+        if not self._store_broken and (entries or any(item.aliases for item in batch)):
             try:
                 with self.cache.transaction():  # the alias keys read in the transaction that writes them
                     proved = self._aliases(batch, entries, stamp)

@@ -760,8 +760,8 @@ class _Sender:
     def _entries(self, sent: list[int], results: list[dict | None], errors: dict[int, str],
                  unattributed: list[Unattributed]) -> tuple[dict[str, dict | None], dict[str, dict]]:
         """What to store for an answered batch: each answer under its key (nothing for a record answered without
-        certainty), paid answers no record matched under their own identities; and the keys of the identifiers
-        each answer proves (its id, e-mail, LinkedIn URL), which the writer checks and stores beside them."""
+        certainty); and the keys of the identifiers each answer proves (its id, e-mail, LinkedIn URL), and those of
+        paid answers no record matched (their own identities), which the writer checks and stores beside them."""
         op, cache = self.op, self.cache
         answered = [(j, value) for n, (j, value) in enumerate(zip(sent, results, strict=False)) if n not in errors]
         entries: dict[str, dict | None] = {self.plan.cache_keys[j]: value for j, value in answered}
@@ -772,9 +772,10 @@ class _Sender:
         for (value, _), key in zip(proved, keys, strict=True):
             if key not in entries:  # a row's own identity: its own answer stands
                 claims.setdefault(key, {})[person_id(value)] = value
-        for extra in unattributed:
+        for extra in unattributed:  # (through the writer's guard too: another person's answer may hold the key)
             for alias in extra.identities or op.aliases(extra.answer):
-                entries.setdefault(cache.key(op.endpoint, alias, self.options), extra.answer)
+                if (key := cache.key(op.endpoint, alias, self.options)) not in entries:
+                    claims.setdefault(key, {})[person_id(extra.answer)] = extra.answer
         return entries, claims
 
     def on_done(self, done: Outcome[_Batch, _Answer | None]) -> None:
