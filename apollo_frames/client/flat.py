@@ -151,10 +151,10 @@ class FlatCopies:
         more rows than keys)."""
         return sum(rows for _, rows, _ in self._blocks(keys))
 
-    def scan(self) -> Iterator[pa.Table]:
-        """Every live, unexpired row of this fingerprint once, in block order, a batch of blocks (16 MB stored) at a
-        time, with the stored columns (:data:`META` included): for a reader that routes rows to many places in one
-        pass instead of decoding the blocks once per place."""
+    def scan(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Every block of this fingerprint once, in block order, a batch of blocks (16 MB stored) at a time: (their
+        rows with the stored columns, :data:`META` included; whether each row is live and unexpired). For a reader
+        that routes rows to many places in one pass instead of decoding the blocks once per place."""
         now = self.store.clock.time()
         blocks = self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? ORDER BY id",
                                   [self.fingerprint])
@@ -162,8 +162,8 @@ class FlatCopies:
             tables = self._decode(batch)
             if tables:
                 table = pa.concat_tables(tables)
-                yield table.filter(pc.and_(self._live(batch, tables),
-                                           pc.fill_null(pc.greater(table["_expires_at"], now), True)))
+                live = pc.and_(self._live(batch, tables), pc.fill_null(pc.greater(table["_expires_at"], now), True))
+                yield table, live.to_numpy()
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
         """(id, rows, bytes) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""

@@ -3,13 +3,14 @@ the file that need it.
 
 A chunk of a shuffled file has keys in nearly every stored block, so reading each chunk's rows from the store
 decodes the whole store once per chunk (the work grows as rows x stored rows). When the first chunk's keys are
-scattered like that, :func:`read_ahead` hashes every row's store key first (one pass over the input, keys only:
-32 bytes each), reads the copies once in block order (:meth:`FlatCopies.scan`, a batch of blocks at a time),
-and writes each stored row a chunk needs to a file of that chunk (Arrow IPC, LZ4) in a private folder beside
-the output. Each chunk then reads its own rows (:meth:`ReadAhead.take_for`); keys without a spilled row are read
-from the store as ever (answers stored since, raw answers without a copy). Memory: the keys, a batch of blocks,
-a chunk. The folder (0700, files 0600) is deleted as each chunk is read and when the run ends in any way; one
-left by a killed run is deleted by the next run on the same output.
+scattered like that, :func:`read_ahead` computes every row's store key first (one pass over the input, keys
+only: 32 bytes each), reads the copies once in block order (:meth:`FlatCopies.scan`, a batch of blocks at a
+time) and writes the rows each chunk needs to files of that chunk in a private folder beside the output (Arrow
+IPC, uncompressed: read back once, soon; at most about half the store's size on disk, while the run lasts).
+Each chunk then reads its own rows (:meth:`ReadAhead.take_for`); keys without a spilled row are read from the
+store as ever (answers stored since, raw answers without a copy). Memory: the keys, a batch of blocks, a chunk.
+The folder (0700, files 0600) loses each chunk's files as the chunk reads them, and goes when the run ends in
+any way (an exception, Ctrl-C); one a killed run left is deleted by the next run on the same output.
 
 The spilled rows are those the store held when the run started. A row this run stores again (an answer fetched
 again: ``max_age``) is not taken from the spill, and after a ``forget`` (an erasure recorded since the read) no
@@ -29,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from apollo_frames.client.flat import FlatCopies, to_ipc
+from apollo_frames.client.flat import FlatCopies
 from apollo_frames.client.storage import DIR_MODE, FILE_MODE
 from apollo_frames.engine.cached import Take, copies_for
 
@@ -76,13 +77,14 @@ class _Routes:
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(first)))])
         self.chunks = chunk_of[np.argsort(inverse, kind="stable")]
 
-    def route(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, chunk) pairs for the rows of ``keys`` (stored rows' digests) some chunk holds, by chunk."""
+    def route(self, keys: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, chunk) pairs for the rows of ``keys`` (stored rows' digests) that are ``live`` and some chunk
+        holds, by chunk."""
         if not len(self.prefixes) or not len(keys):
             return np.zeros(0, np.int64), np.zeros(0, np.int32)
         prefixes = _prefixes(keys)
         at = np.minimum(np.searchsorted(self.prefixes, prefixes), len(self.prefixes) - 1)
-        rows = np.flatnonzero((self.prefixes[at] == prefixes) & np.all(self.keys[at] == keys, axis=1))
+        rows = np.flatnonzero(live & (self.prefixes[at] == prefixes) & np.all(self.keys[at] == keys, axis=1))
         first, counts = self.starts[at[rows]], np.diff(self.starts)[at[rows]]
         entries = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
         rows, chunks = np.repeat(rows, counts), self.chunks[entries]
@@ -105,22 +107,23 @@ class ReadAhead:
 
     def spill(self, routes: _Routes) -> None:
         """Read the copies once in block order; write each row to a file of each chunk holding its key."""
-        for batch, table in enumerate(self.copies.scan()):
+        for batch, (table, live) in enumerate(self.copies.scan()):
             keys = digests(table.column("_key").combine_chunks())
             if keys is None:
                 continue  # (never: the store's keys are SHA-256 hex) such a batch's keys are read from the store
-            rows, chunks = routes.route(keys)
-            cuts = np.flatnonzero(np.diff(chunks)) + 1
-            for chunk, taken in zip(chunks[np.r_[0, cuts]].tolist() if len(chunks) else [], np.split(rows, cuts),
-                                    strict=True):
-                self._write(chunk, batch, table.take(pa.array(taken)))
+            rows, chunks = routes.route(keys, live)
+            routed = table.take(pa.array(rows))  # one take: the rows of each chunk end to end
             del table
+            starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
+            for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(rows)],
+                                         strict=True):
+                self._write(chunk, batch, routed.slice(start, end - start))
 
     def _write(self, chunk: int, batch: int, rows: pa.Table) -> None:
         path = self.folder / f"{chunk:09d}.{batch:06d}.arrow"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(to_ipc(rows))
+        with os.fdopen(fd, "wb") as fh, pa.ipc.new_stream(pa.PythonFile(fh, mode="w"), rows.schema) as writer:
+            writer.write_table(rows)  # uncompressed: read back once, soon, memory-mapped (LZ4 cost 2x the time)
         self.pieces.setdefault(chunk, []).append(path)
         self.written += rows.num_rows
 
@@ -149,9 +152,8 @@ class ReadAhead:
         keep = pc.fill_null(pc.greater(table["_expires_at"], self.copies.store.clock.time()), True)
         if self.rewritten:
             keep = pc.and_(keep, pc.invert(pc.is_in(table["_key"], value_set=pa.array(list(self.rewritten)))))
-        table = table.filter(keep)
         at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
-        found = pc.indices_nonzero(pc.is_valid(at))
+        found = pc.indices_nonzero(pc.fill_null(pc.take(keep, at), False))
         at = pc.take(at, found)
         taken = table.take(at).select(self.copies.read_schema.names) if rows else None
         return found.to_numpy().astype(np.int64), pc.take(table["_hit"], at).to_pylist(), taken
