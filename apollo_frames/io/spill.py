@@ -12,9 +12,11 @@ store as ever (answers stored since, raw answers without a copy). Memory: the ke
 The folder (0700, files 0600) loses each chunk's files as the chunk reads them, and goes when the run ends in
 any way (an exception, Ctrl-C); one a killed run left is deleted by the next run on the same output.
 
-The spilled rows are those the store held when the run started. A row this run stores again (an answer fetched
-again: ``max_age``) is not taken from the spill, and after a ``forget`` (an erasure recorded since the read) no
-spilled row is used any more: the chunks left read the store.
+The spilled rows are those the store held when the run started. An answer an earlier chunk fetched again
+(``max_age``) is stale in the spill as it was in the store, so it is not a hit: the runner finds the new answer
+stored before sending (as for any answer stored by another run meanwhile). After a ``forget`` (an erasure
+recorded since the read) no spilled row is used any more: the spill is deleted and the chunks left read the
+store.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +102,6 @@ class ReadAhead:
         self.erasure = copies.store.latest_erasure()
         #: chunk -> its files, in the order written
         self.pieces: dict[int, list[Path]] = {}
-        #: keys this run stored again since the read: their spilled rows are old
-        self.rewritten: set[str] = set()
         self.written = 0
         self.closed = False
 
@@ -148,19 +148,13 @@ class ReadAhead:
             path.unlink()
 
     def _take(self, table: pa.Table, keys: Sequence[str], rows: bool) -> tuple[np.ndarray, list[bool], Any]:
-        """As :meth:`FlatCopies.take`, from the chunk's spilled rows: those unexpired and not stored again since."""
+        """As :meth:`FlatCopies.take`, from the chunk's spilled rows (those not expired since)."""
         keep = pc.fill_null(pc.greater(table["_expires_at"], self.copies.store.clock.time()), True)
-        if self.rewritten:
-            keep = pc.and_(keep, pc.invert(pc.is_in(table["_key"], value_set=pa.array(list(self.rewritten)))))
         at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
         found = pc.indices_nonzero(pc.fill_null(pc.take(keep, at), False))
         at = pc.take(at, found)
         taken = table.take(at).select(self.copies.read_schema.names) if rows else None
         return found.to_numpy().astype(np.int64), pc.take(table["_hit"], at).to_pylist(), taken
-
-    def stored(self, keys: Iterable[str]) -> None:
-        """``keys`` were fetched and stored by this run: their spilled rows (if any) are not used any more."""
-        self.rewritten.update(keys)
 
     def close(self) -> None:
         """Delete the folder and every file left in it; no spilled row is used from now on."""

@@ -343,8 +343,6 @@ def _enrich_chunk(
             run = dataclasses.replace(run, max_credits=budget.left())
         done = execute(len(frame), prepared, op, op_options, client=client, run=run, budget=budget, run_id=run_id,
                        stop=stop, make_bar=bar, take=None if ahead is None else ahead[0].take_for(ahead[1]))
-        if ahead is not None:  # what this chunk fetched and stored is newer than what was read ahead
-            ahead[0].stored(done.plan.cache_keys[j] for j in done.plan.to_fetch)
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
     _count_once(done.summary, done.plan, seen)
