@@ -12,6 +12,12 @@ is written. Neither the whole input nor the whole output is held in memory.
   declares them; CSV columns are strings), ``apollo_status``,
   ``apollo_error``, then the declared ``person.*`` / ``org.*`` schema. Input
   columns named like ours are replaced, as in the in-memory functions.
+* **Shuffled files.** When the first chunk's records are scattered over the
+  store's flattened blocks (a file in another order than the run that stored
+  them), the stored rows of every chunk are read ahead, once, in block order,
+  and spilled per chunk to a private folder beside the output, deleted as the
+  run goes and when it ends (:mod:`apollo_frames.io.spill`); a file in store
+  order reads each chunk's rows from the store.
 * **Dedupe and resume** go through the response cache: a record fetched in
   one chunk is a cache hit in a later one, and a run killed at any point
   (``kill -9`` included) and started again with the same arguments re-spends
