@@ -151,14 +151,14 @@ class FlatCopies:
         more rows than keys)."""
         return sum(rows for _, rows, _ in self._blocks(keys))
 
-    def scan(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
-        """Every block of this fingerprint once, in block order, a batch of blocks (16 MB stored) at a time: (their
+    def scan(self, batch_bytes: int = _BATCH_BYTES) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Every block of this fingerprint once, in block order, ``batch_bytes`` (stored) of blocks at a time: (their
         rows with the stored columns, :data:`META` included; whether each row is live and unexpired). For a reader
         that routes rows to many places in one pass instead of decoding the blocks once per place."""
         now = self.store.clock.time()
         blocks = self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? ORDER BY id",
                                   [self.fingerprint])
-        for batch in self._batches(blocks, _BATCH_BYTES):
+        for batch in self._batches(blocks, batch_bytes):
             tables = self._decode(batch)
             if tables:
                 table = pa.concat_tables(tables)
