@@ -106,7 +106,7 @@ if mode == "enrich":  # every row is cached: nothing is sent to the (never resol
                           allow_insecure_http=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = apollo_frames.enrich_parquet(src, dst, client=client, progress=False)
+        out = apollo_frames.enrich_parquet(src, dst=dst, client=client, progress=False)
 else:  # the yardstick: read the same output and write it again
     pd.read_parquet(src).to_parquet(dst)
     out = {}

@@ -156,6 +156,27 @@ class FlatCopies:
                 pieces.append(_taken([t.select(self.read_schema.names) for t in tables], at.to_numpy()))
         return np.concatenate(js), np.concatenate(hits), pa.concat_tables(pieces) if rows else None
 
+    def block_rows(self, keys: Sequence[str]) -> int:
+        """Rows stored in the blocks a :meth:`take` of ``keys`` would decode (keys scattered over many blocks: many
+        more rows than keys)."""
+        return sum(rows for _, rows, _ in self._blocks(keys))
+
+    def scan(self, batch_bytes: int = _BATCH_BYTES) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Every block of this fingerprint once, in block order, ``batch_bytes`` (stored) of blocks at a time: (their
+        rows with the stored columns, :data:`META` included; whether each row is live and unexpired). For a reader
+        that routes rows to many places in one pass instead of decoding the blocks once per place."""
+        now = self.store.clock.time()
+        blocks = self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? ORDER BY id",
+                                  [self.fingerprint])
+        for batch in self._batches(blocks, batch_bytes):
+            tables = self._decode(batch)
+            if tables:
+                table = pa.concat_tables(tables)
+                pointed = self._live(batch, tables)
+                live = pc.fill_null(pc.greater(table["_expires_at"], now), True)
+                live = live if pointed is None else pc.and_(pointed, live)
+                yield table, np.asarray(live.to_numpy(), bool)
+
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
         """(id, rows, bytes) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
         ((stored,),) = self.store.query("SELECT total(rows) FROM FlatBlocks WHERE fingerprint = ?",

@@ -532,6 +532,12 @@ class AnswerStore:
         ((latest,),) = con.execute("SELECT COALESCE(MAX(id), 0) FROM Erasures").fetchall()
         return int(latest)
 
+    def latest_erasure(self) -> int:
+        """The id of the newest erasure (``forget``) recorded, 0 for none: a reader holding rows read earlier
+        compares it to know they may name a person forgotten since."""
+        with storage_errors(self.path, "reading the answer store", _CORRUPT_REMEDY):
+            return self._latest_erasure(self._con())
+
     def saw_erasure(self, con: sqlite3.Connection) -> bool:
         """Whether writes must be checked against the suppression list: a ``forget`` ran since this object opened
         (read in the writing transaction, so a write racing a ``forget`` is either erased by it or checked)."""

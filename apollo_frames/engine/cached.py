@@ -9,7 +9,7 @@ effort: a read-only store just reads the raw answers each time).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,13 +67,18 @@ def copies_for(op: Any, cache: Any) -> FlatCopies:
     return FlatCopies(cache, fingerprint(SCHEMA_VERSION, FLATTEN_VERSION, op.endpoint, schema=schema), schema)
 
 
-def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000
-                ) -> CachedRead:
+#: what reads the flattened copies of keys (the signature of :meth:`FlatCopies.take`)
+Take = Callable[..., tuple[np.ndarray, np.ndarray, "pa.Table | None"]]
+
+
+def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000,
+                take: Take | None = None) -> CachedRead:
     """Look ``keys`` up; ``flatten``: also gather their rows in the declared schema (raw answers flattened and
-    their copies saved ``block_size`` at a time)."""
+    their copies saved ``block_size`` at a time). ``take``: reads the copies instead of :meth:`FlatCopies.take`
+    (a file run's rows read ahead); the keys it does not give are read raw, as always."""
     out = CachedRead()
     copies = copies_for(op, cache)
-    found, hits, table = copies.take(keys, rows=flatten)
+    found, hits, table = (take or copies.take)(keys, rows=flatten)
     out.add(table, found, hits)
     left = np.ones(len(keys), bool)
     left[found] = False

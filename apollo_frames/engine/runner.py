@@ -50,7 +50,7 @@ from apollo_frames.engine.assemble import (
     new_columns,
 )
 from apollo_frames.engine.budget import Attempts, Budget, credit_shares, trusted_credits
-from apollo_frames.engine.cached import read_cached, save_answered, with_stored_at
+from apollo_frames.engine.cached import Take, read_cached, save_answered, with_stored_at
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -196,11 +196,12 @@ def check_client(client: Any) -> None:
 
 def plan_work(
     prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True,
-    max_age: float | None = None,
+    max_age: float | None = None, take: Take | None = None,
 ) -> Plan:
     """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
 
     ``max_age``: seconds; an answer stored longer ago than that is not a hit (it is fetched again).
+    ``take``: what reads the flattened copies (:func:`~apollo_frames.engine.cached.read_cached`).
     """
     row_unique, first_rows, texts = dedupe(prepared)
     unique_records: Sequence[Any] = pick(prepared.records, first_rows)
@@ -208,7 +209,8 @@ def plan_work(
     plan = Plan(row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
         return plan
-    read = read_cached(cache_keys, op, client.cache, flatten=flatten or max_age is not None, block_size=READ_BLOCK)
+    read = read_cached(cache_keys, op, client.cache, flatten=flatten or max_age is not None, block_size=READ_BLOCK,
+                       take=take)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     if max_age is not None:
         drop_stale(plan, client.cache.clock.time() - max_age)
@@ -386,6 +388,7 @@ def execute(
     stop: StopSignal | None = None,
     budget: Budget | None = None,
     make_bar: Callable[..., Any] = progress_bar,
+    take: Take | None = None,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
@@ -397,6 +400,7 @@ def execute(
     one stops on a rate limit or a refused key, the others send nothing more.
     ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``run.max_credits``.
     ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
+    ``take``: what reads the stored flattened copies (a file run's rows read ahead; default: the store's blocks).
     Ctrl-C raises :class:`~apollo_frames.engine.keeper.RunInterrupted` once every
     answer received (those in flight awaited briefly) is stored. When the store
     or the ledger cannot be written, sending stops, the answers received stay in
@@ -408,7 +412,7 @@ def execute(
     quarantined = client.cache.quarantined
     suppressor = Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock)
     set_aside(prepared, suppressor)
-    plan = plan_work(prepared, op, options, client, refresh=run.refresh, max_age=run.max_age)
+    plan = plan_work(prepared, op, options, client, refresh=run.refresh, max_age=run.max_age, take=take)
     blocked = drop_suppressed_cached(plan, suppressor)
     summary = RunSummary(
         operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)

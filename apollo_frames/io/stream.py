@@ -12,6 +12,12 @@ is written. Neither the whole input nor the whole output is held in memory.
   declares them; CSV columns are strings), ``apollo_status``,
   ``apollo_error``, then the declared ``person.*`` / ``org.*`` schema. Input
   columns named like ours are replaced, as in the in-memory functions.
+* **Shuffled files.** When the first chunk's records are scattered over the
+  store's flattened blocks (a file in another order than the run that stored
+  them), the stored rows of every chunk are read ahead, once, in block order,
+  and spilled per chunk to a private folder beside the output, deleted as the
+  run goes and when it ends (:mod:`apollo_frames.io.spill`); a file in store
+  order reads each chunk's rows from the store.
 * **Dedupe and resume** go through the response cache: a record fetched in
   one chunk is a cache hit in a later one, and a run killed at any point
   (``kill -9`` included) and started again with the same arguments re-spends
@@ -40,6 +46,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +81,10 @@ from apollo_frames.engine.runner import (
     finish,
     host_of,
     plan_work,
+    set_aside,
 )
 from apollo_frames.engine.summary import RunSummary
+from apollo_frames.engine.suppressing import Suppressor
 from apollo_frames.engine.work import Work
 from apollo_frames.io.files import (
     approximate_rows,
@@ -86,6 +95,7 @@ from apollo_frames.io.files import (
     pop_line_errors,
     read_chunks,
 )
+from apollo_frames.io.spill import ReadAhead, read_ahead
 from apollo_frames.ops import registry
 from apollo_frames.ops.journal import PushJournal, file_identity, fingerprint
 from apollo_frames.ops.push import PushSummary
@@ -323,11 +333,13 @@ def _prepare_chunk(chunk: pa.Table, spec: Spec, job_options: dict, frame: pd.Dat
 def _enrich_chunk(
     chunk: pa.Table, spec: Spec, job_options: dict, client: Any, run: RunOptions, budget: Budget | None,
     run_id: str, stop: StopSignal, bar: _ChunkBar, seen: set[bytes], reasons: dict[str, str],
+    ahead: tuple[ReadAhead, int] | None = None,
 ) -> tuple[pa.Table, RunSummary, int, dict[str, list]]:
     """One chunk through the engine: its new columns, its summary, the answers it saved and what changed (row
     positions in the chunk); each answered batch moves ``bar``.
 
-    ``budget``: the file run's, shared by its chunks (what one commits, the next cannot spend)."""
+    ``budget``: the file run's, shared by its chunks (what one commits, the next cannot spend).
+    ``ahead``: the file's stored rows read ahead, and this chunk's number (from 0)."""
     frame = chunk.to_pandas()
     prepared, op, op_options = _prepare_chunk(chunk, spec, job_options, frame)
     with warnings.catch_warnings():
@@ -336,13 +348,37 @@ def _enrich_chunk(
         if budget is not None:  # the meter's pre-flight check reads what the file run has left
             run = dataclasses.replace(run, max_credits=budget.left())
         done = execute(len(frame), prepared, op, op_options, client=client, run=run, budget=budget, run_id=run_id,
-                       stop=stop, make_bar=bar)
+                       stop=stop, make_bar=bar, take=None if ahead is None else ahead[0].take_for(ahead[1]))
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
     _count_once(done.summary, done.plan, seen)
     if prepared.columns is not None and not reasons:  # the first chunk's guesses, for the run's fix text
         reasons.update(prepared.columns.reasons())
     return new, done.summary, done.saved, done.changes
+
+
+def _chunk_keys(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions,
+                client: Any) -> Iterator[tuple[list[str], Any]]:
+    """Per chunk of the file, the store keys its run will read (rows the run sets aside, e.g. suppressed, left
+    out) and its operation: the keys alone, computed as the chunk's run computes them."""
+    _, _, tables = read_chunks(src, chunk_rows)
+    suppressor = Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock)
+    for chunk in tables:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the chunk's run tells them
+            prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
+        set_aside(prepared, suppressor)
+        yield plan_work(prepared, op, op_options, client, refresh=True).cache_keys, op
+
+
+def _read_ahead(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions, client: Any,
+                dst: Path) -> contextlib.AbstractContextManager[ReadAhead | None]:
+    """The file's stored rows read ahead into ``dst.spill`` when its chunks' keys are scattered over the store
+    (:mod:`apollo_frames.io.spill`); none for a run that reads nothing stored (``refresh``)."""
+    if run.refresh:
+        return contextlib.nullcontext(None)
+    return read_ahead(_chunk_keys(src, spec, chunk_rows, job_options, run, client), client.cache,
+                      dst.with_name(dst.name + ".spill"))
 
 
 def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | None) -> dict:
@@ -429,14 +465,15 @@ def enrich_parquet(
         reasons: dict[str, str] = {}  # columns guessed or almost fitting (ColumnMapping.reasons)
         changes = empty_changes()  # what the answers replaced said before (row positions in the file)
         try:
-            with partial_output(dst, schema) as writer:
+            with partial_output(dst, schema) as writer, _read_ahead(src, spec, chunk_rows, job_options, run, api,
+                                                                    dst) as ahead:
                 budget = None if run.max_credits is None else Budget(run.max_credits)
                 for chunk in tables:
                     rows = chunk.num_rows
                     moving = _ChunkBar(bar, chunk.num_rows, summary, api, requests_before)
                     new, part, saved, changed = _enrich_chunk(
                         chunk, spec, job_options, api, chunk_run, budget, summary.run_id, stop, moving, seen,
-                        reasons,
+                        reasons, None if ahead is None else (ahead, chunks),
                     )
                     summary.merge(part)
                     extend(changes, shifted(changed, done.rows))

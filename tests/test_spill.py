@@ -1,0 +1,219 @@
+"""A shuffled file run reads the store once and spills each chunk's rows (apollo_frames.io.spill): the same output as
+reading the store per chunk, nothing left behind however the run ends, resume and forgetting unchanged."""
+
+from __future__ import annotations
+
+import stat
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from frames import answers
+
+import apollo_frames as af
+from apollo_frames.core.errors import RunInterrupted
+from apollo_frames.io import spill, stream
+from apollo_frames.io.spill import ReadAhead, digests
+from apollo_frames.sandbox import Sandbox
+
+CHUNK = 30
+
+
+@pytest.fixture
+def world(small_config, tmp_path):
+    """A store holding 240 people's answers, flattened in blocks of a chunk (file order); a shuffled file of them,
+    with 20 people not stored yet, one a repeat of a stored person in a later chunk, an invalid row."""
+    sb = Sandbox(small_config)
+    people = [p for p in sb.world.people if p.get("email")][:260]
+    rows = pd.DataFrame({"Email": [p["email"] for p in people], "First Name": [p["first_name"] for p in people]})
+    rows["n"] = range(len(rows))
+    rows.iloc[:240].to_parquet(tmp_path / "in.parquet")
+    shuffled = pd.concat([rows.sample(frac=1.0, random_state=3),
+                          pd.DataFrame({"Email": [people[5]["email"], "not an email"], "First Name": ["again", "x"],
+                                        "n": [900, 901]})], ignore_index=True)
+    shuffled.to_parquet(tmp_path / "shuffled.parquet")
+    with sb.client(cache_dir=tmp_path / "cache", retry_backoff=(0.001, 0.01)) as c:
+        af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "first.parquet", chunk_rows=CHUNK, client=c,
+                          progress=False)
+    return sb, people, shuffled
+
+
+def client_of(sb, tmp_path, name="cache"):
+    return sb.client(cache_dir=tmp_path / name, retry_backoff=(0.001, 0.01))
+
+
+@pytest.fixture
+def spills(monkeypatch):
+    """Each read-ahead's folder, mode, its files' modes and their bytes, as they were once spilled."""
+    seen: list[dict] = []
+    real = ReadAhead.spill
+
+    def spy(self, routes):
+        real(self, routes)
+        files = sorted(self.folder.iterdir())
+        seen.append({"ahead": self, "folder": self.folder, "mode": stat.S_IMODE(self.folder.stat().st_mode),
+                     "modes": {stat.S_IMODE(f.stat().st_mode) for f in files},
+                     "bytes": b"".join(f.read_bytes() for f in files), "rows": self.written})
+
+    monkeypatch.setattr(ReadAhead, "spill", spy)
+    return seen
+
+
+def run(sb, tmp_path, dst, src="shuffled.parquet", **options):
+    with client_of(sb, tmp_path) as c:
+        return af.enrich_parquet(tmp_path / src, dst=tmp_path / dst, chunk_rows=CHUNK, client=c, progress=False,
+                                 **options)
+
+
+def per_chunk_reads(monkeypatch):
+    """Every chunk reads the store itself (the path before the read-ahead)."""
+    monkeypatch.setattr(spill, "SCATTERED", float("inf"))
+
+
+def test_a_shuffled_run_spills_and_writes_what_reading_per_chunk_writes(world, tmp_path, spills, monkeypatch):
+    sb, people, shuffled = world
+    spent = sb.credits_consumed
+    summary = run(sb, tmp_path, "spilled.parquet")
+    # every stored person once, the repeated one twice (two chunks hold them)
+    assert len(spills) == 1 and spills[0]["rows"] == 241
+    assert spills[0]["mode"] == 0o700 and spills[0]["modes"] == {0o600}
+    cold_chunks = {i // CHUNK for i in np.flatnonzero(shuffled["n"].between(240, 259).to_numpy())}
+    assert sb.credits_consumed - spent == 20 and summary["api_calls"] == len(cold_chunks)  # only those not stored
+
+    per_chunk_reads(monkeypatch)
+    again = run(sb, tmp_path, "per_chunk.parquet")
+    assert len(spills) == 1 and again["api_calls"] == 0
+    ours, theirs = pd.read_parquet(tmp_path / "spilled.parquet"), pd.read_parquet(tmp_path / "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(ours), answers(theirs))  # rows, order, statuses, values, flags
+    assert ours["apollo_credits"].sum() == 20 and theirs["apollo_credits"].sum() == 0
+    assert list(ours["n"]) == list(shuffled["n"])
+    assert ours["apollo_status"].value_counts().to_dict() == {"matched": 261, "invalid": 1}
+    for key in ("rows", "matched", "invalid", "unique_inputs"):
+        assert summary[key] == again[key], key
+    assert summary["cache_hits"] == 240 and again["cache_hits"] == 260
+    assert not (tmp_path / "spilled.parquet.spill").exists()
+
+
+def test_a_file_in_store_order_reads_the_store_per_chunk(world, tmp_path, spills):
+    sb, _, _ = world
+    assert run(sb, tmp_path, "again.parquet", src="in.parquet")["cache_hits"] == 240
+    assert spills == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk trouble"), KeyboardInterrupt()])
+def test_the_spill_is_deleted_when_the_run_fails_or_is_interrupted(world, tmp_path, spills, monkeypatch, error):
+    sb, _, _ = world
+    real, calls = stream.assemble_table, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(stream, "assemble_table", failing)
+    with pytest.raises(RunInterrupted if isinstance(error, KeyboardInterrupt) else RuntimeError):
+        run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and spills[0]["bytes"]  # there was a spill, of some rows, when the run failed
+    assert not spills[0]["folder"].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "first.parquet", "in.parquet", "shuffled.parquet"]
+
+
+def test_a_folder_left_by_a_killed_run_is_deleted_by_the_next(world, tmp_path, spills):
+    sb, _, _ = world
+    left = tmp_path / "out.parquet.spill"
+    left.mkdir()
+    (left / "000000002.000000.arrow").write_bytes(b"rows of a killed run")
+    run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and b"killed run" not in spills[0]["bytes"] and not left.exists()
+
+
+def test_resume_after_an_interrupted_spilled_run(world, tmp_path, spills, monkeypatch):
+    sb, _, shuffled = world
+    spent = sb.credits_consumed
+    real, calls = stream.assemble_table, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 7:  # after every chunk holding the people not stored yet was sent
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(stream, "assemble_table", interrupted)
+    with pytest.raises(RunInterrupted):
+        run(sb, tmp_path, "out.parquet")
+    paid = sb.credits_consumed - spent
+    monkeypatch.setattr(stream, "assemble_table", real)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 2 and 0 < paid and sb.credits_consumed - spent == 20  # nothing paid for twice
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+    assert summary["rows"] == len(shuffled) and summary["matched"] == 261
+
+
+def test_a_suppressed_person_is_never_spilled_nor_returned(world, tmp_path, spills):
+    sb, people, shuffled = world
+    gone = people[7]
+    summary = run(sb, tmp_path, "out.parquet", suppress=[gone["email"]])
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    row = out[out["Email"] == gone["email"]]
+    assert row["apollo_status"].tolist() == ["suppressed"] and row["person.id"].isna().all()
+    assert gone["email"].encode() not in spills[0]["bytes"] and gone["id"].encode() not in spills[0]["bytes"]
+    assert people[8]["id"].encode() in spills[0]["bytes"]  # (the bytes are searchable: another person's are there)
+    assert summary["suppressed"] == 1 and not spills[0]["folder"].exists()
+
+
+def test_a_person_forgotten_during_the_run_is_not_served_from_the_spill(world, tmp_path, spills, monkeypatch):
+    sb, people, shuffled = world
+    later = shuffled.iloc[5 * CHUNK:]["Email"].tolist()
+    gone = next(p for p in people[:240] if p["email"] in later)
+    real = ReadAhead.take_for
+
+    def forgetting(self, chunk):
+        if chunk == 2:  # another process forgets this person (by their LinkedIn URL, not the e-mail in the file)
+            with client_of(sb, tmp_path) as c:
+                af.forget([gone["linkedin_url"]], client=c)
+        return real(self, chunk)
+
+    monkeypatch.setattr(ReadAhead, "take_for", forgetting)
+    run(sb, tmp_path, "out.parquet")
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert gone["linkedin_url"] not in set(out["person.linkedin_url"].dropna())
+    assert out.loc[out["Email"] == gone["email"], "apollo_status"].tolist() == ["suppressed"]
+    assert spills[0]["ahead"].closed and not spills[0]["folder"].exists()  # deleted at the forget
+
+
+def test_digests_are_the_keys_bytes_and_refuse_what_is_not_a_key():
+    keys = ["%064x" % (i * 7919) for i in range(5)]
+    got = digests(pa.array(keys))
+    assert got is not None and [bytes(row).hex() for row in got] == keys
+    assert digests(pa.array(keys).slice(2)).shape == (3, 32)
+    assert digests(pa.array(["ABCD" * 16])) is None and digests(pa.array(["ab"])) is None
+    assert digests(pa.array([keys[0], None])) is None
+    assert np.array_equal(digests(pa.array([], pa.string())), np.zeros((0, 32), np.uint8))
+
+
+def test_an_answer_an_earlier_chunk_fetched_again_is_not_paid_for_twice(small_config, tmp_path, spills):
+    from apollo_frames.core.clock import FakeClock
+
+    sb = Sandbox(small_config, clock=FakeClock())
+    people = [p for p in sb.world.people if p.get("email")][:150]
+    rows = pd.DataFrame({"Email": [p["email"] for p in people]})
+    rows.to_parquet(tmp_path / "in.parquet")
+    # shuffled, and every person twice, in chunks far apart
+    twice = rows.sample(frac=1.0, random_state=4)
+    pd.concat([twice, twice.sample(frac=1.0, random_state=5)], ignore_index=True).to_parquet(tmp_path / "sh.parquet")
+    with client_of(sb, tmp_path) as c:
+        af.enrich_parquet(tmp_path / "in.parquet", dst=tmp_path / "a.parquet", chunk_rows=CHUNK, client=c,
+                          progress=False)
+        sb.clock.sleep(1000)  # every stored answer is now older than max_age
+        spent = sb.credits_consumed
+        summary = af.enrich_parquet(tmp_path / "sh.parquet", dst=tmp_path / "b.parquet", chunk_rows=CHUNK,
+                                    client=c, progress=False, max_age=500)
+    assert len(spills) == 1 and spills[0]["rows"] == 300  # the old rows were read ahead, for both chunks
+    # each fetched again once: the later chunk finds its spilled row stale, and the new answer stored
+    assert sb.credits_consumed - spent == 150 and summary["api_calls"] == 15
+    assert pd.read_parquet(tmp_path / "b.parquet")["apollo_status"].eq("matched").all() and summary["rows"] == 300
