@@ -217,3 +217,13 @@ def test_an_answer_an_earlier_chunk_fetched_again_is_not_paid_for_twice(small_co
     # each fetched again once: the later chunk finds its spilled row stale, and the new answer stored
     assert sb.credits_consumed - spent == 150 and summary["api_calls"] == 15
     assert pd.read_parquet(tmp_path / "b.parquet")["apollo_status"].eq("matched").all() and summary["rows"] == 300
+
+
+def test_a_refreshing_run_deletes_the_folder_a_killed_run_left(world, tmp_path, spills):
+    sb, _, _ = world
+    left = tmp_path / "out.parquet.spill"
+    left.mkdir(mode=0o700)
+    (left / "000000002.000000.arrow").write_bytes(b"rows of a killed run")
+    run(sb, tmp_path, "out.parquet", refresh=True)  # reads nothing stored: no read-ahead, but the leftover goes
+    assert spills == [] and not left.exists()
+
