@@ -227,3 +227,26 @@ def test_a_refreshing_run_deletes_the_folder_a_killed_run_left(world, tmp_path, 
     run(sb, tmp_path, "out.parquet", refresh=True)  # reads nothing stored: no read-ahead, but the leftover goes
     assert spills == [] and not left.exists()
 
+
+
+@pytest.mark.parametrize("kind", ["folder", "file", "link"])
+def test_what_is_not_a_spill_at_its_place_is_left_alone(world, tmp_path, spills, monkeypatch, kind):
+    sb, _, _ = world
+    theirs, elsewhere = tmp_path / "out.parquet.spill", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("someone's own notes")
+    if kind == "folder":
+        elsewhere.rename(theirs)
+    elif kind == "file":
+        (elsewhere / "notes.txt").rename(theirs)
+    else:
+        theirs.symlink_to(elsewhere, target_is_directory=True)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert spills == [] and summary["cache_hits"] == 240  # read per chunk instead
+    assert (theirs / "notes.txt" if kind != "file" else theirs).read_text() == "someone's own notes"
+    assert kind != "link" or (theirs.is_symlink() and [p.name for p in elsewhere.iterdir()] == ["notes.txt"])
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+

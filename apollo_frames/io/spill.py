@@ -10,7 +10,8 @@ IPC, uncompressed: read back once, soon; at most about half the store's size on 
 Each chunk then reads its own rows (:meth:`ReadAhead.take_for`); keys without a spilled row are read from the
 store as ever (answers stored since, raw answers without a copy). Memory: the keys, a batch of blocks, a chunk.
 The folder (0700, files 0600) loses each chunk's files as the chunk reads them, and goes when the run ends in
-any way (an exception, Ctrl-C); one a killed run left is deleted by the next run on the same output.
+any way (an exception, Ctrl-C); one a killed run left is deleted by the next run on the same output. A file,
+link or folder there that is not a spill is never touched (nothing is read ahead then).
 
 The spilled rows are those the store held when the run started. An answer an earlier chunk fetched again
 (``max_age``) is stale in the spill as it was in the store, so it is not a hit: the runner finds the new answer
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import re
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ SCATTERED = 4
 #: stored bytes of blocks decoded at a time: a batch and the copy of its rows routed to chunks are what the read
 #: adds to a run's memory (16 MB: about 100 MB more at the peak of 100,000 1 KB answers than 4 MB)
 SCAN_BYTES = 4 << 20
+#: the name of a spilled file (chunk.batch.arrow): only such files are deleted from a spill folder
+_SPILLED = re.compile(r"[0-9]{9,}\.[0-9]{6,}\.arrow")
 #: hex digit -> its value (255: not a lowercase hex digit)
 _NIBBLE = np.full(256, 255, np.uint8)
 _NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
@@ -171,12 +175,21 @@ class ReadAhead:
         _remove(self.folder)
 
 
-def _remove(folder: Path) -> None:
-    """Delete ``folder`` (a link there: the link) with what it holds; nothing there is fine."""
-    if folder.is_symlink() or folder.is_file():
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
+def _remove(folder: Path) -> bool:
+    """Delete the spill at ``folder``: a real folder of this user, its spilled files, then itself. Anything else
+    there (a file, a link, another user's folder, files not named as spilled ones) is not ours to delete: it is
+    left alone. Returns whether nothing is there any more."""
+    try:
+        info = folder.lstat()
+    except FileNotFoundError:
+        return True
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == getattr(os, "getuid", lambda: info.st_uid)():
+        for name in os.listdir(folder):
+            if _SPILLED.fullmatch(name):
+                (folder / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (something not ours in it: the folder stays)
+            folder.rmdir()
+    return not os.path.lexists(folder)
 
 
 @contextlib.contextmanager
@@ -184,8 +197,11 @@ def read_ahead(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: 
     """The stored rows of every chunk spilled to ``folder`` (made 0700 anew), when the first chunk's keys are
     scattered over the store's blocks and the file has more than one chunk; else None (each chunk reads the
     store). ``chunk_keys``: per chunk of the file, its store keys and its operation. The folder is deleted when
-    the block ends, however it ends."""
-    _remove(folder)  # one a killed run left
+    the block ends, however it ends. Something else at ``folder`` (not a spill) is left alone: nothing is read
+    ahead."""
+    if not _remove(folder):  # one a killed run left goes; what is not a spill stays, and each chunk reads the store
+        yield None
+        return
     try:
         ahead = _spilled(chunk_keys, cache, folder)
         yield ahead
