@@ -250,3 +250,24 @@ def test_what_is_not_a_spill_at_its_place_is_left_alone(world, tmp_path, spills,
     pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
                                   answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
 
+
+def test_a_spill_the_disk_cannot_hold_leaves_the_chunks_reading_the_store(world, tmp_path, spills, monkeypatch):
+    import errno
+
+    sb, _, _ = world
+    real, writes = ReadAhead._write, []
+
+    def full(self, chunk, batch, rows):
+        writes.append(chunk)
+        if len(writes) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, chunk, batch, rows)
+
+    monkeypatch.setattr(ReadAhead, "_write", full)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(writes) == 4 and summary["cache_hits"] == 240 and summary["api_calls"] > 0
+    assert not (tmp_path / "out.parquet.spill").exists()
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))

@@ -228,8 +228,12 @@ def _spilled(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Pa
     routes = _Routes(known)
     if not routes.exact:
         return None
-    os.mkdir(folder, DIR_MODE)
-    os.chmod(folder, DIR_MODE)
-    ahead = ReadAhead(folder, copies)
-    ahead.spill(routes)
+    try:
+        os.mkdir(folder, DIR_MODE)
+        os.chmod(folder, DIR_MODE)
+        ahead = ReadAhead(folder, copies)
+        ahead.spill(routes)
+    except OSError:  # a full disk, a folder not writable: reading ahead only saves time, each chunk reads the store
+        _remove(folder)
+        return None
     return ahead
