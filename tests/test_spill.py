@@ -271,3 +271,23 @@ def test_a_spill_the_disk_cannot_hold_leaves_the_chunks_reading_the_store(world,
     run(sb, tmp_path, "per_chunk.parquet")
     pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
                                   answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+
+
+def test_spilled_files_gone_missing_are_read_from_the_store(world, tmp_path, spills, monkeypatch):
+    import shutil
+
+    sb, _, _ = world
+    real = ReadAhead.take_for
+
+    def swept(self, chunk):
+        if chunk == 3:  # e.g. a second run on the same output deleted the folder as one a killed run left
+            shutil.rmtree(self.folder)
+        return real(self, chunk)
+
+    monkeypatch.setattr(ReadAhead, "take_for", swept)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and summary["cache_hits"] == 240
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))

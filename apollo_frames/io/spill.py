@@ -146,9 +146,12 @@ class ReadAhead:
         if self.copies.store.latest_erasure() != self.erasure:
             self.close()
             return None
-        paths = self.pieces.pop(chunk, [])
-        tables = [self._read(path) for path in paths]
-        table = pa.concat_tables(tables) if tables else self.copies.stored_schema.empty_table()
+        try:
+            tables = [self._read(path) for path in self.pieces.pop(chunk, [])]
+            table = pa.concat_tables(tables) if tables else self.copies.stored_schema.empty_table()
+        except (OSError, pa.ArrowException):  # a file gone or cut short (the folder cleared by another run on
+            self.close()  # this output): the spill is not trusted any more, this chunk and the next read the store
+            return None
         return lambda keys, rows=True: self._take(table, keys, rows)
 
     def _read(self, path: Path) -> pa.Table:
@@ -156,7 +159,7 @@ class ReadAhead:
             with pa.memory_map(str(path)) as source:
                 return pa.ipc.open_stream(source).read_all()
         finally:
-            path.unlink()
+            path.unlink(missing_ok=True)
 
     def _take(self, table: pa.Table, keys: Sequence[str], rows: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         """As :meth:`FlatCopies.take`, from the chunk's spilled rows (those not expired since)."""
