@@ -291,3 +291,15 @@ def test_spilled_files_gone_missing_are_read_from_the_store(world, tmp_path, spi
     run(sb, tmp_path, "per_chunk.parquet")
     pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
                                   answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+
+
+def test_stored_blocks_no_chunk_needs_are_passed_over(world, tmp_path, spills, monkeypatch):
+    sb, _, shuffled = world
+    others = [p for p in sb.world.people if p.get("email")][300:360]
+    pd.DataFrame({"Email": [p["email"] for p in others]}).to_parquet(tmp_path / "others.parquet")
+    run(sb, tmp_path, "others.out.parquet", src="others.parquet")  # blocks of people the shuffled file lacks
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a block at a time: some batches hold no row a chunk needs
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and spills[0]["rows"] == 241 and summary["cache_hits"] == 240
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out["n"]) == list(shuffled["n"]) and out["apollo_status"].eq("matched").sum() == 261

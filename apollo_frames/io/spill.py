@@ -121,6 +121,8 @@ class ReadAhead:
             if keys is None:
                 continue  # (never: the store's keys are SHA-256 hex) such a batch's keys are read from the store
             rows, chunks = routes.route(keys, live)
+            if not len(rows):
+                continue  # blocks of answers no chunk of this file needs (another file's)
             routed = table.take(pa.array(rows))  # one take: the rows of each chunk end to end
             del table
             starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
