@@ -303,3 +303,35 @@ def test_stored_blocks_no_chunk_needs_are_passed_over(world, tmp_path, spills, m
     assert len(spills) == 1 and spills[0]["rows"] == 241 and summary["cache_hits"] == 240
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert list(out["n"]) == list(shuffled["n"]) and out["apollo_status"].eq("matched").sum() == 261
+
+
+@pytest.mark.parametrize("where", ["run", "folder"])
+def test_a_person_suppressed_by_what_their_answer_says_is_never_spilled(world, tmp_path, spills, where):
+    sb, people, _ = world
+    gone = people[7]  # suppressed by their LinkedIn URL: the file names them by e-mail
+    if where == "folder":
+        with client_of(sb, tmp_path) as c:
+            af.suppress([gone["linkedin_url"]], client=c)
+    run(sb, tmp_path, "out.parquet", **({"suppress": [gone["linkedin_url"]]} if where == "run" else {}))
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out.loc[out["Email"] == gone["email"], "apollo_status"].tolist() == ["suppressed"]
+    assert len(spills) == 1 and gone["id"].encode() not in spills[0]["bytes"]
+    assert gone["email"].encode() not in spills[0]["bytes"] and people[8]["id"].encode() in spills[0]["bytes"]
+
+
+def test_a_forget_under_way_as_the_spill_is_read_leaves_nothing_of_them_on_disk(world, tmp_path, spills, monkeypatch):
+    sb, people, _ = world
+    gone, real = people[9], ReadAhead.__init__
+
+    def racing(self, folder, copies, suppressor):
+        # another process's forget, half done: the person listed and the erasure marked, the answers not erased yet
+        with client_of(sb, tmp_path) as c:
+            af.suppress([gone["linkedin_url"]], client=c)
+        copies.store.note_erasure()
+        real(self, folder, copies, suppressor)
+
+    monkeypatch.setattr(ReadAhead, "__init__", racing)
+    run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and gone["id"].encode() not in spills[0]["bytes"]
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out.loc[out["Email"] == gone["email"], "apollo_status"].tolist() == ["suppressed"]

@@ -17,7 +17,8 @@ The spilled rows are those the store held when the run started. An answer an ear
 (``max_age``) is stale in the spill as it was in the store, so it is not a hit: the runner finds the new answer
 stored before sending (as for any answer stored by another run meanwhile). After a ``forget`` (an erasure
 recorded since the read) no spilled row is used any more: the spill is deleted and the chunks left read the
-store.
+store. A row naming an identifier the run suppresses (the folder's list, read after the erasure mark, and
+``suppress=``) is never spilled, whatever names the person in the file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ import pyarrow.compute as pc
 from apollo_frames.client.flat import FlatCopies, take_rows
 from apollo_frames.client.storage import DIR_MODE, FILE_MODE
 from apollo_frames.engine.cached import Take, copies_for
+from apollo_frames.engine.runner import stored_reasons
+from apollo_frames.engine.suppressing import Suppressor
 
 __all__ = ["ReadAhead", "digests", "read_ahead"]
 
@@ -106,9 +109,12 @@ class _Routes:
 class ReadAhead:
     """The stored rows of a file run's chunks, spilled to ``folder``: :meth:`take_for` gives a chunk its own."""
 
-    def __init__(self, folder: Path, copies: FlatCopies):
+    def __init__(self, folder: Path, copies: FlatCopies, suppressor: Callable[[], Suppressor | None]):
+        """``suppressor``: the run's suppression, read after the erasure mark (a ``forget`` under way lists its
+        people before it marks, and erases their answers after: the rows of those not erased yet are not spilled)."""
         self.folder, self.copies = folder, copies
         self.erasure = copies.store.latest_erasure()
+        self.suppressor = suppressor()
         #: chunk -> its files, in the order written
         self.pieces: dict[int, list[Path]] = {}
         self.written = 0
@@ -121,16 +127,24 @@ class ReadAhead:
             if keys is None:
                 continue  # (never: the store's keys are SHA-256 hex) such a batch's keys are read from the store
             rows, chunks = routes.route(keys, live)
-            if not len(rows):
-                continue  # blocks of answers no chunk of this file needs (another file's)
-            routed = table.take(pa.array(rows))  # one take: the rows of each chunk end to end
+            routed, chunks = self._unsuppressed(table.take(pa.array(rows)), chunks)  # each chunk's rows end to end
             del table
+            if not len(chunks):
+                continue  # blocks of answers no chunk of this file needs (another file's)
             starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
-            for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(rows)],
+            for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(chunks)],
                                          strict=True):
                 self._write(chunk, batch, routed.slice(start, end - start))
             del routed
             pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+
+    def _unsuppressed(self, routed: pa.Table, chunks: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """The routed rows (and their chunks) but those naming a suppressed identifier: never written to disk."""
+        if self.suppressor is None or not routed.num_rows:
+            return routed, chunks
+        why = stored_reasons(routed, self.suppressor)
+        keep = np.fromiter((why(row) is None for row in range(routed.num_rows)), bool, routed.num_rows)
+        return routed.filter(pa.array(keep)), chunks[keep]
 
     def _write(self, chunk: int, batch: int, rows: pa.Table) -> None:
         path = self.folder / f"{chunk:09d}.{batch:06d}.arrow"
@@ -198,23 +212,26 @@ def _remove(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def read_ahead(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path) -> Iterator[ReadAhead | None]:
+def read_ahead(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path,
+               suppressor: Callable[[], Suppressor | None] = lambda: None) -> Iterator[ReadAhead | None]:
     """The stored rows of every chunk spilled to ``folder`` (made 0700 anew), when the first chunk's keys are
     scattered over the store's blocks and the file has more than one chunk; else None (each chunk reads the
-    store). ``chunk_keys``: per chunk of the file, its store keys and its operation. The folder is deleted when
+    store). ``chunk_keys``: per chunk of the file, its store keys and its operation; ``suppressor``: reads the
+    run's suppression (the rows of suppressed people are not spilled). The folder is deleted when
     the block ends, however it ends. Something else at ``folder`` (not a spill) is left alone: nothing is read
     ahead."""
     if not _remove(folder):  # one a killed run left goes; what is not a spill stays, and each chunk reads the store
         yield None
         return
     try:
-        ahead = _spilled(chunk_keys, cache, folder)
+        ahead = _spilled(chunk_keys, cache, folder, suppressor)
         yield ahead
     finally:
         _remove(folder)
 
 
-def _spilled(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path) -> ReadAhead | None:
+def _spilled(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path,
+             suppressor: Callable[[], Suppressor | None]) -> ReadAhead | None:
     """Read the keys, decide, spill (see :func:`read_ahead`)."""
     first = next(chunk_keys, None)
     if first is None:
@@ -236,7 +253,7 @@ def _spilled(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Pa
     try:
         os.mkdir(folder, DIR_MODE)
         os.chmod(folder, DIR_MODE)
-        ahead = ReadAhead(folder, copies)
+        ahead = ReadAhead(folder, copies, suppressor)
         ahead.spill(routes)
     except OSError:  # a full disk, a folder not writable: reading ahead only saves time, each chunk reads the store
         _remove(folder)
