@@ -217,3 +217,121 @@ def test_an_answer_an_earlier_chunk_fetched_again_is_not_paid_for_twice(small_co
     # each fetched again once: the later chunk finds its spilled row stale, and the new answer stored
     assert sb.credits_consumed - spent == 150 and summary["api_calls"] == 15
     assert pd.read_parquet(tmp_path / "b.parquet")["apollo_status"].eq("matched").all() and summary["rows"] == 300
+
+
+def test_a_refreshing_run_deletes_the_folder_a_killed_run_left(world, tmp_path, spills):
+    sb, _, _ = world
+    left = tmp_path / "out.parquet.spill"
+    left.mkdir(mode=0o700)
+    (left / "000000002.000000.arrow").write_bytes(b"rows of a killed run")
+    run(sb, tmp_path, "out.parquet", refresh=True)  # reads nothing stored: no read-ahead, but the leftover goes
+    assert spills == [] and not left.exists()
+
+
+
+@pytest.mark.parametrize("kind", ["folder", "file", "link"])
+def test_what_is_not_a_spill_at_its_place_is_left_alone(world, tmp_path, spills, monkeypatch, kind):
+    sb, _, _ = world
+    theirs, elsewhere = tmp_path / "out.parquet.spill", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("someone's own notes")
+    if kind == "folder":
+        elsewhere.rename(theirs)
+    elif kind == "file":
+        (elsewhere / "notes.txt").rename(theirs)
+    else:
+        theirs.symlink_to(elsewhere, target_is_directory=True)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert spills == [] and summary["cache_hits"] == 240  # read per chunk instead
+    assert (theirs / "notes.txt" if kind != "file" else theirs).read_text() == "someone's own notes"
+    assert kind != "link" or (theirs.is_symlink() and [p.name for p in elsewhere.iterdir()] == ["notes.txt"])
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+
+
+def test_a_spill_the_disk_cannot_hold_leaves_the_chunks_reading_the_store(world, tmp_path, spills, monkeypatch):
+    import errno
+
+    sb, _, _ = world
+    real, writes = ReadAhead._write, []
+
+    def full(self, chunk, batch, rows):
+        writes.append(chunk)
+        if len(writes) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, chunk, batch, rows)
+
+    monkeypatch.setattr(ReadAhead, "_write", full)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(writes) == 4 and summary["cache_hits"] == 240 and summary["api_calls"] > 0
+    assert not (tmp_path / "out.parquet.spill").exists()
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+
+
+def test_spilled_files_gone_missing_are_read_from_the_store(world, tmp_path, spills, monkeypatch):
+    import shutil
+
+    sb, _, _ = world
+    real = ReadAhead.take_for
+
+    def swept(self, chunk):
+        if chunk == 3:  # e.g. a second run on the same output deleted the folder as one a killed run left
+            shutil.rmtree(self.folder)
+        return real(self, chunk)
+
+    monkeypatch.setattr(ReadAhead, "take_for", swept)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and summary["cache_hits"] == 240
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+
+
+def test_stored_blocks_no_chunk_needs_are_passed_over(world, tmp_path, spills, monkeypatch):
+    sb, _, shuffled = world
+    others = [p for p in sb.world.people if p.get("email")][300:360]
+    pd.DataFrame({"Email": [p["email"] for p in others]}).to_parquet(tmp_path / "others.parquet")
+    run(sb, tmp_path, "others.out.parquet", src="others.parquet")  # blocks of people the shuffled file lacks
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a block at a time: some batches hold no row a chunk needs
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and spills[0]["rows"] == 241 and summary["cache_hits"] == 240
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out["n"]) == list(shuffled["n"]) and out["apollo_status"].eq("matched").sum() == 261
+
+
+@pytest.mark.parametrize("where", ["run", "folder"])
+def test_a_person_suppressed_by_what_their_answer_says_is_never_spilled(world, tmp_path, spills, where):
+    sb, people, _ = world
+    gone = people[7]  # suppressed by their LinkedIn URL: the file names them by e-mail
+    if where == "folder":
+        with client_of(sb, tmp_path) as c:
+            af.suppress([gone["linkedin_url"]], client=c)
+    run(sb, tmp_path, "out.parquet", **({"suppress": [gone["linkedin_url"]]} if where == "run" else {}))
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out.loc[out["Email"] == gone["email"], "apollo_status"].tolist() == ["suppressed"]
+    assert len(spills) == 1 and gone["id"].encode() not in spills[0]["bytes"]
+    assert gone["email"].encode() not in spills[0]["bytes"] and people[8]["id"].encode() in spills[0]["bytes"]
+
+
+def test_a_forget_under_way_as_the_spill_is_read_leaves_nothing_of_them_on_disk(world, tmp_path, spills, monkeypatch):
+    sb, people, _ = world
+    gone, real = people[9], ReadAhead.__init__
+
+    def racing(self, folder, copies, suppressor):
+        # another process's forget, half done: the person listed and the erasure marked, the answers not erased yet
+        with client_of(sb, tmp_path) as c:
+            af.suppress([gone["linkedin_url"]], client=c)
+        copies.store.note_erasure()
+        real(self, folder, copies, suppressor)
+
+    monkeypatch.setattr(ReadAhead, "__init__", racing)
+    run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and gone["id"].encode() not in spills[0]["bytes"]
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out.loc[out["Email"] == gone["email"], "apollo_status"].tolist() == ["suppressed"]

@@ -245,18 +245,20 @@ def set_aside(prepared: Prepared, suppressor: Suppressor | None) -> None:
             prepared.statuses[i] = SUPPRESSED
 
 
+def stored_reasons(table: pa.Table, suppressor: Suppressor) -> Callable[[int], str | None]:
+    """Why row i of ``table`` (flattened stored answers) must not be served or kept (it names a suppressed
+    identifier), or None."""
+    columns = {c: table.column(c).to_pylist() for c in table.column_names if c in SUPPRESS_COLUMNS}
+    return lambda row: suppressor.row({c: values[row] for c, values in columns.items()}, STORED_REASON)
+
+
 def drop_suppressed_cached(plan: Plan, suppressor: Suppressor | None) -> dict[int, str]:
     """Stored answers (read for this plan) that name a suppressed identifier: taken out of the plan's rows, so
     they are never returned; unique index -> reason."""
     table = plan.cached_table
     if suppressor is None or table is None or not (plan.cached_rows or plan.stale):
         return {}
-    names = [c for c in table.column_names if c in SUPPRESS_COLUMNS]
-    columns = {c: table.column(c).to_pylist() for c in names}
-
-    def why(row: int) -> str | None:
-        return suppressor.row({c: values[row] for c, values in columns.items()}, STORED_REASON)
-
+    why = stored_reasons(table, suppressor)
     blocked = {j: reason for j, row in plan.cached_rows.items() if (reason := why(row)) is not None}
     for j in blocked:
         del plan.cached_rows[j]

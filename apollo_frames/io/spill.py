@@ -10,21 +10,24 @@ IPC, uncompressed: read back once, soon; at most about half the store's size on 
 Each chunk then reads its own rows (:meth:`ReadAhead.take_for`); keys without a spilled row are read from the
 store as ever (answers stored since, raw answers without a copy). Memory: the keys, a batch of blocks, a chunk.
 The folder (0700, files 0600) loses each chunk's files as the chunk reads them, and goes when the run ends in
-any way (an exception, Ctrl-C); one a killed run left is deleted by the next run on the same output.
+any way (an exception, Ctrl-C); one a killed run left is deleted by the next run on the same output. A file,
+link or folder there that is not a spill is never touched (nothing is read ahead then).
 
 The spilled rows are those the store held when the run started. An answer an earlier chunk fetched again
 (``max_age``) is stale in the spill as it was in the store, so it is not a hit: the runner finds the new answer
 stored before sending (as for any answer stored by another run meanwhile). After a ``forget`` (an erasure
 recorded since the read) no spilled row is used any more: the spill is deleted and the chunks left read the
-store.
+store. A row naming an identifier the run suppresses (the folder's list, read after the erasure mark, and
+``suppress=``) is never spilled, whatever names the person in the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-from collections.abc import Iterator, Sequence
+import re
+import stat
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,8 @@ import pyarrow.compute as pc
 from apollo_frames.client.flat import FlatCopies, take_rows
 from apollo_frames.client.storage import DIR_MODE, FILE_MODE
 from apollo_frames.engine.cached import Take, copies_for
+from apollo_frames.engine.runner import stored_reasons
+from apollo_frames.engine.suppressing import Suppressor
 
 __all__ = ["ReadAhead", "digests", "read_ahead"]
 
@@ -43,6 +48,8 @@ SCATTERED = 4
 #: stored bytes of blocks decoded at a time: a batch and the copy of its rows routed to chunks are what the read
 #: adds to a run's memory (16 MB: about 100 MB more at the peak of 100,000 1 KB answers than 4 MB)
 SCAN_BYTES = 4 << 20
+#: the name of a spilled file (chunk.batch.arrow): only such files are deleted from a spill folder
+_SPILLED = re.compile(r"[0-9]{9,}\.[0-9]{6,}\.arrow")
 #: hex digit -> its value (255: not a lowercase hex digit)
 _NIBBLE = np.full(256, 255, np.uint8)
 _NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
@@ -102,9 +109,12 @@ class _Routes:
 class ReadAhead:
     """The stored rows of a file run's chunks, spilled to ``folder``: :meth:`take_for` gives a chunk its own."""
 
-    def __init__(self, folder: Path, copies: FlatCopies):
+    def __init__(self, folder: Path, copies: FlatCopies, suppressor: Callable[[], Suppressor | None]):
+        """``suppressor``: the run's suppression, read after the erasure mark (a ``forget`` under way lists its
+        people before it marks, and erases their answers after: the rows of those not erased yet are not spilled)."""
         self.folder, self.copies = folder, copies
         self.erasure = copies.store.latest_erasure()
+        self.suppressor = suppressor()
         #: chunk -> its files, in the order written
         self.pieces: dict[int, list[Path]] = {}
         self.written = 0
@@ -117,14 +127,24 @@ class ReadAhead:
             if keys is None:
                 continue  # (never: the store's keys are SHA-256 hex) such a batch's keys are read from the store
             rows, chunks = routes.route(keys, live)
-            routed = table.take(pa.array(rows))  # one take: the rows of each chunk end to end
+            routed, chunks = self._unsuppressed(table.take(pa.array(rows)), chunks)  # each chunk's rows end to end
             del table
+            if not len(chunks):
+                continue  # blocks of answers no chunk of this file needs (another file's)
             starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
-            for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(rows)],
+            for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(chunks)],
                                          strict=True):
                 self._write(chunk, batch, routed.slice(start, end - start))
             del routed
             pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+
+    def _unsuppressed(self, routed: pa.Table, chunks: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """The routed rows (and their chunks) but those naming a suppressed identifier: never written to disk."""
+        if self.suppressor is None or not routed.num_rows:
+            return routed, chunks
+        why = stored_reasons(routed, self.suppressor)
+        keep = np.fromiter((why(row) is None for row in range(routed.num_rows)), bool, routed.num_rows)
+        return routed.filter(pa.array(keep)), chunks[keep]
 
     def _write(self, chunk: int, batch: int, rows: pa.Table) -> None:
         path = self.folder / f"{chunk:09d}.{batch:06d}.arrow"
@@ -142,9 +162,12 @@ class ReadAhead:
         if self.copies.store.latest_erasure() != self.erasure:
             self.close()
             return None
-        paths = self.pieces.pop(chunk, [])
-        tables = [self._read(path) for path in paths]
-        table = pa.concat_tables(tables) if tables else self.copies.stored_schema.empty_table()
+        try:
+            tables = [self._read(path) for path in self.pieces.pop(chunk, [])]
+            table = pa.concat_tables(tables) if tables else self.copies.stored_schema.empty_table()
+        except (OSError, pa.ArrowException):  # a file gone or cut short (the folder cleared by another run on
+            self.close()  # this output): the spill is not trusted any more, this chunk and the next read the store
+            return None
         return lambda keys, rows=True: self._take(table, keys, rows)
 
     def _read(self, path: Path) -> pa.Table:
@@ -152,7 +175,7 @@ class ReadAhead:
             with pa.memory_map(str(path)) as source:
                 return pa.ipc.open_stream(source).read_all()
         finally:
-            path.unlink()
+            path.unlink(missing_ok=True)
 
     def _take(self, table: pa.Table, keys: Sequence[str], rows: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         """As :meth:`FlatCopies.take`, from the chunk's spilled rows (those not expired since)."""
@@ -171,29 +194,44 @@ class ReadAhead:
         _remove(self.folder)
 
 
-def _remove(folder: Path) -> None:
-    """Delete ``folder`` (a link there: the link) with what it holds; nothing there is fine."""
-    if folder.is_symlink() or folder.is_file():
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
+def _remove(folder: Path) -> bool:
+    """Delete the spill at ``folder``: a real folder of this user, its spilled files, then itself. Anything else
+    there (a file, a link, another user's folder, files not named as spilled ones) is not ours to delete: it is
+    left alone. Returns whether nothing is there any more."""
+    try:
+        info = folder.lstat()
+    except FileNotFoundError:
+        return True
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == getattr(os, "getuid", lambda: info.st_uid)():
+        for name in os.listdir(folder):
+            if _SPILLED.fullmatch(name):
+                (folder / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (something not ours in it: the folder stays)
+            folder.rmdir()
+    return not os.path.lexists(folder)
 
 
 @contextlib.contextmanager
-def read_ahead(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path) -> Iterator[ReadAhead | None]:
+def read_ahead(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path,
+               suppressor: Callable[[], Suppressor | None] = lambda: None) -> Iterator[ReadAhead | None]:
     """The stored rows of every chunk spilled to ``folder`` (made 0700 anew), when the first chunk's keys are
     scattered over the store's blocks and the file has more than one chunk; else None (each chunk reads the
-    store). ``chunk_keys``: per chunk of the file, its store keys and its operation. The folder is deleted when
-    the block ends, however it ends."""
-    _remove(folder)  # one a killed run left
+    store). ``chunk_keys``: per chunk of the file, its store keys and its operation; ``suppressor``: reads the
+    run's suppression (the rows of suppressed people are not spilled). The folder is deleted when
+    the block ends, however it ends. Something else at ``folder`` (not a spill) is left alone: nothing is read
+    ahead."""
+    if not _remove(folder):  # one a killed run left goes; what is not a spill stays, and each chunk reads the store
+        yield None
+        return
     try:
-        ahead = _spilled(chunk_keys, cache, folder)
+        ahead = _spilled(chunk_keys, cache, folder, suppressor)
         yield ahead
     finally:
         _remove(folder)
 
 
-def _spilled(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path) -> ReadAhead | None:
+def _spilled(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Path,
+             suppressor: Callable[[], Suppressor | None]) -> ReadAhead | None:
     """Read the keys, decide, spill (see :func:`read_ahead`)."""
     first = next(chunk_keys, None)
     if first is None:
@@ -212,8 +250,12 @@ def _spilled(chunk_keys: Iterator[tuple[list[str], Any]], cache: Any, folder: Pa
     routes = _Routes(known)
     if not routes.exact:
         return None
-    os.mkdir(folder, DIR_MODE)
-    os.chmod(folder, DIR_MODE)
-    ahead = ReadAhead(folder, copies)
-    ahead.spill(routes)
+    try:
+        os.mkdir(folder, DIR_MODE)
+        os.chmod(folder, DIR_MODE)
+        ahead = ReadAhead(folder, copies, suppressor)
+        ahead.spill(routes)
+    except OSError:  # a full disk, a folder not writable: reading ahead only saves time, each chunk reads the store
+        _remove(folder)
+        return None
     return ahead

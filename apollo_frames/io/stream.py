@@ -374,11 +374,11 @@ def _chunk_keys(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict,
 def _read_ahead(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions, client: Any,
                 dst: Path) -> contextlib.AbstractContextManager[ReadAhead | None]:
     """The file's stored rows read ahead into ``dst.spill`` when its chunks' keys are scattered over the store
-    (:mod:`apollo_frames.io.spill`); none for a run that reads nothing stored (``refresh``)."""
-    if run.refresh:
-        return contextlib.nullcontext(None)
-    return read_ahead(_chunk_keys(src, spec, chunk_rows, job_options, run, client), client.cache,
-                      dst.with_name(dst.name + ".spill"))
+    (:mod:`apollo_frames.io.spill`); none for a run that reads nothing stored (``refresh``), which still deletes
+    the spill a killed run left there."""
+    keys = iter(()) if run.refresh else _chunk_keys(src, spec, chunk_rows, job_options, run, client)
+    return read_ahead(keys, client.cache, dst.with_name(dst.name + ".spill"),
+                      lambda: Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock))
 
 
 def _file_result(summary: dict, dst: Path, chunks: int, limit: RateLimitError | None) -> dict:
