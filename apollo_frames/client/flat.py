@@ -119,6 +119,21 @@ def _taken(tables: list[pa.Table], at: np.ndarray) -> pa.Table:
         for t, start, cut, end in zip(tables, starts, cuts, cuts[1:], strict=False) if end > cut])
 
 
+def matched(table: pa.Table, wanted: pa.Array, now: float, pointed: pa.ChunkedArray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices into ``wanted`` whose key has a live row in ``table`` (stored columns), those rows, whether each is
+    a match). A row is live when unexpired at ``now`` and, given ``pointed`` (per row), still pointed at."""
+    at = pc.index_in(wanted, value_set=table["_key"].combine_chunks())
+    found = pc.indices_nonzero(pc.is_valid(at))
+    at = pc.take(at, found)
+    live = pc.fill_null(pc.greater(pc.take(table["_expires_at"], at), now), True)
+    if pointed is not None:
+        live = pc.and_(pc.take(pointed, at), live)
+    found, at = pc.filter(found, live), pc.filter(at, live)
+    hits = np.asarray(pc.take(table["_hit"], at).to_numpy(), bool)
+    return found.to_numpy().astype(np.int64), at.to_numpy().astype(np.int64), hits
+
+
 class FlatCopies:
     """The flattened copies of one fingerprint: :meth:`take` rows by key, :meth:`save` new blocks."""
 
@@ -143,17 +158,11 @@ class FlatCopies:
             if not tables:
                 continue
             table = pa.concat_tables(tables)
-            at = pc.index_in(wanted, value_set=table["_key"].combine_chunks())
-            found = pc.indices_nonzero(pc.is_valid(at))
-            at = pc.take(at, found)
-            live = pc.fill_null(pc.greater(pc.take(table["_expires_at"], at), now), True)
-            pointed = self._live(batch, tables)
-            live = live if pointed is None else pc.and_(pc.take(pointed, at), live)
-            found, at = pc.filter(found, live), pc.filter(at, live)
-            js.append(found.to_numpy().astype(np.int64))
-            hits.append(np.asarray(pc.take(table["_hit"], at).to_numpy(), bool))
+            found, at, hit = matched(table, wanted, now, self._live(batch, tables))
+            js.append(found)
+            hits.append(hit)
             if rows:
-                pieces.append(_taken([t.select(self.read_schema.names) for t in tables], at.to_numpy()))
+                pieces.append(_taken([t.select(self.read_schema.names) for t in tables], at))
         return np.concatenate(js), np.concatenate(hits), pa.concat_tables(pieces) if rows else None
 
     def block_rows(self, keys: Sequence[str]) -> int:

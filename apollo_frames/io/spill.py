@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from apollo_frames.client.flat import FlatCopies, take_rows
+from apollo_frames.client.flat import FlatCopies, matched, take_rows
 from apollo_frames.client.storage import DIR_MODE, FILE_MODE
 from apollo_frames.engine.cached import Take, copies_for
 from apollo_frames.engine.runner import stored_reasons
@@ -179,13 +178,8 @@ class ReadAhead:
 
     def _take(self, table: pa.Table, keys: Sequence[str], rows: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         """As :meth:`FlatCopies.take`, from the chunk's spilled rows (those not expired since)."""
-        keep = pc.fill_null(pc.greater(table["_expires_at"], self.copies.store.clock.time()), True)
-        at = pc.index_in(pa.array(keys, pa.string()), value_set=table["_key"].combine_chunks())
-        found = pc.indices_nonzero(pc.fill_null(pc.take(keep, at), False))
-        at = pc.take(at, found)
-        taken = take_rows(table.select(self.copies.read_schema.names), at.to_numpy()) if rows else None
-        hits = pc.take(table["_hit"], at).to_numpy(zero_copy_only=False).astype(bool)
-        return found.to_numpy().astype(np.int64), hits, taken
+        found, at, hits = matched(table, pa.array(keys, pa.string()), self.copies.store.clock.time())
+        return found, hits, take_rows(table.select(self.copies.read_schema.names), at) if rows else None
 
     def close(self) -> None:
         """Delete the folder and every file left in it; no spilled row is used from now on."""
