@@ -151,8 +151,11 @@ def code_of(text: Any) -> str | None:
     return getattr(text, "code", None)
 
 
-def codes_of(reasons: Iterable[Any]) -> list[str | None]:
-    """The code each reason carries (None for a plain text or no reason): the ``apollo_error_code`` column."""
+def codes_of(reasons: Sequence[Any]) -> list[str | None]:
+    """The code each reason carries (None for a plain text or no reason): the ``apollo_error_code`` column. A
+    column without any reason (a cached re-run's) is one scan in C, no reason read."""
+    if reasons.count(None) == len(reasons):
+        return [None] * len(reasons)
     return [code_of(r) for r in reasons]
 
 

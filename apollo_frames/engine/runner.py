@@ -1069,7 +1069,7 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
                             CREDITS_COLUMN: _row_credits(unique, done.credits), FETCHED_COLUMN: fetched_at(stored_at)}
     if done.op.review is not None:  # may turn statuses into "conflict" (on_conflict="reject")
         head.update(done.op.review(prepared, flat, status, error))
-    codes = codes_of(error) if error.count(None) < len(error) else [None] * len(error)  # (as codes_of gives)
+    codes = codes_of(error)
     head[ERROR_CODE_COLUMN] = codes
     counts = Counter(status)
     summary.matched = int(counts.get("matched", 0))
