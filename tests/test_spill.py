@@ -71,6 +71,15 @@ def per_chunk_reads(monkeypatch):
     monkeypatch.setattr(spill, "SCATTERED", float("inf"))
 
 
+def assert_as_read_per_chunk(sb, tmp_path, monkeypatch):
+    """``out.parquet`` holds the answers a run reading every chunk from the store writes (run now, on the same
+    world)."""
+    per_chunk_reads(monkeypatch)
+    run(sb, tmp_path, "per_chunk.parquet")
+    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
+                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+
+
 def test_a_shuffled_run_spills_and_writes_what_reading_per_chunk_writes(world, tmp_path, spills, monkeypatch):
     sb, people, shuffled = world
     spent = sb.credits_consumed
@@ -147,10 +156,7 @@ def test_resume_after_an_interrupted_spilled_run(world, tmp_path, spills, monkey
     monkeypatch.setattr(stream, "assemble_table", real)
     summary = run(sb, tmp_path, "out.parquet")
     assert len(spills) == 2 and 0 < paid and sb.credits_consumed - spent == 20  # nothing paid for twice
-    per_chunk_reads(monkeypatch)
-    run(sb, tmp_path, "per_chunk.parquet")
-    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
-                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
     assert summary["rows"] == len(shuffled) and summary["matched"] == 261
 
 
@@ -245,10 +251,7 @@ def test_what_is_not_a_spill_at_its_place_is_left_alone(world, tmp_path, spills,
     assert spills == [] and summary["cache_hits"] == 240  # read per chunk instead
     assert (theirs / "notes.txt" if kind != "file" else theirs).read_text() == "someone's own notes"
     assert kind != "link" or (theirs.is_symlink() and [p.name for p in elsewhere.iterdir()] == ["notes.txt"])
-    per_chunk_reads(monkeypatch)
-    run(sb, tmp_path, "per_chunk.parquet")
-    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
-                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
 
 
 def test_a_spill_the_disk_cannot_hold_leaves_the_chunks_reading_the_store(world, tmp_path, spills, monkeypatch):
@@ -267,10 +270,7 @@ def test_a_spill_the_disk_cannot_hold_leaves_the_chunks_reading_the_store(world,
     summary = run(sb, tmp_path, "out.parquet")
     assert len(writes) == 4 and summary["cache_hits"] == 240 and summary["api_calls"] > 0
     assert not (tmp_path / "out.parquet.spill").exists()
-    per_chunk_reads(monkeypatch)
-    run(sb, tmp_path, "per_chunk.parquet")
-    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
-                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
 
 
 def test_spilled_files_gone_missing_are_read_from_the_store(world, tmp_path, spills, monkeypatch):
@@ -287,10 +287,7 @@ def test_spilled_files_gone_missing_are_read_from_the_store(world, tmp_path, spi
     monkeypatch.setattr(ReadAhead, "take_for", swept)
     summary = run(sb, tmp_path, "out.parquet")
     assert len(spills) == 1 and summary["cache_hits"] == 240
-    per_chunk_reads(monkeypatch)
-    run(sb, tmp_path, "per_chunk.parquet")
-    pd.testing.assert_frame_equal(answers(pd.read_parquet(tmp_path / "out.parquet")),
-                                  answers(pd.read_parquet(tmp_path / "per_chunk.parquet")))
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
 
 
 def test_stored_blocks_no_chunk_needs_are_passed_over(world, tmp_path, spills, monkeypatch):
