@@ -262,7 +262,7 @@ class FlatCopies:
                                  (self.fingerprint, block.num_rows, to_ipc(block)))
             con.executemany(_PUT, [(key, cursor.lastrowid, key, *stamps[key]) for key in keys])
             drop_unused(con)
-            if self.store.saw_erasure(con):  # a row of a person forgotten since it was read must not stay
+            if self.store.saw_erasure():  # a row of a person forgotten since it was read must not stay
                 drop_stale_blocks(con)
         self.store.checkpoint()
 

@@ -25,31 +25,24 @@ SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Keys per SQL statement (SQLite allows 32,766 variables; a block of 900 keeps every version happy).
 SQL_BLOCK = 900
 
-_FULL = ("database or disk is full",)
-_IO = ("disk i/o error",)
-_READ_ONLY = ("readonly database", "unable to open database file", "read-only file system")
-_CORRUPT = ("file is not a database", "malformed", "file is encrypted", "database corrupt")
-_ERRNO_REASON = {
-    errno.ENOSPC: "full",
-    errno.EFBIG: "full",
-    errno.EDQUOT: "full",
-    errno.EACCES: "read_only",
-    errno.EPERM: "read_only",
-    errno.EROFS: "read_only",
-}
+#: (reason, what SQLite's message says then)
+_MESSAGES = (
+    ("full", ("database or disk is full",)),
+    ("io", ("disk i/o error",)),
+    ("read_only", ("readonly database", "unable to open database file", "read-only file system")),
+    ("corrupt", ("file is not a database", "malformed", "file is encrypted", "database corrupt")),
+)
+_ERRNO_REASON = {**dict.fromkeys((errno.ENOSPC, errno.EFBIG, errno.EDQUOT), "full"),
+                 **dict.fromkeys((errno.EACCES, errno.EPERM, errno.EROFS), "read_only")}
 
 
 def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
     """Create ``path`` and any missing parents 0700 (``mkdir(parents=True)`` would give the parents the umask's
     mode); an existing ``path`` is made 0700 too when asked."""
-    missing = []
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing.append(folder)
-    for folder in reversed(missing):
-        folder.mkdir(mode=DIR_MODE, exist_ok=True)
-        _chmod(folder, DIR_MODE)
+    for folder in reversed([path, *path.parents]):
+        if not folder.exists():
+            folder.mkdir(mode=DIR_MODE, exist_ok=True)
+            _chmod(folder, DIR_MODE)
     if tighten_existing:
         _chmod(path, DIR_MODE)
     return path
@@ -62,15 +55,9 @@ def private_file(path: Path) -> Path:
     lock this process holds on it, so a connection of this process (another store object, a writer
     thread) would go on unlocked while other processes write: SQLite's "How To Corrupt" 2.2.
     """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        _chmod(path, FILE_MODE)
-        return path
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    _chmod(path, FILE_MODE)  # (the umask may have taken bits off)
     return path
 
 
@@ -111,7 +98,7 @@ def reason_of(exc: BaseException) -> str | None:
     ):
         return None
     text = str(exc).lower()
-    for reason, needles in (("full", _FULL), ("io", _IO), ("read_only", _READ_ONLY), ("corrupt", _CORRUPT)):
+    for reason, needles in _MESSAGES:
         if any(needle in text for needle in needles):
             return reason
     if type(exc) is sqlite3.DatabaseError:

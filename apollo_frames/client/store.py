@@ -1,18 +1,14 @@
 """The answer store: one entry per normalised input record, in a SQLite file of our own (plain ``sqlite3``).
 
-Keys and values are those of :mod:`apollo_frames.core.entries` (JSON, never
-unpickled or evaluated); no setting is read from the database, and triggers
-this code did not make are dropped when it opens. An entry that does not parse,
-carries another key or schema version, or is dated in the future is a miss: it
-is quarantined (deleted, recorded in the ``Quarantine`` table), counted in
-:attr:`AnswerStore.quarantined`, and asked again. A cached miss is ``None``.
+Keys and values are those of :mod:`apollo_frames.core.entries` (JSON, never unpickled or evaluated); no setting
+is read from the database, and triggers this code did not make are dropped when it opens. An entry that does not
+parse, carries another key or schema version, or is dated in the future is a miss: quarantined (deleted, recorded
+in the ``Quarantine`` table, counted in :attr:`AnswerStore.quarantined`) and asked again. A cached miss is ``None``.
 
-Reads take one SQL query per block of keys; writes one transaction per batch.
-Claims (:meth:`AnswerStore.claim`) let processes sharing the folder tell each
-other which records are in flight; a claim holds while its owner's file in
-``owners/`` is locked (``flock``) and its lease has not expired. Folder 0700,
-files 0600; a database file that is not a plain file (a FIFO, a symlink) is set
-aside, never opened.
+Reads take one SQL query per block of keys; writes one transaction per batch. Claims (:meth:`AnswerStore.claim`)
+tell processes sharing the folder which records are in flight; a claim holds while its owner's file in
+``owners/`` is locked (``flock``) and its lease has not expired. Folder 0700, files 0600; a database file that is
+not a plain file (a FIFO, a symlink) is set aside, never opened.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import html
 import os
 import re
@@ -264,8 +261,10 @@ def _not_sqlite(db: Path) -> str | None:
     return None
 
 
+#: one answer to store: (key, answer, stored_at, expires_at or None)
+Entry = tuple[str, Any, float, "float | None"]
 #: store file -> answers this process received but could not store there (full disk), until a read writes them
-_UNSTORED: dict[str, dict[str, tuple[str, Any, float, float | None]]] = {}
+_UNSTORED: dict[str, dict[str, Entry]] = {}
 
 
 class AnswerStore:
@@ -301,7 +300,7 @@ class AnswerStore:
             private_file(self.path)
         with self.transaction() as con:
             self._setup(con)
-            self._erasures_seen = self._latest_erasure(con)
+            self._erasures_seen = self.latest_erasure()
         tighten(database_files(self.path))
         self.holders.sweep()
         self.owner = self.begin_run()
@@ -407,7 +406,8 @@ class AnswerStore:
     def get_many(
         self, keys: Iterable[str], *, stamps: dict[str, tuple[float, float | None]] | None = None
     ) -> dict[str, Any]:
-        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block.
+        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block; then
+        the answers a full disk left in memory, where the store has none, so a re-run does not pay for them again.
 
         ``stamps``: filled with each answer's (stored at, expires at), which a flattened copy is tied to.
         """
@@ -415,17 +415,21 @@ class AnswerStore:
         found: dict[str, Any] = {}
         bad: list[tuple[int, Any, str]] = []
         now = self.clock.time()
-        checked = self._store_unstored()
+        since = self._kept_since(now)
+        in_memory = self.unstored if self._store_unstored() else {}
         for block in sql_blocks(wanted):
             rows = self.query(f"{SELECT_ROWS} WHERE key IN ({sql_marks(len(block))}) AND (expires_at IS NULL OR "
-                              "expires_at > ?) AND stored_at >= ?", [*block, now, self._kept_since(now)])
+                              "expires_at > ?) AND stored_at >= ?", [*block, now, since])
             if stamps is not None:
                 stamps.update((row[1], (row[3], row[4])) for row in rows)
             self.decode_rows(rows, found, bad, now)
         if bad:
             self.quarantine(bad)
-        if checked and self.unstored:
-            self._from_memory(wanted, found, stamps, now)
+        for key, data, stored_at, expires in filter(None, [in_memory.get(k) for k in wanted if k not in found]):
+            if (expires is None or expires > now) and stored_at >= since:
+                found[key] = data
+                if stamps is not None:
+                    stamps[key] = (stored_at, expires)
         return found
 
     @staticmethod
@@ -440,16 +444,18 @@ class AnswerStore:
                 bad.append((rowid, key, str(exc)))
 
     def _store_unstored(self) -> bool:
-        """Write what a run could not store (paid answers kept in memory), once the store takes writes again;
-        whether those left in memory were checked (and may be served).
+        """Write what a run could not store (paid answers kept in memory) once the store takes writes again; returns
+        whether those left in memory were checked and may be served.
 
-        Each is checked against the suppression list first, whatever erasures this object saw: a ``forget`` (of
-        any process) may have run after it was received and before this object opened; such an answer is let go of.
+        Each is checked against the whole suppression list first, whatever erasures this object saw (a ``forget``
+        may have run after it was received and before this object opened): such an answer is let go of.
         """
         if not self.unstored:
             return True
         try:
-            self._let_go_of_suppressed_unstored()
+            digests = SuppressionList(self.directory.parent, clock=self.clock).digests()
+            for key in self._suppressed(list(self.unstored.values()), digests):
+                self.unstored.pop(key, None)
         except (StorageError, sqlite3.Error, OSError):
             return False  # (the list unreadable: none written, none served)
         entries = list(self.unstored.values())
@@ -458,26 +464,6 @@ class AnswerStore:
             for key, *_ in entries:
                 self.unstored.pop(key, None)
         return True
-
-    def _from_memory(self, wanted: list[str], found: dict[str, Any], stamps: dict[str, Any] | None,
-                     now: float) -> None:
-        """Answers still kept in memory (the disk is still full) are answers all the same: served where the store
-        has none (neither expired nor past the retention), so a re-run does not pay for them again."""
-        since = self._kept_since(now)
-        for key in wanted:
-            entry = None if key in found else self.unstored.get(key)
-            if entry is not None and (entry[3] is None or entry[3] > now) and entry[2] >= since:
-                found[key] = entry[1]
-                if stamps is not None:
-                    stamps[key] = (entry[2], entry[3])
-
-    def _let_go_of_suppressed_unstored(self) -> None:
-        """Drop the answers kept in memory that name an identifier on the suppression list."""
-        book = SuppressionList(self.directory.parent, clock=self.clock)
-        digests = book.digests()
-        for key, data, *_ in list(self.unstored.values()) if digests else []:
-            if book.listed(named_identifiers(data), digests) is not None:
-                self.unstored.pop(key, None)
 
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None, release: Sequence[str] = ()) -> None:
         """Store answers (a JSON object, or None for a miss), one transaction; ``ttl`` seconds, None = no expiry.
@@ -488,10 +474,8 @@ class AnswerStore:
         expire = None if ttl is None else now + ttl
         self.write_entries([(key, data, now, expire) for key, data in items.items()], release=release)
 
-    def write_entries(
-        self, entries: Sequence[tuple[str, Any, float, float | None]], *, newer_only: bool = False,
-        release: Sequence[str] = (), owner: str | None = None,
-    ) -> int:
+    def write_entries(self, entries: Sequence[Entry], *, newer_only: bool = False, release: Sequence[str] = (),
+                      owner: str | None = None) -> int:
         """Store (key, answer, stored_at, expires_at) entries in one transaction; returns how many were written.
 
         ``newer_only``: an entry already stored more recently is kept (import). ``release``: claims of ``owner``
@@ -504,14 +488,13 @@ class AnswerStore:
             return 0
         sql = _UPSERT + (" WHERE excluded.stored_at > Answers.stored_at" if newer_only else "")
         with self.transaction() as con:
-            if self.saw_erasure(con):
-                refused = self._refused(entries)
+            if self.saw_erasure():
+                refused = self._suppressed(entries, self._erased)
                 rows = [row for row in rows if row[0] not in refused]
             before = con.total_changes
             con.executemany(sql, rows)
             written = con.total_changes - before
-            if release:
-                self.release(release, owner=owner)
+            self.release(release, owner=owner)
         return written
 
     def _kept_since(self, now: float) -> float:
@@ -527,31 +510,25 @@ class AnswerStore:
 
     # -- erasure and retention -----------------------------------------------------------------
 
-    @staticmethod
-    def _latest_erasure(con: sqlite3.Connection) -> int:
-        ((latest,),) = con.execute("SELECT COALESCE(MAX(id), 0) FROM Erasures").fetchall()
+    def latest_erasure(self) -> int:
+        """The id of the newest erasure (``forget``) recorded, 0 for none (read in the caller's transaction, if any):
+        a reader holding rows read earlier compares it to know they may name a person forgotten since."""
+        ((latest,),) = self.query("SELECT COALESCE(MAX(id), 0) FROM Erasures")
         return int(latest)
 
-    def latest_erasure(self) -> int:
-        """The id of the newest erasure (``forget``) recorded, 0 for none: a reader holding rows read earlier
-        compares it to know they may name a person forgotten since."""
-        with storage_errors(self.path, "reading the answer store", _CORRUPT_REMEDY):
-            return self._latest_erasure(self._con())
-
-    def saw_erasure(self, con: sqlite3.Connection) -> bool:
+    def saw_erasure(self) -> bool:
         """Whether writes must be checked against the suppression list: a ``forget`` ran since this object opened
         (read in the writing transaction, so a write racing a ``forget`` is either erased by it or checked)."""
-        latest = self._latest_erasure(con)
+        latest = self.latest_erasure()
         if latest != self._erasures_seen:
             self._erased = SuppressionList(self.directory.parent, clock=self.clock).digests()
             self._erasures_seen = latest
         return bool(self._erased)
 
-    def _refused(self, entries: Sequence[tuple[str, Any, float, float | None]]) -> set[str]:
-        """Keys of entries whose answer names an identifier suppressed since this object opened (an answer
-        in flight while its person was forgotten): never written."""
+    def _suppressed(self, entries: Iterable[Entry], digests: frozenset[str]) -> set[str]:
+        """Keys of ``entries`` whose answer names an identifier of ``digests`` (suppressed): never kept."""
         book = SuppressionList(self.directory.parent, clock=self.clock)
-        return {key for key, data, _, _ in entries if book.listed(named_identifiers(data), self._erased) is not None}
+        return {key for key, data, *_ in entries if digests and book.listed(named_identifiers(data), digests)}
 
     def note_erasure(self) -> None:
         """Mark an erasure: every store object writing from now on checks its answers against the list."""
@@ -688,19 +665,12 @@ class AnswerStore:
         """Those of ``keys`` another owner than ``owner`` (this object's by default) holds: lease not expired (nor
         longer than any this code takes) and owner alive, each owner looked at once."""
         now = self.clock.time()
-        alive: dict[Any, bool] = {}
-        held: dict[str, Lease] = {}
+        alive = functools.cache(self.holders.alive)
         rows = (row for block in sql_blocks(keys) for row in self.query(
             f"SELECT key, owner, expires FROM Claims WHERE owner != ? AND key IN ({sql_marks(len(block))})",
             [owner or self.owner, *block]))
-        for key, other, expires in rows:
-            if not isinstance(expires, (int, float)) or not now < expires <= now + MAX_LEASE_S:
-                continue
-            if other not in alive:
-                alive[other] = self.holders.alive(other)
-            if alive[other]:
-                held[key] = Lease(other, float(expires))
-        return held
+        return {key: Lease(other, float(expires)) for key, other, expires in rows
+                if isinstance(expires, (int, float)) and now < expires <= now + MAX_LEASE_S and alive(other)}
 
     def claim(self, keys: Iterable[str], lease_s: float, *, owner: str | None = None) -> Claimed:
         """Take a lease of ``lease_s`` seconds on each key no other live owner holds (one transaction).

@@ -16,14 +16,14 @@ import re
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from apollo_frames.client.flat import drop_stale_blocks, drop_unused
+from apollo_frames.client.flat import drop_stale_blocks
 from apollo_frames.client.storage import private_file, storage_errors
-from apollo_frames.client.store import FUTURE_SLACK_S, SELECT_ROWS, AnswerStore, set_aside
+from apollo_frames.client.store import FUTURE_SLACK_S, SELECT_ROWS, AnswerStore, Entry, set_aside
 from apollo_frames.core import jsontext
 from apollo_frames.core.age import age_seconds
 from apollo_frames.core.entries import SCHEMA_VERSION, BadEntry
@@ -103,8 +103,7 @@ def prune(store: AnswerStore, older_than: float, *, now: float | None = None) ->
         con.execute("DELETE FROM Claims WHERE expires <= ?", (now,))
         owners = [owner for (owner,) in con.execute("SELECT DISTINCT owner FROM Claims")]
         con.executemany("DELETE FROM Claims WHERE owner = ?", [(o,) for o in owners if not store.holders.alive(o)])
-        drop_unused(con)  # flattened copies of the deleted answers went with them (triggers); now their blocks
-        drop_stale_blocks(con)  # (and every block still holding a deleted row's bytes)
+        drop_stale_blocks(con)  # every block still holding a deleted answer's flattened row (gone with it: triggers)
     removed += store.purge_retention(now)
     store.compact()  # the deleted bytes leave the files too
     return int(removed)
@@ -193,15 +192,12 @@ def export_parquet(store: AnswerStore, path: str | Path) -> Counts:
         private_file(path)
         with pq.ParquetWriter(str(path), EXPORT_SCHEMA) as writer:
             for rows in _scan(store, "AND (expires_at IS NULL OR expires_at > ?)", (now,)):
-                writer.write_table(pa.Table.from_pylist(_export_batch(store, rows, counts), schema=EXPORT_SCHEMA))
+                found, _ = _check(store, rows, counts)
+                writer.write_table(pa.Table.from_pylist([
+                    {"key": key, "schema_version": SCHEMA_VERSION, "stored_at": stored_at, "expires_at": expires_at,
+                     "answer": jsontext.dumps(found[key]).decode("utf-8", "surrogatepass")}
+                    for _, key, _, stored_at, expires_at in rows if key in found], schema=EXPORT_SCHEMA))
     return counts
-
-
-def _export_batch(store: AnswerStore, rows: list[tuple], counts: Counts) -> list[dict[str, Any]]:
-    found, _ = _check(store, rows, counts)
-    return [{"key": key, "schema_version": SCHEMA_VERSION, "stored_at": stored_at, "expires_at": expires_at,
-             "answer": jsontext.dumps(found[key]).decode("utf-8", "surrogatepass")}
-            for _, key, _, stored_at, expires_at in rows if key in found]
 
 
 def import_parquet(store: AnswerStore, path: str | Path, *, ttl: float | None = None) -> Counts:
@@ -232,25 +228,24 @@ def import_parquet(store: AnswerStore, path: str | Path, *, ttl: float | None = 
     return counts
 
 
-def _finite(value: Any) -> float | None:
-    """``value`` as a float when it is a finite number, else None."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _import_entry(record: dict, now: float, ttl: float | None) -> tuple[str, Any, float, float | None]:
+def _import_entry(record: dict, now: float, ttl: float | None) -> Entry:
     """(key, answer, stored_at, expires_at) of one exported record, or :class:`BadEntry`."""
-    key, answer, stored_at, expires_at = (record.get(k) for k in ("key", "answer", "stored_at", "expires_at"))
+    key, answer, stored, expires = (record.get(k) for k in ("key", "answer", "stored_at", "expires_at"))
     if not isinstance(key, str) or _KEY.fullmatch(key) is None:
         raise BadEntry("malformed key")
     if record.get("schema_version") != SCHEMA_VERSION:
         raise BadEntry(f"schema version {record.get('schema_version')!r}")
-    stored = _finite(stored_at)
-    if stored is None or stored > now + FUTURE_SLACK_S:
+    if not _finite(stored) or stored > now + FUTURE_SLACK_S:
         raise BadEntry("bad stored_at")
-    expires = _finite(expires_at) if expires_at is not None else None if ttl is None else stored + ttl
-    if (expires_at is not None and expires is None) or (expires is not None and expires <= now):
+    if expires is None and ttl is not None:
+        expires = stored + ttl
+    elif expires is not None and not _finite(expires):
+        raise BadEntry("expired")
+    if expires is not None and expires <= now:
         raise BadEntry("expired")
     if not isinstance(answer, str):
         raise BadEntry("no answer")
@@ -262,7 +257,7 @@ def _import_entry(record: dict, now: float, ttl: float | None) -> tuple[str, Any
         raise BadEntry("answer nested too deeply") from None
     if data is not None and not isinstance(data, dict):
         raise BadEntry(f"answer of type {type(data).__name__}")
-    return key, data, stored, expires
+    return key, data, float(stored), None if expires is None else float(expires)
 
 
 def cache_command(action: str, cache_dir: str | Path | None = None, *, older_than: str = "30d",

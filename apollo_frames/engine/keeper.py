@@ -1,19 +1,14 @@
-"""What the send path keeps off the dispatching thread: claims across processes, the answer writer, interrupts.
+"""What the send path keeps off the dispatching thread: claims across processes and the answer writer.
 
-* :class:`Claims`: before a batch leaves, its records are claimed in the
-  answer store for as long as a request can take (:func:`lease_seconds`), so
-  another process sharing the folder waits for the answer instead of paying
-  for it again. When the store cannot take claims (SQLite locking on a
-  network filesystem, a read-only folder) the batch is sent unclaimed and the
-  run says so once: nothing is held back, two processes may then pay twice.
-* :class:`AnswerWriter`: each worker stores the answers it received, and
-  releases their claims, before it takes another batch (workers whose answers
-  arrive together are written in one transaction: a group commit), so a kill -9
-  costs at most the batches in flight; the writer's thread settles the ledger
-  and releases the claims of batches without answers, coalescing what is
-  queued, so the thread handing out requests never waits on the database. A
-  storage failure is kept (:attr:`AnswerWriter.error`): the run stops sending
-  and the answers stay in memory.
+* :class:`Claims`: before a batch leaves, its records are claimed in the answer store for as long as a request
+  can take (:func:`lease_seconds`), so another process sharing the folder waits for the answer instead of paying
+  for it again. A store that cannot take claims (SQLite locking on a network filesystem, a read-only folder) gets
+  the batch sent unclaimed, and the run says so once: two processes may then pay twice.
+* :class:`AnswerWriter`: each worker stores its answers and releases their claims before it takes another batch
+  (answers arriving together go in one transaction: a group commit), so a kill -9 costs at most the batches in
+  flight; the writer's thread settles the ledger and releases the claims of batches without answers, coalescing
+  what is queued, so the thread handing out requests never waits on the database. A storage failure is kept
+  (:attr:`AnswerWriter.error`): the run stops sending and the answers stay in memory.
 """
 
 from __future__ import annotations
@@ -26,9 +21,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from apollo_frames.client.flat import Stamp
 from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.retry import MAX_SERVER_RETRY_AFTER
 from apollo_frames.client.storage import reason_of, storage_error
+from apollo_frames.client.store import Entry
 from apollo_frames.core.errors import StorageError
 
 #: a claim is taken up to this many requests' time before its batch leaves (it waits behind the batches queued)
@@ -53,16 +50,16 @@ def lease_seconds(settings: Any) -> float:
     return LEASE_REQUESTS * request + LEASE_MARGIN_S
 
 
+@dataclasses.dataclass
 class Claims:
     """Leases on the records a run sends, in the client's answer store (see the module docstring)."""
 
-    def __init__(self, cache: Any, lease_s: float, owner: str | None = None):
-        self.cache = cache
-        self.lease_s = lease_s
-        #: the run's lease owner (``AnswerStore.begin_run``), or None for the store's own
-        self.owner = owner
-        #: why claims could not be taken (the first failure), or None
-        self.failed: str | None = None
+    cache: Any
+    lease_s: float
+    #: the run's lease owner (``AnswerStore.begin_run``), or None for the store's own
+    owner: str | None = None
+    #: why claims could not be taken (the first failure), or None
+    failed: str | None = None
 
     def claim(self, keys: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
         """(keys now ours, {key: lease} held by another live process); all ours when claims cannot be taken."""
@@ -177,19 +174,13 @@ class AnswerWriter:
             self._queue.put(None)
             self._thread.join()
 
-    def _gather(self) -> list[Keep | None]:
-        """The next item, and what else is queued: settled in one transaction."""
-        items = [self._queue.get()]
-        while items[-1] is not None and len(items) < self._queue.maxsize:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
-
     def _loop(self) -> None:
+        """Handle the next item with what else is queued (one transaction), until the end mark."""
         while True:
-            items = self._gather()
+            items = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while items[-1] is not None and len(items) < self._queue.maxsize:
+                    items.append(self._queue.get_nowait())
             self._handle([item for item in items if item is not None])
             if items[-1] is None:
                 return
@@ -224,11 +215,9 @@ class AnswerWriter:
         """Store the answers of ``batch`` and release its claims, in one transaction."""
         now = self.cache.clock.time()
         stamp = (now, None if self.ttl is None else now + self.ttl)
-        entries: dict[str, tuple[str, Any, float, float | None]] = {}
-        for item in batch:
-            entries.update((key, (key, data, *stamp)) for key, data in item.entries.items())
+        entries: dict[str, Entry] = {key: (key, data, *stamp) for item in batch for key, data in item.entries.items()}
         keys = [key for item in batch for key in item.release]
-        proved: dict[str, tuple[str, Any, float, float | None]] | None = None
+        proved: dict[str, Entry] | None = None
         if not self._store_broken and (entries or any(item.aliases for item in batch)):
             try:
                 with self.cache.transaction():  # the alias keys read in the transaction that writes them
@@ -251,15 +240,14 @@ class AnswerWriter:
         for item in batch:
             item.stored = True
 
-    def _aliases(self, batch: list[Keep], entries: Mapping[str, Any], stamp: tuple[float, float | None]
-                 ) -> dict[str, tuple[str, Any, float, float | None]]:
+    def _aliases(self, batch: list[Keep], entries: Mapping[str, Any], stamp: Stamp) -> dict[str, Entry]:
         """The alias entries of ``batch`` to write beside ``entries`` (see :meth:`store`), batch by batch in order,
         each checked against what the store holds and what the batches before it proved."""
         wanted = [key for item in batch for key in item.aliases if key not in entries]
         if not wanted:
             return {}
         held = self.cache.get_many(wanted)  # (with the answers a full disk left in memory: they hold their keys too)
-        proved: dict[str, tuple[str, Any, float, float | None]] = {}
+        proved: dict[str, Entry] = {}
         conflicts = 0
         for item in batch:
             for key, by_person in item.aliases.items():
