@@ -1,8 +1,8 @@
 """What the answer store and the credit ledger share: private files, typed storage errors, SQL parameter blocks.
 
-Both hold personal data or spend records, so folders are 0700 and files 0600
-whatever the umask. Any SQLite or OS failure that is about the disk (full,
-read-only, corrupt) leaves as :class:`StorageError` naming the file and what to do.
+Both hold personal data or spend records, so folders are 0700 and files 0600 whatever the umask. Any SQLite or OS
+failure that is about the disk (full, read-only, corrupt) leaves as :class:`StorageError` naming the file and what
+to do.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
 def private_file(path: Path) -> Path:
     """Create ``path`` empty and 0600 if it is missing (an empty file is an empty SQLite database); else make it 0600.
 
-    An existing file is never opened here: closing any descriptor of a database drops every POSIX
-    lock this process holds on it, so a connection of this process (another store object, a writer
-    thread) would go on unlocked while other processes write: SQLite's "How To Corrupt" 2.2.
+    An existing file is never opened here: closing any descriptor of a database drops every POSIX lock this process
+    holds on it, so its connections would go on unlocked while others write (SQLite's "How To Corrupt" 2.2).
     """
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))

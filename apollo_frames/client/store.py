@@ -173,11 +173,9 @@ def set_aside(db: Path) -> Path:
 
 
 class Holders:
-    """The owner files of one store folder: ``hold`` one per owner, ``alive`` tells a live owner from a dead one.
-
-    An owner is alive while its file is locked (``flock`` locks go with the process: a kill -9 frees them). A
-    file found unlocked is removed by whoever finds it, so files of killed processes do not pile up.
-    """
+    """The owner files of one store folder: ``hold`` one per owner; an owner is ``alive`` while its file is locked
+    (``flock`` locks go with the process: a kill -9 frees them). A file found unlocked is removed by whoever finds
+    it, so files of killed processes do not pile up."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -239,20 +237,17 @@ class Holders:
                     self.alive(path.name)
 
 
-def _not_plain(path: Path) -> str | None:
-    """Why ``path`` is not a plain file (a FIFO would hang an open, a symlink leads outside the folder); None if
-    it is one or is missing. Looked at with ``lstat``, never opened."""
-    with contextlib.suppress(FileNotFoundError):
-        mode = os.lstat(path).st_mode
-        if not stat.S_ISREG(mode):
-            return "a symlink" if stat.S_ISLNK(mode) else "not a plain file"
-    return None
-
-
-def _not_sqlite(db: Path) -> str | None:
-    """"not a SQLite database" when SQLite, opening ``db`` read-only, says so; else None (it cannot look, e.g. no
-    permission: the store's own open reports it). Never opened as a plain file: closing a plain descriptor of a
-    database drops this process's locks on it (see ``private_file``)."""
+def _not_ours(db: Path) -> str | None:
+    """Why ``db`` holds nothing of ours, else None: it or a side file (SQLite opens them with it: looked at first,
+    with ``lstat``) is not a plain file (a FIFO would hang an open, a symlink leads outside the folder), or SQLite,
+    opening it read-only, says it is not a database (one it cannot look at, e.g. no permission, the store's own open
+    reports). Never opened as a plain file: closing a plain descriptor of a database drops this process's locks on
+    it (see ``private_file``)."""
+    for path in reversed(database_files(db)):
+        with contextlib.suppress(FileNotFoundError):
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISREG(mode):
+                return "a symlink" if stat.S_ISLNK(mode) else "not a plain file"
     try:
         with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=5.0)) as con:
             con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
@@ -337,9 +332,8 @@ class AnswerStore:
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False)
         wal_mode(con)
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("PRAGMA trusted_schema=OFF")
-        con.execute("PRAGMA wal_autocheckpoint=0")  # never on a worker's path: see :meth:`checkpoint`
+        for pragma in ("synchronous=NORMAL", "trusted_schema=OFF", "wal_autocheckpoint=0"):  # (see :meth:`checkpoint`)
+            con.execute(f"PRAGMA {pragma}")
         return con
 
     def _con(self) -> sqlite3.Connection:
@@ -384,10 +378,8 @@ class AnswerStore:
             self.query("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _set_aside_garbage(self) -> None:
-        """A cache.db (or side file) that is not a plain file, or not a SQLite file, holds nothing of ours: move it
-        aside (kept), count it, go on. (SQLite opens the side files with the database: they are looked at first.)"""
-        reasons = (_not_plain(path) for path in reversed(database_files(self.path)))
-        why = next((reason for reason in reasons if reason), None) or _not_sqlite(self.path)
+        """A cache.db that holds nothing of ours (:func:`_not_ours`) is moved aside (kept), counted, and we go on."""
+        why = _not_ours(self.path)
         if why is not None:
             target = set_aside(self.path)
             self.quarantined += 1
@@ -406,11 +398,9 @@ class AnswerStore:
     def get_many(
         self, keys: Iterable[str], *, stamps: dict[str, tuple[float, float | None]] | None = None
     ) -> dict[str, Any]:
-        """The stored answers of those keys that are present (a cached miss is ``None``): one query per block; then
-        the answers a full disk left in memory, where the store has none, so a re-run does not pay for them again.
-
-        ``stamps``: filled with each answer's (stored at, expires at), which a flattened copy is tied to.
-        """
+        """The stored answers of those keys that are present (a cached miss is ``None``), one query per block, then
+        those a full disk left in memory (a re-run does not pay for them again). ``stamps``: filled with each
+        answer's (stored at, expires at), which a flattened copy is tied to."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
         bad: list[tuple[int, Any, str]] = []
@@ -445,11 +435,9 @@ class AnswerStore:
 
     def _store_unstored(self) -> bool:
         """Write what a run could not store (paid answers kept in memory) once the store takes writes again; returns
-        whether those left in memory were checked and may be served.
-
-        Each is checked against the whole suppression list first, whatever erasures this object saw (a ``forget``
-        may have run after it was received and before this object opened): such an answer is let go of.
-        """
+        whether those left in memory were checked and may be served. Each is first checked against the whole
+        suppression list (a ``forget`` may have run after it was received, before this object opened): one naming a
+        suppressed identifier is let go of."""
         if not self.unstored:
             return True
         try:
@@ -466,21 +454,16 @@ class AnswerStore:
         return True
 
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None, release: Sequence[str] = ()) -> None:
-        """Store answers (a JSON object, or None for a miss), one transaction; ``ttl`` seconds, None = no expiry.
-
-        ``release``: this object's leases to drop in the same transaction (:meth:`release`).
-        """
+        """Store answers (a JSON object, or None for a miss) in one transaction; ``ttl`` seconds (None: no expiry);
+        ``release``: this object's leases to drop in the same transaction (:meth:`release`)."""
         now = self.clock.time()
         expire = None if ttl is None else now + ttl
         self.write_entries([(key, data, now, expire) for key, data in items.items()], release=release)
 
     def write_entries(self, entries: Sequence[Entry], *, newer_only: bool = False, release: Sequence[str] = (),
                       owner: str | None = None) -> int:
-        """Store (key, answer, stored_at, expires_at) entries in one transaction; returns how many were written.
-
-        ``newer_only``: an entry already stored more recently is kept (import). ``release``: claims of ``owner``
-        (this object's by default) to drop in the same transaction.
-        """
+        """Store entries in one transaction; returns how many were written. ``newer_only``: an entry already stored
+        more recently is kept (import). ``release``: claims of ``owner`` (this object's by default) to drop in it."""
         texts: dict[int, bytes] = {}
         rows = [(key, stored_at, self._kept_until(stored_at, expire), encode_entry(key, data, texts))
                 for key, data, stored_at, expire in entries]
@@ -673,10 +656,8 @@ class AnswerStore:
                 if isinstance(expires, (int, float)) and now < expires <= now + MAX_LEASE_S and alive(other)}
 
     def claim(self, keys: Iterable[str], lease_s: float, *, owner: str | None = None) -> Claimed:
-        """Take a lease of ``lease_s`` seconds on each key no other live owner holds (one transaction).
-
-        ``owner``: whose leases (a run's, from :meth:`begin_run`); this store's by default.
-        """
+        """Take a lease of ``lease_s`` seconds on each key no other live owner holds (one transaction); ``owner``:
+        whose leases (a run's, from :meth:`begin_run`), this store's by default."""
         wanted = list(dict.fromkeys(keys))
         with self.transaction() as con:
             held = self._held(wanted, owner)
@@ -705,10 +686,9 @@ class AnswerStore:
     ) -> Waited:
         """Wait until every key has an answer or is no longer held by a live lease of another owner.
 
-        Time is read from the store's clock and waits go to its ``sleep`` (or the ``sleep`` given), so a test
-        with a ``FakeClock`` never waits for real. Keys whose lease expired or was released without an answer
-        come back in ``free``: the caller claims and sends them. ``stored_after``: only answers stored after
-        that time count (a refresh does not take the old answer the other process is replacing).
+        Time is the store's clock's and waits go to its ``sleep`` (or the one given): a ``FakeClock`` never waits for
+        real. Keys whose lease expired or was released without an answer come back in ``free``, to claim and send.
+        ``stored_after``: only answers stored after then count (not the old answer another process is replacing).
         """
         sleep = sleep or self.clock.sleep
         pending = list(dict.fromkeys(keys))

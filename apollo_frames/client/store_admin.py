@@ -1,8 +1,7 @@
 """Looking after the answer store: prune, verify (and salvage), export and import as Parquet.
 
-Export/import is how a team shares answers without sharing a writable folder:
-one person exports, others import; every imported record is checked (key shape,
-schema version, JSON answer) and a bad one is skipped and counted, never stored.
+Export/import is how a team shares answers without sharing a writable folder: one person exports, others import;
+every imported record is checked (key shape, schema version, JSON answer): a bad one is skipped and counted.
 """
 
 from __future__ import annotations
@@ -131,10 +130,8 @@ def verify(store: AnswerStore) -> Counts:
 
 
 def repair(directory: str | Path) -> tuple[AnswerStore, list[Counts]]:
-    """Verify the store; one too damaged to read is set aside and what is readable copied into a fresh one.
-
-    Returns the (open) store and what was done: a salvage, if any, then the verify.
-    """
+    """Verify the store; one too damaged to read is set aside and what is readable copied into a fresh one. Returns
+    the (open) store and what was done: a salvage, if any, then the verify."""
     db = Path(directory).expanduser() / "responses" / "cache.db"
     store: AnswerStore | None = None
     try:
@@ -201,10 +198,8 @@ def export_parquet(store: AnswerStore, path: str | Path) -> Counts:
 
 
 def import_parquet(store: AnswerStore, path: str | Path, *, ttl: float | None = None) -> Counts:
-    """Add the valid records of an exported Parquet file; an entry already stored more recently is kept.
-
-    ``ttl``: an entry exported without an expiry expires ``ttl`` seconds after it was stored (None: never).
-    """
+    """Add the valid records of an exported Parquet file; an entry already stored more recently is kept. ``ttl``: an
+    entry exported without an expiry expires ``ttl`` seconds after it was stored (None: never)."""
     path = Path(path)
     counts = Counts("import", written=0)
     try:

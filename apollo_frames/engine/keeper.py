@@ -135,11 +135,10 @@ class AnswerWriter:
         """Make ``item``'s answers survive a kill -9 now, from this thread (a group commit: the worker that gets to
         write takes every answer waiting, the others find theirs written); queue it for the writer's thread.
 
-        Each answer also goes under the identifiers it proves (``item.aliases``), read and written in the same
-        transaction, unless that key holds another person's answer already, or two answers claim it: such a
-        conflict is kept out and counted (:attr:`conflicts`). A row's own key keeps the row's own answer; a stored
-        miss under an alias key is replaced (the answer proves the identifier now).
-        """
+        Each answer also goes under the identifiers it proves (``item.aliases``), read and written in one
+        transaction, unless that key holds another person's answer or two answers claim it: a conflict, kept out
+        and counted (:attr:`conflicts`). A row's own key keeps its own answer; a stored miss under an alias is
+        replaced."""
         with self._counting:
             self._waiting.append(item)
         with self._group:
@@ -186,12 +185,9 @@ class AnswerWriter:
                 return
 
     def _handle(self, batch: list[Keep]) -> None:
-        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in. Any
-        failure is kept: the writer's thread must outlive it (workers wait on its queue).
-
-        The last answers are not checkpointed here when the run ends: the flattened copies saved next checkpoint
-        the store, as does closing it, so the run's dispatch does not end with a checkpoint of its own (a
-        write-ahead log not yet checkpointed is as durable)."""
+        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in (not
+        at the end: the flattened copies saved next, or closing the store, do; a log not checkpointed is as
+        durable). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
         try:
             self._store([item for item in batch if not item.stored])
             if self.ledger is not None and batch:
