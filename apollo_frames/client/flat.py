@@ -261,7 +261,8 @@ class FlatCopies:
             cursor = con.execute("INSERT INTO FlatBlocks (fingerprint, rows, data) VALUES (?, ?, ?)",
                                  (self.fingerprint, block.num_rows, to_ipc(block)))
             con.executemany(_PUT, [(key, cursor.lastrowid, key, *stamps[key]) for key in keys])
-            drop_unused(con)
+            # the blocks no key points at any more go (their rows were rewritten, expired or set aside)
+            con.execute("DELETE FROM FlatBlocks WHERE NOT EXISTS (SELECT 1 FROM FlatRows WHERE block = FlatBlocks.id)")
             if self.store.saw_erasure():  # a row of a person forgotten since it was read must not stay
                 drop_stale_blocks(con)
         self.store.checkpoint()
@@ -271,11 +272,6 @@ class FlatCopies:
             marks = sql_marks(len(ids))
             con.execute(f"DELETE FROM FlatRows WHERE block IN ({marks})", list(ids))
             con.execute(f"DELETE FROM FlatBlocks WHERE id IN ({marks})", list(ids))
-
-
-def drop_unused(con: Any) -> None:
-    """Delete the blocks no key points at any more (their rows were rewritten, expired or set aside)."""
-    con.execute("DELETE FROM FlatBlocks WHERE NOT EXISTS (SELECT 1 FROM FlatRows WHERE FlatRows.block = FlatBlocks.id)")
 
 
 def drop_stale_blocks(con: Any) -> int:

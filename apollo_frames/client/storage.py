@@ -145,12 +145,9 @@ def wal_mode(con: sqlite3.Connection) -> str:
     moment: "database is locked" at once), so the switch is tried again briefly; a file already in WAL mode is
     only read (no lock)."""
     mode = str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-    for attempt in range(50):
-        if mode == "wal":
-            break
+    for attempt in range(0 if mode == "wal" else 50):
         try:
-            mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
-            break
+            return str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == 49:
                 raise

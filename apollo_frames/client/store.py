@@ -270,8 +270,7 @@ class AnswerStore:
         self.directory = Path(directory).expanduser() / "responses"
         #: seconds an answer may be kept (None: no limit): older ones are never served and deleted at open
         self.retention = retention
-        #: the newest erasure this object has seen, and the suppressed hashes it checks writes by once it saw one
-        self._erasures_seen = 0
+        #: the suppressed hashes this object checks writes by once it saw an erasure (``_erasures_seen``: the newest)
         self._erased: frozenset[str] = frozenset()
         self.path = self.directory / "cache.db"
         self.namespace = namespace

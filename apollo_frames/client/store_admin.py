@@ -32,13 +32,8 @@ from apollo_frames.core.settings import Settings
 #: Rows read or written per step (one SQL query / one Parquet batch).
 BLOCK = 1_000
 EXPORT_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("schema_version", pa.int32()),
-        ("stored_at", pa.float64()),
-        ("expires_at", pa.float64()),
-        ("answer", pa.string()),
-    ],
+    [("key", pa.string()), ("schema_version", pa.int32()), ("stored_at", pa.float64()), ("expires_at", pa.float64()),
+     ("answer", pa.string())],
     metadata={b"apollo_frames.store": json.dumps({"format": 1, "schema_version": SCHEMA_VERSION}).encode()},
 )
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -259,21 +254,17 @@ def cache_command(action: str, cache_dir: str | Path | None = None, *, older_tha
                   path: str | Path | None = None) -> str:
     """What ``apollo-frames cache ACTION`` prints: info, prune, verify, export PATH, import PATH."""
     settings = Settings.resolve(cache_dir=cache_dir)
-    directory = settings.cache_dir
-    done: list[Counts] = []
     if action == "verify":
-        store, done = repair(directory)
-    else:
-        store = AnswerStore(directory, retention=settings.retention)
-    with store:
+        store, done = repair(settings.cache_dir)
+        with store:
+            return "\n".join(str(c) for c in done)
+    with AnswerStore(settings.cache_dir, retention=settings.retention) as store:
         if action == "info":
             return str(store.stats())
         if action == "prune":
             removed = prune(store, parse_age(older_than)) + store.purged
             past = "" if settings.retention is None else " or past the retention"
             return f"prune: {removed:,} entries older than {older_than}{past} or expired removed; {len(store):,} left"
-        if action == "verify":
-            return "\n".join(str(c) for c in done)
         if path is None:
             raise InputError(f"cache {action} needs a .parquet path")
         if action == "export":

@@ -63,14 +63,13 @@ class Claims:
 
     def claim(self, keys: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
         """(keys now ours, {key: lease} held by another live process); all ours when claims cannot be taken."""
-        if self.failed is not None:
-            return list(keys), {}
-        try:
-            got = self.cache.claim(keys, self.lease_s, owner=self.owner)
-        except (StorageError, sqlite3.Error) as exc:
-            self.failed = str(exc)
-            return list(keys), {}
-        return got.claimed, got.held_by_others
+        if self.failed is None:
+            try:
+                got = self.cache.claim(keys, self.lease_s, owner=self.owner)
+                return got.claimed, got.held_by_others
+            except (StorageError, sqlite3.Error) as exc:
+                self.failed = str(exc)
+        return list(keys), {}
 
     def warning(self) -> str | None:
         """What to tell when claims could not be taken, else None."""
@@ -239,21 +238,19 @@ class AnswerWriter:
     def _aliases(self, batch: list[Keep], entries: Mapping[str, Any], stamp: Stamp) -> dict[str, Entry]:
         """The alias entries of ``batch`` to write beside ``entries`` (see :meth:`store`), batch by batch in order,
         each checked against what the store holds and what the batches before it proved."""
-        wanted = [key for item in batch for key in item.aliases if key not in entries]
-        if not wanted:
+        # (a row's own identity is left out: its own answer stands)
+        aliases = [(key, by_person) for item in batch for key, by_person in item.aliases.items() if key not in entries]
+        if not aliases:
             return {}
-        held = self.cache.get_many(wanted)  # (with the answers a full disk left in memory: they hold their keys too)
+        held = self.cache.get_many([key for key, _ in aliases])  # (with the answers a full disk left in memory)
         proved: dict[str, Entry] = {}
         conflicts = 0
-        for item in batch:
-            for key, by_person in item.aliases.items():
-                if key in entries:  # a row's own identity: its own answer stands
-                    continue
-                other = proved[key][1] if key in proved else held.get(key)
-                if len(by_person) > 1 or (other is not None and person_id(other) not in by_person):
-                    conflicts += 1
-                    continue
+        for key, by_person in aliases:
+            other = proved[key][1] if key in proved else held.get(key)
+            if len(by_person) == 1 and (other is None or person_id(other) in by_person):
                 proved[key] = (key, next(iter(by_person.values())), *stamp)
+            else:
+                conflicts += 1
         with self._counting:
             self.conflicts += conflicts
         return proved
