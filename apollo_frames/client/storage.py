@@ -129,8 +129,6 @@ def storage_errors(path: Path, what: str, remedy: str = "") -> Iterator[None]:
     """Turn disk-level failures inside the block into :class:`StorageError` (other errors pass through)."""
     try:
         yield
-    except StorageError:
-        raise
     except (sqlite3.DatabaseError, OSError) as exc:
         reason = reason_of(exc)
         if reason is None:

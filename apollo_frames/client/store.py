@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from apollo_frames.client.flat import FLAT_TABLES, FLAT_TRIGGERS, drop_stale_blocks
+from apollo_frames.client.flat import FLAT_TABLES, FLAT_TRIGGERS, Stamp, drop_stale_blocks
 from apollo_frames.client.storage import (
     database_files,
     private_dir,
@@ -217,15 +217,13 @@ class Holders:
         except OSError as exc:  # a symlink is not an owner's file; another user's may be: believed
             return exc.errno != errno.ELOOP
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return False
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # (else not an owner's file)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                with contextlib.suppress(OSError):
+                    (self.folder / owner).unlink()  # dead: its file goes
+            return False
         except OSError:  # locked: it runs (or locks cannot be taken here: believed)
             return True
-        else:
-            with contextlib.suppress(OSError):
-                (self.folder / owner).unlink()  # dead: its file goes
-            return False
         finally:
             os.close(fd)
 
@@ -238,11 +236,9 @@ class Holders:
 
 
 def _not_ours(db: Path) -> str | None:
-    """Why ``db`` holds nothing of ours, else None: it or a side file (SQLite opens them with it: looked at first,
-    with ``lstat``) is not a plain file (a FIFO would hang an open, a symlink leads outside the folder), or SQLite,
-    opening it read-only, says it is not a database (one it cannot look at, e.g. no permission, the store's own open
-    reports). Never opened as a plain file: closing a plain descriptor of a database drops this process's locks on
-    it (see ``private_file``)."""
+    """Why ``db`` holds nothing of ours, else None: it or a side file (SQLite opens them with it) is not a plain file
+    (``lstat``: a FIFO would hang an open, a symlink leads outside), or SQLite, opening it read-only, says it is not
+    a database. Never opened as a plain file: that would drop this process's locks on it (see ``private_file``)."""
     for path in reversed(database_files(db)):
         with contextlib.suppress(FileNotFoundError):
             mode = os.lstat(path).st_mode
@@ -290,7 +286,11 @@ class AnswerStore:
         self.holders = Holders(self.directory / "owners")
         with storage_errors(self.directory, "the answer store"):
             private_dir(self.directory)
-            self._set_aside_garbage()
+            if (why := _not_ours(self.path)) is not None:  # moved aside (kept) and counted; its answers asked again
+                self.quarantined += 1
+                self.quarantine_reasons[f"database {why}"] += 1
+                warn(f"the answer store {self.path} was {why}: moved to {set_aside(self.path)}; its answers will be "
+                     "asked again")
             private_file(self.path)
         with self.transaction() as con:
             self._setup(con)
@@ -300,9 +300,8 @@ class AnswerStore:
         self.owner = self.begin_run()
         #: answers deleted at open for being past the retention (their bytes leave at the next compaction)
         self.purged = 0
-        if retention is not None:
-            with contextlib.suppress(StorageError):  # a read-only store: its old answers are still never served
-                self.purged = self.purge_retention()
+        with contextlib.suppress(StorageError):  # a read-only store: its old answers are still never served
+            self.purged = self.purge_retention()
 
     def __repr__(self) -> str:
         return f"AnswerStore({str(self.directory)!r})"
@@ -376,15 +375,6 @@ class AnswerStore:
         with contextlib.suppress(sqlite3.Error, StorageError):
             self.query("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _set_aside_garbage(self) -> None:
-        """A cache.db that holds nothing of ours (:func:`_not_ours`) is moved aside (kept), counted, and we go on."""
-        why = _not_ours(self.path)
-        if why is not None:
-            target = set_aside(self.path)
-            self.quarantined += 1
-            self.quarantine_reasons[f"database {why}"] += 1
-            warn(f"the answer store {self.path} was {why}: moved to {target}; its answers will be asked again")
-
     # -- keys, reads, writes -------------------------------------------------------------------
 
     def key(self, endpoint: str, record: Any, options: Mapping[str, Any] | None = None) -> str:
@@ -394,9 +384,7 @@ class AnswerStore:
         """:meth:`key` of many records given as their :func:`canonical_json` texts (the same keys, cheaper)."""
         return entry_keys(self.namespace, endpoint, record_texts, options)
 
-    def get_many(
-        self, keys: Iterable[str], *, stamps: dict[str, tuple[float, float | None]] | None = None
-    ) -> dict[str, Any]:
+    def get_many(self, keys: Iterable[str], *, stamps: dict[str, Stamp] | None = None) -> dict[str, Any]:
         """The stored answers of those keys that are present (a cached miss is ``None``), one query per block, then
         those a full disk left in memory (a re-run does not pay for them again). ``stamps``: filled with each
         answer's (stored at, expires at), which a flattened copy is tied to."""
@@ -547,9 +535,9 @@ class AnswerStore:
         return int(removed)
 
     def compact(self) -> bool:
-        """Rewrite the database without the space deleted rows held and empty its write-ahead log, so removed
-        bytes are gone from every file (``VACUUM``, then a truncating checkpoint). Returns False when another
-        connection's read kept part of the log (run again when it is done)."""
+        """Rewrite the database without the space deleted rows held and empty its write-ahead log (``VACUUM``, then a
+        truncating checkpoint), so removed bytes leave every file; False when another connection's read kept part
+        of the log (run again when it is done)."""
         with self._writing, storage_errors(self.path, "compacting the answer store", _CORRUPT_REMEDY):
             con = self._con()
             try:
@@ -669,9 +657,7 @@ class AnswerStore:
     def release(self, keys: Iterable[str], *, owner: str | None = None) -> None:
         """Drop this object's (or ``owner``'s) leases on ``keys`` (others' leases are left alone)."""
         with self.transaction() as con:
-            for block in sql_blocks(list(dict.fromkeys(keys))):
-                con.execute(f"DELETE FROM Claims WHERE owner = ? AND key IN ({sql_marks(len(block))})",
-                            (owner or self.owner, *block))
+            con.executemany("DELETE FROM Claims WHERE owner = ? AND key = ?", [(owner or self.owner, k) for k in keys])
 
     def held_by_others(self, keys: Iterable[str], *, owner: str | None = None) -> list[str]:
         """Those of ``keys`` another owner than this object (or ``owner``) holds a live lease on."""
@@ -694,7 +680,7 @@ class AnswerStore:
         found: dict[str, Any] = {}
         deadline = self.clock.time() + timeout
         while True:
-            stamps: dict[str, tuple[float, float | None]] = {}
+            stamps: dict[str, Stamp] = {}
             got = self.get_many(pending, stamps=stamps)
             found.update((k, v) for k, v in got.items() if stored_after is None or stamps[k][0] >= stored_after)
             pending = [k for k in pending if k not in found]

@@ -90,10 +90,9 @@ def prune(store: AnswerStore, older_than: float, *, now: float | None = None) ->
     """Delete entries stored more than ``older_than`` seconds before ``now`` (store clock), expired ones and those
     past the store's retention, with the flattened blocks that held them; then compact, so their bytes are gone."""
     now = store.clock.time() if now is None else now
-    cutoff = (now - older_than, now)
-    condition = "stored_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)"
-    with store.transaction() as con:
-        removed = con.execute(f"DELETE FROM Answers WHERE {condition}", cutoff).rowcount
+    with store.transaction() as con:  # (a NULL expires_at is never <= now)
+        removed = con.execute("DELETE FROM Answers WHERE stored_at < ? OR expires_at <= ?",
+                              (now - older_than, now)).rowcount
         con.execute("DELETE FROM Claims WHERE expires <= ?", (now,))
         owners = [owner for (owner,) in con.execute("SELECT DISTINCT owner FROM Claims")]
         con.executemany("DELETE FROM Claims WHERE owner = ?", [(o,) for o in owners if not store.holders.alive(o)])
@@ -195,10 +194,9 @@ def export_parquet(store: AnswerStore, path: str | Path) -> Counts:
 def import_parquet(store: AnswerStore, path: str | Path, *, ttl: float | None = None) -> Counts:
     """Add the valid records of an exported Parquet file; an entry already stored more recently is kept. ``ttl``: an
     entry exported without an expiry expires ``ttl`` seconds after it was stored (None: never)."""
-    path = Path(path)
     counts = Counts("import", written=0)
     try:
-        source = pq.ParquetFile(str(path))
+        source = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path} is not a Parquet file exported by `apollo-frames cache export`: {exc}") from None
     missing = set(EXPORT_SCHEMA.names) - set(source.schema_arrow.names)

@@ -132,12 +132,10 @@ class AnswerWriter:
 
     def store(self, item: Keep) -> None:
         """Make ``item``'s answers survive a kill -9 now, from this thread (a group commit: the worker that gets to
-        write takes every answer waiting, the others find theirs written); queue it for the writer's thread.
-
-        Each answer also goes under the identifiers it proves (``item.aliases``), read and written in one
-        transaction, unless that key holds another person's answer or two answers claim it: a conflict, kept out
-        and counted (:attr:`conflicts`). A row's own key keeps its own answer; a stored miss under an alias is
-        replaced."""
+        write takes every answer waiting, the others find theirs written); queue it for the writer's thread. Each
+        answer also goes under the identifiers it proves (``item.aliases``, read and written in one transaction)
+        unless another person's answer holds that key or two answers claim it: a conflict, kept out and counted
+        (:attr:`conflicts`). A row's own key keeps its own answer; a stored miss under an alias is replaced."""
         with self._counting:
             self._waiting.append(item)
         with self._group:
@@ -199,8 +197,7 @@ class AnswerWriter:
             self.cache.checkpoint()  # here, off the workers' path (see ``AnswerStore.checkpoint``)
 
     def _failed(self, exc: BaseException, what: str, path: Any) -> None:
-        """Keep the first failure as a :class:`StorageError` naming ``path`` (the run stops sending; answers stay
-        in the rows)."""
+        """Keep the first failure as a :class:`StorageError` naming ``path`` (the run stops sending)."""
         if not isinstance(exc, StorageError):
             exc = storage_error(exc, path, what, reason_of(exc) or "failed")
         with self._counting:
