@@ -286,11 +286,11 @@ class AnswerStore:
         self.holders = Holders(self.directory / "owners")
         with storage_errors(self.directory, "the answer store"):
             private_dir(self.directory)
-            if (why := _not_ours(self.path)) is not None:  # moved aside (kept) and counted; its answers asked again
+            if (why := _not_ours(self.path)) is not None:  # nothing of ours: moved aside (kept), counted, and on
+                target = set_aside(self.path)
                 self.quarantined += 1
                 self.quarantine_reasons[f"database {why}"] += 1
-                warn(f"the answer store {self.path} was {why}: moved to {set_aside(self.path)}; its answers will be "
-                     "asked again")
+                warn(f"the answer store {self.path} was {why}: moved to {target}; its answers will be asked again")
             private_file(self.path)
         with self.transaction() as con:
             self._setup(con)
@@ -402,7 +402,8 @@ class AnswerStore:
             self.decode_rows(rows, found, bad, now)
         if bad:
             self.quarantine(bad)
-        for key, data, stored_at, expires in filter(None, [in_memory.get(k) for k in wanted if k not in found]):
+        kept = [in_memory.get(key) for key in wanted if key not in found] if in_memory else []
+        for key, data, stored_at, expires in filter(None, kept):
             if (expires is None or expires > now) and stored_at >= since:
                 found[key] = data
                 if stamps is not None:
