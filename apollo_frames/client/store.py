@@ -613,7 +613,7 @@ class AnswerStore:
                                 "SELECT ?, key, ?, length(value) FROM Answers WHERE rowid = ?",
                                 [(now, reason, rowid) for rowid, _, reason in bad])
                 con.executemany("DELETE FROM Answers WHERE rowid = ?", [(rowid,) for rowid, *_ in bad])
-        except (sqlite3.Error, OSError, ValueError):
+        except (StorageError, sqlite3.Error, OSError, ValueError):
             pass  # they stay on disk, and stay misses: nothing read from them is trusted
         if quiet:
             return
