@@ -148,6 +148,24 @@ def test_every_kind_of_bad_entry_is_a_counted_miss(tmp_path):
     store.close()
 
 
+def test_a_bad_entry_a_full_disk_keeps_from_being_set_aside_is_still_a_counted_miss(tmp_path, monkeypatch):
+    store = AnswerStore(tmp_path)
+    key = "a" * 64
+    with store.transaction() as con:
+        con.execute("INSERT INTO Answers (key, stored_at, expires_at, value) VALUES (?, 1.0, NULL, ?)", (key, b"{"))
+
+    def full(*_: object) -> None:
+        raise StorageError("writing the answer store: disk full", path=str(db_of(tmp_path)), reason="full")
+
+    monkeypatch.setattr(store, "transaction", full)
+    with pytest.warns(UserWarning, match="1 stored answer"):
+        assert store.get_many([key]) == {}  # a miss, not an error
+    assert store.quarantined == 1
+    monkeypatch.undo()
+    assert len(store) == 1  # left on disk: still a miss on the next read
+    store.close()
+
+
 def test_a_cached_miss_is_not_an_absence_and_ttl_follows_the_clock(tmp_path):
     clock = Clock()
     with AnswerStore(tmp_path, clock=clock) as store:
