@@ -20,8 +20,6 @@ from apollo_frames.core.errors import StorageError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-#: SQLite's own side files for a database in WAL mode (and the rollback journal)
-SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Keys per SQL statement (SQLite allows 32,766 variables; a block of 900 keeps every version happy).
 SQL_BLOCK = 900
 
@@ -84,8 +82,8 @@ def sql_marks(n: int) -> str:
 
 
 def database_files(db: Path) -> list[Path]:
-    """The database and its SQLite side files."""
-    return [db] + [db.with_name(db.name + suffix) for suffix in SIDE_FILES]
+    """The database and its SQLite side files (WAL mode's, and the rollback journal)."""
+    return [db] + [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
 
 
 def reason_of(exc: BaseException) -> str | None:

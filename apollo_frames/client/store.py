@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from apollo_frames.client.flat import FLAT_TABLES, FLAT_TRIGGERS, Stamp, drop_stale_blocks
 from apollo_frames.client.storage import (
@@ -141,8 +141,7 @@ class Lease:
     expires: float
 
 
-@dataclasses.dataclass
-class Claimed:
+class Claimed(NamedTuple):
     """The outcome of :meth:`AnswerStore.claim`: keys now ours, and keys another live lease holds."""
 
     claimed: list[str]
@@ -392,7 +391,7 @@ class AnswerStore:
         found: dict[str, Any] = {}
         bad: list[tuple[int, Any, str]] = []
         now = self.clock.time()
-        since = self._kept_since(now)
+        since = -float("inf") if self.retention is None else now - self.retention  # (older: past the retention)
         in_memory = self.unstored if self._store_unstored() else {}
         for block in sql_blocks(wanted):
             rows = self.query(f"{SELECT_ROWS} WHERE key IN ({sql_marks(len(block))}) AND (expires_at IS NULL OR "
@@ -467,10 +466,6 @@ class AnswerStore:
             written = con.total_changes - before
             self.release(release, owner=owner)
         return written
-
-    def _kept_since(self, now: float) -> float:
-        """The oldest an answer served now may have been stored (the retention; no limit without one)."""
-        return -float("inf") if self.retention is None else now - self.retention
 
     def _kept_until(self, stored_at: float, expire: float | None) -> float | None:
         """An entry's expiry, never later than the retention allows."""

@@ -65,8 +65,7 @@ class Claims:
         """(keys now ours, {key: lease} held by another live process); all ours when claims cannot be taken."""
         if self.failed is None:
             try:
-                got = self.cache.claim(keys, self.lease_s, owner=self.owner)
-                return got.claimed, got.held_by_others
+                return self.cache.claim(keys, self.lease_s, owner=self.owner)
             except (StorageError, sqlite3.Error) as exc:
                 self.failed = str(exc)
         return list(keys), {}
