@@ -58,7 +58,17 @@ class CachedRead:
         return dict(zip(indices, range(len(indices)), strict=True))
 
     def table(self) -> pa.Table | None:
-        return pa.concat_tables(self.pieces) if self.pieces else None
+        """The rows read, one table; a column with no value is one chunk of nulls (not a chunk per block read:
+        converting 64 such columns of 100 chunks each to pandas cost 16 ms per 100,000 rows)."""
+        if not self.pieces:
+            return None
+        table = pa.concat_tables(self.pieces)
+        nulls: dict[pa.DataType, pa.Array] = {}  # (one per type, shared: arrays are immutable)
+        for c in table.columns:
+            if c.type not in nulls and c.num_chunks > 1 and c.null_count == len(c):
+                nulls[c.type] = pa.nulls(len(c), c.type)
+        return pa.Table.from_arrays([nulls[c.type] if c.num_chunks > 1 and c.null_count == len(c) else c
+                                     for c in table.columns], schema=table.schema)
 
 
 def copies_for(op: Any, cache: Any) -> FlatCopies:
