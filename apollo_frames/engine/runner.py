@@ -1032,6 +1032,15 @@ def _row_credits(unique: np.ndarray, credits: list[float]) -> pa.Array:
     return pa.array(out, pa.float64())
 
 
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """``values`` as an object array; all None (a re-run's messages and reasons) without reading each (numpy
+    reads 100,000 Nones in about 5 ms)."""
+    out = np.full(len(values), None, dtype=object)
+    if values.count(None) != len(values):
+        out[:] = values
+    return out
+
+
 def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) -> pa.Table:
     """The new columns, one row per input row in order: status, reason, flattened answer; counts go to the summary.
 
@@ -1059,8 +1068,8 @@ def answer_columns(prepared: Prepared, done: Executed, host: str | None = None) 
     if done.op.shown is not None:
         flat = done.op.shown(flat)
     status = np.array([o or "skipped" for o in outcome] + ["invalid"], dtype=object)[unique]
-    message = np.array([*messages, None], dtype=object)[unique]
-    reasons = np.array(prepared.reasons, dtype=object)
+    message = _objects([*messages, None])[unique]
+    reasons = _objects(prepared.reasons)
     error = np.where(unique < 0, reasons, message).tolist()
     for i in np.flatnonzero((unique >= 0) & (reasons != None)):  # noqa: E711 - a note on a sent row
         error[i] = joined(error[i], reasons[i]) if error[i] else reasons[i]
