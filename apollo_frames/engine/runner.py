@@ -275,11 +275,14 @@ def dedupe(prepared: Prepared) -> tuple[list[int], list[int], pa.Array]:
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     valid = np.flatnonzero(encoded.indices.is_valid().to_numpy(zero_copy_only=False))
     codes = codes[valid].astype(np.int64)
+    row_unique = np.full(len(texts), -1, np.int64)
+    if len(encoded.dictionary) == len(codes) and np.array_equal(codes, np.arange(len(codes))):
+        row_unique[valid] = codes  # every row distinct, codes in order of appearance: nothing to sort
+        return row_unique.tolist(), valid.tolist(), encoded.dictionary
     _, first = np.unique(codes, return_index=True)  # per code, its first position among the valid rows
     order = np.argsort(first)  # codes by first appearance
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
-    row_unique = np.full(len(texts), -1, np.int64)
     row_unique[valid] = rank[codes]
     distinct = encoded.dictionary.take(pa.array(order))
     return row_unique.tolist(), valid[first[order]].tolist(), distinct
