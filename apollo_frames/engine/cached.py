@@ -19,7 +19,6 @@ from apollo_frames.client.flat import STORED_AT, FlatCopies, Stamp, fingerprint
 from apollo_frames.core.entries import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
 
-
 V = TypeVar("V")
 
 
