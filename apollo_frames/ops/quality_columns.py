@@ -199,7 +199,7 @@ def _company_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndar
     names gives neither: nothing to compare)."""
     given = company_column(rows.given("organization_name"))
     by_name = np.zeros(rows.n, bool)
-    if given.null_count < len(given) and pc.any(pc.not_equal(given, _EMPTY)).as_py():
+    if pc.any(pc.not_equal(given, _EMPTY)).as_py():  # (company_column gives "" for a missing value)
         by_name = _subset_either(given, company_column(rows.answer("person.organization.name")))
     domain = domain_column(rows.given("domain"))
     by_domain = _np(pc.not_equal(domain, _EMPTY))
