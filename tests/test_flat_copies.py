@@ -269,3 +269,34 @@ def test_cached_read_maps_each_hit_to_its_row_in_the_order_read():
     bare.add(None, np.array([1]), np.array([False]))
     assert bare.cached == {1: False} and bare.rows == {} and bare.table() is None
 
+
+
+def test_hits_read_as_arrays_until_used_by_key_then_as_a_dict():
+    hits = cached.Hits(np.array([7, 3, 5]), np.array([True, False, True]))
+    keys, values = cached.hit_arrays(hits, bool)
+    assert keys.tolist() == [7, 3, 5] and values.tolist() == [True, False, True] and len(hits) == 3
+    assert list(hits) == [7, 3, 5] and hits[3] is False and 5 in hits and 4 not in hits
+    del hits[7]
+    hits[9] = False
+    assert hits.pop(5) is True and dict(hits) == {3: False, 9: False} and len(hits) == 2
+    keys, values = cached.hit_arrays(hits, bool)  # (after a change: from the dict, in its order)
+    assert keys.tolist() == [3, 9] and values.tolist() == [False, False]
+    assert cached.hit_arrays({4: 1}, np.int64)[1].tolist() == [1]
+
+
+def test_cached_read_makes_a_column_without_a_value_one_chunk_of_nulls():
+    read = cached.CachedRead()
+    for x in ([1, 2], [3]):
+        read.add(pa.table({"x": x, "empty": pa.nulls(len(x), pa.string()), "also": pa.nulls(len(x), pa.string())}),
+                 np.arange(len(x)), np.ones(len(x), bool))
+    table = read.table()
+    assert table.column("x").to_pylist() == [1, 2, 3] and table.column("x").num_chunks == 2
+    assert [table.column(c).num_chunks for c in ("empty", "also")] == [1, 1]
+    assert table.column("empty").to_pylist() == [None] * 3 and table.schema.field("empty").type == pa.string()
+
+
+@pytest.mark.parametrize("at", [[0, 1, 2, 3, 4], [0, 1, 4], [3, 4], [4, 0, 2], []])
+def test_rows_taken_from_blocks_in_any_order_are_those_rows(at):
+    tables = [pa.table({"k": ["a", "b", "c"], "v": [1, 2, 3]}), pa.table({"k": ["d", "e"], "v": [4, 5]})]
+    taken = flat._taken(tables, np.asarray(at, np.int64), ["v"])
+    assert taken.column_names == ["v"] and taken.column("v").to_pylist() == [[1, 2, 3, 4, 5][i] for i in at]

@@ -200,3 +200,22 @@ def test_people_looked_up_with_their_former_company_are_job_changes_not_mismatch
                zip(moved["apollo_error"], moved["person.organization.name"], moved["company"], strict=True))
     assert sb.credits_consumed == len(rows)
     assert out.apollo.match_report().flags["job_change"] == len(moved)
+
+
+@pytest.mark.parametrize("given", [("email", "first_name", "last_name"), ("organization_name",), ("domain",)])
+def test_column_flags_are_the_per_row_flags_when_the_rows_give_only_some_fields(given):
+    """Rows that give no company name or domain skip the answer's company side: the flags are still the rule's."""
+    import pyarrow as pa
+
+    from apollo_frames.engine.runner import Prepared
+    from apollo_frames.ops.quality_columns import reviewer
+
+    records, _, answers = _random_rows(2000, 7)
+    records = [{f: v for f, v in r.items() if f in given} for r in records]
+    flat = pa.table({c: pa.array([a[c] for a in answers], pa.string()) for c in answers[0]})
+    prepared = Prepared(records, [{"x": 1}] * len(records), [None] * len(records))
+    prepared.fields = {f: pa.array([r.get(f) for r in records], pa.string()) for f in given}
+    flags = reviewer(pd.DataFrame({"x": range(len(records))}))(prepared, flat, ["matched"] * len(records),
+                                                                [None] * len(records))["apollo_match_flags"]
+    want = [",".join(quality_rules.match_flags(r, a)) for r, a in zip(records, answers, strict=True)]
+    assert flags.to_pylist() == want and any(want)

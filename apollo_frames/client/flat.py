@@ -108,14 +108,18 @@ def take_rows(table: pa.Table, at: np.ndarray) -> pa.Table:
                                  for c in table.columns], schema=table.schema)
 
 
-def _taken(tables: list[pa.Table], at: np.ndarray) -> pa.Table:
-    """Rows ``at`` of ``tables`` end to end: in order, a block used whole as it is; else one take over them all."""
+def _taken(tables: list[pa.Table], at: np.ndarray, names: list[str]) -> pa.Table:
+    """Columns ``names`` of rows ``at`` of ``tables`` end to end: every row in order as they are; in order, a block
+    used whole as it is; else one take over them all (a column is selected once, not once per block, but for
+    the blocks of rows in order)."""
     if len(at) > 1 and not bool(np.all(at[1:] > at[:-1])):
-        return take_rows(pa.concat_tables(tables), at)
+        return take_rows(pa.concat_tables(tables).select(names), at)
+    if len(at) == sum(t.num_rows for t in tables):
+        return pa.concat_tables(tables).select(names)
     starts = np.cumsum([0] + [t.num_rows for t in tables])
     cuts = np.searchsorted(at, starts)
-    return pa.concat_tables([tables[0].slice(0, 0)] + [
-        t if end - cut == t.num_rows else take_rows(t, at[cut:end] - start)
+    return pa.concat_tables([tables[0].select(names).slice(0, 0)] + [
+        t.select(names) if end - cut == t.num_rows else take_rows(t.select(names), at[cut:end] - start)
         for t, start, cut, end in zip(tables, starts, cuts, cuts[1:], strict=False) if end > cut])
 
 
@@ -162,7 +166,7 @@ class FlatCopies:
             js.append(found)
             hits.append(hit)
             if rows:
-                pieces.append(_taken([t.select(self.read_schema.names) for t in tables], at))
+                pieces.append(_taken(tables, at, self.read_schema.names))
         return np.concatenate(js), np.concatenate(hits), pa.concat_tables(pieces) if rows else None
 
     def block_rows(self, keys: Sequence[str]) -> int:

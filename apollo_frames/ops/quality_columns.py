@@ -99,10 +99,11 @@ def _fold(distinct: pa.Array) -> pa.Array:
 
 def _after_last(text: pa.Array, sep: str) -> tuple[pa.Array, pa.Array]:
     """Per value: what follows its last ``sep`` (the whole value when there is none), and whether there is one."""
-    split = pc.split_pattern(text, sep, max_splits=1, reverse=True)
-    found = pc.greater(pc.list_value_length(split), 1)
-    after = pc.list_element(pc.list_slice(split, 1, 2, return_fixed_size_list=True), 0)
-    return pc.if_else(found, after, pc.list_element(split, 0)), found
+    split = pc.split_pattern(text, sep)
+    counts = pc.list_value_length(split)
+    last = split.offsets.to_numpy()[1:] - 1  # (each list's last part, taken out of all parts at once)
+    after = split.values.take(pa.array(last, mask=_np(pc.is_null(counts))))
+    return after, pc.greater(counts, 1)
 
 
 def _domain(distinct: pa.Array) -> pa.Array:
@@ -172,9 +173,11 @@ def _email_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndarra
     else:  # what follows the last @ (null: no @)
         after, at = _after_last(email, "@")
         part = pc.if_else(at, after, pa.scalar(None, pa.string()))
-    domain = domain_column(part)
+    encoded = pc.dictionary_encode(part)  # (the domain and whether it is personal: once per distinct part)
+    domains = _domain(encoded.dictionary)
+    domain = pc.fill_null(domains.take(encoded.indices), _EMPTY)
+    personal = _np(pc.match_substring_regex(domains, _PERSONAL).take(encoded.indices))
     has_org = _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
-    personal = _np(pc.match_substring_regex(domain, _PERSONAL))
     flag = _np(part.is_valid()) & has_org & ~personal
     return flag & ~(_same_domain(domain, primary) | _same_domain(domain, website))
 
@@ -192,12 +195,17 @@ def _subset_either(given: pa.Array, org: pa.Array) -> np.ndarray:
 
 
 def _company_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndarray:
-    by_name = _subset_either(company_column(rows.given("organization_name")),
-                             company_column(rows.answer("person.organization.name")))
+    """The answer's side is only worked out when the rows give a company name or domain (a frame of e-mails and
+    names gives neither: nothing to compare)."""
+    given = company_column(rows.given("organization_name"))
+    by_name = np.zeros(rows.n, bool)
+    if pc.any(pc.not_equal(given, _EMPTY)).as_py():  # (company_column gives "" for a missing value)
+        by_name = _subset_either(given, company_column(rows.answer("person.organization.name")))
     domain = domain_column(rows.given("domain"))
-    has_org = _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
-    by_domain = _np(pc.not_equal(domain, _EMPTY)) & has_org
-    by_domain &= ~(_same_domain(domain, primary) | _same_domain(domain, website))
+    by_domain = _np(pc.not_equal(domain, _EMPTY))
+    if by_domain.any():
+        by_domain &= _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
+        by_domain &= ~(_same_domain(domain, primary) | _same_domain(domain, website))
     return by_name | by_domain
 
 
