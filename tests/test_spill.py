@@ -363,13 +363,14 @@ def test_a_spill_the_disk_cannot_hold_leaves_the_chunks_reading_the_store(world,
     sb, _, _ = world
     real, writes = ReadAhead._write, []
 
-    def full(self, chunk, batch, rows):
-        writes.append(chunk)
+    def full(self, batch, rows, chunks):
+        writes.append(batch)
         if len(writes) == 4:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(self, chunk, batch, rows)
+        real(self, batch, rows, chunks)
 
     monkeypatch.setattr(ReadAhead, "_write", full)
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a block at a time: the disk is full at the 4th
     summary = run(sb, tmp_path, "out.parquet")
     assert len(writes) == 4 and summary["cache_hits"] == 240 and summary["api_calls"] > 0
     assert list(spill_root(tmp_path).iterdir()) == []

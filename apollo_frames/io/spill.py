@@ -6,20 +6,22 @@ decodes the whole store once per chunk (the work grows as rows x stored rows). W
 scattered like that, :func:`read_ahead` computes every chunk's dedupe and store keys first (one pass over the
 input, keys only: 32 bytes a record, 4 a row; each chunk's run starts from its own, so no row is hashed twice),
 reads the copies once in block order (:meth:`FlatCopies.scan`, a batch of blocks at a time) and writes the rows
-each chunk needs to files of that chunk in a private folder of the store's (:mod:`apollo_frames.client.spills`;
-Arrow IPC, uncompressed: read back once, soon; at most about half the store's size on disk, while the run lasts).
-Each chunk then reads its own rows (:meth:`ReadAhead.take_for`); keys without a spilled row are read from the
-store as ever (answers stored since, raw answers without a copy). Memory: the keys, a batch of blocks, a chunk.
-The folder (0700, files 0600) loses each chunk's files as the chunk reads them, and goes when the run ends in
-any way (an exception, Ctrl-C); one a killed run left is deleted by the next file run or store opened on the
-folder, and by ``forget``. A link or file in its place is never followed nor touched (nothing is read ahead).
+chunks need, each chunk's end to end, to one file per batch in a private folder of the store's
+(:mod:`apollo_frames.client.spills`; an Arrow record batch, uncompressed: read back memory-mapped, only the
+chunk's own pages; at most about half the store's size on disk, while the run lasts). Each chunk then reads its
+own rows (:meth:`ReadAhead.take_for`); keys without a spilled row are read from the store as ever (answers
+stored since, raw answers without a copy). Memory: the keys, a batch of blocks, a chunk. The folder (0700, files
+0600) loses a file once every chunk with rows in it read them, and goes when the run ends in any way (an
+exception, Ctrl-C); one a killed run left is deleted by the next file run or store opened on the folder, and by
+``forget``. A link or file in its place is never followed nor touched (nothing is read ahead then).
 
 The spilled rows are those the store held when the run started. An answer an earlier chunk fetched again
 (``max_age``) is stale in the spill as it was in the store, so it is not a hit: the runner finds the new answer
 stored before sending (as for any answer stored by another run meanwhile). After a ``forget`` (an erasure
-recorded since the read, seen before each batch spilled and each chunk) no spilled row is used any more: the
-spill is deleted (``forget`` deletes it too) and the chunks left read the store. A row naming an identifier the run suppresses (the folder's list, read after the erasure mark, and
-``suppress=``) is never spilled, whatever names the person in the file.
+recorded since the read, looked for before each batch spilled and each chunk) no spilled row is used any more:
+the spill is deleted (``forget`` deletes it too) and the chunks left read the store. A row naming an identifier
+the run suppresses (the folder's list, read after the erasure mark, and ``suppress=``) is never spilled,
+whatever names the person in the file.
 """
 
 from __future__ import annotations
@@ -136,27 +138,35 @@ class _FileKeys:
         self.chunks, self.routes = chunks, routes
         #: keys of records no chunk held at the key pass (counted once all the same)
         self.others: set[bytes] = set()
+        #: the keys :meth:`keyed` gave last, and their indices into the routes' keys
+        self.given: tuple[list[str] | None, np.ndarray] = (None, np.zeros(0, np.int32))
 
     def keyed(self, chunk: int) -> Keyed | None:
         """Chunk ``chunk``'s keys (each chunk asks once: they are let go of)."""
         if chunk >= len(self.chunks) or self.chunks[chunk] is None:
             return None
         held, self.chunks[chunk] = self.chunks[chunk], None  # type: ignore[call-overload]
-        return Keyed(held.row_unique.tolist(), held.first_rows.tolist(),
-                     hex_keys(self.routes.keys[self.routes.index[chunk]]), held.statuses)
+        index = self.routes.index[chunk]
+        keyed = Keyed(held.row_unique.tolist(), held.first_rows.tolist(), hex_keys(self.routes.keys[index]),
+                      held.statuses)
+        self.given = (keyed.cache_keys, index)
+        return keyed
 
     def first_seen(self, keys: list[str]) -> list[int]:
         """The indices of ``keys`` (a chunk's, distinct) that no earlier chunk's run held; they count as held now."""
-        found = digests(pa.array(keys, pa.string()))
-        if found is None:  # (never: the store's keys are SHA-256 hex)
-            return [j for j, key in enumerate(keys) if _new(key.encode(), self.others)]
-        at = self.routes.find(found)
+        if keys is self.given[0]:  # the keys :meth:`keyed` gave (a plan computed again has its own)
+            at = self.given[1]
+        else:
+            found = digests(pa.array(keys, pa.string()))
+            if found is None:  # (never: the store's keys are SHA-256 hex)
+                return [j for j, key in enumerate(keys) if _new(key.encode(), self.others)]
+            at = self.routes.find(found)
         first = np.zeros(len(keys), bool)
         known = np.flatnonzero(at >= 0)
         first[known] = ~self.routes.seen[at[known]]
         self.routes.seen[at[known]] = True
         for j in np.flatnonzero(at < 0).tolist():
-            first[j] = _new(found[j].tobytes(), self.others)
+            first[j] = _new(bytes.fromhex(keys[j]), self.others)
         return np.flatnonzero(first).tolist()
 
 
@@ -176,15 +186,20 @@ class ReadAhead:
         self.folder, self.copies = folder, copies
         self.erasure = copies.store.latest_erasure()
         self.suppressor = suppressor()
-        #: chunk -> the names of its files, in the order written
-        self.pieces: dict[int, list[str]] = {}
+        #: chunk -> its rows: (file, first row, rows), in the order written
+        self.pieces: dict[int, list[tuple[str, int, int]]] = {}
+        #: file -> how many chunks have not read their rows of it yet
+        self.readers: dict[str, int] = {}
+        #: the spilled rows' schema, and the size of its message at the start of each file
+        self.schema, self.skip = copies.stored_schema, copies.stored_schema.serialize().size
         self.written = 0
         self.closed = False
         #: every chunk's keys, from the key pass
         self.keys: _FileKeys | None = None
 
     def spill(self, routes: _Routes) -> None:
-        """Read the copies once in block order; write each row to a file of each chunk holding its key."""
+        """Read the copies once in block order; write each batch's rows that chunks need to a file of the batch,
+        sorted by chunk (a row once per chunk holding its key)."""
         for batch, (table, live) in enumerate(self.copies.scan(SCAN_BYTES)):
             if self._forgotten():
                 return  # a forget began: nothing more is spilled, and what was is deleted
@@ -194,12 +209,8 @@ class ReadAhead:
             rows, chunks = routes.route(keys, live)
             routed, chunks = self._unsuppressed(table.take(pa.array(rows)), chunks)  # each chunk's rows end to end
             del table
-            if not len(chunks):
-                continue  # blocks of answers no chunk of this file needs (another file's)
-            starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
-            for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(chunks)],
-                                         strict=True):
-                self._write(chunk, batch, routed.slice(start, end - start))
+            if len(chunks):  # (else blocks of answers no chunk of this file needs: another file's)
+                self._write(batch, routed, chunks)
             del routed
             pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
 
@@ -211,24 +222,36 @@ class ReadAhead:
         keep = np.fromiter((why(row) is None for row in range(routed.num_rows)), bool, routed.num_rows)
         return routed.filter(pa.array(keep)), chunks[keep]
 
-    def _write(self, chunk: int, batch: int, rows: pa.Table) -> None:
-        name = f"{chunk:09d}.{batch:06d}.arrow"
-        with os.fdopen(self.folder.create(name), "wb") as fh, \
+    def _write(self, batch: int, rows: pa.Table, chunks: np.ndarray) -> None:
+        """Write ``rows`` (row i for chunk ``chunks[i]``, sorted by chunk) as one Arrow record batch, and note each
+        chunk's range of it. One file (and one encoding) per batch, not per chunk and batch: at 1,000,000 rows
+        the files of every chunk and batch cost more than the rows (7,200 files of 140 rows)."""
+        name = f"{0:09d}.{batch:06d}.arrow"
+        # an Arrow stream, uncompressed (read back memory-mapped; LZ4 cost 2x the time), each buffer written as it
+        # is (unbuffered: encoding the batch into one buffer first cost 10x the time)
+        with os.fdopen(self.folder.create(name), "wb", buffering=0) as fh, \
                 pa.ipc.new_stream(pa.PythonFile(fh, mode="w"), rows.schema) as writer:
-            writer.write_table(rows)  # uncompressed: read back once, soon, memory-mapped (LZ4 cost 2x the time)
-        self.pieces.setdefault(chunk, []).append(name)
-        self.written += rows.num_rows
+            writer.write_table(rows.combine_chunks(), max_chunksize=rows.num_rows)  # one batch: one message
+        if self.schema != rows.schema:
+            self.schema, self.skip = rows.schema, rows.schema.serialize().size  # (the schema message, read past)
+        starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
+        for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(chunks)],
+                                     strict=True):
+            self.pieces.setdefault(chunk, []).append((name, start, end - start))
+        self.readers[name] = len(starts)
+        self.written += len(chunks)
 
     def take_for(self, chunk: int) -> Take | None:
-        """What reads the copies of chunk ``chunk`` (counted from 0) from its spilled rows (its files are read and
-        deleted); None once a ``forget`` ran since the read (the spill is deleted: the chunk reads the store)."""
+        """What reads the copies of chunk ``chunk`` (counted from 0) from its spilled rows (a file goes once every
+        chunk with rows in it read them); None once a ``forget`` ran since the read (the spill is deleted: the
+        chunk reads the store)."""
         if self.closed or self._forgotten():
             return None
         try:
-            tables = [self._read(name) for name in self.pieces.pop(chunk, [])]
-            table = pa.concat_tables(tables) if tables else self.copies.stored_schema.empty_table()
-        except (OSError, pa.ArrowException):  # a file gone or cut short (the folder cleared by another run on
-            self.close()  # this output): the spill is not trusted any more, this chunk and the next read the store
+            tables = [self._read(*piece) for piece in self.pieces.pop(chunk, [])]
+            table = pa.Table.from_batches(tables, self.schema) if tables else self.schema.empty_table()
+        except (OSError, pa.ArrowException):  # a file gone or cut short (the folder cleared by someone else): the
+            self.close()  # spill is not trusted any more, this chunk and the next read the store
             return None
         return lambda keys, rows=True: self._take(table, keys, rows)
 
@@ -238,14 +261,18 @@ class ReadAhead:
             self.close()
         return self.closed
 
-    def _read(self, name: str) -> pa.Table:
-        """The rows of spilled file ``name``, memory-mapped (the file is deleted: the mapping holds them)."""
+    def _read(self, name: str, start: int, rows: int) -> pa.RecordBatch:
+        """Rows ``start`` to ``start + rows`` of spilled file ``name``, memory-mapped (only their pages are read);
+        the file is deleted once its last reader read it (the mapping holds the rows)."""
         fd = self.folder.open(name)
         try:
-            return pa.ipc.open_stream(pa.py_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))).read_all()
+            data = pa.py_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
         finally:
             os.close(fd)
-            self.folder.unlink(name)
+            self.readers[name] -= 1
+            if not self.readers[name]:
+                self.folder.unlink(name)
+        return pa.ipc.read_record_batch(data.slice(self.skip), self.schema).slice(start, rows)
 
     def _take(self, table: pa.Table, keys: Sequence[str], rows: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         """As :meth:`FlatCopies.take`, from the chunk's spilled rows (those not expired since)."""
