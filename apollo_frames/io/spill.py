@@ -7,8 +7,8 @@ scattered like that, :func:`read_ahead` computes every chunk's dedupe and store 
 input, keys only: 32 bytes a record, 4 a row; each chunk's run starts from its own, so no row is hashed twice),
 reads the copies once in block order (:meth:`FlatCopies.scan`, a batch of blocks at a time) and writes the rows
 chunks need, each chunk's end to end, to one file per batch in a private folder of the store's
-(:mod:`apollo_frames.client.spills`; an Arrow record batch, uncompressed: read back memory-mapped, only the
-chunk's own pages; at most about half the store's size on disk, while the run lasts). Each chunk then reads its
+(:mod:`apollo_frames.client.spills`; Arrow, uncompressed, a message per chunk: a chunk reads only its own
+bytes; at most about half the store's size on disk, while the run lasts). Each chunk then reads its
 own rows (:meth:`ReadAhead.take_for`); keys without a spilled row are read from the store as ever (answers
 stored since, raw answers without a copy). Memory: the keys, a batch of blocks, a chunk. The folder (0700, files
 0600) loses a file once every chunk with rows in it read them, and goes when the run ends in any way (an
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import mmap
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -49,6 +48,8 @@ SCATTERED = 4
 #: stored bytes of blocks decoded at a time: a batch and the copy of its rows routed to chunks are what the read
 #: adds to a run's memory (16 MB: about 100 MB more at the peak of 100,000 1 KB answers than 4 MB)
 SCAN_BYTES = 4 << 20
+#: keys compared at a time
+_STEP = 1 << 16
 #: hex digit -> its value (255: not a lowercase hex digit)
 _NIBBLE = np.full(256, 255, np.uint8)
 _NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
@@ -87,7 +88,8 @@ class _Routes:
         self.prefixes, first, inverse = np.unique(_prefixes(full), return_index=True, return_inverse=True)
         self.keys = full[first]
         #: False when two keys share their first 8 bytes (never seen; then nothing is read ahead)
-        self.exact = bool(np.array_equal(full, self.keys[inverse]))
+        self.exact = all(np.array_equal(full[i:i + _STEP], self.keys[inverse[i:i + _STEP]])
+                         for i in range(0, len(full), _STEP))  # (a slice at a time: no copy of every key)
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(first)))])
         self.chunks = chunk_of[np.argsort(inverse, kind="stable")]
         #: per chunk, its keys as indices into :attr:`keys` (4 bytes each, not a 64-character text)
@@ -186,12 +188,12 @@ class ReadAhead:
         self.folder, self.copies = folder, copies
         self.erasure = copies.store.latest_erasure()
         self.suppressor = suppressor()
-        #: chunk -> its rows: (file, first row, rows), in the order written
+        #: chunk -> its rows: (file, where its message starts, its size), in the order written
         self.pieces: dict[int, list[tuple[str, int, int]]] = {}
         #: file -> how many chunks have not read their rows of it yet
         self.readers: dict[str, int] = {}
-        #: the spilled rows' schema, and the size of its message at the start of each file
-        self.schema, self.skip = copies.stored_schema, copies.stored_schema.serialize().size
+        #: the spilled rows' schema
+        self.schema = copies.stored_schema
         self.written = 0
         self.closed = False
         #: every chunk's keys, from the key pass
@@ -223,21 +225,32 @@ class ReadAhead:
         return routed.filter(pa.array(keep)), chunks[keep]
 
     def _write(self, batch: int, rows: pa.Table, chunks: np.ndarray) -> None:
-        """Write ``rows`` (row i for chunk ``chunks[i]``, sorted by chunk) as one Arrow record batch, and note each
-        chunk's range of it. One file (and one encoding) per batch, not per chunk and batch: at 1,000,000 rows
-        the files of every chunk and batch cost more than the rows (7,200 files of 140 rows)."""
+        """Write ``rows`` (row i for chunk ``chunks[i]``, sorted by chunk) to one file: an Arrow stream (uncompressed:
+        read back once; LZ4 cost 2x the time) of one message per chunk, so that a chunk reads only its own
+        bytes. One file per batch, not per chunk and batch: at 1,000,000 rows the files of every chunk and
+        batch cost more than the rows (7,200 files of 140 rows)."""
         name = f"{0:09d}.{batch:06d}.arrow"
-        # an Arrow stream, uncompressed (read back memory-mapped; LZ4 cost 2x the time), each buffer written as it
-        # is (unbuffered: encoding the batch into one buffer first cost 10x the time)
-        with os.fdopen(self.folder.create(name), "wb", buffering=0) as fh, \
-                pa.ipc.new_stream(pa.PythonFile(fh, mode="w"), rows.schema) as writer:
-            writer.write_table(rows.combine_chunks(), max_chunksize=rows.num_rows)  # one batch: one message
-        if self.schema != rows.schema:
-            self.schema, self.skip = rows.schema, rows.schema.serialize().size  # (the schema message, read past)
+        whole = rows.combine_chunks().to_batches()[0]
         starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
-        for chunk, start, end in zip(chunks[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(chunks)],
-                                     strict=True):
-            self.pieces.setdefault(chunk, []).append((name, start, end - start))
+        sink, ends = pa.BufferOutputStream(), []
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(chunks)], strict=True):
+                writer.write_batch(whole.slice(start, end - start))
+                ends.append(sink.tell())
+        data = sink.getvalue()
+        places = [rows.schema.serialize().size, *ends]  # (the schema's message comes first)
+        if pa.ipc.read_message(data.slice(places[0])).type != "record batch":
+            raise OSError("an Arrow stream not laid out as expected")  # (never) each chunk reads the store
+        fd = self.folder.create(name)
+        try:
+            view, done = memoryview(data), 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
+        finally:
+            os.close(fd)
+        self.schema = rows.schema
+        for chunk, at, end in zip(chunks[starts].tolist(), places, places[1:], strict=False):
+            self.pieces.setdefault(chunk, []).append((name, at, end - at))
         self.readers[name] = len(starts)
         self.written += len(chunks)
 
@@ -261,18 +274,21 @@ class ReadAhead:
             self.close()
         return self.closed
 
-    def _read(self, name: str, start: int, rows: int) -> pa.RecordBatch:
-        """Rows ``start`` to ``start + rows`` of spilled file ``name``, memory-mapped (only their pages are read);
-        the file is deleted once its last reader read it (the mapping holds the rows)."""
+    def _read(self, name: str, at: int, size: int) -> pa.RecordBatch:
+        """The rows of the message of ``size`` bytes at byte ``at`` of spilled file ``name``, read into memory of
+        its own (a memory map of the file would count whole pages cached around it: 2 MB a file, 144 MB a chunk
+        at 1,000,000 rows); the file is deleted once its last reader read it."""
         fd = self.folder.open(name)
         try:
-            data = pa.py_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+            data = pa.allocate_buffer(size)
+            if os.preadv(fd, [data], at) != size:
+                raise OSError(f"{name} is cut short")
         finally:
             os.close(fd)
             self.readers[name] -= 1
             if not self.readers[name]:
                 self.folder.unlink(name)
-        return pa.ipc.read_record_batch(data.slice(self.skip), self.schema).slice(start, rows)
+        return pa.ipc.read_record_batch(data, self.schema)
 
     def _take(self, table: pa.Table, keys: Sequence[str], rows: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         """As :meth:`FlatCopies.take`, from the chunk's spilled rows (those not expired since)."""
