@@ -232,13 +232,14 @@ class ReadAhead:
         name = f"{0:09d}.{batch:06d}.arrow"
         whole = rows.combine_chunks().to_batches()[0]
         starts = np.r_[0, np.flatnonzero(np.diff(chunks)) + 1]
-        sink, ends = pa.BufferOutputStream(), []
-        with pa.ipc.new_stream(sink, rows.schema) as writer:
-            for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(chunks)], strict=True):
-                writer.write_batch(whole.slice(start, end - start))
-                ends.append(sink.tell())
-        data = sink.getvalue()
-        places = [rows.schema.serialize().size, *ends]  # (the schema's message comes first)
+        pieces = [whole.slice(start, end - start)
+                  for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(chunks)], strict=True)]
+        # where each chunk's message starts: after the schema's, each of its exact size (the stream ends with 8 bytes)
+        places = np.cumsum([rows.schema.serialize().size, *map(pa.ipc.get_record_batch_size, pieces)]).tolist()
+        data = pa.allocate_buffer(places[-1] + 8)  # written in place: a growing buffer peaks at twice its size
+        with pa.ipc.new_stream(pa.FixedSizeBufferWriter(data), rows.schema) as writer:
+            for piece in pieces:
+                writer.write_batch(piece)
         if pa.ipc.read_message(data.slice(places[0])).type != "record batch":
             raise OSError("an Arrow stream not laid out as expected")  # (never) each chunk reads the store
         fd = self.folder.create(name)
@@ -352,7 +353,7 @@ def _spilled(chunk_keys: Iterator[tuple[Keyed, Any]], cache: Any,
     ahead.keys = _FileKeys(chunks, routes)
     try:
         ahead.spill(routes)
-    except OSError:  # a full disk, a folder deleted under us: reading ahead only saves time
+    except (OSError, pa.ArrowException):  # a full disk, a folder deleted under us: reading ahead only saves time
         ahead.close()
         return None
     return ahead
