@@ -436,3 +436,22 @@ def test_a_forget_under_way_as_the_spill_is_read_leaves_nothing_of_them_on_disk(
     assert len(spills) == 1 and gone["id"].encode() not in spills[0]["bytes"]
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert out.loc[out["Email"] == gone["email"], "apollo_status"].tolist() == ["suppressed"]
+
+
+def test_a_forget_begun_while_spilling_stops_it_and_deletes_what_was_spilled(world, tmp_path, monkeypatch):
+    sb, _, _ = world
+    real, seen = ReadAhead._write, []
+
+    def marking(self, batch, rows, chunks):
+        real(self, batch, rows, chunks)
+        seen.append((self, sorted(p.name for p in self.folder.path.iterdir())))
+        if len(seen) == 2:
+            self.copies.store.note_erasure()  # another process's forget has begun
+
+    monkeypatch.setattr(ReadAhead, "_write", marking)
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a block at a time
+    summary = run(sb, tmp_path, "out.parquet")
+    ahead = seen[0][0]
+    assert len(seen) == 2 and len(seen[1][1]) == 2 and ahead.closed  # no batch spilled after the mark
+    assert not ahead.folder.path.exists() and summary["cache_hits"] == 240
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
