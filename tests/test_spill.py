@@ -51,13 +51,26 @@ def spills(monkeypatch):
 
     def spy(self, routes):
         real(self, routes)
-        files = sorted(self.folder.iterdir())
-        seen.append({"ahead": self, "folder": self.folder, "mode": stat.S_IMODE(self.folder.stat().st_mode),
+        files = sorted(self.folder.path.iterdir())
+        seen.append({"ahead": self, "folder": self.folder.path, "mode": stat.S_IMODE(self.folder.path.stat().st_mode),
                      "modes": {stat.S_IMODE(f.stat().st_mode) for f in files},
                      "bytes": b"".join(f.read_bytes() for f in files), "rows": self.written})
 
     monkeypatch.setattr(ReadAhead, "spill", spy)
     return seen
+
+
+def spill_root(tmp_path, name="cache"):
+    """Where the store of ``tmp_path / name`` keeps file runs' spills."""
+    return tmp_path / name / "responses" / "spill"
+
+
+def left_by_a_killed_run(tmp_path) -> tuple:
+    """A spill folder as a run killed with kill -9 leaves it (its owner's lock gone with the process), holding rows."""
+    folder = spill_root(tmp_path) / "0123456789abcdef"
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    (folder / "000000002.000000.arrow").write_bytes(b"rows of a killed run")
+    return folder
 
 
 def run(sb, tmp_path, dst, src="shuffled.parquet", **options):
@@ -101,7 +114,8 @@ def test_a_shuffled_run_spills_and_writes_what_reading_per_chunk_writes(world, t
     for key in ("rows", "matched", "invalid", "unique_inputs"):
         assert summary[key] == again[key], key
     assert summary["cache_hits"] == 240 and again["cache_hits"] == 260
-    assert not (tmp_path / "spilled.parquet.spill").exists()
+    assert not spills[0]["folder"].exists() and list(spill_root(tmp_path).iterdir()) == []
+    assert spills[0]["folder"].parent == spill_root(tmp_path)  # the store's own folder, not beside the output
 
 
 def test_a_file_in_store_order_reads_the_store_per_chunk(world, tmp_path, spills):
@@ -131,11 +145,104 @@ def test_the_spill_is_deleted_when_the_run_fails_or_is_interrupted(world, tmp_pa
 
 def test_a_folder_left_by_a_killed_run_is_deleted_by_the_next(world, tmp_path, spills):
     sb, _, _ = world
-    left = tmp_path / "out.parquet.spill"
-    left.mkdir()
-    (left / "000000002.000000.arrow").write_bytes(b"rows of a killed run")
+    left = left_by_a_killed_run(tmp_path)
     run(sb, tmp_path, "out.parquet")
     assert len(spills) == 1 and b"killed run" not in spills[0]["bytes"] and not left.exists()
+
+
+def test_a_folder_left_by_a_killed_run_is_deleted_when_the_store_opens(world, tmp_path):
+    sb, _, _ = world
+    left = left_by_a_killed_run(tmp_path)
+    with client_of(sb, tmp_path) as c:
+        store = c.cache  # (opened when first used)
+        assert not left.exists()
+        live = spill_root(tmp_path) / store.begin_run()  # a live run's (its owner's file locked) is kept
+        live.mkdir()
+        with client_of(sb, tmp_path) as again:
+            assert again.cache is not store and live.exists()
+
+
+def test_forget_deletes_what_a_killed_run_spilled(world, tmp_path, spills, monkeypatch):
+    """kill -9 in the middle of a shuffled run: the spill stays behind; ``forget`` leaves no byte of it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    sb, people, _ = world
+    gone = people[11]
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path[:0] = {sys.path!r}
+        import apollo_frames as af
+        from apollo_frames.io.spill import ReadAhead
+        from apollo_frames.sandbox import Sandbox, SandboxConfig
+        real = ReadAhead.spill
+        def killed(self, routes):
+            real(self, routes)
+            os.kill(os.getpid(), signal.SIGKILL)  # spilled, then killed before the chunks run
+        ReadAhead.spill = killed
+        sb = Sandbox(SandboxConfig(seed=11, n_orgs=300))
+        with sb.client(cache_dir={str(tmp_path / "cache")!r}) as c:
+            af.enrich_parquet({str(tmp_path / "shuffled.parquet")!r}, dst={str(tmp_path / "out.parquet")!r},
+                              chunk_rows={CHUNK}, client=c, progress=False)
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=os.getcwd())
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    (left,) = spill_root(tmp_path).iterdir()
+    spilled = b"".join(f.read_bytes() for f in left.iterdir())
+    assert gone["id"].encode() in spilled  # the killed run left their stored rows on disk
+    monkeypatch.setattr("apollo_frames.client.store.sweep_spills", lambda *a: 0)  # (not the store's open)
+    with client_of(sb, tmp_path) as c:
+        forgotten = af.forget([gone["email"]], client=c)
+    assert forgotten is not None and not left.exists() and list(spill_root(tmp_path).iterdir()) == []
+
+
+def test_a_linked_spill_folder_is_not_followed(world, tmp_path, spills, monkeypatch):
+    sb, people, _ = world
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "0123456789abcdef").mkdir(parents=True)
+    (elsewhere / "0123456789abcdef" / "000000002.000000.arrow").write_bytes(b"someone's own file")
+    spill_root(tmp_path).symlink_to(elsewhere, target_is_directory=True)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert spills == [] and summary["cache_hits"] == 240  # nothing spilled through the link: read per chunk
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
+    with client_of(sb, tmp_path) as c:
+        af.forget([people[3]["email"]], client=c)  # nor deleted through it
+    assert [p.name for p in elsewhere.rglob("*")] == ["0123456789abcdef", "000000002.000000.arrow"]
+    assert spill_root(tmp_path).is_symlink()
+
+
+def test_a_linked_run_folder_is_not_followed(world, tmp_path, spills):
+    sb, people, _ = world
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "000000002.000000.arrow").write_bytes(b"someone's own file")
+    spill_root(tmp_path).mkdir()
+    (spill_root(tmp_path) / "0123456789abcdef").symlink_to(elsewhere, target_is_directory=True)
+    run(sb, tmp_path, "out.parquet")
+    with client_of(sb, tmp_path) as c:
+        af.forget([people[3]["email"]], client=c)
+    assert len(spills) == 1 and [p.name for p in elsewhere.iterdir()] == ["000000002.000000.arrow"]
+
+
+def test_each_row_is_deduped_and_hashed_once(world, tmp_path, spills, monkeypatch):
+    from apollo_frames.engine import runner
+
+    sb, _, shuffled = world
+    real, rows = runner.dedupe, []
+
+    def counting(prepared):
+        out = real(prepared)
+        rows.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(runner, "dedupe", counting)
+    summary = run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and sum(rows) == len(shuffled)  # the key pass's keys serve the chunks' runs
+    assert summary["unique_inputs"] == 260 and summary["cache_hits"] == 240
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
 
 
 def test_resume_after_an_interrupted_spilled_run(world, tmp_path, spills, monkeypatch):
@@ -225,32 +332,28 @@ def test_an_answer_an_earlier_chunk_fetched_again_is_not_paid_for_twice(small_co
     assert pd.read_parquet(tmp_path / "b.parquet")["apollo_status"].eq("matched").all() and summary["rows"] == 300
 
 
-def test_a_refreshing_run_deletes_the_folder_a_killed_run_left(world, tmp_path, spills):
+def test_a_refreshing_run_deletes_the_folder_a_killed_run_left(world, tmp_path, spills, monkeypatch):
     sb, _, _ = world
-    left = tmp_path / "out.parquet.spill"
-    left.mkdir(mode=0o700)
-    (left / "000000002.000000.arrow").write_bytes(b"rows of a killed run")
+    left = left_by_a_killed_run(tmp_path)
+    monkeypatch.setattr("apollo_frames.client.store.sweep_spills", lambda *a: 0)  # (not the store's open)
     run(sb, tmp_path, "out.parquet", refresh=True)  # reads nothing stored: no read-ahead, but the leftover goes
     assert spills == [] and not left.exists()
 
 
-
-@pytest.mark.parametrize("kind", ["folder", "file", "link"])
+@pytest.mark.parametrize("kind", ["folder", "file"])
 def test_what_is_not_a_spill_at_its_place_is_left_alone(world, tmp_path, spills, monkeypatch, kind):
     sb, _, _ = world
-    theirs, elsewhere = tmp_path / "out.parquet.spill", tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "notes.txt").write_text("someone's own notes")
-    if kind == "folder":
-        elsewhere.rename(theirs)
-    elif kind == "file":
-        (elsewhere / "notes.txt").rename(theirs)
+    theirs = spill_root(tmp_path) / "0123456789abcdef"
+    spill_root(tmp_path).mkdir()
+    if kind == "folder":  # a run's folder (its owner dead) holding a file not named as a spilled one
+        theirs.mkdir()
+        (theirs / "notes.txt").write_text("someone's own notes")
     else:
-        theirs.symlink_to(elsewhere, target_is_directory=True)
+        spill_root(tmp_path).rmdir()
+        spill_root(tmp_path).write_text("someone's own notes")
     summary = run(sb, tmp_path, "out.parquet")
-    assert spills == [] and summary["cache_hits"] == 240  # read per chunk instead
-    assert (theirs / "notes.txt" if kind != "file" else theirs).read_text() == "someone's own notes"
-    assert kind != "link" or (theirs.is_symlink() and [p.name for p in elsewhere.iterdir()] == ["notes.txt"])
+    assert len(spills) == (kind == "folder") and summary["cache_hits"] == 240
+    assert (theirs / "notes.txt" if kind == "folder" else spill_root(tmp_path)).read_text() == "someone's own notes"
     assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
 
 
@@ -260,16 +363,17 @@ def test_a_spill_the_disk_cannot_hold_leaves_the_chunks_reading_the_store(world,
     sb, _, _ = world
     real, writes = ReadAhead._write, []
 
-    def full(self, chunk, batch, rows):
-        writes.append(chunk)
+    def full(self, batch, rows, chunks):
+        writes.append(batch)
         if len(writes) == 4:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(self, chunk, batch, rows)
+        real(self, batch, rows, chunks)
 
     monkeypatch.setattr(ReadAhead, "_write", full)
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a block at a time: the disk is full at the 4th
     summary = run(sb, tmp_path, "out.parquet")
     assert len(writes) == 4 and summary["cache_hits"] == 240 and summary["api_calls"] > 0
-    assert not (tmp_path / "out.parquet.spill").exists()
+    assert list(spill_root(tmp_path).iterdir()) == []
     assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
 
 
@@ -280,8 +384,8 @@ def test_spilled_files_gone_missing_are_read_from_the_store(world, tmp_path, spi
     real = ReadAhead.take_for
 
     def swept(self, chunk):
-        if chunk == 3:  # e.g. a second run on the same output deleted the folder as one a killed run left
-            shutil.rmtree(self.folder)
+        if chunk == 3:  # deleted by someone else (the run sees no erasure)
+            shutil.rmtree(self.folder.path)
         return real(self, chunk)
 
     monkeypatch.setattr(ReadAhead, "take_for", swept)
@@ -332,3 +436,22 @@ def test_a_forget_under_way_as_the_spill_is_read_leaves_nothing_of_them_on_disk(
     assert len(spills) == 1 and gone["id"].encode() not in spills[0]["bytes"]
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert out.loc[out["Email"] == gone["email"], "apollo_status"].tolist() == ["suppressed"]
+
+
+def test_a_forget_begun_while_spilling_stops_it_and_deletes_what_was_spilled(world, tmp_path, monkeypatch):
+    sb, _, _ = world
+    real, seen = ReadAhead._write, []
+
+    def marking(self, batch, rows, chunks):
+        real(self, batch, rows, chunks)
+        seen.append((self, sorted(p.name for p in self.folder.path.iterdir())))
+        if len(seen) == 2:
+            self.copies.store.note_erasure()  # another process's forget has begun
+
+    monkeypatch.setattr(ReadAhead, "_write", marking)
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a block at a time
+    summary = run(sb, tmp_path, "out.parquet")
+    ahead = seen[0][0]
+    assert len(seen) == 2 and len(seen[1][1]) == 2 and ahead.closed  # no batch spilled after the mark
+    assert not ahead.folder.path.exists() and summary["cache_hits"] == 240
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)

@@ -12,7 +12,8 @@
 3. those keys are deleted in one transaction (their quarantine records and claims too), with every flattened
    block holding a row no longer live (blocks are rebuilt from the raw answers that are left);
 4. the database is rewritten (``VACUUM``) and its write-ahead log truncated; a database set aside earlier
-   (``responses/quarantine/``) that holds one of the identifiers' bytes is deleted.
+   (``responses/quarantine/``) that holds one of the identifiers' bytes is deleted, and so is every file run's
+   spill of stored rows (``responses/spill/``: a killed run's, and a live run's, which reads the store instead).
 
 The ledger keeps credit sums by run and operation, never an identifier: nothing to remove there.
 """
@@ -24,6 +25,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 
+from apollo_frames.client.spills import sweep_spills
 from apollo_frames.client.storage import sql_blocks, sql_marks
 from apollo_frames.client.store import AnswerStore
 from apollo_frames.core.entries import BadEntry, decode_entry
@@ -50,6 +52,8 @@ class Erased:
     learned: int = 0
     #: replaced versions (kept for ``changes()``) that named them, under answers that no longer do
     previous_versions: int = 0
+    #: file runs' spill folders of stored rows deleted (a killed run's, or a live run's)
+    spills: int = 0
 
 
 def erase(store: AnswerStore, pairs: Sequence[tuple[str, str]], suppress: Callable[[list], int]) -> Erased:
@@ -72,6 +76,7 @@ def erase(store: AnswerStore, pairs: Sequence[tuple[str, str]], suppress: Callab
     done.answers, done.journal_lines = answers - len(present), len(present)
     done.compacted = store.compact()
     done.set_aside_files = _drop_set_aside(store, sorted(wanted))
+    done.spills = sweep_spills(store.directory, None)  # live runs' too: they see the erasure and read the store
     return done
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from apollo_frames.client.flat import FLAT_TABLES, FLAT_TRIGGERS, Stamp, drop_stale_blocks
+from apollo_frames.client.spills import sweep_spills
 from apollo_frames.client.storage import (
     database_files,
     private_dir,
@@ -296,6 +297,7 @@ class AnswerStore:
             self._erasures_seen = self.latest_erasure()
         tighten(database_files(self.path))
         self.holders.sweep()
+        sweep_spills(self.directory, self.holders.alive)  # rows a killed file run spilled
         self.owner = self.begin_run()
         #: answers deleted at open for being past the retention (their bytes leave at the next compaction)
         self.purged = 0

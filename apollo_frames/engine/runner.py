@@ -194,19 +194,39 @@ def check_client(client: Any) -> None:
         raise TypeError(f"client must be an apollo_frames.ApolloClient or None, got {type(client).__name__}")
 
 
+@dataclasses.dataclass
+class Keyed:
+    """A frame's rows deduped and keyed (what :func:`plan_work` starts from): per row its unique index (-1: not
+    valid or set aside), per unique index its first row and store key; ``statuses``: the rows set aside then."""
+
+    row_unique: list[int]
+    first_rows: list[int]
+    cache_keys: list[str]
+    statuses: dict[int, str]
+
+
+def key_rows(prepared: Prepared, op: Operation, options: dict, client: Any) -> Keyed:
+    """Dedupe the valid rows and compute their store keys (SHA-256 each: the costly part of a cached re-run)."""
+    row_unique, first_rows, texts = dedupe(prepared)
+    return Keyed(row_unique, first_rows, client.cache.keys(op.endpoint, texts, options), dict(prepared.statuses))
+
+
 def plan_work(
     prepared: Prepared, op: Operation, options: dict, client, *, refresh: bool = False, flatten: bool = True,
-    max_age: float | None = None, take: Take | None = None,
+    max_age: float | None = None, take: Take | None = None, keys: Keyed | None = None,
 ) -> Plan:
     """Dedupe the valid rows and look them up in the cache (batched reads; ``flatten`` keeps the answers).
 
     ``max_age``: seconds; an answer stored longer ago than that is not a hit (it is fetched again).
     ``take``: what reads the flattened copies (:func:`~apollo_frames.engine.cached.read_cached`).
+    ``keys``: :func:`key_rows` of these rows computed before (a file run's key pass), used when the same rows are
+    set aside now (else, e.g. a person suppressed since, they are computed again).
     """
-    row_unique, first_rows, texts = dedupe(prepared)
-    unique_records: Sequence[Any] = pick(prepared.records, first_rows)
-    cache_keys = client.cache.keys(op.endpoint, texts, options)
-    plan = Plan(row_unique, unique_records, cache_keys, {})
+    if keys is None or keys.statuses != prepared.statuses:
+        keys = key_rows(prepared, op, options, client)
+    unique_records: Sequence[Any] = pick(prepared.records, keys.first_rows)
+    cache_keys = keys.cache_keys
+    plan = Plan(keys.row_unique, unique_records, cache_keys, {})
     if refresh or not cache_keys:
         return plan
     read = read_cached(cache_keys, op, client.cache, flatten=flatten or max_age is not None, block_size=READ_BLOCK,
@@ -393,6 +413,7 @@ def execute(
     budget: Budget | None = None,
     make_bar: Callable[..., Any] = progress_bar,
     take: Take | None = None,
+    keys: Keyed | None = None,
 ) -> Executed:
     """Dedupe, read the cache, send the rest in bulk calls and cache each answer (see :func:`run_operation`).
 
@@ -405,6 +426,7 @@ def execute(
     ``budget``: a budget shared with other runs (a Dask computation's), instead of one of ``run.max_credits``.
     ``make_bar``: builds the progress bar each answered batch moves (a file run passes its own, over the file).
     ``take``: what reads the stored flattened copies (a file run's rows read ahead; default: the store's blocks).
+    ``keys``: the rows' dedupe and store keys computed before (see :func:`plan_work`).
     Ctrl-C raises :class:`~apollo_frames.engine.keeper.RunInterrupted` once every
     answer received (those in flight awaited briefly) is stored. When the store
     or the ledger cannot be written, sending stops, the answers received stay in
@@ -416,7 +438,7 @@ def execute(
     quarantined = client.cache.quarantined
     suppressor = Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock)
     set_aside(prepared, suppressor)
-    plan = plan_work(prepared, op, options, client, refresh=run.refresh, max_age=run.max_age, take=take)
+    plan = plan_work(prepared, op, options, client, refresh=run.refresh, max_age=run.max_age, take=take, keys=keys)
     blocked = drop_suppressed_cached(plan, suppressor)
     summary = RunSummary(
         operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)

@@ -15,8 +15,9 @@ is written. Neither the whole input nor the whole output is held in memory.
 * **Shuffled files.** When the first chunk's records are scattered over the
   store's flattened blocks (a file in another order than the run that stored
   them), the stored rows of every chunk are read ahead, once, in block order,
-  and spilled per chunk to a private folder beside the output, deleted as the
-  run goes and when it ends (:mod:`apollo_frames.io.spill`); a file in store
+  and spilled per chunk to a private folder in the store's folder, deleted as
+  the run goes and when it ends, or by the next run, store opened or
+  ``forget`` after a kill (:mod:`apollo_frames.io.spill`); a file in store
   order reads each chunk's rows from the store.
 * **Dedupe and resume** go through the response cache: a record fetched in
   one chunk is a cache hit in a later one, and a run killed at any point
@@ -46,7 +47,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,13 @@ from apollo_frames.engine.meter import capped_reading, reconcile
 from apollo_frames.engine.options import RunOptions
 from apollo_frames.engine.progress import interactive, progress_bar
 from apollo_frames.engine.runner import (
+    Keyed,
     answer_columns,
     check_client,
     execute,
     finish,
     host_of,
+    key_rows,
     plan_work,
     set_aside,
 )
@@ -264,10 +267,11 @@ def first_seen(plan: Any, seen: set[bytes]) -> list[int]:
     return first
 
 
-def _count_once(summary: RunSummary, plan: Any, seen: set[bytes]) -> None:
+def _count_once(summary: RunSummary, plan: Any, seen: set[bytes] | Callable[[list[str]], list[int]]) -> None:
     """A record an earlier chunk held is neither unique again nor a cache hit here: a file run counts its unique
-    records as ``estimate`` does."""
-    first = set(first_seen(plan, seen))
+    records as ``estimate`` does. ``seen``: the keys held so far, or what tells (and notes) those of a plan's keys
+    held by no earlier chunk (a read-ahead's flags)."""
+    first = set(first_seen(plan, seen) if isinstance(seen, set) else seen(plan.cache_keys))
     summary.unique_inputs = len(first)
     summary.cache_hits = sum(j in first for j in plan.cached)
 
@@ -347,20 +351,23 @@ def _enrich_chunk(
         warnings.simplefilter("ignore", UserWarning)
         if budget is not None:  # the meter's pre-flight check reads what the file run has left
             run = dataclasses.replace(run, max_credits=budget.left())
+        reader, chunk = ahead if ahead is not None else (None, 0)
+        keys = None if reader is None else reader.keys
         done = execute(len(frame), prepared, op, op_options, client=client, run=run, budget=budget, run_id=run_id,
-                       stop=stop, make_bar=bar, take=None if ahead is None else ahead[0].take_for(ahead[1]))
+                       stop=stop, make_bar=bar, take=None if reader is None else reader.take_for(chunk),
+                       keys=None if keys is None else keys.keyed(chunk))
         new = answer_columns(prepared, done, host_of(client))
         finish(done, progress=False)
-    _count_once(done.summary, done.plan, seen)
+    _count_once(done.summary, done.plan, seen if keys is None else keys.first_seen)
     if prepared.columns is not None and not reasons:  # the first chunk's guesses, for the run's fix text
         reasons.update(prepared.columns.reasons())
     return new, done.summary, done.saved, done.changes
 
 
 def _chunk_keys(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions,
-                client: Any) -> Iterator[tuple[list[str], Any]]:
-    """Per chunk of the file, the store keys its run will read (rows the run sets aside, e.g. suppressed, left
-    out) and its operation: the keys alone, computed as the chunk's run computes them."""
+                client: Any) -> Iterator[tuple[Keyed, Any]]:
+    """Per chunk of the file, its rows deduped and the store keys its run will read (rows the run sets aside, e.g.
+    suppressed, left out) and its operation: what the chunk's run starts from, computed as it computes them."""
     _, _, tables = read_chunks(src, chunk_rows)
     suppressor = Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock)
     for chunk in tables:
@@ -368,16 +375,16 @@ def _chunk_keys(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict,
             warnings.simplefilter("ignore")  # the chunk's run tells them
             prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
         set_aside(prepared, suppressor)
-        yield plan_work(prepared, op, op_options, client, refresh=True).cache_keys, op
+        yield key_rows(prepared, op, op_options, client), op
 
 
-def _read_ahead(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions, client: Any,
-                dst: Path) -> contextlib.AbstractContextManager[ReadAhead | None]:
-    """The file's stored rows read ahead into ``dst.spill`` when its chunks' keys are scattered over the store
-    (:mod:`apollo_frames.io.spill`); none for a run that reads nothing stored (``refresh``), which still deletes
-    the spill a killed run left there."""
+def _read_ahead(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, run: RunOptions,
+                client: Any) -> contextlib.AbstractContextManager[ReadAhead | None]:
+    """The file's stored rows read ahead into a spill folder of the store's when its chunks' keys are scattered
+    over the store (:mod:`apollo_frames.io.spill`); none for a run that reads nothing stored (``refresh``), which
+    still deletes the spills killed runs left."""
     keys = iter(()) if run.refresh else _chunk_keys(src, spec, chunk_rows, job_options, run, client)
-    return read_ahead(keys, client.cache, dst.with_name(dst.name + ".spill"),
+    return read_ahead(keys, client.cache,
                       lambda: Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock))
 
 
@@ -465,8 +472,8 @@ def enrich_parquet(
         reasons: dict[str, str] = {}  # columns guessed or almost fitting (ColumnMapping.reasons)
         changes = empty_changes()  # what the answers replaced said before (row positions in the file)
         try:
-            with partial_output(dst, schema) as writer, _read_ahead(src, spec, chunk_rows, job_options, run, api,
-                                                                    dst) as ahead:
+            with partial_output(dst, schema) as writer, _read_ahead(src, spec, chunk_rows, job_options, run,
+                                                                    api) as ahead:
                 budget = None if run.max_credits is None else Budget(run.max_credits)
                 for chunk in tables:
                     rows = chunk.num_rows
