@@ -44,6 +44,7 @@ column and is kept, unchanged, in ``extra`` at its key path.
 
 from __future__ import annotations
 
+import functools
 import marshal
 import math
 import re
@@ -379,7 +380,7 @@ _FAST_TYPES: dict[str, set[type]] = {
 _ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
 
 
-def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
+def _coerce(values: Sequence[Any], kind: str) -> tuple[pa.Array, list[int]]:
     """(Arrow array of the column, indices whose original could not be converted)."""
     if kind == "json":
         joined = _json_joined(values)
@@ -415,7 +416,14 @@ def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
     return pa.array(out, type=_ARROW[kind]), bad
 
 
-def _all_text(values: list[Any]) -> pa.Array | None:
+@functools.lru_cache(maxsize=64)
+def _nulls(m: int, kind: str) -> pa.Array:
+    """``m`` nulls of a column of ``kind`` (one array shared by the columns no record holds: Arrow arrays do
+    not change)."""
+    return pa.nulls(m, _ARROW[kind])
+
+
+def _all_text(values: Sequence[Any]) -> pa.Array | None:
     """The text column of ``values`` when each is text or None (Arrow finds it while converting: no pass of
     our own over the values); None otherwise."""
     try:
@@ -424,14 +432,14 @@ def _all_text(values: list[Any]) -> pa.Array | None:
         return None
     if array.type == STR:
         return array
-    return pa.nulls(len(values), STR) if array.type == pa.null() else None
+    return _nulls(len(values), "str") if array.type == pa.null() else None
 
 
 #: the text between two consecutive values of a column of lists / of objects, written as one JSON array
-_BETWEEN = {list: b"],[", dict: b"},{"}
+_BETWEEN: dict[type, bytes] = {list: b"],[", dict: b"},{"}
 
 
-def _json_joined(values: list[Any]) -> pa.Array | None:
+def _json_joined(values: Sequence[Any]) -> pa.Array | None:
     """The JSON column of ``values`` when all are lists, or all non-empty objects, written by one call of the
     encoder: the column's array, its values cut apart where one ends and the next begins (the same text as
     each written alone). None when they are not, or when a value holds such a boundary itself (then the
@@ -453,7 +461,7 @@ def _json_joined(values: list[Any]) -> pa.Array | None:
     return pa.Array.from_buffers(STR, len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def _json_texts(values: list[Any]) -> list[bytes | None]:
+def _json_texts(values: Sequence[Any]) -> list[bytes | None]:
     """The stable JSON text of each value (None and ``{}`` are null: see _empty_object), as UTF-8."""
     texts = jsontext.stable_each(values)
     return [None if v is None or (type(v) is dict and not v) else t for v, t in zip(values, texts, strict=True)]
@@ -822,7 +830,7 @@ class _Nested:
     def column(self, key: str, kind: str) -> pa.Array:
         values = [obj.get(key) for obj in self.distinct]
         if values.count(None) == len(values):  # (a key no object has: most of a short organization's columns)
-            return pa.nulls(len(self.take), _ARROW[kind])
+            return _nulls(len(self.take), kind)
         values.append(None)
         array, bad = _coerce(values, kind)
         self._turn_back(set(bad))
@@ -841,7 +849,7 @@ class _Direct:
 
     def column(self, key: str, kind: str) -> pa.Array:
         if key not in self.keys:
-            return pa.nulls(len(self.objects), _ARROW[kind])
+            return _nulls(len(self.objects), kind)
         array, bad = _coerce(list(map(dict.get, self.objects, repeat(key))), kind)
         self.turned_back.update(bad)
         return array
@@ -891,9 +899,9 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
             continue
         column = values.get(col.path[0])
         if column is None:
-            arrays.append(pa.nulls(m, col.type))
+            arrays.append(_nulls(m, col.kind))
             continue
-        array, bad = _coerce(list(column), col.kind)
+        array, bad = _coerce(column, col.kind)
         turned_back.update(bad)
         arrays.append(array)
     memo = _memo(memos, shape.left)
