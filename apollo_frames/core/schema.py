@@ -377,7 +377,7 @@ _FAST_TYPES: dict[str, set[type]] = {
 }
 
 
-_ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
+_ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR, "extra": STR}
 
 
 def _coerce(values: Sequence[Any], kind: str) -> tuple[pa.Array, list[int]]:
@@ -385,10 +385,10 @@ def _coerce(values: Sequence[Any], kind: str) -> tuple[pa.Array, list[int]]:
     if kind == "json":
         joined = _json_joined(values)
         return (joined if joined is not None else pa.array(_json_texts(values), type=STR)), []
-    if kind == "str":
-        texts = _all_text(values)
-        if texts is not None:
-            return texts, []
+    if kind in _INFERRED:
+        array = _inferred(values, kind)
+        if array is not None:
+            return array, []
     types = set(map(type, values))
     fast = _FAST_TYPES.get(kind)
     if fast is not None and types <= fast:
@@ -423,16 +423,19 @@ def _nulls(m: int, kind: str) -> pa.Array:
     return pa.nulls(m, _ARROW[kind])
 
 
-def _all_text(values: Sequence[Any]) -> pa.Array | None:
-    """The text column of ``values`` when each is text or None (Arrow finds it while converting: no pass of
-    our own over the values); None otherwise."""
+_INFERRED = ("str", "int", "bool")  # kinds Arrow tells apart exactly when it infers a type (not float: NaN)
+
+
+def _inferred(values: Sequence[Any], kind: str) -> pa.Array | None:
+    """The column of ``values`` when each is of ``kind`` (text, integer, flag) or None, as Arrow finds while
+    converting them (no pass of our own over the values: it refuses ``True`` among integers); None otherwise."""
     try:
         array = pa.array(values)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):  # (not text: _coerce looks at each)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):  # (mixed: _coerce looks at each)
         return None
-    if array.type == STR:
+    if array.type == _ARROW[kind]:
         return array
-    return _nulls(len(values), "str") if array.type == pa.null() else None
+    return _nulls(len(values), kind) if array.type == pa.null() else None
 
 
 #: the text between two consecutive values of a column of lists / of objects, written as one JSON array
@@ -919,10 +922,12 @@ def _extra_array(shape: _Shape, values: dict, plan: _Plan, nested: _Nested | _Di
     again for each one.
     """
     left = shape.left
-    split = sum(1 for k in left if nested is None or k < plan.nested)  # leftover keys written before the nested object
     m = len(shape.index)
-    out = _extra_pieces(left, split, [values[k] for k in left], m, turned_back, memo)
     parts: list[bytes | None] = nested.parts if nested is not None else [None]
+    if not left and parts.count(None) == len(parts):  # nothing left over in any record (small answers)
+        return _nulls(m, "extra")
+    split = sum(1 for k in left if nested is None or k < plan.nested)  # leftover keys written before the nested object
+    out = _extra_pieces(left, split, [values[k] for k in left], m, turned_back, memo)
     index = nested.index if nested is not None else [-1] * m
     return _join_extra(out, parts, index, turned_back)
 
