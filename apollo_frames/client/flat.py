@@ -84,9 +84,7 @@ def to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table)
-    data, sink = sink.getvalue().to_pybytes(), None
-    pa.default_memory_pool().release_unused()  # its LZ4 buffers: mimalloc keeps freed pages otherwise (issue 27)
-    return data
+    return sink.getvalue().to_pybytes()
 
 
 def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:

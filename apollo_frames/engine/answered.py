@@ -88,8 +88,6 @@ class FlatAnswers:
         if self.pieces:
             pieces, self.pieces = self.pieces, []
             self.parts.append(pa.concat_tables(pieces).combine_chunks() if len(pieces) > 1 else pieces[0])
-            del pieces
-            pa.default_memory_pool().release_unused()  # the pieces: mimalloc keeps freed pages otherwise
 
     def done(self, outcome: Sequence[str | None]) -> tuple[pa.Table | None, list[int], list[bool]]:
         """(the flattened rows, their unique indices, which are answers) of the records whose outcome is still an
