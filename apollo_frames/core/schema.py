@@ -868,9 +868,10 @@ def _nested(objects: Sequence[Any], path: tuple[str, ...], covered: frozenset, t
     types = set(map(type, objects))
     if types <= {dict, _NONE}:
         rows = list(objects) if _NONE not in types else [_EMPTY if o is None else o for o in objects]
-        keys = set().union(*rows)
-        if len(keys) <= _FEW_KEYS and keys <= covered:
-            return _Direct(rows, keys, turned_back)
+        if max(map(len, rows), default=0) <= _FEW_KEYS:  # (their sizes first: a large object's keys are not read)
+            keys = set().union(*rows)
+            if len(keys) <= _FEW_KEYS and keys <= covered:
+                return _Direct(rows, keys, turned_back)
     return _Nested(objects, path, covered, turned_back, memo)
 
 
