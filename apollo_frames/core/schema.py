@@ -704,7 +704,8 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
 # CPU cache), and for each shape one itemgetter per record reads every declared
 # top-level value and every leftover key at once; columns are the transposed
 # rows. The nested object (person.organization, org.primary_phone) is read once
-# per distinct content (marshal bytes, as in _Memo), and ``extra`` is joined
+# per distinct content (marshal bytes, as in _Memo), or row by row when every
+# object is small and fully declared (_Direct), and ``extra`` is joined
 # from finished UTF-8 pieces. A record with anything unusual (a value that
 # must go to ``extra``, a leftover that is not plain JSON data) is turned back
 # to _flatten_rows, so unusual data is written by one piece of code only.
