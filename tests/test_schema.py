@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 
 import numpy as np
@@ -560,3 +561,41 @@ def test_handed_to_pandas_gives_to_pandas_frame_and_takes_the_table():
     assert handed == []  # taken: the caller's list holds it no longer
     pd.testing.assert_frame_equal(got, sc.to_pandas(table))
     assert got["t"].tolist() == ["a", pd.NA, "ccc"] and str(got["t"].dtype) == "string"
+
+
+def _small_person(i: int) -> dict:
+    """An answer of about 1 KB: a four-key organization, short lists (the fast path reads such organizations row
+    by row, and writes each JSON column in one call)."""
+    return {"id": f"p{i}", "first_name": "Ann", "title": "CEO", "departments": ["c_suite"], "employment_history": [],
+            "revealed_for_current_team": True, "extrapolated_email_confidence": 0.5,
+            "organization": {"id": f"o{i % 7}", "name": "Acme", "website_url": "http://acme.example",
+                             "primary_domain": "acme.example"}}
+
+
+@pytest.mark.parametrize(("change", "org_change"), [
+    ({}, {}), ({"organization": None}, {}), ({"organization": {}}, {}), ({"organization": "Acme"}, {}),
+    ({}, {"name": 12}), ({}, {"estimated_num_employees": "many"}), ({}, {"founded_year": True}),
+    ({}, {"blog_url": "b"}), ({"show_intent": 1}, {}), ({"show_intent": "maybe"}, {}), ({"title": 5}, {}),
+    ({"title": b"bytes"}, {}), ({"title": np.str_("np")}, {}), ({"revealed_for_current_team": np.bool_(False)}, {}),
+    ({"departments": None}, {}), ({"departments": {}}, {}),
+])
+def test_small_answers_fast_path_writes_what_the_general_path_writes(change, org_change):
+    rows = [_small_person(i) for i in range(40)]
+    for i in (0, 17, 39):
+        rows[i] = {**rows[i], "organization": {**rows[i]["organization"], **org_change}, **change}
+    fast = sc.flatten_people(rows)
+    general = sc._flatten_rows(rows, sc._PLANS["person"])
+    assert fast.equals(general)
+    assert fast.column("person.organization.name").to_pylist()[1] == "Acme"
+
+
+@pytest.mark.parametrize("values", [
+    [["a],[b"], ["c"]], [[["x"], ["y"]], ["z"]], [{"k": [1], "j": [2]}, {"a": {"b": 1}, "c": {"d": 2}}],
+    [[{"z": 1, "a": 2}], [], [1, 1.0, True, None]], [{"b": [{"c": 1}, {"d": 2}]}, {"x": 1}],
+    [[float("nan")], ["é\u2028"]], [{"x": 1}, {}], [["a"], None], [["a"]], [[datetime.date(2020, 1, 2)], [2**70]],
+])
+def test_json_columns_are_each_value_written_alone(values):
+    """A JSON column written in one call and cut apart holds what each value written alone gives, even when a
+    value holds the text between two values."""
+    texts = sc._coerce(values, "json")[0].to_pylist()
+    assert texts == [None if v is None or v == {} else sc.json_text(v) for v in values]

@@ -44,6 +44,7 @@ column and is kept, unchanged, in ``extra`` at its key path.
 
 from __future__ import annotations
 
+import functools
 import marshal
 import math
 import re
@@ -376,13 +377,18 @@ _FAST_TYPES: dict[str, set[type]] = {
 }
 
 
-_ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR}
+_ARROW = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "json": STR, "extra": STR}
 
 
-def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
+def _coerce(values: Sequence[Any], kind: str) -> tuple[pa.Array, list[int]]:
     """(Arrow array of the column, indices whose original could not be converted)."""
     if kind == "json":
-        return pa.array(_json_texts(values), type=STR), []
+        joined = _json_joined(values)
+        return (joined if joined is not None else pa.array(_json_texts(values), type=STR)), []
+    if kind in _INFERRED:
+        array = _inferred(values, kind)
+        if array is not None:
+            return array, []
     types = set(map(type, values))
     fast = _FAST_TYPES.get(kind)
     if fast is not None and types <= fast:
@@ -410,7 +416,55 @@ def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
     return pa.array(out, type=_ARROW[kind]), bad
 
 
-def _json_texts(values: list[Any]) -> list[bytes | None]:
+@functools.lru_cache(maxsize=64)
+def _nulls(m: int, kind: str) -> pa.Array:
+    """``m`` nulls of a column of ``kind`` (one array shared by the columns no record holds: Arrow arrays do
+    not change)."""
+    return pa.nulls(m, _ARROW[kind])
+
+
+_INFERRED = ("str", "int", "bool")  # kinds Arrow tells apart exactly when it infers a type (not float: NaN)
+
+
+def _inferred(values: Sequence[Any], kind: str) -> pa.Array | None:
+    """The column of ``values`` when each is of ``kind`` (text, integer, flag) or None, as Arrow finds while
+    converting them (no pass of our own over the values: it refuses ``True`` among integers); None otherwise."""
+    try:
+        array = pa.array(values)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):  # (mixed: _coerce looks at each)
+        return None
+    if array.type == _ARROW[kind]:
+        return array
+    return _nulls(len(values), kind) if array.type == pa.null() else None
+
+
+#: the text between two consecutive values of a column of lists / of objects, written as one JSON array
+_BETWEEN: dict[type, bytes] = {list: b"],[", dict: b"},{"}
+
+
+def _json_joined(values: Sequence[Any]) -> pa.Array | None:
+    """The JSON column of ``values`` when all are lists, or all non-empty objects, written by one call of the
+    encoder: the column's array, its values cut apart where one ends and the next begins (the same text as
+    each written alone). None when they are not, or when a value holds such a boundary itself (then the
+    boundaries cannot be told apart: each is written alone)."""
+    kinds = set(map(type, values))
+    between = _BETWEEN.get(kinds.pop()) if len(kinds) == 1 else None
+    if between is None or (between == b"},{" and {} in values):  # ({}: null in the column)
+        return None
+    try:
+        whole = jsontext.stable_plain(values)[1:-1]  # the values, each followed by a comma but the last
+    except TypeError:  # (orjson.JSONEncodeError): something ``stable`` writes another way
+        return None
+    text = np.frombuffer(whole, dtype=np.uint8)
+    ends = np.flatnonzero((text[:-2] == between[0]) & (text[1:-1] == 44) & (text[2:] == between[2])) + 1
+    if len(ends) != len(values) - 1 or len(text) >= 2**31:  # (past 32-bit offsets: each alone, Arrow lays it out)
+        return None
+    offsets = np.concatenate(([0], ends - np.arange(len(ends)), [len(text) - len(ends)])).astype(np.int32)
+    data = np.delete(text, ends)  # the commas between values
+    return pa.Array.from_buffers(STR, len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _json_texts(values: Sequence[Any]) -> list[bytes | None]:
     """The stable JSON text of each value (None and ``{}`` are null: see _empty_object), as UTF-8."""
     texts = jsontext.stable_each(values)
     return [None if v is None or (type(v) is dict and not v) else t for v, t in zip(values, texts, strict=True)]
@@ -610,15 +664,17 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
     same row for the same record; the rows are put back in input order.
     """
     plan = _PLANS[kind]
-    records = _respelled(records if type(records) is list else list(records), kind)
     if not plan.fast:
-        return _flatten_rows(records, plan)
+        return _flatten_rows(_respelled(records if type(records) is list else list(records), kind), plan)
+    records = list(records)  # (a copy: respelled records are put in it, chunk by chunk)
     tables: list[pa.Table] = []
     orders: list[list[int]] = []
     slow: list[int] = []
     memos: dict[Any, _Memo] = {}  # this call's memos, by column (and by leftover keys for extra)
     for start in range(0, len(records), _CHUNK):
-        shapes, chunk_slow = _by_shape(records, start, min(start + _CHUNK, len(records)), plan)
+        stop = min(start + _CHUNK, len(records))
+        records[start:stop] = _respelled(records[start:stop], kind)  # (while the chunk is in the CPU cache)
+        shapes, chunk_slow = _by_shape(records, start, stop, plan)
         slow += chunk_slow
         for shape in shapes:
             table, turned_back = _flatten_shape(shape, plan, memos)
@@ -648,7 +704,8 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
 # CPU cache), and for each shape one itemgetter per record reads every declared
 # top-level value and every leftover key at once; columns are the transposed
 # rows. The nested object (person.organization, org.primary_phone) is read once
-# per distinct content (marshal bytes, as in _Memo), and ``extra`` is joined
+# per distinct content (marshal bytes, as in _Memo), or row by row when every
+# object is small and fully declared (_Direct), and ``extra`` is joined
 # from finished UTF-8 pieces. A record with anything unusual (a value that
 # must go to ``extra``, a leftover that is not plain JSON data) is turned back
 # to _flatten_rows, so unusual data is written by one piece of code only.
@@ -777,11 +834,46 @@ class _Nested:
     def column(self, key: str, kind: str) -> pa.Array:
         values = [obj.get(key) for obj in self.distinct]
         if values.count(None) == len(values):  # (a key no object has: most of a short organization's columns)
-            return pa.nulls(len(self.take), _ARROW[kind])
+            return _nulls(len(self.take), kind)
         values.append(None)
         array, bad = _coerce(values, kind)
         self._turn_back(set(bad))
         return array.take(self.take)
+
+
+class _Direct:
+    """The nested objects read row by row, when none holds a key no column covers and together they hold few
+    keys (small answers): reading a few keys per row costs less than keying each object by its content."""
+
+    parts: list[bytes | None] = [None]  # nothing left over: no text in extra
+
+    def __init__(self, objects: list[dict], keys: set[str], turned_back: set[int]):
+        self.objects, self.keys, self.turned_back = objects, keys, turned_back
+        self.index = [-1] * len(objects)
+
+    def column(self, key: str, kind: str) -> pa.Array:
+        if key not in self.keys:
+            return _nulls(len(self.objects), kind)
+        array, bad = _coerce(list(map(dict.get, self.objects, repeat(key))), kind)
+        self.turned_back.update(bad)
+        return array
+
+
+_FEW_KEYS = 16  # at most this many keys in all: the nested objects are read row by row (_Direct)
+
+
+def _nested(objects: Sequence[Any], path: tuple[str, ...], covered: frozenset, turned_back: set[int],
+            memo: _Memo) -> _Nested | _Direct:
+    """The nested objects as :class:`_Direct` when they can be (all objects or null, nothing left over, few
+    keys), else as :class:`_Nested`."""
+    types = set(map(type, objects))
+    if types <= {dict, _NONE}:
+        rows = list(objects) if _NONE not in types else [_EMPTY if o is None else o for o in objects]
+        if max(map(len, rows), default=0) <= _FEW_KEYS:  # (their sizes first: a large object's keys are not read)
+            keys = set().union(*rows)
+            if len(keys) <= _FEW_KEYS and keys <= covered:
+                return _Direct(rows, keys, turned_back)
+    return _Nested(objects, path, covered, turned_back, memo)
 
 
 def _memo(memos: dict[Any, _Memo], key: Any) -> _Memo:
@@ -801,7 +893,7 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
     if plan.nested is not None:
         path = (plan.nested,)
         objects = values.get(plan.nested) or (None,) * m
-        nested = _Nested(objects, path, plan.declared[path], turned_back, _memo(memos, path))
+        nested = _nested(objects, path, plan.declared[path], turned_back, _memo(memos, path))
     arrays = []
     for col in plan.columns:
         if col.kind == "extra":
@@ -812,9 +904,9 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
             continue
         column = values.get(col.path[0])
         if column is None:
-            arrays.append(pa.nulls(m, col.type))
+            arrays.append(_nulls(m, col.kind))
             continue
-        array, bad = _coerce(list(column), col.kind)
+        array, bad = _coerce(column, col.kind)
         turned_back.update(bad)
         arrays.append(array)
     memo = _memo(memos, shape.left)
@@ -822,7 +914,7 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
     return pa.Table.from_arrays(arrays, schema=plan.schema), turned_back
 
 
-def _extra_array(shape: _Shape, values: dict, plan: _Plan, nested: _Nested | None, turned_back: set[int],
+def _extra_array(shape: _Shape, values: dict, plan: _Plan, nested: _Nested | _Direct | None, turned_back: set[int],
                  memo: _Memo) -> pa.Array:
     """``extra`` of each record as ``json_text`` writes it (keys sorted): its leftover top-level keys,
     written once per distinct set of values (``memo``), around the nested object's leftover text.
@@ -832,10 +924,12 @@ def _extra_array(shape: _Shape, values: dict, plan: _Plan, nested: _Nested | Non
     again for each one.
     """
     left = shape.left
-    split = sum(1 for k in left if nested is None or k < plan.nested)  # leftover keys written before the nested object
     m = len(shape.index)
-    out = _extra_pieces(left, split, [values[k] for k in left], m, turned_back, memo)
     parts: list[bytes | None] = nested.parts if nested is not None else [None]
+    if not left and parts.count(None) == len(parts):  # nothing left over in any record (small answers)
+        return _nulls(m, "extra")
+    split = sum(1 for k in left if nested is None or k < plan.nested)  # leftover keys written before the nested object
+    out = _extra_pieces(left, split, [values[k] for k in left], m, turned_back, memo)
     index = nested.index if nested is not None else [-1] * m
     return _join_extra(out, parts, index, turned_back)
 
