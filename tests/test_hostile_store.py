@@ -190,3 +190,15 @@ def test_leases_for_ever_from_owners_that_are_not_alive_hold_nothing_and_prune_r
         assert store.held_by_others([K1, K2, "k", "j"]) == []  # (even a live owner's lease is not believed for ever)
         assert store_admin.prune(store, older_than=DAY) == 0
         assert store.query("SELECT key FROM Claims") == [("j",)]
+
+
+def test_an_owner_file_that_is_not_a_plain_file_is_not_alive_and_is_left_where_it_is(tmp_path):
+    with AnswerStore(tmp_path) as store:
+        owners = store.directory / "owners"
+        os.mkfifo(owners / "0123456789abcdef")
+        (owners / "fedcba9876543210").mkdir()
+        (owners / "00000000000000aa").write_bytes(b"")  # a plain file nobody locks: a dead owner's, removed
+        assert [store.holders.alive(o) for o in ("0123456789abcdef", "fedcba9876543210", "00000000000000aa")] == [
+            False, False, False]
+        assert stat.S_ISFIFO(os.lstat(owners / "0123456789abcdef").st_mode) and (owners / "fedcba9876543210").is_dir()
+        assert not (owners / "00000000000000aa").exists() and store.holders.alive(store.owner)

@@ -539,3 +539,40 @@ def test_a_store_report_in_a_notebook_escapes_its_text():
 
     counts = Counts("verify", checked=1, note="set aside to /tmp/<script>&")
     assert "<script>" not in counts._repr_html_() and "&lt;script&gt;&amp;" in counts._repr_html_()
+
+
+def test_the_newest_erasure_is_read_in_the_writing_transaction(tmp_path):
+    """A write checks for a ``forget`` on its own connection, inside its transaction: an erasure recorded there is
+    seen, while another connection still sees none (a write racing a ``forget`` is erased by it or checked)."""
+    with AnswerStore(tmp_path) as store, AnswerStore(tmp_path) as other:
+        with pytest.raises(KeyboardInterrupt), store.transaction() as con:  # (rolled back)
+            con.execute("INSERT INTO Erasures (time) VALUES (1.0)")
+            assert store.latest_erasure() == 1 and other.latest_erasure() == 0
+            raise KeyboardInterrupt
+        assert store.latest_erasure() == 0
+
+
+def test_answers_kept_in_memory_are_served_within_their_expiry_and_the_retention_only(tmp_path, monkeypatch):
+    from apollo_frames.client.suppression import SuppressionList
+
+    clock = Clock(1000.0)
+    store = AnswerStore(tmp_path, clock=clock, retention=100)
+    SuppressionList(tmp_path, clock=clock).add([("email", "gone@x.com")])
+    fresh, old, expired, miss, gone = (f"{i:064x}" for i in range(20, 25))
+    store.unstored.update({fresh: (fresh, {"id": "p1"}, 950.0, None), old: (old, {"id": "p2"}, 850.0, None),
+                           expired: (expired, {"id": "p3"}, 990.0, 995.0), miss: (miss, None, 990.0, 2000.0),
+                           gone: (gone, {"email": "gone@x.com"}, 990.0, None)})
+
+    def full(*_: object, **__: object) -> int:
+        raise StorageError("writing the answer store: disk full", path=str(store.path), reason="full")
+
+    monkeypatch.setattr(store, "write_entries", full)
+    stamps: dict = {}
+    assert store.get_many([fresh, old, expired, miss, gone, "z" * 64], stamps=stamps) == {fresh: {"id": "p1"},
+                                                                                           miss: None}
+    assert stamps == {fresh: (950.0, None), miss: (990.0, 2000.0)}
+    assert gone not in store.unstored and fresh in store.unstored  # a suppressed one is let go of, the others wait
+    monkeypatch.undo()
+    assert store.get_many([fresh]) == {fresh: {"id": "p1"}} and not store.unstored  # written once the disk takes it
+    assert store.query("SELECT expires_at FROM Answers WHERE key = ?", [fresh]) == [(1050.0,)]  # (the retention)
+    store.close()
