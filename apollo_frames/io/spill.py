@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from apollo_frames.client.flat import FlatCopies, matched, take_rows
 from apollo_frames.client.spills import SpillFolder, sweep_spills
@@ -41,7 +42,7 @@ from apollo_frames.engine.cached import Take, copies_for
 from apollo_frames.engine.runner import Keyed, stored_reasons
 from apollo_frames.engine.suppressing import Suppressor
 
-__all__ = ["ReadAhead", "digests", "read_ahead"]
+__all__ = ["ReadAhead", "StoredKeys", "digests", "read_ahead"]
 
 #: a chunk's keys are read ahead when the blocks they point at hold more than this many times their number
 SCATTERED = 4
@@ -357,3 +358,43 @@ def _spilled(chunk_keys: Iterator[tuple[Keyed, Any]], cache: Any,
         ahead.close()
         return None
     return ahead
+
+
+class StoredKeys:
+    """The keys of an operation's live flattened copies, read once (:meth:`FlatCopies.scan`): per key whether it is
+    a match and when it expires, 49 bytes a stored row, never the rows. What counts a shuffled file's work
+    (``confirm_over``, ``estimate_file``): each chunk's keys point at nearly every block, and a :meth:`FlatCopies.take`
+    per chunk decodes the whole store once per chunk; this reads it once, then answers each chunk by array lookups."""
+
+    def __init__(self, copies: FlatCopies, keys: np.ndarray, hits: np.ndarray, expires: np.ndarray):
+        order = np.argsort(_prefixes(keys), kind="stable")
+        self.copies, self.keys, self.hits, self.expires = copies, keys[order], hits[order], expires[order]
+        self.prefixes = _prefixes(self.keys)
+
+    @classmethod
+    def read(cls, copies: FlatCopies) -> StoredKeys | None:
+        """The live copies' keys, read once; None when a stored key is not a store key or two share their first 8
+        bytes (never seen: the chunks read the store then)."""
+        keys, hits, expires = [np.zeros((0, 32), np.uint8)], [np.zeros(0, bool)], [np.zeros(0, np.float64)]
+        for table, live in copies.scan(SCAN_BYTES):
+            rows = table.select(["_key", "_hit", "_expires_at"]).filter(pa.array(live)).combine_chunks()
+            found = digests(rows.column("_key").combine_chunks())
+            if found is None:
+                return None
+            keys.append(found)
+            hits.append(np.asarray(rows.column("_hit").to_numpy(), bool))
+            expires.append(pc.fill_null(rows.column("_expires_at"), np.inf).to_numpy())
+        stored = cls(copies, np.concatenate(keys), np.concatenate(hits), np.concatenate(expires))
+        return stored if bool(np.all(np.diff(stored.prefixes) > 0)) else None
+
+    def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
+        """As :meth:`FlatCopies.take` of ``keys`` (those with a copy unexpired now, ascending; whether each is a
+        match); the rows, when asked, are read from the store."""
+        wanted = digests(pa.array(keys, pa.string()))
+        if rows or wanted is None or not len(self.prefixes):
+            return self.copies.take(keys, rows=rows)
+        prefixes = _prefixes(wanted)
+        at = np.minimum(np.searchsorted(self.prefixes, prefixes), len(self.prefixes) - 1)
+        live = (self.prefixes[at] == prefixes) & np.all(self.keys[at] == wanted, axis=1)
+        found = np.flatnonzero(live & (self.expires[at] > self.copies.store.clock.time()))
+        return found.astype(np.int64), self.hits[at[found]], None

@@ -68,6 +68,7 @@ from apollo_frames.core.errors import (
 from apollo_frames.core.reasons import tagged
 from apollo_frames.engine.assemble import ERROR_CODE_COLUMN, assemble_table
 from apollo_frames.engine.budget import Budget
+from apollo_frames.engine.cached import Take, copies_for
 from apollo_frames.engine.changes import empty as empty_changes
 from apollo_frames.engine.changes import extend, shifted
 from apollo_frames.engine.confirm import confirm_spend
@@ -98,7 +99,7 @@ from apollo_frames.io.files import (
     pop_line_errors,
     read_chunks,
 )
-from apollo_frames.io.spill import ReadAhead, read_ahead
+from apollo_frames.io.spill import SCATTERED, ReadAhead, StoredKeys, read_ahead
 from apollo_frames.ops import registry
 from apollo_frames.ops.journal import PushJournal, file_identity, fingerprint
 from apollo_frames.ops.push import PushSummary
@@ -238,9 +239,12 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     op_options: dict = {}
     seen: set[bytes] = set()
     rows = invalid = cached = to_fetch = api_calls = 0
-    for chunk in tables:
+    take: Take | None = None
+    for n, chunk in enumerate(tables):
         prepared, op, op_options = _prepare_chunk(chunk, spec, job_options)
-        plan = plan_work(prepared, op, op_options, client, refresh=run.refresh, flatten=False, max_age=run.max_age)
+        keys, take = _count_reader(prepared, op, op_options, client, run) if n == 0 else (None, take)
+        plan = plan_work(prepared, op, op_options, client, refresh=run.refresh, flatten=False, max_age=run.max_age,
+                         take=take, keys=keys)
         first = first_seen(plan, seen)
         new = len(first)
         fetch = sum(j not in plan.cached for j in first)
@@ -254,6 +258,22 @@ def file_work(src: str | Path, spec: Spec, chunk_rows: int, job_options: dict, c
     return Work(operation=spec.name, endpoint=op.endpoint, rows=rows, invalid=invalid, unique=len(seen),
                 cached=cached, to_fetch=to_fetch, batch_size=op.batch_size,
                 worst_credits=float(op.worst_credits(op_options)), api_calls=api_calls)
+
+
+def _count_reader(prepared: Any, op: Any, op_options: dict, client: Any, run: RunOptions
+                  ) -> tuple[Keyed | None, Take | None]:
+    """(the first chunk's keys, what every chunk's count reads the copies with): the store's live keys read once
+    (:class:`~apollo_frames.io.spill.StoredKeys`) when the first chunk's keys are scattered over its blocks, as a
+    run reads ahead (a shuffled file: reading each chunk's blocks would decode the whole store once per chunk);
+    else None, each chunk reading the blocks its keys point at. Counts with ``max_age`` read rows: per chunk."""
+    if run.refresh or run.max_age is not None:
+        return None, None
+    keys = key_rows(prepared, op, op_options, client)
+    copies = copies_for(op, client.cache)
+    if not keys.cache_keys or copies.block_rows(keys.cache_keys) <= SCATTERED * len(keys.cache_keys):
+        return keys, None
+    stored = StoredKeys.read(copies)
+    return keys, None if stored is None else stored.take
 
 
 def first_seen(plan: Any, seen: set[bytes]) -> list[int]:
