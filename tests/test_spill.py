@@ -455,3 +455,25 @@ def test_a_forget_begun_while_spilling_stops_it_and_deletes_what_was_spilled(wor
     assert len(seen) == 2 and len(seen[1][1]) == 2 and ahead.closed  # no batch spilled after the mark
     assert not ahead.folder.path.exists() and summary["cache_hits"] == 240
     assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("store trouble"), KeyboardInterrupt()])
+def test_the_spill_is_deleted_when_reading_ahead_fails_or_is_interrupted(world, tmp_path, monkeypatch, error):
+    """An error or a Ctrl-C while the store is read ahead (after a first batch is spilled) leaves no spilled row on
+    disk, and the run's owner is let go: the process lives on (a notebook), so no sweep would find it dead."""
+    sb, _, _ = world
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a batch a block: several batches
+    real, seen = ReadAhead._write, []
+
+    def write_then_fail(self, *args):
+        real(self, *args)
+        seen.append((self.folder.path, sorted(self.folder.path.iterdir()), dict(self.copies.store.holders.held)))
+        raise error
+
+    monkeypatch.setattr(ReadAhead, "_write", write_then_fail)
+    with pytest.raises((KeyboardInterrupt, RunInterrupted, RuntimeError)), client_of(sb, tmp_path) as c:
+        af.enrich_parquet(tmp_path / "shuffled.parquet", dst=tmp_path / "out.parquet", chunk_rows=CHUNK, client=c,
+                          progress=False)
+    folder, files, held = seen[0]
+    assert files and folder.name in held  # there was a spill of some rows, under an owner of the run's
+    assert not folder.exists() and list(spill_root(tmp_path).iterdir()) == []

@@ -356,4 +356,7 @@ def _spilled(chunk_keys: Iterator[tuple[Keyed, Any]], cache: Any,
     except (OSError, pa.ArrowException):  # a full disk, a folder deleted under us: reading ahead only saves time
         ahead.close()
         return None
+    except BaseException:  # anything else (a Ctrl-C, the store failing): nothing spilled stays, and it is raised
+        ahead.close()
+        raise
     return ahead
