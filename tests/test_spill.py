@@ -477,3 +477,26 @@ def test_the_spill_is_deleted_when_reading_ahead_fails_or_is_interrupted(world, 
     folder, files, held = seen[0]
     assert files and folder.name in held  # there was a spill of some rows, under an owner of the run's
     assert not folder.exists() and list(spill_root(tmp_path).iterdir()) == []
+
+
+@pytest.mark.parametrize("harm", ["truncated", "garbage", "another_schema", "huge"])
+def test_spilled_files_tampered_with_are_not_trusted(world, tmp_path, spills, monkeypatch, harm):
+    """A spilled file cut short, overwritten with garbage, with another schema's rows, or grown huge: the run does
+    not crash, and each chunk's rows are those a run reading the store writes."""
+    sb, _, _ = world
+    real = ReadAhead.take_for
+
+    def tampered(self, chunk):
+        if chunk == 1:
+            other = pa.record_batch([pa.array([1, 2])], names=["x"])
+            for f in sorted(self.folder.path.iterdir()):
+                data = f.read_bytes()
+                f.write_bytes({"truncated": data[:len(data) // 2], "garbage": bytes(range(256)) * (len(data) // 256),
+                               "another_schema": other.serialize().to_pybytes() * (len(data) // 64 + 1),
+                               "huge": data + b"\xff" * (1 << 20)}[harm])
+        return real(self, chunk)
+
+    monkeypatch.setattr(ReadAhead, "take_for", tampered)
+    run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and list(spill_root(tmp_path).iterdir()) == []
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
