@@ -500,3 +500,21 @@ def test_spilled_files_tampered_with_are_not_trusted(world, tmp_path, spills, mo
     run(sb, tmp_path, "out.parquet")
     assert len(spills) == 1 and list(spill_root(tmp_path).iterdir()) == []
     assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
+
+
+def test_keys_from_the_key_pass_are_not_used_for_other_rows(world, tmp_path):
+    """Keys computed for rows of another number (the input rewritten between the key pass and the run) are not
+    used: the rows are keyed again, so no row is given another row's answer."""
+    from apollo_frames.engine.runner import key_rows, plan_work
+    from apollo_frames.ops import registry
+
+    sb, people, _ = world
+    spec = registry.get("enrich_people", kind="enrich")
+    assert spec.job is not None
+    with client_of(sb, tmp_path) as c:
+        frame = pd.DataFrame({"Email": [p["email"] for p in people[:3]]})
+        short, op, options = spec.job(frame.iloc[1:].reset_index(drop=True))
+        stale = key_rows(short, op, options, c)
+        prepared, op, options = spec.job(frame)
+        plan = plan_work(prepared, op, options, c, keys=stale)
+        assert plan.row_unique == [0, 1, 2] and plan.cache_keys == key_rows(prepared, op, options, c).cache_keys
