@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -599,3 +601,15 @@ def test_json_columns_are_each_value_written_alone(values):
     value holds the text between two values."""
     texts = sc._coerce(values, "json")[0].to_pylist()
     assert texts == [None if v is None or v == {} else sc.json_text(v) for v in values]
+
+
+def test_text_integer_and_flag_columns_keep_the_per_value_rules_for_numpy_scalars():
+    """A NumPy flag among integers is no integer (kept in extra, as a Python ``True`` is), and a column mixing
+    NumPy scalars Arrow cannot type together is converted value by value: Arrow's own type inference is never
+    asked (in a child process: pyarrow 26 crashes on ``[np.datetime64, np.bool_]``)."""
+    array, bad = sc._coerce([1, np.True_], "int")
+    assert array.to_pylist() == [1, None] and bad == [1]
+    code = ("import numpy as np; from apollo_frames.core import schema as sc\n"
+            "print(sc._coerce([np.datetime64('2020-01-01'), np.True_], 'str')[0].to_pylist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[None, None]", done.stderr

@@ -455,3 +455,66 @@ def test_a_forget_begun_while_spilling_stops_it_and_deletes_what_was_spilled(wor
     assert len(seen) == 2 and len(seen[1][1]) == 2 and ahead.closed  # no batch spilled after the mark
     assert not ahead.folder.path.exists() and summary["cache_hits"] == 240
     assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("store trouble"), KeyboardInterrupt()])
+def test_the_spill_is_deleted_when_reading_ahead_fails_or_is_interrupted(world, tmp_path, monkeypatch, error):
+    """An error or a Ctrl-C while the store is read ahead (after a first batch is spilled) leaves no spilled row on
+    disk, and the run's owner is let go: the process lives on (a notebook), so no sweep would find it dead."""
+    sb, _, _ = world
+    monkeypatch.setattr(spill, "SCAN_BYTES", 1)  # a batch a block: several batches
+    real, seen = ReadAhead._write, []
+
+    def write_then_fail(self, *args):
+        real(self, *args)
+        seen.append((self.folder.path, sorted(self.folder.path.iterdir()), dict(self.copies.store.holders.held)))
+        raise error
+
+    monkeypatch.setattr(ReadAhead, "_write", write_then_fail)
+    with pytest.raises((KeyboardInterrupt, RunInterrupted, RuntimeError)), client_of(sb, tmp_path) as c:
+        af.enrich_parquet(tmp_path / "shuffled.parquet", dst=tmp_path / "out.parquet", chunk_rows=CHUNK, client=c,
+                          progress=False)
+    folder, files, held = seen[0]
+    assert files and folder.name in held  # there was a spill of some rows, under an owner of the run's
+    assert not folder.exists() and list(spill_root(tmp_path).iterdir()) == []
+
+
+@pytest.mark.parametrize("harm", ["truncated", "garbage", "another_schema", "huge"])
+def test_spilled_files_tampered_with_are_not_trusted(world, tmp_path, spills, monkeypatch, harm):
+    """A spilled file cut short, overwritten with garbage, with another schema's rows, or grown huge: the run does
+    not crash, and each chunk's rows are those a run reading the store writes."""
+    sb, _, _ = world
+    real = ReadAhead.take_for
+
+    def tampered(self, chunk):
+        if chunk == 1:
+            other = pa.record_batch([pa.array([1, 2])], names=["x"])
+            for f in sorted(self.folder.path.iterdir()):
+                data = f.read_bytes()
+                f.write_bytes({"truncated": data[:len(data) // 2], "garbage": bytes(range(256)) * (len(data) // 256),
+                               "another_schema": other.serialize().to_pybytes() * (len(data) // 64 + 1),
+                               "huge": data + b"\xff" * (1 << 20)}[harm])
+        return real(self, chunk)
+
+    monkeypatch.setattr(ReadAhead, "take_for", tampered)
+    run(sb, tmp_path, "out.parquet")
+    assert len(spills) == 1 and list(spill_root(tmp_path).iterdir()) == []
+    assert_as_read_per_chunk(sb, tmp_path, monkeypatch)
+
+
+def test_keys_from_the_key_pass_are_not_used_for_other_rows(world, tmp_path):
+    """Keys computed for rows of another number (the input rewritten between the key pass and the run) are not
+    used: the rows are keyed again, so no row is given another row's answer."""
+    from apollo_frames.engine.runner import key_rows, plan_work
+    from apollo_frames.ops import registry
+
+    sb, people, _ = world
+    spec = registry.get("enrich_people", kind="enrich")
+    assert spec.job is not None
+    with client_of(sb, tmp_path) as c:
+        frame = pd.DataFrame({"Email": [p["email"] for p in people[:3]]})
+        short, op, options = spec.job(frame.iloc[1:].reset_index(drop=True))
+        stale = key_rows(short, op, options, c)
+        prepared, op, options = spec.job(frame)
+        plan = plan_work(prepared, op, options, c, keys=stale)
+        assert plan.row_unique == [0, 1, 2] and plan.cache_keys == key_rows(prepared, op, options, c).cache_keys

@@ -385,10 +385,6 @@ def _coerce(values: Sequence[Any], kind: str) -> tuple[pa.Array, list[int]]:
     if kind == "json":
         joined = _json_joined(values)
         return (joined if joined is not None else pa.array(_json_texts(values), type=STR)), []
-    if kind in _INFERRED:
-        array = _inferred(values, kind)
-        if array is not None:
-            return array, []
     types = set(map(type, values))
     fast = _FAST_TYPES.get(kind)
     if fast is not None and types <= fast:
@@ -421,21 +417,6 @@ def _nulls(m: int, kind: str) -> pa.Array:
     """``m`` nulls of a column of ``kind`` (one array shared by the columns no record holds: Arrow arrays do
     not change)."""
     return pa.nulls(m, _ARROW[kind])
-
-
-_INFERRED = ("str", "int", "bool")  # kinds Arrow tells apart exactly when it infers a type (not float: NaN)
-
-
-def _inferred(values: Sequence[Any], kind: str) -> pa.Array | None:
-    """The column of ``values`` when each is of ``kind`` (text, integer, flag) or None, as Arrow finds while
-    converting them (no pass of our own over the values: it refuses ``True`` among integers); None otherwise."""
-    try:
-        array = pa.array(values)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):  # (mixed: _coerce looks at each)
-        return None
-    if array.type == _ARROW[kind]:
-        return array
-    return _nulls(len(values), kind) if array.type == pa.null() else None
 
 
 #: the text between two consecutive values of a column of lists / of objects, written as one JSON array

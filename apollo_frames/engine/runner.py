@@ -220,9 +220,9 @@ def plan_work(
     ``max_age``: seconds; an answer stored longer ago than that is not a hit (it is fetched again).
     ``take``: what reads the flattened copies (:func:`~apollo_frames.engine.cached.read_cached`).
     ``keys``: :func:`key_rows` of these rows computed before (a file run's key pass), used when the same rows are
-    set aside now (else, e.g. a person suppressed since, they are computed again).
+    set aside now and the rows are as many (else, e.g. a person suppressed since, they are computed again).
     """
-    if keys is None or keys.statuses != prepared.statuses:
+    if keys is None or keys.statuses != prepared.statuses or len(keys.row_unique) != len(prepared.records):
         keys = key_rows(prepared, op, options, client)
     unique_records: Sequence[Any] = pick(prepared.records, keys.first_rows)
     cache_keys = keys.cache_keys

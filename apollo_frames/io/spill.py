@@ -265,8 +265,8 @@ class ReadAhead:
         try:
             tables = [self._read(*piece) for piece in self.pieces.pop(chunk, [])]
             table = pa.Table.from_batches(tables, self.schema) if tables else self.schema.empty_table()
-        except (OSError, pa.ArrowException):  # a file gone or cut short (the folder cleared by someone else): the
-            self.close()  # spill is not trusted any more, this chunk and the next read the store
+        except (OSError, EOFError, ValueError, pa.ArrowException):  # a file gone, cut short or not ours (an end of
+            self.close()  # stream): the spill is not trusted any more, this chunk and the next read the store
             return None
         return lambda keys, rows=True: self._take(table, keys, rows)
 
@@ -357,6 +357,9 @@ def _spilled(chunk_keys: Iterator[tuple[Keyed, Any]], cache: Any,
     except (OSError, pa.ArrowException):  # a full disk, a folder deleted under us: reading ahead only saves time
         ahead.close()
         return None
+    except BaseException:  # anything else (a Ctrl-C, the store failing): nothing spilled stays, and it is raised
+        ahead.close()
+        raise
     return ahead
 
 
