@@ -42,7 +42,7 @@ from apollo_frames.engine.cached import Take, copies_for
 from apollo_frames.engine.runner import Keyed, stored_reasons
 from apollo_frames.engine.suppressing import Suppressor
 
-__all__ = ["ReadAhead", "StoredKeys", "digests", "read_ahead"]
+__all__ = ["ReadAhead", "StoredKeys", "digests", "read_ahead", "scattered"]
 
 #: a chunk's keys are read ahead when the blocks they point at hold more than this many times their number
 SCATTERED = 4
@@ -77,6 +77,21 @@ def _prefixes(keys: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(keys[:, :8]).view(">u8").ravel().astype(np.uint64)
 
 
+def _lookup(prefixes: np.ndarray, keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Per digest of ``wanted``, its index into ``keys`` (digests whose distinct ``prefixes`` are sorted), or -1."""
+    if not len(prefixes) or not len(wanted):
+        return np.full(len(wanted), -1, np.int64)
+    asked = _prefixes(wanted)
+    at = np.minimum(np.searchsorted(prefixes, asked), len(prefixes) - 1)
+    return np.where((prefixes[at] == asked) & np.all(keys[at] == wanted, axis=1), at, -1)
+
+
+def scattered(copies: FlatCopies, keys: Sequence[str]) -> bool:
+    """Whether the blocks holding the copies of ``keys`` hold more than :data:`SCATTERED` times their number of
+    rows (a chunk of a file in another order than the store's blocks): then the store is read once, not per chunk."""
+    return bool(keys) and copies.block_rows(keys) > SCATTERED * len(keys)
+
+
 class _Routes:
     """Which chunks hold each key: the file's distinct keys sorted by their first 8 bytes, and per key its chunks."""
 
@@ -100,11 +115,7 @@ class _Routes:
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Per digest of ``keys``, its index into :attr:`keys`, or -1 when no chunk of the file held it."""
-        if not len(self.prefixes) or not len(keys):
-            return np.full(len(keys), -1, np.int64)
-        prefixes = _prefixes(keys)
-        at = np.minimum(np.searchsorted(self.prefixes, prefixes), len(self.prefixes) - 1)
-        return np.where((self.prefixes[at] == prefixes) & np.all(self.keys[at] == keys, axis=1), at, -1)
+        return _lookup(self.prefixes, self.keys, keys)
 
     def route(self, keys: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, chunk) pairs for the rows of ``keys`` (stored rows' digests) that are ``live`` and some chunk
@@ -332,7 +343,7 @@ def _spilled(chunk_keys: Iterator[tuple[Keyed, Any]], cache: Any,
         return None
     keyed, op = first
     copies = copies_for(op, cache)
-    if not keyed.cache_keys or copies.block_rows(keyed.cache_keys) <= SCATTERED * len(keyed.cache_keys):
+    if not scattered(copies, keyed.cache_keys):
         return None
     chunks, per_chunk = [], []
     for keyed, _ in itertools.chain([first], chunk_keys):
@@ -396,8 +407,7 @@ class StoredKeys:
         wanted = digests(pa.array(keys, pa.string()))
         if rows or wanted is None or not len(self.prefixes):
             return self.copies.take(keys, rows=rows)
-        prefixes = _prefixes(wanted)
-        at = np.minimum(np.searchsorted(self.prefixes, prefixes), len(self.prefixes) - 1)
-        live = (self.prefixes[at] == prefixes) & np.all(self.keys[at] == wanted, axis=1)
-        found = np.flatnonzero(live & (self.expires[at] > self.copies.store.clock.time()))
+        at = _lookup(self.prefixes, self.keys, wanted)
+        found = np.flatnonzero(at >= 0)
+        found = found[self.expires[at[found]] > self.copies.store.clock.time()]
         return found.astype(np.int64), self.hits[at[found]], None

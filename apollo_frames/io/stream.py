@@ -99,7 +99,7 @@ from apollo_frames.io.files import (
     pop_line_errors,
     read_chunks,
 )
-from apollo_frames.io.spill import SCATTERED, ReadAhead, StoredKeys, read_ahead
+from apollo_frames.io.spill import ReadAhead, StoredKeys, read_ahead, scattered
 from apollo_frames.ops import registry
 from apollo_frames.ops.journal import PushJournal, file_identity, fingerprint
 from apollo_frames.ops.push import PushSummary
@@ -270,7 +270,7 @@ def _count_reader(prepared: Any, op: Any, op_options: dict, client: Any, run: Ru
         return None, None
     keys = key_rows(prepared, op, op_options, client)
     copies = copies_for(op, client.cache)
-    if not keys.cache_keys or copies.block_rows(keys.cache_keys) <= SCATTERED * len(keys.cache_keys):
+    if not scattered(copies, keys.cache_keys):
         return keys, None
     stored = StoredKeys.read(copies)
     return keys, None if stored is None else stored.take
