@@ -177,9 +177,14 @@ def _email_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndarra
     domains = _domain(encoded.dictionary)
     domain = pc.fill_null(domains.take(encoded.indices), _EMPTY)
     personal = _np(pc.match_substring_regex(domains, _PERSONAL).take(encoded.indices))
+    return _np(part.is_valid()) & ~personal & _elsewhere(domain, primary, website)
+
+
+def _elsewhere(domain: pa.Array, primary: pa.Array, website: pa.Array) -> np.ndarray:
+    """Per row, whether the answer's organization has a domain (primary or website) and ``domain`` (the row's) is
+    neither: the rule the e-mail and the company domain flags share."""
     has_org = _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
-    flag = _np(part.is_valid()) & has_org & ~personal
-    return flag & ~(_same_domain(domain, primary) | _same_domain(domain, website))
+    return has_org & ~(_same_domain(domain, primary) | _same_domain(domain, website))
 
 
 def _subset_either(given: pa.Array, org: pa.Array) -> np.ndarray:
@@ -204,8 +209,7 @@ def _company_flags(rows: _Rows, primary: pa.Array, website: pa.Array) -> np.ndar
     domain = domain_column(rows.given("domain"))
     by_domain = _np(pc.not_equal(domain, _EMPTY))
     if by_domain.any():
-        by_domain &= _np(pc.or_(pc.not_equal(primary, _EMPTY), pc.not_equal(website, _EMPTY)))
-        by_domain &= ~(_same_domain(domain, primary) | _same_domain(domain, website))
+        by_domain &= _elsewhere(domain, primary, website)
     return by_name | by_domain
 
 
