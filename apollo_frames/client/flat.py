@@ -14,10 +14,9 @@ never used: its rows are flattened again from the raw answers. Arrow IPC is data
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 
 from apollo_frames.client.storage import SQL_BLOCK, sql_blocks, sql_marks
 from apollo_frames.core.errors import StorageError
+from apollo_frames.core.rows import THREADS, take_rows
 
 if TYPE_CHECKING:
     from apollo_frames.client.store import AnswerStore
@@ -65,6 +65,10 @@ _PUT = (
 
 #: a raw answer's (stored at, expires at or None)
 Stamp = tuple[float, "float | None"]
+#: per row of a batch of blocks, whether ``FlatRows`` still points at it (None: at every row)
+Live: TypeAlias = "pa.ChunkedArray | None"
+#: batches of blocks decoded: (their tables, :data:`Live`)
+Read: TypeAlias = "Iterable[tuple[list[pa.Table], Live]]"
 
 
 def fingerprint(*parts: object, schema: pa.Schema) -> str:
@@ -77,7 +81,6 @@ def fingerprint(*parts: object, schema: pa.Schema) -> str:
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 #: one block decodes faster on one thread than shared out column by column (blocks decode side by side)
 _IPC_READ = pa.ipc.IpcReadOptions(use_threads=False)
-_DECODERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -98,14 +101,6 @@ def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:
     if table.num_rows != rows or not table.schema.equals(schema, check_metadata=False):
         return None
     return table
-
-
-def take_rows(table: pa.Table, at: np.ndarray) -> pa.Table:
-    """Rows ``at`` of ``table``; a column holding no value is made as nulls, not taken (answers leave most of the
-    declared columns empty: with 1 KB answers 64 of 97, a third of a take's time)."""
-    indices, n = pa.array(at, pa.int64()), len(at)
-    return pa.Table.from_arrays([pa.nulls(n, c.type) if c.null_count == len(c) else c.take(indices)
-                                 for c in table.columns], schema=table.schema)
 
 
 def _taken(tables: list[pa.Table], at: np.ndarray, names: list[str]) -> pa.Table:
@@ -149,25 +144,31 @@ class FlatCopies:
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
 
-    def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, np.ndarray, pa.Table | None]:
+    def take(self, keys: Sequence[str], rows: bool = True, read: Read | None = None
+             ) -> tuple[np.ndarray, np.ndarray, pa.Table | None]:
         """(indices into ``keys`` that have a live copy, ascending within a batch of blocks; whether each is a match;
         with ``rows``, their rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch
-        decoded; none copied when the blocks hold them in that order already, as for the frame that wrote them."""
+        decoded; none copied when the blocks hold them in that order already, as for the frame that wrote them.
+        ``read``: the batches to look in, decoded before (:meth:`read_all`)."""
         wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
         js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], [np.zeros(0, bool)]
-        blocks = self._blocks(keys)
-        whole = sum(b[1] for b in blocks) <= len(keys) * _LOOKUP_FACTOR
-        for batch in self._batches(blocks, float("inf") if whole else _BATCH_BYTES):
-            tables = self._decode(batch)
-            if not tables:
-                continue
-            table = pa.concat_tables(tables)
-            found, at, hit = matched(table, wanted, now, self._live(batch, tables))
+        if read is None:
+            blocks = self._blocks(keys)
+            whole = sum(b[1] for b in blocks) <= len(keys) * _LOOKUP_FACTOR
+            read = self._read(blocks, float("inf") if whole else _BATCH_BYTES)
+        for tables, live in read:
+            found, at, hit = matched(pa.concat_tables(tables), wanted, now, live)
             js.append(found)
             hits.append(hit)
             if rows:
                 pieces.append(_taken(tables, at, self.read_schema.names))
         return np.concatenate(js), np.concatenate(hits), pa.concat_tables(pieces) if rows else None
+
+    def read_all(self, unique: int) -> Read | None:
+        """Every block decoded, when a :meth:`take` of ``unique`` keys would decode them all (else None): a run reads
+        them while its keys are still being computed (on another core: hashing holds the GIL, decoding does not)."""
+        blocks = self._all(unique)
+        return None if blocks is None else list(self._read(blocks, float("inf")))
 
     def block_rows(self, keys: Sequence[str]) -> int:
         """Rows stored in the blocks a :meth:`take` of ``keys`` would decode (keys scattered over many blocks: many
@@ -179,33 +180,40 @@ class FlatCopies:
         rows with the stored columns, :data:`META` included; whether each row is live and unexpired). For a reader
         that routes rows to many places in one pass instead of decoding the blocks once per place."""
         now = self.store.clock.time()
+        for tables, pointed in self._read(self._all(None) or [], batch_bytes):
+            table = pa.concat_tables(tables)
+            live = pc.fill_null(pc.greater(table["_expires_at"], now), True)
+            live = live if pointed is None else pc.and_(pointed, live)
+            yield table, np.asarray(live.to_numpy(), bool)
+
+    def _all(self, unique: int | None) -> list[tuple[int, int, int]] | None:
+        """(id, rows, bytes) of every block, in order, when ``unique`` keys (None: any number) would cost as much to
+        look up in ``FlatRows`` as to decode them all; else None."""
         blocks = self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? ORDER BY id",
                                   [self.fingerprint])
-        for batch in self._batches(blocks, batch_bytes):
-            tables = self._decode(batch)
-            if tables:
-                table = pa.concat_tables(tables)
-                pointed = self._live(batch, tables)
-                live = pc.fill_null(pc.greater(table["_expires_at"], now), True)
-                live = live if pointed is None else pc.and_(pointed, live)
-                yield table, np.asarray(live.to_numpy(), bool)
+        return blocks if unique is None or sum(b[1] for b in blocks) <= unique * _LOOKUP_FACTOR else None
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
-        """(id, rows, bytes) of the blocks to read: those ``keys`` point at, or all, whichever costs less."""
-        ((stored,),) = self.store.query("SELECT total(rows) FROM FlatBlocks WHERE fingerprint = ?",
-                                        [self.fingerprint])
-        select = "SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ?"
-        if len(keys) * _LOOKUP_FACTOR >= stored:
-            return self.store.query(f"{select} ORDER BY id", [self.fingerprint])
+        """(id, rows, bytes) of the blocks to read, in order: all (:meth:`_all`), or those ``keys`` point at."""
+        every = self._all(len(keys))
+        if every is not None:
+            return every
         ids: set[Any] = set()
         for chunk in sql_blocks(keys):
             ids.update(b for (b,) in self.store.query(
                 f"SELECT DISTINCT block FROM FlatRows WHERE key IN ({sql_marks(len(chunk))})", chunk))
         found = []
         for chunk in sql_blocks(sorted(i for i in ids if type(i) is int)):
-            found += self.store.query(f"{select} AND id IN ({sql_marks(len(chunk))}) ORDER BY id",
-                                      [self.fingerprint, *chunk])
+            found += self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? AND id IN "
+                                      f"({sql_marks(len(chunk))}) ORDER BY id", [self.fingerprint, *chunk])
         return found
+
+    def _read(self, blocks: list[tuple[int, int, int]], budget: float) -> Iterator[tuple[list[pa.Table], Live]]:
+        """``blocks`` decoded ``budget`` stored bytes at a time: (their tables, which rows are live: None for all)."""
+        for batch in self._batches(blocks, budget):
+            tables = self._decode(batch)
+            if tables:
+                yield tables, self._live(batch, tables)
 
     def _batches(self, blocks: list[tuple[int, int, int]], budget: float) -> Iterator[list[tuple[int, int, bytes]]]:
         """(id, rows, data) of ``blocks``, read ``budget`` stored bytes at a time (sorted here: an ORDER BY would copy
@@ -220,7 +228,7 @@ class FlatCopies:
 
     def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
         """The blocks' tables, decoded side by side; a block that does not parse or fit is dropped."""
-        with ThreadPoolExecutor(max(1, min(_DECODERS, len(blocks))), thread_name_prefix="apollo-flat") as pool:
+        with ThreadPoolExecutor(max(1, min(THREADS, len(blocks))), thread_name_prefix="apollo-flat") as pool:
             tables = list(pool.map(lambda block: from_ipc(block[2], self.stored_schema, block[1]), blocks))
         bad = [b[0] for b, t in zip(blocks, tables, strict=True) if t is None]
         if bad:
@@ -228,9 +236,9 @@ class FlatCopies:
             blocks[:] = [b for b, t in zip(blocks, tables, strict=True) if t is not None]
         return [t for t in tables if t is not None]
 
-    def _live(self, blocks: list[tuple[int, int, bytes]], tables: list[pa.Table]) -> pa.ChunkedArray | None:
-        """Per row of the blocks, whether ``FlatRows`` still points at it (None: at every row): counted per block,
-        looked at key by key only in a block some of whose answers changed since."""
+    def _live(self, blocks: list[tuple[int, int, bytes]], tables: list[pa.Table]) -> Live:
+        """:data:`Live` of the blocks: counted per block, looked at key by key only in a block some of whose answers
+        changed since."""
         counts: dict[Any, int] = {}
         for chunk in sql_blocks([b[0] for b in blocks]):
             counts.update(self.store.query(f"SELECT block, count(*) FROM FlatRows WHERE block IN "

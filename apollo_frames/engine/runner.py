@@ -39,6 +39,7 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.core.reasons import code_of, codes_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
+from apollo_frames.core.rows import take_columns
 from apollo_frames.engine import changes as changes_module
 from apollo_frames.engine.answered import ANSWERED, FlatAnswers
 from apollo_frames.engine.assemble import (
@@ -50,7 +51,7 @@ from apollo_frames.engine.assemble import (
     new_columns,
 )
 from apollo_frames.engine.budget import Attempts, Budget, credit_shares, trusted_credits
-from apollo_frames.engine.cached import Take, hit_arrays, read_cached, save_answered, with_stored_at
+from apollo_frames.engine.cached import Take, hit_arrays, read_ahead, read_cached, save_answered, with_stored_at
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -222,7 +223,10 @@ def plan_work(
     ``keys``: :func:`key_rows` of these rows computed before (a file run's key pass), used when the same rows are
     set aside now and the rows are as many (else, e.g. a person suppressed since, they are computed again).
     """
+    ahead = None
     if keys is None or keys.statuses != prepared.statuses or len(keys.row_unique) != len(prepared.records):
+        # the stored copies are read on another thread while the keys are computed (at most one per row)
+        ahead = read_ahead(op, client.cache, len(prepared.records)) if take is None and not refresh else None
         keys = key_rows(prepared, op, options, client)
     unique_records: Sequence[Any] = pick(prepared.records, keys.first_rows)
     cache_keys = keys.cache_keys
@@ -230,7 +234,7 @@ def plan_work(
     if refresh or not cache_keys:
         return plan
     read = read_cached(cache_keys, op, client.cache, flatten=flatten or max_age is not None, block_size=READ_BLOCK,
-                       take=take)
+                       take=take, ahead=ahead)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     if max_age is not None:
         drop_stale(plan, client.cache.clock.time() - max_age)
@@ -1021,10 +1025,10 @@ MAX_RUNS = 1024
 
 def rows_in_order(parts: list[pa.Table], take: np.ndarray) -> pa.Table:
     """The rows ``take`` of ``parts`` (one table after the other), in that order: slices when they are a few
-    runs of consecutive rows (a cold run's answers, cached rows then fetched ones), else a take column by
-    column, each column's chunks combined first (a take over many chunks costs several times more) and let go
-    of before it is taken. ``parts`` is emptied: when the caller keeps no other reference, the rows are held
-    about once, not three times (a cold run's peak, issue 27)."""
+    runs of consecutive rows (a cold run's answers, cached rows then fetched ones), else one take
+    (:func:`~apollo_frames.core.rows.take_columns`: each column let go of once taken). ``parts`` is emptied:
+    when the caller keeps no other reference, the rows are held about once, not three times (a cold run's peak,
+    issue 27)."""
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     parts.clear()
     if len(take) == 0:
@@ -1034,16 +1038,9 @@ def rows_in_order(parts: list[pa.Table], take: np.ndarray) -> pa.Table:
         bounds = [0, *starts.tolist(), len(take)]
         runs = [table.slice(int(take[a]), b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         return runs[0] if len(runs) == 1 else pa.concat_tables(runs)
-    indices, schema, columns = pa.array(take), table.schema, table.columns
+    schema, columns = table.schema, table.columns
     del table
-    out = []
-    for i, column in enumerate(columns):
-        columns[i] = None  # (its last reference but ``column``)
-        whole = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-        del column
-        out.append(whole.take(indices))
-        del whole
-    return pa.Table.from_arrays(out, schema=schema)
+    return pa.Table.from_arrays(take_columns(columns, take), schema=schema)
 
 
 def _row_credits(unique: np.ndarray, credits: list[float]) -> pa.Array:
