@@ -1,14 +1,14 @@
 """Flattened copies of stored answers, so a cached re-run reads rows in the declared schema instead of JSON.
 
 The raw JSON answer in :class:`~apollo_frames.client.store.AnswerStore` stays the source of truth. Beside it,
-answers flattened into an operation's declared schema are kept as Arrow IPC blocks (table ``FlatBlocks``),
-each row carrying what was computed for it: its key, whether it is a match, when its raw answer expires. Any
-set of keys is read as columnar work, a batch of blocks at a time: decoded, keys matched by one hash lookup,
-the rows used taken out. Table ``FlatRows`` (key -> block) says which rows are live: a copy is written only for
-the raw answer it was made from, and triggers on the raw table delete its ``FlatRows`` entry when that answer
-is rewritten, deleted or touched in any way (by this code or a hand edit). A block of another fingerprint
-(store schema version, flatten version, declared schema), one that does not parse or holds another schema, is
-never used: its rows are flattened again from the raw answers. Arrow IPC is data: reading it runs no code.
+answers flattened into an operation's declared schema are kept as Arrow IPC blocks (table ``FlatBlocks``), each
+row with its key, whether it is a match and when its raw answer expires. Any set of keys is read as columnar
+work: blocks decoded, keys matched by one hash lookup, the rows used taken out. Table ``FlatRows`` (key ->
+block) says which rows are live: a copy is written only for the raw answer it was made from, and triggers on the
+raw table delete its ``FlatRows`` entry when that answer is rewritten, deleted or touched in any way (by this
+code or a hand edit). A block of another fingerprint (store schema version, flatten version, declared schema),
+one that does not parse or holds another schema, is never used: its rows are flattened again from the raw
+answers. Arrow IPC is data: reading it runs no code.
 """
 
 from __future__ import annotations
@@ -65,10 +65,8 @@ _PUT = (
 
 #: a raw answer's (stored at, expires at or None)
 Stamp = tuple[float, "float | None"]
-#: per row of a batch of blocks, whether ``FlatRows`` still points at it (None: at every row)
-Live: TypeAlias = "pa.ChunkedArray | None"
-#: batches of blocks decoded: (their tables, :data:`Live`)
-Read: TypeAlias = "Iterable[tuple[list[pa.Table], Live]]"
+#: batches of blocks decoded: (their tables; per row, whether ``FlatRows`` still points at it, None: at every row)
+Read: TypeAlias = "Iterable[tuple[list[pa.Table], pa.ChunkedArray | None]]"
 
 
 def fingerprint(*parts: object, schema: pa.Schema) -> str:
@@ -146,10 +144,9 @@ class FlatCopies:
 
     def take(self, keys: Sequence[str], rows: bool = True, read: Read | None = None
              ) -> tuple[np.ndarray, np.ndarray, pa.Table | None]:
-        """(indices into ``keys`` that have a live copy, ascending within a batch of blocks; whether each is a match;
-        with ``rows``, their rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch
-        decoded; none copied when the blocks hold them in that order already, as for the frame that wrote them.
-        ``read``: the batches to look in, decoded before (:meth:`read_all`)."""
+        """(indices into ``keys`` with a live copy, ascending within a batch of blocks; whether each is a match; with
+        ``rows``, their rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch
+        decoded (none copied when in order already). ``read``: the batches to look in (:meth:`read_all`)."""
         wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
         js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], [np.zeros(0, bool)]
         if read is None:
@@ -208,8 +205,8 @@ class FlatCopies:
                                       f"({sql_marks(len(chunk))}) ORDER BY id", [self.fingerprint, *chunk])
         return found
 
-    def _read(self, blocks: list[tuple[int, int, int]], budget: float) -> Iterator[tuple[list[pa.Table], Live]]:
-        """``blocks`` decoded ``budget`` stored bytes at a time: (their tables, which rows are live: None for all)."""
+    def _read(self, blocks: list[tuple[int, int, int]], budget: float) -> Read:
+        """``blocks`` decoded ``budget`` stored bytes at a time (:data:`Read`)."""
         for batch in self._batches(blocks, budget):
             tables = self._decode(batch)
             if tables:
@@ -236,9 +233,9 @@ class FlatCopies:
             blocks[:] = [b for b, t in zip(blocks, tables, strict=True) if t is not None]
         return [t for t in tables if t is not None]
 
-    def _live(self, blocks: list[tuple[int, int, bytes]], tables: list[pa.Table]) -> Live:
-        """:data:`Live` of the blocks: counted per block, looked at key by key only in a block some of whose answers
-        changed since."""
+    def _live(self, blocks: list[tuple[int, int, bytes]], tables: list[pa.Table]) -> pa.ChunkedArray | None:
+        """Per row of the blocks, whether ``FlatRows`` still points at it (None: at every row): counted per block,
+        looked at key by key only in a block some of whose answers changed since."""
         counts: dict[Any, int] = {}
         for chunk in sql_blocks([b[0] for b in blocks]):
             counts.update(self.store.query(f"SELECT block, count(*) FROM FlatRows WHERE block IN "
