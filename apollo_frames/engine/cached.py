@@ -9,6 +9,7 @@ effort: a read-only store just reads the raw answers each time).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -124,15 +125,17 @@ def copies_for(op: Any, cache: Any) -> FlatCopies:
 Take = Callable[..., tuple[np.ndarray, np.ndarray, "pa.Table | None"]]
 
 
-def read_ahead(op: Any, cache: Any, unique: int) -> Future[Read | None]:
+@contextlib.contextmanager
+def read_ahead(op: Any, cache: Any, unique: int, *, enabled: bool = True) -> Iterator[Future[Read | None] | None]:
     """The flattened copies :func:`read_cached` of ``unique`` keys will look in, read on a thread of their own when
     it would read them all (:meth:`FlatCopies.read_all`), while the caller computes the keys: decoding releases
-    the GIL, hashing the keys does not, so a second core halves the wait."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="apollo-ahead")
-    try:
-        return pool.submit(copies_for(op, cache).read_all, unique)
-    finally:
-        pool.shutdown(wait=False)  # (the thread ends with its one task)
+    the GIL, hashing the keys does not, so a second core halves the wait. The thread is awaited on leaving, so it
+    never reads a store its caller goes on to close."""
+    if not enabled:
+        yield None
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="apollo-ahead") as pool:
+        yield pool.submit(copies_for(op, cache).read_all, unique)
 
 
 def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000,

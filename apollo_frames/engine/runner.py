@@ -223,18 +223,15 @@ def plan_work(
     ``keys``: :func:`key_rows` of these rows computed before (a file run's key pass), used when the same rows are
     set aside now and the rows are as many (else, e.g. a person suppressed since, they are computed again).
     """
-    ahead = None
-    if keys is None or keys.statuses != prepared.statuses or len(keys.row_unique) != len(prepared.records):
-        # the stored copies are read on another thread while the keys are computed (at most one per row)
-        ahead = read_ahead(op, client.cache, len(prepared.records)) if take is None and not refresh else None
-        keys = key_rows(prepared, op, options, client)
-    unique_records: Sequence[Any] = pick(prepared.records, keys.first_rows)
-    cache_keys = keys.cache_keys
-    plan = Plan(keys.row_unique, unique_records, cache_keys, {})
-    if refresh or not cache_keys:
-        return plan
-    read = read_cached(cache_keys, op, client.cache, flatten=flatten or max_age is not None, block_size=READ_BLOCK,
-                       take=take, ahead=ahead)
+    with read_ahead(op, client.cache, len(prepared.records), enabled=take is None and not refresh) as ahead:
+        if keys is None or keys.statuses != prepared.statuses or len(keys.row_unique) != len(prepared.records):
+            keys = key_rows(prepared, op, options, client)  # (the stored copies are read meanwhile: read_ahead)
+        unique_records: Sequence[Any] = pick(prepared.records, keys.first_rows)
+        plan = Plan(keys.row_unique, unique_records, keys.cache_keys, {})
+        if refresh or not keys.cache_keys:
+            return plan
+        read = read_cached(keys.cache_keys, op, client.cache, flatten=flatten or max_age is not None,
+                           block_size=READ_BLOCK, take=take, ahead=ahead)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     if max_age is not None:
         drop_stale(plan, client.cache.clock.time() - max_age)
