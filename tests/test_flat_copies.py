@@ -249,7 +249,7 @@ def test_prune_takes_the_copies_and_their_blocks(sandbox, filled):
 
 
 def test_take_rows_gives_what_a_take_gives_also_for_columns_without_a_value():
-    from apollo_frames.core.rows import take_rows
+    from apollo_frames.core.columnwise import take_rows
 
     table = pa.table({"a": pa.array(["x", None, "z", "w"]), "b": pa.nulls(4, pa.string()),
                       "c": pa.nulls(4, pa.list_(pa.int64())), "d": pa.array([1.0, 2.0, None, 4.0])})
@@ -260,7 +260,7 @@ def test_take_rows_gives_what_a_take_gives_also_for_columns_without_a_value():
 
 
 def test_take_columns_lets_go_of_each_column_it_took():
-    from apollo_frames.core.rows import take_columns
+    from apollo_frames.core.columnwise import take_columns
 
     table = pa.table({"a": ["x", "y", "z"], "b": [1, 2, 3]})
     columns = list(table.columns)

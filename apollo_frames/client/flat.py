@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -23,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from apollo_frames.client.storage import SQL_BLOCK, sql_blocks, sql_marks
+from apollo_frames.core.columnwise import side_by_side, take_rows
 from apollo_frames.core.errors import StorageError
-from apollo_frames.core.rows import THREADS, take_rows
 
 if TYPE_CHECKING:
     from apollo_frames.client.store import AnswerStore
@@ -225,8 +224,7 @@ class FlatCopies:
 
     def _decode(self, blocks: list[tuple[int, int, bytes]]) -> list[pa.Table]:
         """The blocks' tables, decoded side by side; a block that does not parse or fit is dropped."""
-        with ThreadPoolExecutor(max(1, min(THREADS, len(blocks))), thread_name_prefix="apollo-flat") as pool:
-            tables = list(pool.map(lambda block: from_ipc(block[2], self.stored_schema, block[1]), blocks))
+        tables = side_by_side(lambda block: from_ipc(block[2], self.stored_schema, block[1]), blocks)
         bad = [b[0] for b, t in zip(blocks, tables, strict=True) if t is None]
         if bad:
             self._write(self._drop, bad)

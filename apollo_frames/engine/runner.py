@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from apollo_frames.client.flat import STORED_AT
 from apollo_frames.core.columns import ColumnMapping
+from apollo_frames.core.columnwise import take_columns
 from apollo_frames.core.entries import canonical_json
 from apollo_frames.core.errors import (
     APIError,
@@ -39,7 +40,6 @@ from apollo_frames.core.errors import (
 )
 from apollo_frames.core.reasons import code_of, codes_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
-from apollo_frames.core.rows import take_columns
 from apollo_frames.engine import changes as changes_module
 from apollo_frames.engine.answered import ANSWERED, FlatAnswers
 from apollo_frames.engine.assemble import (
@@ -1023,7 +1023,7 @@ MAX_RUNS = 1024
 def rows_in_order(parts: list[pa.Table], take: np.ndarray) -> pa.Table:
     """The rows ``take`` of ``parts`` (one table after the other), in that order: slices when they are a few
     runs of consecutive rows (a cold run's answers, cached rows then fetched ones), else one take
-    (:func:`~apollo_frames.core.rows.take_columns`: each column let go of once taken). ``parts`` is emptied:
+    (:func:`~apollo_frames.core.columnwise.take_columns`: each column let go of once taken). ``parts`` is emptied:
     when the caller keeps no other reference, the rows are held about once, not three times (a cold run's peak,
     issue 27)."""
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from apollo_frames.client.flat import FlatCopies, matched
 from apollo_frames.client.spills import SpillFolder, sweep_spills
-from apollo_frames.core.rows import take_rows
+from apollo_frames.core.columnwise import take_rows
 from apollo_frames.engine.cached import Take, copies_for
 from apollo_frames.engine.runner import Keyed, stored_reasons
 from apollo_frames.engine.suppressing import Suppressor

@@ -19,6 +19,7 @@ from apollo_frames.client.http import ApolloClient, client_scope, unusable_answe
 from apollo_frames.client.ledger import Ledger
 from apollo_frames.core import normalize as nz
 from apollo_frames.core.columns import PEOPLE, ColumnMapping, Columns, coalesce, resolve
+from apollo_frames.core.columnwise import side_by_side
 from apollo_frames.core.errors import InputError
 from apollo_frames.core.reasons import reason, tagged
 from apollo_frames.core.schema import PERSON_SCHEMA, flatten_people
@@ -153,7 +154,7 @@ def prepare_people(frame: pd.DataFrame, columns: Columns = None) -> Prepared:
     mapping = resolve(frame.columns, PEOPLE, columns, sample=frame)
     values = _field_values(frame, mapping)
     fields = list(values)
-    fast = [nz.normalize_fast_arrays(values[field], _FAST_KINDS.get(field)) for field in fields]
+    fast = side_by_side(lambda field: nz.normalize_fast_arrays(values[field], _FAST_KINDS.get(field)), fields)
     plain = _plain_columns(fields, fast)
     if plain is not None:
         plain.columns = mapping

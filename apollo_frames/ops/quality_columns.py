@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from apollo_frames.core.columnwise import side_by_side
 from apollo_frames.core.normalize import text_array
 from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine.runner import Prepared
@@ -244,13 +245,16 @@ def flag_codes(rows: _Rows) -> tuple[np.ndarray, dict[int, str]]:
     """Per row, its flags as bits of :data:`_BITS` (the order of ``FLAGS``); and the job-change rows' reasons."""
     if rows.n == 0:
         return np.zeros(0, dtype=np.int64), {}
-    primary = domain_column(rows.answer("person.organization.primary_domain"))
-    website = domain_column(rows.answer("person.organization.website_url"))
-    codes = _email_flags(rows, primary, website).astype(np.int64)
-    codes |= _company_flags(rows, primary, website) << 1
-    codes |= _name_flags(rows).astype(np.int64) << 2
+    primary, website = side_by_side(domain_column, [rows.answer("person.organization.primary_domain"),
+                                                    rows.answer("person.organization.website_url")])
+    families: list[Callable[[], np.ndarray]] = [  # (each family's kernels side by side with the others')
+        lambda: _email_flags(rows, primary, website), lambda: _company_flags(rows, primary, website),
+        lambda: _name_flags(rows)]
     if rows.titles is not None:
-        codes |= _differ(fold_column(rows.titles), fold_column(rows.answer("person.title"))).astype(np.int64) << 3
+        families.append(lambda: _differ(fold_column(rows.titles), fold_column(rows.answer("person.title"))))
+    codes = np.zeros(rows.n, np.int64)
+    for bit, flags in enumerate(side_by_side(lambda family: family(), families)):
+        codes |= flags.astype(np.int64) << bit
     return codes, _job_changes(rows, codes)
 
 
