@@ -8,8 +8,7 @@ the rows used taken out. Table ``FlatRows`` (key -> block) says which rows are l
 the raw answer it was made from, and triggers on the raw table delete its ``FlatRows`` entry when that answer
 is rewritten, deleted or touched in any way (by this code or a hand edit). A block of another fingerprint
 (store schema version, flatten version, declared schema), one that does not parse or holds another schema, is
-never used: its rows are flattened again from the raw answers. Arrow IPC is data: reading it runs no code.
-"""
+never used: its rows are flattened again from the raw answers. Arrow IPC is data: reading it runs no code."""
 
 from __future__ import annotations
 
@@ -95,9 +94,7 @@ def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:
         table = pa.ipc.open_stream(pa.py_buffer(data), options=_IPC_READ).read_all()
     except (pa.ArrowException, ValueError, OSError):
         return None
-    if table.num_rows != rows or not table.schema.equals(schema, check_metadata=False):
-        return None
-    return table
+    return table if table.num_rows == rows and table.schema.equals(schema, check_metadata=False) else None
 
 
 def take_rows(table: pa.Table, at: np.ndarray) -> pa.Table:
@@ -175,9 +172,8 @@ class FlatCopies:
         return sum(rows for _, rows, _ in self._blocks(keys))
 
     def scan(self, batch_bytes: int = _BATCH_BYTES) -> Iterator[tuple[pa.Table, np.ndarray]]:
-        """Every block of this fingerprint once, in block order, ``batch_bytes`` (stored) of blocks at a time: (their
-        rows with the stored columns, :data:`META` included; whether each row is live and unexpired). For a reader
-        that routes rows to many places in one pass instead of decoding the blocks once per place."""
+        """Every block of this fingerprint once, in order, ``batch_bytes`` (stored) at a time: (their rows, :data:`META`
+        included; whether each row is live and unexpired), for a reader routing rows to many places in one pass."""
         now = self.store.clock.time()
         blocks = self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? ORDER BY id",
                                   [self.fingerprint])
