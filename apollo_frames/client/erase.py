@@ -95,8 +95,10 @@ def _named_keys(
     while True:
         rows = store.query("SELECT rowid, key, value FROM Answers WHERE rowid > ? ORDER BY rowid LIMIT ?",
                            [last, SCAN_BLOCK])
-        if not rows:  # an alias naming an erased answer, or one replaced from a version naming them, goes too (its
-            gone = {*named, *(key for key, _ in _previous(store, wanted)[0])}  # key: a hash of an identifier)
+        if not rows:
+            # an alias naming an erased answer, or an answer whose replaced version named them, goes too (its key
+            # hashes one of their identifiers)
+            gone = {*named, *(key for key, _ in _previous(store, wanted)[0])}
             return named + [key for key, target in refs if target in gone], nonces, list(learned)
         last = rows[-1][0]
         for _, key, value in rows:
