@@ -253,3 +253,103 @@ def test_on_a_full_disk_an_alias_never_overwrites_another_persons_answer_kept_in
         assert {key: entry[1] for key, entry in store.unstored.items()} == {K1: p1, K2: p2, K3: p3, alias: p2}
         assert writer.conflicts == 2
         store.unstored.clear()
+
+
+def _raw_values(store: AnswerStore) -> dict:
+    import sqlite3
+
+    with sqlite3.connect(store.path) as conn:
+        return {key: json.loads(value) for key, value in conn.execute("SELECT key, value FROM Answers")}
+
+
+def test_an_alias_is_stored_as_a_reference_to_its_answer_and_read_as_the_answer(tmp_path):
+    """An answer's aliases name the key it was written under (a third of the bytes of a copy); a read gives the
+    answer; an answer no record matched (no key of its own) is copied under its aliases as before."""
+    alias, loose = f"{50:064x}", f"{51:064x}"
+    with AnswerStore(tmp_path) as store:
+        writer = AnswerWriter(store, None, ttl=None)
+        p1, p9 = {"id": "p1", "name": "Ada"}, {"id": "p9"}
+        writer.store(Keep({K1: p1}, 1, [K1], aliases={alias: {"p1": p1}, loose: {"p9": p9}}))
+        writer.close()
+        raw = _raw_values(store)
+        assert raw[alias] == {"v": 2, "k": alias, "r": K1} and raw[loose]["d"] == p9 and raw[K1]["d"] == p1
+        assert store.get_many([alias, loose, K1]) == {alias: p1, loose: p9, K1: p1}
+
+
+def test_an_alias_whose_answer_was_replaced_or_removed_since_is_a_miss(tmp_path):
+    """A reference holds while its answer is the one written with it (same time): replaced by another write (a
+    refresh that no longer proves the alias), or deleted, the alias is not served (asked again), never another
+    answer."""
+    from apollo_frames.core.clock import FakeClock
+    from apollo_frames.core.entries import Ref
+
+    clock = FakeClock()
+    a1, a2 = f"{60:064x}", f"{61:064x}"
+    with AnswerStore(tmp_path, clock=clock) as store:
+        store.write_entries([(K1, {"id": "p1"}, 100.0, None), (a1, Ref(K1), 100.0, None),
+                             (K2, {"id": "p2"}, 100.0, None), (a2, Ref(K2), 100.0, None)])
+        stamps: dict = {}
+        assert store.get_many([a1, a2], stamps=stamps) == {a1: {"id": "p1"}, a2: {"id": "p2"}}
+        assert stamps == {a1: (100.0, None), a2: (100.0, None)}
+        store.write_entries([(K1, {"id": "someone else"}, 200.0, None)])
+        store.erase([K2])
+        stamps = {}
+        assert store.get_many([a1, a2, K1], stamps=stamps) == {K1: {"id": "someone else"}} and a1 not in stamps
+        store.write_entries([(a1, Ref(a2), 300.0, None), (a2, Ref(K1), 300.0, None)])
+        assert store.get_many([a1, a2]) == {}  # a reference to a reference (or to an older answer) is no answer
+
+
+def test_export_writes_an_alias_as_its_answer_and_verify_keeps_references(tmp_path):
+    import pyarrow.parquet as pq
+
+    from apollo_frames.client.store_admin import export_parquet, import_parquet, verify
+    from apollo_frames.core.entries import Ref
+
+    with AnswerStore(tmp_path / "a") as store:
+        store.write_entries([(K1, {"id": "p1"}, 100.0, None), (K2, Ref(K1), 100.0, None),
+                             (K3, Ref(f"{7:064x}"), 100.0, None)])
+        assert verify(store).bad == 0
+        export_parquet(store, tmp_path / "out.parquet")
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert {r["key"]: json.loads(r["answer"]) for r in rows} == {K1: {"id": "p1"}, K2: {"id": "p1"}}
+    with AnswerStore(tmp_path / "b") as other:
+        import_parquet(other, tmp_path / "out.parquet")
+        assert other.get_many([K1, K2, K3]) == {K1: {"id": "p1"}, K2: {"id": "p1"}}
+
+
+def test_after_an_erasure_a_reference_to_a_refused_answer_is_refused_too(tmp_path):
+    """Once a forget ran, a write naming a suppressed person is refused, and so is an alias pointing at it (its
+    key is a hash of one of the person's identifiers)."""
+    from apollo_frames.client.suppression import SuppressionList
+    from apollo_frames.core.entries import Ref
+
+    with AnswerStore(tmp_path) as store:
+        SuppressionList(tmp_path).add([("email", "gone@x.com")])
+        store.note_erasure()
+        written = store.write_entries([(K1, {"id": "p1", "email": "gone@x.com"}, 100.0, None),
+                                       (K2, Ref(K1), 100.0, None), (K3, {"id": "p3"}, 100.0, None)])
+        assert written == 1 and set(_raw_values(store)) == {K3}
+
+
+def test_erasing_an_answer_erases_the_aliases_that_name_it(tmp_path):
+    from apollo_frames.client.erase import erase
+    from apollo_frames.core.entries import Ref
+
+    with AnswerStore(tmp_path) as store:
+        store.write_entries([(K1, {"id": "p1", "email": "gone@x.com"}, 100.0, None), (K2, Ref(K1), 100.0, None),
+                             (K3, {"id": "p3"}, 100.0, None)])
+        done = erase(store, [("email", "gone@x.com")], lambda more: len(more))
+        assert set(_raw_values(store)) == {K3} and done.answers == 2
+
+
+def test_erasing_a_person_erases_an_alias_left_naming_their_replaced_answer(tmp_path):
+    """An alias whose answer was replaced since (another person's now: the alias is a miss) still has a key that
+    hashes the forgotten person's identifier: it goes with the replaced version naming them."""
+    from apollo_frames.client.erase import erase
+    from apollo_frames.core.entries import Ref
+
+    with AnswerStore(tmp_path) as store:
+        store.write_entries([(K1, {"id": "p1", "email": "gone@x.com"}, 100.0, None), (K2, Ref(K1), 100.0, None)])
+        store.write_entries([(K1, {"id": "p3", "email": "other@x.com"}, 200.0, None)])
+        erase(store, [("email", "gone@x.com")], lambda more: len(more))
+        assert set(_raw_values(store)) == {K1} and store.get_many([K1]) == {K1: {"id": "p3", "email": "other@x.com"}}

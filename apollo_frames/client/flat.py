@@ -8,8 +8,7 @@ block) says which rows are live: a copy is written only for the raw answer it wa
 raw table delete its ``FlatRows`` entry when that answer is rewritten, deleted or touched in any way (by this
 code or a hand edit). A block of another fingerprint (store schema version, flatten version, declared schema),
 one that does not parse or holds another schema, is never used: its rows are flattened again from the raw
-answers. Arrow IPC is data: reading it runs no code.
-"""
+answers. Arrow IPC is data: reading it runs no code."""
 
 from __future__ import annotations
 
@@ -95,9 +94,7 @@ def from_ipc(data: object, schema: pa.Schema, rows: object) -> pa.Table | None:
         table = pa.ipc.open_stream(pa.py_buffer(data), options=_IPC_READ).read_all()
     except (pa.ArrowException, ValueError, OSError):
         return None
-    if table.num_rows != rows or not table.schema.equals(schema, check_metadata=False):
-        return None
-    return table
+    return table if table.num_rows == rows and table.schema.equals(schema, check_metadata=False) else None
 
 
 def _taken(tables: list[pa.Table], at: np.ndarray, names: list[str]) -> pa.Table:
@@ -172,9 +169,8 @@ class FlatCopies:
         return sum(rows for _, rows, _ in self._blocks(keys))
 
     def scan(self, batch_bytes: int = _BATCH_BYTES) -> Iterator[tuple[pa.Table, np.ndarray]]:
-        """Every block of this fingerprint once, in block order, ``batch_bytes`` (stored) of blocks at a time: (their
-        rows with the stored columns, :data:`META` included; whether each row is live and unexpired). For a reader
-        that routes rows to many places in one pass instead of decoding the blocks once per place."""
+        """Every block of this fingerprint once, in order, ``batch_bytes`` (stored) at a time: (their rows, :data:`META`
+        included; whether each row is live and unexpired), for a reader routing rows to many places in one pass."""
         now = self.store.clock.time()
         for tables, pointed in self._read(self._all(None) or [], batch_bytes):
             table = pa.concat_tables(tables)

@@ -8,7 +8,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import pandas as pd
@@ -332,7 +332,7 @@ def _found_by(record: dict, person: dict) -> bool:
     """Whether one of the detail's own keys finds ``person`` (``_person_keys`` holds it); the name + company keys,
     the costly ones, are worked out only when no identifier found the person and the detail has a name."""
     asked = set(_detail_keys(record))
-    if _strong_keys(person) & asked:
+    if _strong_keys(person, {key[0] for key in asked}) & asked:  # (only the kinds asked are worked out)
         return True
     return any(key[0] == "name" for key in asked) and bool(_name_keys(person) & asked)
 
@@ -342,19 +342,20 @@ def _person_keys(person: dict) -> set[tuple]:
     return _strong_keys(person) | _name_keys(person)
 
 
-def _strong_keys(person: dict) -> set[tuple]:
-    """The keys of a person's identifiers: Apollo id, e-mails (and their hashes), LinkedIn URL."""
+def _strong_keys(person: dict, kinds: Container[str] = STRONG_IDS) -> set[tuple]:
+    """The keys of a person's identifiers of ``kinds``: Apollo id, e-mails (and their hashes), LinkedIn URL."""
     keys: set[tuple] = set()
-    pid = nz.normalize_apollo_id(person.get("id"))[0]
+    pid = nz.normalize_apollo_id(person.get("id"))[0] if "id" in kinds else None
     if pid:
         keys.add(("id", pid))
     personal = person.get("personal_emails")
-    for raw in [person.get("email"), *(personal if isinstance(personal, list) else [])]:
+    emails = [person.get("email"), *(personal if isinstance(personal, list) else [])]
+    for raw in emails if "email" in kinds or "hashed_email" in kinds else ():
         email = nz.normalize_email(raw)[0]
         if email:
             keys.add(("email", email))
-            keys.update(("hashed_email", h) for h in _hashes(email))
-    linkedin = nz.normalize_linkedin_url(person.get("linkedin_url"))[0]
+            keys.update(("hashed_email", h) for h in (_hashes(email) if "hashed_email" in kinds else ()))
+    linkedin = nz.normalize_linkedin_url(person.get("linkedin_url"))[0] if "linkedin_url" in kinds else None
     if linkedin:
         keys.add(("linkedin_url", linkedin))
     return keys
