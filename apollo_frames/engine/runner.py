@@ -40,7 +40,7 @@ from apollo_frames.core.errors import (
 from apollo_frames.core.reasons import code_of, codes_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
-from apollo_frames.engine.answered import ANSWERED, FlatAnswers
+from apollo_frames.engine.answered import ANSWERED, FlatAnswers, in_system_pool
 from apollo_frames.engine.assemble import (
     CREDITS_COLUMN,
     ERROR_CODE_COLUMN,
@@ -50,7 +50,7 @@ from apollo_frames.engine.assemble import (
     new_columns,
 )
 from apollo_frames.engine.budget import Attempts, Budget, credit_shares, trusted_credits
-from apollo_frames.engine.cached import Take, hit_arrays, read_cached, save_answered, with_stored_at
+from apollo_frames.engine.cached import Take, hit_arrays, read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -344,6 +344,7 @@ def identity_text(identity: dict) -> str:
     return canonical_json(identity)
 
 
+@in_system_pool
 def run_operation(
     frame: pd.DataFrame,
     prepared: Prepared,
@@ -399,6 +400,7 @@ def metered_now(per_type: Mapping[str, float]) -> bool:
     return set(per_type) == {"lead_credit"}
 
 
+@in_system_pool
 def execute(
     rows: int,
     prepared: Prepared,
@@ -524,9 +526,9 @@ def flatten_answered(plan: Plan, op: Operation, flat: FlatAnswers, outcome: list
     if table is None:
         return
     keys = [plan.cache_keys[j] for j in answered]
-    stamps = save_answered(cache, op, keys, found, table, block_size=READ_BLOCK)
-    now = cache.clock.time()  # (an answer the store could not keep: received now)
-    table = with_stored_at(table, keys, {k: stamps.get(k, (now, None)) for k in keys})
+    stored = save_answered(cache, op, keys, found, table, block_size=READ_BLOCK)
+    stored[np.isnan(stored)] = cache.clock.time()  # (an answer the store could not keep: received now)
+    table = table.append_column(STORED_AT, pa.array(stored, pa.float64()))
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
     plan.cached_rows.update(zip(answered, range(offset, offset + len(answered)), strict=True))
     plan.cached_table = table if plan.cached_table is None else pa.concat_tables([plan.cached_table, table])
