@@ -40,7 +40,7 @@ from apollo_frames.core.errors import (
 from apollo_frames.core.reasons import code_of, codes_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
-from apollo_frames.engine.answered import ANSWERED, FlatAnswers, in_system_pool
+from apollo_frames.engine.answered import ANSWERED, FlatAnswers, give_back, in_system_pool
 from apollo_frames.engine.assemble import (
     CREDITS_COLUMN,
     ERROR_CODE_COLUMN,
@@ -357,7 +357,9 @@ def run_operation(
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame (``run``: see
     :class:`~apollo_frames.engine.options.RunOptions`)."""
     done = execute(len(frame), prepared, op, options, client=client, run=run)
-    result = assemble_frame(frame, [answer_columns(prepared, done, host_of(client))])  # (handed over)
+    new = [answer_columns(prepared, done, host_of(client))]
+    give_back()
+    result = assemble_frame(frame, new)  # (handed over)
     finish(done, run.progress)
     result.attrs["apollo"] = done.summary.to_dict()
     # (by label: a subset or a reordered copy of the result, which keeps its attrs, still names the right rows)
@@ -489,6 +491,7 @@ def execute(
                                               ledger_credits=summary.credits_consumed, credit_types=list(per_type),
                                               in_doubt=summary.credits_in_doubt, ledger=sender.ledger)
     executor.stop.raise_fatal()
+    give_back()  # (what the sending freed: before the flattened answers' copies are saved)
     flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
     changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
