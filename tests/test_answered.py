@@ -136,3 +136,15 @@ def test_the_callers_pool_comes_back_when_a_run_fails():
         assert pa.default_memory_pool().backend_name == "mimalloc"
     finally:
         pa.set_memory_pool(before)
+
+
+def test_give_back_uses_glibcs_malloc_trim_where_there_is_one(monkeypatch):
+    import platform
+
+    from apollo_frames.engine import answered
+
+    assert (answered._TRIM is not None) == (platform.libc_ver()[0] == "glibc")
+    calls: list[int] = []
+    monkeypatch.setattr(answered, "_TRIM", calls.append)
+    answered.give_back()
+    assert calls == [0]
