@@ -358,7 +358,8 @@ def run_operation(
     :class:`~apollo_frames.engine.options.RunOptions`)."""
     done = execute(len(frame), prepared, op, options, client=client, run=run)
     new = [answer_columns(prepared, done, host_of(client))]
-    give_back()
+    if len(done.plan.cached) < len(done.plan.unique_records):  # (a run that sent nothing has little to give back)
+        give_back()
     result = assemble_frame(frame, new)  # (handed over)
     finish(done, run.progress)
     result.attrs["apollo"] = done.summary.to_dict()
@@ -491,7 +492,8 @@ def execute(
                                               ledger_credits=summary.credits_consumed, credit_types=list(per_type),
                                               in_doubt=summary.credits_in_doubt, ledger=sender.ledger)
     executor.stop.raise_fatal()
-    give_back()  # (what the sending freed: before the flattened answers' copies are saved)
+    if len(plan.cached) < len(plan.unique_records):  # what the sending freed, before the copies are saved
+        give_back()
     flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
     changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
