@@ -1,8 +1,9 @@
 """FlatAnswers: a run's answers flattened a block at a time, in the plan's order, and let go of (issue 27)."""
 
 import pyarrow as pa
+import pytest
 
-from apollo_frames.engine.answered import FlatAnswers
+from apollo_frames.engine.answered import FlatAnswers, in_system_pool
 
 
 def _flatten(calls):
@@ -95,3 +96,55 @@ def test_by_default_a_block_of_answers_waits_at_most():
         results[j] = _answer(j)
         flat.took([j])
     assert calls == [["p2", "p3"]] and results[2] is None and results[4] is not None
+
+
+def test_a_run_allocates_from_the_system_pool_and_gives_the_callers_pool_back():
+    seen = []
+
+    @in_system_pool
+    def run(depth: int) -> str:
+        seen.append(pa.default_memory_pool().backend_name)
+        if depth:
+            run(depth - 1)  # (a run inside a run: still the system pool, the caller's only after the outer one)
+            seen.append(pa.default_memory_pool().backend_name)
+        return "done"
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.mimalloc_memory_pool())
+    try:
+        assert run(1) == "done"
+        assert seen == ["system", "system", "system"]
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        pa.set_memory_pool(pa.jemalloc_memory_pool())  # a pool the caller chose is kept
+        seen.clear()
+        run(0)
+        assert seen == ["jemalloc"]
+    finally:
+        pa.set_memory_pool(before)
+
+
+def test_the_callers_pool_comes_back_when_a_run_fails():
+    @in_system_pool
+    def run() -> None:
+        raise ValueError("no")
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.mimalloc_memory_pool())
+    try:
+        with pytest.raises(ValueError):
+            run()
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+    finally:
+        pa.set_memory_pool(before)
+
+
+def test_give_back_uses_glibcs_malloc_trim_where_there_is_one(monkeypatch):
+    import platform
+
+    from apollo_frames.engine import answered
+
+    assert (answered._TRIM is not None) == (platform.libc_ver()[0] == "glibc")
+    calls: list[int] = []
+    monkeypatch.setattr(answered, "_TRIM", calls.append)
+    answered.give_back()
+    assert calls == [0]

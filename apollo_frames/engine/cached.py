@@ -177,23 +177,25 @@ def with_stored_at(table: pa.Table, keys: Sequence[str], stamps: dict[str, Stamp
 
 
 def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool], table: pa.Table,
-                  block_size: int = 1_000) -> dict[str, Stamp]:
+                  block_size: int = 1_000) -> np.ndarray:
     """Keep flattened copies of answers just received and stored (row i of ``table`` is ``keys[i]``'s answer).
 
     Each copy is tied to the stamp its raw answer was written with; an answer not in the store
-    (a storage failure) gets no copy. Returns the stamps read (key -> (stored at, expires at)).
+    (a storage failure) gets no copy. Returns per row when its raw answer was stored (NaN: not in the store).
+    The stamps are read and let go of a block at a time: 100,000 keys' stamps held at once as Python objects
+    raised a cold run's peak (issue 27).
     """
     copies = copies_for(op, cache)
-    found: dict[str, Stamp] = {}
+    stored = np.full(len(keys), np.nan)
     for start in range(0, len(keys), block_size):
         block = list(keys[start:start + block_size])
         stamps = _stamps(cache, block)
-        found.update(stamps)
         rows = [i for i, key in enumerate(block, start) if key in stamps]
         if rows:
+            stored[rows] = [stamps[keys[i]][0] for i in rows]
             piece = table.slice(start, len(block)) if len(rows) == len(block) else table.take(pa.array(rows))
             copies.save([keys[i] for i in rows], stamps, [hits[i] for i in rows], piece)
-    return found
+    return stored
 
 
 def _stamps(cache: Any, keys: Sequence[str]) -> dict[str, Stamp]:

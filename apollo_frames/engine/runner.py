@@ -41,7 +41,7 @@ from apollo_frames.core.errors import (
 from apollo_frames.core.reasons import code_of, codes_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
-from apollo_frames.engine.answered import ANSWERED, FlatAnswers
+from apollo_frames.engine.answered import ANSWERED, FlatAnswers, give_back, in_system_pool
 from apollo_frames.engine.assemble import (
     CREDITS_COLUMN,
     ERROR_CODE_COLUMN,
@@ -51,7 +51,7 @@ from apollo_frames.engine.assemble import (
     new_columns,
 )
 from apollo_frames.engine.budget import Attempts, Budget, credit_shares, trusted_credits
-from apollo_frames.engine.cached import Take, hit_arrays, read_ahead, read_cached, save_answered, with_stored_at
+from apollo_frames.engine.cached import Take, hit_arrays, read_ahead, read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -345,6 +345,7 @@ def identity_text(identity: dict) -> str:
     return canonical_json(identity)
 
 
+@in_system_pool
 def run_operation(
     frame: pd.DataFrame,
     prepared: Prepared,
@@ -357,7 +358,10 @@ def run_operation(
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame (``run``: see
     :class:`~apollo_frames.engine.options.RunOptions`)."""
     done = execute(len(frame), prepared, op, options, client=client, run=run)
-    result = assemble_frame(frame, [answer_columns(prepared, done, host_of(client))])  # (handed over)
+    new = [answer_columns(prepared, done, host_of(client))]
+    if len(done.plan.cached) < len(done.plan.unique_records):  # (a run that sent nothing has little to give back)
+        give_back()
+    result = assemble_frame(frame, new)  # (handed over)
     finish(done, run.progress)
     result.attrs["apollo"] = done.summary.to_dict()
     # (by label: a subset or a reordered copy of the result, which keeps its attrs, still names the right rows)
@@ -400,6 +404,7 @@ def metered_now(per_type: Mapping[str, float]) -> bool:
     return set(per_type) == {"lead_credit"}
 
 
+@in_system_pool
 def execute(
     rows: int,
     prepared: Prepared,
@@ -488,6 +493,8 @@ def execute(
                                               ledger_credits=summary.credits_consumed, credit_types=list(per_type),
                                               in_doubt=summary.credits_in_doubt, ledger=sender.ledger)
     executor.stop.raise_fatal()
+    if len(plan.cached) < len(plan.unique_records):  # what the sending freed, before the copies are saved
+        give_back()
     flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
     changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
     return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
@@ -525,9 +532,9 @@ def flatten_answered(plan: Plan, op: Operation, flat: FlatAnswers, outcome: list
     if table is None:
         return
     keys = [plan.cache_keys[j] for j in answered]
-    stamps = save_answered(cache, op, keys, found, table, block_size=READ_BLOCK)
-    now = cache.clock.time()  # (an answer the store could not keep: received now)
-    table = with_stored_at(table, keys, {k: stamps.get(k, (now, None)) for k in keys})
+    stored = save_answered(cache, op, keys, found, table, block_size=READ_BLOCK)
+    stored[np.isnan(stored)] = cache.clock.time()  # (an answer the store could not keep: received now)
+    table = table.append_column(STORED_AT, pa.array(stored, pa.float64()))
     offset = plan.cached_table.num_rows if plan.cached_table is not None else 0
     plan.cached_rows.update(zip(answered, range(offset, offset + len(answered)), strict=True))
     plan.cached_table = table if plan.cached_table is None else pa.concat_tables([plan.cached_table, table])
