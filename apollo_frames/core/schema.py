@@ -49,7 +49,7 @@ import marshal
 import math
 import re
 from collections.abc import Mapping, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
@@ -698,11 +698,16 @@ _CHUNK = 1024  # records per pass: what one pass touches stays in the CPU cache 
 
 
 class _Shape:
-    """The records (as tuples of values) whose keys are those of one record, found by length.
+    """The records (their values, one list for all, record after record) whose keys are those of one record,
+    found by length.
 
     ``keys`` are the declared top-level keys the record has, then its other
     keys sorted (``left``). ``getter`` is None when such records cannot take
-    the fast path (keys that are not all text, fewer than two keys).
+    the fast path (keys that are not all text, fewer than two keys). Each
+    record's tuple of values is let go of as soon as it is copied into
+    ``rows``: a tuple kept per record made the cyclic garbage collector run
+    about twice per chunk and walk every value of the tuples it found (see
+    ``benchmarks/RESULTS.md``, branch flat1k).
     """
 
     __slots__ = ("keys", "left", "getter", "rows", "index")
@@ -713,7 +718,7 @@ class _Shape:
         self.keys = (*(k for k in plan.top if k in record), *self.left)
         ok = all(type(k) is str for k in record) and len(self.keys) >= 2
         self.getter = itemgetter(*self.keys) if ok else None
-        self.rows: list[tuple] = []
+        self.rows: list = []  # the values of the shape's keys, record after record
         self.index: list[int] = []
 
 
@@ -724,7 +729,7 @@ def _by_shape(records: list, start: int, stop: int, plan: _Plan) -> tuple[list[_
         shape = _Shape(chunk[0], plan)
         if shape.getter is not None:
             try:  # all records have the same length and the shape's keys: the same keys
-                shape.rows = list(map(shape.getter, chunk))
+                shape.rows = list(chain.from_iterable(map(shape.getter, chunk)))
             except KeyError:
                 pass
             else:
@@ -739,7 +744,7 @@ def _by_shape(records: list, start: int, stop: int, plan: _Plan) -> tuple[list[_
                 found = shapes[len(r)] = _Shape(r, plan)
             if found is not None and found.getter is not None:
                 try:  # succeeds only if the record has all the shape's keys; same length: no others
-                    found.rows.append(found.getter(r))
+                    found.rows += found.getter(r)
                 except KeyError:
                     pass
                 else:
@@ -866,8 +871,8 @@ def _memo(memos: dict[Any, _Memo], key: Any) -> _Memo:
 
 def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple[pa.Table, set[int]]:
     """(table of the shape's records, positions among them to turn back to _flatten_rows)."""
-    m = len(shape.rows)
-    values = dict(zip(shape.keys, zip(*shape.rows, strict=True), strict=True))
+    m, width = len(shape.index), len(shape.keys)
+    values = {key: shape.rows[j::width] for j, key in enumerate(shape.keys)}
     shape.rows = []
     turned_back: set[int] = set()
     nested = None
