@@ -48,7 +48,7 @@ import functools
 import marshal
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
@@ -833,16 +833,33 @@ class _Direct:
 
     parts: list[bytes | None] = [None]  # nothing left over: no text in extra
 
-    def __init__(self, objects: list[dict], keys: set[str], turned_back: set[int]):
-        self.objects, self.keys, self.turned_back = objects, keys, turned_back
+    def __init__(self, objects: list[dict], keys: Collection[str], turned_back: set[int],
+                 columns: dict[str, list] | None = None):
+        self.objects, self.keys, self.turned_back, self.columns = objects, keys, turned_back, columns
         self.index = [-1] * len(objects)
 
     def column(self, key: str, kind: str) -> pa.Array:
         if key not in self.keys:
             return _nulls(len(self.objects), kind)
-        array, bad = _coerce(list(map(dict.get, self.objects, repeat(key))), kind)
+        values = self.columns[key] if self.columns is not None else list(map(dict.get, self.objects, repeat(key)))
+        array, bad = _coerce(values, kind)
         self.turned_back.update(bad)
         return array
+
+
+def _alike(objects: list[dict], covered: frozenset) -> dict[str, list] | None:
+    """The objects' values by key when all have the first one's keys, two to ``_FEW_KEYS`` of them, all
+    covered (the usual small answer: every organization with the same few keys), read by one pass of
+    ``itemgetter``; else None."""
+    first = objects[0]
+    if not 2 <= len(first) <= _FEW_KEYS or len(set(map(len, objects))) != 1 or not first.keys() <= covered:
+        return None
+    keys = tuple(first)
+    try:  # (same length and all the first one's keys: the same keys)
+        flat = list(chain.from_iterable(map(itemgetter(*keys), objects)))
+    except KeyError:
+        return None
+    return {key: flat[j::len(keys)] for j, key in enumerate(keys)}
 
 
 _FEW_KEYS = 16  # at most this many keys in all: the nested objects are read row by row (_Direct)
@@ -853,6 +870,10 @@ def _nested(objects: Sequence[Any], path: tuple[str, ...], covered: frozenset, t
     """The nested objects as :class:`_Direct` when they can be (all objects or null, nothing left over, few
     keys), else as :class:`_Nested`."""
     types = set(map(type, objects))
+    if types == {dict}:
+        columns = _alike(cast("list[dict]", objects), covered)
+        if columns is not None:
+            return _Direct(cast("list[dict]", objects), columns.keys(), turned_back, columns)
     if types <= {dict, _NONE}:
         rows = list(objects) if _NONE not in types else [_EMPTY if o is None else o for o in objects]
         if max(map(len, rows), default=0) <= _FEW_KEYS:  # (their sizes first: a large object's keys are not read)
