@@ -893,13 +893,14 @@ def _memo(memos: dict[Any, _Memo], key: Any) -> _Memo:
 def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple[pa.Table, set[int]]:
     """(table of the shape's records, positions among them to turn back to _flatten_rows)."""
     m, width = len(shape.index), len(shape.keys)
-    values = {key: shape.rows[j::width] for j, key in enumerate(shape.keys)}
-    shape.rows = []
+    rows, shape.rows = shape.rows, []
+    at = {key: j for j, key in enumerate(shape.keys)}  # each column is cut out of the rows right before it is
+    # read, so the passes over its values that follow (types, conversion, letting go) find them in the CPU cache
     turned_back: set[int] = set()
     nested = None
     if plan.nested is not None:
         path = (plan.nested,)
-        objects = values.get(plan.nested) or (None,) * m
+        objects = rows[at[plan.nested]::width] if plan.nested in at else (None,) * m
         nested = _nested(objects, path, plan.declared[path], turned_back, _memo(memos, path))
     arrays = []
     for col in plan.columns:
@@ -909,14 +910,15 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
             assert nested is not None  # a two-level path means the plan has a nested object
             arrays.append(nested.column(col.path[1], col.kind))
             continue
-        column = values.get(col.path[0])
-        if column is None:
+        j = at.get(col.path[0])
+        if j is None:
             arrays.append(_nulls(m, col.kind))
             continue
-        array, bad = _coerce(column, col.kind)
+        array, bad = _coerce(rows[j::width], col.kind)
         turned_back.update(bad)
         arrays.append(array)
     memo = _memo(memos, shape.left)
+    values = {key: rows[at[key]::width] for key in shape.left}
     arrays.append(_extra_array(shape, values, plan, nested, turned_back, memo))
     return pa.Table.from_arrays(arrays, schema=plan.schema), turned_back
 
