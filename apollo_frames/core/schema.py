@@ -498,6 +498,8 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
     parents = tuple(sorted((p for p in declared if p), key=len))
     memoised = frozenset(p for p in parents if len(p) == 1 and not any(q[:1] == p for q in parents if len(q) > 1))
     top = tuple(dict.fromkeys(c.path[0] for c in columns if c.path))
+    if len({c.path for c in columns if len(c.path) == 1}) < sum(len(c.path) == 1 for c in columns):
+        raise ValueError("two columns read one key")  # (_flatten_shape lets go of a key's values once read)
     fast = len(parents) <= 1 and all(len(p) == 1 for p in parents)
     nested = parents[0][0] if parents else None
     return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()}, memoised, top, nested, fast)
@@ -896,6 +898,7 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
     rows, shape.rows = shape.rows, []
     at = {key: j for j, key in enumerate(shape.keys)}  # each column is cut out of the rows right before it is
     # read, so the passes over its values that follow (types, conversion, letting go) find them in the CPU cache
+    nones = [None] * m
     turned_back: set[int] = set()
     nested = None
     if plan.nested is not None:
@@ -915,6 +918,7 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
             arrays.append(_nulls(m, col.kind))
             continue
         array, bad = _coerce(rows[j::width], col.kind)
+        rows[j::width] = nones  # (its values let go of now, while they are in the CPU cache, not at the end)
         turned_back.update(bad)
         arrays.append(array)
     memo = _memo(memos, shape.left)
