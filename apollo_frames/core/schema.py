@@ -685,8 +685,9 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
 # Most calls flatten records of one shape (the same keys, from one API). They
 # are taken _CHUNK records at a time (each pass over a chunk finds it in the
 # CPU cache), and for each shape one itemgetter per record reads every declared
-# top-level value and every leftover key at once; columns are the transposed
-# rows. The nested object (person.organization, org.primary_phone) is read once
+# top-level value and every leftover key at once, into one list for the shape
+# (no tuple kept per record: see _Shape); columns are strided slices of it. The
+# nested object (person.organization, org.primary_phone) is read once
 # per distinct content (marshal bytes, as in _Memo), or row by row when every
 # object is small and fully declared (_Direct), and ``extra`` is joined
 # from finished UTF-8 pieces. A record with anything unusual (a value that
