@@ -710,7 +710,7 @@ class _Shape:
     record's tuple of values is let go of as soon as it is copied into
     ``rows``: a tuple kept per record made the cyclic garbage collector run
     about twice per chunk and walk every value of the tuples it found (see
-    ``benchmarks/RESULTS.md``, branch flat1k).
+    ``benchmarks/RESULTS.md``, section 28).
     """
 
     __slots__ = ("keys", "left", "getter", "rows", "index")
