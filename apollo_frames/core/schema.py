@@ -48,8 +48,8 @@ import functools
 import marshal
 import math
 import re
-from collections.abc import Mapping, Sequence
-from itertools import repeat
+from collections.abc import Collection, Mapping, Sequence
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
@@ -499,6 +499,8 @@ def _plan(columns: tuple[Column, ...], schema: pa.Schema) -> _Plan:
     parents = tuple(sorted((p for p in declared if p), key=len))
     memoised = frozenset(p for p in parents if len(p) == 1 and not any(q[:1] == p for q in parents if len(q) > 1))
     top = tuple(dict.fromkeys(c.path[0] for c in columns if c.path))
+    if len({c.path for c in columns if len(c.path) == 1}) < sum(len(c.path) == 1 for c in columns):
+        raise ValueError("two columns read one key")  # (_flatten_shape lets go of a key's values once read)
     fast = len(parents) <= 1 and all(len(p) == 1 for p in parents)
     nested = parents[0][0] if parents else None
     return _Plan(columns, schema, parents, {p: frozenset(k) for p, k in declared.items()}, memoised, top, nested, fast)
@@ -684,8 +686,9 @@ def flatten(records: Sequence[Mapping | None], kind: str) -> pa.Table:
 # Most calls flatten records of one shape (the same keys, from one API). They
 # are taken _CHUNK records at a time (each pass over a chunk finds it in the
 # CPU cache), and for each shape one itemgetter per record reads every declared
-# top-level value and every leftover key at once; columns are the transposed
-# rows. The nested object (person.organization, org.primary_phone) is read once
+# top-level value and every leftover key at once, into one list for the shape
+# (no tuple kept per record: see _Shape); columns are strided slices of it. The
+# nested object (person.organization, org.primary_phone) is read once
 # per distinct content (marshal bytes, as in _Memo), or row by row when every
 # object is small and fully declared (_Direct), and ``extra`` is joined
 # from finished UTF-8 pieces. A record with anything unusual (a value that
@@ -699,11 +702,16 @@ _CHUNK = 1024  # records per pass: what one pass touches stays in the CPU cache 
 
 
 class _Shape:
-    """The records (as tuples of values) whose keys are those of one record, found by length.
+    """The records (their values, one list for all, record after record) whose keys are those of one record,
+    found by length.
 
     ``keys`` are the declared top-level keys the record has, then its other
     keys sorted (``left``). ``getter`` is None when such records cannot take
-    the fast path (keys that are not all text, fewer than two keys).
+    the fast path (keys that are not all text, fewer than two keys). Each
+    record's tuple of values is let go of as soon as it is copied into
+    ``rows``: a tuple kept per record made the cyclic garbage collector run
+    about twice per chunk and walk every value of the tuples it found (see
+    ``benchmarks/RESULTS.md``, section 30).
     """
 
     __slots__ = ("keys", "left", "getter", "rows", "index")
@@ -714,7 +722,7 @@ class _Shape:
         self.keys = (*(k for k in plan.top if k in record), *self.left)
         ok = all(type(k) is str for k in record) and len(self.keys) >= 2
         self.getter = itemgetter(*self.keys) if ok else None
-        self.rows: list[tuple] = []
+        self.rows: list = []  # the values of the shape's keys, record after record
         self.index: list[int] = []
 
 
@@ -725,7 +733,7 @@ def _by_shape(records: list, start: int, stop: int, plan: _Plan) -> tuple[list[_
         shape = _Shape(chunk[0], plan)
         if shape.getter is not None:
             try:  # all records have the same length and the shape's keys: the same keys
-                shape.rows = list(map(shape.getter, chunk))
+                shape.rows = list(chain.from_iterable(map(shape.getter, chunk)))
             except KeyError:
                 pass
             else:
@@ -740,7 +748,7 @@ def _by_shape(records: list, start: int, stop: int, plan: _Plan) -> tuple[list[_
                 found = shapes[len(r)] = _Shape(r, plan)
             if found is not None and found.getter is not None:
                 try:  # succeeds only if the record has all the shape's keys; same length: no others
-                    found.rows.append(found.getter(r))
+                    found.rows += found.getter(r)
                 except KeyError:
                     pass
                 else:
@@ -829,16 +837,33 @@ class _Direct:
 
     parts: list[bytes | None] = [None]  # nothing left over: no text in extra
 
-    def __init__(self, objects: list[dict], keys: set[str], turned_back: set[int]):
-        self.objects, self.keys, self.turned_back = objects, keys, turned_back
+    def __init__(self, objects: list[dict], keys: Collection[str], turned_back: set[int],
+                 columns: dict[str, list] | None = None):
+        self.objects, self.keys, self.turned_back, self.columns = objects, keys, turned_back, columns
         self.index = [-1] * len(objects)
 
     def column(self, key: str, kind: str) -> pa.Array:
         if key not in self.keys:
             return _nulls(len(self.objects), kind)
-        array, bad = _coerce(list(map(dict.get, self.objects, repeat(key))), kind)
+        values = self.columns[key] if self.columns is not None else list(map(dict.get, self.objects, repeat(key)))
+        array, bad = _coerce(values, kind)
         self.turned_back.update(bad)
         return array
+
+
+def _alike(objects: list[dict], covered: frozenset) -> dict[str, list] | None:
+    """The objects' values by key when all have the first one's keys, two to ``_FEW_KEYS`` of them, all
+    covered (the usual small answer: every organization with the same few keys), read by one pass of
+    ``itemgetter``; else None."""
+    first = objects[0]
+    if not 2 <= len(first) <= _FEW_KEYS or len(set(map(len, objects))) != 1 or not first.keys() <= covered:
+        return None
+    keys = tuple(first)
+    try:  # (same length and all the first one's keys: the same keys)
+        flat = list(chain.from_iterable(map(itemgetter(*keys), objects)))
+    except KeyError:
+        return None
+    return {key: flat[j::len(keys)] for j, key in enumerate(keys)}
 
 
 _FEW_KEYS = 16  # at most this many keys in all: the nested objects are read row by row (_Direct)
@@ -849,6 +874,10 @@ def _nested(objects: Sequence[Any], path: tuple[str, ...], covered: frozenset, t
     """The nested objects as :class:`_Direct` when they can be (all objects or null, nothing left over, few
     keys), else as :class:`_Nested`."""
     types = set(map(type, objects))
+    if types == {dict}:
+        columns = _alike(cast("list[dict]", objects), covered)
+        if columns is not None:
+            return _Direct(cast("list[dict]", objects), columns.keys(), turned_back, columns)
     if types <= {dict, _NONE}:
         rows = list(objects) if _NONE not in types else [_EMPTY if o is None else o for o in objects]
         if max(map(len, rows), default=0) <= _FEW_KEYS:  # (their sizes first: a large object's keys are not read)
@@ -867,14 +896,16 @@ def _memo(memos: dict[Any, _Memo], key: Any) -> _Memo:
 
 def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple[pa.Table, set[int]]:
     """(table of the shape's records, positions among them to turn back to _flatten_rows)."""
-    m = len(shape.rows)
-    values = dict(zip(shape.keys, zip(*shape.rows, strict=True), strict=True))
-    shape.rows = []
+    m, width = len(shape.index), len(shape.keys)
+    rows, shape.rows = shape.rows, []
+    at = {key: j for j, key in enumerate(shape.keys)}  # each column is cut out of the rows right before it is
+    # read, so the passes over its values that follow (types, conversion, letting go) find them in the CPU cache
+    nones = [None] * m
     turned_back: set[int] = set()
     nested = None
     if plan.nested is not None:
         path = (plan.nested,)
-        objects = values.get(plan.nested) or (None,) * m
+        objects = rows[at[plan.nested]::width] if plan.nested in at else (None,) * m
         nested = _nested(objects, path, plan.declared[path], turned_back, _memo(memos, path))
     arrays = []
     for col in plan.columns:
@@ -884,14 +915,16 @@ def _flatten_shape(shape: _Shape, plan: _Plan, memos: dict[Any, _Memo]) -> tuple
             assert nested is not None  # a two-level path means the plan has a nested object
             arrays.append(nested.column(col.path[1], col.kind))
             continue
-        column = values.get(col.path[0])
-        if column is None:
+        j = at.get(col.path[0])
+        if j is None:
             arrays.append(_nulls(m, col.kind))
             continue
-        array, bad = _coerce(column, col.kind)
+        array, bad = _coerce(rows[j::width], col.kind)
+        rows[j::width] = nones  # (its values let go of now, while they are in the CPU cache, not at the end)
         turned_back.update(bad)
         arrays.append(array)
     memo = _memo(memos, shape.left)
+    values = {key: rows[at[key]::width] for key in shape.left}
     arrays.append(_extra_array(shape, values, plan, nested, turned_back, memo))
     return pa.Table.from_arrays(arrays, schema=plan.schema), turned_back
 
