@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from apollo_frames.engine.answered import FlatAnswers, in_system_pool
+from apollo_frames.engine.answered import FlatAnswers, system_pool
 
 
 def _flatten(calls):
@@ -101,12 +101,12 @@ def test_by_default_a_block_of_answers_waits_at_most():
 def test_a_run_allocates_from_the_system_pool_and_gives_the_callers_pool_back():
     seen = []
 
-    @in_system_pool
     def run(depth: int) -> str:
-        seen.append(pa.default_memory_pool().backend_name)
-        if depth:
-            run(depth - 1)  # (a run inside a run: still the system pool, the caller's only after the outer one)
+        with system_pool():
             seen.append(pa.default_memory_pool().backend_name)
+            if depth:
+                run(depth - 1)  # (a run inside a run: still the system pool, the caller's only after the outer one)
+                seen.append(pa.default_memory_pool().backend_name)
         return "done"
 
     before = pa.default_memory_pool()
@@ -124,9 +124,9 @@ def test_a_run_allocates_from_the_system_pool_and_gives_the_callers_pool_back():
 
 
 def test_the_callers_pool_comes_back_when_a_run_fails():
-    @in_system_pool
     def run() -> None:
-        raise ValueError("no")
+        with system_pool():
+            raise ValueError("no")
 
     before = pa.default_memory_pool()
     pa.set_memory_pool(pa.mimalloc_memory_pool())
@@ -148,3 +148,22 @@ def test_give_back_uses_glibcs_malloc_trim_where_there_is_one(monkeypatch):
     monkeypatch.setattr(answered, "_TRIM", calls.append)
     answered.give_back()
     assert calls == [0]
+
+
+def test_only_a_run_that_sends_switches_the_pool(sandbox, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import apollo_frames as af
+    from apollo_frames.engine import answered
+
+    entered = []
+    monkeypatch.setattr(answered._SYSTEM_POOL, "enter", lambda: entered.append(True))
+    monkeypatch.setattr(answered._SYSTEM_POOL, "exit", lambda: None)
+    people = [p for p in sandbox.world.people if p.get("email")][:5]
+    frame = pd.DataFrame({"email": [p["email"] for p in people]})
+    with sandbox.client(cache_dir=tmp_path) as client:
+        af.enrich_people(frame, client=client, progress=False)
+        assert entered  # sending, then flattening and building the frame: the system allocator
+        entered.clear()
+        again = af.enrich_people(frame, client=client, progress=False)
+    assert again.attrs["apollo"]["api_calls"] == 0 and entered == []  # a cached re-run keeps mimalloc's warm pages

@@ -20,11 +20,10 @@ copies still see blocks of ``block`` rows, as before.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import functools
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -33,9 +32,6 @@ import pyarrow as pa
 ANSWERED = ("matched", "no_match")
 #: at most this many answers are flattened at once (a quarter of the runner's block of 1,000)
 STEP = 250
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class _SystemPool:
@@ -92,18 +88,19 @@ def give_back() -> None:
         _TRIM(0)
 
 
-def in_system_pool(fn: Callable[P, R]) -> Callable[P, R]:
-    """``fn`` run with Arrow allocating from the system allocator (see :class:`_SystemPool`)."""
-
-    @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        _SYSTEM_POOL.enter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _SYSTEM_POOL.exit()
-
-    return run
+@contextlib.contextmanager
+def system_pool(active: bool = True) -> Iterator[None]:
+    """Arrow allocating from the system allocator inside (see :class:`_SystemPool`) when ``active``: a run that
+    sends. A cached re-run keeps the pool as it is: mimalloc's warm pages serve its rows, and a switch left the
+    caller's next Arrow work (a ``read_parquet``) to fault in fresh pages, up to twice as slow."""
+    if not active:
+        yield
+        return
+    _SYSTEM_POOL.enter()
+    try:
+        yield
+    finally:
+        _SYSTEM_POOL.exit()
 
 
 class FlatAnswers:

@@ -41,7 +41,7 @@ from apollo_frames.core.errors import (
 from apollo_frames.core.reasons import code_of, codes_of, failure_cause, joined, tagged
 from apollo_frames.core.reasons import reason as coded_reason
 from apollo_frames.engine import changes as changes_module
-from apollo_frames.engine.answered import ANSWERED, FlatAnswers, give_back, in_system_pool
+from apollo_frames.engine.answered import ANSWERED, FlatAnswers, give_back, system_pool
 from apollo_frames.engine.assemble import (
     CREDITS_COLUMN,
     ERROR_CODE_COLUMN,
@@ -345,7 +345,6 @@ def identity_text(identity: dict) -> str:
     return canonical_json(identity)
 
 
-@in_system_pool
 def run_operation(
     frame: pd.DataFrame,
     prepared: Prepared,
@@ -358,10 +357,12 @@ def run_operation(
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame (``run``: see
     :class:`~apollo_frames.engine.options.RunOptions`)."""
     done = execute(len(frame), prepared, op, options, client=client, run=run)
-    new = [answer_columns(prepared, done, host_of(client))]
-    if len(done.plan.cached) < len(done.plan.unique_records):  # (a run that sent nothing has little to give back)
-        give_back()
-    result = assemble_frame(frame, new)  # (handed over)
+    sent = len(done.plan.cached) < len(done.plan.unique_records)
+    with system_pool(sent):  # (a run that sent nothing has little to give back)
+        new = [answer_columns(prepared, done, host_of(client))]
+        if sent:
+            give_back()
+        result = assemble_frame(frame, new)  # (handed over)
     finish(done, run.progress)
     result.attrs["apollo"] = done.summary.to_dict()
     # (by label: a subset or a reordered copy of the result, which keeps its attrs, still names the right rows)
@@ -404,7 +405,6 @@ def metered_now(per_type: Mapping[str, float]) -> bool:
     return set(per_type) == {"lead_credit"}
 
 
-@in_system_pool
 def execute(
     rows: int,
     prepared: Prepared,
@@ -445,60 +445,62 @@ def execute(
     suppressor = Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock)
     set_aside(prepared, suppressor)
     plan = plan_work(prepared, op, options, client, refresh=run.refresh, max_age=run.max_age, take=take, keys=keys)
-    blocked = drop_suppressed_cached(plan, suppressor)
-    summary = RunSummary(
-        operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records), cache_hits=len(plan.cached)
-    )
-    worst = float(op.worst_credits(options))
-    credits_max = len(plan.to_fetch) * worst
-    per_type = credit_types(op, options)
-    # a run sharing a budget (a file run's chunk; ``run.max_credits`` is what the budget has left) is checked against
-    # the meter as before, but reconciled by its caller, who reads the meter around the whole run
-    meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, run.max_credits,
-                      read_capped=budget is None)
-    meter = meter if budget is None else None
-    confirm_spend(op.name, run.worst_allowed(credits_max), run.confirm_over)
+    sends = len(plan.cached) < len(plan.unique_records)
+    with system_pool(sends):  # a run that sends: Arrow from the system allocator
+        blocked = drop_suppressed_cached(plan, suppressor)
+        summary = RunSummary(operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records),
+                             cache_hits=len(plan.cached))
+        worst = float(op.worst_credits(options))
+        credits_max = len(plan.to_fetch) * worst
+        per_type = credit_types(op, options)
+        # a run sharing a budget (a file run's chunk; ``run.max_credits`` is what the budget has left) is checked
+        # against the meter as before, but reconciled by its caller, who reads the meter around the whole run
+        meter = preflight(client, {t: c * len(plan.to_fetch) for t, c in per_type.items()}, run.max_credits,
+                          read_capped=budget is None)
+        meter = meter if budget is None else None
+        confirm_spend(op.name, run.worst_allowed(credits_max), run.confirm_over)
 
-    bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=run.progress)
-    bar.set_postfix(cached=len(plan.cached), credits=0)
-    executor = Executor.for_client(client, stop)
-    executor.ahead = max(1, executor.concurrency // 2)  # a worker that finishes starts the next batch at once
-    sender = _Sender(op, plan, options, client, run=run, run_id=run_id,
-                     ttl=client.settings.cache_ttl if ttl is None else ttl,
-                     budget=budget if budget is not None else Budget(run.max_credits), worst=worst,
-                     bar=bar, stop=executor.stop, handed=executor.concurrency + executor.ahead, suppressor=suppressor)
-    for j, why in blocked.items():
-        sender.outcome[j], sender.messages[j] = SUPPRESSED, why
-    requests_before, sending = client.stats.requests, time.monotonic()
-    try:
-        _send_all(executor, sender, client, plan)
-    finally:
-        bar.close()
-    summary.send_s = round(time.monotonic() - sending, 3)
-    reason = sender.budget_reason or executor.stop.reason
-    sender.skip_pending(reason or coded_reason("not_sent"))
-    summary.api_calls = client.stats.requests - requests_before
-    summary.credits_consumed = sender.spent
-    summary.credits_in_doubt = sender.in_doubt
-    summary.cache_hits += sender.from_store
-    summary.stopped_reason = reason
-    summary.quarantined = client.cache.quarantined - quarantined
-    sender.warn_unverified()
-    sender.warn_storage(summary)
-    summary.unattributed = sender.unattributed
-    summary.contradicted = sender.contradicted
-    summary.identifier_conflicts = sender.identifier_conflicts
-    if metered_now(per_type):
-        summary.credits_in_doubt += reconcile(client, meter, run_id=run_id, operation=op.name,
-                                              ledger_credits=summary.credits_consumed, credit_types=list(per_type),
-                                              in_doubt=summary.credits_in_doubt, ledger=sender.ledger)
-    executor.stop.raise_fatal()
-    if len(plan.cached) < len(plan.unique_records):  # what the sending freed, before the copies are saved
-        give_back()
-    flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
-    changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
-    return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
-                    sender.writer.saved, sender.credits, changes)
+        bar = make_bar(total=len(plan.unique_records), initial=len(plan.cached), desc=op.name, enabled=run.progress)
+        bar.set_postfix(cached=len(plan.cached), credits=0)
+        executor = Executor.for_client(client, stop)
+        executor.ahead = max(1, executor.concurrency // 2)  # a worker that finishes starts the next batch at once
+        sender = _Sender(op, plan, options, client, run=run, run_id=run_id,
+                         ttl=client.settings.cache_ttl if ttl is None else ttl,
+                         budget=budget if budget is not None else Budget(run.max_credits), worst=worst,
+                         bar=bar, stop=executor.stop, handed=executor.concurrency + executor.ahead,
+                         suppressor=suppressor)
+        for j, why in blocked.items():
+            sender.outcome[j], sender.messages[j] = SUPPRESSED, why
+        requests_before, sending = client.stats.requests, time.monotonic()
+        try:
+            _send_all(executor, sender, client, plan)
+        finally:
+            bar.close()
+        summary.send_s = round(time.monotonic() - sending, 3)
+        reason = sender.budget_reason or executor.stop.reason
+        sender.skip_pending(reason or coded_reason("not_sent"))
+        summary.api_calls = client.stats.requests - requests_before
+        summary.credits_consumed = sender.spent
+        summary.credits_in_doubt = sender.in_doubt
+        summary.cache_hits += sender.from_store
+        summary.stopped_reason = reason
+        summary.quarantined = client.cache.quarantined - quarantined
+        sender.warn_unverified()
+        sender.warn_storage(summary)
+        summary.unattributed = sender.unattributed
+        summary.contradicted = sender.contradicted
+        summary.identifier_conflicts = sender.identifier_conflicts
+        if metered_now(per_type):
+            summary.credits_in_doubt += reconcile(client, meter, run_id=run_id, operation=op.name,
+                                                  ledger_credits=summary.credits_consumed, credit_types=list(per_type),
+                                                  in_doubt=summary.credits_in_doubt, ledger=sender.ledger)
+        executor.stop.raise_fatal()
+        if sends:  # what the sending freed, before the copies are saved
+            give_back()
+        flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
+        changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
+        return Executed(op, plan, sender.results, sender.outcome, sender.messages, summary, worst, reason, started,
+                        sender.writer.saved, sender.credits, changes)
 
 
 def _send_all(executor: Executor, sender: _Sender, client, plan: Plan) -> None:
