@@ -268,27 +268,6 @@ def test_take_columns_lets_go_of_each_column_it_took():
     assert columns == [None, None] and [c.to_pylist() for c in taken] == [["z", "x"], [3, 1]]
 
 
-def test_a_rerun_reads_the_copies_ahead_while_its_keys_are_computed(sandbox, filled, monkeypatch):
-    frame, first, cache_dir = filled
-    with AnswerStore(cache_dir) as store:
-        copies = cached.copies_for(af.ops.people.OPERATION, store)
-        assert copies.read_all(3) is None  # 3 keys would look up 13 stored rows: not read ahead
-        ahead = copies.read_all(len(frame))
-        assert ahead is not None and sum(t.num_rows for tables, _ in ahead for t in tables) == 13
-        found, hits, rows = copies.take(copies_keys := [r[0] for r in store.query("SELECT key FROM FlatRows")],
-                                        read=ahead)
-        assert sorted(found.tolist()) == list(range(13)) and rows is not None and rows.num_rows == 13
-        assert len(copies_keys) == 13 and hits.sum() == 12
-
-    def refuse(self, keys):
-        raise AssertionError("the blocks were chosen again: the run did not use what was read ahead")
-    monkeypatch.setattr(flat.FlatCopies, "_blocks", refuse)
-    no_raw_reads(monkeypatch)
-    with sandbox.client(cache_dir=cache_dir) as client:
-        again = af.enrich_people(frame, client=client, progress=False)
-    pd.testing.assert_frame_equal(answers(again), answers(first))
-
-
 def test_cached_read_maps_each_hit_to_its_row_in_the_order_read():
     read = cached.CachedRead()
     read.add(pa.table({"x": [1, 2]}), np.array([5, 2]), np.array([True, False]))

@@ -138,30 +138,21 @@ class FlatCopies:
         #: False once a write failed (a read-only store): the run goes on without saving copies
         self.writable = True
 
-    def take(self, keys: Sequence[str], rows: bool = True, read: Read | None = None
-             ) -> tuple[np.ndarray, np.ndarray, pa.Table | None]:
+    def take(self, keys: Sequence[str], rows: bool = True) -> tuple[np.ndarray, np.ndarray, pa.Table | None]:
         """(indices into ``keys`` with a live copy, ascending within a batch of blocks; whether each is a match; with
         ``rows``, their rows in that order: the declared columns and :data:`STORED_AT`), taken out of each batch
-        decoded (none copied when in order already). ``read``: the batches to look in (:meth:`read_all`)."""
+        decoded (none copied when in order already, as for the frame that wrote them)."""
         wanted, now = pa.array(keys, pa.string()), self.store.clock.time()
         js, pieces, hits = [np.zeros(0, np.int64)], [self.read_schema.empty_table()], [np.zeros(0, bool)]
-        if read is None:
-            blocks = self._blocks(keys)
-            whole = sum(b[1] for b in blocks) <= len(keys) * _LOOKUP_FACTOR
-            read = self._read(blocks, float("inf") if whole else _BATCH_BYTES)
-        for tables, live in read:
+        blocks = self._blocks(keys)
+        whole = sum(b[1] for b in blocks) <= len(keys) * _LOOKUP_FACTOR
+        for tables, live in self._read(blocks, float("inf") if whole else _BATCH_BYTES):
             found, at, hit = matched(pa.concat_tables(tables), wanted, now, live)
             js.append(found)
             hits.append(hit)
             if rows:
                 pieces.append(_taken(tables, at, self.read_schema.names))
         return np.concatenate(js), np.concatenate(hits), pa.concat_tables(pieces) if rows else None
-
-    def read_all(self, unique: int) -> Read | None:
-        """Every block decoded, when a :meth:`take` of ``unique`` keys would decode them all (else None): a run reads
-        them while its keys are still being computed (on another core: hashing holds the GIL, decoding does not)."""
-        blocks = self._all(unique)
-        return None if blocks is None else list(self._read(blocks, float("inf")))
 
     def block_rows(self, keys: Sequence[str]) -> int:
         """Rows stored in the blocks a :meth:`take` of ``keys`` would decode (keys scattered over many blocks: many

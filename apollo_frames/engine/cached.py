@@ -9,15 +9,13 @@ effort: a read-only store just reads the raw answers each time).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from apollo_frames.client.flat import STORED_AT, FlatCopies, Read, Stamp, fingerprint
+from apollo_frames.client.flat import STORED_AT, FlatCopies, Stamp, fingerprint
 from apollo_frames.core.entries import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
 
@@ -125,29 +123,14 @@ def copies_for(op: Any, cache: Any) -> FlatCopies:
 Take = Callable[..., tuple[np.ndarray, np.ndarray, "pa.Table | None"]]
 
 
-@contextlib.contextmanager
-def read_ahead(op: Any, cache: Any, unique: int, *, enabled: bool = True) -> Iterator[Future[Read | None] | None]:
-    """The flattened copies :func:`read_cached` of ``unique`` keys will look in, read on a thread of their own when
-    it would read them all (:meth:`FlatCopies.read_all`), while the caller computes the keys: decoding releases
-    the GIL, hashing the keys does not, so a second core halves the wait. The thread is awaited on leaving, so it
-    never reads a store its caller goes on to close."""
-    if not enabled:
-        yield None
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="apollo-ahead") as pool:
-        yield pool.submit(copies_for(op, cache).read_all, unique)
-
-
 def read_cached(keys: Sequence[str], op: Any, cache: Any, *, flatten: bool = True, block_size: int = 1_000,
-                take: Take | None = None, ahead: Future[Read | None] | None = None) -> CachedRead:
+                take: Take | None = None) -> CachedRead:
     """Look ``keys`` up; ``flatten``: also gather their rows in the declared schema (raw answers flattened and
     their copies saved ``block_size`` at a time). ``take``: reads the copies instead of :meth:`FlatCopies.take`
-    (a file run's rows read ahead); the keys it does not give are read raw, as always. ``ahead``:
-    :func:`read_ahead` of these keys' count."""
+    (a file run's rows read ahead); the keys it does not give are read raw, as always."""
     out = CachedRead()
     copies = copies_for(op, cache)
-    read = ahead.result() if ahead is not None else None
-    found, hits, table = take(keys, rows=flatten) if take else copies.take(keys, rows=flatten, read=read)
+    found, hits, table = (take or copies.take)(keys, rows=flatten)
     out.add(table, found, hits)
     left = np.ones(len(keys), bool)
     left[found] = False

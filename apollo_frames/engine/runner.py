@@ -51,7 +51,7 @@ from apollo_frames.engine.assemble import (
     new_columns,
 )
 from apollo_frames.engine.budget import Attempts, Budget, credit_shares, trusted_credits
-from apollo_frames.engine.cached import Take, hit_arrays, read_ahead, read_cached, save_answered
+from apollo_frames.engine.cached import Take, hit_arrays, read_cached, save_answered
 from apollo_frames.engine.confirm import confirm_spend
 from apollo_frames.engine.executor import (
     WAIT,
@@ -223,15 +223,14 @@ def plan_work(
     ``keys``: :func:`key_rows` of these rows computed before (a file run's key pass), used when the same rows are
     set aside now and the rows are as many (else, e.g. a person suppressed since, they are computed again).
     """
-    with read_ahead(op, client.cache, len(prepared.records), enabled=take is None and not refresh) as ahead:
-        if keys is None or keys.statuses != prepared.statuses or len(keys.row_unique) != len(prepared.records):
-            keys = key_rows(prepared, op, options, client)  # (the stored copies are read meanwhile: read_ahead)
-        unique_records: Sequence[Any] = pick(prepared.records, keys.first_rows)
-        plan = Plan(keys.row_unique, unique_records, keys.cache_keys, {})
-        if refresh or not keys.cache_keys:
-            return plan
-        read = read_cached(keys.cache_keys, op, client.cache, flatten=flatten or max_age is not None,
-                           block_size=READ_BLOCK, take=take, ahead=ahead)
+    if keys is None or keys.statuses != prepared.statuses or len(keys.row_unique) != len(prepared.records):
+        keys = key_rows(prepared, op, options, client)
+    unique_records: Sequence[Any] = pick(prepared.records, keys.first_rows)
+    plan = Plan(keys.row_unique, unique_records, keys.cache_keys, {})
+    if refresh or not keys.cache_keys:
+        return plan
+    read = read_cached(keys.cache_keys, op, client.cache, flatten=flatten or max_age is not None,
+                       block_size=READ_BLOCK, take=take)
     plan.cached, plan.cached_rows, plan.cached_table = read.cached, read.rows, read.table()
     if max_age is not None:
         drop_stale(plan, client.cache.clock.time() - max_age)
