@@ -95,10 +95,8 @@ def _named_keys(
     while True:
         rows = store.query("SELECT rowid, key, value FROM Answers WHERE rowid > ? ORDER BY rowid LIMIT ?",
                            [last, SCAN_BLOCK])
-        if not rows:
-            # an alias naming an erased answer, or an answer whose replaced version named them, goes too (its key
-            # hashes one of their identifiers)
-            gone = {*named, *(key for key, _ in _previous(store, wanted)[0])}
+        if not rows:  # an alias naming an erased answer goes with it (its key is a hash of an identifier)
+            gone = set(named)
             return named + [key for key, target in refs if target in gone], nonces, list(learned)
         last = rows[-1][0]
         for _, key, value in rows:

@@ -48,8 +48,10 @@ def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
 
 def private_file(path: Path) -> Path:
     """Create ``path`` empty and 0600 if it is missing (an empty file is an empty SQLite database); else make it 0600.
+
     An existing file is never opened here: closing any descriptor of a database drops every POSIX lock this process
-    holds on it, so its connections would go on unlocked while others write (SQLite's "How To Corrupt" 2.2)."""
+    holds on it, so its connections would go on unlocked while others write (SQLite's "How To Corrupt" 2.2).
+    """
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
     _chmod(path, FILE_MODE)  # (the umask may have taken bits off)
@@ -133,9 +135,11 @@ def storage_errors(path: Path, what: str, remedy: str = "") -> Iterator[None]:
 
 
 def wal_mode(con: sqlite3.Connection) -> str:
-    """Put the database in WAL mode (once per file) and return the mode it is in. Switching takes a lock the busy
-    handler does not cover (two connections opening a new file at once: "database is locked" at once), so it is
-    tried again briefly; a file already in WAL mode is only read (no lock)."""
+    """Put the database in WAL mode (once per file) and return the mode it is in.
+
+    Switching takes a lock the busy handler does not cover (two connections opening a new file at the same
+    moment: "database is locked" at once), so the switch is tried again briefly; a file already in WAL mode is
+    only read (no lock)."""
     mode = str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
     for attempt in range(0 if mode == "wal" else 50):
         try:

@@ -8,7 +8,8 @@ in the ``Quarantine`` table, counted in :attr:`AnswerStore.quarantined`) and ask
 Reads take one SQL query per block of keys; writes one transaction per batch. Claims (:meth:`AnswerStore.claim`)
 tell processes sharing the folder which records are in flight; a claim holds while its owner's file in
 ``owners/`` is locked (``flock``) and its lease has not expired. Folder 0700, files 0600; a database file that is
-not a plain file (a FIFO, a symlink) is set aside, never opened."""
+not a plain file (a FIFO, a symlink) is set aside, never opened.
+"""
 
 from __future__ import annotations
 
@@ -172,8 +173,9 @@ def set_aside(db: Path) -> Path:
 
 
 class Holders:
-    """The owner files of one store folder: ``hold`` one per owner, ``alive`` while its file is locked (``flock``
-    locks go with the process: a kill -9 frees them); one found unlocked is removed by whoever finds it."""
+    """The owner files of one store folder: ``hold`` one per owner; an owner is ``alive`` while its file is locked
+    (``flock`` locks go with the process: a kill -9 frees them). A file found unlocked is removed by whoever finds
+    it, so files of killed processes do not pile up."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -388,8 +390,8 @@ class AnswerStore:
         those a full disk left in memory (a re-run does not pay for them again). ``stamps``: filled with each
         answer's (stored at, expires at), which a flattened copy is tied to."""
         wanted = list(dict.fromkeys(keys))
-        found, targets, at = dict[str, Any](), dict[str, Any](), dict[str, Stamp]()
-        stamps = {} if stamps is None else stamps
+        found: dict[str, Any] = {}
+        stamps, at, targets = {} if stamps is None else stamps, dict[str, Stamp](), dict[str, Any]()
         now = self.clock.time()
         since = -float("inf") if self.retention is None else now - self.retention  # (older: past the retention)
         in_memory = self.unstored if self._store_unstored() else {}
@@ -431,8 +433,9 @@ class AnswerStore:
 
     def _store_unstored(self) -> bool:
         """Write what a run could not store (paid answers kept in memory) once the store takes writes again; returns
-        whether those left in memory were checked and may be served. One naming an identifier on the suppression
-        list (a ``forget`` may have run since it was received, before this object opened) is let go of."""
+        whether those left in memory were checked and may be served. Each is first checked against the whole
+        suppression list (a ``forget`` may have run after it was received, before this object opened): one naming a
+        suppressed identifier is let go of."""
         if not self.unstored:
             return True
         try:
@@ -449,8 +452,8 @@ class AnswerStore:
         return True
 
     def set_many(self, items: Mapping[str, Any], *, ttl: float | None, release: Sequence[str] = ()) -> None:
-        """Store answers (a JSON object, or None for a miss) in one transaction, for ``ttl`` seconds (None: ever),
-        dropping this object's leases on ``release`` in it."""
+        """Store answers (a JSON object, or None for a miss) in one transaction; ``ttl`` seconds (None: no expiry);
+        ``release``: this object's leases to drop in the same transaction (:meth:`release`)."""
         now = self.clock.time()
         expire = None if ttl is None else now + ttl
         self.write_entries([(key, data, now, expire) for key, data in items.items()], release=release)
@@ -459,7 +462,8 @@ class AnswerStore:
                       owner: str | None = None) -> int:
         """Store entries in one transaction; returns how many were written. ``newer_only``: an entry already stored
         more recently is kept (import). ``release``: claims of ``owner`` (this object's by default) to drop in it."""
-        rows = [(key, stored_at, self._kept_until(stored_at, expire), encode_entry(key, data))
+        texts: dict[int, bytes] = {}
+        rows = [(key, stored_at, self._kept_until(stored_at, expire), encode_entry(key, data, texts))
                 for key, data, stored_at, expire in entries]
         if not rows and not release:
             return 0
@@ -477,8 +481,10 @@ class AnswerStore:
 
     def _kept_until(self, stored_at: float, expire: float | None) -> float | None:
         """An entry's expiry, never later than the retention allows."""
-        limit = None if self.retention is None else stored_at + self.retention
-        return expire if limit is None else limit if expire is None else min(expire, limit)
+        if self.retention is None:
+            return expire
+        limit = stored_at + self.retention
+        return limit if expire is None else min(expire, limit)
 
     # -- erasure and retention -----------------------------------------------------------------
 
@@ -537,8 +543,9 @@ class AnswerStore:
         return int(removed)
 
     def compact(self) -> bool:
-        """Rewrite the database and empty its write-ahead log (``VACUUM``, a truncating checkpoint), so removed bytes
-        leave every file; False when another connection's read kept part of the log (run again when it is done)."""
+        """Rewrite the database without the space deleted rows held and empty its write-ahead log (``VACUUM``, then a
+        truncating checkpoint), so removed bytes leave every file; False when another connection's read kept part
+        of the log (run again when it is done)."""
         with self._writing, storage_errors(self.path, "compacting the answer store", _CORRUPT_REMEDY):
             con = self._con()
             try:
@@ -671,10 +678,12 @@ class AnswerStore:
         self, keys: Iterable[str], timeout: float, *, poll: float = 0.05, sleep: Callable[[float], None] | None = None,
         stored_after: float | None = None, owner: str | None = None,
     ) -> Waited:
-        """Wait until every key has an answer or is no longer held by a live lease of another owner. Time is the
-        store's clock's and waits go to its ``sleep`` (or the one given): a ``FakeClock`` never waits for real. Keys
-        whose lease expired or was released without an answer come back in ``free``, to claim and send.
-        ``stored_after``: only answers stored after then count (not the old answer another process is replacing)."""
+        """Wait until every key has an answer or is no longer held by a live lease of another owner.
+
+        Time is the store's clock's and waits go to its ``sleep`` (or the one given): a ``FakeClock`` never waits for
+        real. Keys whose lease expired or was released without an answer come back in ``free``, to claim and send.
+        ``stored_after``: only answers stored after then count (not the old answer another process is replacing).
+        """
         sleep = sleep or self.clock.sleep
         pending = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}

@@ -1,8 +1,8 @@
 """Looking after the answer store: prune, verify (and salvage), export and import as Parquet.
 
-Export/import is how a team shares answers without sharing a writable folder: one person exports (an alias as a copy
-of its answer), others import; every imported record is checked (key shape, schema version, JSON answer): a bad one
-is skipped and counted."""
+Export/import is how a team shares answers without sharing a writable folder: one person exports, others import;
+every imported record is checked (key shape, schema version, JSON answer): a bad one is skipped and counted.
+"""
 
 from __future__ import annotations
 

@@ -2,9 +2,8 @@
 
 An entry is the stored bytes of one answer: the JSON ``{"v": SCHEMA_VERSION, "k": key, "d": answer}``, the answer
 a JSON object, or null for a cached miss; or of an alias, ``{"v": SCHEMA_VERSION, "k": key, "r": target}``: the
-answer stored under the key ``target`` in the same write (a :class:`Ref`; a third of the bytes of a copy). A key
-is the SHA-256 of the canonical JSON of (schema version, namespace, endpoint, normalised input record, options that
-change the answer); the API key is never part of it.
+answer stored under the key ``target`` in the same write (a :class:`Ref`; a third of the bytes of a copy). A key is the SHA-256 of the canonical JSON of (schema version,
+namespace, endpoint, normalised input record, options that change the answer); the API key is never part of it.
 """
 
 from __future__ import annotations
@@ -60,11 +59,17 @@ class BadEntry(ValueError):
     """A stored entry that is not ours: not JSON, another key or schema version, a key that is not text."""
 
 
-def encode_entry(key: str, data: Any) -> bytes:
-    """The stored bytes of one answer (``data`` is a JSON object, None for a cached miss, or a :class:`Ref`)."""
+def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> bytes:
+    """The stored bytes of one answer (``data`` is a JSON object, None for a cached miss, or a :class:`Ref`).
+
+    ``texts``: the JSON of answers already encoded, by ``id`` (an answer stored under several keys is encoded once).
+    """
     if isinstance(data, Ref):
         return f'{{"v":{SCHEMA_VERSION},"k":{_quoted(key)},"r":{_quoted(data.key)}}}'.encode()
-    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{_quoted(key)},"d":'.encode(), jsontext.dumps(data), b"}"))
+    texts = {} if texts is None else texts
+    if id(data) not in texts:
+        texts[id(data)] = jsontext.dumps(data)
+    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{_quoted(key)},"d":'.encode(), texts[id(data)], b"}"))
 
 
 def _quoted(key: str) -> str:

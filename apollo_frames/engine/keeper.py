@@ -4,11 +4,12 @@
   can take (:func:`lease_seconds`), so another process sharing the folder waits for the answer instead of paying
   for it again. A store that cannot take claims (SQLite locking on a network filesystem, a read-only folder) gets
   the batch sent unclaimed, and the run says so once: two processes may then pay twice.
-* :class:`AnswerWriter`: each worker stores its answers (an alias naming its answer's key) and releases their
-  claims before it takes another batch (answers arriving together go in one transaction: a group commit), so a
-  kill -9 costs at most the batches in flight; the writer's thread settles the ledger and releases the claims of
-  batches without answers, coalescing what is queued, so the thread handing out requests never waits on the
-  database. A storage failure is kept (:attr:`AnswerWriter.error`): the run stops sending, answers stay in memory."""
+* :class:`AnswerWriter`: each worker stores its answers and releases their claims before it takes another batch
+  (answers arriving together go in one transaction: a group commit), so a kill -9 costs at most the batches in
+  flight; the writer's thread settles the ledger and releases the claims of batches without answers, coalescing
+  what is queued, so the thread handing out requests never waits on the database. A storage failure is kept
+  (:attr:`AnswerWriter.error`): the run stops sending and the answers stay in memory.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ CHECKPOINT_EVERY = 900
 
 def lease_seconds(settings: Any) -> float:
     """How long a claim lasts: :data:`LEASE_REQUESTS` times the longest one request can take (every attempt timing
-    out, the longest back-offs, the rate-limit waits allowed), plus a margin (free at once when its process dies)."""
+    out, the longest back-off between them, the rate-limit waits the client allows), plus a margin. A long lease
+    costs nothing while its process runs: a killed process's leases are free at once (its owner file is unlocked)."""
     retries = int(getattr(settings, "max_retries", 3))
     request = (float(getattr(settings, "timeout", 30.0)) * (retries + 1) + retries * MAX_SERVER_RETRY_AFTER
                + float(getattr(settings, "max_rate_limit_wait", 0.0)))
@@ -71,9 +73,10 @@ class Claims:
 
     def warning(self) -> str | None:
         """What to tell when claims could not be taken, else None."""
-        return None if self.failed is None else (
-            f"the answer store {self.cache.path} could not take claims ({self.failed}): records were sent unclaimed, "
-            "so another process sharing the folder may have paid for some of them too")
+        if self.failed is None:
+            return None
+        return (f"the answer store {self.cache.path} could not take claims ({self.failed}): records were sent "
+                "unclaimed, so another process sharing the folder may have paid for some of them too")
 
 
 @dataclasses.dataclass
@@ -92,14 +95,16 @@ class Keep:
     limits: tuple[str, Any] | None = None
     #: its answers were written (or could not be), its claims released: what is left is the ledger's part
     stored: bool = False
-    #: store key -> {person id: answer} of the identifiers its answers prove (see :meth:`AnswerWriter.store`)
+    #: store key -> {person id: answer} of the identifiers its answers prove (:func:`person_id`), beside ``entries``:
+    #: each stored under its key in the same transaction unless that is a conflict (see :meth:`AnswerWriter.store`)
     aliases: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def _pointing(proved: Mapping[str, Entry], entries: Mapping[str, Entry]) -> list[Entry]:
-    """Aliases as written: one of an answer written under its own key beside it names that key (a :class:`Ref`)."""
+    """The alias entries ``proved`` as written: one of an answer written under its own key beside it names that key
+    (a :class:`Ref`: a third of the bytes of a copy, in the log and on disk); a copy otherwise."""
     own = {id(data): key for key, data, *_ in entries.values() if data is not None}
-    return [(key, Ref(own[id(d)]) if id(d) in own else d, at, until) for key, d, at, until in proved.values()]
+    return [(key, Ref(own[id(data)]) if id(data) in own else data, *stamp) for key, data, *stamp in proved.values()]
 
 
 def person_id(answer: Any) -> str:
@@ -135,9 +140,9 @@ class AnswerWriter:
     def store(self, item: Keep) -> None:
         """Make ``item``'s answers survive a kill -9 now, from this thread (a group commit: the worker that gets to
         write takes every answer waiting, the others find theirs written); queue it for the writer's thread. Each
-        answer also goes under the identifiers it proves (``item.aliases``, read and written in one transaction), but
-        where another person's answer holds the key or two answers claim it (a conflict, kept out and counted in
-        :attr:`conflicts`). A row's own key keeps its own answer; a stored miss under an alias is replaced."""
+        answer also goes under the identifiers it proves (``item.aliases``, read and written in one transaction)
+        unless another person's answer holds that key or two answers claim it: a conflict, kept out and counted
+        (:attr:`conflicts`). A row's own key keeps its own answer; a stored miss under an alias is replaced."""
         with self._counting:
             self._waiting.append(item)
         with self._group:
@@ -184,8 +189,9 @@ class AnswerWriter:
                 return
 
     def _handle(self, batch: list[Keep]) -> None:
-        """Store what is not stored yet, settle the ledger, checkpoint the store every so many answers (the copies
-        saved next, or the store's close, do the last). A failure is kept: workers wait on this thread's queue."""
+        """Store what is not stored yet, settle the ledger, checkpoint the store once enough answers went in (not
+        at the end: the flattened copies saved next, or closing the store, do; a log not checkpointed is as
+        durable). Any failure is kept: the writer's thread must outlive it (workers wait on its queue)."""
         try:
             self._store([item for item in batch if not item.stored])
             if self.ledger is not None and batch:
