@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from apollo_frames.client.spills import sweep_spills
 from apollo_frames.client.storage import sql_blocks, sql_marks
 from apollo_frames.client.store import AnswerStore
-from apollo_frames.core.entries import BadEntry, Ref, decode_entry
+from apollo_frames.core.entries import BadEntry, decode_entry
 from apollo_frames.core.suppress import revealed
 
 #: rows decoded per query while looking for answers naming someone
@@ -64,8 +64,7 @@ def erase(store: AnswerStore, pairs: Sequence[tuple[str, str]], suppress: Callab
     while True:  # (a phone payload names a person by id alone: found once their answer gave the id)
         store.note_erasure()
         named, nonces, learned = _named_keys(store, frozenset(wanted))
-        # a replaced version names the people too (the answer an old e-mail proved, the person's since renamed)
-        more = [pair for pair in [*learned, *_previous(store, frozenset(wanted))[1]] if pair not in wanted]
+        more = [pair for pair in learned if pair not in wanted]
         if not more:
             break
         done.learned += suppress(more)  # before the next erasure mark: writes from then on are checked by them
@@ -90,22 +89,17 @@ def _named_keys(
     named: list[str] = []
     nonces: list[str] = []
     learned: dict[tuple[str, str], None] = {}
-    refs: list[tuple[str, str]] = []  # (alias key, the key it names)
     last = 0
     while True:
         rows = store.query("SELECT rowid, key, value FROM Answers WHERE rowid > ? ORDER BY rowid LIMIT ?",
                            [last, SCAN_BLOCK])
-        if not rows:  # an alias naming an erased answer goes with it (its key is a hash of an identifier)
-            gone = set(named)
-            return named + [key for key, target in refs if target in gone], nonces, list(learned)
+        if not rows:
+            return named, nonces, list(learned)
         last = rows[-1][0]
         for _, key, value in rows:
             try:
                 data = decode_entry(key, value)
             except BadEntry:
-                continue
-            if isinstance(data, Ref):
-                refs.append((key, data.key))
                 continue
             found = revealed(data, wanted)
             if found is not None:
@@ -118,28 +112,18 @@ def _named_keys(
 def _erase_previous(store: AnswerStore, wanted: frozenset[tuple[str, str]]) -> int:
     """Delete the replaced versions that name one of ``wanted`` (an old e-mail the current answer no longer
     gives); those of erased answers went with them."""
-    doomed, _ = _previous(store, wanted)
-    if doomed:
-        with store.transaction() as con:
-            con.executemany("DELETE FROM Previous WHERE key = ? AND replaced_at = ?", doomed)
-    return len(doomed)
-
-
-def _previous(store: AnswerStore, wanted: frozenset[tuple[str, str]]
-              ) -> tuple[list[tuple[str, float]], list[tuple[str, str]]]:
-    """The replaced versions naming one of ``wanted`` ((key, replaced at)), and the strong identifiers they name
-    the people by."""
-    doomed, learned = [], []
+    doomed = []
     for key, replaced_at, value in store.query("SELECT key, replaced_at, value FROM Previous", []):
         try:
             data = decode_entry(key, value)
         except BadEntry:
             continue
-        found = revealed(data, wanted)
-        if found is not None:
+        if revealed(data, wanted) is not None:
             doomed.append((key, replaced_at))
-            learned += found
-    return doomed, learned
+    if doomed:
+        with store.transaction() as con:
+            con.executemany("DELETE FROM Previous WHERE key = ? AND replaced_at = ?", doomed)
+    return len(doomed)
 
 
 def _journal_keys(store: AnswerStore, nonces: Iterable[str], pairs: Sequence[tuple[str, str]]) -> list[str]:

@@ -44,7 +44,7 @@ from apollo_frames.client.storage import (
 )
 from apollo_frames.client.suppression import SuppressionList
 from apollo_frames.core.clock import SYSTEM_CLOCK, Clock
-from apollo_frames.core.entries import BadEntry, Ref, decode_entry, encode_entry, entry_key, entry_keys
+from apollo_frames.core.entries import BadEntry, decode_entry, encode_entry, entry_key, entry_keys
 from apollo_frames.core.errors import StorageError, warn
 from apollo_frames.core.suppress import named_identifiers
 
@@ -391,34 +391,25 @@ class AnswerStore:
         answer's (stored at, expires at), which a flattened copy is tied to."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
-        stamps, at, targets = {} if stamps is None else stamps, dict[str, Stamp](), dict[str, Any]()
+        bad: list[tuple[int, Any, str]] = []
         now = self.clock.time()
         since = -float("inf") if self.retention is None else now - self.retention  # (older: past the retention)
         in_memory = self.unstored if self._store_unstored() else {}
-        self._read(wanted, found, stamps, now, since)
-        refs = {key: ref for key, ref in found.items() if isinstance(ref, Ref)}
-        self._read([ref.key for ref in refs.values()], targets, at, now, since)
-        for key, ref in refs.items():  # an alias: the answer it names, while that is the one written with it
-            if isinstance(targets.get(ref.key), dict) and at[ref.key][0] == stamps[key][0]:
-                found[key] = targets[ref.key]
-            else:
-                del found[key], stamps[key]
-        kept = [in_memory.get(key) for key in wanted if key not in found] if in_memory else []
-        for key, data, stored_at, expires in filter(None, kept):
-            if (expires is None or expires > now) and stored_at >= since:
-                found[key], stamps[key] = data, (stored_at, expires)
-        return found
-
-    def _read(self, keys: list[str], found: dict[str, Any], stamps: dict[str, Stamp], now: float, since: float) -> None:
-        """Decode the live rows of ``keys`` into ``found`` and their stamps; the bad ones are quarantined."""
-        bad: list[tuple[int, Any, str]] = []
-        for block in sql_blocks(keys):
+        for block in sql_blocks(wanted):
             rows = self.query(f"{SELECT_ROWS} WHERE key IN ({sql_marks(len(block))}) AND (expires_at IS NULL OR "
                               "expires_at > ?) AND stored_at >= ?", [*block, now, since])
-            stamps.update((row[1], (row[3], row[4])) for row in rows)
+            if stamps is not None:
+                stamps.update((row[1], (row[3], row[4])) for row in rows)
             self.decode_rows(rows, found, bad, now)
         if bad:
             self.quarantine(bad)
+        kept = [in_memory.get(key) for key in wanted if key not in found] if in_memory else []
+        for key, data, stored_at, expires in filter(None, kept):
+            if (expires is None or expires > now) and stored_at >= since:
+                found[key] = data
+                if stamps is not None:
+                    stamps[key] = (stored_at, expires)
+        return found
 
     @staticmethod
     def decode_rows(rows: list[tuple], found: dict[str, Any], bad: list, now: float) -> None:
@@ -471,7 +462,6 @@ class AnswerStore:
         with self.transaction() as con:
             if self.saw_erasure():
                 refused = self._suppressed(entries, self._erased)
-                refused |= {key for key, data, *_ in entries if isinstance(data, Ref) and data.key in refused}
                 rows = [row for row in rows if row[0] not in refused]
             before = con.total_changes
             con.executemany(sql, rows)
@@ -566,8 +556,7 @@ class AnswerStore:
                     f"SELECT key, value, MAX(replaced_at) FROM Previous WHERE key IN ({sql_marks(len(block))}) "
                     "AND replaced_at >= ? GROUP BY key", [*block, since]):
                 with contextlib.suppress(BadEntry):
-                    if not isinstance(data := decode_entry(key, value), Ref):  # (an alias's old pointer: no answer)
-                        found[key] = data
+                    found[key] = decode_entry(key, value)
         return found
 
     def __contains__(self, key: str) -> bool:

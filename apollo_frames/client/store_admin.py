@@ -25,7 +25,7 @@ from apollo_frames.client.storage import private_file, storage_errors
 from apollo_frames.client.store import FUTURE_SLACK_S, SELECT_ROWS, AnswerStore, Entry, set_aside
 from apollo_frames.core import jsontext
 from apollo_frames.core.age import age_seconds
-from apollo_frames.core.entries import SCHEMA_VERSION, BadEntry, Ref
+from apollo_frames.core.entries import SCHEMA_VERSION, BadEntry
 from apollo_frames.core.errors import InputError, StorageError
 from apollo_frames.core.settings import Settings
 
@@ -184,12 +184,10 @@ def export_parquet(store: AnswerStore, path: str | Path) -> Counts:
         with pq.ParquetWriter(str(path), EXPORT_SCHEMA) as writer:
             for rows in _scan(store, "AND (expires_at IS NULL OR expires_at > ?)", (now,)):
                 found, _ = _check(store, rows, counts)
-                found.update(store.get_many([key for key, data in found.items() if isinstance(data, Ref)]))  # copies
                 writer.write_table(pa.Table.from_pylist([
                     {"key": key, "schema_version": SCHEMA_VERSION, "stored_at": stored_at, "expires_at": expires_at,
                      "answer": jsontext.dumps(found[key]).decode("utf-8", "surrogatepass")}
-                    for _, key, _, stored_at, expires_at in rows if not isinstance(found.get(key, Ref("")), Ref)],
-                    schema=EXPORT_SCHEMA))
+                    for _, key, _, stored_at, expires_at in rows if key in found], schema=EXPORT_SCHEMA))
     return counts
 
 

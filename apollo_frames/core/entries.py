@@ -1,8 +1,7 @@
 """Entries and keys of the answer store, without I/O.
 
 An entry is the stored bytes of one answer: the JSON ``{"v": SCHEMA_VERSION, "k": key, "d": answer}``, the answer
-a JSON object, or null for a cached miss; or of an alias, ``{"v": SCHEMA_VERSION, "k": key, "r": target}``: the
-answer stored under the key ``target`` in the same write (a :class:`Ref`; a third of the bytes of a copy). A key is the SHA-256 of the canonical JSON of (schema version,
+a JSON object, or null for a cached miss. A key is the SHA-256 of the canonical JSON of (schema version,
 namespace, endpoint, normalised input record, options that change the answer); the API key is never part of it.
 """
 
@@ -11,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,37 +47,25 @@ def entry_key(namespace: str, endpoint: str, record: Any, options: Mapping[str, 
     return entry_keys(namespace, endpoint, [canonical_json(record)], options)[0]
 
 
-class Ref(NamedTuple):
-    """An alias entry's value: the answer is the one under ``key``, while that was stored at the alias's own time
-    (both are written in one transaction; ``AnswerStore.get_many`` resolves it, else the alias is a miss)."""
-
-    key: str
-
-
 class BadEntry(ValueError):
     """A stored entry that is not ours: not JSON, another key or schema version, a key that is not text."""
 
 
 def encode_entry(key: str, data: Any, texts: dict[int, bytes] | None = None) -> bytes:
-    """The stored bytes of one answer (``data`` is a JSON object, None for a cached miss, or a :class:`Ref`).
+    """The stored bytes of one answer (``data`` is a JSON object or None for a cached miss).
 
     ``texts``: the JSON of answers already encoded, by ``id`` (an answer stored under several keys is encoded once).
     """
-    if isinstance(data, Ref):
-        return f'{{"v":{SCHEMA_VERSION},"k":{_quoted(key)},"r":{_quoted(data.key)}}}'.encode()
     texts = {} if texts is None else texts
     if id(data) not in texts:
         texts[id(data)] = jsontext.dumps(data)
-    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{_quoted(key)},"d":'.encode(), texts[id(data)], b"}"))
+    # a key made here is hex, needing no escapes: quoted as json.dumps would, without its cost on every entry
+    quoted = f'"{key}"' if key.isascii() and key.isalnum() else json.dumps(key, ensure_ascii=False)
+    return b"".join((f'{{"v":{SCHEMA_VERSION},"k":{quoted},"d":'.encode(), texts[id(data)], b"}"))
 
 
-def _quoted(key: str) -> str:
-    """A key as JSON text: one made here is hex, needing no escapes (quoted without json.dumps's cost)."""
-    return f'"{key}"' if key.isascii() and key.isalnum() else json.dumps(key, ensure_ascii=False)
-
-
-def decode_entry(key: Any, blob: Any) -> dict | Ref | None:
-    """The answer (or :class:`Ref`) in ``blob`` if it is a current entry for ``key``; else :class:`BadEntry`."""
+def decode_entry(key: Any, blob: Any) -> dict | None:
+    """The answer in ``blob`` if it is a current entry for ``key``; else :class:`BadEntry` saying why."""
     if not isinstance(key, str):
         raise BadEntry("key not text")
     if not isinstance(blob, (bytes, str)):
@@ -89,8 +76,6 @@ def decode_entry(key: Any, blob: Any) -> dict | Ref | None:
         raise BadEntry("not JSON") from None
     except RecursionError:
         raise BadEntry("nested too deeply") from None
-    if isinstance(entry, dict) and "d" not in entry and isinstance(entry.get("r"), str):
-        entry["d"] = Ref(entry["r"])
     if not isinstance(entry, dict) or "d" not in entry:
         raise BadEntry("not an entry")
     if entry.get("v") != SCHEMA_VERSION:
@@ -98,6 +83,6 @@ def decode_entry(key: Any, blob: Any) -> dict | Ref | None:
     if entry.get("k") != key:
         raise BadEntry("carries another key")
     data = entry["d"]
-    if data is not None and not isinstance(data, (dict, Ref)):
+    if data is not None and not isinstance(data, dict):
         raise BadEntry(f"answer of type {type(data).__name__}")
     return data

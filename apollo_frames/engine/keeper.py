@@ -26,7 +26,6 @@ from apollo_frames.client.ratelimit import parse_rate_headers
 from apollo_frames.client.retry import MAX_SERVER_RETRY_AFTER
 from apollo_frames.client.storage import reason_of, storage_error
 from apollo_frames.client.store import Entry
-from apollo_frames.core.entries import Ref
 from apollo_frames.core.errors import StorageError
 
 #: a claim is taken up to this many requests' time before its batch leaves (it waits behind the batches queued)
@@ -98,13 +97,6 @@ class Keep:
     #: store key -> {person id: answer} of the identifiers its answers prove (:func:`person_id`), beside ``entries``:
     #: each stored under its key in the same transaction unless that is a conflict (see :meth:`AnswerWriter.store`)
     aliases: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-
-
-def _pointing(proved: Mapping[str, Entry], entries: Mapping[str, Entry]) -> list[Entry]:
-    """The alias entries ``proved`` as written: one of an answer written under its own key beside it names that key
-    (a :class:`Ref`: a third of the bytes of a copy, in the log and on disk); a copy otherwise."""
-    own = {id(data): key for key, data, *_ in entries.values() if data is not None}
-    return [(key, Ref(own[id(data)]) if id(data) in own else data, *stamp) for key, data, *stamp in proved.values()]
 
 
 def person_id(answer: Any) -> str:
@@ -221,8 +213,7 @@ class AnswerWriter:
             try:
                 with self.cache.transaction():  # the alias keys read in the transaction that writes them
                     proved = self._aliases(batch, entries, stamp)
-                    self.cache.write_entries([*entries.values(), *_pointing(proved, entries)], release=keys,
-                                             owner=self.owner)
+                    self.cache.write_entries([*entries.values(), *proved.values()], release=keys, owner=self.owner)
                 with self._counting:
                     self.saved += sum(item.answers for item in batch)
                 keys = []
