@@ -1,5 +1,7 @@
 """FlatAnswers: a run's answers flattened a block at a time, in the plan's order, and let go of (issue 27)."""
 
+from typing import Any
+
 import pyarrow as pa
 import pytest
 
@@ -167,3 +169,15 @@ def test_only_a_run_that_sends_switches_the_pool(sandbox, tmp_path, monkeypatch)
         entered.clear()
         again = af.enrich_people(frame, client=client, progress=False)
     assert again.attrs["apollo"]["api_calls"] == 0 and entered == []  # a cached re-run keeps mimalloc's warm pages
+
+
+def test_malloc_trim_is_called_with_its_c_signature():
+    """``malloc_trim(size_t pad)`` returns an int: declared, so ctypes passes a size_t, not a C int."""
+    import ctypes
+
+    from apollo_frames.engine import answered
+
+    if answered._TRIM is None:
+        pytest.skip("no glibc malloc_trim here")
+    trim: Any = answered._TRIM
+    assert trim.argtypes == [ctypes.c_size_t] and trim.restype is ctypes.c_int

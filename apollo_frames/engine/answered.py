@@ -71,9 +71,11 @@ _SYSTEM_POOL = _SystemPool()
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL(None).malloc_trim  # (glibc's; absent elsewhere)
+        trim = ctypes.CDLL(None).malloc_trim  # (glibc's; absent elsewhere)
     except (OSError, AttributeError, TypeError):
         return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int  # int malloc_trim(size_t pad)
+    return trim
 
 
 _TRIM = _malloc_trim()
