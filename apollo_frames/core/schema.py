@@ -58,7 +58,6 @@ import pandas as pd
 import pyarrow as pa
 
 from apollo_frames.core import jsontext
-from apollo_frames.core.columnwise import side_by_side
 from apollo_frames.core.normalize import LOCKED_EMAIL, is_locked_email
 
 __all__ = [
@@ -1163,12 +1162,10 @@ def handed_to_pandas(tables: list[pa.Table]) -> pd.DataFrame:
     tables.clear()
     schema, columns = table.schema, table.columns
     del table
-
-    def widen(i: int) -> None:  # (side by side: the casts release the GIL)
-        if pa.types.is_string(columns[i].type):
-            columns[i] = columns[i].cast(pa.large_string())
-
-    side_by_side(widen, range(len(columns)))
+    for i, column in enumerate(columns):
+        if pa.types.is_string(column.type):
+            columns[i] = column.cast(pa.large_string())
+        del column
     fields = [field.with_type(column.type) for field, column in zip(schema, columns, strict=True)]
     return to_pandas(pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata)))
 
