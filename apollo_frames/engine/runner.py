@@ -176,8 +176,13 @@ class Plan:
     stale: dict[int, int] = dataclasses.field(default_factory=dict)
 
     @property
+    def sends(self) -> bool:
+        """Whether some unique record has no cached answer (``cached`` holds unique indices only)."""
+        return len(self.cached) < len(self.unique_records)
+
+    @property
     def to_fetch(self) -> list[int]:
-        if len(self.cached) == len(self.unique_records):  # (cached holds unique indices only)
+        if not self.sends:
             return []
         return [j for j in range(len(self.unique_records)) if j not in self.cached]
 
@@ -356,10 +361,9 @@ def run_operation(
     """Run ``op`` for every prepared row of ``frame`` and return the enriched frame (``run``: see
     :class:`~apollo_frames.engine.options.RunOptions`)."""
     done = execute(len(frame), prepared, op, options, client=client, run=run)
-    sent = len(done.plan.cached) < len(done.plan.unique_records)
-    with system_pool(sent):  # (a run that sent nothing has little to give back)
+    with system_pool(done.plan.sends):  # (a run that sent nothing has little to give back)
         new = [answer_columns(prepared, done, host_of(client))]
-        if sent:
+        if done.plan.sends:
             give_back()
         result = assemble_frame(frame, new)  # (handed over)
     finish(done, run.progress)
@@ -444,8 +448,7 @@ def execute(
     suppressor = Suppressor.for_run(client.settings.cache_dir, run.suppress, client.clock)
     set_aside(prepared, suppressor)
     plan = plan_work(prepared, op, options, client, refresh=run.refresh, max_age=run.max_age, take=take, keys=keys)
-    sends = len(plan.cached) < len(plan.unique_records)
-    with system_pool(sends):  # a run that sends: Arrow from the system allocator
+    with system_pool(plan.sends):  # a run that sends: Arrow from the system allocator
         blocked = drop_suppressed_cached(plan, suppressor)
         summary = RunSummary(operation=op.name, rows=rows, run_id=run_id, unique_inputs=len(plan.unique_records),
                              cache_hits=len(plan.cached))
@@ -494,7 +497,7 @@ def execute(
                                                   ledger_credits=summary.credits_consumed, credit_types=list(per_type),
                                                   in_doubt=summary.credits_in_doubt, ledger=sender.ledger)
         executor.stop.raise_fatal()
-        if sends:  # what the sending freed, before the copies are saved
+        if plan.sends:  # what the sending freed, before the copies are saved
             give_back()
         flatten_answered(plan, op, sender.flat, sender.outcome, client.cache)
         changes = changes_module.replaced_answers(plan, op, sender.outcome, client.cache, sender.started_at)
