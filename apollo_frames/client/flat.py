@@ -13,8 +13,8 @@ answers. Arrow IPC is data: reading it runs no code."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -63,8 +63,6 @@ _PUT = (
 
 #: a raw answer's (stored at, expires at or None)
 Stamp = tuple[float, "float | None"]
-#: batches of blocks decoded: (their tables; per row, whether ``FlatRows`` still points at it, None: at every row)
-Read: TypeAlias = "Iterable[tuple[list[pa.Table], pa.ChunkedArray | None]]"
 
 
 def fingerprint(*parts: object, schema: pa.Schema) -> str:
@@ -163,23 +161,22 @@ class FlatCopies:
         """Every block of this fingerprint once, in order, ``batch_bytes`` (stored) at a time: (their rows, :data:`META`
         included; whether each row is live and unexpired), for a reader routing rows to many places in one pass."""
         now = self.store.clock.time()
-        for tables, pointed in self._read(self._all(None) or [], batch_bytes):
+        for tables, pointed in self._read(self._all(), batch_bytes):
             table = pa.concat_tables(tables)
             live = pc.fill_null(pc.greater(table["_expires_at"], now), True)
             live = live if pointed is None else pc.and_(pointed, live)
             yield table, np.asarray(live.to_numpy(), bool)
 
-    def _all(self, unique: int | None) -> list[tuple[int, int, int]] | None:
-        """(id, rows, bytes) of every block, in order, when ``unique`` keys (None: any number) would cost as much to
-        look up in ``FlatRows`` as to decode them all; else None."""
-        blocks = self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? ORDER BY id",
-                                  [self.fingerprint])
-        return blocks if unique is None or sum(b[1] for b in blocks) <= unique * _LOOKUP_FACTOR else None
+    def _all(self) -> list[tuple[int, int, int]]:
+        """(id, rows, bytes) of every block, in order."""
+        return self.store.query("SELECT id, rows, length(data) FROM FlatBlocks WHERE fingerprint = ? ORDER BY id",
+                                [self.fingerprint])
 
     def _blocks(self, keys: Sequence[str]) -> list[tuple[int, int, int]]:
-        """(id, rows, bytes) of the blocks to read, in order: all (:meth:`_all`), or those ``keys`` point at."""
-        every = self._all(len(keys))
-        if every is not None:
+        """(id, rows, bytes) of the blocks to read, in order: all, when ``keys`` would cost as much to look up in
+        ``FlatRows`` as to decode them all; else those they point at."""
+        every = self._all()
+        if sum(b[1] for b in every) <= len(keys) * _LOOKUP_FACTOR:
             return every
         ids: set[Any] = set()
         for chunk in sql_blocks(keys):
@@ -191,8 +188,9 @@ class FlatCopies:
                                       f"({sql_marks(len(chunk))}) ORDER BY id", [self.fingerprint, *chunk])
         return found
 
-    def _read(self, blocks: list[tuple[int, int, int]], budget: float) -> Read:
-        """``blocks`` decoded ``budget`` stored bytes at a time (:data:`Read`)."""
+    def _read(self, blocks: list[tuple[int, int, int]], budget: float
+              ) -> Iterator[tuple[list[pa.Table], pa.ChunkedArray | None]]:
+        """``blocks`` decoded ``budget`` stored bytes at a time: (their tables, :meth:`_live` of them)."""
         for batch in self._batches(blocks, budget):
             tables = self._decode(batch)
             if tables:
