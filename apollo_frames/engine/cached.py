@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from apollo_frames.client.flat import STORED_AT, FlatCopies, Stamp, fingerprint
+from apollo_frames.client.storage import sql_blocks, sql_marks
 from apollo_frames.core.entries import SCHEMA_VERSION
 from apollo_frames.core.schema import FLATTEN_VERSION
 
@@ -183,7 +184,6 @@ def save_answered(cache: Any, op: Any, keys: Sequence[str], hits: Sequence[bool]
 
 def _stamps(cache: Any, keys: Sequence[str]) -> dict[str, Stamp]:
     """key -> (stored at, expires at) of the raw answers present for ``keys``."""
-    return {key: (stored, expires) for start in range(0, len(keys), 900)  # (keys per statement, as the store's)
+    return {key: (stored, expires) for block in sql_blocks(keys)
             for key, stored, expires in cache.query("SELECT key, stored_at, expires_at FROM Answers WHERE key IN "
-                                                    f"({','.join('?' * len(keys[start:start + 900]))})",
-                                                    keys[start:start + 900])}
+                                                    f"({sql_marks(len(block))})", block)}
